@@ -1,0 +1,4 @@
+"""The composition root: process wiring, config, CLI, HTTP API, lifecycle.
+
+Nothing else in gossamer imports this package.
+"""

@@ -1,0 +1,1 @@
+"""Intentions: who may talk to whom. Pure: imports nothing else of gossamer."""
