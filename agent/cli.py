@@ -1,2 +1,98 @@
-def main() -> int:
-    return 0
+"""`gossamer` command line: the agent itself and the commands that talk to it.
+
+Exit codes: 0 ok, 1 failure (agent down, operation failed), 2 usage (bad
+flags, bad config). Client commands speak only HTTP to an agent, like any
+other Consul client would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from gossamer.agent.cli_commands import keys, membership
+from gossamer.agent.cli_commands.client import (
+    AgentClient,
+    AgentUnreachable,
+    ApiError,
+    UsageError,
+    resolve_http_addr,
+)
+from gossamer.agent.config import add_agent_flags
+from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gossamer", description="gossamer service mesh agent and CLI"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    agent = sub.add_parser("agent", help="run the gossamer agent")
+    add_agent_flags(agent)
+    agent.set_defaults(run=None)
+    client_flags = argparse.ArgumentParser(add_help=False)
+    client_flags.add_argument(
+        "--http-addr",
+        help="agent HTTP address, host:port or URL "
+        "(default: $GOSSAMER_HTTP_ADDR, $CONSUL_HTTP_ADDR, 127.0.0.1:8500)",
+    )
+    client_sub = _ParentedSubparsers(sub, client_flags)
+    membership.add_parsers(client_sub)  # type: ignore[arg-type]
+    keys.add_parsers(client_sub)  # type: ignore[arg-type]
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(run=None)
+    return parser
+
+
+class _ParentedSubparsers:
+    """Adds the shared client flags to every client subcommand."""
+
+    def __init__(
+        self,
+        sub: argparse._SubParsersAction[argparse.ArgumentParser],
+        parent: argparse.ArgumentParser,
+    ) -> None:
+        self._sub = sub
+        self._parent = parent
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return self._sub.add_parser(name, parents=[self._parent], **kwargs)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "agent":
+        from gossamer.agent.main import run_agent
+
+        return run_agent(args)
+    if args.command == "version":
+        print(f"gossamer {VERSION} (Consul API {CONSUL_COMPAT_VERSION})")
+        return 0
+    return _run_client_command(parser, args)
+
+
+def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    err = Console(stderr=True, highlight=False)
+    try:
+        client = None
+        if getattr(args, "needs_agent", True):
+            client = AgentClient(resolve_http_addr(args.http_addr))
+        code: int = args.run(args, client, Console(highlight=False))
+        return code
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        err.print(f"gossamer {args.command}: error: {exc}", markup=False)
+        return EXIT_USAGE
+    except (AgentUnreachable, ApiError) as exc:
+        err.print(f"Error: {exc}", markup=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from gossamer.agent.cli import main
+
+sys.exit(main())

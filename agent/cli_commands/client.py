@@ -1,0 +1,88 @@
+"""The CLI's HTTP client for a running agent.
+
+Address precedence: `--http-addr`, then `GOSSAMER_HTTP_ADDR`, then
+`CONSUL_HTTP_ADDR` (so a shell set up for Consul works), then
+127.0.0.1:8500. Accepts `host:port` or a URL, as Consul does. Synchronous
+urllib keeps the CLI quick to start; each call is one small request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from gossamer.gossip.addresses import AddressError, parse_host_port
+
+DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
+TIMEOUT = 30.0
+
+
+class UsageError(ValueError):
+    """Bad command-line input (exit code 2)."""
+
+
+class AgentUnreachable(RuntimeError):
+    """No agent answered at the address (exit code 1)."""
+
+
+class ApiError(RuntimeError):
+    """The agent answered with an error status; the message is its reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{reason} (HTTP {status})")
+        self.status = status
+
+
+def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> str:
+    """Return a base URL such as http://127.0.0.1:8500; UsageError if malformed."""
+    env = dict(os.environ) if env is None else env
+    raw = flag or env.get("GOSSAMER_HTTP_ADDR") or env.get("CONSUL_HTTP_ADDR") or DEFAULT_HTTP_ADDR
+    text = raw if "://" in raw else f"http://{raw}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"HTTP address {raw!r}: scheme must be http or https")
+    netloc = parts.netloc
+    try:
+        host, port = parse_host_port(netloc, 443 if parts.scheme == "https" else 80)
+    except AddressError as exc:
+        raise UsageError(f"HTTP address {raw!r}: {exc}") from None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+class AgentClient:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as exc:
+            reason = exc.read().decode("utf-8", "replace").strip() or exc.reason
+            raise ApiError(exc.code, str(reason)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            why = getattr(exc, "reason", exc)
+            raise AgentUnreachable(
+                f"cannot reach the gossamer agent at {self.base_url}: {why}"
+            ) from None
+        return json.loads(payload) if payload.strip() else None
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def put(self, path: str, body: Any = None) -> Any:
+        return self.request("PUT", path, body)
+
+
+def path_segment(text: str) -> str:
+    return quote(text, safe="")

@@ -1,0 +1,84 @@
+"""`gossamer members|join|leave|force-leave|reload`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from gossamer.agent.cli_commands.client import AgentClient, path_segment
+
+STATUS_NAMES = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
+STATUS_STYLES = {"alive": "green", "leaving": "yellow", "left": "dim", "failed": "red"}
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("members", help="list the members of the gossip ring")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--status", help="only members with this status (alive, left, failed...)")
+    p.set_defaults(run=members)
+    p = sub.add_parser("join", help="ask the agent to join a cluster through an address")
+    p.add_argument("address", nargs="+", help="host or host:port of a member (serf port)")
+    p.set_defaults(run=join)
+    p = sub.add_parser("leave", help="make the agent leave the cluster gracefully and stop")
+    p.set_defaults(run=leave)
+    p = sub.add_parser("force-leave", help="mark a failed member as left")
+    p.add_argument("node", help="the member's node name")
+    p.add_argument("--prune", action="store_true", help="remove it from the list entirely")
+    p.set_defaults(run=force_leave)
+    p = sub.add_parser("reload", help="reload the agent's configuration files")
+    p.set_defaults(run=reload)
+
+
+def members(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    rows: list[dict[str, Any]] = client.get("/v1/agent/members")
+    if args.status:
+        rows = [r for r in rows if STATUS_NAMES.get(r["Status"]) == args.status]
+    if args.json:
+        console.print_json(json.dumps(rows))
+        return 0
+    table = Table(box=None, header_style="bold")
+    for col in ("Node", "Address", "Status", "DC", "Build", "ID"):
+        table.add_column(col)
+    for r in rows:
+        status = STATUS_NAMES.get(r["Status"], str(r["Status"]))
+        tags = r.get("Tags") or {}
+        table.add_row(
+            r["Name"],
+            f"{r['Addr']}:{r['Port']}",
+            f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
+            tags.get("dc", ""),
+            tags.get("build", ""),
+            tags.get("id", ""),
+        )
+    console.print(table)
+    return 0
+
+
+def join(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    for address in args.address:
+        client.put(f"/v1/agent/join/{path_segment(address)}")
+        console.print(f"joined {address}")
+    return 0
+
+
+def leave(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    client.put("/v1/agent/leave")
+    console.print("graceful leave complete; the agent is stopping")
+    return 0
+
+
+def force_leave(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    query = "?prune" if args.prune else ""
+    client.put(f"/v1/agent/force-leave/{path_segment(args.node)}{query}")
+    console.print(f"{args.node} marked as left" + (" and pruned" if args.prune else ""))
+    return 0
+
+
+def reload(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    client.put("/v1/agent/reload")
+    console.print("configuration reload triggered")
+    return 0

@@ -1,0 +1,91 @@
+"""`/v1/agent/*`: this agent, its members and its membership actions.
+
+Shapes follow Consul's agent API so py-consul, Nomad and consul-template
+read them unchanged. Member `Status` is Serf's integer (1 alive, 2 leaving,
+3 left, 4 failed), as Consul reports it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from gossamer.agent.config import ConfigError
+from gossamer.agent.http.api import agent_of
+from gossamer.agent.http.errors import BadRequest, NotFound, ServerError
+from gossamer.agent.http.render import json_response, member_json, query_flag
+from gossamer.gossip.addresses import AddressError, format_host_port, parse_host_port
+from gossamer.gossip.rpc import SerfRpcError
+
+SERF_LAN_PORT = 8301
+
+
+async def agent_self(request: web.Request) -> web.Response:
+    agent = agent_of(request)
+    info = agent.self_info()
+    members = await agent.serf.members_filtered(name=_exact(agent.node_name))
+    info["Member"] = member_json(members[0]) if members else {}
+    return json_response(info)
+
+
+async def agent_members(request: web.Request) -> web.Response:
+    if query_flag(request, "wan"):
+        return json_response([])  # no WAN pool: one datacenter per gossip ring
+    members = await agent_of(request).serf.members()
+    return json_response([member_json(m) for m in sorted(members, key=lambda m: m.name)])
+
+
+async def agent_join(request: web.Request) -> web.Response:
+    raw = request.match_info["address"]
+    try:
+        host, port = parse_host_port(raw, SERF_LAN_PORT)
+    except AddressError as exc:
+        raise BadRequest(f"invalid join address: {exc}") from None
+    try:
+        joined = await agent_of(request).serf.join([format_host_port(host, port)])
+    except SerfRpcError as exc:
+        raise ServerError(f"join {raw} failed: {exc}") from None
+    if joined < 1:
+        raise ServerError(f"join {raw} failed: no node answered")
+    return json_response(None)
+
+
+async def agent_leave(request: web.Request) -> web.Response:
+    agent_of(request).request_shutdown(leave=True)
+    return json_response(None)
+
+
+async def agent_force_leave(request: web.Request) -> web.Response:
+    node = request.match_info["node"]
+    serf = agent_of(request).serf
+    if not await serf.members_filtered(name=_exact(node)):
+        raise NotFound(f"unknown node: {node}")
+    try:
+        await serf.force_leave(node, prune=query_flag(request, "prune"))
+    except SerfRpcError as exc:
+        raise ServerError(f"force-leave {node} failed: {exc}") from None
+    return json_response(None)
+
+
+async def agent_reload(request: web.Request) -> web.Response:
+    try:
+        await agent_of(request).reload()
+    except ConfigError as exc:
+        raise ServerError(f"Failed reloading: the new configuration is invalid:\n{exc}") from None
+    return json_response(None)
+
+
+def _exact(name: str) -> str:
+    """Serf filters by regex; escape the name so it matches itself only."""
+    return re.escape(name)
+
+
+def add_agent_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/v1/agent/self", agent_self)
+    router.add_get("/v1/agent/members", agent_members)
+    router.add_put("/v1/agent/join/{address}", agent_join)
+    router.add_put("/v1/agent/leave", agent_leave)
+    router.add_put("/v1/agent/force-leave/{node}", agent_force_leave)
+    router.add_put("/v1/agent/reload", agent_reload)
+

@@ -1,0 +1,41 @@
+"""What the HTTP handlers need from the running agent, as a narrow protocol.
+
+Handlers depend on this, not on the Agent class, so they stay thin and the
+composition root stays the only place that knows how things are wired.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from gossamer.gossip.rpc import SerfRpcClient
+
+
+class AgentApi(Protocol):
+    @property
+    def serf(self) -> SerfRpcClient: ...
+
+    def self_info(self) -> dict[str, Any]:
+        """The `Config` block of /v1/agent/self and friends."""
+        ...
+
+    @property
+    def rpc_address(self) -> str: ...
+
+    @property
+    def node_name(self) -> str: ...
+
+    async def reload(self) -> list[str]:
+        """Reload config files; raises ConfigError, returns the changes."""
+        ...
+
+    def request_shutdown(self, *, leave: bool) -> None: ...
+
+
+AGENT_KEY: web.AppKey[AgentApi] = web.AppKey("agent", AgentApi)  # type: ignore[type-abstract]
+
+
+def agent_of(request: web.Request) -> AgentApi:
+    return request.app[AGENT_KEY]

@@ -1,0 +1,55 @@
+"""The aiohttp application: routes plus the cross-cutting middleware.
+
+Error mapping lives here once: HttpError subclasses become their status with
+a plain-text body (Consul answers errors in plain text, and its clients print
+the body as the reason); aiohttp's own 404/405 pass through; anything
+unexpected is logged with its traceback and answered with a short 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gossamer.agent.http.agent_routes import add_agent_routes
+from gossamer.agent.http.api import AGENT_KEY, AgentApi
+from gossamer.agent.http.errors import HttpError
+from gossamer.agent.http.keyring_routes import add_keyring_routes
+from gossamer.agent.http.status_routes import add_status_routes
+
+log = logging.getLogger("gossamer.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HttpError as exc:
+        return web.Response(status=exc.status, text=exc.message + "\n")
+    except web.HTTPException as exc:
+        if exc.status >= 400 and not exc.text:
+            exc.text = f"{exc.status}: {exc.reason}\n"
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return web.Response(status=500, text="internal error; see the agent log\n")
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text="gossamer agent\n")
+
+
+def make_app(agent: AgentApi) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
+    app[AGENT_KEY] = agent
+    app.router.add_get("/", index)
+    add_agent_routes(app.router)
+    add_status_routes(app.router)
+    add_keyring_routes(app.router)
+    return app
+
+

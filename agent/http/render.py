@@ -1,0 +1,51 @@
+"""Turning values into Consul's JSON, and reading Consul-style query flags."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gossamer.agent.http.errors import BadRequest
+from gossamer.gossip.members import Member
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data, separators=(",", ":")),
+        content_type="application/json",
+    )
+
+
+def member_json(m: Member) -> dict[str, Any]:
+    return {
+        "Name": m.name,
+        "Addr": m.addr,
+        "Port": m.port,
+        "Tags": dict(m.tags),
+        "Status": m.status_code,
+        "ProtocolMin": m.protocol_min,
+        "ProtocolMax": m.protocol_max,
+        "ProtocolCur": m.protocol_cur,
+        "DelegateMin": m.delegate_min,
+        "DelegateMax": m.delegate_max,
+        "DelegateCur": m.delegate_cur,
+    }
+
+
+_TRUE = {"", "1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """Consul flags are on when present (`?prune`), or `=true/false`; else 400."""
+    if name not in request.query:
+        return False
+    value = request.query[name].lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest(f"query parameter {name!r}: expected true or false, got {value!r}")

@@ -1,0 +1,275 @@
+"""The running agent: wires data dir, listeners, serf, HTTP and joins together.
+
+Start order is chosen so that every failure that a person must fix (data dir
+in use, port taken, serf cannot bind, name taken, join impossible) happens
+before the agent reports ready, with one clear line and exit code 1.
+Shutdown order is the reverse: stop answering, leave the ring (so peers see
+`left`, not `failed`), stop serf, release the data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gossamer.agent import systemd
+from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
+from gossamer.agent.datadir import DataDir, DataDirError
+from gossamer.agent.http.app import make_app
+from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
+from gossamer.agent.listeners import ListenError, bind_socket
+from gossamer.agent.logs import set_level
+from gossamer.agent.member_log import log_member_events
+from gossamer.agent.reload import apply_reloadable
+from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.gossip.addresses import format_host_port
+from gossamer.gossip.process import SerfFatalError, SerfProcess, SerfSettings
+from gossamer.gossip.rpc import SerfRpcClient
+
+log = logging.getLogger("gossamer.agent")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+class StartupError(RuntimeError):
+    """The agent cannot start; the message is the one line the user sees."""
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, reload_config: Callable[[], AgentConfig]) -> None:
+        self.config = config
+        self._reload_config = reload_config
+        self._data_dir: DataDir | None = None
+        self._temp_dir: Path | None = None
+        self._serf_process: SerfProcess | None = None
+        self._runner: web.AppRunner | None = None
+        self._rpc_server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._shutdown = asyncio.Event()
+        self._leave_on_shutdown = config.leave_on_terminate
+        self._exit_code = EXIT_OK
+        self.node_id = ""
+        self.ready = False
+        self.started_at = time.monotonic()
+
+    # -- what the HTTP handlers see (AgentApi) ---------------------------------
+
+    @property
+    def serf(self) -> SerfRpcClient:
+        assert self._serf_process is not None
+        return self._serf_process.client
+
+    @property
+    def node_name(self) -> str:
+        return self.config.node
+
+    @property
+    def advertise_address(self) -> str:
+        return self.config.advertise or self.config.bind
+
+    @property
+    def rpc_address(self) -> str:
+        return format_host_port(self.advertise_address, self.config.rpc_port)
+
+    def self_info(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "Config": {
+                "Datacenter": c.datacenter,
+                "PrimaryDatacenter": c.datacenter,
+                "NodeName": c.node,
+                "NodeID": self.node_id,
+                "Server": False,
+                "Revision": "gossamer",
+                "Version": CONSUL_COMPAT_VERSION,
+                "BuildDate": "",
+            },
+            "DebugConfig": self._debug_config(),
+            "Meta": dict(c.node_meta),
+            "Gossamer": {"Version": VERSION, "Ready": self.ready},
+        }
+
+    def _debug_config(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "BindAddr": c.bind,
+            "AdvertiseAddrLAN": self.advertise_address,
+            "ClientAddrs": [c.client],
+            "DataDir": str(self._data_dir.path) if self._data_dir else "",
+            "HTTPPort": c.http_port,
+            "DNSPort": c.dns_port,
+            "SerfPortLAN": c.serf_port,
+            "ServerPort": c.rpc_port,
+            "RetryJoinLAN": list(c.retry_join),
+            "StartJoinAddrsLAN": list(c.join),
+            "LogLevel": c.log_level.upper(),
+            "DevMode": c.dev,
+        }
+
+    async def reload(self) -> list[str]:
+        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            new = self._reload_config()
+        except ConfigError:
+            systemd.notify("READY=1", "STATUS=reload rejected: invalid configuration")
+            raise
+        changes = diff_configs(self.config, new)
+        self.config = apply_reloadable(self.config, new)
+        set_level(self.config.log_level)
+        for line in changes or ["no changes"]:
+            log.info("reload: %s", line)
+        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+        return changes
+
+    def request_shutdown(self, *, leave: bool) -> None:
+        self._leave_on_shutdown = leave
+        self._shutdown.set()
+
+    def fail(self, message: str) -> None:
+        """A fault after start-up that ends the agent (e.g. serf's name conflict)."""
+        log.error("%s", message)
+        self._exit_code = EXIT_FAILURE
+        self._leave_on_shutdown = False
+        self._shutdown.set()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def run(self) -> int:
+        try:
+            await self._start()
+        except (StartupError, DataDirError, ListenError, SerfFatalError, JoinError) as exc:
+            log.error("%s", exc)
+            await self._stop(leave=False)
+            return EXIT_FAILURE
+        self._install_signal_handlers()
+        await self._shutdown.wait()
+        systemd.notify("STOPPING=1", "STATUS=leaving the cluster")
+        await self._stop(leave=self._leave_on_shutdown)
+        return self._exit_code
+
+    async def _start(self) -> None:
+        c = self.config
+        self._open_data_dir()
+        http_sock = bind_socket("the HTTP API", c.client, c.http_port)
+        rpc_sock = bind_socket("agent RPC", c.bind, c.rpc_port)
+        await self._serve_http(http_sock)
+        self._rpc_server = await asyncio.start_server(_close_at_once, sock=rpc_sock)
+        self._serf_process = SerfProcess(self._serf_settings(), on_fatal=self._serf_fatal)
+        await self._serf_process.start()
+        self._tasks.append(asyncio.create_task(log_member_events(self.serf), name="members"))
+        await self._join()
+        self.ready = True
+        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+        log.info("agent ready: %s", self._status_line())
+
+    def _open_data_dir(self) -> None:
+        c = self.config
+        if c.data_dir is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="gossamer-dev-"))
+        self._data_dir = DataDir(Path(c.data_dir) if c.data_dir else self._temp_dir)  # type: ignore[arg-type]
+        self._data_dir.open()
+        self.node_id = self._data_dir.node_id()
+        log.info("node %s (id %s), data dir %s", c.node, self.node_id, self._data_dir.path)
+
+    async def _serve_http(self, sock: socket.socket) -> None:
+        self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    def _serf_settings(self) -> SerfSettings:
+        c = self.config
+        assert self._data_dir is not None
+        return SerfSettings(
+            node=c.node,
+            bind=c.bind,
+            port=c.serf_port,
+            advertise=c.advertise,
+            state_dir=self._data_dir.serf_dir,
+            tags={
+                "role": "gossamer",
+                "dc": c.datacenter,
+                "id": self.node_id,
+                "port": str(c.rpc_port),
+                "vsn": "1",
+                "build": VERSION,
+            },
+            encrypt=c.encrypt,
+            log_level=c.log_level,
+            rejoin=c.rejoin_after_leave,
+        )
+
+    def _serf_fatal(self, exc: SerfFatalError) -> None:
+        self.fail(str(exc))
+
+    async def _join(self) -> None:
+        c = self.config
+        if c.join:
+            await join_once(self.serf, join_targets(c.join, c.serf_port))
+            log.info("joined %s", ", ".join(c.join))
+        if c.retry_join:
+            targets = join_targets(c.retry_join, c.serf_port)
+            systemd.notify(f"STATUS=joining {', '.join(targets)}")
+            await retry_join(
+                self.serf, targets, cap=c.retry_interval_seconds, max_attempts=c.retry_max
+            )
+
+    def _status_line(self) -> str:
+        c = self.config
+        return (
+            f"node {c.node} in {c.datacenter}: HTTP http://{format_host_port(c.client, c.http_port)}"
+            f", gossip {format_host_port(c.bind, c.serf_port)}"
+        )
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_shutdown_signal, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_shutdown_signal, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def request_shutdown_signal(self, name: str) -> None:
+        log.info("%s received: leaving the cluster and stopping", name)
+        self.request_shutdown(leave=self.config.leave_on_terminate)
+
+    def _on_sighup(self) -> None:
+        self._tasks.append(asyncio.create_task(self._reload_logged(), name="reload"))
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            log.error("reload rejected; keeping the running configuration:\n%s", exc)
+
+    async def _stop(self, *, leave: bool) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._rpc_server is not None:
+            self._rpc_server.close()
+        if self._serf_process is not None:
+            await self._serf_process.stop(leave=leave)
+            if leave:
+                log.info("left the cluster")
+        if self._data_dir is not None:
+            self._data_dir.close()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Agent RPC (peer catalog sync) arrives with the catalog; the port is held now."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
