@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Prepare this checkout: system packages (serf and test tools) and a
+# virtualenv with gossamer and its Python dependencies. Idempotent and quick
+# when everything is already there. Sourced or run by dev.sh and test.sh.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PROFILE="${1:-dev}"   # dev: what the agent needs; test: also the test tools
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  # apt_install PKG...: install the Debian packages that are missing.
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    die "missing ${missing[*]} and apt-get is not available on this machine; install them by hand (serf: https://github.com/hashicorp/serf/releases, put it on PATH) and rerun"
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "missing ${missing[*]}: run as root or install sudo"
+    sudo="sudo"
+  fi
+  say "installing ${missing[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || {
+    $sudo apt-get update -q >/dev/null || die "apt-get update failed"
+    $sudo apt-get install -y -q "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  }
+}
+
+system_packages() {
+  local pkgs=()
+  command -v serf >/dev/null 2>&1 || pkgs+=(serf)
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then pkgs+=(python3-venv); fi
+  command -v python3 >/dev/null 2>&1 || pkgs+=(python3 python3-venv)
+  if [ "$PROFILE" = test ]; then
+    command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
+    command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
+    command -v dig >/dev/null 2>&1 || pkgs+=(bind9-dnsutils)
+  fi
+  [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+  command -v serf >/dev/null 2>&1 || die "serf is still not on PATH after installing it"
+}
+
+python_env() {
+  python3 - <<'PY' || die "gossamer needs Python 3.11 or newer (found $(python3 --version 2>&1))"
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  local extra="" stamp
+  [ "$PROFILE" = test ] && extra="[dev]"
+  stamp="$VENV/.installed-$PROFILE-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    say "installing gossamer$extra into the virtualenv"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extra" >/dev/null \
+      || die "pip install failed (rerun with: $VENV/bin/pip install -e '$ROOT$extra')"
+    touch "$stamp"
+  fi
+}
+
+system_packages
+python_env

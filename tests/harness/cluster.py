@@ -1,0 +1,238 @@
+"""Real gossamer agents (each with its real serf child) on 127.0.0.x addresses.
+
+Every agent gets its own loopback address, its own free ports and its own
+data dir, so a test can run several on one machine. `Cluster.close()` stops
+them all and the fixture then checks that no serf or agent process is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.harness.poll import eventually
+
+READY_TIMEOUT = 30.0
+
+
+def free_port(ip: str) -> int:
+    """A port free for TCP and UDP on `ip` (serf needs both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((ip, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((ip, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no free port on {ip}")
+
+
+def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw.strip() else None
+
+
+@dataclass
+class AgentProc:
+    name: str
+    ip: str
+    data_dir: Path
+    http_port: int
+    dns_port: int
+    serf_port: int
+    rpc_port: int
+    log_path: Path
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None
+    prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "h1"]
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.ip}:{self.http_port}"
+
+    @property
+    def serf_addr(self) -> str:
+        return f"{self.ip}:{self.serf_port}"
+
+    def argv(self) -> list[str]:
+        return [
+            *self.prefix,
+            sys.executable, "-m", "gossamer.agent", "agent",
+            "--node", self.name,
+            "--bind", self.ip,
+            "--client", self.ip,
+            "--http-port", str(self.http_port),
+            "--dns-port", str(self.dns_port),
+            "--serf-port", str(self.serf_port),
+            "--rpc-port", str(self.rpc_port),
+            "--data-dir", str(self.data_dir),
+            "--log-level", "debug",
+            *self.extra,
+        ]  # fmt: skip
+
+    def start(self, wait: bool = True) -> AgentProc:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def get(self, path: str) -> Any:
+        return http_json(self.http + path)
+
+    def put(self, path: str, body: Any = None) -> Any:
+        return http_json(self.http + path, "PUT", body)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"agent {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                return bool(self.get("/v1/agent/self")["Gossamer"]["Ready"])
+            except (OSError, urllib.error.URLError, KeyError, ValueError):
+                return False
+
+        eventually(ready, timeout, what=f"agent {self.name} to be ready")
+
+    def members(self) -> dict[str, int]:
+        return {m["Name"]: m["Status"] for m in self.get("/v1/agent/members")}
+
+    def serf_pids(self) -> list[int]:
+        return serf_pids_for(self.data_dir)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def serf_pids_for(data_dir: Path) -> list[int]:
+    """Serf processes whose snapshot lives in `data_dir` (i.e. that agent's child)."""
+    needle = f"-snapshot={data_dir}/".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"serf\0agent" in cmdline and needle in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Cluster:
+    """A set of agents on 127.<a>.<b>.x for one test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.net = f"127.{random.randint(20, 250)}.{random.randint(1, 250)}"
+        self.agents: list[AgentProc] = []
+
+    def new_agent(self, name: str, *extra: str, index: int | None = None) -> AgentProc:
+        ip = f"{self.net}.{(index if index is not None else len(self.agents)) + 1}"
+        agent = AgentProc(
+            name=name,
+            ip=ip,
+            data_dir=self.root / name,
+            http_port=free_port(ip),
+            dns_port=free_port(ip),
+            serf_port=free_port(ip),
+            rpc_port=free_port(ip),
+            log_path=self.root / f"{name}.log",
+            extra=list(extra),
+        )
+        self.agents.append(agent)
+        return agent
+
+    def start(self, count: int, prefix: str = "node") -> list[AgentProc]:
+        """Start `count` agents, the later ones joining the first; wait until all see all."""
+        first = self.new_agent(f"{prefix}1").start(wait=False)
+        rest = [
+            self.new_agent(f"{prefix}{i}", "--join", first.serf_addr) for i in range(2, count + 1)
+        ]
+        first.wait_ready()
+        for agent in rest:
+            agent.start(wait=False)
+        for agent in rest:
+            agent.wait_ready()
+        agents = [first, *rest]
+        names = {a.name for a in agents}
+        for agent in agents:
+            eventually(
+                lambda a=agent: {n for n, s in a.members().items() if s == 1} == names,
+                15,
+                what=f"{agent.name} to see all {count} alive",
+            )
+        return agents
+
+    def close(self) -> list[str]:
+        """Stop every agent; return descriptions of processes left behind."""
+        for agent in self.agents:
+            agent.stop()
+        leftovers = []
+        for agent in self.agents:
+            for pid in agent.serf_pids():
+                if pid_alive(pid):
+                    leftovers.append(f"serf pid {pid} of {agent.name}")
+                    os.kill(pid, signal.SIGKILL)
+        return leftovers
