@@ -78,7 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    err = Console(stderr=True, highlight=False)
     try:
         client = None
         if getattr(args, "needs_agent", True):
@@ -87,10 +86,10 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
         return code
     except UsageError as exc:
         parser.print_usage(sys.stderr)
-        err.print(f"gossamer {args.command}: error: {exc}", markup=False)
+        print(f"gossamer {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (AgentUnreachable, ApiError) as exc:
-        err.print(f"Error: {exc}", markup=False)
+        print(f"Error: {exc}", file=sys.stderr)
         return 1
 
 

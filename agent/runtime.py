@@ -17,7 +17,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,9 @@ from gossamer.agent.datadir import DataDir, DataDirError
 from gossamer.agent.http.app import make_app
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.agent.listeners import ListenError, bind_socket
-from gossamer.agent.logs import set_level
+from gossamer.agent.logs import setup_logging
 from gossamer.agent.member_log import log_member_events
-from gossamer.agent.reload import apply_reloadable
+from gossamer.agent.reload import added_joins, apply_reloadable
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
 from gossamer.gossip.addresses import format_host_port
 from gossamer.gossip.process import SerfFatalError, SerfProcess, SerfSettings
@@ -57,6 +57,7 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._rpc_server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._retry_task: asyncio.Task[Any] | None = None
         self._shutdown = asyncio.Event()
         self._leave_on_shutdown = config.leave_on_terminate
         self._exit_code = EXIT_OK
@@ -77,7 +78,7 @@ class Agent:
 
     @property
     def advertise_address(self) -> str:
-        return self.config.advertise or self.config.bind
+        return self.config.advertise
 
     @property
     def rpc_address(self) -> str:
@@ -126,12 +127,35 @@ class Agent:
             systemd.notify("READY=1", "STATUS=reload rejected: invalid configuration")
             raise
         changes = diff_configs(self.config, new)
-        self.config = apply_reloadable(self.config, new)
-        set_level(self.config.log_level)
+        old, self.config = self.config, apply_reloadable(self.config, new)
+        setup_logging(self.config.log_level, self.config.log_json)
         for line in changes or ["no changes"]:
             log.info("reload: %s", line)
+        self._apply_joins(old)
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
         return changes
+
+    def _apply_joins(self, old: AgentConfig) -> None:
+        c = self.config
+        if added := added_joins(old, c):
+            self._spawn(self._join_in_background(added), "reload-join")
+        if (c.retry_join, c.retry_interval, c.retry_max) != (
+            old.retry_join, old.retry_interval, old.retry_max
+        ) and c.retry_join:
+            if self._retry_task is not None:
+                self._retry_task.cancel()
+            self._retry_task = self._spawn(self._retry_join(), "retry-join")
+
+    async def _join_in_background(self, addresses: list[str]) -> None:
+        try:
+            await join_once(self.serf, join_targets(addresses, self.config.serf_port))
+        except JoinError as exc:
+            log.warning("%s", exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
 
     def request_shutdown(self, *, leave: bool) -> None:
         self._leave_on_shutdown = leave
@@ -168,7 +192,7 @@ class Agent:
         self._rpc_server = await asyncio.start_server(_close_at_once, sock=rpc_sock)
         self._serf_process = SerfProcess(self._serf_settings(), on_fatal=self._serf_fatal)
         await self._serf_process.start()
-        self._tasks.append(asyncio.create_task(log_member_events(self.serf), name="members"))
+        self._spawn(log_member_events(self.serf), "members")
         await self._join()
         self.ready = True
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
@@ -219,11 +243,17 @@ class Agent:
             await join_once(self.serf, join_targets(c.join, c.serf_port))
             log.info("joined %s", ", ".join(c.join))
         if c.retry_join:
-            targets = join_targets(c.retry_join, c.serf_port)
-            systemd.notify(f"STATUS=joining {', '.join(targets)}")
-            await retry_join(
-                self.serf, targets, cap=c.retry_interval_seconds, max_attempts=c.retry_max
-            )
+            systemd.notify(f"STATUS=joining {', '.join(c.retry_join)}")
+            await self._retry_join()
+
+    async def _retry_join(self) -> None:
+        c = self.config
+        await retry_join(
+            self.serf,
+            join_targets(c.retry_join, c.serf_port),
+            cap=c.retry_interval.total_seconds(),
+            max_attempts=c.retry_max,
+        )
 
     def _status_line(self) -> str:
         c = self.config
@@ -239,11 +269,13 @@ class Agent:
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     def request_shutdown_signal(self, name: str) -> None:
+        if self._shutdown.is_set():
+            return
         log.info("%s received: leaving the cluster and stopping", name)
         self.request_shutdown(leave=self.config.leave_on_terminate)
 
     def _on_sighup(self) -> None:
-        self._tasks.append(asyncio.create_task(self._reload_logged(), name="reload"))
+        self._spawn(self._reload_logged(), "reload")
 
     async def _reload_logged(self) -> None:
         try:

@@ -142,7 +142,7 @@ class SerfProcess:
             f"-log-level={serf_log_level(s.log_level)}",
         ]  # fmt: skip
         if s.advertise:
-            argv.append(f"-advertise={s.advertise}")
+            argv.append(f"-advertise={_format_addr(s.advertise, s.port)}")
         if s.keyring_file.exists():
             argv.append(f"-keyring-file={s.keyring_file}")
         if s.rejoin:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import Cluster
+from tests.harness.cluster import AgentProc, Cluster
 
 
 @pytest.fixture
@@ -14,4 +14,15 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path)
     yield c
     leftovers = c.close()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]]:
+    """Three joined agents shared by a module's read-mostly tests."""
+    c = Cluster(tmp_path_factory.mktemp("trio"))
+    try:
+        yield c.start(3)
+    finally:
+        leftovers = c.close()
     assert not leftovers, f"processes left behind: {leftovers}"

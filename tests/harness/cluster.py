@@ -62,6 +62,7 @@ class AgentProc:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] | None = None
     prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "h1"]
+    log_level: str | None = "debug"  # None: leave it to the config files
 
     @property
     def http(self) -> str:
@@ -83,7 +84,7 @@ class AgentProc:
             "--serf-port", str(self.serf_port),
             "--rpc-port", str(self.rpc_port),
             "--data-dir", str(self.data_dir),
-            "--log-level", "debug",
+            *(["--log-level", self.log_level] if self.log_level else []),
             *self.extra,
         ]  # fmt: skip
 
@@ -227,6 +228,9 @@ class Cluster:
 
     def close(self) -> list[str]:
         """Stop every agent; return descriptions of processes left behind."""
+        for agent in self.agents:  # all at once: each graceful leave takes a moment
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.proc.send_signal(signal.SIGTERM)
         for agent in self.agents:
             agent.stop()
         leftovers = []

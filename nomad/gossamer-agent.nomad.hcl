@@ -1,0 +1,36 @@
+# The gossamer agent on every Nomad client, as a system job.
+# Nomad's Consul integration then talks to it at 127.0.0.1:8500 as it would
+# to a Consul agent (service registration arrives with the catalog).
+job "gossamer" {
+  type = "system"
+
+  group "agent" {
+    network {
+      mode = "host"
+    }
+
+    task "agent" {
+      driver = "raw_exec"
+
+      config {
+        command = "/opt/gossamer/.venv/bin/gossamer"
+        args = [
+          "agent",
+          "--node", "${node.unique.name}",
+          "--bind", "${attr.unique.network.ip-address}",
+          "--data-dir", "/var/lib/gossamer",
+          "--retry-join", "${meta.gossamer_join}",
+        ]
+      }
+
+      # SIGTERM: graceful leave, peers see "left".
+      kill_signal  = "SIGTERM"
+      kill_timeout = "30s"
+
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+  }
+}
