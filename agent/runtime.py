@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
 from gossamer.agent import systemd
 from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
 from gossamer.agent.datadir import DataDir, DataDirError
@@ -140,7 +139,9 @@ class Agent:
         if added := added_joins(old, c):
             self._spawn(self._join_in_background(added), "reload-join")
         if (c.retry_join, c.retry_interval, c.retry_max) != (
-            old.retry_join, old.retry_interval, old.retry_max
+            old.retry_join,
+            old.retry_interval,
+            old.retry_max,
         ) and c.retry_join:
             if self._retry_task is not None:
                 self._retry_task.cancel()
@@ -257,9 +258,9 @@ class Agent:
 
     def _status_line(self) -> str:
         c = self.config
-        return (
-            f"node {c.node} in {c.datacenter}: HTTP http://{format_host_port(c.client, c.http_port)}"
-            f", gossip {format_host_port(c.bind, c.serf_port)}"
+        http = format_host_port(c.client, c.http_port)
+        return f"node {c.node} in {c.datacenter}: HTTP http://{http}, gossip " + format_host_port(
+            c.bind, c.serf_port
         )
 
     def _install_signal_handlers(self) -> None:

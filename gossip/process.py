@@ -292,7 +292,7 @@ class SerfProcess:
         if proc is not None and proc.returncode is None and leave and self._client is not None:
             try:
                 await asyncio.wait_for(self._client.leave(), timeout)
-            except (SerfConnectionError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, SerfConnectionError, OSError) as exc:
                 log.warning("graceful leave failed: %s", exc)
         if self._client is not None:
             await self._client.close()
@@ -305,13 +305,13 @@ class SerfProcess:
         try:
             await asyncio.wait_for(proc.wait(), timeout)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
             await asyncio.wait_for(proc.wait(), 3.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._kill(proc)
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:

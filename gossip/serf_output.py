@@ -11,9 +11,12 @@ from typing import Protocol
 
 
 class _Where(Protocol):
-    node: str
-    bind: str
-    port: int
+    @property
+    def node(self) -> str: ...
+    @property
+    def bind(self) -> str: ...
+    @property
+    def port(self) -> int: ...
 
 
 @dataclass(frozen=True)

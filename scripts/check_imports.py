@@ -52,7 +52,9 @@ def violations() -> list[str]:
             for line, target in imported_packages(path):
                 if target != package and target not in allowed:
                     rel = path.relative_to(ROOT)
-                    problems.append(f"{rel}:{line}: gossamer.{package} must not import gossamer.{target}")
+                    problems.append(
+                        f"{rel}:{line}: gossamer.{package} must not import gossamer.{target}"
+                    )
     return problems
 
 

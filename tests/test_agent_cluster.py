@@ -6,6 +6,7 @@ import os
 import signal
 
 from gossamer.gossip.keyring import generate_key
+
 from tests.harness.cluster import Cluster, http_json, pid_alive
 from tests.harness.poll import eventually
 
@@ -49,7 +50,7 @@ def test_restart_keeps_node_id(cluster: Cluster) -> None:
 
 
 def test_same_node_name_twice_is_refused_to_the_second(cluster: Cluster) -> None:
-    a, b = cluster.start(2)
+    a, _ = cluster.start(2)
     dup = cluster.new_agent("node1-dup", "--join", a.serf_addr)
     dup.name = "node1"
     dup.start(wait=False)

@@ -6,6 +6,7 @@ import socket
 
 import aiohttp
 import consul
+
 from tests.harness.cluster import AgentProc
 
 
@@ -19,7 +20,7 @@ def test_py_consul_reads_self_members_and_status(trio: list[AgentProc]) -> None:
     me = c.agent.self()
     assert me["Config"]["NodeName"] == "node1"
     assert me["Config"]["Datacenter"] == "dc1"
-    major, minor, patch = (int(x) for x in me["Config"]["Version"].split("."))
+    major, minor, _patch = (int(x) for x in me["Config"]["Version"].split("."))
     assert (major, minor) >= (1, 0)
     assert me["Member"]["Name"] == "node1" and me["Member"]["Status"] == 1
     members = c.agent.members()
@@ -34,6 +35,7 @@ def test_py_consul_reads_self_members_and_status(trio: list[AgentProc]) -> None:
 async def test_status_codes_for_bad_input(trio: list[AgentProc]) -> None:
     a = trio[0]
     async with aiohttp.ClientSession() as s:
+
         async def call(method: str, path: str, **kw: object) -> tuple[int, str]:
             async with s.request(method, a.http + path, **kw) as r:  # type: ignore[arg-type]
                 return r.status, await r.text()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-from rich.table import Table
-
 from gossamer.agent.cli_commands.client import AgentClient, UsageError
 from gossamer.gossip.keyring import InvalidKeyError, generate_key, validate_key
+from rich.console import Console
+from rich.table import Table
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

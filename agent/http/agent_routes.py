@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
-
 from gossamer.agent.config import ConfigError
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.errors import BadRequest, NotFound, ServerError
@@ -88,4 +87,3 @@ def add_agent_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/agent/leave", agent_leave)
     router.add_put("/v1/agent/force-leave/{node}", agent_force_leave)
     router.add_put("/v1/agent/reload", agent_reload)
-

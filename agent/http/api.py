@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from aiohttp import web
-
 from gossamer.gossip.rpc import SerfRpcClient
 
 
@@ -34,7 +33,7 @@ class AgentApi(Protocol):
     def request_shutdown(self, *, leave: bool) -> None: ...
 
 
-AGENT_KEY: web.AppKey[AgentApi] = web.AppKey("agent", AgentApi)  # type: ignore[type-abstract]
+AGENT_KEY: web.AppKey[AgentApi] = web.AppKey("agent", AgentApi)
 
 
 def agent_of(request: web.Request) -> AgentApi:

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.errors import HttpError
@@ -51,5 +50,3 @@ def make_app(agent: AgentApi) -> web.Application:
     add_status_routes(app.router)
     add_keyring_routes(app.router)
     return app
-
-
