@@ -198,6 +198,7 @@ class Agent:
         self.ready = True
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
         log.info("agent ready: %s", self._status_line())
+        print(self._banner(), flush=True)
 
     def _open_data_dir(self) -> None:
         c = self.config
@@ -261,6 +262,17 @@ class Agent:
         http = format_host_port(c.client, c.http_port)
         return f"node {c.node} in {c.datacenter}: HTTP http://{http}, gossip " + format_host_port(
             c.bind, c.serf_port
+        )
+
+    def _banner(self) -> str:
+        c = self.config
+        return "\n".join(
+            [
+                f"==> gossamer agent ready: node {c.node} ({c.datacenter}), id {self.node_id}",
+                f"    HTTP API: http://{format_host_port(c.client, c.http_port)}",
+                f"    DNS:      {format_host_port(c.client, c.dns_port)} (udp/tcp)",
+                f"    gossip:   {format_host_port(c.bind, c.serf_port)} (serf)",
+            ]
         )
 
     def _install_signal_handlers(self) -> None:
