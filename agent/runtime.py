@@ -25,11 +25,13 @@ from aiohttp import web
 from gossamer.agent import systemd
 from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
 from gossamer.agent.datadir import DataDir, DataDirError
+from gossamer.agent.dns.answer import DnsView
+from gossamer.agent.dns.server import DnsServer
 from gossamer.agent.http.app import make_app
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.agent.listeners import ListenError, bind_socket
 from gossamer.agent.logs import setup_logging
-from gossamer.agent.member_log import log_member_events
+from gossamer.agent.membership import MemberWatch
 from gossamer.agent.reload import added_joins, apply_reloadable
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
 from gossamer.gossip.addresses import format_host_port
@@ -55,6 +57,8 @@ class Agent:
         self._serf_process: SerfProcess | None = None
         self._runner: web.AppRunner | None = None
         self._rpc_server: asyncio.Server | None = None
+        self._dns: DnsServer | None = None
+        self._members: MemberWatch | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._retry_task: asyncio.Task[Any] | None = None
         self._shutdown = asyncio.Event()
@@ -188,12 +192,20 @@ class Agent:
         c = self.config
         self._open_data_dir()
         http_sock = bind_socket("the HTTP API", c.client, c.http_port)
+        dns_udp = bind_socket("DNS (udp)", c.client, c.dns_port, socket.SOCK_DGRAM)
+        dns_tcp = bind_socket("DNS (tcp)", c.client, c.dns_port)
         rpc_sock = bind_socket("agent RPC", c.bind, c.rpc_port)
-        await self._serve_http(http_sock)
-        self._rpc_server = await asyncio.start_server(_close_at_once, sock=rpc_sock)
         self._serf_process = SerfProcess(self._serf_settings(), on_fatal=self._serf_fatal)
         await self._serf_process.start()
-        self._spawn(log_member_events(self.serf), "members")
+        self._members = MemberWatch(self.serf)
+        await self._members.resync()
+        self._spawn(self._members.run(), "members")
+        # Sockets were bound above so a taken port fails before serf starts;
+        # they answer from here on, when there is a serf to ask.
+        await self._serve_http(http_sock)
+        self._rpc_server = await asyncio.start_server(_close_at_once, sock=rpc_sock)
+        self._dns = DnsServer(self._dns_view)
+        await self._dns.start(dns_udp, dns_tcp)
         await self._join()
         self.ready = True
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
@@ -235,6 +247,10 @@ class Agent:
             log_level=c.log_level,
             rejoin=c.rejoin_after_leave,
         )
+
+    def _dns_view(self) -> DnsView:
+        members = self._members.table if self._members is not None else {}
+        return DnsView(datacenter=self.config.datacenter, members=members, serial=int(time.time()))
 
     def _serf_fatal(self, exc: SerfFatalError) -> None:
         self.fail(str(exc))
@@ -303,6 +319,8 @@ class Agent:
             await self._runner.cleanup()
         if self._rpc_server is not None:
             self._rpc_server.close()
+        if self._dns is not None:
+            self._dns.close()
         if self._serf_process is not None:
             await self._serf_process.stop(leave=leave)
             if leave:

@@ -1,0 +1,1 @@
+"""DNS interface: Consul-style names under `consul.` answered from local state."""

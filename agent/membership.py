@@ -1,0 +1,58 @@
+"""Keeps the agent's member table current: serf events plus a periodic resync."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gossamer.gossip.member_table import MemberMap, apply_event, describe, from_members
+from gossamer.gossip.rpc import MemberEvent, SerfError, SerfRpcClient
+
+log = logging.getLogger("gossamer.members")
+
+# Seconds between full refreshes. serf delivers member events after a short
+# quiet period (about a second) and drops them while the RPC link is down;
+# a cheap local `members` call every 2 s bounds how stale the table can be.
+RESYNC_EVERY = 2.0
+EVENTS = "member-join,member-leave,member-failed,member-update,member-reap"
+
+
+class MemberWatch:
+    def __init__(self, serf: SerfRpcClient) -> None:
+        self._serf = serf
+        self.table: MemberMap = {}
+
+    async def run(self) -> None:
+        resync = asyncio.create_task(self._resync_forever(), name="member-resync")
+        try:
+            while True:
+                try:
+                    await self._follow_events()
+                except SerfError as exc:
+                    log.debug("member event stream interrupted: %s", exc)
+                await asyncio.sleep(1.0)
+        finally:
+            resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resync
+
+    async def _follow_events(self) -> None:
+        async with self._serf.stream(EVENTS) as events:
+            await self.resync()
+            async for event in events:
+                if isinstance(event, MemberEvent):
+                    self.table = apply_event(self.table, event)
+                    for line in describe(event):
+                        log.info("%s", line)
+
+    async def resync(self) -> None:
+        self.table = from_members(await self._serf.members())
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_EVERY)
+            try:
+                await self.resync()
+            except SerfError as exc:
+                log.debug("member resync failed: %s", exc)
