@@ -62,9 +62,10 @@ PY
   stamp="$VENV/.installed-$PROFILE-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     say "installing gossamer$extra into the virtualenv"
-    "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT$extra" >/dev/null \
-      || die "pip install failed (rerun with: $VENV/bin/pip install -e '$ROOT$extra')"
+    local log="$VENV/pip-install.log"
+    { "$VENV/bin/pip" install --disable-pip-version-check --upgrade pip \
+        && "$VENV/bin/pip" install --disable-pip-version-check -e "$ROOT$extra"; } >"$log" 2>&1 \
+      || { tail -n 20 "$log" >&2; die "pip install failed; full log in $log"; }
     touch "$stamp"
   fi
 }

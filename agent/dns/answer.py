@@ -88,7 +88,8 @@ def answer(query: dns.message.Message, view: DnsView) -> dns.message.Message:
         response.set_rcode(dns.rcode.REFUSED)
         return response
     response.flags |= dns.flags.AA
-    labels = [label.decode("ascii", "replace").lower() for label in question.name.relativize(zone)]
+    relative = question.name.relativize(zone).labels
+    labels = [label.decode("ascii", "replace").lower() for label in relative]
     try:
         records, extra = _lookup(labels, question.rdtype, question.name, view)
     except NotFound:
