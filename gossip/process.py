@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gossamer.gossip.keyring import seed_keyring
-from gossamer.gossip.rpc import SerfConnectionError, SerfRpcClient
+from gossamer.gossip.rpc import SerfConnectionError, SerfError, SerfRpcClient
 from gossamer.gossip.serf_output import classify_exit, serf_log_level
 
 log = logging.getLogger("gossamer.serf")
@@ -292,7 +292,7 @@ class SerfProcess:
         if proc is not None and proc.returncode is None and leave and self._client is not None:
             try:
                 await asyncio.wait_for(self._client.leave(), timeout)
-            except (TimeoutError, SerfConnectionError, OSError) as exc:
+            except (SerfError, TimeoutError, OSError) as exc:
                 log.warning("graceful leave failed: %s", exc)
         if self._client is not None:
             await self._client.close()
