@@ -9,21 +9,21 @@ the RPC port with a deadline; `SerfCluster.aclose` always kills everything.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from gossamer.gossip.rpc import SerfRpcClient
+
+from tests.harness.cluster import free_port
+from tests.harness.poll import eventually_async
 
 T = TypeVar("T")
 
@@ -34,64 +34,6 @@ AUTH_KEY = "test-rpc-secret"
 _ips = itertools.cycle(range(2, 250))
 for _ in range(os.getpid() % 240):
     next(_ips)
-
-
-@overload
-async def eventually(
-    fn: Callable[[], Awaitable[T]],
-    timeout: float = ...,
-    interval: float = ...,
-    retry_on: tuple[type[BaseException], ...] = ...,
-) -> T: ...
-@overload
-async def eventually(
-    fn: Callable[[], T],
-    timeout: float = ...,
-    interval: float = ...,
-    retry_on: tuple[type[BaseException], ...] = ...,
-) -> T: ...
-async def eventually(
-    fn: Callable[[], Any],
-    timeout: float = 10.0,
-    interval: float = 0.05,
-    retry_on: tuple[type[BaseException], ...] = (AssertionError,),
-) -> Any:
-    """Call `fn` until it returns something truthy (returned) or the deadline passes.
-
-    Exceptions in `retry_on` count as "not yet"; the last one is re-raised at
-    the deadline so the failure says what was still wrong.
-    """
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            result = fn()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return result
-            last = None
-        except retry_on as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            if last is not None:
-                raise last
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-def free_port(ip: str) -> int:
-    """A port free for both TCP and UDP on `ip` (memberlist binds both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((ip, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((ip, port))
-                except OSError:
-                    continue
-                return port
 
 
 @dataclass
@@ -153,7 +95,7 @@ class SerfAgent:
             writer.close()
             return True
 
-        await eventually(accepting, timeout, interval=0.02)
+        await eventually_async(accepting, timeout, interval=0.02)
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -171,7 +113,7 @@ class SerfAgent:
             ]
             return all(state in ("T", "t") for state in states)
 
-        await eventually(all_stopped, retry_on=(AssertionError, OSError), interval=0.01)
+        await eventually_async(all_stopped, retry_on=(AssertionError, OSError), interval=0.01)
 
     def resume(self) -> None:
         self.signal(signal.SIGCONT)

@@ -31,7 +31,8 @@ from gossamer.gossip.rpc import (
 )
 from gossamer.gossip.rpc_session import RpcSession
 
-from tests.serf_fixture import SERF, SerfAgent, SerfCluster, eventually
+from tests.harness.poll import eventually_async as eventually
+from tests.serf_fixture import SERF, SerfAgent, SerfCluster
 
 pytestmark = pytest.mark.skipif(SERF is None, reason="serf binary not installed")
 
