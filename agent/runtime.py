@@ -44,8 +44,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 
 
-class StartupError(RuntimeError):
-    """The agent cannot start; the message is the one line the user sees."""
+# Faults a person must fix; each is reported as one line and exit code 1.
+_STARTUP_ERRORS = (DataDirError, ListenError, SerfFatalError, JoinError)
 
 
 class Agent:
@@ -176,14 +176,27 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------
 
     async def run(self) -> int:
-        try:
-            await self._start()
-        except (StartupError, DataDirError, ListenError, SerfFatalError, JoinError) as exc:
+        """Start, serve until a signal or a fatal fault, stop; returns the exit code.
+
+        Signals are handled from the first moment, so a SIGTERM while a
+        retry-join is still waiting stops the agent cleanly too.
+        """
+        self._install_signal_handlers()
+        starting = asyncio.create_task(self._start(), name="start")
+        stopping = asyncio.create_task(self._shutdown.wait(), name="shutdown")
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_STARTUP_ERRORS):
+                await starting
+        elif (exc := starting.exception()) is not None:
+            stopping.cancel()
+            if not isinstance(exc, _STARTUP_ERRORS):
+                raise exc
             log.error("%s", exc)
             await self._stop(leave=False)
             return EXIT_FAILURE
-        self._install_signal_handlers()
-        await self._shutdown.wait()
+        await stopping
         systemd.notify("STOPPING=1", "STATUS=leaving the cluster")
         await self._stop(leave=self._leave_on_shutdown)
         return self._exit_code
@@ -214,9 +227,11 @@ class Agent:
 
     def _open_data_dir(self) -> None:
         c = self.config
-        if c.data_dir is None:
-            self._temp_dir = Path(tempfile.mkdtemp(prefix="gossamer-dev-"))
-        self._data_dir = DataDir(Path(c.data_dir) if c.data_dir else self._temp_dir)  # type: ignore[arg-type]
+        if c.data_dir is not None:
+            path = Path(c.data_dir)
+        else:  # dev mode: a scratch dir that _stop removes
+            path = self._temp_dir = Path(tempfile.mkdtemp(prefix="gossamer-dev-"))
+        self._data_dir = DataDir(path)
         self._data_dir.open()
         self.node_id = self._data_dir.node_id()
         log.info("node %s (id %s), data dir %s", c.node, self.node_id, self._data_dir.path)

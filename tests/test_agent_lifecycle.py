@@ -143,3 +143,22 @@ def test_bad_flag_exits_2() -> None:
     assert "--http-port" in result.stderr
     result = run_agent("--no-such-flag")
     assert result.returncode == 2
+
+
+def test_sigterm_while_retry_join_waits_stops_cleanly(cluster: Cluster) -> None:
+    agent = cluster.new_agent("waiter", "--retry-join", "127.0.0.1:9")
+    agent.start(wait=False)
+    eventually(lambda: "retrying in" in agent.log_tail(), 15, what="a failed join attempt")
+    assert agent.get("/v1/agent/self")["Gossamer"]["Ready"] is False
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit(15) == 0
+    assert not agent.serf_pids()
+
+
+def test_retry_join_gives_up_after_retry_max(cluster: Cluster, tmp_path: Path) -> None:
+    conf = tmp_path / "retry.yaml"
+    conf.write_text("retry_join: [127.0.0.1:9]\nretry_max: 2\nretry_interval: 1s\n")
+    agent = cluster.new_agent("giveup", "--config-file", str(conf))
+    agent.start(wait=False)
+    assert agent.wait_exit(30) == 1
+    assert "gave up after 2 attempts" in agent.log_tail()

@@ -62,8 +62,15 @@ async def _keyring_op(request: web.Request) -> web.Response:
     try:
         await op[request.method](key)
     except SerfRpcError as exc:
-        raise ServerError(f"{verb} key failed: {exc}") from None
+        raise ServerError(f"{verb} key failed: {exc}{_node_messages(exc)}") from None
     return json_response(None)
+
+
+def _node_messages(exc: SerfRpcError) -> str:
+    """serf's per-node reasons ("node2: key is primary ...") make the error actionable."""
+    if not isinstance(exc.body, KeyResponse) or not exc.body.messages:
+        return ""
+    return "".join(f"\n  {node}: {msg}" for node, msg in sorted(exc.body.messages.items()))
 
 
 def add_keyring_routes(router: web.UrlDispatcher) -> None:
