@@ -1,0 +1,260 @@
+"""Node records as plain JSON for agent-to-agent replication, with strict validation.
+
+Records arrive from peers, which may run another version or be broken, so
+`record_from_wire` trusts nothing: every field is type-checked, every error
+names its path (`services[2].port`) and is raised as `RecordError`, the one
+exception a receiver has to catch. It never lets another exception escape,
+whatever JSON it is given.
+
+Format rules:
+- `"v": 1` is the wire format version; another value is refused, so a future
+  incompatible format fails loudly instead of being half-understood.
+- Unknown keys are ignored: a newer agent may add optional fields without
+  cutting older peers off during a rolling upgrade.
+- Missing keys and wrong types are errors; nothing is defaulted silently,
+  because a record that decodes differently on two agents would never
+  converge.
+- Floats must be finite: NaN would make two equal records compare unequal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from gossamer.catalog.model import STATUSES, Check, JsonObject, NodeRecord, Service
+
+WIRE_VERSION = 1
+MAX_VERSION = 2**63 - 1  # fits SQLite's INTEGER, where records are kept
+MAX_DEPTH = 32  # opaque proxy/connect/definition JSON; Consul's own are a few levels deep
+
+T = TypeVar("T")
+
+
+class RecordError(ValueError):
+    """A peer sent a record that is not a valid version-1 node record; says which field."""
+
+
+def record_to_wire(record: NodeRecord) -> JsonObject:
+    """The record as JSON-able data (dicts, lists, str, int, bool)."""
+    return {
+        "v": WIRE_VERSION,
+        "node": record.node,
+        "node_id": record.node_id,
+        "datacenter": record.datacenter,
+        "address": record.address,
+        "tagged_addresses": dict(record.tagged_addresses),
+        "meta": dict(record.meta),
+        "version": record.version,
+        "origin": record.origin,
+        "services": [_service_to_wire(s) for s in record.services],
+        "checks": [_check_to_wire(c) for c in record.checks],
+    }
+
+
+def _service_to_wire(s: Service) -> JsonObject:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "tags": list(s.tags),
+        "address": s.address,
+        "port": s.port,
+        "meta": dict(s.meta),
+        "tagged_addresses": {k: [a, p] for k, (a, p) in s.tagged_addresses.items()},
+        "weights": list(s.weights),
+        "kind": s.kind,
+        "proxy": dict(s.proxy),
+        "connect": dict(s.connect),
+        "enable_tag_override": s.enable_tag_override,
+    }
+
+
+def _check_to_wire(c: Check) -> JsonObject:
+    return {
+        "check_id": c.check_id,
+        "name": c.name,
+        "status": c.status,
+        "notes": c.notes,
+        "output": c.output,
+        "service_id": c.service_id,
+        "service_name": c.service_name,
+        "service_tags": list(c.service_tags),
+        "type": c.type,
+        "definition": dict(c.definition),
+        "interval": c.interval,
+        "timeout": c.timeout,
+    }
+
+
+def record_from_wire(data: object) -> NodeRecord:
+    """Decode and validate a peer's record; raises RecordError naming the bad field."""
+    obj = _obj(data, "record")
+    if obj.get("v") != WIRE_VERSION or isinstance(obj.get("v"), bool):
+        raise RecordError(f"v: unsupported wire version {obj.get('v')!r}")
+    version = _int(obj, "version", "", 0, MAX_VERSION)
+    services = _list(obj, "services", "", _service_from_wire)
+    checks = _list(obj, "checks", "", _check_from_wire)
+    try:
+        return NodeRecord(
+            node=_str(obj, "node", ""),
+            node_id=_str(obj, "node_id", ""),
+            datacenter=_str(obj, "datacenter", ""),
+            address=_str(obj, "address", ""),
+            version=version,
+            origin=_str(obj, "origin", ""),
+            tagged_addresses=_str_map(obj, "tagged_addresses", ""),
+            meta=_str_map(obj, "meta", ""),
+            services=tuple(services),
+            checks=tuple(checks),
+        )
+    except ValueError as err:  # duplicate ids
+        raise RecordError(str(err)) from None
+
+
+def _service_from_wire(data: object, at: str) -> Service:
+    obj = _obj(data, at)
+    tagged = _obj(_field(obj, "tagged_addresses", at), f"{at}.tagged_addresses")
+    weights = _int_list(obj, "weights", at)
+    if len(weights) != 2:
+        raise RecordError(f"{at}.weights: expected [passing, warning]")
+    return Service(
+        id=_str(obj, "id", at),
+        name=_str(obj, "name", at),
+        tags=tuple(_str_list(obj, "tags", at)),
+        address=_str(obj, "address", at),
+        port=_int(obj, "port", at, 0, 65535),
+        meta=_str_map(obj, "meta", at),
+        tagged_addresses={
+            k: _addr_port(v, f"{at}.tagged_addresses.{k}") for k, v in sorted(tagged.items())
+        },
+        weights=(weights[0], weights[1]),
+        kind=_str(obj, "kind", at),
+        proxy=_json_obj(obj, "proxy", at),
+        connect=_json_obj(obj, "connect", at),
+        enable_tag_override=_bool(obj, "enable_tag_override", at),
+    )
+
+
+def _check_from_wire(data: object, at: str) -> Check:
+    obj = _obj(data, at)
+    status = _str(obj, "status", at)
+    if status not in STATUSES:
+        raise RecordError(f"{at}.status: {status!r} is not one of {', '.join(STATUSES)}")
+    return Check(
+        check_id=_str(obj, "check_id", at),
+        name=_str(obj, "name", at),
+        status=status,
+        notes=_str(obj, "notes", at),
+        output=_str(obj, "output", at),
+        service_id=_str(obj, "service_id", at),
+        service_name=_str(obj, "service_name", at),
+        service_tags=tuple(_str_list(obj, "service_tags", at)),
+        type=_str(obj, "type", at),
+        definition=_json_obj(obj, "definition", at),
+        interval=_str(obj, "interval", at),
+        timeout=_str(obj, "timeout", at),
+    )
+
+
+# --- field readers: each names the path it failed at --------------------------------------
+
+
+def _path(at: str, key: str) -> str:
+    return f"{at}.{key}" if at else key
+
+
+def _field(obj: Mapping[str, Any], key: str, at: str) -> object:
+    if key not in obj:
+        raise RecordError(f"{_path(at, key)}: missing")
+    return obj[key]
+
+
+def _obj(data: object, at: str) -> Mapping[str, Any]:
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise RecordError(f"{at}: expected an object")
+    return data
+
+
+def _str(obj: Mapping[str, Any], key: str, at: str) -> str:
+    value = _field(obj, key, at)
+    if not isinstance(value, str):
+        raise RecordError(f"{_path(at, key)}: expected a string")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], key: str, at: str) -> bool:
+    value = _field(obj, key, at)
+    if not isinstance(value, bool):
+        raise RecordError(f"{_path(at, key)}: expected true or false")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, at: str, low: int, high: int) -> int:
+    return _int_value(_field(obj, key, at), _path(at, key), low, high)
+
+
+def _int_value(value: object, path: str, low: int, high: int) -> int:
+    # bool is an int in Python but not in JSON; a peer sending `true` is broken.
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RecordError(f"{path}: expected an integer in [{low}, {high}]")
+    return value
+
+
+def _list(obj: Mapping[str, Any], key: str, at: str, item: Callable[[object, str], T]) -> list[T]:
+    value = _field(obj, key, at)
+    if not isinstance(value, list):
+        raise RecordError(f"{_path(at, key)}: expected a list")
+    return [item(v, f"{_path(at, key)}[{i}]") for i, v in enumerate(value)]
+
+
+def _str_list(obj: Mapping[str, Any], key: str, at: str) -> list[str]:
+    return _list(obj, key, at, _str_item)
+
+
+def _str_item(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"{path}: expected a string")
+    return value
+
+
+def _int_list(obj: Mapping[str, Any], key: str, at: str) -> list[int]:
+    return _list(obj, key, at, lambda v, p: _int_value(v, p, 0, 2**31 - 1))
+
+
+def _str_map(obj: Mapping[str, Any], key: str, at: str) -> dict[str, str]:
+    value = _obj(_field(obj, key, at), _path(at, key))
+    return {k: _str_item(v, f"{_path(at, key)}.{k}") for k, v in sorted(value.items())}
+
+
+def _addr_port(value: object, path: str) -> tuple[str, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise RecordError(f"{path}: expected [address, port]")
+    return _str_item(value[0], path), _int_value(value[1], path, 0, 65535)
+
+
+def _json_obj(obj: Mapping[str, Any], key: str, at: str) -> dict[str, Any]:
+    value = _obj(_field(obj, key, at), _path(at, key))
+    _check_json(value, _path(at, key))
+    return dict(value)
+
+
+def _check_json(value: object, path: str, depth: int = 0) -> None:
+    """Opaque parts must still be plain finite JSON, so they compare and re-encode stably.
+
+    Nesting is capped so a hostile peer cannot exhaust the stack.
+    """
+    if depth > MAX_DEPTH:
+        raise RecordError(f"{path}: nested deeper than {MAX_DEPTH}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise RecordError(f"{path}: object keys must be strings")
+            _check_json(v, f"{path}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_json(v, f"{path}[{i}]", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(f"{path}: numbers must be finite")
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise RecordError(f"{path}: not a JSON value")
