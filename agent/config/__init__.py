@@ -1,0 +1,25 @@
+"""Typed, layered config of `gossamer agent`: defaults <- YAML files <- flags.
+
+    parser = argparse.ArgumentParser(prog="gossamer agent")
+    add_agent_flags(parser)
+    config = load_agent_config(parser.parse_args())  # raises ConfigError
+
+On SIGHUP the agent loads again, logs `diff_configs(old, new)` and applies
+the keys in RELOADABLE_KEYS; the others are marked "(needs restart)".
+"""
+
+from .errors import ConfigError, ConfigProblem
+from .flags import add_agent_flags
+from .load import load_agent_config, pick_advertise_address
+from .schema import RELOADABLE_KEYS, AgentConfig, diff_configs
+
+__all__ = [
+    "RELOADABLE_KEYS",
+    "AgentConfig",
+    "ConfigError",
+    "ConfigProblem",
+    "add_agent_flags",
+    "diff_configs",
+    "load_agent_config",
+    "pick_advertise_address",
+]

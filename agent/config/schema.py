@@ -1,0 +1,364 @@
+"""The agent config: its keys, their types, defaults and per-key checks.
+
+`AgentConfig` is the frozen result of loading. Every key has a validator that
+accepts only what a person would write in YAML for it (strict: "8500" is not a
+port, "yes" in quotes is not a bool) and rejects anything else with a message
+that states the rule and shows the value. Validators are idempotent (they
+accept their own output) because merged values pass through the model again
+when the final object is built.
+
+`ConfigLayer` is the same schema with every key optional and no defaults,
+used to check one file (or the flags) on its own, so that a problem names the
+file that holds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from gossamer.gossip.keyring import KEY_BYTES, validate_key
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
+
+from ..logs import LEVELS
+from .errors import describe
+
+# Consul's node_meta limits (agent/structs: metaMaxKeyPairs and friends), so
+# metadata that Consul accepts is accepted here and nothing more.
+META_MAX_PAIRS = 64
+META_MAX_KEY = 128
+META_MAX_VALUE = 512
+META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
+META_RESERVED_PREFIX = "consul-"  # Consul reserves it for its own keys
+DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+
+
+def parse_duration(value: object) -> timedelta:
+    """Go/Consul duration syntax ("30s", "1m30s", "500ms"), so Consul configs carry over."""
+    rule = 'must be a duration like "30s", "1m" or "500ms"'
+    if not isinstance(value, str) or not re.fullmatch(f"(?:{_DURATION_PART})+", value):
+        raise ValueError(f"{rule}, got {describe(value)}")
+    parts = re.findall(_DURATION_PART, value)
+    try:
+        duration = timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+    except (OverflowError, ValueError):
+        raise ValueError(f"{describe(value)} is too long") from None
+    if duration <= timedelta(0):
+        raise ValueError(f"must be longer than zero, got {describe(value)}")
+    return duration
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration for display: 30s, 1m30s, 500ms."""
+    millis = round(value.total_seconds() * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    seconds, millis = divmod(millis, 1000)
+    parts = zip((hours, minutes, seconds, millis), ("h", "m", "s", "ms"), strict=True)
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
+# Host names as RFC 1123 labels joined by dots. Every label is anchored by a
+# dot, so matching is linear: a pattern like (label\.?)+ backtracks
+# exponentially on a long name that fails at its last character.
+_LABEL = r"(?!-)[a-zA-Z0-9-]{1,63}(?<!-)"
+_HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def parse_host_port(item: object) -> tuple[str, int | None]:
+    """Split "host", "host:port", "[v6]" or "[v6]:port"; ValueError says what is wrong.
+
+    A bare IPv6 literal is refused: in "fd00::1:8301" the port is ambiguous.
+    Whatever passes is also accepted by gossip.addresses, which joins use.
+    """
+    if not isinstance(item, str):
+        raise ValueError(f"entries must be strings, got {describe(item)}")
+    if item.startswith("provider="):
+        raise ValueError(f"{describe(item)}: cloud auto-join is not supported")
+    host, port = _split_host_port(item)
+    if not host:
+        raise ValueError(f"{describe(item)} has no host")
+    if re.fullmatch(r"[0-9.]+", host) and not _is_ip(host):
+        raise ValueError(f"{describe(host)} is not a valid IP address")
+    if not (_is_ip(host) or _HOSTNAME_RE.fullmatch(host)):
+        raise ValueError(f"{describe(item)} is not a host name or IP address")
+    if port is None:
+        return host, None
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{describe(item)}: port must be between 1 and 65535")
+    return host, int(port)
+
+
+def _split_host_port(item: str) -> tuple[str, str | None]:
+    if item.startswith("["):
+        match = re.fullmatch(r"\[([^\]]*)\](?::(.*))?", item, re.DOTALL)
+        if not match or ":" not in match[1] or not _is_ip(match[1]):
+            raise ValueError(f"{describe(item)}: brackets must hold an IPv6 address, like [::1]")
+        return match[1], match[2]
+    if item.count(":") > 1:
+        raise ValueError(f"{describe(item)}: write IPv6 addresses in brackets, like [::1]:8301")
+    host, colon, port = item.partition(":")
+    return host, port if colon else None
+
+
+def format_host_port(host: str, port: int) -> str:
+    """host:port with IPv6 in brackets and IP literals in canonical form."""
+    if _is_ip(host):
+        host = str(ipaddress.ip_address(host))
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fail(message: str) -> PydanticCustomError:
+    """A pydantic error whose text is exactly our message (no "Value error," prefix)."""
+    return PydanticCustomError("config", "{problem}", {"problem": message})
+
+
+def _port(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
+        return value
+    raise _fail(f"must be an integer between 1 and 65535, got {describe(value)}")
+
+
+def _count(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise _fail(f"must be an integer >= 0 (0 means forever), got {describe(value)}")
+
+
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise _fail(f"must be true or false, got {describe(value)}")
+
+
+def _ip(value: object) -> str:
+    """Any IPv4/IPv6 literal, stored in canonical form so comparisons are exact."""
+    if not isinstance(value, str):
+        raise _fail(f"must be an IP address, got {describe(value)}")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise _fail(f"{describe(value)} is not a valid IP address") from None
+
+
+def _node(value: object) -> str:
+    """The name shows up in DNS answers, member lists and logs: keep it one token."""
+    if isinstance(value, str) and value.isprintable() and re.fullmatch(r"\S{1,253}", value):
+        return value
+    raise _fail(f"must be a non-empty name without spaces, got {describe(value)}")
+
+
+def _datacenter(value: object) -> str:
+    if isinstance(value, str) and DATACENTER_RE.match(value):
+        return value
+    rule = 'must contain only lowercase letters, digits, "-" and "_"'
+    raise _fail(f"{rule}, got {describe(value)}")
+
+
+def _path(value: object) -> Path:
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str) and value.strip() and "\0" not in value:
+        return Path(value)
+    raise _fail(f"must be a directory path, got {describe(value)}")
+
+
+def _addresses(value: object) -> tuple[str, ...]:
+    """A list of "host", "host:port" or "[v6]:port"; every bad entry is named."""
+    if not isinstance(value, list | tuple):
+        raise _fail(f'must be a list of "host" or "host:port" strings, got {describe(value)}')
+    errors = []
+    for item in value:
+        try:
+            parse_host_port(item)
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise _fail("; ".join(errors))
+    return tuple(value)
+
+
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _encrypt(value: object) -> str:
+    """Standard base64 of exactly KEY_BYTES; the key itself never appears in messages."""
+    rule = f'must be base64 of exactly {KEY_BYTES} bytes (make one with "gossamer keygen")'
+    if not isinstance(value, str):
+        raise _fail(f"{rule}, got {describe(value)}")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _fail(f"is not valid base64 ({exc}); {rule}") from None
+    if len(raw) != KEY_BYTES:
+        raise _fail(f"{rule}, got {len(raw)} bytes")
+    return validate_key(value)  # the gossip layer's own check, which must agree
+
+
+def _log_level(value: object) -> str:
+    if isinstance(value, str) and value.lower() in LEVELS:
+        return value.lower()
+    raise _fail(f"must be one of {', '.join(LEVELS)}, got {describe(value)}")
+
+
+def _node_meta(value: object) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _fail(f"must be a mapping of strings to strings, got {describe(value)}")
+    errors = [] if len(value) <= META_MAX_PAIRS else [f"at most {META_MAX_PAIRS} pairs allowed"]
+    errors += [e for key, item in value.items() for e in _meta_pair_errors(key, item)]
+    if errors:
+        raise _fail("; ".join(errors[:5]) + ("; ..." if len(errors) > 5 else ""))
+    return dict(value)
+
+
+def _meta_pair_errors(key: object, value: object) -> list[str]:
+    if not isinstance(key, str):
+        return [f"key {describe(key)} must be a string"]
+    errors = []
+    if not META_KEY_RE.match(key) or len(key) > META_MAX_KEY:
+        errors.append(f"key {describe(key)} must be 1-{META_MAX_KEY} of a-z A-Z 0-9 _ -")
+    elif key.startswith(META_RESERVED_PREFIX):
+        errors.append(f'key {describe(key)}: prefix "{META_RESERVED_PREFIX}" is reserved')
+    if not isinstance(value, str):
+        errors.append(f"value of {describe(key)} must be a string (quote it in YAML)")
+    elif len(value) > META_MAX_VALUE:
+        errors.append(f"value of {describe(key)} is longer than {META_MAX_VALUE} characters")
+    return errors
+
+
+Port = Annotated[int, BeforeValidator(_port)]
+IP = Annotated[str, BeforeValidator(_ip)]
+Flag = Annotated[bool, BeforeValidator(_bool)]
+Addresses = Annotated[tuple[str, ...], BeforeValidator(_addresses)]
+
+
+class AgentConfig(BaseModel):
+    """The resolved agent config: defaults <- files in order <- flags.
+
+    Addresses are canonical IP strings; `join`/`retry_join` entries always
+    carry a port ("10.0.0.1:8301", "[fd00::1]:8301"); `data_dir` is None only
+    in dev mode, where the caller makes a temporary directory.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    node: Annotated[str, BeforeValidator(_node)]
+    datacenter: Annotated[str, BeforeValidator(_datacenter)] = "dc1"
+    # Gossip and agent RPC listen here. The default (0.0.0.0, or 127.0.0.1 in
+    # dev mode) is applied at load time because it depends on `dev`.
+    bind: IP
+    # What peers are told to dial; 0.0.0.0 cannot be dialled, so a bind on
+    # all interfaces advertises the host's private IPv4, as Consul does.
+    advertise: IP
+    client: IP = "127.0.0.1"  # HTTP and DNS: local only unless asked, like Consul
+    http_port: Port = 8500
+    dns_port: Port = 8600
+    serf_port: Port = 8301
+    rpc_port: Port = 8300
+    data_dir: Annotated[Path | None, BeforeValidator(_path)] = None
+    join: Addresses = ()
+    retry_join: Addresses = ()
+    # Cap of the exponential backoff between retry-join rounds (Consul: 30s).
+    retry_interval: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(seconds=30)
+    retry_max: Annotated[int, BeforeValidator(_count)] = 0  # 0: keep trying forever
+    encrypt: Annotated[str | None, BeforeValidator(_encrypt)] = None
+    log_level: Annotated[str, BeforeValidator(_log_level)] = "info"
+    log_json: Flag = False
+    dev: Flag = False
+    node_meta: Annotated[dict[str, str], BeforeValidator(_node_meta)] = Field(default_factory=dict)
+    # A client agent that is stopped should leave rather than look failed to
+    # its peers (Consul's client default); restarting after a leave should not
+    # silently rejoin unless asked.
+    leave_on_terminate: Flag = True
+    rejoin_after_leave: Flag = False
+    sources: tuple[str, ...] = ()  # files read, in the order they were merged
+
+
+CONFIG_KEYS: tuple[str, ...] = tuple(k for k in AgentConfig.model_fields if k != "sources")
+
+
+def _optional(name: str) -> Any:
+    """Same annotation and validator as on AgentConfig; unset defaults to None.
+
+    The None default is never validated, so an unset key is simply absent,
+    while an explicit `key: null` in a file still reaches the validator.
+    """
+    return (AgentConfig.model_fields[name].rebuild_annotation(), None)
+
+
+ConfigLayer: type[BaseModel] = create_model(
+    "ConfigLayer",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    **{name: _optional(name) for name in CONFIG_KEYS},
+)
+
+
+# Keys a running agent takes on SIGHUP; the agent swaps the whole config and
+# applies these. Why each one can change live:
+#   log_level, log_json: the log handler is replaced in place.
+#   node_meta: re-sent as serf tags and to the catalog (Consul reloads it too).
+#   join: the agent tries newly listed addresses once; membership lives in
+#     gossip, so removing an address changes nothing.
+#   retry_join, retry_interval, retry_max: the retry-join task is restarted.
+#   leave_on_terminate: read when the terminate signal arrives.
+# Everything else needs a restart: node and datacenter are the agent's
+# identity in gossip and the catalog; bind, advertise, client and the ports
+# are bound sockets and serf's arguments; data_dir holds open state; encrypt
+# only seeds the keyring on first start (rotate keys with `gossamer keyring`);
+# rejoin_after_leave is read at start; dev changes every default.
+RELOADABLE_KEYS: frozenset[str] = frozenset(
+    {"log_level", "log_json", "node_meta", "join", "retry_join", "retry_interval",
+     "retry_max", "leave_on_terminate"}
+)  # fmt: skip
+
+
+def diff_configs(old: AgentConfig, new: AgentConfig) -> list[str]:
+    """One line per changed key, in schema order, for the SIGHUP log.
+
+    Keys outside RELOADABLE_KEYS end with "(needs restart)"; the encrypt key
+    is never shown, only that it changed.
+    """
+    lines = []
+    for key in CONFIG_KEYS:
+        before, after = getattr(old, key), getattr(new, key)
+        if before != after:
+            restart = "" if key in RELOADABLE_KEYS else " (needs restart)"
+            lines.append(f"{key}: {_shown(key, before)} -> {_shown(key, after)}{restart}")
+    return lines
+
+
+def _shown(key: str, value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if key == "encrypt":
+        return "(secret)"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Path | tuple):
+        value = str(value) if isinstance(value, Path) else list(value)
+    return json.dumps(value, sort_keys=True)
