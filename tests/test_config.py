@@ -13,6 +13,7 @@ import base64
 import os
 import string
 import tempfile
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from gossamer.agent.config import (
     load_agent_config,
     pick_advertise_address,
 )
+from gossamer.agent.config.schema import parse_host_port
+from gossamer.gossip import addresses as gossip_addresses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -188,6 +191,25 @@ def test_join_addresses_get_the_serf_port(tmp_path: Path) -> None:
     assert load([*argv, "--join", "[fd00::2]:7"]).join == (
         "[fd00::1]:9301", "h.example:9301", "[fd00::2]:7",
     )  # fmt: skip
+
+
+def test_host_name_check_is_linear() -> None:
+    """Regression: a (label\\.?)+ pattern took minutes on a long name ending in "!"."""
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="not a host name"):
+        parse_host_port("a" * 5000 + "!")
+    assert time.monotonic() - started < 0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.from_regex(r"\A(\[[0-9a-f:]{2,12}\]|[a-z0-9.-]{1,20}|[0-9.]{7,15})(:[0-9]{1,5})?\Z"))
+def test_accepted_join_addresses_are_what_the_join_code_parses(text: str) -> None:
+    """The config promises what gossip.addresses (used by joins) will accept."""
+    try:
+        host, port = parse_host_port(text)
+    except ValueError:
+        return
+    assert gossip_addresses.parse_host_port(text, 8301) == (host, port or 8301)
 
 
 def test_valid_values_in_every_form(tmp_path: Path) -> None:

@@ -21,12 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from gossamer.gossip.addresses import format_host_port, parse_host_port
 from pydantic import ValidationError
 
 from .errors import ConfigError, ConfigProblem, describe
 from .flags import flag_entries
-from .schema import CONFIG_KEYS, META_MAX_PAIRS, AgentConfig, ConfigLayer
+from .schema import (
+    CONFIG_KEYS,
+    META_MAX_PAIRS,
+    AgentConfig,
+    ConfigLayer,
+    format_host_port,
+    parse_host_port,
+)
 
 Entry = tuple[str, object, str]  # key, value as written, source ("path" or "flag --x")
 MERGED = "config"  # source named by problems that only exist after merging
