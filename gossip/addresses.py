@@ -1,11 +1,20 @@
-"""Join targets: `host`, `host:port`, `[v6]`, `[v6]:port` — parsed without I/O."""
+"""Join targets: `host`, `host:port`, `[v6]`, `[v6]:port` — parsed without I/O.
+
+The one host:port parser of the project: the config's join lists, the HTTP
+join endpoint and the CLI's --http-addr all go through it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+$")
+# RFC 1123 labels joined by dots. Every label is anchored by a dot, so the
+# match is linear: a pattern like (label\.?)+ backtracks exponentially on a
+# long name that fails at its last character.
+_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 class AddressError(ValueError):
@@ -13,7 +22,7 @@ class AddressError(ValueError):
 
 
 def parse_port(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise AddressError(f"port {text!r} is not a number")
     port = int(text)
     if not 1 <= port <= 65535:
@@ -21,8 +30,12 @@ def parse_port(text: str) -> int:
     return port
 
 
-def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
-    """Split and check `text`; the host may be an IP literal or a DNS name."""
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """Split and check `text`; the port is None when absent.
+
+    The host may be an IP literal or a DNS name; a bare IPv6 literal (no
+    brackets) is taken as a host without a port.
+    """
     text = text.strip()
     if not text:
         raise AddressError("empty address")
@@ -30,22 +43,31 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
         host, sep, rest = text[1:].partition("]")
         if not sep:
             raise AddressError(f"{text!r}: missing ']' after IPv6 address")
+        if ":" not in host:
+            raise AddressError(f"{text!r}: brackets must hold an IPv6 address, like [::1]")
         _check_ip(host, text)
         if not rest:
-            return host, default_port
+            return host, None
         if not rest.startswith(":"):
             raise AddressError(f"{text!r}: expected ':port' after ']'")
         return host, parse_port(rest[1:])
-    if text.count(":") > 1:  # a bare IPv6 literal, no port
+    if text.count(":") > 1:
         _check_ip(text, text)
-        return text, default_port
+        return text, None
     host, sep, port_text = text.partition(":")
-    port = parse_port(port_text) if sep else default_port
-    if not _HOSTNAME.match(host):
-        raise AddressError(f"{host!r} is not a valid IP address or host name")
-    if host.replace(".", "").isdigit():
+    if not host:
+        raise AddressError(f"{text!r} has no host")
+    if re.fullmatch(r"[0-9.]+", host):
         _check_ip(host, text)
-    return host, port
+    elif not _HOSTNAME.fullmatch(host):
+        shown = host if len(host) <= 80 else host[:77] + "..."
+        raise AddressError(f"{shown!r} is not a valid IP address or host name")
+    return host, parse_port(port_text) if sep else None
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, port = split_host_port(text)
+    return host, default_port if port is None else port
 
 
 def _check_ip(host: str, text: str) -> None:
@@ -56,4 +78,7 @@ def _check_ip(host: str, text: str) -> None:
 
 
 def format_host_port(host: str, port: int) -> str:
+    """host:port with IPv6 in brackets and IP literals in canonical form."""
+    with contextlib.suppress(ValueError):
+        host = str(ipaddress.ip_address(host))
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

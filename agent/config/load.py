@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from gossamer.gossip.addresses import format_host_port
 from pydantic import ValidationError
 
 from .errors import ConfigError, ConfigProblem, describe
@@ -30,7 +31,6 @@ from .schema import (
     META_MAX_PAIRS,
     AgentConfig,
     ConfigLayer,
-    format_host_port,
     parse_host_port,
 )
 

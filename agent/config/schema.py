@@ -14,8 +14,6 @@ file that holds it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import json
 import re
@@ -23,7 +21,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from gossamer.gossip.keyring import KEY_BYTES, validate_key
+from gossamer.gossip.addresses import AddressError, split_host_port
+from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
@@ -69,54 +68,22 @@ def format_duration(value: timedelta) -> str:
     return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
-# Host names as RFC 1123 labels joined by dots. Every label is anchored by a
-# dot, so matching is linear: a pattern like (label\.?)+ backtracks
-# exponentially on a long name that fails at its last character.
-_LABEL = r"(?!-)[a-zA-Z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
-
-
 def parse_host_port(item: object) -> tuple[str, int | None]:
-    """Split "host", "host:port", "[v6]" or "[v6]:port"; ValueError says what is wrong.
+    """Check one join entry; ValueError says what is wrong.
 
-    A bare IPv6 literal is refused: in "fd00::1:8301" the port is ambiguous.
-    Whatever passes is also accepted by gossip.addresses, which joins use.
+    Stricter than the gossip parser it wraps: a bare IPv6 literal is refused
+    (in "fd00::1:8301" the port is ambiguous) and so is cloud auto-join.
     """
     if not isinstance(item, str):
         raise ValueError(f"entries must be strings, got {describe(item)}")
     if item.startswith("provider="):
         raise ValueError(f"{describe(item)}: cloud auto-join is not supported")
-    host, port = _split_host_port(item)
-    if not host:
-        raise ValueError(f"{describe(item)} has no host")
-    if re.fullmatch(r"[0-9.]+", host) and not _is_ip(host):
-        raise ValueError(f"{describe(host)} is not a valid IP address")
-    if not (_is_ip(host) or _HOSTNAME_RE.fullmatch(host)):
-        raise ValueError(f"{describe(item)} is not a host name or IP address")
-    if port is None:
-        return host, None
-    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        raise ValueError(f"{describe(item)}: port must be between 1 and 65535")
-    return host, int(port)
-
-
-def _split_host_port(item: str) -> tuple[str, str | None]:
-    if item.startswith("["):
-        match = re.fullmatch(r"\[([^\]]*)\](?::(.*))?", item, re.DOTALL)
-        if not match or ":" not in match[1] or not _is_ip(match[1]):
-            raise ValueError(f"{describe(item)}: brackets must hold an IPv6 address, like [::1]")
-        return match[1], match[2]
-    if item.count(":") > 1:
+    if not item.startswith("[") and item.count(":") > 1:
         raise ValueError(f"{describe(item)}: write IPv6 addresses in brackets, like [::1]:8301")
-    host, colon, port = item.partition(":")
-    return host, port if colon else None
-
-
-def format_host_port(host: str, port: int) -> str:
-    """host:port with IPv6 in brackets and IP literals in canonical form."""
-    if _is_ip(host):
-        host = str(ipaddress.ip_address(host))
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        return split_host_port(item)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _is_ip(text: str) -> bool:
@@ -212,12 +179,9 @@ def _encrypt(value: object) -> str:
     if not isinstance(value, str):
         raise _fail(f"{rule}, got {describe(value)}")
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _fail(f"is not valid base64 ({exc}); {rule}") from None
-    if len(raw) != KEY_BYTES:
-        raise _fail(f"{rule}, got {len(raw)} bytes")
-    return validate_key(value)  # the gossip layer's own check, which must agree
+        return validate_key(value)
+    except InvalidKeyError as exc:
+        raise _fail(f"{exc}; {rule}") from None
 
 
 def _log_level(value: object) -> str:
