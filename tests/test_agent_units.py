@@ -149,3 +149,13 @@ def test_import_checker_sees_lazy_imports(tmp_path: Path) -> None:
     bad = tmp_path / "x.py"
     bad.write_text("def f():\n    from gossamer.agent import cli\n    import gossamer.proxy.x\n")
     assert imported_packages(bad) == [(2, "agent"), (3, "proxy")]
+
+
+def test_host_parse_is_linear_on_long_bad_names() -> None:
+    """Regression: `(label\\.?)+` backtracked exponentially; a join request could hang the agent."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(AddressError, match="not a valid IP address or host name"):
+        parse_host_port("a" * 5000 + "!", 8301)
+    assert time.monotonic() - started < 0.5
