@@ -40,6 +40,7 @@ from gossamer.gossip.rpc import SerfRpcClient
 
 log = logging.getLogger("gossamer.agent")
 
+REJOIN_ATTEMPTS = 8  # after a serf restart; then gossip from peers must find us
 EXIT_OK = 0
 EXIT_FAILURE = 1
 
@@ -208,7 +209,9 @@ class Agent:
         dns_udp = bind_socket("DNS (udp)", c.client, c.dns_port, socket.SOCK_DGRAM)
         dns_tcp = bind_socket("DNS (tcp)", c.client, c.dns_port)
         rpc_sock = bind_socket("agent RPC", c.bind, c.rpc_port)
-        self._serf_process = SerfProcess(self._serf_settings(), on_fatal=self._serf_fatal)
+        self._serf_process = SerfProcess(
+            self._serf_settings(), on_fatal=self._serf_fatal, on_restart=self._serf_restarted
+        )
         await self._serf_process.start()
         self._members = MemberWatch(self.serf)
         await self._members.resync()
@@ -269,6 +272,30 @@ class Agent:
 
     def _serf_fatal(self, exc: SerfFatalError) -> None:
         self.fail(str(exc))
+
+    def _serf_restarted(self) -> None:
+        """Rejoin the peers known before serf died, plus the configured joins."""
+        c = self.config
+        table = self._members.table if self._members is not None else {}
+        peers = [
+            format_host_port(m.addr, m.port)
+            for m in table.values()
+            if m.name != c.node and m.status == "alive"
+        ]
+        targets = list(dict.fromkeys(peers + join_targets([*c.join, *c.retry_join], c.serf_port)))
+        if targets:
+            self._spawn(self._rejoin(targets), "rejoin")
+
+    async def _rejoin(self, targets: list[str]) -> None:
+        try:
+            await retry_join(
+                self.serf,
+                targets,
+                cap=self.config.retry_interval.total_seconds(),
+                max_attempts=REJOIN_ATTEMPTS,
+            )
+        except JoinError as exc:
+            log.warning("rejoin after serf restart failed: %s", exc)
 
     async def _join(self) -> None:
         c = self.config

@@ -84,16 +84,20 @@ class SerfProcess:
 
     `on_fatal` is called (once) from the supervisor task when serf exits for a
     reason that a restart cannot cure; the owner decides what to do (the
-    gossamer agent exits with an error).
+    gossamer agent exits with an error). `on_restart` is called right after a
+    new serf was spawned: serf's snapshot may not hold the peers yet (it is
+    written lazily), so the owner rejoins what it knew.
     """
 
     def __init__(
         self,
         settings: SerfSettings,
         on_fatal: Callable[[SerfFatalError], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_fatal = on_fatal
+        self._on_restart = on_restart
         self._auth_key = secrets.token_hex(16)
         self._rpc_port = 0
         self._proc: asyncio.subprocess.Process | None = None
@@ -280,6 +284,8 @@ class SerfProcess:
             return
         self.restarts += 1
         log.info("serf restarted (pid %s)", self.pid)
+        if self._on_restart is not None:
+            self._on_restart()
 
     async def stop(self, *, leave: bool, timeout: float = 10.0) -> None:
         """Leave gracefully (peers see `left`) when asked, then make sure serf is gone."""

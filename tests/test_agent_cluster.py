@@ -88,3 +88,19 @@ def test_keyring_install_use_remove_across_three(cluster: Cluster) -> None:
     b.stop()
     b.start()
     eventually(lambda: a.members()["k2"] == ALIVE, 15, what="k2 back after restart")
+
+
+def test_serf_that_dies_is_restarted_and_the_agent_keeps_serving(cluster: Cluster) -> None:
+    a, b = cluster.start(2)
+    (old_pid,) = b.serf_pids()
+    os.kill(old_pid, signal.SIGKILL)
+    eventually(
+        lambda: [p for p in b.serf_pids() if p != old_pid and pid_alive(p)],
+        15,
+        what="a new serf for node2",
+    )
+    assert "serf exited unexpectedly" in b.log_tail(80)
+    # The restarted serf rejoins from its snapshot; both agents see both alive.
+    eventually(lambda: b.members() == {"node1": ALIVE, "node2": ALIVE}, 20, what="rejoined")
+    eventually(lambda: a.members()["node2"] == ALIVE, 20, what="node1 sees node2 alive")
+    assert b.get("/v1/agent/self")["Member"]["Status"] == ALIVE
