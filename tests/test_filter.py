@@ -149,14 +149,19 @@ def test_catalog_service_row(expression: str, expected: bool) -> None:
     assert parse(expression, CATALOG_SERVICE).evaluate(SERVICE_ROW) is expected
 
 
-@pytest.mark.parametrize(("expression", "expected"), CASES)
+# Without a schema an absent struct field has no zero value, and every object
+# is a map whose keys match exactly; cases that rely on either are left out.
+SCHEMALESS_CASES = [
+    (expression, expected)
+    for expression, expected in CASES
+    if not any(k in expression for k in ("Native", "MeshGateway", "ServiceTaggedAddresses.lan"))
+]
+
+
+@pytest.mark.parametrize(("expression", "expected"), SCHEMALESS_CASES)
 def test_same_answers_without_schema_where_the_row_has_the_field(
     expression: str, expected: bool
 ) -> None:
-    if "Native" in expression or "MeshGateway" in expression:
-        pytest.skip("a schema-less row has no zero values for absent struct fields")
-    if "ServiceTaggedAddresses.lan" in expression:
-        pytest.skip("schema-less, every object is a map: keys match exactly")
     assert parse(expression).evaluate(SERVICE_ROW) is expected
 
 
