@@ -31,6 +31,7 @@ from gossamer.agent.http.app import make_app
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.agent.listeners import ListenError, bind_socket
 from gossamer.agent.logs import setup_logging
+from gossamer.agent.member_tags import own_tags
 from gossamer.agent.membership import MemberWatch
 from gossamer.agent.reload import added_joins, apply_reloadable
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
@@ -253,14 +254,9 @@ class Agent:
             port=c.serf_port,
             advertise=c.advertise,
             state_dir=self._data_dir.serf_dir,
-            tags={
-                "role": "gossamer",
-                "dc": c.datacenter,
-                "id": self.node_id,
-                "port": str(c.rpc_port),
-                "vsn": "1",
-                "build": VERSION,
-            },
+            tags=own_tags(
+                datacenter=c.datacenter, node_id=self.node_id, rpc_port=c.rpc_port, version=VERSION
+            ),
             encrypt=c.encrypt,
             log_level=c.log_level,
             rejoin=c.rejoin_after_leave,

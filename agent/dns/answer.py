@@ -29,12 +29,12 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from gossamer.agent.member_tags import rpc_port
 from gossamer.gossip.member_table import MemberMap
 from gossamer.gossip.members import Member
 
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, SOA_MIN_TTL = 3600, 600, 86400, 0  # Consul's defaults
 MAX_NS = 3
-RPC_PORT_TAG = "port"
 
 
 @dataclass(frozen=True)
@@ -155,13 +155,13 @@ def _node(name: str, rdtype: int, qname: dns.name.Name, view: DnsView) -> list[d
 def _service(service: str, rdtype: int, qname: dns.name.Name, view: DnsView) -> Lookup:
     if service != "consul":
         raise NotFound  # the catalog's services arrive with it
-    agents = [m for m in _alive(view) if m.tags.get(RPC_PORT_TAG, "").isdigit()]
+    agents = [m for m in _alive(view) if rpc_port(m) is not None]
     if not agents:
         raise NotFound
     if rdtype == dns.rdatatype.SRV:
         targets = [(m, _node_fqdn(m, view)) for m in agents]
         srv = dns.rrset.from_text_list(
-            qname, view.ttl, "IN", "SRV", [f"1 1 {m.tags[RPC_PORT_TAG]} {t}" for m, t in targets]
+            qname, view.ttl, "IN", "SRV", [f"1 1 {rpc_port(m)} {t}" for m, t in targets]
         )
         extra = [_address_rrset(dns.name.from_text(t), [m], view) for m, t in targets]
         return [srv], [e for e in extra if e is not None]

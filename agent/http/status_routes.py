@@ -12,15 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.render import json_response
-from gossamer.gossip.addresses import format_host_port
-from gossamer.gossip.members import Member
-
-AGENT_RPC_PORT_TAG = "port"
-
-
-def rpc_address(member: Member) -> str | None:
-    port = member.tags.get(AGENT_RPC_PORT_TAG, "")
-    return format_host_port(member.addr, int(port)) if port.isdigit() else None
+from gossamer.agent.member_tags import rpc_address
 
 
 async def status_leader(request: web.Request) -> web.Response:
