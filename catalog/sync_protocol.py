@@ -1,0 +1,193 @@
+"""Peer sync over agent RPC: frames and the answers to each request, without I/O.
+
+One exchange (scuttlebutt anti-entropy) between agents A and B:
+
+    A -> B  {"t": "digest", "dc": dc, "digest": {node: [version, node_id]}}
+    B -> A  {"t": "delta", "records": [newer records A lacks], "want": [nodes B lacks]}
+    A -> B  {"t": "push", "dc": dc, "records": [the records B wanted]}
+    B -> A  {"t": "ok", "applied": n}
+
+and a direct pull when a member's serf tags show a newer record version:
+
+    A -> B  {"t": "pull", "dc": dc, "nodes": [node, ...]}
+    B -> A  {"t": "records", "records": [...]}
+
+A peer relays records of other nodes as freely as its own, so the owner is
+not hit by N pulls and updates that one path missed arrive by another.
+Frames are a 4-byte big-endian length then one msgpack map; a frame over
+MAX_FRAME, or bytes that are not msgpack, is a ProtocolError and the
+connection is closed. A well-formed request with bad content is answered
+with {"t": "error", "msg": ...} and the connection stays usable. Every
+record from a peer passes `record_from_wire`, and records of another
+datacenter are refused: datacenters do not mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+from gossamer.catalog.merge import CatalogState, Stamp, apply_many, diff, digest, records_for
+from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire
+
+MAX_FRAME = 16 * 1024 * 1024  # a 10,000-node digest is well under 1 MiB
+MAX_NODES_PER_REQUEST = 100_000
+
+Message = dict[str, Any]
+
+
+class ProtocolError(ValueError):
+    """The byte stream cannot be trusted any more: close the connection."""
+
+
+class RequestError(ValueError):
+    """A well-framed request with bad content: answer with an error message."""
+
+
+def encode(message: Message) -> bytes:
+    body: bytes = msgpack.packb(message, use_bin_type=True)
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
+    return len(body).to_bytes(4, "big") + body
+
+
+class FrameDecoder:
+    """Feed bytes as they arrive; complete messages come out in order."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buffer += data
+        out: list[Message] = []
+        while len(self._buffer) >= 4:
+            size = int.from_bytes(self._buffer[:4], "big")
+            if size > MAX_FRAME:
+                raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+            if len(self._buffer) < 4 + size:
+                break
+            body = bytes(self._buffer[4 : 4 + size])
+            del self._buffer[: 4 + size]
+            out.append(_unpack(body))
+        return out
+
+
+def _unpack(body: bytes) -> Message:
+    try:
+        message = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"frame is not msgpack: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError('frame is not a message map with a "t" field')
+    return message
+
+
+# -- requests ---------------------------------------------------------------------------
+
+
+def digest_request(state: CatalogState, datacenter: str) -> Message:
+    stamps = digest(state, datacenter)
+    return {"t": "digest", "dc": datacenter, "digest": {n: list(s) for n, s in stamps.items()}}
+
+
+def pull_request(datacenter: str, nodes: list[str]) -> Message:
+    return {"t": "pull", "dc": datacenter, "nodes": sorted(set(nodes))}
+
+
+def push_request(state: CatalogState, datacenter: str, nodes: list[str]) -> Message:
+    records = records_for(state, datacenter, nodes)
+    return {"t": "push", "dc": datacenter, "records": [record_to_wire(r) for r in records]}
+
+
+# -- answering --------------------------------------------------------------------------
+
+
+def answer(
+    state: CatalogState, message: Message, *, datacenter: str
+) -> tuple[Message, list[NodeRecord]]:
+    """The reply to one request, and the records it brought to apply locally."""
+    try:
+        return _answer(state, message, datacenter)
+    except (RequestError, RecordError) as exc:
+        return {"t": "error", "msg": str(exc)}, []
+
+
+def _answer(
+    state: CatalogState, message: Message, datacenter: str
+) -> tuple[Message, list[NodeRecord]]:
+    kind = message["t"]
+    dc = _datacenter(message, datacenter)
+    if kind == "digest":
+        theirs = _stamps(message.get("digest"))
+        they_need, i_need = diff(theirs, digest(state, dc))
+        records = [record_to_wire(r) for r in records_for(state, dc, they_need)]
+        return {"t": "delta", "records": records, "want": i_need}, []
+    if kind == "pull":
+        nodes = _names(message.get("nodes"), "nodes")
+        found = records_for(state, dc, nodes)
+        return {"t": "records", "records": [record_to_wire(r) for r in found]}, []
+    if kind == "push":
+        records = parse_records(message.get("records"), dc)
+        return {"t": "ok", "applied": len(records)}, records
+    raise RequestError(f"unknown request type {kind!r}")
+
+
+def parse_records(raw: object, datacenter: str) -> list[NodeRecord]:
+    """Records from a peer's `delta`, `records` or `push`; RecordError names the bad one."""
+    if not isinstance(raw, list):
+        raise RecordError("records: expected a list")
+    records = [record_from_wire(item) for item in raw]
+    for record in records:
+        if record.datacenter != datacenter:
+            raise RecordError(
+                f"record of node {record.node!r} is in datacenter {record.datacenter!r}, "
+                f"not {datacenter!r}"
+            )
+    return records
+
+
+def absorb(
+    state: CatalogState, records: list[NodeRecord], *, self_origin: str
+) -> tuple[CatalogState, list[tuple[str, str]]]:
+    """Merge records a peer sent; returns the new state and the (dc, node) that changed.
+
+    Records this agent owns are never taken from a peer: the owner is the
+    only authority on them, whatever version a peer claims.
+    """
+    return apply_many(state, (r for r in records if r.origin != self_origin))
+
+
+def _datacenter(message: Mapping[str, Any], ours: str) -> str:
+    dc = message.get("dc")
+    if dc != ours:
+        raise RequestError(f"datacenter {dc!r} does not match this agent's {ours!r}")
+    return ours
+
+
+def _names(raw: object, what: str) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+        raise RequestError(f"{what}: expected a list of node names")
+    if len(raw) > MAX_NODES_PER_REQUEST:
+        raise RequestError(f"{what}: more than {MAX_NODES_PER_REQUEST} names")
+    return list(raw)
+
+
+def _stamps(raw: object) -> dict[str, Stamp]:
+    if not isinstance(raw, dict) or len(raw) > MAX_NODES_PER_REQUEST:
+        raise RequestError("digest: expected a map of node name to [version, node_id]")
+    out: dict[str, Stamp] = {}
+    for node, stamp in raw.items():
+        if not (
+            isinstance(node, str)
+            and isinstance(stamp, list)
+            and len(stamp) == 2
+            and isinstance(stamp[0], int)
+            and not isinstance(stamp[0], bool)
+            and 0 <= stamp[0] < 2**63
+            and isinstance(stamp[1], str)
+        ):
+            raise RequestError(f"digest: bad entry for node {node!r}")
+        out[node] = Stamp(stamp[0], stamp[1])
+    return out

@@ -1,0 +1,139 @@
+"""Peer sync protocol: framing, answers, and convergence of two catalogs, without sockets."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from gossamer.catalog import merge
+from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.sync_protocol import (
+    MAX_FRAME,
+    FrameDecoder,
+    ProtocolError,
+    absorb,
+    answer,
+    digest_request,
+    encode,
+    parse_records,
+    pull_request,
+    push_request,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+DC = "dc1"
+
+
+def record(node: str, version: int, *services: str, dc: str = DC) -> NodeRecord:
+    return NodeRecord(
+        node=node, node_id=f"id-{node}", datacenter=dc, address="198.18.0.1",
+        version=version, origin=node,
+        services=tuple(Service(id=s, name=s, port=80) for s in services),
+    )  # fmt: skip
+
+
+def state_of(*records: NodeRecord) -> merge.CatalogState:
+    return merge.apply_many(merge.CatalogState(), records)[0]
+
+
+def test_frames_round_trip_in_any_split() -> None:
+    wire = encode({"t": "pull", "dc": DC, "nodes": ["a"]}) + encode({"t": "ok", "applied": 1})
+    for cut in range(len(wire) + 1):
+        decoder = FrameDecoder()
+        got = decoder.feed(wire[:cut]) + decoder.feed(wire[cut:])
+        assert [m["t"] for m in got] == ["pull", "ok"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        (MAX_FRAME + 1).to_bytes(4, "big"),
+        (3).to_bytes(4, "big") + b"\xc1\xc1\xc1",  # 0xc1 is never valid msgpack
+        (1).to_bytes(4, "big") + msgpack.packb(5),
+        (6).to_bytes(4, "big") + msgpack.packb({"x": 1}).ljust(6, b"\x00"),
+    ],
+)
+def test_bad_frames_raise_protocol_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        FrameDecoder().feed(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_raise_protocol_error(data: bytes) -> None:
+    try:
+        for message in FrameDecoder().feed(data):
+            assert isinstance(message["t"], str)
+    except ProtocolError:
+        pass
+
+
+def exchange(a: merge.CatalogState, b: merge.CatalogState) -> tuple[merge.CatalogState, ...]:
+    """One anti-entropy round from A to B, as the agents run it over a socket."""
+    delta, _ = answer(b, digest_request(a, DC), datacenter=DC)
+    assert delta["t"] == "delta"
+    a, _ = absorb(a, parse_records(delta["records"], DC), self_origin="a-agent")
+    push = push_request(a, DC, delta["want"])
+    ok, incoming = answer(b, push, datacenter=DC)
+    assert ok == {"t": "ok", "applied": len(incoming)}
+    b, _ = absorb(b, incoming, self_origin="b-agent")
+    return a, b
+
+
+def test_one_exchange_makes_two_catalogs_equal() -> None:
+    a = state_of(record("n1", 3, "web"), record("n2", 1), record("n3", 7))
+    b = state_of(record("n1", 2), record("n2", 5, "db"), record("n4", 1))
+    a, b = exchange(a, b)
+    assert a == b
+    assert {n: r.version for n, r in a.records[DC].items()} == {"n1": 3, "n2": 5, "n3": 7, "n4": 1}
+
+
+def test_pull_returns_only_what_exists() -> None:
+    s = state_of(record("n1", 1))
+    reply, _ = answer(s, pull_request(DC, ["n1", "ghost"]), datacenter=DC)
+    assert [r["node"] for r in reply["records"]] == ["n1"]
+
+
+def test_a_peer_cannot_overwrite_our_own_record() -> None:
+    mine = state_of(record("me", 4, "web"))
+    forged = record("me", 99)
+    after, changed = absorb(mine, [forged], self_origin="me")
+    assert changed == [] and after.records[DC]["me"].version == 4
+
+
+@pytest.mark.parametrize(
+    ("message", "needle"),
+    [
+        ({"t": "digest", "dc": "dc2", "digest": {}}, "datacenter 'dc2'"),
+        ({"t": "digest", "dc": DC, "digest": {"n": [1]}}, "bad entry for node 'n'"),
+        ({"t": "digest", "dc": DC, "digest": {"n": [True, "x"]}}, "bad entry"),
+        ({"t": "pull", "dc": DC, "nodes": "n1"}, "expected a list of node names"),
+        ({"t": "push", "dc": DC, "records": [{"v": 1}]}, ""),
+        ({"t": "push", "dc": DC, "records": "x"}, "expected a list"),
+        ({"t": "dance", "dc": DC}, "unknown request type 'dance'"),
+    ],
+)
+def test_bad_requests_get_an_error_reply(message: dict[str, object], needle: str) -> None:
+    reply, records = answer(state_of(), message, datacenter=DC)
+    assert reply["t"] == "error" and needle in reply["msg"] and records == []
+
+
+def test_records_of_another_datacenter_are_refused() -> None:
+    other = push_request(state_of(record("x", 1, dc="dc2")), "dc2", ["x"])
+    other["dc"] = DC
+    reply, records = answer(state_of(), other, datacenter=DC)
+    assert reply["t"] == "error" and "datacenter 'dc2'" in reply["msg"] and records == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(1, 9)), max_size=12),
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(1, 9)), max_size=12),
+)
+def test_exchange_converges_for_any_pair_of_catalogs(
+    left: list[tuple[str, int]], right: list[tuple[str, int]]
+) -> None:
+    a = state_of(*(record(n, v) for n, v in left))
+    b = state_of(*(record(n, v) for n, v in right))
+    a, b = exchange(a, b)
+    assert a == b
