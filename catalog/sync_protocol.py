@@ -122,15 +122,15 @@ def _answer(
     if kind == "digest":
         theirs = _stamps(message.get("digest"))
         they_need, i_need = diff(theirs, digest(state, dc))
-        records = [record_to_wire(r) for r in records_for(state, dc, they_need)]
-        return {"t": "delta", "records": records, "want": i_need}, []
+        newer = [record_to_wire(r) for r in records_for(state, dc, they_need)]
+        return {"t": "delta", "records": newer, "want": i_need}, []
     if kind == "pull":
         nodes = _names(message.get("nodes"), "nodes")
         found = records_for(state, dc, nodes)
         return {"t": "records", "records": [record_to_wire(r) for r in found]}, []
     if kind == "push":
-        records = parse_records(message.get("records"), dc)
-        return {"t": "ok", "applied": len(records)}, records
+        incoming = parse_records(message.get("records"), dc)
+        return {"t": "ok", "applied": len(incoming)}, incoming
     raise RequestError(f"unknown request type {kind!r}")
 
 
