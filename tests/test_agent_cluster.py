@@ -104,3 +104,10 @@ def test_serf_that_dies_is_restarted_and_the_agent_keeps_serving(cluster: Cluste
     eventually(lambda: b.members() == {"node1": ALIVE, "node2": ALIVE}, 20, what="rejoined")
     eventually(lambda: a.members()["node2"] == ALIVE, 20, what="node1 sees node2 alive")
     assert b.get("/v1/agent/self")["Member"]["Status"] == ALIVE
+
+
+def test_sigint_leaves_gracefully_too(cluster: Cluster) -> None:
+    a, b = cluster.start(2)
+    b.signal(signal.SIGINT)
+    assert b.wait_exit() == 0
+    eventually(lambda: a.members()["node2"] == LEFT, 10, what="node2 seen as left")

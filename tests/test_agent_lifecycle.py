@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -162,3 +163,13 @@ def test_retry_join_gives_up_after_retry_max(cluster: Cluster, tmp_path: Path) -
     agent.start(wait=False)
     assert agent.wait_exit(30) == 1
     assert "gave up after 2 attempts" in agent.log_tail()
+
+
+def test_log_json_writes_one_object_per_line(cluster: Cluster) -> None:
+    agent = cluster.new_agent("jsonlog", "--log-json").start()
+    agent.stop()
+    lines = agent.log_tail(200).splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records, agent.log_tail()
+    assert all({"@timestamp", "@level", "@module", "@message"} <= set(r) for r in records)
+    assert any("agent ready" in r["@message"] for r in records)
