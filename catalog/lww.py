@@ -22,14 +22,12 @@ Rules:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gossamer.catalog.hlc import StampError, Timestamp
-
-MAX_DEPTH = 32
+from gossamer.catalog.plain_json import json_problem
 
 
 class EntryError(ValueError):
@@ -147,23 +145,6 @@ def entry_from_wire(data: object) -> tuple[str, Entry]:
         stamp = Timestamp.from_wire(data.get("stamp"))
     except StampError as err:
         raise EntryError(str(err)) from None
-    _check_json(value, "value", 0)
+    if problem := json_problem(value, "value"):
+        raise EntryError(problem)
     return key, Entry(stamp, value, deleted)
-
-
-def _check_json(value: object, path: str, depth: int) -> None:
-    """Values must be plain finite JSON so that ranks and re-encodings agree everywhere."""
-    if depth > MAX_DEPTH:
-        raise EntryError(f"{path}: nested deeper than {MAX_DEPTH}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise EntryError(f"{path}: object keys must be strings")
-            _check_json(v, f"{path}.{k}", depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json(v, f"{path}[{i}]", depth + 1)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise EntryError(f"{path}: numbers must be finite")
-    elif value is not None and not isinstance(value, str | int | float | bool):
-        raise EntryError(f"{path}: not a JSON value")

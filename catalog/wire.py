@@ -19,15 +19,14 @@ Format rules:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from gossamer.catalog.model import STATUSES, Check, JsonObject, NodeRecord, Service
+from gossamer.catalog.plain_json import json_problem
 
 WIRE_VERSION = 1
 MAX_VERSION = 2**63 - 1  # fits SQLite's INTEGER, where records are kept
-MAX_DEPTH = 32  # opaque proxy/connect/definition JSON; Consul's own are a few levels deep
 
 T = TypeVar("T")
 
@@ -235,26 +234,6 @@ def _addr_port(value: object, path: str) -> tuple[str, int]:
 
 def _json_obj(obj: Mapping[str, Any], key: str, at: str) -> dict[str, Any]:
     value = _obj(_field(obj, key, at), _path(at, key))
-    _check_json(value, _path(at, key))
+    if problem := json_problem(value, _path(at, key)):
+        raise RecordError(problem)
     return dict(value)
-
-
-def _check_json(value: object, path: str, depth: int = 0) -> None:
-    """Opaque parts must still be plain finite JSON, so they compare and re-encode stably.
-
-    Nesting is capped so a hostile peer cannot exhaust the stack.
-    """
-    if depth > MAX_DEPTH:
-        raise RecordError(f"{path}: nested deeper than {MAX_DEPTH}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise RecordError(f"{path}: object keys must be strings")
-            _check_json(v, f"{path}.{k}", depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json(v, f"{path}[{i}]", depth + 1)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise RecordError(f"{path}: numbers must be finite")
-    elif value is not None and not isinstance(value, str | int | float | bool):
-        raise RecordError(f"{path}: not a JSON value")
