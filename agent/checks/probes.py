@@ -1,0 +1,280 @@
+"""One run of a check: the I/O, turned into a ProbeResult.
+
+Each probe is a small coroutine that never raises for a failing target:
+refusals, timeouts and bad addresses are critical results whose output says
+what happened, because the output is what an operator reads in
+`/v1/health/...`. Thresholds and change detection are not done here (see
+status.py and runner.py). Outputs follow Consul's wording so tools and
+people used to Consul read them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+
+import aiohttp
+from gossamer.agent.checks.status import (
+    DEFAULT_OUTPUT_MAX,
+    NodeHealth,
+    ProbeResult,
+    alias_result,
+    captured_tail,
+)
+from multidict import CIMultiDict
+
+# Consul's header values: some services allow-list the health checker's
+# User-Agent, so we keep Consul's rather than announcing our own.
+USER_AGENT = "Consul Health Check"
+ACCEPT = "text/plain, text/*, */*"
+
+# Given a node name ("" = this node), the node's services and checks, or
+# None when the node is unknown. Called on every alias run: keep it cheap.
+AliasLookup = Callable[[str], NodeHealth | None]
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go prints it (200ms, 1.5s, 1m30s): Consul's wording."""
+    if seconds < 1:
+        return f"{round(seconds * 1000, 3):g}ms"
+    minutes, secs = divmod(round(seconds, 3), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    text = f"{secs:g}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    """Split "host:port" / "[v6]:port" for the dialer; ValueError if it cannot.
+
+    Only a split: addresses are validated at registration (by the one
+    host:port parser, gossip.addresses), so a bad one is refused there with
+    a 400 instead of becoming a check that is critical forever.
+    """
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.removeprefix("[").removesuffix("]"), int(port_text)
+
+
+def new_http_session() -> aiohttp.ClientSession:
+    """The session HTTP checks share.
+
+    Keep-alive is off (force_close), as in Consul: a pooled connection the
+    server closed at its idle timeout would fail the next check for nothing.
+    Redirects are followed (Consul's default).
+    """
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+async def _read_head(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """Up to `limit` bytes of a body; the rest is never read (it may be endless)."""
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0:
+        chunk = await content.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+async def probe_http(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    method: str = "GET",
+    header: Mapping[str, Sequence[str]] | None = None,
+    body: str = "",
+    timeout_s: float = 10.0,
+    tls_skip_verify: bool = False,
+    tls_server_name: str = "",
+    max_output: int = DEFAULT_OUTPUT_MAX,
+) -> ProbeResult:
+    """2xx passing, 429 warning (RFC 6585 "Too Many Requests"), else critical.
+
+    Output: "HTTP GET <url>: 200 OK Output: <first max_output bytes of body>".
+    The timeout covers connect, headers and the capped body read.
+    """
+    method = (method or "GET").upper()
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name, values in (header or {}).items():
+        for value in values:
+            headers.add(name, value)
+    headers.setdefault("User-Agent", USER_AGENT)
+    headers.setdefault("Accept", ACCEPT)
+    where = f"HTTP {method} {url}"
+    try:
+        async with (
+            asyncio.timeout(timeout_s),
+            session.request(
+                method,
+                url,
+                headers=headers,
+                data=body.encode() if body else None,
+                ssl=not tls_skip_verify,
+                server_hostname=tls_server_name or None,
+            ) as resp,
+        ):
+            data = await _read_head(resp.content, max_output)
+    except TimeoutError:
+        return ProbeResult("critical", f"{where}: timed out after {go_duration(timeout_s)}")
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        return ProbeResult("critical", f"{where}: {exc or type(exc).__name__}")
+    reason = f" {resp.reason}" if resp.reason else ""
+    output = f"{where}: {resp.status}{reason} Output: {data.decode('utf-8', 'replace')}"
+    if 200 <= resp.status <= 299:
+        return ProbeResult("passing", output)
+    if resp.status == 429:
+        return ProbeResult("warning", output)
+    return ProbeResult("critical", output)
+
+
+async def probe_tcp(address: str, *, timeout_s: float = 10.0) -> ProbeResult:
+    """Passing when a TCP connection to host:port opens within the timeout.
+
+    A name resolving to IPv4 and IPv6 addresses is tried on all of them
+    (happy eyeballs), like Consul's dual-stack dialer.
+    """
+    where = f"TCP connect {address}"
+    try:
+        host, port = _split_address(address)
+    except ValueError as exc:
+        return ProbeResult("critical", f"{where}: {exc}")
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port, happy_eyeballs_delay=0.25)
+    except TimeoutError:
+        return ProbeResult("critical", f"{where}: timed out after {go_duration(timeout_s)}")
+    except OSError as exc:
+        return ProbeResult("critical", f"{where}: {exc}")
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return ProbeResult("passing", f"{where}: Success")
+
+
+class _Tail:
+    """The last `limit` bytes written, and how many were written in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.total = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk
+        if len(self.data) > self.limit:
+            del self.data[: len(self.data) - self.limit]
+
+    def text(self) -> str:
+        return captured_tail(bytes(self.data), self.total)
+
+
+async def _drain(stream: asyncio.StreamReader, sink: _Tail) -> None:
+    while chunk := await stream.read(65536):
+        sink.write(chunk)
+
+
+# After a kill, how long the pipe may take to close (a process that left the
+# group with setsid would otherwise hold it open forever).
+_DRAIN_GRACE_S = 1.0
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the script's whole process group: its children die with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+async def _pipe_reader(read_fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    reader = asyncio.StreamReader()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+async def _reap(proc: asyncio.subprocess.Process, drain: asyncio.Task[None], kill: bool) -> None:
+    """Kill the group if asked, wait for the process, then stop reading."""
+    if kill:
+        _kill_group(proc.pid)
+        await proc.wait()
+        # The pipe closes once the group is dead; the grace keeps output
+        # written just before the kill, and bounds the wait if a process
+        # escaped the group (setsid) and still holds the pipe.
+        await asyncio.wait({drain}, timeout=_DRAIN_GRACE_S)
+    drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
+
+
+async def probe_script(
+    args: Sequence[str], *, timeout_s: float = 30.0, max_output: int = DEFAULT_OUTPUT_MAX
+) -> ProbeResult:
+    """Run `args` (no shell); exit 0 passing, 1 warning, anything else critical.
+
+    stdout and stderr share one pipe, of which the last `max_output` bytes
+    are kept. The script runs in its own session, so at the timeout — or
+    when the probe is cancelled — its whole process group is killed, not
+    just the first process: a wrapper shell cannot leave its children
+    behind. The pipe is ours, not asyncio's, so waiting for the process
+    never hangs on a pipe that an escaped grandchild keeps open.
+    """
+    if not args:
+        return ProbeResult("critical", "script check has no Args")
+    read_fd, write_fd = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(read_fd)
+        return ProbeResult("critical", f"Failed to invoke {args[0]!r}: {exc}")
+    finally:
+        os.close(write_fd)
+    stream, transport = await _pipe_reader(read_fd)
+    sink = _Tail(max_output)
+    drain = asyncio.create_task(_drain(stream, sink))
+    timed_out = False
+    try:
+        async with asyncio.timeout(timeout_s):
+            # Wait for the pipe too: output written just before exit counts.
+            await asyncio.gather(asyncio.shield(drain), proc.wait())
+    except TimeoutError:
+        timed_out = True
+    finally:
+        await _reap(proc, drain, kill=timed_out or proc.returncode is None)
+        transport.close()
+    output = sink.text()
+    if timed_out:
+        message = f"Timed out ({go_duration(timeout_s)}) running check"
+        return ProbeResult("critical", f"{message}\n\n{output}" if output else message)
+    if proc.returncode == 0:
+        return ProbeResult("passing", output)
+    if proc.returncode == 1:
+        return ProbeResult("warning", output)
+    return ProbeResult("critical", output)
+
+
+async def probe_alias(lookup: AliasLookup, *, node: str, service_id: str) -> ProbeResult:
+    """The worst status of the aliased service's (or node's) checks.
+
+    `node` "" means this agent's node; the lookup decides what that is.
+    A failing lookup is critical, as a failing query is in Consul.
+    """
+    try:
+        health = lookup(node)
+    except Exception as exc:
+        return ProbeResult("critical", f"Failure checking aliased node or service: {exc}")
+    return alias_result(health, node or "(this node)", service_id)

@@ -1,0 +1,320 @@
+"""CheckRunner: runs the agent's checks on their intervals and reports changes.
+
+One asyncio task per check. A probing check (http, tcp, script, alias)
+first runs after a random stagger within its interval — Consul's
+RandomStagger, so checks registered together (say, at boot) do not all fire
+in the same instant — then every interval after the previous run ended, so
+a slow probe never overlaps itself. A TTL check has no probe: its task
+sleeps until the deadline and reports critical if no update arrived.
+
+Results go through status.apply_result (thresholds); `on_update(check_id,
+status, output)` is called only when the reported status or output changed.
+A removed or replaced check's late results are dropped, so a re-registered
+check never receives updates from its predecessor.
+
+The clock (monotonic seconds), the sleep and the random source are
+injected: tests expire TTLs on a fake clock and pin the stagger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from gossamer.agent.checks.probes import (
+    AliasLookup,
+    new_http_session,
+    probe_alias,
+    probe_http,
+    probe_script,
+    probe_tcp,
+)
+from gossamer.agent.checks.spec import CheckSpec
+from gossamer.agent.checks.status import (
+    CheckState,
+    ProbeResult,
+    Status,
+    apply_result,
+    cap_output,
+    parse_status,
+    ttl_expired,
+    ttl_expired_output,
+)
+
+log = logging.getLogger(__name__)
+
+UpdateCallback = Callable[[str, Status, str], None]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+# A TTL deadline is "now > last_update + ttl"; waking exactly at the
+# deadline would find it not yet passed, so the watcher oversleeps a little.
+_TTL_SLACK_S = 0.001
+
+
+class UnknownCheck(KeyError):
+    """No check with that id is registered (the HTTP layer answers 404)."""
+
+
+class NotTTLCheck(ValueError):
+    """pass/warn/fail/update was called on a check that is not a TTL check."""
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """A check's reported state; critical_since is on the runner's clock."""
+
+    status: Status
+    output: str
+    critical_since: float | None
+
+
+@dataclass(frozen=True)
+class Restore:
+    """State carried over a restart: the last report and, for TTL checks,
+    how much of the TTL was left (persisted TTL status stays valid until
+    the end of its TTL, as in Consul)."""
+
+    status: Status
+    output: str = ""
+    ttl_remaining_s: float | None = None
+
+
+class _Entry:
+    """A registered check's mutable state; owned by the runner."""
+
+    def __init__(self, spec: CheckSpec, state: CheckState, now: float) -> None:
+        self.spec = spec
+        self.thresholds = spec.thresholds
+        self.state = state
+        self.critical_since: float | None = now if state.status == "critical" else None
+        self.last_update = now  # TTL only: when the application last reported
+        self.last_ttl_output = ""  # TTL only: what it said then
+        self.expired = False  # TTL only: expiry already reported
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class CheckRunner:
+    """Runs registered checks until removed or stopped.
+
+    add/remove/ttl_update/refresh are synchronous and must be called from
+    the event loop thread; on_update is called from the loop, must not
+    block, and an exception it raises is logged and ignored.
+    """
+
+    def __init__(
+        self,
+        on_update: UpdateCallback,
+        *,
+        alias_lookup: AliasLookup | None = None,
+        session: aiohttp.ClientSession | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._on_update = on_update
+        self._alias_lookup = alias_lookup
+        self._session = session
+        self._owns_session = session is None
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._entries: dict[str, _Entry] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+
+    # --- registration -------------------------------------------------------
+
+    def add(self, spec: CheckSpec, restore: Restore | None = None) -> None:
+        """Start running `spec`, replacing a check with the same id.
+
+        The check reports spec.initial_status with empty output (or the
+        restored state) until its first result; that starting state is
+        not announced through on_update — the caller registered it.
+        """
+        spec.validate()
+        self.remove(spec.check_id)
+        now = self._clock()
+        status, output = (restore.status, restore.output) if restore else (spec.initial_status, "")
+        entry = _Entry(spec, CheckState.initial(status, spec.thresholds, output), now)
+        if spec.kind == "ttl" and restore and restore.ttl_remaining_s is not None:
+            entry.last_update = now - (spec.ttl_s - restore.ttl_remaining_s)
+        self._entries[spec.check_id] = entry
+        loop = self._ttl_loop(entry) if spec.kind == "ttl" else self._probe_loop(entry)
+        entry.task = asyncio.get_running_loop().create_task(loop, name=f"check:{spec.check_id}")
+
+    def remove(self, check_id: str) -> bool:
+        """Stop a check; False if there was none. Its pending results are dropped."""
+        entry = self._entries.pop(check_id, None)
+        if entry is None:
+            return False
+        if entry.task is not None:
+            entry.task.cancel()
+            self._retired.add(entry.task)
+            entry.task.add_done_callback(self._retired.discard)
+        return True
+
+    def refresh(self, check_id: str) -> None:
+        """Run a probing check now instead of at its next interval.
+
+        For alias checks: the agent calls this when the aliased service's
+        checks change, so the alias follows at once (Consul's alias is
+        event-driven); the interval is only the fallback.
+        """
+        entry = self._entries.get(check_id)
+        if entry is None:
+            raise UnknownCheck(check_id)
+        entry.wake.set()
+
+    def ttl_update(self, check_id: str, status: str, output: str = "") -> str:
+        """Set a TTL check's status (PUT /v1/agent/check/pass|warn|fail|update).
+
+        Renews the TTL and bypasses the thresholds, as Consul does. Returns
+        the stored output, capped at the check's output_max_size.
+        """
+        entry = self._entries.get(check_id)
+        if entry is None:
+            raise UnknownCheck(check_id)
+        if entry.spec.kind != "ttl":
+            raise NotTTLCheck(f"check {check_id!r} does not have an associated TTL")
+        new_status = parse_status(status)
+        capped = cap_output(output, entry.spec.max_output)
+        entry.last_update = self._clock()
+        entry.last_ttl_output = capped
+        entry.expired = False
+        state = entry.state
+        self._report(entry, CheckState(new_status, capped, state.successes, state.failures))
+        entry.wake.set()
+        return capped
+
+    # --- inspection ---------------------------------------------------------
+
+    def get(self, check_id: str) -> CheckView | None:
+        entry = self._entries.get(check_id)
+        if entry is None:
+            return None
+        return CheckView(entry.state.status, entry.state.output, entry.critical_since)
+
+    def views(self) -> dict[str, CheckView]:
+        """Every check's reported state, by id (sorted), e.g. for the reaper."""
+        return {cid: view for cid in sorted(self._entries) if (view := self.get(cid))}
+
+    def expire_ttls(self) -> list[str]:
+        """Report every TTL check whose deadline passed (on the injected clock).
+
+        The TTL watchers call this for their own check; tests on a fake
+        clock call it directly. Returns the ids that expired now.
+        """
+        return [cid for cid, e in sorted(self._entries.items()) if self._expire_if_due(e)]
+
+    async def stop(self) -> None:
+        """Cancel every check, wait for them (scripts are killed), close the session."""
+        for check_id in list(self._entries):
+            self.remove(check_id)
+        if self._retired:
+            await asyncio.gather(*self._retired, return_exceptions=True)
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    # --- loops --------------------------------------------------------------
+
+    async def _probe_loop(self, entry: _Entry) -> None:
+        delay = self._rng.uniform(0, entry.spec.interval_s)
+        while True:
+            await self._wait(entry, delay)
+            result = await self._probe(entry.spec)
+            self._report(entry, apply_result(entry.state, result, entry.thresholds))
+            delay = entry.spec.interval_s
+
+    async def _ttl_loop(self, entry: _Entry) -> None:
+        while True:
+            self._expire_if_due(entry)
+            if entry.expired:
+                await self._wait(entry, None)  # until the next ttl_update
+            else:
+                remaining = entry.last_update + entry.spec.ttl_s - self._clock()
+                await self._wait(entry, max(remaining, 0.0) + _TTL_SLACK_S)
+
+    async def _wait(self, entry: _Entry, delay: float | None) -> None:
+        """Sleep `delay` (None: forever) or until entry.wake is set."""
+        pending: set[asyncio.Future[object]] = {asyncio.ensure_future(_wait_event(entry.wake))}
+        if delay is not None:
+            pending.add(asyncio.ensure_future(self._sleep(delay)))
+        try:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in pending:
+                fut.cancel()
+        entry.wake.clear()
+
+    def _expire_if_due(self, entry: _Entry) -> bool:
+        spec = entry.spec
+        if spec.kind != "ttl" or entry.expired:
+            return False
+        if not ttl_expired(entry.last_update, spec.ttl_s, self._clock()):
+            return False
+        entry.expired = True
+        # Keep the application's last words: Consul's "TTL expired (last
+        # output before timeout follows): ..." helps explain the silence.
+        state = entry.state
+        output = ttl_expired_output(entry.last_ttl_output)
+        expired = CheckState("critical", output, state.successes, state.failures)
+        self._report(entry, expired)
+        return True
+
+    async def _probe(self, spec: CheckSpec) -> ProbeResult:
+        try:
+            return await self._run_probe(spec)
+        except Exception as exc:  # a probe bug must not stop the check
+            log.exception("check %s: probe failed", spec.check_id)
+            return ProbeResult("critical", f"check failed: {exc!r}")
+
+    async def _run_probe(self, spec: CheckSpec) -> ProbeResult:
+        if spec.kind == "http":
+            if self._session is None:
+                self._session = new_http_session()
+            return await probe_http(
+                self._session,
+                spec.http,
+                method=spec.method,
+                header=spec.header,
+                body=spec.body,
+                timeout_s=spec.timeout,
+                tls_skip_verify=spec.tls_skip_verify,
+                tls_server_name=spec.tls_server_name,
+                max_output=spec.max_output,
+            )
+        if spec.kind == "tcp":
+            return await probe_tcp(spec.tcp, timeout_s=spec.timeout)
+        if spec.kind == "script":
+            return await probe_script(spec.args, timeout_s=spec.timeout, max_output=spec.max_output)
+        if self._alias_lookup is None:
+            return ProbeResult("critical", "alias checks are not available on this agent")
+        return await probe_alias(
+            self._alias_lookup, node=spec.alias_node, service_id=spec.alias_service
+        )
+
+    def _report(self, entry: _Entry, new: CheckState) -> None:
+        if self._entries.get(entry.spec.check_id) is not entry:
+            return  # removed or replaced while its probe ran
+        old, entry.state = entry.state, new
+        if new.status != "critical":
+            entry.critical_since = None
+        elif old.status != "critical":
+            entry.critical_since = self._clock()
+        if (new.status, new.output) == (old.status, old.output):
+            return
+        try:
+            self._on_update(entry.spec.check_id, new.status, new.output)
+        except Exception:
+            log.exception("check %s: on_update failed", entry.spec.check_id)
+
+
+async def _wait_event(event: asyncio.Event) -> object:
+    return await event.wait()

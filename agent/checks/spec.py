@@ -1,0 +1,104 @@
+"""CheckSpec: what the runner needs to run one check, nothing more.
+
+The registration parser (catalog/registration.py) produces the full Consul
+check definition (name, notes, service id, DeregisterCriticalServiceAfter,
+...); the agent converts it to a CheckSpec for the runner. Durations are
+float seconds, already parsed; validation (Consul's 1 s minimum interval,
+script checks being allowed at all) happens at registration, so the runner
+trusts what it is given — tests rely on that to use 50 ms intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gossamer.agent.checks.status import DEFAULT_OUTPUT_MAX, STATUSES, Status, Thresholds
+
+Kind = Literal["http", "tcp", "ttl", "script", "alias"]
+
+# Consul's per-kind timeouts when `Timeout` is unset: 10 s for network
+# probes, 30 s for scripts (agent/checks/check.go).
+DEFAULT_TIMEOUT_S: dict[Kind, float] = {
+    "http": 10.0,
+    "tcp": 10.0,
+    "script": 30.0,
+    "ttl": 0.0,
+    "alias": 10.0,
+}
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One check as the runner runs it (Consul field in brackets).
+
+    check_id [CheckID]; kind picks the probe. interval_s [Interval] is the
+    period between runs (unused by ttl). timeout_s [Timeout]: None takes the
+    kind's Consul default. ttl_s [TTL] only for kind "ttl". http, method,
+    header ({name: [values]}), body, tls_server_name, tls_skip_verify for
+    kind "http"; tcp ("host:port") for kind "tcp"; args [Args] for kind
+    "script"; alias_node ("" = this node) and alias_service ("" = the node
+    itself) for kind "alias". success_before_passing,
+    failures_before_critical and failures_before_warning (None: same as
+    failures_before_critical) are Consul's consecutive-result thresholds.
+    output_max_size [OutputMaxSize] caps the stored output in bytes (< 1
+    means the 4096 default). initial_status [Status] is what the check
+    reports until its first result (Consul: critical).
+    """
+
+    check_id: str
+    kind: Kind
+    interval_s: float = 10.0
+    timeout_s: float | None = None
+    ttl_s: float = 0.0
+    http: str = ""
+    method: str = "GET"
+    header: dict[str, list[str]] = field(default_factory=dict, hash=False)
+    body: str = ""
+    tls_server_name: str = ""
+    tls_skip_verify: bool = False
+    tcp: str = ""
+    args: tuple[str, ...] = ()
+    alias_node: str = ""
+    alias_service: str = ""
+    success_before_passing: int = 0
+    failures_before_critical: int = 0
+    failures_before_warning: int | None = None
+    output_max_size: int = DEFAULT_OUTPUT_MAX
+    initial_status: Status = "critical"
+
+    @property
+    def timeout(self) -> float:
+        """The effective timeout: the configured one, else the kind's default."""
+        if self.timeout_s is not None and self.timeout_s > 0:
+            return self.timeout_s
+        return DEFAULT_TIMEOUT_S[self.kind]
+
+    @property
+    def max_output(self) -> int:
+        """Consul treats OutputMaxSize < 1 as "use the default"."""
+        return self.output_max_size if self.output_max_size >= 1 else DEFAULT_OUTPUT_MAX
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            self.success_before_passing,
+            self.failures_before_critical,
+            self.failures_before_warning,
+        )
+
+    def validate(self) -> None:
+        """Refuse what the runner cannot run (registration should have caught it).
+
+        Raises ValueError naming the check and the field.
+        """
+        where = f"check {self.check_id!r}"
+        if self.kind == "ttl":
+            if self.ttl_s <= 0:
+                raise ValueError(f"{where}: a TTL check needs ttl_s > 0")
+        elif self.interval_s <= 0:
+            raise ValueError(f"{where}: interval_s must be > 0")
+        if self.kind == "script" and not self.args:
+            raise ValueError(f"{where}: a script check needs args")
+        if self.initial_status not in STATUSES:
+            raise ValueError(f"{where}: bad initial_status {self.initial_status!r}")
