@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rich.console import Console
+
 from gossamer.agent.cli_commands import keys, membership
 from gossamer.agent.cli_commands.client import (
     AgentClient,
@@ -21,7 +23,6 @@ from gossamer.agent.cli_commands.client import (
 )
 from gossamer.agent.config import add_agent_flags
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
-from rich.console import Console
 
 EXIT_USAGE = 2
 

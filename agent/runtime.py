@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from gossamer.agent import systemd
 from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
 from gossamer.agent.datadir import DataDir, DataDirError

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgpack
+
 from gossamer.catalog.merge import CatalogState, Stamp, apply_many, diff, digest, records_for
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire

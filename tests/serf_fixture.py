@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gossamer.gossip.rpc import SerfRpcClient
-
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 

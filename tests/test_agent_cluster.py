@@ -6,7 +6,6 @@ import os
 import signal
 
 from gossamer.gossip.keyring import generate_key
-
 from tests.harness.cluster import Cluster, http_json, pid_alive
 from tests.harness.poll import eventually
 

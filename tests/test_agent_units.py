@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from gossamer.agent import systemd
 from gossamer.agent.datadir import DataDir, DataDirError
 from gossamer.agent.joining import backoff_schedule, join_targets
@@ -15,7 +16,6 @@ from gossamer.gossip.addresses import AddressError, parse_host_port
 from gossamer.gossip.keyring import InvalidKeyError, generate_key, seed_keyring, validate_key
 from gossamer.gossip.process import SerfSettings
 from gossamer.gossip.serf_output import classify_exit
-
 from scripts.check_imports import imported_packages, violations
 
 WHERE = SerfSettings(node="n1", bind="127.0.0.5", port=8301, state_dir=Path("/nonexistent"))

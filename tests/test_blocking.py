@@ -6,6 +6,9 @@ import dataclasses
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gossamer.catalog.blocking import (
     CHECKS,
     DEFAULT_WAIT_S,
@@ -30,8 +33,6 @@ from gossamer.catalog.blocking import (
     timeout_for,
 )
 from gossamer.catalog.model import Check, NodeRecord, Service
-from hypothesis import given
-from hypothesis import strategies as st
 
 # --- parsing ----------------------------------------------------------------------------
 

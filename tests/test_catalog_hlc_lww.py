@@ -6,12 +6,12 @@ import functools
 from typing import Any
 
 import pytest
-from gossamer.catalog import lww
-from gossamer.catalog.hlc import Clock, ClockSkewError, StampError, Timestamp, now, update
-from gossamer.catalog.lww import Entry, EntryError, LwwMap
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gossamer.catalog import lww
+from gossamer.catalog.hlc import Clock, ClockSkewError, StampError, Timestamp, now, update
+from gossamer.catalog.lww import Entry, EntryError, LwwMap
 from tests.test_catalog_model import json_values
 
 # --- HLC --------------------------------------------------------------------------------

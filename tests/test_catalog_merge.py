@@ -6,6 +6,9 @@ import functools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gossamer.catalog.merge import (
     SERF_FAILED_OUTPUT,
     CatalogState,
@@ -29,9 +32,6 @@ from gossamer.catalog.merge import (
     service_checks,
 )
 from gossamer.catalog.model import Check, NodeRecord, Service
-from hypothesis import given
-from hypothesis import strategies as st
-
 from tests.test_catalog_model import records
 
 EMPTY = CatalogState()

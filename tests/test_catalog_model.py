@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gossamer.catalog.model import (
     Check,
     NodeRecord,
@@ -19,8 +22,6 @@ from gossamer.catalog.model import (
     service_to_agent_json,
 )
 from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 # --- strategies shared with test_catalog_merge ------------------------------------------
 

@@ -18,15 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gossamer.catalog import lww, store
 from gossamer.catalog.hlc import Timestamp
 from gossamer.catalog.merge import CatalogState, Tombstone, apply, gc_tombstones, remove
 from gossamer.catalog.model import NodeRecord, Service, next_version
 from gossamer.catalog.store import CatalogStore, CheckState, Maintenance, StoredCheck, StoreError
 from gossamer.catalog.store_schema import APPLICATION_ID, SCHEMA_VERSION
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.test_catalog_model import json_values, records, words
 
 EMPTY = CatalogState()

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
 from gossamer.agent.checks.probes import (
     USER_AGENT,
     go_duration,
@@ -27,7 +28,6 @@ from gossamer.agent.checks.probes import (
     probe_tcp,
 )
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth, ProbeResult
-
 from tests.harness.poll import eventually
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+
 from gossamer.agent.checks.runner import CheckRunner, NotTTLCheck, Restore, UnknownCheck
 from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
-
 from tests.harness.poll import eventually, eventually_async
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Final
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from gossamer.agent.checks.status import (
     AliasedCheck,
     CheckState,
@@ -23,8 +26,6 @@ from gossamer.agent.checks.status import (
     ttl_expired_output,
     worst,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 P: Final = "passing"
 W: Final = "warning"

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from gossamer.gossip.keyring import validate_key
 
+from gossamer.gossip.keyring import validate_key
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
 

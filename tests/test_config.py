@@ -19,6 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from gossamer.agent.config import (
     RELOADABLE_KEYS,
     AgentConfig,
@@ -31,9 +35,6 @@ from gossamer.agent.config import (
 )
 from gossamer.agent.config.schema import parse_host_port
 from gossamer.gossip import addresses as gossip_addresses
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from pydantic import ValidationError
 
 HOST_ADDRESSES = ["127.0.0.1", "fe80::1", "10.1.2.3", "192.168.0.9"]
 KEY_32 = base64.b64encode(bytes(range(32))).decode()

@@ -8,11 +8,12 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gossamer.agent.dns.answer import DnsView, answer, handle
 from gossamer.agent.dns.server import render
 from gossamer.gossip.members import Member
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def member(name: str, addr: str, status: str = "alive", port: str = "8300") -> Member:

@@ -10,6 +10,9 @@ import contextlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gossamer.catalog.filter import (
     AGENT_SERVICE,
     CATALOG_NODE,
@@ -24,8 +27,6 @@ from gossamer.catalog.filter import (
     parse,
     validate_selectors,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SERVICE_ROW: dict[str, Any] = {
     "ID": "40e4a748-2192-161a-0510-9bf59fe950b5",

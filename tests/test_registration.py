@@ -9,6 +9,10 @@ from typing import Any
 
 import consul
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.strategies import DataObject
+
 from gossamer.catalog.model import Check, NodeRecord, Service, service_to_agent_json
 from gossamer.catalog.registration import (
     CheckDefinition,
@@ -21,9 +25,6 @@ from gossamer.catalog.registration import (
 from gossamer.catalog.registration_check import CHECK_FIELDS, snake
 from gossamer.catalog.registration_service import PROXY_FIELDS, SERVICE_FIELDS, UPSTREAM_FIELDS
 from gossamer.catalog.wire import record_from_wire, record_to_wire
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.strategies import DataObject
 
 
 def reg(body: object, **kw: Any) -> ServiceRegistration:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from gossamer.gossip.rpc import (
     KeyResponse,
     MemberEvent,
@@ -30,7 +31,6 @@ from gossamer.gossip.rpc import (
     UserEvent,
 )
 from gossamer.gossip.rpc_session import RpcSession
-
 from tests.harness.poll import eventually_async as eventually
 from tests.serf_fixture import SERF, SerfAgent, SerfCluster
 

@@ -10,6 +10,9 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gossamer.gossip.rpc_codec import (
     COMMANDS,
     Frame,
@@ -19,8 +22,6 @@ from gossamer.gossip.rpc_codec import (
     Stray,
     is_header,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def pack(*objs: object) -> bytes:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gossamer.catalog import merge
 from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.sync_protocol import (
@@ -18,8 +21,6 @@ from gossamer.catalog.sync_protocol import (
     pull_request,
     push_request,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DC = "dc1"
 

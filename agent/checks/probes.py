@@ -17,6 +17,8 @@ import signal
 from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
+from multidict import CIMultiDict
+
 from gossamer.agent.checks.status import (
     DEFAULT_OUTPUT_MAX,
     NodeHealth,
@@ -24,7 +26,6 @@ from gossamer.agent.checks.status import (
     alias_result,
     captured_tail,
 )
-from multidict import CIMultiDict
 
 # Consul's header values: some services allow-list the health checker's
 # User-Agent, so we keep Consul's rather than announcing our own.

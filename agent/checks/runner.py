@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+
 from gossamer.agent.checks.probes import (
     AliasLookup,
     new_http_session,

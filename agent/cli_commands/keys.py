@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from gossamer.agent.cli_commands.client import AgentClient, UsageError
-from gossamer.gossip.keyring import InvalidKeyError, generate_key, validate_key
 from rich.console import Console
 from rich.table import Table
+
+from gossamer.agent.cli_commands.client import AgentClient, UsageError
+from gossamer.gossip.keyring import InvalidKeyError, generate_key, validate_key
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,9 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from gossamer.agent.cli_commands.client import AgentClient, path_segment
 from rich.console import Console
 from rich.table import Table
+
+from gossamer.agent.cli_commands.client import AgentClient, path_segment
 
 STATUS_NAMES = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 STATUS_STYLES = {"alive": "green", "leaving": "yellow", "left": "dim", "failed": "red"}

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from gossamer.gossip.addresses import format_host_port
 from pydantic import ValidationError
+
+from gossamer.gossip.addresses import format_host_port
 
 from .errors import ConfigError, ConfigProblem, describe
 from .flags import flag_entries

@@ -21,10 +21,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from gossamer.gossip.addresses import AddressError, split_host_port
-from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
+
+from gossamer.gossip.addresses import AddressError, split_host_port
+from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 
 from ..logs import LEVELS
 from .errors import describe

@@ -29,6 +29,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
 from gossamer.agent.member_tags import rpc_port
 from gossamer.gossip.member_table import MemberMap
 from gossamer.gossip.members import Member

@@ -19,6 +19,7 @@ from typing import cast
 import dns.exception
 import dns.flags
 import dns.message
+
 from gossamer.agent.dns.answer import DnsView, handle
 
 log = logging.getLogger("gossamer.dns")

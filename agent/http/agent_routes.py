@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
+
 from gossamer.agent.config import ConfigError
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.errors import BadRequest, NotFound, ServerError

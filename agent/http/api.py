@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from aiohttp import web
+
 from gossamer.gossip.rpc import SerfRpcClient
 
 

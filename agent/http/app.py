@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.errors import HttpError

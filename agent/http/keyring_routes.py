@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.errors import BadRequest, ServerError
 from gossamer.agent.http.render import json_response

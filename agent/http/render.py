@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import web
+
 from gossamer.agent.http.errors import BadRequest
 from gossamer.gossip.members import Member
 

@@ -10,6 +10,7 @@ alive members. Clients that poll the leader to check that the cluster is up
 from __future__ import annotations
 
 from aiohttp import web
+
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.render import json_response
 from gossamer.agent.member_tags import rpc_address
