@@ -1,0 +1,131 @@
+"""The catalog this agent answers from: merged state, per-key indexes, blocking waits.
+
+Every change (a record from a peer, this node's own record, a node that
+failed, left or came back) goes through here, so persisting it, bumping the
+modification indexes of exactly the keys it touched and waking the blocking
+queries that watch those keys happen once, in one place. Watchers cost one
+future each and are woken only by a change to a key they read: there is no
+polling task per watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+from gossamer.catalog import merge
+from gossamer.catalog.blocking import IndexTable, changed_keys, health_keys, response_index
+from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.store import CatalogStore
+
+log = logging.getLogger("gossamer.catalog")
+
+
+class LiveCatalog:
+    def __init__(self, datacenter: str, store: CatalogStore, *, wall_ms: Callable[[], int]) -> None:
+        self.datacenter = datacenter
+        self._store = store
+        self._wall_ms = wall_ms
+        self.state = store.load_state()
+        self.indexes = IndexTable(start=1)
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def records(self) -> list[NodeRecord]:
+        return merge.nodes(self.state, self.datacenter)
+
+    def record(self, node: str) -> NodeRecord | None:
+        return merge.get(self.state, self.datacenter, node)
+
+    def index(self, keys: Iterable[str]) -> int:
+        """The X-Consul-Index for a query reading `keys` (never 0)."""
+        return response_index(self.indexes.index_for_any(keys))
+
+    # -- changing --------------------------------------------------------------------------
+
+    def apply(self, records: Iterable[NodeRecord], *, self_origin: str = "") -> list[str]:
+        """Merge records (from a peer, or this node's own); returns the nodes that changed.
+
+        A peer's copy of a record this agent owns is ignored: only the owner
+        publishes it (`self_origin` names this agent; empty for its own writes).
+        """
+        incoming = [r for r in records if not self_origin or r.origin != self_origin]
+        before = self.state
+        after, changed = merge.apply_many(before, incoming)
+        if not changed:
+            return []
+        keys: set[str] = set()
+        for dc, node in changed:
+            if dc == self.datacenter:
+                keys |= changed_keys(merge.get(before, dc, node), merge.get(after, dc, node))
+        self._commit(before, after, keys)
+        return [node for _, node in changed]
+
+    def remove(self, node: str, reason: str, *, version: int = 0) -> bool:
+        """A node left or was reaped: drop its record now, keep a tombstone."""
+        before = self.state
+        old = merge.get(before, self.datacenter, node)
+        after, changed = merge.remove(
+            before, self.datacenter, node, reason, at_ms=self._wall_ms(), version=version
+        )
+        self._commit(before, after, changed_keys(old, None) if changed else set())
+        return changed
+
+    def set_failed(self, node: str, failed: bool) -> bool:
+        """Serf's view of the node flipped: its serfHealth check follows."""
+        flip = merge.mark_failed if failed else merge.mark_alive
+        before = self.state
+        after, changed = flip(before, self.datacenter, node)
+        if changed:
+            record = merge.get(after, self.datacenter, node)
+            self._commit(before, after, health_keys(record) if record else set())
+        return changed
+
+    def _commit(
+        self, before: merge.CatalogState, after: merge.CatalogState, keys: set[str]
+    ) -> None:
+        if after is before:
+            return
+        self._store.sync_state(before, after)
+        self.state = after
+        if keys:
+            self.indexes.bump(keys)
+            self._wake(keys)
+
+    # -- blocking queries ------------------------------------------------------------------
+
+    async def wait(self, keys: Iterable[str], index: int, timeout: float) -> None:
+        """Return once a key in `keys` changed past `index`, or after `timeout` seconds.
+
+        Returns at once when the caller's index is already stale or went
+        backwards (Consul's rules: the client must re-read).
+        """
+        watched = list(keys)
+        if index <= 0 or index != self.index(watched):
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in watched:
+            self._waiters.setdefault(key, set()).add(future)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+        finally:
+            for key in watched:
+                waiting = self._waiters.get(key)
+                if waiting is not None:
+                    waiting.discard(future)
+                    if not waiting:
+                        del self._waiters[key]
+
+    def _wake(self, keys: set[str]) -> None:
+        for key in keys:
+            for future in self._waiters.pop(key, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    @property
+    def watchers(self) -> int:
+        return sum(len(w) for w in self._waiters.values())

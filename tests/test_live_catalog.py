@@ -1,0 +1,65 @@
+"""LiveCatalog: persistence, per-key indexes and blocking waits, with a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.catalog.blocking import service_key
+from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.store import CatalogStore
+
+
+def record(node: str, version: int, *services: str) -> NodeRecord:
+    return NodeRecord(
+        node=node, node_id=f"id-{node}", datacenter="dc1", address="198.18.0.2",
+        version=version, origin=node,
+        services=tuple(Service(id=s, name=s, port=80) for s in services),
+    )  # fmt: skip
+
+
+def live(tmp_path: Path) -> LiveCatalog:
+    return LiveCatalog("dc1", CatalogStore.open(tmp_path / "c.db"), wall_ms=lambda: 1_000)
+
+
+async def test_a_watcher_wakes_for_its_service_only(tmp_path: Path) -> None:
+    cat = live(tmp_path)
+    cat.apply([record("n1", 1, "web", "db")])
+    web_index = cat.index([service_key("web")])
+    woke = asyncio.create_task(cat.wait([service_key("web")], web_index, 5))
+    await asyncio.sleep(0)  # let the watcher register
+    cat.apply([record("n1", 2, "web", "db", "cache")])  # web's rows did not change
+    await asyncio.sleep(0)
+    assert not woke.done()
+    cat.apply([record("n1", 3, "db", "cache")])  # web is gone
+    await asyncio.wait_for(woke, 1)
+    assert cat.index([service_key("web")]) > web_index
+    assert cat.watchers == 0
+
+
+async def test_stale_index_returns_at_once_and_timeout_returns(tmp_path: Path) -> None:
+    cat = live(tmp_path)
+    cat.apply([record("n1", 1, "web")])
+    current = cat.index([service_key("web")])
+    await asyncio.wait_for(cat.wait([service_key("web")], current - 1, 5), 0.5)
+    await asyncio.wait_for(cat.wait([service_key("web")], current + 10, 5), 0.5)
+    await asyncio.wait_for(cat.wait([service_key("web")], current, 0.05), 1)
+    assert cat.watchers == 0
+
+
+async def test_state_survives_reopening(tmp_path: Path) -> None:
+    cat = live(tmp_path)
+    cat.apply([record("n1", 1, "web"), record("n2", 4, "db")])
+    cat.remove("n1", "left")
+    cat.set_failed("n2", True)
+    again = live(tmp_path)
+    assert [r.node for r in again.records()] == ["n2"]
+    assert again.record("n2") == record("n2", 4, "db")
+
+
+async def test_peers_cannot_publish_our_record(tmp_path: Path) -> None:
+    cat = live(tmp_path)
+    cat.apply([record("me", 5, "web")])
+    assert cat.apply([record("me", 9)], self_origin="me") == []
+    assert cat.record("me") == record("me", 5, "web")
