@@ -1,0 +1,56 @@
+"""The HTTP side of Consul blocking queries over the LiveCatalog.
+
+`blocking_json` parses ``?index=&wait=`` (400 naming the parameter when one
+is bad), parks the request on the catalog's per-key waiters until one of
+`keys` changes past the client's index or the wait (plus jitter) runs out,
+then builds the body and sets the index headers. The body and the index are
+read in the same step of the event loop, so they always agree.
+
+Headers, as a Consul agent sends them: ``X-Consul-Index`` (never 0),
+``X-Consul-KnownLeader: true`` (every agent is authoritative for what it
+serves; there is no leader to lose) and ``X-Consul-LastContact: 0``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from gossamer.agent.http.errors import BadRequest
+from gossamer.agent.http.render import json_response
+from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.catalog.blocking import QueryParamError, parse_blocking, timeout_for
+from gossamer.catalog.filter import FilterError
+
+_jitter_rng = random.Random()
+
+
+def consul_headers(index: int) -> dict[str, str]:
+    return {
+        "X-Consul-Index": str(max(1, index)),
+        "X-Consul-KnownLeader": "true",
+        "X-Consul-LastContact": "0",
+    }
+
+
+async def blocking_json(
+    request: web.Request, catalog: LiveCatalog, keys: Iterable[str], build: Callable[[], Any]
+) -> web.Response:
+    """Wait as the request asks, then answer `build()` as JSON with the index headers."""
+    watched = list(keys)
+    try:
+        query = parse_blocking(request.query)
+    except QueryParamError as err:
+        raise BadRequest(str(err)) from None
+    if query.is_blocking:
+        await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
+    try:
+        body = build()
+    except FilterError as err:  # a value only checkable against a row
+        raise BadRequest(str(err)) from None
+    response = json_response(body)
+    response.headers.update(consul_headers(catalog.index(watched)))
+    return response
