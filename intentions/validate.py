@@ -1,0 +1,236 @@
+"""Validation of intentions: every problem at once, each naming its field.
+
+Follows Consul's `ServiceIntentionsConfigEntry.validate` and the legacy
+`Intention.Validate` (agent/structs), with two deliberate differences:
+Consul stops at the first L7 problem, we list them all (a whole policy file is
+fixed in one pass); and regexes are checked here with Python's `re` after
+refusing the constructs RE2 (Envoy's engine) lacks, where Consul leaves them
+to Envoy and a bad one only shows up as a proxy that will not configure.
+
+Field names are Consul's JSON names (`Permissions[1].HTTP.PathRegex`), so an
+HTTP 400 or a CLI error points at the key the user wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gossamer.intentions.model import ACTIONS, WILDCARD, HeaderMatch, Intention, Permission
+
+# Consul's metadata limits (structs.metaMaxKeyPairs, metaKeyMaxLength,
+# metaValueMaxLength); Description shares the value limit. Lengths are
+# counted in UTF-8 bytes, as Go's len() does.
+META_MAX_PAIRS = 64
+META_KEY_MAX = 128
+META_VALUE_MAX = 512
+DESCRIPTION_MAX = 512
+# Go's net/http method constants: Consul's isValidHTTPMethod accepts exactly these.
+HTTP_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE")
+)
+# A DNS label (letters, digits, inner hyphens, at most 63), plus inner
+# underscores, which DNS tolerates and service names often use.
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+_META_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+# Escapes and character classes (skipped whole) and the group openers RE2
+# lacks: lookahead/lookbehind, named backreferences, atomic groups.
+_RE2_UNSUPPORTED = re.compile(r"\\.|\[(?:\\.|[^\]\\])*\]|\(\?(?:<?[=!]|P=|>)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input, at one field."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class IntentionError(ValueError):
+    """Bad intention input; carries every problem found, one line each when printed."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def shown(value: object, limit: int = 100) -> str:
+    """A value quoted as JSON for a message, cut short when huge."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """Compile an RE2-style pattern with Python's re; ValueError says why not."""
+    for found in _RE2_UNSUPPORTED.finditer(pattern):
+        token = found.group()
+        if token.startswith("(?") or (token[:1] == "\\" and token[1:2] in "123456789"):
+            raise ValueError(f"uses {shown(token)}, which RE2 does not support")
+    try:
+        with warnings.catch_warnings():  # FutureWarning "possible nested set"
+            warnings.simplefilter("ignore", FutureWarning)
+            return re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+
+
+def validate(intention: Intention) -> list[Problem]:
+    """Every problem with `intention`; an empty list means it may be stored."""
+    out: list[Problem] = []
+    _name(out, "SourceName", intention.source)
+    _name(out, "DestinationName", intention.destination)
+    _action_or_permissions(out, intention)
+    for i, perm in enumerate(intention.permissions):
+        _permission(out, f"Permissions[{i}]", perm)
+    if _bytes(intention.description) > DESCRIPTION_MAX:
+        out.append(Problem("Description", f"exceeds maximum length {DESCRIPTION_MAX}"))
+    _meta(out, intention.meta)
+    if intention.id and not _UUID.fullmatch(intention.id):
+        out.append(Problem("ID", f"must be a UUID, got {shown(intention.id)}"))
+    for fname, stamp in (("CreatedAt", intention.created_at), ("UpdatedAt", intention.updated_at)):
+        if stamp and not _RFC3339.fullmatch(stamp):
+            out.append(Problem(fname, f"must be an RFC 3339 timestamp, got {shown(stamp)}"))
+    for fname, index in (
+        ("CreateIndex", intention.create_index),
+        ("ModifyIndex", intention.modify_index),
+    ):
+        if not 0 <= index < 2**64:
+            out.append(Problem(fname, f"must be an unsigned 64-bit integer, got {index}"))
+    return out
+
+
+def check(intention: Intention) -> Intention:
+    """`intention` itself when valid, else IntentionError with every problem."""
+    problems = validate(intention)
+    if problems:
+        raise IntentionError(problems)
+    return intention
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _name(out: list[Problem], fname: str, name: str) -> None:
+    if name == "":
+        out.append(Problem(fname, "is required"))
+    elif name == WILDCARD:
+        return
+    elif WILDCARD in name:
+        out.append(Problem(fname, f"wildcard '*' cannot be part of a name, got {shown(name)}"))
+    elif not _NAME.fullmatch(name):
+        out.append(
+            Problem(fname, f'must be a DNS-label-like service name or "*", got {shown(name)}')
+        )
+
+
+def _action_or_permissions(out: list[Problem], ixn: Intention) -> None:
+    if ixn.action is not None and ixn.permissions:
+        out.append(Problem("Action", "exactly one of Action or Permissions is required, got both"))
+    elif ixn.action is None and not ixn.permissions:
+        out.append(
+            Problem("Action", "exactly one of Action or Permissions is required, got neither")
+        )
+    if ixn.action is not None and ixn.action not in ACTIONS:
+        out.append(Problem("Action", f'must be "allow" or "deny", got {shown(ixn.action)}'))
+    if ixn.permissions and ixn.destination == WILDCARD:
+        out.append(Problem("Permissions", "a wildcard destination cannot carry L7 permissions"))
+
+
+def _permission(out: list[Problem], path: str, perm: Permission) -> None:
+    if perm.action not in ACTIONS:
+        out.append(
+            Problem(f"{path}.Action", f'must be "allow" or "deny", got {shown(perm.action)}')
+        )
+    http = perm.http
+    hpath = f"{path}.HTTP"
+    if http is None:
+        out.append(Problem(hpath, "is required"))
+        return
+    paths = [(k, v) for k, v in (("PathExact", http.path_exact), ("PathPrefix", http.path_prefix),
+                                 ("PathRegex", http.path_regex)) if v]  # fmt: skip
+    if len(paths) > 1:
+        out.append(Problem(hpath, "at most one of PathExact, PathPrefix, PathRegex"))
+    for key, value in paths:
+        if key == "PathRegex":
+            _regex(out, f"{hpath}.PathRegex", value)
+        elif not value.startswith("/"):
+            out.append(Problem(f"{hpath}.{key}", f'must start with "/", got {shown(value)}'))
+    _methods(out, f"{hpath}.Methods", http.methods)
+    for k, header in enumerate(http.headers):
+        _header(out, f"{hpath}.Header[{k}]", header)
+    if not (paths or http.methods or http.headers):
+        out.append(Problem(hpath, "must match on at least one of a path, Methods or Header"))
+
+
+def _methods(out: list[Problem], path: str, methods: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for j, method in enumerate(methods):
+        if method not in HTTP_METHODS:
+            allowed = ", ".join(sorted(HTTP_METHODS))
+            out.append(
+                Problem(
+                    f"{path}[{j}]", f"must be one of {allowed} (uppercase), got {shown(method)}"
+                )
+            )
+        elif method in seen:
+            out.append(Problem(f"{path}[{j}]", f"{shown(method)} is listed more than once"))
+        seen.add(method)
+
+
+def _header(out: list[Problem], path: str, header: HeaderMatch) -> None:
+    if not header.name:
+        out.append(Problem(f"{path}.Name", "is required"))
+    elif not _HEADER_NAME.fullmatch(header.name):
+        out.append(
+            Problem(f"{path}.Name", f"must be an HTTP header name, got {shown(header.name)}")
+        )
+    kinds = [header.present, header.exact, header.prefix, header.suffix, header.regex]
+    if sum(1 for kind in kinds if kind) != 1:
+        out.append(Problem(path, "exactly one of Present, Exact, Prefix, Suffix, Regex"))
+    if header.regex:
+        _regex(out, f"{path}.Regex", header.regex)
+
+
+def _regex(out: list[Problem], path: str, pattern: str) -> None:
+    try:
+        compile_regex(pattern)
+    except ValueError as exc:
+        message = str(exc)
+        if not message.startswith("invalid regular expression"):
+            message = f"invalid regular expression: {message}"
+        out.append(Problem(path, message))
+
+
+def _meta(out: list[Problem], meta: object) -> None:
+    if not isinstance(meta, dict) and not hasattr(meta, "items"):
+        out.append(Problem("Meta", "must be a map of strings"))
+        return
+    items = list(meta.items())
+    if len(items) > META_MAX_PAIRS:
+        out.append(Problem("Meta", f"exceeds maximum element count {META_MAX_PAIRS}"))
+    for key, value in sorted(items, key=lambda kv: str(kv[0])):
+        where = f"Meta[{shown(key)}]"
+        if not isinstance(key, str) or not isinstance(value, str):
+            out.append(Problem(where, "keys and values must be strings"))
+            continue
+        if len(key) > META_KEY_MAX:
+            out.append(Problem(where, f"key exceeds maximum length {META_KEY_MAX}"))
+        if not _META_KEY.fullmatch(key):
+            out.append(Problem(where, "key may only contain letters, digits, '_' and '-'"))
+        if _bytes(value) > META_VALUE_MAX:
+            out.append(Problem(where, f"value exceeds maximum length {META_VALUE_MAX}"))
