@@ -11,6 +11,7 @@ from gossamer.gossip.members import Member
 
 ROLE = "gossamer"
 TAG_RPC_PORT = "port"  # the agent RPC port, as Consul servers advertise theirs
+TAG_RECORD_VERSION = "cv"  # version of the node's catalog record: newer -> peers pull it
 
 
 def own_tags(*, datacenter: str, node_id: str, rpc_port: int, version: str) -> dict[str, str]:

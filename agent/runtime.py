@@ -31,14 +31,19 @@ from gossamer.agent.dns.server import DnsServer
 from gossamer.agent.http.app import make_app
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.agent.listeners import ListenError, bind_socket
+from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.agent.local_node import LocalNode, NodeIdentity
 from gossamer.agent.logs import setup_logging
-from gossamer.agent.member_tags import own_tags
+from gossamer.agent.member_tags import TAG_RECORD_VERSION, own_tags
 from gossamer.agent.membership import MemberWatch
 from gossamer.agent.reload import added_joins, apply_reloadable
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.catalog.model import Service
+from gossamer.catalog.store import FILE_NAME as STORE_FILE
+from gossamer.catalog.store import CatalogStore, StoreError
 from gossamer.gossip.addresses import format_host_port
 from gossamer.gossip.process import SerfFatalError, SerfProcess, SerfSettings
-from gossamer.gossip.rpc import SerfRpcClient
+from gossamer.gossip.rpc import SerfError, SerfRpcClient
 
 log = logging.getLogger("gossamer.agent")
 
@@ -48,7 +53,11 @@ EXIT_FAILURE = 1
 
 
 # Faults a person must fix; each is reported as one line and exit code 1.
-_STARTUP_ERRORS = (DataDirError, ListenError, SerfFatalError, JoinError)
+_STARTUP_ERRORS = (StoreError, DataDirError, ListenError, SerfFatalError, JoinError)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class Agent:
@@ -61,6 +70,10 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._rpc_server: asyncio.Server | None = None
         self._dns: DnsServer | None = None
+        self._store: CatalogStore | None = None
+        self._local: LocalNode | None = None
+        self.catalog: LiveCatalog | None = None
+        self._record_version = 0
         self._members: MemberWatch | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._retry_task: asyncio.Task[Any] | None = None
@@ -211,6 +224,7 @@ class Agent:
         dns_udp = bind_socket("DNS (udp)", c.client, c.dns_port, socket.SOCK_DGRAM)
         dns_tcp = bind_socket("DNS (tcp)", c.client, c.dns_port)
         rpc_sock = bind_socket("agent RPC", c.bind, c.rpc_port)
+        self._open_catalog()
         self._serf_process = SerfProcess(
             self._serf_settings(), on_fatal=self._serf_fatal, on_restart=self._serf_restarted
         )
@@ -229,6 +243,46 @@ class Agent:
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
         log.info("agent ready: %s", self._status_line())
         print(self._banner(), flush=True)
+
+    def _open_catalog(self) -> None:
+        """The store, the merged catalog and this node's own record, before serf starts.
+
+        The node's record version goes into serf's start-up tags, so peers
+        that see this agent join already know which record to pull.
+        """
+        c = self.config
+        assert self._data_dir is not None
+        self._store = CatalogStore.open(self._data_dir.path / STORE_FILE)
+        self.catalog = LiveCatalog(c.datacenter, self._store, wall_ms=wall_ms)
+        agent_service = Service(id="consul", name="consul", port=c.rpc_port)
+        identity = NodeIdentity(
+            node=c.node, node_id=self.node_id, datacenter=c.datacenter,
+            address=self.advertise_address, meta=dict(c.node_meta),
+            builtin_services=(agent_service,),
+        )  # fmt: skip
+        self._local = LocalNode(
+            identity, self._store, self.catalog, wall_ms=wall_ms, on_version=self._record_published
+        )
+        self._local.restore()
+
+    @property
+    def local_node(self) -> LocalNode:
+        assert self._local is not None
+        return self._local
+
+    def _record_published(self, version: int) -> None:
+        """Our record changed: tell peers through the `cv` serf tag (once serf runs)."""
+        self._record_version = version
+        if self._serf_process is not None and self._serf_process.pid is not None:
+            self._spawn(self._set_version_tag(version), "cv-tag")
+
+    async def _set_version_tag(self, version: int) -> None:
+        if version != self._record_version:
+            return  # a newer version is on its way
+        try:
+            await self.serf.tags(set_tags={TAG_RECORD_VERSION: str(version)})
+        except SerfError as exc:
+            log.warning("could not publish record version %d in serf tags: %s", version, exc)
 
     def _open_data_dir(self) -> None:
         c = self.config
@@ -257,7 +311,8 @@ class Agent:
             state_dir=self._data_dir.serf_dir,
             tags=own_tags(
                 datacenter=c.datacenter, node_id=self.node_id, rpc_port=c.rpc_port, version=VERSION
-            ),
+            )
+            | {TAG_RECORD_VERSION: str(self._record_version)},
             encrypt=c.encrypt,
             log_level=c.log_level,
             rejoin=c.rejoin_after_leave,
@@ -360,10 +415,14 @@ class Agent:
             self._rpc_server.close()
         if self._dns is not None:
             self._dns.close()
+        if self._local is not None:
+            await self._local.stop()
         if self._serf_process is not None:
             await self._serf_process.stop(leave=leave)
             if leave:
                 log.info("left the cluster")
+        if self._store is not None:
+            self._store.close()
         if self._data_dir is not None:
             self._data_dir.close()
         if self._temp_dir is not None:

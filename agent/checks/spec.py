@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from gossamer.agent.checks.status import DEFAULT_OUTPUT_MAX, STATUSES, Status, Thresholds
+from gossamer.catalog.registration import CheckDefinition
 
 Kind = Literal["http", "tcp", "ttl", "script", "alias"]
 
@@ -102,3 +103,29 @@ class CheckSpec:
             raise ValueError(f"{where}: a script check needs args")
         if self.initial_status not in STATUSES:
             raise ValueError(f"{where}: bad initial_status {self.initial_status!r}")
+
+
+def spec_from_definition(d: CheckDefinition) -> CheckSpec:
+    """The runner's view of a registered check (the parser already applied Consul's rules)."""
+    return CheckSpec(
+        check_id=d.check_id,
+        kind=d.kind,  # type: ignore[arg-type]  # the parser only produces these five kinds
+        interval_s=d.interval_s,
+        timeout_s=d.timeout_s or None,
+        ttl_s=d.ttl_s,
+        http=d.http,
+        method=d.method,
+        header={k: list(v) for k, v in d.header.items()},
+        body=d.body,
+        tls_server_name=d.tls_server_name,
+        tls_skip_verify=d.tls_skip_verify,
+        tcp=d.tcp,
+        args=d.args,
+        alias_node=d.alias_node,
+        alias_service=d.alias_service,
+        success_before_passing=d.success_before_passing,
+        failures_before_critical=d.failures_before_critical,
+        failures_before_warning=d.failures_before_warning or None,
+        output_max_size=d.output_max_size,
+        initial_status=d.status,  # type: ignore[arg-type]
+    )

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from gossamer.agent.local_node import LocalNode
 from gossamer.gossip.rpc import SerfRpcClient
 
 
@@ -32,6 +33,11 @@ class AgentApi(Protocol):
         ...
 
     def request_shutdown(self, *, leave: bool) -> None: ...
+
+    @property
+    def local_node(self) -> LocalNode:
+        """What is registered on this agent (services, checks, maintenance)."""
+        ...
 
 
 AGENT_KEY: web.AppKey[AgentApi] = web.AppKey("agent", AgentApi)

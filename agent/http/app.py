@@ -17,6 +17,7 @@ from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.errors import HttpError
 from gossamer.agent.http.keyring_routes import add_keyring_routes
+from gossamer.agent.http.local_routes import add_local_routes
 from gossamer.agent.http.status_routes import add_status_routes
 
 log = logging.getLogger("gossamer.http")
@@ -50,4 +51,5 @@ def make_app(agent: AgentApi) -> web.Application:
     add_agent_routes(app.router)
     add_status_routes(app.router)
     add_keyring_routes(app.router)
+    add_local_routes(app.router)
     return app

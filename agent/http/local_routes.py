@@ -1,0 +1,210 @@
+"""`/v1/agent/service*`, `/v1/agent/check*`, maintenance and local health.
+
+What is registered on this agent, through Consul's agent API. Writes are
+durable before they are acknowledged (LocalNode stores first); bad bodies
+get 400 naming the field, unknown ids 404, and nothing is half-registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gossamer.agent.http.api import agent_of
+from gossamer.agent.http.errors import BadRequest, HttpError, NotFound
+from gossamer.agent.http.render import json_response, query_flag
+from gossamer.agent.local_node import LocalNode, UnknownId
+from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, FilterError, filter_values
+from gossamer.catalog.model import check_json, service_to_agent_json
+from gossamer.catalog.registration import RegistrationError
+
+STATUS_RANK = {"passing": 0, "warning": 1, "critical": 2, "maintenance": 3}
+HEALTH_HTTP = {"passing": 200, "warning": 429, "critical": 503, "maintenance": 503}
+
+
+def local_of(request: web.Request) -> LocalNode:
+    return agent_of(request).local_node
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read() or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"Request decode failed: {exc}") from None
+
+
+def _registration_error(exc: RegistrationError) -> HttpError:
+    error = NotFound(str(exc)) if exc.status == 404 else BadRequest(str(exc))
+    return error
+
+
+async def service_register(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    replace = query_flag(request, "replace-existing-checks")
+    try:
+        local_of(request).register_service(body, replace_existing_checks=replace)
+    except RegistrationError as exc:
+        raise _registration_error(exc) from None
+    return json_response(None)
+
+
+async def service_deregister(request: web.Request) -> web.Response:
+    service_id = request.match_info["service_id"]
+    try:
+        local_of(request).deregister_service(service_id)
+    except UnknownId:
+        raise NotFound(f"Unknown service ID {service_id!r}") from None
+    return json_response(None)
+
+
+def _services_json(request: web.Request) -> dict[str, Any]:
+    local = local_of(request)
+    dc = local.identity.datacenter
+    return {sid: service_to_agent_json(s, dc) for sid, s in local.services().items()}
+
+
+async def services_list(request: web.Request) -> web.Response:
+    try:
+        rows = filter_values(request.query.get("filter"), _services_json(request), AGENT_SERVICE)
+    except FilterError as exc:
+        raise BadRequest(str(exc)) from None
+    return json_response(rows)
+
+
+async def service_get(request: web.Request) -> web.Response:
+    service_id = request.match_info["service_id"]
+    body = _services_json(request).get(service_id)
+    if body is None:
+        raise NotFound(f"unknown service ID: {service_id}")
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    body["ContentHash"] = digest
+    response = json_response(body)
+    response.headers["X-Consul-ContentHash"] = digest
+    return response
+
+
+async def service_maintenance(request: web.Request) -> web.Response:
+    service_id = request.match_info["service_id"]
+    try:
+        local_of(request).set_maintenance(service_id, _maintenance_reason(request))
+    except UnknownId:
+        raise NotFound(f"Unknown service ID {service_id!r}") from None
+    return json_response(None)
+
+
+async def node_maintenance(request: web.Request) -> web.Response:
+    local_of(request).set_maintenance(None, _maintenance_reason(request))
+    return json_response(None)
+
+
+def _maintenance_reason(request: web.Request) -> str | None:
+    """Consul requires `enable`; the reason is kept when enabling, None when disabling."""
+    if "enable" not in request.query:
+        raise BadRequest("Missing value for enable")
+    if request.query["enable"].lower() not in ("true", "false"):
+        raise BadRequest(f"Invalid value for enable: {request.query['enable']!r}")
+    return request.query.get("reason", "") if query_flag(request, "enable") else None
+
+
+async def check_register(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        local_of(request).register_check(body)
+    except RegistrationError as exc:
+        raise _registration_error(exc) from None
+    return json_response(None)
+
+
+async def check_deregister(request: web.Request) -> web.Response:
+    check_id = request.match_info["check_id"]
+    try:
+        local_of(request).deregister_check(check_id)
+    except UnknownId:
+        raise NotFound(f"Unknown check ID {check_id!r}") from None
+    return json_response(None)
+
+
+async def check_ttl(request: web.Request) -> web.Response:
+    status = {"pass": "passing", "warn": "warning", "fail": "critical"}[request.match_info["verb"]]
+    return _update_ttl(request, status, request.query.get("note", ""))
+
+
+async def check_update(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest('Request decode failed: expected {"Status": ..., "Output": ...}')
+    status, output = body.get("Status"), body.get("Output", "")
+    if status not in ("passing", "warning", "critical"):
+        raise BadRequest(f"Status: must be passing, warning or critical, got {status!r}")
+    if not isinstance(output, str):
+        raise BadRequest("Output: must be a string")
+    return _update_ttl(request, status, output)
+
+
+def _update_ttl(request: web.Request, status: str, output: str) -> web.Response:
+    check_id = request.match_info["check_id"]
+    try:
+        local_of(request).update_ttl(check_id, status, output)
+    except UnknownId:
+        raise NotFound(f"Unknown check ID {check_id!r}") from None
+    except (KeyError, ValueError) as exc:  # not a TTL check
+        raise BadRequest(f"check {check_id!r}: {exc}") from None
+    return json_response(None)
+
+
+async def checks_list(request: web.Request) -> web.Response:
+    local = local_of(request)
+    node = local.identity.node
+    rows = {c.check_id: check_json(node, c) for c in local.checks()}
+    try:
+        return json_response(filter_values(request.query.get("filter"), rows, AGENT_CHECK))
+    except FilterError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+async def service_health(request: web.Request) -> web.Response:
+    """200 all passing, 429 a warning, 503 anything critical (`?format=text` too)."""
+    local = local_of(request)
+    by, value = request.match_info["by"], request.match_info["value"]
+    services = [s for s in local.services().values() if (s.name if by == "name" else s.id) == value]
+    if not services:
+        raise NotFound(f"unknown service {by}: {value}")
+    checks = local.checks()
+    node_level = [c for c in checks if not c.service_id]
+    results = []
+    for service in services:
+        own = [c for c in checks if c.service_id == service.id] + node_level
+        worst = max((c.status for c in own), key=STATUS_RANK.__getitem__, default="passing")
+        results.append((service, own, worst))
+    overall = max((w for _, _, w in results), key=STATUS_RANK.__getitem__)
+    status = HEALTH_HTTP[overall]
+    if request.query.get("format") == "text":
+        return web.Response(status=status, text=overall)
+    dc, node = local.identity.datacenter, local.identity.node
+    rows = [
+        {
+            "AggregatedStatus": worst,
+            "Service": service_to_agent_json(service, dc),
+            "Checks": [check_json(node, c) for c in own],
+        }
+        for service, own, worst in results
+    ]
+    return json_response(rows[0] if by == "id" else rows, status=status)
+
+
+def add_local_routes(router: web.UrlDispatcher) -> None:
+    router.add_put("/v1/agent/service/register", service_register)
+    router.add_put("/v1/agent/service/deregister/{service_id}", service_deregister)
+    router.add_get("/v1/agent/services", services_list)
+    router.add_get("/v1/agent/service/{service_id}", service_get)
+    router.add_put("/v1/agent/service/maintenance/{service_id}", service_maintenance)
+    router.add_put("/v1/agent/maintenance", node_maintenance)
+    router.add_put("/v1/agent/check/register", check_register)
+    router.add_put("/v1/agent/check/deregister/{check_id}", check_deregister)
+    router.add_put("/v1/agent/check/{verb:pass|warn|fail}/{check_id}", check_ttl)
+    router.add_put("/v1/agent/check/update/{check_id}", check_update)
+    router.add_get("/v1/agent/checks", checks_list)
+    router.add_get("/v1/agent/health/service/{by:name|id}/{value}", service_health)
