@@ -296,7 +296,10 @@ class Agent:
         log.info("node %s (id %s), data dir %s", c.node, self.node_id, self._data_dir.path)
 
     async def _serve_http(self, sock: socket.socket) -> None:
-        self._runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        assert self.catalog is not None
+        self._runner = web.AppRunner(
+            make_app(self, self.catalog), access_log=None, handle_signals=False
+        )
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
 
