@@ -1,0 +1,199 @@
+"""Keeping the catalog in step with peers: periodic anti-entropy and Serf-driven updates.
+
+Every `interval` seconds (jittered) the Replicator runs one digest exchange
+with a random live peer of this datacenter (DESIGN.md §4), which heals any
+update that the direct path missed. Serf member events act at once: a failed
+member's serfHealth turns critical, a member that came back turns passing,
+a member that left or was reaped is removed, and a member whose `cv` tag
+(its catalog record version) is newer than the record held here is pulled
+from that member directly. Nothing here is fatal: a peer that cannot be
+reached is logged at debug and counted, and the next round tries another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+
+from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.agent.member_tags import rpc_port
+from gossamer.agent.peer_rpc import PeerError, exchange, pull
+from gossamer.gossip.members import Member
+from gossamer.gossip.rpc_records import MemberEvent
+
+log = logging.getLogger("gossamer.replication")
+
+TAG_DATACENTER = "dc"
+TAG_CATALOG_VERSION = "cv"  # the version of the member's own catalog record
+MAX_PULLS_PER_NODE = 5  # rounds of one pull task while the owner keeps publishing
+
+
+def catalog_version(member: Member) -> int:
+    """The `cv` tag as a number; 0 when absent or malformed."""
+    text = member.tags.get(TAG_CATALOG_VERSION, "")
+    return int(text) if text.isdigit() else 0
+
+
+class Replicator:
+    def __init__(
+        self,
+        catalog: LiveCatalog,
+        *,
+        self_origin: str,
+        peers: Callable[[], list[Member]],
+        rng: random.Random,
+        interval: float = 2.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self._catalog = catalog
+        self._self = self_origin
+        self._peers = peers
+        self._rng = rng
+        self._interval = interval
+        self._timeout = timeout
+        self._stopped = asyncio.Event()
+        self._pulls: dict[str, asyncio.Task[None]] = {}
+        self._wanted: dict[str, tuple[Member, int]] = {}  # node -> (owner, cv it announced)
+        self.rounds = 0
+        self.failures = 0
+
+    # -- periodic anti-entropy -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Exchange with a random peer every interval until `stop()`."""
+        try:
+            while not self._stopped.is_set():
+                delay = self._interval * (0.5 + self._rng.random())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                if not self._stopped.is_set():
+                    await self.round()
+        finally:
+            self._cancel_pulls()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._cancel_pulls()
+
+    def eligible(self, member: Member) -> bool:
+        """A live agent of our datacenter, not us, that advertises an RPC port."""
+        return (
+            member.name != self._self
+            and member.status == "alive"
+            and member.tags.get(TAG_DATACENTER) == self._catalog.datacenter
+            and rpc_port(member) is not None
+        )
+
+    def pick_peer(self) -> Member | None:
+        candidates = sorted((m for m in self._peers() if self.eligible(m)), key=lambda m: m.name)
+        return self._rng.choice(candidates) if candidates else None
+
+    async def round(self) -> bool:
+        """One exchange with a random peer; False if there was none or it failed."""
+        peer = self.pick_peer()
+        if peer is None:
+            return False
+        self.rounds += 1
+        try:
+            changed = await exchange(
+                _address(peer), self._catalog, self_origin=self._self, timeout=self._timeout
+            )
+        except PeerError as exc:
+            self.failures += 1
+            log.debug("anti-entropy with %s failed: %s", peer.name, exc)
+            return False
+        if changed:
+            log.debug("anti-entropy with %s updated %d node(s)", peer.name, changed)
+        return True
+
+    # -- Serf's view of members ------------------------------------------------------------
+
+    def on_member_event(self, event: MemberEvent) -> None:
+        """Follow one Serf member event (call from the event loop's thread)."""
+        for member in event.members:
+            if not self._ours(member):
+                continue
+            if event.event == "member-failed":
+                self._catalog.set_failed(member.name, True)
+            elif event.event in ("member-join", "member-update") and member.status == "alive":
+                self._alive(member)
+            elif event.event == "member-leave":
+                self._catalog.remove(member.name, "left", version=catalog_version(member))
+            elif event.event == "member-reap":
+                self._catalog.remove(member.name, "reaped", version=catalog_version(member))
+
+    def reconcile(self, members: Iterable[Member]) -> None:
+        """Catch up from a full member list (events are lost while serf's RPC is down)."""
+        for member in members:
+            if not self._ours(member):
+                continue
+            if member.status == "failed":
+                self._catalog.set_failed(member.name, True)
+            elif member.status == "alive":
+                self._alive(member)
+            elif member.status == "left" and self._catalog.record(member.name) is not None:
+                self._catalog.remove(member.name, "left", version=catalog_version(member))
+
+    def _ours(self, member: Member) -> bool:
+        return member.name != self._self and (
+            member.tags.get(TAG_DATACENTER) == self._catalog.datacenter
+        )
+
+    def _alive(self, member: Member) -> None:
+        self._catalog.set_failed(member.name, False)
+        announced = catalog_version(member)
+        if announced > self._held_version(member.name) and rpc_port(member) is not None:
+            self._wanted[member.name] = (member, announced)
+            task = self._pulls.get(member.name)
+            if task is None or task.done():
+                self._pulls[member.name] = asyncio.get_running_loop().create_task(
+                    self._pull_from_owner(member.name), name=f"pull-{member.name}"
+                )
+
+    def _held_version(self, node: str) -> int:
+        """The newest version known here: the record's, or a tombstone's."""
+        record = self._catalog.record(node)
+        tomb = self._catalog.state.tombstones.get(self._catalog.datacenter, {}).get(node)
+        return max(record.version if record else 0, tomb.version if tomb else 0)
+
+    async def _pull_from_owner(self, node: str) -> None:
+        try:
+            for _ in range(MAX_PULLS_PER_NODE):
+                owner, announced = self._wanted[node]
+                if announced <= self._held_version(node):
+                    return
+                try:
+                    await pull(
+                        _address(owner),
+                        self._catalog,
+                        [node],
+                        self_origin=self._self,
+                        timeout=self._timeout,
+                    )
+                except PeerError as exc:
+                    self.failures += 1
+                    log.debug("pull of %s from its owner failed: %s", node, exc)
+                    return  # the next anti-entropy round heals it
+        finally:
+            self._wanted.pop(node, None)
+            if self._pulls.get(node) is asyncio.current_task():
+                del self._pulls[node]
+
+    def _cancel_pulls(self) -> None:
+        for task in self._pulls.values():
+            task.cancel()
+        self._pulls.clear()
+        self._wanted.clear()
+
+    @property
+    def pulls_in_flight(self) -> int:
+        return sum(1 for t in self._pulls.values() if not t.done())
+
+
+def _address(member: Member) -> tuple[str, int]:
+    port = rpc_port(member)
+    assert port is not None  # callers check eligibility first
+    return member.addr, port

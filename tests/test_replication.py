@@ -1,0 +1,307 @@
+"""Replication over agent RPC: real TCP on 127.0.0.1 between LiveCatalogs, no serf."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.agent.peer_rpc import PeerError, PeerRpcServer, exchange, pull
+from gossamer.agent.replication import Replicator
+from gossamer.catalog import merge
+from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.store import CatalogStore
+from gossamer.catalog.sync_protocol import FrameDecoder, Message, encode, push_request
+from gossamer.catalog.wire import record_to_wire
+from gossamer.gossip.members import Member
+from gossamer.gossip.rpc_records import MemberEvent
+from tests.harness.poll import eventually_async
+
+
+def record(node: str, version: int, *services: str) -> NodeRecord:
+    return NodeRecord(
+        node=node, node_id=f"id-{node}", datacenter="dc1", address="127.0.0.1",
+        version=version, origin=node,
+        services=tuple(Service(id=s, name=s, port=80) for s in services),
+    )  # fmt: skip
+
+
+class Agent:
+    """A LiveCatalog with its own store, served on a real loopback port."""
+
+    def __init__(
+        self, name: str, tmp_path: Path, idle_timeout: float = 30.0, max_connections: int = 256
+    ) -> None:
+        self.name = name
+        self.catalog = LiveCatalog(
+            "dc1", CatalogStore.open(tmp_path / f"{name}.db"), wall_ms=lambda: 1_000
+        )
+        self.server = PeerRpcServer(
+            self.catalog,
+            self_origin=name,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+        )
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def member(self, status: str = "alive", **tags: str) -> Member:
+        all_tags = {"dc": "dc1", "port": str(self.port), **tags}
+        return Member(name=self.name, addr="127.0.0.1", port=7946, tags=all_tags, status=status)
+
+    def replicator(self, peers: Callable[[], list[Member]], interval: float = 2.0) -> Replicator:
+        return Replicator(
+            self.catalog, self_origin=self.name, peers=peers, rng=random.Random(7),
+            interval=interval, timeout=2.0,
+        )  # fmt: skip
+
+    def has(self, node: str, version: int) -> bool:
+        held = self.catalog.record(node)
+        return held is not None and held.version == version
+
+
+@pytest.fixture
+async def agents(tmp_path: Path) -> AsyncIterator[Callable[..., Agent]]:
+    started: list[Agent] = []
+
+    def make(name: str, idle_timeout: float = 30.0, max_connections: int = 256) -> Agent:
+        agent = Agent(name, tmp_path, idle_timeout, max_connections)
+        started.append(agent)
+        return agent
+
+    yield make
+    for agent in started:
+        agent.server.close()
+        agent.sock.close()
+    for agent in started:
+        await asyncio.wait_for(agent.server.wait_closed(), 5)
+
+
+async def start(agent: Agent) -> Agent:
+    await agent.server.start(agent.sock)
+    return agent
+
+
+async def talk(addr: tuple[str, int], *messages: Message) -> list[Message]:
+    """Send requests on one connection; the replies, in order."""
+    reader, writer = await asyncio.open_connection(*addr)
+    decoder, replies = FrameDecoder(), list[Message]()
+    try:
+        for sent, message in enumerate(messages, 1):
+            writer.write(encode(message))
+            while len(replies) < sent:
+                data = await asyncio.wait_for(reader.read(65536), 5)
+                assert data, "server closed the connection"
+                replies += decoder.feed(data)
+    finally:
+        writer.close()
+    return replies
+
+
+async def closed_after(addr: tuple[str, int], payload: bytes) -> bool:
+    reader, writer = await asyncio.open_connection(*addr)
+    try:
+        writer.write(payload)
+        return await asyncio.wait_for(reader.read(65536), 5) == b""
+    finally:
+        writer.close()
+
+
+# -- exchange and relays ----------------------------------------------------------------
+
+
+async def test_a_record_applied_on_a_reaches_b_in_one_exchange(
+    agents: Callable[..., Agent],
+) -> None:
+    a, b = agents("a"), await start(agents("b"))
+    a.catalog.apply([record("a", 3, "web")])
+    b.catalog.apply([record("b", 5, "db")])
+    assert await exchange(b.addr, a.catalog, self_origin="a") == 1  # b's record came back
+    assert b.has("a", 3) and a.has("b", 5)
+    assert await exchange(b.addr, a.catalog, self_origin="a") == 0  # nothing left to do
+    assert merge.digest(a.catalog.state, "dc1") == merge.digest(b.catalog.state, "dc1")
+
+
+async def test_three_agents_converge_through_relays(agents: Callable[..., Agent]) -> None:
+    a, b, c = [await start(agents(n)) for n in "abc"]
+    for agent, version in ((a, 1), (b, 2), (c, 3)):
+        agent.catalog.apply([record(agent.name, version, f"svc-{agent.name}")])
+    only_b = [b.member()]
+    loops = [x.replicator(lambda: only_b, interval=0.05) for x in (a, c)]
+    tasks = [asyncio.create_task(r.run()) for r in loops]
+    try:
+        await eventually_async(lambda: all(x.has("a", 1) and x.has("c", 3) for x in (a, b, c)))
+        c.catalog.apply([record("c", 4, "svc-c", "new")])  # a later change also arrives
+        await eventually_async(lambda: a.has("c", 4))
+        assert all(r.rounds > 0 and r.failures == 0 for r in loops)
+    finally:
+        for r in loops:
+            r.stop()
+        await asyncio.gather(*tasks)
+    assert a.has("b", 2) and c.has("b", 2)
+
+
+async def test_pull_fetches_named_nodes(agents: Callable[..., Agent]) -> None:
+    a, b = agents("a"), await start(agents("b"))
+    b.catalog.apply([record("b", 5), record("x", 2)])
+    assert await pull(b.addr, a.catalog, ["b", "missing"], self_origin="a") == 1
+    assert a.has("b", 5) and a.catalog.record("x") is None
+
+
+# -- a hostile or broken peer -------------------------------------------------------------
+
+
+async def test_garbage_and_oversized_frames_close_only_that_connection(
+    agents: Callable[..., Agent],
+) -> None:
+    a, b = agents("a"), await start(agents("b"))
+    b.catalog.apply([record("b", 1)])
+    idle_reader, idle_writer = await asyncio.open_connection(*b.addr)  # a bystander
+    assert await closed_after(b.addr, b"\x00\x00\x00\x01\xc1")  # 0xc1 is never msgpack
+    assert await closed_after(b.addr, b"\xff\xff\xff\xff")  # a 4 GiB frame
+    assert await closed_after(b.addr, encode({"no": "type"}))
+    idle_writer.write(encode({"t": "pull", "dc": "dc1", "nodes": ["b"]}))
+    assert FrameDecoder().feed(await asyncio.wait_for(idle_reader.read(65536), 5))[0]["t"] == (
+        "records"
+    )
+    idle_writer.close()
+    assert await exchange(b.addr, a.catalog, self_origin="a") == 1
+
+
+async def test_another_datacenter_gets_an_error_and_the_connection_stays(
+    agents: Callable[..., Agent],
+) -> None:
+    b = await start(agents("b"))
+    b.catalog.apply([record("b", 1)])
+    wrong, right = await talk(
+        b.addr,
+        {"t": "digest", "dc": "dc2", "digest": {}},
+        {"t": "pull", "dc": "dc1", "nodes": ["b"]},
+    )
+    assert wrong["t"] == "error" and "dc2" in wrong["msg"]
+    assert right["t"] == "records" and len(right["records"]) == 1
+
+
+async def test_the_client_hears_a_datacenter_mismatch(
+    agents: Callable[..., Agent], tmp_path: Path
+) -> None:
+    b = await start(agents("b"))
+    elsewhere = LiveCatalog("dc2", CatalogStore.open(tmp_path / "z.db"), wall_ms=lambda: 1_000)
+    with pytest.raises(PeerError, match="dc2"):
+        await exchange(b.addr, elsewhere, self_origin="z")
+
+
+async def test_a_peer_cannot_overwrite_our_own_record(agents: Callable[..., Agent]) -> None:
+    b = await start(agents("b"))
+    b.catalog.apply([record("b", 1, "real")])
+    forged = merge.apply_many(merge.CatalogState(), [record("b", 99, "forged"), record("x", 1)])[0]
+    (reply,) = await talk(b.addr, push_request(forged, "dc1", ["b", "x"]))
+    assert reply["t"] == "ok"
+    assert b.catalog.record("b") == record("b", 1, "real")
+    assert b.has("x", 1)  # other records of the same push are taken
+
+
+async def test_bad_records_in_a_push_get_an_error(agents: Callable[..., Agent]) -> None:
+    b = await start(agents("b"))
+    bad = {**record_to_wire(record("x", 1)), "v": 2}
+    (reply,) = await talk(b.addr, {"t": "push", "dc": "dc1", "records": [bad]})
+    assert reply["t"] == "error"
+    assert b.catalog.record("x") is None
+
+
+async def test_idle_connections_are_dropped_and_the_cap_holds(agents: Callable[..., Agent]) -> None:
+    a, b = agents("a"), await start(agents("b", idle_timeout=0.3, max_connections=2))
+    b.catalog.apply([record("b", 1)])
+    held = [await asyncio.open_connection(*b.addr) for _ in range(2)]
+    await eventually_async(lambda: b.server.connections == 2)
+    with pytest.raises(PeerError):
+        await exchange(b.addr, a.catalog, self_origin="a", timeout=2)
+    assert b.server.refused >= 1
+    for reader, writer in held:  # the idle timeout closes them
+        assert await asyncio.wait_for(reader.read(65536), 5) == b""
+        writer.close()
+    await eventually_async(lambda: b.server.connections == 0)
+    assert await exchange(b.addr, a.catalog, self_origin="a") == 1
+
+
+async def test_an_unreachable_peer_is_counted_not_fatal(agents: Callable[..., Agent]) -> None:
+    a, b = agents("a"), agents("b")  # b never serves
+    b.sock.close()
+    loop = a.replicator(lambda: [b.member()])
+    assert await loop.round() is False
+    assert loop.failures == 1
+
+
+# -- following serf ----------------------------------------------------------------------
+
+
+async def test_peer_choice_skips_ourselves_others_and_the_unreachable(
+    agents: Callable[..., Agent],
+) -> None:
+    a = agents("a")
+    good = Member("good", "127.0.0.1", 7946, {"dc": "dc1", "port": "8300"}, "alive")
+    members = [
+        a.member(),
+        good,
+        Member("failed", "127.0.0.1", 7946, {"dc": "dc1", "port": "8300"}, "failed"),
+        Member("other-dc", "127.0.0.1", 7946, {"dc": "dc2", "port": "8300"}, "alive"),
+        Member("no-port", "127.0.0.1", 7946, {"dc": "dc1"}, "alive"),
+    ]
+    loop = a.replicator(lambda: members)
+    assert {getattr(loop.pick_peer(), "name", None) for _ in range(20)} == {"good"}
+    assert a.replicator(lambda: [a.member()]).pick_peer() is None
+
+
+async def test_failed_member_turns_critical_and_a_leave_removes_it(
+    agents: Callable[..., Agent],
+) -> None:
+    a, b = agents("a"), agents("b")
+    a.catalog.apply([record("b", 4, "db")])
+    loop = a.replicator(lambda: [])
+
+    def health() -> str | None:
+        held = a.catalog.record("b")
+        check = merge.serf_health(a.catalog.state, held) if held else None
+        return check.status if check else None
+
+    loop.on_member_event(MemberEvent("member-failed", (b.member("failed"),)))
+    assert health() == "critical"
+    loop.on_member_event(MemberEvent("member-join", (b.member(cv="4"),)))
+    assert health() == "passing"
+    assert loop.pulls_in_flight == 0  # cv 4 is what we hold: nothing to pull
+    loop.on_member_event(MemberEvent("member-leave", (b.member("left", cv="4"),)))
+    assert a.catalog.record("b") is None
+    a.catalog.apply([record("b", 4, "db")])  # a late relay cannot bring it back
+    assert a.catalog.record("b") is None
+
+
+async def test_a_newer_cv_tag_pulls_from_the_owner(agents: Callable[..., Agent]) -> None:
+    a, b = agents("a"), await start(agents("b"))
+    a.catalog.apply([record("b", 1)])
+    b.catalog.apply([record("b", 7, "web")])
+    loop = a.replicator(lambda: [])  # no anti-entropy: only the event can bring it
+    loop.on_member_event(MemberEvent("member-update", (b.member(cv="7"),)))
+    await eventually_async(lambda: a.has("b", 7))
+    await eventually_async(lambda: loop.pulls_in_flight == 0)
+    assert loop.failures == 0
+
+
+async def test_reconcile_catches_up_from_a_member_list(agents: Callable[..., Agent]) -> None:
+    a, b, c = agents("a"), await start(agents("b")), agents("c")
+    a.catalog.apply([record("c", 2)])
+    b.catalog.apply([record("b", 3)])
+    loop = a.replicator(lambda: [])
+    loop.reconcile([b.member(cv="3"), c.member("failed")])
+    assert a.catalog.state.failed == frozenset({("dc1", "c")})
+    await eventually_async(lambda: a.has("b", 3))
+    loop.reconcile([c.member("left")])
+    assert a.catalog.record("c") is None
