@@ -1,0 +1,137 @@
+"""Registrations on a real agent: Consul's agent API through py-consul, persistence, checks."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import consul
+import pytest
+
+from tests.harness.cluster import AgentProc, Cluster
+from tests.harness.poll import eventually
+
+
+def client(agent: AgentProc) -> consul.Consul:
+    return consul.Consul(host=agent.ip, port=agent.http_port)
+
+
+class _Flappy(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(type(self).status)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flappy() -> Iterator[tuple[str, type[_Flappy]]]:
+    """A real local HTTP server whose status code a test can flip."""
+    handler = type("Flappy", (_Flappy,), {"status": 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/health", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_register_query_deregister(cluster: Cluster) -> None:
+    agent = cluster.new_agent("reg").start()
+    c = client(agent)
+    c.agent.service.register("web", service_id="web-1", port=8080, tags=["prod"], meta={"v": "1"})
+    services = c.agent.services()
+    assert services["web-1"]["Service"] == "web" and services["web-1"]["Meta"] == {"v": "1"}
+    _, rows = c.catalog.service("web")
+    assert [(r["Node"], r["ServiceID"], r["ServicePort"]) for r in rows] == [("reg", "web-1", 8080)]
+    assert "consul" in c.catalog.services()[1]  # the agent registers itself
+    c.agent.service.deregister("web-1")
+    assert "web-1" not in c.agent.services()
+    assert c.catalog.service("web")[1] == []
+
+
+def test_http_check_follows_a_real_server(
+    cluster: Cluster, flappy: tuple[str, type[_Flappy]]
+) -> None:
+    url, handler = flappy
+    agent = cluster.new_agent("hc").start()
+    c = client(agent)
+    c.agent.service.register("api", port=1, check=consul.Check.http(url, "1s"))
+
+    def status() -> str:
+        return str(c.agent.checks()["service:api"]["Status"])
+
+    eventually(lambda: status() == "passing", 10, what="passing")
+    handler.status = 500
+    eventually(lambda: status() == "critical", 10, what="critical")
+    assert c.health.service("api", passing=True)[1] == []
+    handler.status = 200
+    eventually(lambda: status() == "passing", 10, what="passing again")
+    assert len(c.health.service("api", passing=True)[1]) == 1
+
+
+def test_kill_9_and_restart_bring_everything_back(cluster: Cluster) -> None:
+    agent = cluster.new_agent("keep").start()
+    c = client(agent)
+    c.agent.service.register("web", service_id="web-1", port=80, check=consul.Check.ttl("1h"))
+    c.agent.check.register("disk", check=consul.Check.ttl("1h"), check_id="disk")
+    c.agent.check.ttl_warn("disk", "80% full")
+    c.agent.check.ttl_pass("service:web-1", "fine")
+    c.agent.service.maintenance("web-1", True, "deploying")
+    assert agent.proc is not None
+    os.kill(agent.proc.pid, signal.SIGKILL)
+    agent.wait_exit()
+    agent.start()
+    c = client(agent)
+    assert set(c.agent.services()) == {"web-1"}
+    checks = c.agent.checks()
+    assert checks["disk"]["Status"] == "warning" and checks["disk"]["Output"] == "80% full"
+    assert checks["service:web-1"]["Status"] == "passing"
+    assert checks["_service_maintenance:web-1"]["Notes"] == "deploying"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{not json", 400, "Request decode failed"),
+        (b'{"Port": 80}', 400, "Name: missing required field"),
+        (b'{"Name": "x", "Port": "eighty"}', 400, "Port"),
+        (b'{"Name": "x", "Meta": {"bad key!": "v"}}', 400, "Meta"),
+        (b'{"Name": "x", "Bogus": 1}', 400, "Bogus"),
+    ],
+)
+def test_bad_registrations_get_400_naming_the_field(
+    trio: list[AgentProc], body: bytes, status: int, needle: str
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    a = trio[0]
+    req = urllib.request.Request(a.http + "/v1/agent/service/register", data=body, method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == status
+    assert needle in err.value.read().decode()
+    assert "x" not in client(a).agent.services()
+
+
+def test_unknown_ids_get_404(trio: list[AgentProc]) -> None:
+    import urllib.error
+    import urllib.request
+
+    a = trio[0]
+    for path in ("/v1/agent/check/pass/no-such-check", "/v1/agent/service/deregister/nope"):
+        req = urllib.request.Request(a.http + path, method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)
+        assert err.value.code == 404
+        assert "Unknown" in err.value.read().decode()
