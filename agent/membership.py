@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 
 from gossamer.gossip.member_table import MemberMap, apply_event, describe, from_members
+from gossamer.gossip.members import Member
 from gossamer.gossip.rpc import MemberEvent, SerfError, SerfRpcClient
 
 log = logging.getLogger("gossamer.members")
@@ -19,8 +21,18 @@ EVENTS = "member-join,member-leave,member-failed,member-update,member-reap"
 
 
 class MemberWatch:
-    def __init__(self, serf: SerfRpcClient) -> None:
+    """`on_event` sees every member event; `on_resync` every full member list."""
+
+    def __init__(
+        self,
+        serf: SerfRpcClient,
+        *,
+        on_event: Callable[[MemberEvent], None] | None = None,
+        on_resync: Callable[[Iterable[Member]], None] | None = None,
+    ) -> None:
         self._serf = serf
+        self._on_event = on_event
+        self._on_resync = on_resync
         self.table: MemberMap = {}
 
     async def run(self) -> None:
@@ -45,9 +57,13 @@ class MemberWatch:
                     self.table = apply_event(self.table, event)
                     for line in describe(event):
                         log.info("%s", line)
+                    if self._on_event is not None:
+                        self._on_event(event)
 
     async def resync(self) -> None:
         self.table = from_members(await self._serf.members())
+        if self._on_resync is not None:
+            self._on_resync(self.table.values())
 
     async def _resync_forever(self) -> None:
         while True:

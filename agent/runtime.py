@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import shutil
 import signal
 import socket
@@ -36,12 +37,15 @@ from gossamer.agent.local_node import LocalNode, NodeIdentity
 from gossamer.agent.logs import setup_logging
 from gossamer.agent.member_tags import TAG_RECORD_VERSION, own_tags
 from gossamer.agent.membership import MemberWatch
+from gossamer.agent.peer_rpc import PeerRpcServer
 from gossamer.agent.reload import added_joins, apply_reloadable
+from gossamer.agent.replication import Replicator
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
 from gossamer.catalog.model import Service
 from gossamer.catalog.store import FILE_NAME as STORE_FILE
 from gossamer.catalog.store import CatalogStore, StoreError
 from gossamer.gossip.addresses import format_host_port
+from gossamer.gossip.members import Member
 from gossamer.gossip.process import SerfFatalError, SerfProcess, SerfSettings
 from gossamer.gossip.rpc import SerfError, SerfRpcClient
 
@@ -68,7 +72,8 @@ class Agent:
         self._temp_dir: Path | None = None
         self._serf_process: SerfProcess | None = None
         self._runner: web.AppRunner | None = None
-        self._rpc_server: asyncio.Server | None = None
+        self._peer_rpc: PeerRpcServer | None = None
+        self._replicator: Replicator | None = None
         self._dns: DnsServer | None = None
         self._store: CatalogStore | None = None
         self._local: LocalNode | None = None
@@ -229,13 +234,23 @@ class Agent:
             self._serf_settings(), on_fatal=self._serf_fatal, on_restart=self._serf_restarted
         )
         await self._serf_process.start()
-        self._members = MemberWatch(self.serf)
+        assert self.catalog is not None
+        self._replicator = Replicator(
+            self.catalog, self_origin=c.node, peers=self._peers, rng=random.Random()
+        )
+        self._members = MemberWatch(
+            self.serf,
+            on_event=self._replicator.on_member_event,
+            on_resync=self._replicator.reconcile,
+        )
         await self._members.resync()
         self._spawn(self._members.run(), "members")
         # Sockets were bound above so a taken port fails before serf starts;
         # they answer from here on, when there is a serf to ask.
         await self._serve_http(http_sock)
-        self._rpc_server = await asyncio.start_server(_close_at_once, sock=rpc_sock)
+        self._peer_rpc = PeerRpcServer(self.catalog, self_origin=c.node)
+        await self._peer_rpc.start(rpc_sock)
+        self._spawn(self._replicator.run(), "replication")
         self._dns = DnsServer(self._dns_view)
         await self._dns.start(dns_udp, dns_tcp)
         await self._join()
@@ -320,6 +335,9 @@ class Agent:
             log_level=c.log_level,
             rejoin=c.rejoin_after_leave,
         )
+
+    def _peers(self) -> list[Member]:
+        return list(self._members.table.values()) if self._members is not None else []
 
     def _dns_view(self) -> DnsView:
         members = self._members.table if self._members is not None else {}
@@ -414,8 +432,11 @@ class Agent:
             task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._rpc_server is not None:
-            self._rpc_server.close()
+        if self._replicator is not None:
+            self._replicator.stop()
+        if self._peer_rpc is not None:
+            self._peer_rpc.close()
+            await self._peer_rpc.wait_closed()
         if self._dns is not None:
             self._dns.close()
         if self._local is not None:
@@ -430,10 +451,3 @@ class Agent:
             self._data_dir.close()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
-
-
-async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Agent RPC (peer catalog sync) arrives with the catalog; the port is held now."""
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
