@@ -69,8 +69,8 @@ def shown(value: object, limit: int = 100) -> str:
     """A value quoted as JSON for a message, cut short when huge."""
     try:
         text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError):  # ValueError: an int past Python's 4300-digit limit
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -109,7 +109,7 @@ def validate(intention: Intention) -> list[Problem]:
         ("ModifyIndex", intention.modify_index),
     ):
         if not 0 <= index < 2**64:
-            out.append(Problem(fname, f"must be an unsigned 64-bit integer, got {index}"))
+            out.append(Problem(fname, f"must be an unsigned 64-bit integer, got {shown(index)}"))
     return out
 
 
