@@ -18,7 +18,9 @@ from typing import Any
 
 from gossamer.agent.checks.runner import CheckRunner, Restore
 from gossamer.agent.checks.spec import spec_from_definition
+from gossamer.agent.checks.status import AliasedCheck, NodeHealth
 from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.catalog import merge
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version
 from gossamer.catalog.registration import (
     CheckDefinition,
@@ -32,6 +34,7 @@ from gossamer.catalog.store import CatalogStore, CheckState
 log = logging.getLogger("gossamer.local")
 
 SIDECAR_OF = "_gossamer_sidecar_of"  # marks the stored copy of a generated sidecar
+FROM_CONFIG = "_gossamer_from_config"  # marks a registration that a config file made
 NODE_MAINT_ID = "_node_maintenance"
 SERVICE_MAINT_PREFIX = "_service_maintenance:"
 NODE_MAINT_NOTE = (
@@ -71,6 +74,7 @@ class LocalNode:
         wall_ms: Callable[[], int],
         on_version: Callable[[int], None],
         allow_script_checks: bool = False,
+        allow_local_script_checks: bool = False,
     ) -> None:
         self.identity = identity
         self._store = store
@@ -78,10 +82,13 @@ class LocalNode:
         self._wall_ms = wall_ms
         self._on_version = on_version
         self._allow_script = allow_script_checks
+        self._allow_local_script = allow_local_script_checks or allow_script_checks
         self._registrations: dict[str, ServiceRegistration] = {}
         self._standalone: dict[str, CheckDefinition] = {}
         self._status: dict[str, tuple[str, str]] = {}
-        self.runner = CheckRunner(self._check_changed)
+        self.runner = CheckRunner(self._check_changed, alias_lookup=self._alias_health)
+        self._config_services: set[str] = set()
+        self._config_checks: set[str] = set()
         self.version = store.last_version()
 
     # -- start-up --------------------------------------------------------------------------
@@ -96,6 +103,9 @@ class LocalNode:
             if isinstance(body.get(SIDECAR_OF), str)
         }
         for service_id, body in stored.items():
+            if body.get(FROM_CONFIG):
+                self._config_services.add(service_id)  # the config applies it again
+                continue
             if SIDECAR_OF in body:
                 continue
             try:
@@ -105,7 +115,9 @@ class LocalNode:
                 continue
             self._registrations[reg.service.id] = reg
         for check_id, stored_check in self._store.checks().items():
-            if stored_check.definition.get("_standalone"):
+            if stored_check.definition.get(FROM_CONFIG):
+                self._config_checks.add(check_id)
+            elif stored_check.definition.get("_standalone"):
                 self._restore_standalone(check_id, stored_check.definition["body"])
         for defn in self._all_checks():
             state = states.get(defn.check_id)
@@ -129,17 +141,26 @@ class LocalNode:
     # -- registration ------------------------------------------------------------------------
 
     def register_service(
-        self, body: Mapping[str, Any], *, replace_existing_checks: bool = False
+        self,
+        body: Mapping[str, Any],
+        *,
+        replace_existing_checks: bool = False,
+        from_config: bool = False,
+        publish: bool = True,
     ) -> Service:
         """Parse, store and publish one registration; RegistrationError leaves nothing behind."""
-        reg = self._parse_service(body, previous_sidecar_port=None)
+        allow_script = self._allow_local_script if from_config else self._allow_script
+        reg = self._parse_service(body, previous_sidecar_port=None, allow_script=allow_script)
         old = self._registrations.get(reg.service.id)
         if old is not None and old.sidecar is not None and reg.sidecar is not None:
             # A re-registered sidecar keeps its port, as in Consul.
-            reg = self._parse_service(body, previous_sidecar_port=old.sidecar.port)
+            reg = self._parse_service(
+                body, previous_sidecar_port=old.sidecar.port, allow_script=allow_script
+            )
         checks = {c.check_id: {"ServiceID": c.service_id} for c in reg.checks}
+        stored = dict(body) | ({FROM_CONFIG: True} if from_config else {})
         self._store.put_service(
-            reg.service.id, dict(body), checks, replace_checks=replace_existing_checks
+            reg.service.id, stored, checks, replace_checks=replace_existing_checks
         )
         if reg.sidecar is not None:
             sidecar = reg.sidecar
@@ -153,10 +174,53 @@ class LocalNode:
         for defn in self._checks_of(reg):
             self._status.setdefault(defn.check_id, (defn.status, ""))
             self.runner.add(spec_from_definition(defn))
-        self.publish()
+        if publish:
+            self.publish()
         return reg.service
 
-    def deregister_service(self, service_id: str) -> None:
+    def apply_config(
+        self, services: list[dict[str, Any]], checks: list[dict[str, Any]]
+    ) -> list[str]:
+        """Register what the config files define, drop what they no longer do.
+
+        Returns one message per definition that could not be applied (e.g. a
+        script check while `enable_local_script_checks` is off); the others
+        still apply. One publish at the end, however many there are.
+        """
+        problems: list[str] = []
+        now_services: set[str] = set()
+        for i, body in enumerate(services):
+            try:
+                now_services.add(self.register_service(body, from_config=True, publish=False).id)
+            except RegistrationError as exc:
+                problems.append(f"services[{i}]: {exc}")
+        now_checks: set[str] = set()
+        for i, body in enumerate(checks):
+            try:
+                now_checks.add(self.register_check(body, from_config=True, publish=False).check_id)
+            except RegistrationError as exc:
+                problems.append(f"checks[{i}]: {exc}")
+        for service_id in self._config_services - now_services:
+            self._forget_service(service_id)
+        for check_id in self._config_checks - now_checks:
+            self._forget_check(check_id)
+        self._config_services, self._config_checks = now_services, now_checks
+        self.publish()
+        return problems
+
+    def _forget_service(self, service_id: str) -> None:
+        if service_id in self._registrations:
+            self.deregister_service(service_id, publish=False)
+        else:
+            self._store.delete_service(service_id)
+
+    def _forget_check(self, check_id: str) -> None:
+        if check_id in self._standalone:
+            self.deregister_check(check_id, publish=False)
+        else:
+            self._store.delete_check(check_id)
+
+    def deregister_service(self, service_id: str, *, publish: bool = True) -> None:
         """Remove a service, its sidecar and every check bound to them (as Consul does)."""
         reg = self._registrations.pop(service_id, None)
         if reg is None:
@@ -167,28 +231,33 @@ class LocalNode:
         gone = {s.id for s in reg.services()}
         bound = [cid for cid, d in self._standalone.items() if d.service_id in gone]
         self._drop_checks([*self._checks_of(reg), *(self._standalone.pop(c) for c in bound)])
-        self.publish()
+        if publish:
+            self.publish()
 
-    def register_check(self, body: Mapping[str, Any]) -> CheckDefinition:
+    def register_check(
+        self, body: Mapping[str, Any], *, from_config: bool = False, publish: bool = True
+    ) -> CheckDefinition:
+        allow_script = self._allow_local_script if from_config else self._allow_script
         defn = parse_check_registration(
-            body, service_ids=set(self._service_map()), allow_script=self._allow_script
+            body, service_ids=set(self._service_map()), allow_script=allow_script
         )
-        self._store.put_check(
-            defn.check_id, {"_standalone": True, "body": dict(body)}, service_id=defn.service_id
-        )
+        stored = {"_standalone": True, "body": dict(body), FROM_CONFIG: from_config}
+        self._store.put_check(defn.check_id, stored, service_id=defn.service_id)
         self._standalone[defn.check_id] = defn
-        self._status[defn.check_id] = (defn.status, "")
+        self._status.setdefault(defn.check_id, (defn.status, ""))
         self.runner.add(spec_from_definition(defn))
-        self.publish()
+        if publish:
+            self.publish()
         return defn
 
-    def deregister_check(self, check_id: str) -> None:
+    def deregister_check(self, check_id: str, *, publish: bool = True) -> None:
         defn = self._standalone.pop(check_id, None)
         if defn is None:
             raise UnknownId(check_id)
         self._store.delete_check(check_id)
         self._drop_checks([defn])
-        self.publish()
+        if publish:
+            self.publish()
 
     def update_ttl(self, check_id: str, status: str, output: str) -> None:
         """PUT /v1/agent/check/pass|warn|fail|update; UnknownId when not registered here."""
@@ -210,7 +279,11 @@ class LocalNode:
     # -- what is registered ---------------------------------------------------------------------
 
     def _parse_service(
-        self, body: Mapping[str, Any], *, previous_sidecar_port: int | None
+        self,
+        body: Mapping[str, Any],
+        *,
+        previous_sidecar_port: int | None,
+        allow_script: bool = True,
     ) -> ServiceRegistration:
         used = {
             s.port
@@ -222,7 +295,7 @@ class LocalNode:
             body,
             node_address=self.identity.address,
             used_sidecar_ports=used,
-            allow_script=self._allow_script,
+            allow_script=allow_script,
             previous_sidecar_port=previous_sidecar_port,
         )
 
@@ -272,6 +345,25 @@ class LocalNode:
                              service_name=service.name, service_tags=service.tags,
                              type="maintenance"))  # fmt: skip
         return out
+
+    def _alias_health(self, node: str) -> NodeHealth | None:
+        """What an alias check sees: this node's live state, or a peer's from the catalog."""
+        if node in ("", self.identity.node):
+            services, checks = frozenset(self._service_map()), self.checks()
+        else:
+            record = self._catalog.record(node)
+            if record is None:
+                return None
+            services = frozenset(s.id for s in record.services)
+            checks = list(merge.node_checks(self._catalog.state, record)) + [
+                c for c in record.checks if c.service_id
+            ]
+        aliased = tuple(
+            AliasedCheck(name=c.name, status=c.status, output=c.output, service_id=c.service_id)  # type: ignore[arg-type]
+            for c in checks
+            if c.status in ("passing", "warning", "critical")
+        )
+        return NodeHealth(node=node or self.identity.node, services=services, checks=aliased)
 
     # -- publishing ------------------------------------------------------------------------
 

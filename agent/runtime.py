@@ -26,6 +26,7 @@ from aiohttp import web
 
 from gossamer.agent import systemd
 from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
+from gossamer.agent.config.registrations import decoded
 from gossamer.agent.datadir import DataDir, DataDirError
 from gossamer.agent.dns.answer import DnsView
 from gossamer.agent.dns.server import DnsServer
@@ -156,6 +157,8 @@ class Agent:
         for line in changes or ["no changes"]:
             log.info("reload: %s", line)
         self._apply_joins(old)
+        if (old.services, old.checks) != (self.config.services, self.config.checks):
+            self._apply_config_registrations()
         systemd.notify("READY=1", f"STATUS={self._status_line()}")
         return changes
 
@@ -276,9 +279,24 @@ class Agent:
             builtin_services=(agent_service,),
         )  # fmt: skip
         self._local = LocalNode(
-            identity, self._store, self.catalog, wall_ms=wall_ms, on_version=self._record_published
+            identity,
+            self._store,
+            self.catalog,
+            wall_ms=wall_ms,
+            on_version=self._record_published,
+            allow_script_checks=c.enable_script_checks,
+            allow_local_script_checks=c.enable_local_script_checks,
         )
         self._local.restore()
+        self._apply_config_registrations()
+
+    def _apply_config_registrations(self) -> None:
+        assert self._local is not None
+        problems = self._local.apply_config(
+            decoded(self.config.services), decoded(self.config.checks)
+        )
+        for problem in problems:
+            log.error("config registration not applied: %s", problem)
 
     @property
     def local_node(self) -> LocalNode:

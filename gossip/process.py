@@ -140,6 +140,9 @@ class SerfProcess:
                     # are alive); 10 s heals a cut link about three times
                     # sooner for one TCP connect per failed member per try.
                     "reconnect_interval": RECONNECT_INTERVAL,
+                    # A failed member is reaped (and its catalog record with
+                    # it) after this long; Consul's default, serf's is 24 h.
+                    "reconnect_timeout": "72h",
                 },
                 fh,
             )

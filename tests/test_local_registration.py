@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import consul
 import pytest
@@ -135,3 +136,42 @@ def test_unknown_ids_get_404(trio: list[AgentProc]) -> None:
             urllib.request.urlopen(req, timeout=5)
         assert err.value.code == 404
         assert "Unknown" in err.value.read().decode()
+
+
+def test_services_from_config_files_apply_and_reload(cluster: Cluster) -> None:
+    conf = cluster.root / "svc.yaml"
+    conf.write_text(
+        "services:\n"
+        "  - name: web\n    id: web-cfg\n    port: 80\n    checks: [{ttl: 1h}]\n"
+        "  - name: db\n    port: 5432\n"
+        "checks:\n  - name: disk\n    ttl: 1h\n"
+    )
+    agent = cluster.new_agent("cfg", "--config-file", str(conf)).start()
+    c = client(agent)
+    assert set(c.agent.services()) == {"web-cfg", "db"}
+    assert {"service:web-cfg", "disk"} <= set(c.agent.checks())
+
+    conf.write_text("services:\n  - name: web\n    id: web-cfg\n    port: 81\n")
+    agent.signal(signal.SIGHUP)
+    eventually(lambda: set(c.agent.services()) == {"web-cfg"}, 10, what="db dropped on reload")
+    assert c.agent.services()["web-cfg"]["Port"] == 81
+    assert "disk" not in c.agent.checks()
+    # An API registration is not touched by a reload, and config ones survive a restart.
+    c.agent.service.register("api", port=9)
+    agent.stop()
+    agent.start()
+    assert set(client(agent).agent.services()) == {"web-cfg", "api"}
+
+
+def test_a_bad_service_in_a_config_file_stops_the_agent(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("services:\n  - name: web\n    port: eighty\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gossamer.agent", "agent", "--dev", "--config-file", str(conf)],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{conf}: services: [0] Port: must be an integer" in result.stderr

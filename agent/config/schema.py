@@ -29,6 +29,7 @@ from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 
 from ..logs import LEVELS
 from .errors import describe
+from .registrations import check_definitions, service_definitions
 
 # Consul's node_meta limits (agent/structs: metaMaxKeyPairs and friends), so
 # metadata that Consul accepts is accepted here and nothing more.
@@ -261,6 +262,14 @@ class AgentConfig(BaseModel):
     # silently rejoin unless asked.
     leave_on_terminate: Flag = True
     rejoin_after_leave: Flag = False
+    # Services and checks defined in config files, registered on start and
+    # again on reload (entries are canonical JSON; see registrations.py).
+    services: Annotated[tuple[str, ...], BeforeValidator(service_definitions)] = ()
+    checks: Annotated[tuple[str, ...], BeforeValidator(check_definitions)] = ()
+    # Consul's two switches for script checks (`Args`), both off by default:
+    # from config files only, or from the HTTP API too.
+    enable_local_script_checks: Flag = False
+    enable_script_checks: Flag = False
     sources: tuple[str, ...] = ()  # files read, in the order they were merged
 
 
@@ -291,6 +300,7 @@ ConfigLayer: type[BaseModel] = create_model(
 #     gossip, so removing an address changes nothing.
 #   retry_join, retry_interval, retry_max: the retry-join task is restarted.
 #   leave_on_terminate: read when the terminate signal arrives.
+#   services, checks: registered again; ones no longer listed are removed.
 # Everything else needs a restart: node and datacenter are the agent's
 # identity in gossip and the catalog; bind, advertise, client and the ports
 # are bound sockets and serf's arguments; data_dir holds open state; encrypt
@@ -298,7 +308,7 @@ ConfigLayer: type[BaseModel] = create_model(
 # rejoin_after_leave is read at start; dev changes every default.
 RELOADABLE_KEYS: frozenset[str] = frozenset(
     {"log_level", "log_json", "node_meta", "join", "retry_join", "retry_interval",
-     "retry_max", "leave_on_terminate"}
+     "retry_max", "leave_on_terminate", "services", "checks"}
 )  # fmt: skip
 
 
@@ -320,6 +330,8 @@ def diff_configs(old: AgentConfig, new: AgentConfig) -> list[str]:
 def _shown(key: str, value: object) -> str:
     if value is None:
         return "(unset)"
+    if key in ("services", "checks") and isinstance(value, tuple):
+        return f"{len(value)} definitions"
     if key == "encrypt":
         return "(secret)"
     if isinstance(value, timedelta):
