@@ -306,6 +306,10 @@ class LocalNode:
     def _service_map(self) -> dict[str, Service]:
         return {s.id: s for reg in self._registrations.values() for s in reg.services()}
 
+    def check_definitions(self) -> list[CheckDefinition]:
+        """Every check registered here (service, sidecar and standalone)."""
+        return self._all_checks()
+
     def _all_checks(self) -> list[CheckDefinition]:
         regs = [c for reg in self._registrations.values() for c in self._checks_of(reg)]
         return regs + list(self._standalone.values())

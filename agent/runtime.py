@@ -39,6 +39,7 @@ from gossamer.agent.logs import setup_logging
 from gossamer.agent.member_tags import TAG_RECORD_VERSION, own_tags
 from gossamer.agent.membership import MemberWatch
 from gossamer.agent.peer_rpc import PeerRpcServer
+from gossamer.agent.reaper import reap_forever
 from gossamer.agent.reload import added_joins, apply_reloadable
 from gossamer.agent.replication import Replicator
 from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
@@ -254,6 +255,7 @@ class Agent:
         self._peer_rpc = PeerRpcServer(self.catalog, self_origin=c.node)
         await self._peer_rpc.start(rpc_sock)
         self._spawn(self._replicator.run(), "replication")
+        self._spawn(reap_forever(self.local_node), "reaper")
         self._dns = DnsServer(self._dns_view)
         await self._dns.start(dns_udp, dns_tcp)
         await self._join()

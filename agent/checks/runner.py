@@ -201,6 +201,10 @@ class CheckRunner:
             return None
         return CheckView(entry.state.status, entry.state.output, entry.critical_since)
 
+    def now(self) -> float:
+        """The runner's clock, the one `critical_since` is measured on."""
+        return self._clock()
+
     def views(self) -> dict[str, CheckView]:
         """Every check's reported state, by id (sorted), e.g. for the reaper."""
         return {cid: view for cid in sorted(self._entries) if (view := self.get(cid))}
