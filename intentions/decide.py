@@ -71,6 +71,11 @@ class Decision:
     intention: Intention | None = None
 
 
+# (strength, decision): 0 an explicit deny, 1 an explicit allow, 2 an L7 miss.
+# At equal precedence the lowest strength wins, so deny beats allow.
+_Outcome = tuple[int, Decision]
+
+
 @dataclass(frozen=True)
 class _Header:
     name: str  # lower case
@@ -107,6 +112,7 @@ class _Permission:
     regex: re.Pattern[str] | None
     methods: frozenset[str]
     headers: tuple[_Header, ...]
+    outcome: _Outcome  # what a match decides, made once: deciding formats no strings
 
     def matches(self, request: HttpRequest) -> bool:
         path = request.bare_path
@@ -123,11 +129,21 @@ class _Permission:
 
 @dataclass(frozen=True)
 class _Rule:
+    """An intention ready to evaluate, its possible decisions made in advance.
+
+    `outcome` is an L4 intention's decision, or an L7 one's without a
+    request; `miss` is an L7 miss, indexed by the default policy.
+    """
+
     intention: Intention
     permissions: tuple[_Permission, ...]
+    outcome: _Outcome
+    miss: tuple[_Outcome, _Outcome]
 
 
 _OrderKey = tuple[int, str, str, int, str, str]
+_NO_MATCH = tuple(Decision(d, f"no intention matched; default policy is {ALLOW if d else DENY}")
+                  for d in (False, True))  # fmt: skip
 
 
 class IntentionSet:
@@ -215,9 +231,23 @@ class IntentionSet:
             )  # fmt: skip
             regex = self._regex(http.path_regex, f"{where}.PathRegex", problems)
             methods = frozenset(m.upper() for m in http.methods)
+            outcome = _decided(perm.action == ALLOW, f"Permissions[{i}] ({perm.action})", ixn)
             perms.append(_Permission(i, perm.action, http.path_exact, http.path_prefix, regex,
-                                     methods, headers))  # fmt: skip
-        return _Rule(ixn, tuple(perms))
+                                     methods, headers, outcome))  # fmt: skip
+        name = f"{ixn.source} => {ixn.destination}"
+        if not perms:
+            return _Rule(ixn, (), _decided(ixn.action == ALLOW, f"({ixn.action})", ixn), _NO_MISS)
+        n = len(perms)
+        miss = tuple(
+            (2, Decision(d, f"matched intention {name} but none of its {n} permission"
+                            f"{'s' if n > 1 else ''} matched; {_policy(d)}", ixn))
+            for d in (False, True)
+        )  # fmt: skip
+        l4_check = (
+            f"matched intention {name}, which has L7 permissions: "
+            "denied without an HTTP request to check them (as Consul's L4 check)"
+        )
+        return _Rule(ixn, tuple(perms), (0, Decision(False, l4_check, ixn)), (miss[0], miss[1]))
 
 
 def _canonical(ixn: Intention) -> str:
@@ -242,32 +272,22 @@ def _policy(default_allow: bool) -> str:
     return f"default policy is {ALLOW if default_allow else DENY}"
 
 
-def _outcome(rule: _Rule, request: HttpRequest | None, default_allow: bool) -> tuple[int, Decision]:
-    """(strength, decision) for one rule: 0 explicit deny, 1 explicit allow, 2 miss."""
-    ixn = rule.intention
+def _decided(allowed: bool, what: str, ixn: Intention) -> _Outcome:
     name = f"{ixn.source} => {ixn.destination}"
-    if not rule.permissions:
-        allowed = ixn.action == ALLOW
-        return (1 if allowed else 0), Decision(
-            allowed, f"matched intention {name} ({ixn.action})", ixn
-        )
-    if request is None:
-        reason = (
-            f"matched intention {name}, which has L7 permissions: "
-            "denied without an HTTP request to check them (as Consul's L4 check)"
-        )
-        return 0, Decision(False, reason, ixn)
+    sep = " " if what.startswith("(") else ", "
+    return (1 if allowed else 0), Decision(allowed, f"matched intention {name}{sep}{what}", ixn)
+
+
+_NO_MISS: tuple[_Outcome, _Outcome] = ((2, _NO_MATCH[0]), (2, _NO_MATCH[1]))  # L4: never used
+
+
+def _outcome(rule: _Rule, request: HttpRequest | None, default_allow: bool) -> _Outcome:
+    if not rule.permissions or request is None:
+        return rule.outcome
     for perm in rule.permissions:
         if perm.matches(request):
-            allowed = perm.action == ALLOW
-            reason = f"matched intention {name}, Permissions[{perm.index}] ({perm.action})"
-            return (1 if allowed else 0), Decision(allowed, reason, ixn)
-    n = len(rule.permissions)
-    reason = (
-        f"matched intention {name} but none of its {n} permission{'s' if n > 1 else ''} "
-        f"matched; {_policy(default_allow)}"
-    )
-    return 2, Decision(default_allow, reason, ixn)
+            return perm.outcome
+    return rule.miss[default_allow]
 
 
 def decide(
@@ -281,15 +301,14 @@ def decide(
     """May `source` call `destination` (with `request`, for L7)? No I/O, O(1) in len(iset)."""
     rules = iset.rules_for(source, destination)
     if not rules:
-        return Decision(default_allow, f"no intention matched; {_policy(default_allow)}", None)
-    best: tuple[int, Decision] | None = None
-    for rule in rules:  # almost always exactly one
+        return _NO_MATCH[default_allow]
+    best = _outcome(rules[0], request, default_allow)
+    for rule in rules[1:]:  # ties: only when a set holds the same pair twice
+        if best[0] == 0:
+            break
         outcome = _outcome(rule, request, default_allow)
-        if outcome[0] == 0:
-            return outcome[1]
-        if best is None or outcome[0] < best[0]:
+        if outcome[0] < best[0]:
             best = outcome
-    assert best is not None
     return best[1]
 
 
