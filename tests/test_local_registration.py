@@ -175,3 +175,29 @@ def test_a_bad_service_in_a_config_file_stops_the_agent(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert f"{conf}: services: [0] Port: must be an integer" in result.stderr
+
+
+async def test_agent_service_hash_blocking_wakes_on_change(trio: list[AgentProc]) -> None:
+    import asyncio
+
+    import aiohttp
+
+    a = trio[0]
+    client(a).agent.service.register("hashy", port=1)
+    url = a.http + "/v1/agent/service/hashy"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as r:
+            digest = r.headers["X-Consul-ContentHash"]
+            assert (await r.json())["ContentHash"] == digest
+
+        async def blocked() -> str:
+            async with s.get(url, params={"hash": digest, "wait": "10s"}) as r:
+                return r.headers["X-Consul-ContentHash"]
+
+        waiter = asyncio.create_task(blocked())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), 0.3)  # unchanged: still blocked
+        await asyncio.to_thread(client(a).agent.service.register, "hashy", port=2)
+        assert await asyncio.wait_for(waiter, 5) != digest
+        async with s.get(url, params={"hash": digest, "wait": "soon"}) as r:
+            assert r.status == 400 and "wait" in (await r.text()).lower()

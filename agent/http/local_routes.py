@@ -7,6 +7,7 @@ get 400 naming the field, unknown ids 404, and nothing is half-registered.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
+from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import BadRequest, HttpError, NotFound
 from gossamer.agent.http.render import json_response, query_flag
 from gossamer.agent.local_node import LocalNode, UnknownId
+from gossamer.catalog.blocking import QueryParamError, node_key, parse_wait
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, FilterError, filter_values
 from gossamer.catalog.model import check_json, service_to_agent_json
 from gossamer.catalog.registration import RegistrationError
@@ -74,13 +77,30 @@ async def services_list(request: web.Request) -> web.Response:
     return json_response(rows)
 
 
-async def service_get(request: web.Request) -> web.Response:
-    service_id = request.match_info["service_id"]
+def _service_body(request: web.Request, service_id: str) -> tuple[dict[str, Any], str]:
     body = _services_json(request).get(service_id)
     if body is None:
         raise NotFound(f"unknown service ID: {service_id}")
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-    body["ContentHash"] = digest
+    return body | {"ContentHash": digest}, digest
+
+
+async def service_get(request: web.Request) -> web.Response:
+    """One local service; `?hash=&wait=` blocks until its content hash changes (Consul)."""
+    service_id = request.match_info["service_id"]
+    try:
+        wait_s = parse_wait(request.query.get("wait"))
+    except QueryParamError as exc:
+        raise BadRequest(str(exc)) from None
+    body, digest = _service_body(request, service_id)
+    wanted = request.query.get("hash")
+    if wanted is not None and wanted == digest:
+        catalog = catalog_of(request)
+        key = [node_key(local_of(request).identity.node)]
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while digest == wanted and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await catalog.wait(key, catalog.index(key), left)
+            body, digest = _service_body(request, service_id)
     response = json_response(body)
     response.headers["X-Consul-ContentHash"] = digest
     return response
