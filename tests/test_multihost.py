@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,3 +182,33 @@ def test_restart_on_same_data_dir_keeps_node_id_and_rejoins(healthy: Net) -> Non
     assert Path(again.data_dir) == Path(h2.data_dir)
     assert again.get("/v1/agent/self")["Config"]["NodeID"] == node_id
     healthy.wait_all_alive(15)
+
+
+def catalog_ids(agent: AgentProc, service: str) -> list[str]:
+    return sorted(r["ServiceID"] for r in agent.get(f"/v1/catalog/service/{service}"))
+
+
+def test_a_host_cut_off_during_changes_catches_up_once_back(healthy: Net) -> None:
+    h1, h2, h3 = healthy.agents
+    healthy.hosts.cut(3)
+    eventually(partial(status_is, h1, "h3", FAILED), FAIL_DEADLINE, what="h3 failed on h1")
+    h1.put("/v1/agent/service/register", {"Name": "missed", "ID": "missed-1", "Port": 1})
+    h2.put("/v1/agent/service/register", {"Name": "missed", "ID": "missed-2", "Port": 2})
+    eventually(lambda: catalog_ids(h2, "missed") == ["missed-1", "missed-2"], 10, what="on h2")
+    # h3 heard nothing while cut off; ask it from inside its own namespace.
+    url = f"{h3.http}/v1/catalog/service/missed"
+    inside = healthy.hosts.run(
+        3,
+        sys.executable,
+        "-c",
+        f"import urllib.request; print(urllib.request.urlopen({url!r}).read())",
+    )
+    assert inside.returncode == 0 and inside.stdout.strip() == "b'[]'", inside.stderr
+    healthy.hosts.restore(3)
+    eventually(
+        lambda: catalog_ids(h3, "missed") == ["missed-1", "missed-2"],
+        HEAL_DEADLINE,
+        what="h3 to catch up by anti-entropy",
+    )
+    for agent, sid in ((h1, "missed-1"), (h2, "missed-2")):
+        agent.put(f"/v1/agent/service/deregister/{sid}")
