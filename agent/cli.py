@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from gossamer.agent.cli_commands import keys, membership
+from gossamer.agent.cli_commands import catalog, keys, membership, services
 from gossamer.agent.cli_commands.client import (
     AgentClient,
     AgentUnreachable,
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     client_sub = _ParentedSubparsers(sub, client_flags)
     membership.add_parsers(client_sub)  # type: ignore[arg-type]
     keys.add_parsers(client_sub)  # type: ignore[arg-type]
+    services.add_parsers(client_sub)  # type: ignore[arg-type]
+    catalog.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser
