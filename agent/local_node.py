@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gossamer.agent.checks.runner import CheckRunner, Restore
-from gossamer.agent.checks.spec import spec_from_definition
+from gossamer.agent.checks.spec import CheckSpec, spec_from_definition
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
 from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.catalog import merge
@@ -157,6 +157,7 @@ class LocalNode:
             reg = self._parse_service(
                 body, previous_sidecar_port=old.sidecar.port, allow_script=allow_script
             )
+        specs = self._specs(self._checks_of(reg))  # before storing: nothing half-registered
         checks = {c.check_id: {"ServiceID": c.service_id} for c in reg.checks}
         stored = dict(body) | ({FROM_CONFIG: True} if from_config else {})
         self._store.put_service(
@@ -171,12 +172,19 @@ class LocalNode:
         if old is not None:
             self._drop_checks([c for c in self._checks_of(old) if c.check_id not in kept])
         self._registrations[reg.service.id] = reg
-        for defn in self._checks_of(reg):
+        for defn, spec in zip(self._checks_of(reg), specs, strict=True):
             self._status.setdefault(defn.check_id, (defn.status, ""))
-            self.runner.add(spec_from_definition(defn))
+            self.runner.add(spec)
         if publish:
             self.publish()
         return reg.service
+
+    @staticmethod
+    def _specs(defns: tuple[CheckDefinition, ...]) -> list[CheckSpec]:
+        try:
+            return [spec_from_definition(d) for d in defns]
+        except ValueError as exc:
+            raise RegistrationError("Check", str(exc)) from None
 
     def apply_config(
         self, services: list[dict[str, Any]], checks: list[dict[str, Any]]
@@ -241,11 +249,12 @@ class LocalNode:
         defn = parse_check_registration(
             body, service_ids=set(self._service_map()), allow_script=allow_script
         )
+        (spec,) = self._specs((defn,))
         stored = {"_standalone": True, "body": dict(body), FROM_CONFIG: from_config}
         self._store.put_check(defn.check_id, stored, service_id=defn.service_id)
         self._standalone[defn.check_id] = defn
         self._status.setdefault(defn.check_id, (defn.status, ""))
-        self.runner.add(spec_from_definition(defn))
+        self.runner.add(spec)
         if publish:
             self.publish()
         return defn

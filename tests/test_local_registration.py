@@ -201,3 +201,25 @@ async def test_agent_service_hash_blocking_wakes_on_change(trio: list[AgentProc]
         assert await asyncio.wait_for(waiter, 5) != digest
         async with s.get(url, params={"hash": digest, "wait": "soon"}) as r:
             assert r.status == 400 and "wait" in (await r.text()).lower()
+
+
+def test_ttl_expiry_and_sidecar_registration(trio: list[AgentProc]) -> None:
+    a = trio[0]
+    c = client(a)
+    c.agent.check.register("beat", check=consul.Check.ttl("1s"), check_id="beat")
+    c.agent.check.ttl_pass("beat", "alive")
+    assert c.agent.checks()["beat"]["Status"] == "passing"
+    eventually(lambda: c.agent.checks()["beat"]["Status"] == "critical", 10, what="TTL expiry")
+    assert "TTL expired" in c.agent.checks()["beat"]["Output"]
+
+    a.put("/v1/agent/service/register", {
+        "Name": "shop", "Port": 8080,
+        "Connect": {"SidecarService": {"Proxy": {"Upstreams": [
+            {"DestinationName": "db", "LocalBindPort": 9191}]}}},
+    })  # fmt: skip
+    services = c.agent.services()
+    sidecar = services["shop-sidecar-proxy"]
+    assert sidecar["Kind"] == "connect-proxy" and 21000 <= sidecar["Port"] <= 21255
+    assert sidecar["Proxy"]["DestinationServiceName"] == "shop"
+    assert sidecar["Proxy"]["Upstreams"][0]["LocalBindPort"] == 9191
+    eventually(lambda: len(trio[2].get("/v1/catalog/connect/shop")) == 1, 10, what="connect")

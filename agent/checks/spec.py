@@ -105,12 +105,19 @@ class CheckSpec:
             raise ValueError(f"{where}: bad initial_status {self.initial_status!r}")
 
 
+ALIAS_POLL_S = 1.0  # Consul's alias checks watch; ours poll the local state this often
+
+
 def spec_from_definition(d: CheckDefinition) -> CheckSpec:
-    """The runner's view of a registered check (the parser already applied Consul's rules)."""
-    return CheckSpec(
+    """The runner's view of a registered check (the parser already applied Consul's rules).
+
+    Raises ValueError when the runner could not run it, before anything is stored.
+    """
+    interval = d.interval_s or (ALIAS_POLL_S if d.kind == "alias" else 0.0)
+    spec = CheckSpec(
         check_id=d.check_id,
         kind=d.kind,  # type: ignore[arg-type]  # the parser only produces these five kinds
-        interval_s=d.interval_s,
+        interval_s=interval,
         timeout_s=d.timeout_s or None,
         ttl_s=d.ttl_s,
         http=d.http,
@@ -129,3 +136,5 @@ def spec_from_definition(d: CheckDefinition) -> CheckSpec:
         output_max_size=d.output_max_size,
         initial_status=d.status,  # type: ignore[arg-type]
     )
+    spec.validate()
+    return spec
