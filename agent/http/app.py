@@ -13,10 +13,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
+from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
 from gossamer.agent.http.errors import HttpError
 from gossamer.agent.http.health_routes import add_health_routes
 from gossamer.agent.http.keyring_routes import add_keyring_routes
@@ -48,15 +50,20 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(text="gossamer agent\n")
 
 
-def make_app(agent: AgentApi, catalog: LiveCatalog) -> web.Application:
+def make_app(
+    agent: AgentApi, catalog: LiveCatalog, external_nodes: ExternalNodes | None = None
+) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[AGENT_KEY] = agent
     app[CATALOG_KEY] = catalog
+    if external_nodes is not None:
+        app[EXTERNAL_NODES_KEY] = external_nodes
     app.router.add_get("/", index)
     add_agent_routes(app.router)
     add_status_routes(app.router)
     add_keyring_routes(app.router)
     add_local_routes(app.router)
     add_catalog_routes(app.router)
+    add_catalog_write_routes(app.router)
     add_health_routes(app.router)
     return app
