@@ -28,6 +28,7 @@ from gossamer.agent import systemd
 from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
 from gossamer.agent.config.registrations import decoded
 from gossamer.agent.datadir import DataDir, DataDirError
+from gossamer.agent.describe import banner, self_info, status_line
 from gossamer.agent.dns.answer import DnsView
 from gossamer.agent.dns.server import DnsServer
 from gossamer.agent.http.app import make_app
@@ -42,7 +43,7 @@ from gossamer.agent.peer_rpc import PeerRpcServer
 from gossamer.agent.reaper import reap_forever
 from gossamer.agent.reload import added_joins, apply_reloadable
 from gossamer.agent.replication import Replicator
-from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.agent.version import VERSION
 from gossamer.catalog.model import Service
 from gossamer.catalog.store import FILE_NAME as STORE_FILE
 from gossamer.catalog.store import CatalogStore, StoreError
@@ -111,39 +112,8 @@ class Agent:
         return format_host_port(self.advertise_address, self.config.rpc_port)
 
     def self_info(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "Config": {
-                "Datacenter": c.datacenter,
-                "PrimaryDatacenter": c.datacenter,
-                "NodeName": c.node,
-                "NodeID": self.node_id,
-                "Server": False,
-                "Revision": "gossamer",
-                "Version": CONSUL_COMPAT_VERSION,
-                "BuildDate": "",
-            },
-            "DebugConfig": self._debug_config(),
-            "Meta": dict(c.node_meta),
-            "Gossamer": {"Version": VERSION, "Ready": self.ready},
-        }
-
-    def _debug_config(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "BindAddr": c.bind,
-            "AdvertiseAddrLAN": self.advertise_address,
-            "ClientAddrs": [c.client],
-            "DataDir": str(self._data_dir.path) if self._data_dir else "",
-            "HTTPPort": c.http_port,
-            "DNSPort": c.dns_port,
-            "SerfPortLAN": c.serf_port,
-            "ServerPort": c.rpc_port,
-            "RetryJoinLAN": list(c.retry_join),
-            "StartJoinAddrsLAN": list(c.join),
-            "LogLevel": c.log_level.upper(),
-            "DevMode": c.dev,
-        }
+        data_dir = str(self._data_dir.path) if self._data_dir else ""
+        return self_info(self.config, node_id=self.node_id, ready=self.ready, data_dir=data_dir)
 
     async def reload(self) -> list[str]:
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
@@ -160,7 +130,7 @@ class Agent:
         self._apply_joins(old)
         if (old.services, old.checks) != (self.config.services, self.config.checks):
             self._apply_config_registrations()
-        systemd.notify("READY=1", f"STATUS={self._status_line()}")
+        systemd.notify("READY=1", f"STATUS={status_line(self.config)}")
         return changes
 
     def _apply_joins(self, old: AgentConfig) -> None:
@@ -260,9 +230,9 @@ class Agent:
         await self._dns.start(dns_udp, dns_tcp)
         await self._join()
         self.ready = True
-        systemd.notify("READY=1", f"STATUS={self._status_line()}")
-        log.info("agent ready: %s", self._status_line())
-        print(self._banner(), flush=True)
+        systemd.notify("READY=1", f"STATUS={status_line(self.config)}")
+        log.info("agent ready: %s", status_line(self.config))
+        print(banner(self.config, self.node_id), flush=True)
 
     def _open_catalog(self) -> None:
         """The store, the merged catalog and this node's own record, before serf starts.
@@ -406,24 +376,6 @@ class Agent:
             join_targets(c.retry_join, c.serf_port),
             cap=c.retry_interval.total_seconds(),
             max_attempts=c.retry_max,
-        )
-
-    def _status_line(self) -> str:
-        c = self.config
-        http = format_host_port(c.client, c.http_port)
-        return f"node {c.node} in {c.datacenter}: HTTP http://{http}, gossip " + format_host_port(
-            c.bind, c.serf_port
-        )
-
-    def _banner(self) -> str:
-        c = self.config
-        return "\n".join(
-            [
-                f"==> gossamer agent ready: node {c.node} ({c.datacenter}), id {self.node_id}",
-                f"    HTTP API: http://{format_host_port(c.client, c.http_port)}",
-                f"    DNS:      {format_host_port(c.client, c.dns_port)} (udp/tcp)",
-                f"    gossip:   {format_host_port(c.bind, c.serf_port)} (serf)",
-            ]
         )
 
     def _install_signal_handlers(self) -> None:

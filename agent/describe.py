@@ -1,0 +1,60 @@
+"""How the agent describes itself: /v1/agent/self, the status line, the ready banner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gossamer.agent.config import AgentConfig
+from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.gossip.addresses import format_host_port
+
+
+def self_info(c: AgentConfig, *, node_id: str, ready: bool, data_dir: str) -> dict[str, Any]:
+    """The body of GET /v1/agent/self (Consul's shape; `Member` is added by the handler)."""
+    return {
+        "Config": {
+            "Datacenter": c.datacenter,
+            "PrimaryDatacenter": c.datacenter,
+            "NodeName": c.node,
+            "NodeID": node_id,
+            "Server": False,
+            "Revision": "gossamer",
+            "Version": CONSUL_COMPAT_VERSION,
+            "BuildDate": "",
+        },
+        "DebugConfig": {
+            "BindAddr": c.bind,
+            "AdvertiseAddrLAN": c.advertise,
+            "ClientAddrs": [c.client],
+            "DataDir": data_dir,
+            "HTTPPort": c.http_port,
+            "DNSPort": c.dns_port,
+            "SerfPortLAN": c.serf_port,
+            "ServerPort": c.rpc_port,
+            "RetryJoinLAN": list(c.retry_join),
+            "StartJoinAddrsLAN": list(c.join),
+            "LogLevel": c.log_level.upper(),
+            "DevMode": c.dev,
+        },
+        "Meta": dict(c.node_meta),
+        "Gossamer": {"Version": VERSION, "Ready": ready},
+    }
+
+
+def status_line(c: AgentConfig) -> str:
+    """For systemd's STATUS= and the log."""
+    http = format_host_port(c.client, c.http_port)
+    gossip = format_host_port(c.bind, c.serf_port)
+    return f"node {c.node} in {c.datacenter}: HTTP http://{http}, gossip {gossip}"
+
+
+def banner(c: AgentConfig, node_id: str) -> str:
+    """What `gossamer agent` prints once ready: where to reach it."""
+    return "\n".join(
+        [
+            f"==> gossamer agent ready: node {c.node} ({c.datacenter}), id {node_id}",
+            f"    HTTP API: http://{format_host_port(c.client, c.http_port)}",
+            f"    DNS:      {format_host_port(c.client, c.dns_port)} (udp/tcp)",
+            f"    gossip:   {format_host_port(c.bind, c.serf_port)} (serf)",
+        ]
+    )
