@@ -74,6 +74,27 @@ class LiveCatalog:
         self._commit(before, after, changed_keys(old, None) if changed else set())
         return changed
 
+    def bury(self, tombstones: Iterable[tuple[str, int]], *, self_origin: str) -> list[str]:
+        """Removals a peer relayed: (node, version). Returns the nodes removed here.
+
+        A tombstone only wins over a record of lower version (a node
+        registered again after its removal keeps its newer record), and this
+        agent's own node is never buried by a peer.
+        """
+        removed = []
+        for node, version in tombstones:
+            if node == self_origin:
+                continue
+            current = self.record(node)
+            known = self.state.tombstones.get(self.datacenter, {}).get(node)
+            if current is not None and current.version > version:
+                continue
+            if current is None and known is not None and known.version >= version:
+                continue
+            if self.remove(node, "removed (relayed by a peer)", version=version) or current is None:
+                removed.append(node)
+        return removed
+
     def set_failed(self, node: str, failed: bool) -> bool:
         """Serf's view of the node flipped: its serfHealth check follows."""
         flip = merge.mark_failed if failed else merge.mark_alive

@@ -24,6 +24,7 @@ from gossamer.catalog.sync_protocol import (
     digest_request,
     encode,
     parse_records,
+    parse_tombstones,
     pull_request,
     push_request,
 )
@@ -135,6 +136,12 @@ class PeerRpcServer:
             changed = catalog.apply(records, self_origin=self._self_origin)
             if changed:
                 log.debug("agent RPC: a push brought %s", ", ".join(changed))
+        if message.get("t") == "push" and reply.get("t") == "ok":
+            try:
+                tombstones = parse_tombstones(message.get("tombstones"))
+            except RecordError as exc:
+                return {"t": "error", "msg": str(exc)}
+            catalog.bury(tombstones, self_origin=self._self_origin)
         return reply
 
 
@@ -208,12 +215,14 @@ async def exchange(
     async with _connect(addr, timeout) as conn:
         delta = await conn.request(digest_request(catalog.state, dc), "delta")
         changed = catalog.apply(parse_records(delta.get("records"), dc), self_origin=self_origin)
+        tombstones = parse_tombstones(delta.get("tombstones"))
+        changed += catalog.bury(tombstones, self_origin=self_origin)
         want = delta.get("want")
         if not isinstance(want, list) or not all(isinstance(n, str) for n in want):
             raise PeerError("delta: want is not a list of node names")
         if want:
             push = push_request(catalog.state, dc, want)
-            if push["records"]:
+            if push["records"] or push["tombstones"]:
                 await conn.request(push, "ok")
     return len(changed)
 

@@ -31,6 +31,7 @@ from gossamer.agent.datadir import DataDir, DataDirError
 from gossamer.agent.describe import banner, self_info, status_line
 from gossamer.agent.dns.answer import DnsView
 from gossamer.agent.dns.server import DnsServer
+from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.app import make_app
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.agent.listeners import ListenError, bind_socket
@@ -80,6 +81,7 @@ class Agent:
         self._dns: DnsServer | None = None
         self._store: CatalogStore | None = None
         self._local: LocalNode | None = None
+        self._external: ExternalNodes | None = None
         self.catalog: LiveCatalog | None = None
         self._record_version = 0
         self._members: MemberWatch | None = None
@@ -261,6 +263,14 @@ class Agent:
         )
         self._local.restore()
         self._apply_config_registrations()
+        self._external = ExternalNodes(
+            self.catalog, owner=c.node, wall_ms=wall_ms, is_member=self._is_cluster_member
+        )
+
+    def _is_cluster_member(self, name: str) -> bool:
+        """A gossip member owns its record: the catalog API may not write it."""
+        member = self._members.table.get(name) if self._members is not None else None
+        return member is not None and member.status != "left"
 
     def _apply_config_registrations(self) -> None:
         assert self._local is not None
@@ -303,7 +313,7 @@ class Agent:
     async def _serve_http(self, sock: socket.socket) -> None:
         assert self.catalog is not None
         self._runner = web.AppRunner(
-            make_app(self, self.catalog), access_log=None, handle_signals=False
+            make_app(self, self.catalog, self._external), access_log=None, handle_signals=False
         )
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()

@@ -12,6 +12,11 @@ and a direct pull when a member's serf tags show a newer record version:
     A -> B  {"t": "pull", "dc": dc, "nodes": [node, ...]}
     B -> A  {"t": "records", "records": [...]}
 
+Both `delta` and `push` also carry `"tombstones": [[node, version], ...]` for
+wanted names this agent knows were removed (an external node deregistered
+through the catalog API has no serf leave to announce it), so a removal
+spreads like a record does.
+
 A peer relays records of other nodes as freely as its own, so the owner is
 not hit by N pulls and updates that one path missed arrive by another.
 Frames are a 4-byte big-endian length then one msgpack map; a frame over
@@ -99,7 +104,39 @@ def pull_request(datacenter: str, nodes: list[str]) -> Message:
 
 def push_request(state: CatalogState, datacenter: str, nodes: list[str]) -> Message:
     records = records_for(state, datacenter, nodes)
-    return {"t": "push", "dc": datacenter, "records": [record_to_wire(r) for r in records]}
+    return {
+        "t": "push",
+        "dc": datacenter,
+        "records": [record_to_wire(r) for r in records],
+        "tombstones": tombstones_for(state, datacenter, nodes),
+    }
+
+
+def tombstones_for(state: CatalogState, datacenter: str, nodes: list[str]) -> list[list[Any]]:
+    """[[node, version], ...] for the asked names that this agent holds as removed."""
+    tombs = state.tombstones.get(datacenter, {})
+    return [[n, tombs[n].version] for n in sorted(set(nodes)) if n in tombs]
+
+
+def parse_tombstones(raw: object) -> list[tuple[str, int]]:
+    """A peer's tombstone list; absent means none. RecordError names a bad entry."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_NODES_PER_REQUEST:
+        raise RecordError("tombstones: expected a list of [node, version]")
+    out = []
+    for entry in raw:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], int)
+            and not isinstance(entry[1], bool)
+            and 0 <= entry[1] < 2**63
+        ):
+            raise RecordError(f"tombstones: bad entry {entry!r:.80}")
+        out.append((entry[0], entry[1]))
+    return out
 
 
 # -- answering --------------------------------------------------------------------------
@@ -124,7 +161,8 @@ def _answer(
         theirs = _stamps(message.get("digest"))
         they_need, i_need = diff(theirs, digest(state, dc))
         newer = [record_to_wire(r) for r in records_for(state, dc, they_need)]
-        return {"t": "delta", "records": newer, "want": i_need}, []
+        tombs = tombstones_for(state, dc, they_need)
+        return {"t": "delta", "records": newer, "tombstones": tombs, "want": i_need}, []
     if kind == "pull":
         nodes = _names(message.get("nodes"), "nodes")
         found = records_for(state, dc, nodes)

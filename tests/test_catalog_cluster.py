@@ -64,3 +64,25 @@ def test_check_changes_reach_peers_and_a_killed_host_drops_out(cluster: Cluster)
         20,
         what="node1 back and passing",
     )
+
+
+def test_external_node_registration_and_removal_reach_every_agent(cluster: Cluster) -> None:
+    a, b, c = cluster.start(3)
+    body = {"Node": "ext-db", "Address": "198.18.9.9",
+            "Service": {"Service": "legacy-db", "Port": 5432}}  # fmt: skip
+    a.put("/v1/catalog/register", body)
+    for peer in (b, c):
+        eventually(
+            lambda p=peer: (
+                [r["Node"] for r in p.get("/v1/catalog/service/legacy-db")] == ["ext-db"]
+            ),
+            15,
+            what="external node on peers",
+        )
+    a.put("/v1/catalog/deregister", {"Node": "ext-db"})
+    for peer in (b, c):
+        eventually(
+            lambda p=peer: p.get("/v1/catalog/service/legacy-db") == [],
+            15,
+            what="external node removal relayed as a tombstone",
+        )

@@ -138,3 +138,25 @@ def test_exchange_converges_for_any_pair_of_catalogs(
     b = state_of(*(record(n, v) for n, v in right))
     a, b = exchange(a, b)
     assert a == b
+
+
+def test_tombstones_travel_in_delta_and_push() -> None:
+    from gossamer.catalog.sync_protocol import parse_tombstones
+
+    gone = merge.remove(state_of(record("ext", 3)), DC, "ext", "deregistered", at_ms=1, version=4)[
+        0
+    ]
+    stale = state_of(record("ext", 3))
+    delta, _ = answer(gone, digest_request(stale, DC), datacenter=DC)
+    assert delta["records"] == [] and parse_tombstones(delta["tombstones"]) == [("ext", 4)]
+    push = push_request(gone, DC, ["ext"])
+    assert parse_tombstones(push["tombstones"]) == [("ext", 4)]
+
+
+@pytest.mark.parametrize("raw", ["x", [["n"]], [["n", -1]], [["n", True]], [[1, 2]]])
+def test_bad_tombstone_lists_are_record_errors(raw: object) -> None:
+    from gossamer.catalog.sync_protocol import parse_tombstones
+    from gossamer.catalog.wire import RecordError
+
+    with pytest.raises(RecordError):
+        parse_tombstones(raw)
