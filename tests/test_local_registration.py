@@ -223,3 +223,26 @@ def test_ttl_expiry_and_sidecar_registration(trio: list[AgentProc]) -> None:
     assert sidecar["Proxy"]["DestinationServiceName"] == "shop"
     assert sidecar["Proxy"]["Upstreams"][0]["LocalBindPort"] == 9191
     eventually(lambda: len(trio[2].get("/v1/catalog/connect/shop")) == 1, 10, what="connect")
+
+
+def test_agent_health_endpoint_status_codes(trio: list[AgentProc]) -> None:
+    import urllib.error
+    import urllib.request
+
+    a = trio[1]
+    c = client(a)
+    c.agent.service.register("gauge", service_id="gauge-1", port=1, check=consul.Check.ttl("1h"))
+
+    def code(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(a.http + path, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    for verb, status, text in (("pass", 200, "passing"), ("warn", 429, "warning"),
+                               ("fail", 503, "critical")):  # fmt: skip
+        a.put(f"/v1/agent/check/{verb}/service:gauge-1")
+        assert code("/v1/agent/health/service/name/gauge?format=text") == (status, text)
+        assert code("/v1/agent/health/service/id/gauge-1")[0] == status
+    assert code("/v1/agent/health/service/name/nothing")[0] == 404
