@@ -1,0 +1,163 @@
+"""Catalog convergence: a registration or deregistration on one agent until every agent shows it.
+
+Printed, not asserted. A 10-agent loopback cluster (real agents, each with
+its serf child); 50 changes one after another, each a register (new service
+id) or a deregister (of a service registered earlier) on a random agent
+through its HTTP API. For each change the clock starts when the PUT returns
+and stops when every agent's `/v1/catalog/service/<name>` lists exactly the
+instances expected; all agents are polled concurrently (aiohttp, every 5 ms).
+The change reaches peers by a `cv` serf-tag update (peers pull the record from
+its owner) or, failing that, by anti-entropy (a digest exchange with a random
+peer every ~2 s).
+
+    .venv/bin/python bench/catalog_convergence.py [--agents 10] [--changes 50]
+        [--poll 0.005] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness.cluster import AgentProc, Cluster  # noqa: E402
+
+NAMES = [f"conv{i}" for i in range(5)]  # a few service names, so lists hold several instances
+
+
+async def seen(
+    session: aiohttp.ClientSession, agent: AgentProc, name: str, want: set[tuple[str, str]]
+) -> bool:
+    async with session.get(f"{agent.http}/v1/catalog/service/{name}") as resp:
+        if resp.status != 200:
+            return False
+        rows = await resp.json()
+    return {(r["Node"], r["ServiceID"]) for r in rows} == want
+
+
+async def wait_all(
+    session: aiohttp.ClientSession,
+    agents: list[AgentProc],
+    name: str,
+    want: set[tuple[str, str]],
+    poll: float,
+    timeout: float,
+) -> list[float]:
+    """Poll every agent concurrently; the monotonic time each first showed `want`."""
+    deadline = time.monotonic() + timeout
+
+    async def one(agent: AgentProc) -> float:
+        while time.monotonic() < deadline:
+            try:
+                if await seen(session, agent, name, want):
+                    return time.monotonic()
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(poll)
+        raise TimeoutError(f"{agent.name} did not show {name} = {sorted(want)} in {timeout}s")
+
+    return await asyncio.gather(*(one(a) for a in agents))
+
+
+async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """(kind, seconds until all agents show it, seconds until the first other agent does)."""
+    rng = random.Random(args.seed)
+    registered: dict[str, tuple[AgentProc, str]] = {}  # service id -> (agent, name)
+    results: list[tuple[str, float, float]] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i in range(args.changes):
+            agent = rng.choice(agents)
+            mine = [sid for sid, (a, _) in registered.items() if a is agent]
+            if mine and rng.random() < 0.5:
+                kind = "deregister"
+                sid = rng.choice(mine)
+                name = registered.pop(sid)[1]
+                url = f"{agent.http}/v1/agent/service/deregister/{sid}"
+                body = None
+            else:
+                kind = "register"
+                sid, name = f"svc-{i}", rng.choice(NAMES)
+                registered[sid] = (agent, name)
+                url = f"{agent.http}/v1/agent/service/register"
+                body = {"ID": sid, "Name": name, "Port": 10000 + i}
+            want = {(a.name, s) for s, (a, n) in registered.items() if n == name}
+            async with session.put(url, json=body) as resp:
+                resp.raise_for_status()
+            start = time.monotonic()
+            times = await wait_all(session, agents, name, want, args.poll, args.timeout)
+            others = [t for t, a in zip(times, agents, strict=True) if a is not agent]
+            results.append((kind, max(times) - start, min(others) - start))
+            print(
+                f"  change {i + 1:3}/{args.changes}: {kind:10} on {agent.name:7} "
+                f"all agents {results[-1][1] * 1e3:7.0f} ms",
+                flush=True,
+            )
+    return results
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile (p99 of 50 values is the largest)."""
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(q * len(ordered))))
+    return ordered[rank - 1]
+
+
+def row(label: str, values: list[float]) -> str:
+    if not values:
+        return f"{label:28} {0:5}"
+    med, p99 = statistics.median(values), quantile(values, 0.99)
+    return (
+        f"{label:28} {len(values):5} {med * 1e3:9.0f} {p99 * 1e3:9.0f} "
+        f"{min(values) * 1e3:9.0f} {max(values) * 1e3:9.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--poll", type=float, default=0.005, help="seconds between polls")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per change")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            start = time.monotonic()
+            agents = cluster.start(args.agents)
+            print(f"{args.agents} agents up and all alive in {time.monotonic() - start:.1f}s")
+            results = asyncio.run(run(agents, args))
+        finally:
+            leftovers = cluster.close()
+    if leftovers:
+        raise RuntimeError(f"left behind: {leftovers}")
+    every = [t for _, t, _ in results]
+    first = [t for _, _, t in results]
+    print()
+    print(f"catalog convergence, {args.agents} agents, {len(results)} changes, ms")
+    print(f"{'measure':28} {'n':>5} {'median':>9} {'p99':>9} {'min':>9} {'max':>9}")
+    print(row("all agents show it", every))
+    print(row("  registers", [t for k, t, _ in results if k == "register"]))
+    print(row("  deregisters", [t for k, t, _ in results if k == "deregister"]))
+    print(row("first other agent shows it", first))
+    print(
+        f"(PUT returned → /v1/catalog/service/<name> right on every agent; polled every "
+        f"{args.poll * 1e3:.0f} ms; p99 is nearest-rank, so the max for under 100 changes)"
+    )
+
+
+if __name__ == "__main__":
+    main()
