@@ -93,12 +93,12 @@ def test_sighup_applies_a_good_config_and_keeps_running_on_a_bad_one(cluster: Cl
         10,
         what="log level reloaded",
     )
-    assert 'log_level: "info" -> "debug"' in agent.log_tail(50)
+    assert 'log_level: "info" -> "debug"' in agent.log_tail(400)
 
     conf.write_text("log_level: loud\nhtp_port: 1\n")
     agent.signal(signal.SIGHUP)
-    eventually(lambda: "reload rejected" in agent.log_tail(50), 10, what="reload rejected")
-    tail = agent.log_tail(50)
+    eventually(lambda: "reload rejected" in agent.log_tail(400), 10, what="reload rejected")
+    tail = agent.log_tail(400)
     assert f"{conf}: log_level" in tail and 'did you mean "http_port"' in tail
     assert agent.get("/v1/agent/self")["DebugConfig"]["LogLevel"] == "DEBUG"
     assert agent.proc is not None and agent.proc.poll() is None
