@@ -141,6 +141,10 @@ class LiveCatalog:
                     if not waiting:
                         del self._waiters[key]
 
+    def release_all(self) -> None:
+        """Answer every blocking query now (the agent is stopping)."""
+        self._wake(set(self._waiters))
+
     def _wake(self, keys: set[str]) -> None:
         for key in keys:
             for future in self._waiters.pop(key, ()):

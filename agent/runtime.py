@@ -55,6 +55,7 @@ from gossamer.gossip.rpc import SerfError, SerfRpcClient
 
 log = logging.getLogger("gossamer.agent")
 
+HTTP_SHUTDOWN_TIMEOUT = 3.0  # seconds in-flight requests get when the agent stops
 REJOIN_ATTEMPTS = 8  # after a serf restart; then gossip from peers must find us
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -313,7 +314,10 @@ class Agent:
     async def _serve_http(self, sock: socket.socket) -> None:
         assert self.catalog is not None
         self._runner = web.AppRunner(
-            make_app(self, self.catalog, self._external), access_log=None, handle_signals=False
+            make_app(self, self.catalog, self._external),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
@@ -412,6 +416,8 @@ class Agent:
     async def _stop(self, *, leave: bool) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.catalog is not None:
+            self.catalog.release_all()  # parked blocking queries would hold up the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
         if self._replicator is not None:

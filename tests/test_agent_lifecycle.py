@@ -173,3 +173,30 @@ def test_log_json_writes_one_object_per_line(cluster: Cluster) -> None:
     assert records, agent.log_tail()
     assert all({"@timestamp", "@level", "@module", "@message"} <= set(r) for r in records)
     assert any("agent ready" in r["@message"] for r in records)
+
+
+async def test_sigterm_answers_open_blocking_queries_and_exits_promptly(cluster: Cluster) -> None:
+    import asyncio
+    import time
+
+    import aiohttp
+
+    agent = cluster.new_agent("blocker").start()
+    url = agent.http + "/v1/catalog/services"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as r:
+            index = r.headers["X-Consul-Index"]
+
+        async def park() -> int:
+            async with s.get(url, params={"index": index, "wait": "5m"}) as r:
+                return r.status
+
+        parked = [asyncio.create_task(park()) for _ in range(20)]
+        await asyncio.sleep(0.3)  # let them reach the agent; they must still be parked
+        assert not any(p.done() for p in parked)
+        started = time.monotonic()
+        agent.signal(signal.SIGTERM)
+        statuses = await asyncio.wait_for(asyncio.gather(*parked), 10)
+    assert statuses == [200] * 20
+    assert await asyncio.to_thread(agent.wait_exit, 10) == 0
+    assert time.monotonic() - started < 8
