@@ -884,6 +884,8 @@ json_scalars = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
 )
+
+
 def _finite(value: Any) -> bool:
     """Valid bodies hold plain JSON: no NaN or infinity (the parser refuses those)."""
     return not (isinstance(value, float) and not math.isfinite(value))
