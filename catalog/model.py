@@ -23,6 +23,7 @@ and a replacement node that reuses a name outranks what the old one left.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +130,7 @@ class NodeRecord:
 
 
 def _require_unique(what: str, ids: list[str]) -> None:
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dupes:
         raise ValueError(f"duplicate {what} ids: {dupes}")
 
