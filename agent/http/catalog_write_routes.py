@@ -11,14 +11,11 @@ answer 500, saying so.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.errors import BadRequest, HttpError, NotFound, ServerError
-from gossamer.agent.http.render import json_response
+from gossamer.agent.http.render import json_response, read_json
 from gossamer.catalog.registration import RegistrationError
 
 EXTERNAL_NODES_KEY: web.AppKey[ExternalNodes] = web.AppKey("external_nodes", ExternalNodes)
@@ -35,20 +32,13 @@ def _external_of(request: web.Request) -> ExternalNodes:
     return external
 
 
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return json.loads(await request.read() or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"Request decode failed: {exc}") from None
-
-
 def _http_error(exc: RegistrationError) -> HttpError:
     kind = {404: NotFound, 409: Conflict}.get(exc.status, BadRequest)
     return kind(str(exc))
 
 
 async def catalog_register(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json(request)
     try:
         _external_of(request).register(body)
     except RegistrationError as exc:
@@ -57,7 +47,7 @@ async def catalog_register(request: web.Request) -> web.Response:
 
 
 async def catalog_deregister(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json(request)
     try:
         _external_of(request).deregister(body)
     except RegistrationError as exc:

@@ -7,14 +7,13 @@ the whole ring through serf, so the answer says how many nodes took it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.errors import BadRequest, ServerError
-from gossamer.agent.http.render import json_response
+from gossamer.agent.http.render import json_response, read_json
 from gossamer.gossip.keyring import InvalidKeyError, validate_key
 from gossamer.gossip.rpc import KeyResponse, SerfRpcError
 
@@ -40,10 +39,7 @@ async def keyring_list(request: web.Request) -> web.Response:
 
 
 async def _key_from_body(request: web.Request) -> str:
-    try:
-        body = json.loads(await request.read() or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"Request decode failed: {exc}") from None
+    body = await read_json(request)
     if not isinstance(body, dict) or "Key" not in body:
         raise BadRequest('Request decode failed: expected a JSON object {"Key": "<base64>"}')
     key = body["Key"]

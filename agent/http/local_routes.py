@@ -17,7 +17,7 @@ from aiohttp import web
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import BadRequest, HttpError, NotFound
-from gossamer.agent.http.render import json_response, query_flag
+from gossamer.agent.http.render import json_response, query_flag, read_json
 from gossamer.agent.local_node import LocalNode, UnknownId
 from gossamer.catalog.blocking import QueryParamError, node_key, parse_wait
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, FilterError, filter_values
@@ -32,20 +32,13 @@ def local_of(request: web.Request) -> LocalNode:
     return agent_of(request).local_node
 
 
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return json.loads(await request.read() or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"Request decode failed: {exc}") from None
-
-
 def _registration_error(exc: RegistrationError) -> HttpError:
     error = NotFound(str(exc)) if exc.status == 404 else BadRequest(str(exc))
     return error
 
 
 async def service_register(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json(request)
     replace = query_flag(request, "replace-existing-checks")
     try:
         local_of(request).register_service(body, replace_existing_checks=replace)
@@ -130,7 +123,7 @@ def _maintenance_reason(request: web.Request) -> str | None:
 
 
 async def check_register(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json(request)
     try:
         local_of(request).register_check(body)
     except RegistrationError as exc:
@@ -153,7 +146,7 @@ async def check_ttl(request: web.Request) -> web.Response:
 
 
 async def check_update(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest('Request decode failed: expected {"Status": ..., "Output": ...}')
     status, output = body.get("Status"), body.get("Output", "")

@@ -49,3 +49,11 @@ def query_flag(request: web.Request, name: str) -> bool:
     if value in _FALSE:
         return False
     raise BadRequest(f"query parameter {name!r}: expected true or false, got {value!r}")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON (empty means null); 400 with Consul's wording otherwise."""
+    try:
+        return json.loads(await request.read() or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"Request decode failed: {exc}") from None
