@@ -86,7 +86,7 @@ def test_register_from_yaml_file_seen_on_every_agent(trio: list[AgentProc], tmp_
     out = ok("services", "deregister", "yaml-api-1", "--http-addr", a.http)
     assert "Deregistered service: yaml-api-1" in out
     eventually(lambda: "yaml-api" not in catalog_json(c, "services"), 10, what="gone from C")
-    assert catalog_json(b, "service", "yaml-api") == []
+    eventually(lambda: catalog_json(b, "service", "yaml-api") == [], 10, what="gone from B")
 
 
 def test_register_from_flags_and_health_colours(trio: list[AgentProc]) -> None:
