@@ -9,7 +9,9 @@ from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
 from gossamer.gossip.addresses import format_host_port
 
 
-def self_info(c: AgentConfig, *, node_id: str, ready: bool, data_dir: str) -> dict[str, Any]:
+def self_info(
+    c: AgentConfig, *, node_id: str, ready: bool, data_dir: str, blocking_queries: int = 0
+) -> dict[str, Any]:
     """The body of GET /v1/agent/self (Consul's shape; `Member` is added by the handler)."""
     return {
         "Config": {
@@ -37,7 +39,7 @@ def self_info(c: AgentConfig, *, node_id: str, ready: bool, data_dir: str) -> di
             "DevMode": c.dev,
         },
         "Meta": dict(c.node_meta),
-        "Gossamer": {"Version": VERSION, "Ready": ready},
+        "Gossamer": {"Version": VERSION, "Ready": ready, "BlockingQueries": blocking_queries},
     }
 
 

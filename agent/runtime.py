@@ -116,7 +116,14 @@ class Agent:
 
     def self_info(self) -> dict[str, Any]:
         data_dir = str(self._data_dir.path) if self._data_dir else ""
-        return self_info(self.config, node_id=self.node_id, ready=self.ready, data_dir=data_dir)
+        parked = self.catalog.watchers if self.catalog is not None else 0
+        return self_info(
+            self.config,
+            node_id=self.node_id,
+            ready=self.ready,
+            data_dir=data_dir,
+            blocking_queries=parked,
+        )
 
     async def reload(self) -> list[str]:
         systemd.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")

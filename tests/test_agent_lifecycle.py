@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.cluster import Cluster
-from tests.harness.poll import eventually
+from tests.harness.poll import eventually, eventually_async
 
 
 def run_agent(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -192,7 +192,12 @@ async def test_sigterm_answers_open_blocking_queries_and_exits_promptly(cluster:
                 return r.status
 
         parked = [asyncio.create_task(park()) for _ in range(20)]
-        await asyncio.sleep(0.3)  # let them reach the agent; they must still be parked
+
+        async def all_parked() -> bool:
+            async with s.get(agent.http + "/v1/agent/self") as r:
+                return bool((await r.json())["Gossamer"]["BlockingQueries"] == 20)
+
+        await eventually_async(all_parked, 10)
         assert not any(p.done() for p in parked)
         started = time.monotonic()
         agent.signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ from gossamer.agent.http.health_routes import add_health_routes
 from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
+from tests.harness.poll import eventually_async
 
 T = TypeVar("T")
 
@@ -115,10 +116,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+    await eventually_async(predicate, timeout, interval=0.005)
 
 
 # --- catalog --------------------------------------------------------------------------------
