@@ -43,15 +43,7 @@ if str(ROOT) not in sys.path:
 from gossamer.catalog.model import Check, NodeRecord, Service  # noqa: E402
 from gossamer.catalog.sync_protocol import FrameDecoder, encode  # noqa: E402
 from gossamer.catalog.wire import record_to_wire  # noqa: E402
-from tests.harness.cluster import AgentProc, Cluster  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+from tests.harness.cluster import AgentProc, Cluster, rss_kib  # noqa: E402
 
 
 def open_files_limit(pid: int) -> str:

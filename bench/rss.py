@@ -20,15 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.harness.cluster import Cluster  # noqa: E402
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+from tests.harness.cluster import Cluster, rss_kib  # noqa: E402
 
 
 def mib(kib: float) -> str:

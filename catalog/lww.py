@@ -146,5 +146,5 @@ def entry_from_wire(data: object) -> tuple[str, Entry]:
     except StampError as err:
         raise EntryError(str(err)) from None
     if problem := json_problem(value, "value"):
-        raise EntryError(problem)
+        raise EntryError("{}: {}".format(*problem))
     return key, Entry(stamp, value, deleted)

@@ -1,8 +1,8 @@
-"""Checking that a value from a peer is plain, finite JSON.
+"""Checking that a value from a client or a peer is plain, finite JSON.
 
-Opaque parts of records and LWW values must compare and re-encode the same
-on every agent, and nesting is capped so a hostile peer cannot exhaust the
-stack. Callers turn the problem into their own error type.
+Opaque parts of registrations, records and LWW values must compare and
+re-encode the same on every agent, and nesting is capped so a hostile input
+cannot exhaust the stack. Callers turn the problem into their own error type.
 """
 
 from __future__ import annotations
@@ -12,22 +12,24 @@ import math
 MAX_DEPTH = 32  # Consul's own opaque JSON (proxy, connect, check definitions) is a few levels deep
 
 
-def json_problem(value: object, path: str, depth: int = 0) -> str | None:
-    """The first reason `value` is not plain finite JSON, or None."""
-    if depth > MAX_DEPTH:
-        return f"{path}: nested deeper than {MAX_DEPTH}"
+def json_problem(
+    value: object, path: str, depth: int = 0, max_depth: int = MAX_DEPTH
+) -> tuple[str, str] | None:
+    """The first reason `value` is not plain finite JSON, as (path, message), or None."""
+    if depth > max_depth:
+        return path, f"nested deeper than {max_depth} levels"
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                return f"{path}: object keys must be strings"
-            if problem := json_problem(v, f"{path}.{k}", depth + 1):
+                return path, "object keys must be strings"
+            if problem := json_problem(v, f"{path}.{k}", depth + 1, max_depth):
                 return problem
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            if problem := json_problem(v, f"{path}[{i}]", depth + 1):
+            if problem := json_problem(v, f"{path}[{i}]", depth + 1, max_depth):
                 return problem
     elif isinstance(value, float) and not math.isfinite(value):
-        return f"{path}: numbers must be finite"
+        return path, "numbers must be finite"
     elif value is not None and not isinstance(value, str | int | float | bool):
-        return f"{path}: not a JSON value"
+        return path, "not a JSON value"
     return None

@@ -18,12 +18,13 @@ as an agent's `/v1/agent/service/<id>` shows it.
 
 from __future__ import annotations
 
-import math
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from gossamer.catalog.model import Check, Service
+from gossamer.catalog.plain_json import json_problem
 from gossamer.catalog.registration_check import (
     DEFAULT_TIMEOUT_S,
     CheckDefinition,
@@ -365,19 +366,9 @@ def _no_duplicate_upstreams(upstreams: list[dict[str, Any]], path: str) -> None:
 
 def _opaque(value: object, path: str, depth: int) -> Any:
     """A copy of free-form JSON (`Config`), checked to be plain, finite and not too deep."""
-    if depth > MAX_OPAQUE_DEPTH:
-        raise RegistrationError(path, f"nested deeper than {MAX_OPAQUE_DEPTH} levels")
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise RegistrationError(path, "object keys must be strings")
-        return {k: _opaque(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_opaque(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise RegistrationError(path, "numbers must be finite")
-    if value is not None and not isinstance(value, str | int | float | bool):
-        raise RegistrationError(path, f"not a JSON value: {shown(value)}")
-    return value
+    if problem := json_problem(value, path, depth, MAX_OPAQUE_DEPTH):
+        raise RegistrationError(*problem)
+    return copy.deepcopy(value)
 
 
 def _validate_kind(d: _Draft) -> None:

@@ -235,5 +235,5 @@ def _addr_port(value: object, path: str) -> tuple[str, int]:
 def _json_obj(obj: Mapping[str, Any], key: str, at: str) -> dict[str, Any]:
     value = _obj(_field(obj, key, at), _path(at, key))
     if problem := json_problem(value, _path(at, key)):
-        raise RecordError(problem)
+        raise RecordError("{}: {}".format(*problem))
     return dict(value)

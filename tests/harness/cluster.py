@@ -169,6 +169,14 @@ def serf_pids_for(data_dir: Path) -> list[int]:
     return pids
 
 
+def rss_kib(pid: int) -> int:
+    """VmRSS of `pid` in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
