@@ -31,6 +31,7 @@ class LiveCatalog:
         self.state = store.load_state()
         self.indexes = IndexTable(start=1)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._listeners: list[Callable[[], None]] = []
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -43,6 +44,10 @@ class LiveCatalog:
     def index(self, keys: Iterable[str]) -> int:
         """The X-Consul-Index for a query reading `keys` (never 0)."""
         return response_index(self.indexes.index_for_any(keys))
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every committed change (views derived from the state)."""
+        self._listeners.append(listener)
 
     # -- changing --------------------------------------------------------------------------
 
@@ -112,6 +117,8 @@ class LiveCatalog:
             return
         self._store.sync_state(before, after)
         self.state = after
+        for listener in self._listeners:
+            listener()
         if keys:
             self.indexes.bump(keys)
             self._wake(keys)

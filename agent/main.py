@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from collections.abc import Callable
 
 from gossamer.agent.config import AgentConfig, ConfigError, load_agent_config
 from gossamer.agent.logs import setup_logging
@@ -26,4 +28,19 @@ def run_agent(args: argparse.Namespace) -> int:
     def reload_config() -> AgentConfig:
         return load_agent_config(args)
 
-    return asyncio.run(Agent(config, reload_config).run())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(Agent(config, reload_config).run())
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: it reads many datagrams per wake-up, which DNS needs.
+
+    `GOSSAMER_EVENT_LOOP=asyncio` keeps the standard loop (for debugging).
+    """
+    if os.environ.get("GOSSAMER_EVENT_LOOP", "") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

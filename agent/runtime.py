@@ -29,8 +29,7 @@ from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
 from gossamer.agent.config.registrations import decoded
 from gossamer.agent.datadir import DataDir, DataDirError
 from gossamer.agent.describe import banner, self_info, status_line
-from gossamer.agent.dns.answer import DnsView
-from gossamer.agent.dns.server import DnsServer
+from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.app import make_app
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
@@ -79,7 +78,7 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self._peer_rpc: PeerRpcServer | None = None
         self._replicator: Replicator | None = None
-        self._dns: DnsServer | None = None
+        self._dns: DnsFrontend | None = None
         self._store: CatalogStore | None = None
         self._local: LocalNode | None = None
         self._external: ExternalNodes | None = None
@@ -236,7 +235,9 @@ class Agent:
         await self._peer_rpc.start(rpc_sock)
         self._spawn(self._replicator.run(), "replication")
         self._spawn(reap_forever(self.local_node), "reaper")
-        self._dns = DnsServer(self._dns_view)
+        self._dns = DnsFrontend(
+            c, self.catalog, node=c.node, coordinate=lambda node: self.serf.get_coordinate(node)
+        )
         await self._dns.start(dns_udp, dns_tcp)
         await self._join()
         self.ready = True
@@ -349,10 +350,6 @@ class Agent:
 
     def _peers(self) -> list[Member]:
         return list(self._members.table.values()) if self._members is not None else []
-
-    def _dns_view(self) -> DnsView:
-        members = self._members.table if self._members is not None else {}
-        return DnsView(datacenter=self.config.datacenter, members=members, serial=int(time.time()))
 
     def _serf_fatal(self, exc: SerfFatalError) -> None:
         self.fail(str(exc))

@@ -1,0 +1,128 @@
+"""The agent's DNS: keeps the prepared zone in step with the catalog and serves it.
+
+A catalog change schedules a rebuild of the zone (at most one per
+REBUILD_INTERVAL, so a burst of changes costs one rebuild) and drops the
+prepared answers; queries in between see the previous zone, never a
+half-built one. With `dns.nearest_first`, the RTT estimates to every node
+are refreshed from Serf's coordinates every COORDINATE_INTERVAL seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gossamer.agent.dns.answer import Context
+from gossamer.agent.dns.prepared import Responder
+from gossamer.agent.dns.recursor import Recursor
+from gossamer.agent.dns.server import DnsServer
+from gossamer.agent.dns.settings import DnsSettings, settings_from_config
+from gossamer.agent.dns.zone import build_zone
+from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.gossip.addresses import parse_host_port
+from gossamer.gossip.coordinates import rtt
+from gossamer.gossip.rpc_records import Coordinate
+
+log = logging.getLogger("gossamer.dns")
+
+REBUILD_INTERVAL = 0.05
+COORDINATE_INTERVAL = 10.0
+CoordinateLookup = Callable[[str], Awaitable[Coordinate | None]]
+
+
+class DnsFrontend:
+    def __init__(
+        self,
+        config: Any,
+        catalog: LiveCatalog,
+        *,
+        node: str,
+        coordinate: CoordinateLookup | None = None,
+    ) -> None:
+        self.settings: DnsSettings = settings_from_config(config)
+        self._catalog = catalog
+        self._node = node
+        self._coordinate = coordinate
+        self._distance: dict[str, float] = {}
+        self._built_at = 0.0
+        self._pending: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.responder = Responder(Context(zone=self._zone(), settings=self.settings, serial=1))
+        self.responder.update(self._zone(), _serial())
+        self._server = DnsServer(self.responder, _recursor(config))
+
+    async def start(self, udp_sock: socket.socket, tcp_sock: socket.socket) -> None:
+        self._catalog.on_change(self._changed)
+        await self._server.start(udp_sock, tcp_sock)
+        if self.settings.nearest_first and self._coordinate is not None:
+            self._task = asyncio.create_task(self._track_coordinates(), name="dns-coordinates")
+
+    def close(self) -> None:
+        self._server.close()
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _zone(self) -> Any:
+        return build_zone(
+            self._catalog.state,
+            self.settings.datacenter,
+            only_passing=self.settings.only_passing,
+            distance=self._distance,
+        )
+
+    def _changed(self) -> None:
+        if self._pending is not None:
+            return
+        delay = max(0.0, self._built_at + REBUILD_INTERVAL - time.monotonic())
+        self._pending = asyncio.get_running_loop().call_later(delay, self._rebuild)
+
+    def _rebuild(self) -> None:
+        self._pending = None
+        self._built_at = time.monotonic()
+        try:
+            self.responder.update(self._zone(), _serial())
+        except Exception:  # keep serving the previous zone rather than nothing
+            log.exception("rebuilding the DNS zone failed")
+
+    async def _track_coordinates(self) -> None:
+        assert self._coordinate is not None
+        while True:
+            with contextlib.suppress(Exception):
+                await self._refresh_distances(self._coordinate)
+            await asyncio.sleep(COORDINATE_INTERVAL)
+
+    async def _refresh_distances(self, lookup: CoordinateLookup) -> None:
+        own = await lookup(self._node)
+        if own is None:
+            return
+        distance: dict[str, float] = {}
+        for node in [r.node for r in self._catalog.records()]:
+            theirs = own if node == self._node else await lookup(node)
+            distance[node] = math.inf if theirs is None else rtt(own, theirs)
+        if distance != self._distance:
+            self._distance = distance
+            self._changed()
+
+
+def _serial() -> int:
+    return int(time.time())
+
+
+def _recursor(config: Any) -> Recursor | None:
+    dns = getattr(config, "dns", None)
+    if dns is None or not dns.recursors:
+        return None
+    servers = [parse_host_port(entry, 53) for entry in dns.recursors]
+    return Recursor(
+        servers,
+        randomize=dns.recursor_strategy == "random",
+        timeout=dns.recursor_timeout.total_seconds(),
+    )
