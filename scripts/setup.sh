@@ -43,6 +43,13 @@ system_packages() {
     command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
     command -v pgrep >/dev/null 2>&1 || pkgs+=(procps)
     command -v dig >/dev/null 2>&1 || pkgs+=(bind9-dnsutils)
+    # Real resolvers in front of the agent's DNS (tests/test_dns_resolvers.py)
+    # and the DNS bench: dnsmasq-base is the binary without the service.
+    command -v dnsmasq >/dev/null 2>&1 || pkgs+=(dnsmasq-base)
+    command -v unbound >/dev/null 2>&1 || pkgs+=(unbound)
+    command -v haproxy >/dev/null 2>&1 || pkgs+=(haproxy)
+    command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
+    command -v dnsperf >/dev/null 2>&1 || pkgs+=(dnsperf)
   fi
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   command -v serf >/dev/null 2>&1 || die "serf is still not on PATH after installing it"
