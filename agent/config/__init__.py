@@ -6,18 +6,23 @@
 
 On SIGHUP the agent loads again, logs `diff_configs(old, new)` and applies
 the keys in RELOADABLE_KEYS; the others are marked "(needs restart)".
+The nested sections `config.dns` and `config.intentions` are DnsConfig and
+IntentionsConfig (sections.py); their keys are named `dns.domain` and so on.
 """
 
 from .errors import ConfigError, ConfigProblem
 from .flags import add_agent_flags
 from .load import load_agent_config, pick_advertise_address
 from .schema import RELOADABLE_KEYS, AgentConfig, diff_configs
+from .sections import DnsConfig, IntentionsConfig
 
 __all__ = [
     "RELOADABLE_KEYS",
     "AgentConfig",
     "ConfigError",
     "ConfigProblem",
+    "DnsConfig",
+    "IntentionsConfig",
     "add_agent_flags",
     "diff_configs",
     "load_agent_config",

@@ -7,6 +7,11 @@ typed and go through the same validators as file values, so `--http-port
 99999` gets the file's message with source "flag --http-port". The only
 conversion is digits to int, because on a command line everything is text.
 
+A flag may set a key of a section, named with a dot (`--domain` sets
+`dns.domain`); it then becomes the entry a file would give, `("dns",
+{"domain": value})`, so it is checked and merged like `dns: {domain: ...}`.
+Its argparse dest is the key with "_" for the dot (`dns_domain`).
+
 `--config-file` and `--config-dir` share one list, `config_paths`, of
 ("file" | "dir", path) in command-line order, so files and directories are
 merged in the order they were given, as Consul does.
@@ -22,6 +27,7 @@ from typing import Any
 CONFIG_PATHS_DEST = "config_paths"
 
 # flag -> (config key, kind, help); kind is "str", "int", "list" or "bool".
+# A key with a dot is a section's key.
 FLAGS: dict[str, tuple[str, str, str]] = {
     "--node": ("node", "str", "node name (default: the host name)"),
     "--datacenter": ("datacenter", "str", "datacenter name (default: dc1)"),
@@ -41,6 +47,14 @@ FLAGS: dict[str, tuple[str, str, str]] = {
     "--log-level": ("log_level", "str", "trace, debug, info, warn or error (default: info)"),
     "--log-json": ("log_json", "bool", "log one JSON object per line"),
     "--dev": ("dev", "bool", "development mode: local addresses, temporary data, no join"),
+    "--domain": ("dns.domain", "str", "DNS domain the agent answers for (default: consul.)"),
+    "--alt-domain": ("dns.alt_domain", "str", "a second DNS domain, answered like --domain"),
+    "--recursor": ("dns.recursors", "list", "upstream DNS server, ip[:port] (repeatable)"),
+    "--default-intention-policy": (
+        "intentions.default_policy",
+        "str",
+        "allow or deny when no intention matches (default: allow with --dev, else deny)",
+    ),
 }
 
 
@@ -73,30 +87,38 @@ def add_agent_flags(parser: argparse.ArgumentParser) -> None:
     for flag, (key, kind, what) in FLAGS.items():
         if kind == "bool":
             group.add_argument(
-                flag, dest=key, action="store_true", default=argparse.SUPPRESS, help=what
+                flag, dest=_dest(key), action="store_true", default=argparse.SUPPRESS, help=what
             )
         else:
             action = "append" if kind == "list" else "store"
             group.add_argument(
                 flag,
-                dest=key,
+                dest=_dest(key),
                 action=action,
                 default=argparse.SUPPRESS,
-                metavar=key.upper(),
+                metavar=flag.removeprefix("--").replace("-", "_").upper(),
                 help=what,
             )
 
 
+def _dest(key: str) -> str:
+    return key.replace(".", "_")
+
+
 def flag_entries(args: argparse.Namespace) -> list[tuple[str, object, str]]:
-    """(key, value, "flag --x") for each flag the user gave, in FLAGS order."""
+    """(key, value, "flag --x") for each flag the user gave, in FLAGS order.
+
+    A section's key gives (section, {sub_key: value}, "flag --x").
+    """
     entries: list[tuple[str, object, str]] = []
     for flag, (key, kind, _) in FLAGS.items():
-        value = getattr(args, key, None)
+        value = getattr(args, _dest(key), None)
         if value is None or value is False:  # absent (store_true gives only True)
             continue
         if kind == "int" and isinstance(value, str):
             value = _to_int(value)
-        entries.append((key, value, f"flag {flag}"))
+        top_key, _, sub = key.partition(".")  # top_key is key when there is no dot
+        entries.append((top_key, {sub: value} if sub else value, f"flag {flag}"))
     return entries
 
 

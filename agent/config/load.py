@@ -4,9 +4,13 @@ Layers, lowest first: schema defaults <- each `--config-file`/`--config-dir`
 in command-line order (a directory gives its *.yaml and *.yml files sorted by
 name) <- flags. Merging follows Consul: a later scalar replaces an earlier
 one, lists (join, retry_join) are appended, node_meta maps are merged key by
-key. Every layer is checked on its own first, so a bad value is reported
-against the file or flag that holds it; cross-key checks run on the merged
-result and are skipped for keys that already failed (no follow-on noise).
+key. A section (`dns:`, `intentions:`) is split into its sub-keys, named with
+a dot (`dns.node_ttl`), which are checked, merged and reported like top-level
+keys: a later file's `dns: {only_passing: true}` keeps an earlier `dns.domain`,
+and `dns.recursors` append. Every layer is checked on its own first, so a bad
+value is reported against the file or flag that holds it; cross-key checks
+run on the merged result and are skipped for keys that already failed (no
+follow-on noise).
 All problems are collected and raised together as one ConfigError.
 """
 
@@ -30,16 +34,29 @@ from .flags import flag_entries
 from .schema import (
     CONFIG_KEYS,
     META_MAX_PAIRS,
+    SECTION_KEYS,
+    SECTION_LAYERS,
     AgentConfig,
     ConfigLayer,
-    parse_host_port,
 )
+from .sections import DnsConfig, domain_clash, parse_host_port
 
-Entry = tuple[str, object, str]  # key, value as written, source ("path" or "flag --x")
+# key ("http_port", or "dns.node_ttl" once a section is split), value as
+# written, source ("path" or "flag --x")
+Entry = tuple[str, object, str]
 MERGED = "config"  # source named by problems that only exist after merging
 
 # Consul spells some keys differently; point migrating users at ours.
-CONSUL_NAMES = {"bind_addr": "bind", "advertise_addr": "advertise", "client_addr": "client"}
+CONSUL_NAMES = {
+    "bind_addr": "bind",
+    "advertise_addr": "advertise",
+    "client_addr": "client",
+    "domain": "dns.domain",
+    "alt_domain": "dns.alt_domain",
+    "recursors": "dns.recursors",
+    "dns_config": "dns",
+    "dns.soa": "negative_ttl",  # Consul: dns_config { soa { min_ttl } }
+}
 
 # The blocks Consul searches for an address to advertise when bound to
 # 0.0.0.0: RFC 1918 private space and RFC 6598 carrier-grade NAT.
@@ -156,42 +173,89 @@ def _file_entries(path: str, data: dict[Any, Any], problems: list[ConfigProblem]
 def check_entries(entries: list[Entry], problems: list[ConfigProblem]) -> list[Entry]:
     """The entries whose value passes its key's checks, with the checked value.
 
-    Each entry is checked alone, so a problem names the file or flag that holds it.
+    Each entry is checked alone, so a problem names the file or flag that
+    holds it. A section's mapping becomes one entry per sub-key ("dns.domain").
     """
     good: list[Entry] = []
-    for key, raw, source in entries:
-        try:
-            good.append((key, check_entry(key, raw), source))
-        except ValueError as exc:
-            problems.append(ConfigProblem(source, key, str(exc)))
+    for top_key, top_raw, source in entries:
+        for key, raw in _split_section(top_key, top_raw, source, problems):
+            try:
+                good.append((key, check_entry(key, raw), source))
+            except ValueError as exc:
+                problems.append(ConfigProblem(source, key, str(exc)))
     return good
 
 
+def _split_section(
+    key: str, raw: object, source: str, problems: list[ConfigProblem]
+) -> list[tuple[str, object]]:
+    """[(key, raw)], or for a section [("dns.domain", raw), ...]; null is an empty section."""
+    if key not in SECTION_KEYS:
+        section, _, sub = key.partition(".")
+        if sub and section in SECTION_KEYS:  # "dns.domain: x": sections are only nested
+            message = f"unknown key (nest it: {section}: {{{sub}: ...}})"
+            problems.append(ConfigProblem(source, key, message))
+            return []
+        return [(key, raw)]
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        message = f"must be a mapping of keys to values (a section), got {describe(raw)}"
+        problems.append(ConfigProblem(source, key, message))
+        return []
+    split: list[tuple[str, object]] = []
+    for sub, value in raw.items():
+        if isinstance(sub, str):
+            split.append((f"{key}.{sub}", value))
+        else:
+            problems.append(ConfigProblem(source, f"{key}.{describe(sub)}", "keys must be strings"))
+    return split
+
+
 def merge_entries(entries: list[Entry]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Merge checked entries in order; also say where each key was last set."""
+    """Merge checked entries in order; also say where each key was last set.
+
+    A section's sub-keys are merged into its own dict (values["dns"]["domain"])
+    by the same rules as top-level keys; `origin` uses the dotted names.
+    """
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for key, value, source in entries:
-        values[key] = _merge_value(values.get(key), value)
+        section, _, sub = key.partition(".")
+        target, name = (values.setdefault(section, {}), sub) if sub else (values, key)
+        target[name] = _merge_value(target.get(name), value)
         origin[key] = source
     return values, origin
 
 
 def check_entry(key: str, raw: object) -> Any:
-    """The validated value of one key, or ValueError with the message to show."""
-    if key not in CONFIG_KEYS:
+    """The validated value of one key, or ValueError with the message to show.
+
+    `key` is a top-level key or a section's sub-key named with a dot.
+    """
+    section, _, sub = key.partition(".")
+    if sub and section in SECTION_KEYS and sub in SECTION_KEYS[section]:
+        layer_model, name = SECTION_LAYERS[section], sub
+    elif not sub and key in CONFIG_KEYS:
+        layer_model, name = ConfigLayer, key
+    else:
         raise ValueError(unknown_key_message(key))
     try:
-        layer = ConfigLayer.model_validate({key: raw})
+        layer = layer_model.model_validate({name: raw})
     except ValidationError as exc:
         raise ValueError("; ".join(error["msg"] for error in exc.errors())) from None
-    return getattr(layer, key)
+    return getattr(layer, name)
 
 
 def unknown_key_message(key: str) -> str:
-    guess = CONSUL_NAMES.get(key) or next(
-        iter(difflib.get_close_matches(key, CONFIG_KEYS, 1)), None
-    )
+    """The "unknown key" message, with a did-you-mean among keys of the same level."""
+    section, _, sub = key.partition(".")
+    if key in CONSUL_NAMES:
+        guess: str | None = CONSUL_NAMES[key]
+    elif sub and section in SECTION_KEYS:
+        guess = next(iter(difflib.get_close_matches(sub, SECTION_KEYS[section], 1)), None)
+    else:
+        guess = next(iter(difflib.get_close_matches(key, CONFIG_KEYS, 1)), None)
     return f'unknown key (did you mean "{guess}"?)' if guess else "unknown key"
 
 
@@ -207,7 +271,8 @@ def _merge_value(old: object, new: object) -> object:
 def _problems_from(exc: ValidationError, source_of: Any) -> list[ConfigProblem]:
     problems = []
     for error in exc.errors():
-        key = str(error["loc"][0]) if error["loc"] else ""
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc[:2] if loc and loc[0] in SECTION_KEYS else loc[:1])
         problems.append(ConfigProblem(source_of(key), key, error["msg"]))
     return problems
 
@@ -244,6 +309,15 @@ def resolve(
         problems.append(ConfigProblem(MERGED, "node_meta", message))
     if not {"client", "bind", "http_port", "dns_port", "serf_port", "rpc_port"} & failed:
         problems += _port_clashes(values, origin)
+    intentions = values.setdefault("intentions", {})
+    if intentions.get("default_policy") is None:
+        intentions["default_policy"] = "allow" if dev else "deny"
+    if not {"dns", "dns.domain", "dns.alt_domain"} & failed:
+        dns = values.get("dns", {})
+        domain = dns.get("domain", DnsConfig.model_fields["domain"].default)
+        clash = domain_clash(domain, dns.get("alt_domain"))
+        if clash:
+            problems.append(ConfigProblem(origin["dns.alt_domain"], "dns.alt_domain", clash))
 
 
 def _default(key: str) -> Any:

@@ -9,7 +9,9 @@ when the final object is built.
 
 `ConfigLayer` is the same schema with every key optional and no defaults,
 used to check one file (or the flags) on its own, so that a problem names the
-file that holds it.
+file that holds it. The nested sections (`dns:`, `intentions:`; their models
+are in sections.py) have one such layer each in SECTION_LAYERS, used to check
+one sub-key such as `dns.node_ttl` on its own.
 """
 
 from __future__ import annotations
@@ -22,14 +24,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
-from pydantic_core import PydanticCustomError
 
-from gossamer.gossip.addresses import AddressError, split_host_port
 from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 
 from ..logs import LEVELS
 from .errors import describe
 from .registrations import check_definitions, service_definitions
+from .sections import (
+    SECTIONS,
+    DnsConfig,
+    Flag,
+    IntentionsConfig,
+    _duration,
+    _fail,
+    format_duration,
+    parse_host_port,
+)
 
 # Consul's node_meta limits (agent/structs: metaMaxKeyPairs and friends), so
 # metadata that Consul accepts is accepted here and nothing more.
@@ -39,66 +49,6 @@ META_MAX_VALUE = 512
 META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
 META_RESERVED_PREFIX = "consul-"  # Consul reserves it for its own keys
 DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
-
-
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
-
-
-def parse_duration(value: object) -> timedelta:
-    """Go/Consul duration syntax ("30s", "1m30s", "500ms"), so Consul configs carry over."""
-    rule = 'must be a duration like "30s", "1m" or "500ms"'
-    if not isinstance(value, str) or not re.fullmatch(f"(?:{_DURATION_PART})+", value):
-        raise ValueError(f"{rule}, got {describe(value)}")
-    parts = re.findall(_DURATION_PART, value)
-    try:
-        duration = timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
-    except (OverflowError, ValueError):
-        raise ValueError(f"{describe(value)} is too long") from None
-    if duration <= timedelta(0):
-        raise ValueError(f"must be longer than zero, got {describe(value)}")
-    return duration
-
-
-def format_duration(value: timedelta) -> str:
-    """The inverse of parse_duration for display: 30s, 1m30s, 500ms."""
-    millis = round(value.total_seconds() * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    seconds, millis = divmod(millis, 1000)
-    parts = zip((hours, minutes, seconds, millis), ("h", "m", "s", "ms"), strict=True)
-    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
-
-
-def parse_host_port(item: object) -> tuple[str, int | None]:
-    """Check one join entry; ValueError says what is wrong.
-
-    Stricter than the gossip parser it wraps: a bare IPv6 literal is refused
-    (in "fd00::1:8301" the port is ambiguous) and so is cloud auto-join.
-    """
-    if not isinstance(item, str):
-        raise ValueError(f"entries must be strings, got {describe(item)}")
-    if item.startswith("provider="):
-        raise ValueError(f"{describe(item)}: cloud auto-join is not supported")
-    if not item.startswith("[") and item.count(":") > 1:
-        raise ValueError(f"{describe(item)}: write IPv6 addresses in brackets, like [::1]:8301")
-    try:
-        return split_host_port(item)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _fail(message: str) -> PydanticCustomError:
-    """A pydantic error whose text is exactly our message (no "Value error," prefix)."""
-    return PydanticCustomError("config", "{problem}", {"problem": message})
 
 
 def _port(value: object) -> int:
@@ -111,12 +61,6 @@ def _count(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise _fail(f"must be an integer >= 0 (0 means forever), got {describe(value)}")
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _fail(f"must be true or false, got {describe(value)}")
 
 
 def _ip(value: object) -> str:
@@ -166,15 +110,6 @@ def _addresses(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _duration(value: object) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
 def _encrypt(value: object) -> str:
     """Standard base64 of exactly KEY_BYTES; the key itself never appears in messages."""
     rule = f'must be base64 of exactly {KEY_BYTES} bytes (make one with "gossamer keygen")'
@@ -219,7 +154,6 @@ def _meta_pair_errors(key: object, value: object) -> list[str]:
 
 Port = Annotated[int, BeforeValidator(_port)]
 IP = Annotated[str, BeforeValidator(_ip)]
-Flag = Annotated[bool, BeforeValidator(_bool)]
 Addresses = Annotated[tuple[str, ...], BeforeValidator(_addresses)]
 
 
@@ -270,26 +204,40 @@ class AgentConfig(BaseModel):
     # from config files only, or from the HTTP API too.
     enable_local_script_checks: Flag = False
     enable_script_checks: Flag = False
+    # Nested sections (sections.py); merged key by key across files.
+    dns: DnsConfig = DnsConfig()
+    # default_policy is never None once loaded: load fills it from `dev`.
+    intentions: IntentionsConfig = IntentionsConfig()
     sources: tuple[str, ...] = ()  # files read, in the order they were merged
 
 
 CONFIG_KEYS: tuple[str, ...] = tuple(k for k in AgentConfig.model_fields if k != "sources")
 
 
-def _optional(name: str) -> Any:
-    """Same annotation and validator as on AgentConfig; unset defaults to None.
+def _optional(model: type[BaseModel], name: str) -> Any:
+    """Same annotation and validator as on `model`; unset defaults to None.
 
     The None default is never validated, so an unset key is simply absent,
     while an explicit `key: null` in a file still reaches the validator.
     """
-    return (AgentConfig.model_fields[name].rebuild_annotation(), None)
+    return (model.model_fields[name].rebuild_annotation(), None)
 
 
-ConfigLayer: type[BaseModel] = create_model(
-    "ConfigLayer",
-    __config__=ConfigDict(extra="forbid", strict=True),
-    **{name: _optional(name) for name in CONFIG_KEYS},
-)
+def _layer(name: str, model: type[BaseModel], keys: tuple[str, ...]) -> type[BaseModel]:
+    fields = {key: _optional(model, key) for key in keys}
+    return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
+
+
+ConfigLayer: type[BaseModel] = _layer("ConfigLayer", AgentConfig, CONFIG_KEYS)
+
+# Section key -> its sub-keys, and the layer that checks one sub-key alone.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    key: tuple(model.model_fields) for key, model in SECTIONS.items()
+}
+SECTION_LAYERS: dict[str, type[BaseModel]] = {
+    key: _layer(f"{model.__name__}Layer", model, SECTION_KEYS[key])
+    for key, model in SECTIONS.items()
+}
 
 
 # Keys a running agent takes on SIGHUP; the agent swaps the whole config and
@@ -305,7 +253,8 @@ ConfigLayer: type[BaseModel] = create_model(
 # identity in gossip and the catalog; bind, advertise, client and the ports
 # are bound sockets and serf's arguments; data_dir holds open state; encrypt
 # only seeds the keyring on first start (rotate keys with `gossamer keyring`);
-# rejoin_after_leave is read at start; dev changes every default.
+# rejoin_after_leave is read at start; dev changes every default; the dns
+# server and the intentions default are set up at start.
 RELOADABLE_KEYS: frozenset[str] = frozenset(
     {"log_level", "log_json", "node_meta", "join", "retry_join", "retry_interval",
      "retry_max", "leave_on_terminate", "services", "checks"}
@@ -315,16 +264,23 @@ RELOADABLE_KEYS: frozenset[str] = frozenset(
 def diff_configs(old: AgentConfig, new: AgentConfig) -> list[str]:
     """One line per changed key, in schema order, for the SIGHUP log.
 
-    Keys outside RELOADABLE_KEYS end with "(needs restart)"; the encrypt key
-    is never shown, only that it changed.
+    A changed section shows each changed sub-key (`dns.only_passing: false ->
+    true`). Keys outside RELOADABLE_KEYS end with "(needs restart)"; the
+    encrypt key is never shown, only that it changed.
     """
     lines = []
     for key in CONFIG_KEYS:
-        before, after = getattr(old, key), getattr(new, key)
-        if before != after:
-            restart = "" if key in RELOADABLE_KEYS else " (needs restart)"
-            lines.append(f"{key}: {_shown(key, before)} -> {_shown(key, after)}{restart}")
+        restart = "" if key in RELOADABLE_KEYS else " (needs restart)"
+        for name, before, after in _changes(key, getattr(old, key), getattr(new, key)):
+            lines.append(f"{name}: {_shown(name, before)} -> {_shown(name, after)}{restart}")
     return lines
+
+
+def _changes(key: str, before: object, after: object) -> list[tuple[str, object, object]]:
+    if key in SECTIONS and isinstance(before, BaseModel) and isinstance(after, BaseModel):
+        pairs = ((sub, getattr(before, sub), getattr(after, sub)) for sub in SECTION_KEYS[key])
+        return [(f"{key}.{sub}", b, a) for sub, b, a in pairs if b != a]
+    return [(key, before, after)] if before != after else []
 
 
 def _shown(key: str, value: object) -> str:
@@ -336,6 +292,13 @@ def _shown(key: str, value: object) -> str:
         return "(secret)"
     if isinstance(value, timedelta):
         return format_duration(value)
-    if isinstance(value, Path | tuple):
-        value = str(value) if isinstance(value, Path) else list(value)
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, default=_plain)
+
+
+def _plain(value: object) -> object:
+    """JSON for what json.dumps does not know (tuples it shows as lists itself)."""
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot show a {type(value).__name__}")
