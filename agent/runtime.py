@@ -19,6 +19,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from gossamer.agent.describe import banner, self_info, status_line
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.app import make_app
+from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
+from gossamer.agent.intention_entries import MAP_NAME as INTENTIONS_MAP
+from gossamer.agent.intention_store import IntentionStore
 from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.agent.listeners import ListenError, bind_socket
 from gossamer.agent.live_catalog import LiveCatalog
@@ -83,7 +87,10 @@ class Agent:
         self._local: LocalNode | None = None
         self._external: ExternalNodes | None = None
         self.catalog: LiveCatalog | None = None
+        self.intentions: IntentionStore | None = None
         self._record_version = 0
+        self._published_version = 0
+        self._tag_task: asyncio.Task[Any] | None = None
         self._members: MemberWatch | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._retry_task: asyncio.Task[Any] | None = None
@@ -163,6 +170,7 @@ class Agent:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
+        self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(task)
         return task
 
@@ -218,9 +226,13 @@ class Agent:
         )
         await self._serf_process.start()
         assert self.catalog is not None
+        assert self.intentions is not None
+        replicas = {INTENTIONS_MAP: self.intentions}
         self._replicator = Replicator(
-            self.catalog, self_origin=c.node, peers=self._peers, rng=random.Random()
-        )
+            self.catalog, self_origin=c.node, peers=self._peers, rng=random.Random(),
+            replicas=replicas,
+        )  # fmt: skip
+        self.intentions.announce = partial(self._replicator.spread, INTENTIONS_MAP)
         self._members = MemberWatch(
             self.serf,
             on_event=self._replicator.on_member_event,
@@ -231,10 +243,11 @@ class Agent:
         # Sockets were bound above so a taken port fails before serf starts;
         # they answer from here on, when there is a serf to ask.
         await self._serve_http(http_sock)
-        self._peer_rpc = PeerRpcServer(self.catalog, self_origin=c.node)
+        self._peer_rpc = PeerRpcServer(self.catalog, self_origin=c.node, replicas=replicas)
         await self._peer_rpc.start(rpc_sock)
         self._spawn(self._replicator.run(), "replication")
         self._spawn(reap_forever(self.local_node), "reaper")
+        self._spawn(self.intentions.collect_forever(), "intention-gc")
         self._dns = DnsFrontend(
             c, self.catalog, node=c.node, coordinate=lambda node: self.serf.get_coordinate(node)
         )
@@ -272,6 +285,9 @@ class Agent:
         )
         self._local.restore()
         self._apply_config_registrations()
+        self.intentions = IntentionStore(
+            self._store, node=c.node, wall_ms=wall_ms, notify=self.catalog.touch
+        )
         self._external = ExternalNodes(
             self.catalog, owner=c.node, wall_ms=wall_ms, is_member=self._is_cluster_member
         )
@@ -297,16 +313,26 @@ class Agent:
     def _record_published(self, version: int) -> None:
         """Our record changed: tell peers through the `cv` serf tag (once serf runs)."""
         self._record_version = version
-        if self._serf_process is not None and self._serf_process.pid is not None:
-            self._spawn(self._set_version_tag(version), "cv-tag")
+        if self._serf_process is None or self._serf_process.pid is None:
+            return
+        if self._tag_task is None or self._tag_task.done():
+            self._tag_task = self._spawn(self._publish_version_tag(), "cv-tag")
 
-    async def _set_version_tag(self, version: int) -> None:
-        if version != self._record_version:
-            return  # a newer version is on its way
-        try:
-            await self.serf.tags(set_tags={TAG_RECORD_VERSION: str(version)})
-        except SerfError as exc:
-            log.warning("could not publish record version %d in serf tags: %s", version, exc)
+    async def _publish_version_tag(self) -> None:
+        """One tag update in flight at a time, always the latest version.
+
+        Serf takes ~0.6 s per tag update (it waits for the broadcast), so a
+        burst of registrations must not queue one update each: the burst
+        would delay every later serf call, a graceful leave included.
+        """
+        while self._published_version != self._record_version:
+            version = self._record_version
+            try:
+                await self.serf.tags(set_tags={TAG_RECORD_VERSION: str(version)})
+            except SerfError as exc:
+                log.warning("could not publish record version %d in serf tags: %s", version, exc)
+                return
+            self._published_version = version
 
     def _open_data_dir(self) -> None:
         c = self.config
@@ -322,13 +348,17 @@ class Agent:
     async def _serve_http(self, sock: socket.socket) -> None:
         assert self.catalog is not None
         self._runner = web.AppRunner(
-            make_app(self, self.catalog, self._external),
+            make_app(self, self.catalog, self._external, self._intentions_access()),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
         )
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+
+    def _intentions_access(self) -> IntentionsAccess:
+        assert self.intentions is not None
+        return IntentionsAccess(self.intentions, lambda: default_allow(self.config))
 
     def _serf_settings(self) -> SerfSettings:
         c = self.config

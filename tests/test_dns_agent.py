@@ -15,6 +15,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
@@ -263,3 +265,63 @@ def test_recursors_forward_and_pass_the_rcode_back(cluster: Cluster, tmp_path: P
         assert query(agent, "missing.test.").rcode() == dns.rcode.NXDOMAIN
         assert records(query(agent, "outside.test.", tcp=True)) == ["192.0.2.7"]
         assert query(agent, "consul.service.consul.").flags & dns.flags.RA
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    valid = [
+        dns.message.make_query(name, rdtype, use_edns=edns).to_wire()
+        for name, rdtype, edns in [
+            ("web.service.consul.", "A", -1),
+            ("_web._tcp.service.consul.", "SRV", 0),
+            ("node1.node.consul.", "TXT", 0),
+            ("1.0.1.10.in-addr.arpa.", "PTR", -1),
+        ]
+    ]
+
+    def mutate(base: bytes, edits: list[tuple[int, int, int]]) -> bytes:
+        data = bytearray(base)
+        for kind, where, value in edits:
+            at = where % (len(data) + 1)
+            if kind == 0 and at < len(data):
+                data[at] = value
+            elif kind == 1:
+                data.insert(at, value)
+            elif kind == 2 and at < len(data):
+                del data[at]
+            else:
+                del data[at:]
+        return bytes(data)
+
+    edit = st.tuples(st.integers(0, 3), st.integers(0, 600), st.integers(0, 255))
+    mutated = st.builds(mutate, st.sampled_from(valid), st.lists(edit, min_size=1, max_size=6))
+    return st.one_of(mutated, st.binary(max_size=600))
+
+
+def test_fuzzed_packets_never_stop_the_server(a: AgentProc) -> None:
+    """Thousands of random and mutated datagrams and TCP frames, then normal service."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp = socket.create_connection((a.ip, a.dns_port), timeout=5)
+    sent = 0
+
+    @settings(max_examples=4000, deadline=None, database=None)
+    @given(_mutations())
+    def blast(packet: bytes) -> None:
+        nonlocal sent, tcp
+        udp.sendto(packet, (a.ip, a.dns_port))
+        if sent % 8 == 0:
+            try:
+                tcp.sendall(len(packet).to_bytes(2, "big") + packet)
+            except OSError:  # the server closed a stream it could not frame: open another
+                tcp.close()
+                tcp = socket.create_connection((a.ip, a.dns_port), timeout=5)
+        sent += 1
+
+    try:
+        blast()
+    finally:
+        udp.close()
+        tcp.close()
+    assert sent >= 1000
+    assert "Traceback" not in a.log_path.read_text(errors="replace")  # no query hit a bug
+    assert records(query(a, "v1.web.service.consul.")) == ["10.1.0.1", "10.1.0.2"]
+    assert len(records(query(a, "big.service.consul.", "SRV", tcp=True))) == BIG

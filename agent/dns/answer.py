@@ -10,7 +10,7 @@ non-terminal, is NOERROR with no answers and the SOA (NODATA); a name
 outside our domains is forwarded to the recursors (the caller does it) or
 REFUSED without them; AXFR/IXFR and opcodes other than QUERY are NOTIMP;
 EDNS versions other than 0 get BADVERS; a message that does not parse gets
-FORMERR, and one too short for a header gets nothing.
+FORMERR; one too short for a header, or itself a response, gets nothing.
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def formerr_for(wire: bytes) -> dns.message.Message | None:
     return response
 
 
-def answer(query: dns.message.Message, ctx: Context) -> dns.message.Message | Forward:
+def answer(query: dns.message.Message, ctx: Context) -> dns.message.Message | Forward | None:
+    """The response; None for a message that is itself a response (dropped: no loops)."""
+    if query.flags & dns.flags.QR:
+        return None
     response = dns.message.make_response(query)
     response.flags &= ~dns.flags.RA
     if ctx.settings.recursion:

@@ -109,7 +109,7 @@ class Responder:
         except Exception:  # not a question after all: the complete path says why
             return None
         response = answer(query, self._tcp_ctx if tcp else self._udp_ctx)
-        if isinstance(response, Forward) or response.rcode() not in CACHEABLE:
+        if response is None or isinstance(response, Forward) or response.rcode() not in CACHEABLE:
             return None
         wire = response.to_wire(max_size=TCP_LIMIT)
         if wire[12 : 12 + len(key)] != key:
@@ -138,6 +138,8 @@ class Responder:
             formerr = formerr_for(data)
             return None if formerr is None else formerr.to_wire()
         response = answer(query, ctx)
+        if response is None:
+            return None
         if isinstance(response, Forward):
             return FORWARD
         limit = TCP_LIMIT if tcp else udp_limit(query)

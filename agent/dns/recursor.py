@@ -15,7 +15,6 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
-from typing import cast
 
 import dns.flags
 import dns.message
@@ -70,7 +69,7 @@ async def _over_udp(wire: bytes, host: str, port: int) -> bytes:
         lambda: _Reply(wire[:2]), remote_addr=(host, port)
     )
     try:
-        cast(asyncio.DatagramTransport, transport).sendto(wire)
+        transport.sendto(wire)
         return await protocol.done
     finally:
         transport.close()
