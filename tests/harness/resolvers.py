@@ -182,6 +182,7 @@ class Dnsmasq(ChildServer):
 
     forward: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     options: list[str] = field(default_factory=list)
+    log_queries: bool = True  # off for benchmarks: a log line per query costs
 
     @property
     def conf_path(self) -> Path:
@@ -197,7 +198,7 @@ class Dnsmasq(ChildServer):
             "user=root",  # no privilege drop: it would clear PDEATHSIG
             "pid-file=",
             f"log-facility={self.log_path}",
-            "log-queries",
+            *(["log-queries"] if self.log_queries else []),
         ]
         for domain, servers in self.forward.items():
             lines += [f"server=/{domain}/{ip}#{port}" for ip, port in servers]
