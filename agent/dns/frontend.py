@@ -1,7 +1,9 @@
 """The agent's DNS: keeps the prepared zone in step with the catalog and serves it.
 
 A catalog change schedules a rebuild of the zone (at most one per
-REBUILD_INTERVAL, so a burst of changes costs one rebuild) and drops the
+REBUILD_INTERVAL, or per four build times when the catalog is so large that
+a build takes longer, so DNS never takes more than a fifth of the CPU to
+keep up with churn; a burst of changes costs one rebuild) and drops the
 prepared answers; queries in between see the previous zone, never a
 half-built one. With `dns.nearest_first`, the RTT estimates to every node
 are refreshed from Serf's coordinates every COORDINATE_INTERVAL seconds.
@@ -51,6 +53,7 @@ class DnsFrontend:
         self._coordinate = coordinate
         self._distance: dict[str, float] = {}
         self._built_at = 0.0
+        self._build_cost = 0.0
         self._pending: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.responder = Responder(Context(zone=self._zone(), settings=self.settings, serial=1))
@@ -81,16 +84,19 @@ class DnsFrontend:
     def _changed(self) -> None:
         if self._pending is not None:
             return
-        delay = max(0.0, self._built_at + REBUILD_INTERVAL - time.monotonic())
+        spacing = max(REBUILD_INTERVAL, 4 * self._build_cost)
+        delay = max(0.0, self._built_at + spacing - time.monotonic())
         self._pending = asyncio.get_running_loop().call_later(delay, self._rebuild)
 
     def _rebuild(self) -> None:
         self._pending = None
-        self._built_at = time.monotonic()
+        started = time.monotonic()
         try:
             self.responder.update(self._zone(), _serial())
         except Exception:  # keep serving the previous zone rather than nothing
             log.exception("rebuilding the DNS zone failed")
+        self._built_at = time.monotonic()
+        self._build_cost = self._built_at - started
 
     async def _track_coordinates(self) -> None:
         assert self._coordinate is not None
