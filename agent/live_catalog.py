@@ -110,6 +110,18 @@ class LiveCatalog:
             self._commit(before, after, health_keys(record) if record else set())
         return changed
 
+    def touch(self, keys: set[str]) -> int:
+        """State kept beside the records changed (intentions): bump `keys`, wake their watchers.
+
+        One index table for the whole agent, as Consul has one Raft index, so
+        X-Consul-Index only grows and stopping releases every watcher. Returns
+        the change's index. Woken queries run only after the caller's current
+        step, so the caller may update what they read right after this.
+        """
+        index = self.indexes.bump(keys)
+        self._wake(keys)
+        return index
+
     def _commit(
         self, before: merge.CatalogState, after: merge.CatalogState, keys: set[str]
     ) -> None:

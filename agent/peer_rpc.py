@@ -1,7 +1,9 @@
 """Agent RPC over TCP: the server peers sync with, and the client side of a sync.
 
 The protocol itself (frames, requests, answers) is `catalog.sync_protocol`,
-which does no I/O; this module moves its frames over sockets. A peer is
+plus `catalog.lww_sync` for the last-writer-wins maps (intentions) that ride
+on the same messages; neither does I/O, this module moves their frames over
+sockets. A peer is
 trusted with nothing: bad framing closes its connection, a bad request gets
 an error reply, an idle connection is dropped, the number of connections is
 capped, and whatever one connection does, the server keeps serving others.
@@ -13,9 +15,22 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
 from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.catalog.lww_sync import (
+    Entries,
+    LwwSyncError,
+    Snapshot,
+    Snapshots,
+    answer_offer,
+    answer_push,
+    offer,
+    plan,
+    push_part,
+    receive_ok,
+)
 from gossamer.catalog.sync_protocol import (
     FrameDecoder,
     Message,
@@ -44,11 +59,28 @@ class PeerError(Exception):
     """A sync with a peer did not complete: unreachable, timed out, or a bad reply."""
 
 
+class Replica(Protocol):
+    """The owner of one replicated LWW map (the intention store), as the sync sees it."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def absorb(self, entries: Entries) -> list[str]:
+        """Merge a peer's entries; returns the keys that changed here."""
+        ...
+
+
+Replicas = Mapping[str, Replica]
+
+
+def _snapshots(replicas: Replicas) -> Snapshots:
+    return {name: r.snapshot() for name, r in replicas.items()}
+
+
 # -- server -----------------------------------------------------------------------------
 
 
 class PeerRpcServer:
-    """Answers peers' digest, pull and push requests from `catalog`."""
+    """Answers peers' digest, pull and push requests from `catalog` (and `replicas`)."""
 
     def __init__(
         self,
@@ -57,8 +89,10 @@ class PeerRpcServer:
         self_origin: str,
         idle_timeout: float = IDLE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        replicas: Replicas | None = None,
     ) -> None:
         self._catalog = catalog
+        self._replicas: Replicas = replicas or {}
         self._self_origin = self_origin
         self._idle_timeout = idle_timeout
         self._max_connections = max_connections
@@ -142,7 +176,25 @@ class PeerRpcServer:
             except RecordError as exc:
                 return {"t": "error", "msg": str(exc)}
             catalog.bury(tombstones, self_origin=self._self_origin)
+        if self._replicas and reply.get("t") in ("delta", "ok"):
+            try:
+                return self._lww_reply(message, reply)
+            except LwwSyncError as exc:
+                return {"t": "error", "msg": str(exc)}
         return reply
+
+    def _lww_reply(self, message: Message, reply: Message) -> Message:
+        """Add the LWW maps' part: our digests to a digest, wanted entries to a push."""
+        snaps = _snapshots(self._replicas)
+        if reply["t"] == "delta":
+            part: dict[str, object] = dict(answer_offer(snaps, message.get("lww")))
+        else:
+            wanted, incoming = answer_push(snaps, message.get("lww"))
+            for name, entries in incoming.items():
+                if entries:
+                    self._replicas[name].absorb(entries)
+            part = dict(wanted)
+        return {**reply, "lww": part} if part else reply
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:
@@ -195,7 +247,7 @@ async def _connect(addr: Address, timeout: float) -> AsyncIterator[_Connection]:
             yield _Connection(reader, writer)
     except TimeoutError:
         raise PeerError(f"{addr[0]}:{addr[1]}: timed out after {timeout}s") from None
-    except (OSError, ProtocolError, RecordError) as exc:
+    except (OSError, ProtocolError, RecordError, LwwSyncError) as exc:
         raise PeerError(f"{addr[0]}:{addr[1]}: {exc}") from exc
     finally:
         if writer is not None:
@@ -203,28 +255,53 @@ async def _connect(addr: Address, timeout: float) -> AsyncIterator[_Connection]:
 
 
 async def exchange(
-    addr: Address, catalog: LiveCatalog, *, self_origin: str, timeout: float = 5.0
+    addr: Address,
+    catalog: LiveCatalog,
+    *,
+    self_origin: str,
+    timeout: float = 5.0,
+    replicas: Replicas | None = None,
 ) -> int:
-    """One anti-entropy round with the peer at `addr`; returns how many local nodes changed.
+    """One anti-entropy round with the peer at `addr`; returns how many things changed here.
 
-    Sends our digest, applies the newer records the peer answers with, then
-    pushes the records it said it lacks. Raises PeerError when the round
-    could not complete (what was applied before that stays applied).
+    Sends our digest (with the LWW maps' hashes), applies the newer records
+    the peer answers with, then pushes the records it said it lacks and the
+    LWW entries it lacks, asking for the ones we lack in the same message.
+    Raises PeerError when the round could not complete (what was applied
+    before that stays applied).
     """
     dc = catalog.datacenter
+    reps: Replicas = replicas or {}
     async with _connect(addr, timeout) as conn:
-        delta = await conn.request(digest_request(catalog.state, dc), "delta")
+        request = digest_request(catalog.state, dc)
+        if reps:
+            request["lww"] = offer(_snapshots(reps))
+        delta = await conn.request(request, "delta")
         changed = catalog.apply(parse_records(delta.get("records"), dc), self_origin=self_origin)
         tombstones = parse_tombstones(delta.get("tombstones"))
         changed += catalog.bury(tombstones, self_origin=self_origin)
         want = delta.get("want")
         if not isinstance(want, list) or not all(isinstance(n, str) for n in want):
             raise PeerError("delta: want is not a list of node names")
-        if want:
-            push = push_request(catalog.state, dc, want)
-            if push["records"] or push["tombstones"]:
-                await conn.request(push, "ok")
+        push = push_request(catalog.state, dc, want)
+        lww_part = plan(_snapshots(reps), delta.get("lww")) if reps else {}
+        if lww_part:
+            push["lww"] = lww_part
+        if push["records"] or push["tombstones"] or lww_part:
+            ok = await conn.request(push, "ok")
+            for name, entries in receive_ok(_snapshots(reps), ok.get("lww")).items():
+                changed += reps[name].absorb(entries)
     return len(changed)
+
+
+async def hand_over(
+    addr: Address, datacenter: str, name: str, entries: Entries, *, timeout: float = 5.0
+) -> None:
+    """Push fresh entries of LWW map `name` to one peer, without waiting for a round."""
+    message: Message = {"t": "push", "dc": datacenter, "records": [], "tombstones": []}
+    message["lww"] = push_part(name, entries)
+    async with _connect(addr, timeout) as conn:
+        await conn.request(message, "ok")
 
 
 async def pull(

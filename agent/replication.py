@@ -8,6 +8,15 @@ a member that left or was reaped is removed, and a member whose `cv` tag
 (its catalog record version) is newer than the record held here is pulled
 from that member directly. Nothing here is fatal: a peer that cannot be
 reached is logged at debug and counted, and the next round tries another.
+
+The last-writer-wins maps (intentions) ride on the same rounds, and news of
+them also spreads at once: whenever an agent's map gains entries, written
+there or learned from a peer, `spread` pushes just those entries to FANOUT
+random live peers. A peer that already had them gains nothing and stays
+quiet, so one write costs at most FANOUT small pushes per agent and reaches
+everyone in a few RPC hops (one, up to FANOUT + 1 agents), not in rounds of
+the interval. A serf tag (as `cv` does for records) would cost a gossip
+broadcast per change on every agent and wait on gossip's interval first.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ from collections.abc import Callable, Iterable
 
 from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.agent.member_tags import rpc_port
-from gossamer.agent.peer_rpc import PeerError, exchange, pull
+from gossamer.agent.peer_rpc import PeerError, Replicas, exchange, hand_over, pull
+from gossamer.catalog.lww_sync import Entries
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_records import MemberEvent
 
@@ -29,6 +39,7 @@ log = logging.getLogger("gossamer.replication")
 TAG_DATACENTER = "dc"
 TAG_CATALOG_VERSION = "cv"  # the version of the member's own catalog record
 MAX_PULLS_PER_NODE = 5  # rounds of one pull task while the owner keeps publishing
+FANOUT = 3  # peers each agent hands a piece of LWW news to at once
 
 
 def catalog_version(member: Member) -> int:
@@ -47,8 +58,11 @@ class Replicator:
         rng: random.Random,
         interval: float = 2.0,
         timeout: float = 5.0,
+        replicas: Replicas | None = None,
     ) -> None:
         self._catalog = catalog
+        self._replicas: Replicas = replicas or {}
+        self._handovers: set[asyncio.Task[None]] = set()
         self._self = self_origin
         self._peers = peers
         self._rng = rng
@@ -99,7 +113,11 @@ class Replicator:
         self.rounds += 1
         try:
             changed = await exchange(
-                _address(peer), self._catalog, self_origin=self._self, timeout=self._timeout
+                _address(peer),
+                self._catalog,
+                self_origin=self._self,
+                timeout=self._timeout,
+                replicas=self._replicas,
             )
         except PeerError as exc:
             self.failures += 1
@@ -108,6 +126,29 @@ class Replicator:
         if changed:
             log.debug("anti-entropy with %s updated %d node(s)", peer.name, changed)
         return True
+
+    # -- LWW news --------------------------------------------------------------------------
+
+    def spread(self, name: str, entries: Entries) -> None:
+        """Hand fresh entries of LWW map `name` to FANOUT random live peers now (on the loop)."""
+        if self._stopped.is_set() or not entries:
+            return
+        candidates = sorted((m for m in self._peers() if self.eligible(m)), key=lambda m: m.name)
+        for peer in self._rng.sample(candidates, min(FANOUT, len(candidates))):
+            task = asyncio.get_running_loop().create_task(
+                self._hand_over(peer, name, entries), name=f"hand-over-{peer.name}"
+            )
+            self._handovers.add(task)
+            task.add_done_callback(self._handovers.discard)
+
+    async def _hand_over(self, peer: Member, name: str, entries: Entries) -> None:
+        try:
+            await hand_over(
+                _address(peer), self._catalog.datacenter, name, entries, timeout=self._timeout
+            )
+        except PeerError as exc:
+            self.failures += 1
+            log.debug("handing %s news to %s failed: %s", name, peer.name, exc)
 
     # -- Serf's view of members ------------------------------------------------------------
 
@@ -183,7 +224,7 @@ class Replicator:
                 del self._pulls[node]
 
     def _cancel_pulls(self) -> None:
-        for task in self._pulls.values():
+        for task in [*self._pulls.values(), *self._handovers]:
             task.cancel()
         self._pulls.clear()
         self._wanted.clear()

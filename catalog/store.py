@@ -12,8 +12,11 @@ mirrors their values.
 Durability: WAL with `synchronous=NORMAL`. A committed call survives
 `kill -9` of the agent (the commit is in the WAL file before the call
 returns); a power cut may lose the last few commits but never corrupts the
-file. Losing a few is safe because the record version is floored at the
-wall clock (`model.next_version`) and the HLC follows the wall clock too.
+file. Writes that a client gets an acknowledgement for and that exist
+nowhere else yet (an intention written here) pass `durable=True`: that
+commit is fsynced (`synchronous=FULL`) before the call returns. Losing a
+few others is safe because the record version is floored at the wall clock
+(`model.next_version`) and the HLC follows the wall clock too.
 
 Threading and cost: calls are synchronous and serialized by a lock, so the
 agent may call them from a worker thread or briefly on the event loop. Each
@@ -198,13 +201,19 @@ class CatalogStore(LocalTables):
                 entries[key] = entry
         return lww.LwwMap(entries)
 
-    def save_lww(self, entries: Iterable[tuple[str, lww.Entry]], map_name: str = "") -> None:
-        """Store entries as given (the caller merged them); one transaction."""
+    def save_lww(
+        self, entries: Iterable[tuple[str, lww.Entry]], map_name: str = "", *, durable: bool = False
+    ) -> None:
+        """Store entries as given (the caller merged them); one transaction.
+
+        `durable`: fsync before returning (one fsync, milliseconds), for a
+        write this agent acknowledges to a client; see `_tx`.
+        """
         rows = [
             (map_name, k, e.stamp.wall_ms, int(e.deleted), dumps_json(lww.entry_to_wire(k, e)))
             for k, e in entries
         ]
-        with self._tx() as conn:
+        with self._tx(durable=durable) as conn:
             conn.executemany(
                 "INSERT INTO lww(map, key, wall_ms, deleted, wire) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(map, key) DO UPDATE SET wall_ms = excluded.wall_ms, "

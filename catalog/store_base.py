@@ -73,17 +73,22 @@ class StoreBase:
         self.close()
 
     @contextlib.contextmanager
-    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, write: bool = True, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction under the lock; rolled back on any error, sqlite errors wrapped.
 
         Writes take the lock at BEGIN (IMMEDIATE) so a busy file fails before
         any work is done; reads run in one snapshot so multi-table reads agree.
+        `durable` commits with `synchronous=FULL` (the WAL is fsynced before
+        COMMIT returns), for writes acknowledged to a client that must survive
+        a power cut too, not only `kill -9`; the connection goes back to NORMAL.
         """
         with self._lock:
             conn = self._conn
             if conn is None:
                 raise StoreError(self.path, "store is closed")
             try:
+                if durable:
+                    conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 yield conn
                 conn.execute("COMMIT")
@@ -94,6 +99,10 @@ class StoreBase:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(self.path, str(exc)) from None
                 raise
+            finally:
+                if durable:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("PRAGMA synchronous=NORMAL")
 
     def _json_obj(self, text: str, where: str) -> JsonObject:
         """Local registrations are this agent's own input: unreadable JSON is corruption."""

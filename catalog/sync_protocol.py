@@ -17,6 +17,11 @@ wanted names this agent knows were removed (an external node deregistered
 through the catalog API has no serf leave to announce it), so a removal
 spreads like a record does.
 
+`digest`, `delta`, `push` and `ok` may also carry an `"lww"` field: the
+last-writer-wins maps (intentions) synced in the same round, see
+`lww_sync.py`. It is optional both ways: a message without it is answered
+as before, and an agent that does not know it ignores it.
+
 A peer relays records of other nodes as freely as its own, so the owner is
 not hit by N pulls and updates that one path missed arrive by another.
 Frames are a 4-byte big-endian length then one msgpack map; a frame over

@@ -1,0 +1,286 @@
+"""The intentions every agent holds: a replicated last-writer-wins map, kept in SQLite.
+
+Any agent may write any intention (DESIGN.md §4): each write is an entry of
+the `intentions` LWW map keyed by its pair (agent/intention_entries.py),
+stamped by this agent's hybrid logical clock, so two agents writing the
+same pair at once pick the same winner everywhere. A delete is a tombstone,
+collected after `TOMBSTONE_GRACE_MS` (72 h, serf's reconnect timeout).
+
+Rules this class keeps:
+- A write returns only once it is committed and fsynced to this agent's
+  SQLite file (`save_lww(durable=True)`): what a client was told is
+  written survives `kill -9` and a power cut. That is one fsync on the
+  event loop per write, a few milliseconds; intention writes are rare.
+- Every change, written here or learned from a peer, gets the next index of
+  the agent's single index table (LiveCatalog's, through `notify`), which
+  wakes blocking queries on `/v1/connect/intentions*` and sets CreateIndex
+  and ModifyIndex; then `current` (an IntentionSet) is rebuilt for
+  decisions, before any woken query runs. Only changed entries are decoded.
+- An intention keeps its `ID` and `CreatedAt` across updates of its pair;
+  a new pair gets a new UUID. `UpdatedAt` is the write's HLC wall time.
+- News is announced (`announce`) so the replicator can hand it to a few
+  peers at once, whether it was written here or just arrived from a peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+
+from gossamer.agent.hlc_clock import HlcClock
+from gossamer.agent.intention_entries import (
+    MAP_NAME,
+    decode,
+    pair_key,
+    rfc3339,
+    split_key,
+    to_value,
+)
+from gossamer.catalog import lww
+from gossamer.catalog.hlc import Timestamp
+from gossamer.catalog.lww_sync import TOMBSTONE_GRACE_MS, Entries, Snapshot, expired
+from gossamer.catalog.store import CatalogStore, StoreError
+from gossamer.intentions.decide import Decision, HttpRequest, IntentionSet, decide
+from gossamer.intentions.model import ALLOW, Intention
+from gossamer.intentions.validate import IntentionError, validate
+
+log = logging.getLogger("gossamer.intentions")
+
+INTENTIONS = "intentions"  # the blocking-query index key of every intention route
+GC_INTERVAL_S = 600.0
+
+
+class DuplicateIntention(Exception):
+    """The pair already has an intention (a legacy create, or an update that moves a pair)."""
+
+    def __init__(self, existing: Intention) -> None:
+        super().__init__(f"duplicate intention found: {existing.summary()}")
+        self.existing = existing
+
+
+class IntentionNotFound(LookupError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"Intention not found: {what}")
+
+
+class IntentionStore:
+    def __init__(
+        self,
+        store: CatalogStore,
+        *,
+        node: str,
+        wall_ms: Callable[[], int],
+        notify: Callable[[set[str]], int],
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        """Load the stored map (collecting expired tombstones) and resume the clock past it."""
+        self._store = store
+        self._wall_ms = wall_ms
+        self._notify = notify
+        self._new_id = new_id
+        self._map = store.lww_entries(MAP_NAME)
+        self._snapshot: Snapshot | None = None
+        self.collect()
+        stamps = [e.stamp for e in self._map.entries.values()]
+        self._clock = HlcClock(store, node, wall_ms=wall_ms, seen=stamps)
+        self._decoded: dict[str, Intention] = {}
+        self._by_id: dict[str, str] = {}
+        self.current = IntentionSet(())
+        self.announce: Callable[[Entries], None] | None = None
+        self._refresh(list(self._map.entries))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, source: str, destination: str) -> Intention | None:
+        return self._decoded.get(pair_key(source, destination))
+
+    def by_id(self, intention_id: str) -> Intention | None:
+        key = self._by_id.get(intention_id)
+        return None if key is None else self._decoded.get(key)
+
+    def decide(
+        self,
+        source: str,
+        destination: str,
+        *,
+        request: HttpRequest | None = None,
+        default_allow: bool,
+    ) -> Decision:
+        return decide(
+            self.current, source, destination, request=request, default_allow=default_allow
+        )
+
+    # -- writing (each returns after the fsync) --------------------------------------------
+
+    def upsert(self, ixn: Intention) -> Intention:
+        """Create or replace the intention of `ixn`'s pair (`/exact`); keeps its ID."""
+        key = self._key(ixn.source, ixn.destination)
+        return self._put(key, ixn, self._decoded.get(key))
+
+    def create(self, ixn: Intention) -> Intention:
+        """A new intention (legacy POST); DuplicateIntention if its pair has one."""
+        key = self._key(ixn.source, ixn.destination)
+        if (existing := self._decoded.get(key)) is not None:
+            raise DuplicateIntention(existing)
+        return self._put(key, ixn, None)
+
+    def update(self, intention_id: str, ixn: Intention) -> Intention:
+        """Replace the intention with this ID (legacy PUT); it may move to a free pair."""
+        old_key = self._by_id.get(intention_id)
+        if old_key is None:
+            raise IntentionNotFound(intention_id)
+        old = self._decoded[old_key]
+        key = self._key(ixn.source, ixn.destination)
+        if key == old_key:
+            return self._put(key, ixn, old)
+        if (existing := self._decoded.get(key)) is not None:
+            raise DuplicateIntention(existing)
+        return self._put(key, ixn, old, moved_from=old_key)
+
+    def delete(self, source: str, destination: str) -> Intention | None:
+        """Delete the pair's intention; returns what was there.
+
+        A tombstone is written even when nothing is held here: an intention
+        created elsewhere a moment ago and not yet arrived is deleted too.
+        """
+        key = self._key(source, destination)
+        held = self._map.entries.get(key)
+        if held is not None and held.deleted:
+            return None
+        current = self._decoded.get(key)
+        stamp = self._clock.tick(after=held.stamp if held else None)
+        self._commit([(key, lww.Entry(stamp, None, deleted=True))])
+        return current
+
+    def delete_id(self, intention_id: str) -> Intention:
+        found = self.by_id(intention_id)
+        if found is None:
+            raise IntentionNotFound(intention_id)
+        self.delete(found.source, found.destination)
+        return found
+
+    def _key(self, source: str, destination: str) -> str:
+        """The map key of a pair; IntentionError naming a bad name."""
+        probe = Intention(source, destination, action=ALLOW)
+        problems = [p for p in validate(probe) if p.field in ("SourceName", "DestinationName")]
+        if problems:
+            raise IntentionError(problems)
+        return pair_key(source, destination)
+
+    def _put(
+        self, key: str, ixn: Intention, keep: Intention | None, moved_from: str = ""
+    ) -> Intention:
+        stamps = [e.stamp for k in (key, moved_from) if (e := self._map.entries.get(k))]
+        stamp = self._clock.tick(after=max(stamps, default=None))
+        now = rfc3339(stamp.wall_ms)
+        stored = replace(
+            ixn,
+            id=keep.id if keep is not None and keep.id else self._new_id(),
+            created_at=keep.created_at if keep is not None and keep.created_at else now,
+            updated_at=now,
+            create_index=0,
+            modify_index=0,
+        )
+        writes: Entries = [(key, lww.Entry(stamp, to_value(stored)))]
+        if moved_from:
+            writes.insert(0, (moved_from, lww.Entry(stamp, None, deleted=True)))
+        self._commit(writes)
+        return self._decoded[key]
+
+    def _commit(self, writes: Entries) -> None:
+        self._store.save_lww(writes, MAP_NAME, durable=True)
+        self._map, changed = lww.merge_entries(self._map, writes)
+        self._refresh(changed)
+        if self.announce is not None:
+            self.announce(writes)
+
+    # -- replication (catalog.lww_sync's Replica side) -------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = Snapshot.of(self._map)
+        return self._snapshot
+
+    def absorb(self, entries: Entries) -> list[str]:
+        """Merge entries from a peer; returns the keys that changed here.
+
+        Tombstones past their grace are not taken back (we may have just
+        collected them), and keys that are no pair are refused: they would
+        govern nothing and replicate forever.
+        """
+        now = self._wall_ms()
+        fresh: Entries = []
+        for key, entry in entries:
+            if expired(entry, now, TOMBSTONE_GRACE_MS):
+                continue
+            if split_key(key) is None:
+                log.warning("refusing a replicated intention with key %r", key[:100])
+                continue
+            fresh.append((key, entry))
+        merged, changed = lww.merge_entries(self._map, fresh)
+        if not changed:
+            return []
+        news = [(k, merged.entries[k]) for k in changed]
+        self._store.save_lww(news, MAP_NAME)
+        for _, entry in news:
+            self._clock.observe(entry.stamp)
+        self._map = merged
+        self._refresh(changed)
+        if self.announce is not None:
+            self.announce(news)
+        return changed
+
+    # -- tombstones ------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Forget tombstones past their grace; returns how many."""
+        before = self._map
+        after = lww.gc(before, self._wall_ms(), TOMBSTONE_GRACE_MS)
+        gone = [k for k in before.entries if k not in after.entries]
+        if gone:
+            self._store.delete_lww(gone, MAP_NAME)
+            self._map = after
+            self._snapshot = None
+        return len(gone)
+
+    async def collect_forever(self, interval: float = GC_INTERVAL_S) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.collect()
+            except StoreError as exc:
+                log.warning("collecting intention tombstones failed: %s", exc)
+
+    # -- derived state ---------------------------------------------------------------------
+
+    def _refresh(self, changed: list[str]) -> None:
+        """Re-decode the changed keys, give them the next index, rebuild `current`."""
+        self._snapshot = None
+        if not changed:
+            return
+        index = self._notify({INTENTIONS})
+        for key in changed:
+            old = self._decoded.pop(key, None)
+            if old is not None and self._by_id.get(old.id) == key:
+                del self._by_id[old.id]
+            entry = self._map.entries.get(key)
+            if entry is None or entry.deleted:
+                continue
+            ixn, problem = decode(key, entry)
+            if problem:
+                log.warning("intention %s: %s", key, problem)
+            if ixn is None:
+                continue
+            same = old is not None and old.id == ixn.id
+            created = old.create_index if same and old is not None else index
+            self._decoded[key] = replace(ixn, create_index=created, modify_index=index)
+            if ixn.id:
+                self._by_id[ixn.id] = key
+        self.current = IntentionSet(self._decoded.values())
+
+    @property
+    def clock_last(self) -> Timestamp:
+        return self._clock.last
