@@ -262,6 +262,12 @@ class IntentionStore:
         if not changed:
             return
         index = self._notify({INTENTIONS})
+        # An intention keeps its CreateIndex while its ID lives, even when it moved pairs.
+        created_at_index = {
+            ixn.id: ixn.create_index
+            for key in changed
+            if (ixn := self._decoded.get(key)) is not None and ixn.id
+        }
         for key in changed:
             old = self._decoded.pop(key, None)
             if old is not None and self._by_id.get(old.id) == key:
@@ -274,8 +280,7 @@ class IntentionStore:
                 log.warning("intention %s: %s", key, problem)
             if ixn is None:
                 continue
-            same = old is not None and old.id == ixn.id
-            created = old.create_index if same and old is not None else index
+            created = created_at_index.get(ixn.id, index) if ixn.id else index
             self._decoded[key] = replace(ixn, create_index=created, modify_index=index)
             if ixn.id:
                 self._by_id[ixn.id] = key

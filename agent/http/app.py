@@ -21,6 +21,9 @@ from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
 from gossamer.agent.http.errors import HttpError
 from gossamer.agent.http.health_routes import add_health_routes
+from gossamer.agent.http.intention_access import INTENTIONS_KEY, IntentionsAccess
+from gossamer.agent.http.intention_check_routes import add_intention_check_routes
+from gossamer.agent.http.intention_routes import add_intention_id_routes, add_intention_routes
 from gossamer.agent.http.keyring_routes import add_keyring_routes
 from gossamer.agent.http.local_routes import add_local_routes
 from gossamer.agent.http.status_routes import add_status_routes
@@ -51,13 +54,18 @@ async def index(request: web.Request) -> web.Response:
 
 
 def make_app(
-    agent: AgentApi, catalog: LiveCatalog, external_nodes: ExternalNodes | None = None
+    agent: AgentApi,
+    catalog: LiveCatalog,
+    external_nodes: ExternalNodes | None = None,
+    intentions: IntentionsAccess | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[AGENT_KEY] = agent
     app[CATALOG_KEY] = catalog
     if external_nodes is not None:
         app[EXTERNAL_NODES_KEY] = external_nodes
+    if intentions is not None:
+        app[INTENTIONS_KEY] = intentions
     app.router.add_get("/", index)
     add_agent_routes(app.router)
     add_status_routes(app.router)
@@ -66,4 +74,7 @@ def make_app(
     add_catalog_routes(app.router)
     add_catalog_write_routes(app.router)
     add_health_routes(app.router)
+    add_intention_routes(app.router)
+    add_intention_check_routes(app.router)
+    add_intention_id_routes(app.router)  # last: /{id} would shadow /exact, /check, /match
     return app

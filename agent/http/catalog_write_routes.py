@@ -14,15 +14,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from gossamer.agent.external_nodes import ExternalNodes
-from gossamer.agent.http.errors import BadRequest, HttpError, NotFound, ServerError
+from gossamer.agent.http.errors import BadRequest, Conflict, HttpError, NotFound, ServerError
 from gossamer.agent.http.render import json_response, read_json
 from gossamer.catalog.registration import RegistrationError
 
 EXTERNAL_NODES_KEY: web.AppKey[ExternalNodes] = web.AppKey("external_nodes", ExternalNodes)
-
-
-class Conflict(HttpError):
-    status = 409
 
 
 def _external_of(request: web.Request) -> ExternalNodes:

@@ -24,5 +24,12 @@ class NotFound(HttpError):
     status = 404
 
 
+class Conflict(HttpError):
+    """The request is fine but collides with what is stored (a name another agent owns, a pair
+    that already has an intention)."""
+
+    status = 409
+
+
 class ServerError(HttpError):
     status = 500
