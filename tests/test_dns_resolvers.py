@@ -278,6 +278,53 @@ def test_unbound_stub_zone_with_qname_minimisation(pair: Pair, unbound: Unbound)
     assert ask(unbound, "nosuch.service.consul", tool="kdig").status == "NXDOMAIN"
 
 
+# -- answers bigger than a datagram ----------------------------------------------------
+
+
+BIG = 40  # SRV answer with its additional A records: ~2.8 KB, over any resolver's 1232
+
+
+@pytest.fixture(scope="module")
+def big(pair: Pair) -> list[Instance]:
+    """40 instances of `big` on node1 (no checks, so passing)."""
+    net = pair.cluster.net
+    instances = [Instance(f"big-{i}", "big", f"{net}.{100 + i}", 10000 + i) for i in range(BIG)]
+    for inst in instances:
+        pair.first.put(
+            "/v1/agent/service/register",
+            {"ID": inst.id, "Name": inst.name, "Address": inst.address, "Port": inst.port},
+        )
+    eventually(lambda: len(passing(pair.first, "big")) == BIG, DEADLINE, what=f"{BIG} big")
+    return instances
+
+
+@pytest.mark.parametrize(
+    ("resolver", "tool"), [("dnsmasq", "dig"), ("unbound", "kdig")], ids=["dnsmasq", "unbound"]
+)
+def test_large_answers_get_through_resolvers_over_tcp(
+    big: list[Instance], resolver: str, tool: str, request: pytest.FixtureRequest
+) -> None:
+    """Over UDP the agent sets TC (Consul cuts silently); the resolver retries over TCP.
+
+    dnsmasq passes TC on and forwards the client's TCP retry over TCP; unbound
+    asks the agent again over TCP itself. Either way every instance arrives.
+    """
+    reason = missing_reason(resolver, tool)
+    if reason:
+        pytest.skip(reason)
+    server: ChildServer = request.getfixturevalue(resolver)
+    want = sorted(i.address for i in big)
+
+    def all_there() -> bool:
+        reply = ask(server, "big.service.consul", "A", tool)
+        assert reply.rdata("A") == want, f"{len(reply.rdata('A'))} of {BIG} A records"
+        return True
+
+    eventually(all_there, DEADLINE, what=f"{BIG} A records through {resolver}")
+    srv = ask(server, "_big._tcp.service.consul", "SRV", tool).rdata("SRV")
+    assert sorted(int(rd.split()[2]) for rd in srv) == sorted(i.port for i in big)
+
+
 # -- HAProxy ----------------------------------------------------------------------------
 
 
