@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cluster import AgentProc, pid_alive
+from tests.harness.cluster import AgentProc, http_json, pid_alive
 from tests.harness.netns import Hosts, cleanup_leftovers, netns_available
 from tests.harness.poll import eventually
 
@@ -212,3 +212,40 @@ def test_a_host_cut_off_during_changes_catches_up_once_back(healthy: Net) -> Non
     )
     for agent, sid in ((h1, "missed-1"), (h2, "missed-2")):
         agent.put(f"/v1/agent/service/deregister/{sid}")
+
+
+def intention_on(agent: AgentProc, source: str, destination: str) -> str | None:
+    """The action of the agent's intention for the pair, None when it holds none."""
+    for ixn in agent.get("/v1/connect/intentions"):
+        if (ixn["SourceName"], ixn["DestinationName"]) == (source, destination):
+            return str(ixn["Action"])
+    return None
+
+
+def test_a_host_cut_off_misses_intention_writes_and_converges_once_back(healthy: Net) -> None:
+    h1, h2, h3 = healthy.agents
+    exact = "/v1/connect/intentions/exact?source={}&destination=cutoff"
+    healthy.hosts.cut(3)  # short: back before serf would even call h3 failed
+    h1.put(exact.format("web"), {"Action": "deny"})
+    h2.put(exact.format("api"), {"Action": "allow"})
+    eventually(lambda: intention_on(h2, "web", "cutoff") == "deny", 5, what="web on h2")
+    eventually(lambda: intention_on(h1, "api", "cutoff") == "allow", 5, what="api on h1")
+    url = f"{h3.http}/v1/connect/intentions/match?by=destination&name=cutoff"
+    inside = healthy.hosts.run(
+        3,
+        sys.executable,
+        "-c",
+        f"import urllib.request; print(urllib.request.urlopen({url!r}).read())",
+    )
+    assert inside.returncode == 0 and inside.stdout.strip() == "b'{\"cutoff\":[]}'", inside
+    healthy.hosts.restore(3)
+    eventually(
+        lambda: (
+            (intention_on(h3, "web", "cutoff"), intention_on(h3, "api", "cutoff"))
+            == ("deny", "allow")
+        ),
+        HEAL_DEADLINE,
+        what="h3 to catch up with the intentions it missed",
+    )
+    for source in ("web", "api"):
+        http_json(h1.http + exact.format(source), "DELETE")

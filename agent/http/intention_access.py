@@ -39,10 +39,12 @@ INTENTIONS_KEY: web.AppKey[IntentionsAccess] = web.AppKey("intentions", Intentio
 
 
 def default_allow(config: AgentConfig) -> bool:
-    """`intentions.default_policy`: allow in --dev, deny otherwise, unless configured."""
-    section = getattr(config, "intentions", None)
-    policy = getattr(section, "default_policy", None) or ("allow" if config.dev else "deny")
-    return bool(policy == "allow")
+    """`intentions.default_policy`: allow in --dev, deny otherwise, unless configured.
+
+    Loading always resolves it; the fallback only covers a config built in code.
+    """
+    policy = config.intentions.default_policy or ("allow" if config.dev else "deny")
+    return policy == "allow"
 
 
 def intentions_of(request: web.Request) -> IntentionsAccess:
