@@ -45,7 +45,7 @@ from gossamer.catalog.lww_sync import TOMBSTONE_GRACE_MS, Entries, Snapshot, exp
 from gossamer.catalog.store import CatalogStore, StoreError
 from gossamer.intentions.decide import Decision, HttpRequest, IntentionSet, decide
 from gossamer.intentions.model import ALLOW, Intention
-from gossamer.intentions.validate import IntentionError, validate
+from gossamer.intentions.validate import IntentionError, check, validate
 
 log = logging.getLogger("gossamer.intentions")
 
@@ -184,6 +184,7 @@ class IntentionStore:
             create_index=0,
             modify_index=0,
         )
+        check(stored)  # the HTTP edge validated already; a rule we cannot evaluate never lands
         writes: Entries = [(key, lww.Entry(stamp, to_value(stored)))]
         if moved_from:
             writes.insert(0, (moved_from, lww.Entry(stamp, None, deleted=True)))
@@ -209,7 +210,8 @@ class IntentionStore:
 
         Tombstones past their grace are not taken back (we may have just
         collected them), and keys that are no pair are refused: they would
-        govern nothing and replicate forever.
+        govern nothing and replicate forever. What cannot be stored is not
+        applied either, so memory never holds more than the file.
         """
         now = self._wall_ms()
         fresh: Entries = []
@@ -224,7 +226,11 @@ class IntentionStore:
         if not changed:
             return []
         news = [(k, merged.entries[k]) for k in changed]
-        self._store.save_lww(news, MAP_NAME)
+        try:
+            self._store.save_lww(news, MAP_NAME)
+        except StoreError as exc:  # not applied: a later round brings it again
+            log.warning("could not store %d replicated intention(s): %s", len(news), exc)
+            return []
         for _, entry in news:
             self._clock.observe(entry.stamp)
         self._map = merged

@@ -453,3 +453,12 @@ def test_any_writes_then_any_sync_order_converge(
     assert len({frozenset(n.pairs().items()) for n in nodes.values()}) == 1
     for n in nodes.values():
         n.db.close()
+
+
+def test_entries_that_cannot_be_stored_are_not_applied(node: Callable[..., Node]) -> None:
+    a = node()
+    a.db.close()  # every write now fails with StoreError
+    t = Timestamp(a.clock.ms, 0, "peer")
+    value = {"SourceName": "web", "DestinationName": "db", "Action": "allow"}
+    assert a.store.absorb([("web => db", lww.Entry(t, value))]) == []
+    assert a.pairs() == {} and a.news == []
