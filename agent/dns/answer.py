@@ -36,6 +36,7 @@ from gossamer.agent.dns.zone import Endpoint, NodeEntry, Zone
 
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 3600, 600, 86400  # Consul's defaults
 MAX_NS = 3
+OUR_PAYLOAD = 4096  # the EDNS UDP size we advertise (prepared answers send the same)
 HEADER_SIZE = 12
 A, AAAA, ANY = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY
 SRV, TXT, PTR, CNAME = dns.rdatatype.SRV, dns.rdatatype.TXT, dns.rdatatype.PTR, dns.rdatatype.CNAME
@@ -88,7 +89,8 @@ def answer(query: dns.message.Message, ctx: Context) -> dns.message.Message | Fo
     """The response; None for a message that is itself a response (dropped: no loops)."""
     if query.flags & dns.flags.QR:
         return None
-    response = dns.message.make_response(query)
+    response = dns.message.make_response(query, our_payload=OUR_PAYLOAD)
+    response.flags |= query.flags & dns.flags.CD  # RFC 4035 3.2.2 (the prepared path copies it too)
     response.flags &= ~dns.flags.RA
     if ctx.settings.recursion:
         response.flags |= dns.flags.RA
@@ -374,14 +376,16 @@ def to_wire(response: dns.message.Message, max_size: int, *, truncate: bool = Tr
     The additional section goes first (it only saves lookups), then answer
     records; TC is set when an answer record was cut (unless `truncate` is
     off, which is Consul's silent cut) so the client retries over TCP.
+    Records keep the order answer() gave them (dnspython's own shuffle is
+    off, or nearest-first would be lost on the wire).
     """
     try:
-        return response.to_wire(max_size=max_size)
+        return response.to_wire(max_size=max_size, want_shuffle=False)
     except dns.exception.TooBig:
         pass
     response.additional.clear()
     try:
-        return response.to_wire(max_size=max_size)
+        return response.to_wire(max_size=max_size, want_shuffle=False)
     except dns.exception.TooBig:
         pass
     answers = list(response.answer)
@@ -392,14 +396,14 @@ def to_wire(response: dns.message.Message, max_size: int, *, truncate: bool = Tr
         middle = (low + high) // 2
         response.answer = _first_records(answers, middle)
         try:
-            best = response.to_wire(max_size=max_size)
+            best = response.to_wire(max_size=max_size, want_shuffle=False)
             low = middle + 1
         except dns.exception.TooBig:
             high = middle - 1
     if not best:
         response.answer = []
         response.authority.clear()
-        best = response.to_wire(max_size=max_size)
+        best = response.to_wire(max_size=max_size, want_shuffle=False)
     if truncate:
         best = best[:2] + bytes([best[2] | 0x02]) + best[3:]  # TC
     return best

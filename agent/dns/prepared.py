@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import dns.exception
 import dns.message
 import dns.rcode
 
 from gossamer.agent.dns.answer import (
     FORWARD,
+    OUR_PAYLOAD,
     Context,
     Forward,
     answer,
@@ -36,7 +38,6 @@ from gossamer.agent.dns.zone import Zone
 
 VARIANTS = 8
 MAX_ENTRIES = 20_000  # a flood of random names must not grow memory without bound
-OUR_PAYLOAD = 4096
 OPT_RR = b"\x00\x00\x29" + OUR_PAYLOAD.to_bytes(2, "big") + b"\x00" * 6  # root, OPT, no options
 NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD=1, AN=NS=AR=0
 WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD=1, AR=1
@@ -48,6 +49,7 @@ CACHEABLE = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
 class _Entry:
     counts: bytes  # QD AN NS AR
     counts_opt: bytes  # the same with AR + 1
+    flags1: int  # first flags byte without RD: QR and AA (not AA for a reverse name we do not own)
     flags2: int  # second flags byte: RA and the rcode
     want: int  # how many shuffles to collect
     bodies: list[bytes] = field(default_factory=list)
@@ -94,7 +96,7 @@ class Responder:
         with_opt = client_size > 0
         if qend + len(body) + (11 if with_opt else 0) > (limit if limit > 0 else 512):
             return self._complete(data, tcp)  # needs cutting (and TC)
-        flags = bytes((0x84 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
+        flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
         if with_opt:
             return data[:2] + flags + entry.counts_opt + data[12:qend] + body + OPT_RR
         return data[:2] + flags + entry.counts + data[12:qend] + body
@@ -111,7 +113,10 @@ class Responder:
         response = answer(query, self._tcp_ctx if tcp else self._udp_ctx)
         if response is None or isinstance(response, Forward) or response.rcode() not in CACHEABLE:
             return None
-        wire = response.to_wire(max_size=TCP_LIMIT)
+        try:
+            wire = response.to_wire(max_size=TCP_LIMIT, want_shuffle=False)
+        except dns.exception.TooBig:  # over 64 KB even for TCP: the complete path cuts it
+            return None
         if wire[12 : 12 + len(key)] != key:
             return None  # the bytes did not read back as the same question (a pointer?)
         body = wire[12 + len(key) :]
@@ -122,6 +127,7 @@ class Responder:
             entry = _Entry(
                 counts=counts,
                 counts_opt=counts[:6] + (arcount + 1).to_bytes(2, "big"),
+                flags1=wire[2] & 0xFE,
                 flags2=wire[3] & 0x8F,
                 want=VARIANTS if multi else 1,
             )

@@ -107,6 +107,8 @@ _RANK = {None: 0, "passing": 1, "warning": 2, "critical": 3}
 
 def _worst(a: str | None, b: str | None) -> str:
     worst = a if _RANK.get(a, 3) >= _RANK.get(b, 3) else b
+    if worst is not None and worst not in _RANK:
+        return "critical"  # "maintenance" (or unknown) ranks as critical: it must not mask one
     return worst or "passing"
 
 
