@@ -303,6 +303,9 @@ def test_apply_plans_then_applies_the_difference(fresh: AgentProc, tmp_path: Pat
     assert "0 to create, 0 to update, 0 to delete, 3 unchanged" in again
     assert "Nothing to do." in again
     assert listed(a) == held  # not even rewritten: same UpdatedAt and ModifyIndex
+    exported = tmp_path / "exported.json"
+    exported.write_text(run(a, "list", "--json"))
+    assert "3 unchanged" in run(a, "apply", str(exported))  # what list --json prints applies
 
     policy.write_text(POLICY.replace("Action: deny", "Action: allow"))
     changed = run(a, "apply", str(policy))

@@ -22,18 +22,12 @@ from urllib.parse import urlencode
 from rich.console import Console
 from rich.text import Text
 
-from gossamer.agent.cli_commands.client import AgentClient, ApiError
-from gossamer.agent.cli_commands.intention_files import (
-    PolicyError,
-    load_policy,
-    pair_text,
-    print_policy_error,
-)
+from gossamer.agent.cli_commands.client import AgentClient, AgentUnreachable, ApiError
+from gossamer.agent.cli_commands.intention_files import load_policy, pair_text
 from gossamer.intentions.codec import intention_from_json, intention_to_json
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError
 
-EXIT_INPUT = 2
 ACTION_STYLES = {"allow": "green", "deny": "red"}
 _WRITE_FIELDS = ("Description", "Action", "Permissions", "Meta")
 
@@ -168,11 +162,7 @@ def render_plan(result: Plan, console: Console) -> None:
 
 
 def apply(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
-    try:
-        wanted = [loc.intention for loc in load_policy(args.file)]
-    except PolicyError as exc:
-        print_policy_error(exc)
-        return EXIT_INPUT
+    wanted = [loc.intention for loc in load_policy(args.file)]  # PolicyError: exit 2, listed
     result = plan(wanted, current_intentions(client), prune=args.prune)
     render_plan(result, console)
     if not result.steps:
@@ -188,7 +178,7 @@ def apply(args: argparse.Namespace, client: AgentClient, console: Console) -> in
                 client.request("DELETE", exact_path(*ixn.pair))
             else:
                 client.put(exact_path(*ixn.pair), write_body(ixn))
-        except ApiError as exc:
+        except (ApiError, AgentUnreachable) as exc:
             symbol = {"create": "+", "update": "~", "delete": "-"}[step.op]
             print(
                 f"Error: {symbol} {pair_text(*ixn.pair)}: {exc}; "

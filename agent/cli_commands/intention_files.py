@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from gossamer.agent.cli_commands.client import UsageError
@@ -52,14 +53,18 @@ def load_policy(path: str) -> list[Located]:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: is not UTF-8 text") from None
-    # YAML dates and timestamps are read as the text they were written as.
-    document = json.loads(json.dumps(parse_yaml_or_json(path, text), default=str))
+    # YAML reads an unquoted timestamp as a datetime: back to RFC 3339 text.
+    document = json.loads(json.dumps(parse_yaml_or_json(path, text), default=_as_text))
     if document is None:
         raise UsageError(f"{path}: is empty; expected intentions or service-intentions entries")
     located, problems = read_policy(document)
     if problems:
         raise PolicyError([f"{path}: {p}" for p in problems])
     return located
+
+
+def _as_text(value: object) -> str:
+    return value.isoformat() if isinstance(value, date | datetime) else str(value)
 
 
 def read_policy(document: object) -> tuple[list[Located], list[str]]:

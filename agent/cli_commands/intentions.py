@@ -22,7 +22,6 @@ from rich.text import Text
 
 from gossamer.agent.cli_commands.client import AgentClient, AgentUnreachable, ApiError, UsageError
 from gossamer.agent.cli_commands.intention_apply import (
-    EXIT_INPUT,
     action_text,
     apply,
     current_intentions,
@@ -46,6 +45,7 @@ from gossamer.agent.cli_commands.services import VerbParsers, parse_meta
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import validate
 
+EXIT_INPUT = 2
 Command = Callable[[argparse.Namespace, AgentClient, Console], int]
 
 
