@@ -139,6 +139,8 @@ CASES = [
          answer=("0 SRV 1 1 443 api.example.com.",)),
     Case("hostname address: A is a CNAME", "api.service.consul.", "A",
          answer=("0 CNAME api.example.com.",)),
+    Case("hostname address: AAAA is the same CNAME", "api.service.consul.", "AAAA",
+         answer=("0 CNAME api.example.com.",)),
     nx("node check critical: only instance gone", "lonely.service.consul."),
     nx("failed node: only instance gone", "ghost.service.consul."),
     nx("failed node: SRV", "ghost.service.consul.", "SRV"),

@@ -24,7 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gossamer.agent.dns import prepared
-from gossamer.agent.dns.answer import FORWARD, Context, Forward, handle, to_wire, udp_limit
+from gossamer.agent.dns.answer import (
+    FORWARD,
+    MAX_ANSWER_RECORDS,
+    Context,
+    Forward,
+    handle,
+    to_wire,
+    udp_limit,
+)
 from gossamer.agent.dns.prepared import VARIANTS, Responder
 from gossamer.agent.dns.settings import DnsSettings
 from gossamer.agent.dns.zone import Zone, build_zone
@@ -313,25 +321,48 @@ def test_udp_answer_limit(rdtype: str) -> None:
         assert count(dns.message.from_wire(wire)) == 40
 
 
-def test_answers_over_64k_are_cut_not_raised() -> None:
-    # 1,200 SRV records with glue exceed 64 KB: the prepared path must fall back to
-    # the complete path (which cuts), not raise TooBig for every query. Over TCP
-    # the glue goes and every SRV record stays; over UDP records go and TC is set.
+def test_huge_services_are_capped_and_cut_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,200 instances: an answer lists a random MAX_ANSWER_RECORDS of them (500 SRV
+    # records with glue fit 64 KB of TCP); over UDP records are cut and TC is set. A cut
+    # answer is kept like any other, so repeating the query costs no new cut.
     nodes = [node(f"h{i:04}", f"10.{i // 250}.{i % 250}.1", svc(f"h{i}", "huge", 1000 + i))
              for i in range(1200)]  # fmt: skip
     responder = Responder(Context(build_zone(catalog_state(nodes, ()), "dc1"), SETTINGS, SERIAL))
     udp_queries: list[dict[str, Any]] = [{}, {"edns": 0, "payload": 4096}]
+    cut: list[bytes] = []
     for kw in udp_queries:
-        wire = responder.respond(make_query("huge.service.consul.", "SRV", **kw).to_wire())
+        for _ in range(VARIANTS):
+            wire = responder.respond(make_query("huge.service.consul.", "SRV", **kw).to_wire())
+            assert isinstance(wire, bytes)
+            cut.append(wire)
         resp = message(wire)
-        assert isinstance(wire, bytes) and len(wire) <= udp_limit(resp)
-        assert resp.flags & dns.flags.TC and 0 < count(resp) < 1200
+        assert len(wire) <= udp_limit(resp)
+        assert resp.flags & dns.flags.TC and 0 < count(resp) < MAX_ANSWER_RECORDS
+    calls: list[object] = []
+    monkeypatch.setattr(prepared, "answer", lambda *a: calls.append(a))
+    for kw in udp_queries:  # the cut answers are kept: no new answer() and no new cut
+        wire = responder.respond(make_query("huge.service.consul.", "SRV", **kw).to_wire())
+        assert isinstance(wire, bytes) and wire[2:] in {w[2:] for w in cut}
+    assert calls == []
+    monkeypatch.undo()
     wire = responder.respond(make_query("huge.service.consul.", "SRV").to_wire(), True)
     resp = message(wire)
     assert isinstance(wire, bytes) and len(wire) <= TCP_LIMIT
-    assert count(resp) == 1200 and not resp.additional and not resp.flags & dns.flags.TC
+    assert count(resp) == MAX_ANSWER_RECORDS and not resp.flags & dns.flags.TC
     a = message(responder.respond(make_query("huge.service.consul.", "A").to_wire(), True))
-    assert count(a) == 1200 and not a.flags & dns.flags.TC
+    assert count(a) == MAX_ANSWER_RECORDS and not a.flags & dns.flags.TC
+
+
+def test_refused_answers_are_kept_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of names outside the domain must not cost a DNS library parse each."""
+    responder = Responder(Context(build_zone(catalog_state(), "dc1"), SETTINGS, SERIAL))
+    outside = make_query("example.com.", "A").to_wire()
+    assert message(responder.respond(outside)).rcode() == dns.rcode.REFUSED
+    calls: list[object] = []
+    monkeypatch.setattr(prepared, "answer", lambda *a: calls.append(a))
+    again = message(responder.respond(make_query("Example.COM.", "A").to_wire()))
+    assert again.rcode() == dns.rcode.REFUSED and not again.flags & dns.flags.AA
+    assert calls == []
 
 
 # --- protocol edges through the responder -------------------------------------------------

@@ -36,6 +36,9 @@ from gossamer.agent.dns.zone import Endpoint, NodeEntry, Zone
 
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 3600, 600, 86400  # Consul's defaults
 MAX_NS = 3
+# A random (or nearest) 500 of a larger service: more would not fit 64 KB of
+# TCP with long node names, and cutting a bigger answer costs CPU per query.
+MAX_ANSWER_RECORDS = 500
 OUR_PAYLOAD = 4096  # the EDNS UDP size we advertise (prepared answers send the same)
 HEADER_SIZE = 12
 A, AAAA, ANY = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.ANY
@@ -240,7 +243,7 @@ def _endpoints(
 ) -> Records:
     if not endpoints:
         raise _NotFound
-    endpoints = _ordered(endpoints, ctx)
+    endpoints = _ordered(endpoints, ctx)[:MAX_ANSWER_RECORDS]
     ttl = ctx.settings.service_ttl_for(service)
     limit = ctx.settings.udp_answer_limit if ctx.udp else 0
     if rdtype == SRV:
@@ -253,10 +256,9 @@ def _endpoints(
         rrset = _address_rrset(qname, addresses, kind, ttl, limit)
         if rrset is not None:
             records.append(rrset)
-    if not records and rdtype in (A, ANY):
-        hostnames = [a for a in addresses if not _is_ip(a)]
-        if hostnames:  # a service registered by host name: point at it
-            records.append(dns.rrset.from_text(qname, ttl, "IN", "CNAME", _absolute(hostnames[0])))
+    if addresses and not any(_is_ip(a) for a in addresses):
+        # registered by host name only: point at it, whatever the address type asked
+        records.append(dns.rrset.from_text(qname, ttl, "IN", "CNAME", _absolute(addresses[0])))
     return records, []
 
 
@@ -389,17 +391,23 @@ def to_wire(response: dns.message.Message, max_size: int, *, truncate: bool = Tr
     except dns.exception.TooBig:
         pass
     answers = list(response.answer)
-    total = sum(len(rrset) for rrset in answers)
-    low, high = 0, total - 1  # the most records that fit lies in [low, high]
-    best = b""
-    while low <= high:
-        middle = (low + high) // 2
-        response.answer = _first_records(answers, middle)
-        try:
-            best = response.to_wire(max_size=max_size, want_shuffle=False)
-            low = middle + 1
-        except dns.exception.TooBig:
-            high = middle - 1
+    bad = sum(len(rrset) for rrset in answers)  # a count known not to fit
+    fits, best = 0, b""
+    count = 1
+    while count < bad:  # grow 1, 2, 4, ...: small answers (UDP) cost a few small renders
+        wire = _render_first(response, answers, count, max_size)
+        if wire is None:
+            bad = count
+            break
+        fits, best = count, wire
+        count *= 2
+    while bad - fits > 1:  # then halve the gap between what fits and what does not
+        middle = (fits + bad) // 2
+        wire = _render_first(response, answers, middle, max_size)
+        if wire is None:
+            bad = middle
+        else:
+            fits, best = middle, wire
     if not best:
         response.answer = []
         response.authority.clear()
@@ -407,6 +415,16 @@ def to_wire(response: dns.message.Message, max_size: int, *, truncate: bool = Tr
     if truncate:
         best = best[:2] + bytes([best[2] | 0x02]) + best[3:]  # TC
     return best
+
+
+def _render_first(
+    response: dns.message.Message, answers: list[dns.rrset.RRset], count: int, max_size: int
+) -> bytes | None:
+    response.answer = _first_records(answers, count)
+    try:
+        return response.to_wire(max_size=max_size, want_shuffle=False)
+    except dns.exception.TooBig:
+        return None
 
 
 def _first_records(rrsets: list[dns.rrset.RRset], count: int) -> list[dns.rrset.RRset]:

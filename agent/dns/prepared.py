@@ -42,7 +42,8 @@ OPT_RR = b"\x00\x00\x29" + OUR_PAYLOAD.to_bytes(2, "big") + b"\x00" * 6  # root,
 NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD=1, AN=NS=AR=0
 WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD=1, AR=1
 TCP_LIMIT = 65535
-CACHEABLE = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+CACHEABLE = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
+HEADER = b"\x00\x00\x01\x00"  # ID 0, RD: the canonical query answers are built from
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Responder:
         self._udp_ctx = replace(ctx, udp=True)
         self._tcp_ctx = replace(ctx, udp=False)
         self._caches: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
+        self._cuts: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
 
     @property
     def context(self) -> Context:
@@ -73,6 +75,7 @@ class Responder:
         self._udp_ctx = replace(self._udp_ctx, zone=zone, serial=serial)
         self._tcp_ctx = replace(self._tcp_ctx, zone=zone, serial=serial)
         self._caches = ({}, {})
+        self._cuts = ({}, {})
 
     def respond(self, data: bytes, tcp: bool = False) -> bytes | Forward | None:
         parsed = _question(data)
@@ -80,50 +83,70 @@ class Responder:
             return self._complete(data, tcp)
         qend, client_size = parsed
         key = data[12 : qend - 4].lower() + data[qend - 4 : qend]
-        cache = self._caches[tcp]
-        entry = cache.get(key)
+        entry = self._caches[tcp].get(key)
         if entry is None or len(entry.bodies) < entry.want:
-            entry = self._prepare(key, tcp, entry)
+            entry = self._prepare(self._caches[tcp], key, HEADER + NO_EDNS + key, tcp, None)
             if entry is None:
                 return self._complete(data, tcp)
-        bodies = entry.bodies
-        if len(bodies) > 1:
-            entry.turn = turn = (entry.turn + 1) % len(bodies)
-            body = bodies[turn]
-        else:
-            body = bodies[0]
-        limit = TCP_LIMIT if tcp else client_size
+        body = _next_body(entry)
+        limit = TCP_LIMIT if tcp else (client_size or 512)
         with_opt = client_size > 0
-        if qend + len(body) + (11 if with_opt else 0) > (limit if limit > 0 else 512):
-            return self._complete(data, tcp)  # needs cutting (and TC)
+        if qend + len(body) + (11 if with_opt else 0) <= limit:
+            flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
+            if with_opt:
+                return data[:2] + flags + entry.counts_opt + data[12:qend] + body + OPT_RR
+            return data[:2] + flags + entry.counts + data[12:qend] + body
+        return self._cut(data, qend, key, limit, with_opt, tcp)
+
+    def _cut(
+        self, data: bytes, qend: int, key: bytes, limit: int, with_opt: bool, tcp: bool
+    ) -> bytes | Forward | None:
+        """An answer too big for this client: cut once per size, then served like the rest."""
+        cut_key = key + limit.to_bytes(3, "big") + (b"\x01" if with_opt else b"\x00")
+        entry = self._cuts[tcp].get(cut_key)
+        if entry is None or len(entry.bodies) < entry.want:
+            tail = WITH_OPT + key + _opt_query(limit) if with_opt else NO_EDNS + key
+            entry = self._prepare(self._cuts[tcp], cut_key, HEADER + tail, tcp, limit)
+            if entry is None:
+                return self._complete(data, tcp)
+        body = _next_body(entry)  # the OPT record, when asked for, is part of it
         flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
-        if with_opt:
-            return data[:2] + flags + entry.counts_opt + data[12:qend] + body + OPT_RR
         return data[:2] + flags + entry.counts + data[12:qend] + body
 
-    def _prepare(self, key: bytes, tcp: bool, entry: _Entry | None) -> _Entry | None:
-        """Build one more shuffle of the answer to `key` through the complete path."""
-        cache = self._caches[tcp]
+    def _prepare(
+        self, cache: dict[bytes, _Entry], cache_key: bytes, query_wire: bytes, tcp: bool,
+        limit: int | None,
+    ) -> _Entry | None:  # fmt: skip
+        """Build one more shuffle of an answer through the complete path.
+
+        `limit` None keeps the whole answer (no OPT record: the caller adds
+        it); a limit cuts it to that size the way the complete path does.
+        """
+        entry = cache.get(cache_key)
         if entry is None and len(cache) >= MAX_ENTRIES:
             return None
         try:
-            query = dns.message.from_wire(b"\x00\x00\x01\x00" + NO_EDNS + key)
+            query = dns.message.from_wire(query_wire)
         except Exception:  # not a question after all: the complete path says why
             return None
-        response = answer(query, self._tcp_ctx if tcp else self._udp_ctx)
+        ctx = self._tcp_ctx if tcp else self._udp_ctx
+        response = answer(query, ctx)
         if response is None or isinstance(response, Forward) or response.rcode() not in CACHEABLE:
             return None
-        try:
-            wire = response.to_wire(max_size=TCP_LIMIT, want_shuffle=False)
-        except dns.exception.TooBig:  # over 64 KB even for TCP: the complete path cuts it
-            return None
-        if wire[12 : 12 + len(key)] != key:
+        multi = any(len(rrset) > 1 for rrset in response.answer)
+        if limit is None:
+            try:
+                wire = response.to_wire(max_size=TCP_LIMIT, want_shuffle=False)
+            except dns.exception.TooBig:  # over 64 KB even for TCP: kept as cut answers
+                return None
+        else:
+            wire = to_wire(response, limit, truncate=ctx.settings.enable_truncate)
+        question = query_wire[12 : len(query_wire) - _opt_size(query_wire)]
+        if wire[12 : 12 + len(question)] != question:
             return None  # the bytes did not read back as the same question (a pointer?)
-        body = wire[12 + len(key) :]
         if entry is None:
             counts = wire[4:12]
             arcount = int.from_bytes(counts[6:8], "big")
-            multi = any(len(rrset) > 1 for rrset in response.answer)
             entry = _Entry(
                 counts=counts,
                 counts_opt=counts[:6] + (arcount + 1).to_bytes(2, "big"),
@@ -131,8 +154,8 @@ class Responder:
                 flags2=wire[3] & 0x8F,
                 want=VARIANTS if multi else 1,
             )
-            cache[key] = entry
-        entry.bodies.append(body)
+            cache[cache_key] = entry
+        entry.bodies.append(wire[12 + len(question) :])
         return entry
 
     def _complete(self, data: bytes, tcp: bool) -> bytes | Forward | None:
@@ -150,6 +173,23 @@ class Responder:
             return FORWARD
         limit = TCP_LIMIT if tcp else udp_limit(query)
         return to_wire(response, limit, truncate=ctx.settings.enable_truncate)
+
+
+def _next_body(entry: _Entry) -> bytes:
+    """The shuffles in turn (round robin is cheaper than random and spreads as well)."""
+    bodies = entry.bodies
+    if len(bodies) == 1:
+        return bodies[0]
+    entry.turn = turn = (entry.turn + 1) % len(bodies)
+    return bodies[turn]
+
+
+def _opt_query(payload: int) -> bytes:
+    return b"\x00\x00\x29" + min(payload, 65535).to_bytes(2, "big") + b"\x00" * 6
+
+
+def _opt_size(query_wire: bytes) -> int:
+    return 11 if query_wire[4:12] == WITH_OPT else 0
 
 
 def _question(data: bytes) -> tuple[int, int] | None:
