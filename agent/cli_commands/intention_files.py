@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 from gossamer.agent.cli_commands.client import UsageError
-from gossamer.agent.cli_commands.services import _parse as parse_yaml_or_json
+from gossamer.agent.cli_commands.services import parse_document as parse_yaml_or_json
 from gossamer.intentions.config_entry import intentions_from_document
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError

@@ -148,11 +148,11 @@ def load_definitions(path: str) -> list[Definition]:
     except UnicodeDecodeError:
         raise UsageError(f"{path}: is not UTF-8 text") from None
     # YAML dates and timestamps go to the agent as the text they were written as.
-    data = json.loads(json.dumps(_parse(path, text), default=str))
+    data = json.loads(json.dumps(parse_document(path, text), default=str))
     return unwrap(path, data)
 
 
-def _parse(path: str, text: str) -> Any:
+def parse_document(path: str, text: str) -> Any:
     """JSON for *.json (its errors then say JSON), YAML (a superset of JSON) otherwise."""
     if path.endswith(".json"):
         try:
