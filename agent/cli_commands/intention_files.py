@@ -11,7 +11,6 @@ could only store once. A problem names the file, the place and the pair:
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from datetime import date, datetime
 from typing import Any
 
 from gossamer.agent.cli_commands.client import UsageError
-from gossamer.agent.cli_commands.services import parse_document as parse_yaml_or_json
+from gossamer.agent.cli_commands.services import read_document
 from gossamer.intentions.config_entry import intentions_from_document
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError
@@ -46,15 +45,8 @@ class Located:
 
 def load_policy(path: str) -> list[Located]:
     """The intentions of a file; UsageError if unreadable, PolicyError if invalid."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: is not UTF-8 text") from None
     # YAML reads an unquoted timestamp as a datetime: back to RFC 3339 text.
-    document = json.loads(json.dumps(parse_yaml_or_json(path, text), default=_as_text))
+    document = read_document(path, _as_text)
     if document is None:
         raise UsageError(f"{path}: is empty; expected intentions or service-intentions entries")
     located, problems = read_policy(document)

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -140,6 +141,15 @@ def parse_meta(pairs: list[str]) -> dict[str, str]:
 
 def load_definitions(path: str) -> list[Definition]:
     """The service definitions in a file; UsageError naming file:line:col if it is bad."""
+    return unwrap(path, read_document(path))
+
+
+def read_document(path: str, as_text: Callable[[Any], str] = str) -> Any:
+    """A YAML or JSON file as plain JSON values; UsageError if unreadable or malformed.
+
+    YAML dates and timestamps become text through `as_text`, so they reach
+    the agent as the text they were written as.
+    """
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -147,9 +157,7 @@ def load_definitions(path: str) -> list[Definition]:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: is not UTF-8 text") from None
-    # YAML dates and timestamps go to the agent as the text they were written as.
-    data = json.loads(json.dumps(parse_document(path, text), default=str))
-    return unwrap(path, data)
+    return json.loads(json.dumps(parse_document(path, text), default=as_text))
 
 
 def parse_document(path: str, text: str) -> Any:

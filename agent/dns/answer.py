@@ -15,7 +15,6 @@ FORMERR; one too short for a header, or itself a response, gets nothing.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from dataclasses import dataclass
 
@@ -315,8 +314,8 @@ def _address_rrset(
     name: dns.name.Name, addresses: list[str], rdtype: int, ttl: int, limit: int = 0
 ) -> dns.rrset.RRset | None:
     """A (or AAAA) records for the addresses of that family; ANY picks A first."""
-    v4 = [a for a in addresses if _version(a) == 4]
-    v6 = [a for a in addresses if _version(a) == 6]
+    v4 = [a for a in addresses if names.ip_version(a) == 4]
+    v6 = [a for a in addresses if names.ip_version(a) == 6]
     if limit:
         v4, v6 = v4[:limit], v6[:limit]
     if rdtype in (A, ANY) and v4:
@@ -356,15 +355,8 @@ def _txt_char(byte: int) -> str:
     return chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03d}"
 
 
-def _version(address: str) -> int:
-    try:
-        return ipaddress.ip_address(address).version
-    except ValueError:
-        return 0
-
-
 def _is_ip(address: str) -> bool:
-    return _version(address) != 0
+    return names.ip_version(address) != 0
 
 
 def udp_limit(query: dns.message.Message) -> int:

@@ -108,5 +108,13 @@ def parse_hex_address(label: str) -> str | None:
     return str(ipaddress.ip_address(raw))
 
 
+def ip_version(text: str) -> int:
+    """4 or 6 for an IP literal, 0 for anything else (a host name)."""
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return 0
+
+
 def hex_address(address: str) -> str:
     return ipaddress.ip_address(address).packed.hex()

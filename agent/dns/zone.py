@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gossamer.agent.dns.names import ip_version
 from gossamer.catalog import merge
 from gossamer.catalog.model import NodeRecord, Service
 
@@ -88,7 +89,7 @@ def build_zone(
         services={k: tuple(v) for k, v in services.items()},
         connect={k: tuple(v) for k, v in connect.items()},
         nodes=nodes,
-        ptr={_canonical_ip(k): tuple(sorted(v)) for k, v in ptr.items() if _is_ip(k)},
+        ptr={_canonical_ip(k): tuple(sorted(v)) for k, v in ptr.items() if ip_version(k)},
         agents=tuple(sorted(agents, key=lambda n: n.name)),
         distance=dict(distance or {}),
     )
@@ -131,14 +132,6 @@ def _connect_targets(service: Service) -> Iterable[str]:
             yield dest
     if service.connect.get("Native") is True:
         yield service.name
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _canonical_ip(text: str) -> str:
