@@ -34,8 +34,9 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from gossamer.agent.dns.answer import Context, Forward, answer, to_wire, udp_limit
+from gossamer.agent.dns.answer import Context, Forward, answer
 from gossamer.agent.dns.settings import DnsSettings
+from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone, build_zone
 from gossamer.catalog import merge
 from gossamer.catalog.model import Check, NodeRecord, Service

@@ -27,10 +27,9 @@ from gossamer.agent.dns.answer import (
     Context,
     answer,
     handle,
-    to_wire,
-    udp_limit,
 )
 from gossamer.agent.dns.settings import DnsSettings
+from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import build_zone
 from gossamer.catalog.model import NodeRecord
 from tests.dns_support import (

@@ -30,11 +30,10 @@ from gossamer.agent.dns.answer import (
     Context,
     Forward,
     handle,
-    to_wire,
-    udp_limit,
 )
 from gossamer.agent.dns.prepared import VARIANTS, Responder
 from gossamer.agent.dns.settings import DnsSettings
+from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone, build_zone
 from tests.dns_support import (
     SERIAL,

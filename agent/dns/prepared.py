@@ -33,9 +33,8 @@ from gossamer.agent.dns.answer import (
     Forward,
     answer,
     formerr_for,
-    to_wire,
-    udp_limit,
 )
+from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone
 
 VARIANTS = 8
