@@ -18,7 +18,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.name
