@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -125,6 +127,22 @@ def row(label: str, values: list[float]) -> str:
     )
 
 
+@contextlib.contextmanager
+def running_cluster(count: int) -> Iterator[list[AgentProc]]:
+    """`count` joined loopback agents in a scratch dir; all stopped (and checked) after."""
+    with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            start = time.monotonic()
+            agents = cluster.start(count)
+            print(f"{count} agents up and all alive in {time.monotonic() - start:.1f}s")
+            yield agents
+        finally:
+            leftovers = cluster.close()
+    if leftovers:
+        raise RuntimeError(f"left behind: {leftovers}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=10)
@@ -133,17 +151,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per change")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
-        cluster = Cluster(Path(tmp))
-        try:
-            start = time.monotonic()
-            agents = cluster.start(args.agents)
-            print(f"{args.agents} agents up and all alive in {time.monotonic() - start:.1f}s")
-            results = asyncio.run(run(agents, args))
-        finally:
-            leftovers = cluster.close()
-    if leftovers:
-        raise RuntimeError(f"left behind: {leftovers}")
+    with running_cluster(args.agents) as agents:
+        results = asyncio.run(run(agents, args))
     every = [t for _, t, _ in results]
     first = [t for _, _, t in results]
     print()

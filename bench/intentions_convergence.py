@@ -24,7 +24,6 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.catalog_convergence import row  # noqa: E402
-from tests.harness.cluster import AgentProc, Cluster  # noqa: E402
+from bench.catalog_convergence import row, running_cluster  # noqa: E402
+from tests.harness.cluster import AgentProc  # noqa: E402
 
 PAIR = ("conv-web", "conv-db")
 
@@ -120,17 +119,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per write")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
-        cluster = Cluster(Path(tmp))
-        try:
-            start = time.monotonic()
-            agents = cluster.start(args.agents)
-            print(f"{args.agents} agents up and all alive in {time.monotonic() - start:.1f}s")
-            results = asyncio.run(run(agents, args))
-        finally:
-            leftovers = cluster.close()
-    if leftovers:
-        raise RuntimeError(f"left behind: {leftovers}")
+    with running_cluster(args.agents) as agents:
+        results = asyncio.run(run(agents, args))
     every = [t for _, t, _ in results]
     first = [t for _, _, t in results]
     print()
