@@ -305,3 +305,9 @@ async def test_reconcile_catches_up_from_a_member_list(agents: Callable[..., Age
     await eventually_async(lambda: a.has("b", 3))
     loop.reconcile([c.member("left")])
     assert a.catalog.record("c") is None
+
+
+def test_news_fanout_grows_with_the_cluster_and_never_exceeds_it() -> None:
+    from gossamer.agent.replication import fanout
+
+    assert [fanout(n) for n in (0, 1, 2, 3, 9, 30, 1000)] == [0, 1, 2, 3, 8, 10, 20]
