@@ -159,3 +159,11 @@ def test_host_parse_is_linear_on_long_bad_names() -> None:
     with pytest.raises(AddressError, match="not a valid IP address or host name"):
         parse_host_port("a" * 5000 + "!", 8301)
     assert time.monotonic() - started < 0.5
+
+
+def test_member_table_refresh_is_fast_for_small_clusters_and_bounded_for_big_ones() -> None:
+    from gossamer.agent.membership import resync_interval
+
+    assert [resync_interval(n) for n in (1, 10, 125, 250, 500, 5000)] == [
+        0.5, 0.5, 0.5, 1.0, 2.0, 2.0,
+    ]  # fmt: skip
