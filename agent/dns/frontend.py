@@ -25,7 +25,7 @@ from gossamer.agent.dns.prepared import Responder
 from gossamer.agent.dns.recursor import Recursor
 from gossamer.agent.dns.server import DnsServer
 from gossamer.agent.dns.settings import DnsSettings, settings_from_config
-from gossamer.agent.dns.zone import build_zone
+from gossamer.agent.dns.zone import Zone, build_zone
 from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.gossip.addresses import parse_host_port
 from gossamer.gossip.coordinates import rtt
@@ -56,8 +56,8 @@ class DnsFrontend:
         self._build_cost = 0.0
         self._pending: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self.responder = Responder(Context(zone=self._zone(), settings=self.settings, serial=1))
-        self.responder.update(self._zone(), _serial())
+        zone = self._zone()
+        self.responder = Responder(Context(zone=zone, settings=self.settings, serial=_serial()))
         self._server = DnsServer(self.responder, _recursor(config))
 
     async def start(self, udp_sock: socket.socket, tcp_sock: socket.socket) -> None:
@@ -73,7 +73,7 @@ class DnsFrontend:
         if self._task is not None:
             self._task.cancel()
 
-    def _zone(self) -> Any:
+    def _zone(self) -> Zone:
         return build_zone(
             self._catalog.state,
             self.settings.datacenter,
