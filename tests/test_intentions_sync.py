@@ -17,9 +17,10 @@ from gossamer.agent.peer_rpc import PeerRpcServer, exchange, hand_over
 from gossamer.agent.replication import Replicator
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store import CatalogStore
-from gossamer.catalog.sync_protocol import FrameDecoder, Message, digest_request, encode
+from gossamer.catalog.sync_protocol import digest_request
 from gossamer.gossip.members import Member
 from gossamer.intentions import Intention
+from tests.harness.peer_wire import talk
 from tests.harness.poll import eventually_async
 
 WALL = 1_700_000_000_000
@@ -70,21 +71,6 @@ async def peers(tmp_path: Path) -> AsyncIterator[Callable[..., Peer]]:
 async def serving(peer: Peer) -> Peer:
     await peer.server.start(peer.sock)
     return peer
-
-
-async def talk(addr: tuple[str, int], *messages: Message) -> list[Message]:
-    reader, writer = await asyncio.open_connection(*addr)
-    decoder, replies = FrameDecoder(), list[Message]()
-    try:
-        for sent, message in enumerate(messages, 1):
-            writer.write(encode(message))
-            while len(replies) < sent:
-                data = await asyncio.wait_for(reader.read(65536), 5)
-                assert data, "server closed the connection"
-                replies += decoder.feed(data)
-    finally:
-        writer.close()
-    return replies
 
 
 def allow(source: str, destination: str, action: str = "allow") -> Intention:

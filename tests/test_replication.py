@@ -16,10 +16,11 @@ from gossamer.agent.replication import Replicator
 from gossamer.catalog import merge
 from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
-from gossamer.catalog.sync_protocol import FrameDecoder, Message, encode, push_request
+from gossamer.catalog.sync_protocol import FrameDecoder, encode, push_request
 from gossamer.catalog.wire import record_to_wire
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_records import MemberEvent
+from tests.harness.peer_wire import talk
 from tests.harness.poll import eventually_async
 
 
@@ -89,22 +90,6 @@ async def agents(tmp_path: Path) -> AsyncIterator[Callable[..., Agent]]:
 async def start(agent: Agent) -> Agent:
     await agent.server.start(agent.sock)
     return agent
-
-
-async def talk(addr: tuple[str, int], *messages: Message) -> list[Message]:
-    """Send requests on one connection; the replies, in order."""
-    reader, writer = await asyncio.open_connection(*addr)
-    decoder, replies = FrameDecoder(), list[Message]()
-    try:
-        for sent, message in enumerate(messages, 1):
-            writer.write(encode(message))
-            while len(replies) < sent:
-                data = await asyncio.wait_for(reader.read(65536), 5)
-                assert data, "server closed the connection"
-                replies += decoder.feed(data)
-    finally:
-        writer.close()
-    return replies
 
 
 async def closed_after(addr: tuple[str, int], payload: bytes) -> bool:
