@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -18,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.harness.cluster import AgentProc, Cluster
+from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
+from tests.harness.resolvers import Dnsmasq, needs, require
 
 BIG = 40  # instances of "big": far more than 512 bytes of SRV records
 
@@ -209,7 +209,7 @@ def test_truncation_and_tcp_retry(a: AgentProc) -> None:
     assert len(records(query(a, "big.service.consul.", "SRV", tcp=True))) == BIG
 
 
-@pytest.mark.skipif(shutil.which("dig") is None, reason="dig is not installed (bind9-dnsutils)")
+@needs("dig")
 def test_dig_retries_over_tcp_and_gets_everything(a: AgentProc) -> None:
     assert len(tool("dig", a, "+noedns", "big.service.consul", "SRV")) == BIG
     cut = tool("dig", a, "+noedns", "+ignore", "big.service.consul", "SRV")
@@ -218,7 +218,7 @@ def test_dig_retries_over_tcp_and_gets_everything(a: AgentProc) -> None:
     assert tool("dig", a, "-x", "10.1.0.1") == ["web.service.dc1.consul."]
 
 
-@pytest.mark.skipif(shutil.which("kdig") is None, reason="kdig is not installed (knot-dnsutils)")
+@needs("kdig")
 def test_kdig_reads_the_answers(a: AgentProc) -> None:
     assert len(tool("kdig", a, "+tcp", "big.service.consul", "SRV")) == BIG
     assert tool("kdig", a, "_web._v1.service.consul", "SRV") == sorted(
@@ -246,12 +246,7 @@ def test_a_service_registered_elsewhere_appears_and_leaves(pair: list[AgentProc]
 
 
 def test_recursors_forward_and_pass_the_rcode_back(cluster: Cluster, tmp_path: Path) -> None:
-    from tests.harness.cluster import free_port
-    from tests.harness.resolvers import Dnsmasq, missing_reason
-
-    reason = missing_reason("dnsmasq")
-    if reason:
-        pytest.skip(reason)
+    require("dnsmasq")
     ip = f"{cluster.net}.200"
     upstream = Dnsmasq("upstream", tmp_path / "upstream", ip, free_port(ip),
                        options=["host-record=outside.test,192.0.2.7", "local=/test/"])  # fmt: skip

@@ -35,15 +35,11 @@ from tests.harness.resolvers import (
     HaproxyServer,
     Unbound,
     find_binary,
-    missing_reason,
+    needs,
+    require,
 )
 
 DEADLINE = 15.0  # seconds for anything eventually consistent (checks, replication, HAProxy)
-
-
-def needs(*binaries: str) -> pytest.MarkDecorator:
-    reason = missing_reason(*binaries)
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 # -- querying with dig / kdig -----------------------------------------------------------
@@ -309,9 +305,7 @@ def test_large_answers_get_through_resolvers_over_tcp(
     dnsmasq passes TC on and forwards the client's TCP retry over TCP; unbound
     asks the agent again over TCP itself. Either way every instance arrives.
     """
-    reason = missing_reason(resolver, tool)
-    if reason:
-        pytest.skip(reason)
+    require(resolver, tool)
     server: ChildServer = request.getfixturevalue(resolver)
     want = sorted(i.address for i in big)
 
