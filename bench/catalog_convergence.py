@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -50,25 +50,24 @@ async def seen(
 
 
 async def wait_all(
-    session: aiohttp.ClientSession,
     agents: list[AgentProc],
-    name: str,
-    want: set[tuple[str, str]],
+    probe: Callable[[AgentProc], Awaitable[bool]],
+    what: str,
     poll: float,
     timeout: float,
 ) -> list[float]:
-    """Poll every agent concurrently; the monotonic time each first showed `want`."""
+    """Poll every agent concurrently; the monotonic time each first passed `probe`."""
     deadline = time.monotonic() + timeout
 
     async def one(agent: AgentProc) -> float:
         while time.monotonic() < deadline:
             try:
-                if await seen(session, agent, name, want):
+                if await probe(agent):
                     return time.monotonic()
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(poll)
-        raise TimeoutError(f"{agent.name} did not show {name} = {sorted(want)} in {timeout}s")
+        raise TimeoutError(f"{agent.name}: {what} not seen within {timeout}s")
 
     return await asyncio.gather(*(one(a) for a in agents))
 
@@ -99,7 +98,13 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
             async with session.put(url, json=body) as resp:
                 resp.raise_for_status()
             start = time.monotonic()
-            times = await wait_all(session, agents, name, want, args.poll, args.timeout)
+            times = await wait_all(
+                agents,
+                lambda a, name=name, want=want: seen(session, a, name, want),
+                f"{name} = {sorted(want)}",
+                args.poll,
+                args.timeout,
+            )
             others = [t for t, a in zip(times, agents, strict=True) if a is not agent]
             results.append((kind, max(times) - start, min(others) - start))
             print(

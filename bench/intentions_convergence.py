@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.catalog_convergence import row, running_cluster  # noqa: E402
+from bench.catalog_convergence import row, running_cluster, wait_all  # noqa: E402
 from tests.harness.cluster import AgentProc  # noqa: E402
 
 PAIR = ("conv-web", "conv-db")
@@ -46,28 +46,10 @@ async def allowed(session: aiohttp.ClientSession, agent: AgentProc, src: str, ds
         return bool((await resp.json())["Allowed"])
 
 
-async def wait_all(
-    session: aiohttp.ClientSession,
-    agents: list[AgentProc],
-    pair: tuple[str, str],
-    want: bool,
-    poll: float,
-    timeout: float,
-) -> list[float]:
-    """Poll every agent concurrently; the monotonic time each first answered `want`."""
-    deadline = time.monotonic() + timeout
-
-    async def one(agent: AgentProc) -> float:
-        while time.monotonic() < deadline:
-            try:
-                if await allowed(session, agent, *pair) == want:
-                    return time.monotonic()
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(poll)
-        raise TimeoutError(f"{agent.name}: check {pair} did not say {want} within {timeout}s")
-
-    return await asyncio.gather(*(one(a) for a in agents))
+async def _agrees(
+    session: aiohttp.ClientSession, agent: AgentProc, pair: tuple[str, str], want: bool
+) -> bool:
+    return await allowed(session, agent, *pair) == want
 
 
 def next_write(i: int, mode: str, flips: int) -> tuple[str, tuple[str, str], str]:
@@ -95,8 +77,13 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
             async with session.put(url, params=params, json={"Action": action}) as resp:
                 resp.raise_for_status()
             start = time.monotonic()
+            want = action == "allow"
             times = await wait_all(
-                session, agents, pair, action == "allow", args.poll, args.timeout
+                agents,
+                lambda a, pair=pair, want=want: _agrees(session, a, pair, want),
+                f"check {pair} = {want}",
+                args.poll,
+                args.timeout,
             )
             others = [t for t, a in zip(times, agents, strict=True) if a is not agent]
             results.append((kind, max(times) - start, min(others) - start))
