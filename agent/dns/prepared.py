@@ -56,10 +56,9 @@ class _Entry:
     flags2: int  # second flags byte: RA and the rcode
     want: int  # how many shuffles to collect
     bodies: list[bytes] = field(default_factory=list)
-    turn: int = 0  # which shuffle the next query gets (round robin: cheaper than random)
-    # Set once every shuffle is in, for the hot path in respond(): the header after
-    # the ID for each RD/CD pair (without and with an OPT record), the largest
-    # response without OPT, and the shuffles in an endless cycle.
+    # Set once every shuffle is in, for the hot path in respond() (cut answers use
+    # only the cycle): the header after the ID for each RD/CD pair (without and with
+    # an OPT record), the largest response without OPT, the shuffles in a cycle.
     plain: tuple[bytes, ...] | None = None
     plain_opt: tuple[bytes, ...] = ()  # the same with AR + 1
     size: int = 0  # the largest response without an OPT record
@@ -194,7 +193,7 @@ class Responder:
             )
             cache[cache_key] = entry
         entry.bodies.append(wire[12 + len(question) :])
-        if len(entry.bodies) >= entry.want and limit is None:
+        if len(entry.bodies) >= entry.want:
             _seal(entry, len(question))
         return entry
 
@@ -226,12 +225,9 @@ def _seal(entry: _Entry, question_size: int) -> None:
 
 
 def _next_body(entry: _Entry) -> bytes:
-    """The shuffles in turn (round robin is cheaper than random and spreads as well)."""
-    bodies = entry.bodies
-    if len(bodies) == 1:
-        return bodies[0]
-    entry.turn = turn = (entry.turn + 1) % len(bodies)
-    return bodies[turn]
+    """The shuffles in turn once all are in (round robin: cheaper than random, spreads
+    as well); the newest until then."""
+    return next(entry.cycle) if entry.plain is not None else entry.bodies[-1]
 
 
 def _opt_query(payload: int) -> bytes:
