@@ -1,5 +1,5 @@
 import sys
 
-from gossamer.agent.cli import main
+from gossamer.agent.cli.main import main
 
 sys.exit(main())

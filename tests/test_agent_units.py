@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gossamer.agent import systemd
-from gossamer.agent.datadir import DataDir, DataDirError
-from gossamer.agent.joining import backoff_schedule, join_targets
-from gossamer.agent.listeners import ListenError, bind_socket
+from gossamer.agent.lifecycle import systemd
+from gossamer.agent.lifecycle.datadir import DataDir, DataDirError
+from gossamer.agent.lifecycle.listeners import ListenError, bind_socket
 from gossamer.gossip.addresses import AddressError, parse_host_port
+from gossamer.gossip.joining import backoff_schedule, join_targets
 from gossamer.gossip.keyring import InvalidKeyError, generate_key, seed_keyring, validate_key
 from gossamer.gossip.process import SerfSettings
 from gossamer.gossip.serf_output import classify_exit
@@ -162,7 +162,7 @@ def test_host_parse_is_linear_on_long_bad_names() -> None:
 
 
 def test_member_table_refresh_is_fast_for_small_clusters_and_bounded_for_big_ones() -> None:
-    from gossamer.agent.membership import resync_interval
+    from gossamer.gossip.member_watch import resync_interval
 
     assert [resync_interval(n) for n in (1, 10, 125, 250, 500, 5000)] == [
         0.5, 0.5, 0.5, 1.0, 2.0, 2.0,

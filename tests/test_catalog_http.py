@@ -17,7 +17,7 @@ from gossamer.agent.http.app import error_middleware
 from gossamer.agent.http.catalog_access import CATALOG_KEY, NODE_NAME_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.health_routes import add_health_routes
-from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
 from tests.harness.poll import eventually_async

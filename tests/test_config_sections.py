@@ -30,7 +30,7 @@ from gossamer.agent.config import (
     diff_configs,
     load_agent_config,
 )
-from gossamer.agent.reload import apply_reloadable
+from gossamer.agent.lifecycle.reload import apply_reloadable
 from tests.test_config import errors, load, parse, write
 
 

@@ -18,13 +18,13 @@ import consul
 import pytest
 from aiohttp import web
 
-from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.app import error_middleware
 from gossamer.agent.http.catalog_access import CATALOG_KEY, NODE_NAME_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
 from gossamer.agent.http.health_routes import add_health_routes
-from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.agent.local.external_nodes import ExternalNodes
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
 

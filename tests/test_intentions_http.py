@@ -22,8 +22,8 @@ from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.intention_access import INTENTIONS_KEY, IntentionsAccess
 from gossamer.agent.http.intention_check_routes import add_intention_check_routes
 from gossamer.agent.http.intention_routes import add_intention_id_routes, add_intention_routes
-from gossamer.agent.intention_store import IntentionStore
-from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.agent.replicated.intention_store import IntentionStore
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
 from tests.harness.poll import eventually_async
 

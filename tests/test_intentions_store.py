@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossamer.agent.intention_entries import (
+from gossamer.agent.replicated.intention_entries import (
     MAP_NAME,
     decode,
     pair_key,
@@ -23,15 +23,15 @@ from gossamer.agent.intention_entries import (
     split_key,
     to_value,
 )
-from gossamer.agent.intention_store import (
+from gossamer.agent.replicated.intention_store import (
     INTENTIONS,
     DuplicateIntention,
     IntentionNotFound,
     IntentionStore,
 )
-from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.catalog import lww
 from gossamer.catalog.hlc import Timestamp
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import (
     TOMBSTONE_GRACE_MS,
     LwwSyncError,

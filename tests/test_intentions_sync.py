@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from gossamer.agent.intention_entries import MAP_NAME
-from gossamer.agent.intention_store import INTENTIONS, IntentionStore
-from gossamer.agent.live_catalog import LiveCatalog
-from gossamer.agent.peer_rpc import PeerRpcServer, exchange, hand_over
-from gossamer.agent.replication import Replicator
+from gossamer.agent.replicated.intention_entries import MAP_NAME
+from gossamer.agent.replicated.intention_store import INTENTIONS, IntentionStore
+from gossamer.agent.sync.client import exchange, hand_over
+from gossamer.agent.sync.replicator import Replicator
+from gossamer.agent.sync.server import PeerRpcServer
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store import CatalogStore
 from gossamer.catalog.sync_protocol import digest_request

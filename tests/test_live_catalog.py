@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.catalog.blocking import service_key
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
 

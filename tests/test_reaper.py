@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gossamer.agent.live_catalog import LiveCatalog
-from gossamer.agent.local_node import LocalNode, NodeIdentity
-from gossamer.agent.reaper import reap_once
+from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.reaper import reap_once
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
 
 

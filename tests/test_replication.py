@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from gossamer.agent.live_catalog import LiveCatalog
-from gossamer.agent.peer_rpc import PeerError, PeerRpcServer, exchange, pull
-from gossamer.agent.replication import Replicator
+from gossamer.agent.sync.client import exchange, pull
+from gossamer.agent.sync.peer_link import PeerError
+from gossamer.agent.sync.replicator import Replicator
+from gossamer.agent.sync.server import PeerRpcServer
 from gossamer.catalog import merge
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
 from gossamer.catalog.sync_protocol import FrameDecoder, encode, push_request
@@ -293,6 +295,6 @@ async def test_reconcile_catches_up_from_a_member_list(agents: Callable[..., Age
 
 
 def test_news_fanout_grows_with_the_cluster_and_never_exceeds_it() -> None:
-    from gossamer.agent.replication import fanout
+    from gossamer.agent.sync.replicator import fanout
 
     assert [fanout(n) for n in (0, 1, 2, 3, 9, 30, 1000)] == [0, 1, 2, 3, 8, 10, 20]

@@ -17,13 +17,12 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
+from gossamer.agent.config.errors import describe
 from gossamer.catalog.registration import (
     RegistrationError,
     parse_check_registration,
     parse_service_registration,
 )
-
-from .errors import describe
 
 
 def _fail(message: str) -> PydanticCustomError:

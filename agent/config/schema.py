@@ -25,12 +25,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
-
-from ..logs import LEVELS
-from .errors import describe
-from .registrations import check_definitions, service_definitions
-from .sections import (
+from gossamer.agent.config.errors import describe
+from gossamer.agent.config.registrations import check_definitions, service_definitions
+from gossamer.agent.config.sections import (
     SECTIONS,
     DnsConfig,
     Flag,
@@ -40,6 +37,8 @@ from .sections import (
     format_duration,
     parse_host_port,
 )
+from gossamer.agent.lifecycle.logs import LEVELS
+from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 
 # Consul's node_meta limits (agent/structs: metaMaxKeyPairs and friends), so
 # metadata that Consul accepts is accepted here and nothing more.

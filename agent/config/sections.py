@@ -21,9 +21,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from gossamer.agent.config.errors import describe
 from gossamer.gossip.addresses import AddressError, format_host_port, split_host_port
-
-from .errors import describe
 
 # --- value checks shared with schema.py ---------------------------------------
 

@@ -26,7 +26,7 @@ from gossamer.agent.dns.recursor import Recursor
 from gossamer.agent.dns.server import DnsServer
 from gossamer.agent.dns.settings import DnsSettings, settings_from_config
 from gossamer.agent.dns.zone import Zone, build_zone
-from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.catalog.live import LiveCatalog
 from gossamer.gossip.addresses import parse_host_port
 from gossamer.gossip.coordinates import rtt
 from gossamer.gossip.rpc_records import Coordinate

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from gossamer.agent.local_node import LocalNode
+from gossamer.agent.local.node import LocalNode
 from gossamer.gossip.rpc import SerfRpcClient
 
 

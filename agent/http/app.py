@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.catalog_access import CATALOG_KEY
@@ -27,7 +26,8 @@ from gossamer.agent.http.intention_routes import add_intention_id_routes, add_in
 from gossamer.agent.http.keyring_routes import add_keyring_routes
 from gossamer.agent.http.local_routes import add_local_routes
 from gossamer.agent.http.status_routes import add_status_routes
-from gossamer.agent.live_catalog import LiveCatalog
+from gossamer.agent.local.external_nodes import ExternalNodes
+from gossamer.catalog.live import LiveCatalog
 
 log = logging.getLogger("gossamer.http")
 

@@ -21,9 +21,9 @@ from aiohttp import web
 
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import json_response
-from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.catalog.blocking import QueryParamError, parse_blocking, timeout_for
 from gossamer.catalog.filter import FilterError
+from gossamer.catalog.live import LiveCatalog
 
 _jitter_rng = random.Random()
 

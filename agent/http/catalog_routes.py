@@ -25,20 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.blocking import blocking_json
-from gossamer.agent.http.catalog_access import (
-    ReadQuery,
-    View,
-    by_connect,
-    by_name,
-    catalog_of,
-    instances,
-    keep,
-    meta_matches,
-    near_first,
-    node_keys,
-    read_query,
-    view_of,
-)
+from gossamer.agent.http.catalog_access import catalog_of, read_query
 from gossamer.agent.http.render import json_response
 from gossamer.catalog.blocking import NODES, SERVICES, connect_key, service_key
 from gossamer.catalog.filter import AGENT_SERVICE, CATALOG_NODE, CATALOG_SERVICE
@@ -49,6 +36,18 @@ from gossamer.catalog.model import (
     catalog_service_row,
     node_json,
     service_json,
+)
+from gossamer.catalog.view import (
+    ReadQuery,
+    View,
+    by_connect,
+    by_name,
+    instances,
+    keep,
+    meta_matches,
+    near_first,
+    node_keys,
+    view_of,
 )
 
 # --- pure cores ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """`PUT /v1/catalog/register` and `/v1/catalog/deregister`: external nodes owned by this agent.
 
-The work is ExternalNodes' (agent/external_nodes.py); this is the HTTP edge.
+The work is ExternalNodes' (agent/local/external_nodes.py); this is the HTTP edge.
 Like Consul, success answers JSON `true`. Malformed JSON and bad fields are
 400 naming the field; a node name this agent may not write (an agent's own,
 or an external node another agent owns) is 409.
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.errors import BadRequest, Conflict, HttpError, NotFound, ServerError
 from gossamer.agent.http.render import json_response, read_json
+from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.catalog.registration import RegistrationError
 
 EXTERNAL_NODES_KEY: web.AppKey[ExternalNodes] = web.AppKey("external_nodes", ExternalNodes)

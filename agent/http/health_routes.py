@@ -24,20 +24,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gossamer.agent.http.blocking import blocking_json
-from gossamer.agent.http.catalog_access import (
-    ReadQuery,
-    View,
-    by_connect,
-    by_name,
-    catalog_of,
-    instances,
-    keep,
-    meta_matches,
-    near_first,
-    node_keys,
-    read_query,
-    view_of,
-)
+from gossamer.agent.http.catalog_access import catalog_of, read_query
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import query_flag
 from gossamer.catalog.blocking import CHECKS, NODES, connect_key, service_key
@@ -51,9 +38,20 @@ from gossamer.catalog.model import (
     check_json,
     health_service_row,
 )
+from gossamer.catalog.view import (
+    ReadQuery,
+    View,
+    by_connect,
+    by_name,
+    instance_health,
+    keep,
+    meta_matches,
+    near_first,
+    node_keys,
+    view_of,
+)
 
 STATES = ("any", *STATUSES)
-PASSING = "passing"
 
 # --- pure cores ---------------------------------------------------------------------------
 
@@ -97,12 +95,10 @@ def state_check_rows(view: View, state: str, query: ReadQuery) -> list[JsonObjec
 def service_health_rows(
     view: View, query: ReadQuery, selects: Callable[[Service], bool], *, passing: bool
 ) -> list[JsonObject]:
-    rows = []
-    for record, service in instances(view, selects, query.node_meta, query.tags):
-        checks = view.instance_checks(record, service.id)
-        if passing and any(c.status != PASSING for c in checks):
-            continue
-        rows.append(health_service_row(record, service, checks, index=view.index(record)))
+    rows = [
+        health_service_row(record, service, checks, index=view.index(record))
+        for record, service, checks in instance_health(view, selects, query, passing=passing)
+    ]
     kept = keep(query.filter, rows, lambda row: row)
     return near_first(kept, query.near, lambda r: str(r["Node"]["Node"]))
 

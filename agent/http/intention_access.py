@@ -19,7 +19,11 @@ from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.http.errors import BadRequest, Conflict, NotFound, ServerError
-from gossamer.agent.intention_store import DuplicateIntention, IntentionNotFound, IntentionStore
+from gossamer.agent.replicated.intention_store import (
+    DuplicateIntention,
+    IntentionNotFound,
+    IntentionStore,
+)
 from gossamer.catalog.store import StoreError
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError, Problem, validate

@@ -37,7 +37,7 @@ from gossamer.agent.http.intention_access import (
     service_name,
 )
 from gossamer.agent.http.render import json_response, read_json
-from gossamer.agent.intention_store import INTENTIONS
+from gossamer.agent.replicated.intention_store import INTENTIONS
 from gossamer.intentions.codec import Fields, intention_to_json
 from gossamer.intentions.decide import HttpRequest, match
 from gossamer.intentions.spiffe import SpiffeError, parse_service_uri

@@ -26,7 +26,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gossamer.agent.http.blocking import blocking_json
-from gossamer.agent.http.catalog_access import catalog_of, check_datacenter, keep, parse_filter
+from gossamer.agent.http.catalog_access import catalog_of, check_datacenter, parse_filter
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.intention_access import (
     bad_intention,
@@ -36,8 +36,9 @@ from gossamer.agent.http.intention_access import (
     write,
 )
 from gossamer.agent.http.render import json_response, read_json
-from gossamer.agent.intention_store import INTENTIONS
+from gossamer.agent.replicated.intention_store import INTENTIONS
 from gossamer.catalog.filter import INTENTION
+from gossamer.catalog.view import keep
 from gossamer.intentions.codec import intention_from_json, intention_to_json
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError

@@ -18,7 +18,7 @@ from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import BadRequest, HttpError, NotFound
 from gossamer.agent.http.render import json_response, query_flag, read_json
-from gossamer.agent.local_node import LocalNode, UnknownId
+from gossamer.agent.local.node import LocalNode, UnknownId
 from gossamer.catalog.blocking import QueryParamError, node_key, parse_wait
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, FilterError, filter_values
 from gossamer.catalog.model import check_json, service_to_agent_json

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.render import json_response
-from gossamer.agent.member_tags import rpc_address
+from gossamer.gossip.tags import rpc_address
 
 
 async def status_leader(request: web.Request) -> web.Response:

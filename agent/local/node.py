@@ -19,8 +19,8 @@ from typing import Any
 from gossamer.agent.checks.runner import CheckRunner, Restore
 from gossamer.agent.checks.spec import CheckSpec, spec_from_definition
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
-from gossamer.agent.live_catalog import LiveCatalog
 from gossamer.catalog import merge
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version
 from gossamer.catalog.registration import (
     CheckDefinition,

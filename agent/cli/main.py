@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from gossamer.agent.cli_commands import catalog, intentions, keys, membership, services
-from gossamer.agent.cli_commands.client import (
+from gossamer.agent.cli import catalog, intentions, keys, membership, services
+from gossamer.agent.cli.client import (
     AgentClient,
     AgentUnreachable,
     ApiError,
@@ -22,7 +22,7 @@ from gossamer.agent.cli_commands.client import (
     resolve_http_addr,
 )
 from gossamer.agent.config import add_agent_flags
-from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
 
 EXIT_USAGE = 2
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "agent":
-        from gossamer.agent.main import run_agent
+        from gossamer.agent.cli.agent import run_agent
 
         return run_agent(args)
     if args.command == "version":

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from gossamer.agent.cli_commands.client import AgentClient, ApiError, UsageError, path_segment
+from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_segment
 
 Definition = dict[str, Any]
 

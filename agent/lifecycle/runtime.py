@@ -25,36 +25,36 @@ from typing import Any
 
 from aiohttp import web
 
-from gossamer.agent import systemd
 from gossamer.agent.config import AgentConfig, ConfigError, diff_configs
 from gossamer.agent.config.registrations import decoded
-from gossamer.agent.datadir import DataDir, DataDirError
-from gossamer.agent.describe import banner, self_info, status_line
 from gossamer.agent.dns.frontend import DnsFrontend
-from gossamer.agent.external_nodes import ExternalNodes
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
-from gossamer.agent.intention_entries import MAP_NAME as INTENTIONS_MAP
-from gossamer.agent.intention_store import IntentionStore
-from gossamer.agent.joining import JoinError, join_once, join_targets, retry_join
-from gossamer.agent.listeners import ListenError, bind_socket
-from gossamer.agent.live_catalog import LiveCatalog
-from gossamer.agent.local_node import LocalNode, NodeIdentity
-from gossamer.agent.logs import setup_logging
-from gossamer.agent.member_tags import TAG_RECORD_VERSION, own_tags
-from gossamer.agent.membership import MemberWatch
-from gossamer.agent.peer_rpc import PeerRpcServer
-from gossamer.agent.reaper import reap_forever
-from gossamer.agent.reload import added_joins, apply_reloadable
-from gossamer.agent.replication import Replicator
-from gossamer.agent.version import VERSION
+from gossamer.agent.lifecycle import systemd
+from gossamer.agent.lifecycle.datadir import DataDir, DataDirError
+from gossamer.agent.lifecycle.describe import banner, self_info, status_line
+from gossamer.agent.lifecycle.listeners import ListenError, bind_socket
+from gossamer.agent.lifecycle.logs import setup_logging
+from gossamer.agent.lifecycle.reload import added_joins, apply_reloadable
+from gossamer.agent.lifecycle.version import VERSION
+from gossamer.agent.local.external_nodes import ExternalNodes
+from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.reaper import reap_forever
+from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
+from gossamer.agent.replicated.intention_store import IntentionStore
+from gossamer.agent.sync.replicator import Replicator
+from gossamer.agent.sync.server import PeerRpcServer
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Service
 from gossamer.catalog.store import FILE_NAME as STORE_FILE
 from gossamer.catalog.store import CatalogStore, StoreError
 from gossamer.gossip.addresses import format_host_port
+from gossamer.gossip.joining import JoinError, join_once, join_targets, retry_join
+from gossamer.gossip.member_watch import MemberWatch
 from gossamer.gossip.members import Member
 from gossamer.gossip.process import SerfFatalError, SerfProcess, SerfSettings
 from gossamer.gossip.rpc import SerfError, SerfRpcClient
+from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags
 
 log = logging.getLogger("gossamer.agent")
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from gossamer.agent.checks.status import CriticalCheck, services_to_deregister
-from gossamer.agent.local_node import LocalNode, UnknownId
+from gossamer.agent.local.node import LocalNode, UnknownId
 
 log = logging.getLogger("gossamer.reaper")
 

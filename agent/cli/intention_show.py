@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gossamer.agent.cli_commands.client import AgentClient, ApiError, UsageError, path_segment
-from gossamer.agent.cli_commands.intention_apply import action_text, exact_path
+from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_segment
+from gossamer.agent.cli.intention_apply import action_text, exact_path
 from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.model import HeaderMatch, Intention, Permission
 from gossamer.intentions.validate import validate

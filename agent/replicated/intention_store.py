@@ -1,7 +1,7 @@
 """The intentions every agent holds: a replicated last-writer-wins map, kept in SQLite.
 
 Any agent may write any intention (DESIGN.md §4): each write is an entry of
-the `intentions` LWW map keyed by its pair (agent/intention_entries.py),
+the `intentions` LWW map keyed by its pair (agent/replicated/intention_entries.py),
 stamped by this agent's hybrid logical clock, so two agents writing the
 same pair at once pick the same winner everywhere. A delete is a tombstone,
 collected after `TOMBSTONE_GRACE_MS` (72 h, serf's reconnect timeout).
@@ -30,8 +30,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 
-from gossamer.agent.hlc_clock import HlcClock
-from gossamer.agent.intention_entries import (
+from gossamer.agent.replicated.hlc_clock import HlcClock
+from gossamer.agent.replicated.intention_entries import (
     MAP_NAME,
     decode,
     pair_key,

@@ -20,20 +20,20 @@ from urllib.parse import urlencode
 from rich.console import Console
 from rich.text import Text
 
-from gossamer.agent.cli_commands.client import AgentClient, AgentUnreachable, ApiError, UsageError
-from gossamer.agent.cli_commands.intention_apply import (
+from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, UsageError
+from gossamer.agent.cli.intention_apply import (
     action_text,
     apply,
     current_intentions,
     exact_path,
     write_body,
 )
-from gossamer.agent.cli_commands.intention_files import (
+from gossamer.agent.cli.intention_files import (
     PolicyError,
     load_policy,
     print_policy_error,
 )
-from gossamer.agent.cli_commands.intention_show import (
+from gossamer.agent.cli.intention_show import (
     fetch,
     get,
     list_intentions,
@@ -41,7 +41,7 @@ from gossamer.agent.cli_commands.intention_show import (
     service_arg,
     target,
 )
-from gossamer.agent.cli_commands.services import VerbParsers, parse_meta
+from gossamer.agent.cli.services import VerbParsers, parse_meta
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import validate
 

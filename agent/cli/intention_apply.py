@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 from rich.console import Console
 from rich.text import Text
 
-from gossamer.agent.cli_commands.client import AgentClient, AgentUnreachable, ApiError
-from gossamer.agent.cli_commands.intention_files import load_policy, pair_text
+from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError
+from gossamer.agent.cli.intention_files import load_policy, pair_text
 from gossamer.intentions.codec import intention_from_json, intention_to_json
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError

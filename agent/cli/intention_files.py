@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from gossamer.agent.cli_commands.client import UsageError
-from gossamer.agent.cli_commands.services import read_document
+from gossamer.agent.cli.client import UsageError
+from gossamer.agent.cli.services import read_document
 from gossamer.intentions.config_entry import intentions_from_document
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError

@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from gossamer.agent.cli_commands.client import AgentClient, UsageError
+from gossamer.agent.cli.client import AgentClient, UsageError
 from gossamer.gossip.keyring import InvalidKeyError, generate_key, validate_key
 
 

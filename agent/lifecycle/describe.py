@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gossamer.agent.config import AgentConfig
-from gossamer.agent.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
 from gossamer.gossip.addresses import format_host_port
 
 

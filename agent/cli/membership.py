@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gossamer.agent.cli_commands.client import AgentClient, path_segment
+from gossamer.agent.cli.client import AgentClient, path_segment
+from gossamer.gossip.tags import TAG_BUILD, TAG_DATACENTER, TAG_NODE_ID
 
 STATUS_NAMES = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 STATUS_STYLES = {"alive": "green", "leaving": "yellow", "left": "dim", "failed": "red"}
@@ -50,9 +51,9 @@ def members(args: argparse.Namespace, client: AgentClient, console: Console) -> 
             r["Name"],
             f"{r['Addr']}:{r['Port']}",
             f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
-            tags.get("dc", ""),
-            tags.get("build", ""),
-            tags.get("id", ""),
+            tags.get(TAG_DATACENTER, ""),
+            tags.get(TAG_BUILD, ""),
+            tags.get(TAG_NODE_ID, ""),
         )
     console.print(table)
     return 0

@@ -32,25 +32,18 @@ import math
 import random
 from collections.abc import Callable, Iterable
 
-from gossamer.agent.live_catalog import LiveCatalog
-from gossamer.agent.member_tags import rpc_port
-from gossamer.agent.peer_rpc import PeerError, Replicas, exchange, hand_over, pull
+from gossamer.agent.sync.client import exchange, hand_over, pull
+from gossamer.agent.sync.peer_link import PeerError, Replicas
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import Entries
+from gossamer.gossip import tags
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_records import MemberEvent
 
 log = logging.getLogger("gossamer.replication")
 
-TAG_DATACENTER = "dc"
-TAG_CATALOG_VERSION = "cv"  # the version of the member's own catalog record
 MAX_PULLS_PER_NODE = 5  # rounds of one pull task while the owner keeps publishing
 MIN_FANOUT = 3  # peers each agent hands a piece of LWW news to at once, at least
-
-
-def catalog_version(member: Member) -> int:
-    """The `cv` tag as a number; 0 when absent or malformed."""
-    text = member.tags.get(TAG_CATALOG_VERSION, "")
-    return int(text) if text.isdigit() else 0
 
 
 class Replicator:
@@ -102,8 +95,8 @@ class Replicator:
         return (
             member.name != self._self
             and member.status == "alive"
-            and member.tags.get(TAG_DATACENTER) == self._catalog.datacenter
-            and rpc_port(member) is not None
+            and tags.datacenter(member) == self._catalog.datacenter
+            and tags.rpc_port(member) is not None
         )
 
     def pick_peer(self) -> Member | None:
@@ -167,9 +160,9 @@ class Replicator:
             elif event.event in ("member-join", "member-update") and member.status == "alive":
                 self._alive(member)
             elif event.event == "member-leave":
-                self._catalog.remove(member.name, "left", version=catalog_version(member))
+                self._catalog.remove(member.name, "left", version=tags.record_version(member))
             elif event.event == "member-reap":
-                self._catalog.remove(member.name, "reaped", version=catalog_version(member))
+                self._catalog.remove(member.name, "reaped", version=tags.record_version(member))
 
     def reconcile(self, members: Iterable[Member]) -> None:
         """Catch up from a full member list (events are lost while serf's RPC is down)."""
@@ -181,17 +174,15 @@ class Replicator:
             elif member.status == "alive":
                 self._alive(member)
             elif member.status == "left" and self._catalog.record(member.name) is not None:
-                self._catalog.remove(member.name, "left", version=catalog_version(member))
+                self._catalog.remove(member.name, "left", version=tags.record_version(member))
 
     def _ours(self, member: Member) -> bool:
-        return member.name != self._self and (
-            member.tags.get(TAG_DATACENTER) == self._catalog.datacenter
-        )
+        return member.name != self._self and (tags.datacenter(member) == self._catalog.datacenter)
 
     def _alive(self, member: Member) -> None:
         self._catalog.set_failed(member.name, False)
-        announced = catalog_version(member)
-        if announced > self._held_version(member.name) and rpc_port(member) is not None:
+        announced = tags.record_version(member)
+        if announced > self._held_version(member.name) and tags.rpc_port(member) is not None:
             self._wanted[member.name] = (member, announced)
             task = self._pulls.get(member.name)
             if task is None or task.done():
@@ -245,6 +236,6 @@ def fanout(peers: int) -> int:
 
 
 def _address(member: Member) -> tuple[str, int]:
-    port = rpc_port(member)
+    port = tags.rpc_port(member)
     assert port is not None  # callers check eligibility first
     return member.addr, port

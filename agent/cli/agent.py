@@ -9,8 +9,8 @@ import sys
 from collections.abc import Callable
 
 from gossamer.agent.config import AgentConfig, ConfigError, load_agent_config
-from gossamer.agent.logs import setup_logging
-from gossamer.agent.runtime import Agent
+from gossamer.agent.lifecycle.logs import setup_logging
+from gossamer.agent.lifecycle.runtime import Agent
 
 EXIT_CONFIG = 2
 

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gossamer.agent.cli_commands.client import AgentClient, path_segment
-from gossamer.agent.cli_commands.services import VerbParsers
+from gossamer.agent.cli.client import AgentClient, path_segment
+from gossamer.agent.cli.services import VerbParsers
 
 HEALTH_STYLES = {"passing": "green", "warning": "yellow", "critical": "red"}
 _RANK = {"passing": 0, "warning": 1, "critical": 2}

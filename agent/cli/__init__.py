@@ -1,0 +1,1 @@
+"""Every `gossamer` command: the agent itself and the client commands that talk to it over HTTP."""
