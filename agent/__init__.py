@@ -1,4 +1,13 @@
-"""The composition root: process wiring, config, CLI, HTTP API, lifecycle.
+"""The agent process: what runs on each host, wired together. Nothing else in gossamer imports it.
 
-Nothing else in gossamer imports this package.
+Sub-packages, each named for what it holds:
+- lifecycle/: the composition root: start/stop order, signals, data dir,
+  listeners, systemd, logs, reload;
+- cli/: every `gossamer` command (the agent itself and the HTTP clients);
+- config/: typed, layered configuration and its errors;
+- local/: this node's own record: local registrations, external nodes, the reaper;
+- checks/: the health checks this agent runs (pure status core, probes, runner);
+- sync/: agent RPC: the server peers sync with, the client, the replicator;
+- replicated/: cluster-wide state any agent may write: the HLC, the intention store;
+- http/: Consul's HTTP API; dns/: Consul's DNS interface.
 """
