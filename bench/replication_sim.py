@@ -1,19 +1,21 @@
 """Simulated anti-entropy: rounds and bytes until one changed record reaches every node.
 
 Printed, not asserted. No sockets and no clock: N simulated nodes run the
-real replication code (`catalog.merge` and `catalog.sync_protocol`), and
-every message is encoded with `sync_protocol.encode` to count its bytes
-(frame header included). All nodes start with the same N records (one per
-node, each node owning its own); node 0 publishes a new version of its
-record. Each round, every node in a random order runs one exchange with a
-uniformly random other node, exactly as `agent.peer_rpc.exchange` does:
+real replication code: the asking side is the `DigestExchange` and
+`PullExchange` objects that the agent's client drives over TCP, the
+answering side `sync_answer.answer` as the agent's server calls it, and
+effects are applied with `catalog.absorb`; every message is encoded with
+`sync_protocol.encode` to count its bytes (frame header included). All
+nodes start with the same N records (one per node, each node owning its
+own); node 0 publishes a new version of its record. Each round, every node
+in a random order runs one exchange with a uniformly random other node:
 
-    A -> B digest_request(A)   B -> A answer(B, digest)  (delta: records + want)
-    A absorbs the delta;       if B wants records:  A -> B push_request, B -> A ok
+    A -> B digest              B -> A delta (records + want)
+    A absorbs the delta;       if B wants records:  A -> B push, B -> A ok
 
 Only anti-entropy runs (no serf `cv` tag pulls) unless --pull-k: then k random
-nodes first pull the record from its owner (pull_request / answer), as the
-nodes that saw the owner's `cv` tag first would, and anti-entropy does the rest.
+nodes first pull the record from its owner (a PullExchange), as the nodes
+that saw the owner's `cv` tag first would, and anti-entropy does the rest.
 Exchanges are sequential within a round, so a record can travel further than
 one hop per round (as with the real, unsynchronised timers).
 
@@ -43,17 +45,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gossamer.catalog import merge  # noqa: E402
+from gossamer.catalog.absorb import absorb  # noqa: E402
 from gossamer.catalog.merge import CatalogState  # noqa: E402
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version  # noqa: E402
-from gossamer.catalog.sync_protocol import (  # noqa: E402
-    absorb,
-    answer,
-    digest_request,
-    encode,
-    parse_records,
-    pull_request,
-    push_request,
-)
+from gossamer.catalog.sync_answer import Served, answer  # noqa: E402
+from gossamer.catalog.sync_exchange import DigestExchange, PullExchange  # noqa: E402
+from gossamer.catalog.sync_protocol import NO_EFFECTS, Effects, digest_request, encode  # noqa: E402
 
 DC = "dc1"
 BASE_MS = 1_700_000_000_000
@@ -118,9 +115,9 @@ class Sim:
     def delta(self, server: CatalogState, client: CatalogState) -> tuple[dict[str, Any], int]:
         key = (id(server), id(client))
         if key not in self._deltas:
-            reply, brought = answer(server, self.digest(client)[0], datacenter=DC)
-            assert reply["t"] == "delta" and not brought, reply
-            self._deltas[key] = (reply, len(encode(reply)))
+            result = answer(self.digest(client)[0], Served(server, DC))
+            assert result.reply["t"] == "delta" and result.effects == NO_EFFECTS, result.reply
+            self._deltas[key] = (result.reply, len(encode(result.reply)))
         return self._deltas[key]
 
     def count(self, message: dict[str, Any]) -> None:
@@ -129,39 +126,39 @@ class Sim:
         if message.get("records"):
             self.record_bytes += size
 
+    def absorb(self, states: list[CatalogState], node: int, effects: Effects) -> None:
+        """Apply what a message brought to node `node`'s state (re-interned if it changed)."""
+        if effects.records:
+            new, changed = absorb(states[node], effects.records, self_origin=node_name(node))
+            if changed:
+                states[node] = self.intern(new)
+
     def exchange(self, states: list[CatalogState], a: int, b: int) -> None:
-        """Node a runs one anti-entropy exchange with node b (agent.peer_rpc.exchange)."""
-        _, digest_bytes = self.digest(states[a])
+        """Node a runs one anti-entropy round with node b, as the agent's client does."""
+        digest, digest_bytes = self.digest(states[a])
+        conversation = DigestExchange(states[a], DC, digest=digest)
+        conversation.first_request()
         reply, reply_bytes = self.delta(states[b], states[a])
         self.bytes += digest_bytes + reply_bytes
         if reply["records"]:
             self.record_bytes += reply_bytes
-            new, changed = absorb(
-                states[a], parse_records(reply["records"], DC), self_origin=node_name(a)
-            )
-            if changed:
-                states[a] = self.intern(new)
-        if reply["want"]:
-            push = push_request(states[a], DC, reply["want"])
-            if push["records"]:
-                self.count(push)
-                ok, incoming = answer(states[b], push, datacenter=DC)
-                self.count(ok)
-                new, changed = absorb(states[b], incoming, self_origin=node_name(b))
-                if changed:
-                    states[b] = self.intern(new)
+        step = conversation.receive(reply)
+        self.absorb(states, a, step.effects)
+        if step.request is not None:
+            self.count(step.request)
+            result = answer(step.request, Served(states[b], DC))
+            self.count(result.reply)
+            self.absorb(states, b, result.effects)
+            conversation.receive(result.reply)
 
     def pull(self, states: list[CatalogState], a: int, owner: int) -> None:
         """Node a pulls the owner's record from the owner (the `cv` tag path)."""
-        request = pull_request(DC, [node_name(owner)])
-        reply, _ = answer(states[owner], request, datacenter=DC)
+        conversation = PullExchange(DC, [node_name(owner)])
+        request = conversation.first_request()
+        result = answer(request, Served(states[owner], DC))
         self.count(request)
-        self.count(reply)
-        new, changed = absorb(
-            states[a], parse_records(reply["records"], DC), self_origin=node_name(a)
-        )
-        if changed:
-            states[a] = self.intern(new)
+        self.count(result.reply)
+        self.absorb(states, a, conversation.receive(result.reply).effects)
 
 
 def run_once(
@@ -211,8 +208,7 @@ def exchange_cost(base: CatalogState, reps: int = 3) -> tuple[float, float, int]
         msg = digest_request(base, DC)
         size = len(encode(msg))
         t1 = time.perf_counter()
-        reply, _ = answer(other, msg, datacenter=DC)
-        encode(reply)
+        encode(answer(msg, Served(other, DC)).reply)
         t2 = time.perf_counter()
         ask.append(t1 - t0)
         ans.append(t2 - t1)

@@ -2,9 +2,10 @@
 
 A blocking query (`GET ...?index=N&wait=30s`) returns as soon as the data
 the client watches has a modification index above N, or when the wait runs
-out. This module is the arithmetic only; the HTTP shell parks the request on
-a per-key waiter and asks `should_block` again when that key is bumped, so
-thousands of watchers cost no polling.
+out. This module is the arithmetic only; the live catalog (`live.py`) parks
+a request on per-key waiters only while `should_block` holds, and a bump of
+a watched key (which raises its index) wakes it, so thousands of watchers
+cost no polling. Shells call these rules; none restates them.
 
 Rules (Consul's, see api-docs/features/blocking.mdx):
 - `wait` is a Go duration ("100ms", "30s", "5m", "1h30m"); absent or <= 0

@@ -15,8 +15,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
-from gossamer.catalog import merge
-from gossamer.catalog.blocking import IndexTable, changed_keys, health_keys, response_index
+from gossamer.catalog import absorb, merge
+from gossamer.catalog.blocking import (
+    IndexTable,
+    changed_keys,
+    health_keys,
+    response_index,
+    should_block,
+)
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store import CatalogStore
 
@@ -41,6 +47,10 @@ class LiveCatalog:
     def record(self, node: str) -> NodeRecord | None:
         return merge.get(self.state, self.datacenter, node)
 
+    def held_version(self, node: str) -> int:
+        """The newest version known here for `node`: its record's or its tombstone's."""
+        return absorb.held_version(self.state, self.datacenter, node)
+
     def index(self, keys: Iterable[str]) -> int:
         """The X-Consul-Index for a query reading `keys` (never 0)."""
         return response_index(self.indexes.index_for_any(keys))
@@ -57,16 +67,9 @@ class LiveCatalog:
         A peer's copy of a record this agent owns is ignored: only the owner
         publishes it (`self_origin` names this agent; empty for its own writes).
         """
-        incoming = [r for r in records if not self_origin or r.origin != self_origin]
         before = self.state
-        after, changed = merge.apply_many(before, incoming)
-        if not changed:
-            return []
-        keys: set[str] = set()
-        for dc, node in changed:
-            if dc == self.datacenter:
-                keys |= changed_keys(merge.get(before, dc, node), merge.get(after, dc, node))
-        self._commit(before, after, keys)
+        after, changed = absorb.absorb(before, records, self_origin=self_origin)
+        self._commit(before, after, self._keys(before, after, changed))
         return [node for _, node in changed]
 
     def remove(self, node: str, reason: str, *, version: int = 0) -> bool:
@@ -82,22 +85,15 @@ class LiveCatalog:
     def bury(self, tombstones: Iterable[tuple[str, int]], *, self_origin: str) -> list[str]:
         """Removals a peer relayed: (node, version). Returns the nodes removed here.
 
-        A tombstone only wins over a record of lower version (a node
-        registered again after its removal keeps its newer record), and this
-        agent's own node is never buried by a peer.
+        Which tombstone wins is `absorb.bury`'s rule 2; this persists the
+        result and wakes the watchers of the records that went.
         """
-        removed = []
-        for node, version in tombstones:
-            if node == self_origin:
-                continue
-            current = self.record(node)
-            known = self.state.tombstones.get(self.datacenter, {}).get(node)
-            if current is not None and current.version > version:
-                continue
-            if current is None and known is not None and known.version >= version:
-                continue
-            if self.remove(node, "removed (relayed by a peer)", version=version) or current is None:
-                removed.append(node)
+        before = self.state
+        after, removed = absorb.bury(
+            before, self.datacenter, tombstones, self_origin=self_origin, at_ms=self._wall_ms()
+        )
+        changed = [(self.datacenter, node) for node in removed]
+        self._commit(before, after, self._keys(before, after, changed))
         return removed
 
     def set_failed(self, node: str, failed: bool) -> bool:
@@ -122,6 +118,17 @@ class LiveCatalog:
         self._wake(keys)
         return index
 
+    def _keys(
+        self, before: merge.CatalogState, after: merge.CatalogState, changed: list[tuple[str, str]]
+    ) -> set[str]:
+        """The index keys touched by the (dc, node) that changed between two states."""
+        return {
+            key
+            for dc, node in changed
+            if dc == self.datacenter
+            for key in changed_keys(merge.get(before, dc, node), merge.get(after, dc, node))
+        }
+
     def _commit(
         self, before: merge.CatalogState, after: merge.CatalogState, keys: set[str]
     ) -> None:
@@ -144,7 +151,7 @@ class LiveCatalog:
         backwards (Consul's rules: the client must re-read).
         """
         watched = list(keys)
-        if index <= 0 or index != self.index(watched):
+        if not should_block(index, self.indexes.index_for_any(watched)):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for key in watched:

@@ -1,4 +1,4 @@
-"""Peer sync over agent RPC: frames and the answers to each request, without I/O.
+"""Peer sync over agent RPC: frames, messages, their limits and their parsing, without I/O.
 
 One exchange (scuttlebutt anti-entropy) between agents A and B:
 
@@ -22,29 +22,38 @@ last-writer-wins maps (intentions) synced in the same round, see
 `lww_sync.py`. It is optional both ways: a message without it is answered
 as before, and an agent that does not know it ignores it.
 
+Who does what: `sync_exchange.py` is the asking side (one object per
+conversation), `sync_answer.py` the answering side (one function); both
+hand back `Effects`, what a message brought to apply here. The sockets in
+`agent/sync/` only move frames and apply effects.
+
+Limits, all enforced here: a frame is a 4-byte big-endian length then one
+msgpack map of at most MAX_FRAME bytes; a frame over it, or bytes that are
+not msgpack, is a ProtocolError and the connection is closed. Every list or
+map of nodes (digest, names, records, tombstones) holds at most
+MAX_NODES_PER_REQUEST entries, or it is bad content. A well-formed request
+with bad content is answered with {"t": "error", "msg": ...} and the
+connection stays usable. Every record from a peer passes `record_from_wire`,
+and records of another datacenter are refused: datacenters do not mix.
 A peer relays records of other nodes as freely as its own, so the owner is
 not hit by N pulls and updates that one path missed arrive by another.
-Frames are a 4-byte big-endian length then one msgpack map; a frame over
-MAX_FRAME, or bytes that are not msgpack, is a ProtocolError and the
-connection is closed. A well-formed request with bad content is answered
-with {"t": "error", "msg": ...} and the connection stays usable. Every
-record from a peer passes `record_from_wire`, and records of another
-datacenter are refused: datacenters do not mix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
-from gossamer.catalog.merge import CatalogState, Stamp, apply_many, diff, digest, records_for
+from gossamer.catalog.lww_sync import Entries
+from gossamer.catalog.merge import CatalogState, Stamp, digest, records_for
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire
 
 MAX_FRAME = 16 * 1024 * 1024  # a 10,000-node digest is well under 1 MiB
-MAX_NODES_PER_REQUEST = 100_000
+MAX_NODES_PER_REQUEST = 100_000  # ten times the largest cluster gossamer is built for
 
 Message = dict[str, Any]
 
@@ -57,7 +66,27 @@ class RequestError(ValueError):
     """A well-framed request with bad content: answer with an error message."""
 
 
+@dataclass(frozen=True)
+class Effects:
+    """What one message brought, for the shell to apply here (in this order).
+
+    `records` go through `absorb.absorb` (never our own), `tombstones`
+    through `absorb.bury`, `lww` to the owner of each map.
+    """
+
+    records: tuple[NodeRecord, ...] = ()
+    tombstones: tuple[tuple[str, int], ...] = ()
+    lww: Mapping[str, Entries] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.tombstones or any(self.lww.values()))
+
+
+NO_EFFECTS = Effects()
+
+
 def encode(message: Message) -> bytes:
+    """One frame; ProtocolError if it would exceed MAX_FRAME (no peer would take it)."""
     body: bytes = msgpack.packb(message, use_bin_type=True)
     if len(body) > MAX_FRAME:
         raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
@@ -99,15 +128,18 @@ def _unpack(body: bytes) -> Message:
 
 
 def digest_request(state: CatalogState, datacenter: str) -> Message:
+    """The opening of an anti-entropy round: our `{node: [version, node_id]}`."""
     stamps = digest(state, datacenter)
     return {"t": "digest", "dc": datacenter, "digest": {n: list(s) for n, s in stamps.items()}}
 
 
 def pull_request(datacenter: str, nodes: list[str]) -> Message:
+    """Ask for the records of `nodes` (the serf `cv` tag path)."""
     return {"t": "pull", "dc": datacenter, "nodes": sorted(set(nodes))}
 
 
 def push_request(state: CatalogState, datacenter: str, nodes: list[str]) -> Message:
+    """Hand a peer the records (or tombstones) of the `nodes` it said it lacks."""
     records = records_for(state, datacenter, nodes)
     return {
         "t": "push",
@@ -127,8 +159,10 @@ def parse_tombstones(raw: object) -> list[tuple[str, int]]:
     """A peer's tombstone list; absent means none. RecordError names a bad entry."""
     if raw is None:
         return []
-    if not isinstance(raw, list) or len(raw) > MAX_NODES_PER_REQUEST:
+    if not isinstance(raw, list):
         raise RecordError("tombstones: expected a list of [node, version]")
+    if len(raw) > MAX_NODES_PER_REQUEST:
+        raise RecordError(f"tombstones: more than {MAX_NODES_PER_REQUEST} entries")
     out = []
     for entry in raw:
         if not (
@@ -144,44 +178,15 @@ def parse_tombstones(raw: object) -> list[tuple[str, int]]:
     return out
 
 
-# -- answering --------------------------------------------------------------------------
-
-
-def answer(
-    state: CatalogState, message: Message, *, datacenter: str
-) -> tuple[Message, list[NodeRecord]]:
-    """The reply to one request, and the records it brought to apply locally."""
-    try:
-        return _answer(state, message, datacenter)
-    except (RequestError, RecordError) as exc:
-        return {"t": "error", "msg": str(exc)}, []
-
-
-def _answer(
-    state: CatalogState, message: Message, datacenter: str
-) -> tuple[Message, list[NodeRecord]]:
-    kind = message["t"]
-    dc = _datacenter(message, datacenter)
-    if kind == "digest":
-        theirs = _stamps(message.get("digest"))
-        they_need, i_need = diff(theirs, digest(state, dc))
-        newer = [record_to_wire(r) for r in records_for(state, dc, they_need)]
-        tombs = tombstones_for(state, dc, they_need)
-        return {"t": "delta", "records": newer, "tombstones": tombs, "want": i_need}, []
-    if kind == "pull":
-        nodes = _names(message.get("nodes"), "nodes")
-        found = records_for(state, dc, nodes)
-        return {"t": "records", "records": [record_to_wire(r) for r in found]}, []
-    if kind == "push":
-        incoming = parse_records(message.get("records"), dc)
-        return {"t": "ok", "applied": len(incoming)}, incoming
-    raise RequestError(f"unknown request type {kind!r}")
+# -- parsing what a peer sent ------------------------------------------------------------
 
 
 def parse_records(raw: object, datacenter: str) -> list[NodeRecord]:
     """Records from a peer's `delta`, `records` or `push`; RecordError names the bad one."""
     if not isinstance(raw, list):
         raise RecordError("records: expected a list")
+    if len(raw) > MAX_NODES_PER_REQUEST:
+        raise RecordError(f"records: more than {MAX_NODES_PER_REQUEST} records")
     records = [record_from_wire(item) for item in raw]
     for record in records:
         if record.datacenter != datacenter:
@@ -192,25 +197,8 @@ def parse_records(raw: object, datacenter: str) -> list[NodeRecord]:
     return records
 
 
-def absorb(
-    state: CatalogState, records: list[NodeRecord], *, self_origin: str
-) -> tuple[CatalogState, list[tuple[str, str]]]:
-    """Merge records a peer sent; returns the new state and the (dc, node) that changed.
-
-    Records this agent owns are never taken from a peer: the owner is the
-    only authority on them, whatever version a peer claims.
-    """
-    return apply_many(state, (r for r in records if r.origin != self_origin))
-
-
-def _datacenter(message: Mapping[str, Any], ours: str) -> str:
-    dc = message.get("dc")
-    if dc != ours:
-        raise RequestError(f"datacenter {dc!r} does not match this agent's {ours!r}")
-    return ours
-
-
-def _names(raw: object, what: str) -> list[str]:
+def parse_names(raw: object, what: str) -> list[str]:
+    """A list of node names (a pull's `nodes`, a delta's `want`); RequestError if bad."""
     if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
         raise RequestError(f"{what}: expected a list of node names")
     if len(raw) > MAX_NODES_PER_REQUEST:
@@ -218,9 +206,12 @@ def _names(raw: object, what: str) -> list[str]:
     return list(raw)
 
 
-def _stamps(raw: object) -> dict[str, Stamp]:
-    if not isinstance(raw, dict) or len(raw) > MAX_NODES_PER_REQUEST:
+def parse_stamps(raw: object) -> dict[str, Stamp]:
+    """A digest's `{node: [version, node_id]}`; RequestError names a bad entry."""
+    if not isinstance(raw, dict):
         raise RequestError("digest: expected a map of node name to [version, node_id]")
+    if len(raw) > MAX_NODES_PER_REQUEST:
+        raise RequestError(f"digest: more than {MAX_NODES_PER_REQUEST} nodes")
     out: dict[str, Stamp] = {}
     for node, stamp in raw.items():
         if not (

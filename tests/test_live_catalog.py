@@ -7,16 +7,13 @@ from pathlib import Path
 
 from gossamer.catalog.blocking import service_key
 from gossamer.catalog.live import LiveCatalog
-from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store import CatalogStore
+from tests.harness.replication import node_record
 
 
 def record(node: str, version: int, *services: str) -> NodeRecord:
-    return NodeRecord(
-        node=node, node_id=f"id-{node}", datacenter="dc1", address="198.18.0.2",
-        version=version, origin=node,
-        services=tuple(Service(id=s, name=s, port=80) for s in services),
-    )  # fmt: skip
+    return node_record(node, version, *services, address="198.18.0.2")
 
 
 def live(tmp_path: Path) -> LiveCatalog:

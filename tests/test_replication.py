@@ -3,95 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gossamer.agent.sync.client import exchange, pull
 from gossamer.agent.sync.peer_link import PeerError
-from gossamer.agent.sync.replicator import Replicator
-from gossamer.agent.sync.server import PeerRpcServer
 from gossamer.catalog import merge
 from gossamer.catalog.live import LiveCatalog
-from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
 from gossamer.catalog.sync_protocol import FrameDecoder, encode, push_request
 from gossamer.catalog.wire import record_to_wire
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_records import MemberEvent
-from tests.harness.peer_wire import talk
 from tests.harness.poll import eventually_async
-
-
-def record(node: str, version: int, *services: str) -> NodeRecord:
-    return NodeRecord(
-        node=node, node_id=f"id-{node}", datacenter="dc1", address="127.0.0.1",
-        version=version, origin=node,
-        services=tuple(Service(id=s, name=s, port=80) for s in services),
-    )  # fmt: skip
-
-
-class Agent:
-    """A LiveCatalog with its own store, served on a real loopback port."""
-
-    def __init__(
-        self, name: str, tmp_path: Path, idle_timeout: float = 30.0, max_connections: int = 256
-    ) -> None:
-        self.name = name
-        self.catalog = LiveCatalog(
-            "dc1", CatalogStore.open(tmp_path / f"{name}.db"), wall_ms=lambda: 1_000
-        )
-        self.server = PeerRpcServer(
-            self.catalog,
-            self_origin=name,
-            idle_timeout=idle_timeout,
-            max_connections=max_connections,
-        )
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-
-    @property
-    def addr(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
-
-    def member(self, status: str = "alive", **tags: str) -> Member:
-        all_tags = {"dc": "dc1", "port": str(self.port), **tags}
-        return Member(name=self.name, addr="127.0.0.1", port=7946, tags=all_tags, status=status)
-
-    def replicator(self, peers: Callable[[], list[Member]], interval: float = 2.0) -> Replicator:
-        return Replicator(
-            self.catalog, self_origin=self.name, peers=peers, rng=random.Random(7),
-            interval=interval, timeout=2.0,
-        )  # fmt: skip
-
-    def has(self, node: str, version: int) -> bool:
-        held = self.catalog.record(node)
-        return held is not None and held.version == version
+from tests.harness.replication import SyncPeers, talk
+from tests.harness.replication import node_record as record
 
 
 @pytest.fixture
-async def agents(tmp_path: Path) -> AsyncIterator[Callable[..., Agent]]:
-    started: list[Agent] = []
-
-    def make(name: str, idle_timeout: float = 30.0, max_connections: int = 256) -> Agent:
-        agent = Agent(name, tmp_path, idle_timeout, max_connections)
-        started.append(agent)
-        return agent
-
-    yield make
-    for agent in started:
-        agent.server.close()
-        agent.sock.close()
-    for agent in started:
-        await asyncio.wait_for(agent.server.wait_closed(), 5)
-
-
-async def start(agent: Agent) -> Agent:
-    await agent.server.start(agent.sock)
-    return agent
+async def agents(tmp_path: Path) -> AsyncIterator[SyncPeers]:
+    async with SyncPeers(tmp_path) as make:
+        yield make
 
 
 async def closed_after(addr: tuple[str, int], payload: bytes) -> bool:
@@ -107,9 +41,9 @@ async def closed_after(addr: tuple[str, int], payload: bytes) -> bool:
 
 
 async def test_a_record_applied_on_a_reaches_b_in_one_exchange(
-    agents: Callable[..., Agent],
+    agents: SyncPeers,
 ) -> None:
-    a, b = agents("a"), await start(agents("b"))
+    a, b = agents("a"), await agents("b").start()
     a.catalog.apply([record("a", 3, "web")])
     b.catalog.apply([record("b", 5, "db")])
     assert await exchange(b.addr, a.catalog, self_origin="a") == 1  # b's record came back
@@ -118,8 +52,8 @@ async def test_a_record_applied_on_a_reaches_b_in_one_exchange(
     assert merge.digest(a.catalog.state, "dc1") == merge.digest(b.catalog.state, "dc1")
 
 
-async def test_three_agents_converge_through_relays(agents: Callable[..., Agent]) -> None:
-    a, b, c = [await start(agents(n)) for n in "abc"]
+async def test_three_agents_converge_through_relays(agents: SyncPeers) -> None:
+    a, b, c = [await agents(n).start() for n in "abc"]
     for agent, version in ((a, 1), (b, 2), (c, 3)):
         agent.catalog.apply([record(agent.name, version, f"svc-{agent.name}")])
     only_b = [b.member()]
@@ -137,8 +71,8 @@ async def test_three_agents_converge_through_relays(agents: Callable[..., Agent]
     assert a.has("b", 2) and c.has("b", 2)
 
 
-async def test_pull_fetches_named_nodes(agents: Callable[..., Agent]) -> None:
-    a, b = agents("a"), await start(agents("b"))
+async def test_pull_fetches_named_nodes(agents: SyncPeers) -> None:
+    a, b = agents("a"), await agents("b").start()
     b.catalog.apply([record("b", 5), record("x", 2)])
     assert await pull(b.addr, a.catalog, ["b", "missing"], self_origin="a") == 1
     assert a.has("b", 5) and a.catalog.record("x") is None
@@ -148,9 +82,9 @@ async def test_pull_fetches_named_nodes(agents: Callable[..., Agent]) -> None:
 
 
 async def test_garbage_and_oversized_frames_close_only_that_connection(
-    agents: Callable[..., Agent],
+    agents: SyncPeers,
 ) -> None:
-    a, b = agents("a"), await start(agents("b"))
+    a, b = agents("a"), await agents("b").start()
     b.catalog.apply([record("b", 1)])
     idle_reader, idle_writer = await asyncio.open_connection(*b.addr)  # a bystander
     assert await closed_after(b.addr, b"\x00\x00\x00\x01\xc1")  # 0xc1 is never msgpack
@@ -165,9 +99,9 @@ async def test_garbage_and_oversized_frames_close_only_that_connection(
 
 
 async def test_another_datacenter_gets_an_error_and_the_connection_stays(
-    agents: Callable[..., Agent],
+    agents: SyncPeers,
 ) -> None:
-    b = await start(agents("b"))
+    b = await agents("b").start()
     b.catalog.apply([record("b", 1)])
     wrong, right = await talk(
         b.addr,
@@ -178,17 +112,15 @@ async def test_another_datacenter_gets_an_error_and_the_connection_stays(
     assert right["t"] == "records" and len(right["records"]) == 1
 
 
-async def test_the_client_hears_a_datacenter_mismatch(
-    agents: Callable[..., Agent], tmp_path: Path
-) -> None:
-    b = await start(agents("b"))
+async def test_the_client_hears_a_datacenter_mismatch(agents: SyncPeers, tmp_path: Path) -> None:
+    b = await agents("b").start()
     elsewhere = LiveCatalog("dc2", CatalogStore.open(tmp_path / "z.db"), wall_ms=lambda: 1_000)
     with pytest.raises(PeerError, match="dc2"):
         await exchange(b.addr, elsewhere, self_origin="z")
 
 
-async def test_a_peer_cannot_overwrite_our_own_record(agents: Callable[..., Agent]) -> None:
-    b = await start(agents("b"))
+async def test_a_peer_cannot_overwrite_our_own_record(agents: SyncPeers) -> None:
+    b = await agents("b").start()
     b.catalog.apply([record("b", 1, "real")])
     forged = merge.apply_many(merge.CatalogState(), [record("b", 99, "forged"), record("x", 1)])[0]
     (reply,) = await talk(b.addr, push_request(forged, "dc1", ["b", "x"]))
@@ -197,16 +129,16 @@ async def test_a_peer_cannot_overwrite_our_own_record(agents: Callable[..., Agen
     assert b.has("x", 1)  # other records of the same push are taken
 
 
-async def test_bad_records_in_a_push_get_an_error(agents: Callable[..., Agent]) -> None:
-    b = await start(agents("b"))
+async def test_bad_records_in_a_push_get_an_error(agents: SyncPeers) -> None:
+    b = await agents("b").start()
     bad = {**record_to_wire(record("x", 1)), "v": 2}
     (reply,) = await talk(b.addr, {"t": "push", "dc": "dc1", "records": [bad]})
     assert reply["t"] == "error"
     assert b.catalog.record("x") is None
 
 
-async def test_idle_connections_are_dropped_and_the_cap_holds(agents: Callable[..., Agent]) -> None:
-    a, b = agents("a"), await start(agents("b", idle_timeout=0.3, max_connections=2))
+async def test_idle_connections_are_dropped_and_the_cap_holds(agents: SyncPeers) -> None:
+    a, b = agents("a"), await agents("b", idle_timeout=0.3, max_connections=2).start()
     b.catalog.apply([record("b", 1)])
     held = [await asyncio.open_connection(*b.addr) for _ in range(2)]
     await eventually_async(lambda: b.server.connections == 2)
@@ -220,7 +152,7 @@ async def test_idle_connections_are_dropped_and_the_cap_holds(agents: Callable[.
     assert await exchange(b.addr, a.catalog, self_origin="a") == 1
 
 
-async def test_an_unreachable_peer_is_counted_not_fatal(agents: Callable[..., Agent]) -> None:
+async def test_an_unreachable_peer_is_counted_not_fatal(agents: SyncPeers) -> None:
     a, b = agents("a"), agents("b")  # b never serves
     b.sock.close()
     loop = a.replicator(lambda: [b.member()])
@@ -232,7 +164,7 @@ async def test_an_unreachable_peer_is_counted_not_fatal(agents: Callable[..., Ag
 
 
 async def test_peer_choice_skips_ourselves_others_and_the_unreachable(
-    agents: Callable[..., Agent],
+    agents: SyncPeers,
 ) -> None:
     a = agents("a")
     good = Member("good", "127.0.0.1", 7946, {"dc": "dc1", "port": "8300"}, "alive")
@@ -249,7 +181,7 @@ async def test_peer_choice_skips_ourselves_others_and_the_unreachable(
 
 
 async def test_failed_member_turns_critical_and_a_leave_removes_it(
-    agents: Callable[..., Agent],
+    agents: SyncPeers,
 ) -> None:
     a, b = agents("a"), agents("b")
     a.catalog.apply([record("b", 4, "db")])
@@ -271,8 +203,8 @@ async def test_failed_member_turns_critical_and_a_leave_removes_it(
     assert a.catalog.record("b") is None
 
 
-async def test_a_newer_cv_tag_pulls_from_the_owner(agents: Callable[..., Agent]) -> None:
-    a, b = agents("a"), await start(agents("b"))
+async def test_a_newer_cv_tag_pulls_from_the_owner(agents: SyncPeers) -> None:
+    a, b = agents("a"), await agents("b").start()
     a.catalog.apply([record("b", 1)])
     b.catalog.apply([record("b", 7, "web")])
     loop = a.replicator(lambda: [])  # no anti-entropy: only the event can bring it
@@ -282,8 +214,8 @@ async def test_a_newer_cv_tag_pulls_from_the_owner(agents: Callable[..., Agent])
     assert loop.failures == 0
 
 
-async def test_reconcile_catches_up_from_a_member_list(agents: Callable[..., Agent]) -> None:
-    a, b, c = agents("a"), await start(agents("b")), agents("c")
+async def test_reconcile_catches_up_from_a_member_list(agents: SyncPeers) -> None:
+    a, b, c = agents("a"), await agents("b").start(), agents("c")
     a.catalog.apply([record("c", 2)])
     b.catalog.apply([record("b", 3)])
     loop = a.replicator(lambda: [])

@@ -8,29 +8,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.catalog import merge
-from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.absorb import absorb
+from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.sync_answer import Served, answer
+from gossamer.catalog.sync_exchange import DigestExchange
 from gossamer.catalog.sync_protocol import (
     MAX_FRAME,
     FrameDecoder,
     ProtocolError,
-    absorb,
-    answer,
     digest_request,
     encode,
-    parse_records,
     pull_request,
     push_request,
 )
+from tests.harness.replication import MemoryPeer, node_record
 
 DC = "dc1"
 
 
 def record(node: str, version: int, *services: str, dc: str = DC) -> NodeRecord:
-    return NodeRecord(
-        node=node, node_id=f"id-{node}", datacenter=dc, address="198.18.0.1",
-        version=version, origin=node,
-        services=tuple(Service(id=s, name=s, port=80) for s in services),
-    )  # fmt: skip
+    return node_record(node, version, *services, dc=dc, address="198.18.0.1")
 
 
 def state_of(*records: NodeRecord) -> merge.CatalogState:
@@ -70,15 +67,14 @@ def test_any_bytes_decode_or_raise_protocol_error(data: bytes) -> None:
 
 
 def exchange(a: merge.CatalogState, b: merge.CatalogState) -> tuple[merge.CatalogState, ...]:
-    """One anti-entropy round from A to B, as the agents run it over a socket."""
-    delta, _ = answer(b, digest_request(a, DC), datacenter=DC)
-    assert delta["t"] == "delta"
-    a, _ = absorb(a, parse_records(delta["records"], DC), self_origin="a-agent")
-    push = push_request(a, DC, delta["want"])
-    ok, incoming = answer(b, push, datacenter=DC)
-    assert ok == {"t": "ok", "applied": len(incoming)}
-    b, _ = absorb(b, incoming, self_origin="b-agent")
-    return a, b
+    """One anti-entropy round from A to B, driven as the agents drive it over a socket."""
+    asking, answering = MemoryPeer("a-agent", a), MemoryPeer("b-agent", b)
+    asking.run(DigestExchange(asking.state, DC), answering)
+    (digest, delta), *pushed = answering.transcript
+    assert digest["t"] == "digest" and delta["t"] == "delta"
+    for push, ok in pushed:
+        assert ok == {"t": "ok", "applied": len(push["records"])}
+    return asking.state, answering.state
 
 
 def test_one_exchange_makes_two_catalogs_equal() -> None:
@@ -91,7 +87,7 @@ def test_one_exchange_makes_two_catalogs_equal() -> None:
 
 def test_pull_returns_only_what_exists() -> None:
     s = state_of(record("n1", 1))
-    reply, _ = answer(s, pull_request(DC, ["n1", "ghost"]), datacenter=DC)
+    reply = answer(pull_request(DC, ["n1", "ghost"]), Served(s, DC)).reply
     assert [r["node"] for r in reply["records"]] == ["n1"]
 
 
@@ -115,15 +111,17 @@ def test_a_peer_cannot_overwrite_our_own_record() -> None:
     ],
 )
 def test_bad_requests_get_an_error_reply(message: dict[str, object], needle: str) -> None:
-    reply, records = answer(state_of(), message, datacenter=DC)
-    assert reply["t"] == "error" and needle in reply["msg"] and records == []
+    result = answer(message, Served(state_of(), DC))
+    reply, records = result.reply, result.effects.records
+    assert reply["t"] == "error" and needle in reply["msg"] and records == ()
 
 
 def test_records_of_another_datacenter_are_refused() -> None:
     other = push_request(state_of(record("x", 1, dc="dc2")), "dc2", ["x"])
     other["dc"] = DC
-    reply, records = answer(state_of(), other, datacenter=DC)
-    assert reply["t"] == "error" and "datacenter 'dc2'" in reply["msg"] and records == []
+    result = answer(other, Served(state_of(), DC))
+    reply, records = result.reply, result.effects.records
+    assert reply["t"] == "error" and "datacenter 'dc2'" in reply["msg"] and records == ()
 
 
 @settings(max_examples=60, deadline=None)
@@ -147,7 +145,7 @@ def test_tombstones_travel_in_delta_and_push() -> None:
         0
     ]
     stale = state_of(record("ext", 3))
-    delta, _ = answer(gone, digest_request(stale, DC), datacenter=DC)
+    delta = answer(digest_request(stale, DC), Served(gone, DC)).reply
     assert delta["records"] == [] and parse_tombstones(delta["tombstones"]) == [("ext", 4)]
     push = push_request(gone, DC, ["ext"])
     assert parse_tombstones(push["tombstones"]) == [("ext", 4)]

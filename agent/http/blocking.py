@@ -21,7 +21,12 @@ from aiohttp import web
 
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import json_response
-from gossamer.catalog.blocking import QueryParamError, parse_blocking, timeout_for
+from gossamer.catalog.blocking import (
+    QueryParamError,
+    parse_blocking,
+    response_index,
+    timeout_for,
+)
 from gossamer.catalog.filter import FilterError
 from gossamer.catalog.live import LiveCatalog
 
@@ -29,8 +34,9 @@ _jitter_rng = random.Random()
 
 
 def consul_headers(index: int) -> dict[str, str]:
+    """The headers of every blocking-capable answer; the index rule is `response_index`'s."""
     return {
-        "X-Consul-Index": str(max(1, index)),
+        "X-Consul-Index": str(response_index(index)),
         "X-Consul-KnownLeader": "true",
         "X-Consul-LastContact": "0",
     }
@@ -45,8 +51,9 @@ async def blocking_json(
         query = parse_blocking(request.query)
     except QueryParamError as err:
         raise BadRequest(str(err)) from None
-    if query.is_blocking:
-        await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
+    # The catalog decides whether to wait at all (`should_block`): an index
+    # of 0, a stale one or one ahead of ours is answered at once.
+    await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
     try:
         body = build()
     except FilterError as err:  # a value only checkable against a row

@@ -133,10 +133,7 @@ class ExternalNodes:
                 )
 
     def _next_version(self, node: str) -> int:
-        record = self._catalog.record(node)
-        tomb = self._catalog.state.tombstones.get(self.datacenter, {}).get(node)
-        held = max(record.version if record else 0, tomb.version if tomb else 0)
-        return next_version(held, self._wall_ms())
+        return next_version(self._catalog.held_version(node), self._wall_ms())
 
     def _publish(self, current: NodeRecord | None, record: NodeRecord) -> None:
         record = replace(record, origin=self._owner)  # also adopts an orphan

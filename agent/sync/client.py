@@ -1,7 +1,10 @@
-"""Agent RPC client: one anti-entropy exchange, a hand-over of fresh LWW entries, a pull.
+"""Agent RPC client: drives the pure conversations of `catalog.sync_exchange` over TCP.
 
-Every step of a conversation runs under one deadline; any failure (refused,
-timed out, bad reply) is a PeerError, and what was applied before it stays.
+An anti-entropy round, a hand-over of fresh LWW entries and a pull are each
+one conversation object; this module only connects, moves its frames and
+applies the effects of each step before sending the next request. Every
+step runs under one deadline; any failure (refused, timed out, bad reply)
+is a PeerError, and what was applied before it stays.
 """
 
 from __future__ import annotations
@@ -17,35 +20,25 @@ from gossamer.agent.sync.peer_link import (
     PeerError,
     Replicas,
     _close,
-    _snapshots,
+    apply_effects,
+    snapshots,
 )
 from gossamer.catalog.live import LiveCatalog
-from gossamer.catalog.lww_sync import (
-    Entries,
-    LwwSyncError,
-    offer,
-    plan,
-    push_part,
-    receive_ok,
+from gossamer.catalog.lww_sync import Entries
+from gossamer.catalog.sync_exchange import (
+    Conversation,
+    DigestExchange,
+    ExchangeError,
+    HandOver,
+    PullExchange,
 )
-from gossamer.catalog.sync_protocol import (
-    FrameDecoder,
-    Message,
-    ProtocolError,
-    digest_request,
-    encode,
-    parse_records,
-    parse_tombstones,
-    pull_request,
-    push_request,
-)
-from gossamer.catalog.wire import RecordError
+from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError, encode
 
 log = logging.getLogger("gossamer.replication")
 
 
 class _Connection:
-    """One request/reply conversation with a peer."""
+    """Frames to and from one peer, one reply per request."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -53,7 +46,7 @@ class _Connection:
         self._decoder = FrameDecoder()
         self._pending: list[Message] = []
 
-    async def request(self, message: Message, expect: str) -> Message:
+    async def request(self, message: Message) -> Message:
         self._writer.write(encode(message))
         await self._writer.drain()
         while not self._pending:
@@ -61,12 +54,7 @@ class _Connection:
             if not data:
                 raise PeerError("peer closed the connection")
             self._pending.extend(self._decoder.feed(data))
-        reply = self._pending.pop(0)
-        if reply["t"] == "error":
-            raise PeerError(f"peer refused {message['t']}: {reply.get('msg')}")
-        if reply["t"] != expect:
-            raise PeerError(f"expected {expect!r} in reply to {message['t']!r}, got {reply['t']!r}")
-        return reply
+        return self._pending.pop(0)
 
 
 @contextlib.asynccontextmanager
@@ -79,11 +67,31 @@ async def _connect(addr: Address, timeout: float) -> AsyncIterator[_Connection]:
             yield _Connection(reader, writer)
     except TimeoutError:
         raise PeerError(f"{addr[0]}:{addr[1]}: timed out after {timeout}s") from None
-    except (OSError, ProtocolError, RecordError, LwwSyncError) as exc:
+    except (OSError, ProtocolError, ExchangeError) as exc:
         raise PeerError(f"{addr[0]}:{addr[1]}: {exc}") from exc
     finally:
         if writer is not None:
             await _close(writer)
+
+
+async def _converse(
+    addr: Address,
+    conversation: Conversation,
+    catalog: LiveCatalog,
+    *,
+    self_origin: str,
+    timeout: float,
+    replicas: Replicas,
+) -> int:
+    """Run one conversation to its end; returns how many things changed here."""
+    changed = 0
+    async with _connect(addr, timeout) as conn:
+        request: Message | None = conversation.first_request()
+        while request is not None:
+            step = conversation.receive(await conn.request(request))
+            changed += len(apply_effects(catalog, replicas, step.effects, self_origin=self_origin))
+            request = step.request
+    return changed
 
 
 async def exchange(
@@ -96,44 +104,23 @@ async def exchange(
 ) -> int:
     """One anti-entropy round with the peer at `addr`; returns how many things changed here.
 
-    Sends our digest (with the LWW maps' hashes), applies the newer records
-    the peer answers with, then pushes the records it said it lacks and the
-    LWW entries it lacks, asking for the ones we lack in the same message.
-    Raises PeerError when the round could not complete (what was applied
-    before that stays applied).
+    See `DigestExchange` for the round. Raises PeerError when it could not
+    complete (what was applied before that stays applied).
     """
-    dc = catalog.datacenter
     reps: Replicas = replicas or {}
-    async with _connect(addr, timeout) as conn:
-        request = digest_request(catalog.state, dc)
-        if reps:
-            request["lww"] = offer(_snapshots(reps))
-        delta = await conn.request(request, "delta")
-        changed = catalog.apply(parse_records(delta.get("records"), dc), self_origin=self_origin)
-        tombstones = parse_tombstones(delta.get("tombstones"))
-        changed += catalog.bury(tombstones, self_origin=self_origin)
-        want = delta.get("want")
-        if not isinstance(want, list) or not all(isinstance(n, str) for n in want):
-            raise PeerError("delta: want is not a list of node names")
-        push = push_request(catalog.state, dc, want)
-        lww_part = plan(_snapshots(reps), delta.get("lww")) if reps else {}
-        if lww_part:
-            push["lww"] = lww_part
-        if push["records"] or push["tombstones"] or lww_part:
-            ok = await conn.request(push, "ok")
-            for name, entries in receive_ok(_snapshots(reps), ok.get("lww")).items():
-                changed += reps[name].absorb(entries)
-    return len(changed)
+    conversation = DigestExchange(catalog.state, catalog.datacenter, snapshots(reps))
+    return await _converse(
+        addr, conversation, catalog, self_origin=self_origin, timeout=timeout, replicas=reps
+    )
 
 
 async def hand_over(
     addr: Address, datacenter: str, name: str, entries: Entries, *, timeout: float = 5.0
 ) -> None:
     """Push fresh entries of LWW map `name` to one peer, without waiting for a round."""
-    message: Message = {"t": "push", "dc": datacenter, "records": [], "tombstones": []}
-    message["lww"] = push_part(name, entries)
+    conversation = HandOver(datacenter, name, entries)
     async with _connect(addr, timeout) as conn:
-        await conn.request(message, "ok")
+        conversation.receive(await conn.request(conversation.first_request()))
 
 
 async def pull(
@@ -145,8 +132,7 @@ async def pull(
     timeout: float = 5.0,
 ) -> int:
     """Fetch the records of `nodes` from the peer at `addr`; returns how many changed here."""
-    dc = catalog.datacenter
-    async with _connect(addr, timeout) as conn:
-        reply = await conn.request(pull_request(dc, nodes), "records")
-        changed = catalog.apply(parse_records(reply.get("records"), dc), self_origin=self_origin)
-    return len(changed)
+    conversation = PullExchange(catalog.datacenter, nodes)
+    return await _converse(
+        addr, conversation, catalog, self_origin=self_origin, timeout=timeout, replicas={}
+    )

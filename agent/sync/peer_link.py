@@ -1,8 +1,10 @@
-"""What agent RPC's server and client share: limits, the replica protocol, closing a stream.
+"""What agent RPC's server and client share: limits, the replica protocol, applying effects.
 
-The protocol itself (frames, requests, answers) is `catalog.sync_protocol`,
-plus `catalog.lww_sync` for the last-writer-wins maps (intentions) that ride
-on the same messages; neither does I/O.
+The protocol itself is pure and lives in `catalog/`: frames and messages in
+`sync_protocol`, the asking side in `sync_exchange`, the answering side in
+`sync_answer`, plus `lww_sync` for the last-writer-wins maps (intentions)
+that ride on the same messages. This package moves their frames over
+sockets and applies the `Effects` they hand back, nothing more.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import (
     Entries,
     Snapshot,
     Snapshots,
 )
+from gossamer.catalog.sync_protocol import Effects
 
 log = logging.getLogger("gossamer.replication")
 
@@ -45,8 +49,26 @@ class Replica(Protocol):
 Replicas = Mapping[str, Replica]
 
 
-def _snapshots(replicas: Replicas) -> Snapshots:
+def snapshots(replicas: Replicas) -> Snapshots:
+    """Each replicated map as it is now, for the pure exchange and answer."""
     return {name: r.snapshot() for name, r in replicas.items()}
+
+
+def apply_effects(
+    catalog: LiveCatalog, replicas: Replicas, effects: Effects, *, self_origin: str
+) -> list[str]:
+    """Apply what a message brought: records, then tombstones, then LWW entries.
+
+    Returns what changed here (node names and LWW keys). The catalog keeps
+    the absorb rules (`catalog.absorb`); a map this agent does not hold is
+    never in `effects` (the pure side only reads maps it was given).
+    """
+    changed = catalog.apply(effects.records, self_origin=self_origin)
+    changed += catalog.bury(effects.tombstones, self_origin=self_origin)
+    for name, entries in effects.lww.items():
+        if entries:
+            changed += replicas[name].absorb(entries)
+    return changed
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

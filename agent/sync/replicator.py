@@ -182,7 +182,10 @@ class Replicator:
     def _alive(self, member: Member) -> None:
         self._catalog.set_failed(member.name, False)
         announced = tags.record_version(member)
-        if announced > self._held_version(member.name) and tags.rpc_port(member) is not None:
+        if (
+            announced > self._catalog.held_version(member.name)
+            and tags.rpc_port(member) is not None
+        ):
             self._wanted[member.name] = (member, announced)
             task = self._pulls.get(member.name)
             if task is None or task.done():
@@ -190,17 +193,11 @@ class Replicator:
                     self._pull_from_owner(member.name), name=f"pull-{member.name}"
                 )
 
-    def _held_version(self, node: str) -> int:
-        """The newest version known here: the record's, or a tombstone's."""
-        record = self._catalog.record(node)
-        tomb = self._catalog.state.tombstones.get(self._catalog.datacenter, {}).get(node)
-        return max(record.version if record else 0, tomb.version if tomb else 0)
-
     async def _pull_from_owner(self, node: str) -> None:
         try:
             for _ in range(MAX_PULLS_PER_NODE):
                 owner, announced = self._wanted[node]
-                if announced <= self._held_version(node):
+                if announced <= self._catalog.held_version(node):
                     return
                 try:
                     await pull(

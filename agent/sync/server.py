@@ -1,5 +1,9 @@
 """Agent RPC server: answers peers' digest, pull and push requests over TCP.
 
+What each request gets is `catalog.sync_answer.respond` (pure): the reply
+frame and the effects to apply here. This module moves frames and applies
+effects; it decides nothing about the protocol.
+
 A peer is trusted with nothing: bad framing closes its connection, a bad
 request gets an error reply, an idle connection is dropped, the number of
 connections is capped, and whatever one connection does, the server keeps
@@ -18,23 +22,12 @@ from gossamer.agent.sync.peer_link import (
     READ_CHUNK,
     Replicas,
     _close,
-    _snapshots,
+    apply_effects,
+    snapshots,
 )
 from gossamer.catalog.live import LiveCatalog
-from gossamer.catalog.lww_sync import (
-    LwwSyncError,
-    answer_offer,
-    answer_push,
-)
-from gossamer.catalog.sync_protocol import (
-    FrameDecoder,
-    Message,
-    ProtocolError,
-    answer,
-    encode,
-    parse_tombstones,
-)
-from gossamer.catalog.wire import RecordError
+from gossamer.catalog.sync_answer import Served, respond
+from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError
 
 log = logging.getLogger("gossamer.replication")
 
@@ -119,39 +112,16 @@ class PeerRpcServer:
             if not data:
                 return
             for message in decoder.feed(data):
-                writer.write(encode(self._reply(message)))
+                writer.write(self._reply(message))
                 async with asyncio.timeout(self._idle_timeout):
                     await writer.drain()
 
-    def _reply(self, message: Message) -> Message:
+    def _reply(self, message: Message) -> bytes:
+        """The reply frame to one request, after applying what the request brought."""
         catalog = self._catalog
-        reply, records = answer(catalog.state, message, datacenter=catalog.datacenter)
-        if records:
-            changed = catalog.apply(records, self_origin=self._self_origin)
-            if changed:
-                log.debug("agent RPC: a push brought %s", ", ".join(changed))
-        if message.get("t") == "push" and reply.get("t") == "ok":
-            try:
-                tombstones = parse_tombstones(message.get("tombstones"))
-            except RecordError as exc:
-                return {"t": "error", "msg": str(exc)}
-            catalog.bury(tombstones, self_origin=self._self_origin)
-        if self._replicas and reply.get("t") in ("delta", "ok"):
-            try:
-                return self._lww_reply(message, reply)
-            except LwwSyncError as exc:
-                return {"t": "error", "msg": str(exc)}
-        return reply
-
-    def _lww_reply(self, message: Message, reply: Message) -> Message:
-        """Add the LWW maps' part: our digests to a digest, wanted entries to a push."""
-        snaps = _snapshots(self._replicas)
-        if reply["t"] == "delta":
-            part: dict[str, object] = dict(answer_offer(snaps, message.get("lww")))
-        else:
-            wanted, incoming = answer_push(snaps, message.get("lww"))
-            for name, entries in incoming.items():
-                if entries:
-                    self._replicas[name].absorb(entries)
-            part = dict(wanted)
-        return {**reply, "lww": part} if part else reply
+        served = Served(catalog.state, catalog.datacenter, snapshots(self._replicas))
+        frame, effects = respond(message, served)
+        changed = apply_effects(catalog, self._replicas, effects, self_origin=self._self_origin)
+        if changed:
+            log.debug("agent RPC: a push brought %s", ", ".join(changed))
+        return frame

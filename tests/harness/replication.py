@@ -1,0 +1,196 @@
+"""The suite's one replication test double, in two forms that run the same protocol code.
+
+- `SyncPeer`: an agent's sync side for real: a LiveCatalog on its own
+  SQLite file (and, if asked, an IntentionStore beside it, replicated),
+  served by the real PeerRpcServer on a loopback port, with a Member for
+  it and a Replicator over it. `SyncPeers` makes them and closes them.
+- `MemoryPeer`: the same conversations without sockets: a CatalogState
+  that answers through `sync_answer.answer` and applies effects with the
+  `absorb` rules, for protocol tests that run hundreds of exchanges.
+- `talk`: send raw requests to an agent RPC port the way a peer does (for
+  hostile or old peers whose messages no conversation object would build).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from gossamer.agent.replicated.intention_entries import MAP_NAME
+from gossamer.agent.replicated.intention_store import IntentionStore
+from gossamer.agent.sync.peer_link import Replicas
+from gossamer.agent.sync.replicator import Replicator
+from gossamer.agent.sync.server import PeerRpcServer
+from gossamer.catalog import absorb
+from gossamer.catalog.live import LiveCatalog
+from gossamer.catalog.merge import CatalogState
+from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.store import CatalogStore
+from gossamer.catalog.sync_answer import Served, answer
+from gossamer.catalog.sync_exchange import Conversation
+from gossamer.catalog.sync_protocol import Effects, FrameDecoder, Message, encode
+from gossamer.gossip.members import Member
+
+DC = "dc1"
+
+
+def node_record(
+    node: str, version: int, *services: str, dc: str = DC, address: str = "127.0.0.1"
+) -> NodeRecord:
+    """A node's own record (origin = the node) with one port-80 service per name."""
+    return NodeRecord(
+        node=node, node_id=f"id-{node}", datacenter=dc, address=address,
+        version=version, origin=node,
+        services=tuple(Service(id=s, name=s, port=80) for s in services),
+    )  # fmt: skip
+
+
+# -- over real sockets ------------------------------------------------------------------
+
+
+class SyncPeer:
+    """A LiveCatalog (and optionally replicated intentions) served on a real loopback port."""
+
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        *,
+        intentions: bool = False,
+        wall_ms: int = 1_000,
+        idle_timeout: float = 30.0,
+        max_connections: int = 256,
+    ) -> None:
+        self.name = name
+        db = CatalogStore.open(root / f"{name}.db")
+        self.catalog = LiveCatalog(DC, db, wall_ms=lambda: wall_ms)
+        self.replicas: Replicas = {}
+        if intentions:
+            self.store = IntentionStore(
+                db, node=name, wall_ms=lambda: wall_ms, notify=self.catalog.touch
+            )
+            self.replicas = {MAP_NAME: self.store}
+        self.server = PeerRpcServer(
+            self.catalog,
+            self_origin=name,
+            idle_timeout=idle_timeout,
+            max_connections=max_connections,
+            replicas=self.replicas,
+        )
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    async def start(self) -> SyncPeer:
+        await self.server.start(self.sock)
+        return self
+
+    def member(self, status: str = "alive", **tags: str) -> Member:
+        """How serf would show this peer: its datacenter and RPC port in the tags."""
+        all_tags = {"dc": DC, "port": str(self.port), **tags}
+        return Member(name=self.name, addr="127.0.0.1", port=7946, tags=all_tags, status=status)
+
+    def replicator(
+        self,
+        peers: Callable[[], list[Member]],
+        *,
+        interval: float = 2.0,
+        timeout: float = 2.0,
+        seed: int | str = 7,
+    ) -> Replicator:
+        return Replicator(
+            self.catalog, self_origin=self.name, peers=peers, rng=random.Random(seed),
+            interval=interval, timeout=timeout, replicas=self.replicas,
+        )  # fmt: skip
+
+    def has(self, node: str, version: int) -> bool:
+        held = self.catalog.record(node)
+        return held is not None and held.version == version
+
+    def pairs(self) -> dict[tuple[str, str], str | None]:
+        """The intentions held here, as {(source, destination): action}."""
+        return {i.pair: i.action for i in self.store.current}
+
+
+class SyncPeers:
+    """Makes SyncPeers under one directory; closes every server and socket on exit."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._made: list[SyncPeer] = []
+
+    def __call__(self, name: str, **options: object) -> SyncPeer:
+        peer = SyncPeer(name, self._root, **options)  # type: ignore[arg-type]
+        self._made.append(peer)
+        return peer
+
+    async def __aenter__(self) -> SyncPeers:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for peer in self._made:
+            peer.server.close()
+            peer.sock.close()
+        for peer in self._made:
+            await asyncio.wait_for(peer.server.wait_closed(), 5)
+
+
+async def talk(addr: tuple[str, int], *messages: Message) -> list[Message]:
+    """Send requests on one connection; the replies, in order."""
+    reader, writer = await asyncio.open_connection(*addr)
+    decoder, replies = FrameDecoder(), list[Message]()
+    try:
+        for sent, message in enumerate(messages, 1):
+            writer.write(encode(message))
+            while len(replies) < sent:
+                data = await asyncio.wait_for(reader.read(65536), 5)
+                assert data, "server closed the connection"
+                replies += decoder.feed(data)
+    finally:
+        writer.close()
+    return replies
+
+
+# -- in memory --------------------------------------------------------------------------
+
+
+class MemoryPeer:
+    """A catalog that asks and answers through the pure protocol; keeps a transcript."""
+
+    def __init__(self, name: str, state: CatalogState | None = None) -> None:
+        self.name = name
+        self.state = state if state is not None else CatalogState()
+        self.transcript: list[tuple[Message, Message]] = []  # (request, reply) it answered
+
+    def serve(self, request: Message) -> Message:
+        """Answer one request as an agent RPC server would, applying what it brought."""
+        result = answer(request, Served(self.state, DC))
+        self.transcript.append((request, result.reply))
+        self.apply(result.effects)
+        return result.reply
+
+    def run(self, conversation: Conversation, server: MemoryPeer) -> list[str]:
+        """Drive a conversation against `server` to its end; the nodes that changed here."""
+        changed: list[str] = []
+        request: Message | None = conversation.first_request()
+        while request is not None:
+            step = conversation.receive(server.serve(request))
+            changed += self.apply(step.effects)
+            request = step.request
+        return changed
+
+    def apply(self, effects: Effects) -> list[str]:
+        self.state, changed = absorb.absorb(self.state, effects.records, self_origin=self.name)
+        self.state, buried = absorb.bury(
+            self.state, DC, effects.tombstones, self_origin=self.name, at_ms=1
+        )
+        return [node for _, node in changed] + buried
