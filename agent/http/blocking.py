@@ -19,10 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import json_response
-from gossamer.catalog.blocking import QueryParamError, parse_blocking, timeout_for
-from gossamer.catalog.filter import FilterError
+from gossamer.catalog.blocking import parse_blocking, timeout_for
 from gossamer.catalog.live import LiveCatalog
 
 _jitter_rng = random.Random()
@@ -41,16 +39,10 @@ async def blocking_json(
 ) -> web.Response:
     """Wait as the request asks, then answer `build()` as JSON with the index headers."""
     watched = list(keys)
-    try:
-        query = parse_blocking(request.query)
-    except QueryParamError as err:
-        raise BadRequest(str(err)) from None
+    query = parse_blocking(request.query)  # QueryParamError: 400 by the error table
     if query.is_blocking:
         await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
-    try:
-        body = build()
-    except FilterError as err:  # a value only checkable against a row
-        raise BadRequest(str(err)) from None
+    body = build()  # FilterError (a value only checkable against a row): 400 by the table
     response = json_response(body)
     response.headers.update(consul_headers(catalog.index(watched)))
     return response
