@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from gossamer.agent.checks.runner import NotTTLCheck, UnknownCheck
+from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
 from gossamer.agent.local.node import UnknownId
 from gossamer.agent.replicated.intention_store import DuplicateIntention, IntentionNotFound
@@ -60,12 +60,6 @@ class BadRequest(HttpError):
 
 class NotFound(HttpError):
     status = 404
-
-
-class Conflict(HttpError):
-    """The request is fine but collides with what is stored."""
-
-    status = 409
 
 
 class ServerError(HttpError):
@@ -107,7 +101,6 @@ ERRORS: dict[type[BaseException], Row] = {
     # Judged by the handler itself; the class says the status.
     BadRequest: Row(400, _http),
     NotFound: Row(404, _http),
-    Conflict: Row(409, _http),
     ServerError: Row(500, _http),
     # ?index= / ?wait= that does not parse: the client's input.
     QueryParamError: Row(400, _said),
@@ -117,13 +110,12 @@ ERRORS: dict[type[BaseException], Row] = {
     RegistrationError: Row(400, _said),
     # A check bound to a ServiceID this agent does not hold: an unknown id, as in Consul.
     ServiceNotRegistered: Row(404, _said),
-    # A valid body colliding with what is held (a node another agent owns, an ID in
-    # use): the same 409 on /v1/catalog/register as anywhere else.
+    # A valid body colliding with what is held (a node another agent owns, a node ID
+    # in use, no sidecar port left): 409 on /v1/catalog/register and
+    # /v1/agent/service/register alike (the agent route used to answer 400).
     RegistrationConflict: Row(409, _said),
     # A service or check id in the URL that this agent never registered.
     UnknownId: Row(404, _said),
-    # The check runner does not know the id (it went away between lookup and update).
-    UnknownCheck: Row(404, lambda exc: f"Unknown check ID {exc.args[0]!r}"),
     # pass/warn/fail/update on a check that is not a TTL check: the request is wrong.
     NotTTLCheck: Row(400, _said),
     # An intention with bad fields: every problem at once, one per line.
