@@ -10,9 +10,11 @@ source accepts the same keys and reports the same errors:
     check.to_check(service)   # the model Check it starts as
 
 Every problem raises `RegistrationError` naming the field path
-(`Checks[1].Interval`, `Meta["bad key!"]`, `Connect.SidecarService.Port`)
-and carrying the HTTP status Consul would answer (400, or 404 for an unknown
-ServiceID). Nothing is half-registered: a body either parses whole or not.
+(`Checks[1].Interval`, `Meta["bad key!"]`, `Connect.SidecarService.Port`);
+its subclasses `ServiceNotRegistered` (an unknown ServiceID) and
+`RegistrationConflict` (valid, but colliding with what is held) let the HTTP
+edge answer 404 and 409. Nothing is half-registered: a body either parses
+whole or not.
 
 The rules, and where Consul's own behaviour was checked, are in the module
 docs of registration_check (keys, checks) and registration_service (services,
@@ -25,7 +27,9 @@ from gossamer.catalog.registration_check import (
     CHECK_STATUSES,
     DEFAULT_OUTPUT_MAX_SIZE,
     CheckDefinition,
+    RegistrationConflict,
     RegistrationError,
+    ServiceNotRegistered,
     format_duration,
     parse_check_registration,
 )
@@ -44,7 +48,9 @@ __all__ = [
     "SIDECAR_PORT_RANGE",
     "SIDECAR_SUFFIX",
     "CheckDefinition",
+    "RegistrationConflict",
     "RegistrationError",
+    "ServiceNotRegistered",
     "ServiceRegistration",
     "format_duration",
     "parse_check_registration",

@@ -53,16 +53,20 @@ SCRIPT_DISABLED = (
 
 
 class RegistrationError(ValueError):
-    """A registration body is invalid; `field` is the path of the offending field.
+    """A registration body is invalid; `field` is the path of the offending field."""
 
-    `status` is the HTTP answer Consul gives: 400, or 404 for an unknown ServiceID.
-    """
-
-    def __init__(self, field: str, message: str, *, status: int = 400) -> None:
+    def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
-        self.status = status
+
+
+class ServiceNotRegistered(RegistrationError):
+    """A check's `ServiceID` names no service registered on this agent (an unknown id)."""
+
+
+class RegistrationConflict(RegistrationError):
+    """The body is valid but collides with what is held: a name another agent owns, an ID in use."""
 
 
 # --- reading bodies ---------------------------------------------------------------------
@@ -339,7 +343,7 @@ def parse_check_registration(
     """A `PUT /v1/agent/check/register` body (or a `checks:` entry of a config file).
 
     `service_ids` are the services registered on this agent; a `ServiceID`
-    outside them is refused with status 404, as Consul does.
+    outside them is refused with ServiceNotRegistered (404 at the HTTP edge).
     """
     f = check_fields(body, "")
     name = f.str_("Name")
@@ -347,8 +351,8 @@ def parse_check_registration(
         raise RegistrationError("Name", "missing required field")
     service_id = f.str_("ServiceID")
     if service_id and service_id not in service_ids:
-        raise RegistrationError(
-            "ServiceID", f"service {shown(service_id)} is not registered on this agent", status=404
+        raise ServiceNotRegistered(
+            "ServiceID", f"service {shown(service_id)} is not registered on this agent"
         )
     return build_check(f, allow_script=allow_script, service_id=service_id, default_id=name)
 

@@ -29,6 +29,7 @@ from gossamer.catalog.registration_check import (
     DEFAULT_TIMEOUT_S,
     CheckDefinition,
     Fields,
+    RegistrationConflict,
     RegistrationError,
     build_check,
     check_fields,
@@ -444,7 +445,7 @@ def _sidecar(
     port = d.port or free_port
     if not port:
         low, high = port_range
-        raise RegistrationError(
+        raise RegistrationConflict(  # valid, but the other sidecars hold every port
             f"{path}.Port", f"not given and no free port left in the sidecar range [{low}, {high}]"
         )
     sidecar = Service(

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DataObject
 
+from gossamer.agent.http.errors import answer
 from gossamer.catalog.model import Check, NodeRecord, Service, service_to_agent_json
 from gossamer.catalog.registration import (
     CheckDefinition,
@@ -837,7 +838,7 @@ BAD_SERVICES: list[tuple[object, str, str]] = [
 @pytest.mark.parametrize(("body", "field", "text"), BAD_SERVICES)
 def test_bad_service_bodies_name_the_field(body: object, field: str, text: str) -> None:
     err = error_of(reg, body)
-    assert (err.field, err.status) == (field, 400)
+    assert (err.field, answer(err)) == (field, (400, str(err)))  # the HTTP edge's table
     assert text in err.message
     assert str(err).startswith(f"{field}: ")
 
@@ -871,7 +872,7 @@ def test_bad_check_bodies_name_the_field(body: object, field: str, text: str) ->
 
 def test_unknown_service_id_is_a_404() -> None:
     err = error_of(check, {"Name": "x", "TTL": "1s", "ServiceID": "nope"})
-    assert (err.field, err.status) == ("ServiceID", 404)
+    assert (err.field, answer(err)) == ("ServiceID", (404, str(err)))  # the HTTP edge's table
     assert '"nope"' in err.message
 
 

@@ -11,12 +11,10 @@ import re
 
 from aiohttp import web
 
-from gossamer.agent.config import ConfigError
 from gossamer.agent.http.api import agent_of
-from gossamer.agent.http.errors import BadRequest, NotFound, ServerError
+from gossamer.agent.http.errors import NotFound, ServerError, failing_as
 from gossamer.agent.http.render import json_response, member_json, query_flag
-from gossamer.gossip.addresses import AddressError, format_host_port, parse_host_port
-from gossamer.gossip.rpc import SerfRpcError
+from gossamer.gossip.addresses import format_host_port, parse_host_port
 
 SERF_LAN_PORT = 8301
 
@@ -38,14 +36,10 @@ async def agent_members(request: web.Request) -> web.Response:
 
 async def agent_join(request: web.Request) -> web.Response:
     raw = request.match_info["address"]
-    try:
+    with failing_as("invalid join address"):
         host, port = parse_host_port(raw, SERF_LAN_PORT)
-    except AddressError as exc:
-        raise BadRequest(f"invalid join address: {exc}") from None
-    try:
+    with failing_as(f"join {raw} failed"):
         joined = await agent_of(request).serf.join([format_host_port(host, port)])
-    except SerfRpcError as exc:
-        raise ServerError(f"join {raw} failed: {exc}") from None
     if joined < 1:
         raise ServerError(f"join {raw} failed: no node answered")
     return json_response(None)
@@ -61,18 +55,15 @@ async def agent_force_leave(request: web.Request) -> web.Response:
     serf = agent_of(request).serf
     if not await serf.members_filtered(name=_exact(node)):
         raise NotFound(f"unknown node: {node}")
-    try:
-        await serf.force_leave(node, prune=query_flag(request, "prune"))
-    except SerfRpcError as exc:
-        raise ServerError(f"force-leave {node} failed: {exc}") from None
+    prune = query_flag(request, "prune")
+    with failing_as(f"force-leave {node} failed"):
+        await serf.force_leave(node, prune=prune)
     return json_response(None)
 
 
 async def agent_reload(request: web.Request) -> web.Response:
-    try:
+    with failing_as("Failed reloading"):
         await agent_of(request).reload()
-    except ConfigError as exc:
-        raise ServerError(f"Failed reloading: the new configuration is invalid:\n{exc}") from None
     return json_response(None)
 
 

@@ -1,9 +1,10 @@
 """The aiohttp application: routes plus the cross-cutting middleware.
 
-Error mapping lives here once: HttpError subclasses become their status with
-a plain-text body (Consul answers errors in plain text, and its clients print
-the body as the reason); aiohttp's own 404/405 pass through; anything
-unexpected is logged with its traceback and answered with a short 500.
+Error mapping lives here once: an exception that `errors.ERRORS` knows
+becomes its status with a plain-text body (Consul answers errors in plain
+text, and its clients print the body as the reason); aiohttp's own 404/405
+pass through; anything else is a bug, logged with its traceback and answered
+with a short 500.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
-from gossamer.agent.http.errors import HttpError
+from gossamer.agent.http.errors import answer
 from gossamer.agent.http.health_routes import add_health_routes
 from gossamer.agent.http.intention_access import INTENTIONS_KEY, IntentionsAccess
 from gossamer.agent.http.intention_check_routes import add_intention_check_routes
@@ -38,15 +39,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except HttpError as exc:
-        return web.Response(status=exc.status, text=exc.message + "\n")
     except web.HTTPException as exc:
         if exc.status >= 400 and not exc.text:
             exc.text = f"{exc.status}: {exc.reason}\n"
         raise
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return web.Response(status=500, text="internal error; see the agent log\n")
+    except Exception as exc:
+        answered = answer(exc)
+        if answered is None:
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return web.Response(status=500, text="internal error; see the agent log\n")
+        status, text = answered
+        if status >= 500:
+            log.warning("%s %s answered %d: %s", request.method, request.path, status, text)
+        return web.Response(status=status, text=text + "\n")
 
 
 async def index(request: web.Request) -> web.Response:

@@ -19,15 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import json_response
-from gossamer.catalog.blocking import (
-    QueryParamError,
-    parse_blocking,
-    response_index,
-    timeout_for,
-)
-from gossamer.catalog.filter import FilterError
+from gossamer.catalog.blocking import parse_blocking, response_index, timeout_for
 from gossamer.catalog.live import LiveCatalog
 
 _jitter_rng = random.Random()
@@ -47,17 +40,11 @@ async def blocking_json(
 ) -> web.Response:
     """Wait as the request asks, then answer `build()` as JSON with the index headers."""
     watched = list(keys)
-    try:
-        query = parse_blocking(request.query)
-    except QueryParamError as err:
-        raise BadRequest(str(err)) from None
+    query = parse_blocking(request.query)  # QueryParamError: 400 by the error table
     # The catalog decides whether to wait at all (`should_block`): an index
     # of 0, a stale one or one ahead of ours is answered at once.
     await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
-    try:
-        body = build()
-    except FilterError as err:  # a value only checkable against a row
-        raise BadRequest(str(err)) from None
+    body = build()  # FilterError (a value only checkable against a row): 400 by the table
     response = json_response(body)
     response.headers.update(consul_headers(catalog.index(watched)))
     return response

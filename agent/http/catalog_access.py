@@ -21,8 +21,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gossamer.agent.http.api import AGENT_KEY
-from gossamer.agent.http.errors import BadRequest, ServerError
-from gossamer.catalog.filter import Expression, FilterError, Struct, parse
+from gossamer.agent.http.errors import ServerError
+from gossamer.catalog.filter import Expression, Struct, parse
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.view import ReadQuery
 
@@ -59,14 +59,11 @@ def parse_filter(request: web.Request, schema: Struct) -> Expression | None:
     text = request.query.get("filter", "")
     if not text.strip():
         return None
-    try:
-        return parse(text, schema)
-    except FilterError as err:
-        raise BadRequest(str(err)) from None
+    return parse(text, schema)  # FilterError: 400 by the error table
 
 
 def read_query(request: web.Request, catalog: LiveCatalog, schema: Struct) -> ReadQuery:
-    """Every common read parameter, checked; raises BadRequest/ServerError naming the bad one."""
+    """Every common read parameter, checked; raises FilterError/ServerError naming the bad one."""
     check_datacenter(request, catalog)
     near = request.query.get("near", "")
     if near == "_agent":

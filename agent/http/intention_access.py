@@ -2,7 +2,8 @@
 
 The integrator sets ``app[INTENTIONS_KEY]``; without it the intention routes
 answer 500, saying so. Bad input is a 400 whose plain-text body names the
-parameter or field, every problem of an intention at once, one per line.
+parameter or field, every problem of an intention at once, one per line;
+the store's errors are answered by the error table (agent/http/errors.py).
 
 Names in query parameters may be written Consul's way with a namespace,
 ``default/web``; gossamer is the open-source shape, so any other namespace
@@ -11,24 +12,20 @@ is refused rather than silently read as ``default``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
-from gossamer.agent.http.errors import BadRequest, Conflict, NotFound, ServerError
-from gossamer.agent.replicated.intention_store import (
-    DuplicateIntention,
-    IntentionNotFound,
-    IntentionStore,
-)
-from gossamer.catalog.store import StoreError
+from gossamer.agent.http.errors import BadRequest, ServerError
+from gossamer.agent.replicated.intention_store import IntentionNotFound, IntentionStore
 from gossamer.intentions.model import Intention
-from gossamer.intentions.validate import IntentionError, Problem, validate
+from gossamer.intentions.validate import IntentionError, validate
 
-T = TypeVar("T")
+# A pair taken from the query: problems about it name the query parameter.
+QUERY_NAMES = {"SourceName": "source", "DestinationName": "destination"}
 
 
 @dataclass(frozen=True)
@@ -58,16 +55,6 @@ def intentions_of(request: web.Request) -> IntentionsAccess:
     return access
 
 
-def problems_text(what: str, problems: Sequence[Problem], rename: dict[str, str]) -> str:
-    """`Invalid intention:` then one `  field: message` line per problem."""
-    lines = [f"  {rename.get(p.field, p.field)}: {p.message}" for p in problems]
-    return "\n".join([f"Invalid {what}:", *lines])
-
-
-def bad_intention(exc: IntentionError, rename: dict[str, str] | None = None) -> BadRequest:
-    return BadRequest(problems_text("intention", exc.problems, rename or {}))
-
-
 def required(request: web.Request, name: str) -> str:
     """A query parameter that must be given exactly once and not empty (400 naming it)."""
     values = request.query.getall(name, [])
@@ -78,17 +65,21 @@ def required(request: web.Request, name: str) -> str:
     return values[0]
 
 
+class BadServiceName(ValueError):
+    """A service name in a query parameter or field that is not one (or names a namespace)."""
+
+
 def parse_name(value: str) -> str:
-    """`web`, `*` or `default/web` -> the service name; ValueError saying what is wrong."""
+    """`web`, `*` or `default/web` -> the service name; BadServiceName saying what is wrong."""
     namespace, slash, name = value.rpartition("/")
     if slash and namespace != "default":
-        raise ValueError(
+        raise BadServiceName(
             f"namespace {namespace!r} is not supported (namespaces are Enterprise; "
             f"only 'default/' may be written), got {value!r}"
         )
     for problem in validate(Intention(name, "x", action="allow")):
         if problem.field == "SourceName":
-            raise ValueError(problem.message)
+            raise BadServiceName(problem.message)
     return name
 
 
@@ -96,7 +87,7 @@ def service_name(param: str, value: str) -> str:
     """`parse_name` for a query parameter: BadRequest naming `param`."""
     try:
         return parse_name(value)
-    except ValueError as exc:
+    except BadServiceName as exc:  # query syntax: only this layer knows the parameter's name
         raise BadRequest(f"{param}: {exc}") from None
 
 
@@ -108,25 +99,21 @@ def pair_query(request: web.Request) -> tuple[str, str]:
     )
 
 
-def write(fn: Callable[[], T], rename: dict[str, str] | None = None) -> T:
-    """Run a store write, turning its failures into HTTP answers.
+@contextmanager
+def fields_named_by_query() -> Iterator[None]:
+    """IntentionErrors raised inside name the pair's fields as the query parameters that gave them.
 
-    A pair that already has an intention is 409 with Consul's words
-    ("duplicate intention found: ...", where Consul itself answers 500).
+    `PUT /exact?source=&destination=` takes the pair from the query, so a
+    problem with `SourceName` is reported as `source`.
     """
     try:
-        return fn()
+        yield
     except IntentionError as exc:
-        raise bad_intention(exc, rename) from None
-    except DuplicateIntention as exc:
-        raise Conflict(str(exc)) from None
-    except IntentionNotFound as exc:
-        raise NotFound(str(exc)) from None
-    except StoreError as exc:
-        raise ServerError(f"intention not written: {exc}") from None
+        problems = (replace(p, field=QUERY_NAMES.get(p.field, p.field)) for p in exc.problems)
+        raise IntentionError(problems) from None
 
 
 def found(ixn: Intention | None, what: str) -> Intention:
     if ixn is None:
-        raise NotFound(f"Intention not found: {what}")
+        raise IntentionNotFound(what)
     return ixn

@@ -28,11 +28,11 @@ from aiohttp import web
 
 from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of, check_datacenter
-from gossamer.agent.http.errors import BadRequest
+from gossamer.agent.http.errors import BadRequest, problems_text
 from gossamer.agent.http.intention_access import (
+    BadServiceName,
     intentions_of,
     parse_name,
-    problems_text,
     required,
     service_name,
 )
@@ -150,7 +150,7 @@ def parse_authorize(body: object) -> tuple[str, str, HttpRequest | None]:
 
 
 def _required(f: Fields, out: list[Problem], name: str, convert: Callable[[str], str]) -> str:
-    """A required string field passed through `convert` (ValueError: a problem at `name`)."""
+    """A required string field passed through `convert` (its error: a problem at `name`)."""
     before = len(out)
     value = f.text(name)
     if len(out) > before:  # not a string: already said
@@ -162,7 +162,7 @@ def _required(f: Fields, out: list[Problem], name: str, convert: Callable[[str],
         return convert(value)
     except SpiffeError as exc:
         out.append(Problem(name, f"not a valid service SPIFFE ID: {exc}"))
-    except ValueError as exc:
+    except BadServiceName as exc:
         out.append(Problem(name, str(exc)))
     return ""
 

@@ -29,29 +29,16 @@ from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of, check_datacenter, parse_filter
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.intention_access import (
-    bad_intention,
+    fields_named_by_query,
     found,
     intentions_of,
     pair_query,
-    write,
 )
 from gossamer.agent.http.render import json_response, read_json
 from gossamer.agent.replicated.intention_store import INTENTIONS
 from gossamer.catalog.filter import INTENTION
 from gossamer.catalog.view import keep
 from gossamer.intentions.codec import intention_from_json, intention_to_json
-from gossamer.intentions.model import Intention
-from gossamer.intentions.validate import IntentionError
-
-# A pair taken from the query: problems about it name the query parameter.
-_QUERY_NAMES = {"SourceName": "source", "DestinationName": "destination"}
-
-
-def _parse(body: object, *, source: str | None = None, dest: str | None = None) -> Intention:
-    try:
-        return intention_from_json(body, source=source, destination=dest)
-    except IntentionError as exc:
-        raise bad_intention(exc, _QUERY_NAMES if source is not None else None) from None
 
 
 async def list_intentions(request: web.Request) -> web.Response:
@@ -69,10 +56,10 @@ async def list_intentions(request: web.Request) -> web.Response:
 async def create_intention(request: web.Request) -> web.Response:
     access = intentions_of(request)
     check_datacenter(request, catalog_of(request))
-    ixn = _parse(await read_json(request))
+    ixn = intention_from_json(await read_json(request))
     if ixn.id:
         raise BadRequest("ID: must be empty when creating an intention; the agent assigns one")
-    stored = write(lambda: access.store.create(ixn))
+    stored = access.store.create(ixn)
     return json_response({"ID": stored.id})
 
 
@@ -92,8 +79,9 @@ async def exact_put(request: web.Request) -> web.Response:
     access = intentions_of(request)
     check_datacenter(request, catalog_of(request))
     source, dest = pair_query(request)
-    ixn = _parse(await read_json(request), source=source, dest=dest)
-    write(lambda: access.store.upsert(ixn), _QUERY_NAMES)
+    body = await read_json(request)
+    with fields_named_by_query():
+        access.store.upsert(intention_from_json(body, source=source, destination=dest))
     return json_response(True)
 
 
@@ -101,7 +89,8 @@ async def exact_delete(request: web.Request) -> web.Response:
     access = intentions_of(request)
     check_datacenter(request, catalog_of(request))
     source, dest = pair_query(request)
-    write(lambda: access.store.delete(source, dest), _QUERY_NAMES)
+    with fields_named_by_query():
+        access.store.delete(source, dest)
     return json_response(True)
 
 
@@ -119,10 +108,10 @@ async def id_put(request: web.Request) -> web.Response:
     access = intentions_of(request)
     check_datacenter(request, catalog_of(request))
     ixn_id = request.match_info["id"]
-    ixn = _parse(await read_json(request))
+    ixn = intention_from_json(await read_json(request))
     if ixn.id and ixn.id != ixn_id:
         raise BadRequest(f"ID: the body names {ixn.id!r} but the URL {ixn_id!r}")
-    write(lambda: access.store.update(ixn_id, ixn))
+    access.store.update(ixn_id, ixn)
     return json_response(True)
 
 
@@ -130,7 +119,7 @@ async def id_delete(request: web.Request) -> web.Response:
     access = intentions_of(request)
     check_datacenter(request, catalog_of(request))
     ixn_id = request.match_info["id"]
-    write(lambda: access.store.delete_id(ixn_id))
+    access.store.delete_id(ixn_id)
     return json_response(True)
 
 

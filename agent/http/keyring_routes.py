@@ -12,10 +12,10 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
-from gossamer.agent.http.errors import BadRequest, ServerError
+from gossamer.agent.http.errors import BadRequest, failing_as
 from gossamer.agent.http.render import json_response, read_json
-from gossamer.gossip.keyring import InvalidKeyError, validate_key
-from gossamer.gossip.rpc import KeyResponse, SerfRpcError
+from gossamer.gossip.keyring import validate_key
+from gossamer.gossip.rpc import KeyResponse
 
 
 def _entry(resp: KeyResponse, datacenter: str) -> dict[str, Any]:
@@ -31,10 +31,8 @@ def _entry(resp: KeyResponse, datacenter: str) -> dict[str, Any]:
 
 async def keyring_list(request: web.Request) -> web.Response:
     agent = agent_of(request)
-    try:
+    with failing_as("listing gossip keys failed"):
         resp = await agent.serf.list_keys()
-    except SerfRpcError as exc:
-        raise ServerError(f"listing gossip keys failed: {exc}") from None
     return json_response([_entry(resp, agent.self_info()["Config"]["Datacenter"])])
 
 
@@ -45,10 +43,7 @@ async def _key_from_body(request: web.Request) -> str:
     key = body["Key"]
     if not isinstance(key, str):
         raise BadRequest("Key: must be a string")
-    try:
-        return validate_key(key)
-    except InvalidKeyError as exc:
-        raise BadRequest(f"Key: {exc}") from None
+    return validate_key(key)
 
 
 async def _keyring_op(request: web.Request) -> web.Response:
@@ -56,18 +51,9 @@ async def _keyring_op(request: web.Request) -> web.Response:
     serf = agent_of(request).serf
     op = {"POST": serf.install_key, "PUT": serf.use_key, "DELETE": serf.remove_key}
     verb = {"POST": "install", "PUT": "use", "DELETE": "remove"}[request.method]
-    try:
+    with failing_as(f"{verb} key failed"):
         await op[request.method](key)
-    except SerfRpcError as exc:
-        raise ServerError(f"{verb} key failed: {exc}{_node_messages(exc)}") from None
     return json_response(None)
-
-
-def _node_messages(exc: SerfRpcError) -> str:
-    """serf's per-node reasons ("node2: key is primary ...") make the error actionable."""
-    if not isinstance(exc.body, KeyResponse) or not exc.body.messages:
-        return ""
-    return "".join(f"\n  {node}: {msg}" for node, msg in sorted(exc.body.messages.items()))
 
 
 def add_keyring_routes(router: web.UrlDispatcher) -> None:

@@ -2,7 +2,8 @@
 
 What is registered on this agent, through Consul's agent API. Writes are
 durable before they are acknowledged (LocalNode stores first); bad bodies
-get 400 naming the field, unknown ids 404, and nothing is half-registered.
+get 400 naming the field, unknown ids 404 (the error table's, in
+agent/http/errors.py), and nothing is half-registered.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.catalog_access import catalog_of
-from gossamer.agent.http.errors import BadRequest, HttpError, NotFound
+from gossamer.agent.http.errors import BadRequest, NotFound
 from gossamer.agent.http.render import json_response, query_flag, read_json
-from gossamer.agent.local.node import LocalNode, UnknownId
-from gossamer.catalog.blocking import QueryParamError, node_key, parse_wait
-from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, FilterError, filter_values
+from gossamer.agent.local.node import LocalNode, UnknownServiceId
+from gossamer.catalog.blocking import node_key, parse_wait
+from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, filter_values
 from gossamer.catalog.model import check_json, service_to_agent_json
-from gossamer.catalog.registration import RegistrationError
 
 STATUS_RANK = {"passing": 0, "warning": 1, "critical": 2, "maintenance": 3}
 HEALTH_HTTP = {"passing": 200, "warning": 429, "critical": 503, "maintenance": 503}
@@ -32,27 +32,15 @@ def local_of(request: web.Request) -> LocalNode:
     return agent_of(request).local_node
 
 
-def _registration_error(exc: RegistrationError) -> HttpError:
-    error = NotFound(str(exc)) if exc.status == 404 else BadRequest(str(exc))
-    return error
-
-
 async def service_register(request: web.Request) -> web.Response:
     body = await read_json(request)
     replace = query_flag(request, "replace-existing-checks")
-    try:
-        local_of(request).register_service(body, replace_existing_checks=replace)
-    except RegistrationError as exc:
-        raise _registration_error(exc) from None
+    local_of(request).register_service(body, replace_existing_checks=replace)
     return json_response(None)
 
 
 async def service_deregister(request: web.Request) -> web.Response:
-    service_id = request.match_info["service_id"]
-    try:
-        local_of(request).deregister_service(service_id)
-    except UnknownId:
-        raise NotFound(f"Unknown service ID {service_id!r}") from None
+    local_of(request).deregister_service(request.match_info["service_id"])
     return json_response(None)
 
 
@@ -63,17 +51,14 @@ def _services_json(request: web.Request) -> dict[str, Any]:
 
 
 async def services_list(request: web.Request) -> web.Response:
-    try:
-        rows = filter_values(request.query.get("filter"), _services_json(request), AGENT_SERVICE)
-    except FilterError as exc:
-        raise BadRequest(str(exc)) from None
+    rows = filter_values(request.query.get("filter"), _services_json(request), AGENT_SERVICE)
     return json_response(rows)
 
 
 def _service_body(request: web.Request, service_id: str) -> tuple[dict[str, Any], str]:
     body = _services_json(request).get(service_id)
     if body is None:
-        raise NotFound(f"unknown service ID: {service_id}")
+        raise UnknownServiceId(service_id)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     return body | {"ContentHash": digest}, digest
 
@@ -81,10 +66,7 @@ def _service_body(request: web.Request, service_id: str) -> tuple[dict[str, Any]
 async def service_get(request: web.Request) -> web.Response:
     """One local service; `?hash=&wait=` blocks until its content hash changes (Consul)."""
     service_id = request.match_info["service_id"]
-    try:
-        wait_s = parse_wait(request.query.get("wait"))
-    except QueryParamError as exc:
-        raise BadRequest(str(exc)) from None
+    wait_s = parse_wait(request.query.get("wait"))
     body, digest = _service_body(request, service_id)
     wanted = request.query.get("hash")
     if wanted is not None and wanted == digest:
@@ -101,10 +83,7 @@ async def service_get(request: web.Request) -> web.Response:
 
 async def service_maintenance(request: web.Request) -> web.Response:
     service_id = request.match_info["service_id"]
-    try:
-        local_of(request).set_maintenance(service_id, _maintenance_reason(request))
-    except UnknownId:
-        raise NotFound(f"Unknown service ID {service_id!r}") from None
+    local_of(request).set_maintenance(service_id, _maintenance_reason(request))
     return json_response(None)
 
 
@@ -124,19 +103,12 @@ def _maintenance_reason(request: web.Request) -> str | None:
 
 async def check_register(request: web.Request) -> web.Response:
     body = await read_json(request)
-    try:
-        local_of(request).register_check(body)
-    except RegistrationError as exc:
-        raise _registration_error(exc) from None
+    local_of(request).register_check(body)
     return json_response(None)
 
 
 async def check_deregister(request: web.Request) -> web.Response:
-    check_id = request.match_info["check_id"]
-    try:
-        local_of(request).deregister_check(check_id)
-    except UnknownId:
-        raise NotFound(f"Unknown check ID {check_id!r}") from None
+    local_of(request).deregister_check(request.match_info["check_id"])
     return json_response(None)
 
 
@@ -158,13 +130,7 @@ async def check_update(request: web.Request) -> web.Response:
 
 
 def _update_ttl(request: web.Request, status: str, output: str) -> web.Response:
-    check_id = request.match_info["check_id"]
-    try:
-        local_of(request).update_ttl(check_id, status, output)
-    except UnknownId:
-        raise NotFound(f"Unknown check ID {check_id!r}") from None
-    except (KeyError, ValueError) as exc:  # not a TTL check
-        raise BadRequest(f"check {check_id!r}: {exc}") from None
+    local_of(request).update_ttl(request.match_info["check_id"], status, output)
     return json_response(None)
 
 
@@ -172,10 +138,7 @@ async def checks_list(request: web.Request) -> web.Response:
     local = local_of(request)
     node = local.identity.node
     rows = {c.check_id: check_json(node, c) for c in local.checks()}
-    try:
-        return json_response(filter_values(request.query.get("filter"), rows, AGENT_CHECK))
-    except FilterError as exc:
-        raise BadRequest(str(exc)) from None
+    return json_response(filter_values(request.query.get("filter"), rows, AGENT_CHECK))
 
 
 async def service_health(request: web.Request) -> web.Response:

@@ -17,8 +17,9 @@ Consul's rules (agent/consul/catalog_endpoint.go, state/catalog.go):
   `CheckID` check, else the whole node; unknown ones are a no-op (`true`).
 gossamer's: keys match in any case, unknown keys are refused; bad input is
 a RegistrationError naming the field (400); a name that is an agent, or an
-external node of another agent, is refused with 409 (its owner is the only
-writer); a `Datacenter` other than ours is refused.
+external node of another agent, is a RegistrationConflict (409: its owner is
+the only writer), as is an `ID` another node already uses; a `Datacenter`
+other than ours is refused.
 
 Versions: each change publishes `next_version(newest held, wall clock)`, the
 newest held being the record's or its tombstone's version. The LiveCatalog
@@ -32,15 +33,13 @@ from dataclasses import replace
 
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord, next_version
-from gossamer.catalog.registration import RegistrationError
+from gossamer.catalog.registration import RegistrationConflict, RegistrationError
 from gossamer.catalog.registration_check import shown
 from gossamer.catalog.registration_node import (
     NodeRegistration,
     parse_node_deregistration,
     parse_node_registration,
 )
-
-CONFLICT = 409
 
 
 class ExternalNodes:
@@ -108,19 +107,17 @@ class ExternalNodes:
         if ours and not writing:
             return
         if node == self._owner or (current and not current.is_external) or self._is_member(node):
-            raise RegistrationError(
+            raise RegistrationConflict(
                 "Node",
                 f"{shown(node)} is an agent of the cluster and owns its record; register its "
                 "services through that agent's /v1/agent/service/register",
-                status=CONFLICT,
             )
         owner = current.origin if current is not None else ""
         if owner and not ours and (self._catalog.record(owner) or self._is_member(owner)):
-            raise RegistrationError(
+            raise RegistrationConflict(
                 "Node",
                 f"external node {shown(node)} is owned by agent {shown(owner)}; "
                 "change it through that agent (or after it has left the cluster)",
-                status=CONFLICT,
             )
 
     def _unique_id(self, reg: NodeRegistration) -> None:
@@ -128,7 +125,7 @@ class ExternalNodes:
             return
         for other in self._catalog.records():
             if other.node != reg.node and other.node_id.lower() == reg.node_id.lower():
-                raise RegistrationError(
+                raise RegistrationConflict(
                     "ID", f"{shown(reg.node_id)} is already used by node {shown(other.node)}"
                 )
 

@@ -50,6 +50,19 @@ SERVICE_MAINT_NOTE = (
 class UnknownId(KeyError):
     """A service or check id that is not registered on this agent (HTTP 404)."""
 
+    what = "ID"
+
+    def __str__(self) -> str:  # KeyError's own str is only the quoted key
+        return f"Unknown {self.what} {self.args[0]!r}"
+
+
+class UnknownServiceId(UnknownId):
+    what = "service ID"
+
+
+class UnknownCheckId(UnknownId):
+    what = "check ID"
+
 
 @dataclass(frozen=True)
 class NodeIdentity:
@@ -232,7 +245,7 @@ class LocalNode:
         """Remove a service, its sidecar and every check bound to them (as Consul does)."""
         reg = self._registrations.pop(service_id, None)
         if reg is None:
-            raise UnknownId(service_id)
+            raise UnknownServiceId(service_id)
         self._store.delete_service(service_id)
         if reg.sidecar is not None:
             self._store.delete_service(reg.sidecar.id)
@@ -262,21 +275,21 @@ class LocalNode:
     def deregister_check(self, check_id: str, *, publish: bool = True) -> None:
         defn = self._standalone.pop(check_id, None)
         if defn is None:
-            raise UnknownId(check_id)
+            raise UnknownCheckId(check_id)
         self._store.delete_check(check_id)
         self._drop_checks([defn])
         if publish:
             self.publish()
 
     def update_ttl(self, check_id: str, status: str, output: str) -> None:
-        """PUT /v1/agent/check/pass|warn|fail|update; UnknownId when not registered here."""
+        """PUT /v1/agent/check/pass|warn|fail|update; UnknownCheckId when not registered here."""
         if not any(d.check_id == check_id for d in self._all_checks()):
-            raise UnknownId(check_id)
+            raise UnknownCheckId(check_id)
         self.runner.ttl_update(check_id, status, output)
 
     def set_maintenance(self, service_id: str | None, reason: str | None) -> None:
         if service_id is not None and service_id not in self._service_map():
-            raise UnknownId(service_id)
+            raise UnknownServiceId(service_id)
         self._store.set_maintenance(service_id, reason)
         self.publish()
 

@@ -1,0 +1,270 @@
+"""The HTTP error table (agent/http/errors.py), one bad request per row, through the real app.
+
+The app is `make_app` as the agent builds it, served in-process on a real
+socket, with a real LiveCatalog, LocalNode, ExternalNodes and IntentionStore
+over SQLite files; only serf and the agent's reload are stand-ins (a serf
+that refuses, or cannot be reached, is what these requests need). Each case
+names the table row it exercises, and a test checks every row has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gossamer.agent.checks.runner import NotTTLCheck
+from gossamer.agent.config import ConfigError, ConfigProblem
+from gossamer.agent.http.app import make_app
+from gossamer.agent.http.errors import ERRORS, BadRequest, NotFound, ServerError
+from gossamer.agent.http.intention_access import IntentionsAccess
+from gossamer.agent.local.external_nodes import ExternalNodes
+from gossamer.agent.local.node import LocalNode, NodeIdentity, UnknownId
+from gossamer.agent.replicated.intention_store import (
+    DuplicateIntention,
+    IntentionNotFound,
+    IntentionStore,
+)
+from gossamer.catalog.blocking import QueryParamError
+from gossamer.catalog.filter import FilterError
+from gossamer.catalog.live import LiveCatalog
+from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.registration import (
+    SIDECAR_PORT_RANGE,
+    RegistrationConflict,
+    RegistrationError,
+    ServiceNotRegistered,
+)
+from gossamer.catalog.store import CatalogStore, StoreError
+from gossamer.gossip.addresses import AddressError
+from gossamer.gossip.errors import SerfConnectionError, SerfRpcError
+from gossamer.gossip.keyring import InvalidKeyError, generate_key
+from gossamer.gossip.rpc_records import KeyResponse
+from gossamer.intentions.validate import IntentionError
+
+UUID = "40e4a748-2192-161a-0510-9bf59fe950b5"
+KEY = generate_key()
+
+
+class RefusingSerf:
+    """A serf that knows node n2 only and refuses or cannot do every change."""
+
+    async def members_filtered(self, name: str = "") -> list[object]:
+        return [object()] if name == "n2" else []
+
+    async def members(self) -> list[object]:
+        raise KeyError("members")  # a bug: must not become an API answer
+
+    async def join(self, addresses: list[str]) -> int:
+        raise SerfRpcError(f"Failed to join {addresses[0]}: dial tcp: i/o timeout")
+
+    async def force_leave(self, node: str, prune: bool = False) -> None:
+        raise SerfRpcError("node not found")
+
+    async def list_keys(self) -> KeyResponse:
+        raise SerfConnectionError("connection refused")
+
+    async def install_key(self, key: str) -> None:
+        messages = {"n2": "key is not valid", "n3": "no keyring"}
+        raise SerfRpcError(
+            "2/3 nodes reported failure",
+            KeyResponse(messages, {}, num_nodes=3, num_err=2, num_resp=3),
+        )
+
+    use_key = remove_key = install_key
+
+
+@dataclass
+class FakeAgent:
+    local_node: LocalNode
+    serf: Any = field(default_factory=RefusingSerf)
+    node_name: str = "n1"
+    rpc_address: str = "127.0.0.1:8300"
+
+    def self_info(self) -> dict[str, Any]:
+        return {"Config": {"Datacenter": "dc1", "NodeName": self.node_name}}
+
+    async def reload(self) -> list[str]:
+        raise ConfigError([ConfigProblem("/etc/gossamer/a.yaml", "log_level", "must be info")])
+
+    def request_shutdown(self, *, leave: bool) -> None:
+        raise AssertionError("not asked")
+
+
+@dataclass
+class Served:
+    client: TestClient  # type: ignore[type-arg]
+    local: LocalNode
+    intention_db: CatalogStore
+
+    async def call(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+        async with self.client.request(method, path, data=body) as r:
+            return r.status, await r.text()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    store = CatalogStore.open(tmp_path / "catalog.db")
+    catalog = LiveCatalog("dc1", store, wall_ms=lambda: 1_000)
+    catalog.apply([
+        NodeRecord("n2", UUID, "dc1", "198.18.0.2", 5, "n2"),  # another agent, with a node ID
+        NodeRecord("ext2", "", "dc1", "198.18.0.3", 7, "n2"),  # an external node n2 owns
+    ])  # fmt: skip
+    identity = NodeIdentity(node="n1", node_id="id-1", datacenter="dc1", address="127.0.0.1")
+    local = LocalNode(identity, store, catalog, wall_ms=lambda: 1_000, on_version=lambda v: None)
+    local.restore()
+    external = ExternalNodes(
+        catalog, owner="n1", wall_ms=lambda: 1_000, is_member={"n2"}.__contains__
+    )
+    intention_db = CatalogStore.open(tmp_path / "intentions.db")
+    intentions = IntentionStore(
+        intention_db, node="n1", wall_ms=lambda: 1_000, notify=catalog.touch
+    )
+    app = make_app(FakeAgent(local), catalog, external, IntentionsAccess(intentions, lambda: False))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Served(client, local, intention_db)
+    finally:
+        await client.close()
+        await local.stop()
+        intention_db.close()
+        store.close()
+
+
+@dataclass(frozen=True)
+class Case:
+    row: type[BaseException]
+    method: str
+    path: str
+    body: str | None
+    status: int
+    says: str  # what the answer's body starts with
+
+
+WEB_DB = '{"SourceName": "web", "DestinationName": "db", "Action": "allow"}'
+ALIAS = '{"Name": "alias", "AliasService": "web"}'
+
+CASES = [
+    Case(BadRequest, "GET", "/v1/agent/members?wan=maybe", None, 400,
+         "query parameter 'wan': expected true or false, got 'maybe'"),
+    Case(NotFound, "PUT", "/v1/agent/force-leave/ghost", None, 404, "unknown node: ghost"),
+    Case(ServerError, "GET", "/v1/catalog/nodes?dc=dc9", None, 500, "No path to datacenter"),
+    Case(QueryParamError, "GET", "/v1/catalog/nodes?index=abc", None, 400,
+         "Invalid index: 'abc' is not an unsigned integer"),
+    Case(QueryParamError, "GET", "/v1/agent/service/web?hash=x&wait=soon", None, 400,
+         "Invalid wait: 'soon' is not a duration"),
+    Case(FilterError, "GET", "/v1/agent/services?filter=Port%20%3D%3D", None, 400,
+         'filter: expected a value after "==", found end of input'),
+    Case(FilterError, "GET", "/v1/catalog/nodes?filter=Port%20%3D%3D", None, 400,
+         'filter: expected a value after "==", found end of input'),
+    Case(RegistrationError, "PUT", "/v1/agent/service/register", '{"Port": 80}', 400,
+         "Name: missing required field"),
+    Case(RegistrationError, "PUT", "/v1/catalog/register", '{"Address": "a"}', 400,
+         "Node: missing required field"),
+    Case(ServiceNotRegistered, "PUT", "/v1/agent/check/register",
+         '{"Name": "c", "TTL": "10s", "ServiceID": "nope"}', 404,
+         'ServiceID: service "nope" is not registered on this agent'),
+    Case(RegistrationConflict, "PUT", "/v1/catalog/register", '{"Node": "n2", "Address": "a"}',
+         409, 'Node: "n2" is an agent of the cluster'),
+    Case(RegistrationConflict, "PUT", "/v1/catalog/deregister", '{"Node": "ext2"}', 409,
+         'Node: external node "ext2" is owned by agent "n2"'),
+    Case(RegistrationConflict, "PUT", "/v1/catalog/register",
+         f'{{"Node": "x", "Address": "a", "ID": "{UUID}"}}', 409,
+         f'ID: "{UUID}" is already used by node "n2"'),
+    Case(UnknownId, "PUT", "/v1/agent/service/deregister/nope", None, 404,
+         "Unknown service ID 'nope'"),
+    Case(UnknownId, "PUT", "/v1/agent/service/maintenance/nope?enable=true", None, 404,
+         "Unknown service ID 'nope'"),
+    Case(UnknownId, "GET", "/v1/agent/service/nope", None, 404, "Unknown service ID 'nope'"),
+    Case(UnknownId, "PUT", "/v1/agent/check/deregister/nope", None, 404,
+         "Unknown check ID 'nope'"),
+    Case(UnknownId, "PUT", "/v1/agent/check/pass/nope", None, 404, "Unknown check ID 'nope'"),
+    Case(IntentionError, "POST", "/v1/connect/intentions",
+         '{"SourceName": "web", "DestinationName": "db", "Action": "maybe"}', 400,
+         "Invalid intention:\n  Action: "),
+    Case(IntentionNotFound, "PUT", "/v1/connect/intentions/no-such-id", WEB_DB, 404,
+         "Intention not found: no-such-id"),
+    Case(IntentionNotFound, "GET", "/v1/connect/intentions/no-such-id", None, 404,
+         "Intention not found: no-such-id"),
+    Case(AddressError, "PUT", "/v1/agent/join/300.1.1.1", None, 400,
+         "invalid join address: "),
+    Case(InvalidKeyError, "POST", "/v1/operator/keyring", '{"Key": "c2hvcnQ="}', 400, "Key: "),
+    Case(SerfRpcError, "PUT", "/v1/agent/join/10.0.0.9", None, 500,
+         "join 10.0.0.9 failed: Failed to join 10.0.0.9:8301: dial tcp: i/o timeout"),
+    Case(SerfRpcError, "PUT", "/v1/agent/force-leave/n2", None, 500,
+         "force-leave n2 failed: node not found"),
+    Case(SerfRpcError, "POST", "/v1/operator/keyring", f'{{"Key": "{KEY}"}}', 500,
+         "install key failed: 2/3 nodes reported failure\n"
+         "  n2: key is not valid\n  n3: no keyring"),
+    Case(SerfConnectionError, "GET", "/v1/operator/keyring", None, 500,
+         "listing gossip keys failed: serf is not reachable: connection refused"),
+    Case(ConfigError, "PUT", "/v1/agent/reload", None, 500,
+         "Failed reloading: the new configuration is invalid:\n"
+         "/etc/gossamer/a.yaml: log_level: must be info"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.row.__name__}-{c.method}-{c.path}")
+async def test_each_row_answers_its_status_and_words(served: Served, case: Case) -> None:
+    status, text = await served.call(case.method, case.path, case.body)
+    assert (status, text.startswith(case.says)) == (case.status, True), text
+    assert text.endswith("\n") and "Traceback" not in text
+
+
+def test_every_row_of_the_table_has_a_request_here() -> None:
+    covered = {c.row for c in CASES} | {DuplicateIntention, NotTTLCheck, StoreError}
+    assert covered == set(ERRORS)
+
+
+async def test_a_pair_taken_twice_is_409_with_consuls_words(served: Served) -> None:
+    assert (await served.call("POST", "/v1/connect/intentions", WEB_DB))[0] == 200
+    status, text = await served.call("POST", "/v1/connect/intentions", WEB_DB)
+    assert status == 409 and text.startswith("duplicate intention found: web => db (allow)")
+
+
+async def test_a_ttl_update_of_another_kind_of_check_is_400(served: Served) -> None:
+    assert (await served.call("PUT", "/v1/agent/check/register", ALIAS))[0] == 200
+    status, text = await served.call("PUT", "/v1/agent/check/warn/alias")
+    assert (status, text) == (400, "check 'alias' does not have an associated TTL\n")
+
+
+async def test_a_write_the_store_refuses_is_500_naming_the_file(served: Served) -> None:
+    served.intention_db.close()
+    status, text = await served.call("POST", "/v1/connect/intentions", WEB_DB)
+    assert status == 500 and text.startswith("not stored: catalog store ")
+    assert "intentions.db: store is closed" in text
+
+
+async def test_a_bug_is_a_short_500_not_an_api_answer(served: Served) -> None:
+    """RefusingSerf.members raises a bare KeyError: no row, so no KeyError text leaks."""
+    assert await served.call("GET", "/v1/agent/members") == (
+        500,
+        "internal error; see the agent log\n",
+    )
+
+
+async def test_a_registration_conflict_is_409_on_both_register_routes(served: Served) -> None:
+    """Regression: the agent route answered a conflict 400 while the catalog route said 409."""
+    low, high = SIDECAR_PORT_RANGE
+    for port in range(low, high + 1):  # every sidecar port taken by a proxy
+        served.local.register_service(
+            {
+                "Name": f"p{port}",
+                "Kind": "connect-proxy",
+                "Port": port,
+                "Proxy": {"DestinationServiceName": "web"},
+            },
+            publish=False,
+        )
+    body = '{"Name": "web", "Port": 80, "Connect": {"SidecarService": {}}}'
+    agent_route = await served.call("PUT", "/v1/agent/service/register", body)
+    catalog_route = await served.call(
+        "PUT", "/v1/catalog/register", '{"Node": "n2", "Address": "10.0.0.2"}'
+    )
+    assert agent_route[0] == catalog_route[0] == 409, (agent_route, catalog_route)
+    assert agent_route[1].startswith("Connect.SidecarService.Port: not given and no free port")
