@@ -13,6 +13,7 @@ serves; there is no leader to lose) and ``X-Consul-LastContact: 0``.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.render import json_response
-from gossamer.catalog.blocking import parse_blocking, response_index, timeout_for
+from gossamer.catalog.blocking import jitter, parse_blocking, response_index, timeout_for
 from gossamer.catalog.live import LiveCatalog
 
 _jitter_rng = random.Random()
@@ -48,3 +49,17 @@ async def blocking_json(
     response = json_response(body)
     response.headers.update(consul_headers(catalog.index(watched)))
     return response
+
+
+async def wait_while(
+    catalog: LiveCatalog, keys: list[str], wait_s: float, unchanged: Callable[[], bool]
+) -> None:
+    """Content-hash blocking (`?hash=&wait=`): park on `keys` while `unchanged()` holds.
+
+    The wait gets the same jitter as an index-blocking query; each change
+    of a watched key wakes the request to look again.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s + jitter(wait_s, _jitter_rng)
+    while unchanged() and (left := deadline - loop.time()) > 0:
+        await catalog.wait(keys, catalog.index(keys), left)

@@ -8,7 +8,6 @@ agent/http/errors.py), and nothing is half-registered.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
+from gossamer.agent.http.blocking import wait_while
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import BadRequest, NotFound
 from gossamer.agent.http.render import json_response, query_flag, read_json
@@ -70,12 +70,10 @@ async def service_get(request: web.Request) -> web.Response:
     body, digest = _service_body(request, service_id)
     wanted = request.query.get("hash")
     if wanted is not None and wanted == digest:
-        catalog = catalog_of(request)
         key = [node_key(local_of(request).identity.node)]
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while digest == wanted and (left := deadline - asyncio.get_running_loop().time()) > 0:
-            await catalog.wait(key, catalog.index(key), left)
-            body, digest = _service_body(request, service_id)
+        still = lambda: _service_body(request, service_id)[1] == wanted  # noqa: E731
+        await wait_while(catalog_of(request), key, wait_s, still)
+        body, digest = _service_body(request, service_id)
     response = json_response(body)
     response.headers["X-Consul-ContentHash"] = digest
     return response
