@@ -107,13 +107,14 @@ def newer_than(m: LwwMap, theirs: Mapping[str, Timestamp]) -> list[tuple[str, En
     return [(k, e) for k, e in sorted(m.entries.items()) if k not in theirs or e.stamp > theirs[k]]
 
 
+def expired(entry: Entry, now_ms: int, tombstone_grace_ms: int) -> bool:
+    """A tombstone past its grace: collected here, and not taken back from a peer."""
+    return entry.deleted and entry.stamp.wall_ms + tombstone_grace_ms <= now_ms
+
+
 def gc(m: LwwMap, now_ms: int, tombstone_grace_ms: int) -> LwwMap:
     """Drop tombstones whose stamp is older than the grace; live entries always stay."""
-    kept = {
-        k: e
-        for k, e in m.entries.items()
-        if not e.deleted or e.stamp.wall_ms + tombstone_grace_ms > now_ms
-    }
+    kept = {k: e for k, e in m.entries.items() if not expired(e, now_ms, tombstone_grace_ms)}
     return m if len(kept) == len(m.entries) else LwwMap(kept)
 
 

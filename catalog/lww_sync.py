@@ -185,5 +185,5 @@ def _keys(raw: object, name: str) -> list[str]:
 
 
 def expired(entry: lww.Entry, now_ms: int, grace_ms: int = TOMBSTONE_GRACE_MS) -> bool:
-    """A tombstone past its grace: collected here, and not taken back from a peer."""
-    return entry.deleted and entry.stamp.wall_ms + grace_ms <= now_ms
+    """`lww.expired` with the agents' grace as the default."""
+    return lww.expired(entry, now_ms, grace_ms)
