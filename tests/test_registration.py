@@ -14,16 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DataObject
 
+from gossamer.catalog.durations import format_seconds as format_duration
 from gossamer.catalog.model import Check, NodeRecord, Service, service_to_agent_json
 from gossamer.catalog.registration import (
     CheckDefinition,
+    HttpRequest,
     RegistrationError,
     ServiceRegistration,
-    format_duration,
     parse_check_registration,
     parse_service_registration,
 )
-from gossamer.catalog.registration_check import CHECK_FIELDS, snake
+from gossamer.catalog.registration_check import CHECK_FIELDS
+from gossamer.catalog.registration_fields import snake
 from gossamer.catalog.registration_service import PROXY_FIELDS, SERVICE_FIELDS, UPSTREAM_FIELDS
 from gossamer.catalog.wire import record_from_wire, record_to_wire
 
@@ -351,12 +353,14 @@ def test_check_doc_sample_runs_the_kind_consul_would() -> None:
         name="Memory utilization",
         kind="http",
         notes="Ensure we don't oversubscribe memory",
-        http="https://example.com",
-        method="POST",
-        header={"Content-Type": ("application/json",)},
-        body='{"check":"mem"}',
-        disable_redirects=True,
-        tls_skip_verify=True,
+        http=HttpRequest(
+            url="https://example.com",
+            method="POST",
+            header={"Content-Type": ("application/json",)},
+            body='{"check":"mem"}',
+            disable_redirects=True,
+            tls_skip_verify=True,
+        ),
         interval_s=10.0,
         timeout_s=5.0,
         deregister_critical_service_after_s=5400.0,
@@ -606,7 +610,8 @@ def test_other_check_options() -> None:
         3,
         3,
     )
-    assert (c.output_max_size, c.status, c.tls_server_name, c.method) == (
+    assert c.http is not None
+    assert (c.output_max_size, c.status, c.http.tls_server_name, c.http.method) == (
         100,
         "warning",
         "example.com",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 import aiohttp
 from multidict import CIMultiDict
 
+from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import (
     DEFAULT_OUTPUT_MAX,
     NodeHealth,
@@ -26,6 +27,8 @@ from gossamer.agent.checks.status import (
     alias_result,
     captured_tail,
 )
+from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.durations import format_seconds
 
 # Consul's header values: some services allow-list the health checker's
 # User-Agent, so we keep Consul's rather than announcing our own.
@@ -35,18 +38,6 @@ ACCEPT = "text/plain, text/*, */*"
 # Given a node name ("" = this node), the node's services and checks, or
 # None when the node is unknown. Called on every alias run: keep it cheap.
 AliasLookup = Callable[[str], NodeHealth | None]
-
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go prints it (200ms, 1.5s, 1m30s): Consul's wording."""
-    if seconds < 1:
-        return f"{round(seconds * 1000, 3):g}ms"
-    minutes, secs = divmod(round(seconds, 3), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    text = f"{secs:g}s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    return f"{minutes}m{text}" if minutes else text
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -67,7 +58,7 @@ def new_http_session() -> aiohttp.ClientSession:
 
     Keep-alive is off (force_close), as in Consul: a pooled connection the
     server closed at its idle timeout would fail the next check for nothing.
-    Redirects are followed (Consul's default).
+    Redirects are followed (Consul's default) unless a check sets DisableRedirects.
     """
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
 
@@ -85,55 +76,64 @@ async def _read_head(content: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def probe_http(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    method: str = "GET",
-    header: Mapping[str, Sequence[str]] | None = None,
-    body: str = "",
-    timeout_s: float = 10.0,
-    tls_skip_verify: bool = False,
-    tls_server_name: str = "",
-    max_output: int = DEFAULT_OUTPUT_MAX,
-) -> ProbeResult:
-    """2xx passing, 429 warning (RFC 6585 "Too Many Requests"), else critical.
-
-    Output: "HTTP GET <url>: 200 OK Output: <first max_output bytes of body>".
-    The timeout covers connect, headers and the capped body read.
-    """
-    method = (method or "GET").upper()
+def _request_headers(header: Mapping[str, Sequence[str]]) -> CIMultiDict[str]:
+    """The check's headers, with Consul's User-Agent and Accept unless it sets them."""
     headers: CIMultiDict[str] = CIMultiDict()
-    for name, values in (header or {}).items():
+    for name, values in header.items():
         for value in values:
             headers.add(name, value)
     headers.setdefault("User-Agent", USER_AGENT)
     headers.setdefault("Accept", ACCEPT)
-    where = f"HTTP {method} {url}"
+    return headers
+
+
+def http_status_result(code: int, output: str) -> ProbeResult:
+    """Consul's verdict on an answer: 2xx passing, 429 warning (RFC 6585), else critical.
+
+    With DisableRedirects a 3xx is judged here as it is, so it is critical.
+    """
+    if 200 <= code <= 299:
+        return ProbeResult("passing", output)
+    if code == 429:
+        return ProbeResult("warning", output)
+    return ProbeResult("critical", output)
+
+
+async def probe_http(
+    session: aiohttp.ClientSession,
+    request: HttpRequest,
+    *,
+    timeout_s: float = 10.0,
+    max_output: int = DEFAULT_OUTPUT_MAX,
+) -> ProbeResult:
+    """Send the check's request and judge the answer (see http_status_result).
+
+    Output: "HTTP GET <url>: 200 OK Output: <first max_output bytes of body>".
+    The timeout covers connect, redirects followed, headers and the capped body read.
+    """
+    method = (request.method or "GET").upper()
+    where = f"HTTP {method} {request.url}"
     try:
         async with (
             asyncio.timeout(timeout_s),
             session.request(
                 method,
-                url,
-                headers=headers,
-                data=body.encode() if body else None,
-                ssl=not tls_skip_verify,
-                server_hostname=tls_server_name or None,
+                request.url,
+                headers=_request_headers(request.header),
+                data=request.body.encode() if request.body else None,
+                allow_redirects=not request.disable_redirects,
+                ssl=not request.tls_skip_verify,
+                server_hostname=request.tls_server_name or None,
             ) as resp,
         ):
             data = await _read_head(resp.content, max_output)
     except TimeoutError:
-        return ProbeResult("critical", f"{where}: timed out after {go_duration(timeout_s)}")
+        return ProbeResult("critical", f"{where}: timed out after {format_seconds(timeout_s)}")
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return ProbeResult("critical", f"{where}: {exc or type(exc).__name__}")
     reason = f" {resp.reason}" if resp.reason else ""
     output = f"{where}: {resp.status}{reason} Output: {data.decode('utf-8', 'replace')}"
-    if 200 <= resp.status <= 299:
-        return ProbeResult("passing", output)
-    if resp.status == 429:
-        return ProbeResult("warning", output)
-    return ProbeResult("critical", output)
+    return http_status_result(resp.status, output)
 
 
 async def probe_tcp(address: str, *, timeout_s: float = 10.0) -> ProbeResult:
@@ -151,7 +151,7 @@ async def probe_tcp(address: str, *, timeout_s: float = 10.0) -> ProbeResult:
         async with asyncio.timeout(timeout_s):
             _, writer = await asyncio.open_connection(host, port, happy_eyeballs_delay=0.25)
     except TimeoutError:
-        return ProbeResult("critical", f"{where}: timed out after {go_duration(timeout_s)}")
+        return ProbeResult("critical", f"{where}: timed out after {format_seconds(timeout_s)}")
     except OSError as exc:
         return ProbeResult("critical", f"{where}: {exc}")
     writer.close()
@@ -244,8 +244,16 @@ async def probe_script(
         return ProbeResult("critical", f"Failed to invoke {args[0]!r}: {exc}")
     finally:
         os.close(write_fd)
-    stream, transport = await _pipe_reader(read_fd)
     sink = _Tail(max_output)
+    timed_out = await _run_to_end(proc, read_fd, sink, timeout_s)
+    return _script_result(proc.returncode, timed_out, timeout_s, sink.text())
+
+
+async def _run_to_end(
+    proc: asyncio.subprocess.Process, read_fd: int, sink: _Tail, timeout_s: float
+) -> bool:
+    """Read the pipe into `sink` until the script exits; True if it timed out (then killed)."""
+    stream, transport = await _pipe_reader(read_fd)
     drain = asyncio.create_task(_drain(stream, sink))
     timed_out = False
     try:
@@ -257,13 +265,19 @@ async def probe_script(
     finally:
         await _reap(proc, drain, kill=timed_out or proc.returncode is None)
         transport.close()
-    output = sink.text()
+    return timed_out
+
+
+def _script_result(
+    returncode: int | None, timed_out: bool, timeout_s: float, output: str
+) -> ProbeResult:
+    """Consul's verdict on a script: exit 0 passing, 1 warning, else (or timed out) critical."""
     if timed_out:
-        message = f"Timed out ({go_duration(timeout_s)}) running check"
+        message = f"Timed out ({format_seconds(timeout_s)}) running check"
         return ProbeResult("critical", f"{message}\n\n{output}" if output else message)
-    if proc.returncode == 0:
+    if returncode == 0:
         return ProbeResult("passing", output)
-    if proc.returncode == 1:
+    if returncode == 1:
         return ProbeResult("warning", output)
     return ProbeResult("critical", output)
 
@@ -279,3 +293,22 @@ async def probe_alias(lookup: AliasLookup, *, node: str, service_id: str) -> Pro
     except Exception as exc:
         return ProbeResult("critical", f"Failure checking aliased node or service: {exc}")
     return alias_result(health, node or "(this node)", service_id)
+
+
+async def run_probe(
+    spec: CheckSpec, session: aiohttp.ClientSession | None, alias_lookup: AliasLookup | None
+) -> ProbeResult:
+    """One run of `spec`'s probe (not for TTL checks, which have none)."""
+    if spec.kind == "http":
+        if spec.http is None or session is None:  # CheckSpec.validate refuses a missing request
+            return ProbeResult("critical", "http check has no request")
+        return await probe_http(
+            session, spec.http, timeout_s=spec.timeout, max_output=spec.max_output
+        )
+    if spec.kind == "tcp":
+        return await probe_tcp(spec.tcp, timeout_s=spec.timeout)
+    if spec.kind == "script":
+        return await probe_script(spec.args, timeout_s=spec.timeout, max_output=spec.max_output)
+    if alias_lookup is None:
+        return ProbeResult("critical", "alias checks are not available on this agent")
+    return await probe_alias(alias_lookup, node=spec.alias_node, service_id=spec.alias_service)

@@ -10,11 +10,11 @@ trusts what it is given — tests rely on that to use 50 ms intervals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from gossamer.agent.checks.status import DEFAULT_OUTPUT_MAX, STATUSES, Status, Thresholds
-from gossamer.catalog.registration import CheckDefinition
+from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
 
 Kind = Literal["http", "tcp", "ttl", "script", "alias"]
 
@@ -52,12 +52,7 @@ class CheckSpec:
     interval_s: float = 10.0
     timeout_s: float | None = None
     ttl_s: float = 0.0
-    http: str = ""
-    method: str = "GET"
-    header: dict[str, list[str]] = field(default_factory=dict, hash=False)
-    body: str = ""
-    tls_server_name: str = ""
-    tls_skip_verify: bool = False
+    http: HttpRequest | None = None
     tcp: str = ""
     args: tuple[str, ...] = ()
     alias_node: str = ""
@@ -99,6 +94,8 @@ class CheckSpec:
                 raise ValueError(f"{where}: a TTL check needs ttl_s > 0")
         elif self.interval_s <= 0:
             raise ValueError(f"{where}: interval_s must be > 0")
+        if self.kind == "http" and self.http is None:
+            raise ValueError(f"{where}: an http check needs http")
         if self.kind == "script" and not self.args:
             raise ValueError(f"{where}: a script check needs args")
         if self.initial_status not in STATUSES:
@@ -121,11 +118,6 @@ def spec_from_definition(d: CheckDefinition) -> CheckSpec:
         timeout_s=d.timeout_s or None,
         ttl_s=d.ttl_s,
         http=d.http,
-        method=d.method,
-        header={k: list(v) for k, v in d.header.items()},
-        body=d.body,
-        tls_server_name=d.tls_server_name,
-        tls_skip_verify=d.tls_skip_verify,
         tcp=d.tcp,
         args=d.args,
         alias_node=d.alias_node,

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from gossamer.catalog.severity import SEVERITY
+
 Status = Literal["passing", "warning", "critical"]
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 
@@ -36,8 +38,6 @@ DEFAULT_OUTPUT_MAX: Final = 4096
 # Consul raises DeregisterCriticalServiceAfter to one minute: a shorter
 # value would reap services that merely flapped during a deploy.
 MIN_DEREGISTER_AFTER_S: Final = 60.0
-
-_SEVERITY: Final[dict[str, int]] = {"passing": 0, "warning": 1, "critical": 2}
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def parse_status(text: str) -> Status:
 
 def worst(statuses: Iterable[Status]) -> Status:
     """The most severe status (critical > warning > passing); passing if none."""
-    return max(statuses, key=_SEVERITY.__getitem__, default="passing")
+    return max(statuses, key=SEVERITY.__getitem__, default="passing")
 
 
 # --- output caps ----------------------------------------------------------
@@ -208,7 +208,7 @@ def alias_result(health: NodeHealth | None, node: str, service_id: str) -> Probe
         )
     if not relevant:
         return ProbeResult("passing", "No checks found.")
-    bad = sorted(relevant, key=lambda c: (-_SEVERITY[c.status], c.name))[0]
+    bad = sorted(relevant, key=lambda c: (-SEVERITY[c.status], c.name))[0]
     if bad.status == "passing":
         return ProbeResult("passing", "All checks passing.")
     return ProbeResult(bad.status, f"Aliased check {bad.name!r} failing: {bad.output}")
