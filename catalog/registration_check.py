@@ -8,8 +8,8 @@ Consul's rules, as followed here (agent/structs check_definition.go,
 check_type.go; agent/agent.go addCheck):
 - Several check kinds in one body are allowed; the agent runs the first of
   TTL, HTTP, TCP, UDP, GRPC, Docker, OSService, script, H2PING, alias
-  (`_KINDS`, in that order). gossamer runs http, tcp, ttl, script and alias;
-  choosing another kind is refused, naming the field.
+  (check_kinds.KINDS, in that order). gossamer runs http, tcp, ttl, script
+  and alias; choosing another kind is refused, naming the field.
 - `Args` anywhere is refused unless script checks are enabled, even when
   another kind wins (Consul checks this before running anything).
 - Intervals below 1s are raised to 1s and DeregisterCriticalServiceAfter
@@ -22,21 +22,13 @@ found nothing that would make its findings noise.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
-
-from gossamer.catalog.check_definition import DEFAULT_OUTPUT_MAX_SIZE, CheckDefinition, HttpRequest
+from gossamer.catalog.check_definition import DEFAULT_OUTPUT_MAX_SIZE, CheckDefinition
+from gossamer.catalog.check_kinds import KINDS, CommonFields
 from gossamer.catalog.names import id_problem
-from gossamer.catalog.registration_fields import Fields, Problems, RegistrationError, item, shown
-from gossamer.gossip.addresses import AddressError, split_host_port
+from gossamer.catalog.registration_fields import Fields, Problems, RegistrationError, shown
 
 MIN_INTERVAL_S = 1.0
 MIN_DEREGISTER_AFTER_S = 60.0
-DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_SCRIPT_TIMEOUT_S = 30.0
 MAX_COUNT = 2**31 - 1
 CHECK_STATUSES = ("passing", "warning", "critical")
 SCRIPT_DISABLED = (
@@ -57,7 +49,6 @@ _TARGETS = ("HTTP", "TCP", "UDP", "GRPC", "OSService", "H2PING", "DockerContaine
 _INTERVAL_TARGETS = ("Args", "HTTP", "TCP", "UDP", "GRPC", "H2PING", "OSService")
 _DURATIONS = ("Interval", "TTL", "Timeout", "DeregisterCriticalServiceAfter")
 _COUNTS = ("SuccessBeforePassing", "FailuresBeforeWarning", "FailuresBeforeCritical")
-_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def check_fields(raw: object, path: str) -> Fields:
@@ -89,26 +80,6 @@ def parse_check_registration(
     return build_check(f, allow_script=allow_script, service_id=service_id, default_id=name)
 
 
-@dataclass(frozen=True)
-class _Common:
-    """The fields every kind shares, type-checked (targets are "" when absent)."""
-
-    check_id: str
-    status: str
-    args: tuple[str, ...]
-    targets: dict[str, str]
-    alias_node: str
-    alias_service: str
-    interval: float
-    timeout: float
-    ttl: float
-    deregister: float
-    counts: dict[str, int]
-    output_max: int
-    name: str
-    notes: str
-
-
 def build_check(
     f: Fields,
     *,
@@ -126,13 +97,14 @@ def build_check(
     problems.raise_any()
     if not _cross_field(f, c, allow_script, problems):
         problems.raise_any()
-    kind = next(k for k in _KINDS if k.chosen(c))
+    kind = next(k for k in KINDS if k.chosen(c))
     extra = kind.parse(f, c, problems)
     problems.raise_any()
-    interval, timeout = 0.0, 0.0
     if kind.default_timeout_s:  # a probing kind
-        interval = max(c.interval, MIN_INTERVAL_S)
-        timeout = c.timeout or kind.default_timeout_s
+        extra |= {
+            "interval_s": max(c.interval, MIN_INTERVAL_S),
+            "timeout_s": c.timeout or kind.default_timeout_s,
+        }
     return CheckDefinition(
         check_id=c.check_id,
         name=c.name,
@@ -140,22 +112,17 @@ def build_check(
         service_id=service_id,
         status=c.status,
         notes=c.notes,
-        interval_s=interval,
-        timeout_s=timeout,
         ttl_s=c.ttl,
-        deregister_critical_service_after_s=max(c.deregister, MIN_DEREGISTER_AFTER_S)
-        if c.deregister
-        else 0.0,
+        deregister_critical_service_after_s=c.deregister,
         success_before_passing=c.counts["SuccessBeforePassing"],
-        failures_before_warning=c.counts["FailuresBeforeWarning"]
-        or c.counts["FailuresBeforeCritical"],
+        failures_before_warning=c.counts["FailuresBeforeWarning"],
         failures_before_critical=c.counts["FailuresBeforeCritical"],
         output_max_size=c.output_max,
         **extra,
     )
 
 
-def _common(f: Fields, p: Problems, default_id: str, default_name: str) -> _Common:
+def _common(f: Fields, p: Problems, default_id: str, default_name: str) -> CommonFields:
     """Round one: every shared field read and type-checked, problems noted."""
     check_id = p.read("", _check_id, f) or default_id
     if problem := id_problem(check_id):
@@ -177,7 +144,8 @@ def _common(f: Fields, p: Problems, default_id: str, default_name: str) -> _Comm
     p.read("", f.str_, "Shell")
     for name in ("TCPUseTLS", "GRPCUseTLS", "H2PingUseTLS"):
         p.read(False, f.bool_, name)
-    return _Common(
+    deregister = durations["DeregisterCriticalServiceAfter"]
+    return CommonFields(
         check_id=check_id,
         status=status,
         args=args,
@@ -187,12 +155,21 @@ def _common(f: Fields, p: Problems, default_id: str, default_name: str) -> _Comm
         interval=durations["Interval"],
         timeout=durations["Timeout"],
         ttl=durations["TTL"],
-        deregister=durations["DeregisterCriticalServiceAfter"],
-        counts={n: p.read(0, f.int_, n, 0, MAX_COUNT) for n in _COUNTS},
+        deregister=deregister and max(deregister, MIN_DEREGISTER_AFTER_S),
+        counts=_counts(f, p),
         output_max=p.read(0, f.int_, "OutputMaxSize", 0, MAX_COUNT) or DEFAULT_OUTPUT_MAX_SIZE,
         name=p.read("", f.str_, "Name") or default_name,
         notes=p.read("", f.str_, "Notes"),
     )
+
+
+def _counts(f: Fields, p: Problems) -> dict[str, int]:
+    """The thresholds; FailuresBeforeWarning defaults to FailuresBeforeCritical."""
+    counts = {n: p.read(0, f.int_, n, 0, MAX_COUNT) for n in _COUNTS}
+    counts["FailuresBeforeWarning"] = (
+        counts["FailuresBeforeWarning"] or counts["FailuresBeforeCritical"]
+    )
+    return counts
 
 
 def _check_id(f: Fields) -> str:
@@ -202,7 +179,7 @@ def _check_id(f: Fields) -> str:
     return next(iter(given.values()), "")
 
 
-def _cross_field(f: Fields, c: _Common, allow_script: bool, p: Problems) -> bool:
+def _cross_field(f: Fields, c: CommonFields, allow_script: bool, p: Problems) -> bool:
     """Round two: the rules between fields. False when no kind can be chosen."""
     set_ = {"Args": bool(c.args)} | {n: bool(v) for n, v in c.targets.items()}
     interval_kind = next((n for n in _INTERVAL_TARGETS if set_[n]), None)
@@ -234,118 +211,3 @@ def _cross_field(f: Fields, c: _Common, allow_script: bool, p: Problems) -> bool
 
 
 _NO_KIND = "no check kind given: set HTTP, TCP or Args (with Interval), TTL, or AliasService"
-
-
-# --- the kinds: how each is chosen and what it reads ------------------------------------
-
-KindParser = Callable[[Fields, _Common, Problems], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """One check kind: when the agent picks it, and the parser of its own fields.
-
-    `default_timeout_s` > 0 marks a probing kind: its interval is raised to
-    1s and its timeout defaults to this (Consul: 10s, 30s for scripts).
-    """
-
-    name: str
-    chosen: Callable[[_Common], bool]
-    parse: KindParser
-    default_timeout_s: float = 0.0
-
-
-def _unsupported(field: str, label: str) -> KindParser:
-    def parse(f: Fields, c: _Common, p: Problems) -> dict[str, Any]:
-        p.add(f.error(field, f"{label} checks are not supported by gossamer"))
-        return {}
-
-    return parse
-
-
-def _http(f: Fields, c: _Common, p: Problems) -> dict[str, Any]:
-    url = c.targets["HTTP"]
-    try:
-        parts = urlsplit(url)
-        valid = url.isprintable() and parts.scheme in ("http", "https") and bool(parts.hostname)
-        _ = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        valid = False
-    if not valid:
-        p.add(f.error("HTTP", f"must be an http:// or https:// URL, got {shown(url)}"))
-    method = p.read("", f.str_, "Method") or "GET"
-    if not _METHOD.fullmatch(method):
-        p.add(f.error("Method", f"not an HTTP method, got {shown(method)}"))
-    request = HttpRequest(
-        url=url,
-        method=method,
-        header=p.read({}, _header, f),
-        body=p.read("", f.str_, "Body"),
-        disable_redirects=p.read(False, f.bool_, "DisableRedirects"),
-        tls_server_name=p.read("", f.str_, "TLSServerName"),
-        tls_skip_verify=p.read(False, f.bool_, "TLSSkipVerify"),
-    )
-    return {"http": request}
-
-
-def _header(f: Fields) -> dict[str, tuple[str, ...]]:
-    raw = f.values.get("Header", {})
-    if not isinstance(raw, dict):
-        raise f.error("Header", f"must be an object of string lists, got {shown(raw)}")
-    header: dict[str, tuple[str, ...]] = {}
-    for key, values in raw.items():
-        if not isinstance(key, str):
-            raise RegistrationError(item(f.at("Header"), key), "header names must be strings")
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise RegistrationError(
-                item(f.at("Header"), key), f"must be a list of strings, got {shown(values)}"
-            )
-        header[key] = tuple(values)
-    return header
-
-
-def _tcp(f: Fields, c: _Common, p: Problems) -> dict[str, Any]:
-    target = c.targets["TCP"]
-    try:
-        _, port = split_host_port(target)
-    except AddressError as err:
-        p.add(f.error("TCP", f"must be host:port, {err}"))
-    else:
-        if port is None:
-            p.add(f.error("TCP", f"must be host:port, got {shown(target)} (no port)"))
-    return {"tcp": target}
-
-
-def _ttl(f: Fields, c: _Common, p: Problems) -> dict[str, Any]:
-    return {}
-
-
-def _script(f: Fields, c: _Common, p: Problems) -> dict[str, Any]:
-    return {"args": c.args}
-
-
-def _alias(f: Fields, c: _Common, p: Problems) -> dict[str, Any]:
-    return {"alias_node": c.alias_node, "alias_service": c.alias_service}
-
-
-# Consul's dispatch order (agent.go addCheck): the first kind chosen is the one that runs.
-_KINDS: tuple[_Kind, ...] = (
-    _Kind("ttl", lambda c: bool(c.ttl), _ttl),
-    _Kind("http", lambda c: bool(c.targets["HTTP"]), _http, DEFAULT_TIMEOUT_S),
-    _Kind("tcp", lambda c: bool(c.targets["TCP"]), _tcp, DEFAULT_TIMEOUT_S),
-    _Kind("udp", lambda c: bool(c.targets["UDP"]), _unsupported("UDP", "UDP")),
-    _Kind("grpc", lambda c: bool(c.targets["GRPC"]), _unsupported("GRPC", "gRPC")),
-    _Kind(
-        "docker",
-        lambda c: bool(c.args and c.targets["DockerContainerID"]),
-        _unsupported("DockerContainerID", "Docker"),
-    ),
-    _Kind(
-        "os_service",
-        lambda c: bool(c.targets["OSService"]),
-        _unsupported("OSService", "OS service"),
-    ),
-    _Kind("script", lambda c: bool(c.args), _script, DEFAULT_SCRIPT_TIMEOUT_S),
-    _Kind("h2ping", lambda c: bool(c.targets["H2PING"]), _unsupported("H2PING", "H2PING")),
-    _Kind("alias", lambda c: True, _alias),  # round two made sure an alias is set by now
-)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from gossamer.catalog.check_definition import CheckDefinition
+from gossamer.catalog.check_kinds import DEFAULT_TIMEOUT_S
 from gossamer.catalog.model import Service
-from gossamer.catalog.registration_check import DEFAULT_TIMEOUT_S
 from gossamer.catalog.registration_draft import SIDECAR_SUFFIX, Draft, read_draft, service_checks
 from gossamer.catalog.registration_fields import RegistrationError, shown
 from gossamer.gossip.addresses import format_host_port

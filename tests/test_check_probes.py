@@ -23,9 +23,9 @@ from gossamer.agent.checks.probes import (
     new_http_session,
     probe_alias,
     probe_http,
-    probe_script,
     probe_tcp,
 )
+from gossamer.agent.checks.script_probe import probe_script
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth, ProbeResult
 from gossamer.catalog.check_definition import HttpRequest
 from gossamer.catalog.durations import format_seconds as go_duration

@@ -874,6 +874,36 @@ def test_bad_check_bodies_name_the_field(body: object, field: str, text: str) ->
     assert err.field == field and text in err.message
 
 
+def test_every_problem_of_a_check_is_reported_at_once() -> None:
+    body = {
+        "Name": "x",
+        "ID": "a/b",
+        "Status": "ok",
+        "TTL": "soon",
+        "Notes": 5,
+        "FailuresBeforeCritical": -1,
+    }
+    err = error_of(check, body)
+    assert err.problems == (
+        ("ID", "must not contain '/', got \"a/b\""),
+        ("Status", 'must be passing, warning or critical, got "ok"'),
+        ("TTL", 'must be a duration like "10s", "1m30s" or "500ms", got "soon"'),
+        ("FailuresBeforeCritical", "must be an integer 0-2147483647, got -1"),
+        ("Notes", "must be a string, got 5"),
+    )
+    assert (err.field, err.status) == ("ID", 400)
+    assert str(err) == "; ".join(f"{field}: {message}" for field, message in err.problems)
+
+
+def test_rules_between_fields_and_the_kind_fields_are_reported_together() -> None:
+    body = {"Name": "x", "TTL": "1s", "Interval": "1s", "FailuresBeforeWarning": 2}
+    assert [f for f, _ in error_of(check, body).problems] == ["TTL", "FailuresBeforeWarning"]
+    body = {"Name": "x", "HTTP": "ftp://h/", "Interval": "1s", "Method": "GE T", "Body": 1}
+    assert [f for f, _ in error_of(check, body).problems] == ["HTTP", "Method", "Body"]
+    body = {"Name": "x", "HTTP": "http://h/", "Interval": "1s", "Args": ["x"]}
+    assert [f for f, _ in error_of(check, body).problems] == ["Args"]
+
+
 def test_unknown_service_id_is_a_404() -> None:
     err = error_of(check, {"Name": "x", "TTL": "1s", "ServiceID": "nope"})
     assert (err.field, err.status) == ("ServiceID", 404)
