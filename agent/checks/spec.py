@@ -15,17 +15,19 @@ from typing import Literal
 
 from gossamer.agent.checks.status import DEFAULT_OUTPUT_MAX, STATUSES, Status, Thresholds
 from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
+from gossamer.catalog.check_kinds import DEFAULT_SCRIPT_TIMEOUT_S
+from gossamer.catalog.check_kinds import DEFAULT_TIMEOUT_S as NETWORK_TIMEOUT_S
 
 Kind = Literal["http", "tcp", "ttl", "script", "alias"]
 
 # Consul's per-kind timeouts when `Timeout` is unset: 10 s for network
 # probes, 30 s for scripts (agent/checks/check.go).
 DEFAULT_TIMEOUT_S: dict[Kind, float] = {
-    "http": 10.0,
-    "tcp": 10.0,
-    "script": 30.0,
+    "http": NETWORK_TIMEOUT_S,
+    "tcp": NETWORK_TIMEOUT_S,
+    "script": DEFAULT_SCRIPT_TIMEOUT_S,
     "ttl": 0.0,
-    "alias": 10.0,
+    "alias": NETWORK_TIMEOUT_S,
 }
 
 

@@ -27,17 +27,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from gossamer.catalog import registration_check
+from gossamer.catalog.check_definition import DEFAULT_OUTPUT_MAX_SIZE
 from gossamer.catalog.severity import SEVERITY
 
 Status = Literal["passing", "warning", "critical"]
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 
 # Consul's DefaultBufSize: captured output is limited to 4 KB.
-DEFAULT_OUTPUT_MAX: Final = 4096
+DEFAULT_OUTPUT_MAX: Final = DEFAULT_OUTPUT_MAX_SIZE
 
 # Consul raises DeregisterCriticalServiceAfter to one minute: a shorter
 # value would reap services that merely flapped during a deploy.
-MIN_DEREGISTER_AFTER_S: Final = 60.0
+MIN_DEREGISTER_AFTER_S: Final = registration_check.MIN_DEREGISTER_AFTER_S
 
 
 @dataclass(frozen=True)
