@@ -23,10 +23,10 @@ Rules (Consul's, see api-docs/features/blocking.mdx):
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from gossamer.catalog.durations import parse_seconds as parse_duration
 from gossamer.catalog.model import NodeRecord, Service
 
 DEFAULT_WAIT_S = 300.0
@@ -44,40 +44,6 @@ class QueryParamError(ValueError):
 
 
 # --- parsing ----------------------------------------------------------------------------
-
-_UNITS_S = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,  # U+00B5 micro sign
-    "μs": 1e-6,  # U+03BC Greek mu; Go accepts both
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_SEGMENT = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go `time.ParseDuration` string; raises ValueError if it is not one.
-
-    Go's grammar: an optional sign, then one or more number+unit segments
-    ("1h30m", "1.5s"); a bare "0" is the only number allowed without a unit.
-    """
-    body = text[1:] if text[:1] in "+-" else text
-    sign = -1.0 if text.startswith("-") else 1.0
-    if body == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    while pos < len(body):
-        match = _SEGMENT.match(body, pos)
-        if match is None:
-            raise ValueError(f"{text!r} is not a duration like 100ms, 30s or 5m")
-        total += float(match[1]) * _UNITS_S[match[2]]
-        pos = match.end()
-    if not body:
-        raise ValueError("empty duration")
-    return sign * total
 
 
 def parse_index(raw: str | None) -> int:

@@ -17,21 +17,19 @@ edge answer 404 and 409. Nothing is half-registered: a body either parses
 whole or not.
 
 The rules, and where Consul's own behaviour was checked, are in the module
-docs of registration_check (keys, checks) and registration_service (services,
-sidecars).
+docs of registration_fields (keys, durations), registration_check (checks),
+check_definition (what a check holds), registration_service, _draft, _proxy
+and _sidecar (services), and names (IDs, metadata).
 """
 
 from __future__ import annotations
 
-from gossamer.catalog.registration_check import (
-    CHECK_STATUSES,
-    DEFAULT_OUTPUT_MAX_SIZE,
-    CheckDefinition,
+from gossamer.catalog.check_definition import DEFAULT_OUTPUT_MAX_SIZE, CheckDefinition, HttpRequest
+from gossamer.catalog.registration_check import CHECK_STATUSES, parse_check_registration
+from gossamer.catalog.registration_fields import (
     RegistrationConflict,
     RegistrationError,
     ServiceNotRegistered,
-    format_duration,
-    parse_check_registration,
 )
 from gossamer.catalog.registration_service import (
     KINDS,
@@ -48,11 +46,11 @@ __all__ = [
     "SIDECAR_PORT_RANGE",
     "SIDECAR_SUFFIX",
     "CheckDefinition",
+    "HttpRequest",
     "RegistrationConflict",
     "RegistrationError",
     "ServiceNotRegistered",
     "ServiceRegistration",
-    "format_duration",
     "parse_check_registration",
     "parse_service_registration",
 ]

@@ -20,19 +20,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gossamer.catalog.durations import format_seconds
 from gossamer.catalog.model import Check, Service
-from gossamer.catalog.registration import RegistrationError, format_duration
-from gossamer.catalog.registration import parse_service_registration as parse_service
-from gossamer.catalog.registration_check import CHECK_STATUSES, Fields, item, shown
-from gossamer.catalog.registration_service import (
-    META_KEY_MAX,
-    META_MAX_PAIRS,
-    META_RESERVED_PREFIX,
-    META_VALUE_MAX,
-)
+from gossamer.catalog.names import meta_count_problem, meta_pair_problem
+from gossamer.catalog.registration_check import CHECK_STATUSES
+from gossamer.catalog.registration_fields import Fields, RegistrationError, item, shown
+from gossamer.catalog.registration_service import parse_service_registration as parse_service
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_META_KEY = re.compile(r"[a-zA-Z0-9_-]+")
 _IGNORED = ("Token", "WriteRequest", "CreateIndex", "ModifyIndex")
 _SCOPE = ("Namespace", "Partition", "PeerName")
 REGISTER_FIELDS = (
@@ -135,18 +130,11 @@ def _string_map(f: Fields, name: str) -> dict[str, str]:
 def _meta(f: Fields) -> dict[str, str]:
     """Consul's node metadata limits (structs.ValidateNodeMetadata)."""
     meta = _string_map(f, "NodeMeta")
-    if len(meta) > META_MAX_PAIRS:
-        raise f.error("NodeMeta", f"at most {META_MAX_PAIRS} pairs, got {len(meta)}")
+    if problem := meta_count_problem(meta):
+        raise f.error("NodeMeta", problem)
     for key, value in meta.items():
-        at = item(f.at("NodeMeta"), key)
-        if not _META_KEY.fullmatch(key) or len(key) > META_KEY_MAX:
-            raise RegistrationError(
-                at, f"key must match ^[a-zA-Z0-9_-]+$ and be at most {META_KEY_MAX} characters"
-            )
-        if key.startswith(META_RESERVED_PREFIX):
-            raise RegistrationError(at, f"the key prefix {META_RESERVED_PREFIX!r} is reserved")
-        if len(value.encode()) > META_VALUE_MAX:
-            raise RegistrationError(at, f"value must be at most {META_VALUE_MAX} bytes")
+        if problem := meta_pair_problem(key, value):
+            raise RegistrationError(item(f.at("NodeMeta"), key), problem)
     return meta
 
 
@@ -232,7 +220,7 @@ def _definition(c: Fields) -> tuple[dict[str, Any], str, dict[str, str]]:
     d = Fields(c.values["Definition"], c.at("Definition"), DEFINITION_FIELDS)
     out: dict[str, Any] = {n: v for n in _DEF_STR if (v := d.str_(n))}
     out |= {n: True for n in _DEF_BOOL if d.bool_(n)}
-    durations = {n: format_duration(s) for n in _DEF_DURATION if (s := d.duration(n))}
+    durations = {n: format_seconds(s) for n in _DEF_DURATION if (s := d.duration(n))}
     if args := d.str_list("ScriptArgs"):
         out["ScriptArgs"] = list(args)
     if size := d.int_("OutputMaxSize", 0, 2**31 - 1):

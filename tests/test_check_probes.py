@@ -20,14 +20,15 @@ from cryptography.x509.oid import NameOID
 
 from gossamer.agent.checks.probes import (
     USER_AGENT,
-    go_duration,
     new_http_session,
     probe_alias,
     probe_http,
-    probe_script,
     probe_tcp,
 )
+from gossamer.agent.checks.script_probe import probe_script
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth, ProbeResult
+from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.durations import format_seconds as go_duration
 from tests.harness.poll import eventually
 
 
@@ -100,25 +101,25 @@ async def test_http_status_mapping(
     http_base: str, session: aiohttp.ClientSession, code: int, status: str, reason: str
 ) -> None:
     url = f"{http_base}/status/{code}"
-    result = await probe_http(session, url, timeout_s=5)
+    result = await probe_http(session, HttpRequest(url), timeout_s=5)
     body = "" if code == 204 else f"body of {code}"
     assert result == ProbeResult(status, f"HTTP GET {url}: {code} {reason} Output: {body}")  # type: ignore[arg-type]
 
 
 async def test_http_timeout_is_critical(http_base: str, session: aiohttp.ClientSession) -> None:
-    result = await probe_http(session, f"{http_base}/slow", timeout_s=0.2)
+    result = await probe_http(session, HttpRequest(f"{http_base}/slow"), timeout_s=0.2)
     assert result == ProbeResult("critical", f"HTTP GET {http_base}/slow: timed out after 200ms")
 
 
 async def test_http_connection_refused_is_critical(session: aiohttp.ClientSession) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/"
-    result = await probe_http(session, url, timeout_s=5)
+    result = await probe_http(session, HttpRequest(url), timeout_s=5)
     assert result.status == "critical"
     assert result.output.startswith(f"HTTP GET {url}: Cannot connect")
 
 
 async def test_http_body_is_capped(http_base: str, session: aiohttp.ClientSession) -> None:
-    result = await probe_http(session, f"{http_base}/big", timeout_s=5, max_output=100)
+    result = await probe_http(session, HttpRequest(f"{http_base}/big"), timeout_s=5, max_output=100)
     assert result.status == "passing"
     assert result.output.endswith("Output: " + "x" * 100)
 
@@ -126,10 +127,9 @@ async def test_http_body_is_capped(http_base: str, session: aiohttp.ClientSessio
 async def test_http_method_headers_body(http_base: str, session: aiohttp.ClientSession) -> None:
     result = await probe_http(
         session,
-        f"{http_base}/echo",
-        method="put",
-        header={"X-Foo": ["a", "b"]},
-        body='{"ping": 1}',
+        HttpRequest(
+            f"{http_base}/echo", method="put", header={"X-Foo": ("a", "b")}, body='{"ping": 1}'
+        ),
         timeout_s=5,
     )
     assert result.status == "passing"
@@ -176,10 +176,12 @@ async def test_https_verifies_unless_skip_verify(
     runner = await _serve(app, _self_signed(tmp_path))
     try:
         url = _base(runner, "https") + "/"
-        refused = await probe_http(session, url, timeout_s=5, tls_server_name="svc.test")
+        refused = await probe_http(
+            session, HttpRequest(url, tls_server_name="svc.test"), timeout_s=5
+        )
         assert refused.status == "critical"
         assert "certificate verify failed" in refused.output
-        skipped = await probe_http(session, url, timeout_s=5, tls_skip_verify=True)
+        skipped = await probe_http(session, HttpRequest(url, tls_skip_verify=True), timeout_s=5)
         assert skipped == ProbeResult("passing", f"HTTP GET {url}: 200 OK Output: secure")
     finally:
         await runner.cleanup()

@@ -14,6 +14,7 @@ from aiohttp import web
 from gossamer.agent.checks.runner import CheckRunner, NotTTLCheck, Restore, UnknownCheck
 from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
+from gossamer.catalog.check_definition import HttpRequest
 from tests.harness.poll import eventually, eventually_async
 
 
@@ -79,7 +80,7 @@ async def test_http_flips_are_reported_exactly_once_each(flipper: tuple[Flipper,
     server, url = flipper
     updates = Updates()
     runner = CheckRunner(updates, rng=random.Random(1))
-    runner.add(CheckSpec("web", "http", interval_s=0.03, timeout_s=2, http=url))
+    runner.add(CheckSpec("web", "http", interval_s=0.03, timeout_s=2, http=HttpRequest(url)))
     try:
         for code, status in [(200, "passing"), (500, "critical"), (200, "passing")]:
             server.status = code
@@ -102,7 +103,9 @@ async def test_failures_before_critical_holds_passing(flipper: tuple[Flipper, st
     server, url = flipper
     updates = Updates()
     runner = CheckRunner(updates, rng=random.Random(2))
-    spec = CheckSpec("web", "http", interval_s=0.03, http=url, failures_before_critical=3)
+    spec = CheckSpec(
+        "web", "http", interval_s=0.03, http=HttpRequest(url), failures_before_critical=3
+    )
     runner.add(spec)
     try:
         await eventually_async(lambda: updates.statuses() == ["passing"], timeout=5)
@@ -190,7 +193,7 @@ async def test_ttl_restore_keeps_the_remaining_ttl() -> None:
 async def test_ttl_update_errors_and_output_cap() -> None:
     runner = CheckRunner(Updates(), sleep=sleep_forever)
     runner.add(CheckSpec("t", "ttl", ttl_s=10.0, output_max_size=4))
-    runner.add(CheckSpec("h", "http", interval_s=60.0, http="http://127.0.0.1:1/"))
+    runner.add(CheckSpec("h", "http", interval_s=60.0, http=HttpRequest("http://127.0.0.1:1/")))
     try:
         assert runner.ttl_update("t", "passing", "abcdefgh") == "abcd ... (captured 4 of 8 bytes)"
         with pytest.raises(UnknownCheck):
@@ -225,7 +228,7 @@ async def test_removed_check_reports_nothing(flipper: tuple[Flipper, str]) -> No
     server, url = flipper
     updates = Updates()
     runner = CheckRunner(updates, rng=random.Random(3))
-    runner.add(CheckSpec("web", "http", interval_s=0.03, http=url))
+    runner.add(CheckSpec("web", "http", interval_s=0.03, http=HttpRequest(url)))
     try:
         await eventually_async(lambda: updates.statuses() == ["passing"], timeout=5)
         assert runner.remove("web") and not runner.remove("web")
@@ -233,7 +236,7 @@ async def test_removed_check_reports_nothing(flipper: tuple[Flipper, str]) -> No
         server.status = 500
         # Another check on the same server serves as the clock: once it has
         # been answered 500 (and reported), "web" would have been too.
-        runner.add(CheckSpec("other", "http", interval_s=0.03, http=url))
+        runner.add(CheckSpec("other", "http", interval_s=0.03, http=HttpRequest(url)))
         await eventually_async(lambda: [c[0] for c in updates.calls] == ["web", "other"], timeout=5)
         await eventually_async(server.hit_again(3), timeout=5)
         assert [c[:2] for c in updates.calls] == [("web", "passing"), ("other", "critical")]
@@ -270,7 +273,10 @@ def _gone(pid: int) -> bool:
     ("spec", "problem"),
     [
         (CheckSpec("t", "ttl"), "needs ttl_s > 0"),
-        (CheckSpec("h", "http", interval_s=0, http="http://x/"), "interval_s must be > 0"),
+        (
+            CheckSpec("h", "http", interval_s=0, http=HttpRequest("http://x/")),
+            "interval_s must be > 0",
+        ),
         (CheckSpec("s", "script"), "needs args"),
     ],
 )

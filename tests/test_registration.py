@@ -15,16 +15,18 @@ from hypothesis import strategies as st
 from hypothesis.strategies import DataObject
 
 from gossamer.agent.http.errors import answer
+from gossamer.catalog.durations import format_seconds as format_duration
 from gossamer.catalog.model import Check, NodeRecord, Service, service_to_agent_json
 from gossamer.catalog.registration import (
     CheckDefinition,
+    HttpRequest,
     RegistrationError,
     ServiceRegistration,
-    format_duration,
     parse_check_registration,
     parse_service_registration,
 )
-from gossamer.catalog.registration_check import CHECK_FIELDS, snake
+from gossamer.catalog.registration_check import CHECK_FIELDS
+from gossamer.catalog.registration_fields import snake
 from gossamer.catalog.registration_service import PROXY_FIELDS, SERVICE_FIELDS, UPSTREAM_FIELDS
 from gossamer.catalog.wire import record_from_wire, record_to_wire
 
@@ -352,12 +354,14 @@ def test_check_doc_sample_runs_the_kind_consul_would() -> None:
         name="Memory utilization",
         kind="http",
         notes="Ensure we don't oversubscribe memory",
-        http="https://example.com",
-        method="POST",
-        header={"Content-Type": ("application/json",)},
-        body='{"check":"mem"}',
-        disable_redirects=True,
-        tls_skip_verify=True,
+        http=HttpRequest(
+            url="https://example.com",
+            method="POST",
+            header={"Content-Type": ("application/json",)},
+            body='{"check":"mem"}',
+            disable_redirects=True,
+            tls_skip_verify=True,
+        ),
         interval_s=10.0,
         timeout_s=5.0,
         deregister_critical_service_after_s=5400.0,
@@ -607,7 +611,8 @@ def test_other_check_options() -> None:
         3,
         3,
     )
-    assert (c.output_max_size, c.status, c.tls_server_name, c.method) == (
+    assert c.http is not None
+    assert (c.output_max_size, c.status, c.http.tls_server_name, c.http.method) == (
         100,
         "warning",
         "example.com",
@@ -868,6 +873,36 @@ BAD_CHECKS: list[tuple[object, str, str]] = [
 def test_bad_check_bodies_name_the_field(body: object, field: str, text: str) -> None:
     err = error_of(check, body)
     assert err.field == field and text in err.message
+
+
+def test_every_problem_of_a_check_is_reported_at_once() -> None:
+    body = {
+        "Name": "x",
+        "ID": "a/b",
+        "Status": "ok",
+        "TTL": "soon",
+        "Notes": 5,
+        "FailuresBeforeCritical": -1,
+    }
+    err = error_of(check, body)
+    assert err.problems == (
+        ("ID", "must not contain '/', got \"a/b\""),
+        ("Status", 'must be passing, warning or critical, got "ok"'),
+        ("TTL", 'must be a duration like "10s", "1m30s" or "500ms", got "soon"'),
+        ("FailuresBeforeCritical", "must be an integer 0-2147483647, got -1"),
+        ("Notes", "must be a string, got 5"),
+    )
+    assert (err.field, answer(err)) == ("ID", (400, str(err)))  # the HTTP edge's table
+    assert str(err) == "; ".join(f"{field}: {message}" for field, message in err.problems)
+
+
+def test_rules_between_fields_and_the_kind_fields_are_reported_together() -> None:
+    body = {"Name": "x", "TTL": "1s", "Interval": "1s", "FailuresBeforeWarning": 2}
+    assert [f for f, _ in error_of(check, body).problems] == ["TTL", "FailuresBeforeWarning"]
+    body = {"Name": "x", "HTTP": "ftp://h/", "Interval": "1s", "Method": "GE T", "Body": 1}
+    assert [f for f, _ in error_of(check, body).problems] == ["HTTP", "Method", "Body"]
+    body = {"Name": "x", "HTTP": "http://h/", "Interval": "1s", "Args": ["x"]}
+    assert [f for f, _ in error_of(check, body).problems] == ["Args"]
 
 
 def test_unknown_service_id_is_a_404() -> None:

@@ -5,27 +5,29 @@ refusals, timeouts and bad addresses are critical results whose output says
 what happened, because the output is what an operator reads in
 `/v1/health/...`. Thresholds and change detection are not done here (see
 status.py and runner.py). Outputs follow Consul's wording so tools and
-people used to Consul read them the same way.
+people used to Consul read them the same way. The script probe lives in
+script_probe.py; `run_probe` picks the probe for a check's kind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
 from multidict import CIMultiDict
 
+from gossamer.agent.checks.script_probe import probe_script
+from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import (
     DEFAULT_OUTPUT_MAX,
     NodeHealth,
     ProbeResult,
     alias_result,
-    captured_tail,
 )
+from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.durations import format_seconds
 
 # Consul's header values: some services allow-list the health checker's
 # User-Agent, so we keep Consul's rather than announcing our own.
@@ -35,18 +37,6 @@ ACCEPT = "text/plain, text/*, */*"
 # Given a node name ("" = this node), the node's services and checks, or
 # None when the node is unknown. Called on every alias run: keep it cheap.
 AliasLookup = Callable[[str], NodeHealth | None]
-
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go prints it (200ms, 1.5s, 1m30s): Consul's wording."""
-    if seconds < 1:
-        return f"{round(seconds * 1000, 3):g}ms"
-    minutes, secs = divmod(round(seconds, 3), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    text = f"{secs:g}s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    return f"{minutes}m{text}" if minutes else text
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -67,7 +57,7 @@ def new_http_session() -> aiohttp.ClientSession:
 
     Keep-alive is off (force_close), as in Consul: a pooled connection the
     server closed at its idle timeout would fail the next check for nothing.
-    Redirects are followed (Consul's default).
+    Redirects are followed (Consul's default) unless a check sets DisableRedirects.
     """
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
 
@@ -85,55 +75,64 @@ async def _read_head(content: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def probe_http(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    method: str = "GET",
-    header: Mapping[str, Sequence[str]] | None = None,
-    body: str = "",
-    timeout_s: float = 10.0,
-    tls_skip_verify: bool = False,
-    tls_server_name: str = "",
-    max_output: int = DEFAULT_OUTPUT_MAX,
-) -> ProbeResult:
-    """2xx passing, 429 warning (RFC 6585 "Too Many Requests"), else critical.
-
-    Output: "HTTP GET <url>: 200 OK Output: <first max_output bytes of body>".
-    The timeout covers connect, headers and the capped body read.
-    """
-    method = (method or "GET").upper()
+def _request_headers(header: Mapping[str, Sequence[str]]) -> CIMultiDict[str]:
+    """The check's headers, with Consul's User-Agent and Accept unless it sets them."""
     headers: CIMultiDict[str] = CIMultiDict()
-    for name, values in (header or {}).items():
+    for name, values in header.items():
         for value in values:
             headers.add(name, value)
     headers.setdefault("User-Agent", USER_AGENT)
     headers.setdefault("Accept", ACCEPT)
-    where = f"HTTP {method} {url}"
+    return headers
+
+
+def http_status_result(code: int, output: str) -> ProbeResult:
+    """Consul's verdict on an answer: 2xx passing, 429 warning (RFC 6585), else critical.
+
+    With DisableRedirects a 3xx is judged here as it is, so it is critical.
+    """
+    if 200 <= code <= 299:
+        return ProbeResult("passing", output)
+    if code == 429:
+        return ProbeResult("warning", output)
+    return ProbeResult("critical", output)
+
+
+async def probe_http(
+    session: aiohttp.ClientSession,
+    request: HttpRequest,
+    *,
+    timeout_s: float = 10.0,
+    max_output: int = DEFAULT_OUTPUT_MAX,
+) -> ProbeResult:
+    """Send the check's request and judge the answer (see http_status_result).
+
+    Output: "HTTP GET <url>: 200 OK Output: <first max_output bytes of body>".
+    The timeout covers connect, redirects followed, headers and the capped body read.
+    """
+    method = (request.method or "GET").upper()
+    where = f"HTTP {method} {request.url}"
     try:
         async with (
             asyncio.timeout(timeout_s),
             session.request(
                 method,
-                url,
-                headers=headers,
-                data=body.encode() if body else None,
-                ssl=not tls_skip_verify,
-                server_hostname=tls_server_name or None,
+                request.url,
+                headers=_request_headers(request.header),
+                data=request.body.encode() if request.body else None,
+                allow_redirects=not request.disable_redirects,
+                ssl=not request.tls_skip_verify,
+                server_hostname=request.tls_server_name or None,
             ) as resp,
         ):
             data = await _read_head(resp.content, max_output)
     except TimeoutError:
-        return ProbeResult("critical", f"{where}: timed out after {go_duration(timeout_s)}")
+        return ProbeResult("critical", f"{where}: timed out after {format_seconds(timeout_s)}")
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return ProbeResult("critical", f"{where}: {exc or type(exc).__name__}")
     reason = f" {resp.reason}" if resp.reason else ""
     output = f"{where}: {resp.status}{reason} Output: {data.decode('utf-8', 'replace')}"
-    if 200 <= resp.status <= 299:
-        return ProbeResult("passing", output)
-    if resp.status == 429:
-        return ProbeResult("warning", output)
-    return ProbeResult("critical", output)
+    return http_status_result(resp.status, output)
 
 
 async def probe_tcp(address: str, *, timeout_s: float = 10.0) -> ProbeResult:
@@ -151,121 +150,13 @@ async def probe_tcp(address: str, *, timeout_s: float = 10.0) -> ProbeResult:
         async with asyncio.timeout(timeout_s):
             _, writer = await asyncio.open_connection(host, port, happy_eyeballs_delay=0.25)
     except TimeoutError:
-        return ProbeResult("critical", f"{where}: timed out after {go_duration(timeout_s)}")
+        return ProbeResult("critical", f"{where}: timed out after {format_seconds(timeout_s)}")
     except OSError as exc:
         return ProbeResult("critical", f"{where}: {exc}")
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return ProbeResult("passing", f"{where}: Success")
-
-
-class _Tail:
-    """The last `limit` bytes written, and how many were written in all."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.total = 0
-
-    def write(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        self.data += chunk
-        if len(self.data) > self.limit:
-            del self.data[: len(self.data) - self.limit]
-
-    def text(self) -> str:
-        return captured_tail(bytes(self.data), self.total)
-
-
-async def _drain(stream: asyncio.StreamReader, sink: _Tail) -> None:
-    while chunk := await stream.read(65536):
-        sink.write(chunk)
-
-
-# After a kill, how long the pipe may take to close (a process that left the
-# group with setsid would otherwise hold it open forever).
-_DRAIN_GRACE_S = 1.0
-
-
-def _kill_group(pgid: int) -> None:
-    """SIGKILL the script's whole process group: its children die with it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-async def _pipe_reader(read_fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    reader = asyncio.StreamReader()
-    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-    )
-    return reader, transport
-
-
-async def _reap(proc: asyncio.subprocess.Process, drain: asyncio.Task[None], kill: bool) -> None:
-    """Kill the group if asked, wait for the process, then stop reading."""
-    if kill:
-        _kill_group(proc.pid)
-        await proc.wait()
-        # The pipe closes once the group is dead; the grace keeps output
-        # written just before the kill, and bounds the wait if a process
-        # escaped the group (setsid) and still holds the pipe.
-        await asyncio.wait({drain}, timeout=_DRAIN_GRACE_S)
-    drain.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await drain
-
-
-async def probe_script(
-    args: Sequence[str], *, timeout_s: float = 30.0, max_output: int = DEFAULT_OUTPUT_MAX
-) -> ProbeResult:
-    """Run `args` (no shell); exit 0 passing, 1 warning, anything else critical.
-
-    stdout and stderr share one pipe, of which the last `max_output` bytes
-    are kept. The script runs in its own session, so at the timeout — or
-    when the probe is cancelled — its whole process group is killed, not
-    just the first process: a wrapper shell cannot leave its children
-    behind. The pipe is ours, not asyncio's, so waiting for the process
-    never hangs on a pipe that an escaped grandchild keeps open.
-    """
-    if not args:
-        return ProbeResult("critical", "script check has no Args")
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        os.close(read_fd)
-        return ProbeResult("critical", f"Failed to invoke {args[0]!r}: {exc}")
-    finally:
-        os.close(write_fd)
-    stream, transport = await _pipe_reader(read_fd)
-    sink = _Tail(max_output)
-    drain = asyncio.create_task(_drain(stream, sink))
-    timed_out = False
-    try:
-        async with asyncio.timeout(timeout_s):
-            # Wait for the pipe too: output written just before exit counts.
-            await asyncio.gather(asyncio.shield(drain), proc.wait())
-    except TimeoutError:
-        timed_out = True
-    finally:
-        await _reap(proc, drain, kill=timed_out or proc.returncode is None)
-        transport.close()
-    output = sink.text()
-    if timed_out:
-        message = f"Timed out ({go_duration(timeout_s)}) running check"
-        return ProbeResult("critical", f"{message}\n\n{output}" if output else message)
-    if proc.returncode == 0:
-        return ProbeResult("passing", output)
-    if proc.returncode == 1:
-        return ProbeResult("warning", output)
-    return ProbeResult("critical", output)
 
 
 async def probe_alias(lookup: AliasLookup, *, node: str, service_id: str) -> ProbeResult:
@@ -279,3 +170,22 @@ async def probe_alias(lookup: AliasLookup, *, node: str, service_id: str) -> Pro
     except Exception as exc:
         return ProbeResult("critical", f"Failure checking aliased node or service: {exc}")
     return alias_result(health, node or "(this node)", service_id)
+
+
+async def run_probe(
+    spec: CheckSpec, session: aiohttp.ClientSession | None, alias_lookup: AliasLookup | None
+) -> ProbeResult:
+    """One run of `spec`'s probe (not for TTL checks, which have none)."""
+    if spec.kind == "http":
+        if spec.http is None or session is None:  # CheckSpec.validate refuses a missing request
+            return ProbeResult("critical", "http check has no request")
+        return await probe_http(
+            session, spec.http, timeout_s=spec.timeout, max_output=spec.max_output
+        )
+    if spec.kind == "tcp":
+        return await probe_tcp(spec.tcp, timeout_s=spec.timeout)
+    if spec.kind == "script":
+        return await probe_script(spec.args, timeout_s=spec.timeout, max_output=spec.max_output)
+    if alias_lookup is None:
+        return ProbeResult("critical", "alias checks are not available on this agent")
+    return await probe_alias(alias_lookup, node=spec.alias_node, service_id=spec.alias_service)

@@ -27,14 +27,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from gossamer.agent.checks.probes import (
-    AliasLookup,
-    new_http_session,
-    probe_alias,
-    probe_http,
-    probe_script,
-    probe_tcp,
-)
+from gossamer.agent.checks.probes import AliasLookup, new_http_session, run_probe
 from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import (
     CheckState,
@@ -275,35 +268,16 @@ class CheckRunner:
 
     async def _probe(self, spec: CheckSpec) -> ProbeResult:
         try:
-            return await self._run_probe(spec)
+            session = self._http_session() if spec.kind == "http" else None
+            return await run_probe(spec, session, self._alias_lookup)
         except Exception as exc:  # a probe bug must not stop the check
             log.exception("check %s: probe failed", spec.check_id)
             return ProbeResult("critical", f"check failed: {exc!r}")
 
-    async def _run_probe(self, spec: CheckSpec) -> ProbeResult:
-        if spec.kind == "http":
-            if self._session is None:
-                self._session = new_http_session()
-            return await probe_http(
-                self._session,
-                spec.http,
-                method=spec.method,
-                header=spec.header,
-                body=spec.body,
-                timeout_s=spec.timeout,
-                tls_skip_verify=spec.tls_skip_verify,
-                tls_server_name=spec.tls_server_name,
-                max_output=spec.max_output,
-            )
-        if spec.kind == "tcp":
-            return await probe_tcp(spec.tcp, timeout_s=spec.timeout)
-        if spec.kind == "script":
-            return await probe_script(spec.args, timeout_s=spec.timeout, max_output=spec.max_output)
-        if self._alias_lookup is None:
-            return ProbeResult("critical", "alias checks are not available on this agent")
-        return await probe_alias(
-            self._alias_lookup, node=spec.alias_node, service_id=spec.alias_service
-        )
+    def _http_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = new_http_session()
+        return self._session
 
     def _report(self, entry: _Entry, new: CheckState) -> None:
         if self._entries.get(entry.spec.check_id) is not entry:

@@ -10,22 +10,24 @@ trusts what it is given — tests rely on that to use 50 ms intervals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from gossamer.agent.checks.status import DEFAULT_OUTPUT_MAX, STATUSES, Status, Thresholds
-from gossamer.catalog.registration import CheckDefinition
+from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
+from gossamer.catalog.check_kinds import DEFAULT_SCRIPT_TIMEOUT_S
+from gossamer.catalog.check_kinds import DEFAULT_TIMEOUT_S as NETWORK_TIMEOUT_S
 
 Kind = Literal["http", "tcp", "ttl", "script", "alias"]
 
 # Consul's per-kind timeouts when `Timeout` is unset: 10 s for network
 # probes, 30 s for scripts (agent/checks/check.go).
 DEFAULT_TIMEOUT_S: dict[Kind, float] = {
-    "http": 10.0,
-    "tcp": 10.0,
-    "script": 30.0,
+    "http": NETWORK_TIMEOUT_S,
+    "tcp": NETWORK_TIMEOUT_S,
+    "script": DEFAULT_SCRIPT_TIMEOUT_S,
     "ttl": 0.0,
-    "alias": 10.0,
+    "alias": NETWORK_TIMEOUT_S,
 }
 
 
@@ -52,12 +54,7 @@ class CheckSpec:
     interval_s: float = 10.0
     timeout_s: float | None = None
     ttl_s: float = 0.0
-    http: str = ""
-    method: str = "GET"
-    header: dict[str, list[str]] = field(default_factory=dict, hash=False)
-    body: str = ""
-    tls_server_name: str = ""
-    tls_skip_verify: bool = False
+    http: HttpRequest | None = None
     tcp: str = ""
     args: tuple[str, ...] = ()
     alias_node: str = ""
@@ -99,6 +96,8 @@ class CheckSpec:
                 raise ValueError(f"{where}: a TTL check needs ttl_s > 0")
         elif self.interval_s <= 0:
             raise ValueError(f"{where}: interval_s must be > 0")
+        if self.kind == "http" and self.http is None:
+            raise ValueError(f"{where}: an http check needs http")
         if self.kind == "script" and not self.args:
             raise ValueError(f"{where}: a script check needs args")
         if self.initial_status not in STATUSES:
@@ -121,11 +120,6 @@ def spec_from_definition(d: CheckDefinition) -> CheckSpec:
         timeout_s=d.timeout_s or None,
         ttl_s=d.ttl_s,
         http=d.http,
-        method=d.method,
-        header={k: list(v) for k, v in d.header.items()},
-        body=d.body,
-        tls_server_name=d.tls_server_name,
-        tls_skip_verify=d.tls_skip_verify,
         tcp=d.tcp,
         args=d.args,
         alias_node=d.alias_node,

@@ -27,17 +27,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from gossamer.catalog import registration_check
+from gossamer.catalog.check_definition import DEFAULT_OUTPUT_MAX_SIZE
+from gossamer.catalog.severity import SEVERITY
+
 Status = Literal["passing", "warning", "critical"]
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 
 # Consul's DefaultBufSize: captured output is limited to 4 KB.
-DEFAULT_OUTPUT_MAX: Final = 4096
+DEFAULT_OUTPUT_MAX: Final = DEFAULT_OUTPUT_MAX_SIZE
 
 # Consul raises DeregisterCriticalServiceAfter to one minute: a shorter
 # value would reap services that merely flapped during a deploy.
-MIN_DEREGISTER_AFTER_S: Final = 60.0
-
-_SEVERITY: Final[dict[str, int]] = {"passing": 0, "warning": 1, "critical": 2}
+MIN_DEREGISTER_AFTER_S: Final = registration_check.MIN_DEREGISTER_AFTER_S
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def parse_status(text: str) -> Status:
 
 def worst(statuses: Iterable[Status]) -> Status:
     """The most severe status (critical > warning > passing); passing if none."""
-    return max(statuses, key=_SEVERITY.__getitem__, default="passing")
+    return max(statuses, key=SEVERITY.__getitem__, default="passing")
 
 
 # --- output caps ----------------------------------------------------------
@@ -208,7 +210,7 @@ def alias_result(health: NodeHealth | None, node: str, service_id: str) -> Probe
         )
     if not relevant:
         return ProbeResult("passing", "No checks found.")
-    bad = sorted(relevant, key=lambda c: (-_SEVERITY[c.status], c.name))[0]
+    bad = sorted(relevant, key=lambda c: (-SEVERITY[c.status], c.name))[0]
     if bad.status == "passing":
         return ProbeResult("passing", "All checks passing.")
     return ProbeResult(bad.status, f"Aliased check {bad.name!r} failing: {bad.output}")

@@ -21,9 +21,10 @@ from rich.text import Text
 
 from gossamer.agent.cli.client import AgentClient, path_segment
 from gossamer.agent.cli.services import VerbParsers
+from gossamer.catalog.severity import SEVERITY
 
 HEALTH_STYLES = {"passing": "green", "warning": "yellow", "critical": "red"}
-_RANK = {"passing": 0, "warning": 1, "critical": 2}
+_RANK = SEVERITY
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -22,24 +22,29 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from gossamer.agent.config.errors import describe
+from gossamer.catalog.durations import (
+    DurationError,
+    DurationRangeError,
+    format_compact,
+    parse_timedelta,
+)
 from gossamer.gossip.addresses import AddressError, format_host_port, split_host_port
 
 # --- value checks shared with schema.py ---------------------------------------
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
 _DURATION_RULE = 'must be a duration like "30s", "1m" or "500ms"'
 
 
 def _parse_go_duration(value: object) -> timedelta:
-    """Go/Consul duration syntax; zero ("0s") is allowed here."""
-    if not isinstance(value, str) or not re.fullmatch(f"(?:{_DURATION_PART})+", value):
+    """Go/Consul duration syntax (catalog/durations.py); zero ("0s") is allowed here."""
+    if not isinstance(value, str):
         raise ValueError(f"{_DURATION_RULE}, got {describe(value)}")
-    parts = re.findall(_DURATION_PART, value)
     try:
-        return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
-    except (OverflowError, ValueError):
+        return parse_timedelta(value)
+    except DurationRangeError:
         raise ValueError(f"{describe(value)} is too long") from None
+    except DurationError:
+        raise ValueError(f"{_DURATION_RULE}, got {describe(value)}") from None
 
 
 def parse_duration(value: object) -> timedelta:
@@ -51,13 +56,8 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The inverse of parse_duration for display: 30s, 1m30s, 500ms."""
-    millis = round(value.total_seconds() * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    seconds, millis = divmod(millis, 1000)
-    parts = zip((hours, minutes, seconds, millis), ("h", "m", "s", "ms"), strict=True)
-    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+    """A duration for display in config messages and reload diffs: 30s, 1m30s, 1h, 500ms."""
+    return format_compact(value)
 
 
 def parse_host_port(item: object) -> tuple[str, int | None]:

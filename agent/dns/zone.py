@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from gossamer.agent.dns.names import ip_version
 from gossamer.catalog import merge
 from gossamer.catalog.model import NodeRecord, Service
+from gossamer.catalog.severity import SEVERITY
 
 CONNECT_PROXY = "connect-proxy"
 
@@ -103,7 +104,7 @@ def _statuses(state: merge.CatalogState, record: NodeRecord) -> dict[str, str]:
     return worst
 
 
-_RANK = {None: 0, "passing": 1, "warning": 2, "critical": 3}
+_RANK = {None: -1} | SEVERITY  # an unknown status ranks 3: above critical
 
 
 def _worst(a: str | None, b: str | None) -> str:

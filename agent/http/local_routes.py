@@ -23,9 +23,9 @@ from gossamer.agent.local.node import LocalNode, UnknownServiceId
 from gossamer.catalog.blocking import node_key, parse_wait
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, filter_values
 from gossamer.catalog.model import check_json, service_to_agent_json
+from gossamer.catalog.severity import HEALTH_HTTP, HEALTH_SEVERITY
 
-STATUS_RANK = {"passing": 0, "warning": 1, "critical": 2, "maintenance": 3}
-HEALTH_HTTP = {"passing": 200, "warning": 429, "critical": 503, "maintenance": 503}
+STATUS_RANK = HEALTH_SEVERITY
 
 
 def local_of(request: web.Request) -> LocalNode:

@@ -34,7 +34,7 @@ from dataclasses import replace
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord, next_version
 from gossamer.catalog.registration import RegistrationConflict, RegistrationError
-from gossamer.catalog.registration_check import shown
+from gossamer.catalog.registration_fields import shown
 from gossamer.catalog.registration_node import (
     NodeRegistration,
     parse_node_deregistration,

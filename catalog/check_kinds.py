@@ -1,0 +1,161 @@
+"""Check kinds: which one a check body selects, and each kind's own fields. Pure.
+
+The registration parser (registration_check.py) reads the fields every kind
+shares into `CommonFields`, then takes the first entry of `KINDS` whose
+`chosen` holds — Consul's dispatch order (agent.go addCheck): TTL, HTTP, TCP,
+UDP, gRPC, Docker, OS service, script, H2PING, alias. That kind's parser
+reads its own fields, appending every problem, and returns what it adds to
+the `CheckDefinition`. gossamer runs http, tcp, ttl, script and alias; the
+other kinds are chosen as Consul would and then refused, naming their field.
+A probing kind (http, tcp, script) has a default timeout: 10s, 30s for scripts
+(Consul's agent/checks defaults).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.registration_fields import Fields, Problems, RegistrationError, item, shown
+from gossamer.gossip.addresses import AddressError, split_host_port
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_SCRIPT_TIMEOUT_S = 30.0
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@dataclass(frozen=True)
+class CommonFields:
+    """The fields every kind shares, type-checked (targets are "" when absent)."""
+
+    check_id: str
+    status: str
+    args: tuple[str, ...]
+    targets: dict[str, str]
+    alias_node: str
+    alias_service: str
+    interval: float
+    timeout: float
+    ttl: float
+    deregister: float  # raised to Consul's 1m minimum; 0 when unset
+    counts: dict[str, int]  # FailuresBeforeWarning already defaulted
+    output_max: int
+    name: str
+    notes: str
+
+
+KindParser = Callable[[Fields, CommonFields, Problems], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One check kind: when the agent picks it, and the parser of its own fields.
+
+    `default_timeout_s` > 0 marks a probing kind: its interval is raised to
+    1s and its timeout defaults to this (Consul: 10s, 30s for scripts).
+    """
+
+    name: str
+    chosen: Callable[[CommonFields], bool]
+    parse: KindParser
+    default_timeout_s: float = 0.0
+
+
+def _unsupported(field: str, label: str) -> KindParser:
+    def parse(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+        p.add(f.error(field, f"{label} checks are not supported by gossamer"))
+        return {}
+
+    return parse
+
+
+def _http(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    url = c.targets["HTTP"]
+    try:
+        parts = urlsplit(url)
+        valid = url.isprintable() and parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        valid = False
+    if not valid:
+        p.add(f.error("HTTP", f"must be an http:// or https:// URL, got {shown(url)}"))
+    method = p.read("", f.str_, "Method") or "GET"
+    if not _METHOD.fullmatch(method):
+        p.add(f.error("Method", f"not an HTTP method, got {shown(method)}"))
+    request = HttpRequest(
+        url=url,
+        method=method,
+        header=p.read({}, _header, f),
+        body=p.read("", f.str_, "Body"),
+        disable_redirects=p.read(False, f.bool_, "DisableRedirects"),
+        tls_server_name=p.read("", f.str_, "TLSServerName"),
+        tls_skip_verify=p.read(False, f.bool_, "TLSSkipVerify"),
+    )
+    return {"http": request}
+
+
+def _header(f: Fields) -> dict[str, tuple[str, ...]]:
+    raw = f.values.get("Header", {})
+    if not isinstance(raw, dict):
+        raise f.error("Header", f"must be an object of string lists, got {shown(raw)}")
+    header: dict[str, tuple[str, ...]] = {}
+    for key, values in raw.items():
+        if not isinstance(key, str):
+            raise RegistrationError(item(f.at("Header"), key), "header names must be strings")
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise RegistrationError(
+                item(f.at("Header"), key), f"must be a list of strings, got {shown(values)}"
+            )
+        header[key] = tuple(values)
+    return header
+
+
+def _tcp(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    target = c.targets["TCP"]
+    try:
+        _, port = split_host_port(target)
+    except AddressError as err:
+        p.add(f.error("TCP", f"must be host:port, {err}"))
+    else:
+        if port is None:
+            p.add(f.error("TCP", f"must be host:port, got {shown(target)} (no port)"))
+    return {"tcp": target}
+
+
+def _ttl(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    return {}
+
+
+def _script(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    return {"args": c.args}
+
+
+def _alias(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    return {"alias_node": c.alias_node, "alias_service": c.alias_service}
+
+
+# Consul's dispatch order (agent.go addCheck): the first kind chosen is the one that runs.
+KINDS: tuple[Kind, ...] = (
+    Kind("ttl", lambda c: bool(c.ttl), _ttl),
+    Kind("http", lambda c: bool(c.targets["HTTP"]), _http, DEFAULT_TIMEOUT_S),
+    Kind("tcp", lambda c: bool(c.targets["TCP"]), _tcp, DEFAULT_TIMEOUT_S),
+    Kind("udp", lambda c: bool(c.targets["UDP"]), _unsupported("UDP", "UDP")),
+    Kind("grpc", lambda c: bool(c.targets["GRPC"]), _unsupported("GRPC", "gRPC")),
+    Kind(
+        "docker",
+        lambda c: bool(c.args and c.targets["DockerContainerID"]),
+        _unsupported("DockerContainerID", "Docker"),
+    ),
+    Kind(
+        "os_service",
+        lambda c: bool(c.targets["OSService"]),
+        _unsupported("OSService", "OS service"),
+    ),
+    Kind("script", lambda c: bool(c.args), _script, DEFAULT_SCRIPT_TIMEOUT_S),
+    Kind("h2ping", lambda c: bool(c.targets["H2PING"]), _unsupported("H2PING", "H2PING")),
+    Kind("alias", lambda c: True, _alias),  # round two made sure an alias is set by now
+)
