@@ -43,8 +43,8 @@ from gossamer.catalog import lww
 from gossamer.catalog.hlc import Timestamp
 from gossamer.catalog.lww_sync import TOMBSTONE_GRACE_MS, Entries, Snapshot, expired
 from gossamer.catalog.store import CatalogStore, StoreError
-from gossamer.intentions.decide import Decision, HttpRequest, IntentionSet, decide
-from gossamer.intentions.model import ALLOW, Intention
+from gossamer.intentions.decide import IntentionSet, decide
+from gossamer.intentions.model import ALLOW, Decision, HttpRequest, Intention
 from gossamer.intentions.validate import IntentionError, check, validate
 
 log = logging.getLogger("gossamer.intentions")
