@@ -63,30 +63,21 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gossamer.catalog.filter_eval import (
+from gossamer.catalog.filter_ast import MATCHES, NOT_MATCHES, And, FilterError, Match, Node, Not, Or
+from gossamer.catalog.filter_eval import Evaluator
+from gossamer.catalog.filter_parse import parse_ast
+from gossamer.catalog.filter_schema import (
     BOOL,
     INT,
     STRING,
-    Evaluator,
     FieldType,
     ListOf,
     MapOf,
     Scalar,
     Struct,
-    compile_regex,
     validate,
 )
-from gossamer.catalog.filter_parse import (
-    MATCHES,
-    NOT_MATCHES,
-    And,
-    FilterError,
-    Match,
-    Node,
-    Not,
-    Or,
-    parse_ast,
-)
+from gossamer.catalog.filter_values import compile_regex
 
 __all__ = [
     "AGENT_CHECK",

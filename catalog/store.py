@@ -42,11 +42,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
-from gossamer.catalog import lww, store_schema
+from gossamer.catalog import lww
 from gossamer.catalog.hlc import StampError, Timestamp
 from gossamer.catalog.merge import CatalogState, Tombstone, apply_many
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store_base import StoreError, dumps_json, get_meta, put_meta
+from gossamer.catalog.store_file import open_connection
 from gossamer.catalog.store_local import CheckState, LocalTables, Maintenance, StoredCheck
 from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire
 
@@ -66,8 +67,6 @@ V = TypeVar("V")
 FILE_NAME = "catalog.db"
 """The store's name inside the agent's data dir (SQLite adds `-wal` and `-shm` next to it)."""
 
-BUSY_TIMEOUT_S = 5.0  # only another process (a stray CLI, a backup tool) would ever hold the lock
-
 
 class CatalogStore(LocalTables):
     """An open catalog database. Build with `CatalogStore.open`; usable as a context manager."""
@@ -76,49 +75,8 @@ class CatalogStore(LocalTables):
 
     @classmethod
     def open(cls, path: Path) -> CatalogStore:
-        """Open (creating or migrating) the database at `path`.
-
-        Runs `PRAGMA quick_check` first: a damaged file should stop the agent
-        with a clear message at start, not fail at some later write.
-        """
-        try:
-            conn = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
-            )
-        except sqlite3.Error as err:
-            raise StoreError(path, f"cannot open: {err}") from None
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(path, f"cannot use WAL journal mode (got {mode!r})")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
-            if problems != ["ok"]:
-                found = "; ".join(p.replace("\n", "; ") for p in problems)
-                raise StoreError(
-                    path,
-                    f"database is damaged ({found}); move the file away to start empty "
-                    "(peers resend replicated state; local registrations must be redone)",
-                )
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                store_schema.migrate(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        except StoreError:
-            conn.close()
-            raise
-        except (store_schema.SchemaTooNewError, store_schema.ForeignDatabaseError) as err:
-            conn.close()
-            raise StoreError(path, str(err)) from None
-        except sqlite3.Error as err:
-            conn.close()
-            raise StoreError(path, f"cannot open: {err}") from None
-        return cls(path, conn)
+        """Open (creating or migrating) the database at `path`; see `store_file`."""
+        return cls(path, open_connection(path))
 
     # --- replicated records -------------------------------------------------------------
 

@@ -1,6 +1,8 @@
-"""The serf agent as a supervised child process.
+"""The serf agent as a supervised child process: spawn, connect, restart, stop.
 
-Rules this module keeps:
+What serf is started with (settings, state dir files, command line) is
+serf_launch.py; why it exited is read by serf_output.py. Rules this module
+keeps:
 - serf runs in its own session, so a Ctrl-C aimed at the gossamer agent does
   not also make serf leave on its own, behind the agent's back;
 - serf gets SIGKILL from the kernel when its parent dies (PR_SET_PDEATHSIG),
@@ -18,20 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
-import os
 import secrets
 import signal
 import socket
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
-from gossamer.gossip.keyring import seed_keyring
 from gossamer.gossip.rpc import SerfConnectionError, SerfError, SerfRpcClient
-from gossamer.gossip.serf_output import classify_exit, serf_log_level
+from gossamer.gossip.serf_launch import SerfSettings, serf_argv, write_launch_files
+from gossamer.gossip.serf_output import classify_exit
 
 log = logging.getLogger("gossamer.serf")
 
@@ -39,29 +37,10 @@ _PR_SET_PDEATHSIG = 1
 RESTART_BACKOFF_START = 0.5  # seconds; doubles on every failed restart
 RESTART_BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a serf that ran this long resets the backoff
-RECONNECT_INTERVAL = "10s"
 
 
 class SerfFatalError(RuntimeError):
     """serf cannot run and restarting it will not help; the message says why."""
-
-
-@dataclass(frozen=True)
-class SerfSettings:
-    node: str
-    bind: str
-    port: int
-    state_dir: Path  # holds the keyring, the snapshot and the RPC config
-    advertise: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    encrypt: str | None = None
-    log_level: str = "info"
-    rejoin: bool = False
-    binary: str = "serf"
-
-    @property
-    def keyring_file(self) -> Path:
-        return self.state_dir / "local.keyring"
 
 
 def _die_with_parent() -> None:
@@ -74,10 +53,6 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _format_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class SerfProcess:
@@ -123,52 +98,6 @@ class SerfProcess:
     def rpc_addr(self) -> str:
         return f"127.0.0.1:{self._rpc_port}"
 
-    def _prepare_state_dir(self) -> Path:
-        state = self.settings.state_dir
-        state.mkdir(parents=True, exist_ok=True)
-        os.chmod(state, 0o700)
-        if seed_keyring(self.settings.keyring_file, self.settings.encrypt):
-            log.info("wrote gossip keyring %s", self.settings.keyring_file)
-        rpc_conf = state / "rpc.json"
-        fd = os.open(rpc_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(
-                {
-                    "rpc_auth": self._auth_key,
-                    # serf tries failed members again every reconnect_interval
-                    # (30 s by default, and randomly skipped while most peers
-                    # are alive); 10 s heals a cut link about three times
-                    # sooner for one TCP connect per failed member per try.
-                    "reconnect_interval": RECONNECT_INTERVAL,
-                    # A failed member is reaped (and its catalog record with
-                    # it) after this long; Consul's default, serf's is 24 h.
-                    "reconnect_timeout": "72h",
-                },
-                fh,
-            )
-        return rpc_conf
-
-    def _argv(self, rpc_conf: Path) -> list[str]:
-        s = self.settings
-        argv = [
-            s.binary, "agent",
-            f"-node={s.node}",
-            f"-bind={_format_addr(s.bind, s.port)}",
-            f"-rpc-addr=127.0.0.1:{self._rpc_port}",
-            f"-config-file={rpc_conf}",
-            f"-snapshot={s.state_dir / 'snapshot'}",
-            f"-log-level={serf_log_level(s.log_level)}",
-        ]  # fmt: skip
-        if s.advertise:
-            argv.append(f"-advertise={_format_addr(s.advertise, s.port)}")
-        if s.keyring_file.exists():
-            argv.append(f"-keyring-file={s.keyring_file}")
-        if s.rejoin:
-            argv.append("-rejoin")
-        for key, value in sorted(s.tags.items()):
-            argv.append(f"-tag={key}={value}")
-        return argv
-
     async def start(self, timeout: float = 20.0) -> SerfRpcClient:
         """Start serf and return a connected RPC client; SerfFatalError if it cannot run."""
         self._stopping = False
@@ -178,11 +107,11 @@ class SerfProcess:
         return self.client
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        rpc_conf = self._prepare_state_dir()
+        rpc_conf = write_launch_files(self.settings, self._auth_key)
         self._output.clear()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._argv(rpc_conf),
+                *serf_argv(self.settings, self._rpc_port, rpc_conf),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

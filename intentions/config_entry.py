@@ -68,8 +68,10 @@ def config_entry_from_json(obj: object, path: str = "") -> tuple[Intention, ...]
     for ns in ("Namespace", "Partition"):
         e.only(ns, (DEFAULT_NS,), _NS_WHY)
     e.unsupported("JWT", "JWT requirements are not supported by gossamer")
-    destination, entry_meta = e.text("Name"), e.meta("Meta")
-    create_index, modify_index = e.number("CreateIndex"), e.number("ModifyIndex")
+    entry = Intention(
+        source="", destination=e.text("Name"), meta=e.meta("Meta"),
+        create_index=e.number("CreateIndex"), modify_index=e.number("ModifyIndex"),
+    )  # fmt: skip
     if not e.has("Sources") and isinstance(obj, dict):
         out.append(Problem(join(path, "Sources"), "at least one source is required"))
     checked: list[Problem] = []
@@ -77,22 +79,7 @@ def config_entry_from_json(obj: object, path: str = "") -> tuple[Intention, ...]
     seen: set[str] = set()
     for i, raw in enumerate(e.array("Sources")):
         src = f"{join(path, 'Sources')}[{i}]"
-        s = Fields(raw, src, SOURCE_FIELDS, out)
-        for ns in ("Namespace", "Partition"):
-            s.only(ns, (DEFAULT_NS,), _NS_WHY)
-        s.only("Type", (SOURCE_TYPE,), 'must be "consul"')
-        s.unsupported("Peer", "cluster peering is not supported by gossamer")
-        s.unsupported("SamenessGroup", "sameness groups are not supported by gossamer")
-        s.number("Precedence")
-        legacy_meta = s.has("LegacyMeta")
-        ixn = Intention(
-            source=s.text("Name"), destination=destination, action=s.text("Action") or None,
-            permissions=permissions_from_json(s, "Permissions"), id=s.text("LegacyID"),
-            description=s.text("Description"),
-            meta=s.meta("LegacyMeta") if legacy_meta else dict(entry_meta),
-            created_at=s.timestamp("LegacyCreateTime"), updated_at=s.timestamp("LegacyUpdateTime"),
-            create_index=create_index, modify_index=modify_index,
-        )  # fmt: skip
+        ixn, legacy_meta = _source_intention(Fields(raw, src, SOURCE_FIELDS, out), entry)
         if ixn.source and ixn.source in seen:
             out.append(Problem(f"{src}.Name", f"defines {shown(ixn.source)} more than once"))
         seen.add(ixn.source)
@@ -102,6 +89,30 @@ def config_entry_from_json(obj: object, path: str = "") -> tuple[Intention, ...]
     if problems:
         raise IntentionError(problems)
     return tuple(intentions)
+
+
+def _source_intention(s: Fields, entry: Intention) -> tuple[Intention, bool]:
+    """One source of an entry as an intention, and whether it carries its own `LegacyMeta`.
+
+    `entry` holds what the entry gives every source: the destination, the
+    shared meta and the indexes.
+    """
+    for ns in ("Namespace", "Partition"):
+        s.only(ns, (DEFAULT_NS,), _NS_WHY)
+    s.only("Type", (SOURCE_TYPE,), 'must be "consul"')
+    s.unsupported("Peer", "cluster peering is not supported by gossamer")
+    s.unsupported("SamenessGroup", "sameness groups are not supported by gossamer")
+    s.number("Precedence")
+    legacy_meta = s.has("LegacyMeta")
+    ixn = Intention(
+        source=s.text("Name"), destination=entry.destination, action=s.text("Action") or None,
+        permissions=permissions_from_json(s, "Permissions"), id=s.text("LegacyID"),
+        description=s.text("Description"),
+        meta=s.meta("LegacyMeta") if legacy_meta else dict(entry.meta),
+        created_at=s.timestamp("LegacyCreateTime"), updated_at=s.timestamp("LegacyUpdateTime"),
+        create_index=entry.create_index, modify_index=entry.modify_index,
+    )  # fmt: skip
+    return ixn, legacy_meta
 
 
 def config_entry_to_json(intentions: Sequence[Intention]) -> dict[str, Any]:

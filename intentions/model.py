@@ -3,7 +3,9 @@
 An intention says whether `source` may call `destination` (service names;
 either may be the wildcard `*`). It carries either an L4 `action` or an
 ordered tuple of L7 `permissions` — never both (see validate.py). Values are
-frozen so an `IntentionSet` can index them once and share them freely.
+frozen so an `IntentionSet` can index them once and share them freely. An
+`HttpRequest` is what L7 permissions are checked against, and a `Decision`
+is what deciding gives back: a deny is a value, not an exception.
 
 Namespaces and partitions are Consul Enterprise features; gossamer is the
 open-source shape, so both are always `default` and are not stored.
@@ -117,6 +119,42 @@ class Intention:
         else:
             what = str(self.action)
         return f"{self.source} => {self.destination} ({what})"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """What an L7 permission looks at. Header names are matched in any case;
+    a repeated header is given as one value joined with ",", as Envoy sees it.
+    The path's query string is ignored, as Envoy's URL path matcher does."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        lower = {k.lower(): v for k, v in self.headers.items()}
+        object.__setattr__(self, "_lower", lower)
+        object.__setattr__(self, "_bare_path", self.path.split("?", 1)[0].split("#", 1)[0])
+
+    def header(self, lower_name: str) -> str | None:
+        """The value of a header by lower-case name, None when absent."""
+        value: str | None = self.__dict__["_lower"].get(lower_name)
+        return value
+
+    @property
+    def bare_path(self) -> str:
+        """The path without its query string."""
+        path: str = self.__dict__["_bare_path"]
+        return path
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer, why, and the intention that gave it (None: the default)."""
+
+    allowed: bool
+    reason: str
+    intention: Intention | None = None
 
 
 def precedence(source: str, destination: str) -> int:

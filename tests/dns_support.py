@@ -34,7 +34,8 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from gossamer.agent.dns.answer import Context, Forward, answer
+from gossamer.agent.dns.answer import Forward, answer
+from gossamer.agent.dns.records import Context
 from gossamer.agent.dns.settings import DnsSettings
 from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone, build_zone

@@ -14,7 +14,7 @@ from gossamer.agent.lifecycle.listeners import ListenError, bind_socket
 from gossamer.gossip.addresses import AddressError, parse_host_port
 from gossamer.gossip.joining import backoff_schedule, join_targets
 from gossamer.gossip.keyring import InvalidKeyError, generate_key, seed_keyring, validate_key
-from gossamer.gossip.process import SerfSettings
+from gossamer.gossip.serf_launch import SerfSettings
 from gossamer.gossip.serf_output import classify_exit
 from scripts.check_imports import imported_packages, violations
 

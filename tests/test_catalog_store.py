@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gossamer.catalog import lww, store
+from gossamer.catalog import lww, store_file
 from gossamer.catalog.hlc import Timestamp
 from gossamer.catalog.merge import CatalogState, Tombstone, apply, gc_tombstones, remove
 from gossamer.catalog.model import NodeRecord, Service, next_version
@@ -133,7 +133,7 @@ def test_closed_store_and_double_close(cs: CatalogStore) -> None:
 
 
 def test_a_locked_file_gives_a_store_error(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(store_file, "BUSY_TIMEOUT_S", 0.05)
     with CatalogStore.open(db) as s:
         other = raw(db)
         other.execute("BEGIN IMMEDIATE")

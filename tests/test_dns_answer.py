@@ -21,13 +21,8 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 
-from gossamer.agent.dns.answer import (
-    FORWARD,
-    OUR_PAYLOAD,
-    Context,
-    answer,
-    handle,
-)
+from gossamer.agent.dns.answer import FORWARD, OUR_PAYLOAD, answer, handle
+from gossamer.agent.dns.records import Context
 from gossamer.agent.dns.settings import DnsSettings
 from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import build_zone

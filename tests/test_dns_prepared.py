@@ -24,14 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gossamer.agent.dns import prepared
-from gossamer.agent.dns.answer import (
-    FORWARD,
-    MAX_ANSWER_RECORDS,
-    Context,
-    Forward,
-    handle,
-)
+from gossamer.agent.dns.answer import FORWARD, Forward, handle
 from gossamer.agent.dns.prepared import VARIANTS, Responder
+from gossamer.agent.dns.records import MAX_ANSWER_RECORDS, Context
 from gossamer.agent.dns.settings import DnsSettings
 from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone, build_zone

@@ -52,6 +52,11 @@ Command = Callable[[argparse.Namespace, AgentClient, Console], int]
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("intention", help="create, list, check and apply intentions")
     verbs = VerbParsers(p)
+    for add in (_add_create, _add_delete_get, _add_list, _add_check, _add_match, _add_apply):
+        add(verbs)
+
+
+def _add_create(verbs: VerbParsers) -> None:
     v = verbs.add_parser(
         "create",
         help="create an intention SRC => DST, or those of files",
@@ -73,6 +78,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="YAML or JSON file of intentions or service-intentions entries (repeatable)",
     )  # fmt: skip
     v.set_defaults(run=_input_errors(create))
+
+
+def _add_delete_get(verbs: VerbParsers) -> None:
     for verb, what in (("delete", "delete"), ("get", "show")):
         v = verbs.add_parser(verb, help=f"{what} an intention by SRC DST or by ID")
         v.add_argument("first", metavar="SRC|ID", help="source service, or the intention's ID")
@@ -80,10 +88,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         if verb == "get":
             v.add_argument("--json", action="store_true", help="print the API's JSON")
         v.set_defaults(run=_input_errors(delete if verb == "delete" else get))
+
+
+def _add_list(verbs: VerbParsers) -> None:
     v = verbs.add_parser("list", help="list every intention, in evaluation order")
     v.add_argument("--filter", "-filter", metavar="EXPR", help="Consul filter expression")
     v.add_argument("--json", action="store_true", help="print the API's JSON")
     v.set_defaults(run=_input_errors(list_intentions))
+
+
+def _add_check(verbs: VerbParsers) -> None:
     v = verbs.add_parser(
         "check",
         help="would SRC be allowed to call DST? (exit 0 allowed, 1 denied, 2 error)",
@@ -100,6 +114,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="a request header (repeatable)",
     )  # fmt: skip
     v.set_defaults(run=check)
+
+
+def _add_match(verbs: VerbParsers) -> None:
     v = verbs.add_parser(
         "match", help="the intentions that apply to a service, in evaluation order"
     )
@@ -108,6 +125,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     side.add_argument("--destination", "-destination", metavar="NAME", help="intentions to NAME")
     v.add_argument("--json", action="store_true", help="print the API's JSON")
     v.set_defaults(run=_input_errors(match))
+
+
+def _add_apply(verbs: VerbParsers) -> None:
     v = verbs.add_parser(
         "apply",
         help="make the agent's intentions those of a policy file, printing the difference",
@@ -146,32 +166,7 @@ def _pair(ixn: Intention) -> str:
 
 
 def create(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
-    if args.files:
-        if args.source or args.destination:
-            raise UsageError("give SRC DST or --file, not both")
-        if args.allow or args.deny or args.description or args.meta:
-            raise UsageError("--allow, --deny, --description and --meta apply to SRC DST, "
-                             "not to --file (the file says what each intention is)")  # fmt: skip
-        wanted = [loc.intention for path in args.files for loc in load_policy(path)]
-        seen: set[tuple[str, str]] = set()
-        for ixn in wanted:
-            if ixn.pair in seen:
-                raise UsageError(f"{_pair(ixn)} is given in more than one file")
-            seen.add(ixn.pair)
-    else:
-        if not (args.source and args.destination):
-            raise UsageError("give SRC and DST, or --file F")
-        ixn = Intention(
-            service_arg(args.source, "SRC"),
-            service_arg(args.destination, "DST"),
-            action="deny" if args.deny else "allow",
-            description=args.description,
-            meta=parse_meta(args.meta),
-        )
-        problems = [str(p) for p in validate(ixn)]
-        if problems:
-            raise PolicyError(problems)
-        wanted = [ixn]
+    wanted = _wanted_from_files(args) if args.files else [_wanted_from_flags(args)]
     held = {i.pair: i for i in current_intentions(client)}
     if not args.replace:
         taken = [held[i.pair] for i in wanted if i.pair in held]
@@ -194,6 +189,39 @@ def create(args: argparse.Namespace, client: AgentClient, console: Console) -> i
         verb = "Replaced" if ixn.pair in held else "Created"
         console.print(Text(f"{verb}: {_pair(ixn)} (").append_text(action_text(ixn)).append(")"))
     return 0
+
+
+def _wanted_from_files(args: argparse.Namespace) -> list[Intention]:
+    """`create --file F...`: every intention of the files, each pair at most once."""
+    if args.source or args.destination:
+        raise UsageError("give SRC DST or --file, not both")
+    if args.allow or args.deny or args.description or args.meta:
+        raise UsageError("--allow, --deny, --description and --meta apply to SRC DST, "
+                         "not to --file (the file says what each intention is)")  # fmt: skip
+    wanted = [loc.intention for path in args.files for loc in load_policy(path)]
+    seen: set[tuple[str, str]] = set()
+    for ixn in wanted:
+        if ixn.pair in seen:
+            raise UsageError(f"{_pair(ixn)} is given in more than one file")
+        seen.add(ixn.pair)
+    return wanted
+
+
+def _wanted_from_flags(args: argparse.Namespace) -> Intention:
+    """`create SRC DST [--deny] ...`: the one intention, checked as the agent would."""
+    if not (args.source and args.destination):
+        raise UsageError("give SRC and DST, or --file F")
+    ixn = Intention(
+        service_arg(args.source, "SRC"),
+        service_arg(args.destination, "DST"),
+        action="deny" if args.deny else "allow",
+        description=args.description,
+        meta=parse_meta(args.meta),
+    )
+    problems = [str(p) for p in validate(ixn)]
+    if problems:
+        raise PolicyError(problems)
+    return ixn
 
 
 def _create_body(ixn: Intention) -> dict[str, Any]:

@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gossamer.agent.dns.answer import Context
 from gossamer.agent.dns.prepared import Responder
+from gossamer.agent.dns.records import Context
 from gossamer.agent.dns.recursor import Recursor
 from gossamer.agent.dns.server import DnsServer
 from gossamer.agent.dns.settings import DnsSettings, settings_from_config

@@ -26,14 +26,8 @@ import dns.exception
 import dns.message
 import dns.rcode
 
-from gossamer.agent.dns.answer import (
-    FORWARD,
-    OUR_PAYLOAD,
-    Context,
-    Forward,
-    answer,
-    formerr_for,
-)
+from gossamer.agent.dns.answer import FORWARD, OUR_PAYLOAD, Forward, answer, formerr_for
+from gossamer.agent.dns.records import Context
 from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone
 
@@ -162,6 +156,22 @@ class Responder:
         entry = cache.get(cache_key)
         if entry is None and len(cache) >= MAX_ENTRIES:
             return None
+        rendered = self._render(query_wire, tcp, limit)
+        if rendered is None:
+            return None
+        wire, multi = rendered
+        question = query_wire[12 : len(query_wire) - _opt_size(query_wire)]
+        if wire[12 : 12 + len(question)] != question:
+            return None  # the bytes did not read back as the same question (a pointer?)
+        if entry is None:
+            entry = cache[cache_key] = _new_entry(wire, multi)
+        entry.bodies.append(wire[12 + len(question) :])
+        if len(entry.bodies) >= entry.want:
+            _seal(entry, len(question))
+        return entry
+
+    def _render(self, query_wire: bytes, tcp: bool, limit: int | None) -> tuple[bytes, bool] | None:
+        """(response bytes, several records in an rrset?) of a cacheable answer, else None."""
         try:
             query = dns.message.from_wire(query_wire)
         except Exception:  # not a question after all: the complete path says why
@@ -171,31 +181,12 @@ class Responder:
         if response is None or isinstance(response, Forward) or response.rcode() not in CACHEABLE:
             return None
         multi = any(len(rrset) > 1 for rrset in response.answer)
-        if limit is None:
-            try:
-                wire = response.to_wire(max_size=TCP_LIMIT, want_shuffle=False)
-            except dns.exception.TooBig:  # over 64 KB even for TCP: kept as cut answers
-                return None
-        else:
-            wire = to_wire(response, limit, truncate=ctx.settings.enable_truncate)
-        question = query_wire[12 : len(query_wire) - _opt_size(query_wire)]
-        if wire[12 : 12 + len(question)] != question:
-            return None  # the bytes did not read back as the same question (a pointer?)
-        if entry is None:
-            counts = wire[4:12]
-            arcount = int.from_bytes(counts[6:8], "big")
-            entry = _Entry(
-                counts=counts,
-                counts_opt=counts[:6] + (arcount + 1).to_bytes(2, "big"),
-                flags1=wire[2] & 0xFE,
-                flags2=wire[3] & 0x8F,
-                want=VARIANTS if multi else 1,
-            )
-            cache[cache_key] = entry
-        entry.bodies.append(wire[12 + len(question) :])
-        if len(entry.bodies) >= entry.want:
-            _seal(entry, len(question))
-        return entry
+        if limit is not None:
+            return to_wire(response, limit, truncate=ctx.settings.enable_truncate), multi
+        try:
+            return response.to_wire(max_size=TCP_LIMIT, want_shuffle=False), multi
+        except dns.exception.TooBig:  # over 64 KB even for TCP: kept as cut answers
+            return None
 
     def _complete(self, data: bytes, tcp: bool) -> bytes | Forward | None:
         """The full path: parse with dnspython, answer, cut to fit."""
@@ -212,6 +203,19 @@ class Responder:
             return FORWARD
         limit = TCP_LIMIT if tcp else udp_limit(query)
         return to_wire(response, limit, truncate=ctx.settings.enable_truncate)
+
+
+def _new_entry(wire: bytes, multi: bool) -> _Entry:
+    """The cache entry of a question, from its first response's header."""
+    counts = wire[4:12]
+    arcount = int.from_bytes(counts[6:8], "big")
+    return _Entry(
+        counts=counts,
+        counts_opt=counts[:6] + (arcount + 1).to_bytes(2, "big"),
+        flags1=wire[2] & 0xFE,
+        flags2=wire[3] & 0x8F,
+        want=VARIANTS if multi else 1,
+    )
 
 
 def _seal(entry: _Entry, question_size: int) -> None:

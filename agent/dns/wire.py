@@ -35,6 +35,18 @@ def to_wire(response: dns.message.Message, max_size: int, *, truncate: bool = Tr
         return response.to_wire(max_size=max_size, want_shuffle=False)
     except dns.exception.TooBig:
         pass
+    best = _most_answers(response, max_size)
+    if not best:
+        response.answer = []
+        response.authority.clear()
+        best = response.to_wire(max_size=max_size, want_shuffle=False)
+    if truncate:
+        best = best[:2] + bytes([best[2] | 0x02]) + best[3:]  # TC
+    return best
+
+
+def _most_answers(response: dns.message.Message, max_size: int) -> bytes:
+    """The response with as many leading answer records as fit; b"" if not even one does."""
     answers = list(response.answer)
     bad = sum(len(rrset) for rrset in answers)  # a count known not to fit
     fits, best = 0, b""
@@ -53,12 +65,6 @@ def to_wire(response: dns.message.Message, max_size: int, *, truncate: bool = Tr
             bad = middle
         else:
             fits, best = middle, wire
-    if not best:
-        response.answer = []
-        response.authority.clear()
-        best = response.to_wire(max_size=max_size, want_shuffle=False)
-    if truncate:
-        best = best[:2] + bytes([best[2] | 0x02]) + best[3:]  # TC
     return best
 
 

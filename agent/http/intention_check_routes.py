@@ -39,7 +39,8 @@ from gossamer.agent.http.intention_access import (
 from gossamer.agent.http.render import json_response, read_json
 from gossamer.agent.replicated.intention_store import INTENTIONS
 from gossamer.intentions.codec import Fields, intention_to_json
-from gossamer.intentions.decide import HttpRequest, match
+from gossamer.intentions.decide import match
+from gossamer.intentions.model import HttpRequest
 from gossamer.intentions.spiffe import SpiffeError, parse_service_uri
 from gossamer.intentions.validate import Problem
 

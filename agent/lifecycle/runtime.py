@@ -52,8 +52,9 @@ from gossamer.gossip.addresses import format_host_port
 from gossamer.gossip.joining import JoinError, join_once, join_targets, retry_join
 from gossamer.gossip.member_watch import MemberWatch
 from gossamer.gossip.members import Member
-from gossamer.gossip.process import SerfFatalError, SerfProcess, SerfSettings
+from gossamer.gossip.process import SerfFatalError, SerfProcess
 from gossamer.gossip.rpc import SerfError, SerfRpcClient
+from gossamer.gossip.serf_launch import SerfSettings
 from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags
 
 log = logging.getLogger("gossamer.agent")

@@ -15,7 +15,8 @@ Rules this class keeps:
   the agent's single index table (LiveCatalog's, through `notify`), which
   wakes blocking queries on `/v1/connect/intentions*` and sets CreateIndex
   and ModifyIndex; `current` (the IntentionSet decisions read) is rebuilt
-  on its first read after a change. Only changed entries are decoded.
+  on its first read after a change. Only changed entries are decoded
+  (intention_view.py holds the decoded side).
 - An intention keeps its `ID` and `CreatedAt` across updates of its pair;
   a new pair gets a new UUID. `UpdatedAt` is the write's HLC wall time.
 - News is announced (`announce`) so the replicator can hand it to a few
@@ -33,18 +34,18 @@ from dataclasses import replace
 from gossamer.agent.replicated.hlc_clock import HlcClock
 from gossamer.agent.replicated.intention_entries import (
     MAP_NAME,
-    decode,
     pair_key,
     rfc3339,
     split_key,
     to_value,
 )
+from gossamer.agent.replicated.intention_view import IntentionView
 from gossamer.catalog import lww
 from gossamer.catalog.hlc import Timestamp
 from gossamer.catalog.lww_sync import TOMBSTONE_GRACE_MS, Entries, Snapshot, expired
 from gossamer.catalog.store import CatalogStore, StoreError
-from gossamer.intentions.decide import Decision, HttpRequest, IntentionSet, decide
-from gossamer.intentions.model import ALLOW, Intention
+from gossamer.intentions.decide import IntentionSet, decide
+from gossamer.intentions.model import ALLOW, Decision, HttpRequest, Intention
 from gossamer.intentions.validate import IntentionError, check, validate
 
 log = logging.getLogger("gossamer.intentions")
@@ -86,20 +87,18 @@ class IntentionStore:
         self.collect()
         stamps = [e.stamp for e in self._map.entries.values()]
         self._clock = HlcClock(store, node, wall_ms=wall_ms, seen=stamps)
-        self._decoded: dict[str, Intention] = {}
-        self._by_id: dict[str, str] = {}
-        self._current: IntentionSet | None = None
+        self._view = IntentionView()
         self.announce: Callable[[Entries], None] | None = None
         self._refresh(list(self._map.entries))
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, source: str, destination: str) -> Intention | None:
-        return self._decoded.get(pair_key(source, destination))
+        return self._view.get(pair_key(source, destination))
 
     def by_id(self, intention_id: str) -> Intention | None:
-        key = self._by_id.get(intention_id)
-        return None if key is None else self._decoded.get(key)
+        key = self._view.key_of(intention_id)
+        return None if key is None else self._view.get(key)
 
     def decide(
         self,
@@ -118,25 +117,25 @@ class IntentionStore:
     def upsert(self, ixn: Intention) -> Intention:
         """Create or replace the intention of `ixn`'s pair (`/exact`); keeps its ID."""
         key = self._key(ixn.source, ixn.destination)
-        return self._put(key, ixn, self._decoded.get(key))
+        return self._put(key, ixn, self._view.get(key))
 
     def create(self, ixn: Intention) -> Intention:
         """A new intention (legacy POST); DuplicateIntention if its pair has one."""
         key = self._key(ixn.source, ixn.destination)
-        if (existing := self._decoded.get(key)) is not None:
+        if (existing := self._view.get(key)) is not None:
             raise DuplicateIntention(existing)
         return self._put(key, ixn, None)
 
     def update(self, intention_id: str, ixn: Intention) -> Intention:
         """Replace the intention with this ID (legacy PUT); it may move to a free pair."""
-        old_key = self._by_id.get(intention_id)
+        old_key = self._view.key_of(intention_id)
         if old_key is None:
             raise IntentionNotFound(intention_id)
-        old = self._decoded[old_key]
+        old = self._view.at(old_key)
         key = self._key(ixn.source, ixn.destination)
         if key == old_key:
             return self._put(key, ixn, old)
-        if (existing := self._decoded.get(key)) is not None:
+        if (existing := self._view.get(key)) is not None:
             raise DuplicateIntention(existing)
         return self._put(key, ixn, old, moved_from=old_key)
 
@@ -150,7 +149,7 @@ class IntentionStore:
         held = self._map.entries.get(key)
         if held is not None and held.deleted:
             return None
-        current = self._decoded.get(key)
+        current = self._view.get(key)
         stamp = self._clock.tick(after=held.stamp if held else None)
         self._commit([(key, lww.Entry(stamp, None, deleted=True))])
         return current
@@ -189,7 +188,7 @@ class IntentionStore:
         if moved_from:
             writes.insert(0, (moved_from, lww.Entry(stamp, None, deleted=True)))
         self._commit(writes)
-        return self._decoded[key]
+        return self._view.at(key)
 
     def _commit(self, writes: Entries) -> None:
         self._store.save_lww(writes, MAP_NAME, durable=True)
@@ -263,45 +262,16 @@ class IntentionStore:
     # -- derived state ---------------------------------------------------------------------
 
     def _refresh(self, changed: list[str]) -> None:
-        """Re-decode the changed keys, give them the next index, rebuild `current`."""
+        """Give the changed keys the next index and decode them again (see IntentionView)."""
         self._snapshot = None
         if not changed:
             return
-        index = self._notify({INTENTIONS})
-        # An intention keeps its CreateIndex while its ID lives, even when it moved pairs.
-        created_at_index = {
-            ixn.id: ixn.create_index
-            for key in changed
-            if (ixn := self._decoded.get(key)) is not None and ixn.id
-        }
-        for key in changed:
-            old = self._decoded.pop(key, None)
-            if old is not None and self._by_id.get(old.id) == key:
-                del self._by_id[old.id]
-            entry = self._map.entries.get(key)
-            if entry is None or entry.deleted:
-                continue
-            ixn, problem = decode(key, entry)
-            if problem:
-                log.warning("intention %s: %s", key, problem)
-            if ixn is None:
-                continue
-            created = created_at_index.get(ixn.id, index) if ixn.id else index
-            self._decoded[key] = replace(ixn, create_index=created, modify_index=index)
-            if ixn.id:
-                self._by_id[ixn.id] = key
-        self._current = None
+        self._view.refresh(self._map.entries, changed, self._notify({INTENTIONS}))
 
     @property
     def current(self) -> IntentionSet:
-        """The decision index, rebuilt on the first read after a change.
-
-        Building it is O(n) (~0.3 s at 10,000 intentions), so a burst of
-        writes (an `intention apply`, a sync round) costs one build, not one each.
-        """
-        if self._current is None:
-            self._current = IntentionSet(self._decoded.values())
-        return self._current
+        """The decision index, rebuilt on the first read after a change."""
+        return self._view.current
 
     @property
     def clock_last(self) -> Timestamp:

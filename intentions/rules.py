@@ -1,0 +1,181 @@
+"""An intention compiled into a rule: its matchers and its possible decisions made once.
+
+`RuleCompiler` turns each `Intention` into a `Rule`: L7 permissions become
+matchers with their regexes compiled (each pattern once per set), and every
+decision the rule can give is built in advance, so deciding formats no
+strings. `rule_outcome` evaluates one rule. Pure. Rules this module keeps:
+
+- An L4 intention's decision is its action. An L7 one without a request is
+  a deny (as Consul's L4 check of an L7 intention); with a request its
+  permissions are tried in order and the first match's action decides; no
+  match is the default policy, not a fall-through to other intentions.
+- An outcome carries a strength for ties at equal precedence: 0 an explicit
+  deny, 1 an explicit allow, 2 an L7 miss; the lowest wins.
+- A regex that does not compile is a `Problem`, reported with every other
+  one; a rule that cannot be evaluated is never skipped (skipping a deny
+  would allow).
+- Header names match in any case; a missing header matches only "not
+  present" (Envoy's rule); paths are matched without their query string.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gossamer.intentions.model import (
+    ALLOW,
+    DENY,
+    Decision,
+    HeaderMatch,
+    HTTPMatch,
+    HttpRequest,
+    Intention,
+)
+from gossamer.intentions.validate import Problem, compile_regex
+
+# (strength, decision): 0 an explicit deny, 1 an explicit allow, 2 an L7 miss.
+# At equal precedence the lowest strength wins, so deny beats allow.
+Outcome = tuple[int, Decision]
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    name: str  # lower case
+    match: HeaderMatch
+    pattern: re.Pattern[str] | None
+
+    def matches(self, request: HttpRequest) -> bool:
+        value = request.header(self.name)
+        m = self.match
+        if value is None:
+            # Envoy: a missing header matches nothing but "not present".
+            return m.present and m.invert
+        if m.present:
+            hit = True
+        elif m.exact:
+            hit = value == m.exact
+        elif m.prefix:
+            hit = value.startswith(m.prefix)
+        elif m.suffix:
+            hit = value.endswith(m.suffix)
+        else:
+            hit = self.pattern is not None and self.pattern.fullmatch(value) is not None
+        return hit != m.invert
+
+
+@dataclass(frozen=True)
+class PermissionRule:
+    """A permission ready to evaluate: every condition given must hold."""
+
+    index: int
+    action: str
+    exact: str
+    prefix: str
+    regex: re.Pattern[str] | None
+    methods: frozenset[str]
+    headers: tuple[HeaderRule, ...]
+    outcome: Outcome  # what a match decides, made once: deciding formats no strings
+
+    def matches(self, request: HttpRequest) -> bool:
+        path = request.bare_path
+        if self.exact and path != self.exact:
+            return False
+        if self.prefix and not path.startswith(self.prefix):
+            return False
+        if self.regex is not None and self.regex.fullmatch(path) is None:
+            return False
+        if self.methods and request.method.upper() not in self.methods:
+            return False
+        return all(h.matches(request) for h in self.headers)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An intention ready to evaluate, its possible decisions made in advance.
+
+    `outcome` is an L4 intention's decision, or an L7 one's without a
+    request; `miss` is an L7 miss, indexed by the default policy.
+    """
+
+    intention: Intention
+    permissions: tuple[PermissionRule, ...]
+    outcome: Outcome
+    miss: tuple[Outcome, Outcome]
+
+
+NO_MATCH = tuple(Decision(d, f"no intention matched; default policy is {ALLOW if d else DENY}")
+                 for d in (False, True))  # fmt: skip
+
+
+class RuleCompiler:
+    """Compiles intentions into rules, sharing one regex cache; collects every problem."""
+
+    def __init__(self) -> None:
+        self._regexes: dict[str, re.Pattern[str]] = {}
+        self.problems: list[Problem] = []
+
+    def compile(self, ixn: Intention) -> Rule:
+        """The rule of `ixn`; a regex that does not compile adds to `problems`."""
+        perms: list[PermissionRule] = []
+        for i, perm in enumerate(ixn.permissions):
+            http = perm.http or HTTPMatch()  # no conditions: matches any request
+            where = f"{ixn.source} => {ixn.destination}: Permissions[{i}].HTTP"
+            headers = tuple(
+                HeaderRule(h.name.lower(), h, None if h.present or h.exact or h.prefix or h.suffix
+                           else self._regex(h.regex, f"{where}.Header[{k}].Regex"))
+                for k, h in enumerate(http.headers)
+            )  # fmt: skip
+            regex = self._regex(http.path_regex, f"{where}.PathRegex")
+            methods = frozenset(m.upper() for m in http.methods)
+            decided = _decided(perm.action == ALLOW, f"Permissions[{i}] ({perm.action})", ixn)
+            perms.append(PermissionRule(i, perm.action, http.path_exact, http.path_prefix, regex,
+                                        methods, headers, decided))  # fmt: skip
+        name = f"{ixn.source} => {ixn.destination}"
+        if not perms:
+            return Rule(ixn, (), _decided(ixn.action == ALLOW, f"({ixn.action})", ixn), _NO_MISS)
+        n = len(perms)
+        miss = tuple(
+            (2, Decision(d, f"matched intention {name} but none of its {n} permission"
+                            f"{'s' if n > 1 else ''} matched; {_policy(d)}", ixn))
+            for d in (False, True)
+        )  # fmt: skip
+        l4_check = (
+            f"matched intention {name}, which has L7 permissions: "
+            "denied without an HTTP request to check them (as Consul's L4 check)"
+        )
+        return Rule(ixn, tuple(perms), (0, Decision(False, l4_check, ixn)), (miss[0], miss[1]))
+
+    def _regex(self, pattern: str, where: str) -> re.Pattern[str] | None:
+        if not pattern:
+            return None
+        if pattern not in self._regexes:
+            try:
+                self._regexes[pattern] = compile_regex(pattern)
+            except ValueError as exc:
+                self.problems.append(Problem(where, str(exc)))
+                return None
+        return self._regexes[pattern]
+
+
+def _policy(default_allow: bool) -> str:
+    return f"default policy is {ALLOW if default_allow else DENY}"
+
+
+def _decided(allowed: bool, what: str, ixn: Intention) -> Outcome:
+    name = f"{ixn.source} => {ixn.destination}"
+    sep = " " if what.startswith("(") else ", "
+    return (1 if allowed else 0), Decision(allowed, f"matched intention {name}{sep}{what}", ixn)
+
+
+_NO_MISS: tuple[Outcome, Outcome] = ((2, NO_MATCH[0]), (2, NO_MATCH[1]))  # L4: never used
+
+
+def rule_outcome(rule: Rule, request: HttpRequest | None, default_allow: bool) -> Outcome:
+    """What `rule` decides for `request` (None: an L4 check) under the default policy."""
+    if not rule.permissions or request is None:
+        return rule.outcome
+    for perm in rule.permissions:
+        if perm.matches(request):
+            return perm.outcome
+    return rule.miss[default_allow]
