@@ -167,12 +167,11 @@ def _open_local_node(
         node=c.node, node_id=node_id, datacenter=c.datacenter,
         address=c.advertise, meta=dict(c.node_meta), builtin_services=(agent_service,),
     )  # fmt: skip
-    local = LocalNode(
+    return LocalNode(
         identity, store, catalog, wall_ms=wall_ms, on_version=v.remember,
         allow_script_checks=c.enable_script_checks,
         allow_local_script_checks=c.enable_local_script_checks,
     )  # fmt: skip
-    return local
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,10 @@ class Agent:
     def __init__(self, config: AgentConfig, reload_config: Callable[[], AgentConfig]) -> None:
         self.status = AgentStatus(config)
         self._tasks = TaskSet()
+        self._shutdown = asyncio.Event()
+        self._leave_on_shutdown = config.leave_on_terminate
+        self._exit_code = EXIT_OK
+        self._on_sighup: Callable[[], None] = self._sighup_while_starting
         self._hooks = RootHooks(
             tasks=self._tasks,
             load_config=reload_config,
@@ -54,10 +58,6 @@ class Agent:
             request_shutdown=lambda leave: self.request_shutdown(leave=leave),
             leave_on_stop=lambda: self._shutdown.is_set() and self._leave_on_shutdown,
         )
-        self._shutdown = asyncio.Event()
-        self._leave_on_shutdown = config.leave_on_terminate
-        self._exit_code = EXIT_OK
-        self._on_sighup: Callable[[], None] = self._sighup_while_starting
 
     def request_shutdown(self, *, leave: bool) -> None:
         self._leave_on_shutdown = leave
