@@ -10,10 +10,12 @@ The nested sections `config.dns` and `config.intentions` are DnsConfig and
 IntentionsConfig (sections.py); their keys are named `dns.domain` and so on.
 """
 
+from gossamer.agent.config.advertise import pick_advertise_address
 from gossamer.agent.config.errors import ConfigError, ConfigProblem
 from gossamer.agent.config.flags import add_agent_flags
-from gossamer.agent.config.load import load_agent_config, pick_advertise_address
-from gossamer.agent.config.schema import RELOADABLE_KEYS, AgentConfig, diff_configs
+from gossamer.agent.config.load import load_agent_config
+from gossamer.agent.config.reloadable import RELOADABLE_KEYS, diff_configs
+from gossamer.agent.config.schema import AgentConfig
 from gossamer.agent.config.sections import DnsConfig, IntentionsConfig
 
 __all__ = [

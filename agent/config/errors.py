@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime
 
+MERGED = "config"  # source named by problems that only exist after merging
+
 # Long values are cut in messages: a pasted certificate should not flood the log.
 _MAX_SHOWN = 60
 

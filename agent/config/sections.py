@@ -1,36 +1,34 @@
-"""The nested config sections `dns:` and `intentions:`, and the value checks
-they share with the top-level keys.
+"""The nested config sections `dns:` and `intentions:`, and config durations.
 
 A section is a mapping in YAML (`dns: {domain: mesh.example, node_ttl: 10s}`)
 and a frozen model here. Loading treats each sub-key like a top-level key
 named with a dot (`dns.node_ttl`): it is checked on its own, reported with
-that name, and merged key by key across files (see load.py).
+that name, and merged key by key across files (see entries.py).
 
-The shared checks (`_fail`, `Flag`, durations, host:port) live here rather
-than in schema.py because schema.py imports the section models: this module
-must not import schema.py back.
+The value checks shared with the top-level keys (`_fail`, `Flag`,
+host:port) are in values.py; the durations are here. Neither module
+imports schema.py, which imports the section models.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
 
 from gossamer.agent.config.errors import describe
+from gossamer.agent.config.values import Flag, _fail, is_ip, parse_host_port
 from gossamer.catalog.durations import (
     DurationError,
     DurationRangeError,
     format_compact,
     parse_timedelta,
 )
-from gossamer.gossip.addresses import AddressError, format_host_port, split_host_port
+from gossamer.gossip.addresses import format_host_port
 
-# --- value checks shared with schema.py ---------------------------------------
+# --- durations ---------------------------------------------------------------
 
 _DURATION_RULE = 'must be a duration like "30s", "1m" or "500ms"'
 
@@ -60,43 +58,6 @@ def format_duration(value: timedelta) -> str:
     return format_compact(value)
 
 
-def parse_host_port(item: object) -> tuple[str, int | None]:
-    """Check one join entry; ValueError says what is wrong.
-
-    Stricter than the gossip parser it wraps: a bare IPv6 literal is refused
-    (in "fd00::1:8301" the port is ambiguous) and so is cloud auto-join.
-    """
-    if not isinstance(item, str):
-        raise ValueError(f"entries must be strings, got {describe(item)}")
-    if item.startswith("provider="):
-        raise ValueError(f"{describe(item)}: cloud auto-join is not supported")
-    if not item.startswith("[") and item.count(":") > 1:
-        raise ValueError(f"{describe(item)}: write IPv6 addresses in brackets, like [::1]:8301")
-    try:
-        return split_host_port(item)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _fail(message: str) -> PydanticCustomError:
-    """A pydantic error whose text is exactly our message (no "Value error," prefix)."""
-    return PydanticCustomError("config", "{problem}", {"problem": message})
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _fail(f"must be true or false, got {describe(value)}")
-
-
 def _duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
@@ -104,9 +65,6 @@ def _duration(value: object) -> timedelta:
         return parse_duration(value)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-
-
-Flag = Annotated[bool, BeforeValidator(_bool)]
 
 
 # --- dns -------------------------------------------------------------------
@@ -213,7 +171,7 @@ def _recursor(item: object) -> str:
         host, port = item.strip(), None  # a bare IPv6 literal, as Consul reads it
     else:
         host, port = parse_host_port(item)
-    if not _is_ip(host):
+    if not is_ip(host):
         raise ValueError(f"{describe(host)} is not an IP address (recursors are dialled directly)")
     return format_host_port(host, port or DNS_PORT)
 

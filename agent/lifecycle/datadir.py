@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -19,8 +20,10 @@ class DataDirError(RuntimeError):
 
 
 class DataDir:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, scratch: bool = False) -> None:
+        """`scratch`: a dev-mode directory made for this run, removed again on close."""
         self.path = path
+        self.scratch = scratch
         self._lock_fd: int | None = None
 
     @property
@@ -47,10 +50,13 @@ class DataDir:
         self._lock_fd = fd
 
     def close(self) -> None:
+        """Release the lock; a scratch dir is removed with everything in it."""
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = None
+        if self.scratch:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def node_id(self) -> str:
         """The node's UUID, made on first use and kept in `node-id`."""

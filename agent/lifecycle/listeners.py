@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass
+
+from gossamer.agent.config import AgentConfig
 
 
 class ListenError(RuntimeError):
@@ -37,3 +40,37 @@ def bind_socket(what: str, host: str, port: int, kind: int = socket.SOCK_STREAM)
         raise ListenError(f"cannot listen for {what} on {where}: {reason}") from None
     sock.setblocking(False)
     return sock
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """The agent's own sockets, bound before serf starts; the servers take them over."""
+
+    http: socket.socket
+    dns_udp: socket.socket
+    dns_tcp: socket.socket
+    rpc: socket.socket
+
+    def close(self) -> None:
+        """Only when start-up fails before the servers own them (closing twice is harmless)."""
+        for sock in (self.http, self.dns_udp, self.dns_tcp, self.rpc):
+            sock.close()
+
+
+def bind_listeners(c: AgentConfig) -> Listeners:
+    """HTTP and DNS on the client address, agent RPC on the bind address; ListenError if taken."""
+    bound: list[socket.socket] = []
+    try:
+        for what, host, port, kind in (
+            ("the HTTP API", c.client, c.http_port, socket.SOCK_STREAM),
+            ("DNS (udp)", c.client, c.dns_port, socket.SOCK_DGRAM),
+            ("DNS (tcp)", c.client, c.dns_port, socket.SOCK_STREAM),
+            ("agent RPC", c.bind, c.rpc_port, socket.SOCK_STREAM),
+        ):
+            bound.append(bind_socket(what, host, port, kind))
+    except ListenError:
+        for sock in bound:
+            sock.close()
+        raise
+    http, dns_udp, dns_tcp, rpc = bound
+    return Listeners(http=http, dns_udp=dns_udp, dns_tcp=dns_tcp, rpc=rpc)

@@ -1,0 +1,75 @@
+"""What the HTTP handlers see of the running agent: the `AgentApi` protocol, implemented.
+
+A facade over the parts, so handlers never reach into the composition root:
+serf's RPC client, this node's registrations, its description for
+/v1/agent/self, reload, and a way to ask the agent to stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gossamer.agent.lifecycle.describe import self_info
+from gossamer.agent.lifecycle.status import AgentStatus
+from gossamer.agent.local.node import LocalNode
+from gossamer.catalog.live import LiveCatalog
+from gossamer.gossip.addresses import format_host_port
+from gossamer.gossip.process import SerfProcess
+from gossamer.gossip.rpc import SerfRpcClient
+
+
+class AgentFacade:
+    def __init__(
+        self,
+        status: AgentStatus,
+        *,
+        node_id: str,
+        data_dir: str,
+        serf: SerfProcess,
+        local: LocalNode,
+        catalog: LiveCatalog,
+        reload: Callable[[], Awaitable[list[str]]],
+        request_shutdown: Callable[[bool], None],
+    ) -> None:
+        """`request_shutdown(leave)`: the root's; `reload`: the Reloader's."""
+        self._status = status
+        self._node_id = node_id
+        self._data_dir = data_dir
+        self._serf = serf
+        self._local = local
+        self._catalog = catalog
+        self._reload = reload
+        self._request_shutdown = request_shutdown
+
+    @property
+    def serf(self) -> SerfRpcClient:
+        return self._serf.client
+
+    @property
+    def node_name(self) -> str:
+        return self._status.config.node
+
+    @property
+    def rpc_address(self) -> str:
+        c = self._status.config
+        return format_host_port(c.advertise, c.rpc_port)
+
+    @property
+    def local_node(self) -> LocalNode:
+        return self._local
+
+    def self_info(self) -> dict[str, Any]:
+        return self_info(
+            self._status.config,
+            node_id=self._node_id,
+            ready=self._status.ready,
+            data_dir=self._data_dir,
+            blocking_queries=self._catalog.watchers,
+        )
+
+    async def reload(self) -> list[str]:
+        return await self._reload()
+
+    def request_shutdown(self, *, leave: bool) -> None:
+        self._request_shutdown(leave)

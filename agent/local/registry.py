@@ -1,0 +1,55 @@
+"""What is registered on this node, in memory: the parsed registrations and check states.
+
+Plain data and the queries over it, no I/O: LocalNode keeps it in step with
+the store (it writes the store first) and builds the node record from it.
+A service registration carries its checks and its generated sidecar (with
+the sidecar's checks); standalone checks are registered on their own;
+`status` holds each check's last (status, output), also for checks whose
+runner has not reported yet (their initial status).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from gossamer.catalog.model import Check, Service
+from gossamer.catalog.registration import CheckDefinition, ServiceRegistration
+
+
+def checks_of(reg: ServiceRegistration) -> tuple[CheckDefinition, ...]:
+    """A registration's checks, its sidecar's included."""
+    return reg.checks + reg.sidecar_checks
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.registrations: dict[str, ServiceRegistration] = {}  # by service id
+        self.standalone: dict[str, CheckDefinition] = {}  # by check id
+        self.status: dict[str, tuple[str, str]] = {}  # check id -> (status, output)
+
+    def service_map(self) -> dict[str, Service]:
+        """Every service registered here by id, generated sidecars included."""
+        return {s.id: s for reg in self.registrations.values() for s in reg.services()}
+
+    def all_checks(self) -> list[CheckDefinition]:
+        """Every check registered here (service, sidecar and standalone)."""
+        regs = [c for reg in self.registrations.values() for c in checks_of(reg)]
+        return regs + list(self.standalone.values())
+
+    def used_sidecar_ports(self) -> set[int]:
+        """Ports taken by generated sidecars, so a new one gets a free port."""
+        return {
+            s.port
+            for reg in self.registrations.values()
+            for s in reg.services()
+            if s.kind == "connect-proxy"
+        }
+
+    def check_rows(self, services: dict[str, Service]) -> list[Check]:
+        """The registered checks as they stand now (status and output applied)."""
+        out = []
+        for defn in self.all_checks():
+            status, output = self.status.get(defn.check_id, (defn.status, ""))
+            check = defn.to_check(services.get(defn.service_id) if defn.service_id else None)
+            out.append(replace(check, status=status, output=output))
+        return out
