@@ -31,10 +31,11 @@ from gossamer.gossip.rpc import (
     UserEvent,
 )
 from gossamer.gossip.rpc_session import RpcSession
+from tests.harness.binaries import needs
 from tests.harness.poll import eventually_async as eventually
-from tests.serf_fixture import SERF, SerfAgent, SerfCluster
+from tests.serf_fixture import SerfAgent, SerfCluster
 
-pytestmark = pytest.mark.skipif(SERF is None, reason="serf binary not installed")
+pytestmark = needs("serf")
 
 T = TypeVar("T")
 
