@@ -28,19 +28,8 @@ from gossamer.agent.checks.probes import (
     probe_tcp,
 )
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth, ProbeResult
+from tests.harness.http_app import ServeApp, serving
 from tests.harness.poll import eventually
-
-
-async def _serve(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
-    return runner
-
-
-def _base(runner: web.AppRunner, scheme: str = "http") -> str:
-    host, port = runner.addresses[0][:2]
-    return f"{scheme}://{host}:{port}"
 
 
 @pytest.fixture
@@ -72,12 +61,11 @@ async def http_base() -> AsyncIterator[str]:
     app.router.add_get("/slow", slow)
     app.router.add_get("/big", big)
     app.router.add_route("*", "/echo", echo)
-    runner = await _serve(app)
-    try:
-        yield _base(runner)
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with serving(app) as where:
+        try:
+            yield where.base
+        finally:
+            release.set()
 
 
 @pytest.fixture
@@ -166,23 +154,19 @@ def _self_signed(tmp_path: Path) -> ssl.SSLContext:
 
 
 async def test_https_verifies_unless_skip_verify(
-    tmp_path: Path, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession, serve_app: ServeApp
 ) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="secure")
 
     app = web.Application()
     app.router.add_get("/", ok)
-    runner = await _serve(app, _self_signed(tmp_path))
-    try:
-        url = _base(runner, "https") + "/"
-        refused = await probe_http(session, url, timeout_s=5, tls_server_name="svc.test")
-        assert refused.status == "critical"
-        assert "certificate verify failed" in refused.output
-        skipped = await probe_http(session, url, timeout_s=5, tls_skip_verify=True)
-        assert skipped == ProbeResult("passing", f"HTTP GET {url}: 200 OK Output: secure")
-    finally:
-        await runner.cleanup()
+    url = (await serve_app(app, _self_signed(tmp_path))).base + "/"
+    refused = await probe_http(session, url, timeout_s=5, tls_server_name="svc.test")
+    assert refused.status == "critical"
+    assert "certificate verify failed" in refused.output
+    skipped = await probe_http(session, url, timeout_s=5, tls_skip_verify=True)
+    assert skipped == ProbeResult("passing", f"HTTP GET {url}: 200 OK Output: secure")
 
 
 # --- TCP ---------------------------------------------------------------------

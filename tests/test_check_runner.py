@@ -14,6 +14,7 @@ from aiohttp import web
 from gossamer.agent.checks.runner import CheckRunner, NotTTLCheck, Restore, UnknownCheck
 from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
+from tests.harness.http_app import serving
 from tests.harness.poll import eventually, eventually_async
 
 
@@ -64,15 +65,8 @@ async def flipper() -> AsyncIterator[tuple[Flipper, str]]:
 
     app = web.Application()
     app.router.add_get("/health", health)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield state, f"http://{host}:{port}/health"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as where:
+        yield state, where.base + "/health"
 
 
 async def test_http_flips_are_reported_exactly_once_each(flipper: tuple[Flipper, str]) -> None:
