@@ -1,3 +1,17 @@
+"""Fixtures shared by the whole suite; the helpers behind them live in tests/harness/.
+
+- `cluster` / `trio`: real agents on loopback (harness/cluster.py);
+- `serve_app`: an aiohttp app served in-process (harness/http_app.py);
+- the CLI as a subprocess: harness/cli.py; what a test needs from the
+  machine (skip locally, fail under CI): harness/binaries.py.
+
+No test may depend on the order tests run in. To check, with the plugin
+installed by hand (it is not a dependency: it reseeds the global random
+generator before every test, and a run is only repeatable with its seed):
+    .venv/bin/pip install pytest-randomly
+    .venv/bin/python -m pytest -p randomly --randomly-seed=<n> <unit test files>
+"""
+
 from __future__ import annotations
 
 import contextlib
