@@ -57,8 +57,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.harness.binaries import find_binary, missing_reason  # noqa: E402
 from tests.harness.cluster import AgentProc, Cluster, free_port  # noqa: E402
-from tests.harness.resolvers import Dnsmasq, find_binary, missing_reason  # noqa: E402
+from tests.harness.resolvers import Dnsmasq  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -1,19 +1,34 @@
-"""Keep the dependency direction of DESIGN.md: gossip -> catalog -> agent/proxy.
+"""Keep the dependency direction of DESIGN.md and the pure cores free of I/O.
 
-Rules (each top-level folder is the package gossamer.<folder>):
-- gossip imports nothing else of gossamer;
-- catalog may import gossip only;
-- intentions is pure: it imports nothing else of gossamer;
-- proxy may import gossip, catalog and intentions, never agent;
-- nothing but agent itself imports agent (it is the composition root).
-Every `import` and `from ... import` is read with ast, including ones inside
-functions, so a lazy import cannot sneak past. Exit 1 listing violations.
+Each top-level folder of the tree is the package gossamer.<folder>. Every
+`import` and `from ... import` is read with ast, including ones inside
+functions (a lazy import cannot sneak past) and relative ones (resolved to
+the gossamer module they name). Dynamic imports (importlib, __import__) are
+not followed; no gossamer module uses them.
+
+Rules:
+1. Direction between the top-level packages (ALLOWED): gossip imports
+   nothing else of gossamer; catalog may import gossip; intentions imports
+   nothing else of gossamer; proxy may import gossip, catalog, intentions;
+   nothing but agent imports agent (it is the composition root).
+2. Direction inside agent (NEVER_IMPORTS): agent.http and agent.dns never
+   import the composition root (agent.lifecycle) or the CLI; agent.dns
+   never imports agent.http.
+3. Pure cores (PURE_MODULES): a pure module imports none of
+   FORBIDDEN_IN_PURE directly, and of gossamer only other pure modules. The
+   check is direct, but the second half makes it transitive: nothing a pure
+   module imports through gossamer can reach I/O. Importing a module runs
+   its packages' __init__ files, so those count as pure too.
+4. Every path in PURE_MODULES exists: a rename must update the list.
+
+Usage: check_imports.py [ROOT]; exit 1 listing "path:line: problem".
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,42 +39,229 @@ ALLOWED: dict[str, set[str]] = {
     "proxy": {"gossip", "catalog", "intentions"},
     "agent": {"gossip", "catalog", "intentions", "proxy"},
 }
+NEVER_IMPORTS: dict[str, frozenset[str]] = {
+    "agent.http": frozenset({"agent.lifecycle", "agent.cli"}),
+    "agent.dns": frozenset({"agent.lifecycle", "agent.cli", "agent.http"}),
+}
+FORBIDDEN_IN_PURE = frozenset({"asyncio", "socket", "sqlite3", "aiohttp", "subprocess", "time"})
+# Paths from the root; one ending in "/" is every module under that folder.
+PURE_MODULES: tuple[str, ...] = (
+    # catalog: merge, absorb, queries, filter, blocking math, sync, models, parsers
+    "catalog/absorb.py",
+    "catalog/merge.py",
+    "catalog/model.py",
+    "catalog/plain_json.py",
+    "catalog/severity.py",
+    "catalog/names.py",
+    "catalog/durations.py",
+    "catalog/filter.py",
+    "catalog/filter_ast.py",
+    "catalog/filter_scan.py",
+    "catalog/filter_schema.py",
+    "catalog/filter_values.py",
+    "catalog/filter_parse.py",
+    "catalog/filter_eval.py",
+    "catalog/blocking.py",
+    "catalog/hlc.py",
+    "catalog/lww.py",
+    "catalog/lww_sync.py",
+    "catalog/sync_protocol.py",
+    "catalog/sync_exchange.py",
+    "catalog/sync_answer.py",
+    "catalog/wire.py",
+    "catalog/check_definition.py",
+    "catalog/check_kinds.py",
+    "catalog/registration.py",
+    "catalog/registration_fields.py",
+    "catalog/registration_check.py",
+    "catalog/registration_draft.py",
+    "catalog/registration_proxy.py",
+    "catalog/registration_sidecar.py",
+    "catalog/registration_service.py",
+    "catalog/registration_node.py",
+    # intentions: all of it
+    "intentions/",
+    # DNS question -> answer
+    "agent/dns/answer.py",
+    "agent/dns/names.py",
+    "agent/dns/prepared.py",
+    "agent/dns/records.py",
+    "agent/dns/settings.py",
+    "agent/dns/wire.py",
+    "agent/dns/zone.py",
+    # checks: status tables and aggregation, the runner's check spec
+    "agent/checks/spec.py",
+    "agent/checks/status.py",
+    # replicated state: intentions as last-writer-wins entries
+    "agent/replicated/intention_entries.py",
+    "agent/replicated/intention_view.py",
+    # gossip: the serf RPC codec, records and errors, members, tags, addresses
+    "gossip/addresses.py",
+    "gossip/coordinates.py",
+    "gossip/errors.py",
+    "gossip/member_table.py",
+    "gossip/members.py",
+    "gossip/rpc_codec.py",
+    "gossip/rpc_records.py",
+    "gossip/serf_output.py",
+    "gossip/tags.py",
+)
 
 
-def imported_packages(path: Path) -> list[tuple[int, str]]:
-    """(line, gossamer subpackage) for each gossamer import in the file."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
-        names: list[str] = []
+@dataclass(frozen=True)
+class Import:
+    """One imported module: where, and its absolute dotted name."""
+
+    line: int
+    module: str
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The gossamer modules found under a root, by dotted name."""
+
+    root: Path
+    modules: dict[str, Path]
+
+    @classmethod
+    def scan(cls, root: Path) -> Tree:
+        modules: dict[str, Path] = {}
+        for package in ALLOWED:
+            for path in sorted((root / package).rglob("*.py")):
+                modules[module_name(path.relative_to(root))] = path
+        return cls(root, modules)
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def resolve(self, name: str) -> str:
+        """The longest prefix of `name` that is a module here (a name may end in an attribute)."""
+        parts = name.split(".")
+        for end in range(len(parts), 1, -1):
+            candidate = ".".join(parts[:end])
+            if candidate in self.modules:
+                return candidate
+        return name
+
+
+def module_name(rel: Path) -> str:
+    """gossamer.<dotted path>; a package is named by its folder."""
+    parts = list(rel.with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["gossamer", *parts])
+
+
+def _from_base(node: ast.ImportFrom, module: str, is_package: bool) -> str | None:
+    """The absolute module a `from X import ...` reads from; None if it climbs past gossamer."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    if node.level - 1 >= len(package):
+        return None
+    base = ".".join(package[: len(package) - (node.level - 1)])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def imports_of(tree: Tree, path: Path) -> list[Import]:
+    """Every module `path` imports (stdlib, third party and gossamer), relative ones resolved."""
+    module = module_name(path.relative_to(tree.root))
+    is_package = path.name == "__init__.py"
+    found: list[Import] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-            if node.module == "gossamer":
-                names = [f"gossamer.{alias.name}" for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "gossamer" and len(parts) > 1:
-                found.append((node.lineno, parts[1]))
-    return found
+            found += [Import(node.lineno, tree.resolve(a.name)) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _from_base(node, module, is_package)
+            if base is None:
+                found.append(Import(node.lineno, "." * node.level + (node.module or "")))
+                continue
+            for alias in node.names:
+                found.append(Import(node.lineno, tree.resolve(f"{base}.{alias.name}")))
+    return sorted(set(found), key=lambda i: (i.line, i.module))  # one per name a line reads
 
 
-def violations() -> list[str]:
+def _package_under_gossamer(module: str) -> str | None:
+    """'catalog.merge' for gossamer.catalog.merge; None for anything outside gossamer."""
+    parts = module.split(".")
+    return ".".join(parts[1:]) if parts[0] == "gossamer" and len(parts) > 1 else None
+
+
+def _inside(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def _direction(importer: str, target: str) -> list[str]:
+    """What is wrong with gossamer module `importer` importing `target` (both without gossamer.)."""
+    own, top = importer.split(".")[0], target.split(".")[0]
+    wrong = []
+    if top != own and top not in ALLOWED[own]:
+        wrong.append(f"gossamer.{own} must not import gossamer.{top}")
+    for inner, banned in NEVER_IMPORTS.items():
+        if _inside(importer, inner):
+            wrong += [
+                f"gossamer.{inner} must not import gossamer.{other}"
+                for other in sorted(banned)
+                if _inside(target, other)
+            ]
+    return wrong
+
+
+def direction_problems(tree: Tree) -> list[str]:
+    """Rules 1 and 2, plus relative imports that climb out of gossamer."""
     problems = []
-    for package, allowed in ALLOWED.items():
-        for path in sorted((ROOT / package).rglob("*.py")):
-            for line, target in imported_packages(path):
-                if target != package and target not in allowed:
-                    rel = path.relative_to(ROOT)
-                    problems.append(
-                        f"{rel}:{line}: gossamer.{package} must not import gossamer.{target}"
-                    )
+    for name, path in tree.modules.items():
+        importer = name.removeprefix("gossamer.")
+        for imp in imports_of(tree, path):
+            where = f"{tree.rel(path)}:{imp.line}"
+            if imp.module.startswith("."):
+                problems.append(f"{where}: relative import {imp.module} climbs out of gossamer")
+            elif (target := _package_under_gossamer(imp.module)) is not None:
+                problems += [f"{where}: {wrong}" for wrong in _direction(importer, target)]
     return problems
 
 
+def _listed(rel: str, entry: str) -> bool:
+    """Whether the module at `rel` is what the PURE_MODULES `entry` names."""
+    return rel.startswith(entry) if entry.endswith("/") else rel == entry
+
+
+def pure_modules(tree: Tree) -> tuple[set[str], list[str]]:
+    """Dotted names of the pure modules and their packages; problems for listed paths missing."""
+    pure: set[str] = set()
+    problems = []
+    for entry in PURE_MODULES:
+        found = [name for name, path in tree.modules.items() if _listed(tree.rel(path), entry)]
+        if not found:
+            problems.append(f"PURE_MODULES: {entry} does not exist (renamed? update the list)")
+        pure.update(found)
+    for name in list(pure):
+        parts = name.split(".")
+        pure.update(".".join(parts[:end]) for end in range(2, len(parts)))
+    return pure, problems
+
+
+def purity_problems(tree: Tree) -> list[str]:
+    """Rules 3 and 4."""
+    pure, problems = pure_modules(tree)
+    for name in sorted(pure):
+        path = tree.modules[name]
+        for imp in imports_of(tree, path):
+            where = f"{tree.rel(path)}:{imp.line}: pure module {name}"
+            if imp.module.split(".")[0] in FORBIDDEN_IN_PURE:
+                problems.append(f"{where} must not import {imp.module}")
+            elif _package_under_gossamer(imp.module) and imp.module not in pure:
+                problems.append(f"{where} must not import {imp.module}, which is not pure")
+    return problems
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    tree = Tree.scan(root)
+    return direction_problems(tree) + purity_problems(tree)
+
+
 if __name__ == "__main__":
-    found = violations()
+    found = violations(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT)
     for problem in found:
         print(problem, file=sys.stderr)
     sys.exit(1 if found else 0)

@@ -7,23 +7,17 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.harness.cli import gossamer
 from tests.harness.cluster import Cluster
 from tests.harness.poll import eventually, eventually_async
 
 
 def run_agent(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gossamer.agent", "agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return gossamer("agent", *args, timeout=timeout)
 
 
 def test_second_agent_on_same_data_dir_exits_1_with_one_line(cluster: Cluster) -> None:

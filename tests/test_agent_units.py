@@ -16,7 +16,6 @@ from gossamer.gossip.joining import backoff_schedule, join_targets
 from gossamer.gossip.keyring import InvalidKeyError, generate_key, seed_keyring, validate_key
 from gossamer.gossip.serf_launch import SerfSettings
 from gossamer.gossip.serf_output import classify_exit
-from scripts.check_imports import imported_packages, violations
 
 WHERE = SerfSettings(node="n1", bind="127.0.0.5", port=8301, state_dir=Path("/nonexistent"))
 RPC = "127.0.0.1:41000"
@@ -139,16 +138,6 @@ def test_sd_notify_datagrams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert sock.recv(100) == b"READY=1\nSTATUS=ok"
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "gone.sock"))
     assert systemd.notify("READY=1") is False
-
-
-def test_import_directions_hold() -> None:
-    assert violations() == []
-
-
-def test_import_checker_sees_lazy_imports(tmp_path: Path) -> None:
-    bad = tmp_path / "x.py"
-    bad.write_text("def f():\n    from gossamer.agent import cli\n    import gossamer.proxy.x\n")
-    assert imported_packages(bad) == [(2, "agent"), (3, "proxy")]
 
 
 def test_host_parse_is_linear_on_long_bad_names() -> None:

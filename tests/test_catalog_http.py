@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import consul
@@ -20,10 +21,8 @@ from gossamer.agent.http.health_routes import add_health_routes
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
+from tests.harness.http_app import SyncCalls, serving
 from tests.harness.poll import eventually_async
-
-T = TypeVar("T")
-
 
 ADDRESSES = {"n1": "198.18.0.1", "n2": "198.18.0.2", "n3": "198.18.0.3"}
 
@@ -70,15 +69,11 @@ def initial_records() -> list[NodeRecord]:
 
 
 @dataclass
-class Served:
+class Served(SyncCalls):
     catalog: LiveCatalog
     base: str
     http: aiohttp.ClientSession
     client: consul.Consul
-
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """py-consul is synchronous: run it off the loop that serves it."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def get(self, path: str, **params: Any) -> tuple[int, Any, dict[str, str]]:
         async with self.http.get(self.base + path, params=params or None) as r:
@@ -86,7 +81,8 @@ class Served:
             return r.status, body, dict(r.headers)
 
 
-async def start(tmp_path: Path, records: list[NodeRecord]) -> tuple[web.AppRunner, Served]:
+@asynccontextmanager
+async def started(tmp_path: Path, records: list[NodeRecord]) -> AsyncIterator[Served]:
     catalog = LiveCatalog("dc1", CatalogStore.open(tmp_path / "c.db"), wall_ms=lambda: 1_000)
     catalog.apply(records)
     app = web.Application(middlewares=[error_middleware])
@@ -94,25 +90,14 @@ async def start(tmp_path: Path, records: list[NodeRecord]) -> tuple[web.AppRunne
     app[NODE_NAME_KEY] = "n2"
     add_catalog_routes(app.router)
     add_health_routes(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    served = Served(
-        catalog, f"http://{host}:{port}", aiohttp.ClientSession(), consul.Consul(host, port)
-    )
-    return runner, served
+    async with serving(app) as where, aiohttp.ClientSession() as http:
+        yield Served(catalog, where.base, http, where.consul())
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    runner, s = await start(tmp_path, initial_records())
-    try:
+    async with started(tmp_path, initial_records()) as s:
         yield s
-    finally:
-        await s.http.close()
-        await runner.cleanup()
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
@@ -269,8 +254,7 @@ async def test_bad_input_is_a_400_naming_the_parameter(served: Served) -> None:
 
 
 async def test_index_headers_never_zero_even_when_empty(tmp_path: Path) -> None:
-    runner, s = await start(tmp_path, [])
-    try:
+    async with started(tmp_path, []) as s:
         for path in ("/v1/catalog/nodes", "/v1/catalog/services", "/v1/catalog/service/x",
                      "/v1/catalog/connect/x", "/v1/catalog/node/x", "/v1/health/node/x",
                      "/v1/health/checks/x", "/v1/health/service/x", "/v1/health/state/any",
@@ -282,9 +266,6 @@ async def test_index_headers_never_zero_even_when_empty(tmp_path: Path) -> None:
             assert headers["X-Consul-LastContact"] == "0"
             assert body is None if path == "/v1/catalog/node/x" else body is not None, path
             assert body in ([], {}, None, {"Node": None, "Services": []}), (path, body)
-    finally:
-        await s.http.close()
-        await runner.cleanup()
 
 
 # --- blocking -------------------------------------------------------------------------------

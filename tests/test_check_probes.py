@@ -29,19 +29,8 @@ from gossamer.agent.checks.script_probe import probe_script
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth, ProbeResult
 from gossamer.catalog.check_definition import HttpRequest
 from gossamer.catalog.durations import format_seconds as go_duration
+from tests.harness.http_app import ServeApp, serving
 from tests.harness.poll import eventually
-
-
-async def _serve(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
-    return runner
-
-
-def _base(runner: web.AppRunner, scheme: str = "http") -> str:
-    host, port = runner.addresses[0][:2]
-    return f"{scheme}://{host}:{port}"
 
 
 @pytest.fixture
@@ -73,12 +62,11 @@ async def http_base() -> AsyncIterator[str]:
     app.router.add_get("/slow", slow)
     app.router.add_get("/big", big)
     app.router.add_route("*", "/echo", echo)
-    runner = await _serve(app)
-    try:
-        yield _base(runner)
-    finally:
-        release.set()
-        await runner.cleanup()
+    async with serving(app) as where:
+        try:
+            yield where.base
+        finally:
+            release.set()
 
 
 @pytest.fixture
@@ -166,25 +154,19 @@ def _self_signed(tmp_path: Path) -> ssl.SSLContext:
 
 
 async def test_https_verifies_unless_skip_verify(
-    tmp_path: Path, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession, serve_app: ServeApp
 ) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="secure")
 
     app = web.Application()
     app.router.add_get("/", ok)
-    runner = await _serve(app, _self_signed(tmp_path))
-    try:
-        url = _base(runner, "https") + "/"
-        refused = await probe_http(
-            session, HttpRequest(url, tls_server_name="svc.test"), timeout_s=5
-        )
-        assert refused.status == "critical"
-        assert "certificate verify failed" in refused.output
-        skipped = await probe_http(session, HttpRequest(url, tls_skip_verify=True), timeout_s=5)
-        assert skipped == ProbeResult("passing", f"HTTP GET {url}: 200 OK Output: secure")
-    finally:
-        await runner.cleanup()
+    url = (await serve_app(app, _self_signed(tmp_path))).base + "/"
+    refused = await probe_http(session, HttpRequest(url, tls_server_name="svc.test"), timeout_s=5)
+    assert refused.status == "critical"
+    assert "certificate verify failed" in refused.output
+    skipped = await probe_http(session, HttpRequest(url, tls_skip_verify=True), timeout_s=5)
+    assert skipped == ProbeResult("passing", f"HTTP GET {url}: 200 OK Output: secure")
 
 
 # --- TCP ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from gossamer.agent.checks.runner import CheckRunner, NotTTLCheck, Restore, Unkn
 from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
 from gossamer.catalog.check_definition import HttpRequest
+from tests.harness.http_app import serving
 from tests.harness.poll import eventually, eventually_async
 
 
@@ -65,15 +66,8 @@ async def flipper() -> AsyncIterator[tuple[Flipper, str]]:
 
     app = web.Application()
     app.router.add_get("/health", health)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield state, f"http://{host}:{port}/health"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as where:
+        yield state, where.base + "/health"
 
 
 async def test_http_flips_are_reported_exactly_once_each(flipper: tuple[Flipper, str]) -> None:

@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from gossamer.gossip.keyring import validate_key
+from tests.harness.cli import gossamer
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
-
-
-def gossamer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_ADDR")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "gossamer.agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_members_table_and_json(trio: list[AgentProc]) -> None:

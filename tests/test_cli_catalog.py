@@ -6,52 +6,20 @@ The module-scoped `trio` is shared, so each test uses its own service names.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.cli import DOWN, gossamer, ok, one_error_line
 from tests.harness.cluster import AgentProc
 from tests.harness.poll import eventually
 
-DOWN = "127.0.0.1:1"
 RED, GREEN = "\x1b[31m", "\x1b[32m"
-
-
-def gossamer(*args: str, color: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_ADDR")}
-    env.pop("NO_COLOR", None)
-    env["COLUMNS"] = "250"  # rich wraps tables to the terminal width
-    if color:
-        env["FORCE_COLOR"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "gossamer.agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def ok(*args: str) -> str:
-    result = gossamer(*args)
-    assert result.returncode == 0, (args, result.stdout, result.stderr)
-    return result.stdout
 
 
 def catalog_json(agent: AgentProc, *args: str) -> Any:
     return json.loads(ok("catalog", *args, "--json", "--http-addr", agent.http))
-
-
-def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if not line.startswith("usage:")]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_register_from_yaml_file_seen_on_every_agent(trio: list[AgentProc], tmp_path: Path) -> None:

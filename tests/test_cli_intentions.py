@@ -8,9 +8,6 @@ so its tests get a fresh agent of their own.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,32 +19,17 @@ from gossamer.agent.cli.intention_apply import differences, plan
 from gossamer.agent.cli.intention_files import read_policy
 from gossamer.agent.cli.intentions import header_arg
 from gossamer.intentions import HTTPMatch, Intention, Permission
+from tests.harness.cli import DOWN, expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
 
-DOWN = "127.0.0.1:1"
 DENY_BY_DEFAULT = ("--default-intention-policy", "deny")
-
-
-def gossamer(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_ADDR")}
-    env["COLUMNS"] = "250"  # rich wraps tables to the terminal width
-    return subprocess.run(
-        [sys.executable, "-m", "gossamer.agent", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def run(agent: AgentProc | str, *args: str, code: int = 0) -> str:
     """`gossamer intention ARGS --http-addr AGENT`; asserts the exit code, returns stdout+stderr."""
     addr = agent if isinstance(agent, str) else agent.http
-    result = gossamer("intention", *args, "--http-addr", addr)
-    assert result.returncode == code, (args, result.stdout, result.stderr)
-    return result.stdout + result.stderr
+    return expect("intention", *args, "--http-addr", addr, code=code)
 
 
 def listed(agent: AgentProc) -> dict[tuple[str, str], dict[str, Any]]:

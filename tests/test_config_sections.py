@@ -8,8 +8,6 @@ person might write and the "source: dns.key: message" line they get back.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +29,7 @@ from gossamer.agent.config import (
     load_agent_config,
 )
 from gossamer.agent.lifecycle.reload import apply_reloadable
+from tests.harness.cli import gossamer
 from tests.test_config import errors, load, parse, write
 
 
@@ -529,13 +528,7 @@ def test_sections_need_a_restart(tmp_path: Path) -> None:
 def test_agent_exits_2_on_a_bad_dns_value(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.yaml", "dns:\n  node_ttl: 1500ms\n  servce_ttl: {}\n")
     argv = ["--dev", "--config-file", path, "--recursor", "dns.google"]
-    result = subprocess.run(
-        [sys.executable, "-m", "gossamer.agent", "agent", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    result = gossamer("agent", *argv)
     assert result.returncode == 2, result.stderr
     assert f"config error: {path}: dns.node_ttl: must be whole seconds" in result.stderr
     assert f'config error: {path}: dns.servce_ttl: unknown key (did you mean "service_ttl"?)' in (

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.harness.binaries import needs, require
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
-from tests.harness.resolvers import Dnsmasq, needs, require
+from tests.harness.resolvers import Dnsmasq
 
 BIG = 40  # instances of "big": far more than 512 bytes of SRV records
 

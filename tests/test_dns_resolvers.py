@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.binaries import find_binary, needs, require
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.harness.resolvers import (
@@ -34,9 +35,6 @@ from tests.harness.resolvers import (
     Haproxy,
     HaproxyServer,
     Unbound,
-    find_binary,
-    needs,
-    require,
 )
 
 DEADLINE = 15.0  # seconds for anything eventually consistent (checks, replication, HAProxy)

@@ -6,12 +6,12 @@ catalog and health read API, the way any Consul client would.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import consul
@@ -27,8 +27,7 @@ from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
-
-T = TypeVar("T")
+from tests.harness.http_app import ServeApp, SyncCalls, serving
 
 OWNER = "n1"
 MEMBERS = {"n1", "n2", "n9"}  # n9 is a gossip member whose record has not arrived yet
@@ -46,17 +45,13 @@ def seed() -> list[NodeRecord]:
 
 
 @dataclass
-class Served:
+class Served(SyncCalls):
     catalog: LiveCatalog
     store: CatalogStore
     clock: list[int]
     base: str
     http: aiohttp.ClientSession
     client: consul.Consul
-
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """py-consul is synchronous: run it off the loop that serves it."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def get(self, path: str) -> Any:
         async with self.http.get(self.base + path) as r:
@@ -71,7 +66,8 @@ class Served:
         return self.catalog.record(node)
 
 
-async def start(path: Path, clock: list[int], records: list[NodeRecord]) -> tuple[Any, Served]:
+@asynccontextmanager
+async def started(path: Path, clock: list[int], records: list[NodeRecord]) -> AsyncIterator[Served]:
     store = CatalogStore.open(path)
     catalog = LiveCatalog("dc1", store, wall_ms=lambda: clock[0])
     catalog.apply(records)
@@ -85,25 +81,17 @@ async def start(path: Path, clock: list[int], records: list[NodeRecord]) -> tupl
     add_catalog_routes(app.router)
     add_health_routes(app.router)
     add_catalog_write_routes(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    client = consul.Consul(host, port)
-    session = aiohttp.ClientSession()
-    return runner, Served(catalog, store, clock, f"http://{host}:{port}", session, client)
+    try:
+        async with serving(app) as where, aiohttp.ClientSession() as http:
+            yield Served(catalog, store, clock, where.base, http, where.consul())
+    finally:
+        store.close()
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    runner, s = await start(tmp_path / "c.db", [1_000], seed())
-    try:
+    async with started(tmp_path / "c.db", [1_000], seed()) as s:
         yield s
-    finally:
-        await s.http.close()
-        await runner.cleanup()
-        s.store.close()
 
 
 REDIS = {"Service": "redis", "ID": "redis1", "Tags": ["primary"], "Port": 8000}
@@ -242,8 +230,7 @@ async def test_deregister_service_check_node_and_unknowns(served: Served) -> Non
 
 async def test_versions_grow_and_survive_a_restart(tmp_path: Path) -> None:
     clock = [1_000]
-    runner, s = await start(tmp_path / "c.db", clock, seed())
-    try:
+    async with started(tmp_path / "c.db", clock, seed()) as s:
         await s.call(s.client.catalog.register, "ext1", "10.0.0.7", service=REDIS)
         first = s.record("ext1")
         await s.call(s.client.catalog.register, "ext1", "10.0.0.7", service=REDIS)
@@ -256,24 +243,15 @@ async def test_versions_grow_and_survive_a_restart(tmp_path: Path) -> None:
         await s.call(s.client.catalog.register, "ext1", "10.0.0.7", check={"Name": "disk"})
         third = s.record("ext1")
         assert third is not None and third.version == 50_000  # floored by the wall clock
-    finally:
-        await s.http.close()
-        await runner.cleanup()
-        s.store.close()
     # Restart with the clock set back: everything is there and versions keep growing.
     clock[0] = 5
-    runner, s = await start(tmp_path / "c.db", clock, [])
-    try:
+    async with started(tmp_path / "c.db", clock, []) as s:
         assert s.record("ext1") == third
         rows = {h["CheckID"]: h["Status"] for h in await s.get("/v1/health/node/ext1")}
         assert rows == {"disk": "critical", "service:redis1": "passing"}
         await s.call(s.client.catalog.register, "ext1", "10.0.0.7", service={"Service": "web"})
         fourth = s.record("ext1")
         assert fourth is not None and fourth.version == 50_001 and fourth.origin == OWNER
-    finally:
-        await s.http.close()
-        await runner.cleanup()
-        s.store.close()
 
 
 # --- refusals -------------------------------------------------------------------------------
@@ -350,18 +328,11 @@ async def test_the_node_of_an_owner_that_left_is_adopted(served: Served) -> None
     assert served.record("ext3") is None
 
 
-async def test_routes_without_external_nodes_answer_500() -> None:
+async def test_routes_without_external_nodes_answer_500(serve_app: ServeApp) -> None:
     app = web.Application(middlewares=[error_middleware])
     add_catalog_write_routes(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with aiohttp.ClientSession() as http:
-            url = f"http://{host}:{port}/v1/catalog/register"
-            async with http.put(url, data='{"Node": "x", "Address": "a"}') as r:
-                assert r.status == 500 and "not available" in await r.text()
-    finally:
-        await runner.cleanup()
+    bare = await serve_app(app)
+    async with aiohttp.ClientSession() as http:
+        url = bare.base + "/v1/catalog/register"
+        async with http.put(url, data='{"Node": "x", "Address": "a"}') as r:
+            assert r.status == 500 and "not available" in await r.text()

@@ -7,10 +7,10 @@ agents is tested against real agents in test_intentions_cluster.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import consul
@@ -25,9 +25,9 @@ from gossamer.agent.http.intention_routes import add_intention_id_routes, add_in
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
+from tests.harness.http_app import ServeApp, SyncCalls, serving
 from tests.harness.poll import eventually_async
 
-T = TypeVar("T")
 SPIFFE = "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/{}"
 L7 = [
     {"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
@@ -37,17 +37,13 @@ L7 = [
 
 
 @dataclass
-class Served:
+class Served(SyncCalls):
     base: str
     http: aiohttp.ClientSession
     client: consul.Consul
     store: IntentionStore
     catalog: LiveCatalog
     policy: dict[str, bool] = field(default_factory=lambda: {"allow": False})
-
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """py-consul is synchronous: run it off the loop that serves it."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def req(
         self, method: str, url: str, body: Any = None, raw: bytes | None = None, /, **params: Any
@@ -74,18 +70,10 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     add_intention_routes(app.router)
     add_intention_check_routes(app.router)
     add_intention_id_routes(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    s = Served(f"http://{host}:{port}", aiohttp.ClientSession(), consul.Consul(host, port),
-               store, catalog, policy)  # fmt: skip
     try:
-        yield s
+        async with serving(app) as where, aiohttp.ClientSession() as http:
+            yield Served(where.base, http, where.consul(), store, catalog, policy)
     finally:
-        await s.http.close()
-        await runner.cleanup()
         db.close()
 
 
@@ -321,19 +309,12 @@ async def test_every_problem_of_a_body_is_listed_at_once(served: Served) -> None
         assert any(line.strip().startswith(field_name) for line in lines), (field_name, text)
 
 
-async def test_another_datacenter_and_a_missing_store(served: Served, tmp_path: Path) -> None:
+async def test_another_datacenter_and_a_missing_store(served: Served, serve_app: ServeApp) -> None:
     status, text, _ = await served.req("GET", "/v1/connect/intentions", dc="dc2")
     assert status == 500 and "No path to datacenter" in text
     app = web.Application(middlewares=[error_middleware])
     add_intention_check_routes(app.router)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with served.http.get(f"http://{host}:{port}/v1/connect/intentions/check",
-                                   params={"source": "a", "destination": "b"}) as r:  # fmt: skip
-            assert r.status == 500 and "not available" in await r.text()
-    finally:
-        await runner.cleanup()
+    bare = await serve_app(app)
+    async with served.http.get(bare.base + "/v1/connect/intentions/check",
+                               params={"source": "a", "destination": "b"}) as r:  # fmt: skip
+        assert r.status == 500 and "not available" in await r.text()

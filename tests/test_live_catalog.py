@@ -9,6 +9,7 @@ from gossamer.catalog.blocking import service_key
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store import CatalogStore
+from tests.harness.poll import eventually_async
 from tests.harness.replication import node_record
 
 
@@ -25,9 +26,9 @@ async def test_a_watcher_wakes_for_its_service_only(tmp_path: Path) -> None:
     cat.apply([record("n1", 1, "web", "db")])
     web_index = cat.index([service_key("web")])
     woke = asyncio.create_task(cat.wait([service_key("web")], web_index, 5))
-    await asyncio.sleep(0)  # let the watcher register
+    await eventually_async(lambda: cat.watchers == 1)  # the watcher is registered
     cat.apply([record("n1", 2, "web", "db", "cache")])  # web's rows did not change
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # a wrong wake-up gets its turn on the loop before the check
     assert not woke.done()
     cat.apply([record("n1", 3, "db", "cache")])  # web is gone
     await asyncio.wait_for(woke, 1)

@@ -12,6 +12,7 @@ from pathlib import Path
 import consul
 import pytest
 
+from tests.harness.cli import gossamer
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
 
@@ -164,15 +165,9 @@ def test_services_from_config_files_apply_and_reload(cluster: Cluster) -> None:
 
 
 def test_a_bad_service_in_a_config_file_stops_the_agent(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     conf = tmp_path / "bad.yaml"
     conf.write_text("services:\n  - name: web\n    port: eighty\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "gossamer.agent", "agent", "--dev", "--config-file", str(conf)],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    result = gossamer("agent", "--dev", "--config-file", str(conf), timeout=30)
     assert result.returncode == 2
     assert f"{conf}: services: [0] Port: must be an integer" in result.stderr
 

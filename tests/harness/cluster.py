@@ -23,6 +23,9 @@ from typing import Any
 from tests.harness.poll import eventually
 
 READY_TIMEOUT = 30.0
+# Its own generator, seeded from the OS: a test (or pytest-randomly) seeding the
+# global one must not make every cluster of every run pick the same addresses.
+_RNG = random.Random()
 
 
 def free_port(ip: str) -> int:
@@ -194,7 +197,7 @@ class Cluster:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.net = f"127.{random.randint(20, 250)}.{random.randint(1, 250)}"
+        self.net = f"127.{_RNG.randint(20, 250)}.{_RNG.randint(1, 250)}"
         self.agents: list[AgentProc] = []
 
     def new_agent(self, name: str, *extra: str, index: int | None = None) -> AgentProc:

@@ -40,6 +40,7 @@ STATE_DIR = Path("/run/gossamer-test-netns")
 BENCH_NET = ((198, 18), (198, 19))  # RFC 2544: 198.18.0.0/15 and nothing else
 
 DEFAULT_PORTS = {"http": 8500, "dns": 8600, "serf": 8301, "rpc": 8300}
+_RNG = random.Random()  # its own: a seeded global generator must not pick the same /24 each run
 
 
 class NetnsError(RuntimeError):
@@ -223,7 +224,7 @@ class Hosts:
         free = [(b, c) for (a, b) in BENCH_NET for c in range(256) if (b, c) not in used]
         if not free:
             raise NetnsError("no free /24 left in 198.18.0.0/15")
-        second, third = random.choice(free)
+        second, third = _RNG.choice(free)
         self.net = f"198.{second}.{third}"
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.net}.1/24", "dev", self.bridge)

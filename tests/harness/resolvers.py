@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,68 +27,11 @@ from pathlib import Path
 import dns.exception
 import dns.message
 import dns.query
-import pytest
 
+from tests.harness.binaries import find_binary
 from tests.harness.poll import eventually
 
 START_TIMEOUT = 15.0
-
-# Debian package that ships each binary, for skip messages and setup.sh.
-PACKAGES = {
-    "dnsmasq": "dnsmasq-base",
-    "unbound": "unbound",
-    "haproxy": "haproxy",
-    "dnsperf": "dnsperf",
-    "kdig": "knot-dnsutils",
-    "dig": "bind9-dnsutils",
-}
-
-
-def find_binary(name: str) -> str | None:
-    """`name` on PATH, or in /usr/sbin and /sbin (not on a non-root PATH)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in ("/usr/sbin", "/sbin"):
-        candidate = Path(folder) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def missing_reason(*names: str) -> str | None:
-    """Why a test cannot run (naming the binaries and their Debian packages), or None."""
-    missing = [n for n in names if find_binary(n) is None]
-    if not missing:
-        return None
-    pkgs = " ".join(PACKAGES.get(n, n) for n in missing)
-    return (
-        f"{', '.join(missing)} not installed (apt-get install {pkgs}; scripts/setup.sh test does)"
-    )
-
-
-def needs(*binaries: str) -> pytest.MarkDecorator:
-    """Skip a test whose binaries are missing, except under CI.
-
-    scripts/setup.sh installs them all there, so a missing one must fail the
-    run (the test's fixtures cannot start it) rather than hide the test.
-    """
-    reason = missing_reason(*binaries)
-    return pytest.mark.skipif(reason is not None and not _in_ci(), reason=reason or "")
-
-
-def require(*binaries: str) -> None:
-    """The same from inside a test: skip locally, fail under CI."""
-    reason = missing_reason(*binaries)
-    if reason:
-        if _in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-def _in_ci() -> bool:
-    return bool(os.environ.get("CI"))
-
 
 _PR_SET_PDEATHSIG = 1
 
