@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gossamer.catalog import merge
-from gossamer.catalog.blocking import node_key, response_index
+from gossamer.catalog.blocking import IndexTable, node_key, response_index
 from gossamer.catalog.filter import Expression
-from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 
 CONNECT_PROXY = "connect-proxy"
@@ -71,7 +70,18 @@ class View:
         return self.node_index(record.node)
 
 
-def view_of(catalog: LiveCatalog) -> View:
+class Snapshottable(Protocol):
+    """What a view is taken of: the live catalog, read without touching its I/O side."""
+
+    @property
+    def state(self) -> merge.CatalogState: ...
+    @property
+    def datacenter(self) -> str: ...
+    @property
+    def indexes(self) -> IndexTable: ...
+
+
+def view_of(catalog: Snapshottable) -> View:
     table = catalog.indexes
     return View(
         catalog.state, catalog.datacenter, lambda n: response_index(table.index_for(node_key(n)))

@@ -69,6 +69,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/sync_exchange.py",
     "catalog/sync_answer.py",
     "catalog/wire.py",
+    "catalog/view.py",
     "catalog/check_definition.py",
     "catalog/check_kinds.py",
     "catalog/registration.py",
