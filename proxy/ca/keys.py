@@ -104,9 +104,10 @@ def load_private_key(pem: str | bytes, field: str = "PrivateKey") -> PrivateKey:
     data = pem.encode("utf-8") if isinstance(pem, str) else pem
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        reason = "it is encrypted" if "encrypted" in str(exc).lower() else "not a PEM private key"
-        raise CaConfigError(f"{field}: {reason}") from None
+    except TypeError:  # cryptography's answer to an encrypted key without a password
+        raise CaConfigError(f"{field}: it is encrypted; give it unencrypted") from None
+    except ValueError:
+        raise CaConfigError(f"{field}: not a PEM private key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise CaConfigError(f"{field}: must be an EC or RSA key, got {type(key).__name__}")
     spec_of(key, field)
