@@ -213,3 +213,15 @@ def test_openssl_also_enforces_the_uri_name_constraint(tmp_path: Path, mesh: Mes
     foreign = _ee(mesh.intermediate, f"spiffe://evil.consul/ns/default/dc/{DC}/svc/web")
     out = _openssl_verify(tmp_path, mesh, foreign)
     assert "permitted subtree violation" in out and "verification failed" in out, out
+
+
+def test_an_unknown_critical_extension_is_refused(mesh: Mesh) -> None:
+    key = generate_key()
+    uri = f"spiffe://{TD}/ns/default/dc/{DC}/svc/web"
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")
+    builder = end_entity_builder(common_name("web"), key.public_key(), uri).add_extension(odd, True)
+    leaf = sign(builder, mesh.intermediate, NOW, timedelta(hours=1))
+    with pytest.raises(
+        NotSpiffeCertificate, match=r"unknown critical extension 1\.3\.6\.1\.4\.1\.99999\.1"
+    ):
+        verify_chain(leaf, [mesh.intermediate.certificate], mesh.bundle, NOW)

@@ -180,8 +180,8 @@ def _extend(
 def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
     if child.issuer != parent.subject:
         return False
-    aki = _find(_extensions(child), x509.AuthorityKeyIdentifier)
-    ski = _find(_extensions(parent), x509.SubjectKeyIdentifier)
+    aki = _lookup(child, x509.AuthorityKeyIdentifier)
+    ski = _lookup(parent, x509.SubjectKeyIdentifier)
     if aki is not None and ski is not None and aki.key_identifier not in (None, ski.digest):
         return False
     try:
@@ -275,6 +275,14 @@ def _find(extensions: x509.Extensions, kind: type[E]) -> E | None:
     try:
         return extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:
+        return None
+
+
+def _lookup(cert: x509.Certificate, kind: type[E]) -> E | None:
+    """An extension for matching only (unchecked: _check_issuer refuses what is malformed)."""
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):
         return None
 
 
