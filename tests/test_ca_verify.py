@@ -27,7 +27,7 @@ from gossamer.proxy.ca.profile import Issuer, common_name, end_entity_builder, s
 from gossamer.proxy.ca.root import create_root, cross_sign
 from gossamer.proxy.ca.verify import SERVER_AUTH, load_pem_chain, verify_chain
 from tests.ca_support import DC, NODE_ID, NOW, TD, Mesh, make_intermediate, make_mesh
-from tests.harness.resolvers import require
+from tests.harness.binaries import require
 
 
 @pytest.fixture(scope="module")

@@ -57,11 +57,12 @@ def test_a_relative_import_is_resolved_to_its_package(root: Path) -> None:
 
 
 def test_a_relative_import_of_a_sibling_package_module(root: Path) -> None:
+    write(root, "proxy/layer.py", "")
     write(root, "intentions/helper.py", "from . import decide\nfrom ..proxy import layer\n")
     assert violations(root) == [
         "intentions/helper.py:2: gossamer.intentions must not import gossamer.proxy",
         "intentions/helper.py:2: pure module gossamer.intentions.helper must not import"
-        " gossamer.proxy, which is not pure",
+        " gossamer.proxy.layer, which is not pure",
     ]
 
 

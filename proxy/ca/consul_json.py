@@ -24,7 +24,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from gossamer.catalog.registration_check import format_duration
+from gossamer.catalog.durations import format_seconds as format_duration
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy.ca.keys import certificate_pem, colon_hex, signing_key_id, spec_of
 from gossamer.proxy.ca.profile import trust_domain_of

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from gossamer.catalog.blocking import parse_duration
+from gossamer.catalog.durations import DurationError, parse_timedelta
 from gossamer.proxy.ca.errors import CaConfigError
 from gossamer.proxy.ca.keys import KeySpec, key_spec
 
@@ -123,8 +123,8 @@ def _duration(
         problems.append(f'{name}: must be a duration string like "72h", got {value!r}')
         return default
     try:
-        return timedelta(seconds=parse_duration(value))
-    except (ValueError, OverflowError):
+        return parse_timedelta(value)
+    except DurationError:
         problems.append(f'{name}: must be a duration like "72h", got {value!r}')
         return default
 
