@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import socket
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from gossamer.agent.checks.probes import (
     USER_AGENT,
@@ -29,7 +23,7 @@ from gossamer.agent.checks.script_probe import probe_script
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth, ProbeResult
 from gossamer.catalog.check_definition import HttpRequest
 from gossamer.catalog.durations import format_seconds as go_duration
-from tests.harness.http_app import ServeApp, serving
+from tests.harness.http_app import ServeApp, self_signed_tls, serving
 from tests.harness.poll import eventually
 
 
@@ -125,34 +119,6 @@ async def test_http_method_headers_body(http_base: str, session: aiohttp.ClientS
     assert seen == {"method": "PUT", "x-foo": ["a", "b"], "ua": USER_AGENT, "body": '{"ping": 1}'}
 
 
-def _self_signed(tmp_path: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "svc.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("svc.test")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return ctx
-
-
 async def test_https_verifies_unless_skip_verify(
     tmp_path: Path, session: aiohttp.ClientSession, serve_app: ServeApp
 ) -> None:
@@ -161,7 +127,7 @@ async def test_https_verifies_unless_skip_verify(
 
     app = web.Application()
     app.router.add_get("/", ok)
-    url = (await serve_app(app, _self_signed(tmp_path))).base + "/"
+    url = (await serve_app(app, self_signed_tls(tmp_path))).base + "/"
     refused = await probe_http(session, HttpRequest(url, tls_server_name="svc.test"), timeout_s=5)
     assert refused.status == "critical"
     assert "certificate verify failed" in refused.output

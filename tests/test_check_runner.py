@@ -7,16 +7,21 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from gossamer.agent.checks.runner import CheckRunner, NotTTLCheck, Restore, UnknownCheck
-from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import AliasedCheck, NodeHealth
-from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
 from tests.harness.http_app import serving
 from tests.harness.poll import eventually, eventually_async
+
+
+def check(check_id: str, kind: str, *, interval_s: float = 10.0, **fields: Any) -> CheckDefinition:
+    """A check as the runner gets it (named after its id; probes every 10 s unless told)."""
+    return CheckDefinition(check_id, check_id, kind, interval_s=interval_s, **fields)
 
 
 @dataclass
@@ -74,7 +79,7 @@ async def test_http_flips_are_reported_exactly_once_each(flipper: tuple[Flipper,
     server, url = flipper
     updates = Updates()
     runner = CheckRunner(updates, rng=random.Random(1))
-    runner.add(CheckSpec("web", "http", interval_s=0.03, timeout_s=2, http=HttpRequest(url)))
+    runner.add(check("web", "http", interval_s=0.03, timeout_s=2, http=HttpRequest(url)))
     try:
         for code, status in [(200, "passing"), (500, "critical"), (200, "passing")]:
             server.status = code
@@ -97,10 +102,9 @@ async def test_failures_before_critical_holds_passing(flipper: tuple[Flipper, st
     server, url = flipper
     updates = Updates()
     runner = CheckRunner(updates, rng=random.Random(2))
-    spec = CheckSpec(
-        "web", "http", interval_s=0.03, http=HttpRequest(url), failures_before_critical=3
+    runner.add(
+        check("web", "http", interval_s=0.03, http=HttpRequest(url), failures_before_critical=3)
     )
-    runner.add(spec)
     try:
         await eventually_async(lambda: updates.statuses() == ["passing"], timeout=5)
         server.status = 503
@@ -119,7 +123,7 @@ async def test_first_run_is_staggered_within_the_interval() -> None:
         await asyncio.Event().wait()
 
     runner = CheckRunner(Updates(), sleep=record, rng=random.Random(7))
-    runner.add(CheckSpec("t", "tcp", interval_s=10.0, tcp="127.0.0.1:1"))
+    runner.add(check("t", "tcp", interval_s=10.0, tcp="127.0.0.1:1"))
     try:
         await eventually_async(lambda: delays, timeout=2)
         assert delays == [random.Random(7).uniform(0, 10.0)]
@@ -133,7 +137,7 @@ async def test_first_run_is_staggered_within_the_interval() -> None:
 async def test_ttl_expiry_on_a_fake_clock() -> None:
     clock, updates = FakeClock(), Updates()
     runner = CheckRunner(updates, clock=clock, sleep=sleep_forever)
-    runner.add(CheckSpec("t", "ttl", ttl_s=10.0))
+    runner.add(check("t", "ttl", ttl_s=10.0))
     try:
         assert runner.ttl_update("t", "passing", "ok") == "ok"
         clock.now = 10.0
@@ -163,7 +167,7 @@ async def test_ttl_watcher_expires_by_itself() -> None:
         await asyncio.sleep(0)
 
     runner = CheckRunner(updates, clock=clock, sleep=advance)
-    runner.add(CheckSpec("t", "ttl", ttl_s=30.0, initial_status="passing"))
+    runner.add(check("t", "ttl", ttl_s=30.0, status="passing"))
     try:
         await eventually_async(lambda: updates.statuses() == ["critical"], timeout=2)
         assert updates.calls[0][2] == "TTL expired"
@@ -175,7 +179,7 @@ async def test_ttl_watcher_expires_by_itself() -> None:
 async def test_ttl_restore_keeps_the_remaining_ttl() -> None:
     clock, updates = FakeClock(), Updates()
     runner = CheckRunner(updates, clock=clock, sleep=sleep_forever)
-    runner.add(CheckSpec("t", "ttl", ttl_s=60.0), Restore("passing", "ok", ttl_remaining_s=5.0))
+    runner.add(check("t", "ttl", ttl_s=60.0), Restore("passing", "ok", ttl_remaining_s=5.0))
     try:
         assert runner.views()["t"].status == "passing"
         clock.now = 5.1
@@ -186,8 +190,8 @@ async def test_ttl_restore_keeps_the_remaining_ttl() -> None:
 
 async def test_ttl_update_errors_and_output_cap() -> None:
     runner = CheckRunner(Updates(), sleep=sleep_forever)
-    runner.add(CheckSpec("t", "ttl", ttl_s=10.0, output_max_size=4))
-    runner.add(CheckSpec("h", "http", interval_s=60.0, http=HttpRequest("http://127.0.0.1:1/")))
+    runner.add(check("t", "ttl", ttl_s=10.0, output_max_size=4))
+    runner.add(check("h", "http", interval_s=60.0, http=HttpRequest("http://127.0.0.1:1/")))
     try:
         assert runner.ttl_update("t", "passing", "abcdefgh") == "abcd ... (captured 4 of 8 bytes)"
         with pytest.raises(UnknownCheck):
@@ -207,7 +211,7 @@ async def test_alias_follows_refresh() -> None:
     health = {"": NodeHealth("n1", frozenset({"web"}), (AliasedCheck("h", "passing"),))}
     updates = Updates()
     runner = CheckRunner(updates, alias_lookup=health.get, sleep=sleep_forever)
-    runner.add(CheckSpec("a", "alias", interval_s=60.0, alias_service="web"))
+    runner.add(check("a", "alias", interval_s=60.0, alias_service="web"))
     try:
         runner.refresh("a")
         await eventually_async(lambda: updates.statuses() == ["passing"], timeout=2)
@@ -222,7 +226,7 @@ async def test_removed_check_reports_nothing(flipper: tuple[Flipper, str]) -> No
     server, url = flipper
     updates = Updates()
     runner = CheckRunner(updates, rng=random.Random(3))
-    runner.add(CheckSpec("web", "http", interval_s=0.03, http=HttpRequest(url)))
+    runner.add(check("web", "http", interval_s=0.03, http=HttpRequest(url)))
     try:
         await eventually_async(lambda: updates.statuses() == ["passing"], timeout=5)
         assert runner.remove("web") and not runner.remove("web")
@@ -230,7 +234,7 @@ async def test_removed_check_reports_nothing(flipper: tuple[Flipper, str]) -> No
         server.status = 500
         # Another check on the same server serves as the clock: once it has
         # been answered 500 (and reported), "web" would have been too.
-        runner.add(CheckSpec("other", "http", interval_s=0.03, http=HttpRequest(url)))
+        runner.add(check("other", "http", interval_s=0.03, http=HttpRequest(url)))
         await eventually_async(lambda: [c[0] for c in updates.calls] == ["web", "other"], timeout=5)
         await eventually_async(server.hit_again(3), timeout=5)
         assert [c[:2] for c in updates.calls] == [("web", "passing"), ("other", "critical")]
@@ -242,9 +246,7 @@ async def test_stop_kills_running_scripts(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     script = f"echo $$ > {pids}; exec sleep 30"
     runner = CheckRunner(Updates(), rng=random.Random(4))
-    runner.add(
-        CheckSpec("s", "script", interval_s=0.01, timeout_s=30, args=("/bin/sh", "-c", script))
-    )
+    runner.add(check("s", "script", interval_s=0.01, timeout_s=30, args=("/bin/sh", "-c", script)))
     text = await asyncio.to_thread(eventually, lambda: _written(pids), 5)
     await runner.stop()
     assert _gone(int(text))
@@ -264,18 +266,18 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("spec", "problem"),
+    ("defn", "problem"),
     [
-        (CheckSpec("t", "ttl"), "needs ttl_s > 0"),
+        (check("t", "ttl"), "needs ttl_s > 0"),
         (
-            CheckSpec("h", "http", interval_s=0, http=HttpRequest("http://x/")),
+            check("h", "http", interval_s=0, http=HttpRequest("http://x/")),
             "interval_s must be > 0",
         ),
-        (CheckSpec("s", "script"), "needs args"),
+        (check("s", "script"), "needs args"),
     ],
 )
-async def test_add_refuses_specs_it_cannot_run(spec: CheckSpec, problem: str) -> None:
+async def test_add_refuses_checks_it_cannot_run(defn: CheckDefinition, problem: str) -> None:
     runner = CheckRunner(Updates())
     with pytest.raises(ValueError, match=problem):
-        runner.add(spec)
+        runner.add(defn)
     assert runner.views() == {}

@@ -18,15 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 import aiohttp
 from multidict import CIMultiDict
 
+from gossamer.agent.checks import spec
 from gossamer.agent.checks.script_probe import probe_script
-from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import (
     DEFAULT_OUTPUT_MAX,
     NodeHealth,
     ProbeResult,
     alias_result,
 )
-from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
 from gossamer.catalog.durations import format_seconds
 
 # Consul's header values: some services allow-list the health checker's
@@ -173,19 +173,24 @@ async def probe_alias(lookup: AliasLookup, *, node: str, service_id: str) -> Pro
 
 
 async def run_probe(
-    spec: CheckSpec, session: aiohttp.ClientSession | None, alias_lookup: AliasLookup | None
+    check: CheckDefinition,
+    session: aiohttp.ClientSession | None,
+    alias_lookup: AliasLookup | None,
 ) -> ProbeResult:
-    """One run of `spec`'s probe (not for TTL checks, which have none)."""
-    if spec.kind == "http":
-        if spec.http is None or session is None:  # CheckSpec.validate refuses a missing request
+    """One run of `check`'s probe (not for TTL checks, which have none).
+
+    Reads the definition itself (its HttpRequest whole), so every field the
+    parser fills reaches the probe; only timeout and output cap are derived.
+    """
+    timeout_s, cap = spec.timeout(check), spec.max_output(check)
+    if check.kind == "http":
+        if check.http is None or session is None:  # spec.validate refuses a missing request
             return ProbeResult("critical", "http check has no request")
-        return await probe_http(
-            session, spec.http, timeout_s=spec.timeout, max_output=spec.max_output
-        )
-    if spec.kind == "tcp":
-        return await probe_tcp(spec.tcp, timeout_s=spec.timeout)
-    if spec.kind == "script":
-        return await probe_script(spec.args, timeout_s=spec.timeout, max_output=spec.max_output)
+        return await probe_http(session, check.http, timeout_s=timeout_s, max_output=cap)
+    if check.kind == "tcp":
+        return await probe_tcp(check.tcp, timeout_s=timeout_s)
+    if check.kind == "script":
+        return await probe_script(check.args, timeout_s=timeout_s, max_output=cap)
     if alias_lookup is None:
         return ProbeResult("critical", "alias checks are not available on this agent")
-    return await probe_alias(alias_lookup, node=spec.alias_node, service_id=spec.alias_service)
+    return await probe_alias(alias_lookup, node=check.alias_node, service_id=check.alias_service)

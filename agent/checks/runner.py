@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gossamer.agent.checks import spec
 from gossamer.agent.checks.probes import AliasLookup, new_http_session, run_probe
-from gossamer.agent.checks.spec import CheckSpec
 from gossamer.agent.checks.status import (
     CheckState,
     ProbeResult,
@@ -39,6 +39,7 @@ from gossamer.agent.checks.status import (
     ttl_expired,
     ttl_expired_output,
 )
+from gossamer.catalog.check_definition import CheckDefinition
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,11 @@ class Restore:
 class _Entry:
     """A registered check's mutable state; owned by the runner."""
 
-    def __init__(self, spec: CheckSpec, state: CheckState, now: float) -> None:
-        self.spec = spec
-        self.thresholds = spec.thresholds
-        self.state = state
-        self.critical_since: float | None = now if state.status == "critical" else None
+    def __init__(self, check: CheckDefinition, start: Restore, now: float) -> None:
+        self.check = check
+        self.thresholds = spec.thresholds(check)
+        self.state = CheckState.initial(start.status, self.thresholds, start.output)
+        self.critical_since: float | None = now if start.status == "critical" else None
         self.last_update = now  # TTL only: when the application last reported
         self.last_ttl_output = ""  # TTL only: what it said then
         self.expired = False  # TTL only: expiry already reported
@@ -124,23 +125,24 @@ class CheckRunner:
 
     # --- registration -------------------------------------------------------
 
-    def add(self, spec: CheckSpec, restore: Restore | None = None) -> None:
-        """Start running `spec`, replacing a check with the same id.
+    def add(self, check: CheckDefinition, restore: Restore | None = None) -> None:
+        """Start running `check`, replacing a check with the same id.
 
-        The check reports spec.initial_status with empty output (or the
+        The check reports its initial status with empty output (or the
         restored state) until its first result; that starting state is
         not announced through on_update — the caller registered it.
+        ValueError (from spec.validate) for a check it cannot run.
         """
-        spec.validate()
-        self.remove(spec.check_id)
+        spec.validate(check)
+        self.remove(check.check_id)
         now = self._clock()
-        status, output = (restore.status, restore.output) if restore else (spec.initial_status, "")
-        entry = _Entry(spec, CheckState.initial(status, spec.thresholds, output), now)
-        if spec.kind == "ttl" and restore and restore.ttl_remaining_s is not None:
-            entry.last_update = now - (spec.ttl_s - restore.ttl_remaining_s)
-        self._entries[spec.check_id] = entry
-        loop = self._ttl_loop(entry) if spec.kind == "ttl" else self._probe_loop(entry)
-        entry.task = asyncio.get_running_loop().create_task(loop, name=f"check:{spec.check_id}")
+        start = restore or Restore(spec.initial_status(check))
+        entry = _Entry(check, start, now)
+        if check.kind == "ttl" and start.ttl_remaining_s is not None:
+            entry.last_update = now - (check.ttl_s - start.ttl_remaining_s)
+        self._entries[check.check_id] = entry
+        loop = self._ttl_loop(entry) if check.kind == "ttl" else self._probe_loop(entry)
+        entry.task = asyncio.get_running_loop().create_task(loop, name=f"check:{check.check_id}")
 
     def remove(self, check_id: str) -> bool:
         """Stop a check; False if there was none. Its pending results are dropped."""
@@ -174,10 +176,10 @@ class CheckRunner:
         entry = self._entries.get(check_id)
         if entry is None:
             raise UnknownCheck(check_id)
-        if entry.spec.kind != "ttl":
+        if entry.check.kind != "ttl":
             raise NotTTLCheck(f"check {check_id!r} does not have an associated TTL")
         new_status = parse_status(status)
-        capped = cap_output(output, entry.spec.max_output)
+        capped = cap_output(output, spec.max_output(entry.check))
         entry.last_update = self._clock()
         entry.last_ttl_output = capped
         entry.expired = False
@@ -223,12 +225,12 @@ class CheckRunner:
     # --- loops --------------------------------------------------------------
 
     async def _probe_loop(self, entry: _Entry) -> None:
-        delay = self._rng.uniform(0, entry.spec.interval_s)
+        delay = self._rng.uniform(0, spec.interval(entry.check))
         while True:
             await self._wait(entry, delay)
-            result = await self._probe(entry.spec)
+            result = await self._probe(entry.check)
             self._report(entry, apply_result(entry.state, result, entry.thresholds))
-            delay = entry.spec.interval_s
+            delay = spec.interval(entry.check)
 
     async def _ttl_loop(self, entry: _Entry) -> None:
         while True:
@@ -236,7 +238,7 @@ class CheckRunner:
             if entry.expired:
                 await self._wait(entry, None)  # until the next ttl_update
             else:
-                remaining = entry.last_update + entry.spec.ttl_s - self._clock()
+                remaining = entry.last_update + entry.check.ttl_s - self._clock()
                 await self._wait(entry, max(remaining, 0.0) + _TTL_SLACK_S)
 
     async def _wait(self, entry: _Entry, delay: float | None) -> None:
@@ -252,10 +254,9 @@ class CheckRunner:
         entry.wake.clear()
 
     def _expire_if_due(self, entry: _Entry) -> bool:
-        spec = entry.spec
-        if spec.kind != "ttl" or entry.expired:
+        if entry.check.kind != "ttl" or entry.expired:
             return False
-        if not ttl_expired(entry.last_update, spec.ttl_s, self._clock()):
+        if not ttl_expired(entry.last_update, entry.check.ttl_s, self._clock()):
             return False
         entry.expired = True
         # Keep the application's last words: Consul's "TTL expired (last
@@ -266,12 +267,12 @@ class CheckRunner:
         self._report(entry, expired)
         return True
 
-    async def _probe(self, spec: CheckSpec) -> ProbeResult:
+    async def _probe(self, check: CheckDefinition) -> ProbeResult:
         try:
-            session = self._http_session() if spec.kind == "http" else None
-            return await run_probe(spec, session, self._alias_lookup)
+            session = self._http_session() if check.kind == "http" else None
+            return await run_probe(check, session, self._alias_lookup)
         except Exception as exc:  # a probe bug must not stop the check
-            log.exception("check %s: probe failed", spec.check_id)
+            log.exception("check %s: probe failed", check.check_id)
             return ProbeResult("critical", f"check failed: {exc!r}")
 
     def _http_session(self) -> aiohttp.ClientSession:
@@ -280,7 +281,7 @@ class CheckRunner:
         return self._session
 
     def _report(self, entry: _Entry, new: CheckState) -> None:
-        if self._entries.get(entry.spec.check_id) is not entry:
+        if self._entries.get(entry.check.check_id) is not entry:
             return  # removed or replaced while its probe ran
         old, entry.state = entry.state, new
         if new.status != "critical":
@@ -290,9 +291,9 @@ class CheckRunner:
         if (new.status, new.output) == (old.status, old.output):
             return
         try:
-            self._on_update(entry.spec.check_id, new.status, new.output)
+            self._on_update(entry.check.check_id, new.status, new.output)
         except Exception:
-            log.exception("check %s: on_update failed", entry.spec.check_id)
+            log.exception("check %s: on_update failed", entry.check.check_id)
 
 
 async def _wait_event(event: asyncio.Event) -> object:

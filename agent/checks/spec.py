@@ -1,28 +1,38 @@
-"""CheckSpec: what the runner needs to run one check, nothing more.
+"""How the runner reads a CheckDefinition: the few settings it derives, nothing copied.
 
-The registration parser (catalog/registration.py) produces the full Consul
-check definition (name, notes, service id, DeregisterCriticalServiceAfter,
-...); the agent converts it to a CheckSpec for the runner. Durations are
-float seconds, already parsed; validation (Consul's 1 s minimum interval,
-script checks being allowed at all) happens at registration, so the runner
-trusts what it is given — tests rely on that to use 50 ms intervals.
+The registration parser (catalog/registration_check.py) produces the one
+`CheckDefinition`; the runner and the probes read it directly, so a field
+added to it reaches the probe without a second field list in between (a
+hand-copied list once dropped DisableRedirects). What lives here is only
+what the runner derives from a definition, as small pure functions:
+- the effective timeout (Consul's per-kind default when Timeout is unset),
+- the probe interval (an alias check without Interval polls every ALIAS_POLL_S),
+- the output cap (OutputMaxSize < 1 means the 4096 default),
+- the thresholds and the starting status, typed for status.py,
+- `validate`, which refuses what the runner cannot run.
+Durations are float seconds, already parsed, 0 meaning unset; Consul's
+rules (the 1 s minimum interval, script checks being allowed at all) are
+applied at registration, so the runner trusts what it is given — tests
+rely on that to use 50 ms intervals.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-from gossamer.agent.checks.status import DEFAULT_OUTPUT_MAX, STATUSES, Status, Thresholds
-from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
+from gossamer.agent.checks.status import (
+    DEFAULT_OUTPUT_MAX,
+    STATUSES,
+    Status,
+    Thresholds,
+    parse_status,
+)
+from gossamer.catalog.check_definition import CheckDefinition
 from gossamer.catalog.check_kinds import DEFAULT_SCRIPT_TIMEOUT_S
 from gossamer.catalog.check_kinds import DEFAULT_TIMEOUT_S as NETWORK_TIMEOUT_S
 
-Kind = Literal["http", "tcp", "ttl", "script", "alias"]
-
 # Consul's per-kind timeouts when `Timeout` is unset: 10 s for network
-# probes, 30 s for scripts (agent/checks/check.go).
-DEFAULT_TIMEOUT_S: dict[Kind, float] = {
+# probes, 30 s for scripts (agent/checks/check.go). The keys are the kinds
+# the runner knows.
+DEFAULT_TIMEOUT_S: dict[str, float] = {
     "http": NETWORK_TIMEOUT_S,
     "tcp": NETWORK_TIMEOUT_S,
     "script": DEFAULT_SCRIPT_TIMEOUT_S,
@@ -30,105 +40,54 @@ DEFAULT_TIMEOUT_S: dict[Kind, float] = {
     "alias": NETWORK_TIMEOUT_S,
 }
 
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """One check as the runner runs it (Consul field in brackets).
-
-    check_id [CheckID]; kind picks the probe. interval_s [Interval] is the
-    period between runs (unused by ttl). timeout_s [Timeout]: None takes the
-    kind's Consul default. ttl_s [TTL] only for kind "ttl". http, method,
-    header ({name: [values]}), body, tls_server_name, tls_skip_verify for
-    kind "http"; tcp ("host:port") for kind "tcp"; args [Args] for kind
-    "script"; alias_node ("" = this node) and alias_service ("" = the node
-    itself) for kind "alias". success_before_passing,
-    failures_before_critical and failures_before_warning (None: same as
-    failures_before_critical) are Consul's consecutive-result thresholds.
-    output_max_size [OutputMaxSize] caps the stored output in bytes (< 1
-    means the 4096 default). initial_status [Status] is what the check
-    reports until its first result (Consul: critical).
-    """
-
-    check_id: str
-    kind: Kind
-    interval_s: float = 10.0
-    timeout_s: float | None = None
-    ttl_s: float = 0.0
-    http: HttpRequest | None = None
-    tcp: str = ""
-    args: tuple[str, ...] = ()
-    alias_node: str = ""
-    alias_service: str = ""
-    success_before_passing: int = 0
-    failures_before_critical: int = 0
-    failures_before_warning: int | None = None
-    output_max_size: int = DEFAULT_OUTPUT_MAX
-    initial_status: Status = "critical"
-
-    @property
-    def timeout(self) -> float:
-        """The effective timeout: the configured one, else the kind's default."""
-        if self.timeout_s is not None and self.timeout_s > 0:
-            return self.timeout_s
-        return DEFAULT_TIMEOUT_S[self.kind]
-
-    @property
-    def max_output(self) -> int:
-        """Consul treats OutputMaxSize < 1 as "use the default"."""
-        return self.output_max_size if self.output_max_size >= 1 else DEFAULT_OUTPUT_MAX
-
-    @property
-    def thresholds(self) -> Thresholds:
-        return Thresholds(
-            self.success_before_passing,
-            self.failures_before_critical,
-            self.failures_before_warning,
-        )
-
-    def validate(self) -> None:
-        """Refuse what the runner cannot run (registration should have caught it).
-
-        Raises ValueError naming the check and the field.
-        """
-        where = f"check {self.check_id!r}"
-        if self.kind == "ttl":
-            if self.ttl_s <= 0:
-                raise ValueError(f"{where}: a TTL check needs ttl_s > 0")
-        elif self.interval_s <= 0:
-            raise ValueError(f"{where}: interval_s must be > 0")
-        if self.kind == "http" and self.http is None:
-            raise ValueError(f"{where}: an http check needs http")
-        if self.kind == "script" and not self.args:
-            raise ValueError(f"{where}: a script check needs args")
-        if self.initial_status not in STATUSES:
-            raise ValueError(f"{where}: bad initial_status {self.initial_status!r}")
-
-
 ALIAS_POLL_S = 1.0  # Consul's alias checks watch; ours poll the local state this often
 
 
-def spec_from_definition(d: CheckDefinition) -> CheckSpec:
-    """The runner's view of a registered check (the parser already applied Consul's rules).
+def timeout(check: CheckDefinition) -> float:
+    """The effective timeout: the configured one, else the kind's default."""
+    return check.timeout_s if check.timeout_s > 0 else DEFAULT_TIMEOUT_S[check.kind]
 
-    Raises ValueError when the runner could not run it, before anything is stored.
-    """
-    interval = d.interval_s or (ALIAS_POLL_S if d.kind == "alias" else 0.0)
-    spec = CheckSpec(
-        check_id=d.check_id,
-        kind=d.kind,  # type: ignore[arg-type]  # the parser only produces these five kinds
-        interval_s=interval,
-        timeout_s=d.timeout_s or None,
-        ttl_s=d.ttl_s,
-        http=d.http,
-        tcp=d.tcp,
-        args=d.args,
-        alias_node=d.alias_node,
-        alias_service=d.alias_service,
-        success_before_passing=d.success_before_passing,
-        failures_before_critical=d.failures_before_critical,
-        failures_before_warning=d.failures_before_warning or None,
-        output_max_size=d.output_max_size,
-        initial_status=d.status,  # type: ignore[arg-type]
+
+def interval(check: CheckDefinition) -> float:
+    """Seconds between probe runs (unused by ttl); an alias without Interval polls."""
+    return check.interval_s or (ALIAS_POLL_S if check.kind == "alias" else 0.0)
+
+
+def max_output(check: CheckDefinition) -> int:
+    """Consul treats OutputMaxSize < 1 as "use the default"."""
+    return check.output_max_size if check.output_max_size >= 1 else DEFAULT_OUTPUT_MAX
+
+
+def thresholds(check: CheckDefinition) -> Thresholds:
+    """The consecutive-result thresholds; FailuresBeforeWarning 0 follows the critical one."""
+    return Thresholds(
+        check.success_before_passing,
+        check.failures_before_critical,
+        check.failures_before_warning or None,
     )
-    spec.validate()
-    return spec
+
+
+def initial_status(check: CheckDefinition) -> Status:
+    """What the check reports until its first result (Consul: critical)."""
+    return parse_status(check.status)
+
+
+def validate(check: CheckDefinition) -> None:
+    """Refuse what the runner cannot run (registration should have caught it).
+
+    Raises ValueError naming the check and the field.
+    """
+    where = f"check {check.check_id!r}"
+    if check.kind not in DEFAULT_TIMEOUT_S:
+        raise ValueError(f"{where}: unknown kind {check.kind!r}")
+    if check.kind == "ttl":
+        if check.ttl_s <= 0:
+            raise ValueError(f"{where}: a TTL check needs ttl_s > 0")
+    elif interval(check) <= 0:
+        raise ValueError(f"{where}: interval_s must be > 0")
+    if check.kind == "http" and check.http is None:
+        raise ValueError(f"{where}: an http check needs http")
+    if check.kind == "script" and not check.args:
+        raise ValueError(f"{where}: a script check needs args")
+    if check.status not in STATUSES:
+        raise ValueError(f"{where}: bad initial_status {check.status!r}")

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gossamer.agent.checks import spec
 from gossamer.agent.checks.runner import CheckRunner, Restore
-from gossamer.agent.checks.spec import CheckSpec, spec_from_definition
 from gossamer.agent.checks.status import NodeHealth
 from gossamer.agent.local.alias import own_health, peer_health
 from gossamer.agent.local.maintenance import maintenance_checks
@@ -113,7 +113,7 @@ class LocalNode:
                 (state.status, state.output) if state else (defn.status, "")
             )
             restore = Restore(state.status, state.output) if state else None  # type: ignore[arg-type]
-            self.runner.add(spec_from_definition(defn), restore)
+            self.runner.add(defn, restore)
         self.publish()
         return from_config
 
@@ -141,7 +141,7 @@ class LocalNode:
             reg = self._parse_service(
                 body, previous_sidecar_port=old.sidecar.port, allow_script=allow_script
             )
-        specs = self._specs(checks_of(reg))  # before storing: nothing half-registered
+        self._check_runnable(checks_of(reg))  # before storing: nothing half-registered
         store_service(
             self._store, reg, body, from_config=from_config, replace_checks=replace_existing_checks
         )
@@ -149,17 +149,18 @@ class LocalNode:
         if old is not None:
             self._drop_checks([c for c in checks_of(old) if c.check_id not in kept])
         self._registry.registrations[reg.service.id] = reg
-        for defn, spec in zip(checks_of(reg), specs, strict=True):
+        for defn in checks_of(reg):
             self._registry.status.setdefault(defn.check_id, (defn.status, ""))
-            self.runner.add(spec)
+            self.runner.add(defn)
         if publish:
             self.publish()
         return reg.service
 
     @staticmethod
-    def _specs(defns: tuple[CheckDefinition, ...]) -> list[CheckSpec]:
+    def _check_runnable(defns: tuple[CheckDefinition, ...]) -> None:
         try:
-            return [spec_from_definition(d) for d in defns]
+            for d in defns:
+                spec.validate(d)
         except ValueError as exc:
             raise RegistrationError("Check", str(exc)) from None
 
@@ -196,11 +197,11 @@ class LocalNode:
         defn = parse_check_registration(
             body, service_ids=set(self._registry.service_map()), allow_script=allow_script
         )
-        (spec,) = self._specs((defn,))
+        self._check_runnable((defn,))
         store_check(self._store, defn, body, from_config=from_config)
         self._registry.standalone[defn.check_id] = defn
         self._registry.status.setdefault(defn.check_id, (defn.status, ""))
-        self.runner.add(spec)
+        self.runner.add(defn)
         if publish:
             self.publish()
         return defn
