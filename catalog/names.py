@@ -36,6 +36,16 @@ def id_problem(ident: str) -> str | None:
     return None
 
 
+def meta_key_ok(key: str) -> bool:
+    """Whether `key` has the characters and length of a metadata key (the prefix aside)."""
+    return bool(META_KEY.fullmatch(key)) and len(key) <= META_KEY_MAX
+
+
+def meta_value_size(value: str) -> int:
+    """A metadata value's size as Consul measures it: bytes of UTF-8 (Go's len)."""
+    return len(value.encode())
+
+
 def meta_count_problem(meta: Sized) -> str | None:
     """Why `meta` has too many pairs, or None."""
     if len(meta) > META_MAX_PAIRS:
@@ -47,13 +57,12 @@ def meta_pair_problem(
     key: object, value: object, allowed_reserved: Collection[str] = ()
 ) -> str | None:
     """Why one metadata pair is refused, or None (the first problem of the pair)."""
-    if not isinstance(key, str) or not META_KEY.fullmatch(key) or len(key) > META_KEY_MAX:
+    if not isinstance(key, str) or not meta_key_ok(key):
         return f"key must match ^[a-zA-Z0-9_-]+$ and be at most {META_KEY_MAX} characters"
     if key.startswith(META_RESERVED_PREFIX) and key not in allowed_reserved:
         return f"the key prefix {META_RESERVED_PREFIX!r} is reserved"
     if not isinstance(value, str):
         return f"value must be a string, got {shown(value)}"
-    size = len(value.encode())
-    if size > META_VALUE_MAX:
+    if (size := meta_value_size(value)) > META_VALUE_MAX:
         return f"value must be at most {META_VALUE_MAX} bytes, got {size}"
     return None

@@ -15,9 +15,10 @@ from typing import Any
 from gossamer.agent.config.advertise import resolve_advertise
 from gossamer.agent.config.entries import check_entry
 from gossamer.agent.config.errors import MERGED, ConfigProblem
-from gossamer.agent.config.schema import META_MAX_PAIRS, AgentConfig
+from gossamer.agent.config.schema import AgentConfig
 from gossamer.agent.config.sections import DnsConfig, domain_clash
 from gossamer.agent.config.values import parse_host_port
+from gossamer.catalog.names import META_MAX_PAIRS
 from gossamer.gossip.addresses import format_host_port
 
 

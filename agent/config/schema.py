@@ -34,15 +34,16 @@ from gossamer.agent.config.sections import (
 )
 from gossamer.agent.config.values import Flag, _fail, parse_host_port
 from gossamer.agent.lifecycle.logs import LEVELS
+from gossamer.catalog.names import (
+    META_KEY_MAX,
+    META_MAX_PAIRS,
+    META_RESERVED_PREFIX,
+    META_VALUE_MAX,
+    meta_key_ok,
+    meta_value_size,
+)
 from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 
-# Consul's node_meta limits (agent/structs: metaMaxKeyPairs and friends), so
-# metadata that Consul accepts is accepted here and nothing more.
-META_MAX_PAIRS = 64
-META_MAX_KEY = 128
-META_MAX_VALUE = 512
-META_KEY_RE = re.compile(r"^[a-zA-Z0-9_-]+$")
-META_RESERVED_PREFIX = "consul-"  # Consul reserves it for its own keys
 DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -136,14 +137,16 @@ def _meta_pair_errors(key: object, value: object) -> list[str]:
     if not isinstance(key, str):
         return [f"key {describe(key)} must be a string"]
     errors = []
-    if not META_KEY_RE.match(key) or len(key) > META_MAX_KEY:
-        errors.append(f"key {describe(key)} must be 1-{META_MAX_KEY} of a-z A-Z 0-9 _ -")
+    if not meta_key_ok(key):
+        errors.append(f"key {describe(key)} must be 1-{META_KEY_MAX} of a-z A-Z 0-9 _ -")
     elif key.startswith(META_RESERVED_PREFIX):
         errors.append(f'key {describe(key)}: prefix "{META_RESERVED_PREFIX}" is reserved')
     if not isinstance(value, str):
         errors.append(f"value of {describe(key)} must be a string (quote it in YAML)")
-    elif len(value) > META_MAX_VALUE:
-        errors.append(f"value of {describe(key)} is longer than {META_MAX_VALUE} characters")
+    elif meta_value_size(value) > META_VALUE_MAX:  # bytes, as Consul counts
+        errors.append(
+            f"value of {describe(key)} is longer than {META_VALUE_MAX} characters (UTF-8 bytes)"
+        )
     return errors
 
 
