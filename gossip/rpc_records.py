@@ -182,12 +182,19 @@ def stream_event(body: object) -> StreamEvent | None:
     return None
 
 
-def query_record(body: object) -> QueryRecord:
-    """A record of a query's response stream."""
+def query_record(body: object) -> QueryRecord | None:
+    """A record of a query's response stream; None for an ack or response from no node.
+
+    serf (0.8.x) closes a query's ack and response channels on one timer and
+    ends the RPC stream on another; when the first fires first (seen under
+    load), its stream loop reads the closed channels and sends records with
+    an empty `From`. No node sent them, so they are dropped.
+    """
     b = _map(body)
-    return QueryRecord(
+    record = QueryRecord(
         type=str(b.get("Type", "")), from_=str(b.get("From", "")), payload=_bytes(b, "Payload")
     )
+    return None if record.type in ("ack", "response") and not record.from_ else record
 
 
 def log_line(body: object) -> str | None:

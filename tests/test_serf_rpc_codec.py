@@ -22,6 +22,7 @@ from gossamer.gossip.rpc_codec import (
     Stray,
     is_header,
 )
+from gossamer.gossip.rpc_records import QueryRecord, query_record
 
 
 def pack(*objs: object) -> bytes:
@@ -319,3 +320,11 @@ def test_fuzz_valid_msgpack_never_raises_and_split_point_does_not_matter(
     split = codec_for(("members", 0), ("stream", 1), ("query", 2), ("join", 3))
     cut = min(cut, len(wire))
     assert split.feed(wire[:cut]) + split.feed(wire[cut:]) == whole
+
+
+def test_query_records_from_no_node_are_dropped() -> None:
+    """serf's closed-channel race sends acks/responses with an empty From: not records."""
+    assert query_record({"Type": "ack", "From": ""}) is None
+    assert query_record({"Type": "response", "From": "", "Payload": b""}) is None
+    assert query_record({"Type": "ack", "From": "qa"}) == QueryRecord("ack", "qa", b"")
+    assert query_record({"Type": "done"}) == QueryRecord("done", "", b"")
