@@ -1,0 +1,268 @@
+"""This agent's part of the mesh identity, for the HTTP API, the renewal loop and RPC TLS.
+
+It joins the CA map (ca_store.py), this agent's signing authority
+(authority.py) and its services' leaves (leaves.py). Rules it keeps:
+- Bootstrap: with no join targets the agent creates the mesh's root at
+  once; with join targets only once its first sync attempt is over (or
+  BOOTSTRAP_WAIT_S passed with no peer to ask), so an agent joining a mesh
+  learns its root instead of racing it. Racing agents converge anyway
+  (trust.py rule 1), and whatever was signed under a losing root is signed
+  again at once.
+- A leaf is only issued for a service registered on this agent
+  (`ServiceNotHere`, 403), and only once this agent holds an intermediate
+  under the active root (`IdentityNotReady`, 503).
+- The loop (`run`) wakes on every change of the CA map and at the next
+  renewal moment; it re-signs what is stale and tells `on_change`
+  listeners (agent-RPC TLS rebuilds its contexts) when the trust bundle or
+  the agent certificate changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from gossamer.agent.identity.authority import Authority
+from gossamer.agent.identity.cluster_secret import OPEN_WARNING, ClusterSecrets
+from gossamer.agent.identity.leaves import HeldLeaf, LeafBook
+from gossamer.agent.replicated.ca_store import CaStore
+from gossamer.proxy.ca import trust
+from gossamer.proxy.ca.ca_entries import CaState
+from gossamer.proxy.ca.consul_json import ca_config_json, roots_json
+from gossamer.proxy.ca.errors import CaError
+from gossamer.proxy.ca.keys import certificate_pem, private_key_pem
+from gossamer.proxy.ca.leaf import check_service_name, issue_leaf
+from gossamer.proxy.ca.profile import trust_domain_of
+from gossamer.proxy.ca.seal import OPEN
+
+log = logging.getLogger("gossamer.identity")
+
+BOOTSTRAP_WAIT_S = 15.0  # with join targets but no peer answering: create the root after this
+KEYRING_REFRESH_S = 60.0  # how often the gossip keyring is read again for new seals
+MAX_SLEEP_S = 60.0
+
+
+class ServiceNotHere(CaError):
+    """A leaf asked for a service this agent does not have registered."""
+
+    http_status = 403
+
+
+class IdentityNotReady(CaError):
+    """No intermediate under the active root yet (no root, or our secret opens no seal)."""
+
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class AgentTlsMaterial:
+    """This agent's certificate chain (agent cert, then its intermediate) and key, as PEM."""
+
+    chain_pem: str
+    key_pem: str
+    certificate: x509.Certificate
+
+
+class MeshIdentity:
+    def __init__(
+        self,
+        ca: CaStore,
+        authority: Authority,
+        leaves: LeafBook,
+        secrets: ClusterSecrets,
+        *,
+        datacenter: str,
+        registered: Callable[[str], bool],
+        first_sync_done: Callable[[], bool],
+        has_join_targets: bool,
+        leaf_ttl: Callable[[], timedelta],
+        unbounded_leaf_ttl: bool,
+    ) -> None:
+        self.ca, self.authority, self.leaves, self.secrets = ca, authority, leaves, secrets
+        self._dc = datacenter
+        self._registered = registered
+        self._first_sync_done = first_sync_done
+        self._has_join_targets = has_join_targets
+        self._leaf_ttl = leaf_ttl
+        self._unbounded = unbounded_leaf_ttl
+        self._wake = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+        self._seen: tuple[Any, ...] = ()
+        ca.on_change(self._wake.set)
+        if secrets.kind == OPEN:
+            log.warning("%s", OPEN_WARNING)
+
+    # -- for agent-RPC TLS (and the proxy) ---------------------------------------------------
+
+    @property
+    def state(self) -> CaState:
+        return self.ca.state
+
+    def trust_bundle(self) -> list[x509.Certificate]:
+        """The roots to verify peers against: the active one and those still retiring."""
+        return trust.bundle_certificates(self.ca.state, self.authority.now_ms())
+
+    def bundle_intermediates(self) -> list[x509.Certificate]:
+        """Cross-signed copies of trusted roots, for chains that span a rotation."""
+        return trust.cross_signed(self.ca.state, self.authority.now_ms())
+
+    def agent_tls(self) -> AgentTlsMaterial | None:
+        """This agent's certificate chain and key, once it has them."""
+        a = self.authority
+        if a.agent_cert is None or a.agent_key is None or a.intermediate is None:
+            return None
+        chain = certificate_pem(a.agent_cert) + certificate_pem(a.intermediate)
+        return AgentTlsMaterial(chain, private_key_pem(a.agent_key), a.agent_cert)
+
+    def revoked_key_ids(self) -> set[bytes]:
+        """Key ids of revoked agents' intermediates: refuse any chain holding one."""
+        return trust.revoked_key_ids(self.ca.state)
+
+    def revoked_node_ids(self) -> set[str]:
+        return set(self.ca.state.revoked)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Called (on the loop) after the trust bundle or this agent's certificate changed."""
+        self._listeners.append(listener)
+
+    # -- Consul's JSON -----------------------------------------------------------------------
+
+    def roots_json(self) -> dict[str, Any]:
+        """The /v1/connect/ca/roots body: the trust bundle, active root first."""
+        state = self.ca.state
+        record = trust.active_root(state)
+        domain = (trust_domain_of(record.certificate) or "") if record is not None else ""
+        entries = trust.root_entries(state, self.authority.now_ms(), self.ca.index)
+        return roots_json(domain, entries)
+
+    def config_json(self) -> dict[str, Any]:
+        """The /v1/connect/ca/configuration body: provider and TTLs, never a key."""
+        return ca_config_json(self.ca.state.settings, self.ca.index, self.ca.index)
+
+    def leaf_json(self, service: str) -> dict[str, Any]:
+        return self.leaf(service).json(self.chain())
+
+    # -- leaves ------------------------------------------------------------------------------
+
+    def leaf(self, service: str) -> HeldLeaf:
+        """The service's current leaf, issued (and stored) now if it has none or a stale one."""
+        check_service_name(self._dc, service)  # before the file name is made from it
+        if not self._registered(service):
+            raise ServiceNotHere(f"service {service!r} is not registered on this agent")
+        self.step()
+        held = self.leaves.get(service)
+        if held is not None and not self._stale(held):
+            return held
+        return self._issue(service)
+
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """What a leaf's CertPEM carries after the leaf: this agent's intermediate."""
+        return () if self.authority.intermediate is None else (self.authority.intermediate,)
+
+    def _stale(self, held: HeldLeaf) -> bool:
+        return held.service.service in self.leaves.due(self._active_id(), self.authority.now())
+
+    def _issue(self, service: str) -> HeldLeaf:
+        active = self._active_id()
+        issuer = self.authority.intermediate_issuer()
+        if active is None or issuer is None or self.authority.intermediate_root() != active:
+            raise IdentityNotReady(
+                "this agent holds no intermediate under the mesh's active root yet "
+                "(no CA root, or this agent's keyring/join token opens none of its seals)"
+            )
+        leaf = issue_leaf(
+            issuer, self._dc, service, self.authority.now(), self._leaf_ttl(),
+            test_only_unbounded_ttl=self._unbounded,
+        )  # fmt: skip
+        return self.leaves.put(leaf, active)
+
+    def _active_id(self) -> str | None:
+        record = trust.active_root(self.ca.state)
+        return None if record is None else record.root_id
+
+    # -- keeping in step ---------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Re-sign what is stale: intermediate, agent certificate, leaves; tell listeners."""
+        if trust.active_root(self.ca.state) is None:
+            return
+        self.authority.reseal()
+        self.authority.converge()
+        active = self._active_id()
+        if active is not None and self.authority.intermediate_root() == active:
+            for service in self.leaves.due(active, self.authority.now()):
+                if self._registered(service):
+                    self._issue(service)
+        seen = (
+            tuple(c.fingerprint(hashes.SHA256()) for c in self.trust_bundle()),
+            self.authority.agent_cert.serial_number if self.authority.agent_cert else None,
+        )
+        if seen != self._seen:
+            self._seen = seen
+            for listener in self._listeners:
+                listener()
+
+    async def run(self) -> None:
+        """Bootstrap if needed, then keep everything in step until cancelled."""
+        await self._bootstrap()
+        loop = asyncio.get_running_loop()
+        next_keyring = 0.0
+        while True:
+            self._wake.clear()
+            if loop.time() >= next_keyring:
+                await self.secrets.refresh()
+                next_keyring = loop.time() + KEYRING_REFRESH_S
+            try:
+                self.step()
+            except CaError as exc:
+                log.warning("keeping certificates in step failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._sleep_s())
+
+    async def _bootstrap(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BOOTSTRAP_WAIT_S
+        while trust.active_root(self.ca.state) is None:
+            if not self._has_join_targets or self._first_sync_done() or loop.time() >= deadline:
+                self.authority.bootstrap()
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.2)
+
+    def _sleep_s(self) -> float:
+        now = self.authority.now()
+        moments = [m for m in (self.leaves.next_renewal(), self.authority.agent_renew_at) if m]
+        if not moments:
+            return MAX_SLEEP_S
+        return max(0.2, min(MAX_SLEEP_S, (min(moments) - now).total_seconds()))
+
+    # -- /v1/agent/self ----------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """`Gossamer.Identity` of /v1/agent/self: how this agent enrols, and its certificate."""
+        cert = self.authority.agent_cert
+        now = self.authority.now()
+        valid = (
+            cert is not None
+            and cert.not_valid_before_utc <= now < cert.not_valid_after_utc
+            and self.authority.intermediate_root() == self._active_id()
+        )
+        record = trust.active_root(self.ca.state)
+        return {
+            "Enrolment": self.secrets.kind,
+            "Open": self.secrets.kind == OPEN,
+            "TrustDomain": (trust_domain_of(record.certificate) or "") if record else "",
+            "AgentCertificate": {
+                "Valid": bool(valid),
+                "NotAfter": cert.not_valid_after_utc.isoformat() if cert is not None else "",
+            },
+        }
