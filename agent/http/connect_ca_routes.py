@@ -2,7 +2,8 @@
 
 Consul's API (api-docs/connect/ca.mdx, agent/connect.mdx), with these choices:
 - Roots (both paths) and the configuration are blocking queries on one
-  index key that every change of the replicated CA map bumps.
+  index key that every change of the replicated CA map bumps; `?pem=true`
+  answers the trusted roots as one PEM text instead, as Consul does.
 - `GET /v1/agent/connect/ca/leaf/<service>` answers only for a service
   registered on this agent (403 naming it otherwise). The first request
   issues the leaf (written to disk before the answer); a blocking request
@@ -20,11 +21,12 @@ from aiohttp import web
 from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import ServerError
-from gossamer.agent.http.render import json_response, read_json
+from gossamer.agent.http.render import json_response, query_flag, read_json
 from gossamer.agent.identity.ca_config import apply_change, read_change
 from gossamer.agent.identity.leaves import leaf_key
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.replicated.ca_store import CA
+from gossamer.proxy.ca.keys import certificate_pem
 
 IDENTITY_KEY: web.AppKey[MeshIdentity] = web.AppKey("identity", MeshIdentity)
 
@@ -38,6 +40,9 @@ def identity_of(request: web.Request) -> MeshIdentity:
 
 async def ca_roots(request: web.Request) -> web.Response:
     identity = identity_of(request)
+    if query_flag(request, "pem"):  # Consul's ?pem=true: the roots as one PEM chain
+        pem = "".join(certificate_pem(c) for c in identity.trust_bundle())
+        return web.Response(text=pem, content_type="application/pem-certificate-chain")
     return await blocking_json(request, catalog_of(request), [CA], identity.roots_json)
 
 
