@@ -102,13 +102,17 @@ class LeafBook:
 
     def due(self, active_root_id: str | None, now: datetime) -> list[str]:
         """Services whose leaf must be issued again now (another root, or renewal time)."""
-        at = utc(now)
         return [
             name
             for name, held in sorted(self._held.items())
-            if (active_root_id is not None and held.root_id != active_root_id)
-            or at >= held.renew_at
+            if self.is_due(held, active_root_id, now)
         ]
+
+    @staticmethod
+    def is_due(held: HeldLeaf, active_root_id: str | None, now: datetime) -> bool:
+        """Under another root than the active one, or past its renewal moment."""
+        other_root = active_root_id is not None and held.root_id != active_root_id
+        return other_root or utc(now) >= held.renew_at
 
     def next_renewal(self) -> datetime | None:
         return min((h.renew_at for h in self._held.values()), default=None)

@@ -157,10 +157,10 @@ class MeshIdentity:
         check_service_name(self._dc, service)  # before the file name is made from it
         if not self._registered(service):
             raise ServiceNotHere(f"service {service!r} is not registered on this agent")
-        self.step()
         held = self.leaves.get(service)
         if held is not None and not self._stale(held):
             return held
+        self.authority.converge()  # the intermediate first, if the roots just changed
         return self._issue(service)
 
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -168,7 +168,7 @@ class MeshIdentity:
         return () if self.authority.intermediate is None else (self.authority.intermediate,)
 
     def _stale(self, held: HeldLeaf) -> bool:
-        return held.service.service in self.leaves.due(self._active_id(), self.authority.now())
+        return LeafBook.is_due(held, self._active_id(), self.authority.now())
 
     def _issue(self, service: str) -> HeldLeaf:
         active = self._active_id()
