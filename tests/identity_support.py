@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,6 +34,7 @@ def make_identity(
     join_token: str | None = None,
     encrypt: str | None = None,
     leaf_ttl: timedelta | None = None,
+    configured_root: Mapping[str, str] | None = None,
 ) -> MeshIdentity:
     ca = CaStore(store, node=node, wall_ms=wall_ms, notify=catalog.touch)
     files = IdentityFiles(data_dir)
@@ -44,7 +45,7 @@ def make_identity(
 
     authority = Authority(
         files, ca, secrets, node=node, node_id=node_id, datacenter="dc1",
-        wall_ms=wall_ms, leaf_ttl=ttl, rng=random.Random(7),
+        wall_ms=wall_ms, leaf_ttl=ttl, rng=random.Random(7), configured_root=configured_root,
     )  # fmt: skip
     leaves = LeafBook(files, catalog.touch, authority.renewal_moment)
     return MeshIdentity(

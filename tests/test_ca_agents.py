@@ -148,10 +148,14 @@ def test_the_ca_cli(solo: AgentProc) -> None:
 
 def test_a_join_token_too_short_is_a_config_error_naming_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
-    config.write_text("join_token: too-short\n")
+    config.write_text(
+        "join_token: too-short\n"
+        "connect:\n  ca_config:\n    root_cert: not a pem\n    private_key: nor this\n"
+    )
     result = gossamer("agent", "--dev", "--node", "x", "--config-file", str(config))
     assert result.returncode == 2
     assert f"{config}: join_token: must be a string of at least 16 characters" in result.stderr
+    assert f"{config}: connect.ca_config: PrivateKey: not a PEM private key" in result.stderr
     assert "too-short" not in result.stderr  # a secret is never echoed
 
 

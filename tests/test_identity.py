@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from gossamer.agent.identity.authority import CaExists
 from gossamer.agent.identity.ca_config import apply_change, read_change
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, MeshIdentity
+from gossamer.agent.identity.root_authority import CaExists
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
 from gossamer.intentions.spiffe import ServiceId
@@ -228,3 +228,32 @@ def test_an_agent_with_another_join_token_cannot_open_the_root_key(
     assert verifies(three.identity.leaf_json("web"), one.identity.trust_bundle(), clock.now)
     for agent in (one, two, three):
         agent.close()
+
+
+def test_a_root_from_config_is_the_first_root_and_refused_after(
+    tmp_path: Path, clock: Clock
+) -> None:
+    root = create_root(
+        generate_key(), trust_domain("0d1e2f30-aaaa-bbbb-cccc-000000000002"), clock.now
+    )
+    pems = {
+        "root_cert": certificate_pem(root.certificate),
+        "private_key": private_key_pem(root.key),
+    }
+    first = Agent(tmp_path / "first", clock, configured_root=pems)
+    first.identity.authority.bootstrap()
+    assert first.identity.roots_json()["Roots"][0]["RootCert"] == pems["root_cert"]
+    assert not first.identity.authority.configured_root_refused()
+    other = create_root(
+        generate_key(), trust_domain("0d1e2f30-aaaa-bbbb-cccc-000000000003"), clock.now
+    )
+    theirs = {
+        "root_cert": certificate_pem(other.certificate),
+        "private_key": private_key_pem(other.key),
+    }
+    late = Agent(tmp_path / "late", clock, configured_root=theirs)
+    late.sync_from(first)
+    assert late.identity.authority.configured_root_refused()  # a root exists: rotate instead
+    assert verifies(late.identity.leaf_json("web"), [root.certificate], clock.now) == "web"
+    first.close()
+    late.close()

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from gossamer.agent.config.connect_section import ConnectConfig
 from gossamer.agent.config.errors import describe
 from gossamer.agent.config.registrations import check_definitions, service_definitions
 from gossamer.agent.config.sections import (
@@ -230,6 +231,8 @@ class AgentConfig(BaseModel):
     dns: DnsConfig = DnsConfig()
     # default_policy is never None once loaded: load fills it from `dev`.
     intentions: IntentionsConfig = IntentionsConfig()
+    # An operator's own CA root for the mesh's first root (connect_section.py).
+    connect: ConnectConfig = ConnectConfig()
     sources: tuple[str, ...] = ()  # files read, in the order they were merged
 
 

@@ -1,70 +1,47 @@
-"""This agent's signing authority: the root key (unsealed), its own intermediate, its agent cert.
+"""This agent's own signing authority: its intermediate and its agent certificate.
 
 How signing authority is spread (README, "Identity"): the root key lives in
 the replicated CA map sealed under the cluster secret; every agent holding
-the secret opens it, signs its own intermediate (CA, pathlen 0, its own key,
-kept across re-signings) and with that its agent certificate and the
-leaves of its own services. Losing any host never stops another.
+the secret opens it (root_authority.py), signs its own intermediate (CA,
+pathlen 0, its own key, kept across re-signings) and with that its agent
+certificate and the leaves of its own services. Losing any host never
+stops another.
 
-Rules this class keeps:
-- Bootstrap, init and rotation write the CA map; everything else here only
-  reads it and keeps this agent's material in step (`converge`):
-  the intermediate is re-signed when it is not under the active root (a
-  rotation, or a lost bootstrap race) or past half its life; the agent
-  certificate when the intermediate changed or at its renewal moment.
-- Whatever is signed is on disk (files.py) before it is used or published.
-- A root key that no seal of ours opens is logged once a minute; the agent
-  keeps trying on every change of the map and on its timer.
+Rules this class keeps (`converge`):
+- the intermediate is re-signed when it is not under the active root (a
+  rotation, or a lost bootstrap race) or past half its life, and then
+  published in the map (`agent/<node-id>`);
+- the agent certificate is re-signed when the intermediate changed or at
+  its renewal moment (renewal.py, counted from the real signing time);
+- whatever is signed is on disk (files.py) before it is used or published.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from gossamer.agent.identity import files as names
 from gossamer.agent.identity.cluster_secret import ClusterSecrets
 from gossamer.agent.identity.files import IdentityFiles
+from gossamer.agent.identity.root_authority import RootAuthority, load_cert, load_key
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.intentions.spiffe import AgentId
 from gossamer.proxy.ca import trust
-from gossamer.proxy.ca.ca_entries import CONFIG, RootRecord, agent_value, config_value, root_value
-from gossamer.proxy.ca.errors import CaConfigError
+from gossamer.proxy.ca.ca_entries import RootRecord, agent_value
 from gossamer.proxy.ca.intermediate import sign_agent_certificate, sign_intermediate
-from gossamer.proxy.ca.keys import (
-    PrivateKey,
-    certificate_pem,
-    generate_key,
-    key_matches,
-    load_certificate,
-    load_private_key,
-    private_key_pem,
-)
+from gossamer.proxy.ca.keys import certificate_pem, generate_key, private_key_pem
 from gossamer.proxy.ca.profile import CLOCK_SKEW, Issuer
 from gossamer.proxy.ca.renewal import renew_at
-from gossamer.proxy.ca.root import cluster_id_of, create_root, cross_sign, trust_domain
-from gossamer.proxy.ca.seal import SealError
 
 log = logging.getLogger("gossamer.identity")
 
-COMPLAIN_EVERY_MS = 60_000
 
-
-class CaExists(CaConfigError):
-    """`ca init` (or a configured root) when the mesh has a root already: rotate instead."""
-
-
-class NoCa(CaConfigError):
-    """A rotation asked of a mesh that has no root yet."""
-
-
-class Authority:
+class Authority(RootAuthority):
     def __init__(
         self,
         files: IdentityFiles,
@@ -77,131 +54,20 @@ class Authority:
         wall_ms: Callable[[], int],
         leaf_ttl: Callable[[], timedelta],
         rng: random.Random,
+        configured_root: Mapping[str, str] | None = None,
     ) -> None:
-        self._files, self._ca, self._secrets = files, ca, secrets
-        self._node, self._node_id, self._dc = node, node_id, datacenter
-        self._wall_ms, self._leaf_ttl, self._rng = wall_ms, leaf_ttl, rng
-        self._complained_ms = -COMPLAIN_EVERY_MS
-        self._root_key = _key(files.read(names.ROOT_KEY))
-        self._inter_key = _key(files.read(names.INTERMEDIATE_KEY))
+        super().__init__(
+            files, ca, secrets, wall_ms=wall_ms, leaf_ttl=leaf_ttl, configured_root=configured_root
+        )
+        self._node, self._node_id, self._dc, self._rng = node, node_id, datacenter, rng
+        self._inter_key = load_key(files.read(names.INTERMEDIATE_KEY))
         if self._inter_key is None:
             self._inter_key = generate_key()
             files.write(names.INTERMEDIATE_KEY, private_key_pem(self._inter_key))
-        self.intermediate = _cert(files.read(names.INTERMEDIATE))
-        self.agent_cert = _cert(files.read(names.AGENT_CERT))
-        self.agent_key = _key(files.read(names.AGENT_KEY))
+        self.intermediate = load_cert(files.read(names.INTERMEDIATE))
+        self.agent_cert = load_cert(files.read(names.AGENT_CERT))
+        self.agent_key = load_key(files.read(names.AGENT_KEY))
         self._agent_renew: datetime | None = None
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self._wall_ms() / 1000, UTC)
-
-    def now_ms(self) -> int:
-        return self._wall_ms()
-
-    # -- the CA map: bootstrap, init, rotate, reseal ------------------------------------------
-
-    def bootstrap(self) -> None:
-        """Create the mesh's root (there is none): a new cluster id, a key, sealed, written."""
-        self.install_root(None)
-
-    def install_root(self, operator: Issuer | None) -> None:
-        """The first root: the operator's, or a new one. CaExists when a root is active."""
-        if trust.active_root(self._ca.state) is not None:
-            raise CaExists("the mesh has a CA root already; rotate it instead (gossamer ca rotate)")
-        settings = self._ca.state.settings
-        if operator is None:
-            cluster_id = str(uuid.uuid4())
-            key = generate_key(settings.key)
-            operator = create_root(
-                key, trust_domain(cluster_id), self.now(), settings.root_cert_ttl
-            )
-        else:
-            cluster_id = cluster_id_of(operator.trust_domain)
-        writes: list[tuple[str, Any]] = [
-            root_value(operator.certificate, cluster_id, self._wall_ms())
-        ]
-        writes += self._seals(operator, cluster_id)
-        if CONFIG not in self._ca.snapshot().entries.entries:
-            writes.append(config_value(settings))
-        self._remember_root_key(operator.key)
-        self._ca.write(writes)
-        log.info("created the mesh CA root (trust domain %s)", operator.trust_domain)
-
-    def rotate(self, new: Issuer | None) -> None:
-        """A new root, cross-signed by the active one's key; the old one retires (trust.py)."""
-        state = self._ca.state
-        old = trust.active_root(state)
-        if old is None:
-            raise NoCa("the mesh has no CA root yet; nothing to rotate")
-        old_issuer = self.root_issuer()
-        if old_issuer is None:
-            raise CaConfigError("this agent cannot open the active root's key; cannot rotate")
-        if new is None:
-            key = generate_key(state.settings.key)
-            new = create_root(
-                key, old_issuer.trust_domain, self.now(), state.settings.root_cert_ttl
-            )
-        elif new.trust_domain != old_issuer.trust_domain:
-            raise CaConfigError(
-                f"RootCert: trust domain {new.trust_domain!r} is not this mesh's "
-                f"({old_issuer.trust_domain!r})"
-            )
-        cross = cross_sign(new.certificate, old_issuer, self.now())
-        writes = trust.rotation_writes(
-            state, new.certificate, cross, self._wall_ms(), self._leaf_ttl()
-        )
-        writes += self._seals(new, old.cluster_id)
-        self._remember_root_key(new.key)
-        self._ca.write(writes)
-        log.info("rotated the mesh CA root: %s retires", old.root_id)
-
-    def reseal(self) -> None:
-        """Add seals for secrets (new gossip keys) that the active root's seals lack."""
-        record = trust.active_root(self._ca.state)
-        issuer = self.root_issuer()
-        if record is None or issuer is None:
-            return
-        missing = trust.missing_seals(
-            self._ca.state, record, self._secrets.seal_keys(record.cluster_id)
-        )
-        if missing:
-            self._ca.write(
-                trust.seal_writes(record.root_id, record.cluster_id, issuer.key, missing)
-            )
-
-    def _seals(self, root: Issuer, cluster_id: str) -> list[tuple[str, Any]]:
-        rid = root_value(root.certificate, cluster_id, 0)[0].removeprefix("root/")
-        keys = self._secrets.seal_keys(cluster_id)
-        return list(trust.seal_writes(rid, cluster_id, root.key, keys))
-
-    # -- the root key ------------------------------------------------------------------------
-
-    def root_issuer(self) -> Issuer | None:
-        """The active root and its key, opened from a seal (cached on disk); None if not ours."""
-        record = trust.active_root(self._ca.state)
-        if record is None:
-            return None
-        if self._root_key is not None and key_matches(self._root_key, record.certificate):
-            return Issuer(record.certificate, self._root_key)
-        try:
-            key = trust.open_root_key(
-                self._ca.state, record, self._secrets.seal_keys(record.cluster_id)
-            )
-        except (SealError, CaConfigError) as exc:
-            self._complain(f"cannot enrol: {exc}")
-            return None
-        self._remember_root_key(key)
-        return Issuer(record.certificate, key)
-
-    def _remember_root_key(self, key: PrivateKey) -> None:
-        self._files.write(names.ROOT_KEY, private_key_pem(key))
-        self._root_key = key
-
-    def _complain(self, message: str) -> None:
-        now = self._wall_ms()
-        if now - self._complained_ms >= COMPLAIN_EVERY_MS:
-            self._complained_ms = now
-            log.warning("%s", message)
 
     # -- this agent's intermediate and agent certificate --------------------------------------
 
@@ -278,23 +144,3 @@ class Authority:
     @property
     def agent_renew_at(self) -> datetime | None:
         return self._agent_renew
-
-
-def _key(text: str | None) -> PrivateKey | None:
-    if text is None:
-        return None
-    try:
-        return load_private_key(text)
-    except CaConfigError:
-        log.warning("a stored identity key is unreadable; it will be made again")
-        return None
-
-
-def _cert(text: str | None) -> x509.Certificate | None:
-    if text is None:
-        return None
-    try:
-        return load_certificate(text)
-    except CaConfigError:
-        log.warning("a stored identity certificate is unreadable; it will be made again")
-        return None

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gossamer.agent.identity.authority import CaExists
 from gossamer.agent.identity.mesh_identity import MeshIdentity
+from gossamer.agent.identity.root_authority import CaExists
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.ca_entries import config_value
 from gossamer.proxy.ca.errors import CaConfigError

@@ -237,6 +237,11 @@ class MeshIdentity:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.2)
+        if self.authority.configured_root_refused():
+            log.warning(
+                "connect.ca_config: the root in the config is refused: the mesh has a CA root "
+                "already; rotate to it instead (gossamer ca rotate --root-cert F --private-key F)"
+            )
 
     def _sleep_s(self) -> float:
         now = self.authority.now()

@@ -249,7 +249,7 @@ def _open_identity(
 
     authority = Authority(
         files, s.ca, secrets, node=c.node, node_id=s.node_id, datacenter=c.datacenter,
-        wall_ms=wall_ms, leaf_ttl=leaf_ttl, rng=rng,
+        wall_ms=wall_ms, leaf_ttl=leaf_ttl, rng=rng, configured_root=c.connect.ca_config,
     )  # fmt: skip
     leaves = LeafBook(files, s.catalog.touch, authority.renewal_moment)
     return MeshIdentity(
