@@ -141,9 +141,21 @@ def test_the_ca_cli(solo: AgentProc) -> None:
         (("ca", "init"), "rotate it instead"),
         (("ca", "rotate", "--root-cert", "/nonexistent"), "go together"),
         (("ca", "rotate", "--root-cert", "/nonexistent", "--private-key", "/x"), "cannot read"),
+        (("ca", "revoke-agent", "no-such-node"), "unknown node: no-such-node"),
     ):
         result = gossamer(*args, *addr)
         assert result.returncode == 2 and says in result.stderr, (args, result.stderr)
+
+
+def test_revoking_an_agent_is_listed(solo: AgentProc) -> None:
+    addr = ("--http-addr", f"{solo.ip}:{solo.http_port}")
+    done = gossamer("ca", "revoke-agent", solo.name, "--reason", "test", *addr)
+    assert done.returncode == 0, done.stderr
+    node_id = solo.get("/v1/agent/self")["Config"]["NodeID"]
+    revoked = solo.get("/v1/connect/ca/revoked")
+    assert [(r["Node"], r["NodeID"], r["Reason"]) for r in revoked] == [
+        (solo.name, node_id, "test")
+    ]
 
 
 def test_a_join_token_too_short_is_a_config_error_naming_file_and_key(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from gossamer.catalog.store import CatalogStore
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.errors import CaConfigError, CertificateError
-from gossamer.proxy.ca.keys import certificate_pem, generate_key, private_key_pem
+from gossamer.proxy.ca.keys import certificate_pem, generate_key, key_id, private_key_pem
 from gossamer.proxy.ca.root import create_root, trust_domain
 from gossamer.proxy.ca.verify import load_pem_chain, verify_chain
 from tests.identity_support import make_identity
@@ -257,3 +257,22 @@ def test_a_root_from_config_is_the_first_root_and_refused_after(
     assert verifies(late.identity.leaf_json("web"), [root.certificate], clock.now) == "web"
     first.close()
     late.close()
+
+
+def test_a_revoked_agent_s_intermediate_is_named_everywhere(tmp_path: Path, clock: Clock) -> None:
+    one, two = Agent(tmp_path / "one", clock), Agent(tmp_path / "two", clock)
+    one.identity.authority.bootstrap()
+    two.sync_from(one)
+    two.identity.leaf_json("web")  # two signs (and publishes) its intermediate
+    one.sync_from(two)
+    one.identity.revoke("id-two", "two", "disk stolen")
+    two.sync_from(one)
+    inter = two.identity.authority.intermediate
+    assert inter is not None
+    wanted = {key_id(inter.public_key())}
+    assert one.identity.revoked_key_ids() == two.identity.revoked_key_ids() == wanted
+    assert two.identity.revoked_json() == [
+        {"Node": "two", "NodeID": "id-two", "AtMs": clock.ms, "Reason": "disk stolen"}
+    ]
+    one.close()
+    two.close()

@@ -1,4 +1,4 @@
-"""`gossamer ca init | roots | rotate | leaf SERVICE`: the mesh CA, through the agent's HTTP API.
+"""`gossamer ca init | roots | rotate | revoke-agent | leaf`: the mesh CA, over the HTTP API.
 
 - `init [--root-cert F --private-key F]`: create the mesh's first root (the
   operator's, or a new one); refused once a root exists (rotate instead).
@@ -6,6 +6,8 @@
   validity and whether it is active or retiring.
 - `rotate [--root-cert F --private-key F]`: a new root, cross-signed by the
   old one, which stays trusted until its last leaf expires.
+- `revoke-agent NODE [--reason R]`: every agent refuses chains holding
+  that agent's intermediate (then rotate the secret and the root).
 - `leaf SERVICE [--json]`: the service's leaf on this agent: subject, SPIFFE
   ID, serial, validity and time to renewal. `--json` prints the API's JSON.
 Bad input (unreadable files, a refused root, a service not registered on
@@ -47,6 +49,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         p.add_argument("--root-cert", type=Path, help="PEM file of your own root certificate")
         p.add_argument("--private-key", type=Path, help="PEM file of its private key")
         p.set_defaults(run=run)
+    p = verbs.add_parser("revoke-agent", help="revoke an agent: its chains are refused")
+    p.add_argument("node", help="the agent's node name")
+    p.add_argument("--reason", default="", help="why (kept with the revocation)")
+    p.set_defaults(run=ca_revoke_agent)
     p = verbs.add_parser("roots", help="show the trust bundle")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(run=ca_roots)
@@ -63,6 +69,20 @@ def ca_init(args: argparse.Namespace, client: AgentClient, console: Console) -> 
 def ca_rotate(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     extra = {} if args.root_cert else {"ForceRotate": True}
     return _put_config(args, client, console, extra, "rotated the mesh CA root")
+
+
+def ca_revoke_agent(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    try:
+        client.put(
+            f"/v1/connect/ca/revoke-agent/{path_segment(args.node)}", {"Reason": args.reason}
+        )
+    except ApiError as exc:
+        return _refused(exc, console)
+    console.print(
+        f"revoked {args.node}; now rotate the gossip key (gossamer keyring) or the join token, "
+        "then the root (gossamer ca rotate)"
+    )
+    return 0
 
 
 def ca_roots(args: argparse.Namespace, client: AgentClient, console: Console) -> int:

@@ -11,6 +11,9 @@ Consul's API (api-docs/connect/ca.mdx, agent/connect.mdx), with these choices:
   leaf followed by this agent's intermediate.
 - `PUT /v1/connect/ca/configuration` changes TTLs, installs or rotates a
   root (agent/identity/ca_config.py) and answers `true` once written.
+- gossamer's own: `PUT /v1/connect/ca/revoke-agent/<node>` (`{"Reason"}`
+  optional; 404 for a node the catalog does not know) writes the agent's
+  revocation into the CA map; `GET /v1/connect/ca/revoked` lists them.
 Errors (CaConfigError 400, ServiceNotHere 403 ...) are the error table's.
 """
 
@@ -20,7 +23,7 @@ from aiohttp import web
 
 from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of
-from gossamer.agent.http.errors import ServerError
+from gossamer.agent.http.errors import BadRequest, NotFound, ServerError
 from gossamer.agent.http.render import json_response, query_flag, read_json
 from gossamer.agent.identity.ca_config import apply_change, read_change
 from gossamer.agent.identity.leaves import leaf_key
@@ -67,9 +70,29 @@ async def ca_set_configuration(request: web.Request) -> web.Response:
     return json_response(True)
 
 
+async def ca_revoke_agent(request: web.Request) -> web.Response:
+    identity, node = identity_of(request), request.match_info["node"]
+    record = catalog_of(request).record(node)
+    if record is None or not record.node_id:
+        raise NotFound(f"unknown node: {node}")
+    body = await read_json(request)
+    reason = body.get("Reason", "") if isinstance(body, dict) else ""
+    if not isinstance(reason, str):
+        raise BadRequest("Reason: must be a string")
+    identity.revoke(record.node_id, node, reason)
+    return json_response(True)
+
+
+async def ca_revoked(request: web.Request) -> web.Response:
+    identity = identity_of(request)
+    return await blocking_json(request, catalog_of(request), [CA], identity.revoked_json)
+
+
 def add_connect_ca_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/connect/ca/roots", ca_roots)
     router.add_get("/v1/agent/connect/ca/roots", ca_roots)
     router.add_get("/v1/agent/connect/ca/leaf/{service}", ca_leaf)
     router.add_get("/v1/connect/ca/configuration", ca_configuration)
     router.add_put("/v1/connect/ca/configuration", ca_set_configuration)
+    router.add_put("/v1/connect/ca/revoke-agent/{node}", ca_revoke_agent)
+    router.add_get("/v1/connect/ca/revoked", ca_revoked)

@@ -35,7 +35,7 @@ from gossamer.agent.identity.cluster_secret import OPEN_WARNING, ClusterSecrets
 from gossamer.agent.identity.leaves import HeldLeaf, LeafBook
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.proxy.ca import trust
-from gossamer.proxy.ca.ca_entries import CaState
+from gossamer.proxy.ca.ca_entries import CaState, revoked_value
 from gossamer.proxy.ca.consul_json import ca_config_json, roots_json
 from gossamer.proxy.ca.errors import CaError
 from gossamer.proxy.ca.keys import certificate_pem, private_key_pem
@@ -128,6 +128,16 @@ class MeshIdentity:
 
     def revoked_node_ids(self) -> set[str]:
         return set(self.ca.state.revoked)
+
+    def revoke(self, node_id: str, node: str, reason: str) -> None:
+        """Revoke an agent: every chain holding its intermediate is refused from now on."""
+        self.ca.write([revoked_value(node_id, node, self.authority.now_ms(), reason)])
+
+    def revoked_json(self) -> list[dict[str, Any]]:
+        return [
+            {"Node": r.node, "NodeID": r.node_id, "AtMs": r.at_ms, "Reason": r.reason}
+            for r in sorted(self.ca.state.revoked.values(), key=lambda r: r.node)
+        ]
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Called (on the loop) after the trust bundle or this agent's certificate changed."""
