@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,10 +35,11 @@ def make_identity(
     encrypt: str | None = None,
     leaf_ttl: timedelta | None = None,
     configured_root: Mapping[str, str] | None = None,
+    list_keys: Callable[[], Awaitable[KeyResponse]] = _no_keys,
 ) -> MeshIdentity:
     ca = CaStore(store, node=node, wall_ms=wall_ms, notify=catalog.touch)
     files = IdentityFiles(data_dir)
-    secrets = ClusterSecrets(join_token=join_token, encrypt=encrypt, list_keys=_no_keys)
+    secrets = ClusterSecrets(join_token=join_token, encrypt=encrypt, list_keys=list_keys)
 
     def ttl() -> timedelta:
         return leaf_ttl or ca.state.settings.leaf_cert_ttl

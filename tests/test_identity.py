@@ -6,6 +6,7 @@ absorbing each other's CA map, as the digest exchange would.
 
 from __future__ import annotations
 
+import base64
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from gossamer.agent.identity.mesh_identity import IdentityNotReady, MeshIdentity
 from gossamer.agent.identity.root_authority import CaExists
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
+from gossamer.gossip.rpc_records import KeyResponse
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.errors import CaConfigError, CertificateError
@@ -165,7 +167,12 @@ def test_rotation_keeps_old_leaves_good_until_the_old_root_retires(
     agent.identity.authority.bootstrap()
     old_leaf = agent.identity.leaf_json("web")
     old_root = agent.identity.roots_json()["ActiveRootID"]
+    heard: list[int] = []
+    agent.identity.on_change(lambda: heard.append(agent.identity.ca.roots_index))
+    agent.identity.step()
+    heard.clear()
     apply_change(agent.identity, read_change(agent.identity, {"ForceRotate": True}))
+    assert len(heard) == 1  # the TLS layer hears of the new bundle once
     roots = agent.identity.roots_json()
     assert roots["ActiveRootID"] != old_root and len(roots["Roots"]) == 2
     new_leaf = agent.identity.leaf_json("web")  # reissued at once under the new root
@@ -178,6 +185,9 @@ def test_rotation_keeps_old_leaves_good_until_the_old_root_retires(
     verify_chain(chain[0], [*chain[1:], *cross], old_only, clock.now)  # via the cross-signed copy
     clock.ms += 121_000  # past the leaf TTL and its margin
     assert [r["ID"] for r in agent.identity.roots_json()["Roots"]] == [roots["ActiveRootID"]]
+    before = agent.identity.ca.roots_index
+    agent.identity.step()  # the loop's next pass (it sleeps until the retirement moment)
+    assert len(heard) >= 2 and agent.identity.ca.roots_index > before  # roots watchers woken
     agent.close()
 
 
@@ -276,3 +286,31 @@ def test_a_revoked_agent_s_intermediate_is_named_everywhere(tmp_path: Path, cloc
     ]
     one.close()
     two.close()
+
+
+async def test_seals_follow_the_gossip_keyring(tmp_path: Path, clock: Clock) -> None:
+    key_a, key_b = base64.b64encode(b"a" * 32).decode(), base64.b64encode(b"b" * 32).decode()
+    ring = {key_a: 1}
+
+    async def list_keys() -> KeyResponse:
+        return KeyResponse({}, dict(ring), num_nodes=1, num_err=0, num_resp=1)
+
+    one = Agent(tmp_path / "one", clock, encrypt=key_a, list_keys=list_keys)
+    one.identity.authority.bootstrap()
+    ring[key_b] = 1  # gossamer keyring --install B
+    await one.identity.secrets.refresh()
+    one.identity.step()
+    assert len(one.identity.state.seals[one.identity.roots_json()["ActiveRootID"]]) == 2
+    del ring[key_a]  # --use B, --remove A
+    await one.identity.secrets.refresh()
+    one.identity.step()
+    assert len(one.identity.state.seals[one.identity.roots_json()["ActiveRootID"]]) == 1
+    old_key = Agent(tmp_path / "old", clock, encrypt=key_a)
+    new_key = Agent(tmp_path / "new", clock, encrypt=key_b)
+    for agent in (old_key, new_key):
+        agent.sync_from(one)
+    with pytest.raises(IdentityNotReady):  # a removed key opens nothing any more
+        old_key.identity.leaf_json("web")
+    assert verifies(new_key.identity.leaf_json("web"), one.identity.trust_bundle(), clock.now)
+    for agent in (one, old_key, new_key):
+        agent.close()

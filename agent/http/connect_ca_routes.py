@@ -1,8 +1,9 @@
 """`/v1/connect/ca/*` and `/v1/agent/connect/ca/*`: the trust bundle, leaves, the CA configuration.
 
 Consul's API (api-docs/connect/ca.mdx, agent/connect.mdx), with these choices:
-- Roots (both paths) and the configuration are blocking queries on one
-  index key that every change of the replicated CA map bumps; `?pem=true`
+- Roots (both paths) are blocking queries on the index key that changes of
+  root entries bump, the configuration on the one every change of the CA
+  map bumps (agent/replicated/ca_store.py); `?pem=true`
   answers the trusted roots as one PEM text instead, as Consul does.
 - `GET /v1/agent/connect/ca/leaf/<service>` answers only for a service
   registered on this agent (403 naming it otherwise). The first request
@@ -28,7 +29,7 @@ from gossamer.agent.http.render import json_response, query_flag, read_json
 from gossamer.agent.identity.ca_config import apply_change, read_change
 from gossamer.agent.identity.leaves import leaf_key
 from gossamer.agent.identity.mesh_identity import MeshIdentity
-from gossamer.agent.replicated.ca_store import CA
+from gossamer.agent.replicated.ca_store import CA, CA_ROOTS
 from gossamer.proxy.ca.keys import certificate_pem
 
 IDENTITY_KEY: web.AppKey[MeshIdentity] = web.AppKey("identity", MeshIdentity)
@@ -46,13 +47,13 @@ async def ca_roots(request: web.Request) -> web.Response:
     if query_flag(request, "pem"):  # Consul's ?pem=true: the roots as one PEM chain
         pem = "".join(certificate_pem(c) for c in identity.trust_bundle())
         return web.Response(text=pem, content_type="application/pem-certificate-chain")
-    return await blocking_json(request, catalog_of(request), [CA], identity.roots_json)
+    return await blocking_json(request, catalog_of(request), [CA_ROOTS], identity.roots_json)
 
 
 async def ca_leaf(request: web.Request) -> web.Response:
     identity, service = identity_of(request), request.match_info["service"]
     identity.leaf(service)  # 403 / 503 before any wait; issues (and stores) the first leaf
-    keys = [leaf_key(service), CA]
+    keys = [leaf_key(service), CA_ROOTS]
     return await blocking_json(
         request, catalog_of(request), keys, lambda: identity.leaf_json(service)
     )

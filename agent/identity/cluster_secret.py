@@ -9,6 +9,10 @@ Which secret (README, "Identity"):
 - else the fixed "open" secret: anyone who can reach the cluster can enrol.
   The agent logs one warning at start and /v1/agent/self says `Open: true`.
 
+A seal whose secret is not among the current ones (a removed gossip key,
+the "open" seal of a cluster that turned encryption on) is dropped by an
+agent whose list is `complete`, so a retired secret opens nothing new.
+
 Sealing keys are derived once per (secret, cluster id) and cached: a
 token's scrypt costs ~0.1 s, which a renewal loop must not pay each pass.
 """
@@ -63,6 +67,9 @@ class ClusterSecrets:
         self._token, self._encrypt = join_token, encrypt
         self._list_keys = list_keys
         self._secrets = self._configured()
+        # Whether the secrets held are all the cluster's current ones, so seals of
+        # others may be dropped: the token (config) always; a keyring once serf listed it.
+        self.complete = self.kind != GOSSIP
         self._keys: dict[tuple[ClusterSecret, str], SealKey] = {}
 
     def _configured(self) -> list[ClusterSecret]:
@@ -89,6 +96,7 @@ class ClusterSecrets:
                 continue
         if found:
             self._secrets = found
+            self.complete = True
 
     def seal_keys(self, cluster_id: str) -> list[SealKey]:
         """One sealing key per secret held, for the cluster `cluster_id`."""

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -150,7 +150,7 @@ class MeshIdentity:
         state = self.ca.state
         record = trust.active_root(state)
         domain = (trust_domain_of(record.certificate) or "") if record is not None else ""
-        entries = trust.root_entries(state, self.authority.now_ms(), self.ca.index)
+        entries = trust.root_entries(state, self.authority.now_ms(), self.ca.roots_index)
         return roots_json(domain, entries)
 
     def config_json(self) -> dict[str, Any]:
@@ -211,12 +211,23 @@ class MeshIdentity:
             for service in self.leaves.due(active, self.authority.now()):
                 if self._registered(service):
                     self._issue(service)
-        seen = (
-            tuple(c.fingerprint(hashes.SHA256()) for c in self.trust_bundle()),
-            self.authority.agent_cert.serial_number if self.authority.agent_cert else None,
-        )
-        if seen != self._seen:
-            self._seen = seen
+        self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        """Listeners hear when the bundle or the agent certificate changed (once per change).
+
+        A retiring root leaves the bundle with time, not with a write: then
+        its watchers are woken here (`roots_expired`), as a write wakes them.
+        """
+        roots = tuple(c.fingerprint(hashes.SHA256()) for c in self.trust_bundle())
+        agent = self.authority.agent_cert
+        seen = (roots, agent.serial_number if agent is not None else None, self.ca.roots_index)
+        changed = seen[:2] != self._seen[:2]
+        if changed and self._seen and roots != self._seen[0] and seen[2] == self._seen[2]:
+            self.ca.roots_expired()
+            seen = (*seen[:2], self.ca.roots_index)
+        self._seen = seen
+        if changed:
             for listener in self._listeners:
                 listener()
 
@@ -256,6 +267,9 @@ class MeshIdentity:
     def _sleep_s(self) -> float:
         now = self.authority.now()
         moments = [m for m in (self.leaves.next_renewal(), self.authority.agent_renew_at) if m]
+        retiring = trust.next_retirement(self.ca.state, self.authority.now_ms())
+        if retiring is not None:
+            moments.append(datetime.fromtimestamp(retiring / 1000, UTC))
         if not moments:
             return MAX_SLEEP_S
         return max(0.2, min(MAX_SLEEP_S, (min(moments) - now).total_seconds()))

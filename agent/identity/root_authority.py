@@ -27,7 +27,7 @@ from gossamer.agent.identity.cluster_secret import ClusterSecrets
 from gossamer.agent.identity.files import IdentityFiles
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.proxy.ca import trust
-from gossamer.proxy.ca.ca_entries import CONFIG, config_value, root_value
+from gossamer.proxy.ca.ca_entries import CONFIG, config_value, root_value, seal_key_of
 from gossamer.proxy.ca.errors import CaConfigError
 from gossamer.proxy.ca.keys import (
     PrivateKey,
@@ -153,18 +153,24 @@ class RootAuthority:
         log.info("rotated the mesh CA root: %s retires", old.root_id)
 
     def reseal(self) -> None:
-        """Add seals for secrets (new gossip keys) that the active root's seals lack."""
+        """Seal the active root's key under new secrets; drop seals of secrets gone.
+
+        Only an agent that opens the key may do either, so an agent with a
+        wrong secret can neither add its own seal nor remove the others'.
+        """
         record = trust.active_root(self._ca.state)
         issuer = self.root_issuer()
         if record is None or issuer is None:
             return
-        missing = trust.missing_seals(
-            self._ca.state, record, self._secrets.seal_keys(record.cluster_id)
-        )
+        keys = self._secrets.seal_keys(record.cluster_id)
+        missing = trust.missing_seals(self._ca.state, record, keys)
         if missing:
             self._ca.write(
                 trust.seal_writes(record.root_id, record.cluster_id, issuer.key, missing)
             )
+        if self._secrets.complete:
+            stale = trust.stale_seals(self._ca.state, record, keys)
+            self._ca.delete(seal_key_of(record.root_id, fp) for fp in stale)
 
     def _seals(self, root: Issuer, cluster_id: str) -> list[tuple[str, Any]]:
         rid = root_value(root.certificate, cluster_id, 0)[0].removeprefix("root/")

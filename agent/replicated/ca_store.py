@@ -9,8 +9,9 @@ fsynced writes, absorbing, tombstones, announcing news).
 
 Rules this class keeps:
 - Every change gets the next index of the agent's one index table under
-  the key `CA` (blocking queries on the roots and the configuration wake
-  on it), and the decoded `state` is rebuilt on its first read after it.
+  the key `CA`, and a change of a root entry also under `CA_ROOTS`, so the
+  roots and leaf watchers do not wake each time some agent publishes its
+  intermediate; the decoded `state` is rebuilt on its first read after it.
 - Listeners (`on_change`) hear of every change after the map moved; they
   must only note it (set an event): they run inside a peer's RPC.
 - Keys of shapes the map does not hold are refused from peers.
@@ -26,11 +27,12 @@ from gossamer.agent.replicated.hlc_clock import HlcClock
 from gossamer.agent.replicated.lww_replica import LwwReplica
 from gossamer.catalog import lww
 from gossamer.catalog.store import CatalogStore
-from gossamer.proxy.ca.ca_entries import MAP_NAME, CaState, known_key, read_state
+from gossamer.proxy.ca.ca_entries import MAP_NAME, ROOT, CaState, known_key, read_state
 
 log = logging.getLogger("gossamer.ca")
 
-CA = "connect-ca"  # the blocking-query index key of the roots and configuration routes
+CA = "connect-ca"  # blocking-query index key: any change of the map (configuration, revocations)
+CA_ROOTS = "connect-ca-roots"  # ... and only changes of root entries (roots and leaf routes)
 
 
 class CaStore(LwwReplica):
@@ -45,7 +47,7 @@ class CaStore(LwwReplica):
     ) -> None:
         self._notify = notify
         self._state: CaState | None = None
-        self._index = 0
+        self._index = self._roots_index = 0
         self._listeners: list[Callable[[], None]] = []
         super().__init__(
             store, MAP_NAME, node=node, wall_ms=wall_ms, log=log, what="CA entry", clock=clock
@@ -59,7 +61,10 @@ class CaStore(LwwReplica):
         if not keys:
             return
         self._state = None
-        self._index = self._notify({CA})
+        if any(k.startswith(ROOT) for k in keys):
+            self._index = self._roots_index = self._notify({CA, CA_ROOTS})
+        else:
+            self._index = self._notify({CA})
         for listener in self._listeners:
             listener()
 
@@ -79,6 +84,15 @@ class CaStore(LwwReplica):
     def index(self) -> int:
         """The index of the map's last change (CreateIndex/ModifyIndex of what it shows)."""
         return self._index
+
+    @property
+    def roots_index(self) -> int:
+        """The index of the last change of the trusted roots (CreateIndex/ModifyIndex of roots)."""
+        return self._roots_index
+
+    def roots_expired(self) -> None:
+        """A retiring root's trust ran out (time, not a write): wake the roots watchers."""
+        self._roots_index = self._notify({CA_ROOTS})
 
     def write(self, writes: Sequence[tuple[str, Any]]) -> None:
         """Write entries as one batch, stamped after what each key holds; returns after fsync."""

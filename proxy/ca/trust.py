@@ -73,6 +73,11 @@ def bundle(state: CaState, now_ms: int) -> list[RootRecord]:
     return [winner, *sorted(retiring, key=lambda r: (r.created_ms, r.root_id))]
 
 
+def next_retirement(state: CaState, now_ms: int) -> int | None:
+    """When the next retiring root still trusted stops being trusted (None: none)."""
+    return min((r.trusted_until_ms or 0 for r in bundle(state, now_ms)[1:]), default=None)
+
+
 def bundle_certificates(state: CaState, now_ms: int) -> list[x509.Certificate]:
     """The trusted roots as certificates: what a verifier anchors on."""
     return [r.certificate for r in bundle(state, now_ms)]
@@ -144,6 +149,12 @@ def missing_seals(state: CaState, record: RootRecord, keys: Sequence[SealKey]) -
     """The secrets this agent holds that `record`'s seals do not cover yet."""
     held = state.seals.get(record.root_id, {})
     return [k for k in keys if k.fingerprint not in held]
+
+
+def stale_seals(state: CaState, record: RootRecord, keys: Sequence[SealKey]) -> list[str]:
+    """Fingerprints of `record`'s seals under none of `keys` (a secret no longer in use)."""
+    current = {k.fingerprint for k in keys}
+    return sorted(fp for fp in state.seals.get(record.root_id, {}) if fp not in current)
 
 
 def open_root_key(state: CaState, record: RootRecord, keys: Sequence[SealKey]) -> PrivateKey:
