@@ -297,3 +297,32 @@ def test_rotation_old_and_new_leaves_verify_during_the_overlap_only_new_after(
             verify(body, bundle(b), cross_signed(b))
     for body in (leaf(a, "web"), leaf(b, "db")):
         verify(body, bundle(b))
+
+
+def test_enrolment_by_gossip_keyring_and_refusal_of_a_wrong_join_token(
+    cluster: Cluster,
+) -> None:
+    key = gossamer("keygen").stdout.strip()
+    a = cluster.new_agent("gk1", "--encrypt", key).start()
+    b = cluster.new_agent("gk2", "--encrypt", key, "--join", a.serf_addr).start()
+    root = a.get("/v1/connect/ca/roots")["ActiveRootID"]
+    eventually(lambda: b.get("/v1/connect/ca/roots")["ActiveRootID"] == root, 20)
+    register(b, "web")
+    body = eventually(lambda: leaf(b, "web"), 10, what="gk2 to enrol with the keyring")
+    assert verify(body, bundle(a)) == "web"
+    identity = b.get("/v1/agent/self")["Gossamer"]["Identity"]
+    assert (identity["Enrolment"], identity["Open"]) == ("gossip-keyring", False)
+
+    right, wrong = cluster.root / "right.yaml", cluster.root / "wrong.yaml"
+    right.write_text("join_token: the right token, long enough\n")
+    wrong.write_text("join_token: a wrong token, also long enough\n")
+    c = cluster.new_agent("tk1", "--config-file", str(right)).start()
+    d = cluster.new_agent("tk2", "--config-file", str(wrong), "--join", c.serf_addr).start()
+    root = c.get("/v1/connect/ca/roots")["ActiveRootID"]
+    eventually(lambda: d.get("/v1/connect/ca/roots")["ActiveRootID"] == root, 20)
+    register(d, "db")
+    with pytest.raises(urllib.error.HTTPError) as refused:  # it holds the map, not the key
+        leaf(d, "db")
+    assert refused.value.code == 503
+    assert d.get("/v1/agent/self")["Gossamer"]["Identity"]["AgentCertificate"]["Valid"] is False
+    assert "cannot enrol: no seal of the CA key matches" in d.log_path.read_text()

@@ -34,6 +34,7 @@ from gossamer.agent.identity.authority import Authority
 from gossamer.agent.identity.cluster_secret import OPEN_WARNING, ClusterSecrets
 from gossamer.agent.identity.leaves import HeldLeaf, LeafBook
 from gossamer.agent.replicated.ca_store import CaStore
+from gossamer.catalog.store import StoreError
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.ca_entries import CaState, revoked_value
 from gossamer.proxy.ca.consul_json import ca_config_json, roots_json
@@ -232,18 +233,27 @@ class MeshIdentity:
                 listener()
 
     async def run(self) -> None:
-        """Bootstrap if needed, then keep everything in step until cancelled."""
-        await self._bootstrap()
+        """Bootstrap if needed, then keep everything in step until cancelled.
+
+        A failed pass (a store that refuses a write, a disk full, a root from
+        config that expired since it loaded) is logged and retried on the
+        next wake; it never ends the loop.
+        """
         loop = asyncio.get_running_loop()
-        next_keyring = 0.0
+        next_keyring, checked_config = 0.0, False
         while True:
             self._wake.clear()
             if loop.time() >= next_keyring:
                 await self.secrets.refresh()
                 next_keyring = loop.time() + KEYRING_REFRESH_S
             try:
+                if trust.active_root(self.ca.state) is None:
+                    await self._bootstrap()
+                if not checked_config:
+                    checked_config = True
+                    self._warn_if_config_root_refused()
                 self.step()
-            except CaError as exc:
+            except (CaError, StoreError, OSError) as exc:
                 log.warning("keeping certificates in step failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._sleep_s())
@@ -258,6 +268,8 @@ class MeshIdentity:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.2)
+
+    def _warn_if_config_root_refused(self) -> None:
         if self.authority.configured_root_refused():
             log.warning(
                 "connect.ca_config: the root in the config is refused: the mesh has a CA root "
