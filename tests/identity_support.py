@@ -1,4 +1,7 @@
-"""An in-process MeshIdentity over a real CatalogStore and data dir, for unit and HTTP tests."""
+"""An in-process MeshIdentity over a real CatalogStore and data dir, for unit and HTTP tests.
+
+Built by agent/identity/assemble.py, as the agent builds its own.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from gossamer.agent.identity.authority import Authority
-from gossamer.agent.identity.cluster_secret import ClusterSecrets
-from gossamer.agent.identity.files import IdentityFiles
-from gossamer.agent.identity.leaves import LeafBook
+from gossamer.agent.identity.assemble import IdentitySettings, open_identity
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.catalog.live import LiveCatalog
@@ -38,19 +38,11 @@ def make_identity(
     list_keys: Callable[[], Awaitable[KeyResponse]] = _no_keys,
 ) -> MeshIdentity:
     ca = CaStore(store, node=node, wall_ms=wall_ms, notify=catalog.touch)
-    files = IdentityFiles(data_dir)
-    secrets = ClusterSecrets(join_token=join_token, encrypt=encrypt, list_keys=list_keys)
-
-    def ttl() -> timedelta:
-        return leaf_ttl or ca.state.settings.leaf_cert_ttl
-
-    authority = Authority(
-        files, ca, secrets, node=node, node_id=node_id, datacenter="dc1",
-        wall_ms=wall_ms, leaf_ttl=ttl, rng=random.Random(7), configured_root=configured_root,
+    settings = IdentitySettings(
+        node=node, node_id=node_id, datacenter="dc1", join_token=join_token, encrypt=encrypt,
+        configured_root=configured_root, test_leaf_cert_ttl=leaf_ttl,
     )  # fmt: skip
-    leaves = LeafBook(files, catalog.touch, authority.renewal_moment)
-    return MeshIdentity(
-        ca, authority, leaves, secrets, datacenter="dc1", registered=registered,
-        first_sync_done=lambda: True, has_join_targets=False, leaf_ttl=ttl,
-        unbounded_leaf_ttl=leaf_ttl is not None,
+    return open_identity(
+        data_dir, ca, settings, notify=catalog.touch, registered=registered,
+        list_keys=list_keys, wall_ms=wall_ms, rng=random.Random(7),
     )  # fmt: skip

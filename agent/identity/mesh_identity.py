@@ -2,25 +2,19 @@
 
 It joins the CA map (ca_store.py), this agent's signing authority
 (authority.py) and its services' leaves (leaves.py). Rules it keeps:
-- Bootstrap: with no join targets the agent creates the mesh's root at
-  once; with join targets only once its first sync attempt is over (or
-  BOOTSTRAP_WAIT_S passed with no peer to ask), so an agent joining a mesh
-  learns its root instead of racing it. Racing agents converge anyway
-  (trust.py rule 1), and whatever was signed under a losing root is signed
-  again at once.
+- Racing agents that each made a root converge (trust.py rule 1), and
+  whatever was signed under a losing root is signed again at once (`step`).
 - A leaf is only issued for a service registered on this agent
   (`ServiceNotHere`, 403), and only once this agent holds an intermediate
   under the active root (`IdentityNotReady`, 503).
-- The loop (`run`) wakes on every change of the CA map and at the next
-  renewal moment; it re-signs what is stale and tells `on_change`
-  listeners (agent-RPC TLS rebuilds its contexts) when the trust bundle or
-  the agent certificate changed.
+- `step` re-signs what is stale and tells `on_change` listeners (agent-RPC
+  TLS rebuilds its contexts) when the trust bundle or the agent certificate
+  changed; renewal_loop.py runs it on every change of the map and at the
+  next renewal moment.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +28,6 @@ from gossamer.agent.identity.authority import Authority
 from gossamer.agent.identity.cluster_secret import OPEN_WARNING, ClusterSecrets
 from gossamer.agent.identity.leaves import HeldLeaf, LeafBook
 from gossamer.agent.replicated.ca_store import CaStore
-from gossamer.catalog.store import StoreError
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.ca_entries import CaState, revoked_value
 from gossamer.proxy.ca.consul_json import ca_config_json, roots_json
@@ -45,10 +38,6 @@ from gossamer.proxy.ca.profile import trust_domain_of
 from gossamer.proxy.ca.seal import OPEN
 
 log = logging.getLogger("gossamer.identity")
-
-BOOTSTRAP_WAIT_S = 15.0  # with join targets but no peer answering: create the root after this
-KEYRING_REFRESH_S = 60.0  # how often the gossip keyring is read again for new seals
-MAX_SLEEP_S = 60.0
 
 
 class ServiceNotHere(CaError):
@@ -82,22 +71,16 @@ class MeshIdentity:
         *,
         datacenter: str,
         registered: Callable[[str], bool],
-        first_sync_done: Callable[[], bool],
-        has_join_targets: bool,
         leaf_ttl: Callable[[], timedelta],
         unbounded_leaf_ttl: bool,
     ) -> None:
         self.ca, self.authority, self.leaves, self.secrets = ca, authority, leaves, secrets
         self._dc = datacenter
         self._registered = registered
-        self._first_sync_done = first_sync_done
-        self._has_join_targets = has_join_targets
         self._leaf_ttl = leaf_ttl
         self._unbounded = unbounded_leaf_ttl
-        self._wake = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._seen: tuple[Any, ...] = ()
-        ca.on_change(self._wake.set)
         if secrets.kind == OPEN:
             log.warning("%s", OPEN_WARNING)
 
@@ -232,59 +215,20 @@ class MeshIdentity:
             for listener in self._listeners:
                 listener()
 
-    async def run(self) -> None:
-        """Bootstrap if needed, then keep everything in step until cancelled.
+    def next_deadline(self) -> datetime | None:
+        """The next moment something must be re-signed or a root retires (None: nothing)."""
+        moments = [m for m in (self.leaves.next_renewal(), self.authority.agent_renew_at) if m]
+        retiring = trust.next_retirement(self.ca.state, self.authority.now_ms())
+        if retiring is not None:
+            moments.append(datetime.fromtimestamp(retiring / 1000, UTC))
+        return min(moments, default=None)
 
-        A failed pass (a store that refuses a write, a disk full, a root from
-        config that expired since it loaded) is logged and retried on the
-        next wake; it never ends the loop.
-        """
-        loop = asyncio.get_running_loop()
-        next_keyring, checked_config = 0.0, False
-        while True:
-            self._wake.clear()
-            if loop.time() >= next_keyring:
-                await self.secrets.refresh()
-                next_keyring = loop.time() + KEYRING_REFRESH_S
-            try:
-                if trust.active_root(self.ca.state) is None:
-                    await self._bootstrap()
-                if not checked_config:
-                    checked_config = True
-                    self._warn_if_config_root_refused()
-                self.step()
-            except (CaError, StoreError, OSError) as exc:
-                log.warning("keeping certificates in step failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._sleep_s())
-
-    async def _bootstrap(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + BOOTSTRAP_WAIT_S
-        while trust.active_root(self.ca.state) is None:
-            if not self._has_join_targets or self._first_sync_done() or loop.time() >= deadline:
-                self.authority.bootstrap()
-                return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.2)
-
-    def _warn_if_config_root_refused(self) -> None:
+    def warn_if_config_root_refused(self) -> None:
         if self.authority.configured_root_refused():
             log.warning(
                 "connect.ca_config: the root in the config is refused: the mesh has a CA root "
                 "already; rotate to it instead (gossamer ca rotate --root-cert F --private-key F)"
             )
-
-    def _sleep_s(self) -> float:
-        now = self.authority.now()
-        moments = [m for m in (self.leaves.next_renewal(), self.authority.agent_renew_at) if m]
-        retiring = trust.next_retirement(self.ca.state, self.authority.now_ms())
-        if retiring is not None:
-            moments.append(datetime.fromtimestamp(retiring / 1000, UTC))
-        if not moments:
-            return MAX_SLEEP_S
-        return max(0.2, min(MAX_SLEEP_S, (min(moments) - now).total_seconds()))
 
     # -- /v1/agent/self ----------------------------------------------------------------------
 

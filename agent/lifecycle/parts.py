@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -36,11 +35,9 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
-from gossamer.agent.identity.authority import Authority
-from gossamer.agent.identity.cluster_secret import ClusterSecrets
-from gossamer.agent.identity.files import IdentityFiles
-from gossamer.agent.identity.leaves import LeafBook
+from gossamer.agent.identity.assemble import IdentitySettings, open_identity
 from gossamer.agent.identity.mesh_identity import MeshIdentity
+from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
 from gossamer.agent.lifecycle.joins import Joins
@@ -105,6 +102,7 @@ class Parts:
     replicator: Replicator
     members: MemberWatch
     identity: MeshIdentity
+    identity_loop: RenewalLoop
     reloader: Reloader
     http: web.AppRunner
     peer_rpc: PeerRpcServer
@@ -202,6 +200,7 @@ class _Gossip:
     replicator: Replicator
     members: MemberWatch
     identity: MeshIdentity
+    identity_loop: RenewalLoop
 
 
 async def _open_gossip(
@@ -230,34 +229,26 @@ async def _open_gossip(
         serf.client, on_event=replicator.on_member_event, on_resync=replicator.reconcile
     )
     await members.resync()
-    identity = _open_identity(c, s, serf, replicator)
-    return _Gossip(serf, joins, replicator, members, identity)
-
-
-def _open_identity(
-    c: AgentConfig, s: _State, serf: SerfProcess, replicator: Replicator
-) -> MeshIdentity:
-    """This agent's identity material, authority and leaves (its loop starts with the others)."""
-    rng = random.Random()
-    files = IdentityFiles(s.data_dir.path)
-    secrets = ClusterSecrets(
-        join_token=c.join_token, encrypt=c.encrypt, list_keys=lambda: serf.client.list_keys()
-    )
-
-    def leaf_ttl() -> timedelta:
-        return c.test_leaf_cert_ttl or s.ca.state.settings.leaf_cert_ttl
-
-    authority = Authority(
-        files, s.ca, secrets, node=c.node, node_id=s.node_id, datacenter=c.datacenter,
-        wall_ms=wall_ms, leaf_ttl=leaf_ttl, rng=rng, configured_root=c.connect.ca_config,
-    )  # fmt: skip
-    leaves = LeafBook(files, s.catalog.touch, authority.renewal_moment)
-    return MeshIdentity(
-        s.ca, authority, leaves, secrets, datacenter=c.datacenter,
-        registered=partial(_registered_here, s.local),
+    identity = _open_identity(c, s, serf)
+    identity_loop = RenewalLoop(
+        identity,
         first_sync_done=lambda: replicator.rounds > 0,
         has_join_targets=bool(c.join or c.retry_join),
-        leaf_ttl=leaf_ttl, unbounded_leaf_ttl=c.test_leaf_cert_ttl is not None,
+    )
+    return _Gossip(serf, joins, replicator, members, identity, identity_loop)
+
+
+def _open_identity(c: AgentConfig, s: _State, serf: SerfProcess) -> MeshIdentity:
+    """This agent's identity material, authority and leaves (its loop starts with the others)."""
+    settings = IdentitySettings(
+        node=c.node, node_id=s.node_id, datacenter=c.datacenter, join_token=c.join_token,
+        encrypt=c.encrypt, configured_root=c.connect.ca_config,
+        test_leaf_cert_ttl=c.test_leaf_cert_ttl,
+    )  # fmt: skip
+    return open_identity(
+        s.data_dir.path, s.ca, settings, notify=s.catalog.touch,
+        registered=partial(_registered_here, s.local), list_keys=lambda: serf.client.list_keys(),
+        wall_ms=wall_ms, rng=random.Random(),
     )  # fmt: skip
 
 
@@ -297,7 +288,8 @@ async def _open_frontends(
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
         local=s.local, intentions=s.intentions, ca=s.ca, serf=g.serf, joins=g.joins,
-        replicator=g.replicator, members=g.members, identity=g.identity, reloader=reloader,
+        replicator=g.replicator, members=g.members, identity=g.identity,
+        identity_loop=g.identity_loop, reloader=reloader,
         http=http,
         peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip

@@ -118,7 +118,7 @@ class Agent:
         spawn(reap_forever(parts.local), "reaper")
         spawn(parts.intentions.collect_forever(), "intention-gc")
         spawn(parts.ca.collect_forever(), "ca-gc")
-        spawn(parts.identity.run(), "identity")
+        spawn(parts.identity_loop.run(), "identity")
 
     async def _join(self, parts: Parts) -> bool:
         """Join, then tell systemd, the log and the terminal that the agent is ready."""
