@@ -114,6 +114,8 @@ def test_a_lone_agent_serves_roots_and_a_leaf_that_verify(solo: AgentProc, tmp_p
     assert verify(body, bundle(solo)) == "web"
     assert body["ServiceURI"].endswith("/ns/default/dc/dc1/svc/web")
     openssl_verify(tmp_path, body, solo)
+    with urllib.request.urlopen(f"{solo.http}/v1/connect/ca/roots?pem=true", timeout=10) as resp:
+        assert resp.read().decode() == roots[0]["RootCert"]  # Consul's ?pem=true
     identity = solo.get("/v1/agent/self")["Gossamer"]["Identity"]
     assert identity["Open"] is True and identity["AgentCertificate"]["Valid"] is True
 
