@@ -90,6 +90,11 @@ class MeshIdentity:
     def state(self) -> CaState:
         return self.ca.state
 
+    def trust_domain(self) -> str | None:
+        """The mesh's trust domain (`<cluster-id>.consul`), None before the first root."""
+        record = trust.active_root(self.ca.state)
+        return None if record is None else trust_domain_of(record.certificate)
+
     def trust_bundle(self) -> list[x509.Certificate]:
         """The roots to verify peers against: the active one and those still retiring."""
         return trust.bundle_certificates(self.ca.state, self.authority.now_ms())
@@ -131,11 +136,8 @@ class MeshIdentity:
 
     def roots_json(self) -> dict[str, Any]:
         """The /v1/connect/ca/roots body: the trust bundle, active root first."""
-        state = self.ca.state
-        record = trust.active_root(state)
-        domain = (trust_domain_of(record.certificate) or "") if record is not None else ""
-        entries = trust.root_entries(state, self.authority.now_ms(), self.ca.roots_index)
-        return roots_json(domain, entries)
+        entries = trust.root_entries(self.ca.state, self.authority.now_ms(), self.ca.roots_index)
+        return roots_json(self.trust_domain() or "", entries)
 
     def config_json(self) -> dict[str, Any]:
         """The /v1/connect/ca/configuration body: provider and TTLs, never a key."""
@@ -241,11 +243,10 @@ class MeshIdentity:
             and cert.not_valid_before_utc <= now < cert.not_valid_after_utc
             and self.authority.intermediate_root() == self._active_id()
         )
-        record = trust.active_root(self.ca.state)
         return {
             "Enrolment": self.secrets.kind,
             "Open": self.secrets.kind == OPEN,
-            "TrustDomain": (trust_domain_of(record.certificate) or "") if record else "",
+            "TrustDomain": self.trust_domain() or "",
             "AgentCertificate": {
                 "Valid": bool(valid),
                 "NotAfter": cert.not_valid_after_utc.isoformat() if cert is not None else "",
