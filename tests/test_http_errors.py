@@ -22,6 +22,7 @@ from gossamer.agent.config import ConfigError, ConfigProblem
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.errors import ERRORS, BadRequest, NotFound, ServerError
 from gossamer.agent.http.intention_access import IntentionsAccess
+from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
 from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode, NodeIdentity, UnknownId
 from gossamer.agent.replicated.intention_store import (
@@ -45,6 +46,8 @@ from gossamer.gossip.errors import SerfConnectionError, SerfRpcError
 from gossamer.gossip.keyring import InvalidKeyError, generate_key
 from gossamer.gossip.rpc_records import KeyResponse
 from gossamer.intentions.validate import IntentionError
+from gossamer.proxy.ca.errors import CaConfigError, LeafRequestError
+from tests.identity_support import make_identity
 
 UUID = "40e4a748-2192-161a-0510-9bf59fe950b5"
 KEY = generate_key()
@@ -124,7 +127,17 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     intentions = IntentionStore(
         intention_db, node="n1", wall_ms=lambda: 1_000, notify=catalog.touch
     )
-    app = make_app(FakeAgent(local), catalog, external, IntentionsAccess(intentions, lambda: False))
+    local.register_service({"Name": "api", "Port": 80})
+    local.register_service({"Name": "web~1", "Port": 81})
+    identity = make_identity(
+        tmp_path,
+        intention_db,
+        catalog,
+        wall_ms=lambda: 1_000,
+        registered={"api", "web~1"}.__contains__,
+    )  # never bootstrapped: no CA root, so a leaf is not ready
+    access = IntentionsAccess(intentions, lambda: False)
+    app = make_app(FakeAgent(local), catalog, external, access, identity)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -203,6 +216,15 @@ CASES = [
          "  n2: key is not valid\n  n3: no keyring"),
     Case(SerfConnectionError, "GET", "/v1/operator/keyring", None, 500,
          "listing gossip keys failed: serf is not reachable: connection refused"),
+    Case(CaConfigError, "PUT", "/v1/connect/ca/configuration",
+         '{"Provider": "consul", "Config": {"LeafCertTTL": "5m"}}', 400,
+         "LeafCertTTL: must be between 1h and 8760h"),
+    Case(LeafRequestError, "GET", "/v1/agent/connect/ca/leaf/web~1", None, 400,
+         "service 'web~1' in datacenter 'dc1': "),
+    Case(ServiceNotHere, "GET", "/v1/agent/connect/ca/leaf/db", None, 403,
+         "service 'db' is not registered on this agent"),
+    Case(IdentityNotReady, "GET", "/v1/agent/connect/ca/leaf/api", None, 503,
+         "this agent holds no intermediate under the mesh's active root yet"),
     Case(ConfigError, "PUT", "/v1/agent/reload", None, 500,
          "Failed reloading: the new configuration is invalid:\n"
          "/etc/gossamer/a.yaml: log_level: must be info"),

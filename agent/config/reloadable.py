@@ -30,6 +30,7 @@ from gossamer.agent.config.sections import SECTIONS, format_duration
 # identity in gossip and the catalog; bind, advertise, client and the ports
 # are bound sockets and serf's arguments; data_dir holds open state; encrypt
 # only seeds the keyring on first start (rotate keys with `gossamer keyring`);
+# join_token and test_leaf_cert_ttl are read by the identity at start;
 # rejoin_after_leave is read at start; dev changes every default; the dns
 # server and the intentions default are set up at start.
 RELOADABLE_KEYS: frozenset[str] = frozenset(
@@ -65,7 +66,7 @@ def _shown(key: str, value: object) -> str:
         return "(unset)"
     if key in ("services", "checks") and isinstance(value, tuple):
         return f"{len(value)} definitions"
-    if key == "encrypt":
+    if key in ("encrypt", "join_token") or key.startswith("connect."):
         return "(secret)"
     if isinstance(value, timedelta):
         return format_duration(value)

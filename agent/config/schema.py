@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from gossamer.agent.config.connect_section import ConnectConfig
 from gossamer.agent.config.errors import describe
 from gossamer.agent.config.registrations import check_definitions, service_definitions
 from gossamer.agent.config.sections import (
@@ -45,6 +46,8 @@ from gossamer.catalog.names import (
 from gossamer.gossip.keyring import KEY_BYTES, InvalidKeyError, validate_key
 
 DATACENTER_RE = re.compile(r"^[a-z0-9_-]+$")
+JOIN_TOKEN_MIN = 16
+TEST_LEAF_TTL_MIN = timedelta(seconds=10)
 
 
 def _port(value: object) -> int:
@@ -117,6 +120,24 @@ def _encrypt(value: object) -> str:
         raise _fail(f"{exc}; {rule}") from None
 
 
+def _join_token(value: object) -> str:
+    """A shared enrolment secret; long enough that guessing it (scrypt-slowed) is hopeless."""
+    rule = f"must be a string of at least {JOIN_TOKEN_MIN} characters"
+    if isinstance(value, str) and len(value) >= JOIN_TOKEN_MIN and value.isprintable():
+        return value
+    shown = f"{len(value)} characters" if isinstance(value, str) else describe(value)
+    raise _fail(f"{rule}, got {shown}")  # never the token itself: it is a secret
+
+
+def _test_leaf_ttl(value: object) -> timedelta | None:
+    if value is None:
+        return None
+    ttl = _duration(value)
+    if not TEST_LEAF_TTL_MIN <= ttl <= timedelta(hours=1):
+        raise _fail(f"must be from 10s to 1h, got {describe(value)}")
+    return ttl
+
+
 def _log_level(value: object) -> str:
     if isinstance(value, str) and value.lower() in LEVELS:
         return value.lower()
@@ -185,6 +206,13 @@ class AgentConfig(BaseModel):
     retry_interval: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(seconds=30)
     retry_max: Annotated[int, BeforeValidator(_count)] = 0  # 0: keep trying forever
     encrypt: Annotated[str | None, BeforeValidator(_encrypt)] = None
+    # Enrolment secret (README "Identity"): agents seal the CA key under it and
+    # need it to sign their own intermediate; wins over the gossip keyring.
+    join_token: Annotated[str | None, BeforeValidator(_join_token)] = None
+    # FOR TESTS ONLY: this agent's leaves and agent certificate get this TTL
+    # instead of LeafCertTTL (whose minimum is 1h), so a test can watch
+    # renewals and rotations end. Never set it in production.
+    test_leaf_cert_ttl: Annotated[timedelta | None, BeforeValidator(_test_leaf_ttl)] = None
     log_level: Annotated[str, BeforeValidator(_log_level)] = "info"
     log_json: Flag = False
     dev: Flag = False
@@ -206,6 +234,8 @@ class AgentConfig(BaseModel):
     dns: DnsConfig = DnsConfig()
     # default_policy is never None once loaded: load fills it from `dev`.
     intentions: IntentionsConfig = IntentionsConfig()
+    # An operator's own CA root for the mesh's first root (connect_section.py).
+    connect: ConnectConfig = ConnectConfig()
     sources: tuple[str, ...] = ()  # files read, in the order they were merged
 
 

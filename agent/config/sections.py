@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gossamer.agent.config.connect_section import ConnectConfig
 from gossamer.agent.config.errors import describe
 from gossamer.agent.config.values import Flag, _fail, is_ip, parse_host_port
 from gossamer.catalog.durations import (
@@ -273,5 +274,9 @@ class IntentionsConfig(BaseModel):
     )
 
 
-# The sections by top-level key.
-SECTIONS: dict[str, type[BaseModel]] = {"dns": DnsConfig, "intentions": IntentionsConfig}
+# The sections by top-level key (`connect:` is connect_section.py's).
+SECTIONS: dict[str, type[BaseModel]] = {
+    "dns": DnsConfig,
+    "intentions": IntentionsConfig,
+    "connect": ConnectConfig,
+}

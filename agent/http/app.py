@@ -19,6 +19,7 @@ from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
+from gossamer.agent.http.connect_ca_routes import IDENTITY_KEY, add_connect_ca_routes
 from gossamer.agent.http.errors import answer
 from gossamer.agent.http.health_routes import add_health_routes
 from gossamer.agent.http.intention_access import INTENTIONS_KEY, IntentionsAccess
@@ -27,6 +28,7 @@ from gossamer.agent.http.intention_routes import add_intention_id_routes, add_in
 from gossamer.agent.http.keyring_routes import add_keyring_routes
 from gossamer.agent.http.local_routes import add_local_routes
 from gossamer.agent.http.status_routes import add_status_routes
+from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.catalog.live import LiveCatalog
 
@@ -63,6 +65,7 @@ def make_app(
     catalog: LiveCatalog,
     external_nodes: ExternalNodes | None = None,
     intentions: IntentionsAccess | None = None,
+    identity: MeshIdentity | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[AGENT_KEY] = agent
@@ -71,6 +74,8 @@ def make_app(
         app[EXTERNAL_NODES_KEY] = external_nodes
     if intentions is not None:
         app[INTENTIONS_KEY] = intentions
+    if identity is not None:
+        app[IDENTITY_KEY] = identity
     app.router.add_get("/", index)
     add_agent_routes(app.router)
     add_status_routes(app.router)
@@ -81,5 +86,6 @@ def make_app(
     add_health_routes(app.router)
     add_intention_routes(app.router)
     add_intention_check_routes(app.router)
+    add_connect_ca_routes(app.router)
     add_intention_id_routes(app.router)  # last: /{id} would shadow /exact, /check, /match
     return app

@@ -29,6 +29,7 @@ from typing import Any
 
 from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
+from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
 from gossamer.agent.local.node import UnknownId
 from gossamer.agent.replicated.intention_store import DuplicateIntention, IntentionNotFound
 from gossamer.catalog.blocking import QueryParamError
@@ -44,6 +45,7 @@ from gossamer.gossip.errors import SerfConnectionError, SerfRpcError
 from gossamer.gossip.keyring import InvalidKeyError
 from gossamer.gossip.rpc import KeyResponse
 from gossamer.intentions.validate import IntentionError, Problem
+from gossamer.proxy.ca.errors import CaConfigError, LeafRequestError
 
 
 class HttpError(Exception):
@@ -125,6 +127,15 @@ ERRORS: dict[type[BaseException], Row] = {
     DuplicateIntention: Row(409, _said),
     # An intention ID (or pair) that nothing holds.
     IntentionNotFound: Row(404, _said),
+    # A CA configuration, root or key that cannot be used (a TTL out of bounds, a key
+    # that does not match its root, `ca init` once a root exists): every problem at once.
+    CaConfigError: Row(400, _said),
+    # A leaf that must not be signed (a bad service name, a CSR for another service).
+    LeafRequestError: Row(400, _said),
+    # A leaf asked of an agent where that service is not registered.
+    ServiceNotHere: Row(403, _said),
+    # No intermediate under the active root yet (no root, or no seal opens): try again.
+    IdentityNotReady: Row(503, _said),
     # A join address that is not host[:port].
     AddressError: Row(400, _said),
     # A gossip key that is not base64 of 32 bytes; the body field is always `Key`.

@@ -2,7 +2,8 @@
 
 A facade over the parts, so handlers never reach into the composition root:
 serf's RPC client, this node's registrations, its description for
-/v1/agent/self, reload, and a way to ask the agent to stop.
+/v1/agent/self (with `Gossamer.Identity`: enrolment, open or not, whether
+its agent certificate is valid), reload, and a way to ask the agent to stop.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.lifecycle.describe import self_info
 from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.local.node import LocalNode
@@ -29,6 +31,7 @@ class AgentFacade:
         serf: SerfProcess,
         local: LocalNode,
         catalog: LiveCatalog,
+        identity: MeshIdentity,
         reload: Callable[[], Awaitable[list[str]]],
         request_shutdown: Callable[[bool], None],
     ) -> None:
@@ -39,6 +42,7 @@ class AgentFacade:
         self._serf = serf
         self._local = local
         self._catalog = catalog
+        self._identity = identity
         self._reload = reload
         self._request_shutdown = request_shutdown
 
@@ -60,13 +64,15 @@ class AgentFacade:
         return self._local
 
     def self_info(self) -> dict[str, Any]:
-        return self_info(
+        info = self_info(
             self._status.config,
             node_id=self._node_id,
             ready=self._status.ready,
             data_dir=self._data_dir,
             blocking_queries=self._catalog.watchers,
         )
+        info["Gossamer"]["Identity"] = self._identity.summary()
+        return info
 
     async def reload(self) -> list[str]:
         return await self._reload()

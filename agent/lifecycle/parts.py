@@ -13,7 +13,7 @@ Callbacks that point at a part made later are wired where both exist:
 serf's restart hook reaches `joins`, and the member table is read through
 `members`, each bound before serf can call back (its supervisor only runs
 once `open_parts` awaits again); the intention store announces through
-the replicator once it exists; this node's record versions go to serf's
+the replicator once it exists, and so does the CA store; this node's record versions go to serf's
 tags once serf runs.
 """
 
@@ -35,6 +35,9 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
+from gossamer.agent.identity.assemble import IdentitySettings, open_identity
+from gossamer.agent.identity.mesh_identity import MeshIdentity
+from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
 from gossamer.agent.lifecycle.joins import Joins
@@ -47,8 +50,10 @@ from gossamer.agent.lifecycle.version_tag import RecordVersionTag, StartupVersio
 from gossamer.agent.local.config_registrations import ConfigRegistrations
 from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
+from gossamer.agent.sync.peer_link import Replicas
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
 from gossamer.catalog.live import LiveCatalog
@@ -59,6 +64,7 @@ from gossamer.gossip.member_watch import MemberWatch
 from gossamer.gossip.process import SerfProcess
 from gossamer.gossip.serf_launch import SerfSettings
 from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags
+from gossamer.proxy.ca.ca_entries import MAP_NAME as CA_MAP
 
 log = logging.getLogger("gossamer.agent")
 
@@ -90,10 +96,13 @@ class Parts:
     catalog: LiveCatalog
     local: LocalNode
     intentions: IntentionStore
+    ca: CaStore
     serf: SerfProcess
     joins: Joins
     replicator: Replicator
     members: MemberWatch
+    identity: MeshIdentity
+    identity_loop: RenewalLoop
     reloader: Reloader
     http: web.AppRunner
     peer_rpc: PeerRpcServer
@@ -112,7 +121,12 @@ class _State:
     local: LocalNode
     registrations: ConfigRegistrations
     intentions: IntentionStore
+    ca: CaStore
     version: StartupVersion
+
+    def replicas(self) -> Replicas:
+        """The replicated LWW maps, by name, for the replicator and the RPC server."""
+        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca}
 
 
 async def open_parts(status: AgentStatus, hooks: RootHooks) -> Parts:
@@ -141,9 +155,11 @@ async def _open_state(c: AgentConfig, undo: AsyncExitStack) -> _State:
     registrations = ConfigRegistrations(local, before=local.restore())
     apply_config_registrations(registrations, c)
     intentions = IntentionStore(store, node=c.node, wall_ms=wall_ms, notify=catalog.touch)
+    ca = CaStore(store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock)
     return _State(
-        data_dir, node_id, listeners, store, catalog, local, registrations, intentions, version
-    )
+        data_dir, node_id, listeners, store, catalog, local, registrations, intentions, ca,
+        version,
+    )  # fmt: skip
 
 
 def _open_data_dir(c: AgentConfig) -> DataDir:
@@ -183,6 +199,8 @@ class _Gossip:
     joins: Joins
     replicator: Replicator
     members: MemberWatch
+    identity: MeshIdentity
+    identity_loop: RenewalLoop
 
 
 async def _open_gossip(
@@ -199,19 +217,44 @@ async def _open_gossip(
     undo.push_async_callback(lambda: serf.stop(leave=hooks.leave_on_stop()))
     tag = RecordVersionTag(serf.client, hooks.tasks.spawn, latest=s.version.latest)
     s.local.on_version = tag.changed
-    replicas = {INTENTIONS_MAP: s.intentions}
     replicator = Replicator(
         s.catalog, self_origin=c.node, peers=lambda: list(members.table.values()),
-        rng=random.Random(), replicas=replicas,
+        rng=random.Random(), replicas=s.replicas(),
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
+    s.ca.announce = partial(replicator.spread, CA_MAP)
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
     members = MemberWatch(
         serf.client, on_event=replicator.on_member_event, on_resync=replicator.reconcile
     )
     await members.resync()
-    return _Gossip(serf, joins, replicator, members)
+    identity = _open_identity(c, s, serf)
+    identity_loop = RenewalLoop(
+        identity,
+        first_sync_done=lambda: replicator.rounds > 0,
+        has_join_targets=bool(c.join or c.retry_join),
+    )
+    return _Gossip(serf, joins, replicator, members, identity, identity_loop)
+
+
+def _open_identity(c: AgentConfig, s: _State, serf: SerfProcess) -> MeshIdentity:
+    """This agent's identity material, authority and leaves (its loop starts with the others)."""
+    settings = IdentitySettings(
+        node=c.node, node_id=s.node_id, datacenter=c.datacenter, join_token=c.join_token,
+        encrypt=c.encrypt, configured_root=c.connect.ca_config,
+        test_leaf_cert_ttl=c.test_leaf_cert_ttl,
+    )  # fmt: skip
+    return open_identity(
+        s.data_dir.path, s.ca, settings, notify=s.catalog.touch,
+        registered=partial(_registered_here, s.local), list_keys=lambda: serf.client.list_keys(),
+        wall_ms=wall_ms, rng=random.Random(),
+    )  # fmt: skip
+
+
+def _registered_here(local: LocalNode, service: str) -> bool:
+    """Whether a service of that name (or id) is registered on this agent."""
+    return any(s.name == service or s.id == service for s in local.services().values())
 
 
 async def _open_frontends(
@@ -222,21 +265,21 @@ async def _open_frontends(
     reloader = Reloader(status, hooks.load_config, s.registrations, g.joins)
     facade = AgentFacade(
         status, node_id=s.node_id, data_dir=str(s.data_dir.path), serf=g.serf, local=s.local,
-        catalog=s.catalog, reload=reloader.reload, request_shutdown=hooks.request_shutdown,
+        catalog=s.catalog, identity=g.identity, reload=reloader.reload,
+        request_shutdown=hooks.request_shutdown,
     )  # fmt: skip
     external = ExternalNodes(
         s.catalog, owner=c.node, wall_ms=wall_ms, is_member=partial(_is_cluster_member, g.members)
     )
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     http = web.AppRunner(
-        make_app(facade, s.catalog, external, intentions),
+        make_app(facade, s.catalog, external, intentions, g.identity),
         access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip
     await http.setup()
     undo.push_async_callback(http.cleanup)
     await web.SockSite(http, s.listeners.http).start()
-    replicas = {INTENTIONS_MAP: s.intentions}
-    peer_rpc = PeerRpcServer(s.catalog, self_origin=c.node, replicas=replicas)
+    peer_rpc = PeerRpcServer(s.catalog, self_origin=c.node, replicas=s.replicas())
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)
@@ -244,8 +287,10 @@ async def _open_frontends(
     await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
-        local=s.local, intentions=s.intentions, serf=g.serf, joins=g.joins,
-        replicator=g.replicator, members=g.members, reloader=reloader, http=http,
+        local=s.local, intentions=s.intentions, ca=s.ca, serf=g.serf, joins=g.joins,
+        replicator=g.replicator, members=g.members, identity=g.identity,
+        identity_loop=g.identity_loop, reloader=reloader,
+        http=http,
         peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip
 

@@ -117,6 +117,8 @@ class Agent:
         spawn(parts.replicator.run(), "replication")
         spawn(reap_forever(parts.local), "reaper")
         spawn(parts.intentions.collect_forever(), "intention-gc")
+        spawn(parts.ca.collect_forever(), "ca-gc")
+        spawn(parts.identity_loop.run(), "identity")
 
     async def _join(self, parts: Parts) -> bool:
         """Join, then tell systemd, the log and the terminal that the agent is ready."""

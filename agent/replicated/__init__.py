@@ -1,5 +1,6 @@
-"""Cluster-wide state any agent may write: the hybrid logical clock and the intention store.
+"""Cluster-wide state any agent may write: the hybrid logical clock, the intention and CA stores.
 
-Each is a last-writer-wins map stamped by this agent's persisted HLC and
-synced through the digest exchange. The CA's trust bundle will join them.
+Each is a last-writer-wins map (lww_replica.py holds what they share)
+stamped by this agent's one persisted HLC and synced through the digest
+exchange.
 """

@@ -21,11 +21,12 @@ Rules this class keeps:
   a new pair gets a new UUID. `UpdatedAt` is the write's HLC wall time.
 - News is announced (`announce`) so the replicator can hand it to a few
   peers at once, whether it was written here or just arrived from a peer.
+The map plumbing (commit, absorb, tombstones, snapshot) is lww_replica.py's,
+shared with the CA store.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -40,10 +41,10 @@ from gossamer.agent.replicated.intention_entries import (
     to_value,
 )
 from gossamer.agent.replicated.intention_view import IntentionView
+from gossamer.agent.replicated.lww_replica import LwwReplica
 from gossamer.catalog import lww
-from gossamer.catalog.hlc import Timestamp
-from gossamer.catalog.lww_sync import TOMBSTONE_GRACE_MS, Entries, Snapshot, expired
-from gossamer.catalog.store import CatalogStore, StoreError
+from gossamer.catalog.lww_sync import Entries
+from gossamer.catalog.store import CatalogStore
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import ALLOW, Decision, HttpRequest, Intention
 from gossamer.intentions.validate import IntentionError, check, validate
@@ -51,7 +52,6 @@ from gossamer.intentions.validate import IntentionError, check, validate
 log = logging.getLogger("gossamer.intentions")
 
 INTENTIONS = "intentions"  # the blocking-query index key of every intention route
-GC_INTERVAL_S = 600.0
 
 
 class DuplicateIntention(Exception):
@@ -67,7 +67,7 @@ class IntentionNotFound(LookupError):
         super().__init__(f"Intention not found: {what}")
 
 
-class IntentionStore:
+class IntentionStore(LwwReplica):
     def __init__(
         self,
         store: CatalogStore,
@@ -76,20 +76,16 @@ class IntentionStore:
         wall_ms: Callable[[], int],
         notify: Callable[[set[str]], int],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        clock: HlcClock | None = None,
     ) -> None:
         """Load the stored map (collecting expired tombstones) and resume the clock past it."""
-        self._store = store
-        self._wall_ms = wall_ms
         self._notify = notify
         self._new_id = new_id
-        self._map = store.lww_entries(MAP_NAME)
-        self._snapshot: Snapshot | None = None
-        self.collect()
-        stamps = [e.stamp for e in self._map.entries.values()]
-        self._clock = HlcClock(store, node, wall_ms=wall_ms, seen=stamps)
         self._view = IntentionView()
-        self.announce: Callable[[Entries], None] | None = None
-        self._refresh(list(self._map.entries))
+        super().__init__(
+            store, MAP_NAME, node=node, wall_ms=wall_ms, log=log, what="intention", clock=clock
+        )
+        self._changed(list(self._map.entries))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -190,80 +186,14 @@ class IntentionStore:
         self._commit(writes)
         return self._view.at(key)
 
-    def _commit(self, writes: Entries) -> None:
-        self._store.save_lww(writes, MAP_NAME, durable=True)
-        self._map, changed = lww.merge_entries(self._map, writes)
-        self._refresh(changed)
-        if self.announce is not None:
-            self.announce(writes)
-
-    # -- replication (catalog.lww_sync's Replica side) -------------------------------------
-
-    def snapshot(self) -> Snapshot:
-        if self._snapshot is None:
-            self._snapshot = Snapshot.of(self._map)
-        return self._snapshot
-
-    def absorb(self, entries: Entries) -> list[str]:
-        """Merge entries from a peer; returns the keys that changed here.
-
-        Tombstones past their grace are not taken back (we may have just
-        collected them), and keys that are no pair are refused: they would
-        govern nothing and replicate forever. What cannot be stored is not
-        applied either, so memory never holds more than the file.
-        """
-        now = self._wall_ms()
-        fresh: Entries = []
-        for key, entry in entries:
-            if expired(entry, now, TOMBSTONE_GRACE_MS):
-                continue
-            if split_key(key) is None:
-                log.warning("refusing a replicated intention with key %r", key[:100])
-                continue
-            fresh.append((key, entry))
-        merged, changed = lww.merge_entries(self._map, fresh)
-        if not changed:
-            return []
-        news = [(k, merged.entries[k]) for k in changed]
-        try:
-            self._store.save_lww(news, MAP_NAME)
-        except StoreError as exc:  # not applied: a later round brings it again
-            log.warning("could not store %d replicated intention(s): %s", len(news), exc)
-            return []
-        for _, entry in news:
-            self._clock.observe(entry.stamp)
-        self._map = merged
-        self._refresh(changed)
-        if self.announce is not None:
-            self.announce(news)
-        return changed
-
-    # -- tombstones ------------------------------------------------------------------------
-
-    def collect(self) -> int:
-        """Forget tombstones past their grace; returns how many."""
-        before = self._map
-        after = lww.gc(before, self._wall_ms(), TOMBSTONE_GRACE_MS)
-        gone = [k for k in before.entries if k not in after.entries]
-        if gone:
-            self._store.delete_lww(gone, MAP_NAME)
-            self._map = after
-            self._snapshot = None
-        return len(gone)
-
-    async def collect_forever(self, interval: float = GC_INTERVAL_S) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.collect()
-            except StoreError as exc:
-                log.warning("collecting intention tombstones failed: %s", exc)
-
     # -- derived state ---------------------------------------------------------------------
 
-    def _refresh(self, changed: list[str]) -> None:
+    def accepts(self, key: str) -> bool:
+        """Keys that are no pair would govern nothing and replicate forever."""
+        return split_key(key) is not None
+
+    def _changed(self, changed: list[str]) -> None:
         """Give the changed keys the next index and decode them again (see IntentionView)."""
-        self._snapshot = None
         if not changed:
             return
         self._view.refresh(self._map.entries, changed, self._notify({INTENTIONS}))
@@ -272,7 +202,3 @@ class IntentionStore:
     def current(self) -> IntentionSet:
         """The decision index, rebuilt on the first read after a change."""
         return self._view.current
-
-    @property
-    def clock_last(self) -> Timestamp:
-        return self._clock.last

@@ -95,12 +95,17 @@ def leaf_json(
     service: ServiceId,
     create_index: int,
     modify_index: int,
+    chain: Sequence[x509.Certificate] = (),
 ) -> dict[str, Any]:
-    """The /v1/agent/connect/ca/leaf/<service> body."""
+    """The /v1/agent/connect/ca/leaf/<service> body.
+
+    `chain`: the intermediates between the leaf and the root, appended to
+    CertPEM after the leaf (as Consul does), so a TLS peer gets the chain.
+    """
     serial = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8 or 1, "big")
     return {
         "SerialNumber": colon_hex(serial),
-        "CertPEM": certificate_pem(cert),
+        "CertPEM": "".join(certificate_pem(c) for c in (cert, *chain)),
         "PrivateKeyPEM": private_key_pem,
         "Service": service.service,
         "ServiceURI": service.uri,

@@ -46,17 +46,33 @@ def service_id(issuer: Issuer, datacenter: str, service: str) -> ServiceId:
         raise LeafRequestError(f"service {service!r} in datacenter {datacenter!r}: {exc}") from None
 
 
+def check_service_name(datacenter: str, service: str) -> None:
+    """LeafRequestError when no SPIFFE ID can name `service` in `datacenter`."""
+    probe = ServiceId(trust_domain="probe.consul", datacenter=datacenter, service=service)
+    try:
+        parse_service_uri(probe.uri)
+    except SpiffeError as exc:
+        raise LeafRequestError(f"service {service!r} in datacenter {datacenter!r}: {exc}") from None
+
+
 def issue_leaf(
     issuer: Issuer,
     datacenter: str,
     service: str,
     now: datetime,
     ttl: timedelta = LEAF_TTL_DEFAULT,
+    *,
+    test_only_unbounded_ttl: bool = False,
 ) -> Leaf:
-    """A new EC P-256 key and its leaf for `service`."""
+    """A new EC P-256 key and its leaf for `service`.
+
+    `test_only_unbounded_ttl` lifts the 1 h minimum (the agent's
+    `test_leaf_cert_ttl` key, so real-agent tests can watch renewals).
+    """
     identity = service_id(issuer, datacenter, service)
     key = generate_key(LEAF_KEY)
-    return Leaf(_sign(issuer, key.public_key(), identity, now, ttl), identity, key)
+    certificate = _sign(issuer, key.public_key(), identity, now, ttl, test_only_unbounded_ttl)
+    return Leaf(certificate, identity, key)
 
 
 def sign_leaf_csr(
@@ -74,9 +90,14 @@ def sign_leaf_csr(
 
 
 def _sign(
-    issuer: Issuer, public_key: PublicKey, identity: ServiceId, now: datetime, ttl: timedelta
+    issuer: Issuer,
+    public_key: PublicKey,
+    identity: ServiceId,
+    now: datetime,
+    ttl: timedelta,
+    unbounded: bool = False,
 ) -> x509.Certificate:
-    problems = leaf_ttl_problems(ttl)
+    problems = [] if unbounded and ttl > timedelta(0) else leaf_ttl_problems(ttl)
     if problems:
         raise LeafRequestError(*problems)
     builder = end_entity_builder(common_name(identity.service), public_key, identity.uri)

@@ -25,6 +25,7 @@ PACKAGES = {
     "dnsperf": "dnsperf",
     "kdig": "knot-dnsutils",
     "dig": "bind9-dnsutils",
+    "openssl": "openssl",
 }
 
 

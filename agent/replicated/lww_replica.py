@@ -1,0 +1,152 @@
+"""One replicated last-writer-wins map kept in SQLite: what the intention and CA stores share.
+
+A subclass names its map, says which keys it accepts from peers
+(`accepts`) and what to redo when keys change (`_changed`); this base keeps
+the map, its digest snapshot, commits and absorbs, and collects tombstones.
+
+Rules this class keeps:
+- A local write (`_commit`) returns only once it is committed and fsynced
+  (`save_lww(durable=True)`): what a client was told is written survives
+  `kill -9` and a power cut.
+- A peer's entries (`absorb`) are merged by `catalog.lww`'s rules; tombstones
+  past their grace are not taken back (we may have just collected them),
+  keys the subclass does not accept are refused and logged, and what cannot
+  be stored is not applied either, so memory never holds more than the file.
+- News, written here or learned from a peer, is announced (`announce`) so
+  the replicator hands it to a few peers at once.
+- Stamps come from the agent's one HLC (shared between maps), which every
+  absorbed stamp moves forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from gossamer.agent.replicated.hlc_clock import HlcClock
+from gossamer.catalog import lww
+from gossamer.catalog.hlc import Timestamp
+from gossamer.catalog.lww_sync import TOMBSTONE_GRACE_MS, Entries, Snapshot, expired
+from gossamer.catalog.store import CatalogStore, StoreError
+
+GC_INTERVAL_S = 600.0
+
+
+class LwwReplica:
+    def __init__(
+        self,
+        store: CatalogStore,
+        map_name: str,
+        *,
+        node: str,
+        wall_ms: Callable[[], int],
+        log: logging.Logger,
+        what: str,
+        clock: HlcClock | None = None,
+    ) -> None:
+        """Load the stored map (collecting expired tombstones); resume the clock past it.
+
+        `what` names an entry in log lines ("intention", "CA entry").
+        """
+        self._store = store
+        self._map_name = map_name
+        self._wall_ms = wall_ms
+        self._log = log
+        self._what = what
+        self._map = store.lww_entries(map_name)
+        self._snapshot: Snapshot | None = None
+        self.collect()
+        stamps = [e.stamp for e in self._map.entries.values()]
+        if clock is None:
+            clock = HlcClock(store, node, wall_ms=wall_ms, seen=stamps)
+        else:
+            for stamp in stamps:
+                clock.observe(stamp)
+        self._clock = clock
+        self.announce: Callable[[Entries], None] | None = None
+
+    # -- what a subclass says ----------------------------------------------------------------
+
+    def accepts(self, key: str) -> bool:
+        """Whether a key from a peer has a shape this map holds."""
+        return True
+
+    def _changed(self, keys: list[str]) -> None:
+        """Keys whose entry changed (written here or absorbed); called after the map moved."""
+
+    # -- local writes ------------------------------------------------------------------------
+
+    def _commit(self, writes: Entries) -> None:
+        self._store.save_lww(writes, self._map_name, durable=True)
+        self._map, changed = lww.merge_entries(self._map, writes)
+        self._snapshot = None
+        self._changed(changed)
+        if self.announce is not None:
+            self.announce(writes)
+
+    # -- replication (catalog.lww_sync's Replica side) -----------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = Snapshot.of(self._map)
+        return self._snapshot
+
+    def absorb(self, entries: Entries) -> list[str]:
+        """Merge entries from a peer; returns the keys that changed here."""
+        now = self._wall_ms()
+        fresh: Entries = []
+        for key, entry in entries:
+            if expired(entry, now, TOMBSTONE_GRACE_MS):
+                continue
+            if not self.accepts(key):
+                self._log.warning("refusing a replicated %s with key %r", self._what, key[:100])
+                continue
+            fresh.append((key, entry))
+        merged, changed = lww.merge_entries(self._map, fresh)
+        if not changed:
+            return []
+        news = [(k, merged.entries[k]) for k in changed]
+        try:
+            self._store.save_lww(news, self._map_name)
+        except StoreError as exc:  # not applied: a later round brings it again
+            self._log.warning("could not store %d replicated %s(s): %s", len(news), self._what, exc)
+            return []
+        for _, entry in news:
+            self._clock.observe(entry.stamp)
+        self._map = merged
+        self._snapshot = None
+        self._changed(changed)
+        if self.announce is not None:
+            self.announce(news)
+        return changed
+
+    # -- tombstones --------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Forget tombstones past their grace; returns how many."""
+        before = self._map
+        after = lww.gc(before, self._wall_ms(), TOMBSTONE_GRACE_MS)
+        gone = [k for k in before.entries if k not in after.entries]
+        if gone:
+            self._store.delete_lww(gone, self._map_name)
+            self._map = after
+            self._snapshot = None
+        return len(gone)
+
+    async def collect_forever(self, interval: float = GC_INTERVAL_S) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.collect()
+            except StoreError as exc:
+                self._log.warning("collecting %s tombstones failed: %s", self._what, exc)
+
+    @property
+    def clock(self) -> HlcClock:
+        """The agent's HLC (shared, so every map's stamps move one clock)."""
+        return self._clock
+
+    @property
+    def clock_last(self) -> Timestamp:
+        return self._clock.last
