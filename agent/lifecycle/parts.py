@@ -49,8 +49,10 @@ from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode, NodeIdentity
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
+from gossamer.agent.sync.identity import NotEnrolled
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
+from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Service
 from gossamer.catalog.store import FILE_NAME as STORE_FILE
@@ -202,7 +204,7 @@ async def _open_gossip(
     replicas = {INTENTIONS_MAP: s.intentions}
     replicator = Replicator(
         s.catalog, self_origin=c.node, peers=lambda: list(members.table.values()),
-        rng=random.Random(), replicas=replicas,
+        rng=random.Random(), replicas=replicas, tls=AgentTls(NotEnrolled()),
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     undo.callback(replicator.stop)
@@ -236,7 +238,7 @@ async def _open_frontends(
     undo.push_async_callback(http.cleanup)
     await web.SockSite(http, s.listeners.http).start()
     replicas = {INTENTIONS_MAP: s.intentions}
-    peer_rpc = PeerRpcServer(s.catalog, self_origin=c.node, replicas=replicas)
+    peer_rpc = PeerRpcServer(s.catalog, self_origin=c.node, replicas=replicas, tls=g.replicator.tls)
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)
