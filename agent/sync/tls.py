@@ -67,7 +67,7 @@ from gossamer.agent.sync.refusals import Refusals
 log = logging.getLogger("gossamer.replication")
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS handshake may take before the connection is dropped
-_NOT_TLS_REASONS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNSUPPORTED_PROTOCOL"}
+_DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
 
 
 def _wall_ms() -> int:
@@ -159,8 +159,8 @@ def peer_chain(ssl_object: ssl.SSLObject) -> list[bytes]:
     getter = getattr(ssl_object, "get_unverified_chain", None)  # Python 3.13+
     if getter is None:
         getter = ssl_object._sslobj.get_unverified_chain  # type: ignore[attr-defined]
-    found = getter() or []
-    return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in found]  # type: ignore[attr-defined]
+    found = [c for c in getter() or [] if c is not None]  # no certificate: [] or [None]
+    return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in found]
 
 
 def _context(

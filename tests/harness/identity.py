@@ -2,7 +2,7 @@
 
 - `Mesh`: a root of a trust domain; `mesh.enrol(node)` signs an agent's
   intermediate and its agent certificate, as enrolment will.
-- `TestIdentity`: `agent.sync.identity.RpcIdentity` over one agent's
+- `MeshIdentity`: `agent.sync.identity.RpcIdentity` over one agent's
   credentials and the mesh's bundle, with a revoked set the test can fill
   and a `ca-bundle` answer naming the mesh.
 - Certificates that must be refused: `mesh.expired(node)`,
@@ -101,7 +101,7 @@ class Mesh:
 
 
 @dataclass
-class TestIdentity:
+class MeshIdentity:
     """`RpcIdentity` over a mesh and one agent's credentials; revoke by node name."""
 
     mesh: Mesh
@@ -135,4 +135,4 @@ class TestIdentity:
 
 def agent_tls(mesh: Mesh, credentials: Credentials | None) -> AgentTls:
     """What an agent holding `credentials` in `mesh` speaks agent RPC with."""
-    return AgentTls(TestIdentity(mesh, credentials))
+    return AgentTls(MeshIdentity(mesh, credentials))

@@ -3,7 +3,8 @@
 - `SyncPeer`: an agent's sync side for real: a LiveCatalog on its own
   SQLite file (and, if asked, an IntentionStore beside it, replicated),
   served by the real PeerRpcServer on a loopback port over mutual TLS
-  (its agent certificate from the test mesh of tests/harness/identity.py),
+  (its agent certificate from the test mesh of tests/harness/identity.py,
+  or the `credentials` given, trusting the `mesh` given),
   with a Member for it and a Replicator over it. `SyncPeers` makes them
   under one mesh and closes them; `SyncPeers.tls_for(node)` is the TLS of
   any other agent of that mesh (a test speaking as it).
@@ -39,7 +40,7 @@ from gossamer.catalog.sync_answer import Served, answer
 from gossamer.catalog.sync_exchange import Conversation
 from gossamer.catalog.sync_protocol import Effects, FrameDecoder, Message, encode
 from gossamer.gossip.members import Member
-from tests.harness.identity import Mesh, agent_tls
+from tests.harness.identity import Credentials, Mesh, agent_tls
 
 DC = "dc1"
 
@@ -67,6 +68,7 @@ class SyncPeer:
         root: Path,
         *,
         mesh: Mesh,
+        credentials: Credentials | None = None,
         intentions: bool = False,
         wall_ms: int = 1_000,
         idle_timeout: float = 30.0,
@@ -81,7 +83,7 @@ class SyncPeer:
                 db, node=name, wall_ms=lambda: wall_ms, notify=self.catalog.touch
             )
             self.replicas = {MAP_NAME: self.store}
-        self.tls = agent_tls(mesh, mesh.enrol(name))
+        self.tls = agent_tls(mesh, credentials or mesh.enrol(name))
         self.server = PeerRpcServer(
             self.catalog,
             self_origin=name,
@@ -137,7 +139,8 @@ class SyncPeers:
         self.mesh = Mesh()
 
     def __call__(self, name: str, **options: object) -> SyncPeer:
-        peer = SyncPeer(name, self._root, mesh=self.mesh, **options)  # type: ignore[arg-type]
+        options.setdefault("mesh", self.mesh)
+        peer = SyncPeer(name, self._root, **options)  # type: ignore[arg-type]
         self._made.append(peer)
         return peer
 
