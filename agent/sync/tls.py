@@ -32,6 +32,11 @@ Who verifies what, and why both OpenSSL and gossamer:
   an agent certificate names a node id, not a host) and checks the server's
   SPIFFE ID with the same `check_peer` instead.
 
+The server sends no TLS 1.3 session tickets: asyncio's client cannot pass a
+session back, so they would buy nothing, and a ticket sent after the
+handshake held the first reply back by ~40 ms (bench/rpc_tls.py: 45 ms ->
+2 ms per request).
+
 Contexts are built once per identity `generation` (a key load each), not per
 connection: the server upgrades each accepted TCP connection itself
 (`StreamWriter.start_tls`), so a rebuilt context applies to the next
@@ -173,6 +178,7 @@ def _context(
         context.verify_mode = ssl.CERT_REQUIRED
     else:
         context.verify_mode = ssl.CERT_OPTIONAL  # a peer without one may ask for "ca-bundle"
+        context.num_tickets = 0  # no resumption (asyncio cannot offer a session); see below
     if roots:
         pem = b"".join(r.public_bytes(serialization.Encoding.PEM) for r in roots)
         context.load_verify_locations(cadata=pem.decode("ascii"))
