@@ -12,9 +12,13 @@ The TLS rows are the real `agent.sync` client and server (handshake, both
 chains verified by OpenSSL and by gossamer's `verify_chain`); the plain rows
 run the same pure conversation (`DigestExchange`, `sync_answer.respond`,
 `apply_effects`) over a bare TCP twin of the server loop defined here — the
-product has no plaintext mode, so the baseline lives in the bench. Prints
-the median and p90 per round and the ratio of the medians (the goal: TLS no
-more than 10 % slower).
+product has no plaintext mode, so the baseline lives in the bench. Each is
+run with a new connection per round (TLS: the pool emptied first, so a full
+handshake every round; plain: what agents did before TLS) and with the
+connection kept (what the TLS client does now, pool.py). Prints the median
+and p90 per round and, on each TLS row, the ratio of its median to the
+plain row above it (the goal: TLS no more than 10 % slower). The agents'
+real cost of TLS is "TLS, kept conn" against "plain, new conn".
 
     .venv/bin/python bench/rpc_tls.py [--rounds 200] [--nodes 10,1000]
 """
@@ -53,9 +57,13 @@ class PlainTwin:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[:2]  # type: ignore[no-any-return]
 
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder, peer = FrameDecoder(), self.peer
-        while data := await reader.read(65536):
+        while data := await reader.read(65536):  # until the client closes
             for message in decoder.feed(data):
                 served = Served(peer.catalog.state, "dc1", snapshots(peer.replicas))
                 frame, effects = respond(message, served)
@@ -68,21 +76,32 @@ class PlainTwin:
         writer.close()
 
 
-async def plain_exchange(addr: tuple[str, int], a: SyncPeer) -> None:
-    """`client.exchange` over bare TCP: the same conversation and effects."""
-    reader, writer = await asyncio.open_connection(*addr)
-    conversation = DigestExchange(a.catalog.state, "dc1", snapshots(a.replicas))
-    decoder, pending = FrameDecoder(), list[Message]()
-    request: Message | None = conversation.first_request()
-    while request is not None:
-        writer.write(encode(request))
-        while not pending:
-            pending += decoder.feed(await reader.read(65536))
-        step = conversation.receive(pending.pop(0))
-        apply_effects(a.catalog, a.replicas, step.effects, self_origin="a", tls=a.tls, peer="b")
-        request = step.request
-    writer.close()
-    await writer.wait_closed()
+class PlainClient:
+    """`client.exchange` over bare TCP: the same conversation and effects; `keep` reuses the
+    connection across rounds as the TLS client's pool does."""
+
+    def __init__(self, addr: tuple[str, int], a: SyncPeer, *, keep: bool) -> None:
+        self.addr, self.a, self.keep = addr, a, keep
+        self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def exchange(self) -> None:
+        a = self.a
+        reader, writer = self.conn or await asyncio.open_connection(*self.addr)
+        conversation = DigestExchange(a.catalog.state, "dc1", snapshots(a.replicas))
+        decoder, pending = FrameDecoder(), list[Message]()
+        request: Message | None = conversation.first_request()
+        while request is not None:
+            writer.write(encode(request))
+            while not pending:
+                pending += decoder.feed(await reader.read(65536))
+            step = conversation.receive(pending.pop(0))
+            apply_effects(a.catalog, a.replicas, step.effects, self_origin="a", tls=a.tls, peer="b")
+            request = step.request
+        if self.keep:
+            self.conn = (reader, writer)
+        else:
+            writer.close()
+            await writer.wait_closed()
 
 
 async def timed(
@@ -105,11 +124,22 @@ async def measure(nodes: int, rounds: int, root: Path) -> list[tuple[str, list[f
             peer.catalog.apply(records)
         a.catalog.apply([node_record("a", 1)])
         b.catalog.apply([node_record("b", 1)])
-        twin = await PlainTwin(b).start()
-        tls_round = lambda: exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)  # noqa: E731
-        plain_round = lambda: plain_exchange(twin, a)  # noqa: E731
-        await tls_round()  # warm both paths and agree
-        await plain_round()
+        plain = PlainTwin(b)
+        twin = await plain.start()
+        kept = PlainClient(twin, a, keep=True)
+
+        async def tls_new() -> None:
+            a.tls.pool.close_all()  # a handshake every round
+            await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+
+        transports = [
+            ("plain, new conn", PlainClient(twin, a, keep=False).exchange),
+            ("TLS,   new conn", tls_new),
+            ("plain, kept conn", kept.exchange),
+            ("TLS,   kept conn", lambda: exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)),
+        ]
+        for _, once in transports:  # warm every path; the catalogs agree from here on
+            await once()
         version = iter(range(2, 10**9))
 
         def still(_: int) -> None:
@@ -120,10 +150,13 @@ async def measure(nodes: int, rounds: int, root: Path) -> list[tuple[str, list[f
 
         rows = []
         for label, before in (("steady", still), ("1 change", change)):
-            for transport, once in (("plain", plain_round), ("TLS", tls_round)):
-                rows.append(
-                    (f"{nodes:>5} nodes, {label:<8} {transport}", await timed(rounds, before, once))
-                )
+            for transport, once in transports:
+                values = await timed(rounds, before, once)
+                rows.append((f"{nodes:>5} nodes, {label:<8} {transport}", values))
+        if kept.conn is not None:
+            kept.conn[1].close()
+            await kept.conn[1].wait_closed()
+        plain.stop()
         return rows
 
 
@@ -140,13 +173,16 @@ def main() -> None:
         for nodes in (int(n) for n in args.nodes.split(",")):
             (where := Path(tmp, str(nodes))).mkdir()
             rows = asyncio.run(measure(nodes, args.rounds, where))
-            print(f"{'round trip (ms)':<34} {'median':>8} {'p90':>8} {'ratio':>7}")
+            print(f"{'round trip (ms)':<42} {'median':>8} {'p90':>8} {'ratio':>7}")
             for index, (label, values) in enumerate(rows):
                 median = statistics.median(values)
                 ratio = ""
                 if index % 2:
                     ratio = f"{median / statistics.median(rows[index - 1][1]):.2f}x"
-                print(f"{label:<34} {median:8.2f} {p90(values):8.2f} {ratio:>7}")
+                print(f"{label:<42} {median:8.2f} {p90(values):8.2f} {ratio:>7}")
+            for before, now in ((0, 3), (4, 7)):  # plain new conn (before TLS) -> TLS kept (now)
+                change = statistics.median(rows[now][1]) / statistics.median(rows[before][1])
+                print(f"{rows[now][0].split(' TLS')[0]}: agents before TLS -> now: {change:.2f}x")
             print()
 
 

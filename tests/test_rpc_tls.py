@@ -261,3 +261,30 @@ async def test_refusals_are_logged_once_per_address_per_minute(
     logged = [r for r in caplog.records if "refused 127.0.0.1" in r.getMessage()]
     assert len(logged) == 1 and "not-tls" in logged[0].getMessage()
     await still_serves(a, b)
+
+
+# -- kept connections ------------------------------------------------------------------------
+
+
+async def test_rounds_reuse_one_verified_connection(agents: SyncPeers) -> None:
+    a, b = await pair(agents)
+    for _ in range(3):
+        await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, replicas=a.replicas)
+    assert a.tls.pool.idle == 1 and b.server.connections == 1  # one handshake for three rounds
+    a.tls.identity.generation += 1  # type: ignore[misc]  # a new bundle or certificate here
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.tls.pool.idle == 1  # the old one was dropped, a new one kept
+    await eventually_async(lambda: b.server.connections == 1)
+
+
+async def test_a_kept_connection_is_checked_again_after_a_revocation(agents: SyncPeers) -> None:
+    a, b = await pair(agents)
+    await still_serves(a, b)
+    assert a.tls.pool.idle == 1
+    b.tls.identity.revoke("a")  # type: ignore[attr-defined]
+    b.catalog.apply([node_record("b", 2, "db")])
+    with pytest.raises(PeerError):
+        await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.has("b", 1)  # nothing more was read after the revocation
+    assert b.server.refusals[refusals.REVOKED] == 1
+    assert a.tls.pool.idle == 0

@@ -7,7 +7,9 @@ connection is TLS 1.3 with this agent's certificate, and the server must
 prove an agent identity of our mesh (`AgentTls.check`, server auth) before
 a frame is sent. Every step runs under one deadline; any failure (refused,
 timed out, not verified, bad reply) is a PeerError, and what was applied
-before it stays.
+before it stays. A connection that ended its conversation cleanly is kept
+for the next one with the same peer (pool.py), so most rounds skip the
+handshake.
 
 `fetch_ca_bundle` is the enrolment call: TLS without a client certificate
 and without verifying the server (this agent has no bundle yet to verify
@@ -20,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from gossamer.agent.sync.peer_check import PeerRefused
 from gossamer.agent.sync.peer_link import (
-    READ_CHUNK,
     Address,
     PeerError,
     Replicas,
@@ -32,6 +34,7 @@ from gossamer.agent.sync.peer_link import (
     apply_effects,
     snapshots,
 )
+from gossamer.agent.sync.pool import Connection
 from gossamer.agent.sync.tls import AgentTls, enrolment_context
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import Entries
@@ -42,48 +45,44 @@ from gossamer.catalog.sync_exchange import (
     HandOver,
     PullExchange,
 )
-from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError, encode
+from gossamer.catalog.sync_protocol import Message, ProtocolError
 from gossamer.proxy.ca.verify import SERVER_AUTH
 
 log = logging.getLogger("gossamer.replication")
 
 
-class _Connection:
-    """Frames to and from one peer, one reply per request."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._decoder = FrameDecoder()
-        self._pending: list[Message] = []
-
-    async def request(self, message: Message) -> Message:
-        self._writer.write(encode(message))
-        await self._writer.drain()
-        while not self._pending:
-            data = await self._reader.read(READ_CHUNK)
-            if not data:
-                raise PeerError("peer closed the connection")
-            self._pending.extend(self._decoder.feed(data))
-        return self._pending.pop(0)
+async def _dial(addr: Address, tls: AgentTls | None) -> Connection:
+    """A new TLS connection; with `tls`, the server verified as an agent of our mesh."""
+    generation = tls.identity.generation if tls is not None else 0
+    context = enrolment_context() if tls is None else tls.client_context()
+    if context is None:
+        raise PeerError(f"{addr[0]}:{addr[1]}: this agent has no certificate yet")
+    reader, writer = await asyncio.open_connection(addr[0], addr[1], ssl=context)
+    if tls is not None:
+        try:
+            tls.check(writer.get_extra_info("ssl_object"), SERVER_AUTH)
+        except PeerRefused:
+            writer.transport.abort()
+            raise
+    return Connection(reader, writer, generation, time.monotonic())
 
 
 @contextlib.asynccontextmanager
 async def _connect(
     addr: Address, tls: AgentTls | None, timeout: float
-) -> AsyncIterator[_Connection]:
-    """A verified TLS connection to `addr` (`tls` None: the enrolment one), every step under
-    one deadline; errors become PeerError."""
-    writer: asyncio.StreamWriter | None = None
-    context = enrolment_context() if tls is None else tls.client_context()
-    if context is None:
-        raise PeerError(f"{addr[0]}:{addr[1]}: this agent has no certificate yet")
+) -> AsyncIterator[Connection]:
+    """A verified connection to `addr`, pooled or new (`tls` None: the enrolment one, never
+    pooled); every step under one deadline; errors become PeerError."""
+    conn: Connection | None = None
+    done = False
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(addr[0], addr[1], ssl=context)
             if tls is not None:
-                tls.check(writer.get_extra_info("ssl_object"), SERVER_AUTH)
-            yield _Connection(reader, writer)
+                conn = tls.pool.take(addr, tls.identity.generation, time.monotonic())
+            if conn is None:
+                conn = await _dial(addr, tls)
+            yield conn
+        done = True
     except TimeoutError:
         raise PeerError(f"{addr[0]}:{addr[1]}: timed out after {timeout}s") from None
     except PeerRefused as exc:
@@ -91,8 +90,11 @@ async def _connect(
     except (OSError, ProtocolError, ExchangeError) as exc:
         raise PeerError(f"{addr[0]}:{addr[1]}: {exc}") from exc
     finally:
-        if writer is not None:
-            await _close(writer)
+        if conn is not None:
+            if done and tls is not None:
+                tls.pool.give_back(addr, conn, time.monotonic())
+            else:
+                await _close(conn.writer)
 
 
 async def _converse(

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gossamer.agent.sync import refusals
-from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import (
     MAX_CLOCK_OFFSET_MS,
@@ -25,6 +24,9 @@ from gossamer.catalog.lww_sync import (
     split_ahead,
 )
 from gossamer.catalog.sync_protocol import Effects
+
+if TYPE_CHECKING:  # tls.py imports this module (through pool.py)
+    from gossamer.agent.sync.tls import AgentTls
 
 log = logging.getLogger("gossamer.replication")
 

@@ -97,6 +97,7 @@ class Replicator:
     def stop(self) -> None:
         self._stopped.set()
         self._cancel_pulls()
+        self._tls.pool.close_all()
 
     def eligible(self, member: Member) -> bool:
         """A live agent of our datacenter, not us, that advertises an RPC port."""

@@ -9,7 +9,10 @@ TLS at once (tls.py says who verifies what); plaintext, garbage, a slow
 handshake or a certificate that does not verify ends it there. A peer that
 presented no certificate may ask "ca-bundle" (enrolment) and nothing else:
 any other request gets an error reply and the connection is closed. A
-verified agent may push only records it owns (`absorb.split_owned`). Every
+verified agent may push only records it owns (`absorb.split_owned`). A
+connection is checked again before the next request when the identity's
+generation changes (new bundle, revocation) or a certificate of the peer's
+chain expires, since clients keep connections open (pool.py). Every
 refusal is counted per reason and logged once per peer address per minute
 (`AgentTls.refuse`). Bad framing closes the connection, a bad request gets
 an error reply, an idle connection is dropped, the number of connections is
@@ -133,6 +136,8 @@ class PeerRpcServer:
             pass
         except NotAllowed as exc:
             self._tls.refuse(refusals.NO_CERTIFICATE, peer_addr, str(exc))
+        except PeerRefused as exc:  # re-checked on a kept connection, and no longer valid
+            self._tls.refuse(exc.reason, peer_addr, str(exc))
         except ProtocolError as exc:
             log.debug("agent RPC: closing connection from %s: %s", peer, exc)
         except (ConnectionError, TimeoutError) as exc:
@@ -173,11 +178,15 @@ class PeerRpcServer:
     ) -> None:
         decoder = FrameDecoder()
         address = writer.get_extra_info("peername")
+        checked = self._tls.identity.generation
         while True:
             async with asyncio.timeout(self._idle_timeout):
                 data = await reader.read(READ_CHUNK)
             if not data:
                 return
+            if peer is not None and not self._still_valid(peer, checked):
+                checked = self._tls.identity.generation
+                peer = self._tls.check(writer.get_extra_info("ssl_object"), CLIENT_AUTH)
             for message in decoder.feed(data):
                 writer.write(self._answer(message, peer, address))
                 async with asyncio.timeout(self._idle_timeout):
@@ -186,6 +195,13 @@ class PeerRpcServer:
                     raise NotAllowed(
                         f"asked for {str(message['t'])[:40]!r} without an agent certificate"
                     )
+
+    def _still_valid(self, peer: PeerAgent, checked: int) -> bool:
+        """Whether a check made under identity generation `checked` still holds: the bundle,
+        the revocations and this agent's own chain are unchanged, and no certificate of
+        the peer's chain has expired since (a kept connection must not outlive either)."""
+        expires = min(c.not_valid_after_utc for c in peer.chain)
+        return self._tls.identity.generation == checked and self._tls.now() <= expires
 
     def _answer(self, message: Message, peer: PeerAgent | None, address: object) -> bytes:
         """The reply to one request from `peer` (None: no certificate, "ca-bundle" only)."""

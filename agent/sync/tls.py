@@ -67,6 +67,7 @@ from gossamer.agent.sync.peer_check import (
     check_peer,
     reason_of_verify_code,
 )
+from gossamer.agent.sync.pool import ConnectionPool
 from gossamer.agent.sync.refusals import Refusals
 
 log = logging.getLogger("gossamer.replication")
@@ -80,7 +81,8 @@ def _wall_ms() -> int:
 
 
 class AgentTls:
-    """Everything agent RPC needs to speak mutual TLS: the identity, the contexts, the refusals.
+    """Everything agent RPC needs to speak mutual TLS: the identity, the contexts, the refusals,
+    and the verified connections kept for reuse (pool.py).
 
     One instance is shared by the server, the replicator and the client calls
     of an agent; `wall_ms` is the clock for certificate validity and for the
@@ -97,6 +99,7 @@ class AgentTls:
         self.identity = identity
         self.wall_ms = wall_ms
         self.refusals = refused or Refusals()
+        self.pool = ConnectionPool()
         self._built: tuple[int, ssl.SSLContext | None, ssl.SSLContext | None] | None = None
 
     def server_context(self) -> ssl.SSLContext | None:

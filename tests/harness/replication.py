@@ -155,6 +155,7 @@ class SyncPeers:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         for peer in self._made:
+            peer.tls.pool.close_all()
             peer.server.close()
             peer.sock.close()
         for peer in self._made:
