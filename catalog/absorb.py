@@ -17,6 +17,11 @@ Rules this module keeps:
    (the state never holds both for one name); 0 when neither. A newer one
    announced elsewhere (a serf `cv` tag) is worth pulling; a new write of an
    owned node must go above it.
+4. A record *pushed* to us by a verified peer (agent RPC knows its node
+   name from its certificate) is taken only if that peer owns it (`origin`
+   is the peer); `split_owned` says which. Records of other owners still
+   arrive, in the replies of the peers this agent asks (digest deltas and
+   pulls), where relaying is how anti-entropy works.
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ RELAYED_REMOVAL = "removed (relayed by a peer)"
 def taken_from_peer(record: NodeRecord, self_origin: str) -> bool:
     """Rule 1: whether a record a peer sent may replace what is held here."""
     return not self_origin or record.origin != self_origin
+
+
+def split_owned(
+    records: Iterable[NodeRecord], peer_origin: str
+) -> tuple[list[NodeRecord], list[NodeRecord]]:
+    """Rule 4: (the records `peer_origin` owns, the records it does not)."""
+    owned: list[NodeRecord] = []
+    foreign: list[NodeRecord] = []
+    for record in records:
+        (owned if record.origin == peer_origin else foreign).append(record)
+    return owned, foreign
 
 
 def absorb(

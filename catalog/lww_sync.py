@@ -19,6 +19,15 @@ does not hold (a newer peer's), is simply not synced; an older peer ignores
 the field. A malformed part is an `LwwSyncError`, answered as an error.
 Entries pass `lww.entry_from_wire`; what a value means is the map owner's
 business (the intention store decodes and validates its own).
+
+The HLC bound (`split_ahead`): an entry stamped more than
+MAX_CLOCK_OFFSET_MS ahead of the receiver's wall clock is refused, so one
+peer with a broken (or hostile) clock can neither pin a value for days (its
+stamp would beat every honest write until the clocks caught up) nor drag
+every agent's clock forward (the HLC follows the stamps it takes in). A
+refused entry is not lost: the digests still differ, so every later round
+offers it again, and it is taken once the receiver's clock is within the
+bound — an honest writer whose clock runs ahead is only delayed.
 """
 
 from __future__ import annotations
@@ -36,6 +45,16 @@ MAX_KEYS = 100_000  # per map and message; far beyond any real intention set
 # Serf's reconnect_timeout: a member away longer than this is reaped, so no
 # peer can still hold a value older than a tombstone that has outlived it.
 TOMBSTONE_GRACE_MS = 72 * 3600 * 1000
+
+# The HLC bound. CockroachDB refuses more than 500 ms, but it also stops a node
+# whose clock drifts that far; gossamer does not manage anyone's clock, and
+# agents run on hosts and VMs that are NTP-synced to within tens of ms but
+# may be seconds off after a suspend or without NTP. 60 s keeps that honest
+# range working (time in flight does not count against it: an entry only
+# gets older on the way), while a bad clock can win a key for at most a
+# minute; it is also below the 5 minutes beyond which the agent's own clock
+# already refuses to follow a peer (agent/replicated/hlc_clock.py).
+MAX_CLOCK_OFFSET_MS = 60_000
 
 Entries = list[tuple[str, lww.Entry]]
 
@@ -182,6 +201,17 @@ def _keys(raw: object, name: str) -> list[str]:
     if not all(isinstance(k, str) for k in raw):
         raise LwwSyncError(f"lww.{name}.want: keys must be strings")
     return list(raw)
+
+
+def split_ahead(
+    entries: Entries, now_ms: int, bound_ms: int = MAX_CLOCK_OFFSET_MS
+) -> tuple[Entries, Entries]:
+    """(entries within the bound, entries stamped more than `bound_ms` after `now_ms`)."""
+    kept: Entries = []
+    ahead: Entries = []
+    for key, entry in entries:
+        (ahead if entry.stamp.wall_ms - now_ms > bound_ms else kept).append((key, entry))
+    return kept, ahead
 
 
 def expired(entry: lww.Entry, now_ms: int, grace_ms: int = TOMBSTONE_GRACE_MS) -> bool:

@@ -95,6 +95,10 @@ PURE_MODULES: tuple[str, ...] = (
     # checks: status tables and aggregation, the runner's check spec
     "agent/checks/spec.py",
     "agent/checks/status.py",
+    # agent RPC: who a peer is, what it may do, the refusal counters
+    "agent/sync/identity.py",
+    "agent/sync/peer_check.py",
+    "agent/sync/refusals.py",
     # replicated state: intentions as last-writer-wins entries
     "agent/replicated/intention_entries.py",
     "agent/replicated/intention_view.py",

@@ -1,4 +1,4 @@
-"""Intentions over agent RPC: real TCP on 127.0.0.1 between intention stores, no serf."""
+"""Intentions over agent RPC: real mutual TLS on 127.0.0.1 between intention stores, no serf."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ async def test_one_exchange_moves_intentions_both_ways(peers: Callable[..., Sync
     b.store.upsert(allow("api", "db", "deny"))
     b.store.upsert(allow("old", "db"))
     b.store.delete("old", "db")
-    assert await exchange(b.addr, a.catalog, self_origin="a", replicas=a.replicas) == 2
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, replicas=a.replicas) == 2
     assert a.pairs() == b.pairs() == {("web", "db"): "allow", ("api", "db"): "deny"}
     assert a.store.snapshot().hash == b.store.snapshot().hash  # the tombstone came along too
-    assert await exchange(b.addr, a.catalog, self_origin="a", replicas=a.replicas) == 0
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, replicas=a.replicas) == 0
 
 
 async def test_peers_without_intentions_still_sync_records(peers: Callable[..., SyncPeer]) -> None:
@@ -62,12 +62,14 @@ async def test_peers_without_intentions_still_sync_records(peers: Callable[..., 
             )
         ]
     )
-    await exchange(old_server.addr, new.catalog, self_origin="new", replicas=new.replicas)
+    await exchange(
+        old_server.addr, new.catalog, self_origin="new", tls=new.tls, replicas=new.replicas
+    )
     assert new.catalog.record("old") is not None  # the record came; the lww part was ignored
 
     new_server = await peers("srv").start()
     new_server.store.upsert(allow("api", "db"))
-    (delta,) = await talk(new_server.addr, digest_request(new.catalog.state, "dc1"))
+    (delta,) = await talk(new_server.addr, digest_request(new.catalog.state, "dc1"), tls=new.tls)
     assert (
         delta["t"] == "delta" and "lww" not in delta
     )  # an old client's digest: answered as before
@@ -80,7 +82,7 @@ async def test_a_malformed_lww_part_is_an_error_and_the_connection_stays(
     bad = {**digest_request(b.catalog.state, "dc1"), "lww": ["nope"]}
     push = {"t": "push", "dc": "dc1", "records": [], "lww": {MAP_NAME: {"entries": [{"k": 1}]}}}
     good = digest_request(b.catalog.state, "dc1")
-    replies = await talk(b.addr, bad, push, good)
+    replies = await talk(b.addr, bad, push, good, tls=b.tls)
     assert [r["t"] for r in replies] == ["error", "error", "delta"]
     assert "lww" in replies[0]["msg"]
 
@@ -94,7 +96,11 @@ async def test_hand_over_wakes_a_blocking_watcher_on_the_receiver(
     await eventually_async(lambda: b.catalog.watchers == 1)
     made = a.store.upsert(allow("web", "db", "deny"))
     await hand_over(
-        b.addr, "dc1", MAP_NAME, [("web => db", a.store.snapshot().entries.entries["web => db"])]
+        b.addr,
+        "dc1",
+        MAP_NAME,
+        [("web => db", a.store.snapshot().entries.entries["web => db"])],
+        tls=a.tls,
     )
     await asyncio.wait_for(watcher, 2)
     got = b.store.get("web", "db")

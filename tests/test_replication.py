@@ -1,4 +1,4 @@
-"""Replication over agent RPC: real TCP on 127.0.0.1 between LiveCatalogs, no serf."""
+"""Replication over agent RPC: real mutual TLS on 127.0.0.1 between LiveCatalogs, no serf."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from gossamer.agent.sync.client import exchange, pull
 from gossamer.agent.sync.peer_link import PeerError
+from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog import merge
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
@@ -18,7 +19,7 @@ from gossamer.catalog.wire import record_to_wire
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_records import MemberEvent
 from tests.harness.poll import eventually_async
-from tests.harness.replication import SyncPeers, talk
+from tests.harness.replication import SyncPeers, open_tls, talk
 from tests.harness.replication import node_record as record
 
 
@@ -28,8 +29,8 @@ async def agents(tmp_path: Path) -> AsyncIterator[SyncPeers]:
         yield make
 
 
-async def closed_after(addr: tuple[str, int], payload: bytes) -> bool:
-    reader, writer = await asyncio.open_connection(*addr)
+async def closed_after(addr: tuple[str, int], payload: bytes, tls: AgentTls) -> bool:
+    reader, writer = await open_tls(addr, tls)
     try:
         writer.write(payload)
         return await asyncio.wait_for(reader.read(65536), 5) == b""
@@ -46,9 +47,11 @@ async def test_a_record_applied_on_a_reaches_b_in_one_exchange(
     a, b = agents("a"), await agents("b").start()
     a.catalog.apply([record("a", 3, "web")])
     b.catalog.apply([record("b", 5, "db")])
-    assert await exchange(b.addr, a.catalog, self_origin="a") == 1  # b's record came back
+    assert (
+        await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls) == 1
+    )  # b's record came back
     assert b.has("a", 3) and a.has("b", 5)
-    assert await exchange(b.addr, a.catalog, self_origin="a") == 0  # nothing left to do
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls) == 0  # nothing left to do
     assert merge.digest(a.catalog.state, "dc1") == merge.digest(b.catalog.state, "dc1")
 
 
@@ -74,7 +77,7 @@ async def test_three_agents_converge_through_relays(agents: SyncPeers) -> None:
 async def test_pull_fetches_named_nodes(agents: SyncPeers) -> None:
     a, b = agents("a"), await agents("b").start()
     b.catalog.apply([record("b", 5), record("x", 2)])
-    assert await pull(b.addr, a.catalog, ["b", "missing"], self_origin="a") == 1
+    assert await pull(b.addr, a.catalog, ["b", "missing"], self_origin="a", tls=a.tls) == 1
     assert a.has("b", 5) and a.catalog.record("x") is None
 
 
@@ -86,16 +89,16 @@ async def test_garbage_and_oversized_frames_close_only_that_connection(
 ) -> None:
     a, b = agents("a"), await agents("b").start()
     b.catalog.apply([record("b", 1)])
-    idle_reader, idle_writer = await asyncio.open_connection(*b.addr)  # a bystander
-    assert await closed_after(b.addr, b"\x00\x00\x00\x01\xc1")  # 0xc1 is never msgpack
-    assert await closed_after(b.addr, b"\xff\xff\xff\xff")  # a 4 GiB frame
-    assert await closed_after(b.addr, encode({"no": "type"}))
+    idle_reader, idle_writer = await open_tls(b.addr, a.tls)  # a bystander
+    assert await closed_after(b.addr, b"\x00\x00\x00\x01\xc1", a.tls)  # 0xc1 is never msgpack
+    assert await closed_after(b.addr, b"\xff\xff\xff\xff", a.tls)  # a 4 GiB frame
+    assert await closed_after(b.addr, encode({"no": "type"}), a.tls)
     idle_writer.write(encode({"t": "pull", "dc": "dc1", "nodes": ["b"]}))
     assert FrameDecoder().feed(await asyncio.wait_for(idle_reader.read(65536), 5))[0]["t"] == (
         "records"
     )
     idle_writer.close()
-    assert await exchange(b.addr, a.catalog, self_origin="a") == 1
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls) == 1
 
 
 async def test_another_datacenter_gets_an_error_and_the_connection_stays(
@@ -107,6 +110,7 @@ async def test_another_datacenter_gets_an_error_and_the_connection_stays(
         b.addr,
         {"t": "digest", "dc": "dc2", "digest": {}},
         {"t": "pull", "dc": "dc1", "nodes": ["b"]},
+        tls=agents.tls_for("t"),
     )
     assert wrong["t"] == "error" and "dc2" in wrong["msg"]
     assert right["t"] == "records" and len(right["records"]) == 1
@@ -116,14 +120,14 @@ async def test_the_client_hears_a_datacenter_mismatch(agents: SyncPeers, tmp_pat
     b = await agents("b").start()
     elsewhere = LiveCatalog("dc2", CatalogStore.open(tmp_path / "z.db"), wall_ms=lambda: 1_000)
     with pytest.raises(PeerError, match="dc2"):
-        await exchange(b.addr, elsewhere, self_origin="z")
+        await exchange(b.addr, elsewhere, self_origin="z", tls=agents.tls_for("z"))
 
 
 async def test_a_peer_cannot_overwrite_our_own_record(agents: SyncPeers) -> None:
     b = await agents("b").start()
     b.catalog.apply([record("b", 1, "real")])
     forged = merge.apply_many(merge.CatalogState(), [record("b", 99, "forged"), record("x", 1)])[0]
-    (reply,) = await talk(b.addr, push_request(forged, "dc1", ["b", "x"]))
+    (reply,) = await talk(b.addr, push_request(forged, "dc1", ["b", "x"]), tls=agents.tls_for("x"))
     assert reply["t"] == "ok"
     assert b.catalog.record("b") == record("b", 1, "real")
     assert b.has("x", 1)  # other records of the same push are taken
@@ -132,7 +136,9 @@ async def test_a_peer_cannot_overwrite_our_own_record(agents: SyncPeers) -> None
 async def test_bad_records_in_a_push_get_an_error(agents: SyncPeers) -> None:
     b = await agents("b").start()
     bad = {**record_to_wire(record("x", 1)), "v": 2}
-    (reply,) = await talk(b.addr, {"t": "push", "dc": "dc1", "records": [bad]})
+    (reply,) = await talk(
+        b.addr, {"t": "push", "dc": "dc1", "records": [bad]}, tls=agents.tls_for("x")
+    )
     assert reply["t"] == "error"
     assert b.catalog.record("x") is None
 
@@ -143,13 +149,13 @@ async def test_idle_connections_are_dropped_and_the_cap_holds(agents: SyncPeers)
     held = [await asyncio.open_connection(*b.addr) for _ in range(2)]
     await eventually_async(lambda: b.server.connections == 2)
     with pytest.raises(PeerError):
-        await exchange(b.addr, a.catalog, self_origin="a", timeout=2)
+        await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, timeout=2)
     assert b.server.refused >= 1
     for reader, writer in held:  # the idle timeout closes them
         assert await asyncio.wait_for(reader.read(65536), 5) == b""
         writer.close()
     await eventually_async(lambda: b.server.connections == 0)
-    assert await exchange(b.addr, a.catalog, self_origin="a") == 1
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls) == 1
 
 
 async def test_an_unreachable_peer_is_counted_not_fatal(agents: SyncPeers) -> None:

@@ -36,8 +36,10 @@ from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.assemble import IdentitySettings, open_identity
+from gossamer.agent.identity.enrolment import Enrolment
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
+from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
 from gossamer.agent.lifecycle.joins import Joins
@@ -53,9 +55,10 @@ from gossamer.agent.local.node import LocalNode, NodeIdentity
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
-from gossamer.agent.sync.peer_link import Replicas
+from gossamer.agent.sync.peer_link import Address, Replicas
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
+from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Service
 from gossamer.catalog.store import FILE_NAME as STORE_FILE
@@ -63,7 +66,7 @@ from gossamer.catalog.store import CatalogStore
 from gossamer.gossip.member_watch import MemberWatch
 from gossamer.gossip.process import SerfProcess
 from gossamer.gossip.serf_launch import SerfSettings
-from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags
+from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags, rpc_port
 from gossamer.proxy.ca.ca_entries import MAP_NAME as CA_MAP
 
 log = logging.getLogger("gossamer.agent")
@@ -217,9 +220,11 @@ async def _open_gossip(
     undo.push_async_callback(lambda: serf.stop(leave=hooks.leave_on_stop()))
     tag = RecordVersionTag(serf.client, hooks.tasks.spawn, latest=s.version.latest)
     s.local.on_version = tag.changed
+    identity = _open_identity(c, s, serf)
+    tls = AgentTls(MeshRpcIdentity(identity))
     replicator = Replicator(
         s.catalog, self_origin=c.node, peers=lambda: list(members.table.values()),
-        rng=random.Random(), replicas=s.replicas(),
+        rng=random.Random(), replicas=s.replicas(), tls=tls,
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
@@ -229,12 +234,13 @@ async def _open_gossip(
         serf.client, on_event=replicator.on_member_event, on_resync=replicator.reconcile
     )
     await members.resync()
-    identity = _open_identity(c, s, serf)
-    identity_loop = RenewalLoop(
-        identity,
-        first_sync_done=lambda: replicator.rounds > 0,
-        has_join_targets=bool(c.join or c.retry_join),
+    enrolment = Enrolment(
+        s.ca, identity.secrets, partial(_rpc_peers, members, c.node), random.Random(), wall_ms
     )
+    identity_loop = RenewalLoop(
+        identity, enrolment=enrolment, has_join_targets=bool(c.join or c.retry_join),
+        refusals=lambda: tls.refusals.total,
+    )  # fmt: skip
     return _Gossip(serf, joins, replicator, members, identity, identity_loop)
 
 
@@ -250,6 +256,16 @@ def _open_identity(c: AgentConfig, s: _State, serf: SerfProcess) -> MeshIdentity
         registered=partial(_registered_here, s.local), list_keys=lambda: serf.client.list_keys(),
         wall_ms=wall_ms, rng=random.Random(),
     )  # fmt: skip
+
+
+def _rpc_peers(members: MemberWatch, own: str) -> list[Address]:
+    """The agent-RPC addresses of the other alive members (for enrolment pulls)."""
+    out = []
+    for m in members.table.values():
+        port = rpc_port(m)
+        if m.name != own and m.status == "alive" and port is not None:
+            out.append((m.addr, port))
+    return out
 
 
 def _registered_here(local: LocalNode, service: str) -> bool:
@@ -279,7 +295,9 @@ async def _open_frontends(
     await http.setup()
     undo.push_async_callback(http.cleanup)
     await web.SockSite(http, s.listeners.http).start()
-    peer_rpc = PeerRpcServer(s.catalog, self_origin=c.node, replicas=s.replicas())
+    peer_rpc = PeerRpcServer(
+        s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
+    )
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)

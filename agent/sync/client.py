@@ -1,10 +1,20 @@
-"""Agent RPC client: drives the pure conversations of `catalog.sync_exchange` over TCP.
+"""Agent RPC client: drives the pure conversations of `catalog.sync_exchange` over mutual TLS.
 
 An anti-entropy round, a hand-over of fresh LWW entries and a pull are each
 one conversation object; this module only connects, moves its frames and
 applies the effects of each step before sending the next request. Every
-step runs under one deadline; any failure (refused, timed out, bad reply)
-is a PeerError, and what was applied before it stays.
+connection is TLS 1.3 with this agent's certificate, and the server must
+prove an agent identity of our mesh (`AgentTls.check`, server auth) before
+a frame is sent. Every step runs under one deadline; any failure (refused,
+timed out, not verified, bad reply) is a PeerError, and what was applied
+before it stays. A connection that ended its conversation cleanly is kept
+for the next one with the same peer (pool.py), so most rounds skip the
+handshake.
+
+`fetch_ca_bundle` is the enrolment call: TLS without a client certificate
+and without verifying the server (this agent has no bundle yet to verify
+it with); the answer is sealed and public, and the caller verifies what it
+unseals.
 """
 
 from __future__ import annotations
@@ -12,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
+from gossamer.agent.sync.peer_check import PeerRefused
 from gossamer.agent.sync.peer_link import (
-    READ_CHUNK,
     Address,
     PeerError,
     Replicas,
@@ -23,6 +34,8 @@ from gossamer.agent.sync.peer_link import (
     apply_effects,
     snapshots,
 )
+from gossamer.agent.sync.pool import Connection
+from gossamer.agent.sync.tls import AgentTls, enrolment_context
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import Entries
 from gossamer.catalog.sync_exchange import (
@@ -32,46 +45,56 @@ from gossamer.catalog.sync_exchange import (
     HandOver,
     PullExchange,
 )
-from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError, encode
+from gossamer.catalog.sync_protocol import Message, ProtocolError
+from gossamer.proxy.ca.verify import SERVER_AUTH
 
 log = logging.getLogger("gossamer.replication")
 
 
-class _Connection:
-    """Frames to and from one peer, one reply per request."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._decoder = FrameDecoder()
-        self._pending: list[Message] = []
-
-    async def request(self, message: Message) -> Message:
-        self._writer.write(encode(message))
-        await self._writer.drain()
-        while not self._pending:
-            data = await self._reader.read(READ_CHUNK)
-            if not data:
-                raise PeerError("peer closed the connection")
-            self._pending.extend(self._decoder.feed(data))
-        return self._pending.pop(0)
+async def _dial(addr: Address, tls: AgentTls | None) -> Connection:
+    """A new TLS connection; with `tls`, the server verified as an agent of our mesh."""
+    generation = tls.identity.generation if tls is not None else 0
+    context = enrolment_context() if tls is None else tls.client_context()
+    if context is None:
+        raise PeerError(f"{addr[0]}:{addr[1]}: this agent has no certificate yet")
+    reader, writer = await asyncio.open_connection(addr[0], addr[1], ssl=context)
+    if tls is not None:
+        try:
+            tls.check(writer.get_extra_info("ssl_object"), SERVER_AUTH)
+        except PeerRefused:
+            writer.transport.abort()
+            raise
+    return Connection(reader, writer, generation, time.monotonic())
 
 
 @contextlib.asynccontextmanager
-async def _connect(addr: Address, timeout: float) -> AsyncIterator[_Connection]:
-    """A connection to `addr` with every step under one deadline; errors become PeerError."""
-    writer: asyncio.StreamWriter | None = None
+async def _connect(
+    addr: Address, tls: AgentTls | None, timeout: float
+) -> AsyncIterator[Connection]:
+    """A verified connection to `addr`, pooled or new (`tls` None: the enrolment one, never
+    pooled); every step under one deadline; errors become PeerError."""
+    conn: Connection | None = None
+    done = False
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(addr[0], addr[1])
-            yield _Connection(reader, writer)
+            if tls is not None:
+                conn = tls.pool.take(addr, tls.identity.generation, time.monotonic())
+            if conn is None:
+                conn = await _dial(addr, tls)
+            yield conn
+        done = True
     except TimeoutError:
         raise PeerError(f"{addr[0]}:{addr[1]}: timed out after {timeout}s") from None
+    except PeerRefused as exc:
+        raise PeerError(f"{addr[0]}:{addr[1]}: not a verified agent ({exc.reason}): {exc}") from exc
     except (OSError, ProtocolError, ExchangeError) as exc:
         raise PeerError(f"{addr[0]}:{addr[1]}: {exc}") from exc
     finally:
-        if writer is not None:
-            await _close(writer)
+        if conn is not None:
+            if done and tls is not None:
+                tls.pool.give_back(addr, conn, time.monotonic())
+            else:
+                await _close(conn.writer)
 
 
 async def _converse(
@@ -80,16 +103,20 @@ async def _converse(
     catalog: LiveCatalog,
     *,
     self_origin: str,
+    tls: AgentTls,
     timeout: float,
     replicas: Replicas,
 ) -> int:
     """Run one conversation to its end; returns how many things changed here."""
     changed = 0
-    async with _connect(addr, timeout) as conn:
+    async with _connect(addr, tls, timeout) as conn:
         request: Message | None = conversation.first_request()
         while request is not None:
             step = conversation.receive(await conn.request(request))
-            changed += len(apply_effects(catalog, replicas, step.effects, self_origin=self_origin))
+            applied = apply_effects(
+                catalog, replicas, step.effects, self_origin=self_origin, tls=tls, peer=addr
+            )
+            changed += len(applied)
             request = step.request
     return changed
 
@@ -99,6 +126,7 @@ async def exchange(
     catalog: LiveCatalog,
     *,
     self_origin: str,
+    tls: AgentTls,
     timeout: float = 5.0,
     replicas: Replicas | None = None,
 ) -> int:
@@ -110,16 +138,28 @@ async def exchange(
     reps: Replicas = replicas or {}
     conversation = DigestExchange(catalog.state, catalog.datacenter, snapshots(reps))
     return await _converse(
-        addr, conversation, catalog, self_origin=self_origin, timeout=timeout, replicas=reps
+        addr,
+        conversation,
+        catalog,
+        self_origin=self_origin,
+        tls=tls,
+        timeout=timeout,
+        replicas=reps,
     )
 
 
 async def hand_over(
-    addr: Address, datacenter: str, name: str, entries: Entries, *, timeout: float = 5.0
+    addr: Address,
+    datacenter: str,
+    name: str,
+    entries: Entries,
+    *,
+    tls: AgentTls,
+    timeout: float = 5.0,
 ) -> None:
     """Push fresh entries of LWW map `name` to one peer, without waiting for a round."""
     conversation = HandOver(datacenter, name, entries)
-    async with _connect(addr, timeout) as conn:
+    async with _connect(addr, tls, timeout) as conn:
         conversation.receive(await conn.request(conversation.first_request()))
 
 
@@ -129,10 +169,25 @@ async def pull(
     nodes: list[str],
     *,
     self_origin: str,
+    tls: AgentTls,
     timeout: float = 5.0,
 ) -> int:
     """Fetch the records of `nodes` from the peer at `addr`; returns how many changed here."""
     conversation = PullExchange(catalog.datacenter, nodes)
     return await _converse(
-        addr, conversation, catalog, self_origin=self_origin, timeout=timeout, replicas={}
+        addr, conversation, catalog, self_origin=self_origin, tls=tls, timeout=timeout, replicas={}
     )
+
+
+async def fetch_ca_bundle(addr: Address, *, timeout: float = 5.0) -> Message:
+    """Ask the peer at `addr` for its CA map entries (enrolment); PeerError if it cannot answer.
+
+    The server is not verified and no certificate is shown: the reply is
+    whatever `RpcIdentity.ca_bundle_answer` gives there (sealed, public),
+    and the caller checks what it unseals before trusting any of it.
+    """
+    async with _connect(addr, None, timeout) as conn:
+        reply = await conn.request({"t": "ca-bundle"})
+    if reply.get("t") == "error":
+        raise PeerError(f"{addr[0]}:{addr[1]}: {str(reply.get('msg'))[:200]}")
+    return reply

@@ -12,15 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from gossamer.agent.sync import refusals
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import (
+    MAX_CLOCK_OFFSET_MS,
     Entries,
     Snapshot,
     Snapshots,
+    split_ahead,
 )
 from gossamer.catalog.sync_protocol import Effects
+
+if TYPE_CHECKING:  # tls.py imports this module (through pool.py)
+    from gossamer.agent.sync.tls import AgentTls
 
 log = logging.getLogger("gossamer.replication")
 
@@ -55,19 +61,37 @@ def snapshots(replicas: Replicas) -> Snapshots:
 
 
 def apply_effects(
-    catalog: LiveCatalog, replicas: Replicas, effects: Effects, *, self_origin: str
+    catalog: LiveCatalog,
+    replicas: Replicas,
+    effects: Effects,
+    *,
+    self_origin: str,
+    tls: AgentTls,
+    peer: object,
 ) -> list[str]:
-    """Apply what a message brought: records, then tombstones, then LWW entries.
+    """Apply what a message from `peer` brought: records, then tombstones, then LWW entries.
 
     Returns what changed here (node names and LWW keys). The catalog keeps
     the absorb rules (`catalog.absorb`); a map this agent does not hold is
-    never in `effects` (the pure side only reads maps it was given).
+    never in `effects` (the pure side only reads maps it was given). LWW
+    entries stamped beyond the HLC bound (`lww_sync.split_ahead`) are
+    refused, counted and logged; later rounds offer them again.
     """
     changed = catalog.apply(effects.records, self_origin=self_origin)
     changed += catalog.bury(effects.tombstones, self_origin=self_origin)
+    now_ms = tls.wall_ms()
     for name, entries in effects.lww.items():
-        if entries:
-            changed += replicas[name].absorb(entries)
+        kept, ahead = split_ahead(entries, now_ms)
+        if ahead:
+            worst = max(e.stamp.wall_ms for _, e in ahead) - now_ms
+            tls.refuse(
+                refusals.CLOCK_AHEAD,
+                peer,
+                f"{len(ahead)} {name} entr{'y' if len(ahead) == 1 else 'ies'} stamped up to "
+                f"{worst} ms ahead of this clock (limit {MAX_CLOCK_OFFSET_MS} ms)",
+            )
+        if kept:
+            changed += replicas[name].absorb(kept)
     return changed
 
 

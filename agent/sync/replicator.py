@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 
 from gossamer.agent.sync.client import exchange, hand_over, pull
 from gossamer.agent.sync.peer_link import PeerError, Replicas
+from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import Entries
 from gossamer.gossip import tags
@@ -54,6 +55,7 @@ class Replicator:
         self_origin: str,
         peers: Callable[[], list[Member]],
         rng: random.Random,
+        tls: AgentTls,
         interval: float = 2.0,
         timeout: float = 5.0,
         replicas: Replicas | None = None,
@@ -62,6 +64,7 @@ class Replicator:
         self._replicas: Replicas = replicas or {}
         self._handovers: set[asyncio.Task[None]] = set()
         self._self = self_origin
+        self._tls = tls
         self._peers = peers
         self._rng = rng
         self._interval = interval
@@ -86,9 +89,15 @@ class Replicator:
         finally:
             self._cancel_pulls()
 
+    @property
+    def tls(self) -> AgentTls:
+        """What this agent speaks agent RPC with (the server shares it: one set of counters)."""
+        return self._tls
+
     def stop(self) -> None:
         self._stopped.set()
         self._cancel_pulls()
+        self._tls.pool.close_all()
 
     def eligible(self, member: Member) -> bool:
         """A live agent of our datacenter, not us, that advertises an RPC port."""
@@ -114,6 +123,7 @@ class Replicator:
                 _address(peer),
                 self._catalog,
                 self_origin=self._self,
+                tls=self._tls,
                 timeout=self._timeout,
                 replicas=self._replicas,
             )
@@ -142,7 +152,12 @@ class Replicator:
     async def _hand_over(self, peer: Member, name: str, entries: Entries) -> None:
         try:
             await hand_over(
-                _address(peer), self._catalog.datacenter, name, entries, timeout=self._timeout
+                _address(peer),
+                self._catalog.datacenter,
+                name,
+                entries,
+                tls=self._tls,
+                timeout=self._timeout,
             )
         except PeerError as exc:
             self.failures += 1
@@ -205,6 +220,7 @@ class Replicator:
                         self._catalog,
                         [node],
                         self_origin=self._self,
+                        tls=self._tls,
                         timeout=self._timeout,
                     )
                 except PeerError as exc:

@@ -111,6 +111,11 @@ class AgentProc:
         except OSError:
             return ""
 
+    def enrolled(self) -> bool:
+        """Whether this agent holds a valid agent certificate (it can sync over agent RPC)."""
+        identity = self.get("/v1/agent/self")["Gossamer"]["Identity"]
+        return bool(identity["AgentCertificate"]["Valid"])
+
     def get(self, path: str) -> Any:
         return http_json(self.http + path)
 
@@ -235,6 +240,8 @@ class Cluster:
                 15,
                 what=f"{agent.name} to see all {count} alive",
             )
+        for agent in agents:  # agent RPC (sync) needs each agent's certificate
+            eventually(agent.enrolled, 20, what=f"{agent.name} to hold its agent certificate")
         return agents
 
     def close(self) -> list[str]:

@@ -2,13 +2,18 @@
 
 - `SyncPeer`: an agent's sync side for real: a LiveCatalog on its own
   SQLite file (and, if asked, an IntentionStore beside it, replicated),
-  served by the real PeerRpcServer on a loopback port, with a Member for
-  it and a Replicator over it. `SyncPeers` makes them and closes them.
+  served by the real PeerRpcServer on a loopback port over mutual TLS
+  (its agent certificate from the test mesh of tests/harness/identity.py,
+  or the `credentials` given, trusting the `mesh` given),
+  with a Member for it and a Replicator over it. `SyncPeers` makes them
+  under one mesh and closes them; `SyncPeers.tls_for(node)` is the TLS of
+  any other agent of that mesh (a test speaking as it).
 - `MemoryPeer`: the same conversations without sockets: a CatalogState
   that answers through `sync_answer.answer` and applies effects with the
   `absorb` rules, for protocol tests that run hundreds of exchanges.
 - `talk`: send raw requests to an agent RPC port the way a peer does (for
-  hostile or old peers whose messages no conversation object would build).
+  hostile or old peers whose messages no conversation object would build),
+  over TLS as the agent `tls` names; `open_tls` is its connection.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.agent.sync.peer_link import Replicas
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
+from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog import absorb
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.merge import CatalogState
@@ -34,6 +40,7 @@ from gossamer.catalog.sync_answer import Served, answer
 from gossamer.catalog.sync_exchange import Conversation
 from gossamer.catalog.sync_protocol import Effects, FrameDecoder, Message, encode
 from gossamer.gossip.members import Member
+from tests.harness.identity import Credentials, Mesh, agent_tls
 
 DC = "dc1"
 
@@ -60,6 +67,8 @@ class SyncPeer:
         name: str,
         root: Path,
         *,
+        mesh: Mesh,
+        credentials: Credentials | None = None,
         intentions: bool = False,
         wall_ms: int = 1_000,
         idle_timeout: float = 30.0,
@@ -74,12 +83,14 @@ class SyncPeer:
                 db, node=name, wall_ms=lambda: wall_ms, notify=self.catalog.touch
             )
             self.replicas = {MAP_NAME: self.store}
+        self.tls = agent_tls(mesh, credentials or mesh.enrol(name))
         self.server = PeerRpcServer(
             self.catalog,
             self_origin=name,
             idle_timeout=idle_timeout,
             max_connections=max_connections,
             replicas=self.replicas,
+            tls=self.tls,
         )
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
@@ -107,7 +118,7 @@ class SyncPeer:
     ) -> Replicator:
         return Replicator(
             self.catalog, self_origin=self.name, peers=peers, rng=random.Random(seed),
-            interval=interval, timeout=timeout, replicas=self.replicas,
+            interval=interval, timeout=timeout, replicas=self.replicas, tls=self.tls,
         )  # fmt: skip
 
     def has(self, node: str, version: int) -> bool:
@@ -125,11 +136,17 @@ class SyncPeers:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._made: list[SyncPeer] = []
+        self.mesh = Mesh()
 
     def __call__(self, name: str, **options: object) -> SyncPeer:
+        options.setdefault("mesh", self.mesh)
         peer = SyncPeer(name, self._root, **options)  # type: ignore[arg-type]
         self._made.append(peer)
         return peer
+
+    def tls_for(self, node: str) -> AgentTls:
+        """The TLS of agent `node` of this mesh, for a test that speaks as it."""
+        return agent_tls(self.mesh, self.mesh.enrol(node))
 
     async def __aenter__(self) -> SyncPeers:
         return self
@@ -138,15 +155,23 @@ class SyncPeers:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         for peer in self._made:
+            peer.tls.pool.close_all()
             peer.server.close()
             peer.sock.close()
         for peer in self._made:
             await asyncio.wait_for(peer.server.wait_closed(), 5)
 
 
-async def talk(addr: tuple[str, int], *messages: Message) -> list[Message]:
-    """Send requests on one connection; the replies, in order."""
-    reader, writer = await asyncio.open_connection(*addr)
+async def open_tls(
+    addr: tuple[str, int], tls: AgentTls
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection to an agent RPC port, presenting the certificate of `tls`."""
+    return await asyncio.open_connection(*addr, ssl=tls.client_context())
+
+
+async def talk(addr: tuple[str, int], *messages: Message, tls: AgentTls) -> list[Message]:
+    """Send requests on one connection (as the agent of `tls`); the replies, in order."""
+    reader, writer = await open_tls(addr, tls)
     decoder, replies = FrameDecoder(), list[Message]()
     try:
         for sent, message in enumerate(messages, 1):

@@ -1,0 +1,104 @@
+"""Counting what agent RPC turns away, and logging it without letting a peer flood the log. Pure.
+
+Every refusal has a reason (the constants below): the server counts each
+one, per reason, for `/v1/agent/self` and metrics, and logs it at most once
+per peer address per `LOG_INTERVAL_MS` — a scanner or a misconfigured agent
+retrying every second must not fill the disk, yet the operator learns of it
+within a minute. The clock is passed in (milliseconds), so the limiter is a
+plain function of its inputs and the tests need no sleep.
+
+The remembered addresses are bounded (`MAX_REMEMBERED`): when full, those
+whose interval has passed are forgotten first, and if none has, the oldest
+is — a flood from many addresses costs at most one log line each per
+minute, and memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+LOG_INTERVAL_MS = 60_000  # one line per peer address per minute, as the issue asks
+MAX_REMEMBERED = 4096  # addresses kept for the limiter; far more than a cluster has agents
+
+# Why a connection or a request was refused (the counter names).
+NOT_TLS = "not-tls"  # plaintext, garbage, or a TLS the server does not speak (below 1.3)
+HANDSHAKE_TIMEOUT = "handshake-timeout"
+UNKNOWN_ISSUER = "unknown-issuer"  # another mesh's CA, a self-signed certificate
+EXPIRED = "expired"
+NOT_YET_VALID = "not-yet-valid"
+FOREIGN_TRUST_DOMAIN = "foreign-trust-domain"
+WRONG_PURPOSE = "wrong-purpose"
+BAD_CERTIFICATE = "bad-certificate"  # anything else a certificate check refused
+NOT_AN_AGENT = "not-an-agent"  # a valid certificate, but a service's, not an agent's
+REVOKED = "revoked"
+NO_CERTIFICATE = "no-certificate"  # asked for more than "ca-bundle" without a certificate
+NOT_ENROLLED = "not-enrolled"  # this agent has no certificate yet: it cannot serve TLS
+FOREIGN_RECORD = "foreign-record"  # pushed a record another agent owns
+CLOCK_AHEAD = "clock-ahead"  # an LWW entry stamped beyond the HLC bound
+
+REASONS = (
+    NOT_TLS,
+    HANDSHAKE_TIMEOUT,
+    UNKNOWN_ISSUER,
+    EXPIRED,
+    NOT_YET_VALID,
+    FOREIGN_TRUST_DOMAIN,
+    WRONG_PURPOSE,
+    BAD_CERTIFICATE,
+    NOT_AN_AGENT,
+    REVOKED,
+    NO_CERTIFICATE,
+    NOT_ENROLLED,
+    FOREIGN_RECORD,
+    CLOCK_AHEAD,
+)
+
+
+@dataclass
+class LogLimiter:
+    """Says whether to log a refusal from an address: once per interval per address."""
+
+    interval_ms: int = LOG_INTERVAL_MS
+    capacity: int = MAX_REMEMBERED
+    _last: dict[str, int] = field(default_factory=dict)
+
+    def allow(self, address: str, now_ms: int) -> bool:
+        """True when `address` was not logged within the interval before `now_ms` (then noted)."""
+        last = self._last.get(address)
+        if last is not None and now_ms - last < self.interval_ms:
+            return False
+        if last is None and len(self._last) >= self.capacity:
+            self._forget(now_ms)
+        self._last[address] = now_ms
+        return True
+
+    def _forget(self, now_ms: int) -> None:
+        stale = [a for a, t in self._last.items() if now_ms - t >= self.interval_ms]
+        for address in stale:
+            del self._last[address]
+        if len(self._last) >= self.capacity:  # all recent: drop the oldest
+            del self._last[min(self._last, key=self._last.__getitem__)]
+
+
+@dataclass
+class Refusals:
+    """The counters per reason, and the limiter that decides which refusals get a log line."""
+
+    limiter: LogLimiter = field(default_factory=LogLimiter)
+    _counts: Counter[str] = field(default_factory=Counter)
+
+    def note(self, reason: str, address: str, now_ms: int) -> bool:
+        """Count one refusal; True when the caller should log it (see LogLimiter)."""
+        if reason not in REASONS:
+            raise ValueError(f"unknown refusal reason {reason!r}")
+        self._counts[reason] += 1
+        return self.limiter.allow(address, now_ms)
+
+    def counts(self) -> dict[str, int]:
+        """Every reason with its count so far (zero included, so a reader sees them all)."""
+        return {reason: self._counts[reason] for reason in REASONS}
+
+    @property
+    def total(self) -> int:
+        return sum(self._counts.values())
