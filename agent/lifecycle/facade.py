@@ -32,6 +32,7 @@ class AgentFacade:
         local: LocalNode,
         catalog: LiveCatalog,
         identity: MeshIdentity,
+        rpc_refusals: Callable[[], dict[str, int]],
         reload: Callable[[], Awaitable[list[str]]],
         request_shutdown: Callable[[bool], None],
     ) -> None:
@@ -43,6 +44,7 @@ class AgentFacade:
         self._local = local
         self._catalog = catalog
         self._identity = identity
+        self._rpc_refusals = rpc_refusals
         self._reload = reload
         self._request_shutdown = request_shutdown
 
@@ -71,7 +73,9 @@ class AgentFacade:
             data_dir=self._data_dir,
             blocking_queries=self._catalog.watchers,
         )
-        info["Gossamer"]["Identity"] = self._identity.summary()
+        info["Gossamer"]["Identity"] = self._identity.summary() | {
+            "RpcRefusals": self._rpc_refusals()  # agent-RPC peers refused, per reason
+        }
         return info
 
     async def reload(self) -> list[str]:

@@ -281,7 +281,8 @@ async def _open_frontends(
     reloader = Reloader(status, hooks.load_config, s.registrations, g.joins)
     facade = AgentFacade(
         status, node_id=s.node_id, data_dir=str(s.data_dir.path), serf=g.serf, local=s.local,
-        catalog=s.catalog, identity=g.identity, reload=reloader.reload,
+        catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
+        reload=reloader.reload,
         request_shutdown=hooks.request_shutdown,
     )  # fmt: skip
     external = ExternalNodes(

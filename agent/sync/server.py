@@ -18,13 +18,14 @@ refusal is counted per reason and logged once per peer address per minute
 an error reply, an idle connection is dropped, the number of connections is
 capped, and whatever one connection does, the server keeps serving others.
 
-Why the upgrade is safe: a new connection's transport stops reading in
-`connection_made` (`_TlsFirst`), before any byte arrives, and reads again
-only once `start_tls` has put TLS in front, so no byte of the ClientHello
-is consumed as plaintext. (Relying on the handler reaching `start_tls`
-before the first read is not enough: under uvloop, with a busy loop, the
-ClientHello could land in the plaintext reader and the handshake hung until
-its timeout.)
+Why TLS comes first: connections are accepted as raw sockets and handed to
+`loop.connect_accepted_socket` with the current server context, so the TLS
+protocol owns the socket before a byte is read, and a failed handshake is
+raised here (counted, logged) instead of only reaching the loop's exception
+handler. Upgrading a plaintext stream with `start_tls` was racy under
+uvloop: the ClientHello could land in the plaintext reader and the
+handshake hung until its timeout (seen on one connection in two; pausing
+reading in `connection_made` did not hold, uvloop starts reading after it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import dataclasses
 import logging
 import socket
 import ssl
-from typing import cast
 
 from gossamer.agent.sync import refusals
 from gossamer.agent.sync.peer_check import PeerAgent, PeerRefused
@@ -64,15 +64,6 @@ class NotAllowed(Exception):
     """A peer without a certificate asked for more than "ca-bundle"; the connection ends."""
 
 
-class _TlsFirst(asyncio.StreamReaderProtocol):
-    """A stream protocol that reads nothing until TLS takes the transport over."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but read alike.
-        cast(asyncio.ReadTransport, transport).pause_reading()  # start_tls resumes it
-        super().connection_made(transport)
-
-
 class _Refused(Exception):
     """The connection was refused (and counted) before any request: just end it."""
 
@@ -96,14 +87,16 @@ class PeerRpcServer:
         self._self_origin = self_origin
         self._idle_timeout = idle_timeout
         self._max_connections = max_connections
-        self._server: asyncio.Server | None = None
+        self._accepting: asyncio.Task[None] | None = None
+        self._listener: socket.socket | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.refused = 0  # connections turned away at the cap
 
     @property
     def connections(self) -> int:
-        return len(self._writers)
+        """Connections open now, in their handshake or served."""
+        return len(self._handlers)
 
     @property
     def refusals(self) -> dict[str, int]:
@@ -112,16 +105,18 @@ class PeerRpcServer:
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on a listening socket the agent bound earlier."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _TlsFirst(asyncio.StreamReader(), self._handle), sock=sock
-        )
+        sock.setblocking(False)
+        self._listener = sock
+        self._accepting = asyncio.create_task(self._accept_forever(sock), name="agent-rpc-accept")
 
     def close(self) -> None:
         """Stop accepting and drop every open connection."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        if self._accepting is not None:
+            self._accepting.cancel()
+            self._accepting = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         for writer in list(self._writers):
             writer.close()
 
@@ -130,65 +125,79 @@ class PeerRpcServer:
         while self._handlers:
             await asyncio.gather(*self._handlers, return_exceptions=True)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            await self._handle_one(reader, writer)
-        finally:
-            self._handlers.discard(task)
+    async def _accept_forever(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, address = await loop.sock_accept(sock)
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the open ones
+                log.warning("agent RPC: accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(self._handle(conn, address))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
 
-    async def _handle_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = peer_addr = writer.get_extra_info("peername")
-        if len(self._writers) >= self._max_connections:
+    async def _handle(self, conn: socket.socket, address: object) -> None:
+        if len(self._handlers) > self._max_connections:
             self.refused += 1
-            log.debug("agent RPC: refusing %s, %d connections open", peer, len(self._writers))
-            await _close(writer)
+            log.debug("agent RPC: refusing %s, %d connections open", address, len(self._writers))
+            conn.close()
             return
+        stream = await self._secure(conn, address)
+        if stream is None:
+            return
+        reader, writer, peer = stream
         self._writers.add(writer)
         try:
-            await self._serve(reader, writer, await self._secure(writer, peer_addr))
+            await self._serve(reader, writer, peer)
         except _Refused:
             pass
         except NotAllowed as exc:
-            self._tls.refuse(refusals.NO_CERTIFICATE, peer_addr, str(exc))
+            self._tls.refuse(refusals.NO_CERTIFICATE, address, str(exc))
         except PeerRefused as exc:  # re-checked on a kept connection, and no longer valid
-            self._tls.refuse(exc.reason, peer_addr, str(exc))
+            self._tls.refuse(exc.reason, address, str(exc))
         except ProtocolError as exc:
-            log.debug("agent RPC: closing connection from %s: %s", peer, exc)
+            log.debug("agent RPC: closing connection from %s: %s", address, exc)
         except (ConnectionError, TimeoutError) as exc:
-            log.debug("agent RPC: connection from %s ended: %r", peer, exc)
+            log.debug("agent RPC: connection from %s ended: %r", address, exc)
         except Exception:  # one bad peer (or a bug) must never stop the server
-            log.warning("agent RPC: error serving %s", peer, exc_info=True)
+            log.warning("agent RPC: error serving %s", address, exc_info=True)
         finally:
             self._writers.discard(writer)
             await _close(writer)
 
-    async def _secure(self, writer: asyncio.StreamWriter, address: object) -> PeerAgent | None:
-        """TLS, then who the peer is: a verified agent or None (no certificate); else _Refused.
-
-        Called before the handler's first await (see the module docstring).
-        """
+    async def _secure(
+        self, conn: socket.socket, address: object
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, PeerAgent | None] | None:
+        """TLS, then who the peer is (an agent, or None: no certificate); None when refused."""
         context = self._tls.server_context()
         if context is None:
             self._tls.refuse(refusals.NOT_ENROLLED, address, "this agent has no certificate yet")
-            writer.transport.abort()
-            raise _Refused from None
+            conn.close()
+            return None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        timeout = min(HANDSHAKE_TIMEOUT, self._idle_timeout)
         try:
-            async with asyncio.timeout(min(HANDSHAKE_TIMEOUT, self._idle_timeout)):
-                await writer.start_tls(context)
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol, conn, ssl=context, ssl_handshake_timeout=timeout
+                )
         except (ssl.SSLError, OSError, TimeoutError) as exc:
-            self._tls.refuse(handshake_reason(exc), address, f"TLS handshake failed: {exc}")
-            writer.transport.abort()
-            raise _Refused from None
+            self._tls.refuse(handshake_reason(exc), address, f"TLS handshake failed: {exc!r}")
+            conn.close()
+            return None
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
-            return self._tls.check(writer.get_extra_info("ssl_object"), CLIENT_AUTH)
+            return reader, writer, self._tls.check(writer.get_extra_info("ssl_object"), CLIENT_AUTH)
         except PeerRefused as exc:
             if exc.reason == refusals.NO_CERTIFICATE:
-                return None  # may still ask for the CA bundle
+                return reader, writer, None  # may still ask for the CA bundle
             self._tls.refuse(exc.reason, address, str(exc))
-            raise _Refused from None
+            await _close(writer)
+            return None
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: PeerAgent | None
