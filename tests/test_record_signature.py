@@ -65,7 +65,7 @@ def test_an_agent_cannot_sign_a_record_another_agent_owns() -> None:
 
 
 def test_a_signer_outside_the_mesh_or_not_an_agent_is_refused() -> None:
-    rogue = Mesh()
+    rogue = Mesh(now=MESH.now)
     outsider = rogue.enrol("a")
     record, signature = signed_by(outsider)
     with pytest.raises(UnknownIssuer):

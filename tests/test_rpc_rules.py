@@ -51,7 +51,7 @@ def test_a_verified_agent_is_named_by_its_certificate() -> None:
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (lambda: Mesh().enrol("x"), refusals.UNKNOWN_ISSUER),
+        (lambda: Mesh(now=MESH.now).enrol("x"), refusals.UNKNOWN_ISSUER),
         (lambda: MESH.expired("x"), refusals.EXPIRED),
         (lambda: MESH.foreign_domain("x"), refusals.FOREIGN_TRUST_DOMAIN),
         (lambda: MESH.service_leaf("x"), refusals.NOT_AN_AGENT),
@@ -90,7 +90,7 @@ def test_a_revoked_agent_or_intermediate_is_refused() -> None:
 
 
 def test_another_mesh_of_the_same_trust_domain_name_is_still_unknown() -> None:
-    other = MeshIdentity(Mesh(), None)  # same cluster id, hence trust domain, other root key
+    other = MeshIdentity(Mesh(now=MESH.now), None)  # same cluster id, hence trust domain, other root key
     assert other.trust_domain == MESH.trust_domain
     with pytest.raises(PeerRefused) as caught:
         check_peer(der(MESH.enrol("a")), trust(other), MESH.now, purpose=SERVER_AUTH)
@@ -176,6 +176,10 @@ def test_every_refusal_is_counted_even_when_not_logged() -> None:
         counted.note("made-up", "10.0.0.9", 3)
 
 
-def test_the_mesh_clock_is_real_time() -> None:
-    """OpenSSL checks validity against the real clock, so the test mesh is made now."""
-    assert abs(MESH.now - datetime.now(UTC)) < timedelta(minutes=5)
+def test_a_new_mesh_clock_is_real_time() -> None:
+    """OpenSSL checks validity against the real clock, so a mesh made for a socket test is now.
+
+    (This module's MESH is made at import and checked at its own `now`,
+    which may be long past in a full run; rogue meshes here share it.)
+    """
+    assert abs(Mesh().now - datetime.now(UTC)) < timedelta(seconds=30)

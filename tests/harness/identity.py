@@ -55,8 +55,9 @@ class Credentials:
 class Mesh:
     """A mesh CA: one root; signs agents' intermediates and certificates on request."""
 
-    def __init__(self, cluster: str = CLUSTER) -> None:
-        self.now = datetime.now(UTC)
+    def __init__(self, cluster: str = CLUSTER, now: datetime | None = None) -> None:
+        """`now`: the mesh's clock; a rogue mesh made later in a test passes the first one's."""
+        self.now = now or datetime.now(UTC)
         self.root = create_root(generate_key(), trust_domain(cluster), self.now)
         self.trust_domain = self.root.trust_domain
 
