@@ -90,7 +90,8 @@ def test_a_revoked_agent_or_intermediate_is_refused() -> None:
 
 
 def test_another_mesh_of_the_same_trust_domain_name_is_still_unknown() -> None:
-    other = MeshIdentity(Mesh(now=MESH.now), None)  # same cluster id, hence trust domain, other root key
+    # The same cluster id, hence the same trust domain, but another root key.
+    other = MeshIdentity(Mesh(now=MESH.now), None)
     assert other.trust_domain == MESH.trust_domain
     with pytest.raises(PeerRefused) as caught:
         check_peer(der(MESH.enrol("a")), trust(other), MESH.now, purpose=SERVER_AUTH)
