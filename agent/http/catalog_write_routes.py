@@ -14,18 +14,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gossamer.agent.http.errors import ServerError
-from gossamer.agent.http.render import json_response, read_json
+from gossamer.agent.http.render import app_part, json_response, read_json
 from gossamer.agent.local.external_nodes import ExternalNodes
 
 EXTERNAL_NODES_KEY: web.AppKey[ExternalNodes] = web.AppKey("external_nodes", ExternalNodes)
 
 
 def _external_of(request: web.Request) -> ExternalNodes:
-    external = request.app.get(EXTERNAL_NODES_KEY)
-    if external is None:
-        raise ServerError("catalog registration is not available on this agent")
-    return external
+    return app_part(request, EXTERNAL_NODES_KEY, "catalog registration is")
 
 
 async def catalog_register(request: web.Request) -> web.Response:

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of
-from gossamer.agent.http.errors import BadRequest, NotFound, ServerError
-from gossamer.agent.http.render import json_response, query_flag, read_json
+from gossamer.agent.http.errors import BadRequest, NotFound
+from gossamer.agent.http.render import app_part, json_response, query_flag, read_json
 from gossamer.agent.identity.ca_config import apply_change, read_change
 from gossamer.agent.identity.leaves import leaf_key
 from gossamer.agent.identity.mesh_identity import MeshIdentity
@@ -36,10 +36,7 @@ IDENTITY_KEY: web.AppKey[MeshIdentity] = web.AppKey("identity", MeshIdentity)
 
 
 def identity_of(request: web.Request) -> MeshIdentity:
-    identity = request.app.get(IDENTITY_KEY)
-    if identity is None:
-        raise ServerError("the mesh CA is not available on this agent")
-    return identity
+    return app_part(request, IDENTITY_KEY, "the mesh CA is")
 
 
 async def ca_roots(request: web.Request) -> web.Response:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
-from gossamer.agent.http.errors import BadRequest, ServerError
+from gossamer.agent.http.errors import BadRequest
+from gossamer.agent.http.render import app_part
 from gossamer.agent.replicated.intention_store import IntentionNotFound, IntentionStore
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError, validate
@@ -49,10 +50,7 @@ def default_allow(config: AgentConfig) -> bool:
 
 
 def intentions_of(request: web.Request) -> IntentionsAccess:
-    access = request.app.get(INTENTIONS_KEY)
-    if access is None:
-        raise ServerError("intentions are not available on this agent")
-    return access
+    return app_part(request, INTENTIONS_KEY, "intentions are")
 
 
 def required(request: web.Request, name: str) -> str:

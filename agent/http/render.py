@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from gossamer.agent.http.errors import BadRequest
+from gossamer.agent.http.errors import BadRequest, ServerError
 from gossamer.gossip.members import Member
 
 
@@ -57,3 +57,14 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(await request.read() or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"Request decode failed: {exc}") from None
+
+
+T = TypeVar("T")
+
+
+def app_part(request: web.Request, key: web.AppKey[T], what: str) -> T:
+    """A part the app may be built without (in tests); a 500 naming it when it is missing."""
+    part = request.app.get(key)
+    if part is None:
+        raise ServerError(f"{what} not available on this agent")
+    return part
