@@ -35,13 +35,12 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
-from gossamer.agent.identity.assemble import IdentitySettings, open_identity
-from gossamer.agent.identity.enrolment import Enrolment
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
+from gossamer.agent.lifecycle.identity_wiring import open_mesh_identity, renewal_loop
 from gossamer.agent.lifecycle.joins import Joins
 from gossamer.agent.lifecycle.listeners import Listeners, bind_listeners
 from gossamer.agent.lifecycle.reload import Reloader, apply_config_registrations
@@ -55,7 +54,7 @@ from gossamer.agent.local.node import LocalNode, NodeIdentity
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
-from gossamer.agent.sync.peer_link import Address, Replicas
+from gossamer.agent.sync.peer_link import Replicas
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
 from gossamer.agent.sync.tls import AgentTls
@@ -66,7 +65,7 @@ from gossamer.catalog.store import CatalogStore
 from gossamer.gossip.member_watch import MemberWatch
 from gossamer.gossip.process import SerfProcess
 from gossamer.gossip.serf_launch import SerfSettings
-from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags, rpc_port
+from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags
 from gossamer.proxy.ca.ca_entries import MAP_NAME as CA_MAP
 
 log = logging.getLogger("gossamer.agent")
@@ -220,7 +219,10 @@ async def _open_gossip(
     undo.push_async_callback(lambda: serf.stop(leave=hooks.leave_on_stop()))
     tag = RecordVersionTag(serf.client, hooks.tasks.spawn, latest=s.version.latest)
     s.local.on_version = tag.changed
-    identity = _open_identity(c, s, serf)
+    identity = open_mesh_identity(
+        c, node_id=s.node_id, data_dir=s.data_dir.path, ca=s.ca, catalog=s.catalog,
+        local=s.local, serf=serf, wall_ms=wall_ms,
+    )  # fmt: skip
     tls = AgentTls(MeshRpcIdentity(identity))
     replicator = Replicator(
         s.catalog, self_origin=c.node, peers=lambda: list(members.table.values()),
@@ -234,43 +236,8 @@ async def _open_gossip(
         serf.client, on_event=replicator.on_member_event, on_resync=replicator.reconcile
     )
     await members.resync()
-    enrolment = Enrolment(
-        s.ca, identity.secrets, partial(_rpc_peers, members, c.node), random.Random(), wall_ms
-    )
-    identity_loop = RenewalLoop(
-        identity, enrolment=enrolment, has_join_targets=bool(c.join or c.retry_join),
-        refusals=lambda: tls.refusals.total,
-    )  # fmt: skip
+    identity_loop = renewal_loop(c, identity, members, tls, wall_ms)
     return _Gossip(serf, joins, replicator, members, identity, identity_loop)
-
-
-def _open_identity(c: AgentConfig, s: _State, serf: SerfProcess) -> MeshIdentity:
-    """This agent's identity material, authority and leaves (its loop starts with the others)."""
-    settings = IdentitySettings(
-        node=c.node, node_id=s.node_id, datacenter=c.datacenter, join_token=c.join_token,
-        encrypt=c.encrypt, configured_root=c.connect.ca_config,
-        test_leaf_cert_ttl=c.test_leaf_cert_ttl,
-    )  # fmt: skip
-    return open_identity(
-        s.data_dir.path, s.ca, settings, notify=s.catalog.touch,
-        registered=partial(_registered_here, s.local), list_keys=lambda: serf.client.list_keys(),
-        wall_ms=wall_ms, rng=random.Random(),
-    )  # fmt: skip
-
-
-def _rpc_peers(members: MemberWatch, own: str) -> list[Address]:
-    """The agent-RPC addresses of the other alive members (for enrolment pulls)."""
-    out = []
-    for m in members.table.values():
-        port = rpc_port(m)
-        if m.name != own and m.status == "alive" and port is not None:
-            out.append((m.addr, port))
-    return out
-
-
-def _registered_here(local: LocalNode, service: str) -> bool:
-    """Whether a service of that name (or id) is registered on this agent."""
-    return any(s.name == service or s.id == service for s in local.services().values())
 
 
 async def _open_frontends(
