@@ -18,6 +18,7 @@ from gossamer.agent.local.maintenance import NODE_MAINT_NOTE, maintenance_checks
 from gossamer.catalog.model import Service
 from gossamer.catalog.store_local import Maintenance
 from gossamer.gossip.tags import TAG_RECORD_VERSION
+from tests.harness.poll import eventually_async
 
 
 def _free_port() -> int:
@@ -77,8 +78,7 @@ async def test_a_burst_of_versions_sends_one_update_in_flight_then_the_latest() 
     await asyncio.sleep(0)
     tag.changed(7)
     serf.gate.set()
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await eventually_async(lambda: len(serf.sent) == 2)
     assert serf.sent == ["6", "7"]
     tasks.cancel_all()
 
