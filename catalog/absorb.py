@@ -21,12 +21,19 @@ Rules this module keeps:
    name from its certificate) is taken only if that peer owns it (`origin`
    is the peer); `split_owned` says which. Records of other owners still
    arrive, in the replies of the peers this agent asks (digest deltas and
-   pulls), where relaying is how anti-entropy works.
+   pulls), where relaying is how anti-entropy works; `needs_owner_signature`
+   says which of those must carry their owner's signature (the agent's
+   RPC code checks it).
+5. A tombstone relayed by a peer that is not the record's owner is applied
+   only when that owner is not alive in this agent's Serf view
+   (`tombstone_admitted`): an owner that is alive speaks for its records
+   itself, so no other agent can remove them. With no record held, the
+   node's own name is the owner asked about.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gossamer.catalog import merge
 from gossamer.catalog.merge import CatalogState
@@ -49,6 +56,24 @@ def split_owned(
     for record in records:
         (owned if record.origin == peer_origin else foreign).append(record)
     return owned, foreign
+
+
+def needs_owner_signature(record: NodeRecord, peer_origin: str) -> bool:
+    """Rule 4: a record that `peer_origin` relays for another owner must be owner-signed."""
+    return record.origin != peer_origin
+
+
+def tombstone_admitted(
+    state: CatalogState,
+    datacenter: str,
+    node: str,
+    peer_origin: str,
+    alive: Callable[[str], bool],
+) -> bool:
+    """Rule 5: whether a tombstone for `node` relayed by `peer_origin` may be applied here."""
+    record = state.records.get(datacenter, {}).get(node)
+    owner = record.origin if record is not None else node
+    return owner == peer_origin or not alive(owner)
 
 
 def absorb(

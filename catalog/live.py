@@ -38,6 +38,8 @@ class LiveCatalog:
         self.indexes = IndexTable(start=1)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._listeners: list[Callable[[], None]] = []
+        # Signs this agent's own writes (agent/identity/record_signer.py); None: unsigned.
+        self.sign_own: Callable[[NodeRecord], NodeRecord] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -65,8 +67,11 @@ class LiveCatalog:
         """Merge records (from a peer, or this node's own); returns the nodes that changed.
 
         A peer's copy of a record this agent owns is ignored: only the owner
-        publishes it (`self_origin` names this agent; empty for its own writes).
+        publishes it (`self_origin` names this agent; empty for its own writes,
+        which `sign_own` signs on the way in).
         """
+        if not self_origin and self.sign_own is not None:
+            records = [self.sign_own(r) for r in records]
         before = self.state
         after, changed = absorb.absorb(before, records, self_origin=self_origin)
         self._commit(before, after, self._keys(before, after, changed))

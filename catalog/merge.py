@@ -11,9 +11,11 @@ Which record wins (so every agent picks the same one, in any order of arrival):
    replaced and the new one reuses the name) the higher version wins, and
    because owners floor versions at the wall clock (`model.next_version`) the
    newer machine normally does; equal versions fall to the larger node id.
-2. Equal `(version, node_id)` with equal content is a no-op. With different
-   content (an owner bug: versions must grow on every change) the larger
-   canonical encoding wins, so agents still agree.
+2. Equal `(version, node_id)` with equal content is a no-op, except that a
+   copy carrying its owner's signature replaces one without (the signature
+   is not content: `wire.record_body_to_wire`), so relays can pass it on.
+   With different content (an owner bug: versions must grow on every
+   change) the larger canonical encoding wins, so agents still agree.
 3. A tombstone (node left, was force-left or reaped) buries every record of
    that name whose version is <= the tombstone's, whatever its node id: a
    record relayed late by a peer that has not heard of the leave must not
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
 from gossamer.catalog.model import SERF_HEALTH_ID, SERF_HEALTH_NAME, Check, NodeRecord
-from gossamer.catalog.wire import record_to_wire
+from gossamer.catalog.wire import record_body_to_wire
 
 # Consul's outputs for the serfHealth check (agent/consul/leader.go), which
 # some dashboards and scripts match on.
@@ -82,7 +84,7 @@ class CatalogState:
 
 
 def _canonical(record: NodeRecord) -> str:
-    return json.dumps(record_to_wire(record), sort_keys=True, separators=(",", ":"))
+    return json.dumps(record_body_to_wire(record), sort_keys=True, separators=(",", ":"))
 
 
 def _beats(new: NodeRecord, current: NodeRecord | None, tomb: Tombstone | None) -> bool:
@@ -93,7 +95,9 @@ def _beats(new: NodeRecord, current: NodeRecord | None, tomb: Tombstone | None) 
         return True
     if (new.version, new.node_id) != (current.version, current.node_id):
         return (new.version, new.node_id) > (current.version, current.node_id)
-    return new != current and _canonical(new) > _canonical(current)
+    if new == current:  # equal content: a signed copy replaces an unsigned one (rule 2)
+        return current.signed is None and new.signed is not None
+    return _canonical(new) > _canonical(current)
 
 
 def _without_empty(maps: Mapping[str, Mapping[str, V]]) -> dict[str, Mapping[str, V]]:

@@ -87,6 +87,18 @@ class Check:
 
 
 @dataclass(frozen=True)
+class OwnerSignature:
+    """The owner agent's signature over a record, and its certificate chain (DER: agent
+    certificate, then its intermediate), so any agent can check a record a third one relays.
+
+    Made and checked in `proxy.ca.record_signature`; the catalog only carries it.
+    """
+
+    signature: bytes
+    chain: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class NodeRecord:
     """Everything one owner publishes about one node, at one version.
 
@@ -106,6 +118,8 @@ class NodeRecord:
     meta: Mapping[str, str] = field(default_factory=dict)
     services: tuple[Service, ...] = ()
     checks: tuple[Check, ...] = ()
+    # Not part of the content: the same record signed twice is the same record.
+    signed: OwnerSignature | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         services = tuple(sorted(self.services, key=lambda s: s.id))

@@ -15,18 +15,35 @@ Format rules:
   because a record that decodes differently on two agents would never
   converge.
 - Floats must be finite: NaN would make two equal records compare unequal.
+- `"sig"`, the owner's signature (`model.OwnerSignature`), is optional and
+  not part of the record's content: `record_body_to_wire` leaves it out, and
+  that body is what is signed and what ties between equal versions compare.
+  Its fields are base64 text, sizes capped (`MAX_SIGNATURE`, `MAX_CERTIFICATE`,
+  `MAX_CHAIN`), so the JSON stored on disk and the frames carry it alike.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from gossamer.catalog.model import STATUSES, Check, JsonObject, NodeRecord, Service
+from gossamer.catalog.model import (
+    STATUSES,
+    Check,
+    JsonObject,
+    NodeRecord,
+    OwnerSignature,
+    Service,
+)
 from gossamer.catalog.plain_json import json_problem
 
 WIRE_VERSION = 1
 MAX_VERSION = 2**63 - 1  # fits SQLite's INTEGER, where records are kept
+MAX_SIGNATURE = 256  # bytes: an ECDSA P-521 signature is at most 139
+MAX_CERTIFICATE = 4096  # bytes of DER per certificate
+MAX_CHAIN = 3  # agent certificate, its intermediate, and room for one more
 
 T = TypeVar("T")
 
@@ -36,7 +53,18 @@ class RecordError(ValueError):
 
 
 def record_to_wire(record: NodeRecord) -> JsonObject:
-    """The record as JSON-able data (dicts, lists, str, int, bool)."""
+    """The record as JSON-able data (dicts, lists, str, int, bool), its signature included."""
+    body = record_body_to_wire(record)
+    if record.signed is not None:
+        body["sig"] = {
+            "s": _b64(record.signed.signature),
+            "c": [_b64(der) for der in record.signed.chain],
+        }
+    return body
+
+
+def record_body_to_wire(record: NodeRecord) -> JsonObject:
+    """The record's content as JSON-able data: everything but its signature."""
     return {
         "v": WIRE_VERSION,
         "node": record.node,
@@ -106,9 +134,40 @@ def record_from_wire(data: object) -> NodeRecord:
             meta=_str_map(obj, "meta", ""),
             services=tuple(services),
             checks=tuple(checks),
+            signed=_signature(obj.get("sig")),
         )
     except ValueError as err:  # duplicate ids
         raise RecordError(str(err)) from None
+
+
+def _signature(data: object) -> OwnerSignature | None:
+    """The optional owner signature; RecordError naming the part that is wrong."""
+    if data is None:
+        return None
+    obj = _obj(data, "sig")
+    chain = obj.get("c")
+    if not isinstance(chain, list) or not 1 <= len(chain) <= MAX_CHAIN:
+        raise RecordError(f"sig.c: expected a list of 1 to {MAX_CHAIN} certificates")
+    return OwnerSignature(
+        signature=_unb64(obj.get("s"), "sig.s", MAX_SIGNATURE),
+        chain=tuple(_unb64(c, f"sig.c[{i}]", MAX_CERTIFICATE) for i, c in enumerate(chain)),
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: object, path: str, limit: int) -> bytes:
+    if not isinstance(value, str) or len(value) > (limit + 2) // 3 * 4:
+        raise RecordError(f"{path}: expected base64 text of at most {limit} bytes")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise RecordError(f"{path}: not valid base64") from None
+    if not data:
+        raise RecordError(f"{path}: empty")
+    return data
 
 
 def _service_from_wire(data: object, at: str) -> Service:

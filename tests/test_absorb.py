@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.catalog import merge
-from gossamer.catalog.absorb import RELAYED_REMOVAL, absorb, bury, held_version
+from gossamer.catalog.absorb import (
+    RELAYED_REMOVAL,
+    absorb,
+    bury,
+    held_version,
+    needs_owner_signature,
+    tombstone_admitted,
+)
 from gossamer.catalog.merge import CatalogState
 from tests.harness.replication import DC, node_record
 
@@ -88,3 +97,32 @@ def test_after_bury_no_record_is_older_than_a_relayed_tombstone(
         assert record is None or record.version > version
         assert held_version(after, DC, node) >= version
     assert set(removed) <= {n for n, _ in relayed}
+
+
+@pytest.mark.parametrize(
+    ("held", "peer", "alive", "admitted"),
+    [
+        ("x", "x", {"x"}, True),  # the owner itself removes its record
+        ("x", "b", {"x"}, False),  # x is alive: b may not remove its record
+        ("x", "b", set(), True),  # x is gone from Serf: anyone relays its removal
+        (None, "b", {"x"}, False),  # nothing held, but x is alive: its name is the owner
+        (None, "b", set(), True),
+        ("ext-by-o", "b", {"o"}, False),  # an external node: its owning agent o is alive
+        ("ext-by-o", "o", {"o"}, True),
+        ("ext-by-o", "b", set(), True),
+    ],
+)
+def test_a_relayed_tombstone_is_admitted_only_from_the_owner_or_for_an_owner_gone(
+    held: str | None, peer: str, alive: set[str], admitted: bool
+) -> None:
+    state = CatalogState()
+    if held == "x":
+        state = merge.apply(state, node_record("x", 2))[0]
+    elif held == "ext-by-o":
+        state = merge.apply(state, dataclasses.replace(node_record("x", 2), origin="o"))[0]
+    assert tombstone_admitted(state, DC, "x", peer, alive.__contains__) is admitted
+
+
+def test_only_records_of_another_owner_need_a_signature() -> None:
+    assert not needs_owner_signature(node_record("b", 1), "b")
+    assert needs_owner_signature(node_record("x", 1), "b")

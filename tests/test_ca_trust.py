@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.proxy.ca import trust
+from gossamer.proxy.ca.agent_standing import agent_standing
 from gossamer.proxy.ca.ca_entries import (
     agent_value,
     config_value,
@@ -258,3 +259,28 @@ def test_the_root_key_opens_from_the_map_with_a_matching_secret() -> None:
     assert trust.missing_seals(state, record, [mine, theirs]) == [theirs]
     with pytest.raises(SealError, match="no seal of the CA key matches"):
         trust.open_root_key(state, record, [theirs])
+
+
+# -- an agent's standing (agent_standing.py) --------------------------------------------------
+
+
+def test_an_agents_standing_follows_the_ca_map() -> None:
+
+    active, other = ROOTS[0], ROOTS[1]
+    mine = make_intermediate(active, name="n1")
+    stray = make_intermediate(other, name="n2")  # signed by a root the map does not hold
+    state = _state(
+        root_value(active.certificate, CLUSTER, 1),
+        agent_value("id-1", "n1", mine.certificate),
+        agent_value("id-2", "n2", stray.certificate),
+        agent_value("id-3", "n3", mine.certificate),
+        revoked_value("id-3", "n3", NOW_MS, "host stolen"),
+    )
+    valid = agent_standing(state, "id-1", NOW_MS)
+    assert valid.state == "valid" and valid.not_after == mine.certificate.not_valid_after_utc
+    assert agent_standing(state, "id-2", NOW_MS).state == "untrusted"
+    revoked = agent_standing(state, "id-3", NOW_MS)
+    assert (revoked.state, revoked.detail) == ("revoked", "host stolen")
+    assert agent_standing(state, "id-9", NOW_MS).state == "not-enrolled"
+    after = int(mine.certificate.not_valid_after_utc.timestamp() * 1000) + 1
+    assert agent_standing(state, "id-1", after).state == "expired"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 
@@ -31,7 +32,7 @@ from gossamer.catalog.merge import (
     serf_health,
     service_checks,
 )
-from gossamer.catalog.model import Check, NodeRecord, Service
+from gossamer.catalog.model import Check, NodeRecord, OwnerSignature, Service
 from tests.test_catalog_model import records
 
 EMPTY = CatalogState()
@@ -250,3 +251,18 @@ def test_one_digest_exchange_converges_two_agents(
         a, _ = apply_many(a, records_for(b, dc, a_needs))
         b, _ = apply_many(b, records_for(a, dc, b_needs))
     assert a == b
+
+
+def test_a_signed_copy_replaces_an_unsigned_one_of_equal_content_and_not_back() -> None:
+    plain = rec("a", 3)
+    signed = dataclasses.replace(plain, signed=OwnerSignature(b"sig", (b"cert",)))
+    state, changed = apply(CatalogState(), plain)
+    state, changed = apply(state, signed)
+    assert changed and get(state, "dc1", "a") is not None
+    held = get(state, "dc1", "a")
+    assert held is not None and held.signed == signed.signed
+    state2, changed = apply(state, plain)
+    assert not changed and state2 is state
+    other = dataclasses.replace(plain, signed=OwnerSignature(b"other", (b"cert",)))
+    _, changed = apply(state, other)
+    assert not changed  # one signature is as good as another: no churn between copies

@@ -21,6 +21,14 @@ def test_members_table_and_json(trio: list[AgentProc]) -> None:
     for agent in trio:
         assert agent.name in table.stdout and f"{agent.ip}:{agent.serf_port}" in table.stdout
     assert table.stdout.count("alive") == 3
+
+    def identities_valid() -> bool:
+        shown = gossamer("members", "--http-addr", a.http).stdout
+        return shown.count("valid until") == 3
+
+    eventually(identities_valid, 20, what="each member's RPC identity shown valid")
+    peers = a.get("/v1/agent/self")["Gossamer"]["Identity"]["Peers"]
+    assert {p["State"] for p in peers.values()} == {"valid"} and len(peers) == 3
     as_json = gossamer("members", "--json", "--http-addr", a.http)
     assert {m["Name"] for m in json.loads(as_json.stdout)} == {"node1", "node2", "node3"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from gossamer.catalog.sync_protocol import FrameDecoder, encode, push_request
 from gossamer.catalog.wire import record_to_wire
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_records import MemberEvent
+from tests.harness.identity import Mesh, MeshIdentity
 from tests.harness.poll import eventually_async
-from tests.harness.replication import SyncPeers, open_tls, talk
+from tests.harness.replication import SyncPeers, open_tls, owner_signer, talk
 from tests.harness.replication import node_record as record
 
 
@@ -236,3 +238,75 @@ def test_news_fanout_grows_with_the_cluster_and_never_exceeds_it() -> None:
     from gossamer.agent.sync.replicator import fanout
 
     assert [fanout(n) for n in (0, 1, 2, 3, 9, 30, 1000)] == [0, 1, 2, 3, 8, 10, 20]
+
+
+# -- what a peer relays for others (agent/sync/relay_check.py) ----------------------------
+
+
+async def test_a_relayed_record_needs_its_owners_signature(agents: SyncPeers) -> None:
+    """b relays x's record: taken when x signed it, refused unsigned or signed by another."""
+    a, b = agents("a"), await agents("b", signed=False).start()
+    b.catalog.apply([record("b", 1), record("x", 2, "web")])  # unsigned, as an old agent's
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls) == 1
+    assert a.has("b", 1)  # the peer's own record needs no signature: TLS names its owner
+    assert a.catalog.record("x") is None
+    assert a.tls.refusals.counts()["unsigned-relay"] == 1
+    forged = owner_signer(agents.mesh)(record("y", 2, "web"))
+    assert forged.signed is not None
+    b.catalog.apply([dataclasses.replace(record("x", 3, "evil"), signed=forged.signed)])
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.catalog.record("x") is None  # y's signature does not make x's record
+    assert a.tls.refusals.counts()["unsigned-relay"] == 2
+    b.catalog.apply([owner_signer(agents.mesh)(record("x", 4, "web"))])
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.has("x", 4)
+
+
+async def test_a_signature_from_another_mesh_or_a_revoked_agent_is_refused(
+    agents: SyncPeers,
+) -> None:
+    a, b = agents("a"), await agents("b", signed=False).start()
+    b.catalog.apply([owner_signer(Mesh())(record("x", 2))])
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.catalog.record("x") is None and a.tls.refusals.counts()["unsigned-relay"] == 1
+    b.catalog.apply([owner_signer(agents.mesh)(record("x", 3))])
+    a_identity = a.tls.identity
+    assert isinstance(a_identity, MeshIdentity)
+    a_identity.revoke("x")
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.catalog.record("x") is None and a.tls.refusals.counts()["unsigned-relay"] == 2
+    a_identity.revoked.clear()
+    a_identity.generation += 1  # the cached refusal of x's chain is dropped with it
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.has("x", 3)
+
+
+async def test_a_relayed_removal_of_a_node_whose_owner_is_alive_is_refused(
+    agents: SyncPeers,
+) -> None:
+    alive = {"x"}
+    a = agents("a", alive=lambda node: node in alive)
+    b = await agents("b").start()
+    a.catalog.apply([record("x", 2), record("z", 2)])
+    b.catalog.apply([record("b", 1)])
+    b.catalog.remove("x", "forged by b", version=5)
+    b.catalog.remove("z", "z left", version=5)
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.has("x", 2)  # x is alive: only x speaks for its record
+    assert a.catalog.record("z") is None  # z is gone from Serf: anyone may relay its removal
+    assert a.tls.refusals.counts()["live-removal"] == 1
+    alive.clear()
+    await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
+    assert a.catalog.record("x") is None
+
+
+async def test_the_client_refuses_an_agent_that_is_not_the_member_it_dialled(
+    agents: SyncPeers,
+) -> None:
+    a, b = agents("a"), await agents("b").start()
+    b.catalog.apply([record("b", 1)])
+    with pytest.raises(PeerError, match="dialled member 'c', but agent 'b' answered"):
+        await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, peer_name="c")
+    assert a.catalog.record("b") is None
+    assert a.tls.refusals.counts()["wrong-agent"] == 1
+    assert await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, peer_name="b") == 1

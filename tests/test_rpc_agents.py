@@ -9,12 +9,22 @@ is counted in /v1/agent/self, and the agents keep syncing.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
+import sqlite3
 import ssl
 import time
+from datetime import UTC, datetime
 from typing import Any
 
+from cryptography import x509
+
+from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.store import FILE_NAME as STORE_FILE
 from gossamer.catalog.sync_protocol import FrameDecoder, encode
+from gossamer.catalog.wire import record_from_wire
+from gossamer.proxy.ca.record_signature import verify_record
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
 
@@ -77,3 +87,34 @@ def test_an_outsider_without_a_certificate_gets_only_the_sealed_bundle(cluster: 
     keys = {e["key"].split("/")[0] for e in replies[0]["entries"]}
     assert keys == {"root", "seal"}  # certificates and sealed keys only
     assert "records" not in replies[1]
+
+
+def held_records(agent: AgentProc) -> dict[str, NodeRecord]:
+    """The records `agent` keeps on disk, read straight from its SQLite file."""
+    with contextlib.closing(sqlite3.connect(agent.data_dir / STORE_FILE)) as db:
+        rows = db.execute("SELECT node, wire FROM records").fetchall()
+    return {node: record_from_wire(json.loads(wire)) for node, wire in rows}
+
+
+def test_every_record_relayed_carries_its_owners_signature(cluster: Cluster) -> None:
+    """Each agent's copy of every other agent's record verifies as signed by that owner."""
+    agents = cluster.start(3)
+    eventually(lambda: all(len(held_records(a)) == 3 for a in agents), 20, what="3 records each")
+    roots = [
+        x509.load_pem_x509_certificate(r["RootCert"].encode())
+        for r in agents[0].get("/v1/connect/ca/roots")["Roots"]
+    ]
+
+    def all_signed() -> bool:
+        now = datetime.now(UTC)
+        for holder in agents:
+            for node, record in held_records(holder).items():
+                if record.signed is None:
+                    return False
+                assert verify_record(record, roots, now).node_id, node
+        return True
+
+    eventually(all_signed, 20, what="every held record signed by its owner")
+    node_ids = {a.name: a.get("/v1/agent/self")["Config"]["NodeID"] for a in agents}
+    for node, record in held_records(agents[1]).items():
+        assert verify_record(record, roots, datetime.now(UTC)).node_id == node_ids[node]

@@ -14,6 +14,7 @@ from gossamer.gossip.tags import TAG_BUILD, TAG_DATACENTER, TAG_NODE_ID
 
 STATUS_NAMES = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 STATUS_STYLES = {"alive": "green", "leaving": "yellow", "left": "dim", "failed": "red"}
+IDENTITY_STYLES = {"valid": "green", "not-enrolled": "yellow"}  # anything else: red
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +42,9 @@ def members(args: argparse.Namespace, client: AgentClient, console: Console) -> 
     if args.json:
         console.print_json(json.dumps(rows))
         return 0
+    identities = _identities(client)
     table = Table(box=None, header_style="bold")
-    for col in ("Node", "Address", "Status", "DC", "Build", "ID"):
+    for col in ("Node", "Address", "Status", "Identity", "DC", "Build", "ID"):
         table.add_column(col)
     for r in rows:
         status = STATUS_NAMES.get(r["Status"], str(r["Status"]))
@@ -51,12 +53,32 @@ def members(args: argparse.Namespace, client: AgentClient, console: Console) -> 
             r["Name"],
             f"{r['Addr']}:{r['Port']}",
             f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
+            _identity_cell(identities.get(r["Name"])),
             tags.get(TAG_DATACENTER, ""),
             tags.get(TAG_BUILD, ""),
             tags.get(TAG_NODE_ID, ""),
         )
     console.print(table)
     return 0
+
+
+def _identities(client: AgentClient) -> dict[str, Any]:
+    """Each member's RPC identity as this agent sees it (`Gossamer.Identity.Peers`)."""
+    info = client.get("/v1/agent/self")
+    peers = info.get("Gossamer", {}).get("Identity", {}).get("Peers", {})
+    return peers if isinstance(peers, dict) else {}
+
+
+def _identity_cell(peer: Any) -> str:
+    """The cell: `valid until <date>`, or the state (red unless merely not enrolled yet)."""
+    if not isinstance(peer, dict):
+        return ""
+    state = str(peer.get("State", ""))
+    style = IDENTITY_STYLES.get(state, "red")
+    text = state
+    if state == "valid" and peer.get("NotAfter"):
+        text = f"valid until {str(peer['NotAfter'])[:10]}"
+    return f"[{style}]{text}[/]"
 
 
 def join(args: argparse.Namespace, client: AgentClient, console: Console) -> int:

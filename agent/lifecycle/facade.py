@@ -33,6 +33,7 @@ class AgentFacade:
         catalog: LiveCatalog,
         identity: MeshIdentity,
         rpc_refusals: Callable[[], dict[str, int]],
+        peer_identities: Callable[[], dict[str, Any]],
         reload: Callable[[], Awaitable[list[str]]],
         request_shutdown: Callable[[bool], None],
     ) -> None:
@@ -45,6 +46,7 @@ class AgentFacade:
         self._catalog = catalog
         self._identity = identity
         self._rpc_refusals = rpc_refusals
+        self._peer_identities = peer_identities
         self._reload = reload
         self._request_shutdown = request_shutdown
 
@@ -74,7 +76,8 @@ class AgentFacade:
             blocking_queries=self._catalog.watchers,
         )
         info["Gossamer"]["Identity"] = self._identity.summary() | {
-            "RpcRefusals": self._rpc_refusals()  # agent-RPC peers refused, per reason
+            "RpcRefusals": self._rpc_refusals(),  # agent-RPC peers refused, per reason
+            "Peers": self._peer_identities(),  # each member's RPC identity
         }
         return info
 

@@ -40,7 +40,13 @@ from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
-from gossamer.agent.lifecycle.identity_wiring import open_mesh_identity, renewal_loop
+from gossamer.agent.lifecycle.identity_wiring import (
+    open_mesh_identity,
+    peer_identities,
+    renewal_loop,
+    serf_alive,
+    sign_own_records,
+)
 from gossamer.agent.lifecycle.joins import Joins
 from gossamer.agent.lifecycle.listeners import Listeners, bind_listeners
 from gossamer.agent.lifecycle.reload import Reloader, apply_config_registrations
@@ -223,7 +229,7 @@ async def _open_gossip(
         c, node_id=s.node_id, data_dir=s.data_dir.path, ca=s.ca, catalog=s.catalog,
         local=s.local, serf=serf, wall_ms=wall_ms,
     )  # fmt: skip
-    tls = AgentTls(MeshRpcIdentity(identity))
+    tls = AgentTls(MeshRpcIdentity(identity), alive=lambda name: serf_alive(members, name))
     replicator = Replicator(
         s.catalog, self_origin=c.node, peers=lambda: list(members.table.values()),
         rng=random.Random(), replicas=s.replicas(), tls=tls,
@@ -249,12 +255,14 @@ async def _open_frontends(
     facade = AgentFacade(
         status, node_id=s.node_id, data_dir=str(s.data_dir.path), serf=g.serf, local=s.local,
         catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
+        peer_identities=partial(peer_identities, g.identity, g.members, g.replicator.tls),
         reload=reloader.reload,
         request_shutdown=hooks.request_shutdown,
     )  # fmt: skip
     external = ExternalNodes(
         s.catalog, owner=c.node, wall_ms=wall_ms, is_member=partial(_is_cluster_member, g.members)
     )
+    sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     http = web.AppRunner(
         make_app(facade, s.catalog, external, intentions, g.identity),

@@ -129,6 +129,12 @@ class ExternalNodes:
                     "ID", f"{shown(reg.node_id)} is already used by node {shown(other.node)}"
                 )
 
+    def republish(self) -> None:
+        """Publish every external node this agent owns at a new version (to sign it again)."""
+        mine = [r for r in self._catalog.records() if r.is_external and r.origin == self._owner]
+        if mine:
+            self._catalog.apply([replace(r, version=self._next_version(r.node)) for r in mine])
+
     def _next_version(self, node: str) -> int:
         return next_version(self._catalog.held_version(node), self._wall_ms())
 

@@ -297,11 +297,18 @@ class LocalNode:
             checks=tuple(sorted(self.checks(), key=lambda c: c.check_id)),
         )
 
-    def publish(self) -> None:
-        """Persist a higher version and put the new record into the catalog."""
+    def publish(self, *, force: bool = False) -> None:
+        """Persist a higher version and put the new record into the catalog.
+
+        `force`: even when nothing a reader could see changed (the record is
+        to be signed again with a new agent certificate).
+        """
         candidate = self.record()
         current = self._catalog.record(self.identity.node)
-        if current is not None and replace(current, version=0) == replace(candidate, version=0):
+        unchanged = current is not None and replace(current, version=0) == replace(
+            candidate, version=0
+        )
+        if unchanged and not force:
             return  # nothing a reader could see changed
         self.version = self._store.save_last_version(next_version(self.version, self._wall_ms()))
         self._catalog.apply([replace(candidate, version=self.version)])

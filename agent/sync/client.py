@@ -5,11 +5,14 @@ one conversation object; this module only connects, moves its frames and
 applies the effects of each step before sending the next request. Every
 connection is TLS 1.3 with this agent's certificate, and the server must
 prove an agent identity of our mesh (`AgentTls.check`, server auth) before
-a frame is sent. Every step runs under one deadline; any failure (refused,
-timed out, not verified, bad reply) is a PeerError, and what was applied
-before it stays. A connection that ended its conversation cleanly is kept
-for the next one with the same peer (pool.py), so most rounds skip the
-handshake.
+a frame is sent; when the caller names the member it dials (`peer_name`,
+as the Replicator always does), the certificate must name that very node,
+so an enrolled agent answering on another member's address (a taken-over
+IP, a spoofed Serf address) is refused as `wrong-agent`. Every step runs
+under one deadline; any failure (refused, timed out, not verified, bad
+reply) is a PeerError, and what was applied before it stays. A connection
+that ended its conversation cleanly is kept for the next one with the same
+peer (pool.py), so most rounds skip the handshake.
 
 `fetch_ca_bundle` is the enrolment call: TLS without a client certificate
 and without verifying the server (this agent has no bundle yet to verify
@@ -25,6 +28,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from gossamer.agent.sync import refusals
 from gossamer.agent.sync.peer_check import PeerRefused
 from gossamer.agent.sync.peer_link import (
     Address,
@@ -58,21 +62,31 @@ async def _dial(addr: Address, tls: AgentTls | None) -> Connection:
     if context is None:
         raise PeerError(f"{addr[0]}:{addr[1]}: this agent has no certificate yet")
     reader, writer = await asyncio.open_connection(addr[0], addr[1], ssl=context)
+    node = ""
     if tls is not None:
         try:
-            tls.check(writer.get_extra_info("ssl_object"), SERVER_AUTH)
+            node = tls.check(writer.get_extra_info("ssl_object"), SERVER_AUTH).node
         except PeerRefused:
             writer.transport.abort()
             raise
-    return Connection(reader, writer, generation, time.monotonic())
+    return Connection(reader, writer, generation, time.monotonic(), peer_node=node)
+
+
+def _require_node(conn: Connection, addr: Address, peer_name: str | None, tls: AgentTls) -> None:
+    """PeerRefused unless the verified peer is the member dialled (when one is named)."""
+    if peer_name is not None and conn.peer_node != peer_name:
+        message = f"dialled member {peer_name!r}, but agent {conn.peer_node!r} answered"
+        tls.refuse(refusals.WRONG_AGENT, addr, message)
+        raise PeerRefused(refusals.WRONG_AGENT, message)
 
 
 @contextlib.asynccontextmanager
 async def _connect(
-    addr: Address, tls: AgentTls | None, timeout: float
+    addr: Address, tls: AgentTls | None, timeout: float, peer_name: str | None = None
 ) -> AsyncIterator[Connection]:
-    """A verified connection to `addr`, pooled or new (`tls` None: the enrolment one, never
-    pooled); every step under one deadline; errors become PeerError."""
+    """A verified connection to `addr` (to member `peer_name` when named), pooled or new
+    (`tls` None: the enrolment one, never pooled); every step under one deadline; errors
+    become PeerError."""
     conn: Connection | None = None
     done = False
     try:
@@ -81,6 +95,8 @@ async def _connect(
                 conn = tls.pool.take(addr, tls.identity.generation, time.monotonic())
             if conn is None:
                 conn = await _dial(addr, tls)
+            if tls is not None:
+                _require_node(conn, addr, peer_name, tls)
             yield conn
         done = True
     except TimeoutError:
@@ -106,15 +122,22 @@ async def _converse(
     tls: AgentTls,
     timeout: float,
     replicas: Replicas,
+    peer_name: str | None,
 ) -> int:
     """Run one conversation to its end; returns how many things changed here."""
     changed = 0
-    async with _connect(addr, tls, timeout) as conn:
+    async with _connect(addr, tls, timeout, peer_name) as conn:
         request: Message | None = conversation.first_request()
         while request is not None:
             step = conversation.receive(await conn.request(request))
             applied = apply_effects(
-                catalog, replicas, step.effects, self_origin=self_origin, tls=tls, peer=addr
+                catalog,
+                replicas,
+                step.effects,
+                self_origin=self_origin,
+                tls=tls,
+                peer=addr,
+                peer_node=conn.peer_node,
             )
             changed += len(applied)
             request = step.request
@@ -129,6 +152,7 @@ async def exchange(
     tls: AgentTls,
     timeout: float = 5.0,
     replicas: Replicas | None = None,
+    peer_name: str | None = None,
 ) -> int:
     """One anti-entropy round with the peer at `addr`; returns how many things changed here.
 
@@ -145,6 +169,7 @@ async def exchange(
         tls=tls,
         timeout=timeout,
         replicas=reps,
+        peer_name=peer_name,
     )
 
 
@@ -156,10 +181,11 @@ async def hand_over(
     *,
     tls: AgentTls,
     timeout: float = 5.0,
+    peer_name: str | None = None,
 ) -> None:
     """Push fresh entries of LWW map `name` to one peer, without waiting for a round."""
     conversation = HandOver(datacenter, name, entries)
-    async with _connect(addr, tls, timeout) as conn:
+    async with _connect(addr, tls, timeout, peer_name) as conn:
         conversation.receive(await conn.request(conversation.first_request()))
 
 
@@ -171,11 +197,19 @@ async def pull(
     self_origin: str,
     tls: AgentTls,
     timeout: float = 5.0,
+    peer_name: str | None = None,
 ) -> int:
     """Fetch the records of `nodes` from the peer at `addr`; returns how many changed here."""
     conversation = PullExchange(catalog.datacenter, nodes)
     return await _converse(
-        addr, conversation, catalog, self_origin=self_origin, tls=tls, timeout=timeout, replicas={}
+        addr,
+        conversation,
+        catalog,
+        self_origin=self_origin,
+        tls=tls,
+        timeout=timeout,
+        replicas={},
+        peer_name=peer_name,
     )
 
 

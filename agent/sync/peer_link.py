@@ -68,15 +68,20 @@ def apply_effects(
     self_origin: str,
     tls: AgentTls,
     peer: object,
+    peer_node: str,
 ) -> list[str]:
-    """Apply what a message from `peer` brought: records, then tombstones, then LWW entries.
+    """Apply what a message from `peer` (verified as agent `peer_node`) brought: records,
+    then tombstones, then LWW entries.
 
-    Returns what changed here (node names and LWW keys). The catalog keeps
-    the absorb rules (`catalog.absorb`); a map this agent does not hold is
-    never in `effects` (the pure side only reads maps it was given). LWW
+    Returns what changed here (node names and LWW keys). What the peer
+    relays for other owners passes the relay rules first (relay_check.py);
+    the catalog keeps the absorb rules (`catalog.absorb`); a map this agent
+    does not hold is never in `effects` (the pure side only reads maps it
+    was given). LWW
     entries stamped beyond the HLC bound (`lww_sync.split_ahead`) are
     refused, counted and logged; later rounds offer them again.
     """
+    effects = tls.relays.admit(effects, catalog.state, catalog.datacenter, peer_node, peer)
     changed = catalog.apply(effects.records, self_origin=self_origin)
     changed += catalog.bury(effects.tombstones, self_origin=self_origin)
     now_ms = tls.wall_ms()

@@ -41,6 +41,7 @@ class Connection:
     writer: asyncio.StreamWriter
     generation: int
     opened: float
+    peer_node: str = ""  # the node name the peer's verified certificate carries
     used: float = 0.0
     _decoder: FrameDecoder = field(default_factory=FrameDecoder)
     _pending: list[Message] = field(default_factory=list)

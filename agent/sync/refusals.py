@@ -36,6 +36,9 @@ NO_CERTIFICATE = "no-certificate"  # asked for more than "ca-bundle" without a c
 NOT_ENROLLED = "not-enrolled"  # this agent has no certificate yet: it cannot serve TLS
 FOREIGN_RECORD = "foreign-record"  # pushed a record another agent owns
 CLOCK_AHEAD = "clock-ahead"  # an LWW entry stamped beyond the HLC bound
+UNSIGNED_RELAY = "unsigned-relay"  # relayed another owner's record without its valid signature
+LIVE_REMOVAL = "live-removal"  # relayed the removal of a node whose owner is alive
+WRONG_AGENT = "wrong-agent"  # the agent that answered is not the member this agent dialled
 
 REASONS = (
     NOT_TLS,
@@ -52,6 +55,9 @@ REASONS = (
     NOT_ENROLLED,
     FOREIGN_RECORD,
     CLOCK_AHEAD,
+    UNSIGNED_RELAY,
+    LIVE_REMOVAL,
+    WRONG_AGENT,
 )
 
 

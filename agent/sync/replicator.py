@@ -126,6 +126,7 @@ class Replicator:
                 tls=self._tls,
                 timeout=self._timeout,
                 replicas=self._replicas,
+                peer_name=peer.name,
             )
         except PeerError as exc:
             self.failures += 1
@@ -158,6 +159,7 @@ class Replicator:
                 entries,
                 tls=self._tls,
                 timeout=self._timeout,
+                peer_name=peer.name,
             )
         except PeerError as exc:
             self.failures += 1
@@ -222,6 +224,7 @@ class Replicator:
                         self_origin=self._self,
                         tls=self._tls,
                         timeout=self._timeout,
+                        peer_name=owner.name,
                     )
                 except PeerError as exc:
                     self.failures += 1

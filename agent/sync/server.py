@@ -259,6 +259,7 @@ class PeerRpcServer:
             self_origin=self._self_origin,
             tls=self._tls,
             peer=address,
+            peer_node=peer.node,
         )
         if changed:
             log.debug("agent RPC: a push brought %s", ", ".join(changed))

@@ -68,7 +68,8 @@ from gossamer.agent.sync.peer_check import (
     reason_of_verify_code,
 )
 from gossamer.agent.sync.pool import ConnectionPool
-from gossamer.agent.sync.refusals import Refusals
+from gossamer.agent.sync.refusals import MAX_REMEMBERED, Refusals
+from gossamer.agent.sync.relay_check import RelayCheck, nobody_alive
 
 log = logging.getLogger("gossamer.replication")
 
@@ -95,11 +96,15 @@ class AgentTls:
         *,
         wall_ms: Callable[[], int] = _wall_ms,
         refused: Refusals | None = None,
+        alive: Callable[[str], bool] = nobody_alive,
     ) -> None:
+        """`alive`: whether Serf shows a node alive here (for the relay rules, relay_check.py)."""
         self.identity = identity
         self.wall_ms = wall_ms
         self.refusals = refused or Refusals()
         self.pool = ConnectionPool()
+        self.relays = RelayCheck(self, alive)
+        self.last_verified: dict[str, int] = {}  # node -> wall ms its agent certificate last passed
         self._built: tuple[int, ssl.SSLContext | None, ssl.SSLContext | None] | None = None
 
     def server_context(self) -> ssl.SSLContext | None:
@@ -118,7 +123,10 @@ class AgentTls:
         chain = peer_chain(ssl_object) if ssl_object is not None else []
         identity = self.identity
         trust = Trust(identity.trust_domain, identity.bundle(), identity.is_revoked)
-        return check_peer(chain, trust, self.now(), purpose=purpose)
+        peer = check_peer(chain, trust, self.now(), purpose=purpose)
+        if peer.node in self.last_verified or len(self.last_verified) < MAX_REMEMBERED:
+            self.last_verified[peer.node] = self.wall_ms()
+        return peer
 
     def refuse(self, reason: str, address: object, message: str) -> None:
         """Count a refusal; log it unless this address was logged within the last minute."""

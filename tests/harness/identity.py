@@ -14,12 +14,14 @@ Times are the real clock: OpenSSL checks validity against it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
 from gossamer.agent.sync.identity import AgentChain
+from gossamer.agent.sync.relay_check import nobody_alive
 from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog.sync_protocol import Message
 from gossamer.intentions.spiffe import AgentId
@@ -134,6 +136,9 @@ class MeshIdentity:
         self.generation += 1
 
 
-def agent_tls(mesh: Mesh, credentials: Credentials | None) -> AgentTls:
-    """What an agent holding `credentials` in `mesh` speaks agent RPC with."""
-    return AgentTls(MeshIdentity(mesh, credentials))
+def agent_tls(
+    mesh: Mesh, credentials: Credentials | None, alive: Callable[[str], bool] = nobody_alive
+) -> AgentTls:
+    """What an agent holding `credentials` in `mesh` speaks agent RPC with (`alive`: its
+    Serf view, for the relay rules)."""
+    return AgentTls(MeshIdentity(mesh, credentials), alive=alive)

@@ -5,7 +5,10 @@
   served by the real PeerRpcServer on a loopback port over mutual TLS
   (its agent certificate from the test mesh of tests/harness/identity.py,
   or the `credentials` given, trusting the `mesh` given),
-  with a Member for it and a Replicator over it. `SyncPeers` makes them
+  with a Member for it and a Replicator over it. Records written into its
+  catalog are signed as their owners would sign them (`owner_signer`), so
+  relays carry valid signatures unless a test says otherwise
+  (`signed=False`). `SyncPeers` makes them
   under one mesh and closes them; `SyncPeers.tls_for(node)` is the TLS of
   any other agent of that mesh (a test speaking as it).
 - `MemoryPeer`: the same conversations without sockets: a CatalogState
@@ -25,9 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from gossamer.agent.replicated.intention_entries import MAP_NAME
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.agent.sync.peer_link import Replicas
+from gossamer.agent.sync.relay_check import nobody_alive
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
 from gossamer.agent.sync.tls import AgentTls
@@ -40,6 +47,7 @@ from gossamer.catalog.sync_answer import Served, answer
 from gossamer.catalog.sync_exchange import Conversation
 from gossamer.catalog.sync_protocol import Effects, FrameDecoder, Message, encode
 from gossamer.gossip.members import Member
+from gossamer.proxy.ca.record_signature import sign_record
 from tests.harness.identity import Credentials, Mesh, agent_tls
 
 DC = "dc1"
@@ -54,6 +62,21 @@ def node_record(
         version=version, origin=node,
         services=tuple(Service(id=s, name=s, port=80) for s in services),
     )  # fmt: skip
+
+
+def owner_signer(mesh: Mesh) -> Callable[[NodeRecord], NodeRecord]:
+    """Signs each record as its owner (`origin`), an agent of `mesh`, would."""
+    owners: dict[str, Credentials] = {}
+
+    def sign(record: NodeRecord) -> NodeRecord:
+        owner = owners.get(record.origin) or owners.setdefault(
+            record.origin, mesh.enrol(record.origin)
+        )
+        assert isinstance(owner.key, ec.EllipticCurvePrivateKey)
+        chain = [c.public_bytes(Encoding.DER) for c in (owner.certificate, owner.intermediate)]
+        return sign_record(record, owner.key, chain)
+
+    return sign
 
 
 # -- over real sockets ------------------------------------------------------------------
@@ -73,17 +96,21 @@ class SyncPeer:
         wall_ms: int = 1_000,
         idle_timeout: float = 30.0,
         max_connections: int = 256,
+        signed: bool = True,
+        alive: Callable[[str], bool] = nobody_alive,
     ) -> None:
         self.name = name
         db = CatalogStore.open(root / f"{name}.db")
         self.catalog = LiveCatalog(DC, db, wall_ms=lambda: wall_ms)
+        if signed:
+            self.catalog.sign_own = owner_signer(mesh)
         self.replicas: Replicas = {}
         if intentions:
             self.store = IntentionStore(
                 db, node=name, wall_ms=lambda: wall_ms, notify=self.catalog.touch
             )
             self.replicas = {MAP_NAME: self.store}
-        self.tls = agent_tls(mesh, credentials or mesh.enrol(name))
+        self.tls = agent_tls(mesh, credentials or mesh.enrol(name), alive=alive)
         self.server = PeerRpcServer(
             self.catalog,
             self_origin=name,
