@@ -124,3 +124,22 @@ async def test_news_spreads_to_peers_at_once_and_stops(peers: Callable[..., Sync
     finally:
         for r in replicators:
             r.stop()
+
+
+async def test_a_burst_of_news_to_one_peer_goes_over_one_connection(
+    peers: Callable[..., SyncPeer],
+) -> None:
+    """News for a peer with a hand-over under way waits and goes with the next one."""
+    a, b = await peers("a").start(), await peers("b").start()
+    loop = a.replicator(lambda: [a.member(), b.member()], interval=3600, timeout=5.0)
+    a.store.announce = lambda entries: loop.spread(MAP_NAME, entries)
+    try:
+        pairs = [(f"web{i}", "db") for i in range(20)]
+        for source, destination in pairs:  # twenty writes in one loop turn
+            a.store.upsert(allow(source, destination))
+        await eventually_async(lambda: len(b.pairs()) == 20, 5)
+        await eventually_async(lambda: not loop._handovers, 3)
+        assert b.server.accepted == 1 and a.tls.pool.idle == 1  # one handshake in all
+        assert loop.failures == 0
+    finally:
+        loop.stop()

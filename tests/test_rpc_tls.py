@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.agent.identity.rpc_identity import _trust_shrank
 from gossamer.agent.replicated.intention_entries import MAP_NAME
 from gossamer.agent.sync import refusals
 from gossamer.agent.sync.client import exchange, fetch_ca_bundle, hand_over
@@ -271,7 +272,7 @@ async def test_rounds_reuse_one_verified_connection(agents: SyncPeers) -> None:
     for _ in range(3):
         await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls, replicas=a.replicas)
     assert a.tls.pool.idle == 1 and b.server.connections == 1  # one handshake for three rounds
-    a.tls.identity.generation += 1  # type: ignore[misc]  # a new bundle or certificate here
+    a.tls.identity.generation += 1  # type: ignore[misc]  # trust shrank here (the epoch moves)
     await exchange(b.addr, a.catalog, self_origin="a", tls=a.tls)
     assert a.tls.pool.idle == 1  # the old one was dropped, a new one kept
     await eventually_async(lambda: b.server.connections == 1)
@@ -288,3 +289,21 @@ async def test_a_kept_connection_is_checked_again_after_a_revocation(agents: Syn
     assert a.has("b", 1)  # nothing more was read after the revocation
     assert b.server.refusals[refusals.REVOKED] == 1
     assert a.tls.pool.idle == 0
+
+
+@pytest.mark.parametrize(
+    ("after", "shrank"),
+    [
+        ((("r1", "r2", "r3"), ("c2",), frozenset({"n1"}), frozenset(), "td"), False),  # new root
+        ((("r2",), ("c1",), frozenset({"n1"}), frozenset(), "td"), True),  # r1 left the bundle
+        ((("r1", "r2"), ("c1",), frozenset({"n1", "n2"}), frozenset(), "td"), True),  # revoked
+        ((("r1", "r2"), ("c1",), frozenset({"n1"}), frozenset({"k"}), "td"), True),  # revoked key
+        ((("r1", "r2"), ("c1",), frozenset(), frozenset(), "td"), False),  # revocation lifted
+        ((("r1", "r2"), ("c1",), frozenset({"n1"}), frozenset(), "other"), True),
+    ],
+)
+def test_only_shrinking_trust_moves_the_epoch_that_drops_kept_connections(
+    after: tuple[object, ...], shrank: bool
+) -> None:
+    before = (("r1", "r2"), ("c1",), frozenset({"n1"}), frozenset(), "td")
+    assert _trust_shrank(before, after) is shrank

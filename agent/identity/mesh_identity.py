@@ -106,10 +106,22 @@ class MeshIdentity:
     def agent_tls(self) -> AgentTlsMaterial | None:
         """This agent's certificate chain and key, once it has them."""
         a = self.authority
-        if a.agent_cert is None or a.agent_key is None or a.intermediate is None:
+        chain = self.agent_chain()
+        if a.agent_cert is None or a.agent_key is None or not chain:
             return None
-        chain = certificate_pem(a.agent_cert) + certificate_pem(a.intermediate)
-        return AgentTlsMaterial(chain, private_key_pem(a.agent_key), a.agent_cert)
+        pem = "".join(certificate_pem(c) for c in chain)
+        return AgentTlsMaterial(pem, private_key_pem(a.agent_key), a.agent_cert)
+
+    def agent_chain(self) -> list[x509.Certificate]:
+        """What this agent presents (TLS, record signatures): its certificate, its intermediate,
+        and, during a rotation, the new root cross-signed by the old one, so a peer that does
+        not yet know the new root still chains to the old (empty until it holds both)."""
+        a = self.authority
+        if a.agent_cert is None or a.intermediate is None:
+            return []
+        under = a.intermediate_root()
+        cross = [r.cross_signed for r in self.ca.state.roots if r.root_id == under]
+        return [a.agent_cert, a.intermediate, *(c for c in cross if c is not None)]
 
     def revoked_key_ids(self) -> set[bytes]:
         """Key ids of revoked agents' intermediates: refuse any chain holding one."""

@@ -1,9 +1,16 @@
 """This agent's identity as agent RPC reads it: `MeshIdentity` behind `sync.identity.RpcIdentity`.
 
 Rules it keeps:
-- `generation` moves on every change of the CA map and every change the
-  identity reports (bundle, agent certificate), so the TLS contexts are
-  rebuilt then and never per connection; a revocation is a map change.
+- `generation` moves when what agent RPC checks against changes: the trust
+  bundle, this agent's chain, or the revocations (`_standing`), so the TLS
+  contexts are rebuilt then, and never per connection. `trust_epoch` moves
+  only when trust shrinks (a root leaves the bundle, a revocation is added,
+  the trust domain changes): connections verified before are verified
+  again. A new root or a renewed certificate of our own leaves open
+  connections alone: what was verified still holds. Other CA map changes
+  (an agent's new intermediate, a config entry, a seal) move neither:
+  after a rotation every agent publishes a new intermediate, and moving
+  for each would rebuild the contexts once per agent.
 - A chain is revoked when the agent's node id is revoked or any CA in it
   carries the key of a revoked agent's intermediate.
 - The "ca-bundle" answer holds only root and seal entries: root certificates
@@ -31,11 +38,30 @@ class MeshRpcIdentity:
     def __init__(self, identity: MeshIdentity) -> None:
         self._identity = identity
         self._generation = 0
+        self._epoch = 0
+        self._checked: tuple[object, ...] | None = None
         identity.ca.on_change(self._bump)
         identity.on_change(self._bump)
 
+    def _standing(self) -> tuple[object, ...]:
+        """Everything a peer check or this agent's own TLS depends on (certificates compare
+        by their DER)."""
+        i = self._identity
+        return (
+            tuple(i.trust_bundle()),
+            tuple(i.agent_chain()),
+            frozenset(i.revoked_node_ids()),
+            frozenset(i.revoked_key_ids()),
+            i.trust_domain(),
+        )
+
     def _bump(self) -> None:
-        self._generation += 1
+        standing = self._standing()
+        if standing != self._checked:
+            if self._checked is not None and _trust_shrank(self._checked, standing):
+                self._epoch += 1
+            self._checked = standing
+            self._generation += 1
 
     @property
     def trust_domain(self) -> str:
@@ -44,6 +70,10 @@ class MeshRpcIdentity:
     @property
     def generation(self) -> int:
         return self._generation
+
+    @property
+    def trust_epoch(self) -> int:
+        return self._epoch
 
     def bundle(self) -> list[x509.Certificate]:
         return self._identity.trust_bundle()
@@ -69,3 +99,19 @@ class MeshRpcIdentity:
                 if key.startswith(BUNDLE_PREFIXES) and not entry.deleted
             ],
         }
+
+
+def _trust_shrank(before: tuple[object, ...], after: tuple[object, ...]) -> bool:
+    """Whether a peer verified under `before` may no longer pass under `after`: a root left
+    the bundle, a revocation was added, or the trust domain changed (see `_standing`)."""
+    roots_before, _, nodes_before, keys_before, domain_before = before
+    roots_after, _, nodes_after, keys_after, domain_after = after
+    assert isinstance(roots_before, tuple) and isinstance(roots_after, tuple)
+    assert isinstance(nodes_before, frozenset) and isinstance(nodes_after, frozenset)
+    assert isinstance(keys_before, frozenset) and isinstance(keys_after, frozenset)
+    return (
+        any(root not in roots_after for root in roots_before)
+        or not nodes_after <= nodes_before
+        or not keys_after <= keys_before
+        or domain_after != domain_before
+    )

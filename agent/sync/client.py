@@ -57,7 +57,7 @@ log = logging.getLogger("gossamer.replication")
 
 async def _dial(addr: Address, tls: AgentTls | None) -> Connection:
     """A new TLS connection; with `tls`, the server verified as an agent of our mesh."""
-    generation = tls.identity.generation if tls is not None else 0
+    epoch = tls.identity.trust_epoch if tls is not None else 0
     context = enrolment_context() if tls is None else tls.client_context()
     if context is None:
         raise PeerError(f"{addr[0]}:{addr[1]}: this agent has no certificate yet")
@@ -69,7 +69,7 @@ async def _dial(addr: Address, tls: AgentTls | None) -> Connection:
         except PeerRefused:
             writer.transport.abort()
             raise
-    return Connection(reader, writer, generation, time.monotonic(), peer_node=node)
+    return Connection(reader, writer, epoch, time.monotonic(), peer_node=node)
 
 
 def _require_node(conn: Connection, addr: Address, peer_name: str | None, tls: AgentTls) -> None:
@@ -92,7 +92,7 @@ async def _connect(
     try:
         async with asyncio.timeout(timeout):
             if tls is not None:
-                conn = tls.pool.take(addr, tls.identity.generation, time.monotonic())
+                conn = tls.pool.take(addr, tls.identity.trust_epoch, time.monotonic())
             if conn is None:
                 conn = await _dial(addr, tls)
             if tls is not None:

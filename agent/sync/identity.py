@@ -9,7 +9,9 @@ composition root.
 Rules the implementation keeps:
 - `generation` changes whenever any of `bundle()`, `chain()` or the revoked
   set changes; the TLS contexts are rebuilt when it does (never per
-  connection, building one costs a key load).
+  connection, building one costs a key load). `trust_epoch` changes only
+  when trust shrinks; verified connections are kept across a generation
+  change, and verified again after an epoch change.
 - `chain()` is None until the agent holds an agent certificate; until then
   the server refuses every connection and the client can only ask for the
   CA bundle (`fetch_ca_bundle`).
@@ -48,6 +50,12 @@ class RpcIdentity(Protocol):
         """A number that changes whenever the bundle, the chain or the revocations change."""
         ...
 
+    @property
+    def trust_epoch(self) -> int:
+        """A number that changes when trust shrinks: a root leaves the bundle, an agent is
+        revoked, the trust domain changes (peers verified before must be verified again)."""
+        ...
+
     def bundle(self) -> list[x509.Certificate]:
         """The roots trusted now (active, plus retiring ones still in their overlap)."""
         ...
@@ -70,6 +78,7 @@ class NotEnrolled:
 
     trust_domain = ""
     generation = 0
+    trust_epoch = 0
 
     def bundle(self) -> list[x509.Certificate]:
         return []

@@ -14,8 +14,9 @@ Rules:
   server's idle timeout, so the server does not close it under us), at most
   `MAX_AGE` old in all (so a peer is re-verified, with the bundle and
   revocations of the moment, at least that often), of the identity
-  `generation` it was verified under (a new bundle, certificate or
-  revocation drops every pooled connection), and not closed by the peer.
+  `trust_epoch` it was verified under (a root leaving the bundle or a
+  revocation drops every pooled connection; a new root or a renewed
+  certificate does not), and not closed by the peer.
 - At most `PER_PEER` idle connections per address; more are closed.
 The clock (seconds, monotonic) is passed in by the caller.
 """
@@ -39,7 +40,7 @@ class Connection:
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    generation: int
+    epoch: int  # the identity's trust_epoch when the peer was verified
     opened: float
     peer_node: str = ""  # the node name the peer's verified certificate carries
     used: float = 0.0
@@ -56,10 +57,10 @@ class Connection:
             self._pending.extend(self._decoder.feed(data))
         return self._pending.pop(0)
 
-    def fresh(self, generation: int, now: float) -> bool:
+    def fresh(self, epoch: int, now: float) -> bool:
         """Whether it may serve another conversation (see the module docstring)."""
         return (
-            generation == self.generation
+            epoch == self.epoch
             and now - self.used <= MAX_IDLE
             and now - self.opened <= MAX_AGE
             and not self._pending
@@ -74,12 +75,12 @@ class ConnectionPool:
     def __init__(self) -> None:
         self._idle: dict[Address, list[Connection]] = {}
 
-    def take(self, addr: Address, generation: int, now: float) -> Connection | None:
+    def take(self, addr: Address, epoch: int, now: float) -> Connection | None:
         """A fresh idle connection to `addr`, removed from the pool; stale ones are closed."""
         idle = self._idle.get(addr, [])
         while idle:
             conn = idle.pop()
-            if conn.fresh(generation, now):
+            if conn.fresh(epoch, now):
                 return conn
             conn.writer.transport.abort()
         self._idle.pop(addr, None)

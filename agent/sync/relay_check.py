@@ -7,10 +7,9 @@ a peer sends, before anything reaches the catalog:
 
 - A record whose owner is not the peer must carry its owner's signature
   (`proxy.ca.record_signature`), made with an agent certificate that passes
-  the same checks a connecting peer does (`peer_check.check_peer`: bundle,
-  trust domain, revocations). A chain is checked once per identity
-  generation and reused until its first certificate expires; each record's
-  signature is checked every time (about 0.1 ms).
+  the same checks a connecting peer does (`AgentTls.verified_peer`: bundle,
+  trust domain, revocations), remembered as a connecting peer's chain is;
+  each record's signature is checked every time (about 0.1 ms).
 - A tombstone from a peer that is not the record's owner is applied only
   when that owner is not alive in Serf's view here.
 
@@ -24,16 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from gossamer.agent.sync import refusals
-from gossamer.agent.sync.peer_check import PeerAgent, PeerRefused, Trust, check_peer
+from gossamer.agent.sync.peer_check import PeerAgent, PeerRefused
 from gossamer.catalog import absorb
 from gossamer.catalog.merge import CatalogState
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.sync_protocol import Effects
 from gossamer.proxy.ca.record_signature import RecordSignatureError, check_signature
+from gossamer.proxy.ca.verify import CLIENT_AUTH
 
 if TYPE_CHECKING:  # tls.py builds one of these
     from gossamer.agent.sync.tls import AgentTls
@@ -52,7 +51,7 @@ class RelayCheck:
     def __init__(self, tls: AgentTls, alive: Callable[[str], bool]) -> None:
         self._tls = tls
         self._alive = alive
-        self._signers: dict[tuple[bytes, ...], tuple[int, PeerAgent | PeerRefused]] = {}
+        self._refused: dict[tuple[bytes, ...], tuple[int, PeerRefused]] = {}
 
     def admit(
         self, effects: Effects, state: CatalogState, datacenter: str, peer_node: str, peer: object
@@ -106,26 +105,16 @@ class RelayCheck:
         return None
 
     def _signer(self, chain: tuple[bytes, ...]) -> PeerAgent | PeerRefused:
-        """The verified agent behind a signing chain, cached per identity generation."""
+        """The verified agent behind a signing chain (AgentTls remembers successes; a
+        refusal is remembered here until the identity's generation moves)."""
         generation = self._tls.identity.generation
-        now = self._tls.now()
-        cached = self._signers.get(chain)
-        if cached is not None and cached[0] == generation and _fresh(cached[1], now):
-            return cached[1]
-        identity = self._tls.identity
-        trust = Trust(identity.trust_domain, identity.bundle(), identity.is_revoked)
+        refused = self._refused.get(chain)
+        if refused is not None and refused[0] == generation:
+            return refused[1]
         try:
-            outcome: PeerAgent | PeerRefused = check_peer(chain, trust, now)
+            return self._tls.verified_peer(chain, CLIENT_AUTH)
         except PeerRefused as exc:
-            outcome = exc
-        if len(self._signers) >= MAX_CACHED_SIGNERS:
-            self._signers.clear()
-        self._signers[chain] = (generation, outcome)
-        return outcome
-
-
-def _fresh(outcome: PeerAgent | PeerRefused, now: datetime) -> bool:
-    """A refusal is kept for its generation; a verified chain until its first expiry."""
-    if isinstance(outcome, PeerRefused):
-        return True
-    return now <= min(c.not_valid_after_utc for c in outcome.chain)
+            if len(self._refused) >= MAX_CACHED_SIGNERS:
+                self._refused.clear()
+            self._refused[chain] = (generation, exc)
+            return exc

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from gossamer.agent.sync.client import exchange, hand_over, pull
 from gossamer.agent.sync.peer_link import PeerError, Replicas
 from gossamer.agent.sync.tls import AgentTls
+from gossamer.catalog import lww
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import Entries
 from gossamer.gossip import tags
@@ -63,6 +64,8 @@ class Replicator:
         self._catalog = catalog
         self._replicas: Replicas = replicas or {}
         self._handovers: set[asyncio.Task[None]] = set()
+        self._outbox: dict[str, dict[str, dict[str, lww.Entry]]] = {}  # peer -> map -> key -> entry
+        self._sending: set[str] = set()  # peers with a hand-over under way
         self._self = self_origin
         self._tls = tls
         self._peers = peers
@@ -139,18 +142,41 @@ class Replicator:
     # -- LWW news --------------------------------------------------------------------------
 
     def spread(self, name: str, entries: Entries) -> None:
-        """Hand fresh entries of LWW map `name` to fanout(n) random live peers now (on the loop)."""
+        """Hand fresh entries of LWW map `name` to fanout(n) random live peers now (on the loop).
+
+        News for a peer waits in its outbox while a hand-over to it is under way,
+        and goes with the next one: one hand-over at a time per peer, so a burst
+        (a rotation makes every agent publish) costs one connection per peer, the
+        pooled one, and the entries of many changes travel in one message.
+        """
         if self._stopped.is_set() or not entries:
             return
         candidates = sorted((m for m in self._peers() if self.eligible(m)), key=lambda m: m.name)
         for peer in self._rng.sample(candidates, fanout(len(candidates))):
-            task = asyncio.get_running_loop().create_task(
-                self._hand_over(peer, name, entries), name=f"hand-over-{peer.name}"
-            )
-            self._handovers.add(task)
-            task.add_done_callback(self._handovers.discard)
+            box = self._outbox.setdefault(peer.name, {})
+            pending = box.setdefault(name, {})
+            for key, entry in entries:
+                held = pending.get(key)
+                if held is None or entry.stamp > held.stamp:
+                    pending[key] = entry
+            if peer.name not in self._sending:
+                self._sending.add(peer.name)
+                task = asyncio.get_running_loop().create_task(
+                    self._hand_over(peer), name=f"hand-over-{peer.name}"
+                )
+                self._handovers.add(task)
+                task.add_done_callback(self._handovers.discard)
 
-    async def _hand_over(self, peer: Member, name: str, entries: Entries) -> None:
+    async def _hand_over(self, peer: Member) -> None:
+        """Send `peer` its outbox, map by map, until it is empty."""
+        try:
+            while box := self._outbox.pop(peer.name, None):
+                for name, pending in box.items():
+                    await self._hand_over_map(peer, name, list(pending.items()))
+        finally:
+            self._sending.discard(peer.name)
+
+    async def _hand_over_map(self, peer: Member, name: str, entries: Entries) -> None:
         try:
             await hand_over(
                 _address(peer),

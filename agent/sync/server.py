@@ -11,8 +11,8 @@ presented no certificate may ask "ca-bundle" (enrolment) and nothing else:
 any other request gets an error reply and the connection is closed. A
 verified agent may push only records it owns (`absorb.split_owned`). A
 connection is checked again before the next request when the identity's
-generation changes (new bundle, revocation) or a certificate of the peer's
-chain expires, since clients keep connections open (pool.py). Every
+trust epoch changes (a root left the bundle, a revocation) or a certificate
+of the peer's chain expires, since clients keep connections open (pool.py). Every
 refusal is counted per reason and logged once per peer address per minute
 (`AgentTls.refuse`). Bad framing closes the connection, a bad request gets
 an error reply, an idle connection is dropped, the number of connections is
@@ -92,6 +92,7 @@ class PeerRpcServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self.refused = 0  # connections turned away at the cap
+        self.accepted = 0  # connections accepted since start (each one a handshake)
 
     @property
     def connections(self) -> int:
@@ -134,6 +135,7 @@ class PeerRpcServer:
                 log.warning("agent RPC: accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            self.accepted += 1
             task = asyncio.create_task(self._handle(conn, address))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
@@ -204,14 +206,14 @@ class PeerRpcServer:
     ) -> None:
         decoder = FrameDecoder()
         address = writer.get_extra_info("peername")
-        checked = self._tls.identity.generation
+        checked = self._tls.identity.trust_epoch
         while True:
             async with asyncio.timeout(self._idle_timeout):
                 data = await reader.read(READ_CHUNK)
             if not data:
                 return
             if peer is not None and not self._still_valid(peer, checked):
-                checked = self._tls.identity.generation
+                checked = self._tls.identity.trust_epoch
                 peer = self._tls.check(writer.get_extra_info("ssl_object"), CLIENT_AUTH)
             for message in decoder.feed(data):
                 writer.write(self._answer(message, peer, address))
@@ -223,11 +225,11 @@ class PeerRpcServer:
                     )
 
     def _still_valid(self, peer: PeerAgent, checked: int) -> bool:
-        """Whether a check made under identity generation `checked` still holds: the bundle,
-        the revocations and this agent's own chain are unchanged, and no certificate of
-        the peer's chain has expired since (a kept connection must not outlive either)."""
+        """Whether a check made under trust epoch `checked` still holds: trust has not shrunk
+        (no root left the bundle, no revocation) and no certificate of the peer's chain has
+        expired since (a kept connection must not outlive either)."""
         expires = min(c.not_valid_after_utc for c in peer.chain)
-        return self._tls.identity.generation == checked and self._tls.now() <= expires
+        return self._tls.identity.trust_epoch == checked and self._tls.now() <= expires
 
     def _answer(self, message: Message, peer: PeerAgent | None, address: object) -> bytes:
         """The reply to one request from `peer` (None: no certificate, "ca-bundle" only)."""

@@ -105,6 +105,8 @@ class AgentTls:
         self.pool = ConnectionPool()
         self.relays = RelayCheck(self, alive)
         self.last_verified: dict[str, int] = {}  # node -> wall ms its agent certificate last passed
+        self._verified: dict[tuple[tuple[bytes, ...], x509.ObjectIdentifier], tuple[int, PeerAgent]]
+        self._verified = {}
         self._built: tuple[int, ssl.SSLContext | None, ssl.SSLContext | None] | None = None
 
     def server_context(self) -> ssl.SSLContext | None:
@@ -121,11 +123,26 @@ class AgentTls:
     def check(self, ssl_object: ssl.SSLObject | None, purpose: x509.ObjectIdentifier) -> PeerAgent:
         """The verified agent at the other end of a connection; PeerRefused saying why not."""
         chain = peer_chain(ssl_object) if ssl_object is not None else []
-        identity = self.identity
-        trust = Trust(identity.trust_domain, identity.bundle(), identity.is_revoked)
-        peer = check_peer(chain, trust, self.now(), purpose=purpose)
+        peer = self.verified_peer(tuple(chain), purpose)
         if peer.node in self.last_verified or len(self.last_verified) < MAX_REMEMBERED:
             self.last_verified[peer.node] = self.wall_ms()
+        return peer
+
+    def verified_peer(self, chain: tuple[bytes, ...], purpose: x509.ObjectIdentifier) -> PeerAgent:
+        """`check_peer` of `chain` (DER, leaf first), its success remembered while trust has
+        not shrunk and the chain is inside its validity (peers present the same chain on
+        every connection, and a full check is most of a handshake's Python time)."""
+        now = self.now()
+        epoch = self.identity.trust_epoch
+        cached = self._verified.get((chain, purpose))
+        if cached is not None and cached[0] == epoch and _within(cached[1], now):
+            return cached[1]
+        identity = self.identity
+        trust = Trust(identity.trust_domain, identity.bundle(), identity.is_revoked)
+        peer = check_peer(chain, trust, now, purpose=purpose)
+        if len(self._verified) >= MAX_REMEMBERED:
+            self._verified.clear()
+        self._verified[(chain, purpose)] = (epoch, peer)
         return peer
 
     def refuse(self, reason: str, address: object, message: str) -> None:
@@ -148,6 +165,11 @@ class AgentTls:
                     _context(ssl.PROTOCOL_TLS_CLIENT, chain, roots),
                 )
         return self._built
+
+
+def _within(peer: PeerAgent, now: datetime) -> bool:
+    """Whether every certificate of a verified chain is still inside its validity at `now`."""
+    return all(c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in peer.chain)
 
 
 def enrolment_context() -> ssl.SSLContext:

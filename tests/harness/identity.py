@@ -113,6 +113,11 @@ class MeshIdentity:
     generation: int = 1
 
     @property
+    def trust_epoch(self) -> int:
+        """Every change here is a revocation: trust shrinks each time."""
+        return self.generation
+
+    @property
     def trust_domain(self) -> str:
         return self.mesh.trust_domain
 
