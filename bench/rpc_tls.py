@@ -69,7 +69,7 @@ class PlainTwin:
                 frame, effects = respond(message, served)
                 apply_effects(
                     peer.catalog, peer.replicas, effects, self_origin=peer.name,
-                    tls=peer.tls, peer="bench",
+                    tls=peer.tls, peer="bench", peer_node="a",
                 )  # fmt: skip
                 writer.write(frame)
                 await writer.drain()
@@ -95,7 +95,10 @@ class PlainClient:
             while not pending:
                 pending += decoder.feed(await reader.read(65536))
             step = conversation.receive(pending.pop(0))
-            apply_effects(a.catalog, a.replicas, step.effects, self_origin="a", tls=a.tls, peer="b")
+            apply_effects(
+                a.catalog, a.replicas, step.effects, self_origin="a", tls=a.tls, peer="b",
+                peer_node="b",
+            )  # fmt: skip
             request = step.request
         if self.keep:
             self.conn = (reader, writer)
@@ -168,7 +171,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--nodes", default="10,1000")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="uvloop: as agents run"
+    )
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     with tempfile.TemporaryDirectory() as tmp:
         for nodes in (int(n) for n in args.nodes.split(",")):
             (where := Path(tmp, str(nodes))).mkdir()
