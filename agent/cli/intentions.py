@@ -26,7 +26,6 @@ from gossamer.agent.cli.intention_apply import (
     apply,
     current_intentions,
     exact_path,
-    write_body,
 )
 from gossamer.agent.cli.intention_files import (
     PolicyError,
@@ -43,6 +42,7 @@ from gossamer.agent.cli.intention_show import (
 )
 from gossamer.agent.cli.services import VerbParsers, parse_meta
 from gossamer.intentions.model import Intention
+from gossamer.intentions.plan import write_body
 from gossamer.intentions.validate import validate
 
 EXIT_INPUT = 2

@@ -1,0 +1,308 @@
+"""The main screen: the live intentions list, its filter and sort, and the check panel.
+
+A shell: rows.py arranges, matrix.py decides, the app's workers keep the
+data live. The screen redraws when the app's `generation` moves, marking
+the rows that changed; the cursor stays on its row. Writes go through
+form_screen.py (create, edit) and a confirmation (delete), each in a worker
+so the screen keeps answering keys while the agent works.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.screen import Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import DataTable, Footer, Input, Static
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
+from gossamer.intentions.tui.matrix import check_request
+from gossamer.intentions.tui.rows import Pair, Row, RowFilter, SortOrder, arrange, parse_filter
+from gossamer.intentions.tui.table import IntentionsTable
+
+if TYPE_CHECKING:
+    from gossamer.intentions.tui.app import IntentionsApp
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("r", "sort_reverse", "Reverse"),
+        Binding("n", "create", "New"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "delete", "Delete"),
+        Binding("c", "check", "Check"),
+        Binding("m", "matrix", "Matrix"),
+        Binding("a", "apply_file", "Apply file"),
+        Binding("h", "history", "History"),
+        Binding("x", "denials", "Denials"),
+        Binding("escape", "close", "Close", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order = SortOrder()
+        self.keep: RowFilter = parse_filter("")
+
+    @property
+    def gossamer(self) -> IntentionsApp:
+        return cast("IntentionsApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="status")
+        yield Static("", id="banner")
+        with Horizontal(id="filter-bar"):
+            yield Input(
+                placeholder="filter: text or regex, !inverts, src: dst: action: desc:", id="filter"
+            )
+            yield Static("", id="filter-note")
+        yield IntentionsTable(id="intentions")
+        with Vertical(id="check"):
+            with Horizontal():
+                yield Input(placeholder="source", id="check-source")
+                yield Input(placeholder="destination", id="check-destination")
+                yield Input(placeholder="method", id="check-method")
+                yield Input(placeholder="/path", id="check-path")
+            yield Input(placeholder="headers  Name: value; Name: value", id="check-headers")
+            yield Static(
+                "Enter checks. The deciding rule is selected in the list.", id="check-result"
+            )
+        yield Static("", id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "generation", self.redraw, init=False)
+        self.watch(self.app, "down", self.show_banner)
+        self.query_one("#filter-bar").display = False
+        self.query_one("#check").display = False
+        self.redraw()
+        self.table.focus()
+
+    @property
+    def table(self) -> IntentionsTable:
+        return self.query_one(IntentionsTable)
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        app = self.gossamer
+        rows = arrange((Row(i) for i in app.intentions.values()), self.keep, self.order)
+        self.table.show(rows)
+        self.table.mark(p for p in app.last_changes.touched if p in app.intentions)
+        app.last_changes = type(app.last_changes)(frozenset(), frozenset())
+        self.show_status()
+        names = [*app.services, "*"]
+        for field in ("#check-source", "#check-destination"):
+            self.query_one(field, Input).suggester = SuggestFromList(names, case_sensitive=True)
+
+    def show_status(self) -> None:
+        app = self.gossamer
+        state = "reconnecting" if app.down else ("live" if app.loaded else "connecting")
+        shown, total = len(self.table.shown), len(app.intentions)
+        mode = " · read-only" if app.read_only else ""
+        self.query_one("#status", Static).update(
+            f"{app.base_url} · {state} · index {app.index} · {total} intentions"
+            + (f" ({shown} shown)" if shown != total else "")
+            + f" · sort {self.order.title(self.order.column)}{mode}"
+        )
+
+    def show_banner(self, reason: str) -> None:
+        banner = self.query_one("#banner", Static)
+        banner.display = bool(reason)
+        if reason:
+            banner.update(
+                f"⚠ The agent is not answering ({reason}). Retrying; what you typed is kept."
+            )
+        self.show_status()
+
+    def on_resize(self, event: Resize) -> None:
+        small = event.size.width < 60 or event.size.height < 15
+        note = self.query_one("#too-small", Static)
+        note.display = small
+        note.update(
+            f"This terminal is {event.size.width}x{event.size.height}; "
+            "the intentions UI needs at least 60x15."
+        )
+
+    # -- filter and sort ------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one("#filter-bar").display = True
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.keep = parse_filter(event.value)
+        self.query_one("#filter-note", Static).update(self.keep.note)
+        self.redraw()
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.table.focus()
+
+    def action_close(self) -> None:
+        if self.query_one("#check").display:
+            self.query_one("#check").display = False
+        elif self.query_one("#filter-bar").display:
+            self.query_one("#filter", Input).value = ""
+            self.query_one("#filter-bar").display = False
+        self.table.focus()
+
+    def action_sort_next(self) -> None:
+        self.set_order(self.order.next_column())
+
+    def action_sort_reverse(self) -> None:
+        self.set_order(self.order.pressed(self.order.column))
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        self.set_order(self.order.pressed(cast("Column", str(event.column_key.value))))
+
+    def set_order(self, order: SortOrder) -> None:
+        self.order = order
+        self.table.set_order(order)
+        self.redraw()
+
+    # -- navigation -----------------------------------------------------------------------
+
+    def selected(self) -> Pair | None:
+        pair = self.table.cursor_pair
+        if pair is None:
+            self.notify("No intention selected.", severity="warning")
+        return pair
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        pair = self.table.cursor_pair
+        if pair is not None and pair in self.gossamer.intentions:
+            from gossamer.intentions.tui.detail_screen import DetailScreen
+
+            self.app.push_screen(DetailScreen(self.gossamer.intentions[pair]))
+
+    def action_matrix(self) -> None:
+        from gossamer.intentions.tui.matrix_screen import MatrixScreen
+
+        self.app.push_screen(MatrixScreen(), self.select_rule)
+
+    def action_history(self) -> None:
+        from gossamer.intentions.tui.history_screen import HistoryScreen
+
+        self.app.push_screen(HistoryScreen())
+
+    def action_denials(self) -> None:
+        from gossamer.intentions.tui.history_screen import DenialsScreen
+
+        self.app.push_screen(DenialsScreen())
+
+    def select_rule(self, pair: Pair | None) -> None:
+        if pair is not None:
+            self.action_close()
+            if not self.table.select_pair(pair):
+                self.notify(f"{pair[0]} => {pair[1]} is hidden by the filter")
+            self.table.mark([pair])
+            self.table.show(self.table.shown)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.app.check_action(action, parameters)
+
+    def action_create(self) -> None:
+        from gossamer.intentions.tui.form_screen import FormScreen
+
+        self.app.push_screen(FormScreen(None), self.select_rule)
+
+    def action_edit(self) -> None:
+        from gossamer.intentions.tui.form_screen import FormScreen
+
+        pair = self.selected()
+        if pair is not None:
+            self.app.push_screen(FormScreen(self.gossamer.intentions[pair]), self.select_rule)
+
+    def action_delete(self) -> None:
+        from gossamer.intentions.tui.confirm import ConfirmScreen
+
+        pair = self.selected()
+        if pair is None:
+            return
+        ixn = self.gossamer.intentions[pair]
+        question = f"Delete the intention {ixn.summary()}?"
+        self.app.push_screen(ConfirmScreen(question, "Delete"), partial(self.delete_if, pair))
+
+    def delete_if(self, pair: Pair, yes: bool | None) -> None:
+        if yes:
+            self.delete(pair)
+
+    @work(group="write")
+    async def delete(self, pair: Pair) -> None:
+        try:
+            await self.gossamer.api.delete(*pair)
+        except (AgentDown, ApiRefused, BadAnswer) as exc:
+            self.notify(f"Not deleted: {exc}", severity="error", timeout=8)
+        else:
+            self.notify(f"Deleted {pair[0]} => {pair[1]}")
+
+    def action_apply_file(self) -> None:
+        from gossamer.intentions.tui.apply_screen import ApplyScreen
+
+        self.app.push_screen(ApplyScreen())
+
+    # -- check ----------------------------------------------------------------------------
+
+    def action_check(self, source: str = "", destination: str = "") -> None:
+        self.query_one("#check").display = True
+        if source:
+            self.query_one("#check-source", Input).value = source
+            self.query_one("#check-destination", Input).value = destination
+        self.query_one("#check-source", Input).focus()
+
+    @on(Input.Submitted, "#check Input")
+    def check_submitted(self) -> None:
+        self.run_check()
+
+    @work(exclusive=True, group="check")
+    async def run_check(self) -> None:
+        value = {
+            n: self.query_one(f"#check-{n}", Input).value.strip()
+            for n in ("source", "destination", "method", "path", "headers")
+        }
+        result = self.query_one("#check-result", Static)
+        request, bad = check_request(value["method"], value["path"], value["headers"])
+        if not value["source"] or not value["destination"]:
+            bad.insert(0, "source and destination are both needed")
+        if bad:
+            result.update("[red]" + "; ".join(bad) + "[/]")
+            return
+        try:
+            allowed, reason = await self.gossamer.api.check(
+                value["source"], value["destination"], request
+            )
+        except (AgentDown, ApiRefused, BadAnswer) as exc:
+            result.update(f"[red]Cannot check: {exc}[/]")
+            return
+        verdict = "[b green]ALLOWED[/]" if allowed else "[b red]DENIED[/]"
+        result.update(f"{verdict}  {reason}")
+        rule = self.deciding_pair(value["source"], value["destination"], request)
+        if rule is not None:
+            self.select_rule(rule)
+            self.query_one("#check").display = True
+
+    def deciding_pair(self, source: str, destination: str, request: object) -> Pair | None:
+        """The pair whose intention decides, by the same rules the agent uses."""
+        from gossamer.intentions.decide import decide
+        from gossamer.intentions.model import HttpRequest
+
+        iset = IntentionSet(self.gossamer.intentions.values())
+        http = request if isinstance(request, HttpRequest) else None
+        decision = decide(iset, source, destination, request=http, default_allow=False)
+        return None if decision.intention is None else decision.intention.pair
+
+
+if TYPE_CHECKING:
+    from gossamer.intentions.tui.rows import Column
