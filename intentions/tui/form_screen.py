@@ -295,6 +295,9 @@ class PermissionScreen(ModalScreen[PermissionDraft | None]):
             yield TextArea(p.headers, id="perm-headers")
             yield Static("", id="perm-error", classes="error")
 
+    def on_mount(self) -> None:
+        self.query_one("#perm-path", Input).focus()
+
     def typed(self) -> PermissionDraft:
         return PermissionDraft(
             cast("str", self.query_one("#perm-action", Select).value),  # type: ignore[arg-type]
@@ -313,6 +316,7 @@ class PermissionScreen(ModalScreen[PermissionDraft | None]):
         ]
         error = self.query_one("#perm-error", Static)
         error.update("\n".join(f"⚠ {line}" for line in found))
+        error.display = bool(found)
         if not found:
             self.dismiss(perm)
 

@@ -51,6 +51,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.order = SortOrder()
         self.keep: RowFilter = parse_filter("")
+        self.pending: Pair | None = None  # select this row once the agent lists it
 
     @property
     def gossamer(self) -> IntentionsApp:
@@ -97,6 +98,8 @@ class MainScreen(Screen[None]):
         rows = arrange((Row(i) for i in app.intentions.values()), self.keep, self.order)
         self.table.show(rows)
         self.table.mark(p for p in app.last_changes.touched if p in app.intentions)
+        if self.pending is not None and self.table.select_pair(self.pending):
+            self.pending = None
         app.last_changes = type(app.last_changes)(frozenset(), frozenset())
         self.show_status()
         names = [*app.services, "*"]
@@ -201,12 +204,13 @@ class MainScreen(Screen[None]):
         self.app.push_screen(DenialsScreen())
 
     def select_rule(self, pair: Pair | None) -> None:
-        if pair is not None:
-            self.action_close()
-            if not self.table.select_pair(pair):
-                self.notify(f"{pair[0]} => {pair[1]} is hidden by the filter")
-            self.table.mark([pair])
-            self.table.show(self.table.shown)
+        """Put the cursor on a pair's row; one just written is selected when it arrives."""
+        if pair is None:
+            return
+        if pair not in self.gossamer.intentions:
+            self.pending = pair
+        elif not self.table.select_pair(pair):
+            self.notify(f"{pair[0]} => {pair[1]} is hidden by the filter")
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -291,7 +295,6 @@ class MainScreen(Screen[None]):
         rule = self.deciding_pair(value["source"], value["destination"], request)
         if rule is not None:
             self.select_rule(rule)
-            self.query_one("#check").display = True
 
     def deciding_pair(self, source: str, destination: str, request: object) -> Pair | None:
         """The pair whose intention decides, by the same rules the agent uses."""
