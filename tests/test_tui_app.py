@@ -24,7 +24,9 @@ from gossamer.intentions.tui.confirm import ConfirmScreen
 from gossamer.intentions.tui.form_screen import FormScreen
 from gossamer.intentions.tui.main_screen import MainScreen
 from gossamer.intentions.tui.matrix_screen import MatrixScreen
+from tests.harness.cli import ok
 from tests.harness.cluster import AgentProc, Cluster, http_json
+from tests.harness.poll import eventually
 
 SIZE = (100, 30)
 DEADLINE_S = 10.0
@@ -338,3 +340,42 @@ async def test_an_agent_down_shows_a_banner_keeps_the_form_and_reconnects(
         await until(pilot, lambda: ("dn-after", "dn-db") in app.intentions, "the reconnect")
         assert not app.down
         assert not app.screen.query_one("#banner").display
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+async def test_history_of_a_change_on_another_agent_in_the_ui_the_api_and_the_cli(
+    duo: list[AgentProc],
+) -> None:
+    a, b = duo
+    put_exact(b, "hi-web", "hi-db", {"Action": "allow"})
+    put_exact(b, "hi-web", "hi-db", {"Action": "deny", "Description": "closed"})
+    query = "?source=hi-web&destination=hi-db"
+    records = eventually(
+        lambda: (
+            len(a.get("/v1/connect/intentions/history" + query)) == 2
+            and a.get("/v1/connect/intentions/history" + query)
+        ),
+        DEADLINE_S,
+        what="both changes in a's history",
+    )
+    assert [(r["Op"], r["Node"]) for r in records] == [("update", b.name), ("create", b.name)]
+    assert records[0]["Before"]["Action"] == "allow" and records[0]["After"]["Action"] == "deny"
+    out = ok("intention", "history", "hi-web", "hi-db", "--http-addr", a.http)
+    assert f"{b.name}  ~ hi-web => hi-db  allow → deny" in out
+    assert f"{b.name}  + hi-web => hi-db  allow" in out
+    async with IntentionsApp(a.http).run_test(size=SIZE) as pilot:
+        app = await started(pilot)
+        await pilot.press("h")
+        await until(
+            pilot, lambda: "hi-web => hi-db  allow → deny" in text_of(app, "#history"), "the feed"
+        )
+        put_exact(b, "hi-api", "hi-db", {"Action": "allow"})  # the feed is live
+        await until(pilot, lambda: "+ hi-api => hi-db" in text_of(app, "#history"), "live feed")
+        await pilot.press("escape", "slash", *"src:hi-web", "enter", "enter")
+        await until(
+            pilot,
+            lambda: "~ hi-web" in str(app.screen.query_one("#detail-history", Static).render()),
+            "the intention's own history",
+        )
