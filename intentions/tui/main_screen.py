@@ -35,15 +35,15 @@ class MainScreen(Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "sort_next", "Sort"),
-        Binding("r", "sort_reverse", "Reverse"),
+        Binding("r", "sort_reverse", "Reverse", show=False),
         Binding("n", "create", "New"),
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
         Binding("c", "check", "Check"),
         Binding("m", "matrix", "Matrix"),
-        Binding("a", "apply_file", "Apply file"),
-        Binding("h", "history", "History"),
-        Binding("x", "denials", "Denials"),
+        Binding("a", "apply_file", "Apply file", show=False),
+        Binding("h", "history", "History", show=False),
+        Binding("x", "denials", "Denials", show=False),
         Binding("escape", "close", "Close", show=False),
     ]
 
@@ -110,11 +110,11 @@ class MainScreen(Screen[None]):
         app = self.gossamer
         state = "reconnecting" if app.down else ("live" if app.loaded else "connecting")
         shown, total = len(self.table.shown), len(app.intentions)
-        mode = " · read-only" if app.read_only else ""
+        mode = "read-only · " if app.read_only else ""
         self.query_one("#status", Static).update(
-            f"{app.base_url} · {state} · index {app.index} · {total} intentions"
+            f"{mode}{app.base_url} · {state} · index {app.index} · {total} intentions"
             + (f" ({shown} shown)" if shown != total else "")
-            + f" · sort {self.order.title(self.order.column)}{mode}"
+            + f" · sort {self.order.title(self.order.column)}"
         )
 
     def show_banner(self, reason: str) -> None:
