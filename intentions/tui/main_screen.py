@@ -19,12 +19,21 @@ from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
+from gossamer.intentions.tui.grid import Grid
 from gossamer.intentions.tui.matrix import check_request
-from gossamer.intentions.tui.rows import Pair, Row, RowFilter, SortOrder, arrange, parse_filter
+from gossamer.intentions.tui.rows import (
+    COLUMNS,
+    Pair,
+    Row,
+    RowFilter,
+    SortOrder,
+    arrange,
+    parse_filter,
+)
 from gossamer.intentions.tui.table import IntentionsTable
 
 if TYPE_CHECKING:
@@ -52,6 +61,8 @@ class MainScreen(Screen[None]):
         self.order = SortOrder()
         self.keep: RowFilter = parse_filter("")
         self.pending: Pair | None = None  # select this row once the agent lists it
+        self._rows: list[Row] = []
+        self._rows_of = -1  # the app generation `_rows` were made for
 
     @property
     def gossamer(self) -> IntentionsApp:
@@ -93,9 +104,18 @@ class MainScreen(Screen[None]):
 
     # -- drawing --------------------------------------------------------------------------
 
+    def all_rows(self) -> list[Row]:
+        """Rows of every intention, made once per change of the data (filters reuse them)."""
+        app = self.gossamer
+        if self._rows_of != app.generation:
+            self._rows = [Row(i) for i in app.intentions.values()]
+            self._rows_of = app.generation
+            self.table.fit(self._rows)
+        return self._rows
+
     def redraw(self) -> None:
         app = self.gossamer
-        rows = arrange((Row(i) for i in app.intentions.values()), self.keep, self.order)
+        rows = arrange(self.all_rows(), self.keep, self.order)
         self.table.show(rows)
         self.table.mark(p for p in app.last_changes.touched if p in app.intentions)
         if self.pending is not None and self.table.select_pair(self.pending):
@@ -165,12 +185,12 @@ class MainScreen(Screen[None]):
     def action_sort_reverse(self) -> None:
         self.set_order(self.order.pressed(self.order.column))
 
-    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        self.set_order(self.order.pressed(cast("Column", str(event.column_key.value))))
+    @on(Grid.HeaderClicked, "#intentions")
+    def header_clicked(self, event: Grid.HeaderClicked) -> None:
+        self.set_order(self.order.pressed(COLUMNS[event.column]))
 
     def set_order(self, order: SortOrder) -> None:
-        self.order = order
-        self.table.set_order(order)
+        self.order = self.table.order = order
         self.redraw()
 
     # -- navigation -----------------------------------------------------------------------
@@ -181,7 +201,8 @@ class MainScreen(Screen[None]):
             self.notify("No intention selected.", severity="warning")
         return pair
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    @on(Grid.Chosen, "#intentions")
+    def row_chosen(self) -> None:
         pair = self.table.cursor_pair
         if pair is not None and pair in self.gossamer.intentions:
             from gossamer.intentions.tui.detail_screen import DetailScreen
@@ -305,7 +326,3 @@ class MainScreen(Screen[None]):
         http = request if isinstance(request, HttpRequest) else None
         decision = decide(iset, source, destination, request=http, default_allow=False)
         return None if decision.intention is None else decision.intention.pair
-
-
-if TYPE_CHECKING:
-    from gossamer.intentions.tui.rows import Column

@@ -57,20 +57,30 @@ def cell(
     return cell_of(decide(iset, source, destination, request=request, default_allow=default_allow))
 
 
-@dataclass(frozen=True)
 class Matrix:
-    services: tuple[str, ...]
-    cells: tuple[tuple[Cell, ...], ...]  # [source][destination]
+    """Sources x destinations; a cell is decided when first read, then kept.
+
+    200 services are 40,000 cells: deciding only those on screen keeps
+    opening the matrix and moving in it as quick as at 5 services.
+    """
+
+    def __init__(self, services: tuple[str, ...], iset: IntentionSet, default_allow: bool) -> None:
+        self.services = services
+        self._iset, self._default_allow = iset, default_allow
+        self._cells: dict[tuple[int, int], Cell] = {}
 
     def at(self, source_row: int, destination_col: int) -> Cell:
-        return self.cells[source_row][destination_col]
+        key = (source_row, destination_col)
+        found = self._cells.get(key)
+        if found is None:
+            src, dst = self.services[source_row], self.services[destination_col]
+            found = self._cells[key] = cell(self._iset, src, dst, self._default_allow)
+        return found
 
 
 def matrix(services: Iterable[str], iset: IntentionSet, default_allow: bool) -> Matrix:
-    """Every (source, destination) cell of the services given (the wildcard is no service)."""
-    names = tuple(sorted({s for s in services if s != "*"}))
-    cells = tuple(tuple(cell(iset, src, dst, default_allow) for dst in names) for src in names)
-    return Matrix(names, cells)
+    """The matrix of the services given, sorted (the wildcard is no service)."""
+    return Matrix(tuple(sorted({s for s in services if s != "*"})), iset, default_allow)
 
 
 def default_from_reason(reason: str) -> bool | None:

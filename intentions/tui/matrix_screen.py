@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
+from gossamer.intentions.tui.grid import Grid
 from gossamer.intentions.tui.matrix import Cell, Matrix, default_from_reason, matrix
 from gossamer.intentions.tui.rows import Pair
 
@@ -49,7 +49,7 @@ class MatrixScreen(Screen[Pair | None]):
             "✔ allow  ✘ deny  L7 depends on the request  · default",
             id="matrix-title",
         )
-        yield DataTable(id="matrix", cursor_type="cell")
+        yield Grid(id="matrix", cell_mode=True, fixed=1)
         yield Static("", id="cell")
         yield Footer()
 
@@ -70,38 +70,35 @@ class MatrixScreen(Screen[Pair | None]):
             self.gossamer.default_allow = found
             self.rebuild()
 
+    @property
+    def grid(self) -> Grid:
+        return self.query_one("#matrix", Grid)
+
     def rebuild(self) -> None:
         app = self.gossamer
-        table = self.query_one("#matrix", DataTable)
-        row, column = table.cursor_coordinate
-        self.current = matrix(
-            app.services, IntentionSet(app.intentions.values()), bool(app.default_allow)
-        )
-        table.clear(columns=True)
-        table.add_column("source \\ dest", key="source")
-        for name in self.current.services:
-            table.add_column(name, key=name)
-        for name, cells in zip(self.current.services, self.current.cells, strict=True):
-            table.add_row(Text(name, style="bold"), *(self.cell_text(c) for c in cells), key=name)
-        if self.current.services:
-            table.move_cursor(row=row, column=max(column, 1))
+        iset = IntentionSet(app.intentions.values())
+        self.current = current = matrix(app.services, iset, bool(app.default_allow))
+        names = current.services
+        corner = "source \\ dest"
+        widths = [max([len(corner), *(len(n) for n in names)]), *(max(3, len(n)) for n in names)]
+
+        def text(row: int, column: int) -> tuple[str, str]:
+            if column == 0:
+                return names[row], "bold"
+            return cell_text(current.at(row, column - 1), widths[column])
+
+        self.grid.set_grid([corner, *names], widths, len(names), text)
         self.describe()
 
-    def cell_text(self, cell: Cell) -> Text:
-        style = STYLES[cell.kind]
-        if cell.kind == "default":
-            style += " green" if cell.allowed else " red"
-        return Text(cell.symbol, style=style, justify="center")
-
     def selected(self) -> tuple[str, str, Cell] | None:
-        table = self.query_one("#matrix", DataTable)
-        row, column = table.cursor_coordinate
+        row, column = self.grid.cursor_row, self.grid.cursor_column
         if self.current is None or column < 1 or not 0 <= row < len(self.current.services):
             return None
         names = self.current.services
         return names[row], names[column - 1], self.current.at(row, column - 1)
 
-    def on_data_table_cell_highlighted(self) -> None:
+    @on(Grid.Moved, "#matrix")
+    def moved(self) -> None:
         self.describe()
 
     def describe(self) -> None:
@@ -115,13 +112,19 @@ class MatrixScreen(Screen[Pair | None]):
         why = cell.reason if cell.intention else f"no intention matches; default policy ({policy})"
         out.update(f"{src} => {dst}: [b]{cell.kind}[/]  {why}")
 
+    @on(Grid.Chosen, "#matrix")
     def action_pick(self) -> None:
         picked = self.selected()
         if picked is not None and picked[2].intention is not None:
             self.dismiss(picked[2].intention.pair)
 
-    def on_data_table_cell_selected(self) -> None:
-        self.action_pick()
-
     def action_back(self) -> None:
         self.dismiss(None)
+
+
+def cell_text(cell: Cell, width: int) -> tuple[str, str]:
+    """A cell's symbol, centred, and its style (a default cell coloured by the policy)."""
+    style = STYLES[cell.kind]
+    if cell.kind == "default":
+        style += " green" if cell.allowed else " red"
+    return cell.symbol.center(width), style

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from gossamer.intentions.model import Intention
@@ -62,19 +63,30 @@ class Row:
     def key(self) -> Pair:
         return self.intention.pair
 
-    def cell(self, column: Column) -> str:
+    @cached_property
+    def texts(self) -> dict[Column, str]:
+        """Every column's text, made once per row (a filter reads them 10,000 times)."""
         ixn = self.intention
-        if column == "precedence":
-            return str(ixn.precedence)
-        if column == "action":
-            return action_label(ixn)
-        if column == "updated":
-            return _short_time(ixn.updated_at)
-        value: str = getattr(ixn, column)
-        return value
+        return {
+            "precedence": str(ixn.precedence),
+            "source": ixn.source,
+            "action": action_label(ixn),
+            "destination": ixn.destination,
+            "description": ixn.description,
+            "updated": _short_time(ixn.updated_at),
+        }
+
+    @cached_property
+    def order_key(self) -> tuple[int, str, str]:
+        """Evaluation order: precedence descending, then source, destination."""
+        ixn = self.intention
+        return (-ixn.precedence, ixn.source, ixn.destination)
+
+    def cell(self, column: Column) -> str:
+        return self.texts[column]
 
     def cells(self) -> tuple[str, ...]:
-        return tuple(self.cell(c) for c in COLUMNS)
+        return tuple(self.texts[c] for c in COLUMNS)
 
 
 def _short_time(stamp: str) -> str:
@@ -143,8 +155,7 @@ class SortOrder:
 
 
 def _evaluation_key(row: Row) -> tuple[int, str, str]:
-    ixn = row.intention
-    return (-ixn.precedence, ixn.source, ixn.destination)
+    return row.order_key
 
 
 def arrange(rows: Iterable[Row], keep: RowFilter, order: SortOrder) -> list[Row]:

@@ -1,10 +1,9 @@
-"""The intentions table widget: shows arranged rows, keeps the cursor, marks what changed.
+"""The intentions list widget: shows arranged rows, keeps the cursor, marks what changed.
 
-A thin shell over rows.py: the rows, their order and what counts as a
-change are decided there. Rules it keeps:
+A thin shell over rows.py (which rows, in which order, what counts as a
+change) drawn by grid.py (only the lines on screen). Rules it keeps:
 - Rows are keyed by pair, so after a refresh the cursor is on the row it
-  was on (or on the same line if that row is gone) and the view does not
-  scroll away.
+  was on (or on the same line if that row is gone).
 - A row that changed is drawn highlighted for `MARK_S` seconds, then plainly.
 - Headers show the sort column and direction; clicking a header sorts by it.
 """
@@ -14,32 +13,47 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from rich.text import Text
-from textual.widgets import DataTable
-
-from gossamer.intentions.tui.rows import COLUMNS, Column, Pair, Row, SortOrder, position_after
+from gossamer.intentions.tui.grid import Grid
+from gossamer.intentions.tui.rows import (
+    COLUMNS,
+    TITLES,
+    Column,
+    Pair,
+    Row,
+    SortOrder,
+    position_after,
+)
 
 MARK_S = 2.0
 ACTION_STYLES = {"allow": "green", "deny": "red"}
 MARK_STYLE = "bold reverse"
+# Column widths: at least the title's, at most these (descriptions are cut, not wrapped).
+MAX_WIDTHS: dict[Column, int] = {
+    "precedence": 4,
+    "source": 24,
+    "action": 14,
+    "destination": 24,
+    "description": 36,
+    "updated": 19,
+}
 
 
-class IntentionsTable(DataTable[Text]):
-    """DataTable of `Row`s; `show()` replaces the content, `mark()` flags changed pairs."""
+class IntentionsTable(Grid):
+    """The list; `show()` replaces the rows, `mark()` flags changed pairs."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
         self.shown: list[Row] = []
+        self.order = SortOrder()
         self._marked: dict[Pair, float] = {}  # pair -> monotonic time the mark ends
+        self.widths = [len(TITLES[c]) + 2 for c in COLUMNS]
 
-    def on_mount(self) -> None:
-        self.set_order(SortOrder())
+    def fit(self, rows: Sequence[Row]) -> None:
+        """Size the columns for every row there is (not only those a filter shows)."""
+        self.widths = [_width(c, rows) for c in COLUMNS]
 
-    def set_order(self, order: SortOrder) -> None:
-        self.clear(columns=True)
-        for column in COLUMNS:
-            self.add_column(order.title(column), key=column)
-        self.show(self.shown)
+    def column_at(self, index: int) -> Column:
+        return COLUMNS[index]
 
     @property
     def cursor_pair(self) -> Pair | None:
@@ -49,55 +63,56 @@ class IntentionsTable(DataTable[Text]):
 
     def mark(self, pairs: Iterable[Pair]) -> None:
         until = time.monotonic() + MARK_S
-        fresh = [p for p in pairs]
+        fresh = list(pairs)
         for pair in fresh:
             self._marked[pair] = until
         if fresh:
             self.set_timer(MARK_S + 0.05, self._unmark)
+            self.refresh()
 
     def is_marked(self, pair: Pair) -> bool:
         return self._marked.get(pair, 0.0) > time.monotonic()
 
     def _unmark(self) -> None:
         now = time.monotonic()
-        done = [p for p, t in self._marked.items() if t <= now]
-        for pair in done:
+        for pair in [p for p, t in self._marked.items() if t <= now]:
             del self._marked[pair]
-        for row in self.shown:
-            if row.key in done:
-                self._restyle(row)
+        self.refresh()
 
-    def _restyle(self, row: Row) -> None:
-        for column in COLUMNS:
-            self.update_cell(_row_key(row.key), column, self._text(row, column))
-
-    def _text(self, row: Row, column: Column) -> Text:
-        text = Text(row.cell(column))
-        if column == "action":
-            text.stylize(ACTION_STYLES.get(text.plain, "cyan"))
+    def _text_of(self, index: int, column: int) -> tuple[str, str]:
+        row, name = self.shown[index], COLUMNS[column]
+        text = row.cell(name)
+        style = ACTION_STYLES.get(text, "cyan") if name == "action" else ""
         if self.is_marked(row.key):
-            text.stylize(MARK_STYLE)
-        return text
+            style += " " + MARK_STYLE
+        return text, style
 
     def show(self, rows: Sequence[Row]) -> None:
-        """Replace the rows; the cursor stays on its row and the view where it was."""
-        keep, line, scroll_y = self.cursor_pair, self.cursor_row, self.scroll_y
-        self.clear()
+        """Replace the rows; the cursor stays on its row."""
+        keep, line = self.cursor_pair, self.cursor_row
         self.shown = list(rows)
-        for row in self.shown:
-            self.add_row(*(self._text(row, c) for c in COLUMNS), key=_row_key(row.key))
+        titles = [self.order.title(c) for c in COLUMNS]
+        self.set_grid(titles, self.widths, len(self.shown), self._text_of)
         if self.shown:
-            self.call_after_refresh(self.scroll_to, y=scroll_y, animate=False, immediate=True)
-            self.move_cursor(row=position_after(self.shown, keep, line))
+            self.move_to(position_after(self.shown, keep, line))
 
     def select_pair(self, pair: Pair) -> bool:
         """Move the cursor to a pair's row; False when it is not shown."""
         for i, row in enumerate(self.shown):
             if row.key == pair:
-                self.move_cursor(row=i)
+                self.move_to(i)
                 return True
         return False
 
 
-def _row_key(pair: Pair) -> str:
-    return f"{pair[0]} => {pair[1]}"
+def _width(column: Column, rows: Sequence[Row]) -> int:
+    """The column's width: what its cells need, between its title (and arrow) and its maximum."""
+    title = TITLES[column] + " ▲"
+    limit = MAX_WIDTHS[column]
+    if column in ("source", "destination"):
+        need = max((len(getattr(r.intention, column)) for r in rows), default=0)
+    elif column == "description":
+        need = max((len(r.intention.description) for r in rows), default=0)
+    else:
+        need = limit
+    return max(len(title), min(need, limit))
