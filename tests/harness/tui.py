@@ -10,9 +10,12 @@ that talks to a real agent is tested against real agents (test_tui_app.py).
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from gossamer.intentions.codec import intention_to_json
+from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permission
 from gossamer.intentions.tui.client import AgentApi
 
@@ -70,6 +73,7 @@ class FixedApi(AgentApi):
         super().__init__("http://agent.test:8500")
         self.rows = [intention_to_json(i) for i in intentions]
         self.names = services
+        self.rules = IntentionSet(intentions)
 
     async def call(
         self, method: str, path: str, body: Any = None, timeout: float = 0.0
@@ -79,9 +83,31 @@ class FixedApi(AgentApi):
         if path.startswith("/v1/connect/intentions/history"):
             return [], INDEX
         if path.startswith("/v1/connect/intentions/check"):
-            return {"Allowed": False, "Reason": "no intention matched; default policy is deny"}, 0
+            query = dict(parse_qsl(urlsplit(path).query))
+            found = decide(self.rules, query["source"], query["destination"], default_allow=False)
+            return {"Allowed": found.allowed, "Reason": found.reason}, 0
         if path.startswith("/v1/connect/intentions"):
             return self.rows, INDEX
         if path.startswith("/v1/catalog/services"):
             return {name: [] for name in self.names}, INDEX
         raise AssertionError(f"FixedApi has no answer for {method} {path}")
+
+
+async def _screenshot(path: str) -> None:
+    """The README's picture: the list with the check panel's answer, at 100x30."""
+    from gossamer.intentions.tui.app import IntentionsApp
+
+    api = FixedApi(sample_intentions(), ["api", "batch", "billing", "db", "web"])
+    api.base_url = "http://127.0.0.1:8500"
+    app = IntentionsApp(api.base_url, api=api)
+    async with app.run_test(size=(100, 30)) as pilot:
+        while not app.loaded or not app.services:
+            await pilot.pause(0.01)
+        await pilot.press("c", *"batch", "tab", *"db", "enter")
+        await pilot.pause(0.3)
+        app.save_screenshot(path)
+
+
+if __name__ == "__main__":
+    # .venv/bin/python -m tests.harness.tui intentions/tui/screenshot.svg
+    asyncio.run(_screenshot(sys.argv[1]))
