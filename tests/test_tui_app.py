@@ -258,6 +258,11 @@ async def test_the_matrix_follows_the_catalog_and_the_rules(duo: list[AgentProc]
         await pilot.press("m")
         screen = app.screen
         assert isinstance(screen, MatrixScreen)
+        await until(
+            pilot,
+            lambda: screen.current is not None and "mx-web" in screen.current.services,
+            "the matrix",
+        )
         web, db = (screen.current.services.index(n) for n in ("mx-web", "mx-db"))  # type: ignore[union-attr]
         assert screen.current.at(web, db).kind == "allow"  # type: ignore[union-attr]
         assert screen.current.at(db, web).kind == "default"  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from gossamer.intentions.tui.app import IntentionsApp
+from gossamer.intentions.tui.matrix_screen import MatrixScreen
 from tests.harness.tui import FixedApi, sample_intentions
 
 SIZE = (80, 24)
@@ -49,8 +50,20 @@ def test_the_delete_confirmation(snap_compare: Any) -> None:
     assert snap_compare(app(), press=["d"], terminal_size=SIZE, run_before=loaded)
 
 
+async def matrix_shown(pilot: Pilot[Any]) -> None:
+    await loaded(pilot)
+    await pilot.press("m")
+    for _ in range(200):
+        screen = pilot.app.screen
+        if isinstance(screen, MatrixScreen) and screen.current is not None:
+            break
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
 def test_the_matrix(snap_compare: Any) -> None:
-    assert snap_compare(app(), press=["m", "right", "down"], terminal_size=SIZE, run_before=loaded)
+    keys = ["right", "down"]
+    assert snap_compare(app(), press=keys, terminal_size=SIZE, run_before=matrix_shown)
 
 
 def test_the_detail_view(snap_compare: Any) -> None:

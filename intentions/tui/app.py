@@ -24,6 +24,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.intentions.tui.client import AgentApi, AgentDown, ApiRefused, BadAnswer, next_index
 from gossamer.intentions.tui.rows import Changes, Pair, by_pair, changes
@@ -71,6 +72,7 @@ class IntentionsApp(App[None]):
         self.loaded = False  # the first list arrived
         self.last_changes = Changes(frozenset(), frozenset())
         self.default_allow: bool | None = None
+        self._rules: tuple[int, IntentionSet] = (-1, IntentionSet(()))
 
     def on_mount(self) -> None:
         from gossamer.intentions.tui.main_screen import MainScreen
@@ -127,6 +129,18 @@ class IntentionsApp(App[None]):
             self.last_changes = Changes(frozenset(), frozenset()) if first else found
             self.intentions = fresh
             self.generation += 1
+
+    def rules(self) -> IntentionSet:
+        """The intentions as the decision index, built once per change of the data.
+
+        Building it is O(n) (a few hundred ms at 10,000): callers on the
+        event loop should call it from a thread worker.
+        """
+        generation, built = self._rules
+        if generation != self.generation:
+            built = IntentionSet(self.intentions.values())
+            self._rules = (self.generation, built)
+        return built
 
     # -- actions ------------------------------------------------------------------------------
 

@@ -188,13 +188,13 @@ class Grid(ScrollView, can_focus=True):
 
     def _visible(self, width: int) -> tuple[list[int], int]:
         """The columns on screen (fixed ones first), and how far the first scrolled one is cut."""
-        columns = list(range(self.fixed))
+        columns = list(range(min(self.fixed, len(self.widths))))
         start, end = int(self.scroll_x), int(self.scroll_x) + width - self._span(0, self.fixed)
         x, skip = 0, 0
         for i in range(self.fixed, len(self.widths)):
             w = self.widths[i] + 1
             if x + w > start and x < end:
-                if len(columns) == self.fixed:
+                if len(columns) == self.fixed:  # the first scrolled column on screen
                     skip = start - x
                 columns.append(i)
             x += w

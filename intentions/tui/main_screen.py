@@ -21,7 +21,6 @@ from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Static
 
-from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
 from gossamer.intentions.tui.grid import Grid
 from gossamer.intentions.tui.matrix import check_request
@@ -322,7 +321,7 @@ class MainScreen(Screen[None]):
         from gossamer.intentions.decide import decide
         from gossamer.intentions.model import HttpRequest
 
-        iset = IntentionSet(self.gossamer.intentions.values())
+        iset = self.gossamer.rules()
         http = request if isinstance(request, HttpRequest) else None
         decision = decide(iset, source, destination, request=http, default_allow=False)
         return None if decision.intention is None else decision.intention.pair

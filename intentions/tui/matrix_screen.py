@@ -16,7 +16,6 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
 from gossamer.intentions.tui.grid import Grid
 from gossamer.intentions.tui.matrix import Cell, Matrix, default_from_reason, matrix
@@ -75,9 +74,16 @@ class MatrixScreen(Screen[Pair | None]):
         return self.query_one("#matrix", Grid)
 
     def rebuild(self) -> None:
-        app = self.gossamer
-        iset = IntentionSet(app.intentions.values())
-        self.current = current = matrix(app.services, iset, bool(app.default_allow))
+        self.build(self.gossamer.services, bool(self.gossamer.default_allow))
+
+    @work(exclusive=True, thread=True, group="matrix")
+    def build(self, services: list[str], default_allow: bool) -> None:
+        """Index the rules off the event loop (O(n)); cells are decided when drawn."""
+        built = matrix(services, self.gossamer.rules(), default_allow)
+        self.app.call_from_thread(self.show, built)
+
+    def show(self, current: Matrix) -> None:
+        self.current = current
         names = current.services
         corner = "source \\ dest"
         widths = [max([len(corner), *(len(n) for n in names)]), *(max(3, len(n)) for n in names)]

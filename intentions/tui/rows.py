@@ -4,7 +4,8 @@ Rules this module keeps:
 - A row is keyed by its pair (`source`, `destination`): at most one
   intention per pair exists, so the key survives updates, sorts and filters.
 - The filter is typed as a regex and searched case-insensitively in the
-  row's text (source, action, destination, description); text that is not a
+  row's text (source, action, destination, description; `^` and `$` mark
+  the edges of each column, `.` never crosses one); text that is not a
   valid regex is matched literally, so typing `web(` never errors. A leading
   `!` inverts; `src:`, `dst:`, `action:`, `desc:` narrow to one column.
 - The sort column and direction are a value; pressing the key for the
@@ -77,6 +78,13 @@ class Row:
         }
 
     @cached_property
+    def haystack(self) -> str:
+        """The searched columns, one per line: with re.MULTILINE, `^` and `$` still mark the
+        edges of each column, and one search replaces four."""
+        t = self.texts
+        return "\n".join((t["source"], t["action"], t["destination"], t["description"]))
+
+    @cached_property
     def order_key(self) -> tuple[int, str, str]:
         """Evaluation order: precedence descending, then source, destination."""
         ixn = self.intention
@@ -106,11 +114,8 @@ class RowFilter:
     def keeps(self, row: Row) -> bool:
         if self.pattern is None:
             return True
-        columns: tuple[Column, ...] = (
-            (self.column,) if self.column else ("source", "action", "destination", "description")
-        )
-        hit = any(self.pattern.search(row.cell(c)) for c in columns)
-        return hit != self.inverted
+        text = row.cell(self.column) if self.column else row.haystack
+        return (self.pattern.search(text) is not None) != self.inverted
 
 
 def parse_filter(text: str) -> RowFilter:
@@ -125,7 +130,7 @@ def parse_filter(text: str) -> RowFilter:
     if not body:
         return RowFilter(None, note="")
     try:
-        pattern, note = re.compile(body, re.IGNORECASE), "regex"
+        pattern, note = re.compile(body, re.IGNORECASE | re.MULTILINE), "regex"
     except re.error as exc:
         pattern, note = re.compile(re.escape(body), re.IGNORECASE), f"as text ({exc.msg})"
     where = f" in {TITLES[column]}" if column else ""
