@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -384,3 +385,28 @@ async def test_history_of_a_change_on_another_agent_in_the_ui_the_api_and_the_cl
             lambda: "~ hi-web" in str(app.screen.query_one("#detail-history", Static).render()),
             "the intention's own history",
         )
+
+
+# --- an agent that answers garbage; the CLI entry ------------------------------------------------
+
+
+async def test_an_agent_answering_garbage_is_said_and_retried(serve_app: Any) -> None:
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(text="<html>not an agent</html>", content_type="text/html")
+
+    fake = web.Application()
+    fake.router.add_get("/v1/connect/intentions", garbage)
+    fake.router.add_get("/v1/catalog/services", garbage)
+    where = await serve_app(fake)
+    async with IntentionsApp(f"http://{where.host}:{where.port}").run_test(size=SIZE) as pilot:
+        app = pilot.app
+        assert isinstance(app, IntentionsApp)
+        await until(pilot, lambda: "not JSON" in app.down, "the banner")
+        assert "not JSON" in text_of(app, "#banner")
+        assert "reconnecting" in text_of(app, "#status")
+        assert not app.intentions
+
+
+def test_the_cli_entry_takes_read_only() -> None:
+    out = ok("tui", "--help")
+    assert "--read-only" in out and "--http-addr" in out

@@ -229,7 +229,9 @@ class MainScreen(Screen[None]):
             return
         if pair not in self.gossamer.intentions:
             self.pending = pair
-        elif not self.table.select_pair(pair):
+        elif self.table.select_pair(pair):
+            self.table.mark([pair])
+        else:
             self.notify(f"{pair[0]} => {pair[1]} is hidden by the filter")
 
     # -- writes ---------------------------------------------------------------------------
