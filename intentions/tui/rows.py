@@ -78,6 +78,11 @@ class Row:
         }
 
     @cached_property
+    def folded(self) -> dict[Column, str]:
+        """The texts in lower case: what sorting by a column compares."""
+        return {column: text.lower() for column, text in self.texts.items()}
+
+    @cached_property
     def haystack(self) -> str:
         """The searched columns, one per line: with re.MULTILINE, `^` and `$` still mark the
         edges of each column, and one search replaces four."""
@@ -165,14 +170,13 @@ def _evaluation_key(row: Row) -> tuple[int, str, str]:
 
 def arrange(rows: Iterable[Row], keep: RowFilter, order: SortOrder) -> list[Row]:
     """The rows the table shows: filtered, then sorted with evaluation order breaking ties."""
-    kept = sorted((r for r in rows if keep.keeps(r)), key=_evaluation_key)
+    kept = [r for r in rows if keep.keeps(r)] if keep.pattern else list(rows)
+    kept.sort(key=_evaluation_key)  # linear when already in evaluation order (the API's)
     if order.column == "precedence":
         return kept if order.descending else kept[::-1]
-
-    def key(row: Row) -> str:
-        return row.cell(order.column).lower()
-
-    return sorted(kept, key=key, reverse=order.descending)  # stable: ties stay in eval order
+    column = order.column
+    # stable: ties stay in evaluation order
+    return sorted(kept, key=lambda row: row.folded[column], reverse=order.descending)
 
 
 @dataclass(frozen=True)
