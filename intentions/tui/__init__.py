@@ -9,6 +9,7 @@ history.py (the agent's change records as lines). The shells are thin:
 client.py speaks HTTP (aiohttp); app.py keeps the agent's state live with
 blocking-query workers; grid.py draws only the lines on screen; table.py,
 main_screen.py, form_screen.py, detail_screen.py, matrix_screen.py,
-apply_screen.py, history_screen.py and confirm.py are Textual widgets whose
-network calls run in workers, so the screen never waits on the agent.
+apply_screen.py, history_screen.py, permission_screen.py, check_panel.py
+and confirm.py are Textual widgets whose network calls run in workers, so
+the screen never waits on the agent.
 """

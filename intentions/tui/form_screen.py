@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static, TextArea
 
@@ -36,10 +36,10 @@ from gossamer.intentions.tui.form import (
     moved,
     problems,
     to_intention,
-    to_permission,
 )
+from gossamer.intentions.tui.permission_screen import PermissionScreen
 from gossamer.intentions.tui.rows import Pair
-from gossamer.intentions.validate import Problem, validate
+from gossamer.intentions.validate import Problem
 
 if TYPE_CHECKING:
     from gossamer.intentions.tui.app import IntentionsApp
@@ -257,68 +257,5 @@ class FormScreen(Screen[Pair | None]):
             self.dismiss(ixn.pair)
 
     @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class PermissionScreen(ModalScreen[PermissionDraft | None]):
-    """One L7 permission: action, path (exact/prefix/regex), methods, header lines."""
-
-    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, perm: PermissionDraft) -> None:
-        super().__init__()
-        self.perm = perm
-
-    def compose(self) -> ComposeResult:
-        p = self.perm
-        with VerticalScroll(id="permission"):
-            yield Static("[b]L7 permission[/]  ctrl+s keeps it, escape drops the changes")
-            with Horizontal(classes="pair"):
-                yield Select(
-                    [("allow", "allow"), ("deny", "deny")],
-                    value=p.action,
-                    allow_blank=False,
-                    id="perm-action",
-                )
-                yield Select(
-                    [("path prefix", "prefix"), ("path exact", "exact"), ("path regex", "regex")],
-                    value=p.path_kind,
-                    allow_blank=False,
-                    id="perm-path-kind",
-                )
-            yield Input(p.path, placeholder="/path (empty: any path)", id="perm-path")
-            yield Input(
-                p.methods, placeholder="methods, e.g. GET, POST (empty: any)", id="perm-methods"
-            )
-            yield Label("Headers, one per line: [!]Name present|exact|prefix|suffix|regex [value]")
-            yield TextArea(p.headers, id="perm-headers")
-            yield Static("", id="perm-error", classes="error")
-
-    def on_mount(self) -> None:
-        self.query_one("#perm-path", Input).focus()
-
-    def typed(self) -> PermissionDraft:
-        return PermissionDraft(
-            cast("str", self.query_one("#perm-action", Select).value),  # type: ignore[arg-type]
-            cast("str", self.query_one("#perm-path-kind", Select).value),  # type: ignore[arg-type]
-            self.query_one("#perm-path", Input).value,
-            self.query_one("#perm-methods", Input).value,
-            self.query_one("#perm-headers", TextArea).text,
-        )
-
-    def action_save(self) -> None:
-        perm = self.typed()
-        built, bad = to_permission(perm)
-        probe = Intention("a", "b", permissions=(built,))
-        found = bad + [
-            f"{p.field.removeprefix('Permissions[0].')}: {p.message}" for p in validate(probe)
-        ]
-        error = self.query_one("#perm-error", Static)
-        error.update("\n".join(f"⚠ {line}" for line in found))
-        error.display = bool(found)
-        if not found:
-            self.dismiss(perm)
-
     def action_cancel(self) -> None:
         self.dismiss(None)

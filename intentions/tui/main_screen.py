@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, cast
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.events import Resize
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Static
 
+from gossamer.intentions.tui.check_panel import CheckPanel
 from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
 from gossamer.intentions.tui.grid import Grid
-from gossamer.intentions.tui.matrix import check_request
 from gossamer.intentions.tui.rows import (
     COLUMNS,
     Pair,
@@ -76,16 +76,7 @@ class MainScreen(Screen[None]):
             )
             yield Static("", id="filter-note")
         yield IntentionsTable(id="intentions")
-        with Vertical(id="check"):
-            with Horizontal():
-                yield Input(placeholder="source", id="check-source")
-                yield Input(placeholder="destination", id="check-destination")
-                yield Input(placeholder="method", id="check-method")
-                yield Input(placeholder="/path", id="check-path")
-            yield Input(placeholder="headers  Name: value; Name: value", id="check-headers")
-            yield Static(
-                "Enter checks. The deciding rule is selected in the list.", id="check-result"
-            )
+        yield CheckPanel(id="check")
         yield Static("", id="too-small")
         yield Footer()
 
@@ -282,48 +273,8 @@ class MainScreen(Screen[None]):
     # -- check ----------------------------------------------------------------------------
 
     def action_check(self, source: str = "", destination: str = "") -> None:
-        self.query_one("#check").display = True
-        if source:
-            self.query_one("#check-source", Input).value = source
-            self.query_one("#check-destination", Input).value = destination
-        self.query_one("#check-source", Input).focus()
+        self.query_one(CheckPanel).open(source, destination)
 
-    @on(Input.Submitted, "#check Input")
-    def check_submitted(self) -> None:
-        self.run_check()
-
-    @work(exclusive=True, group="check")
-    async def run_check(self) -> None:
-        value = {
-            n: self.query_one(f"#check-{n}", Input).value.strip()
-            for n in ("source", "destination", "method", "path", "headers")
-        }
-        result = self.query_one("#check-result", Static)
-        request, bad = check_request(value["method"], value["path"], value["headers"])
-        if not value["source"] or not value["destination"]:
-            bad.insert(0, "source and destination are both needed")
-        if bad:
-            result.update("[red]" + "; ".join(bad) + "[/]")
-            return
-        try:
-            allowed, reason = await self.gossamer.api.check(
-                value["source"], value["destination"], request
-            )
-        except (AgentDown, ApiRefused, BadAnswer) as exc:
-            result.update(f"[red]Cannot check: {exc}[/]")
-            return
-        verdict = "[b green]ALLOWED[/]" if allowed else "[b red]DENIED[/]"
-        result.update(f"{verdict}  {reason}")
-        rule = self.deciding_pair(value["source"], value["destination"], request)
-        if rule is not None:
-            self.select_rule(rule)
-
-    def deciding_pair(self, source: str, destination: str, request: object) -> Pair | None:
-        """The pair whose intention decides, by the same rules the agent uses."""
-        from gossamer.intentions.decide import decide
-        from gossamer.intentions.model import HttpRequest
-
-        iset = self.gossamer.rules()
-        http = request if isinstance(request, HttpRequest) else None
-        decision = decide(iset, source, destination, request=http, default_allow=False)
-        return None if decision.intention is None else decision.intention.pair
+    @on(CheckPanel.RuleFound)
+    def rule_found(self, event: CheckPanel.RuleFound) -> None:
+        self.select_rule(event.pair)
