@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from gossamer.agent.cli.client import UsageError
-from gossamer.agent.cli.intention_apply import differences, plan
 from gossamer.agent.cli.intention_files import read_policy
 from gossamer.agent.cli.intentions import header_arg
 from gossamer.intentions import HTTPMatch, Intention, Permission
+from gossamer.intentions.plan import differences, plan
 from tests.harness.cli import DOWN, expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually

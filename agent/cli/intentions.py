@@ -26,13 +26,13 @@ from gossamer.agent.cli.intention_apply import (
     apply,
     current_intentions,
     exact_path,
-    write_body,
 )
 from gossamer.agent.cli.intention_files import (
     PolicyError,
     load_policy,
     print_policy_error,
 )
+from gossamer.agent.cli.intention_history import add_history_parser
 from gossamer.agent.cli.intention_show import (
     fetch,
     get,
@@ -43,6 +43,7 @@ from gossamer.agent.cli.intention_show import (
 )
 from gossamer.agent.cli.services import VerbParsers, parse_meta
 from gossamer.intentions.model import Intention
+from gossamer.intentions.plan import write_body
 from gossamer.intentions.validate import validate
 
 EXIT_INPUT = 2
@@ -54,6 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     verbs = VerbParsers(p)
     for add in (_add_create, _add_delete_get, _add_list, _add_check, _add_match, _add_apply):
         add(verbs)
+    add_history_parser(verbs)
 
 
 def _add_create(verbs: VerbParsers) -> None:

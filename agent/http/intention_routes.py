@@ -19,6 +19,9 @@ Consul's API (api-docs/connect/intentions.mdx), with these choices:
   message still starts the same). ``PUT /<id>`` may move an intention to a
   free pair (409 if taken); unknown IDs are 404.
 - Writes answer only once the change is fsynced on this agent.
+- Beyond Consul, ``GET /history[?source=&destination=]`` is the agent's
+  audit trail of intention changes (agent/replicated/intention_history.py),
+  newest first, as a blocking query on the same index.
 """
 
 from __future__ import annotations
@@ -123,6 +126,16 @@ async def id_delete(request: web.Request) -> web.Response:
     return json_response(True)
 
 
+async def history(request: web.Request) -> web.Response:
+    access, cat = intentions_of(request), catalog_of(request)
+    check_datacenter(request, cat)
+    source, dest = request.query.get("source", ""), request.query.get("destination", "")
+    if bool(source) != bool(dest):
+        raise BadRequest("source and destination go together: give both or neither")
+    records = access.store.history.records
+    return await blocking_json(request, cat, [INTENTIONS], lambda: records(source, dest))
+
+
 def add_intention_routes(router: web.UrlDispatcher) -> None:
     """The fixed paths; `add_intention_id_routes` must come after every other intention route."""
     router.add_get("/v1/connect/intentions", list_intentions)
@@ -130,6 +143,7 @@ def add_intention_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/connect/intentions/exact", exact_get)
     router.add_put("/v1/connect/intentions/exact", exact_put)
     router.add_delete("/v1/connect/intentions/exact", exact_delete)
+    router.add_get("/v1/connect/intentions/history", history)
 
 
 def add_intention_id_routes(router: web.UrlDispatcher) -> None:

@@ -21,6 +21,8 @@ Rules this class keeps:
   a new pair gets a new UUID. `UpdatedAt` is the write's HLC wall time.
 - News is announced (`announce`) so the replicator can hand it to a few
   peers at once, whether it was written here or just arrived from a peer.
+- Every change after loading, local or replicated, is also recorded in the
+  bounded, persisted history (intention_history.py).
 The map plumbing (commit, absorb, tombstones, snapshot) is lww_replica.py's,
 shared with the CA store.
 """
@@ -40,6 +42,7 @@ from gossamer.agent.replicated.intention_entries import (
     split_key,
     to_value,
 )
+from gossamer.agent.replicated.intention_history import IntentionHistory
 from gossamer.agent.replicated.intention_view import IntentionView
 from gossamer.agent.replicated.lww_replica import LwwReplica
 from gossamer.catalog import lww
@@ -82,10 +85,13 @@ class IntentionStore(LwwReplica):
         self._notify = notify
         self._new_id = new_id
         self._view = IntentionView()
+        self._history = IntentionHistory(store)
+        self._recording = False  # loading the map is no change
         super().__init__(
             store, MAP_NAME, node=node, wall_ms=wall_ms, log=log, what="intention", clock=clock
         )
         self._changed(list(self._map.entries))
+        self._recording = True
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -196,9 +202,18 @@ class IntentionStore(LwwReplica):
         """Give the changed keys the next index and decode them again (see IntentionView)."""
         if not changed:
             return
+        before = {key: self._view.get(key) for key in changed}
         self._view.refresh(self._map.entries, changed, self._notify({INTENTIONS}))
+        if self._recording:
+            stamps = {k: e.stamp for k in changed if (e := self._map.entries.get(k))}
+            self._history.add([(before[k], self._view.get(k), stamps[k]) for k in stamps])
 
     @property
     def current(self) -> IntentionSet:
         """The decision index, rebuilt on the first read after a change."""
         return self._view.current
+
+    @property
+    def history(self) -> IntentionHistory:
+        """The audit trail of changes (intention_history.py)."""
+        return self._history
