@@ -16,27 +16,11 @@ from typing import Any
 
 import consul
 
-from tests.harness.cluster import AgentProc, Cluster, http_json
+from tests.harness.cluster import AgentProc, Cluster, exact, http_json, put_exact
 from tests.harness.poll import eventually
 
 CONVERGE_S = 5.0  # deadline; the measured time (printed) is what the issue's ~2 s is about
 ALIVE = 1
-
-
-def exact(agent: AgentProc, source: str, destination: str) -> dict[str, Any] | None:
-    query = urllib.parse.urlencode({"source": source, "destination": destination})
-    try:
-        found: dict[str, Any] = agent.get(f"/v1/connect/intentions/exact?{query}")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    return found
-
-
-def put_exact(agent: AgentProc, source: str, destination: str, body: dict[str, Any]) -> None:
-    query = urllib.parse.urlencode({"source": source, "destination": destination})
-    assert http_json(f"{agent.http}/v1/connect/intentions/exact?{query}", "PUT", body) is True
 
 
 def delete_exact(agent: AgentProc, source: str, destination: str) -> None:

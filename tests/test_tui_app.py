@@ -8,8 +8,6 @@ another agent did is waited for in the UI with a deadline, never a sleep.
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from gossamer.intentions.tui.form_screen import FormScreen
 from gossamer.intentions.tui.main_screen import MainScreen
 from gossamer.intentions.tui.matrix_screen import MatrixScreen
 from tests.harness.cli import ok
-from tests.harness.cluster import AgentProc, Cluster, http_json
+from tests.harness.cluster import AgentProc, Cluster, exact, put_exact
 from tests.harness.poll import eventually
 
 SIZE = (100, 30)
@@ -41,22 +39,6 @@ def duo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]]:
     finally:
         leftovers = c.close()
     assert not leftovers, f"processes left behind: {leftovers}"
-
-
-def exact(agent: AgentProc, source: str, destination: str) -> dict[str, Any] | None:
-    query = urllib.parse.urlencode({"source": source, "destination": destination})
-    try:
-        found: dict[str, Any] = agent.get(f"/v1/connect/intentions/exact?{query}")
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
-    return found
-
-
-def put_exact(agent: AgentProc, source: str, destination: str, body: dict[str, Any]) -> None:
-    query = urllib.parse.urlencode({"source": source, "destination": destination})
-    assert http_json(f"{agent.http}/v1/connect/intentions/exact?{query}", "PUT", body) is True
 
 
 async def until(pilot: Pilot[None], check: Callable[[], Any], what: str) -> Any:

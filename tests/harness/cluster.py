@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,3 +258,21 @@ class Cluster:
                     leftovers.append(f"serf pid {pid} of {agent.name}")
                     os.kill(pid, signal.SIGKILL)
         return leftovers
+
+
+def exact(agent: AgentProc, source: str, destination: str) -> dict[str, Any] | None:
+    """The intention `source => destination` as `agent` serves it; None when it has none."""
+    query = urllib.parse.urlencode({"source": source, "destination": destination})
+    try:
+        found: dict[str, Any] = agent.get(f"/v1/connect/intentions/exact?{query}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    return found
+
+
+def put_exact(agent: AgentProc, source: str, destination: str, body: dict[str, Any]) -> None:
+    """Write the intention `source => destination` on `agent` (asserting it said true)."""
+    query = urllib.parse.urlencode({"source": source, "destination": destination})
+    assert http_json(f"{agent.http}/v1/connect/intentions/exact?{query}", "PUT", body) is True
