@@ -157,13 +157,14 @@ class Responder:
         limit = TCP_LIMIT if tcp else (client_size or 512)
         with_opt = client_size > 0
         end = OPT_RR if with_opt else b""
-        sealed = entry.plain is not None
-        size = entry.size if sealed else qend + len(entry.bodies[-1])
+        plain = entry.plain  # set once sealed
+        size = entry.size if plain is not None else qend + len(entry.bodies[-1])
         if size + len(end) > limit:
             return self._cut(data, qend, key, limit, with_opt, tcp)
-        rd_cd = (data[2] & 0x01) | (data[3] & 0x10) >> 3
-        if sealed:
-            head = (entry.plain_opt if with_opt else entry.plain)[rd_cd]
+        if plain is not None:
+            head = (entry.plain_opt if with_opt else plain)[
+                (data[2] & 0x01) | (data[3] & 0x10) >> 3
+            ]
             return self._remember(data, tcp, head + data[12:qend], entry, end)
         flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
         counts = entry.counts_opt if with_opt else entry.counts
