@@ -1,9 +1,9 @@
-"""The DNS listeners: UDP and TCP on the client address, answering via prepared.py.
+"""The DNS listeners: UDP and TCP (tcp.py) on the client address, answering via prepared.py.
 
 UDP replies respect the client's size (512 bytes, or its EDNS payload size)
 and set TC when records had to be cut, so resolvers retry over TCP. A
 datagram that does not parse gets FORMERR when it has a header, else it is
-dropped; a TCP stream that breaks framing is closed. Names outside our
+dropped; a TCP stream that breaks framing is closed (tcp.py). Names outside our
 domains are forwarded to the recursors in a task of their own, so a slow
 upstream never holds up the listener. Nothing a client sends stops it.
 """
@@ -11,7 +11,6 @@ upstream never holds up the listener. Nothing a client sends stops it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Coroutine
@@ -20,10 +19,10 @@ from typing import Any, cast
 from gossamer.agent.dns.answer import Forward
 from gossamer.agent.dns.prepared import Responder
 from gossamer.agent.dns.recursor import Recursor
+from gossamer.agent.dns.tcp import TcpConnection
 
 log = logging.getLogger("gossamer.dns")
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent between queries
 MAX_FORWARDS = 1000  # forwarded queries in flight; beyond that, new ones are dropped
 
 
@@ -69,7 +68,9 @@ class DnsServer:
             lambda: _UdpProtocol(self), sock=udp_sock
         )
         self._udp = transport
-        self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
+        self._tcp = await loop.create_server(
+            lambda: TcpConnection(self.responder, self.spawn, self._forward_tcp), sock=tcp_sock
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if len(self._tasks) >= MAX_FORWARDS:
@@ -79,6 +80,9 @@ class DnsServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _forward_tcp(self, data: bytes) -> bytes | None:
+        return await self.forward(data, tcp=True)
+
     async def forward(self, data: bytes, *, tcp: bool) -> bytes | None:
         if self._recursor is None:
             return None
@@ -87,28 +91,6 @@ class DnsServer:
         except Exception:
             log.exception("forwarding a DNS query failed")
             return None
-
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                async with asyncio.timeout(TCP_IDLE_TIMEOUT):
-                    size = int.from_bytes(await reader.readexactly(2), "big")
-                    wire = await reader.readexactly(size)
-                out = self.responder.respond(wire, tcp=True)
-                if isinstance(out, Forward):
-                    out = await self.forward(wire, tcp=True)
-                if out is None:
-                    return
-                writer.write(len(out).to_bytes(2, "big") + out)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        except Exception:
-            log.exception("DNS over TCP failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
 
     def close(self) -> None:
         if self._udp is not None:
