@@ -34,6 +34,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._sendto = self._transport.sendto  # bound once: this runs for every query
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -41,12 +42,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         except Exception:  # a bad datagram must never stop the listener
             log.exception("DNS query from %s failed", addr[0])
             return
-        if out is None or self._transport is None:
-            return
-        if isinstance(out, Forward):
+        if type(out) is bytes:
+            self._sendto(out, addr)
+        elif isinstance(out, Forward):
             self._server.spawn(self._forward(data, addr))
-        else:
-            self._transport.sendto(out, addr)
 
     async def _forward(self, data: bytes, addr: tuple[str, int]) -> None:
         reply = await self._server.forward(data, tcp=False)
