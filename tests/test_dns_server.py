@@ -1,9 +1,9 @@
-"""DNS over TCP through the real listener (server.py, tcp.py) on a loopback socket.
+"""The DNS listeners (server.py, tcp.py) on real loopback sockets, UDP and TCP.
 
-Pipelined queries in one write, a query split over several writes, and
-what closes a connection: a message that gets no answer, and silence
-beyond the idle timeout. Each answer equals what the responder gives for
-the same bytes over TCP.
+UDP: answers, FORMERR for bad bytes and no answer to a response, and the
+listener still serving after them. TCP: pipelined queries in one write, a
+query split over several writes, and what closes a connection: a message
+that gets no answer, and silence beyond the idle timeout.
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ async def read_answer(reader: asyncio.StreamReader) -> dns.message.Message:
 
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, int]]:
+    """The listeners on one address and port: UDP and TCP."""
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
+    listener.bind(udp.getsockname())
     listener.listen(16)
     dns_server = DnsServer(Responder(Context(ZONE, SETTINGS, SERIAL)))
     await dns_server.start(udp, listener)
@@ -94,3 +95,31 @@ async def test_idle_connection_closed(
     assert (await read_answer(reader)).rcode() == dns.rcode.NOERROR
     assert await asyncio.wait_for(reader.read(), 5) == b""  # the half query never completed
     writer.close()
+
+
+def udp_exchange(address: tuple[str, int], data: bytes, *, expect: bool = True) -> bytes | None:
+    """Send one datagram and wait for the reply (blocking: run in a thread)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5 if expect else 0.5)
+        sock.sendto(data, address)
+        try:
+            return sock.recv(65535)
+        except TimeoutError:
+            return None
+
+
+async def test_udp_answers_and_keeps_serving(server: tuple[str, int]) -> None:
+    query = make_query("web.service.consul.", "SRV")
+    for i in range(3):
+        query.id = 7 + i
+        reply = await asyncio.to_thread(udp_exchange, server, query.to_wire())
+        assert reply is not None and dns.message.from_wire(reply).id == 7 + i
+    formerr = await asyncio.to_thread(
+        udp_exchange, server, b"\xab\xcd\x01\x00\x00\x01" + b"\x00" * 6
+    )
+    assert formerr is not None and dns.message.from_wire(formerr).rcode() == dns.rcode.FORMERR
+    response = dns.message.make_response(make_query("a.node.consul.")).to_wire()
+    assert await asyncio.to_thread(udp_exchange, server, response, expect=False) is None
+    assert await asyncio.to_thread(udp_exchange, server, b"", expect=False) is None
+    reply = await asyncio.to_thread(udp_exchange, server, make_query("a.node.consul.").to_wire())
+    assert reply is not None and dns.message.from_wire(reply).answer[0][0].address == "10.0.0.1"
