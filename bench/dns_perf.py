@@ -17,7 +17,9 @@ For each path and each server, dnsperf runs R times for D seconds
 shown: queries/s, lost queries, average and max latency, the server's CPU
 time per answered query (utime+stime of its process; the agent's serf
 child excluded; dnsmasq's forked TCP children not counted), the answer
-size, and on each reference server's row the ratio gossamer/that server.
+size, and on each reference server's row the ratio gossamer/that server
+(queries/s: the median of each round's ratio, the runs of a round being
+back to back).
 Then, for gossamer only, one run per path rate-limited (`-Q`) at 80% of
 its measured peak: the lost queries there should be zero.
 
@@ -288,8 +290,10 @@ def run_paths(
     print(
         "queries/s, avg ms: the median run by queries/s; lost: the most in any run; max ms: the\n"
         "largest in any run; CPU us/q: the server process's CPU time per answered query, median\n"
-        "of the runs; ratios on a reference server's row: gossamer/that server queries/s, and\n"
-        "that server/gossamer CPU per query (above 1: gossamer spends less CPU per answer)."
+        "of the runs; ratios on a reference server's row: gossamer/that server queries/s (the\n"
+        "median of each round's ratio: the runs of a round are back to back, so load from\n"
+        "other work moves both), and that server/gossamer CPU per query (above 1: gossamer\n"
+        "spends less CPU per answer)."
     )
     for note in notes:
         print(f"note: {note}")
@@ -301,7 +305,7 @@ def print_path(path: QueryPath, results: dict[str, list[Run]]) -> float:
     """The rows of one path; returns gossamer's median queries/s."""
     medians = {s: sorted(runs, key=lambda r: r.qps)[len(runs) // 2] for s, runs in results.items()}
     cpu = {s: statistics.median(r.cpu_us_per_query for r in runs) for s, runs in results.items()}
-    mine = medians["gossamer"]
+    mine = medians["gossamer"]  # ratios pair each round's runs (run back to back): load moves both
     label = path.label
     for server, runs in results.items():
         r = medians[server]
@@ -309,7 +313,8 @@ def print_path(path: QueryPath, results: dict[str, list[Run]]) -> float:
         ratios = ""
         if server != "gossamer":
             cpu_ratio = cpu[server] / cpu["gossamer"] if cpu["gossamer"] else float("nan")
-            ratios = f"  {mine.qps / r.qps:5.2f} {cpu_ratio:5.2f}"
+            paired = [g.qps / t.qps for g, t in zip(results["gossamer"], runs, strict=True)]
+            ratios = f"  {statistics.median(paired):5.2f} {cpu_ratio:5.2f}"
         print(
             f"{label:22} {server:8} {r.qps:9,.0f} {spread:>13} "
             f"{max(x.lost for x in runs):5d} {fmt_ms(r.avg_latency)} "
