@@ -48,8 +48,8 @@ from gossamer.agent.dns.zone import Zone
 
 VARIANTS = 8
 MAX_ENTRIES = 20_000  # a flood of random names must not grow memory without bound
-MAX_SEEN = 2048  # exact query bytes kept with their responses (a few MB at most)
-MAX_SEEN_BYTES = 8192  # the responses of one such query, all shuffles together
+MAX_SEEN = 2048  # exact query bytes kept with their responses: at most 8 MB each for UDP, TCP
+MAX_SEEN_BYTES = 4096  # the responses of one such query, all shuffles together
 OPT_RR = opt_query(OUR_PAYLOAD)  # what we answer with: our payload size, no options
 TCP_LIMIT = 65535
 CACHEABLE = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
