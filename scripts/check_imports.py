@@ -95,6 +95,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/dns/answer.py",
     "agent/dns/names.py",
     "agent/dns/prepared.py",
+    "agent/dns/query_shape.py",
     "agent/dns/records.py",
     "agent/dns/settings.py",
     "agent/dns/wire.py",

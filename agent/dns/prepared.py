@@ -9,11 +9,18 @@ echoed, and the compression pointers into the question stay valid: same
 length, same labels) followed by the kept bytes, plus an OPT record when
 they sent one. Answers listing several records keep up to VARIANTS
 shuffles, one picked per query, so load still spreads over instances.
+Once an entry holds all its shuffles, the whole responses (after the ID)
+are also kept for the exact bytes a client sent (up to MAX_SEEN queries,
+each at most MAX_SEEN_BYTES, the lot dropped when full), so a query asked
+again in the same case with the same flags and EDNS options costs one
+lookup and one join.
 
 Everything unusual takes the complete path in answer.py: opcodes other
-than QUERY, several questions, EDNS versions other than 0, answers larger
-than the client accepts (they need cutting and TC), names forwarded to the
-recursors. The cache is dropped whenever the zone changes.
+than QUERY, several questions, EDNS versions other than 0, padding options,
+names forwarded to the recursors (query_shape.py says which shapes are
+served here). Answers larger than the client accepts are cut once per size
+through the complete path and kept like the rest. Every cache is dropped
+whenever the zone changes.
 """
 
 from __future__ import annotations
@@ -27,16 +34,23 @@ import dns.message
 import dns.rcode
 
 from gossamer.agent.dns.answer import FORWARD, OUR_PAYLOAD, Forward, answer, formerr_for
+from gossamer.agent.dns.query_shape import (
+    NO_EDNS,
+    OPT_TYPE,
+    WITH_OPT,
+    opt_query,
+    opt_size,
+    question_end,
+)
 from gossamer.agent.dns.records import Context
 from gossamer.agent.dns.wire import to_wire, udp_limit
 from gossamer.agent.dns.zone import Zone
 
 VARIANTS = 8
 MAX_ENTRIES = 20_000  # a flood of random names must not grow memory without bound
-OPT_RR = b"\x00\x00\x29" + OUR_PAYLOAD.to_bytes(2, "big") + b"\x00" * 6  # root, OPT, no options
-OPT_TYPE = b"\x00\x00\x29"  # the root name, then type OPT
-NO_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QD=1, AN=NS=AR=0
-WITH_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # QD=1, AR=1
+MAX_SEEN = 2048  # exact query bytes kept with their responses: at most 8 MB each for UDP, TCP
+MAX_SEEN_BYTES = 4096  # the responses of one such query, all shuffles together
+OPT_RR = opt_query(OUR_PAYLOAD)  # what we answer with: our payload size, no options
 TCP_LIMIT = 65535
 CACHEABLE = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
 HEADER = b"\x00\x00\x01\x00"  # ID 0, RD: the canonical query answers are built from
@@ -67,6 +81,7 @@ class Responder:
         self._tcp_ctx = replace(ctx, udp=False)
         self._caches: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
         self._cuts: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
+        self._seen: tuple[dict[bytes, Iterator[bytes]], dict[bytes, Iterator[bytes]]] = ({}, {})
 
     @property
     def context(self) -> Context:
@@ -78,11 +93,16 @@ class Responder:
         self._tcp_ctx = replace(self._tcp_ctx, zone=zone, serial=serial)
         self._caches = ({}, {})
         self._cuts = ({}, {})
+        self._seen = ({}, {})
 
     def respond(self, data: bytes, tcp: bool = False) -> bytes | Forward | None:
-        # The hot path, for a query with no EDNS whose answer is complete: the
-        # question runs to the end of the packet, so its bytes are data[12:].
-        # With an OPT record (EDNS 0, no options) it is the last 11 bytes.
+        # The hottest path: these very bytes (after the ID) were answered before.
+        seen = self._seen[tcp].get(data[2:])
+        if seen is not None:
+            return data[:2] + next(seen)
+        # Then a query with no EDNS whose answer is complete: the question runs
+        # to the end of the packet, so its bytes are data[12:]. With an OPT
+        # record (EDNS 0, no options) it is the last 11 bytes.
         counts = data[4:12]
         if len(data) < 17 or data[2] & 0xF8:
             pass
@@ -90,7 +110,7 @@ class Responder:
             entry = self._caches[tcp].get(data[12:-4].lower() + data[-4:])
             if entry is not None and entry.plain is not None and (tcp or entry.size <= 512):
                 head = entry.plain[(data[2] & 0x01) | (data[3] & 0x10) >> 3]
-                return data[:2] + head + data[12:] + next(entry.cycle)
+                return self._remember(data, tcp, head + data[12:], entry, b"")
         elif (
             counts == WITH_OPT
             and data[-11:-8] == OPT_TYPE
@@ -105,11 +125,26 @@ class Responder:
                 and (tcp or entry.size + 11 <= int.from_bytes(data[-8:-6], "big"))
             ):
                 head = entry.plain_opt[(data[2] & 0x01) | (data[3] & 0x10) >> 3]
-                return data[:2] + head + data[12:qend] + next(entry.cycle) + OPT_RR
+                return self._remember(data, tcp, head + data[12:qend], entry, OPT_RR)
         return self._respond(data, tcp)
 
+    def _remember(self, data: bytes, tcp: bool, start: bytes, entry: _Entry, end: bytes) -> bytes:
+        """The response from a sealed entry; all its shuffles kept for these exact bytes.
+
+        `start` is the header after the ID and the question as asked, `end`
+        the OPT record or nothing. Too large an answer is served, not kept.
+        """
+        if entry.size * len(entry.bodies) > MAX_SEEN_BYTES:
+            return data[:2] + start + next(entry.cycle) + end
+        seen = self._seen[tcp]
+        if len(seen) >= MAX_SEEN:
+            seen.clear()  # a flood of distinct queries: start over rather than grow
+        cycle = itertools.cycle([start + body + end for body in entry.bodies])
+        seen[data[2:]] = cycle
+        return data[:2] + next(cycle)
+
     def _respond(self, data: bytes, tcp: bool) -> bytes | Forward | None:
-        parsed = _question(data)
+        parsed = question_end(data)
         if parsed is None:
             return self._complete(data, tcp)
         qend, client_size = parsed
@@ -119,15 +154,21 @@ class Responder:
             entry = self._prepare(self._caches[tcp], key, HEADER + NO_EDNS + key, tcp, None)
             if entry is None:
                 return self._complete(data, tcp)
-        body = _next_body(entry)
         limit = TCP_LIMIT if tcp else (client_size or 512)
         with_opt = client_size > 0
-        if qend + len(body) + (11 if with_opt else 0) <= limit:
-            flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
-            if with_opt:
-                return data[:2] + flags + entry.counts_opt + data[12:qend] + body + OPT_RR
-            return data[:2] + flags + entry.counts + data[12:qend] + body
-        return self._cut(data, qend, key, limit, with_opt, tcp)
+        end = OPT_RR if with_opt else b""
+        plain = entry.plain  # set once sealed
+        size = entry.size if plain is not None else qend + len(entry.bodies[-1])
+        if size + len(end) > limit:
+            return self._cut(data, qend, key, limit, with_opt, tcp)
+        if plain is not None:
+            head = (entry.plain_opt if with_opt else plain)[
+                (data[2] & 0x01) | (data[3] & 0x10) >> 3
+            ]
+            return self._remember(data, tcp, head + data[12:qend], entry, end)
+        flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
+        counts = entry.counts_opt if with_opt else entry.counts
+        return data[:2] + flags + counts + data[12:qend] + entry.bodies[-1] + end
 
     def _cut(
         self, data: bytes, qend: int, key: bytes, limit: int, with_opt: bool, tcp: bool
@@ -136,13 +177,16 @@ class Responder:
         cut_key = key + limit.to_bytes(3, "big") + (b"\x01" if with_opt else b"\x00")
         entry = self._cuts[tcp].get(cut_key)
         if entry is None or len(entry.bodies) < entry.want:
-            tail = WITH_OPT + key + _opt_query(limit) if with_opt else NO_EDNS + key
+            tail = WITH_OPT + key + opt_query(limit) if with_opt else NO_EDNS + key
             entry = self._prepare(self._cuts[tcp], cut_key, HEADER + tail, tcp, limit)
             if entry is None:
                 return self._complete(data, tcp)
-        body = _next_body(entry)  # the OPT record, when asked for, is part of it
+        # the OPT record, when asked for, is part of the bodies
+        if entry.plain is not None:
+            head = entry.plain[(data[2] & 0x01) | (data[3] & 0x10) >> 3]
+            return self._remember(data, tcp, head + data[12:qend], entry, b"")
         flags = bytes((entry.flags1 | (data[2] & 0x01), entry.flags2 | (data[3] & 0x10)))
-        return data[:2] + flags + entry.counts + data[12:qend] + body
+        return data[:2] + flags + entry.counts + data[12:qend] + entry.bodies[-1]
 
     def _prepare(
         self, cache: dict[bytes, _Entry], cache_key: bytes, query_wire: bytes, tcp: bool,
@@ -160,7 +204,7 @@ class Responder:
         if rendered is None:
             return None
         wire, multi = rendered
-        question = query_wire[12 : len(query_wire) - _opt_size(query_wire)]
+        question = query_wire[12 : len(query_wire) - opt_size(query_wire)]
         if wire[12 : 12 + len(question)] != question:
             return None  # the bytes did not read back as the same question (a pointer?)
         if entry is None:
@@ -226,54 +270,3 @@ def _seal(entry: _Entry, question_size: int) -> None:
     entry.plain_opt = tuple(f + entry.counts_opt for f in flags)
     entry.size = 12 + question_size + max(map(len, entry.bodies))
     entry.cycle = itertools.cycle(entry.bodies)
-
-
-def _next_body(entry: _Entry) -> bytes:
-    """The shuffles in turn once all are in (round robin: cheaper than random, spreads
-    as well); the newest until then."""
-    return next(entry.cycle) if entry.plain is not None else entry.bodies[-1]
-
-
-def _opt_query(payload: int) -> bytes:
-    return b"\x00\x00\x29" + min(payload, 65535).to_bytes(2, "big") + b"\x00" * 6
-
-
-def _opt_size(query_wire: bytes) -> int:
-    return 11 if query_wire[4:12] == WITH_OPT else 0
-
-
-def _question(data: bytes) -> tuple[int, int] | None:
-    """(end of the question, client's UDP size or 0 without EDNS) for plain queries.
-
-    Only the common shape is taken: a query (QR=0), opcode QUERY, one
-    question, no answers or authority, at most an OPT record of EDNS
-    version 0 ending the packet. Anything else returns None.
-    """
-    if len(data) < 17 or data[2] & 0xF8:  # QR set, or an opcode other than QUERY
-        return None
-    counts = data[4:12]
-    if counts == NO_EDNS:
-        end = len(data)
-        if data[end - 5] != 0:
-            return None
-        return end, 0
-    if counts != WITH_OPT:
-        return None
-    i, n = 12, len(data)
-    while i < n:
-        length = data[i]
-        if length == 0:
-            break
-        if length > 63:
-            return None
-        i += length + 1
-    qend = i + 5
-    opt = qend
-    if (
-        n < opt + 11
-        or data[opt : opt + 3] != b"\x00\x00\x29"
-        or data[opt + 6] != 0  # EDNS version
-        or opt + 11 + int.from_bytes(data[opt + 9 : opt + 11], "big") != n
-    ):
-        return None
-    return qend, max(int.from_bytes(data[opt + 3 : opt + 5], "big"), 512)
