@@ -84,6 +84,15 @@ PURE_MODULES: tuple[str, ...] = (
     "intentions/",
     # the mesh CA: certificates, SPIFFE checks, Consul JSON shapes
     "proxy/ca/",
+    # the sidecar proxy's pure cores
+    "proxy/config.py",
+    "proxy/authorize.py",
+    "proxy/balance.py",
+    "proxy/outlier.py",
+    "proxy/tally.py",
+    "proxy/log_limit.py",
+    "proxy/tls_pipe.py",
+    "proxy/relay_state.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",
