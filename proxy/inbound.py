@@ -33,7 +33,7 @@ from gossamer.proxy.authorize import (
 )
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.identity import Identity
-from gossamer.proxy.relay import PlainSide, Relay, TlsSide
+from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 
@@ -99,6 +99,10 @@ class Inbound:
         except Refused as refused:
             self.refuse(refused.reason, peer, str(refused))
             side.close()
+            return
+        except ClosedEarly:
+            self.tally.add("inbound.probes")  # a TCP check: counted, never logged
+            side.close(abort=True)
             return
         except (TimeoutError, ssl.SSLError, OSError) as exc:
             self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 from gossamer.proxy.relay_state import Halves, Step
 from gossamer.proxy.tls_pipe import TlsPipe
@@ -42,8 +43,7 @@ class Side(asyncio.BufferedProtocol):
         self._held_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view
@@ -147,6 +147,7 @@ class TlsSide(Side):
         self.server_side = server_side
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_connect = on_connect
+        self.silent = True  # nothing received yet (a TCP health check connects and closes)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -156,6 +157,7 @@ class TlsSide(Side):
             self._on_connect(self)
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.silent = False
         try:
             chunks = self.pipe.feed(self._view[:nbytes])
         except ssl.SSLError as exc:
@@ -170,7 +172,8 @@ class TlsSide(Side):
 
     def eof_received(self) -> bool:
         if not self.pipe.handshaken:
-            self._fail(ConnectionResetError("the peer closed the connection during the handshake"))
+            self._fail(ClosedEarly() if self.silent else ConnectionResetError(
+                "the peer closed the connection during the handshake"))  # fmt: skip
             return False
         if not self.pipe.eof_received:
             self.pipe.end_of_input()
@@ -206,6 +209,10 @@ class TlsSide(Side):
             self.close()
         else:
             super().close()
+
+
+class ClosedEarly(ConnectionResetError):
+    """The peer connected and closed without sending a byte: a port probe, not an attack."""
 
 
 class Relay:
