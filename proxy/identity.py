@@ -4,7 +4,9 @@ Built from the agent's answers (`/v1/agent/connect/ca/leaf/<service>` and
 `/v1/agent/connect/ca/roots`, Consul's JSON). A new leaf or new roots build
 new contexts; each connection takes the contexts current when it starts,
 so a renewed leaf or a rotated root is used for the next handshake at once
-and no open connection is touched.
+and no open connection is touched. During a root rotation the leaf goes
+out with the new root cross-signed by the old one, so a peer whose bundle
+has not caught up yet still verifies it.
 
 Both contexts: TLS 1.3 only, a client certificate required and verified
 by OpenSSL against the roots (then again by authorize.py), no hostname
@@ -56,6 +58,11 @@ def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
     if not certs:
         raise IdentityError("the agent has no CA root yet")
     cadata = "".join(root_pems)
+    # The active root cross-signed by the old one (its IntermediateCerts) goes out with the
+    # leaf: a peer that still trusts only the old root verifies a new leaf through it.
+    cross = [str(pem) for r in roots["Roots"] if r.get("Active") for pem in
+             r.get("IntermediateCerts") or []]  # fmt: skip
+    cert_pem = cert_pem.rstrip("\n") + "\n" + "".join(cross) if cross else cert_pem
     return Identity(
         server=_context(ssl.PROTOCOL_TLS_SERVER, cert_pem, key_pem, cadata),
         client=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata),

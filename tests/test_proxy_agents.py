@@ -234,6 +234,27 @@ def test_leaves_renew_under_load_with_no_failed_request(mesh: Mesh) -> None:
     assert sent > 0  # every request before, during and after the renewal succeeded
 
 
+def test_a_root_rotation_under_load_fails_no_request(mesh: Mesh) -> None:
+    def identities() -> int:
+        return mesh.db_proxy.log().count("identity for db") + mesh.web_proxy.log().count(
+            "identity for web"
+        )
+
+    before_root = mesh.agent.get("/v1/connect/ca/roots")["ActiveRootID"]
+    mesh.agent.put("/v1/connect/ca/configuration", {"Provider": "consul", "ForceRotate": True})
+    seen = identities()
+    rounds = 0
+    while rounds < 40 or identities() < seen + 2:  # both proxies rebuilt for the new root
+        assert roundtrip(mesh.upstream, b"rot") == b"rot<eof>"
+        rounds += 1
+        assert rounds < 4000, "the proxies never took the new root"
+    assert mesh.agent.get("/v1/connect/ca/roots")["ActiveRootID"] != before_root
+    mesh.web_proxy.signal(signal.SIGHUP)  # re-reads everything; nothing breaks
+    eventually(lambda: "SIGHUP" in mesh.web_proxy.log(), 10, what="the SIGHUP logged")
+    for _ in range(20):
+        assert roundtrip(mesh.upstream, b"hup") == b"hup<eof>"
+
+
 def test_sigterm_drains_open_connections_then_exits_0(mesh: Mesh) -> None:
     up_port = free_port("127.0.0.1")
     proxy = ProxyProc(["--service", "web", "--upstream", f"db:{up_port}", "--drain-timeout", "20",
