@@ -19,9 +19,10 @@ connect 10 s; the drain on SIGTERM to 15 s.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
@@ -147,6 +148,22 @@ def with_drain(config: ProxyConfig, drain_s: float | None) -> ProxyConfig:
     if drain_s < 0:
         raise ConfigError("--drain-timeout", f"must be >= 0 seconds, got {drain_s}")
     return replace(config, timeouts=replace(config.timeouts, drain_s=drain_s))
+
+
+def config_to_json(config: ProxyConfig) -> str:
+    """`config` as JSON, for handing a checked config to the lean proxy process."""
+    return json.dumps(asdict(config), sort_keys=True)
+
+
+def config_from_json(text: str) -> ProxyConfig:
+    """The inverse of `config_to_json`; ConfigError when `text` is not one of its outputs."""
+    try:
+        raw = json.loads(text)
+        upstreams = tuple(Upstream(**u) for u in raw.pop("upstreams"))
+        timeouts = Timeouts(**raw.pop("timeouts"))
+        return ProxyConfig(**raw, upstreams=upstreams, timeouts=timeouts)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ConfigError("config", f"not a proxy config: {exc}") from None
 
 
 def _upstream(raw: object, where: str) -> Upstream:

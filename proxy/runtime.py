@@ -25,11 +25,10 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
-import aiohttp
-
 from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
+from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, ProxyConfig, Upstream, config_from_registration
 from gossamer.proxy.identity import Identity, IdentityError, build_identity
 from gossamer.proxy.inbound import Inbound, Policy
@@ -42,10 +41,9 @@ log = logging.getLogger("gossamer.proxy")
 class ProxyRuntime:
     """One sidecar proxy in this event loop."""
 
-    def __init__(self, config: ProxyConfig, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: ProxyConfig, agent: AgentHttp) -> None:
         self.config = config
-        self.base_url = base_url
-        self.session = session
+        self.agent = agent
         self.tally = tally.Tally()
         self.policy = Policy()
         self.identity: Identity | None = None
@@ -71,14 +69,18 @@ class ProxyRuntime:
         await self._apply(self.config, first=True)
 
     def _watch(self, path: str, on_change: Any, *, by_hash: bool = False) -> Watch:
-        watch = Watch(self.session, self.base_url, path, on_change, by_hash=by_hash)
+        watch = Watch(self.agent, path, on_change, by_hash=by_hash)
         watch.start()
         self._watches.append(watch)
         return watch
 
     async def read_default_policy(self) -> None:
-        async with self.session.get(self.base_url + "/v1/agent/self") as resp:
-            body = await resp.json()
+        try:
+            body = await self.agent.get_json("/v1/agent/self")
+        except (OSError, TimeoutError, ValueError) as exc:
+            kept = "allow" if self.policy.default_allow else "deny"
+            log.error("proxy: cannot read the default intention policy (%s); keeping %s", exc, kept)
+            return
         policy = (body.get("DebugConfig") or {}).get("IntentionDefaultPolicy", "deny")
         self.policy.default_allow = policy == "allow"
         if self.inbound is not None:
@@ -152,7 +154,7 @@ class ProxyRuntime:
             log.error("proxy: upstream %s cannot listen on %s:%d: %s", upstream.name,
                       upstream.bind_address, upstream.bind_port, exc)  # fmt: skip
             return
-        watch = Watch(self.session, self.base_url, f"/v1/health/connect/{upstream.name}?passing",
+        watch = Watch(self.agent, f"/v1/health/connect/{upstream.name}?passing",
                       lambda rows: listener.set_instances(instances_of(rows)))  # fmt: skip
         watch.start()
         self.upstreams[upstream] = (listener, watch)
@@ -214,17 +216,16 @@ def _inbound_of(config: ProxyConfig) -> tuple[str, int, str, int]:
 async def serve(config: ProxyConfig, base_url: str) -> int:
     """Run a proxy until SIGTERM/SIGINT; 0 after a drain."""
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as session:
-        runtime = ProxyRuntime(config, base_url, session)
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, runtime.reload)
-        loop.add_signal_handler(signal.SIGUSR1, runtime.log_counts)
-        await runtime.start()
-        log.info("proxy: running for %s", config.service)
-        await stop.wait()
-        log.info("proxy: SIGTERM: draining")
-        await runtime.drain()
-        runtime.log_counts()
+    runtime = ProxyRuntime(config, AgentHttp(base_url))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    loop.add_signal_handler(signal.SIGUSR1, runtime.log_counts)
+    await runtime.start()
+    log.info("proxy: running for %s", config.service)
+    await stop.wait()
+    log.info("proxy: SIGTERM: draining")
+    await runtime.drain()
+    runtime.log_counts()
     return 0

@@ -25,6 +25,10 @@ import ssl
 from typing import cast
 
 READ_SIZE = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take several per call
+# Decrypted bytes land here and are copied out at once (`feed` returns bytes), so every pipe of
+# the process shares one buffer (the proxy runs on one thread) instead of 64 KiB each.
+_PLAIN = bytearray(READ_SIZE)
+_PLAIN_VIEW = memoryview(_PLAIN)
 
 
 class TlsPipe:
@@ -37,8 +41,6 @@ class TlsPipe:
         self.handshaken = False
         self.eof_received = False
         self.eof_sent = False
-        self._buffer = bytearray(READ_SIZE)
-        self._view = memoryview(self._buffer)
 
     def start(self) -> bytes:
         """Begin the handshake (a client's ClientHello); the bytes to send."""
@@ -53,7 +55,7 @@ class TlsPipe:
         chunks: list[bytes] = []
         while not self.eof_received:
             try:
-                count = cast(int, self.tls.read(READ_SIZE, self._buffer))  # with a buffer: a count
+                count = cast(int, self.tls.read(READ_SIZE, _PLAIN))  # with a buffer: a count
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -62,7 +64,7 @@ class TlsPipe:
             if count == 0:
                 self.eof_received = True
                 break
-            chunks.append(bytes(self._view[:count]))
+            chunks.append(bytes(_PLAIN_VIEW[:count]))
         return chunks
 
     def end_of_input(self) -> None:

@@ -14,13 +14,12 @@ streak of failures, with the streak's end logged too. A 404 is passed to
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
+from gossamer.proxy.agent_http import AgentHttp, BadAnswer
 
 log = logging.getLogger("gossamer.proxy")
 
@@ -35,8 +34,7 @@ class Watch:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        base_url: str,
+        agent: AgentHttp,
         path: str,
         on_change: Callable[[Any], None],
         *,
@@ -45,8 +43,7 @@ class Watch:
         rng: random.Random | None = None,
     ) -> None:
         self.path = path
-        self._session = session
-        self._url = base_url + path
+        self._agent = agent
         self._on_change = on_change
         self._on_missing = on_missing
         self._by_hash = by_hash
@@ -73,7 +70,7 @@ class Watch:
         while True:
             try:
                 await self._once()
-            except (aiohttp.ClientError, TimeoutError, ValueError, LookupError) as exc:
+            except (OSError, TimeoutError, ValueError, LookupError) as exc:
                 if not failing:
                     log.warning("proxy: watching %s failed (%s); retrying", self.path, exc)
                 failing = True
@@ -85,22 +82,20 @@ class Watch:
             delay, failing = BACKOFF_MIN_S, False
 
     async def _once(self) -> None:
-        sep = "&" if "?" in self._url else "?"
+        sep = "&" if "?" in self.path else "?"
         key = "hash" if self._by_hash else "index"
         query = f"{sep}{key}={self.index}&wait={WAIT}" if self.index else ""
-        timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
-        async with self._session.get(self._url + query, timeout=timeout) as resp:
-            if resp.status == 404:
-                if self._on_missing is not None:
-                    self._on_missing()
-                raise LookupError(f"{self.path}: 404 {(await resp.text()).strip()}")
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message=(await resp.text()).strip()
-                )
-            body = json.loads(await resp.read())
-            header = "X-Consul-ContentHash" if self._by_hash else "X-Consul-Index"
-            found = resp.headers.get(header, "")
+        answer = await self._agent.get(self.path + query, CLIENT_TIMEOUT_S)
+        if answer.status == 404:
+            if self._on_missing is not None:
+                self._on_missing()
+            raise LookupError(f"404 {answer.text}")
+        if answer.status != 200:
+            raise BadAnswer(f"{answer.status} {answer.text}")
+        body = answer.json()
+        found = answer.headers.get(
+            "x-consul-contenthash" if self._by_hash else "x-consul-index", ""
+        )
         changed = found != self.index or not found
         restarted = found.isdigit() and self.index.isdigit() and int(found) < int(self.index)
         if restarted and not self._by_hash:

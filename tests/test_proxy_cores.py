@@ -11,12 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.proxy import tally
+from gossamer.proxy.agent_http import BadAnswer, parse_answer
 from gossamer.proxy.balance import choose
 from gossamer.proxy.config import (
     ConfigError,
     Upstream,
     adhoc_config,
+    config_from_json,
     config_from_registration,
+    config_to_json,
     parse_upstream_flag,
     with_drain,
 )
@@ -107,6 +110,13 @@ def test_a_bad_upstream_flag_names_itself(text: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_upstream_flag(text)
     assert error.value.where == f"--upstream {text!r}"
+
+
+def test_a_config_survives_its_json_form() -> None:
+    config = config_from_registration(SIDECAR, "web-sidecar-proxy")
+    assert config_from_json(config_to_json(config)) == config
+    with pytest.raises(ConfigError, match="not a proxy config"):
+        config_from_json('{"service": "web"}')
 
 
 def test_an_adhoc_config() -> None:
@@ -261,3 +271,31 @@ def test_refusals_are_counted_always_and_logged_once_per_source_per_minute() -> 
     assert snapshot["inbound.refused.denied"] == 3 and snapshot["inbound.refused.expired"] == 0
     with pytest.raises(ValueError, match="unknown inbound refusal reason"):
         t.refuse("inbound", "nope", "x", 0)
+
+
+# --- the agent's HTTP answers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "body", "index"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\nContent-Length: 2\r\n\r\n{}", 200, b"{}", "7"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
+         200, b"[1,2]", ""),
+        (b"HTTP/1.0 404 Not Found\r\n\r\nno such service", 404, b"no such service", ""),
+    ],
+)  # fmt: skip
+def test_agent_answers_are_read(raw: bytes, status: int, body: bytes, index: str) -> None:
+    answer = parse_answer(raw)
+    assert (answer.status, answer.body, answer.headers.get("x-consul-index", "")) == (
+        status, body, index,
+    )  # fmt: skip
+
+
+@given(st.binary(max_size=200))
+def test_any_reply_is_an_answer_or_bad_answer(raw: bytes) -> None:
+    try:
+        answer = parse_answer(raw)
+    except BadAnswer:
+        return
+    assert 0 <= answer.status <= 999

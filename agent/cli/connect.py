@@ -13,7 +13,7 @@ reached exits 1; SIGTERM drains and exits 0.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 
 from rich.console import Console
@@ -25,6 +25,7 @@ from gossamer.proxy.config import (
     ProxyConfig,
     adhoc_config,
     config_from_registration,
+    config_to_json,
     with_drain,
 )
 
@@ -81,17 +82,10 @@ def proxy_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
 
 
 def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    """Check everything here (exit 2 naming a problem), then become the lean proxy process."""
     config = proxy_config(args, client)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )  # fmt: skip
-    from gossamer.proxy.runtime import serve
-
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works too
-        import asyncio
-
-        return asyncio.run(serve(config, client.base_url))
-    return uvloop.run(serve(config, client.base_url))
+    argv = [sys.executable, "-m", "gossamer.proxy", config_to_json(config), client.base_url,
+            args.log_level]  # fmt: skip
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # same pid: signals and systemd see one process
