@@ -20,7 +20,7 @@ import pytest
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.config import ProxyConfig, Timeouts
 from gossamer.proxy.inbound import Inbound, Policy
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
@@ -54,7 +54,8 @@ async def served() -> AsyncIterator[Served]:
     policy.known = True
     port = free_port("127.0.0.1")
     config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+                         local_port=app.sockets[0].getsockname()[1],
+                         timeouts=Timeouts(handshake_s=0.5))  # fmt: skip
     inbound = Inbound(config, lambda: identity, policy, tally.Tally())
     await inbound.start()
     try:
@@ -178,3 +179,22 @@ async def test_a_deny_cuts_open_connections_it_denies_and_only_those(served: Ser
     assert served.inbound.tally.snapshot()["inbound.terminated"] == 1
     for _, w in conns.values():
         w.close()
+
+
+async def test_a_client_stalling_mid_handshake_is_cut_and_others_flow(served: Served) -> None:
+    stalled = []
+    for _ in range(200):  # many connections that send half a ClientHello and stall
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        stalled.append((reader, writer))
+    web = client_context(served.pki, served.pki.leaf_json("web"))
+    assert await tls_roundtrip(served, web) == b"hi"  # served while 200 stall
+
+    async def all_cut() -> bool:
+        return await refused_count(served, tally.HANDSHAKE_TIMEOUT) == 200
+
+    await eventually_async(all_cut, 10)
+    reader, _ = stalled[0]
+    assert await asyncio.wait_for(reader.read(10), 2) == b""  # the stalled one was closed
+    for _, writer in stalled:
+        writer.close()
