@@ -13,6 +13,10 @@ Outbound (`server_service`): the upstream's certificate must verify for
 server auth and name exactly the upstream service, or the connection is
 refused (`Refused(WRONG_SERVER)`).
 
+A resumed TLS session presents only its leaf; it is verified and decided
+again like any other, with the intermediates learnt from earlier full
+handshakes (`Intermediates`), so resumption never skips a check.
+
 Every refusal is a `Refused` whose `reason` is a tally.py counter name;
 `reason_of_verify_code` maps OpenSSL's verify codes onto the same names, so
 a rogue certificate counts the same whichever check caught it.
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import Decision
@@ -56,6 +61,9 @@ _ERRORS: tuple[tuple[type[errors.CertificateError], str], ...] = (
 )
 
 
+_SHA256 = hashes.SHA256()
+
+
 class Refused(Exception):
     """The peer may not be served; `reason` is a tally.py counter name."""
 
@@ -72,16 +80,47 @@ class Trust:
     roots: Sequence[x509.Certificate]
 
 
-def client_service(chain_der: Sequence[bytes], trust: Trust, now: datetime) -> ServiceId:
+class Intermediates:
+    """CA certificates seen in verified chains, to verify a resumed session's lone leaf.
+
+    A resumed TLS session carries no certificates; its leaf (remembered by
+    OpenSSL) is verified again with the intermediates learnt from full
+    handshakes. Bounded: the oldest is forgotten first (a mesh has one
+    intermediate per agent).
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._known: dict[bytes, x509.Certificate] = {}
+        self._capacity = capacity
+
+    def learn(self, certs: Sequence[x509.Certificate]) -> None:
+        for cert in certs:
+            key = cert.fingerprint(_SHA256)
+            if key not in self._known:
+                if len(self._known) >= self._capacity:
+                    del self._known[next(iter(self._known))]
+                self._known[key] = cert
+
+    def certificates(self) -> list[x509.Certificate]:
+        return list(self._known.values())
+
+
+def client_service(
+    chain_der: Sequence[bytes], trust: Trust, now: datetime, known: Intermediates | None = None
+) -> ServiceId:
     """The verified service a client presented (leaf first), or Refused saying why not."""
-    return _service(chain_der, trust, now, CLIENT_AUTH)
+    return _service(chain_der, trust, now, CLIENT_AUTH, known)
 
 
 def server_service(
-    chain_der: Sequence[bytes], trust: Trust, now: datetime, expected: str
+    chain_der: Sequence[bytes],
+    trust: Trust,
+    now: datetime,
+    expected: str,
+    known: Intermediates | None = None,
 ) -> ServiceId:
     """The upstream's verified service; Refused(WRONG_SERVER) when it is not `expected`."""
-    found = _service(chain_der, trust, now, SERVER_AUTH)
+    found = _service(chain_der, trust, now, SERVER_AUTH, known)
     if found.service != expected:
         raise Refused(
             tally.WRONG_SERVER,
@@ -113,7 +152,11 @@ def reason_of_verify_code(code: int | None) -> str:
 
 
 def _service(
-    chain_der: Sequence[bytes], trust: Trust, now: datetime, purpose: x509.ObjectIdentifier
+    chain_der: Sequence[bytes],
+    trust: Trust,
+    now: datetime,
+    purpose: x509.ObjectIdentifier,
+    known: Intermediates | None,
 ) -> ServiceId:
     if not chain_der:
         raise Refused(tally.NO_CERTIFICATE, "the peer presented no certificate")
@@ -121,10 +164,13 @@ def _service(
         certs = [x509.load_der_x509_certificate(der) for der in chain_der]
     except ValueError:
         raise Refused(tally.BAD_CERTIFICATE, "the peer's certificate is unreadable") from None
+    extra = known.certificates() if known is not None and len(certs) == 1 else []
     try:
-        verified = verify_chain(certs[0], certs[1:], trust.roots, now, purpose=purpose)
+        verified = verify_chain(certs[0], [*certs[1:], *extra], trust.roots, now, purpose=purpose)
     except errors.CertificateError as exc:
         raise Refused(_reason_of(exc), str(exc)) from None
+    if known is not None and len(certs) > 1:
+        known.learn(verified.chain[1:-1])
     identity = verified.identity
     if not isinstance(identity, ServiceId):
         raise Refused(tally.NOT_A_SERVICE, f"{identity.uri} is an agent, not a service")

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
+    Intermediates,
     Refused,
     admit,
     client_service,
@@ -62,6 +63,7 @@ class Inbound:
         self.policy = policy
         self.tally = counts
         self.open: dict[Relay, str] = {}  # relay -> the client's service
+        self.intermediates = Intermediates()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
@@ -114,7 +116,8 @@ class Inbound:
         identity = self._identity()
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
-        found = client_service(side.pipe.peer_chain(), identity.trust, datetime.now(UTC))
+        chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
+        found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
         if not self.policy.known:
             raise Refused(tally.DENIED, "the intentions are not known yet")
         decision = admit(self.policy.intentions, found.service, self.config.service,

@@ -6,7 +6,9 @@ reached (`connect_timeout_s`) and its certificate checked: it must carry
 the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
 retried on another instance (at most `ATTEMPTS` in all) before the client
 sees anything; each failure feeds the outlier detector (outlier.py), which
-sets a repeatedly failing instance aside for a while. With no healthy
+sets a repeatedly failing instance aside for a while. The session ticket of
+a finished connection is offered back on the next connection to the same
+instance (sessions.py): a resumed handshake skips the signatures. With no healthy
 instance, the client's connection is closed at once and the proxy logs why,
 once per minute.
 
@@ -25,11 +27,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from gossamer.proxy import balance, tally
-from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.authorize import Intermediates, Refused, server_service
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.relay import PlainSide, Relay, TlsSide
+from gossamer.proxy.sessions import SessionCache
 
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS = 3  # instances tried for one client connection before it is closed
@@ -56,6 +59,8 @@ class UpstreamListener:
         self.instances: list[Instance] = []
         self.outstanding: Counter[Instance] = Counter()
         self.outliers: Outliers[Instance] = Outliers()
+        self.sessions = SessionCache()
+        self.intermediates = Intermediates()
         self.open: set[Relay] = set()
         self._rng = rng or random.Random()
         self._server: asyncio.Server | None = None
@@ -111,21 +116,25 @@ class UpstreamListener:
             return None
         loop = asyncio.get_running_loop()
         server: TlsSide | None = None
+        session = self.sessions.offer(instance, identity.client, time.monotonic())
         try:
             async with asyncio.timeout(self.upstream.connect_timeout_s):
                 _, server = await loop.create_connection(
-                    lambda: TlsSide(identity.client, server_side=False), *instance
+                    lambda: TlsSide(identity.client, server_side=False, session=session), *instance
                 )
                 await asyncio.shield(server.handshake)
-            server_service(server.pipe.peer_chain(), identity.trust, datetime.now(UTC),
-                           self.upstream.name)  # fmt: skip
+            server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
+                           self.upstream.name, self.intermediates)  # fmt: skip
         except (OSError, TimeoutError, Refused) as exc:
             reason = exc.reason if isinstance(exc, Refused) else tally.CONNECT_FAILED
             if server is not None:
                 server.close(abort=True)
+            self.sessions.drop(instance)
             self._failed(instance, reason, exc)
             return None
         self.outliers.succeeded(instance)
+        if server.pipe.resumed:
+            self.tally.add("outbound.resumed")
         return server
 
     def _failed(self, instance: Instance, reason: str, exc: BaseException) -> None:
@@ -142,7 +151,12 @@ class UpstreamListener:
     def _join(self, client: PlainSide, server: TlsSide, instance: Instance) -> None:
         self.outstanding[instance] += 1
 
+        context = self._identity()
+
         def closed(relay: Relay) -> None:
+            if context is not None and server.pipe.handshaken:  # its ticket, for the next one
+                self.sessions.keep(instance, context.client, server.pipe.tls.session,
+                                   time.monotonic())  # fmt: skip
             self.open.discard(relay)
             self.outstanding[instance] -= 1
             if self.outstanding[instance] <= 0:

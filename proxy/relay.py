@@ -144,9 +144,10 @@ class TlsSide(Side):
         *,
         server_side: bool,
         on_connect: Callable[[TlsSide], None] | None = None,
+        session: ssl.SSLSession | None = None,
     ) -> None:
         super().__init__()
-        self.pipe = TlsPipe(context, server_side=server_side)
+        self.pipe = TlsPipe(context, server_side=server_side, session=session)
         self.server_side = server_side
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_connect = on_connect

@@ -8,6 +8,12 @@ ourselves over a plain TCP transport gives both, and reads into a
 preallocated buffer (no 256 KiB allocation per read, see
 ../shared/reference/proxy-levers.md §7).
 
+Resumption: a client may offer a session from an earlier connection
+(`session=`; asyncio's own TLS cannot, which is why its sidecar-to-sidecar
+handshakes are always full). A resumed session carries no certificates, so
+`peer_certificates()` gives the leaf remembered in the session, for the
+shell to verify and authorize again like any other.
+
 Half-close: `close_write()` sends TLS close_notify (`SSLObject.unwrap`,
 whose "want read" only means the peer's close_notify has not come yet);
 OpenSSL keeps decrypting what the peer still sends, so the other direction
@@ -34,10 +40,14 @@ _PLAIN_VIEW = memoryview(_PLAIN)
 class TlsPipe:
     """One TLS connection's state; the shell moves its ciphertext."""
 
-    def __init__(self, context: ssl.SSLContext, *, server_side: bool) -> None:
+    def __init__(
+        self, context: ssl.SSLContext, *, server_side: bool, session: ssl.SSLSession | None = None
+    ) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_side=server_side)
+        self.tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side, session=session
+        )
         self.handshaken = False
         self.eof_received = False
         self.eof_sent = False
@@ -93,6 +103,18 @@ class TlsPipe:
             except ssl.SSLError:
                 pass  # a broken connection: the shell closes it anyway
         return self._outgoing.read()
+
+    @property
+    def resumed(self) -> bool:
+        return self.handshaken and self.tls.session_reused
+
+    def peer_certificates(self) -> list[bytes]:
+        """The peer's chain; on a resumed session (no certificates sent) its leaf alone."""
+        chain = self.peer_chain()
+        if chain or not self.resumed:
+            return chain
+        leaf = self.tls.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
 
     def peer_chain(self) -> list[bytes]:
         """The certificates the peer sent (leaf first) as DER; [] when it sent none."""

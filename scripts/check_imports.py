@@ -93,6 +93,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/log_limit.py",
     "proxy/tls_pipe.py",
     "proxy/relay_state.py",
+    "proxy/sessions.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",

@@ -13,8 +13,16 @@ from hypothesis import strategies as st
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
-from gossamer.proxy.authorize import Refused, admit, client_service, decided_by, server_service
+from gossamer.proxy.authorize import (
+    Intermediates,
+    Refused,
+    admit,
+    client_service,
+    decided_by,
+    server_service,
+)
 from gossamer.proxy.ca.verify import load_pem_chain
+from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.tls_pipe import TlsPipe
 from tests.proxy_pki import CLUSTER_B, Pki
 
@@ -105,3 +113,54 @@ def test_a_chain_of_another_mesh_is_an_unknown_issuer() -> None:
     with pytest.raises(Refused) as refused:
         client_service(chain, PKI.identity("db").trust, datetime.now(UTC))
     assert refused.value.reason == tally.UNKNOWN_ISSUER
+
+
+def connect(session: ssl.SSLSession | None) -> tuple[TlsPipe, TlsPipe]:
+    """web -> db through two pipes; the client ends holding the server's ticket."""
+    client = TlsPipe(PKI_WEB.client, server_side=False, session=session)
+    server = TlsPipe(PKI_DB.server, server_side=True)
+    wire = client.start()
+    while not (client.handshaken and server.handshaken):
+        server.feed(wire)
+        client.feed(server.pending())
+        wire = client.pending()
+    server.feed(wire)
+    client.feed(server.encrypt(b"ticket rides along"))
+    return client, server
+
+
+PKI_WEB, PKI_DB = PKI.identity("web"), PKI.identity("db")
+
+
+def test_a_resumed_session_is_verified_again_from_its_remembered_leaf() -> None:
+    known = Intermediates()
+    first_client, first_server = connect(None)
+    assert not first_server.resumed and len(first_server.peer_certificates()) == 2
+    now = datetime.now(UTC)
+    trust = PKI_DB.trust
+    assert client_service(first_server.peer_certificates(), trust, now, known).service == "web"
+    assert first_client.tls.session is not None and first_client.tls.session.has_ticket
+    client, server = connect(first_client.tls.session)
+    assert server.resumed and client.resumed
+    leaf_only = server.peer_certificates()
+    assert len(leaf_only) == 1  # no certificates travel on resumption
+    assert client_service(leaf_only, trust, now, known).service == "web"  # checked again
+    with pytest.raises(Refused) as refused:
+        client_service(leaf_only, trust, now)  # without the learnt intermediate
+    assert refused.value.reason == tally.UNKNOWN_ISSUER
+
+
+def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() -> None:
+    session = connect(None)[0].tls.session
+    assert session is not None and session.has_ticket
+    cache = SessionCache(max_age_s=10)
+    assert cache.offer("a", PKI_WEB.client, 0) is None  # first use of this context
+    cache.keep("a", PKI_WEB.client, session, 0)
+    assert cache.offer("a", PKI_WEB.client, 10) is session
+    assert cache.offer("a", PKI_WEB.client, 10.5) is None  # too old
+    cache.keep("b", PKI_WEB.client, session, 20)
+    cache.drop("b")
+    assert cache.offer("b", PKI_WEB.client, 20) is None
+    cache.keep("c", PKI_WEB.client, session, 30)
+    renewed = PKI.identity("web").client  # a renewed leaf: a new context, no old session
+    assert cache.offer("c", renewed, 30) is None and cache.offer("c", PKI_WEB.client, 30) is None
