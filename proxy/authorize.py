@@ -15,7 +15,9 @@ refused (`Refused(WRONG_SERVER)`).
 
 A resumed TLS session presents only its leaf; it is verified and decided
 again like any other, with the intermediates learnt from earlier full
-handshakes (`Intermediates`), so resumption never skips a check.
+handshakes (peer_cache.py). A leaf already verified against the same roots
+is not verified again while its chain is valid (peer_cache.py says why
+that is sound); the intention decision is made for every connection.
 
 Every refusal is a `Refused` whose `reason` is a tally.py counter name;
 `reason_of_verify_code` maps OpenSSL's verify codes onto the same names, so
@@ -29,14 +31,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import Decision
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy import tally
 from gossamer.proxy.ca import errors
+from gossamer.proxy.ca.profile import utc
 from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, verify_chain
+from gossamer.proxy.peer_cache import PeerCache
 
 _VERIFY_CODES = {  # OpenSSL's X509_V_ERR_* codes with a reason of their own
     2: tally.UNKNOWN_ISSUER,
@@ -61,9 +64,6 @@ _ERRORS: tuple[tuple[type[errors.CertificateError], str], ...] = (
 )
 
 
-_SHA256 = hashes.SHA256()
-
-
 class Refused(Exception):
     """The peer may not be served; `reason` is a tally.py counter name."""
 
@@ -80,33 +80,8 @@ class Trust:
     roots: Sequence[x509.Certificate]
 
 
-class Intermediates:
-    """CA certificates seen in verified chains, to verify a resumed session's lone leaf.
-
-    A resumed TLS session carries no certificates; its leaf (remembered by
-    OpenSSL) is verified again with the intermediates learnt from full
-    handshakes. Bounded: the oldest is forgotten first (a mesh has one
-    intermediate per agent).
-    """
-
-    def __init__(self, capacity: int = 256) -> None:
-        self._known: dict[bytes, x509.Certificate] = {}
-        self._capacity = capacity
-
-    def learn(self, certs: Sequence[x509.Certificate]) -> None:
-        for cert in certs:
-            key = cert.fingerprint(_SHA256)
-            if key not in self._known:
-                if len(self._known) >= self._capacity:
-                    del self._known[next(iter(self._known))]
-                self._known[key] = cert
-
-    def certificates(self) -> list[x509.Certificate]:
-        return list(self._known.values())
-
-
 def client_service(
-    chain_der: Sequence[bytes], trust: Trust, now: datetime, known: Intermediates | None = None
+    chain_der: Sequence[bytes], trust: Trust, now: datetime, known: PeerCache | None = None
 ) -> ServiceId:
     """The verified service a client presented (leaf first), or Refused saying why not."""
     return _service(chain_der, trust, now, CLIENT_AUTH, known)
@@ -117,7 +92,7 @@ def server_service(
     trust: Trust,
     now: datetime,
     expected: str,
-    known: Intermediates | None = None,
+    known: PeerCache | None = None,
 ) -> ServiceId:
     """The upstream's verified service; Refused(WRONG_SERVER) when it is not `expected`."""
     found = _service(chain_der, trust, now, SERVER_AUTH, known)
@@ -156,10 +131,14 @@ def _service(
     trust: Trust,
     now: datetime,
     purpose: x509.ObjectIdentifier,
-    known: Intermediates | None,
+    known: PeerCache | None,
 ) -> ServiceId:
     if not chain_der:
         raise Refused(tally.NO_CERTIFICATE, "the peer presented no certificate")
+    if known is not None:
+        seen = known.verified(chain_der[0], trust, purpose.dotted_string, utc(now))
+        if seen is not None:
+            return seen
     try:
         certs = [x509.load_der_x509_certificate(der) for der in chain_der]
     except ValueError:
@@ -169,8 +148,7 @@ def _service(
         verified = verify_chain(certs[0], [*certs[1:], *extra], trust.roots, now, purpose=purpose)
     except errors.CertificateError as exc:
         raise Refused(_reason_of(exc), str(exc)) from None
-    if known is not None and len(certs) > 1:
-        known.learn(verified.chain[1:-1])
+    chain = verified.chain
     identity = verified.identity
     if not isinstance(identity, ServiceId):
         raise Refused(tally.NOT_A_SERVICE, f"{identity.uri} is an agent, not a service")
@@ -179,6 +157,8 @@ def _service(
             tally.FOREIGN_TRUST_DOMAIN,
             f"{identity.uri} is not of this mesh's trust domain {trust.trust_domain!r}",
         )
+    if known is not None:
+        known.remember(chain_der[0], trust, purpose.dotted_string, identity, chain)
     return identity
 
 

@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
-    Intermediates,
     Refused,
     admit,
     client_service,
@@ -34,6 +33,7 @@ from gossamer.proxy.authorize import (
 )
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
@@ -63,7 +63,7 @@ class Inbound:
         self.policy = policy
         self.tally = counts
         self.open: dict[Relay, str] = {}  # relay -> the client's service
-        self.intermediates = Intermediates()
+        self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens

@@ -27,10 +27,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from gossamer.proxy import balance, tally
-from gossamer.proxy.authorize import Intermediates, Refused, server_service
+from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
+from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.relay import PlainSide, Relay, TlsSide
 from gossamer.proxy.sessions import SessionCache
 
@@ -60,7 +61,7 @@ class UpstreamListener:
         self.outstanding: Counter[Instance] = Counter()
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
-        self.intermediates = Intermediates()
+        self.intermediates = PeerCache()
         self.open: set[Relay] = set()
         self._rng = rng or random.Random()
         self._server: asyncio.Server | None = None

@@ -94,6 +94,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/tls_pipe.py",
     "proxy/relay_state.py",
     "proxy/sessions.py",
+    "proxy/peer_cache.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",

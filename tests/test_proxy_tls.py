@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -14,14 +14,14 @@ from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
-    Intermediates,
     Refused,
     admit,
     client_service,
     decided_by,
     server_service,
 )
-from gossamer.proxy.ca.verify import load_pem_chain
+from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, load_pem_chain
+from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.tls_pipe import TlsPipe
 from tests.proxy_pki import CLUSTER_B, Pki
@@ -133,7 +133,7 @@ PKI_WEB, PKI_DB = PKI.identity("web"), PKI.identity("db")
 
 
 def test_a_resumed_session_is_verified_again_from_its_remembered_leaf() -> None:
-    known = Intermediates()
+    known = PeerCache()
     first_client, first_server = connect(None)
     assert not first_server.resumed and len(first_server.peer_certificates()) == 2
     now = datetime.now(UTC)
@@ -164,3 +164,22 @@ def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() 
     cache.keep("c", PKI_WEB.client, session, 30)
     renewed = PKI.identity("web").client  # a renewed leaf: a new context, no old session
     assert cache.offer("c", renewed, 30) is None and cache.offer("c", PKI_WEB.client, 30) is None
+
+
+def test_a_verified_leaf_is_remembered_per_trust_and_only_while_valid() -> None:
+    cache = PeerCache()
+    pems = load_pem_chain(PKI.leaf_json("web")["CertPEM"])
+    chain = [c.public_bytes(Encoding.DER) for c in pems]
+    now = datetime.now(UTC)
+    trust = PKI_DB.trust
+    assert client_service(chain, trust, now, cache).service == "web"
+    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is not None
+    assert cache.verified(chain[0], trust, SERVER_AUTH.dotted_string, now) is None  # per purpose
+    later = pems[0].not_valid_after_utc + timedelta(seconds=1)
+    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, later) is None
+    with pytest.raises(Refused) as refused:
+        client_service(chain, trust, later, cache)  # verified again: the precise refusal
+    assert refused.value.reason == tally.EXPIRED
+    other = PKI.identity("db").trust  # new roots or a new leaf: a new Trust, nothing kept
+    assert cache.verified(chain[0], other, CLIENT_AUTH.dotted_string, now) is None
+    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is None
