@@ -206,7 +206,7 @@ class ProxyRuntime:
 
     def log_counts(self) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in self.tally.snapshot().items() if v)
-        log.info("proxy: counters: %s", shown or "(all zero)")
+        log.info("proxy: counters for %s: %s", self.config.service, shown or "(all zero)")
 
 
 def _inbound_of(config: ProxyConfig) -> tuple[str, int, str, int]:

@@ -7,7 +7,9 @@
   the client sends afterwards (the other direction of half-close).
 - `ProxyProc`: `gossamer connect proxy ...` as a subprocess, its log in a
   file, stopped with SIGTERM (its exit code asserted by the tests that care).
-- `roundtrip`: connect, send, half-close, read to the end.
+- `roundtrip`: connect, send, half-close, read to the end;
+- `register_pair`: `db` and `web` with sidecars on one agent, `web`'s
+  sidecar with the upstream `db`.
 """
 
 from __future__ import annotations
@@ -144,4 +146,31 @@ def read_all(s: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-__all__ = ["App", "ProxyProc", "free_port", "roundtrip", "sidecar", "wait_listening"]
+def set_intention(agent: AgentProc, source: str, destination: str, action: str) -> None:
+    agent.put(f"/v1/connect/intentions/exact?source={source}&destination={destination}",
+              {"Action": action})  # fmt: skip
+
+
+def register_pair(agent: AgentProc, db_port: int, up_port: int) -> tuple[int, int]:
+    db_in, web_in = free_port(agent.ip), free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db", "Port": db_port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip}},
+    })  # fmt: skip
+    upstreams: list[dict[str, object]] = [{"DestinationName": "db", "LocalBindPort": up_port}]
+    agent.put("/v1/agent/service/register", web_body(agent, web_in, upstreams))
+    return db_in, web_in
+
+
+def web_body(
+    agent: AgentProc, web_in: int, upstreams: list[dict[str, object]]
+) -> dict[str, object]:
+    return {
+        "Name": "web", "ID": "web", "Port": 1, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": web_in, "Address": agent.ip,
+                                       "Proxy": {"Upstreams": upstreams}}},
+    }  # fmt: skip
+
+
+def healthy_sidecars(agent: AgentProc, name: str) -> int:
+    return len(agent.get(f"/v1/health/connect/{name}?passing"))

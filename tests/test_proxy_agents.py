@@ -25,11 +25,15 @@ from tests.harness.poll import eventually
 from tests.proxy_support import (
     App,
     ProxyProc,
+    healthy_sidecars,
     listening,
     read_all,
+    register_pair,
     roundtrip,
+    set_intention,
     sidecar,
     wait_listening,
+    web_body,
 )
 
 
@@ -42,36 +46,6 @@ class Mesh:
     upstream: tuple[str, int]
     tmp: Path
     web_in: int
-
-
-def set_intention(agent: AgentProc, source: str, destination: str, action: str) -> None:
-    agent.put(f"/v1/connect/intentions/exact?source={source}&destination={destination}",
-              {"Action": action})  # fmt: skip
-
-
-def register_pair(agent: AgentProc, db_port: int, up_port: int) -> tuple[int, int]:
-    db_in, web_in = free_port(agent.ip), free_port(agent.ip)
-    agent.put("/v1/agent/service/register", {
-        "Name": "db", "ID": "db", "Port": db_port, "Address": agent.ip,
-        "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip}},
-    })  # fmt: skip
-    upstreams: list[dict[str, object]] = [{"DestinationName": "db", "LocalBindPort": up_port}]
-    agent.put("/v1/agent/service/register", web_body(agent, web_in, upstreams))
-    return db_in, web_in
-
-
-def web_body(
-    agent: AgentProc, web_in: int, upstreams: list[dict[str, object]]
-) -> dict[str, object]:
-    return {
-        "Name": "web", "ID": "web", "Port": 1, "Address": agent.ip,
-        "Connect": {"SidecarService": {"Port": web_in, "Address": agent.ip,
-                                       "Proxy": {"Upstreams": upstreams}}},
-    }  # fmt: skip
-
-
-def healthy_sidecars(agent: AgentProc, name: str) -> int:
-    return len(agent.get(f"/v1/health/connect/{name}?passing"))
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
 """`gossamer connect proxy`: the thin entry of the built-in sidecar proxy (proxy/).
 
-Two ways to say what to serve, as Consul's `connect proxy`:
+Three ways to say what to serve; the first two are Consul's `connect proxy`:
 - `--sidecar-for <service-id>` (or `-sidecar-for`): the agent's sidecar
   registration `<service-id>-sidecar-proxy` gives everything, and is watched;
 - `--service NAME [--upstream NAME:PORT ...] [--listen ADDR:PORT --local ADDR:PORT]`:
   an ad-hoc proxy without a registration (NAME must be registered on the
-  agent all the same: the agent issues leaves only for its own services).
+  agent all the same: the agent issues leaves only for its own services);
+- `--node`: one process for every sidecar registration of the agent
+  (proxy/node.py), each served as its own proxy would be.
 A bad flag or registration exits 2 naming it; an agent that cannot be
 reached exits 1; SIGTERM drains and exits 0.
 """
@@ -13,6 +15,7 @@ reached exits 1; SIGTERM drains and exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -40,6 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                       help="serve the sidecar registration of service ID")  # fmt: skip
     mode.add_argument("--service", "-service", metavar="NAME",
                       help="ad hoc: the service identity to proxy for")  # fmt: skip
+    mode.add_argument("--node", "-node", action="store_true",
+                      help="serve every sidecar registration of the agent")  # fmt: skip
     p.add_argument("--upstream", "-upstream", action="append", default=[], metavar="NAME:PORT",
                    help="ad hoc: an upstream listener, NAME:PORT or NAME:ADDR:PORT "
                    "(repeatable)")  # fmt: skip
@@ -83,9 +88,16 @@ def proxy_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
 
 def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     """Check everything here (exit 2 naming a problem), then become the lean proxy process."""
-    config = proxy_config(args, client)
-    argv = [sys.executable, "-m", "gossamer.proxy", config_to_json(config), client.base_url,
-            args.log_level]  # fmt: skip
+    if args.node:
+        if args.upstream or args.listen or args.local:
+            raise UsageError("--upstream, --listen and --local go with --service, not --node")
+        if args.drain_timeout is not None and args.drain_timeout < 0:
+            raise UsageError(f"--drain-timeout: must be >= 0 seconds, got {args.drain_timeout}")
+        client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now
+        request = json.dumps({"node": True, "drain_s": args.drain_timeout})
+    else:
+        request = config_to_json(proxy_config(args, client))
+    argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # same pid: signals and systemd see one process
