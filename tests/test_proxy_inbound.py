@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -198,3 +198,33 @@ async def test_a_client_stalling_mid_handshake_is_cut_and_others_flow(served: Se
     assert await asyncio.wait_for(reader.read(10), 2) == b""  # the stalled one was closed
     for _, writer in stalled:
         writer.close()
+
+
+async def test_a_slow_reader_never_makes_the_proxy_buffer_without_bound(served: Served) -> None:
+    """The app stops reading: the proxy stops reading the client, and its buffers stay small."""
+    held = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await held.wait()
+        writer.close()
+
+    app = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    served.inbound.config = replace(served.inbound.config,
+                                    local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    web = client_context(served.pki, served.pki.leaf_json("web"))
+    _, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=web)
+    chunk = b"z" * (1 << 20)
+    sent = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            while sent < 512 << 20:  # far more than any buffer on the way could hold
+                writer.write(chunk)
+                await writer.drain()  # blocks once the proxy stops reading
+                sent += len(chunk)
+    assert sent < 64 << 20, "the proxy kept reading from a client whose app does not read"
+    (relay,) = served.inbound.open
+    buffered = sum(s.transport.get_write_buffer_size() for s in relay.sides if s.transport)
+    assert buffered < 4 << 20, buffered
+    held.set()
+    writer.close()
+    app.close()
