@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,31 @@ def test_a_cut_host_is_retried_on_the_other_with_no_client_error(mesh: Mesh) -> 
     # tried again, and serves again
     eventually(lambda: "h3" in {served_by(mesh, b"r%d" % n) for n in range(6)}, 40,
                what="h3 used again after its ejection")  # fmt: skip
+
+
+def denies(agent: AgentProc) -> bool:
+    rows = agent.get("/v1/connect/intentions/match?by=destination&name=db")["db"]
+    return any(r["SourceName"] == "web" and r["Action"] == "deny" for r in rows)
+
+
+def test_a_deny_made_on_h1_cuts_an_open_connection_on_the_db_host_within_1s(mesh: Mesh) -> None:
+    eventually(lambda: served_by(mesh, b"warm"), 30, what="web -> db across hosts")
+    with socket.create_connection(mesh.upstream, timeout=20) as open_conn:
+        open_conn.sendall(b"before")
+        assert open_conn.recv(100) == b"before"
+        set_intention(mesh.agents[0], "web", "db", "deny")  # written on h1's agent
+        try:
+            reached = eventually(
+                lambda: time.monotonic() if all(denies(a) for a in mesh.agents[1:]) else 0.0,
+                30, interval=0.01, what="the deny to reach h2's and h3's agents",
+            )  # fmt: skip
+            open_conn.settimeout(5)
+            assert read_all(open_conn) == b""  # cut by the db host's proxy, not answered
+            assert time.monotonic() - reached < 1.0
+            assert roundtrip(mesh.upstream, b"new") == b""  # and new ones are refused
+        finally:
+            set_intention(mesh.agents[0], "web", "db", "allow")
+    eventually(lambda: served_by(mesh, b"again"), 30, what="allowed again")
 
 
 def test_z_a_dead_host_is_retried_on_the_other_with_no_client_error(mesh: Mesh) -> None:
