@@ -87,6 +87,8 @@ def through(mesh: Mesh, payload: bytes) -> bytes:
 
 
 def test_small_and_large_payloads_round_trip_intact_with_half_close(mesh: Mesh) -> None:
+    # the proxy reads the agent's default policy here (no --dev: deny)
+    assert mesh.agent.get("/v1/agent/self")["DebugConfig"]["IntentionDefaultPolicy"] == "deny"
     assert through(mesh, b"ping") == b"ping<eof>"
     big = os.urandom(8 * 1024 * 1024 + 17)
     assert roundtrip(mesh.upstream, big, timeout=30) == big + b"<eof>"
