@@ -22,6 +22,7 @@ from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Timeouts
 from gossamer.proxy.inbound import Inbound, Policy
+from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import CLUSTER_B, Pki, client_context
@@ -228,3 +229,21 @@ async def test_a_slow_reader_never_makes_the_proxy_buffer_without_bound(served: 
     held.set()
     writer.close()
     app.close()
+
+
+async def test_openssl_s_client_without_a_certificate_is_refused(served: Served) -> None:
+    require("openssl")
+    openssl = find_binary("openssl")
+    assert openssl is not None
+    proc = await asyncio.create_subprocess_exec(
+        openssl, "s_client", "-connect", f"127.0.0.1:{served.port}", "-tls1_3", "-quiet",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(b"GET / HTTP/1.0\r\n\r\n"), 10)
+    assert b"certificate required" in err.lower() or proc.returncode != 0, err
+
+    async def counted() -> bool:
+        return await refused_count(served, tally.NO_CERTIFICATE) == 1
+
+    await eventually_async(counted, 5)
