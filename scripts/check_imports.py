@@ -91,6 +91,17 @@ PURE_MODULES: tuple[str, ...] = (
     "intentions/tui/rows.py",
     # the mesh CA: certificates, SPIFFE checks, Consul JSON shapes
     "proxy/ca/",
+    # the sidecar proxy's pure cores
+    "proxy/config.py",
+    "proxy/authorize.py",
+    "proxy/balance.py",
+    "proxy/outlier.py",
+    "proxy/tally.py",
+    "proxy/log_limit.py",
+    "proxy/tls_pipe.py",
+    "proxy/relay_state.py",
+    "proxy/sessions.py",
+    "proxy/peer_cache.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",

@@ -156,6 +156,23 @@ async def test_tcp_listener_passes() -> None:
     assert result == ProbeResult("passing", f"TCP connect 127.0.0.1:{port}: Success")
 
 
+def test_tcp_listener_passes_under_uvloop_as_the_agent_runs() -> None:
+    """The agent's loop is uvloop, whose create_connection has no happy_eyeballs_delay."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def probe() -> tuple[ProbeResult, int]:
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await probe_tcp(f"127.0.0.1:{port}", timeout_s=5), port
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    result, port = uvloop.run(probe())
+    assert result == ProbeResult("passing", f"TCP connect 127.0.0.1:{port}: Success")
+
+
 async def test_tcp_closed_port_is_critical() -> None:
     address = f"127.0.0.1:{_closed_port()}"
     result = await probe_tcp(address, timeout_s=5)

@@ -146,9 +146,15 @@ async def probe_tcp(address: str, *, timeout_s: float = 10.0) -> ProbeResult:
         host, port = _split_address(address)
     except ValueError as exc:
         return ProbeResult("critical", f"{where}: {exc}")
+    # uvloop's create_connection has no happy_eyeballs_delay (TypeError); it tries each
+    # address in turn instead, which still reaches a dual-stack name.
+    uvloop = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
     try:
         async with asyncio.timeout(timeout_s):
-            _, writer = await asyncio.open_connection(host, port, happy_eyeballs_delay=0.25)
+            if uvloop:
+                _, writer = await asyncio.open_connection(host, port)
+            else:
+                _, writer = await asyncio.open_connection(host, port, happy_eyeballs_delay=0.25)
     except TimeoutError:
         return ProbeResult("critical", f"{where}: timed out after {format_seconds(timeout_s)}")
     except OSError as exc:

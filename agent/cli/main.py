@@ -13,7 +13,16 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from gossamer.agent.cli import ca, catalog, intentions, keys, membership, services, tui
+from gossamer.agent.cli import (
+    ca,
+    catalog,
+    connect,
+    intentions,
+    keys,
+    membership,
+    services,
+    tui,
+)
 from gossamer.agent.cli.client import (
     AgentClient,
     AgentUnreachable,
@@ -49,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     intentions.add_parsers(client_sub)  # type: ignore[arg-type]
     ca.add_parsers(client_sub)  # type: ignore[arg-type]
     tui.add_parsers(client_sub)  # type: ignore[arg-type]
+    connect.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser

@@ -37,6 +37,7 @@ def self_info(
             "StartJoinAddrsLAN": list(c.join),
             "LogLevel": c.log_level.upper(),
             "DevMode": c.dev,
+            "IntentionDefaultPolicy": c.intentions.default_policy,  # the proxy reads it
         },
         "Meta": dict(c.node_meta),
         "Gossamer": {"Version": VERSION, "Ready": ready, "BlockingQueries": blocking_queries},

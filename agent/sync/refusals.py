@@ -2,7 +2,7 @@
 
 Every refusal has a reason (the constants below): the server counts each
 one, per reason, for `/v1/agent/self` and metrics, and logs it at most once
-per peer address per `LOG_INTERVAL_MS` — a scanner or a misconfigured agent
+per peer address per minute (`proxy/log_limit.py`) — a scanner or a misconfigured agent
 retrying every second must not fill the disk, yet the operator learns of it
 within a minute. The clock is passed in (milliseconds), so the limiter is a
 plain function of its inputs and the tests need no sleep.
@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-LOG_INTERVAL_MS = 60_000  # one line per peer address per minute, as the issue asks
-MAX_REMEMBERED = 4096  # addresses kept for the limiter; far more than a cluster has agents
+from gossamer.proxy.log_limit import LogLimiter
 
 # Why a connection or a request was refused (the counter names).
 NOT_TLS = "not-tls"  # plaintext, garbage, or a TLS the server does not speak (below 1.3)
@@ -59,32 +58,6 @@ REASONS = (
     LIVE_REMOVAL,
     WRONG_AGENT,
 )
-
-
-@dataclass
-class LogLimiter:
-    """Says whether to log a refusal from an address: once per interval per address."""
-
-    interval_ms: int = LOG_INTERVAL_MS
-    capacity: int = MAX_REMEMBERED
-    _last: dict[str, int] = field(default_factory=dict)
-
-    def allow(self, address: str, now_ms: int) -> bool:
-        """True when `address` was not logged within the interval before `now_ms` (then noted)."""
-        last = self._last.get(address)
-        if last is not None and now_ms - last < self.interval_ms:
-            return False
-        if last is None and len(self._last) >= self.capacity:
-            self._forget(now_ms)
-        self._last[address] = now_ms
-        return True
-
-    def _forget(self, now_ms: int) -> None:
-        stale = [a for a, t in self._last.items() if now_ms - t >= self.interval_ms]
-        for address in stale:
-            del self._last[address]
-        if len(self._last) >= self.capacity:  # all recent: drop the oldest
-            del self._last[min(self._last, key=self._last.__getitem__)]
 
 
 @dataclass

@@ -68,11 +68,13 @@ from gossamer.agent.sync.peer_check import (
     reason_of_verify_code,
 )
 from gossamer.agent.sync.pool import ConnectionPool
-from gossamer.agent.sync.refusals import MAX_REMEMBERED, Refusals
+from gossamer.agent.sync.refusals import Refusals
 from gossamer.agent.sync.relay_check import RelayCheck, nobody_alive
 
 log = logging.getLogger("gossamer.replication")
 
+MAX_REMEMBERED = 4096  # peers and chains remembered (last verified, verified chains): far more
+# than a cluster has agents; when full, the verified chains are forgotten at once
 HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS handshake may take before the connection is dropped
 _DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
 

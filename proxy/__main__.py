@@ -1,0 +1,59 @@
+"""`python -m gossamer.proxy CONFIG_JSON AGENT_URL LOG_LEVEL`: the proxy process itself.
+
+CONFIG_JSON is a checked `ProxyConfig` (config.config_to_json), or
+`{"node": true, "drain_s": S|null}` for one process serving every sidecar
+of the agent (node.py).
+
+`gossamer connect proxy` checks the flags and the registration (exit 2
+naming what is wrong), then replaces itself with this module (`os.execv`,
+same pid, so signals and systemd see one process). Starting afresh keeps the
+CLI's imports (rich, every subcommand: ~14 MiB) out of a long-running sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from gossamer.proxy.config import ConfigError, config_from_json
+from gossamer.proxy.node import serve_node
+from gossamer.proxy.runtime import serve
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m gossamer.proxy CONFIG_JSON AGENT_URL LOG_LEVEL", file=sys.stderr)
+        return 2
+    node = node_request(argv[0])
+    try:
+        job = serve_node(argv[1], node) if node is not None else serve(
+            config_from_json(argv[0]), argv[1])  # fmt: skip
+    except ConfigError as exc:
+        print(f"gossamer proxy: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=argv[2].upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")  # fmt: skip
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio works too
+        import asyncio
+
+        return asyncio.run(job)
+    return uvloop.run(job)
+
+
+def node_request(text: str) -> float | None:
+    """The drain timeout of a node-mode request (-1: the registrations' own), or None."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or raw.get("node") is not True:
+        return None
+    drain = raw.get("drain_s")
+    return float(drain) if isinstance(drain, int | float) else -1.0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,255 @@
+"""What a sidecar proxy serves, read from a sidecar registration or from flags. Pure.
+
+Two sources, one value (`ProxyConfig`):
+- a registration, as `GET /v1/agent/service/<id>-sidecar-proxy` shows it
+  (the agent has expanded `Connect.SidecarService` already): `Kind` must be
+  `connect-proxy`; the proxy's identity is `Proxy.DestinationServiceName`;
+  its inbound port is the registration's `Port`, bound on `Proxy.Config.bind_address`,
+  else the registration's `Address`, else 0.0.0.0 (as Consul's built-in
+  proxy); the local app is `LocalServiceAddress:LocalServicePort`; each
+  `Upstreams[i]` listens on `LocalBindAddress` (127.0.0.1) : `LocalBindPort`;
+- flags for an ad-hoc proxy: `--service NAME`, `--upstream NAME:PORT` or
+  `NAME:ADDR:PORT` (repeatable), no inbound listener unless a port is given.
+
+Every problem is a `ConfigError` naming where it is (`Proxy.Upstreams[1].LocalBindPort`,
+`--upstream 'db'`), so the CLI can exit 2 with it. Timeouts default to
+Consul's built-in proxy's: handshake 10 s, local connect 1 s, upstream
+connect 10 s; the drain on SIGTERM to 15 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
+LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
+UPSTREAM_CONNECT_TIMEOUT_S = 10.0  # Consul's connect_timeout_ms default for upstreams
+DRAIN_TIMEOUT_S = 15.0  # how long SIGTERM lets open connections finish
+DEFAULT_BIND = "127.0.0.1"  # upstream listeners: local only unless asked
+DEFAULT_INBOUND_BIND = "0.0.0.0"
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+
+
+class ConfigError(ValueError):
+    """A registration or flag the proxy cannot run from; `where` names it."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One local listener that leads to healthy instances of `name`."""
+
+    name: str
+    bind_port: int
+    bind_address: str = DEFAULT_BIND
+    connect_timeout_s: float = UPSTREAM_CONNECT_TIMEOUT_S
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return (self.bind_address, self.bind_port)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    handshake_s: float = HANDSHAKE_TIMEOUT_S
+    local_connect_s: float = LOCAL_CONNECT_TIMEOUT_S
+    drain_s: float = DRAIN_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything one sidecar serves; `proxy_id` is "" for an ad-hoc proxy."""
+
+    service: str
+    proxy_id: str = ""
+    bind_address: str = DEFAULT_INBOUND_BIND
+    bind_port: int = 0  # 0: no inbound listener
+    local_address: str = "127.0.0.1"
+    local_port: int = 0
+    upstreams: tuple[Upstream, ...] = ()
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
+    """The config a sidecar registration describes; ConfigError naming the first problem."""
+    if body.get("Kind") != "connect-proxy":
+        raise ConfigError(proxy_id, f"is not a connect-proxy (Kind {body.get('Kind', '')!r})")
+    proxy = _mapping(body.get("Proxy"), "Proxy")
+    options = _mapping(proxy.get("Config", {}), "Proxy.Config")
+    service = _name(proxy.get("DestinationServiceName"), "Proxy.DestinationServiceName")
+    local_port = _port(proxy.get("LocalServicePort"), "Proxy.LocalServicePort")
+    raw_upstreams = proxy.get("Upstreams") or []
+    if not isinstance(raw_upstreams, list):
+        raise ConfigError("Proxy.Upstreams", "must be a list")
+    upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]") for i, u in enumerate(raw_upstreams))
+    return ProxyConfig(
+        service=service,
+        proxy_id=proxy_id,
+        bind_address=_text(options.get("bind_address"), "Proxy.Config.bind_address")
+        or _text(body.get("Address"), "Address")
+        or DEFAULT_INBOUND_BIND,
+        bind_port=_port(options.get("bind_port", body.get("Port")), "Port"),
+        local_address=_text(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
+        or "127.0.0.1",
+        local_port=local_port,
+        upstreams=_distinct(upstreams),
+        timeouts=_timeouts(options),
+    )
+
+
+def adhoc_config(
+    service: str,
+    upstreams: Sequence[str],
+    *,
+    listen: str | None = None,
+    local: str | None = None,
+    drain_s: float = DRAIN_TIMEOUT_S,
+) -> ProxyConfig:
+    """An ad-hoc proxy from flags (`--service`, `--upstream`, `--listen`, `--local`)."""
+    name = _name(service, "--service")
+    parsed = tuple(parse_upstream_flag(text) for text in upstreams)
+    bind_address, bind_port = _host_port(listen, "--listen") if listen else ("", 0)
+    local_address, local_port = _host_port(local, "--local") if local else ("127.0.0.1", 0)
+    if bind_port and not local_port:
+        raise ConfigError("--listen", "an inbound listener needs --local ADDR:PORT of the app")
+    return ProxyConfig(
+        service=name,
+        bind_address=bind_address or DEFAULT_INBOUND_BIND,
+        bind_port=bind_port,
+        local_address=local_address,
+        local_port=local_port,
+        upstreams=_distinct(parsed),
+        timeouts=Timeouts(drain_s=drain_s),
+    )
+
+
+def parse_upstream_flag(text: str) -> Upstream:
+    """`NAME:PORT` or `NAME:ADDR:PORT` (Consul's `-upstream`); ConfigError naming the flag."""
+    where = f"--upstream {text!r}"
+    name, sep, rest = text.partition(":")
+    if not sep:
+        raise ConfigError(where, "expected NAME:PORT or NAME:ADDR:PORT")
+    _name(name, where)
+    address, port = _host_port(rest, where) if ":" in rest else (DEFAULT_BIND, rest)
+    return Upstream(name=name, bind_address=address, bind_port=_port(port, where))
+
+
+def with_drain(config: ProxyConfig, drain_s: float | None) -> ProxyConfig:
+    """`config` with the drain timeout a flag gives (the flag wins over the config key)."""
+    if drain_s is None:
+        return config
+    if drain_s < 0:
+        raise ConfigError("--drain-timeout", f"must be >= 0 seconds, got {drain_s}")
+    return replace(config, timeouts=replace(config.timeouts, drain_s=drain_s))
+
+
+def config_to_json(config: ProxyConfig) -> str:
+    """`config` as JSON, for handing a checked config to the lean proxy process."""
+    return json.dumps(asdict(config), sort_keys=True)
+
+
+def config_from_json(text: str) -> ProxyConfig:
+    """The inverse of `config_to_json`; ConfigError when `text` is not one of its outputs."""
+    try:
+        raw = json.loads(text)
+        upstreams = tuple(Upstream(**u) for u in raw.pop("upstreams"))
+        timeouts = Timeouts(**raw.pop("timeouts"))
+        return ProxyConfig(**raw, upstreams=upstreams, timeouts=timeouts)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ConfigError("config", f"not a proxy config: {exc}") from None
+
+
+def _upstream(raw: object, where: str) -> Upstream:
+    u = _mapping(raw, where)
+    kind = u.get("DestinationType", "service") or "service"
+    if kind != "service":
+        raise ConfigError(f"{where}.DestinationType", f"{kind!r} is not supported by the proxy")
+    options = _mapping(u.get("Config", {}), f"{where}.Config")
+    return Upstream(
+        name=_name(u.get("DestinationName"), f"{where}.DestinationName"),
+        bind_port=_port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
+        bind_address=_text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress") or DEFAULT_BIND,
+        connect_timeout_s=_millis(
+            options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, f"{where}.Config"
+        ),
+    )
+
+
+def _distinct(upstreams: tuple[Upstream, ...]) -> tuple[Upstream, ...]:
+    seen: dict[tuple[str, int], str] = {}
+    for u in upstreams:
+        if u.listen in seen:
+            raise ConfigError(
+                f"upstream {u.name!r}",
+                f"{u.bind_address}:{u.bind_port} is already the listener of {seen[u.listen]!r}",
+            )
+        seen[u.listen] = u.name
+    return upstreams
+
+
+def _timeouts(options: Mapping[str, Any]) -> Timeouts:
+    where = "Proxy.Config"
+    drain = options.get("drain_timeout_s", DRAIN_TIMEOUT_S)
+    if not isinstance(drain, int | float) or isinstance(drain, bool) or drain < 0:
+        raise ConfigError(f"{where}.drain_timeout_s", f"must be seconds >= 0, got {drain!r}")
+    return Timeouts(
+        handshake_s=_millis(options, "handshake_timeout_ms", HANDSHAKE_TIMEOUT_S, where),
+        local_connect_s=_millis(
+            options, "local_connect_timeout_ms", LOCAL_CONNECT_TIMEOUT_S, where
+        ),
+        drain_s=float(drain),
+    )
+
+
+def _millis(options: Mapping[str, Any], key: str, default_s: float, where: str) -> float:
+    value = options.get(key)
+    if value is None:
+        return default_s
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}.{key}", f"must be a positive number of ms, got {value!r}")
+    return value / 1000
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: object, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(where, f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, "a service name is required")
+    if not _NAME.fullmatch(value):
+        raise ConfigError(where, f"{value!r} is not a valid service name")
+    return value
+
+
+def _port(value: object, where: str) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ConfigError(where, f"port must be 1-65535, got {value!r}")
+    return value
+
+
+def _host_port(text: str, where: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host:
+        raise ConfigError(where, f"expected ADDR:PORT, got {text!r}")
+    return host, _port(port, where)

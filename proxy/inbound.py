@@ -1,0 +1,199 @@
+"""The inbound listener: mutual TLS in, an intention decision, a plain connection to the app.
+
+Each accepted connection: TLS handshake with the current server context
+(client certificate required; `handshake_s`, 10 s), the client's SPIFFE ID
+checked (authorize.client_service), the decision made locally from the
+watched intentions (authorize.admit); allowed -> a plain connection to the
+local app (`local_connect_s`, 1 s) joined byte for byte (relay.py); refused
+-> closed, counted by reason, logged at most once per source per minute,
+with source, destination and the deciding rule for a deny.
+
+Open connections are kept with their source service: when the intentions
+change, `recheck` decides each again and cuts those no longer allowed
+("connection terminated due to policy change", as linkerd2-proxy logs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.proxy import tally
+from gossamer.proxy.authorize import (
+    Refused,
+    admit,
+    client_service,
+    decided_by,
+    reason_of_verify_code,
+)
+from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.identity import Identity
+from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
+
+log = logging.getLogger("gossamer.proxy")
+
+
+class Policy:
+    """The intentions and default policy the proxy currently decides with."""
+
+    def __init__(self) -> None:
+        self.intentions = IntentionSet(())
+        self.default_allow = False
+        self.known = False  # no intentions answer yet: refuse rather than guess
+
+
+class Inbound:
+    """The inbound port of one sidecar."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        identity: Callable[[], Identity | None],
+        policy: Policy,
+        counts: tally.Tally,
+    ) -> None:
+        self.config = config
+        self._identity = identity
+        self.policy = policy
+        self.tally = counts
+        self.open: dict[Relay, str] = {}  # relay -> the client's service
+        self.intermediates = PeerCache()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol, self.config.bind_address, self.config.bind_port, reuse_address=True
+        )
+        log.info("proxy: inbound %s:%d -> %s:%d for %s", self.config.bind_address,
+                 self.config.bind_port, self.config.local_address, self.config.local_port,
+                 self.config.service)  # fmt: skip
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        identity = self._identity()
+        if identity is None:
+            return _Refuse(self)
+        return TlsSide(identity.server, server_side=True, on_connect=self._accepted)
+
+    def _accepted(self, side: TlsSide) -> None:
+        task = asyncio.create_task(self._serve(side))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, side: TlsSide) -> None:
+        peer = _peer_of(side)
+        try:
+            await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
+            source = self._authorize(side)
+        except Refused as refused:
+            self.refuse(refused.reason, peer, str(refused))
+            side.close()
+            return
+        except ClosedEarly:
+            self.tally.add("inbound.probes")  # a TCP check: counted, never logged
+            side.close(abort=True)
+            return
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
+            self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
+            side.close(abort=True)
+            return
+        await self._join(side, source, peer)
+
+    def _authorize(self, side: TlsSide) -> str:
+        identity = self._identity()
+        if identity is None:
+            raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
+        chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
+        found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
+        if not self.policy.known:
+            raise Refused(tally.DENIED, "the intentions are not known yet")
+        decision = admit(self.policy.intentions, found.service, self.config.service,
+                         default_allow=self.policy.default_allow)  # fmt: skip
+        if not decision.allowed:
+            raise Refused(tally.DENIED, f"{found.service} -> {self.config.service} denied by "
+                          f"{decided_by(decision)}")  # fmt: skip
+        return found.service
+
+    async def _join(self, side: TlsSide, source: str, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        target = (self.config.local_address, self.config.local_port)
+        try:
+            _, app = await asyncio.wait_for(
+                loop.create_connection(PlainSide, *target), self.config.timeouts.local_connect_s
+            )
+        except (OSError, TimeoutError) as exc:
+            self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
+            side.close()
+            return
+        relay = Relay(side, app, self._closed)
+        if not relay.halves.closed:
+            self.open[relay] = source
+            self.tally.add("inbound.allowed")
+
+    def _closed(self, relay: Relay) -> None:
+        self.open.pop(relay, None)
+        self.on_close()
+
+    def recheck(self) -> None:
+        """Decide every open connection again; cut those the intentions no longer allow."""
+        for relay, source in list(self.open.items()):
+            decision = admit(self.policy.intentions, source, self.config.service,
+                             default_allow=self.policy.default_allow)  # fmt: skip
+            if not decision.allowed:
+                relay.terminate()
+                self.tally.add("inbound.terminated")
+                log.warning("proxy: connection terminated due to policy change: %s -> %s (%s)",
+                            source, self.config.service, decided_by(decision))  # fmt: skip
+
+    def refuse(self, reason: str, peer: str, message: str) -> None:
+        host = peer.rsplit(":", 1)[0]
+        if self.tally.refuse("inbound", reason, host, time.time_ns() // 1_000_000):
+            log.warning("proxy: inbound from %s refused (%s): %s", peer, reason, message)
+
+    def terminate_all(self) -> None:
+        for relay in list(self.open):
+            relay.terminate()
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection accepted before the proxy has a certificate: counted, then closed."""
+
+    def __init__(self, inbound: Inbound) -> None:
+        self._inbound = inbound
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        shown = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._inbound.refuse(tally.NO_IDENTITY, shown, "the proxy has no certificate yet")
+        transport.close()
+
+
+def _peer_of(side: TlsSide) -> str:
+    peer = side.transport.get_extra_info("peername") if side.transport else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _handshake_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return reason_of_verify_code(exc.verify_code)
+    if isinstance(exc, TimeoutError):
+        return tally.HANDSHAKE_TIMEOUT
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+            return tally.NO_CERTIFICATE
+        if exc.reason == "CERTIFICATE_VERIFY_FAILED":
+            return tally.BAD_CERTIFICATE
+    return tally.NOT_TLS

@@ -1,0 +1,110 @@
+"""One proxy process for every sidecar registered on its agent (`connect proxy --node`).
+
+Each sidecar gets its own `ProxyRuntime` — its own listeners, identity,
+intentions and upstream watches — so it behaves exactly as a process of
+its own would; they share the event loop, the agent client and nothing
+else. The set of sidecars is read from `/v1/agent/services` (connect-proxy
+kinds only) every `POLL_S`: a sidecar registered starts being served, one
+deregistered stops listening and its open connections get the drain
+timeout; a change inside a registration is applied by its runtime's own
+watch. A registration the proxy cannot use is logged once and skipped; the
+others keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.config import ConfigError, config_from_registration, with_drain
+from gossamer.proxy.runtime import ProxyRuntime
+
+log = logging.getLogger("gossamer.proxy")
+POLL_S = 1.0  # /v1/agent/services has no blocking form; a local GET a second is cheap
+SERVICES = "/v1/agent/services?filter=Kind%20%3D%3D%20%22connect-proxy%22"
+
+
+class NodeProxies:
+    """The runtimes of every sidecar of one agent."""
+
+    def __init__(self, agent: AgentHttp, drain_s: float | None = None) -> None:
+        self.agent = agent
+        self.runtimes: dict[str, ProxyRuntime] = {}
+        self._drain_s = drain_s
+        self._refused: dict[str, str] = {}  # proxy id -> the problem last logged
+        self._stopping: set[asyncio.Task[None]] = set()
+
+    async def sync(self) -> None:
+        """Start runtimes for new sidecars, stop those whose registration is gone."""
+        try:
+            found: dict[str, Any] = await self.agent.get_json(SERVICES)
+        except (OSError, TimeoutError, ValueError) as exc:
+            log.warning("proxy: cannot list the agent's sidecars: %s", exc)
+            return
+        for proxy_id in [p for p in self.runtimes if p not in found]:
+            self._stop(proxy_id)
+        for proxy_id, body in sorted(found.items()):
+            if proxy_id not in self.runtimes:
+                await self._start(proxy_id, body)
+
+    async def _start(self, proxy_id: str, body: dict[str, Any]) -> None:
+        try:
+            config = with_drain(config_from_registration(body, proxy_id), self._drain_s)
+        except ConfigError as exc:
+            if self._refused.get(proxy_id) != str(exc):
+                log.error("proxy: sidecar %s cannot be served: %s", proxy_id, exc)
+                self._refused[proxy_id] = str(exc)
+            return
+        self._refused.pop(proxy_id, None)
+        runtime = ProxyRuntime(config, self.agent)
+        self.runtimes[proxy_id] = runtime
+        await runtime.start()
+        log.info("proxy: serving sidecar %s for %s", proxy_id, config.service)
+
+    def _stop(self, proxy_id: str) -> None:
+        runtime = self.runtimes.pop(proxy_id)
+        log.info("proxy: sidecar %s deregistered: draining it", proxy_id)
+        task = asyncio.create_task(runtime.drain())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep the set of runtimes in step with the agent until `stop` is set."""
+        while not stop.is_set():
+            await self.sync()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLL_S)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*(r.drain() for r in self.runtimes.values()), *self._stopping)
+
+    def reload(self) -> None:
+        for runtime in self.runtimes.values():
+            runtime.reload()
+
+    def log_counts(self) -> None:
+        for runtime in self.runtimes.values():
+            runtime.log_counts()
+
+
+async def serve_node(base_url: str, drain_s: float) -> int:
+    """Serve every sidecar of the agent until SIGTERM/SIGINT; 0 after a drain.
+
+    `drain_s` < 0: each registration's own drain timeout."""
+    loop = asyncio.get_running_loop()
+    node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.reload)
+    loop.add_signal_handler(signal.SIGUSR1, node.log_counts)
+    log.info("proxy: serving every sidecar of %s", base_url)
+    await node.run(stop)
+    log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
+    await node.drain()
+    node.log_counts()
+    return 0

@@ -1,0 +1,197 @@
+"""Upstream listeners: a local plain port per upstream, mutual TLS to a healthy instance.
+
+Each accepted connection is held (not read) while an instance is picked
+(balance.py: power of two choices over the connections open to each),
+reached (`connect_timeout_s`) and its certificate checked: it must carry
+the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
+retried on another instance (at most `ATTEMPTS` in all) before the client
+sees anything; each failure feeds the outlier detector (outlier.py), which
+sets a repeatedly failing instance aside for a while. The session ticket of
+a finished connection is offered back on the next connection to the same
+instance (sessions.py): a resumed handshake skips the signatures. With no healthy
+instance, the client's connection is closed at once and the proxy logs why,
+once per minute.
+
+Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
+(runtime.py feeds `set_instances`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from gossamer.proxy import balance, tally
+from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.config import Upstream
+from gossamer.proxy.identity import Identity
+from gossamer.proxy.outlier import Outliers
+from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.relay import PlainSide, Relay, TlsSide
+from gossamer.proxy.sessions import SessionCache
+
+log = logging.getLogger("gossamer.proxy")
+ATTEMPTS = 3  # instances tried for one client connection before it is closed
+Instance = tuple[str, int]
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+class UpstreamListener:
+    """One upstream's local listener and its view of the upstream's instances."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        identity: Callable[[], Identity | None],
+        counts: tally.Tally,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self._identity = identity
+        self.tally = counts
+        self.instances: list[Instance] = []
+        self.outstanding: Counter[Instance] = Counter()
+        self.outliers: Outliers[Instance] = Outliers()
+        self.sessions = SessionCache()
+        self.intermediates = PeerCache()
+        self.open: set[Relay] = set()
+        self._rng = rng or random.Random()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        u = self.upstream
+        self._server = await loop.create_server(
+            lambda: PlainSide(on_connect=self._accepted), u.bind_address, u.bind_port,
+            reuse_address=True,
+        )  # fmt: skip
+        log.info("proxy: upstream %s listening on %s:%d", u.name, u.bind_address, u.bind_port)
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def set_instances(self, instances: Sequence[Instance]) -> None:
+        self.instances = sorted(set(instances))
+        self.outliers.forget_except(set(self.instances))
+
+    def _accepted(self, side: PlainSide) -> None:
+        task = asyncio.create_task(self._serve(side))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, client: PlainSide) -> None:
+        tried: set[Instance] = set()
+        for _ in range(ATTEMPTS):
+            now = _now_ms()
+            excluded = tried | self.outliers.ejected(now)
+            instance = balance.choose(self.instances, self.outstanding, self._rng, excluded)
+            if instance is None and not tried:  # all set aside: try the least-bad anyway
+                instance = balance.choose(self.instances, self.outstanding, self._rng, tried)
+            if instance is None:
+                break
+            tried.add(instance)
+            server = await self._attempt(instance)
+            if server is not None:
+                self._join(client, server, instance)
+                return
+        reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
+        self._refuse(reason, f"{len(tried)} instance(s) tried")
+        client.close()
+
+    async def _attempt(self, instance: Instance) -> TlsSide | None:
+        identity = self._identity()
+        if identity is None:
+            self._refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
+            return None
+        loop = asyncio.get_running_loop()
+        server: TlsSide | None = None
+        session = self.sessions.offer(instance, identity.client, time.monotonic())
+        try:
+            async with asyncio.timeout(self.upstream.connect_timeout_s):
+                _, server = await loop.create_connection(
+                    lambda: TlsSide(identity.client, server_side=False, session=session), *instance
+                )
+                await asyncio.shield(server.handshake)
+            server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
+                           self.upstream.name, self.intermediates)  # fmt: skip
+        except (OSError, TimeoutError, Refused) as exc:
+            reason = exc.reason if isinstance(exc, Refused) else tally.CONNECT_FAILED
+            if server is not None:
+                server.close(abort=True)
+            self.sessions.drop(instance)
+            self._failed(instance, reason, exc)
+            return None
+        self.outliers.succeeded(instance)
+        if server.pipe.resumed:
+            self.tally.add("outbound.resumed")
+        return server
+
+    def _failed(self, instance: Instance, reason: str, exc: BaseException) -> None:
+        self.tally.add(f"outbound.attempt_failed.{reason}")
+        shown = f"{instance[0]}:{instance[1]}"
+        if self.outliers.failed(instance, _now_ms(), len(self.instances)):
+            self.tally.add("outbound.ejected")
+            log.warning("proxy: upstream %s instance %s set aside after repeated failures",
+                        self.upstream.name, shown)  # fmt: skip
+        if self.tally.limiter.allow(f"attempt/{self.upstream.name}/{shown}", _wall_ms()):
+            log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
+                        self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
+
+    def _join(self, client: PlainSide, server: TlsSide, instance: Instance) -> None:
+        self.outstanding[instance] += 1
+
+        context = self._identity()
+
+        def closed(relay: Relay) -> None:
+            if context is not None and server.pipe.handshaken:  # its ticket, for the next one
+                self.sessions.keep(instance, context.client, server.pipe.tls.session,
+                                   time.monotonic())  # fmt: skip
+            self.open.discard(relay)
+            self.outstanding[instance] -= 1
+            if self.outstanding[instance] <= 0:
+                del self.outstanding[instance]
+            self.on_close()
+
+        relay = Relay(client, server, closed)
+        if not relay.halves.closed:
+            self.open.add(relay)
+            self.tally.add("outbound.connections")
+
+    def _refuse(self, reason: str, message: str) -> None:
+        if self.tally.refuse("outbound", reason, self.upstream.name, _wall_ms()):
+            log.warning("proxy: upstream %s: client connection closed (%s): %s",
+                        self.upstream.name, reason, message)  # fmt: skip
+
+    def terminate_all(self) -> None:
+        for relay in list(self.open):
+            relay.terminate()
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def instances_of(health_rows: object) -> list[Instance]:
+    """(address, port) of each sidecar in a `/v1/health/connect/<name>` answer."""
+    found: list[Instance] = []
+    if not isinstance(health_rows, list):
+        raise ValueError("a health answer is a list")
+    for row in health_rows:
+        service, node = row.get("Service") or {}, row.get("Node") or {}
+        address = service.get("Address") or node.get("Address")
+        port = service.get("Port")
+        if isinstance(address, str) and address and isinstance(port, int) and port > 0:
+            found.append((address, port))
+    return found

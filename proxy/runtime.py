@@ -1,0 +1,231 @@
+"""A running sidecar proxy: its watches, its listeners, its signals.
+
+Start order: the configuration (a sidecar registration, read once to fail
+fast with exit 2, then watched by content hash; or an ad-hoc config), the
+leaf and roots watches (no listener is useful before the first leaf), the
+intentions watch (`match?by=destination`), the agent's default policy
+(`/v1/agent/self`, read at start and on SIGHUP), then the inbound listener
+and one listener per upstream, each with its health watch.
+
+A registration change applies without a restart: an upstream added opens
+its listener, one removed closes it (its open connections finish), others
+are not touched; a changed inbound port or local app restarts the inbound
+listener only. SIGTERM/SIGINT: stop listening, let open connections finish
+for up to the drain timeout, cut the rest, exit 0. SIGHUP: read the
+registration, the default policy, the leaf, the roots and the intentions
+again. SIGUSR1: log the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from gossamer.intentions.codec import intention_from_json
+from gossamer.intentions.decide import IntentionSet
+from gossamer.proxy import tally
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.config import ConfigError, ProxyConfig, Upstream, config_from_registration
+from gossamer.proxy.identity import Identity, IdentityError, build_identity
+from gossamer.proxy.inbound import Inbound, Policy
+from gossamer.proxy.outbound import UpstreamListener, instances_of
+from gossamer.proxy.watch import Watch
+
+log = logging.getLogger("gossamer.proxy")
+
+
+class ProxyRuntime:
+    """One sidecar proxy in this event loop."""
+
+    def __init__(self, config: ProxyConfig, agent: AgentHttp) -> None:
+        self.config = config
+        self.agent = agent
+        self.tally = tally.Tally()
+        self.policy = Policy()
+        self.identity: Identity | None = None
+        self.inbound: Inbound | None = None
+        self.upstreams: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
+        self.ready = asyncio.Event()
+        self._leaf: dict[str, Any] | None = None
+        self._roots: dict[str, Any] | None = None
+        self._watches: list[Watch] = []
+        self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Watch the identity and the intentions, then open the listeners."""
+        svc = self.config.service
+        self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
+        self._watch("/v1/agent/connect/ca/roots", self._on_roots)
+        self._watch(f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions)
+        if self.config.proxy_id:
+            self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
+                        by_hash=True)  # fmt: skip
+        await self.read_default_policy()
+        await self._apply(self.config, first=True)
+
+    def _watch(self, path: str, on_change: Any, *, by_hash: bool = False) -> Watch:
+        watch = Watch(self.agent, path, on_change, by_hash=by_hash)
+        watch.start()
+        self._watches.append(watch)
+        return watch
+
+    async def read_default_policy(self) -> None:
+        try:
+            body = await self.agent.get_json("/v1/agent/self")
+        except (OSError, TimeoutError, ValueError) as exc:
+            kept = "allow" if self.policy.default_allow else "deny"
+            log.error("proxy: cannot read the default intention policy (%s); keeping %s", exc, kept)
+            return
+        policy = (body.get("DebugConfig") or {}).get("IntentionDefaultPolicy", "deny")
+        self.policy.default_allow = policy == "allow"
+        if self.inbound is not None:
+            self.inbound.recheck()
+
+    def _on_leaf(self, body: dict[str, Any]) -> None:
+        self._leaf = body
+        self._rebuild_identity()
+
+    def _on_roots(self, body: dict[str, Any]) -> None:
+        self._roots = body
+        self._rebuild_identity()
+
+    def _rebuild_identity(self) -> None:
+        if self._leaf is None or self._roots is None:
+            return
+        try:
+            self.identity = build_identity(self._leaf, self._roots)
+        except IdentityError as exc:
+            log.error("proxy: cannot use the agent's certificate: %s", exc)
+            return
+        log.info("proxy: identity for %s, leaf serial %s", self.config.service,
+                 self.identity.serial)  # fmt: skip
+        self.ready.set()
+
+    def _on_intentions(self, body: dict[str, Any]) -> None:
+        rows = body.get(self.config.service, [])
+        try:
+            self.policy.intentions = IntentionSet(intention_from_json(r) for r in rows)
+        except (ValueError, TypeError) as exc:
+            log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
+            return
+        self.policy.known = True
+        self.tally.add("intentions.updates")
+        if self.inbound is not None:
+            self.inbound.recheck()
+
+    def _on_registration(self, body: dict[str, Any]) -> None:
+        try:
+            config = config_from_registration(body, self.config.proxy_id)
+        except ConfigError as exc:
+            log.error("proxy: registration changed but cannot be used, keeping the last: %s", exc)
+            return
+        if config != self.config:
+            self._spawn(self._apply(config))
+
+    async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
+        old, self.config = self.config, config
+        if first or _inbound_of(old) != _inbound_of(config):
+            if self.inbound is not None:
+                self.inbound.stop_listening()
+                self.inbound = None
+            if config.bind_port and config.local_port:
+                self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally)
+                self.inbound.on_close = self.closed_one.set
+                await self.inbound.start()
+        for upstream in [u for u in self.upstreams if u not in config.upstreams]:
+            listener, watch = self.upstreams.pop(upstream)
+            listener.stop_listening()
+            watch.stop()
+            log.info("proxy: upstream %s removed", upstream.name)
+        for upstream in [u for u in config.upstreams if u not in self.upstreams]:
+            await self._open_upstream(upstream)
+
+    async def _open_upstream(self, upstream: Upstream) -> None:
+        listener = UpstreamListener(upstream, lambda: self.identity, self.tally)
+        listener.on_close = self.closed_one.set
+        try:
+            await listener.start()
+        except OSError as exc:
+            log.error("proxy: upstream %s cannot listen on %s:%d: %s", upstream.name,
+                      upstream.bind_address, upstream.bind_port, exc)  # fmt: skip
+            return
+        watch = Watch(self.agent, f"/v1/health/connect/{upstream.name}?passing",
+                      lambda rows: listener.set_instances(instances_of(rows)))  # fmt: skip
+        watch.start()
+        self.upstreams[upstream] = (listener, watch)
+
+    def reload(self) -> None:
+        """SIGHUP: ask the agent again for everything it told us."""
+        log.info("proxy: SIGHUP: reading registration, identity, intentions and policy again")
+        for watch in self._watches:
+            watch.restart()
+        self._spawn(self.read_default_policy())
+
+    def open_connections(self) -> int:
+        inbound = len(self.inbound.open) if self.inbound else 0
+        return inbound + sum(len(listener.open) for listener, _ in self.upstreams.values())
+
+    async def drain(self) -> None:
+        """Stop listening, let open connections finish up to the drain timeout, cut the rest."""
+        if self.inbound is not None:
+            self.inbound.stop_listening()
+        for listener, _ in self.upstreams.values():
+            listener.stop_listening()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeouts.drain_s
+        log.info("proxy: draining %d open connection(s), at most %.0f s",
+                 self.open_connections(), self.config.timeouts.drain_s)  # fmt: skip
+        while self.open_connections() and (left := deadline - loop.time()) > 0:
+            self.closed_one.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closed_one.wait(), min(left, 0.5))
+        left = self.open_connections()
+        if left:
+            log.warning("proxy: drain timeout: cutting %d connection(s)", left)
+        if self.inbound is not None:
+            self.inbound.terminate_all()
+        for listener, _ in self.upstreams.values():
+            listener.terminate_all()
+        self.stop_watches()
+
+    def stop_watches(self) -> None:
+        for watch in self._watches:
+            watch.stop()
+        for _, watch in self.upstreams.values():
+            watch.stop()
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def log_counts(self) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in self.tally.snapshot().items() if v)
+        log.info("proxy: counters for %s: %s", self.config.service, shown or "(all zero)")
+
+
+def _inbound_of(config: ProxyConfig) -> tuple[str, int, str, int]:
+    return (config.bind_address, config.bind_port, config.local_address, config.local_port)
+
+
+async def serve(config: ProxyConfig, base_url: str) -> int:
+    """Run a proxy until SIGTERM/SIGINT; 0 after a drain."""
+    loop = asyncio.get_running_loop()
+    runtime = ProxyRuntime(config, AgentHttp(base_url))
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    loop.add_signal_handler(signal.SIGUSR1, runtime.log_counts)
+    await runtime.start()
+    log.info("proxy: running for %s", config.service)
+    await stop.wait()
+    log.info("proxy: SIGTERM: draining")
+    await runtime.drain()
+    runtime.log_counts()
+    return 0

@@ -1,0 +1,67 @@
+"""TLS sessions the outbound side offers back to an instance: resumption without its risks. Pure.
+
+Rules:
+- a session is kept per instance (address, port), only with a ticket, and
+  only for the client context it was made with: a new leaf or new roots
+  make a new context, and every session of the old one is forgotten
+  (OpenSSL refuses a session of another context anyway);
+- a session is offered for at most `MAX_AGE_S` (5 min) after it was kept,
+  far below OpenSSL's 2 h ticket lifetime, so a resumed connection never
+  leans on an old handshake for long; the server checks the leaf and the
+  intentions again on every connection, resumed or not (authorize.py);
+- an instance whose attempt failed loses its session;
+- one TLS 1.3 ticket may be offered by many connections at once (tickets
+  are stateless on the server), so the newest kept session simply wins;
+- at most `CAPACITY` instances are remembered; the oldest goes first.
+Time is seconds passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Hashable
+
+MAX_AGE_S = 300.0
+CAPACITY = 1024
+
+
+class SessionCache:
+    def __init__(self, max_age_s: float = MAX_AGE_S, capacity: int = CAPACITY) -> None:
+        self._kept: dict[Hashable, tuple[ssl.SSLSession, float]] = {}
+        self._context: ssl.SSLContext | None = None
+        self._max_age_s = max_age_s
+        self._capacity = capacity
+
+    def offer(
+        self, instance: Hashable, context: ssl.SSLContext, now_s: float
+    ) -> ssl.SSLSession | None:
+        """The session to offer `instance` with `context`, or None for a full handshake."""
+        if context is not self._context:
+            self._kept.clear()
+            self._context = context
+            return None
+        found = self._kept.get(instance)
+        if found is None:
+            return None
+        if now_s - found[1] > self._max_age_s:
+            del self._kept[instance]
+            return None
+        return found[0]
+
+    def keep(
+        self,
+        instance: Hashable,
+        context: ssl.SSLContext,
+        session: ssl.SSLSession | None,
+        now_s: float,
+    ) -> None:
+        """Remember `session` (made with `context`) for the next connection to `instance`."""
+        if session is None or not session.has_ticket or context is not self._context:
+            return
+        self._kept.pop(instance, None)
+        if len(self._kept) >= self._capacity:
+            del self._kept[next(iter(self._kept))]
+        self._kept[instance] = (session, now_s)
+
+    def drop(self, instance: Hashable) -> None:
+        self._kept.pop(instance, None)

@@ -1,0 +1,138 @@
+"""TLS as bytes in, bytes out: an `ssl.SSLObject` over memory BIOs, with half-close. Pure.
+
+Why not asyncio's (or uvloop's) TLS transport: it cannot half-close
+(`can_write_eof()` is False), so a client that shuts down its sending side
+and waits for the answer could not be relayed; and a handshake failure
+inside it never reaches our code to be counted. Driving the SSLObject
+ourselves over a plain TCP transport gives both, and reads into a
+preallocated buffer (no 256 KiB allocation per read, see
+../shared/reference/proxy-levers.md §7).
+
+Resumption: a client may offer a session from an earlier connection
+(`session=`; asyncio's own TLS cannot, which is why its sidecar-to-sidecar
+handshakes are always full). A resumed session carries no certificates, so
+`peer_certificates()` gives the leaf remembered in the session, for the
+shell to verify and authorize again like any other.
+
+Half-close: `close_write()` sends TLS close_notify (`SSLObject.unwrap`,
+whose "want read" only means the peer's close_notify has not come yet);
+OpenSSL keeps decrypting what the peer still sends, so the other direction
+carries on. A close_notify received (or a clean end of the ciphertext)
+sets `eof_received`.
+
+No I/O here: the shell writes `feed`'s and `encrypt`'s ciphertext output
+to its socket. Errors are the ssl module's (`ssl.SSLError` and subclasses,
+`SSLCertVerificationError` with OpenSSL's verify code).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import cast
+
+READ_SIZE = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take several per call
+# Decrypted bytes land here and are copied out at once (`feed` returns bytes), so every pipe of
+# the process shares one buffer (the proxy runs on one thread) instead of 64 KiB each.
+_PLAIN = bytearray(READ_SIZE)
+_PLAIN_VIEW = memoryview(_PLAIN)
+
+
+class TlsPipe:
+    """One TLS connection's state; the shell moves its ciphertext."""
+
+    def __init__(
+        self, context: ssl.SSLContext, *, server_side: bool, session: ssl.SSLSession | None = None
+    ) -> None:
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_side=server_side, session=session
+        )
+        self.handshaken = False
+        self.eof_received = False
+        self.eof_sent = False
+
+    def start(self) -> bytes:
+        """Begin the handshake (a client's ClientHello); the bytes to send."""
+        self._handshake()
+        return self._outgoing.read()
+
+    def feed(self, ciphertext: bytes | memoryview) -> list[bytes]:
+        """Take bytes from the peer; the plaintext they complete (see `pending`)."""
+        self._incoming.write(ciphertext)
+        if not self.handshaken and not self._handshake():
+            return []
+        chunks: list[bytes] = []
+        while not self.eof_received:
+            if not self._incoming.pending and not self.tls.pending():
+                break  # nothing left to decrypt: skip the "want read" exception (~1 us)
+            try:
+                count = cast(int, self.tls.read(READ_SIZE, _PLAIN))  # with a buffer: a count
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.eof_received = True
+                break
+            if count == 0:
+                self.eof_received = True
+                break
+            chunks.append(bytes(_PLAIN_VIEW[:count]))
+        return chunks
+
+    def end_of_input(self) -> None:
+        """The peer's TCP stream ended (with or without close_notify)."""
+        self._incoming.write_eof()
+        self.eof_received = True
+
+    def pending(self) -> bytes:
+        """Ciphertext waiting to be sent (handshake messages, alerts, close_notify)."""
+        return self._outgoing.read()
+
+    def encrypt(self, plaintext: bytes | memoryview) -> bytes:
+        """The ciphertext for `plaintext` (and anything pending before it)."""
+        if plaintext:
+            self.tls.write(plaintext)
+        return self._outgoing.read()
+
+    def close_write(self) -> bytes:
+        """Send close_notify: this direction is done; the peer may still send."""
+        if not self.eof_sent and self.handshaken:
+            self.eof_sent = True
+            try:
+                self.tls.unwrap()
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass  # the peer's close_notify is not needed to send ours
+            except ssl.SSLError:
+                pass  # a broken connection: the shell closes it anyway
+        return self._outgoing.read()
+
+    @property
+    def resumed(self) -> bool:
+        return self.handshaken and self.tls.session_reused
+
+    def peer_certificates(self) -> list[bytes]:
+        """The peer's chain; on a resumed session (no certificates sent) its leaf alone."""
+        chain = self.peer_chain()
+        if chain or not self.resumed:
+            return chain
+        leaf = self.tls.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
+
+    def peer_chain(self) -> list[bytes]:
+        """The certificates the peer sent (leaf first) as DER; [] when it sent none."""
+        getter = getattr(self.tls, "get_unverified_chain", None)  # Python 3.13+
+        if getter is None:
+            getter = self.tls._sslobj.get_unverified_chain  # type: ignore[attr-defined]
+        found = [c for c in getter() or [] if c is not None]
+        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in found]
+
+    def _handshake(self) -> bool:
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        self.handshaken = True
+        return True
+
+
+_DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format

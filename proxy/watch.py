@@ -1,0 +1,105 @@
+"""Blocking watches of the agent's HTTP API, with backoff: how the proxy hears of changes.
+
+`Watch` GETs a path as a Consul blocking query, by index (`?index=&wait=`,
+`X-Consul-Index`) or by content hash (`?hash=&wait=`, `X-Consul-ContentHash`),
+and calls `on_change(body)` each time the answer changes — at once, so an
+intention change reaches the proxy as soon as it reaches its agent. An index
+that goes backwards (an agent restarted) starts over from 0, as Consul's
+clients do. Errors (agent down, 5xx, a bad body) are retried with
+exponential backoff (0.1 s doubling to 10 s, jittered) and logged once per
+streak of failures, with the streak's end logged too. A 404 is passed to
+`on_missing` (a deregistered sidecar), then retried like an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from gossamer.proxy.agent_http import AgentHttp, BadAnswer
+
+log = logging.getLogger("gossamer.proxy")
+
+WAIT = "55s"  # how long the agent may hold a blocking query
+CLIENT_TIMEOUT_S = 75.0  # above WAIT plus the agent's jitter (WAIT / 16)
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 10.0
+
+
+class Watch:
+    """One blocking query kept running until `stop()`."""
+
+    def __init__(
+        self,
+        agent: AgentHttp,
+        path: str,
+        on_change: Callable[[Any], None],
+        *,
+        by_hash: bool = False,
+        on_missing: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.path = path
+        self._agent = agent
+        self._on_change = on_change
+        self._on_missing = on_missing
+        self._by_hash = by_hash
+        self._rng = rng or random.Random()
+        self._task: asyncio.Task[None] | None = None
+        self.index = "0" if not by_hash else ""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"watch {self.path}")
+
+    def restart(self) -> None:
+        """Ask again now (SIGHUP): the current answer is delivered afresh."""
+        self.stop()
+        self.index = "0" if not self._by_hash else ""
+        self.start()
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        delay, failing = BACKOFF_MIN_S, False
+        while True:
+            try:
+                await self._once()
+            except (OSError, TimeoutError, ValueError, LookupError) as exc:
+                if not failing:
+                    log.warning("proxy: watching %s failed (%s); retrying", self.path, exc)
+                failing = True
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            if failing:
+                log.info("proxy: watching %s works again", self.path)
+            delay, failing = BACKOFF_MIN_S, False
+
+    async def _once(self) -> None:
+        sep = "&" if "?" in self.path else "?"
+        key = "hash" if self._by_hash else "index"
+        query = f"{sep}{key}={self.index}&wait={WAIT}" if self.index else ""
+        answer = await self._agent.get(self.path + query, CLIENT_TIMEOUT_S)
+        if answer.status == 404:
+            if self._on_missing is not None:
+                self._on_missing()
+            raise LookupError(f"404 {answer.text}")
+        if answer.status != 200:
+            raise BadAnswer(f"{answer.status} {answer.text}")
+        body = answer.json()
+        found = answer.headers.get(
+            "x-consul-contenthash" if self._by_hash else "x-consul-index", ""
+        )
+        changed = found != self.index or not found
+        restarted = found.isdigit() and self.index.isdigit() and int(found) < int(self.index)
+        if restarted and not self._by_hash:
+            found = "0"  # the agent restarted: start over
+        self.index = found
+        if changed:
+            self._on_change(body)

@@ -1,0 +1,269 @@
+"""The sidecar proxy with a real agent, real proxy processes, real TLS and real apps.
+
+One agent (default policy deny) holds `web` and `db`, each with a sidecar
+registration; `web`'s sidecar has the upstream `db` on a local port. Every
+byte goes app client -> web's proxy (plain) -> mTLS -> db's proxy -> db's
+app and back. Convergence is polled with deadlines, never slept for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cli import gossamer
+from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    App,
+    ProxyProc,
+    healthy_sidecars,
+    listening,
+    read_all,
+    register_pair,
+    roundtrip,
+    set_intention,
+    sidecar,
+    wait_listening,
+    web_body,
+)
+
+
+@dataclass
+class Mesh:
+    agent: AgentProc
+    db_app: App
+    web_proxy: ProxyProc
+    db_proxy: ProxyProc
+    upstream: tuple[str, int]
+    tmp: Path
+    web_in: int
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    tmp = tmp_path_factory.mktemp("proxy")
+    c = Cluster(tmp)
+    apps: list[App] = []
+    proxies: list[ProxyProc] = []
+    try:
+        config = tmp / "agent.yaml"
+        config.write_text("test_leaf_cert_ttl: 10s\n")  # leaves renew every ~5 s under the tests
+        agent = c.new_agent("px1", "--config-file", str(config)).start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        apps.append(db_app := App("127.0.0.1").start())  # the sidecar's default local address
+        up_port = free_port("127.0.0.1")
+        db_in, web_in = register_pair(agent, db_app.port, up_port)
+        set_intention(agent, "web", "db", "allow")
+        proxies += [db_proxy := sidecar(agent, tmp, "db"), web_proxy := sidecar(agent, tmp, "web")]
+        wait_listening(agent.ip, db_in, db_proxy)
+        wait_listening("127.0.0.1", up_port, web_proxy)
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        yield Mesh(agent, db_app, web_proxy, db_proxy, ("127.0.0.1", up_port), tmp, web_in)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        for app in apps:
+            app.stop()
+        leftovers = c.close()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def through(mesh: Mesh, payload: bytes) -> bytes:
+    def attempt() -> bytes:
+        got = roundtrip(mesh.upstream, payload)
+        assert got, "closed without an answer"
+        return got
+
+    return eventually(attempt, 20, what="a round trip through both proxies")
+
+
+def test_small_and_large_payloads_round_trip_intact_with_half_close(mesh: Mesh) -> None:
+    # the proxy reads the agent's default policy here (no --dev: deny)
+    assert mesh.agent.get("/v1/agent/self")["DebugConfig"]["IntentionDefaultPolicy"] == "deny"
+    assert through(mesh, b"ping") == b"ping<eof>"
+    big = os.urandom(8 * 1024 * 1024 + 17)
+    assert roundtrip(mesh.upstream, big, timeout=30) == big + b"<eof>"
+
+
+def test_a_denied_pair_is_refused_then_allowed_then_cut_while_open(mesh: Mesh) -> None:
+    through(mesh, b"warm")
+    with socket.create_connection(mesh.upstream, timeout=10) as open_conn:
+        open_conn.sendall(b"first")
+        assert open_conn.recv(100) == b"first"
+        set_intention(mesh.agent, "web", "db", "deny")
+        started = time.monotonic()
+        open_conn.settimeout(5)
+        assert read_all(open_conn) == b""  # cut by the proxy, not answered
+        assert time.monotonic() - started < 1.5
+    assert "connection terminated due to policy change" in mesh.db_proxy.log()
+
+    def refused() -> bool:
+        return roundtrip(mesh.upstream, b"x") == b""
+
+    eventually(refused, 5, what="new connections refused under deny")
+    assert "denied by web => db (deny" in mesh.db_proxy.log()
+    set_intention(mesh.agent, "web", "db", "allow")
+    assert through(mesh, b"again") == b"again<eof>"
+
+
+def test_the_server_half_closing_first_is_relayed_too(mesh: Mesh) -> None:
+    greeter = App("127.0.0.1", manner="greeter").start()
+    up_port = free_port("127.0.0.1")
+    args = ["--service", "web", "--upstream", f"greeter:{up_port}", "--http-addr", mesh.agent.http]
+    proxy = ProxyProc(args, mesh.tmp / "greeter-client.log").start()
+    greeter_in = free_port(mesh.agent.ip)
+    mesh.agent.put("/v1/agent/service/register", {
+        "Name": "greeter", "ID": "greeter", "Port": greeter.port,
+        "Connect": {"SidecarService": {"Port": greeter_in, "Address": mesh.agent.ip}},
+    })  # fmt: skip
+    set_intention(mesh.agent, "web", "greeter", "allow")
+    server_proxy = sidecar(mesh.agent, mesh.tmp, "greeter")
+    try:
+        wait_listening(mesh.agent.ip, greeter_in, server_proxy)
+        eventually(lambda: healthy_sidecars(mesh.agent, "greeter") == 1, 30, what="greeter up")
+
+        def greeted() -> bool:
+            with socket.create_connection(("127.0.0.1", up_port), timeout=10) as s:
+                assert read_all(s) == b"hello"  # the server's end, relayed as an end
+                s.sendall(b"still heard")  # our direction is still open
+                s.shutdown(socket.SHUT_WR)
+            return True
+
+        eventually(greeted, 20, what="a greeting through both proxies")
+        eventually(lambda: b"still heard" in greeter.received, 10, what="the reply after EOF")
+    finally:
+        assert proxy.stop() == 0 and server_proxy.stop() == 0
+        greeter.stop()
+        mesh.agent.put("/v1/agent/service/deregister/greeter")
+
+
+def test_a_killed_instance_is_retried_on_the_other_without_a_client_error(mesh: Mesh) -> None:
+    through(mesh, b"warm")
+    db2_in = free_port(mesh.agent.ip)
+    mesh.agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db2", "Port": mesh.db_app.port,
+        "Connect": {"SidecarService": {"Port": db2_in, "Address": mesh.agent.ip}},
+    })  # fmt: skip
+    db2 = sidecar(mesh.agent, mesh.tmp, "db2")
+    try:
+        wait_listening(mesh.agent.ip, db2_in, db2)
+        eventually(lambda: healthy_sidecars(mesh.agent, "db") == 2, 30, what="two db instances")
+        assert db2.proc is not None
+        db2.proc.kill()  # its health check still passes for up to 10 s
+        db2.proc.wait(10)
+        for n in range(30):
+            assert roundtrip(mesh.upstream, b"n%d" % n) == b"n%d<eof>" % n
+        mesh.web_proxy.signal(signal.SIGUSR1)
+        eventually(lambda: "outbound.attempt_failed.connect-failed=" in mesh.web_proxy.log(), 10,
+                   what="the failed attempts counted")  # fmt: skip
+    finally:
+        mesh.agent.put("/v1/agent/service/deregister/db2")
+
+
+def test_an_upstream_added_to_the_registration_opens_without_a_restart(mesh: Mesh) -> None:
+    up_port = mesh.upstream[1]
+    cache_port = free_port("127.0.0.1")
+    with socket.create_connection(mesh.upstream, timeout=10) as kept:
+        kept.sendall(b"before")
+        assert kept.recv(100) == b"before"
+        both = [{"DestinationName": "db", "LocalBindPort": up_port},
+                {"DestinationName": "cache", "LocalBindPort": cache_port}]  # fmt: skip
+        mesh.agent.put("/v1/agent/service/register", web_body(mesh.agent, mesh.web_in, both))
+        wait_listening("127.0.0.1", cache_port, mesh.web_proxy)
+        started = time.monotonic()
+        assert roundtrip(("127.0.0.1", cache_port), b"x") == b""  # no cache instance at all
+        assert time.monotonic() - started < 1
+        assert "upstream cache: client connection closed (no-healthy-instance)" in (
+            mesh.web_proxy.log()
+        )
+        only_db = [{"DestinationName": "db", "LocalBindPort": up_port}]
+        mesh.agent.put("/v1/agent/service/register", web_body(mesh.agent, mesh.web_in, only_db))
+        eventually(
+            lambda: not listening("127.0.0.1", cache_port), 10, what="cache's listener closed"
+        )
+        kept.sendall(b"after")  # the db connection was never disturbed
+        assert kept.recv(100) == b"after"
+
+
+def test_leaves_renew_under_load_with_no_failed_request(mesh: Mesh) -> None:
+    def serials() -> set[str]:
+        return set(re.findall(r"identity for db, leaf serial (\S+)", mesh.db_proxy.log()))
+
+    before = serials()
+    with socket.create_connection(mesh.upstream, timeout=10) as kept:
+        sent = 0
+        while len(serials() - before) < 1:  # ~5 s: the 10 s leaves renew at half-life
+            assert roundtrip(mesh.upstream, b"load") == b"load<eof>"
+            kept.sendall(b"k")
+            assert kept.recv(10) == b"k"
+            sent += 1
+            assert sent < 2000, "no renewal seen"
+    assert sent > 0  # every request before, during and after the renewal succeeded
+
+
+def test_a_root_rotation_under_load_fails_no_request(mesh: Mesh) -> None:
+    def identities() -> int:
+        return mesh.db_proxy.log().count("identity for db") + mesh.web_proxy.log().count(
+            "identity for web"
+        )
+
+    before_root = mesh.agent.get("/v1/connect/ca/roots")["ActiveRootID"]
+    mesh.agent.put("/v1/connect/ca/configuration", {"Provider": "consul", "ForceRotate": True})
+    seen = identities()
+    rounds = 0
+    while rounds < 40 or identities() < seen + 2:  # both proxies rebuilt for the new root
+        assert roundtrip(mesh.upstream, b"rot") == b"rot<eof>"
+        rounds += 1
+        assert rounds < 4000, "the proxies never took the new root"
+    assert mesh.agent.get("/v1/connect/ca/roots")["ActiveRootID"] != before_root
+    mesh.web_proxy.signal(signal.SIGHUP)  # re-reads everything; nothing breaks
+    eventually(lambda: "SIGHUP" in mesh.web_proxy.log(), 10, what="the SIGHUP logged")
+    for _ in range(20):
+        assert roundtrip(mesh.upstream, b"hup") == b"hup<eof>"
+
+
+def test_sigterm_drains_open_connections_then_exits_0(mesh: Mesh) -> None:
+    up_port = free_port("127.0.0.1")
+    proxy = ProxyProc(["--service", "web", "--upstream", f"db:{up_port}", "--drain-timeout", "20",
+                       "--http-addr", mesh.agent.http], mesh.tmp / "drain.log").start()  # fmt: skip
+    wait_listening("127.0.0.1", up_port, proxy)
+    with socket.create_connection(("127.0.0.1", up_port), timeout=10) as kept:
+        eventually(lambda: _echoes(kept), 20, what="the ad-hoc proxy to reach db")
+        proxy.signal(signal.SIGTERM)
+        eventually(lambda: "draining 1 open connection" in proxy.log(), 10, what="the drain")
+        assert not listening("127.0.0.1", up_port)  # new connections are refused
+        assert _echoes(kept)  # the open one still works
+        kept.shutdown(socket.SHUT_WR)
+        assert read_all(kept) == b"<eof>"
+    assert proxy.proc is not None
+    assert proxy.proc.wait(10) == 0  # the drain ended with the last connection, long before 20 s
+
+
+def _echoes(s: socket.socket) -> bool:
+    s.sendall(b"echo?")
+    got = s.recv(100)
+    assert got == b"echo?", got
+    return True
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--service", "web", "--upstream", "db"], "--upstream 'db': expected NAME:PORT"),
+        (["--service", "web", "--upstream", "db:99999"], "--upstream 'db:99999': port must be"),
+        (["--sidecar-for", "nope"], "no sidecar registration 'nope-sidecar-proxy'"),
+        (["--sidecar-for", "web", "--upstream", "x:1"], "go with --service"),
+    ],
+)
+def test_bad_flags_exit_2_naming_them(mesh: Mesh, args: list[str], says: str) -> None:
+    result = gossamer("connect", "proxy", *args, "--http-addr", mesh.agent.http)
+    assert result.returncode == 2 and says in result.stderr, result.stderr

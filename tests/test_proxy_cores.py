@@ -1,0 +1,301 @@
+"""The proxy's pure cores: config parsing, instance choice, outlier state, relay ends, counters."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gossamer.proxy import tally
+from gossamer.proxy.agent_http import BadAnswer, parse_answer
+from gossamer.proxy.balance import choose
+from gossamer.proxy.config import (
+    ConfigError,
+    Upstream,
+    adhoc_config,
+    config_from_json,
+    config_from_registration,
+    config_to_json,
+    parse_upstream_flag,
+    with_drain,
+)
+from gossamer.proxy.outlier import Outliers
+from gossamer.proxy.relay_state import Halves, Step
+
+SIDECAR: dict[str, Any] = {
+    "Kind": "connect-proxy",
+    "ID": "web-sidecar-proxy",
+    "Service": "web-sidecar-proxy",
+    "Port": 21000,
+    "Address": "10.0.0.5",
+    "Proxy": {
+        "DestinationServiceName": "web",
+        "DestinationServiceID": "web",
+        "LocalServiceAddress": "127.0.0.1",
+        "LocalServicePort": 8080,
+        "Upstreams": [
+            {"DestinationType": "service", "DestinationName": "db", "LocalBindPort": 9191},
+            {"DestinationName": "cache", "LocalBindAddress": "127.0.0.2", "LocalBindPort": 9192,
+             "Config": {"connect_timeout_ms": 2500}},
+        ],
+        "Config": {"handshake_timeout_ms": 5000, "drain_timeout_s": 3},
+    },
+}  # fmt: skip
+
+
+def with_proxy(**changes: Any) -> dict[str, Any]:
+    return SIDECAR | {"Proxy": SIDECAR["Proxy"] | changes}
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+def test_a_sidecar_registration_gives_the_whole_config() -> None:
+    config = config_from_registration(SIDECAR, "web-sidecar-proxy")
+    assert (config.service, config.proxy_id) == ("web", "web-sidecar-proxy")
+    assert (config.bind_address, config.bind_port) == ("10.0.0.5", 21000)
+    assert (config.local_address, config.local_port) == ("127.0.0.1", 8080)
+    assert config.upstreams == (
+        Upstream("db", 9191),
+        Upstream("cache", 9192, "127.0.0.2", connect_timeout_s=2.5),
+    )
+    assert (config.timeouts.handshake_s, config.timeouts.local_connect_s) == (5.0, 1.0)
+    assert config.timeouts.drain_s == 3.0
+    assert with_drain(config, 7).timeouts.drain_s == 7.0  # the flag wins
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (SIDECAR | {"Kind": ""}, "web-sidecar-proxy"),
+        (with_proxy(DestinationServiceName=""), "Proxy.DestinationServiceName"),
+        (with_proxy(LocalServicePort=0), "Proxy.LocalServicePort"),
+        (with_proxy(Upstreams=[{"DestinationName": "db"}]), "Proxy.Upstreams[0].LocalBindPort"),
+        (with_proxy(Upstreams=[{"DestinationName": "d b", "LocalBindPort": 1}]),
+         "Proxy.Upstreams[0].DestinationName"),
+        (with_proxy(Upstreams=[{"DestinationType": "prepared_query", "DestinationName": "q",
+                                "LocalBindPort": 1}]), "Proxy.Upstreams[0].DestinationType"),
+        (with_proxy(Upstreams=[{"DestinationName": "a", "LocalBindPort": 5},
+                               {"DestinationName": "b", "LocalBindPort": 5}]), "upstream 'b'"),
+        (with_proxy(Config={"handshake_timeout_ms": -1}), "Proxy.Config.handshake_timeout_ms"),
+        (with_proxy(Config={"drain_timeout_s": "soon"}), "Proxy.Config.drain_timeout_s"),
+        (SIDECAR | {"Port": 0}, "Port"),
+        (SIDECAR | {"Proxy": "x"}, "Proxy"),
+    ],
+)  # fmt: skip
+def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_registration(body, "web-sidecar-proxy")
+    assert error.value.where == where, str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("db:9191", Upstream("db", 9191)),
+        ("db:127.0.0.9:9191", Upstream("db", 9191, "127.0.0.9")),
+        ("db:[::1]:9191", Upstream("db", 9191, "::1")),
+    ],
+)
+def test_upstream_flags(text: str, expected: Upstream) -> None:
+    assert parse_upstream_flag(text) == expected
+
+
+@pytest.mark.parametrize("text", ["db", "db:", "db:0", "db:70000", "db:port", ":9191", "d b:1"])
+def test_a_bad_upstream_flag_names_itself(text: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_upstream_flag(text)
+    assert error.value.where == f"--upstream {text!r}"
+
+
+def test_a_config_survives_its_json_form() -> None:
+    config = config_from_registration(SIDECAR, "web-sidecar-proxy")
+    assert config_from_json(config_to_json(config)) == config
+    with pytest.raises(ConfigError, match="not a proxy config"):
+        config_from_json('{"service": "web"}')
+
+
+def test_an_adhoc_config() -> None:
+    config = adhoc_config("web", ["db:9191"], listen="127.0.0.1:21000", local="127.0.0.1:8080")
+    assert (config.service, config.bind_port, config.local_port) == ("web", 21000, 8080)
+    assert config.upstreams == (Upstream("db", 9191),)
+    with pytest.raises(ConfigError, match="--listen: an inbound listener needs --local"):
+        adhoc_config("web", [], listen="127.0.0.1:21000")
+    with pytest.raises(ConfigError, match="already the listener of 'db'"):
+        adhoc_config("web", ["db:9191", "cache:9191"])
+
+
+@given(st.text(max_size=30))
+def test_any_upstream_flag_parses_or_raises_config_error(text: str) -> None:
+    try:
+        found = parse_upstream_flag(text)
+    except ConfigError as exc:
+        assert exc.where == f"--upstream {text!r}"
+    else:
+        assert 1 <= found.bind_port <= 65535 and found.name
+
+
+# --- balance ------------------------------------------------------------------------------------
+
+
+def test_p2c_takes_the_less_loaded_of_two_and_never_an_excluded_one() -> None:
+    rng = random.Random(1)
+    assert choose([], {}, rng) is None
+    assert choose(["a"], {"a": 99}, rng) == "a"
+    assert choose(["a", "b"], {"a": 5, "b": 1}, rng) == "b"  # two of two: always the lighter
+    assert choose(["a", "b"], {"a": 5, "b": 1}, rng, exclude={"b"}) == "a"
+    assert choose(["a", "b"], {}, rng, exclude={"a", "b"}) is None
+
+
+def test_p2c_spreads_better_than_uniform_random() -> None:
+    """With connections that stay open, the busiest instance stays close to the mean."""
+    instances = [f"i{n}" for n in range(10)]
+    for picker in ("p2c", "random"):
+        rng, load = random.Random(7), Counter[str]()
+        for _ in range(1000):
+            pick = choose(instances, load, rng) if picker == "p2c" else rng.choice(instances)
+            assert pick is not None
+            load[pick] += 1
+        spread = max(load.values()) - min(load.values())
+        if picker == "p2c":
+            p2c_spread = spread
+            assert spread <= 6  # uniform random: ~40 here
+        else:
+            assert p2c_spread < spread
+
+
+@given(
+    st.lists(st.integers(0, 20), min_size=1, max_size=12, unique=True),
+    st.dictionaries(st.integers(0, 20), st.integers(0, 50)),
+    st.sets(st.integers(0, 20)),
+    st.integers(),
+)
+def test_p2c_never_picks_outside_or_excluded_and_never_the_busiest_of_a_pair(
+    candidates: list[int], load: dict[int, int], exclude: set[int], seed: int
+) -> None:
+    pick = choose(candidates, load, random.Random(seed), exclude)
+    allowed = [c for c in candidates if c not in exclude]
+    if not allowed:
+        assert pick is None
+        return
+    assert pick in allowed
+    if len(allowed) > 1:  # the pick is never the unique busiest
+        busiest = max(load.get(c, 0) for c in allowed)
+        assert load.get(pick, 0) < busiest or [load.get(c, 0) for c in allowed].count(busiest) > 1
+
+
+# --- outlier ------------------------------------------------------------------------------------
+
+
+def test_an_instance_is_set_aside_after_consecutive_failures_and_back_later() -> None:
+    o: Outliers[str] = Outliers(threshold=3, base_ms=1000, max_ms=2500, max_ejected_ratio=0.5)
+    assert not o.failed("a", 0, known=4) and not o.failed("a", 1, known=4)
+    o.succeeded("a")  # a success resets the count
+    assert not o.failed("a", 2, known=4) and not o.failed("a", 3, known=4)
+    assert o.failed("a", 4, known=4)  # third in a row
+    assert o.ejected(5) == {"a"} and o.is_ejected("a", 1003)
+    assert not o.is_ejected("a", 1004)  # 1 s later it is tried again
+    for t in (1005, 1006, 1007):
+        ejected = o.failed("a", t, known=4)
+    assert ejected and o.is_ejected("a", 1007 + 1999) and not o.is_ejected("a", 1007 + 2000)
+    for t in (4000, 4001, 4002):
+        o.failed("a", t, known=4)
+    assert o.is_ejected("a", 4002 + 2499) and not o.is_ejected("a", 4002 + 2500)  # capped
+
+
+def test_never_more_than_the_ratio_is_ejected() -> None:
+    o: Outliers[str] = Outliers(threshold=1, base_ms=1000, max_ejected_ratio=0.5)
+    assert o.failed("a", 0, known=2)
+    assert not o.failed("b", 0, known=2)  # half of 2 is out already: b stays eligible
+    assert o.ejected(1) == {"a"}
+    o.forget_except({"b"})
+    assert o.ejected(1) == set()
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans()), max_size=60))
+def test_ejections_respect_the_ratio_and_succeeding_instances_are_never_ejected(
+    events: list[tuple[str, bool]],
+) -> None:
+    o: Outliers[str] = Outliers(threshold=2, base_ms=100, max_ejected_ratio=0.5)
+    for now, (instance, ok) in enumerate(events):
+        if ok:
+            o.succeeded(instance)
+        else:
+            o.failed(instance, now, known=4)
+        assert len(o.ejected(now)) <= 2
+    never_failed = {i for i in "abcd"} - {i for i, ok in events if not ok}
+    assert not (o.ejected(len(events)) & never_failed)
+
+
+# --- relay ends and counters -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("events", "steps"),
+    [
+        ([("end", 0), ("end", 1)], [Step.FORWARD_EOF, Step.CLOSE_BOTH]),
+        ([("end", 1), ("end", 1), ("end", 0)], [Step.FORWARD_EOF, Step.NOTHING, Step.CLOSE_BOTH]),
+        ([("end", 0), ("lost", None), ("end", 1)],
+         [Step.FORWARD_EOF, Step.CLOSE_BOTH, Step.NOTHING]),
+        ([("lost", None), ("lost", None)], [Step.CLOSE_BOTH, Step.NOTHING]),
+    ],
+)  # fmt: skip
+def test_relay_ends(events: list[tuple[str, int | None]], steps: list[Step]) -> None:
+    halves = Halves()
+    got = [halves.end_from(side) if kind == "end" and side is not None else halves.lost()
+           for kind, side in events]  # fmt: skip
+    assert got == steps
+
+
+@given(st.lists(st.one_of(st.sampled_from([0, 1]), st.none()), max_size=10))
+def test_a_relay_closes_exactly_once_and_always_once_both_ended(events: list[int | None]) -> None:
+    halves = Halves()
+    steps = [halves.lost() if e is None else halves.end_from(e) for e in events]
+    assert steps.count(Step.CLOSE_BOTH) <= 1
+    if set(events) >= {0, 1} or None in events:
+        assert Step.CLOSE_BOTH in steps and halves.closed
+
+
+def test_refusals_are_counted_always_and_logged_once_per_source_per_minute() -> None:
+    t = tally.Tally()
+    assert t.refuse("inbound", tally.DENIED, "10.0.0.1", 0)
+    assert not t.refuse("inbound", tally.DENIED, "10.0.0.1", 59_999)
+    assert t.refuse("inbound", tally.NOT_TLS, "10.0.0.1", 1)  # another reason: its own line
+    assert t.refuse("inbound", tally.DENIED, "10.0.0.1", 60_000)
+    snapshot = t.snapshot()
+    assert snapshot["inbound.refused.denied"] == 3 and snapshot["inbound.refused.expired"] == 0
+    with pytest.raises(ValueError, match="unknown inbound refusal reason"):
+        t.refuse("inbound", "nope", "x", 0)
+
+
+# --- the agent's HTTP answers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "body", "index"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX-Consul-Index: 7\r\nContent-Length: 2\r\n\r\n{}", 200, b"{}", "7"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
+         200, b"[1,2]", ""),
+        (b"HTTP/1.0 404 Not Found\r\n\r\nno such service", 404, b"no such service", ""),
+    ],
+)  # fmt: skip
+def test_agent_answers_are_read(raw: bytes, status: int, body: bytes, index: str) -> None:
+    answer = parse_answer(raw)
+    assert (answer.status, answer.body, answer.headers.get("x-consul-index", "")) == (
+        status, body, index,
+    )  # fmt: skip
+
+
+@given(st.binary(max_size=200))
+def test_any_reply_is_an_answer_or_bad_answer(raw: bytes) -> None:
+    try:
+        answer = parse_answer(raw)
+    except BadAnswer:
+        return
+    assert 0 <= answer.status <= 999

@@ -1,0 +1,249 @@
+"""The inbound port in-process: real sockets, real TLS, a real echo app; every bad input refused.
+
+Each bad client (plaintext, garbage, no certificate, a rogue CA, another
+trust domain, an expired leaf, a non-SPIFFE or non-service SAN, an agent's
+certificate, a denied service) is refused, counted under its reason, and a
+good client keeps working between and after them. Live policy: an allowed
+connection is cut when a deny arrives; another pair stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import pytest
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import Intention
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig, Timeouts
+from gossamer.proxy.inbound import Inbound, Policy
+from tests.harness.binaries import find_binary, require
+from tests.harness.cluster import free_port
+from tests.harness.poll import eventually_async
+from tests.proxy_pki import CLUSTER_B, Pki, client_context
+
+
+@dataclass
+class Served:
+    inbound: Inbound
+    pki: Pki
+    port: int
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.write(b"<eof>")
+        await writer.drain()
+    writer.close()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    app = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    pki = Pki()
+    identity = pki.identity("db")
+    policy = Policy()
+    policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
+    policy.known = True
+    port = free_port("127.0.0.1")
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
+                         local_port=app.sockets[0].getsockname()[1],
+                         timeouts=Timeouts(handshake_s=0.5))  # fmt: skip
+    inbound = Inbound(config, lambda: identity, policy, tally.Tally())
+    await inbound.start()
+    try:
+        yield Served(inbound, pki, port)
+    finally:
+        inbound.stop_listening()
+        inbound.terminate_all()
+        app.close()
+
+
+async def tls_roundtrip(s: Served, context: ssl.SSLContext, payload: bytes = b"hi") -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", s.port, ssl=context)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readexactly(len(payload)), 5)
+    finally:
+        writer.close()
+
+
+async def refused_count(s: Served, reason: str) -> int:
+    return s.inbound.tally.snapshot()[f"inbound.refused.{reason}"]
+
+
+async def expect_refused(s: Served, reason: str, attempt: object) -> None:
+    async def counted() -> bool:
+        return await refused_count(s, reason) == 1
+
+    with contextlib.suppress(OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError):
+        await attempt  # type: ignore[misc]
+    await eventually_async(counted, 5)
+    assert await tls_roundtrip(s, client_context(s.pki, s.pki.leaf_json("web"))) == b"hi"
+
+
+async def raw(s: Served, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", s.port)
+    writer.write(data)
+    await writer.drain()
+    got = await asyncio.wait_for(reader.read(100), 5)
+    writer.close()
+    return got
+
+
+async def test_an_allowed_service_gets_through(served: Served) -> None:
+    web = client_context(served.pki, served.pki.leaf_json("web"))
+    assert await tls_roundtrip(served, web, b"x" * 100_000) == b"x" * 100_000
+    assert served.inbound.tally.snapshot()["inbound.allowed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", tally.NOT_TLS),
+        (b"\x16\x03\x01\xff\xffgarbage", tally.NOT_TLS),
+    ],
+)
+async def test_plaintext_and_garbage_are_refused(served: Served, data: bytes, reason: str) -> None:
+    await expect_refused(served, reason, raw(served, data))
+
+
+async def test_no_client_certificate_is_refused(served: Served) -> None:
+    await expect_refused(served, tally.NO_CERTIFICATE,
+                         tls_roundtrip(served, client_context(served.pki, None)))  # fmt: skip
+
+
+def _rogue(p: Pki) -> ssl.SSLContext:
+    rogue = Pki(CLUSTER_B)
+    return client_context(rogue, rogue.leaf_json("web"))
+
+
+def _non_service(p: Pki) -> ssl.SSLContext:
+    return client_context(p, p.odd_uri_json(f"spiffe://{p.trust_domain}/not/a/service"))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_rogue, tally.UNKNOWN_ISSUER),
+        (lambda p: client_context(p, p.expired_json("web")), tally.EXPIRED),
+        (_non_service, tally.NOT_SPIFFE),
+        (lambda p: client_context(p, p.agent_json()), tally.NOT_A_SERVICE),
+        (lambda p: client_context(p, p.leaf_json("intruder")), tally.DENIED),
+    ],
+    ids=["rogue-ca", "expired", "non-service-spiffe", "agent-cert", "denied"],
+)
+async def test_bad_certificates_are_refused_by_reason(
+    served: Served, make: object, reason: str
+) -> None:
+    context = make(served.pki)  # type: ignore[operator]
+    await expect_refused(served, reason, tls_roundtrip(served, context))
+
+
+async def test_a_non_spiffe_uri_is_refused(served: Served) -> None:
+    context = client_context(served.pki, served.pki.odd_uri_json("https://example.com/web"))
+    with contextlib.suppress(OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError):
+        await tls_roundtrip(served, context)
+    snapshot = served.inbound.tally.snapshot()
+    refused = {k: v for k, v in snapshot.items() if k.startswith("inbound.refused.") and v}
+    assert refused == {"inbound.refused.foreign-trust-domain": 1}, refused  # name constraints
+
+
+async def test_a_deny_cuts_open_connections_it_denies_and_only_those(served: Served) -> None:
+    served.inbound.policy.intentions = IntentionSet(
+        [Intention("web", "db", action="allow"), Intention("api", "db", action="allow")]
+    )
+    conns = {}
+    for name in ("web", "api"):
+        context = client_context(served.pki, served.pki.leaf_json(name))
+        conns[name] = await asyncio.open_connection("127.0.0.1", served.port, ssl=context)
+        conns[name][1].write(b"one")
+        assert await asyncio.wait_for(conns[name][0].readexactly(3), 5) == b"one"
+    served.inbound.policy.intentions = IntentionSet(
+        [Intention("web", "db", action="deny"), Intention("api", "db", action="allow")]
+    )
+    served.inbound.recheck()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        assert await asyncio.wait_for(conns["web"][0].read(10), 2) == b""
+    reader, writer = conns["api"]
+    writer.write(b"two")
+    assert await asyncio.wait_for(reader.readexactly(3), 5) == b"two"
+    assert served.inbound.tally.snapshot()["inbound.terminated"] == 1
+    for _, w in conns.values():
+        w.close()
+
+
+async def test_a_client_stalling_mid_handshake_is_cut_and_others_flow(served: Served) -> None:
+    stalled = []
+    for _ in range(200):  # many connections that send half a ClientHello and stall
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        stalled.append((reader, writer))
+    web = client_context(served.pki, served.pki.leaf_json("web"))
+    assert await tls_roundtrip(served, web) == b"hi"  # served while 200 stall
+
+    async def all_cut() -> bool:
+        return await refused_count(served, tally.HANDSHAKE_TIMEOUT) == 200
+
+    await eventually_async(all_cut, 10)
+    reader, _ = stalled[0]
+    assert await asyncio.wait_for(reader.read(10), 2) == b""  # the stalled one was closed
+    for _, writer in stalled:
+        writer.close()
+
+
+async def test_a_slow_reader_never_makes_the_proxy_buffer_without_bound(served: Served) -> None:
+    """The app stops reading: the proxy stops reading the client, and its buffers stay small."""
+    held = asyncio.Event()
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await held.wait()
+        writer.close()
+
+    app = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    served.inbound.config = replace(served.inbound.config,
+                                    local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    web = client_context(served.pki, served.pki.leaf_json("web"))
+    _, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=web)
+    chunk = b"z" * (1 << 20)
+    sent = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            while sent < 512 << 20:  # far more than any buffer on the way could hold
+                writer.write(chunk)
+                await writer.drain()  # blocks once the proxy stops reading
+                sent += len(chunk)
+    assert sent < 64 << 20, "the proxy kept reading from a client whose app does not read"
+    (relay,) = served.inbound.open
+    buffered = sum(s.transport.get_write_buffer_size() for s in relay.sides if s.transport)
+    assert buffered < 4 << 20, buffered
+    held.set()
+    writer.close()
+    app.close()
+
+
+async def test_openssl_s_client_without_a_certificate_is_refused(served: Served) -> None:
+    require("openssl")
+    openssl = find_binary("openssl")
+    assert openssl is not None
+    proc = await asyncio.create_subprocess_exec(
+        openssl, "s_client", "-connect", f"127.0.0.1:{served.port}", "-tls1_3", "-quiet",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(b"GET / HTTP/1.0\r\n\r\n"), 10)
+    assert b"certificate required" in err.lower() or proc.returncode != 0, err
+
+    async def counted() -> bool:
+        return await refused_count(served, tally.NO_CERTIFICATE) == 1
+
+    await eventually_async(counted, 5)

@@ -1,0 +1,57 @@
+"""`gossamer connect proxy --node`: one process serving every sidecar of a real agent.
+
+The same mesh as test_proxy_agents.py (web -> db through two sidecars), but
+both sidecars are served by one process; a third sidecar registered later
+starts being served, and stops when it is deregistered, without touching
+the others. SIGTERM drains and exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from tests.harness.cluster import Cluster, free_port
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    App,
+    ProxyProc,
+    healthy_sidecars,
+    listening,
+    register_pair,
+    roundtrip,
+    set_intention,
+    wait_listening,
+)
+
+
+def test_one_process_serves_every_sidecar_and_follows_registrations(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (agent,) = cluster.start(1, prefix="nd")
+    db_app = App("127.0.0.1").start()
+    up_port = free_port("127.0.0.1")
+    db_in, web_in = register_pair(agent, db_app.port, up_port)
+    set_intention(agent, "web", "db", "allow")
+    node = ProxyProc(["--node", "--http-addr", agent.http], tmp_path / "node.log").start()
+    try:
+        wait_listening(agent.ip, db_in, node)
+        wait_listening("127.0.0.1", up_port, node)
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        eventually(lambda: roundtrip(("127.0.0.1", up_port), b"n") == b"n<eof>", 20,
+                   what="web -> db through one node proxy")  # fmt: skip
+        cache_in = free_port(agent.ip)
+        sidecar = {"SidecarService": {"Port": cache_in, "Address": agent.ip}}
+        agent.put("/v1/agent/service/register",
+                  {"Name": "cache", "Port": db_app.port, "Connect": sidecar})  # fmt: skip
+        wait_listening(agent.ip, cache_in, node)  # a new sidecar is served...
+        agent.put("/v1/agent/service/deregister/cache")  # and with it its sidecar
+        eventually(lambda: not listening(agent.ip, cache_in), 10, what="cache's port closed")
+        assert roundtrip(("127.0.0.1", up_port), b"m") == b"m<eof>"  # ...the others untouched
+        assert listening(agent.ip, web_in)
+        node.signal(signal.SIGTERM)
+        assert node.proc is not None and node.proc.wait(20) == 0
+        assert "serving sidecar db-sidecar-proxy for db" in node.log()
+    finally:
+        node.stop()
+        db_app.stop()

@@ -1,0 +1,185 @@
+"""TLS without sockets: two TlsPipes back to back, and the identity checks on what they carry."""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import Intention
+from gossamer.proxy import tally
+from gossamer.proxy.authorize import (
+    Refused,
+    admit,
+    client_service,
+    decided_by,
+    server_service,
+)
+from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, load_pem_chain
+from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.sessions import SessionCache
+from gossamer.proxy.tls_pipe import TlsPipe
+from tests.proxy_pki import CLUSTER_B, Pki
+
+PKI = Pki()
+
+
+def pair(
+    client_service_name: str = "web", server_service_name: str = "db"
+) -> tuple[TlsPipe, TlsPipe]:
+    client = TlsPipe(PKI.identity(client_service_name).client, server_side=False)
+    server = TlsPipe(PKI.identity(server_service_name).server, server_side=True)
+    to_server = client.start()
+    while not (client.handshaken and server.handshaken):
+        server.feed(to_server)
+        client.feed(server.pending())
+        to_server = client.pending()
+    server.feed(to_server)
+    return client, server
+
+
+def test_a_handshake_shows_each_side_the_others_chain() -> None:
+    client, server = pair()
+    now = datetime.now(UTC)
+    assert client_service(server.peer_chain(), PKI.identity("db").trust, now).service == "web"
+    assert server_service(client.peer_chain(), PKI.identity("web").trust, now, "db").service == "db"
+    with pytest.raises(Refused) as wrong:
+        server_service(client.peer_chain(), PKI.identity("web").trust, now, "cache")
+    assert wrong.value.reason == tally.WRONG_SERVER and "not the upstream service 'cache'" in str(
+        wrong.value
+    )
+
+
+def test_half_close_each_way_keeps_the_other_direction() -> None:
+    client, server = pair()
+    assert server.feed(client.encrypt(b"request")) == [b"request"]
+    assert server.feed(client.close_write()) == [] and server.eof_received
+    assert client.feed(server.encrypt(b"answer after the client's close_notify")) == [
+        b"answer after the client's close_notify"
+    ]
+    client.feed(server.close_write())
+    assert client.eof_received and client.eof_sent and server.eof_sent
+
+
+def test_garbage_is_an_ssl_error() -> None:
+    server = TlsPipe(PKI.identity("db").server, server_side=True)
+    with pytest.raises(ssl.SSLError):
+        server.feed(b"GET / HTTP/1.1\r\n\r\n")
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.binary(min_size=1, max_size=70_000), st.lists(st.integers(1, 5000), min_size=1))
+def test_plaintext_survives_any_chunking_of_the_ciphertext(data: bytes, cuts: list[int]) -> None:
+    client, server = CLIENT_SERVER
+    wire = client.encrypt(data)
+    got, at, i = [], 0, 0
+    while at < len(wire):
+        step = cuts[i % len(cuts)]
+        got += server.feed(wire[at : at + step])
+        at, i = at + step, i + 1
+    assert b"".join(got) == data
+
+
+CLIENT_SERVER = pair()
+
+
+@pytest.mark.parametrize(
+    ("intentions", "source", "allowed", "shown"),
+    [
+        ([], "web", False, "no intention matched; default policy is deny"),
+        ([Intention("web", "db", action="allow", id="i1")], "web", True,
+         "web => db (allow, id i1)"),
+        ([Intention("*", "db", action="deny"), Intention("web", "db", action="allow")], "api",
+         False, "* => db (deny)"),
+    ],
+)  # fmt: skip
+def test_admission_uses_the_intentions_core_and_names_the_rule(
+    intentions: list[Intention], source: str, allowed: bool, shown: str
+) -> None:
+    decision = admit(IntentionSet(intentions), source, "db", default_allow=False)
+    assert decision.allowed is allowed and decided_by(decision) == shown
+
+
+def test_a_chain_of_another_mesh_is_an_unknown_issuer() -> None:
+    other = Pki(CLUSTER_B)
+    chain = [
+        c.public_bytes(Encoding.DER) for c in load_pem_chain(other.leaf_json("web")["CertPEM"])
+    ]
+    with pytest.raises(Refused) as refused:
+        client_service(chain, PKI.identity("db").trust, datetime.now(UTC))
+    assert refused.value.reason == tally.UNKNOWN_ISSUER
+
+
+def connect(session: ssl.SSLSession | None) -> tuple[TlsPipe, TlsPipe]:
+    """web -> db through two pipes; the client ends holding the server's ticket."""
+    client = TlsPipe(PKI_WEB.client, server_side=False, session=session)
+    server = TlsPipe(PKI_DB.server, server_side=True)
+    wire = client.start()
+    while not (client.handshaken and server.handshaken):
+        server.feed(wire)
+        client.feed(server.pending())
+        wire = client.pending()
+    server.feed(wire)
+    client.feed(server.encrypt(b"ticket rides along"))
+    return client, server
+
+
+PKI_WEB, PKI_DB = PKI.identity("web"), PKI.identity("db")
+
+
+def test_a_resumed_session_is_verified_again_from_its_remembered_leaf() -> None:
+    known = PeerCache()
+    first_client, first_server = connect(None)
+    assert not first_server.resumed and len(first_server.peer_certificates()) == 2
+    now = datetime.now(UTC)
+    trust = PKI_DB.trust
+    assert client_service(first_server.peer_certificates(), trust, now, known).service == "web"
+    assert first_client.tls.session is not None and first_client.tls.session.has_ticket
+    client, server = connect(first_client.tls.session)
+    assert server.resumed and client.resumed
+    leaf_only = server.peer_certificates()
+    assert len(leaf_only) == 1  # no certificates travel on resumption
+    assert client_service(leaf_only, trust, now, known).service == "web"  # checked again
+    with pytest.raises(Refused) as refused:
+        client_service(leaf_only, trust, now)  # without the learnt intermediate
+    assert refused.value.reason == tally.UNKNOWN_ISSUER
+
+
+def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() -> None:
+    session = connect(None)[0].tls.session
+    assert session is not None and session.has_ticket
+    cache = SessionCache(max_age_s=10)
+    assert cache.offer("a", PKI_WEB.client, 0) is None  # first use of this context
+    cache.keep("a", PKI_WEB.client, session, 0)
+    assert cache.offer("a", PKI_WEB.client, 10) is session
+    assert cache.offer("a", PKI_WEB.client, 10.5) is None  # too old
+    cache.keep("b", PKI_WEB.client, session, 20)
+    cache.drop("b")
+    assert cache.offer("b", PKI_WEB.client, 20) is None
+    cache.keep("c", PKI_WEB.client, session, 30)
+    renewed = PKI.identity("web").client  # a renewed leaf: a new context, no old session
+    assert cache.offer("c", renewed, 30) is None and cache.offer("c", PKI_WEB.client, 30) is None
+
+
+def test_a_verified_leaf_is_remembered_per_trust_and_only_while_valid() -> None:
+    cache = PeerCache()
+    pems = load_pem_chain(PKI.leaf_json("web")["CertPEM"])
+    chain = [c.public_bytes(Encoding.DER) for c in pems]
+    now = datetime.now(UTC)
+    trust = PKI_DB.trust
+    assert client_service(chain, trust, now, cache).service == "web"
+    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is not None
+    assert cache.verified(chain[0], trust, SERVER_AUTH.dotted_string, now) is None  # per purpose
+    later = pems[0].not_valid_after_utc + timedelta(seconds=1)
+    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, later) is None
+    with pytest.raises(Refused) as refused:
+        client_service(chain, trust, later, cache)  # verified again: the precise refusal
+    assert refused.value.reason == tally.EXPIRED
+    other = PKI.identity("db").trust  # new roots or a new leaf: a new Trust, nothing kept
+    assert cache.verified(chain[0], other, CLIENT_AUTH.dotted_string, now) is None
+    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is None
