@@ -50,6 +50,10 @@ system_packages() {
     command -v haproxy >/dev/null 2>&1 || pkgs+=(haproxy)
     command -v kdig >/dev/null 2>&1 || pkgs+=(knot-dnsutils)
     command -v dnsperf >/dev/null 2>&1 || pkgs+=(dnsperf)
+    command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)  # s_client/verify against agents and proxies
+    # The proxy bench's load generator and backend (bench/proxy_pair.py).
+    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
+    command -v nginx >/dev/null 2>&1 || pkgs+=(nginx-light)
   fi
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   command -v serf >/dev/null 2>&1 || die "serf is still not on PATH after installing it"
