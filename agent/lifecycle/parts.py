@@ -256,8 +256,7 @@ async def _open_frontends(
         status, node_id=s.node_id, data_dir=str(s.data_dir.path), serf=g.serf, local=s.local,
         catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
         peer_identities=partial(peer_identities, g.identity, g.members, g.replicator.tls),
-        reload=reloader.reload,
-        request_shutdown=hooks.request_shutdown,
+        reload=reloader.reload, request_shutdown=hooks.request_shutdown,
     )  # fmt: skip
     external = ExternalNodes(
         s.catalog, owner=c.node, wall_ms=wall_ms, is_member=partial(_is_cluster_member, g.members)
@@ -283,9 +282,7 @@ async def _open_frontends(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
         local=s.local, intentions=s.intentions, ca=s.ca, serf=g.serf, joins=g.joins,
         replicator=g.replicator, members=g.members, identity=g.identity,
-        identity_loop=g.identity_loop, reloader=reloader,
-        http=http,
-        peer_rpc=peer_rpc, dns=dns,
+        identity_loop=g.identity_loop, reloader=reloader, http=http, peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip
 
 
