@@ -35,6 +35,8 @@ from gossamer.intentions.denials import (
     rfc3339_ms,
 )
 from gossamer.intentions.model import Decision, Intention
+from gossamer.intentions.tui.denial_rows import ago, allow_draft, cells, rule_pair
+from gossamer.intentions.tui.form import problems
 from tests.harness.http_app import serving
 from tests.harness.poll import eventually_async
 
@@ -242,3 +244,41 @@ async def test_bad_input_is_a_400_naming_it_and_keeps_nothing(
     status, text, _ = await call(method, base + query, body)
     assert status == 400 and says in text, text
     assert (await call("GET", base))[1] == []
+
+
+# --- the terminal UI's rows -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("then", "now", "shown"),
+    [(T0, T0 + 999, "now"), (T0, T0 + 59_999, "59s ago"), (T0, T0 + 60_000, "1m ago"),
+     (T0, T0 + 3_599_999, "59m ago"), (T0, T0 + 7_200_000, "2h ago"), (T0 + 5, T0, "now")],
+)  # fmt: skip
+def test_last_seen_is_an_age(then: int, now: int, shown: str) -> None:
+    assert ago(then, now) == shown
+
+
+def test_a_row_shows_pair_rule_count_and_age() -> None:
+    d = row(ixn="i-1", rule="web => db (deny)", count=12, first=T0, last=T0 + 1000)
+    assert cells(d, T0 + 4000) == ("web", "db", "web => db (deny)", "12", "3s ago")
+
+
+RULES = {("web", "db"): Intention(source="web", destination="db", action="deny", id="i-1")}
+
+
+@pytest.mark.parametrize(
+    ("denial", "pair"),
+    [
+        (row(ixn="i-1", rule="web => db (deny)"), ("web", "db")),
+        (row(ixn="i-gone", rule="web => db (deny)"), None),  # deleted since: allow it instead
+        (row(), None),
+    ],
+)
+def test_a_row_leads_to_the_rule_that_denied(denial: Denial, pair: tuple[str, str] | None) -> None:
+    assert rule_pair(denial, RULES) == pair
+
+
+def test_a_default_policy_row_leads_to_an_allowing_draft() -> None:
+    draft = allow_draft(row(src="api"))
+    assert (draft.source, draft.destination, draft.kind) == ("api", "db", "allow")
+    assert problems(draft) == []

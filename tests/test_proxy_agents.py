@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.cli import gossamer
+from tests.harness.cli import gossamer, ok
 from tests.harness.cluster import AgentProc, Cluster, exact, free_port, http_json
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -138,6 +138,8 @@ def test_denials_are_reported_to_the_agent_with_the_rule_that_decided(mesh: Mesh
                what="the default policy's deny reported")  # fmt: skip
     row = denials_of(mesh, "default policy (deny)")[0]
     assert (row["IntentionID"], row["Precedence"]) == ("", 0)
+    out = ok("intention", "denials", "--source", "web", "--http-addr", mesh.agent.http)
+    assert "web => db  by default policy (deny)" in out and "web => db  by web => db (deny)" in out
     set_intention(mesh.agent, "web", "db", "allow")
     assert through(mesh, b"again") == b"again<eof>"
 
