@@ -31,7 +31,7 @@ from gossamer.intentions.tui.rows import Pair
 if TYPE_CHECKING:
     from gossamer.intentions.tui.app import IntentionsApp
 
-TITLE = "[b]Denials[/] by the proxies of this agent (last 10 minutes)  enter: the rule or allow it"
+TITLE = "[b]Denials[/] by this agent's proxies, last 10 min · enter: the rule, or allow it"
 RETRY_S = 1.0
 
 
