@@ -109,16 +109,24 @@ class DenialTable:
         return len(self._rows)
 
     def add(self, denial: Denial) -> None:
+        """One row (the proxy's data path): a full table drops its stalest row, one pass."""
         key = denial.key
         old = self._rows.get(key)
         self._rows[key] = denial if old is None else merged(old, denial)
         if len(self._rows) > self.max_rows:
-            stalest = min(self._rows.values(), key=lambda d: d.last_ms)
+            stalest = min(self._rows.values(), key=lambda d: (d.last_ms, d.key))
             del self._rows[stalest.key]
 
     def add_all(self, denials: Iterable[Denial]) -> None:
+        """Merge every row in, then trim once (a full table costs one sort, not one per row)."""
         for denial in denials:
-            self.add(denial)
+            key = denial.key
+            old = self._rows.get(key)
+            self._rows[key] = denial if old is None else merged(old, denial)
+        if len(self._rows) > self.max_rows:
+            newest = sorted(self._rows.values(), key=lambda d: (-d.last_ms, d.key))
+            for stale in newest[self.max_rows :]:
+                del self._rows[stale.key]
 
     def expire(self, now_ms: int) -> bool:
         """Forget rows last seen more than the window ago; True when any went."""

@@ -1,6 +1,7 @@
 """Denial rows: the pure aggregation as tables, and the agent's endpoint over a real socket.
 
-The end-to-end path (a real proxy denying a real connection and the row
+The proxy's reporter is tested against the endpoint here too; the
+end-to-end path (a real proxy denying a real connection and the row
 showing up at its agent) is in test_proxy_agents.py.
 """
 
@@ -37,6 +38,9 @@ from gossamer.intentions.denials import (
 from gossamer.intentions.model import Decision, Intention
 from gossamer.intentions.tui.denial_rows import ago, allow_draft, cells, rule_pair
 from gossamer.intentions.tui.form import problems
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.denial_report import DenialReporter, batch_table
+from tests.harness.cluster import free_port
 from tests.harness.http_app import serving
 from tests.harness.poll import eventually_async
 
@@ -282,3 +286,36 @@ def test_a_default_policy_row_leads_to_an_allowing_draft() -> None:
     draft = allow_draft(row(src="api"))
     assert (draft.source, draft.destination, draft.kind) == ("api", "db", "allow")
     assert problems(draft) == []
+
+
+# --- the proxy's reporter against a real endpoint -------------------------------------------------
+
+
+async def test_the_reporter_keeps_rows_while_the_agent_is_away_then_delivers(base: str) -> None:
+    down = AgentHttp(f"http://127.0.0.1:{free_port('127.0.0.1')}")
+    reporter = DenialReporter(down, batch_table())
+    reporter.table.add_all([row(src="web", first=time.time_ns() // 1_000_000)] * 3)
+    await reporter.flush()  # nobody listens: kept, merged back
+    assert [(d.source, d.count) for d in reporter.table.rows()] == [("web", 3)]
+    reporter.agent = AgentHttp(base.removesuffix(PATH))
+    await reporter.flush()
+    assert (len(reporter.table), reporter.sent) == (0, 1)
+    assert [(r["Source"], r["Count"]) for r in (await call("GET", base))[1]] == [("web", 3)]
+    index = CATALOGS[base].index(["intention-denials"])
+    await reporter.flush()  # nothing new: nothing sent
+    assert CATALOGS[base].index(["intention-denials"]) == index
+
+
+async def test_a_report_the_agent_refuses_is_dropped_not_retried(serve_app: Any) -> None:
+    where = await serve_app(web.Application())  # an agent without the endpoint: 404
+    reporter = DenialReporter(AgentHttp(where.base), batch_table())
+    reporter.table.add(row())
+    await reporter.flush()
+    assert (len(reporter.table), reporter.sent) == (0, 0)
+
+
+def test_a_batch_beyond_the_cap_keeps_the_newest_rows() -> None:
+    table = DenialTable(max_rows=2)
+    table.add(row(src="old", first=T0))
+    table.add_all([row(src=f"s{i}", first=T0 + i) for i in (3, 1, 2)])
+    assert [d.source for d in table.rows()] == ["s3", "s2"]
