@@ -1,8 +1,9 @@
-"""The proxy's HTTP client for its agent: one GET per connection, nothing more.
+"""The proxy's HTTP client for its agent: one request per connection, nothing more.
 
 Why not aiohttp: the proxy only ever GETs small JSON answers (some held for
 a minute as blocking queries), and aiohttp alone adds ~12 MiB to the RSS of
-every sidecar. This sends `GET <path> HTTP/1.1` with `Connection: close`,
+every sidecar. This sends `GET <path> HTTP/1.1` (or a `PUT` of a small JSON
+body: the denial reports) with `Connection: close`,
 reads to the end, and decodes a `Content-Length` or chunked body. `https://`
 agent addresses are dialled with the system's default TLS verification.
 Errors: OSError / TimeoutError from the network, `BadAnswer` for a reply
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +42,7 @@ class Answer:
 
 
 class AgentHttp:
-    """GETs against one agent's HTTP API (`base_url` as the CLI resolved it)."""
+    """Requests to one agent's HTTP API (`base_url` as the CLI resolved it)."""
 
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
@@ -51,11 +53,23 @@ class AgentHttp:
         self._host_header = parts.netloc
 
     async def get(self, path: str, timeout: float) -> Answer:
+        return await self.request("GET", path, timeout)
+
+    async def put_json(
+        self, path: str, body: Sequence[object] | Mapping[str, object], timeout: float = 5.0
+    ) -> Answer:
+        """PUT `body` as JSON; the answer whatever its status (the caller judges it)."""
+        return await self.request("PUT", path, timeout, json.dumps(body).encode())
+
+    async def request(self, method: str, path: str, timeout: float, body: bytes = b"") -> Answer:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
             try:
-                request = f"GET {path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-                writer.write(f"{request}Connection: close\r\nAccept: */*\r\n\r\n".encode())
+                head = f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+                if body:
+                    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                head += "Connection: close\r\nAccept: */*\r\n\r\n"
+                writer.write(head.encode() + body)
                 raw = await reader.read(MAX_ANSWER)
                 while chunk := await reader.read(MAX_ANSWER):
                     raw += chunk

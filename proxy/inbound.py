@@ -6,7 +6,9 @@ checked (authorize.client_service), the decision made locally from the
 watched intentions (authorize.admit); allowed -> a plain connection to the
 local app (`local_connect_s`, 1 s) joined byte for byte (relay.py); refused
 -> closed, counted by reason, logged at most once per source per minute,
-with source, destination and the deciding rule for a deny.
+with source, destination and the deciding rule for a deny. A deny (and a
+connection cut by a policy change) is also recorded in `denials`, the
+batch the runtime reports to the agent (denial_report.py).
 
 Open connections are kept with their source service: when the intentions
 change, `recheck` decides each again and cuts those no longer allowed
@@ -20,9 +22,11 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.denials import DenialTable, denial_of, not_known
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
     Refused,
@@ -37,6 +41,7 @@ from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
+TERMINATED = "connection terminated due to policy change"
 
 
 class Policy:
@@ -57,11 +62,13 @@ class Inbound:
         identity: Callable[[], Identity | None],
         policy: Policy,
         counts: tally.Tally,
+        denials: DenialTable | None = None,
     ) -> None:
         self.config = config
         self._identity = identity
         self.policy = policy
         self.tally = counts
+        self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay -> the client's service
         self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
@@ -119,10 +126,12 @@ class Inbound:
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
         found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
         if not self.policy.known:
+            self.denials.add(not_known(found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, "the intentions are not known yet")
         decision = admit(self.policy.intentions, found.service, self.config.service,
                          default_allow=self.policy.default_allow)  # fmt: skip
         if not decision.allowed:
+            self.denials.add(denial_of(decision, found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, f"{found.service} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
         return found.service
@@ -155,12 +164,14 @@ class Inbound:
             if not decision.allowed:
                 relay.terminate()
                 self.tally.add("inbound.terminated")
-                log.warning("proxy: connection terminated due to policy change: %s -> %s (%s)",
+                cut = denial_of(decision, source, self.config.service, _now_ms())
+                self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
+                log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,
                             source, self.config.service, decided_by(decision))  # fmt: skip
 
     def refuse(self, reason: str, peer: str, message: str) -> None:
         host = peer.rsplit(":", 1)[0]
-        if self.tally.refuse("inbound", reason, host, time.time_ns() // 1_000_000):
+        if self.tally.refuse("inbound", reason, host, _now_ms()):
             log.warning("proxy: inbound from %s refused (%s): %s", peer, reason, message)
 
     def terminate_all(self) -> None:
@@ -179,6 +190,10 @@ class _Refuse(asyncio.Protocol):
         shown = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._inbound.refuse(tally.NO_IDENTITY, shown, "the proxy has no certificate yet")
         transport.close()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _peer_of(side: TlsSide) -> str:

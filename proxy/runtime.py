@@ -13,7 +13,8 @@ are not touched; a changed inbound port or local app restarts the inbound
 listener only. SIGTERM/SIGINT: stop listening, let open connections finish
 for up to the drain timeout, cut the rest, exit 0. SIGHUP: read the
 registration, the default policy, the leaf, the roots and the intentions
-again. SIGUSR1: log the counters.
+again. SIGUSR1: log the counters. Denied connections are reported to the agent
+about once a second while there are new ones (denial_report.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, ProxyConfig, Upstream, config_from_registration
+from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.identity import Identity, IdentityError, build_identity
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.outbound import UpstreamListener, instances_of
@@ -45,6 +47,7 @@ class ProxyRuntime:
         self.config = config
         self.agent = agent
         self.tally = tally.Tally()
+        self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()
         self.identity: Identity | None = None
         self.inbound: Inbound | None = None
@@ -67,6 +70,7 @@ class ProxyRuntime:
                         by_hash=True)  # fmt: skip
         await self.read_default_policy()
         await self._apply(self.config, first=True)
+        self.denials.start()
 
     def _watch(self, path: str, on_change: Any, *, by_hash: bool = False) -> Watch:
         watch = Watch(self.agent, path, on_change, by_hash=by_hash)
@@ -134,7 +138,8 @@ class ProxyRuntime:
                 self.inbound.stop_listening()
                 self.inbound = None
             if config.bind_port and config.local_port:
-                self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally)
+                self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
+                                       self.denials.table)  # fmt: skip
                 self.inbound.on_close = self.closed_one.set
                 await self.inbound.start()
         for upstream in [u for u in self.upstreams if u not in config.upstreams]:
@@ -192,6 +197,8 @@ class ProxyRuntime:
         for listener, _ in self.upstreams.values():
             listener.terminate_all()
         self.stop_watches()
+        self.denials.stop()
+        await self.denials.flush()
 
     def stop_watches(self) -> None:
         for watch in self._watches:

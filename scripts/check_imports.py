@@ -84,6 +84,7 @@ PURE_MODULES: tuple[str, ...] = (
     # intentions: all of it but the TUI's shells (SHELLS_IN_PURE_FOLDERS)
     "intentions/",
     # the TUI's screen logic that needs no terminal
+    "intentions/tui/denial_rows.py",
     "intentions/tui/form.py",
     "intentions/tui/history.py",
     "intentions/tui/matrix.py",

@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.harness.cli import gossamer
-from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.cli import gossamer, ok
+from tests.harness.cluster import AgentProc, Cluster, exact, free_port, http_json
 from tests.harness.poll import eventually
 from tests.proxy_support import (
     App,
@@ -35,6 +36,8 @@ from tests.proxy_support import (
     wait_listening,
     web_body,
 )
+
+DENIALS = "/v1/connect/intentions/denials"
 
 
 @dataclass
@@ -111,6 +114,32 @@ def test_a_denied_pair_is_refused_then_allowed_then_cut_while_open(mesh: Mesh) -
 
     eventually(refused, 5, what="new connections refused under deny")
     assert "denied by web => db (deny" in mesh.db_proxy.log()
+    set_intention(mesh.agent, "web", "db", "allow")
+    assert through(mesh, b"again") == b"again<eof>"
+
+
+def denials_of(mesh: Mesh, rule: str) -> list[dict[str, Any]]:
+    rows = mesh.agent.get(f"{DENIALS}?source=web&destination=db")
+    return [r for r in rows if r["Rule"] == rule]
+
+
+def test_denials_are_reported_to_the_agent_with_the_rule_that_decided(mesh: Mesh) -> None:
+    through(mesh, b"warm")
+    set_intention(mesh.agent, "web", "db", "deny")
+    deny_id = exact(mesh.agent, "web", "db")["ID"]  # type: ignore[index]
+    eventually(lambda: roundtrip(mesh.upstream, b"x") == b"", 5, what="web -> db refused")
+    row = eventually(lambda: denials_of(mesh, "web => db (deny)"), 10, what="the deny reported")[0]
+    assert (row["IntentionID"], row["Precedence"], row["Count"] >= 1) == (deny_id, 9, True)
+    assert row["FirstSeen"] <= row["LastSeen"]
+    http_json(f"{mesh.agent.http}/v1/connect/intentions/exact?source=web&destination=db",
+              "DELETE")  # fmt: skip  # no intention left: the default policy (deny) decides
+    eventually(lambda: roundtrip(mesh.upstream, b"y") == b"" and
+               denials_of(mesh, "default policy (deny)"), 10,
+               what="the default policy's deny reported")  # fmt: skip
+    row = denials_of(mesh, "default policy (deny)")[0]
+    assert (row["IntentionID"], row["Precedence"]) == ("", 0)
+    out = ok("intention", "denials", "--source", "web", "--http-addr", mesh.agent.http)
+    assert "web => db  by default policy (deny)" in out and "web => db  by web => db (deny)" in out
     set_intention(mesh.agent, "web", "db", "allow")
     assert through(mesh, b"again") == b"again<eof>"
 

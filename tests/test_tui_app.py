@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from gossamer.agent.cli.tui import read_policy_file
+from gossamer.intentions.denials import Denial, denial_to_json
 from gossamer.intentions.tui.app import IntentionsApp
 from gossamer.intentions.tui.confirm import ConfirmScreen
+from gossamer.intentions.tui.denials_screen import DenialsScreen
 from gossamer.intentions.tui.form_screen import FormScreen
 from gossamer.intentions.tui.main_screen import MainScreen
 from gossamer.intentions.tui.matrix_screen import MatrixScreen
@@ -367,6 +369,53 @@ async def test_history_of_a_change_on_another_agent_in_the_ui_the_api_and_the_cl
             lambda: "~ hi-web" in str(app.screen.query_one("#detail-history", Static).render()),
             "the intention's own history",
         )
+
+
+def report_denial(agent: AgentProc, source: str, ixn_id: str, rule: str, ago_ms: int) -> None:
+    """What a proxy of `agent` sends when it denied `source` -> dn-db."""
+    seen = time.time_ns() // 1_000_000 - ago_ms
+    row = Denial(source, "dn-db", ixn_id, 9 if ixn_id else 0, rule, "why", 1, seen, seen)
+    assert agent.put("/v1/connect/intentions/denials", [denial_to_json(row)]) is True
+
+
+def denial_counts(app: IntentionsApp) -> dict[str, str]:
+    table = app.screen.query_one("#denials", DataTable)
+    return {
+        str(table.get_row_at(i)[0]): str(table.get_row_at(i)[3]) for i in range(table.row_count)
+    }
+
+
+async def test_denials_show_live_and_lead_to_the_rule_or_a_form_that_allows(
+    duo: list[AgentProc],
+) -> None:
+    a, _ = duo
+    put_exact(a, "dn-bad", "dn-db", {"Action": "deny"})
+    bad_id = exact(a, "dn-bad", "dn-db")["ID"]  # type: ignore[index]
+    report_denial(a, "dn-bad", bad_id, "dn-bad => dn-db (deny)", 5000)
+    report_denial(a, "dn-web", "", "default policy (deny)", 0)  # newest: the first row
+    async with IntentionsApp(a.http).run_test(size=SIZE) as pilot:
+        app = await started(pilot)
+        await until(pilot, lambda: ("dn-bad", "dn-db") in app.intentions, "the rule")
+        await pilot.press("x")
+        assert isinstance(app.screen, DenialsScreen)
+        await until(pilot, lambda: denial_counts(app).get("dn-bad") == "1", "the rows")
+        report_denial(a, "dn-bad", bad_id, "dn-bad => dn-db (deny)", 0)  # live, no keypress
+        await until(pilot, lambda: denial_counts(app).get("dn-bad") == "2", "the live count")
+        assert str(app.screen.query_one("#denials", DataTable).get_row_at(0)[2]).startswith(
+            "dn-bad => dn-db"
+        )
+        await pilot.press("enter")  # the cursor is on the first row: dn-bad, most recent now
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), "back to the list")
+        assert main(app).table.cursor_pair == ("dn-bad", "dn-db")
+        await pilot.press("x")
+        await until(pilot, lambda: "dn-web" in denial_counts(app), "the default policy's row")
+        await pilot.press("down", "enter")
+        form = await until(pilot, lambda: isinstance(app.screen, FormScreen) and app.screen, "form")
+        assert form.query_one("#source", Input).value == "dn-web"
+        assert form.query_one("#destination", Input).value == "dn-db"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: exact(a, "dn-web", "dn-db"), "the allowing intention")
+        assert exact(a, "dn-web", "dn-db")["Action"] == "allow"  # type: ignore[index]
 
 
 # --- an agent that answers garbage; the CLI entry ------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from gossamer.intentions.tui.app import IntentionsApp
+from gossamer.intentions.tui.denials_screen import DenialsScreen
 from gossamer.intentions.tui.matrix_screen import MatrixScreen
 from tests.harness.tui import FixedApi, sample_intentions
 
@@ -69,3 +70,18 @@ def test_the_matrix(snap_compare: Any) -> None:
 def test_the_detail_view(snap_compare: Any) -> None:
     keys = ["slash", *"billing", "enter", "enter"]
     assert snap_compare(app(), press=keys, terminal_size=SIZE, run_before=loaded)
+
+
+async def denials_shown(pilot: Pilot[Any]) -> None:
+    await loaded(pilot)
+    await pilot.press("x")
+    for _ in range(200):
+        screen = pilot.app.screen
+        if isinstance(screen, DenialsScreen) and screen.rows:
+            break
+        await pilot.pause(0.01)
+    await pilot.pause()
+
+
+def test_the_denials_pane(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=SIZE, run_before=denials_shown)

@@ -27,6 +27,7 @@ from gossamer.agent.cli.intention_apply import (
     current_intentions,
     exact_path,
 )
+from gossamer.agent.cli.intention_denials import add_denials_parser
 from gossamer.agent.cli.intention_files import (
     PolicyError,
     load_policy,
@@ -56,6 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for add in (_add_create, _add_delete_get, _add_list, _add_check, _add_match, _add_apply):
         add(verbs)
     add_history_parser(verbs)
+    add_denials_parser(verbs)
 
 
 def _add_create(verbs: VerbParsers) -> None:

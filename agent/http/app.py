@@ -20,6 +20,7 @@ from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
 from gossamer.agent.http.connect_ca_routes import IDENTITY_KEY, add_connect_ca_routes
+from gossamer.agent.http.denial_routes import add_denial_routes
 from gossamer.agent.http.errors import answer
 from gossamer.agent.http.health_routes import add_health_routes
 from gossamer.agent.http.intention_access import INTENTIONS_KEY, IntentionsAccess
@@ -87,5 +88,6 @@ def make_app(
     add_intention_routes(app.router)
     add_intention_check_routes(app.router)
     add_connect_ca_routes(app.router)
+    add_denial_routes(app)
     add_intention_id_routes(app.router)  # last: /{id} would shadow /exact, /check, /match
     return app

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from gossamer.intentions.codec import intention_from_json
+from gossamer.intentions.denials import Denial, DenialError, denials_from_json
 from gossamer.intentions.model import HttpRequest, Intention
 from gossamer.intentions.plan import write_body
 from gossamer.intentions.validate import IntentionError
@@ -143,6 +144,15 @@ class AgentApi:
         if not isinstance(rows, list):
             raise BadAnswer("/v1/connect/intentions/history: expected a list")
         return [r for r in rows if isinstance(r, dict)], got
+
+    async def denials(self, index: int = 0) -> tuple[list[Denial], int]:
+        """What the proxies of this agent denied lately, most recent first; blocks on `index`."""
+        path = "/v1/connect/intentions/denials" + _blocking(index)
+        rows, got = await self.call("GET", path, timeout=_timeout(index))
+        try:
+            return denials_from_json(rows), got
+        except DenialError as exc:
+            raise BadAnswer(f"{path}: {exc}") from None
 
 
 def _blocking(index: int, extra: list[tuple[str, str]] | None = None) -> str:

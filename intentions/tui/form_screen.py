@@ -59,10 +59,11 @@ class FormScreen(Screen[Pair | None]):
         Binding("ctrl+down", "move(1)", "Move down"),
     ]
 
-    def __init__(self, existing: Intention | None) -> None:
+    def __init__(self, existing: Intention | None, *, draft: Draft | None = None) -> None:
+        """`draft` fills a create form (the denials pane's "allow this pair")."""
         super().__init__()
         self.existing = existing
-        self.draft = draft_of(existing) if existing else Draft()
+        self.draft = draft_of(existing) if existing else (draft or Draft())
         self.permissions = self.draft.permissions
 
     @property

@@ -1,4 +1,4 @@
-"""The history feed (every intention change the agent kept, live) and the denials pane."""
+"""The history feed: every intention change the agent kept, live."""
 
 from __future__ import annotations
 
@@ -52,18 +52,3 @@ class HistoryScreen(Screen[None]):
                 continue
             index = next_index(index, got)
             out.update("\n".join(history_lines(rows)) or "No changes kept yet.")
-
-
-class DenialsScreen(Screen[None]):
-    """Connections the proxies of this agent denied: waits for the proxy to report them."""
-
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
-
-    def compose(self) -> ComposeResult:
-        yield Static(
-            "[b]Denials[/]\n\nThe proxy has not landed yet: no proxy reports denied "
-            "connections to this agent, so there is nothing to show. Once it does, this "
-            "pane lists source, destination, the rule that denied, count and last seen.",
-            id="denials",
-        )
-        yield Footer()

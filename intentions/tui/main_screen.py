@@ -23,6 +23,7 @@ from textual.widgets import Footer, Input, Static
 
 from gossamer.intentions.tui.check_panel import CheckPanel
 from gossamer.intentions.tui.client import AgentDown, ApiRefused, BadAnswer
+from gossamer.intentions.tui.form import Draft
 from gossamer.intentions.tui.grid import Grid
 from gossamer.intentions.tui.rows import (
     COLUMNS,
@@ -210,9 +211,18 @@ class MainScreen(Screen[None]):
         self.app.push_screen(HistoryScreen())
 
     def action_denials(self) -> None:
-        from gossamer.intentions.tui.history_screen import DenialsScreen
+        from gossamer.intentions.tui.denials_screen import DenialsScreen
 
-        self.app.push_screen(DenialsScreen())
+        self.app.push_screen(DenialsScreen(), self.denial_chosen)
+
+    def denial_chosen(self, chosen: Pair | Draft | None) -> None:
+        """A denial's row leads to its rule, or to a form that would allow the pair."""
+        if isinstance(chosen, Draft):
+            from gossamer.intentions.tui.form_screen import FormScreen
+
+            self.app.push_screen(FormScreen(None, draft=chosen), self.select_rule)
+        else:
+            self.select_rule(chosen)
 
     def select_rule(self, pair: Pair | None) -> None:
         """Put the cursor on a pair's row; one just written is selected when it arrives."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from gossamer.intentions.codec import intention_to_json
 from gossamer.intentions.decide import IntentionSet, decide
+from gossamer.intentions.denials import Denial, denial_to_json
 from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permission
 from gossamer.intentions.tui.client import AgentApi
 
@@ -37,6 +39,18 @@ def sample_intentions() -> list[Intention]:
         Intention("*", "*", "deny", description="default deny, written down"),
     ]
     return [_stamped(i, n) for n, i in enumerate(rows, start=1)]
+
+
+def sample_denials() -> list[dict[str, Any]]:
+    """Denial rows seen minutes ago (whole minutes on screen, so the picture holds still)."""
+    now = time.time_ns() // 1_000_000
+    rows = [
+        Denial("batch", "db", "00000000-0000-4000-8000-000000000003", 8, "* => db (deny)",
+               "matched deny intention", 14, now - 530_000, now - 150_000),
+        Denial("web", "billing", "", 0, "default policy (deny)", "default policy is deny",
+               3, now - 400_000, now - 270_000),
+    ]  # fmt: skip
+    return [denial_to_json(d) for d in rows]
 
 
 def _stamped(ixn: Intention, n: int) -> Intention:
@@ -82,6 +96,8 @@ class FixedApi(AgentApi):
             await asyncio.Event().wait()
         if path.startswith("/v1/connect/intentions/history"):
             return [], INDEX
+        if path.startswith("/v1/connect/intentions/denials"):
+            return sample_denials(), INDEX
         if path.startswith("/v1/connect/intentions/check"):
             query = dict(parse_qsl(urlsplit(path).query))
             found = decide(self.rules, query["source"], query["destination"], default_allow=False)
