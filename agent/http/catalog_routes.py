@@ -66,7 +66,10 @@ def _service_row(view: View, pair: tuple[NodeRecord, Service]) -> JsonObject:
 
 def _services(view: View, record: NodeRecord, query: ReadQuery) -> list[JsonObject]:
     index = view.index(record)
-    rows = [service_json(s, create_index=index, modify_index=index) for s in record.services]
+    rows = [
+        service_json(s, create_index=index, modify_index=index, external=record.is_external)
+        for s in record.services
+    ]
     return keep(query.filter, rows, lambda row: row)
 
 

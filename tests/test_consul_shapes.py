@@ -1,0 +1,124 @@
+"""The API surface Consul clients read, compared key by key with Consul's documented answers.
+
+One real agent (serf child, real sockets), read through py-consul where it
+has the call and aiohttp otherwise. Key sets are Consul's; gossamer's own
+fields live under `Gossamer` in /v1/agent/self, where clients do not
+compare strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import consul
+import pytest
+
+from gossamer.catalog.model import Service
+from gossamer.catalog.tagged import node_tagged, service_tagged
+from tests.harness.cluster import AgentProc, Cluster
+
+SELF_SECTIONS = {"Config", "DebugConfig", "Coord", "Member", "Stats", "Meta", "xDS", "Gossamer"}
+CONFIG_KEYS = {
+    "Datacenter", "PrimaryDatacenter", "NodeName", "NodeID", "Revision", "Server", "Version",
+    "BuildDate",
+}  # fmt: skip
+STATS = {
+    "agent": {"check_monitors", "check_ttls", "checks", "services"},
+    "runtime": {"arch", "cpu_count", "goroutines", "max_procs", "os", "version"},
+    "serf_lan": {
+        "coordinate_resets", "encrypted", "event_queue", "event_time", "failed", "health_score",
+        "intent_queue", "left", "member_time", "members", "query_queue", "query_time",
+    },
+    "build": {"prerelease", "revision", "version", "version_metadata"},
+}  # fmt: skip
+AGENT_SERVICE_KEYS = {
+    "ID", "Service", "Tags", "Meta", "Port", "Address", "TaggedAddresses", "Weights",
+    "EnableTagOverride", "Datacenter",
+}  # fmt: skip
+NODE_TAGS = {"lan", "lan_ipv4", "wan", "wan_ipv4"}
+
+
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProc]:
+    c = Cluster(Path(tmp_path_factory.mktemp("shapes")))
+    try:
+        (agent,) = c.start(1)
+        agent.put("/v1/agent/service/register", {"Name": "web", "Port": 80, "Address": "10.1.2.3"})
+        agent.put("/v1/agent/check/register", {"Name": "beat", "TTL": "30s"})
+        yield agent
+    finally:
+        leftovers = c.close()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def client(agent: AgentProc) -> consul.Consul:
+    return consul.Consul(host=agent.ip, port=agent.http_port)
+
+
+def test_agent_self_has_consuls_sections_with_consuls_keys(solo: AgentProc) -> None:
+    me = client(solo).agent.self()
+    assert set(me) == SELF_SECTIONS
+    assert set(me["Config"]) >= CONFIG_KEYS
+    for section, keys in STATS.items():
+        assert set(me["Stats"][section]) == keys, section
+        assert all(isinstance(v, str) for v in me["Stats"][section].values()), section
+    assert me["Stats"]["agent"] == {
+        "check_monitors": "0", "check_ttls": "1", "checks": "1", "services": "1",
+    }  # fmt: skip
+    assert me["Stats"]["serf_lan"]["members"] == "1"  # serf's own figure
+    assert me["Stats"]["build"]["version"] == me["Config"]["Version"]
+    assert me["xDS"] == {"SupportedProxies": {}, "Port": -1, "Ports": {"TLS": -1, "Plaintext": -1}}
+    coord = me["Coord"]
+    assert coord is None or (set(coord) == {"Vec", "Error", "Adjustment", "Height"})
+    assert me["Member"]["Name"] == me["Config"]["NodeName"]
+    tagged = me["DebugConfig"]["TaggedAddresses"]
+    assert set(tagged) == NODE_TAGS and set(tagged.values()) == {solo.ip}
+
+
+def test_agent_services_carry_every_field_consul_always_returns(solo: AgentProc) -> None:
+    services = client(solo).agent.services()
+    web = services["web"]
+    assert set(web) == AGENT_SERVICE_KEYS
+    assert web["Weights"] == {"Passing": 1, "Warning": 1}
+    assert (web["Tags"], web["Meta"], web["EnableTagOverride"]) == ([], {}, False)
+    here = {"Address": "10.1.2.3", "Port": 80}
+    assert web["TaggedAddresses"] == {"lan_ipv4": here, "wan_ipv4": here}
+    one = solo.get("/v1/agent/service/web")
+    assert set(one) == AGENT_SERVICE_KEYS | {"ContentHash"}
+    assert {k: v for k, v in one.items() if k != "ContentHash"} == web
+
+
+def test_nodes_carry_consuls_four_tagged_addresses_everywhere(solo: AgentProc) -> None:
+    c = client(solo)
+    _, nodes = c.catalog.nodes()
+    _, rows = c.catalog.service("web")
+    _, health = c.health.service("web")
+    _, node = c.catalog.node(nodes[0]["Node"])
+    for where, tagged in [
+        ("catalog nodes", nodes[0]["TaggedAddresses"]),
+        ("catalog service", rows[0]["TaggedAddresses"]),
+        ("health service", health[0]["Node"]["TaggedAddresses"]),
+        ("catalog node", node["Node"]["TaggedAddresses"]),
+    ]:
+        assert tagged == dict.fromkeys(sorted(NODE_TAGS), solo.ip), where
+
+
+def test_tagged_defaults_follow_the_address_family_and_never_override() -> None:
+    assert node_tagged("fd00::1", {}, external=False) == {
+        "lan": "fd00::1", "lan_ipv6": "fd00::1", "wan": "fd00::1", "wan_ipv6": "fd00::1",
+    }  # fmt: skip
+    assert node_tagged("10.0.0.1", {"wan": "203.0.113.9"}, external=False) == {
+        "lan": "10.0.0.1", "lan_ipv4": "10.0.0.1", "wan": "203.0.113.9", "wan_ipv4": "203.0.113.9",
+    }  # fmt: skip
+    assert node_tagged("10.0.0.1", {"lan": "x"}, external=True) == {"lan": "x"}
+    assert node_tagged("db.example", {}, external=False) == {
+        "lan": "db.example",
+        "wan": "db.example",
+    }
+    named = Service("s", "s", address="db.example", port=5)
+    assert service_tagged(named, {}) == {}
+    mine = Service("s", "s", address="10.0.0.1", port=5)
+    assert service_tagged(mine, {"wan_ipv4": ("198.51.100.1", 6)}) == {
+        "lan_ipv4": ("10.0.0.1", 5), "wan_ipv4": ("198.51.100.1", 6),
+    }  # fmt: skip
