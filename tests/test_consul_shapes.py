@@ -8,12 +8,14 @@ compare strictly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import consul
 import pytest
 
+from gossamer.agent.http.metrics_figures import route_label
 from gossamer.catalog.model import Service
 from gossamer.catalog.tagged import node_tagged, service_tagged
 from tests.harness.cluster import AgentProc, Cluster
@@ -122,3 +124,36 @@ def test_tagged_defaults_follow_the_address_family_and_never_override() -> None:
     assert service_tagged(mine, {"wan_ipv4": ("198.51.100.1", 6)}) == {
         "lan_ipv4": ("10.0.0.1", 5), "wan_ipv4": ("198.51.100.1", 6),
     }  # fmt: skip
+
+
+METRIC_KEYS = {"Timestamp", "Gauges", "Points", "Counters", "Samples"}
+SUMMARY_KEYS = {"Name", "Count", "Rate", "Sum", "Min", "Max", "Mean", "Stddev", "Labels"}
+
+
+def test_agent_metrics_json_has_consuls_shape_and_the_agents_figures(solo: AgentProc) -> None:
+    c = client(solo)
+    c.agent.self()  # at least one timed request of a known route
+    metrics = c.agent.metrics()
+    assert set(metrics) == METRIC_KEYS
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC", metrics["Timestamp"])
+    gauges = {(g["Name"], tuple(g["Labels"].items())): g["Value"] for g in metrics["Gauges"]}
+    assert gauges[("consul.state.nodes", ())] == 1
+    _, services = c.catalog.services()  # web, and the "consul" service every agent shows
+    assert gauges[("consul.state.service_instances", ())] == len(services) == 2
+    assert gauges[("gossamer.agent.checks", ())] == 1
+    assert gauges[("gossamer.serf.members", (("status", "members"),))] == 1
+    assert gauges[("consul.runtime.sys_bytes", ())] > 1_000_000
+    assert all(set(s) == SUMMARY_KEYS for s in metrics["Samples"] + metrics["Counters"])
+    selves = [
+        s for s in metrics["Samples"] if s["Labels"] == {"method": "GET", "path": "v1_agent_self"}
+    ]
+    assert selves and selves[0]["Name"] == "consul.api.http" and selves[0]["Count"] >= 1
+    assert 0 < selves[0]["Min"] <= selves[0]["Mean"] <= selves[0]["Max"]
+    ok = [s for s in metrics["Counters"] if s["Labels"] == {"code": "200"}]
+    assert ok and ok[0]["Count"] >= 1
+
+
+def test_route_labels_leave_parameters_out() -> None:
+    assert route_label("/v1/agent/self") == "v1_agent_self"
+    assert route_label("/v1/agent/service/{service_id}") == "v1_agent_service_"
+    assert route_label("/v1/health/service/{service}") == "v1_health_service_"
