@@ -8,7 +8,9 @@ compare strictly.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -157,3 +159,38 @@ def test_route_labels_leave_parameters_out() -> None:
     assert route_label("/v1/agent/self") == "v1_agent_self"
     assert route_label("/v1/agent/service/{service_id}") == "v1_agent_service_"
     assert route_label("/v1/health/service/{service}") == "v1_health_service_"
+
+
+def test_acl_endpoints_answer_as_a_consul_with_acls_disabled(solo: AgentProc) -> None:
+    c = client(solo)
+    with pytest.raises(consul.ACLDisabled, match="ACL support disabled"):
+        c.acl.token.list()
+    with pytest.raises(consul.ACLDisabled, match="ACL support disabled"):
+        c.acl.policy.list()
+
+
+def test_ingress_and_peer_reads_are_empty_with_the_index_headers(solo: AgentProc) -> None:
+    c = client(solo)
+    index, rows = c.health.ingress("web")
+    assert rows == [] and int(index) > 0
+    index, rows = c.catalog.service("web", peer="elsewhere")
+    assert rows == [] and int(index) > 0
+    assert c.catalog.service("web")[1]  # without peer, the instance is there
+    for path in ("/v1/health/service/web?peer=p", "/v1/catalog/services?peer=p"):
+        with urllib.request.urlopen(solo.http + path) as r:
+            body = json.loads(r.read())
+            headers = {k: r.headers[k] for k in LIST_HEADERS}
+        assert not body, path
+        assert headers == {
+            "X-Consul-Index": headers["X-Consul-Index"],
+            "X-Consul-KnownLeader": "true",
+            "X-Consul-LastContact": "0",
+            "X-Consul-Effective-Consistency": "stale",
+        }
+        assert int(headers["X-Consul-Index"]) > 0
+
+
+LIST_HEADERS = (
+    "X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact",
+    "X-Consul-Effective-Consistency",
+)  # fmt: skip

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gossamer.agent.http.acl_routes import add_acl_routes
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.catalog_access import CATALOG_KEY
@@ -85,6 +86,7 @@ def make_app(
     add_agent_routes(app.router)
     add_status_routes(app.router)
     add_metrics_routes(app.router)
+    add_acl_routes(app.router)
     add_keyring_routes(app.router)
     add_local_routes(app.router)
     add_catalog_routes(app.router)

@@ -8,7 +8,11 @@ read in the same step of the event loop, so they always agree.
 
 Headers, as a Consul agent sends them: ``X-Consul-Index`` (never 0),
 ``X-Consul-KnownLeader: true`` (every agent is authoritative for what it
-serves; there is no leader to lose) and ``X-Consul-LastContact: 0``.
+serves; there is no leader to lose), ``X-Consul-LastContact: 0`` and
+``X-Consul-Effective-Consistency: stale`` (every read is of this agent's
+replica; Consul's `?consistent` cannot be honoured without a leader). A
+non-empty ``peer`` gets the empty answer a single-cluster Consul gives: there
+is no cluster peering.
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ def consul_headers(index: int) -> dict[str, str]:
         "X-Consul-Index": str(response_index(index)),
         "X-Consul-KnownLeader": "true",
         "X-Consul-LastContact": "0",
+        "X-Consul-Effective-Consistency": "stale",  # every read is of this agent's own copy
     }
+
+
+def _nothing_like(body: Any) -> Any:
+    """The empty answer of the same shape: `[]`, `{}` or null."""
+    return type(body)() if isinstance(body, list | dict) else None
 
 
 async def blocking_json(
@@ -46,6 +56,8 @@ async def blocking_json(
     # of 0, a stale one or one ahead of ours is answered at once.
     await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
     body = build()  # FilterError (a value only checkable against a row): 400 by the table
+    if request.query.get("peer"):
+        body = _nothing_like(body)  # no cluster peering: a peer holds nothing, as Consul answers
     response = json_response(body)
     response.headers.update(consul_headers(catalog.index(watched)))
     return response
