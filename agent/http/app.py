@@ -30,6 +30,7 @@ from gossamer.agent.http.keyring_routes import add_keyring_routes
 from gossamer.agent.http.local_routes import add_local_routes
 from gossamer.agent.http.metrics_figures import HttpFigures
 from gossamer.agent.http.metrics_routes import FIGURES_KEY, add_metrics_routes, timing_middleware
+from gossamer.agent.http.monitor_routes import add_monitor_routes
 from gossamer.agent.http.status_routes import add_status_routes
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.local.external_nodes import ExternalNodes
@@ -87,6 +88,7 @@ def make_app(
     add_status_routes(app.router)
     add_metrics_routes(app.router)
     add_acl_routes(app.router)
+    add_monitor_routes(app)
     add_keyring_routes(app.router)
     add_local_routes(app.router)
     add_catalog_routes(app.router)

@@ -22,6 +22,7 @@ from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import BadRequest, failing_as
 from gossamer.agent.http.metrics_figures import HttpFigures, gauge, metrics_json, route_label
+from gossamer.agent.http.monitor_routes import LOG_TAP_KEY
 from gossamer.agent.http.render import json_response
 from gossamer.catalog import merge
 
@@ -83,6 +84,7 @@ async def agent_metrics(request: web.Request) -> web.Response:
         gauge("consul.runtime.sys_bytes", _resident_bytes()),
         gauge("gossamer.agent.services", len(local.services())),
         gauge("gossamer.agent.checks", len(local.checks())),
+        gauge("gossamer.monitor.dropped_lines", request.app[LOG_TAP_KEY].dropped_total),
         *(gauge("gossamer.serf.members", _count(serf.get(k)), status=k) for k in _SERF),
     ]
     now = datetime.now(UTC).replace(microsecond=0)
