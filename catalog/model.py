@@ -64,6 +64,7 @@ class Service:
     proxy: Mapping[str, Any] = field(default_factory=dict)
     connect: Mapping[str, Any] = field(default_factory=dict)
     enable_tag_override: bool = False
+    locality: Mapping[str, str] = field(default_factory=dict)  # Region, Zone when set
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,8 @@ def service_to_agent_json(service: Service, datacenter: str) -> JsonObject:
         body["Proxy"] = dict(service.proxy)
     if service.connect:
         body["Connect"] = dict(service.connect)
+    if service.locality:
+        body["Locality"] = dict(service.locality)
     return body
 
 
@@ -235,6 +238,8 @@ def service_json(
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,
     }
+    if service.locality:
+        body["Locality"] = dict(service.locality)
     if service.kind:
         body = {"Kind": service.kind} | body
     return body
@@ -244,7 +249,7 @@ def catalog_service_row(
     record: NodeRecord, service: Service, *, create_index: int = 0, modify_index: int = 0
 ) -> JsonObject:
     """A row of GET /v1/catalog/service/<name>: node fields flattened next to Service* fields."""
-    return {
+    row = {
         "ID": record.node_id,
         "Node": record.node,
         "Address": record.address,
@@ -266,6 +271,7 @@ def catalog_service_row(
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,
     }
+    return row | ({"ServiceLocality": dict(service.locality)} if service.locality else {})
 
 
 def check_json(

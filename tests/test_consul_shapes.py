@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import consul
 import pytest
 
 from gossamer.agent.http.metrics_figures import route_label
-from gossamer.catalog.model import Service
+from gossamer.catalog.model import NodeRecord, Service
 from gossamer.catalog.tagged import node_tagged, service_tagged
+from gossamer.catalog.wire import record_body_to_wire, record_from_wire, record_to_wire
 from tests.harness.cluster import AgentProc, Cluster
 
 SELF_SECTIONS = {"Config", "DebugConfig", "Coord", "Member", "Stats", "Meta", "xDS", "Gossamer"}
@@ -194,3 +197,41 @@ LIST_HEADERS = (
     "X-Consul-Index", "X-Consul-KnownLeader", "X-Consul-LastContact",
     "X-Consul-Effective-Consistency",
 )  # fmt: skip
+
+
+def test_locality_is_stored_and_returned_everywhere_a_service_appears(solo: AgentProc) -> None:
+    where = {"Region": "eu-west-1", "Zone": "eu-west-1a"}
+    solo.put(
+        "/v1/agent/service/register",
+        {"Name": "geo", "Port": 81, "Locality": where, "Connect": {"SidecarService": {}}},
+    )
+    c = client(solo)
+    assert c.agent.services()["geo"]["Locality"] == where
+    assert c.agent.services()["geo-sidecar-proxy"]["Locality"] == where  # the parent's
+    assert solo.get("/v1/agent/service/geo")["Locality"] == where
+    _, rows = c.catalog.service("geo")
+    assert rows[0]["ServiceLocality"] == where
+    _, health = c.health.service("geo")
+    assert health[0]["Service"]["Locality"] == where
+    assert "Locality" not in c.agent.services()["web"]  # omitted when unset, as Consul
+
+
+def test_locality_survives_the_wire_and_records_without_it_encode_as_before() -> None:
+    plain = Service("s", "s", port=1)
+    placed = Service("s", "s", port=1, locality={"Region": "r1"})
+    record = NodeRecord("n", "", "dc1", "10.0.0.1", 1, "n", services=(plain,))
+    assert "locality" not in record_body_to_wire(record)["services"][0]
+    for service in (plain, placed):
+        again = record_from_wire(record_to_wire(replace(record, services=(service,))))
+        assert again.services == (service,)
+
+
+def test_a_bad_locality_is_a_400_naming_the_field(solo: AgentProc) -> None:
+    body = json.dumps({"Name": "bad", "Locality": {"Zone": 5}}).encode()
+    request = urllib.request.Request(
+        solo.http + "/v1/agent/service/register", data=body, method="PUT"
+    )
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request)
+    assert raised.value.code == 400
+    assert raised.value.read().decode() == "Locality.Zone: must be a string, got 5\n"
