@@ -17,6 +17,7 @@ from aiohttp import web
 from gossamer.agent.http.acl_routes import add_acl_routes
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
+from gossamer.agent.http.blocking import PREPARED_KEY
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
@@ -31,6 +32,7 @@ from gossamer.agent.http.local_routes import add_local_routes
 from gossamer.agent.http.metrics_figures import HttpFigures
 from gossamer.agent.http.metrics_routes import FIGURES_KEY, add_metrics_routes, timing_middleware
 from gossamer.agent.http.monitor_routes import add_monitor_routes
+from gossamer.agent.http.prepared import PreparedAnswers
 from gossamer.agent.http.status_routes import add_status_routes
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.local.external_nodes import ExternalNodes
@@ -75,6 +77,7 @@ def make_app(
         middlewares=[timing_middleware, error_middleware], client_max_size=4 * 1024 * 1024
     )
     app[FIGURES_KEY] = HttpFigures()
+    app[PREPARED_KEY] = PreparedAnswers()
     app[AGENT_KEY] = agent
     app[CATALOG_KEY] = catalog
     if external_nodes is not None:

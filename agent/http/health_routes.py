@@ -161,6 +161,7 @@ async def _service_endpoint(
         cat,
         [key],
         lambda: service_health_rows(view_of(cat), query, selects, passing=passing),
+        prepared=True,
     )
 
 

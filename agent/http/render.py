@@ -12,12 +12,13 @@ from gossamer.catalog.plain_json import BODY_MAX_DEPTH, too_deep
 from gossamer.gossip.members import Member
 
 
+def encode_json(data: Any) -> bytes:
+    """Consul's compact JSON, as bytes (one encoding for fresh and prepared answers)."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(data, separators=(",", ":")),
-        content_type="application/json",
-    )
+    return web.Response(status=status, body=encode_json(data), content_type="application/json")
 
 
 def member_json(m: Member) -> dict[str, Any]:
