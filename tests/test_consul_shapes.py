@@ -170,6 +170,12 @@ def test_acl_endpoints_answer_as_a_consul_with_acls_disabled(solo: AgentProc) ->
         c.acl.token.list()
     with pytest.raises(consul.ACLDisabled, match="ACL support disabled"):
         c.acl.policy.list()
+    request = urllib.request.Request(
+        solo.http + "/v1/agent/token/default", data=b'{"Token": "t"}', method="PUT"
+    )
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request)
+    assert (raised.value.code, raised.value.read()) == (401, b"ACL support disabled")
 
 
 def test_ingress_and_peer_reads_are_empty_with_the_index_headers(solo: AgentProc) -> None:
