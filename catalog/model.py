@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gossamer.catalog.tagged import node_tagged, service_tagged
+
 JsonObject = dict[str, Any]
 
 STATUSES = ("passing", "warning", "critical", "maintenance")
@@ -62,6 +64,7 @@ class Service:
     proxy: Mapping[str, Any] = field(default_factory=dict)
     connect: Mapping[str, Any] = field(default_factory=dict)
     enable_tag_override: bool = False
+    locality: Mapping[str, str] = field(default_factory=dict)  # Region, Zone when set
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,16 @@ def _require_unique(what: str, ids: list[str]) -> None:
 # --- Consul JSON shapes -----------------------------------------------------------------
 
 
-def _service_tagged(service: Service) -> JsonObject:
+def _service_tagged(service: Service, *, external: bool = False) -> JsonObject:
     # Consul's docs show lowercase "address"/"port"; real agents send the Go
     # field names (Address, Port), and that is what clients have seen.
-    return {k: {"Address": a, "Port": p} for k, (a, p) in sorted(service.tagged_addresses.items())}
+    stored = service.tagged_addresses
+    tagged = dict(sorted(stored.items())) if external else service_tagged(service, stored)
+    return {k: {"Address": a, "Port": p} for k, (a, p) in tagged.items()}
+
+
+def _node_tagged(record: NodeRecord) -> dict[str, str]:
+    return node_tagged(record.address, record.tagged_addresses, external=record.is_external)
 
 
 def _weights(service: Service) -> JsonObject:
@@ -191,6 +200,8 @@ def service_to_agent_json(service: Service, datacenter: str) -> JsonObject:
         body["Proxy"] = dict(service.proxy)
     if service.connect:
         body["Connect"] = dict(service.connect)
+    if service.locality:
+        body["Locality"] = dict(service.locality)
     return body
 
 
@@ -201,21 +212,23 @@ def node_json(record: NodeRecord, *, create_index: int = 0, modify_index: int = 
         "Node": record.node,
         "Address": record.address,
         "Datacenter": record.datacenter,
-        "TaggedAddresses": dict(sorted(record.tagged_addresses.items())),
+        "TaggedAddresses": _node_tagged(record),
         "Meta": dict(record.meta),
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,
     }
 
 
-def service_json(service: Service, *, create_index: int = 0, modify_index: int = 0) -> JsonObject:
+def service_json(
+    service: Service, *, create_index: int = 0, modify_index: int = 0, external: bool = False
+) -> JsonObject:
     """The `Service` object of /v1/health/service rows and /v1/catalog/node services."""
     body: JsonObject = {
         "ID": service.id,
         "Service": service.name,
         "Tags": list(service.tags),
         "Address": service.address,
-        "TaggedAddresses": _service_tagged(service),
+        "TaggedAddresses": _service_tagged(service, external=external),
         "Meta": dict(service.meta),
         "Port": service.port,
         "Weights": _weights(service),
@@ -225,6 +238,8 @@ def service_json(service: Service, *, create_index: int = 0, modify_index: int =
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,
     }
+    if service.locality:
+        body["Locality"] = dict(service.locality)
     if service.kind:
         body = {"Kind": service.kind} | body
     return body
@@ -234,19 +249,19 @@ def catalog_service_row(
     record: NodeRecord, service: Service, *, create_index: int = 0, modify_index: int = 0
 ) -> JsonObject:
     """A row of GET /v1/catalog/service/<name>: node fields flattened next to Service* fields."""
-    return {
+    row = {
         "ID": record.node_id,
         "Node": record.node,
         "Address": record.address,
         "Datacenter": record.datacenter,
-        "TaggedAddresses": dict(sorted(record.tagged_addresses.items())),
+        "TaggedAddresses": _node_tagged(record),
         "NodeMeta": dict(record.meta),
         "ServiceKind": service.kind,
         "ServiceID": service.id,
         "ServiceName": service.name,
         "ServiceTags": list(service.tags),
         "ServiceAddress": service.address,
-        "ServiceTaggedAddresses": _service_tagged(service),
+        "ServiceTaggedAddresses": _service_tagged(service, external=record.is_external),
         "ServiceWeights": _weights(service),
         "ServiceMeta": dict(service.meta),
         "ServicePort": service.port,
@@ -256,6 +271,7 @@ def catalog_service_row(
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,
     }
+    return row | ({"ServiceLocality": dict(service.locality)} if service.locality else {})
 
 
 def check_json(
@@ -292,7 +308,9 @@ def health_service_row(
     """
     return {
         "Node": node_json(record, create_index=index, modify_index=index),
-        "Service": service_json(service, create_index=index, modify_index=index),
+        "Service": service_json(
+            service, create_index=index, modify_index=index, external=record.is_external
+        ),
         "Checks": [
             check_json(record.node, c, create_index=index, modify_index=index) for c in checks
         ],

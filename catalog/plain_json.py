@@ -8,6 +8,7 @@ cannot exhaust the stack. Callers turn the problem into their own error type.
 from __future__ import annotations
 
 import math
+import re
 
 MAX_DEPTH = 32  # Consul's own opaque JSON (proxy, connect, check definitions) is a few levels deep
 
@@ -33,3 +34,25 @@ def json_problem(
     elif value is not None and not isinstance(value, str | int | float | bool):
         return path, "not a JSON value"
     return None
+
+
+BODY_MAX_DEPTH = 64  # a whole request body: opaque parts (MAX_DEPTH) sit a few levels down
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_OPEN = frozenset(b"[{")
+
+
+def too_deep(raw: bytes, limit: int = BODY_MAX_DEPTH) -> bool:
+    """Whether raw JSON text nests arrays/objects deeper than `limit`, judged before parsing.
+
+    Parsing first would let a body of 100,000 `[` exhaust the parser's stack; brackets
+    inside strings do not count. Stops at the first level past the limit.
+    """
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    depth = 0
+    for b in brackets:
+        depth = depth + 1 if b in _OPEN else depth - 1
+        if depth > limit:
+            return True
+    return False

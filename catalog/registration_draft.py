@@ -56,6 +56,7 @@ class Draft:
     sidecar: object | None
     checks: tuple[Fields, ...]
     enable_tag_override: bool
+    locality: dict[str, str]
 
 
 def read_draft(raw: object, path: str, *, nested: bool) -> Draft:
@@ -90,6 +91,7 @@ def read_draft(raw: object, path: str, *, nested: bool) -> Draft:
         sidecar=sidecar,
         checks=checks,
         enable_tag_override=f.bool_("EnableTagOverride"),
+        locality=_locality(f),
     )
 
 
@@ -109,9 +111,16 @@ def _refuse_unsupported(f: Fields) -> None:
     f.str_("Token")  # accepted and ignored: gossamer has no ACLs
     if f.str_("SocketPath"):
         raise f.error("SocketPath", "unix socket services are not supported by gossamer")
-    for key in ("Ports", "Locality"):
-        if f.values.get(key) not in (None, {}, []):
-            raise f.error(key, "not supported by gossamer")
+    if f.values.get("Ports") not in (None, {}, []):
+        raise f.error("Ports", "not supported by gossamer")
+
+
+def _locality(f: Fields) -> dict[str, str]:
+    """Consul's `Locality {Region, Zone}`: kept and shown as given, empty parts left out."""
+    if f.values.get("Locality") in (None, {}):
+        return {}
+    loc = Fields(f.values["Locality"], f.at("Locality"), ("Region", "Zone"))
+    return {key: value for key in ("Region", "Zone") if (value := loc.str_(key))}
 
 
 def _check_objects(f: Fields) -> tuple[Fields, ...]:

@@ -119,6 +119,7 @@ def _service(d: Draft) -> Service:
         proxy=d.proxy or {},
         connect={"Native": True} if d.native else {},
         enable_tag_override=d.enable_tag_override,
+        locality=d.locality,
     )
 
 

@@ -68,6 +68,7 @@ def expand_sidecar(
         kind="connect-proxy",
         proxy=proxy,
         enable_tag_override=d.enable_tag_override,
+        locality=d.locality or dict(parent.locality),  # as Consul: the parent's by default
     )
     checks = service_checks(d, sidecar, allow_script)
     if checks:

@@ -81,7 +81,7 @@ def record_body_to_wire(record: NodeRecord) -> JsonObject:
 
 
 def _service_to_wire(s: Service) -> JsonObject:
-    return {
+    body: JsonObject = {
         "id": s.id,
         "name": s.name,
         "tags": list(s.tags),
@@ -95,6 +95,9 @@ def _service_to_wire(s: Service) -> JsonObject:
         "connect": dict(s.connect),
         "enable_tag_override": s.enable_tag_override,
     }
+    if s.locality:  # only when set: a record without it encodes (and signs) as before
+        body["locality"] = dict(s.locality)
+    return body
 
 
 def _check_to_wire(c: Check) -> JsonObject:
@@ -191,6 +194,7 @@ def _service_from_wire(data: object, at: str) -> Service:
         proxy=_json_obj(obj, "proxy", at),
         connect=_json_obj(obj, "connect", at),
         enable_tag_override=_bool(obj, "enable_tag_override", at),
+        locality=_str_map(obj, "locality", at) if "locality" in obj else {},
     )
 
 

@@ -52,6 +52,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/merge.py",
     "catalog/model.py",
     "catalog/plain_json.py",
+    "catalog/tagged.py",
     "catalog/severity.py",
     "catalog/names.py",
     "catalog/durations.py",

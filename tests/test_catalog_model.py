@@ -153,7 +153,11 @@ def test_agent_service_json_matches_a_real_agent() -> None:
         "Meta": {"k": "v"},
         "Port": 5000,
         "Address": "172.17.0.3",
-        "TaggedAddresses": {"lan": {"Address": "172.17.0.3", "Port": 5000}},
+        "TaggedAddresses": {  # a real agent adds lan_ipv4/wan_ipv4 for an IPv4 Address
+            "lan": {"Address": "172.17.0.3", "Port": 5000},
+            "lan_ipv4": {"Address": "172.17.0.3", "Port": 5000},
+            "wan_ipv4": {"Address": "172.17.0.3", "Port": 5000},
+        },
         "Weights": {"Passing": 10, "Warning": 1},
         "EnableTagOverride": False,
         "Datacenter": "dc1",
@@ -183,8 +187,14 @@ def test_catalog_service_row_has_consuls_fields_in_order() -> None:
         "ServiceTaggedAddresses", "ServiceWeights", "ServiceMeta", "ServicePort",
         "ServiceEnableTagOverride", "ServiceProxy", "ServiceConnect", "CreateIndex", "ModifyIndex",
     ]  # fmt: skip
-    assert row["TaggedAddresses"] == {"lan": "192.168.10.10", "wan": "10.0.10.10"}
-    assert row["ServiceTaggedAddresses"] == {"lan": {"Address": "172.17.0.3", "Port": 5000}}
+    assert row["TaggedAddresses"] == {  # an agent's node: the _ipv4 forms follow lan and wan
+        "lan": "192.168.10.10",
+        "lan_ipv4": "192.168.10.10",
+        "wan": "10.0.10.10",
+        "wan_ipv4": "10.0.10.10",
+    }
+    here = {"Address": "172.17.0.3", "Port": 5000}
+    assert row["ServiceTaggedAddresses"] == {"lan": here, "lan_ipv4": here, "wan_ipv4": here}
     assert row["ServiceProxy"] == {"Mode": "", "MeshGateway": {}, "Expose": {}}
     assert (row["ServiceConnect"], row["CreateIndex"], row["ModifyIndex"]) == ({}, 51, 52)
 

@@ -88,7 +88,7 @@ class FakeAgent:
     node_name: str = "n1"
     rpc_address: str = "127.0.0.1:8300"
 
-    def self_info(self) -> dict[str, Any]:
+    async def self_info(self) -> dict[str, Any]:
         return {"Config": {"Datacenter": "dc1", "NodeName": self.node_name}}
 
     async def reload(self) -> list[str]:

@@ -20,9 +20,11 @@ SERF_LAN_PORT = 8301
 
 
 async def agent_self(request: web.Request) -> web.Response:
+    """Consul's sections (Config, DebugConfig, Coord, Member, Stats, Meta, xDS) and ours."""
     agent = agent_of(request)
-    info = agent.self_info()
-    members = await agent.serf.members_filtered(name=_exact(agent.node_name))
+    with failing_as("reading this agent's serf state"):
+        info = await agent.self_info()
+        members = await agent.serf.members_filtered(name=_exact(agent.node_name))
     info["Member"] = member_json(members[0]) if members else {}
     return json_response(info)
 

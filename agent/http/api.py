@@ -18,8 +18,8 @@ class AgentApi(Protocol):
     @property
     def serf(self) -> SerfRpcClient: ...
 
-    def self_info(self) -> dict[str, Any]:
-        """The `Config` block of /v1/agent/self and friends."""
+    async def self_info(self) -> dict[str, Any]:
+        """The body of /v1/agent/self but `Member`: Config, DebugConfig, Coord, Stats, …"""
         ...
 
     @property

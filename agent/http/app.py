@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gossamer.agent.http.acl_routes import add_acl_routes
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
+from gossamer.agent.http.blocking import PREPARED_KEY
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
@@ -28,6 +30,10 @@ from gossamer.agent.http.intention_check_routes import add_intention_check_route
 from gossamer.agent.http.intention_routes import add_intention_id_routes, add_intention_routes
 from gossamer.agent.http.keyring_routes import add_keyring_routes
 from gossamer.agent.http.local_routes import add_local_routes
+from gossamer.agent.http.metrics_figures import HttpFigures
+from gossamer.agent.http.metrics_routes import FIGURES_KEY, add_metrics_routes, timing_middleware
+from gossamer.agent.http.monitor_routes import add_monitor_routes
+from gossamer.agent.http.prepared import PreparedAnswers
 from gossamer.agent.http.status_routes import add_status_routes
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.local.external_nodes import ExternalNodes
@@ -68,7 +74,11 @@ def make_app(
     intentions: IntentionsAccess | None = None,
     identity: MeshIdentity | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[timing_middleware, error_middleware], client_max_size=4 * 1024 * 1024
+    )
+    app[FIGURES_KEY] = HttpFigures()
+    app[PREPARED_KEY] = PreparedAnswers()
     app[AGENT_KEY] = agent
     app[CATALOG_KEY] = catalog
     if external_nodes is not None:
@@ -80,6 +90,9 @@ def make_app(
     app.router.add_get("/", index)
     add_agent_routes(app.router)
     add_status_routes(app.router)
+    add_metrics_routes(app.router)
+    add_acl_routes(app.router)
+    add_monitor_routes(app)
     add_keyring_routes(app.router)
     add_local_routes(app.router)
     add_catalog_routes(app.router)

@@ -8,7 +8,11 @@ read in the same step of the event loop, so they always agree.
 
 Headers, as a Consul agent sends them: ``X-Consul-Index`` (never 0),
 ``X-Consul-KnownLeader: true`` (every agent is authoritative for what it
-serves; there is no leader to lose) and ``X-Consul-LastContact: 0``.
+serves; there is no leader to lose), ``X-Consul-LastContact: 0`` and
+``X-Consul-Effective-Consistency: stale`` (every read is of this agent's
+replica; Consul's `?consistent` cannot be honoured without a leader). A
+non-empty ``peer`` gets the empty answer a single-cluster Consul gives: there
+is no cluster peering.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gossamer.agent.http.render import json_response
+from gossamer.agent.http.prepared import PreparedAnswers, query_key
+from gossamer.agent.http.render import encode_json
 from gossamer.catalog.blocking import jitter, parse_blocking, response_index, timeout_for
 from gossamer.catalog.live import LiveCatalog
 
 _jitter_rng = random.Random()
+PREPARED_KEY: web.AppKey[PreparedAnswers] = web.AppKey("prepared_answers", PreparedAnswers)
 
 
 def consul_headers(index: int) -> dict[str, str]:
@@ -33,22 +39,51 @@ def consul_headers(index: int) -> dict[str, str]:
         "X-Consul-Index": str(response_index(index)),
         "X-Consul-KnownLeader": "true",
         "X-Consul-LastContact": "0",
+        "X-Consul-Effective-Consistency": "stale",  # every read is of this agent's own copy
     }
 
 
+def _nothing_like(body: Any) -> Any:
+    """The empty answer of the same shape: `[]`, `{}` or null."""
+    return type(body)() if isinstance(body, list | dict) else None
+
+
 async def blocking_json(
-    request: web.Request, catalog: LiveCatalog, keys: Iterable[str], build: Callable[[], Any]
+    request: web.Request,
+    catalog: LiveCatalog,
+    keys: Iterable[str],
+    build: Callable[[], Any],
+    *,
+    prepared: bool = False,
 ) -> web.Response:
-    """Wait as the request asks, then answer `build()` as JSON with the index headers."""
+    """Wait as the request asks, then answer `build()` as JSON with the index headers.
+
+    `prepared`: the answer may come from (and goes to) the app's PreparedAnswers.
+    """
     watched = list(keys)
     query = parse_blocking(request.query)  # QueryParamError: 400 by the error table
     # The catalog decides whether to wait at all (`should_block`): an index
     # of 0, a stale one or one ahead of ours is answered at once.
     await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
-    body = build()  # FilterError (a value only checkable against a row): 400 by the table
-    response = json_response(body)
-    response.headers.update(consul_headers(catalog.index(watched)))
+    index = catalog.index(watched)  # read in the same loop step as the body
+    answers = request.app.get(PREPARED_KEY) if prepared else None
+    key = query_key(request.path, request.query.items())
+    version = catalog.indexes.current  # any change at all: rows carry other keys' indexes
+    body = answers.get(key, version) if answers is not None else None
+    if body is None:
+        body = _encoded(request, build())
+        if answers is not None:
+            answers.put(key, version, body)
+    response = web.Response(body=body, content_type="application/json")
+    response.headers.update(consul_headers(index))
     return response
+
+
+def _encoded(request: web.Request, body: Any) -> bytes:
+    # FilterError from build (a value only checkable against a row): 400 by the table
+    if request.query.get("peer"):
+        body = _nothing_like(body)  # no cluster peering: a peer holds nothing, as Consul answers
+    return encode_json(body)
 
 
 async def wait_while(

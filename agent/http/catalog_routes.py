@@ -66,7 +66,10 @@ def _service_row(view: View, pair: tuple[NodeRecord, Service]) -> JsonObject:
 
 def _services(view: View, record: NodeRecord, query: ReadQuery) -> list[JsonObject]:
     index = view.index(record)
-    rows = [service_json(s, create_index=index, modify_index=index) for s in record.services]
+    rows = [
+        service_json(s, create_index=index, modify_index=index, external=record.is_external)
+        for s in record.services
+    ]
     return keep(query.filter, rows, lambda row: row)
 
 
@@ -124,14 +127,20 @@ async def catalog_nodes(request: web.Request) -> web.Response:
 async def catalog_services(request: web.Request) -> web.Response:
     cat = catalog_of(request)
     query = read_query(request, cat, CATALOG_SERVICE)
-    return await blocking_json(request, cat, [SERVICES], lambda: services_map(view_of(cat), query))
+    return await blocking_json(
+        request, cat, [SERVICES], lambda: services_map(view_of(cat), query), prepared=True
+    )
 
 
 async def catalog_service(request: web.Request) -> web.Response:
     cat, name = catalog_of(request), request.match_info["name"]
     query = read_query(request, cat, CATALOG_SERVICE)
     return await blocking_json(
-        request, cat, [service_key(name)], lambda: service_rows(view_of(cat), query, by_name(name))
+        request,
+        cat,
+        [service_key(name)],
+        lambda: service_rows(view_of(cat), query, by_name(name)),
+        prepared=True,
     )
 
 

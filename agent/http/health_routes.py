@@ -144,6 +144,12 @@ async def health_connect(request: web.Request) -> web.Response:
     return await _service_endpoint(request, connect_key(name), by_connect(name))
 
 
+async def health_ingress(request: web.Request) -> web.Response:
+    """Ingress gateways for a service: there are none without gateways, so `[]` (with the index)."""
+    name = request.match_info["name"]
+    return await _service_endpoint(request, service_key(name), lambda s: False)
+
+
 async def _service_endpoint(
     request: web.Request, key: str, selects: Callable[[Service], bool]
 ) -> web.Response:
@@ -155,6 +161,7 @@ async def _service_endpoint(
         cat,
         [key],
         lambda: service_health_rows(view_of(cat), query, selects, passing=passing),
+        prepared=True,
     )
 
 
@@ -164,3 +171,4 @@ def add_health_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/health/state/{state}", health_state)
     router.add_get("/v1/health/service/{name}", health_service)
     router.add_get("/v1/health/connect/{name}", health_connect)
+    router.add_get("/v1/health/ingress/{name}", health_ingress)

@@ -33,7 +33,7 @@ async def keyring_list(request: web.Request) -> web.Response:
     agent = agent_of(request)
     with failing_as("listing gossip keys failed"):
         resp = await agent.serf.list_keys()
-    return json_response([_entry(resp, agent.self_info()["Config"]["Datacenter"])])
+    return json_response([_entry(resp, agent.local_node.identity.datacenter)])
 
 
 async def _key_from_body(request: web.Request) -> str:

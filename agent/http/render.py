@@ -8,15 +8,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gossamer.agent.http.errors import BadRequest, ServerError
+from gossamer.catalog.plain_json import BODY_MAX_DEPTH, too_deep
 from gossamer.gossip.members import Member
 
 
+def encode_json(data: Any) -> bytes:
+    """Consul's compact JSON, as bytes (one encoding for fresh and prepared answers)."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        text=json.dumps(data, separators=(",", ":")),
-        content_type="application/json",
-    )
+    return web.Response(status=status, body=encode_json(data), content_type="application/json")
 
 
 def member_json(m: Member) -> dict[str, Any]:
@@ -52,9 +54,15 @@ def query_flag(request: web.Request, name: str) -> bool:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON (empty means null); 400 with Consul's wording otherwise."""
+    """The request body as JSON (empty means null); 400 with Consul's wording otherwise.
+
+    Every JSON write endpoint reads its body here, so the nesting limit holds for all.
+    """
+    raw = await request.read()
+    if too_deep(raw):
+        raise BadRequest(f"Request decode failed: JSON nested deeper than {BODY_MAX_DEPTH} levels")
     try:
-        return json.loads(await request.read() or b"null")
+        return json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"Request decode failed: {exc}") from None
 

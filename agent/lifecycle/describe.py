@@ -6,6 +6,7 @@ from typing import Any
 
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
+from gossamer.catalog.tagged import node_tagged
 from gossamer.gossip.addresses import format_host_port
 
 
@@ -38,6 +39,8 @@ def self_info(
             "LogLevel": c.log_level.upper(),
             "DevMode": c.dev,
             "IntentionDefaultPolicy": c.intentions.default_policy,  # the proxy reads it
+            "NodeMeta": dict(c.node_meta),
+            "TaggedAddresses": node_tagged(c.advertise, {}, external=False),
         },
         "Meta": dict(c.node_meta),
         "Gossamer": {"Version": VERSION, "Ready": ready, "BlockingQueries": blocking_queries},

@@ -13,6 +13,7 @@ from typing import Any
 
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.lifecycle.describe import self_info
+from gossamer.agent.lifecycle.self_sections import XDS_NONE, coord_json, stats_json
 from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.local.node import LocalNode
 from gossamer.catalog.live import LiveCatalog
@@ -67,7 +68,18 @@ class AgentFacade:
     def local_node(self) -> LocalNode:
         return self._local
 
-    def self_info(self) -> dict[str, Any]:
+    async def self_info(self) -> dict[str, Any]:
+        """Consul's body of /v1/agent/self (the handler adds `Member`), ours under `Gossamer`."""
+        info = self._described()
+        client, local = self._serf.client, self._local
+        coord = await client.get_coordinate(self._status.config.node)
+        stats = await client.stats()
+        info["Coord"] = coord_json(coord)
+        info["Stats"] = stats_json(stats, len(local.services()), local.checks())
+        info["xDS"] = XDS_NONE
+        return info
+
+    def _described(self) -> dict[str, Any]:
         info = self_info(
             self._status.config,
             node_id=self._node_id,
