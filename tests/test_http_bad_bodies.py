@@ -21,6 +21,7 @@ JSON_WRITES = [
     ("POST", "/v1/connect/intentions"),
     ("PUT", "/v1/connect/intentions/exact?source=web&destination=db"),
     ("PUT", "/v1/connect/intentions/some-id"),
+    ("PUT", "/v1/connect/intentions/denials"),
     ("POST", "/v1/agent/connect/authorize"),
     ("POST", "/v1/operator/keyring"),
     ("PUT", "/v1/operator/keyring"),
