@@ -1,0 +1,82 @@
+"""Pushed catalog changes: which records an agent passes on at once, and how a burst is batched.
+
+When a node's record changes, its owner pushes the new record to a few
+random live peers at once, and every peer that takes it as newer passes it
+on the same way (an epidemic), so a change reaches every agent in a few RPC
+hops instead of waiting for Serf to gossip the `cv` tag and for peers to
+pull. The tag and anti-entropy stay as the backstop. The agent's sockets
+(agent/sync/record_push.py) do what this module decides.
+
+Rules this module keeps:
+- What is passed on is exactly what a merge just took as newer
+  (`news`: the records held now for the nodes `LiveCatalog.apply` reported
+  changed). A record not newer than the one held changes nothing, so it is
+  not passed on: that ends the epidemic, and each agent passes a given
+  version on at most once (to fanout(n) peers: O(log N) messages per agent).
+- Only records a peer will take from this agent are passed on: its own
+  (origin = this agent) and other owners' that carry an owner signature
+  (absorb rule 4); an unsigned foreign record would only be refused.
+- A burst is coalesced: pending records are keyed by node and only the
+  newest version of each is kept (`coalesce`); waves (one choice of peers
+  for all pending records) go out at most once per `WaveGate` gap, the
+  first at once. While news keeps coming the gap doubles up to `max_gap`,
+  so hundreds of registrations in a row cost a handful of waves (about
+  log2 of the burst's length over `min_gap`); after a quiet spell it is
+  `min_gap` again, so a lone change never waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gossamer.catalog import merge
+from gossamer.catalog.merge import CatalogState
+from gossamer.catalog.model import NodeRecord
+
+MIN_GAP_S = 0.005  # seconds between waves while news keeps coming, at first
+MAX_GAP_S = 0.2  # ... doubling up to this
+
+
+def news(state: CatalogState, datacenter: str, changed: Iterable[str]) -> list[NodeRecord]:
+    """The records now held for the nodes that just changed (removed ones have none)."""
+    held = (merge.get(state, datacenter, node) for node in changed)
+    return [r for r in held if r is not None]
+
+
+def passable(records: Iterable[NodeRecord], self_origin: str) -> list[NodeRecord]:
+    """The records a peer would take from this agent: its own, or owner-signed ones."""
+    return [r for r in records if r.origin == self_origin or r.signed is not None]
+
+
+def coalesce(pending: dict[str, NodeRecord], records: Iterable[NodeRecord]) -> None:
+    """Add `records` to `pending` (node -> record), keeping the newest version of each."""
+    for record in records:
+        held = pending.get(record.node)
+        if held is None or record.version > held.version:
+            pending[record.node] = record
+
+
+@dataclass
+class WaveGate:
+    """When the next wave of pushes may go out (times are the caller's monotonic seconds)."""
+
+    min_gap: float = MIN_GAP_S
+    max_gap: float = MAX_GAP_S
+    last: float | None = None
+    gap: float = MIN_GAP_S
+
+    def __post_init__(self) -> None:
+        self.gap = self.min_gap
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next wave (0: send now)."""
+        if self.last is None:
+            return 0.0
+        return max(0.0, self.last + self.gap - now)
+
+    def fired(self, now: float) -> None:
+        """A wave went out at `now`: double the gap if news is still coming, else reset it."""
+        busy = self.last is not None and now - self.last < 2 * self.gap
+        self.gap = min(self.gap * 2, self.max_gap) if busy else self.min_gap
+        self.last = now
