@@ -44,6 +44,12 @@ def news(state: CatalogState, datacenter: str, changed: Iterable[str]) -> list[N
     return [r for r in held if r is not None]
 
 
+def news_to(state: CatalogState, records: Iterable[NodeRecord]) -> list[NodeRecord]:
+    """The pushed records that would change `state`; the rest are old news, dropped before
+    their signatures are checked (most pushes an agent gets bring what it already holds)."""
+    return [r for r in records if merge.beats(state, r)]
+
+
 def passable(records: Iterable[NodeRecord], self_origin: str) -> list[NodeRecord]:
     """The records a peer would take from this agent: its own, or owner-signed ones."""
     return [r for r in records if r.origin == self_origin or r.signed is not None]

@@ -77,9 +77,10 @@ async def started(agents: SyncPeers, names: str) -> list[SyncPeer]:
 
 
 def pushing(peers: list[SyncPeer]) -> list[Replicator]:
-    """A pushing Replicator per peer that never runs an anti-entropy round."""
+    """A pushing Replicator per peer that never runs an anti-entropy round (each its own
+    seed: agents choosing peers in step would all skip the same one)."""
     members = [p.member() for p in peers]
-    return [p.replicator(lambda: members, interval=3600, push=True) for p in peers]
+    return [p.replicator(lambda: members, interval=3600, push=True, seed=p.name) for p in peers]
 
 
 async def settled(loops: list[Replicator]) -> None:

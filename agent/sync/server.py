@@ -50,7 +50,7 @@ from gossamer.agent.sync.peer_link import (
     snapshots,
 )
 from gossamer.agent.sync.tls import HANDSHAKE_TIMEOUT, AgentTls, handshake_reason
-from gossamer.catalog import absorb
+from gossamer.catalog import absorb, record_news
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.sync_answer import Served, error, respond
 from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError, encode
@@ -258,6 +258,9 @@ class PeerRpcServer:
                     + ", ".join(sorted(r.node for r in foreign))[:200],
                 )
                 effects = dataclasses.replace(effects, records=tuple(kept))
+            fresh = record_news.news_to(catalog.state, effects.records)
+            if len(fresh) < len(effects.records):
+                effects = dataclasses.replace(effects, records=tuple(fresh))
         changed = apply_effects(
             catalog,
             self._replicas,
