@@ -147,3 +147,13 @@ async def test_a_push_of_other_owners_records_needs_their_signatures(agents: Syn
     (reply,) = await talk(b.addr, push, tls=x)  # old news: not passed on again
     await settled(loops)
     assert [r.records.waves for r in loops] == [1, 1]
+
+
+def test_relays_pass_a_change_on_to_fewer_peers_than_its_owner() -> None:
+    from gossamer.agent.sync.replicator import fanout
+
+    sizes = (1, 2, 3, 9, 999, 9999)
+    assert [record_news.relay_fanout(n) for n in sizes] == [1, 2, 3, 5, 11, 15]
+    assert all(record_news.relay_fanout(n) <= fanout(n) for n in sizes)
+    assert record_news.carries_own([record("x", 1), record("me", 1)], "me")
+    assert not record_news.carries_own([record("x", 1)], "me")

@@ -7,8 +7,10 @@ the catalog took as newer, this agent's own writes (node.py `publish`,
 external nodes) and peers' records alike, so a peer that takes a newer
 record passes it on, and one that already had it stays quiet.
 
-A wave sends every pending record to `fanout(n)` random live peers (the
-Replicator's choice of peers and fanout, as for LWW news). Records for a
+A wave sends every pending record to random live peers (the Replicator's
+choice of peers): `fanout(n)` of them, as for LWW news, when it carries a
+record of this agent's own, `relay_fanout(n)` when it only passes others'
+on (record_news.py says why). Records for a
 peer wait in its outbox while a push to it is under way and go with the
 next one, newest version per node: one push at a time per peer, so a slow
 or dead peer holds up only its own outbox. A failed push is counted and
@@ -87,7 +89,9 @@ class RecordPusher:
             return
         self.waves += 1
         self._gate.fired(time.monotonic())
-        for peer in self._rng.sample(peers, self._fanout(len(peers))):
+        own = record_news.carries_own(records.values(), self._self)
+        count = (self._fanout if own else record_news.relay_fanout)(len(peers))
+        for peer in self._rng.sample(peers, count):
             record_news.coalesce(self._outbox.setdefault(peer.name, {}), records.values())
             if peer.name not in self._sending:
                 task = asyncio.get_running_loop().create_task(
