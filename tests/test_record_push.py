@@ -19,7 +19,9 @@ import pytest
 from gossamer.agent.sync import refusals
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.catalog import merge, record_news
+from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.merge import CatalogState
+from gossamer.catalog.store import CatalogStore
 from gossamer.catalog.wire import record_to_wire
 from tests.harness.identity import Mesh
 from tests.harness.poll import eventually_async
@@ -67,6 +69,17 @@ def test_the_wave_gate_sends_a_lone_change_at_once_and_stretches_for_a_burst() -
     assert gate.gap == 0.08 and waves <= 16  # ~log2(80/10) doubling waves, then 1 per 80 ms
     gate.fired(200.0)  # after a quiet spell
     assert gate.gap == 0.01
+
+
+def test_the_live_catalog_announces_only_what_it_took_as_newer(tmp_path: Path) -> None:
+    catalog = LiveCatalog("dc1", CatalogStore.open(tmp_path / "c.db"), wall_ms=lambda: 1)
+    heard: list[list[tuple[str, int]]] = []
+    catalog.announce = lambda records: heard.append([(r.node, r.version) for r in records])
+    catalog.apply([record("a", 2), record("b", 1)], self_origin="me")
+    catalog.apply([record("a", 2), record("a", 1)], self_origin="me")  # old news: nothing
+    catalog.apply([record("me", 1)], self_origin="me")  # a peer's copy of our own: refused
+    catalog.apply([record("me", 1)])  # our own write
+    assert heard == [[("a", 2), ("b", 1)], [("me", 1)]]
 
 
 # -- over real sockets ----------------------------------------------------------------------

@@ -75,9 +75,12 @@ class RecordPusher:
         fresh = record_news.passable(records, self._self)
         if self._stopped or not fresh:
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop (no caller today): the `cv` tag carries it
+            return
         record_news.coalesce(self._pending, fresh)
         if self._wave is None:
-            loop = asyncio.get_running_loop()
             self._wave = loop.call_later(self._gate.delay(time.monotonic()), self._send_wave)
 
     def _send_wave(self) -> None:
