@@ -6,12 +6,17 @@ id) or a deregister (of a service registered earlier) on a random agent
 through its HTTP API. For each change the clock starts when the PUT returns
 and stops when every agent's `/v1/catalog/service/<name>` lists exactly the
 instances expected; all agents are polled concurrently (aiohttp, every 5 ms).
-The change reaches peers by a `cv` serf-tag update (peers pull the record from
-its owner) or, failing that, by anti-entropy (a digest exchange with a random
-peer every ~2 s).
+The change reaches peers by push (the owner hands the new record to fanout(n)
+random peers, each passes it on if it is news to it: catalog/record_news.py),
+else by a `cv` serf-tag update (peers pull the record from its owner) or by
+anti-entropy (a digest exchange with a random peer every ~2 s). With
+--watch, each agent is watched by a blocking query instead of polled, which
+keeps the polling's own load (10 agents x 200 GETs/s) off the measure. The
+push counters of every agent (/v1/agent/self RecordPushes) give the
+messages and bytes per change per agent.
 
     .venv/bin/python bench/catalog_convergence.py [--agents 10] [--changes 50]
-        [--poll 0.005] [--seed N]
+        [--poll 0.005] [--watch] [--seed N]
 """
 
 from __future__ import annotations
@@ -47,6 +52,28 @@ async def seen(
             return False
         rows = await resp.json()
     return {(r["Node"], r["ServiceID"]) for r in rows} == want
+
+
+async def watch_all(
+    session: aiohttp.ClientSession,
+    agents: list[AgentProc],
+    name: str,
+    want: set[tuple[str, str]],
+    timeout: float,
+) -> list[float]:
+    """Blocking queries on every agent (no polling load); the time each first showed `want`."""
+
+    async def one(agent: AgentProc) -> float:
+        url, index = f"{agent.http}/v1/catalog/service/{name}", 0
+        async with asyncio.timeout(timeout):
+            while True:
+                async with session.get(url, params={"index": index, "wait": "30s"}) as resp:
+                    rows = await resp.json()
+                    index = int(resp.headers.get("X-Consul-Index", "0"))
+                if {(r["Node"], r["ServiceID"]) for r in rows} == want:
+                    return time.monotonic()
+
+    return await asyncio.gather(*(one(a) for a in agents))
 
 
 async def wait_all(
@@ -98,13 +125,16 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
             async with session.put(url, json=body) as resp:
                 resp.raise_for_status()
             start = time.monotonic()
-            times = await wait_all(
-                agents,
-                lambda a, name=name, want=want: seen(session, a, name, want),
-                f"{name} = {sorted(want)}",
-                args.poll,
-                args.timeout,
-            )
+            if args.watch:
+                times = await watch_all(session, agents, name, want, args.timeout)
+            else:
+                times = await wait_all(
+                    agents,
+                    lambda a, name=name, want=want: seen(session, a, name, want),
+                    f"{name} = {sorted(want)}",
+                    args.poll,
+                    args.timeout,
+                )
             others = [t for t, a in zip(times, agents, strict=True) if a is not agent]
             results.append((kind, max(times) - start, min(others) - start))
             print(
@@ -132,6 +162,25 @@ def row(label: str, values: list[float]) -> str:
     )
 
 
+def push_counts(agents: list[AgentProc]) -> dict[str, int]:
+    """Every agent's RecordPushes counters (/v1/agent/self), summed."""
+    total: dict[str, int] = {}
+    for agent in agents:
+        for key, value in agent.get("/v1/agent/self")["Gossamer"]["RecordPushes"].items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def print_pushes(pushed: dict[str, int], changes: int, agents: int) -> None:
+    """What pushing the changes cost, per change and per agent."""
+    per = changes * agents
+    print(
+        f"pushes per change per agent: {pushed['Pushes'] / per:.1f} messages "
+        f"({pushed['Bytes'] / per:.0f} bytes of frames, {pushed['Records'] / per:.1f} records), "
+        f"{pushed['Waves'] / per:.2f} waves; {pushed['Failures']} failed"
+    )
+
+
 @contextlib.contextmanager
 def running_cluster(count: int) -> Iterator[list[AgentProc]]:
     """`count` joined loopback agents in a scratch dir; all stopped (and checked) after."""
@@ -155,9 +204,15 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.005, help="seconds between polls")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per change")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--watch", action="store_true", help="blocking queries instead of polling every agent"
+    )
     args = parser.parse_args()
     with running_cluster(args.agents) as agents:
+        before = push_counts(agents)
         results = asyncio.run(run(agents, args))
+        after = push_counts(agents)
+    pushed = {k: after[k] - before[k] for k in after}
     every = [t for _, t, _ in results]
     first = [t for _, _, t in results]
     print()
@@ -167,10 +222,12 @@ def main() -> None:
     print(row("  registers", [t for k, t, _ in results if k == "register"]))
     print(row("  deregisters", [t for k, t, _ in results if k == "deregister"]))
     print(row("first other agent shows it", first))
+    how = "blocking queries" if args.watch else f"polled every {args.poll * 1e3:.0f} ms"
     print(
-        f"(PUT returned → /v1/catalog/service/<name> right on every agent; polled every "
-        f"{args.poll * 1e3:.0f} ms; p99 is nearest-rank, so the max for under 100 changes)"
+        f"(PUT returned → /v1/catalog/service/<name> right on every agent; {how}; "
+        "p99 is nearest-rank, so the max for under 100 changes)"
     )
+    print_pushes(pushed, len(results), args.agents)
 
 
 if __name__ == "__main__":

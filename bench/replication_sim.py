@@ -25,6 +25,10 @@ the digest of a state, and the answer of one state to another's digest, are
 computed once and reused. That is what keeps 10,000 nodes fast; the cost of
 one real, unshared exchange at each N is printed separately.
 
+The pushed path (bench/push_sim.py) is printed last: messages per change
+per agent when the owner pushes a change and every node that takes it as
+news passes it on.
+
     .venv/bin/python bench/replication_sim.py [--nodes 1000,10000] [--reps 20]
         [--big-reps 10] [--pull-k 0,4,32] [--seed 1]
 """
@@ -44,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.push_sim import report as push_report  # noqa: E402
 from gossamer.catalog import merge  # noqa: E402
 from gossamer.catalog.absorb import absorb  # noqa: E402
 from gossamer.catalog.merge import CatalogState  # noqa: E402
@@ -272,6 +277,8 @@ def main() -> None:
     for n, ask, ans, size in costs:
         print(f"{n:6} {size / 1e3:10.1f} {ask * 1e3:8.1f} {ans * 1e3:10.1f}")
     print("ask = digest_request + encode; answer = answer(digest) + encode of the delta")
+    print()
+    push_report(sizes, args.reps, args.seed, make_record(1, BASE_MS))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ Rules this module keeps:
    owned node must go above it.
 4. A record *pushed* to us by a verified peer (agent RPC knows its node
    name from its certificate) is taken only if that peer owns it (`origin`
-   is the peer); `split_owned` says which. Records of other owners still
-   arrive, in the replies of the peers this agent asks (digest deltas and
+   is the peer) or it carries an owner signature (a relayed change,
+   record_news.py); `split_pushed` says which, and an unsigned record of
+   another owner in a push is refused. Records of other owners also
+   arrive in the replies of the peers this agent asks (digest deltas and
    pulls), where relaying is how anti-entropy works; `needs_owner_signature`
-   says which of those must carry their owner's signature (the agent's
-   RPC code checks it).
+   says which records, pushed or answered, must carry their owner's valid
+   signature (the agent's RPC code checks it, the same way for both).
 5. A tombstone relayed by a peer that is not the record's owner is applied
    only when that owner is not alive in this agent's Serf view
    (`tombstone_admitted`): an owner that is alive speaks for its records
@@ -56,6 +58,18 @@ def split_owned(
     for record in records:
         (owned if record.origin == peer_origin else foreign).append(record)
     return owned, foreign
+
+
+def split_pushed(
+    records: Iterable[NodeRecord], peer_origin: str
+) -> tuple[list[NodeRecord], list[NodeRecord]]:
+    """Rule 4 for a push: (owned or owner-signed, to be checked further; unsigned foreign)."""
+    kept: list[NodeRecord] = []
+    refused: list[NodeRecord] = []
+    for record in records:
+        ok = record.origin == peer_origin or record.signed is not None
+        (kept if ok else refused).append(record)
+    return kept, refused
 
 
 def needs_owner_signature(record: NodeRecord, peer_origin: str) -> bool:

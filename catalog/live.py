@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
-from gossamer.catalog import absorb, merge
+from gossamer.catalog import absorb, merge, record_news
 from gossamer.catalog.blocking import (
     IndexTable,
     changed_keys,
@@ -40,6 +40,8 @@ class LiveCatalog:
         self._listeners: list[Callable[[], None]] = []
         # Signs this agent's own writes (agent/identity/record_signer.py); None: unsigned.
         self.sign_own: Callable[[NodeRecord], NodeRecord] | None = None
+        # Hears every record `apply` took as newer (own or a peer's): the push (record_news.py).
+        self.announce: Callable[[list[NodeRecord]], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -75,7 +77,10 @@ class LiveCatalog:
         before = self.state
         after, changed = absorb.absorb(before, records, self_origin=self_origin)
         self._commit(before, after, self._keys(before, after, changed))
-        return [node for _, node in changed]
+        nodes = [node for _, node in changed]
+        if nodes and self.announce is not None:
+            self.announce(record_news.news(after, self.datacenter, nodes))
+        return nodes
 
     def remove(self, node: str, reason: str, *, version: int = 0) -> bool:
         """A node left or was reaped: drop its record now, keep a tombstone."""

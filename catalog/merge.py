@@ -100,6 +100,14 @@ def _beats(new: NodeRecord, current: NodeRecord | None, tomb: Tombstone | None) 
     return _canonical(new) > _canonical(current)
 
 
+def beats(state: CatalogState, record: NodeRecord) -> bool:
+    """Whether merging `record` into `state` would change it (rules 1-3), without merging."""
+    dc, node = record.datacenter, record.node
+    return _beats(
+        record, state.records.get(dc, {}).get(node), state.tombstones.get(dc, {}).get(node)
+    )
+
+
 def _without_empty(maps: Mapping[str, Mapping[str, V]]) -> dict[str, Mapping[str, V]]:
     return {dc: inner for dc, inner in sorted(maps.items()) if inner}
 

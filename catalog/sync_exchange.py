@@ -38,6 +38,7 @@ from gossamer.catalog.lww_sync import (
     receive_ok,
 )
 from gossamer.catalog.merge import CatalogState
+from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.sync_protocol import (
     NO_EFFECTS,
     Effects,
@@ -50,7 +51,7 @@ from gossamer.catalog.sync_protocol import (
     pull_request,
     push_request,
 )
-from gossamer.catalog.wire import RecordError
+from gossamer.catalog.wire import RecordError, record_to_wire
 
 
 class ExchangeError(ValueError):
@@ -180,6 +181,22 @@ class HandOver(Conversation):
         message: Message = {"t": "push", "dc": self._dc, "records": [], "tombstones": []}
         message["lww"] = push_part(self._name, self._entries)
         return self._send(message, "ok")
+
+    def _on_reply(self, reply: Message) -> Step:
+        return Step()
+
+
+class RecordPush(Conversation):
+    """Push changed records to a peer without waiting for a round: push -> ok (record_news.py)."""
+
+    def __init__(self, datacenter: str, records: list[NodeRecord]) -> None:
+        super().__init__()
+        self._dc = datacenter
+        self._records = records
+
+    def first_request(self) -> Message:
+        records = [record_to_wire(r) for r in self._records]
+        return self._send({"t": "push", "dc": self._dc, "records": records, "tombstones": []}, "ok")
 
     def _on_reply(self, reply: Message) -> Step:
         return Step()

@@ -37,8 +37,10 @@ class AgentFacade:
         peer_identities: Callable[[], dict[str, Any]],
         reload: Callable[[], Awaitable[list[str]]],
         request_shutdown: Callable[[bool], None],
+        record_pushes: Callable[[], dict[str, int]] = dict,
     ) -> None:
-        """`request_shutdown(leave)`: the root's; `reload`: the Reloader's."""
+        """`request_shutdown(leave)`: the root's; `reload`: the Reloader's;
+        `record_pushes`: what pushing catalog changes has cost (record_push.py)."""
         self._status = status
         self._node_id = node_id
         self._data_dir = data_dir
@@ -50,6 +52,7 @@ class AgentFacade:
         self._peer_identities = peer_identities
         self._reload = reload
         self._request_shutdown = request_shutdown
+        self._record_pushes = record_pushes
 
     @property
     def serf(self) -> SerfRpcClient:
@@ -91,6 +94,7 @@ class AgentFacade:
             "RpcRefusals": self._rpc_refusals(),  # agent-RPC peers refused, per reason
             "Peers": self._peer_identities(),  # each member's RPC identity
         }
+        info["Gossamer"]["RecordPushes"] = self._record_pushes()  # catalog changes pushed
         return info
 
     async def reload(self) -> list[str]:

@@ -236,6 +236,7 @@ async def _open_gossip(
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
+    s.catalog.announce = replicator.records.announce
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
     members = MemberWatch(
@@ -257,6 +258,7 @@ async def _open_frontends(
         catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
         peer_identities=partial(peer_identities, g.identity, g.members, g.replicator.tls),
         reload=reloader.reload, request_shutdown=hooks.request_shutdown,
+        record_pushes=g.replicator.records.counts,
     )  # fmt: skip
     external = ExternalNodes(
         s.catalog, owner=c.node, wall_ms=wall_ms, is_member=partial(_is_cluster_member, g.members)

@@ -1,7 +1,7 @@
 """Agent RPC client: drives the pure conversations of `catalog.sync_exchange` over mutual TLS.
 
-An anti-entropy round, a hand-over of fresh LWW entries and a pull are each
-one conversation object; this module only connects, moves its frames and
+An anti-entropy round, a hand-over of fresh LWW entries, a push of changed
+records and a pull are each one conversation object; this module only connects, moves its frames and
 applies the effects of each step before sending the next request. Every
 connection is TLS 1.3 with this agent's certificate, and the server must
 prove an agent identity of our mesh (`AgentTls.check`, server auth) before
@@ -42,14 +42,16 @@ from gossamer.agent.sync.pool import Connection
 from gossamer.agent.sync.tls import AgentTls, enrolment_context
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.lww_sync import Entries
+from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.sync_exchange import (
     Conversation,
     DigestExchange,
     ExchangeError,
     HandOver,
     PullExchange,
+    RecordPush,
 )
-from gossamer.catalog.sync_protocol import Message, ProtocolError
+from gossamer.catalog.sync_protocol import Message, ProtocolError, encode
 from gossamer.proxy.ca.verify import SERVER_AUTH
 
 log = logging.getLogger("gossamer.replication")
@@ -187,6 +189,24 @@ async def hand_over(
     conversation = HandOver(datacenter, name, entries)
     async with _connect(addr, tls, timeout, peer_name) as conn:
         conversation.receive(await conn.request(conversation.first_request()))
+
+
+async def push_records(
+    addr: Address,
+    datacenter: str,
+    records: list[NodeRecord],
+    *,
+    tls: AgentTls,
+    timeout: float = 5.0,
+    peer_name: str | None = None,
+) -> int:
+    """Push changed records to one peer, without waiting for a round (record_push.py);
+    returns the size of the frame sent."""
+    conversation = RecordPush(datacenter, records)
+    request = conversation.first_request()
+    async with _connect(addr, tls, timeout, peer_name) as conn:
+        conversation.receive(await conn.request(request))
+    return len(encode(request))
 
 
 async def pull(

@@ -21,6 +21,11 @@ the next round (~2 s): each of ~10 informed agents picking 3 of 9 skips a
 given agent with probability (6/9)^10 = 2%; picking 8 of 9, (1/9)^10. A
 serf tag (as `cv` does for records) would cost a gossip broadcast per
 change on every agent and wait on gossip's interval first.
+
+Changed catalog records spread the same way (`records`, record_push.py):
+the catalog announces every record it took as newer, and the pusher hands
+it to fanout(n) random peers, which pass it on if it is news to them. The
+`cv` tag pulls and the rounds above heal whatever a push missed.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections.abc import Callable, Iterable
 
 from gossamer.agent.sync.client import exchange, hand_over, pull
 from gossamer.agent.sync.peer_link import PeerError, Replicas
+from gossamer.agent.sync.record_push import RecordPusher
 from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog import lww
 from gossamer.catalog.live import LiveCatalog
@@ -77,6 +83,10 @@ class Replicator:
         self._wanted: dict[str, tuple[Member, int]] = {}  # node -> (owner, cv it announced)
         self.rounds = 0
         self.failures = 0
+        self.records = RecordPusher(
+            self_origin=self_origin, datacenter=catalog.datacenter, candidates=self.candidates,
+            fanout=fanout, rng=rng, tls=tls, timeout=timeout,
+        )  # fmt: skip
 
     # -- periodic anti-entropy -------------------------------------------------------------
 
@@ -99,6 +109,7 @@ class Replicator:
 
     def stop(self) -> None:
         self._stopped.set()
+        self.records.stop()
         self._cancel_pulls()
         self._tls.pool.close_all()
 
@@ -111,8 +122,12 @@ class Replicator:
             and tags.rpc_port(member) is not None
         )
 
+    def candidates(self) -> list[Member]:
+        """Every eligible peer, in name order (so a seeded choice repeats)."""
+        return sorted((m for m in self._peers() if self.eligible(m)), key=lambda m: m.name)
+
     def pick_peer(self) -> Member | None:
-        candidates = sorted((m for m in self._peers() if self.eligible(m)), key=lambda m: m.name)
+        candidates = self.candidates()
         return self._rng.choice(candidates) if candidates else None
 
     async def round(self) -> bool:
@@ -151,7 +166,7 @@ class Replicator:
         """
         if self._stopped.is_set() or not entries:
             return
-        candidates = sorted((m for m in self._peers() if self.eligible(m)), key=lambda m: m.name)
+        candidates = self.candidates()
         for peer in self._rng.sample(candidates, fanout(len(candidates))):
             box = self._outbox.setdefault(peer.name, {})
             pending = box.setdefault(name, {})

@@ -9,7 +9,9 @@ TLS at once (tls.py says who verifies what); plaintext, garbage, a slow
 handshake or a certificate that does not verify ends it there. A peer that
 presented no certificate may ask "ca-bundle" (enrolment) and nothing else:
 any other request gets an error reply and the connection is closed. A
-verified agent may push only records it owns (`absorb.split_owned`). A
+verified agent may push records it owns, and other owners' records only
+with their owner's signature (`absorb.split_pushed`), which `apply_effects`
+checks as it does for pulled ones (relay_check.py). A
 connection is checked again before the next request when the identity's
 trust epoch changes (a root left the bundle, a revocation) or a certificate
 of the peer's chain expires, since clients keep connections open (pool.py). Every
@@ -48,7 +50,7 @@ from gossamer.agent.sync.peer_link import (
     snapshots,
 )
 from gossamer.agent.sync.tls import HANDSHAKE_TIMEOUT, AgentTls, handshake_reason
-from gossamer.catalog import absorb
+from gossamer.catalog import absorb, record_news
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.sync_answer import Served, error, respond
 from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError, encode
@@ -93,6 +95,7 @@ class PeerRpcServer:
         self._handlers: set[asyncio.Task[None]] = set()
         self.refused = 0  # connections turned away at the cap
         self.accepted = 0  # connections accepted since start (each one a handshake)
+        self.requests = 0  # requests answered since start, from verified agents
 
     @property
     def connections(self) -> int:
@@ -241,19 +244,23 @@ class PeerRpcServer:
 
     def _reply(self, message: Message, peer: PeerAgent, address: object) -> bytes:
         """The reply frame to one request, after applying what the request brought."""
+        self.requests += 1
         catalog = self._catalog
         served = Served(catalog.state, catalog.datacenter, snapshots(self._replicas))
         frame, effects = respond(message, served)
         if effects.records:
-            owned, foreign = absorb.split_owned(effects.records, peer.node)
+            kept, foreign = absorb.split_pushed(effects.records, peer.node)
             if foreign:
                 self._tls.refuse(
                     refusals.FOREIGN_RECORD,
                     address,
-                    f"agent {peer.node!r} pushed records it does not own: "
+                    f"agent {peer.node!r} pushed unsigned records it does not own: "
                     + ", ".join(sorted(r.node for r in foreign))[:200],
                 )
-                effects = dataclasses.replace(effects, records=tuple(owned))
+                effects = dataclasses.replace(effects, records=tuple(kept))
+            fresh = record_news.news_to(catalog.state, effects.records)
+            if len(fresh) < len(effects.records):
+                effects = dataclasses.replace(effects, records=tuple(fresh))
         changed = apply_effects(
             catalog,
             self._replicas,

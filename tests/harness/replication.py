@@ -142,11 +142,16 @@ class SyncPeer:
         interval: float = 2.0,
         timeout: float = 2.0,
         seed: int | str = 7,
+        push: bool = False,
     ) -> Replicator:
-        return Replicator(
+        """`push`: the catalog's changes are pushed to peers at once (as in an agent)."""
+        replicator = Replicator(
             self.catalog, self_origin=self.name, peers=peers, rng=random.Random(seed),
             interval=interval, timeout=timeout, replicas=self.replicas, tls=self.tls,
         )  # fmt: skip
+        if push:
+            self.catalog.announce = replicator.records.announce
+        return replicator
 
     def has(self, node: str, version: int) -> bool:
         held = self.catalog.record(node)

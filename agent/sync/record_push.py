@@ -1,0 +1,155 @@
+"""Pushing changed catalog records to peers at once, and passing on what peers pushed here.
+
+What is pushed, when, and how a burst is batched is `catalog.record_news`
+(pure); this module only keeps the timers, the per-peer outboxes and the
+connections. `announce` is `LiveCatalog.announce`: it hears every record
+the catalog took as newer, this agent's own writes (node.py `publish`,
+external nodes) and peers' records alike, so a peer that takes a newer
+record passes it on, and one that already had it stays quiet.
+
+A wave sends every pending record to random live peers (the Replicator's
+choice of peers): `fanout(n)` of them, as for LWW news, when it carries a
+record of this agent's own, `relay_fanout(n)` when it only passes others'
+on (record_news.py says why). Records for a
+peer wait in its outbox while a push to it is under way and go with the
+next one, newest version per node: one push at a time per peer, so a slow
+or dead peer holds up only its own outbox. A failed push is counted and
+logged at debug; the Serf `cv` tag and anti-entropy heal what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from gossamer.agent.sync.client import push_records
+from gossamer.agent.sync.peer_link import PeerError
+from gossamer.agent.sync.tls import AgentTls
+from gossamer.catalog import record_news
+from gossamer.catalog.model import NodeRecord
+from gossamer.gossip import tags
+from gossamer.gossip.members import Member
+
+log = logging.getLogger("gossamer.replication")
+
+
+class RecordPusher:
+    """Pushes records this agent took as newer to fanout(n) random peers (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        self_origin: str,
+        datacenter: str,
+        candidates: Callable[[], list[Member]],
+        fanout: Callable[[int], int],
+        rng: random.Random,
+        tls: AgentTls,
+        timeout: float,
+        gate: record_news.WaveGate | None = None,
+    ) -> None:
+        self._self = self_origin
+        self._dc = datacenter
+        self._candidates = candidates
+        self._fanout = fanout
+        self._rng = rng
+        self._tls = tls
+        self._timeout = timeout
+        self._gate = gate or record_news.WaveGate()
+        self._pending: dict[str, NodeRecord] = {}
+        self._wave: asyncio.TimerHandle | None = None
+        self._outbox: dict[str, dict[str, NodeRecord]] = {}  # peer -> node -> record
+        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._stopped = False
+        self.waves = 0  # choices of peers made
+        self.pushes = 0  # push messages sent (each one request and its reply)
+        self.records_sent = 0  # records those pushes carried
+        self.bytes_sent = 0  # the push frames' size (TLS adds its records' overhead)
+        self.failures = 0
+
+    def announce(self, records: list[NodeRecord]) -> None:
+        """Records the catalog just took as newer: push those a peer would take (on the loop)."""
+        fresh = record_news.passable(records, self._self)
+        if self._stopped or not fresh:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop (no caller today): the `cv` tag carries it
+            return
+        record_news.coalesce(self._pending, fresh)
+        if self._wave is None:
+            self._wave = loop.call_later(self._gate.delay(time.monotonic()), self._send_wave)
+
+    def _send_wave(self) -> None:
+        """Hand every pending record to fanout(n) random live peers' outboxes."""
+        self._wave = None
+        records, self._pending = self._pending, {}
+        peers = self._candidates()
+        if self._stopped or not records or not peers:
+            return
+        self.waves += 1
+        self._gate.fired(time.monotonic())
+        own = record_news.carries_own(records.values(), self._self)
+        count = (self._fanout if own else record_news.relay_fanout)(len(peers))
+        for peer in self._rng.sample(peers, count):
+            record_news.coalesce(self._outbox.setdefault(peer.name, {}), records.values())
+            if peer.name not in self._sending:
+                task = asyncio.get_running_loop().create_task(
+                    self._drain(peer), name=f"record-push-{peer.name}"
+                )
+                self._sending[peer.name] = task
+
+    async def _drain(self, peer: Member) -> None:
+        """Send `peer` its outbox, one push at a time, until it is empty."""
+        try:
+            while box := self._outbox.pop(peer.name, None):
+                await self._push(peer, list(box.values()))
+        finally:
+            self._sending.pop(peer.name, None)
+
+    async def _push(self, peer: Member, records: list[NodeRecord]) -> None:
+        port = tags.rpc_port(peer)
+        assert port is not None  # candidates are eligible peers
+        self.pushes += 1
+        self.records_sent += len(records)
+        try:
+            self.bytes_sent += await push_records(
+                (peer.addr, port),
+                self._dc,
+                records,
+                tls=self._tls,
+                timeout=self._timeout,
+                peer_name=peer.name,
+            )
+        except PeerError as exc:
+            self.failures += 1
+            log.debug("pushing %d record(s) to %s failed: %s", len(records), peer.name, exc)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be sent and no push is under way."""
+        return self._wave is None and not self._pending and not self._sending
+
+    def stop(self) -> None:
+        """Send nothing more; pushes under way are cancelled."""
+        self._stopped = True
+        if self._wave is not None:
+            self._wave.cancel()
+            self._wave = None
+        for task in list(self._sending.values()):
+            task.cancel()
+        self._pending.clear()
+        self._outbox.clear()
+
+    def counts(self) -> dict[str, int]:
+        """What the push has cost so far, for /v1/agent/self and the bench."""
+        return {
+            "Waves": self.waves,
+            "Pushes": self.pushes,
+            "Records": self.records_sent,
+            "Bytes": self.bytes_sent,
+            "Failures": self.failures,
+        }
