@@ -118,7 +118,7 @@ async def test_news_spreads_to_peers_at_once_and_stops(peers: Callable[..., Sync
     try:
         nodes[0].store.upsert(allow("web", "db"))
         await eventually_async(lambda: all(n.pairs() == {("web", "db"): "allow"} for n in nodes), 3)
-        await eventually_async(lambda: all(not r._handovers for r in replicators), 3)
+        await eventually_async(lambda: all(not r.handing_over for r in replicators), 3)
         assert all(r.rounds == 0 for r in replicators)  # no periodic round was needed
         assert sum(r.failures for r in replicators) == 0
     finally:
@@ -138,7 +138,7 @@ async def test_a_burst_of_news_to_one_peer_goes_over_one_connection(
         for source, destination in pairs:  # twenty writes in one loop turn
             a.store.upsert(allow(source, destination))
         await eventually_async(lambda: len(b.pairs()) == 20, 5)
-        await eventually_async(lambda: not loop._handovers, 3)
+        await eventually_async(lambda: not loop.handing_over, 3)
         assert b.server.accepted == 1 and a.tls.pool.idle == 1  # one handshake in all
         assert loop.failures == 0
     finally:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from gossamer.agent.sync.client import push_records
+from gossamer.agent.sync.outbox import Outboxes
 from gossamer.agent.sync.peer_link import PeerError
 from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog import record_news
@@ -61,8 +62,9 @@ class RecordPusher:
         self._gate = gate or record_news.WaveGate()
         self._pending: dict[str, NodeRecord] = {}
         self._wave: asyncio.TimerHandle | None = None
-        self._outbox: dict[str, dict[str, NodeRecord]] = {}  # peer -> node -> record
-        self._sending: dict[str, asyncio.Task[None]] = {}
+        self._outbox: Outboxes[dict[str, NodeRecord]] = Outboxes(  # peer -> node -> record
+            self._push, dict, "record-push"
+        )
         self._stopped = False
         self.waves = 0  # choices of peers made
         self.pushes = 0  # push messages sent (each one request and its reply)
@@ -95,22 +97,12 @@ class RecordPusher:
         own = record_news.carries_own(records.values(), self._self)
         count = (self._fanout if own else record_news.relay_fanout)(len(peers))
         for peer in self._rng.sample(peers, count):
-            record_news.coalesce(self._outbox.setdefault(peer.name, {}), records.values())
-            if peer.name not in self._sending:
-                task = asyncio.get_running_loop().create_task(
-                    self._drain(peer), name=f"record-push-{peer.name}"
-                )
-                self._sending[peer.name] = task
+            record_news.coalesce(self._outbox.box(peer), records.values())
+            self._outbox.flush(peer)
 
-    async def _drain(self, peer: Member) -> None:
-        """Send `peer` its outbox, one push at a time, until it is empty."""
-        try:
-            while box := self._outbox.pop(peer.name, None):
-                await self._push(peer, list(box.values()))
-        finally:
-            self._sending.pop(peer.name, None)
-
-    async def _push(self, peer: Member, records: list[NodeRecord]) -> None:
+    async def _push(self, peer: Member, box: dict[str, NodeRecord]) -> None:
+        """Send `peer` one box: the newest pending version of each node."""
+        records = list(box.values())
         port = tags.rpc_port(peer)
         assert port is not None  # candidates are eligible peers
         self.pushes += 1
@@ -131,7 +123,7 @@ class RecordPusher:
     @property
     def idle(self) -> bool:
         """Nothing waits to be sent and no push is under way."""
-        return self._wave is None and not self._pending and not self._sending
+        return self._wave is None and not self._pending and not self._outbox.busy
 
     def stop(self) -> None:
         """Send nothing more; pushes under way are cancelled."""
@@ -139,10 +131,8 @@ class RecordPusher:
         if self._wave is not None:
             self._wave.cancel()
             self._wave = None
-        for task in list(self._sending.values()):
-            task.cancel()
+        self._outbox.cancel()
         self._pending.clear()
-        self._outbox.clear()
 
     def counts(self) -> dict[str, int]:
         """What the push has cost so far, for /v1/agent/self and the bench."""

@@ -38,6 +38,7 @@ import random
 from collections.abc import Callable, Iterable
 
 from gossamer.agent.sync.client import exchange, hand_over, pull
+from gossamer.agent.sync.outbox import Outboxes
 from gossamer.agent.sync.peer_link import PeerError, Replicas
 from gossamer.agent.sync.record_push import RecordPusher
 from gossamer.agent.sync.tls import AgentTls
@@ -69,9 +70,10 @@ class Replicator:
     ) -> None:
         self._catalog = catalog
         self._replicas: Replicas = replicas or {}
-        self._handovers: set[asyncio.Task[None]] = set()
-        self._outbox: dict[str, dict[str, dict[str, lww.Entry]]] = {}  # peer -> map -> key -> entry
-        self._sending: set[str] = set()  # peers with a hand-over under way
+        # LWW news waiting per peer: map -> key -> entry
+        self._outbox: Outboxes[dict[str, dict[str, lww.Entry]]] = Outboxes(
+            self._hand_over, dict, "hand-over"
+        )
         self._self = self_origin
         self._tls = tls
         self._peers = peers
@@ -168,28 +170,22 @@ class Replicator:
             return
         candidates = self.candidates()
         for peer in self._rng.sample(candidates, fanout(len(candidates))):
-            box = self._outbox.setdefault(peer.name, {})
-            pending = box.setdefault(name, {})
+            pending = self._outbox.box(peer).setdefault(name, {})
             for key, entry in entries:
                 held = pending.get(key)
                 if held is None or entry.stamp > held.stamp:
                     pending[key] = entry
-            if peer.name not in self._sending:
-                self._sending.add(peer.name)
-                task = asyncio.get_running_loop().create_task(
-                    self._hand_over(peer), name=f"hand-over-{peer.name}"
-                )
-                self._handovers.add(task)
-                task.add_done_callback(self._handovers.discard)
+            self._outbox.flush(peer)
 
-    async def _hand_over(self, peer: Member) -> None:
-        """Send `peer` its outbox, map by map, until it is empty."""
-        try:
-            while box := self._outbox.pop(peer.name, None):
-                for name, pending in box.items():
-                    await self._hand_over_map(peer, name, list(pending.items()))
-        finally:
-            self._sending.discard(peer.name)
+    @property
+    def handing_over(self) -> bool:
+        """Whether a hand-over of LWW news to some peer is under way."""
+        return self._outbox.busy
+
+    async def _hand_over(self, peer: Member, box: dict[str, dict[str, lww.Entry]]) -> None:
+        """Send `peer` one box of news, map by map."""
+        for name, pending in box.items():
+            await self._hand_over_map(peer, name, list(pending.items()))
 
     async def _hand_over_map(self, peer: Member, name: str, entries: Entries) -> None:
         try:
@@ -277,8 +273,9 @@ class Replicator:
                 del self._pulls[node]
 
     def _cancel_pulls(self) -> None:
-        for task in [*self._pulls.values(), *self._handovers]:
+        for task in self._pulls.values():
             task.cancel()
+        self._outbox.cancel()
         self._pulls.clear()
         self._wanted.clear()
 
