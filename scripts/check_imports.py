@@ -105,6 +105,11 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/relay_state.py",
     "proxy/sessions.py",
     "proxy/peer_cache.py",
+    "proxy/edge_metrics.py",
+    "proxy/prom_text.py",
+    "proxy/metrics_families.py",
+    "agent/http/metrics_prom.py",
+    "proxy/stat_rows.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",
