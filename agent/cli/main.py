@@ -16,6 +16,7 @@ from rich.console import Console
 from gossamer.agent.cli import (
     ca,
     catalog,
+    check,
     connect,
     intentions,
     keys,
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_parsers(client_sub)  # type: ignore[arg-type]
     tui.add_parsers(client_sub)  # type: ignore[arg-type]
     connect.add_parsers(client_sub)  # type: ignore[arg-type]
+    check.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser
