@@ -70,6 +70,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/sync_protocol.py",
     "catalog/sync_exchange.py",
     "catalog/sync_answer.py",
+    "catalog/range_sums.py",
     "catalog/wire.py",
     "catalog/view.py",
     "catalog/check_definition.py",
