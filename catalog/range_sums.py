@@ -42,7 +42,7 @@ NODES_PER_RANGE = 32  # a differing range costs ~32 stamps (~1.5 KB); 10,000 nod
 MAX_BUCKETS = 4096  # 32 KB of sums at most, for clusters above ~130,000 nodes
 ROOT_BYTES = 16
 SUM_BYTES = 8
-_MEMO_SIZE = 4  # states remembered by `state_sums`: the current one and a few recent
+_MEMO_SIZE = 2  # states `state_sums` remembers: the current one and the last (each holds a catalog)
 
 
 class RangeError(RequestError):
