@@ -93,7 +93,7 @@ def test_edge_counts_connections_bytes_and_responses() -> None:
     e.answered(503, 0.02, "/api")
     e.unanswered(0.5, "/api")
     r = e.routes["/api"]
-    assert (r.requests, r.responses) == (3, {"2xx": 1, "5xx": 1, "none": 1})
+    assert (r.requests, r.by_class()) == (3, {"none": 1, "2xx": 1, "5xx": 1})
     assert m.edges[(INBOUND, "web", "db")] is e
 
 
