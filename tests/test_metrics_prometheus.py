@@ -13,6 +13,7 @@ and its query API must return exactly those counts. `gossamer stat` and
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -237,6 +238,22 @@ def test_stat_reads_the_same_figures_through_the_agent(scraped: Scraped) -> None
     assert by_edge[("outbound", "web", "db")]["successes"] >= ALLOWED + DENIED
     table = expect("stat", "--http-addr", scraped.agent.http)
     assert "DIRECTION" in table and "100.00%" in table and "web" in table
+
+
+def test_a_bad_metrics_flag_exits_2_naming_it(scraped: Scraped) -> None:
+    said = expect("connect", "proxy", "--sidecar-for", "web", "--metrics-addr", "nope",
+                  "--http-addr", scraped.agent.http, code=2)  # fmt: skip
+    assert "--metrics-addr" in said
+
+
+def test_the_metrics_listener_answers_garbage_and_keeps_serving(scraped: Scraped) -> None:
+    (db,) = scraped.agent.get("/v1/agent/metrics/proxies?service=db")
+    host, port = db["Address"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    with urllib.request.urlopen(f"http://{db['Address']}/metrics", timeout=5) as resp:
+        assert b"gossamer_proxy_authz_total" in resp.read()
 
 
 def test_top_redraws_the_table(scraped: Scraped) -> None:
