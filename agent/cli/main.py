@@ -16,6 +16,7 @@ from rich.console import Console
 from gossamer.agent.cli import (
     ca,
     catalog,
+    check,
     connect,
     intentions,
     keys,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_parsers(client_sub)  # type: ignore[arg-type]
     connect.add_parsers(client_sub)  # type: ignore[arg-type]
     stat.add_parsers(client_sub)  # type: ignore[arg-type]
+    check.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser
