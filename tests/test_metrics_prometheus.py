@@ -3,15 +3,17 @@
 One agent holds `web` and `db` with sidecars whose registrations name their
 metrics listeners (`Proxy.Config.gossamer_metrics_bind_addr` and Consul's
 `envoy_prometheus_bind_addr`). The fixture sends known traffic: 7
-connections web -> db allowed, then (once db's proxy has seen the intention
-change) 2 denied; 3 DNS answers NOERROR and 1 NXDOMAIN; 5 GETs of
-/v1/catalog/services. Debian's `prometheus` scrapes all three every second
-and its query API must return exactly those counts. `gossamer stat` and
-`top` read the same figures through the agent.
+connections web -> db allowed, one held open across a change to deny (cut:
+a `terminate`), then (once db's proxy has seen the change) 2 denied; 3 DNS
+answers NOERROR and 1 NXDOMAIN; 5 GETs of /v1/catalog/services. Debian's
+`prometheus` scrapes all three every second and its query API must return
+exactly those counts. `gossamer stat` and `top` read the same figures
+through the agent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -44,21 +46,25 @@ from tests.proxy_support import (
 
 pytestmark = needs("prometheus", "serf")
 PAYLOAD = b"x" * 1000
-ALLOWED, DENIED = 7, 2
+ALLOWED, DENIED = 7, 2  # round trips allowed, connections denied
+HOLD = b"held open"  # one more connection, allowed, open across the deny: terminated
 
 
 OUT = 'direction="outbound",source="web",destination="db"'
 INTO = 'direction="inbound",source="web",destination="db"'
 # (which proxy, series, what the traffic adds to it): read before, then from Prometheus
 PROXY_SERIES = [
-    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + DENIED),
-    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}", (ALLOWED + DENIED) * len(PAYLOAD)),
-    ("db", f"gossamer_proxy_tcp_received_bytes_total{{{INTO}}}", ALLOWED * (len(PAYLOAD) + 5)),
-    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="allow"}}', ALLOWED),
+    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + DENIED + 1),
+    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}",
+     (ALLOWED + DENIED) * len(PAYLOAD) + len(HOLD)),
+    ("db", f"gossamer_proxy_tcp_received_bytes_total{{{INTO}}}",
+     ALLOWED * (len(PAYLOAD) + 5) + len(HOLD)),
+    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="allow"}}', ALLOWED + 1),
     ("db", f'gossamer_proxy_authz_total{{{INTO},decision="deny"}}', DENIED),
-    ("db", f"gossamer_proxy_tcp_open_total{{{INTO}}}", ALLOWED),
-    ("db", f"gossamer_proxy_tcp_connect_seconds_count{{{INTO}}}", ALLOWED),
-    ("db", f"gossamer_proxy_tcp_open_connections{{{INTO}}}", 0),
+    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="terminate"}}', 1),
+    ("db", f"gossamer_proxy_tcp_open_total{{{INTO}}}", ALLOWED + 1),
+    ("db", f"gossamer_proxy_tcp_connect_seconds_count{{{INTO}}}", ALLOWED + 1),
+    ("db", OPEN_NOW := f"gossamer_proxy_tcp_open_connections{{{INTO}}}", 0),
     ("db", 'gossamer_proxy_tls_handshake_failures_total{service="db",direction="inbound",'
            'reason="unknown-issuer"}', 0),
 ]  # fmt: skip
@@ -106,9 +112,16 @@ def _send_traffic(agent: AgentProc, upstream: tuple[str, int], db_metrics: str) 
         assert roundtrip(upstream, PAYLOAD) == PAYLOAD + b"<eof>"
     updates = 'gossamer_proxy_events_total{service="db",event="intentions.updates"}'
     seen = _proxy_metric(db_metrics, updates)
-    set_intention(agent, "web", "db", "deny")
-    eventually(lambda: _proxy_metric(db_metrics, updates) > seen, 20,
-               what="db's proxy to see the deny")  # fmt: skip
+    with socket.create_connection(upstream, timeout=10) as held:
+        held.sendall(HOLD)
+        echoed = b""
+        while len(echoed) < len(HOLD):
+            echoed += held.recv(100)
+        set_intention(agent, "web", "db", "deny")
+        eventually(lambda: _proxy_metric(db_metrics, updates) > seen, 20,
+                   what="db's proxy to see the deny")  # fmt: skip
+        with contextlib.suppress(ConnectionResetError):
+            assert held.recv(100) == b"", "the held connection was not cut"
     for _ in range(DENIED):
         assert roundtrip(upstream, PAYLOAD) == b""
     assert [_dns(agent, "db.service.consul") for _ in range(3)] == [dns.rcode.NOERROR] * 3
@@ -152,7 +165,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
         eventually(lambda: roundtrip(upstream, PAYLOAD) == PAYLOAD + b"<eof>", 20,
                    what="a first round trip through both proxies")  # fmt: skip
         at = {"web": web_metrics, "db": db_metrics}
-        eventually(lambda: _proxy_metric(db_metrics, PROXY_SERIES[-2][1]) == 0, 10,
+        eventually(lambda: _proxy_metric(db_metrics, OPEN_NOW) == 0, 10,
                    what="the first round trip closed")  # fmt: skip
         before = {series: _proxy_metric(at[proxy], series) for proxy, series, _ in PROXY_SERIES}
         _send_traffic(agent, upstream, db_metrics)
@@ -230,10 +243,10 @@ def test_stat_reads_the_same_figures_through_the_agent(scraped: Scraped) -> None
     rows = json.loads(expect("stat", "--json", "--http-addr", scraped.agent.http))
     by_edge = {(r["direction"], r["source"], r["destination"]): r for r in rows}
     inbound = by_edge[("inbound", "web", "db")]
-    opened = scraped.before[f"gossamer_proxy_tcp_open_total{{{INTO}}}"] + ALLOWED
+    opened = scraped.before[f"gossamer_proxy_tcp_open_total{{{INTO}}}"] + ALLOWED + 1
     assert (inbound["protocol"], inbound["requests"], inbound["successes"]) == (
         "tcp", opened, opened)  # fmt: skip
-    assert inbound["denied"] == DENIED and inbound["success_rate"] == 1.0
+    assert inbound["denied"] == DENIED + 1 and inbound["success_rate"] == 1.0  # + terminated
     assert inbound["p50"] is not None and 0 < inbound["p50"] <= inbound["p99"]
     assert by_edge[("outbound", "web", "db")]["successes"] >= ALLOWED + DENIED
     table = expect("stat", "--http-addr", scraped.agent.http)
