@@ -44,7 +44,7 @@ from tests.proxy_support import (
     wait_listening,
 )
 
-pytestmark = needs("prometheus", "serf")
+pytestmark = needs("prometheus", "promtool", "serf")
 PAYLOAD = b"x" * 1000
 ALLOWED, DENIED = 7, 2  # round trips allowed, connections denied
 HOLD = b"held open"  # one more connection, allowed, open across the deny: terminated
@@ -231,6 +231,17 @@ def test_agent_counts_match_the_queries_sent(scraped: Scraped) -> None:
     settles_at(scraped, "gossamer_connect_leaves", 2)
     left = value_of(scraped, 'gossamer_connect_leaf_expiry_seconds{service="db"}')
     assert left is not None and 0 < left <= 72 * 3600
+
+
+def test_promtool_reads_the_agents_text(scraped: Scraped) -> None:
+    url = f"{scraped.agent.http}/v1/agent/metrics?format=prometheus"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    checked = subprocess.run([find_binary("promtool") or "promtool", "check", "metrics"],
+                             input=text, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert checked.returncode in (0, 3), checked.stderr  # 3: naming advice only, 1: unparsable
+    assert "error while linting" not in checked.stderr
 
 
 def test_format_other_than_prometheus_is_a_400_naming_it(scraped: Scraped) -> None:
