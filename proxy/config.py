@@ -115,8 +115,7 @@ METRICS_KEYS = ("gossamer_metrics_bind_addr", "envoy_prometheus_bind_addr")  # o
 def metrics_addr_of(options: Mapping[str, Any]) -> str:
     """The metrics listener a registration's `Proxy.Config` names, as ADDR:PORT, or ""."""
     for key in METRICS_KEYS:
-        text = _text(options.get(key), f"Proxy.Config.{key}")
-        if text:
+        if text := _text(options.get(key), f"Proxy.Config.{key}"):
             return metrics_addr(text, f"Proxy.Config.{key}")
     return ""
 
@@ -129,18 +128,17 @@ def metrics_addr(text: str, where: str) -> str:
 
 def with_metrics(config: ProxyConfig, addr: str | None, enabled: bool = True) -> ProxyConfig:
     """`config` with `--metrics-addr` (wins over the registration's key) and `--no-metrics`."""
-    if addr:
-        config = replace(config, metrics_addr=metrics_addr(addr, "--metrics-addr"))
-    if not enabled:
-        config = replace(config, metrics=False)
-    return replace(config, metrics_pinned=True) if addr or not enabled else config
+    if not addr and enabled:
+        return config
+    where = metrics_addr(addr, "--metrics-addr") if addr else config.metrics_addr
+    return replace(config, metrics_addr=where, metrics=config.metrics and enabled,
+                   metrics_pinned=True)  # fmt: skip
 
 
 def keep_pinned(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
     """A changed registration's config, with what the flags pinned on `old` kept."""
-    if not old.metrics_pinned:
-        return new
-    return replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
+    pinned = replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
+    return pinned if old.metrics_pinned else new
 
 
 def adhoc_config(

@@ -36,8 +36,9 @@ MAX_ROUTES = 64
 OTHER = "other"
 OTHER_ROUTE = "other"
 INBOUND, OUTBOUND = "inbound", "outbound"
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-NO_RESPONSE = "none"  # the status class of a request that got no response
+NO_RESPONSE = "none"  # the status class of a request that got no response (or a bad status)
+# Route.responses[i] counts class CLASSES[i]: a status's class is status // 100 when 1-5.
+CLASSES = (NO_RESPONSE, "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class Histogram:
@@ -99,8 +100,12 @@ class Route:
     """One route's HTTP figures on one edge."""
 
     requests: int = 0
-    responses: dict[str, int] = field(default_factory=dict)  # status class -> count
+    responses: list[int] = field(default_factory=lambda: [0] * len(CLASSES))
     latency: Histogram = field(default_factory=Histogram)
+
+    def by_class(self) -> dict[str, int]:
+        """Responses by status class, the classes seen only."""
+        return {c: n for c, n in zip(CLASSES, self.responses, strict=True) if n}
 
 
 @dataclass
@@ -145,17 +150,16 @@ class Edge:
 
     def answered(self, status: int, seconds: float, route: str = "") -> None:
         """One HTTP response: a request, a response of `status`'s class, its latency."""
-        r = self._route(route)
+        r = self.routes.get(route) or self._route(route)
         r.requests += 1
-        cls = f"{status // 100}xx" if 100 <= status < 600 else NO_RESPONSE
-        r.responses[cls] = r.responses.get(cls, 0) + 1
+        r.responses[status // 100 if 100 <= status < 600 else 0] += 1
         r.latency.observe(seconds)
 
     def unanswered(self, seconds: float, route: str = "") -> None:
         """A request that got no response (the upstream reset, timed out, or was unreachable)."""
-        r = self._route(route)
+        r = self.routes.get(route) or self._route(route)
         r.requests += 1
-        r.responses[NO_RESPONSE] = r.responses.get(NO_RESPONSE, 0) + 1
+        r.responses[0] += 1
         r.latency.observe(seconds)
 
     def _route(self, route: str) -> Route:
@@ -225,7 +229,7 @@ def stats_json(metrics: EdgeMetrics, uptime_s: float) -> dict[str, Any]:
             "BytesSent": sent, "BytesReceived": received,
             "Setup": _hist_json(e.setup), "Duration": _hist_json(e.duration),
             "Routes": {name: {"Requests": r.requests,
-                              "Responses": dict(sorted(r.responses.items())),
+                              "Responses": r.by_class(),
                               "Latency": _hist_json(r.latency)}
                        for name, r in sorted(e.routes.items())},
         })  # fmt: skip

@@ -87,7 +87,7 @@ def _edge_families(proxies: Sequence[Proxy]) -> list[Family]:
             for route, r in sorted(e.routes.items()):
                 at = (*labels, ("route", route))
                 requests.add(r.requests, at)
-                for cls, n in sorted(r.responses.items()):
+                for cls, n in r.by_class().items():
                     responses.add(n, (*at, ("status_class", cls)))
                 latency.histogram(at, r.latency.bounds, r.latency.counts, r.latency.total)
     return [opened, closed, live, failed, sent, got, setup, duration, authz, requests, responses,

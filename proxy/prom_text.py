@@ -28,21 +28,39 @@ class Family:
     name: str
     kind: str
     help: str
-    samples: list[tuple[str, Labels, float]] = field(default_factory=list)
+    samples: list[tuple[str, str, float]] = field(default_factory=list)  # suffix, labels, value
 
     def add(self, value: float, labels: Labels = (), suffix: str = "") -> None:
-        self.samples.append((suffix, labels, value))
+        self.samples.append((suffix, label_text(labels), value))
 
     def histogram(
         self, labels: Labels, bounds: Sequence[float], counts: Sequence[int], total: float
     ) -> None:
         """The `_bucket` (cumulative, `le`), `_sum` and `_count` samples of one histogram."""
+        base = label_text(labels)
+        head = base + "," if base else ""
         running = 0
+        append = self.samples.append
         for bound, n in zip((*bounds, math.inf), counts, strict=True):
             running += n
-            self.add(running, (*labels, ("le", number(bound))), "_bucket")
-        self.add(total, labels, "_sum")
-        self.add(running, labels, "_count")
+            append(("_bucket", f'{head}le="{_bound_text(bound)}"', running))
+        append(("_sum", base, total))
+        append(("_count", base, running))
+
+
+def label_text(labels: Labels) -> str:
+    """`k="v",...` with each value escaped (the text between the braces)."""
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+
+
+_BOUNDS: dict[float, str] = {}
+
+
+def _bound_text(bound: float) -> str:
+    text = _BOUNDS.get(bound)
+    if text is None:
+        text = _BOUNDS[bound] = number(bound)
+    return text
 
 
 def safe_name(text: str) -> str:
@@ -52,6 +70,8 @@ def safe_name(text: str) -> str:
 
 
 def number(value: float) -> str:
+    if type(value) is int:
+        return str(value)
     if value == math.inf:
         return "+Inf"
     if value == -math.inf:
@@ -74,8 +94,8 @@ def render(families: Iterable[Family]) -> str:
             raise ValueError(f"not a metric family: {f.name!r} ({f.kind})")
         lines.append(f"# HELP {f.name} {f.help.replace(chr(92), chr(92) * 2)}")
         lines.append(f"# TYPE {f.name} {f.kind}")
-        for suffix, labels, value in f.samples:
-            shown = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-            lines.append(f"{f.name}{suffix}{{{shown}}} {number(value)}" if shown
-                         else f"{f.name}{suffix} {number(value)}")  # fmt: skip
+        name = f.name
+        for suffix, shown, value in f.samples:
+            lines.append(f"{name}{suffix}{{{shown}}} {number(value)}" if shown
+                         else f"{name}{suffix} {number(value)}")  # fmt: skip
     return "\n".join(lines) + "\n"

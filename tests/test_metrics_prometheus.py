@@ -3,16 +3,19 @@
 One agent holds `web` and `db` with sidecars whose registrations name their
 metrics listeners (`Proxy.Config.gossamer_metrics_bind_addr` and Consul's
 `envoy_prometheus_bind_addr`). The fixture sends known traffic: 7
-connections web -> db allowed, then (once db's proxy has seen the intention
-change) 2 denied; 3 DNS answers NOERROR and 1 NXDOMAIN; 5 GETs of
-/v1/catalog/services. Debian's `prometheus` scrapes all three every second
-and its query API must return exactly those counts. `gossamer stat` and
-`top` read the same figures through the agent.
+connections web -> db allowed, one held open across a change to deny (cut:
+a `terminate`), then (once db's proxy has seen the change) 2 denied; 3 DNS
+answers NOERROR and 1 NXDOMAIN; 5 GETs of /v1/catalog/services. Debian's
+`prometheus` scrapes all three every second and its query API must return
+exactly those counts. `gossamer stat` and `top` read the same figures
+through the agent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -41,23 +44,27 @@ from tests.proxy_support import (
     wait_listening,
 )
 
-pytestmark = needs("prometheus", "serf")
+pytestmark = needs("prometheus", "promtool", "serf")
 PAYLOAD = b"x" * 1000
-ALLOWED, DENIED = 7, 2
+ALLOWED, DENIED = 7, 2  # round trips allowed, connections denied
+HOLD = b"held open"  # one more connection, allowed, open across the deny: terminated
 
 
 OUT = 'direction="outbound",source="web",destination="db"'
 INTO = 'direction="inbound",source="web",destination="db"'
 # (which proxy, series, what the traffic adds to it): read before, then from Prometheus
 PROXY_SERIES = [
-    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + DENIED),
-    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}", (ALLOWED + DENIED) * len(PAYLOAD)),
-    ("db", f"gossamer_proxy_tcp_received_bytes_total{{{INTO}}}", ALLOWED * (len(PAYLOAD) + 5)),
-    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="allow"}}', ALLOWED),
+    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + DENIED + 1),
+    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}",
+     (ALLOWED + DENIED) * len(PAYLOAD) + len(HOLD)),
+    ("db", f"gossamer_proxy_tcp_received_bytes_total{{{INTO}}}",
+     ALLOWED * (len(PAYLOAD) + 5) + len(HOLD)),
+    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="allow"}}', ALLOWED + 1),
     ("db", f'gossamer_proxy_authz_total{{{INTO},decision="deny"}}', DENIED),
-    ("db", f"gossamer_proxy_tcp_open_total{{{INTO}}}", ALLOWED),
-    ("db", f"gossamer_proxy_tcp_connect_seconds_count{{{INTO}}}", ALLOWED),
-    ("db", f"gossamer_proxy_tcp_open_connections{{{INTO}}}", 0),
+    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="terminate"}}', 1),
+    ("db", f"gossamer_proxy_tcp_open_total{{{INTO}}}", ALLOWED + 1),
+    ("db", f"gossamer_proxy_tcp_connect_seconds_count{{{INTO}}}", ALLOWED + 1),
+    ("db", OPEN_NOW := f"gossamer_proxy_tcp_open_connections{{{INTO}}}", 0),
     ("db", 'gossamer_proxy_tls_handshake_failures_total{service="db",direction="inbound",'
            'reason="unknown-issuer"}', 0),
 ]  # fmt: skip
@@ -105,9 +112,16 @@ def _send_traffic(agent: AgentProc, upstream: tuple[str, int], db_metrics: str) 
         assert roundtrip(upstream, PAYLOAD) == PAYLOAD + b"<eof>"
     updates = 'gossamer_proxy_events_total{service="db",event="intentions.updates"}'
     seen = _proxy_metric(db_metrics, updates)
-    set_intention(agent, "web", "db", "deny")
-    eventually(lambda: _proxy_metric(db_metrics, updates) > seen, 20,
-               what="db's proxy to see the deny")  # fmt: skip
+    with socket.create_connection(upstream, timeout=10) as held:
+        held.sendall(HOLD)
+        echoed = b""
+        while len(echoed) < len(HOLD):
+            echoed += held.recv(100)
+        set_intention(agent, "web", "db", "deny")
+        eventually(lambda: _proxy_metric(db_metrics, updates) > seen, 20,
+                   what="db's proxy to see the deny")  # fmt: skip
+        with contextlib.suppress(ConnectionResetError):
+            assert held.recv(100) == b"", "the held connection was not cut"
     for _ in range(DENIED):
         assert roundtrip(upstream, PAYLOAD) == b""
     assert [_dns(agent, "db.service.consul") for _ in range(3)] == [dns.rcode.NOERROR] * 3
@@ -151,7 +165,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
         eventually(lambda: roundtrip(upstream, PAYLOAD) == PAYLOAD + b"<eof>", 20,
                    what="a first round trip through both proxies")  # fmt: skip
         at = {"web": web_metrics, "db": db_metrics}
-        eventually(lambda: _proxy_metric(db_metrics, PROXY_SERIES[-2][1]) == 0, 10,
+        eventually(lambda: _proxy_metric(db_metrics, OPEN_NOW) == 0, 10,
                    what="the first round trip closed")  # fmt: skip
         before = {series: _proxy_metric(at[proxy], series) for proxy, series, _ in PROXY_SERIES}
         _send_traffic(agent, upstream, db_metrics)
@@ -219,6 +233,17 @@ def test_agent_counts_match_the_queries_sent(scraped: Scraped) -> None:
     assert left is not None and 0 < left <= 72 * 3600
 
 
+def test_promtool_reads_the_agents_text(scraped: Scraped) -> None:
+    url = f"{scraped.agent.http}/v1/agent/metrics?format=prometheus"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    checked = subprocess.run([find_binary("promtool") or "promtool", "check", "metrics"],
+                             input=text, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert checked.returncode in (0, 3), checked.stderr  # 3: naming advice only, 1: unparsable
+    assert "error while linting" not in checked.stderr
+
+
 def test_format_other_than_prometheus_is_a_400_naming_it(scraped: Scraped) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{scraped.agent.http}/v1/agent/metrics?format=xml", timeout=10)
@@ -229,14 +254,30 @@ def test_stat_reads_the_same_figures_through_the_agent(scraped: Scraped) -> None
     rows = json.loads(expect("stat", "--json", "--http-addr", scraped.agent.http))
     by_edge = {(r["direction"], r["source"], r["destination"]): r for r in rows}
     inbound = by_edge[("inbound", "web", "db")]
-    opened = scraped.before[f"gossamer_proxy_tcp_open_total{{{INTO}}}"] + ALLOWED
+    opened = scraped.before[f"gossamer_proxy_tcp_open_total{{{INTO}}}"] + ALLOWED + 1
     assert (inbound["protocol"], inbound["requests"], inbound["successes"]) == (
         "tcp", opened, opened)  # fmt: skip
-    assert inbound["denied"] == DENIED and inbound["success_rate"] == 1.0
+    assert inbound["denied"] == DENIED + 1 and inbound["success_rate"] == 1.0  # + terminated
     assert inbound["p50"] is not None and 0 < inbound["p50"] <= inbound["p99"]
     assert by_edge[("outbound", "web", "db")]["successes"] >= ALLOWED + DENIED
     table = expect("stat", "--http-addr", scraped.agent.http)
     assert "DIRECTION" in table and "100.00%" in table and "web" in table
+
+
+def test_a_bad_metrics_flag_exits_2_naming_it(scraped: Scraped) -> None:
+    said = expect("connect", "proxy", "--sidecar-for", "web", "--metrics-addr", "nope",
+                  "--http-addr", scraped.agent.http, code=2)  # fmt: skip
+    assert "--metrics-addr" in said
+
+
+def test_the_metrics_listener_answers_garbage_and_keeps_serving(scraped: Scraped) -> None:
+    (db,) = scraped.agent.get("/v1/agent/metrics/proxies?service=db")
+    host, port = db["Address"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"\x16\x03\x01 not http\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    with urllib.request.urlopen(f"http://{db['Address']}/metrics", timeout=5) as resp:
+        assert b"gossamer_proxy_authz_total" in resp.read()
 
 
 def test_top_redraws_the_table(scraped: Scraped) -> None:

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossamer.proxy import tally
+from gossamer.proxy.config import ConfigError, config_from_registration, keep_pinned, with_metrics
 from gossamer.proxy.edge_metrics import (
     INBOUND,
     MAX_EDGES,
@@ -93,7 +94,7 @@ def test_edge_counts_connections_bytes_and_responses() -> None:
     e.answered(503, 0.02, "/api")
     e.unanswered(0.5, "/api")
     r = e.routes["/api"]
-    assert (r.requests, r.responses) == (3, {"2xx": 1, "5xx": 1, "none": 1})
+    assert (r.requests, r.by_class()) == (3, {"none": 1, "2xx": 1, "5xx": 1})
     assert m.edges[(INBOUND, "web", "db")] is e
 
 
@@ -212,3 +213,40 @@ def test_stat_rows_over_an_interval_and_since_start() -> None:
     assert (tcp.protocol, tcp.requests, tcp.successes, tcp.success_rate) == ("tcp", 1, 0, 0.0)
     assert cells(interval)[4:6] == ["50.00%", "1.0"]
     assert errors_of([{"ProxyID": "x", "Error": "down"}, {"ProxyID": "y"}]) == ["x: down"]
+
+
+@pytest.mark.parametrize(
+    ("config", "names"),
+    [
+        ({"gossamer_metrics_bind_addr": "nope"}, "Proxy.Config.gossamer_metrics_bind_addr"),
+        (
+            {"envoy_prometheus_bind_addr": "127.0.0.1:99999"},
+            "Proxy.Config.envoy_prometheus_bind_addr",
+        ),
+        ({"gossamer_metrics_bind_addr": 9102}, "Proxy.Config.gossamer_metrics_bind_addr"),
+        ({"gossamer_metrics": "yes"}, "Proxy.Config.gossamer_metrics"),
+    ],
+)
+def test_a_bad_metrics_key_is_an_error_naming_it(config: dict[str, object], names: str) -> None:
+    with pytest.raises(ConfigError) as bad:
+        config_from_registration(_sidecar(config), "web-sidecar-proxy")
+    assert bad.value.where == names
+
+
+def test_metrics_keys_flags_and_pinning() -> None:
+    both = {"gossamer_metrics_bind_addr": ":9102", "envoy_prometheus_bind_addr": "0.0.0.0:9"}
+    config = config_from_registration(_sidecar(both), "web-sidecar-proxy")
+    assert config.metrics_addr == "127.0.0.1:9102" and config.metrics  # ours wins; :PORT local
+    flagged = with_metrics(config, "[::1]:9200", enabled=False)
+    assert (flagged.metrics_addr, flagged.metrics, flagged.metrics_pinned) == (
+        "[::1]:9200", False, True)  # fmt: skip
+    changed = config_from_registration(_sidecar({}), "web-sidecar-proxy")
+    assert keep_pinned(changed, flagged).metrics_addr == "[::1]:9200"
+    assert keep_pinned(changed, config).metrics_addr == ""
+    with pytest.raises(ConfigError, match="--metrics-addr"):
+        with_metrics(config, "no-port")
+
+
+def _sidecar(config: dict[str, object]) -> dict[str, object]:
+    return {"Kind": "connect-proxy", "Port": 21000, "Proxy": {
+        "DestinationServiceName": "web", "LocalServicePort": 8080, "Config": config}}  # fmt: skip

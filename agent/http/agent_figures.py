@@ -11,6 +11,7 @@ added); a source is any `() -> Figures`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from aiohttp import web
@@ -53,6 +54,11 @@ def dns_figures(responder: Answers) -> Figures:
             if n or code == 0
         ]
     )
+
+
+def part_sources(replicator: Rounds, responder: Answers) -> list[FigureSource]:
+    """The sources the composition root registers once the replicator and DNS exist."""
+    return [partial(sync_figures, replicator), partial(dns_figures, responder)]
 
 
 def leaf_figures(identity: MeshIdentity) -> Figures:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from gossamer.agent.http.acl_routes import add_acl_routes
+from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY
 from gossamer.agent.http.agent_routes import add_agent_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.blocking import PREPARED_KEY
@@ -93,6 +94,7 @@ def make_app(
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[FIGURES_KEY] = HttpFigures()
+    app[FIGURE_SOURCES_KEY] = []  # the composition root adds the other parts' figures
     app[PREPARED_KEY] = PreparedAnswers()
     app[AGENT_KEY] = agent
     app[CATALOG_KEY] = catalog
