@@ -1,9 +1,12 @@
 """`gossamer check` against real agents and proxies, each failure made on purpose.
 
-One mesh is shared by the module: two agents with gossip encryption, `db`
+One mesh is shared by the module: three agents with gossip encryption, `db`
 and `web` with running sidecars on the first (which gets 10 s leaves, so a
-leaf whose renewal is broken expires within the test). Every test that
-breaks something puts it back, so no test depends on another's order.
+leaf whose renewal is broken expires within the test); the third is there
+to be killed. Every test that breaks something puts it back, so no test
+depends on another's order. The command runs as a subprocess once (the
+healthy case, through the real entry point); the others call the same
+`main()` in this process, which saves a Python start-up (~1-3 s here) each.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from gossamer.agent.cli.main import main
+from gossamer.agent.preflight.agent_probe import presented
 from gossamer.gossip.keyring import generate_key
-from tests.harness.cli import DOWN, gossamer, one_error_line
+from tests.harness.cli import DOWN, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -38,6 +44,7 @@ class Mesh:
     cluster: Cluster
     node1: AgentProc
     node2: AgentProc
+    node3: AgentProc  # killed by the failed-member test
     key: str
     tmp: Path
 
@@ -53,13 +60,18 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         config = tmp / "short-leaves.yaml"
         config.write_text("test_leaf_cert_ttl: 10s\n")
         node1 = c.new_agent("node1", "--encrypt", key, "--config-file", str(config)).start()
-        node2 = c.new_agent("node2", "--encrypt", key, "--join", node1.serf_addr).start()
-        for agent in (node1, node2):
+        node2 = c.new_agent("node2", "--encrypt", key, "--join", node1.serf_addr)
+        node3 = c.new_agent("node3", "--encrypt", key, "--join", node1.serf_addr)
+        for agent in (node2, node3):
+            agent.start(wait=False)
+        for agent in (node1, node2, node3):
+            agent.wait_ready()
             eventually(
-                lambda a=agent: set(a.members().values()) == {1} and len(a.members()) == 2,
+                lambda a=agent: list(a.members().values()) == [1, 1, 1],
                 15,
-                what=f"{agent.name} to see both alive",
+                what=f"{agent.name} to see all three alive",
             )
+        for agent in (node1, node2):
             eventually(agent.enrolled, 20, what=f"{agent.name}'s certificate")
         apps.append(db_app := App("127.0.0.1").start())
         db_in, web_in = register_pair(node1, db_app.port, free_port("127.0.0.1"))
@@ -68,7 +80,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         wait_listening(node1.ip, db_in, db)
         wait_listening(node1.ip, web_in, web)
         eventually(lambda: healthy_sidecars(node1, "db") == 1, 30, what="db's sidecar passing")
-        yield Mesh(c, node1, node2, key, tmp)
+        yield Mesh(c, node1, node2, node3, key, tmp)
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -78,10 +90,27 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def check(agent: AgentProc, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = gossamer("check", "--http-addr", agent.http, *args, env=env)
+def check_process(agent: AgentProc, *args: str) -> tuple[int, str]:
+    result = gossamer("check", "--http-addr", agent.http, *args)
     assert not result.stderr, result.stderr
     return result.returncode, result.stdout
+
+
+@pytest.fixture
+def check(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
+    """`gossamer check --http-addr AGENT ARGS` in this process: (exit code, stdout)."""
+
+    def run(agent: AgentProc, *args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["check", "--http-addr", agent.http, *args])
+        out, err = capsys.readouterr()
+        assert not err, err
+        return code, out
+
+    return run
+
+
+Check = Callable[..., tuple[int, str]]
 
 
 def marks(out: str) -> dict[str, str]:
@@ -97,8 +126,8 @@ def failing(out: str) -> list[str]:
     return sorted(name for name, mark in marks(out).items() if mark == "✘")
 
 
-def test_a_healthy_mesh_passes_and_json_says_the_same(mesh: Mesh) -> None:
-    code, out = check(mesh.node1)
+def test_a_healthy_mesh_passes_and_json_says_the_same(mesh: Mesh, check: Check) -> None:
+    code, out = check_process(mesh.node1)
     assert code == 0, out
     seen = marks(out)
     assert not failing(out), out
@@ -123,23 +152,29 @@ def test_a_healthy_mesh_passes_and_json_says_the_same(mesh: Mesh) -> None:
         sum(n.endswith("port " + mesh.node1.ip + f":{mesh.node1.http_port}/tcp") for n in seen) == 1
     )
     assert "db (1 healthy)" in out
+    db_proxy = next(n for n in seen if n.startswith("proxy db-sidecar-proxy up at"))
+    assert seen[db_proxy] != "✘" and "certificate of db" in out
     code, raw = check(mesh.node1, "--json")
     body = json.loads(raw)
     assert code == 0 and body["Success"] is True
     assert {c["Name"] for c in body["Checks"]} == set(seen)
     assert not [c for c in body["Checks"] if c["Status"] == "fail"]
     clock = mesh.node1.get("/v1/agent/clock")
-    assert set(clock["Offsets"]) == {"node2"} and abs(clock["Offsets"]["node2"]) < 1.0
+    assert set(clock["Offsets"]) == {"node2", "node3"}
+    assert all(abs(offset) < 1.0 for offset in clock["Offsets"].values())
 
 
-def test_serf_missing_from_path_fails_that_line(mesh: Mesh) -> None:
-    code, out = check(mesh.node1, env={"PATH": str(mesh.tmp / "empty-bin")})
+def test_serf_missing_from_path_fails_that_line(
+    mesh: Mesh, check: Check, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(mesh.tmp / "empty-bin"))
+    code, out = check(mesh.node1)
     assert code == 1
     assert failing(out) == ["serf on PATH"], out
     assert "apt-get install serf" in out
 
 
-def test_secrets_readable_by_others_fail_the_data_dir_line(mesh: Mesh) -> None:
+def test_secrets_readable_by_others_fail_the_data_dir_line(mesh: Mesh, check: Check) -> None:
     key = mesh.node1.data_dir / "serf" / "rpc.json"  # serf's RPC auth key, written once
     key.chmod(0o644)
     try:
@@ -151,14 +186,11 @@ def test_secrets_readable_by_others_fail_the_data_dir_line(mesh: Mesh) -> None:
     assert "serf/rpc.json (0644)" in out and "chmod go-rwx" in out
 
 
-def test_a_failed_member_is_named(mesh: Mesh) -> None:
-    node3 = mesh.cluster.new_agent("node3", "--encrypt", mesh.key, "--join", mesh.node1.serf_addr)
-    node3.start()
+def test_a_failed_member_is_named(mesh: Mesh, check: Check) -> None:
+    assert mesh.node3.proc is not None
+    mesh.node3.proc.send_signal(signal.SIGKILL)
+    mesh.node3.proc.wait(10)
     try:
-        eventually(lambda: mesh.node1.members().get("node3") == 1, 15, what="node3 alive")
-        assert node3.proc is not None
-        node3.proc.send_signal(signal.SIGKILL)
-        node3.proc.wait(10)
         eventually(lambda: mesh.node1.members().get("node3") == 4, 30, what="node3 failed")
         code, out = check(mesh.node1)
         assert code == 1
@@ -169,35 +201,25 @@ def test_a_failed_member_is_named(mesh: Mesh) -> None:
         eventually(lambda: "node3" not in mesh.node1.members(), 15, what="node3 pruned")
 
 
-def test_a_stopped_proxy_fails_its_line(mesh: Mesh) -> None:
+def test_a_proxy_that_is_not_running_fails_its_line(mesh: Mesh, check: Check) -> None:
+    """`api` is registered with a sidecar whose proxy was never started (the running
+    proxies' ✔ is in the healthy test)."""
     node, port = mesh.node1, free_port(mesh.node1.ip)
-    node.put(
-        "/v1/agent/service/register",
-        {
-            "Name": "api",
-            "ID": "api",
-            "Port": 1,
-            "Address": node.ip,
-            "Connect": {"SidecarService": {"Port": port, "Address": node.ip}},
-        },
-    )
-    proxy = sidecar(node, mesh.tmp, "api")
+    node.put("/v1/agent/service/register", {
+        "Name": "api", "ID": "api", "Port": 1, "Address": node.ip,
+        "Connect": {"SidecarService": {"Port": port, "Address": node.ip}},
+    })  # fmt: skip
     try:
-        wait_listening(node.ip, port, proxy)
         code, out = check(node)
-        assert code == 0 and marks(out)[f"proxy api-sidecar-proxy up at {node.ip}:{port}"] != "✘"
-        assert "certificate of api" in out
-        proxy.stop()
-        code, out = check(node)
-        assert code == 1
-        assert failing(out) == [f"proxy api-sidecar-proxy up at {node.ip}:{port}"], out
-        assert "gossamer connect proxy --sidecar-for api" in out
     finally:
-        proxy.stop()
         node.put("/v1/agent/service/deregister/api")
+    assert code == 1
+    assert failing(out) == [f"proxy api-sidecar-proxy up at {node.ip}:{port}"], out
+    assert "Connection refused" in out
+    assert "gossamer connect proxy --sidecar-for api" in out
 
 
-def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh) -> None:
+def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh, check: Check) -> None:
     """Renewal is broken on purpose (a directory where the leaf's file goes): the proxy keeps
     presenting its last leaf, which expires within its 10 s life."""
     node, port = mesh.node1, free_port(mesh.node1.ip)
@@ -219,12 +241,13 @@ def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh) -> None:
         stored.unlink()
         stored.mkdir()
 
-        def expired() -> str:
-            code, out = check(node)
-            assert code == 1 and "expired" in out, out
-            return out
+        def expired() -> bool:
+            not_after = presented(node.ip, port).not_after
+            return not_after is not None and not_after < datetime.now(UTC)
 
-        out = eventually(expired, 30, what="old's leaf to expire")
+        eventually(expired, 30, what="the leaf old's proxy presents to expire")
+        code, out = check(node)
+        assert code == 1 and "expired" in out
         assert set(failing(out)) == {
             f"proxy old-sidecar-proxy up at {node.ip}:{port}",
             "leaf certificate of old",
@@ -236,7 +259,7 @@ def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh) -> None:
             stored.rmdir()
 
 
-def test_pre_checks_a_host_with_no_agent_and_names_a_taken_port(mesh: Mesh) -> None:
+def test_pre_checks_a_host_with_no_agent_and_names_a_taken_port(mesh: Mesh, check: Check) -> None:
     ip = mesh.node1.ip
     ports = {
         flag: free_port(ip) for flag in ("--http-port", "--dns-port", "--serf-port", "--rpc-port")
@@ -267,9 +290,15 @@ def test_pre_checks_a_host_with_no_agent_and_names_a_taken_port(mesh: Mesh) -> N
     assert code == 1 and "in use by a running agent" in out, out
 
 
-def test_usage_and_config_errors_exit_2_and_no_agent_exits_1() -> None:
-    result = gossamer("check", "--pre", "--bind", "127.0.0.1")  # no data dir and not --dev
-    assert "config error: config: data_dir: is required" in one_error_line(result, 2)
-    result = gossamer("check", "--http-addr", DOWN)
-    assert result.returncode == 1
-    assert marks(result.stdout)["agent reachable"] == "✘"
+def test_usage_and_config_errors_exit_2_and_no_agent_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "--pre", "--bind", "127.0.0.1"]) == 2  # no data dir, not --dev
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "gossamer check: config error: config: data_dir: is required; "
+        "set data_dir in a config file or pass --data-dir (or use --dev)"
+    ]
+    assert main(["check", "--http-addr", DOWN]) == 1
+    out, err = capsys.readouterr()
+    assert marks(out)["agent reachable"] == "✘" and "gossamer check --pre" in out
