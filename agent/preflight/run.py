@@ -29,7 +29,7 @@ KEYRING_FILE = "serf/local.keyring"
 def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]:
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
     if config.data_dir is None:
-        results.append(ok(hc.HOST, "data dir and its permissions", "--dev: a temporary dir"))
+        results.append(ok(hc.HOST, hc.DATA_DIR, "--dev: a temporary dir"))
     else:
         results.append(hc.judge_data_dir(host_probe.data_dir_facts(config.data_dir), False))
     results += _ports(
@@ -97,8 +97,10 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     results.append(reachable)
     results.append(_dns(client_addr, dc))
     results += _cluster(client, self_json)
-    results += _identity(client, self_json)
-    results += _proxies(client)
+    services, _ = probe.fetch(client, "/v1/agent/services")
+    services = services if isinstance(services, dict) else {}
+    results += _identity(client, self_json, services)
+    results += _proxies(client, services)
     return results
 
 
@@ -124,22 +126,22 @@ def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
     return results
 
 
-def _identity(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
+def _identity(
+    client: AgentClient, self_json: Mapping[str, Any], services: Mapping[str, Any]
+) -> list[Result]:
     now = probe.now_utc()
     roots, error = probe.fetch(client, "/v1/agent/connect/ca/roots")
     results = [ic.judge_roots(roots, error, now)]
     identity = self_json.get("Gossamer", {}).get("Identity", {})
     results.append(ic.judge_rpc_identity(identity, now))
-    services, _ = probe.fetch(client, "/v1/agent/services")
-    for service in ic.connect_services(services or {}):
+    for service in ic.connect_services(services):
         results.append(ic.judge_leaf(service, *probe.leaf(client, service), now))
     return results
 
 
-def _proxies(client: AgentClient) -> list[Result]:
-    services, _ = probe.fetch(client, "/v1/agent/services")
+def _proxies(client: AgentClient, services: Mapping[str, Any]) -> list[Result]:
     results = []
-    for proxy in ic.sidecars(services or {}):
+    for proxy in ic.sidecars(services):
         config = proxy.get("Proxy") or {}
         service = str(config.get("DestinationServiceName", ""))
         address, port = proxy.get("Address") or "127.0.0.1", int(proxy.get("Port", 0))
