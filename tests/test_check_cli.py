@@ -160,7 +160,9 @@ def test_a_healthy_mesh_passes_and_json_says_the_same(mesh: Mesh, check: Check) 
     assert {c["Name"] for c in body["Checks"]} == set(seen)
     assert not [c for c in body["Checks"] if c["Status"] == "fail"]
     clock = mesh.node1.get("/v1/agent/clock")
-    assert set(clock["Offsets"]) == {"node2", "node3"}
+    # a lost UDP answer makes a peer Missing (a warning); every peer is in one or the other
+    assert set(clock["Offsets"]) | set(clock["Missing"]) == {"node2", "node3"}
+    assert clock["Offsets"]
     assert all(abs(offset) < 1.0 for offset in clock["Offsets"].values())
 
 

@@ -91,11 +91,14 @@ def test_ports(
     ],
 )
 def test_clock(offsets: dict[str, float] | None, status: Status) -> None:
-    assert cc.judge_clock(offsets, "404").status is status
+    assert cc.judge_clock(offsets, [], "404").status is status
 
 
-def test_clock_names_the_worst_peer() -> None:
-    assert "-2.500 s (c)" in cc.judge_clock({"b": 0.004, "c": -2.5}, "").detail
+def test_clock_names_the_worst_peer_and_the_silent_ones() -> None:
+    assert "-2.500 s (c)" in cc.judge_clock({"b": 0.004, "c": -2.5}, [], "").detail
+    result = cc.judge_clock({"b": 0.004}, ["old"], "")
+    assert result.status is Status.WARN and "no answer from old" in result.detail
+    assert cc.judge_clock({}, ["old"], "").detail == "no peer answered; no answer from old"
 
 
 def test_members_name_the_failed_ones_sorted() -> None:
@@ -116,6 +119,17 @@ def test_members_name_the_failed_ones_sorted() -> None:
 def test_encryption(encrypted: bool, keyring: object, status: Status, text: str) -> None:
     result = cc.judge_encryption(encrypted, keyring)  # type: ignore[arg-type]
     assert result.status is status and text in result.detail
+
+
+def test_reachable_tells_a_consul_agent_and_a_waiting_one() -> None:
+    debug = dict.fromkeys(cc.GOSSAMER_DEBUG_KEYS, 1)
+    ready = {"Config": {"NodeName": "a"}, "DebugConfig": debug, "Gossamer": {"Ready": True}}
+    assert cc.judge_reachable("u", ready, "").status is Status.OK
+    waiting = {**ready, "Gossamer": {"Ready": False}}
+    assert "not ready yet" in cc.judge_reachable("u", waiting, "").detail
+    consul = {"Config": {"NodeName": "a"}, "DebugConfig": {"DataDir": "/d"}}
+    assert "not a gossamer agent" in cc.judge_reachable("u", consul, "").detail
+    assert cc.judge_reachable("u", None, "refused").status is Status.FAIL
 
 
 def test_default_policy_allow_warns_deny_passes() -> None:

@@ -82,12 +82,14 @@ def presented(address: str, port: int) -> Presented:
     return Presented("", cert.not_valid_before_utc, cert.not_valid_after_utc, uris)
 
 
-def clock_offsets(client: AgentClient) -> tuple[dict[str, float] | None, str]:
+def clock_offsets(client: AgentClient) -> tuple[dict[str, float] | None, list[str], str]:
+    """(offsets by peer, peers that did not answer, error) from /v1/agent/clock."""
     found, error = fetch(client, "/v1/agent/clock")
     if not isinstance(found, Mapping):
-        return None, error or "unexpected answer"
+        return None, [], error or "unexpected answer"
     offsets = found.get("Offsets") or {}
-    return {str(n): float(v) for n, v in offsets.items()}, ""
+    missing = [str(n) for n in found.get("Missing") or []]
+    return {str(n): float(v) for n, v in offsets.items()}, missing, ""
 
 
 def now_utc() -> datetime:

@@ -77,7 +77,7 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
     self_json, error = probe.fetch(client, "/v1/agent/self")
     reachable = cc.judge_reachable(client.base_url, self_json, error)
-    if self_json is None:
+    if self_json is None or not cc.is_gossamer(self_json):
         return [*results, reachable, skip(cc.AGENT, "the other checks", "no agent to ask")]
     dc: Mapping[str, Any] = self_json.get("DebugConfig", {})
     data_dir = Path(dc.get("DataDir", ""))
