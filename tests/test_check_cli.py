@@ -1,9 +1,11 @@
 """`gossamer check` against real agents and proxies, each failure made on purpose.
 
 One mesh is shared by the module: three agents with gossip encryption, `db`
-and `web` with running sidecars on the first (which gets 10 s leaves, so a
-leaf whose renewal is broken expires within the test); the third is there
-to be killed. Every test that breaks something puts it back, so no test
+and `web` with running sidecars on the first; the second (with 10 s leaves)
+runs `old`'s sidecar, whose leaf renewal the fixture breaks at once, so it
+has expired by the time its test asks (checks look at the asked agent's
+own sidecars only, so the first stays healthy); the third is there to be
+killed. Every test that breaks something puts it back, so no test
 depends on another's order. The command runs as a subprocess once (the
 healthy case, through the real entry point); the others call the same
 `main()` in this process, which saves a Python start-up (~1-3 s here) each.
@@ -47,6 +49,31 @@ class Mesh:
     node3: AgentProc  # killed by the failed-member test
     key: str
     tmp: Path
+    old_port: int  # the inbound port of `old`'s sidecar on node2, whose leaf cannot renew
+
+
+def register_sidecar_only(node: AgentProc, name: str) -> int:
+    """Register `name` with a sidecar on `node`; the sidecar's inbound port."""
+    port = free_port(node.ip)
+    node.put(
+        "/v1/agent/service/register",
+        {
+            "Name": name,
+            "ID": name,
+            "Port": 1,
+            "Address": node.ip,
+            "Connect": {"SidecarService": {"Port": port, "Address": node.ip}},
+        },
+    )
+    return port
+
+
+def break_leaf_renewal(node: AgentProc, service: str) -> None:
+    """A directory where the leaf's file goes: the agent cannot store, so cannot renew, it."""
+    stored = node.data_dir / "identity" / "leaves" / f"{service}.json"
+    eventually(stored.exists, 10, what=f"{service}'s leaf on disk")
+    stored.unlink()
+    stored.mkdir()
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +86,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     try:
         config = tmp / "short-leaves.yaml"
         config.write_text("test_leaf_cert_ttl: 10s\n")
-        node1 = c.new_agent("node1", "--encrypt", key, "--config-file", str(config)).start()
-        node2 = c.new_agent("node2", "--encrypt", key, "--join", node1.serf_addr)
+        node1 = c.new_agent("node1", "--encrypt", key).start()
+        node2 = c.new_agent(
+            "node2", "--encrypt", key, "--join", node1.serf_addr, "--config-file", str(config)
+        )
         node3 = c.new_agent("node3", "--encrypt", key, "--join", node1.serf_addr)
         for agent in (node2, node3):
             agent.start(wait=False)
@@ -76,11 +105,15 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         apps.append(db_app := App("127.0.0.1").start())
         db_in, web_in = register_pair(node1, db_app.port, free_port("127.0.0.1"))
         set_intention(node1, "web", "db", "allow")
+        old_in = register_sidecar_only(node2, "old")
         proxies += [db := sidecar(node1, tmp, "db"), web := sidecar(node1, tmp, "web")]
+        proxies.append(old := sidecar(node2, tmp, "old"))
         wait_listening(node1.ip, db_in, db)
         wait_listening(node1.ip, web_in, web)
+        wait_listening(node2.ip, old_in, old)
+        break_leaf_renewal(node2, "old")
         eventually(lambda: healthy_sidecars(node1, "db") == 1, 30, what="db's sidecar passing")
-        yield Mesh(c, node1, node2, node3, key, tmp)
+        yield Mesh(c, node1, node2, node3, key, tmp, old_in)
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -206,11 +239,8 @@ def test_a_failed_member_is_named(mesh: Mesh, check: Check) -> None:
 def test_a_proxy_that_is_not_running_fails_its_line(mesh: Mesh, check: Check) -> None:
     """`api` is registered with a sidecar whose proxy was never started (the running
     proxies' ✔ is in the healthy test)."""
-    node, port = mesh.node1, free_port(mesh.node1.ip)
-    node.put("/v1/agent/service/register", {
-        "Name": "api", "ID": "api", "Port": 1, "Address": node.ip,
-        "Connect": {"SidecarService": {"Port": port, "Address": node.ip}},
-    })  # fmt: skip
+    node = mesh.node1
+    port = register_sidecar_only(node, "api")
     try:
         code, out = check(node)
     finally:
@@ -222,43 +252,21 @@ def test_a_proxy_that_is_not_running_fails_its_line(mesh: Mesh, check: Check) ->
 
 
 def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh, check: Check) -> None:
-    """Renewal is broken on purpose (a directory where the leaf's file goes): the proxy keeps
-    presenting its last leaf, which expires within its 10 s life."""
-    node, port = mesh.node1, free_port(mesh.node1.ip)
-    node.put(
-        "/v1/agent/service/register",
-        {
-            "Name": "old",
-            "ID": "old",
-            "Port": 1,
-            "Address": node.ip,
-            "Connect": {"SidecarService": {"Port": port, "Address": node.ip}},
-        },
-    )
-    proxy = sidecar(node, mesh.tmp, "old")
-    stored = node.data_dir / "identity" / "leaves" / "old.json"
-    try:
-        wait_listening(node.ip, port, proxy)
-        eventually(stored.exists, 10, what="old's leaf on disk")
-        stored.unlink()
-        stored.mkdir()
+    """The fixture broke renewal of `old`'s leaf: its proxy keeps presenting the last one,
+    which expires within its 10 s life."""
+    node, port = mesh.node2, mesh.old_port
 
-        def expired() -> bool:
-            not_after = presented(node.ip, port).not_after
-            return not_after is not None and not_after < datetime.now(UTC)
+    def expired() -> bool:
+        not_after = presented(node.ip, port).not_after
+        return not_after is not None and not_after < datetime.now(UTC)
 
-        eventually(expired, 30, what="the leaf old's proxy presents to expire")
-        code, out = check(node)
-        assert code == 1 and "expired" in out
-        assert set(failing(out)) == {
-            f"proxy old-sidecar-proxy up at {node.ip}:{port}",
-            "leaf certificate of old",
-        }, out
-    finally:
-        proxy.stop()
-        node.put("/v1/agent/service/deregister/old")
-        if stored.is_dir():
-            stored.rmdir()
+    eventually(expired, 30, what="the leaf old's proxy presents to expire")
+    code, out = check(node)
+    assert code == 1 and "expired" in out
+    assert set(failing(out)) == {
+        f"proxy old-sidecar-proxy up at {node.ip}:{port}",
+        "leaf certificate of old",
+    }, out
 
 
 def test_pre_checks_a_host_with_no_agent_and_names_a_taken_port(mesh: Mesh, check: Check) -> None:
