@@ -28,7 +28,7 @@ from gossamer.agent.cli.main import main
 from gossamer.agent.preflight.agent_probe import presented
 from gossamer.gossip.keyring import generate_key
 from tests.harness.cli import DOWN, gossamer
-from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
 from tests.harness.poll import eventually
 from tests.proxy_support import (
     App,
@@ -46,7 +46,7 @@ class Mesh:
     cluster: Cluster
     node1: AgentProc
     node2: AgentProc
-    node3: AgentProc  # killed by the failed-member test
+    node3: AgentProc  # killed and brought back by the failed-member test
     key: str
     tmp: Path
     old_port: int  # the inbound port of `old`'s sidecar on node2, whose leaf cannot renew
@@ -221,19 +221,32 @@ def test_secrets_readable_by_others_fail_the_data_dir_line(mesh: Mesh, check: Ch
     assert "serf/rpc.json (0644)" in out and "chmod go-rwx" in out
 
 
-def test_a_failed_member_is_named(mesh: Mesh, check: Check) -> None:
-    assert mesh.node3.proc is not None
-    mesh.node3.proc.send_signal(signal.SIGKILL)
-    mesh.node3.proc.wait(10)
+def test_a_failed_member_is_named_and_back_without_a_new_key_splits_the_keyring(
+    mesh: Mesh, check: Check
+) -> None:
+    """node3 is killed (failed); a key installed meanwhile reaches only the alive members,
+    so node3 comes back without it: the keyring differs until the key is removed again."""
+    node1, node3, new_key = mesh.node1, mesh.node3, generate_key()
+    assert node3.proc is not None
+    node3.proc.send_signal(signal.SIGKILL)
+    node3.proc.wait(10)
     try:
-        eventually(lambda: mesh.node1.members().get("node3") == 4, 30, what="node3 failed")
-        code, out = check(mesh.node1)
+        eventually(lambda: node1.members().get("node3") == 4, 30, what="node3 failed")
+        code, out = check(node1)
         assert code == 1
         assert failing(out) == ["cluster members"], out
         assert "failed: node3" in out and "force-leave" in out
+        http_json(f"{node1.http}/v1/operator/keyring", "POST", {"Key": new_key})
+        node3.start()
+        eventually(lambda: node1.members().get("node3") == 1, 30, what="node3 back")
+        code, out = check(node1)
+        assert code == 1
+        assert failing(out) == ["gossip encryption and keyring"], out
+        assert f"{new_key[:8]}… on 2 of 3" in out
     finally:
-        mesh.node1.put("/v1/agent/force-leave/node3?prune")
-        eventually(lambda: "node3" not in mesh.node1.members(), 15, what="node3 pruned")
+        http_json(f"{node1.http}/v1/operator/keyring", "DELETE", {"Key": new_key})
+    code, out = check(node1)
+    assert marks(out)["gossip encryption and keyring"] == "✔", out
 
 
 def test_a_proxy_that_is_not_running_fails_its_line(mesh: Mesh, check: Check) -> None:
