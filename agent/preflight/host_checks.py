@@ -134,6 +134,27 @@ def _missing_data_dir(where: str, creatable: bool, running: bool) -> Result:
 
 
 @dataclass(frozen=True)
+class AgentPorts:
+    """Where the agent listens: HTTP and DNS on the client address, serf and RPC on bind."""
+
+    client: str
+    bind: str
+    http: int
+    dns: int
+    serf: int
+    rpc: int
+
+    def wanted(self) -> tuple[tuple[str, str, int, tuple[str, ...]], ...]:
+        """(role, address, port, protocols) for each port, in the order they are shown."""
+        return (
+            ("http", self.client, self.http, ("tcp",)),
+            ("dns", self.client, self.dns, ("udp", "tcp")),
+            ("serf", self.bind, self.serf, ("tcp", "udp")),
+            ("rpc", self.bind, self.rpc, ("tcp",)),
+        )
+
+
+@dataclass(frozen=True)
 class SocketFacts:
     """One port of one protocol: who holds it (pids, names) or why it cannot be bound."""
 

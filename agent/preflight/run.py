@@ -32,16 +32,15 @@ def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]
         results.append(ok(hc.HOST, hc.DATA_DIR, "--dev: a temporary dir"))
     else:
         results.append(hc.judge_data_dir(host_probe.data_dir_facts(config.data_dir), False))
-    results += _ports(
+    ports = hc.AgentPorts(
         config.client,
+        config.bind,
         config.http_port,
         config.dns_port,
-        config.bind,
         config.serf_port,
         config.rpc_port,
-        frozenset(),
-        False,
     )
+    results += _ports(ports, frozenset(), running=False)
     keyring = config.data_dir is not None and (config.data_dir / KEYRING_FILE).exists()
     if config.encrypt or keyring or config.join_token:
         results.append(ok(cc.CLUSTER, "gossip encryption and keyring", "configured"))
@@ -51,25 +50,10 @@ def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]
     return results
 
 
-def _ports(
-    client: str,
-    http: int,
-    dns: int,
-    bind: str,
-    serf: int,
-    rpc: int,
-    pids: frozenset[int],
-    running: bool,
-) -> list[Result]:
-    wanted = (
-        ("http", client, http, ("tcp",)),
-        ("dns", client, dns, ("udp", "tcp")),
-        ("serf", bind, serf, ("tcp", "udp")),
-        ("rpc", bind, rpc, ("tcp",)),
-    )
+def _ports(ports: hc.AgentPorts, pids: frozenset[int], running: bool) -> list[Result]:
     return [
         hc.judge_port(host_probe.port_facts(role, address, port, protos, pids), running)
-        for role, address, port, protos in wanted
+        for role, address, port, protos in ports.wanted()
     ]
 
 
@@ -84,16 +68,15 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     pids = host_probe.agent_pids(data_dir)
     results.append(hc.judge_data_dir(host_probe.data_dir_facts(data_dir), True))
     client_addr = (dc.get("ClientAddrs") or ["127.0.0.1"])[0]
-    results += _ports(
+    ports = hc.AgentPorts(
         client_addr,
+        dc["BindAddr"],
         dc["HTTPPort"],
         dc["DNSPort"],
-        dc["BindAddr"],
         dc["SerfPortLAN"],
         dc["ServerPort"],
-        pids,
-        True,
     )
+    results += _ports(ports, pids, running=True)
     results.append(reachable)
     results.append(_dns(client_addr, dc))
     results += _cluster(client, self_json)
