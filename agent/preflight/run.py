@@ -51,10 +51,7 @@ def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]
 
 
 def _ports(ports: hc.AgentPorts, pids: frozenset[int], running: bool) -> list[Result]:
-    return [
-        hc.judge_port(host_probe.port_facts(role, address, port, protos, pids), running)
-        for role, address, port, protos in ports.wanted()
-    ]
+    return [hc.judge_port(facts, running) for facts in host_probe.ports_facts(ports, pids)]
 
 
 def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result]:
