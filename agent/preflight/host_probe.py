@@ -67,14 +67,21 @@ def data_dir_facts(path: Path) -> DataDirFacts:
 
 
 def _exposed(root: Path) -> Iterable[tuple[str, int]]:
+    """Secrets group or others may read; a folder this user cannot list hides its files from
+    others too, so it is passed over (the writable check says the rest)."""
     for rel in SECRET_DIRS:
         folder = root / rel
-        if not folder.is_dir():
-            continue
-        for entry in [folder, *sorted(folder.iterdir())]:
+        try:
+            entries = [folder, *sorted(folder.iterdir())] if folder.is_dir() else []
+        except OSError:
+            entries = [folder]
+        for entry in entries:
             if entry != folder and not _is_secret(entry):
                 continue
-            mode = stat.S_IMODE(entry.stat().st_mode)
+            try:
+                mode = stat.S_IMODE(entry.stat().st_mode)
+            except OSError:
+                continue
             if mode & 0o077:
                 yield str(entry.relative_to(root)), mode
 

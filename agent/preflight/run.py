@@ -21,7 +21,7 @@ from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import host_probe
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
-from gossamer.agent.preflight.result import Result, ok, skip, warn
+from gossamer.agent.preflight.result import Result, fail, ok, skip
 
 KEYRING_FILE = "serf/local.keyring"
 
@@ -95,7 +95,7 @@ def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
     results = [
         cc.judge_members(members)
         if isinstance(members, list)
-        else warn(cc.CLUSTER, "cluster members", error, "read the agent's log")
+        else fail(cc.CLUSTER, "cluster members", error, "read the agent's log (serf lines)")
     ]
     results.append(cc.judge_clock(*probe.clock_offsets(client)))
     encrypted = self_json.get("Stats", {}).get("serf_lan", {}).get("encrypted") == "true"
