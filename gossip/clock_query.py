@@ -67,23 +67,25 @@ async def answer_forever(
         await asyncio.sleep(RETRY_S)
 
 
+@dataclass(frozen=True)
+class ClockReport:
+    peers: dict[str, PeerClock]  # by node name, sorted
+    missing: tuple[str, ...]  # alive peers that did not answer in time (older agents, loss)
+
+
 async def ask(
     serf: SerfRpcClient, own: str, clock: Callable[[], int] = time.time_ns
-) -> dict[str, PeerClock]:
-    """Every peer's clock against ours, by node name (peers that do not answer are absent).
-
-    Returns as soon as every alive peer answered, else when the query times out.
-    """
+) -> ClockReport:
+    """Every alive peer's clock against ours; returns once all answered, else at the timeout."""
     expected = {m.name for m in await serf.members() if m.status == "alive"} - {own}
     sent = clock()
     found: dict[str, PeerClock] = {}
-    if not expected:
-        return found
-    async with serf.query(CLOCK_QUERY, timeout=ASK_TIMEOUT_S) as records:
-        async for record in records:
-            peer_ns = decode(record.payload) if record.type == "response" else None
-            if peer_ns is not None and record.from_ != own:
-                found[record.from_] = offset(sent, clock(), peer_ns)
-            if expected <= found.keys():
-                break
-    return dict(sorted(found.items()))
+    if expected:
+        async with serf.query(CLOCK_QUERY, timeout=ASK_TIMEOUT_S) as records:
+            async for record in records:
+                peer_ns = decode(record.payload) if record.type == "response" else None
+                if peer_ns is not None and record.from_ != own:
+                    found[record.from_] = offset(sent, clock(), peer_ns)
+                if expected <= found.keys():
+                    break
+    return ClockReport(dict(sorted(found.items())), tuple(sorted(expected - found.keys())))

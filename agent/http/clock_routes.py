@@ -1,9 +1,10 @@
 """`GET /v1/agent/clock`: each peer's clock against this agent's (gossamer's own endpoint).
 
 Answers `{"Node": <this agent>, "Offsets": {node: seconds}, "Uncertainty":
-{node: seconds}}`; a peer's offset is its clock minus ours, measured by the
-`gossamer-clock` serf query (gossip/clock_query.py). Peers that did not
-answer within the query's second are absent. `gossamer check` reads it.
+{node: seconds}, "Missing": [node]}`; a peer's offset is its clock minus
+ours, measured by the `gossamer-clock` serf query (gossip/clock_query.py).
+Alive peers that did not answer within the query's second are `Missing`.
+`gossamer check` reads it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from gossamer.gossip.clock_query import ask
 async def agent_clock(request: web.Request) -> web.Response:
     agent = agent_of(request)
     with failing_as("asking the peers' clocks failed"):
-        clocks = await ask(agent.serf, agent.node_name)
+        report = await ask(agent.serf, agent.node_name)
+    peers = report.peers
     return json_response(
         {
             "Node": agent.node_name,
-            "Offsets": {n: round(c.offset_s, 6) for n, c in clocks.items()},
-            "Uncertainty": {n: round(c.uncertainty_s, 6) for n, c in clocks.items()},
+            "Offsets": {n: round(c.offset_s, 6) for n, c in peers.items()},
+            "Uncertainty": {n: round(c.uncertainty_s, 6) for n, c in peers.items()},
+            "Missing": list(report.missing),
         }
     )
 

@@ -50,7 +50,9 @@ def dns_answers(server: str, port: int, question: str) -> tuple[list[str] | None
         reply = dns.query.udp(query, server, port=port, timeout=PROBE_TIMEOUT_S)
     except (dns.exception.DNSException, OSError) as exc:
         return None, f"no answer from {server}:{port}: {exc or type(exc).__name__}"
-    return sorted(str(rd) for rrset in reply.answer for rd in rrset if rd.rdtype == 1), ""
+    return sorted(
+        str(rd) for rrset in reply.answer for rd in rrset if rd.rdtype == dns.rdatatype.A
+    ), ""
 
 
 def presented(address: str, port: int) -> Presented:
@@ -66,11 +68,7 @@ def presented(address: str, port: int) -> Presented:
         ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
-        return Presented(
-            error=f"{address}:{port}: {exc.strerror or exc}"
-            if isinstance(exc, OSError) and exc.strerror
-            else f"{address}:{port}: {exc}"
-        )
+        return Presented(error=f"{address}:{port}: {exc.strerror or exc}")
     if not der:
         return Presented(error=f"{address}:{port}: no certificate presented")
     cert = x509.load_der_x509_certificate(der)
@@ -82,12 +80,14 @@ def presented(address: str, port: int) -> Presented:
     return Presented("", cert.not_valid_before_utc, cert.not_valid_after_utc, uris)
 
 
-def clock_offsets(client: AgentClient) -> tuple[dict[str, float] | None, str]:
+def clock_offsets(client: AgentClient) -> tuple[dict[str, float] | None, list[str], str]:
+    """(offsets by peer, peers that did not answer, error) from /v1/agent/clock."""
     found, error = fetch(client, "/v1/agent/clock")
     if not isinstance(found, Mapping):
-        return None, error or "unexpected answer"
+        return None, [], error or "unexpected answer"
     offsets = found.get("Offsets") or {}
-    return {str(n): float(v) for n, v in offsets.items()}, ""
+    missing = [str(n) for n in found.get("Missing") or []]
+    return {str(n): float(v) for n, v in offsets.items()}, missing, ""
 
 
 def now_utc() -> datetime:

@@ -19,7 +19,14 @@ FAILED, ALIVE = 4, 1
 # misbehaves — a replicated write stamped more than 60 s ahead of a peer is refused,
 # and leaves are back-dated only one minute, so half of that is the limit.
 CLOCK_WARN_S = 1.0
+GOSSAMER_DEBUG_KEYS = ("DataDir", "BindAddr", "HTTPPort", "DNSPort", "SerfPortLAN", "ServerPort")
 CLOCK_FAIL_S = 30.0
+
+
+def is_gossamer(self_json: Mapping[str, Any]) -> bool:
+    """A gossamer agent's /v1/agent/self, with the DebugConfig keys the host checks read."""
+    debug = self_json.get("DebugConfig", {})
+    return "Gossamer" in self_json and all(k in debug for k in GOSSAMER_DEBUG_KEYS)
 
 
 def judge_reachable(base_url: str, self_json: Mapping[str, Any] | None, error: str) -> Result:
@@ -33,6 +40,13 @@ def judge_reachable(base_url: str, self_json: Mapping[str, Any] | None, error: s
             "GOSSAMER_HTTP_ADDR at it; `gossamer check --pre` checks the host first",
         )
     node = self_json.get("Config", {}).get("NodeName", "?")
+    if not is_gossamer(self_json):
+        return fail(
+            AGENT,
+            name,
+            f"{node} at {base_url} is not a gossamer agent (Consul?)",
+            "point --http-addr / GOSSAMER_HTTP_ADDR at the gossamer agent",
+        )
     if not self_json.get("Gossamer", {}).get("Ready", False):
         return fail(
             AGENT,
@@ -57,8 +71,9 @@ def judge_members(members: Sequence[Mapping[str, Any]]) -> Result:
     return ok(CLUSTER, name, f"{len(alive)} alive, none failed")
 
 
-def judge_clock(offsets: Mapping[str, float] | None, error: str) -> Result:
-    """`offsets`: each peer's clock minus this agent's, in seconds (the agent's /v1/agent/clock)."""
+def judge_clock(offsets: Mapping[str, float] | None, missing: Sequence[str], error: str) -> Result:
+    """`offsets`: each peer's clock minus this agent's, in seconds (the agent's /v1/agent/clock);
+    `missing`: alive peers that did not answer (an older agent, or a lost message)."""
     name = "clock offset against peers"
     if offsets is None:
         return fail(
@@ -67,16 +82,26 @@ def judge_clock(offsets: Mapping[str, float] | None, error: str) -> Result:
             f"cannot ask the peers: {error}",
             "upgrade the agent (it has no /v1/agent/clock) or read its log",
         )
-    if not offsets:
-        return ok(CLUSTER, name, "no peer to compare with")
-    worst = max(offsets, key=lambda n: abs(offsets[n]))
-    shown = f"largest {offsets[worst]:+.3f} s ({worst}), {len(offsets)} peers"
     hint = "run NTP on every host (chrony or systemd-timesyncd) and check its sources"
-    if abs(offsets[worst]) > CLOCK_FAIL_S:
+    worst = max(offsets, key=lambda n: abs(offsets[n]), default=None)
+    shown = (
+        "no peer answered"
+        if worst is None
+        else f"largest {offsets[worst]:+.3f} s ({worst}), {len(offsets)} peers"
+    )
+    if worst is not None and abs(offsets[worst]) > CLOCK_FAIL_S:
         return fail(CLUSTER, name, f"{shown}: over {CLOCK_FAIL_S:.0f} s", hint)
-    if abs(offsets[worst]) > CLOCK_WARN_S:
+    if worst is not None and abs(offsets[worst]) > CLOCK_WARN_S:
         return warn(CLUSTER, name, f"{shown}: over {CLOCK_WARN_S:.0f} s", hint)
-    return ok(CLUSTER, name, shown)
+    if missing:
+        return warn(
+            CLUSTER,
+            name,
+            f"{shown}; no answer from {', '.join(missing)}",
+            "run `gossamer check` again; a peer that never answers runs an older "
+            "gossamer without the gossamer-clock query",
+        )
+    return ok(CLUSTER, name, "no peer to compare with" if worst is None else shown)
 
 
 def judge_encryption(encrypted: bool, keyring: Sequence[Mapping[str, Any]] | None) -> Result:

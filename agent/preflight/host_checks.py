@@ -77,32 +77,21 @@ class DataDirFacts:
     lock_holder: int | None = None  # pid of a live agent holding agent.lock
 
 
+DATA_DIR = "data dir and its permissions"
+
+
 def judge_data_dir(facts: DataDirFacts, running: bool) -> Result:
-    name = "data dir and its permissions"
     where = facts.path
     if not facts.exists:
-        if running:
-            return fail(
-                HOST,
-                name,
-                f"{where} does not exist",
-                "the agent reports a data dir this host does not have: run "
-                "`gossamer check` on the agent's own host",
-            )
-        if not facts.writable:
-            return fail(
-                HOST,
-                name,
-                f"{where} does not exist and cannot be created",
-                f"mkdir -p {where} and chown it to the user the agent runs as",
-            )
-        return ok(HOST, name, f"{where} will be created")
+        return _missing_data_dir(where, facts.writable, running)
     if not facts.is_dir:
-        return fail(HOST, name, f"{where} is not a directory", "point --data-dir at a directory")
+        return fail(
+            HOST, DATA_DIR, f"{where} is not a directory", "point --data-dir at a directory"
+        )
     if not facts.writable:
         return fail(
             HOST,
-            name,
+            DATA_DIR,
             f"{where} is not writable by this user",
             f"chown -R the agent's user {where} and chmod u+rwx {where}",
         )
@@ -110,7 +99,7 @@ def judge_data_dir(facts: DataDirFacts, running: bool) -> Result:
         shown = ", ".join(f"{p} ({m:04o})" for p, m in facts.exposed)
         return fail(
             HOST,
-            name,
+            DATA_DIR,
             f"secrets readable by group or others: {shown}",
             f"chmod go-rwx {where}/identity {where}/serf and the files in them "
             "(keys 0600, their dirs 0700)",
@@ -118,11 +107,51 @@ def judge_data_dir(facts: DataDirFacts, running: bool) -> Result:
     if facts.lock_holder is not None and not running:
         return fail(
             HOST,
-            name,
+            DATA_DIR,
             f"{where} is in use by a running agent (pid {facts.lock_holder})",
             "stop that agent first, or run `gossamer check` without --pre",
         )
-    return ok(HOST, name, f"{where}, secrets private")
+    return ok(HOST, DATA_DIR, f"{where}, secrets private")
+
+
+def _missing_data_dir(where: str, creatable: bool, running: bool) -> Result:
+    if running:
+        return fail(
+            HOST,
+            DATA_DIR,
+            f"{where} does not exist",
+            "the agent reports a data dir this host does not have: run "
+            "`gossamer check` on the agent's own host",
+        )
+    if not creatable:
+        return fail(
+            HOST,
+            DATA_DIR,
+            f"{where} does not exist and cannot be created",
+            f"mkdir -p {where} and chown it to the user the agent runs as",
+        )
+    return ok(HOST, DATA_DIR, f"{where} will be created")
+
+
+@dataclass(frozen=True)
+class AgentPorts:
+    """Where the agent listens: HTTP and DNS on the client address, serf and RPC on bind."""
+
+    client: str
+    bind: str
+    http: int
+    dns: int
+    serf: int
+    rpc: int
+
+    def wanted(self) -> tuple[tuple[str, str, int, tuple[str, ...]], ...]:
+        """(role, address, port, protocols) for each port, in the order they are shown."""
+        return (
+            ("http", self.client, self.http, ("tcp",)),
+            ("dns", self.client, self.dns, ("udp", "tcp")),
+            ("serf", self.bind, self.serf, ("tcp", "udp")),
+            ("rpc", self.bind, self.rpc, ("tcp",)),
+        )
 
 
 @dataclass(frozen=True)

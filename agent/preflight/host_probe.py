@@ -18,7 +18,13 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from gossamer.agent.preflight.host_checks import DataDirFacts, PortFacts, SerfFacts, SocketFacts
+from gossamer.agent.preflight.host_checks import (
+    AgentPorts,
+    DataDirFacts,
+    PortFacts,
+    SerfFacts,
+    SocketFacts,
+)
 
 # Under the data dir: what holds secrets (the key files, serf's RPC auth key and keyring).
 SECRET_DIRS = ("identity", "identity/leaves", "serf")
@@ -61,14 +67,21 @@ def data_dir_facts(path: Path) -> DataDirFacts:
 
 
 def _exposed(root: Path) -> Iterable[tuple[str, int]]:
+    """Secrets group or others may read; a folder this user cannot list hides its files from
+    others too, so it is passed over (the writable check says the rest)."""
     for rel in SECRET_DIRS:
         folder = root / rel
-        if not folder.is_dir():
-            continue
-        for entry in [folder, *sorted(folder.iterdir())]:
+        try:
+            entries = [folder, *sorted(folder.iterdir())] if folder.is_dir() else []
+        except OSError:
+            entries = [folder]
+        for entry in entries:
             if entry != folder and not _is_secret(entry):
                 continue
-            mode = stat.S_IMODE(entry.stat().st_mode)
+            try:
+                mode = stat.S_IMODE(entry.stat().st_mode)
+            except OSError:
+                continue
             if mode & 0o077:
                 yield str(entry.relative_to(root)), mode
 
@@ -107,18 +120,23 @@ def agent_pids(data_dir: Path) -> frozenset[int]:
     return frozenset({holder, *children})
 
 
-def port_facts(
-    role: str, address: str, port: int, protos: tuple[str, ...], pids: frozenset[int]
-) -> PortFacts:
-    owners = _socket_owners()
-    sockets = []
-    for proto in protos:
-        inodes = _bound_inodes(proto, address, port)
-        holders = tuple(sorted({owners[i] for i in inodes if i in owners}))
-        error = "" if inodes else _bind_error(proto, address, port)
-        in_use = bool(inodes) or error == "in use"
-        sockets.append(SocketFacts(proto, holders, in_use, "" if error == "in use" else error))
-    return PortFacts(role, address, port, tuple(sockets), pids)
+def ports_facts(ports: AgentPorts, pids: frozenset[int]) -> list[PortFacts]:
+    """Each of the agent's ports: who holds it, or whether it can be bound."""
+    owners = _socket_owners()  # one walk of /proc for all of them
+    return [
+        PortFacts(
+            role, address, port, tuple(_socket(p, address, port, owners) for p in protos), pids
+        )
+        for role, address, port, protos in ports.wanted()
+    ]
+
+
+def _socket(proto: str, address: str, port: int, owners: dict[int, tuple[int, str]]) -> SocketFacts:
+    inodes = _bound_inodes(proto, address, port)
+    holders = tuple(sorted({owners[i] for i in inodes if i in owners}))
+    error = "" if inodes else _bind_error(proto, address, port)
+    in_use = bool(inodes) or error == "in use"
+    return SocketFacts(proto, holders, in_use, "" if error == "in use" else error)
 
 
 def _bind_error(proto: str, address: str, port: int) -> str:

@@ -21,7 +21,7 @@ from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import host_probe
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
-from gossamer.agent.preflight.result import Result, ok, skip, warn
+from gossamer.agent.preflight.result import Result, fail, ok, skip
 
 KEYRING_FILE = "serf/local.keyring"
 
@@ -29,19 +29,18 @@ KEYRING_FILE = "serf/local.keyring"
 def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]:
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
     if config.data_dir is None:
-        results.append(ok(hc.HOST, "data dir and its permissions", "--dev: a temporary dir"))
+        results.append(ok(hc.HOST, hc.DATA_DIR, "--dev: a temporary dir"))
     else:
         results.append(hc.judge_data_dir(host_probe.data_dir_facts(config.data_dir), False))
-    results += _ports(
+    ports = hc.AgentPorts(
         config.client,
+        config.bind,
         config.http_port,
         config.dns_port,
-        config.bind,
         config.serf_port,
         config.rpc_port,
-        frozenset(),
-        False,
     )
+    results += _ports(ports, frozenset(), running=False)
     keyring = config.data_dir is not None and (config.data_dir / KEYRING_FILE).exists()
     if config.encrypt or keyring or config.join_token:
         results.append(ok(cc.CLUSTER, "gossip encryption and keyring", "configured"))
@@ -51,54 +50,37 @@ def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]
     return results
 
 
-def _ports(
-    client: str,
-    http: int,
-    dns: int,
-    bind: str,
-    serf: int,
-    rpc: int,
-    pids: frozenset[int],
-    running: bool,
-) -> list[Result]:
-    wanted = (
-        ("http", client, http, ("tcp",)),
-        ("dns", client, dns, ("udp", "tcp")),
-        ("serf", bind, serf, ("tcp", "udp")),
-        ("rpc", bind, rpc, ("tcp",)),
-    )
-    return [
-        hc.judge_port(host_probe.port_facts(role, address, port, protos, pids), running)
-        for role, address, port, protos in wanted
-    ]
+def _ports(ports: hc.AgentPorts, pids: frozenset[int], running: bool) -> list[Result]:
+    return [hc.judge_port(facts, running) for facts in host_probe.ports_facts(ports, pids)]
 
 
 def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result]:
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
     self_json, error = probe.fetch(client, "/v1/agent/self")
     reachable = cc.judge_reachable(client.base_url, self_json, error)
-    if self_json is None:
+    if self_json is None or not cc.is_gossamer(self_json):
         return [*results, reachable, skip(cc.AGENT, "the other checks", "no agent to ask")]
     dc: Mapping[str, Any] = self_json.get("DebugConfig", {})
     data_dir = Path(dc.get("DataDir", ""))
     pids = host_probe.agent_pids(data_dir)
     results.append(hc.judge_data_dir(host_probe.data_dir_facts(data_dir), True))
     client_addr = (dc.get("ClientAddrs") or ["127.0.0.1"])[0]
-    results += _ports(
+    ports = hc.AgentPorts(
         client_addr,
+        dc["BindAddr"],
         dc["HTTPPort"],
         dc["DNSPort"],
-        dc["BindAddr"],
         dc["SerfPortLAN"],
         dc["ServerPort"],
-        pids,
-        True,
     )
+    results += _ports(ports, pids, running=True)
     results.append(reachable)
     results.append(_dns(client_addr, dc))
     results += _cluster(client, self_json)
-    results += _identity(client, self_json)
-    results += _proxies(client)
+    services, _ = probe.fetch(client, "/v1/agent/services")
+    services = services if isinstance(services, dict) else {}
+    results += _identity(client, self_json, services)
+    results += _proxies(client, services)
     return results
 
 
@@ -113,7 +95,7 @@ def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
     results = [
         cc.judge_members(members)
         if isinstance(members, list)
-        else warn(cc.CLUSTER, "cluster members", error, "read the agent's log")
+        else fail(cc.CLUSTER, "cluster members", error, "read the agent's log (serf lines)")
     ]
     results.append(cc.judge_clock(*probe.clock_offsets(client)))
     encrypted = self_json.get("Stats", {}).get("serf_lan", {}).get("encrypted") == "true"
@@ -124,22 +106,22 @@ def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
     return results
 
 
-def _identity(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
+def _identity(
+    client: AgentClient, self_json: Mapping[str, Any], services: Mapping[str, Any]
+) -> list[Result]:
     now = probe.now_utc()
     roots, error = probe.fetch(client, "/v1/agent/connect/ca/roots")
     results = [ic.judge_roots(roots, error, now)]
     identity = self_json.get("Gossamer", {}).get("Identity", {})
     results.append(ic.judge_rpc_identity(identity, now))
-    services, _ = probe.fetch(client, "/v1/agent/services")
-    for service in ic.connect_services(services or {}):
+    for service in ic.connect_services(services):
         results.append(ic.judge_leaf(service, *probe.leaf(client, service), now))
     return results
 
 
-def _proxies(client: AgentClient) -> list[Result]:
-    services, _ = probe.fetch(client, "/v1/agent/services")
+def _proxies(client: AgentClient, services: Mapping[str, Any]) -> list[Result]:
     results = []
-    for proxy in ic.sidecars(services or {}):
+    for proxy in ic.sidecars(services):
         config = proxy.get("Proxy") or {}
         service = str(config.get("DestinationServiceName", ""))
         address, port = proxy.get("Address") or "127.0.0.1", int(proxy.get("Port", 0))

@@ -1,0 +1,290 @@
+"""The pure judges of `gossamer check` and the clock query's arithmetic, as tables.
+
+The real-agent cases (each failure made on purpose) are in test_check_cli.py;
+these pin the edges that a live cluster cannot reach quickly: an old serf, a
+clock 45 s off, a keyring that differs, a root about to expire.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gossamer.agent.preflight import cluster_checks as cc
+from gossamer.agent.preflight import host_checks as hc
+from gossamer.agent.preflight import identity_checks as ic
+from gossamer.agent.preflight import proxy_checks as pc
+from gossamer.agent.preflight.render import json_text, text_lines
+from gossamer.agent.preflight.result import Status, exit_code, fail, ok, skip, warn
+from gossamer.gossip import clock_query
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "text"),
+    [
+        (hc.SerfFacts(None), Status.FAIL, "no serf binary on PATH"),
+        (hc.SerfFacts("/bin/serf", "Serf v0.6.4\n"), Status.FAIL, "older than 0.7.0"),
+        (hc.SerfFacts("/bin/serf", "", error="exit code 2"), Status.FAIL, "failed"),
+        (hc.SerfFacts("/bin/serf", "garbage"), Status.FAIL, "cannot read a version"),
+        (hc.SerfFacts("/bin/serf", "0.8.2-dev\nAgent Protocol: 5"), Status.OK, "version 0.8.2"),
+    ],
+)
+def test_serf(facts: hc.SerfFacts, status: Status, text: str) -> None:
+    result = hc.judge_serf(facts)
+    assert result.status is status and text in result.detail
+    assert (result.hint != "") is (status is not Status.OK)
+
+
+@pytest.mark.parametrize(
+    ("facts", "running", "status", "text"),
+    [
+        (hc.DataDirFacts("/d", False), False, Status.OK, "will be created"),
+        (hc.DataDirFacts("/d", False, writable=False), False, Status.FAIL, "cannot be created"),
+        (hc.DataDirFacts("/d", False), True, Status.FAIL, "does not exist"),
+        (hc.DataDirFacts("/d", True, is_dir=False), False, Status.FAIL, "not a directory"),
+        (hc.DataDirFacts("/d", True, writable=False), True, Status.FAIL, "not writable"),
+        (hc.DataDirFacts("/d", True, exposed=(("serf", 0o755),)), True, Status.FAIL, "0755"),
+        (hc.DataDirFacts("/d", True, lock_holder=42), False, Status.FAIL, "pid 42"),
+        (hc.DataDirFacts("/d", True, lock_holder=42), True, Status.OK, "secrets private"),
+    ],
+)
+def test_data_dir(facts: hc.DataDirFacts, running: bool, status: Status, text: str) -> None:
+    result = hc.judge_data_dir(facts, running)
+    assert result.status is status and text in result.detail
+
+
+def _port(running: bool, *sockets: hc.SocketFacts) -> hc.PortFacts:
+    return hc.PortFacts("serf", "10.0.0.1", 8301, sockets, frozenset({100, 101}))
+
+
+@pytest.mark.parametrize(
+    ("sockets", "running", "status", "text"),
+    [
+        ((hc.SocketFacts("tcp"), hc.SocketFacts("udp")), False, Status.OK, "free"),
+        ((hc.SocketFacts("tcp", ((7, "nginx"),), True),), False, Status.FAIL, "pid 7 (nginx)"),
+        ((hc.SocketFacts("tcp", (), True),), False, Status.FAIL, "another process"),
+        ((hc.SocketFacts("tcp", error="cannot bind: x"),), False, Status.FAIL, "cannot bind"),
+        ((hc.SocketFacts("tcp", ((101, "serf"),), True),), True, Status.OK, "held by this agent"),
+        ((hc.SocketFacts("tcp", ((7, "nginx"),), True),), True, Status.FAIL, "pid 7"),
+        ((hc.SocketFacts("udp"),), True, Status.FAIL, "nothing listens"),
+    ],
+)
+def test_ports(
+    sockets: tuple[hc.SocketFacts, ...], running: bool, status: Status, text: str
+) -> None:
+    result = hc.judge_port(_port(running, *sockets), running)
+    assert result.status is status and text in result.detail
+
+
+@pytest.mark.parametrize(
+    ("offsets", "status"),
+    [
+        ({}, Status.OK),
+        ({"b": 0.004, "c": -0.2}, Status.OK),
+        ({"b": 0.004, "c": -2.5}, Status.WARN),
+        ({"b": 45.0}, Status.FAIL),
+        (None, Status.FAIL),
+    ],
+)
+def test_clock(offsets: dict[str, float] | None, status: Status) -> None:
+    assert cc.judge_clock(offsets, [], "404").status is status
+
+
+def test_clock_names_the_worst_peer_and_the_silent_ones() -> None:
+    assert "-2.500 s (c)" in cc.judge_clock({"b": 0.004, "c": -2.5}, [], "").detail
+    result = cc.judge_clock({"b": 0.004}, ["old"], "")
+    assert result.status is Status.WARN and "no answer from old" in result.detail
+    assert cc.judge_clock({}, ["old"], "").detail == "no peer answered; no answer from old"
+
+
+def test_members_name_the_failed_ones_sorted() -> None:
+    members = [{"Name": n, "Status": s} for n, s in (("a", 1), ("z", 4), ("m", 4), ("l", 3))]
+    result = cc.judge_members(members)
+    assert result.status is Status.FAIL and result.detail == "1 alive, failed: m, z"
+
+
+@pytest.mark.parametrize(
+    ("encrypted", "keyring", "status", "text"),
+    [
+        (False, None, Status.WARN, "not encrypted"),
+        (True, None, Status.FAIL, "could not be listed"),
+        (True, [{"Keys": {"k1": 3}, "NumNodes": 3}], Status.OK, "1 key(s)"),
+        (True, [{"Keys": {"k1": 3, "k2xxxxxxxx": 2}, "NumNodes": 3}], Status.FAIL, "2 of 3"),
+    ],
+)
+def test_encryption(encrypted: bool, keyring: object, status: Status, text: str) -> None:
+    result = cc.judge_encryption(encrypted, keyring)  # type: ignore[arg-type]
+    assert result.status is status and text in result.detail
+
+
+def test_reachable_tells_a_consul_agent_and_a_waiting_one() -> None:
+    debug = dict.fromkeys(cc.GOSSAMER_DEBUG_KEYS, 1)
+    ready = {"Config": {"NodeName": "a"}, "DebugConfig": debug, "Gossamer": {"Ready": True}}
+    assert cc.judge_reachable("u", ready, "").status is Status.OK
+    waiting = {**ready, "Gossamer": {"Ready": False}}
+    assert "not ready yet" in cc.judge_reachable("u", waiting, "").detail
+    consul = {"Config": {"NodeName": "a"}, "DebugConfig": {"DataDir": "/d"}}
+    assert "not a gossamer agent" in cc.judge_reachable("u", consul, "").detail
+    assert cc.judge_reachable("u", None, "refused").status is Status.FAIL
+
+
+def test_default_policy_allow_warns_deny_passes() -> None:
+    assert cc.judge_default_policy("allow").status is Status.WARN
+    assert cc.judge_default_policy("deny").status is Status.OK
+
+
+def _root(active: bool, before: datetime, after: datetime) -> dict[str, object]:
+    return {
+        "ID": "ab:cd:ef:01",
+        "Active": active,
+        "NotBefore": before.isoformat(),
+        "NotAfter": after.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("roots", "status", "text"),
+    [
+        ([], Status.FAIL, "no active root"),
+        ([_root(True, NOW - timedelta(days=1), NOW + timedelta(days=3650))], Status.OK, "3650"),
+        ([_root(True, NOW - timedelta(days=1), NOW + timedelta(days=10))], Status.WARN, "10.0"),
+        (
+            [
+                _root(True, NOW - timedelta(days=1), NOW + timedelta(days=3650)),
+                _root(False, NOW - timedelta(days=9), NOW - timedelta(days=1)),
+            ],
+            Status.FAIL,
+            "expired",
+        ),
+    ],
+)
+def test_roots(roots: list[dict[str, object]], status: Status, text: str) -> None:
+    result = ic.judge_roots({"Roots": roots, "TrustDomain": "x.consul"}, "", NOW)
+    assert result.status is status and text in result.detail
+
+
+@pytest.mark.parametrize(
+    ("after", "before", "status", "text"),
+    [
+        # 72 h leaves back-dated a minute: fresh, nearly out (renewal failing), expired, future
+        (NOW - timedelta(minutes=1), NOW + timedelta(hours=72), Status.OK, "3.0 days"),
+        (NOW - timedelta(hours=62), NOW + timedelta(hours=10), Status.WARN, "renewed"),
+        (NOW - timedelta(hours=73), NOW - timedelta(hours=1), Status.FAIL, "expired 1.0 hours"),
+        (NOW + timedelta(hours=1), NOW + timedelta(hours=73), Status.FAIL, "not valid before"),
+    ],
+)
+def test_leaf_validity(after: datetime, before: datetime, status: Status, text: str) -> None:
+    leaf = {"ValidAfter": after.isoformat(), "ValidBefore": before.isoformat()}
+    result = ic.judge_leaf("web", leaf, "", NOW)
+    assert result.status is status and text in result.detail
+
+
+def test_a_10s_test_leaf_is_not_taken_for_one_whose_renewal_fails() -> None:
+    # NotBefore is a minute back: 70 s of window but 10 s of life; 6 s left is fine
+    leaf = {
+        "ValidAfter": (NOW - timedelta(seconds=64)).isoformat(),
+        "ValidBefore": (NOW + timedelta(seconds=6)).isoformat(),
+    }
+    assert ic.judge_leaf("web", leaf, "", NOW).status is Status.OK
+
+
+def test_leaf_the_agent_cannot_issue() -> None:
+    result = ic.judge_leaf("web", None, "internal error (HTTP 500)", NOW)
+    assert result.status is Status.FAIL and "HTTP 500" in result.detail
+
+
+def test_rpc_identity() -> None:
+    good = {
+        "AgentCertificate": {"Valid": True, "NotAfter": (NOW + timedelta(days=3)).isoformat()},
+        "Peers": {"a": {"State": "valid"}, "b": {"State": "not-enrolled"}},
+    }
+    assert ic.judge_rpc_identity(good, NOW).status is Status.OK
+    revoked = {**good, "Peers": {"a": {"State": "valid"}, "b": {"State": "revoked"}}}
+    result = ic.judge_rpc_identity(revoked, NOW)
+    assert result.status is Status.FAIL and "b (revoked)" in result.detail
+    assert ic.judge_rpc_identity({"AgentCertificate": {}}, NOW).status is Status.FAIL
+
+
+def test_sidecars_and_their_services_from_agent_services() -> None:
+    services = {
+        "web": {"Kind": "", "Service": "web"},
+        "web-sidecar-proxy": {
+            "Kind": "connect-proxy",
+            "ID": "web-sidecar-proxy",
+            "Proxy": {"DestinationServiceName": "web"},
+        },
+        "db-sidecar-proxy": {
+            "Kind": "connect-proxy",
+            "ID": "db-sidecar-proxy",
+            "Proxy": {"DestinationServiceName": "db"},
+        },
+    }
+    assert [s["ID"] for s in ic.sidecars(services)] == ["db-sidecar-proxy", "web-sidecar-proxy"]
+    assert ic.connect_services(services) == ["db", "web"]
+
+
+@pytest.mark.parametrize(
+    ("shown", "status", "text"),
+    [
+        (pc.Presented(error="1.2.3.4:5: Connection refused"), Status.FAIL, "refused"),
+        (
+            pc.Presented(
+                "",
+                NOW - timedelta(hours=1),
+                NOW + timedelta(hours=71),
+                ("spiffe://td/ns/default/dc/dc1/svc/db",),
+            ),
+            Status.FAIL,
+            "not for web",
+        ),
+        (
+            pc.Presented(
+                "",
+                NOW - timedelta(hours=1),
+                NOW + timedelta(hours=71),
+                ("spiffe://td/ns/default/dc/dc1/svc/web",),
+            ),
+            Status.OK,
+            "certificate of web",
+        ),
+    ],
+)
+def test_proxy(shown: pc.Presented, status: Status, text: str) -> None:
+    result = pc.judge_proxy("web-sidecar-proxy", "web", "1.2.3.4:5", shown, NOW)
+    assert result.status is status and text in result.detail
+
+
+def test_upstreams() -> None:
+    assert pc.judge_upstreams("p", []).status is Status.OK
+    assert pc.judge_upstreams("p", [("db", 2)]).status is Status.OK
+    result = pc.judge_upstreams("p", [("db", 2), ("cache", 0), ("q", None)])
+    assert result.status is Status.FAIL and "cache, q" in result.hint
+
+
+def test_exit_code_and_rendering() -> None:
+    results = [ok("host", "a"), warn("host", "b", "d", "h"), skip("agent", "c", "why")]
+    assert exit_code(results) == 0
+    lines = text_lines(results)
+    assert lines[0] == "[bold]host[/]" and "    [dim]hint:[/] h" in lines
+    assert lines[-1] == "[green]Status check results are ✔[/]"
+    results.append(fail("agent", "e", "[x]", "fix"))
+    assert exit_code(results) == 1
+    assert "e: \\[x]" in "\n".join(text_lines(results))  # rich markup in details is escaped
+    body = json.loads(json_text(results))
+    assert body["Success"] is False
+    assert [c["Status"] for c in body["Checks"]] == ["ok", "warn", "skip", "fail"]
+
+
+def test_clock_payload_and_offset() -> None:
+    assert (
+        clock_query.decode(clock_query.encode(1_733_000_000_123_456_789))
+        == 1_733_000_000_123_456_789
+    )
+    assert clock_query.decode(b"not-a-number") is None
+    # sent at 0, answered at 100 ms, peer read 2.08 s: 1.98 s ahead, within 0.1 s
+    clock = clock_query.offset(0, 100_000_000, 2_080_000_000)
+    assert clock.offset_s == pytest.approx(1.98) and clock.uncertainty_s == pytest.approx(0.1)
