@@ -8,7 +8,8 @@ agent, and what Nomad reads back on its next sync is checked the way its
 `different()` would. The proxy task runs from the job file's own
 command line, with the environment Nomad's Connect-native hook gives it.
 Catalog, health and DNS are then read from the *other* agent (py-consul,
-dnspython), so the registration has travelled through the mesh.
+dnspython), so the registration has travelled through the mesh, and a
+client proxy there reaches the app through the proxy task (mTLS, intention).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.harness.cli import cli_env
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.nomad_replay import SIDECAR_SUFFIX, Alloc, blocks, load_job, needs_update, registrations
-from tests.proxy_support import App
+from tests.proxy_support import App, ProxyProc, roundtrip, set_intention
 
 NOMAD = Path(__file__).resolve().parent.parent / "nomad"
 SIDECAR_JOB = """
@@ -128,6 +129,22 @@ def srv_ports(agent: AgentProc, name: str) -> list[int]:
     return sorted(rd.port for rrset in reply.answer for rd in rrset)
 
 
+def through_the_mesh(peer: AgentProc, tmp_path: Path) -> None:
+    """A client on the other host reaches the app through the native endpoint (the proxy task)."""
+    peer.put("/v1/agent/service/register", {"Name": "client", "ID": "client", "Port": 1})
+    set_intention(peer, "client", "web", "allow")
+    port = free_port("127.0.0.1")
+    client = ProxyProc(["--service", "client", "--upstream", f"web:{port}",
+                        "--http-addr", peer.http], tmp_path / "client.log").start()  # fmt: skip
+    try:
+        got = eventually(lambda: roundtrip(("127.0.0.1", port), b"via mesh"), 30,
+                         what="client -> web's native endpoint")  # fmt: skip
+        assert got == b"via mesh<eof>"
+    finally:
+        assert client.stop() == 0
+        peer.put("/v1/agent/service/deregister/client")
+
+
 async def test_the_example_job_registered_as_nomad_would(
     pair: list[AgentProc], tmp_path: Path
 ) -> None:
@@ -165,6 +182,7 @@ async def test_the_example_job_registered_as_nomad_would(
             assert await asyncio.to_thread(srv_ports, peer, "web.service.consul") == [
                 alloc.ports["mesh"]
             ]
+            await asyncio.to_thread(through_the_mesh, peer, tmp_path)
             await put(http, node, f"/v1/agent/service/deregister/{reg.service_id}")
             await asyncio.to_thread(eventually, lambda: not c.health.service("web")[1], 15,
                                     what="web gone on peer")  # fmt: skip
