@@ -228,3 +228,82 @@ async def test_a_sidecar_service_registration_in_nomads_shape(
         await put(http, node, f"/v1/agent/service/deregister/{sid}")
         left = await get(http, node, "/v1/agent/services")
         assert not [s for s in left if s.startswith("_nomad")]
+
+
+def full_body(sid: str) -> dict[str, Any]:
+    """Every field Nomad's service client and connect.go may set, each with a value."""
+    check_http = {"CheckID": "_nomad-check-" + "a" * 64, "Name": "api http", "Interval": "10s",
+                  "Timeout": "2s", "HTTP": "https://127.0.0.1:1/health", "Header": {"X-A": ["b"]},
+                  "Method": "POST", "Body": "{}", "Status": "passing", "TLSServerName": "api.local",
+                  "TLSSkipVerify": True, "SuccessBeforePassing": 2, "FailuresBeforeCritical": 3,
+                  "FailuresBeforeWarning": 1}  # fmt: skip
+    check_script = {"CheckID": "_nomad-check-" + "c" * 64, "Name": "script", "TTL": "40s"}
+    upstream = {"DestinationType": "service", "DestinationNamespace": "", "DestinationName": "db",
+                "DestinationPartition": "", "DestinationPeer": "", "Datacenter": "dc1",
+                "LocalBindAddress": "127.0.0.1", "LocalBindPort": 9191,
+                "LocalBindSocketPath": "", "LocalBindSocketMode": "", "Config": {"x": 1},
+                "MeshGateway": {"Mode": "local"}}  # fmt: skip
+    proxy = {"Mode": "transparent", "TransparentProxy": {"OutboundListenerPort": 15001},
+             "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080,
+             "Config": {"bind_address": "0.0.0.0", "bind_port": 21500, "connect_timeout_ms": 500,
+                        "envoy_stats_tags": ["nomad.job=api"]},
+             "Upstreams": [upstream], "MeshGateway": {}, "Expose": {}}  # fmt: skip
+    return {"Kind": "", "ID": sid, "Name": "api", "Tags": ["a"], "Port": 8080,
+            "Address": "127.0.0.1",
+            "TaggedAddresses": {"lan": {"Address": "127.0.0.1", "Port": 8080}},
+            "EnableTagOverride": True, "Meta": {"external-source": "nomad"},
+            "Weights": {"Passing": 2, "Warning": 1}, "Check": None,
+            "Checks": [check_http, check_script],
+            "Connect": {"SidecarService": {
+                "Tags": ["s"], "Port": 21500, "Address": "127.0.0.1", "Meta": {"m": "1"},
+                "Check": None, "Proxy": proxy,
+                "Checks": [{"Name": f"Connect Sidecar Aliasing {sid}", "AliasService": sid},
+                           {"Name": "Connect Sidecar Listening", "TCP": "127.0.0.1:21500",
+                            "Interval": "10s"}]}}}  # fmt: skip
+
+
+async def test_every_field_nomads_service_client_sets_is_accepted(pair: list[AgentProc]) -> None:
+    node = pair[0]
+    sid = f"_nomad-task-{uuid.uuid4()}-group-api-api-http"
+    gateway = {"Kind": "ingress-gateway", "ID": sid + "-ig", "Name": "ig", "Port": 8081,
+               "Address": "127.0.0.1", "Check": None, "Checks": [],
+               "Proxy": {"Config": {"connect_timeout_ms": 5000, "envoy_gateway_bind_addresses":
+                         {"default": {"Address": "0.0.0.0", "Port": 8081}}},
+                         "MeshGateway": {}, "Expose": {}}}  # fmt: skip
+    script_id = "_nomad-check-" + "c" * 64
+    async with aiohttp.ClientSession() as http:
+        await put(http, node, "/v1/agent/service/register?replace-existing-checks=true",
+                  full_body(sid))  # fmt: skip
+        await put(http, node, "/v1/agent/service/register", gateway)
+        await put(http, node, "/v1/agent/check/register", {
+            "ID": "_nomad-check-" + "d" * 64, "Name": "standalone", "ServiceID": sid,
+            "TTL": "40s", "Status": "passing", "Notes": "n"})  # fmt: skip
+        # a script check is a TTL check that Nomad's client heart-beats (UpdateTTL)
+        await put(http, node, f"/v1/agent/check/update/{script_id}",
+                  {"Status": "passing", "Output": "ok"})  # fmt: skip
+        assert (await get(http, node, "/v1/agent/checks"))[script_id]["Status"] == "passing"
+        await put(http, node, "/v1/agent/check/deregister/_nomad-check-" + "d" * 64)
+        for service_id in (sid + SIDECAR_SUFFIX, sid, sid + "-ig"):
+            await put(http, node, f"/v1/agent/service/deregister/{service_id}")
+
+
+async def test_what_gossamer_refuses_of_nomads_fields_names_the_field(
+    pair: list[AgentProc],
+) -> None:
+    """Expose paths and gRPC checks are not implemented: a 400 naming the field, not a guess."""
+    node = pair[0]
+    body = full_body(f"_nomad-task-{uuid.uuid4()}-group-api-api-http")
+    expose = {"Paths": [{"ListenerPort": 21600, "Path": "/metrics", "LocalPathPort": 9102,
+                         "Protocol": "http"}]}  # fmt: skip
+    grpc = {"CheckID": "_nomad-check-" + "b" * 64, "Name": "grpc", "Interval": "10s",
+            "Timeout": "2s", "GRPC": "127.0.0.1:1/svc", "GRPCUseTLS": True}  # fmt: skip
+    with_expose = {**body, "Connect": {"SidecarService": {
+        **body["Connect"]["SidecarService"],
+        "Proxy": {**body["Connect"]["SidecarService"]["Proxy"], "Expose": expose}}}}  # fmt: skip
+    cases = [(with_expose, "Connect.SidecarService.Proxy.Expose"),
+             ({**body, "Checks": [grpc]}, "Checks[0].GRPC")]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for bad, field_path in cases:
+            async with http.put(node.http + "/v1/agent/service/register", json=bad) as resp:
+                assert resp.status == 400
+                assert (await resp.text()).startswith(f"{field_path}: ")
