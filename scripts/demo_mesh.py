@@ -124,7 +124,9 @@ def register_app(demo: Demo) -> dict[str, int]:
     ups = {"emoji": demo.port("web", 9001), "voting": demo.port("web", 9002)}
     for service, agent in demo.agents.items():
         local = agent.ip if service == "web" else demo.local_ip(service)
-        proxy: dict[str, Any] = {"LocalServiceAddress": local}
+        metrics = f"{demo.local_ip(service)}:{demo.port(service, 9102)}"  # for gossamer stat
+        proxy: dict[str, Any] = {"LocalServiceAddress": local,
+                                 "Config": {"gossamer_metrics_bind_addr": metrics}}  # fmt: skip
         if service == "web":
             proxy["Upstreams"] = [
                 {"DestinationName": name, "LocalBindAddress": demo.local_ip("web"),
@@ -202,6 +204,23 @@ def check(demo: Demo) -> None:
     row = wait_for(lambda: next((r for r in http(denials) if r["Source"] == "web"), None),
                    "voting's agent to report the denial", 30)  # fmt: skip
     print(f"check: voting's agent reports the denial ({row['Count']}x, {row['Rule']})", flush=True)
+    if (rows := stat_denied(demo)) is not None:
+        print(f"check: gossamer stat at voting's agent counts {rows} denied from web", flush=True)
     set_intention(demo, "web", "voting", "allow")
     wait_for(lambda: status(demo) == both or None, "the front end to recover", 30)
     print("check: allow web -> voting again: the front end recovers", flush=True)
+
+
+def stat_denied(demo: Demo) -> int | None:
+    """Connections from web that `gossamer stat` counts as denied at voting; None without stat."""
+    argv = [sys.executable, "-m", "gossamer.agent", "stat", "--json",
+            "--http-addr", demo.agents["voting"].http]  # fmt: skip
+    if subprocess.run([*argv[:4], "--help"], capture_output=True).returncode != 0:
+        return None
+
+    def denied() -> int | None:
+        rows = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        edge = [r for r in rows if (r["source"], r["destination"]) == ("web", "voting")]
+        return edge[0]["denied"] if edge and edge[0]["denied"] > 0 else None
+
+    return wait_for(denied, "gossamer stat to count the denials", 30)

@@ -54,7 +54,8 @@ def test_the_demo_degrades_on_a_deny_recovers_on_allow_and_leaves_nothing() -> N
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     for step in ("reaches emoji and voting through the mesh", "the front end degrades",
-                 "voting's agent reports the denial", "the front end recovers",
+                 "voting's agent reports the denial", "gossamer stat at voting's agent counts",
+                 "the front end recovers",
                  "removed everything the demo made: check passed"):  # fmt: skip
         assert step in out, out[-4000:]
     assert set(demo_processes()) <= before
