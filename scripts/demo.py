@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print(guide(demo), flush=True)
             signal.pause()
     except KeyboardInterrupt:
-        print("\n==> stopping", flush=True)
+        print("\n==> stopping (proxies drain, agents leave: a few seconds)", flush=True)
     except DemoError as exc:
         print(f"demo: {exc} (logs: {demo.root})", file=sys.stderr)
         shutil.copytree(demo.root, demo.root.with_name(demo.root.name + "-failed"))
