@@ -133,8 +133,14 @@ def register_app(demo: Demo) -> dict[str, int]:
                  "LocalBindPort": port, "Config": {"connect_timeout_ms": 1000}}
                 for name, port in ups.items()
             ]  # fmt: skip
-        sidecar = {"Port": demo.port(service, 21000) if demo.hosts else free_port(agent.ip),
-                   "Address": agent.ip, "Proxy": proxy}  # fmt: skip
+        port = demo.port(service, 21000) if demo.hosts else free_port(agent.ip)
+        # Consul's two sidecar checks, probed every second instead of every 10 s, so
+        # the demo is usable as soon as its proxies listen.
+        checks = [
+            {"Name": "Connect Sidecar Listening", "TCP": f"{agent.ip}:{port}", "Interval": "1s"},
+            {"Name": f"Connect Sidecar Aliasing {service}", "AliasService": service},
+        ]
+        sidecar = {"Port": port, "Address": agent.ip, "Proxy": proxy, "Checks": checks}  # fmt: skip
         agent.put("/v1/agent/service/register", {"Name": service, "ID": service,
                   "Port": apps[service], "Address": agent.ip,
                   "Connect": {"SidecarService": sidecar}})  # fmt: skip

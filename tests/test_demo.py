@@ -1,4 +1,4 @@
-"""scripts/demo.sh as a user runs it: `--check` brings the mesh up, denies, allows, tears down.
+"""scripts/demo.sh `--check`: the mesh brought up, a deny and an allow, torn down.
 
 As root it uses three network namespaces (loopback agents where namespaces
 cannot be made; `--loopback` when not root, since the demo refuses to make
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def demo(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ROOT / "scripts" / "demo.sh"), *args], capture_output=True,
+    """scripts/demo.sh without its first line (scripts/setup.sh dev, done by the test setup)."""
+    return subprocess.run([sys.executable, "-m", "scripts.demo", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, env=cli_env(),
                           stdin=subprocess.DEVNULL)  # fmt: skip
 
