@@ -1,7 +1,7 @@
 """vm-examples/README.md replayed on three hosts, so the walkthrough cannot rot (`-m netns`).
 
 The blocks marked `replay=…` are read from the walkthrough itself and run
-with bash, in order, on their hosts: h1 is the web host (web-01), h2 and
+with bash, in order, each on all of its hosts at once: h1 is the web host (web-01), h2 and
 h3 the db hosts. Each host is a network namespace (tests/harness/netns.py)
 with a private mount namespace, held open by a `sleep` process, whose
 /etc, /opt and /var/lib are overlays on a tmpfs: the walkthrough's paths
@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,11 +163,12 @@ def test_the_walkthrough_replayed_on_three_hosts(replay: Replay) -> None:
             assigned = set(re.findall(r"\b([A-Z_]+)=", block.text))
             assert assigned == {"NODE", "BIND", "SEEDS"}, assigned
             continue
-        for i in hosts_for(block):
-            out = replay.must(i, block.text)
-            if name := block.attrs.get("export"):
-                for env in replay.env.values():
-                    env[name] = out.strip()
+        # a block runs on its hosts at once, as an operator would with one terminal per host
+        with ThreadPoolExecutor(3) as pool:
+            outs = list(pool.map(lambda i, t=block.text: replay.must(i, t), hosts_for(block)))
+        if name := block.attrs.get("export"):
+            for env in replay.env.values():
+                env[name] = outs[0].strip()
     members = replay.must(3, "gossamer members")
     assert len(re.findall(r"\balive\b", members)) == 3, members
     for i in (2, 3):
