@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.harness.cli import cli_env
 from tests.harness.cluster import pid_alive
 
@@ -73,3 +75,19 @@ def test_a_taken_front_port_is_refused_in_one_line() -> None:
                                 env=cli_env(), timeout=60)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"demo: port {port} is taken: free it or pass --port"
+
+
+def test_without_root_it_refuses_in_one_line() -> None:
+    """As a user other than root (setpriv drops to nobody when the tests run as root)."""
+    drop = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    argv = [*(drop if os.geteuid() == 0 else []), sys.executable, "-m", "scripts.demo"]
+    probe = subprocess.run([*argv[:-2], "-c", "import scripts.demo"], cwd=ROOT, env=cli_env(),
+                           capture_output=True, timeout=60)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip("this checkout cannot be read by the user nobody")
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=cli_env(),
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "demo: the demo makes network namespaces and needs root (or use --loopback)"
+    )
