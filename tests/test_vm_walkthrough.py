@@ -181,6 +181,10 @@ def test_the_walkthrough_replayed_on_three_hosts(replay: Replay) -> None:
 
     eventually(through_mesh, 60, what="web-01 -> db through both sidecars")
     assert "Allowed" in replay.must(1, "gossamer intention check web db")
+    # Operations: `systemctl reload gossamer` (SIGHUP through ExecReload) keeps it serving
+    assert replay.must(2, "systemctl reload gossamer && systemctl is-active gossamer") == "active\n"
+    log = replay.root / "h2-units" / "gossamer.log"
+    eventually(lambda: "reload" in log.read_text(), 10, what="the agent to log its reload")
     # Operations: `systemctl stop gossamer` leaves gracefully, peers show the host as left
     replay.must(3, "systemctl stop gossamer-proxy@db gossamer")
     eventually(lambda: re.search(r"db-02\s.*\bleft\b", replay.must(1, "gossamer members")), 20,
