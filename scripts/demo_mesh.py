@@ -92,20 +92,19 @@ def bring_up_agents(demo: Demo, loopback: bool) -> None:
         cleanup_leftovers()
         demo.hosts = Hosts(3, demo.root)
         first = demo.hosts.agent(1, name="web-host")
-        rest = [demo.hosts.agent(i, "--join", first.serf_addr, name=f"{s}-host")
+        rest = [demo.hosts.agent(i, "--retry-join", first.serf_addr, name=f"{s}-host")
                 for s, i in ROLES.items() if i > 1]  # fmt: skip
     else:
         net = f"127.{os.getpid() % 200 + 20}.{int(time.time()) % 250 + 1}"
         first, *rest = (_loopback_agent(demo, f"{net}.{i}", f"{s}-host") for s, i in ROLES.items())
         for agent in rest:
-            agent.extra = ["--join", first.serf_addr]
+            agent.extra = ["--retry-join", first.serf_addr]
     for service, agent in zip(ROLES, (first, *rest), strict=True):
         demo.agents[service] = agent
     first.log_level = rest[0].log_level = rest[1].log_level = "info"
-    first.start()
-    for agent in rest:
+    for agent in (first, *rest):  # all at once: the others retry until the first answers
         agent.start(wait=False)
-    for agent in rest:
+    for agent in (first, *rest):
         agent.wait_ready()
     wait_for(lambda: len(first.members()) == 3 or None, "all three agents to see each other")
 
