@@ -60,22 +60,54 @@ class HttpRequest:
 
 
 @dataclass(frozen=True)
+class GrpcTarget:
+    """What a gRPC check asks (Consul's field in brackets).
+
+    address is host:port and service the name after the first "/" [GRPC]
+    ("" asks for the server as a whole); use_tls [GRPCUseTLS];
+    tls_server_name [TLSServerName] and tls_skip_verify [TLSSkipVerify].
+    """
+
+    address: str
+    service: str = ""
+    use_tls: bool = False
+    tls_server_name: str = ""
+    tls_skip_verify: bool = False
+
+    @property
+    def target(self) -> str:
+        return f"{self.address}/{self.service}" if self.service else self.address
+
+    def definition(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"GRPC": self.target}
+        if self.use_tls:
+            d["GRPCUseTLS"] = True
+        if self.tls_server_name:
+            d["TLSServerName"] = self.tls_server_name
+        if self.tls_skip_verify:
+            d["TLSSkipVerify"] = True
+        return d
+
+
+@dataclass(frozen=True)
 class CheckDefinition:
     """A validated check: what the agent runs and the state it starts in.
 
-    `kind` is "http" (with `http` set), "tcp" (`tcp` is host:port), "ttl"
-    (`ttl_s`), "script" (`args`) or "alias" (`alias_node`, `alias_service`).
+    `kind` is "http" (with `http` set), "tcp" (`tcp` is host:port), "grpc"
+    (`grpc` set), "ttl" (`ttl_s`), "script" (`args`) or "alias" (`alias_node`,
+    `alias_service`).
     `output_max_size` is the check's own cap (the agent may lower it further).
     """
 
     check_id: str
     name: str
-    kind: str  # "http" | "tcp" | "ttl" | "script" | "alias"
+    kind: str  # "http" | "tcp" | "grpc" | "ttl" | "script" | "alias"
     service_id: str = ""
     status: str = "critical"
     notes: str = ""
     http: HttpRequest | None = None
     tcp: str = ""
+    grpc: GrpcTarget | None = None
     args: tuple[str, ...] = ()
     alias_node: str = ""
     alias_service: str = ""
@@ -91,6 +123,8 @@ class CheckDefinition:
     def definition(self) -> dict[str, Any]:
         """The HealthCheck `Definition` as a Consul agent sends it (empty fields left out)."""
         d: dict[str, Any] = self.http.definition() if self.http is not None else {}
+        if self.grpc is not None:
+            d.update(self.grpc.definition())
         if self.kind == "tcp":
             d["TCP"] = self.tcp
         elif self.kind == "script":

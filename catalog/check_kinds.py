@@ -5,10 +5,10 @@ shares into `CommonFields`, then takes the first entry of `KINDS` whose
 `chosen` holds — Consul's dispatch order (agent.go addCheck): TTL, HTTP, TCP,
 UDP, gRPC, Docker, OS service, script, H2PING, alias. That kind's parser
 reads its own fields, appending every problem, and returns what it adds to
-the `CheckDefinition`. gossamer runs http, tcp, ttl, script and alias; the
-other kinds are chosen as Consul would and then refused, naming their field.
-A probing kind (http, tcp, script) has a default timeout: 10s, 30s for scripts
-(Consul's agent/checks defaults).
+the `CheckDefinition`. gossamer runs http, tcp, grpc, ttl, script and alias;
+the other kinds are chosen as Consul would and then refused, naming their
+field. A probing kind (http, tcp, grpc, script) has a default timeout: 10s,
+30s for scripts (Consul's agent/checks defaults).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from gossamer.catalog.check_definition import HttpRequest
+from gossamer.catalog.check_definition import GrpcTarget, HttpRequest
 from gossamer.catalog.registration_fields import Fields, Problems, RegistrationError, item, shown
 from gossamer.gossip.addresses import AddressError, split_host_port
 
@@ -126,6 +126,26 @@ def _tcp(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
     return {"tcp": target}
 
 
+def _grpc(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    """`GRPC` is host:port, optionally followed by /service (Consul's form)."""
+    address, _, service = c.targets["GRPC"].partition("/")
+    try:
+        _, port = split_host_port(address)
+    except AddressError as err:
+        p.add(f.error("GRPC", f"must be host:port[/service], {err}"))
+    else:
+        if port is None:
+            p.add(f.error("GRPC", f"must be host:port[/service], got {shown(address)} (no port)"))
+    target = GrpcTarget(
+        address=address,
+        service=service,
+        use_tls=p.read(False, f.bool_, "GRPCUseTLS"),
+        tls_server_name=p.read("", f.str_, "TLSServerName"),
+        tls_skip_verify=p.read(False, f.bool_, "TLSSkipVerify"),
+    )
+    return {"grpc": target}
+
+
 def _ttl(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
     return {}
 
@@ -144,7 +164,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("http", lambda c: bool(c.targets["HTTP"]), _http, DEFAULT_TIMEOUT_S),
     Kind("tcp", lambda c: bool(c.targets["TCP"]), _tcp, DEFAULT_TIMEOUT_S),
     Kind("udp", lambda c: bool(c.targets["UDP"]), _unsupported("UDP", "UDP")),
-    Kind("grpc", lambda c: bool(c.targets["GRPC"]), _unsupported("GRPC", "gRPC")),
+    Kind("grpc", lambda c: bool(c.targets["GRPC"]), _grpc, DEFAULT_TIMEOUT_S),
     Kind(
         "docker",
         lambda c: bool(c.args and c.targets["DockerContainerID"]),

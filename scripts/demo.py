@@ -12,7 +12,8 @@ Interactive (default): print what to open and what to try, then wait;
 Ctrl-C (or SIGTERM) stops every process it started and removes the
 namespaces and the data dir. `--check`: bring it up, deny web -> voting,
 see the front end degrade (voting unavailable, emoji still there) and the
-denial reported at voting's agent, allow it again, see it recover, tear
+denial reported at voting's agent (and counted by `gossamer stat` where that
+command exists), allow it again, see it recover, tear
 down, and exit 0 only if every step held and nothing was left behind.
 """
 
@@ -48,13 +49,14 @@ def guide(demo: Demo) -> str:
     h1, h3 = demo.agents["web"].http, demo.agents["voting"].http
     at = f" --http-addr {h1}"
     stat = subprocess.run([cli, "stat", "--help"], capture_output=True).returncode == 0
+    stat_line = [f"    stats:        {cli} stat --http-addr {h3}    (voting's edges; {h1}: web's)"]
     where = "three network namespaces" if demo.hosts else "three loopback agents"
     return "\n".join([
         f"==> gossamer demo up: {where}, web -> emoji + voting, each behind its sidecar",
         f"    web page:     {demo.front}/",
         f"    agents:       web {h1}  emoji {demo.agents['emoji'].http}  voting {h3}",
         f"    terminal UI:  {cli} tui --http-addr {h3}    (x: the denials voting's proxy reports)",
-        *([f"    stats:        {cli} stat --http-addr {h1}"] if stat else []),
+        *(stat_line if stat else []),
         f"    logs:         {demo.root}",
         "",
         "Things to try:",
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print(guide(demo), flush=True)
             signal.pause()
     except KeyboardInterrupt:
-        print("\n==> stopping", flush=True)
+        print("\n==> stopping (proxies drain, agents leave: a few seconds)", flush=True)
     except DemoError as exc:
         print(f"demo: {exc} (logs: {demo.root})", file=sys.stderr)
         shutil.copytree(demo.root, demo.root.with_name(demo.root.name + "-failed"))

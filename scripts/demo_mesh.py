@@ -92,20 +92,19 @@ def bring_up_agents(demo: Demo, loopback: bool) -> None:
         cleanup_leftovers()
         demo.hosts = Hosts(3, demo.root)
         first = demo.hosts.agent(1, name="web-host")
-        rest = [demo.hosts.agent(i, "--join", first.serf_addr, name=f"{s}-host")
+        rest = [demo.hosts.agent(i, "--retry-join", first.serf_addr, name=f"{s}-host")
                 for s, i in ROLES.items() if i > 1]  # fmt: skip
     else:
         net = f"127.{os.getpid() % 200 + 20}.{int(time.time()) % 250 + 1}"
         first, *rest = (_loopback_agent(demo, f"{net}.{i}", f"{s}-host") for s, i in ROLES.items())
         for agent in rest:
-            agent.extra = ["--join", first.serf_addr]
+            agent.extra = ["--retry-join", first.serf_addr]
     for service, agent in zip(ROLES, (first, *rest), strict=True):
         demo.agents[service] = agent
     first.log_level = rest[0].log_level = rest[1].log_level = "info"
-    first.start()
-    for agent in rest:
+    for agent in (first, *rest):  # all at once: the others retry until the first answers
         agent.start(wait=False)
-    for agent in rest:
+    for agent in (first, *rest):
         agent.wait_ready()
     wait_for(lambda: len(first.members()) == 3 or None, "all three agents to see each other")
 
@@ -124,15 +123,23 @@ def register_app(demo: Demo) -> dict[str, int]:
     ups = {"emoji": demo.port("web", 9001), "voting": demo.port("web", 9002)}
     for service, agent in demo.agents.items():
         local = agent.ip if service == "web" else demo.local_ip(service)
-        proxy: dict[str, Any] = {"LocalServiceAddress": local}
+        metrics = f"{demo.local_ip(service)}:{demo.port(service, 9102)}"  # for gossamer stat
+        proxy: dict[str, Any] = {"LocalServiceAddress": local,
+                                 "Config": {"gossamer_metrics_bind_addr": metrics}}  # fmt: skip
         if service == "web":
             proxy["Upstreams"] = [
                 {"DestinationName": name, "LocalBindAddress": demo.local_ip("web"),
                  "LocalBindPort": port, "Config": {"connect_timeout_ms": 1000}}
                 for name, port in ups.items()
             ]  # fmt: skip
-        sidecar = {"Port": demo.port(service, 21000) if demo.hosts else free_port(agent.ip),
-                   "Address": agent.ip, "Proxy": proxy}  # fmt: skip
+        port = demo.port(service, 21000) if demo.hosts else free_port(agent.ip)
+        # Consul's two sidecar checks, probed every second instead of every 10 s, so
+        # the demo is usable as soon as its proxies listen.
+        checks = [
+            {"Name": "Connect Sidecar Listening", "TCP": f"{agent.ip}:{port}", "Interval": "1s"},
+            {"Name": f"Connect Sidecar Aliasing {service}", "AliasService": service},
+        ]
+        sidecar = {"Port": port, "Address": agent.ip, "Proxy": proxy, "Checks": checks}  # fmt: skip
         agent.put("/v1/agent/service/register", {"Name": service, "ID": service,
                   "Port": apps[service], "Address": agent.ip,
                   "Connect": {"SidecarService": sidecar}})  # fmt: skip
@@ -202,6 +209,23 @@ def check(demo: Demo) -> None:
     row = wait_for(lambda: next((r for r in http(denials) if r["Source"] == "web"), None),
                    "voting's agent to report the denial", 30)  # fmt: skip
     print(f"check: voting's agent reports the denial ({row['Count']}x, {row['Rule']})", flush=True)
+    if (rows := stat_denied(demo)) is not None:
+        print(f"check: gossamer stat at voting's agent counts {rows} denied from web", flush=True)
     set_intention(demo, "web", "voting", "allow")
     wait_for(lambda: status(demo) == both or None, "the front end to recover", 30)
     print("check: allow web -> voting again: the front end recovers", flush=True)
+
+
+def stat_denied(demo: Demo) -> int | None:
+    """Connections from web that `gossamer stat` counts as denied at voting; None without stat."""
+    argv = [sys.executable, "-m", "gossamer.agent", "stat", "--json",
+            "--http-addr", demo.agents["voting"].http]  # fmt: skip
+    if subprocess.run([*argv[:4], "--help"], capture_output=True).returncode != 0:
+        return None
+
+    def denied() -> int | None:
+        rows = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        edge = [r for r in rows if (r["source"], r["destination"]) == ("web", "voting")]
+        return edge[0]["denied"] if edge and edge[0]["denied"] > 0 else None
+
+    return wait_for(denied, "gossamer stat to count the denials", 30)

@@ -8,7 +8,8 @@ agent, and what Nomad reads back on its next sync is checked the way its
 `different()` would. The proxy task runs from the job file's own
 command line, with the environment Nomad's Connect-native hook gives it.
 Catalog, health and DNS are then read from the *other* agent (py-consul,
-dnspython), so the registration has travelled through the mesh.
+dnspython), so the registration has travelled through the mesh, and a
+client proxy there reaches the app through the proxy task (mTLS, intention).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.harness.cli import cli_env
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.nomad_replay import SIDECAR_SUFFIX, Alloc, blocks, load_job, needs_update, registrations
-from tests.proxy_support import App
+from tests.proxy_support import App, ProxyProc, roundtrip, set_intention
 
 NOMAD = Path(__file__).resolve().parent.parent / "nomad"
 SIDECAR_JOB = """
@@ -128,6 +129,22 @@ def srv_ports(agent: AgentProc, name: str) -> list[int]:
     return sorted(rd.port for rrset in reply.answer for rd in rrset)
 
 
+def through_the_mesh(peer: AgentProc, tmp_path: Path) -> None:
+    """A client on the other host reaches the app through the native endpoint (the proxy task)."""
+    peer.put("/v1/agent/service/register", {"Name": "client", "ID": "client", "Port": 1})
+    set_intention(peer, "client", "web", "allow")
+    port = free_port("127.0.0.1")
+    client = ProxyProc(["--service", "client", "--upstream", f"web:{port}",
+                        "--http-addr", peer.http], tmp_path / "client.log").start()  # fmt: skip
+    try:
+        got = eventually(lambda: roundtrip(("127.0.0.1", port), b"via mesh"), 30,
+                         what="client -> web's native endpoint")  # fmt: skip
+        assert got == b"via mesh<eof>"
+    finally:
+        assert client.stop() == 0
+        peer.put("/v1/agent/service/deregister/client")
+
+
 async def test_the_example_job_registered_as_nomad_would(
     pair: list[AgentProc], tmp_path: Path
 ) -> None:
@@ -165,6 +182,7 @@ async def test_the_example_job_registered_as_nomad_would(
             assert await asyncio.to_thread(srv_ports, peer, "web.service.consul") == [
                 alloc.ports["mesh"]
             ]
+            await asyncio.to_thread(through_the_mesh, peer, tmp_path)
             await put(http, node, f"/v1/agent/service/deregister/{reg.service_id}")
             await asyncio.to_thread(eventually, lambda: not c.health.service("web")[1], 15,
                                     what="web gone on peer")  # fmt: skip
@@ -210,3 +228,80 @@ async def test_a_sidecar_service_registration_in_nomads_shape(
         await put(http, node, f"/v1/agent/service/deregister/{sid}")
         left = await get(http, node, "/v1/agent/services")
         assert not [s for s in left if s.startswith("_nomad")]
+
+
+def full_body(sid: str) -> dict[str, Any]:
+    """Every field Nomad's service client and connect.go may set, each with a value."""
+    check_http = {"CheckID": "_nomad-check-" + "a" * 64, "Name": "api http", "Interval": "10s",
+                  "Timeout": "2s", "HTTP": "https://127.0.0.1:1/health", "Header": {"X-A": ["b"]},
+                  "Method": "POST", "Body": "{}", "Status": "passing", "TLSServerName": "api.local",
+                  "TLSSkipVerify": True, "SuccessBeforePassing": 2, "FailuresBeforeCritical": 3,
+                  "FailuresBeforeWarning": 1}  # fmt: skip
+    check_script = {"CheckID": "_nomad-check-" + "c" * 64, "Name": "script", "TTL": "40s"}
+    check_grpc = {"CheckID": "_nomad-check-" + "b" * 64, "Name": "grpc", "Interval": "10s",
+                  "Timeout": "2s", "GRPC": "127.0.0.1:1/api", "GRPCUseTLS": True,
+                  "TLSServerName": "api.local", "TLSSkipVerify": True}  # fmt: skip
+    upstream = {"DestinationType": "service", "DestinationNamespace": "", "DestinationName": "db",
+                "DestinationPartition": "", "DestinationPeer": "", "Datacenter": "dc1",
+                "LocalBindAddress": "127.0.0.1", "LocalBindPort": 9191,
+                "LocalBindSocketPath": "", "LocalBindSocketMode": "", "Config": {"x": 1},
+                "MeshGateway": {"Mode": "local"}}  # fmt: skip
+    proxy = {"Mode": "transparent", "TransparentProxy": {"OutboundListenerPort": 15001},
+             "LocalServiceAddress": "127.0.0.1", "LocalServicePort": 8080,
+             "Config": {"bind_address": "0.0.0.0", "bind_port": 21500, "connect_timeout_ms": 500,
+                        "envoy_stats_tags": ["nomad.job=api"]},
+             "Upstreams": [upstream], "MeshGateway": {}, "Expose": {}}  # fmt: skip
+    return {"Kind": "", "ID": sid, "Name": "api", "Tags": ["a"], "Port": 8080,
+            "Address": "127.0.0.1",
+            "TaggedAddresses": {"lan": {"Address": "127.0.0.1", "Port": 8080}},
+            "EnableTagOverride": True, "Meta": {"external-source": "nomad"},
+            "Weights": {"Passing": 2, "Warning": 1}, "Check": None,
+            "Checks": [check_http, check_script, check_grpc],
+            "Connect": {"SidecarService": {
+                "Tags": ["s"], "Port": 21500, "Address": "127.0.0.1", "Meta": {"m": "1"},
+                "Check": None, "Proxy": proxy,
+                "Checks": [{"Name": f"Connect Sidecar Aliasing {sid}", "AliasService": sid},
+                           {"Name": "Connect Sidecar Listening", "TCP": "127.0.0.1:21500",
+                            "Interval": "10s"}]}}}  # fmt: skip
+
+
+async def test_every_field_nomads_service_client_sets_is_accepted(pair: list[AgentProc]) -> None:
+    node = pair[0]
+    sid = f"_nomad-task-{uuid.uuid4()}-group-api-api-http"
+    gateway = {"Kind": "ingress-gateway", "ID": sid + "-ig", "Name": "ig", "Port": 8081,
+               "Address": "127.0.0.1", "Check": None, "Checks": [],
+               "Proxy": {"Config": {"connect_timeout_ms": 5000, "envoy_gateway_bind_addresses":
+                         {"default": {"Address": "0.0.0.0", "Port": 8081}}},
+                         "MeshGateway": {}, "Expose": {}}}  # fmt: skip
+    script_id = "_nomad-check-" + "c" * 64
+    async with aiohttp.ClientSession() as http:
+        await put(http, node, "/v1/agent/service/register?replace-existing-checks=true",
+                  full_body(sid))  # fmt: skip
+        await put(http, node, "/v1/agent/service/register", gateway)
+        await put(http, node, "/v1/agent/check/register", {
+            "ID": "_nomad-check-" + "d" * 64, "Name": "standalone", "ServiceID": sid,
+            "TTL": "40s", "Status": "passing", "Notes": "n"})  # fmt: skip
+        # a script check is a TTL check that Nomad's client heart-beats (UpdateTTL)
+        await put(http, node, f"/v1/agent/check/update/{script_id}",
+                  {"Status": "passing", "Output": "ok"})  # fmt: skip
+        assert (await get(http, node, "/v1/agent/checks"))[script_id]["Status"] == "passing"
+        await put(http, node, "/v1/agent/check/deregister/_nomad-check-" + "d" * 64)
+        for service_id in (sid + SIDECAR_SUFFIX, sid, sid + "-ig"):
+            await put(http, node, f"/v1/agent/service/deregister/{service_id}")
+
+
+async def test_what_gossamer_refuses_of_nomads_fields_names_the_field(
+    pair: list[AgentProc],
+) -> None:
+    """Expose paths are not implemented: a 400 naming the field, not a silent no-op."""
+    node = pair[0]
+    body = full_body(f"_nomad-task-{uuid.uuid4()}-group-api-api-http")
+    expose = {"Paths": [{"ListenerPort": 21600, "Path": "/metrics", "LocalPathPort": 9102,
+                         "Protocol": "http"}]}  # fmt: skip
+    with_expose = {**body, "Connect": {"SidecarService": {
+        **body["Connect"]["SidecarService"],
+        "Proxy": {**body["Connect"]["SidecarService"]["Proxy"], "Expose": expose}}}}  # fmt: skip
+    url = node.http + "/v1/agent/service/register"
+    async with aiohttp.ClientSession() as http, http.put(url, json=with_expose) as resp:
+        assert resp.status == 400
+        assert (await resp.text()).startswith("Connect.SidecarService.Proxy.Expose: ")

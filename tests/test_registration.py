@@ -815,7 +815,7 @@ BAD_SERVICES: list[tuple[object, str, str]] = [
     ),
     (S | {"Checks": {"TTL": "1s"}}, "Checks", "list of checks"),
     (S | {"Check": {"TTL": "1s", "Status": "ok"}}, "Check.Status", "passing, warning or critical"),
-    (S | {"Check": {"GRPC": "h:1", "Interval": "1s"}}, "Check.GRPC", "not supported by gossamer"),
+    (S | {"Check": {"GRPC": "h/svc", "Interval": "1s"}}, "Check.GRPC", "(no port)"),
     (
         S | {"Check": {"H2PING": "h:1", "Interval": "1s"}},
         "Check.H2PING",

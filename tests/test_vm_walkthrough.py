@@ -1,7 +1,7 @@
 """vm-examples/README.md replayed on three hosts, so the walkthrough cannot rot (`-m netns`).
 
 The blocks marked `replay=…` are read from the walkthrough itself and run
-with bash, in order, on their hosts: h1 is the web host (web-01), h2 and
+with bash, in order, each on all of its hosts at once: h1 is the web host (web-01), h2 and
 h3 the db hosts. Each host is a network namespace (tests/harness/netns.py)
 with a private mount namespace, held open by a `sleep` process, whose
 /etc, /opt and /var/lib are overlays on a tmpfs: the walkthrough's paths
@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,8 +109,7 @@ class Replay:
         return result.stdout
 
     def stop(self) -> None:
-        for i in self.holders:
-            self.run(i, "systemctl stop gossamer-proxy@web gossamer-proxy@db gossamer", 60)
+        """Kill the holders; Hosts.close() then kills whatever runs in the namespaces."""
         for holder in self.holders.values():
             holder.kill()
             holder.wait(5)
@@ -163,11 +163,12 @@ def test_the_walkthrough_replayed_on_three_hosts(replay: Replay) -> None:
             assigned = set(re.findall(r"\b([A-Z_]+)=", block.text))
             assert assigned == {"NODE", "BIND", "SEEDS"}, assigned
             continue
-        for i in hosts_for(block):
-            out = replay.must(i, block.text)
-            if name := block.attrs.get("export"):
-                for env in replay.env.values():
-                    env[name] = out.strip()
+        # a block runs on its hosts at once, as an operator would with one terminal per host
+        with ThreadPoolExecutor(3) as pool:
+            outs = list(pool.map(lambda i, t=block.text: replay.must(i, t), hosts_for(block)))
+        if name := block.attrs.get("export"):
+            for env in replay.env.values():
+                env[name] = outs[0].strip()
     members = replay.must(3, "gossamer members")
     assert len(re.findall(r"\balive\b", members)) == 3, members
     for i in (2, 3):
@@ -180,3 +181,11 @@ def test_the_walkthrough_replayed_on_three_hosts(replay: Replay) -> None:
 
     eventually(through_mesh, 60, what="web-01 -> db through both sidecars")
     assert "Allowed" in replay.must(1, "gossamer intention check web db")
+    # Operations: `systemctl reload gossamer` (SIGHUP through ExecReload) keeps it serving
+    assert replay.must(2, "systemctl reload gossamer && systemctl is-active gossamer") == "active\n"
+    log = replay.root / "h2-units" / "gossamer.log"
+    eventually(lambda: "reload" in log.read_text(), 10, what="the agent to log its reload")
+    # Operations: `systemctl stop gossamer` leaves gracefully, peers show the host as left
+    replay.must(3, "systemctl stop gossamer-proxy@db gossamer")
+    eventually(lambda: re.search(r"db-02\s.*\bleft\b", replay.must(1, "gossamer members")), 20,
+               what="db-02 shown as left on web-01")  # fmt: skip

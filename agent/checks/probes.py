@@ -19,6 +19,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from gossamer.agent.checks import spec
+from gossamer.agent.checks.grpc_probe import probe_grpc
 from gossamer.agent.checks.script_probe import probe_script
 from gossamer.agent.checks.status import (
     DEFAULT_OUTPUT_MAX,
@@ -195,6 +196,8 @@ async def run_probe(
         return await probe_http(session, check.http, timeout_s=timeout_s, max_output=cap)
     if check.kind == "tcp":
         return await probe_tcp(check.tcp, timeout_s=timeout_s)
+    if check.kind == "grpc" and check.grpc is not None:
+        return await probe_grpc(check.grpc, timeout_s=timeout_s)
     if check.kind == "script":
         return await probe_script(check.args, timeout_s=timeout_s, max_output=cap)
     if alias_lookup is None:

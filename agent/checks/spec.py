@@ -35,6 +35,7 @@ from gossamer.catalog.check_kinds import DEFAULT_TIMEOUT_S as NETWORK_TIMEOUT_S
 DEFAULT_TIMEOUT_S: dict[str, float] = {
     "http": NETWORK_TIMEOUT_S,
     "tcp": NETWORK_TIMEOUT_S,
+    "grpc": NETWORK_TIMEOUT_S,
     "script": DEFAULT_SCRIPT_TIMEOUT_S,
     "ttl": 0.0,
     "alias": NETWORK_TIMEOUT_S,
@@ -87,6 +88,8 @@ def validate(check: CheckDefinition) -> None:
         raise ValueError(f"{where}: interval_s must be > 0")
     if check.kind == "http" and check.http is None:
         raise ValueError(f"{where}: an http check needs http")
+    if check.kind == "grpc" and check.grpc is None:
+        raise ValueError(f"{where}: a grpc check needs grpc")
     if check.kind == "script" and not check.args:
         raise ValueError(f"{where}: a script check needs args")
     if check.status not in STATUSES:
