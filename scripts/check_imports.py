@@ -105,6 +105,11 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/relay_state.py",
     "proxy/sessions.py",
     "proxy/peer_cache.py",
+    # Kubernetes injector: annotations, patch, AdmissionReview, registration
+    "agent/k8s/annotations.py",
+    "agent/k8s/patch.py",
+    "agent/k8s/registration.py",
+    "agent/k8s/review.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",
