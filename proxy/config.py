@@ -75,6 +75,9 @@ class ProxyConfig:
     local_port: int = 0
     upstreams: tuple[Upstream, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
+    metrics_addr: str = ""  # "ADDR:PORT" of the Prometheus listener; "" none
+    metrics: bool = True  # count golden metrics on the data path (off only to measure their cost)
+    metrics_pinned: bool = False  # set by flags: a registration change keeps the two above
 
 
 def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
@@ -101,7 +104,43 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         local_port=local_port,
         upstreams=_distinct(upstreams),
         timeouts=_timeouts(options),
+        metrics_addr=metrics_addr_of(options),
+        metrics=_flag(options, "gossamer_metrics", "Proxy.Config"),
     )
+
+
+METRICS_KEYS = ("gossamer_metrics_bind_addr", "envoy_prometheus_bind_addr")  # ours wins
+
+
+def metrics_addr_of(options: Mapping[str, Any]) -> str:
+    """The metrics listener a registration's `Proxy.Config` names, as ADDR:PORT, or ""."""
+    for key in METRICS_KEYS:
+        text = _text(options.get(key), f"Proxy.Config.{key}")
+        if text:
+            return metrics_addr(text, f"Proxy.Config.{key}")
+    return ""
+
+
+def metrics_addr(text: str, where: str) -> str:
+    """`ADDR:PORT` checked (a bare `:PORT` listens on 127.0.0.1), ConfigError naming `where`."""
+    host, port = _host_port("127.0.0.1" + text if text.startswith(":") else text, where)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def with_metrics(config: ProxyConfig, addr: str | None, enabled: bool = True) -> ProxyConfig:
+    """`config` with `--metrics-addr` (wins over the registration's key) and `--no-metrics`."""
+    if addr:
+        config = replace(config, metrics_addr=metrics_addr(addr, "--metrics-addr"))
+    if not enabled:
+        config = replace(config, metrics=False)
+    return replace(config, metrics_pinned=True) if addr or not enabled else config
+
+
+def keep_pinned(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
+    """A changed registration's config, with what the flags pinned on `old` kept."""
+    if not old.metrics_pinned:
+        return new
+    return replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
 
 
 def adhoc_config(
@@ -215,6 +254,13 @@ def _millis(options: Mapping[str, Any], key: str, default_s: float, where: str) 
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{where}.{key}", f"must be a positive number of ms, got {value!r}")
     return value / 1000
+
+
+def _flag(options: Mapping[str, Any], key: str, where: str) -> bool:
+    value = options.get(key, True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}", f"must be true or false, got {value!r}")
+    return value
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:

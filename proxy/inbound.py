@@ -36,6 +36,7 @@ from gossamer.proxy.authorize import (
     reason_of_verify_code,
 )
 from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
@@ -63,8 +64,10 @@ class Inbound:
         policy: Policy,
         counts: tally.Tally,
         denials: DenialTable | None = None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = EdgeMetrics(config.service) if metrics is None else metrics
         self._identity = identity
         self.policy = policy
         self.tally = counts
@@ -101,6 +104,7 @@ class Inbound:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, side: TlsSide) -> None:
+        started = time.monotonic()
         peer = _peer_of(side)
         try:
             await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
@@ -117,7 +121,7 @@ class Inbound:
             self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
-        await self._join(side, source, peer)
+        await self._join(side, source, peer, started)
 
     def _authorize(self, side: TlsSide) -> str:
         identity = self._identity()
@@ -125,18 +129,22 @@ class Inbound:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
         found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
+        edge = self.metrics.inbound(found.service)
         if not self.policy.known:
+            edge.denied += 1
             self.denials.add(not_known(found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, "the intentions are not known yet")
         decision = admit(self.policy.intentions, found.service, self.config.service,
                          default_allow=self.policy.default_allow)  # fmt: skip
         if not decision.allowed:
+            edge.denied += 1
             self.denials.add(denial_of(decision, found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, f"{found.service} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
+        edge.allowed += 1
         return found.service
 
-    async def _join(self, side: TlsSide, source: str, peer: str) -> None:
+    async def _join(self, side: TlsSide, source: str, peer: str, started: float) -> None:
         loop = asyncio.get_running_loop()
         target = (self.config.local_address, self.config.local_port)
         try:
@@ -144,6 +152,7 @@ class Inbound:
                 loop.create_connection(PlainSide, *target), self.config.timeouts.local_connect_s
             )
         except (OSError, TimeoutError) as exc:
+            self.metrics.inbound(source).failed += 1
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
             side.close()
             return
@@ -151,9 +160,12 @@ class Inbound:
         if not relay.halves.closed:
             self.open[relay] = source
             self.tally.add("inbound.allowed")
+            self.metrics.inbound(source).connected(relay, relay.started - started)
 
     def _closed(self, relay: Relay) -> None:
-        self.open.pop(relay, None)
+        source = self.open.pop(relay, None)
+        if source is not None:
+            self.metrics.inbound(source).disconnected(relay, time.monotonic() - relay.started)
         self.on_close()
 
     def recheck(self) -> None:
@@ -164,6 +176,7 @@ class Inbound:
             if not decision.allowed:
                 relay.terminate()
                 self.tally.add("inbound.terminated")
+                self.metrics.inbound(source).terminated += 1
                 cut = denial_of(decision, source, self.config.service, _now_ms())
                 self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
                 log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,

@@ -105,6 +105,11 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/relay_state.py",
     "proxy/sessions.py",
     "proxy/peer_cache.py",
+    "proxy/edge_metrics.py",
+    "proxy/prom_text.py",
+    "proxy/metrics_families.py",
+    "agent/http/metrics_prom.py",
+    "proxy/stat_rows.py",
     # Kubernetes injector: annotations, patch, AdmissionReview, registration
     "agent/k8s/annotations.py",
     "agent/k8s/patch.py",
@@ -122,6 +127,13 @@ PURE_MODULES: tuple[str, ...] = (
     # checks: status tables and aggregation, the runner's check spec
     "agent/checks/spec.py",
     "agent/checks/status.py",
+    # gossamer check: results, the judges of each group, rendering
+    "agent/preflight/result.py",
+    "agent/preflight/host_checks.py",
+    "agent/preflight/cluster_checks.py",
+    "agent/preflight/identity_checks.py",
+    "agent/preflight/proxy_checks.py",
+    "agent/preflight/render.py",
     # agent RPC: who a peer is, what it may do, the refusal counters
     "agent/sync/identity.py",
     "agent/sync/peer_check.py",
