@@ -164,7 +164,7 @@ def test_decide_plan_and_skip_values() -> None:
 def test_registration_definition_is_service_with_sidecar() -> None:
     body = definition(Plan("web", 8080, (Upstream("db", 5432),)), pod="web-1", namespace="shop",
                       address="fd00::5")  # fmt: skip
-    assert body["ID"] == "web-1-shop-web" and body["Check"]["TCP"] == "[fd00::5]:8080"
+    assert body["ID"] == "web-1-shop-web" and body["Check"]["TCP"] == "[fd00::5]:21000"
     assert body["Connect"]["SidecarService"] == {
         "Port": 21000,
         "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": 5432}]},

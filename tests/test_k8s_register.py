@@ -49,7 +49,7 @@ def test_register_then_deregister_the_pod_and_its_sidecar(agent: AgentProc) -> N
     assert (proxy.local_address, proxy.local_port) == ("127.0.0.1", 8080)
     assert [(u.name, u.bind_port) for u in proxy.upstreams] == [("db", 5432), ("cache", 6379)]
     checks = agent.get("/v1/agent/checks")
-    assert any(c["ServiceID"] == "web-5f7c-shop-web" and c["Name"] == "Kubernetes pod port"
+    assert any(c["ServiceID"] == "web-5f7c-shop-web" and c["Name"] == "Kubernetes pod sidecar"
                for c in checks.values())  # fmt: skip
 
     gone = gossamer("k8s", "deregister", "--service", "web", env=env)

@@ -7,7 +7,10 @@ serves, and deregistering the service removes both. IDs carry pod and
 namespace: pods of the same name in two namespaces may share a node.
 The TCP check with DeregisterCriticalServiceAfter is the backstop for a pod
 that went without running its preStop hook (force-deleted): the agent
-reaps the registration once the pod's port stayed closed that long.
+reaps the registration once the port stayed closed that long. It probes the
+sidecar's inbound port on the pod IP, not the app's port: a meshed app
+listens on the pod's loopback only (its sidecar reaches it there), so its
+own port is closed to the agent even while it is healthy.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ def definition(
         "Port": plan.port,
         "Meta": {"k8s-pod": pod, "k8s-namespace": namespace},
         "Check": {
-            "Name": "Kubernetes pod port",
-            "TCP": format_host_port(address, plan.port),
+            "Name": "Kubernetes pod sidecar",
+            "TCP": format_host_port(address, sidecar_port),
             "Interval": CHECK_INTERVAL,
             "DeregisterCriticalServiceAfter": REAP_AFTER,
         },
