@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import uuid
 from typing import Any
 
@@ -128,3 +129,8 @@ def patched(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
 def valid_k8s(obj: dict[str, Any]) -> None:
     """Raises kubernetes_validate.ValidationError if `obj` breaks the Kubernetes schema."""
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """The kubelet's `$(VAR)` expansion (command, args, env values); unknown names stay."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from gossamer.agent.config.load import load_agent_config
 from gossamer.agent.k8s.patch import InjectorSettings
 from gossamer.agent.k8s.review import answer, parse_review
 from gossamer.agent.k8s.server import make_app
-from tests.k8s_support import check_response, patched, review, valid_k8s
+from tests.k8s_support import check_response, expand, patched, review, valid_k8s
 
 DIR = Path(__file__).resolve().parent.parent / "kubernetes"
 KEY = "NYGpMh1Gy6mkR/sYjJowzi2P+zIb223h07T0IdPOyXA="
@@ -66,11 +65,6 @@ def test_webhook_with_a_real_ca_bundle_is_valid(tmp_path: Path) -> None:
     bundle = base64.b64encode(b"-----BEGIN CERTIFICATE-----\n...\n").decode()
     hook["webhooks"][0]["clientConfig"]["caBundle"] = bundle
     valid_k8s(hook)
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """The kubelet's $(VAR) expansion of command and args."""
-    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], text)
 
 
 def test_agent_command_line_and_configmap_load_with_the_agents_own_loader(tmp_path: Path) -> None:

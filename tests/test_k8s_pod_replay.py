@@ -13,7 +13,6 @@ namespace in a cluster), so each gets its own sidecar port and app port.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from gossamer.agent.k8s.review import answer, parse_review
 from tests.harness.cli import cli_env
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
-from tests.k8s_support import patched, pod, review
+from tests.k8s_support import expand, patched, pod, review
 from tests.proxy_support import App, healthy_sidecars, listening, roundtrip, set_intention
 
 
@@ -90,10 +89,6 @@ class Kubelet:
         if self.sidecar is not None and self.sidecar.poll() is None:
             self.sidecar.kill()
             self.sidecar.wait(5)
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), text)
 
 
 def injected(obj: dict[str, Any], settings: InjectorSettings) -> dict[str, Any]:

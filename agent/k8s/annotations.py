@@ -17,10 +17,12 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from gossamer.proxy.ca.errors import LeafRequestError
+from gossamer.proxy.ca.leaf import check_service_name
 
 PREFIX = "gossamer.io/"
 INJECT = PREFIX + "inject"
@@ -30,10 +32,6 @@ SERVICE_PORT = PREFIX + "connect-service-port"
 UPSTREAMS = PREFIX + "connect-service-upstreams"
 SIDECAR_CONTAINER = "gossamer-sidecar"
 INIT_CONTAINER = "gossamer-init"
-
-# Consul's service names are DNS labels in practice (they become
-# <name>.service.consul); the SPIFFE path allows the same characters.
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def parse_upstreams(text: str, problems: list[str]) -> tuple[Upstream, ...]:
         if not sep or ":" in port_text:
             problems.append(f"{where}: expected NAME:PORT")
             continue
-        if not _NAME.match(name):
+        if not _service_name_ok(name):
             problems.append(f"{where}: {name!r} is not a service name")
             continue
         port = _port_number(port_text)
@@ -155,7 +153,7 @@ def _service(
         name, where = annotations[SERVICE], SERVICE
     else:
         name, where = str(first.get("name", "")), f"{SERVICE} (default: first container's name)"
-    if _NAME.match(name):
+    if _service_name_ok(name):
         return name
     problems.append(f"{where}: {name!r} is not a service name")
     return None
@@ -176,6 +174,15 @@ def _port(
             return number
     problems.append(f"{SERVICE_PORT}: not given and the first container declares no port")
     return None
+
+
+def _service_name_ok(name: str) -> bool:
+    """A name the mesh can issue an identity for (the CA's rule, kept in one place)."""
+    try:
+        check_service_name("dc1", name)  # the datacenter does not change the rule
+    except LeafRequestError:
+        return False
+    return True
 
 
 def _port_number(text: str) -> int | None:
