@@ -24,7 +24,7 @@ from cryptography import x509
 from gossamer.agent.k8s.annotations import INJECT
 from gossamer.proxy.ca.operator_root import load_operator_root
 from tests.harness.binaries import require
-from tests.harness.cli import cli_env
+from tests.harness.cli import cli_env, gossamer, one_error_line
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.k8s_support import check_response, patched, pod, review, valid_k8s
@@ -153,3 +153,18 @@ async def test_unanswerable_bodies_get_400_and_the_server_keeps_serving(
     sent = review(pod({INJECT: "true"}), dry_run=True)
     status, got = await post(session, json.dumps(sent).encode())
     assert status == 200 and "patch" in check_response(sent, got)
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"],
+         "gossamer k8s: error: --tls-cert /nonexistent.crt / --tls-key /nonexistent.key: "
+         "[Errno 2] No such file or directory"),
+        (["--tls-cert", "c", "--tls-key", "k", "--listen", "host:notaport"],
+         "gossamer k8s: error: --listen 'host:notaport': "),
+    ],
+)  # fmt: skip
+def test_injector_bad_flags_exit_2_with_one_line(args: list[str], error: str) -> None:
+    result = gossamer("k8s", "injector", *args)
+    assert one_error_line(result, 2).startswith(error)
