@@ -52,6 +52,8 @@ def test_annotated_pod_gets_sidecar_init_and_mark() -> None:
     env = {e["name"]: e for e in sidecar["env"]}
     assert env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
     assert env["GOSSAMER_HTTP_ADDR"]["value"] == "$(HOST_IP):8500"
+    token = env["CONSUL_HTTP_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token == {"name": "gossamer-acl-default", "key": "token", "optional": True}
     assert sidecar["lifecycle"]["preStop"]["exec"]["command"][:3] == [
         "gossamer",
         "k8s",
@@ -105,6 +107,21 @@ def test_requests_not_ours_are_allowed_unchanged(sent: dict[str, Any], why: str)
     response = respond(sent)
     assert response["allowed"] is True and "patch" not in response
     assert why in response["status"]["message"]
+
+
+def test_token_secret_follows_the_service_account_or_the_annotation() -> None:
+    def secret(obj: dict[str, Any]) -> str:
+        init = patched(obj, respond(review(obj)))["spec"]["initContainers"][0]
+        env = {e["name"]: e for e in init["env"]}
+        name: str = env["CONSUL_HTTP_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]
+        return name
+
+    with_account = pod(INJECT)
+    with_account["spec"]["serviceAccountName"] = "web-sa"
+    assert secret(with_account) == "gossamer-acl-web-sa"
+    assert secret(pod({**INJECT, "gossamer.io/acl-token-secret": "my-token"})) == "my-token"
+    bad = respond(review(pod({**INJECT, "gossamer.io/acl-token-secret": "Not_A_Name"})))
+    assert bad["warnings"] == ["gossamer.io/acl-token-secret: 'Not_A_Name' is not a Secret name"]
 
 
 def test_only_selected_namespaces_are_injected() -> None:

@@ -47,8 +47,11 @@ class Kubelet:
     def _env(self, container: dict[str, Any]) -> dict[str, str]:
         env: dict[str, str] = {}
         for item in container["env"]:
-            if "valueFrom" in item:
-                env[item["name"]] = self.fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
+            source = item.get("valueFrom", {})
+            if "secretKeyRef" in source:  # no such Secret here: optional, so left unset
+                assert source["secretKeyRef"]["optional"] is True
+            elif "fieldRef" in source:
+                env[item["name"]] = self.fields[source["fieldRef"]["fieldPath"]]
             else:
                 env[item["name"]] = expand(item["value"], env)
         return env

@@ -10,6 +10,10 @@ Rules this module keeps:
 - Every problem is reported at once, each naming its annotation, so a user
   fixes them in one go. A malformed pod is admitted uninjected with the
   problems as warnings (review.py) unless the injector is told to refuse.
+- The ACL token (for when ACLs land, issue 16) comes from a Secret in the
+  pod's namespace: `gossamer.io/acl-token-secret` names it, else it is
+  `gossamer-acl-<service account>`; the patch references it as optional,
+  so a pod without one runs all the same.
 - The service name defaults to the first container's name and the port to
   its first containerPort (as Consul's injector did before Services were
   required); upstreams are `name:port` pairs, comma separated.
@@ -17,6 +21,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +35,8 @@ INJECTED = PREFIX + "injected"
 SERVICE = PREFIX + "connect-service"
 SERVICE_PORT = PREFIX + "connect-service-port"
 UPSTREAMS = PREFIX + "connect-service-upstreams"
+ACL_TOKEN_SECRET = PREFIX + "acl-token-secret"
+TOKEN_SECRET_PREFIX = "gossamer-acl-"
 SIDECAR_CONTAINER = "gossamer-sidecar"
 INIT_CONTAINER = "gossamer-init"
 
@@ -47,6 +54,7 @@ class Plan:
     service: str
     port: int
     upstreams: tuple[Upstream, ...] = ()
+    token_secret: str = TOKEN_SECRET_PREFIX + "default"
 
 
 @dataclass(frozen=True)
@@ -85,9 +93,10 @@ def decide(pod: Mapping[str, Any]) -> Decision:
     service = _service(annotations, first, problems)
     port = _port(annotations, first, problems)
     upstreams = parse_upstreams(annotations.get(UPSTREAMS, ""), problems)
+    token_secret = _token_secret(annotations, pod, problems)
     if problems or service is None or port is None:
         return Malformed(tuple(problems))
-    return Plan(service, port, upstreams)
+    return Plan(service, port, upstreams, token_secret)
 
 
 def parse_upstreams(text: str, problems: list[str]) -> tuple[Upstream, ...]:
@@ -174,6 +183,25 @@ def _port(
             return number
     problems.append(f"{SERVICE_PORT}: not given and the first container declares no port")
     return None
+
+
+# A Secret's name: a DNS subdomain (RFC 1123), as the API server checks it.
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _token_secret(
+    annotations: Mapping[str, str], pod: Mapping[str, Any], problems: list[str]
+) -> str:
+    if ACL_TOKEN_SECRET in annotations:
+        name = annotations[ACL_TOKEN_SECRET]
+        if not _SUBDOMAIN.fullmatch(name) or len(name) > 253:
+            problems.append(f"{ACL_TOKEN_SECRET}: {name!r} is not a Secret name")
+        return name
+    spec = pod.get("spec")
+    account = spec.get("serviceAccountName") if isinstance(spec, Mapping) else None
+    # The API server's ServiceAccount admission runs before webhooks and sets
+    # the name; "default" is what it would set.
+    return TOKEN_SECRET_PREFIX + (account if isinstance(account, str) and account else "default")
 
 
 def _service_name_ok(name: str) -> bool:

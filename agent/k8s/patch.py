@@ -70,7 +70,7 @@ def _mark_injected(pod: Mapping[str, Any]) -> Op:
     return {"op": "add", "path": "/metadata/annotations", "value": {INJECTED: "true"}}
 
 
-def _env(settings: InjectorSettings) -> list[dict[str, Any]]:
+def _env(settings: InjectorSettings, plan: Plan) -> list[dict[str, Any]]:
     def field(name: str, path: str) -> dict[str, Any]:
         return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
@@ -80,6 +80,14 @@ def _env(settings: InjectorSettings) -> list[dict[str, Any]]:
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
         {"name": "GOSSAMER_HTTP_ADDR", "value": f"$(HOST_IP):{settings.agent_http_port}"},
+        # Consul's variable, so a client that speaks ACLs finds it; optional:
+        # a pod whose service account has no token Secret starts all the same.
+        {
+            "name": "CONSUL_HTTP_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": plan.token_secret, "key": "token", "optional": True}
+            },
+        },
     ]
 
 
@@ -91,7 +99,7 @@ def _init_container(plan: Plan, settings: InjectorSettings) -> dict[str, Any]:
         "command": ["gossamer", "k8s", "register", "--service", plan.service],
         "args": ["--port", str(plan.port), "--sidecar-port", str(settings.sidecar_port)]
         + (["--upstreams", upstreams] if upstreams else []),
-        "env": _env(settings),
+        "env": _env(settings, plan),
     }
 
 
@@ -103,7 +111,7 @@ def _sidecar_container(sid: str, plan: Plan, settings: InjectorSettings) -> dict
         "name": SIDECAR_CONTAINER,
         "image": settings.image,
         "command": ["gossamer", "connect", "proxy", "--sidecar-for", sid],
-        "env": _env(settings),
+        "env": _env(settings, plan),
         "ports": [{"name": "mesh-inbound", "containerPort": settings.sidecar_port}],
         "lifecycle": {"preStop": {"exec": {"command": deregister}}},
     }
