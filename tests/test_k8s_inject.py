@@ -131,6 +131,19 @@ def test_only_selected_namespaces_are_injected() -> None:
     assert "patch" not in other and "'blog' is not selected" in other["status"]["message"]
 
 
+def test_pod_from_a_replicaset_has_no_name_yet_and_is_injected() -> None:
+    # The API server sends controller-made pods before the name is generated:
+    # the containers learn their pod's name at run time (downward API).
+    obj = pod(INJECT)
+    del obj["metadata"]["name"], obj["metadata"]["namespace"]
+    obj["metadata"]["generateName"] = "web-7d9f-"
+    sent = review(obj)
+    sent["request"]["name"] = ""
+    out = patched(obj, respond(sent))
+    valid_k8s(out)
+    assert out["spec"]["containers"][1]["command"][-1] == "$(POD_NAME)-$(POD_NAMESPACE)-web"
+
+
 def test_dry_run_gets_the_same_patch() -> None:
     obj = pod(INJECT)
     wet, dry = respond(review(obj)), respond(review(obj, dry_run=True))
