@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -26,7 +29,7 @@ from gossamer.proxy.ca.operator_root import load_operator_root
 from tests.harness.binaries import require
 from tests.harness.cli import cli_env, gossamer, one_error_line
 from tests.harness.cluster import free_port
-from tests.harness.poll import eventually_async
+from tests.harness.poll import eventually, eventually_async
 from tests.k8s_support import check_response, patched, pod, review, valid_k8s
 
 SCRIPT = Path(__file__).resolve().parent.parent / "kubernetes" / "webhook-cert.sh"
@@ -168,3 +171,48 @@ async def test_unanswerable_bodies_get_400_and_the_server_keeps_serving(
 def test_injector_bad_flags_exit_2_with_one_line(args: list[str], error: str) -> None:
     result = gossamer("k8s", "injector", *args)
     assert one_error_line(result, 2).startswith(error)
+
+
+def served_serial(port: int, root: Path) -> int:
+    context = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=SERVICE_DNS) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(certs: Path, tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(certs / name, live / name)
+    port = free_port("127.0.0.1")
+    log = tmp_path / "injector.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gossamer.agent", "k8s", "injector",
+             "--listen", f"127.0.0.1:{port}", "--tls-cert", str(live / "tls.crt"),
+             "--tls-key", str(live / "tls.key"), "--cert-check-interval", "0.1"],
+            env=cli_env(), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        first = eventually(lambda: served_serial(port, certs / "root.pem"), 20,
+                           what="the injector to serve")  # fmt: skip
+        renewed = tmp_path / "renewed"
+        made = script("webhook", str(certs / "root.pem"), str(certs / "root-key.pem"), str(renewed))
+        assert made.returncode == 0, made.stderr
+        (live / "tls.crt").write_text("half written")  # a torn update: logged, old cert kept
+        eventually(lambda: "not reloaded (keeping the old one)" in log.read_text(), 20,
+                   what="the torn update to be refused")  # fmt: skip
+        assert served_serial(port, certs / "root.pem") == first
+        os.replace(renewed / "tls.key", live / "tls.key")
+        os.replace(renewed / "tls.crt", live / "tls.crt")
+        eventually(lambda: served_serial(port, certs / "root.pem") != first, 20,
+                   what="the renewed certificate to be served")  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0 and "Traceback" not in log.read_text()

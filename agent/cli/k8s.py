@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import ssl
 from pathlib import Path
@@ -47,6 +48,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     inj.add_argument("--deny-malformed", action="store_true",
                      help="refuse pods whose gossamer.io annotations are malformed "
                      "(default: admit them uninjected with a warning)")  # fmt: skip
+    inj.add_argument("--cert-check-interval", type=float, default=30.0, metavar="SECONDS",
+                     help="how often to look for a renewed certificate (default 30)")  # fmt: skip
     inj.set_defaults(run=run_injector, needs_agent=False)
     for name, run, what in (
         ("register", register, "register this pod's service and sidecar with the node's agent"),
@@ -117,11 +120,15 @@ def run_injector(args: argparse.Namespace, _: AgentClient | None, console: Conso
         only_namespaces=frozenset(args.only) if args.only else None,
         deny_malformed=args.deny_malformed,
     )
-    from gossamer.agent.k8s.server import serve, tls_context
+    if not args.cert_check_interval > 0:
+        raise UsageError(f"--cert-check-interval: must be > 0, got {args.cert_check_interval}")
+    from gossamer.agent.k8s.server import ServingCertificate, serve
 
     try:
-        context = tls_context(args.tls_cert, args.tls_key)
+        certificate = ServingCertificate(args.tls_cert, args.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"--tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}") from None
-    asyncio.run(serve(settings, host, port, context))
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("gossamer").setLevel(logging.INFO)
+    asyncio.run(serve(settings, host, port, certificate, args.cert_check_interval))
     return 0
