@@ -110,6 +110,11 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/metrics_families.py",
     "agent/http/metrics_prom.py",
     "proxy/stat_rows.py",
+    # Kubernetes injector: annotations, patch, AdmissionReview, registration
+    "agent/k8s/annotations.py",
+    "agent/k8s/patch.py",
+    "agent/k8s/registration.py",
+    "agent/k8s/review.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",

@@ -19,6 +19,7 @@ from gossamer.agent.cli import (
     check,
     connect,
     intentions,
+    k8s,
     keys,
     membership,
     services,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_parsers(client_sub)  # type: ignore[arg-type]
     tui.add_parsers(client_sub)  # type: ignore[arg-type]
     connect.add_parsers(client_sub)  # type: ignore[arg-type]
+    k8s.add_parsers(client_sub)  # type: ignore[arg-type]
     stat.add_parsers(client_sub)  # type: ignore[arg-type]
     check.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
