@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from gossamer.proxy import protocol as proto
+
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
 LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0  # Consul's connect_timeout_ms default for upstreams
@@ -75,6 +77,9 @@ class ProxyConfig:
     local_port: int = 0
     upstreams: tuple[Upstream, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
+    protocol: str = proto.TCP  # protocol.py: `http` parses each request inbound
+    headers_timeout_s: float = proto.HEADERS_TIMEOUT_S
+    max_header_bytes: int = proto.MAX_HEADER_BYTES
 
 
 def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
@@ -101,6 +106,7 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         local_port=local_port,
         upstreams=_distinct(upstreams),
         timeouts=_timeouts(options),
+        **_l7(options),
     )
 
 
@@ -180,6 +186,15 @@ def _upstream(raw: object, where: str) -> Upstream:
             options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, f"{where}.Config"
         ),
     )
+
+
+def _l7(options: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return {"protocol": proto.protocol_of(options),
+                "headers_timeout_s": proto.headers_timeout_of(options),
+                "max_header_bytes": proto.max_header_bytes_of(options)}  # fmt: skip
+    except proto.ProtocolError as exc:
+        raise ConfigError(exc.where, str(exc).split(": ", 1)[1]) from None
 
 
 def _distinct(upstreams: tuple[Upstream, ...]) -> tuple[Upstream, ...]:

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
+from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
     Refused,
@@ -36,12 +37,16 @@ from gossamer.proxy.authorize import (
     reason_of_verify_code,
 )
 from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.http1 import HttpSession
+from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
+NOT_KNOWN = Decision(False, "the intentions are not known yet")
 
 
 class Policy:
@@ -70,6 +75,7 @@ class Inbound:
         self.tally = counts
         self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay -> the client's service
+        self.http_open: set[HttpSession] = set()  # decided per request, not per connection
         self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,7 +110,7 @@ class Inbound:
         peer = _peer_of(side)
         try:
             await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
-            source = self._authorize(side)
+            source = self._authorize(side, l7=is_l7(self.config.protocol))
         except Refused as refused:
             self.refuse(refused.reason, peer, str(refused))
             side.close()
@@ -117,14 +123,22 @@ class Inbound:
             self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
+        if is_l7(self.config.protocol):
+            session = HttpSession(self, side, source)
+            self.http_open.add(session)
+            self.tally.add("inbound.allowed")
+            session.start()
+            return
         await self._join(side, source, peer)
 
-    def _authorize(self, side: TlsSide) -> str:
+    def _authorize(self, side: TlsSide, *, l7: bool) -> str:
         identity = self._identity()
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
         found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
+        if l7:
+            return found.service  # each request is decided (decide_request)
         if not self.policy.known:
             self.denials.add(not_known(found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, "the intentions are not known yet")
@@ -135,6 +149,30 @@ class Inbound:
             raise Refused(tally.DENIED, f"{found.service} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
         return found.service
+
+    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
+        """May this request of `source` in? The L7 permissions of the matching intention decide;
+        the request is only built when such a rule applies. A deny is counted and reported."""
+        policy, service = self.policy, self.config.service
+        if not policy.known:
+            self.denials.add(not_known(source, service, _now_ms()))
+            self.tally.add("http.denied")
+            return NOT_KNOWN
+        l7 = any(rule.permissions for rule in policy.intentions.rules_for(source, service))
+        decision = decide(policy.intentions, source, service, request=request() if l7 else None,
+                          default_allow=policy.default_allow)  # fmt: skip
+        if not decision.allowed:
+            self.tally.add("http.denied")
+            self.denials.add(denial_of(decision, source, service, _now_ms()))
+        return decision
+
+    def http_outcome(self, outcome: Outcome) -> None:
+        """Every answered request of the HTTP path, once (status 0: none was sent)."""
+        self.tally.add(f"http.responses.{outcome.status // 100}xx")
+
+    def http_closed(self, session: HttpSession) -> None:
+        self.http_open.discard(session)
+        self.on_close()
 
     async def _join(self, side: TlsSide, source: str, peer: str) -> None:
         loop = asyncio.get_running_loop()
@@ -177,6 +215,8 @@ class Inbound:
     def terminate_all(self) -> None:
         for relay in list(self.open):
             relay.terminate()
+        for session in list(self.http_open):
+            session.close(abort=True)
 
 
 class _Refuse(asyncio.Protocol):

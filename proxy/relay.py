@@ -33,12 +33,26 @@ READ_SIZE = 64 * 1024
 _READ_VIEW = memoryview(bytearray(READ_SIZE))
 
 
+class Joint:
+    """What a side is joined to: a byte relay (`Relay`), or an HTTP session (http1.py)."""
+
+    def peer_of(self, side: Side) -> Side:
+        raise NotImplementedError
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        """Plaintext read from `side` (and whether it has ended)."""
+        raise NotImplementedError
+
+    def side_lost(self, side: Side) -> None:
+        raise NotImplementedError
+
+
 class Side(asyncio.BufferedProtocol):
     """One connection of a relayed pair; `relay` is set once it is joined."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.relay: Relay | None = None
+        self.relay: Joint | None = None
         self.index = 0  # which side of its relay this is
         self.lost = False
         self._view = _READ_VIEW
@@ -70,7 +84,7 @@ class Side(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self.relay is not None:
-            self.relay.lost()
+            self.relay.side_lost(self)
 
     def deliver(self, chunks: list[bytes], eof: bool) -> None:
         """Plaintext read from this side: to the other side, or held until joined."""
@@ -80,11 +94,7 @@ class Side(asyncio.BufferedProtocol):
             self._held_eof = self._held_eof or eof
             self.pause_reading()
             return
-        peer = relay.peer_of(self)
-        for chunk in chunks:
-            peer.send(chunk)
-        if eof:
-            relay.ended(self)
+        relay.carry(self, chunks, eof)
 
     def joined(self) -> None:
         """Now part of a relay: pass on what was held, and read again."""
@@ -219,7 +229,7 @@ class ClosedEarly(ConnectionResetError):
     """The peer connected and closed without sending a byte: a port probe, not an attack."""
 
 
-class Relay:
+class Relay(Joint):
     """Two joined sides; `on_close(relay)` is called once, when both are closed."""
 
     def __init__(self, a: Side, b: Side, on_close: Callable[[Relay], None]) -> None:
@@ -236,6 +246,16 @@ class Relay:
 
     def peer_of(self, side: Side) -> Side:
         return self.sides[1 - side.index]
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        peer = self.sides[1 - side.index]
+        for chunk in chunks:
+            peer.send(chunk)
+        if eof:
+            self.ended(side)
+
+    def side_lost(self, side: Side) -> None:
+        self.lost()
 
     def ended(self, side: Side) -> None:
         step = self.halves.end_from(side.index)

@@ -104,6 +104,8 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/relay_state.py",
     "proxy/sessions.py",
     "proxy/peer_cache.py",
+    "proxy/protocol.py",
+    "proxy/http_codec.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",

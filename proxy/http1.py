@@ -1,0 +1,275 @@
+"""The inbound HTTP/1.1 path: each request parsed, decided, forwarded; each answer parsed back.
+
+One `HttpSession` per client connection (a verified mTLS peer), with at
+most one plain keep-alive connection to the local app. Requests are parsed
+with httptools (llhttp); once a request's head is complete it is decided
+with the intentions' L7 permissions (`Inbound.decide_request`): denied ->
+`403 RBAC: access denied`, its body read and dropped, the connection kept
+for the next request; allowed -> re-serialized to the app (http_codec.py),
+its body streamed as it arrives. Pipelined requests wait in order behind
+the one in flight (and the client is not read while two are queued).
+The app's answer is parsed too: a garbled one, or none, is a `502`.
+
+`Expect: 100-continue` and interim answers pass through (the app decides);
+an `Upgrade` (WebSocket) request goes to the app and, when it answers
+`101`, the two connections are joined byte for byte (relay.py). A HEAD
+answer ends at its head (the app connection is then dropped: httptools
+cannot be told a body will not follow). Bad input from the client (any
+llhttp error: bad request line, header injection, smuggling shapes),
+oversized heads (431) and heads not complete within the timeout (408,
+slowloris) are answered and the connection closed; nothing half-read goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from gossamer.proxy import http_codec as codec
+from gossamer.proxy.http_reply import Reply
+from gossamer.proxy.http_request import Requests
+from gossamer.proxy.relay import Joint, PlainSide, Relay, Side, TlsSide
+
+if TYPE_CHECKING:
+    from gossamer.proxy.inbound import Inbound
+
+
+class HttpSession(Joint):
+    """One client connection on the HTTP path."""
+
+    def __init__(self, inbound: Inbound, client: TlsSide, source: str) -> None:
+        self.inbound = inbound
+        self.client = client
+        self.source = source
+        self.app: PlainSide | None = None
+        self.tunnel: Relay | None = None
+        self.queue: deque[codec.Exchange] = deque()
+        self.closed = False
+        self._connecting = False
+        self._opening: asyncio.Task[None] | None = None
+        self.requests = Requests(self)
+        self._reply = Reply(self)
+        self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
+        self._client_ended = False
+
+    def start(self) -> None:
+        """Take over the client's connection (and what it sent during the handshake)."""
+        self.client.relay = self
+        self.client.joined()
+
+    # the Joint interface: bytes from either side
+    def peer_of(self, side: Side) -> Side:
+        return self.app if side is self.client and self.app is not None else self.client
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        if side is self.client:
+            for data in chunks:
+                if self._held is not None:
+                    self._held.append(data)
+                elif not self.closed:
+                    self.requests.feed(data)
+            if eof and not self.closed:
+                self._client_ended = True
+                if self.requests.in_message:  # it ended mid-request: that request cannot go on
+                    self.fail(400)
+                elif not self.queue:
+                    self.close()
+        else:
+            for data in chunks:
+                if not self.closed:
+                    self._reply.feed(data)
+            if eof or side.lost:
+                self._app_gone()
+
+    def side_lost(self, side: Side) -> None:
+        if side is self.client:
+            self.close(abort=True)
+        elif side is self.app:
+            self._app_gone()
+
+    # the client's requests (parsed by Requests)
+    def admit(self, ex: codec.Exchange) -> None:
+        """A request whose head is complete (and decided): queue it, move the oldest on."""
+        self.queue.append(ex)
+        if len(self.queue) > 1:
+            self.client.pause_reading()
+        self._pump()
+
+    def body(self, data: bytes) -> None:
+        ex = self.queue[-1]
+        if ex.allowed:
+            self._to_app(ex, codec.chunk(data) if ex.chunked else data)
+
+    def request_complete(self) -> None:
+        ex = self.queue[-1]
+        ex.complete = True
+        if ex.allowed and ex.chunked:
+            self._to_app(ex, codec.LAST_CHUNK)
+        if ex is self.queue[0]:
+            self._pump()
+
+    def upgrading(self, rest: bytes) -> None:
+        """An Upgrade request: hold what follows its head until the app answers."""
+        self._held = [rest] if rest else []
+        self.client.pause_reading()
+
+    def _to_app(self, ex: codec.Exchange, data: bytes) -> None:
+        if ex.sent and self.app is not None:
+            self.app.send(data)
+        else:
+            ex.out.append(data)
+
+    def _pump(self) -> None:
+        """Move the oldest request on: answer a denied one, or send an allowed one to the app."""
+        while self.queue and not self.closed:
+            ex = self.queue[0]
+            if not ex.allowed:
+                if not (ex.complete or ex.expect_continue or ex.upgrade):
+                    return
+                closing = ex.expect_continue or ex.upgrade or not ex.keep_alive
+                self.client.send(codec.local_response(403, codec.DENIED_BODY, close=closing))
+                self.finish(403)
+                continue
+            if ex.sent:
+                return
+            if self.app is None:
+                self._connect()
+                return
+            ex.sent = True
+            for data in ex.out:
+                self.app.send(data)
+            ex.out.clear()
+            return
+
+    def _connect(self) -> None:
+        if self._connecting:
+            return
+        self._connecting = True
+        self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
+
+    async def _open_app(self) -> None:
+        config = self.inbound.config
+        loop = asyncio.get_running_loop()
+        target = (config.local_address, config.local_port)
+        try:
+            connecting = loop.create_connection(PlainSide, *target)
+            _, app = await asyncio.wait_for(connecting, config.timeouts.local_connect_s)
+        except (OSError, TimeoutError):
+            self._connecting = False
+            self.fail(503)
+            return
+        self._connecting = False
+        if self.closed:
+            app.close(abort=True)
+            return
+        self.app = app
+        self._reply = Reply(self)
+        app.index = 1
+        app.relay = self
+        app.joined()
+        self._pump()
+
+    # the app's answers (fed by _Reply)
+    def answered(self, data: bytes, *, final: bool) -> None:
+        """A response head (interim or final) for the oldest request."""
+        self.client.send(data)
+        if final:
+            self.queue[0].answered = True
+
+    def finish(self, status: int) -> None:
+        """The oldest request has its whole answer: record it, then move on."""
+        ex = self.queue.popleft()
+        self._record(ex, status)
+        if (
+            not ex.keep_alive
+            or (ex.upgrade and status != 101)
+            or (status == 403 and ex.expect_continue)
+        ):
+            self.close()
+            return
+        if len(self.queue) <= 1:
+            self.client.resume_reading()
+        if not self.queue and self._client_ended:
+            self.close()
+
+    def upgraded(self, rest: bytes) -> None:
+        """The app answered 101: join the two connections byte for byte."""
+        app, held = self.app, self._held or []
+        if app is None:
+            return
+        self.finish(101)
+        if self.closed:
+            return
+        if rest:
+            self.client.send(rest)
+        for data in held:
+            app.send(data)
+        self._held = None
+        self.tunnel = Relay(self.client, app, lambda _: self.close())
+
+    def drop_app(self) -> None:
+        """Forget the app connection (it said close, or a HEAD answer ended at its head)."""
+        self._forget_app()
+        if self.queue:
+            self._pump()
+
+    def _forget_app(self) -> None:
+        app, self.app = self.app, None
+        self._reply.dead = True
+        if app is not None:
+            app.relay = None
+            app.close()
+
+    def _app_gone(self) -> None:
+        if self.app is None or self.tunnel is not None:
+            return
+        complete = self._reply.ended_by_close()
+        self._forget_app()
+        if not complete:
+            self.fail(502)
+
+    def bad_answer(self) -> None:
+        """The app's answer cannot be parsed: 502 if nothing went out yet, else cut."""
+        if self.queue and not self.queue[0].answered:
+            self.fail(502)
+        else:
+            self.close(abort=True)
+
+    def headers_late(self) -> None:
+        if not self.closed and self._held is None:
+            self.fail(408)
+
+    def fail(self, status: int) -> None:
+        """Answer `status` for the oldest request (unless its answer began) and close."""
+        if self.closed:
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.answered:
+            self.close(abort=True)
+            return
+        self.client.send(codec.local_response(status, close=True))
+        self._record(ex, status)
+        self.close()
+
+    def _record(self, ex: codec.Exchange | None, status: int) -> None:
+        """The one place a request's outcome is known: status, seconds, route."""
+        if ex is None:
+            outcome = codec.Outcome(self.source, "", "", status, 0.0)
+        else:
+            outcome = codec.Outcome(self.source, ex.method, ex.route, status,
+                                    time.perf_counter() - ex.started, not ex.allowed)  # fmt: skip
+        self.inbound.http_outcome(outcome)
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.requests.stop()
+        if self.tunnel is not None and abort:
+            self.tunnel.terminate()
+        if self.app is not None:
+            self.app.close(abort=True)
+        self.client.close(abort=abort)
+        self.inbound.http_closed(self)
