@@ -10,8 +10,13 @@ nodes start with the same N records (one per node, each node owning its
 own); node 0 publishes a new version of its record. Each round, every node
 in a random order runs one exchange with a uniformly random other node:
 
-    A -> B digest              B -> A delta (records + want)
+    A -> B sums (root hash)    B -> A empty delta (same root) or its range sums
+    A -> B digest of the differing ranges    B -> A delta (records + want)
     A absorbs the delta;       if B wants records:  A -> B push, B -> A ok
+
+Both the ranged round ("ranged", range_sums.py) and the full digest it
+replaced ("full", still what an agent sends a peer that predates `sums`) run
+on the same random draws, interleaved, and are printed side by side.
 
 Only anti-entropy runs (no serf `cv` tag pulls) unless --pull-k: then k random
 nodes first pull the record from its owner (a PullExchange), as the nodes
@@ -21,9 +26,9 @@ one hop per round (as with the real, unsynchronised timers).
 
 The merge and sync functions are pure functions of immutable states, so a
 node's state is interned (nodes holding equal catalogs share one object) and
-the digest of a state, and the answer of one state to another's digest, are
-computed once and reused. That is what keeps 10,000 nodes fast; the cost of
-one real, unshared exchange at each N is printed separately.
+the whole conversation between two states is computed once and reused. That
+is what keeps 10,000 nodes fast; the cost of one real, unshared exchange
+between equal catalogs at each N is printed separately.
 
 The pushed path (bench/push_sim.py) is printed last: messages per change
 per agent when the owner pushes a change and every node that takes it as
@@ -41,6 +46,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +61,7 @@ from gossamer.catalog.merge import CatalogState  # noqa: E402
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version  # noqa: E402
 from gossamer.catalog.sync_answer import Served, answer  # noqa: E402
 from gossamer.catalog.sync_exchange import DigestExchange, PullExchange  # noqa: E402
-from gossamer.catalog.sync_protocol import NO_EFFECTS, Effects, digest_request, encode  # noqa: E402
+from gossamer.catalog.sync_protocol import Effects, encode  # noqa: E402
 
 DC = "dc1"
 BASE_MS = 1_700_000_000_000
@@ -93,15 +99,25 @@ def make_record(i: int, version: int, port: int = 8080) -> NodeRecord:
     )
 
 
-class Sim:
-    """Interned states and memoised pure answers, with byte counters."""
+@dataclass(frozen=True)
+class Talk:
+    """One whole anti-entropy conversation between two states: its bytes and its effects."""
 
-    def __init__(self) -> None:
+    bytes: int
+    record_bytes: int  # bytes of messages that carried at least one record
+    asker: tuple[Effects, ...]  # what each reply brought to the asking node
+    answerer: tuple[Effects, ...]  # what each request brought to the answering node
+
+
+class Sim:
+    """Interned states and memoised conversations, with byte counters."""
+
+    def __init__(self, ranged: bool) -> None:
+        self.ranged = ranged
         self.states: list[CatalogState] = []  # distinct states; keeps their ids valid
-        self._digests: dict[int, tuple[dict[str, Any], int]] = {}
-        self._deltas: dict[tuple[int, int], tuple[dict[str, Any], int]] = {}
+        self._talks: dict[tuple[int, int], Talk] = {}
         self.bytes = 0
-        self.record_bytes = 0  # bytes of messages that carried at least one record
+        self.record_bytes = 0
 
     def intern(self, state: CatalogState) -> CatalogState:
         for known in self.states:
@@ -110,26 +126,12 @@ class Sim:
         self.states.append(state)
         return state
 
-    def digest(self, state: CatalogState) -> tuple[dict[str, Any], int]:
-        key = id(state)
-        if key not in self._digests:
-            msg = digest_request(state, DC)
-            self._digests[key] = (msg, len(encode(msg)))
-        return self._digests[key]
-
-    def delta(self, server: CatalogState, client: CatalogState) -> tuple[dict[str, Any], int]:
-        key = (id(server), id(client))
-        if key not in self._deltas:
-            result = answer(self.digest(client)[0], Served(server, DC))
-            assert result.reply["t"] == "delta" and result.effects == NO_EFFECTS, result.reply
-            self._deltas[key] = (result.reply, len(encode(result.reply)))
-        return self._deltas[key]
-
-    def count(self, message: dict[str, Any]) -> None:
-        size = len(encode(message))
-        self.bytes += size
-        if message.get("records"):
-            self.record_bytes += size
+    def talk(self, asker: CatalogState, answerer: CatalogState) -> Talk:
+        """The conversation `asker` opens with `answerer` (pure, so computed once per pair)."""
+        key = (id(asker), id(answerer))
+        if key not in self._talks:
+            self._talks[key] = converse(asker, answerer, self.ranged)
+        return self._talks[key]
 
     def absorb(self, states: list[CatalogState], node: int, effects: Effects) -> None:
         """Apply what a message brought to node `node`'s state (re-interned if it changed)."""
@@ -140,37 +142,51 @@ class Sim:
 
     def exchange(self, states: list[CatalogState], a: int, b: int) -> None:
         """Node a runs one anti-entropy round with node b, as the agent's client does."""
-        digest, digest_bytes = self.digest(states[a])
-        conversation = DigestExchange(states[a], DC, digest=digest)
-        conversation.first_request()
-        reply, reply_bytes = self.delta(states[b], states[a])
-        self.bytes += digest_bytes + reply_bytes
-        if reply["records"]:
-            self.record_bytes += reply_bytes
-        step = conversation.receive(reply)
-        self.absorb(states, a, step.effects)
-        if step.request is not None:
-            self.count(step.request)
-            result = answer(step.request, Served(states[b], DC))
-            self.count(result.reply)
-            self.absorb(states, b, result.effects)
-            conversation.receive(result.reply)
+        talk = self.talk(states[a], states[b])
+        self.bytes += talk.bytes
+        self.record_bytes += talk.record_bytes
+        for effects in talk.answerer:
+            self.absorb(states, b, effects)
+        for effects in talk.asker:
+            self.absorb(states, a, effects)
 
     def pull(self, states: list[CatalogState], a: int, owner: int) -> None:
         """Node a pulls the owner's record from the owner (the `cv` tag path)."""
         conversation = PullExchange(DC, [node_name(owner)])
         request = conversation.first_request()
         result = answer(request, Served(states[owner], DC))
-        self.count(request)
-        self.count(result.reply)
+        for message in (request, result.reply):
+            size = len(encode(message))
+            self.bytes += size
+            self.record_bytes += size if message.get("records") else 0
         self.absorb(states, a, conversation.receive(result.reply).effects)
 
 
+def converse(asker: CatalogState, answerer: CatalogState, ranged: bool) -> Talk:
+    """Drive one `DigestExchange` against `sync_answer.answer`, counting every frame."""
+    conversation = DigestExchange(asker, DC, ranged=ranged)
+    total = records = 0
+    mine: list[Effects] = []
+    theirs: list[Effects] = []
+    request: dict[str, Any] | None = conversation.first_request()
+    while request is not None:
+        result = answer(request, Served(answerer, DC))
+        for message in (request, result.reply):
+            size = len(encode(message))
+            total += size
+            records += size if message.get("records") else 0
+        theirs.append(result.effects)
+        step = conversation.receive(result.reply)
+        mine.append(step.effects)
+        request = step.request
+    return Talk(total, records, tuple(mine), tuple(theirs))
+
+
 def run_once(
-    base: CatalogState, n: int, k: int, rng: random.Random, max_rounds: int
+    base: CatalogState, n: int, k: int, rng: random.Random, max_rounds: int, ranged: bool
 ) -> tuple[int, int, int, float]:
     """(rounds, bytes, record bytes, seconds) until every node holds node 0's new version."""
-    sim = Sim()
+    sim = Sim(ranged)
     states = [sim.intern(base)] * n
     old = merge.get(base, DC, node_name(0))
     assert old is not None
@@ -200,24 +216,19 @@ def run_once(
     return rounds, sim.bytes, sim.record_bytes, time.perf_counter() - start
 
 
-def exchange_cost(base: CatalogState, reps: int = 3) -> tuple[float, float, int]:
-    """Seconds for one real, unshared exchange between two equal catalogs; digest bytes.
+PROTOCOLS = {"full": False, "ranged": True}  # name -> DigestExchange(ranged=...)
 
-    (digest_request + encode on the asking side, answer + encode on the other.)
-    """
-    other = CatalogState(dict(base.records), dict(base.tombstones), base.failed)
-    ask, ans = [], []
-    size = 0
+
+def exchange_cost(base: CatalogState, ranged: bool, reps: int = 3) -> tuple[float, int]:
+    """Seconds for one real exchange between equal catalogs (fresh copies, so nothing is
+    remembered between reps; agents remember a state's sums); its bytes."""
+    times, size = [], 0
     for _ in range(reps):
+        a, b = (CatalogState(dict(base.records), dict(base.tombstones), base.failed) for _ in "ab")
         t0 = time.perf_counter()
-        msg = digest_request(base, DC)
-        size = len(encode(msg))
-        t1 = time.perf_counter()
-        encode(answer(msg, Served(other, DC)).reply)
-        t2 = time.perf_counter()
-        ask.append(t1 - t0)
-        ans.append(t2 - t1)
-    return min(ask), min(ans), size
+        size = converse(a, b, ranged).bytes
+        times.append(time.perf_counter() - t0)
+    return min(times), size
 
 
 def main() -> None:
@@ -231,52 +242,57 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(x) for x in args.nodes.split(",")]
     ks = [int(x) for x in args.pull_k.split(",")]
-    rng = random.Random(args.seed)
 
     rows = []
     costs = []
     for n in sizes:
         records = [make_record(i, BASE_MS + i) for i in range(n)]
         base, _ = merge.apply_many(CatalogState(), records)
-        ask, ans, digest_bytes = exchange_cost(base)
-        costs.append((n, ask, ans, digest_bytes))
+        for name, ranged in PROTOCOLS.items():
+            costs.append((n, name, *exchange_cost(base, ranged)))
         reps = args.reps if n < BIG else args.big_reps
         for k in ks:
-            runs = [run_once(base, n, k, rng, args.max_rounds) for _ in range(reps)]
-            rows.append((n, k, reps, runs))
-            r = [x[0] for x in runs]
-            print(
-                f"  N={n} k={k}: rounds {r}, {statistics.mean(x[3] for x in runs):.1f}s per run",
-                flush=True,
-            )
+            runs: dict[str, list[tuple[int, int, int, float]]] = {name: [] for name in PROTOCOLS}
+            for rep in range(reps):  # interleaved, each protocol on the same random draws
+                for name, ranged in PROTOCOLS.items():
+                    rng = random.Random(f"{args.seed}-{n}-{k}-{rep}")
+                    runs[name].append(run_once(base, n, k, rng, args.max_rounds, ranged))
+            for name in PROTOCOLS:
+                rows.append((n, k, name, reps, runs[name]))
+                r = [x[0] for x in runs[name]]
+                secs = statistics.mean(x[3] for x in runs[name])
+                print(f"  N={n} k={k} {name}: rounds {r}, {secs:.1f}s per run", flush=True)
 
     print()
-    print("anti-entropy simulation (real merge + sync_protocol code): one changed record")
+    print("anti-entropy simulation (real merge + sync code): one changed record")
     print(
-        f"{'N':>6} {'log2N':>6} {'k':>4} {'reps':>4} {'rounds med':>10} {'min-max':>8} "
+        f"{'N':>6} {'k':>3} {'digest':>7} {'reps':>4} {'rounds med':>10} {'min-max':>8} "
         f"{'rounds/log2N':>12} {'MB total':>9} {'KB/node/rnd':>11} {'record KB':>9}"
     )
-    for n, k, reps, runs in rows:
+    for n, k, name, reps, runs in rows:
         rounds = [x[0] for x in runs]
         total = statistics.median(x[1] for x in runs)
         rec = statistics.median(x[2] for x in runs)
         med = statistics.median(rounds)
         per_node_round = statistics.median(x[1] / (n * x[0]) for x in runs)
         print(
-            f"{n:6} {math.log2(n):6.2f} {k:4} {reps:4} {med:10.1f} "
+            f"{n:6} {k:3} {name:>7} {reps:4} {med:10.1f} "
             f"{f'{min(rounds)}-{max(rounds)}':>8} {med / math.log2(n):12.2f} "
-            f"{total / 1e6:9.1f} {per_node_round / 1e3:11.1f} {rec / 1e3:9.1f}"
+            f"{total / 1e6:9.1f} {per_node_round / 1e3:11.2f} {rec / 1e3:9.1f}"
         )
     print(
         "k: nodes that pulled the record from its owner before anti-entropy (cv-tag path); "
         "bytes count whole rounds; record KB = messages that carried the record"
     )
     print()
-    print("one exchange between equal catalogs, real code, not memoised (best of 3)")
-    print(f"{'N':>6} {'digest KB':>10} {'ask ms':>8} {'answer ms':>10}")
-    for n, ask, ans, size in costs:
-        print(f"{n:6} {size / 1e3:10.1f} {ask * 1e3:8.1f} {ans * 1e3:10.1f}")
-    print("ask = digest_request + encode; answer = answer(digest) + encode of the delta")
+    print("converged: one exchange between equal catalogs, real code (best of 3)")
+    print(f"{'N':>6} {'digest':>7} {'bytes/node/round':>16} {'ms':>7}")
+    for n, name, secs, size in costs:
+        print(f"{n:6} {name:>7} {size:16} {secs * 1e3:7.1f}")
+    print(
+        "bytes/node/round: each node opens one exchange per round (both directions counted); "
+        "ms: both sides, sums or digest computed afresh (agents remember a state's sums)"
+    )
     print()
     push_report(sizes, args.reps, args.seed, make_record(1, BASE_MS))
 

@@ -3,17 +3,17 @@
 Every change (a record from a peer, this node's own record, a node that
 failed, left or came back) goes through here, so persisting it, bumping the
 modification indexes of exactly the keys it touched and waking the blocking
-queries that watch those keys happen once, in one place. Watchers cost one
-future each and are woken only by a change to a key they read: there is no
-polling task per watcher.
+queries that watch those keys happen once, in one place. Parked queries live
+in one table (`waiters.py`): a future each, timers shared per 50 ms slot,
+woken only by a change to a key they read; there is no task per watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from gossamer.catalog import absorb, merge, record_news
 from gossamer.catalog.blocking import (
@@ -25,8 +25,14 @@ from gossamer.catalog.blocking import (
 )
 from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.store import CatalogStore
+from gossamer.catalog.waiters import Waiters
 
 log = logging.getLogger("gossamer.catalog")
+T = TypeVar("T")
+
+
+def _nothing() -> None:
+    return None
 
 
 class LiveCatalog:
@@ -36,7 +42,7 @@ class LiveCatalog:
         self._wall_ms = wall_ms
         self.state = store.load_state()
         self.indexes = IndexTable(start=1)
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiters = Waiters()
         self._listeners: list[Callable[[], None]] = []
         # Signs this agent's own writes (agent/identity/record_signer.py); None: unsigned.
         self.sign_own: Callable[[NodeRecord], NodeRecord] | None = None
@@ -154,39 +160,37 @@ class LiveCatalog:
 
     # -- blocking queries ------------------------------------------------------------------
 
-    async def wait(self, keys: Iterable[str], index: int, timeout: float) -> None:
-        """Return once a key in `keys` changed past `index`, or after `timeout` seconds.
-
-        Returns at once when the caller's index is already stale or went
+    def answer_when(
+        self, keys: list[str], index: int, timeout: float, answer: Callable[[], T]
+    ) -> asyncio.Future[T]:
+        """A future of `answer()`, called once a key in `keys` changed past `index`, or after
+        `timeout` seconds; at once when the caller's index is already stale or went
         backwards (Consul's rules: the client must re-read).
+
+        `answer` runs in the step that reads the index too (never inside a change's
+        caller), and what it raises is what awaiting the future raises.
         """
-        watched = list(keys)
-        if not should_block(index, self.indexes.index_for_any(watched)):
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for key in watched:
-            self._waiters.setdefault(key, set()).add(future)
+        if should_block(index, self.indexes.index_for_any(keys)):
+            return self._waiters.park(keys, timeout, answer)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(future), timeout)
-        finally:
-            for key in watched:
-                waiting = self._waiters.get(key)
-                if waiting is not None:
-                    waiting.discard(future)
-                    if not waiting:
-                        del self._waiters[key]
+            future.set_result(answer())
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    async def wait(self, keys: Iterable[str], index: int, timeout: float) -> None:
+        """Return once a key in `keys` changed past `index`, or after `timeout` seconds
+        (at once when the index is stale, as `answer_when`)."""
+        await self.answer_when(list(keys), index, timeout, _nothing)
 
     def release_all(self) -> None:
         """Answer every blocking query now (the agent is stopping)."""
-        self._wake(set(self._waiters))
+        self._waiters.release_all()
 
     def _wake(self, keys: set[str]) -> None:
-        for key in keys:
-            for future in self._waiters.pop(key, ()):
-                if not future.done():
-                    future.set_result(None)
+        self._waiters.wake(keys)
 
     @property
     def watchers(self) -> int:
-        return sum(len(w) for w in self._waiters.values())
+        return len(self._waiters)

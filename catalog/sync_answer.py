@@ -6,7 +6,10 @@ one frame), so what a peer's request may do here is decided once.
 
 Rules this module keeps:
 - The request's datacenter must be ours; then its type picks the handler
-  (`digest`, `pull`, `push`); anything else is an error reply.
+  (`sums`, `digest`, `pull`, `push`); anything else is an error reply.
+- `sums` (range_sums.py): equal roots get an empty delta at once; otherwise
+  the reply is our sum of every range, for the bucket count the peer chose.
+  A `digest` with `ranges` is answered from our stamps in those ranges only.
 - Bad content anywhere in a request (a record, a tombstone, the `lww` part)
   gets an error reply and brings nothing: a push is taken whole or not at
   all, so a peer never sees an error for a push that half happened.
@@ -31,6 +34,13 @@ from gossamer.catalog.lww_sync import (
     answer_push,
 )
 from gossamer.catalog.merge import CatalogState, diff, digest, records_for
+from gossamer.catalog.range_sums import (
+    in_ranges,
+    parse_buckets,
+    parse_ranges,
+    parse_root,
+    state_sums,
+)
 from gossamer.catalog.sync_protocol import (
     NO_EFFECTS,
     Effects,
@@ -94,20 +104,38 @@ def respond(request: Message, served: Served) -> tuple[bytes, Effects]:
         return encode(error(f"reply to {request['t']!r} too large: {exc}")), NO_EFFECTS
 
 
+def _lww_offer_answered(reply: Message, request: Message, served: Served) -> Message:
+    if served.maps:
+        part = answer_offer(served.maps, request.get("lww"))
+        if part:
+            reply["lww"] = part
+    return reply
+
+
+def _sums(request: Message, served: Served) -> Answer:
+    root, buckets = parse_root(request.get("root")), parse_buckets(request.get("buckets"))
+    sums = state_sums(served.catalog, served.datacenter)
+    if sums.root == root:
+        reply: Message = {"t": "delta", "records": [], "tombstones": [], "want": []}
+    else:
+        reply = {"t": "sums", "buckets": buckets, "sums": sums.bucket_sums(buckets)}
+    return Answer(_lww_offer_answered(reply, request, served))
+
+
 def _digest(request: Message, served: Served) -> Answer:
     dc, state = served.datacenter, served.catalog
-    they_need, i_need = diff(parse_stamps(request.get("digest")), digest(state, dc))
+    theirs, mine = parse_stamps(request.get("digest")), digest(state, dc)
+    if "ranges" in request:
+        buckets = parse_buckets(request.get("buckets"))
+        mine = in_ranges(mine, buckets, parse_ranges(request.get("ranges"), buckets))
+    they_need, i_need = diff(theirs, mine)
     reply: Message = {
         "t": "delta",
         "records": [record_to_wire(r) for r in records_for(state, dc, they_need)],
         "tombstones": tombstones_for(state, dc, they_need),
         "want": i_need,
     }
-    if served.maps:
-        part = answer_offer(served.maps, request.get("lww"))
-        if part:
-            reply["lww"] = part
-    return Answer(reply)
+    return Answer(_lww_offer_answered(reply, request, served))
 
 
 def _pull(request: Message, served: Served) -> Answer:
@@ -131,6 +159,7 @@ def _push(request: Message, served: Served) -> Answer:
 
 
 _HANDLERS: dict[str, Callable[[Message, Served], Answer]] = {
+    "sums": _sums,
     "digest": _digest,
     "pull": _pull,
     "push": _push,

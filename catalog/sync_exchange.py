@@ -39,6 +39,14 @@ from gossamer.catalog.lww_sync import (
 )
 from gossamer.catalog.merge import CatalogState
 from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.range_sums import (
+    differing,
+    parse_buckets,
+    parse_sums,
+    ranged_digest,
+    state_sums,
+    sums_request,
+)
 from gossamer.catalog.sync_protocol import (
     NO_EFFECTS,
     Effects,
@@ -71,7 +79,7 @@ class Conversation:
 
     def __init__(self) -> None:
         self._sent: Message | None = None
-        self._expect = ""
+        self._expect: tuple[str, ...] = ()
 
     def first_request(self) -> Message:
         raise NotImplementedError
@@ -84,30 +92,40 @@ class Conversation:
         self._sent = None
         kind = reply.get("t")
         if kind == "error":
-            raise ExchangeError(f"peer refused {sent['t']}: {reply.get('msg')}")
-        if kind != self._expect:
-            raise ExchangeError(
-                f"expected {self._expect!r} in reply to {sent['t']!r}, got {kind!r}"
-            )
+            fallback = self._on_refusal(sent)
+            if fallback is None:
+                raise ExchangeError(f"peer refused {sent['t']}: {reply.get('msg')}")
+            return fallback
+        if kind not in self._expect:
+            expected = " or ".join(repr(e) for e in self._expect)
+            raise ExchangeError(f"expected {expected} in reply to {sent['t']!r}, got {kind!r}")
         try:
             return self._on_reply(reply)
         except (RequestError, RecordError, LwwSyncError) as exc:
             raise ExchangeError(f"{kind}: {exc}") from exc
 
-    def _send(self, request: Message, expect: str) -> Message:
+    def _send(self, request: Message, *expect: str) -> Message:
         self._sent, self._expect = request, expect
         return request
 
     def _on_reply(self, reply: Message) -> Step:
         raise NotImplementedError
 
+    def _on_refusal(self, sent: Message) -> Step | None:
+        """A step that goes on after the peer refused `sent`; None: the refusal ends it."""
+        return None
+
 
 class DigestExchange(Conversation):
-    """One anti-entropy round: digest -> delta, then (if there is anything) push -> ok.
+    """One anti-entropy round, ranged (range_sums.py) unless `ranged` is False:
 
-    `state` and `maps` are this agent's catalog and LWW maps when the round
-    starts; the push is built from them (the names it carries are ones the
-    delta did not touch, so the delta's effects do not change it).
+        sums -> delta (roots equal), or sums -> sums, digest of the differing ranges -> delta
+        digest -> delta (not ranged, or the peer refused `sums`: an agent that predates it)
+
+    then, if there is anything to hand over, push -> ok. `state` and `maps`
+    are this agent's catalog and LWW maps when the round starts; the push is
+    built from them (the names it carries are ones the delta did not touch,
+    so the delta's effects do not change it).
     """
 
     def __init__(
@@ -117,6 +135,7 @@ class DigestExchange(Conversation):
         maps: Snapshots | None = None,
         *,
         digest: Message | None = None,
+        ranged: bool = True,
     ) -> None:
         """`digest`: `digest_request(state, datacenter)` when the caller already built it
         (the simulation caches one per state); never the digest of another state."""
@@ -125,24 +144,58 @@ class DigestExchange(Conversation):
         self._dc = datacenter
         self._maps: Snapshots = maps or {}
         self._digest = digest
+        self._ranged = ranged
+        self._lww_answer: object = None  # the lww part of a `sums` reply, for the push
 
     def first_request(self) -> Message:
-        request = dict(self._digest or digest_request(self._state, self._dc))
+        if self._ranged:
+            return self._send(
+                self._with_offer(sums_request(self._state, self._dc)), "delta", "sums"
+            )
+        return self._full_digest()
+
+    def _full_digest(self) -> Message:
+        request = self._digest or digest_request(self._state, self._dc)
+        return self._send(self._with_offer(request), "delta")
+
+    def _with_offer(self, request: Message) -> Message:
+        request = dict(request)
         if self._maps:
             request["lww"] = offer(self._maps)
-        return self._send(request, "delta")
+        return request
+
+    def _on_refusal(self, sent: Message) -> Step | None:
+        return Step(request=self._full_digest()) if sent["t"] == "sums" else None
 
     def _on_reply(self, reply: Message) -> Step:
-        return self._on_delta(reply) if reply["t"] == "delta" else self._on_ok(reply)
+        handler = {"delta": self._on_delta, "sums": self._on_sums, "ok": self._on_ok}
+        return handler[reply["t"]](reply)
+
+    def _on_sums(self, reply: Message) -> Step:
+        buckets = parse_buckets(reply.get("buckets"))
+        mine = state_sums(self._state, self._dc).bucket_sums(buckets)
+        ranges = differing(mine, parse_sums(reply.get("sums"), buckets))
+        self._lww_answer = reply.get("lww")
+        if ranges:
+            return Step(
+                request=self._send(ranged_digest(self._state, self._dc, buckets, ranges), "delta")
+            )
+        return self._push(Effects(), [])
 
     def _on_delta(self, delta: Message) -> Step:
         records = parse_records(delta.get("records"), self._dc)
         tombstones = parse_tombstones(delta.get("tombstones"))
-        push = push_request(self._state, self._dc, parse_names(delta.get("want"), "want"))
-        lww_part = plan(self._maps, delta.get("lww")) if self._maps else {}
+        if "lww" in delta:
+            self._lww_answer = delta["lww"]
+        effects = Effects(tuple(records), tuple(tombstones))
+        return self._push(effects, parse_names(delta.get("want"), "want"))
+
+    def _push(self, effects: Effects, want: list[str]) -> Step:
+        """The step after the delta: a push if there is anything to hand over."""
+        push = push_request(self._state, self._dc, want)
+        lww_part = plan(self._maps, self._lww_answer) if self._maps else {}
         if lww_part:
             push["lww"] = lww_part
-        effects = Effects(tuple(records), tuple(tombstones))
         if push["records"] or push["tombstones"] or lww_part:
             return Step(effects, self._send(push, "ok"))
         return Step(effects)

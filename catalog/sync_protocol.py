@@ -7,6 +7,17 @@ One exchange (scuttlebutt anti-entropy) between agents A and B:
     A -> B  {"t": "push", "dc": dc, "records": [the records B wanted]}
     B -> A  {"t": "ok", "applied": n}
 
+Agents since the ranged round (range_sums.py) open with sums instead, and
+send the digest only for the ranges whose sums differ:
+
+    A -> B  {"t": "sums", "dc": dc, "root": 16 bytes, "buckets": n}
+    B -> A  {"t": "delta", ...} (empty: same root) or {"t": "sums", "buckets": n, "sums": 8n bytes}
+    A -> B  {"t": "digest", "dc": dc, "digest": {stamps in the ranges}, "buckets": n, "ranges": [i]}
+    B -> A  {"t": "delta", ...} limited to those ranges, then push -> ok as above
+
+An agent that predates it answers `sums` with an error ("unknown request
+type"), and the asking side sends the full digest instead: the two mix.
+
 and a direct pull when a member's serf tags show a newer record version:
 
     A -> B  {"t": "pull", "dc": dc, "nodes": [node, ...]}

@@ -1,41 +1,51 @@
-# A service and its gossamer sidecar proxy under Nomad, on host networking.
-# Needs the gossamer agent on every client (gossamer-agent.nomad.hcl). No
-# Consul Connect integration is used: a prestart task registers the service
-# with its sidecar on the local agent, the proxy runs as a sidecar task of
-# the same group, and a poststop task deregisters it.
+# A service and its gossamer sidecar proxy, registered by Nomad's own Consul
+# integration against the gossamer agent of the node (gossamer-agent.nomad.hcl;
+# the Nomad client's `consul { address = "127.0.0.1:8500" }`, the default).
+#
+# Why `connect { native = true }` and not `sidecar_service`: for a
+# sidecar_service Nomad's client runs `consul connect envoy -bootstrap`
+# before the sidecar task (it needs the consul binary) and only places the
+# group on clients whose Consul offers an xDS gRPC port. gossamer's proxy
+# needs neither. With `native`, Nomad registers the service with
+# Connect.Native and the mesh port, and our proxy task *is* that mesh
+# endpoint: mTLS in on the mesh port, plain to the app on loopback, plain
+# upstream listeners for the app. Host networking works (Nomad does not
+# require bridge mode for native services).
 job "web" {
   group "web" {
     count = 2
 
     network {
       mode = "host"
-      port "http" {}  # the app, reached only through the proxy
-      port "mesh" {}  # the sidecar's inbound mTLS port
+      port "http" {}  # the app, on 127.0.0.1 only: reached through the proxy
+      port "mesh" {}  # the proxy's inbound mTLS port, the one registered
     }
 
-    task "register" {
-      lifecycle {
-        hook = "prestart"
+    service {
+      name = "web"
+      port = "mesh"
+      task = "proxy"  # the task that speaks the mesh's mTLS for this service
+      tags = ["http", "v1"]
+
+      meta {
+        team = "storefront"
       }
-      driver = "raw_exec"
-      template {
-        destination = "local/web.json"
-        data        = <<EOT
-{"Name": "web", "ID": "web-{{ env "NOMAD_ALLOC_ID" }}", "Port": {{ env "NOMAD_PORT_http" }},
- "Connect": {"SidecarService": {"Port": {{ env "NOMAD_PORT_mesh" }},
-   "Address": "{{ env "NOMAD_IP_mesh" }}",
-   "Proxy": {"LocalServicePort": {{ env "NOMAD_PORT_http" }},
-     "Upstreams": [{"DestinationName": "db", "LocalBindPort": 9191}]}}}}
-EOT
+
+      check {
+        name     = "web mesh port"
+        type     = "tcp"
+        interval = "5s"
+        timeout  = "2s"
       }
-      config {
-        command = "/opt/gossamer/.venv/bin/gossamer"
-        args    = ["services", "register", "local/web.json"]
+
+      connect {
+        native = true
       }
     }
 
     task "web" {
       driver = "raw_exec"
+
       config {
         command = "/opt/web/bin/web"
         args    = ["--listen", "127.0.0.1:${NOMAD_PORT_http}", "--db", "127.0.0.1:9191"]
@@ -44,32 +54,32 @@ EOT
 
     task "proxy" {
       lifecycle {
-        # poststart: the registration (prestart) exists by then; sidecar: kept running
-        hook    = "poststart"
-        sidecar = true
+        hook    = "prestart"
+        sidecar = true  # started before the app, kept running beside it
       }
+
       driver = "raw_exec"
+
       config {
         command = "/opt/gossamer/.venv/bin/gossamer"
-        args    = ["connect", "proxy", "--sidecar-for", "web-${NOMAD_ALLOC_ID}"]
+        # Nomad's Connect-native hook sets CONSUL_HTTP_ADDR (the node's agent)
+        # for this task; the proxy reads it.
+        args = [
+          "connect", "proxy",
+          "--service", "web",
+          "--listen", "${NOMAD_IP_mesh}:${NOMAD_PORT_mesh}",
+          "--local", "127.0.0.1:${NOMAD_PORT_http}",
+          "--upstream", "db:9191",
+        ]
       }
+
       # SIGTERM drains open connections (15 s by default), then exits 0.
       kill_signal  = "SIGTERM"
       kill_timeout = "20s"
+
       resources {
         cpu    = 200
         memory = 96
-      }
-    }
-
-    task "deregister" {
-      lifecycle {
-        hook = "poststop"
-      }
-      driver = "raw_exec"
-      config {
-        command = "/opt/gossamer/.venv/bin/gossamer"
-        args    = ["services", "deregister", "web-${NOMAD_ALLOC_ID}"]
       }
     }
   }

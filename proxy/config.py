@@ -11,10 +11,9 @@ Two sources, one value (`ProxyConfig`):
 - flags for an ad-hoc proxy: `--service NAME`, `--upstream NAME:PORT` or
   `NAME:ADDR:PORT` (repeatable), no inbound listener unless a port is given.
 
-Every problem is a `ConfigError` naming where it is (`Proxy.Upstreams[1].LocalBindPort`,
-`--upstream 'db'`), so the CLI can exit 2 with it. Timeouts default to
-Consul's built-in proxy's: handshake 10 s, local connect 1 s, upstream
-connect 10 s; the drain on SIGTERM to 15 s.
+Every problem is a `ConfigError` (config_error.py) naming where it is (`--upstream 'db'`,
+`Proxy.Upstreams[1].LocalBindPort`), so the CLI can exit 2 with it. Timeouts default to
+Consul's built-in proxy's (handshake 10 s, local connect 1 s, upstream connect 10 s).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gossamer.proxy import protocol as proto
+from gossamer.proxy.config_error import ConfigError as ConfigError
 
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
 LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
@@ -34,14 +34,6 @@ DRAIN_TIMEOUT_S = 15.0  # how long SIGTERM lets open connections finish
 DEFAULT_BIND = "127.0.0.1"  # upstream listeners: local only unless asked
 DEFAULT_INBOUND_BIND = "0.0.0.0"
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
-
-
-class ConfigError(ValueError):
-    """A registration or flag the proxy cannot run from; `where` names it."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
 
 
 @dataclass(frozen=True)
@@ -80,6 +72,9 @@ class ProxyConfig:
     protocol: str = proto.TCP  # protocol.py: `http` parses each request inbound
     headers_timeout_s: float = proto.HEADERS_TIMEOUT_S
     max_header_bytes: int = proto.MAX_HEADER_BYTES
+    metrics_addr: str = ""  # "ADDR:PORT" of the Prometheus listener; "" none
+    metrics: bool = True  # count golden metrics on the data path (off only to measure their cost)
+    metrics_pinned: bool = False  # set by flags: a registration change keeps the two above
 
 
 def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
@@ -106,8 +101,44 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         local_port=local_port,
         upstreams=_distinct(upstreams),
         timeouts=_timeouts(options),
-        **_l7(options),
+        **proto.l7_fields(options),
+        metrics_addr=metrics_addr_of(options),
+        metrics=_flag(options, "gossamer_metrics", "Proxy.Config"),
     )
+
+
+METRICS_KEYS = ("gossamer_metrics_bind_addr", "envoy_prometheus_bind_addr")  # ours wins
+
+
+def metrics_addr_of(options: Mapping[str, Any]) -> str:
+    """The metrics listener a registration's `Proxy.Config` names, as ADDR:PORT, or ""."""
+    for key in METRICS_KEYS:
+        text = _text(options.get(key), f"Proxy.Config.{key}")
+        if text:
+            return metrics_addr(text, f"Proxy.Config.{key}")
+    return ""
+
+
+def metrics_addr(text: str, where: str) -> str:
+    """`ADDR:PORT` checked (a bare `:PORT` listens on 127.0.0.1), ConfigError naming `where`."""
+    host, port = _host_port("127.0.0.1" + text if text.startswith(":") else text, where)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def with_metrics(config: ProxyConfig, addr: str | None, enabled: bool = True) -> ProxyConfig:
+    """`config` with `--metrics-addr` (wins over the registration's key) and `--no-metrics`."""
+    if addr:
+        config = replace(config, metrics_addr=metrics_addr(addr, "--metrics-addr"))
+    if not enabled:
+        config = replace(config, metrics=False)
+    return replace(config, metrics_pinned=True) if addr or not enabled else config
+
+
+def keep_pinned(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
+    """A changed registration's config, with what the flags pinned on `old` kept."""
+    if not old.metrics_pinned:
+        return new
+    return replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
 
 
 def adhoc_config(
@@ -188,15 +219,6 @@ def _upstream(raw: object, where: str) -> Upstream:
     )
 
 
-def _l7(options: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return {"protocol": proto.protocol_of(options),
-                "headers_timeout_s": proto.headers_timeout_of(options),
-                "max_header_bytes": proto.max_header_bytes_of(options)}  # fmt: skip
-    except proto.ProtocolError as exc:
-        raise ConfigError(exc.where, str(exc).split(": ", 1)[1]) from None
-
-
 def _distinct(upstreams: tuple[Upstream, ...]) -> tuple[Upstream, ...]:
     seen: dict[tuple[str, int], str] = {}
     for u in upstreams:
@@ -230,6 +252,13 @@ def _millis(options: Mapping[str, Any], key: str, default_s: float, where: str) 
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{where}.{key}", f"must be a positive number of ms, got {value!r}")
     return value / 1000
+
+
+def _flag(options: Mapping[str, Any], key: str, where: str) -> bool:
+    value = options.get(key, True)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}", f"must be true or false, got {value!r}")
+    return value
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:

@@ -46,6 +46,8 @@ class HttpSession(Joint):
         self.app: PlainSide | None = None
         self.tunnel: Relay | None = None
         self.queue: deque[codec.Exchange] = deque()
+        self.started = time.monotonic()
+        self._moved = [0, 0]  # plaintext bytes from the client, from the app (the edge's bytes)
         self.closed = False
         self._connecting = False
         self._opening: asyncio.Task[None] | None = None
@@ -63,7 +65,11 @@ class HttpSession(Joint):
     def peer_of(self, side: Side) -> Side:
         return self.app if side is self.client and self.app is not None else self.client
 
+    def bytes_each_way(self) -> tuple[int, int]:
+        return self._moved[0], self._moved[1]
+
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        self._moved[side is not self.client] += sum(map(len, chunks))
         if side is self.client:
             for data in chunks:
                 if self._held is not None:

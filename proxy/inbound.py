@@ -37,6 +37,7 @@ from gossamer.proxy.authorize import (
     reason_of_verify_code,
 )
 from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.identity import Identity
@@ -68,8 +69,10 @@ class Inbound:
         policy: Policy,
         counts: tally.Tally,
         denials: DenialTable | None = None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = EdgeMetrics(config.service) if metrics is None else metrics
         self._identity = identity
         self.policy = policy
         self.tally = counts
@@ -107,6 +110,7 @@ class Inbound:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, side: TlsSide) -> None:
+        started = time.monotonic()
         peer = _peer_of(side)
         try:
             await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
@@ -127,9 +131,10 @@ class Inbound:
             session = HttpSession(self, side, source)
             self.http_open.add(session)
             self.tally.add("inbound.allowed")
+            self.metrics.inbound(source).connected(session, time.monotonic() - started)
             session.start()
             return
-        await self._join(side, source, peer)
+        await self._join(side, source, peer, started)
 
     def _authorize(self, side: TlsSide, *, l7: bool) -> str:
         identity = self._identity()
@@ -137,44 +142,62 @@ class Inbound:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
         found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
+        edge = self.metrics.inbound(found.service)
         if l7:
-            return found.service  # each request is decided (decide_request)
+            return found.service  # each request is decided and counted (decide_request)
         if not self.policy.known:
+            edge.denied += 1
             self.denials.add(not_known(found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, "the intentions are not known yet")
         decision = admit(self.policy.intentions, found.service, self.config.service,
                          default_allow=self.policy.default_allow)  # fmt: skip
         if not decision.allowed:
+            edge.denied += 1
             self.denials.add(denial_of(decision, found.service, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, f"{found.service} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
+        edge.allowed += 1
         return found.service
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         """May this request of `source` in? The L7 permissions of the matching intention decide;
         the request is only built when such a rule applies. A deny is counted and reported."""
         policy, service = self.policy, self.config.service
+        edge = self.metrics.inbound(source)
         if not policy.known:
+            edge.denied += 1
             self.denials.add(not_known(source, service, _now_ms()))
             self.tally.add("http.denied")
             return NOT_KNOWN
         l7 = any(rule.permissions for rule in policy.intentions.rules_for(source, service))
         decision = decide(policy.intentions, source, service, request=request() if l7 else None,
                           default_allow=policy.default_allow)  # fmt: skip
-        if not decision.allowed:
+        if decision.allowed:
+            edge.allowed += 1
+        else:
+            edge.denied += 1
             self.tally.add("http.denied")
             self.denials.add(denial_of(decision, source, service, _now_ms()))
         return decision
 
     def http_outcome(self, outcome: Outcome) -> None:
-        """Every answered request of the HTTP path, once (status 0: none was sent)."""
+        """Every request of the HTTP path, once (status 0: none was sent). The route is not
+        known (no route table yet): raw paths would only fill the edge's route slots."""
         self.tally.add(f"http.responses.{outcome.status // 100}xx")
+        edge = self.metrics.inbound(outcome.source)
+        if outcome.status:
+            edge.answered(outcome.status, outcome.seconds)
+        else:
+            edge.unanswered(outcome.seconds)
 
     def http_closed(self, session: HttpSession) -> None:
         self.http_open.discard(session)
+        self.metrics.inbound(session.source).disconnected(
+            session, time.monotonic() - session.started
+        )
         self.on_close()
 
-    async def _join(self, side: TlsSide, source: str, peer: str) -> None:
+    async def _join(self, side: TlsSide, source: str, peer: str, started: float) -> None:
         loop = asyncio.get_running_loop()
         target = (self.config.local_address, self.config.local_port)
         try:
@@ -182,6 +205,7 @@ class Inbound:
                 loop.create_connection(PlainSide, *target), self.config.timeouts.local_connect_s
             )
         except (OSError, TimeoutError) as exc:
+            self.metrics.inbound(source).failed += 1
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
             side.close()
             return
@@ -189,9 +213,12 @@ class Inbound:
         if not relay.halves.closed:
             self.open[relay] = source
             self.tally.add("inbound.allowed")
+            self.metrics.inbound(source).connected(relay, relay.started - started)
 
     def _closed(self, relay: Relay) -> None:
-        self.open.pop(relay, None)
+        source = self.open.pop(relay, None)
+        if source is not None:
+            self.metrics.inbound(source).disconnected(relay, time.monotonic() - relay.started)
         self.on_close()
 
     def recheck(self) -> None:
@@ -202,6 +229,7 @@ class Inbound:
             if not decision.allowed:
                 relay.terminate()
                 self.tally.add("inbound.terminated")
+                self.metrics.inbound(source).terminated += 1
                 cut = denial_of(decision, source, self.config.service, _now_ms())
                 self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
                 log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from gossamer.proxy import balance, tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.config import Upstream
+from gossamer.proxy.edge_metrics import Edge, EdgeMetrics
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.peer_cache import PeerCache
@@ -53,8 +54,10 @@ class UpstreamListener:
         identity: Callable[[], Identity | None],
         counts: tally.Tally,
         rng: random.Random | None = None,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.upstream = upstream
+        self.metrics = EdgeMetrics("") if metrics is None else metrics
         self._identity = identity
         self.tally = counts
         self.instances: list[Instance] = []
@@ -92,6 +95,7 @@ class UpstreamListener:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, client: PlainSide) -> None:
+        started = time.monotonic()
         tried: set[Instance] = set()
         for _ in range(ATTEMPTS):
             now = _now_ms()
@@ -104,10 +108,11 @@ class UpstreamListener:
             tried.add(instance)
             server = await self._attempt(instance)
             if server is not None:
-                self._join(client, server, instance)
+                self._join(client, server, instance, started)
                 return
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
         self._refuse(reason, f"{len(tried)} instance(s) tried")
+        self._edge().failed += 1
         client.close()
 
     async def _attempt(self, instance: Instance) -> TlsSide | None:
@@ -149,8 +154,12 @@ class UpstreamListener:
             log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
                         self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
 
-    def _join(self, client: PlainSide, server: TlsSide, instance: Instance) -> None:
+    def _edge(self) -> Edge:
+        return self.metrics.outbound(self.upstream.name)
+
+    def _join(self, client: PlainSide, server: TlsSide, instance: Instance, started: float) -> None:
         self.outstanding[instance] += 1
+        edge = self._edge()
 
         context = self._identity()
 
@@ -159,6 +168,7 @@ class UpstreamListener:
                 self.sessions.keep(instance, context.client, server.pipe.tls.session,
                                    time.monotonic())  # fmt: skip
             self.open.discard(relay)
+            edge.disconnected(relay, time.monotonic() - relay.started)
             self.outstanding[instance] -= 1
             if self.outstanding[instance] <= 0:
                 del self.outstanding[instance]
@@ -168,6 +178,7 @@ class UpstreamListener:
         if not relay.halves.closed:
             self.open.add(relay)
             self.tally.add("outbound.connections")
+            edge.connected(relay, relay.started - started)
 
     def _refuse(self, reason: str, message: str) -> None:
         if self.tally.refuse("outbound", reason, self.upstream.name, _wall_ms()):

@@ -19,27 +19,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gossamer.proxy.config_error import ConfigError
+
 TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
 PROTOCOLS = (TCP, HTTP, HTTP2, GRPC)
 HEADERS_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 
 
-class ProtocolError(ValueError):
-    """A protocol option the proxy cannot use; `where` names the key."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
-
-
 def protocol_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
     """The service's protocol from `Proxy.Config` (`tcp` when unset); case as Consul ignores it."""
     value = options.get("protocol", TCP)
     if not isinstance(value, str) or value.lower() not in PROTOCOLS:
-        raise ProtocolError(f"{where}.protocol", f"must be one of {', '.join(PROTOCOLS)}, "
+        raise ConfigError(f"{where}.protocol", f"must be one of {', '.join(PROTOCOLS)}, "
                             f"got {value!r}")  # fmt: skip
     return value.lower()
+
+
+def l7_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The `ProxyConfig` fields `Proxy.Config` gives for the HTTP path."""
+    return {"protocol": protocol_of(options), "headers_timeout_s": headers_timeout_of(options),
+            "max_header_bytes": max_header_bytes_of(options)}  # fmt: skip
 
 
 def is_l7(protocol: str) -> bool:
@@ -62,5 +62,5 @@ def _positive(options: Mapping[str, Any], key: str, where: str, scale: int) -> f
     if value is None:
         return 0.0
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ProtocolError(f"{where}.{key}", f"must be a positive integer, got {value!r}")
+        raise ConfigError(f"{where}.{key}", f"must be a positive integer, got {value!r}")
     return value / scale

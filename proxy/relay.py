@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable
 from typing import cast
 
@@ -55,6 +56,7 @@ class Side(asyncio.BufferedProtocol):
         self.relay: Joint | None = None
         self.index = 0  # which side of its relay this is
         self.lost = False
+        self.moved = 0  # plaintext bytes read here and passed to the other side
         self._view = _READ_VIEW
         self._held: list[bytes] = []  # plaintext read before the side was joined
         self._held_eof = False
@@ -230,10 +232,14 @@ class ClosedEarly(ConnectionResetError):
 
 
 class Relay(Joint):
-    """Two joined sides; `on_close(relay)` is called once, when both are closed."""
+    """Two joined sides; `on_close(relay)` is called once, when both are closed.
+
+    `a` is the side the connection came from (the source of its edge), `b` the
+    side it goes to; `bytes_each_way()` is (a to b, b to a) so far."""
 
     def __init__(self, a: Side, b: Side, on_close: Callable[[Relay], None]) -> None:
         self.sides = (a, b)
+        self.started = time.monotonic()
         self.halves = Halves()
         self._on_close = on_close
         a.index, b.index = 0, 1
@@ -244,12 +250,16 @@ class Relay(Joint):
         a.joined()
         b.joined()
 
+    def bytes_each_way(self) -> tuple[int, int]:
+        return self.sides[0].moved, self.sides[1].moved
+
     def peer_of(self, side: Side) -> Side:
         return self.sides[1 - side.index]
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         peer = self.sides[1 - side.index]
         for chunk in chunks:
+            side.moved += len(chunk)
             peer.send(chunk)
         if eof:
             self.ended(side)

@@ -30,10 +30,18 @@ from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.config import ConfigError, ProxyConfig, Upstream, config_from_registration
+from gossamer.proxy.config import (
+    ConfigError,
+    ProxyConfig,
+    Upstream,
+    config_from_registration,
+    keep_pinned,
+)
 from gossamer.proxy.denial_report import DenialReporter, batch_table
+from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity, IdentityError, build_identity
 from gossamer.proxy.inbound import Inbound, Policy
+from gossamer.proxy.metrics_server import MetricsServer
 from gossamer.proxy.outbound import UpstreamListener, instances_of
 from gossamer.proxy.watch import Watch
 
@@ -47,6 +55,8 @@ class ProxyRuntime:
         self.config = config
         self.agent = agent
         self.tally = tally.Tally()
+        self.metrics = EdgeMetrics(config.service, enabled=config.metrics)
+        self.metrics_server: MetricsServer | None = None
         self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()
         self.identity: Identity | None = None
@@ -124,7 +134,7 @@ class ProxyRuntime:
 
     def _on_registration(self, body: dict[str, Any]) -> None:
         try:
-            config = config_from_registration(body, self.config.proxy_id)
+            config = keep_pinned(config_from_registration(body, self.config.proxy_id), self.config)
         except ConfigError as exc:
             log.error("proxy: registration changed but cannot be used, keeping the last: %s", exc)
             return
@@ -139,9 +149,11 @@ class ProxyRuntime:
                 self.inbound = None
             if config.bind_port and config.local_port:
                 self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
-                                       self.denials.table)  # fmt: skip
+                                       self.denials.table, self.metrics)  # fmt: skip
                 self.inbound.on_close = self.closed_one.set
                 await self.inbound.start()
+        if first or old.metrics_addr != config.metrics_addr:
+            await self._serve_metrics(config.metrics_addr)
         for upstream in [u for u in self.upstreams if u not in config.upstreams]:
             listener, watch = self.upstreams.pop(upstream)
             listener.stop_listening()
@@ -150,8 +162,23 @@ class ProxyRuntime:
         for upstream in [u for u in config.upstreams if u not in self.upstreams]:
             await self._open_upstream(upstream)
 
+    async def _serve_metrics(self, addr: str) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        if not addr:
+            return
+        server = MetricsServer(addr, lambda: [(self.metrics, self.tally)])
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("proxy: cannot serve metrics on %s: %s", addr, exc)
+            return
+        self.metrics_server = server
+
     async def _open_upstream(self, upstream: Upstream) -> None:
-        listener = UpstreamListener(upstream, lambda: self.identity, self.tally)
+        listener = UpstreamListener(upstream, lambda: self.identity, self.tally,
+                                    metrics=self.metrics)  # fmt: skip
         listener.on_close = self.closed_one.set
         try:
             await listener.start()
@@ -197,6 +224,8 @@ class ProxyRuntime:
         for listener, _ in self.upstreams.values():
             listener.terminate_all()
         self.stop_watches()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self.denials.stop()
         await self.denials.flush()
 

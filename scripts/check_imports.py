@@ -70,6 +70,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/sync_protocol.py",
     "catalog/sync_exchange.py",
     "catalog/sync_answer.py",
+    "catalog/range_sums.py",
     "catalog/wire.py",
     "catalog/view.py",
     "catalog/check_definition.py",
@@ -105,7 +106,13 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/sessions.py",
     "proxy/peer_cache.py",
     "proxy/protocol.py",
+    "proxy/config_error.py",
     "proxy/http_codec.py",
+    "proxy/edge_metrics.py",
+    "proxy/prom_text.py",
+    "proxy/metrics_families.py",
+    "agent/http/metrics_prom.py",
+    "proxy/stat_rows.py",
     # DNS question -> answer
     "agent/dns/answer.py",
     "agent/dns/names.py",
@@ -118,6 +125,13 @@ PURE_MODULES: tuple[str, ...] = (
     # checks: status tables and aggregation, the runner's check spec
     "agent/checks/spec.py",
     "agent/checks/status.py",
+    # gossamer check: results, the judges of each group, rendering
+    "agent/preflight/result.py",
+    "agent/preflight/host_checks.py",
+    "agent/preflight/cluster_checks.py",
+    "agent/preflight/identity_checks.py",
+    "agent/preflight/proxy_checks.py",
+    "agent/preflight/render.py",
     # agent RPC: who a peer is, what it may do, the refusal counters
     "agent/sync/identity.py",
     "agent/sync/peer_check.py",

@@ -54,6 +54,9 @@ system_packages() {
     # The proxy bench's load generator and backend (bench/proxy_pair.py).
     command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
     command -v nginx >/dev/null 2>&1 || pkgs+=(nginx-light)
+    # A real Prometheus scrapes an agent and its proxies (tests/test_metrics_prometheus.py);
+    # promtool checks the proxy's text format.
+    command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
   fi
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   command -v serf >/dev/null 2>&1 || die "serf is still not on PATH after installing it"

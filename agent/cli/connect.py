@@ -30,6 +30,7 @@ from gossamer.proxy.config import (
     config_from_registration,
     config_to_json,
     with_drain,
+    with_metrics,
 )
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
@@ -55,6 +56,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--drain-timeout", type=float, metavar="SECONDS",
                    help="on SIGTERM, how long open connections may finish (default 15, or "
                    "the registration's Proxy.Config.drain_timeout_s)")  # fmt: skip
+    p.add_argument("--metrics-addr", metavar="ADDR:PORT",
+                   help="serve Prometheus metrics (/metrics) and edge stats (/stats) here "
+                   "(wins over Proxy.Config.gossamer_metrics_bind_addr / "
+                   "envoy_prometheus_bind_addr)")  # fmt: skip
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="count no golden metrics on the data path (to measure their cost)",
+    )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run_proxy)
 
@@ -62,35 +72,39 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def proxy_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
     """The config the flags ask for; UsageError naming a bad flag or registration."""
     try:
-        if args.service:
-            return with_drain(
-                adhoc_config(args.service, args.upstream, listen=args.listen, local=args.local),
-                args.drain_timeout,
-            )
-        if args.upstream or args.listen or args.local:
-            raise UsageError(
-                "--upstream, --listen and --local go with --service, not --sidecar-for"
-            )
-        proxy_id = args.sidecar_for + SIDECAR_SUFFIX
-        try:
-            body = client.get(f"/v1/agent/service/{path_segment(proxy_id)}")
-        except ApiError as exc:
-            if exc.status == 404:
-                raise UsageError(
-                    f"--sidecar-for {args.sidecar_for}: no sidecar registration {proxy_id!r} "
-                    "on this agent"
-                ) from None
-            raise
-        return with_drain(config_from_registration(body, proxy_id), args.drain_timeout)
+        return with_metrics(_base_config(args, client), args.metrics_addr, not args.no_metrics)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _base_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
+    if args.service:
+        return with_drain(
+            adhoc_config(args.service, args.upstream, listen=args.listen, local=args.local),
+            args.drain_timeout,
+        )
+    if args.upstream or args.listen or args.local:
+        raise UsageError("--upstream, --listen and --local go with --service, not --sidecar-for")
+    proxy_id = args.sidecar_for + SIDECAR_SUFFIX
+    try:
+        body = client.get(f"/v1/agent/service/{path_segment(proxy_id)}")
+    except ApiError as exc:
+        if exc.status == 404:
+            raise UsageError(
+                f"--sidecar-for {args.sidecar_for}: no sidecar registration {proxy_id!r} "
+                "on this agent"
+            ) from None
+        raise
+    return with_drain(config_from_registration(body, proxy_id), args.drain_timeout)
 
 
 def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     """Check everything here (exit 2 naming a problem), then become the lean proxy process."""
     if args.node:
-        if args.upstream or args.listen or args.local:
-            raise UsageError("--upstream, --listen and --local go with --service, not --node")
+        if args.upstream or args.listen or args.local or args.metrics_addr or args.no_metrics:
+            raise UsageError("--upstream, --listen, --local and the metrics flags go with "
+                             "--service or --sidecar-for, not --node (each registration's "
+                             "Proxy.Config names its metrics address)")  # fmt: skip
         if args.drain_timeout is not None and args.drain_timeout < 0:
             raise UsageError(f"--drain-timeout: must be >= 0 seconds, got {args.drain_timeout}")
         client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now

@@ -16,11 +16,13 @@ from rich.console import Console
 from gossamer.agent.cli import (
     ca,
     catalog,
+    check,
     connect,
     intentions,
     keys,
     membership,
     services,
+    stat,
     tui,
 )
 from gossamer.agent.cli.client import (
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_parsers(client_sub)  # type: ignore[arg-type]
     tui.add_parsers(client_sub)  # type: ignore[arg-type]
     connect.add_parsers(client_sub)  # type: ignore[arg-type]
+    stat.add_parsers(client_sub)  # type: ignore[arg-type]
+    check.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser

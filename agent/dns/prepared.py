@@ -82,6 +82,8 @@ class Responder:
         self._caches: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
         self._cuts: tuple[dict[bytes, _Entry], dict[bytes, _Entry]] = ({}, {})
         self._seen: tuple[dict[bytes, Iterator[bytes]], dict[bytes, Iterator[bytes]]] = ({}, {})
+        # Answers sent, by rcode (the listeners count, `reply[3] & 15`; /v1/agent/metrics reads)
+        self.rcodes = [0] * 16
 
     @property
     def context(self) -> Context:

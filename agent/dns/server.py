@@ -50,6 +50,7 @@ class _UdpListener:
 
     def _readable(self) -> None:
         recvfrom, sendto, respond = self._sock.recvfrom, self._sock.sendto, self._respond
+        rcodes = self._server.responder.rcodes
         for _ in range(READ_BATCH):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -61,6 +62,7 @@ class _UdpListener:
                 log.exception("DNS query from %s failed", addr[0])
                 continue
             if type(out) is bytes:
+                rcodes[out[3] & 15] += 1
                 try:  # noqa: SIM105 (a suppress() context per query costs more than the send)
                     sendto(out, addr)
                 except OSError:  # the send buffer is full: dropped
@@ -111,10 +113,13 @@ class DnsServer:
         if self._recursor is None:
             return None
         try:
-            return await self._recursor.forward(data, tcp=tcp)
+            reply = await self._recursor.forward(data, tcp=tcp)
         except Exception:
             log.exception("forwarding a DNS query failed")
             return None
+        if reply is not None and len(reply) > 3:
+            self.responder.rcodes[reply[3] & 15] += 1
+        return reply
 
     def close(self) -> None:
         if self._udp is not None:

@@ -32,6 +32,7 @@ ForwardTcp = Callable[[bytes], Awaitable[bytes | None]]
 class TcpConnection(asyncio.Protocol):
     def __init__(self, responder: Responder, spawn: Spawn, forward: ForwardTcp) -> None:
         self._respond = responder.respond
+        self._rcodes = responder.rcodes
         self._spawn = spawn
         self._forward_query = forward
         self._buffer = b""
@@ -89,6 +90,7 @@ class TcpConnection(asyncio.Protocol):
         if isinstance(reply, Forward):
             self._spawn(self._forward(wire))
             return True
+        self._rcodes[reply[3] & 15] += 1
         out.append(len(reply).to_bytes(2, "big"))
         out.append(reply)
         return True

@@ -21,6 +21,7 @@ from gossamer.agent.http.blocking import PREPARED_KEY
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
+from gossamer.agent.http.clock_routes import add_clock_routes
 from gossamer.agent.http.connect_ca_routes import IDENTITY_KEY, add_connect_ca_routes
 from gossamer.agent.http.denial_routes import add_denial_routes
 from gossamer.agent.http.errors import answer
@@ -89,6 +90,7 @@ def make_app(
         app[IDENTITY_KEY] = identity
     app.router.add_get("/", index)
     add_agent_routes(app.router)
+    add_clock_routes(app.router)
     add_status_routes(app.router)
     add_metrics_routes(app.router)
     add_acl_routes(app.router)

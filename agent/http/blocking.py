@@ -3,7 +3,8 @@
 `blocking_json` parses ``?index=&wait=`` (400 naming the parameter when one
 is bad), parks the request on the catalog's per-key waiters until one of
 `keys` changes past the client's index or the wait (plus jitter) runs out,
-then builds the body and sets the index headers. The body and the index are
+then builds the body and sets the index headers (in the waiter's wake-up:
+a parked request holds no coroutine frame of ours). The body and the index are
 read in the same step of the event loop, so they always agree.
 
 Headers, as a Consul agent sends them: ``X-Consul-Index`` (never 0),
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -48,23 +50,37 @@ def _nothing_like(body: Any) -> Any:
     return type(body)() if isinstance(body, list | dict) else None
 
 
-async def blocking_json(
+def blocking_json(
     request: web.Request,
     catalog: LiveCatalog,
     keys: Iterable[str],
     build: Callable[[], Any],
     *,
     prepared: bool = False,
-) -> web.Response:
-    """Wait as the request asks, then answer `build()` as JSON with the index headers.
+) -> asyncio.Future[web.Response]:
+    """The answer `build()` as JSON with the index headers, once the wait the request asks
+    for is over: await it.
 
-    `prepared`: the answer may come from (and goes to) the app's PreparedAnswers.
+    A plain function, not a coroutine: the parked request is a waiter in the
+    catalog's table (catalog/waiters.py) whose answer is built when it wakes,
+    so no frame of ours is held per parked request. `prepared`: the answer may
+    come from (and goes to) the app's PreparedAnswers.
     """
     watched = list(keys)
     query = parse_blocking(request.query)  # QueryParamError: 400 by the error table
     # The catalog decides whether to wait at all (`should_block`): an index
     # of 0, a stale one or one ahead of ours is answered at once.
-    await catalog.wait(watched, query.index, timeout_for(query, _jitter_rng))
+    answer = partial(_answer, request, catalog, watched, build, prepared)
+    return catalog.answer_when(watched, query.index, timeout_for(query, _jitter_rng), answer)
+
+
+def _answer(
+    request: web.Request,
+    catalog: LiveCatalog,
+    watched: list[str],
+    build: Callable[[], Any],
+    prepared: bool,
+) -> web.Response:
     index = catalog.index(watched)  # read in the same loop step as the body
     answers = request.app.get(PREPARED_KEY) if prepared else None
     key = query_key(request.path, request.query.items())

@@ -19,6 +19,7 @@ Rules, as Consul applies them:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
@@ -150,13 +151,14 @@ async def health_ingress(request: web.Request) -> web.Response:
     return await _service_endpoint(request, service_key(name), lambda s: False)
 
 
-async def _service_endpoint(
+def _service_endpoint(
     request: web.Request, key: str, selects: Callable[[Service], bool]
-) -> web.Response:
+) -> asyncio.Future[web.Response]:
+    """Not a coroutine: a parked query holds only the handler's frame (blocking.py)."""
     cat = catalog_of(request)
     query = read_query(request, cat, HEALTH_SERVICE)
     passing = query_flag(request, "passing")
-    return await blocking_json(
+    return blocking_json(
         request,
         cat,
         [key],

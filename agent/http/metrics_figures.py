@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 HTTP_SAMPLE = "consul.api.http"  # Consul's name for request timings, in ms
 HTTP_RESPONSES = "gossamer.http.responses"
+HTTP_REQUESTS = "gossamer.http.requests"  # by method, route and code
 
 
 @dataclass
@@ -62,18 +63,23 @@ class HttpFigures:
     def __init__(self) -> None:
         self._timings: dict[Labels, Summary] = {}
         self._responses: dict[Labels, Summary] = {}
+        self._requests: dict[Labels, Summary] = {}
 
     def record(self, method: str, route: str, status: int, millis: float) -> None:
         """One answered request; `route` is the matched route, never the raw path."""
         timing = (("method", method), ("path", route))
         self._timings.setdefault(timing, Summary()).add(millis)
         self._responses.setdefault((("code", str(status)),), Summary()).add(1.0)
+        self._requests.setdefault((*timing, ("code", str(status))), Summary()).add(1.0)
 
     def samples(self) -> list[dict[str, Any]]:
         return [s.as_json(HTTP_SAMPLE, dict(k)) for k, s in sorted(self._timings.items())]
 
     def counters(self) -> list[dict[str, Any]]:
-        return [s.as_json(HTTP_RESPONSES, dict(k)) for k, s in sorted(self._responses.items())]
+        return [
+            *(s.as_json(HTTP_RESPONSES, dict(k)) for k, s in sorted(self._responses.items())),
+            *(s.as_json(HTTP_REQUESTS, dict(k)) for k, s in sorted(self._requests.items())),
+        ]
 
 
 def route_label(canonical: str) -> str:
@@ -86,14 +92,39 @@ def gauge(name: str, value: float, **labels: str) -> dict[str, Any]:
     return {"Name": name, "Value": value, "Labels": labels}
 
 
-def metrics_json(
-    timestamp: str, gauges: list[dict[str, Any]], figures: HttpFigures
-) -> dict[str, Any]:
+def counter(name: str, count: int, total: float | None = None, **labels: str) -> dict[str, Any]:
+    """A counter (or, with `total`, a sample) in Consul's summary shape, from a count and sum."""
+    s = Summary(count=count, total=float(count) if total is None else total)
+    if count:
+        s.low = s.high = s.total / count
+        s.squares = s.total * s.total / count
+    return s.as_json(name, labels)
+
+
+@dataclass
+class Figures:
+    """What one part of the agent adds to /v1/agent/metrics, in Consul's JSON shapes."""
+
+    gauges: list[dict[str, Any]] = field(default_factory=list)
+    counters: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Figures) -> None:
+        self.gauges += other.gauges
+        self.counters += other.counters
+        self.samples += other.samples
+
+
+def _key(entry: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    return entry["Name"], sorted(entry["Labels"].items())
+
+
+def metrics_json(timestamp: str, figures: Figures, http: HttpFigures) -> dict[str, Any]:
     """The whole answer of GET /v1/agent/metrics (no Points: nothing here emits them)."""
     return {
         "Timestamp": timestamp,
-        "Gauges": sorted(gauges, key=lambda g: (g["Name"], sorted(g["Labels"].items()))),
+        "Gauges": sorted(figures.gauges, key=_key),
         "Points": [],
-        "Counters": figures.counters(),
-        "Samples": figures.samples(),
+        "Counters": sorted([*http.counters(), *figures.counters], key=_key),
+        "Samples": sorted([*http.samples(), *figures.samples], key=_key),
     }

@@ -2,9 +2,11 @@
 
 The figures are the agent's own: request timings and response codes seen
 here, the catalog this agent holds, its registrations, its serf pool (serf's
-own stats) and the process (threads, resident memory). Only the JSON form
-is served; `?format=prometheus` is a 400 naming the parameter until the
-Prometheus form lands.
+own stats and its members by status), the process (threads, resident
+memory), the leaves this agent holds and their time to expiry, and what
+the other parts add (`FIGURE_SOURCES_KEY`: anti-entropy rounds, DNS answers
+by rcode). `?format=prometheus` answers the same figures in Prometheus's
+text format (metrics_prom.py); any other `format` is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -12,17 +14,28 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, MEMBER_STATUSES, leaf_figures
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.catalog_access import catalog_of
+from gossamer.agent.http.connect_ca_routes import IDENTITY_KEY
 from gossamer.agent.http.errors import BadRequest, failing_as
-from gossamer.agent.http.metrics_figures import HttpFigures, gauge, metrics_json, route_label
+from gossamer.agent.http.metrics_figures import (
+    Figures,
+    HttpFigures,
+    gauge,
+    metrics_json,
+    route_label,
+)
+from gossamer.agent.http.metrics_prom import prometheus_text
 from gossamer.agent.http.monitor_routes import LOG_TAP_KEY
+from gossamer.agent.http.proxy_stats_routes import add_proxy_stats_routes
 from gossamer.agent.http.render import json_response
 from gossamer.catalog import merge
 
@@ -72,13 +85,15 @@ def _catalog_gauges(request: web.Request) -> list[dict[str, Any]]:
 
 
 async def agent_metrics(request: web.Request) -> web.Response:
-    if "format" in request.query:
-        raise BadRequest(f"format: only the JSON form is served, got {request.query['format']!r}")
+    wanted = request.query.get("format")
+    if wanted not in (None, "prometheus"):
+        raise BadRequest(f"format: only 'prometheus' or none (JSON), got {wanted!r}")
     agent = agent_of(request)
-    with failing_as("reading serf's stats"):
+    with failing_as("reading serf's stats and members"):
         serf = (await agent.serf.stats()).get("serf", {})
+        statuses = Counter(m.status for m in await agent.serf.members())
     local = agent.local_node
-    gauges = [
+    figures = Figures(gauges=[
         *_catalog_gauges(request),
         gauge("consul.runtime.num_goroutines", threading.active_count()),
         gauge("consul.runtime.sys_bytes", _resident_bytes()),
@@ -86,10 +101,20 @@ async def agent_metrics(request: web.Request) -> web.Response:
         gauge("gossamer.agent.checks", len(local.checks())),
         gauge("gossamer.monitor.dropped_lines", request.app[LOG_TAP_KEY].dropped_total),
         *(gauge("gossamer.serf.members", _count(serf.get(k)), status=k) for k in _SERF),
-    ]
+        *(gauge("gossamer.members", statuses[k], status=k) for k in MEMBER_STATUSES),
+    ])  # fmt: skip
+    identity = request.app.get(IDENTITY_KEY)
+    if identity is not None:
+        figures.extend(leaf_figures(identity))
+    for source in request.app.get(FIGURE_SOURCES_KEY, []):
+        figures.extend(source())
     now = datetime.now(UTC).replace(microsecond=0)
     stamp = now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")  # Go's time.Time form, as Consul
-    return json_response(metrics_json(stamp, gauges, request.app[FIGURES_KEY]))
+    body = metrics_json(stamp, figures, request.app[FIGURES_KEY])
+    if wanted == "prometheus":
+        return web.Response(body=prometheus_text(body).encode(), content_type="text/plain",
+                            charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})  # fmt: skip
+    return json_response(body)
 
 
 _SERF = ("members", "failed", "left")
@@ -102,3 +127,4 @@ def _count(text: str | None) -> int:
 
 def add_metrics_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/agent/metrics", agent_metrics)
+    add_proxy_stats_routes(router)

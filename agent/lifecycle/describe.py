@@ -32,6 +32,7 @@ def self_info(
             "DataDir": data_dir,
             "HTTPPort": c.http_port,
             "DNSPort": c.dns_port,
+            "DNSDomain": c.dns.domain,  # gossamer check asks the DNS in this domain
             "SerfPortLAN": c.serf_port,
             "ServerPort": c.rpc_port,
             "RetryJoinLAN": list(c.retry_join),

@@ -33,6 +33,12 @@ from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
+from gossamer.agent.http.agent_figures import (
+    FIGURE_SOURCES_KEY,
+    FigureSource,
+    dns_figures,
+    sync_figures,
+)
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.mesh_identity import MeshIdentity
@@ -265,9 +271,11 @@ async def _open_frontends(
     )
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
+    app = make_app(facade, s.catalog, external, intentions, g.identity)
+    figure_sources: list[FigureSource] = [partial(sync_figures, g.replicator)]
+    app[FIGURE_SOURCES_KEY] = figure_sources
     http = web.AppRunner(
-        make_app(facade, s.catalog, external, intentions, g.identity),
-        access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+        app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip
     await http.setup()
     undo.push_async_callback(http.cleanup)
@@ -280,6 +288,7 @@ async def _open_frontends(
     undo.callback(peer_rpc.close)
     dns = DnsFrontend(c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate)
     await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
+    figure_sources.append(partial(dns_figures, dns.responder))
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
         local=s.local, intentions=s.intentions, ca=s.ca, serf=g.serf, joins=g.joins,

@@ -29,6 +29,7 @@ from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.lifecycle.tasks import TaskSet
 from gossamer.agent.local.reaper import reap_forever
 from gossamer.catalog.store import StoreError
+from gossamer.gossip import clock_query
 from gossamer.gossip.joining import JoinError
 from gossamer.gossip.process import SerfFatalError
 
@@ -119,6 +120,7 @@ class Agent:
         spawn(parts.intentions.collect_forever(), "intention-gc")
         spawn(parts.ca.collect_forever(), "ca-gc")
         spawn(parts.identity_loop.run(), "identity")
+        spawn(clock_query.answer_forever(lambda: parts.serf.client), "clock-answers")
 
     async def _join(self, parts: Parts) -> bool:
         """Join, then tell systemd, the log and the terminal that the agent is ready."""

@@ -25,6 +25,7 @@ from gossamer.agent.local.registry import Registry, checks_of
 from gossamer.agent.local.stored import (
     FromConfig,
     delete_service,
+    drop_sidecar,
     restore_registrations,
     store_check,
     store_service,
@@ -182,11 +183,21 @@ class LocalNode:
         """Remove a service, its sidecar and every check bound to them (as Consul does)."""
         reg = self._registry.registrations.pop(service_id, None)
         if reg is None:
-            raise UnknownServiceId(service_id)
+            return self._deregister_sidecar(service_id, publish=publish)
         delete_service(self._store, reg)
         gone = {s.id for s in reg.services()}
         bound = [cid for cid, d in self._registry.standalone.items() if d.service_id in gone]
         self._drop_checks([*checks_of(reg), *(self._registry.standalone.pop(c) for c in bound)])
+        if publish:
+            self.publish()
+
+    def _deregister_sidecar(self, sidecar_id: str, *, publish: bool) -> None:
+        """Remove a generated sidecar alone; its parent stays (Nomad removes sidecar first)."""
+        parent = self._registry.parent_of_sidecar(sidecar_id)
+        if parent is None:
+            raise UnknownServiceId(sidecar_id)
+        self._registry.registrations[parent.service.id] = drop_sidecar(self._store, parent)
+        self._drop_checks(parent.sidecar_checks)
         if publish:
             self.publish()
 

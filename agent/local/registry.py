@@ -31,6 +31,13 @@ class Registry:
         """Every service registered here by id, generated sidecars included."""
         return {s.id: s for reg in self.registrations.values() for s in reg.services()}
 
+    def parent_of_sidecar(self, sidecar_id: str) -> ServiceRegistration | None:
+        """The registration whose generated sidecar has this id, if any."""
+        return next(
+            (r for r in self.registrations.values() if r.sidecar and r.sidecar.id == sidecar_id),
+            None,
+        )
+
     def all_checks(self) -> list[CheckDefinition]:
         """Every check registered here (service, sidecar and standalone)."""
         regs = [c for reg in self.registrations.values() for c in checks_of(reg)]

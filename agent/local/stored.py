@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gossamer.agent.local.registry import Registry
@@ -66,6 +66,23 @@ def delete_service(store: CatalogStore, reg: ServiceRegistration) -> None:
     store.delete_service(reg.service.id)
     if reg.sidecar is not None:
         store.delete_service(reg.sidecar.id)
+
+
+def drop_sidecar(store: CatalogStore, reg: ServiceRegistration) -> ServiceRegistration:
+    """`reg` without its generated sidecar, stored so (a restart does not bring it back)."""
+    assert reg.sidecar is not None
+    body = dict(store.services().get(reg.service.id, {}))
+    for key, connect in list(body.items()):
+        if key.lower() == "connect" and isinstance(connect, dict):
+            body[key] = {
+                k: v
+                for k, v in connect.items()
+                if k.lower() not in ("sidecarservice", "sidecar_service")
+            }
+    checks = {c.check_id: {"ServiceID": c.service_id} for c in reg.checks}
+    store.put_service(reg.service.id, body, checks)
+    store.delete_service(reg.sidecar.id)
+    return replace(reg, sidecar=None, sidecar_checks=())
 
 
 def store_check(

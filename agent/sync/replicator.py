@@ -35,6 +35,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Iterable
 
 from gossamer.agent.sync.client import exchange, hand_over, pull
@@ -85,6 +86,7 @@ class Replicator:
         self._wanted: dict[str, tuple[Member, int]] = {}  # node -> (owner, cv it announced)
         self.rounds = 0
         self.failures = 0
+        self.round_seconds = 0.0  # summed over every round (their count is `rounds`)
         self.records = RecordPusher(
             self_origin=self_origin, datacenter=catalog.datacenter, candidates=self.candidates,
             fanout=fanout, rng=rng, tls=tls, timeout=timeout,
@@ -138,6 +140,7 @@ class Replicator:
         if peer is None:
             return False
         self.rounds += 1
+        started = time.monotonic()
         try:
             changed = await exchange(
                 _address(peer),
@@ -152,6 +155,8 @@ class Replicator:
             self.failures += 1
             log.debug("anti-entropy with %s failed: %s", peer.name, exc)
             return False
+        finally:
+            self.round_seconds += time.monotonic() - started  # /v1/agent/metrics reads it
         if changed:
             log.debug("anti-entropy with %s updated %d node(s)", peer.name, changed)
         return True

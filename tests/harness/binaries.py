@@ -26,6 +26,8 @@ PACKAGES = {
     "kdig": "knot-dnsutils",
     "dig": "bind9-dnsutils",
     "openssl": "openssl",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
 }
 
 

@@ -1,0 +1,110 @@
+"""`gossamer stat` and `gossamer top`: golden metrics per edge, as `linkerd viz stat` / `top`.
+
+Both read `GET /v1/agent/metrics/proxies` (the agent gathers its local
+sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
+proxy started, or over `--window SECONDS` (two gatherings that far apart).
+`top` redraws the table every `--interval` with the figures of the last
+interval, until Ctrl-C (or `--iterations N`). Proxies whose figures could
+not be read are listed under the table with why. `--json` prints the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlencode
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from gossamer.agent.cli.client import AgentClient, UsageError
+from gossamer.proxy.stat_rows import HEADERS, EdgeRow, cells, edges_of, errors_of, rows
+
+PATH = "/v1/agent/metrics/proxies"
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("stat", help="golden metrics per edge of this agent's sidecar proxies")
+    s.add_argument("--service", help="only the sidecars of this service")
+    s.add_argument("--window", type=float, default=0.0, metavar="SECONDS",
+                   help="figures over this many seconds from now (default: since each proxy "
+                   "started)")  # fmt: skip
+    s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    s.set_defaults(run=run_stat)
+    t = sub.add_parser("top", help="the stat table, refreshed live")
+    t.add_argument("--service", help="only the sidecars of this service")
+    t.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="seconds between refreshes (default 2)")  # fmt: skip
+    t.add_argument("--iterations", type=int, default=0, metavar="N",
+                   help="stop after N refreshes (default: until Ctrl-C)")  # fmt: skip
+    t.set_defaults(run=run_top)
+
+
+def _gather(client: AgentClient, service: str | None) -> list[dict[str, Any]]:
+    path = PATH + ("?" + urlencode({"service": service}) if service else "")
+    answer = client.get(path)
+    return answer if isinstance(answer, list) else []
+
+
+def table(found: list[EdgeRow], title: str) -> Table:
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for name in HEADERS:
+        t.add_column(name, justify="left" if name in HEADERS[:4] else "right", no_wrap=True)
+    for row in found:
+        t.add_row(*cells(row))
+    return t
+
+
+def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    if args.window < 0:
+        raise UsageError(f"--window: must be >= 0 seconds, got {args.window}")
+    first = _gather(client, args.service)
+    edges, uptime = edges_of(first)
+    before, seconds, last = None, uptime, first
+    if args.window > 0:
+        started = time.monotonic()
+        time.sleep(args.window)
+        last = _gather(client, args.service)
+        before, seconds = edges, time.monotonic() - started
+        edges, _ = edges_of(last)
+    found = rows(edges, before, seconds)
+    if args.json:
+        print(json.dumps([asdict(r) | {"success_rate": r.success_rate} for r in found], indent=2))
+        return 0
+    shown = f"last {seconds:.0f} s" if before is not None else "since the proxies started"
+    console.print(table(found, f"edges of this agent's proxies, {shown}"))
+    _print_errors(console, last, found)
+    return 0
+
+
+def _print_errors(console: Console, answer: list[dict[str, Any]], found: list[EdgeRow]) -> None:
+    for line in errors_of(answer):
+        console.print(f"not read: {line}", markup=False, highlight=False, soft_wrap=True)
+    if not found and not answer:
+        console.print("No sidecar proxy registered on this agent.")
+
+
+def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    if args.interval <= 0:
+        raise UsageError(f"--interval: must be > 0 seconds, got {args.interval}")
+    previous, _ = edges_of(_gather(client, args.service))
+    at = time.monotonic()
+    done = 0
+    with Live(table([], "waiting for the first interval"), console=console,
+              auto_refresh=False, transient=False) as live:  # fmt: skip
+        try:
+            while not args.iterations or done < args.iterations:
+                time.sleep(args.interval)
+                answer = _gather(client, args.service)
+                edges, _ = edges_of(answer)
+                now = time.monotonic()
+                title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
+                live.update(table(rows(edges, previous, now - at), title), refresh=True)
+                previous, at, done = edges, now, done + 1
+        except KeyboardInterrupt:
+            pass
+    return 0

@@ -1,0 +1,79 @@
+"""`GET /v1/agent/metrics/proxies`: the edge figures of this agent's sidecar proxies, gathered.
+
+Every connect-proxy registered here whose `Proxy.Config` names a metrics
+listener (`gossamer_metrics_bind_addr`, else `envoy_prometheus_bind_addr`;
+parsed by the proxy's own config code) is asked for `GET /stats` at once,
+each with a short timeout; the answer lists them in proxy-ID order, each
+with its `Stats` or the `Error` that kept them out, so one proxy down never
+hides the others. `gossamer stat` / `top` read this (not Prometheus), and
+so can the terminal UI. A listener bound on a wildcard address is reached on
+loopback. `?service=NAME` keeps only the sidecars of that service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gossamer.agent.http.api import agent_of
+from gossamer.agent.http.render import json_response
+from gossamer.catalog.model import Service
+from gossamer.proxy.config import ConfigError, metrics_addr_of
+
+TIMEOUT_S = 2.0
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
+
+
+def _metrics_of(service: Service) -> tuple[str, str]:
+    """(address to dial, problem): one of them is ""."""
+    config = service.proxy.get("Config") or {}
+    try:
+        addr = metrics_addr_of(config if isinstance(config, dict) else {})
+    except ConfigError as exc:
+        return "", str(exc)
+    if not addr:
+        return "", "no metrics address (Proxy.Config.gossamer_metrics_bind_addr)"
+    host, _, port = addr.rpartition(":")
+    return f"{LOOPBACK.get(host, host)}:{port}", ""
+
+
+async def _fetch(session: aiohttp.ClientSession, addr: str) -> dict[str, Any]:
+    try:
+        async with session.get(f"http://{addr}/stats") as resp:
+            if resp.status != 200:
+                return {"Error": f"{addr} answered HTTP {resp.status}"}
+            stats = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return {"Error": f"{addr}: {exc or type(exc).__name__}"}
+    return {"Stats": stats}
+
+
+async def proxy_stats(request: web.Request) -> web.Response:
+    wanted = request.query.get("service")
+    rows: list[dict[str, Any]] = []
+    dial: list[tuple[int, str]] = []
+    for proxy_id, svc in agent_of(request).local_node.services().items():
+        if svc.kind != "connect-proxy":
+            continue
+        service = str(svc.proxy.get("DestinationServiceName", ""))
+        if wanted is not None and service != wanted:
+            continue
+        addr, problem = _metrics_of(svc)
+        rows.append({"ProxyID": proxy_id, "Service": service, "Address": addr})
+        if problem:
+            rows[-1]["Error"] = problem
+        else:
+            dial.append((len(rows) - 1, addr))
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        answers = await asyncio.gather(*(_fetch(session, addr) for _, addr in dial))
+    for (index, _), got in zip(dial, answers, strict=True):
+        rows[index].update(got)
+    return json_response(rows)
+
+
+def add_proxy_stats_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/v1/agent/metrics/proxies", proxy_stats)

@@ -1,0 +1,94 @@
+"""Gathering the agent's facts over its HTTP API, its DNS port and its proxies' TLS ports.
+
+Every function returns (value, "") or (None, why): a target that fails is a
+fact to judge, never an exception. Calls are synchronous and short, like the
+rest of the CLI.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+from cryptography import x509
+
+from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, path_segment
+from gossamer.agent.preflight.proxy_checks import Presented
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def fetch(client: AgentClient, path: str) -> tuple[Any, str]:
+    try:
+        return client.get(path), ""
+    except (AgentUnreachable, ApiError) as exc:
+        return None, str(exc)
+    except ValueError as exc:  # a body that is not JSON
+        return None, f"GET {path}: not JSON ({exc})"
+
+
+def leaf(client: AgentClient, service: str) -> tuple[Any, str]:
+    return fetch(client, f"/v1/agent/connect/ca/leaf/{path_segment(service)}")
+
+
+def passing_instances(client: AgentClient, service: str) -> int | None:
+    found, _ = fetch(client, f"/v1/health/connect/{path_segment(service)}?passing")
+    return len(found) if isinstance(found, list) else None
+
+
+def dns_answers(server: str, port: int, question: str) -> tuple[list[str] | None, str]:
+    """The A records the agent's DNS gives for `question` (over UDP)."""
+    query = dns.message.make_query(question, dns.rdatatype.A)
+    try:
+        reply = dns.query.udp(query, server, port=port, timeout=PROBE_TIMEOUT_S)
+    except (dns.exception.DNSException, OSError) as exc:
+        return None, f"no answer from {server}:{port}: {exc or type(exc).__name__}"
+    return sorted(str(rd) for rrset in reply.answer for rd in rrset if rd.rdtype == 1), ""
+
+
+def presented(address: str, port: int) -> Presented:
+    """The certificate a TLS listener presents; we send none, so the handshake may end after."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    try:
+        with (
+            socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        return Presented(
+            error=f"{address}:{port}: {exc.strerror or exc}"
+            if isinstance(exc, OSError) and exc.strerror
+            else f"{address}:{port}: {exc}"
+        )
+    if not der:
+        return Presented(error=f"{address}:{port}: no certificate presented")
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
+    except x509.ExtensionNotFound:
+        uris = ()
+    return Presented("", cert.not_valid_before_utc, cert.not_valid_after_utc, uris)
+
+
+def clock_offsets(client: AgentClient) -> tuple[dict[str, float] | None, str]:
+    found, error = fetch(client, "/v1/agent/clock")
+    if not isinstance(found, Mapping):
+        return None, error or "unexpected answer"
+    offsets = found.get("Offsets") or {}
+    return {str(n): float(v) for n, v in offsets.items()}, ""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

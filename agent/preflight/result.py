@@ -1,0 +1,70 @@
+"""One check's outcome, and what a list of outcomes means for the exit code.
+
+Rules this module keeps:
+- A result is a value: a failing check is a FAIL result, never an exception.
+- WARN is shown (‼) but does not fail the run, as linkerd's warnings;
+  SKIP says why a check could not run (it depends on one that failed) and
+  does not fail the run either: the failure it depends on already did.
+- Exit codes: 0 nothing failed, 1 something failed (2, usage and config
+  errors, is decided before any check runs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Result:
+    """`group` (e.g. "host"), the line's text, and for anything but OK a hint to fix it."""
+
+    group: str
+    name: str
+    status: Status
+    detail: str = ""
+    hint: str = ""
+
+    def json(self) -> dict[str, str]:
+        return {
+            "Group": self.group,
+            "Name": self.name,
+            "Status": self.status.value,
+            "Detail": self.detail,
+            "Hint": self.hint,
+        }
+
+
+def ok(group: str, name: str, detail: str = "") -> Result:
+    return Result(group, name, Status.OK, detail)
+
+
+def fail(group: str, name: str, detail: str, hint: str) -> Result:
+    return Result(group, name, Status.FAIL, detail, hint)
+
+
+def warn(group: str, name: str, detail: str, hint: str) -> Result:
+    return Result(group, name, Status.WARN, detail, hint)
+
+
+def skip(group: str, name: str, why: str) -> Result:
+    return Result(group, name, Status.SKIP, why)
+
+
+def exit_code(results: Iterable[Result]) -> int:
+    return 1 if any(r.status is Status.FAIL for r in results) else 0
+
+
+def days(seconds: float) -> str:
+    """A time left in the unit people read on a certificate: days, or hours when under two."""
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"

@@ -1,0 +1,153 @@
+"""Which checks run, in which order, on which facts: `--pre` from the config, else the agent.
+
+Before an agent starts (`pre_checks`) the facts come from the config the
+agent would load: serf, the data dir, free ports, encryption and the default
+policy as configured. With an agent (`live_checks`) they come from the
+agent itself: its `DebugConfig` says where its data dir and ports are, and
+everything past "agent reachable" is skipped when it does not answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gossamer.agent.cli.client import AgentClient
+from gossamer.agent.config import AgentConfig
+from gossamer.agent.preflight import agent_probe as probe
+from gossamer.agent.preflight import cluster_checks as cc
+from gossamer.agent.preflight import host_checks as hc
+from gossamer.agent.preflight import host_probe
+from gossamer.agent.preflight import identity_checks as ic
+from gossamer.agent.preflight import proxy_checks as pc
+from gossamer.agent.preflight.result import Result, ok, skip, warn
+
+KEYRING_FILE = "serf/local.keyring"
+
+
+def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]:
+    results = [hc.judge_serf(host_probe.serf_facts(path_env))]
+    if config.data_dir is None:
+        results.append(ok(hc.HOST, "data dir and its permissions", "--dev: a temporary dir"))
+    else:
+        results.append(hc.judge_data_dir(host_probe.data_dir_facts(config.data_dir), False))
+    results += _ports(
+        config.client,
+        config.http_port,
+        config.dns_port,
+        config.bind,
+        config.serf_port,
+        config.rpc_port,
+        frozenset(),
+        False,
+    )
+    keyring = config.data_dir is not None and (config.data_dir / KEYRING_FILE).exists()
+    if config.encrypt or keyring or config.join_token:
+        results.append(ok(cc.CLUSTER, "gossip encryption and keyring", "configured"))
+    else:
+        results.append(cc.judge_encryption(False, None))
+    results.append(cc.judge_default_policy(config.intentions.default_policy or "deny"))
+    return results
+
+
+def _ports(
+    client: str,
+    http: int,
+    dns: int,
+    bind: str,
+    serf: int,
+    rpc: int,
+    pids: frozenset[int],
+    running: bool,
+) -> list[Result]:
+    wanted = (
+        ("http", client, http, ("tcp",)),
+        ("dns", client, dns, ("udp", "tcp")),
+        ("serf", bind, serf, ("tcp", "udp")),
+        ("rpc", bind, rpc, ("tcp",)),
+    )
+    return [
+        hc.judge_port(host_probe.port_facts(role, address, port, protos, pids), running)
+        for role, address, port, protos in wanted
+    ]
+
+
+def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result]:
+    results = [hc.judge_serf(host_probe.serf_facts(path_env))]
+    self_json, error = probe.fetch(client, "/v1/agent/self")
+    reachable = cc.judge_reachable(client.base_url, self_json, error)
+    if self_json is None:
+        return [*results, reachable, skip(cc.AGENT, "the other checks", "no agent to ask")]
+    dc: Mapping[str, Any] = self_json.get("DebugConfig", {})
+    data_dir = Path(dc.get("DataDir", ""))
+    pids = host_probe.agent_pids(data_dir)
+    results.append(hc.judge_data_dir(host_probe.data_dir_facts(data_dir), True))
+    client_addr = (dc.get("ClientAddrs") or ["127.0.0.1"])[0]
+    results += _ports(
+        client_addr,
+        dc["HTTPPort"],
+        dc["DNSPort"],
+        dc["BindAddr"],
+        dc["SerfPortLAN"],
+        dc["ServerPort"],
+        pids,
+        True,
+    )
+    results.append(reachable)
+    results.append(_dns(client_addr, dc))
+    results += _cluster(client, self_json)
+    results += _identity(client, self_json)
+    results += _proxies(client)
+    return results
+
+
+def _dns(client_addr: str, dc: Mapping[str, Any]) -> Result:
+    question = f"consul.service.{dc.get('DNSDomain', 'consul.')}"
+    answers, error = probe.dns_answers(client_addr, dc["DNSPort"], question)
+    return cc.judge_dns(question, answers, error)
+
+
+def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
+    members, error = probe.fetch(client, "/v1/agent/members")
+    results = [
+        cc.judge_members(members)
+        if isinstance(members, list)
+        else warn(cc.CLUSTER, "cluster members", error, "read the agent's log")
+    ]
+    results.append(cc.judge_clock(*probe.clock_offsets(client)))
+    encrypted = self_json.get("Stats", {}).get("serf_lan", {}).get("encrypted") == "true"
+    keyring = probe.fetch(client, "/v1/operator/keyring")[0] if encrypted else None
+    results.append(cc.judge_encryption(encrypted, keyring if isinstance(keyring, list) else None))
+    policy = self_json.get("DebugConfig", {}).get("IntentionDefaultPolicy", "deny")
+    results.append(cc.judge_default_policy(str(policy)))
+    return results
+
+
+def _identity(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
+    now = probe.now_utc()
+    roots, error = probe.fetch(client, "/v1/agent/connect/ca/roots")
+    results = [ic.judge_roots(roots, error, now)]
+    identity = self_json.get("Gossamer", {}).get("Identity", {})
+    results.append(ic.judge_rpc_identity(identity, now))
+    services, _ = probe.fetch(client, "/v1/agent/services")
+    for service in ic.connect_services(services or {}):
+        results.append(ic.judge_leaf(service, *probe.leaf(client, service), now))
+    return results
+
+
+def _proxies(client: AgentClient) -> list[Result]:
+    services, _ = probe.fetch(client, "/v1/agent/services")
+    results = []
+    for proxy in ic.sidecars(services or {}):
+        config = proxy.get("Proxy") or {}
+        service = str(config.get("DestinationServiceName", ""))
+        address, port = proxy.get("Address") or "127.0.0.1", int(proxy.get("Port", 0))
+        shown = probe.presented(address, port)
+        results.append(
+            pc.judge_proxy(proxy["ID"], service, f"{address}:{port}", shown, probe.now_utc())
+        )
+        upstreams = [str(u["DestinationName"]) for u in config.get("Upstreams") or []]
+        healthy = [(name, probe.passing_instances(client, name)) for name in upstreams]
+        results.append(pc.judge_upstreams(proxy["ID"], healthy))
+    return results

@@ -1,0 +1,236 @@
+"""Golden metrics per edge, counted on the data path into plain lists and ints. Pure.
+
+An edge is (direction, source service, destination service): inbound edges
+are peers calling this proxy's service, outbound edges this service calling
+an upstream. Rules kept here:
+- counting is a list index or an int increment, nothing allocated per
+  event once an edge exists (a `Histogram.observe` is a `bisect` and an
+  increment, ~0.2 µs; prometheus-client's costs ~1.4 µs);
+- nothing is rendered or summed until someone reads (`prom_text.py` on a
+  scrape, `stats_json` for `gossamer stat`);
+- the number of edges is bounded (`MAX_EDGES`), and routes per edge
+  (`MAX_ROUTES`, further ones counted under `OTHER_ROUTE`), so memory is too;
+- bytes of connections still open are read from them on scrape (`Live`),
+  so a long-lived connection's bytes show while it is open.
+
+HTTP responses come in through `Edge.answered(status, seconds, route)`
+(the L7 path calls it once per response) and `Edge.unanswered(seconds,
+route)` for a request that got no response at all.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Upper bounds in seconds: 0.5 ms to 10 s covers a loopback hop to a slow backend.
+LATENCY_BOUNDS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# Connection lifetimes run longer: 1 ms to an hour.
+DURATION_BOUNDS = (0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0)
+MAX_EDGES = 1024  # edges past this are counted under OTHER (a scanner cannot grow memory)
+MAX_ROUTES = 64
+OTHER = "other"
+OTHER_ROUTE = "other"
+INBOUND, OUTBOUND = "inbound", "outbound"
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+NO_RESPONSE = "none"  # the status class of a request that got no response
+
+
+class Histogram:
+    """Counts per bucket (the last one is +Inf) and the sum, for Prometheus and quantiles."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BOUNDS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[int]:
+        """Counts at or below each bound, then the count of all (Prometheus's `le` series)."""
+        out, running = [], 0
+        for n in self.counts:
+            running += n
+            out.append(running)
+        return out
+
+
+def quantile(q: float, bounds: Iterable[float], counts: list[int]) -> float | None:
+    """The q-quantile of a bucketed distribution, interpolated within its bucket.
+
+    The same estimate as Prometheus's `histogram_quantile`; None with no
+    observations; a quantile in the +Inf bucket is the highest finite bound."""
+    edges = list(bounds)
+    n = sum(counts)
+    if n == 0:
+        return None
+    rank = q * n
+    seen = 0
+    for i, c in enumerate(counts):
+        if seen + c >= rank and c:
+            if i == len(edges):
+                return edges[-1] if edges else None
+            low = edges[i - 1] if i else 0.0
+            return low + (edges[i] - low) * (rank - seen) / c
+        seen += c
+    return edges[-1] if edges else None
+
+
+class Live(Protocol):
+    """An open connection whose bytes so far can be read (relay.Relay)."""
+
+    def bytes_each_way(self) -> tuple[int, int]: ...
+
+
+@dataclass
+class Route:
+    """One route's HTTP figures on one edge."""
+
+    requests: int = 0
+    responses: dict[str, int] = field(default_factory=dict)  # status class -> count
+    latency: Histogram = field(default_factory=Histogram)
+
+
+@dataclass
+class Edge:
+    """Everything counted for one (direction, source, destination)."""
+
+    opened: int = 0  # connections established
+    closed: int = 0
+    failed: int = 0  # connections that could not be established (outbound) or were refused
+    allowed: int = 0  # authorization decisions (inbound)
+    denied: int = 0
+    terminated: int = 0  # open connections cut by a policy change
+    sent: int = 0  # bytes towards the destination, of closed connections
+    received: int = 0  # bytes back towards the source, of closed connections
+    setup: Histogram = field(default_factory=Histogram)  # accept/connect to relaying
+    duration: Histogram = field(default_factory=lambda: Histogram(DURATION_BOUNDS))
+    routes: dict[str, Route] = field(default_factory=dict)
+    live: set[Live] = field(default_factory=set)
+
+    def connected(self, conn: Live, setup_s: float) -> None:
+        self.opened += 1
+        self.setup.observe(setup_s)
+        self.live.add(conn)
+
+    def disconnected(self, conn: Live, duration_s: float) -> None:
+        if conn not in self.live:
+            return
+        self.live.discard(conn)
+        self.closed += 1
+        self.duration.observe(duration_s)
+        sent, received = conn.bytes_each_way()
+        self.sent += sent
+        self.received += received
+
+    def bytes_each_way(self) -> tuple[int, int]:
+        sent, received = self.sent, self.received
+        for conn in self.live:
+            s, r = conn.bytes_each_way()
+            sent += s
+            received += r
+        return sent, received
+
+    def answered(self, status: int, seconds: float, route: str = "") -> None:
+        """One HTTP response: a request, a response of `status`'s class, its latency."""
+        r = self._route(route)
+        r.requests += 1
+        cls = f"{status // 100}xx" if 100 <= status < 600 else NO_RESPONSE
+        r.responses[cls] = r.responses.get(cls, 0) + 1
+        r.latency.observe(seconds)
+
+    def unanswered(self, seconds: float, route: str = "") -> None:
+        """A request that got no response (the upstream reset, timed out, or was unreachable)."""
+        r = self._route(route)
+        r.requests += 1
+        r.responses[NO_RESPONSE] = r.responses.get(NO_RESPONSE, 0) + 1
+        r.latency.observe(seconds)
+
+    def _route(self, route: str) -> Route:
+        found = self.routes.get(route)
+        if found is None:
+            if len(self.routes) >= MAX_ROUTES:
+                route = OTHER_ROUTE
+            found = self.routes.setdefault(route, Route())
+        return found
+
+
+class _Uncounted(Edge):
+    """The edge of a proxy whose metrics are off: every method does nothing."""
+
+    def connected(self, conn: Live, setup_s: float) -> None:
+        pass
+
+    def disconnected(self, conn: Live, duration_s: float) -> None:
+        pass
+
+    def answered(self, status: int, seconds: float, route: str = "") -> None:
+        pass
+
+    def unanswered(self, seconds: float, route: str = "") -> None:
+        pass
+
+
+_OFF = _Uncounted()
+EdgeKey = tuple[str, str, str]  # direction, source, destination
+
+
+class EdgeMetrics:
+    """The edges of one proxy (one sidecar identity)."""
+
+    def __init__(self, service: str, enabled: bool = True) -> None:
+        self.service = service
+        self.enabled = enabled  # off: `edge()` hands out one edge that counts nothing
+        self.edges: dict[EdgeKey, Edge] = {}
+
+    def edge(self, direction: str, source: str, destination: str) -> Edge:
+        if not self.enabled:
+            return _OFF
+        key = (direction, source, destination)
+        found = self.edges.get(key)
+        if found is None:
+            if len(self.edges) >= MAX_EDGES:
+                key = (direction, OTHER, OTHER)
+            found = self.edges.setdefault(key, Edge())
+        return found
+
+    def inbound(self, source: str) -> Edge:
+        return self.edge(INBOUND, source, self.service)
+
+    def outbound(self, destination: str) -> Edge:
+        return self.edge(OUTBOUND, self.service, destination)
+
+
+def stats_json(metrics: EdgeMetrics, uptime_s: float) -> dict[str, Any]:
+    """What `GET /stats` answers: every edge's counts and buckets, for `gossamer stat`."""
+    edges = []
+    for (direction, source, destination), e in sorted(metrics.edges.items()):
+        sent, received = e.bytes_each_way()
+        edges.append({
+            "Direction": direction, "Source": source, "Destination": destination,
+            "Opened": e.opened, "Closed": e.closed, "Open": len(e.live), "Failed": e.failed,
+            "Allowed": e.allowed, "Denied": e.denied, "Terminated": e.terminated,
+            "BytesSent": sent, "BytesReceived": received,
+            "Setup": _hist_json(e.setup), "Duration": _hist_json(e.duration),
+            "Routes": {name: {"Requests": r.requests,
+                              "Responses": dict(sorted(r.responses.items())),
+                              "Latency": _hist_json(r.latency)}
+                       for name, r in sorted(e.routes.items())},
+        })  # fmt: skip
+    return {"Service": metrics.service, "UptimeSeconds": uptime_s, "Edges": edges}
+
+
+def _hist_json(h: Histogram) -> dict[str, Any]:
+    return {"Bounds": list(h.bounds), "Counts": list(h.counts), "Sum": h.total}

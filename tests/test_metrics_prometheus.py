@@ -1,0 +1,263 @@
+"""Golden metrics end to end: a real Prometheus scrapes a real agent and two real sidecars.
+
+One agent holds `web` and `db` with sidecars whose registrations name their
+metrics listeners (`Proxy.Config.gossamer_metrics_bind_addr` and Consul's
+`envoy_prometheus_bind_addr`). The fixture sends known traffic: 7
+connections web -> db allowed, then (once db's proxy has seen the intention
+change) 2 denied; 3 DNS answers NOERROR and 1 NXDOMAIN; 5 GETs of
+/v1/catalog/services. Debian's `prometheus` scrapes all three every second
+and its query API must return exactly those counts. `gossamer stat` and
+`top` read the same figures through the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from tests.harness.binaries import find_binary, needs
+from tests.harness.cli import expect
+from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    App,
+    ProxyProc,
+    healthy_sidecars,
+    roundtrip,
+    set_intention,
+    sidecar,
+    wait_listening,
+)
+
+pytestmark = needs("prometheus", "serf")
+PAYLOAD = b"x" * 1000
+ALLOWED, DENIED = 7, 2
+
+
+OUT = 'direction="outbound",source="web",destination="db"'
+INTO = 'direction="inbound",source="web",destination="db"'
+# (which proxy, series, what the traffic adds to it): read before, then from Prometheus
+PROXY_SERIES = [
+    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + DENIED),
+    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}", (ALLOWED + DENIED) * len(PAYLOAD)),
+    ("db", f"gossamer_proxy_tcp_received_bytes_total{{{INTO}}}", ALLOWED * (len(PAYLOAD) + 5)),
+    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="allow"}}', ALLOWED),
+    ("db", f'gossamer_proxy_authz_total{{{INTO},decision="deny"}}', DENIED),
+    ("db", f"gossamer_proxy_tcp_open_total{{{INTO}}}", ALLOWED),
+    ("db", f"gossamer_proxy_tcp_connect_seconds_count{{{INTO}}}", ALLOWED),
+    ("db", f"gossamer_proxy_tcp_open_connections{{{INTO}}}", 0),
+    ("db", 'gossamer_proxy_tls_handshake_failures_total{service="db",direction="inbound",'
+           'reason="unknown-issuer"}', 0),
+]  # fmt: skip
+
+
+@dataclass
+class Scraped:
+    agent: AgentProc
+    prometheus: str  # base URL of its HTTP API
+    before: dict[str, float]  # each of PROXY_SERIES before the traffic
+
+
+def _register(agent: AgentProc, db_port: int, up_port: int, web_m: int, db_m: int) -> None:
+    db_in, web_in = free_port(agent.ip), free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db", "Port": db_port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip, "Proxy": {
+            "Config": {"envoy_prometheus_bind_addr": f"127.0.0.1:{db_m}"}}}},
+    })  # fmt: skip
+    agent.put("/v1/agent/service/register", {
+        "Name": "web", "ID": "web", "Port": 1, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": web_in, "Address": agent.ip, "Proxy": {
+            "Upstreams": [{"DestinationName": "db", "LocalBindPort": up_port}],
+            "Config": {"gossamer_metrics_bind_addr": f"127.0.0.1:{web_m}"}}}},
+    })  # fmt: skip
+
+
+def _proxy_metric(addr: str, line_start: str) -> float:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return -1.0
+
+
+def _dns(agent: AgentProc, name: str) -> int:
+    q = dns.message.make_query(name, "A")
+    return dns.query.udp(q, agent.ip, port=agent.dns_port, timeout=5).rcode()
+
+
+def _send_traffic(agent: AgentProc, upstream: tuple[str, int], db_metrics: str) -> None:
+    """What the test sends, once the path works (a first round trip, polled, came back)."""
+    for _ in range(ALLOWED):
+        assert roundtrip(upstream, PAYLOAD) == PAYLOAD + b"<eof>"
+    updates = 'gossamer_proxy_events_total{service="db",event="intentions.updates"}'
+    seen = _proxy_metric(db_metrics, updates)
+    set_intention(agent, "web", "db", "deny")
+    eventually(lambda: _proxy_metric(db_metrics, updates) > seen, 20,
+               what="db's proxy to see the deny")  # fmt: skip
+    for _ in range(DENIED):
+        assert roundtrip(upstream, PAYLOAD) == b""
+    assert [_dns(agent, "db.service.consul") for _ in range(3)] == [dns.rcode.NOERROR] * 3
+    assert _dns(agent, "nosuch.service.consul") == dns.rcode.NXDOMAIN
+    for _ in range(5):
+        agent.get("/v1/catalog/services")
+
+
+def _prometheus_config(path: Path, agent: AgentProc, proxies: list[str]) -> None:
+    path.write_text(json.dumps({  # YAML is a superset of JSON
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "agent", "metrics_path": "/v1/agent/metrics",
+             "params": {"format": ["prometheus"]},
+             "static_configs": [{"targets": [f"{agent.ip}:{agent.http_port}"]}]},
+            {"job_name": "proxies", "static_configs": [{"targets": proxies}]},
+        ],
+    }))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
+    tmp = tmp_path_factory.mktemp("metrics")
+    c = Cluster(tmp)
+    apps: list[App] = []
+    proxies: list[ProxyProc] = []
+    prom: subprocess.Popen[bytes] | None = None
+    try:
+        agent = c.new_agent("m1").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        apps.append(db_app := App("127.0.0.1").start())
+        up_port, web_m, db_m = (free_port("127.0.0.1") for _ in range(3))
+        _register(agent, db_app.port, up_port, web_m, db_m)
+        set_intention(agent, "web", "db", "allow")
+        proxies += [db_proxy := sidecar(agent, tmp, "db"), web_proxy := sidecar(agent, tmp, "web")]
+        wait_listening("127.0.0.1", db_m, db_proxy)
+        wait_listening("127.0.0.1", up_port, web_proxy)
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        web_metrics, db_metrics = f"127.0.0.1:{web_m}", f"127.0.0.1:{db_m}"
+        upstream = ("127.0.0.1", up_port)
+        eventually(lambda: roundtrip(upstream, PAYLOAD) == PAYLOAD + b"<eof>", 20,
+                   what="a first round trip through both proxies")  # fmt: skip
+        at = {"web": web_metrics, "db": db_metrics}
+        eventually(lambda: _proxy_metric(db_metrics, PROXY_SERIES[-2][1]) == 0, 10,
+                   what="the first round trip closed")  # fmt: skip
+        before = {series: _proxy_metric(at[proxy], series) for proxy, series, _ in PROXY_SERIES}
+        _send_traffic(agent, upstream, db_metrics)
+        config, prom_port = tmp / "prometheus.yml", free_port("127.0.0.1")
+        _prometheus_config(config, agent, [web_metrics, db_metrics])
+        with (tmp / "prometheus.log").open("wb") as log:
+            prom = subprocess.Popen([
+                find_binary("prometheus") or "prometheus", f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        yield Scraped(agent, f"http://127.0.0.1:{prom_port}", before)
+    finally:
+        if prom is not None:
+            prom.terminate()
+            prom.wait(20)
+        for proxy in proxies:
+            proxy.stop()
+        for app in apps:
+            app.stop()
+        leftovers = c.close()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def query(s: Scraped, promql: str) -> list[dict[str, Any]]:
+    url = f"{s.prometheus}/api/v1/query?query={urllib.parse.quote(promql)}"
+    try:
+        answer = http_json(url)
+    except OSError:
+        return []  # Prometheus still starting
+    assert answer["status"] == "success", answer
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+def value_of(s: Scraped, promql: str) -> float | None:
+    found = query(s, promql)
+    return float(found[0]["value"][1]) if len(found) == 1 else None
+
+
+def settles_at(s: Scraped, promql: str, expected: float) -> None:
+    eventually(lambda: value_of(s, promql) == expected, 30,
+               what=f"{promql} == {expected} (last {value_of(s, promql)})")  # fmt: skip
+
+
+def test_prometheus_scrapes_the_agent_and_both_proxies(scraped: Scraped) -> None:
+    eventually(lambda: len([r for r in query(scraped, "up == 1")]) == 3, 30,
+               what="three targets up")  # fmt: skip
+
+
+def test_proxy_counts_match_the_traffic_sent(scraped: Scraped) -> None:
+    for _, series, added in PROXY_SERIES:
+        settles_at(scraped, series, scraped.before[series] + added)
+
+
+def test_agent_counts_match_the_queries_sent(scraped: Scraped) -> None:
+    settles_at(scraped, 'gossamer_dns_answers_total{rcode="NOERROR"}', 3)
+    settles_at(scraped, 'gossamer_dns_answers_total{rcode="NXDOMAIN"}', 1)
+    settles_at(scraped, 'gossamer_http_requests_total{method="GET",path="v1_catalog_services",'
+                        'code="200"}', 5)  # fmt: skip
+    settles_at(scraped, 'gossamer_members{status="alive"}', 1)
+    settles_at(scraped, "consul_state_nodes", 1)
+    settles_at(scraped, "gossamer_connect_leaves", 2)
+    left = value_of(scraped, 'gossamer_connect_leaf_expiry_seconds{service="db"}')
+    assert left is not None and 0 < left <= 72 * 3600
+
+
+def test_format_other_than_prometheus_is_a_400_naming_it(scraped: Scraped) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{scraped.agent.http}/v1/agent/metrics?format=xml", timeout=10)
+    assert refused.value.code == 400 and b"format" in refused.value.read()
+
+
+def test_stat_reads_the_same_figures_through_the_agent(scraped: Scraped) -> None:
+    rows = json.loads(expect("stat", "--json", "--http-addr", scraped.agent.http))
+    by_edge = {(r["direction"], r["source"], r["destination"]): r for r in rows}
+    inbound = by_edge[("inbound", "web", "db")]
+    opened = scraped.before[f"gossamer_proxy_tcp_open_total{{{INTO}}}"] + ALLOWED
+    assert (inbound["protocol"], inbound["requests"], inbound["successes"]) == (
+        "tcp", opened, opened)  # fmt: skip
+    assert inbound["denied"] == DENIED and inbound["success_rate"] == 1.0
+    assert inbound["p50"] is not None and 0 < inbound["p50"] <= inbound["p99"]
+    assert by_edge[("outbound", "web", "db")]["successes"] >= ALLOWED + DENIED
+    table = expect("stat", "--http-addr", scraped.agent.http)
+    assert "DIRECTION" in table and "100.00%" in table and "web" in table
+
+
+def test_top_redraws_the_table(scraped: Scraped) -> None:
+    shown = expect("top", "--iterations", "2", "--interval", "0.2", "--http-addr",
+                   scraped.agent.http)  # fmt: skip
+    assert "SUCCESS" in shown and "inbound" in shown
+
+
+def test_the_agent_gathers_its_sidecars_and_names_one_it_cannot_read(scraped: Scraped) -> None:
+    answer = scraped.agent.get("/v1/agent/metrics/proxies?service=db")
+    assert [p["ProxyID"] for p in answer] == ["db-sidecar-proxy"]
+    assert answer[0]["Address"].startswith("127.0.0.1:") and "Stats" in answer[0]
+    nobody = free_port("127.0.0.1")  # a sidecar registered, its proxy not running
+    scraped.agent.put("/v1/agent/service/register", {
+        "Name": "cache", "ID": "cache", "Port": 2, "Connect": {"SidecarService": {
+            "Proxy": {"Config": {"gossamer_metrics_bind_addr": f"127.0.0.1:{nobody}"}}}},
+    })  # fmt: skip
+    try:
+        (cache,) = scraped.agent.get("/v1/agent/metrics/proxies?service=cache")
+        assert f"127.0.0.1:{nobody}" in cache["Error"] and "Stats" not in cache
+        shown = expect("stat", "--http-addr", scraped.agent.http)
+        assert f"not read: cache-sidecar-proxy: 127.0.0.1:{nobody}" in shown
+    finally:
+        scraped.agent.put("/v1/agent/service/deregister/cache")

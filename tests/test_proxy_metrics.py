@@ -1,0 +1,214 @@
+"""The proxy's golden metrics cores: list-bucket histograms, edges, the Prometheus text.
+
+Pure tables, plus `promtool check metrics` (Debian's prometheus package)
+reading what a proxy with traffic on every family renders, so the text is
+checked by Prometheus's own parser, not ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from bisect import bisect_left
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossamer.proxy import tally
+from gossamer.proxy.edge_metrics import (
+    INBOUND,
+    MAX_EDGES,
+    MAX_ROUTES,
+    OTHER,
+    EdgeMetrics,
+    Histogram,
+    quantile,
+    stats_json,
+)
+from gossamer.proxy.metrics_families import families
+from gossamer.proxy.metrics_server import answer
+from gossamer.proxy.prom_text import Family, render
+from gossamer.proxy.stat_rows import cells, edges_of, errors_of, rows
+from tests.harness.binaries import find_binary, require
+
+
+class Conn:
+    def __init__(self, sent: int, received: int) -> None:
+        self.sent, self.received = sent, received
+
+    def bytes_each_way(self) -> tuple[int, int]:
+        return self.sent, self.received
+
+
+def test_histogram_buckets_are_upper_bounds_inclusive() -> None:
+    h = Histogram((0.1, 1.0))
+    for v in (0.05, 0.1, 0.5, 1.0, 7.0):
+        h.observe(v)
+    assert h.counts == [2, 2, 1]
+    assert h.cumulative() == [2, 4, 5]
+    assert h.total == pytest.approx(8.65)
+
+
+@pytest.mark.parametrize(("q", "expected"), [(0.25, 0.5), (0.5, 1.0), (0.9, 8.2), (1.0, 10.0)])
+def test_quantile_interpolates_within_the_bucket(q: float, expected: float) -> None:
+    # 10 observations: 5 in (0, 1], 5 in (1, 10], as Prometheus's histogram_quantile reads them
+    assert quantile(q, (1.0, 10.0), [5, 5, 0]) == pytest.approx(expected)
+
+
+def test_quantile_of_nothing_and_of_the_inf_bucket() -> None:
+    assert quantile(0.5, (1.0,), [0, 0]) is None
+    assert quantile(0.99, (1.0,), [0, 3]) == 1.0
+
+
+@given(st.lists(st.floats(min_value=0, max_value=20, allow_nan=False), min_size=1, max_size=200))
+def test_quantile_lies_in_the_bucket_of_the_true_quantile(values: list[float]) -> None:
+    bounds = (0.5, 1.0, 2.0, 5.0, 10.0)
+    h = Histogram(bounds)
+    for v in values:
+        h.observe(v)
+    got = quantile(0.5, bounds, h.counts)
+    assert got is not None
+    true = sorted(values)[math.ceil(0.5 * len(values)) - 1]
+    j = bisect_left(bounds, true)
+    low = bounds[j - 1] if j else 0.0
+    high = bounds[j] if j < len(bounds) else bounds[-1]
+    assert low <= got <= high
+
+
+def test_edge_counts_connections_bytes_and_responses() -> None:
+    m = EdgeMetrics("db")
+    e = m.inbound("web")
+    a, b = Conn(10, 100), Conn(1, 2)
+    e.connected(a, 0.002)
+    e.connected(b, 0.003)
+    a.sent, a.received = 20, 200
+    assert e.bytes_each_way() == (21, 202)  # open connections are read on scrape
+    e.disconnected(a, 1.5)
+    e.disconnected(a, 1.5)  # a second close of the same connection is not counted
+    assert (e.opened, e.closed, len(e.live)) == (2, 1, 1)
+    assert e.bytes_each_way() == (21, 202)
+    e.answered(200, 0.01, "/api")
+    e.answered(503, 0.02, "/api")
+    e.unanswered(0.5, "/api")
+    r = e.routes["/api"]
+    assert (r.requests, r.responses) == (3, {"2xx": 1, "5xx": 1, "none": 1})
+    assert m.edges[(INBOUND, "web", "db")] is e
+
+
+def test_edges_and_routes_are_bounded() -> None:
+    m = EdgeMetrics("db")
+    for i in range(MAX_EDGES + 10):
+        m.inbound(f"svc{i}").allowed += 1
+    assert len(m.edges) == MAX_EDGES + 1
+    assert m.edges[(INBOUND, OTHER, OTHER)].allowed == 10
+    e = m.inbound("svc0")
+    for i in range(MAX_ROUTES + 5):
+        e.answered(200, 0.001, f"/r{i}")
+    assert len(e.routes) == MAX_ROUTES + 1 and e.routes["other"].requests == 5
+
+
+def test_metrics_off_count_nothing() -> None:
+    m = EdgeMetrics("db", enabled=False)
+    e = m.inbound("web")
+    e.connected(Conn(1, 1), 0.1)
+    e.answered(200, 0.1, "/")
+    assert m.edges == {} and e.opened == 0 and not e.routes
+
+
+def test_render_escapes_labels_and_writes_histograms() -> None:
+    f = Family("x_seconds", "histogram", "help")
+    f.histogram((("a", 'q"\\\n'),), (0.5, 1.0), [1, 0, 2], 4.5)
+    text = render([f])
+    assert 'x_seconds_bucket{a="q\\"\\\\\\n",le="0.5"} 1' in text
+    assert 'x_seconds_bucket{a="q\\"\\\\\\n",le="+Inf"} 3' in text
+    assert 'x_seconds_count{a="q\\"\\\\\\n"} 3' in text
+    with pytest.raises(ValueError, match="not a metric family"):
+        render([Family("bad name", "counter", "")])
+
+
+def busy_proxy() -> tuple[EdgeMetrics, tally.Tally]:
+    m, t = EdgeMetrics("db"), tally.Tally()
+    e = m.inbound("web")
+    e.allowed, e.denied, e.terminated = 3, 2, 1
+    e.connected(Conn(5, 7), 0.004)
+    e.answered(200, 0.003, "/users")
+    m.outbound("cache").failed += 1
+    t.refuse("inbound", tally.EXPIRED, "10.0.0.1", 0)
+    t.add("inbound.probes")
+    return m, t
+
+
+def test_families_name_every_edge_and_reason() -> None:
+    text = render(families([busy_proxy()], 1700000000.0))
+    assert ('gossamer_proxy_authz_total{direction="inbound",source="web",destination="db",'
+            'decision="deny"} 2') in text  # fmt: skip
+    assert 'gossamer_proxy_tcp_sent_bytes_total{direction="inbound",source="web",' in text
+    assert ('gossamer_proxy_tls_handshake_failures_total{service="db",direction="inbound",'
+            'reason="expired"} 1') in text  # fmt: skip
+    assert ('gossamer_proxy_response_total{direction="inbound",source="web",destination="db",'
+            'route="/users",status_class="2xx"} 1') in text  # fmt: skip
+    assert ('gossamer_proxy_tcp_failed_total{direction="outbound",source="db",'
+            'destination="cache"} 1') in text  # fmt: skip
+    assert 'gossamer_proxy_events_total{service="db",event="inbound.probes"} 1' in text
+
+
+def test_promtool_accepts_the_text() -> None:
+    require("promtool")
+    text = render(families([busy_proxy()], 1700000000.0))
+    done = subprocess.run([find_binary("promtool") or "promtool", "check", "metrics"],
+                          input=text, capture_output=True, text=True, timeout=30)  # fmt: skip
+    # promtool lints too (naming advice) and exits 3 for lint-only findings; 1 is a parse error
+    assert done.returncode in (0, 3), done.stderr + done.stdout
+    assert "error while linting" not in done.stderr, done.stderr
+
+
+def test_the_listener_answers_metrics_stats_and_errors() -> None:
+    proxy = busy_proxy()
+    ok = answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", [proxy], 100.0, 160.0)
+    assert ok.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4")
+    stats = answer(b"GET /stats HTTP/1.1\r\n\r\n", [proxy], 100.0, 160.0)
+    assert b'"UptimeSeconds": 60.0' in stats and b'"Denied": 2' in stats
+    assert answer(b"GET /nope HTTP/1.1\r\n\r\n", [proxy], 0, 0).startswith(b"HTTP/1.1 404")
+    assert answer(b"POST /metrics HTTP/1.1\r\n\r\n", [proxy], 0, 0).startswith(b"HTTP/1.1 405")
+    assert answer(b"\x16\x03\x01garbage\r\n\r\n", [proxy], 0, 0).startswith(b"HTTP/1.1 400")
+
+
+def test_stats_json_carries_buckets() -> None:
+    m, _ = busy_proxy()
+    edge = stats_json(m, 5.0)["Edges"][0]
+    assert edge["Routes"]["/users"]["Latency"]["Counts"][3] == 1  # 3 ms: the (2.5, 5] ms bucket
+    assert edge["BytesSent"] == 5 and edge["Open"] == 1
+
+
+def _gathered(m: EdgeMetrics, uptime: float) -> list[dict[str, object]]:
+    """What /v1/agent/metrics/proxies answers for one proxy (through JSON, as on the wire)."""
+    stats = json.loads(json.dumps(stats_json(m, uptime)))
+    return [{"ProxyID": "db-sidecar-proxy", "Stats": {"Proxies": [stats]}}]
+
+
+def test_stat_rows_over_an_interval_and_since_start() -> None:
+    m = EdgeMetrics("db")
+    e = m.inbound("web")
+    for _ in range(8):
+        e.answered(200, 0.004, "/a")
+    e.answered(503, 0.2, "/b")
+    e.denied = 1
+    before, _ = edges_of(_gathered(m, 10.0))
+    e.answered(200, 0.004, "/a")
+    e.unanswered(1.0, "/a")
+    e.denied = 3
+    m.outbound("cache").failed = 1
+    after, uptime = edges_of(_gathered(m, 12.0))
+    (since_start, tcp) = rows(after, None, uptime)
+    assert (since_start.protocol, since_start.requests, since_start.successes) == ("http", 11, 9)
+    assert since_start.per_second == pytest.approx(11 / 12.0)
+    (interval, _) = rows(after, before, 2.0)
+    assert (interval.requests, interval.successes, interval.denied) == (2, 1, 2)
+    assert interval.success_rate == 0.5 and interval.per_second == 1.0
+    assert interval.p50 is not None and 0.0025 < interval.p50 <= 0.005  # the 4 ms answer
+    assert interval.p99 is not None and interval.p99 > 0.5  # the 1 s one
+    assert (tcp.protocol, tcp.requests, tcp.successes, tcp.success_rate) == ("tcp", 1, 0, 0.0)
+    assert cells(interval)[4:6] == ["50.00%", "1.0"]
+    assert errors_of([{"ProxyID": "x", "Error": "down"}, {"ProxyID": "y"}]) == ["x: down"]
