@@ -1,23 +1,19 @@
-"""The inbound HTTP/1.1 path: each request parsed, decided, forwarded; each answer parsed back.
+"""The HTTP/1.1 path: each request parsed, decided, forwarded; each answer parsed back.
 
-One `HttpSession` per client connection (a verified mTLS peer), with at
-most one plain keep-alive connection to the local app. Requests are parsed
-with httptools (llhttp); once a request's head is complete it is decided
-with the intentions' L7 permissions (`Inbound.decide_request`): denied ->
-`403 RBAC: access denied`, its body read and dropped, the connection kept
-for the next request; allowed -> re-serialized to the app (http_codec.py),
-its body streamed as it arrives. Pipelined requests wait in order behind
-the one in flight (and the client is not read while two are queued).
-The app's answer is parsed too: a garbled one, or none, is a `502`.
-
-`Expect: 100-continue` and interim answers pass through (the app decides);
-an `Upgrade` (WebSocket) request goes to the app and, when it answers
-`101`, the two connections are joined byte for byte (relay.py). A HEAD
-answer ends at its head (the app connection is then dropped: httptools
-cannot be told a body will not follow). Bad input from the client (any
-llhttp error: bad request line, header injection, smuggling shapes),
-oversized heads (431) and heads not complete within the timeout (408,
-slowloris) are answered and the connection closed; nothing half-read goes on.
+One `HttpSession` per client connection, serving it through an `HttpHost`:
+inbound (a verified mTLS peer; one keep-alive connection to the local app,
+each request decided with the intentions' L7 permissions: denied -> `403
+RBAC: access denied`, the connection kept) or an HTTP upstream (a plain
+local client; the app connection is a pooled mTLS connection to an instance,
+taken for one request and given back, http_upstream.py). A request goes on
+re-serialized (http_codec.py) once its head has parsed (http_request.py),
+its body streamed; pipelined requests wait in order behind the one in
+flight. The answer is parsed too (http_reply.py): garbled or none -> `502`.
+`Expect: 100-continue` and interim answers pass through; an `Upgrade` answered
+`101` joins the two connections byte for byte (relay.py); a HEAD answer ends
+at its head (that app connection is dropped: httptools cannot be told no
+body follows). Bad input (any llhttp error -> 400, oversized head -> 431,
+slow head -> 408) is answered and the connection closed.
 """
 
 from __future__ import annotations
@@ -25,25 +21,41 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
-from gossamer.proxy.relay import Joint, PlainSide, Relay, Side, TlsSide
+from gossamer.proxy.relay import Joint, Relay, Side
 
 if TYPE_CHECKING:
-    from gossamer.proxy.inbound import Inbound
+    from gossamer.intentions.model import Decision, HttpRequest
+
+
+class HttpHost(Protocol):
+    """Where a session's requests go: the local app (inbound.py) or a pool of mTLS
+    connections to an upstream's instances (http_upstream.py, `pooled`)."""
+
+    headers_timeout_s: float
+    max_header_bytes: int
+    pooled: bool  # the app connection goes back to the host after each answer
+
+    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision: ...
+    def http_outcome(self, outcome: codec.Outcome) -> None: ...
+    def http_closed(self, session: HttpSession) -> None: ...
+    async def open_backend(self) -> Side: ...  # OSError or TimeoutError when none can be had
+    def release_backend(self, side: Side) -> None: ...
 
 
 class HttpSession(Joint):
     """One client connection on the HTTP path."""
 
-    def __init__(self, inbound: Inbound, client: TlsSide, source: str) -> None:
-        self.inbound = inbound
+    def __init__(self, host: HttpHost, client: Side, source: str) -> None:
+        self.host = host
         self.client = client
         self.source = source
-        self.app: PlainSide | None = None
+        self.app: Side | None = None
         self.tunnel: Relay | None = None
         self.queue: deque[codec.Exchange] = deque()
         self.started = time.monotonic()
@@ -156,12 +168,8 @@ class HttpSession(Joint):
         self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
 
     async def _open_app(self) -> None:
-        config = self.inbound.config
-        loop = asyncio.get_running_loop()
-        target = (config.local_address, config.local_port)
         try:
-            connecting = loop.create_connection(PlainSide, *target)
-            _, app = await asyncio.wait_for(connecting, config.timeouts.local_connect_s)
+            app = await self.host.open_backend()
         except (OSError, TimeoutError):
             self._connecting = False
             self.fail(503)
@@ -215,6 +223,13 @@ class HttpSession(Joint):
         self._held = None
         self.tunnel = Relay(self.client, app, lambda _: self.close())
 
+    def reusable(self) -> None:
+        """The app connection ended an answer and may serve another: a pooling host takes it."""
+        if self.host.pooled and self.app is not None and self.tunnel is None:
+            app, self.app = self.app, None
+            self._reply.dead = True
+            self.host.release_backend(app)
+
     def drop_app(self) -> None:
         """Forget the app connection (it said close, or a HEAD answer ended at its head)."""
         self._forget_app()
@@ -266,7 +281,7 @@ class HttpSession(Joint):
         else:
             outcome = codec.Outcome(self.source, ex.method, ex.route, status,
                                     time.perf_counter() - ex.started, not ex.allowed)  # fmt: skip
-        self.inbound.http_outcome(outcome)
+        self.host.http_outcome(outcome)
 
     def close(self, *, abort: bool = False) -> None:
         if self.closed:
@@ -278,4 +293,4 @@ class HttpSession(Joint):
         if self.app is not None:
             self.app.close(abort=True)
         self.client.close(abort=abort)
-        self.inbound.http_closed(self)
+        self.host.http_closed(self)

@@ -99,6 +99,8 @@ class Reply:
         if self._chunked:
             self.s.client.send(codec.LAST_CHUNK)
         keep = self.parser.should_keep_alive()
+        if keep:
+            self.s.reusable()  # before the next request is moved on: it may take another
         if self.s.queue and self.s.queue[0].answered:
             self.s.finish(self.parser.get_status_code())
         if not keep:

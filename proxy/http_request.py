@@ -4,7 +4,7 @@ One `Requests` per client connection (httptools' request parser keeps
 state between requests). A request's head is counted as it arrives (more
 than `max_header_bytes` -> 431) and must be complete within
 `headers_timeout_s` of its first byte, or of the connection (slowloris ->
-408). A complete head is decided by the intentions (`Inbound.decide_request`,
+408). A complete head is decided by the intentions (`HttpHost.decide_request`,
 which builds the `HttpRequest` only when an L7 rule applies) and handed to
 the session as an `Exchange`; any llhttp error is a 400. The session then
 answers, forwards or queues it (http1.py).
@@ -43,8 +43,8 @@ class Requests:
         self._url = bytearray()
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
-        self._timeout = session.inbound.config.headers_timeout_s
-        self._limit = session.inbound.config.max_header_bytes
+        self._timeout = session.host.headers_timeout_s
+        self._limit = session.host.max_header_bytes
         self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             self._timeout, self._late
         )
@@ -93,7 +93,7 @@ class Requests:
         self.stop()
         parser, headers, url = self.parser, self._headers, bytes(self._url)
         method = parser.get_method().decode("latin-1")
-        decision = self.s.inbound.decide_request(
+        decision = self.s.host.decide_request(
             self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
                                                codec.header_map(headers)))  # fmt: skip
         ex = codec.Exchange(method, url, parser.should_keep_alive(), codec.is_chunked(headers),

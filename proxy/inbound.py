@@ -43,7 +43,7 @@ from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
-from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
+from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, Side, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
@@ -79,6 +79,11 @@ class Inbound:
         self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay -> the client's service
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
+        self.pooled = False  # an HTTP session keeps its app connection
+        self.headers_timeout_s, self.max_header_bytes = (
+            config.headers_timeout_s,
+            config.max_header_bytes,
+        )
         self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,6 +163,16 @@ class Inbound:
                           f"{decided_by(decision)}")  # fmt: skip
         edge.allowed += 1
         return found.service
+
+    async def open_backend(self) -> Side:
+        """The local app, for an HTTP session (kept by the session across its requests)."""
+        target = (self.config.local_address, self.config.local_port)
+        connecting = asyncio.get_running_loop().create_connection(PlainSide, *target)
+        _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
+        return app
+
+    def release_backend(self, side: Side) -> None:
+        side.close()  # not pooled: never called
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         """May this request of `source` in? The L7 permissions of the matching intention decide;
