@@ -236,12 +236,14 @@ class HttpSession(Joint):
         if self.queue:
             self._pump()
 
-    def _forget_app(self) -> None:
+    def _forget_app(self, *, abort: bool = False) -> None:
         app, self.app = self.app, None
         self._reply.dead = True
         if app is not None:
             app.relay = None
-            app.close()
+            app.close(abort=abort)
+            if self.host.pooled:
+                self.host.release_backend(app)  # closed: only its bookkeeping
 
     def _app_gone(self) -> None:
         if self.app is None or self.tunnel is not None:
@@ -290,7 +292,6 @@ class HttpSession(Joint):
         self.requests.stop()
         if self.tunnel is not None and abort:
             self.tunnel.terminate()
-        if self.app is not None:
-            self.app.close(abort=True)
+        self._forget_app(abort=True)
         self.client.close(abort=abort)
         self.host.http_closed(self)

@@ -25,6 +25,8 @@ TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
 PROTOCOLS = (TCP, HTTP, HTTP2, GRPC)
 HEADERS_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
+POOL_IDLE = 32  # idle mTLS connections kept per upstream instance
+POOL_IDLE_TIMEOUT_S = 10.0  # an idle pooled connection is closed after this
 
 
 def protocol_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
@@ -40,6 +42,15 @@ def l7_fields(options: Mapping[str, Any]) -> dict[str, Any]:
     """The `ProxyConfig` fields `Proxy.Config` gives for the HTTP path."""
     return {"protocol": protocol_of(options), "headers_timeout_s": headers_timeout_of(options),
             "max_header_bytes": max_header_bytes_of(options)}  # fmt: skip
+
+
+def upstream_fields(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The `Upstream` fields an upstream's `Config` gives: its protocol (`http`: requests
+    go over pooled mTLS connections), `max_idle_connections`, `idle_timeout_ms`."""
+    return {"protocol": protocol_of(options, where),
+            "pool_idle": int(_positive(options, "max_idle_connections", where, 1) or POOL_IDLE),
+            "pool_idle_s": _positive(options, "idle_timeout_ms", where, 1000)
+            or POOL_IDLE_TIMEOUT_S}  # fmt: skip
 
 
 def is_l7(protocol: str) -> bool:

@@ -200,7 +200,7 @@ class ProxyRuntime:
 
     def open_connections(self) -> int:
         inbound = len(self.inbound.open) + len(self.inbound.http_open) if self.inbound else 0
-        return inbound + sum(len(listener.open) for listener, _ in self.upstreams.values())
+        return inbound + sum(listener.open_count() for listener, _ in self.upstreams.values())
 
     async def drain(self) -> None:
         """Stop listening, let open connections finish up to the drain timeout, cut the rest."""

@@ -21,6 +21,7 @@ class HttpApp:
     ip: str = "127.0.0.1"
     port: int = 0
     seen: list[str] = field(default_factory=list)
+    peers: list[object] = field(default_factory=list)  # the TCP peer of each request
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -53,6 +54,9 @@ class HttpApp:
 
     def _note(self, request: web.Request) -> None:
         self.seen.append(f"{request.method} {request.path_qs}")
+        self.peers.append(
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
 
     async def _echo(self, request: web.Request) -> web.Response:
         self._note(request)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class Mesh:
     app: HttpApp
     db_proxy: ProxyProc
     upstream: tuple[str, int]
+    pooled: tuple[str, int]  # the same db, as an HTTP upstream (pooled mTLS connections)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(agent.enrolled, 20, what="the agent's certificate")
         up_port, db_in, web_in = (free_port("127.0.0.1"), free_port(agent.ip),
                                   free_port(agent.ip))  # fmt: skip
+        pooled = free_port("127.0.0.1")
         agent.put("/v1/agent/service/register", {
             "Name": "db", "ID": "db", "Port": app.port, "Address": agent.ip,
             "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip, "Proxy": {
@@ -63,12 +66,21 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             "/v1/agent/service/register",
             web_body(agent, web_in, [{"DestinationName": "db", "LocalBindPort": up_port}]),
         )
+        web2 = web_body(
+            agent,
+            free_port(agent.ip),
+            [{"DestinationName": "db", "LocalBindPort": pooled, "Config": {"protocol": "http"}}],
+        )
+        agent.put("/v1/agent/service/register", web2 | {"Name": "web2", "ID": "web2"})
+        set_intention(agent, "web2", "db", "allow")  # fmt: skip
         set_intention(agent, "web", "db", "allow")
         proxies += [db_proxy := sidecar(agent, tmp, "db"), web_proxy := sidecar(agent, tmp, "web")]
         wait_listening(agent.ip, db_in, db_proxy)
         wait_listening("127.0.0.1", up_port, web_proxy)
+        proxies.append(web2_proxy := sidecar(agent, tmp, "web2"))
+        wait_listening("127.0.0.1", pooled, web2_proxy)
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        mesh = Mesh(agent, app, db_proxy, ("127.0.0.1", up_port))
+        mesh = Mesh(agent, app, db_proxy, ("127.0.0.1", up_port), ("127.0.0.1", pooled))
         eventually(lambda: get(mesh, "/echo/warm")[0] == 200, 20, what="a first request through")
         yield mesh
     finally:
@@ -79,8 +91,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def get(mesh: Mesh, path: str, method: str = "GET", **kw: Any) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(*mesh.upstream, timeout=10)
+def get(mesh: Mesh, path: str, method: str = "GET", *, pooled: bool = False, **kw: Any
+        ) -> tuple[int, bytes]:  # fmt: skip
+    conn = http.client.HTTPConnection(*(mesh.pooled if pooled else mesh.upstream), timeout=10)
     try:
         conn.request(method, path, **kw)
         response = conn.getresponse()
@@ -224,3 +237,23 @@ def test_fuzzed_http_gets_an_http_answer_or_a_close_and_the_proxy_serves_on(
         answer = read_all(s)
     assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
     assert get(mesh, "/echo/alive")[0] == 200
+
+
+def test_an_http_upstream_shares_pooled_mtls_connections_between_client_connections(
+    mesh: Mesh,
+) -> None:
+    eventually(lambda: get(mesh, "/echo/p", pooled=True)[0] == 200, 10, what="the pooled path")
+    for kind in ("pooled", "l4"):
+        start = len(mesh.app.peers)
+        for i in range(12):  # twelve client connections, one request each
+            assert get(mesh, f"/echo/{kind}{i}", pooled=kind == "pooled") == (
+                200,
+                f"GET /echo/{kind}{i} ".encode(),
+            )
+        peers = set(mesh.app.peers[start:])
+        # every mTLS connection into db's sidecar is one app connection (inbound keeps one each)
+        assert len(peers) == (1 if kind == "pooled" else 12), (kind, len(peers))
+    with ThreadPoolExecutor(8) as pool:  # concurrent clients: a few more pooled connections
+        answers = list(pool.map(lambda i: get(mesh, f"/echo/c{i}", pooled=True), range(32)))
+    assert answers == [(200, f"GET /echo/c{i} ".encode()) for i in range(32)]
+    assert get(mesh, "/garbage", pooled=True, headers={"Host": "db"})[0] == 502
