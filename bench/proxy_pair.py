@@ -24,8 +24,9 @@ for gossamer, for latency, CPU and RSS too). Needs wrk, nginx and haproxy
 runs, ratios within one run much less.
 
 `--http`: the same figures with every pair parsing HTTP: gossamer's db
-sidecar with `protocol: http` (each request parsed and decided; web's side
-stays L4), HAProxy `mode http`, Envoy's HTTP connection manager; gossamer
+sidecar with `protocol: http` (each request parsed and decided) and web's
+upstream with `protocol: http` (requests over pooled mTLS connections),
+HAProxy `mode http`, Envoy's HTTP connection manager; gossamer
 twice, with an L4 allow intention and with an L7 one (`Permissions`, so
 each request is built and matched), the difference being the cost of L7
 intentions.
@@ -172,9 +173,10 @@ def mesh_setup(agent: AgentProc, nginx_port: int, http: bool = False) -> tuple[i
     agent.put("/v1/agent/service/register", {"Name": "db", "Port": nginx_port, "Connect": {
         "SidecarService": {"Port": db_in, "Address": agent.ip,
                            "Proxy": {"Config": config}}}})  # fmt: skip
-    agent.put("/v1/agent/service/register", {"Name": "web", "Port": 1, "Connect": {
-        "SidecarService": {"Port": web_in, "Address": agent.ip, "Proxy": {"Upstreams": [
-            {"DestinationName": "db", "LocalBindPort": upstream}]}}}})  # fmt: skip
+    up = {"DestinationName": "db", "LocalBindPort": upstream, "Config": config}
+    sidecar = {"Port": web_in, "Address": agent.ip, "Proxy": {"Upstreams": [up]}}
+    agent.put("/v1/agent/service/register",
+              {"Name": "web", "Port": 1, "Connect": {"SidecarService": sidecar}})  # fmt: skip
     agent.put("/v1/connect/intentions/exact?source=web&destination=db", L4_ALLOW)
     return db_in, upstream
 

@@ -1,19 +1,17 @@
 """The HTTP/1.1 path: each request parsed, decided, forwarded; each answer parsed back.
 
-One `HttpSession` per client connection, serving it through an `HttpHost`:
-inbound (a verified mTLS peer; one keep-alive connection to the local app,
-each request decided with the intentions' L7 permissions: denied -> `403
-RBAC: access denied`, the connection kept) or an HTTP upstream (a plain
-local client; the app connection is a pooled mTLS connection to an instance,
-taken for one request and given back, http_upstream.py). A request goes on
-re-serialized (http_codec.py) once its head has parsed (http_request.py),
-its body streamed; pipelined requests wait in order behind the one in
-flight. The answer is parsed too (http_reply.py): garbled or none -> `502`.
+One `HttpSession` per client connection, served by an `HttpHost`: inbound (an mTLS
+peer; one keep-alive connection to the local app, each request decided with the L7
+permissions: denied -> `403 RBAC: access denied`, the connection kept) or an HTTP
+upstream (a local client; each request borrows a pooled mTLS connection, http_upstream.py).
+A request goes on re-serialized (http_codec.py) once its head parsed (http_request.py),
+its body streamed; pipelined requests wait in order behind the one in flight.
+The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue` and interim answers pass through; an `Upgrade` answered
-`101` joins the two connections byte for byte (relay.py); a HEAD answer ends
-at its head (that app connection is dropped: httptools cannot be told no
-body follows). Bad input (any llhttp error -> 400, oversized head -> 431,
-slow head -> 408) is answered and the connection closed.
+`101` joins the connections byte for byte (relay.py); a HEAD answer ends at its
+head (that app connection is dropped: httptools cannot be told no body follows).
+Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed.
+A pooled host's failed bodiless idempotent request is sent again (`retry`).
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_reply import Reply
@@ -30,22 +27,10 @@ from gossamer.proxy.http_request import Requests
 from gossamer.proxy.relay import Joint, Relay, Side
 
 if TYPE_CHECKING:
-    from gossamer.intentions.model import Decision, HttpRequest
+    from gossamer.proxy.http_host import HttpHost
 
 
-class HttpHost(Protocol):
-    """Where a session's requests go: the local app (inbound.py) or a pool of mTLS
-    connections to an upstream's instances (http_upstream.py, `pooled`)."""
-
-    headers_timeout_s: float
-    max_header_bytes: int
-    pooled: bool  # the app connection goes back to the host after each answer
-
-    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision: ...
-    def http_outcome(self, outcome: codec.Outcome) -> None: ...
-    def http_closed(self, session: HttpSession) -> None: ...
-    async def open_backend(self) -> Side: ...  # OSError or TimeoutError when none can be had
-    def release_backend(self, side: Side) -> None: ...
+MAX_RETRIES = 2  # per request, within the host's budget
 
 
 class HttpSession(Joint):
@@ -236,25 +221,41 @@ class HttpSession(Joint):
         if self.queue:
             self._pump()
 
-    def _forget_app(self, *, abort: bool = False) -> None:
+    def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
         app, self.app = self.app, None
         self._reply.dead = True
         if app is not None:
             app.relay = None
             app.close(abort=abort)
             if self.host.pooled:
-                self.host.release_backend(app)  # closed: only its bookkeeping
+                self.host.release_backend(app, failed=failed)  # closed: only its bookkeeping
+
+    def retry(self) -> bool:
+        """Send the oldest request again on another connection, when it is a bodiless idempotent
+        one not yet answered and the host's retry budget allows; False when it may not."""
+        ex = self.queue[0] if self.queue else None
+        if ex is None or ex.answered or ex.replay is None or ex.retries >= MAX_RETRIES:
+            return False
+        if not (self.host.pooled and self.host.may_retry()):
+            return False
+        self._forget_app(abort=True, failed=True)
+        ex.retries += 1
+        ex.sent, ex.out = False, list(ex.replay)
+        self._pump()
+        return True
 
     def _app_gone(self) -> None:
         if self.app is None or self.tunnel is not None:
             return
         complete = self._reply.ended_by_close()
-        self._forget_app()
-        if not complete:
+        self._forget_app(failed=not complete)
+        if not complete and not self.retry():
             self.fail(502)
 
     def bad_answer(self) -> None:
         """The app's answer cannot be parsed: 502 if nothing went out yet, else cut."""
+        if self.retry():
+            return
         if self.queue and not self.queue[0].answered:
             self.fail(502)
         else:

@@ -25,6 +25,8 @@ REASONS = {
     431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
 }  # fmt: skip
 DENIED_BODY = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 9.2.2
+RETRY_STATUSES = (502, 503)  # the far sidecar could not get an answer from its app
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Exchange:
     complete: bool = False  # the whole request has been read
     sent: bool = False  # its head went to the app
     answered: bool = False  # a final response head went to the client
+    replay: list[bytes] | None = None  # what to send again on a retry (bodiless idempotent)
+    retries: int = 0
 
     @property
     def allowed(self) -> bool:

@@ -73,6 +73,8 @@ class Reply:
         if self.dead or not self.s.queue:
             return
         status = self.parser.get_status_code()
+        if status in codec.RETRY_STATUSES and self.s.retry():
+            return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = 100 <= status < 200 and status != 101
         self._chunked = codec.is_chunked(self._headers)
         self._until_close = (

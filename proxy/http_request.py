@@ -101,9 +101,12 @@ class Requests:
         ex.expect_continue = any(n.lower() == b"expect" for n, _ in headers)
         if ex.allowed:
             ex.out.append(codec.request_head(method, url, parser.get_http_version(), headers))
+            if method in codec.IDEMPOTENT and not ex.upgrade:
+                ex.replay = list(ex.out)
         self.s.admit(ex)
 
     def on_body(self, body: bytes) -> None:
+        self.s.queue[-1].replay = None  # a body is streamed, not kept: not retried
         self.s.body(body)
 
     def on_message_complete(self) -> None:

@@ -11,7 +11,7 @@ set aside by outlier detection; an idle connection to it is reused, else
 one is opened (outbound.py's attempt: connect, handshake, the upstream's
 SPIFFE ID checked, resumption), trying up to `ATTEMPTS` instances before
 the client gets a 503. At most `pool_idle` idle connections are kept per
-instance (`Upstreams[].Config.max_idle_connections`, 32), each closed after
+instance (`Upstreams[].Config.max_idle_connections`, 256), each closed after
 `pool_idle_s` idle (`idle_timeout_ms`, 10 s) or as soon as the other side
 closes it or sends anything while idle.
 
@@ -22,6 +22,7 @@ does not, so `decide_request` allows.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,12 +31,14 @@ from gossamer.proxy import balance
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
 from gossamer.proxy.relay import Joint, Side
+from gossamer.proxy.retry_budget import RetryBudget
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.outbound import Instance, UpstreamListener
 
 ALLOWED = Decision(True, "decided by the destination's sidecar")
+AVOID_S = 1.0
 
 
 class _Idle(Joint):
@@ -78,9 +81,17 @@ class HttpUpstream:
         self.in_use: dict[Side, Instance] = {}
         self.sessions: set[HttpSession] = set()
         self.opened = 0  # mTLS connections opened (each one a handshake)
+        self.budget = RetryBudget()
+        self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
+        self.budget.request(time.monotonic())  # each first attempt earns retry budget
         return ALLOWED
+
+    def may_retry(self) -> bool:
+        allowed = self.budget.try_retry(time.monotonic())
+        self.listener.tally.add("outbound.http.retries" if allowed else "outbound.http.no_budget")
+        return allowed
 
     def http_outcome(self, outcome: Outcome) -> None:
         edge = self.listener.metrics.outbound(self.listener.upstream.name)
@@ -100,7 +111,9 @@ class HttpUpstream:
         lst = self.listener
         tried: set[Instance] = set()
         for _ in range(ATTEMPTS):
+            now = time.monotonic()
             excluded = tried | lst.outliers.ejected(_now_ms())
+            excluded |= {i for i, until in self.avoid.items() if until > now}
             instance = balance.choose(lst.instances, lst.outstanding, lst.rng, excluded)
             if instance is None and not tried:  # all set aside: the least bad anyway
                 instance = balance.choose(lst.instances, lst.outstanding, lst.rng, tried)
@@ -126,11 +139,14 @@ class HttpUpstream:
         self.listener.outstanding[instance] += 1
         return side
 
-    def release_backend(self, side: Side) -> None:
-        """A connection back from a session: pooled if it can serve again, else closed."""
+    def release_backend(self, side: Side, *, failed: bool = False) -> None:
+        """A connection back from a session: pooled if it can serve again, else closed; the
+        instance of a `failed` one is skipped by the next request's choice for a second."""
         instance = self.in_use.pop(side, None)
         if instance is None:
             return
+        if failed:
+            self.avoid[instance] = time.monotonic() + AVOID_S
         outstanding = self.listener.outstanding
         outstanding[instance] -= 1
         if outstanding[instance] <= 0:

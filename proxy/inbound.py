@@ -171,8 +171,11 @@ class Inbound:
         _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
         return app
 
-    def release_backend(self, side: Side) -> None:
+    def release_backend(self, side: Side, *, failed: bool = False) -> None:
         side.close()  # not pooled: never called
+
+    def may_retry(self) -> bool:
+        return False  # the app is local: nowhere else to send a request
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         """May this request of `source` in? The L7 permissions of the matching intention decide;

@@ -25,7 +25,7 @@ TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
 PROTOCOLS = (TCP, HTTP, HTTP2, GRPC)
 HEADERS_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
-POOL_IDLE = 32  # idle mTLS connections kept per upstream instance
+POOL_IDLE = 256  # idle mTLS connections kept per instance (above the usual concurrency)
 POOL_IDLE_TIMEOUT_S = 10.0  # an idle pooled connection is closed after this
 
 

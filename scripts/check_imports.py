@@ -107,6 +107,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/peer_cache.py",
     "proxy/protocol.py",
     "proxy/config_error.py",
+    "proxy/retry_budget.py",
     "proxy/http_codec.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",

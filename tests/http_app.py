@@ -22,6 +22,7 @@ class HttpApp:
     port: int = 0
     seen: list[str] = field(default_factory=list)
     peers: list[object] = field(default_factory=list)  # the TCP peer of each request
+    broken: bool = False  # `/echo` closes the connection without answering (a failing instance)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -58,7 +59,9 @@ class HttpApp:
             request.transport.get_extra_info("peername") if request.transport else None
         )
 
-    async def _echo(self, request: web.Request) -> web.Response:
+    async def _echo(self, request: web.Request) -> web.StreamResponse:
+        if self.broken:
+            return await self._silent(request)
         self._note(request)
         body = await request.read()
         return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
