@@ -6,7 +6,7 @@ for one request and given back once its answer has ended: many client
 connections share a few mTLS connections per instance, and a new client
 connection costs no TLS handshake (Linkerd pools HTTP/1 the same way
 between its proxies). The instance is chosen per request by power of two
-choices over requests in flight to each (balance.py), skipping instances
+choices over peak-EWMA latency x requests in flight (peak_ewma.py), skipping instances
 set aside by outlier detection; an idle connection to it is reused, else
 one is opened (outbound.py's attempt: connect, handshake, the upstream's
 SPIFFE ID checked, resumption), trying up to `ATTEMPTS` instances before
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance
 from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
 from gossamer.proxy.relay import Joint, Side
 from gossamer.proxy.retry_budget import RetryBudget
@@ -78,7 +79,8 @@ class HttpUpstream:
         self.headers_timeout_s = HEADERS_TIMEOUT_S
         self.max_header_bytes = MAX_HEADER_BYTES
         self.idle: dict[Instance, list[_Idle]] = {}
-        self.in_use: dict[Side, Instance] = {}
+        self.in_use: dict[Side, tuple[Instance, float]] = {}  # -> (instance, when borrowed)
+        self.latency: PeakEwma[Instance] = PeakEwma()
         self.sessions: set[HttpSession] = set()
         self.opened = 0  # mTLS connections opened (each one a handshake)
         self.budget = RetryBudget()
@@ -114,9 +116,10 @@ class HttpUpstream:
             now = time.monotonic()
             excluded = tried | lst.outliers.ejected(_now_ms())
             excluded |= {i for i, until in self.avoid.items() if until > now}
-            instance = balance.choose(lst.instances, lst.outstanding, lst.rng, excluded)
+            costs = self.latency.costs(lst.instances, lst.outstanding)
+            instance = balance.choose(lst.instances, costs, lst.rng, excluded)
             if instance is None and not tried:  # all set aside: the least bad anyway
-                instance = balance.choose(lst.instances, lst.outstanding, lst.rng, tried)
+                instance = balance.choose(lst.instances, costs, lst.rng, tried)
             if instance is None:
                 break
             tried.add(instance)
@@ -135,18 +138,21 @@ class HttpUpstream:
 
     def _take(self, side: Side, instance: Instance) -> Side:
         side.relay = None
-        self.in_use[side] = instance
+        self.in_use[side] = (instance, time.monotonic())
         self.listener.outstanding[instance] += 1
         return side
 
     def release_backend(self, side: Side, *, failed: bool = False) -> None:
         """A connection back from a session: pooled if it can serve again, else closed; the
         instance of a `failed` one is skipped by the next request's choice for a second."""
-        instance = self.in_use.pop(side, None)
-        if instance is None:
+        borrowed = self.in_use.pop(side, None)
+        if borrowed is None:
             return
+        instance, now = borrowed[0], time.monotonic()
         if failed:
-            self.avoid[instance] = time.monotonic() + AVOID_S
+            self.avoid[instance] = now + AVOID_S
+        else:  # one request's latency on that instance (its answer has ended)
+            self.latency.observe(instance, now - borrowed[1], now)
         outstanding = self.listener.outstanding
         outstanding[instance] -= 1
         if outstanding[instance] <= 0:

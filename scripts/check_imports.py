@@ -108,6 +108,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/protocol.py",
     "proxy/config_error.py",
     "proxy/retry_budget.py",
+    "proxy/peak_ewma.py",
     "proxy/http_codec.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",

@@ -23,6 +23,7 @@ class HttpApp:
     seen: list[str] = field(default_factory=list)
     peers: list[object] = field(default_factory=list)  # the TCP peer of each request
     broken: bool = False  # `/echo` closes the connection without answering (a failing instance)
+    delay_s: float = 0.0  # `/echo` answers after this long (a slow instance)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -63,6 +64,7 @@ class HttpApp:
         if self.broken:
             return await self._silent(request)
         self._note(request)
+        await asyncio.sleep(self.delay_s)
         body = await request.read()
         return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
 

@@ -1,6 +1,6 @@
 """Retries of an HTTP upstream, with a real agent, proxies and two instances, one failing.
 
-`db` has two instances with `protocol: http` sidecars: a good app and a
+`db` has two instances with `protocol: http` sidecars: a good (slow) app and a
 broken one (it closes every `/echo` connection without answering, so its
 sidecar answers 502). `web`'s upstream is `protocol: http`: a GET that
 fails on the broken instance is sent again on the other one; a POST (not
@@ -10,11 +10,14 @@ idempotent) is never sent twice. The retry budget is tested as a pure core.
 from __future__ import annotations
 
 import http.client
+import random
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from gossamer.proxy.balance import choose
+from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.retry_budget import RetryBudget
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
@@ -37,7 +40,9 @@ def request(port: int, method: str, path: str) -> int:
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, HttpApp, HttpApp]]:
     tmp = tmp_path_factory.mktemp("proxy-retry")
     c = Cluster(tmp)
-    good, bad = HttpApp().start(), HttpApp(broken=True).start()
+    # the good instance is slower than a new instance's assumed 30 ms (peak_ewma.py), so the
+    # balancer keeps coming back to the broken one, which fails fast
+    good, bad = HttpApp(delay_s=0.05).start(), HttpApp(broken=True).start()
     proxies: list[ProxyProc] = []
     try:
         agent = c.new_agent("pr1").start()
@@ -97,3 +102,20 @@ def test_the_retry_budget_caps_retries_at_a_ratio_of_requests_plus_a_floor() -> 
     assert granted == 10 + 20  # the floor (1/s over 10 s) plus 20 % of 100 requests
     assert not budget.try_retry(1001.0)
     assert budget.try_retry(1011.0)  # a window later the old requests and retries are gone
+
+
+def test_peak_ewma_steers_requests_away_from_a_slow_instance_and_back() -> None:
+    ewma: PeakEwma[str] = PeakEwma(tau_s=10.0)
+    rng = random.Random(7)
+    for t in range(20):
+        ewma.observe("fast", 0.002, float(t))
+        ewma.observe("slow", 0.002, float(t))
+    ewma.observe("slow", 0.200, 20.0)  # one slow answer: its estimate jumps to it at once
+    picks = [choose(["fast", "slow"], ewma.costs(["fast", "slow"], {}), rng) for _ in range(200)]
+    assert picks.count("slow") == 0  # of two instances both are drawn: the cheaper wins
+    assert ewma.costs(["new"], {})["new"] == 0.030  # never measured: Linkerd's default
+    for t in range(21, 120):  # fast answers again: it earns its way back
+        ewma.observe("slow", 0.002, float(t))
+    assert ewma.costs(["slow"], {})["slow"] < 0.004
+    busy = ewma.costs(["fast", "slow"], {"fast": 9})  # in-flight requests weigh too
+    assert busy["fast"] > busy["slow"]
