@@ -7,9 +7,8 @@ upstream (a local client; each request borrows a pooled mTLS connection, http_up
 A request goes on re-serialized (http_codec.py) once its head parsed (http_request.py),
 its body streamed; pipelined requests wait in order behind the one in flight.
 The answer is parsed too (http_reply.py): garbled or none -> `502`.
-`Expect: 100-continue` and interim answers pass through; an `Upgrade` answered
-`101` joins the connections byte for byte (relay.py); a HEAD answer ends at its
-head (that app connection is dropped: httptools cannot be told no body follows).
+`Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
+a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed.
 A pooled host's failed bodiless idempotent request is sent again (`retry`).
 """
@@ -37,16 +36,13 @@ class HttpSession(Joint):
     """One client connection on the HTTP path."""
 
     def __init__(self, host: HttpHost, client: Side, source: str) -> None:
-        self.host = host
-        self.client = client
-        self.source = source
+        self.host, self.client, self.source = host, client, source
         self.app: Side | None = None
         self.tunnel: Relay | None = None
         self.queue: deque[codec.Exchange] = deque()
         self.started = time.monotonic()
         self._moved = [0, 0]  # plaintext bytes from the client, from the app (the edge's bytes)
-        self.closed = False
-        self._connecting = False
+        self.closed = self._connecting = False
         self._opening: asyncio.Task[None] | None = None
         self.requests = Requests(self)
         self._reply = Reply(self)
@@ -149,6 +145,10 @@ class HttpSession(Joint):
     def _connect(self) -> None:
         if self._connecting:
             return
+        idle = self.host.take_idle()  # a pooled connection ready now: no task, no loop turn
+        if idle is not None:
+            self._use_app(idle)
+            return
         self._connecting = True
         self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
 
@@ -160,17 +160,18 @@ class HttpSession(Joint):
             self.fail(503)
             return
         self._connecting = False
-        if self.closed:
-            app.close(abort=True)
-            return
+        self._use_app(app)
+
+    def _use_app(self, app: Side) -> None:
         self.app = app
+        if self.closed:
+            self._forget_app(abort=True)
+            return
         self._reply = Reply(self)
-        app.index = 1
-        app.relay = self
+        app.index, app.relay = 1, self
         app.joined()
         self._pump()
 
-    # the app's answers (fed by _Reply)
     def answered(self, data: bytes, *, final: bool) -> None:
         """A response head (interim or final) for the oldest request."""
         self.client.send(data)

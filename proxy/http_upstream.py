@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from gossamer.proxy.outbound import Instance, UpstreamListener
 
 ALLOWED = Decision(True, "decided by the destination's sidecar")
+ATTEMPTS = 3  # instances tried for one request before the client gets a 503
 AVOID_S = 1.0
+FAILURE_S = 1.0  # a failed request counts as an answer this slow (peak_ewma.py)
 
 
 class _Idle(Joint):
@@ -106,35 +108,48 @@ class HttpUpstream:
         self.sessions.discard(session)
         self.listener.on_close()
 
+    def take_idle(self) -> Side | None:
+        """The chosen instance's idle connection, at once (no task, no await), if it has one."""
+        instance = self._pick(set())
+        return None if instance is None else self._idle_of(instance)
+
     async def open_backend(self) -> Side:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
-        from gossamer.proxy.outbound import ATTEMPTS, _now_ms
-
-        lst = self.listener
         tried: set[Instance] = set()
         for _ in range(ATTEMPTS):
-            now = time.monotonic()
-            excluded = tried | lst.outliers.ejected(_now_ms())
-            excluded |= {i for i, until in self.avoid.items() if until > now}
-            costs = self.latency.costs(lst.instances, lst.outstanding)
-            instance = balance.choose(lst.instances, costs, lst.rng, excluded)
-            if instance is None and not tried:  # all set aside: the least bad anyway
-                instance = balance.choose(lst.instances, costs, lst.rng, tried)
+            instance = self._pick(tried)
             if instance is None:
                 break
             tried.add(instance)
-            idle = self.idle.get(instance, [])
-            while idle:
-                conn = idle.pop()
-                conn.timer.cancel()
-                transport = conn.side.transport
-                if not conn.side.lost and transport is not None and not transport.is_closing():
-                    return self._take(conn.side, instance)
-            server = await lst.attempt(instance)
+            side = self._idle_of(instance)
+            if side is not None:
+                return side
+            server = await self.listener.attempt(instance)
             if server is not None:
                 self.opened += 1
                 return self._take(server, instance)
-        raise ConnectionError(f"upstream {lst.upstream.name}: {len(tried)} instance(s) failed")
+        raise ConnectionError(f"upstream {self.listener.upstream.name}: "
+                              f"{len(tried)} instance(s) failed")  # fmt: skip
+
+    def _pick(self, tried: set[Instance]) -> Instance | None:
+        lst, now = self.listener, time.monotonic()
+        excluded = tried | lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
+        excluded |= {i for i, until in self.avoid.items() if until > now}
+        costs = self.latency.costs(lst.instances, lst.outstanding)
+        instance = balance.choose(lst.instances, costs, lst.rng, excluded)
+        if instance is None and not tried:  # all set aside: the least bad anyway
+            instance = balance.choose(lst.instances, costs, lst.rng, tried)
+        return instance
+
+    def _idle_of(self, instance: Instance) -> Side | None:
+        idle = self.idle.get(instance, [])
+        while idle:
+            conn = idle.pop()
+            conn.timer.cancel()
+            transport = conn.side.transport
+            if not conn.side.lost and transport is not None and not transport.is_closing():
+                return self._take(conn.side, instance)
+        return None
 
     def _take(self, side: Side, instance: Instance) -> Side:
         side.relay = None
@@ -149,8 +164,9 @@ class HttpUpstream:
         if borrowed is None:
             return
         instance, now = borrowed[0], time.monotonic()
-        if failed:
+        if failed:  # skipped for a second, then priced as a slow answer until it does better
             self.avoid[instance] = now + AVOID_S
+            self.latency.observe(instance, FAILURE_S, now)
         else:  # one request's latency on that instance (its answer has ended)
             self.latency.observe(instance, now - borrowed[1], now)
         outstanding = self.listener.outstanding

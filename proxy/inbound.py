@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from gossamer.intentions.decide import IntentionSet, decide
+from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
-from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
     Refused,
@@ -39,15 +38,14 @@ from gossamer.proxy.authorize import (
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
-from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
-from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, Side, TlsSide
+from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
-NOT_KNOWN = Decision(False, "the intentions are not known yet")
 
 
 class Policy:
@@ -59,7 +57,7 @@ class Policy:
         self.known = False  # no intentions answer yet: refuse rather than guess
 
 
-class Inbound:
+class Inbound(InboundHttp):
     """The inbound port of one sidecar."""
 
     def __init__(
@@ -79,7 +77,6 @@ class Inbound:
         self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay -> the client's service
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
-        self.pooled = False  # an HTTP session keeps its app connection
         self.headers_timeout_s, self.max_header_bytes = (
             config.headers_timeout_s,
             config.max_header_bytes,
@@ -163,57 +160,6 @@ class Inbound:
                           f"{decided_by(decision)}")  # fmt: skip
         edge.allowed += 1
         return found.service
-
-    async def open_backend(self) -> Side:
-        """The local app, for an HTTP session (kept by the session across its requests)."""
-        target = (self.config.local_address, self.config.local_port)
-        connecting = asyncio.get_running_loop().create_connection(PlainSide, *target)
-        _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
-        return app
-
-    def release_backend(self, side: Side, *, failed: bool = False) -> None:
-        side.close()  # not pooled: never called
-
-    def may_retry(self) -> bool:
-        return False  # the app is local: nowhere else to send a request
-
-    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
-        """May this request of `source` in? The L7 permissions of the matching intention decide;
-        the request is only built when such a rule applies. A deny is counted and reported."""
-        policy, service = self.policy, self.config.service
-        edge = self.metrics.inbound(source)
-        if not policy.known:
-            edge.denied += 1
-            self.denials.add(not_known(source, service, _now_ms()))
-            self.tally.add("http.denied")
-            return NOT_KNOWN
-        l7 = any(rule.permissions for rule in policy.intentions.rules_for(source, service))
-        decision = decide(policy.intentions, source, service, request=request() if l7 else None,
-                          default_allow=policy.default_allow)  # fmt: skip
-        if decision.allowed:
-            edge.allowed += 1
-        else:
-            edge.denied += 1
-            self.tally.add("http.denied")
-            self.denials.add(denial_of(decision, source, service, _now_ms()))
-        return decision
-
-    def http_outcome(self, outcome: Outcome) -> None:
-        """Every request of the HTTP path, once (status 0: none was sent). The route is not
-        known (no route table yet): raw paths would only fill the edge's route slots."""
-        self.tally.add(f"http.responses.{outcome.status // 100}xx")
-        edge = self.metrics.inbound(outcome.source)
-        if outcome.status:
-            edge.answered(outcome.status, outcome.seconds)
-        else:
-            edge.unanswered(outcome.seconds)
-
-    def http_closed(self, session: HttpSession) -> None:
-        self.http_open.discard(session)
-        self.metrics.inbound(session.source).disconnected(
-            session, time.monotonic() - session.started
-        )
-        self.on_close()
 
     async def _join(self, side: TlsSide, source: str, peer: str, started: float) -> None:
         loop = asyncio.get_running_loop()

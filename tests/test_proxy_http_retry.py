@@ -40,8 +40,8 @@ def request(port: int, method: str, path: str) -> int:
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, HttpApp, HttpApp]]:
     tmp = tmp_path_factory.mktemp("proxy-retry")
     c = Cluster(tmp)
-    # the good instance is slower than a new instance's assumed 30 ms (peak_ewma.py), so the
-    # balancer keeps coming back to the broken one, which fails fast
+    # the good instance is slower than a new instance's assumed 30 ms (peak_ewma.py) and than
+    # the broken one's fast 502s to POSTs, so the balancer goes on trying the broken one
     good, bad = HttpApp(delay_s=0.05).start(), HttpApp(broken=True).start()
     proxies: list[ProxyProc] = []
     try:
@@ -81,17 +81,17 @@ def test_a_failed_get_is_retried_on_the_other_instance_a_post_never(
     mesh: tuple[int, HttpApp, HttpApp],
 ) -> None:
     pooled, _, bad = mesh
-    assert [request(pooled, "GET", f"/echo/g{i}") for i in range(30)] == [200] * 30
-    assert len(bad.seen) > 0  # the broken instance was tried, and its failures retried
-    before = len(bad.seen)
     statuses: list[int] = []
-    deadline = time.monotonic() + 20  # a failed instance is skipped for a second: go on past it
+    deadline = time.monotonic() + 20
     while statuses.count(502) < 3 and time.monotonic() < deadline:
         statuses.append(request(pooled, "POST", f"/echo/p{len(statuses)}"))
-    posts_on_bad = [p for p in bad.seen[before:] if p.startswith("POST")]
+    posts_on_bad = [p for p in bad.seen if p.startswith("POST")]
     assert len(posts_on_bad) == statuses.count(502) == 3  # each reached the app once: no retry
     assert len(set(posts_on_bad)) == len(posts_on_bad)
     assert statuses.count(200) == len(statuses) - 3
+    before = len(bad.seen)
+    assert [request(pooled, "GET", f"/echo/g{i}") for i in range(30)] == [200] * 30
+    assert any(p.startswith("GET") for p in bad.seen[before:])  # tried there, then retried
 
 
 def test_the_retry_budget_caps_retries_at_a_ratio_of_requests_plus_a_floor() -> None:
