@@ -26,6 +26,7 @@ REASONS = {
 }  # fmt: skip
 DENIED_BODY = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 9.2.2
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # RFC 9110 7.6.1
 RETRY_STATUSES = (502, 503)  # the far sidecar could not get an answer from its app
 
 

@@ -83,7 +83,11 @@ class Reply:
             and not any(n.lower() == b"content-length" for n, _ in self._headers)
             and not self._interim
         )
-        head = codec.response_head(status, bytes(self._reason), self._headers)
+        headers = self._headers
+        if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
+            headers = [*(h for h in headers if h[0].lower() not in codec.HOP_BY_HOP),
+                       (b"connection", b"close")]  # fmt: skip
+        head = codec.response_head(status, bytes(self._reason), headers)
         self.s.answered(head, final=not self._interim)
         if not self._interim and self.s.queue[0].method == "HEAD":
             self._until_close = False

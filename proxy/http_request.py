@@ -100,6 +100,8 @@ class Requests:
                             decision, time.perf_counter(), parser.should_upgrade())  # fmt: skip
         ex.expect_continue = any(n.lower() == b"expect" for n, _ in headers)
         if ex.allowed:
+            if self.s.host.pooled and not ex.upgrade:  # hop-by-hop: the pooled hop stays open
+                headers = [(n, v) for n, v in headers if n.lower() not in codec.HOP_BY_HOP]
             ex.out.append(codec.request_head(method, url, parser.get_http_version(), headers))
             if method in codec.IDEMPOTENT and not ex.upgrade:
                 ex.replay = list(ex.out)

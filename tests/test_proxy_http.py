@@ -253,6 +253,10 @@ def test_an_http_upstream_shares_pooled_mtls_connections_between_client_connecti
         peers = set(mesh.app.peers[start:])
         # every mTLS connection into db's sidecar is one app connection (inbound keeps one each)
         assert len(peers) == (1 if kind == "pooled" else 12), (kind, len(peers))
+    start = len(mesh.app.peers)
+    for i in range(6):  # a client's `Connection: close` is hop-by-hop: the pooled hop stays
+        assert get(mesh, f"/echo/close{i}", pooled=True, headers={"Connection": "close"})[0] == 200
+    assert len(set(mesh.app.peers[start:])) == 1
     with ThreadPoolExecutor(8) as pool:  # concurrent clients: a few more pooled connections
         answers = list(pool.map(lambda i: get(mesh, f"/echo/c{i}", pooled=True), range(32)))
     assert answers == [(200, f"GET /echo/c{i} ".encode()) for i in range(32)]
