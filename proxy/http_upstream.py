@@ -135,7 +135,7 @@ class HttpUpstream:
         lst, now = self.listener, time.monotonic()
         excluded = tried | lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
         excluded |= {i for i, until in self.avoid.items() if until > now}
-        costs = self.latency.costs(lst.instances, lst.outstanding)
+        costs = self.latency.costs(lst.instances, lst.outstanding, now)
         instance = balance.choose(lst.instances, costs, lst.rng, excluded)
         if instance is None and not tried:  # all set aside: the least bad anyway
             instance = balance.choose(lst.instances, costs, lst.rng, tried)

@@ -5,9 +5,10 @@ it only sees open connections, balance.py). Each instance keeps a moving
 average of its request latencies that decays with time (`tau_s`, 10 s) and
 jumps straight up to a slower sample ("peak"): one slow answer is enough to
 steer new requests away at once, and the instance earns its way back as
-faster samples come in. An instance's cost is that latency times (requests
-in flight + 1); two instances are drawn at random and the cheaper one wins
-(balance.choose over the costs). An instance never measured costs
+faster samples come in, or as time passes without one (the estimate decays
+toward zero, so an instance priced high is tried again). An instance's cost
+is that latency times (requests in flight + 1); two instances are drawn at
+random and the cheaper one wins (balance.choose over the costs). An instance never measured costs
 `default_s` (30 ms, Linkerd's default), so a new one gets traffic.
 """
 
@@ -38,10 +39,18 @@ class PeakEwma(Generic[K]):
         weight = math.exp(-max(now - old[1], 0.0) / self.tau_s)
         self._latency[key] = (old[0] * weight + seconds * (1 - weight), now)
 
-    def costs(self, keys: Iterable[K], outstanding: Mapping[K, int]) -> dict[K, float]:
-        """Each key's cost: its latency estimate times (requests in flight + 1)."""
-        return {k: self._latency.get(k, (self.default_s, 0.0))[0] * (outstanding.get(k, 0) + 1)
-                for k in keys}  # fmt: skip
+    def costs(self, keys: Iterable[K], outstanding: Mapping[K, int], now: float
+              ) -> dict[K, float]:  # fmt: skip
+        """Each key's cost: its latency estimate, decayed for the time since its last sample
+        (as Finagle's: an instance priced high by a failure is tried again later), times
+        (requests in flight + 1)."""
+        return {k: self._estimate(k, now) * (outstanding.get(k, 0) + 1) for k in keys}
+
+    def _estimate(self, key: K, now: float) -> float:
+        found = self._latency.get(key)
+        if found is None:
+            return self.default_s
+        return found[0] * math.exp(-max(now - found[1], 0.0) / self.tau_s)
 
     def forget_except(self, keep: set[K]) -> None:
         for key in [k for k in self._latency if k not in keep]:
