@@ -47,8 +47,12 @@ def write_pems(agent: AgentProc, tmp: Path) -> None:
         (tmp / f"{service}.key").write_text(leaf["PrivateKeyPEM"])
 
 
-def start_haproxy(tmp: Path, cpu: str, nginx_port: int) -> tuple[list[int], int]:
-    """An HAProxy pair with the same certificates; (pids, the client-side port)."""
+def start_haproxy(
+    tmp: Path, cpu: str, nginx_port: int, *, http: bool = False
+) -> tuple[list[int], int]:
+    """An HAProxy pair with the same certificates (`mode http` when `http`: requests parsed,
+    server connections reused between clients, HAProxy's default `http-reuse safe`);
+    (pids, the client-side port)."""
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     tls = f"ca-file {tmp}/roots.pem verify required ssl-min-ver TLSv1.3"
     configs = {
@@ -67,7 +71,10 @@ backend mesh
     }
     procs = []
     for name, body in configs.items():
-        head = "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 10s\n"
+        head = (
+            f"global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode {'http' if http else 'tcp'}\n"
+        )
+        head += "  timeout connect 10s\n"
         head += "  timeout client 300s\n  timeout server 300s\n"
         (tmp / f"haproxy-{name}.cfg").write_text(head + body)
         procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"haproxy-{name}.cfg")],
@@ -104,11 +111,25 @@ def _tls(tmp: Path, service: str, side: str, peer_uri: str | None) -> dict[str, 
     return {"name": "envoy.transport_sockets.tls", "typed_config": config}
 
 
-def _envoy_config(port: int, target: int, listener_tls: object, cluster_tls: object) -> str:
+def _hcm() -> dict[str, object]:
+    """Envoy's HTTP connection manager routing everything to the cluster `next`."""
+    route = {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "next"}}]}]}  # fmt: skip
+    router = {"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}  # fmt: skip
+    prefix = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": prefix + "HttpConnectionManager", "stat_prefix": "pair",
+        "route_config": route, "http_filters": [router]}}  # fmt: skip
+
+
+def _envoy_config(
+    port: int, target: int, listener_tls: object, cluster_tls: object, http: bool = False
+) -> str:
     tcp = {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
         "stat_prefix": "pair", "cluster": "next"}}  # fmt: skip
-    chain: dict[str, object] = {"filters": [tcp]}
+    chain: dict[str, object] = {"filters": [_hcm() if http else tcp]}
     if listener_tls:
         chain["transport_socket"] = listener_tls
     endpoint = {"endpoint": {"address": {"socket_address": {"address": LOCAL,
@@ -124,15 +145,19 @@ def _envoy_config(port: int, target: int, listener_tls: object, cluster_tls: obj
         "clusters": [cluster]}})  # fmt: skip
 
 
-def start_envoy(tmp: Path, cpu: str, nginx_port: int, trust_domain: str) -> tuple[list[int], int]:
-    """An Envoy pair (`--concurrency 1`) with the same certificates; (pids, client-side port)."""
+def start_envoy(
+    tmp: Path, cpu: str, nginx_port: int, trust_domain: str, *, http: bool = False
+) -> tuple[list[int], int]:
+    """An Envoy pair (`--concurrency 1`) with the same certificates, tcp_proxy or (`http`)
+    the HTTP connection manager (HTTP/1.1 both hops, upstream connections pooled);
+    (pids, client-side port)."""
     envoy = envoy_binary()
     assert envoy is not None
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     db_uri = f"spiffe://{trust_domain}/ns/default/dc/dc1/svc/db"
     configs = {
-        "b": _envoy_config(b_port, nginx_port, _tls(tmp, "db", "server", None), None),
-        "a": _envoy_config(a_port, b_port, None, _tls(tmp, "web", "client", db_uri)),
+        "b": _envoy_config(b_port, nginx_port, _tls(tmp, "db", "server", None), None, http),
+        "a": _envoy_config(a_port, b_port, None, _tls(tmp, "web", "client", db_uri), http),
     }
     procs = []
     for name, body in configs.items():

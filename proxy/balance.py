@@ -27,7 +27,7 @@ K = TypeVar("K")
 
 def choose(
     candidates: Sequence[K],
-    outstanding: Mapping[K, int],
+    outstanding: Mapping[K, float],  # or any load: peak_ewma.py passes latency costs
     rng: random.Random,
     exclude: Collection[K] = (),
 ) -> K | None:

@@ -4,17 +4,15 @@ Two sources, one value (`ProxyConfig`):
 - a registration, as `GET /v1/agent/service/<id>-sidecar-proxy` shows it
   (the agent has expanded `Connect.SidecarService` already): `Kind` must be
   `connect-proxy`; the proxy's identity is `Proxy.DestinationServiceName`;
-  its inbound port is the registration's `Port`, bound on `Proxy.Config.bind_address`,
-  else the registration's `Address`, else 0.0.0.0 (as Consul's built-in
-  proxy); the local app is `LocalServiceAddress:LocalServicePort`; each
-  `Upstreams[i]` listens on `LocalBindAddress` (127.0.0.1) : `LocalBindPort`;
+  its inbound port is `Port`, bound on `Proxy.Config.bind_address`, else `Address`, else
+  0.0.0.0 (as Consul's built-in proxy); the app is `LocalServiceAddress:LocalServicePort`;
+  each `Upstreams[i]` listens on `LocalBindAddress` (127.0.0.1) : `LocalBindPort`;
 - flags for an ad-hoc proxy: `--service NAME`, `--upstream NAME:PORT` or
   `NAME:ADDR:PORT` (repeatable), no inbound listener unless a port is given.
 
-Every problem is a `ConfigError` naming where it is (`Proxy.Upstreams[1].LocalBindPort`,
-`--upstream 'db'`), so the CLI can exit 2 with it. Timeouts default to
-Consul's built-in proxy's: handshake 10 s, local connect 1 s, upstream
-connect 10 s; the drain on SIGTERM to 15 s.
+Every problem is a `ConfigError` (config_error.py) naming where it is (`--upstream 'db'`,
+`Proxy.Upstreams[1].LocalBindPort`), so the CLI can exit 2 with it. Timeouts default to
+Consul's built-in proxy's (handshake 10 s, local connect 1 s, upstream connect 10 s).
 """
 
 from __future__ import annotations
@@ -25,21 +23,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from gossamer.proxy import protocol as proto
+from gossamer.proxy.config_error import ConfigError as ConfigError
+
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
 LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0  # Consul's connect_timeout_ms default for upstreams
 DRAIN_TIMEOUT_S = 15.0  # how long SIGTERM lets open connections finish
-DEFAULT_BIND = "127.0.0.1"  # upstream listeners: local only unless asked
-DEFAULT_INBOUND_BIND = "0.0.0.0"
+DEFAULT_BIND, DEFAULT_INBOUND_BIND = "127.0.0.1", "0.0.0.0"  # upstreams: local unless asked
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
-
-
-class ConfigError(ValueError):
-    """A registration or flag the proxy cannot run from; `where` names it."""
-
-    def __init__(self, where: str, message: str) -> None:
-        super().__init__(f"{where}: {message}")
-        self.where = where
 
 
 @dataclass(frozen=True)
@@ -50,6 +42,9 @@ class Upstream:
     bind_port: int
     bind_address: str = DEFAULT_BIND
     connect_timeout_s: float = UPSTREAM_CONNECT_TIMEOUT_S
+    protocol: str = proto.TCP  # `http`: requests over pooled mTLS connections (http_upstream.py)
+    pool_idle: int = proto.POOL_IDLE
+    pool_idle_s: float = proto.POOL_IDLE_TIMEOUT_S
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -75,6 +70,9 @@ class ProxyConfig:
     local_port: int = 0
     upstreams: tuple[Upstream, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
+    protocol: str = proto.TCP  # protocol.py: `http` parses each request inbound
+    headers_timeout_s: float = proto.HEADERS_TIMEOUT_S
+    max_header_bytes: int = proto.MAX_HEADER_BYTES
     metrics_addr: str = ""  # "ADDR:PORT" of the Prometheus listener; "" none
     metrics: bool = True  # count golden metrics on the data path (off only to measure their cost)
     metrics_pinned: bool = False  # set by flags: a registration change keeps the two above
@@ -104,6 +102,7 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         local_port=local_port,
         upstreams=_distinct(upstreams),
         timeouts=_timeouts(options),
+        **proto.l7_fields(options),
         metrics_addr=metrics_addr_of(options),
         metrics=_flag(options, "gossamer_metrics", "Proxy.Config"),
     )
@@ -208,14 +207,13 @@ def _upstream(raw: object, where: str) -> Upstream:
     kind = u.get("DestinationType", "service") or "service"
     if kind != "service":
         raise ConfigError(f"{where}.DestinationType", f"{kind!r} is not supported by the proxy")
-    options = _mapping(u.get("Config", {}), f"{where}.Config")
+    options, at = _mapping(u.get("Config", {}), f"{where}.Config"), f"{where}.Config"
     return Upstream(
         name=_name(u.get("DestinationName"), f"{where}.DestinationName"),
         bind_port=_port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
         bind_address=_text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress") or DEFAULT_BIND,
-        connect_timeout_s=_millis(
-            options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, f"{where}.Config"
-        ),
+        connect_timeout_s=_millis(options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at),
+        **proto.upstream_fields(options, at),
     )
 
 

@@ -37,8 +37,11 @@ from gossamer.proxy.authorize import (
 )
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
@@ -54,7 +57,7 @@ class Policy:
         self.known = False  # no intentions answer yet: refuse rather than guess
 
 
-class Inbound:
+class Inbound(InboundHttp):
     """The inbound port of one sidecar."""
 
     def __init__(
@@ -73,6 +76,11 @@ class Inbound:
         self.tally = counts
         self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay -> the client's service
+        self.http_open: set[HttpSession] = set()  # decided per request, not per connection
+        self.headers_timeout_s, self.max_header_bytes = (
+            config.headers_timeout_s,
+            config.max_header_bytes,
+        )
         self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,7 +116,7 @@ class Inbound:
         peer = _peer_of(side)
         try:
             await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
-            source = self._authorize(side)
+            source = self._authorize(side, l7=is_l7(self.config.protocol))
         except Refused as refused:
             self.refuse(refused.reason, peer, str(refused))
             side.close()
@@ -121,15 +129,24 @@ class Inbound:
             self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
+        if is_l7(self.config.protocol):
+            session = HttpSession(self, side, source)
+            self.http_open.add(session)
+            self.tally.add("inbound.allowed")
+            self.metrics.inbound(source).connected(session, time.monotonic() - started)
+            session.start()
+            return
         await self._join(side, source, peer, started)
 
-    def _authorize(self, side: TlsSide) -> str:
+    def _authorize(self, side: TlsSide, *, l7: bool) -> str:
         identity = self._identity()
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
         found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
         edge = self.metrics.inbound(found.service)
+        if l7:
+            return found.service  # each request is decided and counted (decide_request)
         if not self.policy.known:
             edge.denied += 1
             self.denials.add(not_known(found.service, self.config.service, _now_ms()))
@@ -190,6 +207,8 @@ class Inbound:
     def terminate_all(self) -> None:
         for relay in list(self.open):
             relay.terminate()
+        for session in list(self.http_open):
+            session.close(abort=True)
 
 
 class _Refuse(asyncio.Protocol):

@@ -30,9 +30,12 @@ from gossamer.proxy import balance, tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import Edge, EdgeMetrics
+from gossamer.proxy.http1 import HttpSession
+from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import PlainSide, Relay, TlsSide
 from gossamer.proxy.sessions import SessionCache
 
@@ -66,10 +69,11 @@ class UpstreamListener:
         self.sessions = SessionCache()
         self.intermediates = PeerCache()
         self.open: set[Relay] = set()
-        self._rng = rng or random.Random()
+        self.rng = rng or random.Random()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
+        self.http = HttpUpstream(self) if is_l7(upstream.protocol) else None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -90,6 +94,11 @@ class UpstreamListener:
         self.outliers.forget_except(set(self.instances))
 
     def _accepted(self, side: PlainSide) -> None:
+        if self.http is not None:  # requests over pooled connections (http_upstream.py)
+            session = HttpSession(self.http, side, "")
+            self.http.sessions.add(session)
+            session.start()
+            return
         task = asyncio.create_task(self._serve(side))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -100,13 +109,13 @@ class UpstreamListener:
         for _ in range(ATTEMPTS):
             now = _now_ms()
             excluded = tried | self.outliers.ejected(now)
-            instance = balance.choose(self.instances, self.outstanding, self._rng, excluded)
+            instance = balance.choose(self.instances, self.outstanding, self.rng, excluded)
             if instance is None and not tried:  # all set aside: try the least-bad anyway
-                instance = balance.choose(self.instances, self.outstanding, self._rng, tried)
+                instance = balance.choose(self.instances, self.outstanding, self.rng, tried)
             if instance is None:
                 break
             tried.add(instance)
-            server = await self._attempt(instance)
+            server = await self.attempt(instance)
             if server is not None:
                 self._join(client, server, instance, started)
                 return
@@ -115,7 +124,7 @@ class UpstreamListener:
         self._edge().failed += 1
         client.close()
 
-    async def _attempt(self, instance: Instance) -> TlsSide | None:
+    async def attempt(self, instance: Instance) -> TlsSide | None:
         identity = self._identity()
         if identity is None:
             self._refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
@@ -188,6 +197,11 @@ class UpstreamListener:
     def terminate_all(self) -> None:
         for relay in list(self.open):
             relay.terminate()
+        if self.http is not None:
+            self.http.close_all()
+
+    def open_count(self) -> int:
+        return len(self.open) + (len(self.http.sessions) if self.http is not None else 0)
 
 
 def _wall_ms() -> int:

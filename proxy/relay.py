@@ -34,12 +34,26 @@ READ_SIZE = 64 * 1024
 _READ_VIEW = memoryview(bytearray(READ_SIZE))
 
 
+class Joint:
+    """What a side is joined to: a byte relay (`Relay`), or an HTTP session (http1.py)."""
+
+    def peer_of(self, side: Side) -> Side:
+        raise NotImplementedError
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        """Plaintext read from `side` (and whether it has ended)."""
+        raise NotImplementedError
+
+    def side_lost(self, side: Side) -> None:
+        raise NotImplementedError
+
+
 class Side(asyncio.BufferedProtocol):
     """One connection of a relayed pair; `relay` is set once it is joined."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.relay: Relay | None = None
+        self.relay: Joint | None = None
         self.index = 0  # which side of its relay this is
         self.lost = False
         self.moved = 0  # plaintext bytes read here and passed to the other side
@@ -72,7 +86,7 @@ class Side(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self.relay is not None:
-            self.relay.lost()
+            self.relay.side_lost(self)
 
     def deliver(self, chunks: list[bytes], eof: bool) -> None:
         """Plaintext read from this side: to the other side, or held until joined."""
@@ -82,12 +96,7 @@ class Side(asyncio.BufferedProtocol):
             self._held_eof = self._held_eof or eof
             self.pause_reading()
             return
-        peer = relay.peer_of(self)
-        for chunk in chunks:
-            self.moved += len(chunk)
-            peer.send(chunk)
-        if eof:
-            relay.ended(self)
+        relay.carry(self, chunks, eof)
 
     def joined(self) -> None:
         """Now part of a relay: pass on what was held, and read again."""
@@ -222,7 +231,7 @@ class ClosedEarly(ConnectionResetError):
     """The peer connected and closed without sending a byte: a port probe, not an attack."""
 
 
-class Relay:
+class Relay(Joint):
     """Two joined sides; `on_close(relay)` is called once, when both are closed.
 
     `a` is the side the connection came from (the source of its edge), `b` the
@@ -246,6 +255,17 @@ class Relay:
 
     def peer_of(self, side: Side) -> Side:
         return self.sides[1 - side.index]
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        peer = self.sides[1 - side.index]
+        for chunk in chunks:
+            side.moved += len(chunk)
+            peer.send(chunk)
+        if eof:
+            self.ended(side)
+
+    def side_lost(self, side: Side) -> None:
+        self.lost()
 
     def ended(self, side: Side) -> None:
         step = self.halves.end_from(side.index)

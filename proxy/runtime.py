@@ -199,8 +199,8 @@ class ProxyRuntime:
         self._spawn(self.read_default_policy())
 
     def open_connections(self) -> int:
-        inbound = len(self.inbound.open) if self.inbound else 0
-        return inbound + sum(len(listener.open) for listener, _ in self.upstreams.values())
+        inbound = len(self.inbound.open) + len(self.inbound.http_open) if self.inbound else 0
+        return inbound + sum(listener.open_count() for listener, _ in self.upstreams.values())
 
     async def drain(self) -> None:
         """Stop listening, let open connections finish up to the drain timeout, cut the rest."""
@@ -245,8 +245,9 @@ class ProxyRuntime:
         log.info("proxy: counters for %s: %s", self.config.service, shown or "(all zero)")
 
 
-def _inbound_of(config: ProxyConfig) -> tuple[str, int, str, int]:
-    return (config.bind_address, config.bind_port, config.local_address, config.local_port)
+def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:
+    return (config.bind_address, config.bind_port, config.local_address, config.local_port,
+            config.protocol, config.headers_timeout_s, config.max_header_bytes)  # fmt: skip
 
 
 async def serve(config: ProxyConfig, base_url: str) -> int:

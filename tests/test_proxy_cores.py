@@ -66,6 +66,17 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
     assert (config.timeouts.handshake_s, config.timeouts.local_connect_s) == (5.0, 1.0)
     assert config.timeouts.drain_s == 3.0
     assert with_drain(config, 7).timeouts.drain_s == 7.0  # the flag wins
+    assert (config.protocol, config.headers_timeout_s, config.max_header_bytes) == (
+        "tcp",
+        10.0,
+        65536,
+    )  # Consul's default protocol; the HTTP limits' defaults
+    http = config_from_registration(
+        with_proxy(Config={"protocol": "HTTP", "request_headers_timeout_ms": 500}),
+        "web-sidecar-proxy",
+    )
+    assert (http.protocol, http.headers_timeout_s) == ("http", 0.5)
+    assert config_from_json(config_to_json(http)) == http
 
 
 @pytest.mark.parametrize(
@@ -85,6 +96,11 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
         (with_proxy(Config={"drain_timeout_s": "soon"}), "Proxy.Config.drain_timeout_s"),
         (SIDECAR | {"Port": 0}, "Port"),
         (SIDECAR | {"Proxy": "x"}, "Proxy"),
+        (with_proxy(Config={"protocol": "udp"}), "Proxy.Config.protocol"),
+        (with_proxy(Config={"request_headers_timeout_ms": 0}),
+         "Proxy.Config.request_headers_timeout_ms"),
+        (with_proxy(Config={"max_request_header_bytes": "big"}),
+         "Proxy.Config.max_request_header_bytes"),
     ],
 )  # fmt: skip
 def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:

@@ -1,0 +1,299 @@
+"""The HTTP/1.1 path: each request parsed, decided, forwarded; each answer parsed back.
+
+One `HttpSession` per client connection, served by an `HttpHost`: inbound (an mTLS
+peer; one keep-alive connection to the local app, each request decided with the L7
+permissions: denied -> `403 RBAC: access denied`, the connection kept) or an HTTP
+upstream (a local client; each request borrows a pooled mTLS connection, http_upstream.py).
+A request goes on re-serialized (http_codec.py) once its head parsed (http_request.py),
+its body streamed; pipelined requests wait in order behind the one in flight.
+The answer is parsed too (http_reply.py): garbled or none -> `502`.
+`Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
+a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
+Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed.
+A pooled host's failed bodiless idempotent request is sent again (`retry`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from gossamer.proxy import http_codec as codec
+from gossamer.proxy.http_reply import Reply
+from gossamer.proxy.http_request import Requests
+from gossamer.proxy.relay import Joint, Relay, Side
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http_host import HttpHost
+
+
+MAX_RETRIES = 2  # per request, within the host's budget
+
+
+class HttpSession(Joint):
+    """One client connection on the HTTP path."""
+
+    def __init__(self, host: HttpHost, client: Side, source: str) -> None:
+        self.host, self.client, self.source = host, client, source
+        self.app: Side | None = None
+        self.tunnel: Relay | None = None
+        self.queue: deque[codec.Exchange] = deque()
+        self.started = time.monotonic()
+        self._moved = [0, 0]  # plaintext bytes from the client, from the app (the edge's bytes)
+        self.closed = self._connecting = False
+        self._opening: asyncio.Task[None] | None = None
+        self.requests = Requests(self)
+        self._reply = Reply(self)
+        self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
+        self._client_ended = False
+
+    def start(self) -> None:
+        """Take over the client's connection (and what it sent during the handshake)."""
+        self.client.relay = self
+        self.client.joined()
+
+    # the Joint interface: bytes from either side
+    def peer_of(self, side: Side) -> Side:
+        return self.app if side is self.client and self.app is not None else self.client
+
+    def bytes_each_way(self) -> tuple[int, int]:
+        return self._moved[0], self._moved[1]
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        self._moved[side is not self.client] += sum(map(len, chunks))
+        if side is self.client:
+            for data in chunks:
+                if self._held is not None:
+                    self._held.append(data)
+                elif not self.closed:
+                    self.requests.feed(data)
+            if eof and not self.closed:
+                self._client_ended = True
+                if self.requests.in_message:  # it ended mid-request: that request cannot go on
+                    self.fail(400)
+                elif not self.queue:
+                    self.close()
+        else:
+            for data in chunks:
+                if not self.closed:
+                    self._reply.feed(data)
+            if eof or side.lost:
+                self._app_gone()
+
+    def side_lost(self, side: Side) -> None:
+        if side is self.client:
+            self.close(abort=True)
+        elif side is self.app:
+            self._app_gone()
+
+    # the client's requests (parsed by Requests)
+    def admit(self, ex: codec.Exchange) -> None:
+        """A request whose head is complete (and decided): queue it, move the oldest on."""
+        self.queue.append(ex)
+        if len(self.queue) > 1:
+            self.client.pause_reading()
+        self._pump()
+
+    def body(self, data: bytes) -> None:
+        ex = self.queue[-1]
+        if ex.allowed:
+            self._to_app(ex, codec.chunk(data) if ex.chunked else data)
+
+    def request_complete(self) -> None:
+        ex = self.queue[-1]
+        ex.complete = True
+        if ex.allowed and ex.chunked:
+            self._to_app(ex, codec.LAST_CHUNK)
+        if ex is self.queue[0]:
+            self._pump()
+
+    def upgrading(self, rest: bytes) -> None:
+        """An Upgrade request: hold what follows its head until the app answers."""
+        self._held = [rest] if rest else []
+        self.client.pause_reading()
+
+    def _to_app(self, ex: codec.Exchange, data: bytes) -> None:
+        if ex.sent and self.app is not None:
+            self.app.send(data)
+        else:
+            ex.out.append(data)
+
+    def _pump(self) -> None:
+        """Move the oldest request on: answer a denied one, or send an allowed one to the app."""
+        while self.queue and not self.closed:
+            ex = self.queue[0]
+            if not ex.allowed:
+                if not (ex.complete or ex.expect_continue or ex.upgrade):
+                    return
+                closing = ex.expect_continue or ex.upgrade or not ex.keep_alive
+                self.client.send(codec.local_response(403, codec.DENIED_BODY, close=closing))
+                self.finish(403)
+                continue
+            if ex.sent:
+                return
+            if self.app is None:
+                self._connect()
+                return
+            ex.sent = True
+            for data in ex.out:
+                self.app.send(data)
+            ex.out.clear()
+            return
+
+    def _connect(self) -> None:
+        if self._connecting:
+            return
+        idle = self.host.take_idle()  # a pooled connection ready now: no task, no loop turn
+        if idle is not None:
+            self._use_app(idle)
+            return
+        self._connecting = True
+        self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
+
+    async def _open_app(self) -> None:
+        try:
+            app = await self.host.open_backend()
+        except (OSError, TimeoutError):
+            self._connecting = False
+            self.fail(503)
+            return
+        self._connecting = False
+        self._use_app(app)
+
+    def _use_app(self, app: Side) -> None:
+        self.app = app
+        if self.closed:
+            self._forget_app(abort=True)
+            return
+        self._reply = Reply(self)
+        app.index, app.relay = 1, self
+        app.joined()
+        self._pump()
+
+    def answered(self, data: bytes, *, final: bool) -> None:
+        """A response head (interim or final) for the oldest request."""
+        self.client.send(data)
+        if final:
+            self.queue[0].answered = True
+
+    def finish(self, status: int) -> None:
+        """The oldest request has its whole answer: record it, then move on."""
+        ex = self.queue.popleft()
+        self._record(ex, status)
+        if (
+            not ex.keep_alive
+            or (ex.upgrade and status != 101)
+            or (status == 403 and ex.expect_continue)
+        ):
+            self.close()
+            return
+        if len(self.queue) <= 1:
+            self.client.resume_reading()
+        if not self.queue and self._client_ended:
+            self.close()
+
+    def upgraded(self, rest: bytes) -> None:
+        """The app answered 101: join the two connections byte for byte."""
+        app, held = self.app, self._held or []
+        if app is None:
+            return
+        self.finish(101)
+        if self.closed:
+            return
+        if rest:
+            self.client.send(rest)
+        for data in held:
+            app.send(data)
+        self._held = None
+        self.tunnel = Relay(self.client, app, lambda _: self.close())
+
+    def reusable(self) -> None:
+        """The app connection ended an answer and may serve another: a pooling host takes it."""
+        if self.host.pooled and self.app is not None and self.tunnel is None:
+            app, self.app = self.app, None
+            self._reply.dead = True
+            self.host.release_backend(app)
+
+    def drop_app(self) -> None:
+        """Forget the app connection (it said close, or a HEAD answer ended at its head)."""
+        self._forget_app()
+        if self.queue:
+            self._pump()
+
+    def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
+        app, self.app = self.app, None
+        self._reply.dead = True
+        if app is not None:
+            app.relay = None
+            app.close(abort=abort)
+            if self.host.pooled:
+                self.host.release_backend(app, failed=failed)  # closed: only its bookkeeping
+
+    def retry(self) -> bool:
+        """Send the oldest request again on another connection, when it is a bodiless idempotent
+        one not yet answered and the host's retry budget allows; False when it may not."""
+        ex = self.queue[0] if self.queue else None
+        if ex is None or ex.answered or ex.replay is None or ex.retries >= MAX_RETRIES:
+            return False
+        if not (self.host.pooled and self.host.may_retry()):
+            return False
+        self._forget_app(abort=True, failed=True)
+        ex.retries += 1
+        ex.sent, ex.out = False, list(ex.replay)
+        self._pump()
+        return True
+
+    def _app_gone(self) -> None:
+        if self.app is None or self.tunnel is not None:
+            return
+        complete = self._reply.ended_by_close()
+        self._forget_app(failed=not complete)
+        if not complete and not self.retry():
+            self.fail(502)
+
+    def bad_answer(self) -> None:
+        """The app's answer cannot be parsed: 502 if nothing went out yet, else cut."""
+        if self.retry():
+            return
+        if self.queue and not self.queue[0].answered:
+            self.fail(502)
+        else:
+            self.close(abort=True)
+
+    def headers_late(self) -> None:
+        if not self.closed and self._held is None:
+            self.fail(408)
+
+    def fail(self, status: int) -> None:
+        """Answer `status` for the oldest request (unless its answer began) and close."""
+        if self.closed:
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.answered:
+            self.close(abort=True)
+            return
+        self.client.send(codec.local_response(status, close=True))
+        self._record(ex, status)
+        self.close()
+
+    def _record(self, ex: codec.Exchange | None, status: int) -> None:
+        """The one place a request's outcome is known: status, seconds, route."""
+        if ex is None:
+            outcome = codec.Outcome(self.source, "", "", status, 0.0)
+        else:
+            outcome = codec.Outcome(self.source, ex.method, ex.route, status,
+                                    time.perf_counter() - ex.started, not ex.allowed)  # fmt: skip
+        self.host.http_outcome(outcome)
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.requests.stop()
+        if self.tunnel is not None and abort:
+            self.tunnel.terminate()
+        self._forget_app(abort=True)
+        self.client.close(abort=abort)
+        self.host.http_closed(self)

@@ -1,0 +1,121 @@
+"""HTTP/1.1 as the inbound path writes it: heads, body framing, the proxy's own answers. Pure.
+
+A request or response goes on only once httptools has parsed its whole
+head, and it goes on re-serialized from what was parsed (never the raw
+bytes), with its body framed the way it came (chunked stays chunked with
+the chunks re-encoded, a Content-Length body goes as is). So nothing
+half-parsed is forwarded, and an ambiguous message (Content-Length with
+Transfer-Encoding, two lengths, a bad chunk) never reaches the other side:
+llhttp refuses it first.
+
+`Exchange` is one request and its answer; `Outcome` is what is known of
+it once answered (status, seconds, route), the one record per request
+that the counters and metrics read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gossamer.intentions.model import Decision
+
+REASONS = {
+    400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
+    431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
+}  # fmt: skip
+DENIED_BODY = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 9.2.2
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # RFC 9110 7.6.1
+RETRY_STATUSES = (502, 503)  # the far sidecar could not get an answer from its app
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One answered request: who asked, what, the status (0: none sent) and how long it took."""
+
+    source: str
+    method: str
+    route: str
+    status: int
+    seconds: float
+    denied: bool = False
+
+
+@dataclass(eq=False)
+class Exchange:
+    """One request on a client connection, from its head until its answer is written."""
+
+    method: str
+    url: bytes
+    keep_alive: bool
+    chunked: bool  # the request body is chunked (re-chunked on the way)
+    decision: Decision | None  # None: allowed without looking at the request
+    started: float
+    upgrade: bool
+    expect_continue: bool = False
+    out: list[bytes] = field(default_factory=list)  # bytes for the app not sent yet
+    complete: bool = False  # the whole request has been read
+    sent: bool = False  # its head went to the app
+    answered: bool = False  # a final response head went to the client
+    replay: list[bytes] | None = None  # what to send again on a retry (bodiless idempotent)
+    retries: int = 0
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is None or self.decision.allowed
+
+    @property
+    def route(self) -> str:
+        return self.url.split(b"?", 1)[0].decode("latin-1")
+
+
+def request_head(method: str, url: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]
+                 ) -> bytes:  # fmt: skip
+    """A request line and headers, as parsed."""
+    lines = [b"%s %s HTTP/%s\r\n" % (method.encode(), url, version.encode())]
+    lines += [b"%s: %s\r\n" % pair for pair in headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def response_head(status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A status line and headers, as parsed (always HTTP/1.1 towards the client)."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    lines += [b"%s: %s\r\n" % pair for pair in headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    """One body chunk in chunked framing."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
+    """An answer of the proxy's own (403, 400, 408, 431, 502, 503): short, plain text."""
+    text = body or REASONS.get(status, b"Error")
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
+            b"content-type: text/plain\r\n", b"content-length: %d\r\n" % len(text)]  # fmt: skip
+    if close:
+        head.append(b"connection: close\r\n")
+    return b"".join(head) + b"\r\n" + text
+
+
+def is_chunked(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Does a parsed head say its body is chunked? (llhttp has refused any other coding.)"""
+    return any(name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
+               for name, value in headers)  # fmt: skip
+
+
+def header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers for an L7 permission: repeated names joined with ",", as Envoy sees them."""
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        joined[key] = f"{joined[key]},{text}" if key in joined else text
+    return joined

@@ -1,0 +1,29 @@
+"""What an HTTP session is served by (http1.py): the inbound path or a pooled upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gossamer.intentions.model import Decision, HttpRequest
+    from gossamer.proxy.http1 import HttpSession
+    from gossamer.proxy.http_codec import Outcome
+    from gossamer.proxy.relay import Side
+
+
+class HttpHost(Protocol):
+    """Where a session's requests go: the local app (inbound.py) or a pool of mTLS
+    connections to an upstream's instances (http_upstream.py, `pooled`)."""
+
+    headers_timeout_s: float
+    max_header_bytes: int
+    pooled: bool  # the app connection goes back to the host after each answer
+
+    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision: ...
+    def http_outcome(self, outcome: Outcome) -> None: ...
+    def http_closed(self, session: HttpSession) -> None: ...
+    def take_idle(self) -> Side | None: ...  # a connection ready at once, without awaiting
+    async def open_backend(self) -> Side: ...  # OSError or TimeoutError when none can be had
+    def release_backend(self, side: Side, *, failed: bool = False) -> None: ...
+    def may_retry(self) -> bool: ...

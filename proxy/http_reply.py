@@ -1,0 +1,113 @@
+"""The app's side of the inbound HTTP path: its answers parsed and passed to the client.
+
+One `Reply` per app connection (httptools' response parser keeps state
+between answers). A final answer's head goes to the client once parsed
+(re-serialized, http_codec.py), its body framed as it came; interim
+answers (`100 Continue`) pass through without ending the request; a `101`
+hands the connections over to a byte relay (`HttpSession.upgraded`); a
+HEAD answer ends at its head. Anything llhttp cannot parse is
+`HttpSession.bad_answer` (a 502 when nothing went out yet).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httptools
+
+from gossamer.proxy import http_codec as codec
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http1 import HttpSession
+
+
+class Reply:
+    """Parses the app's answers on one app connection and passes them to the client."""
+
+    def __init__(self, session: HttpSession) -> None:
+        self.s = session
+        self.parser = httptools.HttpResponseParser(self)
+        self._reason = bytearray()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._chunked = False
+        self._interim = False
+        self._until_close = False  # neither length nor chunks: the body ends when the app closes
+        self.dead = False  # the session has let go of this app connection
+
+    def feed(self, data: bytes) -> None:
+        s = self.s
+        if self.dead:
+            return
+        if not s.queue:
+            s.drop_app()  # an answer nobody asked for
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as up:
+            offset = int(up.args[0]) if up.args else len(data)
+            s.upgraded(data[offset:])
+        except httptools.HttpParserError:
+            s.bad_answer()
+
+    def ended_by_close(self) -> bool:
+        """The app closed: was that the end of an answer whose length is 'until close'?"""
+        if self._until_close and self.s.queue and self.s.queue[0].answered:
+            self.s.finish(self.parser.get_status_code())
+            self.s.close()
+            return True
+        if self.dead:
+            return True
+        return not (self.s.queue and self.s.queue[0].sent)
+
+    def on_message_begin(self) -> None:
+        self._reason.clear()
+        self._headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.dead or not self.s.queue:
+            return
+        status = self.parser.get_status_code()
+        if status in codec.RETRY_STATUSES and self.s.retry():
+            return  # sent again elsewhere; this connection is dropped with what follows
+        self._interim = 100 <= status < 200 and status != 101
+        self._chunked = codec.is_chunked(self._headers)
+        self._until_close = (
+            not self._chunked
+            and status not in (101, 204, 304)
+            and not any(n.lower() == b"content-length" for n, _ in self._headers)
+            and not self._interim
+        )
+        headers = self._headers
+        if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
+            headers = [*(h for h in headers if h[0].lower() not in codec.HOP_BY_HOP),
+                       (b"connection", b"close")]  # fmt: skip
+        head = codec.response_head(status, bytes(self._reason), headers)
+        self.s.answered(head, final=not self._interim)
+        if not self._interim and self.s.queue[0].method == "HEAD":
+            self._until_close = False
+            self.s.finish(status)
+            self.s.drop_app()
+
+    def on_body(self, body: bytes) -> None:
+        if self.dead:
+            return
+        self.s.client.send(codec.chunk(body) if self._chunked else body)
+
+    def on_message_complete(self) -> None:
+        if self.dead or self._interim or self.parser.get_status_code() == 101:
+            return
+        if self._chunked:
+            self.s.client.send(codec.LAST_CHUNK)
+        keep = self.parser.should_keep_alive()
+        if keep:
+            self.s.reusable()  # before the next request is moved on: it may take another
+        if self.s.queue and self.s.queue[0].answered:
+            self.s.finish(self.parser.get_status_code())
+        if not keep:
+            self.s.drop_app()

@@ -1,0 +1,116 @@
+"""The client's side of the inbound HTTP path: requests parsed, limited and decided.
+
+One `Requests` per client connection (httptools' request parser keeps
+state between requests). A request's head is counted as it arrives (more
+than `max_header_bytes` -> 431) and must be complete within
+`headers_timeout_s` of its first byte, or of the connection (slowloris ->
+408). A complete head is decided by the intentions (`HttpHost.decide_request`,
+which builds the `HttpRequest` only when an L7 rule applies) and handed to
+the session as an `Exchange`; any llhttp error is a 400. The session then
+answers, forwards or queues it (http1.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import httptools
+
+from gossamer.intentions.model import HttpRequest
+from gossamer.proxy import http_codec as codec
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http1 import HttpSession
+
+
+class _Reject(Exception):
+    """The client's request cannot go on: answer `status` and close."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class Requests:
+    """Parses one client connection's requests and hands each to its session."""
+
+    def __init__(self, session: HttpSession) -> None:
+        self.s = session
+        self.parser = httptools.HttpRequestParser(self)
+        self.in_message = False  # a request has begun and is not complete
+        self._url = bytearray()
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._timeout = session.host.headers_timeout_s
+        self._limit = session.host.max_header_bytes
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            self._timeout, self._late
+        )
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as up:
+            offset = int(up.args[0]) if up.args else len(data)
+            self.s.upgrading(data[offset:])
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            self.s.fail(cause.status if isinstance(cause, _Reject) else 400)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _late(self) -> None:
+        self._timer = None
+        self.s.headers_late()
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self._url.clear()
+        self._headers = []
+        self._head_bytes = 0
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._late)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._count(len(name) + len(value) + 4)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self._limit:
+            raise _Reject(431)
+
+    def on_headers_complete(self) -> None:
+        self.stop()
+        parser, headers, url = self.parser, self._headers, bytes(self._url)
+        method = parser.get_method().decode("latin-1")
+        decision = self.s.host.decide_request(
+            self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
+                                               codec.header_map(headers)))  # fmt: skip
+        ex = codec.Exchange(method, url, parser.should_keep_alive(), codec.is_chunked(headers),
+                            decision, time.perf_counter(), parser.should_upgrade())  # fmt: skip
+        ex.expect_continue = any(n.lower() == b"expect" for n, _ in headers)
+        if ex.allowed:
+            if self.s.host.pooled and not ex.upgrade:  # hop-by-hop: the pooled hop stays open
+                headers = [(n, v) for n, v in headers if n.lower() not in codec.HOP_BY_HOP]
+            ex.out.append(codec.request_head(method, url, parser.get_http_version(), headers))
+            if method in codec.IDEMPOTENT and not ex.upgrade:
+                ex.replay = list(ex.out)
+        self.s.admit(ex)
+
+    def on_body(self, body: bytes) -> None:
+        self.s.queue[-1].replay = None  # a body is streamed, not kept: not retried
+        self.s.body(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        self.s.request_complete()

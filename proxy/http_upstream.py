@@ -1,0 +1,191 @@
+"""HTTP upstreams: requests over a pool of long-lived mTLS connections to the instances.
+
+For an upstream with `Config.protocol: http`, each local client connection
+is an `HttpSession` (http1.py) whose app connection is borrowed from here
+for one request and given back once its answer has ended: many client
+connections share a few mTLS connections per instance, and a new client
+connection costs no TLS handshake (Linkerd pools HTTP/1 the same way
+between its proxies). The instance is chosen per request by power of two
+choices over peak-EWMA latency x requests in flight (peak_ewma.py), skipping instances
+set aside by outlier detection; an idle connection to it is reused, else
+one is opened (outbound.py's attempt: connect, handshake, the upstream's
+SPIFFE ID checked, resumption), trying up to `ATTEMPTS` instances before
+the client gets a 503. At most `pool_idle` idle connections are kept per
+instance (`Upstreams[].Config.max_idle_connections`, 256), each closed after
+`pool_idle_s` idle (`idle_timeout_ms`, 10 s) or as soon as the other side
+closes it or sends anything while idle.
+
+The destination's sidecar decides each request (its intentions); this side
+does not, so `decide_request` allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy import balance
+from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.peak_ewma import PeakEwma
+from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
+from gossamer.proxy.relay import Joint, Side
+from gossamer.proxy.retry_budget import RetryBudget
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http1 import HttpSession
+    from gossamer.proxy.outbound import Instance, UpstreamListener
+
+ALLOWED = Decision(True, "decided by the destination's sidecar")
+ATTEMPTS = 3  # instances tried for one request before the client gets a 503
+AVOID_S = 1.0
+FAILURE_S = 1.0  # a failed request counts as an answer this slow (peak_ewma.py)
+
+
+class _Idle(Joint):
+    """A pooled connection while nobody uses it: anything it reads ends it."""
+
+    def __init__(self, pool: HttpUpstream, instance: Instance, side: Side) -> None:
+        self.pool, self.instance, self.side = pool, instance, side
+        side.relay = self
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(pool.listener.upstream.pool_idle_s, self.end)
+
+    def peer_of(self, side: Side) -> Side:
+        return side
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        self.end()
+
+    def side_lost(self, side: Side) -> None:
+        self.end()
+
+    def end(self) -> None:
+        self.timer.cancel()
+        idle = self.pool.idle.get(self.instance, [])
+        if self in idle:
+            idle.remove(self)
+        self.side.relay = None
+        self.side.close()
+
+
+class HttpUpstream:
+    """The `HttpHost` of one HTTP upstream listener: its pool and its per-request figures."""
+
+    pooled = True
+
+    def __init__(self, listener: UpstreamListener) -> None:
+        self.listener = listener
+        self.headers_timeout_s = HEADERS_TIMEOUT_S
+        self.max_header_bytes = MAX_HEADER_BYTES
+        self.idle: dict[Instance, list[_Idle]] = {}
+        self.in_use: dict[Side, tuple[Instance, float]] = {}  # -> (instance, when borrowed)
+        self.latency: PeakEwma[Instance] = PeakEwma()
+        self.sessions: set[HttpSession] = set()
+        self.opened = 0  # mTLS connections opened (each one a handshake)
+        self.budget = RetryBudget()
+        self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
+
+    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
+        self.budget.request(time.monotonic())  # each first attempt earns retry budget
+        return ALLOWED
+
+    def may_retry(self) -> bool:
+        allowed = self.budget.try_retry(time.monotonic())
+        self.listener.tally.add("outbound.http.retries" if allowed else "outbound.http.no_budget")
+        return allowed
+
+    def http_outcome(self, outcome: Outcome) -> None:
+        edge = self.listener.metrics.outbound(self.listener.upstream.name)
+        if outcome.status:
+            edge.answered(outcome.status, outcome.seconds)
+        else:
+            edge.unanswered(outcome.seconds)
+
+    def http_closed(self, session: HttpSession) -> None:
+        self.sessions.discard(session)
+        self.listener.on_close()
+
+    def take_idle(self) -> Side | None:
+        """The chosen instance's idle connection, at once (no task, no await), if it has one."""
+        instance = self._pick(set())
+        return None if instance is None else self._idle_of(instance)
+
+    async def open_backend(self) -> Side:
+        """A verified mTLS connection to an instance: an idle one, else a new one."""
+        tried: set[Instance] = set()
+        for _ in range(ATTEMPTS):
+            instance = self._pick(tried)
+            if instance is None:
+                break
+            tried.add(instance)
+            side = self._idle_of(instance)
+            if side is not None:
+                return side
+            server = await self.listener.attempt(instance)
+            if server is not None:
+                self.opened += 1
+                return self._take(server, instance)
+        raise ConnectionError(f"upstream {self.listener.upstream.name}: "
+                              f"{len(tried)} instance(s) failed")  # fmt: skip
+
+    def _pick(self, tried: set[Instance]) -> Instance | None:
+        lst, now = self.listener, time.monotonic()
+        excluded = tried | lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
+        excluded |= {i for i, until in self.avoid.items() if until > now}
+        costs = self.latency.costs(lst.instances, lst.outstanding, now)
+        instance = balance.choose(lst.instances, costs, lst.rng, excluded)
+        if instance is None and not tried:  # all set aside: the least bad anyway
+            instance = balance.choose(lst.instances, costs, lst.rng, tried)
+        return instance
+
+    def _idle_of(self, instance: Instance) -> Side | None:
+        idle = self.idle.get(instance, [])
+        while idle:
+            conn = idle.pop()
+            conn.timer.cancel()
+            transport = conn.side.transport
+            if not conn.side.lost and transport is not None and not transport.is_closing():
+                return self._take(conn.side, instance)
+        return None
+
+    def _take(self, side: Side, instance: Instance) -> Side:
+        side.relay = None
+        self.in_use[side] = (instance, time.monotonic())
+        self.listener.outstanding[instance] += 1
+        return side
+
+    def release_backend(self, side: Side, *, failed: bool = False) -> None:
+        """A connection back from a session: pooled if it can serve again, else closed; the
+        instance of a `failed` one is skipped by the next request's choice for a second."""
+        borrowed = self.in_use.pop(side, None)
+        if borrowed is None:
+            return
+        instance, now = borrowed[0], time.monotonic()
+        if failed:  # skipped for a second, then priced as a slow answer until it does better
+            self.avoid[instance] = now + AVOID_S
+            self.latency.observe(instance, FAILURE_S, now)
+        else:  # one request's latency on that instance (its answer has ended)
+            self.latency.observe(instance, now - borrowed[1], now)
+        outstanding = self.listener.outstanding
+        outstanding[instance] -= 1
+        if outstanding[instance] <= 0:
+            del outstanding[instance]
+        transport = side.transport
+        if side.lost or transport is None or transport.is_closing():
+            return
+        idle = self.idle.setdefault(instance, [])
+        if len(idle) >= self.listener.upstream.pool_idle:
+            side.close()
+            return
+        side.relay = None
+        idle.append(_Idle(self, instance, side))
+
+    def close_all(self) -> None:
+        for session in list(self.sessions):
+            session.close(abort=True)
+        for idle in list(self.idle.values()):
+            for conn in list(idle):
+                conn.end()

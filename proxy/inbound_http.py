@@ -1,0 +1,100 @@
+"""The inbound port's HTTP side: what an `HttpSession` (http1.py) asks of it. Shell.
+
+`Inbound` (inbound.py) is this host: each request is decided by the L7
+permissions of the matching intention (`decide_request`; the `HttpRequest`
+is only built when such a rule applies), counted on the inbound edge and
+reported when denied; the app connection is the local app, one per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gossamer.intentions.decide import decide
+from gossamer.intentions.denials import DenialTable, denial_of, not_known
+from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.http1 import HttpSession
+from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.relay import PlainSide, Side
+
+if TYPE_CHECKING:
+    from gossamer.proxy.inbound import Policy
+
+NOT_KNOWN = Decision(False, "the intentions are not known yet")
+
+
+class InboundHttp:
+    """The `HttpHost` methods of the inbound port (mixed into `Inbound`)."""
+
+    config: ProxyConfig
+    policy: Policy
+    tally: tally.Tally
+    denials: DenialTable
+    metrics: EdgeMetrics
+    http_open: set[HttpSession]
+    on_close: Callable[[], None]
+    pooled = False  # an HTTP session keeps its app connection
+
+    def take_idle(self) -> Side | None:
+        return None  # the app connection is opened per session (open_backend)
+
+    async def open_backend(self) -> Side:
+        """The local app, for an HTTP session (kept by the session across its requests)."""
+        target = (self.config.local_address, self.config.local_port)
+        connecting = asyncio.get_running_loop().create_connection(PlainSide, *target)
+        _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
+        return app
+
+    def release_backend(self, side: Side, *, failed: bool = False) -> None:
+        side.close()  # not pooled: never called
+
+    def may_retry(self) -> bool:
+        return False  # the app is local: nowhere else to send a request
+
+    def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
+        """May this request of `source` in? The L7 permissions of the matching intention decide;
+        the request is only built when such a rule applies. A deny is counted and reported."""
+        policy, service = self.policy, self.config.service
+        edge = self.metrics.inbound(source)
+        if not policy.known:
+            edge.denied += 1
+            self.denials.add(not_known(source, service, _now_ms()))
+            self.tally.add("http.denied")
+            return NOT_KNOWN
+        l7 = any(rule.permissions for rule in policy.intentions.rules_for(source, service))
+        decision = decide(policy.intentions, source, service, request=request() if l7 else None,
+                          default_allow=policy.default_allow)  # fmt: skip
+        if decision.allowed:
+            edge.allowed += 1
+        else:
+            edge.denied += 1
+            self.tally.add("http.denied")
+            self.denials.add(denial_of(decision, source, service, _now_ms()))
+        return decision
+
+    def http_outcome(self, outcome: Outcome) -> None:
+        """Every request of the HTTP path, once (status 0: none was sent). The route is not
+        known (no route table yet): raw paths would only fill the edge's route slots."""
+        self.tally.add(f"http.responses.{outcome.status // 100}xx")
+        edge = self.metrics.inbound(outcome.source)
+        if outcome.status:
+            edge.answered(outcome.status, outcome.seconds)
+        else:
+            edge.unanswered(outcome.seconds)
+
+    def http_closed(self, session: HttpSession) -> None:
+        self.http_open.discard(session)
+        self.metrics.inbound(session.source).disconnected(
+            session, time.monotonic() - session.started
+        )
+        self.on_close()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,57 @@
+"""Which instance an HTTP request goes to: peak-EWMA latency, as Linkerd and Finagle. Pure.
+
+For HTTP the proxy sees each request's latency, so it balances on it (at L4
+it only sees open connections, balance.py). Each instance keeps a moving
+average of its request latencies that decays with time (`tau_s`, 10 s) and
+jumps straight up to a slower sample ("peak"): one slow answer is enough to
+steer new requests away at once, and the instance earns its way back as
+faster samples come in, or as time passes without one (the estimate decays
+toward zero, so an instance priced high is tried again). An instance's cost
+is that latency times (requests in flight + 1); two instances are drawn at
+random and the cheaper one wins (balance.choose over the costs). An instance never measured costs
+`default_s` (30 ms, Linkerd's default), so a new one gets traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+TAU_S = 10.0
+DEFAULT_S = 0.030
+
+
+@dataclass
+class PeakEwma(Generic[K]):
+    tau_s: float = TAU_S
+    default_s: float = DEFAULT_S
+    _latency: dict[K, tuple[float, float]] = field(default_factory=dict)  # (seconds, stamp)
+
+    def observe(self, key: K, seconds: float, now: float) -> None:
+        """One request's latency on `key`, finished at `now`."""
+        old = self._latency.get(key)
+        if old is None or seconds > old[0]:
+            self._latency[key] = (seconds, now)  # the peak: up at once
+            return
+        weight = math.exp(-max(now - old[1], 0.0) / self.tau_s)
+        self._latency[key] = (old[0] * weight + seconds * (1 - weight), now)
+
+    def costs(self, keys: Iterable[K], outstanding: Mapping[K, int], now: float
+              ) -> dict[K, float]:  # fmt: skip
+        """Each key's cost: its latency estimate, decayed for the time since its last sample
+        (as Finagle's: an instance priced high by a failure is tried again later), times
+        (requests in flight + 1)."""
+        return {k: self._estimate(k, now) * (outstanding.get(k, 0) + 1) for k in keys}
+
+    def _estimate(self, key: K, now: float) -> float:
+        found = self._latency.get(key)
+        if found is None:
+            return self.default_s
+        return found[0] * math.exp(-max(now - found[1], 0.0) / self.tau_s)
+
+    def forget_except(self, keep: set[K]) -> None:
+        for key in [k for k in self._latency if k not in keep]:
+            del self._latency[key]

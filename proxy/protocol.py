@@ -1,0 +1,77 @@
+"""Which path a sidecar's inbound traffic takes: its protocol, and the HTTP limits. Pure.
+
+Consul's spelling: `Proxy.Config.protocol` is `tcp` (the default), `http`,
+`http2` or `grpc`. Only `http` changes the inbound path here: each HTTP/1.1
+request is parsed (httptools), decided with the intentions' L7 permissions
+and forwarded on its own (http1.py). `http2` and `grpc` are carried at L4,
+decided once per connection: the one HTTP/2 codec in Python (`h2`) costs
+~385 µs a request, more than the whole L4 path (the README gives the
+figures), so an L7 intention on such a service is a deny, as in Consul's
+built-in proxy.
+
+`request_headers_timeout_ms` (10000): how long a client may take to send a
+request's line and headers (slowloris) before it gets `408` and is closed;
+`max_request_header_bytes` (65536): a longer line plus headers gets `431`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gossamer.proxy.config_error import ConfigError
+
+TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
+PROTOCOLS = (TCP, HTTP, HTTP2, GRPC)
+HEADERS_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 64 * 1024
+POOL_IDLE = 256  # idle mTLS connections kept per instance (above the usual concurrency)
+POOL_IDLE_TIMEOUT_S = 10.0  # an idle pooled connection is closed after this
+
+
+def protocol_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
+    """The service's protocol from `Proxy.Config` (`tcp` when unset); case as Consul ignores it."""
+    value = options.get("protocol", TCP)
+    if not isinstance(value, str) or value.lower() not in PROTOCOLS:
+        raise ConfigError(f"{where}.protocol", f"must be one of {', '.join(PROTOCOLS)}, "
+                            f"got {value!r}")  # fmt: skip
+    return value.lower()
+
+
+def l7_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The `ProxyConfig` fields `Proxy.Config` gives for the HTTP path."""
+    return {"protocol": protocol_of(options), "headers_timeout_s": headers_timeout_of(options),
+            "max_header_bytes": max_header_bytes_of(options)}  # fmt: skip
+
+
+def upstream_fields(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The `Upstream` fields an upstream's `Config` gives: its protocol (`http`: requests
+    go over pooled mTLS connections), `max_idle_connections`, `idle_timeout_ms`."""
+    return {"protocol": protocol_of(options, where),
+            "pool_idle": int(_positive(options, "max_idle_connections", where, 1) or POOL_IDLE),
+            "pool_idle_s": _positive(options, "idle_timeout_ms", where, 1000)
+            or POOL_IDLE_TIMEOUT_S}  # fmt: skip
+
+
+def is_l7(protocol: str) -> bool:
+    """Does this protocol get the per-request inbound path?"""
+    return protocol == HTTP
+
+
+def headers_timeout_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> float:
+    """`request_headers_timeout_ms` in seconds."""
+    return _positive(options, "request_headers_timeout_ms", where, 1000) or HEADERS_TIMEOUT_S
+
+
+def max_header_bytes_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> int:
+    """`max_request_header_bytes`."""
+    return int(_positive(options, "max_request_header_bytes", where, 1) or MAX_HEADER_BYTES)
+
+
+def _positive(options: Mapping[str, Any], key: str, where: str, scale: int) -> float:
+    value = options.get(key)
+    if value is None:
+        return 0.0
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{where}.{key}", f"must be a positive integer, got {value!r}")
+    return value / scale

@@ -1,0 +1,101 @@
+"""A real HTTP/1.1 app for the proxy's L7 tests: aiohttp on its own thread and loop.
+
+Routes: `/echo` (any method: answers `METHOD PATH` and the body it read),
+`/chunks` (a chunked answer), `/ws` (a WebSocket that echoes text),
+`/garbage` (answers bytes that are not HTTP), `/silent` (closes without
+answering). `seen` lists every request line the app received, so a test
+can assert that something was never forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+
+@dataclass
+class HttpApp:
+    ip: str = "127.0.0.1"
+    port: int = 0
+    seen: list[str] = field(default_factory=list)
+    peers: list[object] = field(default_factory=list)  # the TCP peer of each request
+    broken: bool = False  # `/echo` closes the connection without answering (a failing instance)
+    delay_s: float = 0.0  # `/echo` answers after this long (a slow instance)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _runner: web.AppRunner | None = None
+
+    def start(self) -> HttpApp:
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_route("*", "/echo{tail:.*}", self._echo)
+        app.router.add_get("/chunks", self._chunks)
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/garbage", self._garbage)
+        app.router.add_get("/silent", self._silent)
+        self._runner = web.AppRunner(app)
+        loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.ip, self.port)
+        loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        ready.set()
+        loop.run_forever()
+
+    def _note(self, request: web.Request) -> None:
+        self.seen.append(f"{request.method} {request.path_qs}")
+        self.peers.append(
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
+
+    async def _echo(self, request: web.Request) -> web.StreamResponse:
+        if self.broken:
+            return await self._silent(request)
+        self._note(request)
+        await asyncio.sleep(self.delay_s)
+        body = await request.read()
+        return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
+
+    async def _chunks(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"one,", b"two,", b"three"):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        self._note(request)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str("echo:" + msg.data)
+        return ws
+
+    async def _garbage(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        assert request.transport is not None
+        request.transport.write(b"this is not HTTP at all\r\n\r\n")
+        request.transport.close()
+        return web.Response()
+
+    async def _silent(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()

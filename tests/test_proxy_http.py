@@ -1,0 +1,263 @@
+"""The proxy's HTTP/1.1 path, with a real agent, real proxies, real TLS and a real aiohttp app.
+
+`db` is registered with `Proxy.Config.protocol: http`, so its sidecar
+parses every request: web's client -> web's sidecar (L4, plain) -> mTLS ->
+db's sidecar (HTTP: decided per request by the L7 permissions) -> the app.
+The clients are raw sockets and http.client, so the bytes on the wire are
+the test's own; convergence is polled with deadlines.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.harness.cluster import AgentProc, Cluster, free_port, put_exact
+from tests.harness.poll import eventually
+from tests.http_app import HttpApp
+from tests.proxy_support import (
+    ProxyProc,
+    healthy_sidecars,
+    read_all,
+    set_intention,
+    sidecar,
+    wait_listening,
+    web_body,
+)
+
+
+@dataclass
+class Mesh:
+    agent: AgentProc
+    app: HttpApp
+    db_proxy: ProxyProc
+    upstream: tuple[str, int]
+    pooled: tuple[str, int]  # the same db, as an HTTP upstream (pooled mTLS connections)
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    tmp: Path = tmp_path_factory.mktemp("proxy-http")
+    c = Cluster(tmp)
+    app = HttpApp().start()
+    proxies: list[ProxyProc] = []
+    try:
+        agent = c.new_agent("ph1").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        up_port, db_in, web_in = (free_port("127.0.0.1"), free_port(agent.ip),
+                                  free_port(agent.ip))  # fmt: skip
+        pooled = free_port("127.0.0.1")
+        agent.put("/v1/agent/service/register", {
+            "Name": "db", "ID": "db", "Port": app.port, "Address": agent.ip,
+            "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip, "Proxy": {
+                "Config": {"protocol": "http", "request_headers_timeout_ms": 1000,
+                           "max_request_header_bytes": 8192}}}},
+        })  # fmt: skip
+        agent.put(
+            "/v1/agent/service/register",
+            web_body(agent, web_in, [{"DestinationName": "db", "LocalBindPort": up_port}]),
+        )
+        web2 = web_body(
+            agent,
+            free_port(agent.ip),
+            [{"DestinationName": "db", "LocalBindPort": pooled, "Config": {"protocol": "http"}}],
+        )
+        agent.put("/v1/agent/service/register", web2 | {"Name": "web2", "ID": "web2"})
+        set_intention(agent, "web2", "db", "allow")  # fmt: skip
+        set_intention(agent, "web", "db", "allow")
+        proxies += [db_proxy := sidecar(agent, tmp, "db"), web_proxy := sidecar(agent, tmp, "web")]
+        wait_listening(agent.ip, db_in, db_proxy)
+        wait_listening("127.0.0.1", up_port, web_proxy)
+        proxies.append(web2_proxy := sidecar(agent, tmp, "web2"))
+        wait_listening("127.0.0.1", pooled, web2_proxy)
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        mesh = Mesh(agent, app, db_proxy, ("127.0.0.1", up_port), ("127.0.0.1", pooled))
+        eventually(lambda: get(mesh, "/echo/warm")[0] == 200, 20, what="a first request through")
+        yield mesh
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        app.stop()
+        leftovers = c.close()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def get(mesh: Mesh, path: str, method: str = "GET", *, pooled: bool = False, **kw: Any
+        ) -> tuple[int, bytes]:  # fmt: skip
+    conn = http.client.HTTPConnection(*(mesh.pooled if pooled else mesh.upstream), timeout=10)
+    try:
+        conn.request(method, path, **kw)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def exchange(mesh: Mesh, raw: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, read until the proxy closes the connection."""
+    with socket.create_connection(mesh.upstream, timeout=timeout) as s:
+        s.sendall(raw)
+        return read_all(s)
+
+
+def test_keep_alive_chunked_bodies_and_expect_continue(mesh: Mesh) -> None:
+    conn = http.client.HTTPConnection(*mesh.upstream, timeout=10)
+    for i in range(3):  # one client connection, three requests
+        conn.request("POST", f"/echo/{i}", body=iter([b"ab", b"cd"]), encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked"})  # fmt: skip
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, f"POST /echo/{i} abcd".encode())
+    conn.request("GET", "/chunks")
+    response = conn.getresponse()
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.read() == b"one,two,three"
+    conn.close()
+    with socket.create_connection(mesh.upstream, timeout=10) as s:
+        s.sendall(b"PUT /echo/c HTTP/1.1\r\nHost: db\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")  # fmt: skip
+        assert s.recv(100).startswith(b"HTTP/1.1 100")
+        s.sendall(b"hello")
+        answer = b""
+        while not answer.endswith(b"hello"):
+            answer += s.recv(1000)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"PUT /echo/c hello")
+
+
+def test_l7_permissions_decide_each_request_and_the_connection_stays_open(mesh: Mesh) -> None:
+    put_exact(mesh.agent, "web", "db", {"Permissions": [
+        {"Action": "deny", "HTTP": {"Header": [{"Name": "x-debug", "Present": True}]}},
+        {"Action": "allow", "HTTP": {"PathPrefix": "/echo/api", "Methods": ["GET"]}},
+    ]})  # fmt: skip
+    conn = http.client.HTTPConnection(*mesh.upstream, timeout=10)
+
+    def status(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> int:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status != 403 or body == b"RBAC: access denied"
+        return response.status
+
+    eventually(lambda: status("/echo/admin") == 403, 10, what="the L7 intention applied")
+    seen = len(mesh.app.seen)
+    assert status("/echo/api/x") == 200  # the same connection, after a 403
+    assert status("/echo/api/x", "POST") == 403
+    assert status("/echo/api/x", headers={"X-Debug": "1"}) == 403
+    assert mesh.app.seen[seen:] == ["GET /echo/api/x"]  # denied requests never reached the app
+    put_exact(mesh.agent, "web", "db", {"Permissions": [
+        {"Action": "allow", "HTTP": {"PathExact": "/echo/admin"}}]})  # fmt: skip
+    eventually(lambda: status("/echo/admin") == 200, 10, what="the change on the next request")
+    assert status("/echo/api/x") == 403
+    conn.close()
+    set_intention(mesh.agent, "web", "db", "allow")
+    eventually(lambda: get(mesh, "/echo/api/x")[0] == 200, 10, what="allow again")
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GET /echo/x HTTP/1.1 extra\r\n\r\n", 400),  # bad request line
+    (b"GET /echo/x HTTP/1.1\r\nX: a\rInjected: 1\r\n\r\n", 400),  # header injection
+    (b"POST /echo/x HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"0\r\n\r\nGET /echo/smuggled HTTP/1.1\r\n\r\n", 400),  # CL.TE smuggling
+    (b"POST /echo/x HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd", 400),
+    (b"GET /echo/x HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),  # oversized head
+    (b"GET /echo/x HTTP/1.1\r\nHost: d", 408),  # slowloris: the head never completes
+    (b"GET /garbage HTTP/1.1\r\nHost: db\r\n\r\n", 502),  # the app answers garbage
+    (b"GET /silent HTTP/1.1\r\nHost: db\r\n\r\n", 502),  # the app closes without answering
+])  # fmt: skip
+def test_bad_input_is_answered_and_closed_never_forwarded(
+    mesh: Mesh, raw: bytes, status: int
+) -> None:
+    seen = len(mesh.app.seen)
+    answer = exchange(mesh, raw)
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    assert b"connection: close" in answer.lower()
+    forwarded = mesh.app.seen[seen:]
+    assert forwarded == ([f"GET {raw.split(b' ')[1].decode()}"] if status == 502 else [])
+    assert get(mesh, "/echo/after")[0] == 200  # the proxy serves on
+
+
+def test_websocket_upgrade_passes_through(mesh: Mesh) -> None:
+    import base64
+    import os
+    import struct
+
+    key = base64.b64encode(os.urandom(16))
+    with socket.create_connection(mesh.upstream, timeout=10) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: " + key + b"\r\n\r\n")  # fmt: skip
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1000)
+        assert head.startswith(b"HTTP/1.1 101")
+        mask = os.urandom(4)
+        text = b"hi there"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+        s.sendall(struct.pack("!BB", 0x81, 0x80 | len(text)) + mask + masked)
+        frame = head.split(b"\r\n\r\n", 1)[1]
+        while len(frame) < 2 + len(b"echo:hi there"):
+            frame += s.recv(1000)
+    assert frame[2:] == b"echo:hi there"
+
+
+_VALID = b"POST /echo/f HTTP/1.1\r\nHost: db\r\nContent-Length: 3\r\n\r\nabc"
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    raw = bytearray(_VALID)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(raw)))
+        kind = draw(st.sampled_from(["insert", "delete", "flip"]))
+        if kind == "insert":
+            raw[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif raw and kind == "delete":
+            del raw[min(at, len(raw) - 1)]
+        elif raw:
+            raw[min(at, len(raw) - 1)] ^= draw(st.integers(1, 255))
+    return bytes(raw)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(mutated(), st.binary(min_size=1, max_size=200)))
+def test_fuzzed_http_gets_an_http_answer_or_a_close_and_the_proxy_serves_on(
+    mesh: Mesh, raw: bytes
+) -> None:
+    with socket.create_connection(mesh.upstream, timeout=10) as s:
+        s.sendall(raw)
+        s.shutdown(socket.SHUT_WR)
+        answer = read_all(s)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
+    assert get(mesh, "/echo/alive")[0] == 200
+
+
+def test_an_http_upstream_shares_pooled_mtls_connections_between_client_connections(
+    mesh: Mesh,
+) -> None:
+    eventually(lambda: get(mesh, "/echo/p", pooled=True)[0] == 200, 10, what="the pooled path")
+    for kind in ("pooled", "l4"):
+        start = len(mesh.app.peers)
+        for i in range(12):  # twelve client connections, one request each
+            assert get(mesh, f"/echo/{kind}{i}", pooled=kind == "pooled") == (
+                200,
+                f"GET /echo/{kind}{i} ".encode(),
+            )
+        peers = set(mesh.app.peers[start:])
+        # every mTLS connection into db's sidecar is one app connection (inbound keeps one each)
+        assert len(peers) == (1 if kind == "pooled" else 12), (kind, len(peers))
+    start = len(mesh.app.peers)
+    for i in range(6):  # a client's `Connection: close` is hop-by-hop: the pooled hop stays
+        assert get(mesh, f"/echo/close{i}", pooled=True, headers={"Connection": "close"})[0] == 200
+    assert len(set(mesh.app.peers[start:])) == 1
+    with ThreadPoolExecutor(8) as pool:  # concurrent clients: a few more pooled connections
+        answers = list(pool.map(lambda i: get(mesh, f"/echo/c{i}", pooled=True), range(32)))
+    assert answers == [(200, f"GET /echo/c{i} ".encode()) for i in range(32)]
+    assert get(mesh, "/garbage", pooled=True, headers={"Host": "db"})[0] == 502
