@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from gossamer.agent.config.acl_section import AclConfig
 from gossamer.agent.config.connect_section import ConnectConfig
 from gossamer.agent.config.errors import describe
 from gossamer.agent.config.registrations import check_definitions, service_definitions
@@ -236,6 +237,8 @@ class AgentConfig(BaseModel):
     intentions: IntentionsConfig = IntentionsConfig()
     # An operator's own CA root for the mesh's first root (connect_section.py).
     connect: ConnectConfig = ConnectConfig()
+    # Tokens and policies (acl_section.py); off unless enabled.
+    acl: AclConfig = AclConfig()
     sources: tuple[str, ...] = ()  # files read, in the order they were merged
 
 

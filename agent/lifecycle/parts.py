@@ -31,6 +31,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gossamer.agent.acl.tokens import MAP_NAME as ACL_MAP
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.agent_figures import (
@@ -63,6 +64,7 @@ from gossamer.agent.lifecycle.version_tag import RecordVersionTag, StartupVersio
 from gossamer.agent.local.config_registrations import ConfigRegistrations
 from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
@@ -111,6 +113,7 @@ class Parts:
     local: LocalNode
     intentions: IntentionStore
     ca: CaStore
+    acl: AclStore
     serf: SerfProcess
     joins: Joins
     replicator: Replicator
@@ -136,11 +139,12 @@ class _State:
     registrations: ConfigRegistrations
     intentions: IntentionStore
     ca: CaStore
+    acl: AclStore
     version: StartupVersion
 
     def replicas(self) -> Replicas:
         """The replicated LWW maps, by name, for the replicator and the RPC server."""
-        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca}
+        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca, ACL_MAP: self.acl}
 
 
 async def open_parts(status: AgentStatus, hooks: RootHooks) -> Parts:
@@ -170,9 +174,12 @@ async def _open_state(c: AgentConfig, undo: AsyncExitStack) -> _State:
     apply_config_registrations(registrations, c)
     intentions = IntentionStore(store, node=c.node, wall_ms=wall_ms, notify=catalog.touch)
     ca = CaStore(store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock)
+    acl = AclStore(
+        store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock
+    )
     return _State(
         data_dir, node_id, listeners, store, catalog, local, registrations, intentions, ca,
-        version,
+        acl, version,
     )  # fmt: skip
 
 
@@ -242,6 +249,7 @@ async def _open_gossip(
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
+    s.acl.announce = partial(replicator.spread, ACL_MAP)
     s.catalog.announce = replicator.records.announce
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
@@ -291,7 +299,7 @@ async def _open_frontends(
     figure_sources.append(partial(dns_figures, dns.responder))
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
-        local=s.local, intentions=s.intentions, ca=s.ca, serf=g.serf, joins=g.joins,
+        local=s.local, intentions=s.intentions, ca=s.ca, acl=s.acl, serf=g.serf, joins=g.joins,
         replicator=g.replicator, members=g.members, identity=g.identity,
         identity_loop=g.identity_loop, reloader=reloader, http=http, peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip
