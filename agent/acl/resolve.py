@@ -33,6 +33,10 @@ class PermissionDenied(Exception):
     """The token lacks a permission; the message is Consul's (authorize.denied_message)."""
 
 
+class TooManyGuesses(Exception):
+    """A client that sent too many unknown secrets (429; guard.py)."""
+
+
 class AclDisabled(Exception):
     """An ACL endpoint called while ACLs are off (401, as Consul answers)."""
 

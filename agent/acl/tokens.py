@@ -15,6 +15,7 @@ Decoding never raises: an entry that does not decode is named in
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,17 @@ def policy_from_value(value: Any) -> Policy:
         rules=parse_rules(rules_text),
         datacenters=tuple(str(d) for d in value.get("Datacenters", ())),
     )
+
+
+def initial_management(secret: str, create_time: str) -> Token:
+    """The token `acl.tokens.initial_management` names. Its AccessorID is derived from
+    the secret's hash, so every agent configured with it writes the same key."""
+    secret_hash = hash_secret(secret)
+    accessor = str(uuid.uuid5(uuid.NAMESPACE_OID, "gossamer-initial-management/" + secret_hash))
+    return Token(
+        accessor, secret_hash, "Initial Management Token", (MANAGEMENT_POLICY_ID,),
+        create_time=create_time,
+    )  # fmt: skip
 
 
 @dataclass

@@ -45,6 +45,7 @@ from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
+from gossamer.agent.lifecycle.acl_wiring import enable_acls
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
 from gossamer.agent.lifecycle.identity_wiring import (
@@ -280,6 +281,7 @@ async def _open_frontends(
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     app = make_app(facade, s.catalog, external, intentions, g.identity)
+    enable_acls(app, s.acl, status, str(s.data_dir.path))
     figure_sources: list[FigureSource] = [partial(sync_figures, g.replicator)]
     app[FIGURE_SOURCES_KEY] = figure_sources
     http = web.AppRunner(

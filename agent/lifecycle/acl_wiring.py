@@ -1,0 +1,35 @@
+"""ACLs switched on for a starting agent: the initial management token and enforcement.
+
+Kept apart from parts.py so the start order stays readable: with
+`acl.enabled: false` nothing here runs and the HTTP app is unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from gossamer.agent.acl.tokens import initial_management
+from gossamer.agent.config import AgentConfig
+from gossamer.agent.http.acl_access import AclAccess
+from gossamer.agent.http.acl_enforce import install_acl
+from gossamer.agent.lifecycle.status import AgentStatus
+from gossamer.agent.replicated.acl_store import AclStore
+
+
+def enable_acls(
+    app: web.Application, store: AclStore, status: AgentStatus, data_dir: str
+) -> AclAccess | None:
+    """Install enforcement if `acl.enabled`; write the initial management token if missing."""
+    c: AgentConfig = status.config
+    if not c.acl.enabled:
+        return None
+    secret = c.acl.tokens.initial_management
+    if secret and store.state.token_for(secret) is None:
+        store.put_token(initial_management(secret, datetime.now(UTC).isoformat()))
+    access = AclAccess(
+        store, lambda: status.config.acl, datacenter=c.datacenter, node=c.node, data_dir=data_dir
+    )
+    install_acl(app, access)
+    return access

@@ -1,0 +1,78 @@
+"""The pure pieces around the authorizer: the guessing guard, result filtering, body needs."""
+
+from __future__ import annotations
+
+from gossamer.agent.acl.body_needs import Lookups, body_needs
+from gossamer.agent.acl.guard import FailureGuard
+from gossamer.agent.acl.result_filter import filter_result
+from gossamer.agent.acl.rules import Access
+
+W = Access.WRITE
+
+
+def test_guard_blocks_after_the_burst_and_refills_at_its_rate() -> None:
+    guard = FailureGuard(burst=3, per_second=1)
+    for _ in range(3):
+        assert not guard.blocked("c", 0.0)
+        guard.failed("c", 0.0)
+    assert guard.blocked("c", 0.0) and not guard.blocked("other", 0.0)
+    assert guard.retry_after("c", 0.0) == 1.0
+    assert not guard.blocked("c", 1.0)  # one more guess a second
+
+
+def test_guard_table_is_bounded() -> None:
+    guard = FailureGuard(max_clients=2)
+    for i in range(5):
+        guard.failed(f"c{i}", float(i))
+    assert len(guard._buckets) == 2
+
+
+def may_web(kind: str, name: str) -> bool:
+    return name.startswith("web")
+
+
+def test_filter_lists_keyed_maps_and_single_objects() -> None:
+    nodes = [{"Node": "web1"}, {"Node": "db1"}]
+    assert filter_result("/v1/catalog/nodes", nodes, may_web) == ([{"Node": "web1"}], True)
+    services = {"web": [], "db": []}
+    assert filter_result("/v1/catalog/services", services, may_web) == ({"web": []}, True)
+    local = {"a": {"Service": "web"}, "b": {"Service": "db"}}
+    assert filter_result("/v1/agent/services", local, may_web) == ({"a": {"Service": "web"}}, True)
+    assert filter_result("/x", {"DestinationName": "db"}, may_web) == (None, True)
+    match = {"web": [{"DestinationName": "web"}, {"DestinationName": "db"}]}
+    assert filter_result("/v1/connect/intentions/match", match, may_web)[0] == {
+        "web": [{"DestinationName": "web"}]
+    }
+    assert filter_result("/v1/catalog/nodes", [{"Node": "web"}], may_web)[1] is False
+
+
+LOOK = Lookups(
+    own_node="n1",
+    service_name={"web-1": "web"}.get,
+    check_service={"c1": "web", "c2": ""}.get,
+    intention_destination={"i1": "db"}.get,
+)
+
+
+def test_body_needs_name_the_subject_of_each_write() -> None:
+    assert body_needs("/v1/agent/service/register", "PUT", {"Name": "web"}, {}, LOOK) == [
+        ("service", "web", W)
+    ]
+    deregister = "/v1/agent/service/deregister/{service_id}"
+    assert body_needs(deregister, "PUT", None, {"service_id": "web-1"}, LOOK) == [
+        ("service", "web", W)
+    ]
+    ttl = "/v1/agent/check/{verb}/{check_id}"
+    assert body_needs(ttl, "PUT", None, {"check_id": "c2"}, LOOK) == [("node", "n1", W)]
+    register = {"Node": "ext", "Service": {"Service": "api"}}
+    assert body_needs("/v1/catalog/register", "PUT", register, {}, LOOK) == [
+        ("node", "ext", W),
+        ("service", "api", W),
+    ]
+    by_id = "/v1/connect/intentions/{id}"
+    moved = {"DestinationName": "web"}
+    assert body_needs(by_id, "PUT", moved, {"id": "i1"}, LOOK) == [
+        ("intention", "db", W),
+        ("intention", "web", W),
+    ]
+    assert body_needs("/v1/unknown", "PUT", None, {}, LOOK) == [("acl", "", W)]
