@@ -16,6 +16,7 @@ from typing import Any
 import consul
 import pytest
 
+from tests.harness.cli import gossamer
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.poll import eventually
 
@@ -205,3 +206,35 @@ def test_guessing_tokens_is_rate_limited(agent: AgentProc) -> None:
     assert call(agent, "GET", "/v1/agent/self", token=MANAGEMENT)[0] == 200
     eventually(lambda: "possible token guessing" in Path(agent.log_path).read_text(), 5,
                what="the guessing to be logged")  # fmt: skip
+
+
+def test_cli_acl_commands_and_token_sources(agent: AgentProc, tmp_path: Path) -> None:
+    addr = ["--http-addr", f"{agent.ip}:{agent.http_port}"]
+    rules = 'service "cli" { policy = "read" }'
+    made = gossamer(
+        "acl", "policy", "create", "--name", "cli-p", "--rules", rules, *addr, "--token", MANAGEMENT
+    )
+    assert made.returncode == 0, made.stderr
+    created = gossamer(
+        "acl", "token", "create", "--policy-name", "cli-p", "--description", "from cli", *addr,
+        env={"CONSUL_HTTP_TOKEN": MANAGEMENT},
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    fields = dict(line.split(":", 1) for line in created.stdout.splitlines() if ": " in line)
+    secret_file = tmp_path / "token"
+    secret_file.write_text(fields["SecretID"].strip() + "\n")
+    me = gossamer("acl", "token", "read", "--self", *addr,
+                  env={"GOSSAMER_HTTP_TOKEN_FILE": str(secret_file)})  # fmt: skip
+    assert me.returncode == 0 and "from cli" in me.stdout and "cli-p" in me.stdout, me.stderr
+    refused = gossamer("acl", "token", "list", *addr, "--token-file", str(secret_file))
+    assert refused.returncode == 1 and "lacks permission 'acl:read'" in refused.stderr
+    bad = tmp_path / "bad.hcl"
+    bad.write_text('service "x" {\n  policy = "raed"\n}\n')
+    rejected = gossamer("acl", "policy", "create", "--name", "bad", "--rules", f"@{bad}", *addr)
+    assert rejected.returncode == 2
+    assert f'{bad}: line 2, column 12: "raed" is not a policy' in rejected.stderr
+    accessor = fields["AccessorID"].strip()
+    deleted = gossamer("acl", "token", "delete", "--id", accessor, *addr, "--token", MANAGEMENT)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = gossamer("acl", "token", "read", "--self", *addr, "--token-file", str(secret_file))
+    assert gone.returncode == 1 and "ACL not found" in gone.stderr

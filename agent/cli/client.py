@@ -4,6 +4,10 @@ Address precedence: `--http-addr`, then `GOSSAMER_HTTP_ADDR`, then
 `CONSUL_HTTP_ADDR` (so a shell set up for Consul works), then
 127.0.0.1:8500. Accepts `host:port` or a URL, as Consul does. Synchronous
 urllib keeps the CLI quick to start; each call is one small request.
+
+The ACL token, sent as `X-Consul-Token`, comes from `--token`,
+`--token-file`, `GOSSAMER_HTTP_TOKEN`, `GOSSAMER_HTTP_TOKEN_FILE`,
+`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, the first one set.
 """
 
 from __future__ import annotations
@@ -55,13 +59,41 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
     return f"{parts.scheme}://{host}:{port}"
 
 
+def resolve_token(
+    flag: str | None, flag_file: str | None, env: dict[str, str] | None = None
+) -> str:
+    """The ACL secret to send ("" for none); UsageError naming an unreadable file."""
+    env = dict(os.environ) if env is None else env
+    sources = [
+        ("--token", flag, False), ("--token-file", flag_file, True),
+        ("GOSSAMER_HTTP_TOKEN", env.get("GOSSAMER_HTTP_TOKEN"), False),
+        ("GOSSAMER_HTTP_TOKEN_FILE", env.get("GOSSAMER_HTTP_TOKEN_FILE"), True),
+        ("CONSUL_HTTP_TOKEN", env.get("CONSUL_HTTP_TOKEN"), False),
+        ("CONSUL_HTTP_TOKEN_FILE", env.get("CONSUL_HTTP_TOKEN_FILE"), True),
+    ]  # fmt: skip
+    for name, value, is_file in sources:
+        if not value:
+            continue
+        if not is_file:
+            return value.strip()
+        try:
+            with open(value, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as exc:
+            raise UsageError(f"{name} {value}: {exc.strerror or exc}") from None
+    return ""
+
+
 class AgentClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str = "") -> None:
         self.base_url = base_url
+        self.token = token
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if self.token:
+            req.add_header("X-Consul-Token", self.token)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from gossamer.agent.cli import (
+    acl,
     ca,
     catalog,
     check,
@@ -31,6 +32,7 @@ from gossamer.agent.cli.client import (
     ApiError,
     UsageError,
     resolve_http_addr,
+    resolve_token,
 )
 from gossamer.agent.config import add_agent_flags
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
@@ -52,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="agent HTTP address, host:port or URL "
         "(default: $GOSSAMER_HTTP_ADDR, $CONSUL_HTTP_ADDR, 127.0.0.1:8500)",
     )
+    client_flags.add_argument(
+        "--token", help="ACL token (default: $GOSSAMER_HTTP_TOKEN, $CONSUL_HTTP_TOKEN)"
+    )
+    client_flags.add_argument("--token-file", help="file holding the ACL token (or $..._FILE)")
     client_sub = _ParentedSubparsers(sub, client_flags)
     membership.add_parsers(client_sub)  # type: ignore[arg-type]
     keys.add_parsers(client_sub)  # type: ignore[arg-type]
@@ -63,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_parsers(client_sub)  # type: ignore[arg-type]
     stat.add_parsers(client_sub)  # type: ignore[arg-type]
     check.add_parsers(client_sub)  # type: ignore[arg-type]
+    acl.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser
@@ -100,7 +107,8 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
     try:
         client = None
         if getattr(args, "needs_agent", True):
-            client = AgentClient(resolve_http_addr(args.http_addr))
+            token = resolve_token(args.token, args.token_file)
+            client = AgentClient(resolve_http_addr(args.http_addr), token)
         code: int = args.run(args, client, Console(highlight=False))
         return code
     except UsageError as exc:
