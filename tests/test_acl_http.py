@@ -238,3 +238,17 @@ def test_cli_acl_commands_and_token_sources(agent: AgentProc, tmp_path: Path) ->
     assert deleted.returncode == 0, deleted.stderr
     gone = gossamer("acl", "token", "read", "--self", *addr, "--token-file", str(secret_file))
     assert gone.returncode == 1 and "ACL not found" in gone.stderr
+
+
+def test_dns_answers_only_what_the_default_token_may_read(agent: AgentProc) -> None:
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    admin = consul.Consul(host=agent.ip, port=agent.http_port, token=MANAGEMENT)
+    admin.agent.service.register("dns-web", port=80)
+    _, nodes = admin.catalog.service("dns-web")
+    assert nodes  # registered and readable with a token
+    query = dns.message.make_query("dns-web.service.consul", "A")
+    reply = dns.query.udp(query, agent.ip, port=agent.dns_port, timeout=5)
+    assert reply.rcode() == dns.rcode.NXDOMAIN  # no default token, default deny

@@ -76,3 +76,16 @@ def test_body_needs_name_the_subject_of_each_write() -> None:
         ("intention", "web", W),
     ]
     assert body_needs("/v1/unknown", "PUT", None, {}, LOOK) == [("acl", "", W)]
+
+
+def test_dns_zone_shows_only_what_the_default_token_may_read() -> None:
+    from gossamer.agent.dns.zone import build_zone
+    from tests.dns_support import STATE, ZONE
+
+    def may(kind: str, name: str) -> bool:
+        return kind == "node" or name == "web"
+
+    zone = build_zone(STATE, "dc1", may_read=may)
+    assert set(zone.services) == {"web"} and {"web", "api"} <= set(ZONE.services)
+    assert zone.nodes == ZONE.nodes
+    assert build_zone(STATE, "dc1", may_read=lambda kind, name: False).nodes == {}

@@ -6,10 +6,13 @@ Kept apart from parts.py so the start order stays readable: with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gossamer.agent.acl.resolve import AclNotFound
+from gossamer.agent.acl.rules import Access
 from gossamer.agent.acl.tokens import initial_management
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.http.acl_access import AclAccess
@@ -33,3 +36,19 @@ def enable_acls(
     )
     install_acl(app, access)
     return access
+
+
+def dns_reader(store: AclStore, status: AgentStatus) -> Callable[[str, str], bool] | None:
+    """What DNS may show: what the `default` token (or the anonymous one) may read, as
+    Consul's DNS; None (everything) with ACLs off. Asked at each zone build."""
+    c: AgentConfig = status.config
+    if not c.acl.enabled:
+        return None
+    try:
+        identity = store.identify(
+            c.acl.tokens.default or "", now=datetime.now(UTC), datacenter=c.datacenter,
+            default_allow=c.acl.default_policy == "allow",
+        )  # fmt: skip
+    except AclNotFound:
+        return lambda kind, name: False
+    return lambda kind, name: identity.authorizer.allows(kind, name, Access.READ).allowed

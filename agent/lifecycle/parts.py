@@ -45,7 +45,7 @@ from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
-from gossamer.agent.lifecycle.acl_wiring import enable_acls
+from gossamer.agent.lifecycle.acl_wiring import dns_reader, enable_acls
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
 from gossamer.agent.lifecycle.identity_wiring import (
@@ -296,7 +296,11 @@ async def _open_frontends(
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)
-    dns = DnsFrontend(c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate)
+    dns = DnsFrontend(
+        c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate,
+        may_read=partial(dns_reader, s.acl, status),
+    )  # fmt: skip
+    s.acl.on_change(dns.acl_changed)
     await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
     figure_sources.append(partial(dns_figures, dns.responder))
     return Parts(

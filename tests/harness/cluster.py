@@ -226,12 +226,21 @@ class Cluster:
         self.agents.append(agent)
         return agent
 
-    def start(self, count: int, prefix: str = "node") -> list[AgentProc]:
-        """Start `count` agents, the later ones joining the first; wait until all see all."""
-        first = self.new_agent(f"{prefix}1").start(wait=False)
+    def start(
+        self, count: int, prefix: str = "node", extra: tuple[str, ...] = (), token: str = ""
+    ) -> list[AgentProc]:
+        """Start `count` agents, the later ones joining the first; wait until all see all.
+
+        `extra` flags go to every agent; `token` is what get/put send (ACLs on)."""
+        first = self.new_agent(f"{prefix}1", *extra)
+        first.token = token
+        first.start(wait=False)
         rest = [
-            self.new_agent(f"{prefix}{i}", "--join", first.serf_addr) for i in range(2, count + 1)
+            self.new_agent(f"{prefix}{i}", *extra, "--join", first.serf_addr)
+            for i in range(2, count + 1)
         ]
+        for agent in rest:
+            agent.token = token
         first.wait_ready()
         for agent in rest:
             agent.start(wait=False)
