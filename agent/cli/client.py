@@ -8,12 +8,18 @@ urllib keeps the CLI quick to start; each call is one small request.
 The ACL token, sent as `X-Consul-Token`, comes from `--token`,
 `--token-file`, `GOSSAMER_HTTP_TOKEN`, `GOSSAMER_HTTP_TOKEN_FILE`,
 `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, the first one set.
+
+HTTPS: an `https://` address, or `CONSUL_HTTP_SSL=true` for a bare
+host:port; the server is verified against `--ca-file` / `CONSUL_CACERT`
+(else the system's CAs); `--client-cert`/`--client-key` (or
+`CONSUL_CLIENT_CERT`/`CONSUL_CLIENT_KEY`) for an agent with verify_incoming.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -45,7 +51,8 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
     """Return a base URL such as http://127.0.0.1:8500; UsageError if malformed."""
     env = dict(os.environ) if env is None else env
     raw = flag or env.get("GOSSAMER_HTTP_ADDR") or env.get("CONSUL_HTTP_ADDR") or DEFAULT_HTTP_ADDR
-    text = raw if "://" in raw else f"http://{raw}"
+    secure = env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true", "yes")
+    text = raw if "://" in raw else f"{'https' if secure else 'http'}://{raw}"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"HTTP address {raw!r}: scheme must be http or https")
@@ -84,10 +91,30 @@ def resolve_token(
     return ""
 
 
+def tls_context(
+    ca_file: str | None, cert: str | None, key: str | None, env: dict[str, str] | None = None
+) -> ssl.SSLContext:
+    """The context HTTPS calls verify the agent with (and present a client certificate)."""
+    env = dict(os.environ) if env is None else env
+    ca_file = ca_file or env.get("CONSUL_CACERT") or None
+    cert = cert or env.get("CONSUL_CLIENT_CERT") or None
+    key = key or env.get("CONSUL_CLIENT_KEY") or None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        if cert:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"TLS files (CA {ca_file}, cert {cert}, key {key}): {exc}") from None
+    return context
+
+
 class AgentClient:
-    def __init__(self, base_url: str, token: str = "") -> None:
+    def __init__(
+        self, base_url: str, token: str = "", context: ssl.SSLContext | None = None
+    ) -> None:
         self.base_url = base_url
         self.token = token
+        self.context = context
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -97,7 +124,7 @@ class AgentClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            with urllib.request.urlopen(req, timeout=TIMEOUT, context=self.context) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode("utf-8", "replace").strip() or exc.reason

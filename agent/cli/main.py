@@ -33,6 +33,7 @@ from gossamer.agent.cli.client import (
     UsageError,
     resolve_http_addr,
     resolve_token,
+    tls_context,
 )
 from gossamer.agent.config import add_agent_flags
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", help="ACL token (default: $GOSSAMER_HTTP_TOKEN, $CONSUL_HTTP_TOKEN)"
     )
     client_flags.add_argument("--token-file", help="file holding the ACL token (or $..._FILE)")
+    client_flags.add_argument("--ca-file", help="CA to verify an HTTPS agent (or $CONSUL_CACERT)")
+    client_flags.add_argument("--client-cert", help="client certificate for verify_incoming")
+    client_flags.add_argument("--client-key", help="its key")
     client_sub = _ParentedSubparsers(sub, client_flags)
     membership.add_parsers(client_sub)  # type: ignore[arg-type]
     keys.add_parsers(client_sub)  # type: ignore[arg-type]
@@ -108,7 +112,11 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
         client = None
         if getattr(args, "needs_agent", True):
             token = resolve_token(args.token, args.token_file)
-            client = AgentClient(resolve_http_addr(args.http_addr), token)
+            base = resolve_http_addr(args.http_addr)
+            context = None
+            if base.startswith("https:"):
+                context = tls_context(args.ca_file, args.client_cert, args.client_key)
+            client = AgentClient(base, token, context)
         code: int = args.run(args, client, Console(highlight=False))
         return code
     except UsageError as exc:

@@ -48,6 +48,7 @@ from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
 from gossamer.agent.lifecycle.acl_wiring import dns_reader, enable_acls
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
+from gossamer.agent.lifecycle.https_listener import serve_https
 from gossamer.agent.lifecycle.identity_wiring import (
     open_mesh_identity,
     peer_identities,
@@ -290,6 +291,7 @@ async def _open_frontends(
     await http.setup()
     undo.push_async_callback(http.cleanup)
     await web.SockSite(http, s.listeners.http).start()
+    await serve_https(http, c)
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
     )
