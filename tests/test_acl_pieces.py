@@ -55,9 +55,10 @@ LOOK = Lookups(
 
 
 def test_body_needs_name_the_subject_of_each_write() -> None:
-    assert body_needs("/v1/agent/service/register", "PUT", {"Name": "web"}, {}, LOOK) == [
-        ("service", "web", W)
-    ]
+    for body in ({"Name": "web"}, {"name": "web"}):  # py-consul sends lower case
+        assert body_needs("/v1/agent/service/register", "PUT", body, {}, LOOK) == [
+            ("service", "web", W)
+        ]
     deregister = "/v1/agent/service/deregister/{service_id}"
     assert body_needs(deregister, "PUT", None, {"service_id": "web-1"}, LOOK) == [
         ("service", "web", W)

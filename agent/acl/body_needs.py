@@ -28,8 +28,19 @@ class Lookups:
     intention_destination: Callable[[str], str | None]  # intention ID -> destination
 
 
+def _field(body: Any, key: str) -> Any:
+    """`body[key]` matched case-insensitively, as Go's encoding/json (and so Consul, and our
+    registration parsers) read it: py-consul sends `{"name": ...}`."""
+    if not isinstance(body, dict):
+        return None
+    if key in body:
+        return body[key]
+    lower = key.lower()
+    return next((v for k, v in body.items() if isinstance(k, str) and k.lower() == lower), None)
+
+
 def _text(body: Any, key: str) -> str:
-    value = body.get(key) if isinstance(body, dict) else None
+    value = _field(body, key)
     return value if isinstance(value, str) else ""
 
 
@@ -58,7 +69,7 @@ def body_needs(
         return [("service", _text(body, "Target"), W)]
     if route in ("/v1/catalog/register", "/v1/catalog/deregister"):
         needs: list[Need] = [("node", _text(body, "Node"), W)]
-        service = body.get("Service") if isinstance(body, dict) else None
+        service = _field(body, "Service")
         if isinstance(service, dict):
             needs.append(("service", _text(service, "Service") or _text(service, "ID"), W))
         if _text(body, "ServiceID"):
