@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gossamer.agent.acl.body_needs import Lookups, body_needs
 from gossamer.agent.acl.guard import FailureGuard
 from gossamer.agent.acl.result_filter import filter_result
@@ -90,3 +92,54 @@ def test_dns_zone_shows_only_what_the_default_token_may_read() -> None:
     assert set(zone.services) == {"web"} and {"web", "api"} <= set(ZONE.services)
     assert zone.nodes == ZONE.nodes
     assert build_zone(STATE, "dc1", may_read=lambda kind, name: False).nodes == {}
+
+
+def test_cut_off_means_others_exist_and_none_is_alive() -> None:
+    from gossamer.agent.acl.down_policy import cut_off
+
+    assert not cut_off("a", [("a", "alive")])  # alone by design is not cut off
+    assert not cut_off("a", [("a", "alive"), ("b", "alive"), ("c", "failed")])
+    assert cut_off("a", [("a", "alive"), ("b", "failed"), ("c", "failed")])
+    assert not cut_off("a", [("a", "alive"), ("b", "left")])
+
+
+def test_down_policy_decides_while_cut_off(tmp_path: Path) -> None:
+    from gossamer.agent.acl.rules import parse_rules
+    from gossamer.agent.acl.tokens import Policy, Token, hash_secret, initial_management
+    from gossamer.agent.config.acl_section import AclConfig, AclTokens
+    from gossamer.agent.http.acl_access import AclAccess
+    from gossamer.agent.replicated.acl_store import AclStore
+    from gossamer.catalog.store import CatalogStore
+
+    db = CatalogStore.open(tmp_path / "acl.db")
+    store = AclStore(db, node="a", wall_ms=lambda: 1_000, notify=lambda keys: 1)
+    rules = 'service "web" { policy = "write" }'
+    store.put_policy(Policy("p", "web", "", rules, parse_rules(rules)))
+    store.put_token(
+        Token("00000000-0000-4000-8000-000000000001", hash_secret("w"), policies=("p",))
+    )
+    store.put_token(initial_management("m", ""))
+    isolated = [False]
+
+    def access(down: str) -> AclAccess:
+        config = AclConfig(
+            enabled=True, default_policy="deny", down_policy=down,  # type: ignore[arg-type]
+            tokens=AclTokens(initial_management="m"),
+        )  # fmt: skip
+        return AclAccess(
+            store, lambda: config, datacenter="dc1", node="a", cut_off=lambda: isolated[0]
+        )
+
+    def may(down: str, secret: str, name: str, need: Access) -> bool:
+        identity = access(down).identify_secret(secret, "c")
+        return identity.authorizer.allows("service", name, need).allowed
+
+    try:
+        assert may("deny", "w", "web", W) and not may("allow", "w", "db", W)
+        isolated[0] = True
+        assert may("extend-cache", "w", "web", W) and not may("extend-cache", "w", "db", W)
+        assert not may("deny", "w", "web", Access.READ)
+        assert may("deny", "m", "db", W)  # the configured management token still works
+        assert may("allow", "w", "db", W) and may("allow", "", "db", W)
+    finally:
+        db.close()

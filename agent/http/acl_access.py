@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from gossamer.agent.acl.authorize import denied_message
+from gossamer.agent.acl.down_policy import while_cut_off
 from gossamer.agent.acl.guard import FailureGuard
 from gossamer.agent.acl.resolve import AclNotFound, Identity, PermissionDenied, TooManyGuesses
 from gossamer.agent.acl.rules import Access
+from gossamer.agent.acl.tokens import hash_secret
 from gossamer.agent.config.acl_section import AclConfig
 from gossamer.agent.replicated.acl_store import AclStore
 
@@ -38,6 +40,7 @@ class AclAccess:
         datacenter: str,
         node: str,
         data_dir: str | None = None,
+        cut_off: Callable[[], bool] = lambda: False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -46,6 +49,7 @@ class AclAccess:
         self.datacenter = datacenter
         self.node = node
         self.data_dir = data_dir  # where the bootstrap reset file is looked for
+        self.cut_off = cut_off  # no peer alive: acl.down_policy decides (acl/down_policy.py)
         self._now = now
         self._monotonic = monotonic
         self.guard = FailureGuard()
@@ -62,7 +66,7 @@ class AclAccess:
             raise TooManyGuesses(f"too many unknown ACL tokens from {client}; retry later")
         settings = self.settings()
         try:
-            return self.store.identify(
+            identity = self.store.identify(
                 secret or (settings.tokens.default or ""), now=self._now(),
                 datacenter=self.datacenter, default_allow=settings.default_policy == "allow",
             )  # fmt: skip
@@ -70,6 +74,11 @@ class AclAccess:
             self.guard.failed(client, at)
             self._log_once(client, at, "unknown token")
             raise
+        if settings.down_policy in ("deny", "allow") and self.cut_off():
+            management = settings.tokens.initial_management
+            held = hash_secret(management) if management else None
+            return while_cut_off(identity, settings.down_policy, held)
+        return identity
 
     def _log_once(self, client: str, at: float, what: str) -> None:
         if at - self._logged.get(client, -LOG_EVERY_S) >= LOG_EVERY_S:

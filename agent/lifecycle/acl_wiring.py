@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gossamer.agent.acl.down_policy import cut_off
 from gossamer.agent.acl.resolve import AclNotFound
 from gossamer.agent.acl.rules import Access
 from gossamer.agent.acl.tokens import initial_management
@@ -19,11 +20,13 @@ from gossamer.agent.http.acl_access import AclAccess
 from gossamer.agent.http.acl_enforce import install_acl
 from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.replicated.acl_store import AclStore
+from gossamer.gossip.member_watch import MemberWatch
 
 
 def enable_acls(
-    app: web.Application, store: AclStore, status: AgentStatus, data_dir: str
-) -> AclAccess | None:
+    app: web.Application, store: AclStore, status: AgentStatus, data_dir: str,
+    members: MemberWatch,
+) -> AclAccess | None:  # fmt: skip
     """Install enforcement if `acl.enabled`; write the initial management token if missing."""
     c: AgentConfig = status.config
     if not c.acl.enabled:
@@ -31,9 +34,14 @@ def enable_acls(
     secret = c.acl.tokens.initial_management
     if secret and store.state.token_for(secret) is None:
         store.put_token(initial_management(secret, datetime.now(UTC).isoformat()))
+
+    def isolated() -> bool:
+        return cut_off(c.node, ((m.name, m.status) for m in members.table.values()))
+
     access = AclAccess(
-        store, lambda: status.config.acl, datacenter=c.datacenter, node=c.node, data_dir=data_dir
-    )
+        store, lambda: status.config.acl, datacenter=c.datacenter, node=c.node,
+        data_dir=data_dir, cut_off=isolated,
+    )  # fmt: skip
     install_acl(app, access)
     return access
 

@@ -282,7 +282,7 @@ async def _open_frontends(
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     app = make_app(facade, s.catalog, external, intentions, g.identity)
-    enable_acls(app, s.acl, status, str(s.data_dir.path))
+    enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
     figure_sources: list[FigureSource] = [partial(sync_figures, g.replicator)]
     app[FIGURE_SOURCES_KEY] = figure_sources
     http = web.AppRunner(
