@@ -83,7 +83,13 @@ def test_py_consul_bootstrap_and_crud(agent: AgentProc) -> None:
     anonymous = consul.Consul(host=agent.ip, port=agent.http_port)
     boot = anonymous.acl.bootstrap()
     admin = consul.Consul(host=agent.ip, port=agent.http_port, token=boot["SecretID"])
-    with pytest.raises(consul.ACLPermissionDenied, match=r"bootstrap no longer allowed \(reset"):
+    with pytest.raises(consul.ACLPermissionDenied, match=r"no longer allowed \(reset index: 1\)"):
+        anonymous.acl.bootstrap()
+    (agent.data_dir / "acl-bootstrap-reset").write_text("1\n")  # Consul's reset procedure
+    again = anonymous.acl.bootstrap()
+    assert again["SecretID"] != boot["SecretID"]
+    assert not (agent.data_dir / "acl-bootstrap-reset").exists()  # used up
+    with pytest.raises(consul.ACLPermissionDenied, match=r"\(reset index: 2\)"):
         anonymous.acl.bootstrap()
     rules = {"service": {"crud": {"policy": "write"}}}  # py-consul sends rules as JSON
     policy = admin.acl.policy.create(name="crud-web", rules=rules)

@@ -81,6 +81,25 @@ def _policy_ids(value: Any, state: AclState, problems: list[str]) -> tuple[str, 
     return tuple(dict.fromkeys(ids))
 
 
+def _expiration(
+    body: dict[str, Any], held: datetime | None, now: datetime, problems: list[str]
+) -> datetime | None:
+    """ExpirationTime, or now + ExpirationTTL, or what the token held."""
+    expiration = held
+    if (ttl := body.get("ExpirationTTL")) is not None:
+        span = _ttl(ttl) if isinstance(ttl, str) else None
+        if span is None or span <= timedelta(0):
+            problems.append(f"ExpirationTTL: {ttl!r} is not a positive duration like 10m")
+        else:
+            expiration = now + span
+    if (at := body.get("ExpirationTime")) is not None:
+        try:
+            expiration = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
+        except ValueError:
+            problems.append(f"ExpirationTime: {at!r} is not an RFC 3339 time")
+    return expiration
+
+
 def read_token(
     body: Any, state: AclState, *, now: datetime, datacenter: str, new_id: Callable[[], str],
     held: Token | None = None,
@@ -107,18 +126,7 @@ def read_token(
     local = body.get("Local", held.local if held else False)
     if not isinstance(local, bool):
         problems.append("Local: must be true or false")
-    expiration = held.expiration if held else None
-    if (ttl := body.get("ExpirationTTL")) is not None:
-        span = _ttl(ttl) if isinstance(ttl, str) else None
-        if span is None or span <= timedelta(0):
-            problems.append(f"ExpirationTTL: {ttl!r} is not a positive duration like 10m")
-        else:
-            expiration = now + span
-    if (at := body.get("ExpirationTime")) is not None:
-        try:
-            expiration = datetime.fromisoformat(str(at).replace("Z", "+00:00"))
-        except ValueError:
-            problems.append(f"ExpirationTime: {at!r} is not an RFC 3339 time")
+    expiration = _expiration(body, held.expiration if held else None, now, problems)
     policies = _policy_ids(body.get("Policies"), state, problems)
     if problems:
         raise AclBodyError(problems)
