@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gossamer.agent.acl.body_needs import Lookups, body_needs
+from gossamer.agent.acl.endpoints import ENDPOINTS
 from gossamer.agent.acl.guard import FailureGuard
 from gossamer.agent.acl.result_filter import filter_result
 from gossamer.agent.acl.rules import Access
@@ -143,3 +147,28 @@ def test_down_policy_decides_while_cut_off(tmp_path: Path) -> None:
         assert may("allow", "w", "db", W) and may("allow", "", "db", W)
     finally:
         db.close()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+BY_BODY = sorted(route for (_, route), need in ENDPOINTS.items() if need.by_body)
+FILTERED = sorted(route for (_, route), need in ENDPOINTS.items() if need.filtered)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(BY_BODY), st.sampled_from(["PUT", "POST", "DELETE"]), json_values)
+def test_any_body_gives_needs_and_never_raises(route: str, method: str, body: object) -> None:
+    needs = body_needs(route, method, body, {"id": "i1", "check_id": "c1"}, LOOK)
+    assert needs and all(kind and access == W for kind, _, access in needs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(FILTERED), json_values)
+def test_any_answer_filters_without_raising(route: str, payload: object) -> None:
+    kept, removed = filter_result(route, payload, may_web)
+    assert removed or kept == payload

@@ -52,7 +52,17 @@ def _check(check_id: str, look: Lookups) -> list[Need]:
 def body_needs(
     route: str, method: str, body: Any, params: Mapping[str, str], look: Lookups
 ) -> list[Need]:
-    """What the request must be allowed; an empty name means the body lacks it (the route 400s)."""
+    """What the request must be allowed; never empty (nothing to check is not "allowed").
+
+    An empty name means the body lacks it (the route would 400); a body naming no
+    subject at all (an empty denial report, an intention without a destination)
+    needs a management token, so a malformed write never passes unchecked."""
+    return _needs(route, method, body, params, look) or [("acl", "", W)]
+
+
+def _needs(
+    route: str, method: str, body: Any, params: Mapping[str, str], look: Lookups
+) -> list[Need]:
     if route == "/v1/agent/service/register":
         return [("service", _text(body, "Name") or _text(body, "ID"), W)]
     if route.startswith(("/v1/agent/service/deregister/", "/v1/agent/service/maintenance/")):
