@@ -258,3 +258,18 @@ def test_dns_answers_only_what_the_default_token_may_read(agent: AgentProc) -> N
     query = dns.message.make_query("dns-web.service.consul", "A")
     reply = dns.query.udp(query, agent.ip, port=agent.dns_port, timeout=5)
     assert reply.rcode() == dns.rcode.NXDOMAIN  # no default token, default deny
+
+
+def test_a_named_service_read_drops_nodes_the_token_may_not_read(agent: AgentProc) -> None:
+    admin = consul.Consul(host=agent.ip, port=agent.http_port, token=MANAGEMENT)
+    admin.agent.service.register("nf-web", port=80)
+    service_only = make_token(admin, "nf1", 'service "nf-web" { policy = "read" }')
+    with_node = make_token(
+        admin, "nf2", 'service "nf-web" { policy = "read" }\nnode "acl1" { policy = "read" }'
+    )
+    status, text, headers = call(agent, "GET", "/v1/health/service/nf-web", token=service_only)
+    assert (status, json.loads(text)) == (200, [])
+    assert headers.get("X-Consul-Results-Filtered-By-ACLs") == "true"
+    status, text, headers = call(agent, "GET", "/v1/health/service/nf-web", token=with_node)
+    assert status == 200 and [e["Node"]["Node"] for e in json.loads(text)] == ["acl1"]
+    assert "X-Consul-Results-Filtered-By-ACLs" not in headers

@@ -9,6 +9,8 @@ middleware. A row says what to check before the handler runs:
   (scalar kinds such as `operator`).
 - `filtered`: a read whose answer is cut down to what the token may see;
   the middleware only checks that a token resolves, the route filters.
+- `nodes_filtered`: a named service read, whose instances on nodes the
+  token may not read are dropped as Consul does;
 - `by_body`: the name is in the request body (a registration, an intention
   by ID); the route checks it once it has parsed the body.
 Routes missing from this table are refused for any token but a management
@@ -33,6 +35,7 @@ class Need:
     own_node: bool = False
     filtered: bool = False
     by_body: bool = False
+    nodes_filtered: bool = False  # a named service read: also drop nodes without node:read
 
 
 OPEN = Need("")
@@ -44,6 +47,10 @@ def _filtered(kind: str) -> Need:
 
 def _body(kind: str) -> Need:
     return Need(kind, W, by_body=True)
+
+
+def _service_nodes() -> Need:
+    return Need("service", R, param="name", nodes_filtered=True)
 
 
 def _agent(access: Access) -> Need:
@@ -86,16 +93,16 @@ ENDPOINTS: dict[tuple[str, str], Need] = {
     # catalog and health
     ("GET", "/v1/catalog/nodes"): _filtered("node"),
     ("GET", "/v1/catalog/services"): _filtered("service"),
-    ("GET", "/v1/catalog/service/{name}"): Need("service", R, param="name"),
-    ("GET", "/v1/catalog/connect/{name}"): Need("service", R, param="name"),
+    ("GET", "/v1/catalog/service/{name}"): _service_nodes(),
+    ("GET", "/v1/catalog/connect/{name}"): _service_nodes(),
     ("GET", "/v1/catalog/node/{node}"): Need("node", R, param="node"),
     ("GET", "/v1/catalog/node-services/{node}"): Need("node", R, param="node"),
     ("PUT", "/v1/catalog/register"): _body("node"),
     ("PUT", "/v1/catalog/deregister"): _body("node"),
-    ("GET", "/v1/health/service/{name}"): Need("service", R, param="name"),
-    ("GET", "/v1/health/connect/{name}"): Need("service", R, param="name"),
-    ("GET", "/v1/health/ingress/{name}"): Need("service", R, param="name"),
-    ("GET", "/v1/health/checks/{name}"): Need("service", R, param="name"),
+    ("GET", "/v1/health/service/{name}"): _service_nodes(),
+    ("GET", "/v1/health/connect/{name}"): _service_nodes(),
+    ("GET", "/v1/health/ingress/{name}"): _service_nodes(),
+    ("GET", "/v1/health/checks/{name}"): _service_nodes(),
     ("GET", "/v1/health/node/{node}"): Need("node", R, param="node"),
     ("GET", "/v1/health/state/{state}"): _filtered("service"),
     # intentions: `intentions = ...` on the destination service

@@ -70,3 +70,20 @@ def filter_result(route: str, payload: Any, may: May) -> tuple[Any, bool]:
         kept_values = {k: v for k, v in payload.items() if _visible(v, may)}
         return kept_values, len(kept_values) != len(payload)
     return (payload, False) if _visible(payload, may) else (None, True)
+
+
+def node_of(item: Any) -> str | None:
+    """The node an item of a service or health answer runs on (`Node`, or `Node.Node`)."""
+    node = item.get("Node") if isinstance(item, dict) else None
+    if isinstance(node, dict):
+        node = node.get("Node")
+    return node if isinstance(node, str) else None
+
+
+def filter_nodes(payload: Any, may: May) -> tuple[Any, bool]:
+    """A named service read keeps only the instances on nodes the token may read (Consul
+    needs `node:read` too for each node in `/v1/health/service/<s>` and the like)."""
+    if not isinstance(payload, list):
+        return payload, False
+    kept = [i for i in payload if (node := node_of(i)) is None or may("node", node)]
+    return kept, len(kept) != len(payload)

@@ -23,7 +23,7 @@ from gossamer.agent.acl.authorize import denied_message
 from gossamer.agent.acl.body_needs import Lookups, body_needs
 from gossamer.agent.acl.endpoints import need_for
 from gossamer.agent.acl.resolve import PermissionDenied
-from gossamer.agent.acl.result_filter import filter_result
+from gossamer.agent.acl.result_filter import filter_nodes, filter_result
 from gossamer.agent.acl.rules import Access
 from gossamer.agent.http.acl_access import ACL_KEY, AclAccess, identity_of, require
 from gossamer.agent.http.api import AGENT_KEY
@@ -61,11 +61,35 @@ async def _body(request: web.Request) -> Any:
         return None  # the handler answers the 400 in its own words
 
 
-def _filtered(request: web.Request, route: str, response: web.StreamResponse) -> web.StreamResponse:
+def _json_body(response: web.StreamResponse) -> bytes | None:
+    """The JSON bytes of a plain 200 answer, None for anything else (streams, errors)."""
     if not isinstance(response, web.Response) or response.content_type != "application/json":
-        return response
+        return None
     if response.status != 200 or not isinstance(response.body, bytes):
+        return None
+    return response.body
+
+
+def _nodes_filtered(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    body = _json_body(response)
+    if body is None:
         return response
+    authorizer = identity_of(request).authorizer
+    kept, removed = filter_nodes(
+        json.loads(body), lambda kind, name: authorizer.allows(kind, name, Access.READ).allowed
+    )
+    if removed:
+        assert isinstance(response, web.Response)
+        response.body = encode_json(kept)
+        response.headers[FILTERED_HEADER] = "true"
+    return response
+
+
+def _filtered(request: web.Request, route: str, response: web.StreamResponse) -> web.StreamResponse:
+    body = _json_body(response)
+    if body is None:
+        return response
+    assert isinstance(response, web.Response)
     identity = identity_of(request)
     denied: list[tuple[str, str]] = []
 
@@ -75,7 +99,7 @@ def _filtered(request: web.Request, route: str, response: web.StreamResponse) ->
             denied.append((kind, name))
         return allowed
 
-    payload, removed = filter_result(route, json.loads(response.body), may)
+    payload, removed = filter_result(route, json.loads(body), may)
     if payload is None:
         kind, name = denied[0]
         raise PermissionDenied(denied_message(identity.accessor, kind, name, Access.READ))
@@ -111,6 +135,8 @@ async def acl_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         else:
             name = access.node if need.own_node else ""
         require(request, need.kind, name, need.access)
+        if need.nodes_filtered:
+            return _nodes_filtered(request, await handler(request))
     return await handler(request)
 
 
