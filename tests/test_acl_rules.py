@@ -185,3 +185,13 @@ def test_generated_rules_round_trip_between_hcl_and_json(
     if prefix:
         doc["service_prefix"] = {n: {"policy": w} for n, w in prefix.items()}
     assert parse_rules(hcl) == parse_rules(json.dumps(doc) if doc else "")
+
+
+def test_reads_all_only_when_no_rule_narrows_the_kind() -> None:
+    assert Authorizer([MANAGEMENT_RULES], default_allow=False).reads_all("node")
+    assert authorizer('node_prefix "" { policy = "read" }').reads_all("node")
+    assert not authorizer(
+        'node_prefix "" { policy = "read" }\nnode "x" { policy = "deny" }'
+    ).reads_all("node")
+    assert not authorizer('node "x" { policy = "read" }').reads_all("node")
+    assert authorizer(default_allow=True).reads_all("node")

@@ -99,6 +99,15 @@ class Authorizer:
                 return word, f'{kind}_prefix "{name[:end]}"'
         return None, "default policy"
 
+    def reads_all(self, kind: str) -> bool:
+        """Whether every name of `kind` is readable (no rule below read, and `prefix ""` or
+        the default grants it), so a read need not be filtered item by item."""
+        tables = (self._exact.items(), self._prefix.items())
+        if any(k == kind and word < Access.READ for table in tables for (k, _), word in table):
+            return False
+        base = self._prefix.get((kind, ""))
+        return base >= Access.READ if base is not None else self.default_allow
+
     def allows(self, kind: str, name: str, need: Access) -> Decision:
         word, source = self.word_for(kind, name)
         if word is None:
