@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,12 +42,19 @@ class Answer:
         return self.body.decode("utf-8", "replace").strip()
 
 
+TOKEN_ENV = "GOSSAMER_HTTP_TOKEN"
+
+
 class AgentHttp:
     """Requests to one agent's HTTP API (`base_url` as the CLI resolved it)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        """`token` (default: $GOSSAMER_HTTP_TOKEN, which `gossamer connect proxy` sets to the
+        token it resolved) goes with every call as X-Consul-Token."""
         parts = urlsplit(base_url)
         self.base_url = base_url
+        token = os.environ.get(TOKEN_ENV, "") if token is None else token
+        self._token = "".join(ch for ch in token if ch.isprintable())  # no header injection
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._tls = ssl.create_default_context() if parts.scheme == "https" else None
@@ -66,6 +74,8 @@ class AgentHttp:
             reader, writer = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
             try:
                 head = f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+                if self._token:
+                    head += f"X-Consul-Token: {self._token}\r\n"
                 if body:
                     head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 head += "Connection: close\r\nAccept: */*\r\n\r\n"

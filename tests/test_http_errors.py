@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from gossamer.agent.acl.api_bodies import AclBodyError
+from gossamer.agent.acl.resolve import AclDisabled, AclNotFound, PermissionDenied, TooManyGuesses
 from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError, ConfigProblem
 from gossamer.agent.http.app import make_app
@@ -225,6 +227,7 @@ CASES = [
          "service 'db' is not registered on this agent"),
     Case(IdentityNotReady, "GET", "/v1/agent/connect/ca/leaf/api", None, 503,
          "this agent holds no intermediate under the mesh's active root yet"),
+    Case(AclDisabled, "PUT", "/v1/acl/token", "{}", 401, "ACL support disabled"),
     Case(ConfigError, "PUT", "/v1/agent/reload", None, 500,
          "Failed reloading: the new configuration is invalid:\n"
          "/etc/gossamer/a.yaml: log_level: must be info"),
@@ -240,6 +243,8 @@ async def test_each_row_answers_its_status_and_words(served: Served, case: Case)
 
 def test_every_row_of_the_table_has_a_request_here() -> None:
     covered = {c.row for c in CASES} | {DuplicateIntention, NotTTLCheck, StoreError}
+    # the ACL rows need ACLs on: tests/test_acl_http.py tries each against a real agent
+    covered |= {AclNotFound, PermissionDenied, TooManyGuesses, AclBodyError}
     assert covered == set(ERRORS)
 
 

@@ -13,7 +13,7 @@ import sys
 
 from rich.console import Console
 
-from gossamer.agent.cli.client import AgentClient, resolve_http_addr
+from gossamer.agent.cli.client import AgentClient, resolve_http_addr, resolve_token
 from gossamer.agent.config import ConfigError, add_agent_flags, load_agent_config
 from gossamer.agent.preflight.render import json_text, text_lines
 from gossamer.agent.preflight.result import exit_code
@@ -44,7 +44,8 @@ def check(args: argparse.Namespace, client: AgentClient | None, console: Console
             return EXIT_CONFIG
         results = pre_checks(config)
     else:
-        results = live_checks(AgentClient(resolve_http_addr(args.http_addr)))
+        token = resolve_token(args.token, args.token_file)
+        results = live_checks(AgentClient(resolve_http_addr(args.http_addr), token))
     if args.json:
         print(json_text(results))
     else:

@@ -4,12 +4,22 @@ Address precedence: `--http-addr`, then `GOSSAMER_HTTP_ADDR`, then
 `CONSUL_HTTP_ADDR` (so a shell set up for Consul works), then
 127.0.0.1:8500. Accepts `host:port` or a URL, as Consul does. Synchronous
 urllib keeps the CLI quick to start; each call is one small request.
+
+The ACL token, sent as `X-Consul-Token`, comes from `--token`,
+`--token-file`, `GOSSAMER_HTTP_TOKEN`, `GOSSAMER_HTTP_TOKEN_FILE`,
+`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, the first one set.
+
+HTTPS: an `https://` address, or `CONSUL_HTTP_SSL=true` for a bare
+host:port; the server is verified against `--ca-file` / `CONSUL_CACERT`
+(else the system's CAs); `--client-cert`/`--client-key` (or
+`CONSUL_CLIENT_CERT`/`CONSUL_CLIENT_KEY`) for an agent with verify_incoming.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -41,7 +51,8 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
     """Return a base URL such as http://127.0.0.1:8500; UsageError if malformed."""
     env = dict(os.environ) if env is None else env
     raw = flag or env.get("GOSSAMER_HTTP_ADDR") or env.get("CONSUL_HTTP_ADDR") or DEFAULT_HTTP_ADDR
-    text = raw if "://" in raw else f"http://{raw}"
+    secure = env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true", "yes")
+    text = raw if "://" in raw else f"{'https' if secure else 'http'}://{raw}"
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"HTTP address {raw!r}: scheme must be http or https")
@@ -55,17 +66,65 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
     return f"{parts.scheme}://{host}:{port}"
 
 
+def resolve_token(
+    flag: str | None, flag_file: str | None, env: dict[str, str] | None = None
+) -> str:
+    """The ACL secret to send ("" for none); UsageError naming an unreadable file."""
+    env = dict(os.environ) if env is None else env
+    sources = [
+        ("--token", flag, False), ("--token-file", flag_file, True),
+        ("GOSSAMER_HTTP_TOKEN", env.get("GOSSAMER_HTTP_TOKEN"), False),
+        ("GOSSAMER_HTTP_TOKEN_FILE", env.get("GOSSAMER_HTTP_TOKEN_FILE"), True),
+        ("CONSUL_HTTP_TOKEN", env.get("CONSUL_HTTP_TOKEN"), False),
+        ("CONSUL_HTTP_TOKEN_FILE", env.get("CONSUL_HTTP_TOKEN_FILE"), True),
+    ]  # fmt: skip
+    for name, value, is_file in sources:
+        if not value:
+            continue
+        if not is_file:
+            return value.strip()
+        try:
+            with open(value, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as exc:
+            raise UsageError(f"{name} {value}: {exc.strerror or exc}") from None
+    return ""
+
+
+def tls_context(
+    ca_file: str | None, cert: str | None, key: str | None, env: dict[str, str] | None = None
+) -> ssl.SSLContext:
+    """The context HTTPS calls verify the agent with (and present a client certificate)."""
+    env = dict(os.environ) if env is None else env
+    ca_file = ca_file or env.get("CONSUL_CACERT") or None
+    cert = cert or env.get("CONSUL_CLIENT_CERT") or None
+    key = key or env.get("CONSUL_CLIENT_KEY") or None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        if cert:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"TLS files (CA {ca_file}, cert {cert}, key {key}): {exc}") from None
+    return context
+
+
 class AgentClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(
+        self, base_url: str, token: str = "", context: ssl.SSLContext | None = None
+    ) -> None:
         self.base_url = base_url
+        self.token = token
+        self.context = context
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if self.token:
+            req.add_header("X-Consul-Token", self.token)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            with urllib.request.urlopen(req, timeout=TIMEOUT, context=self.context) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode("utf-8", "replace").strip() or exc.reason

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_segment
 from gossamer.agent.cli.services import VerbParsers
+from gossamer.proxy.agent_http import TOKEN_ENV
 from gossamer.proxy.config import (
     ConfigError,
     ProxyConfig,
@@ -114,4 +115,7 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
     argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)  # same pid: signals and systemd see one process
+    env = dict(os.environ)
+    if client.token:  # the proxy sends it on every call; the environment keeps it out of ps
+        env[TOKEN_ENV] = client.token
+    os.execve(sys.executable, argv, env)  # same pid: signals and systemd see one process

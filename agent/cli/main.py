@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from gossamer.agent.cli import (
+    acl,
     ca,
     catalog,
     check,
@@ -32,6 +33,8 @@ from gossamer.agent.cli.client import (
     ApiError,
     UsageError,
     resolve_http_addr,
+    resolve_token,
+    tls_context,
 )
 from gossamer.agent.config import add_agent_flags
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
@@ -53,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="agent HTTP address, host:port or URL "
         "(default: $GOSSAMER_HTTP_ADDR, $CONSUL_HTTP_ADDR, 127.0.0.1:8500)",
     )
+    client_flags.add_argument(
+        "--token", help="ACL token (default: $GOSSAMER_HTTP_TOKEN, $CONSUL_HTTP_TOKEN)"
+    )
+    client_flags.add_argument("--token-file", help="file holding the ACL token (or $..._FILE)")
+    client_flags.add_argument("--ca-file", help="CA to verify an HTTPS agent (or $CONSUL_CACERT)")
+    client_flags.add_argument("--client-cert", help="client certificate for verify_incoming")
+    client_flags.add_argument("--client-key", help="its key")
     client_sub = _ParentedSubparsers(sub, client_flags)
     membership.add_parsers(client_sub)  # type: ignore[arg-type]
     keys.add_parsers(client_sub)  # type: ignore[arg-type]
@@ -65,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     k8s.add_parsers(client_sub)  # type: ignore[arg-type]
     stat.add_parsers(client_sub)  # type: ignore[arg-type]
     check.add_parsers(client_sub)  # type: ignore[arg-type]
+    acl.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser
@@ -102,7 +113,12 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
     try:
         client = None
         if getattr(args, "needs_agent", True):
-            client = AgentClient(resolve_http_addr(args.http_addr))
+            token = resolve_token(args.token, args.token_file)
+            base = resolve_http_addr(args.http_addr)
+            context = None
+            if base.startswith("https:"):
+                context = tls_context(args.ca_file, args.client_cert, args.client_key)
+            client = AgentClient(base, token, context)
         code: int = args.run(args, client, Console(highlight=False))
         return code
     except UsageError as exc:

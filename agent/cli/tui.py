@@ -37,5 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def run_tui(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     from gossamer.intentions.tui.app import IntentionsApp
 
-    IntentionsApp(client.base_url, read_only=args.read_only, load_policy=read_policy_file).run()
+    IntentionsApp(
+        client.base_url, read_only=args.read_only, load_policy=read_policy_file,
+        token=client.token,
+    ).run()  # fmt: skip
     return 0

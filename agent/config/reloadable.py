@@ -66,7 +66,7 @@ def _shown(key: str, value: object) -> str:
         return "(unset)"
     if key in ("services", "checks") and isinstance(value, tuple):
         return f"{len(value)} definitions"
-    if key in ("encrypt", "join_token") or key.startswith("connect."):
+    if key in ("encrypt", "join_token", "acl.tokens") or key.startswith("connect."):
         return "(secret)"
     if isinstance(value, timedelta):
         return format_duration(value)

@@ -24,8 +24,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from gossamer.agent.config.acl_section import AclConfig
 from gossamer.agent.config.connect_section import ConnectConfig
 from gossamer.agent.config.errors import describe
+from gossamer.agent.config.https_section import HttpsConfig
 from gossamer.agent.config.registrations import check_definitions, service_definitions
 from gossamer.agent.config.sections import (
     SECTIONS,
@@ -236,6 +238,10 @@ class AgentConfig(BaseModel):
     intentions: IntentionsConfig = IntentionsConfig()
     # An operator's own CA root for the mesh's first root (connect_section.py).
     connect: ConnectConfig = ConnectConfig()
+    # Tokens and policies (acl_section.py); off unless enabled.
+    acl: AclConfig = AclConfig()
+    # The HTTP API over TLS on its own port (https_section.py); off unless a port is set.
+    https: HttpsConfig = HttpsConfig()
     sources: tuple[str, ...] = ()  # files read, in the order they were merged
 
 

@@ -18,8 +18,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gossamer.agent.config.acl_section import AclConfig
 from gossamer.agent.config.connect_section import ConnectConfig
 from gossamer.agent.config.errors import describe
+from gossamer.agent.config.https_section import HttpsConfig
 from gossamer.agent.config.values import Flag, _fail, is_ip, parse_host_port
 from gossamer.catalog.durations import (
     DurationError,
@@ -279,4 +281,6 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "dns": DnsConfig,
     "intentions": IntentionsConfig,
     "connect": ConnectConfig,
+    "acl": AclConfig,
+    "https": HttpsConfig,
 }

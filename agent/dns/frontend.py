@@ -46,8 +46,11 @@ class DnsFrontend:
         *,
         node: str,
         coordinate: CoordinateLookup | None = None,
+        may_read: Callable[[], Callable[[str, str], bool] | None] | None = None,
     ) -> None:
+        """`may_read` gives, at each zone build, what the default token may read (None: all)."""
         self.settings: DnsSettings = settings_from_config(config)
+        self._may_read = may_read
         self._catalog = catalog
         self._node = node
         self._coordinate = coordinate
@@ -79,7 +82,12 @@ class DnsFrontend:
             self.settings.datacenter,
             only_passing=self.settings.only_passing,
             distance=self._distance,
+            may_read=self._may_read() if self._may_read is not None else None,
         )
+
+    def acl_changed(self) -> None:
+        """Tokens or policies changed: the default token may now read more or less."""
+        self._changed()
 
     def _changed(self) -> None:
         if self._pending is not None:

@@ -14,7 +14,7 @@ critical; with `only_passing`, warning too. The SRV weight is the service's
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gossamer.agent.dns.names import ip_version
@@ -62,18 +62,25 @@ def build_zone(
     *,
     only_passing: bool = False,
     distance: Mapping[str, float] | None = None,
+    may_read: Callable[[str, str], bool] | None = None,
 ) -> Zone:
+    """The zone of `state`; with `may_read` (ACLs: the agent's default token), only the
+    nodes (`node:read`) and services (`service:read`) it may read, as Consul's DNS."""
     services: dict[str, list[Endpoint]] = {}
     connect: dict[str, list[Endpoint]] = {}
     nodes: dict[str, NodeEntry] = {}
     ptr: dict[str, set[tuple[str, str]]] = {}
     agents: list[NodeEntry] = []
     for record in merge.nodes(state, datacenter):
+        if may_read is not None and not may_read("node", record.node):
+            continue
         entry = NodeEntry(record.node, record.address, tuple(sorted(record.meta.items())))
         nodes[record.node.lower()] = entry
         ptr.setdefault(record.address, set()).add(("node", record.node))
         statuses = _statuses(state, record)
         for service in record.services:
+            if may_read is not None and not may_read("service", service.name):
+                continue
             status = _worst(statuses.get(""), statuses.get(service.id))
             if status == "critical" or (only_passing and status == "warning"):
                 continue

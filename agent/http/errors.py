@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from gossamer.agent.acl.api_bodies import AclBodyError
+from gossamer.agent.acl.resolve import AclDisabled, AclNotFound, PermissionDenied, TooManyGuesses
 from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
@@ -148,6 +150,13 @@ ERRORS: dict[type[BaseException], Row] = {
     ConfigError: Row(500, lambda exc: f"the new configuration is invalid:\n{exc}"),
     # The catalog database refused a write: the agent's fault; the message names the file.
     StoreError: Row(500, lambda exc: f"not stored: {exc}"),
+    # ACLs (agent/acl/): Consul's statuses and words, which its clients key on
+    # (py-consul raises ACLPermissionDenied on 403, ACLDisabled on 401).
+    AclNotFound: Row(403, _said),
+    PermissionDenied: Row(403, _said),
+    TooManyGuesses: Row(429, _said),
+    AclDisabled: Row(401, _said),
+    AclBodyError: Row(400, lambda exc: "\n".join(exc.problems)),
 }
 
 _DOING = "answered as: "  # the note `failing_as` adds, read back by `answer`

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gossamer.agent.acl.tokens import MAP_NAME as ACL_MAP
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
@@ -39,8 +40,10 @@ from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
+from gossamer.agent.lifecycle.acl_wiring import dns_reader, enable_acls
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.facade import AgentFacade
+from gossamer.agent.lifecycle.https_listener import serve_https
 from gossamer.agent.lifecycle.identity_wiring import (
     open_mesh_identity,
     peer_identities,
@@ -58,6 +61,7 @@ from gossamer.agent.lifecycle.version_tag import RecordVersionTag, StartupVersio
 from gossamer.agent.local.config_registrations import ConfigRegistrations
 from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
@@ -106,6 +110,7 @@ class Parts:
     local: LocalNode
     intentions: IntentionStore
     ca: CaStore
+    acl: AclStore
     serf: SerfProcess
     joins: Joins
     replicator: Replicator
@@ -131,11 +136,12 @@ class _State:
     registrations: ConfigRegistrations
     intentions: IntentionStore
     ca: CaStore
+    acl: AclStore
     version: StartupVersion
 
     def replicas(self) -> Replicas:
         """The replicated LWW maps, by name, for the replicator and the RPC server."""
-        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca}
+        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca, ACL_MAP: self.acl}
 
 
 async def open_parts(status: AgentStatus, hooks: RootHooks) -> Parts:
@@ -165,9 +171,12 @@ async def _open_state(c: AgentConfig, undo: AsyncExitStack) -> _State:
     apply_config_registrations(registrations, c)
     intentions = IntentionStore(store, node=c.node, wall_ms=wall_ms, notify=catalog.touch)
     ca = CaStore(store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock)
+    acl = AclStore(
+        store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock
+    )
     return _State(
         data_dir, node_id, listeners, store, catalog, local, registrations, intentions, ca,
-        version,
+        acl, version,
     )  # fmt: skip
 
 
@@ -237,6 +246,7 @@ async def _open_gossip(
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
+    s.acl.announce = partial(replicator.spread, ACL_MAP)
     s.catalog.announce = replicator.records.announce
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
@@ -266,25 +276,31 @@ async def _open_frontends(
     )
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
+    app = make_app(facade, s.catalog, external, intentions, g.identity)
+    enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
     http = web.AppRunner(
-        make_app(facade, s.catalog, external, intentions, g.identity),
-        access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+        app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip
     await http.setup()
     undo.push_async_callback(http.cleanup)
     await web.SockSite(http, s.listeners.http).start()
+    await serve_https(http, c)
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
     )
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)
-    dns = DnsFrontend(c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate)
+    dns = DnsFrontend(
+        c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate,
+        may_read=partial(dns_reader, s.acl, status),
+    )  # fmt: skip
+    s.acl.on_change(dns.acl_changed)
     await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
     http.app[FIGURE_SOURCES_KEY].extend(part_sources(g.replicator, dns.responder))
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
-        local=s.local, intentions=s.intentions, ca=s.ca, serf=g.serf, joins=g.joins,
+        local=s.local, intentions=s.intentions, ca=s.ca, acl=s.acl, serf=g.serf, joins=g.joins,
         replicator=g.replicator, members=g.members, identity=g.identity,
         identity_loop=g.identity_loop, reloader=reloader, http=http, peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip

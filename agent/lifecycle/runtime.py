@@ -119,6 +119,7 @@ class Agent:
         spawn(reap_forever(parts.local), "reaper")
         spawn(parts.intentions.collect_forever(), "intention-gc")
         spawn(parts.ca.collect_forever(), "ca-gc")
+        spawn(parts.acl.collect_forever(), "acl-gc")
         spawn(parts.identity_loop.run(), "identity")
         spawn(clock_query.answer_forever(lambda: parts.serf.client), "clock-answers")
 

@@ -59,13 +59,15 @@ class IntentionsApp(App[None]):
         read_only: bool = False,
         load_policy: PolicyLoader | None = None,
         api: AgentApi | None = None,
+        token: str = "",
     ) -> None:
-        """`api` replaces the HTTP client (snapshot tests give one with fixed answers)."""
+        """`api` replaces the HTTP client (snapshot tests give one with fixed answers);
+        `token` is the ACL token every call sends."""
         super().__init__()
         self.base_url = base_url
         self.read_only = read_only
         self.load_policy = load_policy
-        self.api = api or AgentApi(base_url)
+        self.api = api or AgentApi(base_url, token)
         self.intentions: dict[Pair, Intention] = {}
         self.services: list[str] = []
         self.index = 0

@@ -55,8 +55,9 @@ def next_index(sent: int, got: int) -> int:
 class AgentApi:
     """One aiohttp session to one agent; `close()` it when done."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, token: str = "") -> None:
         self.base_url = base_url.rstrip("/")
+        self._token = token  # sent as X-Consul-Token when set (an agent with ACLs on)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -73,12 +74,15 @@ class AgentApi:
     ) -> tuple[Any, int]:
         """(JSON answer, X-Consul-Index or 0); AgentDown, ApiRefused or BadAnswer."""
         data = None if body is None else json.dumps(body)
+        headers = {"Content-Type": "application/json"} if data else {}
+        if self._token:
+            headers["X-Consul-Token"] = self._token
         try:
             async with self._http().request(
                 method,
                 self.base_url + path,
                 data=data,
-                headers={"Content-Type": "application/json"} if data else None,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 raw = await resp.read()

@@ -20,7 +20,11 @@ TIMEOUT = 60.0
 
 def cli_env(color: bool = False, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test process's environment, made predictable for the CLI; `env` added last."""
-    out = {k: v for k, v in os.environ.items() if not k.endswith("_HTTP_ADDR")}
+    out = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_HTTP_ADDR", "_HTTP_TOKEN", "_HTTP_TOKEN_FILE"))
+    }
     out.pop("NO_COLOR", None)
     out.pop("FORCE_COLOR", None)
     out["COLUMNS"] = "250"  # rich wraps tables to the terminal width

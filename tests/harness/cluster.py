@@ -44,9 +44,12 @@ def free_port(ip: str) -> int:
     raise RuntimeError(f"no free port on {ip}")
 
 
-def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
+def http_json(
+    url: str, method: str = "GET", body: Any = None, timeout: float = 10.0, token: str = ""
+) -> Any:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    headers = {"X-Consul-Token": token} if token else {}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         raw = resp.read()
     return json.loads(raw) if raw.strip() else None
@@ -67,6 +70,7 @@ class AgentProc:
     env: dict[str, str] | None = None
     prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "h1"]
     log_level: str | None = "debug"  # None: leave it to the config files
+    token: str = ""  # sent as X-Consul-Token by get/put (an agent with ACLs on)
 
     @property
     def http(self) -> str:
@@ -118,10 +122,10 @@ class AgentProc:
         return bool(identity["AgentCertificate"]["Valid"])
 
     def get(self, path: str) -> Any:
-        return http_json(self.http + path)
+        return http_json(self.http + path, token=self.token)
 
     def put(self, path: str, body: Any = None) -> Any:
-        return http_json(self.http + path, "PUT", body)
+        return http_json(self.http + path, "PUT", body, token=self.token)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         def ready() -> bool:
@@ -222,12 +226,21 @@ class Cluster:
         self.agents.append(agent)
         return agent
 
-    def start(self, count: int, prefix: str = "node") -> list[AgentProc]:
-        """Start `count` agents, the later ones joining the first; wait until all see all."""
-        first = self.new_agent(f"{prefix}1").start(wait=False)
+    def start(
+        self, count: int, prefix: str = "node", extra: tuple[str, ...] = (), token: str = ""
+    ) -> list[AgentProc]:
+        """Start `count` agents, the later ones joining the first; wait until all see all.
+
+        `extra` flags go to every agent; `token` is what get/put send (ACLs on)."""
+        first = self.new_agent(f"{prefix}1", *extra)
+        first.token = token
+        first.start(wait=False)
         rest = [
-            self.new_agent(f"{prefix}{i}", "--join", first.serf_addr) for i in range(2, count + 1)
+            self.new_agent(f"{prefix}{i}", *extra, "--join", first.serf_addr)
+            for i in range(2, count + 1)
         ]
+        for agent in rest:
+            agent.token = token
         first.wait_ready()
         for agent in rest:
             agent.start(wait=False)
