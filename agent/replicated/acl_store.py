@@ -58,7 +58,6 @@ class AclStore(LwwReplica):
         self._state: AclState | None = None
         self._identities: dict[tuple[str, bool, str], Identity] = {}
         self._index = 0
-        self._listeners: list[Callable[[], None]] = []
         super().__init__(
             store, MAP_NAME, node=node, wall_ms=wall_ms, log=log, what="ACL entry", clock=clock
         )
@@ -73,12 +72,7 @@ class AclStore(LwwReplica):
         self._state = None
         self._identities = {}
         self._index = self._notify({ACL})
-        for listener in self._listeners:
-            listener()
-
-    def on_change(self, listener: Callable[[], None]) -> None:
-        """`listener` hears of every change; it runs inside a peer's RPC, so it only notes it."""
-        self._listeners.append(listener)
+        self._tell_listeners()
 
     @property
     def state(self) -> AclState:

@@ -48,7 +48,6 @@ class CaStore(LwwReplica):
         self._notify = notify
         self._state: CaState | None = None
         self._index = self._roots_index = 0
-        self._listeners: list[Callable[[], None]] = []
         super().__init__(
             store, MAP_NAME, node=node, wall_ms=wall_ms, log=log, what="CA entry", clock=clock
         )
@@ -65,11 +64,7 @@ class CaStore(LwwReplica):
             self._index = self._roots_index = self._notify({CA, CA_ROOTS})
         else:
             self._index = self._notify({CA})
-        for listener in self._listeners:
-            listener()
-
-    def on_change(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
+        self._tell_listeners()
 
     @property
     def state(self) -> CaState:

@@ -56,6 +56,7 @@ class LwwReplica:
         self._what = what
         self._map = store.lww_entries(map_name)
         self._snapshot: Snapshot | None = None
+        self._listeners: list[Callable[[], None]] = []
         self.collect()
         stamps = [e.stamp for e in self._map.entries.values()]
         if clock is None:
@@ -74,6 +75,15 @@ class LwwReplica:
 
     def _changed(self, keys: list[str]) -> None:
         """Keys whose entry changed (written here or absorbed); called after the map moved."""
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """`listener` hears of every change; it may run inside a peer's RPC, so it only notes it."""
+        self._listeners.append(listener)
+
+    def _tell_listeners(self) -> None:
+        """A subclass's `_changed` calls this once its own view is up to date."""
+        for listener in self._listeners:
+            listener()
 
     # -- local writes ------------------------------------------------------------------------
 
