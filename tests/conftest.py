@@ -2,6 +2,8 @@
 
 - `cluster` / `trio`: real agents on loopback (harness/cluster.py);
 - `serve_app`: an aiohttp app served in-process (harness/http_app.py);
+- `served`: the agent's real HTTP app behind a stand-in agent whose serf
+  refuses every change (harness/served_agent.py);
 - the CLI as a subprocess: harness/cli.py; what a test needs from the
   machine (skip locally, fail under CI): harness/binaries.py.
 
@@ -24,6 +26,7 @@ from aiohttp import web
 
 from tests.harness.cluster import AgentProc, Cluster
 from tests.harness.http_app import Listening, ServeApp, serving
+from tests.harness.served_agent import Served, serving_fake_agent
 
 
 @pytest.fixture
@@ -57,3 +60,10 @@ async def serve_app() -> AsyncIterator[ServeApp]:
             return await stack.enter_async_context(serving(app, ssl_context))
 
         yield serve
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    """The agent's HTTP app in-process over real stores, behind a stand-in agent."""
+    async with serving_fake_agent(tmp_path) as s:
+        yield s

@@ -15,7 +15,7 @@ import aiohttp
 from gossamer.agent.http.log_tap import LogTap, Subscriber
 from gossamer.agent.http.monitor_routes import LOG_TAP_KEY
 from tests.harness.poll import eventually_async
-from tests.test_http_errors import Served, served  # noqa: F401  (the fixture)
+from tests.harness.served_agent import Served
 
 FAILING_READ = "/v1/catalog/nodes?dc=dc9"  # answered 500, which the agent logs as a warning
 
@@ -23,7 +23,7 @@ FAILING_READ = "/v1/catalog/nodes?dc=dc9"  # answered 500, which the agent logs 
 async def _read_until(
     resp: aiohttp.ClientResponse,
     needle: str,
-    served: Served,  # noqa: F811
+    served: Served,
 ) -> str:
     seen = ""
     for _ in range(50):
@@ -38,7 +38,7 @@ async def _read_until(
     raise AssertionError(f"never saw {needle!r} in {seen!r}")
 
 
-async def test_monitor_streams_the_agents_log_lines(served: Served) -> None:  # noqa: F811
+async def test_monitor_streams_the_agents_log_lines(served: Served) -> None:
     async with served.client.get("/v1/agent/monitor?loglevel=warn") as resp:
         assert resp.status == 200
         text = await _read_until(resp, "No path to datacenter", served)
@@ -46,7 +46,7 @@ async def test_monitor_streams_the_agents_log_lines(served: Served) -> None:  # 
     assert "[WARNING] gossamer.http: GET /v1/catalog/nodes answered 500" in line
 
 
-async def test_monitor_logjson_sends_one_object_per_line(served: Served) -> None:  # noqa: F811
+async def test_monitor_logjson_sends_one_object_per_line(served: Served) -> None:
     async with served.client.get("/v1/agent/monitor?loglevel=info&logjson") as resp:
         text = await _read_until(resp, "No path to datacenter", served)
     entry = json.loads(next(x for x in text.splitlines() if "No path" in x))
@@ -54,7 +54,7 @@ async def test_monitor_logjson_sends_one_object_per_line(served: Served) -> None
     assert (entry["@level"], entry["@module"]) == ("warning", "gossamer.http")
 
 
-async def test_an_unknown_level_is_a_400_naming_the_valid_ones(served: Served) -> None:  # noqa: F811
+async def test_an_unknown_level_is_a_400_naming_the_valid_ones(served: Served) -> None:
     status, text = await served.call("GET", "/v1/agent/monitor?loglevel=loud")
     assert status == 400
     assert text == "Unknown log level: 'loud' (one of trace, debug, info, warn, error)\n"
@@ -62,7 +62,7 @@ async def test_an_unknown_level_is_a_400_naming_the_valid_ones(served: Served) -
     assert status == 400 and "logjson" in text
 
 
-async def test_a_client_that_goes_is_unsubscribed(served: Served) -> None:  # noqa: F811
+async def test_a_client_that_goes_is_unsubscribed(served: Served) -> None:
     tap = served.client.server.app[LOG_TAP_KEY]
     async with aiohttp.ClientSession() as session:
         url = served.client.make_url("/v1/agent/monitor")

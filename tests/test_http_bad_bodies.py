@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from gossamer.catalog.plain_json import BODY_MAX_DEPTH
-from tests.test_http_errors import Served, served  # noqa: F401  (the fixture)
+from tests.harness.served_agent import Served
 
 JSON_WRITES = [
     ("PUT", "/v1/agent/service/register"),
@@ -33,7 +33,7 @@ SAYS = f"Request decode failed: JSON nested deeper than {BODY_MAX_DEPTH} levels\
 
 @pytest.mark.parametrize(("method", "path"), JSON_WRITES)
 async def test_a_body_nested_100000_deep_is_a_400_naming_the_limit(
-    served: Served,  # noqa: F811
+    served: Served,
     method: str,
     path: str,
 ) -> None:
@@ -43,7 +43,7 @@ async def test_a_body_nested_100000_deep_is_a_400_naming_the_limit(
 
 
 async def test_nesting_up_to_the_limit_is_read_and_brackets_in_strings_do_not_count(
-    served: Served,  # noqa: F811
+    served: Served,
 ) -> None:
     at_limit = "[" * BODY_MAX_DEPTH + "]" * BODY_MAX_DEPTH
     status, text = await served.call("PUT", "/v1/agent/service/register", at_limit)

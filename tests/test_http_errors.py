@@ -9,146 +9,38 @@ names the table row it exercises, and a test checks every row has one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from gossamer.agent.acl.api_bodies import AclBodyError
 from gossamer.agent.acl.resolve import AclDisabled, AclNotFound, PermissionDenied, TooManyGuesses
 from gossamer.agent.checks.runner import NotTTLCheck
-from gossamer.agent.config import ConfigError, ConfigProblem
-from gossamer.agent.http.app import make_app
+from gossamer.agent.config import ConfigError
 from gossamer.agent.http.errors import ERRORS, BadRequest, NotFound, ServerError
-from gossamer.agent.http.intention_access import IntentionsAccess
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
-from gossamer.agent.local.external_nodes import ExternalNodes
-from gossamer.agent.local.node import LocalNode, NodeIdentity, UnknownId
+from gossamer.agent.local.node import UnknownId
 from gossamer.agent.replicated.intention_store import (
     DuplicateIntention,
     IntentionNotFound,
-    IntentionStore,
 )
 from gossamer.catalog.blocking import QueryParamError
 from gossamer.catalog.filter import FilterError
-from gossamer.catalog.live import LiveCatalog
-from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.registration import (
     SIDECAR_PORT_RANGE,
     RegistrationConflict,
     RegistrationError,
     ServiceNotRegistered,
 )
-from gossamer.catalog.store import CatalogStore, StoreError
+from gossamer.catalog.store import StoreError
 from gossamer.gossip.addresses import AddressError
 from gossamer.gossip.errors import SerfConnectionError, SerfRpcError
 from gossamer.gossip.keyring import InvalidKeyError, generate_key
-from gossamer.gossip.rpc_records import KeyResponse
 from gossamer.intentions.validate import IntentionError
 from gossamer.proxy.ca.errors import CaConfigError, LeafRequestError
-from tests.identity_support import make_identity
+from tests.harness.served_agent import UUID, Served
 
-UUID = "40e4a748-2192-161a-0510-9bf59fe950b5"
 KEY = generate_key()
-
-
-class RefusingSerf:
-    """A serf that knows node n2 only and refuses or cannot do every change."""
-
-    async def members_filtered(self, name: str = "") -> list[object]:
-        return [object()] if name == "n2" else []
-
-    async def members(self) -> list[object]:
-        raise KeyError("members")  # a bug: must not become an API answer
-
-    async def join(self, addresses: list[str]) -> int:
-        raise SerfRpcError(f"Failed to join {addresses[0]}: dial tcp: i/o timeout")
-
-    async def force_leave(self, node: str, prune: bool = False) -> None:
-        raise SerfRpcError("node not found")
-
-    async def list_keys(self) -> KeyResponse:
-        raise SerfConnectionError("connection refused")
-
-    async def install_key(self, key: str) -> None:
-        messages = {"n2": "key is not valid", "n3": "no keyring"}
-        raise SerfRpcError(
-            "2/3 nodes reported failure",
-            KeyResponse(messages, {}, num_nodes=3, num_err=2, num_resp=3),
-        )
-
-    use_key = remove_key = install_key
-
-
-@dataclass
-class FakeAgent:
-    local_node: LocalNode
-    serf: Any = field(default_factory=RefusingSerf)
-    node_name: str = "n1"
-    rpc_address: str = "127.0.0.1:8300"
-
-    async def self_info(self) -> dict[str, Any]:
-        return {"Config": {"Datacenter": "dc1", "NodeName": self.node_name}}
-
-    async def reload(self) -> list[str]:
-        raise ConfigError([ConfigProblem("/etc/gossamer/a.yaml", "log_level", "must be info")])
-
-    def request_shutdown(self, *, leave: bool) -> None:
-        raise AssertionError("not asked")
-
-
-@dataclass
-class Served:
-    client: TestClient  # type: ignore[type-arg]
-    local: LocalNode
-    intention_db: CatalogStore
-
-    async def call(self, method: str, path: str, body: str | None = None) -> tuple[int, str]:
-        async with self.client.request(method, path, data=body) as r:
-            return r.status, await r.text()
-
-
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    store = CatalogStore.open(tmp_path / "catalog.db")
-    catalog = LiveCatalog("dc1", store, wall_ms=lambda: 1_000)
-    catalog.apply([
-        NodeRecord("n2", UUID, "dc1", "198.18.0.2", 5, "n2"),  # another agent, with a node ID
-        NodeRecord("ext2", "", "dc1", "198.18.0.3", 7, "n2"),  # an external node n2 owns
-    ])  # fmt: skip
-    identity = NodeIdentity(node="n1", node_id="id-1", datacenter="dc1", address="127.0.0.1")
-    local = LocalNode(identity, store, catalog, wall_ms=lambda: 1_000, on_version=lambda v: None)
-    local.restore()
-    external = ExternalNodes(
-        catalog, owner="n1", wall_ms=lambda: 1_000, is_member={"n2"}.__contains__
-    )
-    intention_db = CatalogStore.open(tmp_path / "intentions.db")
-    intentions = IntentionStore(
-        intention_db, node="n1", wall_ms=lambda: 1_000, notify=catalog.touch
-    )
-    local.register_service({"Name": "api", "Port": 80})
-    local.register_service({"Name": "web~1", "Port": 81})
-    identity = make_identity(
-        tmp_path,
-        intention_db,
-        catalog,
-        wall_ms=lambda: 1_000,
-        registered={"api", "web~1"}.__contains__,
-    )  # never bootstrapped: no CA root, so a leaf is not ready
-    access = IntentionsAccess(intentions, lambda: False)
-    app = make_app(FakeAgent(local), catalog, external, access, identity)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield Served(client, local, intention_db)
-    finally:
-        await client.close()
-        await local.stop()
-        intention_db.close()
-        store.close()
 
 
 @dataclass(frozen=True)

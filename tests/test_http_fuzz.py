@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gossamer.agent.http.api import AGENT_KEY
-from tests.test_http_errors import RefusingSerf, Served, served  # noqa: F401  (the fixture)
+from tests.harness.served_agent import RefusingSerf, Served
 
 
 class ReadingSerf(RefusingSerf):
@@ -114,7 +114,7 @@ def _fill(canonical: str, value: str) -> str:
 )
 @given(data=st.data(), body=bodies, query=queries, extra=headers)
 async def test_no_request_gets_the_bug_answer(
-    served: Served,  # noqa: F811
+    served: Served,
     data: st.DataObject,
     body: bytes | None,
     query: str,

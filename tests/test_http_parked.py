@@ -14,7 +14,7 @@ import json
 from gossamer.agent.http import blocking
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from tests.harness.poll import eventually_async
-from tests.test_http_errors import Served, served  # noqa: F401  (the fixture)
+from tests.harness.served_agent import Served
 
 PLAIN, PEER, PASSING = 30, 5, 5
 
@@ -25,7 +25,7 @@ async def _get(on: Served, path: str) -> tuple[int, object, int]:
 
 
 async def test_parked_queries_share_answers_and_one_change_answers_them_all(
-    served: Served,  # noqa: F811
+    served: Served,
 ) -> None:
     catalog = served.client.app[CATALOG_KEY]
     base = "/v1/health/service/api"

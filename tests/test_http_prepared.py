@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gossamer.agent.http.blocking import PREPARED_KEY
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.prepared import PreparedAnswers, query_key
-from tests.test_http_errors import Served, served  # noqa: F401  (the fixture)
+from tests.harness.served_agent import Served
 
 NAMES = ["web", "db"]
 QUERIES = [
@@ -75,7 +75,7 @@ async def _read(on: Served, path: str) -> tuple[int, str, str]:
 )
 @given(steps=changes)
 async def test_prepared_answers_equal_fresh_ones_after_every_change(
-    served: Served,  # noqa: F811
+    served: Served,
     steps: list[tuple[object, ...]],
 ) -> None:
     app = served.client.server.app
@@ -96,7 +96,7 @@ async def test_prepared_answers_equal_fresh_ones_after_every_change(
 
 
 async def _three_reads(
-    served: Served,  # noqa: F811
+    served: Served,
     path: str,
 ) -> tuple[tuple[int, str, str], ...]:
     """As it stands, freshly encoded, and prepared again, with no change in between.
