@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.binaries import cannot_run
 from tests.harness.cluster import AgentProc
 from tests.harness.netns import Hosts, cleanup_leftovers, netns_available
 from tests.harness.poll import eventually
@@ -77,7 +78,7 @@ def sidecar(hosts: Hosts, i: int, agent: AgentProc, service: str, root: Path) ->
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     ok, why = netns_available()
     if not ok:
-        pytest.skip(why)
+        cannot_run(why)
     cleanup_leftovers()
     root = tmp_path_factory.mktemp("proxy-hosts")
     hosts = Hosts(3, root)

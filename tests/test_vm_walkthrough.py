@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.binaries import cannot_run
 from tests.harness.netns import Hosts, cleanup_leftovers, netns_available
 from tests.harness.poll import eventually
 
@@ -129,7 +130,7 @@ def shim_bin(root: Path) -> Path:
 def replay(tmp_path: Path) -> Iterator[Replay]:
     ok, why = netns_available()
     if not ok:
-        pytest.skip(why)
+        cannot_run(why)
     cleanup_leftovers()
     hosts = Hosts(3, tmp_path)
     r = Replay(hosts, tmp_path)
