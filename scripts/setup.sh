@@ -57,6 +57,8 @@ system_packages() {
     # A real Prometheus scrapes an agent and its proxies (tests/test_metrics_prometheus.py);
     # promtool checks the proxy's text format.
     command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
+    # curl is one of the HTTPS API's clients (tests/test_https_api.py).
+    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
   fi
   [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
   command -v serf >/dev/null 2>&1 || die "serf is still not on PATH after installing it"

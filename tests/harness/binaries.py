@@ -28,6 +28,7 @@ PACKAGES = {
     "openssl": "openssl",
     "prometheus": "prometheus",
     "promtool": "prometheus",
+    "curl": "curl",
 }
 
 
