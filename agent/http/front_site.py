@@ -2,12 +2,16 @@
 
 Drop-in for `web.SockSite`, with or without TLS: the front protocol sits
 under the TLS transport just as aiohttp's would, and hands connections to
-aiohttp's handler through the same transport.
+aiohttp's handler through the same transport. `GOSSAMER_HTTP_FRONT=off` in
+the agent's environment serves the socket by aiohttp alone, as before the
+front existed (the benches compare the two; a way out should the front
+misbehave).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from ssl import SSLContext
 
@@ -24,6 +28,8 @@ class FrontSite(web.SockSite):
         self.front = Front(runner)
 
     async def start(self) -> None:
+        if os.environ.get("GOSSAMER_HTTP_FRONT") == "off":
+            return await super().start()
         self._runner._reg_site(self)  # what BaseSite.start does, then our own server
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
