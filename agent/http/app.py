@@ -73,14 +73,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _error_response(request: web.Request, exc: Exception) -> web.Response:
+    status, text = error_answer(request.method, request.path, exc)
+    return web.Response(status=status, text=text)
+
+
+def error_answer(method: str, path: str, exc: Exception) -> tuple[int, str]:
+    """The status and plain-text body of an error, logged as it deserves: this middleware
+    and the light front (front.py) both answer errors with it."""
     answered = answer(exc)
     if answered is None:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return web.Response(status=500, text="internal error; see the agent log\n")
+        log.error("unhandled error in %s %s", method, path, exc_info=exc)
+        return 500, "internal error; see the agent log\n"
     status, text = answered
     if status >= 500:
-        log.warning("%s %s answered %d: %s", request.method, request.path, status, text)
-    return web.Response(status=status, text=text + "\n")
+        log.warning("%s %s answered %d: %s", method, path, status, text)
+    return status, text + "\n"
 
 
 async def index(request: web.Request) -> web.Response:

@@ -36,6 +36,7 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
 from gossamer.agent.http.app import make_app
+from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
@@ -294,7 +295,7 @@ async def _open_frontends(
     )  # fmt: skip
     await http.setup()
     undo.push_async_callback(http.cleanup)
-    await web.SockSite(http, s.listeners.http).start()
+    await FrontSite(http, s.listeners.http).start()  # hot reads first, then aiohttp
     await serve_https(http, c)
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
