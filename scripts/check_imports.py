@@ -134,6 +134,8 @@ PURE_MODULES: tuple[str, ...] = (
     # checks: status tables and aggregation, the runner's check spec
     "agent/checks/spec.py",
     "agent/checks/status.py",
+    # this node's own record, built from what is registered
+    "agent/local/own_record.py",
     # ACLs: rule language, authorizer, endpoint permissions, token records
     "agent/acl/",
     # gossamer check: results, the judges of each group, rendering

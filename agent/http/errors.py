@@ -32,7 +32,7 @@ from gossamer.agent.acl.resolve import AclDisabled, AclNotFound, PermissionDenie
 from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
-from gossamer.agent.local.node import UnknownId
+from gossamer.agent.local.registry import UnknownId
 from gossamer.agent.replicated.intention_store import DuplicateIntention, IntentionNotFound
 from gossamer.catalog.blocking import QueryParamError
 from gossamer.catalog.config_entries import ConfigEntryNotFound

@@ -61,7 +61,8 @@ from gossamer.agent.lifecycle.version import VERSION
 from gossamer.agent.lifecycle.version_tag import RecordVersionTag, StartupVersion
 from gossamer.agent.local.config_registrations import ConfigRegistrations
 from gossamer.agent.local.external_nodes import ExternalNodes
-from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.own_record import NodeIdentity
 from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.agent.replicated.ca_store import CaStore
 from gossamer.agent.replicated.config_entry_store import MAP_NAME as CONFIG_MAP
