@@ -8,12 +8,13 @@ present a certificate signed by `ca_file` (TLS 1.2 or later either way).
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
-from gossamer.agent.lifecycle.listeners import ListenError, bind_socket
+from gossamer.agent.lifecycle.listeners import ListenError
 
 
 def https_context(c: AgentConfig) -> ssl.SSLContext:
@@ -37,10 +38,10 @@ def https_context(c: AgentConfig) -> ssl.SSLContext:
     return context
 
 
-async def serve_https(runner: web.AppRunner, c: AgentConfig) -> None:
-    """Start the HTTPS site if `https.port` is set; ListenError if it cannot."""
-    if c.https.port is None:
-        return
-    context = https_context(c)
-    sock = bind_socket("the HTTPS API", c.client, c.https.port)
-    await web.SockSite(runner, sock, ssl_context=context).start()
+async def serve_api(runner: web.AppRunner, c: AgentConfig, api: dict[str, socket.socket]) -> None:
+    """Serve the app on the API sockets bound at the start: plain HTTP and/or HTTPS."""
+    if "https" in api:
+        context = https_context(c)
+        await web.SockSite(runner, api["https"], ssl_context=context).start()
+    if "http" in api:
+        await web.SockSite(runner, api["http"]).start()
