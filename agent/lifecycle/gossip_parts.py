@@ -27,6 +27,7 @@ from gossamer.agent.lifecycle.root_hooks import RootHooks, wall_ms
 from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.lifecycle.version import VERSION
 from gossamer.agent.lifecycle.version_tag import RecordVersionTag
+from gossamer.agent.replicated.config_entry_store import MAP_NAME as CONFIG_MAP
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.tls import AgentTls
@@ -75,6 +76,7 @@ async def open_gossip(
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
     s.acl.announce = partial(replicator.spread, ACL_MAP)
+    s.config_entries.announce = partial(replicator.spread, CONFIG_MAP)
     s.catalog.announce = replicator.records.announce
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.

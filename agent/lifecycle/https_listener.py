@@ -14,6 +14,7 @@ import ssl
 from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
+from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.lifecycle.listeners import ListenError
 
 
@@ -42,6 +43,6 @@ async def serve_api(runner: web.AppRunner, c: AgentConfig, api: dict[str, socket
     """Serve the app on the API sockets bound at the start: plain HTTP and/or HTTPS."""
     if "https" in api:
         context = https_context(c)
-        await web.SockSite(runner, api["https"], ssl_context=context).start()
-    if "http" in api:
-        await web.SockSite(runner, api["http"]).start()
+        await FrontSite(runner, api["https"], ssl_context=context).start()
+    if "http" in api:  # the light front answers hot reads first, then aiohttp
+        await FrontSite(runner, api["http"]).start()

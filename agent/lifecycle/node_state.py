@@ -22,9 +22,12 @@ from gossamer.agent.lifecycle.reload import apply_config_registrations
 from gossamer.agent.lifecycle.root_hooks import wall_ms
 from gossamer.agent.lifecycle.version_tag import StartupVersion
 from gossamer.agent.local.config_registrations import ConfigRegistrations
-from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.own_record import NodeIdentity
 from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.agent.replicated.ca_store import CaStore
+from gossamer.agent.replicated.config_entry_store import MAP_NAME as CONFIG_MAP
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.agent.sync.peer_link import Replicas
@@ -51,11 +54,15 @@ class NodeState:
     intentions: IntentionStore
     ca: CaStore
     acl: AclStore
+    config_entries: ConfigEntryStore
     version: StartupVersion
 
     def replicas(self) -> Replicas:
         """The replicated LWW maps, by name, for the replicator and the RPC server."""
-        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca, ACL_MAP: self.acl}
+        return {
+            INTENTIONS_MAP: self.intentions, CA_MAP: self.ca, ACL_MAP: self.acl,
+            CONFIG_MAP: self.config_entries,
+        }  # fmt: skip
 
 
 async def open_node_state(c: AgentConfig, undo: AsyncExitStack) -> NodeState:
@@ -78,9 +85,12 @@ async def open_node_state(c: AgentConfig, undo: AsyncExitStack) -> NodeState:
     acl = AclStore(
         store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock
     )
+    entries = ConfigEntryStore(
+        store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock
+    )
     return NodeState(
         data_dir, node_id, listeners, store, catalog, local, registrations, intentions, ca,
-        acl, version,
+        acl, entries, version,
     )  # fmt: skip
 
 

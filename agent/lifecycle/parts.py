@@ -43,6 +43,7 @@ from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode
 from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.agent.replicated.ca_store import CaStore
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.server import PeerRpcServer
@@ -68,6 +69,7 @@ class Parts:
     intentions: IntentionStore
     ca: CaStore
     acl: AclStore
+    config_entries: ConfigEntryStore
     serf: SerfProcess
     joins: Joins
     replicator: Replicator
@@ -108,7 +110,7 @@ async def _open_frontends(
     )
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
-    app = make_app(facade, s.catalog, external, intentions, g.identity)
+    app = make_app(facade, s.catalog, external, intentions, g.identity, s.config_entries)
     enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
     http = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
@@ -131,7 +133,8 @@ async def _open_frontends(
     http.app[FIGURE_SOURCES_KEY].extend(part_sources(g.replicator, dns.responder))
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
-        local=s.local, intentions=s.intentions, ca=s.ca, acl=s.acl, serf=g.serf, joins=g.joins,
+        local=s.local, intentions=s.intentions, ca=s.ca, acl=s.acl,
+        config_entries=s.config_entries, serf=g.serf, joins=g.joins,
         replicator=g.replicator, members=g.members, identity=g.identity,
         identity_loop=g.identity_loop, reloader=reloader, http=http, peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip
