@@ -41,6 +41,14 @@ def test_https_defaults_to_8501_once_files_are_given_and_minus_one_turns_it_off(
     assert off.https.listen_port is None and [a.scheme for a in api_listeners(off)] == ["http"]
 
 
+def test_https_without_files_takes_the_mesh_ca_but_half_a_pair_is_refused(tmp_path: Path) -> None:
+    mesh = load(["--dev", "--config-file", write(tmp_path, "m.yaml", "https: {port: 8501}\n")])
+    assert mesh.https.listen_port == 8501 and mesh.https.cert_file is None
+    (line,) = errors(["--dev", "--config-file", write(tmp_path, "h.yaml",
+                                                      "https: {cert_file: /c.pem}\n")])  # fmt: skip
+    assert "cert_file and key_file go together" in line
+
+
 def test_neither_http_nor_https_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "a.yaml", "ports: {http: -1}\n")
     (line,) = errors(["--dev", "--config-file", path])

@@ -73,7 +73,6 @@ def test_an_agent_serving_only_https_is_dialled_over_https_and_verified() -> Non
     assert env["CONSUL_CACERT"]["value"] == "/ca/root.pem"
 
 
-
 def test_several_containers_and_init_containers_keep_their_order() -> None:
     app = [
         {"name": "api", "image": "api:1", "ports": [{"containerPort": 9000}]},

@@ -8,12 +8,13 @@
       ca_file: /etc/gossamer/clients-ca.pem   # needed by verify_incoming
       verify_incoming: true      # clients must present a certificate signed by ca_file
 
+Without cert_file and key_file the agent serves a certificate signed by the
+mesh CA for its own names and addresses (agent/identity/https_certificate.py).
 HTTPS is on when `port` is a port, or when cert_file is given (port 8501);
 `port: -1` turns it off whatever else is set. Plain HTTP (`http_port`,
 Consul's `ports.http`) is switched on and off on its own; an agent with
 neither is a config error. The files are read when the agent starts (a bad
-one stops it, naming the file). A server certificate issued by the mesh CA when no files are given
-is not done yet (README, ACLs and HTTPS).
+one stops it, naming the file).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class HttpsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
-        if self.listen_port is not None and not (self.cert_file and self.key_file):
-            raise _fail("HTTPS is on: cert_file and key_file are needed too")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise _fail("cert_file and key_file go together (neither: the mesh CA signs one)")
         if self.verify_incoming and not self.ca_file:
             raise _fail("verify_incoming needs ca_file (the CA that signs client certificates)")
         return self

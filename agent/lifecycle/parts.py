@@ -117,7 +117,7 @@ async def _open_frontends(
     )  # fmt: skip
     await http.setup()
     undo.push_async_callback(http.cleanup)
-    await serve_api(http, c, s.listeners.api)
+    await serve_api(http, c, s.listeners.api, (g.identity, s.node_id, s.data_dir.path))
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
     )
