@@ -111,7 +111,7 @@ async def _open_frontends(
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     app = make_app(facade, s.catalog, external, intentions, g.identity, s.config_entries)
-    enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
+    acl = enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
     http = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip
@@ -126,9 +126,11 @@ async def _open_frontends(
     undo.callback(peer_rpc.close)
     dns = DnsFrontend(
         c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate,
-        may_read=partial(dns_reader, s.acl, status),
+        may_read=partial(dns_reader, s.acl, status, acl),
     )  # fmt: skip
     s.acl.on_change(dns.acl_changed)
+    if acl is not None:  # the default token set through the API changes what DNS shows
+        acl.token_listeners.append(dns.acl_changed)
     await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
     http.app[FIGURE_SOURCES_KEY].extend(part_sources(g.replicator, dns.responder))
     return Parts(
