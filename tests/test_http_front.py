@@ -16,19 +16,23 @@ import re
 import ssl
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import consul
+import pytest
 import uvloop
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gossamer.agent.http import front
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.front_site import FrontSite
+from gossamer.agent.http.metrics_routes import FIGURES_KEY
 from gossamer.agent.lifecycle.listeners import bind_socket
 from gossamer.agent.local.node import LocalNode, NodeIdentity
 from gossamer.catalog.live import LiveCatalog
@@ -157,14 +161,26 @@ def test_front_answers_as_aiohttp_for_any_query(path: str, params: list[tuple[st
     uvloop.run(run())  # the agent's loop
 
 
+def counts(app: web.Application) -> Counter[str]:
+    """The HTTP request counters by labels, as /v1/agent/metrics reports them."""
+    return Counter({str(c["Labels"]): c["Count"] for c in app[FIGURES_KEY].counters()})
+
+
 async def test_pipelined_hot_reads_then_another_route_are_answered_in_order(
     tmp_path: Path,
 ) -> None:
     raw = get(HOT[0] + "?passing") + get(HOT[2]) + get("/v1/catalog/nodes") + get(HOT[1])
     async with two_fronts(tmp_path) as pair:
-        answers = await same_answers(pair, raw, answers=4)
-        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 4
+        app = pair.site.front.app
+        before = counts(app)
+        ours = await exchange(pair.front, raw, answers=4)
+        middle = counts(app)
+        theirs = await exchange(pair.aio, raw, answers=4)
+        assert [undated(a) for a in ours] == [undated(a) for a in theirs]
+        assert [a.split(b"\r\n", 1)[0] for a in ours] == [b"HTTP/1.1 200 OK"] * 4
         assert pair.site.front.taken == 2 and pair.site.front.handed == 1
+        # the same HTTP figures, whichever front answered
+        assert middle - before == counts(app) - middle and middle - before
 
 
 async def test_bad_parameter_is_aiohttps_400_naming_it(tmp_path: Path) -> None:
@@ -187,6 +203,52 @@ async def test_parked_query_wakes_on_change_and_keeps_the_connection(tmp_path: P
         second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert second.startswith(b"HTTP/1.1 200 OK")
         writer.close()
+
+
+async def test_many_pipelined_behind_a_parked_query_are_all_answered(tmp_path: Path) -> None:
+    """More than the front buffers (reading pauses) and more than the client reads at once
+    (writing pauses): every answer arrives, in order."""
+    async with two_fronts(tmp_path) as pair:
+        (first,) = await exchange(pair.front, get(HOT[2]))
+        index = int(re.search(rb"X-Consul-Index: (\d+)", first)[1])  # type: ignore[index]
+        behind = 8_000  # ~330 KB of requests
+        reader, writer = await asyncio.open_connection("127.0.0.1", pair.front)
+        writer.write(get(f"{HOT[2]}?index={index}&wait=30s") + get(f"{HOT[2]}?u=1") * behind)
+        await asyncio.sleep(0.2)
+        pair.catalog.apply([_record(8, "passing")])
+        answered = 0
+        while answered <= behind:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            await reader.readexactly(int(re.search(rb"Content-Length: (\d+)", head)[1]))  # type: ignore[index]
+            answered += 1
+        assert pair.site.front.taken == behind + 2 and pair.site.front.handed == 0
+        writer.close()
+
+
+async def test_idle_connections_close_after_keepalive_and_at_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(front, "SWEEP_S", 0.05)
+    monkeypatch.setattr(front, "KEEPALIVE_S", 0.2)
+    async with two_fronts(tmp_path) as pair:
+        idle_reader, idle = await asyncio.open_connection("127.0.0.1", pair.front)
+        idle.write(get(HOT[2]))
+        first = await idle_reader.readuntil(b"\r\n\r\n")
+        index = int(re.search(rb"X-Consul-Index: (\d+)", first)[1])  # type: ignore[index]
+        parked_reader, parked = await asyncio.open_connection("127.0.0.1", pair.front)
+        parked.write(get(f"{HOT[2]}?index={index}&wait=30s"))
+        assert await asyncio.wait_for(idle_reader.read(), 5) != b""  # the rest of the body
+        assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # then closed
+        assert len(pair.site.front.connections) == 1  # the parked one stays
+        pair.catalog.release_all()  # as the agent does when it stops, then the runner
+        await pair.site.stop()
+        head = await asyncio.wait_for(parked_reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        await parked_reader.readexactly(int(re.search(rb"Content-Length: (\d+)", head)[1]))  # type: ignore[index]
+        assert await asyncio.wait_for(parked_reader.read(), 5) == b""  # answered, then closed
+        idle.close()
+        parked.close()
 
 
 async def test_py_consul_blocking_health_service(tmp_path: Path) -> None:

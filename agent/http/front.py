@@ -125,7 +125,7 @@ class Front:
 class FrontConnection(asyncio.Protocol):
     """One client connection until it is answered by aiohttp (module docstring)."""
 
-    __slots__ = ("buffer", "front", "parked", "since", "transport", "writable")
+    __slots__ = ("buffer", "front", "parked", "since", "throttled", "transport", "writable")
 
     def __init__(self, front: Front) -> None:
         self.front = front
@@ -133,6 +133,7 @@ class FrontConnection(asyncio.Protocol):
         self.parked: _Parked | None = None
         self.since = time.monotonic()
         self.writable = True
+        self.throttled = False  # reading paused: too many pipelined bytes behind a parked query
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -174,8 +175,11 @@ class FrontConnection(asyncio.Protocol):
                 self._hand_off()
                 return
             self.buffer = self.buffer[end + 4 :]
-        if self.transport is not None and len(self.buffer) > BUFFER_MAX:
-            self.transport.pause_reading()
+        if self.transport is not None:
+            throttle = len(self.buffer) > BUFFER_MAX
+            if throttle != self.throttled:
+                self.throttled = throttle
+                (self.transport.pause_reading if throttle else self.transport.resume_reading)()
 
     def _take(self, head: bytes) -> bool:
         """Answer (or park) the request `head` if it is the front's; False hands it over."""
@@ -188,9 +192,8 @@ class FrontConnection(asyncio.Protocol):
             return False
         route, name, path, raw_query = found
         started = time.perf_counter()
-        asked = Asked(front.app, path, front.query(raw_query))
         try:
-            future = front.answer(route, name, asked)
+            future = front.answer(route, name, Asked(front.app, path, front.query(raw_query)))
         except Exception:  # a bad parameter: aiohttp words the 400, by the same code
             return False
         front.taken += 1
@@ -214,7 +217,8 @@ class FrontConnection(asyncio.Protocol):
         handler.connection_made(transport)
         if not self.writable:
             handler.pause_writing()
-        transport.resume_reading()
+        if self.throttled:
+            transport.resume_reading()
         data, self.buffer = self.buffer, b""
         if data:
             handler.data_received(data)
