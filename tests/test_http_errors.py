@@ -19,7 +19,7 @@ from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
 from gossamer.agent.http.errors import ERRORS, BadRequest, NotFound, ServerError
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
-from gossamer.agent.local.node import UnknownId
+from gossamer.agent.local.registry import UnknownId
 from gossamer.agent.replicated.intention_store import (
     DuplicateIntention,
     IntentionNotFound,

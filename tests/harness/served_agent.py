@@ -20,7 +20,8 @@ from gossamer.agent.config import ConfigError, ConfigProblem
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess
 from gossamer.agent.local.external_nodes import ExternalNodes
-from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.own_record import NodeIdentity
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord
