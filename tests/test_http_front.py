@@ -29,12 +29,18 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gossamer.agent.acl.rules import parse_rules
+from gossamer.agent.acl.tokens import Policy, Token, hash_secret, initial_management
+from gossamer.agent.config.acl_section import AclConfig, AclTokens
 from gossamer.agent.http import front
+from gossamer.agent.http.acl_access import AclAccess
+from gossamer.agent.http.acl_enforce import install_acl
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.http.metrics_routes import FIGURES_KEY
 from gossamer.agent.lifecycle.listeners import bind_socket
 from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
@@ -70,13 +76,18 @@ class Pair:
 
 
 @asynccontextmanager
-async def two_fronts(tmp_path: Path, context: ssl.SSLContext | None = None) -> AsyncIterator[Pair]:
+async def two_fronts(
+    tmp_path: Path, context: ssl.SSLContext | None = None, acl: bool = False
+) -> AsyncIterator[Pair]:
     store = CatalogStore.open(tmp_path / "catalog.db")
     catalog = LiveCatalog("dc1", store, wall_ms=lambda: 1_000)
     catalog.apply([_record(i, ("passing", "warning", "critical")[i % 3]) for i in range(1, 6)])
     identity = NodeIdentity(node="n1", node_id="id-1", datacenter="dc1", address="127.0.0.1")
     local = LocalNode(identity, store, catalog, wall_ms=lambda: 1_000, on_version=lambda v: None)
-    runner = web.AppRunner(make_app(FakeAgent(local), catalog), access_log=None)
+    app = make_app(FakeAgent(local), catalog)
+    if acl:
+        install_acl(app, acl_access(store))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     aio_sock, front_sock = (bind_socket("test", "127.0.0.1", 0) for _ in range(2))
     await web.SockSite(runner, aio_sock).start()
@@ -94,6 +105,25 @@ async def two_fronts(tmp_path: Path, context: ssl.SSLContext | None = None) -> A
         catalog.release_all()
         await runner.cleanup()
         store.close()
+
+
+POLICIES = {
+    "all": 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }',
+    "web": 'service "web" { policy = "read" }\nnode "n1" { policy = "read" }',
+    "db": 'service "db" { policy = "read" }\nnode_prefix "" { policy = "read" }',
+}
+
+
+def acl_access(db: CatalogStore) -> AclAccess:
+    """default deny; secret "m" management, and one token per policy, its secret the name."""
+    store = AclStore(db, node="n1", wall_ms=lambda: 1_000, notify=lambda keys: 1)
+    for n, (name, rules) in enumerate(POLICIES.items()):
+        store.put_policy(Policy(name, name, "", rules, parse_rules(rules)))
+        accessor = f"00000000-0000-4000-8000-00000000000{n}"
+        store.put_token(Token(accessor, hash_secret(name), policies=(name,)))
+    store.put_token(initial_management("m", ""))
+    config = AclConfig(enabled=True, default_policy="deny", tokens=AclTokens())
+    return AclAccess(store, lambda: config, datacenter="dc1", node="n1")
 
 
 async def exchange(
@@ -187,6 +217,32 @@ async def test_bad_parameter_is_aiohttps_400_naming_it(tmp_path: Path) -> None:
     async with two_fronts(tmp_path) as pair:
         (answer,) = await same_answers(pair, get(HOT[0] + "?index=x"))
         assert answer.startswith(b"HTTP/1.1 400 ") and b"Invalid index" in answer
+
+
+async def test_acl_answers_as_the_middleware(tmp_path: Path) -> None:
+    """Allowed, denied, unknown and filtered tokens, by header, bearer and query: the front
+    answers what the ACL middleware would, or leaves the filtered read to it."""
+    asks = [
+        (f"{HOT[0]}?passing", "X-Consul-Token: m", True),
+        (HOT[1], "X-Consul-Token: all", True),
+        (HOT[0], "Authorization: Bearer all", True),
+        (f"{HOT[0]}?token=all", "", True),
+        (HOT[0], "X-Consul-Token: db", True),  # 403: may not read web
+        (HOT[0], "X-Consul-Token: nope", True),  # 403: ACL not found
+        (HOT[0], "", True),  # anonymous, default deny: 403
+        (HOT[0], "X-Consul-Token: web", False),  # reads node n1 only: the middleware filters
+        (HOT[2], "X-Consul-Token: all", False),  # a filtered route
+    ]
+    async with two_fronts(tmp_path, acl=True) as pair:
+        front = pair.site.front
+        for target, header, taken in asks:
+            before = front.taken
+            raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n".encode()
+            raw = raw.replace(b"\r\n\r\n\r\n", b"\r\n\r\n")
+            (answer,) = await same_answers(pair, raw)
+            assert (front.taken == before + 1) == taken, (target, header, answer[:80])
+            allowed = header.endswith(("m", "all")) or target.endswith("all")
+            assert answer.startswith(b"HTTP/1.1 200 ") == (allowed or not taken), target
 
 
 async def test_parked_query_wakes_on_change_and_keeps_the_connection(tmp_path: Path) -> None:

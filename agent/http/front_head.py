@@ -27,33 +27,39 @@ CATALOG_SERVICES = "/v1/catalog/services"
 HOT_ROUTES = (HEALTH_SERVICE, CATALOG_SERVICE, CATALOG_SERVICES)
 _PREFIXES = (("/v1/health/service/", HEALTH_SERVICE), ("/v1/catalog/service/", CATALOG_SERVICE))
 _REFUSED_HEADERS = frozenset({b"expect", b"upgrade"})
+_TOKEN_HEADERS = {b"x-consul-token": "X-Consul-Token", b"authorization": "Authorization"}
 
 
-class _Head:
-    """httptools' callbacks, collecting what the front decides on."""
+class PlainGet:
+    """A request head the front may take: its target and the headers a token comes in
+    (the first of each, as aiohttp's `headers.get` reads them); httptools' callbacks."""
 
-    __slots__ = ("complete", "refused", "url")
+    __slots__ = ("complete", "headers", "refused", "target")
 
     def __init__(self) -> None:
-        self.url = b""
+        self.target = ""
+        self.headers: dict[str, str] = {}
         self.complete = False
         self.refused = False
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        self.target += url.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in _REFUSED_HEADERS:
+        lowered = name.lower()
+        if lowered in _REFUSED_HEADERS:
             self.refused = True
+        elif lowered in _TOKEN_HEADERS:
+            self.headers.setdefault(_TOKEN_HEADERS[lowered], value.decode("latin-1"))
 
     def on_message_complete(self) -> None:
         self.complete = True
 
 
-def plain_get_target(head: bytes) -> str | None:
-    """The request target of `head` (one request's bytes up to its blank line) when it is a
-    complete keep-alive HTTP/1.1 GET with nothing the front leaves to aiohttp; else None."""
-    seen = _Head()
+def plain_get(head: bytes) -> PlainGet | None:
+    """`head` (one request's bytes up to its blank line) when it is a complete keep-alive
+    HTTP/1.1 GET with nothing the front leaves to aiohttp; else None."""
+    seen = PlainGet()
     parser = httptools.HttpRequestParser(seen)
     try:
         parser.feed_data(head)
@@ -63,10 +69,9 @@ def plain_get_target(head: bytes) -> str | None:
         return None
     if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
         return None
-    try:
-        return seen.url.decode("ascii")
-    except UnicodeDecodeError:
+    if not seen.target.isascii():
         return None
+    return seen
 
 
 def hot_route(target: str) -> tuple[str, str, str, str] | None:
