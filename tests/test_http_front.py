@@ -36,6 +36,7 @@ from gossamer.agent.http import front
 from gossamer.agent.http.acl_access import AclAccess
 from gossamer.agent.http.acl_enforce import install_acl
 from gossamer.agent.http.app import make_app
+from gossamer.agent.http.front_head import HEALTH_SERVICE, hot_route, plain_get
 from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.http.metrics_routes import FIGURES_KEY
 from gossamer.agent.lifecycle.listeners import bind_socket
@@ -213,6 +214,18 @@ async def test_pipelined_hot_reads_then_another_route_are_answered_in_order(
         assert middle - before == counts(app) - middle and middle - before
 
 
+async def test_closing_and_http10_requests_get_aiohttps_answer(tmp_path: Path) -> None:
+    async with two_fronts(tmp_path) as pair:
+        for raw in (
+            b"GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /v1/catalog/services HTTP/1.0\r\nHost: x\r\n\r\n",
+            b"GET /v1/catalog/services HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        ):
+            (answer,) = await same_answers(pair, raw)
+            assert answer.split(b"\r\n", 1)[0].endswith(b" 200 OK")
+        assert pair.site.front.taken == 0 and pair.site.front.handed == 3
+
+
 async def test_bad_parameter_is_aiohttps_400_naming_it(tmp_path: Path) -> None:
     async with two_fronts(tmp_path) as pair:
         (answer,) = await same_answers(pair, get(HOT[0] + "?index=x"))
@@ -345,3 +358,38 @@ def test_https_front_answers_as_aiohttp(tmp_path: Path) -> None:
             assert pair.tls_site.front.taken == 1 and pair.tls_site.front.handed == 1
 
     uvloop.run(run())  # the agent's loop
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /v1/catalog/services HTTP/1.0\r\nHost: x\r\n\r\n",  # aiohttp words 1.0
+        b"GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"HEAD /v1/catalog/services HTTP/1.1\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ],
+)
+def test_front_leaves_every_other_head_to_aiohttp(raw: bytes) -> None:
+    assert plain_get(raw) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://x/v1/catalog/services", "/v1/health/service/we%62", "/v1/health/service/..",
+     "/v1/health/service/a/b", "/v1/health/service/", "/v1/catalog/services/",
+     "/v1/catalog/services#x", "/v1/health/service/{x}", "/v1/catalog/nodes"],
+)  # fmt: skip
+def test_front_routes_only_plain_hot_paths(target: str) -> None:
+    assert hot_route(target) is None
+
+
+def test_front_takes_a_plain_get_with_its_token() -> None:
+    raw = b"GET /v1/health/service/web?passing HTTP/1.1\r\n"
+    raw += b"x-consul-TOKEN: t\r\nX-Consul-Token: u\r\n\r\n"
+    got = plain_get(raw)
+    assert got is not None and got.headers == {"X-Consul-Token": "t"}  # the first, as aiohttp
+    assert hot_route(got.target) == (HEALTH_SERVICE, "web", "/v1/health/service/web", "passing")

@@ -33,6 +33,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE
 from multidict import MultiDictProxy
 from yarl import URL
 
@@ -271,11 +272,13 @@ class _Parked:
         if exc is None:
             body, index = self.future.result()
             status = 200
-            transport.write(json_head(len(body), consul_headers(index), date) + body)
+            transport.write(
+                json_head(len(body), consul_headers(index), date, SERVER_SOFTWARE) + body
+            )
         else:  # raised when it woke (a filter only checkable against a row): the same table
             status, text = error_answer("GET", self.path, _exception(exc))
             data = text.encode()
-            transport.write(text_head(status, len(data), date) + data)
+            transport.write(text_head(status, len(data), date, SERVER_SOFTWARE) + data)
         record_route(connection.front.app, "GET", self.route, status, self.started)
         connection.since = time.monotonic()
 
