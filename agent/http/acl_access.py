@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -114,13 +114,18 @@ IDENTITY_KEY = "gossamer.acl.identity"
 
 def request_secret(request: web.Request) -> str:
     """The secret a request carries (header, bearer, query), or ""."""
-    header = request.headers.get("X-Consul-Token", "")
+    return secret_from(request.headers, request.query)
+
+
+def secret_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    """`request_secret` over a head's headers and query (the light front reads it so too)."""
+    header = headers.get("X-Consul-Token", "")
     if header:
         return header
-    auth = request.headers.get("Authorization", "")
+    auth = headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.query.get("token", "")
+    return query.get("token", "")
 
 
 def identity_of(request: web.Request) -> Identity:
@@ -136,7 +141,11 @@ def identity_of(request: web.Request) -> Identity:
 
 def require(request: web.Request, kind: str, name: str, need: Access) -> None:
     """Raises PermissionDenied (Consul's 403 wording) unless the token may."""
-    identity = identity_of(request)
+    require_of(identity_of(request), kind, name, need)
+
+
+def require_of(identity: Identity, kind: str, name: str, need: Access) -> None:
+    """`require` for an identity already resolved (the light front's)."""
     if not identity.authorizer.allows(kind, name, need).allowed:
         raise PermissionDenied(denied_message(identity.accessor, kind, name, need))
 
