@@ -111,7 +111,7 @@ async def _open_frontends(
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     app = make_app(facade, s.catalog, external, intentions, g.identity, s.config_entries)
-    acl = enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
+    acl = enable_acls(app, s.acl, status, str(s.data_dir.path), g.members, g.serf)
     http = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip
