@@ -75,6 +75,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/view.py",
     "catalog/check_definition.py",
     "catalog/config_entries.py",
+    "catalog/config_defaults.py",
     "catalog/check_kinds.py",
     "catalog/registration.py",
     "catalog/registration_fields.py",
