@@ -3,9 +3,12 @@
 Start order: the configuration (a sidecar registration, read once to fail
 fast with exit 2, then watched by content hash; or an ad-hoc config), the
 leaf and roots watches (no listener is useful before the first leaf), the
-intentions watch (`match?by=destination`), the agent's default policy
-(`/v1/agent/self`, read at start and on SIGHUP), then the inbound listener
-and one listener per upstream, each with its health watch.
+intentions watch (`match?by=destination`), whose answers carry the agent's
+default policy (`X-Gossamer-Default-Policy`; a reload of the agent that
+changes it wakes the watch, so a new default applies like an intention
+change), then the inbound listener and one listener per upstream, each
+with its health watch. An agent that does not send the default (not a
+gossamer agent) has it read from `/v1/agent/self` at start and on SIGHUP.
 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
@@ -46,6 +49,7 @@ from gossamer.proxy.outbound import UpstreamListener, instances_of
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
+DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (lower-cased)
 
 
 class ProxyRuntime:
@@ -66,6 +70,8 @@ class ProxyRuntime:
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
         self._watches: list[Watch] = []
+        self._intentions: Watch | None = None
+        self._default_watched = False  # the intentions answers carry the default policy
         self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -74,7 +80,9 @@ class ProxyRuntime:
         svc = self.config.service
         self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
         self._watch("/v1/agent/connect/ca/roots", self._on_roots)
-        self._watch(f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions)
+        self._intentions = self._watch(
+            f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions
+        )
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
@@ -89,11 +97,16 @@ class ProxyRuntime:
         return watch
 
     async def read_default_policy(self) -> None:
+        """The default from `/v1/agent/self`, unless the intentions answers carry it."""
+        if self._default_watched:
+            return
         try:
             body = await self.agent.get_json("/v1/agent/self")
         except (OSError, TimeoutError, ValueError) as exc:
             kept = "allow" if self.policy.default_allow else "deny"
             log.error("proxy: cannot read the default intention policy (%s); keeping %s", exc, kept)
+            return
+        if self._default_watched:  # an intentions answer came first and said it
             return
         policy = (body.get("DebugConfig") or {}).get("IntentionDefaultPolicy", "deny")
         self.policy.default_allow = policy == "allow"
@@ -127,6 +140,12 @@ class ProxyRuntime:
         except (ValueError, TypeError) as exc:
             log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
             return
+        said = self._intentions.headers.get(DEFAULT_POLICY) if self._intentions else None
+        if said in ("allow", "deny"):
+            if self._default_watched and self.policy.default_allow != (said == "allow"):
+                log.info("proxy: the agent's default intention policy is now %s", said)
+            self._default_watched = True
+            self.policy.default_allow = said == "allow"
         self.policy.known = True
         self.tally.add("intentions.updates")
         if self.inbound is not None:
