@@ -6,9 +6,11 @@ leaf and roots watches (no listener is useful before the first leaf), the
 intentions watch (`match?by=destination`), whose answers carry the agent's
 default policy (`X-Gossamer-Default-Policy`; a reload of the agent that
 changes it wakes the watch, so a new default applies like an intention
-change), then the inbound listener and one listener per upstream, each
-with its health watch. An agent that does not send the default (not a
-gossamer agent) has it read from `/v1/agent/self` at start and on SIGHUP.
+change; without it the default is deny), then the inbound listener and one
+listener per upstream, each with its health watch.
+Revoked agents (`/v1/connect/ca/revoked`, blocking) go into the trust the
+peers are checked against; a new revocation also cuts open connections to
+and from peers whose leaf a revoked agent issued (authorize.py).
 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
@@ -33,6 +35,7 @@ from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.authorize import revoked_key_ids
 from gossamer.proxy.config import (
     ConfigError,
     ProxyConfig,
@@ -42,7 +45,7 @@ from gossamer.proxy.config import (
 )
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.identity import Identity, IdentityError, build_identity
+from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import MetricsServer
 from gossamer.proxy.outbound import UpstreamListener, instances_of
@@ -69,9 +72,9 @@ class ProxyRuntime:
         self.ready = asyncio.Event()
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
+        self._revoked: frozenset[bytes] = frozenset()
         self._watches: list[Watch] = []
         self._intentions: Watch | None = None
-        self._default_watched = False  # the intentions answers carry the default policy
         self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -80,13 +83,13 @@ class ProxyRuntime:
         svc = self.config.service
         self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
         self._watch("/v1/agent/connect/ca/roots", self._on_roots)
+        self._watch("/v1/connect/ca/revoked", self._on_revoked)
         self._intentions = self._watch(
             f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions
         )
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
-        await self.read_default_policy()
         await self._apply(self.config, first=True)
         self.denials.start()
 
@@ -95,23 +98,6 @@ class ProxyRuntime:
         watch.start()
         self._watches.append(watch)
         return watch
-
-    async def read_default_policy(self) -> None:
-        """The default from `/v1/agent/self`, unless the intentions answers carry it."""
-        if self._default_watched:
-            return
-        try:
-            body = await self.agent.get_json("/v1/agent/self")
-        except (OSError, TimeoutError, ValueError) as exc:
-            kept = "allow" if self.policy.default_allow else "deny"
-            log.error("proxy: cannot read the default intention policy (%s); keeping %s", exc, kept)
-            return
-        if self._default_watched:  # an intentions answer came first and said it
-            return
-        policy = (body.get("DebugConfig") or {}).get("IntentionDefaultPolicy", "deny")
-        self.policy.default_allow = policy == "allow"
-        if self.inbound is not None:
-            self.inbound.recheck()
 
     def _on_leaf(self, body: dict[str, Any]) -> None:
         self._leaf = body
@@ -125,13 +111,29 @@ class ProxyRuntime:
         if self._leaf is None or self._roots is None:
             return
         try:
-            self.identity = build_identity(self._leaf, self._roots)
+            self.identity = with_revoked(build_identity(self._leaf, self._roots), self._revoked)
         except IdentityError as exc:
             log.error("proxy: cannot use the agent's certificate: %s", exc)
             return
         log.info("proxy: identity for %s, leaf serial %s", self.config.service,
                  self.identity.serial)  # fmt: skip
         self.ready.set()
+
+    def _on_revoked(self, rows: object) -> None:
+        try:
+            revoked = revoked_key_ids(rows)
+        except ValueError as exc:
+            log.error("proxy: revoked agents answer unusable, keeping the previous one: %s", exc)
+            return
+        if revoked == self._revoked:
+            return
+        self._revoked = revoked
+        if self.identity is not None:
+            self.identity = with_revoked(self.identity, revoked)
+        cut = self.inbound.recheck_peers() if self.inbound is not None else 0
+        cut += sum(listener.recheck_peers() for listener, _ in self.upstreams.values())
+        log.info("proxy: %d revoked agent intermediate(s); %d open connection(s) cut",
+                 len(revoked), cut)  # fmt: skip
 
     def _on_intentions(self, body: dict[str, Any]) -> None:
         rows = body.get(self.config.service, [])
@@ -140,12 +142,13 @@ class ProxyRuntime:
         except (ValueError, TypeError) as exc:
             log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
             return
-        said = self._intentions.headers.get(DEFAULT_POLICY) if self._intentions else None
-        if said in ("allow", "deny"):
-            if self._default_watched and self.policy.default_allow != (said == "allow"):
-                log.info("proxy: the agent's default intention policy is now %s", said)
-            self._default_watched = True
-            self.policy.default_allow = said == "allow"
+        allow = (self._intentions.headers if self._intentions else {}).get(
+            DEFAULT_POLICY
+        ) == "allow"
+        if self.policy.known and self.policy.default_allow != allow:
+            log.info("proxy: the agent's default intention policy is now %s",
+                     "allow" if allow else "deny")  # fmt: skip
+        self.policy.default_allow = allow
         self.policy.known = True
         self.tally.add("intentions.updates")
         if self.inbound is not None:
@@ -215,7 +218,6 @@ class ProxyRuntime:
         log.info("proxy: SIGHUP: reading registration, identity, intentions and policy again")
         for watch in self._watches:
             watch.restart()
-        self._spawn(self.read_default_policy())
 
     def open_connections(self) -> int:
         inbound = len(self.inbound.open) + len(self.inbound.http_open) if self.inbound else 0

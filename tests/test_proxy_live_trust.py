@@ -1,15 +1,19 @@
 """What a proxy trusts changes while connections are open: the default policy, revocations.
 
-Two real agents (`lt1` holds `web`, `lt2` holds `db`), each with a real
-sidecar process; every byte goes client -> web's sidecar -> mTLS -> db's
-sidecar -> db's app. No intention names web and db, so the agents' default
-policy decides. The tests run in order: the default is flipped by reloading
-`lt2`'s config (db's sidecar decides inbound), then `lt1`, which issued
-web's leaf, is revoked. Convergence is polled with deadlines, never slept for.
+Three real agents (`lt1` holds `web`, `lt2` holds `db`, `lt3` holds
+`cache`), each service with a real sidecar process; web's sidecar has the
+upstreams db and cache, so every byte goes client -> web's sidecar -> mTLS
+-> db's (or cache's) sidecar -> the app. No intention names them, so the
+agents' default policy decides. The tests run in order: the default is
+flipped by reloading `lt2`'s config (db's sidecar decides inbound); `lt3`,
+which issued cache's leaf, is revoked (web's sidecar refuses it outbound);
+then `lt1`, which issued web's leaf (db's sidecar refuses it inbound).
+Convergence is polled with deadlines, never slept for.
 """
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -37,9 +41,11 @@ from tests.proxy_support import (
 class Pair:
     web_agent: AgentProc
     db_agent: AgentProc
+    cache_agent: AgentProc
     web_proxy: ProxyProc
     db_proxy: ProxyProc
-    upstream: tuple[str, int]
+    upstream: tuple[str, int]  # web's local port to db
+    cache_upstream: tuple[str, int]  # web's local port to cache
     config: Path
 
 
@@ -56,23 +62,30 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     apps: list[App] = []
     proxies: list[ProxyProc] = []
     try:
-        web_agent, db_agent = c.start(2, prefix="lt", extra=("--config-file", str(config)))
-        apps.append(db_app := App("127.0.0.1").start())
-        db_in, web_in, up_port = (free_port(db_agent.ip), free_port(web_agent.ip),
-                                  free_port("127.0.0.1"))  # fmt: skip
-        db_agent.put("/v1/agent/service/register", {
-            "Name": "db", "ID": "db", "Port": db_app.port, "Address": "127.0.0.1",
-            "Connect": {"SidecarService": {"Port": db_in, "Address": db_agent.ip}},
-        })  # fmt: skip
-        upstreams: list[dict[str, object]] = [{"DestinationName": "db", "LocalBindPort": up_port}]
-        web_agent.put("/v1/agent/service/register", web_body(web_agent, web_in, upstreams))
-        proxies += [db_proxy := sidecar(db_agent, tmp, "db"),
-                    web_proxy := sidecar(web_agent, tmp, "web")]  # fmt: skip
-        wait_listening(db_agent.ip, db_in, db_proxy)
-        wait_listening("127.0.0.1", up_port, web_proxy)
-        eventually(lambda: healthy_sidecars(web_agent, "db") == 1, 30,
-                   what="db's sidecar passing, seen from web's agent")  # fmt: skip
-        yield Pair(web_agent, db_agent, web_proxy, db_proxy, ("127.0.0.1", up_port), config)
+        agents = c.start(3, prefix="lt", extra=("--config-file", str(config)))
+        web_agent, db_agent, cache_agent = agents
+        apps.append(app := App("127.0.0.1").start())  # db and cache: one echo app
+        ports = {"db": free_port("127.0.0.1"), "cache": free_port("127.0.0.1")}
+        for name, agent in (("db", db_agent), ("cache", cache_agent)):
+            port = free_port(agent.ip)
+            agent.put("/v1/agent/service/register", {
+                "Name": name, "ID": name, "Port": app.port, "Address": "127.0.0.1",
+                "Connect": {"SidecarService": {"Port": port, "Address": agent.ip}},
+            })  # fmt: skip
+            proxies.append(proxy := sidecar(agent, tmp, name))
+            wait_listening(agent.ip, port, proxy)
+        upstreams: list[dict[str, object]] = [
+            {"DestinationName": name, "LocalBindPort": port} for name, port in ports.items()
+        ]
+        web_agent.put("/v1/agent/service/register",
+                      web_body(web_agent, free_port(web_agent.ip), upstreams))  # fmt: skip
+        proxies.append(web_proxy := sidecar(web_agent, tmp, "web"))
+        for name, port in ports.items():
+            wait_listening("127.0.0.1", port, web_proxy)
+            eventually(lambda n=name: healthy_sidecars(web_agent, n) == 1, 30,
+                       what=f"{name}'s sidecar passing, seen from web's agent")  # fmt: skip
+        yield Pair(web_agent, db_agent, cache_agent, web_proxy, proxies[0],
+                   ("127.0.0.1", ports["db"]), ("127.0.0.1", ports["cache"]), config)  # fmt: skip
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -82,17 +95,17 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def through(pair: Pair, payload: bytes) -> bytes:
+def through(pair: Pair, payload: bytes, upstream: tuple[str, int] | None = None) -> bytes:
     def attempt() -> bytes:
-        got = roundtrip(pair.upstream, payload)
+        got = roundtrip(upstream or pair.upstream, payload)
         assert got, "closed without an answer"
         return got
 
     return eventually(attempt, 20, what="a round trip through both sidecars")
 
 
-def refused(pair: Pair) -> bool:
-    return roundtrip(pair.upstream, b"x") == b""
+def refused(upstream: tuple[str, int]) -> bool:
+    return roundtrip(upstream, b"x") == b""
 
 
 def cut_within(conn: socket.socket, seconds: float) -> None:
@@ -103,8 +116,8 @@ def cut_within(conn: socket.socket, seconds: float) -> None:
     assert time.monotonic() - started < seconds
 
 
-def open_connection(pair: Pair) -> socket.socket:
-    conn = socket.create_connection(pair.upstream, timeout=10)
+def open_connection(upstream: tuple[str, int]) -> socket.socket:
+    conn = socket.create_connection(upstream, timeout=10)
     conn.sendall(b"first")
     assert conn.recv(100) == b"first"
     return conn
@@ -112,7 +125,7 @@ def open_connection(pair: Pair) -> socket.socket:
 
 def test_a_reloaded_default_policy_cuts_open_connections_and_refuses_new_ones(pair: Pair) -> None:
     assert through(pair, b"ping") == b"ping<eof>"  # no intention: the default (allow) lets it in
-    with open_connection(pair) as conn:
+    with open_connection(pair.upstream) as conn:
         write_default(pair.config, "deny")
         pair.db_agent.put("/v1/agent/reload")
         cut_within(conn, 1.5)
@@ -120,7 +133,56 @@ def test_a_reloaded_default_policy_cuts_open_connections_and_refuses_new_ones(pa
     assert "the agent's default intention policy is now deny" in log
     cut = "connection terminated due to policy change: web -> db (no intention matched; default"
     assert cut + " policy is deny)" in log
-    eventually(lambda: refused(pair), 5, what="new connections refused under the new default")
+    eventually(
+        lambda: refused(pair.upstream), 5, what="new connections refused under the new default"
+    )
     write_default(pair.config, "allow")
     pair.db_agent.signal(signal.SIGHUP)  # the other way to reload
     assert through(pair, b"again") == b"again<eof>"
+
+
+def counter(proxy: ProxyProc, name: str) -> int:
+    """A counter from the proxy's SIGUSR1 log line (the last one logged)."""
+    proxy.signal(signal.SIGUSR1)
+    pattern = re.compile(rf"counters for \w+: .*\b{re.escape(name)}=(\d+)")
+
+    def logged() -> int:
+        found = pattern.findall(proxy.log())
+        assert found, f"{name} not logged yet"
+        return int(found[-1])
+
+    return eventually(logged, 5, what=f"{name} in the counters line")
+
+
+def test_a_server_whose_agent_is_revoked_is_cut_and_refused_outbound(pair: Pair) -> None:
+    assert through(pair, b"c", pair.cache_upstream) == b"c<eof>"
+    with open_connection(pair.cache_upstream) as conn:
+        # web's agent revokes cache's agent: cache's leaf (issued by lt3) is refused
+        pair.web_agent.put(f"/v1/connect/ca/revoke-agent/{pair.cache_agent.name}")
+        cut_within(conn, 1.5)
+    assert "upstream cache: 1 connection(s) terminated, the server is no longer trusted" in (
+        pair.web_proxy.log()
+    )
+    assert refused(pair.cache_upstream)
+    assert counter(pair.web_proxy, "outbound.attempt_failed.revoked") >= 1
+    assert counter(pair.web_proxy, "outbound.terminated") == 1
+    assert through(pair, b"db still", pair.upstream) == b"db still<eof>"  # others untouched
+
+
+def test_revoking_the_agent_that_issued_a_leaf_cuts_and_refuses_its_connections(
+    pair: Pair,
+) -> None:
+    assert through(pair, b"before") == b"before<eof>"
+    with open_connection(pair.upstream) as conn:
+        # db's agent revokes web's agent: web's leaf (issued by lt1's intermediate) is refused
+        pair.db_agent.put(f"/v1/connect/ca/revoke-agent/{pair.web_agent.name}",
+                          {"Reason": "test"})  # fmt: skip
+        rows = pair.db_agent.get("/v1/connect/ca/revoked")
+        (row,) = [r for r in rows if r["Node"] == pair.web_agent.name]
+        assert row["IntermediateKeyID"].count(":") == 31  # a SHA-256 key id in colon hex
+        cut_within(conn, 1.5)
+    log = pair.db_proxy.log()
+    assert "connection terminated, its client is no longer trusted (revoked): web -> db" in log
+    eventually(lambda: refused(pair.upstream), 5, what="new connections from web refused")
+    assert counter(pair.db_proxy, "inbound.refused.revoked") >= 1
+    assert counter(pair.db_proxy, "inbound.terminated") >= 1
