@@ -9,8 +9,8 @@ only, `?hash=&wait=`), answered as soon as the list changes. A sidecar
 registered starts being served, one deregistered stops listening and its
 open connections get the drain timeout; a change inside a registration is
 applied by its runtime's own watch. Changes are applied one list at a
-time, the latest one seen. A registration the proxy cannot use is logged once and skipped; the
-others keep running.
+time, the latest one seen. A registration the proxy cannot use is logged
+once and skipped; the others keep running.
 """
 
 from __future__ import annotations

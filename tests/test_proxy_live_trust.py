@@ -1,9 +1,10 @@
 """What a proxy trusts changes while connections are open: the default policy, revocations.
 
 Three real agents (`lt1` holds `web`, `lt2` holds `db`, `lt3` holds
-`cache`), each service with a real sidecar process; web's sidecar has the
-upstreams db and cache, so every byte goes client -> web's sidecar -> mTLS
--> db's (or cache's) sidecar -> the app. No intention names them, so the
+`cache` and `api`, an HTTP service), each service with a real sidecar
+process; web's sidecar has the upstreams db, cache and api (HTTP, pooled
+mTLS connections), so every byte goes client -> web's sidecar -> mTLS ->
+the other's sidecar -> the app. No intention names them, so the
 agents' default policy decides. The tests run in order: the default is
 flipped by reloading `lt2`'s config (db's sidecar decides inbound); `lt3`,
 which issued cache's leaf, is revoked (web's sidecar refuses it outbound);
@@ -13,11 +14,13 @@ Convergence is polled with deadlines, never slept for.
 
 from __future__ import annotations
 
+import http.client
 import re
 import signal
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,7 @@ import pytest
 
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
+from tests.http_app import HttpApp
 from tests.proxy_support import (
     App,
     ProxyProc,
@@ -46,6 +50,7 @@ class Pair:
     db_proxy: ProxyProc
     upstream: tuple[str, int]  # web's local port to db
     cache_upstream: tuple[str, int]  # web's local port to cache
+    api_upstream: tuple[str, int]  # web's local HTTP port to api
     config: Path
 
 
@@ -59,23 +64,27 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     c = Cluster(tmp)
     config = tmp / "agent.yaml"
     write_default(config, "allow")
-    apps: list[App] = []
+    apps: list[App | HttpApp] = []
     proxies: list[ProxyProc] = []
     try:
         agents = c.start(3, prefix="lt", extra=("--config-file", str(config)))
         web_agent, db_agent, cache_agent = agents
-        apps.append(app := App("127.0.0.1").start())  # db and cache: one echo app
-        ports = {"db": free_port("127.0.0.1"), "cache": free_port("127.0.0.1")}
-        for name, agent in (("db", db_agent), ("cache", cache_agent)):
-            port = free_port(agent.ip)
+        apps += [app := App("127.0.0.1").start(), http_app := HttpApp().start()]
+        services = (("db", db_agent, app.port, "tcp"), ("cache", cache_agent, app.port, "tcp"),
+                    ("api", cache_agent, http_app.port, "http"))  # fmt: skip
+        ports = {name: free_port("127.0.0.1") for name, *_ in services}
+        for name, agent, app_port, protocol in services:
+            port, config_of = free_port(agent.ip), {"protocol": protocol}
             agent.put("/v1/agent/service/register", {
-                "Name": name, "ID": name, "Port": app.port, "Address": "127.0.0.1",
-                "Connect": {"SidecarService": {"Port": port, "Address": agent.ip}},
+                "Name": name, "ID": name, "Port": app_port, "Address": "127.0.0.1",
+                "Connect": {"SidecarService": {"Port": port, "Address": agent.ip,
+                                               "Proxy": {"Config": config_of}}},
             })  # fmt: skip
             proxies.append(proxy := sidecar(agent, tmp, name))
             wait_listening(agent.ip, port, proxy)
         upstreams: list[dict[str, object]] = [
-            {"DestinationName": name, "LocalBindPort": port} for name, port in ports.items()
+            {"DestinationName": name, "LocalBindPort": ports[name], "Config": {"protocol": proto}}
+            for name, _, _, proto in services
         ]
         web_agent.put("/v1/agent/service/register",
                       web_body(web_agent, free_port(web_agent.ip), upstreams))  # fmt: skip
@@ -84,8 +93,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             wait_listening("127.0.0.1", port, web_proxy)
             eventually(lambda n=name: healthy_sidecars(web_agent, n) == 1, 30,
                        what=f"{name}'s sidecar passing, seen from web's agent")  # fmt: skip
-        yield Pair(web_agent, db_agent, cache_agent, web_proxy, proxies[0],
-                   ("127.0.0.1", ports["db"]), ("127.0.0.1", ports["cache"]), config)  # fmt: skip
+        local = {name: ("127.0.0.1", port) for name, port in ports.items()}
+        yield Pair(web_agent, db_agent, cache_agent, web_proxy, proxies[0], local["db"],
+                   local["cache"], local["api"], config)  # fmt: skip
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -154,18 +164,29 @@ def counter(proxy: ProxyProc, name: str) -> int:
     return eventually(logged, 5, what=f"{name} in the counters line")
 
 
+def get(conn: http.client.HTTPConnection, path: str) -> int:
+    conn.request("GET", path)
+    answer = conn.getresponse()
+    answer.read()
+    return answer.status
+
+
 def test_a_server_whose_agent_is_revoked_is_cut_and_refused_outbound(pair: Pair) -> None:
     assert through(pair, b"c", pair.cache_upstream) == b"c<eof>"
-    with open_connection(pair.cache_upstream) as conn:
-        # web's agent revokes cache's agent: cache's leaf (issued by lt3) is refused
+    api = http.client.HTTPConnection(*pair.api_upstream, timeout=10)
+    eventually(lambda: get(api, "/echo") == 200, 20, what="api through web's sidecar")
+    # web's sidecar now holds an idle pooled mTLS connection to api's sidecar
+    with closing(api), open_connection(pair.cache_upstream) as conn:
+        # web's agent revokes lt3: cache's and api's leaves (issued by lt3) are refused
         pair.web_agent.put(f"/v1/connect/ca/revoke-agent/{pair.cache_agent.name}")
         cut_within(conn, 1.5)
-    assert "upstream cache: 1 connection(s) terminated, the server is no longer trusted" in (
-        pair.web_proxy.log()
-    )
+        log = pair.web_proxy.log()
+        for name in ("cache", "api"):  # an L4 relay and an idle pooled HTTP connection
+            assert f"upstream {name}: 1 connection(s) terminated, the server is no longer" in log
+        assert get(api, "/echo") == 503  # the same client connection: no trusted instance
     assert refused(pair.cache_upstream)
-    assert counter(pair.web_proxy, "outbound.attempt_failed.revoked") >= 1
-    assert counter(pair.web_proxy, "outbound.terminated") == 1
+    assert counter(pair.web_proxy, "outbound.attempt_failed.revoked") >= 2
+    assert counter(pair.web_proxy, "outbound.terminated") == 2
     assert through(pair, b"db still", pair.upstream) == b"db still<eof>"  # others untouched
 
 
