@@ -235,6 +235,17 @@ class HttpUpstream:
         parked.park(now)
         idle.append(parked)
 
+    def drop_where(self, refused: Callable[[Side], bool]) -> int:
+        """Close the pooled connections `refused` names (a revoked server): idle ones, and
+        borrowed ones cut mid-request (their session answers as for a lost app)."""
+        idle = [conn for conns in self.idle.values() for conn in conns if refused(conn.side)]
+        for conn in idle:
+            conn.end()
+        borrowed = [side for side in self.in_use if refused(side)]
+        for side in borrowed:
+            side.close(abort=True)
+        return len(idle) + len(borrowed)
+
     def close_all(self) -> None:
         for session in list(self.sessions):
             session.close(abort=True)
