@@ -248,7 +248,7 @@ async def _open_gossip(
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
     s.acl.announce = partial(replicator.spread, ACL_MAP)
-    s.catalog.announce = replicator.records.announce
+    replicator.records.listen(s.catalog)
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
     members = MemberWatch(
@@ -289,6 +289,7 @@ async def _open_frontends(
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
     )
+    peer_rpc.heard = g.replicator.records.heard
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)

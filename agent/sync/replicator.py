@@ -259,7 +259,7 @@ class Replicator:
                 if announced <= self._catalog.held_version(node):
                     return
                 try:
-                    await pull(
+                    self.records.pulled += await pull(
                         _address(owner),
                         self._catalog,
                         [node],
