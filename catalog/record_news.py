@@ -75,19 +75,18 @@ def passable(records: Iterable[NodeRecord], self_origin: str) -> list[NodeRecord
 
 
 def relay_fanout(peers: int) -> int:
-    """How many of `peers` a relaying agent passes a change on to: ceil(log2(n+1)) + 1, >= 3.
+    """How many of `peers` a relaying agent passes a change on to: ceil(log2(n+1)) + 1, >= 3,
+    chosen among those the push did not name (`targets`; fewer if fewer are left).
 
     The owner hands its change to fanout(n) peers itself (replicator.py:
     2*ceil(log2(n+1)), 8 of 9 in a 10-agent cluster); every agent that
     takes it passes it on to this many more, which is what reaches the few
-    the owner skipped. At n=9 the owner skips a given agent with
-    probability 1/9 and the 8 relays all skip it with (4/9)^8, so it waits
-    for the `cv` tag pull (about half a second) once in ~6,000 deliveries.
-    With ceil(log2(n+1)) (4 of 9) it was once in ~1,000, and a 50-change
-    bench run saw one such miss. Every message is CPU on a loopback
-    cluster sharing two cores: with the owner's fanout for relays too (8
-    pushes per agent per change) the median to all 10 agents was ~60 ms,
-    with about half of that ~35 ms.
+    the owner skipped. Before the `told` hint, relays chose among all peers:
+    at n=9 the 8 relays all skipped the one agent the owner skipped with
+    probability (4/9)^8, once in ~660 changes, and it waited for the `cv`
+    pull. Every message is CPU on a loopback cluster sharing two cores:
+    with the owner's fanout for relays too (8 pushes per agent per change)
+    the median to all 10 agents was ~60 ms, with this one about half that.
     """
     return min(peers, max(MIN_RELAY_FANOUT, math.ceil(math.log2(peers + 1)) + 1))
 

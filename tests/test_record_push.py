@@ -132,6 +132,9 @@ async def test_the_agent_the_owner_skips_is_told_by_every_relay(agents: SyncPeer
     assert waves[0] == 1 and sorted(waves[1:]) == [0] + [1] * 8, waves
     skipped = [p for p, n in zip(peers, pushes, strict=True) if n == 0]
     assert len(skipped) == 1 and skipped[0].server.requests == 8  # one push from each relay
+    # Bytes add up over pushes that overlap (`x += await push()` kept only the last one's).
+    one = max(r.records.bytes_sent for r in loops[1:])
+    assert loops[0].records.bytes_sent > 7.5 * one
 
 
 def test_a_relay_tells_only_peers_the_push_did_not_name() -> None:

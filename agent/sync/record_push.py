@@ -153,7 +153,7 @@ class RecordPusher:
         self.records_sent += len(records)
         self.removals_sent += len(removed)
         try:
-            self.bytes_sent += await push_records(
+            sent = await push_records(
                 (peer.addr, port),
                 self._dc,
                 records,
@@ -166,6 +166,8 @@ class RecordPusher:
         except PeerError as exc:
             self.failures += 1
             log.debug("pushing %d record(s) to %s failed: %s", len(records), peer.name, exc)
+            return
+        self.bytes_sent += sent  # not `+= await`: that reads the sum before the pushes overlap
 
     @property
     def idle(self) -> bool:
