@@ -104,7 +104,7 @@ class RecordPusher:
 
     def heard(self, records: Iterable[NodeRecord], told: Iterable[str]) -> None:
         """A push brought `records` (applied here just now) with the hint `told`."""
-        names = frozenset(told)
+        names = frozenset(list(told)[: record_news.MAX_TOLD])  # fewer names: only more relays
         for record in records:
             held = self._pending.get(record.node)
             if held is not None and held.version == record.version:
