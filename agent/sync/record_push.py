@@ -131,7 +131,7 @@ class RecordPusher:
             return
         own = removed or record_news.carries_own(records.values(), self._self)
         count = (self._fanout if own else record_news.relay_fanout)(len(peers))
-        told = record_news.told_by(records.values(), hints)
+        told = frozenset() if removed else record_news.told_by(records.values(), hints)
         untold = record_news.targets(peers, [p.name for p in peers], told)
         chosen = self._rng.sample(untold, min(count, len(untold)))
         if not chosen:
