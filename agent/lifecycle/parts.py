@@ -126,6 +126,7 @@ async def _open_frontends(
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
     )
+    peer_rpc.heard = g.replicator.records.heard
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)
