@@ -14,10 +14,10 @@ With ACLs on it applies the ACL middleware's check first (acl_enforce.py,
 through the same `need_for` table, `secret_from` and `require_of`) and leaves
 reads the middleware would filter to aiohttp.
 
-The first request it does not take (another route, a body, an error to word,
-a read to filter) hands the connection over for good: aiohttp's own RequestHandler is
-made from the runner's server, takes the transport, and gets the bytes read
-so far, from that request on. Requests are answered in order: pipelined
+The first request it does not take (another route, a body, an error to
+word, a read to filter) hands the connection over for good: aiohttp's own
+RequestHandler is made from the runner's server, takes the transport, and
+gets the bytes read so far, from that request on. Requests are answered in order: pipelined
 ones wait in the buffer while a blocking query is parked.
 
 Idle keep-alive connections are closed after `KEEPALIVE_S` (aiohttp's
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -155,20 +154,20 @@ class FrontConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer = self.buffer + data if self.buffer else data
-        self._serve()
+        self.serve()
 
     def pause_writing(self) -> None:
         self.writable = False
 
     def resume_writing(self) -> None:
         self.writable = True
-        self._serve()
+        self.serve()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    def _serve(self) -> None:
+    def serve(self) -> None:
         """Answer buffered requests in order while they are ours and none is parked."""
         while self.buffer and self.parked is None and self.writable and self.transport:
             end = self.buffer.find(b"\r\n\r\n")
@@ -260,7 +259,7 @@ class _Parked:
         if connection.front.stopping:
             connection.close()
         else:
-            connection._serve()
+            connection.serve()
 
     def write(self) -> None:
         connection = self.connection
@@ -285,6 +284,3 @@ class _Parked:
 
 def _exception(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
-
-
-FrontFactory = Callable[[], FrontConnection]
