@@ -169,17 +169,21 @@ class FrontConnection(asyncio.Protocol):
 
     def serve(self) -> None:
         """Answer buffered requests in order while they are ours and none is parked."""
-        while self.buffer and self.parked is None and self.writable and self.transport:
-            end = self.buffer.find(b"\r\n\r\n")
+        buffer, start = self.buffer, 0  # sliced once at the end, not once per request
+        while start < len(buffer) and self.parked is None and self.writable and self.transport:
+            end = buffer.find(b"\r\n\r\n", start)
             if end < 0:
-                if len(self.buffer) > HEAD_MAX or b"\n\n" in self.buffer:
+                if len(buffer) - start > HEAD_MAX or buffer.find(b"\n\n", start) >= 0:
+                    self.buffer = buffer[start:]
                     self._hand_off()
-                return
-            head = self.buffer[: end + 4]
-            if not self._take(head):
+                    return
+                break
+            if not self._take(buffer[start : end + 4]):
+                self.buffer = buffer[start:]
                 self._hand_off()
                 return
-            self.buffer = self.buffer[end + 4 :]
+            start = end + 4
+        self.buffer = buffer[start:] if start else buffer
         if self.transport is not None:
             throttle = len(self.buffer) > BUFFER_MAX
             if throttle != self.throttled:
