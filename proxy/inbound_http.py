@@ -21,6 +21,7 @@ from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.relay import PlainSide, Side
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class InboundHttp:
     http_open: set[HttpSession]
     on_close: Callable[[], None]
     pooled = False  # an HTTP session keeps its app connection
+    limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
 
     def take_idle(self) -> Side | None:
         return None  # the app connection is opened per session (open_backend)
@@ -87,6 +89,9 @@ class InboundHttp:
             edge.answered(outcome.status, outcome.seconds)
         else:
             edge.unanswered(outcome.seconds)
+
+    def http_event(self, name: str) -> None:
+        self.tally.add(f"http.{name}")
 
     def http_closed(self, session: HttpSession) -> None:
         self.http_open.discard(session)
