@@ -68,7 +68,9 @@ class Exchange:
 
     @property
     def route(self) -> str:
-        return self.url.split(b"?", 1)[0].decode("latin-1")
+        """The L7 permission that decided the request (its metrics label), "" when none did:
+        never the raw path, which a client could vary without bound."""
+        return "" if self.decision is None else self.decision.route
 
 
 def request_head(method: str, url: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]

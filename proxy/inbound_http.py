@@ -81,14 +81,14 @@ class InboundHttp:
         return decision
 
     def http_outcome(self, outcome: Outcome) -> None:
-        """Every request of the HTTP path, once (status 0: none was sent). The route is not
-        known (no route table yet): raw paths would only fill the edge's route slots."""
+        """Every request of the HTTP path, once (status 0: none was sent), under its route:
+        the L7 permission that decided it (rules.py `route_name`), "" when none did."""
         self.tally.add(f"http.responses.{outcome.status // 100}xx")
         edge = self.metrics.inbound(outcome.source)
         if outcome.status:
-            edge.answered(outcome.status, outcome.seconds)
+            edge.answered(outcome.status, outcome.seconds, outcome.route)
         else:
-            edge.unanswered(outcome.seconds)
+            edge.unanswered(outcome.seconds, outcome.route)
 
     def http_event(self, name: str) -> None:
         self.tally.add(f"http.{name}")
