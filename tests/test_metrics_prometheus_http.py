@@ -18,15 +18,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from textual.widgets import DataTable
 
 from gossamer.intentions.model import HTTPMatch
 from gossamer.intentions.rules import route_name
+from gossamer.intentions.tui.app import IntentionsApp
+from gossamer.intentions.tui.denials_screen import DenialsScreen
+from gossamer.intentions.tui.main_screen import MainScreen
 from tests.harness.binaries import find_binary, needs
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
 from tests.proxy_support import ProxyProc, healthy_sidecars, sidecar, wait_listening, web_body
 from tests.test_metrics_prometheus import Scraped, query, settles_at
+from tests.test_tui_app import until
 
 pytestmark = needs("prometheus", "serf")
 OK, DENIED, MISSING = 6, 3, 4
@@ -157,3 +162,18 @@ def test_routes_are_the_permissions_never_the_paths(sent: Sent) -> None:
 ])  # fmt: skip
 def test_a_route_is_named_by_its_permission(http: HTTPMatch, route: str) -> None:
     assert route_name(http) == route
+
+
+async def test_the_tui_denials_pane_shows_the_edge_figures(sent: Sent) -> None:
+    app = IntentionsApp(sent.scraped.agent.http)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.loaded and isinstance(app.screen, MainScreen), "the list")
+        await pilot.press("x")
+        screen = await until(pilot, lambda: isinstance(app.screen, DenialsScreen) and app.screen,
+                             "the denials pane")  # fmt: skip
+        denied = sent.before[f'{P}authz_total{{{INTO},decision="deny"}}'] + DENIED
+        shown = lambda: [(e.source, e.destination, e.denied) for e in screen.edges]  # noqa: E731
+        await until(pilot, lambda: shown() == [("web", "db", denied)], "db's figures shown")
+        table = screen.query_one("#edge-denials", DataTable)
+        assert [str(c) for c in table.get_row_at(0)] == ["web", "db", str(int(denied)), "0",
+                                                        "db-sidecar-proxy"]  # fmt: skip
