@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -135,10 +136,14 @@ def warm(url: str, times: int = 20) -> bytes:
 Row = tuple[int, int, int]  # (RSS before KiB, RSS held KiB, held)
 
 
-def measure_ours(count: int) -> tuple[Row, bytes]:
+def measure_ours(count: int, front: bool = True) -> tuple[Row, bytes]:
+    """The agent with its light HTTP front (the default) or with aiohttp alone."""
     with tempfile.TemporaryDirectory(prefix="gossamer-blocking-") as tmp:
         cluster = Cluster(Path(tmp))
-        (agent,) = cluster.start(1)
+        agent = cluster.new_agent("node1")
+        if not front:
+            agent.env = {**os.environ, "GOSSAMER_HTTP_FRONT": "off"}
+        agent.start()
         try:
             assert agent.proc is not None
             pid = agent.proc.pid
@@ -186,27 +191,34 @@ def per_query(row: Row) -> float:
 
 def bench(count: int, rounds: int) -> None:
     ours: list[Row] = []
+    aiohttp_only: list[Row] = []
     floor: list[Row] = []
     for r in range(rounds):
         row, body = measure_ours(count)
         ours.append(row)
+        aiohttp_only.append(measure_ours(count, front=False)[0])
         floor.append(measure_floor(count, body))
         print(
             f"  round {r + 1}: ours {per_query(ours[-1]):.2f} KiB/query ({ours[-1][2]} held), "
-            f"floor {per_query(floor[-1]):.2f} KiB/query ({floor[-1][2]} held)",
+            f"aiohttp only {per_query(aiohttp_only[-1]):.2f} ({aiohttp_only[-1][2]}), "
+            f"floor {per_query(floor[-1]):.2f} ({floor[-1][2]})",
             flush=True,
         )
     print()
     print(f"RSS with {count} blocking queries held (medians of {rounds} interleaved rounds)")
-    print(f"{'server':8} {'held':>6} {'RSS idle MiB':>12} {'RSS held MiB':>12} {'KiB/query':>10}")
+    print(f"{'server':14} {'held':>6} {'RSS idle MiB':>12} {'RSS held MiB':>12} {'KiB/query':>10}")
     med: Callable[[list[float]], float] = statistics.median
-    for name, rows in (("ours", ours), ("floor", floor)):
+    for name, rows in (("ours", ours), ("aiohttp only", aiohttp_only), ("floor", floor)):
         print(
-            f"{name:8} {med([r[2] for r in rows]):6.0f} {med([r[0] / 1024 for r in rows]):12.1f} "
+            f"{name:14} {med([r[2] for r in rows]):6.0f} {med([r[0] / 1024 for r in rows]):12.1f} "
             f"{med([r[1] / 1024 for r in rows]):12.1f} {med([per_query(r) for r in rows]):10.2f}"
         )
     ratio = med([per_query(r) for r in ours]) / med([per_query(r) for r in floor])
     print(f"ours / floor per query: {ratio:.2f}x")
+    before = med([per_query(r) for r in aiohttp_only]) / med([per_query(r) for r in ours])
+    print(f"aiohttp only / ours per query: {before:.2f}x")
+    print("ours: the agent's light HTTP front (agent/http/front.py) parks the query;")
+    print("aiohttp only: the same agent with GOSSAMER_HTTP_FRONT=off (as before the front);")
     print("floor: bare aiohttp (uvloop, no middleware) parking each request on a future")
 
 

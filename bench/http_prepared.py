@@ -7,13 +7,20 @@ run and on the same machine:
 - `encoded each time`: `/v1/health/service/web?passing&u=<n>` with a new
   `u` per request, so no prepared answer fits and every read builds and
   encodes the whole answer (what every read cost before prepared answers);
-- `prepared`: `/v1/health/service/web?passing`, answered from the bytes
-  encoded at the last catalog change;
+- `prepared, aiohttp only`: `/v1/health/service/web?passing`, answered
+  from the bytes encoded at the last catalog change, by an agent started
+  with `GOSSAMER_HTTP_FRONT=off` (aiohttp serves every request, as before
+  the light front);
+- `prepared, light front`: the same from an agent as it runs by default,
+  its light HTTP front (agent/http/front.py) answering the hot read;
 - `ceiling`: a minimal aiohttp handler (same event loop, uvloop when
   installed, as the agent) returning a fixed body of the same size: the
   most the HTTP stack gives on this machine.
 
+Rounds are interleaved (every server once per round) and medians printed.
+
     .venv/bin/python bench/http_prepared.py [--instances 50] [--concurrency 32] [--duration 5]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,28 +119,45 @@ async def prepare(http: str, path: str, instances: int) -> int:
 
 
 def bench(cluster: Cluster, args: argparse.Namespace, tmp: Path) -> None:
-    (agent,) = cluster.start(1)
+    agent = cluster.new_agent("front").start()  # the light HTTP front, as agents run
+    plain = cluster.new_agent("plain")  # aiohttp alone, as before the front
+    plain.env = {**os.environ, "GOSSAMER_HTTP_FRONT": "off"}
+    plain.start()
     path = "/v1/health/service/web?passing"
     size = asyncio.run(prepare(agent.http, path, args.instances))
+    asyncio.run(prepare(plain.http, path, args.instances))
     port = free_port()
     ceiling = subprocess.Popen([sys.executable, "-c", CEILING, str(port), str(size)])
+
+    def wrk(url: str) -> dict[str, float]:
+        return run_wrk(url, args.concurrency, args.duration, 1) or {}
+
     try:
         asyncio.run(wait_up(f"http://127.0.0.1:{port}/fixed"))
-        rows = [
-            ("encoded each time", wrk_unique(agent.http, path, args, tmp)),
-            ("prepared", run_wrk(agent.http + path, args.concurrency, args.duration, 1) or {}),
-            ("ceiling (fixed body)", run_wrk(
-                f"http://127.0.0.1:{port}/fixed", args.concurrency, args.duration, 1) or {}),
-        ]  # fmt: skip
+        rows: dict[str, list[dict[str, float]]] = {}
+        for _ in range(args.rounds):  # interleaved; medians below
+            for label, run in (
+                ("encoded each time", lambda: wrk_unique(agent.http, path, args, tmp)),
+                ("prepared, aiohttp only", lambda: wrk(plain.http + path)),
+                ("prepared, light front", lambda: wrk(agent.http + path)),
+                ("ceiling (fixed body)", lambda: wrk(f"http://127.0.0.1:{port}/fixed")),
+            ):
+                rows.setdefault(label, []).append(run())
     finally:
         ceiling.terminate()
         ceiling.wait()
     print(f"GET {path}: {args.instances} instances, {size} bytes per answer; wrk -t1 "
           f"-c{args.concurrency} -d{int(args.duration)}s, {len(os.sched_getaffinity(0))} cores "
           "shared by wrk and the server")  # fmt: skip
-    print(f"{'server':24} {'req/s':>9} {'p99 ms':>8}")
-    for label, found in rows:
-        print(f"{label:24} {found.get('rps', 0):9.0f} {found.get('p99', 0) * 1e3:8.2f}")
+    print(f"{'server':24} {'req/s':>9} {'p99 ms':>8}   (medians of {args.rounds} rounds)")
+    med = statistics.median
+    rps = {label: med([f.get("rps", 0.0) for f in found]) for label, found in rows.items()}
+    for label, found in rows.items():
+        p99 = med([f.get("p99", 0.0) for f in found]) * 1e3
+        print(f"{label:24} {rps[label]:9.0f} {p99:8.2f}")
+    ceiling_rps = rps["ceiling (fixed body)"]
+    for label in ("prepared, aiohttp only", "prepared, light front"):
+        print(f"ceiling / {label}: {ceiling_rps / max(rps[label], 1):.2f}x")
 
 
 def main() -> None:
@@ -140,6 +165,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
         cluster = Cluster(Path(tmp))

@@ -29,10 +29,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gossamer.catalog.config_entries import SERVICE_PROTOCOLS
 from gossamer.proxy.config_error import ConfigError
 
 TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
-PROTOCOLS = (TCP, HTTP, HTTP2, GRPC)
+PROTOCOLS = SERVICE_PROTOCOLS  # one list: service-defaults' Protocol takes the same
 HEADERS_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 POOL_IDLE = 256  # idle mTLS connections kept per instance (above the usual concurrency)

@@ -74,6 +74,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/wire.py",
     "catalog/view.py",
     "catalog/check_definition.py",
+    "catalog/config_entries.py",
     "catalog/check_kinds.py",
     "catalog/registration.py",
     "catalog/registration_fields.py",
@@ -99,6 +100,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/config.py",
     "proxy/authorize.py",
     "proxy/balance.py",
+    "proxy/split.py",
     "proxy/outlier.py",
     "proxy/tally.py",
     "proxy/log_limit.py",
@@ -133,6 +135,8 @@ PURE_MODULES: tuple[str, ...] = (
     # checks: status tables and aggregation, the runner's check spec
     "agent/checks/spec.py",
     "agent/checks/status.py",
+    # this node's own record, built from what is registered
+    "agent/local/own_record.py",
     # ACLs: rule language, authorizer, endpoint permissions, token records
     "agent/acl/",
     # gossamer check: results, the judges of each group, rendering

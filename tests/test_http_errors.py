@@ -19,12 +19,13 @@ from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
 from gossamer.agent.http.errors import ERRORS, BadRequest, NotFound, ServerError
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
-from gossamer.agent.local.node import UnknownId
+from gossamer.agent.local.registry import UnknownId
 from gossamer.agent.replicated.intention_store import (
     DuplicateIntention,
     IntentionNotFound,
 )
 from gossamer.catalog.blocking import QueryParamError
+from gossamer.catalog.config_entries import ConfigEntryNotFound
 from gossamer.catalog.filter import FilterError
 from gossamer.catalog.registration import (
     SIDECAR_PORT_RANGE,
@@ -96,6 +97,8 @@ CASES = [
          "Invalid intention:\n  Action: "),
     Case(IntentionNotFound, "PUT", "/v1/connect/intentions/no-such-id", WEB_DB, 404,
          "Intention not found: no-such-id"),
+    Case(ConfigEntryNotFound, "GET", "/v1/config/service-splitter/nope", None, 404,
+         "Config entry not found for 'service-splitter' / 'nope'"),
     Case(IntentionNotFound, "GET", "/v1/connect/intentions/no-such-id", None, 404,
          "Intention not found: no-such-id"),
     Case(AddressError, "PUT", "/v1/agent/join/300.1.1.1", None, 400,

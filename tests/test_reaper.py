@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.own_record import NodeIdentity
 from gossamer.agent.local.reaper import reap_once
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore

@@ -97,4 +97,6 @@ def _needs(
         if method in ("POST", "PUT") and _text(body, "DestinationName"):
             needs.append(("intention", _text(body, "DestinationName"), W))
         return needs
+    if route == "/v1/config":  # a service-* entry is written with service:write on its Name
+        return [("service", _text(body, "Name"), W)]
     return [("acl", "", W)]  # a by_body row this function does not know: management only

@@ -119,6 +119,11 @@ ENDPOINTS: dict[tuple[str, str], Need] = {
     ("DELETE", "/v1/connect/intentions/{id}"): _body("intention"),
     ("GET", "/v1/connect/intentions/denials"): _filtered("intention"),
     ("PUT", "/v1/connect/intentions/denials"): _body("service"),
+    # config entries: service-* kinds are the entry's service (Consul's CanRead/CanWrite)
+    ("PUT", "/v1/config"): _body("service"),
+    ("GET", "/v1/config/{kind}"): _filtered("service"),
+    ("GET", "/v1/config/{kind}/{name}"): Need("service", R, param="name"),
+    ("DELETE", "/v1/config/{kind}/{name}"): Need("service", W, param="name"),
     # operator
     ("GET", "/v1/connect/ca/configuration"): Need("operator", R),
     ("PUT", "/v1/connect/ca/configuration"): Need("operator", W),

@@ -39,6 +39,9 @@ def subject(item: Any) -> tuple[str, str] | None:
         node = node.get("Node")
     if isinstance(node, str) and node:
         return "node", node
+    kind = item.get("Kind")
+    if isinstance(kind, str) and kind.startswith("service-") and isinstance(item.get("Name"), str):
+        return "service", item["Name"]  # a config entry of a service-* kind
     if isinstance(item.get("Name"), str):
         return "node", item["Name"]
     return None

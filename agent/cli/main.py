@@ -18,6 +18,7 @@ from gossamer.agent.cli import (
     ca,
     catalog,
     check,
+    config_entry,
     connect,
     intentions,
     k8s,
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     stat.add_parsers(client_sub)  # type: ignore[arg-type]
     check.add_parsers(client_sub)  # type: ignore[arg-type]
     acl.add_parsers(client_sub)  # type: ignore[arg-type]
+    config_entry.add_parsers(client_sub)  # type: ignore[arg-type]
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(run=None)
     return parser

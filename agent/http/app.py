@@ -27,6 +27,7 @@ from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.catalog_routes import add_catalog_routes
 from gossamer.agent.http.catalog_write_routes import EXTERNAL_NODES_KEY, add_catalog_write_routes
 from gossamer.agent.http.clock_routes import add_clock_routes
+from gossamer.agent.http.config_entry_routes import CONFIG_ENTRIES_KEY, add_config_entry_routes
 from gossamer.agent.http.connect_ca_routes import IDENTITY_KEY, add_connect_ca_routes
 from gossamer.agent.http.denial_routes import add_denial_routes
 from gossamer.agent.http.errors import answer
@@ -43,6 +44,7 @@ from gossamer.agent.http.prepared import PreparedAnswers
 from gossamer.agent.http.status_routes import add_status_routes
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.local.external_nodes import ExternalNodes
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.catalog.live import LiveCatalog
 
 log = logging.getLogger("gossamer.http")
@@ -71,14 +73,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _error_response(request: web.Request, exc: Exception) -> web.Response:
+    status, text = error_answer(request.method, request.path, exc)
+    return web.Response(status=status, text=text)
+
+
+def error_answer(method: str, path: str, exc: Exception) -> tuple[int, str]:
+    """The status and plain-text body of an error, logged as it deserves: this middleware
+    and the light front (front.py) both answer errors with it."""
     answered = answer(exc)
     if answered is None:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return web.Response(status=500, text="internal error; see the agent log\n")
+        log.error("unhandled error in %s %s", method, path, exc_info=exc)
+        return 500, "internal error; see the agent log\n"
     status, text = answered
     if status >= 500:
-        log.warning("%s %s answered %d: %s", request.method, request.path, status, text)
-    return web.Response(status=status, text=text + "\n")
+        log.warning("%s %s answered %d: %s", method, path, status, text)
+    return status, text + "\n"
 
 
 async def index(request: web.Request) -> web.Response:
@@ -91,6 +100,7 @@ def make_app(
     external_nodes: ExternalNodes | None = None,
     intentions: IntentionsAccess | None = None,
     identity: MeshIdentity | None = None,
+    config_entries: ConfigEntryStore | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
     app[FIGURES_KEY] = HttpFigures()
@@ -104,6 +114,8 @@ def make_app(
         app[INTENTIONS_KEY] = intentions
     if identity is not None:
         app[IDENTITY_KEY] = identity
+    if config_entries is not None:
+        app[CONFIG_ENTRIES_KEY] = config_entries
     app.router.add_get("/", index)
     add_agent_routes(app.router)
     add_clock_routes(app.router)
@@ -119,6 +131,7 @@ def make_app(
     add_intention_routes(app.router)
     add_intention_check_routes(app.router)
     add_connect_ca_routes(app.router)
+    add_config_entry_routes(app.router)
     add_denial_routes(app)
     add_intention_id_routes(app.router)  # last: /{id} would shadow /exact, /check, /match
     return app

@@ -22,17 +22,26 @@ import asyncio
 import random
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
+from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.prepared import PreparedAnswers, QueryKey, query_key
 from gossamer.agent.http.render import encode_json
 from gossamer.catalog.blocking import jitter, parse_blocking, response_index, timeout_for
 from gossamer.catalog.live import LiveCatalog
 
+T = TypeVar("T")
 _jitter_rng = random.Random()
 PREPARED_KEY: web.AppKey[PreparedAnswers] = web.AppKey("prepared_answers", PreparedAnswers)
+
+
+def web_response(body: bytes, index: int) -> web.Response:
+    """An answer as aiohttp sends it: the JSON body and the index headers."""
+    response = web.Response(body=body, content_type="application/json")
+    response.headers.update(consul_headers(index))
+    return response
 
 
 def consul_headers(index: int) -> dict[str, str]:
@@ -51,13 +60,26 @@ def _nothing_like(body: Any) -> Any:
 
 
 def blocking_json(
-    request: web.Request,
+    request: Asked,
     catalog: LiveCatalog,
     keys: Iterable[str],
     build: Callable[[], Any],
     *,
     prepared: bool = False,
 ) -> asyncio.Future[web.Response]:
+    """`blocking_answer` shaped as aiohttp's response."""
+    return blocking_answer(request, catalog, keys, build, web_response, prepared=prepared)
+
+
+def blocking_answer(
+    request: Asked,
+    catalog: LiveCatalog,
+    keys: Iterable[str],
+    build: Callable[[], Any],
+    respond: Callable[[bytes, int], T],
+    *,
+    prepared: bool = False,
+) -> asyncio.Future[T]:
     """The answer `build()` as JSON with the index headers, once the wait the request asks
     for is over: await it.
 
@@ -66,7 +88,8 @@ def blocking_json(
     so no frame of ours is held per parked request. `prepared`: the answer may
     come from (and goes to) the app's PreparedAnswers, and parked requests of
     one query share one `Answer` (so `build` must depend on nothing but the
-    path and the parameters, which prepared answers need anyway).
+    path and the parameters, which prepared answers need anyway). `respond` turns the
+    body and the index into what the future holds.
     """
     watched = list(keys)
     query = parse_blocking(request.query)  # QueryParamError: 400 by the error table
@@ -74,11 +97,11 @@ def blocking_json(
     key = query_key(request.path, request.query.items())
     peer = bool(request.query.get("peer"))
     if answers is None:
-        answer = Answer(catalog, watched, build, None, key, peer)
+        answer = Answer(catalog, watched, build, None, key, peer, respond)
     else:
-        shared = (answers, key, tuple(watched))
+        shared = (answers, key, tuple(watched), respond)
         answer = _shared.get(shared) or _shared.setdefault(
-            shared, Answer(catalog, watched, build, answers, key, peer)
+            shared, Answer(catalog, watched, build, answers, key, peer, respond)
         )
     # The catalog decides whether to wait at all (`should_block`): an index
     # of 0, a stale one or one ahead of ours is answered at once.
@@ -91,7 +114,7 @@ class Answer:
     forgets it when the last is answered): 10,000 watchers of one query hold one of these,
     not 10,000 parsed queries and closures."""
 
-    __slots__ = ("__weakref__", "answers", "build", "catalog", "key", "peer", "watched")
+    __slots__ = ("__weakref__", "answers", "build", "catalog", "key", "peer", "respond", "watched")
 
     def __init__(
         self,
@@ -101,11 +124,12 @@ class Answer:
         answers: PreparedAnswers | None,
         key: QueryKey,
         peer: bool,
+        respond: Callable[[bytes, int], Any],
     ) -> None:
         self.catalog, self.watched, self.build = catalog, watched, build
-        self.answers, self.key, self.peer = answers, key, peer
+        self.answers, self.key, self.peer, self.respond = answers, key, peer, respond
 
-    def __call__(self) -> web.Response:
+    def __call__(self) -> Any:
         index = self.catalog.index(self.watched)
         version = self.catalog.indexes.current  # any change at all: rows carry other keys'
         body = self.answers.get(self.key, version) if self.answers is not None else None
@@ -116,12 +140,11 @@ class Answer:
             body = encode_json(_nothing_like(rows) if self.peer else rows)
             if self.answers is not None:
                 self.answers.put(self.key, version, body)
-        response = web.Response(body=body, content_type="application/json")
-        response.headers.update(consul_headers(index))
-        return response
+        return self.respond(body, index)
 
 
-_shared: weakref.WeakValueDictionary[tuple[PreparedAnswers, QueryKey, tuple[str, ...]], Answer]
+_SharedKey = tuple[PreparedAnswers, QueryKey, tuple[str, ...], Callable[[bytes, int], Any]]
+_shared: weakref.WeakValueDictionary[_SharedKey, Answer]
 _shared = weakref.WeakValueDictionary()
 
 

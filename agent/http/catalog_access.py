@@ -21,6 +21,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gossamer.agent.http.api import AGENT_KEY
+from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.errors import ServerError
 from gossamer.catalog.filter import Expression, Struct, parse
 from gossamer.catalog.live import LiveCatalog
@@ -31,11 +32,11 @@ CATALOG_KEY: web.AppKey[LiveCatalog] = web.AppKey("catalog", LiveCatalog)
 NODE_NAME_KEY: web.AppKey[str] = web.AppKey("catalog_node_name", str)
 
 
-def catalog_of(request: web.Request) -> LiveCatalog:
+def catalog_of(request: Asked) -> LiveCatalog:
     return request.app[CATALOG_KEY]
 
 
-def local_node_name(request: web.Request) -> str:
+def local_node_name(request: Asked) -> str:
     """The node this agent runs as, "" when the app knows none."""
     name = request.app.get(NODE_NAME_KEY)
     if name is not None:
@@ -47,7 +48,7 @@ def local_node_name(request: web.Request) -> str:
 # --- query parameters -------------------------------------------------------------------
 
 
-def check_datacenter(request: web.Request, catalog: LiveCatalog) -> None:
+def check_datacenter(request: Asked, catalog: LiveCatalog) -> None:
     dc = request.query.get("dc", "")
     if dc and dc != catalog.datacenter:
         raise ServerError(
@@ -55,14 +56,14 @@ def check_datacenter(request: web.Request, catalog: LiveCatalog) -> None:
         )
 
 
-def parse_filter(request: web.Request, schema: Struct) -> Expression | None:
+def parse_filter(request: Asked, schema: Struct) -> Expression | None:
     text = request.query.get("filter", "")
     if not text.strip():
         return None
     return parse(text, schema)  # FilterError: 400 by the error table
 
 
-def read_query(request: web.Request, catalog: LiveCatalog, schema: Struct) -> ReadQuery:
+def read_query(request: Asked, catalog: LiveCatalog, schema: Struct) -> ReadQuery:
     """Every common read parameter, checked; raises FilterError/ServerError naming the bad one."""
     check_datacenter(request, catalog)
     near = request.query.get("near", "")
@@ -81,5 +82,5 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _all(request: web.Request, name: str) -> list[str]:
+def _all(request: Asked, name: str) -> list[str]:
     return [v for v in request.query.getall(name, []) if v]

@@ -19,12 +19,14 @@ Consul's answers followed here, where one might guess otherwise:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from gossamer.agent.http.blocking import blocking_json
+from gossamer.agent.http.asked import Asked
+from gossamer.agent.http.blocking import blocking_answer, blocking_json, web_response
 from gossamer.agent.http.catalog_access import catalog_of, read_query
 from gossamer.agent.http.render import json_response
 from gossamer.catalog.blocking import NODES, SERVICES, connect_key, service_key
@@ -49,6 +51,8 @@ from gossamer.catalog.view import (
     node_keys,
     view_of,
 )
+
+T = TypeVar("T")
 
 # --- pure cores ---------------------------------------------------------------------------
 
@@ -125,21 +129,34 @@ async def catalog_nodes(request: web.Request) -> web.Response:
 
 
 async def catalog_services(request: web.Request) -> web.Response:
-    cat = catalog_of(request)
-    query = read_query(request, cat, CATALOG_SERVICE)
-    return await blocking_json(
-        request, cat, [SERVICES], lambda: services_map(view_of(cat), query), prepared=True
-    )
+    return await services_answer(request, web_response)
 
 
 async def catalog_service(request: web.Request) -> web.Response:
-    cat, name = catalog_of(request), request.match_info["name"]
-    query = read_query(request, cat, CATALOG_SERVICE)
-    return await blocking_json(
-        request,
+    return await service_answer(request, request.match_info["name"], web_response)
+
+
+def services_answer(asked: Asked, respond: Callable[[bytes, int], T]) -> asyncio.Future[T]:
+    """`/v1/catalog/services`' answer: its handler and the light front (front.py) call it."""
+    cat = catalog_of(asked)
+    query = read_query(asked, cat, CATALOG_SERVICE)
+    return blocking_answer(
+        asked, cat, [SERVICES], lambda: services_map(view_of(cat), query), respond, prepared=True
+    )
+
+
+def service_answer(
+    asked: Asked, name: str, respond: Callable[[bytes, int], T]
+) -> asyncio.Future[T]:
+    """`/v1/catalog/service/<name>`'s answer: its handler and the light front call it."""
+    cat = catalog_of(asked)
+    query = read_query(asked, cat, CATALOG_SERVICE)
+    return blocking_answer(
+        asked,
         cat,
         [service_key(name)],
         lambda: service_rows(view_of(cat), query, by_name(name)),
+        respond,
         prepared=True,
     )
 

@@ -32,9 +32,10 @@ from gossamer.agent.acl.resolve import AclDisabled, AclNotFound, PermissionDenie
 from gossamer.agent.checks.runner import NotTTLCheck
 from gossamer.agent.config import ConfigError
 from gossamer.agent.identity.mesh_identity import IdentityNotReady, ServiceNotHere
-from gossamer.agent.local.node import UnknownId
+from gossamer.agent.local.registry import UnknownId
 from gossamer.agent.replicated.intention_store import DuplicateIntention, IntentionNotFound
 from gossamer.catalog.blocking import QueryParamError
+from gossamer.catalog.config_entries import ConfigEntryNotFound
 from gossamer.catalog.filter import FilterError
 from gossamer.catalog.registration import (
     RegistrationConflict,
@@ -127,6 +128,8 @@ ERRORS: dict[type[BaseException], Row] = {
     # The pair already has an intention: a conflict (Consul answers 500 with these
     # words; the message still starts the same, so its clients read it alike).
     DuplicateIntention: Row(409, _said),
+    # A config entry (kind and name) that nothing holds: Consul's 404 and words.
+    ConfigEntryNotFound: Row(404, _said),
     # An intention ID (or pair) that nothing holds.
     IntentionNotFound: Row(404, _said),
     # A CA configuration, root or key that cannot be used (a TTL out of bounds, a key

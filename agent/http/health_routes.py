@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from aiohttp import web
 
-from gossamer.agent.http.blocking import blocking_json
+from gossamer.agent.http.asked import Asked
+from gossamer.agent.http.blocking import blocking_answer, blocking_json, web_response
 from gossamer.agent.http.catalog_access import catalog_of, read_query
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import query_flag
@@ -53,6 +55,7 @@ from gossamer.catalog.view import (
 )
 
 STATES = ("any", *STATUSES)
+T = TypeVar("T")
 
 # --- pure cores ---------------------------------------------------------------------------
 
@@ -136,33 +139,44 @@ async def health_state(request: web.Request) -> web.Response:
 
 
 async def health_service(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    return await _service_endpoint(request, service_key(name), by_name(name))
+    return await service_health(request, request.match_info["name"], web_response)
+
+
+def service_health(
+    asked: Asked, name: str, respond: Callable[[bytes, int], T]
+) -> asyncio.Future[T]:
+    """`/v1/health/service/<name>`'s answer: this route's handler and the light front
+    (front.py) both call it."""
+    return _service_endpoint(asked, service_key(name), by_name(name), respond)
 
 
 async def health_connect(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return await _service_endpoint(request, connect_key(name), by_connect(name))
+    return await _service_endpoint(request, connect_key(name), by_connect(name), web_response)
 
 
 async def health_ingress(request: web.Request) -> web.Response:
     """Ingress gateways for a service: there are none without gateways, so `[]` (with the index)."""
     name = request.match_info["name"]
-    return await _service_endpoint(request, service_key(name), lambda s: False)
+    return await _service_endpoint(request, service_key(name), lambda s: False, web_response)
 
 
 def _service_endpoint(
-    request: web.Request, key: str, selects: Callable[[Service], bool]
-) -> asyncio.Future[web.Response]:
+    request: Asked,
+    key: str,
+    selects: Callable[[Service], bool],
+    respond: Callable[[bytes, int], T],
+) -> asyncio.Future[T]:
     """Not a coroutine: a parked query holds only the handler's frame (blocking.py)."""
     cat = catalog_of(request)
     query = read_query(request, cat, HEALTH_SERVICE)
     passing = query_flag(request, "passing")
-    return blocking_json(
+    return blocking_answer(
         request,
         cat,
         [key],
         lambda: service_health_rows(view_of(cat), query, selects, passing=passing),
+        respond,
         prepared=True,
     )
 

@@ -19,7 +19,8 @@ from gossamer.agent.http.blocking import wait_while
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.errors import BadRequest, NotFound
 from gossamer.agent.http.render import json_response, query_flag, read_json
-from gossamer.agent.local.node import LocalNode, UnknownServiceId
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.registry import UnknownServiceId
 from gossamer.catalog.blocking import node_key, parse_wait
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, filter_values
 from gossamer.catalog.model import check_json, service_to_agent_json

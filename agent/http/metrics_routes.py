@@ -45,10 +45,19 @@ def record_request(request: web.Request, status: int, started: float) -> None:
     """Record one routed request (begun at `perf_counter()` `started`) with the status it was
     finally answered; called by the one middleware in app.py."""
     resource = request.match_info.route.resource
-    figures = request.app.get(FIGURES_KEY)  # absent in apps built without metrics (tests)
-    if resource is not None and figures is not None:
+    if resource is not None:
+        record_route(request.app, request.method, resource.canonical, status, started)
+
+
+def record_route(
+    app: web.Application, method: str, route: str, status: int, started: float
+) -> None:
+    """Record one request to `route` (its canonical pattern): `record_request` and the light
+    front (front.py) both call it."""
+    figures = app.get(FIGURES_KEY)  # absent in apps built without metrics (tests)
+    if figures is not None:
         millis = (time.perf_counter() - started) * 1000.0
-        figures.record(request.method, route_label(resource.canonical), status, millis)
+        figures.record(method, route_label(route), status, millis)
 
 
 def _resident_bytes() -> int:

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.errors import BadRequest, ServerError
 from gossamer.catalog.plain_json import BODY_MAX_DEPTH, too_deep
 from gossamer.gossip.members import Member
@@ -41,7 +42,7 @@ _TRUE = {"", "1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
 
 
-def query_flag(request: web.Request, name: str) -> bool:
+def query_flag(request: Asked, name: str) -> bool:
     """Consul flags are on when present (`?prune`), or `=true/false`; else 400."""
     if name not in request.query:
         return False

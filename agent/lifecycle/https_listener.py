@@ -13,6 +13,7 @@ import ssl
 from aiohttp import web
 
 from gossamer.agent.config import AgentConfig
+from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.lifecycle.listeners import ListenError, bind_socket
 
 
@@ -43,4 +44,4 @@ async def serve_https(runner: web.AppRunner, c: AgentConfig) -> None:
         return
     context = https_context(c)
     sock = bind_socket("the HTTPS API", c.client, c.https.port)
-    await web.SockSite(runner, sock, ssl_context=context).start()
+    await FrontSite(runner, sock, ssl_context=context).start()

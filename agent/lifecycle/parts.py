@@ -36,6 +36,7 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
 from gossamer.agent.http.app import make_app
+from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
@@ -60,9 +61,12 @@ from gossamer.agent.lifecycle.version import VERSION
 from gossamer.agent.lifecycle.version_tag import RecordVersionTag, StartupVersion
 from gossamer.agent.local.config_registrations import ConfigRegistrations
 from gossamer.agent.local.external_nodes import ExternalNodes
-from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.own_record import NodeIdentity
 from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.agent.replicated.ca_store import CaStore
+from gossamer.agent.replicated.config_entry_store import MAP_NAME as CONFIG_MAP
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.agent.sync.peer_link import Replicas
@@ -111,6 +115,7 @@ class Parts:
     intentions: IntentionStore
     ca: CaStore
     acl: AclStore
+    config_entries: ConfigEntryStore
     serf: SerfProcess
     joins: Joins
     replicator: Replicator
@@ -137,11 +142,15 @@ class _State:
     intentions: IntentionStore
     ca: CaStore
     acl: AclStore
+    config_entries: ConfigEntryStore
     version: StartupVersion
 
     def replicas(self) -> Replicas:
         """The replicated LWW maps, by name, for the replicator and the RPC server."""
-        return {INTENTIONS_MAP: self.intentions, CA_MAP: self.ca, ACL_MAP: self.acl}
+        return {
+            INTENTIONS_MAP: self.intentions, CA_MAP: self.ca, ACL_MAP: self.acl,
+            CONFIG_MAP: self.config_entries,
+        }  # fmt: skip
 
 
 async def open_parts(status: AgentStatus, hooks: RootHooks) -> Parts:
@@ -174,9 +183,12 @@ async def _open_state(c: AgentConfig, undo: AsyncExitStack) -> _State:
     acl = AclStore(
         store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock
     )
+    entries = ConfigEntryStore(
+        store, node=c.node, wall_ms=wall_ms, notify=catalog.touch, clock=intentions.clock
+    )
     return _State(
         data_dir, node_id, listeners, store, catalog, local, registrations, intentions, ca,
-        acl, version,
+        acl, entries, version,
     )  # fmt: skip
 
 
@@ -247,6 +259,7 @@ async def _open_gossip(
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)
     s.acl.announce = partial(replicator.spread, ACL_MAP)
+    s.config_entries.announce = partial(replicator.spread, CONFIG_MAP)
     s.catalog.announce = replicator.records.announce
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
@@ -276,14 +289,14 @@ async def _open_frontends(
     )
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
-    app = make_app(facade, s.catalog, external, intentions, g.identity)
+    app = make_app(facade, s.catalog, external, intentions, g.identity, s.config_entries)
     enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
     http = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip
     await http.setup()
     undo.push_async_callback(http.cleanup)
-    await web.SockSite(http, s.listeners.http).start()
+    await FrontSite(http, s.listeners.http).start()  # hot reads first, then aiohttp
     await serve_https(http, c)
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
@@ -300,7 +313,8 @@ async def _open_frontends(
     http.app[FIGURE_SOURCES_KEY].extend(part_sources(g.replicator, dns.responder))
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
-        local=s.local, intentions=s.intentions, ca=s.ca, acl=s.acl, serf=g.serf, joins=g.joins,
+        local=s.local, intentions=s.intentions, ca=s.ca, acl=s.acl,
+        config_entries=s.config_entries, serf=g.serf, joins=g.joins,
         replicator=g.replicator, members=g.members, identity=g.identity,
         identity_loop=g.identity_loop, reloader=reloader, http=http, peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip

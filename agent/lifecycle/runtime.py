@@ -120,6 +120,7 @@ class Agent:
         spawn(parts.intentions.collect_forever(), "intention-gc")
         spawn(parts.ca.collect_forever(), "ca-gc")
         spawn(parts.acl.collect_forever(), "acl-gc")
+        spawn(parts.config_entries.collect_forever(), "config-entries-gc")
         spawn(parts.identity_loop.run(), "identity")
         spawn(clock_query.answer_forever(lambda: parts.serf.client), "clock-answers")
 

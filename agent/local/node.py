@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from gossamer.agent.checks import spec
@@ -21,8 +21,9 @@ from gossamer.agent.checks.runner import CheckRunner, Restore
 from gossamer.agent.checks.status import NodeHealth
 from gossamer.agent.local.alias import own_health, peer_health
 from gossamer.agent.local.maintenance import maintenance_checks
+from gossamer.agent.local.own_record import NodeIdentity, own_record, unchanged
 from gossamer.agent.local.proxy_keys import check_proxy_keys
-from gossamer.agent.local.registry import Registry, checks_of
+from gossamer.agent.local.registry import Registry, UnknownCheckId, UnknownServiceId, checks_of
 from gossamer.agent.local.stored import (
     FromConfig,
     delete_service,
@@ -43,36 +44,6 @@ from gossamer.catalog.registration import (
 from gossamer.catalog.store import CatalogStore, CheckState
 
 log = logging.getLogger("gossamer.local")
-
-
-class UnknownId(KeyError):
-    """A service or check id that is not registered on this agent (HTTP 404)."""
-
-    what = "ID"
-
-    def __str__(self) -> str:  # KeyError's own str is only the quoted key
-        return f"Unknown {self.what} {self.args[0]!r}"
-
-
-class UnknownServiceId(UnknownId):
-    what = "service ID"
-
-
-class UnknownCheckId(UnknownId):
-    what = "check ID"
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    node: str
-    node_id: str
-    datacenter: str
-    address: str
-    meta: Mapping[str, str] = field(default_factory=dict)
-    # Registered by the agent itself, not through the API: every agent is an
-    # instance of service `consul` (port: its agent RPC port), as Consul's
-    # servers are, so `consul.service.consul` finds the agents.
-    builtin_services: tuple[Service, ...] = ()
 
 
 class LocalNode:
@@ -297,19 +268,7 @@ class LocalNode:
         self.publish()
 
     def record(self) -> NodeRecord:
-        i = self.identity
-        return NodeRecord(
-            node=i.node,
-            node_id=i.node_id,
-            datacenter=i.datacenter,
-            address=i.address,
-            version=self.version,
-            origin=i.node,
-            tagged_addresses={"lan": i.address, "lan_ipv4": i.address},
-            meta=dict(i.meta),
-            services=self.all_services(),
-            checks=tuple(sorted(self.checks(), key=lambda c: c.check_id)),
-        )
+        return own_record(self.identity, self.version, self.all_services(), self.checks())
 
     def publish(self, *, force: bool = False) -> None:
         """Persist a higher version and put the new record into the catalog.
@@ -318,11 +277,7 @@ class LocalNode:
         to be signed again with a new agent certificate).
         """
         candidate = self.record()
-        current = self._catalog.record(self.identity.node)
-        unchanged = current is not None and replace(current, version=0) == replace(
-            candidate, version=0
-        )
-        if unchanged and not force:
+        if unchanged(self._catalog.record(self.identity.node), candidate) and not force:
             return  # nothing a reader could see changed
         self.version = self._store.save_last_version(next_version(self.version, self._wall_ms()))
         self._catalog.apply([replace(candidate, version=self.version)])

@@ -11,7 +11,8 @@ import asyncio
 import logging
 
 from gossamer.agent.checks.status import CriticalCheck, services_to_deregister
-from gossamer.agent.local.node import LocalNode, UnknownId
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.registry import UnknownId
 
 log = logging.getLogger("gossamer.reaper")
 

@@ -16,6 +16,23 @@ from gossamer.catalog.model import Check, Service
 from gossamer.catalog.registration import CheckDefinition, ServiceRegistration
 
 
+class UnknownId(KeyError):
+    """A service or check id that is not registered on this agent (HTTP 404)."""
+
+    what = "ID"
+
+    def __str__(self) -> str:  # KeyError's own str is only the quoted key
+        return f"Unknown {self.what} {self.args[0]!r}"
+
+
+class UnknownServiceId(UnknownId):
+    what = "service ID"
+
+
+class UnknownCheckId(UnknownId):
+    what = "check ID"
+
+
 def checks_of(reg: ServiceRegistration) -> tuple[CheckDefinition, ...]:
     """A registration's checks, its sidecar's included."""
     return reg.checks + reg.sidecar_checks

@@ -20,7 +20,9 @@ from gossamer.agent.config import ConfigError, ConfigProblem
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import IntentionsAccess
 from gossamer.agent.local.external_nodes import ExternalNodes
-from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.local.node import LocalNode
+from gossamer.agent.local.own_record import NodeIdentity
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.agent.replicated.intention_store import IntentionStore
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import NodeRecord
@@ -117,7 +119,8 @@ async def serving_fake_agent(tmp_path: Path) -> AsyncIterator[Served]:
         registered={"api", "web~1"}.__contains__,
     )  # never bootstrapped: no CA root, so a leaf is not ready
     access = IntentionsAccess(intentions, lambda: False)
-    app = make_app(FakeAgent(local), catalog, external, access, identity)
+    entries = ConfigEntryStore(intention_db, node="n1", wall_ms=lambda: 1_000, notify=catalog.touch)
+    app = make_app(FakeAgent(local), catalog, external, access, identity, config_entries=entries)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:

@@ -1,0 +1,228 @@
+"""Consul's config entries that gossamer holds: reading and checking a body. Pure.
+
+A config entry is cluster-wide state named by `(Kind, Name)`, written with
+`PUT /v1/config` and replicated to every agent (agent/replicated/
+config_entry_store.py). gossamer holds two kinds, each read into a typed
+value that the agent stores and the proxy obeys, so both read one definition:
+- `service-defaults`: `Protocol` (`tcp`, `http`, `http2`, `grpc`), the
+  fallback for a sidecar whose own `Proxy.Config.protocol` is not set.
+- `service-splitter`: `Splits`, each `{Weight, Service}`; a request (or, at
+  L4, a connection) to the entry's service goes to one split's `Service`,
+  chosen by weight (proxy/split.py). An empty `Service` is the entry's own
+  `Name`, as in Consul.
+
+Rules this module keeps (Consul's `Validate` of each kind, and its decoder):
+- Keys match as Consul's decoder matches them (registration_fields.Fields:
+  CamelCase or snake_case, any case); unknown keys are refused.
+- Weights are 0-100 with 0.01 precision and must sum to 100: each is scaled
+  to hundredths (`round(w * 100)`) and the scaled sum must be 10,000, as
+  Consul's `scaleWeight` does. A service may appear once only.
+- What gossamer cannot honour is refused with a 400 saying why, never stored
+  and silently ignored: `ServiceSubset` (needs a `service-resolver`, which
+  gossamer does not have), request/response header edits, other kinds.
+- Every problem of a body is reported at once (`RegistrationError.problems`),
+  each naming its field path (`Splits[1].Weight`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gossamer.catalog.names import meta_count_problem, meta_pair_problem
+from gossamer.catalog.registration_fields import (
+    Fields,
+    Problems,
+    RegistrationError,
+    item,
+    shown,
+)
+
+SERVICE_DEFAULTS, SERVICE_SPLITTER = "service-defaults", "service-splitter"
+KINDS = (SERVICE_DEFAULTS, SERVICE_SPLITTER)
+SERVICE_PROTOCOLS = ("tcp", "http", "http2", "grpc")  # proxy/protocol.py reads this list
+WEIGHT_SCALE = 100  # hundredths: Consul's 0.01 precision
+WEIGHT_TOTAL = 100 * WEIGHT_SCALE
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,254}[A-Za-z0-9])?")
+_ALWAYS = ("Kind", "Name", "Meta", "Namespace", "Partition", "CreateIndex", "ModifyIndex", "Hash")
+_FIELDS = {SERVICE_DEFAULTS: ("Protocol",), SERVICE_SPLITTER: ("Splits",)}
+_SPLIT_FIELDS = ("Weight", "Service", "ServiceSubset", "Namespace", "Partition",
+                 "RequestHeaders", "ResponseHeaders")  # fmt: skip
+_NOT_HELD = {  # kinds Consul has that gossamer refuses, and why
+    "service-intentions": "write intentions with /v1/connect/intentions or `gossamer intention`",
+    "service-resolver": "gossamer has no service resolver (subsets, failover, redirects)",
+    "service-router": "gossamer has no L7 router; a service-splitter splits by weight",
+}
+
+
+class ConfigEntryError(RegistrationError):
+    """A config entry body that cannot be stored; `problems` names every field at fault."""
+
+
+class ConfigEntryNotFound(LookupError):
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"Config entry not found for {kind!r} / {name!r}")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One share of a splitter: `weight` in hundredths of a percent, to `service`."""
+
+    weight: int
+    service: str
+
+
+def read_entry(body: object) -> dict[str, Any]:
+    """A body checked and normalised to the stored shape (Kind, Name, kind fields, Meta).
+
+    ConfigEntryError naming every problem; indexes and `Hash` in the body are ignored.
+    """
+    if not isinstance(body, dict):
+        raise ConfigEntryError("body", f"must be a JSON object, got {shown(body)}")
+    kind = kind_of(body)
+    try:
+        f = Fields(body, "", _ALWAYS + _FIELDS[kind])
+    except RegistrationError as exc:
+        raise ConfigEntryError(exc.field, exc.message) from None
+    problems = Problems()
+    name = problems.read("", entry_name, f.values.get("Name"), "Name")
+    no_meta: dict[str, str] = {}
+    meta = problems.read(no_meta, _meta, f)
+    for field in ("Namespace", "Partition"):
+        problems.read(None, _default_only, f, field)
+    entry: dict[str, Any] = {"Kind": kind, "Name": name}
+    if kind == SERVICE_DEFAULTS:
+        entry["Protocol"] = problems.read("", _protocol, f)
+    else:
+        no_splits: tuple[Split, ...] = ()
+        splits = problems.read(no_splits, _splits, f, name)
+        entry["Splits"] = [split_json(s) for s in splits]
+    if meta:
+        entry["Meta"] = meta
+    try:
+        problems.raise_any()
+    except RegistrationError as exc:
+        raise ConfigEntryError(exc.field, exc.message, more=exc.problems[1:]) from None
+    return entry
+
+
+def kind_of(body: Mapping[str, Any]) -> str:
+    """The body's `Kind` (any key case, as Consul decodes), one gossamer holds."""
+    raw = next((v for k, v in body.items() if isinstance(k, str) and k.lower() == "kind"), None)
+    return kind_param(raw, "Kind")
+
+
+def kind_param(raw: object, field: str) -> str:
+    """A kind named in a body or a URL; ConfigEntryError naming `field` when not one held."""
+    if not isinstance(raw, str) or not raw:
+        raise ConfigEntryError(field, f"must name a config entry kind, got {shown(raw)}")
+    kind = raw.lower()
+    if kind in KINDS:
+        return kind
+    why = _NOT_HELD.get(kind, "not a config entry kind gossamer holds")
+    raise ConfigEntryError(field, f"{raw!r}: {why} (held: {', '.join(KINDS)})")
+
+
+def entry_name(raw: object, field: str = "Name") -> str:
+    """A service name as an entry's `Name` (or a split's `Service`)."""
+    if not isinstance(raw, str) or not raw:
+        raise ConfigEntryError(field, f"is required: the service it is for, got {shown(raw)}")
+    if raw == "*" or not _NAME.fullmatch(raw):
+        raise ConfigEntryError(
+            field, f"must be a service name (letters, digits, '-', '_', '.'), got {shown(raw)}"
+        )
+    return raw
+
+
+def _meta(f: Fields) -> dict[str, str]:
+    raw = f.values.get("Meta", {})
+    if not isinstance(raw, dict):
+        raise f.error("Meta", f"must be an object of strings, got {shown(raw)}")
+    if problem := meta_count_problem(raw):
+        raise f.error("Meta", problem)
+    for key, value in raw.items():
+        if problem := meta_pair_problem(key, value):
+            raise RegistrationError(item(f.at("Meta"), key), problem)
+    return dict(raw)
+
+
+def _default_only(f: Fields, field: str) -> None:
+    if f.values.get(field, "") not in ("", "default"):
+        raise f.error(field, 'must be "default" or empty (namespaces, partitions: Enterprise)')
+
+
+def _protocol(f: Fields) -> str:
+    raw = f.values.get("Protocol", "tcp")
+    if not isinstance(raw, str) or raw.lower() not in SERVICE_PROTOCOLS:
+        shown_all = ", ".join(SERVICE_PROTOCOLS)
+        raise f.error("Protocol", f"must be one of {shown_all}, got {shown(raw)}")
+    return raw.lower()
+
+
+def _splits(f: Fields, name: str) -> tuple[Split, ...]:
+    raw = f.values.get("Splits")
+    if not isinstance(raw, list) or not raw:
+        raise f.error("Splits", f"must list of {{Weight, Service}}, got {shown(raw)}")
+    problems = Problems()
+    splits = [problems.read(None, _split, s, f"Splits[{i}]", name) for i, s in enumerate(raw)]
+    problems.raise_any()
+    found = [s for s in splits if s is not None]
+    seen: set[str] = set()
+    for i, split in enumerate(found):
+        if split.service in seen:
+            twice = f"{split.service!r} is split to more than once"
+            problems.add(RegistrationError(f"Splits[{i}].Service", twice))
+        seen.add(split.service)
+    total = sum(s.weight for s in found)
+    if total != WEIGHT_TOTAL:
+        problems.add(f.error("Splits", f"weights must sum to 100, got {total / WEIGHT_SCALE:g}"))
+    problems.raise_any()
+    return tuple(found)
+
+
+def _split(raw: object, path: str, name: str) -> Split:
+    s = Fields(raw, path, _SPLIT_FIELDS)
+    if s.values.get("ServiceSubset"):
+        raise s.error("ServiceSubset", "subsets need a service-resolver, which gossamer does not "
+                      "have: split between services (e.g. api and api-canary) instead")  # fmt: skip
+    for field in ("RequestHeaders", "ResponseHeaders"):
+        if s.has(field):
+            raise s.error(field, "header changes on a split are not supported by gossamer")
+    for field in ("Namespace", "Partition"):
+        _default_only(s, field)
+    weight = s.values.get("Weight", 0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+        raise s.error("Weight", f"must be a number from 0 to 100, got {shown(weight)}")
+    if not 0 <= weight <= 100:
+        raise s.error("Weight", f"must be from 0 to 100, got {shown(weight)}")
+    service = s.str_("Service") or name
+    return Split(round(weight * WEIGHT_SCALE), entry_name(service, s.at("Service")))
+
+
+def split_json(split: Split) -> dict[str, Any]:
+    weight = split.weight / WEIGHT_SCALE
+    return {"Weight": int(weight) if weight.is_integer() else weight, "Service": split.service}
+
+
+def splits_of(entry: Mapping[str, Any]) -> tuple[Split, ...]:
+    """The splits of a stored or served service-splitter entry; ConfigEntryError if none."""
+    checked = read_entry(dict(entry))
+    return tuple(
+        Split(round(s["Weight"] * WEIGHT_SCALE), s["Service"]) for s in checked.get("Splits", ())
+    )
+
+
+def entry_key(kind: str, name: str) -> str:
+    """The replicated map's key of an entry."""
+    return f"{kind}/{name}"
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """`(kind, name)` of a map key, or None when it is not one this map holds."""
+    kind, slash, name = key.partition("/")
+    if not slash or kind not in KINDS or not _NAME.fullmatch(name):
+        return None
+    return kind, name

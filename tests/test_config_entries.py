@@ -1,0 +1,266 @@
+"""Config entries: the pure reader's table, the replicated store, and `/v1/config` over a socket.
+
+The routes are served in-process on a real socket over a real store and
+read with py-consul (its `config` calls) and aiohttp; two stores exchange
+their maps as the replicator does (snapshot -> absorb). The proxy side of
+service-splitter is in test_proxy_splits.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import consul
+import pytest
+from aiohttp import web
+
+from gossamer.agent.http.app import error_middleware
+from gossamer.agent.http.catalog_access import CATALOG_KEY
+from gossamer.agent.http.config_entry_routes import CONFIG_ENTRIES_KEY, add_config_entry_routes
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
+from gossamer.catalog import lww
+from gossamer.catalog.config_entries import ConfigEntryError, Split, read_entry, splits_of
+from gossamer.catalog.live import LiveCatalog
+from gossamer.catalog.store import CatalogStore
+from tests.harness.cli import DOWN, expect
+from tests.harness.cluster import Cluster
+from tests.harness.http_app import SyncCalls, serving
+from tests.harness.poll import eventually, eventually_async
+
+SPLITS = [{"Weight": 90, "Service": "api"}, {"Weight": 10, "Service": "api-canary"}]
+CANARY = {"Kind": "service-splitter", "Name": "api", "Splits": SPLITS}
+
+
+# --- the reader (pure) -------------------------------------------------------------------------
+
+
+def test_reader_normalises_a_splitter_and_defaults() -> None:
+    assert read_entry(CANARY) == CANARY
+    body = {"kind": "service-splitter", "name": "api",
+            "splits": [{"weight": 33.33}, {"weight": 66.67, "service": "v2"}]}  # fmt: skip
+    entry = read_entry(body)
+    assert entry["Splits"] == [{"Weight": 33.33, "Service": "api"},
+                               {"Weight": 66.67, "Service": "v2"}]  # fmt: skip
+    assert splits_of(entry) == (Split(3333, "api"), Split(6667, "v2"))
+    assert read_entry({"Kind": "service-defaults", "Name": "web", "Protocol": "HTTP"}) == {
+        "Kind": "service-defaults", "Name": "web", "Protocol": "http"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"Kind": "service-splitter", "Name": "api", "Splits": [{"Weight": 90}]},
+         "Splits", "weights must sum to 100, got 90"),
+        ({"Kind": "service-splitter", "Name": "api",
+          "Splits": [{"Weight": 50.001}, {"Weight": 49.999, "Service": "b"}]},
+         "", ""),  # 0.01 precision: 5000 + 5000 hundredths is 100
+        ({"Kind": "service-splitter", "Name": "api", "Splits": [{"Weight": 100.5}]},
+         "Splits[0].Weight", "from 0 to 100"),
+        ({"Kind": "service-splitter", "Name": "api", "Splits": [{"Weight": "90"}]},
+         "Splits[0].Weight", "must be a number"),
+        ({"Kind": "service-splitter", "Name": "api",
+          "Splits": [{"Weight": 50}, {"Weight": 50, "Service": "api"}]},
+         "Splits[1].Service", "more than once"),
+        ({"Kind": "service-splitter", "Name": "api",
+          "Splits": [{"Weight": 100, "ServiceSubset": "v2"}]},
+         "Splits[0].ServiceSubset", "service-resolver"),
+        ({"Kind": "service-splitter", "Name": "api", "Splits": []}, "Splits", "must list"),
+        ({"Kind": "service-splitter", "Splits": [{"Weight": 100, "Service": "x"}]},
+         "Name", "is required"),
+        ({"Kind": "service-router", "Name": "api"}, "Kind", "no L7 router"),
+        ({"Kind": "mesh", "Name": "api"}, "Kind", "not a config entry kind"),
+        ({"Name": "api"}, "Kind", "must name a config entry kind"),
+        ({"Kind": "service-defaults", "Name": "api", "Protocol": "udp"}, "Protocol", "one of"),
+        ({"Kind": "service-defaults", "Name": "api", "Bogus": 1}, "Bogus", "unknown field"),
+        ({"Kind": "service-defaults", "Name": "a/b"}, "Name", "must be a service name"),
+        ({"Kind": "service-defaults", "Name": "api", "Meta": {"consul-x": "1"}},
+         'Meta["consul-x"]', "reserved"),
+        ({"Kind": "service-defaults", "Name": "api", "Namespace": "team"}, "Namespace",
+         "Enterprise"),
+    ],
+)  # fmt: skip
+def test_reader_names_the_field_at_fault(body: dict[str, Any], field: str, words: str) -> None:
+    if not field:
+        read_entry(body)
+        return
+    with pytest.raises(ConfigEntryError) as caught:
+        read_entry(body)
+    assert caught.value.field == field and words in caught.value.message
+
+
+def test_reader_reports_every_problem_at_once() -> None:
+    body = {"Kind": "service-splitter", "Name": "",
+            "Splits": [{"Weight": -1}, {"Weight": 10, "ServiceSubset": "x"}]}  # fmt: skip
+    with pytest.raises(ConfigEntryError) as caught:
+        read_entry(body)
+    fields = [f for f, _ in caught.value.problems]
+    assert fields == ["Name", "Splits[0].Weight", "Splits[1].ServiceSubset"]
+
+
+# --- the replicated store ----------------------------------------------------------------------
+
+
+def _store(tmp_path: Path, node: str) -> tuple[ConfigEntryStore, LiveCatalog, CatalogStore]:
+    db = CatalogStore.open(tmp_path / f"{node}.db")
+    catalog = LiveCatalog("dc1", db, wall_ms=lambda: 1_000)
+    clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 10))
+    store = ConfigEntryStore(db, node=node, wall_ms=lambda: next(clock), notify=catalog.touch)
+    return store, catalog, db
+
+
+def test_store_cas_indexes_replication_and_reload(tmp_path: Path) -> None:
+    a, _, db_a = _store(tmp_path, "a")
+    b, _, db_b = _store(tmp_path, "b")
+    assert a.put(CANARY, cas=0)
+    assert not a.put(CANARY, cas=0)  # held already
+    first = a.get("service-splitter", "api")
+    assert first is not None and first["CreateIndex"] == first["ModifyIndex"]
+    moved = {**CANARY, "Splits": [{"Weight": 100, "Service": "api-canary"}]}
+    assert not a.put(moved, cas=first["ModifyIndex"] + 1)
+    assert a.put(moved, cas=first["ModifyIndex"])
+    second = a.get("service-splitter", "api")
+    assert second is not None and second["CreateIndex"] == first["CreateIndex"]
+    assert second["ModifyIndex"] > first["ModifyIndex"] and second["Splits"] == moved["Splits"]
+
+    assert b.absorb(_entries(a)) == ["service-splitter/api"]
+    assert b.of_kind("service-splitter")[0]["Splits"] == moved["Splits"]
+    assert a.delete("service-splitter", "api")
+    b.absorb(_entries(a))
+    assert b.get("service-splitter", "api") is None and b.of_kind("service-splitter") == []
+    assert b.absorb([("nonsense-key", _entries(a)[0][1])]) == []  # not a kind/name: refused
+    db_a.close()
+    b.put({"Kind": "service-defaults", "Name": "web", "Protocol": "http"})
+    db_b.close()
+    reopened, _, db = _store(tmp_path, "b")
+    held = reopened.get("service-defaults", "web")
+    assert held is not None and held["Protocol"] == "http"
+    db.close()
+
+
+def _entries(store: ConfigEntryStore) -> list[tuple[str, lww.Entry]]:
+    return list(store._map.entries.items())
+
+
+# --- /v1/config over a socket --------------------------------------------------------------------
+
+
+@dataclass
+class Served(SyncCalls):
+    base: str
+    http: aiohttp.ClientSession
+    client: consul.Consul
+    store: ConfigEntryStore
+    catalog: LiveCatalog
+
+    async def req(self, method: str, url: str, body: Any = None) -> tuple[int, Any, Any]:
+        async with self.http.request(method, self.base + url, json=body) as r:
+            data = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, data, r.headers
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    store, catalog, db = _store(tmp_path, "n1")
+    app = web.Application(middlewares=[error_middleware])
+    app[CATALOG_KEY] = catalog
+    app[CONFIG_ENTRIES_KEY] = store
+    add_config_entry_routes(app.router)
+    try:
+        async with serving(app) as where, aiohttp.ClientSession() as http:
+            yield Served(where.base, http, where.consul(), store, catalog)
+    finally:
+        db.close()
+
+
+async def test_py_consul_set_get_list_delete(served: Served) -> None:
+    config = served.client.config
+    splits = CANARY["Splits"]
+    assert await served.call(config.set, "service-splitter", "api", {"Splits": splits}) is True
+    assert await served.call(config.set, "service-defaults", "api", {"Protocol": "http"})
+    got = await served.call(config.get, "service-splitter", "api")
+    assert got["Splits"] == splits and got["ModifyIndex"] >= got["CreateIndex"] > 0
+    assert not await served.call(config.set, "service-splitter", "api", {"Splits": splits}, cas=0)
+    index = got["ModifyIndex"]
+    assert await served.call(config.set, "service-splitter", "api", {"Splits": splits}, cas=index)
+    listed = await served.call(config.list, "service-splitter")
+    assert [e["Name"] for e in listed] == ["api"]
+    assert not await served.call(config.delete, "service-splitter", "api", cas=index)  # moved on
+    await served.call(config.delete, "service-splitter", "api")
+    assert await served.call(config.list, "service-splitter") == []
+    assert await served.call(config.get, "service-splitter", "api") is None  # 404 -> None
+
+
+async def test_bad_bodies_and_paths_are_400s_naming_the_field(served: Served) -> None:
+    bad = {**CANARY, "Splits": [{"Weight": 90, "Service": "api"}, {"Weight": 5, "Service": "b"}]}
+    status, text, _ = await served.req("PUT", "/v1/config", bad)
+    assert status == 400 and "Splits: weights must sum to 100, got 95" in text
+    status, text, _ = await served.req("PUT", "/v1/config?cas=x", CANARY)
+    assert status == 400 and "'cas'" in text
+    status, text, _ = await served.req("GET", "/v1/config/service-resolver/api")
+    assert status == 400 and text.startswith("kind: 'service-resolver'")
+    status, text, _ = await served.req("GET", "/v1/config/service-splitter/nope")
+    assert status == 404 and "Config entry not found" in text
+    status, text, _ = await served.req("GET", "/v1/config/service-splitter?dc=dc9")
+    assert status == 500 and "dc9" in text
+
+
+async def test_reads_are_blocking_queries_woken_by_a_write(served: Served) -> None:
+    status, _, headers = await served.req("GET", "/v1/config/service-splitter")
+    index = int(headers["X-Consul-Index"])
+    assert status == 200 and index >= 1
+    parked = asyncio.create_task(
+        served.req("GET", f"/v1/config/service-splitter?index={index}&wait=10s")
+    )
+    await eventually_async(lambda: served.catalog.watchers == 1)  # parked, not answered
+    assert served.store.put(CANARY)
+    status, body, headers = await asyncio.wait_for(parked, 5)
+    assert status == 200 and [e["Name"] for e in body] == ["api"]
+    assert int(headers["X-Consul-Index"]) > index
+
+
+# --- the CLI against two real agents --------------------------------------------------------------
+
+
+def test_cli_written_on_one_agent_read_on_the_other(cluster: Cluster, tmp_path: Path) -> None:
+    first = cluster.new_agent("c1").start()
+    second = cluster.new_agent("c2", "--join", first.serf_addr).start()
+    entry = tmp_path / "canary.json"
+    entry.write_text(json.dumps(CANARY))
+    said = expect("config", "write", str(entry), "--http-addr", first.http)
+    assert "Config entry written: service-splitter/api" in said
+
+    def replicated() -> dict[str, Any]:
+        text = expect("config", "read", "-kind", "service-splitter", "-name", "api",
+                      "--http-addr", second.http)  # fmt: skip
+        return dict(json.loads(text))
+
+    got = eventually(replicated, 15, what="the entry on the other agent")
+    assert got["Splits"] == SPLITS
+    listed = expect("config", "list", "-kind", "service-splitter", "--http-addr", second.http)
+    assert listed.split() == ["api"]
+    stale = f"{got['ModifyIndex'] + 1000}"
+    refused = expect("config", "delete", "-kind", "service-splitter", "-name", "api", "-cas",
+                     "-modify-index", stale, "--http-addr", second.http, code=1)  # fmt: skip
+    assert "not deleted" in refused
+    expect("config", "delete", "-kind", "service-splitter", "-name", "api", "--http-addr",
+           second.http)  # fmt: skip
+    eventually(lambda: first.get("/v1/config/service-splitter") == [], 15,
+               what="the delete on the first agent")  # fmt: skip
+
+
+def test_cli_bad_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**CANARY, "Splits": [{"Weight": 90, "Service": "api"}]}))
+    said = expect("config", "write", str(bad), "--http-addr", DOWN, code=2)
+    assert f"{bad}: Splits: weights must sum to 100, got 90" in said
+    hcl = tmp_path / "entry.hcl"
+    hcl.write_text('Kind = "service-splitter"\n')
+    assert "HCL entries are not read" in expect("config", "write", str(hcl), code=2)
+    said = expect("config", "read", "-kind", "service-router", "-name", "x", code=2)
+    assert "-kind: 'service-router'" in said
