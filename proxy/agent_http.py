@@ -5,7 +5,10 @@ a minute as blocking queries), and aiohttp alone adds ~12 MiB to the RSS of
 every sidecar. This sends `GET <path> HTTP/1.1` (or a `PUT` of a small JSON
 body: the denial reports) with `Connection: close`,
 reads to the end, and decodes a `Content-Length` or chunked body. `https://`
-agent addresses are dialled with the system's default TLS verification.
+agent addresses are verified against `CONSUL_CACERT` (the mesh root for an
+agent serving the mesh CA's certificate; `gossamer connect proxy --ca-file`
+sets it), else the system's CAs, with `CONSUL_CLIENT_CERT`/`_KEY` for an
+agent with verify_incoming.
 Errors: OSError / TimeoutError from the network, `BadAnswer` for a reply
 that is not HTTP/1.x.
 """
@@ -57,7 +60,7 @@ class AgentHttp:
         self._token = "".join(ch for ch in token if ch.isprintable())  # no header injection
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._tls = ssl.create_default_context() if parts.scheme == "https" else None
+        self._tls = _tls_context() if parts.scheme == "https" else None
         self._host_header = parts.netloc
 
     async def get(self, path: str, timeout: float) -> Answer:
@@ -92,6 +95,14 @@ class AgentHttp:
         if answer.status != 200:
             raise BadAnswer(f"GET {path}: {answer.status} {answer.text}")
         return answer.json()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Consul's client variables, as the CLI reads them."""
+    context = ssl.create_default_context(cafile=os.environ.get("CONSUL_CACERT") or None)
+    if cert := os.environ.get("CONSUL_CLIENT_CERT"):
+        context.load_cert_chain(cert, os.environ.get("CONSUL_CLIENT_KEY") or None)
+    return context
 
 
 def parse_answer(raw: bytes) -> Answer:

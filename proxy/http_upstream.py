@@ -15,6 +15,15 @@ instance (`Upstreams[].Config.max_idle_connections`, 256), each closed after
 `pool_idle_s` idle (`idle_timeout_ms`, 10 s) or as soon as the other side
 closes it or sends anything while idle.
 
+With a `service-splitter` entry for the upstream's service, each request
+first draws its target service by weight (outbound.py's `pick_target`) and
+then an instance of that service as above; its retries stay on that target.
+The draw is made once per request: `take_idle` draws, and when the target
+has no idle connection the draw is queued for the `open_backend` that the
+session calls next (sessions call them in that order, and tasks start in
+the order they were made), so whether a target had an idle connection
+never biases which target a request goes to.
+
 The destination's sidecar decides each request (its intentions); this side
 does not, so `decide_request` allows.
 """
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -90,6 +100,7 @@ class HttpUpstream:
         self.opened = 0  # mTLS connections opened (each one a handshake)
         self.budget = RetryBudget()
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
+        self.drawn: deque[str] = deque()  # targets drawn by take_idle for open_backend
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         self.budget.request(time.monotonic())  # each first attempt earns retry budget
@@ -116,35 +127,41 @@ class HttpUpstream:
 
     def take_idle(self) -> Side | None:
         """The chosen instance's idle connection, at once (no task, no await), if it has one."""
-        instance = self._pick(set())
-        return None if instance is None else self._idle_of(instance)
+        target = self.listener.pick_target()
+        instance = self._pick(target, set())
+        side = None if instance is None else self._idle_of(instance)
+        if side is None:
+            self.drawn.append(target)
+        return side
 
     async def open_backend(self) -> Side:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
         tried: set[Instance] = set()
+        target = self.drawn.popleft() if self.drawn else self.listener.pick_target()
         for _ in range(ATTEMPTS):
-            instance = self._pick(tried)
+            instance = self._pick(target, tried)
             if instance is None:
                 break
             tried.add(instance)
             side = self._idle_of(instance)
             if side is not None:
                 return side
-            server = await self.listener.attempt(instance)
+            server = await self.listener.attempt(instance, target)
             if server is not None:
                 self.opened += 1
                 return self._take(server, instance)
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
 
-    def _pick(self, tried: set[Instance]) -> Instance | None:
+    def _pick(self, target: str, tried: set[Instance]) -> Instance | None:
         lst, now = self.listener, time.monotonic()
+        candidates = lst.instances_for(target)
         excluded = tried | lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
         excluded |= {i for i, until in self.avoid.items() if until > now}
-        costs = self.latency.costs(lst.instances, lst.outstanding, now)
-        instance = balance.choose(lst.instances, costs, lst.rng, excluded)
+        costs = self.latency.costs(candidates, lst.outstanding, now)
+        instance = balance.choose(candidates, costs, lst.rng, excluded)
         if instance is None and not tried:  # all set aside: the least bad anyway
-            instance = balance.choose(lst.instances, costs, lst.rng, tried)
+            instance = balance.choose(candidates, costs, lst.rng, tried)
         return instance
 
     def _idle_of(self, instance: Instance) -> Side | None:

@@ -13,7 +13,12 @@ instance, the client's connection is closed at once and the proxy logs why,
 once per minute.
 
 Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
-(runtime.py feeds `set_instances`).
+(runtime.py feeds `set_instances`). When the upstream's service has a
+`service-splitter` entry (`split`, set by split_targets.py with the
+instances of each other target), each connection first picks its target
+service by weight (split.py) and then an instance of that service, whose
+certificate must carry that service's SPIFFE ID; its retries stay within
+the target. The HTTP path picks per request (http_upstream.py).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from gossamer.proxy import balance, tally
+from gossamer.catalog.config_entries import Split
+from gossamer.proxy import balance, split, tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import Edge, EdgeMetrics
@@ -64,6 +70,8 @@ class UpstreamListener:
         self._identity = identity
         self.tally = counts
         self.instances: list[Instance] = []
+        self.split: tuple[Split, ...] = ()  # the upstream's service-splitter; () none
+        self.targets: dict[str, list[Instance]] = {}  # other split targets' instances
         self.outstanding: Counter[Instance] = Counter()
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
@@ -91,7 +99,26 @@ class UpstreamListener:
 
     def set_instances(self, instances: Sequence[Instance]) -> None:
         self.instances = sorted(set(instances))
-        self.outliers.forget_except(set(self.instances))
+        self._forget_gone()
+
+    def set_target_instances(self, service: str, instances: Sequence[Instance] | None) -> None:
+        """A split target's healthy instances (None: no longer a target)."""
+        if instances is None:
+            self.targets.pop(service, None)
+        else:
+            self.targets[service] = sorted(set(instances))
+        self._forget_gone()
+
+    def _forget_gone(self) -> None:
+        known = set(self.instances).union(*self.targets.values())
+        self.outliers.forget_except(known)
+
+    def pick_target(self) -> str:
+        """The service the next request or connection goes to: by weight when split."""
+        return split.choose(self.split, self.rng.random()) if self.split else self.upstream.name
+
+    def instances_for(self, service: str) -> list[Instance]:
+        return self.instances if service == self.upstream.name else self.targets.get(service, [])
 
     def _accepted(self, side: PlainSide) -> None:
         if self.http is not None:  # requests over pooled connections (http_upstream.py)
@@ -106,16 +133,18 @@ class UpstreamListener:
     async def _serve(self, client: PlainSide) -> None:
         started = time.monotonic()
         tried: set[Instance] = set()
+        target = self.pick_target()
+        candidates = self.instances_for(target)
         for _ in range(ATTEMPTS):
             now = _now_ms()
             excluded = tried | self.outliers.ejected(now)
-            instance = balance.choose(self.instances, self.outstanding, self.rng, excluded)
+            instance = balance.choose(candidates, self.outstanding, self.rng, excluded)
             if instance is None and not tried:  # all set aside: try the least-bad anyway
-                instance = balance.choose(self.instances, self.outstanding, self.rng, tried)
+                instance = balance.choose(candidates, self.outstanding, self.rng, tried)
             if instance is None:
                 break
             tried.add(instance)
-            server = await self.attempt(instance)
+            server = await self.attempt(instance, target)
             if server is not None:
                 self._join(client, server, instance, started)
                 return
@@ -124,7 +153,9 @@ class UpstreamListener:
         self._edge().failed += 1
         client.close()
 
-    async def attempt(self, instance: Instance) -> TlsSide | None:
+    async def attempt(self, instance: Instance, service: str = "") -> TlsSide | None:
+        """A verified mTLS connection to `instance`, whose certificate must name `service`
+        (the upstream's own by default); None after counting why not."""
         identity = self._identity()
         if identity is None:
             self._refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
@@ -139,7 +170,7 @@ class UpstreamListener:
                 )
                 await asyncio.shield(server.handshake)
             server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
-                           self.upstream.name, self.intermediates)  # fmt: skip
+                           service or self.upstream.name, self.intermediates)  # fmt: skip
         except (OSError, TimeoutError, Refused) as exc:
             reason = exc.reason if isinstance(exc, Refused) else tally.CONNECT_FAILED
             if server is not None:

@@ -3,9 +3,11 @@
 Start order: the configuration (a sidecar registration, read once to fail
 fast with exit 2, then watched by content hash; or an ad-hoc config), the
 leaf and roots watches (no listener is useful before the first leaf), the
-intentions watch (`match?by=destination`), the agent's default policy
-(`/v1/agent/self`, read at start and on SIGHUP), then the inbound listener
-and one listener per upstream, each with its health watch.
+intentions watch (`match?by=destination`), the service-splitter entries
+(`/v1/config/service-splitter`, split_targets.py), the agent's default
+policy (`/v1/agent/self`, read at start and on SIGHUP), then the inbound
+listener and one listener per upstream, each with its health watch (and
+one per other target of its split).
 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
@@ -43,6 +45,8 @@ from gossamer.proxy.identity import Identity, IdentityError, build_identity
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import MetricsServer
 from gossamer.proxy.outbound import UpstreamListener, instances_of
+from gossamer.proxy.split_targets import PATH as SPLITTERS
+from gossamer.proxy.split_targets import Splitters
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
@@ -62,6 +66,7 @@ class ProxyRuntime:
         self.identity: Identity | None = None
         self.inbound: Inbound | None = None
         self.upstreams: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
+        self.splitters = Splitters(agent)
         self.ready = asyncio.Event()
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
@@ -75,6 +80,7 @@ class ProxyRuntime:
         self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
         self._watch("/v1/agent/connect/ca/roots", self._on_roots)
         self._watch(f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions)
+        self._watch(SPLITTERS, self._on_splitters)
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
@@ -132,6 +138,9 @@ class ProxyRuntime:
         if self.inbound is not None:
             self.inbound.recheck()
 
+    def _on_splitters(self, body: Any) -> None:
+        self.splitters.on_entries(body, [listener for listener, _ in self.upstreams.values()])
+
     def _on_registration(self, body: dict[str, Any]) -> None:
         try:
             config = keep_pinned(config_from_registration(body, self.config.proxy_id), self.config)
@@ -160,6 +169,7 @@ class ProxyRuntime:
             listener, watch = self.upstreams.pop(upstream)
             listener.stop_listening()
             watch.stop()
+            self.splitters.forget(listener)
             log.info("proxy: upstream %s removed", upstream.name)
         for upstream in [u for u in config.upstreams if u not in self.upstreams]:
             await self._open_upstream(upstream)
@@ -192,6 +202,7 @@ class ProxyRuntime:
                       lambda rows: listener.set_instances(instances_of(rows)))  # fmt: skip
         watch.start()
         self.upstreams[upstream] = (listener, watch)
+        self.splitters.apply(listener)
 
     def reload(self) -> None:
         """SIGHUP: ask the agent again for everything it told us."""
@@ -236,6 +247,7 @@ class ProxyRuntime:
             watch.stop()
         for _, watch in self.upstreams.values():
             watch.stop()
+        self.splitters.stop()
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(job)

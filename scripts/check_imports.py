@@ -75,6 +75,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/view.py",
     "catalog/check_definition.py",
     "catalog/config_entries.py",
+    "catalog/config_defaults.py",
     "catalog/check_kinds.py",
     "catalog/registration.py",
     "catalog/registration_fields.py",
@@ -117,6 +118,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/prom_text.py",
     "proxy/metrics_families.py",
     "agent/http/metrics_prom.py",
+    "agent/http/front_head.py",  # which request heads the light front takes; its answer heads
     "proxy/stat_rows.py",
     # Kubernetes injector: annotations, patch, AdmissionReview, registration
     "agent/k8s/annotations.py",

@@ -135,6 +135,12 @@ TABLE = [
     ("GET", "/v1/acl/tokens", None, 'acl = "read"', 'operator = "write"'),
     ("GET", "/v1/agent/connect/ca/leaf/tbl-leaf", None,  # identity tied to ACLs
      'service "tbl-leaf" { policy = "write" }', 'service "tbl-leaf" { policy = "read" }'),
+    ("PUT", "/v1/config", {"Kind": "service-defaults", "Name": "tbl-cfg", "Protocol": "http"},
+     'service "tbl-cfg" { policy = "write" }', 'service "tbl-cfg" { policy = "read" }'),
+    ("GET", "/v1/config/service-defaults/tbl-cfg", None,
+     'service "tbl-cfg" { policy = "read" }', 'service "other" { policy = "write" }'),
+    ("DELETE", "/v1/config/service-defaults/tbl-gone", None,
+     'service "tbl-gone" { policy = "write" }', 'service "tbl-gone" { policy = "read" }'),
 ]  # fmt: skip
 
 
@@ -164,6 +170,16 @@ def test_reads_are_filtered_and_say_so(agent: AgentProc) -> None:
     assert "X-Consul-Results-Filtered-By-ACLs" not in headers
     status, text, _ = call(agent, "GET", "/v1/agent/members", token=only_a)
     assert status == 200 and json.loads(text) == []
+
+
+def test_config_entry_lists_are_filtered_by_service_read(agent: AgentProc) -> None:
+    admin = consul.Consul(host=agent.ip, port=agent.http_port, token=MANAGEMENT)
+    for name in ("cfg-a", "cfg-b"):
+        assert admin.config.set("service-defaults", name, {"Protocol": "http"})
+    only_a = make_token(admin, "cfg", 'service "cfg-a" { policy = "read" }')
+    status, text, headers = call(agent, "GET", "/v1/config/service-defaults", token=only_a)
+    assert status == 200 and [e["Name"] for e in json.loads(text)] == ["cfg-a"]
+    assert headers.get("X-Consul-Results-Filtered-By-ACLs") == "true"
 
 
 def test_token_from_bearer_and_query_and_anonymous_denied(agent: AgentProc) -> None:

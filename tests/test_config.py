@@ -253,9 +253,17 @@ BAD_VALUES = [
     ("data-dir: /x", "data-dir", 'unknown key (did you mean "data_dir"?)'),
     ("zzz: 1", "zzz", "unknown key"),
     ("sources: [a]", "sources", "unknown key"),
-    ("http_port: abc", "http_port", 'must be an integer between 1 and 65535, got "abc"'),
-    ('http_port: "8500"', "http_port", 'must be an integer between 1 and 65535, got "8500"'),
-    ("http_port: 0", "http_port", "must be an integer between 1 and 65535, got 0"),
+    (
+        "http_port: abc",
+        "http_port",
+        'must be an integer between 1 and 65535, or -1 for off, got "abc"',
+    ),
+    (
+        'http_port: "8500"',
+        "http_port",
+        'must be an integer between 1 and 65535, or -1 for off, got "8500"',
+    ),
+    ("http_port: 0", "http_port", "must be an integer between 1 and 65535, or -1 for off, got 0"),
     ("dns_port: 70000", "dns_port", "must be an integer between 1 and 65535, got 70000"),
     ("serf_port: true", "serf_port", "must be an integer between 1 and 65535, got true"),
     ("rpc_port: 8300.0", "rpc_port", "must be an integer between 1 and 65535, got 8300.0"),
@@ -358,8 +366,16 @@ def test_permission_denied(tmp_path: Path) -> None:
 
 
 BAD_FLAGS = [
-    (["--http-port", "99999"], "http_port", "must be an integer between 1 and 65535, got 99999"),
-    (["--http-port", "abc"], "http_port", 'must be an integer between 1 and 65535, got "abc"'),
+    (
+        ["--http-port", "99999"],
+        "http_port",
+        "must be an integer between 1 and 65535, or -1 for off, got 99999",
+    ),
+    (
+        ["--http-port", "abc"],
+        "http_port",
+        'must be an integer between 1 and 65535, or -1 for off, got "abc"',
+    ),
     (["--retry-max", "-2"], "retry_max", "got -2"),
     (["--bind", "10.0.0.300"], "bind", '"10.0.0.300" is not a valid IP address'),
     (["--client", "[::1]"], "client", '"[::1]" is not a valid IP address'),

@@ -3,7 +3,7 @@
 The routes are served in-process on a real socket over a real store and
 read with py-consul (its `config` calls) and aiohttp; two stores exchange
 their maps as the replicator does (snapshot -> absorb). The proxy side of
-service-splitter is in test_proxy_splits.py.
+service-splitter, and the CLI against two real agents, are in test_proxy_splits.py.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.config_entry_routes import CONFIG_ENTRIES_KEY, add_config_entry_routes
 from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.catalog import lww
+from gossamer.catalog.config_defaults import with_service_defaults
 from gossamer.catalog.config_entries import ConfigEntryError, Split, read_entry, splits_of
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore
 from tests.harness.cli import DOWN, expect
-from tests.harness.cluster import Cluster
 from tests.harness.http_app import SyncCalls, serving
-from tests.harness.poll import eventually, eventually_async
+from tests.harness.poll import eventually_async
+from tests.harness.served_agent import Served as FakeServed
 
 SPLITS = [{"Weight": 90, "Service": "api"}, {"Weight": 10, "Service": "api-canary"}]
 CANARY = {"Kind": "service-splitter", "Name": "api", "Splits": SPLITS}
@@ -165,7 +166,7 @@ class Served(SyncCalls):
 
 
 @pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
+async def api(tmp_path: Path) -> AsyncIterator[Served]:
     store, catalog, db = _store(tmp_path, "n1")
     app = web.Application(middlewares=[error_middleware])
     app[CATALOG_KEY] = catalog
@@ -178,80 +179,53 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         db.close()
 
 
-async def test_py_consul_set_get_list_delete(served: Served) -> None:
-    config = served.client.config
+async def test_py_consul_set_get_list_delete(api: Served) -> None:
+    config = api.client.config
     splits = CANARY["Splits"]
-    assert await served.call(config.set, "service-splitter", "api", {"Splits": splits}) is True
-    assert await served.call(config.set, "service-defaults", "api", {"Protocol": "http"})
-    got = await served.call(config.get, "service-splitter", "api")
+    assert await api.call(config.set, "service-splitter", "api", {"Splits": splits}) is True
+    assert await api.call(config.set, "service-defaults", "api", {"Protocol": "http"})
+    got = await api.call(config.get, "service-splitter", "api")
     assert got["Splits"] == splits and got["ModifyIndex"] >= got["CreateIndex"] > 0
-    assert not await served.call(config.set, "service-splitter", "api", {"Splits": splits}, cas=0)
+    assert not await api.call(config.set, "service-splitter", "api", {"Splits": splits}, cas=0)
     index = got["ModifyIndex"]
-    assert await served.call(config.set, "service-splitter", "api", {"Splits": splits}, cas=index)
-    listed = await served.call(config.list, "service-splitter")
+    assert await api.call(config.set, "service-splitter", "api", {"Splits": splits}, cas=index)
+    listed = await api.call(config.list, "service-splitter")
     assert [e["Name"] for e in listed] == ["api"]
-    assert not await served.call(config.delete, "service-splitter", "api", cas=index)  # moved on
-    await served.call(config.delete, "service-splitter", "api")
-    assert await served.call(config.list, "service-splitter") == []
-    assert await served.call(config.get, "service-splitter", "api") is None  # 404 -> None
+    assert not await api.call(config.delete, "service-splitter", "api", cas=index)  # moved on
+    await api.call(config.delete, "service-splitter", "api")
+    assert await api.call(config.list, "service-splitter") == []
+    assert await api.call(config.get, "service-splitter", "api") is None  # 404 -> None
 
 
-async def test_bad_bodies_and_paths_are_400s_naming_the_field(served: Served) -> None:
+async def test_bad_bodies_and_paths_are_400s_naming_the_field(api: Served) -> None:
     bad = {**CANARY, "Splits": [{"Weight": 90, "Service": "api"}, {"Weight": 5, "Service": "b"}]}
-    status, text, _ = await served.req("PUT", "/v1/config", bad)
+    status, text, _ = await api.req("PUT", "/v1/config", bad)
     assert status == 400 and "Splits: weights must sum to 100, got 95" in text
-    status, text, _ = await served.req("PUT", "/v1/config?cas=x", CANARY)
+    status, text, _ = await api.req("PUT", "/v1/config?cas=x", CANARY)
     assert status == 400 and "'cas'" in text
-    status, text, _ = await served.req("GET", "/v1/config/service-resolver/api")
+    status, text, _ = await api.req("GET", "/v1/config/service-resolver/api")
     assert status == 400 and text.startswith("kind: 'service-resolver'")
-    status, text, _ = await served.req("GET", "/v1/config/service-splitter/nope")
+    status, text, _ = await api.req("GET", "/v1/config/service-splitter/nope")
     assert status == 404 and "Config entry not found" in text
-    status, text, _ = await served.req("GET", "/v1/config/service-splitter?dc=dc9")
+    status, text, _ = await api.req("GET", "/v1/config/service-splitter?dc=dc9")
     assert status == 500 and "dc9" in text
 
 
-async def test_reads_are_blocking_queries_woken_by_a_write(served: Served) -> None:
-    status, _, headers = await served.req("GET", "/v1/config/service-splitter")
+async def test_reads_are_blocking_queries_woken_by_a_write(api: Served) -> None:
+    status, _, headers = await api.req("GET", "/v1/config/service-splitter")
     index = int(headers["X-Consul-Index"])
     assert status == 200 and index >= 1
     parked = asyncio.create_task(
-        served.req("GET", f"/v1/config/service-splitter?index={index}&wait=10s")
+        api.req("GET", f"/v1/config/service-splitter?index={index}&wait=10s")
     )
-    await eventually_async(lambda: served.catalog.watchers == 1)  # parked, not answered
-    assert served.store.put(CANARY)
+    await eventually_async(lambda: api.catalog.watchers == 1)  # parked, not answered
+    assert api.store.put(CANARY)
     status, body, headers = await asyncio.wait_for(parked, 5)
     assert status == 200 and [e["Name"] for e in body] == ["api"]
     assert int(headers["X-Consul-Index"]) > index
 
 
-# --- the CLI against two real agents --------------------------------------------------------------
-
-
-def test_cli_written_on_one_agent_read_on_the_other(cluster: Cluster, tmp_path: Path) -> None:
-    first = cluster.new_agent("c1").start()
-    second = cluster.new_agent("c2", "--join", first.serf_addr).start()
-    entry = tmp_path / "canary.json"
-    entry.write_text(json.dumps(CANARY))
-    said = expect("config", "write", str(entry), "--http-addr", first.http)
-    assert "Config entry written: service-splitter/api" in said
-
-    def replicated() -> dict[str, Any]:
-        text = expect("config", "read", "-kind", "service-splitter", "-name", "api",
-                      "--http-addr", second.http)  # fmt: skip
-        return dict(json.loads(text))
-
-    got = eventually(replicated, 15, what="the entry on the other agent")
-    assert got["Splits"] == SPLITS
-    listed = expect("config", "list", "-kind", "service-splitter", "--http-addr", second.http)
-    assert listed.split() == ["api"]
-    stale = f"{got['ModifyIndex'] + 1000}"
-    refused = expect("config", "delete", "-kind", "service-splitter", "-name", "api", "-cas",
-                     "-modify-index", stale, "--http-addr", second.http, code=1)  # fmt: skip
-    assert "not deleted" in refused
-    expect("config", "delete", "-kind", "service-splitter", "-name", "api", "--http-addr",
-           second.http)  # fmt: skip
-    eventually(lambda: first.get("/v1/config/service-splitter") == [], 15,
-               what="the delete on the first agent")  # fmt: skip
+# --- the CLI's own checks (with real agents: test_proxy_splits.py) -----------------------------
 
 
 def test_cli_bad_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
@@ -262,5 +236,41 @@ def test_cli_bad_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
     hcl = tmp_path / "entry.hcl"
     hcl.write_text('Kind = "service-splitter"\n')
     assert "HCL entries are not read" in expect("config", "write", str(hcl), code=2)
-    said = expect("config", "read", "-kind", "service-router", "-name", "x", code=2)
-    assert "-kind: 'service-router'" in said
+
+
+# --- service-defaults' protocol in the sidecar registrations the agent serves --------------------
+
+
+def test_defaults_fill_only_what_the_registration_leaves_unset() -> None:
+    body = {"Kind": "connect-proxy", "Proxy": {
+        "DestinationServiceName": "web", "Config": {"bind_port": 1},
+        "Upstreams": [{"DestinationName": "db"}, {"DestinationName": "api",
+                                                  "Config": {"protocol": "tcp"}},
+                      {"DestinationType": "prepared_query", "DestinationName": "db"}]}}  # fmt: skip
+    merged = with_service_defaults(body, {"web": "http", "db": "grpc", "api": "http"}.get)
+    proxy = merged["Proxy"]
+    assert proxy["Config"] == {"bind_port": 1, "protocol": "http"}
+    assert [u.get("Config") for u in proxy["Upstreams"]] == [
+        {"protocol": "grpc"}, {"protocol": "tcp"}, None,  # own config wins; queries untouched
+    ]  # fmt: skip
+    assert "protocol" not in body["Proxy"]["Config"]  # the input is not modified
+    plain = {"Kind": "", "Service": "web"}
+    assert with_service_defaults(plain, {"web": "http"}.get) is plain
+
+
+async def test_the_sidecar_registration_follows_service_defaults(served: FakeServed) -> None:
+    register = {"Name": "db", "Port": 5432, "Connect": {"SidecarService": {}}}
+    assert (await served.call("PUT", "/v1/agent/service/register", json.dumps(register)))[0] == 200
+    path = "/v1/agent/service/db-sidecar-proxy"
+    status, text = await served.call("GET", path)
+    before = json.loads(text)
+    assert status == 200 and "protocol" not in (before["Proxy"].get("Config") or {})
+    parked = asyncio.create_task(
+        served.call("GET", f"{path}?hash={before['ContentHash']}&wait=10s")
+    )
+    catalog = served.client.app[CATALOG_KEY]
+    await eventually_async(lambda: catalog.watchers == 1)  # parked on the old hash
+    entry = {"Kind": "service-defaults", "Name": "db", "Protocol": "http"}
+    assert await served.call("PUT", "/v1/config", json.dumps(entry)) == (200, "true")
+    status, text = await asyncio.wait_for(parked, 5)  # the new content, not the 10 s wait
+    assert status == 200 and json.loads(text)["Proxy"]["Config"]["protocol"] == "http"

@@ -170,6 +170,8 @@ def test_acl_endpoints_answer_as_a_consul_with_acls_disabled(solo: AgentProc) ->
         c.acl.token.list()
     with pytest.raises(consul.ACLDisabled, match="ACL support disabled"):
         c.acl.policy.list()
+    with pytest.raises(consul.ACLDisabled, match="ACL support disabled"):
+        c.agent.token.set("default", "t")
     request = urllib.request.Request(
         solo.http + "/v1/agent/token/default", data=b'{"Token": "t"}', method="PUT"
     )

@@ -16,21 +16,32 @@ import re
 import ssl
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import consul
+import pytest
 import uvloop
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gossamer.agent.acl.rules import parse_rules
+from gossamer.agent.acl.tokens import Policy, Token, hash_secret, initial_management
+from gossamer.agent.config.acl_section import AclConfig, AclTokens
+from gossamer.agent.http import front
+from gossamer.agent.http.acl_access import AclAccess
+from gossamer.agent.http.acl_enforce import install_acl
 from gossamer.agent.http.app import make_app
+from gossamer.agent.http.front_head import HEALTH_SERVICE, hot_route, plain_get
 from gossamer.agent.http.front_site import FrontSite
+from gossamer.agent.http.metrics_routes import FIGURES_KEY
 from gossamer.agent.lifecycle.listeners import bind_socket
 from gossamer.agent.local.node import LocalNode, NodeIdentity
+from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
@@ -66,13 +77,18 @@ class Pair:
 
 
 @asynccontextmanager
-async def two_fronts(tmp_path: Path, context: ssl.SSLContext | None = None) -> AsyncIterator[Pair]:
+async def two_fronts(
+    tmp_path: Path, context: ssl.SSLContext | None = None, acl: bool = False
+) -> AsyncIterator[Pair]:
     store = CatalogStore.open(tmp_path / "catalog.db")
     catalog = LiveCatalog("dc1", store, wall_ms=lambda: 1_000)
     catalog.apply([_record(i, ("passing", "warning", "critical")[i % 3]) for i in range(1, 6)])
     identity = NodeIdentity(node="n1", node_id="id-1", datacenter="dc1", address="127.0.0.1")
     local = LocalNode(identity, store, catalog, wall_ms=lambda: 1_000, on_version=lambda v: None)
-    runner = web.AppRunner(make_app(FakeAgent(local), catalog), access_log=None)
+    app = make_app(FakeAgent(local), catalog)
+    if acl:
+        install_acl(app, acl_access(store))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     aio_sock, front_sock = (bind_socket("test", "127.0.0.1", 0) for _ in range(2))
     await web.SockSite(runner, aio_sock).start()
@@ -90,6 +106,25 @@ async def two_fronts(tmp_path: Path, context: ssl.SSLContext | None = None) -> A
         catalog.release_all()
         await runner.cleanup()
         store.close()
+
+
+POLICIES = {
+    "all": 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }',
+    "web": 'service "web" { policy = "read" }\nnode "n1" { policy = "read" }',
+    "db": 'service "db" { policy = "read" }\nnode_prefix "" { policy = "read" }',
+}
+
+
+def acl_access(db: CatalogStore) -> AclAccess:
+    """default deny; secret "m" management, and one token per policy, its secret the name."""
+    store = AclStore(db, node="n1", wall_ms=lambda: 1_000, notify=lambda keys: 1)
+    for n, (name, rules) in enumerate(POLICIES.items()):
+        store.put_policy(Policy(name, name, "", rules, parse_rules(rules)))
+        accessor = f"00000000-0000-4000-8000-00000000000{n}"
+        store.put_token(Token(accessor, hash_secret(name), policies=(name,)))
+    store.put_token(initial_management("m", ""))
+    config = AclConfig(enabled=True, default_policy="deny", tokens=AclTokens())
+    return AclAccess(store, lambda: config, datacenter="dc1", node="n1")
 
 
 async def exchange(
@@ -157,20 +192,70 @@ def test_front_answers_as_aiohttp_for_any_query(path: str, params: list[tuple[st
     uvloop.run(run())  # the agent's loop
 
 
+def counts(app: web.Application) -> Counter[str]:
+    """The HTTP request counters by labels, as /v1/agent/metrics reports them."""
+    return Counter({str(c["Labels"]): c["Count"] for c in app[FIGURES_KEY].counters()})
+
+
 async def test_pipelined_hot_reads_then_another_route_are_answered_in_order(
     tmp_path: Path,
 ) -> None:
     raw = get(HOT[0] + "?passing") + get(HOT[2]) + get("/v1/catalog/nodes") + get(HOT[1])
     async with two_fronts(tmp_path) as pair:
-        answers = await same_answers(pair, raw, answers=4)
-        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 4
+        app = pair.site.front.app
+        before = counts(app)
+        ours = await exchange(pair.front, raw, answers=4)
+        middle = counts(app)
+        theirs = await exchange(pair.aio, raw, answers=4)
+        assert [undated(a) for a in ours] == [undated(a) for a in theirs]
+        assert [a.split(b"\r\n", 1)[0] for a in ours] == [b"HTTP/1.1 200 OK"] * 4
         assert pair.site.front.taken == 2 and pair.site.front.handed == 1
+        # the same HTTP figures, whichever front answered
+        assert middle - before == counts(app) - middle and middle - before
+
+
+async def test_closing_and_http10_requests_get_aiohttps_answer(tmp_path: Path) -> None:
+    async with two_fronts(tmp_path) as pair:
+        for raw in (
+            b"GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /v1/catalog/services HTTP/1.0\r\nHost: x\r\n\r\n",
+            b"GET /v1/catalog/services HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        ):
+            (answer,) = await same_answers(pair, raw)
+            assert answer.split(b"\r\n", 1)[0].endswith(b" 200 OK")
+        assert pair.site.front.taken == 0 and pair.site.front.handed == 3
 
 
 async def test_bad_parameter_is_aiohttps_400_naming_it(tmp_path: Path) -> None:
     async with two_fronts(tmp_path) as pair:
         (answer,) = await same_answers(pair, get(HOT[0] + "?index=x"))
         assert answer.startswith(b"HTTP/1.1 400 ") and b"Invalid index" in answer
+
+
+async def test_acl_answers_as_the_middleware(tmp_path: Path) -> None:
+    """Allowed, denied, unknown and filtered tokens, by header, bearer and query: the front
+    answers what the ACL middleware would, or leaves the filtered read to it."""
+    asks = [
+        (f"{HOT[0]}?passing", "X-Consul-Token: m", True),
+        (HOT[1], "X-Consul-Token: all", True),
+        (HOT[0], "Authorization: Bearer all", True),
+        (f"{HOT[0]}?token=all", "", True),
+        (HOT[0], "X-Consul-Token: db", True),  # 403: may not read web
+        (HOT[0], "X-Consul-Token: nope", True),  # 403: ACL not found
+        (HOT[0], "", True),  # anonymous, default deny: 403
+        (HOT[0], "X-Consul-Token: web", False),  # reads node n1 only: the middleware filters
+        (HOT[2], "X-Consul-Token: all", False),  # a filtered route
+    ]
+    async with two_fronts(tmp_path, acl=True) as pair:
+        front = pair.site.front
+        for target, header, taken in asks:
+            before = front.taken
+            raw = f"GET {target} HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n".encode()
+            raw = raw.replace(b"\r\n\r\n\r\n", b"\r\n\r\n")
+            (answer,) = await same_answers(pair, raw)
+            assert (front.taken == before + 1) == taken, (target, header, answer[:80])
+            allowed = header.endswith(("m", "all")) or target.endswith("all")
+            assert answer.startswith(b"HTTP/1.1 200 ") == (allowed or not taken), target
 
 
 async def test_parked_query_wakes_on_change_and_keeps_the_connection(tmp_path: Path) -> None:
@@ -187,6 +272,52 @@ async def test_parked_query_wakes_on_change_and_keeps_the_connection(tmp_path: P
         second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert second.startswith(b"HTTP/1.1 200 OK")
         writer.close()
+
+
+async def test_many_pipelined_behind_a_parked_query_are_all_answered(tmp_path: Path) -> None:
+    """More than the front buffers (reading pauses) and more than the client reads at once
+    (writing pauses): every answer arrives, in order."""
+    async with two_fronts(tmp_path) as pair:
+        (first,) = await exchange(pair.front, get(HOT[2]))
+        index = int(re.search(rb"X-Consul-Index: (\d+)", first)[1])  # type: ignore[index]
+        behind = 8_000  # ~330 KB of requests
+        reader, writer = await asyncio.open_connection("127.0.0.1", pair.front)
+        writer.write(get(f"{HOT[2]}?index={index}&wait=30s") + get(f"{HOT[2]}?u=1") * behind)
+        await asyncio.sleep(0.2)
+        pair.catalog.apply([_record(8, "passing")])
+        answered = 0
+        while answered <= behind:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            await reader.readexactly(int(re.search(rb"Content-Length: (\d+)", head)[1]))  # type: ignore[index]
+            answered += 1
+        assert pair.site.front.taken == behind + 2 and pair.site.front.handed == 0
+        writer.close()
+
+
+async def test_idle_connections_close_after_keepalive_and_at_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(front, "SWEEP_S", 0.05)
+    monkeypatch.setattr(front, "KEEPALIVE_S", 0.2)
+    async with two_fronts(tmp_path) as pair:
+        idle_reader, idle = await asyncio.open_connection("127.0.0.1", pair.front)
+        idle.write(get(HOT[2]))
+        first = await idle_reader.readuntil(b"\r\n\r\n")
+        index = int(re.search(rb"X-Consul-Index: (\d+)", first)[1])  # type: ignore[index]
+        parked_reader, parked = await asyncio.open_connection("127.0.0.1", pair.front)
+        parked.write(get(f"{HOT[2]}?index={index}&wait=30s"))
+        assert await asyncio.wait_for(idle_reader.read(), 5) != b""  # the rest of the body
+        assert await asyncio.wait_for(idle_reader.read(), 5) == b""  # then closed
+        assert len(pair.site.front.connections) == 1  # the parked one stays
+        pair.catalog.release_all()  # as the agent does when it stops, then the runner
+        await pair.site.stop()
+        head = await asyncio.wait_for(parked_reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        await parked_reader.readexactly(int(re.search(rb"Content-Length: (\d+)", head)[1]))  # type: ignore[index]
+        assert await asyncio.wait_for(parked_reader.read(), 5) == b""  # answered, then closed
+        idle.close()
+        parked.close()
 
 
 async def test_py_consul_blocking_health_service(tmp_path: Path) -> None:
@@ -227,3 +358,38 @@ def test_https_front_answers_as_aiohttp(tmp_path: Path) -> None:
             assert pair.tls_site.front.taken == 1 and pair.tls_site.front.handed == 1
 
     uvloop.run(run())  # the agent's loop
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /v1/catalog/services HTTP/1.0\r\nHost: x\r\n\r\n",  # aiohttp words 1.0
+        b"GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"HEAD /v1/catalog/services HTTP/1.1\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"GET /v1/catalog/services HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ],
+)
+def test_front_leaves_every_other_head_to_aiohttp(raw: bytes) -> None:
+    assert plain_get(raw) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://x/v1/catalog/services", "/v1/health/service/we%62", "/v1/health/service/..",
+     "/v1/health/service/a/b", "/v1/health/service/", "/v1/catalog/services/",
+     "/v1/catalog/services#x", "/v1/health/service/{x}", "/v1/catalog/nodes"],
+)  # fmt: skip
+def test_front_routes_only_plain_hot_paths(target: str) -> None:
+    assert hot_route(target) is None
+
+
+def test_front_takes_a_plain_get_with_its_token() -> None:
+    raw = b"GET /v1/health/service/web?passing HTTP/1.1\r\n"
+    raw += b"x-consul-TOKEN: t\r\nX-Consul-Token: u\r\n\r\n"
+    got = plain_get(raw)
+    assert got is not None and got.headers == {"X-Consul-Token": "t"}  # the first, as aiohttp
+    assert hot_route(got.target) == (HEALTH_SERVICE, "web", "/v1/health/service/web", "passing")

@@ -64,6 +64,15 @@ def test_annotated_pod_gets_sidecar_init_and_mark() -> None:
     assert "patch" not in again and "already injected" in again["status"]["message"]
 
 
+def test_an_agent_serving_only_https_is_dialled_over_https_and_verified() -> None:
+    https = InjectorSettings(agent_http_port=8501, agent_https=True, agent_ca_file="/ca/root.pem")
+    obj = pod(INJECT)
+    out = patched(obj, respond(review(obj), https))
+    env = {e["name"]: e for e in out["spec"]["containers"][1]["env"]}
+    assert env["GOSSAMER_HTTP_ADDR"]["value"] == "https://$(HOST_IP):8501"
+    assert env["CONSUL_CACERT"]["value"] == "/ca/root.pem"
+
+
 def test_several_containers_and_init_containers_keep_their_order() -> None:
     app = [
         {"name": "api", "image": "api:1", "ports": [{"containerPort": 9000}]},

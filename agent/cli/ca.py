@@ -55,6 +55,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(run=ca_revoke_agent)
     p = verbs.add_parser("roots", help="show the trust bundle")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--pem", action="store_true",
+                   help="print the trusted roots as PEM (a CA file for HTTPS)")  # fmt: skip
     p.set_defaults(run=ca_roots)
     p = verbs.add_parser("leaf", help="show a service's leaf certificate")
     p.add_argument("service", help="a service registered on the agent")
@@ -87,6 +89,9 @@ def ca_revoke_agent(args: argparse.Namespace, client: AgentClient, console: Cons
 
 def ca_roots(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     body = client.get("/v1/connect/ca/roots")
+    if args.pem:  # plain print: rich would wrap or colour the PEM
+        print("".join(root["RootCert"] for root in body.get("Roots") or []), end="")
+        return 0
     if args.json:
         console.print_json(json.dumps(body))
         return 0

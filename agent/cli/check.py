@@ -13,7 +13,7 @@ import sys
 
 from rich.console import Console
 
-from gossamer.agent.cli.client import AgentClient, resolve_http_addr, resolve_token
+from gossamer.agent.cli.client import AgentClient, client_from_args
 from gossamer.agent.config import ConfigError, add_agent_flags, load_agent_config
 from gossamer.agent.preflight.render import json_text, text_lines
 from gossamer.agent.preflight.result import exit_code
@@ -44,8 +44,7 @@ def check(args: argparse.Namespace, client: AgentClient | None, console: Console
             return EXIT_CONFIG
         results = pre_checks(config)
     else:
-        token = resolve_token(args.token, args.token_file)
-        results = live_checks(AgentClient(resolve_http_addr(args.http_addr), token))
+        results = live_checks(client_from_args(args))
     if args.json:
         print(json_text(results))
     else:

@@ -2,7 +2,10 @@
 
 Address precedence: `--http-addr`, then `GOSSAMER_HTTP_ADDR`, then
 `CONSUL_HTTP_ADDR` (so a shell set up for Consul works), then
-127.0.0.1:8500. Accepts `host:port` or a URL, as Consul does. Synchronous
+127.0.0.1:8500. Accepts `host:port` or a URL, as Consul does. When none is
+given and nothing listens on 127.0.0.1:8500, the client tries
+https://127.0.0.1:8501 once (an agent with `http_port: -1` serves only
+HTTPS), verified like any HTTPS address. Synchronous
 urllib keeps the CLI quick to start; each call is one small request.
 
 The ACL token, sent as `X-Consul-Token`, comes from `--token`,
@@ -17,17 +20,20 @@ host:port; the server is verified against `--ca-file` / `CONSUL_CACERT`
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from gossamer.gossip.addresses import AddressError, parse_host_port
 
 DEFAULT_HTTP_ADDR = "127.0.0.1:8500"
+DEFAULT_HTTPS_ADDR = "https://127.0.0.1:8501"  # tried when the default HTTP address refuses
 TIMEOUT = 30.0
 
 
@@ -37,6 +43,10 @@ class UsageError(ValueError):
 
 class AgentUnreachable(RuntimeError):
     """No agent answered at the address (exit code 1)."""
+
+
+class _Refused(AgentUnreachable):
+    """Nothing listens at the address (the client may try its fallback)."""
 
 
 class ApiError(RuntimeError):
@@ -108,6 +118,21 @@ def tls_context(
     return context
 
 
+def client_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> AgentClient:
+    """The client the common flags describe (address, token, TLS files); UsageError if bad."""
+    env = dict(os.environ) if env is None else env
+    token = resolve_token(args.token, args.token_file, env)
+    base = resolve_http_addr(args.http_addr, env)
+
+    def context() -> ssl.SSLContext:
+        return tls_context(args.ca_file, args.client_cert, args.client_key, env)
+
+    client = AgentClient(base, token, context() if base.startswith("https:") else None)
+    if not (args.http_addr or env.get("GOSSAMER_HTTP_ADDR") or env.get("CONSUL_HTTP_ADDR")):
+        client.fallback = (DEFAULT_HTTPS_ADDR, context)
+    return client
+
+
 class AgentClient:
     def __init__(
         self, base_url: str, token: str = "", context: ssl.SSLContext | None = None
@@ -115,8 +140,20 @@ class AgentClient:
         self.base_url = base_url
         self.token = token
         self.context = context
+        # Where to go, once, when base_url refuses the connection (the default address).
+        self.fallback: tuple[str, Callable[[], ssl.SSLContext]] | None = None
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return self._request(method, path, body)
+        except _Refused as exc:
+            if self.fallback is None:
+                raise AgentUnreachable(str(exc)) from None
+            (self.base_url, context), self.fallback = self.fallback, None
+            self.context = context()
+            return self.request(method, path, body)
+
+    def _request(self, method: str, path: str, body: Any) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base_url + path, data=data, method=method)
         if self.token:
@@ -131,9 +168,10 @@ class AgentClient:
             raise ApiError(exc.code, str(reason)) from None
         except (urllib.error.URLError, OSError) as exc:
             why = getattr(exc, "reason", exc)
-            raise AgentUnreachable(
-                f"cannot reach the gossamer agent at {self.base_url}: {why}"
-            ) from None
+            message = f"cannot reach the gossamer agent at {self.base_url}: {why}"
+            if isinstance(why, ConnectionRefusedError):
+                raise _Refused(message) from None
+            raise AgentUnreachable(message) from None
         return json.loads(payload) if payload.strip() else None
 
     def get(self, path: str) -> Any:

@@ -118,4 +118,8 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
     env = dict(os.environ)
     if client.token:  # the proxy sends it on every call; the environment keeps it out of ps
         env[TOKEN_ENV] = client.token
+    for name, value in (("CONSUL_CACERT", args.ca_file), ("CONSUL_CLIENT_CERT", args.client_cert),
+                        ("CONSUL_CLIENT_KEY", args.client_key)):  # fmt: skip
+        if value:  # the flags win over the variables, as for the CLI's own calls
+            env[name] = value
     os.execve(sys.executable, argv, env)  # same pid: signals and systemd see one process

@@ -40,6 +40,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     inj.add_argument("--image", default="gossamer:latest", help="image of the injected containers")
     inj.add_argument("--agent-http-port", type=int, default=8500,
                      help="the node agent's HTTP port, reached at the host IP")  # fmt: skip
+    inj.add_argument("--agent-https", action="store_true",
+                     help="that port serves HTTPS (an agent with http_port: -1)")  # fmt: skip
+    inj.add_argument("--agent-ca-file", metavar="PATH",
+                     help="CA file in the pod that verifies the agent (CONSUL_CACERT)")  # fmt: skip
     inj.add_argument("--namespace", dest="only", action="append", default=[], metavar="NS",
                      help="inject only in these namespaces (repeatable; default all)")  # fmt: skip
     inj.add_argument("--skip-namespace", action="append", default=[], metavar="NS",
@@ -116,6 +120,8 @@ def run_injector(args: argparse.Namespace, _: AgentClient | None, console: Conso
     settings = InjectorSettings(
         image=args.image,
         agent_http_port=args.agent_http_port,
+        agent_https=args.agent_https,
+        agent_ca_file=args.agent_ca_file,
         skip_namespaces=InjectorSettings().skip_namespaces | set(args.skip_namespace),
         only_namespaces=frozenset(args.only) if args.only else None,
         deny_malformed=args.deny_malformed,

@@ -29,13 +29,10 @@ from gossamer.agent.cli import (
     tui,
 )
 from gossamer.agent.cli.client import (
-    AgentClient,
     AgentUnreachable,
     ApiError,
     UsageError,
-    resolve_http_addr,
-    resolve_token,
-    tls_context,
+    client_from_args,
 )
 from gossamer.agent.config import add_agent_flags
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
@@ -115,12 +112,7 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
     try:
         client = None
         if getattr(args, "needs_agent", True):
-            token = resolve_token(args.token, args.token_file)
-            base = resolve_http_addr(args.http_addr)
-            context = None
-            if base.startswith("https:"):
-                context = tls_context(args.ca_file, args.client_cert, args.client_key)
-            client = AgentClient(base, token, context)
+            client = client_from_args(args)
         code: int = args.run(args, client, Console(highlight=False))
         return code
     except UsageError as exc:

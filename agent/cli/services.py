@@ -27,24 +27,30 @@ Definition = dict[str, Any]
 
 
 class VerbParsers:
-    """`gossamer NOUN VERB`: each verb also takes --http-addr after it.
+    """`gossamer NOUN VERB`: each verb also takes the client flags after it.
 
-    cli.py gives NOUN's parser the client flags; repeating --http-addr on the
-    verb (default suppressed, so it never overwrites one given before the
-    verb) lets it go anywhere on the command line.
+    cli.py gives NOUN's parser the client flags; repeating them on the verb
+    (default suppressed, so one given before the verb is never overwritten)
+    lets them go anywhere on the command line.
     """
+
+    REPEATED = (
+        ("--http-addr", "agent HTTP address, host:port or URL "
+                        "(default: $GOSSAMER_HTTP_ADDR, $CONSUL_HTTP_ADDR, 127.0.0.1:8500)"),
+        ("--token", "ACL token (default: $GOSSAMER_HTTP_TOKEN, $CONSUL_HTTP_TOKEN)"),
+        ("--token-file", "file holding the ACL token"),
+        ("--ca-file", "CA to verify an HTTPS agent (or $CONSUL_CACERT)"),
+        ("--client-cert", "client certificate for verify_incoming"),
+        ("--client-key", "its key"),
+    )  # fmt: skip
 
     def __init__(self, noun: argparse.ArgumentParser) -> None:
         self._verbs = noun.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         verb = self._verbs.add_parser(name, **kwargs)
-        verb.add_argument(
-            "--http-addr",
-            default=argparse.SUPPRESS,
-            help="agent HTTP address, host:port or URL "
-            "(default: $GOSSAMER_HTTP_ADDR, $CONSUL_HTTP_ADDR, 127.0.0.1:8500)",
-        )
+        for flag, what in self.REPEATED:
+            verb.add_argument(flag, default=argparse.SUPPRESS, help=what)
         return verb
 
 

@@ -8,6 +8,7 @@
         initial_management: "<a UUID you keep secret>"
         default: "<secret used for requests without a token, and for DNS>"
         agent: "<secret this agent uses for its own calls>"
+      enable_token_persistence: true   # keep tokens set by PUT /v1/agent/token/<type>
 
 Off by default: with `enabled: false` the agent behaves as it always did
 (every `/v1/acl/*` call answers 401 `ACL support disabled`, like Consul).
@@ -44,3 +45,5 @@ class AclConfig(BaseModel):
     default_policy: Literal["allow", "deny"] = "allow"
     down_policy: Literal["allow", "deny", "extend-cache", "async-cache"] = "extend-cache"
     tokens: AclTokens = AclTokens()
+    # Tokens set through PUT /v1/agent/token/<type> survive a restart (acl-tokens.json).
+    enable_token_persistence: Flag = False

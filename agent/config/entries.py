@@ -34,6 +34,16 @@ CONSUL_NAMES = {
     "dns.soa": "negative_ttl",  # Consul: dns_config { soa { min_ttl } }
 }
 
+# Consul's `ports { http = -1, https = 8501 }` is accepted as written: each
+# sub-key stands for our key (one home for the value, two spellings in files).
+CONSUL_PORTS = {
+    "http": "http_port",
+    "https": "https.port",
+    "dns": "dns_port",
+    "serf_lan": "serf_port",
+    "server": "rpc_port",
+}
+
 
 def check_entries(entries: list[Entry], problems: list[ConfigProblem]) -> list[Entry]:
     """The entries whose value passes its key's checks, with the checked value.
@@ -55,6 +65,8 @@ def _split_section(
     key: str, raw: object, source: str, problems: list[ConfigProblem]
 ) -> list[tuple[str, object]]:
     """[(key, raw)], or for a section [("dns.domain", raw), ...]; null is an empty section."""
+    if key == "ports":
+        return _consul_ports(raw, source, problems)
     if key not in SECTION_KEYS:
         section, _, sub = key.partition(".")
         if sub and section in SECTION_KEYS:  # "dns.domain: x": sections are only nested
@@ -74,6 +86,25 @@ def _split_section(
             split.append((f"{key}.{sub}", value))
         else:
             problems.append(ConfigProblem(source, f"{key}.{describe(sub)}", "keys must be strings"))
+    return split
+
+
+def _consul_ports(
+    raw: object, source: str, problems: list[ConfigProblem]
+) -> list[tuple[str, object]]:
+    """`ports: {http: -1}` -> [("http_port", -1)]; an unknown port names `ports.<key>`."""
+    if not isinstance(raw, dict):
+        message = f"must be a mapping like {{http: -1, https: 8501}}, got {describe(raw)}"
+        problems.append(ConfigProblem(source, "ports", message))
+        return []
+    split: list[tuple[str, object]] = []
+    for sub, value in raw.items():
+        ours = CONSUL_PORTS.get(sub) if isinstance(sub, str) else None
+        if ours is None:
+            known = ", ".join(CONSUL_PORTS)
+            problems.append(ConfigProblem(source, f"ports.{sub}", f"unknown port (known: {known})"))
+        else:
+            split.append((ours, value))
     return split
 
 

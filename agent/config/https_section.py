@@ -2,15 +2,19 @@
 `tls.https`), on its own port beside plain HTTP.
 
     https:
-      port: 8501                 # unset: no HTTPS listener (Consul's -1)
+      port: 8501                 # the default once cert_file is given; -1: off (Consul's spelling)
       cert_file: /etc/gossamer/agent.pem
       key_file: /etc/gossamer/agent-key.pem
       ca_file: /etc/gossamer/clients-ca.pem   # needed by verify_incoming
       verify_incoming: true      # clients must present a certificate signed by ca_file
 
-The files are read when the agent starts (a bad one stops it, naming the
-file). A server certificate issued by the mesh CA when no files are given
-is not done yet (README, ACLs and HTTPS).
+Without cert_file and key_file the agent serves a certificate signed by the
+mesh CA for its own names and addresses (agent/identity/https_certificate.py).
+HTTPS is on when `port` is a port, or when cert_file is given (port 8501);
+`port: -1` turns it off whatever else is set. Plain HTTP (`http_port`,
+Consul's `ports.http`) is switched on and off on its own; an agent with
+neither is a config error. The files are read when the agent starts (a bad
+one stops it, naming the file).
 """
 
 from __future__ import annotations
@@ -20,13 +24,9 @@ from typing import Annotated, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from gossamer.agent.config.errors import describe
-from gossamer.agent.config.values import Flag, _fail
+from gossamer.agent.config.values import PORT_OFF, Flag, PortOrOff, _fail
 
-
-def _port(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535:
-        return value
-    raise _fail(f"must be an integer between 1 and 65535, got {describe(value)}")
+DEFAULT_PORT = 8501  # Consul's ports.https when HTTPS is configured
 
 
 def _path(value: object) -> str:
@@ -40,16 +40,23 @@ class HttpsConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    port: Annotated[int | None, BeforeValidator(_port)] = None
+    port: PortOrOff | None = None
     cert_file: Annotated[str | None, BeforeValidator(_path)] = None
     key_file: Annotated[str | None, BeforeValidator(_path)] = None
     ca_file: Annotated[str | None, BeforeValidator(_path)] = None
     verify_incoming: Flag = False
 
+    @property
+    def listen_port(self) -> int | None:
+        """The port HTTPS listens on, or None when it is off."""
+        if self.port == PORT_OFF or (self.port is None and self.cert_file is None):
+            return None
+        return self.port or DEFAULT_PORT
+
     @model_validator(mode="after")
     def _complete(self) -> Self:
-        if self.port is not None and not (self.cert_file and self.key_file):
-            raise _fail("port is set: cert_file and key_file are needed too")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise _fail("cert_file and key_file go together (neither: the mesh CA signs one)")
         if self.verify_incoming and not self.ca_file:
             raise _fail("verify_incoming needs ca_file (the CA that signs client certificates)")
         return self

@@ -15,9 +15,10 @@ from typing import Any
 from gossamer.agent.config.advertise import resolve_advertise
 from gossamer.agent.config.entries import check_entry
 from gossamer.agent.config.errors import MERGED, ConfigProblem
+from gossamer.agent.config.https_section import HttpsConfig
 from gossamer.agent.config.schema import AgentConfig
 from gossamer.agent.config.sections import DnsConfig, domain_clash
-from gossamer.agent.config.values import parse_host_port
+from gossamer.agent.config.values import PORT_OFF, parse_host_port
 from gossamer.catalog.names import META_MAX_PAIRS
 from gossamer.gossip.addresses import format_host_port
 
@@ -75,8 +76,10 @@ def _cross_key_problems(
     if len(values.get("node_meta", {})) > META_MAX_PAIRS:
         message = f"at most {META_MAX_PAIRS} pairs allowed once all files are merged"
         problems.append(ConfigProblem(MERGED, "node_meta", message))
-    if not {"client", "bind", "http_port", "dns_port", "serf_port", "rpc_port"} & failed:
+    ports = {"client", "bind", "http_port", "dns_port", "serf_port", "rpc_port", "https.port"}
+    if not (ports | {"https", "https.cert_file"}) & failed:
         problems += _port_clashes(values, origin)
+        problems += _no_api(values, origin)
     if not {"dns", "dns.domain", "dns.alt_domain"} & failed:
         dns = values.get("dns", {})
         domain = dns.get("domain", DnsConfig.model_fields["domain"].default)
@@ -104,9 +107,22 @@ def _with_ports(entries: tuple[str, ...], serf_port: int) -> tuple[str, ...]:
     return tuple(dict.fromkeys(format_host_port(host, port or serf_port) for host, port in pairs))
 
 
+def _https_port(values: dict[str, Any]) -> int | None:
+    return HttpsConfig.model_construct(**values.get("https", {})).listen_port
+
+
+def _no_api(values: dict[str, Any], origin: dict[str, str]) -> list[ConfigProblem]:
+    """HTTP off (-1) and no HTTPS: nothing could reach the agent's API."""
+    if values.get("http_port", _default("http_port")) != PORT_OFF or _https_port(values):
+        return []
+    message = "-1 turns plain HTTP off, and HTTPS is not on (set https.port or https.cert_file)"
+    return [ConfigProblem(origin.get("http_port", MERGED), "http_port", message)]
+
+
 # Which address each port listens on (DESIGN.md section 5).
 _PORT_ADDRESS = {
     "http_port": "client",
+    "https.port": "client",
     "dns_port": "client",
     "serf_port": "bind",
     "rpc_port": "bind",
@@ -118,10 +134,11 @@ def _port_clashes(values: dict[str, Any], origin: dict[str, str]) -> list[Config
 
     The problem is reported against the key the user set (the later one if both).
     """
-    get = {key: values.get(key, _default(key)) for key in (*_PORT_ADDRESS, "client")}
+    get = {key: values.get(key, _default(key)) for key in _PORT_ADDRESS if key != "https.port"}
+    get |= {"https.port": _https_port(values), "client": values.get("client", _default("client"))}
     get["bind"] = values["bind"]
     problems = []
-    keys = list(_PORT_ADDRESS)
+    keys = [key for key in _PORT_ADDRESS if get[key] not in (None, PORT_OFF)]
     for i, later in enumerate(keys):
         for earlier in keys[:i]:
             addr = get[_PORT_ADDRESS[later]]

@@ -35,7 +35,7 @@ from gossamer.agent.config.sections import (
     IntentionsConfig,
     _duration,
 )
-from gossamer.agent.config.values import Flag, _fail, parse_host_port
+from gossamer.agent.config.values import Flag, PortOrOff, _fail, parse_host_port
 from gossamer.agent.lifecycle.logs import LEVELS
 from gossamer.catalog.names import (
     META_KEY_MAX,
@@ -197,7 +197,7 @@ class AgentConfig(BaseModel):
     # all interfaces advertises the host's private IPv4, as Consul does.
     advertise: IP
     client: IP = "127.0.0.1"  # HTTP and DNS: local only unless asked, like Consul
-    http_port: Port = 8500
+    http_port: PortOrOff = 8500  # -1: no plain HTTP listener (HTTPS only)
     dns_port: Port = 8600
     serf_port: Port = 8301
     rpc_port: Port = 8300

@@ -56,3 +56,17 @@ def _bool(value: object) -> bool:
 
 
 Flag = Annotated[bool, BeforeValidator(_bool)]
+
+
+PORT_OFF = -1  # Consul's spelling of "no listener" for ports.http and ports.https
+
+
+def _port_or_off(value: object) -> int:
+    """A listening port, or -1 for none (Consul's `ports { http = -1 }`)."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and (value == PORT_OFF or 1 <= value <= 65535):  # type: ignore[operator]
+        return value  # type: ignore[return-value]
+    raise _fail(f"must be an integer between 1 and 65535, or -1 for off, got {describe(value)}")
+
+
+PortOrOff = Annotated[int, BeforeValidator(_port_or_off)]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gossamer.agent.acl.agent_tokens import effective, with_token
 from gossamer.agent.acl.authorize import denied_message
 from gossamer.agent.acl.down_policy import while_cut_off
 from gossamer.agent.acl.guard import FailureGuard
@@ -54,9 +55,25 @@ class AclAccess:
         self._monotonic = monotonic
         self.guard = FailureGuard()
         self._logged: dict[str, float] = {}
+        self.api_tokens: dict[str, str] = {}  # set by PUT /v1/agent/token/<type> (agent_tokens)
+        self.persist: Callable[[dict[str, str]], None] | None = None  # enable_token_persistence
+        self.token_listeners: list[Callable[[], None]] = []  # DNS: the default token changed
 
     def now(self) -> datetime:
         return self._now()
+
+    def token(self, kind: str) -> str:
+        """The agent's `kind` token in use: set through the API, else from the config."""
+        return effective(kind, self.api_tokens, self.settings().tokens.model_dump())
+
+    def set_token(self, kind: str, secret: str) -> None:
+        """PUT /v1/agent/token/<kind>: in memory, on disk when persisted; listeners hear it."""
+        tokens = with_token(self.api_tokens, kind, secret)
+        if self.persist is not None:
+            self.persist(tokens)  # first, so a token that cannot be kept is not half-set
+        self.api_tokens = tokens
+        for listener in self.token_listeners:
+            listener()
 
     def identify_secret(self, secret: str, client: str) -> Identity:
         """The identity of `secret` for `client`; raises AclNotFound or TooManyGuesses."""
@@ -67,7 +84,7 @@ class AclAccess:
         settings = self.settings()
         try:
             identity = self.store.identify(
-                secret or (settings.tokens.default or ""), now=self._now(),
+                secret or self.token("default"), now=self._now(),
                 datacenter=self.datacenter, default_allow=settings.default_policy == "allow",
             )  # fmt: skip
         except AclNotFound:
@@ -94,13 +111,18 @@ IDENTITY_KEY = "gossamer.acl.identity"
 
 def request_secret(request: web.Request) -> str:
     """The secret a request carries (header, bearer, query), or ""."""
-    header = request.headers.get("X-Consul-Token", "")
+    return secret_from(request.headers, request.query)
+
+
+def secret_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    """`request_secret` over a head's headers and query (the light front reads it so too)."""
+    header = headers.get("X-Consul-Token", "")
     if header:
         return header
-    auth = request.headers.get("Authorization", "")
+    auth = headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.query.get("token", "")
+    return query.get("token", "")
 
 
 def identity_of(request: web.Request) -> Identity:
@@ -116,7 +138,11 @@ def identity_of(request: web.Request) -> Identity:
 
 def require(request: web.Request, kind: str, name: str, need: Access) -> None:
     """Raises PermissionDenied (Consul's 403 wording) unless the token may."""
-    identity = identity_of(request)
+    require_of(identity_of(request), kind, name, need)
+
+
+def require_of(identity: Identity, kind: str, name: str, need: Access) -> None:
+    """`require` for an identity already resolved (the light front's)."""
     if not identity.authorizer.allows(kind, name, need).allowed:
         raise PermissionDenied(denied_message(identity.accessor, kind, name, need))
 

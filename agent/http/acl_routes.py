@@ -39,7 +39,8 @@ ACL_DISABLED = "ACL support disabled"
 RESET_FILE = "acl-bootstrap-reset"
 
 
-def _access(request: web.Request, need: Access | None = None) -> AclAccess:
+def acl_access(request: web.Request, need: Access | None = None) -> AclAccess:
+    """The ACL state, after checking `acl:<need>`; AclDisabled (401) with ACLs off."""
     access = acl_of(request)
     if access is None:
         raise AclDisabled(ACL_DISABLED)
@@ -70,7 +71,7 @@ def _reset_allowed(access: AclAccess, reset_index: int) -> bool:
 
 
 async def bootstrap(request: web.Request) -> web.Response:
-    access = _access(request)
+    access = acl_access(request)
     held = access.store.state.bootstrap
     reset_index = int(held.get("ResetIndex", 0)) if held else 0
     if held is not None and not _reset_allowed(access, reset_index):
@@ -99,7 +100,7 @@ def _held_token(access: AclAccess, accessor: str) -> Token:
 
 
 async def token_create(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     made = read_token(
         await read_json(request), access.store.state, now=access.now(),
         datacenter=access.datacenter, new_id=random_id,
@@ -111,7 +112,7 @@ async def token_create(request: web.Request) -> web.Response:
 
 
 async def token_self(request: web.Request) -> web.Response:
-    access = _access(request)
+    access = acl_access(request)
     identity = identity_of(request)
     if identity.token is None:
         anonymous = Token(ANONYMOUS_ACCESSOR, "", description="Anonymous Token")
@@ -120,13 +121,13 @@ async def token_self(request: web.Request) -> web.Response:
 
 
 async def token_read(request: web.Request) -> web.Response:
-    access = _access(request, Access.READ)
+    access = acl_access(request, Access.READ)
     token = _held_token(access, request.match_info["accessor"])
     return json_response(token_json(token, access.store.state, index=access.store.index))
 
 
 async def token_update(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     held = _held_token(access, request.match_info["accessor"])
     body = await read_json(request)
     if isinstance(body, dict) and body.get("AccessorID", held.accessor) != held.accessor:
@@ -140,7 +141,7 @@ async def token_update(request: web.Request) -> web.Response:
 
 
 async def token_clone(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     held = _held_token(access, request.match_info["accessor"])
     body = await read_json(request) if request.can_read_body else None
     description = body.get("Description") if isinstance(body, dict) else None
@@ -156,14 +157,14 @@ async def token_clone(request: web.Request) -> web.Response:
 
 
 async def token_delete(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     _held_token(access, request.match_info["accessor"])
     access.store.delete(TOKEN + request.match_info["accessor"])
     return json_response(True)
 
 
 async def token_list(request: web.Request) -> web.Response:
-    access = _access(request, Access.READ)
+    access = acl_access(request, Access.READ)
     state = access.store.state
     policy = request.query.get("policy")
     tokens = [t for t in state.tokens.values() if policy is None or policy in t.policies]
@@ -184,26 +185,26 @@ def _not_builtin(policy_id: str) -> None:
 
 
 async def policy_create(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     policy = read_policy(await read_json(request), access.store.state, random_id)
     access.store.put_policy(policy)
     return json_response(policy_json(policy, access.store.index))
 
 
 async def policy_read(request: web.Request) -> web.Response:
-    access = _access(request, Access.READ)
+    access = acl_access(request, Access.READ)
     policy = _held_policy(access, request.match_info["policy_id"])
     return json_response(policy_json(policy, access.store.index))
 
 
 async def policy_read_by_name(request: web.Request) -> web.Response:
-    access = _access(request, Access.READ)
+    access = acl_access(request, Access.READ)
     policy_id = access.store.state.by_name.get(request.match_info["name"], "")
     return json_response(policy_json(_held_policy(access, policy_id), access.store.index))
 
 
 async def policy_update(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     policy_id = request.match_info["policy_id"]
     _not_builtin(policy_id)
     _held_policy(access, policy_id)
@@ -213,7 +214,7 @@ async def policy_update(request: web.Request) -> web.Response:
 
 
 async def policy_delete(request: web.Request) -> web.Response:
-    access = _access(request, Access.WRITE)
+    access = acl_access(request, Access.WRITE)
     policy_id = request.match_info["policy_id"]
     _not_builtin(policy_id)
     _held_policy(access, policy_id)
@@ -222,7 +223,7 @@ async def policy_delete(request: web.Request) -> web.Response:
 
 
 async def policy_list(request: web.Request) -> web.Response:
-    access = _access(request, Access.READ)
+    access = acl_access(request, Access.READ)
     policies = sorted(access.store.state.policies.values(), key=lambda p: p.name)
     return json_response([policy_json(p, access.store.index) for p in policies])
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from gossamer.agent.http.acl_routes import add_acl_routes
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY
 from gossamer.agent.http.agent_routes import add_agent_routes
+from gossamer.agent.http.agent_token_routes import add_agent_token_routes
 from gossamer.agent.http.api import AGENT_KEY, AgentApi
 from gossamer.agent.http.blocking import PREPARED_KEY
 from gossamer.agent.http.catalog_access import CATALOG_KEY
@@ -121,6 +122,7 @@ def make_app(
     add_clock_routes(app.router)
     add_status_routes(app.router)
     add_metrics_routes(app.router)
+    add_agent_token_routes(app.router)
     add_acl_routes(app.router)
     add_monitor_routes(app)
     add_keyring_routes(app.router)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,9 +26,26 @@ from gossamer.agent.http.catalog_access import catalog_of, check_datacenter
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import app_part, json_response, read_json
 from gossamer.agent.replicated.config_entry_store import CONFIG, ConfigEntryStore
-from gossamer.catalog.config_entries import ConfigEntryNotFound, entry_name, kind_param
+from gossamer.catalog.config_entries import (
+    SERVICE_DEFAULTS,
+    ConfigEntryNotFound,
+    entry_name,
+    kind_param,
+)
 
 CONFIG_ENTRIES_KEY: web.AppKey[ConfigEntryStore] = web.AppKey("config_entries", ConfigEntryStore)
+
+
+def protocol_default(request: web.Request) -> Callable[[str], str | None]:
+    """A service's `service-defaults` Protocol, for the sidecar registrations the agent serves
+    (catalog/config_defaults.py); none without a config-entry store (a test's app)."""
+    store = request.app.get(CONFIG_ENTRIES_KEY)
+
+    def protocol_of(service: str) -> str | None:
+        entry = store.get(SERVICE_DEFAULTS, service) if store is not None else None
+        return None if entry is None else str(entry["Protocol"])
+
+    return protocol_of
 
 
 def _store(request: web.Request) -> ConfigEntryStore:

@@ -10,8 +10,12 @@ catalog's waiter table holding nothing but this object and the waiter.
 aiohttp costs ~8.7 KB per parked request (parser, task, request and message
 objects: bench/README.md); this costs a fraction of it.
 
+With ACLs on it applies the ACL middleware's check first (acl_enforce.py,
+through the same `need_for` table, `secret_from` and `require_of`) and leaves
+reads the middleware would filter to aiohttp.
+
 The first request it does not take (another route, a body, an error to word,
-ACLs on) hands the connection over for good: aiohttp's own RequestHandler is
+a read to filter) hands the connection over for good: aiohttp's own RequestHandler is
 made from the runner's server, takes the transport, and gets the bytes read
 so far, from that request on. Requests are answered in order: pipelined
 ones wait in the buffer while a blocking query is parked.
@@ -29,19 +33,21 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import SERVER_SOFTWARE
 from multidict import MultiDictProxy
 from yarl import URL
 
-from gossamer.agent.http.acl_access import ACL_KEY
+from gossamer.agent.acl.resolve import AclNotFound, PermissionDenied, TooManyGuesses
 from gossamer.agent.http.app import error_answer
 from gossamer.agent.http.blocking import consul_headers
 from gossamer.agent.http.catalog_routes import service_answer, services_answer
+from gossamer.agent.http.front_acl import may_answer
 from gossamer.agent.http.front_head import (
     CATALOG_SERVICE,
     HEALTH_SERVICE,
     hot_route,
     json_head,
-    plain_get_target,
+    plain_get,
     text_head,
 )
 from gossamer.agent.http.health_routes import service_health
@@ -125,7 +131,7 @@ class Front:
 class FrontConnection(asyncio.Protocol):
     """One client connection until it is answered by aiohttp (module docstring)."""
 
-    __slots__ = ("buffer", "front", "parked", "since", "transport", "writable")
+    __slots__ = ("buffer", "front", "parked", "since", "throttled", "transport", "writable")
 
     def __init__(self, front: Front) -> None:
         self.front = front
@@ -133,6 +139,7 @@ class FrontConnection(asyncio.Protocol):
         self.parked: _Parked | None = None
         self.since = time.monotonic()
         self.writable = True
+        self.throttled = False  # reading paused: too many pipelined bytes behind a parked query
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -174,23 +181,30 @@ class FrontConnection(asyncio.Protocol):
                 self._hand_off()
                 return
             self.buffer = self.buffer[end + 4 :]
-        if self.transport is not None and len(self.buffer) > BUFFER_MAX:
-            self.transport.pause_reading()
+        if self.transport is not None:
+            throttle = len(self.buffer) > BUFFER_MAX
+            if throttle != self.throttled:
+                self.throttled = throttle
+                (self.transport.pause_reading if throttle else self.transport.resume_reading)()
 
     def _take(self, head: bytes) -> bool:
         """Answer (or park) the request `head` if it is the front's; False hands it over."""
         front = self.front
-        if ACL_KEY in front.app or front.stopping:
-            return False
-        target = plain_get_target(head)
-        found = hot_route(target) if target is not None else None
-        if found is None:
+        got = plain_get(head) if not front.stopping else None
+        found = hot_route(got.target) if got is not None else None
+        if got is None or found is None:
             return False
         route, name, path, raw_query = found
         started = time.perf_counter()
-        asked = Asked(front.app, path, front.query(raw_query))
+        future: asyncio.Future[tuple[bytes, int]]
         try:
-            future = front.answer(route, name, asked)
+            query = front.query(raw_query)
+            if not may_answer(front.app, self.transport, route, name, got.headers, query):
+                return False
+            future = front.answer(route, name, Asked(front.app, path, query))
+        except (AclNotFound, TooManyGuesses, PermissionDenied) as exc:
+            future = asyncio.get_running_loop().create_future()  # the ACL middleware's answer
+            future.set_exception(exc)
         except Exception:  # a bad parameter: aiohttp words the 400, by the same code
             return False
         front.taken += 1
@@ -214,7 +228,8 @@ class FrontConnection(asyncio.Protocol):
         handler.connection_made(transport)
         if not self.writable:
             handler.pause_writing()
-        transport.resume_reading()
+        if self.throttled:
+            transport.resume_reading()
         data, self.buffer = self.buffer, b""
         if data:
             handler.data_received(data)
@@ -257,11 +272,13 @@ class _Parked:
         if exc is None:
             body, index = self.future.result()
             status = 200
-            transport.write(json_head(len(body), consul_headers(index), date) + body)
+            transport.write(
+                json_head(len(body), consul_headers(index), date, SERVER_SOFTWARE) + body
+            )
         else:  # raised when it woke (a filter only checkable against a row): the same table
             status, text = error_answer("GET", self.path, _exception(exc))
             data = text.encode()
-            transport.write(text_head(status, len(data), date) + data)
+            transport.write(text_head(status, len(data), date, SERVER_SOFTWARE) + data)
         record_route(connection.front.app, "GET", self.route, status, self.started)
         connection.since = time.monotonic()
 

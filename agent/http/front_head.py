@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from http import HTTPStatus
 
 import httptools
-from aiohttp.http import SERVER_SOFTWARE
 
 HEALTH_SERVICE = "/v1/health/service/{name}"
 CATALOG_SERVICE = "/v1/catalog/service/{name}"
@@ -27,46 +26,55 @@ CATALOG_SERVICES = "/v1/catalog/services"
 HOT_ROUTES = (HEALTH_SERVICE, CATALOG_SERVICE, CATALOG_SERVICES)
 _PREFIXES = (("/v1/health/service/", HEALTH_SERVICE), ("/v1/catalog/service/", CATALOG_SERVICE))
 _REFUSED_HEADERS = frozenset({b"expect", b"upgrade"})
+_TOKEN_HEADERS = {b"x-consul-token": "X-Consul-Token", b"authorization": "Authorization"}
 
 
-class _Head:
-    """httptools' callbacks, collecting what the front decides on."""
+class PlainGet:
+    """A request head the front may take: its target and the headers a token comes in
+    (the first of each, as aiohttp's `headers.get` reads them); httptools' callbacks."""
 
-    __slots__ = ("complete", "refused", "url")
+    __slots__ = ("complete", "headers", "parser", "plain", "refused", "target")
 
     def __init__(self) -> None:
-        self.url = b""
-        self.complete = False
-        self.refused = False
+        self.target = ""
+        self.headers: dict[str, str] = {}
+        self.complete = self.refused = self.plain = False
+        self.parser = httptools.HttpRequestParser(self)
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        self.target += url.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in _REFUSED_HEADERS:
+        lowered = name.lower()
+        if lowered in _REFUSED_HEADERS:
             self.refused = True
+        elif lowered in _TOKEN_HEADERS:
+            self.headers.setdefault(_TOKEN_HEADERS[lowered], value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        # read here: once the message completes the parser forgets them
+        p = self.parser
+        self.plain = (
+            p.get_method() == b"GET" and p.get_http_version() == "1.1" and p.should_keep_alive()
+        )
 
     def on_message_complete(self) -> None:
         self.complete = True
 
 
-def plain_get_target(head: bytes) -> str | None:
-    """The request target of `head` (one request's bytes up to its blank line) when it is a
-    complete keep-alive HTTP/1.1 GET with nothing the front leaves to aiohttp; else None."""
-    seen = _Head()
-    parser = httptools.HttpRequestParser(seen)
+def plain_get(head: bytes) -> PlainGet | None:
+    """`head` (one request's bytes up to its blank line) when it is a complete keep-alive
+    HTTP/1.1 GET with nothing the front leaves to aiohttp; else None."""
+    seen = PlainGet()
     try:
-        parser.feed_data(head)
-    except httptools.HttpParserError:  # upgrades included: aiohttp answers what it must
+        seen.parser.feed_data(head)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return None  # aiohttp answers what it must
+    finally:
+        del seen.parser  # it refers back to `seen`: no cycle left for the collector
+    if not (seen.complete and seen.plain) or seen.refused or not seen.target.isascii():
         return None
-    if not seen.complete or seen.refused or parser.get_method() != b"GET":
-        return None
-    if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
-        return None
-    try:
-        return seen.url.decode("ascii")
-    except UnicodeDecodeError:
-        return None
+    return seen
 
 
 def hot_route(target: str) -> tuple[str, str, str, str] | None:
@@ -85,19 +93,20 @@ def hot_route(target: str) -> tuple[str, str, str, str] | None:
     return None
 
 
-def json_head(length: int, headers: Mapping[str, str], date: str) -> bytes:
-    """The head aiohttp sends before a JSON body of `length` bytes with `headers`."""
+def json_head(length: int, headers: Mapping[str, str], date: str, server: str) -> bytes:
+    """The head aiohttp sends before a JSON body of `length` bytes with `headers`
+    (`server`: aiohttp's SERVER_SOFTWARE)."""
     lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (
         f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{lines}"
-        f"Content-Length: {length}\r\nDate: {date}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n"
+        f"Content-Length: {length}\r\nDate: {date}\r\nServer: {server}\r\n\r\n"
     ).encode("latin-1")
 
 
-def text_head(status: int, length: int, date: str) -> bytes:
+def text_head(status: int, length: int, date: str, server: str) -> bytes:
     """The head aiohttp sends before a plain-text error body (`web.Response(text=...)`)."""
     return (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {length}\r\nDate: {date}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n"
+        f"Content-Length: {length}\r\nDate: {date}\r\nServer: {server}\r\n\r\n"
     ).encode("latin-1")

@@ -17,11 +17,14 @@ from aiohttp import web
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.blocking import wait_while
 from gossamer.agent.http.catalog_access import catalog_of
+from gossamer.agent.http.config_entry_routes import protocol_default
 from gossamer.agent.http.errors import BadRequest, NotFound
 from gossamer.agent.http.render import json_response, query_flag, read_json
 from gossamer.agent.local.node import LocalNode
 from gossamer.agent.local.registry import UnknownServiceId
+from gossamer.agent.replicated.config_entry_store import CONFIG
 from gossamer.catalog.blocking import node_key, parse_wait
+from gossamer.catalog.config_defaults import with_service_defaults
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, filter_values
 from gossamer.catalog.model import check_json, service_to_agent_json
 from gossamer.catalog.severity import HEALTH_HTTP, HEALTH_SEVERITY
@@ -46,9 +49,13 @@ async def service_deregister(request: web.Request) -> web.Response:
 
 
 def _services_json(request: web.Request) -> dict[str, Any]:
+    """Sidecars as Consul's agent serves them: with service-defaults' protocol merged in."""
     local = local_of(request)
-    dc = local.identity.datacenter
-    return {sid: service_to_agent_json(s, dc) for sid, s in local.services().items()}
+    dc, defaults = local.identity.datacenter, protocol_default(request)
+    return {
+        sid: with_service_defaults(service_to_agent_json(s, dc), defaults)
+        for sid, s in local.services().items()
+    }
 
 
 async def services_list(request: web.Request) -> web.Response:
@@ -71,7 +78,7 @@ async def service_get(request: web.Request) -> web.Response:
     body, digest = _service_body(request, service_id)
     wanted = request.query.get("hash")
     if wanted is not None and wanted == digest:
-        key = [node_key(local_of(request).identity.node)]
+        key = [node_key(local_of(request).identity.node), CONFIG]  # a default may change it
         still = lambda: _service_body(request, service_id)[1] == wanted  # noqa: E731
         await wait_while(catalog_of(request), key, wait_s, still)
         body, digest = _service_body(request, service_id)

@@ -51,7 +51,7 @@ class IdentityFiles:
             return None
 
     def write(self, name: str, text: str) -> None:
-        _atomic_write(self.path / name, text.encode("utf-8"))
+        atomic_write(self.path / name, text.encode("utf-8"))
 
     def write_leaf(self, service: str, record: dict[str, Any]) -> None:
         self.write(f"{LEAVES}/{service}.json", json.dumps(record, sort_keys=True))
@@ -77,7 +77,8 @@ class IdentityFiles:
         return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (mode 0600) so a crash leaves the old file or the new one."""
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:

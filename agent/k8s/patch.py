@@ -34,6 +34,10 @@ class InjectorSettings:
 
     image: str = "gossamer:latest"
     agent_http_port: int = 8500
+    # An agent serving only HTTPS (`http_port: -1`): the sidecar dials https:// and
+    # verifies the agent against this CA file inside the pod (the mesh root, mounted).
+    agent_https: bool = False
+    agent_ca_file: str | None = None
     sidecar_port: int = SIDECAR_PORT
     # namespaces never injected, whatever the webhook configuration sends
     skip_namespaces: frozenset[str] = frozenset({"kube-system", "kube-public", "gossamer"})
@@ -79,7 +83,8 @@ def _env(settings: InjectorSettings, plan: Plan) -> list[dict[str, Any]]:
         field("POD_IP", "status.podIP"),
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
-        {"name": "GOSSAMER_HTTP_ADDR", "value": f"$(HOST_IP):{settings.agent_http_port}"},
+        {"name": "GOSSAMER_HTTP_ADDR", "value": _agent_addr(settings)},
+        *_ca_file(settings),
         # Consul's variable, so a client that speaks ACLs finds it; optional:
         # a pod whose service account has no token Secret starts all the same.
         {
@@ -89,6 +94,16 @@ def _env(settings: InjectorSettings, plan: Plan) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+def _agent_addr(settings: InjectorSettings) -> str:
+    scheme = "https://" if settings.agent_https else ""
+    return f"{scheme}$(HOST_IP):{settings.agent_http_port}"
+
+
+def _ca_file(settings: InjectorSettings) -> list[dict[str, Any]]:
+    ca = settings.agent_ca_file
+    return [{"name": "CONSUL_CACERT", "value": ca}] if ca else []
 
 
 def _init_container(plan: Plan, settings: InjectorSettings) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from gossamer.agent.config import AgentConfig
+from gossamer.agent.config.api_address import api_listeners
+from gossamer.agent.config.values import PORT_OFF
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
 from gossamer.catalog.tagged import node_tagged
 from gossamer.gossip.addresses import format_host_port
@@ -30,7 +32,8 @@ def self_info(
             "AdvertiseAddrLAN": c.advertise,
             "ClientAddrs": [c.client],
             "DataDir": data_dir,
-            "HTTPPort": c.http_port,
+            "HTTPPort": c.http_port,  # -1 when off, as Consul shows it
+            "HTTPSPort": c.https.listen_port or PORT_OFF,
             "DNSPort": c.dns_port,
             "DNSDomain": c.dns.domain,  # gossamer check asks the DNS in this domain
             "SerfPortLAN": c.serf_port,
@@ -50,9 +53,9 @@ def self_info(
 
 def status_line(c: AgentConfig) -> str:
     """For systemd's STATUS= and the log."""
-    http = format_host_port(c.client, c.http_port)
+    api = ", ".join(f"{a.scheme.upper()} {a.url}" for a in api_listeners(c))
     gossip = format_host_port(c.bind, c.serf_port)
-    return f"node {c.node} in {c.datacenter}: HTTP http://{http}, gossip {gossip}"
+    return f"node {c.node} in {c.datacenter}: {api}, gossip {gossip}"
 
 
 def banner(c: AgentConfig, node_id: str) -> str:
@@ -60,7 +63,7 @@ def banner(c: AgentConfig, node_id: str) -> str:
     return "\n".join(
         [
             f"==> gossamer agent ready: node {c.node} ({c.datacenter}), id {node_id}",
-            f"    HTTP API: http://{format_host_port(c.client, c.http_port)}",
+            *(f"    {a.scheme.upper()} API: {a.url}" for a in api_listeners(c)),
             f"    DNS:      {format_host_port(c.client, c.dns_port)} (udp/tcp)",
             f"    gossip:   {format_host_port(c.bind, c.serf_port)} (serf)",
         ]

@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass
 
 from gossamer.agent.config import AgentConfig
+from gossamer.agent.config.api_address import api_listeners
 
 
 class ListenError(RuntimeError):
@@ -46,23 +47,24 @@ def bind_socket(what: str, host: str, port: int, kind: int = socket.SOCK_STREAM)
 class Listeners:
     """The agent's own sockets, bound before serf starts; the servers take them over."""
 
-    http: socket.socket
+    api: dict[str, socket.socket]  # "http" and/or "https" (each may be switched off)
     dns_udp: socket.socket
     dns_tcp: socket.socket
     rpc: socket.socket
 
     def close(self) -> None:
         """Only when start-up fails before the servers own them (closing twice is harmless)."""
-        for sock in (self.http, self.dns_udp, self.dns_tcp, self.rpc):
+        for sock in (*self.api.values(), self.dns_udp, self.dns_tcp, self.rpc):
             sock.close()
 
 
 def bind_listeners(c: AgentConfig) -> Listeners:
-    """HTTP and DNS on the client address, agent RPC on the bind address; ListenError if taken."""
+    """API and DNS on the client address, agent RPC on the bind address; ListenError if taken."""
+    api = api_listeners(c)
     bound: list[socket.socket] = []
     try:
         for what, host, port, kind in (
-            ("the HTTP API", c.client, c.http_port, socket.SOCK_STREAM),
+            *((f"the {a.scheme.upper()} API", a.host, a.port, socket.SOCK_STREAM) for a in api),
             ("DNS (udp)", c.client, c.dns_port, socket.SOCK_DGRAM),
             ("DNS (tcp)", c.client, c.dns_port, socket.SOCK_STREAM),
             ("agent RPC", c.bind, c.rpc_port, socket.SOCK_STREAM),
@@ -72,5 +74,6 @@ def bind_listeners(c: AgentConfig) -> Listeners:
         for sock in bound:
             sock.close()
         raise
-    http, dns_udp, dns_tcp, rpc = bound
-    return Listeners(http=http, dns_udp=dns_udp, dns_tcp=dns_tcp, rpc=rpc)
+    *api_socks, dns_udp, dns_tcp, rpc = bound
+    by_scheme = {a.scheme: sock for a, sock in zip(api, api_socks, strict=True)}
+    return Listeners(api=by_scheme, dns_udp=dns_udp, dns_tcp=dns_tcp, rpc=rpc)

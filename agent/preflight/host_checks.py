@@ -135,7 +135,9 @@ def _missing_data_dir(where: str, creatable: bool, running: bool) -> Result:
 
 @dataclass(frozen=True)
 class AgentPorts:
-    """Where the agent listens: HTTP and DNS on the client address, serf and RPC on bind."""
+    """Where the agent listens: HTTP(S) and DNS on the client address, serf and RPC on bind.
+
+    `http` or `https` is -1 when that listener is off (Consul's spelling)."""
 
     client: str
     bind: str
@@ -143,15 +145,18 @@ class AgentPorts:
     dns: int
     serf: int
     rpc: int
+    https: int = -1
 
     def wanted(self) -> tuple[tuple[str, str, int, tuple[str, ...]], ...]:
         """(role, address, port, protocols) for each port, in the order they are shown."""
-        return (
+        every = (
             ("http", self.client, self.http, ("tcp",)),
+            ("https", self.client, self.https, ("tcp",)),
             ("dns", self.client, self.dns, ("udp", "tcp")),
             ("serf", self.bind, self.serf, ("tcp", "udp")),
             ("rpc", self.bind, self.rpc, ("tcp",)),
         )
+        return tuple(port for port in every if port[2] > 0)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]
         config.dns_port,
         config.serf_port,
         config.rpc_port,
+        config.https.listen_port or -1,
     )
     results += _ports(ports, frozenset(), running=False)
     keyring = config.data_dir is not None and (config.data_dir / KEYRING_FILE).exists()
@@ -72,6 +73,7 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
         dc["DNSPort"],
         dc["SerfPortLAN"],
         dc["ServerPort"],
+        dc.get("HTTPSPort", -1),
     )
     results += _ports(ports, pids, running=True)
     results.append(reachable)

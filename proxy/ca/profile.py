@@ -10,6 +10,9 @@ Rules this module keeps:
   KeyUsage digitalSignature (+ keyEncipherment for RSA keys), EKU ClientAuth
   and ServerAuth, exactly one URI SAN, CN the service or node name. The SAN
   is not critical because the subject is not empty (RFC 5280 4.2.1.6).
+  Only the agent's own HTTPS server certificate (agent_server.py) adds DNS
+  and IP SANs (`hosts`) beside its URI; the roots' Name Constraints permit
+  URIs of the trust domain only, which leaves other name types unconstrained.
 - Every certificate has SubjectKeyIdentifier and AuthorityKeyIdentifier
   (SHA-256 key ids, keys.key_id), so chains build by key, not only by name.
 - Serials are random (62 bits of entropy from `secrets`, positive, under 2**63
@@ -21,6 +24,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -112,9 +116,11 @@ def ca_builder(
 
 
 def end_entity_builder(
-    subject: x509.Name, public_key: PublicKey, uri: str
+    subject: x509.Name, public_key: PublicKey, uri: str, *, hosts: Sequence[x509.GeneralName] = ()
 ) -> x509.CertificateBuilder:
-    """A builder with the end-entity extensions above; issuer, validity and serial still to set."""
+    """A builder with the end-entity extensions above; issuer, validity and serial still to set.
+
+    `hosts` is for agent_server.py alone (see the rules above)."""
     rsa_key = isinstance(public_key, rsa.RSAPublicKey)
     return (
         x509.CertificateBuilder()
@@ -130,7 +136,8 @@ def end_entity_builder(
         )
         .add_extension(x509.SubjectKeyIdentifier(key_id(public_key)), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri), *hosts]),
+            critical=False,
         )
     )
 

@@ -11,7 +11,9 @@ URI constraints are how a gossamer root binds its trust domain. So the
 checks are made here, by hand, with RFC 5280's rules for what a mesh needs:
 - the leaf: not a CA, inside its validity window at `now`, exactly one URI
   SAN that is a service or agent SPIFFE ID, EKU holding the purpose asked
-  for, KeyUsage (if present) allowing digitalSignature;
+  for, KeyUsage (if present) allowing digitalSignature; a service leaf names
+  no host (DNS or IP SAN): only an agent's HTTPS certificate may
+  (agent_server.py);
 - each issuer: names match, the signature verifies
   (`verify_directly_issued_by`), and AKI/SKI agree when both are present;
   CA:TRUE, KeyUsage (if present) allows keyCertSign, the path length limit
@@ -37,6 +39,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from gossamer.intentions.spiffe import AgentId, ServiceId, SpiffeError, parse_identity
+from gossamer.proxy.ca.agent_server import names_hosts
 from gossamer.proxy.ca.errors import (
     CertificateError,
     CertificateExpired,
@@ -119,6 +122,8 @@ def _check_end_entity(
         identity = parse_identity(uris[0])
     except SpiffeError as exc:
         raise NotSpiffeCertificate(f"{_describe(leaf)}: URI SAN {uris[0]!r}: {exc}") from None
+    if isinstance(identity, ServiceId) and names_hosts(leaf):
+        raise NotSpiffeCertificate(f"{_describe(leaf)}: a service certificate may not name hosts")
     usage = _find(extensions, x509.ExtendedKeyUsage)
     if usage is None or purpose not in usage:
         use = _PURPOSES.get(purpose, purpose.dotted_string)

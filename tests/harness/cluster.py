@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -45,12 +46,14 @@ def free_port(ip: str) -> int:
 
 
 def http_json(
-    url: str, method: str = "GET", body: Any = None, timeout: float = 10.0, token: str = ""
-) -> Any:
+    url: str, method: str = "GET", body: Any = None, timeout: float = 10.0, token: str = "",
+    cafile: str | None = None,
+) -> Any:  # fmt: skip
     data = None if body is None else json.dumps(body).encode()
     headers = {"X-Consul-Token": token} if token else {}
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         raw = resp.read()
     return json.loads(raw) if raw.strip() else None
 
@@ -71,9 +74,13 @@ class AgentProc:
     prefix: list[str] = field(default_factory=list)  # e.g. ["ip", "netns", "exec", "h1"]
     log_level: str | None = "debug"  # None: leave it to the config files
     token: str = ""  # sent as X-Consul-Token by get/put (an agent with ACLs on)
+    https_port: int | None = None  # with http_port -1, get/put go over HTTPS here
+    cafile: str | None = None  # what verifies the agent's HTTPS certificate
 
     @property
     def http(self) -> str:
+        if self.http_port == -1:
+            return f"https://{self.ip}:{self.https_port}"
         return f"http://{self.ip}:{self.http_port}"
 
     @property
@@ -122,10 +129,10 @@ class AgentProc:
         return bool(identity["AgentCertificate"]["Valid"])
 
     def get(self, path: str) -> Any:
-        return http_json(self.http + path, token=self.token)
+        return http_json(self.http + path, token=self.token, cafile=self.cafile)
 
     def put(self, path: str, body: Any = None) -> Any:
-        return http_json(self.http + path, "PUT", body, token=self.token)
+        return http_json(self.http + path, "PUT", body, token=self.token, cafile=self.cafile)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         def ready() -> bool:
