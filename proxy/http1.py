@@ -114,6 +114,8 @@ class HttpSession(Joint):
         if ex.allowed and ex.chunked:
             self._to_app(ex, codec.LAST_CHUNK)
         if ex is self.queue[0]:
+            if ex.sent:
+                self.deadlines.sent(complete=True)  # the request timeout runs from here
             self._pump()
 
     def upgrading(self, rest: bytes) -> None:
@@ -144,7 +146,7 @@ class HttpSession(Joint):
                 self._connect()
                 return
             ex.sent = True
-            self.deadlines.sent()
+            self.deadlines.sent(complete=ex.complete)
             for data in ex.out:
                 self.app.send(data)
             ex.out.clear()

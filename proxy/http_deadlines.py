@@ -1,8 +1,10 @@
 """The timeouts of one HTTP session (http1.py): per request, and between requests.
 
 Three limits (`Limits`, read from the config by protocol.py; 0.0 turns one off):
-- `request_s`: a request sent to the app must have its whole answer within
-  this of being sent (each try starts its own clock: a retry is a new try);
+- `request_s`: a request must have its whole answer within this of having
+  been sent whole to the app (as Envoy's route timeout, which starts when the
+  request is complete, so a long upload is bounded by `idle_s` alone); each
+  try starts its own clock: a retry is a new try;
 - `idle_s`: while a request is in flight, no byte either way for this long;
 - `client_idle_s`: between requests, the client connection idle this long.
 A request that runs out gets `HttpSession.timed_out` (a retry under the
@@ -56,11 +58,12 @@ class Deadlines:
         self.seen = -1  # the session's bytes both ways at the last look
         self.quiet_since = self.deadline = 0.0
 
-    def sent(self) -> None:
-        """A request (or a retry of it) went to the app: its try's clock starts now."""
+    def sent(self, *, complete: bool) -> None:
+        """A request (or a retry of it) went to the app, or the rest of its body did
+        (`complete`): idleness is watched from now, and the request timeout once complete."""
         lim, now = self.limits, self.loop.time()
         self.seen, self.quiet_since = self.s.moved_total(), now
-        self.deadline = now + lim.request_s if lim.request_s else inf
+        self.deadline = now + lim.request_s if lim.request_s and complete else inf
         due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
         if due == inf and lim.client_idle_s:
             due = now + lim.client_idle_s / 2

@@ -158,6 +158,21 @@ def test_a_slow_app_gets_the_client_a_504_from_the_local_request_timeout(mesh: M
     assert after == before + 1
 
 
+def test_a_slow_upload_is_not_cut_the_request_timeout_runs_once_it_is_whole(mesh: Mesh) -> None:
+    with socket.create_connection(("127.0.0.1", mesh.l4), timeout=10) as s:
+        s.sendall(b"POST /echo/up HTTP/1.1\r\nHost: db\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(8):  # 1.6 s of body, longer than db's 1 s request timeout
+            s.sendall(b"2\r\nab\r\n")
+            time.sleep(0.2)  # the client's pace is what this test is about
+        s.sendall(b"0\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"ab" * 8):
+            chunk = s.recv(1000)
+            assert chunk, answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
 def test_a_silent_upstream_times_out_idle_and_only_the_idempotent_request_is_retried(
     mesh: Mesh,
 ) -> None:
