@@ -15,8 +15,14 @@ keeps the polling's own load (10 agents x 200 GETs/s) off the measure. The
 push counters of every agent (/v1/agent/self RecordPushes) give the
 messages and bytes per change per agent.
 
+Each change's line names the agent that showed it last and the wall-clock
+second of its PUT, so with --logs DIR (every agent's debug log is copied
+there) a slow change can be traced through the agents' logs. The last line
+counts the records a `cv` pull brought before any push did: a delivery the
+push missed (or lost a race to).
+
     .venv/bin/python bench/catalog_convergence.py [--agents 10] [--changes 50]
-        [--poll 0.005] [--watch] [--seed N]
+        [--poll 0.005] [--watch] [--seed N] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import contextlib
 import math
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -122,6 +129,7 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
                 url = f"{agent.http}/v1/agent/service/register"
                 body = {"ID": sid, "Name": name, "Port": 10000 + i}
             want = {(a.name, s) for s, (a, n) in registered.items() if n == name}
+            put_at = time.strftime("%H:%M:%S")
             async with session.put(url, json=body) as resp:
                 resp.raise_for_status()
             start = time.monotonic()
@@ -136,10 +144,11 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
                     args.timeout,
                 )
             others = [t for t, a in zip(times, agents, strict=True) if a is not agent]
+            late = max(zip(times, agents, strict=True), key=lambda p: p[0])[1]
             results.append((kind, max(times) - start, min(others) - start))
             print(
                 f"  change {i + 1:3}/{args.changes}: {kind:10} on {agent.name:7} "
-                f"all agents {results[-1][1] * 1e3:7.0f} ms",
+                f"all agents {results[-1][1] * 1e3:7.0f} ms (last {late.name}, put at {put_at})",
                 flush=True,
             )
     return results
@@ -179,11 +188,16 @@ def print_pushes(pushed: dict[str, int], changes: int, agents: int) -> None:
         f"({pushed['Bytes'] / per:.0f} bytes of frames, {pushed['Records'] / per:.1f} records), "
         f"{pushed['Waves'] / per:.2f} waves; {pushed['Failures']} failed"
     )
+    print(
+        f"records a `cv` pull brought before any push: {pushed['Pulled']} "
+        f"of {changes * (agents - 1)} deliveries"
+    )
 
 
 @contextlib.contextmanager
-def running_cluster(count: int) -> Iterator[list[AgentProc]]:
-    """`count` joined loopback agents in a scratch dir; all stopped (and checked) after."""
+def running_cluster(count: int, logs: Path | None = None) -> Iterator[list[AgentProc]]:
+    """`count` joined loopback agents in a scratch dir; all stopped (and checked) after.
+    With `logs`, each agent's log is copied there once the agents have stopped."""
     with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
         cluster = Cluster(Path(tmp))
         try:
@@ -193,6 +207,10 @@ def running_cluster(count: int) -> Iterator[list[AgentProc]]:
             yield agents
         finally:
             leftovers = cluster.close()
+            if logs is not None:
+                logs.mkdir(parents=True, exist_ok=True)
+                for agent in cluster.agents:
+                    shutil.copy(agent.log_path, logs / f"{agent.name}.log")
     if leftovers:
         raise RuntimeError(f"left behind: {leftovers}")
 
@@ -207,8 +225,11 @@ def main() -> None:
     parser.add_argument(
         "--watch", action="store_true", help="blocking queries instead of polling every agent"
     )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="copy every agent's (debug) log to this folder"
+    )
     args = parser.parse_args()
-    with running_cluster(args.agents) as agents:
+    with running_cluster(args.agents, args.logs) as agents:
         before = push_counts(agents)
         results = asyncio.run(run(agents, args))
         after = push_counts(agents)

@@ -82,12 +82,15 @@ class Effects:
     """What one message brought, for the shell to apply here (in this order).
 
     `records` go through `absorb.absorb` (never our own), `tombstones`
-    through `absorb.bury`, `lww` to the owner of each map.
+    through `absorb.bury`, `lww` to the owner of each map. `told` is a
+    push's hint of the agents that were handed its records too
+    (record_news.py): it applies nothing, it only spares them a relay.
     """
 
     records: tuple[NodeRecord, ...] = ()
     tombstones: tuple[tuple[str, int], ...] = ()
     lww: Mapping[str, Entries] = field(default_factory=dict)
+    told: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.records or self.tombstones or any(self.lww.values()))

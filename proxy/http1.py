@@ -62,6 +62,15 @@ class HttpSession(Joint):
         return self._moved[0], self._moved[1]
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        client = self.client
+        held = client.hold()  # an answer's head and body (or several answers): one write
+        try:
+            self._carry(side, chunks, eof)
+        finally:
+            if held:
+                client.flush()
+
+    def _carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         self._moved[side is not self.client] += sum(map(len, chunks))
         if side is self.client:
             for data in chunks:
@@ -137,9 +146,9 @@ class HttpSession(Joint):
                 self._connect()
                 return
             ex.sent = True
-            for data in ex.out:
-                self.app.send(data)
-            ex.out.clear()
+            if ex.out:  # a head and what came of the body with it: one write
+                self.app.send(ex.out[0] if len(ex.out) == 1 else b"".join(ex.out))
+                ex.out.clear()
             return
 
     def _connect(self) -> None:

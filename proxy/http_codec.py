@@ -105,10 +105,29 @@ def local_response(status: int, body: bytes = b"", *, close: bool = False) -> by
     return b"".join(head) + b"\r\n" + text
 
 
-def is_chunked(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Does a parsed head say its body is chunked? (llhttp has refused any other coding.)"""
-    return any(name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
-               for name, value in headers)  # fmt: skip
+# What `head_facts` finds in a head, as bits (one pass over the headers for all of them).
+CHUNKED, LENGTH, EXPECT, HOP = 1, 2, 4, 8
+_FACTS = {b"content-length": LENGTH, b"expect": EXPECT,
+          **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
+
+
+def head_facts(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The bits of a parsed head: its body is chunked (llhttp has refused any other coding),
+    it has a Content-Length, an Expect, a hop-by-hop header."""
+    facts = 0
+    for name, value in headers:
+        key = name.lower()
+        if key == b"transfer-encoding":
+            if b"chunked" in value.lower():
+                facts |= CHUNKED
+        else:
+            facts |= _FACTS.get(key, 0)
+    return facts
+
+
+def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers without the hop-by-hop ones (for a hop that stays open: pooled)."""
+    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP]
 
 
 def header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

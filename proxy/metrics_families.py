@@ -21,9 +21,9 @@ P = "gossamer_proxy_"
 TLS_INBOUND = (
     tally.NOT_TLS, tally.HANDSHAKE_TIMEOUT, tally.NO_CERTIFICATE, tally.UNKNOWN_ISSUER,
     tally.EXPIRED, tally.NOT_YET_VALID, tally.FOREIGN_TRUST_DOMAIN, tally.WRONG_PURPOSE,
-    tally.NOT_SPIFFE, tally.NOT_A_SERVICE, tally.BAD_CERTIFICATE,
+    tally.NOT_SPIFFE, tally.NOT_A_SERVICE, tally.BAD_CERTIFICATE, tally.REVOKED,
 )  # fmt: skip
-TLS_OUTBOUND = (tally.HANDSHAKE_TIMEOUT, tally.WRONG_SERVER)
+TLS_OUTBOUND = (tally.HANDSHAKE_TIMEOUT, tally.WRONG_SERVER, tally.REVOKED)
 Proxy = tuple[EdgeMetrics, tally.Tally]
 
 

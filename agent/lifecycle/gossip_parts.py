@@ -77,7 +77,7 @@ async def open_gossip(
     s.ca.announce = partial(replicator.spread, CA_MAP)
     s.acl.announce = partial(replicator.spread, ACL_MAP)
     s.config_entries.announce = partial(replicator.spread, CONFIG_MAP)
-    s.catalog.announce = replicator.records.announce
+    replicator.records.listen(s.catalog)
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
     members = MemberWatch(
