@@ -85,6 +85,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/registration_sidecar.py",
     "catalog/registration_service.py",
     "catalog/registration_node.py",
+    "agent/local/proxy_keys.py",  # the proxy keys a registration is refused for
     # intentions: all of it but the TUI's shells (SHELLS_IN_PURE_FOLDERS)
     "intentions/",
     # the TUI's screen logic that needs no terminal

@@ -53,6 +53,26 @@ def sample_denials() -> list[dict[str, Any]]:
     return [denial_to_json(d) for d in rows]
 
 
+def sample_figures() -> list[dict[str, Any]]:
+    """`/v1/agent/metrics/proxies` as an agent with two sidecars answers it, one unread."""
+
+    def edge(direction: str, source: str, destination: str, denied: int, cut: int
+             ) -> dict[str, Any]:  # fmt: skip
+        return {"Direction": direction, "Source": source, "Destination": destination,
+                "Denied": denied, "Terminated": cut}  # fmt: skip
+
+    return [
+        {"ProxyID": "db-sidecar-proxy", "Address": "127.0.0.1:21900", "Stats": {"Proxies": [
+            {"Service": "db", "UptimeSeconds": 600.0, "Edges": [
+                edge("inbound", "api", "db", 0, 0), edge("inbound", "batch", "db", 14, 1),
+                edge("outbound", "db", "cache", 5, 0)]}]}},
+        {"ProxyID": "billing-sidecar-proxy", "Address": "127.0.0.1:21901", "Stats": {"Proxies": [
+            {"Service": "billing", "UptimeSeconds": 600.0, "Edges": [
+                edge("inbound", "web", "billing", 3, 0)]}]}},
+        {"ProxyID": "web-sidecar-proxy", "Error": "127.0.0.1:21902: connection refused"},
+    ]  # fmt: skip
+
+
 def _stamped(ixn: Intention, n: int) -> Intention:
     from dataclasses import replace
 
@@ -98,6 +118,8 @@ class FixedApi(AgentApi):
             return [], INDEX
         if path.startswith("/v1/connect/intentions/denials"):
             return sample_denials(), INDEX
+        if path.startswith("/v1/agent/metrics/proxies"):
+            return sample_figures(), 0
         if path.startswith("/v1/connect/intentions/check"):
             query = dict(parse_qsl(urlsplit(path).query))
             found = decide(self.rules, query["source"], query["destination"], default_allow=False)
