@@ -141,6 +141,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/local/own_record.py",
     # ACLs: rule language, authorizer, endpoint permissions, token records
     "agent/acl/",
+    "agent/cli/config_hcl.py",
     # gossamer check: results, the judges of each group, rendering
     "agent/preflight/result.py",
     "agent/preflight/host_checks.py",
