@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from gossamer.agent.acl.agent_tokens import effective, with_token
 from gossamer.agent.acl.authorize import denied_message
+from gossamer.agent.acl.bootstrap_race import Verdict
 from gossamer.agent.acl.down_policy import while_cut_off
 from gossamer.agent.acl.guard import FailureGuard
 from gossamer.agent.acl.resolve import AclNotFound, Identity, PermissionDenied, TooManyGuesses
@@ -58,6 +59,8 @@ class AclAccess:
         self.api_tokens: dict[str, str] = {}  # set by PUT /v1/agent/token/<type> (agent_tokens)
         self.persist: Callable[[dict[str, str]], None] | None = None  # enable_token_persistence
         self.token_listeners: list[Callable[[], None]] = []  # DNS: the default token changed
+        # Asks the cluster before a bootstrap wins (lifecycle/bootstrap_query.py); None: alone.
+        self.bootstrap_guard: Callable[[int], Awaitable[Verdict]] | None = None
 
     def now(self) -> datetime:
         return self._now()

@@ -85,8 +85,15 @@ async def bootstrap(request: web.Request) -> web.Response:
          "Policies": [{"ID": MANAGEMENT_POLICY_ID}]},
         access.store.state, now=access.now(), datacenter=access.datacenter, new_id=random_id,
     )  # fmt: skip
-    access.store.put_token(made.token)
-    access.store.mark_bootstrapped(made.token.accessor, reset_index + 1)
+    if access.bootstrap_guard is not None:  # at most one bootstrap wins (acl/bootstrap_race.py)
+        verdict = await access.bootstrap_guard(reset_index + 1)
+        if not verdict.won:
+            raise PermissionDenied(f"Permission denied: ACL bootstrap refused: {verdict.reason}")
+    try:
+        access.store.put_token(made.token)
+        access.store.mark_bootstrapped(made.token.accessor, reset_index + 1)
+    finally:
+        access.store.bootstrap_lock.end()
     return json_response(
         token_json(made.token, access.store.state, made.secret, access.store.index)
     )

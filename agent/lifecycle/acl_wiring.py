@@ -23,9 +23,11 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.http.acl_access import AclAccess
 from gossamer.agent.http.acl_enforce import install_acl
 from gossamer.agent.identity.files import atomic_write
+from gossamer.agent.lifecycle.bootstrap_query import ask
 from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.replicated.acl_store import AclStore
 from gossamer.gossip.member_watch import MemberWatch
+from gossamer.gossip.process import SerfProcess
 
 log = logging.getLogger("gossamer.acl")
 
@@ -34,7 +36,7 @@ TOKENS_FILE = "acl-tokens.json"  # Consul's name for the persisted agent tokens
 
 def enable_acls(
     app: web.Application, store: AclStore, status: AgentStatus, data_dir: str,
-    members: MemberWatch,
+    members: MemberWatch, serf: SerfProcess,
 ) -> AclAccess | None:  # fmt: skip
     """Install enforcement if `acl.enabled`; write the initial management token if missing."""
     c: AgentConfig = status.config
@@ -51,6 +53,7 @@ def enable_acls(
         store, lambda: status.config.acl, datacenter=c.datacenter, node=c.node,
         data_dir=data_dir, cut_off=isolated,
     )  # fmt: skip
+    access.bootstrap_guard = lambda reset_index: ask(serf.client, store, reset_index)
     if c.acl.enable_token_persistence:
         path = Path(data_dir) / TOKENS_FILE
         access.api_tokens = _load_tokens(path)

@@ -25,7 +25,11 @@ from aiohttp import web
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
 from gossamer.agent.http.app import make_app
-from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
+from gossamer.agent.http.intention_access import (
+    IntentionsAccess,
+    default_allow,
+    wake_on_new_default,
+)
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.lifecycle.acl_wiring import dns_reader, enable_acls
@@ -97,7 +101,8 @@ async def _open_frontends(
 ) -> Parts:
     """HTTP, agent RPC and DNS start answering on the sockets bound at the start."""
     c = status.config
-    reloader = Reloader(status, hooks.load_config, s.registrations, g.joins)
+    reloader = Reloader(status, hooks.load_config, s.registrations, g.joins,
+                        partial(wake_on_new_default, s.catalog.touch))  # fmt: skip
     facade = AgentFacade(
         status, node_id=s.node_id, data_dir=str(s.data_dir.path), serf=g.serf, local=s.local,
         catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
@@ -111,7 +116,7 @@ async def _open_frontends(
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     app = make_app(facade, s.catalog, external, intentions, g.identity, s.config_entries)
-    acl = enable_acls(app, s.acl, status, str(s.data_dir.path), g.members)
+    acl = enable_acls(app, s.acl, status, str(s.data_dir.path), g.members, g.serf)
     http = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
     )  # fmt: skip

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gossamer.agent.config import AgentConfig
-from gossamer.agent.lifecycle import systemd
+from gossamer.agent.lifecycle import bootstrap_query, systemd
 from gossamer.agent.lifecycle.datadir import DataDirError
 from gossamer.agent.lifecycle.describe import banner, status_line
 from gossamer.agent.lifecycle.listeners import ListenError
@@ -123,6 +123,7 @@ class Agent:
         spawn(parts.config_entries.collect_forever(), "config-entries-gc")
         spawn(parts.identity_loop.run(), "identity")
         spawn(clock_query.answer_forever(lambda: parts.serf.client), "clock-answers")
+        spawn(bootstrap_query.answer_forever(lambda: parts.serf.client, parts.acl), "acl-bootstrap")
 
     async def _join(self, parts: Parts) -> bool:
         """Join, then tell systemd, the log and the terminal that the agent is ready."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gossamer.agent.acl.bootstrap_race import BootstrapLock
 from gossamer.agent.acl.resolve import AclNotFound, Identity, resolve
 from gossamer.agent.acl.tokens import (
     BOOTSTRAP,
@@ -55,6 +56,7 @@ class AclStore(LwwReplica):
         clock: HlcClock | None = None,
     ) -> None:
         self._notify = notify
+        self.bootstrap_lock = BootstrapLock(node)  # who may bootstrap: acl/bootstrap_race.py
         self._state: AclState | None = None
         self._identities: dict[tuple[str, bool, str], Identity] = {}
         self._index = 0
@@ -120,6 +122,11 @@ class AclStore(LwwReplica):
 
     def put_policy(self, policy: Policy) -> None:
         self.write(POLICY + policy.id, policy_value(policy))
+
+    def bootstrapped_index(self) -> int:
+        """The reset index of the bootstrap this agent knows of (0: never bootstrapped)."""
+        held = self.state.bootstrap
+        return int(held.get("ResetIndex", 0)) if held else 0
 
     def mark_bootstrapped(self, accessor: str, reset_index: int) -> None:
         self.write(BOOTSTRAP, {"AccessorID": accessor, "ResetIndex": reset_index})
