@@ -15,8 +15,18 @@ keeps the polling's own load (10 agents x 200 GETs/s) off the measure. The
 push counters of every agent (/v1/agent/self RecordPushes) give the
 messages and bytes per change per agent.
 
+Each change's line names the agent that showed it last and the wall-clock
+second of its PUT, so with --logs DIR (every agent's debug log is copied
+there) a slow change can be traced through the agents' logs. The last line
+counts the records a `cv` pull brought before any push did: a delivery the
+push missed (or lost a race to).
+
+With --compare the same changes (same --seed) then run on a second cluster
+whose agents do not push (`GOSSAMER_RECORD_PUSH=off`: the Serf tag pull and
+anti-entropy alone, as before pushes), and the ratio is printed.
+
     .venv/bin/python bench/catalog_convergence.py [--agents 10] [--changes 50]
-        [--poll 0.005] [--watch] [--seed N]
+        [--poll 0.005] [--watch] [--seed N] [--logs DIR] [--compare]
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -122,6 +134,7 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
                 url = f"{agent.http}/v1/agent/service/register"
                 body = {"ID": sid, "Name": name, "Port": 10000 + i}
             want = {(a.name, s) for s, (a, n) in registered.items() if n == name}
+            put_at = time.strftime("%H:%M:%S")
             async with session.put(url, json=body) as resp:
                 resp.raise_for_status()
             start = time.monotonic()
@@ -136,10 +149,11 @@ async def run(agents: list[AgentProc], args: argparse.Namespace) -> list[tuple[s
                     args.timeout,
                 )
             others = [t for t, a in zip(times, agents, strict=True) if a is not agent]
+            late = max(zip(times, agents, strict=True), key=lambda p: p[0])[1]
             results.append((kind, max(times) - start, min(others) - start))
             print(
                 f"  change {i + 1:3}/{args.changes}: {kind:10} on {agent.name:7} "
-                f"all agents {results[-1][1] * 1e3:7.0f} ms",
+                f"all agents {results[-1][1] * 1e3:7.0f} ms (last {late.name}, put at {put_at})",
                 flush=True,
             )
     return results
@@ -179,11 +193,16 @@ def print_pushes(pushed: dict[str, int], changes: int, agents: int) -> None:
         f"({pushed['Bytes'] / per:.0f} bytes of frames, {pushed['Records'] / per:.1f} records), "
         f"{pushed['Waves'] / per:.2f} waves; {pushed['Failures']} failed"
     )
+    print(
+        f"records a `cv` pull brought before any push: {pushed['Pulled']} "
+        f"of {changes * (agents - 1)} deliveries"
+    )
 
 
 @contextlib.contextmanager
-def running_cluster(count: int) -> Iterator[list[AgentProc]]:
-    """`count` joined loopback agents in a scratch dir; all stopped (and checked) after."""
+def running_cluster(count: int, logs: Path | None = None) -> Iterator[list[AgentProc]]:
+    """`count` joined loopback agents in a scratch dir; all stopped (and checked) after.
+    With `logs`, each agent's log is copied there once the agents have stopped."""
     with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
         cluster = Cluster(Path(tmp))
         try:
@@ -193,6 +212,10 @@ def running_cluster(count: int) -> Iterator[list[AgentProc]]:
             yield agents
         finally:
             leftovers = cluster.close()
+            if logs is not None:
+                logs.mkdir(parents=True, exist_ok=True)
+                for agent in cluster.agents:
+                    shutil.copy(agent.log_path, logs / f"{agent.name}.log")
     if leftovers:
         raise RuntimeError(f"left behind: {leftovers}")
 
@@ -207,16 +230,43 @@ def main() -> None:
     parser.add_argument(
         "--watch", action="store_true", help="blocking queries instead of polling every agent"
     )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="copy every agent's (debug) log to this folder"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="then the same changes with GOSSAMER_RECORD_PUSH=off (Serf tag and rounds alone)",
+    )
     args = parser.parse_args()
-    with running_cluster(args.agents) as agents:
-        before = push_counts(agents)
-        results = asyncio.run(run(agents, args))
-        after = push_counts(agents)
+    if args.compare and args.seed is None:
+        args.seed = random.randrange(1 << 16)  # both clusters get the same changes
+    pushed_every = measure(args, push=True)
+    if args.compare:
+        tag_every = measure(args, push=False)
+        ratio = statistics.median(tag_every) / statistics.median(pushed_every)
+        p99 = quantile(tag_every, 0.99) / quantile(pushed_every, 0.99)
+        print(f"\npushed vs tag-only, same seed: {ratio:.1f}x faster median, {p99:.1f}x p99")
+
+
+def measure(args: argparse.Namespace, *, push: bool) -> list[float]:
+    """One cluster, `args.changes` changes, the table; the all-agents times (seconds)."""
+    if not push:
+        os.environ["GOSSAMER_RECORD_PUSH"] = "off"  # the agents inherit it
+    try:
+        logs = args.logs if push or args.logs is None else args.logs / "tag-only"
+        with running_cluster(args.agents, logs) as agents:
+            before = push_counts(agents)
+            results = asyncio.run(run(agents, args))
+            after = push_counts(agents)
+    finally:
+        os.environ.pop("GOSSAMER_RECORD_PUSH", None)
     pushed = {k: after[k] - before[k] for k in after}
     every = [t for _, t, _ in results]
     first = [t for _, _, t in results]
     print()
-    print(f"catalog convergence, {args.agents} agents, {len(results)} changes, ms")
+    mode = "pushed" if push else "GOSSAMER_RECORD_PUSH=off: Serf `cv` tag pull and rounds alone"
+    print(f"catalog convergence, {args.agents} agents, {len(results)} changes, ms ({mode})")
     print(f"{'measure':28} {'n':>5} {'median':>9} {'p99':>9} {'min':>9} {'max':>9}")
     print(row("all agents show it", every))
     print(row("  registers", [t for k, t, _ in results if k == "register"]))
@@ -228,6 +278,7 @@ def main() -> None:
         "p99 is nearest-rank, so the max for under 100 changes)"
     )
     print_pushes(pushed, len(results), args.agents)
+    return every
 
 
 if __name__ == "__main__":

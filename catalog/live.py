@@ -48,6 +48,8 @@ class LiveCatalog:
         self.sign_own: Callable[[NodeRecord], NodeRecord] | None = None
         # Hears every record `apply` took as newer (own or a peer's): the push (record_news.py).
         self.announce: Callable[[list[NodeRecord]], None] | None = None
+        # Hears every record `remove` dropped: (its origin, node, tombstone version).
+        self.announce_removal: Callable[[str, str, int], None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -96,6 +98,9 @@ class LiveCatalog:
             before, self.datacenter, node, reason, at_ms=self._wall_ms(), version=version
         )
         self._commit(before, after, changed_keys(old, None) if changed else set())
+        if changed and old is not None and self.announce_removal is not None:
+            tomb = after.tombstones[self.datacenter][node]
+            self.announce_removal(old.origin, node, tomb.version)
         return changed
 
     def bury(self, tombstones: Iterable[tuple[str, int]], *, self_origin: str) -> list[str]:

@@ -17,6 +17,18 @@ Rules this module keeps:
 - Only records a peer will take from this agent are passed on: its own
   (origin = this agent) and other owners' that carry an owner signature
   (absorb rule 4); an unsigned foreign record would only be refused.
+- A push says whom the sender handed the same records to (`told`: the
+  peers of its wave, itself and what it was told with them, at most
+  `MAX_TOLD` names), and a relay hands them on only to peers not named
+  there (`targets`). Without it the owner's wave (8 of 9 peers in a
+  10-agent cluster) always skipped one agent, and that one got the change
+  only if some relay happened to pick it: one change in ~660 waited for the
+  `cv` pull (~0.7 s), seen as the bench's rare p99 outlier. Told, the eight
+  relays all hand it to exactly the agent that was skipped, and a relay
+  that has nobody left to tell stays quiet (1.6 messages per agent per
+  change instead of 5.3). A box merged from several waves keeps only the
+  names common to all (`PushBox`), so the hint never claims too much; a
+  peer that names too many only spares us relays, the `cv` tag still heals.
 - A burst is coalesced: pending records are keyed by node and only the
   newest version of each is kept (`coalesce`); waves (one choice of peers
   for all pending records) go out at most once per `WaveGate` gap, the
@@ -29,8 +41,9 @@ Rules this module keeps:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from gossamer.catalog import merge
 from gossamer.catalog.merge import CatalogState
@@ -39,6 +52,9 @@ from gossamer.catalog.model import NodeRecord
 MIN_RELAY_FANOUT = 3  # peers a relaying agent passes a change on to, at least
 MIN_GAP_S = 0.005  # seconds between waves while news keeps coming, at first
 MAX_GAP_S = 0.2  # ... doubling up to this
+MAX_TOLD = 64  # names a push's `told` hint carries at most (it only spares relays)
+
+P = TypeVar("P")
 
 
 def news(state: CatalogState, datacenter: str, changed: Iterable[str]) -> list[NodeRecord]:
@@ -59,19 +75,18 @@ def passable(records: Iterable[NodeRecord], self_origin: str) -> list[NodeRecord
 
 
 def relay_fanout(peers: int) -> int:
-    """How many of `peers` a relaying agent passes a change on to: ceil(log2(n+1)) + 1, >= 3.
+    """How many of `peers` a relaying agent passes a change on to: ceil(log2(n+1)) + 1, >= 3,
+    chosen among those the push did not name (`targets`; fewer if fewer are left).
 
     The owner hands its change to fanout(n) peers itself (replicator.py:
     2*ceil(log2(n+1)), 8 of 9 in a 10-agent cluster); every agent that
     takes it passes it on to this many more, which is what reaches the few
-    the owner skipped. At n=9 the owner skips a given agent with
-    probability 1/9 and the 8 relays all skip it with (4/9)^8, so it waits
-    for the `cv` tag pull (about half a second) once in ~6,000 deliveries.
-    With ceil(log2(n+1)) (4 of 9) it was once in ~1,000, and a 50-change
-    bench run saw one such miss. Every message is CPU on a loopback
-    cluster sharing two cores: with the owner's fanout for relays too (8
-    pushes per agent per change) the median to all 10 agents was ~60 ms,
-    with about half of that ~35 ms.
+    the owner skipped. Before the `told` hint, relays chose among all peers:
+    at n=9 the 8 relays all skipped the one agent the owner skipped with
+    probability (4/9)^8, once in ~660 changes, and it waited for the `cv`
+    pull. Every message is CPU on a loopback cluster sharing two cores:
+    with the owner's fanout for relays too (8 pushes per agent per change)
+    the median to all 10 agents was ~60 ms, with this one about half that.
     """
     return min(peers, max(MIN_RELAY_FANOUT, math.ceil(math.log2(peers + 1)) + 1))
 
@@ -87,6 +102,53 @@ def coalesce(pending: dict[str, NodeRecord], records: Iterable[NodeRecord]) -> N
         held = pending.get(record.node)
         if held is None or record.version > held.version:
             pending[record.node] = record
+
+
+def targets(peers: Sequence[P], names: Iterable[str], told: frozenset[str]) -> list[P]:
+    """The `peers` (with their `names`) a wave may go to: those not told already."""
+    return [p for p, name in zip(peers, names, strict=True) if name not in told]
+
+
+def told_by(
+    records: Iterable[NodeRecord], hints: dict[str, tuple[int, frozenset[str]]]
+) -> frozenset[str]:
+    """Who holds every one of `records` already: the names common to the hints that came
+    with exactly these versions (node -> (version, told)); none when any record has none."""
+    common: frozenset[str] | None = None
+    for record in records:
+        version, told = hints.get(record.node, (0, frozenset()))
+        if version != record.version:
+            return frozenset()
+        common = told if common is None else common & told
+    return common or frozenset()
+
+
+def told_hint(told: frozenset[str], chosen: Iterable[str], self_name: str) -> frozenset[str]:
+    """What a wave's pushes say was told: what was known, the peers chosen and the sender,
+    cut to MAX_TOLD names (fewer names only means more relays)."""
+    names = sorted(told | set(chosen) | {self_name})
+    return frozenset(names[:MAX_TOLD])
+
+
+@dataclass
+class PushBox:
+    """What waits for one peer: the newest record per node, removals, and who was told."""
+
+    records: dict[str, NodeRecord] = field(default_factory=dict)
+    tombstones: dict[str, int] = field(default_factory=dict)
+    told: frozenset[str] | None = None  # None: nothing merged in yet
+
+    def add(
+        self,
+        records: Iterable[NodeRecord],
+        tombstones: Iterable[tuple[str, int]],
+        told: frozenset[str],
+    ) -> None:
+        """Merge a wave's news; only the names every merged wave was told stay."""
+        coalesce(self.records, records)
+        for node, version in tombstones:
+            self.tombstones[node] = max(version, self.tombstones.get(node, 0))
+        self.told = told if self.told is None else self.told & told
 
 
 @dataclass

@@ -148,6 +148,7 @@ def _pull(request: Message, served: Served) -> Answer:
 def _push(request: Message, served: Served) -> Answer:
     records = parse_records(request.get("records"), served.datacenter)
     tombstones = parse_tombstones(request.get("tombstones"))
+    told = parse_names(request.get("told", []), "told")
     reply: Message = {"t": "ok", "applied": len(records)}
     incoming: Mapping[str, Entries] = {}
     if served.maps:
@@ -155,7 +156,7 @@ def _push(request: Message, served: Served) -> Answer:
         if wanted:
             reply["lww"] = wanted
     lww = {name: entries for name, entries in incoming.items() if entries}
-    return Answer(reply, Effects(tuple(records), tuple(tombstones), lww))
+    return Answer(reply, Effects(tuple(records), tuple(tombstones), lww, tuple(told)))
 
 
 _HANDLERS: dict[str, Callable[[Message, Served], Answer]] = {

@@ -242,14 +242,27 @@ class HandOver(Conversation):
 class RecordPush(Conversation):
     """Push changed records to a peer without waiting for a round: push -> ok (record_news.py)."""
 
-    def __init__(self, datacenter: str, records: list[NodeRecord]) -> None:
+    def __init__(
+        self,
+        datacenter: str,
+        records: list[NodeRecord],
+        tombstones: list[tuple[str, int]] | None = None,
+        told: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self._dc = datacenter
         self._records = records
+        self._tombstones = tombstones or []
+        self._told = told or []
 
     def first_request(self) -> Message:
         records = [record_to_wire(r) for r in self._records]
-        return self._send({"t": "push", "dc": self._dc, "records": records, "tombstones": []}, "ok")
+        tombstones = [[node, version] for node, version in self._tombstones]
+        message: Message = {"t": "push", "dc": self._dc, "records": records}
+        message["tombstones"] = tombstones
+        if self._told:
+            message["told"] = self._told
+        return self._send(message, "ok")
 
     def _on_reply(self, reply: Message) -> Step:
         return Step()

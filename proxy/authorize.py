@@ -13,6 +13,15 @@ Outbound (`server_service`): the upstream's certificate must verify for
 server auth and name exactly the upstream service, or the connection is
 refused (`Refused(WRONG_SERVER)`).
 
+Both: a chain through the intermediate of a revoked agent is refused
+(`Refused(REVOKED)`), whatever OpenSSL thought of it: OpenSSL knows the
+roots, not the mesh's revocations. `gossamer ca revoke-agent` writes a
+revocation into the replicated CA map; every agent lists them at `GET
+/v1/connect/ca/revoked` (blocking), each with its intermediate's key id;
+the proxy watches that list (`revoked_key_ids`) and puts the key ids into
+its `Trust`. A new `Trust` object empties the peer cache, so no leaf
+verified before a revocation is taken on trust after it.
+
 A resumed TLS session presents only its leaf; it is verified and decided
 again like any other, with the intermediates learnt from earlier full
 handshakes (peer_cache.py). A leaf already verified against the same roots
@@ -37,6 +46,7 @@ from gossamer.intentions.model import Decision
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy import tally
 from gossamer.proxy.ca import errors
+from gossamer.proxy.ca.keys import key_id
 from gossamer.proxy.ca.profile import utc
 from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, verify_chain
 from gossamer.proxy.peer_cache import PeerCache
@@ -78,6 +88,26 @@ class Trust:
 
     trust_domain: str
     roots: Sequence[x509.Certificate]
+    revoked: frozenset[bytes] = frozenset()  # key ids of revoked agents' intermediates
+
+
+def revoked_key_ids(rows: object) -> frozenset[bytes]:
+    """The intermediate key ids of a `/v1/connect/ca/revoked` answer; ValueError if malformed.
+
+    A revocation without `IntermediateKeyID` (the agent never published an
+    intermediate) names nothing a proxy could see: no leaf chains to it.
+    """
+    if not isinstance(rows, list):
+        raise ValueError("the revoked agents answer is not a list")
+    found = set()
+    for row in rows:
+        text = row.get("IntermediateKeyID") if isinstance(row, dict) else 0
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise ValueError(f"not a revoked agent with an IntermediateKeyID: {row!r}")
+        found.add(bytes.fromhex(text.replace(":", "")))  # ValueError when not hex
+    return frozenset(found)
 
 
 def client_service(
@@ -150,6 +180,10 @@ def _service(
         raise Refused(_reason_of(exc), str(exc)) from None
     chain = verified.chain
     identity = verified.identity
+    if trust.revoked and any(key_id(ca.public_key()) in trust.revoked for ca in chain[1:]):
+        raise Refused(
+            tally.REVOKED, f"{identity.uri} was issued by the intermediate of a revoked agent"
+        )
     if not isinstance(identity, ServiceId):
         raise Refused(tally.NOT_A_SERVICE, f"{identity.uri} is an agent, not a service")
     if identity.trust_domain != trust.trust_domain:

@@ -23,6 +23,7 @@ from gossamer.intentions.model import Decision
 REASONS = {
     400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
     431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout",
 }  # fmt: skip
 DENIED_BODY = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 9.2.2
@@ -67,7 +68,9 @@ class Exchange:
 
     @property
     def route(self) -> str:
-        return self.url.split(b"?", 1)[0].decode("latin-1")
+        """The L7 permission that decided the request (its metrics label), "" when none did:
+        never the raw path, which a client could vary without bound."""
+        return "" if self.decision is None else self.decision.route
 
 
 def request_head(method: str, url: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]
@@ -96,7 +99,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
-    """An answer of the proxy's own (403, 400, 408, 431, 502, 503): short, plain text."""
+    """An answer of the proxy's own (403, 400, 408, 431, 502, 503, 504): short, plain text."""
     text = body or REASONS.get(status, b"Error")
     head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
             b"content-type: text/plain\r\n", b"content-length: %d\r\n" % len(text)]  # fmt: skip
@@ -105,10 +108,29 @@ def local_response(status: int, body: bytes = b"", *, close: bool = False) -> by
     return b"".join(head) + b"\r\n" + text
 
 
-def is_chunked(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Does a parsed head say its body is chunked? (llhttp has refused any other coding.)"""
-    return any(name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
-               for name, value in headers)  # fmt: skip
+# What `head_facts` finds in a head, as bits (one pass over the headers for all of them).
+CHUNKED, LENGTH, EXPECT, HOP = 1, 2, 4, 8
+_FACTS = {b"content-length": LENGTH, b"expect": EXPECT,
+          **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
+
+
+def head_facts(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The bits of a parsed head: its body is chunked (llhttp has refused any other coding),
+    it has a Content-Length, an Expect, a hop-by-hop header."""
+    facts = 0
+    for name, value in headers:
+        key = name.lower()
+        if key == b"transfer-encoding":
+            if b"chunked" in value.lower():
+                facts |= CHUNKED
+        else:
+            facts |= _FACTS.get(key, 0)
+    return facts
+
+
+def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers without the hop-by-hop ones (for a hop that stays open: pooled)."""
+    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP]
 
 
 def header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -76,17 +76,17 @@ class Reply:
         if status in codec.RETRY_STATUSES and self.s.retry():
             return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = 100 <= status < 200 and status != 101
-        self._chunked = codec.is_chunked(self._headers)
+        facts = codec.head_facts(self._headers)
+        self._chunked = bool(facts & codec.CHUNKED)
         self._until_close = (
             not self._chunked
             and status not in (101, 204, 304)
-            and not any(n.lower() == b"content-length" for n, _ in self._headers)
+            and not facts & codec.LENGTH
             and not self._interim
         )
         headers = self._headers
         if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
-            headers = [*(h for h in headers if h[0].lower() not in codec.HOP_BY_HOP),
-                       (b"connection", b"close")]  # fmt: skip
+            headers = [*codec.end_to_end(headers), (b"connection", b"close")]
         head = codec.response_head(status, bytes(self._reason), headers)
         self.s.answered(head, final=not self._interim)
         if not self._interim and self.s.queue[0].method == "HEAD":

@@ -45,8 +45,12 @@ class Requests:
         self._head_bytes = 0
         self._timeout = session.host.headers_timeout_s
         self._limit = session.host.max_header_bytes
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            self._timeout, self._late
+        self._loop = asyncio.get_running_loop()
+        # When the head being read began (the connection, then each request's first byte);
+        # None between requests. One timer, re-armed when it fires early (not per request).
+        self._head_since: float | None = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(
+            self._head_since + self._timeout, self._late
         )
 
     def feed(self, data: bytes) -> None:
@@ -60,12 +64,20 @@ class Requests:
             self.s.fail(cause.status if isinstance(cause, _Reject) else 400)
 
     def stop(self) -> None:
+        self._head_since = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _late(self) -> None:
         self._timer = None
+        since = self._head_since
+        if since is None:
+            return  # no head being read: the next one arms the timer again
+        due = since + self._timeout
+        if due > self._loop.time():  # a later head than the one the timer was set for
+            self._timer = self._loop.call_at(due, self._late)
+            return
         self.s.headers_late()
 
     def on_message_begin(self) -> None:
@@ -73,8 +85,9 @@ class Requests:
         self._url.clear()
         self._headers = []
         self._head_bytes = 0
+        self._head_since = now = self._loop.time()
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._late)
+            self._timer = self._loop.call_at(now + self._timeout, self._late)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -82,7 +95,9 @@ class Requests:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
-        self._count(len(name) + len(value) + 4)
+        self._head_bytes += len(name) + len(value) + 4  # _count's, without a call per header
+        if self._head_bytes > self._limit:
+            raise _Reject(431)
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -90,18 +105,19 @@ class Requests:
             raise _Reject(431)
 
     def on_headers_complete(self) -> None:
-        self.stop()
+        self._head_since = None  # the timer, if armed, finds nothing to time and lapses
         parser, headers, url = self.parser, self._headers, bytes(self._url)
         method = parser.get_method().decode("latin-1")
         decision = self.s.host.decide_request(
             self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
                                                codec.header_map(headers)))  # fmt: skip
-        ex = codec.Exchange(method, url, parser.should_keep_alive(), codec.is_chunked(headers),
+        facts = codec.head_facts(headers)
+        ex = codec.Exchange(method, url, parser.should_keep_alive(), bool(facts & codec.CHUNKED),
                             decision, time.perf_counter(), parser.should_upgrade())  # fmt: skip
-        ex.expect_continue = any(n.lower() == b"expect" for n, _ in headers)
+        ex.expect_continue = bool(facts & codec.EXPECT)
         if ex.allowed:
-            if self.s.host.pooled and not ex.upgrade:  # hop-by-hop: the pooled hop stays open
-                headers = [(n, v) for n, v in headers if n.lower() not in codec.HOP_BY_HOP]
+            if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
+                headers = codec.end_to_end(headers)
             ex.out.append(codec.request_head(method, url, parser.get_http_version(), headers))
             if method in codec.IDEMPOTENT and not ex.upgrade:
                 ex.replay = list(ex.out)

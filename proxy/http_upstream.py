@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance
 from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
 from gossamer.proxy.relay import Joint, Side
@@ -55,13 +56,32 @@ FAILURE_S = 1.0  # a failed request counts as an answer this slow (peak_ewma.py)
 
 
 class _Idle(Joint):
-    """A pooled connection while nobody uses it: anything it reads ends it."""
+    """A pooled connection's idle state: made once per connection, parked after each answer.
+    While parked, anything it reads ends it. One timer per connection, re-armed when it fires
+    early (not set and cancelled per request): it ends the connection `pool_idle_s` after it
+    was last parked, if nobody took it since."""
 
     def __init__(self, pool: HttpUpstream, instance: Instance, side: Side) -> None:
         self.pool, self.instance, self.side = pool, instance, side
-        side.relay = self
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(pool.listener.upstream.pool_idle_s, self.end)
+        self.since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def park(self, now: float) -> None:
+        self.since = now
+        self.side.relay = self
+        if self.timer is None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(self.pool.listener.upstream.pool_idle_s, self._due)
+
+    def _due(self) -> None:
+        self.timer = None
+        if self.side.relay is not self:
+            return  # in use: parking it again arms the timer
+        left = self.since + self.pool.listener.upstream.pool_idle_s - time.monotonic()
+        if left > 0:
+            self.timer = asyncio.get_running_loop().call_later(left, self._due)
+            return
+        self.end()
 
     def peer_of(self, side: Side) -> Side:
         return side
@@ -72,8 +92,14 @@ class _Idle(Joint):
     def side_lost(self, side: Side) -> None:
         self.end()
 
+    def forget(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.pool.parked.pop(self.side, None)
+
     def end(self) -> None:
-        self.timer.cancel()
+        self.forget()
         idle = self.pool.idle.get(self.instance, [])
         if self in idle:
             idle.remove(self)
@@ -90,7 +116,10 @@ class HttpUpstream:
         self.listener = listener
         self.headers_timeout_s = HEADERS_TIMEOUT_S
         self.max_header_bytes = MAX_HEADER_BYTES
+        u = listener.upstream
+        self.limits = Limits(u.request_timeout_s, u.request_idle_s, u.client_idle_s)
         self.idle: dict[Instance, list[_Idle]] = {}
+        self.parked: dict[Side, _Idle] = {}  # every pooled connection's idle state, idle or not
         self.in_use: dict[Side, tuple[Instance, float]] = {}  # -> (instance, when borrowed)
         self.latency: PeakEwma[Instance] = PeakEwma()
         self.sessions: set[HttpSession] = set()
@@ -114,6 +143,9 @@ class HttpUpstream:
             edge.answered(outcome.status, outcome.seconds)
         else:
             edge.unanswered(outcome.seconds)
+
+    def http_event(self, name: str) -> None:
+        self.listener.tally.add(f"outbound.http.{name}")
 
     def http_closed(self, session: HttpSession) -> None:
         self.sessions.discard(session)
@@ -162,10 +194,10 @@ class HttpUpstream:
         idle = self.idle.get(instance, [])
         while idle:
             conn = idle.pop()
-            conn.timer.cancel()
             transport = conn.side.transport
             if not conn.side.lost and transport is not None and not transport.is_closing():
                 return self._take(conn.side, instance)
+            conn.forget()
         return None
 
     def _take(self, side: Side, instance: Instance) -> Side:
@@ -191,14 +223,34 @@ class HttpUpstream:
         if outstanding[instance] <= 0:
             del outstanding[instance]
         transport = side.transport
+        parked = self.parked.get(side)
         if side.lost or transport is None or transport.is_closing():
+            if parked is not None:
+                parked.forget()
             return
-        idle = self.idle.setdefault(instance, [])
+        idle = self.idle.get(instance)
+        if idle is None:
+            idle = self.idle[instance] = []
         if len(idle) >= self.listener.upstream.pool_idle:
+            if parked is not None:
+                parked.forget()
             side.close()
             return
-        side.relay = None
-        idle.append(_Idle(self, instance, side))
+        if parked is None:
+            parked = self.parked[side] = _Idle(self, instance, side)
+        parked.park(now)
+        idle.append(parked)
+
+    def drop_where(self, refused: Callable[[Side], bool]) -> int:
+        """Close the pooled connections `refused` names (a revoked server): idle ones, and
+        borrowed ones cut mid-request (their session answers as for a lost app)."""
+        idle = [conn for conns in self.idle.values() for conn in conns if refused(conn.side)]
+        for conn in idle:
+            conn.end()
+        borrowed = [side for side in self.in_use if refused(side)]
+        for side in borrowed:
+            side.close(abort=True)
+        return len(idle) + len(borrowed)
 
     def close_all(self) -> None:
         for session in list(self.sessions):

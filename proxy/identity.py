@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,14 @@ def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
         trust=Trust(trust_domain, tuple(certs)),
         serial=str(leaf.get("SerialNumber", "")),
     )
+
+
+def with_revoked(identity: Identity, revoked: frozenset[bytes]) -> Identity:
+    """The same contexts, checking peers against `revoked` too (a new Trust: caches start
+    over). OpenSSL is not told: authorize.py refuses those chains after the handshake."""
+    if identity.trust.revoked == revoked:
+        return identity
+    return replace(identity, trust=replace(identity.trust, revoked=revoked))
 
 
 def _context(protocol: ssl._SSLMethod, cert_pem: str, key_pem: str, cadata: str) -> ssl.SSLContext:

@@ -13,6 +13,8 @@ batch the runtime reports to the agent (denial_report.py).
 Open connections are kept with their source service: when the intentions
 change, `recheck` decides each again and cuts those no longer allowed
 ("connection terminated due to policy change", as linkerd2-proxy logs it).
+When an agent is revoked, `recheck_peers` checks each client's certificate
+again and cuts the connections (HTTP ones too) of clients no longer trusted.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from gossamer.proxy.authorize import (
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
+from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.peer_cache import PeerCache
@@ -81,6 +84,7 @@ class Inbound(InboundHttp):
             config.headers_timeout_s,
             config.max_header_bytes,
         )
+        self.limits = Limits(config.request_timeout_s, config.request_idle_s, config.client_idle_s)
         self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -198,6 +202,36 @@ class Inbound(InboundHttp):
                 self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
                 log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,
                             source, self.config.service, decided_by(decision))  # fmt: skip
+
+    def recheck_peers(self) -> int:
+        """Check each open connection's client certificate again; cut those now refused."""
+        identity = self._identity()
+        if identity is None:
+            return 0
+        now, cut = datetime.now(UTC), 0
+        conns: list[tuple[Relay | HttpSession, object, str]] = [
+            (relay, relay.sides[0], source) for relay, source in self.open.items()
+        ]
+        conns += [(session, session.client, session.source) for session in self.http_open]
+        for conn, side, source in conns:
+            if not isinstance(side, TlsSide):
+                continue
+            try:
+                client_service(side.pipe.peer_certificates(), identity.trust, now,
+                               self.intermediates)  # fmt: skip
+            except Refused as refused:
+                if isinstance(conn, Relay):
+                    conn.terminate()
+                else:
+                    conn.close(abort=True)
+                cut += 1
+                self.tally.add("inbound.terminated")
+                self.metrics.inbound(source).terminated += 1
+                if self.tally.limiter.allow(f"untrusted/{source}", _now_ms()):
+                    log.warning("proxy: connection terminated, its client is no longer "
+                                "trusted (%s): %s -> %s: %s", refused.reason, source,
+                                self.config.service, refused)  # fmt: skip
+        return cut
 
     def refuse(self, reason: str, peer: str, message: str) -> None:
         host = peer.rsplit(":", 1)[0]

@@ -3,18 +3,19 @@
 Each sidecar gets its own `ProxyRuntime` — its own listeners, identity,
 intentions and upstream watches — so it behaves exactly as a process of
 its own would; they share the event loop, the agent client and nothing
-else. The set of sidecars is read from `/v1/agent/services` (connect-proxy
-kinds only) every `POLL_S`: a sidecar registered starts being served, one
-deregistered stops listening and its open connections get the drain
-timeout; a change inside a registration is applied by its runtime's own
-watch. A registration the proxy cannot use is logged once and skipped; the
-others keep running.
+else. The set of sidecars is watched as the sidecar mode watches its own
+registration: a hash-blocking `GET /v1/agent/services` (connect-proxy kinds
+only, `?hash=&wait=`), answered as soon as the list changes. A sidecar
+registered starts being served, one deregistered stops listening and its
+open connections get the drain timeout; a change inside a registration is
+applied by its runtime's own watch. Changes are applied one list at a
+time, the latest one seen. A registration the proxy cannot use is logged
+once and skipped; the others keep running.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from typing import Any
@@ -22,9 +23,9 @@ from typing import Any
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, config_from_registration, with_drain
 from gossamer.proxy.runtime import ProxyRuntime
+from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
-POLL_S = 1.0  # /v1/agent/services has no blocking form; a local GET a second is cheap
 SERVICES = "/v1/agent/services?filter=Kind%20%3D%3D%20%22connect-proxy%22"
 
 
@@ -37,14 +38,19 @@ class NodeProxies:
         self._drain_s = drain_s
         self._refused: dict[str, str] = {}  # proxy id -> the problem last logged
         self._stopping: set[asyncio.Task[None]] = set()
+        self._latest: dict[str, Any] | None = None  # the last list the watch delivered
+        self._changed = asyncio.Event()
+        self._watch = Watch(agent, SERVICES, self._on_services, by_hash=True)
 
-    async def sync(self) -> None:
-        """Start runtimes for new sidecars, stop those whose registration is gone."""
-        try:
-            found: dict[str, Any] = await self.agent.get_json(SERVICES)
-        except (OSError, TimeoutError, ValueError) as exc:
-            log.warning("proxy: cannot list the agent's sidecars: %s", exc)
+    def _on_services(self, body: object) -> None:
+        if not isinstance(body, dict):
+            log.error("proxy: the agent's service list is not an object; keeping the last")
             return
+        self._latest = body
+        self._changed.set()
+
+    async def sync(self, found: dict[str, Any]) -> None:
+        """Start runtimes for new sidecars, stop those whose registration is gone."""
         for proxy_id in [p for p in self.runtimes if p not in found]:
             self._stop(proxy_id)
         for proxy_id, body in sorted(found.items()):
@@ -74,15 +80,27 @@ class NodeProxies:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the set of runtimes in step with the agent until `stop` is set."""
-        while not stop.is_set():
-            await self.sync()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), POLL_S)
+        self._watch.start()
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                changed = asyncio.create_task(self._changed.wait())
+                await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if stopped.done():
+                    changed.cancel()
+                    return
+                self._changed.clear()
+                if self._latest is not None:
+                    await self.sync(self._latest)
+        finally:
+            self._watch.stop()
+            stopped.cancel()
 
     async def drain(self) -> None:
         await asyncio.gather(*(r.drain() for r in self.runtimes.values()), *self._stopping)
 
     def reload(self) -> None:
+        self._watch.restart()
         for runtime in self.runtimes.values():
             runtime.reload()
 

@@ -220,6 +220,34 @@ class UpstreamListener:
             self.tally.add("outbound.connections")
             edge.connected(relay, relay.started - started)
 
+    def recheck_peers(self) -> int:
+        """Check each open connection's server certificate again (an agent was revoked);
+        cut those now refused, pooled HTTP connections included."""
+        identity = self._identity()
+        if identity is None:
+            return 0
+        now = datetime.now(UTC)
+
+        def refused(side: object) -> bool:
+            if not isinstance(side, TlsSide) or identity is None:
+                return False
+            try:
+                server_service(side.pipe.peer_certificates(), identity.trust, now,
+                               self.upstream.name, self.intermediates)  # fmt: skip
+            except Refused:
+                return True
+            return False
+
+        cut = [relay for relay in self.open if refused(relay.sides[1])]
+        for relay in cut:
+            relay.terminate()
+        total = len(cut) + (self.http.drop_where(refused) if self.http is not None else 0)
+        if total:
+            self.tally.add("outbound.terminated", total)
+            log.warning("proxy: upstream %s: %d connection(s) terminated, the server is no "
+                        "longer trusted", self.upstream.name, total)  # fmt: skip
+        return total
+
     def _refuse(self, reason: str, message: str) -> None:
         if self.tally.refuse("outbound", reason, self.upstream.name, _wall_ms()):
             log.warning("proxy: upstream %s: client connection closed (%s): %s",

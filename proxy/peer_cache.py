@@ -2,10 +2,10 @@
 
 Verifying a chain costs ~0.5 ms of CPU here (two ECDSA signatures in
 `verify_chain`), on each side of every new connection. Its result depends
-only on the leaf, the roots and the time, so:
+only on the leaf, the `Trust` (roots and revoked intermediates) and the time, so:
 - `verified(leaf_der, trust, purpose, now)` gives the identity of a leaf
-  already verified against the same `Trust` object (a new leaf or new roots
-  make a new one, which empties the cache), while `now` is inside the
+  already verified against the same `Trust` object (new roots or a new
+  revocation make a new one, which empties the cache), while `now` is inside the
   validity window of every certificate of the chain that proved it;
   outside it, the caller verifies again and gets the precise refusal;
 - `certificates()` are the intermediates seen in verified chains, to verify

@@ -60,6 +60,7 @@ class Side(asyncio.BufferedProtocol):
         self._view = _READ_VIEW
         self._held: list[bytes] = []  # plaintext read before the side was joined
         self._held_eof = False
+        self._out: list[bytes] | None = None  # sends gathered by `hold`, written by `flush`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -101,8 +102,22 @@ class Side(asyncio.BufferedProtocol):
     def joined(self) -> None:
         """Now part of a relay: pass on what was held, and read again."""
         held, self._held = self._held, []
-        self.deliver(held, self._held_eof)
+        if held or self._held_eof or self.lost:  # a pooled connection taken again: nothing
+            self.deliver(held, self._held_eof)
         self.resume_reading()
+
+    def hold(self) -> bool:
+        """Gather what is sent from now until `flush` into one write (on TLS one record, not
+        one per piece: an HTTP head and its body); False when already holding."""
+        if self._out is not None:
+            return False
+        self._out = []
+        return True
+
+    def flush(self) -> None:
+        out, self._out = self._out, None
+        if out:
+            self.send(out[0] if len(out) == 1 else b"".join(out))
 
     def send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -111,6 +126,8 @@ class Side(asyncio.BufferedProtocol):
         raise NotImplementedError
 
     def close(self, *, abort: bool = False) -> None:
+        if self._out is not None:
+            self.flush()  # what was sent goes before the end, as it would have unheld
         if self.transport is not None and not self.transport.is_closing():
             if abort:
                 self.transport.abort()
@@ -139,10 +156,13 @@ class PlainSide(Side):
         return True  # keep the transport open: the other direction may go on
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self._out is not None:
+            self._out.append(data)
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
     def send_eof(self) -> None:
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write_eof()
 
@@ -202,10 +222,13 @@ class TlsSide(Side):
         super().connection_lost(exc)
 
     def send(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self._out is not None:
+            self._out.append(data)
+        elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(self.pipe.encrypt(data))
 
     def send_eof(self) -> None:
+        self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self._write(self.pipe.close_write())
 

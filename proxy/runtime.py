@@ -3,11 +3,14 @@
 Start order: the configuration (a sidecar registration, read once to fail
 fast with exit 2, then watched by content hash; or an ad-hoc config), the
 leaf and roots watches (no listener is useful before the first leaf), the
-intentions watch (`match?by=destination`), the service-splitter entries
-(`/v1/config/service-splitter`, split_targets.py), the agent's default
-policy (`/v1/agent/self`, read at start and on SIGHUP), then the inbound
+intentions watch (`match?by=destination`), whose answers carry the agent's
+default policy (`X-Gossamer-Default-Policy`; a reload of the agent that
+changes it wakes the watch, so a new default applies like an intention
+change; without it the default is deny), the service-splitter entries
+(`/v1/config/service-splitter`, split_targets.py), then the inbound
 listener and one listener per upstream, each with its health watch (and
-one per other target of its split).
+one per other target of its split). Revoked agents (`/v1/connect/ca/revoked`)
+go into the peers' trust; a new one also cuts open connections it issued a leaf of.
 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
@@ -32,6 +35,7 @@ from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.authorize import revoked_key_ids
 from gossamer.proxy.config import (
     ConfigError,
     ProxyConfig,
@@ -41,7 +45,7 @@ from gossamer.proxy.config import (
 )
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.identity import Identity, IdentityError, build_identity
+from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import MetricsServer
 from gossamer.proxy.outbound import UpstreamListener, instances_of
@@ -50,6 +54,7 @@ from gossamer.proxy.split_targets import Splitters
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
+DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (lower-cased)
 
 
 class ProxyRuntime:
@@ -70,7 +75,9 @@ class ProxyRuntime:
         self.ready = asyncio.Event()
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
+        self._revoked: frozenset[bytes] = frozenset()
         self._watches: list[Watch] = []
+        self._intentions: Watch | None = None
         self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -79,12 +86,14 @@ class ProxyRuntime:
         svc = self.config.service
         self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
         self._watch("/v1/agent/connect/ca/roots", self._on_roots)
-        self._watch(f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions)
+        self._watch("/v1/connect/ca/revoked", self._on_revoked)
+        self._intentions = self._watch(
+            f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions
+        )
         self._watch(SPLITTERS, self._on_splitters)
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
-        await self.read_default_policy()
         await self._apply(self.config, first=True)
         self.denials.start()
 
@@ -93,18 +102,6 @@ class ProxyRuntime:
         watch.start()
         self._watches.append(watch)
         return watch
-
-    async def read_default_policy(self) -> None:
-        try:
-            body = await self.agent.get_json("/v1/agent/self")
-        except (OSError, TimeoutError, ValueError) as exc:
-            kept = "allow" if self.policy.default_allow else "deny"
-            log.error("proxy: cannot read the default intention policy (%s); keeping %s", exc, kept)
-            return
-        policy = (body.get("DebugConfig") or {}).get("IntentionDefaultPolicy", "deny")
-        self.policy.default_allow = policy == "allow"
-        if self.inbound is not None:
-            self.inbound.recheck()
 
     def _on_leaf(self, body: dict[str, Any]) -> None:
         self._leaf = body
@@ -118,13 +115,29 @@ class ProxyRuntime:
         if self._leaf is None or self._roots is None:
             return
         try:
-            self.identity = build_identity(self._leaf, self._roots)
+            self.identity = with_revoked(build_identity(self._leaf, self._roots), self._revoked)
         except IdentityError as exc:
             log.error("proxy: cannot use the agent's certificate: %s", exc)
             return
         log.info("proxy: identity for %s, leaf serial %s", self.config.service,
                  self.identity.serial)  # fmt: skip
         self.ready.set()
+
+    def _on_revoked(self, rows: object) -> None:
+        try:
+            revoked = revoked_key_ids(rows)
+        except ValueError as exc:
+            log.error("proxy: revoked agents answer unusable, keeping the previous one: %s", exc)
+            return
+        if revoked == self._revoked:
+            return
+        self._revoked = revoked
+        if self.identity is not None:
+            self.identity = with_revoked(self.identity, revoked)
+        cut = self.inbound.recheck_peers() if self.inbound is not None else 0
+        cut += sum(listener.recheck_peers() for listener, _ in self.upstreams.values())
+        log.info("proxy: %d revoked agent intermediate(s); %d open connection(s) cut",
+                 len(revoked), cut)  # fmt: skip
 
     def _on_intentions(self, body: dict[str, Any]) -> None:
         rows = body.get(self.config.service, [])
@@ -133,6 +146,13 @@ class ProxyRuntime:
         except (ValueError, TypeError) as exc:
             log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
             return
+        allow = (self._intentions.headers if self._intentions else {}).get(
+            DEFAULT_POLICY
+        ) == "allow"
+        if self.policy.known and self.policy.default_allow != allow:
+            log.info("proxy: the agent's default intention policy is now %s",
+                     "allow" if allow else "deny")  # fmt: skip
+        self.policy.default_allow = allow
         self.policy.known = True
         self.tally.add("intentions.updates")
         if self.inbound is not None:
@@ -153,12 +173,14 @@ class ProxyRuntime:
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config
         if first or _inbound_of(old) != _inbound_of(config):
+            known = None  # the intermediates seen: a resumed session's lone leaf needs them
             if self.inbound is not None:
                 self.inbound.stop_listening()
-                self.inbound = None
+                known, self.inbound = self.inbound.intermediates, None
             if config.bind_port and config.local_port:
                 self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
                                        self.denials.table, self.metrics)  # fmt: skip
+                self.inbound.intermediates = known or self.inbound.intermediates
                 self.inbound.on_close = self.closed_one.set
                 await self.inbound.start()
         if first or old.metrics_addr != config.metrics_addr:
@@ -207,7 +229,6 @@ class ProxyRuntime:
         log.info("proxy: SIGHUP: reading registration, identity, intentions and policy again")
         for watch in self._watches:
             watch.restart()
-        self._spawn(self.read_default_policy())
 
     def open_connections(self) -> int:
         inbound = len(self.inbound.open) + len(self.inbound.http_open) if self.inbound else 0
@@ -259,7 +280,8 @@ class ProxyRuntime:
 
 def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:
     return (config.bind_address, config.bind_port, config.local_address, config.local_port,
-            config.protocol, config.headers_timeout_s, config.max_header_bytes)  # fmt: skip
+            config.protocol, config.headers_timeout_s, config.max_header_bytes,
+            config.request_timeout_s, config.request_idle_s, config.client_idle_s)  # fmt: skip
 
 
 async def serve(config: ProxyConfig, base_url: str) -> int:

@@ -29,11 +29,12 @@ BAD_CERTIFICATE = "bad-certificate"  # anything else a certificate check refused
 DENIED = "denied"  # a verified service that no intention lets in
 LOCAL_UNREACHABLE = "local-unreachable"  # allowed, but the local app did not answer
 NO_IDENTITY = "no-identity"  # the proxy has no leaf yet: it cannot serve TLS
+REVOKED = "revoked"  # the peer's leaf was issued by a revoked agent (`ca revoke-agent`)
 
 INBOUND_REASONS = (
     NOT_TLS, HANDSHAKE_TIMEOUT, NO_CERTIFICATE, UNKNOWN_ISSUER, EXPIRED, NOT_YET_VALID,
     FOREIGN_TRUST_DOMAIN, WRONG_PURPOSE, NOT_SPIFFE, NOT_A_SERVICE, BAD_CERTIFICATE, DENIED,
-    LOCAL_UNREACHABLE, NO_IDENTITY,
+    LOCAL_UNREACHABLE, NO_IDENTITY, REVOKED,
 )  # fmt: skip
 
 # Outbound: why one attempt at an instance failed, and why a client was turned away.

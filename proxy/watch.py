@@ -9,6 +9,8 @@ clients do. Errors (agent down, 5xx, a bad body) are retried with
 exponential backoff (0.1 s doubling to 10 s, jittered) and logged once per
 streak of failures, with the streak's end logged too. A 404 is passed to
 `on_missing` (a deregistered sidecar), then retried like an error.
+`headers` holds the headers of the answer being delivered (what an agent
+says beside the body, such as the default intention policy).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Watch:
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
         self.index = "0" if not by_hash else ""
+        self.headers: dict[str, str] = {}  # of the last answer, names lower-cased
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"watch {self.path}")
@@ -102,4 +105,5 @@ class Watch:
             found = "0"  # the agent restarted: start over
         self.index = found
         if changed:
+            self.headers = answer.headers
             self._on_change(body)

@@ -128,12 +128,16 @@ def acl_access(db: CatalogStore) -> AclAccess:
 
 
 async def exchange(
-    port: int, raw: bytes, answers: int = 1, tls: ssl.SSLContext | None = None
+    port: int, raw: bytes | list[bytes], answers: int = 1, tls: ssl.SSLContext | None = None
 ) -> list[bytes]:
-    """Send `raw` in one write; read `answers` responses (each head + Content-Length body)."""
+    """Send `raw` in one write (or each piece in its own); read `answers` responses (each
+    head + Content-Length body)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
     try:
-        writer.write(raw)
+        for piece in [raw] if isinstance(raw, bytes) else raw:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.002)  # its own segment
         out = []
         for _ in range(answers):
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
@@ -195,6 +199,26 @@ def test_front_answers_as_aiohttp_for_any_query(path: str, params: list[tuple[st
 def counts(app: web.Application) -> Counter[str]:
     """The HTTP request counters by labels, as /v1/agent/metrics reports them."""
     return Counter({str(c["Labels"]): c["Count"] for c in app[FIGURES_KEY].counters()})
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=200), max_size=6))
+@settings(max_examples=25, deadline=None)
+def test_requests_split_anywhere_are_answered_the_same(cuts: list[int]) -> None:
+    """Heads arriving in pieces (split at drawn offsets, each piece its own write): the
+    front buffers them and answers as aiohttp does."""
+    raw = get(HOT[0] + "?passing") + get("/v1/catalog/nodes")
+    offsets = sorted({c for c in cuts if c < len(raw)})
+    pieces = [raw[a:b] for a, b in zip([0, *offsets], [*offsets, len(raw)], strict=True)]
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with two_fronts(Path(tmp)) as pair:
+                ours = await exchange(pair.front, pieces, answers=2)
+                theirs = await exchange(pair.aio, [raw], answers=2)
+                assert [undated(a) for a in ours] == [undated(a) for a in theirs]
+                assert pair.site.front.taken == 1 and pair.site.front.handed == 1
+
+    uvloop.run(run())
 
 
 async def test_pipelined_hot_reads_then_another_route_are_answered_in_order(

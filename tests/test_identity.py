@@ -23,7 +23,7 @@ from gossamer.gossip.rpc_records import KeyResponse
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.errors import CaConfigError, CertificateError
-from gossamer.proxy.ca.keys import certificate_pem, generate_key, key_id, private_key_pem
+from gossamer.proxy.ca.keys import certificate_pem, colon_hex, generate_key, key_id, private_key_pem
 from gossamer.proxy.ca.root import create_root, trust_domain
 from gossamer.proxy.ca.verify import load_pem_chain, verify_chain
 from tests.identity_support import make_identity
@@ -282,8 +282,9 @@ def test_a_revoked_agent_s_intermediate_is_named_everywhere(tmp_path: Path, cloc
     wanted = {key_id(inter.public_key())}
     assert one.identity.revoked_key_ids() == two.identity.revoked_key_ids() == wanted
     assert two.identity.revoked_json() == [
-        {"Node": "two", "NodeID": "id-two", "AtMs": clock.ms, "Reason": "disk stolen"}
-    ]
+        {"Node": "two", "NodeID": "id-two", "AtMs": clock.ms, "Reason": "disk stolen",
+         "IntermediateKeyID": colon_hex(key_id(inter.public_key()))}
+    ]  # fmt: skip
     one.close()
     two.close()
 

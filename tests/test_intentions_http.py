@@ -17,9 +17,14 @@ import consul
 import pytest
 from aiohttp import web
 
+from gossamer.agent.config import AgentConfig, IntentionsConfig
 from gossamer.agent.http.app import error_middleware
 from gossamer.agent.http.catalog_access import CATALOG_KEY
-from gossamer.agent.http.intention_access import INTENTIONS_KEY, IntentionsAccess
+from gossamer.agent.http.intention_access import (
+    INTENTIONS_KEY,
+    IntentionsAccess,
+    wake_on_new_default,
+)
 from gossamer.agent.http.intention_check_routes import add_intention_check_routes
 from gossamer.agent.http.intention_routes import add_intention_id_routes, add_intention_routes
 from gossamer.agent.replicated.intention_store import IntentionStore
@@ -239,6 +244,27 @@ async def test_list_and_match_block_until_an_intention_changes(served: Served) -
     assert [r["SourceName"] for r in rows] == ["web"]
     assert [r["DestinationName"] for r in matched["web"]] == ["db"]
     assert h1["X-Consul-Index"] == h2["X-Consul-Index"]
+
+
+async def test_match_says_the_default_and_a_new_default_wakes_it(served: Served) -> None:
+    status, _, headers = await served.req("GET", "/v1/connect/intentions/match", by="destination",
+                                          name="db")  # fmt: skip
+    assert status == 200 and headers["X-Gossamer-Default-Policy"] == "deny"
+    index = headers["X-Consul-Index"]
+    watch = asyncio.create_task(served.req("GET", "/v1/connect/intentions/match",
+                                           by="destination", name="db", index=index,
+                                           wait="10s"))  # fmt: skip
+    await eventually_async(lambda: served.catalog.watchers == 1, 2, interval=0.005)
+    deny = IntentionsConfig(default_policy="deny")
+    old = AgentConfig.model_construct(dev=True, intentions=deny)  # only the default is read
+    new = old.model_copy(update={"intentions": IntentionsConfig(default_policy="allow")})
+    wake_on_new_default(served.catalog.touch, old, old)  # no change: still parked
+    assert served.catalog.watchers == 1
+    served.policy["allow"] = True
+    wake_on_new_default(served.catalog.touch, old, new)  # what the agent's reload calls
+    _, _, woke = await asyncio.wait_for(watch, 2)
+    assert woke["X-Gossamer-Default-Policy"] == "allow"
+    assert int(woke["X-Consul-Index"]) > int(index)
 
 
 # --- bad input ------------------------------------------------------------------------------

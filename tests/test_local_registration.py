@@ -198,6 +198,36 @@ async def test_agent_service_hash_blocking_wakes_on_change(trio: list[AgentProc]
             assert r.status == 400 and "wait" in (await r.text()).lower()
 
 
+async def test_agent_services_hash_blocking_wakes_only_when_its_filtered_list_changes(
+    trio: list[AgentProc],
+) -> None:
+    import asyncio
+
+    import aiohttp
+
+    a = trio[1]
+    url = a.http + "/v1/agent/services"
+    only = {"filter": 'Service == "listed"'}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, params=only) as r:
+            digest = r.headers["X-Consul-ContentHash"]
+            assert await r.json() == {}
+
+        async def blocked() -> tuple[str, dict[str, object]]:
+            async with s.get(url, params={**only, "hash": digest, "wait": "10s"}) as r:
+                return r.headers["X-Consul-ContentHash"], await r.json()
+
+        waiter = asyncio.create_task(blocked())
+        await asyncio.to_thread(client(a).agent.service.register, "unlisted", port=1)
+        with pytest.raises(TimeoutError):  # another service changed: this list did not
+            await asyncio.wait_for(asyncio.shield(waiter), 0.5)
+        await asyncio.to_thread(client(a).agent.service.register, "listed", port=2)
+        found, rows = await asyncio.wait_for(waiter, 5)
+        assert found != digest and list(rows) == ["listed"]
+        async with s.get(url, params={"hash": digest, "wait": "soon"}) as r:
+            assert r.status == 400 and "wait" in (await r.text()).lower()
+
+
 def test_ttl_expiry_and_sidecar_registration(trio: list[AgentProc]) -> None:
     a = trio[0]
     c = client(a)

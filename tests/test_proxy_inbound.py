@@ -20,7 +20,9 @@ import pytest
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
+from gossamer.proxy.ca.keys import key_id
 from gossamer.proxy.config import ProxyConfig, Timeouts
+from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
@@ -247,3 +249,49 @@ async def test_openssl_s_client_without_a_certificate_is_refused(served: Served)
         return await refused_count(served, tally.NO_CERTIFICATE) == 1
 
     await eventually_async(counted, 5)
+
+
+async def _ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An HTTP/1.1 app answering `ok` to every request head, keep-alive."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+    writer.close()
+
+
+async def test_a_revoked_client_is_cut_mid_http_session_and_refused_after() -> None:
+    app = await asyncio.start_server(_ok, "127.0.0.1", 0)
+    pki = Pki()
+    current = {"identity": pki.identity("db")}
+    policy = Policy()
+    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
+    port = free_port("127.0.0.1")
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port, protocol="http",
+                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    inbound = Inbound(config, lambda: current["identity"], policy, tally.Tally())
+    await inbound.start()
+    web = client_context(pki, pki.leaf_json("web"))
+    request = b"GET / HTTP/1.1\r\nHost: db\r\n\r\n"
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=web)
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"ok"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert inbound.recheck_peers() == 0  # nothing revoked: the session stays
+        issuer = key_id(pki.mesh.intermediate.certificate.public_key())
+        current["identity"] = with_revoked(current["identity"], frozenset({issuer}))
+        assert inbound.recheck_peers() == 1
+        with contextlib.suppress(OSError, ssl.SSLError):
+            assert await asyncio.wait_for(reader.read(10), 2) == b""
+        writer.close()
+        assert inbound.tally.snapshot()["inbound.terminated"] == 1
+        with contextlib.suppress(OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=web)
+            writer.write(request)
+            assert await asyncio.wait_for(reader.read(10), 5) == b""
+        assert inbound.tally.snapshot()["inbound.refused.revoked"] == 1
+    finally:
+        inbound.stop_listening()
+        inbound.terminate_all()
+        app.close()

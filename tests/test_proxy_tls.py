@@ -18,9 +18,12 @@ from gossamer.proxy.authorize import (
     admit,
     client_service,
     decided_by,
+    revoked_key_ids,
     server_service,
 )
+from gossamer.proxy.ca.keys import colon_hex, key_id
 from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, load_pem_chain
+from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.tls_pipe import TlsPipe
@@ -183,3 +186,31 @@ def test_a_verified_leaf_is_remembered_per_trust_and_only_while_valid() -> None:
     other = PKI.identity("db").trust  # new roots or a new leaf: a new Trust, nothing kept
     assert cache.verified(chain[0], other, CLIENT_AUTH.dotted_string, now) is None
     assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is None
+
+
+def test_a_leaf_of_a_revoked_agent_is_refused_both_ways_even_when_cached() -> None:
+    pems = load_pem_chain(PKI.leaf_json("web")["CertPEM"])
+    chain = [c.public_bytes(Encoding.DER) for c in pems]
+    now, cache = datetime.now(UTC), PeerCache()
+    assert client_service(chain, PKI_DB.trust, now, cache).service == "web"  # now cached
+    intermediate = colon_hex(key_id(PKI.mesh.intermediate.certificate.public_key()))
+    rows = [{"Node": "n2", "NodeID": "x"},  # never enrolled: no key id, names nothing
+            {"Node": "n1", "NodeID": "y", "IntermediateKeyID": intermediate}]  # fmt: skip
+    revoked = with_revoked(PKI_DB, revoked_key_ids(rows))
+    assert revoked.server is PKI_DB.server  # same TLS contexts, a new Trust
+    for check in (
+        lambda: client_service(chain, revoked.trust, now, cache),  # the cached leaf too
+        lambda: client_service(chain[:1], revoked.trust, now, cache),  # a resumed session's leaf
+        lambda: server_service(chain, revoked.trust, now, "web", cache),
+    ):
+        with pytest.raises(Refused) as refused:
+            check()
+        assert refused.value.reason == tally.REVOKED
+        assert "issued by the intermediate of a revoked agent" in str(refused.value)
+    assert with_revoked(revoked, revoked.trust.revoked) is revoked
+    assert revoked_key_ids([]) == frozenset()
+    for bad in ({"IntermediateKeyID": "zz"}, [{"IntermediateKeyID": 7}], ["x"]):
+        with pytest.raises(ValueError):
+            revoked_key_ids(bad if isinstance(bad, list) else [bad])
+    with pytest.raises(ValueError):
+        revoked_key_ids({"not": "a list"})

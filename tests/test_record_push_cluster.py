@@ -36,3 +36,13 @@ def test_a_registration_is_pushed_to_every_agent(cluster: Cluster) -> None:
     first.put("/v1/agent/service/deregister/web-1")
     for peer in others:
         eventually(lambda p=peer: instances(p, "web") == [], 5, interval=0.005)
+    # An external node's removal is pushed by the agent that owns it (record_push.py).
+    ext = {"Node": "ext-db", "Address": "10.0.0.9", "Service": {"Service": "db", "Port": 5432}}
+    first.put("/v1/catalog/register", ext)
+    for peer in others:
+        eventually(lambda p=peer: instances(p, "db") == ["ext-db/db"], 5, interval=0.005)
+    removals = pushes(first)["Removals"]
+    first.put("/v1/catalog/deregister", {"Node": "ext-db"})
+    for peer in others:  # anti-entropy alone: a round every ~2 s with a random peer
+        eventually(lambda p=peer: instances(p, "db") == [], 5, interval=0.005)
+    assert pushes(first)["Removals"] == removals + len(others)  # fanout(3): every peer

@@ -26,16 +26,18 @@ from gossamer.agent.config.sections import SECTIONS, format_duration
 #   retry_join, retry_interval, retry_max: the retry-join task is restarted.
 #   leave_on_terminate: read when the terminate signal arrives.
 #   services, checks: registered again; ones no longer listed are removed.
+#   intentions: the default policy is read at each decision; a change wakes the
+#     intentions match watchers, whose answer carries it (proxies apply it live).
 # Everything else needs a restart: node and datacenter are the agent's
 # identity in gossip and the catalog; bind, advertise, client and the ports
 # are bound sockets and serf's arguments; data_dir holds open state; encrypt
 # only seeds the keyring on first start (rotate keys with `gossamer keyring`);
 # join_token and test_leaf_cert_ttl are read by the identity at start;
 # rejoin_after_leave is read at start; dev changes every default; the dns
-# server and the intentions default are set up at start.
+# server is set up at start.
 RELOADABLE_KEYS: frozenset[str] = frozenset(
     {"log_level", "log_json", "node_meta", "join", "retry_join", "retry_interval",
-     "retry_max", "leave_on_terminate", "services", "checks"}
+     "retry_max", "leave_on_terminate", "services", "checks", "intentions"}
 )  # fmt: skip
 
 

@@ -21,7 +21,11 @@ from aiohttp import web
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import app_part
-from gossamer.agent.replicated.intention_store import IntentionNotFound, IntentionStore
+from gossamer.agent.replicated.intention_store import (
+    INTENTIONS,
+    IntentionNotFound,
+    IntentionStore,
+)
 from gossamer.intentions.model import Intention
 from gossamer.intentions.validate import IntentionError, validate
 
@@ -47,6 +51,18 @@ def default_allow(config: AgentConfig) -> bool:
     """
     policy = config.intentions.default_policy or ("allow" if config.dev else "deny")
     return policy == "allow"
+
+
+def wake_on_new_default(
+    touch: Callable[[set[str]], int], old: AgentConfig, new: AgentConfig
+) -> None:
+    """After a reload: a new default policy wakes the intentions watchers.
+
+    The match answer carries the default (intention_check_routes.py), so a
+    proxy blocked on it applies the new default at once.
+    """
+    if default_allow(old) != default_allow(new):
+        touch({INTENTIONS})
 
 
 def intentions_of(request: web.Request) -> IntentionsAccess:

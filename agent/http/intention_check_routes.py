@@ -9,7 +9,10 @@ Consul's behaviour, and where gossamer goes beyond it:
   Consul, unless the request is described with ``method``, ``path`` and
   ``header=Name:Value`` (repeatable); then its permissions are evaluated.
 - ``match?by=source|destination&name=X[&name=Y]`` answers ``{X: [...]}``,
-  each list in evaluation order; it is a blocking query.
+  each list in evaluation order; it is a blocking query. Beyond Consul, the
+  answer says the agent's default policy in ``X-Gossamer-Default-Policy``
+  (``allow`` or ``deny``), and a reload that changes it wakes the query,
+  so a proxy watching its intentions applies a new default at once.
 - ``authorize`` takes ``{Target, ClientCertURI, ClientCertSerial}``; the
   source service comes from the SPIFFE URI
   (``spiffe://<trust-domain>/ns/default/dc/<dc>/svc/<service>``, any trust
@@ -45,6 +48,7 @@ from gossamer.intentions.spiffe import SpiffeError, parse_service_uri
 from gossamer.intentions.validate import Problem
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110: methods and header names
+DEFAULT_POLICY_HEADER = "X-Gossamer-Default-Policy"
 AUTHORIZE_FIELDS = ("Target", "ClientCertURI", "ClientCertSerial", "Method", "Path", "Headers")
 
 
@@ -128,7 +132,10 @@ async def match_intentions(request: web.Request) -> web.Response:
         current = access.store.current
         return {raw: [intention_to_json(i) for i in match(current, by, n)] for raw, n in names}
 
-    return await blocking_json(request, cat, [INTENTIONS], build)
+    response = await blocking_json(request, cat, [INTENTIONS], build)
+    # read after the wait: a reload during it bumped the index, so a stale pair is re-asked
+    response.headers[DEFAULT_POLICY_HEADER] = "allow" if access.default_allow() else "deny"
+    return response
 
 
 def parse_authorize(body: object) -> tuple[str, str, HttpRequest | None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -58,33 +59,48 @@ def _services_json(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def services_list(request: web.Request) -> web.Response:
+def _content_hash(body: object) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _services_rows(request: web.Request) -> tuple[Any, str]:
     rows = filter_values(request.query.get("filter"), _services_json(request), AGENT_SERVICE)
-    return json_response(rows)
+    return rows, _content_hash(rows)
 
 
 def _service_body(request: web.Request, service_id: str) -> tuple[dict[str, Any], str]:
     body = _services_json(request).get(service_id)
     if body is None:
         raise UnknownServiceId(service_id)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+    digest = _content_hash(body)
     return body | {"ContentHash": digest}, digest
+
+
+async def _by_hash(request: web.Request, read: Callable[[], tuple[Any, str]]) -> web.Response:
+    """`read()`'s body with `X-Consul-ContentHash`; with `?hash=` equal to the current one,
+    answered once it changes or `?wait=` (5 min by default, jittered) runs out."""
+    wait_s = parse_wait(request.query.get("wait"))
+    body, digest = read()
+    wanted = request.query.get("hash")
+    if wanted is not None and wanted == digest:
+        key = [node_key(local_of(request).identity.node), CONFIG]  # a default may change it
+        await wait_while(catalog_of(request), key, wait_s, lambda: read()[1] == wanted)
+        body, digest = read()
+    response = json_response(body)
+    response.headers["X-Consul-ContentHash"] = digest
+    return response
+
+
+async def services_list(request: web.Request) -> web.Response:
+    """Every local service (`?filter=`); beyond Consul, hash-blocking as for one service, so
+    `connect proxy --node` hears of sidecars registered or removed without polling."""
+    return await _by_hash(request, lambda: _services_rows(request))
 
 
 async def service_get(request: web.Request) -> web.Response:
     """One local service; `?hash=&wait=` blocks until its content hash changes (Consul)."""
     service_id = request.match_info["service_id"]
-    wait_s = parse_wait(request.query.get("wait"))
-    body, digest = _service_body(request, service_id)
-    wanted = request.query.get("hash")
-    if wanted is not None and wanted == digest:
-        key = [node_key(local_of(request).identity.node), CONFIG]  # a default may change it
-        still = lambda: _service_body(request, service_id)[1] == wanted  # noqa: E731
-        await wait_while(catalog_of(request), key, wait_s, still)
-        body, digest = _service_body(request, service_id)
-    response = json_response(body)
-    response.headers["X-Consul-ContentHash"] = digest
-    return response
+    return await _by_hash(request, lambda: _service_body(request, service_id))
 
 
 async def service_maintenance(request: web.Request) -> web.Response:

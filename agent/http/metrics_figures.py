@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 HTTP_SAMPLE = "consul.api.http"  # Consul's name for request timings, in ms
@@ -82,6 +83,7 @@ class HttpFigures:
         ]
 
 
+@cache  # one per route pattern: computed once, not on every request
 def route_label(canonical: str) -> str:
     """Consul's `path` label: the route with `/` as `_` and parameters left out."""
     literal = "/".join(part for part in canonical.split("/") if not part.startswith("{"))

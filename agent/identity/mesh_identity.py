@@ -32,7 +32,7 @@ from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.ca_entries import CaState, revoked_value
 from gossamer.proxy.ca.consul_json import ca_config_json, roots_json
 from gossamer.proxy.ca.errors import CaError
-from gossamer.proxy.ca.keys import certificate_pem, private_key_pem
+from gossamer.proxy.ca.keys import certificate_pem, colon_hex, key_id, private_key_pem
 from gossamer.proxy.ca.leaf import check_service_name, issue_leaf
 from gossamer.proxy.ca.profile import trust_domain_of
 from gossamer.proxy.ca.seal import OPEN
@@ -135,9 +135,14 @@ class MeshIdentity:
         self.ca.write([revoked_value(node_id, node, self.authority.now_ms(), reason)])
 
     def revoked_json(self) -> list[dict[str, Any]]:
+        """The revocations; `IntermediateKeyID` (colon hex) when the agent's intermediate is
+        known: proxies refuse leaves whose issuer has that key (proxy/authorize.py)."""
+        state = self.ca.state
         return [
             {"Node": r.node, "NodeID": r.node_id, "AtMs": r.at_ms, "Reason": r.reason}
-            for r in sorted(self.ca.state.revoked.values(), key=lambda r: r.node)
+            | ({"IntermediateKeyID": colon_hex(key_id(cert.public_key()))} if cert else {})
+            for r in sorted(state.revoked.values(), key=lambda r: r.node)
+            for cert in [state.agents.get(r.node_id)]
         ]
 
     def on_change(self, listener: Callable[[], None]) -> None:

@@ -42,7 +42,7 @@ def self_info(
             "StartJoinAddrsLAN": list(c.join),
             "LogLevel": c.log_level.upper(),
             "DevMode": c.dev,
-            "IntentionDefaultPolicy": c.intentions.default_policy,  # the proxy reads it
+            "IntentionDefaultPolicy": c.intentions.default_policy,  # preflight reads it
             "NodeMeta": dict(c.node_meta),
             "TaggedAddresses": node_tagged(c.advertise, {}, external=False),
         },

@@ -25,7 +25,11 @@ from aiohttp import web
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
 from gossamer.agent.http.app import make_app
-from gossamer.agent.http.intention_access import IntentionsAccess, default_allow
+from gossamer.agent.http.intention_access import (
+    IntentionsAccess,
+    default_allow,
+    wake_on_new_default,
+)
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.identity.renewal_loop import RenewalLoop
 from gossamer.agent.lifecycle.acl_wiring import dns_reader, enable_acls
@@ -97,7 +101,8 @@ async def _open_frontends(
 ) -> Parts:
     """HTTP, agent RPC and DNS start answering on the sockets bound at the start."""
     c = status.config
-    reloader = Reloader(status, hooks.load_config, s.registrations, g.joins)
+    reloader = Reloader(status, hooks.load_config, s.registrations, g.joins,
+                        partial(wake_on_new_default, s.catalog.touch))  # fmt: skip
     facade = AgentFacade(
         status, node_id=s.node_id, data_dir=str(s.data_dir.path), serf=g.serf, local=s.local,
         catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
@@ -121,6 +126,7 @@ async def _open_frontends(
     peer_rpc = PeerRpcServer(
         s.catalog, self_origin=c.node, replicas=s.replicas(), tls=g.replicator.tls
     )
+    peer_rpc.heard = g.replicator.records.heard
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)

@@ -42,8 +42,11 @@ class Reloader:
         load_config: Callable[[], AgentConfig],
         registrations: ConfigRegistrations,
         joins: Joins,
+        on_reload: Callable[[AgentConfig, AgentConfig], None] = lambda old, new: None,
     ) -> None:
+        """`on_reload(old, new)` runs after a reload is applied (what else reacts to it)."""
         self._status = status
+        self._on_reload = on_reload
         self._load_config = load_config
         self._registrations = registrations
         self._joins = joins
@@ -65,6 +68,7 @@ class Reloader:
         self._joins.after_reload(old)
         if (old.services, old.checks) != (config.services, config.checks):
             apply_config_registrations(self._registrations, config)
+        self._on_reload(old, config)
         systemd.notify("READY=1", f"STATUS={status_line(config)}")
         return changes
 

@@ -22,6 +22,7 @@ from gossamer.agent.checks.status import NodeHealth
 from gossamer.agent.local.alias import own_health, peer_health
 from gossamer.agent.local.maintenance import maintenance_checks
 from gossamer.agent.local.own_record import NodeIdentity, own_record, unchanged
+from gossamer.agent.local.proxy_keys import check_proxy_keys
 from gossamer.agent.local.registry import Registry, UnknownCheckId, UnknownServiceId, checks_of
 from gossamer.agent.local.stored import (
     FromConfig,
@@ -223,13 +224,15 @@ class LocalNode:
         previous_sidecar_port: int | None,
         allow_script: bool = True,
     ) -> ServiceRegistration:
-        return parse_service_registration(
+        reg = parse_service_registration(
             body,
             node_address=self.identity.address,
             used_sidecar_ports=self._registry.used_sidecar_ports(),
             allow_script=allow_script,
             previous_sidecar_port=previous_sidecar_port,
         )
+        check_proxy_keys(reg)  # the built-in proxy's HTTP keys: a 400 now, not an exit later
+        return reg
 
     def check_definitions(self) -> list[CheckDefinition]:
         """Every check registered here (service, sidecar and standalone)."""

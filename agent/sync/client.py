@@ -199,10 +199,12 @@ async def push_records(
     tls: AgentTls,
     timeout: float = 5.0,
     peer_name: str | None = None,
+    tombstones: list[tuple[str, int]] | None = None,
+    told: list[str] | None = None,
 ) -> int:
-    """Push changed records to one peer, without waiting for a round (record_push.py);
-    returns the size of the frame sent."""
-    conversation = RecordPush(datacenter, records)
+    """Push changed records (and removals, with a `told` hint) to one peer without waiting
+    for a round (record_push.py); returns the size of the frame sent."""
+    conversation = RecordPush(datacenter, records, tombstones, told)
     request = conversation.first_request()
     async with _connect(addr, tls, timeout, peer_name) as conn:
         conversation.receive(await conn.request(request))

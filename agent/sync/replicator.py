@@ -24,8 +24,9 @@ change on every agent and wait on gossip's interval first.
 
 Changed catalog records spread the same way (`records`, record_push.py):
 the catalog announces every record it took as newer, and the pusher hands
-it to fanout(n) random peers, which pass it on if it is news to them. The
-`cv` tag pulls and the rounds above heal whatever a push missed.
+it to fanout(n) random peers, which pass it on to peers the push did not
+name if it is news to them. The `cv` tag pulls and the rounds above heal
+whatever a push missed; a pull that brings news is counted (`pulled`).
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ class Replicator:
                 if announced <= self._catalog.held_version(node):
                     return
                 try:
-                    await pull(
+                    news = await pull(
                         _address(owner),
                         self._catalog,
                         [node],
@@ -272,6 +273,7 @@ class Replicator:
                     self.failures += 1
                     log.debug("pull of %s from its owner failed: %s", node, exc)
                     return  # the next anti-entropy round heals it
+                self.records.pulled += news  # a push missed it (or was slower)
         finally:
             self._wanted.pop(node, None)
             if self._pulls.get(node) is asyncio.current_task():

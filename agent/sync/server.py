@@ -37,6 +37,7 @@ import dataclasses
 import logging
 import socket
 import ssl
+from collections.abc import Callable, Sequence
 
 from gossamer.agent.sync import refusals
 from gossamer.agent.sync.peer_check import PeerAgent, PeerRefused
@@ -52,6 +53,7 @@ from gossamer.agent.sync.peer_link import (
 from gossamer.agent.sync.tls import HANDSHAKE_TIMEOUT, AgentTls, handshake_reason
 from gossamer.catalog import absorb, record_news
 from gossamer.catalog.live import LiveCatalog
+from gossamer.catalog.model import NodeRecord
 from gossamer.catalog.sync_answer import Served, error, respond
 from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError, encode
 from gossamer.proxy.ca.verify import CLIENT_AUTH
@@ -96,6 +98,8 @@ class PeerRpcServer:
         self.refused = 0  # connections turned away at the cap
         self.accepted = 0  # connections accepted since start (each one a handshake)
         self.requests = 0  # requests answered since start, from verified agents
+        # Hears each push's records that were news here, with its `told` hint (record_push.py).
+        self.heard: Callable[[Sequence[NodeRecord], Sequence[str]], None] | None = None
 
     @property
     def connections(self) -> int:
@@ -272,4 +276,6 @@ class PeerRpcServer:
         )
         if changed:
             log.debug("agent RPC: a push brought %s", ", ".join(changed))
+            if effects.told and self.heard is not None:
+                self.heard(effects.records, effects.told)
         return frame

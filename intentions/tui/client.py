@@ -164,6 +164,11 @@ class AgentApi:
         except DenialError as exc:
             raise BadAnswer(f"{path}: {exc}") from None
 
+    async def proxy_figures(self) -> Any:
+        """The edge figures of this agent's sidecars (`/v1/agent/metrics/proxies`), as JSON;
+        denial_rows.py reads them and skips what is not shaped as expected."""
+        return (await self.call("GET", "/v1/agent/metrics/proxies"))[0]
+
 
 def _blocking(index: int, extra: list[tuple[str, str]] | None = None) -> str:
     query = list(extra or [])

@@ -150,7 +150,8 @@ class SyncPeer:
             interval=interval, timeout=timeout, replicas=self.replicas, tls=self.tls,
         )  # fmt: skip
         if push:
-            self.catalog.announce = replicator.records.announce
+            replicator.records.listen(self.catalog)
+            self.server.heard = replicator.records.heard
         return replicator
 
     def has(self, node: str, version: int) -> bool:

@@ -1,0 +1,153 @@
+"""The HTTP path's own cost per request, in process, without sockets or TLS.
+
+Printed, not asserted. `bench/proxy_pair.py --http` measures the whole
+pair, where the kernel, TLS, wrk and nginx share the two cores and runs
+move by 2x; this isolates what the proxy's Python does per request, so a
+change to the hot path can be measured on a busy machine. Both roles of an
+`HttpSession` (proxy/http1.py) with the real hosts: web's side (an
+`UpstreamListener` with `protocol: http`: each request borrows a pooled
+connection, peak-EWMA picks the instance, the connection goes back to the
+pool) and db's side (`Inbound` with `protocol: http`: each request decided
+by the intentions, one keep-alive connection to the app). The connections
+are `PlainSide`s over a stand-in transport that only counts writes (each
+write is a syscall on a real socket, and a TLS record on an mTLS one).
+
+Per role: µs of CPU per request (`process_time`, the best of `--repeats`
+batches of `--requests`), and transport writes per request. A wrk-like
+request (`GET /small`, a Host header) and an nginx-like answer (eight
+headers, a 100-byte body) in one read each.
+
+    .venv/bin/python bench/http_path.py [--requests 20000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gossamer.intentions.codec import intention_from_json  # noqa: E402
+from gossamer.intentions.decide import IntentionSet  # noqa: E402
+from gossamer.proxy import tally  # noqa: E402
+from gossamer.proxy.config import ProxyConfig, Upstream  # noqa: E402
+from gossamer.proxy.http1 import HttpSession  # noqa: E402
+from gossamer.proxy.inbound import Inbound, Policy  # noqa: E402
+from gossamer.proxy.outbound import UpstreamListener  # noqa: E402
+from gossamer.proxy.relay import PlainSide  # noqa: E402
+
+REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 04 Dec 2026 14:00:00 GMT\r\n"
+    b"Content-Type: application/octet-stream\r\nContent-Length: 100\r\n"
+    b"Last-Modified: Fri, 04 Dec 2026 13:00:00 GMT\r\nConnection: keep-alive\r\n"
+    b'ETag: "6930a3e0-64"\r\nAccept-Ranges: bytes\r\n\r\n' + b"x" * 100
+)
+
+
+class Transport:
+    """Counts writes; never closing, never pausing."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.last = b""
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.last = data
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+def _side() -> tuple[PlainSide, Transport]:
+    side, transport = PlainSide(), Transport()
+    side.connection_made(transport)  # type: ignore[arg-type]
+    return side, transport
+
+
+def _round_trips(session: HttpSession, client: PlainSide, app: PlainSide, n: int) -> None:
+    for _ in range(n):
+        session.carry(client, [REQUEST], False)
+        session.carry(app, [ANSWER], False)
+
+
+def _upstream_role() -> tuple[HttpSession, PlainSide, PlainSide, list[Transport]]:
+    """web's sidecar: the session borrows a pooled connection for each request."""
+    listener = UpstreamListener(Upstream("db", 1, protocol="http"), lambda: None, tally.Tally())
+    instance = ("127.0.0.2", 20000)
+    listener.set_instances([instance])
+    host = listener.http
+    assert host is not None
+    app, app_t = _side()
+    host.release_backend(host._take(app, instance))  # one idle pooled connection
+    client, client_t = _side()
+    session = HttpSession(host, client, "")
+    host.sessions.add(session)
+    session.start()
+    return session, client, app, [client_t, app_t]
+
+
+def _inbound_role() -> tuple[HttpSession, PlainSide, PlainSide, list[Transport]]:
+    """db's sidecar: each request decided (an L4 allow intention), one app connection."""
+    config = ProxyConfig("db", local_port=1, protocol="http")
+    policy = Policy()
+    allow = {"SourceName": "web", "DestinationName": "db", "Action": "allow"}
+    policy.intentions, policy.known = IntentionSet([intention_from_json(allow)]), True
+    inbound = Inbound(config, lambda: None, policy, tally.Tally())
+    client, client_t = _side()
+    session = HttpSession(inbound, client, "web")
+    inbound.http_open.add(session)
+    app, app_t = _side()
+    session._use_app(app)  # as _open_app does once the local app answered the connect
+    session.start()
+    return session, client, app, [client_t, app_t]
+
+
+async def _measure(requests: int, repeats: int) -> None:
+    print(f"HTTP session path in process: {requests:,} requests a batch, best of {repeats}; "
+          f"Python {sys.version.split()[0]}")  # fmt: skip
+    print(f"{'role':<28} {'us/request':>10} {'writes/request':>15}")
+    for name, make in (("web (pooled upstream)", _upstream_role), ("db (inbound)", _inbound_role)):
+        session, client, app, transports = make()
+        _round_trips(session, client, app, 1000)  # warm-up, and a check that answers flow
+        assert transports[0].last.endswith(b"x" * 100), transports[0].last[:80]
+        best = float("inf")
+        writes = 0
+        for _ in range(repeats):
+            before = sum(t.writes for t in transports)
+            start = time.process_time()
+            _round_trips(session, client, app, requests)
+            best = min(best, time.process_time() - start)
+            writes = sum(t.writes for t in transports) - before
+        print(f"{name:<28} {best / requests * 1e6:>10.2f} {writes / requests:>15.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    uvloop.run(_measure(args.requests, args.repeats))  # the proxy's loop (timers in C)
+
+
+if __name__ == "__main__":
+    main()
