@@ -51,6 +51,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/absorb.py",
     "catalog/merge.py",
     "catalog/model.py",
+    "catalog/consul_json.py",
     "catalog/plain_json.py",
     "catalog/tagged.py",
     "catalog/severity.py",
