@@ -51,6 +51,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/absorb.py",
     "catalog/merge.py",
     "catalog/model.py",
+    "catalog/consul_json.py",
     "catalog/plain_json.py",
     "catalog/tagged.py",
     "catalog/severity.py",
@@ -141,6 +142,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/local/own_record.py",
     # ACLs: rule language, authorizer, endpoint permissions, token records
     "agent/acl/",
+    "agent/cli/config_hcl.py",
     # gossamer check: results, the judges of each group, rendering
     "agent/preflight/result.py",
     "agent/preflight/host_checks.py",

@@ -11,7 +11,6 @@ query API must give exactly those counts by edge, route and status class.
 from __future__ import annotations
 
 import http.client
-import json
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -25,13 +24,14 @@ from gossamer.intentions.rules import route_name
 from gossamer.intentions.tui.app import IntentionsApp
 from gossamer.intentions.tui.denials_screen import DenialsScreen
 from gossamer.intentions.tui.main_screen import MainScreen
-from tests.harness.binaries import find_binary, needs
-from tests.harness.cluster import Cluster, free_port, put_exact
+from tests.harness.binaries import needs
+from tests.harness.cluster import AgentProc, Cluster, free_port, put_exact
 from tests.harness.poll import eventually
+from tests.harness.prometheus import query, settles_at
+from tests.harness.prometheus import start as start_prometheus
+from tests.harness.tui import until
 from tests.http_app import HttpApp
 from tests.proxy_support import ProxyProc, healthy_sidecars, sidecar, wait_listening, web_body
-from tests.test_metrics_prometheus import Scraped, query, settles_at
-from tests.test_tui_app import until
 
 pytestmark = needs("prometheus", "serf")
 OK, DENIED, MISSING = 6, 3, 4
@@ -55,7 +55,8 @@ SERIES = [
 
 @dataclass
 class Sent:
-    scraped: Scraped
+    agent: AgentProc
+    prometheus: str  # base URL of its HTTP API
     before: dict[str, float]
 
 
@@ -118,19 +119,9 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sent]:
         assert [get(up, f"/echo/{i}") for i in range(OK)] == [200] * OK
         assert [get(up, f"/admin/{i}") for i in range(DENIED)] == [403] * DENIED
         assert [get(up, f"/nosuch/{i}") for i in range(MISSING)] == [404] * MISSING
-        config, prom_port = tmp / "prometheus.yml", free_port("127.0.0.1")
-        config.write_text(json.dumps({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "proxies",
-                                "static_configs": [{"targets": list(at.values())}]}],
-        }))  # fmt: skip
-        with (tmp / "prometheus.log").open("wb") as log:
-            prom = subprocess.Popen([
-                find_binary("prometheus") or "prometheus", f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-        yield Sent(Scraped(agent, f"http://127.0.0.1:{prom_port}", {}), before)
+        jobs = [{"job_name": "proxies", "static_configs": [{"targets": list(at.values())}]}]
+        prom, base = start_prometheus(tmp, jobs)
+        yield Sent(agent, base, before)
     finally:
         if prom is not None:
             prom.terminate()
@@ -144,13 +135,13 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sent]:
 
 def test_http_counts_by_route_and_status_class_match_the_traffic_sent(sent: Sent) -> None:
     for _, series, added in SERIES:
-        settles_at(sent.scraped, series, sent.before[series] + added)
+        settles_at(sent.prometheus, series, sent.before[series] + added)
 
 
 def test_routes_are_the_permissions_never_the_paths(sent: Sent) -> None:
     promql = P + "request_total"
-    eventually(lambda: len(query(sent.scraped, promql)) == 3, 30, what=f"{promql} scraped")
-    routes = {r["metric"].get("route") for r in query(sent.scraped, promql)}
+    eventually(lambda: len(query(sent.prometheus, promql)) == 3, 30, what=f"{promql} scraped")
+    routes = {r["metric"].get("route") for r in query(sent.prometheus, promql)}
     assert routes == {"/*", "/admin*", None}  # None: the outbound edge, which decides nothing
 
 
@@ -165,7 +156,7 @@ def test_a_route_is_named_by_its_permission(http: HTTPMatch, route: str) -> None
 
 
 async def test_the_tui_denials_pane_shows_the_edge_figures(sent: Sent) -> None:
-    app = IntentionsApp(sent.scraped.agent.http)
+    app = IntentionsApp(sent.agent.http)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: app.loaded and isinstance(app.screen, MainScreen), "the list")
         await pilot.press("x")

@@ -236,14 +236,22 @@ def test_a_bad_timeout_is_a_400_naming_the_key(mesh: Mesh, config: dict[str, Any
 def test_a_changed_timeout_applies_without_a_restart(mesh: Mesh) -> None:
     assert request(mesh.l4, "GET", "/sleep/600")[0] == 200  # within db's 1 s
     db = mesh.agent.get("/v1/agent/service/db-sidecar-proxy")
-    config = db["Proxy"]["Config"] | {"local_request_timeout_ms": 300}
-    mesh.agent.put("/v1/agent/service/register", {
-        "Name": "db", "ID": "db", "Port": mesh.app.port, "Address": mesh.agent.ip,
-        "Connect": {"SidecarService": {"Port": db["Port"], "Address": mesh.agent.ip,
-                                       "Proxy": {"Config": config}}},
-    })  # fmt: skip
-    eventually(lambda: request(mesh.l4, "GET", "/sleep/600")[0] == 504, 20,
-               what="db's sidecar to apply the 300 ms timeout")  # fmt: skip
+
+    def register(config: dict[str, Any]) -> None:
+        mesh.agent.put("/v1/agent/service/register", {
+            "Name": "db", "ID": "db", "Port": mesh.app.port, "Address": mesh.agent.ip,
+            "Connect": {"SidecarService": {"Port": db["Port"], "Address": mesh.agent.ip,
+                                           "Proxy": {"Config": config}}},
+        })  # fmt: skip
+
+    register(db["Proxy"]["Config"] | {"local_request_timeout_ms": 300})
+    try:
+        eventually(lambda: request(mesh.l4, "GET", "/sleep/600")[0] == 504, 20,
+                   what="db's sidecar to apply the 300 ms timeout")  # fmt: skip
+    finally:  # the other tests expect db's 1 s, whatever order they run in
+        register(db["Proxy"]["Config"])
+        eventually(lambda: request(mesh.l4, "GET", "/sleep/600")[0] == 200, 20,
+                   what="db's 1 s timeout back")  # fmt: skip
 
 
 def test_the_proxy_reads_the_timeouts_and_refuses_bad_ones() -> None:

@@ -27,8 +27,8 @@ from gossamer.agent.local.registry import UnknownServiceId
 from gossamer.agent.replicated.config_entry_store import CONFIG
 from gossamer.catalog.blocking import node_key, parse_wait
 from gossamer.catalog.config_defaults import with_service_defaults
+from gossamer.catalog.consul_json import check_json, service_to_agent_json
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, filter_values
-from gossamer.catalog.model import check_json, service_to_agent_json
 from gossamer.catalog.severity import HEALTH_HTTP, HEALTH_SEVERITY
 
 STATUS_RANK = HEALTH_SEVERITY

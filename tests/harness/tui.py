@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from textual.pilot import Pilot
 
 from gossamer.intentions.codec import intention_to_json
 from gossamer.intentions.decide import IntentionSet, decide
@@ -22,7 +25,19 @@ from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permiss
 from gossamer.intentions.tui.client import AgentApi
 
 STAMP = "2026-12-01T09:30:00.000Z"
+DEADLINE_S = 10.0  # how long `until` lets an app run before failing
 INDEX = 42
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], Any], what: str) -> Any:
+    """Let the app run until `check()` is truthy; fail after DEADLINE_S naming `what`."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out after {DEADLINE_S}s waiting for {what}")
 
 
 def sample_intentions() -> list[Intention]:
