@@ -64,6 +64,18 @@ def sockets_of(pid: int) -> int:
     return count
 
 
+async def sockets_settled(pid: int) -> None:
+    """Wait until `pid`'s socket count has held still for 2 s, then 1 s more: the queries
+    a load opened are all accepted and parked, so RSS read now counts them."""
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 2.0:
+        now = sockets_of(pid)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(1.0)
+
+
 def raise_nofile() -> int:
     """Soft fd limit up to the hard one; the agents started later inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -194,14 +206,7 @@ async def hold_blocking(agent: AgentProc, count: int, batch: int) -> tuple[int, 
             await asyncio.sleep(0.2)
             if failed > count // 10:
                 break
-        # wait until the agent's socket count stops growing
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 2.0:
-            now = sockets_of(pid)
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(1.0)
+        await sockets_settled(pid)
         rss = rss_kib(pid)
         held = sum(1 for t in tasks if not t.done())
         return held, failed + early, sockets_of(pid), rss

@@ -26,7 +26,8 @@ from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
-from gossamer.proxy.relay import Joint, Relay, Side
+from gossamer.proxy.relay import Relay
+from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.http_codec import Outcome
     from gossamer.proxy.http_deadlines import Limits
-    from gossamer.proxy.relay import Side
+    from gossamer.proxy.side import Side
 
 
 class HttpHost(Protocol):

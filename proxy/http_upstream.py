@@ -42,8 +42,8 @@ from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
-from gossamer.proxy.relay import Joint, Side
 from gossamer.proxy.retry_budget import RetryBudget
+from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession

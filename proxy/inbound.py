@@ -45,7 +45,9 @@ from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
-from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
+from gossamer.proxy.relay import Relay
+from gossamer.proxy.side import PlainSide
+from gossamer.proxy.tls_side import ClosedEarly, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"

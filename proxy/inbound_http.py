@@ -22,7 +22,7 @@ from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.http_deadlines import Limits
-from gossamer.proxy.relay import PlainSide, Side
+from gossamer.proxy.side import PlainSide, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
