@@ -21,9 +21,7 @@ Rounds are interleaved (every server once per round) and medians printed.
 
 `--agent-services` reads `/v1/agent/services` instead (the instances are
 local services of the agent): `encoded each time` is then what every read
-cost before that answer was prepared (build, encode and content hash), and
-the light front hands the connection to aiohttp (it does not serve that
-route), so its row measures the hand-off path.
+cost before that answer was prepared (build, encode and content hash).
 
     .venv/bin/python bench/http_prepared.py [--instances 50] [--concurrency 32] [--duration 5]
         [--rounds 3] [--agent-services]

@@ -48,7 +48,8 @@ from gossamer.catalog.store import CatalogStore
 from tests.harness.binaries import require
 from tests.harness.served_agent import FakeAgent
 
-HOT = ["/v1/health/service/web", "/v1/catalog/service/web", "/v1/catalog/services"]
+HOT = ["/v1/health/service/web", "/v1/catalog/service/web", "/v1/catalog/services",
+       "/v1/agent/services"]  # fmt: skip
 
 
 def _record(i: int, status: str) -> NodeRecord:
@@ -72,6 +73,7 @@ class Pair:
     aio: int  # port served by aiohttp
     front: int  # port served by the light front
     site: FrontSite
+    local: LocalNode
     tls: int = 0
     tls_site: FrontSite | None = None
 
@@ -94,7 +96,7 @@ async def two_fronts(
     await web.SockSite(runner, aio_sock).start()
     site = FrontSite(runner, front_sock)
     await site.start()
-    pair = Pair(catalog, aio_sock.getsockname()[1], front_sock.getsockname()[1], site)
+    pair = Pair(catalog, aio_sock.getsockname()[1], front_sock.getsockname()[1], site, local)
     if context is not None:
         tls_sock = bind_socket("test", "127.0.0.1", 0)
         pair.tls_site = FrontSite(runner, tls_sock, ssl_context=context)
@@ -269,6 +271,7 @@ async def test_acl_answers_as_the_middleware(tmp_path: Path) -> None:
         (HOT[0], "", True),  # anonymous, default deny: 403
         (HOT[0], "X-Consul-Token: web", False),  # reads node n1 only: the middleware filters
         (HOT[2], "X-Consul-Token: all", False),  # a filtered route
+        (HOT[3], "X-Consul-Token: m", False),  # a filtered route
     ]
     async with two_fronts(tmp_path, acl=True) as pair:
         front = pair.site.front
@@ -280,6 +283,25 @@ async def test_acl_answers_as_the_middleware(tmp_path: Path) -> None:
             assert (front.taken == before + 1) == taken, (target, header, answer[:80])
             allowed = header.endswith(("m", "all")) or target.endswith("all")
             assert answer.startswith(b"HTTP/1.1 200 ") == (allowed or not taken), target
+
+
+async def test_agent_services_by_the_front_as_by_aiohttp(tmp_path: Path) -> None:
+    """Local services with a sidecar, filtered or not, any `?hash=` but the current one: the
+    front's answer; the current hash (a wait) is aiohttp's, and both wake on a change."""
+    async with two_fronts(tmp_path) as pair:
+        pair.local.register_service({"Name": "web", "Port": 80, "Connect": {"SidecarService": {}}})
+        pair.local.register_service({"Name": "db", "Port": 5432})
+        front = pair.site.front
+        (first,) = await same_answers(pair, get(HOT[3]))
+        digest = re.search(rb"X-Consul-ContentHash: (\w+)", first)[1].decode()  # type: ignore[index]
+        for query in ("", "?filter=Service==web", "?hash=old&wait=1s", "?wait=2s"):
+            before = front.taken
+            (answer,) = await same_answers(pair, get(HOT[3] + query))
+            assert answer.startswith(b"HTTP/1.1 200 ") and front.taken == before + 1, query
+        (answer,) = await same_answers(pair, get(f"{HOT[3]}?hash={digest}&wait=50ms"))
+        assert digest.encode() in answer and front.handed >= 1  # waited, by aiohttp
+        (answer,) = await same_answers(pair, get(HOT[3] + "?filter=Port=="))
+        assert answer.startswith(b"HTTP/1.1 400 ")
 
 
 async def test_parked_query_wakes_on_change_and_keeps_the_connection(tmp_path: Path) -> None:

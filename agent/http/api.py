@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from gossamer.agent.http.asked import Asked
 from gossamer.agent.local.node import LocalNode
 from gossamer.gossip.rpc import SerfRpcClient
 
@@ -43,5 +44,5 @@ class AgentApi(Protocol):
 AGENT_KEY: web.AppKey[AgentApi] = web.AppKey("agent", AgentApi)
 
 
-def agent_of(request: web.Request) -> AgentApi:
+def agent_of(request: Asked) -> AgentApi:
     return request.app[AGENT_KEY]

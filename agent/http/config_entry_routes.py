@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of, check_datacenter
 from gossamer.agent.http.errors import BadRequest
@@ -36,7 +37,7 @@ from gossamer.catalog.config_entries import (
 CONFIG_ENTRIES_KEY: web.AppKey[ConfigEntryStore] = web.AppKey("config_entries", ConfigEntryStore)
 
 
-def protocol_default(request: web.Request) -> Callable[[str], str | None]:
+def protocol_default(request: Asked) -> Callable[[str], str | None]:
     """A service's `service-defaults` Protocol, for the sidecar registrations the agent serves
     (catalog/config_defaults.py); none without a config-entry store (a test's app)."""
     store = request.app.get(CONFIG_ENTRIES_KEY)

@@ -3,8 +3,10 @@
 Every connection to the HTTP (and HTTPS) listener starts with a
 `FrontConnection`. While its requests are plain GETs of a hot read route
 (front_head.py), it answers them itself, by calling the very function the
-aiohttp handler calls (`service_health`, `service_answer`, `services_answer`:
-the same parameter checks, prepared answers, blocking rules and headers),
+aiohttp handler calls (`service_health`, `service_answer`, `services_answer`, and
+`services_at_once` for `/v1/agent/services` unless it is to wait for a new
+content hash: the same parameter checks, prepared answers, blocking rules
+and headers),
 records them in the same HTTP figures, and parks a blocking query in the
 catalog's waiter table holding nothing but this object and the waiter.
 aiohttp costs ~8.7 KB per parked request (parser, task, request and message
@@ -42,6 +44,7 @@ from gossamer.agent.http.blocking import consul_headers
 from gossamer.agent.http.catalog_routes import service_answer, services_answer
 from gossamer.agent.http.front_acl import may_answer
 from gossamer.agent.http.front_head import (
+    AGENT_SERVICES,
     CATALOG_SERVICE,
     HEALTH_SERVICE,
     hot_route,
@@ -50,6 +53,7 @@ from gossamer.agent.http.front_head import (
     text_head,
 )
 from gossamer.agent.http.health_routes import service_health
+from gossamer.agent.http.local_routes import services_at_once
 from gossamer.agent.http.metrics_routes import record_route
 
 KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout, which the agent leaves as it is
@@ -58,8 +62,15 @@ HEAD_MAX = 8190  # aiohttp's max_line_size / field size; a longer head is aiohtt
 BUFFER_MAX = 256 * 1024  # pipelined bytes held while a query is parked; reading pauses above
 
 
-def _pair(body: bytes, index: int) -> tuple[bytes, int]:
-    return body, index
+Answered = tuple[bytes, dict[str, str]]  # a body and the headers between Content-Type and Length
+
+
+def _pair(body: bytes, index: int) -> Answered:
+    return body, consul_headers(index)
+
+
+class LeftToAiohttp(Exception):
+    """A request the front hands over although its route is hot (a hash-blocking wait)."""
 
 
 class Asked:
@@ -103,7 +114,14 @@ class Front:
             found = self._queries[raw] = URL.build(query_string=raw, encoded=True).query
         return found
 
-    def answer(self, route: str, name: str, asked: Asked) -> asyncio.Future[tuple[bytes, int]]:
+    def answer(self, route: str, name: str, asked: Asked) -> asyncio.Future[Answered]:
+        if route == AGENT_SERVICES:
+            found = services_at_once(asked)
+            if found is None:
+                raise LeftToAiohttp(route)
+            future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
+            future.set_result((found[0], {"X-Consul-ContentHash": found[1]}))
+            return future
         if route == HEALTH_SERVICE:
             return service_health(asked, name, _pair)
         if route == CATALOG_SERVICE:
@@ -199,7 +217,7 @@ class FrontConnection(asyncio.Protocol):
             return False
         route, name, path, raw_query = found
         started = time.perf_counter()
-        future: asyncio.Future[tuple[bytes, int]]
+        future: asyncio.Future[Answered]
         try:
             query = front.query(raw_query)
             if not may_answer(front.app, self.transport, route, name, got.headers, query):
@@ -209,7 +227,7 @@ class FrontConnection(asyncio.Protocol):
             future = asyncio.get_running_loop().create_future()  # the ACL middleware's answer
             future.set_exception(exc)
         except Exception:  # a bad parameter: aiohttp words the 400, by the same code
-            return False
+            return False  # (and LeftToAiohttp: a wait aiohttp parks)
         front.taken += 1
         parked = _Parked(self, future, route, path, started)
         if future.done():
@@ -246,7 +264,7 @@ class _Parked:
     def __init__(
         self,
         connection: FrontConnection,
-        future: asyncio.Future[tuple[bytes, int]],
+        future: asyncio.Future[Answered],
         route: str,
         path: str,
         started: float,
@@ -273,11 +291,9 @@ class _Parked:
         exc = self.future.exception()
         date = rfc822_formatted_time()
         if exc is None:
-            body, index = self.future.result()
+            body, headers = self.future.result()
             status = 200
-            transport.write(
-                json_head(len(body), consul_headers(index), date, SERVER_SOFTWARE) + body
-            )
+            transport.write(json_head(len(body), headers, date, SERVER_SOFTWARE) + body)
         else:  # raised when it woke (a filter only checkable against a row): the same table
             status, text = error_answer("GET", self.path, _exception(exc))
             data = text.encode()

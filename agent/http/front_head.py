@@ -9,7 +9,8 @@ to aiohttp untouched, so every other request is answered exactly as before
 (an error included: the front never words one of its own for a head).
 
 The answer heads are aiohttp's, byte for byte in the same order
-(`Content-Type`, the index headers, `Content-Length`, `Date`, `Server`), so
+(`Content-Type`, the index or content-hash headers, `Content-Length`,
+`Date`, `Server`), so
 a client cannot tell which front answered (tests/test_http_front.py).
 """
 
@@ -23,7 +24,8 @@ import httptools
 HEALTH_SERVICE = "/v1/health/service/{name}"
 CATALOG_SERVICE = "/v1/catalog/service/{name}"
 CATALOG_SERVICES = "/v1/catalog/services"
-HOT_ROUTES = (HEALTH_SERVICE, CATALOG_SERVICE, CATALOG_SERVICES)
+AGENT_SERVICES = "/v1/agent/services"
+HOT_ROUTES = (HEALTH_SERVICE, CATALOG_SERVICE, CATALOG_SERVICES, AGENT_SERVICES)
 _PREFIXES = (("/v1/health/service/", HEALTH_SERVICE), ("/v1/catalog/service/", CATALOG_SERVICE))
 _REFUSED_HEADERS = frozenset({b"expect", b"upgrade"})
 _TOKEN_HEADERS = {b"x-consul-token": "X-Consul-Token", b"authorization": "Authorization"}
@@ -83,8 +85,8 @@ def hot_route(target: str) -> tuple[str, str, str, str] | None:
     if not target.startswith("/") or "%" in target or "#" in target:
         return None
     path, _, query = target.partition("?")
-    if path == CATALOG_SERVICES:
-        return CATALOG_SERVICES, "", path, query
+    if path in (CATALOG_SERVICES, AGENT_SERVICES):
+        return path, "", path, query
     for prefix, route in _PREFIXES:
         if path.startswith(prefix):
             name = path[len(prefix) :]

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
+from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.blocking import PREPARED_KEY, wait_while
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.config_entry_routes import protocol_default
@@ -34,7 +35,7 @@ from gossamer.catalog.severity import HEALTH_HTTP, HEALTH_SEVERITY
 STATUS_RANK = HEALTH_SEVERITY
 
 
-def local_of(request: web.Request) -> LocalNode:
+def local_of(request: Asked) -> LocalNode:
     return agent_of(request).local_node
 
 
@@ -50,7 +51,7 @@ async def service_deregister(request: web.Request) -> web.Response:
     return json_response(None)
 
 
-def _services_json(request: web.Request) -> dict[str, Any]:
+def _services_json(request: Asked) -> dict[str, Any]:
     """Sidecars as Consul's agent serves them: with service-defaults' protocol merged in."""
     local = local_of(request)
     dc, defaults = local.identity.datacenter, protocol_default(request)
@@ -64,7 +65,7 @@ def _content_hash(body: object) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def services_answer(request: web.Request) -> tuple[bytes, str]:
+def services_answer(request: Asked) -> tuple[bytes, str]:
     """The list's JSON bytes and content hash, encoded once per change and `?filter=`.
 
     Prepared (agent/http/prepared.py), stamped by all the body reads: the
@@ -83,6 +84,14 @@ def services_answer(request: web.Request) -> tuple[bytes, str]:
         if answers is not None:
             answers.put(key, stamp, *found)
     return found
+
+
+def services_at_once(request: Asked) -> tuple[bytes, str] | None:
+    """The list's bytes and hash when they are due now; None when `?hash=` is the current
+    hash (a wait: `services_list` parks it). Lets the light front answer the rest."""
+    parse_wait(request.query.get("wait"))  # a bad wait is a 400 before anything
+    found = services_answer(request)
+    return None if request.query.get("hash") == found[1] else found
 
 
 def _service_body(request: web.Request, service_id: str) -> tuple[bytes, str]:
