@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.health_query import raise_nofile, sockets_of  # noqa: E402
+from bench.health_query import raise_nofile, sockets_settled  # noqa: E402
 from tests.harness.cluster import Cluster, free_port, rss_kib  # noqa: E402
 
 PATH = "/v1/health/service/web"
@@ -105,13 +104,7 @@ async def hold(ip: str, port: int, target: str, count: int, pid: int) -> tuple[i
                 transports.append(transport)
                 protocols.append(protocol)
             await asyncio.sleep(0.05)
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 2.0:
-            now = sockets_of(pid)
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(1.0)
+        await sockets_settled(pid)
         return sum(not p.answered for p in protocols), rss_kib(pid)
     finally:
         for transport in transports:

@@ -21,8 +21,12 @@ there) a slow change can be traced through the agents' logs. The last line
 counts the records a `cv` pull brought before any push did: a delivery the
 push missed (or lost a race to).
 
+With --compare the same changes (same --seed) then run on a second cluster
+whose agents do not push (`GOSSAMER_RECORD_PUSH=off`: the Serf tag pull and
+anti-entropy alone, as before pushes), and the ratio is printed.
+
     .venv/bin/python bench/catalog_convergence.py [--agents 10] [--changes 50]
-        [--poll 0.005] [--watch] [--seed N] [--logs DIR]
+        [--poll 0.005] [--watch] [--seed N] [--logs DIR] [--compare]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import random
 import shutil
 import statistics
@@ -228,16 +233,40 @@ def main() -> None:
     parser.add_argument(
         "--logs", type=Path, default=None, help="copy every agent's (debug) log to this folder"
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="then the same changes with GOSSAMER_RECORD_PUSH=off (Serf tag and rounds alone)",
+    )
     args = parser.parse_args()
-    with running_cluster(args.agents, args.logs) as agents:
-        before = push_counts(agents)
-        results = asyncio.run(run(agents, args))
-        after = push_counts(agents)
+    if args.compare and args.seed is None:
+        args.seed = random.randrange(1 << 16)  # both clusters get the same changes
+    pushed_every = measure(args, push=True)
+    if args.compare:
+        tag_every = measure(args, push=False)
+        ratio = statistics.median(tag_every) / statistics.median(pushed_every)
+        p99 = quantile(tag_every, 0.99) / quantile(pushed_every, 0.99)
+        print(f"\npushed vs tag-only, same seed: {ratio:.1f}x faster median, {p99:.1f}x p99")
+
+
+def measure(args: argparse.Namespace, *, push: bool) -> list[float]:
+    """One cluster, `args.changes` changes, the table; the all-agents times (seconds)."""
+    if not push:
+        os.environ["GOSSAMER_RECORD_PUSH"] = "off"  # the agents inherit it
+    try:
+        logs = args.logs if push or args.logs is None else args.logs / "tag-only"
+        with running_cluster(args.agents, logs) as agents:
+            before = push_counts(agents)
+            results = asyncio.run(run(agents, args))
+            after = push_counts(agents)
+    finally:
+        os.environ.pop("GOSSAMER_RECORD_PUSH", None)
     pushed = {k: after[k] - before[k] for k in after}
     every = [t for _, t, _ in results]
     first = [t for _, _, t in results]
     print()
-    print(f"catalog convergence, {args.agents} agents, {len(results)} changes, ms")
+    mode = "pushed" if push else "GOSSAMER_RECORD_PUSH=off: Serf `cv` tag pull and rounds alone"
+    print(f"catalog convergence, {args.agents} agents, {len(results)} changes, ms ({mode})")
     print(f"{'measure':28} {'n':>5} {'median':>9} {'p99':>9} {'min':>9} {'max':>9}")
     print(row("all agents show it", every))
     print(row("  registers", [t for k, t, _ in results if k == "register"]))
@@ -249,6 +278,7 @@ def main() -> None:
         "p99 is nearest-rank, so the max for under 100 changes)"
     )
     print_pushes(pushed, len(results), args.agents)
+    return every
 
 
 if __name__ == "__main__":

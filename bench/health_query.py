@@ -12,8 +12,9 @@ Printed, not asserted. One agent on a loopback address gets 50 instances of
 - VmRSS of the agent process (not its serf child) idle, after the load, and
   with N blocking queries (`?index=<current>&wait=5m`) held open;
 - VmRSS of a second, fresh agent idle and after 5,000 services arrive in its
-  catalog (100 nodes x 50 instances, pre-built NodeRecords pushed over the agent
-  RPC port with the real sync protocol, as a peer's anti-entropy push would).
+  catalog (100 external nodes x 50 instances, registered through
+  `PUT /v1/catalog/register`; the agent RPC port takes only mutual-TLS peers,
+  so records can no longer be pushed to it from here).
 
     .venv/bin/python bench/health_query.py [--instances 50] [--concurrency 32]
         [--duration 10] [--blocking 10000] [--catalog-services 5000]
@@ -40,9 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gossamer.catalog.model import Check, NodeRecord, Service  # noqa: E402
-from gossamer.catalog.sync_protocol import FrameDecoder, encode  # noqa: E402
-from gossamer.catalog.wire import record_to_wire  # noqa: E402
 from tests.harness.cluster import AgentProc, Cluster, rss_kib  # noqa: E402
 
 
@@ -64,6 +62,18 @@ def sockets_of(pid: int) -> int:
         except OSError:
             pass
     return count
+
+
+async def sockets_settled(pid: int) -> None:
+    """Wait until `pid`'s socket count has held still for 2 s, then 1 s more: the queries
+    a load opened are all accepted and parked, so RSS read now counts them."""
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() - stable_since < 2.0:
+        now = sockets_of(pid)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(1.0)
 
 
 def raise_nofile() -> int:
@@ -196,14 +206,7 @@ async def hold_blocking(agent: AgentProc, count: int, batch: int) -> tuple[int, 
             await asyncio.sleep(0.2)
             if failed > count // 10:
                 break
-        # wait until the agent's socket count stops growing
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 2.0:
-            now = sockets_of(pid)
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            await asyncio.sleep(0.25)
-        await asyncio.sleep(1.0)
+        await sockets_settled(pid)
         rss = rss_kib(pid)
         held = sum(1 for t in tasks if not t.done())
         return held, failed + early, sockets_of(pid), rss
@@ -217,65 +220,36 @@ async def hold_blocking(agent: AgentProc, count: int, batch: int) -> tuple[int, 
 # -- a catalog of many services ---------------------------------------------------------
 
 
-def prebuilt_records(services: int, per_node: int, datacenter: str) -> list[NodeRecord]:
-    records = []
-    nodes = (services + per_node - 1) // per_node
-    for n in range(nodes):
-        name = f"bench-node-{n}"
-        count = min(per_node, services - n * per_node)
-        svcs = tuple(
-            Service(id=f"app{n}-{i}", name=f"app{i % 10}", port=20000 + i, tags=("v1",))
-            for i in range(count)
-        )
-        checks = tuple(
-            Check(
-                check_id=f"service:app{n}-{i}",
-                name=f"Service 'app{i % 10}' check",
-                status="passing",
-                service_id=f"app{n}-{i}",
-                service_name=f"app{i % 10}",
-                type="ttl",
-            )
-            for i in range(count)
-        )
-        records.append(
-            NodeRecord(
-                node=name,
-                node_id=f"00000000-0000-4000-8000-{n:012d}",
-                datacenter=datacenter,
-                address=f"10.{n // 250}.{n % 250}.1",
-                version=1,
-                origin=name,
-                services=svcs,
-                checks=checks,
-            )
-        )
-    return records
+def external_bodies(services: int, per_node: int) -> list[dict[str, object]]:
+    """Consul catalog-register bodies: `services` instances on external nodes, `per_node` each."""
+    bodies: list[dict[str, object]] = []
+    for k in range(services):
+        n, i = divmod(k, per_node)
+        sid = f"app{n}-{i}"
+        service = {"ID": sid, "Service": f"app{i % 10}", "Port": 20000 + i, "Tags": ["v1"]}
+        check = {"CheckID": f"service:{sid}", "Status": "passing", "ServiceID": sid}
+        node = {"Node": f"bench-node-{n}", "Address": f"10.{n // 250}.{n % 250}.1"}
+        bodies.append({**node, "Service": service, "Check": check})
+    return bodies
 
 
-async def push_records(agent: AgentProc, records: list[NodeRecord], datacenter: str) -> int:
-    """Push records over the agent RPC port as a peer does; returns how many it applied."""
-    reader, writer = await asyncio.open_connection(agent.ip, agent.rpc_port)
-    decoder = FrameDecoder()
-    applied = 0
-    try:
-        for start in range(0, len(records), 10):
-            chunk = records[start : start + 10]
-            msg = {"t": "push", "dc": datacenter, "records": [record_to_wire(r) for r in chunk]}
-            writer.write(encode(msg))
-            await writer.drain()
-            replies: list[dict[str, object]] = []
-            while not replies:
-                data = await reader.read(65536)
-                if not data:
-                    raise RuntimeError("agent closed the RPC connection")
-                replies = decoder.feed(data)
-            if replies[0].get("t") != "ok":
-                raise RuntimeError(f"push refused: {replies[0]}")
-            applied += int(replies[0].get("applied", 0))  # type: ignore[call-overload]
-    finally:
-        writer.close()
-    return applied
+async def register_external(agent: AgentProc, bodies: list[dict[str, object]]) -> int:
+    """Register the bodies through `PUT /v1/catalog/register`, 16 at a time; returns how many."""
+    queue = list(reversed(bodies))
+    done = 0
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal done
+        while queue:
+            body = queue.pop()
+            async with session.put(f"{agent.http}/v1/catalog/register", json=body) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"register refused: {resp.status} {await resp.text()}")
+            done += 1
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session) for _ in range(16)))
+    return done
 
 
 async def count_services(http: str) -> int:
@@ -364,14 +338,15 @@ async def bench(cluster: Cluster, args: argparse.Namespace) -> None:
         await asyncio.sleep(args.settle)
         fresh_pid = pid_of(fresh)
         memory.append(("agent 2, idle, fresh", rss_kib(fresh_pid)))
-        records = prebuilt_records(args.catalog_services, args.per_node, "dc1")
+        bodies = external_bodies(args.catalog_services, args.per_node)
+        nodes = len({b["Node"] for b in bodies})
         start = time.monotonic()
-        applied = await push_records(fresh, records, "dc1")
+        applied = await register_external(fresh, bodies)
         took = time.monotonic() - start
         seen = await count_services(fresh.http) - 1  # minus its own `consul`
         await asyncio.sleep(args.settle)
-        memory.append((f"agent 2, {seen} services on {applied} nodes", rss_kib(fresh_pid)))
-        print(f"pushed {len(records)} records ({args.catalog_services} services) in {took:.2f}s")
+        memory.append((f"agent 2, {seen} services on {nodes} nodes", rss_kib(fresh_pid)))
+        print(f"registered {applied} services on {nodes} external nodes in {took:.2f}s")
 
     print("agent RSS (VmRSS of the agent process, serf child excluded)")
     print(f"{'state':44} {'MiB':>8}")

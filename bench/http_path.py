@@ -40,7 +40,7 @@ from gossamer.proxy.config import ProxyConfig, Upstream  # noqa: E402
 from gossamer.proxy.http1 import HttpSession  # noqa: E402
 from gossamer.proxy.inbound import Inbound, Policy  # noqa: E402
 from gossamer.proxy.outbound import UpstreamListener  # noqa: E402
-from gossamer.proxy.relay import PlainSide  # noqa: E402
+from gossamer.proxy.side import PlainSide  # noqa: E402
 
 REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
 ANSWER = (

@@ -1,6 +1,6 @@
 """Nodes, services and checks: versioned records, merge, queries, anti-entropy.
 
-- model.py, wire.py: the records as values and on the wire;
+- model.py, wire.py: the records as values and on the wire; consul_json.py: Consul's JSON shapes;
 - registration*.py: Consul's registration bodies parsed into records;
 - merge.py: which record wins; live.py: the merged catalog an agent answers from;
 - view.py: pure queries (instances, tags, node-meta, health) over a snapshot;

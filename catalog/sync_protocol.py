@@ -28,6 +28,11 @@ wanted names this agent knows were removed (an external node deregistered
 through the catalog API has no serf leave to announce it), so a removal
 spreads like a record does.
 
+A `push` made at once on a change (record_news.py) may carry `"told": [node
+names]`, the peers its sender handed the same records to; it changes
+nothing here, only whom this agent passes them on to, and an agent that
+does not know it ignores it (a bad one is an error reply, as any field).
+
 `digest`, `delta`, `push` and `ok` may also carry an `"lww"` field: the
 last-writer-wins maps (intentions) synced in the same round, see
 `lww_sync.py`. It is optional both ways: a message without it is answered

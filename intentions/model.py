@@ -150,11 +150,13 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class Decision:
-    """The answer, why, and the intention that gave it (None: the default)."""
+    """The answer, why, and the intention that gave it (None: the default); `route` names the
+    L7 permission that decided (rules.py `route_name`), "" when none did."""
 
     allowed: bool
     reason: str
     intention: Intention | None = None
+    route: str = field(default="", compare=False)  # a metrics label, not part of the answer
 
 
 def precedence(source: str, destination: str) -> int:

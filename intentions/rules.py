@@ -128,7 +128,8 @@ class RuleCompiler:
             )  # fmt: skip
             regex = self._regex(http.path_regex, f"{where}.PathRegex")
             methods = frozenset(m.upper() for m in http.methods)
-            decided = _decided(perm.action == ALLOW, f"Permissions[{i}] ({perm.action})", ixn)
+            decided = _decided(perm.action == ALLOW, f"Permissions[{i}] ({perm.action})", ixn,
+                               route_name(http))  # fmt: skip
             perms.append(PermissionRule(i, perm.action, http.path_exact, http.path_prefix, regex,
                                         methods, headers, decided))  # fmt: skip
         name = f"{ixn.source} => {ixn.destination}"
@@ -162,10 +163,21 @@ def _policy(default_allow: bool) -> str:
     return f"default policy is {ALLOW if default_allow else DENY}"
 
 
-def _decided(allowed: bool, what: str, ixn: Intention) -> Outcome:
+def _decided(allowed: bool, what: str, ixn: Intention, route: str = "") -> Outcome:
     name = f"{ixn.source} => {ixn.destination}"
     sep = " " if what.startswith("(") else ", "
-    return (1 if allowed else 0), Decision(allowed, f"matched intention {name}{sep}{what}", ixn)
+    return (1 if allowed else 0), Decision(allowed, f"matched intention {name}{sep}{what}", ixn,
+                                           route)  # fmt: skip
+
+
+def route_name(http: HTTPMatch) -> str:
+    """A permission's name as a metrics `route` label: its methods, then its path matcher
+    (`GET,HEAD /api*` for a prefix, `/health` exact, `~^/u/[0-9]+$` a regex, `*` any path).
+    Headers are left out: permissions that differ only by headers share a route."""
+    path = (http.path_exact or (http.path_prefix + "*" if http.path_prefix else "")
+            or (f"~{http.path_regex}" if http.path_regex else "*"))  # fmt: skip
+    methods = ",".join(sorted({m.upper() for m in http.methods}))
+    return f"{methods} {path}" if methods else path
 
 
 _NO_MISS: tuple[Outcome, Outcome] = ((2, NO_MATCH[0]), (2, NO_MATCH[1]))  # L4: never used

@@ -45,6 +45,9 @@ class Upstream:
     protocol: str = proto.TCP  # `http`: requests over pooled mTLS connections (http_upstream.py)
     pool_idle: int = proto.POOL_IDLE
     pool_idle_s: float = proto.POOL_IDLE_TIMEOUT_S
+    request_timeout_s: float = proto.REQUEST_TIMEOUT_S  # 0.0: none (each one, protocol.py)
+    request_idle_s: float = proto.REQUEST_IDLE_S
+    client_idle_s: float = proto.CLIENT_IDLE_S  # the proxy's `idle_timeout_ms`
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -73,6 +76,9 @@ class ProxyConfig:
     protocol: str = proto.TCP  # protocol.py: `http` parses each request inbound
     headers_timeout_s: float = proto.HEADERS_TIMEOUT_S
     max_header_bytes: int = proto.MAX_HEADER_BYTES
+    request_timeout_s: float = proto.REQUEST_TIMEOUT_S  # to the local app; 0.0: none
+    request_idle_s: float = proto.REQUEST_IDLE_S
+    client_idle_s: float = proto.CLIENT_IDLE_S
     metrics_addr: str = ""  # "ADDR:PORT" of the Prometheus listener; "" none
     metrics: bool = True  # count golden metrics on the data path (off only to measure their cost)
     metrics_pinned: bool = False  # set by flags: a registration change keeps the two above
@@ -89,7 +95,9 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
     raw_upstreams = proxy.get("Upstreams") or []
     if not isinstance(raw_upstreams, list):
         raise ConfigError("Proxy.Upstreams", "must be a list")
-    upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]") for i, u in enumerate(raw_upstreams))
+    client_idle = proto.client_idle_of(options)
+    upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]", client_idle)
+                      for i, u in enumerate(raw_upstreams))  # fmt: skip
     return ProxyConfig(
         service=service,
         proxy_id=proxy_id,
@@ -106,6 +114,19 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         metrics_addr=metrics_addr_of(options),
         metrics=_flag(options, "gossamer_metrics", "Proxy.Config"),
     )
+
+
+def check_http_keys(proxy: Mapping[str, Any], where: str) -> None:
+    """Check the HTTP keys a registration's `Proxy` (at `where`) gives the built-in proxy, so a
+    bad one is refused at registration (ConfigError naming it) instead of by the proxy later.
+    Only these keys: the rest of `Config` stays free-form, as in Consul."""
+    options = proxy.get("Config") or {}
+    if isinstance(options, Mapping):
+        proto.l7_fields(options, f"{where}.Config")
+    for i, u in enumerate(proxy.get("Upstreams") or []):
+        options = u.get("Config") if isinstance(u, Mapping) else None
+        if isinstance(options, Mapping):
+            proto.upstream_fields(options, f"{where}.Upstreams[{i}].Config")
 
 
 METRICS_KEYS = ("gossamer_metrics_bind_addr", "envoy_prometheus_bind_addr")  # ours wins
@@ -202,7 +223,7 @@ def config_from_json(text: str) -> ProxyConfig:
         raise ConfigError("config", f"not a proxy config: {exc}") from None
 
 
-def _upstream(raw: object, where: str) -> Upstream:
+def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
     u = _mapping(raw, where)
     kind = u.get("DestinationType", "service") or "service"
     if kind != "service":
@@ -214,6 +235,7 @@ def _upstream(raw: object, where: str) -> Upstream:
         bind_address=_text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress") or DEFAULT_BIND,
         connect_timeout_s=_millis(options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at),
         **proto.upstream_fields(options, at),
+        client_idle_s=client_idle_s,
     )
 
 

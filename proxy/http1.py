@@ -11,6 +11,8 @@ The answer is parsed too (http_reply.py): garbled or none -> `502`.
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed.
 A pooled host's failed bodiless idempotent request is sent again (`retry`).
+A request that runs out of time (http_deadlines.py) is retried under the same
+rules, else answered `504`; a client connection idle between requests is closed.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from gossamer.proxy import http_codec as codec
+from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
-from gossamer.proxy.relay import Joint, Relay, Side
+from gossamer.proxy.relay import Relay
+from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost
@@ -48,6 +52,7 @@ class HttpSession(Joint):
         self._reply = Reply(self)
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
+        self.deadlines = Deadlines(self, host.limits)
 
     def start(self) -> None:
         """Take over the client's connection (and what it sent during the handshake)."""
@@ -60,6 +65,9 @@ class HttpSession(Joint):
 
     def bytes_each_way(self) -> tuple[int, int]:
         return self._moved[0], self._moved[1]
+
+    def moved_total(self) -> int:
+        return self._moved[0] + self._moved[1]
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         client = self.client
@@ -116,6 +124,8 @@ class HttpSession(Joint):
         if ex.allowed and ex.chunked:
             self._to_app(ex, codec.LAST_CHUNK)
         if ex is self.queue[0]:
+            if ex.sent:
+                self.deadlines.sent(complete=True)  # the request timeout runs from here
             self._pump()
 
     def upgrading(self, rest: bytes) -> None:
@@ -146,6 +156,7 @@ class HttpSession(Joint):
                 self._connect()
                 return
             ex.sent = True
+            self.deadlines.sent(complete=ex.complete)
             if ex.out:  # a head and what came of the body with it: one write
                 self.app.send(ex.out[0] if len(ex.out) == 1 else b"".join(ex.out))
                 ex.out.clear()
@@ -271,6 +282,18 @@ class HttpSession(Joint):
         else:
             self.close(abort=True)
 
+    def timed_out(self, kind: str) -> None:
+        """The request in flight ran out of time (`kind`, http_deadlines.py): sent again on
+        another connection under the retry rules, else 504 (cut when its answer has begun)."""
+        self.host.http_event(kind)
+        if not self.retry():
+            self.fail(504)
+
+    def idle_close(self) -> None:
+        """No request for the client idle timeout: the connection is closed."""
+        self.host.http_event(CLIENT_IDLE)
+        self.close()
+
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
             self.fail(408)
@@ -301,6 +324,7 @@ class HttpSession(Joint):
             return
         self.closed = True
         self.requests.stop()
+        self.deadlines.stop()
         if self.tunnel is not None and abort:
             self.tunnel.terminate()
         self._forget_app(abort=True)

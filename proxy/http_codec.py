@@ -24,6 +24,7 @@ from gossamer.intentions.model import Decision
 REASONS = {
     400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
     431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout",
 }  # fmt: skip
 DENIED_BODY = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 9.2.2
@@ -67,7 +68,9 @@ class Exchange:
 
     @property
     def route(self) -> str:
-        return self.url.split(b"?", 1)[0].decode("latin-1")
+        """The L7 permission that decided the request (its metrics label), "" when none did:
+        never the raw path, which a client could vary without bound."""
+        return "" if self.decision is None else self.decision.route
 
 
 def request_head(method: str, url: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]
@@ -96,7 +99,7 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
-    """An answer of the proxy's own (403, 400, 408, 431, 502, 503): short, plain text."""
+    """An answer of the proxy's own (403, 400, 408, 431, 502, 503, 504): short, plain text."""
     text = body or REASONS.get(status, b"Error")
     head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
             b"content-type: text/plain\r\n", b"content-length: %d\r\n" % len(text)]  # fmt: skip

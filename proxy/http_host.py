@@ -9,7 +9,8 @@ if TYPE_CHECKING:
     from gossamer.intentions.model import Decision, HttpRequest
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.http_codec import Outcome
-    from gossamer.proxy.relay import Side
+    from gossamer.proxy.http_deadlines import Limits
+    from gossamer.proxy.side import Side
 
 
 class HttpHost(Protocol):
@@ -19,10 +20,12 @@ class HttpHost(Protocol):
     headers_timeout_s: float
     max_header_bytes: int
     pooled: bool  # the app connection goes back to the host after each answer
+    limits: Limits  # the session's timeouts (http_deadlines.py)
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision: ...
     def http_outcome(self, outcome: Outcome) -> None: ...
     def http_closed(self, session: HttpSession) -> None: ...
+    def http_event(self, name: str) -> None: ...  # a timeout of http_deadlines.py, counted
     def take_idle(self) -> Side | None: ...  # a connection ready at once, without awaiting
     async def open_backend(self) -> Side: ...  # OSError or TimeoutError when none can be had
     def release_backend(self, side: Side, *, failed: bool = False) -> None: ...

@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance
 from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
-from gossamer.proxy.relay import Joint, Side
 from gossamer.proxy.retry_budget import RetryBudget
+from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
@@ -115,6 +116,8 @@ class HttpUpstream:
         self.listener = listener
         self.headers_timeout_s = HEADERS_TIMEOUT_S
         self.max_header_bytes = MAX_HEADER_BYTES
+        u = listener.upstream
+        self.limits = Limits(u.request_timeout_s, u.request_idle_s, u.client_idle_s)
         self.idle: dict[Instance, list[_Idle]] = {}
         self.parked: dict[Side, _Idle] = {}  # every pooled connection's idle state, idle or not
         self.in_use: dict[Side, tuple[Instance, float]] = {}  # -> (instance, when borrowed)
@@ -140,6 +143,9 @@ class HttpUpstream:
             edge.answered(outcome.status, outcome.seconds)
         else:
             edge.unanswered(outcome.seconds)
+
+    def http_event(self, name: str) -> None:
+        self.listener.tally.add(f"outbound.http.{name}")
 
     def http_closed(self, session: HttpSession) -> None:
         self.sessions.discard(session)

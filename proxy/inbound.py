@@ -40,11 +40,14 @@ from gossamer.proxy.authorize import (
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
+from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
-from gossamer.proxy.relay import ClosedEarly, PlainSide, Relay, TlsSide
+from gossamer.proxy.relay import Relay
+from gossamer.proxy.side import PlainSide
+from gossamer.proxy.tls_side import ClosedEarly, TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
@@ -83,6 +86,7 @@ class Inbound(InboundHttp):
             config.headers_timeout_s,
             config.max_header_bytes,
         )
+        self.limits = Limits(config.request_timeout_s, config.request_idle_s, config.client_idle_s)
         self.intermediates = PeerCache()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -21,7 +21,8 @@ from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Outcome
-from gossamer.proxy.relay import PlainSide, Side
+from gossamer.proxy.http_deadlines import Limits
+from gossamer.proxy.side import PlainSide, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
@@ -41,6 +42,7 @@ class InboundHttp:
     http_open: set[HttpSession]
     on_close: Callable[[], None]
     pooled = False  # an HTTP session keeps its app connection
+    limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
 
     def take_idle(self) -> Side | None:
         return None  # the app connection is opened per session (open_backend)
@@ -80,14 +82,17 @@ class InboundHttp:
         return decision
 
     def http_outcome(self, outcome: Outcome) -> None:
-        """Every request of the HTTP path, once (status 0: none was sent). The route is not
-        known (no route table yet): raw paths would only fill the edge's route slots."""
+        """Every request of the HTTP path, once (status 0: none was sent), under its route:
+        the L7 permission that decided it (rules.py `route_name`), "" when none did."""
         self.tally.add(_BY_CLASS[outcome.status // 100 if outcome.status < 1000 else 0])
         edge = self.metrics.inbound(outcome.source)
         if outcome.status:
-            edge.answered(outcome.status, outcome.seconds)
+            edge.answered(outcome.status, outcome.seconds, outcome.route)
         else:
-            edge.unanswered(outcome.seconds)
+            edge.unanswered(outcome.seconds, outcome.route)
+
+    def http_event(self, name: str) -> None:
+        self.tally.add(f"http.{name}")
 
     def http_closed(self, session: HttpSession) -> None:
         self.http_open.discard(session)

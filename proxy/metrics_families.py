@@ -3,7 +3,8 @@
 Every series a proxy exposes is listed here (README "Metrics" repeats the
 list): per edge (`direction`, `source`, `destination`) the TCP figures,
 authorization decisions and, where the L7 path reports responses, the HTTP
-figures by `route` and `status_class`; per proxy (`service`) the TLS
+figures by `route` (the L7 permission that decided, where one did) and
+`status_class`; per proxy (`service`) the TLS
 handshake failures and every refusal by reason, and the other counters of
 `tally.Tally` as `gossamer_proxy_events_total{event}`.
 """
@@ -85,7 +86,7 @@ def _edge_families(proxies: Sequence[Proxy]) -> list[Family]:
                                     ("terminate", e.terminated)):  # fmt: skip
                     authz.add(n, (*labels, ("decision", decision)))
             for route, r in sorted(e.routes.items()):
-                at = (*labels, ("route", route))
+                at = (*labels, ("route", route)) if route else labels  # "" when not known
                 requests.add(r.requests, at)
                 for cls, n in r.by_class().items():
                     responses.add(n, (*at, ("status_class", cls)))

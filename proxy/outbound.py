@@ -42,8 +42,10 @@ from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
-from gossamer.proxy.relay import PlainSide, Relay, TlsSide
+from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
+from gossamer.proxy.side import PlainSide
+from gossamer.proxy.tls_side import TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS = 3  # instances tried for one client connection before it is closed

@@ -12,6 +12,16 @@ built-in proxy.
 `request_headers_timeout_ms` (10000): how long a client may take to send a
 request's line and headers (slowloris) before it gets `408` and is closed;
 `max_request_header_bytes` (65536): a longer line plus headers gets `431`.
+
+Timeouts of the HTTP path (milliseconds, `0` turns one off; http_deadlines.py
+keeps them): a request to the local app may take `local_request_timeout_ms`
+(15000, Envoy's route timeout, which Consul's key of that name overrides) and
+stay silent both ways for `local_idle_timeout_ms` (300000, Envoy's stream idle
+timeout); an HTTP upstream's `Config.request_timeout_ms` and
+`Config.request_idle_timeout_ms` are the same for its requests (its
+`idle_timeout_ms` is the pool's). `Proxy.Config.idle_timeout_ms` (3600000,
+Envoy's connection idle timeout) closes a client connection with no request
+in flight, on the inbound port and every HTTP upstream listener.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ HEADERS_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 POOL_IDLE = 256  # idle mTLS connections kept per instance (above the usual concurrency)
 POOL_IDLE_TIMEOUT_S = 10.0  # an idle pooled connection is closed after this
+REQUEST_TIMEOUT_S = 15.0  # Envoy's route timeout (what Consul's local_request_timeout_ms sets)
+REQUEST_IDLE_S = 300.0  # Envoy's stream_idle_timeout (what local_idle_timeout_ms sets)
+CLIENT_IDLE_S = 3600.0  # Envoy's HTTP connection idle_timeout
 
 
 def protocol_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
@@ -39,16 +52,24 @@ def protocol_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
     return value.lower()
 
 
-def l7_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+def l7_fields(options: Mapping[str, Any], where: str = "Proxy.Config") -> dict[str, Any]:
     """The `ProxyConfig` fields `Proxy.Config` gives for the HTTP path."""
-    return {"protocol": protocol_of(options), "headers_timeout_s": headers_timeout_of(options),
-            "max_header_bytes": max_header_bytes_of(options)}  # fmt: skip
+    return {"protocol": protocol_of(options, where),
+            "headers_timeout_s": headers_timeout_of(options, where),
+            "max_header_bytes": max_header_bytes_of(options, where),
+            "request_timeout_s": _millis(options, "local_request_timeout_ms", REQUEST_TIMEOUT_S,
+                                         where),
+            "request_idle_s": _millis(options, "local_idle_timeout_ms", REQUEST_IDLE_S, where),
+            "client_idle_s": client_idle_of(options, where)}  # fmt: skip
 
 
 def upstream_fields(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The `Upstream` fields an upstream's `Config` gives: its protocol (`http`: requests
-    go over pooled mTLS connections), `max_idle_connections`, `idle_timeout_ms`."""
+    go over pooled mTLS connections), `max_idle_connections`, `idle_timeout_ms`, and the
+    request timeouts."""
     return {"protocol": protocol_of(options, where),
+            "request_timeout_s": _millis(options, "request_timeout_ms", REQUEST_TIMEOUT_S, where),
+            "request_idle_s": _millis(options, "request_idle_timeout_ms", REQUEST_IDLE_S, where),
             "pool_idle": int(_positive(options, "max_idle_connections", where, 1) or POOL_IDLE),
             "pool_idle_s": _positive(options, "idle_timeout_ms", where, 1000)
             or POOL_IDLE_TIMEOUT_S}  # fmt: skip
@@ -76,3 +97,20 @@ def _positive(options: Mapping[str, Any], key: str, where: str, scale: int) -> f
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{where}.{key}", f"must be a positive integer, got {value!r}")
     return value / scale
+
+
+def client_idle_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> float:
+    """`idle_timeout_ms` of `Proxy.Config`: how long a client connection may wait between
+    requests (on the inbound port and on every HTTP upstream listener)."""
+    return _millis(options, "idle_timeout_ms", CLIENT_IDLE_S, where)
+
+
+def _millis(options: Mapping[str, Any], key: str, default_s: float,
+            where: str = "Proxy.Config") -> float:  # fmt: skip
+    """A timeout in ms as seconds: the default when unset, 0.0 (off) for `0`."""
+    value = options.get(key)
+    if value is None:
+        return default_s
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}.{key}", f"must be milliseconds >= 0 (0: none), got {value!r}")
+    return value / 1000

@@ -173,12 +173,14 @@ class ProxyRuntime:
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config
         if first or _inbound_of(old) != _inbound_of(config):
+            known = None  # the intermediates seen: a resumed session's lone leaf needs them
             if self.inbound is not None:
                 self.inbound.stop_listening()
-                self.inbound = None
+                known, self.inbound = self.inbound.intermediates, None
             if config.bind_port and config.local_port:
                 self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
                                        self.denials.table, self.metrics)  # fmt: skip
+                self.inbound.intermediates = known or self.inbound.intermediates
                 self.inbound.on_close = self.closed_one.set
                 await self.inbound.start()
         if first or old.metrics_addr != config.metrics_addr:
@@ -278,7 +280,8 @@ class ProxyRuntime:
 
 def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:
     return (config.bind_address, config.bind_port, config.local_address, config.local_port,
-            config.protocol, config.headers_timeout_s, config.max_header_bytes)  # fmt: skip
+            config.protocol, config.headers_timeout_s, config.max_header_bytes,
+            config.request_timeout_s, config.request_idle_s, config.client_idle_s)  # fmt: skip
 
 
 async def serve(config: ProxyConfig, base_url: str) -> int:

@@ -35,6 +35,8 @@ def splits_by_service(body: Any) -> dict[str, tuple[Split, ...]]:
     """`{service: splits}` from a `GET /v1/config/service-splitter` answer."""
     found: dict[str, tuple[Split, ...]] = {}
     for entry in body if isinstance(body, list) else []:
+        if not isinstance(entry, dict):
+            continue
         try:
             splits = splits_of(entry)
         except ConfigEntryError as exc:

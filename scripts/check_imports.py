@@ -51,6 +51,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/absorb.py",
     "catalog/merge.py",
     "catalog/model.py",
+    "catalog/consul_json.py",
     "catalog/plain_json.py",
     "catalog/tagged.py",
     "catalog/severity.py",
@@ -85,6 +86,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/registration_sidecar.py",
     "catalog/registration_service.py",
     "catalog/registration_node.py",
+    "agent/local/proxy_keys.py",  # the proxy keys a registration is refused for
     # intentions: all of it but the TUI's shells (SHELLS_IN_PURE_FOLDERS)
     "intentions/",
     # the TUI's screen logic that needs no terminal
@@ -140,6 +142,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/local/own_record.py",
     # ACLs: rule language, authorizer, endpoint permissions, token records
     "agent/acl/",
+    "agent/cli/config_hcl.py",
     # gossamer check: results, the judges of each group, rendering
     "agent/preflight/result.py",
     "agent/preflight/host_checks.py",

@@ -3,7 +3,9 @@
 Routes: `/echo` (any method: answers `METHOD PATH` and the body it read),
 `/chunks` (a chunked answer), `/ws` (a WebSocket that echoes text),
 `/garbage` (answers bytes that are not HTTP), `/silent` (closes without
-answering). `seen` lists every request line the app received, so a test
+answering), `/sleep/MS` (answers after MS milliseconds of silence), `/drip/MS`
+(a chunked answer whose head goes at once, then a chunk every 100 ms for MS).
+`seen` lists every request line the app received, so a test
 can assert that something was never forwarded.
 """
 
@@ -46,6 +48,8 @@ class HttpApp:
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/garbage", self._garbage)
         app.router.add_get("/silent", self._silent)
+        app.router.add_route("*", "/sleep/{ms:[0-9]+}", self._sleep)
+        app.router.add_get("/drip/{ms:[0-9]+}", self._drip)
         self._runner = web.AppRunner(app)
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.ip, self.port)
@@ -67,6 +71,22 @@ class HttpApp:
         await asyncio.sleep(self.delay_s)
         body = await request.read()
         return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
+
+    async def _sleep(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        await asyncio.sleep(int(request.match_info["ms"]) / 1000)
+        return web.Response(body=b"slept")
+
+    async def _drip(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(int(request.match_info["ms"]) // 100):
+            await response.write(b"drop,")
+            await asyncio.sleep(0.1)
+        await response.write_eof()
+        return response
 
     async def _chunks(self, request: web.Request) -> web.StreamResponse:
         self._note(request)

@@ -3,7 +3,10 @@
 `api` and `api-canary` (each an aiohttp app behind its own sidecar,
 `protocol: http`) run on s1; on s2, `web` has an HTTP upstream of `api`
 (pooled, split per request) and `web-l4` a TCP one (split per connection).
-Each agent's sidecars are served by one `connect proxy --node`. `one()`
+Each agent's sidecars are served by one `connect proxy --node`. The
+canary's sidecar takes `protocol: http` from its `service-defaults` entry
+(its registration sets none), and callers reach it through an L7
+intention, which only the HTTP inbound path allows. `one()`
 sends a request and says which app took it, read from the apps themselves.
 """
 
@@ -40,12 +43,12 @@ class Mesh:
     client_proxy: ProxyProc  # s2's `connect proxy --node` (it logs each split it applies)
 
 
-def _app_service(agent: AgentProc, name: str, app: HttpApp) -> int:
+def _app_service(agent: AgentProc, name: str, app: HttpApp, config: dict[str, str]) -> int:
     inbound = free_port(agent.ip)
     agent.put("/v1/agent/service/register", {
         "Name": name, "ID": name, "Port": app.port, "Address": agent.ip,
         "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
-                                       "Proxy": {"Config": {"protocol": "http"}}}},
+                                       "Proxy": {"Config": config}}},
     })  # fmt: skip
     return inbound
 
@@ -61,16 +64,20 @@ def split_mesh(tmp: Path) -> Iterator[Mesh]:
         s2 = c.new_agent("s2", "--join", s1.serf_addr).start()
         for agent in (s1, s2):
             eventually(agent.enrolled, 20, what=f"{agent.name}'s certificate")
-        apps = (("api", api), ("api-canary", canary))
-        ins = {name: _app_service(s1, name, app) for name, app in apps}
+        # api's sidecar says `protocol: http`; api-canary's says nothing and gets it from its
+        # service-defaults, which the L7 intention below needs (at L4 it would be a deny)
+        s1.put("/v1/config", {"Kind": "service-defaults", "Name": "api-canary", "Protocol": "http"})
+        ins = {"api": _app_service(s1, "api", api, {"protocol": "http"}),
+               "api-canary": _app_service(s1, "api-canary", canary, {})}  # fmt: skip
         http_up, tcp_up = free_port("127.0.0.1"), free_port("127.0.0.1")
         up = {"DestinationName": "api", "LocalBindPort": http_up, "Config": {"protocol": "http"}}
         s2.put("/v1/agent/service/register", web_body(s2, free_port(s2.ip), [up]))
         l4 = web_body(s2, free_port(s2.ip), [{"DestinationName": "api", "LocalBindPort": tcp_up}])
         s2.put("/v1/agent/service/register", l4 | {"Name": "web-l4", "ID": "web-l4"})
         for source in ("web", "web-l4"):
-            for target in ("api", "api-canary"):
-                set_intention(s1, source, target, "allow")
+            set_intention(s1, source, "api", "allow")
+            l7 = {"Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/echo"}}]}
+            s1.put(f"/v1/connect/intentions/exact?source={source}&destination=api-canary", l7)
         for agent in (s1, s2):
             log = tmp / f"proxy-{agent.name}.log"
             argv = ["--node", "--drain-timeout", "1", "--http-addr", agent.http]

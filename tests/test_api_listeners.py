@@ -1,12 +1,13 @@
 """HTTP and HTTPS switched on and off on their own (`http_port: -1`, `https.port`, Consul's
 `ports { http = -1, https = 8501 }`): the config rules, then an agent serving HTTPS only,
 reached by curl, py-consul, the CLI (its default address falls back to HTTPS), the
-proxy's agent client and `gossamer check`."""
+proxy's agent client, the TUI's client and `gossamer check`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from gossamer.agent.cli.client import AgentClient, AgentUnreachable, client_from_args
 from gossamer.agent.config.api_address import api_listeners
+from gossamer.intentions.tui.client import AgentApi
 from gossamer.proxy.agent_http import AgentHttp
 from tests.harness.binaries import require
 from tests.harness.cli import gossamer
@@ -112,6 +114,15 @@ def test_an_agent_serving_only_https_is_reached_by_every_client(
 
     async def proxy_client() -> object:
         return await AgentHttp(url).get_json("/v1/agent/self")
+
+    async def tui_client() -> object:
+        api = AgentApi(url, ssl_context=ssl.create_default_context(cafile=ca))
+        try:
+            return (await api.call("GET", "/v1/agent/self"))[0]
+        finally:
+            await api.close()
+
+    assert asyncio.run(tui_client())["Config"]["NodeName"] == "tlsonly"  # type: ignore[index]
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CONSUL_CACERT", ca)

@@ -10,17 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossamer.catalog.model import (
-    Check,
-    NodeRecord,
-    Service,
+from gossamer.catalog.consul_json import (
     catalog_service_row,
     check_json,
     health_service_row,
-    next_version,
     node_json,
     service_to_agent_json,
 )
+from gossamer.catalog.model import Check, NodeRecord, Service, next_version
 from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire
 
 # --- strategies shared with test_catalog_merge ------------------------------------------

@@ -79,8 +79,8 @@ def test_a_lazy_import_inside_a_function(root: Path) -> None:
 
 
 def test_lazy_imports_are_seen_with_their_modules(root: Path) -> None:
-    """Names resolve to the longest module that exists (agent.cli and proxy.x do not here)."""
-    lazy = "def f():\n    from gossamer.agent import cli\n    import gossamer.proxy.x\n"
+    """Names resolve to the longest module that exists (agent.nowhere and proxy.x do not here)."""
+    lazy = "def f():\n    from gossamer.agent import nowhere\n    import gossamer.proxy.x\n"
     write(root, "x/bad.py", lazy)
     found = imports_of(Tree.scan(root), root / "x/bad.py")
     assert [(i.line, i.module) for i in found] == [(2, "gossamer.agent"), (3, "gossamer.proxy")]

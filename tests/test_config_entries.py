@@ -19,7 +19,10 @@ import aiohttp
 import consul
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gossamer.agent.cli.config_hcl import HclError, read_entry_hcl
 from gossamer.agent.http.app import error_middleware
 from gossamer.agent.http.catalog_access import CATALOG_KEY
 from gossamer.agent.http.config_entry_routes import CONFIG_ENTRIES_KEY, add_config_entry_routes
@@ -234,8 +237,62 @@ def test_cli_bad_input_exits_2_naming_file_and_field(tmp_path: Path) -> None:
     said = expect("config", "write", str(bad), "--http-addr", DOWN, code=2)
     assert f"{bad}: Splits: weights must sum to 100, got 90" in said
     hcl = tmp_path / "entry.hcl"
-    hcl.write_text('Kind = "service-splitter"\n')
-    assert "HCL entries are not read" in expect("config", "write", str(hcl), code=2)
+    hcl.write_text('Kind = "service-splitter"\nName = "api"\nSplits = [\n  { Weight = 90 \n')
+    said = expect("config", "write", str(hcl), "--http-addr", DOWN, code=2)
+    assert f"{hcl}: line 5, column 1: missing '}}'" in said
+
+
+# --- HCL entry files (the CLI) -----------------------------------------------------------------
+
+CANARY_HCL = """
+# a canary: one request in ten
+Kind = "service-splitter"
+Name = "api"
+Splits = [
+  { Weight = 90, Service = "api" },
+  {
+    weight  = 10.0
+    service = "api-canary"
+  },
+]
+Meta { team = "payments" }
+"""
+
+
+def test_hcl_entry_files_read_as_consul_writes_them() -> None:
+    entry = read_entry(read_entry_hcl(CANARY_HCL))
+    assert entry == CANARY | {"Meta": {"team": "payments"}}
+    assert read_entry_hcl('Protocol = "http"\nFlag = true\nEmpty = []') == {
+        "Protocol": "http", "Flag": True, "Empty": []}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        ('Kind "x"\nName = "a"', ["line 1, column 6: expected '=' after Kind, found '\"x\"'"]),
+        ("A = \nB = [1 2]", ["line 2, column 1: expected a value, found 'B'"]),
+        ("A = [1 2]\nB = =", ["line 1, column 8: expected ',' or ']', found '2'",
+                              "line 2, column 5: expected a value, found '='"]),
+        ("M { a = 1", ["line 1, column 10: missing '}'"]),
+        ('A = "open', ["line 1, column 5: unterminated string",
+                       "line 1, column 6: expected a value, found 'open'"]),
+    ],
+)  # fmt: skip
+def test_hcl_syntax_problems_name_every_line(text: str, problems: list[str]) -> None:
+    with pytest.raises(HclError) as caught:
+        read_entry_hcl(text)
+    assert str(caught.value).split("; ") == problems
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]=,"#\n ab1.-', max_size=60) | st.text(max_size=60))
+def test_hcl_reader_reads_or_raises_its_one_error(text: str) -> None:
+    try:
+        found = read_entry_hcl(text)
+    except HclError as exc:
+        assert "line " in str(exc)  # every problem says where
+    else:
+        assert isinstance(found, dict)
 
 
 # --- service-defaults' protocol in the sidecar registrations the agent serves --------------------

@@ -36,13 +36,21 @@ from gossamer.intentions.denials import (
     rfc3339_ms,
 )
 from gossamer.intentions.model import Decision, Intention
-from gossamer.intentions.tui.denial_rows import ago, allow_draft, cells, rule_pair
+from gossamer.intentions.tui.denial_rows import (
+    ago,
+    allow_draft,
+    cells,
+    edge_denials,
+    rule_pair,
+    unread,
+)
 from gossamer.intentions.tui.form import problems
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from tests.harness.cluster import free_port
 from tests.harness.http_app import serving
 from tests.harness.poll import eventually_async
+from tests.harness.tui import sample_figures
 
 T0 = 1_790_000_000_000  # ms
 DEFAULT = "default policy (deny)"
@@ -319,3 +327,16 @@ def test_a_batch_beyond_the_cap_keeps_the_newest_rows() -> None:
     table.add(row(src="old", first=T0))
     table.add_all([row(src=f"s{i}", first=T0 + i) for i in (3, 1, 2)])
     assert [d.source for d in table.rows()] == ["s3", "s2"]
+
+
+def test_edge_denials_come_from_the_figures_and_odd_shapes_are_skipped() -> None:
+    odd = [{"ProxyID": "x", "Stats": {"Proxies": [{"Edges": [
+        {"Direction": "inbound", "Source": "a", "Destination": "b", "Denied": "lots"}]}]}},
+        "garbage", None, {"ProxyID": "y", "Stats": []}]  # fmt: skip
+    answer = sample_figures() + odd
+    assert [r.cells() for r in edge_denials(answer)] == [
+        ("batch", "db", "14", "1", "db-sidecar-proxy"),
+        ("web", "billing", "3", "0", "billing-sidecar-proxy"),
+    ]  # inbound only, most denied first; the outbound edge and the quiet one are left out
+    assert unread(answer) == ["web-sidecar-proxy (127.0.0.1:21902: connection refused)"]
+    assert edge_denials({"not": "a list"}) == [] and unread(None) == []

@@ -22,7 +22,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dns.message
@@ -32,8 +31,10 @@ import pytest
 
 from tests.harness.binaries import find_binary, needs
 from tests.harness.cli import expect
-from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
+from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
+from tests.harness.prometheus import query, settles_at, value_of
+from tests.harness.prometheus import start as start_prometheus
 from tests.proxy_support import (
     App,
     ProxyProc,
@@ -130,16 +131,13 @@ def _send_traffic(agent: AgentProc, upstream: tuple[str, int], db_metrics: str) 
         agent.get("/v1/catalog/services")
 
 
-def _prometheus_config(path: Path, agent: AgentProc, proxies: list[str]) -> None:
-    path.write_text(json.dumps({  # YAML is a superset of JSON
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "agent", "metrics_path": "/v1/agent/metrics",
-             "params": {"format": ["prometheus"]},
-             "static_configs": [{"targets": [f"{agent.ip}:{agent.http_port}"]}]},
-            {"job_name": "proxies", "static_configs": [{"targets": proxies}]},
-        ],
-    }))  # fmt: skip
+def _scrape_configs(agent: AgentProc, proxies: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"job_name": "agent", "metrics_path": "/v1/agent/metrics",
+         "params": {"format": ["prometheus"]},
+         "static_configs": [{"targets": [f"{agent.ip}:{agent.http_port}"]}]},
+        {"job_name": "proxies", "static_configs": [{"targets": proxies}]},
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -169,15 +167,8 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
                    what="the first round trip closed")  # fmt: skip
         before = {series: _proxy_metric(at[proxy], series) for proxy, series, _ in PROXY_SERIES}
         _send_traffic(agent, upstream, db_metrics)
-        config, prom_port = tmp / "prometheus.yml", free_port("127.0.0.1")
-        _prometheus_config(config, agent, [web_metrics, db_metrics])
-        with (tmp / "prometheus.log").open("wb") as log:
-            prom = subprocess.Popen([
-                find_binary("prometheus") or "prometheus", f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-        yield Scraped(agent, f"http://127.0.0.1:{prom_port}", before)
+        prom, base = start_prometheus(tmp, _scrape_configs(agent, [web_metrics, db_metrics]))
+        yield Scraped(agent, base, before)
     finally:
         if prom is not None:
             prom.terminate()
@@ -190,46 +181,26 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def query(s: Scraped, promql: str) -> list[dict[str, Any]]:
-    url = f"{s.prometheus}/api/v1/query?query={urllib.parse.quote(promql)}"
-    try:
-        answer = http_json(url)
-    except OSError:
-        return []  # Prometheus still starting
-    assert answer["status"] == "success", answer
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
-def value_of(s: Scraped, promql: str) -> float | None:
-    found = query(s, promql)
-    return float(found[0]["value"][1]) if len(found) == 1 else None
-
-
-def settles_at(s: Scraped, promql: str, expected: float) -> None:
-    eventually(lambda: value_of(s, promql) == expected, 30,
-               what=f"{promql} == {expected} (last {value_of(s, promql)})")  # fmt: skip
-
-
 def test_prometheus_scrapes_the_agent_and_both_proxies(scraped: Scraped) -> None:
-    eventually(lambda: len([r for r in query(scraped, "up == 1")]) == 3, 30,
+    eventually(lambda: len([r for r in query(scraped.prometheus, "up == 1")]) == 3, 30,
                what="three targets up")  # fmt: skip
 
 
 def test_proxy_counts_match_the_traffic_sent(scraped: Scraped) -> None:
     for _, series, added in PROXY_SERIES:
-        settles_at(scraped, series, scraped.before[series] + added)
+        settles_at(scraped.prometheus, series, scraped.before[series] + added)
 
 
 def test_agent_counts_match_the_queries_sent(scraped: Scraped) -> None:
-    settles_at(scraped, 'gossamer_dns_answers_total{rcode="NOERROR"}', 3)
-    settles_at(scraped, 'gossamer_dns_answers_total{rcode="NXDOMAIN"}', 1)
-    settles_at(scraped, 'gossamer_http_requests_total{method="GET",path="v1_catalog_services",'
-                        'code="200"}', 5)  # fmt: skip
-    settles_at(scraped, 'gossamer_members{status="alive"}', 1)
-    settles_at(scraped, "consul_state_nodes", 1)
-    settles_at(scraped, "gossamer_connect_leaves", 2)
-    left = value_of(scraped, 'gossamer_connect_leaf_expiry_seconds{service="db"}')
+    at = scraped.prometheus
+    settles_at(at, 'gossamer_dns_answers_total{rcode="NOERROR"}', 3)
+    settles_at(at, 'gossamer_dns_answers_total{rcode="NXDOMAIN"}', 1)
+    settles_at(at, 'gossamer_http_requests_total{method="GET",path="v1_catalog_services",'
+                   'code="200"}', 5)  # fmt: skip
+    settles_at(at, 'gossamer_members{status="alive"}', 1)
+    settles_at(at, "consul_state_nodes", 1)
+    settles_at(at, "gossamer_connect_leaves", 2)
+    left = value_of(at, 'gossamer_connect_leaf_expiry_seconds{service="db"}')
     assert left is not None and 0 < left <= 72 * 3600
 
 

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from hypothesis.strategies import DataObject
 
 from gossamer.agent.http.errors import answer
+from gossamer.catalog.consul_json import service_to_agent_json
 from gossamer.catalog.durations import format_seconds as format_duration
-from gossamer.catalog.model import Check, NodeRecord, Service, service_to_agent_json
+from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.registration import (
     CheckDefinition,
     HttpRequest,

@@ -8,7 +8,7 @@ another agent did is waited for in the UI with a deadline, never a sleep.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,9 @@ from gossamer.intentions.tui.matrix_screen import MatrixScreen
 from tests.harness.cli import ok
 from tests.harness.cluster import AgentProc, Cluster, exact, put_exact
 from tests.harness.poll import eventually
+from tests.harness.tui import DEADLINE_S, until
 
 SIZE = (100, 30)
-DEADLINE_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +41,6 @@ def duo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[AgentProc]]:
     finally:
         leftovers = c.close()
     assert not leftovers, f"processes left behind: {leftovers}"
-
-
-async def until(pilot: Pilot[None], check: Callable[[], Any], what: str) -> Any:
-    """Let the app run until `check()` is truthy; fail after DEADLINE_S naming `what`."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out after {DEADLINE_S}s waiting for {what}")
 
 
 def main(app: IntentionsApp) -> MainScreen:

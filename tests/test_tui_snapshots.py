@@ -77,7 +77,7 @@ async def denials_shown(pilot: Pilot[Any]) -> None:
     await pilot.press("x")
     for _ in range(200):
         screen = pilot.app.screen
-        if isinstance(screen, DenialsScreen) and screen.rows:
+        if isinstance(screen, DenialsScreen) and screen.rows and screen.edges:
             break
         await pilot.pause(0.01)
     await pilot.pause()

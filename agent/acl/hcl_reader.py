@@ -60,7 +60,7 @@ class _Syntax(Exception):
         self.message = message
 
 
-def _unquote(text: str) -> str:
+def unquote(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), text[1:-1])
 
 
@@ -88,7 +88,10 @@ def tokenize(text: str, problems: list[RuleProblem]) -> list[Token]:
     return tokens
 
 
-class _Reader:
+class TokenCursor:
+    """A position in a token list, and the problems found reading it (agent/cli/config_hcl.py
+    reads entry values with one too)."""
+
     def __init__(self, tokens: list[Token], problems: list[RuleProblem]) -> None:
         self.tokens = tokens
         self.at = 0
@@ -103,6 +106,8 @@ class _Reader:
             self.at += 1
         return token
 
+
+class _Reader(TokenCursor):
     def body(self, closing: bool) -> list[Item]:
         items: list[Item] = []
         while True:
@@ -141,7 +146,7 @@ class _Reader:
         labels: list[str] = []
         while self.peek().kind in ("string", "ident"):
             label = self.take()
-            labels.append(_unquote(label.text) if label.kind == "string" else label.text)
+            labels.append(unquote(label.text) if label.kind == "string" else label.text)
         if self.peek().text == "=":
             self.take()
         following = self.peek()  # left unread when wrong, so a '}' still closes
@@ -153,7 +158,7 @@ class _Reader:
         if following.kind == "string":
             self.take()
             return Item(
-                name.text, name.position, value=_unquote(following.text),
+                name.text, name.position, value=unquote(following.text),
                 value_position=following.position,
             )  # fmt: skip
         raise _Syntax(following, f"expected a quoted string, found {_shown(following)}")

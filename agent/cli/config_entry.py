@@ -1,10 +1,11 @@
 """`gossamer config write|read|list|delete`: config entries, like `consul config`.
 
 Everything goes through the agent's `/v1/config` API. `write FILE` (or `-`
-for stdin) reads one entry as JSON and checks it with the agent's own
-reader (catalog/config_entries.py) first, so a bad entry is exit 2 naming
-the file and every field at fault before anything is sent. HCL entry files
-are not read (gossamer's HCL reader knows ACL rules only): write JSON.
+for stdin) reads one entry, JSON or HCL as Consul's files are written
+(config_hcl.py), and checks it with the agent's own reader
+(catalog/config_entries.py) first, so a bad entry is exit 2 naming the
+file and every field at fault (or every HCL syntax problem with its line)
+before anything is sent.
 Exit codes: 0 ok; 1 the agent failed or refused (`-cas` did not match, no
 such entry); 2 bad input (flags, the file, any 400 from the agent).
 """
@@ -20,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from gossamer.agent.cli.client import AgentClient, ApiError, path_segment
+from gossamer.agent.cli.config_hcl import read_entry_hcl
 from gossamer.agent.cli.services import VerbParsers
 from gossamer.catalog.config_entries import ConfigEntryError, entry_name, kind_param, read_entry
 
@@ -29,8 +31,8 @@ EXIT_BAD_INPUT = 2
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     noun = sub.add_parser("config", help="write, read, list and delete config entries")
     verbs = VerbParsers(noun)
-    p = verbs.add_parser("write", help="write a config entry from a JSON file (- for stdin)")
-    p.add_argument("file", metavar="FILE", help="the entry as JSON, or - for stdin")
+    p = verbs.add_parser("write", help="write a config entry from a JSON or HCL file (- for stdin)")
+    p.add_argument("file", metavar="FILE", help="the entry as JSON or HCL, or - for stdin")
     _cas_flags(p)
     p.set_defaults(run=config_write)
     for name, run, what in (
@@ -75,7 +77,7 @@ def _refused(exc: ApiError, console: Console, doing: str) -> int:
 
 
 def _load(name: str) -> Any:
-    """The JSON of FILE or stdin; ValueError saying what is wrong with it."""
+    """The entry in FILE or stdin, JSON or HCL; ValueError saying what is wrong with it."""
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text()
     except OSError as exc:
@@ -83,7 +85,9 @@ def _load(name: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc}); HCL entries are not read, write JSON") from None
+        if text.lstrip().startswith(("{", "[")):
+            raise ValueError(f"not valid JSON: {exc}") from None
+    return read_entry_hcl(text)  # HclError (a ValueError) lists every problem
 
 
 def config_write(args: argparse.Namespace, client: AgentClient, console: Console) -> int:

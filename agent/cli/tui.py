@@ -36,9 +36,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run_tui(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     from gossamer.intentions.tui.app import IntentionsApp
+    from gossamer.intentions.tui.client import AgentApi
 
+    api = AgentApi(client.base_url, client.token, ssl_context=client.context)
     IntentionsApp(
-        client.base_url, read_only=args.read_only, load_policy=read_policy_file,
-        token=client.token,
+        client.base_url, read_only=args.read_only, load_policy=read_policy_file, api=api,
     ).run()  # fmt: skip
     return 0

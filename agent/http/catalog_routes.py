@@ -30,15 +30,9 @@ from gossamer.agent.http.blocking import blocking_answer, blocking_json, web_res
 from gossamer.agent.http.catalog_access import catalog_of, read_query
 from gossamer.agent.http.render import json_response
 from gossamer.catalog.blocking import NODES, SERVICES, connect_key, service_key
+from gossamer.catalog.consul_json import catalog_service_row, node_json, service_json
 from gossamer.catalog.filter import AGENT_SERVICE, CATALOG_NODE, CATALOG_SERVICE
-from gossamer.catalog.model import (
-    JsonObject,
-    NodeRecord,
-    Service,
-    catalog_service_row,
-    node_json,
-    service_json,
-)
+from gossamer.catalog.model import JsonObject, NodeRecord, Service
 from gossamer.catalog.view import (
     ReadQuery,
     View,

@@ -14,10 +14,10 @@ With ACLs on it applies the ACL middleware's check first (acl_enforce.py,
 through the same `need_for` table, `secret_from` and `require_of`) and leaves
 reads the middleware would filter to aiohttp.
 
-The first request it does not take (another route, a body, an error to word,
-a read to filter) hands the connection over for good: aiohttp's own RequestHandler is
-made from the runner's server, takes the transport, and gets the bytes read
-so far, from that request on. Requests are answered in order: pipelined
+The first request it does not take (another route, a body, an error to
+word, a read to filter) hands the connection over for good: aiohttp's own
+RequestHandler is made from the runner's server, takes the transport, and
+gets the bytes read so far, from that request on. Requests are answered in order: pipelined
 ones wait in the buffer while a blocking query is parked.
 
 Idle keep-alive connections are closed after `KEEPALIVE_S` (aiohttp's
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -155,32 +154,36 @@ class FrontConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer = self.buffer + data if self.buffer else data
-        self._serve()
+        self.serve()
 
     def pause_writing(self) -> None:
         self.writable = False
 
     def resume_writing(self) -> None:
         self.writable = True
-        self._serve()
+        self.serve()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    def _serve(self) -> None:
+    def serve(self) -> None:
         """Answer buffered requests in order while they are ours and none is parked."""
-        while self.buffer and self.parked is None and self.writable and self.transport:
-            end = self.buffer.find(b"\r\n\r\n")
+        buffer, start = self.buffer, 0  # sliced once at the end, not once per request
+        while start < len(buffer) and self.parked is None and self.writable and self.transport:
+            end = buffer.find(b"\r\n\r\n", start)
             if end < 0:
-                if len(self.buffer) > HEAD_MAX or b"\n\n" in self.buffer:
+                if len(buffer) - start > HEAD_MAX or buffer.find(b"\n\n", start) >= 0:
+                    self.buffer = buffer[start:]
                     self._hand_off()
-                return
-            head = self.buffer[: end + 4]
-            if not self._take(head):
+                    return
+                break
+            if not self._take(buffer[start : end + 4]):
+                self.buffer = buffer[start:]
                 self._hand_off()
                 return
-            self.buffer = self.buffer[end + 4 :]
+            start = end + 4
+        self.buffer = buffer[start:] if start else buffer
         if self.transport is not None:
             throttle = len(self.buffer) > BUFFER_MAX
             if throttle != self.throttled:
@@ -260,7 +263,7 @@ class _Parked:
         if connection.front.stopping:
             connection.close()
         else:
-            connection._serve()
+            connection.serve()
 
     def write(self) -> None:
         connection = self.connection
@@ -285,6 +288,3 @@ class _Parked:
 
 def _exception(exc: BaseException) -> Exception:
     return exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
-
-
-FrontFactory = Callable[[], FrontConnection]

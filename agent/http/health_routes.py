@@ -31,16 +31,9 @@ from gossamer.agent.http.catalog_access import catalog_of, read_query
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import query_flag
 from gossamer.catalog.blocking import CHECKS, NODES, connect_key, service_key
+from gossamer.catalog.consul_json import check_json, health_service_row
 from gossamer.catalog.filter import HEALTH_CHECK, HEALTH_SERVICE
-from gossamer.catalog.model import (
-    STATUSES,
-    Check,
-    JsonObject,
-    NodeRecord,
-    Service,
-    check_json,
-    health_service_row,
-)
+from gossamer.catalog.model import STATUSES, Check, JsonObject, NodeRecord, Service
 from gossamer.catalog.view import (
     ReadQuery,
     View,

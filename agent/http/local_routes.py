@@ -16,18 +16,19 @@ from typing import Any
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
-from gossamer.agent.http.blocking import wait_while
+from gossamer.agent.http.blocking import PREPARED_KEY, wait_while
 from gossamer.agent.http.catalog_access import catalog_of
 from gossamer.agent.http.config_entry_routes import protocol_default
 from gossamer.agent.http.errors import BadRequest, NotFound
-from gossamer.agent.http.render import json_response, query_flag, read_json
+from gossamer.agent.http.prepared import query_key
+from gossamer.agent.http.render import encode_json, json_response, query_flag, read_json
 from gossamer.agent.local.node import LocalNode
 from gossamer.agent.local.registry import UnknownServiceId
 from gossamer.agent.replicated.config_entry_store import CONFIG
 from gossamer.catalog.blocking import node_key, parse_wait
 from gossamer.catalog.config_defaults import with_service_defaults
+from gossamer.catalog.consul_json import check_json, service_to_agent_json
 from gossamer.catalog.filter import AGENT_CHECK, AGENT_SERVICE, filter_values
-from gossamer.catalog.model import check_json, service_to_agent_json
 from gossamer.catalog.severity import HEALTH_HTTP, HEALTH_SEVERITY
 
 STATUS_RANK = HEALTH_SEVERITY
@@ -63,22 +64,38 @@ def _content_hash(body: object) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _services_rows(request: web.Request) -> tuple[Any, str]:
-    rows = filter_values(request.query.get("filter"), _services_json(request), AGENT_SERVICE)
-    return rows, _content_hash(rows)
+def services_answer(request: web.Request) -> tuple[bytes, str]:
+    """The list's JSON bytes and content hash, encoded once per change and `?filter=`.
+
+    Prepared (agent/http/prepared.py), stamped by all the body reads: the
+    registry's generation (every local change, config-file ones included)
+    and the config entries' index (service-defaults merged into sidecars).
+    With ACLs on, the middleware cuts the bytes down per token afterwards, so
+    what is kept here is never one token's view.
+    """
+    key = query_key(request.path, request.query.items())
+    stamp = (local_of(request).generation, catalog_of(request).indexes.index_for_any([CONFIG]))
+    answers = request.app.get(PREPARED_KEY)
+    found = answers.get_noted(key, stamp) if answers is not None else None
+    if found is None:
+        rows = filter_values(request.query.get("filter"), _services_json(request), AGENT_SERVICE)
+        found = encode_json(rows), _content_hash(rows)
+        if answers is not None:
+            answers.put(key, stamp, *found)
+    return found
 
 
-def _service_body(request: web.Request, service_id: str) -> tuple[dict[str, Any], str]:
+def _service_body(request: web.Request, service_id: str) -> tuple[bytes, str]:
     body = _services_json(request).get(service_id)
     if body is None:
         raise UnknownServiceId(service_id)
     digest = _content_hash(body)
-    return body | {"ContentHash": digest}, digest
+    return encode_json(body | {"ContentHash": digest}), digest
 
 
-async def _by_hash(request: web.Request, read: Callable[[], tuple[Any, str]]) -> web.Response:
-    """`read()`'s body with `X-Consul-ContentHash`; with `?hash=` equal to the current one,
-    answered once it changes or `?wait=` (5 min by default, jittered) runs out."""
+async def _by_hash(request: web.Request, read: Callable[[], tuple[bytes, str]]) -> web.Response:
+    """`read()`'s JSON bytes with `X-Consul-ContentHash`; with `?hash=` equal to the current
+    one, answered once it changes or `?wait=` (5 min by default, jittered) runs out."""
     wait_s = parse_wait(request.query.get("wait"))
     body, digest = read()
     wanted = request.query.get("hash")
@@ -86,7 +103,7 @@ async def _by_hash(request: web.Request, read: Callable[[], tuple[Any, str]]) ->
         key = [node_key(local_of(request).identity.node), CONFIG]  # a default may change it
         await wait_while(catalog_of(request), key, wait_s, lambda: read()[1] == wanted)
         body, digest = read()
-    response = json_response(body)
+    response = web.Response(body=body, content_type="application/json")
     response.headers["X-Consul-ContentHash"] = digest
     return response
 
@@ -94,7 +111,7 @@ async def _by_hash(request: web.Request, read: Callable[[], tuple[Any, str]]) ->
 async def services_list(request: web.Request) -> web.Response:
     """Every local service (`?filter=`); beyond Consul, hash-blocking as for one service, so
     `connect proxy --node` hears of sidecars registered or removed without polling."""
-    return await _by_hash(request, lambda: _services_rows(request))
+    return await _by_hash(request, lambda: services_answer(request))
 
 
 async def service_get(request: web.Request) -> web.Response:

@@ -10,6 +10,11 @@ carry their node's index, which another service's change moves), so an
 equal index means an equal answer. A thousand watchers woken by one change
 cost one encode: the first builds, the rest find it.
 
+`/v1/agent/services` keeps its answers here too, stamped not by the catalog
+index but by what its body reads (local_routes.py): the local registry's
+generation and the config entries' index; its content hash is kept with the
+bytes as the entry's `note`, so a read computes neither.
+
 Memory is bounded: one entry per distinct query (a newer index replaces the
 older entry), at most `max_entries` entries and `max_bytes` of bodies, the
 least recently used evicted first. No I/O and no clock here.
@@ -18,10 +23,11 @@ least recently used evicted first. No I/O and no clock here.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 QueryKey = tuple[str, tuple[tuple[str, str], ...]]
-NOT_PART_OF_THE_ANSWER = frozenset({"index", "wait"})
+Stamp = Hashable  # what an answer was built from: an index, or a tuple of generations
+NOT_PART_OF_THE_ANSWER = frozenset({"index", "wait", "hash"})  # how to wait, not what to answer
 
 
 def query_key(path: str, params: Iterable[tuple[str, str]]) -> QueryKey:
@@ -31,30 +37,36 @@ def query_key(path: str, params: Iterable[tuple[str, str]]) -> QueryKey:
 
 
 class PreparedAnswers:
-    """Encoded answers by query, each valid for one index; LRU-bounded by count and bytes."""
+    """Encoded answers by query, each valid for one stamp; LRU-bounded by count and bytes."""
 
     def __init__(self, max_entries: int = 4096, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._entries: OrderedDict[QueryKey, tuple[int, bytes]] = OrderedDict()
+        self._entries: OrderedDict[QueryKey, tuple[Stamp, bytes, str]] = OrderedDict()
         self.held_bytes = 0
         self.hits = 0
         self.encodes = 0
 
-    def get(self, key: QueryKey, index: int) -> bytes | None:
+    def get(self, key: QueryKey, stamp: Stamp) -> bytes | None:
+        found = self.get_noted(key, stamp)
+        return None if found is None else found[0]
+
+    def get_noted(self, key: QueryKey, stamp: Stamp) -> tuple[bytes, str] | None:
+        """The body and the note it was put with, if built at `stamp`."""
         found = self._entries.get(key)
-        if found is None or found[0] != index:
+        if found is None or found[0] != stamp:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return found[1]
+        return found[1], found[2]
 
-    def put(self, key: QueryKey, index: int, body: bytes) -> None:
+    def put(self, key: QueryKey, stamp: Stamp, body: bytes, note: str = "") -> None:
         self.encodes += 1
-        if len(body) > self.max_bytes:
+        size = len(body) + len(note)
+        if size > self.max_bytes:
             return
         self._drop(key)
-        self._entries[key] = (index, body)
-        self.held_bytes += len(body)
+        self._entries[key] = (stamp, body, note)
+        self.held_bytes += size
         while len(self._entries) > self.max_entries or self.held_bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
@@ -65,7 +77,7 @@ class PreparedAnswers:
     def _drop(self, key: QueryKey) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            self.held_bytes -= len(old[1])
+            self.held_bytes -= len(old[1]) + len(old[2])
 
     def __len__(self) -> int:
         return len(self._entries)

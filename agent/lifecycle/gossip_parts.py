@@ -9,6 +9,7 @@ this node's record versions go to serf's tags once serf runs.
 
 from __future__ import annotations
 
+import os
 import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ async def open_gossip(
     s.ca.announce = partial(replicator.spread, CA_MAP)
     s.acl.announce = partial(replicator.spread, ACL_MAP)
     s.config_entries.announce = partial(replicator.spread, CONFIG_MAP)
-    replicator.records.listen(s.catalog)
+    if os.environ.get("GOSSAMER_RECORD_PUSH") != "off":  # off: the tag and rounds alone (benches)
+        replicator.records.listen(s.catalog)
     undo.callback(replicator.stop)
     # No await since serf.start(): `members` is bound before serf could call back.
     members = MemberWatch(

@@ -23,6 +23,7 @@ from functools import partial
 from aiohttp import web
 
 from gossamer.agent.dns.frontend import DnsFrontend
+from gossamer.agent.http.acl_access import AclAccess
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
 from gossamer.agent.http.app import make_app
 from gossamer.agent.http.intention_access import (
@@ -130,14 +131,7 @@ async def _open_frontends(
     await peer_rpc.start(s.listeners.rpc)
     undo.push_async_callback(peer_rpc.wait_closed)
     undo.callback(peer_rpc.close)
-    dns = DnsFrontend(
-        c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate,
-        may_read=partial(dns_reader, s.acl, status, acl),
-    )  # fmt: skip
-    s.acl.on_change(dns.acl_changed)
-    if acl is not None:  # the default token set through the API changes what DNS shows
-        acl.token_listeners.append(dns.acl_changed)
-    await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
+    dns = await _open_dns(s, g, status, acl)
     http.app[FIGURE_SOURCES_KEY].extend(part_sources(g.replicator, dns.responder))
     return Parts(
         data_dir=s.data_dir, node_id=s.node_id, store=s.store, catalog=s.catalog,
@@ -146,6 +140,22 @@ async def _open_frontends(
         replicator=g.replicator, members=g.members, identity=g.identity,
         identity_loop=g.identity_loop, reloader=reloader, http=http, peer_rpc=peer_rpc, dns=dns,
     )  # fmt: skip
+
+
+async def _open_dns(
+    s: NodeState, g: GossipParts, status: AgentStatus, acl: AclAccess | None
+) -> DnsFrontend:
+    """DNS answers what the ACL default token may read, rebuilt when tokens change."""
+    c = status.config
+    dns = DnsFrontend(
+        c, s.catalog, node=c.node, coordinate=g.serf.client.get_coordinate,
+        may_read=partial(dns_reader, s.acl, status, acl),
+    )  # fmt: skip
+    s.acl.on_change(dns.acl_changed)
+    if acl is not None:  # the default token set through the API changes what DNS shows
+        acl.token_listeners.append(dns.acl_changed)
+    await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
+    return dns
 
 
 def _is_cluster_member(members: MemberWatch, name: str) -> bool:

@@ -22,6 +22,7 @@ from gossamer.agent.checks.status import NodeHealth
 from gossamer.agent.local.alias import own_health, peer_health
 from gossamer.agent.local.maintenance import maintenance_checks
 from gossamer.agent.local.own_record import NodeIdentity, own_record, unchanged
+from gossamer.agent.local.proxy_keys import check_proxy_keys
 from gossamer.agent.local.registry import Registry, UnknownCheckId, UnknownServiceId, checks_of
 from gossamer.agent.local.stored import (
     FromConfig,
@@ -120,7 +121,7 @@ class LocalNode:
         kept = {c.check_id for c in checks_of(reg)}
         if old is not None:
             self._drop_checks([c for c in checks_of(old) if c.check_id not in kept])
-        self._registry.registrations[reg.service.id] = reg
+        self._registry.put(reg)
         for defn in checks_of(reg):
             self._registry.status.setdefault(defn.check_id, (defn.status, ""))
             self.runner.add(defn)
@@ -152,7 +153,7 @@ class LocalNode:
 
     def deregister_service(self, service_id: str, *, publish: bool = True) -> None:
         """Remove a service, its sidecar and every check bound to them (as Consul does)."""
-        reg = self._registry.registrations.pop(service_id, None)
+        reg = self._registry.pop(service_id)
         if reg is None:
             return self._deregister_sidecar(service_id, publish=publish)
         delete_service(self._store, reg)
@@ -167,7 +168,7 @@ class LocalNode:
         parent = self._registry.parent_of_sidecar(sidecar_id)
         if parent is None:
             raise UnknownServiceId(sidecar_id)
-        self._registry.registrations[parent.service.id] = drop_sidecar(self._store, parent)
+        self._registry.put(drop_sidecar(self._store, parent))
         self._drop_checks(parent.sidecar_checks)
         if publish:
             self.publish()
@@ -223,17 +224,24 @@ class LocalNode:
         previous_sidecar_port: int | None,
         allow_script: bool = True,
     ) -> ServiceRegistration:
-        return parse_service_registration(
+        reg = parse_service_registration(
             body,
             node_address=self.identity.address,
             used_sidecar_ports=self._registry.used_sidecar_ports(),
             allow_script=allow_script,
             previous_sidecar_port=previous_sidecar_port,
         )
+        check_proxy_keys(reg)  # the built-in proxy's HTTP keys: a 400 now, not an exit later
+        return reg
 
     def check_definitions(self) -> list[CheckDefinition]:
         """Every check registered here (service, sidecar and standalone)."""
         return self._registry.all_checks()
+
+    @property
+    def generation(self) -> int:
+        """Moves on every change of what `services()` returns (prepared answers' stamp)."""
+        return self._registry.generation
 
     def services(self) -> dict[str, Service]:
         return dict(sorted(self._registry.service_map().items()))

@@ -5,7 +5,10 @@ the store (it writes the store first) and builds the node record from it.
 A service registration carries its checks and its generated sidecar (with
 the sidecar's checks); standalone checks are registered on their own;
 `status` holds each check's last (status, output), also for checks whose
-runner has not reported yet (their initial status).
+runner has not reported yet (their initial status). `generation` moves on
+every change of the registrations (config-file ones too, which may not
+publish a record), so a prepared `/v1/agent/services` answer knows it is
+stale.
 """
 
 from __future__ import annotations
@@ -43,6 +46,18 @@ class Registry:
         self.registrations: dict[str, ServiceRegistration] = {}  # by service id
         self.standalone: dict[str, CheckDefinition] = {}  # by check id
         self.status: dict[str, tuple[str, str]] = {}  # check id -> (status, output)
+        self.generation = 0
+
+    def put(self, reg: ServiceRegistration) -> None:
+        """Add or replace a service registration (every change goes through here or `pop`)."""
+        self.registrations[reg.service.id] = reg
+        self.generation += 1
+
+    def pop(self, service_id: str) -> ServiceRegistration | None:
+        reg = self.registrations.pop(service_id, None)
+        if reg is not None:
+            self.generation += 1
+        return reg
 
     def service_map(self) -> dict[str, Service]:
         """Every service registered here by id, generated sidecars included."""

@@ -114,7 +114,7 @@ def restore_registrations(
         except RegistrationError as exc:
             log.error("stored service %s no longer parses, skipped: %s", service_id, exc)
             continue
-        registry.registrations[reg.service.id] = reg
+        registry.put(reg)
     for check_id, stored_check in store.checks().items():
         if stored_check.definition.get(FROM_CONFIG):
             from_config.checks.add(check_id)

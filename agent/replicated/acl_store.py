@@ -36,7 +36,7 @@ from gossamer.agent.acl.tokens import (
     token_value,
 )
 from gossamer.agent.replicated.hlc_clock import HlcClock
-from gossamer.agent.replicated.lww_replica import LwwReplica
+from gossamer.agent.replicated.lww_replica import DecodedReplica
 from gossamer.catalog import lww
 from gossamer.catalog.store import CatalogStore
 
@@ -45,7 +45,7 @@ log = logging.getLogger("gossamer.acl")
 ACL = "acl"  # blocking-query index key
 
 
-class AclStore(LwwReplica):
+class AclStore(DecodedReplica[AclState]):
     def __init__(
         self,
         store: CatalogStore,
@@ -57,7 +57,6 @@ class AclStore(LwwReplica):
     ) -> None:
         self._notify = notify
         self.bootstrap_lock = BootstrapLock(node)  # who may bootstrap: acl/bootstrap_race.py
-        self._state: AclState | None = None
         self._identities: dict[tuple[str, bool, str], Identity] = {}
         self._index = 0
         super().__init__(
@@ -68,21 +67,12 @@ class AclStore(LwwReplica):
     def accepts(self, key: str) -> bool:
         return known_key(key)
 
-    def _changed(self, keys: list[str]) -> None:
-        if not keys:
-            return
-        self._state = None
+    def _decode(self, items: list[tuple[str, Any]]) -> AclState:
+        return read_state(items)
+
+    def _after_change(self, keys: list[str]) -> None:
         self._identities = {}
         self._index = self._notify({ACL})
-        self._tell_listeners()
-
-    @property
-    def state(self) -> AclState:
-        if self._state is None:
-            self._state = read_state(lww.items(self._map))
-            for problem in self._state.problems:
-                log.warning("unreadable ACL entry: %s", problem)
-        return self._state
 
     @property
     def index(self) -> int:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gossamer.agent.replicated.hlc_clock import HlcClock
-from gossamer.agent.replicated.lww_replica import LwwReplica
+from gossamer.agent.replicated.lww_replica import DecodedReplica
 from gossamer.catalog import lww
 from gossamer.catalog.store import CatalogStore
 from gossamer.proxy.ca.ca_entries import MAP_NAME, ROOT, CaState, known_key, read_state
@@ -35,7 +35,7 @@ CA = "connect-ca"  # blocking-query index key: any change of the map (configurat
 CA_ROOTS = "connect-ca-roots"  # ... and only changes of root entries (roots and leaf routes)
 
 
-class CaStore(LwwReplica):
+class CaStore(DecodedReplica[CaState]):
     def __init__(
         self,
         store: CatalogStore,
@@ -46,7 +46,6 @@ class CaStore(LwwReplica):
         clock: HlcClock | None = None,
     ) -> None:
         self._notify = notify
-        self._state: CaState | None = None
         self._index = self._roots_index = 0
         super().__init__(
             store, MAP_NAME, node=node, wall_ms=wall_ms, log=log, what="CA entry", clock=clock
@@ -56,24 +55,14 @@ class CaStore(LwwReplica):
     def accepts(self, key: str) -> bool:
         return known_key(key)
 
-    def _changed(self, keys: list[str]) -> None:
-        if not keys:
-            return
-        self._state = None
+    def _decode(self, items: list[tuple[str, Any]]) -> CaState:
+        return read_state(items)
+
+    def _after_change(self, keys: list[str]) -> None:
         if any(k.startswith(ROOT) for k in keys):
             self._index = self._roots_index = self._notify({CA, CA_ROOTS})
         else:
             self._index = self._notify({CA})
-        self._tell_listeners()
-
-    @property
-    def state(self) -> CaState:
-        """The map decoded (unreadable entries named in `problems`, never raised)."""
-        if self._state is None:
-            self._state = read_state(lww.items(self._map))
-            for problem in self._state.problems:
-                log.warning("unreadable CA entry: %s", problem)
-        return self._state
 
     @property
     def index(self) -> int:

@@ -3,6 +3,8 @@
 A subclass names its map, says which keys it accepts from peers
 (`accepts`) and what to redo when keys change (`_changed`); this base keeps
 the map, its digest snapshot, commits and absorbs, and collects tombstones.
+`DecodedReplica` is for a map read as one decoded value (the ACL and CA
+maps): it keeps that value, drops it on a change and logs what cannot be read.
 
 Rules this class keeps:
 - A local write (`_commit`) returns only once it is committed and fsynced
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from gossamer.agent.replicated.hlc_clock import HlcClock
 from gossamer.catalog import lww
@@ -160,3 +163,46 @@ class LwwReplica:
     @property
     def clock_last(self) -> Timestamp:
         return self._clock.last
+
+
+class Decoded(Protocol):
+    """A whole map decoded: the entries it could not read are named, never raised."""
+
+    @property
+    def problems(self) -> Sequence[str]: ...
+
+
+S = TypeVar("S", bound=Decoded)
+
+
+class DecodedReplica(LwwReplica, Generic[S]):
+    """A replica read as one decoded value (`state`), rebuilt on its first read after a change.
+
+    A subclass says how to decode the live entries (`_decode`) and what else a
+    change moves (`_after_change`: its indexes, other caches); listeners hear
+    of the change after both.
+    """
+
+    _state: S | None = None
+
+    def _decode(self, items: list[tuple[str, Any]]) -> S:
+        raise NotImplementedError
+
+    def _after_change(self, keys: list[str]) -> None:
+        """Keys changed (never none); the decoded state is already dropped."""
+
+    def _changed(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        self._state = None
+        self._after_change(keys)
+        self._tell_listeners()
+
+    @property
+    def state(self) -> S:
+        """The map decoded (unreadable entries named in `problems` and logged, never raised)."""
+        if self._state is None:
+            self._state = self._decode(lww.items(self._map))
+            for problem in self._state.problems:
+                self._log.warning("unreadable %s: %s", self._what, problem)
+        return self._state

@@ -16,6 +16,7 @@ starts over from 0; an index of 0 is never sent back as a wait.
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 from urllib.parse import urlencode
 
@@ -55,14 +56,19 @@ def next_index(sent: int, got: int) -> int:
 class AgentApi:
     """One aiohttp session to one agent; `close()` it when done."""
 
-    def __init__(self, base_url: str, token: str = "") -> None:
+    def __init__(
+        self, base_url: str, token: str = "", ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """`ssl_context` verifies an https:// agent (the CLI's, from --ca-file/CONSUL_CACERT)."""
         self.base_url = base_url.rstrip("/")
         self._token = token  # sent as X-Consul-Token when set (an agent with ACLs on)
+        self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def close(self) -> None:
@@ -157,6 +163,11 @@ class AgentApi:
             return denials_from_json(rows), got
         except DenialError as exc:
             raise BadAnswer(f"{path}: {exc}") from None
+
+    async def proxy_figures(self) -> Any:
+        """The edge figures of this agent's sidecars (`/v1/agent/metrics/proxies`), as JSON;
+        denial_rows.py reads them and skips what is not shaped as expected."""
+        return (await self.call("GET", "/v1/agent/metrics/proxies"))[0]
 
 
 def _blocking(index: int, extra: list[tuple[str, str]] | None = None) -> str:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from textual.pilot import Pilot
 
 from gossamer.intentions.codec import intention_to_json
 from gossamer.intentions.decide import IntentionSet, decide
@@ -22,7 +25,19 @@ from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permiss
 from gossamer.intentions.tui.client import AgentApi
 
 STAMP = "2026-12-01T09:30:00.000Z"
+DEADLINE_S = 10.0  # how long `until` lets an app run before failing
 INDEX = 42
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], Any], what: str) -> Any:
+    """Let the app run until `check()` is truthy; fail after DEADLINE_S naming `what`."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out after {DEADLINE_S}s waiting for {what}")
 
 
 def sample_intentions() -> list[Intention]:
@@ -51,6 +66,26 @@ def sample_denials() -> list[dict[str, Any]]:
                3, now - 400_000, now - 270_000),
     ]  # fmt: skip
     return [denial_to_json(d) for d in rows]
+
+
+def sample_figures() -> list[dict[str, Any]]:
+    """`/v1/agent/metrics/proxies` as an agent with two sidecars answers it, one unread."""
+
+    def edge(direction: str, source: str, destination: str, denied: int, cut: int
+             ) -> dict[str, Any]:  # fmt: skip
+        return {"Direction": direction, "Source": source, "Destination": destination,
+                "Denied": denied, "Terminated": cut}  # fmt: skip
+
+    return [
+        {"ProxyID": "db-sidecar-proxy", "Address": "127.0.0.1:21900", "Stats": {"Proxies": [
+            {"Service": "db", "UptimeSeconds": 600.0, "Edges": [
+                edge("inbound", "api", "db", 0, 0), edge("inbound", "batch", "db", 14, 1),
+                edge("outbound", "db", "cache", 5, 0)]}]}},
+        {"ProxyID": "billing-sidecar-proxy", "Address": "127.0.0.1:21901", "Stats": {"Proxies": [
+            {"Service": "billing", "UptimeSeconds": 600.0, "Edges": [
+                edge("inbound", "web", "billing", 3, 0)]}]}},
+        {"ProxyID": "web-sidecar-proxy", "Error": "127.0.0.1:21902: connection refused"},
+    ]  # fmt: skip
 
 
 def _stamped(ixn: Intention, n: int) -> Intention:
@@ -98,6 +133,8 @@ class FixedApi(AgentApi):
             return [], INDEX
         if path.startswith("/v1/connect/intentions/denials"):
             return sample_denials(), INDEX
+        if path.startswith("/v1/agent/metrics/proxies"):
+            return sample_figures(), 0
         if path.startswith("/v1/connect/intentions/check"):
             query = dict(parse_qsl(urlsplit(path).query))
             found = decide(self.rules, query["source"], query["destination"], default_allow=False)

@@ -1,0 +1,110 @@
+"""The timeouts of one HTTP session (http1.py): per request, and between requests.
+
+Three limits (`Limits`, read from the config by protocol.py; 0.0 turns one off):
+- `request_s`: a request must have its whole answer within this of having
+  been sent whole to the app (as Envoy's route timeout, which starts when the
+  request is complete, so a long upload is bounded by `idle_s` alone); each
+  try starts its own clock: a retry is a new try;
+- `idle_s`: while a request is in flight, no byte either way for this long;
+- `client_idle_s`: between requests, the client connection idle this long.
+A request that runs out gets `HttpSession.timed_out` (a retry under the
+host's rules, else `504`, or the connection cut when the answer has begun);
+an idle client connection `HttpSession.idle_close`.
+
+Rules kept here, so the data path stays cheap: one timer per session, armed
+when it fires or when a request needs it sooner (a request costs a clock
+read and a comparison, no timer calls in the steady state); idleness is
+seen by comparing the session's byte counts from one wake to the next
+(nothing is stamped per chunk), so an idle limit trips between 1x and 1.5x
+its value after the last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from math import inf
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http1 import HttpSession
+
+REQUEST_TIMEOUT, IDLE_TIMEOUT, CLIENT_IDLE = "request_timeout", "idle_timeout", "client_idle"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A host's timeouts in seconds; 0.0 is none."""
+
+    request_s: float
+    idle_s: float
+    client_idle_s: float
+
+    def recheck_s(self) -> float:
+        """How soon to look again while a request waits for a connection (inf: never)."""
+        return min((x for x in (self.request_s, self.idle_s / 2, self.client_idle_s / 2) if x),
+                   default=inf)  # fmt: skip
+
+
+class Deadlines:
+    """The one timer of an `HttpSession` (see the module rules)."""
+
+    __slots__ = ("deadline", "handle", "limits", "loop", "quiet_since", "s", "seen")
+
+    def __init__(self, session: HttpSession, limits: Limits) -> None:
+        self.s, self.limits = session, limits
+        self.loop = asyncio.get_running_loop()
+        self.handle: asyncio.TimerHandle | None = None
+        self.seen = -1  # the session's bytes both ways at the last look
+        self.quiet_since = self.deadline = 0.0
+
+    def sent(self, *, complete: bool) -> None:
+        """A request (or a retry of it) went to the app, or the rest of its body did
+        (`complete`): idleness is watched from now, and the request timeout once complete."""
+        lim, now = self.limits, self.loop.time()
+        self.seen, self.quiet_since = self.s.moved_total(), now
+        self.deadline = now + lim.request_s if lim.request_s and complete else inf
+        due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
+        if due == inf and lim.client_idle_s:
+            due = now + lim.client_idle_s / 2
+        handle = self.handle
+        if due != inf and (handle is None or handle.when() > due):
+            self._arm(due)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _arm(self, when: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.handle = None
+        s, lim, now = self.s, self.limits, self.loop.time()
+        if s.closed or s.tunnel is not None:
+            return  # an upgraded connection is a byte relay: no request to time
+        moved = s.moved_total()
+        if moved != self.seen:
+            self.seen, self.quiet_since = moved, now
+        quiet = now - self.quiet_since
+        ex = s.queue[0] if s.queue else None
+        if ex is not None and ex.sent:
+            if now >= self.deadline:
+                s.timed_out(REQUEST_TIMEOUT)
+                return
+            if lim.idle_s and quiet >= lim.idle_s:
+                s.timed_out(IDLE_TIMEOUT)
+                return
+            due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
+        elif ex is None:
+            if lim.client_idle_s and quiet >= lim.client_idle_s:
+                s.idle_close()
+                return
+            due = now + lim.client_idle_s / 2 if lim.client_idle_s else inf
+        else:  # waiting for a connection, or for the rest of a denied request
+            due = now + lim.recheck_s()
+        if due != inf:
+            self._arm(due)

@@ -1,0 +1,101 @@
+"""A side that is a TCP connection carrying TLS, driven here through `tls_pipe.TlsPipe`.
+
+asyncio's TLS transport cannot half-close, so this side runs the TLS state
+machine over memory BIOs itself and writes the records to a plain transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from gossamer.proxy.side import Side
+from gossamer.proxy.tls_pipe import TlsPipe
+
+
+class TlsSide(Side):
+    """TLS over a plain TCP transport, driven by a TlsPipe; `handshake` resolves when done."""
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        on_connect: Callable[[TlsSide], None] | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> None:
+        super().__init__()
+        self.pipe = TlsPipe(context, server_side=server_side, session=session)
+        self.server_side = server_side
+        self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._on_connect = on_connect
+        self.silent = True  # nothing received yet (a TCP health check connects and closes)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self.server_side:
+            self._write(self.pipe.start())
+        if self._on_connect is not None:
+            self._on_connect(self)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.silent = False
+        try:
+            chunks = self.pipe.feed(self._view[:nbytes])
+        except ssl.SSLError as exc:
+            self._write(self.pipe.pending())  # the alert tells the peer why
+            self._fail(exc)
+            return
+        self._write(self.pipe.pending())
+        if self.pipe.handshaken and not self.handshake.done():
+            self.handshake.set_result(None)
+        if chunks or self.pipe.eof_received:
+            self.deliver(chunks, self.pipe.eof_received)
+
+    def eof_received(self) -> bool:
+        if not self.pipe.handshaken:
+            self._fail(ClosedEarly() if self.silent else ConnectionResetError(
+                "the peer closed the connection during the handshake"))  # fmt: skip
+            return False
+        if not self.pipe.eof_received:
+            self.pipe.end_of_input()
+            self.deliver([], True)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(exc or ConnectionResetError("connection lost"))
+        super().connection_lost(exc)
+
+    def send(self, data: bytes) -> None:
+        if self._out is not None:
+            self._out.append(data)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.pipe.encrypt(data))
+
+    def send_eof(self) -> None:
+        self.flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self._write(self.pipe.close_write())
+
+    def close(self, *, abort: bool = False) -> None:
+        if not abort:
+            self.send_eof()  # close_notify, so the peer knows the stream was not cut
+        super().close(abort=abort)
+
+    def _write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(exc)
+        if self.pipe.handshaken:
+            self.close()
+        else:
+            super().close()
+
+
+class ClosedEarly(ConnectionResetError):
+    """The peer connected and closed without sending a byte: a port probe, not an attack."""
