@@ -19,8 +19,14 @@ run and on the same machine:
 
 Rounds are interleaved (every server once per round) and medians printed.
 
+`--agent-services` reads `/v1/agent/services` instead (the instances are
+local services of the agent): `encoded each time` is then what every read
+cost before that answer was prepared (build, encode and content hash), and
+the light front hands the connection to aiohttp (it does not serve that
+route), so its row measures the hand-off path.
+
     .venv/bin/python bench/http_prepared.py [--instances 50] [--concurrency 32] [--duration 5]
-        [--rounds 3]
+        [--rounds 3] [--agent-services]
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ async def wait_up(url: str) -> None:
 
 def wrk_unique(base: str, path: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     script = tmp / "unique.lua"
-    script.write_text(UNIQUE.replace("{path}", path))
+    script.write_text(UNIQUE.replace("{path}&", path + ("&" if "?" in path else "?")))
     argv = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{int(args.duration)}s", "--latency"]
     out = subprocess.run(
         [*argv, "-s", str(script), base], capture_output=True, text=True, timeout=120
@@ -123,7 +129,7 @@ def bench(cluster: Cluster, args: argparse.Namespace, tmp: Path) -> None:
     plain = cluster.new_agent("plain")  # aiohttp alone, as before the front
     plain.env = {**os.environ, "GOSSAMER_HTTP_FRONT": "off"}
     plain.start()
-    path = "/v1/health/service/web?passing"
+    path = "/v1/agent/services" if args.agent_services else "/v1/health/service/web?passing"
     size = asyncio.run(prepare(agent.http, path, args.instances))
     asyncio.run(prepare(plain.http, path, args.instances))
     port = free_port()
@@ -146,7 +152,7 @@ def bench(cluster: Cluster, args: argparse.Namespace, tmp: Path) -> None:
     finally:
         ceiling.terminate()
         ceiling.wait()
-    print(f"GET {path}: {args.instances} instances, {size} bytes per answer; wrk -t1 "
+    print(f"GET {path}: {args.instances} instances of web, {size} bytes per answer; wrk -t1 "
           f"-c{args.concurrency} -d{int(args.duration)}s, {len(os.sched_getaffinity(0))} cores "
           "shared by wrk and the server")  # fmt: skip
     print(f"{'server':24} {'req/s':>9} {'p99 ms':>8}   (medians of {args.rounds} rounds)")
@@ -166,6 +172,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--agent-services", action="store_true", help="read /v1/agent/services")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gossamer-bench-") as tmp:
         cluster = Cluster(Path(tmp))
