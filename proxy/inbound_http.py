@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
 
 NOT_KNOWN = Decision(False, "the intentions are not known yet")
+_BY_CLASS = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
 
 
 class InboundHttp:
@@ -83,7 +84,7 @@ class InboundHttp:
     def http_outcome(self, outcome: Outcome) -> None:
         """Every request of the HTTP path, once (status 0: none was sent), under its route:
         the L7 permission that decided it (rules.py `route_name`), "" when none did."""
-        self.tally.add(f"http.responses.{outcome.status // 100}xx")
+        self.tally.add(_BY_CLASS[outcome.status // 100 if outcome.status < 1000 else 0])
         edge = self.metrics.inbound(outcome.source)
         if outcome.status:
             edge.answered(outcome.status, outcome.seconds, outcome.route)
