@@ -12,6 +12,10 @@ by the intentions, one keep-alive connection to the app). The connections
 are `PlainSide`s over a stand-in transport that only counts writes (each
 write is a syscall on a real socket, and a TLS record on an mTLS one).
 
+A third line: web's side with a new client connection per request
+(`Connection: close`, as the pair bench's new connections/s), accepted,
+served over the pooled connection and closed.
+
 Per role: µs of CPU per request (`process_time`, the best of `--repeats`
 batches of `--requests`), and transport writes per request. A wrk-like
 request (`GET /small`, a Host header) and an nginx-like answer (eight
@@ -122,6 +126,27 @@ def _inbound_role() -> tuple[HttpSession, PlainSide, PlainSide, list[Transport]]
     return session, client, app, [client_t, app_t]
 
 
+CLOSE_REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n"
+
+
+def _new_connections(requests: int) -> tuple[float, float]:
+    """web's sidecar, a new client connection per request (wrk's `Connection: close` run):
+    accepted, one request over the pooled connection, closed; (CPU seconds, writes)."""
+    session, _, app, transports = _upstream_role()
+    listener = session.host.listener  # type: ignore[attr-defined]
+    writes = 0
+    start = time.process_time()
+    for _ in range(requests):
+        client, client_t = _side()
+        listener._accepted(client)
+        client.relay.carry(client, [CLOSE_REQUEST], False)  # type: ignore[union-attr]
+        app.relay.carry(app, [ANSWER], False)  # type: ignore[union-attr]
+        writes += client_t.writes
+    spent = time.process_time() - start
+    assert client_t.last.endswith(b"x" * 100) and client.relay.closed  # type: ignore[union-attr]
+    return spent, writes + transports[1].writes
+
+
 async def _measure(requests: int, repeats: int) -> None:
     print(f"HTTP session path in process: {requests:,} requests a batch, best of {repeats}; "
           f"Python {sys.version.split()[0]}")  # fmt: skip
@@ -139,6 +164,10 @@ async def _measure(requests: int, repeats: int) -> None:
             best = min(best, time.process_time() - start)
             writes = sum(t.writes for t in transports) - before
         print(f"{name:<28} {best / requests * 1e6:>10.2f} {writes / requests:>15.2f}")
+    runs = [_new_connections(requests) for _ in range(repeats)]
+    spent, writes = min(runs)
+    print(f"{'web, a connection each':<28} {spent / requests * 1e6:>10.2f} "
+          f"{writes / requests:>15.2f}")  # fmt: skip
 
 
 def main() -> None:
