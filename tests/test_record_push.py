@@ -60,15 +60,27 @@ def test_the_wave_gate_sends_a_lone_change_at_once_and_stretches_for_a_burst() -
     assert gate.delay(100.0) == 0.0
     gate.fired(100.0)
     assert gate.delay(100.004) == pytest.approx(0.006)
-    now, waves = 100.0, 0
+    now, waves, news = 100.004, 0, 0
     while now < 101.0:  # news every millisecond for a second
         now += 0.001
+        news += 1
         if gate.delay(now) == 0.0:
-            gate.fired(now)
-            waves += 1
+            gate.fired(now, news)
+            waves, news = waves + 1, 0
     assert gate.gap == 0.08 and waves <= 16  # ~log2(80/10) doubling waves, then 1 per 80 ms
-    gate.fired(200.0)  # after a quiet spell
+    gate.fired(200.0, 1)  # a lone change after the burst
     assert gate.gap == 0.01
+
+
+def test_the_wave_gate_does_not_stretch_for_a_stream_of_separate_changes() -> None:
+    """Changes 30 ms apart, each its own wave: every one goes out at once (no 200 ms gap)."""
+    gate = record_news.WaveGate(min_gap=0.005, max_gap=0.2)
+    now = 100.0
+    for _ in range(100):
+        assert gate.delay(now) == 0.0
+        gate.fired(now, 1)
+        now += 0.03
+    assert gate.gap == 0.005
 
 
 def test_the_live_catalog_announces_only_what_it_took_as_newer(tmp_path: Path) -> None:

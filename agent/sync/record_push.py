@@ -68,6 +68,7 @@ class RecordPusher:
         self._tls = tls
         self._timeout = timeout
         self._gate = gate or record_news.WaveGate()
+        self._news = 0  # announcements since the last wave: more than one stretches the gap
         self._pending: dict[str, NodeRecord] = {}
         self._removed: dict[str, int] = {}  # own removals waiting: node -> tombstone version
         self._hints: dict[str, tuple[int, frozenset[str]]] = {}  # node -> (version, told)
@@ -94,12 +95,14 @@ class RecordPusher:
         fresh = record_news.passable(records, self._self)
         if fresh:
             record_news.coalesce(self._pending, fresh)
+            self._news += 1
             self._schedule()
 
     def announce_removal(self, origin: str, node: str, version: int) -> None:
         """A record went here and left a tombstone at `version`: pushed if this agent owned it."""
         if origin == self._self:
             self._removed[node] = max(version, self._removed.get(node, 0))
+            self._news += 1
             self._schedule()
 
     def heard(self, records: Iterable[NodeRecord], told: Iterable[str]) -> None:
@@ -123,6 +126,7 @@ class RecordPusher:
     def _send_wave(self) -> None:
         """Hand every pending record to random live peers' outboxes, sparing those told."""
         self._wave = None
+        news, self._news = self._news, 0
         records, self._pending = self._pending, {}
         removed, self._removed = self._removed, {}
         hints, self._hints = self._hints, {}
@@ -137,7 +141,7 @@ class RecordPusher:
         if not chosen:
             return  # every peer was told already
         self.waves += 1
-        self._gate.fired(time.monotonic())
+        self._gate.fired(time.monotonic(), news)
         hint = record_news.told_hint(told, (p.name for p in chosen), self._self)
         for peer in chosen:
             self._outbox.box(peer).add(records.values(), removed.items(), hint)
