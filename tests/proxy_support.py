@@ -20,11 +20,13 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from tests.harness.cli import cli_env
-from tests.harness.cluster import AgentProc, free_port
+from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 
 
@@ -174,3 +176,19 @@ def web_body(
 
 def healthy_sidecars(agent: AgentProc, name: str) -> int:
     return len(agent.get(f"/v1/health/connect/{name}?passing"))
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def stop_mesh(
+    cluster: Cluster, proxies: Iterable[ProxyProc], apps: Iterable[Stoppable] = ()
+) -> list[str]:
+    """A mesh fixture's teardown: proxies first (they hold connections to the apps and their
+    agents), then the apps, then the agents; returns what the cluster left behind."""
+    for proxy in proxies:
+        proxy.stop()
+    for app in apps:
+        app.stop()
+    return cluster.close()

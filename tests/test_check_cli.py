@@ -37,6 +37,7 @@ from tests.proxy_support import (
     register_pair,
     set_intention,
     sidecar,
+    stop_mesh,
     wait_listening,
 )
 
@@ -115,11 +116,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(lambda: healthy_sidecars(node1, "db") == 1, 30, what="db's sidecar passing")
         yield Mesh(c, node1, node2, node3, key, tmp, old_in)
     finally:
-        for proxy in proxies:
-            proxy.stop()
-        for app in apps:
-            app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, apps)
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

@@ -42,6 +42,7 @@ from tests.proxy_support import (
     roundtrip,
     set_intention,
     sidecar,
+    stop_mesh,
     wait_listening,
 )
 
@@ -173,11 +174,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
         if prom is not None:
             prom.terminate()
             prom.wait(20)
-        for proxy in proxies:
-            proxy.stop()
-        for app in apps:
-            app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, apps)
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

@@ -31,7 +31,14 @@ from tests.harness.prometheus import query, settles_at
 from tests.harness.prometheus import start as start_prometheus
 from tests.harness.tui import until
 from tests.http_app import HttpApp
-from tests.proxy_support import ProxyProc, healthy_sidecars, sidecar, wait_listening, web_body
+from tests.proxy_support import (
+    ProxyProc,
+    healthy_sidecars,
+    sidecar,
+    stop_mesh,
+    wait_listening,
+    web_body,
+)
 
 pytestmark = needs("prometheus", "serf")
 OK, DENIED, MISSING = 6, 3, 4
@@ -126,10 +133,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sent]:
         if prom is not None:
             prom.terminate()
             prom.wait(20)
-        for proxy in proxies:
-            proxy.stop()
-        app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, [app])
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

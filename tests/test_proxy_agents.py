@@ -33,6 +33,7 @@ from tests.proxy_support import (
     roundtrip,
     set_intention,
     sidecar,
+    stop_mesh,
     wait_listening,
     web_body,
 )
@@ -72,11 +73,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
         yield Mesh(agent, db_app, web_proxy, db_proxy, ("127.0.0.1", up_port), tmp, web_in)
     finally:
-        for proxy in proxies:
-            proxy.stop()
-        for app in apps:
-            app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, apps)
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

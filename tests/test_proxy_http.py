@@ -30,6 +30,7 @@ from tests.proxy_support import (
     read_all,
     set_intention,
     sidecar,
+    stop_mesh,
     wait_listening,
     web_body,
 )
@@ -84,10 +85,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(lambda: get(mesh, "/echo/warm")[0] == 200, 20, what="a first request through")
         yield mesh
     finally:
-        for proxy in proxies:
-            proxy.stop()
-        app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, [app])
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

@@ -34,6 +34,7 @@ from tests.proxy_support import (
     healthy_sidecars,
     set_intention,
     sidecar,
+    stop_mesh,
     wait_listening,
     web_body,
 )
@@ -99,10 +100,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                        what="a first request through")  # fmt: skip
         yield mesh
     finally:
-        for proxy in proxies:
-            proxy.stop()
-        app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, [app])
     assert not leftovers, f"processes left behind: {leftovers}"
 
 

@@ -36,6 +36,7 @@ from tests.proxy_support import (
     read_all,
     roundtrip,
     sidecar,
+    stop_mesh,
     wait_listening,
     web_body,
 )
@@ -97,11 +98,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         yield Pair(web_agent, db_agent, cache_agent, web_proxy, proxies[0], local["db"],
                    local["cache"], local["api"], config)  # fmt: skip
     finally:
-        for proxy in proxies:
-            proxy.stop()
-        for app in apps:
-            app.stop()
-        leftovers = c.close()
+        leftovers = stop_mesh(c, proxies, apps)
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
