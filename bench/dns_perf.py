@@ -176,7 +176,8 @@ def bench(cluster: Cluster, workdir: Path, args: argparse.Namespace) -> None:
             f"the agent answers {svc}.service.consul A with {seen} records, not {want}, "
             f"after {args.wait:.0f}s"
         )
-    wanted = [p.strip().lower() for p in args.paths.split(",")] if args.paths else []
+    # comma-separated labels; the whole string counts as one too, since labels hold commas
+    wanted = [p.strip().lower() for p in [*args.paths.split(","), args.paths]] if args.paths else []
     chosen = [p for p in every if not wanted or p.label.lower() in wanted]
     notes: list[str] = []
     replies = agent_replies(gossamer, chosen, notes)
