@@ -93,10 +93,14 @@ class HttpSession(Joint):
                 elif not self.queue:
                     self.close()
         else:
-            for data in chunks:
-                if not self.closed:
-                    self._reply.feed(data)
-            if eof or side.lost:
+            for i, data in enumerate(chunks):
+                if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
+                    _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
+                    return
+                self._reply.feed(data)
+            if side is not self.app:
+                _pass_on(side, [], eof)
+            elif eof or side.lost:
                 self._app_gone()
 
     def side_lost(self, side: Side) -> None:
@@ -330,3 +334,11 @@ class HttpSession(Joint):
         self._forget_app(abort=True)
         self.client.close(abort=abort)
         self.host.http_closed(self)
+
+
+def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
+    """What an app connection read after its session let go of it goes to its new owner (the
+    pool's idle state ends it: an idle connection may not speak), or is held while it has
+    none. A connection closed by a retry drops it."""
+    if (rest or eof) and side.transport is not None and not side.transport.is_closing():
+        side.deliver(rest, eof)
