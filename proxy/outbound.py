@@ -206,9 +206,10 @@ class UpstreamListener:
         context = self._identity()
 
         def closed(relay: Relay) -> None:
-            if context is not None and server.pipe.handshaken:  # its ticket, for the next one
-                self.sessions.keep(instance, context.client, server.pipe.tls.session,
-                                   time.monotonic())  # fmt: skip
+            now = time.monotonic()
+            if (context is not None and server.pipe.handshaken
+                    and self.sessions.wanted(instance, context.client, now)):  # fmt: skip
+                self.sessions.keep(instance, context.client, server.pipe.tls.session, now)
             self.open.discard(relay)
             edge.disconnected(relay, time.monotonic() - relay.started)
             self.outstanding[instance] -= 1

@@ -169,6 +169,17 @@ def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() 
     assert cache.offer("c", renewed, 30) is None and cache.offer("c", PKI_WEB.client, 30) is None
 
 
+def test_a_kept_session_is_replaced_only_once_it_is_a_while_old() -> None:
+    session = connect(None)[0].tls.session
+    cache = SessionCache(max_age_s=100, refresh_s=10)
+    assert not cache.wanted("a", PKI_WEB.client, 0)  # the context is not the cache's yet
+    cache.offer("a", PKI_WEB.client, 0)
+    assert cache.wanted("a", PKI_WEB.client, 0)  # none kept
+    cache.keep("a", PKI_WEB.client, session, 0)
+    assert not cache.wanted("a", PKI_WEB.client, 9.5)  # the kept one serves on
+    assert cache.wanted("a", PKI_WEB.client, 10) and cache.wanted("b", PKI_WEB.client, 10)
+
+
 def test_a_verified_leaf_is_remembered_per_trust_and_only_while_valid() -> None:
     cache = PeerCache()
     pems = load_pem_chain(PKI.leaf_json("web")["CertPEM"])
