@@ -100,6 +100,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/ca/",
     # the sidecar proxy's pure cores
     "proxy/config.py",
+    "proxy/config_fields.py",
     "proxy/authorize.py",
     "proxy/balance.py",
     "proxy/split.py",
