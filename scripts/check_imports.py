@@ -73,6 +73,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/sync_answer.py",
     "catalog/range_sums.py",
     "catalog/wire.py",
+    "catalog/wire_fields.py",
     "catalog/view.py",
     "catalog/check_definition.py",
     "catalog/config_entries.py",
