@@ -120,16 +120,17 @@ class HttpSession(HttpJoint):
     def _connect(self) -> None:
         if self._connecting:
             return
-        idle = self.host.take_idle()  # a pooled connection ready now: no task, no loop turn
+        skip = self.queue[0].failed_on if self.queue else ()
+        idle = self.host.take_idle(skip)  # a pooled connection ready now: no task, no loop turn
         if idle is not None:
             self._use_app(idle)
             return
         self._connecting = True
-        self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
+        self._opening = asyncio.get_running_loop().create_task(self._open_app(skip))  # held
 
-    async def _open_app(self) -> None:
+    async def _open_app(self, skip: tuple[object, ...]) -> None:
         try:
-            app = await self.host.open_backend()
+            app = await self.host.open_backend(skip)
         except (OSError, TimeoutError):
             self._connecting = False
             self.fail(503)
@@ -203,8 +204,10 @@ class HttpSession(HttpJoint):
         if app is not None:
             app.relay = None
             app.close(abort=abort)
-            if self.host.pooled:
-                self.host.release_backend(app, failed=failed)  # closed: only its bookkeeping
+            if self.host.pooled:  # closed: only its bookkeeping
+                instance = self.host.release_backend(app, failed=failed)
+                if failed and self.queue:
+                    self.queue[0].failed_on += (instance,)
 
     def retry(self) -> bool:
         """Send the oldest request again on another connection, when it is a bodiless idempotent

@@ -2,7 +2,9 @@
 
 The client's plaintext feeds its request parser (http_request.py), or waits
 after an Upgrade request until the app answers; the app's feeds the answer
-parser (http_reply.py). The client ending mid-request fails that request
+parser (http_reply.py), but what an app connection reads after the session
+let go of it (its answer ended, or a retry moved on) is passed on to its
+new owner (`_pass_on`). The client ending mid-request fails that request
 (400); ending between requests closes the connection once the queue is
 answered. The app ending or being lost is the session's `_app_gone` (an
 answer ended by close, a retry, or a 502). Bytes each way are counted for
@@ -69,10 +71,14 @@ class HttpJoint(Joint):
                 elif not self.queue:
                     self.close()
         else:
-            for data in chunks:
-                if not self.closed:
-                    self._reply.feed(data)
-            if eof or side.lost:
+            for i, data in enumerate(chunks):
+                if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
+                    _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
+                    return
+                self._reply.feed(data)
+            if side is not self.app:
+                _pass_on(side, [], eof)
+            elif eof or side.lost:
                 self._app_gone()
 
     def side_lost(self, side: Side) -> None:
@@ -89,3 +95,11 @@ class HttpJoint(Joint):
 
     def _app_gone(self) -> None:
         raise NotImplementedError
+
+
+def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
+    """What an app connection read after its session let go of it goes to its new owner (the
+    pool's idle state ends it: an idle connection may not speak), or is held while it has
+    none. A connection closed by a retry drops it."""
+    if (rest or eof) and side.transport is not None and not side.transport.is_closing():
+        side.deliver(rest, eof)
