@@ -46,8 +46,9 @@ from gossamer.proxy.retry_budget import RetryBudget
 from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
+    from gossamer.proxy.health_rows import Instance
     from gossamer.proxy.http1 import HttpSession
-    from gossamer.proxy.outbound import Instance, UpstreamListener
+    from gossamer.proxy.outbound import UpstreamListener
 
 ALLOWED = Decision(True, "decided by the destination's sidecar")
 ATTEMPTS = 3  # instances tried for one request before the client gets a 503

@@ -31,6 +31,8 @@ from cryptography import x509
 from gossamer.proxy.authorize import Trust
 from gossamer.proxy.ca.verify import load_pem_chain
 
+TUNNEL_ALPN = "gossamer-tunnel/1"  # tunnel.py's frames; a peer that does not know it ignores it
+
 
 class IdentityError(ValueError):
     """The agent's leaf or roots answer cannot be used; the message says why."""
@@ -44,6 +46,8 @@ class Identity:
     client: ssl.SSLContext
     trust: Trust
     serial: str
+    server_tunnel: ssl.SSLContext  # the same, agreeing to frames (ALPN, tunnel.py): L4 inbound
+    client_tunnel: ssl.SSLContext  # the same, offering frames: L4 upstreams
 
 
 def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
@@ -71,6 +75,8 @@ def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
         client=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata),
         trust=Trust(trust_domain, tuple(certs)),
         serial=str(leaf.get("SerialNumber", "")),
+        server_tunnel=_context(ssl.PROTOCOL_TLS_SERVER, cert_pem, key_pem, cadata, TUNNEL_ALPN),
+        client_tunnel=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata, TUNNEL_ALPN),
     )
 
 
@@ -82,8 +88,12 @@ def with_revoked(identity: Identity, revoked: frozenset[bytes]) -> Identity:
     return replace(identity, trust=replace(identity.trust, revoked=revoked))
 
 
-def _context(protocol: ssl._SSLMethod, cert_pem: str, key_pem: str, cadata: str) -> ssl.SSLContext:
+def _context(
+    protocol: ssl._SSLMethod, cert_pem: str, key_pem: str, cadata: str, alpn: str = ""
+) -> ssl.SSLContext:
     context = ssl.SSLContext(protocol)
+    if alpn:
+        context.set_alpn_protocols([alpn])
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED

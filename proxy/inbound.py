@@ -43,11 +43,13 @@ from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
+from gossamer.proxy.inbound_tunnel import InboundTunnels
 from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import ClosedEarly, TlsSide
+from gossamer.proxy.tunnel import Tunnel, is_tunnel
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
@@ -80,7 +82,8 @@ class Inbound(InboundHttp):
         self.policy = policy
         self.tally = counts
         self.denials = DenialTable() if denials is None else denials
-        self.open: dict[Relay, str] = {}  # relay -> the client's service
+        self.open: dict[Relay | Tunnel, str] = {}  # relay (or stream) -> the client's service
+        self.tunnels = InboundTunnels(self)  # client sidecars' reusable connections
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
         self.headers_timeout_s, self.max_header_bytes = (
             config.headers_timeout_s,
@@ -105,12 +108,15 @@ class Inbound(InboundHttp):
         if self._server is not None:
             self._server.close()
             self._server = None
+        self.tunnels.close_all()  # no new streams over idle wires either
 
     def _protocol(self) -> asyncio.BaseProtocol:
         identity = self._identity()
         if identity is None:
             return _Refuse(self)
-        return TlsSide(identity.server, server_side=True, on_connect=self._accepted)
+        l7 = is_l7(self.config.protocol)  # at L4, a client sidecar may reuse it (tunnel.py)
+        context = identity.server if l7 else identity.server_tunnel
+        return TlsSide(context, server_side=True, on_connect=self._accepted)
 
     def _accepted(self, side: TlsSide) -> None:
         task = asyncio.create_task(self._serve(side))
@@ -142,6 +148,9 @@ class Inbound(InboundHttp):
             self.metrics.inbound(source).connected(session, time.monotonic() - started)
             session.start()
             return
+        if is_tunnel(side):
+            self.tunnels.start(side, source)
+            return
         await self._join(side, source, peer, started)
 
     def _authorize(self, side: TlsSide, *, l7: bool) -> str:
@@ -167,7 +176,10 @@ class Inbound(InboundHttp):
         edge.allowed += 1
         return found.service
 
-    async def _join(self, side: TlsSide, source: str, peer: str, started: float) -> None:
+    async def _join(
+        self, side: TlsSide, source: str, peer: str, started: float,
+        make: Callable[[PlainSide], Tunnel] | None = None,
+    ) -> None:  # fmt: skip
         loop = asyncio.get_running_loop()
         target = (self.config.local_address, self.config.local_port)
         try:
@@ -179,13 +191,13 @@ class Inbound(InboundHttp):
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
             side.close()
             return
-        relay = Relay(side, app, self._closed)
-        if not relay.halves.closed:
+        relay = make(app) if make is not None else Relay(side, app, self._closed)
+        if not (relay.done if isinstance(relay, Tunnel) else relay.halves.closed):
             self.open[relay] = source
             self.tally.add("inbound.allowed")
             self.metrics.inbound(source).connected(relay, relay.started - started)
 
-    def _closed(self, relay: Relay) -> None:
+    def _closed(self, relay: Relay | Tunnel) -> None:
         source = self.open.pop(relay, None)
         if source is not None:
             self.metrics.inbound(source).disconnected(relay, time.monotonic() - relay.started)
@@ -211,7 +223,7 @@ class Inbound(InboundHttp):
         if identity is None:
             return 0
         now, cut = datetime.now(UTC), 0
-        conns: list[tuple[Relay | HttpSession, object, str]] = [
+        conns: list[tuple[Relay | Tunnel | HttpSession, object, str]] = [
             (relay, relay.sides[0], source) for relay, source in self.open.items()
         ]
         conns += [(session, session.client, session.source) for session in self.http_open]
@@ -222,7 +234,7 @@ class Inbound(InboundHttp):
                 client_service(side.pipe.peer_certificates(), identity.trust, now,
                                self.intermediates)  # fmt: skip
             except Refused as refused:
-                if isinstance(conn, Relay):
+                if isinstance(conn, Relay | Tunnel):
                     conn.terminate()
                 else:
                     conn.close(abort=True)
@@ -241,6 +253,7 @@ class Inbound(InboundHttp):
             log.warning("proxy: inbound from %s refused (%s): %s", peer, reason, message)
 
     def terminate_all(self) -> None:
+        self.tunnels.close_all()
         for relay in list(self.open):
             relay.terminate()
         for session in list(self.http_open):

@@ -6,11 +6,12 @@ reached (`connect_timeout_s`) and its certificate checked: it must carry
 the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
 retried on another instance (at most `ATTEMPTS` in all) before the client
 sees anything; each failure feeds the outlier detector (outlier.py), which
-sets a repeatedly failing instance aside for a while. The session ticket of
-a finished connection is offered back on the next connection to the same
-instance (sessions.py): a resumed handshake skips the signatures. With no healthy
-instance, the client's connection is closed at once and the proxy logs why,
-once per minute.
+sets a repeatedly failing instance aside for a while. A peer sidecar that
+agrees to frames (ALPN) takes the connection as a tunnel (tunnel.py): when
+its stream ends cleanly the connection waits in `tunnels` for the next
+client to the same instance, who then needs no handshake (tunnel_pool.py);
+new ones offer the session of an earlier one (sessions.py). With no healthy
+instance, the client's connection is closed at once and logged, once a minute.
 
 Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
 (runtime.py feeds `set_instances`). When the upstream's service has a
@@ -35,7 +36,8 @@ from gossamer.catalog.config_entries import Split
 from gossamer.proxy import balance, split, tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.config import Upstream
-from gossamer.proxy.edge_metrics import Edge, EdgeMetrics
+from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
@@ -46,10 +48,12 @@ from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide
+from gossamer.proxy.tunnel import Frames, Tunnel
+from gossamer.proxy.tunnel_frames import Deframer
+from gossamer.proxy.tunnel_pool import TunnelPool, open_stream
 
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS = 3  # instances tried for one client connection before it is closed
-Instance = tuple[str, int]
 
 
 def _now_ms() -> int:
@@ -78,7 +82,8 @@ class UpstreamListener:
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
         self.intermediates = PeerCache()
-        self.open: set[Relay] = set()
+        self.open: set[Relay | Tunnel] = set()
+        self.tunnels = TunnelPool(upstream.pool_idle_s, upstream.pool_idle)
         self.rng = rng or random.Random()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,29 +151,35 @@ class UpstreamListener:
             if instance is None:
                 break
             tried.add(instance)
-            server = await self.attempt(instance, target)
-            if server is not None:
-                self._join(client, server, instance, started)
+            opened = await open_stream(self, client, instance, target, started)
+            if opened == "joined":
+                return
+            if opened == "refused":  # the inbound side said why (it counts and logs it)
+                client.close()
                 return
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
         self._refuse(reason, f"{len(tried)} instance(s) tried")
-        self._edge().failed += 1
+        self.metrics.outbound(self.upstream.name).failed += 1
         client.close()
 
-    async def attempt(self, instance: Instance, service: str = "") -> TlsSide | None:
+    async def attempt(
+        self, instance: Instance, service: str = "", *, tunnel: bool = False
+    ) -> TlsSide | None:
         """A verified mTLS connection to `instance`, whose certificate must name `service`
-        (the upstream's own by default); None after counting why not."""
+        (the upstream's own by default), offering frames (tunnel.py) when `tunnel`; None
+        after counting why not."""
         identity = self._identity()
         if identity is None:
             self._refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
             return None
         loop = asyncio.get_running_loop()
         server: TlsSide | None = None
-        session = self.sessions.offer(instance, identity.client, time.monotonic())
+        context = identity.client_tunnel if tunnel else identity.client
+        session = self.sessions.offer(instance, context, time.monotonic())
         try:
             async with asyncio.timeout(self.upstream.connect_timeout_s):
                 _, server = await loop.create_connection(
-                    lambda: TlsSide(identity.client, server_side=False, session=session), *instance
+                    lambda: TlsSide(context, server_side=False, session=session), *instance
                 )
                 await asyncio.shield(server.handshake)
             server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
@@ -192,33 +203,44 @@ class UpstreamListener:
             self.tally.add("outbound.ejected")
             log.warning("proxy: upstream %s instance %s set aside after repeated failures",
                         self.upstream.name, shown)  # fmt: skip
-        if self.tally.limiter.allow(f"attempt/{self.upstream.name}/{shown}", _wall_ms()):
+        if self.tally.limiter.allow(
+            f"attempt/{self.upstream.name}/{shown}", time.time_ns() // 1_000_000
+        ):
             log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
                         self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
 
-    def _edge(self) -> Edge:
-        return self.metrics.outbound(self.upstream.name)
+    def _join(self, client: PlainSide, server: TlsSide, instance: Instance, started: float,
+              frames: Deframer | None = None, born: float | None = None,
+              first: Frames | None = None) -> None:  # fmt: skip
 
-    def _join(self, client: PlainSide, server: TlsSide, instance: Instance, started: float) -> None:
         self.outstanding[instance] += 1
-        edge = self._edge()
+        edge = self.metrics.outbound(self.upstream.name)
+        context = server.pipe.tls.context
 
-        context = self._identity()
-
-        def closed(relay: Relay) -> None:
+        def closed(relay: Relay | Tunnel) -> None:
             now = time.monotonic()
-            if (context is not None and server.pipe.handshaken
-                    and self.sessions.wanted(instance, context.client, now)):  # fmt: skip
-                self.sessions.keep(instance, context.client, server.pipe.tls.session, now)
+            if server.pipe.handshaken and self.sessions.wanted(instance, context, now):
+                self.sessions.keep(instance, context, server.pipe.tls.session, now)
             self.open.discard(relay)
-            edge.disconnected(relay, time.monotonic() - relay.started)
+            edge.disconnected(relay, now - relay.started)
             self.outstanding[instance] -= 1
             if self.outstanding[instance] <= 0:
                 del self.outstanding[instance]
             self.on_close()
 
-        relay = Relay(client, server, closed)
-        if not relay.halves.closed:
+        def ended(tunnel: Tunnel, rest: Frames | None) -> None:
+            closed(tunnel)
+            if rest == []:  # END both ways and nothing after: the wire serves again
+                self.tunnels.park(instance, server, tunnel.frames, context, tunnel.born)
+            elif rest is not None:
+                server.close()
+
+        relay: Relay | Tunnel
+        if frames is not None:
+            relay = Tunnel(client, server, frames, ended, opener=True, first=first, born=born)
+        else:
+            relay = Relay(client, server, closed)
+        if not (relay.done if isinstance(relay, Tunnel) else relay.halves.closed):
             self.open.add(relay)
             self.tally.add("outbound.connections")
             edge.connected(relay, relay.started - started)
@@ -245,6 +267,7 @@ class UpstreamListener:
         for relay in cut:
             relay.terminate()
         total = len(cut) + (self.http.drop_where(refused) if self.http is not None else 0)
+        total += self.tunnels.drop_where(refused)
         if total:
             self.tally.add("outbound.terminated", total)
             log.warning("proxy: upstream %s: %d connection(s) terminated, the server is no "
@@ -252,33 +275,16 @@ class UpstreamListener:
         return total
 
     def _refuse(self, reason: str, message: str) -> None:
-        if self.tally.refuse("outbound", reason, self.upstream.name, _wall_ms()):
+        if self.tally.refuse("outbound", reason, self.upstream.name, time.time_ns() // 1_000_000):
             log.warning("proxy: upstream %s: client connection closed (%s): %s",
                         self.upstream.name, reason, message)  # fmt: skip
 
     def terminate_all(self) -> None:
         for relay in list(self.open):
             relay.terminate()
+        self.tunnels.close_all()
         if self.http is not None:
             self.http.close_all()
 
     def open_count(self) -> int:
         return len(self.open) + (len(self.http.sessions) if self.http is not None else 0)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def instances_of(health_rows: object) -> list[Instance]:
-    """(address, port) of each sidecar in a `/v1/health/connect/<name>` answer."""
-    found: list[Instance] = []
-    if not isinstance(health_rows, list):
-        raise ValueError("a health answer is a list")
-    for row in health_rows:
-        service, node = row.get("Service") or {}, row.get("Node") or {}
-        address = service.get("Address") or node.get("Address")
-        port = service.get("Port")
-        if isinstance(address, str) and address and isinstance(port, int) and port > 0:
-            found.append((address, port))
-    return found

@@ -45,10 +45,11 @@ from gossamer.proxy.config import (
 )
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import MetricsServer
-from gossamer.proxy.outbound import UpstreamListener, instances_of
+from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.split_targets import Splitters
 from gossamer.proxy.watch import Watch

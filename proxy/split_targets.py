@@ -24,7 +24,8 @@ from typing import Any
 
 from gossamer.catalog.config_entries import ConfigEntryError, Split, splits_of
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.outbound import UpstreamListener, instances_of
+from gossamer.proxy.health_rows import instances_of
+from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
