@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
+from gossamer.proxy.http_joint import HttpJoint
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
 from gossamer.proxy.relay import Relay
-from gossamer.proxy.side import Joint, Side
+from gossamer.proxy.side import Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 MAX_RETRIES = 2  # per request, within the host's budget
 
 
-class HttpSession(Joint):
+class HttpSession(HttpJoint):
     """One client connection on the HTTP path."""
 
     def __init__(self, host: HttpHost, client: Side, source: str) -> None:
@@ -58,52 +59,6 @@ class HttpSession(Joint):
         """Take over the client's connection (and what it sent during the handshake)."""
         self.client.relay = self
         self.client.joined()
-
-    # the Joint interface: bytes from either side
-    def peer_of(self, side: Side) -> Side:
-        return self.app if side is self.client and self.app is not None else self.client
-
-    def bytes_each_way(self) -> tuple[int, int]:
-        return self._moved[0], self._moved[1]
-
-    def moved_total(self) -> int:
-        return self._moved[0] + self._moved[1]
-
-    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        client = self.client
-        held = client.hold()  # an answer's head and body (or several answers): one write
-        try:
-            self._carry(side, chunks, eof)
-        finally:
-            if held:
-                client.flush()
-
-    def _carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        self._moved[side is not self.client] += sum(map(len, chunks))
-        if side is self.client:
-            for data in chunks:
-                if self._held is not None:
-                    self._held.append(data)
-                elif not self.closed:
-                    self.requests.feed(data)
-            if eof and not self.closed:
-                self._client_ended = True
-                if self.requests.in_message:  # it ended mid-request: that request cannot go on
-                    self.fail(400)
-                elif not self.queue:
-                    self.close()
-        else:
-            for data in chunks:
-                if not self.closed:
-                    self._reply.feed(data)
-            if eof or side.lost:
-                self._app_gone()
-
-    def side_lost(self, side: Side) -> None:
-        if side is self.client:
-            self.close(abort=True)
-        elif side is self.app:
-            self._app_gone()
 
     # the client's requests (parsed by Requests)
     def admit(self, ex: codec.Exchange) -> None:
@@ -165,16 +120,17 @@ class HttpSession(Joint):
     def _connect(self) -> None:
         if self._connecting:
             return
-        idle = self.host.take_idle()  # a pooled connection ready now: no task, no loop turn
+        skip = self.queue[0].failed_on if self.queue else ()
+        idle = self.host.take_idle(skip)  # a pooled connection ready now: no task, no loop turn
         if idle is not None:
             self._use_app(idle)
             return
         self._connecting = True
-        self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
+        self._opening = asyncio.get_running_loop().create_task(self._open_app(skip))  # held
 
-    async def _open_app(self) -> None:
+    async def _open_app(self, skip: tuple[object, ...]) -> None:
         try:
-            app = await self.host.open_backend()
+            app = await self.host.open_backend(skip)
         except (OSError, TimeoutError):
             self._connecting = False
             self.fail(503)
@@ -248,8 +204,10 @@ class HttpSession(Joint):
         if app is not None:
             app.relay = None
             app.close(abort=abort)
-            if self.host.pooled:
-                self.host.release_backend(app, failed=failed)  # closed: only its bookkeeping
+            if self.host.pooled:  # closed: only its bookkeeping
+                instance = self.host.release_backend(app, failed=failed)
+                if failed and self.queue:
+                    self.queue[0].failed_on += (instance,)
 
     def retry(self) -> bool:
         """Send the oldest request again on another connection, when it is a bodiless idempotent
