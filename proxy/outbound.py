@@ -7,7 +7,7 @@ the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
 retried on another instance (at most `ATTEMPTS` in all) before the client
 sees anything; each failure feeds the outlier detector (outlier.py), which
 sets a repeatedly failing instance aside for a while. The session ticket of
-a finished connection is offered back on the next connection to the same
+a finished connection is offered back on the next connections to the same
 instance (sessions.py): a resumed handshake skips the signatures. With no healthy
 instance, the client's connection is closed at once and the proxy logs why,
 once per minute.
@@ -206,9 +206,13 @@ class UpstreamListener:
         context = self._identity()
 
         def closed(relay: Relay) -> None:
-            if context is not None and server.pipe.handshaken:  # its ticket, for the next one
-                self.sessions.keep(instance, context.client, server.pipe.tls.session,
-                                   time.monotonic())  # fmt: skip
+            now = time.monotonic()
+            if (
+                context is not None
+                and server.pipe.handshaken  # its ticket, for the next ones
+                and self.sessions.wants(instance, context.client, now)
+            ):
+                self.sessions.keep(instance, context.client, server.pipe.tls.session, now)
             self.open.discard(relay)
             edge.disconnected(relay, time.monotonic() - relay.started)
             self.outstanding[instance] -= 1

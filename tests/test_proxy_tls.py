@@ -163,9 +163,13 @@ def test_a_resumed_session_is_checked_again_with_the_chain_its_full_handshake_ve
 def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() -> None:
     session = connect(None)[0].tls.session
     assert session is not None and session.has_ticket
-    cache = SessionCache(max_age_s=10)
+    cache = SessionCache(max_age_s=10, refresh_s=8)
+    assert not cache.wants("a", PKI_WEB.client, 0)  # a context `offer` has not met yet
     assert cache.offer("a", PKI_WEB.client, 0) is None  # first use of this context
+    assert cache.wants("a", PKI_WEB.client, 0)
     cache.keep("a", PKI_WEB.client, session, 0)
+    assert not cache.wants("a", PKI_WEB.client, 7.9)  # a fresh ticket: its session not read
+    assert cache.wants("a", PKI_WEB.client, 8)  # due for replacement before it goes stale
     assert cache.offer("a", PKI_WEB.client, 10) is session
     assert cache.offer("a", PKI_WEB.client, 10.5) is None  # too old
     cache.keep("b", PKI_WEB.client, session, 20)
