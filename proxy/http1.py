@@ -49,7 +49,7 @@ class HttpSession(Joint):
         self.closed = self._connecting = False
         self._opening: asyncio.Task[None] | None = None
         self.requests = Requests(self)
-        self._reply = Reply(self)
+        self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
         self.deadlines = Deadlines(self, host.limits)
@@ -93,9 +93,10 @@ class HttpSession(Joint):
                 elif not self.queue:
                     self.close()
         else:
+            reply = self._reply
             for data in chunks:
-                if not self.closed:
-                    self._reply.feed(data)
+                if not self.closed and reply is not None:
+                    reply.feed(data)
             if eof or side.lost:
                 self._app_gone()
 
@@ -187,7 +188,12 @@ class HttpSession(Joint):
         if self.closed:
             self._forget_app(abort=True)
             return
-        self._reply = Reply(self)
+        # A pooled connection keeps its parser between borrowings (a new httptools parser
+        # costs more than the rest of a request's parsing); it is taken only between answers.
+        reply = app.parser
+        if not (isinstance(reply, Reply) and reply.rebind(self)):
+            reply = app.parser = Reply(self)
+        self._reply = reply
         app.index, app.relay = 1, self
         app.joined()
         self._pump()
@@ -233,7 +239,7 @@ class HttpSession(Joint):
         """The app connection ended an answer and may serve another: a pooling host takes it."""
         if self.host.pooled and self.app is not None and self.tunnel is None:
             app, self.app = self.app, None
-            self._reply.dead = True
+            self._let_go_reply()
             self.host.release_backend(app)
 
     def drop_app(self) -> None:
@@ -244,12 +250,18 @@ class HttpSession(Joint):
 
     def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
         app, self.app = self.app, None
-        self._reply.dead = True
+        self._let_go_reply()
         if app is not None:
             app.relay = None
             app.close(abort=abort)
             if self.host.pooled:
                 self.host.release_backend(app, failed=failed)  # closed: only its bookkeeping
+
+    def _let_go_reply(self) -> None:
+        """Stop parsing for this session (the parser may serve another session by now)."""
+        reply = self._reply
+        if reply is not None and reply.s is self:
+            reply.dead = True
 
     def retry(self) -> bool:
         """Send the oldest request again on another connection, when it is a bodiless idempotent
@@ -268,7 +280,7 @@ class HttpSession(Joint):
     def _app_gone(self) -> None:
         if self.app is None or self.tunnel is not None:
             return
-        complete = self._reply.ended_by_close()
+        complete = self._reply is None or self._reply.ended_by_close()
         self._forget_app(failed=not complete)
         if not complete and not self.retry():
             self.fail(502)

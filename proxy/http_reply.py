@@ -1,7 +1,9 @@
 """The app's side of the inbound HTTP path: its answers parsed and passed to the client.
 
 One `Reply` per app connection (httptools' response parser keeps state
-between answers). A final answer's head goes to the client once parsed
+between answers); a pooled connection keeps its `Reply` from one borrowing
+session to the next (`rebind`), only between two answers of a parser in a
+sound state. A final answer's head goes to the client once parsed
 (re-serialized, http_codec.py), its body framed as it came; interim
 answers (`100 Continue`) pass through without ending the request; a `101`
 hands the connections over to a byte relay (`HttpSession.upgraded`); a
@@ -33,6 +35,16 @@ class Reply:
         self._interim = False
         self._until_close = False  # neither length nor chunks: the body ends when the app closes
         self.dead = False  # the session has let go of this app connection
+        self._between = True  # no answer begun since the last one ended
+        self._broken = False  # llhttp refused the stream (or it was upgraded)
+
+    def rebind(self, session: HttpSession) -> bool:
+        """Serve `session` now (a pooled connection borrowed again); False when this parser
+        is mid-answer or broken, and the connection needs a fresh one."""
+        if not self._between or self._broken:
+            return False
+        self.s, self.dead = session, False
+        return True
 
     def feed(self, data: bytes) -> None:
         s = self.s
@@ -44,9 +56,11 @@ class Reply:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
+            self._broken = True
             offset = int(up.args[0]) if up.args else len(data)
             s.upgraded(data[offset:])
         except httptools.HttpParserError:
+            self._broken = True
             s.bad_answer()
 
     def ended_by_close(self) -> bool:
@@ -60,6 +74,7 @@ class Reply:
         return not (self.s.queue and self.s.queue[0].sent)
 
     def on_message_begin(self) -> None:
+        self._between = False
         self._reason.clear()
         self._headers = []
 
@@ -100,6 +115,7 @@ class Reply:
         self.s.client.send(codec.chunk(body) if self._chunked else body)
 
     def on_message_complete(self) -> None:
+        self._between = True
         if self.dead or self._interim or self.parser.get_status_code() == 101:
             return
         if self._chunked:
