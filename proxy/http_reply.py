@@ -30,7 +30,7 @@ class Reply:
         self.s = session
         self.parser = httptools.HttpResponseParser(self)
         self._reason = bytearray()
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: list[bytes] = []  # flat, http_codec.add_header
         self._chunked = False
         self._interim = False
         self._until_close = False  # neither length nor chunks: the body ends when the app closes
@@ -76,13 +76,13 @@ class Reply:
     def on_message_begin(self) -> None:
         self._between = False
         self._reason.clear()
-        self._headers = []
+        self._head = []
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._head += (name, codec.SEP, value, codec.CRLF)  # codec.add_header, without a call
 
     def on_headers_complete(self) -> None:
         if self.dead or not self.s.queue:
@@ -91,7 +91,7 @@ class Reply:
         if status in codec.RETRY_STATUSES and self.s.retry():
             return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = 100 <= status < 200 and status != 101
-        facts = codec.head_facts(self._headers)
+        facts = codec.head_facts(self._head)
         self._chunked = bool(facts & codec.CHUNKED)
         self._until_close = (
             not self._chunked
@@ -99,11 +99,11 @@ class Reply:
             and not facts & codec.LENGTH
             and not self._interim
         )
-        headers = self._headers
+        head = self._head
         if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
-            headers = [*codec.end_to_end(headers), (b"connection", b"close")]
-        head = codec.response_head(status, bytes(self._reason), headers)
-        self.s.answered(head, final=not self._interim)
+            head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]
+        self.s.answered(codec.response_head(status, bytes(self._reason), head),
+                        final=not self._interim)  # fmt: skip
         if not self._interim and self.s.queue[0].method == "HEAD":
             self._until_close = False
             self.s.finish(status)
