@@ -41,3 +41,21 @@ def choose(
     if outstanding.get(second, 0) < outstanding.get(first, 0):
         return second
     return first
+
+
+def choose_for_request(
+    candidates: Sequence[K],
+    costs: Mapping[K, float],
+    rng: random.Random,
+    set_aside: Collection[K],  # outliers, instances that just failed, ones tried this attempt
+    failed_here: Collection[K],  # where this request's earlier attempts failed
+) -> K | None:
+    """The instance for one HTTP request (or its retry): among those neither set aside nor
+    failed for it; when that leaves none, the least bad where it has not failed; when it
+    failed everywhere, anywhere (a new connection may do better than the failed one)."""
+    instance = choose(candidates, costs, rng, {*set_aside, *failed_here})
+    if instance is None:
+        instance = choose(candidates, costs, rng, failed_here)
+    if instance is None:
+        instance = choose(candidates, costs, rng)
+    return instance

@@ -93,11 +93,15 @@ class HttpSession(Joint):
                 elif not self.queue:
                     self.close()
         else:
-            reply = self._reply
-            for data in chunks:
-                if not self.closed and reply is not None:
-                    reply.feed(data)
-            if eof or side.lost:
+            for i, data in enumerate(chunks):
+                if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
+                    _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
+                    return
+                if self._reply is not None:  # set with the app connection (_use_app)
+                    self._reply.feed(data)
+            if side is not self.app:
+                _pass_on(side, [], eof)
+            elif eof or side.lost:
                 self._app_gone()
 
     def side_lost(self, side: Side) -> None:
@@ -166,16 +170,17 @@ class HttpSession(Joint):
     def _connect(self) -> None:
         if self._connecting:
             return
-        idle = self.host.take_idle()  # a pooled connection ready now: no task, no loop turn
+        skip = self.queue[0].failed_on if self.queue else ()
+        idle = self.host.take_idle(skip)  # a pooled connection ready now: no task, no loop turn
         if idle is not None:
             self._use_app(idle)
             return
         self._connecting = True
-        self._opening = asyncio.get_running_loop().create_task(self._open_app())  # held: not GC
+        self._opening = asyncio.get_running_loop().create_task(self._open_app(skip))  # held
 
-    async def _open_app(self) -> None:
+    async def _open_app(self, skip: tuple[object, ...]) -> None:
         try:
-            app = await self.host.open_backend()
+            app = await self.host.open_backend(skip)
         except (OSError, TimeoutError):
             self._connecting = False
             self.fail(503)
@@ -254,8 +259,10 @@ class HttpSession(Joint):
         if app is not None:
             app.relay = None
             app.close(abort=abort)
-            if self.host.pooled:
-                self.host.release_backend(app, failed=failed)  # closed: only its bookkeeping
+            if self.host.pooled:  # closed: only its bookkeeping
+                instance = self.host.release_backend(app, failed=failed)
+                if failed and self.queue:
+                    self.queue[0].failed_on += (instance,)
 
     def _let_go_reply(self) -> None:
         """Stop parsing for this session (the parser may serve another session by now)."""
@@ -342,3 +349,11 @@ class HttpSession(Joint):
         self._forget_app(abort=True)
         self.client.close(abort=abort)
         self.host.http_closed(self)
+
+
+def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
+    """What an app connection read after its session let go of it goes to its new owner (the
+    pool's idle state ends it: an idle connection may not speak), or is held while it has
+    none. A connection closed by a retry drops it."""
+    if (rest or eof) and side.transport is not None and not side.transport.is_closing():
+        side.deliver(rest, eof)

@@ -63,6 +63,7 @@ class Exchange:
     answered: bool = False  # a final response head went to the client
     replay: list[bytes] | None = None  # what to send again on a retry (bodiless idempotent)
     retries: int = 0
+    failed_on: tuple[object, ...] = ()  # the instances its failed attempts went to (pooled hosts)
 
     @property
     def allowed(self) -> bool:

@@ -151,21 +151,21 @@ class HttpUpstream:
         self.sessions.discard(session)
         self.listener.on_close()
 
-    def take_idle(self) -> Side | None:
+    def take_idle(self, skip: tuple[object, ...]) -> Side | None:
         """The chosen instance's idle connection, at once (no task, no await), if it has one."""
         target = self.listener.pick_target()
-        instance = self._pick(target, set())
+        instance = self._pick(target, set(), skip)
         side = None if instance is None else self._idle_of(instance)
         if side is None:
             self.drawn.append(target)
         return side
 
-    async def open_backend(self) -> Side:
+    async def open_backend(self, skip: tuple[object, ...]) -> Side:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
         tried: set[Instance] = set()
         target = self.drawn.popleft() if self.drawn else self.listener.pick_target()
         for _ in range(ATTEMPTS):
-            instance = self._pick(target, tried)
+            instance = self._pick(target, tried, skip)
             if instance is None:
                 break
             tried.add(instance)
@@ -179,7 +179,9 @@ class HttpUpstream:
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
 
-    def _pick(self, target: str, tried: set[Instance]) -> Instance | None:
+    def _pick(self, target: str, tried: set[Instance], skip: tuple[object, ...]) -> Instance | None:
+        """An instance for a request (balance.choose_for_request); `skip`: where it failed
+        before. A further attempt of one connection (`tried`) takes no fallback: None."""
         lst, now = self.listener, time.monotonic()
         candidates = lst.instances_for(target)
         excluded = tried | lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
@@ -187,10 +189,10 @@ class HttpUpstream:
             excluded |= {i for i, until in self.avoid.items() if until > now}
         # one candidate needs no prices (balance.choose takes it without a draw)
         costs = self.latency.costs(candidates, lst.outstanding, now) if len(candidates) > 1 else {}
-        instance = balance.choose(candidates, costs, lst.rng, excluded)
-        if instance is None and not tried:  # all set aside: the least bad anyway
-            instance = balance.choose(candidates, costs, lst.rng, tried)
-        return instance
+        failed_here = [c for c in candidates if c in skip] if skip else []
+        if tried:  # a further connection attempt: only where it may go without a fallback
+            return balance.choose(candidates, costs, lst.rng, {*excluded, *failed_here})
+        return balance.choose_for_request(candidates, costs, lst.rng, excluded, failed_here)
 
     def _idle_of(self, instance: Instance) -> Side | None:
         idle = self.idle.get(instance, [])
@@ -208,12 +210,13 @@ class HttpUpstream:
         self.listener.outstanding[instance] += 1
         return side
 
-    def release_backend(self, side: Side, *, failed: bool = False) -> None:
+    def release_backend(self, side: Side, *, failed: bool = False) -> object:
         """A connection back from a session: pooled if it can serve again, else closed; the
-        instance of a `failed` one is skipped by the next request's choice for a second."""
+        instance of a `failed` one is skipped by the next request's choice for a second.
+        Returns the instance (None for one not borrowed from here)."""
         borrowed = self.in_use.pop(side, None)
         if borrowed is None:
-            return
+            return None
         instance, now = borrowed[0], time.monotonic()
         if failed:  # skipped for a second, then priced as a slow answer until it does better
             self.avoid[instance] = now + AVOID_S
@@ -229,7 +232,7 @@ class HttpUpstream:
         if side.lost or transport is None or transport.is_closing():
             if parked is not None:
                 parked.forget()
-            return
+            return instance
         idle = self.idle.get(instance)
         if idle is None:
             idle = self.idle[instance] = []
@@ -237,11 +240,12 @@ class HttpUpstream:
             if parked is not None:
                 parked.forget()
             side.close()
-            return
+            return instance
         if parked is None:
             parked = self.parked[side] = _Idle(self, instance, side)
         parked.park(now)
         idle.append(parked)
+        return instance
 
     def drop_where(self, refused: Callable[[Side], bool]) -> int:
         """Close the pooled connections `refused` names (a revoked server): idle ones, and

@@ -44,18 +44,19 @@ class InboundHttp:
     pooled = False  # an HTTP session keeps its app connection
     limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
 
-    def take_idle(self) -> Side | None:
+    def take_idle(self, skip: tuple[object, ...]) -> Side | None:
         return None  # the app connection is opened per session (open_backend)
 
-    async def open_backend(self) -> Side:
+    async def open_backend(self, skip: tuple[object, ...]) -> Side:
         """The local app, for an HTTP session (kept by the session across its requests)."""
         target = (self.config.local_address, self.config.local_port)
         connecting = asyncio.get_running_loop().create_connection(PlainSide, *target)
         _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
         return app
 
-    def release_backend(self, side: Side, *, failed: bool = False) -> None:
+    def release_backend(self, side: Side, *, failed: bool = False) -> object:
         side.close()  # not pooled: never called
+        return None
 
     def may_retry(self) -> bool:
         return False  # the app is local: nowhere else to send a request

@@ -25,7 +25,7 @@ class HttpApp:
     seen: list[str] = field(default_factory=list)
     peers: list[object] = field(default_factory=list)  # the TCP peer of each request
     broken: bool = False  # `/echo` closes the connection without answering (a failing instance)
-    delay_s: float = 0.0  # `/echo` answers after this long (a slow instance)
+    delay_s: float = 0.0  # `/echo` answers (or, broken, closes) after this long (a slow one)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -65,10 +65,10 @@ class HttpApp:
         )
 
     async def _echo(self, request: web.Request) -> web.StreamResponse:
-        if self.broken:
-            return await self._silent(request)
         self._note(request)
         await asyncio.sleep(self.delay_s)
+        if self.broken:
+            return _hang_up(request)
         body = await request.read()
         return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
 
@@ -116,6 +116,11 @@ class HttpApp:
 
     async def _silent(self, request: web.Request) -> web.StreamResponse:
         self._note(request)
-        assert request.transport is not None
-        request.transport.close()
-        return web.Response()
+        return _hang_up(request)
+
+
+def _hang_up(request: web.Request) -> web.StreamResponse:
+    """Close the connection without an answer."""
+    assert request.transport is not None
+    request.transport.close()
+    return web.Response()

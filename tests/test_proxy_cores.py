@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import BadAnswer, parse_answer
-from gossamer.proxy.balance import choose
+from gossamer.proxy.balance import choose, choose_for_request
 from gossamer.proxy.config import (
     ConfigError,
     Upstream,
@@ -165,6 +165,27 @@ def test_p2c_takes_the_less_loaded_of_two_and_never_an_excluded_one() -> None:
     assert choose(["a", "b"], {"a": 5, "b": 1}, rng) == "b"  # two of two: always the lighter
     assert choose(["a", "b"], {"a": 5, "b": 1}, rng, exclude={"b"}) == "a"
     assert choose(["a", "b"], {}, rng, exclude={"a", "b"}) is None
+
+
+@pytest.mark.parametrize(
+    ("set_aside", "failed_here", "expected"),
+    [
+        (set(), set(), {"a", "b", "c"}),
+        ({"a"}, set(), {"b", "c"}),
+        (set(), {"b"}, {"a", "c"}),
+        ({"a", "c"}, {"b"}, {"a", "c"}),  # all out: the least bad, not where it failed
+        ({"a", "b", "c"}, {"a"}, {"b", "c"}),
+        (set(), {"a", "b", "c"}, {"a", "b", "c"}),  # failed everywhere: anywhere
+        ({"b"}, {"a", "c"}, {"b"}),
+    ],
+)
+def test_a_request_avoids_set_aside_instances_and_where_it_failed_before(
+    set_aside: set[str], failed_here: set[str], expected: set[str]
+) -> None:
+    rng = random.Random(3)
+    picks = {choose_for_request(["a", "b", "c"], {}, rng, set_aside, failed_here)
+             for _ in range(200)}  # fmt: skip
+    assert picks == expected
 
 
 def test_p2c_spreads_better_than_uniform_random() -> None:

@@ -4,15 +4,21 @@
 broken one (it closes every `/echo` connection without answering, so its
 sidecar answers 502). `web`'s upstream is `protocol: http`: a GET that
 fails on the broken instance is sent again on the other one; a POST (not
-idempotent) is never sent twice. The retry budget is tested as a pure core.
+idempotent) is never sent twice. A failed answer that arrives together with its
+connection's end is retried once, on the other instance. The retry budget is
+tested as a pure core.
 """
 
 from __future__ import annotations
 
 import http.client
 import random
+import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -36,8 +42,19 @@ def request(port: int, method: str, path: str) -> int:
         conn.close()
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, HttpApp, HttpApp]]:
+@dataclass
+class Mesh:
+    pooled: int  # web's upstream listener for db
+    good: HttpApp
+    bad: HttpApp
+    web: ProxyProc
+    bad_sidecar: tuple[str, int]  # where web's pooled connections to the broken instance go
+
+
+@pytest.fixture
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """A fresh mesh per test: what one test teaches the balancer (peak_ewma.py) about the
+    broken instance would steer the next test's requests away from it."""
     tmp = tmp_path_factory.mktemp("proxy-retry")
     c = Cluster(tmp)
     # the good instance is slower than a new instance's assumed 30 ms (peak_ewma.py) and than
@@ -47,11 +64,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, HttpAp
     try:
         agent = c.new_agent("pr1").start()
         eventually(agent.enrolled, 20, what="the agent's certificate")
-        pooled = free_port("127.0.0.1")
+        pooled, sidecar_ports = free_port("127.0.0.1"), {}
         for sid, app in (("db-good", good), ("db-bad", bad)):
+            sidecar_ports[sid] = free_port(agent.ip)
             agent.put("/v1/agent/service/register", {
                 "Name": "db", "ID": sid, "Port": app.port, "Address": agent.ip,
-                "Connect": {"SidecarService": {"Port": free_port(agent.ip), "Address": agent.ip,
+                "Connect": {"SidecarService": {"Port": sidecar_ports[sid], "Address": agent.ip,
                             "Proxy": {"Config": {"protocol": "http"}}}},
             })  # fmt: skip
         upstream = {
@@ -70,7 +88,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, HttpAp
         # looks cheap to the balancer and the test's requests keep reaching it
         eventually(lambda: request(pooled, "POST", "/echo/warm") in (200, 502), 20,
                    what="a POST answered by either instance")  # fmt: skip
-        yield pooled, good, bad
+        yield Mesh(pooled, good, bad, web, (agent.ip, sidecar_ports["db-bad"]))
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -80,10 +98,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, HttpAp
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def test_a_failed_get_is_retried_on_the_other_instance_a_post_never(
-    mesh: tuple[int, HttpApp, HttpApp],
-) -> None:
-    pooled, _, bad = mesh
+def test_a_failed_get_is_retried_on_the_other_instance_a_post_never(mesh: Mesh) -> None:
+    pooled, bad = mesh.pooled, mesh.bad
     statuses: list[int] = []
     deadline = time.monotonic() + 20
     while statuses.count(502) < 3 and time.monotonic() < deadline:
@@ -95,6 +111,53 @@ def test_a_failed_get_is_retried_on_the_other_instance_a_post_never(
     before = len(bad.seen)
     assert [request(pooled, "GET", f"/echo/g{i}") for i in range(30)] == [200] * 30
     assert any(p.startswith("GET") for p in bad.seen[before:])  # tried there, then retried
+
+
+def _closed_by_peer(address: tuple[str, int]) -> bool:
+    """A connection to `address` the peer has closed and this side has not read to its end."""
+    out = subprocess.run(["ss", "-Htn", "state", "close-wait", "dst", f"{address[0]}:{address[1]}"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return bool(out.strip())
+
+
+class Call:
+    """One GET on its own thread, so the test can act while it is in flight."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.path, self.answer = path, list[int]()
+        self.thread = threading.Thread(
+            target=lambda: self.answer.append(request(port, "GET", path))
+        )
+        self.thread.start()
+
+    def seen_by(self, app: HttpApp) -> int:
+        return app.seen.count(f"GET {self.path}")
+
+
+def test_a_failure_read_with_its_connections_end_is_retried_once_elsewhere(mesh: Mesh) -> None:
+    """The broken instance's 502, its close_notify and FIN reach web's proxy in one read (the
+    proxy is stopped while they arrive): the retry goes to the good instance, and the end of
+    the failed connection must not be taken for the end of the one the retry borrowed."""
+    mesh.bad.delay_s = 1.0  # it hangs up a second after the request: time to stop web
+    for i in range(40):  # until a request's first attempt lands on the broken instance
+        call = Call(mesh.pooled, f"/echo/b{i}")
+        eventually(lambda c=call: c.answer or c.seen_by(mesh.bad), 10, interval=0.005,
+                   what=f"{call.path} answered or on the broken instance")  # fmt: skip
+        if call.answer or not call.seen_by(mesh.bad):
+            call.thread.join(10)
+            continue
+        mesh.web.signal(signal.SIGSTOP)
+        try:
+            eventually(lambda: _closed_by_peer(mesh.bad_sidecar), 10,
+                       what="the broken instance's sidecar answered and closed")  # fmt: skip
+        finally:
+            mesh.web.signal(signal.SIGCONT)
+        call.thread.join(10)
+        assert call.answer == [200]
+        assert call.seen_by(mesh.good) == 1  # retried once, there
+        assert call.seen_by(mesh.bad) == 1
+        return
+    pytest.fail("no request's first attempt reached the broken instance in 40 tries")
 
 
 def test_the_retry_budget_caps_retries_at_a_ratio_of_requests_plus_a_floor() -> None:
