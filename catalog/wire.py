@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
 
+from gossamer.catalog import wire_fields as read
 from gossamer.catalog.model import (
     STATUSES,
     Check,
@@ -37,19 +36,13 @@ from gossamer.catalog.model import (
     OwnerSignature,
     Service,
 )
-from gossamer.catalog.plain_json import json_problem
+from gossamer.catalog.wire_fields import RecordError as RecordError
 
 WIRE_VERSION = 1
 MAX_VERSION = 2**63 - 1  # fits SQLite's INTEGER, where records are kept
 MAX_SIGNATURE = 256  # bytes: an ECDSA P-521 signature is at most 139
 MAX_CERTIFICATE = 4096  # bytes of DER per certificate
 MAX_CHAIN = 3  # agent certificate, its intermediate, and room for one more
-
-T = TypeVar("T")
-
-
-class RecordError(ValueError):
-    """A peer sent a record that is not a valid version-1 node record; says which field."""
 
 
 def record_to_wire(record: NodeRecord) -> JsonObject:
@@ -119,22 +112,22 @@ def _check_to_wire(c: Check) -> JsonObject:
 
 def record_from_wire(data: object) -> NodeRecord:
     """Decode and validate a peer's record; raises RecordError naming the bad field."""
-    obj = _obj(data, "record")
+    obj = read.mapping(data, "record")
     if obj.get("v") != WIRE_VERSION or isinstance(obj.get("v"), bool):
         raise RecordError(f"v: unsupported wire version {obj.get('v')!r}")
-    version = _int(obj, "version", "", 0, MAX_VERSION)
-    services = _list(obj, "services", "", _service_from_wire)
-    checks = _list(obj, "checks", "", _check_from_wire)
+    version = read.integer(obj, "version", "", 0, MAX_VERSION)
+    services = read.list_of(obj, "services", "", _service_from_wire)
+    checks = read.list_of(obj, "checks", "", _check_from_wire)
     try:
         return NodeRecord(
-            node=_str(obj, "node", ""),
-            node_id=_str(obj, "node_id", ""),
-            datacenter=_str(obj, "datacenter", ""),
-            address=_str(obj, "address", ""),
+            node=read.string(obj, "node", ""),
+            node_id=read.string(obj, "node_id", ""),
+            datacenter=read.string(obj, "datacenter", ""),
+            address=read.string(obj, "address", ""),
             version=version,
-            origin=_str(obj, "origin", ""),
-            tagged_addresses=_str_map(obj, "tagged_addresses", ""),
-            meta=_str_map(obj, "meta", ""),
+            origin=read.string(obj, "origin", ""),
+            tagged_addresses=read.string_map(obj, "tagged_addresses", ""),
+            meta=read.string_map(obj, "meta", ""),
             services=tuple(services),
             checks=tuple(checks),
             signed=_signature(obj.get("sig")),
@@ -147,7 +140,7 @@ def _signature(data: object) -> OwnerSignature | None:
     """The optional owner signature; RecordError naming the part that is wrong."""
     if data is None:
         return None
-    obj = _obj(data, "sig")
+    obj = read.mapping(data, "sig")
     chain = obj.get("c")
     if not isinstance(chain, list) or not 1 <= len(chain) <= MAX_CHAIN:
         raise RecordError(f"sig.c: expected a list of 1 to {MAX_CHAIN} certificates")
@@ -174,129 +167,46 @@ def _unb64(value: object, path: str, limit: int) -> bytes:
 
 
 def _service_from_wire(data: object, at: str) -> Service:
-    obj = _obj(data, at)
-    tagged = _obj(_field(obj, "tagged_addresses", at), f"{at}.tagged_addresses")
-    weights = _int_list(obj, "weights", at)
+    obj = read.mapping(data, at)
+    tagged = read.mapping(read.field(obj, "tagged_addresses", at), f"{at}.tagged_addresses")
+    weights = read.integers(obj, "weights", at)
     if len(weights) != 2:
         raise RecordError(f"{at}.weights: expected [passing, warning]")
     return Service(
-        id=_str(obj, "id", at),
-        name=_str(obj, "name", at),
-        tags=tuple(_str_list(obj, "tags", at)),
-        address=_str(obj, "address", at),
-        port=_int(obj, "port", at, 0, 65535),
-        meta=_str_map(obj, "meta", at),
+        id=read.string(obj, "id", at),
+        name=read.string(obj, "name", at),
+        tags=tuple(read.strings(obj, "tags", at)),
+        address=read.string(obj, "address", at),
+        port=read.integer(obj, "port", at, 0, 65535),
+        meta=read.string_map(obj, "meta", at),
         tagged_addresses={
-            k: _addr_port(v, f"{at}.tagged_addresses.{k}") for k, v in sorted(tagged.items())
+            k: read.addr_port(v, f"{at}.tagged_addresses.{k}") for k, v in sorted(tagged.items())
         },
         weights=(weights[0], weights[1]),
-        kind=_str(obj, "kind", at),
-        proxy=_json_obj(obj, "proxy", at),
-        connect=_json_obj(obj, "connect", at),
-        enable_tag_override=_bool(obj, "enable_tag_override", at),
-        locality=_str_map(obj, "locality", at) if "locality" in obj else {},
+        kind=read.string(obj, "kind", at),
+        proxy=read.json_obj(obj, "proxy", at),
+        connect=read.json_obj(obj, "connect", at),
+        enable_tag_override=read.boolean(obj, "enable_tag_override", at),
+        locality=read.string_map(obj, "locality", at) if "locality" in obj else {},
     )
 
 
 def _check_from_wire(data: object, at: str) -> Check:
-    obj = _obj(data, at)
-    status = _str(obj, "status", at)
+    obj = read.mapping(data, at)
+    status = read.string(obj, "status", at)
     if status not in STATUSES:
         raise RecordError(f"{at}.status: {status!r} is not one of {', '.join(STATUSES)}")
     return Check(
-        check_id=_str(obj, "check_id", at),
-        name=_str(obj, "name", at),
+        check_id=read.string(obj, "check_id", at),
+        name=read.string(obj, "name", at),
         status=status,
-        notes=_str(obj, "notes", at),
-        output=_str(obj, "output", at),
-        service_id=_str(obj, "service_id", at),
-        service_name=_str(obj, "service_name", at),
-        service_tags=tuple(_str_list(obj, "service_tags", at)),
-        type=_str(obj, "type", at),
-        definition=_json_obj(obj, "definition", at),
-        interval=_str(obj, "interval", at),
-        timeout=_str(obj, "timeout", at),
+        notes=read.string(obj, "notes", at),
+        output=read.string(obj, "output", at),
+        service_id=read.string(obj, "service_id", at),
+        service_name=read.string(obj, "service_name", at),
+        service_tags=tuple(read.strings(obj, "service_tags", at)),
+        type=read.string(obj, "type", at),
+        definition=read.json_obj(obj, "definition", at),
+        interval=read.string(obj, "interval", at),
+        timeout=read.string(obj, "timeout", at),
     )
-
-
-# --- field readers: each names the path it failed at --------------------------------------
-
-
-def _path(at: str, key: str) -> str:
-    return f"{at}.{key}" if at else key
-
-
-def _field(obj: Mapping[str, Any], key: str, at: str) -> object:
-    if key not in obj:
-        raise RecordError(f"{_path(at, key)}: missing")
-    return obj[key]
-
-
-def _obj(data: object, at: str) -> Mapping[str, Any]:
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise RecordError(f"{at}: expected an object")
-    return data
-
-
-def _str(obj: Mapping[str, Any], key: str, at: str) -> str:
-    value = _field(obj, key, at)
-    if not isinstance(value, str):
-        raise RecordError(f"{_path(at, key)}: expected a string")
-    return value
-
-
-def _bool(obj: Mapping[str, Any], key: str, at: str) -> bool:
-    value = _field(obj, key, at)
-    if not isinstance(value, bool):
-        raise RecordError(f"{_path(at, key)}: expected true or false")
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str, at: str, low: int, high: int) -> int:
-    return _int_value(_field(obj, key, at), _path(at, key), low, high)
-
-
-def _int_value(value: object, path: str, low: int, high: int) -> int:
-    # bool is an int in Python but not in JSON; a peer sending `true` is broken.
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise RecordError(f"{path}: expected an integer in [{low}, {high}]")
-    return value
-
-
-def _list(obj: Mapping[str, Any], key: str, at: str, item: Callable[[object, str], T]) -> list[T]:
-    value = _field(obj, key, at)
-    if not isinstance(value, list):
-        raise RecordError(f"{_path(at, key)}: expected a list")
-    return [item(v, f"{_path(at, key)}[{i}]") for i, v in enumerate(value)]
-
-
-def _str_list(obj: Mapping[str, Any], key: str, at: str) -> list[str]:
-    return _list(obj, key, at, _str_item)
-
-
-def _str_item(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise RecordError(f"{path}: expected a string")
-    return value
-
-
-def _int_list(obj: Mapping[str, Any], key: str, at: str) -> list[int]:
-    return _list(obj, key, at, lambda v, p: _int_value(v, p, 0, 2**31 - 1))
-
-
-def _str_map(obj: Mapping[str, Any], key: str, at: str) -> dict[str, str]:
-    value = _obj(_field(obj, key, at), _path(at, key))
-    return {k: _str_item(v, f"{_path(at, key)}.{k}") for k, v in sorted(value.items())}
-
-
-def _addr_port(value: object, path: str) -> tuple[str, int]:
-    if not isinstance(value, list) or len(value) != 2:
-        raise RecordError(f"{path}: expected [address, port]")
-    return _str_item(value[0], path), _int_value(value[1], path, 0, 65535)
-
-
-def _json_obj(obj: Mapping[str, Any], key: str, at: str) -> dict[str, Any]:
-    value = _obj(_field(obj, key, at), _path(at, key))
-    if problem := json_problem(value, _path(at, key)):
-        raise RecordError("{}: {}".format(*problem))
-    return dict(value)

@@ -18,8 +18,7 @@ import logging
 import sys
 
 from gossamer.proxy.config import ConfigError, config_from_json
-from gossamer.proxy.node import serve_node
-from gossamer.proxy.runtime import serve
+from gossamer.proxy.process import serve, serve_node
 
 GC_YOUNG = 7_000  # allocations between two young-generation collections (CPython: 700)
 

@@ -10,19 +10,20 @@ Two sources, one value (`ProxyConfig`):
 - flags for an ad-hoc proxy: `--service NAME`, `--upstream NAME:PORT` or
   `NAME:ADDR:PORT` (repeatable), no inbound listener unless a port is given.
 
-Every problem is a `ConfigError` (config_error.py) naming where it is (`--upstream 'db'`,
-`Proxy.Upstreams[1].LocalBindPort`), so the CLI can exit 2 with it. Timeouts default to
-Consul's built-in proxy's (handshake 10 s, local connect 1 s, upstream connect 10 s).
+Every problem is a `ConfigError` (config_error.py, raised by the checks of config_fields.py)
+naming where it is (`--upstream 'db'`, `Proxy.Upstreams[1].LocalBindPort`), so the CLI can
+exit 2 with it. Timeouts default to Consul's built-in proxy's (handshake 10 s, local connect
+1 s, upstream connect 10 s).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from gossamer.proxy import config_fields as fields
 from gossamer.proxy import protocol as proto
 from gossamer.proxy.config_error import ConfigError as ConfigError
 
@@ -31,7 +32,6 @@ LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0  # Consul's connect_timeout_ms default for upstreams
 DRAIN_TIMEOUT_S = 15.0  # how long SIGTERM lets open connections finish
 DEFAULT_BIND, DEFAULT_INBOUND_BIND = "127.0.0.1", "0.0.0.0"  # upstreams: local unless asked
-_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,12 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
     """The config a sidecar registration describes; ConfigError naming the first problem."""
     if body.get("Kind") != "connect-proxy":
         raise ConfigError(proxy_id, f"is not a connect-proxy (Kind {body.get('Kind', '')!r})")
-    proxy = _mapping(body.get("Proxy"), "Proxy")
-    options = _mapping(proxy.get("Config", {}), "Proxy.Config")
-    service = _name(proxy.get("DestinationServiceName"), "Proxy.DestinationServiceName")
-    local_port = _port(proxy.get("LocalServicePort"), "Proxy.LocalServicePort")
+    proxy = fields.mapping(body.get("Proxy"), "Proxy")
+    options = fields.mapping(proxy.get("Config", {}), "Proxy.Config")
+    service = fields.service_name(
+        proxy.get("DestinationServiceName"), "Proxy.DestinationServiceName"
+    )
+    local_port = fields.port(proxy.get("LocalServicePort"), "Proxy.LocalServicePort")
     raw_upstreams = proxy.get("Upstreams") or []
     if not isinstance(raw_upstreams, list):
         raise ConfigError("Proxy.Upstreams", "must be a list")
@@ -101,18 +103,18 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
     return ProxyConfig(
         service=service,
         proxy_id=proxy_id,
-        bind_address=_text(options.get("bind_address"), "Proxy.Config.bind_address")
-        or _text(body.get("Address"), "Address")
+        bind_address=fields.text(options.get("bind_address"), "Proxy.Config.bind_address")
+        or fields.text(body.get("Address"), "Address")
         or DEFAULT_INBOUND_BIND,
-        bind_port=_port(options.get("bind_port", body.get("Port")), "Port"),
-        local_address=_text(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
+        bind_port=fields.port(options.get("bind_port", body.get("Port")), "Port"),
+        local_address=fields.text(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
         or "127.0.0.1",
         local_port=local_port,
         upstreams=_distinct(upstreams),
         timeouts=_timeouts(options),
         **proto.l7_fields(options),
         metrics_addr=metrics_addr_of(options),
-        metrics=_flag(options, "gossamer_metrics", "Proxy.Config"),
+        metrics=fields.flag(options, "gossamer_metrics", "Proxy.Config"),
     )
 
 
@@ -135,14 +137,14 @@ METRICS_KEYS = ("gossamer_metrics_bind_addr", "envoy_prometheus_bind_addr")  # o
 def metrics_addr_of(options: Mapping[str, Any]) -> str:
     """The metrics listener a registration's `Proxy.Config` names, as ADDR:PORT, or ""."""
     for key in METRICS_KEYS:
-        if text := _text(options.get(key), f"Proxy.Config.{key}"):
+        if text := fields.text(options.get(key), f"Proxy.Config.{key}"):
             return metrics_addr(text, f"Proxy.Config.{key}")
     return ""
 
 
 def metrics_addr(text: str, where: str) -> str:
     """`ADDR:PORT` checked (a bare `:PORT` listens on 127.0.0.1), ConfigError naming `where`."""
-    host, port = _host_port("127.0.0.1" + text if text.startswith(":") else text, where)
+    host, port = fields.host_port("127.0.0.1" + text if text.startswith(":") else text, where)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -170,10 +172,10 @@ def adhoc_config(
     drain_s: float = DRAIN_TIMEOUT_S,
 ) -> ProxyConfig:
     """An ad-hoc proxy from flags (`--service`, `--upstream`, `--listen`, `--local`)."""
-    name = _name(service, "--service")
+    name = fields.service_name(service, "--service")
     parsed = tuple(parse_upstream_flag(text) for text in upstreams)
-    bind_address, bind_port = _host_port(listen, "--listen") if listen else ("", 0)
-    local_address, local_port = _host_port(local, "--local") if local else ("127.0.0.1", 0)
+    bind_address, bind_port = fields.host_port(listen, "--listen") if listen else ("", 0)
+    local_address, local_port = fields.host_port(local, "--local") if local else ("127.0.0.1", 0)
     if bind_port and not local_port:
         raise ConfigError("--listen", "an inbound listener needs --local ADDR:PORT of the app")
     return ProxyConfig(
@@ -193,9 +195,9 @@ def parse_upstream_flag(text: str) -> Upstream:
     name, sep, rest = text.partition(":")
     if not sep:
         raise ConfigError(where, "expected NAME:PORT or NAME:ADDR:PORT")
-    _name(name, where)
-    address, port = _host_port(rest, where) if ":" in rest else (DEFAULT_BIND, rest)
-    return Upstream(name=name, bind_address=address, bind_port=_port(port, where))
+    fields.service_name(name, where)
+    address, port = fields.host_port(rest, where) if ":" in rest else (DEFAULT_BIND, rest)
+    return Upstream(name=name, bind_address=address, bind_port=fields.port(port, where))
 
 
 def with_drain(config: ProxyConfig, drain_s: float | None) -> ProxyConfig:
@@ -224,16 +226,19 @@ def config_from_json(text: str) -> ProxyConfig:
 
 
 def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
-    u = _mapping(raw, where)
+    u = fields.mapping(raw, where)
     kind = u.get("DestinationType", "service") or "service"
     if kind != "service":
         raise ConfigError(f"{where}.DestinationType", f"{kind!r} is not supported by the proxy")
-    options, at = _mapping(u.get("Config", {}), f"{where}.Config"), f"{where}.Config"
+    options, at = fields.mapping(u.get("Config", {}), f"{where}.Config"), f"{where}.Config"
     return Upstream(
-        name=_name(u.get("DestinationName"), f"{where}.DestinationName"),
-        bind_port=_port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
-        bind_address=_text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress") or DEFAULT_BIND,
-        connect_timeout_s=_millis(options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at),
+        name=fields.service_name(u.get("DestinationName"), f"{where}.DestinationName"),
+        bind_port=fields.port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
+        bind_address=fields.text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress")
+        or DEFAULT_BIND,
+        connect_timeout_s=fields.positive_millis(
+            options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at
+        ),
         **proto.upstream_fields(options, at),
         client_idle_s=client_idle_s,
     )
@@ -257,63 +262,11 @@ def _timeouts(options: Mapping[str, Any]) -> Timeouts:
     if not isinstance(drain, int | float) or isinstance(drain, bool) or drain < 0:
         raise ConfigError(f"{where}.drain_timeout_s", f"must be seconds >= 0, got {drain!r}")
     return Timeouts(
-        handshake_s=_millis(options, "handshake_timeout_ms", HANDSHAKE_TIMEOUT_S, where),
-        local_connect_s=_millis(
+        handshake_s=fields.positive_millis(
+            options, "handshake_timeout_ms", HANDSHAKE_TIMEOUT_S, where
+        ),
+        local_connect_s=fields.positive_millis(
             options, "local_connect_timeout_ms", LOCAL_CONNECT_TIMEOUT_S, where
         ),
         drain_s=float(drain),
     )
-
-
-def _millis(options: Mapping[str, Any], key: str, default_s: float, where: str) -> float:
-    value = options.get(key)
-    if value is None:
-        return default_s
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where}.{key}", f"must be a positive number of ms, got {value!r}")
-    return value / 1000
-
-
-def _flag(options: Mapping[str, Any], key: str, where: str) -> bool:
-    value = options.get(key, True)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}", f"must be true or false, got {value!r}")
-    return value
-
-
-def _mapping(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(where, f"must be an object, got {type(value).__name__}")
-    return value
-
-
-def _text(value: object, where: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(where, f"must be a string, got {type(value).__name__}")
-    return value
-
-
-def _name(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(where, "a service name is required")
-    if not _NAME.fullmatch(value):
-        raise ConfigError(where, f"{value!r} is not a valid service name")
-    return value
-
-
-def _port(value: object, where: str) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise ConfigError(where, f"port must be 1-65535, got {value!r}")
-    return value
-
-
-def _host_port(text: str, where: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host:
-        raise ConfigError(where, f"expected ADDR:PORT, got {text!r}")
-    return host, _port(port, where)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
+from gossamer.proxy.http_joint import HttpJoint
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
 from gossamer.proxy.relay import Relay
-from gossamer.proxy.side import Joint, Side
+from gossamer.proxy.side import Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 MAX_RETRIES = 2  # per request, within the host's budget
 
 
-class HttpSession(Joint):
+class HttpSession(HttpJoint):
     """One client connection on the HTTP path."""
 
     def __init__(self, host: HttpHost, client: Side, source: str) -> None:
@@ -58,57 +59,6 @@ class HttpSession(Joint):
         """Take over the client's connection (and what it sent during the handshake)."""
         self.client.relay = self
         self.client.joined()
-
-    # the Joint interface: bytes from either side
-    def peer_of(self, side: Side) -> Side:
-        return self.app if side is self.client and self.app is not None else self.client
-
-    def bytes_each_way(self) -> tuple[int, int]:
-        return self._moved[0], self._moved[1]
-
-    def moved_total(self) -> int:
-        return self._moved[0] + self._moved[1]
-
-    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        client = self.client
-        held = client.hold()  # an answer's head and body (or several answers): one write
-        try:
-            self._carry(side, chunks, eof)
-        finally:
-            if held:
-                client.flush()
-
-    def _carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        self._moved[side is not self.client] += sum(map(len, chunks))
-        if side is self.client:
-            for data in chunks:
-                if self._held is not None:
-                    self._held.append(data)
-                elif not self.closed:
-                    self.requests.feed(data)
-            if eof and not self.closed:
-                self._client_ended = True
-                if self.requests.in_message:  # it ended mid-request: that request cannot go on
-                    self.fail(400)
-                elif not self.queue:
-                    self.close()
-        else:
-            for i, data in enumerate(chunks):
-                if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
-                    _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
-                    return
-                if self._reply is not None:  # set with the app connection (_use_app)
-                    self._reply.feed(data)
-            if side is not self.app:
-                _pass_on(side, [], eof)
-            elif eof or side.lost:
-                self._app_gone()
-
-    def side_lost(self, side: Side) -> None:
-        if side is self.client:
-            self.close(abort=True)
-        elif side is self.app:
-            self._app_gone()
 
     # the client's requests (parsed by Requests)
     def admit(self, ex: codec.Exchange) -> None:
@@ -193,9 +143,7 @@ class HttpSession(Joint):
         if self.closed:
             self._forget_app(abort=True)
             return
-        # A pooled connection keeps its parser between borrowings (a new httptools parser
-        # costs more than the rest of a request's parsing); it is taken only between answers.
-        reply = app.parser
+        reply = app.parser  # a pooled connection's, kept: no new parser<->Reply cycle a request
         if not (isinstance(reply, Reply) and reply.rebind(self)):
             reply = app.parser = Reply(self)
         self._reply = reply
@@ -244,7 +192,8 @@ class HttpSession(Joint):
         """The app connection ended an answer and may serve another: a pooling host takes it."""
         if self.host.pooled and self.app is not None and self.tunnel is None:
             app, self.app = self.app, None
-            self._let_go_reply()
+            if self._reply is not None:
+                self._reply.let_go(self)
             self.host.release_backend(app)
 
     def drop_app(self) -> None:
@@ -255,7 +204,8 @@ class HttpSession(Joint):
 
     def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
         app, self.app = self.app, None
-        self._let_go_reply()
+        if self._reply is not None:
+            self._reply.let_go(self)
         if app is not None:
             app.relay = None
             app.close(abort=abort)
@@ -263,12 +213,6 @@ class HttpSession(Joint):
                 instance = self.host.release_backend(app, failed=failed)
                 if failed and self.queue:
                     self.queue[0].failed_on += (instance,)
-
-    def _let_go_reply(self) -> None:
-        """Stop parsing for this session (the parser may serve another session by now)."""
-        reply = self._reply
-        if reply is not None and reply.s is self:
-            reply.dead = True
 
     def retry(self) -> bool:
         """Send the oldest request again on another connection, when it is a bodiless idempotent
@@ -349,11 +293,3 @@ class HttpSession(Joint):
         self._forget_app(abort=True)
         self.client.close(abort=abort)
         self.host.http_closed(self)
-
-
-def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
-    """What an app connection read after its session let go of it goes to its new owner (the
-    pool's idle state ends it: an idle connection may not speak), or is held while it has
-    none. A connection closed by a retry drops it."""
-    if (rest or eof) and side.transport is not None and not side.transport.is_closing():
-        side.deliver(rest, eof)

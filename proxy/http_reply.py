@@ -46,6 +46,11 @@ class Reply:
         self.s, self.dead = session, False
         return True
 
+    def let_go(self, session: HttpSession) -> None:
+        """`session` stops listening (unless the parser serves another session by now)."""
+        if self.s is session:
+            self.dead = True
+
     def feed(self, data: bytes) -> None:
         s = self.s
         if self.dead:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from typing import Any
 
 from gossamer.proxy.agent_http import AgentHttp
@@ -107,22 +106,3 @@ class NodeProxies:
     def log_counts(self) -> None:
         for runtime in self.runtimes.values():
             runtime.log_counts()
-
-
-async def serve_node(base_url: str, drain_s: float) -> int:
-    """Serve every sidecar of the agent until SIGTERM/SIGINT; 0 after a drain.
-
-    `drain_s` < 0: each registration's own drain timeout."""
-    loop = asyncio.get_running_loop()
-    node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, node.reload)
-    loop.add_signal_handler(signal.SIGUSR1, node.log_counts)
-    log.info("proxy: serving every sidecar of %s", base_url)
-    await node.run(stop)
-    log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
-    await node.drain()
-    node.log_counts()
-    return 0

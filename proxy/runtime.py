@@ -15,11 +15,12 @@ go into the peers' trust; a new one also cuts open connections it issued a leaf 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
 are not touched; a changed inbound port or local app restarts the inbound
-listener only. SIGTERM/SIGINT: stop listening, let open connections finish
-for up to the drain timeout, cut the rest, exit 0. SIGHUP: read the
-registration, the default policy, the leaf, the roots and the intentions
-again. SIGUSR1: log the counters. Denied connections are reported to the agent
-about once a second while there are new ones (denial_report.py).
+listener only. SIGTERM/SIGINT (process.py): stop listening, let open
+connections finish for up to the drain timeout, cut the rest, exit 0.
+SIGHUP: read the registration, the default policy, the leaf, the roots and
+the intentions again. SIGUSR1: log the counters. Denied connections are
+reported to the agent about once a second while there are new ones
+(denial_report.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Coroutine
 from typing import Any
 
@@ -282,21 +282,3 @@ def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:
     return (config.bind_address, config.bind_port, config.local_address, config.local_port,
             config.protocol, config.headers_timeout_s, config.max_header_bytes,
             config.request_timeout_s, config.request_idle_s, config.client_idle_s)  # fmt: skip
-
-
-async def serve(config: ProxyConfig, base_url: str) -> int:
-    """Run a proxy until SIGTERM/SIGINT; 0 after a drain."""
-    loop = asyncio.get_running_loop()
-    runtime = ProxyRuntime(config, AgentHttp(base_url))
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
-    loop.add_signal_handler(signal.SIGUSR1, runtime.log_counts)
-    await runtime.start()
-    log.info("proxy: running for %s", config.service)
-    await stop.wait()
-    log.info("proxy: SIGTERM: draining")
-    await runtime.drain()
-    runtime.log_counts()
-    return 0

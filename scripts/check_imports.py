@@ -73,6 +73,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/sync_answer.py",
     "catalog/range_sums.py",
     "catalog/wire.py",
+    "catalog/wire_fields.py",
     "catalog/view.py",
     "catalog/check_definition.py",
     "catalog/config_entries.py",
@@ -100,6 +101,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/ca/",
     # the sidecar proxy's pure cores
     "proxy/config.py",
+    "proxy/config_fields.py",
     "proxy/authorize.py",
     "proxy/balance.py",
     "proxy/split.py",

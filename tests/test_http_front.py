@@ -46,6 +46,7 @@ from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service
 from gossamer.catalog.store import CatalogStore
 from tests.harness.binaries import require
+from tests.harness.poll import eventually_async
 from tests.harness.served_agent import FakeAgent
 
 HOT = ["/v1/health/service/web", "/v1/catalog/service/web", "/v1/catalog/services",
@@ -310,7 +311,7 @@ async def test_parked_query_wakes_on_change_and_keeps_the_connection(tmp_path: P
         index = int(re.search(rb"X-Consul-Index: (\d+)", first)[1])  # type: ignore[index]
         reader, writer = await asyncio.open_connection("127.0.0.1", pair.front)
         writer.write(get(f"{HOT[0]}?index={index}&wait=30s") + get(HOT[2]))
-        await asyncio.sleep(0)  # parked, with the next request waiting behind it
+        await eventually_async(lambda: pair.catalog.watchers == 1)  # parked, the next behind it
         pair.catalog.apply([_record(7, "passing")])
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert int(re.search(rb"X-Consul-Index: (\d+)", head)[1]) > index  # type: ignore[index]
@@ -329,7 +330,7 @@ async def test_many_pipelined_behind_a_parked_query_are_all_answered(tmp_path: P
         behind = 8_000  # ~330 KB of requests
         reader, writer = await asyncio.open_connection("127.0.0.1", pair.front)
         writer.write(get(f"{HOT[2]}?index={index}&wait=30s") + get(f"{HOT[2]}?u=1") * behind)
-        await asyncio.sleep(0.2)
+        await eventually_async(lambda: pair.catalog.watchers == 1)  # parked in the catalog
         pair.catalog.apply([_record(8, "passing")])
         answered = 0
         while answered <= behind:
@@ -374,7 +375,7 @@ async def test_py_consul_blocking_health_service(tmp_path: Path) -> None:
         waiting = asyncio.create_task(
             asyncio.to_thread(client.health.service, "web", index=index, wait="30s")
         )
-        await asyncio.sleep(0.2)
+        await eventually_async(lambda: pair.catalog.watchers == 1)  # parked in the catalog
         assert not waiting.done()
         pair.catalog.apply([_record(9, "passing")])
         new_index, nodes = await asyncio.wait_for(waiting, 10)

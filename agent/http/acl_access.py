@@ -109,7 +109,7 @@ class AclAccess:
 
 
 ACL_KEY: web.AppKey[AclAccess] = web.AppKey("acl", AclAccess)
-IDENTITY_KEY = "gossamer.acl.identity"
+IDENTITY_KEY: web.RequestKey[Identity] = web.RequestKey("acl_identity", Identity)  # per request
 
 
 def request_secret(request: web.Request) -> str:

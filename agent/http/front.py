@@ -3,12 +3,10 @@
 Every connection to the HTTP (and HTTPS) listener starts with a
 `FrontConnection`. While its requests are plain GETs of a hot read route
 (front_head.py), it answers them itself, by calling the very function the
-aiohttp handler calls (`service_health`, `service_answer`, `services_answer`, and
-`services_at_once` for `/v1/agent/services` unless it is to wait for a new
-content hash: the same parameter checks, prepared answers, blocking rules
-and headers),
-records them in the same HTTP figures, and parks a blocking query in the
-catalog's waiter table holding nothing but this object and the waiter.
+aiohttp handler calls (front_answer.py: the same parameter checks, prepared
+answers, blocking rules and headers), records them in the same HTTP figures,
+and parks a blocking query in the catalog's waiter table holding nothing but
+this object and the waiter.
 aiohttp costs ~8.7 KB per parked request (parser, task, request and message
 objects: bench/README.md); this costs a fraction of it.
 
@@ -33,53 +31,18 @@ import time
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE
 from multidict import MultiDictProxy
 from yarl import URL
 
 from gossamer.agent.acl.resolve import AclNotFound, PermissionDenied, TooManyGuesses
-from gossamer.agent.http.app import error_answer
-from gossamer.agent.http.blocking import consul_headers
-from gossamer.agent.http.catalog_routes import service_answer, services_answer
 from gossamer.agent.http.front_acl import may_answer
-from gossamer.agent.http.front_head import (
-    AGENT_SERVICES,
-    CATALOG_SERVICE,
-    HEALTH_SERVICE,
-    hot_route,
-    json_head,
-    plain_get,
-    text_head,
-)
-from gossamer.agent.http.health_routes import service_health
-from gossamer.agent.http.local_routes import services_at_once
-from gossamer.agent.http.metrics_routes import record_route
+from gossamer.agent.http.front_answer import Answered, Asked, answer, write_answer
+from gossamer.agent.http.front_head import hot_route, plain_get
 
 KEEPALIVE_S = 75.0  # aiohttp's keepalive_timeout, which the agent leaves as it is
 SWEEP_S = 15.0
 HEAD_MAX = 8190  # aiohttp's max_line_size / field size; a longer head is aiohttp's to refuse
 BUFFER_MAX = 256 * 1024  # pipelined bytes held while a query is parked; reading pauses above
-
-
-Answered = tuple[bytes, dict[str, str]]  # a body and the headers between Content-Type and Length
-
-
-def _pair(body: bytes, index: int) -> Answered:
-    return body, consul_headers(index)
-
-
-class LeftToAiohttp(Exception):
-    """A request the front hands over although its route is hot (a hash-blocking wait)."""
-
-
-class Asked:
-    """The request as the answering code reads it (agent/http/asked.py)."""
-
-    __slots__ = ("app", "path", "query")
-
-    def __init__(self, app: web.Application, path: str, query: MultiDictProxy[str]) -> None:
-        self.app, self.path, self.query = app, path, query
 
 
 class Front:
@@ -113,20 +76,6 @@ class Front:
                 self._queries.clear()
             found = self._queries[raw] = URL.build(query_string=raw, encoded=True).query
         return found
-
-    def answer(self, route: str, name: str, asked: Asked) -> asyncio.Future[Answered]:
-        if route == AGENT_SERVICES:
-            found = services_at_once(asked)
-            if found is None:
-                raise LeftToAiohttp(route)
-            future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
-            future.set_result((found[0], {"X-Consul-ContentHash": found[1]}))
-            return future
-        if route == HEALTH_SERVICE:
-            return service_health(asked, name, _pair)
-        if route == CATALOG_SERVICE:
-            return service_answer(asked, name, _pair)
-        return services_answer(asked, _pair)
 
     def _close_idle(self) -> None:
         now = time.monotonic()
@@ -222,7 +171,7 @@ class FrontConnection(asyncio.Protocol):
             query = front.query(raw_query)
             if not may_answer(front.app, self.transport, route, name, got.headers, query):
                 return False
-            future = front.answer(route, name, Asked(front.app, path, query))
+            future = answer(route, name, Asked(front.app, path, query))
         except (AclNotFound, TooManyGuesses, PermissionDenied) as exc:
             future = asyncio.get_running_loop().create_future()  # the ACL middleware's answer
             future.set_exception(exc)
@@ -288,19 +237,6 @@ class _Parked:
         transport = connection.transport
         if transport is None or self.future.cancelled():
             return
-        exc = self.future.exception()
-        date = rfc822_formatted_time()
-        if exc is None:
-            body, headers = self.future.result()
-            status = 200
-            transport.write(json_head(len(body), headers, date, SERVER_SOFTWARE) + body)
-        else:  # raised when it woke (a filter only checkable against a row): the same table
-            status, text = error_answer("GET", self.path, _exception(exc))
-            data = text.encode()
-            transport.write(text_head(status, len(data), date, SERVER_SOFTWARE) + data)
-        record_route(connection.front.app, "GET", self.route, status, self.started)
+        write_answer(transport, self.future, connection.front.app, self.route, self.path,
+                     self.started)  # fmt: skip
         connection.since = time.monotonic()
-
-
-def _exception(exc: BaseException) -> Exception:
-    return exc if isinstance(exc, Exception) else RuntimeError(repr(exc))

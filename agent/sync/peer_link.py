@@ -24,6 +24,8 @@ from gossamer.catalog.lww_sync import (
     split_ahead,
 )
 from gossamer.catalog.sync_protocol import Effects
+from gossamer.gossip import tags
+from gossamer.gossip.members import Member
 
 if TYPE_CHECKING:  # tls.py imports this module (through pool.py)
     from gossamer.agent.sync.tls import AgentTls
@@ -110,3 +112,10 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
     except (ConnectionError, OSError):
         pass
+
+
+def rpc_address(member: Member) -> Address:
+    """Where `member` answers agent RPC; only for members that advertise an RPC port."""
+    port = tags.rpc_port(member)
+    assert port is not None  # callers check eligibility first
+    return member.addr, port

@@ -2,12 +2,13 @@
 
 Every `interval` seconds (jittered) the Replicator runs one digest exchange
 with a random live peer of this datacenter (DESIGN.md §4), which heals any
-update that the direct path missed. Serf member events act at once: a failed
-member's serfHealth turns critical, a member that came back turns passing,
-a member that left or was reaped is removed, and a member whose `cv` tag
-(its catalog record version) is newer than the record held here is pulled
-from that member directly. Nothing here is fatal: a peer that cannot be
-reached is logged at debug and counted, and the next round tries another.
+update that the direct path missed. Serf member events act at once
+(member_follow.py): a failed member's serfHealth turns critical, a member
+that came back turns passing, a member that left or was reaped is removed,
+and a member whose `cv` tag (its catalog record version) is newer than the
+record held here is pulled from that member directly. Nothing here is
+fatal: a peer that cannot be reached is logged at debug and counted, and
+the next round tries another.
 
 The last-writer-wins maps (intentions) ride on the same rounds, and news of
 them also spreads at once: whenever an agent's map gains entries, written
@@ -39,9 +40,10 @@ import random
 import time
 from collections.abc import Callable, Iterable
 
-from gossamer.agent.sync.client import exchange, hand_over, pull
+from gossamer.agent.sync.client import exchange, hand_over
+from gossamer.agent.sync.member_follow import MemberFollower
 from gossamer.agent.sync.outbox import Outboxes
-from gossamer.agent.sync.peer_link import PeerError, Replicas
+from gossamer.agent.sync.peer_link import PeerError, Replicas, rpc_address
 from gossamer.agent.sync.record_push import RecordPusher
 from gossamer.agent.sync.tls import AgentTls
 from gossamer.catalog import lww
@@ -53,7 +55,6 @@ from gossamer.gossip.rpc_records import MemberEvent
 
 log = logging.getLogger("gossamer.replication")
 
-MAX_PULLS_PER_NODE = 5  # rounds of one pull task while the owner keeps publishing
 MIN_FANOUT = 3  # peers each agent hands a piece of LWW news to at once, at least
 
 
@@ -83,14 +84,16 @@ class Replicator:
         self._interval = interval
         self._timeout = timeout
         self._stopped = asyncio.Event()
-        self._pulls: dict[str, asyncio.Task[None]] = {}
-        self._wanted: dict[str, tuple[Member, int]] = {}  # node -> (owner, cv it announced)
         self.rounds = 0
         self.failures = 0
         self.round_seconds = 0.0  # summed over every round (their count is `rounds`)
         self.records = RecordPusher(
             self_origin=self_origin, datacenter=catalog.datacenter, candidates=self.candidates,
             fanout=fanout, rng=rng, tls=tls, timeout=timeout,
+        )  # fmt: skip
+        self.members = MemberFollower(
+            catalog, self_origin=self_origin, tls=tls, timeout=timeout, records=self.records,
+            failed=self._count_failure,
         )  # fmt: skip
 
     # -- periodic anti-entropy -------------------------------------------------------------
@@ -144,7 +147,7 @@ class Replicator:
         started = time.monotonic()
         try:
             changed = await exchange(
-                _address(peer),
+                rpc_address(peer),
                 self._catalog,
                 self_origin=self._self,
                 tls=self._tls,
@@ -196,7 +199,7 @@ class Replicator:
     async def _hand_over_map(self, peer: Member, name: str, entries: Entries) -> None:
         try:
             await hand_over(
-                _address(peer),
+                rpc_address(peer),
                 self._catalog.datacenter,
                 name,
                 entries,
@@ -212,91 +215,24 @@ class Replicator:
 
     def on_member_event(self, event: MemberEvent) -> None:
         """Follow one Serf member event (call from the event loop's thread)."""
-        for member in event.members:
-            if not self._ours(member):
-                continue
-            if event.event == "member-failed":
-                self._catalog.set_failed(member.name, True)
-            elif event.event in ("member-join", "member-update") and member.status == "alive":
-                self._alive(member)
-            elif event.event == "member-leave":
-                self._catalog.remove(member.name, "left", version=tags.record_version(member))
-            elif event.event == "member-reap":
-                self._catalog.remove(member.name, "reaped", version=tags.record_version(member))
+        self.members.on_member_event(event)
 
     def reconcile(self, members: Iterable[Member]) -> None:
         """Catch up from a full member list (events are lost while serf's RPC is down)."""
-        for member in members:
-            if not self._ours(member):
-                continue
-            if member.status == "failed":
-                self._catalog.set_failed(member.name, True)
-            elif member.status == "alive":
-                self._alive(member)
-            elif member.status == "left" and self._catalog.record(member.name) is not None:
-                self._catalog.remove(member.name, "left", version=tags.record_version(member))
+        self.members.reconcile(members)
 
-    def _ours(self, member: Member) -> bool:
-        return member.name != self._self and (tags.datacenter(member) == self._catalog.datacenter)
-
-    def _alive(self, member: Member) -> None:
-        self._catalog.set_failed(member.name, False)
-        announced = tags.record_version(member)
-        if (
-            announced > self._catalog.held_version(member.name)
-            and tags.rpc_port(member) is not None
-        ):
-            self._wanted[member.name] = (member, announced)
-            task = self._pulls.get(member.name)
-            if task is None or task.done():
-                self._pulls[member.name] = asyncio.get_running_loop().create_task(
-                    self._pull_from_owner(member.name), name=f"pull-{member.name}"
-                )
-
-    async def _pull_from_owner(self, node: str) -> None:
-        try:
-            for _ in range(MAX_PULLS_PER_NODE):
-                owner, announced = self._wanted[node]
-                if announced <= self._catalog.held_version(node):
-                    return
-                try:
-                    news = await pull(
-                        _address(owner),
-                        self._catalog,
-                        [node],
-                        self_origin=self._self,
-                        tls=self._tls,
-                        timeout=self._timeout,
-                        peer_name=owner.name,
-                    )
-                except PeerError as exc:
-                    self.failures += 1
-                    log.debug("pull of %s from its owner failed: %s", node, exc)
-                    return  # the next anti-entropy round heals it
-                self.records.pulled += news  # a push missed it (or was slower)
-        finally:
-            self._wanted.pop(node, None)
-            if self._pulls.get(node) is asyncio.current_task():
-                del self._pulls[node]
+    def _count_failure(self) -> None:
+        self.failures += 1
 
     def _cancel_pulls(self) -> None:
-        for task in self._pulls.values():
-            task.cancel()
+        self.members.cancel()
         self._outbox.cancel()
-        self._pulls.clear()
-        self._wanted.clear()
 
     @property
     def pulls_in_flight(self) -> int:
-        return sum(1 for t in self._pulls.values() if not t.done())
+        return self.members.pulls_in_flight
 
 
 def fanout(peers: int) -> int:
     """How many of `peers` get each piece of news: enough that none is skipped in practice."""
     return min(peers, max(MIN_FANOUT, 2 * math.ceil(math.log2(peers + 1))))
-
-
-def _address(member: Member) -> tuple[str, int]:
-    port = tags.rpc_port(member)
-    assert port is not None  # callers check eligibility first
-    return member.addr, port

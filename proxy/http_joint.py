@@ -1,0 +1,106 @@
+"""Where the HTTP path's bytes go: the `HttpSession` (http1.py) as a `Joint` (side.py).
+
+The client's plaintext feeds its request parser (http_request.py), or waits
+after an Upgrade request until the app answers; the app's feeds the answer
+parser (http_reply.py), but what an app connection reads after the session
+let go of it (its answer ended, or a retry moved on) is passed on to its
+new owner (`_pass_on`). The client ending mid-request fails that request
+(400); ending between requests closes the connection once the queue is
+answered. The app ending or being lost is the session's `_app_gone` (an
+answer ended by close, a retry, or a 502). Bytes each way are counted for
+the edge's metrics. `HttpSession` is the one subclass: the attributes and
+methods declared here are its own (http1.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from gossamer.proxy import http_codec as codec
+from gossamer.proxy.side import Joint, Side
+
+if TYPE_CHECKING:
+    from gossamer.proxy.http_reply import Reply
+    from gossamer.proxy.http_request import Requests
+
+
+class HttpJoint(Joint):
+    """The bytes from either side of one HTTP session (module docstring)."""
+
+    client: Side
+    app: Side | None
+    closed: bool
+    queue: deque[codec.Exchange]
+    requests: Requests
+    _reply: Reply | None  # the app connection's answer parser, once it has one
+    _moved: list[int]  # plaintext bytes from the client, from the app (the edge's bytes)
+    _held: list[bytes] | None  # after an Upgrade request: raw bytes for the app
+    _client_ended: bool
+
+    def peer_of(self, side: Side) -> Side:
+        return self.app if side is self.client and self.app is not None else self.client
+
+    def bytes_each_way(self) -> tuple[int, int]:
+        return self._moved[0], self._moved[1]
+
+    def moved_total(self) -> int:
+        return self._moved[0] + self._moved[1]
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        client = self.client
+        held = client.hold()  # an answer's head and body (or several answers): one write
+        try:
+            self._carry(side, chunks, eof)
+        finally:
+            if held:
+                client.flush()
+
+    def _carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        self._moved[side is not self.client] += sum(map(len, chunks))
+        if side is self.client:
+            for data in chunks:
+                if self._held is not None:
+                    self._held.append(data)
+                elif not self.closed:
+                    self.requests.feed(data)
+            if eof and not self.closed:
+                self._client_ended = True
+                if self.requests.in_message:  # it ended mid-request: that request cannot go on
+                    self.fail(400)
+                elif not self.queue:
+                    self.close()
+        else:
+            for i, data in enumerate(chunks):
+                if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
+                    _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
+                    return
+                if self._reply is not None:  # set with the app connection (_use_app)
+                    self._reply.feed(data)
+            if side is not self.app:
+                _pass_on(side, [], eof)
+            elif eof or side.lost:
+                self._app_gone()
+
+    def side_lost(self, side: Side) -> None:
+        if side is self.client:
+            self.close(abort=True)
+        elif side is self.app:
+            self._app_gone()
+
+    def fail(self, status: int) -> None:
+        raise NotImplementedError
+
+    def close(self, *, abort: bool = False) -> None:
+        raise NotImplementedError
+
+    def _app_gone(self) -> None:
+        raise NotImplementedError
+
+
+def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
+    """What an app connection read after its session let go of it goes to its new owner (the
+    pool's idle state ends it: an idle connection may not speak), or is held while it has
+    none. A connection closed by a retry drops it."""
+    if (rest or eof) and side.transport is not None and not side.transport.is_closing():
+        side.deliver(rest, eof)
