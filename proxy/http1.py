@@ -42,6 +42,7 @@ class HttpSession(HttpJoint):
 
     def __init__(self, host: HttpHost, client: Side, source: str) -> None:
         self.host, self.client, self.source = host, client, source
+        self.loop = asyncio.get_running_loop()  # once: each call is a getpid() system call
         self.app: Side | None = None
         self.tunnel: Relay | None = None
         self.queue: deque[codec.Exchange] = deque()
@@ -126,7 +127,7 @@ class HttpSession(HttpJoint):
             self._use_app(idle)
             return
         self._connecting = True
-        self._opening = asyncio.get_running_loop().create_task(self._open_app(skip))  # held
+        self._opening = self.loop.create_task(self._open_app(skip))  # held
 
     async def _open_app(self, skip: tuple[object, ...]) -> None:
         try:

@@ -146,15 +146,17 @@ def head_facts(head: list[bytes]) -> int:
 
 def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
     """A flat head's (name, value) pairs."""
-    return list(zip(head[0::4], head[2::4], strict=True))
+    return list(zip(head[0::4], head[2::4]))  # noqa: B905  # a flat head comes in fours
 
 
 def end_to_end(head: list[bytes]) -> list[bytes]:
     """The headers without the hop-by-hop ones (for a hop that stays open: pooled)."""
-    kept: list[bytes] = []
-    for name, value in pairs(head):
-        if name.lower() not in HOP_BY_HOP:
-            kept += (name, SEP, value, CRLF)
+    hop = [i for i, name in enumerate(head[0::4]) if name.lower() in HOP_BY_HOP]
+    if not hop:
+        return head
+    kept = head.copy()
+    for i in reversed(hop):
+        del kept[4 * i : 4 * i + 4]
     return kept
 
 

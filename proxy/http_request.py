@@ -45,7 +45,7 @@ class Requests:
         self._head_bytes = 0
         self._timeout = session.host.headers_timeout_s
         self._limit = session.host.max_header_bytes
-        self._loop = asyncio.get_running_loop()
+        self._loop = session.loop
         # When the head being read began (the connection, then each request's first byte);
         # None between requests. One timer, re-armed when it fires early (not per request).
         self._head_since: float | None = self._loop.time()
