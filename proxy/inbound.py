@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
+from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
     Refused,
@@ -37,6 +38,7 @@ from gossamer.proxy.authorize import (
     decided_by,
     reason_of_verify_code,
 )
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
@@ -44,7 +46,6 @@ from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.inbound_tunnel import InboundTunnels
-from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
@@ -85,12 +86,14 @@ class Inbound(InboundHttp):
         self.open: dict[Relay | Tunnel, str] = {}  # relay (or stream) -> the client's service
         self.tunnels = InboundTunnels(self)  # client sidecars' reusable connections
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
+        self.l4_decisions: dict[str, Decision | None] = {}  # inbound_http.py `_l4_decision`
+        self.l4_decided_by: tuple[object, bool, object] | None = None
         self.headers_timeout_s, self.max_header_bytes = (
             config.headers_timeout_s,
             config.max_header_bytes,
         )
         self.limits = Limits(config.request_timeout_s, config.request_idle_s, config.client_idle_s)
-        self.intermediates = PeerCache()
+        self.chains = ChainMemory()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
@@ -158,7 +161,7 @@ class Inbound(InboundHttp):
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
-        found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
+        found = client_service(chain, identity.trust, datetime.now(UTC), self.chains)
         edge = self.metrics.inbound(found.service)
         if l7:
             return found.service  # each request is decided and counted (decide_request)
@@ -232,7 +235,7 @@ class Inbound(InboundHttp):
                 continue
             try:
                 client_service(side.pipe.peer_certificates(), identity.trust, now,
-                               self.intermediates)  # fmt: skip
+                               self.chains)  # fmt: skip
             except Refused as refused:
                 if isinstance(conn, Relay | Tunnel):
                     conn.terminate()

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy import balance, split, tally
 from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.health_rows import Instance
@@ -42,7 +43,6 @@ from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
-from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
@@ -81,7 +81,7 @@ class UpstreamListener:
         self.outstanding: Counter[Instance] = Counter()
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
-        self.intermediates = PeerCache()
+        self.chains = ChainMemory()
         self.open: set[Relay | Tunnel] = set()
         self.tunnels = TunnelPool(upstream.pool_idle_s, upstream.pool_idle)
         self.rng = rng or random.Random()
@@ -183,7 +183,7 @@ class UpstreamListener:
                 )
                 await asyncio.shield(server.handshake)
             server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
-                           service or self.upstream.name, self.intermediates)  # fmt: skip
+                           service or self.upstream.name, self.chains)  # fmt: skip
         except (OSError, TimeoutError, Refused) as exc:
             reason = exc.reason if isinstance(exc, Refused) else tally.CONNECT_FAILED
             if server is not None:
@@ -219,7 +219,7 @@ class UpstreamListener:
 
         def closed(relay: Relay | Tunnel) -> None:
             now = time.monotonic()
-            if server.pipe.handshaken and self.sessions.wanted(instance, context, now):
+            if server.pipe.handshaken and self.sessions.wants(instance, context, now):
                 self.sessions.keep(instance, context, server.pipe.tls.session, now)
             self.open.discard(relay)
             edge.disconnected(relay, now - relay.started)
@@ -258,7 +258,7 @@ class UpstreamListener:
                 return False
             try:
                 server_service(side.pipe.peer_certificates(), identity.trust, now,
-                               self.upstream.name, self.intermediates)  # fmt: skip
+                               self.upstream.name, self.chains)  # fmt: skip
             except Refused:
                 return True
             return False

@@ -13,12 +13,16 @@ Rules:
 - one TLS 1.3 ticket may be offered by many connections at once (tickets
   are stateless on the server), so the newest kept session simply wins;
 - at most `CAPACITY` instances are remembered; the oldest goes first;
-- a finished connection's session is taken (`wanted`) only when the kept
-  one is missing or older than `REFRESH_S` (1 min): reading
-  `SSLObject.session` copies the session through DER, which decodes the
-  peer's certificate again (~150 us of CPU with OpenSSL 3.0, about a sixth
-  of the client's whole cost per new connection), and a stateless TLS 1.3
-  ticket serves any number of connections, so one copy a minute will do.
+- a finished connection's session is read only when `wants` says so (none
+  kept for its instance, or the kept one older than `REFRESH_S`): each read
+  of `SSLObject.session` leaks a copy of the session (~6.6 KiB with its
+  certificates) on CPython before 3.12.6 (gh-116810, Debian 12's 3.11
+  among them); read once per connection, that grew a sidecar by ~3 MiB per
+  500 new connections (bench/README.md, "RSS"). Reading it rarely is also
+  enough: the kept ticket serves every connection until it is replaced. It
+  is also cheaper: the copy goes through DER, decoding the peer's
+  certificate again (~150 us of CPU with OpenSSL 3.0, about a sixth of the
+  client's whole cost per new connection).
 Time is seconds passed in by the caller.
 """
 
@@ -28,7 +32,7 @@ import ssl
 from collections.abc import Hashable
 
 MAX_AGE_S = 300.0
-REFRESH_S = 60.0
+REFRESH_S = 240.0  # replaced a minute before it would stop being offered
 CAPACITY = 1024
 
 
@@ -39,8 +43,16 @@ class SessionCache:
         self._kept: dict[Hashable, tuple[ssl.SSLSession, float]] = {}
         self._context: ssl.SSLContext | None = None
         self._max_age_s = max_age_s
+        self._refresh_s = min(refresh_s, max_age_s)
         self._capacity = capacity
-        self._refresh_s = refresh_s
+
+    def wants(self, instance: Hashable, context: ssl.SSLContext, now_s: float) -> bool:
+        """Whether a connection to `instance` made with `context` should have its session read
+        and kept: none is kept for it, or the kept one is due for replacement."""
+        if context is not self._context:
+            return False  # `offer` meets a new context first, and forgets the old one's
+        found = self._kept.get(instance)
+        return found is None or now_s - found[1] >= self._refresh_s
 
     def offer(
         self, instance: Hashable, context: ssl.SSLContext, now_s: float
@@ -57,13 +69,6 @@ class SessionCache:
             del self._kept[instance]
             return None
         return found[0]
-
-    def wanted(self, instance: Hashable, context: ssl.SSLContext, now_s: float) -> bool:
-        """Whether a finished connection's session (made with `context`) is worth keeping."""
-        if context is not self._context:
-            return False
-        found = self._kept.get(instance)
-        return found is None or now_s - found[1] >= self._refresh_s
 
     def keep(
         self,

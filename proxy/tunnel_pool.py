@@ -9,7 +9,7 @@ a new TCP connection and TLS handshake. A wire is taken only while
   `pool_idle_s` (the inbound side keeps idle wires longer, so it does not
   close one while it is being taken);
 - its server still passes the caller's check (the server's SPIFFE ID and
-  the current trust, peer_cache.py makes it a lookup).
+  the current trust, a lookup once its chain was verified).
 At most `pool_idle` wires wait per instance; anything a parked wire reads
 (or its end) closes it. The inbound side decides every stream again.
 
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Literal
 
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.identity import Identity
-from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide
 from gossamer.proxy.tunnel import Frames, Opening, Parked, is_tunnel
@@ -60,7 +60,7 @@ class TunnelPool:
         self._sweep: asyncio.TimerHandle | None = None
 
     def take(
-        self, instance: Hashable, identity: Identity, service: str, known: PeerCache
+        self, instance: Hashable, identity: Identity, service: str, known: ChainMemory
     ) -> tuple[TlsSide, Deframer, float] | None:
         """An idle wire to `instance` fit for a new stream to `service` (wire, its frames,
         born), or None."""
@@ -140,7 +140,7 @@ async def open_stream(
     identity = listener._identity()
     found: tuple[TlsSide, Deframer, float] | None = None
     if identity is not None and listener.tunnels.idle:
-        found = listener.tunnels.take(instance, identity, target, listener.intermediates)
+        found = listener.tunnels.take(instance, identity, target, listener.chains)
     for fresh in (found is None, True):
         if fresh:
             server = await listener.attempt(instance, target, tunnel=True)
