@@ -29,6 +29,7 @@ from tests.proxy_support import (
     healthy_sidecars,
     listening,
     read_all,
+    refused,
     register_pair,
     roundtrip,
     set_intention,
@@ -106,10 +107,7 @@ def test_a_denied_pair_is_refused_then_allowed_then_cut_while_open(mesh: Mesh) -
         assert time.monotonic() - started < 1.5
     assert "connection terminated due to policy change" in mesh.db_proxy.log()
 
-    def refused() -> bool:
-        return roundtrip(mesh.upstream, b"x") == b""
-
-    eventually(refused, 5, what="new connections refused under deny")
+    eventually(lambda: refused(mesh.upstream, b"x"), 5, what="new connections refused under deny")
     assert "denied by web => db (deny" in mesh.db_proxy.log()
     set_intention(mesh.agent, "web", "db", "allow")
     assert through(mesh, b"again") == b"again<eof>"
@@ -124,13 +122,13 @@ def test_denials_are_reported_to_the_agent_with_the_rule_that_decided(mesh: Mesh
     through(mesh, b"warm")
     set_intention(mesh.agent, "web", "db", "deny")
     deny_id = exact(mesh.agent, "web", "db")["ID"]  # type: ignore[index]
-    eventually(lambda: roundtrip(mesh.upstream, b"x") == b"", 5, what="web -> db refused")
+    eventually(lambda: refused(mesh.upstream, b"x"), 5, what="web -> db refused")
     row = eventually(lambda: denials_of(mesh, "web => db (deny)"), 10, what="the deny reported")[0]
     assert (row["IntentionID"], row["Precedence"], row["Count"] >= 1) == (deny_id, 9, True)
     assert row["FirstSeen"] <= row["LastSeen"]
     http_json(f"{mesh.agent.http}/v1/connect/intentions/exact?source=web&destination=db",
               "DELETE")  # fmt: skip  # no intention left: the default policy (deny) decides
-    eventually(lambda: roundtrip(mesh.upstream, b"y") == b"" and
+    eventually(lambda: refused(mesh.upstream, b"y") and
                denials_of(mesh, "default policy (deny)"), 10,
                what="the default policy's deny reported")  # fmt: skip
     row = denials_of(mesh, "default policy (deny)")[0]
@@ -206,7 +204,7 @@ def test_an_upstream_added_to_the_registration_opens_without_a_restart(mesh: Mes
         mesh.agent.put("/v1/agent/service/register", web_body(mesh.agent, mesh.web_in, both))
         wait_listening("127.0.0.1", cache_port, mesh.web_proxy)
         started = time.monotonic()
-        assert roundtrip(("127.0.0.1", cache_port), b"x") == b""  # no cache instance at all
+        assert refused(("127.0.0.1", cache_port), b"x")  # no cache instance at all
         assert time.monotonic() - started < 1
         assert "upstream cache: client connection closed (no-healthy-instance)" in (
             mesh.web_proxy.log()
