@@ -143,6 +143,7 @@ class HttpSession(HttpJoint):
         if self.closed:
             self._forget_app(abort=True)
             return
+        self._reply.retire()
         self._reply = Reply(self)
         app.index, app.relay = 1, self
         app.joined()
