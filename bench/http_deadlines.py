@@ -37,6 +37,7 @@ class _Session:
     def __init__(self) -> None:
         self.closed, self.tunnel, self.queue = False, None, deque[object]()
         self.moved = 0
+        self.loop = asyncio.get_running_loop()
 
     def moved_total(self) -> int:
         return self.moved

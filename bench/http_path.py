@@ -21,12 +21,16 @@ batches of `--requests`), and transport writes per request. A wrk-like
 request (`GET /small`, a Host header) and an nginx-like answer (eight
 headers, a 100-byte body) in one read each.
 
-    .venv/bin/python bench/http_path.py [--requests 20000] [--repeats 5]
+Collected as the proxy is: start-up frozen, its young-generation threshold
+(`--gc-young 700` for CPython's default).
+
+    .venv/bin/python bench/http_path.py [--requests 20000] [--repeats 5] [--gc-young N]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from pathlib import Path
@@ -40,6 +44,7 @@ if str(ROOT) not in sys.path:
 from gossamer.intentions.codec import intention_from_json  # noqa: E402
 from gossamer.intentions.decide import IntentionSet  # noqa: E402
 from gossamer.proxy import tally  # noqa: E402
+from gossamer.proxy.__main__ import GC_YOUNG  # noqa: E402
 from gossamer.proxy.config import ProxyConfig, Upstream  # noqa: E402
 from gossamer.proxy.http1 import HttpSession  # noqa: E402
 from gossamer.proxy.inbound import Inbound, Policy  # noqa: E402
@@ -174,7 +179,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--gc-young", type=int, default=GC_YOUNG,
+                        help=f"young-generation threshold (the proxy's: {GC_YOUNG})")  # fmt: skip
     args = parser.parse_args()
+    gc.collect()  # as the proxy starts (proxy/__main__.py)
+    gc.freeze()
+    gc.set_threshold(args.gc_young, *gc.get_threshold()[1:])
     uvloop.run(_measure(args.requests, args.repeats))  # the proxy's loop (timers in C)
 
 

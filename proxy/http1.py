@@ -42,6 +42,7 @@ class HttpSession(HttpJoint):
 
     def __init__(self, host: HttpHost, client: Side, source: str) -> None:
         self.host, self.client, self.source = host, client, source
+        self.loop = asyncio.get_running_loop()  # once: each call is a getpid() system call
         self.app: Side | None = None
         self.tunnel: Relay | None = None
         self.queue: deque[codec.Exchange] = deque()
@@ -50,7 +51,7 @@ class HttpSession(HttpJoint):
         self.closed = self._connecting = False
         self._opening: asyncio.Task[None] | None = None
         self.requests = Requests(self)
-        self._reply = Reply(self)
+        self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
         self.deadlines = Deadlines(self, host.limits)
@@ -126,7 +127,7 @@ class HttpSession(HttpJoint):
             self._use_app(idle)
             return
         self._connecting = True
-        self._opening = asyncio.get_running_loop().create_task(self._open_app(skip))  # held
+        self._opening = self.loop.create_task(self._open_app(skip))  # held
 
     async def _open_app(self, skip: tuple[object, ...]) -> None:
         try:
@@ -143,8 +144,10 @@ class HttpSession(HttpJoint):
         if self.closed:
             self._forget_app(abort=True)
             return
-        self._reply.retire()
-        self._reply = Reply(self)
+        reply = app.parser  # a pooled connection's, kept: no new parser<->Reply cycle a request
+        if not (isinstance(reply, Reply) and reply.rebind(self)):
+            reply = app.parser = Reply(self)
+        self._reply = reply
         app.index, app.relay = 1, self
         app.joined()
         self._pump()
@@ -190,7 +193,8 @@ class HttpSession(HttpJoint):
         """The app connection ended an answer and may serve another: a pooling host takes it."""
         if self.host.pooled and self.app is not None and self.tunnel is None:
             app, self.app = self.app, None
-            self._reply.dead = True
+            if self._reply is not None:
+                self._reply.let_go(self)
             self.host.release_backend(app)
 
     def drop_app(self) -> None:
@@ -201,7 +205,8 @@ class HttpSession(HttpJoint):
 
     def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
         app, self.app = self.app, None
-        self._reply.dead = True
+        if self._reply is not None:
+            self._reply.let_go(self)
         if app is not None:
             app.relay = None
             app.close(abort=abort)
@@ -227,7 +232,7 @@ class HttpSession(HttpJoint):
     def _app_gone(self) -> None:
         if self.app is None or self.tunnel is not None:
             return
-        complete = self._reply.ended_by_close()
+        complete = self._reply is None or self._reply.ended_by_close()
         self._forget_app(failed=not complete)
         if not complete and not self.retry():
             self.fail(502)

@@ -8,6 +8,9 @@ half-parsed is forwarded, and an ambiguous message (Content-Length with
 Transfer-Encoding, two lengths, a bad chunk) never reaches the other side:
 llhttp refuses it first.
 
+A head is kept flat as parsed (`add_header`: name, ": ", value, CRLF per
+header), so writing it on is one join.
+
 `Exchange` is one request and its answer; `Outcome` is what is known of
 it once answered (status, seconds, route), the one record per request
 that the counters and metrics read.
@@ -15,7 +18,6 @@ that the counters and metrics read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -74,21 +76,24 @@ class Exchange:
         return "" if self.decision is None else self.decision.route
 
 
-def request_head(method: str, url: bytes, version: str, headers: Iterable[tuple[bytes, bytes]]
-                 ) -> bytes:  # fmt: skip
+SEP, CRLF = b": ", b"\r\n"
+CONNECTION_CLOSE = (b"connection", SEP, b"close", CRLF)
+
+
+def add_header(head: list[bytes], name: bytes, value: bytes) -> None:
+    """One parsed header onto a flat head: name, ": ", value, CRLF."""
+    head += (name, SEP, value, CRLF)
+
+
+def request_head(method: str, url: bytes, version: str, head: list[bytes]) -> bytes:
     """A request line and headers, as parsed."""
-    lines = [b"%s %s HTTP/%s\r\n" % (method.encode(), url, version.encode())]
-    lines += [b"%s: %s\r\n" % pair for pair in headers]
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    return b"".join([b"%s %s HTTP/%s\r\n" % (method.encode(), url, version.encode()), *head,
+                     CRLF])  # fmt: skip
 
 
-def response_head(status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+def response_head(status: int, reason: bytes, head: list[bytes]) -> bytes:
     """A status line and headers, as parsed (always HTTP/1.1 towards the client)."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    lines += [b"%s: %s\r\n" % pair for pair in headers]
-    lines.append(b"\r\n")
-    return b"".join(lines)
+    return b"".join([b"HTTP/1.1 %d %s\r\n" % (status, reason), *head, CRLF])
 
 
 def chunk(data: bytes) -> bytes:
@@ -111,33 +116,54 @@ def local_response(status: int, body: bytes = b"", *, close: bool = False) -> by
 
 # What `head_facts` finds in a head, as bits (one pass over the headers for all of them).
 CHUNKED, LENGTH, EXPECT, HOP = 1, 2, 4, 8
-_FACTS = {b"content-length": LENGTH, b"expect": EXPECT,
+_CODING = 16  # Transfer-Encoding: CHUNKED when its value names chunked
+_FACTS = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
           **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
+# A header name as sent -> its bits: names repeat from one message to the next, so each is
+# lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
+_SEEN: dict[bytes, int] = {}
+_SEEN_MAX = 4096
 
 
-def head_facts(headers: Iterable[tuple[bytes, bytes]]) -> int:
+def head_facts(head: list[bytes]) -> int:
     """The bits of a parsed head: its body is chunked (llhttp has refused any other coding),
     it has a Content-Length, an Expect, a hop-by-hop header."""
     facts = 0
-    for name, value in headers:
-        key = name.lower()
-        if key == b"transfer-encoding":
-            if b"chunked" in value.lower():
-                facts |= CHUNKED
-        else:
-            facts |= _FACTS.get(key, 0)
+    seen = _SEEN
+    for i in range(0, len(head), 4):
+        name = head[i]
+        bits = seen.get(name)
+        if bits is None:
+            bits = _FACTS.get(name.lower(), 0)
+            if len(seen) < _SEEN_MAX:
+                seen[name] = bits
+        if bits:
+            if bits == _CODING:
+                bits = CHUNKED if b"chunked" in head[i + 2].lower() else 0
+            facts |= bits
     return facts
 
 
-def end_to_end(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """A flat head's (name, value) pairs."""
+    return list(zip(head[0::4], head[2::4]))  # noqa: B905  # a flat head comes in fours
+
+
+def end_to_end(head: list[bytes]) -> list[bytes]:
     """The headers without the hop-by-hop ones (for a hop that stays open: pooled)."""
-    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP]
+    hop = [i for i, name in enumerate(head[0::4]) if name.lower() in HOP_BY_HOP]
+    if not hop:
+        return head
+    kept = head.copy()
+    for i in reversed(hop):
+        del kept[4 * i : 4 * i + 4]
+    return kept
 
 
-def header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def header_map(head: list[bytes]) -> dict[str, str]:
     """Headers for an L7 permission: repeated names joined with ",", as Envoy sees them."""
     joined: dict[str, str] = {}
-    for name, value in headers:
+    for name, value in pairs(head):
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         joined[key] = f"{joined[key]},{text}" if key in joined else text

@@ -53,7 +53,7 @@ class Deadlines:
 
     def __init__(self, session: HttpSession, limits: Limits) -> None:
         self.s, self.limits = session, limits
-        self.loop = asyncio.get_running_loop()
+        self.loop = session.loop
         self.handle: asyncio.TimerHandle | None = None
         self.seen = -1  # the session's bytes both ways at the last look
         self.quiet_since = self.deadline = 0.0

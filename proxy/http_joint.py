@@ -33,7 +33,7 @@ class HttpJoint(Joint):
     closed: bool
     queue: deque[codec.Exchange]
     requests: Requests
-    _reply: Reply
+    _reply: Reply | None  # the app connection's answer parser, once it has one
     _moved: list[int]  # plaintext bytes from the client, from the app (the edge's bytes)
     _held: list[bytes] | None  # after an Upgrade request: raw bytes for the app
     _client_ended: bool
@@ -75,7 +75,8 @@ class HttpJoint(Joint):
                 if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
                     _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
                     return
-                self._reply.feed(data)
+                if self._reply is not None:  # set with the app connection (_use_app)
+                    self._reply.feed(data)
             if side is not self.app:
                 _pass_on(side, [], eof)
             elif eof or side.lost:

@@ -1,7 +1,9 @@
 """The app's side of the inbound HTTP path: its answers parsed and passed to the client.
 
 One `Reply` per app connection (httptools' response parser keeps state
-between answers). A final answer's head goes to the client once parsed
+between answers); a pooled connection keeps its `Reply` from one borrowing
+session to the next (`rebind`), only between two answers of a parser in a
+sound state. A final answer's head goes to the client once parsed
 (re-serialized, http_codec.py), its body framed as it came; interim
 answers (`100 Continue`) pass through without ending the request; a `101`
 hands the connections over to a byte relay (`HttpSession.upgraded`); a
@@ -20,9 +22,6 @@ from gossamer.proxy import http_codec as codec
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
 
-# What a retired Reply holds instead of its parser: a parser never fed, with no callbacks.
-_RETIRED = httptools.HttpResponseParser(None)
-
 
 class Reply:
     """Parses the app's answers on one app connection and passes them to the client."""
@@ -31,19 +30,26 @@ class Reply:
         self.s = session
         self.parser = httptools.HttpResponseParser(self)
         self._reason = bytearray()
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: list[bytes] = []  # flat, http_codec.add_header
         self._chunked = False
         self._interim = False
         self._until_close = False  # neither length nor chunks: the body ends when the app closes
         self.dead = False  # the session has let go of this app connection
+        self._between = True  # no answer begun since the last one ended
+        self._broken = False  # llhttp refused the stream (or it was upgraded)
 
-    def retire(self) -> None:
-        """The session took another app connection: let go of the parser, whose callbacks
-        are this reply's methods. That cycle left one reply per pooled request to the cycle
-        collector (~850 alive in a sidecar at 64 connections, ~2 MiB); now refcounting
-        frees both once the parser returns (it may be mid-callback: it holds itself)."""
-        self.dead = True
-        self.parser = _RETIRED
+    def rebind(self, session: HttpSession) -> bool:
+        """Serve `session` now (a pooled connection borrowed again); False when this parser
+        is mid-answer or broken, and the connection needs a fresh one."""
+        if not self._between or self._broken:
+            return False
+        self.s, self.dead = session, False
+        return True
+
+    def let_go(self, session: HttpSession) -> None:
+        """`session` stops listening (unless the parser serves another session by now)."""
+        if self.s is session:
+            self.dead = True
 
     def feed(self, data: bytes) -> None:
         s = self.s
@@ -55,9 +61,11 @@ class Reply:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
+            self._broken = True
             offset = int(up.args[0]) if up.args else len(data)
             s.upgraded(data[offset:])
         except httptools.HttpParserError:
+            self._broken = True
             s.bad_answer()
 
     def ended_by_close(self) -> bool:
@@ -71,14 +79,15 @@ class Reply:
         return not (self.s.queue and self.s.queue[0].sent)
 
     def on_message_begin(self) -> None:
+        self._between = False
         self._reason.clear()
-        self._headers = []
+        self._head = []
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._head += (name, codec.SEP, value, codec.CRLF)  # codec.add_header, without a call
 
     def on_headers_complete(self) -> None:
         if self.dead or not self.s.queue:
@@ -87,7 +96,7 @@ class Reply:
         if status in codec.RETRY_STATUSES and self.s.retry():
             return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = 100 <= status < 200 and status != 101
-        facts = codec.head_facts(self._headers)
+        facts = codec.head_facts(self._head)
         self._chunked = bool(facts & codec.CHUNKED)
         self._until_close = (
             not self._chunked
@@ -95,11 +104,11 @@ class Reply:
             and not facts & codec.LENGTH
             and not self._interim
         )
-        headers = self._headers
+        head = self._head
         if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
-            headers = [*codec.end_to_end(headers), (b"connection", b"close")]
-        head = codec.response_head(status, bytes(self._reason), headers)
-        self.s.answered(head, final=not self._interim)
+            head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]
+        self.s.answered(codec.response_head(status, bytes(self._reason), head),
+                        final=not self._interim)  # fmt: skip
         if not self._interim and self.s.queue[0].method == "HEAD":
             self._until_close = False
             self.s.finish(status)
@@ -111,6 +120,7 @@ class Reply:
         self.s.client.send(codec.chunk(body) if self._chunked else body)
 
     def on_message_complete(self) -> None:
+        self._between = True
         if self.dead or self._interim or self.parser.get_status_code() == 101:
             return
         if self._chunked:

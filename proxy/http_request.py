@@ -41,11 +41,11 @@ class Requests:
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False  # a request has begun and is not complete
         self._url = bytearray()
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._head: list[bytes] = []  # flat, http_codec.add_header
         self._head_bytes = 0
         self._timeout = session.host.headers_timeout_s
         self._limit = session.host.max_header_bytes
-        self._loop = asyncio.get_running_loop()
+        self._loop = session.loop
         # When the head being read began (the connection, then each request's first byte);
         # None between requests. One timer, re-armed when it fires early (not per request).
         self._head_since: float | None = self._loop.time()
@@ -83,7 +83,7 @@ class Requests:
     def on_message_begin(self) -> None:
         self.in_message = True
         self._url.clear()
-        self._headers = []
+        self._head = []
         self._head_bytes = 0
         self._head_since = now = self._loop.time()
         if self._timer is None:
@@ -94,7 +94,7 @@ class Requests:
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._head += (name, codec.SEP, value, codec.CRLF)  # codec.add_header, without a call
         self._head_bytes += len(name) + len(value) + 4  # _count's, without a call per header
         if self._head_bytes > self._limit:
             raise _Reject(431)
@@ -106,19 +106,19 @@ class Requests:
 
     def on_headers_complete(self) -> None:
         self._head_since = None  # the timer, if armed, finds nothing to time and lapses
-        parser, headers, url = self.parser, self._headers, bytes(self._url)
+        parser, head, url = self.parser, self._head, bytes(self._url)
         method = parser.get_method().decode("latin-1")
         decision = self.s.host.decide_request(
             self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
-                                               codec.header_map(headers)))  # fmt: skip
-        facts = codec.head_facts(headers)
+                                               codec.header_map(head)))  # fmt: skip
+        facts = codec.head_facts(head)
         ex = codec.Exchange(method, url, parser.should_keep_alive(), bool(facts & codec.CHUNKED),
                             decision, time.perf_counter(), parser.should_upgrade())  # fmt: skip
         ex.expect_continue = bool(facts & codec.EXPECT)
         if ex.allowed:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
-                headers = codec.end_to_end(headers)
-            ex.out.append(codec.request_head(method, url, parser.get_http_version(), headers))
+                head = codec.end_to_end(head)
+            ex.out.append(codec.request_head(method, url, parser.get_http_version(), head))
             if method in codec.IDEMPOTENT and not ex.upgrade:
                 ex.replay = list(ex.out)
         self.s.admit(ex)

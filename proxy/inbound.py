@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
+from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
     Refused,
@@ -82,6 +83,8 @@ class Inbound(InboundHttp):
         self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay -> the client's service
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
+        self.l4_decisions: dict[str, Decision | None] = {}  # inbound_http.py `_l4_decision`
+        self.l4_decided_by: tuple[object, bool, object] | None = None
         self.headers_timeout_s, self.max_header_bytes = (
             config.headers_timeout_s,
             config.max_header_bytes,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
 
 NOT_KNOWN = Decision(False, "the intentions are not known yet")
+MAX_SOURCES = 4096  # cached sources (peers are services with verified leaves: few)
 _BY_CLASS = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
 
 
@@ -43,6 +44,8 @@ class InboundHttp:
     on_close: Callable[[], None]
     pooled = False  # an HTTP session keeps its app connection
     limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
+    l4_decisions: dict[str, Decision | None]  # source -> its decision when no L7 rule applies
+    l4_decided_by: tuple[object, bool, object] | None  # (intentions, default, config) of those
 
     def take_idle(self, skip: tuple[object, ...]) -> Side | None:
         return None  # the app connection is opened per session (open_backend)
@@ -71,9 +74,10 @@ class InboundHttp:
             self.denials.add(not_known(source, service, _now_ms()))
             self.tally.add("http.denied")
             return NOT_KNOWN
-        l7 = any(rule.permissions for rule in policy.intentions.rules_for(source, service))
-        decision = decide(policy.intentions, source, service, request=request() if l7 else None,
-                          default_allow=policy.default_allow)  # fmt: skip
+        decision = self._l4_decision(source)
+        if decision is None:  # an L7 rule applies: this request decides
+            decision = decide(policy.intentions, source, service, request=request(),
+                              default_allow=policy.default_allow)  # fmt: skip
         if decision.allowed:
             edge.allowed += 1
         else:
@@ -81,6 +85,26 @@ class InboundHttp:
             self.tally.add("http.denied")
             self.denials.add(denial_of(decision, source, service, _now_ms()))
         return decision
+
+    def _l4_decision(self, source: str) -> Decision | None:
+        """`source`'s decision when no L7 rule applies to it, None when one does. Kept per
+        source until the intentions (replaced as a whole), the default or the config change:
+        `decide`'s decision without a request, without its look-ups on every request."""
+        policy, cache = self.policy, self.l4_decisions
+        by = self.l4_decided_by
+        if (by is None or by[0] is not policy.intentions or by[1] != policy.default_allow
+                or by[2] is not self.config):  # fmt: skip
+            cache.clear()
+            self.l4_decided_by = (policy.intentions, policy.default_allow, self.config)
+        if source in cache:
+            return cache[source]
+        service = self.config.service
+        rules = policy.intentions.rules_for(source, service)
+        found = None if any(rule.permissions for rule in rules) else decide(
+            policy.intentions, source, service, default_allow=policy.default_allow)  # fmt: skip
+        if len(cache) < MAX_SOURCES:
+            cache[source] = found
+        return found
 
     def http_outcome(self, outcome: Outcome) -> None:
         """Every request of the HTTP path, once (status 0: none was sent), under its route:

@@ -53,6 +53,7 @@ class Side(asyncio.BufferedProtocol):
         self._held: list[bytes] = []  # plaintext read before the side was joined
         self._held_eof = False
         self._out: list[bytes] | None = None  # sends gathered by `hold`, written by `flush`
+        self.parser: object | None = None  # kept with the connection by its joint (http1.py)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses

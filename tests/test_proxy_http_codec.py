@@ -1,0 +1,47 @@
+"""The HTTP path's pure head helpers (proxy/http_codec.py) over flat heads."""
+
+from __future__ import annotations
+
+import pytest
+
+from gossamer.proxy import http_codec as codec
+
+
+def flat(*pairs: tuple[bytes, bytes]) -> list[bytes]:
+    head: list[bytes] = []
+    for name, value in pairs:
+        codec.add_header(head, name, value)
+    return head
+
+
+@pytest.mark.parametrize(
+    ("pairs", "facts"),
+    [
+        ([(b"Host", b"a")], 0),
+        ([(b"Content-Length", b"3")], codec.LENGTH),
+        ([(b"content-length", b"3"), (b"CONTENT-LENGTH", b"3")], codec.LENGTH),
+        ([(b"Transfer-Encoding", b"gzip, Chunked")], codec.CHUNKED),
+        ([(b"Transfer-Encoding", b"gzip")], 0),
+        ([(b"Expect", b"100-continue"), (b"Connection", b"close")], codec.EXPECT | codec.HOP),
+        ([(b"Keep-Alive", b"timeout=5"), (b"X-Transfer-Encoding", b"chunked")], codec.HOP),
+    ],
+)
+def test_head_facts_any_case_and_again_from_the_name_cache(
+    pairs: list[tuple[bytes, bytes]], facts: int
+) -> None:
+    head = flat(*pairs)
+    assert codec.head_facts(head) == facts
+    assert codec.head_facts(head) == facts  # the second time from _SEEN
+
+
+def test_heads_are_written_as_parsed_and_hop_by_hop_dropped() -> None:
+    head = flat((b"Host", b"db"), (b"Connection", b"close"), (b"X-A", b"1"))
+    assert codec.request_head("GET", b"/x", "1.1", head) == (
+        b"GET /x HTTP/1.1\r\nHost: db\r\nConnection: close\r\nX-A: 1\r\n\r\n"
+    )
+    kept = codec.end_to_end(head)
+    assert codec.pairs(kept) == [(b"Host", b"db"), (b"X-A", b"1")]
+    assert codec.response_head(200, b"OK", [*kept, *codec.CONNECTION_CLOSE]) == (
+        b"HTTP/1.1 200 OK\r\nHost: db\r\nX-A: 1\r\nconnection: close\r\n\r\n"
+    )
+    assert codec.header_map(flat((b"X-A", b"1"), (b"x-a", b"2"))) == {"x-a": "1,2"}
