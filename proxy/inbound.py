@@ -156,28 +156,30 @@ class Inbound(InboundHttp):
             return
         await self._join(side, source, peer, started)
 
-    def _authorize(self, side: TlsSide, *, l7: bool) -> str:
+    def _authorize(self, side: TlsSide, *, l7: bool, source: str = "") -> str:
+        """The client's service, decided at L4 (`source`: its certificate checked just now)."""
         identity = self._identity()
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
-        chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
-        found = client_service(chain, identity.trust, datetime.now(UTC), self.chains)
-        edge = self.metrics.inbound(found.service)
+        if not source:  # a resumed session: its leaf, checked again
+            source = client_service(side.pipe.peer_certificates(), identity.trust,
+                                    datetime.now(UTC), self.chains).service  # fmt: skip
+        edge = self.metrics.inbound(source)
         if l7:
-            return found.service  # each request is decided and counted (decide_request)
+            return source  # each request is decided and counted (decide_request)
         if not self.policy.known:
             edge.denied += 1
-            self.denials.add(not_known(found.service, self.config.service, _now_ms()))
+            self.denials.add(not_known(source, self.config.service, _now_ms()))
             raise Refused(tally.DENIED, "the intentions are not known yet")
-        decision = admit(self.policy.intentions, found.service, self.config.service,
+        decision = admit(self.policy.intentions, source, self.config.service,
                          default_allow=self.policy.default_allow)  # fmt: skip
         if not decision.allowed:
             edge.denied += 1
-            self.denials.add(denial_of(decision, found.service, self.config.service, _now_ms()))
-            raise Refused(tally.DENIED, f"{found.service} -> {self.config.service} denied by "
+            self.denials.add(denial_of(decision, source, self.config.service, _now_ms()))
+            raise Refused(tally.DENIED, f"{source} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
         edge.allowed += 1
-        return found.service
+        return source
 
     async def _join(
         self, side: TlsSide, source: str, peer: str, started: float,

@@ -5,7 +5,9 @@ stream. Each OPEN is decided as a new connection would be: the client's
 certificate checked against the current trust and the intentions asked
 again (`Inbound._authorize`, counted and recorded the same way), then a
 new connection to the local app joined to the stream. The first stream
-uses the decision made at the handshake a moment before. Between
+uses the decision made at the handshake a moment before; the certificate
+is checked again when the trust changes, else at most once a second
+(tunnel.py `checked_peer`), the intentions for every stream. Between
 streams the wire waits (`Parked`), at most `INBOUND_IDLE_S`: the client
 side closes idle wires sooner (tunnel_pool.py), so this side does not
 close one while it is being taken. A live stream is an open connection
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 from gossamer.proxy.authorize import Refused
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide
-from gossamer.proxy.tunnel import Frames, Parked, Tunnel
+from gossamer.proxy.tunnel import Frames, Parked, Tunnel, checked_peer
 from gossamer.proxy.tunnel_frames import OPEN, Deframer
 
 if TYPE_CHECKING:
@@ -38,6 +40,9 @@ class InboundTunnels:
 
     def start(self, wire: TlsSide, source: str) -> None:
         """A wire just authorized: its first stream is `source`'s, decided already."""
+        identity = self.inbound._identity()
+        if identity is not None:
+            wire.peer_checked = (identity.trust, source, time.monotonic())
         self._park(wire, Deframer(), source)
 
     def _park(self, wire: TlsSide, frames: Deframer, source: str = "") -> None:
@@ -60,12 +65,17 @@ class InboundTunnels:
         wire.pause_reading()
         inbound, started = self.inbound, time.monotonic()
         if not source:
+            identity = inbound._identity()
+            trust = identity.trust if identity is not None else None
+            checked = checked_peer(wire, trust, started)
             try:
-                source = inbound._authorize(wire, l7=False)
+                source = inbound._authorize(wire, l7=False, source=checked)
             except Refused as refused:
                 inbound.refuse(refused.reason, _peer(wire), str(refused))
                 wire.close()
                 return
+            if not checked:
+                wire.peer_checked = (trust, source, started)
 
         def join(app: PlainSide) -> Tunnel:
             return Tunnel(app, wire, deframer, self._ended, opener=False, first=first)

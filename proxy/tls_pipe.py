@@ -53,6 +53,7 @@ class TlsPipe:
         )
         self.handshaken = False
         self.eof_received = False
+        self.close_notified = False  # the peer ended with close_notify, not a bare TCP end
         self.eof_sent = False
 
     def start(self) -> bytes:
@@ -74,10 +75,10 @@ class TlsPipe:
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                self.eof_received = True
+                self.eof_received = self.close_notified = True
                 break
             if count == 0:
-                self.eof_received = True
+                self.eof_received = self.close_notified = True
                 break
             chunks.append(bytes(_PLAIN_VIEW[:count]))
         return chunks

@@ -31,6 +31,7 @@ class TlsSide(Side):
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_connect = on_connect
         self.silent = True  # nothing received yet (a TCP health check connects and closes)
+        self.peer_checked: tuple[object, str, float] | None = None  # tunnel.py `checked_peer`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

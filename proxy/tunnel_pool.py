@@ -36,7 +36,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide
-from gossamer.proxy.tunnel import Frames, Opening, Parked, is_tunnel
+from gossamer.proxy.tunnel import Frames, Opening, Parked, checked_peer, is_tunnel
 from gossamer.proxy.tunnel_frames import Deframer
 
 if TYPE_CHECKING:
@@ -65,19 +65,22 @@ class TunnelPool:
         """An idle wire to `instance` fit for a new stream to `service` (wire, its frames,
         born), or None."""
         conns = self.idle.get(instance)
-        now, wall = time.monotonic(), datetime.now(UTC)
+        now = time.monotonic()
         while conns:
             wire = conns.pop()
             side = wire.parked.wire
             fresh = now - wire.born < MAX_AGE_S and now - wire.parked.since < self._idle_s
             open_ = not side.lost and side.transport is not None and not side.transport.is_closing()
             if wire.context is identity.client_tunnel and fresh and open_:
+                if checked_peer(side, identity.trust, now) == service:
+                    return side, wire.parked.frames, wire.born
                 try:
-                    server_service(side.pipe.peer_certificates(), identity.trust, wall, service,
-                                   known)  # fmt: skip
+                    server_service(side.pipe.peer_certificates(), identity.trust,
+                                   datetime.now(UTC), service, known)  # fmt: skip
                 except Refused:
                     pass
                 else:
+                    side.peer_checked = (identity.trust, service, now)
                     return side, wire.parked.frames, wire.born
             side.relay = None
             side.close()

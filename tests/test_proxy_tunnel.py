@@ -191,3 +191,18 @@ async def test_a_draining_inbound_port_closes_its_idle_wires(pair: Pair) -> None
     assert await exchange(pair, b"a") == expected(pair, b"a")
     pair.db.stop_listening()
     await eventually_async(lambda: not pair.web.tunnels.idle, 5)  # the client side saw it
+
+
+async def test_an_idle_wire_whose_peer_died_unseen_is_followed_by_a_new_one(pair: Pair) -> None:
+    assert await exchange(pair, b"a") == expected(pair, b"a")
+    ((kept,),) = pair.web.tunnels.idle.values()
+    ours = kept.parked.wire.transport
+    assert ours is not None
+    ours.pause_reading()  # its end is not seen until it is taken
+    (theirs,) = pair.db.tunnels.parked
+    assert theirs.transport is not None
+    theirs.transport.close()  # a bare TCP end, no close_notify: the peer died, it did not refuse
+    await asyncio.sleep(0.1)
+    assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
+    assert pair.count("outbound.reused") == 0
+    assert pair.count("outbound.attempt_failed.connect-failed") == 1
