@@ -1,11 +1,12 @@
 """Who is on the other end of a proxied connection, and may it come in? Pure.
 
 Inbound (`client_service`): OpenSSL has verified the client's chain against
-the trust bundle during the handshake (signatures, validity, name
-constraints); gossamer checks it again with its own verifier
-(`proxy.ca.verify.verify_chain`, purpose client auth), because OpenSSL knows
-nothing of SPIFFE: the leaf must carry exactly one URI SAN that is a
-*service* SPIFFE ID of this mesh's trust domain. `admit` then asks the
+the trust bundle during the handshake (signatures, validity, purpose, name
+constraints) and built the path to a root; OpenSSL knows nothing of SPIFFE,
+so gossamer checks that chain's facts (`proxy.ca.verified_chain`, purpose
+client auth): it still ends at a root of the current bundle, every
+certificate is valid now, and the leaf carries exactly one URI SAN that is
+a *service* SPIFFE ID of this mesh's trust domain. `admit` then asks the
 pure intentions core (`decide`) with the intentions the proxy watches; a
 deny is a value (the `Decision`) carrying the intention that decided.
 
@@ -22,11 +23,9 @@ the proxy watches that list (`revoked_key_ids`) and puts the key ids into
 its `Trust`. A new `Trust` object empties the peer cache, so no leaf
 verified before a revocation is taken on trust after it.
 
-A resumed TLS session presents only its leaf; it is verified and decided
-again like any other, with the intermediates learnt from earlier full
-handshakes (peer_cache.py). A leaf already verified against the same roots
-is not verified again while its chain is valid (peer_cache.py says why
-that is sound); the intention decision is made for every connection.
+A resumed TLS session presents only its leaf; the chain its full handshake
+verified is remembered (`ChainMemory`), and it is checked and decided again
+like any other. The intention decision is made for every connection.
 
 Every refusal is a `Refused` whose `reason` is a tally.py counter name;
 `reason_of_verify_code` maps OpenSSL's verify codes onto the same names, so
@@ -39,17 +38,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
-
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import Decision
 from gossamer.intentions.spiffe import ServiceId
 from gossamer.proxy import tally
 from gossamer.proxy.ca import errors
-from gossamer.proxy.ca.keys import key_id
-from gossamer.proxy.ca.profile import utc
-from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, verify_chain
-from gossamer.proxy.peer_cache import PeerCache
+from gossamer.proxy.ca.spiffe_leaf import CLIENT_AUTH, SERVER_AUTH
+from gossamer.proxy.ca.verified_chain import ChainMemory, check_verified
 
 _VERIFY_CODES = {  # OpenSSL's X509_V_ERR_* codes with a reason of their own
     2: tally.UNKNOWN_ISSUER,
@@ -87,7 +82,7 @@ class Trust:
     """What peers are checked against: the mesh's trust domain and its current roots."""
 
     trust_domain: str
-    roots: Sequence[x509.Certificate]
+    roots: frozenset[bytes]  # the DER of each root of the bundle
     revoked: frozenset[bytes] = frozenset()  # key ids of revoked agents' intermediates
 
 
@@ -111,7 +106,7 @@ def revoked_key_ids(rows: object) -> frozenset[bytes]:
 
 
 def client_service(
-    chain_der: Sequence[bytes], trust: Trust, now: datetime, known: PeerCache | None = None
+    chain_der: Sequence[bytes], trust: Trust, now: datetime, known: ChainMemory | None = None
 ) -> ServiceId:
     """The verified service a client presented (leaf first), or Refused saying why not."""
     return _service(chain_der, trust, now, CLIENT_AUTH, known)
@@ -122,7 +117,7 @@ def server_service(
     trust: Trust,
     now: datetime,
     expected: str,
-    known: PeerCache | None = None,
+    known: ChainMemory | None = None,
 ) -> ServiceId:
     """The upstream's verified service; Refused(WRONG_SERVER) when it is not `expected`."""
     found = _service(chain_der, trust, now, SERVER_AUTH, known)
@@ -160,27 +155,23 @@ def _service(
     chain_der: Sequence[bytes],
     trust: Trust,
     now: datetime,
-    purpose: x509.ObjectIdentifier,
-    known: PeerCache | None,
+    purpose: str,
+    known: ChainMemory | None,
 ) -> ServiceId:
+    """`chain_der`: the chain OpenSSL verified (leaf first, root last), or a resumed leaf."""
     if not chain_der:
         raise Refused(tally.NO_CERTIFICATE, "the peer presented no certificate")
-    if known is not None:
-        seen = known.verified(chain_der[0], trust, purpose.dotted_string, utc(now))
-        if seen is not None:
-            return seen
+    memory = known if known is not None else ChainMemory()
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain_der]
+        chain = memory.chain(chain_der) or tuple(chain_der)  # a lone leaf not remembered: itself
+        facts = [memory.facts(der) for der in chain]
     except ValueError:
         raise Refused(tally.BAD_CERTIFICATE, "the peer's certificate is unreadable") from None
-    extra = known.certificates() if known is not None and len(certs) == 1 else []
     try:
-        verified = verify_chain(certs[0], [*certs[1:], *extra], trust.roots, now, purpose=purpose)
+        identity = check_verified(chain, facts, trust.roots, now, purpose)
     except errors.CertificateError as exc:
         raise Refused(_reason_of(exc), str(exc)) from None
-    chain = verified.chain
-    identity = verified.identity
-    if trust.revoked and any(key_id(ca.public_key()) in trust.revoked for ca in chain[1:]):
+    if trust.revoked and any(ca.key_id in trust.revoked for ca in facts[1:]):
         raise Refused(
             tally.REVOKED, f"{identity.uri} was issued by the intermediate of a revoked agent"
         )
@@ -191,8 +182,6 @@ def _service(
             tally.FOREIGN_TRUST_DOMAIN,
             f"{identity.uri} is not of this mesh's trust domain {trust.trust_domain!r}",
         )
-    if known is not None:
-        known.remember(chain_der[0], trust, purpose.dotted_string, identity, chain)
     return identity
 
 

@@ -38,13 +38,13 @@ from gossamer.proxy.authorize import (
     decided_by,
     reason_of_verify_code,
 )
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
-from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
@@ -90,7 +90,7 @@ class Inbound(InboundHttp):
             config.max_header_bytes,
         )
         self.limits = Limits(config.request_timeout_s, config.request_idle_s, config.client_idle_s)
-        self.intermediates = PeerCache()
+        self.chains = ChainMemory()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
@@ -152,7 +152,7 @@ class Inbound(InboundHttp):
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         chain = side.pipe.peer_certificates()  # a resumed session: its leaf, checked again
-        found = client_service(chain, identity.trust, datetime.now(UTC), self.intermediates)
+        found = client_service(chain, identity.trust, datetime.now(UTC), self.chains)
         edge = self.metrics.inbound(found.service)
         if l7:
             return found.service  # each request is decided and counted (decide_request)
@@ -223,7 +223,7 @@ class Inbound(InboundHttp):
                 continue
             try:
                 client_service(side.pipe.peer_certificates(), identity.trust, now,
-                               self.intermediates)  # fmt: skip
+                               self.chains)  # fmt: skip
             except Refused as refused:
                 if isinstance(conn, Relay):
                     conn.terminate()

@@ -7,7 +7,7 @@ the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
 retried on another instance (at most `ATTEMPTS` in all) before the client
 sees anything; each failure feeds the outlier detector (outlier.py), which
 sets a repeatedly failing instance aside for a while. The session ticket of
-a finished connection is offered back on the next connection to the same
+a finished connection is offered back on the next connections to the same
 instance (sessions.py): a resumed handshake skips the signatures. With no healthy
 instance, the client's connection is closed at once and the proxy logs why,
 once per minute.
@@ -34,13 +34,13 @@ from datetime import UTC, datetime
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy import balance, split, tally
 from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import Edge, EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outlier import Outliers
-from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
@@ -77,7 +77,7 @@ class UpstreamListener:
         self.outstanding: Counter[Instance] = Counter()
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
-        self.intermediates = PeerCache()
+        self.chains = ChainMemory()
         self.open: set[Relay] = set()
         self.rng = rng or random.Random()
         self._server: asyncio.Server | None = None
@@ -172,7 +172,7 @@ class UpstreamListener:
                 )
                 await asyncio.shield(server.handshake)
             server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
-                           service or self.upstream.name, self.intermediates)  # fmt: skip
+                           service or self.upstream.name, self.chains)  # fmt: skip
         except (OSError, TimeoutError, Refused) as exc:
             reason = exc.reason if isinstance(exc, Refused) else tally.CONNECT_FAILED
             if server is not None:
@@ -206,9 +206,13 @@ class UpstreamListener:
         context = self._identity()
 
         def closed(relay: Relay) -> None:
-            if context is not None and server.pipe.handshaken:  # its ticket, for the next one
-                self.sessions.keep(instance, context.client, server.pipe.tls.session,
-                                   time.monotonic())  # fmt: skip
+            now = time.monotonic()
+            if (
+                context is not None
+                and server.pipe.handshaken  # its ticket, for the next ones
+                and self.sessions.wants(instance, context.client, now)
+            ):
+                self.sessions.keep(instance, context.client, server.pipe.tls.session, now)
             self.open.discard(relay)
             edge.disconnected(relay, time.monotonic() - relay.started)
             self.outstanding[instance] -= 1
@@ -235,7 +239,7 @@ class UpstreamListener:
                 return False
             try:
                 server_service(side.pipe.peer_certificates(), identity.trust, now,
-                               self.upstream.name, self.intermediates)  # fmt: skip
+                               self.upstream.name, self.chains)  # fmt: skip
             except Refused:
                 return True
             return False

@@ -173,14 +173,14 @@ class ProxyRuntime:
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config
         if first or _inbound_of(old) != _inbound_of(config):
-            known = None  # the intermediates seen: a resumed session's lone leaf needs them
+            known = None  # the chains verified: a resumed session's lone leaf needs its own
             if self.inbound is not None:
                 self.inbound.stop_listening()
-                known, self.inbound = self.inbound.intermediates, None
+                known, self.inbound = self.inbound.chains, None
             if config.bind_port and config.local_port:
                 self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
                                        self.denials.table, self.metrics)  # fmt: skip
-                self.inbound.intermediates = known or self.inbound.intermediates
+                self.inbound.chains = known or self.inbound.chains
                 self.inbound.on_close = self.closed_one.set
                 await self.inbound.start()
         if first or old.metrics_addr != config.metrics_addr:

@@ -12,7 +12,17 @@ Rules:
 - an instance whose attempt failed loses its session;
 - one TLS 1.3 ticket may be offered by many connections at once (tickets
   are stateless on the server), so the newest kept session simply wins;
-- at most `CAPACITY` instances are remembered; the oldest goes first.
+- at most `CAPACITY` instances are remembered; the oldest goes first;
+- a finished connection's session is read only when `wants` says so (none
+  kept for its instance, or the kept one older than `REFRESH_S`): each read
+  of `SSLObject.session` leaks a copy of the session (~6.6 KiB with its
+  certificates) on CPython before 3.12.6 (gh-116810, Debian 12's 3.11
+  among them); read once per connection, that grew a sidecar by ~3 MiB per
+  500 new connections (bench/README.md, "RSS"). Reading it rarely is also
+  enough: the kept ticket serves every connection until it is replaced. It
+  is also cheaper: the copy goes through DER, decoding the peer's
+  certificate again (~150 us of CPU with OpenSSL 3.0, about a sixth of the
+  client's whole cost per new connection).
 Time is seconds passed in by the caller.
 """
 
@@ -22,15 +32,27 @@ import ssl
 from collections.abc import Hashable
 
 MAX_AGE_S = 300.0
+REFRESH_S = 240.0  # replaced a minute before it would stop being offered
 CAPACITY = 1024
 
 
 class SessionCache:
-    def __init__(self, max_age_s: float = MAX_AGE_S, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self, max_age_s: float = MAX_AGE_S, capacity: int = CAPACITY, refresh_s: float = REFRESH_S
+    ) -> None:
         self._kept: dict[Hashable, tuple[ssl.SSLSession, float]] = {}
         self._context: ssl.SSLContext | None = None
         self._max_age_s = max_age_s
+        self._refresh_s = min(refresh_s, max_age_s)
         self._capacity = capacity
+
+    def wants(self, instance: Hashable, context: ssl.SSLContext, now_s: float) -> bool:
+        """Whether a connection to `instance` made with `context` should have its session read
+        and kept: none is kept for it, or the kept one is due for replacement."""
+        if context is not self._context:
+            return False  # `offer` meets a new context first, and forgets the old one's
+        found = self._kept.get(instance)
+        return found is None or now_s - found[1] >= self._refresh_s
 
     def offer(
         self, instance: Hashable, context: ssl.SSLContext, now_s: float

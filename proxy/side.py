@@ -79,8 +79,13 @@ class Side(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        if self.relay is not None:
-            self.relay.side_lost(self)
+        # A lost side lets go of its relay: relay and sides referred to each other, so a
+        # finished pair waited for the cycle collector's rare full pass, holding its two
+        # SSLObjects' OpenSSL buffers (tens of KiB each, unseen by the collector), and the
+        # proxy's RSS grew with every connection served (bench/README.md, "RSS").
+        relay, self.relay = self.relay, None
+        if relay is not None:
+            relay.side_lost(self)
 
     def deliver(self, chunks: list[bytes], eof: bool) -> None:
         """Plaintext read from this side: to the other side, or held until joined."""

@@ -8,11 +8,14 @@ ourselves over a plain TCP transport gives both, and reads into a
 preallocated buffer (no 256 KiB allocation per read, see
 ../shared/reference/proxy-levers.md §7).
 
-Resumption: a client may offer a session from an earlier connection
-(`session=`; asyncio's own TLS cannot, which is why its sidecar-to-sidecar
-handshakes are always full). A resumed session carries no certificates, so
-`peer_certificates()` gives the leaf remembered in the session, for the
-shell to verify and authorize again like any other.
+Peer certificates: after a full handshake `peer_certificates()` is the
+chain OpenSSL verified (leaf first, the root of the context's bundle
+last), which authorize.py checks for what OpenSSL does not know. A client
+may offer a session from an earlier connection (`session=`; asyncio's own
+TLS cannot, which is why its sidecar-to-sidecar handshakes are always
+full); a resumed session carries no certificates, so it gives the leaf
+remembered in the session alone, for the shell to check and authorize
+again like any other.
 
 Half-close: `close_write()` sends TLS close_notify (`SSLObject.unwrap`,
 whose "want read" only means the peer's close_notify has not come yet);
@@ -111,20 +114,16 @@ class TlsPipe:
         return self.handshaken and self.tls.session_reused
 
     def peer_certificates(self) -> list[bytes]:
-        """The peer's chain; on a resumed session (no certificates sent) its leaf alone."""
-        chain = self.peer_chain()
+        """The verified chain as DER (leaf first, root last); a resumed session: its leaf."""
+        # Python 3.13 names it SSLObject.get_verified_chain; 3.11 and 3.12 have it on _sslobj
+        getter = getattr(self.tls, "get_verified_chain", None)
+        if getter is None:
+            getter = self.tls._sslobj.get_verified_chain  # type: ignore[attr-defined]
+        chain = [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in getter() or []]
         if chain or not self.resumed:
             return chain
         leaf = self.tls.getpeercert(binary_form=True)
         return [leaf] if leaf else []
-
-    def peer_chain(self) -> list[bytes]:
-        """The certificates the peer sent (leaf first) as DER; [] when it sent none."""
-        getter = getattr(self.tls, "get_unverified_chain", None)  # Python 3.13+
-        if getter is None:
-            getter = self.tls._sslobj.get_unverified_chain  # type: ignore[attr-defined]
-        found = [c for c in getter() or [] if c is not None]
-        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in found]
 
     def _handshake(self) -> bool:
         try:

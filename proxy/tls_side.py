@@ -41,13 +41,18 @@ class TlsSide(Side):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.silent = False
+        was_handshaken = self.pipe.handshaken
         try:
             chunks = self.pipe.feed(self._view[:nbytes])
         except ssl.SSLError as exc:
             self._write(self.pipe.pending())  # the alert tells the peer why
             self._fail(exc)
             return
-        self._write(self.pipe.pending())
+        if was_handshaken or not self.pipe.handshaken:
+            self._write(self.pipe.pending())
+        # else: the handshake's last flight (a client's Finished, a server's ticket) waits in
+        # the pipe for the first data (`send`), the join (a client) or the close: one write
+        # and one read fewer for each new connection on both proxies
         if self.pipe.handshaken and not self.handshake.done():
             self.handshake.set_result(None)
         if chunks or self.pipe.eof_received:
@@ -62,6 +67,11 @@ class TlsSide(Side):
             self.pipe.end_of_input()
             self.deliver([], True)
         return True
+
+    def joined(self) -> None:
+        super().joined()
+        if not self.server_side:  # a Finished no data took along goes now
+            self._write(self.pipe.pending())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.handshake.done():

@@ -111,7 +111,6 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/tls_pipe.py",
     "proxy/relay_state.py",
     "proxy/sessions.py",
-    "proxy/peer_cache.py",
     "proxy/protocol.py",
     "proxy/config_error.py",
     "proxy/retry_budget.py",

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import socket
 import subprocess
@@ -139,6 +140,20 @@ def roundtrip(address: tuple[str, int], payload: bytes, timeout: float = 10.0) -
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
         return read_all(s)
+
+
+def refused(address: tuple[str, int], payload: bytes, timeout: float = 10.0) -> bool:
+    """The proxy closes the connection without an answer: `roundtrip` gives nothing back, or
+    the close beat the payload (a socket closed with the payload unread answers with a reset,
+    so the client's shutdown or read fails instead)."""
+    try:
+        return roundtrip(address, payload, timeout) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:  # the reset came before the client's half-close
+            return True
+        raise
 
 
 def read_all(s: socket.socket) -> bytes:

@@ -35,14 +35,28 @@ async def read_answer(reader: asyncio.StreamReader) -> dns.message.Message:
     return dns.message.from_wire(await reader.readexactly(size))
 
 
+def _udp_and_tcp_on_one_port() -> tuple[socket.socket, socket.socket]:
+    """A UDP port the kernel picked and TCP on the same number; that TCP port may be taken
+    (an outgoing connection of another process holds it), so another pick is tried."""
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(udp.getsockname())
+        except OSError:
+            udp.close()
+            listener.close()
+            continue
+        return udp, listener
+    raise OSError("no port free for both UDP and TCP in 50 picks")
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, int]]:
     """The listeners on one address and port: UDP and TCP."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(udp.getsockname())
+    udp, listener = _udp_and_tcp_on_one_port()
     listener.listen(16)
     dns_server = DnsServer(Responder(Context(ZONE, SETTINGS, SERIAL)))
     await dns_server.start(udp, listener)

@@ -39,6 +39,7 @@ from tests.proxy_support import (
     App,
     ProxyProc,
     healthy_sidecars,
+    refused,
     roundtrip,
     set_intention,
     sidecar,
@@ -125,7 +126,7 @@ def _send_traffic(agent: AgentProc, upstream: tuple[str, int], db_metrics: str) 
         with contextlib.suppress(ConnectionResetError):
             assert held.recv(100) == b"", "the held connection was not cut"
     for _ in range(DENIED):
-        assert roundtrip(upstream, PAYLOAD) == b""
+        assert refused(upstream, PAYLOAD)
     assert [_dns(agent, "db.service.consul") for _ in range(3)] == [dns.rcode.NOERROR] * 3
     assert _dns(agent, "nosuch.service.consul") == dns.rcode.NXDOMAIN
     for _ in range(5):

@@ -34,6 +34,7 @@ from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
     read_all,
+    refused,
     roundtrip,
     sidecar,
     stop_mesh,
@@ -111,10 +112,6 @@ def through(pair: Pair, payload: bytes, upstream: tuple[str, int] | None = None)
     return eventually(attempt, 20, what="a round trip through both sidecars")
 
 
-def refused(upstream: tuple[str, int]) -> bool:
-    return roundtrip(upstream, b"x") == b""
-
-
 def cut_within(conn: socket.socket, seconds: float) -> None:
     """The open connection is closed by the proxy (no answer) within `seconds`."""
     started = time.monotonic()
@@ -141,7 +138,9 @@ def test_a_reloaded_default_policy_cuts_open_connections_and_refuses_new_ones(pa
     cut = "connection terminated due to policy change: web -> db (no intention matched; default"
     assert cut + " policy is deny)" in log
     eventually(
-        lambda: refused(pair.upstream), 5, what="new connections refused under the new default"
+        lambda: refused(pair.upstream, b"x"),
+        5,
+        what="new connections refused under the new default",
     )
     write_default(pair.config, "allow")
     pair.db_agent.signal(signal.SIGHUP)  # the other way to reload
@@ -181,7 +180,7 @@ def test_a_server_whose_agent_is_revoked_is_cut_and_refused_outbound(pair: Pair)
         for name in ("cache", "api"):  # an L4 relay and an idle pooled HTTP connection
             assert f"upstream {name}: 1 connection(s) terminated, the server is no longer" in log
         assert get(api, "/echo") == 503  # the same client connection: no trusted instance
-    assert refused(pair.cache_upstream)
+    assert refused(pair.cache_upstream, b"x")
     assert counter(pair.web_proxy, "outbound.attempt_failed.revoked") >= 2
     assert counter(pair.web_proxy, "outbound.terminated") == 2
     assert through(pair, b"db still", pair.upstream) == b"db still<eof>"  # others untouched
@@ -201,6 +200,6 @@ def test_revoking_the_agent_that_issued_a_leaf_cuts_and_refuses_its_connections(
         cut_within(conn, 1.5)
     log = pair.db_proxy.log()
     assert "connection terminated, its client is no longer trusted (revoked): web -> db" in log
-    eventually(lambda: refused(pair.upstream), 5, what="new connections from web refused")
+    eventually(lambda: refused(pair.upstream, b"x"), 5, what="new connections from web refused")
     assert counter(pair.db_proxy, "inbound.refused.revoked") >= 1
     assert counter(pair.db_proxy, "inbound.terminated") >= 1

@@ -22,9 +22,9 @@ from gossamer.proxy.authorize import (
     server_service,
 )
 from gossamer.proxy.ca.keys import colon_hex, key_id
-from gossamer.proxy.ca.verify import CLIENT_AUTH, SERVER_AUTH, load_pem_chain
+from gossamer.proxy.ca.verified_chain import ChainMemory
+from gossamer.proxy.ca.verify import load_pem_chain
 from gossamer.proxy.identity import with_revoked
-from gossamer.proxy.peer_cache import PeerCache
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.tls_pipe import TlsPipe
 from tests.proxy_pki import CLUSTER_B, Pki
@@ -46,13 +46,20 @@ def pair(
     return client, server
 
 
-def test_a_handshake_shows_each_side_the_others_chain() -> None:
+def test_a_handshake_shows_each_side_the_chain_openssl_verified() -> None:
     client, server = pair()
     now = datetime.now(UTC)
-    assert client_service(server.peer_chain(), PKI.identity("db").trust, now).service == "web"
-    assert server_service(client.peer_chain(), PKI.identity("web").trust, now, "db").service == "db"
+    root = PKI.mesh.root.certificate.public_bytes(Encoding.DER)
+    assert len(server.peer_certificates()) == 3 and server.peer_certificates()[-1] == root
+    assert (
+        client_service(server.peer_certificates(), PKI.identity("db").trust, now).service == "web"
+    )
+    assert (
+        server_service(client.peer_certificates(), PKI.identity("web").trust, now, "db").service
+        == "db"
+    )
     with pytest.raises(Refused) as wrong:
-        server_service(client.peer_chain(), PKI.identity("web").trust, now, "cache")
+        server_service(client.peer_certificates(), PKI.identity("web").trust, now, "cache")
     assert wrong.value.reason == tally.WRONG_SERVER and "not the upstream service 'cache'" in str(
         wrong.value
     )
@@ -135,10 +142,10 @@ def connect(session: ssl.SSLSession | None) -> tuple[TlsPipe, TlsPipe]:
 PKI_WEB, PKI_DB = PKI.identity("web"), PKI.identity("db")
 
 
-def test_a_resumed_session_is_verified_again_from_its_remembered_leaf() -> None:
-    known = PeerCache()
+def test_a_resumed_session_is_checked_again_with_the_chain_its_full_handshake_verified() -> None:
+    known = ChainMemory()
     first_client, first_server = connect(None)
-    assert not first_server.resumed and len(first_server.peer_certificates()) == 2
+    assert not first_server.resumed and len(first_server.peer_certificates()) == 3
     now = datetime.now(UTC)
     trust = PKI_DB.trust
     assert client_service(first_server.peer_certificates(), trust, now, known).service == "web"
@@ -149,16 +156,20 @@ def test_a_resumed_session_is_verified_again_from_its_remembered_leaf() -> None:
     assert len(leaf_only) == 1  # no certificates travel on resumption
     assert client_service(leaf_only, trust, now, known).service == "web"  # checked again
     with pytest.raises(Refused) as refused:
-        client_service(leaf_only, trust, now)  # without the learnt intermediate
+        client_service(leaf_only, trust, now)  # without the remembered chain
     assert refused.value.reason == tally.UNKNOWN_ISSUER
 
 
 def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() -> None:
     session = connect(None)[0].tls.session
     assert session is not None and session.has_ticket
-    cache = SessionCache(max_age_s=10)
+    cache = SessionCache(max_age_s=10, refresh_s=8)
+    assert not cache.wants("a", PKI_WEB.client, 0)  # a context `offer` has not met yet
     assert cache.offer("a", PKI_WEB.client, 0) is None  # first use of this context
+    assert cache.wants("a", PKI_WEB.client, 0)
     cache.keep("a", PKI_WEB.client, session, 0)
+    assert not cache.wants("a", PKI_WEB.client, 7.9)  # a fresh ticket: its session not read
+    assert cache.wants("a", PKI_WEB.client, 8)  # due for replacement before it goes stale
     assert cache.offer("a", PKI_WEB.client, 10) is session
     assert cache.offer("a", PKI_WEB.client, 10.5) is None  # too old
     cache.keep("b", PKI_WEB.client, session, 20)
@@ -169,29 +180,47 @@ def test_the_session_cache_keeps_one_per_instance_for_one_context_and_a_while() 
     assert cache.offer("c", renewed, 30) is None and cache.offer("c", PKI_WEB.client, 30) is None
 
 
-def test_a_verified_leaf_is_remembered_per_trust_and_only_while_valid() -> None:
-    cache = PeerCache()
-    pems = load_pem_chain(PKI.leaf_json("web")["CertPEM"])
-    chain = [c.public_bytes(Encoding.DER) for c in pems]
+def verified_chain(service: str) -> list[bytes]:
+    """A leaf of this mesh with its intermediate and root: a chain as OpenSSL verifies it."""
+    certs = [*load_pem_chain(PKI.leaf_json(service)["CertPEM"]), PKI.mesh.root.certificate]
+    return [c.public_bytes(Encoding.DER) for c in certs]
+
+
+def test_a_remembered_chain_is_checked_again_at_each_use() -> None:
+    memory = ChainMemory()
+    chain = verified_chain("web")
     now = datetime.now(UTC)
     trust = PKI_DB.trust
-    assert client_service(chain, trust, now, cache).service == "web"
-    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is not None
-    assert cache.verified(chain[0], trust, SERVER_AUTH.dotted_string, now) is None  # per purpose
-    later = pems[0].not_valid_after_utc + timedelta(seconds=1)
-    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, later) is None
+    assert client_service(chain, trust, now, memory).service == "web"
+    assert memory.chain(chain[:1]) == tuple(chain)  # a resumed session's leaf finds it
+    assert server_service(chain[:1], trust, now, "web", memory).service == "web"  # both EKUs
+    later = memory.facts(chain[0]).not_after + timedelta(seconds=1)
     with pytest.raises(Refused) as refused:
-        client_service(chain, trust, later, cache)  # verified again: the precise refusal
+        client_service(chain[:1], trust, later, memory)
     assert refused.value.reason == tally.EXPIRED
-    other = PKI.identity("db").trust  # new roots or a new leaf: a new Trust, nothing kept
-    assert cache.verified(chain[0], other, CLIENT_AUTH.dotted_string, now) is None
-    assert cache.verified(chain[0], trust, CLIENT_AUTH.dotted_string, now) is None
+    other = Pki(CLUSTER_B).identity("db").trust  # a bundle without this mesh's root
+    with pytest.raises(Refused) as foreign:
+        client_service(chain[:1], other, now, memory)
+    assert foreign.value.reason == tally.UNKNOWN_ISSUER
+    assert "does not end at a root of the trust bundle" in str(foreign.value)
+
+
+def test_unreadable_or_lone_certificates_are_refused_with_their_reason() -> None:
+    trust = PKI_DB.trust
+    now = datetime.now(UTC)
+    for chain, reason in (
+        ([], tally.NO_CERTIFICATE),
+        ([b"\x30\x03junk"], tally.BAD_CERTIFICATE),
+        (verified_chain("web")[:1], tally.UNKNOWN_ISSUER),  # a lone leaf, no chain remembered
+    ):
+        with pytest.raises(Refused) as refused:
+            client_service(chain, trust, now, ChainMemory())
+        assert refused.value.reason == reason
 
 
 def test_a_leaf_of_a_revoked_agent_is_refused_both_ways_even_when_cached() -> None:
-    pems = load_pem_chain(PKI.leaf_json("web")["CertPEM"])
-    chain = [c.public_bytes(Encoding.DER) for c in pems]
-    now, cache = datetime.now(UTC), PeerCache()
+    chain = verified_chain("web")
+    now, cache = datetime.now(UTC), ChainMemory()
     assert client_service(chain, PKI_DB.trust, now, cache).service == "web"  # now cached
     intermediate = colon_hex(key_id(PKI.mesh.intermediate.certificate.public_key()))
     rows = [{"Node": "n2", "NodeID": "x"},  # never enrolled: no key id, names nothing

@@ -14,6 +14,9 @@ Keys and certificate serials come from the OS random source through
 - intermediate.py   an agent's intermediate CA and its agent TLS certificate
 - leaf.py        service leaves, from a key made here or from a checked CSR
 - verify.py      chain verification against a trust bundle -> the SPIFFE ID
+- spiffe_leaf.py the SPIFFE decisions on a certificate's names, for both verifiers
+- cert_facts.py  a small DER reader: what the proxy checks, without `cryptography`
+- verified_chain.py  the proxy's checks on the chain OpenSSL verified in the handshake
 - renewal.py     when to renew a leaf (about half-life, jittered)
 - consul_json.py Consul's JSON shapes for roots, leaves and the CA configuration
 """

@@ -32,8 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gossamer.intentions.spiffe import SpiffeError, parse_trust_domain_uri
 from gossamer.proxy.ca.keys import PrivateKey, PublicKey, key_id, signature_hash
+from gossamer.proxy.ca.spiffe_leaf import trust_domain_in
 
 CLOCK_SKEW = timedelta(minutes=1)  # NotBefore is set this far back: peers' clocks differ
 
@@ -75,13 +75,7 @@ def uri_sans(cert: x509.Certificate | x509.CertificateSigningRequest) -> list[st
 
 def trust_domain_of(cert: x509.Certificate) -> str | None:
     """The trust domain a CA certificate names in its `spiffe://<td>` URI SAN, if exactly one."""
-    found = []
-    for uri in uri_sans(cert):
-        try:
-            found.append(parse_trust_domain_uri(uri))
-        except SpiffeError:
-            continue
-    return found[0] if len(set(found)) == 1 else None
+    return trust_domain_in(uri_sans(cert))
 
 
 def common_name(text: str) -> x509.Name:

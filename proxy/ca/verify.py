@@ -38,7 +38,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from gossamer.intentions.spiffe import AgentId, ServiceId, SpiffeError, parse_identity
+from gossamer.intentions.spiffe import AgentId, ServiceId
 from gossamer.proxy.ca.agent_server import names_hosts
 from gossamer.proxy.ca.errors import (
     CertificateError,
@@ -51,12 +51,17 @@ from gossamer.proxy.ca.errors import (
     WrongPurpose,
 )
 from gossamer.proxy.ca.profile import trust_domain_of, uri_sans, utc
+from gossamer.proxy.ca.spiffe_leaf import (
+    check_anchor,
+    check_end_entity,
+    check_purpose,
+    leaf_identity,
+)
 
 E = TypeVar("E", bound=x509.ExtensionType)
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 MAX_INTERMEDIATES = 4
-_PURPOSES = {CLIENT_AUTH: "TLS client auth", SERVER_AUTH: "TLS server auth"}
 _UNDERSTOOD_CRITICAL = {
     ExtensionOID.BASIC_CONSTRAINTS,
     ExtensionOID.KEY_USAGE,
@@ -87,12 +92,7 @@ def verify_chain(
     identity = _check_end_entity(leaf, at, purpose)
     chain = _build_path(leaf, list(intermediates), list(roots), at)
     _check_name_constraints(chain)
-    anchor_domain = trust_domain_of(chain[-1])
-    if anchor_domain != identity.trust_domain:
-        raise ForeignTrustDomain(
-            f"{_describe(leaf)} is of trust domain {identity.trust_domain!r}, but its root "
-            f"{_describe(chain[-1])} is of {anchor_domain or 'no trust domain'!r}"
-        )
+    check_anchor(_describe(leaf), identity, _describe(chain[-1]), trust_domain_of(chain[-1]))
     return Verified(identity, tuple(chain))
 
 
@@ -110,24 +110,12 @@ def _check_end_entity(
 ) -> ServiceId | AgentId:
     extensions = _extensions(leaf)
     constraints = _find(extensions, x509.BasicConstraints)
-    if constraints is not None and constraints.ca:
-        raise NotSpiffeCertificate(f"{_describe(leaf)} is a CA, not a service or agent certificate")
+    check_end_entity(_describe(leaf), is_ca=constraints is not None and constraints.ca)
     _check_validity(leaf, at)
-    uris = uri_sans(leaf)
-    if len(uris) != 1:
-        raise NotSpiffeCertificate(
-            f"{_describe(leaf)} has {len(uris)} URI SANs; exactly one is needed"
-        )
-    try:
-        identity = parse_identity(uris[0])
-    except SpiffeError as exc:
-        raise NotSpiffeCertificate(f"{_describe(leaf)}: URI SAN {uris[0]!r}: {exc}") from None
-    if isinstance(identity, ServiceId) and names_hosts(leaf):
-        raise NotSpiffeCertificate(f"{_describe(leaf)}: a service certificate may not name hosts")
+    identity = leaf_identity(_describe(leaf), uri_sans(leaf), names_hosts=names_hosts(leaf))
     usage = _find(extensions, x509.ExtendedKeyUsage)
-    if usage is None or purpose not in usage:
-        use = _PURPOSES.get(purpose, purpose.dotted_string)
-        raise WrongPurpose(f"{_describe(leaf)} is not allowed for {use} (its EKU)")
+    eku = None if usage is None else {oid.dotted_string for oid in usage}
+    check_purpose(_describe(leaf), eku, purpose.dotted_string)
     key_usage = _find(extensions, x509.KeyUsage)
     if key_usage is not None and not key_usage.digital_signature:
         raise WrongPurpose(f"{_describe(leaf)}: KeyUsage lacks digitalSignature")

@@ -1,0 +1,106 @@
+"""What a proxy's RSS is made of: imports, then a sidecar pair idle and through proxy_pair's load.
+
+Printed, not asserted (tests/test_proxy_footprint.py guards the import set).
+1. Imports: VmRSS of a fresh interpreter after importing, in turn, the big
+   pieces of the proxy's import set (the standard library's, uvloop,
+   httptools, gossamer's packages), each line the growth it caused.
+2. A pair as bench/proxy_pair.py starts it (a real agent, nginx, the db and
+   web sidecars pinned to one CPU, L4 or `--http`): each proxy's VmRSS, and
+   its anonymous and file-backed parts (/proc/<pid>/smaps_rollup), idle and
+   after each of proxy_pair's loads in turn (c1, c64, 1 MiB bodies, new
+   connections with `Connection: close`), then again after `--repeat` more
+   rounds of new connections and a rest: a figure that keeps growing with
+   the connections served is a leak, not a working set.
+
+    .venv/bin/python bench/proxy_rss.py [--http] [--seconds 3] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.pair_peers import STARTED  # noqa: E402
+from bench.proxy_pair import mesh_setup, start_gossamer, start_nginx, wrk  # noqa: E402
+from tests.harness.cluster import Cluster  # noqa: E402
+
+STEPS = ("logging", "dataclasses", "json", "asyncio", "ssl", "uvloop", "httptools",
+         "gossamer.intentions", "gossamer.catalog.config_entries", "gossamer.proxy.authorize",
+         "gossamer.proxy.runtime", "gossamer.proxy.__main__")  # fmt: skip
+_STEP_SCRIPT = """
+import sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+last = rss()
+print(f"  {'interpreter':34} {last:5.1f} MiB")
+for name in sys.argv[1:]:
+    __import__(name)
+    now = rss()
+    print(f"  {name:34} {now:5.1f} MiB  +{now - last:4.1f}")
+    last = now
+"""
+
+
+def rss_parts(pid: int) -> str:
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024
+    rss, anon = fields["Rss"], fields["Anonymous"]
+    return f"{rss:5.1f} MiB (anon {anon:4.1f}, file {rss - anon:4.1f})"
+
+
+def show(label: str, pids: list[int]) -> None:
+    print(f"  {label:28}" + "   ".join(rss_parts(pid) for pid in pids), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--http", action="store_true", help="both sidecars parse HTTP (L7)")
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2, help="more rounds of new connections")
+    args = parser.parse_args()
+    print(f"Imports (Python {sys.version.split()[0]}):")
+    subprocess.run([sys.executable, "-c", _STEP_SCRIPT, *STEPS], check=True)
+    s = args.seconds
+    with tempfile.TemporaryDirectory(prefix="proxy-rss-") as raw:
+        tmp = Path(raw)
+        cluster = Cluster(tmp / "cluster")
+        (tmp / "cluster").mkdir()
+        try:
+            (agent,) = cluster.start(1, prefix="rss")
+            _, nginx_port = start_nginx(tmp, "0")
+            ports = mesh_setup(agent, nginx_port, args.http)
+            pids = start_gossamer(agent, tmp, "1", ports)
+            port = ports[1]
+            print(f"{'L7' if args.http else 'L4'} pair, db sidecar then web sidecar:")
+            show("idle", pids)
+            for label, conns, path, extra in (
+                ("c1", 1, "/small", ()), ("c64", 64, "/small", ()), ("1 MiB bodies", 4, "/big", ()),
+                ("new connections", 16, "/small", ("-H", "Connection: close")),
+            ):  # fmt: skip
+                wrk(port, path, conns, s, "0", *extra)
+                show(f"after {label}", pids)
+            for _ in range(args.repeat):
+                wrk(port, "/small", 16, s, "0", "-H", "Connection: close")
+            time.sleep(5)
+            show(f"+{args.repeat} new-conn rounds, rest", pids)
+        finally:
+            for proc in STARTED:
+                proc.terminate()
+                proc.wait(20)
+            cluster.close()
+
+
+if __name__ == "__main__":
+    main()
