@@ -256,7 +256,8 @@ def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1
         (tmp / "cluster").mkdir()
         try:
             (agent,) = cluster.start(1, prefix="pair")
-            _, nginx_port = start_nginx(tmp, load_cpu)
+            nginx, nginx_port = start_nginx(tmp, load_cpu)
+            STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
             ports = mesh_setup(agent, nginx_port, http)
             write_pems(agent, tmp)
             pids = start_gossamer(agent, tmp, proxy_cpu, ports)
