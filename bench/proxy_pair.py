@@ -257,7 +257,7 @@ def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1
         try:
             (agent,) = cluster.start(1, prefix="pair")
             nginx, nginx_port = start_nginx(tmp, load_cpu)
-            STARTED.append(nginx)  # stopped with the proxies (it used to outlive the run)
+            STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
             ports = mesh_setup(agent, nginx_port, http)
             write_pems(agent, tmp)
             pids = start_gossamer(agent, tmp, proxy_cpu, ports)

@@ -79,7 +79,8 @@ def main() -> None:
         (tmp / "cluster").mkdir()
         try:
             (agent,) = cluster.start(1, prefix="rss")
-            _, nginx_port = start_nginx(tmp, "0")
+            nginx, nginx_port = start_nginx(tmp, "0")
+            STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
             ports = mesh_setup(agent, nginx_port, args.http)
             pids = start_gossamer(agent, tmp, "1", ports)
             port = ports[1]
