@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
-from gossamer.proxy.http_joint import HttpJoint
+from gossamer.proxy.http_joint import HttpJoint, unlink
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
 from gossamer.proxy.relay import Relay
@@ -294,3 +294,4 @@ class HttpSession(HttpJoint):
         self._forget_app(abort=True)
         self.client.close(abort=abort)
         self.host.http_closed(self)
+        self.loop.call_soon(unlink, self, self.host.pooled)

@@ -21,6 +21,7 @@ from gossamer.proxy import http_codec as codec
 from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
+    from gossamer.proxy.http_deadlines import Deadlines
     from gossamer.proxy.http_reply import Reply
     from gossamer.proxy.http_request import Requests
 
@@ -33,6 +34,7 @@ class HttpJoint(Joint):
     closed: bool
     queue: deque[codec.Exchange]
     requests: Requests
+    deadlines: Deadlines
     _reply: Reply | None  # the app connection's answer parser, once it has one
     _moved: list[int]  # plaintext bytes from the client, from the app (the edge's bytes)
     _held: list[bytes] | None  # after an Upgrade request: raw bytes for the app
@@ -104,3 +106,16 @@ def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
     none. A connection closed by a retry drops it."""
     if (rest or eof) and side.transport is not None and not side.transport.is_closing():
         side.deliver(rest, eof)
+
+
+def unlink(session: HttpJoint, pooled: bool) -> None:
+    """Break a closed session's reference cycles, a loop turn after it closed (no parser
+    callback runs by then): its parts point back at it and each parser at its callbacks, so
+    closed sessions that had lived through a young collection waited for the collector's
+    rare full pass, and a sidecar's RSS grew with the new connections it served. The answer
+    parser of a pooled connection stays whole: it serves that connection's next borrower."""
+    requests = session.requests
+    del requests.parser, requests.s, session.deadlines.s
+    reply = session._reply
+    if reply is not None and not pooled:
+        del reply.parser
