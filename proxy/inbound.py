@@ -1,20 +1,17 @@
 """The inbound listener: mutual TLS in, an intention decision, a plain connection to the app.
 
-Each accepted connection: TLS handshake with the current server context
-(client certificate required; `handshake_s`, 10 s), the client's SPIFFE ID
-checked (authorize.client_service), the decision made locally from the
-watched intentions (authorize.admit); allowed -> a plain connection to the
-local app (`local_connect_s`, 1 s) joined byte for byte (relay.py); refused
--> closed, counted by reason, logged at most once per source per minute,
-with source, destination and the deciding rule for a deny. A deny (and a
-connection cut by a policy change) is also recorded in `denials`, the
-batch the runtime reports to the agent (denial_report.py).
+Each accepted connection: TLS handshake with the current server context (client certificate
+required; `handshake_s`, 10 s), the client's SPIFFE ID checked (authorize.client_service),
+the decision made locally from the watched intentions (authorize.admit); allowed -> a plain
+connection to the local app (`local_connect_s`, 1 s) joined byte for byte (relay.py), or a
+stream of a tunnel (inbound_tunnel.py); refused -> closed, counted by reason, logged at most
+once per source per minute, with the deciding rule for a deny. A deny (and a connection cut
+by a policy change) is also recorded in `denials`, reported to the agent (denial_report.py).
 
-Open connections are kept with their source service: when the intentions
-change, `recheck` decides each again and cuts those no longer allowed
-("connection terminated due to policy change", as linkerd2-proxy logs it).
-When an agent is revoked, `recheck_peers` checks each client's certificate
-again and cuts the connections (HTTP ones too) of clients no longer trusted.
+Open connections are kept with their source service: when the intentions change, `recheck`
+decides each again and cuts those no longer allowed ("connection terminated due to policy
+change", as linkerd2-proxy logs it). When an agent is revoked, `recheck_peers` checks each
+client's certificate again and cuts every connection of a client no longer trusted.
 """
 
 from __future__ import annotations
@@ -51,6 +48,7 @@ from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import ClosedEarly, TlsSide
 from gossamer.proxy.tunnel import Tunnel, is_tunnel
+from gossamer.proxy.tunnel_frames import RESET_FRAME
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
@@ -194,6 +192,8 @@ class Inbound(InboundHttp):
         except (OSError, TimeoutError) as exc:
             self.metrics.inbound(source).failed += 1
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
+            if make is not None:
+                side.send(RESET_FRAME)  # a stream's no, not an idle close (tunnel_frames.py)
             side.close()
             return
         relay = make(app) if make is not None else Relay(side, app, self._closed)

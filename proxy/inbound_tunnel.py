@@ -24,7 +24,7 @@ from gossamer.proxy.authorize import Refused
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide
 from gossamer.proxy.tunnel import Frames, Parked, Tunnel, checked_peer
-from gossamer.proxy.tunnel_frames import OPEN, Deframer
+from gossamer.proxy.tunnel_frames import OPEN, RESET_FRAME, Deframer
 
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Inbound
@@ -72,6 +72,7 @@ class InboundTunnels:
                 source = inbound._authorize(wire, l7=False, source=checked)
             except Refused as refused:
                 inbound.refuse(refused.reason, _peer(wire), str(refused))
+                wire.send(RESET_FRAME)  # the stream's no: not an idle close (tunnel_frames.py)
                 wire.close()
                 return
             if not checked:

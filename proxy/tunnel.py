@@ -32,6 +32,7 @@ from gossamer.proxy.tunnel_frames import (
     END,
     END_FRAME,
     OPEN_FRAME,
+    RESET,
     RESET_FRAME,
     Deframer,
     FrameError,
@@ -181,13 +182,14 @@ class Parked(Joint):
 
 
 class Opening(Joint):
-    """OPEN sent; `answer` is the frames after the ACK, or None: the wire was lost or
-    sent something else, or ended cleanly (`refused`: the inbound side said no)."""
+    """OPEN sent; `answer` is the frames after the ACK, or None: the wire was lost or sent
+    something else (`refused` when that was a RESET: the inbound side said no), or ended
+    cleanly (`closed`: refused by a peer that answers no RESET, or closed idle as taken)."""
 
     def __init__(self, wire: TlsSide, frames: Deframer) -> None:
         self.wire = wire
         self.frames = frames
-        self.refused = False
+        self.refused = self.closed = False
         self.answer: asyncio.Future[Frames | None] = asyncio.get_running_loop().create_future()
         wire.relay = self
         wire.send(OPEN_FRAME)
@@ -202,9 +204,10 @@ class Opening(Joint):
         except FrameError:
             frames = None
         if frames:
+            self.refused = frames[0][0] == RESET
             self._answer(frames[1:] if frames[0][0] == ACK else None)
         elif frames is None or eof:  # a close_notify: the inbound side closed it on purpose
-            self.refused = frames is not None and self.wire.pipe.close_notified
+            self.closed = frames is not None and self.wire.pipe.close_notified
             self._answer(None)
 
     def side_lost(self, side: Side) -> None:

@@ -12,9 +12,12 @@ sidecars (tunnel.py). Inside the TLS stream every piece is a frame: a
   not the client's connection;
 - DATA: bytes of the current stream, in its direction;
 - END: this direction of the stream has ended (half-close, as a TCP FIN);
-- RESET: the stream was cut (its connection lost); the tunnel is closed
+- RESET: the stream was cut (its connection lost), or, as the answer to
+  OPEN, refused (intentions, the app unreachable); the tunnel is closed
   after it, never reused, so no late frame of a cut stream can land in
-  the next one.
+  the next one. A tunnel that ends with no answer to its OPEN was closed
+  idle as it was taken (the inbound side's idle sweep, a drain): the
+  client side tries a new connection.
 A stream is over once END has gone both ways; the next frame opens the
 next stream. Anything else (an unknown kind, a payload on END) is a
 protocol error: `FrameError`, and the shell closes the tunnel.

@@ -17,8 +17,11 @@ At most `pool_idle` wires wait per instance; anything a parked wire reads
 new connection (outbound.py's `attempt`); OPEN, then the client's bytes
 wait for the ACK (`connect_timeout_s`). A wire that does not answer is
 closed and counted as a failed attempt (a reused one is followed by a new
-connection to the same instance); one that ends cleanly was refused by
-the inbound side (intentions, its app unreachable): no retry.
+connection to the same instance). A RESET is the inbound side's no
+(intentions, its app unreachable): no retry. A reused wire that ends
+cleanly with no answer was closed idle as it was taken (the inbound side's
+sweep, a drain): a new connection is tried, not counted as a failure; a
+new one that does was refused by a peer that sends no RESET.
 """
 
 from __future__ import annotations
@@ -166,9 +169,11 @@ async def open_stream(
                 listener.tally.add("outbound.reused")
             listener._join(client, wire, instance, started, frames, born, rest)
             return "joined"
-        wire.close(abort=not opening.refused)
-        if opening.refused:
+        wire.close(abort=not (opening.refused or opening.closed))
+        if opening.refused or (opening.closed and fresh):
             return "refused"
+        if opening.closed:  # closed idle as it was taken: a new connection, no failure
+            continue
         listener._failed(instance, tally.CONNECT_FAILED, TimeoutError("no answer to OPEN"))
         if fresh:
             return "failed"

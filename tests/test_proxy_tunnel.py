@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -206,3 +207,32 @@ async def test_an_idle_wire_whose_peer_died_unseen_is_followed_by_a_new_one(pair
     assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
     assert pair.count("outbound.reused") == 0
     assert pair.count("outbound.attempt_failed.connect-failed") == 1
+
+
+async def test_an_idle_wire_closed_cleanly_as_it_is_taken_is_followed_by_a_new_one(
+    pair: Pair,
+) -> None:
+    """db closes its idle wires on purpose (its sweep, a drain) just as web takes one: the
+    close_notify is no answer to the OPEN, and without a RESET it is not a refusal either,
+    so web opens a new connection and the client never sees it."""
+    assert await exchange(pair, b"a") == expected(pair, b"a")
+    ((kept,),) = pair.web.tunnels.idle.values()
+    ours = kept.parked.wire.transport
+    assert ours is not None
+    ours.pause_reading()  # the close below is not seen until the wire is taken
+    pair.db.tunnels.close_all()  # what a drain does to idle wires: close_notify, then FIN
+    sock = ours.get_extra_info("socket")
+    await eventually_async(lambda: select.select([sock], [], [], 0)[0], 5)  # it has arrived
+    assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
+    assert pair.count("outbound.reused") == 0
+    assert not any(name.startswith("outbound.attempt_failed") for name in
+                   pair.web.tally.snapshot())  # fmt: skip
+
+
+async def test_a_refusal_over_a_reused_wire_is_final_and_counted_once(pair: Pair) -> None:
+    """A RESET answers the OPEN: the inbound side said no; web does not ask again."""
+    assert await exchange(pair, b"a") == expected(pair, b"a")
+    pair.policy.intentions = IntentionSet([Intention("web", "db", action="deny")])
+    assert await exchange(pair, b"b") == b""
+    assert pair.count("outbound.reused") == 0  # taken, refused: not counted as reused
+    assert pair.count("inbound.refused.denied") == 1  # decided once, not again on a new wire
