@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gossamer.intentions.spiffe import AgentId
 from gossamer.proxy.ca.intermediate import sign_agent_certificate, sign_intermediate
 from gossamer.proxy.ca.keys import KeySpec, generate_key
 from gossamer.proxy.ca.leaf import Leaf, issue_leaf
-from gossamer.proxy.ca.profile import Issuer
+from gossamer.proxy.ca.profile import Issuer, common_name, sign
 from gossamer.proxy.ca.root import create_root, trust_domain
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -32,6 +33,22 @@ class Mesh:
 
     def leaf(self, service: str = "web", now: datetime = NOW, **kw: timedelta) -> Leaf:
         return issue_leaf(self.intermediate, DC, service, now, **kw)
+
+    def server_only_leaf(self, service: str = "web") -> x509.Certificate:
+        """A leaf of `service` whose only purpose is TLS server auth (clients refuse it)."""
+        key = generate_key()
+        uri = x509.UniformResourceIdentifier(
+            f"spiffe://{self.root.trust_domain}/ns/default/dc/{DC}/svc/{service}"
+        )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(common_name(service))
+            .public_key(key.public_key())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([uri]), critical=False)
+        )  # fmt: skip
+        return sign(builder, self.intermediate, NOW, timedelta(hours=1))
 
     def agent_cert(self, node_id: str = NODE_ID) -> x509.Certificate:
         key = generate_key()

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import signal
@@ -140,6 +141,17 @@ def roundtrip(address: tuple[str, int], payload: bytes, timeout: float = 10.0) -
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
         return read_all(s)
+
+
+async def echo_until_end(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An asyncio app: echoes what it reads, then `<eof>` once the peer half-closed."""
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.write(b"<eof>")
+        await writer.drain()
+    writer.close()
 
 
 def refused(address: tuple[str, int], payload: bytes, timeout: float = 10.0) -> bool:

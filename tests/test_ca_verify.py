@@ -131,17 +131,7 @@ def test_a_ca_or_a_non_spiffe_certificate_is_not_a_leaf(mesh: Mesh) -> None:
 
 
 def test_a_certificate_without_client_auth_is_refused_for_it(mesh: Mesh) -> None:
-    key = generate_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(common_name("web"))
-        .public_key(key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.UniformResourceIdentifier(f"spiffe://{TD}/ns/default/dc/{DC}/svc/web")]), False)
-    )  # fmt: skip
-    leaf = sign(builder, mesh.intermediate, NOW, timedelta(hours=1))
+    leaf = mesh.server_only_leaf()
     with pytest.raises(WrongPurpose, match="TLS client auth"):
         verify_chain(leaf, [mesh.intermediate.certificate], mesh.bundle, NOW)
 

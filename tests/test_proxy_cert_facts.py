@@ -26,7 +26,7 @@ from gossamer.proxy.ca.keys import KeySpec, certificate_pem, generate_key, key_i
 from gossamer.proxy.ca.profile import common_name, end_entity_builder, sign, uri_sans
 from gossamer.proxy.ca.spiffe_leaf import CLIENT_AUTH
 from gossamer.proxy.ca.verified_chain import check_verified
-from gossamer.proxy.ca.verify import SERVER_AUTH, verify_chain
+from gossamer.proxy.ca.verify import verify_chain
 from tests.ca_support import DC, NOW, TD, Mesh, make_mesh
 
 MESH = make_mesh()
@@ -50,19 +50,6 @@ def _ee(mesh: Mesh, *uris: str, hosts: bool = False) -> x509.Certificate:
     return sign(builder, mesh.intermediate, NOW, timedelta(hours=72))
 
 
-def _server_only(mesh: Mesh) -> x509.Certificate:
-    key = generate_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(common_name("web"))
-        .public_key(key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(SVC)]), False)
-    )  # fmt: skip
-    return sign(builder, mesh.intermediate, NOW, timedelta(hours=1))
-
-
 def _agent_https(mesh: Mesh) -> x509.Certificate:
     key = generate_key()
     names = server_names("node-1", DC, "consul", ["127.0.0.1"])
@@ -80,7 +67,7 @@ KINDS = {
     "root": MESH.root.certificate,
     "RSA root": RSA.root.certificate,
     "two URIs and a host": _ee(MESH, SVC, "spiffe://x.consul/other", hosts=True),
-    "server auth only": _server_only(MESH),
+    "server auth only": MESH.server_only_leaf(),
 }
 
 
@@ -119,7 +106,7 @@ REFUSED = {  # leaves whose chains OpenSSL would verify, refused for SPIFFE reas
     "not a SPIFFE URI": _ee(MESH, "https://example.com/x"),
     "two URI SANs": _ee(MESH, SVC, f"spiffe://{TD}/ns/default/dc/{DC}/svc/db"),
     "a service naming a host": _ee(MESH, SVC, hosts=True),
-    "no client auth": _server_only(MESH),
+    "no client auth": MESH.server_only_leaf(),
     "another trust domain than its root's": _ee(MESH, f"spiffe://evil.consul/ns/default/dc/{DC}/svc/web"),
 }  # fmt: skip
 

@@ -31,6 +31,7 @@ from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import CLUSTER_B, Pki, client_context
+from tests.proxy_support import echo_until_end
 
 
 @dataclass
@@ -40,19 +41,9 @@ class Served:
     port: int
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.write(b"<eof>")
-        await writer.drain()
-    writer.close()
-
-
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    app = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
     pki = Pki()
     identity = pki.identity("db")
     policy = Policy()

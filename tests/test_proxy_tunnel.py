@@ -39,6 +39,7 @@ from gossamer.proxy.tunnel_frames import (
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
+from tests.proxy_support import echo_until_end
 
 STREAM = OPEN_FRAME + data_frame(b"hello") + data_frame(b"") + END_FRAME + RESET_FRAME
 FRAMES = [(OPEN, b""), (DATA, b"hello"), (DATA, b""), (END, b""), (RESET, b"")]
@@ -57,16 +58,6 @@ def test_frames_come_out_whole_wherever_the_stream_is_cut(cut: int) -> None:
 def test_anything_else_is_a_frame_error(bad: bytes) -> None:
     with pytest.raises(FrameError):
         Deframer().feed(bad)
-
-
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.write(b"<eof>")
-        await writer.drain()
-    writer.close()
 
 
 async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -93,7 +84,9 @@ class Pair:
 
 @pytest.fixture(params=["echo", "greeter"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
-    app = await asyncio.start_server(_echo if request.param == "echo" else _greet, "127.0.0.1", 0)
+    app = await asyncio.start_server(
+        echo_until_end if request.param == "echo" else _greet, "127.0.0.1", 0
+    )
     pki = Pki()
     db_identity, client = pki.identity("db"), {"web": pki.identity("web")}
     policy = Policy()
