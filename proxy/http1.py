@@ -294,4 +294,5 @@ class HttpSession(HttpJoint):
         self._forget_app(abort=True)
         self.client.close(abort=abort)
         self.host.http_closed(self)
-        self.loop.call_soon(unlink, self, self.host.pooled)
+        if not self.loop.is_closed():  # closed at exit: nothing left to free early
+            self.loop.call_soon(unlink, self, self.host.pooled)
