@@ -155,6 +155,7 @@ class UpstreamListener:
             if opened == "joined":
                 return
             if opened == "refused":  # the inbound side said why (it counts and logs it)
+                self.metrics.outbound(self.upstream.name).failed += 1  # never established
                 client.close()
                 return
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE

@@ -56,10 +56,12 @@ HOLD = b"held open"  # one more connection, allowed, open across the deny: termi
 OUT = 'direction="outbound",source="web",destination="db"'
 INTO = 'direction="inbound",source="web",destination="db"'
 # (which proxy, series, what the traffic adds to it): read before, then from Prometheus
+# Over a tunnel (proxy/tunnel.py) a denied connection is refused before it is established on
+# web's side: counted failed there, and its payload never leaves web's sidecar.
 PROXY_SERIES = [
-    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + DENIED + 1),
-    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}",
-     (ALLOWED + DENIED) * len(PAYLOAD) + len(HOLD)),
+    ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + 1),
+    ("web", f"gossamer_proxy_tcp_failed_total{{{OUT}}}", DENIED),
+    ("web", f"gossamer_proxy_tcp_sent_bytes_total{{{OUT}}}", ALLOWED * len(PAYLOAD) + len(HOLD)),
     ("db", f"gossamer_proxy_tcp_received_bytes_total{{{INTO}}}",
      ALLOWED * (len(PAYLOAD) + 5) + len(HOLD)),
     ("db", f'gossamer_proxy_authz_total{{{INTO},decision="allow"}}', ALLOWED + 1),
