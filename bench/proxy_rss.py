@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.pair_peers import STARTED  # noqa: E402
-from bench.proxy_pair import mesh_setup, start_gossamer, start_nginx, wrk  # noqa: E402
-from tests.harness.cluster import Cluster  # noqa: E402
+from bench.proxy_pair import gossamer_pair, wrk  # noqa: E402
 
 STEPS = ("logging", "dataclasses", "json", "asyncio", "ssl", "uvloop", "httptools",
          "gossamer.intentions", "gossamer.catalog.config_entries", "gossamer.proxy.authorize",
@@ -73,34 +70,20 @@ def main() -> None:
     print(f"Imports (Python {sys.version.split()[0]}):")
     subprocess.run([sys.executable, "-c", _STEP_SCRIPT, *STEPS], check=True)
     s = args.seconds
-    with tempfile.TemporaryDirectory(prefix="proxy-rss-") as raw:
-        tmp = Path(raw)
-        cluster = Cluster(tmp / "cluster")
-        (tmp / "cluster").mkdir()
-        try:
-            (agent,) = cluster.start(1, prefix="rss")
-            nginx, nginx_port = start_nginx(tmp, "0")
-            STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
-            ports = mesh_setup(agent, nginx_port, args.http)
-            pids = start_gossamer(agent, tmp, "1", ports)
-            port = ports[1]
-            print(f"{'L7' if args.http else 'L4'} pair, db sidecar then web sidecar:")
-            show("idle", pids)
-            for label, conns, path, extra in (
-                ("c1", 1, "/small", ()), ("c64", 64, "/small", ()), ("1 MiB bodies", 4, "/big", ()),
-                ("new connections", 16, "/small", ("-H", "Connection: close")),
-            ):  # fmt: skip
-                wrk(port, path, conns, s, "0", *extra)
-                show(f"after {label}", pids)
-            for _ in range(args.repeat):
-                wrk(port, "/small", 16, s, "0", "-H", "Connection: close")
-            time.sleep(5)
-            show(f"+{args.repeat} new-conn rounds, rest", pids)
-        finally:
-            for proc in STARTED:
-                proc.terminate()
-                proc.wait(20)
-            cluster.close()
+    with gossamer_pair("proxy-rss-", ("0", "1"), args.http) as pair:
+        pids, port = pair.pids, pair.ports[1]
+        print(f"{'L7' if args.http else 'L4'} pair, db sidecar then web sidecar:")
+        show("idle", pids)
+        for label, conns, path, extra in (
+            ("c1", 1, "/small", ()), ("c64", 64, "/small", ()), ("1 MiB bodies", 4, "/big", ()),
+            ("new connections", 16, "/small", ("-H", "Connection: close")),
+        ):  # fmt: skip
+            wrk(port, path, conns, s, "0", *extra)
+            show(f"after {label}", pids)
+        for _ in range(args.repeat):
+            wrk(port, "/small", 16, s, "0", "-H", "Connection: close")
+        time.sleep(5)
+        show(f"+{args.repeat} new-conn rounds, rest", pids)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,11 @@ async def test_a_draining_inbound_port_closes_its_idle_wires(pair: Pair) -> None
     await eventually_async(lambda: not pair.web.tunnels.idle, 5)  # the client side saw it
 
 
+def _arrived(transport: asyncio.BaseTransport) -> bool:
+    """Something (here the peer's end) waits unread on a transport whose reading is paused."""
+    return bool(select.select([transport.get_extra_info("socket")], [], [], 0)[0])
+
+
 async def test_an_idle_wire_whose_peer_died_unseen_is_followed_by_a_new_one(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
     ((kept,),) = pair.web.tunnels.idle.values()
@@ -196,7 +201,7 @@ async def test_an_idle_wire_whose_peer_died_unseen_is_followed_by_a_new_one(pair
     (theirs,) = pair.db.tunnels.parked
     assert theirs.transport is not None
     theirs.transport.close()  # a bare TCP end, no close_notify: the peer died, it did not refuse
-    await asyncio.sleep(0.1)
+    await eventually_async(lambda: _arrived(ours), 5)
     assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
     assert pair.count("outbound.reused") == 0
     assert pair.count("outbound.attempt_failed.connect-failed") == 1
@@ -214,8 +219,7 @@ async def test_an_idle_wire_closed_cleanly_as_it_is_taken_is_followed_by_a_new_o
     assert ours is not None
     ours.pause_reading()  # the close below is not seen until the wire is taken
     pair.db.tunnels.close_all()  # what a drain does to idle wires: close_notify, then FIN
-    sock = ours.get_extra_info("socket")
-    await eventually_async(lambda: select.select([sock], [], [], 0)[0], 5)  # it has arrived
+    await eventually_async(lambda: _arrived(ours), 5)
     assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
     assert pair.count("outbound.reused") == 0
     assert not any(name.startswith("outbound.attempt_failed") for name in
