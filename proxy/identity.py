@@ -28,7 +28,7 @@ from typing import Any
 from gossamer.proxy.authorize import Trust
 from gossamer.proxy.ca.cert_facts import cert_facts, pem_certificates
 
-TUNNEL_ALPN = "gossamer-tunnel/1"  # tunnel.py's frames; a peer that does not know it ignores it
+TUNNEL_ALPN = "gossamer-tunnel/2"  # mux.py's frames; a peer that does not know it ignores it
 
 
 class IdentityError(ValueError):
@@ -43,7 +43,7 @@ class Identity:
     client: ssl.SSLContext
     trust: Trust
     serial: str
-    server_tunnel: ssl.SSLContext  # the same, agreeing to frames (ALPN, tunnel.py): L4 inbound
+    server_tunnel: ssl.SSLContext  # the same, agreeing to frames (ALPN, mux.py): L4 inbound
     client_tunnel: ssl.SSLContext  # the same, offering frames: L4 upstreams
 
 

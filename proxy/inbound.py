@@ -4,9 +4,10 @@ Each accepted connection: TLS handshake with the current server context (client 
 required; `handshake_s`, 10 s), the client's SPIFFE ID checked (authorize.client_service),
 the decision made locally from the watched intentions (authorize.admit); allowed -> a plain
 connection to the local app (`local_connect_s`, 1 s) joined byte for byte (relay.py), or a
-stream of a tunnel (inbound_tunnel.py); refused -> closed, counted by reason, logged at most
-once per source per minute, with the deciding rule for a deny. A deny (and a connection cut
-by a policy change) is also recorded in `denials`, reported to the agent (denial_report.py).
+mux whose streams are each decided and joined so (inbound_mux.py); refused -> closed,
+counted by reason, logged at most once per source per minute, with the deciding rule for
+a deny. A deny (and a connection cut by a policy change) is also recorded in `denials`,
+reported to the agent (denial_report.py).
 
 Open connections are kept with their source service: when the intentions change, `recheck`
 decides each again and cuts those no longer allowed ("connection terminated due to policy
@@ -42,13 +43,12 @@ from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
-from gossamer.proxy.inbound_tunnel import InboundTunnels
+from gossamer.proxy.inbound_mux import InboundMuxes
+from gossamer.proxy.mux import StreamSide, is_mux, wire_of
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
-from gossamer.proxy.tls_side import ClosedEarly, TlsSide
-from gossamer.proxy.tunnel import Tunnel, is_tunnel
-from gossamer.proxy.tunnel_frames import RESET_FRAME
+from gossamer.proxy.tls_side import ClosedEarly, TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"
@@ -81,8 +81,8 @@ class Inbound(InboundHttp):
         self.policy = policy
         self.tally = counts
         self.denials = DenialTable() if denials is None else denials
-        self.open: dict[Relay | Tunnel, str] = {}  # relay (or stream) -> the client's service
-        self.tunnels = InboundTunnels(self)  # client sidecars' reusable connections
+        self.open: dict[Relay, str] = {}  # relay (a connection or a stream) -> client's service
+        self.tunnels = InboundMuxes(self)  # client sidecars' shared connections
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
         self.l4_decisions: dict[str, Decision | None] = {}  # inbound_http.py `_l4_decision`
         self.l4_decided_by: tuple[object, bool, object] | None = None
@@ -109,13 +109,13 @@ class Inbound(InboundHttp):
         if self._server is not None:
             self._server.close()
             self._server = None
-        self.tunnels.close_all()  # no new streams over idle wires either
+        self.tunnels.stop()  # no new streams over open muxes either
 
     def _protocol(self) -> asyncio.BaseProtocol:
         identity = self._identity()
         if identity is None:
             return _Refuse(self)
-        l7 = is_l7(self.config.protocol)  # at L4, a client sidecar may reuse it (tunnel.py)
+        l7 = is_l7(self.config.protocol)  # at L4, a client sidecar may share it (mux.py)
         context = identity.server if l7 else identity.server_tunnel
         return TlsSide(context, server_side=True, on_connect=self._accepted)
 
@@ -126,7 +126,7 @@ class Inbound(InboundHttp):
 
     async def _serve(self, side: TlsSide) -> None:
         started = time.monotonic()
-        peer = _peer_of(side)
+        peer = peer_of(side)
         try:
             await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
             source = self._authorize(side, l7=is_l7(self.config.protocol))
@@ -149,7 +149,7 @@ class Inbound(InboundHttp):
             self.metrics.inbound(source).connected(session, time.monotonic() - started)
             session.start()
             return
-        if is_tunnel(side):
+        if is_mux(side):
             self.tunnels.start(side, source)
             return
         await self._join(side, source, peer, started)
@@ -180,9 +180,8 @@ class Inbound(InboundHttp):
         return source
 
     async def _join(
-        self, side: TlsSide, source: str, peer: str, started: float,
-        make: Callable[[PlainSide], Tunnel] | None = None,
-    ) -> None:  # fmt: skip
+        self, side: TlsSide | StreamSide, source: str, peer: str, started: float
+    ) -> None:
         loop = asyncio.get_running_loop()
         target = (self.config.local_address, self.config.local_port)
         try:
@@ -192,17 +191,20 @@ class Inbound(InboundHttp):
         except (OSError, TimeoutError) as exc:
             self.metrics.inbound(source).failed += 1
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
-            if make is not None:
-                side.send(RESET_FRAME)  # a stream's no, not an idle close (tunnel_frames.py)
-            side.close()
+            if isinstance(side, StreamSide):
+                side.mux.refuse(side)  # a stream's no, final (mux_frames.py)
+            else:
+                side.close()
             return
-        relay = make(app) if make is not None else Relay(side, app, self._closed)
-        if not (relay.done if isinstance(relay, Tunnel) else relay.halves.closed):
+        if isinstance(side, StreamSide):
+            side.mux.accept(side)
+        relay = Relay(side, app, self._closed)
+        if not relay.halves.closed:
             self.open[relay] = source
             self.tally.add("inbound.allowed")
             self.metrics.inbound(source).connected(relay, relay.started - started)
 
-    def _closed(self, relay: Relay | Tunnel) -> None:
+    def _closed(self, relay: Relay) -> None:
         source = self.open.pop(relay, None)
         if source is not None:
             self.metrics.inbound(source).disconnected(relay, time.monotonic() - relay.started)
@@ -228,8 +230,8 @@ class Inbound(InboundHttp):
         if identity is None:
             return 0
         now, cut = datetime.now(UTC), 0
-        conns: list[tuple[Relay | Tunnel | HttpSession, object, str]] = [
-            (relay, relay.sides[0], source) for relay, source in self.open.items()
+        conns: list[tuple[Relay | HttpSession, object, str]] = [
+            (relay, wire_of(relay.sides[0]), source) for relay, source in self.open.items()
         ]
         conns += [(session, session.client, session.source) for session in self.http_open]
         for conn, side, source in conns:
@@ -239,7 +241,7 @@ class Inbound(InboundHttp):
                 client_service(side.pipe.peer_certificates(), identity.trust, now,
                                self.chains)  # fmt: skip
             except Refused as refused:
-                if isinstance(conn, Relay | Tunnel):
+                if isinstance(conn, Relay):
                     conn.terminate()
                 else:
                     conn.close(abort=True)
@@ -250,6 +252,7 @@ class Inbound(InboundHttp):
                     log.warning("proxy: connection terminated, its client is no longer "
                                 "trusted (%s): %s -> %s: %s", refused.reason, source,
                                 self.config.service, refused)  # fmt: skip
+        self.tunnels.close_untrusted(identity.trust, now, self.chains)  # streams cut above
         return cut
 
     def refuse(self, reason: str, peer: str, message: str) -> None:
@@ -280,11 +283,6 @@ class _Refuse(asyncio.Protocol):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _peer_of(side: TlsSide) -> str:
-    peer = side.transport.get_extra_info("peername") if side.transport else None
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
 
 def _handshake_reason(exc: BaseException) -> str:

@@ -60,8 +60,8 @@ def _edge_families(proxies: Sequence[Proxy]) -> list[Family]:
     closed = Family(P + "tcp_close_total", "counter", "Connections closed.")
     live = Family(P + "tcp_open_connections", "gauge", "Connections open now.")
     failed = Family(P + "tcp_failed_total", "counter", "Client connections that could not be "
-                    "established (no instance, every attempt failed, refused over a tunnel, "
-                    "local app down).")  # fmt: skip
+                    "established (no instance, every attempt failed, refused by the other "
+                    "sidecar, local app down).")  # fmt: skip
     sent = Family(P + "tcp_sent_bytes_total", "counter", "Bytes from source to destination.")
     got = Family(P + "tcp_received_bytes_total", "counter", "Bytes from destination to source.")
     setup = Family(P + "tcp_connect_seconds", "histogram",

@@ -7,10 +7,10 @@ the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
 retried on another instance (at most `ATTEMPTS` in all) before the client
 sees anything; each failure feeds the outlier detector (outlier.py), which
 sets a repeatedly failing instance aside for a while. A peer sidecar that
-agrees to frames (ALPN) takes the connection as a tunnel (tunnel.py): when
-its stream ends cleanly the connection waits in `tunnels` for the next
-client to the same instance, who then needs no handshake (tunnel_pool.py);
-new ones offer the session of an earlier one (sessions.py). With no healthy
+agrees to frames (ALPN) carries each client connection as a stream of one
+shared connection (mux.py), so a new client to the same instance needs no
+handshake (mux_pool.py); new connections offer the session of an earlier
+one (sessions.py). With no healthy
 instance, the client's connection is closed at once and logged, once a minute.
 
 Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
@@ -42,15 +42,14 @@ from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.mux import StreamSide, wire_of
+from gossamer.proxy.mux_pool import MuxPool, open_stream
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide
-from gossamer.proxy.tunnel import Frames, Tunnel
-from gossamer.proxy.tunnel_frames import Deframer
-from gossamer.proxy.tunnel_pool import TunnelPool, open_stream
 
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS = 3  # instances tried for one client connection before it is closed
@@ -82,8 +81,8 @@ class UpstreamListener:
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
         self.chains = ChainMemory()
-        self.open: set[Relay | Tunnel] = set()
-        self.tunnels = TunnelPool(upstream.pool_idle_s, upstream.pool_idle)
+        self.open: set[Relay] = set()
+        self.tunnels = MuxPool(upstream.pool_idle_s, upstream.pool_idle)
         self.rng = rng or random.Random()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,7 +166,7 @@ class UpstreamListener:
         self, instance: Instance, service: str = "", *, tunnel: bool = False
     ) -> TlsSide | None:
         """A verified mTLS connection to `instance`, whose certificate must name `service`
-        (the upstream's own by default), offering frames (tunnel.py) when `tunnel`; None
+        (the upstream's own by default), offering frames (mux.py) when `tunnel`; None
         after counting why not."""
         identity = self._identity()
         if identity is None:
@@ -210,18 +209,18 @@ class UpstreamListener:
             log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
                         self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
 
-    def _join(self, client: PlainSide, server: TlsSide, instance: Instance, started: float,
-              frames: Deframer | None = None, born: float | None = None,
-              first: Frames | None = None) -> None:  # fmt: skip
-
+    def _join(
+        self, client: PlainSide, server: TlsSide | StreamSide, instance: Instance, started: float
+    ) -> None:
+        """Relay `client` to `server`: a connection of its own, or a stream of a mux."""
         self.outstanding[instance] += 1
         edge = self.metrics.outbound(self.upstream.name)
-        context = server.pipe.tls.context
+        tls = server.pipe.tls if isinstance(server, TlsSide) else None
 
-        def closed(relay: Relay | Tunnel) -> None:
+        def closed(relay: Relay) -> None:
             now = time.monotonic()
-            if server.pipe.handshaken and self.sessions.wants(instance, context, now):
-                self.sessions.keep(instance, context, server.pipe.tls.session, now)
+            if tls is not None and self.sessions.wants(instance, tls.context, now):
+                self.sessions.keep(instance, tls.context, tls.session, now)
             self.open.discard(relay)
             edge.disconnected(relay, now - relay.started)
             self.outstanding[instance] -= 1
@@ -229,19 +228,8 @@ class UpstreamListener:
                 del self.outstanding[instance]
             self.on_close()
 
-        def ended(tunnel: Tunnel, rest: Frames | None) -> None:
-            closed(tunnel)
-            if rest == []:  # END both ways and nothing after: the wire serves again
-                self.tunnels.park(instance, server, tunnel.frames, context, tunnel.born)
-            elif rest is not None:
-                server.close()
-
-        relay: Relay | Tunnel
-        if frames is not None:
-            relay = Tunnel(client, server, frames, ended, opener=True, first=first, born=born)
-        else:
-            relay = Relay(client, server, closed)
-        if not (relay.done if isinstance(relay, Tunnel) else relay.halves.closed):
+        relay = Relay(client, server, closed)
+        if not relay.halves.closed:
             self.open.add(relay)
             self.tally.add("outbound.connections")
             edge.connected(relay, relay.started - started)
@@ -264,7 +252,7 @@ class UpstreamListener:
                 return True
             return False
 
-        cut = [relay for relay in self.open if refused(relay.sides[1])]
+        cut = [relay for relay in self.open if refused(wire_of(relay.sides[1]))]
         for relay in cut:
             relay.terminate()
         total = len(cut) + (self.http.drop_where(refused) if self.http is not None else 0)

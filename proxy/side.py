@@ -100,9 +100,9 @@ class Side(asyncio.BufferedProtocol):
     def joined(self) -> None:
         """Now part of a relay: pass on what was held, and read again."""
         held, self._held = self._held, []
+        self.resume_reading()  # first: a peer that fills up with what was held pauses it again
         if held or self._held_eof or self.lost:  # a pooled connection taken again: nothing
             self.deliver(held, self._held_eof)
-        self.resume_reading()
 
     def hold(self) -> bool:
         """Gather what is sent from now until `flush` into one write (on TLS one record, not

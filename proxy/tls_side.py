@@ -31,7 +31,7 @@ class TlsSide(Side):
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_connect = on_connect
         self.silent = True  # nothing received yet (a TCP health check connects and closes)
-        self.peer_checked: tuple[object, str, float] | None = None  # tunnel.py `checked_peer`
+        self.peer_checked: tuple[object, str, float] | None = None  # mux.py `checked_peer`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -110,3 +110,9 @@ class TlsSide(Side):
 
 class ClosedEarly(ConnectionResetError):
     """The peer connected and closed without sending a byte: a port probe, not an attack."""
+
+
+def peer_of(side: TlsSide) -> str:
+    """The peer's address as host:port, for logs and refusal counts."""
+    peer = side.transport.get_extra_info("peername") if side.transport else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

@@ -56,7 +56,7 @@ HOLD = b"held open"  # one more connection, allowed, open across the deny: termi
 OUT = 'direction="outbound",source="web",destination="db"'
 INTO = 'direction="inbound",source="web",destination="db"'
 # (which proxy, series, what the traffic adds to it): read before, then from Prometheus
-# Over a tunnel (proxy/tunnel.py) a denied connection is refused before it is established on
+# Over a mux (proxy/mux.py) a denied connection is refused before it is established on
 # web's side: counted failed there, and its payload never leaves web's sidecar.
 PROXY_SERIES = [
     ("web", f"gossamer_proxy_tcp_close_total{{{OUT}}}", ALLOWED + 1),

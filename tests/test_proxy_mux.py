@@ -1,4 +1,4 @@
-"""Tunnels: L4 streams over reused sidecar-to-sidecar connections (proxy/tunnel*.py).
+"""Muxes: L4 streams over shared sidecar-to-sidecar connections (proxy/mux*.py).
 
 The frame codec as a table; then a real upstream listener (web) and a real
 inbound port (db) in one loop, over sockets, with an echo app and a
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -23,29 +22,36 @@ from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound import Inbound, Policy
-from gossamer.proxy.outbound import UpstreamListener
-from gossamer.proxy.tunnel_frames import (
+from gossamer.proxy.mux import StreamSide
+from gossamer.proxy.mux_frames import (
+    ACK,
+    CUT,
     DATA,
     END,
-    END_FRAME,
     OPEN,
-    OPEN_FRAME,
     RESET,
-    RESET_FRAME,
+    WINDOW,
+    WINDOW_BYTES,
     Deframer,
     FrameError,
-    data_frame,
+    control,
+    pack_header,
+    reset,
+    window,
 )
+from gossamer.proxy.outbound import UpstreamListener
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
 from tests.proxy_support import echo_until_end
 
-STREAM = OPEN_FRAME + data_frame(b"hello") + data_frame(b"") + END_FRAME + RESET_FRAME
-FRAMES = [(OPEN, b""), (DATA, b"hello"), (DATA, b""), (END, b""), (RESET, b"")]
+STREAM = (control(OPEN, 1) + pack_header(DATA, 1, 5) + b"hello" + control(OPEN, 2)
+          + control(ACK, 1) + window(2, 70_000) + control(END, 1) + reset(2, CUT))  # fmt: skip
+FRAMES = [(OPEN, 1, b""), (DATA, 1, b"hello"), (OPEN, 2, b""), (ACK, 1, b""),
+          (WINDOW, 2, (70_000).to_bytes(4, "big")), (END, 1, b""), (RESET, 2, b"\x00")]  # fmt: skip
 
 
-@pytest.mark.parametrize("cut", [1, 3, 7, 12, 17, 22, len(STREAM) - 1])
+@pytest.mark.parametrize("cut", [1, 8, 10, 20, 30, 40, 50, 60, 70, len(STREAM) - 1])
 def test_frames_come_out_whole_wherever_the_stream_is_cut(cut: int) -> None:
     frames = Deframer()
     got = frames.feed(STREAM[:cut])
@@ -53,8 +59,13 @@ def test_frames_come_out_whole_wherever_the_stream_is_cut(cut: int) -> None:
     assert got + frames.feed(STREAM[cut:]) == FRAMES and not frames.partial
 
 
-@pytest.mark.parametrize("bad", [b"\x09\x00\x00\x00\x00", END_FRAME[:4] + b"\x01x",
-                                 b"\x00\xff\xff\xff\xff"])  # fmt: skip
+@pytest.mark.parametrize("bad", [
+    pack_header(9, 1, 0),  # an unknown kind
+    pack_header(END, 1, 1) + b"x",  # a payload where there is none
+    pack_header(RESET, 1, 0),  # a reset with no reason
+    pack_header(WINDOW, 1, 2) + b"xx",  # a credit of the wrong size
+    pack_header(DATA, 1, 0xFFFFFFFF),  # more than any peer of ours sends
+])  # fmt: skip
 def test_anything_else_is_a_frame_error(bad: bytes) -> None:
     with pytest.raises(FrameError):
         Deframer().feed(bad)
@@ -82,11 +93,40 @@ class Pair:
         return (self.web.tally.snapshot() | self.db.tally.snapshot()).get(name, 0)
 
 
+async def _sink_or_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A connection that starts with `sink` is never read again (until the test ends); any
+    other is echoed as by `echo_until_end`."""
+    first = await reader.read(4)
+    if first == b"sink":
+        await RELEASED.wait()
+    else:
+        writer.write(first)
+        await echo_until_end(reader, writer)
+    writer.close()
+
+
+RELEASED = asyncio.Event()
+
+
+def _small_window_socket() -> socket.socket:
+    """A listening socket whose connections take at most a few KiB unread (no autotuning),
+    so a stalled app holds back its peer at once instead of after megabytes of kernel buffer."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.fixture(params=["echo", "greeter"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
-    app = await asyncio.start_server(
-        echo_until_end if request.param == "echo" else _greet, "127.0.0.1", 0
-    )
+    global RELEASED
+    RELEASED = asyncio.Event()
+    if request.param == "stall":
+        app = await asyncio.start_server(_sink_or_echo, sock=_small_window_socket())
+    else:
+        app = await asyncio.start_server(
+            echo_until_end if request.param == "echo" else _greet, "127.0.0.1", 0
+        )
     pki = Pki()
     db_identity, client = pki.identity("db"), {"web": pki.identity("web")}
     policy = Policy()
@@ -102,8 +142,9 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     web.set_instances([("127.0.0.1", port)])
     await web.start()
     try:
-        yield Pair(web, db, up, policy, pki, client, request.param == "echo")
+        yield Pair(web, db, up, policy, pki, client, request.param != "greeter")
     finally:
+        RELEASED.set()
         for side in (web, db):
             side.stop_listening()
             side.terminate_all()
@@ -130,10 +171,38 @@ async def test_one_handshake_serves_stream_after_stream_with_half_close(pair: Pa
         assert await exchange(pair, payload) == expected(pair, payload)
     assert pair.count("outbound.reused") == 4 and pair.count("outbound.connections") == 5
     assert pair.count("inbound.allowed") == 5  # each stream decided
-    assert sum(len(idle) for idle in pair.web.tunnels.idle.values()) == 1
+    assert sum(len(muxes) for muxes in pair.web.tunnels.muxes.values()) == 1
 
 
-async def test_a_client_that_resets_costs_its_tunnel_not_the_next_stream(pair: Pair) -> None:
+async def test_concurrent_client_connections_share_one_connection(pair: Pair) -> None:
+    payloads = [b"%d" % n * (1 + n * 3000 if pair.echo else 1) for n in range(20)]
+    got = await asyncio.gather(*(exchange(pair, payload) for payload in payloads))
+    assert got == [expected(pair, payload) for payload in payloads]
+    assert pair.count("outbound.connections") == 20 and pair.count("inbound.allowed") == 20
+    assert sum(len(muxes) for muxes in pair.web.tunnels.muxes.values()) == 1
+    assert len(pair.db.tunnels.muxes) == 1
+
+
+@pytest.mark.parametrize("pair", ["stall"], indirect=True)
+async def test_a_stalled_app_holds_up_no_other_stream_and_is_not_buffered(pair: Pair) -> None:
+    """An app that stops reading: its stream runs out of credit, web stops reading that
+    client, and another client's stream over the same connection still flows."""
+    _, writer = await asyncio.open_connection("127.0.0.1", pair.port)
+    writer.write(b"sink" + b"x" * (16 << 20))  # far more than the kernel and credit hold
+    await eventually_async(lambda: len(pair.web.open) == 1, 5)
+    (relay,) = pair.web.open
+    stream = relay.sides[1]
+    assert isinstance(stream, StreamSide)
+    await eventually_async(lambda: stream.stalled, 10)
+    assert await exchange(pair, b"echo") == b"echo<eof>"  # not held up
+    (db_relay,) = [r for r in pair.db.open if r.sides[1].moved == 0]  # the sink's
+    app = db_relay.sides[1].transport
+    assert app is not None and app.get_write_buffer_size() <= WINDOW_BYTES + (64 << 10)
+    assert len(pair.web.tunnels.muxes) == 1
+    writer.close()
+
+
+async def test_a_client_that_resets_costs_its_stream_not_the_connection(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
     _, writer = await asyncio.open_connection("127.0.0.1", pair.port)
     writer.write(b"half")
@@ -143,7 +212,7 @@ async def test_a_client_that_resets_costs_its_tunnel_not_the_next_stream(pair: P
     writer.transport.abort()  # the stream is cut: its wire closed, not reused
     await eventually_async(lambda: not pair.web.open and not pair.db.open, 5)
     assert await exchange(pair, b"b") == expected(pair, b"b")
-    assert pair.count("outbound.reused") == 1
+    assert pair.count("outbound.reused") == 2  # the cut stream's connection serves on
 
 
 async def test_a_deny_cuts_the_open_stream_and_refuses_the_next_one(pair: Pair) -> None:
@@ -162,7 +231,7 @@ async def test_a_deny_cuts_the_open_stream_and_refuses_the_next_one(pair: Pair) 
     assert pair.count("inbound.refused.denied") == 1
 
 
-async def test_a_new_client_identity_never_takes_an_older_wire(pair: Pair) -> None:
+async def test_a_new_client_identity_never_takes_an_older_connection(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
     pair.client["web"] = pair.pki.identity("web")  # a renewed leaf: new contexts
     assert await exchange(pair, b"b") == expected(pair, b"b")
@@ -171,62 +240,47 @@ async def test_a_new_client_identity_never_takes_an_older_wire(pair: Pair) -> No
     assert pair.count("outbound.reused") == 1
 
 
-async def test_an_idle_wire_that_never_answers_is_followed_by_a_new_connection(pair: Pair) -> None:
+async def test_a_connection_that_never_answers_is_followed_by_a_new_one(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
-    (wire,) = pair.db.tunnels.parked  # a host cut off: what reaches it is never read
-    assert wire.transport is not None
-    wire.transport.pause_reading()
+    (mux,) = pair.db.tunnels.muxes  # a host cut off: what reaches it is never read
+    assert mux.wire.transport is not None
+    mux.wire.transport.pause_reading()
     assert await exchange(pair, b"b") == expected(pair, b"b")  # after 0.5 s, over a new wire
     assert pair.count("outbound.reused") == 0
     assert pair.count("outbound.attempt_failed.connect-failed") == 1
 
 
-async def test_a_draining_inbound_port_closes_its_idle_wires(pair: Pair) -> None:
+async def test_a_draining_inbound_port_closes_its_idle_connections(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
     pair.db.stop_listening()
-    await eventually_async(lambda: not pair.web.tunnels.idle, 5)  # the client side saw it
+    await eventually_async(lambda: not pair.web.tunnels.muxes, 5)  # the client side saw it
 
 
-def _arrived(transport: asyncio.BaseTransport) -> bool:
-    """Something (here the peer's end) waits unread on a transport whose reading is paused."""
-    return bool(select.select([transport.get_extra_info("socket")], [], [], 0)[0])
-
-
-async def test_an_idle_wire_whose_peer_died_unseen_is_followed_by_a_new_one(pair: Pair) -> None:
+async def test_a_connection_whose_peer_died_unseen_is_followed_by_a_new_one(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
-    ((kept,),) = pair.web.tunnels.idle.values()
-    ours = kept.parked.wire.transport
-    assert ours is not None
-    ours.pause_reading()  # its end is not seen until it is taken
-    (theirs,) = pair.db.tunnels.parked
-    assert theirs.transport is not None
-    theirs.transport.close()  # a bare TCP end, no close_notify: the peer died, it did not refuse
-    await eventually_async(lambda: _arrived(ours), 5)
+    ((kept,),) = pair.web.tunnels.muxes.values()
+    assert kept.wire.transport is not None
+    kept.wire.transport.pause_reading()  # its end is not seen until a stream is sent
+    (theirs,) = pair.db.tunnels.muxes
+    assert theirs.wire.transport is not None
+    theirs.wire.transport.close()  # a bare TCP end, no close_notify: the peer died
     assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
     assert pair.count("outbound.reused") == 0
     assert pair.count("outbound.attempt_failed.connect-failed") == 1
 
 
-async def test_an_idle_wire_closed_cleanly_as_it_is_taken_is_followed_by_a_new_one(
-    pair: Pair,
-) -> None:
-    """db closes its idle wires on purpose (its sweep, a drain) just as web takes one: the
-    close_notify is no answer to the OPEN, and without a RESET it is not a refusal either,
-    so web opens a new connection and the client never sees it."""
+async def test_a_draining_peer_turns_a_new_stream_away_without_a_failure(pair: Pair) -> None:
+    """AWAY answers the OPEN: web tries a new connection (no failure counted); turned away
+    there too, with no other instance, the client's connection is closed."""
     assert await exchange(pair, b"a") == expected(pair, b"a")
-    ((kept,),) = pair.web.tunnels.idle.values()
-    ours = kept.parked.wire.transport
-    assert ours is not None
-    ours.pause_reading()  # the close below is not seen until the wire is taken
-    pair.db.tunnels.close_all()  # what a drain does to idle wires: close_notify, then FIN
-    await eventually_async(lambda: _arrived(ours), 5)
-    assert await exchange(pair, b"b") == expected(pair, b"b")  # over a new connection
-    assert pair.count("outbound.reused") == 0
+    pair.db.tunnels.draining = True
+    assert await exchange(pair, b"b") == b""
+    assert pair.count("outbound.resumed") == 1  # the new connection was made (resumed)
     assert not any(name.startswith("outbound.attempt_failed") for name in
                    pair.web.tally.snapshot())  # fmt: skip
 
 
-async def test_a_refusal_over_a_reused_wire_is_final_and_counted_once(pair: Pair) -> None:
+async def test_a_refusal_over_a_shared_connection_is_final_and_counted_once(pair: Pair) -> None:
     """A RESET answers the OPEN: the inbound side said no; web does not ask again."""
     assert await exchange(pair, b"a") == expected(pair, b"a")
     pair.policy.intentions = IntentionSet([Intention("web", "db", action="deny")])

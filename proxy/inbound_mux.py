@@ -1,0 +1,123 @@
+"""The inbound side of muxes: each stream decided, then joined to a new app connection.
+
+A client sidecar that agreed to frames (mux.py) sends OPEN for each client
+connection. Each OPEN is decided as a new connection would be: the
+client's certificate checked against the current trust and the intentions
+asked again (`Inbound._authorize`, counted and recorded the same way),
+then a new connection to the local app joined to the stream and ACKed.
+The first stream uses the decision made at the handshake a moment before;
+the certificate is checked again when the trust changes, else at most
+once a second (mux.py `checked_peer`), the intentions for every stream. A
+mux with no stream is closed after `INBOUND_IDLE_S`: the client side
+closes idle ones sooner (mux_pool.py), so this side does not close one as
+it is taken. A live stream is an open connection like any other: a policy
+change or a revocation cuts it. Draining (`stop`), new streams are turned
+away (AWAY: the client side tries elsewhere) and idle muxes closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from gossamer.proxy.authorize import Refused, Trust, client_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
+from gossamer.proxy.mux import Mux, StreamSide, checked_peer
+from gossamer.proxy.mux_frames import AWAY
+from gossamer.proxy.tls_side import TlsSide, peer_of
+
+if TYPE_CHECKING:
+    from gossamer.proxy.inbound import Inbound
+
+INBOUND_IDLE_S = 60.0
+
+
+class InboundMuxes:
+    def __init__(self, inbound: Inbound) -> None:
+        self.inbound = inbound
+        self.muxes: dict[Mux, str] = {}  # mux -> the source decided at its handshake, once
+        self.draining = False
+        self._first = ""  # the decided source of a mux being made (its OPEN may come at once)
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def start(self, wire: TlsSide, source: str) -> None:
+        """A wire just authorized: its first stream is `source`'s, decided already."""
+        identity = self.inbound._identity()
+        if identity is not None:
+            wire.peer_checked = (identity.trust, source, time.monotonic())
+        self._first = source
+        mux = Mux(wire, opener=False, on_open=self._open, on_idle=self._idle, on_lost=self._lost)
+        if not mux.lost:
+            self.muxes[mux] = self._first  # "" once its first stream came with the handshake
+        self._first = ""
+        if self._sweep is None:
+            loop = asyncio.get_running_loop()
+            self._sweep = loop.call_later(INBOUND_IDLE_S / 2, self._swept)
+
+    def _open(self, mux: Mux, stream: StreamSide) -> None:
+        inbound, started = self.inbound, time.monotonic()
+        if self.draining:
+            mux.refuse(stream, AWAY)
+            return
+        source = self.muxes.pop(mux, self._first)
+        self._first = ""
+        if not mux.lost:
+            self.muxes[mux] = ""  # later streams are decided again
+        wire = mux.wire
+        if not source:
+            identity = inbound._identity()
+            trust = identity.trust if identity is not None else None
+            checked = checked_peer(wire, trust, started)
+            try:
+                source = inbound._authorize(wire, l7=False, source=checked)
+            except Refused as refused:
+                inbound.refuse(refused.reason, peer_of(wire), str(refused))
+                mux.refuse(stream)
+                return
+            if not checked:
+                wire.peer_checked = (trust, source, started)
+        task = asyncio.create_task(inbound._join(stream, source, peer_of(wire), started))
+        inbound._tasks.add(task)
+        task.add_done_callback(inbound._tasks.discard)
+
+    def _idle(self, mux: Mux) -> None:
+        if self.draining:
+            mux.close()
+
+    def _lost(self, mux: Mux) -> None:
+        self.muxes.pop(mux, None)
+
+    def _swept(self) -> None:
+        self._sweep = None
+        old = time.monotonic() - INBOUND_IDLE_S
+        for mux in list(self.muxes):
+            if not mux.streams and mux.idle_since < old:
+                mux.close()
+        if self.muxes:
+            self._sweep = asyncio.get_running_loop().call_later(INBOUND_IDLE_S / 2, self._swept)
+
+    def stop(self) -> None:
+        """Draining: no new stream; idle muxes closed now, the others once their streams end."""
+        self.draining = True
+        for mux in list(self.muxes):
+            if not mux.streams:
+                mux.close()
+
+    def close_untrusted(self, trust: Trust, now: datetime, chains: ChainMemory) -> None:
+        """Close every mux whose client the current trust refuses (an agent was revoked)."""
+        for mux in list(self.muxes):
+            try:
+                client_service(mux.wire.pipe.peer_certificates(), trust, now, chains)
+            except Refused:
+                mux.close(abort=True)
+
+    def close_all(self) -> None:
+        self.draining = True
+        for mux in list(self.muxes):
+            mux.close(abort=bool(mux.streams))
+        self.muxes.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None

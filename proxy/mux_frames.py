@@ -1,0 +1,100 @@
+"""The frames of a multiplexed sidecar-to-sidecar connection: bytes in, frames out. Pure.
+
+One mTLS connection between two sidecars carries many client connections
+at once, each a stream with its own id (mux.py), so a new client
+connection costs no TLS handshake, and the frames of every stream that
+had something to say in one turn of the event loop go out as one TLS
+record and one write. Inside the TLS stream every piece is a frame: a
+9-byte header (kind, stream id, payload length) and the payload:
+- OPEN: a new stream; ids come from the client side, each higher than the
+  last (the client side sends it first, data or not: a server-first
+  protocol has nothing to send until the app speaks);
+- ACK: the inbound side's answer to OPEN once the stream is allowed and
+  its app connection made; until then the client side holds the client's
+  bytes, so a connection that died unseen (a cut host) costs a retry
+  elsewhere, not the client's connection;
+- DATA: bytes of a stream, in its direction;
+- END: this direction of the stream has ended (half-close, as a TCP FIN);
+- RESET: the stream is over, with a one-byte reason: `CUT` (its
+  connection was lost, or a policy change cut it), `REFUSED` (the answer
+  to OPEN: intentions, or the app unreachable; final), `AWAY` (the answer
+  to OPEN from a draining inbound side: try another connection);
+- WINDOW: flow-control credit, a 4-byte count of bytes of the stream the
+  receiver has passed on; a sender stops reading its local side once it
+  has sent `WINDOW_BYTES` more than it was credited, so a slow reader on
+  one stream holds no one else up and makes no proxy buffer without bound.
+A stream is over once END has gone both ways, or after a RESET either
+way. Anything else (an unknown kind, a payload of the wrong size) is a
+protocol error: `FrameError`, and the shell closes the connection.
+"""
+
+from __future__ import annotations
+
+import struct
+
+DATA, END, RESET, OPEN, ACK, WINDOW = 0, 1, 2, 3, 4, 5
+CUT, REFUSED, AWAY = 0, 1, 2  # RESET's reasons
+HEADER = struct.Struct("!BII")
+HEADER_SIZE = HEADER.size
+MAX_PAYLOAD = 1 << 20  # chunks are at most 64 KiB (side.py); more is not a peer of ours
+WINDOW_BYTES = 256 * 1024  # credit per stream and direction
+_SIZES = {END: 0, RESET: 1, OPEN: 0, ACK: 0, WINDOW: 4}  # DATA: any
+_COUNT = struct.Struct("!I")
+pack_header = HEADER.pack
+_unpack_from = HEADER.unpack_from
+
+Frame = tuple[int, int, bytes]  # kind, stream id, payload
+
+
+class FrameError(ValueError):
+    """The peer sent something that is not a frame of this protocol."""
+
+
+def control(kind: int, stream: int) -> bytes:
+    """An OPEN, ACK or END frame."""
+    return pack_header(kind, stream, 0)
+
+
+def reset(stream: int, reason: int) -> bytes:
+    return pack_header(RESET, stream, 1) + bytes((reason,))
+
+
+def window(stream: int, count: int) -> bytes:
+    return pack_header(WINDOW, stream, 4) + _COUNT.pack(count)
+
+
+def credit_of(payload: bytes) -> int:
+    """A WINDOW frame's count."""
+    count: int = _COUNT.unpack(payload)[0]
+    return count
+
+
+class Deframer:
+    """Frames out of a byte stream that may cut them anywhere."""
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """The whole frames `data` completes; FrameError if malformed."""
+        if self._rest:
+            data, self._rest = self._rest + data, b""
+        frames: list[Frame] = []
+        at, size = 0, len(data)
+        while size - at >= HEADER_SIZE:
+            kind, stream, length = _unpack_from(data, at)
+            if length > MAX_PAYLOAD or (kind != DATA and _SIZES.get(kind) != length):
+                raise FrameError(f"not a mux frame: kind {kind}, length {length}")
+            end = at + HEADER_SIZE + length
+            if end > size:
+                break
+            frames.append((kind, stream, data[at + HEADER_SIZE : end] if length else b""))
+            at = end
+        if at < size:
+            self._rest = data[at:]
+        return frames
+
+    @property
+    def partial(self) -> bool:
+        """Part of a frame is waiting for the rest."""
+        return bool(self._rest)

@@ -1,0 +1,209 @@
+"""The upstream side's sidecar connections: muxes (mux.py) per instance, shared by streams.
+
+A client connection to an instance becomes a stream on a live mux to it,
+made with a TLS connection only when there is none: the first client makes
+it, the ones that come while it is being made wait for it. A mux takes new
+streams only while
+- it was made with the current client context (a new leaf or new roots
+  make a new one: older ones finish their streams and close);
+- it is younger than `MAX_AGE_S` and has fewer than `MAX_STREAMS` streams;
+- its server still passes the caller's check (the server's SPIFFE ID and
+  the current trust, a lookup once its chain was verified).
+A mux with no stream is closed after the upstream's `pool_idle_s` (at
+most `MAX_IDLE_S`, below the inbound side's idle time, so that side does
+not close one as it is taken); at most `pool_idle` muxes are kept per
+instance. The inbound side decides every stream again.
+
+`open_stream` gives a client connection its stream: OPEN, then the
+client's bytes wait for the ACK (`connect_timeout_s`). A mux that does not
+answer is closed and counted as a failed attempt (a reused one is followed
+by a new connection to the same instance). A REFUSED reset is the inbound
+side's no (intentions, its app unreachable): no retry. AWAY (a draining
+inbound side), or a reused mux that ends cleanly with no answer (closed
+idle as it was taken), is followed by a new connection, not counted as a
+failure; a new connection answered that way sends the client elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from gossamer.proxy import tally
+from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
+from gossamer.proxy.identity import Identity
+from gossamer.proxy.mux import ACKED, Mux, checked_peer, is_mux
+from gossamer.proxy.mux_frames import AWAY, REFUSED
+from gossamer.proxy.side import PlainSide
+from gossamer.proxy.tls_side import TlsSide
+
+if TYPE_CHECKING:
+    from gossamer.proxy.health_rows import Instance
+    from gossamer.proxy.outbound import UpstreamListener
+
+MAX_AGE_S = 60.0
+MAX_IDLE_S = 30.0  # below the inbound side's INBOUND_IDLE_S whatever the config says
+MAX_STREAMS = 1024
+
+
+class MuxPool:
+    def __init__(self, idle_s: float, capacity: int) -> None:
+        self.muxes: dict[Hashable, list[Mux]] = {}
+        self.contexts: dict[Mux, ssl.SSLContext] = {}
+        self._making: dict[Hashable, asyncio.Future[Mux | TlsSide | None]] = {}
+        self._idle_s = min(idle_s, MAX_IDLE_S)
+        self._capacity = max(1, capacity)
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def take(
+        self, instance: Hashable, identity: Identity, service: str, known: ChainMemory
+    ) -> Mux | None:
+        """A live mux to `instance` fit for a new stream to `service`, or None."""
+        now = time.monotonic()
+        for mux in self.muxes.get(instance, ()):
+            if (mux.full or self.contexts.get(mux) is not identity.client_tunnel
+                    or now - mux.born >= MAX_AGE_S or len(mux.streams) >= MAX_STREAMS):  # fmt: skip
+                continue
+            wire = mux.wire
+            if checked_peer(wire, identity.trust, now) == service:
+                return mux
+            try:
+                server_service(wire.pipe.peer_certificates(), identity.trust,
+                               datetime.now(UTC), service, known)  # fmt: skip
+            except Refused:
+                continue
+            wire.peer_checked = (identity.trust, service, now)
+            return mux
+        return None
+
+    async def make(
+        self, listener: UpstreamListener, instance: Instance, service: str
+    ) -> tuple[Mux | TlsSide | None, bool]:
+        """A new connection to `instance`: a mux (shared with those who asked meanwhile), a
+        plain TLS connection when the peer takes no frames, or None; and whether this caller
+        made it (a TLS connection is only the maker's)."""
+        making = self._making.get(instance)
+        if making is not None:
+            return await asyncio.shield(making), False
+        making = self._making[instance] = asyncio.get_running_loop().create_future()
+        try:
+            server = await listener.attempt(instance, service, tunnel=True)
+        finally:
+            del self._making[instance]
+        made: Mux | TlsSide | None = server
+        if server is not None and is_mux(server):
+            made = self._add(instance, server)
+        making.set_result(made)
+        return made, True
+
+    def _add(self, instance: Hashable, wire: TlsSide) -> Mux:
+        def lost(mux: Mux) -> None:
+            self.contexts.pop(mux, None)
+            conns = self.muxes.get(instance, [])
+            if mux in conns:
+                conns.remove(mux)
+                if not conns:
+                    del self.muxes[instance]
+
+        def idle(mux: Mux) -> None:
+            conns = self.muxes.get(instance, [])
+            spare = sum(1 for m in conns if not m.streams)
+            if time.monotonic() - mux.born >= MAX_AGE_S or spare > self._capacity:
+                mux.close()
+            elif self._sweep is None:
+                self._sweep = asyncio.get_running_loop().call_later(self._idle_s, self._swept)
+
+        mux = Mux(wire, opener=True, on_idle=idle, on_lost=lost)
+        self.contexts[mux] = wire.pipe.tls.context
+        self.muxes.setdefault(instance, []).append(mux)
+        return mux
+
+    def _swept(self) -> None:
+        self._sweep = None
+        self.drop_where(lambda s: False, idle_before=time.monotonic() - self._idle_s)
+        if any(not m.streams for conns in self.muxes.values() for m in conns):
+            self._sweep = asyncio.get_running_loop().call_later(self._idle_s / 2, self._swept)
+
+    def drop_where(self, refused: Callable[[TlsSide], bool], idle_before: float = -1.0) -> int:
+        """Close the muxes whose server `refused` names (with their streams: counted), and
+        those with no stream since before `idle_before`."""
+        cut = 0
+        for conns in list(self.muxes.values()):
+            for mux in list(conns):
+                if refused(mux.wire):
+                    cut += len(mux.streams)
+                    mux.close(abort=bool(mux.streams))
+                elif not mux.streams and mux.idle_since < idle_before:
+                    mux.close()
+        return cut
+
+    def close_all(self) -> None:
+        for conns in list(self.muxes.values()):
+            for mux in list(conns):
+                mux.close()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+
+
+async def open_stream(
+    listener: UpstreamListener, client: PlainSide, instance: Instance, target: str, started: float
+) -> Literal["joined", "refused", "failed"]:
+    """Join `client` to a stream to `instance` (see the module's docstring)."""
+    identity = listener._identity()
+    pool = listener.tunnels
+    mux: Mux | None = None
+    if identity is not None and pool.muxes:
+        mux = pool.take(instance, identity, target, listener.chains)
+    for fresh in (mux is None, True):
+        if fresh:
+            made, mine = await pool.make(listener, instance, target)
+            if isinstance(made, TlsSide) and not mine:  # a peer without frames: our own
+                made = await listener.attempt(instance, target, tunnel=True)
+            if made is None:
+                return "failed"
+            if isinstance(made, TlsSide):  # a peer without frames: one connection per client
+                listener._join(client, made, instance, started)
+                return "joined"
+            mux = made
+        if mux is None:
+            return "failed"
+        stream = mux.open()
+        assert stream.answer is not None
+        try:
+            answer = await asyncio.wait_for(
+                asyncio.shield(stream.answer), listener.upstream.connect_timeout_s
+            )
+        except TimeoutError:
+            answer = None
+        if fresh and answer is not None:  # the server's ticket came before its answer
+            keep_session(listener, instance, mux)
+        if answer == ACKED and not stream.closed:
+            if not fresh:
+                listener.tally.add("outbound.reused")
+            listener._join(client, stream, instance, started)
+            return "joined"
+        stream.close()
+        if answer == REFUSED:
+            return "refused"
+        if answer == AWAY or mux.closed_cleanly:  # draining, or closed idle as it was taken
+            if fresh:
+                return "failed"  # the next instance, not counted against this one
+            continue
+        mux.close(abort=True)  # no answer: the connection is dead, whatever rides it
+        listener._failed(instance, tally.CONNECT_FAILED, TimeoutError("no answer to OPEN"))
+        if fresh:
+            return "failed"
+    return "failed"
+
+
+def keep_session(listener: UpstreamListener, instance: Instance, mux: Mux) -> None:
+    """Offer the session of `mux`'s connection to the next new connection to `instance`."""
+    tls, now = mux.wire.pipe.tls, time.monotonic()
+    if listener.sessions.wants(instance, tls.context, now):
+        listener.sessions.keep(instance, tls.context, tls.session, now)

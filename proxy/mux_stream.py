@@ -1,0 +1,128 @@
+"""A stream of a mux (mux.py), seen as a connection: a `Side` a relay joins like any other.
+
+A relay (relay.py) joins it to a plain connection (the client on the
+upstream side, the app on the inbound side) as it would a TCP or TLS
+connection, so half-close, policy cuts and metrics are the relay's as for
+any connection: `send` becomes DATA frames, `send_eof` END, a close before
+both ends RESET.
+
+Flow control: a stream may send `WINDOW_BYTES` more than its peer has
+credited; past that its relay stops reading the local side
+(`pause_writing`) until WINDOW frames come. The receiver credits what it
+has passed on, and stops crediting while its local side cannot take more
+(`pause_reading`), so what a proxy holds for a stalled reader is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from gossamer.proxy.mux_frames import (
+    AWAY,
+    CUT,
+    DATA,
+    END,
+    REFUSED,
+    WINDOW_BYTES,
+    control,
+    pack_header,
+    reset,
+    window,
+)
+from gossamer.proxy.side import Side
+
+if TYPE_CHECKING:
+    from gossamer.proxy.mux import Mux
+
+ACKED = -1  # a stream's answer to OPEN (else RESET's REFUSED or AWAY, or None: the wire was lost)
+
+
+class StreamSide(Side):
+    """One stream of a mux, seen as a connection."""
+
+    def __init__(self, mux: Mux, stream: int) -> None:
+        super().__init__()
+        self.mux, self.id = mux, stream
+        self.answer: asyncio.Future[int | None] | None = None  # the opener's, until ACK
+        self._credit = WINDOW_BYTES  # what may still be sent before the peer credits more
+        self._owed = 0  # received and passed on, not yet credited back
+        self._reading = True  # the local side takes what comes (credit is returned)
+        self.stalled = False  # no credit or a full wire: the local side is not read
+        self.end_sent = self.end_got = False
+        self.closed = False
+
+    # What the relay asks of it, as of any side.
+
+    def send(self, data: bytes) -> None:
+        if self.closed or not data:
+            return
+        self.mux.queue(pack_header(DATA, self.id, len(data)), data)
+        self._credit -= len(data)
+        self._check_stall()
+
+    def send_eof(self) -> None:
+        if not self.closed and not self.end_sent:
+            self.end_sent = True
+            self.mux.queue(control(END, self.id))
+
+    def close(self, *, abort: bool = False) -> None:
+        if self.closed:
+            return
+        if not (self.end_sent and self.end_got):
+            self.mux.queue(reset(self.id, CUT))
+        self._finish()
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        self._reading = True
+        if self._owed >= WINDOW_BYTES // 2:  # less: the peer still has half its credit
+            self._credit_back()
+
+    # What the mux tells it.
+
+    def received(self, payload: bytes) -> None:
+        self._owed += len(payload)
+        if self._reading and self._owed >= WINDOW_BYTES // 2:
+            self._credit_back()
+        self.deliver([payload], False)
+
+    def ended(self) -> None:
+        if not self.end_got:
+            self.end_got = True
+            self.deliver([], True)
+
+    def credited(self, count: int) -> None:
+        self._credit += count
+        self._check_stall()
+
+    def reset_by_peer(self, reason: int) -> None:
+        """RESET: an answer to OPEN, or the stream cut."""
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(REFUSED if reason == REFUSED else AWAY if reason == AWAY
+                                   else None)  # fmt: skip
+        self._finish()
+        self.connection_lost(None)
+
+    def wire_lost(self) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(None)
+        self._finish()
+        self.connection_lost(None)
+
+    def _check_stall(self) -> None:
+        stalled = self._credit <= 0 or self.mux.wire_full
+        if stalled != self.stalled:
+            self.stalled = stalled
+            self.pause_writing() if stalled else self.resume_writing()
+
+    def _credit_back(self) -> None:
+        if not self.closed:
+            self.mux.queue(window(self.id, self._owed))
+        self._owed = 0
+
+    def _finish(self) -> None:
+        self.closed = True
+        self.mux.forget(self)
