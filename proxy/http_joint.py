@@ -104,7 +104,7 @@ def _pass_on(side: Side, rest: list[bytes], eof: bool) -> None:
     """What an app connection read after its session let go of it goes to its new owner (the
     pool's idle state ends it: an idle connection may not speak), or is held while it has
     none. A connection closed by a retry drops it."""
-    if (rest or eof) and side.transport is not None and not side.transport.is_closing():
+    if (rest or eof) and side.is_open():
         side.deliver(rest, eof)
 
 

@@ -1,17 +1,22 @@
-"""HTTP upstreams: requests over a pool of long-lived mTLS connections to the instances.
+"""HTTP upstreams: requests over a pool of long-lived connections to the instances.
 
 For an upstream with `Config.protocol: http`, each local client connection
 is an `HttpSession` (http1.py) whose app connection is borrowed from here
 for one request and given back once its answer has ended: many client
-connections share a few mTLS connections per instance, and a new client
+connections share a few pooled connections per instance, and a new client
 connection costs no TLS handshake (Linkerd pools HTTP/1 the same way
-between its proxies). The instance is chosen per request by power of two
-choices over peak-EWMA latency x requests in flight (peak_ewma.py), skipping instances
-set aside by outlier detection; an idle connection to it is reused, else
-one is opened (outbound.py's attempt: connect, handshake, the upstream's
-SPIFFE ID checked, resumption), trying up to `ATTEMPTS` instances before
-the client gets a 503. At most `pool_idle` idle connections are kept per
-instance (`Upstreams[].Config.max_idle_connections`, 256), each closed after
+between its proxies). Each pooled connection is a stream of the one mTLS
+connection to the instance (mux_pool.py), so the requests of every client
+in one turn of the event loop travel as one TLS record; a peer sidecar
+that takes no frames gets mTLS connections of its own. The instance is
+chosen per request by power of two choices over peak-EWMA latency x
+requests in flight (peak_ewma.py), skipping instances set aside by
+outlier detection; an idle connection to it is reused, else one is opened
+(a new stream; a new mTLS connection when there is none: connect,
+handshake, the upstream's SPIFFE ID checked, resumption), trying up to
+`ATTEMPTS` instances before the client gets a 503. At most `pool_idle`
+idle connections are kept per instance
+(`Upstreams[].Config.max_idle_connections`, 256), each closed after
 `pool_idle_s` idle (`idle_timeout_ms`, 10 s) or as soon as the other side
 closes it or sends anything while idle.
 
@@ -40,6 +45,7 @@ from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.http_deadlines import Limits
+from gossamer.proxy.mux_pool import backend_stream
 from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES
 from gossamer.proxy.retry_budget import RetryBudget
@@ -124,7 +130,6 @@ class HttpUpstream:
         self.in_use: dict[Side, tuple[Instance, float]] = {}  # -> (instance, when borrowed)
         self.latency: PeakEwma[Instance] = PeakEwma()
         self.sessions: set[HttpSession] = set()
-        self.opened = 0  # mTLS connections opened (each one a handshake)
         self.budget = RetryBudget()
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
         self.drawn: deque[str] = deque()  # targets drawn by take_idle for open_backend
@@ -173,9 +178,8 @@ class HttpUpstream:
             side = self._idle_of(instance)
             if side is not None:
                 return side
-            server = await self.listener.attempt(instance, target)
+            server = await backend_stream(self.listener, instance, target)
             if server is not None:
-                self.opened += 1
                 return self._take(server, instance)
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
@@ -199,8 +203,7 @@ class HttpUpstream:
         idle = self.idle.get(instance, [])
         while idle:
             conn = idle.pop()
-            transport = conn.side.transport
-            if not conn.side.lost and transport is not None and not transport.is_closing():
+            if conn.side.is_open():
                 return self._take(conn.side, instance)
             conn.forget()
         return None
@@ -228,9 +231,8 @@ class HttpUpstream:
         outstanding[instance] -= 1
         if outstanding[instance] <= 0:
             del outstanding[instance]
-        transport = side.transport
         parked = self.parked.get(side)
-        if side.lost or transport is None or transport.is_closing():
+        if not side.is_open():
             if parked is not None:
                 parked.forget()
             return instance

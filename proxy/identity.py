@@ -43,8 +43,8 @@ class Identity:
     client: ssl.SSLContext
     trust: Trust
     serial: str
-    server_tunnel: ssl.SSLContext  # the same, agreeing to frames (ALPN, mux.py): L4 inbound
-    client_tunnel: ssl.SSLContext  # the same, offering frames: L4 upstreams
+    server_tunnel: ssl.SSLContext  # the same, agreeing to frames (ALPN, mux.py): inbound ports
+    client_tunnel: ssl.SSLContext  # the same, offering frames: upstreams
 
 
 def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:

@@ -115,9 +115,7 @@ class Inbound(InboundHttp):
         identity = self._identity()
         if identity is None:
             return _Refuse(self)
-        l7 = is_l7(self.config.protocol)  # at L4, a client sidecar may share it (mux.py)
-        context = identity.server if l7 else identity.server_tunnel
-        return TlsSide(context, server_side=True, on_connect=self._accepted)
+        return TlsSide(identity.server_tunnel, server_side=True, on_connect=self._accepted)
 
     def _accepted(self, side: TlsSide) -> None:
         task = asyncio.create_task(self._serve(side))
@@ -142,17 +140,21 @@ class Inbound(InboundHttp):
             self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
-        if is_l7(self.config.protocol):
-            session = HttpSession(self, side, source)
-            self.http_open.add(session)
-            self.tally.add("inbound.allowed")
-            self.metrics.inbound(source).connected(session, time.monotonic() - started)
-            session.start()
-            return
         if is_mux(side):
             self.tunnels.start(side, source)
             return
+        if is_l7(self.config.protocol):
+            self.serve_http(side, source, started)
+            return
         await self._join(side, source, peer, started)
+
+    def serve_http(self, side: TlsSide | StreamSide, source: str, started: float) -> None:
+        """Requests from `source` on `side`, each decided (inbound_http.py)."""
+        session = HttpSession(self, side, source)
+        self.http_open.add(session)
+        self.tally.add("inbound.allowed")
+        self.metrics.inbound(source).connected(session, time.monotonic() - started)
+        session.start()
 
     def _authorize(self, side: TlsSide, *, l7: bool, source: str = "") -> str:
         """The client's service, decided at L4 (`source`: its certificate checked just now)."""
@@ -233,7 +235,7 @@ class Inbound(InboundHttp):
         conns: list[tuple[Relay | HttpSession, object, str]] = [
             (relay, wire_of(relay.sides[0]), source) for relay, source in self.open.items()
         ]
-        conns += [(session, session.client, session.source) for session in self.http_open]
+        conns += [(s, wire_of(s.client), s.source) for s in self.http_open]
         for conn, side, source in conns:
             if not isinstance(side, TlsSide):
                 continue

@@ -1,7 +1,9 @@
 """The inbound side of muxes: each stream decided, then joined to a new app connection.
 
 A client sidecar that agreed to frames (mux.py) sends OPEN for each client
-connection. Each OPEN is decided as a new connection would be: the
+connection (at L7: for each pooled connection, whose requests are then
+decided one by one, as on a connection of its own). Each OPEN is decided
+as a new connection would be: the
 client's certificate checked against the current trust and the intentions
 asked again (`Inbound._authorize`, counted and recorded the same way),
 then a new connection to the local app joined to the stream and ACKed.
@@ -26,6 +28,7 @@ from gossamer.proxy.authorize import Refused, Trust, client_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer
 from gossamer.proxy.mux_frames import AWAY
+from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
 if TYPE_CHECKING:
@@ -65,19 +68,23 @@ class InboundMuxes:
         self._first = ""
         if not mux.lost:
             self.muxes[mux] = ""  # later streams are decided again
-        wire = mux.wire
+        wire, l7 = mux.wire, is_l7(inbound.config.protocol)
         if not source:
             identity = inbound._identity()
             trust = identity.trust if identity is not None else None
             checked = checked_peer(wire, trust, started)
             try:
-                source = inbound._authorize(wire, l7=False, source=checked)
+                source = inbound._authorize(wire, l7=l7, source=checked)
             except Refused as refused:
                 inbound.refuse(refused.reason, peer_of(wire), str(refused))
                 mux.refuse(stream)
                 return
             if not checked:
                 wire.peer_checked = (trust, source, started)
+        if l7:  # a pooled connection of the client sidecar's: each request is decided
+            mux.accept(stream)
+            inbound.serve_http(stream, source, started)
+            return
         task = asyncio.create_task(inbound._join(stream, source, peer_of(wire), started))
         inbound._tasks.add(task)
         task.add_done_callback(inbound._tasks.discard)

@@ -39,7 +39,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import ACKED, Mux, checked_peer, is_mux
 from gossamer.proxy.mux_frames import AWAY, REFUSED
-from gossamer.proxy.side import PlainSide
+from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
 
 if TYPE_CHECKING:
@@ -155,6 +155,29 @@ async def open_stream(
     listener: UpstreamListener, client: PlainSide, instance: Instance, target: str, started: float
 ) -> Literal["joined", "refused", "failed"]:
     """Join `client` to a stream to `instance` (see the module's docstring)."""
+    server = await _stream(listener, instance, target)
+    if isinstance(server, Side):
+        listener._join(client, server, instance, started)
+        return "joined"
+    return server
+
+
+async def backend_stream(
+    listener: UpstreamListener, instance: Instance, target: str
+) -> Side | None:
+    """A pooled HTTP connection to `instance` (http_upstream.py): a new stream, or a TLS
+    connection of its own to a peer without frames; None when refused or failed."""
+    server = await _stream(listener, instance, target)
+    if isinstance(server, Side):
+        return server
+    if server == "refused":  # the certificate, not a request: a failed attempt here
+        listener._failed(instance, tally.CONNECT_FAILED, ConnectionError("stream refused"))
+    return None
+
+
+async def _stream(
+    listener: UpstreamListener, instance: Instance, target: str
+) -> Side | Literal["refused", "failed"]:
     identity = listener._identity()
     pool = listener.tunnels
     mux: Mux | None = None
@@ -165,11 +188,8 @@ async def open_stream(
             made, mine = await pool.make(listener, instance, target)
             if isinstance(made, TlsSide) and not mine:  # a peer without frames: our own
                 made = await listener.attempt(instance, target, tunnel=True)
-            if made is None:
-                return "failed"
-            if isinstance(made, TlsSide):  # a peer without frames: one connection per client
-                listener._join(client, made, instance, started)
-                return "joined"
+            if made is None or isinstance(made, TlsSide):  # TLS: one connection per client
+                return made or "failed"
             mux = made
         if mux is None:
             return "failed"
@@ -186,8 +206,7 @@ async def open_stream(
         if answer == ACKED and not stream.closed:
             if not fresh:
                 listener.tally.add("outbound.reused")
-            listener._join(client, stream, instance, started)
-            return "joined"
+            return stream
         stream.close()
         if answer == REFUSED:
             return "refused"

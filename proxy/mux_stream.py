@@ -81,6 +81,9 @@ class StreamSide(Side):
         if self._owed >= WINDOW_BYTES // 2:  # less: the peer still has half its credit
             self._credit_back()
 
+    def is_open(self) -> bool:
+        return not self.closed and not self.lost
+
     # What the mux tells it.
 
     def received(self, payload: bytes) -> None:

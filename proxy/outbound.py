@@ -42,13 +42,13 @@ from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
-from gossamer.proxy.mux import StreamSide, wire_of
+from gossamer.proxy.mux import wire_of
 from gossamer.proxy.mux_pool import MuxPool, open_stream
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
-from gossamer.proxy.side import PlainSide
+from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
 
 log = logging.getLogger("gossamer.proxy")
@@ -209,9 +209,7 @@ class UpstreamListener:
             log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
                         self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
 
-    def _join(
-        self, client: PlainSide, server: TlsSide | StreamSide, instance: Instance, started: float
-    ) -> None:
+    def _join(self, client: PlainSide, server: Side, instance: Instance, started: float) -> None:
         """Relay `client` to `server`: a connection of its own, or a stream of a mux."""
         self.outstanding[instance] += 1
         edge = self.metrics.outbound(self.upstream.name)

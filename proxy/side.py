@@ -104,6 +104,10 @@ class Side(asyncio.BufferedProtocol):
         if held or self._held_eof or self.lost:  # a pooled connection taken again: nothing
             self.deliver(held, self._held_eof)
 
+    def is_open(self) -> bool:
+        """Whether it can still carry bytes (a pool may lend it again)."""
+        return not self.lost and self.transport is not None and not self.transport.is_closing()
+
     def hold(self) -> bool:
         """Gather what is sent from now until `flush` into one write (on TLS one record, not
         one per piece: an HTTP head and its body); False when already holding."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Mesh:
     db_proxy: ProxyProc
     upstream: tuple[str, int]
     pooled: tuple[str, int]  # the same db, as an HTTP upstream (pooled mTLS connections)
+    db_inbound: tuple[str, int]
+    web2_proxy: ProxyProc  # the pooled upstream's
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         proxies.append(web2_proxy := sidecar(agent, tmp, "web2"))
         wait_listening("127.0.0.1", pooled, web2_proxy)
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        mesh = Mesh(agent, app, db_proxy, ("127.0.0.1", up_port), ("127.0.0.1", pooled))
+        mesh = Mesh(agent, app, db_proxy, ("127.0.0.1", up_port), ("127.0.0.1", pooled),
+                    (agent.ip, db_in), web2_proxy)  # fmt: skip
         eventually(lambda: get(mesh, "/echo/warm")[0] == 200, 20, what="a first request through")
         yield mesh
     finally:
@@ -258,4 +262,13 @@ def test_an_http_upstream_shares_pooled_mtls_connections_between_client_connecti
     with ThreadPoolExecutor(8) as pool:  # concurrent clients: a few more pooled connections
         answers = list(pool.map(lambda i: get(mesh, f"/echo/c{i}", pooled=True), range(32)))
     assert answers == [(200, f"GET /echo/c{i} ".encode()) for i in range(32)]
+    assert _connections_from(mesh.web2_proxy, mesh.db_inbound) == 1  # the pooled ones: streams
     assert get(mesh, "/garbage", pooled=True, headers={"Host": "db"})[0] == 502
+
+
+def _connections_from(proxy: ProxyProc, to: tuple[str, int]) -> int:
+    """How many TCP connections `proxy` has open to `to`."""
+    assert proxy.proc is not None
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "dst", f"{to[0]}:{to[1]}"],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return sum(f"pid={proxy.proc.pid}," in line for line in out.splitlines())
