@@ -55,6 +55,9 @@ class StreamSide(Side):
     # What the relay asks of it, as of any side.
 
     def send(self, data: bytes) -> None:
+        if self._out is not None:  # held (side.py `hold`): one frame for the lot
+            self._out.append(data)
+            return
         if self.closed or not data:
             return
         self.mux.queue(pack_header(DATA, self.id, len(data)), data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound import Inbound, Policy
-from gossamer.proxy.mux import StreamSide
+from gossamer.proxy.mux import Mux, StreamSide
 from gossamer.proxy.mux_frames import (
     ACK,
     CUT,
@@ -40,6 +41,7 @@ from gossamer.proxy.mux_frames import (
     window,
 )
 from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.tls_side import TlsSide
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
@@ -287,3 +289,17 @@ async def test_a_refusal_over_a_shared_connection_is_final_and_counted_once(pair
     assert await exchange(pair, b"b") == b""
     assert pair.count("outbound.reused") == 0  # taken, refused: not counted as reused
     assert pair.count("inbound.refused.denied") == 1  # decided once, not again on a new wire
+
+
+async def test_what_a_held_stream_sends_goes_out_as_one_frame() -> None:
+    """An HTTP answer's head and body (side.py `hold`) make one DATA frame, so the other
+    sidecar passes them on in one write, as over a connection of their own."""
+    wire = TlsSide(ssl.create_default_context(), server_side=False)  # never connected
+    mux = Mux(wire, opener=True)
+    stream = mux.open()
+    queued = len(mux._out)
+    assert stream.hold()
+    stream.send(b"HTTP/1.1 200 OK\r\n\r\n")
+    stream.send(b"body")
+    stream.flush()
+    assert mux._out[queued:] == [pack_header(DATA, stream.id, 23), b"HTTP/1.1 200 OK\r\n\r\nbody"]
