@@ -65,6 +65,8 @@ class StreamSide(Side):
         self._check_stall()
 
     def send_eof(self) -> None:
+        if self._out is not None:
+            self.flush()  # what was held goes before the end
         if not self.closed and not self.end_sent:
             self.end_sent = True
             self.mux.queue(control(END, self.id))
@@ -72,6 +74,8 @@ class StreamSide(Side):
     def close(self, *, abort: bool = False) -> None:
         if self.closed:
             return
+        if self._out is not None:
+            self.flush()  # what was held goes before the end
         if not (self.end_sent and self.end_got):
             self.mux.queue(reset(self.id, CUT))
         self._finish()
