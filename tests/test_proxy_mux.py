@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
@@ -303,3 +305,24 @@ async def test_what_a_held_stream_sends_goes_out_as_one_frame() -> None:
     stream.send(b"body")
     stream.flush()
     assert mux._out[queued:] == [pack_header(DATA, stream.id, 23), b"HTTP/1.1 200 OK\r\n\r\nbody"]
+
+
+_ID = st.integers(0, 2**32 - 1)
+_FRAME = st.one_of(
+    st.builds(lambda sid, data: (DATA, sid, data), _ID, st.binary(max_size=300)),
+    st.builds(lambda kind, sid: (kind, sid, b""), st.sampled_from([OPEN, ACK, END]), _ID),
+    st.builds(lambda sid, why: (RESET, sid, bytes((why,))), _ID, st.integers(0, 255)),
+    st.builds(lambda sid, n: (WINDOW, sid, n.to_bytes(4, "big")), _ID, _ID),
+)
+
+
+@given(st.lists(_FRAME, max_size=20), st.lists(st.integers(0, 10_000), max_size=8))
+def test_any_frames_cut_anywhere_come_out_as_they_went_in(
+    frames: list[tuple[int, int, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(pack_header(kind, sid, len(data)) + data for kind, sid, data in frames)
+    at, got, deframer = 0, [], Deframer()
+    for cut in [*sorted(c % (len(stream) + 1) for c in cuts), len(stream)]:
+        got += deframer.feed(stream[at:cut])
+        at = cut
+    assert got == frames and not deframer.partial
