@@ -28,6 +28,7 @@ from gossamer.proxy.authorize import Refused, Trust, client_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer
 from gossamer.proxy.mux_frames import AWAY
+from gossamer.proxy.mux_pool import MAX_STREAMS
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
@@ -61,7 +62,7 @@ class InboundMuxes:
 
     def _open(self, mux: Mux, stream: StreamSide) -> None:
         inbound, started = self.inbound, time.monotonic()
-        if self.draining:
+        if self.draining or len(mux.streams) > MAX_STREAMS:  # a client sidecar opens fewer
             mux.refuse(stream, AWAY)
             return
         source = self.muxes.pop(mux, self._first)

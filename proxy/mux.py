@@ -12,6 +12,7 @@ transport's buffer) pauses every stream as a stream out of credit is.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -32,8 +33,9 @@ from gossamer.proxy.mux_frames import (
 )
 from gossamer.proxy.mux_stream import ACKED, StreamSide
 from gossamer.proxy.side import Joint, Side
-from gossamer.proxy.tls_side import TlsSide
+from gossamer.proxy.tls_side import TlsSide, peer_of
 
+log = logging.getLogger("gossamer.proxy")
 MAX_STREAM_ID = (1 << 31) - 1  # past it a wire takes no new stream
 # What one write carries at most (a frame is never split): writes of several 64 KiB bodies at
 # once made buffers past glibc's mmap threshold, which then rose, and the heap kept the high
@@ -153,7 +155,8 @@ class Mux(Joint):
             for chunk in chunks:
                 for kind, stream, payload in self._frames.feed(chunk):
                     self._dispatch(kind, stream, payload)
-        except FrameError:
+        except FrameError as exc:  # a peer of ours never does this: logged, not limited
+            log.warning("proxy: sidecar connection with %s closed: %s", peer_of(self.wire), exc)
             self.close(abort=True)
             return
         if eof:

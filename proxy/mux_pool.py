@@ -203,7 +203,7 @@ async def _stream(
             answer = None
         if fresh and answer is not None:  # the server's ticket came before its answer
             keep_session(listener, instance, mux)
-        if answer == ACKED and not stream.closed:
+        if answer == ACKED:  # even if cut at once after: the relay closes the client
             if not fresh:
                 listener.tally.add("outbound.reused")
             return stream

@@ -23,8 +23,10 @@ from gossamer.proxy.mux_frames import (
     CUT,
     DATA,
     END,
+    MAX_PAYLOAD,
     REFUSED,
     WINDOW_BYTES,
+    FrameError,
     control,
     pack_header,
     reset,
@@ -95,6 +97,8 @@ class StreamSide(Side):
 
     def received(self, payload: bytes) -> None:
         self._owed += len(payload)
+        if self._owed > WINDOW_BYTES + MAX_PAYLOAD:  # one send may overshoot, never more
+            raise FrameError(f"stream {self.id}: {self._owed} bytes past its credit")
         if self._reading and self._owed >= WINDOW_BYTES // 2:
             self._credit_back()
         self.deliver([payload], False)

@@ -206,6 +206,30 @@ async def test_a_stalled_app_holds_up_no_other_stream_and_is_not_buffered(pair: 
     writer.close()
 
 
+@pytest.mark.parametrize("pair", ["stall"], indirect=True)
+async def test_a_client_sidecar_that_ignores_its_credit_loses_its_connection(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer (a real client certificate, frames by hand) that goes on sending to an app that
+    stopped reading, past the credit it was given: db closes the connection rather than
+    buffer it, and serves on."""
+    context = pair.client["web"].client_tunnel
+    reader, writer = await asyncio.open_connection("127.0.0.1", pair.db.config.bind_port,
+                                                   ssl=context)  # fmt: skip
+    writer.write(control(OPEN, 1) + pack_header(DATA, 1, 4) + b"sink")
+    chunk = pack_header(DATA, 1, 1 << 16) + bytes(1 << 16)
+    with contextlib.suppress(OSError):
+        for _ in range(256):  # 16 MiB: past the kernel's buffers, then past the credit
+            writer.write(chunk)
+            await writer.drain()
+    with contextlib.suppress(ConnectionResetError):  # closed with a reset: nothing to finish
+        await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert "stream 1: " in caplog.text and "bytes past its credit" in caplog.text
+    await eventually_async(lambda: not pair.db.open and not pair.db.tunnels.muxes, 5)
+    assert await exchange(pair, b"echo") == b"echo<eof>"
+
+
 async def test_a_client_that_resets_costs_its_stream_not_the_connection(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
     _, writer = await asyncio.open_connection("127.0.0.1", pair.port)
