@@ -93,6 +93,9 @@ class MuxPool:
         making = self._making[instance] = asyncio.get_running_loop().create_future()
         try:
             server = await listener.attempt(instance, service, tunnel=True)
+        except BaseException:  # cancelled (shutdown): those waiting are not left hanging
+            making.set_result(None)
+            raise
         finally:
             del self._making[instance]
         made: Mux | TlsSide | None = server
