@@ -30,17 +30,25 @@ READY_TIMEOUT = 30.0
 _RNG = random.Random()
 
 
+_HANDED_OUT: set[tuple[str, int]] = set()
+
+
 def free_port(ip: str) -> int:
-    """A port free for TCP and UDP on `ip` (serf needs both)."""
+    """A port free for TCP and UDP on `ip` (serf needs both), never one handed out before in
+    this process: the kernel may give a port just closed to the next bind, and an agent's
+    http and rpc ports picked one after the other once came out the same (a CI failure)."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind((ip, 0))
             port = int(tcp.getsockname()[1])
+            if (ip, port) in _HANDED_OUT:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind((ip, port))
                 except OSError:
                     continue
+                _HANDED_OUT.add((ip, port))
                 return port
     raise RuntimeError(f"no free port on {ip}")
 
