@@ -101,8 +101,7 @@ class Mux(Joint):
         """The inbound side's no (REFUSED: final; AWAY: try elsewhere)."""
         if not stream.closed:
             self.queue(reset(stream.id, reason))
-            stream.closed = True
-            self.forget(stream)
+            stream.finish()
 
     def queue(self, *pieces: bytes) -> None:
         """Bytes for the wire, written with everything else queued in this loop turn."""

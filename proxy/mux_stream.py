@@ -80,7 +80,7 @@ class StreamSide(Side):
             self.flush()  # what was held goes before the end
         if not (self.end_sent and self.end_got):
             self.mux.queue(reset(self.id, CUT))
-        self._finish()
+        self.finish()
 
     def pause_reading(self) -> None:
         self._reading = False
@@ -117,13 +117,13 @@ class StreamSide(Side):
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(REFUSED if reason == REFUSED else AWAY if reason == AWAY
                                    else None)  # fmt: skip
-        self._finish()
+        self.finish()
         self.connection_lost(None)
 
     def wire_lost(self) -> None:
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(None)
-        self._finish()
+        self.finish()
         self.connection_lost(None)
 
     def _check_stall(self) -> None:
@@ -137,6 +137,6 @@ class StreamSide(Side):
             self.mux.queue(window(self.id, self._owed))
         self._owed = 0
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         self.closed = True
         self.mux.forget(self)
