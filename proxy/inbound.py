@@ -45,6 +45,7 @@ from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp
 from gossamer.proxy.inbound_mux import InboundMuxes
 from gossamer.proxy.mux import StreamSide, is_mux, wire_of
+from gossamer.proxy.mux_frames import UNREACHABLE
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
@@ -194,7 +195,7 @@ class Inbound(InboundHttp):
             self.metrics.inbound(source).failed += 1
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
             if isinstance(side, StreamSide):
-                side.mux.refuse(side)  # a stream's no, final (mux_frames.py)
+                side.mux.refuse(side, UNREACHABLE)  # the client side tries another instance
             else:
                 side.close()
             return

@@ -98,7 +98,7 @@ class Mux(Joint):
             self.queue(control(ACK, stream.id))
 
     def refuse(self, stream: StreamSide, reason: int = REFUSED) -> None:
-        """The inbound side's no (REFUSED: final; AWAY: try elsewhere)."""
+        """The inbound side's no, with its reason (mux_frames.py: REFUSED is final)."""
         if not stream.closed:
             self.queue(reset(stream.id, reason))
             stream.finish()

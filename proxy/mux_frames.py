@@ -17,8 +17,10 @@ record and one write. Inside the TLS stream every piece is a frame: a
 - END: this direction of the stream has ended (half-close, as a TCP FIN);
 - RESET: the stream is over, with a one-byte reason: `CUT` (its
   connection was lost, or a policy change cut it), `REFUSED` (the answer
-  to OPEN: intentions, or the app unreachable; final), `AWAY` (the answer
-  to OPEN from a draining inbound side: try another connection);
+  to OPEN: the intentions said no; final), `AWAY` (the answer to OPEN
+  from a draining inbound side: try another connection), `UNREACHABLE`
+  (the answer to OPEN: the app behind that sidecar did not take the
+  connection, a failed attempt at that instance: try another instance);
 - WINDOW: flow-control credit, a 4-byte count of bytes of the stream the
   receiver has passed on; a sender stops reading its local side once it
   has sent `WINDOW_BYTES` more than it was credited, so a slow reader on
@@ -33,7 +35,8 @@ from __future__ import annotations
 import struct
 
 DATA, END, RESET, OPEN, ACK, WINDOW = 0, 1, 2, 3, 4, 5
-CUT, REFUSED, AWAY = 0, 1, 2  # RESET's reasons
+CUT, REFUSED, AWAY, UNREACHABLE = 0, 1, 2, 3  # RESET's reasons
+ANSWERS = (REFUSED, AWAY, UNREACHABLE)  # the resets that answer an OPEN
 HEADER = struct.Struct("!BII")
 HEADER_SIZE = HEADER.size
 MAX_PAYLOAD = 1 << 20  # chunks are at most 64 KiB (side.py); more is not a peer of ours

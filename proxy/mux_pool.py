@@ -18,7 +18,9 @@ instance. The inbound side decides every stream again.
 client's bytes wait for the ACK (`connect_timeout_s`). A mux that does not
 answer is closed and counted as a failed attempt (a reused one is followed
 by a new connection to the same instance). A REFUSED reset is the inbound
-side's no (intentions, its app unreachable): no retry. AWAY (a draining
+side's no (intentions): no retry. UNREACHABLE (its app did not take the
+connection) is a failed attempt at that instance, counted, and the client
+goes to another; the mux stays. AWAY (a draining
 inbound side), or a reused mux that ends cleanly with no answer (closed
 idle as it was taken), is followed by a new connection, not counted as a
 failure; a new connection answered that way sends the client elsewhere.
@@ -38,7 +40,7 @@ from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import ACKED, Mux, checked_peer, is_mux
-from gossamer.proxy.mux_frames import AWAY, REFUSED
+from gossamer.proxy.mux_frames import AWAY, REFUSED, UNREACHABLE
 from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
 
@@ -213,6 +215,10 @@ async def _stream(
         stream.close()
         if answer == REFUSED:
             return "refused"
+        if answer == UNREACHABLE:  # the wire is sound; the app behind it is not
+            listener._failed(instance, tally.CONNECT_FAILED,
+                             ConnectionError("its app did not take the connection"))  # fmt: skip
+            return "failed"
         if answer == AWAY or mux.closed_cleanly:  # draining, or closed idle as it was taken
             if fresh:
                 return "failed"  # the next instance, not counted against this one

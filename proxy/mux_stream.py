@@ -19,12 +19,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from gossamer.proxy.mux_frames import (
-    AWAY,
+    ANSWERS,
     CUT,
     DATA,
     END,
     MAX_PAYLOAD,
-    REFUSED,
     WINDOW_BYTES,
     FrameError,
     control,
@@ -37,7 +36,7 @@ from gossamer.proxy.side import Side
 if TYPE_CHECKING:
     from gossamer.proxy.mux import Mux
 
-ACKED = -1  # a stream's answer to OPEN (else RESET's REFUSED or AWAY, or None: the wire was lost)
+ACKED = -1  # a stream's answer to OPEN (else a RESET's reason in ANSWERS, or None: wire lost)
 
 
 class StreamSide(Side):
@@ -115,8 +114,7 @@ class StreamSide(Side):
     def reset_by_peer(self, reason: int) -> None:
         """RESET: an answer to OPEN, or the stream cut."""
         if self.answer is not None and not self.answer.done():
-            self.answer.set_result(REFUSED if reason == REFUSED else AWAY if reason == AWAY
-                                   else None)  # fmt: skip
+            self.answer.set_result(reason if reason in ANSWERS else None)
         self.finish()
         self.connection_lost(None)
 

@@ -13,7 +13,7 @@ import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given
@@ -94,7 +94,7 @@ class Pair:
     echo: bool  # the app echoes until the end; else it greets first, answers once, closes
 
     def count(self, name: str) -> int:
-        return (self.web.tally.snapshot() | self.db.tally.snapshot()).get(name, 0)
+        return sum(side.tally.snapshot().get(name, 0) for side in (self.web, self.db))
 
 
 async def _sink_or_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -315,6 +315,32 @@ async def test_a_refusal_over_a_shared_connection_is_final_and_counted_once(pair
     assert await exchange(pair, b"b") == b""
     assert pair.count("outbound.reused") == 0  # taken, refused: not counted as reused
     assert pair.count("inbound.refused.denied") == 1  # decided once, not again on a new wire
+
+
+async def test_an_app_gone_behind_one_instance_sends_its_streams_to_another(pair: Pair) -> None:
+    """UNREACHABLE answers the OPEN when the app behind a sidecar is gone (its host dying,
+    its app killed first): a failed attempt at that instance, and the client's connection
+    goes to another one, never seeing the failure; the shared connection stays."""
+    config = replace(pair.db.config, bind_port=free_port("127.0.0.1"),
+                     local_port=free_port("127.0.0.1"))  # fmt: skip
+    gone = Inbound(config, lambda: pair.pki.identity("db"), pair.policy, tally.Tally())
+    await gone.start()
+    try:
+        dead, live = ("127.0.0.1", config.bind_port), pair.web.instances[0]
+        pair.web.set_instances([dead])
+        assert await exchange(pair, b"a") == b""  # nowhere else to go
+        assert pair.count("outbound.attempt_failed.connect-failed") == 1
+        assert pair.count("outbound.refused.all-attempts-failed") == 1
+        pair.web.set_instances([dead, live])
+        for n in range(40):
+            assert await exchange(pair, b"%d" % n) == expected(pair, b"%d" % n)
+            if gone.tally.snapshot().get("inbound.refused.local-unreachable", 0) >= 3:
+                break
+        assert gone.tally.snapshot()["inbound.refused.local-unreachable"] >= 3
+        assert len(pair.web.tunnels.muxes[dead]) == 1  # no new connection for each try
+    finally:
+        gone.stop_listening()
+        gone.terminate_all()
 
 
 async def test_what_a_held_stream_sends_goes_out_as_one_frame() -> None:
