@@ -73,31 +73,76 @@ def credit_of(payload: bytes) -> int:
 
 
 class Deframer:
-    """Frames out of a byte stream that may cut them anywhere."""
+    """Frames out of a byte stream that may cut them anywhere.
+
+    A frame whose payload spans several pieces (a 64 KiB DATA frame arrives
+    as four or five TLS records) is gathered as views of those pieces and
+    joined once when complete: each byte copied once, not once per piece.
+    """
 
     def __init__(self) -> None:
-        self._rest = b""
+        self._rest = b""  # the start of a header cut short (fewer than HEADER_SIZE bytes)
+        self._head: tuple[int, int, int] | None = None  # a frame whose payload is gathered
+        self._parts: list[memoryview] = []
+        self._have = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         """The whole frames `data` completes; FrameError if malformed."""
-        if self._rest:
-            data, self._rest = self._rest + data, b""
         frames: list[Frame] = []
         at, size = 0, len(data)
+        while True:
+            if self._head is None:
+                if self._rest:
+                    take = HEADER_SIZE - len(self._rest)
+                    if size - at < take:
+                        self._rest += data[at:]
+                        return frames
+                    header, self._rest = self._rest + data[at : at + take], b""
+                    at += take
+                    self._head = _checked(*_unpack_from(header, 0))
+                else:
+                    at = self._whole(data, at, frames)
+                    if self._head is None:
+                        return frames
+            kind, stream, length = self._head
+            need = length - self._have
+            if size - at < need:
+                if at < size:
+                    self._parts.append(memoryview(data)[at:])
+                    self._have += size - at
+                return frames
+            parts, self._parts, self._head, self._have = self._parts, [], None, 0
+            if parts:
+                parts.append(memoryview(data)[at : at + need])
+                frames.append((kind, stream, b"".join(parts)))
+            else:
+                frames.append((kind, stream, data[at : at + need]))
+            at += need
+
+    def _whole(self, data: bytes, at: int, frames: list[Frame]) -> int:
+        """Take the frames wholly in `data` from `at`; where the first cut one starts."""
+        size = len(data)
         while size - at >= HEADER_SIZE:
             kind, stream, length = _unpack_from(data, at)
             if length > MAX_PAYLOAD or (kind != DATA and _SIZES.get(kind) != length):
-                raise FrameError(f"not a mux frame: kind {kind}, length {length}")
+                _checked(kind, stream, length)  # raises: the one message for it
             end = at + HEADER_SIZE + length
             if end > size:
-                break
+                self._head = (kind, stream, length)
+                return at + HEADER_SIZE
             frames.append((kind, stream, data[at + HEADER_SIZE : end] if length else b""))
             at = end
         if at < size:
             self._rest = data[at:]
-        return frames
+        return size
 
     @property
     def partial(self) -> bool:
         """Part of a frame is waiting for the rest."""
-        return bool(self._rest)
+        return bool(self._rest) or self._head is not None
+
+
+def _checked(kind: int, stream: int, length: int) -> tuple[int, int, int]:
+    if length > MAX_PAYLOAD or (kind != DATA and _SIZES.get(kind) != length):
+        raise FrameError(f"not a mux frame: kind {kind}, length {length}")
+    return kind, stream, length
