@@ -128,7 +128,8 @@ class Inbound(InboundHttp):
         peer = peer_of(side)
         try:
             await asyncio.wait_for(asyncio.shield(side.handshake), self.config.timeouts.handshake_s)
-            source = self._authorize(side, l7=is_l7(self.config.protocol))
+            mux = is_mux(side)  # each stream is decided as it opens (inbound_mux.py)
+            source = self._authorize(side, decide=not (mux or is_l7(self.config.protocol)))
         except Refused as refused:
             self.refuse(refused.reason, peer, str(refused))
             side.close()
@@ -141,7 +142,7 @@ class Inbound(InboundHttp):
             self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
-        if is_mux(side):
+        if mux:
             self.tunnels.start(side, source)
             return
         if is_l7(self.config.protocol):
@@ -157,17 +158,19 @@ class Inbound(InboundHttp):
         self.metrics.inbound(source).connected(session, time.monotonic() - started)
         session.start()
 
-    def _authorize(self, side: TlsSide, *, l7: bool, source: str = "") -> str:
-        """The client's service, decided at L4 (`source`: its certificate checked just now)."""
+    def _authorize(self, side: TlsSide, *, decide: bool, source: str = "") -> str:
+        """The client's service, its certificate checked (unless `source`: checked just now);
+        when `decide`, its connection decided by the intentions (else each request or stream
+        is, as it comes)."""
         identity = self._identity()
         if identity is None:
             raise Refused(tally.NO_IDENTITY, "the proxy has no certificate yet")
         if not source:  # a resumed session: its leaf, checked again
             source = client_service(side.pipe.peer_certificates(), identity.trust,
                                     datetime.now(UTC), self.chains).service  # fmt: skip
+        if not decide:
+            return source
         edge = self.metrics.inbound(source)
-        if l7:
-            return source  # each request is decided and counted (decide_request)
         if not self.policy.known:
             edge.denied += 1
             self.denials.add(not_known(source, self.config.service, _now_ms()))

@@ -2,19 +2,18 @@
 
 A client sidecar that agreed to frames (mux.py) sends OPEN for each client
 connection (at L7: for each pooled connection, whose requests are then
-decided one by one, as on a connection of its own). Each OPEN is decided
-as a new connection would be: the
-client's certificate checked against the current trust and the intentions
-asked again (`Inbound._authorize`, counted and recorded the same way),
-then a new connection to the local app joined to the stream and ACKed.
-The first stream uses the decision made at the handshake a moment before;
-the certificate is checked again when the trust changes, else at most
-once a second (mux.py `checked_peer`), the intentions for every stream. A
-mux with no stream is closed after `INBOUND_IDLE_S`: the client side
-closes idle ones sooner (mux_pool.py), so this side does not close one as
-it is taken. A live stream is an open connection like any other: a policy
-change or a revocation cuts it. Draining (`stop`), new streams are turned
-away (AWAY: the client side tries elsewhere) and idle muxes closed.
+decided one by one, as on a connection of its own). The handshake checks
+the client's certificate only; each OPEN is decided as a new connection
+would be: the certificate checked against the current trust again when
+the trust changed, else at most once a second (mux.py `checked_peer`), and
+the intentions asked for every stream (`Inbound._authorize`, counted and
+recorded the same way), then a new connection to the local app joined to
+the stream and ACKed. A mux with no stream is closed after
+`INBOUND_IDLE_S`: the client side closes idle ones sooner (mux_pool.py),
+so this side does not close one as it is taken. A live stream is an open
+connection like any other: a policy change or a revocation cuts it.
+Draining (`stop`), new streams are turned away (AWAY: the client side tries
+elsewhere) and idle muxes closed.
 """
 
 from __future__ import annotations
@@ -41,21 +40,18 @@ INBOUND_IDLE_S = 60.0
 class InboundMuxes:
     def __init__(self, inbound: Inbound) -> None:
         self.inbound = inbound
-        self.muxes: dict[Mux, str] = {}  # mux -> the source decided at its handshake, once
+        self.muxes: set[Mux] = set()
         self.draining = False
-        self._first = ""  # the decided source of a mux being made (its OPEN may come at once)
         self._sweep: asyncio.TimerHandle | None = None
 
     def start(self, wire: TlsSide, source: str) -> None:
-        """A wire just authorized: its first stream is `source`'s, decided already."""
+        """A wire whose client certificate just passed as `source`'s: its streams may come."""
         identity = self.inbound._identity()
         if identity is not None:
             wire.peer_checked = (identity.trust, source, time.monotonic())
-        self._first = source
         mux = Mux(wire, opener=False, on_open=self._open, on_idle=self._idle, on_lost=self._lost)
         if not mux.lost:
-            self.muxes[mux] = self._first  # "" once its first stream came with the handshake
-        self._first = ""
+            self.muxes.add(mux)
         if self._sweep is None:
             loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(INBOUND_IDLE_S / 2, self._swept)
@@ -65,23 +61,18 @@ class InboundMuxes:
         if self.draining or len(mux.streams) > MAX_STREAMS:  # a client sidecar opens fewer
             mux.refuse(stream, AWAY)
             return
-        source = self.muxes.pop(mux, self._first)
-        self._first = ""
-        if not mux.lost:
-            self.muxes[mux] = ""  # later streams are decided again
         wire, l7 = mux.wire, is_l7(inbound.config.protocol)
-        if not source:
-            identity = inbound._identity()
-            trust = identity.trust if identity is not None else None
-            checked = checked_peer(wire, trust, started)
-            try:
-                source = inbound._authorize(wire, l7=l7, source=checked)
-            except Refused as refused:
-                inbound.refuse(refused.reason, peer_of(wire), str(refused))
-                mux.refuse(stream)
-                return
-            if not checked:
-                wire.peer_checked = (trust, source, started)
+        identity = inbound._identity()
+        trust = identity.trust if identity is not None else None
+        checked = checked_peer(wire, trust, started)
+        try:
+            source = inbound._authorize(wire, decide=not l7, source=checked)
+        except Refused as refused:
+            inbound.refuse(refused.reason, peer_of(wire), str(refused))
+            mux.refuse(stream)
+            return
+        if not checked:
+            wire.peer_checked = (trust, source, started)
         if l7:  # a pooled connection of the client sidecar's: each request is decided
             mux.accept(stream)
             inbound.serve_http(stream, source, started)
@@ -95,7 +86,7 @@ class InboundMuxes:
             mux.close()
 
     def _lost(self, mux: Mux) -> None:
-        self.muxes.pop(mux, None)
+        self.muxes.discard(mux)
 
     def _swept(self) -> None:
         self._sweep = None
