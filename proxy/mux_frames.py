@@ -20,7 +20,8 @@ record and one write. Inside the TLS stream every piece is a frame: a
   to OPEN: the intentions said no; final), `AWAY` (the answer to OPEN
   from a draining inbound side: try another connection), `UNREACHABLE`
   (the answer to OPEN: the app behind that sidecar did not take the
-  connection, a failed attempt at that instance: try another instance);
+  connection, a failed attempt at that instance: try another instance;
+  any other reason answering OPEN is taken the same way);
 - WINDOW: flow-control credit, a 4-byte count of bytes of the stream the
   receiver has passed on; a sender stops reading its local side once it
   has sent `WINDOW_BYTES` more than it was credited, so a slow reader on
@@ -36,7 +37,6 @@ import struct
 
 DATA, END, RESET, OPEN, ACK, WINDOW = 0, 1, 2, 3, 4, 5
 CUT, REFUSED, AWAY, UNREACHABLE = 0, 1, 2, 3  # RESET's reasons
-ANSWERS = (REFUSED, AWAY, UNREACHABLE)  # the resets that answer an OPEN
 HEADER = struct.Struct("!BII")
 HEADER_SIZE = HEADER.size
 MAX_PAYLOAD = 1 << 20  # chunks are at most 64 KiB (side.py); more is not a peer of ours

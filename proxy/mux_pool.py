@@ -19,11 +19,12 @@ client's bytes wait for the ACK (`connect_timeout_s`). A mux that does not
 answer is closed and counted as a failed attempt (a reused one is followed
 by a new connection to the same instance). A REFUSED reset is the inbound
 side's no (intentions): no retry. UNREACHABLE (its app did not take the
-connection) is a failed attempt at that instance, counted, and the client
-goes to another; the mux stays. AWAY (a draining
-inbound side), or a reused mux that ends cleanly with no answer (closed
-idle as it was taken), is followed by a new connection, not counted as a
-failure; a new connection answered that way sends the client elsewhere.
+connection), or any other reset before the ACK, is a failed attempt at
+that instance, counted, and the client goes to another; the mux stays.
+AWAY (a draining inbound side), or a reused mux that ends cleanly with no
+answer (closed idle as it was taken), is followed by a new connection, not
+counted as a failure; a new connection answered that way sends the client
+elsewhere.
 """
 
 from __future__ import annotations
@@ -215,9 +216,9 @@ async def _stream(
         stream.close()
         if answer == REFUSED:
             return "refused"
-        if answer == UNREACHABLE:  # the wire is sound; the app behind it is not
-            listener._failed(instance, tally.CONNECT_FAILED,
-                             ConnectionError("its app did not take the connection"))  # fmt: skip
+        if answer is not None and answer != AWAY:  # UNREACHABLE (or a cut): the wire is sound
+            why = "its app did not take the connection" if answer == UNREACHABLE else "cut"
+            listener._failed(instance, tally.CONNECT_FAILED, ConnectionError(why))
             return "failed"
         if answer == AWAY or mux.closed_cleanly:  # draining, or closed idle as it was taken
             if fresh:

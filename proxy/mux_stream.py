@@ -19,7 +19,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from gossamer.proxy.mux_frames import (
-    ANSWERS,
     CUT,
     DATA,
     END,
@@ -36,7 +35,7 @@ from gossamer.proxy.side import Side
 if TYPE_CHECKING:
     from gossamer.proxy.mux import Mux
 
-ACKED = -1  # a stream's answer to OPEN (else a RESET's reason in ANSWERS, or None: wire lost)
+ACKED = -1  # a stream's answer to OPEN (else the reason of a RESET, or None: the wire was lost)
 
 
 class StreamSide(Side):
@@ -114,7 +113,7 @@ class StreamSide(Side):
     def reset_by_peer(self, reason: int) -> None:
         """RESET: an answer to OPEN, or the stream cut."""
         if self.answer is not None and not self.answer.done():
-            self.answer.set_result(reason if reason in ANSWERS else None)
+            self.answer.set_result(reason)
         self.finish()
         self.connection_lost(None)
 

@@ -346,6 +346,39 @@ async def test_an_app_gone_behind_one_instance_sends_its_streams_to_another(pair
         gone.terminate_all()
 
 
+async def test_a_reset_of_unknown_reason_before_the_ack_costs_the_attempt_not_the_wire(
+    pair: Pair,
+) -> None:
+    """A peer (db's real server certificate, frames by hand) that answers OPEN with a RESET
+    whose reason web does not know (a newer peer's, or a cut before the ACK): a failed
+    attempt at that instance, and the connection it came over serves the next stream."""
+    answered = 0
+    handshakes = 0
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered, handshakes
+        handshakes += 1
+        frames = Deframer()
+        while data := await reader.read(4096):
+            for kind, sid, _ in frames.feed(data):
+                if kind == OPEN:
+                    answered += 1
+                    writer.write(reset(sid, 7))
+        writer.close()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0,
+                                        ssl=pair.pki.identity("db").server_tunnel)  # fmt: skip
+    try:
+        pair.web.set_instances([server.sockets[0].getsockname()[:2]])
+        for n in (1, 2):
+            assert await exchange(pair, b"x") == b""  # nowhere else to go
+            assert answered == n
+            assert pair.count("outbound.attempt_failed.connect-failed") == n
+        assert handshakes == 1  # the second stream went over the same connection
+    finally:
+        server.close()
+
+
 async def test_what_a_held_stream_sends_goes_out_as_one_frame() -> None:
     """An HTTP answer's head and body (side.py `hold`) make one DATA frame, so the other
     sidecar passes them on in one write, as over a connection of their own."""
