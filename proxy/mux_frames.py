@@ -87,7 +87,8 @@ class Deframer:
         self._have = 0
 
     def feed(self, data: bytes) -> list[Frame]:
-        """The whole frames `data` completes; FrameError if malformed."""
+        """The whole frames `data` completes; FrameError if malformed. `data` is kept (as
+        views) until its frame is complete: bytes, never a buffer that is written again."""
         frames: list[Frame] = []
         at, size = 0, len(data)
         while True:
