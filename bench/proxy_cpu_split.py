@@ -22,17 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.pair_peers import envoy_binary, start_envoy, start_haproxy, write_pems  # noqa: E402
-from bench.proxy_pair import TICKS, _number, _requests, gossamer_pair, wrk  # noqa: E402
-
-
-def user_system(pids: list[int]) -> tuple[float, float]:
-    """The user and system CPU seconds the processes have used so far."""
-    user = system = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(fields[11])
-        system += int(fields[12])
-    return user / TICKS, system / TICKS
+from bench.proxy_pair import _number, _requests, gossamer_pair, user_system, wrk  # noqa: E402
 
 
 def main() -> None:

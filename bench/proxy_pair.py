@@ -129,12 +129,18 @@ def _requests(text: str) -> float:
     return _number(r"(\d+) requests in", text)
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+def user_system(pids: list[int]) -> tuple[float, float]:
+    """The user and system CPU seconds the processes have used so far (utime, stime)."""
+    user = system = 0
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / TICKS, system / TICKS
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(user_system(pids))
 
 
 def rss_mib(pid: int) -> float:
