@@ -29,11 +29,13 @@ like any other. The intention decision is made for every connection.
 
 Every refusal is a `Refused` whose `reason` is a tally.py counter name;
 `reason_of_verify_code` maps OpenSSL's verify codes onto the same names, so
-a rogue certificate counts the same whichever check caught it.
+a rogue certificate counts the same whichever check caught it, and
+`reason_of_handshake_error` does so for a failed handshake as a whole.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,6 +151,20 @@ def decided_by(decision: Decision) -> str:
 def reason_of_verify_code(code: int | None) -> str:
     """The refusal reason for an OpenSSL verify error code."""
     return _VERIFY_CODES.get(code or 0, tally.BAD_CERTIFICATE)
+
+
+def reason_of_handshake_error(exc: BaseException) -> str:
+    """The refusal reason for a TLS handshake that failed with `exc` (timeouts included)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return reason_of_verify_code(exc.verify_code)
+    if isinstance(exc, TimeoutError):
+        return tally.HANDSHAKE_TIMEOUT
+    if isinstance(exc, ssl.SSLError):
+        if exc.reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
+            return tally.NO_CERTIFICATE
+        if exc.reason == "CERTIFICATE_VERIFY_FAILED":
+            return tally.BAD_CERTIFICATE
+    return tally.NOT_TLS
 
 
 def _service(

@@ -34,7 +34,7 @@ from gossamer.proxy.authorize import (
     admit,
     client_service,
     decided_by,
-    reason_of_verify_code,
+    reason_of_handshake_error,
 )
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
@@ -139,7 +139,7 @@ class Inbound(InboundHttp):
             side.close(abort=True)
             return
         except (TimeoutError, ssl.SSLError, OSError) as exc:
-            self.refuse(_handshake_reason(exc), peer, str(exc) or type(exc).__name__)
+            self.refuse(reason_of_handshake_error(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
         if mux:
@@ -289,16 +289,3 @@ class _Refuse(asyncio.Protocol):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _handshake_reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return reason_of_verify_code(exc.verify_code)
-    if isinstance(exc, TimeoutError):
-        return tally.HANDSHAKE_TIMEOUT
-    if isinstance(exc, ssl.SSLError):
-        if exc.reason in ("PEER_DID_NOT_RETURN_A_CERTIFICATE", "TLSV13_ALERT_CERTIFICATE_REQUIRED"):
-            return tally.NO_CERTIFICATE
-        if exc.reason == "CERTIFICATE_VERIFY_FAILED":
-            return tally.BAD_CERTIFICATE
-    return tally.NOT_TLS
