@@ -24,7 +24,12 @@ headers, a 100-byte body) in one read each.
 Collected as the proxy is: start-up frozen, its young-generation threshold
 (`--gc-young 700` for CPython's default).
 
-    .venv/bin/python bench/http_path.py [--requests 20000] [--repeats 5] [--gc-young N]
+`--cold` adds each role with the caches flushed before every step (a copy
+of 8 MiB between the request and the answer, not counted): at one
+connection both sidecars and the kernel take turns on one core, so each
+wake-up starts cold, and the warm figure undercounts what c1 costs.
+
+    .venv/bin/python bench/http_path.py [--requests 20000] [--repeats 5] [--gc-young N] [--cold]
 """
 
 from __future__ import annotations
@@ -100,6 +105,27 @@ def _round_trips(session: HttpSession, client: PlainSide, app: PlainSide, n: int
         session.carry(app, [ANSWER], False)
 
 
+FLUSH = 8 << 20  # bytes copied between two steps: past this machine's caches
+
+
+def _cold_round_trips(session: HttpSession, client: PlainSide, app: PlainSide, n: int) -> float:
+    """CPU seconds of `n` round trips with the caches flushed before each step (a big copy,
+    not counted): how a proxy runs when each wake-up follows another process's and the
+    kernel's, as at one connection with both sidecars on one core."""
+    scratch, source = bytearray(FLUSH), bytes(FLUSH)
+    clock, spent = time.perf_counter, 0.0
+    for _ in range(n):
+        scratch[:] = source
+        start = clock()
+        session.carry(client, [REQUEST], False)
+        spent += clock() - start
+        scratch[:] = source
+        start = clock()
+        session.carry(app, [ANSWER], False)
+        spent += clock() - start
+    return spent
+
+
 def _upstream_role() -> tuple[HttpSession, PlainSide, PlainSide, list[Transport]]:
     """web's sidecar: the session borrows a pooled connection for each request."""
     listener = UpstreamListener(Upstream("db", 1, protocol="http"), lambda: None, tally.Tally())
@@ -158,7 +184,7 @@ async def _new_connections(requests: int) -> tuple[float, float]:
     return spent, writes + transports[1].writes
 
 
-async def _measure(requests: int, repeats: int) -> None:
+async def _measure(requests: int, repeats: int, cold: bool) -> None:
     print(f"HTTP session path in process: {requests:,} requests a batch, best of {repeats}; "
           f"Python {sys.version.split()[0]}")  # fmt: skip
     print(f"{'role':<28} {'us/request':>10} {'writes/request':>15}")
@@ -175,6 +201,10 @@ async def _measure(requests: int, repeats: int) -> None:
             best = min(best, time.process_time() - start)
             writes = sum(t.writes for t in transports) - before
         print(f"{name:<28} {best / requests * 1e6:>10.2f} {writes / requests:>15.2f}")
+        if cold:
+            few = max(1, requests // 20)  # each step costs a copy of FLUSH bytes more
+            spent = min(_cold_round_trips(session, client, app, few) for _ in range(repeats))
+            print(f"{'  the same, cold caches':<28} {spent / few * 1e6:>10.2f}")
     runs = [await _new_connections(requests) for _ in range(repeats)]
     spent, writes = min(runs)
     print(f"{'web, a connection each':<28} {spent / requests * 1e6:>10.2f} "
@@ -185,13 +215,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cold", action="store_true",
+                        help="also each role with the caches flushed before each step")  # fmt: skip
     parser.add_argument("--gc-young", type=int, default=GC_YOUNG,
                         help=f"young-generation threshold (the proxy's: {GC_YOUNG})")  # fmt: skip
     args = parser.parse_args()
     gc.collect()  # as the proxy starts (proxy/__main__.py)
     gc.freeze()
     gc.set_threshold(args.gc_young, *gc.get_threshold()[1:])
-    uvloop.run(_measure(args.requests, args.repeats))  # the proxy's loop (timers in C)
+    uvloop.run(_measure(args.requests, args.repeats, args.cold))  # the proxy's loop (timers in C)
 
 
 if __name__ == "__main__":
