@@ -125,7 +125,7 @@ class SocketEnd(End):
     def _read(self) -> None:
         while True:
             try:
-                count = self.tls.recv_into(self.view, CHUNK)
+                count = self.tls.read(CHUNK, self.view)  # one wrapper (recv_into: three)
             except ssl.SSLWantReadError:
                 return
             if not count:
