@@ -1,4 +1,4 @@
-"""TLS over memory BIOs (the proxy's `TlsPipe`) against a socket BIO (`ssl.SSLSocket`).
+"""TLS over memory BIOs (the proxy's `TlsSide`) against a socket BIO (`ssl.SSLSocket`).
 
 Printed, not asserted. The proxy drives OpenSSL over memory BIOs
 (proxy/tls_pipe.py): ciphertext is copied into OpenSSL's input BIO and out
@@ -7,7 +7,8 @@ BIO, which reads and writes the socket itself as Envoy's does, would not
 make. This measures whether that is worth a different wire: one mTLS
 connection between two processes pinned to the same core (as a pair is),
 its two ends as
-- `bio`: a uvloop `BufferedProtocol` feeding the proxy's own `TlsPipe`;
+- `bio`: the proxy's own `TlsSide` (a `TlsPipe` over a uvloop transport),
+  joined to the load where the proxy joins a relay;
 - `socket`: a non-blocking `SSLSocket` driven by `add_reader` /
   `add_writer` (what a socket BIO in Python, and kTLS, would need).
 Two loads: `bulk` sends 512 MiB one way in 64 KiB writes (CPU of both ends
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gossamer.proxy.tls_pipe import TlsPipe  # noqa: E402
+from gossamer.proxy.side import Joint, Side  # noqa: E402
+from gossamer.proxy.tls_side import TlsSide  # noqa: E402
 from tests.proxy_pki import Pki  # noqa: E402
 
 BULK_MIB, ROUND_TRIPS, CHUNK, CPU = 512, 20_000, 64 * 1024, 1
@@ -54,42 +56,45 @@ class End:
         raise NotImplementedError
 
 
-class BioEnd(asyncio.BufferedProtocol, End):
-    """The proxy's way: a TlsPipe over a plain uvloop transport."""
+class BioEnd(Joint, End):
+    """The proxy's own TLS side (tls_side.py: a TlsPipe over a plain uvloop transport),
+    joined to this end where the proxy joins a relay."""
 
     def __init__(self, context: ssl.SSLContext, server: bool, received: Received) -> None:
-        self.pipe = TlsPipe(context, server_side=server)
-        self.server, self.received = server, received
-        self.view = memoryview(bytearray(CHUNK))
-        self.ready = asyncio.get_running_loop().create_future()
+        self.side = TlsSide(context, server_side=server)
+        self.side.relay = self
+        self.received = received
+        self.ready = self.side.handshake
         self.writable = asyncio.Event()
         self.writable.set()
+        self._pacer = _Pacer(self.writable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-        if not self.server:
-            self.transport.write(self.pipe.start())
+    def send(self, data: bytes) -> None:
+        self.side.send(data)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view
+    def peer_of(self, side: Side) -> Side:
+        return self._pacer  # the TLS side's full or drained write buffer paces the sender
 
-    def buffer_updated(self, nbytes: int) -> None:
-        chunks = self.pipe.feed(self.view[:nbytes])
-        if out := self.pipe.pending():
-            self.transport.write(out)
-        if self.pipe.handshaken and not self.ready.done():
-            self.ready.set_result(None)
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         for chunk in chunks:
             self.received(self, chunk)
 
-    def send(self, data: bytes) -> None:
-        self.transport.write(self.pipe.encrypt(data))
+    def side_lost(self, side: Side) -> None:
+        pass
 
-    def pause_writing(self) -> None:
-        self.writable.clear()
 
-    def resume_writing(self) -> None:
-        self.writable.set()
+class _Pacer(Side):
+    """What a BioEnd's flow control reaches: whether the sender may write."""
+
+    def __init__(self, writable: asyncio.Event) -> None:
+        super().__init__()
+        self._writable = writable
+
+    def pause_reading(self) -> None:
+        self._writable.clear()
+
+    def resume_reading(self) -> None:
+        self._writable.set()
 
 
 class SocketEnd(End):
@@ -175,7 +180,8 @@ async def _serve(kind: str, load: str, context: ssl.SSLContext, report: int) -> 
     listener = socket.create_server(("127.0.0.1", 0))
     os.write(report, b"%d\n" % listener.getsockname()[1])
     if kind == "bio":
-        server = await loop.create_server(lambda: BioEnd(context, True, received), sock=listener)
+        server = await loop.create_server(lambda: BioEnd(context, True, received).side,
+                                          sock=listener)  # fmt: skip
     else:
         listener.setblocking(False)
 
@@ -199,8 +205,8 @@ async def _client(kind: str, load: str, context: ssl.SSLContext, port: int) -> f
 
     end: End
     if kind == "bio":
-        _, end = await loop.create_connection(lambda: BioEnd(context, False, received),
-                                              "127.0.0.1", port)  # fmt: skip
+        end = BioEnd(context, False, received)
+        await loop.create_connection(lambda: end.side, "127.0.0.1", port)
     else:
         end = SocketEnd(socket.create_connection(("127.0.0.1", port)), context, False, received)
     await end.ready
