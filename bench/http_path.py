@@ -109,9 +109,10 @@ FLUSH = 8 << 20  # bytes copied between two steps: past this machine's caches
 
 
 def _cold_round_trips(session: HttpSession, client: PlainSide, app: PlainSide, n: int) -> float:
-    """CPU seconds of `n` round trips with the caches flushed before each step (a big copy,
-    not counted): how a proxy runs when each wake-up follows another process's and the
-    kernel's, as at one connection with both sidecars on one core."""
+    """Seconds spent in the steps of `n` round trips with the caches flushed before each (a
+    big copy, not counted): how a proxy runs when each wake-up follows another process's
+    and the kernel's, as at one connection with both sidecars on one core. Wall time of
+    each step (`perf_counter`, no system call: a CPU clock's would disturb the caches)."""
     scratch, source = bytearray(FLUSH), bytes(FLUSH)
     clock, spent = time.perf_counter, 0.0
     for _ in range(n):
