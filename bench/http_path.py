@@ -29,6 +29,10 @@ of 8 MiB between the request and the answer, not counted): at one
 connection both sidecars and the kernel take turns on one core, so each
 wake-up starts cold, and the warm figure undercounts what c1 costs.
 
+The proxy modules run compiled when scripts/build_native.py has built them
+(proxy/native.py), as the proxy process runs them; `GOSSAMER_NATIVE=0`
+runs them as Python. The first line says which.
+
     .venv/bin/python bench/http_path.py [--requests 20000] [--repeats 5] [--gc-young N] [--cold]
 """
 
@@ -46,6 +50,10 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from gossamer.proxy import native  # noqa: E402
+
+native.use()  # the compiled data path when built, as the proxy process runs it
 
 from gossamer.intentions.codec import intention_from_json  # noqa: E402
 from gossamer.intentions.decide import IntentionSet  # noqa: E402
@@ -187,7 +195,7 @@ async def _new_connections(requests: int) -> tuple[float, float]:
 
 async def _measure(requests: int, repeats: int, cold: bool) -> None:
     print(f"HTTP session path in process: {requests:,} requests a batch, best of {repeats}; "
-          f"Python {sys.version.split()[0]}")  # fmt: skip
+          f"Python {sys.version.split()[0]}; compiled modules: {native.MODE}")  # fmt: skip
     print(f"{'role':<28} {'us/request':>10} {'writes/request':>15}")
     for name, make in (("web (pooled upstream)", _upstream_role), ("db (inbound)", _inbound_role)):
         session, client, app, transports = make()

@@ -17,8 +17,12 @@ import json
 import logging
 import sys
 
-from gossamer.proxy.config import ConfigError, config_from_json
-from gossamer.proxy.process import serve, serve_node
+from gossamer.proxy import native
+
+native.use()  # before the data-path modules are imported: compiled ones if built (native.py)
+
+from gossamer.proxy.config import ConfigError, config_from_json  # noqa: E402
+from gossamer.proxy.process import serve, serve_node  # noqa: E402
 
 GC_YOUNG = 7_000  # allocations between two young-generation collections (CPython: 700)
 

@@ -71,6 +71,12 @@ _ERRORS: tuple[tuple[type[errors.CertificateError], str], ...] = (
 )
 
 
+class ClosedEarly(ConnectionResetError):
+    """The peer connected and closed without sending a byte: a port probe, not an attack.
+    (Here, not beside tls_side.py's use: mypyc compiles that module, and a compiled class
+    cannot derive from ConnectionResetError.)"""
+
+
 class Refused(Exception):
     """The peer may not be served; `reason` is a tally.py counter name."""
 

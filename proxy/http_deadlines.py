@@ -49,6 +49,8 @@ class Limits:
 class Deadlines:
     """The one timer of an `HttpSession` (see the module rules)."""
 
+    __deletable__ = ("s",)  # http_joint.unlink deletes it (mypyc: declared)
+
     __slots__ = ("deadline", "handle", "limits", "loop", "quiet_since", "s", "seen")
 
     def __init__(self, session: HttpSession, limits: Limits) -> None:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 class Reply:
     """Parses the app's answers on one app connection and passes them to the client."""
 
+    __deletable__ = ("parser",)  # http_joint.unlink deletes it (mypyc: declared)
+
     def __init__(self, session: HttpSession) -> None:
         self.s = session
         self.parser = httptools.HttpResponseParser(self)

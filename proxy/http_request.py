@@ -36,6 +36,8 @@ class _Reject(Exception):
 class Requests:
     """Parses one client connection's requests and hands each to its session."""
 
+    __deletable__ = ("parser", "s")  # http_joint.unlink deletes them (mypyc: declared)
+
     def __init__(self, session: HttpSession) -> None:
         self.s = session
         self.parser = httptools.HttpRequestParser(self)

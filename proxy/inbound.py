@@ -30,6 +30,7 @@ from gossamer.intentions.denials import DenialTable, denial_of, not_known
 from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
+    ClosedEarly,
     Refused,
     admit,
     client_service,
@@ -49,7 +50,7 @@ from gossamer.proxy.mux_frames import UNREACHABLE
 from gossamer.proxy.protocol import is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
-from gossamer.proxy.tls_side import ClosedEarly, TlsSide, peer_of
+from gossamer.proxy.tls_side import TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
 TERMINATED = "connection terminated due to policy change"

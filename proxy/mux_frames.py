@@ -101,10 +101,11 @@ class Deframer:
                     header, self._rest = self._rest + data[at : at + take], b""
                     at += take
                     self._head = _checked(*_unpack_from(header, 0))
-                else:
-                    at = self._whole(data, at, frames)
-                    if self._head is None:
+                else:  # (the cut frame comes back: mypy's narrowing of self._head to None
+                    at, cut = self._whole(data, at, frames)  # outlives a call that sets it)
+                    if cut is None:
                         return frames
+                    self._head = cut
             kind, stream, length = self._head
             need = length - self._have
             if size - at < need:
@@ -120,8 +121,10 @@ class Deframer:
                 frames.append((kind, stream, data[at : at + need]))
             at += need
 
-    def _whole(self, data: bytes, at: int, frames: list[Frame]) -> int:
-        """Take the frames wholly in `data` from `at`; where the first cut one starts."""
+    def _whole(self, data: bytes, at: int, frames: list[Frame]
+               ) -> tuple[int, tuple[int, int, int] | None]:  # fmt: skip
+        """Take the frames wholly in `data` from `at`; where the first cut one's payload
+        starts, and its header (None: no frame is cut, or only a header is)."""
         size = len(data)
         while size - at >= HEADER_SIZE:
             kind, stream, length = _unpack_from(data, at)
@@ -129,13 +132,12 @@ class Deframer:
                 _checked(kind, stream, length)  # raises: the one message for it
             end = at + HEADER_SIZE + length
             if end > size:
-                self._head = (kind, stream, length)
-                return at + HEADER_SIZE
+                return at + HEADER_SIZE, (kind, stream, length)
             frames.append((kind, stream, data[at + HEADER_SIZE : end] if length else b""))
             at = end
         if at < size:
             self._rest = data[at:]
-        return size
+        return size, None
 
     @property
     def partial(self) -> bool:

@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+from gossamer.proxy import native
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.node import NodeProxies
@@ -26,7 +27,7 @@ async def serve(config: ProxyConfig, base_url: str) -> int:
     runtime = ProxyRuntime(config, AgentHttp(base_url))
     stop = _on_signals(runtime.reload, runtime.log_counts)
     await runtime.start()
-    log.info("proxy: running for %s", config.service)
+    log.info("proxy: running for %s; %s", config.service, data_path())
     await stop.wait()
     log.info("proxy: SIGTERM: draining")
     await runtime.drain()
@@ -40,7 +41,7 @@ async def serve_node(base_url: str, drain_s: float) -> int:
     `drain_s` < 0: each registration's own drain timeout."""
     node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None)
     stop = _on_signals(node.reload, node.log_counts)
-    log.info("proxy: serving every sidecar of %s", base_url)
+    log.info("proxy: serving every sidecar of %s; %s", base_url, data_path())
     await node.run(stop)
     log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
     await node.drain()
@@ -57,3 +58,9 @@ def _on_signals(reload: Callable[[], None], log_counts: Callable[[], None]) -> a
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, log_counts)
     return stop
+
+
+def data_path() -> str:
+    """The start-up line's word on how the data path runs (native.py)."""
+    mode = native.MODE
+    return "data path compiled (mypyc)" if mode == "fresh" else f"data path in Python ({mode})"

@@ -31,6 +31,7 @@ to its socket. Errors are the ssl module's (`ssl.SSLError` and subclasses,
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import cast
 
 READ_SIZE = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take several per call
@@ -51,6 +52,9 @@ class TlsPipe:
         self.tls = context.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side, session=session
         )
+        # read() with a buffer returns a count, not the bytes typeshed declares: typed as what it
+        # does (compiled, mypyc checks a call's result against its declared type)
+        self._read_into = cast("Callable[[int, bytearray], int]", self.tls.read)
         self.handshaken = False
         self.eof_received = False
         self.close_notified = False  # the peer ended with close_notify, not a bare TCP end
@@ -71,7 +75,7 @@ class TlsPipe:
             if not self._incoming.pending and not self.tls.pending():
                 break  # nothing left to decrypt: skip the "want read" exception (~1 us)
             try:
-                count = cast(int, self.tls.read(READ_SIZE, _PLAIN))  # with a buffer: a count
+                count = self._read_into(READ_SIZE, _PLAIN)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:

@@ -10,6 +10,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 
+from gossamer.proxy.authorize import ClosedEarly
 from gossamer.proxy.side import Side
 from gossamer.proxy.tls_pipe import TlsPipe
 
@@ -106,10 +107,6 @@ class TlsSide(Side):
             self.close()
         else:
             super().close()
-
-
-class ClosedEarly(ConnectionResetError):
-    """The peer connected and closed without sending a byte: a port probe, not an attack."""
 
 
 def peer_of(side: TlsSide) -> str:

@@ -1,0 +1,84 @@
+"""Whether the data path runs compiled: the proxy modules mypyc built from this checkout.
+
+`scripts/build_native.py` compiles the modules named in `COMPILED` (the
+same typed source, checked by mypy --strict) into C extensions under
+`build/native/`, with a manifest of each source's SHA-256. The proxy
+process calls `use()` first thing (`__main__.py`, before any data-path
+module is imported): it puts that directory in front of the package's path
+when every listed source still matches its manifest line, so `import
+gossamer.proxy.http1` loads the extension; otherwise the modules run as
+Python, as they always can. Other processes (the agent, the tests that
+import these modules directly) run them as Python. A source edited since the build
+is never shadowed by its stale extension: the whole build is set aside and
+one line on stderr says so. `GOSSAMER_NATIVE=0` sets it aside on purpose
+(to compare, or to debug with Python tracebacks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+# The data path, per request and per byte (bench/http_path.py, proxy_pair.py). Left out:
+# peak_ewma.py and outlier.py (mypyc cannot yet compile a generic dataclass), the control
+# plane (watches, config, identity: per change, not per request).
+COMPILED = (
+    "balance", "edge_metrics", "http1", "http_codec", "http_deadlines", "http_joint",
+    "http_reply", "http_request", "http_upstream", "inbound", "inbound_http", "inbound_mux",
+    "mux", "mux_frames", "mux_pool", "mux_stream", "outbound", "relay", "relay_state",
+    "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side",
+)  # fmt: skip
+PROXY_DIR = Path(__file__).resolve().parent
+OUT = PROXY_DIR.parent / "build" / "native"  # the checkout's build/ (gitignored)
+MANIFEST = OUT / "SOURCES"
+GROUP = "gossamer_proxy"  # mypyc's shared library: build/native/gossamer_proxy__mypyc.*.so
+
+
+def source_lines() -> list[str]:
+    """The manifest a build of the current sources writes: the Python it targets, then one
+    `sha256 module` line per compiled module."""
+    lines = [f"python {sys.implementation.cache_tag}"]
+    for name in COMPILED:
+        digest = hashlib.sha256((PROXY_DIR / f"{name}.py").read_bytes()).hexdigest()
+        lines.append(f"{digest} {name}")
+    return lines
+
+
+def state() -> str:
+    """One of: "off" (GOSSAMER_NATIVE=0), "absent" (no build), "stale: <why>", "fresh"."""
+    if os.environ.get("GOSSAMER_NATIVE", "1") == "0":
+        return "off"
+    try:
+        built = MANIFEST.read_text().splitlines()
+    except OSError:
+        return "absent"
+    now = source_lines()
+    if built == now:
+        return "fresh"
+    changed = [line.split()[-1] for line in now if line not in built]
+    return f"stale: {', '.join(changed) or 'the module list'} changed since the build"
+
+
+def use() -> str:
+    """Put the build in front of gossamer.proxy's path when it is fresh; the state either way,
+    kept in `MODE` for the proxy's start-up log line."""
+    global MODE
+    if MODE != UNDECIDED:  # once per process
+        return MODE
+    import gossamer.proxy as package
+
+    early = [name for name in COMPILED if f"{package.__name__}.{name}" in sys.modules]
+    MODE = f"off: {', '.join(early)} imported before use()" if early else state()
+    if MODE == "fresh":
+        package.__path__.insert(0, str(OUT / "gossamer" / "proxy"))
+        sys.path.append(str(OUT))  # the shared library every compiled module imports
+    elif MODE.startswith("stale"):
+        print(f"gossamer: compiled proxy modules set aside ({MODE}); running them as Python; "
+              "rebuild with .venv/bin/python scripts/build_native.py", file=sys.stderr)  # fmt: skip
+    return MODE
+
+
+UNDECIDED = "not decided"
+MODE = UNDECIDED

@@ -1,0 +1,107 @@
+"""The compiled data path (proxy/native.py, scripts/build_native.py): used when fresh, never stale.
+
+A build's manifest is checked against the sources; an edited source sets the
+whole build aside (the module would otherwise be shadowed by its stale
+extension) and GOSSAMER_NATIVE=0 does so on purpose. A real sidecar started
+from this checkout runs the compiled modules: its start-up line says so and
+its memory maps hold the shared library. Under CI the build must be there
+(`scripts/setup.sh test` makes it); elsewhere that test skips without one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gossamer.proxy import native
+from tests.harness.binaries import cannot_run
+from tests.harness.cli import cli_env
+from tests.harness.cluster import Cluster, free_port
+from tests.harness.poll import eventually
+from tests.proxy_support import register_pair, set_intention, sidecar, wait_listening
+
+
+@pytest.fixture
+def fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """native.py pointed at a copy of two sources and a build of them."""
+    sources = tmp_path / "proxy"
+    sources.mkdir()
+    for name in ("side", "tally"):
+        (sources / f"{name}.py").write_text(f"# {name}\n")
+    monkeypatch.setattr(native, "COMPILED", ("side", "tally"))
+    monkeypatch.setattr(native, "PROXY_DIR", sources)
+    monkeypatch.setattr(native, "MANIFEST", tmp_path / "SOURCES")
+    monkeypatch.delenv("GOSSAMER_NATIVE", raising=False)
+    return sources
+
+
+def test_a_build_of_the_current_sources_is_fresh(fake_tree: Path) -> None:
+    assert native.state() == "absent"
+    native.MANIFEST.write_text("\n".join(native.source_lines()) + "\n")
+    assert native.state() == "fresh"
+
+
+def test_an_edited_source_sets_the_build_aside_naming_it(fake_tree: Path) -> None:
+    native.MANIFEST.write_text("\n".join(native.source_lines()) + "\n")
+    (fake_tree / "tally.py").write_text("# tally, edited\n")
+    assert native.state() == "stale: tally changed since the build"
+
+
+def test_a_build_for_another_python_or_module_list_is_stale(
+    fake_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = native.source_lines()
+    native.MANIFEST.write_text("\n".join(["python cpython-310", *lines[1:]]) + "\n")
+    assert native.state().startswith("stale")
+    native.MANIFEST.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(native, "COMPILED", ("side",))
+    assert native.state() == "stale: the module list changed since the build"
+
+
+def test_gossamer_native_0_runs_the_python(
+    fake_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native.MANIFEST.write_text("\n".join(native.source_lines()) + "\n")
+    monkeypatch.setenv("GOSSAMER_NATIVE", "0")
+    assert native.state() == "off"
+
+
+def test_use_puts_a_fresh_build_first_and_modules_imported_before_it_turn_it_off() -> None:
+    """In fresh interpreters: the proxy's own order (use, then imports), and the wrong one."""
+    if native.state() != "fresh":
+        cannot_run(f"the compiled build is {native.state()} (scripts/build_native.py)")
+    script = (
+        "from gossamer.proxy import native\n"
+        "{early}print(native.use())\n"
+        "import gossamer.proxy.http1 as m\n"
+        "print(m.__file__)\n"
+    )
+    run = [sys.executable, "-c"]
+    good = subprocess.run([*run, script.format(early="")], capture_output=True, text=True,
+                          env=cli_env(), timeout=60, check=True).stdout.split()  # fmt: skip
+    assert good[0] == "fresh" and good[1].startswith(str(native.OUT)) and good[1].endswith(".so")
+    late = subprocess.run([*run, script.format(early="import gossamer.proxy.side\n")],
+                          capture_output=True, text=True, env=cli_env(), timeout=60,
+                          check=True).stdout.split()  # fmt: skip
+    assert late[0] == "off:" and late[1] == "side" and late[-1].endswith("http1.py")
+
+
+def test_a_sidecar_runs_the_compiled_data_path(cluster: Cluster, tmp_path: Path) -> None:
+    if native.state() != "fresh":
+        cannot_run(f"the compiled build is {native.state()} (scripts/build_native.py)")
+    (agent,) = cluster.start(1, prefix="nat")
+    db_in, _ = register_pair(agent, 1, free_port("127.0.0.1"))
+    set_intention(agent, "web", "db", "allow")
+    proxy = sidecar(agent, tmp_path, "db")
+    try:
+        wait_listening(agent.ip, db_in, proxy)
+        eventually(lambda: "running for db" in proxy.log(), 20, what="the start-up line")
+        assert "running for db; data path compiled (mypyc)" in proxy.log()
+        assert proxy.proc is not None
+        maps = Path(f"/proc/{proxy.proc.pid}/maps").read_text()
+        assert f"{native.GROUP}__mypyc" in maps
+    finally:
+        proxy.stop()
