@@ -8,9 +8,9 @@ module is imported): it puts that directory in front of the package's path
 when every listed source still matches its manifest line, so `import
 gossamer.proxy.http1` loads the extension; otherwise the modules run as
 Python, as they always can. Other processes (the agent, the tests that
-import these modules directly) run them as Python. A source edited since the build
-is never shadowed by its stale extension: the whole build is set aside and
-one line on stderr says so. `GOSSAMER_NATIVE=0` sets it aside on purpose
+import these modules directly) run them as Python. A source edited since
+the build is never shadowed by its stale extension: the whole build is set
+aside and one line on stderr says so. `GOSSAMER_NATIVE=0` sets it aside on purpose
 (to compare, or to debug with Python tracebacks).
 """
 
@@ -33,7 +33,7 @@ COMPILED = (
 PROXY_DIR = Path(__file__).resolve().parent
 OUT = PROXY_DIR.parent / "build" / "native"  # the checkout's build/ (gitignored)
 MANIFEST = OUT / "SOURCES"
-GROUP = "gossamer_proxy"  # mypyc's shared library: build/native/gossamer_proxy__mypyc.*.so
+GROUP = "gossamer_proxy"  # mypyc's shared library: build/native/lib/gossamer_proxy__mypyc.*.so
 
 
 def source_lines() -> list[str]:
@@ -73,7 +73,7 @@ def use() -> str:
     MODE = f"off: {', '.join(early)} imported before use()" if early else state()
     if MODE == "fresh":
         package.__path__.insert(0, str(OUT / "gossamer" / "proxy"))
-        sys.path.append(str(OUT))  # the shared library every compiled module imports
+        sys.path.append(str(OUT / "lib"))  # the shared library every compiled module imports
     elif MODE.startswith("stale"):
         print(f"gossamer: compiled proxy modules set aside ({MODE}); running them as Python; "
               "rebuild with .venv/bin/python scripts/build_native.py", file=sys.stderr)  # fmt: skip
