@@ -19,7 +19,7 @@ Time is milliseconds passed in by the caller.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -38,16 +38,20 @@ class _State:
     back_at_ms: int = 0
 
 
-@dataclass
 class Outliers(Generic[K]):
-    """Per-instance failure counts and ejections for one upstream."""
+    """Per-instance failure counts and ejections for one upstream. (A plain class: mypyc
+    compiles a generic class, not yet a generic dataclass; proxy/native.py.)"""
 
-    threshold: int = THRESHOLD
-    base_ms: int = BASE_MS
-    max_ms: int = MAX_MS
-    forgive_ms: int = FORGIVE_MS
-    max_ejected_ratio: float = MAX_EJECTED_RATIO
-    _states: dict[K, _State] = field(default_factory=dict)
+    def __init__(
+        self, threshold: int = THRESHOLD, base_ms: int = BASE_MS, max_ms: int = MAX_MS,
+        forgive_ms: int = FORGIVE_MS, max_ejected_ratio: float = MAX_EJECTED_RATIO,
+    ) -> None:  # fmt: skip
+        self.threshold = threshold
+        self.base_ms = base_ms
+        self.max_ms = max_ms
+        self.forgive_ms = forgive_ms
+        self.max_ejected_ratio = max_ejected_ratio
+        self._states: dict[K, _State] = {}
 
     def failed(self, instance: K, now_ms: int, known: int) -> bool:
         """Note a failed attempt; True when this failure ejected the instance."""

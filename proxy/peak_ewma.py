@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -24,11 +23,14 @@ TAU_S = 10.0
 DEFAULT_S = 0.030
 
 
-@dataclass
 class PeakEwma(Generic[K]):
-    tau_s: float = TAU_S
-    default_s: float = DEFAULT_S
-    _latency: dict[K, tuple[float, float]] = field(default_factory=dict)  # (seconds, stamp)
+    """Each instance's latency estimate. (A plain class, not a dataclass: mypyc compiles a
+    generic class, not yet a generic dataclass; proxy/native.py.)"""
+
+    def __init__(self, tau_s: float = TAU_S, default_s: float = DEFAULT_S) -> None:
+        self.tau_s = tau_s
+        self.default_s = default_s
+        self._latency: dict[K, tuple[float, float]] = {}  # (seconds, stamp)
 
     def observe(self, key: K, seconds: float, now: float) -> None:
         """One request's latency on `key`, finished at `now`."""
