@@ -29,8 +29,9 @@ def main(argv: list[str]) -> int:
     from gossamer.proxy import native
 
     if argv == ["--check"]:
-        print(native.state())
-        return 0 if native.state() == "fresh" else 1
+        state = native.state()
+        print(state)
+        return 0 if state == "fresh" else 1
     started = time.monotonic()
     work = ROOT / "build" / "native-work"
     shutil.rmtree(work, ignore_errors=True)
