@@ -56,7 +56,8 @@ def state() -> str:
     now = source_lines()
     if built == now:
         return "fresh"
-    changed = [line.split()[-1] for line in now if line not in built]
+    changed = [line.split()[-1] if i else "the Python" for i, line in enumerate(now)
+               if line not in built]  # fmt: skip
     return f"stale: {', '.join(changed) or 'the module list'} changed since the build"
 
 
