@@ -23,7 +23,7 @@ from gossamer.agent.replicated.intention_entries import MAP_NAME
 from gossamer.agent.sync import refusals
 from gossamer.agent.sync.client import exchange, fetch_ca_bundle, hand_over
 from gossamer.agent.sync.peer_link import PeerError
-from gossamer.agent.sync.server import NO_CERTIFICATE_ERROR
+from gossamer.agent.sync.server import CLOSE_GRACE_S, NO_CERTIFICATE_ERROR
 from gossamer.agent.sync.tls import enrolment_context
 from gossamer.catalog.hlc import Timestamp
 from gossamer.catalog.lww_sync import MAX_CLOCK_OFFSET_MS, push_part
@@ -121,6 +121,24 @@ async def test_garbage_is_refused_at_the_handshake(agents: SyncPeers) -> None:
         writer.close()
     await eventually_async(lambda: b.server.refusals[refusals.NOT_TLS] == 1)
     await still_serves(a, b)
+
+
+async def test_a_silent_connection_does_not_hold_up_the_shutdown(agents: SyncPeers) -> None:
+    """A TCP connection that never starts its handshake (and one a verified agent keeps) may
+    not keep the server from closing: it waits CLOSE_GRACE_S at most, not the 10 s handshake
+    timeout (a real agent took 10.9 s to exit on SIGINT with one such connection open)."""
+    a, b = await pair(agents)
+    await still_serves(a, b)  # a verified connection, kept by a's pool
+    _, silent = await asyncio.open_connection(*b.addr)
+    try:
+        await eventually_async(lambda: b.server.connections >= 2)
+        started = time.monotonic()
+        b.server.close()
+        await asyncio.wait_for(b.server.wait_closed(), 10)
+        assert time.monotonic() - started < CLOSE_GRACE_S + 1
+        assert b.server.connections == 0
+    finally:
+        silent.close()
 
 
 # -- certificates that are not a verified agent's --------------------------------------------

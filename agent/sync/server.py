@@ -59,6 +59,7 @@ from gossamer.catalog.sync_protocol import FrameDecoder, Message, ProtocolError,
 from gossamer.proxy.ca.verify import CLIENT_AUTH
 
 CA_BUNDLE = "ca-bundle"  # the one request answered to a peer without a certificate
+CLOSE_GRACE_S = 2.0  # at shutdown, how long open connections get to finish (wait_closed)
 NO_CERTIFICATE_ERROR = "agent RPC needs a verified agent certificate; without one only 'ca-bundle'"
 
 log = logging.getLogger("gossamer.replication")
@@ -129,9 +130,16 @@ class PeerRpcServer:
             writer.close()
 
     async def wait_closed(self) -> None:
-        """After `close()`: until every connection handler has finished."""
-        while self._handlers:
-            await asyncio.gather(*self._handlers, return_exceptions=True)
+        """After `close()`: until every connection handler has finished, for at most
+        `CLOSE_GRACE_S`; the rest are cancelled. A connection still in its handshake is not
+        closed by `close()`, and a peer that never answers (a silent TCP connection, a TLS
+        close the far side does not read) would otherwise hold up this agent's shutdown."""
+        if not self._handlers:
+            return
+        _, late = await asyncio.wait(set(self._handlers), timeout=CLOSE_GRACE_S)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
     async def _accept_forever(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
