@@ -101,8 +101,8 @@ class Deframer:
                     header, self._rest = self._rest + data[at : at + take], b""
                     at += take
                     self._head = _checked(*_unpack_from(header, 0))
-                else:  # (the cut frame comes back: mypy's narrowing of self._head to None
-                    at, cut = self._whole(data, at, frames)  # outlives a call that sets it)
+                else:
+                    at, cut = self._whole(data, at, frames)
                     if cut is None:
                         return frames
                     self._head = cut
@@ -124,7 +124,9 @@ class Deframer:
     def _whole(self, data: bytes, at: int, frames: list[Frame]
                ) -> tuple[int, tuple[int, int, int] | None]:  # fmt: skip
         """Take the frames wholly in `data` from `at`; where the first cut one's payload
-        starts, and its header (None: no frame is cut, or only a header is)."""
+        starts, and its header (None: no frame is cut, or only a header is). Returned, not
+        set on self: the caller's check of `self._head is None` would keep mypy's narrowing
+        across this call, and compiled code checks values against it."""
         size = len(data)
         while size - at >= HEADER_SIZE:
             kind, stream, length = _unpack_from(data, at)

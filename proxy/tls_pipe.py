@@ -39,6 +39,9 @@ READ_SIZE = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take sev
 # the process shares one buffer (the proxy runs on one thread) instead of 64 KiB each.
 _PLAIN = bytearray(READ_SIZE)
 _PLAIN_VIEW = memoryview(_PLAIN)
+# SSLObject.read with a buffer returns a count, not the bytes typeshed declares: typed as what
+# it does (compiled, mypyc checks a call's result against its declared type)
+_read_into = cast("Callable[[ssl.SSLObject, int, bytearray], int]", ssl.SSLObject.read)
 
 
 class TlsPipe:
@@ -52,9 +55,6 @@ class TlsPipe:
         self.tls = context.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side, session=session
         )
-        # read() with a buffer returns a count, not the bytes typeshed declares: typed as what it
-        # does (compiled, mypyc checks a call's result against its declared type)
-        self._read_into = cast("Callable[[int, bytearray], int]", self.tls.read)
         self.handshaken = False
         self.eof_received = False
         self.close_notified = False  # the peer ended with close_notify, not a bare TCP end
@@ -75,7 +75,7 @@ class TlsPipe:
             if not self._incoming.pending and not self.tls.pending():
                 break  # nothing left to decrypt: skip the "want read" exception (~1 us)
             try:
-                count = self._read_into(READ_SIZE, _PLAIN)
+                count = _read_into(self.tls, READ_SIZE, _PLAIN)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
