@@ -277,10 +277,9 @@ class HttpSession(HttpJoint):
     def _record(self, ex: codec.Exchange | None, status: int) -> None:
         """The one place a request's outcome is known: status, seconds, route."""
         if ex is None:
-            outcome = codec.Outcome(self.source, "", "", status, 0.0)
+            outcome = codec.Outcome(self.source, "", status, 0.0)
         else:
-            outcome = codec.Outcome(self.source, ex.method, ex.route, status,
-                                    time.perf_counter() - ex.started, not ex.allowed)  # fmt: skip
+            outcome = codec.Outcome(self.source, ex.route, status, time.perf_counter() - ex.started)
         self.host.http_outcome(outcome)
 
     def close(self, *, abort: bool = False) -> None:

@@ -18,9 +18,6 @@ that the counters and metrics read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 from gossamer.intentions.model import Decision
 
 REASONS = {
@@ -34,36 +31,53 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # R
 RETRY_STATUSES = (502, 503)  # the far sidecar could not get an answer from its app
 
 
-class Outcome(NamedTuple):  # a tuple: made once per request, ~3x cheaper than a frozen dataclass
-    """One answered request: who asked, what, the status (0: none sent) and how long it took."""
+class Outcome:
+    """One answered request: who asked, the route that decided it, the status (0: none was
+    sent) and how long it took.
 
-    source: str
-    method: str
-    route: str
-    status: int
-    seconds: float
-    denied: bool = False
+    Made once per request, so a plain class, not a NamedTuple or a dataclass: compiled
+    (proxy/native.py) its constructor is native code, where a NamedTuple's and a
+    dataclass's generated ones stay interpreted (bench/README.md, http_path.py)."""
+
+    __slots__ = ("route", "seconds", "source", "status")
+
+    def __init__(self, source: str, route: str, status: int, seconds: float) -> None:
+        self.source = source
+        self.route = route
+        self.status = status
+        self.seconds = seconds
 
 
-@dataclass(eq=False, slots=True)
 class Exchange:
-    """One request on a client connection, from its head until its answer is written."""
+    """One request on a client connection, from its head until its answer is written.
 
-    method: str
-    url: bytes
-    keep_alive: bool
-    chunked: bool  # the request body is chunked (re-chunked on the way)
-    decision: Decision | None  # None: allowed without looking at the request
-    started: float
-    upgrade: bool
-    expect_continue: bool = False
-    out: list[bytes] = field(default_factory=list)  # bytes for the app not sent yet
-    complete: bool = False  # the whole request has been read
-    sent: bool = False  # its head went to the app
-    answered: bool = False  # a final response head went to the client
-    replay: list[bytes] | None = None  # what to send again on a retry (bodiless idempotent)
-    retries: int = 0
-    failed_on: tuple[object, ...] = ()  # the instances its failed attempts went to (pooled hosts)
+    A plain class for the reason Outcome is one."""
+
+    __slots__ = ("answered", "chunked", "complete", "decision", "expect_continue", "failed_on",
+                 "keep_alive", "method", "out", "replay", "retries", "sent", "started",
+                 "upgrade", "url")  # fmt: skip
+
+    def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
+                 decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
+        self.method = method
+        self.url = url
+        self.keep_alive = keep_alive
+        self.chunked = chunked  # the request body is chunked (re-chunked on the way)
+        self.decision = decision  # None: allowed without looking at the request
+        self.started = started
+        self.upgrade = upgrade
+        self.expect_continue = False
+        self.out: list[bytes] = []  # bytes for the app not sent yet
+        self.complete = False  # the whole request has been read
+        self.sent = False  # its head went to the app
+        self.answered = False  # a final response head went to the client
+        self.replay: list[bytes] | None = (
+            None  # what to send again on a retry (bodiless, idempotent)
+        )
+        self.retries = 0
+        self.failed_on: tuple[
+            object, ...
+        ] = ()  # the instances its failed attempts went to (pooled hosts)
 
     @property
     def allowed(self) -> bool:

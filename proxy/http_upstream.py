@@ -211,7 +211,7 @@ class HttpUpstream:
     def _take(self, side: Side, instance: Instance) -> Side:
         side.relay = None
         self.in_use[side] = (instance, time.monotonic())
-        self.listener.outstanding[instance] += 1
+        self.listener.add_outstanding(instance)
         return side
 
     def release_backend(self, side: Side, *, failed: bool = False) -> object:
@@ -227,10 +227,7 @@ class HttpUpstream:
             self.latency.observe(instance, FAILURE_S, now)
         else:  # one request's latency on that instance (its answer has ended)
             self.latency.observe(instance, now - borrowed[1], now)
-        outstanding = self.listener.outstanding
-        outstanding[instance] -= 1
-        if outstanding[instance] <= 0:
-            del outstanding[instance]
+        self.listener.drop_outstanding(instance)
         parked = self.parked.get(side)
         if not side.is_open():
             if parked is not None:

@@ -28,7 +28,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -77,7 +76,7 @@ class UpstreamListener:
         self.instances: list[Instance] = []
         self.split: tuple[Split, ...] = ()  # the upstream's service-splitter; () none
         self.targets: dict[str, list[Instance]] = {}  # other split targets' instances
-        self.outstanding: Counter[Instance] = Counter()
+        self.outstanding: dict[Instance, int] = {}  # not a Counter: its misses run Python code
         self.outliers: Outliers[Instance] = Outliers()
         self.sessions = SessionCache()
         self.chains = ChainMemory()
@@ -209,9 +208,18 @@ class UpstreamListener:
             log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
                         self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
 
+    def add_outstanding(self, instance: Instance) -> None:
+        """A connection (L4) or a request (HTTP) began on `instance`: what p2c compares."""
+        self.outstanding[instance] = self.outstanding.get(instance, 0) + 1
+
+    def drop_outstanding(self, instance: Instance) -> None:
+        left = self.outstanding.pop(instance, 0) - 1
+        if left > 0:
+            self.outstanding[instance] = left
+
     def _join(self, client: PlainSide, server: Side, instance: Instance, started: float) -> None:
         """Relay `client` to `server`: a connection of its own, or a stream of a mux."""
-        self.outstanding[instance] += 1
+        self.add_outstanding(instance)
         edge = self.metrics.outbound(self.upstream.name)
         tls = server.pipe.tls if isinstance(server, TlsSide) else None
 
@@ -221,9 +229,7 @@ class UpstreamListener:
                 self.sessions.keep(instance, tls.context, tls.session, now)
             self.open.discard(relay)
             edge.disconnected(relay, now - relay.started)
-            self.outstanding[instance] -= 1
-            if self.outstanding[instance] <= 0:
-                del self.outstanding[instance]
+            self.drop_outstanding(instance)
             self.on_close()
 
         relay = Relay(client, server, closed)
