@@ -31,17 +31,32 @@ to its socket. Errors are the ssl module's (`ssl.SSLError` and subclasses,
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 READ_SIZE = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take several per call
 # Decrypted bytes land here and are copied out at once (`feed` returns bytes), so every pipe of
 # the process shares one buffer (the proxy runs on one thread) instead of 64 KiB each.
 _PLAIN = bytearray(READ_SIZE)
 _PLAIN_VIEW = memoryview(_PLAIN)
-# SSLObject.read with a buffer returns a count, not the bytes typeshed declares: typed as what
-# it does (compiled, mypyc checks a call's result against its declared type)
-_read_into = cast("Callable[[ssl.SSLObject, int, bytearray], int]", ssl.SSLObject.read)
+
+
+class _Records(Protocol):
+    """What the data path calls on a TLS connection for each chunk, typed as it behaves: a
+    read into a buffer returns a count, not the bytes typeshed declares for SSLObject.read
+    (compiled, mypyc checks a call's result against its declared type)."""
+
+    def read(self, size: int, buffer: bytearray, /) -> int: ...
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+    def pending(self) -> int: ...
+
+
+def _records(tls: ssl.SSLObject) -> _Records:
+    """The C object under `tls` (CPython's `_sslobj`, as peer_certificates reads): SSLObject's
+    read, write and pending are Python methods that only call it, and the only frames the
+    compiled data path still runs, three a request (bench/README.md)."""
+    return cast("_Records", getattr(tls, "_sslobj", tls))
 
 
 class TlsPipe:
@@ -55,6 +70,7 @@ class TlsPipe:
         self.tls = context.wrap_bio(
             self._incoming, self._outgoing, server_side=server_side, session=session
         )
+        self._records = _records(self.tls)
         self.handshaken = False
         self.eof_received = False
         self.close_notified = False  # the peer ended with close_notify, not a bare TCP end
@@ -72,10 +88,10 @@ class TlsPipe:
             return []
         chunks: list[bytes] = []
         while not self.eof_received:
-            if not self._incoming.pending and not self.tls.pending():
+            if not self._incoming.pending and not self._records.pending():
                 break  # nothing left to decrypt: skip the "want read" exception (~1 us)
             try:
-                count = _read_into(self.tls, READ_SIZE, _PLAIN)
+                count = self._records.read(READ_SIZE, _PLAIN)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -99,7 +115,7 @@ class TlsPipe:
     def encrypt(self, plaintext: bytes | memoryview) -> bytes:
         """The ciphertext for `plaintext` (and anything pending before it)."""
         if plaintext:
-            self.tls.write(plaintext)
+            self._records.write(plaintext)
         return self._outgoing.read()
 
     def close_write(self) -> bytes:
