@@ -26,7 +26,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.ca.verify import load_pem_chain
 from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.sessions import SessionCache
-from gossamer.proxy.tls_pipe import TlsPipe
+from gossamer.proxy.tls_pipe import TlsPipe, _records
 from tests.proxy_pki import CLUSTER_B, Pki
 
 PKI = Pki()
@@ -74,6 +74,20 @@ def test_half_close_each_way_keeps_the_other_direction() -> None:
     ]
     client.feed(server.close_write())
     assert client.eof_received and client.eof_sent and server.eof_sent
+
+
+def test_records_go_through_the_c_object_and_through_sslobject_where_there_is_none() -> None:
+    client, server = pair()
+    assert _records(client.tls) is client.tls._sslobj  # type: ignore[attr-defined]
+
+    class Bare:  # an interpreter whose SSLObject keeps no `_sslobj`
+        pass
+
+    assert isinstance(_records(Bare()), Bare)  # type: ignore[arg-type]
+    client._records = client.tls  # type: ignore[assignment]
+    server._records = server.tls  # type: ignore[assignment]
+    assert b"".join(server.feed(client.encrypt(b"x" * 40_000))) == b"x" * 40_000
+    assert client.feed(server.encrypt(b"answer")) == [b"answer"]
 
 
 def test_garbage_is_an_ssl_error() -> None:
