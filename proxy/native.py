@@ -30,7 +30,9 @@ COMPILED = (
     "relay", "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side",
 )  # fmt: skip
 PROXY_DIR = Path(__file__).resolve().parent
-OUT = PROXY_DIR.parent / "build" / "native"  # the checkout's build/ (gitignored)
+# The checkout's build/ (gitignored); GOSSAMER_NATIVE_DIR points elsewhere (build_native.py's
+# training run uses it to load the instrumented build it is about to profile).
+OUT = Path(os.environ.get("GOSSAMER_NATIVE_DIR") or PROXY_DIR.parent / "build" / "native")
 MANIFEST = OUT / "SOURCES"
 GROUP = "gossamer_proxy"  # mypyc's shared library: build/native/lib/gossamer_proxy__mypyc.*.so
 

@@ -23,6 +23,8 @@ from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_support import register_pair, set_intention, sidecar, wait_listening
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture
 def fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -87,6 +89,23 @@ def test_use_puts_a_fresh_build_first_and_modules_imported_before_it_turn_it_off
                           capture_output=True, text=True, env=cli_env(), timeout=60,
                           check=True).stdout.split()  # fmt: skip
     assert late[0] == "off:" and late[1] == "side" and late[-1].endswith("http1.py")
+
+
+def test_gossamer_native_dir_points_at_another_build(tmp_path: Path) -> None:
+    """What build_native.py's profiling run uses to load the instrumented build."""
+    script = "from gossamer.proxy import native\nprint(native.OUT, native.use())\n"
+    env = {**cli_env(), "GOSSAMER_NATIVE_DIR": str(tmp_path / "elsewhere")}
+    env.pop("GOSSAMER_NATIVE", None)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=60, check=True).stdout.split()  # fmt: skip
+    assert out == [str(tmp_path / "elsewhere"), "absent"]
+
+
+def test_build_native_refuses_an_unknown_argument_with_its_usage() -> None:
+    argv = [sys.executable, "scripts/build_native.py", "--fast"]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=cli_env(),
+                         timeout=60, check=False)  # fmt: skip
+    assert run.returncode == 2 and "usage: build_native.py [--check | --plain]" in run.stderr
 
 
 def test_a_sidecar_runs_the_compiled_data_path(cluster: Cluster, tmp_path: Path) -> None:
