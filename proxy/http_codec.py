@@ -71,13 +71,9 @@ class Exchange:
         self.complete = False  # the whole request has been read
         self.sent = False  # its head went to the app
         self.answered = False  # a final response head went to the client
-        self.replay: list[bytes] | None = (
-            None  # what to send again on a retry (bodiless, idempotent)
-        )
+        self.replay: list[bytes] | None = None  # sent again on a retry (bodiless, idempotent)
         self.retries = 0
-        self.failed_on: tuple[
-            object, ...
-        ] = ()  # the instances its failed attempts went to (pooled hosts)
+        self.failed_on: tuple[object, ...] = ()  # where its failed attempts went (pooled hosts)
 
     @property
     def allowed(self) -> bool:

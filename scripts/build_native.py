@@ -39,8 +39,6 @@ PACKAGES = ("agent", "gossip", "catalog", "intentions", "proxy")
 # The profiling run: both HTTP roles and new connections, in process (bench/http_path.py)
 TRAINING = ("bench/http_path.py", "--requests", "5000", "--repeats", "1")
 PROFILE_USE = "-fprofile-use -fprofile-partial-training -Wno-missing-profile"
-
-
 CFLAGS, LDFLAGS = os.environ.get("CFLAGS", ""), os.environ.get("LDFLAGS", "")  # the caller's
 
 
