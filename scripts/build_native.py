@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gossamer.proxy import native
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("agent", "gossip", "catalog", "intentions", "proxy")
 # The profiling run: both HTTP roles and new connections, in process (bench/http_path.py)
@@ -43,8 +45,6 @@ CFLAGS, LDFLAGS = os.environ.get("CFLAGS", ""), os.environ.get("LDFLAGS", "")  #
 
 
 def main(argv: list[str]) -> int:
-    from gossamer.proxy import native
-
     if argv not in ([], ["--check"], ["--plain"]):
         print("usage: build_native.py [--check | --plain]", file=sys.stderr)
         return 2
@@ -98,8 +98,6 @@ def _compile(extensions: list[Any], work: Path, out: Path, flags: str, ldflags: 
     setup(name="gossamer-native", ext_modules=extensions, script_args=[
         "--quiet", "build_ext", "--build-lib", str(out), "--build-temp", str(work / "tmp"),
         "--parallel", str(os.cpu_count() or 1), "--force"])  # fmt: skip
-    from gossamer.proxy import native
-
     (out / "lib").mkdir()  # the shared library, on sys.path by itself (not out's gossamer/)
     for shared in out.glob(f"{native.GROUP}__mypyc*"):
         shared.rename(out / "lib" / shared.name)
