@@ -3,16 +3,16 @@
 Each accepted connection: TLS handshake with the current server context (client certificate
 required; `handshake_s`, 10 s), the client's SPIFFE ID checked (authorize.client_service),
 the decision made locally from the watched intentions (authorize.admit); allowed -> a plain
-connection to the local app (`local_connect_s`, 1 s) joined byte for byte (relay.py), or a
-mux whose streams are each decided and joined so (inbound_mux.py); refused -> closed,
-counted by reason, logged at most once per source per minute, with the deciding rule for
-a deny. A deny (and a connection cut by a policy change) is also recorded in `denials`,
-reported to the agent (denial_report.py).
-
-Open connections are kept with their source service: when the intentions change, `recheck`
-decides each again and cuts those no longer allowed ("connection terminated due to policy
-change", as linkerd2-proxy logs it). When an agent is revoked, `recheck_peers` checks each
-client's certificate again and cuts every connection of a client no longer trusted.
+connection to the local app (`local_connect_s`, 1 s) joined byte for byte (relay.py; for
+HTTP/2 services through an h2c gate that decides each request, h2_relay.py), or a mux whose
+streams are each decided and joined so (inbound_mux.py); refused -> closed, counted by
+reason, logged at most once per source per minute, with the deciding rule for a deny. A
+deny (and a connection cut by a policy change) is also recorded in `denials`, reported to
+the agent (denial_report.py). Open connections are kept with their source service: when
+the intentions change, `recheck` decides each again and cuts those no longer allowed
+("connection terminated due to policy change", as linkerd2-proxy logs it). When an agent
+is revoked, `recheck_peers` checks each client's certificate again and cuts every
+connection of a client no longer trusted.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
-from gossamer.proxy.inbound_http import InboundHttp
+from gossamer.proxy.inbound_http import InboundHttp, now_ms
 from gossamer.proxy.inbound_mux import InboundMuxes
 from gossamer.proxy.mux import StreamSide, is_mux, wire_of
 from gossamer.proxy.mux_frames import UNREACHABLE
-from gossamer.proxy.protocol import is_l7
+from gossamer.proxy.protocol import is_h2, is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide, peer_of
@@ -174,13 +174,15 @@ class Inbound(InboundHttp):
         edge = self.metrics.inbound(source)
         if not self.policy.known:
             edge.denied += 1
-            self.denials.add(not_known(source, self.config.service, _now_ms()))
+            self.denials.add(not_known(source, self.config.service, now_ms()))
             raise Refused(tally.DENIED, "the intentions are not known yet")
+        if is_h2(self.config.protocol) and self._l4_decision(source) is None:
+            return source  # an L7 rule applies: each request is decided (h2_gate.py)
         decision = admit(self.policy.intentions, source, self.config.service,
                          default_allow=self.policy.default_allow)  # fmt: skip
         if not decision.allowed:
             edge.denied += 1
-            self.denials.add(denial_of(decision, source, self.config.service, _now_ms()))
+            self.denials.add(denial_of(decision, source, self.config.service, now_ms()))
             raise Refused(tally.DENIED, f"{source} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
         edge.allowed += 1
@@ -205,7 +207,12 @@ class Inbound(InboundHttp):
             return
         if isinstance(side, StreamSide):
             side.mux.accept(side)
-        relay = Relay(side, app, self._closed)
+        if is_h2(self.config.protocol):
+            from gossamer.proxy.h2_relay import gated
+
+            relay: Relay = gated(self, side, app, source, peer)
+        else:
+            relay = Relay(side, app, self._closed)
         if not relay.halves.closed:
             self.open[relay] = source
             self.tally.add("inbound.allowed")
@@ -220,13 +227,15 @@ class Inbound(InboundHttp):
     def recheck(self) -> None:
         """Decide every open connection again; cut those the intentions no longer allow."""
         for relay, source in list(self.open.items()):
+            if relay.per_request():
+                continue  # h2c: the next request is decided (as on an HTTP/1 session)
             decision = admit(self.policy.intentions, source, self.config.service,
                              default_allow=self.policy.default_allow)  # fmt: skip
             if not decision.allowed:
                 relay.terminate()
                 self.tally.add("inbound.terminated")
                 self.metrics.inbound(source).terminated += 1
-                cut = denial_of(decision, source, self.config.service, _now_ms())
+                cut = denial_of(decision, source, self.config.service, now_ms())
                 self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
                 log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,
                             source, self.config.service, decided_by(decision))  # fmt: skip
@@ -255,7 +264,7 @@ class Inbound(InboundHttp):
                 cut += 1
                 self.tally.add("inbound.terminated")
                 self.metrics.inbound(source).terminated += 1
-                if self.tally.limiter.allow(f"untrusted/{source}", _now_ms()):
+                if self.tally.limiter.allow(f"untrusted/{source}", now_ms()):
                     log.warning("proxy: connection terminated, its client is no longer "
                                 "trusted (%s): %s -> %s: %s", refused.reason, source,
                                 self.config.service, refused)  # fmt: skip
@@ -264,7 +273,7 @@ class Inbound(InboundHttp):
 
     def refuse(self, reason: str, peer: str, message: str) -> None:
         host = peer.rsplit(":", 1)[0]
-        if self.tally.refuse("inbound", reason, host, _now_ms()):
+        if self.tally.refuse("inbound", reason, host, now_ms()):
             log.warning("proxy: inbound from %s refused (%s): %s", peer, reason, message)
 
     def terminate_all(self) -> None:
@@ -286,7 +295,3 @@ class _Refuse(asyncio.Protocol):
         shown = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._inbound.refuse(tally.NO_IDENTITY, shown, "the proxy has no certificate yet")
         transport.close()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

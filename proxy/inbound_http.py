@@ -71,7 +71,7 @@ class InboundHttp:
         edge = self.metrics.inbound(source)
         if not policy.known:
             edge.denied += 1
-            self.denials.add(not_known(source, service, _now_ms()))
+            self.denials.add(not_known(source, service, now_ms()))
             self.tally.add("http.denied")
             return NOT_KNOWN
         decision = self._l4_decision(source)
@@ -83,7 +83,7 @@ class InboundHttp:
         else:
             edge.denied += 1
             self.tally.add("http.denied")
-            self.denials.add(denial_of(decision, source, service, _now_ms()))
+            self.denials.add(denial_of(decision, source, service, now_ms()))
         return decision
 
     def _l4_decision(self, source: str) -> Decision | None:
@@ -127,5 +127,6 @@ class InboundHttp:
         self.on_close()
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
+    """Wall-clock milliseconds: a denial record's time, the log limiter's windows."""
     return time.time_ns() // 1_000_000

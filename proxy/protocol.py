@@ -1,13 +1,12 @@
 """Which path a sidecar's inbound traffic takes: its protocol, and the HTTP limits. Pure.
 
 Consul's spelling: `Proxy.Config.protocol` is `tcp` (the default), `http`,
-`http2` or `grpc`. Only `http` changes the inbound path here: each HTTP/1.1
-request is parsed (httptools), decided with the intentions' L7 permissions
-and forwarded on its own (http1.py). `http2` and `grpc` are carried at L4,
-decided once per connection: the one HTTP/2 codec in Python (`h2`) costs
-~385 µs a request, more than the whole L4 path (the README gives the
-figures), so an L7 intention on such a service is a deny, as in Consul's
-built-in proxy.
+`http2` or `grpc`. With `http` each HTTP/1.1 request is parsed (httptools),
+decided with the intentions' L7 permissions and forwarded on its own
+(http1.py). With `http2` and `grpc` an h2c connection goes through a gate
+that reads only header blocks and decides each stream (h2_gate.py: a full
+HTTP/2 codec in Python, `h2`, costs ~385 µs a request, more than the whole
+L4 path); h2 inside the apps' own TLS is decided once per connection.
 
 `request_headers_timeout_ms` (10000): how long a client may take to send a
 request's line and headers (slowloris) before it gets `408` and is closed;
@@ -76,8 +75,13 @@ def upstream_fields(options: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def is_l7(protocol: str) -> bool:
-    """Does this protocol get the per-request inbound path?"""
+    """Does this protocol get the HTTP/1 per-request inbound path?"""
     return protocol == HTTP
+
+
+def is_h2(protocol: str) -> bool:
+    """Does this protocol's inbound path go through the h2c gate (h2_gate.py)?"""
+    return protocol in (HTTP2, GRPC)
 
 
 def headers_timeout_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> float:

@@ -33,6 +33,11 @@ class Relay(Joint):
         a.joined()
         b.joined()
 
+    def per_request(self) -> bool:
+        """Whether each request on it is decided (h2_relay.py): a policy change then waits
+        for the next request instead of cutting the connection."""
+        return False
+
     def bytes_each_way(self) -> tuple[int, int]:
         return self.sides[0].moved, self.sides[1].moved
 

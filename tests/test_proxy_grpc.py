@@ -1,13 +1,13 @@
-"""gRPC through the mesh: a real grpcio server and client, carried at L4.
+"""gRPC through the mesh: a real grpcio server and client.
 
 `rpc` is registered with `Proxy.Config.protocol: grpc` and speaks h2c; `rpcs`
 with `protocol: http2` and speaks h2 over its own TLS (ALPN `h2`, a
 certificate of its own, not the mesh's), which the mesh carries inside its
-mTLS untouched. Their sidecars decide each connection once and relay HTTP/2
-byte for byte (protocol.py says why HTTP/2 is not parsed). The client calls
-through web's upstream listeners; unary and bidirectional streaming calls
-must arrive intact. Raw-bytes methods (no protobuf): the proxy's job is the
-transport.
+mTLS untouched. `rpc`'s sidecar reads each call's headers (h2_gate.py) and
+decides it with the intention's L7 permissions; `rpcs`'s can only decide the
+connection, so an L7 intention refuses it. The client calls through web's
+upstream listeners; unary and bidirectional streaming calls must arrive
+intact. Raw-bytes methods (no protobuf): the proxy's job is the transport.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.harness.cluster import Cluster, free_port
+from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually
 from tests.proxy_support import (
     ProxyProc,
@@ -107,7 +107,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
             eventually(lambda n=name: healthy_sidecars(agent, n) == 1, 30,
                        what=f"{name}'s sidecar passing")  # fmt: skip
         yield {"rpc": f"127.0.0.1:{up_ports['rpc']}", "rpcs": f"127.0.0.1:{up_ports['rpcs']}",
-               "app_cert": app_cert}  # fmt: skip
+               "app_cert": app_cert, "agent": agent}  # fmt: skip
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -142,3 +142,54 @@ def test_grpc_unary_and_streaming_calls_pass_through_the_mesh(
         assert unary(big, timeout=10) == b"unary:" + big
         answers = list(stream(iter([b"a", b"b", b"c"]), timeout=10))
         assert answers == [b"stream:a", b"stream:b", b"stream:c"]
+
+
+def test_l7_permissions_decide_each_grpc_call_on_one_connection(
+    upstream: dict[str, object],
+) -> None:
+    agent: Any = upstream["agent"]
+    put_exact(agent, "web", "rpc", {"Permissions": [
+        {"Action": "deny", "HTTP": {"PathExact": "/echo.Echo/Stream"}},
+        {"Action": "allow", "HTTP": {"PathPrefix": "/echo.Echo/",
+                                     "Header": [{"Name": "x-team", "Exact": "payments"}]}},
+    ]})  # fmt: skip
+    team = (("x-team", "payments"),)
+    try:
+        with grpc.insecure_channel(str(upstream["rpc"])) as channel:
+            unary = channel.unary_unary("/echo.Echo/Unary")
+            stream = channel.stream_stream("/echo.Echo/Stream")
+
+            def denied(call: Any) -> bool:
+                try:
+                    call()
+                except grpc.RpcError as error:
+                    assert error.code() is grpc.StatusCode.PERMISSION_DENIED, error
+                    assert error.details() == "RBAC: access denied"
+                    return True
+                return False
+
+            eventually(lambda: denied(lambda: unary(b"x", timeout=5)), 20,
+                       what="the L7 intention applied to a call without x-team")  # fmt: skip
+            for _ in range(3):  # denials and calls interleaved on the same connection
+                assert unary(b"ok", timeout=5, metadata=team) == b"unary:ok"
+                assert denied(lambda: list(stream(iter([b"a"]), timeout=5, metadata=team)))
+                assert denied(lambda: unary(b"no", timeout=5, metadata=(("x-team", "ads"),)))
+            big = bytes(range(256)) * 4096
+            assert unary(big, timeout=10, metadata=team) == b"unary:" + big
+            put_exact(agent, "web", "rpc", {"Permissions": [
+                {"Action": "allow", "HTTP": {"PathExact": "/echo.Echo/Stream"}}]})  # fmt: skip
+            eventually(lambda: not denied(lambda: list(stream(iter([b"a"]), timeout=5))), 20,
+                       what="the change applied to the next call")  # fmt: skip
+            assert list(stream(iter([b"b"]), timeout=5)) == [b"stream:b"]
+            assert denied(lambda: unary(b"x", timeout=5, metadata=team))
+        # h2 inside the app's own TLS cannot be read: an L7 intention refuses the connection
+        put_exact(agent, "web", "rpcs", {"Permissions": [
+            {"Action": "allow", "HTTP": {"PathPrefix": "/"}}]})  # fmt: skip
+        with _h2_over_tls(upstream) as channel:
+            unary = channel.unary_unary("/echo.Echo/Unary")
+            with pytest.raises(grpc.RpcError) as refused:
+                unary(b"x", timeout=5)
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        set_intention(agent, "web", "rpc", "allow")
+        set_intention(agent, "web", "rpcs", "allow")

@@ -1,0 +1,116 @@
+"""HTTP/2 frames as h2_gate.py reads and writes them (RFC 9113 §4, §6). Pure.
+
+Only what a gate between an h2c client and its app needs: the frame header,
+the few frames it makes itself (a header block split into HEADERS and
+CONTINUATION, RST_STREAM, WINDOW_UPDATE, GOAWAY), a header block's fragment
+without its padding and priority fields, SETTINGS entries, and a header
+block made of literals that touch no HPACK dynamic table (RFC 7541 §6.2.2),
+which is what lets the gate answer inside a connection whose tables belong
+to the client and the app.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HEAD = 9  # bytes of a frame header
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
+PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
+NO_ERROR, PROTOCOL_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x9, 0xB
+HEADER_TABLE_SIZE = 0x1  # the SETTINGS entry that bounds the client's HPACK table
+MIN_MAX_FRAME = 16384  # every peer takes frames this large (SETTINGS_MAX_FRAME_SIZE's floor)
+_LENGTH = struct.Struct(">I")
+_ID = struct.Struct(">I")
+_SETTING = struct.Struct(">HI")
+
+
+class H2Error(Exception):
+    """The client broke HTTP/2 in a way the gate cannot carry on from: the connection ends
+    with GOAWAY carrying `code`."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_head(head: bytes | bytearray) -> tuple[int, int, int, int]:
+    """(payload length, type, flags, stream id) of a 9-byte frame header."""
+    length = _LENGTH.unpack(b"\0" + bytes(head[:3]))[0]
+    return length, head[3], head[4], _ID.unpack(bytes(head[5:9]))[0] & 0x7FFFFFFF
+
+
+def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return _LENGTH.pack(len(payload))[1:] + bytes((kind, flags)) + _ID.pack(stream) + payload
+
+
+def header_frames(stream: int, block: bytes, *, end_stream: bool, priority: bytes = b"") -> bytes:
+    """A header block as one HEADERS frame and as many CONTINUATIONs as it needs."""
+    first = priority + block[: MIN_MAX_FRAME - len(priority)]
+    rest = block[MIN_MAX_FRAME - len(priority) :]
+    flags = (END_STREAM if end_stream else 0) | (PRIORITY_FLAG if priority else 0)
+    out = [frame(HEADERS, flags | (0 if rest else END_HEADERS), stream, first)]
+    while rest:
+        piece, rest = rest[:MIN_MAX_FRAME], rest[MIN_MAX_FRAME:]
+        out.append(frame(CONTINUATION, 0 if rest else END_HEADERS, stream, piece))
+    return b"".join(out)
+
+
+def rst_stream(stream: int, code: int) -> bytes:
+    return frame(RST_STREAM, 0, stream, _ID.pack(code))
+
+
+def window_update(stream: int, increment: int) -> bytes:
+    return frame(WINDOW_UPDATE, 0, stream, _ID.pack(increment))
+
+
+def goaway(last_stream: int, code: int, debug: bytes = b"") -> bytes:
+    return frame(GOAWAY, 0, 0, _ID.pack(last_stream) + _ID.pack(code) + debug)
+
+
+def fragment(kind: int, flags: int, payload: bytes) -> tuple[bytes, bytes]:
+    """(header block fragment, priority fields) of a HEADERS or CONTINUATION payload."""
+    start, end = 0, len(payload)
+    if kind == HEADERS and flags & PADDED:
+        if not payload:
+            raise H2Error(PROTOCOL_ERROR, "a padded HEADERS frame without its pad length")
+        start, end = 1, len(payload) - payload[0]
+    priority = b""
+    if kind == HEADERS and flags & PRIORITY_FLAG:
+        priority, start = payload[start : start + 5], start + 5
+    if end < start:
+        raise H2Error(PROTOCOL_ERROR, "a HEADERS frame's padding is longer than the frame")
+    return payload[start:end], priority
+
+
+def settings(payload: bytes) -> Iterator[tuple[int, int]]:
+    """The (identifier, value) entries of a SETTINGS payload (whole entries only)."""
+    for at in range(0, len(payload) - len(payload) % 6, 6):
+        yield _SETTING.unpack_from(payload, at)
+
+
+def literal_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A header block of literals with new names, no Huffman, never added to a table (RFC
+    7541 §6.2.2; §6.2.3 for a field that came never-indexed, hpack's `indexable` False, which
+    an intermediary must pass on so): any HPACK decoder reads it whatever its dynamic table
+    holds, and its table stays as it was."""
+    out = bytearray()
+    for field in fields:
+        out.append(0 if getattr(field, "indexable", True) else 0x10)
+        for text in field:
+            out += _integer(len(text)) + text
+    return bytes(out)
+
+
+def _integer(value: int) -> bytes:
+    """An HPACK integer with a 7-bit prefix (RFC 7541 §5.1), the string length's form."""
+    if value < 127:
+        return bytes((value,))
+    out, value = bytearray((127,)), value - 127
+    while value >= 128:
+        out.append(value % 128 + 128)
+        value //= 128
+    out.append(value)
+    return bytes(out)

@@ -1,0 +1,111 @@
+"""The relay of an `http2` or `grpc` service's inbound connection, through an h2c gate. Shell.
+
+A `Relay` (relay.py) whose bytes pass through `H2Gate` (h2_gate.py) on their
+way: the client's to the app, the app's to the client, the gate's own
+answers to the client. When the first bytes are not HTTP/2's preface
+(`opaque`: h2 inside the apps' own TLS), `on_opaque()` says whether the
+connection may go on byte for byte (no L7 rule applies to its source) or is
+cut. A client that breaks HTTP/2 gets GOAWAY and loses the connection;
+`on_error(message)` counts and logs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gossamer.intentions.denials import denial_of
+from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy import tally
+from gossamer.proxy.authorize import admit, decided_by
+from gossamer.proxy.h2_frames import H2Error
+from gossamer.proxy.h2_gate import H2Gate
+from gossamer.proxy.inbound_http import now_ms
+from gossamer.proxy.relay import Relay
+from gossamer.proxy.side import Side
+
+if TYPE_CHECKING:
+    from gossamer.proxy.inbound import Inbound
+
+log = logging.getLogger("gossamer.proxy")
+BROKEN = "http2.broken"  # counted: clients whose HTTP/2 the gate could not follow
+
+
+class GatedRelay(Relay):
+    def __init__(
+        self,
+        a: Side,
+        b: Side,
+        on_close: Callable[[Relay], None],
+        gate: H2Gate,
+        on_opaque: Callable[[], bool],
+        on_error: Callable[[str], None],
+    ) -> None:
+        self.gate = gate
+        self._on_opaque = on_opaque
+        self._on_error = on_error
+        super().__init__(a, b, on_close)  # may carry what a side held already
+
+    def per_request(self) -> bool:
+        return self.gate.speaking
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        gate, client, app = self.gate, self.sides[0], self.sides[1]
+        for chunk in chunks:
+            side.moved += len(chunk)
+            if side is app:
+                _send(client, gate.from_app(chunk))
+                continue
+            opaque = gate.opaque
+            try:
+                to_app, to_client = gate.from_client(chunk)
+            except H2Error as error:
+                if goaway := gate.goaway_for(error):
+                    client.send(goaway)
+                self._on_error(str(error))
+                self.lost()  # closed, not aborted: the GOAWAY goes first
+                return
+            if gate.opaque and not opaque and not self._on_opaque():
+                self.terminate()
+                return
+            _send(app, to_app)
+            _send(client, to_client)
+        if eof:
+            self.ended(side)
+
+
+def _send(side: Side, pieces: list[bytes]) -> None:
+    if len(pieces) == 1:
+        side.send(pieces[0])
+    elif pieces:
+        side.send(b"".join(pieces))
+
+
+def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> GatedRelay:
+    """`client` (from `source`'s sidecar) joined to the local `app` through a gate whose
+    requests `inbound` decides, as its HTTP/1 ones (`decide_request`)."""
+    service = inbound.config.service
+
+    def decide(request: HttpRequest) -> Decision:
+        return inbound.decide_request(source, lambda: request)
+
+    def opaque() -> bool:
+        """Not h2c: byte for byte only when `source` needs no request to be decided."""
+        decision = admit(inbound.policy.intentions, source, service,
+                         default_allow=inbound.policy.default_allow)  # fmt: skip
+        if decision.allowed and inbound.policy.known:
+            return True
+        inbound.metrics.inbound(source).denied += 1
+        inbound.denials.add(denial_of(decision, source, service, now_ms()))
+        inbound.refuse(tally.DENIED, peer, f"{source} -> {service}: not h2c, so no request "
+                       f"to decide; {decided_by(decision)}")  # fmt: skip
+        return False
+
+    def broken(message: str) -> None:
+        inbound.tally.add(BROKEN)
+        if inbound.tally.limiter.allow(f"{BROKEN}/{source}", now_ms()):
+            log.warning("proxy: HTTP/2 from %s (%s) ended: %s", source, peer, message)
+
+    gate = H2Gate(decide, inbound.max_header_bytes)
+    return GatedRelay(client, app, inbound._closed, gate, opaque, broken)

@@ -1,0 +1,332 @@
+"""The h2c gate's core (h2_gate.py) between a real HTTP/2 client and server: python-hyper's
+`h2` state machines on both ends, so every byte the gate writes is read by a full HTTP/2
+implementation that would raise on a broken frame, a wrong HPACK table or flow control."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import (
+    DataReceived,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+)
+from h2.settings import SettingCodes
+from hpack.struct import NeverIndexedHeaderTuple
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy.h2_frames import (
+    COMPRESSION_ERROR,
+    CONTINUATION,
+    ENHANCE_YOUR_CALM,
+    HEADERS,
+    PREFACE,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    H2Error,
+    frame,
+    literal_block,
+)
+from gossamer.proxy.h2_gate import MAX_WAITING, H2Gate, request_of
+
+SEEN: list[HttpRequest] = []
+
+
+def _decide(request: HttpRequest) -> Decision:
+    SEEN.append(request)
+    allowed = not request.path.startswith("/admin") and request.header("x-deny") is None
+    return Decision(allowed, "test rule")
+
+
+Fields = tuple[tuple[str, str], ...]
+
+
+def _request(path: str, *, grpc: bool = False, extra: Fields = ()) -> list[tuple[str, str]]:
+    kind = "application/grpc" if grpc else "text/plain"
+    return [(":method", "POST"), (":scheme", "http"), (":path", path),
+            (":authority", "db"), ("content-type", kind), *extra]  # fmt: skip
+
+
+def _send_body(end: H2Connection, stream: int, body: bytes, *, end_stream: bool = True) -> None:
+    """`body` in frames the peer takes (16 KiB, its default largest)."""
+    for at in range(0, len(body), 16384):
+        last = at + 16384 >= len(body)
+        end.send_data(stream, body[at : at + 16384], end_stream=end_stream and last)
+
+
+class Pair:
+    """A client and a server `H2Connection` with the gate between them."""
+
+    def __init__(self, server_settings: dict[int, int] | None = None, chunk: int = 0) -> None:
+        self.client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.gate = H2Gate(_decide, max_block=16384)
+        self.chunk = chunk  # feed the gate this many bytes at a time (0: all at once)
+        self.client_events: list[Any] = []
+        self.server_events: list[Any] = []
+        self.client.initiate_connection()
+        self.server.initiate_connection()
+        if server_settings:
+            self.server.update_settings(server_settings)
+        self.pump()
+
+    def _pieces(self, data: bytes) -> list[bytes]:
+        if not self.chunk:
+            return [data]
+        return [data[i : i + self.chunk] for i in range(0, len(data), self.chunk)]
+
+    def pump(self) -> None:
+        """Move bytes both ways until neither end has anything to send."""
+        while True:
+            up, down = self.client.data_to_send(), self.server.data_to_send()
+            if not up and not down:
+                return
+            for piece in self._pieces(up):
+                to_app, to_client = self.gate.from_client(piece)
+                for data in to_app:
+                    self.server_events += self.server.receive_data(data)
+                for data in to_client:
+                    self.client_events += self.client.receive_data(data)
+            for piece in self._pieces(down):
+                for data in self.gate.from_app(piece):
+                    self.client_events += self.client.receive_data(data)
+
+    def call(self, path: str, body: bytes = b"", **kw: Any) -> int:
+        stream = self.client.get_next_available_stream_id()
+        self.client.send_headers(stream, _request(path, **kw), end_stream=not body)
+        if body:
+            _send_body(self.client, stream, body)
+        self.pump()
+        return stream
+
+    def answer(self, stream: int, body: bytes = b"ok") -> None:
+        self.server.send_headers(stream, [(":status", "200")])
+        _send_body(self.server, stream, body)
+        self.pump()
+
+    def requests(self) -> dict[int, dict[str, str]]:
+        return {e.stream_id: dict(e.headers) for e in self.server_events
+                if isinstance(e, RequestReceived)}  # fmt: skip
+
+    def responses(self) -> dict[int, dict[str, str]]:
+        found = {}
+        for event in self.client_events:
+            if isinstance(event, (ResponseReceived, TrailersReceived)):
+                found.setdefault(event.stream_id, {}).update(dict(event.headers))
+        return found
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_allowed_requests_reach_the_app_whole_and_answers_come_back(chunk: int) -> None:
+    pair = Pair(chunk=chunk)
+    one = pair.call("/echo.Echo/Unary", b"x" * 40_000)
+    pair.answer(one, b"y" * 30_000)
+    assert pair.requests()[one][":path"] == "/echo.Echo/Unary"
+    got = b"".join(e.data for e in pair.server_events if isinstance(e, DataReceived))
+    assert got == b"x" * 40_000
+    back = b"".join(e.data for e in pair.client_events if isinstance(e, DataReceived))
+    assert back == b"y" * 30_000
+    assert pair.responses()[one][":status"] == "200"
+    assert pair.gate.speaking and not pair.gate.opaque
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 5])
+def test_a_denied_request_is_answered_here_and_later_ones_decode_right(chunk: int) -> None:
+    pair = Pair(chunk=chunk)
+    secret = (("x-team", "payments"), ("x-trace", "abc123"))
+    new = (*secret, ("x-new", "only-in-the-denied-block"))
+    first = pair.call("/echo.Echo/Unary", extra=secret)
+    denied = pair.call("/admin/Drop", extra=new)
+    after = pair.call("/echo.Echo/Unary", extra=new)
+    for stream in (first, after):
+        pair.answer(stream)
+    seen = pair.requests()
+    assert set(seen) == {first, after}, "the denied stream never reached the app"
+    # the client's encoder indexed the denied block's fields; the app got them anyway
+    assert seen[after]["x-new"] == "only-in-the-denied-block"
+    assert seen[after]["x-team"] == "payments"
+    assert pair.responses()[denied] == {":status": "403", "content-length": "0"}
+    assert {first, after} <= set(pair.responses())
+    assert any(isinstance(e, StreamEnded) and e.stream_id == denied for e in pair.client_events)
+
+
+def test_a_denied_grpc_call_gets_permission_denied_trailers() -> None:
+    pair = Pair()
+    stream = pair.call("/admin.Admin/Wipe", grpc=True)
+    answer = pair.responses()[stream]
+    assert answer[":status"] == "200"
+    assert answer["grpc-status"] == "7"  # PERMISSION_DENIED
+    assert answer["grpc-message"] == "RBAC: access denied"
+
+
+def test_a_denied_upload_is_dropped_reset_and_its_window_given_back() -> None:
+    pair = Pair()
+    before = pair.client.outbound_flow_control_window
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, _request("/admin/upload"))
+    _send_body(pair.client, stream, b"z" * 30_000, end_stream=False)
+    pair.pump()
+    assert not any(isinstance(e, DataReceived) for e in pair.server_events)
+    resets = [e for e in pair.client_events if isinstance(e, StreamReset)]
+    assert [(r.stream_id, r.error_code) for r in resets] == [(stream, 0)]
+    assert pair.client.outbound_flow_control_window == before
+    ok = pair.call("/echo.Echo/Unary", b"after")  # the connection goes on
+    pair.answer(ok)
+    assert pair.requests()[ok][":path"] == "/echo.Echo/Unary"
+
+
+def test_an_answer_waits_for_the_end_of_the_apps_frame() -> None:
+    pair = Pair()
+    one = pair.call("/echo.Echo/Stream", b"a")
+    pair.server.send_headers(one, [(":status", "200")])
+    pair.server.send_data(one, b"q" * 9000)
+    down = pair.server.data_to_send()
+    half = len(down) - 4000  # the app's DATA frame is cut in the middle
+    for data in pair.gate.from_app(down[:half]):
+        pair.client_events += pair.client.receive_data(data)
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, _request("/admin/x"), end_stream=True)
+    to_app, to_client = pair.gate.from_client(pair.client.data_to_send())
+    assert to_app == [] and to_client == [], "no answer inside the app's frame"
+    for data in pair.gate.from_app(down[half:]):
+        pair.client_events += pair.client.receive_data(data)
+    assert pair.responses()[stream][":status"] == "403"
+    got = b"".join(e.data for e in pair.client_events if isinstance(e, DataReceived))
+    assert got == b"q" * 9000
+
+
+def test_a_larger_table_the_app_allows_is_read() -> None:
+    pair = Pair(server_settings={SettingCodes.HEADER_TABLE_SIZE: 65536})
+    long = tuple((f"x-field-{i}", "v" * 200) for i in range(30))  # > 4096 bytes of table
+    for _ in range(3):
+        stream = pair.call("/echo.Echo/Unary", extra=long)
+        pair.answer(stream)
+        assert pair.requests()[stream]["x-field-29"] == "v" * 200
+
+
+def test_not_h2c_is_opaque_and_carried_byte_for_byte() -> None:
+    gate = H2Gate(_decide)
+    hello = b"\x16\x03\x01\x02\x00" + b"\x01" * 100
+    assert gate.from_client(hello[:3]) == ([hello[:3]], [])
+    assert gate.opaque and not gate.speaking
+    assert gate.from_client(hello[3:]) == ([hello[3:]], [])
+    assert gate.from_app(b"\x16\x03\x03") == [b"\x16\x03\x03"]
+    half = H2Gate(_decide)
+    assert half.from_client(PREFACE[:10]) == ([], [])  # a preface begun is held
+    assert half.from_client(b"GET / HTTP/1.1\r\n") == ([PREFACE[:10] + b"GET / HTTP/1.1\r\n"], [])
+    assert half.opaque
+
+
+def _raw(*frames: bytes) -> H2Error:
+    gate = H2Gate(_decide, max_block=100)
+    gate.from_client(PREFACE)
+    with pytest.raises(H2Error) as caught:
+        for data in frames:
+            gate.from_client(data)
+    return caught.value
+
+
+def test_broken_http2_ends_the_connection_with_a_precise_code() -> None:
+    block = literal_block([(b":method", b"GET"), (b":path", b"/")])
+    cases = {
+        "CONTINUATION": (_raw(frame(CONTINUATION, 4, 1, block)), PROTOCOL_ERROR),
+        "interrupted": (
+            _raw(frame(HEADERS, 0, 1, block), frame(HEADERS, 4, 3, block)),
+            PROTOCOL_ERROR,
+        ),
+        "even stream": (_raw(frame(HEADERS, 4, 2, block)), PROTOCOL_ERROR),
+        "push": (_raw(frame(PUSH_PROMISE, 4, 1, b"\0\0\0\2" + block)), PROTOCOL_ERROR),
+        "hpack": (_raw(frame(HEADERS, 4, 1, b"\xff\xff\xff\xff\xff")), COMPRESSION_ERROR),
+        "too big": (_raw(frame(HEADERS, 4, 1, b"\0" * 101)), ENHANCE_YOUR_CALM),
+    }
+    for name, (error, code) in cases.items():
+        assert error.code == code, name
+        assert str(error), name
+    gate = H2Gate(_decide)
+    gate.from_client(PREFACE)
+    with pytest.raises(H2Error) as caught:
+        gate.from_client(frame(CONTINUATION, 4, 1, block))
+    goaway = gate.goaway_for(caught.value)
+    assert goaway[3] == 7 and goaway[13:17] == PROTOCOL_ERROR.to_bytes(4, "big")
+
+
+def test_request_of_joins_repeats_keeps_pseudo_headers_and_reads_any_octet() -> None:
+    request = request_of([(b":method", b"GET"), (b":path", b"/a?q=1"), (b"accept", b"x"),
+                          (b"accept", b"y"), (b"x-name", b"caf\xe9")])  # fmt: skip
+    assert (request.method, request.bare_path) == ("GET", "/a")
+    assert request.header("accept") == "x,y" and request.header(":path") == "/a?q=1"
+    assert request.header("x-name") == "caf\xe9"  # Latin-1, as on the HTTP/1 path
+
+
+def test_after_a_deny_never_indexed_fields_stay_never_indexed() -> None:
+    pair = Pair()
+    pair.call("/admin/first")
+    stream = pair.client.get_next_available_stream_id()
+    token = NeverIndexedHeaderTuple("authorization", "Bearer s3cret")
+    pair.client.send_headers(stream, [*_request("/echo.Echo/Unary"), token], end_stream=True)
+    pair.pump()
+    (got,) = [e for e in pair.server_events if isinstance(e, RequestReceived)]
+    fields = {tuple(f): f for f in got.headers}
+    assert isinstance(fields[("authorization", "Bearer s3cret")], NeverIndexedHeaderTuple)
+    assert not isinstance(fields[(":path", "/echo.Echo/Unary")], NeverIndexedHeaderTuple)
+
+
+def test_a_header_value_that_is_not_utf8_is_decided_not_fatal() -> None:
+    gate = H2Gate(_decide)
+    gate.from_client(PREFACE)
+    block = literal_block([(b":method", b"GET"), (b":path", b"/admin/\xff"), (b"x", b"\xfe")])
+    to_app, to_client = gate.from_client(frame(HEADERS, 5, 1, block))
+    assert to_app == [] and b"403" in b"".join(to_client)
+    assert SEEN[-1].path == "/admin/\xff"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=40),
+       st.lists(st.sampled_from(["/ok", "/admin", "/ok2"]), min_size=1, max_size=8))  # fmt: skip
+def test_any_cut_of_the_client_bytes_gives_the_app_the_same_requests(
+    cuts: list[int], paths: list[str]
+) -> None:
+    client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    client.initiate_connection()
+    for path in paths:
+        stream = client.get_next_available_stream_id()
+        client.send_headers(stream, _request(path, extra=(("x-k", "v"),)), end_stream=False)
+        client.send_data(stream, path.encode() * 50, end_stream=True)
+    data = client.data_to_send()
+    server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+    server.initiate_connection()
+    gate, events, at = H2Gate(_decide), [], 0
+    for size in cuts * (len(data) // sum(cuts) + 1):
+        piece, at = data[at : at + size], at + size
+        for out in gate.from_client(piece)[0]:
+            events += server.receive_data(out)
+        if at >= len(data):
+            break
+    got = [dict(e.headers)[":path"] for e in events if isinstance(e, RequestReceived)]
+    assert got == [p for p in paths if not p.startswith("/admin")]
+    bodies = [e.data for e in events if isinstance(e, DataReceived)]
+    assert b"".join(bodies) == b"".join(p.encode() * 50 for p in paths if p != "/admin")
+
+
+def test_answers_held_for_a_stuck_app_are_bounded() -> None:
+    pair = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+    one = pair.call("/echo.Echo/Stream", b"a")
+    pair.server.send_headers(one, [(":status", "200")])
+    pair.server.send_data(one, b"q" * 9000)
+    down = pair.server.data_to_send()
+    pair.gate.from_app(down[:-100])  # the app stops inside its DATA frame
+    with pytest.raises(H2Error) as caught:
+        for _ in range(MAX_WAITING + 1):
+            stream = pair.client.get_next_available_stream_id()
+            pair.client.send_headers(stream, _request("/admin/x"), end_stream=True)
+            pair.gate.from_client(pair.client.data_to_send())
+    assert caught.value.code == ENHANCE_YOUR_CALM
+    assert pair.gate.goaway_for(caught.value) == b"", "no GOAWAY inside the app's frame"
