@@ -90,7 +90,7 @@ def envoy_binary() -> str | None:
     return shutil.which("envoy") or (str(beside) if beside.exists() else None)
 
 
-def _tls(tmp: Path, service: str, side: str, peer_uri: str | None) -> dict[str, object]:
+def tls_socket(tmp: Path, service: str, side: str, peer_uri: str | None) -> dict[str, object]:
     validation: dict[str, object] = {"trusted_ca": {"filename": f"{tmp}/roots.pem"}}
     if peer_uri:
         validation["match_typed_subject_alt_names"] = [
@@ -156,8 +156,8 @@ def start_envoy(
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     db_uri = f"spiffe://{trust_domain}/ns/default/dc/dc1/svc/db"
     configs = {
-        "b": _envoy_config(b_port, nginx_port, _tls(tmp, "db", "server", None), None, http),
-        "a": _envoy_config(a_port, b_port, None, _tls(tmp, "web", "client", db_uri), http),
+        "b": _envoy_config(b_port, nginx_port, tls_socket(tmp, "db", "server", None), None, http),
+        "a": _envoy_config(a_port, b_port, None, tls_socket(tmp, "web", "client", db_uri), http),
     }
     procs = []
     for name, body in configs.items():

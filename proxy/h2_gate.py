@@ -12,7 +12,8 @@ A new stream's request headers are decided (`decide`, the intentions' L7
 permissions). Allowed: its frames go to the app as they came. Denied: the
 app never sees it; the client gets an answer made here (gRPC: trailers-only,
 `grpc-status` 7 PERMISSION_DENIED; else `403`), written between the app's
-frames, never inside one of its header blocks, and as literals that leave
+frames (after its first, the SETTINGS of its preface), never inside one of
+its header blocks, and as literals that leave
 the client's HPACK table alone; a client still sending gets RST_STREAM
 NO_ERROR (RFC 9113 §8.1); its DATA is dropped and the connection window it
 used given back (WINDOW_UPDATE). The block the app missed may have added to
@@ -100,6 +101,7 @@ class H2Gate:
         self._priority = b""
         self._in_block = False
         self._credit = 0  # connection window used by dropped DATA, to give back
+        self._app_ready = False  # the app's SETTINGS went first, as its preface must
         self._app_head = bytearray()  # app to client: the same, to find frame boundaries
         self._app_left = 0
         self._app_in_block = False
@@ -275,7 +277,10 @@ class H2Gate:
             raise H2Error(ENHANCE_YOUR_CALM, f"over {MAX_WAITING} answers wait for the app")
 
     def _app_at_boundary(self) -> bool:
-        return not self._app_head and self._app_left == 0 and not self._app_in_block
+        """Whether a frame of ours may go to the client now: after the app's preface, between
+        its frames, outside its header blocks."""
+        return (self._app_ready and not self._app_head and self._app_left == 0
+                and not self._app_in_block)  # fmt: skip
 
     def _app_frame(self) -> None:
         length, kind, flags, _ = parse_head(self._app_head)
@@ -283,6 +288,7 @@ class H2Gate:
         self._app_left = length
         if kind in (HEADERS, PUSH_PROMISE, CONTINUATION):
             self._app_in_block = not flags & END_HEADERS
+        self._app_ready = True  # (a first frame that is not SETTINGS: the client will say so)
         is_settings = kind == SETTINGS and not flags & ACK
         self._app_settings = bytearray() if is_settings and length else None
 

@@ -31,6 +31,7 @@ from gossamer.proxy.h2_frames import (
     PREFACE,
     PROTOCOL_ERROR,
     PUSH_PROMISE,
+    SETTINGS,
     H2Error,
     frame,
     literal_block,
@@ -203,6 +204,25 @@ def test_an_answer_waits_for_the_end_of_the_apps_frame() -> None:
     assert got == b"q" * 9000
 
 
+def test_an_answer_waits_for_the_apps_preface() -> None:
+    """A client's first request may be denied before the app has said anything: the answer
+    must not go before the app's SETTINGS, the first frame a server sends (curl, grpcio)."""
+    client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+    client.initiate_connection()
+    client.send_headers(1, _request("/admin/x"), end_stream=True)
+    gate, events = H2Gate(_decide), []
+    to_app, to_client = gate.from_client(client.data_to_send())
+    assert to_client == [], "nothing for the client before the app's preface"
+    for data in to_app:
+        server.receive_data(data)
+    server.initiate_connection()
+    for data in gate.from_app(server.data_to_send()):
+        events += client.receive_data(data)  # h2 raises on a frame before SETTINGS
+    answers = [dict(e.headers) for e in events if isinstance(e, ResponseReceived)]
+    assert answers == [{":status": "403", "content-length": "0"}]
+
+
 def test_a_larger_table_the_app_allows_is_read() -> None:
     pair = Pair(server_settings={SettingCodes.HEADER_TABLE_SIZE: 65536})
     long = tuple((f"x-field-{i}", "v" * 200) for i in range(30))  # > 4096 bytes of table
@@ -228,6 +248,7 @@ def test_not_h2c_is_opaque_and_carried_byte_for_byte() -> None:
 def _raw(*frames: bytes) -> H2Error:
     gate = H2Gate(_decide, max_block=100)
     gate.from_client(PREFACE)
+    gate.from_app(frame(SETTINGS, 0, 0))
     with pytest.raises(H2Error) as caught:
         for data in frames:
             gate.from_client(data)
@@ -252,6 +273,7 @@ def test_broken_http2_ends_the_connection_with_a_precise_code() -> None:
         assert str(error), name
     gate = H2Gate(_decide)
     gate.from_client(PREFACE)
+    assert gate.from_app(frame(SETTINGS, 0, 0)) == [frame(SETTINGS, 0, 0)]
     with pytest.raises(H2Error) as caught:
         gate.from_client(frame(CONTINUATION, 4, 1, block))
     goaway = gate.goaway_for(caught.value)
@@ -282,6 +304,7 @@ def test_after_a_deny_never_indexed_fields_stay_never_indexed() -> None:
 def test_a_header_value_that_is_not_utf8_is_decided_not_fatal() -> None:
     gate = H2Gate(_decide)
     gate.from_client(PREFACE)
+    gate.from_app(frame(SETTINGS, 0, 0))
     block = literal_block([(b":method", b"GET"), (b":path", b"/admin/\xff"), (b"x", b"\xfe")])
     to_app, to_client = gate.from_client(frame(HEADERS, 5, 1, block))
     assert to_app == [] and b"403" in b"".join(to_client)
