@@ -60,6 +60,7 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
     # The proxy bench's load generator and backend (bench/proxy_pair.py).
     command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
     command -v nginx >/dev/null 2>&1 || pkgs+=(nginx-light)
+    command -v h2load >/dev/null 2>&1 || pkgs+=(nghttp2-client)  # bench/h2_pair.py's load
     # A real Prometheus scrapes an agent and its proxies (tests/test_metrics_prometheus.py);
     # promtool checks the proxy's text format.
     command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
