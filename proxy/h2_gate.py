@@ -4,9 +4,8 @@ Bytes in, bytes out, for one connection of an `http2` or `grpc` service: what
 the client sent goes in `from_client`, what the app sent in `from_app`; each
 says what to write to the app and to the client. No full HTTP/2 stack (the
 `h2` library costs ~385 µs a request): frames are cut by their headers, DATA
-and the rest stream through untouched, and only header blocks are read, with
-HPACK (`hpack`, ~13 µs a block), since HPACK's tables need every block in
-order.
+and the rest stream through untouched, and only header blocks are read
+(hpack_reader.py), since HPACK's tables need every block in order.
 
 A new stream's request headers are decided (`decide`, the intentions' L7
 permissions). Allowed: its frames go to the app as they came. Denied: the
@@ -34,10 +33,6 @@ may go on. A client that breaks HTTP/2 so that the gate cannot follow raises
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import cast
-
-from hpack import Decoder
-from hpack.exceptions import HPACKError
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy.h2_frames import (
@@ -67,6 +62,7 @@ from gossamer.proxy.h2_frames import (
     settings,
     window_update,
 )
+from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
 DENIED_KEPT = 1024  # denied streams remembered per connection, so late frames on them are dropped
 MAX_WAITING = 256  # answers held for the end of the app's frame; a client past this is cut
@@ -85,7 +81,7 @@ class H2Gate:
         self.opaque = False  # no preface: carried byte for byte
         self.speaking = False  # the preface came: each stream is decided
         self._matched = 0  # preface bytes seen so far
-        self._decoder = Decoder()
+        self._reader = HeaderReader(max_block)
         self._literal = False  # from the first deny on: blocks written again as literals
         self._denied: dict[int, None] = {}  # oldest first
         self.last = 0  # the highest stream the client opened
@@ -238,12 +234,11 @@ class H2Gate:
     def _block_done(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         stream, flags = self._block_of
         try:
-            decoded = self._decoder.decode(bytes(self._block), raw=True)
-        except HPACKError as exc:
+            fields = self._reader.read(bytes(self._block))
+        except HpackError as exc:
             raise H2Error(COMPRESSION_ERROR, f"a header block HPACK cannot read: {exc}") from exc
         if stream in self._denied:
             return  # trailers of a denied stream: read for the table's sake, dropped
-        fields = cast("list[tuple[bytes, bytes]]", decoded)
         end_stream = bool(flags & END_STREAM)
         if stream > self.last:  # a new stream: a request
             self.last = stream
@@ -297,8 +292,7 @@ class H2Gate:
         assert self._app_settings is not None
         for ident, value in settings(bytes(self._app_settings)):
             if ident == HEADER_TABLE_SIZE:
-                allowed = self._decoder.max_allowed_table_size
-                self._decoder.max_allowed_table_size = max(allowed, value)
+                self._reader.max_allowed = max(self._reader.max_allowed, value)
         self._app_settings = None
 
 
