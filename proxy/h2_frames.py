@@ -19,7 +19,8 @@ HEAD = 9  # bytes of a frame header
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
 PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-NO_ERROR, PROTOCOL_ERROR, COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x9, 0xB
+NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM = 0x0, 0x1, 0x7
+COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x9, 0xB
 HEADER_TABLE_SIZE = 0x1  # the SETTINGS entry that bounds the client's HPACK table
 MIN_MAX_FRAME = 16384  # every peer takes frames this large (SETTINGS_MAX_FRAME_SIZE's floor)
 _LENGTH = struct.Struct(">I")
@@ -71,17 +72,20 @@ def goaway(last_stream: int, code: int, debug: bytes = b"") -> bytes:
 
 
 def fragment(kind: int, flags: int, payload: bytes) -> tuple[bytes, bytes]:
-    """(header block fragment, priority fields) of a HEADERS or CONTINUATION payload."""
+    """(header block fragment, priority fields) of a HEADERS, PUSH_PROMISE or CONTINUATION
+    payload: without padding, priority fields or a promised stream."""
     start, end = 0, len(payload)
-    if kind == HEADERS and flags & PADDED:
+    if kind != CONTINUATION and flags & PADDED:
         if not payload:
-            raise H2Error(PROTOCOL_ERROR, "a padded HEADERS frame without its pad length")
+            raise H2Error(PROTOCOL_ERROR, "a padded frame without its pad length")
         start, end = 1, len(payload) - payload[0]
     priority = b""
     if kind == HEADERS and flags & PRIORITY_FLAG:
         priority, start = payload[start : start + 5], start + 5
+    elif kind == PUSH_PROMISE:
+        start += 4  # the promised stream
     if end < start:
-        raise H2Error(PROTOCOL_ERROR, "a HEADERS frame's padding is longer than the frame")
+        raise H2Error(PROTOCOL_ERROR, "a frame's padding is longer than the frame")
     return payload[start:end], priority
 
 

@@ -23,6 +23,10 @@ the app's table, now behind.
 Header names and values are bytes on the wire; the intentions see them as
 Latin-1 text, as on the HTTP/1 path, so any octet decodes.
 
+Each allowed call is followed to the app's last frame for the golden
+metrics (h2_calls.py; the app's half: h2_app.py); `now` comes with the
+bytes, in seconds.
+
 The first bytes decide the rest: the HTTP/2 preface makes the connection
 gated; anything else (h2 inside the apps' own TLS, or not HTTP/2 at all)
 makes it `opaque`, carried byte for byte, and the shell decides whether that
@@ -35,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy.h2_app import AppSide
+from gossamer.proxy.h2_calls import CallBook, Done
 from gossamer.proxy.h2_frames import (
     ACK,
     COMPRESSION_ERROR,
@@ -50,6 +56,7 @@ from gossamer.proxy.h2_frames import (
     PREFACE,
     PROTOCOL_ERROR,
     PUSH_PROMISE,
+    REFUSED_STREAM,
     RST_STREAM,
     SETTINGS,
     H2Error,
@@ -65,49 +72,53 @@ from gossamer.proxy.h2_frames import (
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
 DENIED_KEPT = 1024  # denied streams remembered per connection, so late frames on them are dropped
-MAX_WAITING = 256  # answers held for the end of the app's frame; a client past this is cut
 PASS, DROP, COLLECT = 0, 1, 2  # what happens to the payload of the client's current frame
 GRPC_DENIED = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
 HTTP_DENIED = [(b":status", b"403"), (b"content-length", b"0")]
 
 
-class H2Gate:
-    """One h2c connection's gate."""
+def _uncounted(status: int, route: str, seconds: float) -> None:
+    pass
 
-    def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536) -> None:
+
+class H2Gate:
+    """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
+
+    def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
+                 done: Done = _uncounted) -> None:  # fmt: skip
         self._decide = decide
         self.max_block = max_block  # a longer header block ends the connection
         self.opaque = False  # no preface: carried byte for byte
         self.speaking = False  # the preface came: each stream is decided
         self._matched = 0  # preface bytes seen so far
         self._reader = HeaderReader(max_block)
+        self.calls = CallBook(done)
+        self.app = AppSide(self.calls, self._reader)
         self._literal = False  # from the first deny on: blocks written again as literals
         self._denied: dict[int, None] = {}  # oldest first
         self.last = 0  # the highest stream the client opened
-        self._head = bytearray()  # client to app: the frame header being read
+        self.draining = False  # GOAWAY sent: new streams are refused
+        self._now = 0.0
+        self._head = bytearray()  # the client's frame header being read
         self._left = 0  # its payload bytes still to come
         self._in_frame = False
         self._mode = PASS
         self._frame = (0, 0, 0)  # kind, flags, stream of the current frame
-        self._payload = bytearray()  # a HEADERS or CONTINUATION payload being gathered
+        self._payload = bytearray()  # a HEADERS or CONTINUATION frame being gathered
+        self._settings: bytearray | None = None  # a SETTINGS payload passing through
         self._raw: list[bytes] = []  # the current header block's frames, as they came
         self._block = bytearray()
         self._block_of = (0, 0)  # its stream, its HEADERS frame's flags
         self._priority = b""
         self._in_block = False
         self._credit = 0  # connection window used by dropped DATA, to give back
-        self._app_ready = False  # the app's SETTINGS went first, as its preface must
-        self._app_head = bytearray()  # app to client: the same, to find frame boundaries
-        self._app_left = 0
-        self._app_in_block = False
-        self._app_settings: bytearray | None = None
-        self._pending: list[bytes] = []  # answers waiting for a boundary in the app's frames
 
-    def from_client(self, data: bytes) -> tuple[list[bytes], list[bytes]]:
+    def from_client(self, data: bytes, now: float = 0.0) -> tuple[list[bytes], list[bytes]]:
         """(bytes for the app, bytes for the client) after the client sent `data`."""
         if self.opaque:
             return [data], []
+        self._now = now
         to_app: list[bytes] = []
         to_client: list[bytes] = []
         at = 0
@@ -135,6 +146,8 @@ class H2Gate:
             take = min(self._left, n - at)
             if self._mode == PASS:
                 to_app.append(data[at : at + take] if take < n else data)
+                if self._settings is not None:
+                    self._settings += view[at : at + take]
             elif self._mode == COLLECT:
                 self._payload += view[at : at + take]
             at += take
@@ -142,50 +155,36 @@ class H2Gate:
             if self._left == 0:
                 self._end_frame(to_app, to_client)
         if self._credit:
-            self._answer(window_update(0, self._credit), to_client)
+            self.app.answer(window_update(0, self._credit), to_client)
             self._credit = 0
         return to_app, to_client
 
-    def from_app(self, data: bytes) -> list[bytes]:
+    def from_app(self, data: bytes, now: float = 0.0) -> list[bytes]:
         """The bytes for the client after the app sent `data`: the same, with any answers
         made here put in where the app's frames allow."""
-        if self.opaque:
-            return [data]
-        out: list[bytes] = []
-        view, n, at, start = memoryview(data), len(data), 0, 0
-        while at < n:
-            if self._pending and self._app_at_boundary():
-                if at > start:
-                    out.append(data[start:at])
-                    start = at
-                out += self._pending
-                self._pending = []
-            if self._app_left == 0:
-                take = min(HEAD - len(self._app_head), n - at)
-                self._app_head += view[at : at + take]
-                at += take
-                if len(self._app_head) == HEAD:
-                    self._app_frame()
-                continue
-            take = min(self._app_left, n - at)
-            if self._app_settings is not None:
-                self._app_settings += view[at : at + take]
-            at += take
-            self._app_left -= take
-            if self._app_left == 0 and self._app_settings is not None:
-                self._settings_read()
-        if start < n:
-            out.append(data if start == 0 else data[start:])
-        if self._pending and self._app_at_boundary():
-            out += self._pending
-            self._pending = []
-        return out
+        return [data] if self.opaque else self.app.feed(data, now)
+
+    def drain(self) -> list[bytes]:
+        """The proxy is stopping: GOAWAY tells the client to open its next calls elsewhere
+        (those in flight go on); a stream it opens anyway is refused (REFUSED_STREAM, which
+        a client may retry on another connection)."""
+        self.draining = True
+        to_client: list[bytes] = []
+        if self.speaking:
+            self.app.answer(goaway(self.last, NO_ERROR), to_client)
+        return to_client
+
+    def close(self, now: float) -> None:
+        """The connection ended: calls still open are recorded unanswered (or as far as
+        they got)."""
+        self.calls.close(now)
 
     def goaway_for(self, error: H2Error) -> bytes:
         """GOAWAY for a client that broke HTTP/2, when it can go now (else b"": just close)."""
-        if not self._app_at_boundary():
+        if not self.app.at_boundary():
             return b""
-        return b"".join(self._pending) + goaway(self.last, error.code, str(error).encode()[:200])
+        pending = b"".join(self.app.pending)
+        return pending + goaway(self.last, error.code, str(error).encode()[:200])
 
     def _start_frame(self, to_app: list[bytes]) -> None:
         length, kind, flags, stream = parse_head(self._head)
@@ -214,10 +213,20 @@ class H2Gate:
         else:
             self._mode = PASS
             to_app.append(bytes(self._head))
+            if kind == SETTINGS and not flags & ACK:
+                self._settings = bytearray()
+            elif kind == RST_STREAM:
+                self.calls.ended(stream, self._now)
         self._head.clear()
 
     def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         self._in_frame = False
+        if self._settings is not None:
+            for ident, value in settings(bytes(self._settings)):
+                if ident == HEADER_TABLE_SIZE and self.app.reader is not None:
+                    reader = self.app.reader  # the client bounds the app's encoder's table
+                    reader.max_allowed = max(reader.max_allowed, value)
+            self._settings = None
         if self._mode != COLLECT:
             return
         kind, flags, _ = self._frame
@@ -240,11 +249,20 @@ class H2Gate:
         if stream in self._denied:
             return  # trailers of a denied stream: read for the table's sake, dropped
         end_stream = bool(flags & END_STREAM)
+        if stream > self.last and self.draining:
+            self._drop(stream)
+            self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
+            return
         if stream > self.last:  # a new stream: a request
             self.last = stream
-            if not self._decide(request_of(fields)).allowed:
-                self._deny(stream, fields, end_stream, to_client)
+            decision = self._decide(request_of(fields))
+            grpc = any(n == b"content-type" and v.startswith(b"application/grpc")
+                       for n, v in fields)  # fmt: skip
+            if not decision.allowed:
+                self._deny(stream, grpc, end_stream, to_client)
+                self.calls.denied(decision.route)
                 return
+            self.calls.opened(stream, decision.route, grpc, self._now)
         if not self._literal:
             to_app += self._raw
         else:
@@ -252,48 +270,18 @@ class H2Gate:
             to_app.append(header_frames(stream, block, end_stream=end_stream,
                                         priority=self._priority))  # fmt: skip
 
-    def _deny(self, stream: int, fields: Sequence[tuple[bytes, bytes]], ended: bool,
-              to_client: list[bytes]) -> None:  # fmt: skip
+    def _drop(self, stream: int) -> None:
+        """`stream` never reaches the app: its later frames are dropped."""
         self._denied[stream] = None
         if len(self._denied) > DENIED_KEPT:
             del self._denied[next(iter(self._denied))]
         self._literal = True  # the app's table now lacks what this block added
-        grpc = any(n == b"content-type" and v.startswith(b"application/grpc") for n, v in fields)
+
+    def _deny(self, stream: int, grpc: bool, ended: bool, to_client: list[bytes]) -> None:
+        self._drop(stream)
         answer = header_frames(stream, literal_block(GRPC_DENIED if grpc else HTTP_DENIED),
                                end_stream=True)  # fmt: skip
-        self._answer(answer if ended else answer + rst_stream(stream, NO_ERROR), to_client)
-
-    def _answer(self, frames: bytes, to_client: list[bytes]) -> None:
-        if self._app_at_boundary() and not self._pending:
-            to_client.append(frames)
-        elif len(self._pending) < MAX_WAITING:
-            self._pending.append(frames)
-        else:  # the app is stuck inside a frame and the client keeps being refused
-            raise H2Error(ENHANCE_YOUR_CALM, f"over {MAX_WAITING} answers wait for the app")
-
-    def _app_at_boundary(self) -> bool:
-        """Whether a frame of ours may go to the client now: after the app's preface, between
-        its frames, outside its header blocks."""
-        return (self._app_ready and not self._app_head and self._app_left == 0
-                and not self._app_in_block)  # fmt: skip
-
-    def _app_frame(self) -> None:
-        length, kind, flags, _ = parse_head(self._app_head)
-        self._app_head.clear()
-        self._app_left = length
-        if kind in (HEADERS, PUSH_PROMISE, CONTINUATION):
-            self._app_in_block = not flags & END_HEADERS
-        self._app_ready = True  # (a first frame that is not SETTINGS: the client will say so)
-        is_settings = kind == SETTINGS and not flags & ACK
-        self._app_settings = bytearray() if is_settings and length else None
-
-    def _settings_read(self) -> None:
-        """The app's HEADER_TABLE_SIZE bounds the table the client's encoder may use."""
-        assert self._app_settings is not None
-        for ident, value in settings(bytes(self._app_settings)):
-            if ident == HEADER_TABLE_SIZE:
-                self._reader.max_allowed = max(self._reader.max_allowed, value)
-        self._app_settings = None
+        self.app.answer(answer if ended else answer + rst_stream(stream, NO_ERROR), to_client)
 
 
 def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:

@@ -2,16 +2,18 @@
 
 A `Relay` (relay.py) whose bytes pass through `H2Gate` (h2_gate.py) on their
 way: the client's to the app, the app's to the client, the gate's own
-answers to the client. When the first bytes are not HTTP/2's preface
-(`opaque`: h2 inside the apps' own TLS), `on_opaque()` says whether the
-connection may go on byte for byte (no L7 rule applies to its source) or is
-cut. A client that breaks HTTP/2 gets GOAWAY and loses the connection;
-`on_error(message)` counts and logs it.
+answers to the client. Each call's outcome goes to the inbound port's
+golden metrics as an HTTP/1 request's does (`http_outcome`). When the
+first bytes are not HTTP/2's preface (`opaque`: h2 inside the apps' own
+TLS), `on_opaque()` says whether the connection may go on byte for byte (no
+L7 rule applies to its source) or is cut. A client that breaks HTTP/2 gets
+GOAWAY and loses the connection; `on_error(message)` counts and logs it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
 from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_gate import H2Gate
+from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.inbound_http import now_ms
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
@@ -50,16 +53,20 @@ class GatedRelay(Relay):
     def per_request(self) -> bool:
         return self.gate.speaking
 
+    def drain(self) -> None:
+        _send(self.sides[0], self.gate.drain())
+
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         gate, client, app = self.gate, self.sides[0], self.sides[1]
+        now = time.perf_counter()
         for chunk in chunks:
             side.moved += len(chunk)
             if side is app:
-                _send(client, gate.from_app(chunk))
+                _send(client, gate.from_app(chunk, now))
                 continue
             opaque = gate.opaque
             try:
-                to_app, to_client = gate.from_client(chunk)
+                to_app, to_client = gate.from_client(chunk, now)
             except H2Error as error:
                 if goaway := gate.goaway_for(error):
                     client.send(goaway)
@@ -107,5 +114,12 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> 
         if inbound.tally.limiter.allow(f"{BROKEN}/{source}", now_ms()):
             log.warning("proxy: HTTP/2 from %s (%s) ended: %s", source, peer, message)
 
-    gate = H2Gate(decide, inbound.max_header_bytes)
-    return GatedRelay(client, app, inbound._closed, gate, opaque, broken)
+    def done(status: int, route: str, seconds: float) -> None:
+        inbound.http_outcome(Outcome(source, route, status, seconds))
+
+    def closed(relay: Relay) -> None:
+        gate.close(time.perf_counter())
+        inbound._closed(relay)
+
+    gate = H2Gate(decide, inbound.max_header_bytes, done)
+    return GatedRelay(client, app, closed, gate, opaque, broken)

@@ -112,6 +112,8 @@ class Inbound(InboundHttp):
             self._server.close()
             self._server = None
         self.tunnels.stop()  # no new streams over open muxes either
+        for relay in list(self.open):
+            relay.drain()  # h2c: GOAWAY, so clients open their next calls elsewhere
 
     def _protocol(self) -> asyncio.BaseProtocol:
         identity = self._identity()

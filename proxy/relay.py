@@ -38,6 +38,9 @@ class Relay(Joint):
         for the next request instead of cutting the connection."""
         return False
 
+    def drain(self) -> None:
+        """The proxy is stopping: nothing to say on a byte relay (h2_relay.py has GOAWAY)."""
+
     def bytes_each_way(self) -> tuple[int, int]:
         return self.sides[0].moved, self.sides[1].moved
 

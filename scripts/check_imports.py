@@ -118,6 +118,8 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/http_codec.py",
     "proxy/h2_frames.py",
     "proxy/h2_gate.py",
+    "proxy/h2_app.py",
+    "proxy/h2_calls.py",
     "proxy/hpack_reader.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",

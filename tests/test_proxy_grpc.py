@@ -12,7 +12,11 @@ intact. Raw-bytes methods (no protobuf): the proxy's job is the transport.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import signal
+import socket
+import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +27,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ConnectionTerminated, DataReceived
 
+from gossamer.proxy.h2_frames import DATA, END_STREAM, frame
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -37,6 +45,8 @@ from tests.proxy_support import (
 
 
 def _unary(request: bytes, context: Any) -> bytes:
+    if request == b"fail":
+        context.abort(grpc.StatusCode.UNAVAILABLE, "asked to fail")
     return b"unary:" + request
 
 
@@ -88,12 +98,16 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
         eventually(agent.enrolled, 20, what="the agent's certificate")
         protocols = {"rpc": "grpc", "rpcs": "http2"}
         up_ports, upstreams = {}, []
+        stats = f"127.0.0.1:{free_port('127.0.0.1')}"  # rpc's sidecar's metrics listener
         for name, protocol in protocols.items():
             inbound = free_port(agent.ip)
+            config = {"protocol": protocol}
+            if name == "rpc":
+                config["gossamer_metrics_bind_addr"] = stats
             agent.put("/v1/agent/service/register", {
                 "Name": name, "ID": name, "Port": app_ports[name], "Address": agent.ip,
                 "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
-                                               "Proxy": {"Config": {"protocol": protocol}}}},
+                                               "Proxy": {"Config": config}}},
             })  # fmt: skip
             set_intention(agent, "web", name, "allow")
             up_ports[name] = free_port("127.0.0.1")
@@ -107,13 +121,27 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
             eventually(lambda n=name: healthy_sidecars(agent, n) == 1, 30,
                        what=f"{name}'s sidecar passing")  # fmt: skip
         yield {"rpc": f"127.0.0.1:{up_ports['rpc']}", "rpcs": f"127.0.0.1:{up_ports['rpcs']}",
-               "app_cert": app_cert, "agent": agent}  # fmt: skip
+               "app_cert": app_cert, "agent": agent, "stats": stats, "tmp": tmp,
+               "rpc_port": app_ports["rpc"]}  # fmt: skip
     finally:
         for proxy in proxies:
             proxy.stop()
         server.stop(0)
         leftovers = c.close()
     assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def _calls_by_class(upstream: dict[str, object]) -> dict[str, int]:
+    """The calls rpc's sidecar counted on its inbound edges, by status class (GET /stats)."""
+    with urllib.request.urlopen(f"http://{upstream['stats']}/stats", timeout=5) as answer:
+        stats = json.load(answer)
+    counted: dict[str, int] = {}
+    for edge in stats["Proxies"][0]["Edges"]:
+        if edge["Direction"] == "inbound":
+            for route in edge["Routes"].values():
+                for kind, n in route["Responses"].items():
+                    counted[kind] = counted.get(kind, 0) + n
+    return counted
 
 
 def _h2_over_tls(upstream: dict[str, object]) -> grpc.Channel:
@@ -176,6 +204,14 @@ def test_l7_permissions_decide_each_grpc_call_on_one_connection(
                 assert denied(lambda: unary(b"no", timeout=5, metadata=(("x-team", "ads"),)))
             big = bytes(range(256)) * 4096
             assert unary(big, timeout=10, metadata=team) == b"unary:" + big
+            calls = _calls_by_class(upstream)
+            with pytest.raises(grpc.RpcError) as failed:
+                unary(b"fail", timeout=5, metadata=team)
+            assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+            # the golden metrics count each call, a gRPC failure by the status it maps to
+            eventually(lambda: _calls_by_class(upstream).get("5xx", 0) == calls.get("5xx", 0) + 1,
+                       10, what="the failed call counted as 5xx")  # fmt: skip
+            assert calls.get("2xx", 0) >= 4 and calls.get("4xx", 0) >= 6, calls
             put_exact(agent, "web", "rpc", {"Permissions": [
                 {"Action": "allow", "HTTP": {"PathExact": "/echo.Echo/Stream"}}]})  # fmt: skip
             eventually(lambda: not denied(lambda: list(stream(iter([b"a"]), timeout=5))), 20,
@@ -193,3 +229,76 @@ def test_l7_permissions_decide_each_grpc_call_on_one_connection(
     finally:
         set_intention(agent, "web", "rpc", "allow")
         set_intention(agent, "web", "rpcs", "allow")
+
+
+def test_sigterm_sends_goaway_and_a_call_in_flight_finishes(upstream: dict[str, object]) -> None:
+    """The sidecar of `rpcd` drains: its gate sends GOAWAY on the client's connection (grpcio
+    would open its next calls elsewhere) and the streaming call in flight goes on, both ways,
+    to its end; the client then lets go and the proxy exits 0 before its drain timeout.
+    The client is python-hyper's h2 over a socket up to GOAWAY (after which h2 will send
+    nothing more), then raw frames: the call's last message, and its answer read as bytes."""
+    agent: Any = upstream["agent"]
+    tmp: Any = upstream["tmp"]
+    inbound, up = free_port(agent.ip), free_port("127.0.0.1")
+    agent.put("/v1/agent/service/register", {
+        "Name": "rpcd", "ID": "rpcd", "Port": upstream["rpc_port"], "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": "grpc"}}}},
+    })  # fmt: skip
+    set_intention(agent, "web", "rpcd", "allow")
+    rpcd = ProxyProc(["--sidecar-for", "rpcd", "--drain-timeout", "30", "--http-addr",
+                      agent.http], tmp / "proxy-rpcd.log").start()  # fmt: skip
+    web = ProxyProc(["--service", "web", "--upstream", f"rpcd:{up}", "--http-addr", agent.http],
+                    tmp / "proxy-web-rpcd.log").start()  # fmt: skip
+    try:
+        wait_listening(agent.ip, inbound, rpcd)
+        wait_listening("127.0.0.1", up, web)
+        eventually(lambda: healthy_sidecars(agent, "rpcd") == 1, 30, what="rpcd's sidecar")
+        with grpc.insecure_channel(f"127.0.0.1:{up}") as channel:  # the path is up
+            unary = channel.unary_unary("/echo.Echo/Unary")
+            eventually(lambda: unary(b"up", timeout=5) == b"unary:up", 20, what="a first call")
+        with socket.create_connection(("127.0.0.1", up), timeout=10) as sock:
+            client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+            client.initiate_connection()
+            call = [(":method", "POST"), (":scheme", "http"), (":path", "/echo.Echo/Stream"),
+                    (":authority", "rpcd"), ("content-type", "application/grpc"),
+                    ("te", "trailers")]  # fmt: skip
+            client.send_headers(1, call)
+            client.send_data(1, _grpc_message(b"before"))
+            sock.sendall(client.data_to_send())
+            _until(
+                sock, client, lambda e: isinstance(e, DataReceived) and b"stream:before" in e.data
+            )
+            rpcd.signal(signal.SIGTERM)
+            away = _until(sock, client, lambda e: isinstance(e, ConnectionTerminated))
+            assert (away.error_code, away.last_stream_id) == (0, 1)
+            sock.sendall(frame(DATA, END_STREAM, 1, _grpc_message(b"during")))
+            seen = b""
+            while b"stream:during" not in seen:  # the answer comes through the draining gate
+                chunk = sock.recv(65536)
+                assert chunk, f"the connection ended first; got {seen!r}"
+                seen += chunk
+        assert rpcd.proc is not None
+        assert rpcd.proc.wait(20) == 0  # the client let go: no wait for the 30 s timeout
+    finally:
+        web.stop()
+        rpcd.stop()
+        agent.put("/v1/agent/service/deregister/rpcd", {})
+
+
+def _grpc_message(body: bytes) -> bytes:
+    return b"\0" + len(body).to_bytes(4, "big") + body
+
+
+def _until(sock: socket.socket, client: H2Connection, wanted: Callable[[Any], bool]) -> Any:
+    """Read from `sock` into `client` until an event `wanted` likes comes; that event."""
+    while True:
+        data = sock.recv(65536)
+        assert data, "the connection ended"
+        for event in client.receive_data(data):
+            if isinstance(event, DataReceived):
+                client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if wanted(event):
+                return event
+        if out := client.data_to_send():
+            sock.sendall(out)

@@ -10,6 +10,7 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import (
+    ConnectionTerminated,
     DataReceived,
     RequestReceived,
     ResponseReceived,
@@ -23,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy.h2_app import MAX_WAITING
 from gossamer.proxy.h2_frames import (
     COMPRESSION_ERROR,
     CONTINUATION,
@@ -31,12 +33,14 @@ from gossamer.proxy.h2_frames import (
     PREFACE,
     PROTOCOL_ERROR,
     PUSH_PROMISE,
+    REFUSED_STREAM,
     SETTINGS,
     H2Error,
     frame,
     literal_block,
+    rst_stream,
 )
-from gossamer.proxy.h2_gate import MAX_WAITING, H2Gate, request_of
+from gossamer.proxy.h2_gate import H2Gate, request_of
 
 SEEN: list[HttpRequest] = []
 
@@ -44,7 +48,7 @@ SEEN: list[HttpRequest] = []
 def _decide(request: HttpRequest) -> Decision:
     SEEN.append(request)
     allowed = not request.path.startswith("/admin") and request.header("x-deny") is None
-    return Decision(allowed, "test rule")
+    return Decision(allowed, "test rule", route=request.path.split("/")[1])
 
 
 Fields = tuple[tuple[str, str], ...]
@@ -69,7 +73,9 @@ class Pair:
     def __init__(self, server_settings: dict[int, int] | None = None, chunk: int = 0) -> None:
         self.client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
         self.server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
-        self.gate = H2Gate(_decide, max_block=16384)
+        self.outcomes: list[tuple[int, str, float]] = []
+        self.clock = 100.0  # seconds, given to the gate with every chunk
+        self.gate = H2Gate(_decide, 16384, lambda *outcome: self.outcomes.append(outcome))
         self.chunk = chunk  # feed the gate this many bytes at a time (0: all at once)
         self.client_events: list[Any] = []
         self.server_events: list[Any] = []
@@ -91,13 +97,13 @@ class Pair:
             if not up and not down:
                 return
             for piece in self._pieces(up):
-                to_app, to_client = self.gate.from_client(piece)
+                to_app, to_client = self.gate.from_client(piece, self.clock)
                 for data in to_app:
                     self.server_events += self.server.receive_data(data)
                 for data in to_client:
                     self.client_events += self.client.receive_data(data)
             for piece in self._pieces(down):
-                for data in self.gate.from_app(piece):
+                for data in self.gate.from_app(piece, self.clock):
                     self.client_events += self.client.receive_data(data)
 
     def call(self, path: str, body: bytes = b"", **kw: Any) -> int:
@@ -353,3 +359,61 @@ def test_answers_held_for_a_stuck_app_are_bounded() -> None:
             pair.gate.from_client(pair.client.data_to_send())
     assert caught.value.code == ENHANCE_YOUR_CALM
     assert pair.gate.goaway_for(caught.value) == b"", "no GOAWAY inside the app's frame"
+
+
+def test_each_call_is_recorded_once_with_its_status_route_and_time() -> None:
+    pair = Pair()
+    ok = pair.call("/echo.Echo/Unary", b"x")
+    pair.clock += 0.25
+    pair.answer(ok)
+    assert pair.outcomes == [(200, "echo.Echo", 0.25)]
+    grpc = pair.call("/echo.Echo/Fail", grpc=True)
+    pair.server.send_headers(grpc, [(":status", "200"), ("content-type", "application/grpc")])
+    pair.server.send_headers(grpc, [("grpc-status", "14")], end_stream=True)  # UNAVAILABLE
+    pair.pump()
+    pair.call("/admin/x", grpc=True)
+    assert pair.outcomes[1:] == [(503, "echo.Echo", 0.0), (403, "admin", 0.0)]
+    reset = pair.call("/echo.Echo/Slow", b"y")
+    pair.server.send_headers(reset, [(":status", "200")])
+    pair.pump()
+    pair.client.reset_stream(reset)
+    pair.clock += 1.0
+    pair.pump()
+    assert pair.outcomes[3] == (200, "echo.Echo", 1.0), "reset after its head: the status it had"
+    left = pair.call("/echo.Echo/Hang", b"z")
+    assert len(pair.outcomes) == 4
+    pair.gate.close(pair.clock + 2.0)
+    assert pair.outcomes[4] == (0, "echo.Echo", 2.0), "the connection ended first: no answer"
+    pair.gate.close(pair.clock + 3.0)
+    assert len(pair.outcomes) == 5 and left, "each call once"
+
+
+def test_interim_answers_and_trailers_give_the_final_status() -> None:
+    pair = Pair()
+    stream = pair.call("/echo.Echo/Unary", b"x")
+    pair.server.send_headers(stream, [(":status", "100")])
+    pair.server.send_headers(stream, [(":status", "404")])
+    pair.server.send_data(stream, b"nope")
+    pair.server.send_headers(stream, [("x-trailer", "1")], end_stream=True)
+    pair.pump()
+    assert pair.outcomes == [(404, "echo.Echo", 0.0)]
+
+
+def test_draining_sends_goaway_refuses_new_streams_and_lets_calls_finish() -> None:
+    pair = Pair()
+    busy = pair.call("/echo.Echo/Stream", b"a")
+    for data in pair.gate.drain():
+        pair.client_events += pair.client.receive_data(data)
+    (away,) = [e for e in pair.client_events if isinstance(e, ConnectionTerminated)]
+    assert (away.error_code, away.last_stream_id) == (0, busy)
+    late = 101  # h2's client will not open a stream after GOAWAY; send one raw
+    late_block = literal_block([(b":method", b"GET"), (b":path", b"/echo.Echo/Late"),
+                                (b":scheme", b"http"), (b":authority", b"db")])  # fmt: skip
+    to_app, to_client = pair.gate.from_client(frame(HEADERS, 5, late, late_block), pair.clock)
+    assert to_app == [] and to_client == [rst_stream(late, REFUSED_STREAM)]
+    pair.server.send_headers(busy, [(":status", "200")])  # the call in flight finishes
+    pair.server.send_data(busy, b"ok", end_stream=True)
+    answer = pair.server.data_to_send()
+    assert pair.gate.from_app(answer, pair.clock) == [answer]  # to the client untouched
+    assert set(pair.requests()) == {busy}
+    assert pair.outcomes == [(200, "echo.Echo", 0.0)], "a refused stream is no call"

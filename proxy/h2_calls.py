@@ -1,0 +1,75 @@
+"""The calls of one h2c connection, from the request the gate let in to the app's last frame:
+each call's outcome for the golden metrics. Pure.
+
+An outcome is (status, route, seconds), as the HTTP/1 path records its
+requests (http1.py `_record`): the status is the app's final `:status`, or
+for a gRPC call (a request with `content-type: application/grpc…`) its
+`grpc-status` mapped to the HTTP status Google's API design gives it (0 →
+200, 7 → 403, 14 → 503, …), so a failed call counts as a failure in the
+success rate even though gRPC answers `200`. Status 0: no answer (reset,
+or the connection ended first). A denied call is a `403` at once, like a
+denied HTTP/1 request. Times come in from the shell (`now`, seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+GRPC_HTTP = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
+             10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
+MAX_CALLS = 4096  # calls followed at once per connection (an app allows far fewer streams)
+Done = Callable[[int, str, float], None]  # (status, route, seconds)
+
+
+class Call:
+    __slots__ = ("grpc", "grpc_status", "route", "started", "status")
+
+    def __init__(self, route: str, started: float, grpc: bool) -> None:
+        self.route = route
+        self.started = started
+        self.grpc = grpc
+        self.status = 0  # the final :status
+        self.grpc_status = -1  # none yet
+
+    def outcome(self) -> int:
+        if self.grpc and self.grpc_status >= 0:
+            return GRPC_HTTP.get(self.grpc_status, 500)
+        return self.status
+
+
+class CallBook:
+    def __init__(self, done: Done) -> None:
+        self._done = done
+        self._calls: dict[int, Call] = {}
+
+    def opened(self, stream: int, route: str, grpc: bool, now: float) -> None:
+        if len(self._calls) < MAX_CALLS:
+            self._calls[stream] = Call(route, now, grpc)
+
+    def denied(self, route: str) -> None:
+        self._done(403, route, 0.0)
+
+    def headers(self, stream: int, fields: Sequence[tuple[bytes, bytes]], end: bool,
+                now: float) -> None:  # fmt: skip
+        """A header block of the app's on `stream` (the response's, or trailers)."""
+        call = self._calls.get(stream)
+        if call is None:
+            return
+        for name, value in fields:
+            if name == b":status" and value.isdigit() and int(value) >= 200:
+                call.status = int(value)  # not an interim 1xx
+            elif name == b"grpc-status" and value.isdigit():
+                call.grpc_status = int(value)
+        if end:
+            self.ended(stream, now)
+
+    def ended(self, stream: int, now: float) -> None:
+        """The app's side of `stream` ended, or either side reset it."""
+        call = self._calls.pop(stream, None)
+        if call is not None:
+            self._done(call.outcome(), call.route, now - call.started)
+
+    def close(self, now: float) -> None:
+        """The connection ended: every call still open ends with it."""
+        for stream in list(self._calls):
+            self.ended(stream, now)
