@@ -13,6 +13,8 @@ the client, and its calls go unrecorded from then on.
 
 from __future__ import annotations
 
+from typing import Final
+
 from gossamer.proxy.h2_calls import CallBook
 from gossamer.proxy.h2_frames import (
     ACK,
@@ -34,8 +36,9 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
-MAX_WAITING = 256  # answers held for the end of the app's frame; a client past this is cut
-MAX_APP_BLOCK = 256 * 1024  # a longer header block from the app is passed on, not read
+MAX_WAITING: Final = 256  # answers held for the end of the app's frame; a client past this is cut
+MAX_APP_BLOCK: Final = 256 * 1024  # a longer header block from the app is passed on, not read
+WANTED: Final = frozenset((b":status", b"grpc-status"))  # all the call book reads of an answer
 
 
 class AppSide:
@@ -143,7 +146,7 @@ class AppSide:
         assert self.reader is not None
         kind, flags, stream = self._block_of
         try:
-            fields = self.reader.read(bytes(self._block))
+            fields = self.reader.read(bytes(self._block), WANTED)
         except HpackError:
             self.reader = None
             return

@@ -14,10 +14,11 @@ denied HTTP/1 request. Times come in from the shell (`now`, seconds).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
-GRPC_HTTP = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
+GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
-MAX_CALLS = 4096  # calls followed at once per connection (an app allows far fewer streams)
+MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows far fewer streams)
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 
 

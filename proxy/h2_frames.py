@@ -13,19 +13,36 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from typing import Final
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-HEAD = 9  # bytes of a frame header
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
-PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-NO_ERROR, PROTOCOL_ERROR, REFUSED_STREAM = 0x0, 0x1, 0x7
-COMPRESSION_ERROR, ENHANCE_YOUR_CALM = 0x9, 0xB
-HEADER_TABLE_SIZE = 0x1  # the SETTINGS entry that bounds the client's HPACK table
-MIN_MAX_FRAME = 16384  # every peer takes frames this large (SETTINGS_MAX_FRAME_SIZE's floor)
-_LENGTH = struct.Struct(">I")
-_ID = struct.Struct(">I")
-_SETTING = struct.Struct(">HI")
+# Final: compiled, each use is the constant itself, not a look-up in the module's dict
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HEAD: Final = 9  # bytes of a frame header
+DATA: Final = 0
+HEADERS: Final = 1
+PRIORITY: Final = 2
+RST_STREAM: Final = 3
+SETTINGS: Final = 4
+PUSH_PROMISE: Final = 5
+PING: Final = 6
+GOAWAY: Final = 7
+WINDOW_UPDATE: Final = 8
+CONTINUATION: Final = 9
+END_STREAM: Final = 0x1
+ACK: Final = 0x1
+END_HEADERS: Final = 0x4
+PADDED: Final = 0x8
+PRIORITY_FLAG: Final = 0x20
+NO_ERROR: Final = 0x0
+PROTOCOL_ERROR: Final = 0x1
+REFUSED_STREAM: Final = 0x7
+COMPRESSION_ERROR: Final = 0x9
+ENHANCE_YOUR_CALM: Final = 0xB
+HEADER_TABLE_SIZE: Final = 0x1  # the SETTINGS entry that bounds the client's HPACK table
+MIN_MAX_FRAME: Final = 16384  # every peer takes frames this large (SETTINGS_MAX_FRAME_SIZE's floor)
+_LENGTH: Final = struct.Struct(">I")
+_ID: Final = struct.Struct(">I")
+_SETTING: Final = struct.Struct(">HI")
 
 
 class H2Error(Exception):

@@ -37,6 +37,7 @@ may go on. A client that breaks HTTP/2 so that the gate cannot follow raises
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy.h2_app import AppSide
@@ -71,11 +72,15 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
-DENIED_KEPT = 1024  # denied streams remembered per connection, so late frames on them are dropped
-PASS, DROP, COLLECT = 0, 1, 2  # what happens to the payload of the client's current frame
-GRPC_DENIED = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+DENIED_KEPT: Final = (
+    1024  # denied streams remembered per connection, so late frames on them are dropped
+)
+PASS: Final = 0  # what happens to the payload of the client's current frame
+DROP: Final = 1
+COLLECT: Final = 2
+GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
-HTTP_DENIED = [(b":status", b"403"), (b"content-length", b"0")]
+HTTP_DENIED: Final = [(b":status", b"403"), (b"content-length", b"0")]
 
 
 def _uncounted(status: int, route: str, seconds: float) -> None:

@@ -5,8 +5,9 @@ gRPC call's nine fields, pure Python with a log call per field), and the gate
 reads every header block of every connection. This one does the same work
 in typed code mypyc compiles: integers, the static and dynamic tables, size
 updates, the three literal forms. It borrows from `hpack` what is data, not
-code paths: the static table and the Huffman decoder (strings are short, and
-clients index what repeats).
+code paths: the static table and the Huffman automaton's table (its own
+decoder, pure Python, cost ~1 µs a byte: nginx sends every response
+header as a Huffman literal).
 
 A field that came never-indexed is returned as `hpack`'s
 `NeverIndexedHeaderTuple`, so that whoever writes it again keeps it so
@@ -17,14 +18,24 @@ table is then unusable and so is the connection (COMPRESSION_ERROR).
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
-from hpack.exceptions import HPACKDecodingError
-from hpack.huffman_table import decode_huffman
+from hpack.huffman_table import HUFFMAN_TABLE
 from hpack.struct import NeverIndexedHeaderTuple
 from hpack.table import HeaderTable
 
-STATIC: tuple[tuple[bytes, bytes], ...] = HeaderTable.STATIC_TABLE
-ENTRY_OVERHEAD = 32  # bytes an entry counts beyond its name and value (RFC 7541 §4.1)
+STATIC: Final[tuple[tuple[bytes, bytes], ...]] = HeaderTable.STATIC_TABLE
+ENTRY_OVERHEAD: Final = 32  # bytes an entry counts beyond its name and value (RFC 7541 §4.1)
+# The Huffman decoding automaton, a nibble at a time: entry state * 16 + nibble gives the next
+# state, flags and the symbol it emits. hpack's table of tuples, flattened into three byte
+# strings that compiled code indexes without touching a Python object.
+_NEXT: Final = bytes(entry[0] for entry in HUFFMAN_TABLE)
+_FLAGS: Final = bytes(entry[1] for entry in HUFFMAN_TABLE)
+_SYMBOL: Final = bytes(entry[2] for entry in HUFFMAN_TABLE)
+_COMPLETE: Final = 1
+_EMIT: Final = 2
+_FAIL: Final = 4
+Fields = list[tuple[bytes, bytes]]
 
 
 class HpackError(Exception):
@@ -41,18 +52,35 @@ class HeaderReader:
         self._size = 0
         self._max_size = 4096
 
-    def read(self, block: bytes) -> list[tuple[bytes, bytes]]:
-        """The fields of one complete header block, in order."""
+    def read(
+        self, block: bytes, wanted: frozenset[bytes] | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """The fields of one complete header block, in order; with `wanted`, only those of
+        these names (the others are still read as far as the table needs: a literal that is
+        not added to it is skipped undecoded)."""
         fields: list[tuple[bytes, bytes]] = []
         at, end, listed = 0, len(block), 0
         while at < end:
             first = block[at]
             if first & 0x80:  # indexed field
                 index, at = self._integer(block, at, 7)
-                fields.append(self._field(index))
+                field = self._field(index)
+                if wanted is not None and field[0] not in wanted:
+                    continue
+                fields.append(field)
             elif first & 0x40:  # literal, added to the table
+                if wanted is not None and self._max_size == 0:  # (nginx's way: never kept)
+                    name, at = self._name(block, at, 6)
+                    if name not in wanted:
+                        at = self._skip(block, at)
+                        continue
+                    value, at = self._string(block, at)
+                    fields.append((name, value))
+                    continue
                 name, value, at = self._literal(block, at, 6)
                 self._add(name, value)
+                if wanted is not None and name not in wanted:
+                    continue
                 fields.append((name, value))
             elif first & 0x20:  # dynamic table size update: only before the first field
                 if fields:
@@ -64,7 +92,14 @@ class HeaderReader:
                 self._evict(0)
                 continue
             else:  # literal without indexing (0x00) or never indexed (0x10)
-                name, value, at = self._literal(block, at, 4)
+                if wanted is not None:
+                    name, at = self._name(block, at, 4)
+                    if name not in wanted:
+                        at = self._skip(block, at)
+                        continue
+                    value, at = self._string(block, at)
+                else:
+                    name, value, at = self._literal(block, at, 4)
                 fields.append(NeverIndexedHeaderTuple(name, value) if first & 0x10
                               else (name, value))  # fmt: skip
             listed += len(fields[-1][0]) + len(fields[-1][1]) + ENTRY_OVERHEAD
@@ -81,13 +116,25 @@ class HeaderReader:
         return self._entries[dynamic]
 
     def _literal(self, block: bytes, at: int, prefix: int) -> tuple[bytes, bytes, int]:
-        index, at = self._integer(block, at, prefix)
-        if index:
-            name = self._field(index)[0]
-        else:
-            name, at = self._string(block, at)
+        name, at = self._name(block, at, prefix)
         value, at = self._string(block, at)
         return name, value, at
+
+    def _name(self, block: bytes, at: int, prefix: int) -> tuple[bytes, int]:
+        """A literal's name: by index, or a string of its own."""
+        index, at = self._integer(block, at, prefix)
+        if index:
+            return self._field(index)[0], at
+        return self._string(block, at)
+
+    def _skip(self, block: bytes, at: int) -> int:
+        """Past a string, undecoded."""
+        if at >= len(block):
+            raise HpackError("a string is missing at the end of the block")
+        length, at = self._integer(block, at, 7)
+        if at + length > len(block):
+            raise HpackError(f"a string of {length} bytes runs past the end of the block")
+        return at + length
 
     def _string(self, block: bytes, at: int) -> tuple[bytes, int]:
         if at >= len(block):
@@ -97,12 +144,7 @@ class HeaderReader:
         if at + length > len(block):
             raise HpackError(f"a string of {length} bytes runs past the end of the block")
         raw = block[at : at + length]
-        if not huffman:
-            return raw, at + length
-        try:
-            return decode_huffman(raw), at + length
-        except HPACKDecodingError as exc:
-            raise HpackError(f"a Huffman string that does not decode: {exc}") from exc
+        return (huffman_decoded(raw) if huffman else raw), at + length
 
     def _integer(self, block: bytes, at: int, prefix: int) -> tuple[int, int]:
         """An integer with a `prefix`-bit prefix starting at `at` (RFC 7541 §5.1)."""
@@ -139,3 +181,26 @@ class HeaderReader:
         while self._entries and self._size + room > self._max_size:
             name, value = self._entries.pop()
             self._size -= len(name) + len(value) + ENTRY_OVERHEAD
+
+
+def huffman_decoded(raw: bytes) -> bytes:
+    """A Huffman-coded string (RFC 7541 §5.2, Appendix B) decoded; HpackError when the code
+    is invalid (EOS inside, or padding that is not the EOS prefix)."""
+    out: list[int] = []  # (list.append is native code when compiled; bytearray's is a call)
+    state, flags = 0, _COMPLETE
+    for byte in raw:
+        index = state * 16 + (byte >> 4)
+        state, flags = _NEXT[index], _FLAGS[index]
+        if flags & _FAIL:
+            raise HpackError("a Huffman string that does not decode")
+        if flags & _EMIT:
+            out.append(_SYMBOL[index])
+        index = state * 16 + (byte & 0x0F)
+        state, flags = _NEXT[index], _FLAGS[index]
+        if flags & _FAIL:
+            raise HpackError("a Huffman string that does not decode")
+        if flags & _EMIT:
+            out.append(_SYMBOL[index])
+    if not flags & _COMPLETE:
+        raise HpackError("a Huffman string that ends inside a symbol")
+    return bytes(out)

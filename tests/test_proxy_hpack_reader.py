@@ -7,11 +7,14 @@ from __future__ import annotations
 import pytest
 from hpack import Decoder, Encoder
 from hpack.exceptions import HPACKError
+from hpack.huffman import HuffmanEncoder
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+from hpack.huffman_table import decode_huffman
 from hpack.struct import NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gossamer.proxy.hpack_reader import HeaderReader, HpackError
+from gossamer.proxy.hpack_reader import HeaderReader, HpackError, huffman_decoded
 
 NAMES = st.sampled_from([b":path", b":method", b"content-type", b"x-a", b"x-b", b"grpc-timeout",
                          b"user-agent", b"cookie", b"authorization"])  # fmt: skip
@@ -28,7 +31,8 @@ BLOCKS = st.lists(st.tuples(st.lists(FIELD, max_size=12), st.booleans(), RESIZE)
 def test_every_block_hpacks_encoder_writes_reads_as_hpacks_decoder_reads_it(
     blocks: list[tuple[list[tuple[bytes, bytes, bool]], bool, int | None]],
 ) -> None:
-    encoder, theirs, ours = Encoder(), Decoder(), HeaderReader()
+    encoder, theirs, ours, partial = Encoder(), Decoder(), HeaderReader(), HeaderReader()
+    wanted = frozenset((b":path", b"x-a", b"authorization"))
     for fields, huffman, resize in blocks:
         if resize is not None:
             encoder.header_table_size = resize
@@ -37,6 +41,8 @@ def test_every_block_hpacks_encoder_writes_reads_as_hpacks_decoder_reads_it(
         expected = theirs.decode(block, raw=True)
         got = ours.read(block)
         assert [tuple(f) for f in got] == [tuple(f) for f in expected]
+        picked = [tuple(f) for f in partial.read(block, wanted)]  # its table kept in step too
+        assert picked == [tuple(f) for f in expected if f[0] in wanted]
         assert [isinstance(f, NeverIndexedHeaderTuple) for f in got] == [
             isinstance(f, NeverIndexedHeaderTuple) for f in expected]  # fmt: skip
 
@@ -74,3 +80,39 @@ def test_a_header_list_over_the_limit_is_refused() -> None:
     assert len(HeaderReader(max_list=2000).read(block)) == 5
     with pytest.raises(HpackError, match="header list over 1000 bytes"):
         HeaderReader(max_list=1000).read(block)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64), st.binary(max_size=40))
+def test_huffman_decodes_as_hpacks_does(text: bytes, noise: bytes) -> None:
+    coded = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(text)
+    assert huffman_decoded(coded) == text
+    try:
+        expected: bytes | None = decode_huffman(noise)
+    except HPACKError:
+        expected = None
+    try:
+        got: bytes | None = huffman_decoded(noise)
+    except HpackError:
+        got = None
+    assert got == expected
+
+
+def test_wanted_fields_only_and_the_table_kept_in_step() -> None:
+    encoder, reader = Encoder(), HeaderReader()
+    wanted = frozenset((b":status", b"grpc-status"))
+    answer = [(b":status", b"200"), (b"server", b"nginx"), (b"grpc-status", b"14")]
+    for _ in range(3):  # the first block adds to the table, the next ones refer to it
+        block = encoder.encode([*answer, NeverIndexedHeaderTuple(b"x-secret", b"s")])
+        assert reader.read(block, wanted) == [(b":status", b"200"), (b"grpc-status", b"14")]
+    assert reader.read(encoder.encode([(b"server", b"nginx")])) == [(b"server", b"nginx")]
+
+
+def test_a_zero_table_is_read_as_nginx_writes_it() -> None:
+    """nginx sets its table to 0 and sends literals "with indexing" that are never kept."""
+    encoder, reader = Encoder(), HeaderReader()
+    encoder.header_table_size = 0
+    for _ in range(2):
+        block = encoder.encode([(b":status", b"200"), (b"server", b"nginx"), (b"date", b"x")])
+        assert reader.read(block, frozenset((b":status",))) == [(b":status", b"200")]
+        assert block[0] == 0x20 or block[0] & 0x40 or block[0] & 0x80
