@@ -23,22 +23,23 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 # Upper bounds in seconds: 0.5 ms to 10 s covers a loopback hop to a slow backend.
-LATENCY_BOUNDS = (
+LATENCY_BOUNDS = (  # (not Final: mypyc leaves a Final tuple used as a default unset)
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 # Connection lifetimes run longer: 1 ms to an hour.
 DURATION_BOUNDS = (0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0)
-MAX_EDGES = 1024  # edges past this are counted under OTHER (a scanner cannot grow memory)
-MAX_ROUTES = 64
-OTHER = "other"
-OTHER_ROUTE = "other"
-INBOUND, OUTBOUND = "inbound", "outbound"
-NO_RESPONSE = "none"  # the status class of a request that got no response (or a bad status)
+MAX_EDGES: Final = 1024  # edges past this are counted under OTHER (a scanner cannot grow memory)
+MAX_ROUTES: Final = 64
+OTHER: Final = "other"
+OTHER_ROUTE: Final = "other"
+INBOUND: Final = "inbound"
+OUTBOUND: Final = "outbound"
+NO_RESPONSE: Final = "none"  # the status class of a request that got no response (or a bad status)
 # Route.responses[i] counts class CLASSES[i]: a status's class is status // 100 when 1-5.
-CLASSES = (NO_RESPONSE, "1xx", "2xx", "3xx", "4xx", "5xx")
+CLASSES: Final = (NO_RESPONSE, "1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class Histogram:
@@ -187,7 +188,7 @@ class _Uncounted(Edge):
         pass
 
 
-_OFF = _Uncounted()
+_OFF: Final = _Uncounted()
 EdgeKey = tuple[str, str, str]  # direction, source, destination
 
 

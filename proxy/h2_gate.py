@@ -72,9 +72,7 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
-DENIED_KEPT: Final = (
-    1024  # denied streams remembered per connection, so late frames on them are dropped
-)
+DENIED_KEPT: Final = 1024  # denied streams kept per connection: late frames on them dropped
 PASS: Final = 0  # what happens to the payload of the client's current frame
 DROP: Final = 1
 COLLECT: Final = 2

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost
 
 
-MAX_RETRIES = 2  # per request, within the host's budget
+MAX_RETRIES: Final = 2  # per request, within the host's budget
 
 
 class HttpSession(HttpJoint):

@@ -18,17 +18,19 @@ that the counters and metrics read.
 
 from __future__ import annotations
 
+from typing import Final
+
 from gossamer.intentions.model import Decision
 
-REASONS = {
+REASONS: Final = {
     400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
     431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
     504: b"Gateway Timeout",
 }  # fmt: skip
-DENIED_BODY = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110 9.2.2
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # RFC 9110 7.6.1
-RETRY_STATUSES = (502, 503)  # the far sidecar could not get an answer from its app
+DENIED_BODY: Final = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110
+HOP_BY_HOP: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # RFC 9110 7.6.1
+RETRY_STATUSES: Final = (502, 503)  # the far sidecar could not get an answer from its app
 
 
 class Outcome:
@@ -86,8 +88,9 @@ class Exchange:
         return "" if self.decision is None else self.decision.route
 
 
-SEP, CRLF = b": ", b"\r\n"
-CONNECTION_CLOSE = (b"connection", SEP, b"close", CRLF)
+SEP: Final = b": "
+CRLF: Final = b"\r\n"
+CONNECTION_CLOSE: Final = (b"connection", SEP, b"close", CRLF)
 
 
 def add_header(head: list[bytes], name: bytes, value: bytes) -> None:
@@ -111,7 +114,7 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
@@ -125,14 +128,17 @@ def local_response(status: int, body: bytes = b"", *, close: bool = False) -> by
 
 
 # What `head_facts` finds in a head, as bits (one pass over the headers for all of them).
-CHUNKED, LENGTH, EXPECT, HOP = 1, 2, 4, 8
-_CODING = 16  # Transfer-Encoding: CHUNKED when its value names chunked
-_FACTS = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
+CHUNKED: Final = 1
+LENGTH: Final = 2
+EXPECT: Final = 4
+HOP: Final = 8
+_CODING: Final = 16  # Transfer-Encoding: CHUNKED when its value names chunked
+_FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
           **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
 # A header name as sent -> its bits: names repeat from one message to the next, so each is
 # lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
-_SEEN: dict[bytes, int] = {}
-_SEEN_MAX = 4096
+_SEEN: Final[dict[bytes, int]] = {}
+_SEEN_MAX: Final = 4096
 
 
 def head_facts(head: list[bytes]) -> int:

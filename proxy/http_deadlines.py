@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from math import inf
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
 
-REQUEST_TIMEOUT, IDLE_TIMEOUT, CLIENT_IDLE = "request_timeout", "idle_timeout", "client_idle"
+REQUEST_TIMEOUT: Final = "request_timeout"
+IDLE_TIMEOUT: Final = "idle_timeout"
+CLIENT_IDLE: Final = "client_idle"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance
@@ -56,10 +56,10 @@ if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.outbound import UpstreamListener
 
-ALLOWED = Decision(True, "decided by the destination's sidecar")
-ATTEMPTS = 3  # instances tried for one request before the client gets a 503
-AVOID_S = 1.0
-FAILURE_S = 1.0  # a failed request counts as an answer this slow (peak_ewma.py)
+ALLOWED: Final = Decision(True, "decided by the destination's sidecar")
+ATTEMPTS: Final = 3  # instances tried for one request before the client gets a 503
+AVOID_S: Final = 1.0
+FAILURE_S: Final = 1.0  # a failed request counts as an answer this slow (peak_ewma.py)
 
 
 class _Idle(Joint):

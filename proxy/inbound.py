@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Final
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
@@ -53,7 +54,7 @@ from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
-TERMINATED = "connection terminated due to policy change"
+TERMINATED: Final = "connection terminated due to policy change"
 
 
 class Policy:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.intentions.decide import decide
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
@@ -27,9 +27,9 @@ from gossamer.proxy.side import PlainSide, Side
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
 
-NOT_KNOWN = Decision(False, "the intentions are not known yet")
-MAX_SOURCES = 4096  # cached sources (peers are services with verified leaves: few)
-_BY_CLASS = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
+NOT_KNOWN: Final = Decision(False, "the intentions are not known yet")
+MAX_SOURCES: Final = 4096  # cached sources (peers are services with verified leaves: few)
+_BY_CLASS: Final = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
 
 
 class InboundHttp:

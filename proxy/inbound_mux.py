@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy.authorize import Refused, Trust, client_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
@@ -34,7 +34,7 @@ from gossamer.proxy.tls_side import TlsSide, peer_of
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Inbound
 
-INBOUND_IDLE_S = 60.0
+INBOUND_IDLE_S: Final = 60.0
 
 
 class InboundMuxes:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Final
 
 from gossamer.proxy.identity import TUNNEL_ALPN
 from gossamer.proxy.mux_frames import (
@@ -36,11 +37,11 @@ from gossamer.proxy.side import Joint, Side
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
-MAX_STREAM_ID = (1 << 31) - 1  # past it a wire takes no new stream
+MAX_STREAM_ID: Final = (1 << 31) - 1  # past it a wire takes no new stream
 # What one write carries at most (a frame is never split): writes of several 64 KiB bodies at
 # once made buffers past glibc's mmap threshold, which then rose, and the heap kept the high
 # mark (bench/proxy_rss.py: db's sidecar 27 -> 38 MiB after 1 MiB bodies; 29 with the cap).
-FLUSH_BYTES = 64 * 1024
+FLUSH_BYTES: Final = 64 * 1024
 __all__ = ["ACKED", "Mux", "StreamSide", "checked_peer", "is_mux", "wire_of"]
 
 
@@ -219,7 +220,7 @@ class _Fanout(Side):
         self._mux.set_full(False)
 
 
-RECHECK_S = 1.0
+RECHECK_S: Final = 1.0
 
 
 def checked_peer(wire: TlsSide, trust: object, now: float) -> str:

@@ -34,17 +34,26 @@ protocol error: `FrameError`, and the shell closes the connection.
 from __future__ import annotations
 
 import struct
+from typing import Final
 
-DATA, END, RESET, OPEN, ACK, WINDOW = 0, 1, 2, 3, 4, 5
-CUT, REFUSED, AWAY, UNREACHABLE = 0, 1, 2, 3  # RESET's reasons
-HEADER = struct.Struct("!BII")
-HEADER_SIZE = HEADER.size
-MAX_PAYLOAD = 1 << 20  # chunks are at most 64 KiB (side.py); more is not a peer of ours
-WINDOW_BYTES = 256 * 1024  # credit per stream and direction (1 MiB: no more MiB/s, +1 MiB RSS)
-_SIZES = {END: 0, RESET: 1, OPEN: 0, ACK: 0, WINDOW: 4}  # DATA: any
-_COUNT = struct.Struct("!I")
+DATA: Final = 0
+END: Final = 1
+RESET: Final = 2
+OPEN: Final = 3
+ACK: Final = 4
+WINDOW: Final = 5
+CUT: Final = 0  # RESET's reasons
+REFUSED: Final = 1
+AWAY: Final = 2
+UNREACHABLE: Final = 3
+HEADER: Final = struct.Struct("!BII")
+HEADER_SIZE: Final = HEADER.size
+MAX_PAYLOAD: Final = 1 << 20  # chunks are at most 64 KiB (side.py); more is not a peer of ours
+WINDOW_BYTES: Final = 256 * 1024  # credit per stream, each way (1 MiB: same MiB/s, +1 MiB RSS)
+_SIZES: Final = {END: 0, RESET: 1, OPEN: 0, ACK: 0, WINDOW: 4}  # DATA: any
+_COUNT: Final = struct.Struct("!I")
 pack_header = HEADER.pack
-_unpack_from = HEADER.unpack_from
+_unpack_from: Final = HEADER.unpack_from
 
 Frame = tuple[int, int, bytes]  # kind, stream id, payload
 

@@ -34,7 +34,7 @@ import ssl
 import time
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, server_service
@@ -49,9 +49,9 @@ if TYPE_CHECKING:
     from gossamer.proxy.health_rows import Instance
     from gossamer.proxy.outbound import UpstreamListener
 
-MAX_AGE_S = 60.0
-MAX_IDLE_S = 30.0  # below the inbound side's INBOUND_IDLE_S whatever the config says
-MAX_STREAMS = 1024
+MAX_AGE_S: Final = 60.0
+MAX_IDLE_S: Final = 30.0  # below the inbound side's INBOUND_IDLE_S whatever the config says
+MAX_STREAMS: Final = 1024
 
 
 class MuxPool:

@@ -16,7 +16,7 @@ has passed on, and stops crediting while its local side cannot take more
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy.mux_frames import (
     CUT,
@@ -35,7 +35,7 @@ from gossamer.proxy.side import Side
 if TYPE_CHECKING:
     from gossamer.proxy.mux import Mux
 
-ACKED = -1  # a stream's answer to OPEN (else the reason of a RESET, or None: the wire was lost)
+ACKED: Final = -1  # a stream's answer to OPEN (else a RESET's reason; None: the wire was lost)
 
 
 class StreamSide(Side):

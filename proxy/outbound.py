@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Final
 
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy import balance, split, tally
@@ -51,7 +52,7 @@ from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
 
 log = logging.getLogger("gossamer.proxy")
-ATTEMPTS = 3  # instances tried for one client connection before it is closed
+ATTEMPTS: Final = 3  # instances tried for one client connection before it is closed
 
 
 def _now_ms() -> int:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
-THRESHOLD = 3  # consecutive failures before an instance is set aside
-BASE_MS = 10_000  # first ejection: 10 s (Envoy's base is 30 s for 5xx; connects fail faster)
-MAX_MS = 300_000  # never out for more than 5 min at a time
-FORGIVE_MS = 60_000  # healthy this long after coming back: ejection count resets
-MAX_EJECTED_RATIO = 0.5
+THRESHOLD: Final = 3  # consecutive failures before an instance is set aside
+BASE_MS: Final = 10_000  # first ejection: 10 s (Envoy's base is 30 s for 5xx; connects fail faster)
+MAX_MS: Final = 300_000  # never out for more than 5 min at a time
+FORGIVE_MS: Final = 60_000  # healthy this long after coming back: ejection count resets
+MAX_EJECTED_RATIO: Final = 0.5
 
 
 @dataclass

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 K = TypeVar("K")
-TAU_S = 10.0
-DEFAULT_S = 0.030
+TAU_S: Final = 10.0
+DEFAULT_S: Final = 0.030
 
 
 class PeakEwma(Generic[K]):

@@ -11,10 +11,11 @@ each call is O(1) amortized. Time is passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
-RATIO = 0.2
-MIN_PER_S = 10.0
-WINDOW_S = 10
+RATIO: Final = 0.2
+MIN_PER_S: Final = 10.0
+WINDOW_S: Final = 10
 
 
 @dataclass

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
-READ_SIZE = 64 * 1024
+READ_SIZE: Final = 64 * 1024
 # One read buffer for every side: uvloop fills it and calls buffer_updated at once, which
 # copies the bytes out (to the peer's transport, or into the TLS pipe) before any other read,
 # so sharing it is safe on the loop's one thread and saves 64 KiB per connection.
-_READ_VIEW = memoryview(bytearray(READ_SIZE))
+_READ_VIEW: Final = memoryview(bytearray(READ_SIZE))
 
 
 class Joint:

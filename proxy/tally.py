@@ -11,38 +11,39 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
 
 from gossamer.proxy.log_limit import LogLimiter
 
 # Why an inbound connection was refused (the counter names).
-NOT_TLS = "not-tls"  # plaintext, garbage, a TLS version below 1.3
-HANDSHAKE_TIMEOUT = "handshake-timeout"
-NO_CERTIFICATE = "no-certificate"
-UNKNOWN_ISSUER = "unknown-issuer"  # a rogue CA, another mesh's root, a self-signed leaf
-EXPIRED = "expired"
-NOT_YET_VALID = "not-yet-valid"
-FOREIGN_TRUST_DOMAIN = "foreign-trust-domain"
-WRONG_PURPOSE = "wrong-purpose"
-NOT_SPIFFE = "not-spiffe"  # no SPIFFE URI SAN, or one that is not well formed
-NOT_A_SERVICE = "not-a-service"  # an agent's certificate, not a service's
-BAD_CERTIFICATE = "bad-certificate"  # anything else a certificate check refused
-DENIED = "denied"  # a verified service that no intention lets in
-LOCAL_UNREACHABLE = "local-unreachable"  # allowed, but the local app did not answer
-NO_IDENTITY = "no-identity"  # the proxy has no leaf yet: it cannot serve TLS
-REVOKED = "revoked"  # the peer's leaf was issued by a revoked agent (`ca revoke-agent`)
+NOT_TLS: Final = "not-tls"  # plaintext, garbage, a TLS version below 1.3
+HANDSHAKE_TIMEOUT: Final = "handshake-timeout"
+NO_CERTIFICATE: Final = "no-certificate"
+UNKNOWN_ISSUER: Final = "unknown-issuer"  # a rogue CA, another mesh's root, a self-signed leaf
+EXPIRED: Final = "expired"
+NOT_YET_VALID: Final = "not-yet-valid"
+FOREIGN_TRUST_DOMAIN: Final = "foreign-trust-domain"
+WRONG_PURPOSE: Final = "wrong-purpose"
+NOT_SPIFFE: Final = "not-spiffe"  # no SPIFFE URI SAN, or one that is not well formed
+NOT_A_SERVICE: Final = "not-a-service"  # an agent's certificate, not a service's
+BAD_CERTIFICATE: Final = "bad-certificate"  # anything else a certificate check refused
+DENIED: Final = "denied"  # a verified service that no intention lets in
+LOCAL_UNREACHABLE: Final = "local-unreachable"  # allowed, but the local app did not answer
+NO_IDENTITY: Final = "no-identity"  # the proxy has no leaf yet: it cannot serve TLS
+REVOKED: Final = "revoked"  # the peer's leaf was issued by a revoked agent (`ca revoke-agent`)
 
-INBOUND_REASONS = (
+INBOUND_REASONS: Final = (
     NOT_TLS, HANDSHAKE_TIMEOUT, NO_CERTIFICATE, UNKNOWN_ISSUER, EXPIRED, NOT_YET_VALID,
     FOREIGN_TRUST_DOMAIN, WRONG_PURPOSE, NOT_SPIFFE, NOT_A_SERVICE, BAD_CERTIFICATE, DENIED,
     LOCAL_UNREACHABLE, NO_IDENTITY, REVOKED,
 )  # fmt: skip
 
 # Outbound: why one attempt at an instance failed, and why a client was turned away.
-CONNECT_FAILED = "connect-failed"
-WRONG_SERVER = "wrong-server"  # its certificate is not the upstream's SPIFFE ID
-NO_HEALTHY_INSTANCE = "no-healthy-instance"
-ALL_ATTEMPTS_FAILED = "all-attempts-failed"
-OUTBOUND_REASONS = (
+CONNECT_FAILED: Final = "connect-failed"
+WRONG_SERVER: Final = "wrong-server"  # its certificate is not the upstream's SPIFFE ID
+NO_HEALTHY_INSTANCE: Final = "no-healthy-instance"
+ALL_ATTEMPTS_FAILED: Final = "all-attempts-failed"
+OUTBOUND_REASONS: Final = (
     CONNECT_FAILED, HANDSHAKE_TIMEOUT, WRONG_SERVER, NO_HEALTHY_INSTANCE, ALL_ATTEMPTS_FAILED,
     NO_IDENTITY,
 )  # fmt: skip

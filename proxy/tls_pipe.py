@@ -31,13 +31,13 @@ to its socket. Errors are the ssl module's (`ssl.SSLError` and subclasses,
 from __future__ import annotations
 
 import ssl
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
-READ_SIZE = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take several per call
+READ_SIZE: Final = 64 * 1024  # one TLS record is at most 16 KiB of plaintext; take several per call
 # Decrypted bytes land here and are copied out at once (`feed` returns bytes), so every pipe of
 # the process shares one buffer (the proxy runs on one thread) instead of 64 KiB each.
-_PLAIN = bytearray(READ_SIZE)
-_PLAIN_VIEW = memoryview(_PLAIN)
+_PLAIN: Final = bytearray(READ_SIZE)
+_PLAIN_VIEW: Final = memoryview(_PLAIN)
 
 
 class _Records(Protocol):
@@ -155,4 +155,4 @@ class TlsPipe:
         return True
 
 
-_DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
+_DER: Final = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
