@@ -15,7 +15,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from bench.pair_peers import LOCAL, STARTED, envoy_binary, pinned, tls_socket
+from bench.pair_peers import LOCAL, STARTED, envoy_pair, haproxy_pair, pinned, tls_socket
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually
 
@@ -74,16 +74,9 @@ backend mesh
   server b {LOCAL}:{b_port} ssl crt {tmp}/web.pem {tls}
 """,
     }
-    procs = []
-    for name, body in configs.items():
-        head = "global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n"
-        head += "  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n"
-        (tmp / f"haproxy-h2-{name}.cfg").write_text(head + body)
-        procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"haproxy-h2-{name}.cfg")],
-                            tmp / f"haproxy-h2-{name}.log"))  # fmt: skip
-    STARTED.extend(procs)
+    pids = haproxy_pair(tmp, cpu, configs, "http", "haproxy-h2")
     eventually(lambda: h2_ok(a_port), 20, what="a request through the HAProxy h2 pair")
-    return [p.pid for p in procs], a_port
+    return pids, a_port
 
 
 def _h2_cluster(port: int, tls: object) -> dict[str, object]:
@@ -139,8 +132,6 @@ def start_h2_envoy(
     tmp: Path, cpu: str, nginx_port: int, trust_domain: str
 ) -> tuple[list[int], int]:
     """An Envoy pair (`--concurrency 1`) speaking HTTP/2 on every hop, RBAC at db's."""
-    envoy = envoy_binary()
-    assert envoy is not None
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     base = f"spiffe://{trust_domain}/ns/default/dc/dc1/svc"
     server = _alpn_h2(tls_socket(tmp, "db", "server", None))
@@ -149,13 +140,9 @@ def start_h2_envoy(
         "b": (_h2_listener(b_port, server, f"{base}/web"), _h2_cluster(nginx_port, None)),
         "a": (_h2_listener(a_port, None, None), _h2_cluster(b_port, client)),
     }
-    procs = []
-    for name, (listener, cluster) in configs.items():
-        body = {"static_resources": {"listeners": [listener], "clusters": [cluster]}}
-        (tmp / f"envoy-h2-{name}.json").write_text(json.dumps(body))
-        argv = [envoy, "-c", str(tmp / f"envoy-h2-{name}.json"), "--concurrency", "1",
-                "--disable-hot-restart", "-l", "warning"]  # fmt: skip
-        procs.append(pinned(cpu, argv, tmp / f"envoy-h2-{name}.log"))
-    STARTED.extend(procs)
+    bodies = {name: json.dumps({"static_resources": {"listeners": [listener],
+                                                      "clusters": [cluster]}})
+              for name, (listener, cluster) in configs.items()}  # fmt: skip
+    pids = envoy_pair(tmp, cpu, bodies, "envoy-h2")
     eventually(lambda: h2_ok(a_port), 30, what="a request through the Envoy h2 pair")
-    return [p.pid for p in procs], a_port
+    return pids, a_port

@@ -69,19 +69,23 @@ backend mesh
   server b {LOCAL}:{b_port} ssl crt {tmp}/web.pem {tls}
 """,
     }
+    pids = haproxy_pair(tmp, cpu, configs, "http" if http else "tcp", "haproxy")
+    eventually(lambda: http_ok(a_port), 20, what="a request through the HAProxy pair")
+    return pids, a_port
+
+
+def haproxy_pair(tmp: Path, cpu: str, configs: dict[str, str], mode: str, tag: str) -> list[int]:
+    """Two HAProxy processes (`nbthread 1`, `mode`) from their frontends and backends, pinned
+    to `cpu`, their files named `<tag>-<name>`; their pids."""
     procs = []
     for name, body in configs.items():
-        head = (
-            f"global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode {'http' if http else 'tcp'}\n"
-        )
-        head += "  timeout connect 10s\n"
-        head += "  timeout client 300s\n  timeout server 300s\n"
-        (tmp / f"haproxy-{name}.cfg").write_text(head + body)
-        procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"haproxy-{name}.cfg")],
-                            tmp / f"haproxy-{name}.log"))  # fmt: skip
+        head = f"global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode {mode}\n"
+        head += "  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n"
+        (tmp / f"{tag}-{name}.cfg").write_text(head + body)
+        procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"{tag}-{name}.cfg")],
+                            tmp / f"{tag}-{name}.log"))  # fmt: skip
     STARTED.extend(procs)
-    eventually(lambda: http_ok(a_port), 20, what="a request through the HAProxy pair")
-    return [p.pid for p in procs], a_port
+    return [p.pid for p in procs]
 
 
 def envoy_binary() -> str | None:
@@ -151,20 +155,27 @@ def start_envoy(
     """An Envoy pair (`--concurrency 1`) with the same certificates, tcp_proxy or (`http`)
     the HTTP connection manager (HTTP/1.1 both hops, upstream connections pooled);
     (pids, client-side port)."""
-    envoy = envoy_binary()
-    assert envoy is not None
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     db_uri = f"spiffe://{trust_domain}/ns/default/dc/dc1/svc/db"
     configs = {
         "b": _envoy_config(b_port, nginx_port, tls_socket(tmp, "db", "server", None), None, http),
         "a": _envoy_config(a_port, b_port, None, tls_socket(tmp, "web", "client", db_uri), http),
     }
+    pids = envoy_pair(tmp, cpu, configs, "envoy")
+    eventually(lambda: http_ok(a_port), 30, what="a request through the Envoy pair")
+    return pids, a_port
+
+
+def envoy_pair(tmp: Path, cpu: str, configs: dict[str, str], tag: str) -> list[int]:
+    """Two Envoy processes (`--concurrency 1`) from their JSON configs, pinned to `cpu`, their
+    files named `<tag>-<name>`; their pids."""
+    envoy = envoy_binary()
+    assert envoy is not None
     procs = []
     for name, body in configs.items():
-        (tmp / f"envoy-{name}.json").write_text(body)
-        argv = [envoy, "-c", str(tmp / f"envoy-{name}.json"), "--concurrency", "1",
+        (tmp / f"{tag}-{name}.json").write_text(body)
+        argv = [envoy, "-c", str(tmp / f"{tag}-{name}.json"), "--concurrency", "1",
                 "--disable-hot-restart", "-l", "warning"]  # fmt: skip
-        procs.append(pinned(cpu, argv, tmp / f"envoy-{name}.log"))
+        procs.append(pinned(cpu, argv, tmp / f"{tag}-{name}.log"))
     STARTED.extend(procs)
-    eventually(lambda: http_ok(a_port), 30, what="a request through the Envoy pair")
-    return [p.pid for p in procs], a_port
+    return [p.pid for p in procs]
