@@ -36,6 +36,7 @@ may go on. A client that breaks HTTP/2 so that the gate cannot follow raises
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -174,7 +175,9 @@ class H2Gate:
         self.draining = True
         to_client: list[bytes] = []
         if self.speaking:
-            self.app.answer(goaway(self.last, NO_ERROR), to_client)
+            # (answers piled up behind a stuck app: nothing more; the drain timeout cuts it)
+            with contextlib.suppress(H2Error):
+                self.app.answer(goaway(self.last, NO_ERROR), to_client)
         return to_client
 
     def close(self, now: float) -> None:

@@ -417,3 +417,16 @@ def test_draining_sends_goaway_refuses_new_streams_and_lets_calls_finish() -> No
     assert pair.gate.from_app(answer, pair.clock) == [answer]  # to the client untouched
     assert set(pair.requests()) == {busy}
     assert pair.outcomes == [(200, "echo.Echo", 0.0)], "a refused stream is no call"
+
+
+def test_draining_a_connection_whose_app_is_stuck_does_not_raise() -> None:
+    pair = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+    one = pair.call("/echo.Echo/Stream", b"a")
+    pair.server.send_headers(one, [(":status", "200")])
+    pair.server.send_data(one, b"q" * 9000)
+    pair.gate.from_app(pair.server.data_to_send()[:-100], 0.0)  # stuck inside its DATA frame
+    for _ in range(MAX_WAITING):
+        stream = pair.client.get_next_available_stream_id()
+        pair.client.send_headers(stream, _request("/admin/x"), end_stream=True)
+        pair.gate.from_client(pair.client.data_to_send(), 0.0)
+    assert pair.gate.drain() == [] and pair.gate.draining
