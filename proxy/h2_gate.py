@@ -21,7 +21,7 @@ written again as literals (h2_frames.literal_block), which never refer to
 the app's table, now behind.
 
 Header names and values are bytes on the wire; the intentions see them as
-Latin-1 text, as on the HTTP/1 path, so any octet decodes.
+the HTTP/1 path's are (http_codec.joined_headers).
 
 Each allowed call is followed to the app's last frame for the golden
 metrics (h2_calls.py; the app's half: h2_app.py); `now` comes with the
@@ -72,6 +72,7 @@ from gossamer.proxy.h2_frames import (
     window_update,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
+from gossamer.proxy.http_codec import joined_headers
 
 DENIED_KEPT: Final = 1024  # denied streams kept per connection: late frames on them dropped
 PASS: Final = 0  # what happens to the payload of the client's current frame
@@ -291,9 +292,6 @@ class H2Gate:
 
 
 def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
-    """What the intentions see of a request: pseudo-headers too, repeats joined with ","."""
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in fields:
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    """What the intentions see of a request: pseudo-headers too, as the HTTP/1 path's."""
+    headers = joined_headers(fields)
     return HttpRequest(headers.get(":method", ""), headers.get(":path", ""), headers)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gossamer.intentions.denials import denial_of
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
@@ -101,10 +100,9 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> 
         """Not h2c: byte for byte only when `source` needs no request to be decided."""
         decision = admit(inbound.policy.intentions, source, service,
                          default_allow=inbound.policy.default_allow)  # fmt: skip
-        if decision.allowed and inbound.policy.known:
+        if decision.allowed:  # (the policy is known: the connection was let in)
             return True
-        inbound.metrics.inbound(source).denied += 1
-        inbound.denials.add(denial_of(decision, source, service, now_ms()))
+        inbound.record_denial(source, decision)
         inbound.refuse(tally.DENIED, peer, f"{source} -> {service}: not h2c, so no request "
                        f"to decide; {decided_by(decision)}")  # fmt: skip
         return False

@@ -18,6 +18,7 @@ that the counters and metrics read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from gossamer.intentions.model import Decision
@@ -134,7 +135,7 @@ EXPECT: Final = 4
 HOP: Final = 8
 _CODING: Final = 16  # Transfer-Encoding: CHUNKED when its value names chunked
 _FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
-          **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
+                 **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
 # A header name as sent -> its bits: names repeat from one message to the next, so each is
 # lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
 _SEEN: Final[dict[bytes, int]] = {}
@@ -178,8 +179,15 @@ def end_to_end(head: list[bytes]) -> list[bytes]:
 
 def header_map(head: list[bytes]) -> dict[str, str]:
     """Headers for an L7 permission: repeated names joined with ",", as Envoy sees them."""
+    return joined_headers(pairs(head))
+
+
+def joined_headers(fields: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
+    """(name, value) pairs as an L7 permission reads them: Latin-1 text (any octet decodes),
+    names lower-cased, a repeated name's values joined with "," (HTTP/1 heads and HTTP/2
+    header blocks alike)."""
     joined: dict[str, str] = {}
-    for name, value in pairs(head):
+    for name, value in fields:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         joined[key] = f"{joined[key]},{text}" if key in joined else text

@@ -184,8 +184,7 @@ class Inbound(InboundHttp):
         decision = admit(self.policy.intentions, source, self.config.service,
                          default_allow=self.policy.default_allow)  # fmt: skip
         if not decision.allowed:
-            edge.denied += 1
-            self.denials.add(denial_of(decision, source, self.config.service, now_ms()))
+            self.record_denial(source, decision)
             raise Refused(tally.DENIED, f"{source} -> {self.config.service} denied by "
                           f"{decided_by(decision)}")  # fmt: skip
         edge.allowed += 1

@@ -81,10 +81,14 @@ class InboundHttp:
         if decision.allowed:
             edge.allowed += 1
         else:
-            edge.denied += 1
             self.tally.add("http.denied")
-            self.denials.add(denial_of(decision, source, service, now_ms()))
+            self.record_denial(source, decision)
         return decision
+
+    def record_denial(self, source: str, decision: Decision) -> None:
+        """A deny of `source` (a connection or a request): on its edge, in the denials."""
+        self.metrics.inbound(source).denied += 1
+        self.denials.add(denial_of(decision, source, self.config.service, now_ms()))
 
     def _l4_decision(self, source: str) -> Decision | None:
         """`source`'s decision when no L7 rule applies to it, None when one does. Kept per
