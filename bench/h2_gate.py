@@ -12,6 +12,8 @@ are cut as they would arrive (one read per call each way) and timed through:
   answer out (frames cut);
 - `gate after a deny`: the same once one call was denied, so every later
   header block is encoded again for the app;
+- `followed`: the gate with nothing to decide, as the calling side's
+  sidecar runs it on an `http2`/`grpc` upstream to count each call;
 - `h2 server` (the reference, ../shared/reference/proxy-levers.md's ~385 µs
   a request): python-hyper's `H2Connection` reading the same calls and
   sending the same answers, the least a full HTTP/2 stack does per request
@@ -103,14 +105,22 @@ def decide_web(request: HttpRequest) -> Decision:
     return decide(INTENTIONS, "web", "rpc", request=request, default_allow=False)
 
 
-def gate_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
-    gate = H2Gate(decide_web)
+Decide = Callable[[HttpRequest], Decision] | None
+
+
+def gate_run(start: bytes, requests: list[bytes], answers: list[bytes],
+             decide_with: Decide = decide_web) -> float:  # fmt: skip
+    gate = H2Gate(decide_with)
     gate.from_client(start)
     began = time.process_time()
     for request, answer in zip(requests, answers, strict=True):
         gate.from_client(request)
         gate.from_app(answer)
     return time.process_time() - began
+
+
+def followed_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
+    return gate_run(start, requests, answers, None)
 
 
 def h2_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
@@ -151,8 +161,10 @@ def main() -> None:
     denied = conversation(args.requests, deny_first=True)
     gate, after, h2 = (best(gate_run, plain, args.repeats), best(gate_run, denied, args.repeats),
                        best(h2_run, plain, args.repeats))  # fmt: skip
+    followed = best(followed_run, plain, args.repeats)
     print(f"  gate                 {gate:7.1f} µs")
     print(f"  gate after a deny    {after:7.1f} µs  (each header block written again as literals)")
+    print(f"  followed             {followed:7.1f} µs  (nothing decided: the outbound side)")
     print(f"  h2 server            {h2:7.1f} µs  (reference; the gate is {h2 / gate:.1f}x cheaper)")
 
 

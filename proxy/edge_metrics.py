@@ -13,9 +13,8 @@ an upstream. Rules kept here:
 - bytes of connections still open are read from them on scrape (`Live`),
   so a long-lived connection's bytes show while it is open.
 
-HTTP responses come in through `Edge.answered(status, seconds, route)`
-(the L7 path calls it once per response) and `Edge.unanswered(seconds,
-route)` for a request that got no response at all.
+HTTP requests come in through `Edge.answered(status, seconds, route)`, once
+each (status 0: it got no response at all).
 """
 
 from __future__ import annotations
@@ -150,17 +149,11 @@ class Edge:
         return sent, received
 
     def answered(self, status: int, seconds: float, route: str = "") -> None:
-        """One HTTP response: a request, a response of `status`'s class, its latency."""
+        """One HTTP request: a response of `status`'s class (0, or a status that is none:
+        no response; the upstream reset, timed out or was unreachable), its latency."""
         r = self.routes.get(route) or self._route(route)
         r.requests += 1
         r.responses[status // 100 if 100 <= status < 600 else 0] += 1
-        r.latency.observe(seconds)
-
-    def unanswered(self, seconds: float, route: str = "") -> None:
-        """A request that got no response (the upstream reset, timed out, or was unreachable)."""
-        r = self.routes.get(route) or self._route(route)
-        r.requests += 1
-        r.responses[0] += 1
         r.latency.observe(seconds)
 
     def _route(self, route: str) -> Route:
@@ -182,9 +175,6 @@ class _Uncounted(Edge):
         pass
 
     def answered(self, status: int, seconds: float, route: str = "") -> None:
-        pass
-
-    def unanswered(self, seconds: float, route: str = "") -> None:
         pass
 
 

@@ -1,9 +1,11 @@
-"""The relay of an `http2` or `grpc` service's inbound connection, through an h2c gate. Shell.
+"""The relay of an `http2` or `grpc` connection, through an h2c gate. Shell.
 
 A `Relay` (relay.py) whose bytes pass through `H2Gate` (h2_gate.py) on their
 way: the client's to the app, the app's to the client, the gate's own
-answers to the client. Each call's outcome goes to the inbound port's
-golden metrics as an HTTP/1 request's does (`http_outcome`). When the
+answers to the client. On the inbound port (`gated`) the gate decides each
+call, and its outcome goes to the port's golden metrics as an HTTP/1
+request's does (`http_outcome`); on an upstream's listener (`followed`) it
+decides nothing and each call is counted on the outbound edge. When the
 first bytes are not HTTP/2's preface (`opaque`: h2 inside the apps' own
 TLS), `on_opaque()` says whether the connection may go on byte for byte (no
 L7 rule applies to its source) or is cut. A client that breaks HTTP/2 gets
@@ -24,11 +26,13 @@ from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_gate import H2Gate
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.inbound_http import now_ms
+from gossamer.proxy.protocol import MAX_HEADER_BYTES
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Inbound
+    from gossamer.proxy.outbound import UpstreamListener
 
 log = logging.getLogger("gossamer.proxy")
 BROKEN = "http2.broken"  # counted: clients whose HTTP/2 the gate could not follow
@@ -121,3 +125,28 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> 
 
     gate = H2Gate(decide, inbound.max_header_bytes, done)
     return GatedRelay(client, app, closed, gate, opaque, broken)
+
+
+def followed(
+    listener: UpstreamListener, client: Side, server: Side, on_close: Callable[[Relay], None]
+) -> GatedRelay:
+    """The local `client` joined to an instance of `listener`'s upstream (`server`): every
+    call goes through, and is counted on the outbound edge (status, latency). Not h2c: byte
+    for byte. A client that breaks HTTP/2 is ended here, as the far side's gate would."""
+    name = listener.upstream.name
+    edge = listener.metrics.outbound(name)
+
+    def broken(message: str) -> None:
+        listener.tally.add(f"outbound.{BROKEN}")
+        if listener.tally.limiter.allow(f"{BROKEN}/outbound/{name}", now_ms()):
+            log.warning("proxy: HTTP/2 to upstream %s ended: %s", name, message)
+
+    def done(status: int, route: str, seconds: float) -> None:
+        edge.answered(status, seconds)
+
+    def closed(relay: Relay) -> None:
+        gate.close(time.perf_counter())
+        on_close(relay)
+
+    gate = H2Gate(None, MAX_HEADER_BYTES, done)
+    return GatedRelay(client, server, closed, gate, lambda: True, broken)

@@ -144,11 +144,9 @@ class HttpUpstream:
         return allowed
 
     def http_outcome(self, outcome: Outcome) -> None:
-        edge = self.listener.metrics.outbound(self.listener.upstream.name)
-        if outcome.status:
-            edge.answered(outcome.status, outcome.seconds)
-        else:
-            edge.unanswered(outcome.seconds)
+        self.listener.metrics.outbound(self.listener.upstream.name).answered(
+            outcome.status, outcome.seconds
+        )
 
     def http_event(self, name: str) -> None:
         self.listener.tally.add(f"outbound.http.{name}")

@@ -114,11 +114,8 @@ class InboundHttp:
         """Every request of the HTTP path, once (status 0: none was sent), under its route:
         the L7 permission that decided it (rules.py `route_name`), "" when none did."""
         self.tally.add(_BY_CLASS[outcome.status // 100 if outcome.status < 1000 else 0])
-        edge = self.metrics.inbound(outcome.source)
-        if outcome.status:
-            edge.answered(outcome.status, outcome.seconds, outcome.route)
-        else:
-            edge.unanswered(outcome.seconds, outcome.route)
+        self.metrics.inbound(outcome.source).answered(outcome.status, outcome.seconds,
+                                                      outcome.route)  # fmt: skip
 
     def http_event(self, name: str) -> None:
         self.tally.add(f"http.{name}")

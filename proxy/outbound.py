@@ -19,7 +19,9 @@ Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
 instances of each other target), each connection first picks its target
 service by weight (split.py) and then an instance of that service, whose
 certificate must carry that service's SPIFFE ID; its retries stay within
-the target. The HTTP path picks per request (http_upstream.py).
+the target. The HTTP path picks per request (http_upstream.py); an `http2`
+or `grpc` upstream's connection is followed call by call for the metrics
+(h2_relay.py `followed`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import wire_of
 from gossamer.proxy.mux_pool import MuxPool, open_stream
 from gossamer.proxy.outlier import Outliers
-from gossamer.proxy.protocol import is_l7
+from gossamer.proxy.protocol import is_h2, is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.side import PlainSide, Side
@@ -233,7 +235,12 @@ class UpstreamListener:
             self.drop_outstanding(instance)
             self.on_close()
 
-        relay = Relay(client, server, closed)
+        if is_h2(self.upstream.protocol):  # each call counted (h2_relay.py)
+            from gossamer.proxy.h2_relay import followed
+
+            relay: Relay = followed(self, client, server, closed)
+        else:
+            relay = Relay(client, server, closed)
         if not relay.halves.closed:
             self.open.add(relay)
             self.tally.add("outbound.connections")

@@ -99,6 +99,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
         protocols = {"rpc": "grpc", "rpcs": "http2"}
         up_ports, upstreams = {}, []
         stats = f"127.0.0.1:{free_port('127.0.0.1')}"  # rpc's sidecar's metrics listener
+        web_stats = f"127.0.0.1:{free_port('127.0.0.1')}"  # and web's
         for name, protocol in protocols.items():
             inbound = free_port(agent.ip)
             config = {"protocol": protocol}
@@ -111,17 +112,22 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
             })  # fmt: skip
             set_intention(agent, "web", name, "allow")
             up_ports[name] = free_port("127.0.0.1")
-            upstreams.append({"DestinationName": name, "LocalBindPort": up_ports[name]})
+            upstreams.append({"DestinationName": name, "LocalBindPort": up_ports[name],
+                              "Config": {"protocol": protocol}})  # fmt: skip
             proxies.append(proxy := sidecar(agent, tmp, name))
             wait_listening(agent.ip, inbound, proxy)
-        agent.put("/v1/agent/service/register", web_body(agent, free_port(agent.ip), upstreams))
+        web = web_body(agent, free_port(agent.ip), upstreams)
+        web_config = {"gossamer_metrics_bind_addr": web_stats}
+        web["Connect"]["SidecarService"]["Proxy"]["Config"] = web_config  # type: ignore[index]
+        agent.put("/v1/agent/service/register", web)
         proxies.append(web_proxy := sidecar(agent, tmp, "web"))
         for name, port in up_ports.items():
             wait_listening("127.0.0.1", port, web_proxy)
             eventually(lambda n=name: healthy_sidecars(agent, n) == 1, 30,
                        what=f"{name}'s sidecar passing")  # fmt: skip
         yield {"rpc": f"127.0.0.1:{up_ports['rpc']}", "rpcs": f"127.0.0.1:{up_ports['rpcs']}",
-               "app_cert": app_cert, "agent": agent, "stats": stats, "tmp": tmp,
+               "app_cert": app_cert, "agent": agent, "stats": stats, "web_stats": web_stats,
+               "tmp": tmp,
                "rpc_port": app_ports["rpc"]}  # fmt: skip
     finally:
         for proxy in proxies:
@@ -131,13 +137,16 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def _calls_by_class(upstream: dict[str, object]) -> dict[str, int]:
-    """The calls rpc's sidecar counted on its inbound edges, by status class (GET /stats)."""
-    with urllib.request.urlopen(f"http://{upstream['stats']}/stats", timeout=5) as answer:
+def _calls_by_class(upstream: dict[str, object], side: str = "rpc") -> dict[str, int]:
+    """The calls rpc's sidecar counted on its inbound edges, or web's on its outbound edge to
+    rpc, by status class (GET /stats)."""
+    stats_at, direction = (upstream["stats"], "inbound") if side == "rpc" else (
+        upstream["web_stats"], "outbound")  # fmt: skip
+    with urllib.request.urlopen(f"http://{stats_at}/stats", timeout=5) as answer:
         stats = json.load(answer)
     counted: dict[str, int] = {}
     for edge in stats["Proxies"][0]["Edges"]:
-        if edge["Direction"] == "inbound":
+        if edge["Direction"] == direction and edge["Destination"] == "rpc":
             for route in edge["Routes"].values():
                 for kind, n in route["Responses"].items():
                     counted[kind] = counted.get(kind, 0) + n
@@ -204,14 +213,17 @@ def test_l7_permissions_decide_each_grpc_call_on_one_connection(
                 assert denied(lambda: unary(b"no", timeout=5, metadata=(("x-team", "ads"),)))
             big = bytes(range(256)) * 4096
             assert unary(big, timeout=10, metadata=team) == b"unary:" + big
-            calls = _calls_by_class(upstream)
+            calls = {side: _calls_by_class(upstream, side) for side in ("rpc", "web")}
             with pytest.raises(grpc.RpcError) as failed:
                 unary(b"fail", timeout=5, metadata=team)
             assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
-            # the golden metrics count each call, a gRPC failure by the status it maps to
-            eventually(lambda: _calls_by_class(upstream).get("5xx", 0) == calls.get("5xx", 0) + 1,
-                       10, what="the failed call counted as 5xx")  # fmt: skip
-            assert calls.get("2xx", 0) >= 4 and calls.get("4xx", 0) >= 6, calls
+            # the golden metrics count each call, a gRPC failure by the status it maps to, on
+            # rpc's inbound edge and on web's outbound edge alike
+            for side, before in calls.items():
+                eventually(lambda side=side, before=before: _calls_by_class(upstream, side).get(
+                    "5xx", 0) == before.get("5xx", 0) + 1, 10,
+                    what=f"the failed call counted as 5xx by {side}'s sidecar")  # fmt: skip
+                assert before.get("2xx", 0) >= 4 and before.get("4xx", 0) >= 6, (side, before)
             put_exact(agent, "web", "rpc", {"Permissions": [
                 {"Action": "allow", "HTTP": {"PathExact": "/echo.Echo/Stream"}}]})  # fmt: skip
             eventually(lambda: not denied(lambda: list(stream(iter([b"a"]), timeout=5))), 20,

@@ -92,7 +92,7 @@ def test_edge_counts_connections_bytes_and_responses() -> None:
     assert e.bytes_each_way() == (21, 202)
     e.answered(200, 0.01, "/api")
     e.answered(503, 0.02, "/api")
-    e.unanswered(0.5, "/api")
+    e.answered(0, 0.5, "/api")
     r = e.routes["/api"]
     assert (r.requests, r.by_class()) == (3, {"none": 1, "2xx": 1, "5xx": 1})
     assert m.edges[(INBOUND, "web", "db")] is e
@@ -198,7 +198,7 @@ def test_stat_rows_over_an_interval_and_since_start() -> None:
     e.denied = 1
     before, _ = edges_of(_gathered(m, 10.0))
     e.answered(200, 0.004, "/a")
-    e.unanswered(1.0, "/a")
+    e.answered(0, 1.0, "/a")
     e.denied = 3
     m.outbound("cache").failed = 1
     after, uptime = edges_of(_gathered(m, 12.0))
