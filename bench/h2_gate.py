@@ -12,8 +12,9 @@ are cut as they would arrive (one read per call each way) and timed through:
   answer out (frames cut);
 - `gate after a deny`: the same once one call was denied, so every later
   header block is encoded again for the app;
-- `followed`: the gate with nothing to decide, as the calling side's
-  sidecar runs it on an `http2`/`grpc` upstream to count each call;
+- `followed`: `H2Follower` (proxy/h2_follow.py), what the calling side's
+  sidecar runs on an `http2`/`grpc` upstream to count each call: the
+  client's frames cut, the answers' header blocks read, nothing decided;
 - `h2 server` (the reference, ../shared/reference/proxy-levers.md's ~385 µs
   a request): python-hyper's `H2Connection` reading the same calls and
   sending the same answers, the least a full HTTP/2 stack does per request
@@ -50,6 +51,7 @@ STATE = native.use()
 from gossamer.intentions.codec import intention_from_json  # noqa: E402
 from gossamer.intentions.decide import IntentionSet, decide  # noqa: E402
 from gossamer.intentions.model import Decision, HttpRequest  # noqa: E402
+from gossamer.proxy.h2_follow import H2Follower  # noqa: E402
 from gossamer.proxy.h2_gate import H2Gate  # noqa: E402
 
 HEADERS = [(":method", "POST"), (":scheme", "http"), (":path", "/echo.Echo/Unary"),
@@ -105,12 +107,8 @@ def decide_web(request: HttpRequest) -> Decision:
     return decide(INTENTIONS, "web", "rpc", request=request, default_allow=False)
 
 
-Decide = Callable[[HttpRequest], Decision] | None
-
-
-def gate_run(start: bytes, requests: list[bytes], answers: list[bytes],
-             decide_with: Decide = decide_web) -> float:  # fmt: skip
-    gate = H2Gate(decide_with)
+def gate_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
+    gate = H2Gate(decide_web)
     gate.from_client(start)
     began = time.process_time()
     for request, answer in zip(requests, answers, strict=True):
@@ -120,7 +118,13 @@ def gate_run(start: bytes, requests: list[bytes], answers: list[bytes],
 
 
 def followed_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
-    return gate_run(start, requests, answers, None)
+    follower = H2Follower(lambda status, route, seconds: None)
+    follower.from_client(start, 0.0)
+    began = time.process_time()
+    for request, answer in zip(requests, answers, strict=True):
+        follower.from_client(request, 0.0)
+        follower.from_app(answer, 0.0)
+    return time.process_time() - began
 
 
 def h2_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:

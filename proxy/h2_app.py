@@ -38,7 +38,7 @@ from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
 MAX_WAITING: Final = 256  # answers held for the end of the app's frame; a client past this is cut
 MAX_APP_BLOCK: Final = 256 * 1024  # a longer header block from the app is passed on, not read
-WANTED: Final = frozenset((b":status", b"grpc-status"))  # all the call book reads of an answer
+WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what the call book reads
 
 
 class AppSide:

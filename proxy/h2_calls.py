@@ -3,10 +3,12 @@ each call's outcome for the golden metrics. Pure.
 
 An outcome is (status, route, seconds), as the HTTP/1 path records its
 requests (http1.py `_record`): the status is the app's final `:status`, or
-for a gRPC call (a request with `content-type: application/grpc…`) its
+for a gRPC call its
 `grpc-status` mapped to the HTTP status Google's API design gives it (0 →
 200, 7 → 403, 14 → 503, …), so a failed call counts as a failure in the
-success rate even though gRPC answers `200`. Status 0: no answer (reset,
+success rate even though gRPC answers `200` (a gRPC answer is one whose
+`content-type` is `application/grpc…`, as every gRPC server sends it, so
+the call book needs nothing from the request). Status 0: no answer (reset,
 or the connection ended first). A denied call is a `403` at once, like a
 denied HTTP/1 request. Times come in from the shell (`now`, seconds).
 """
@@ -25,10 +27,10 @@ Done = Callable[[int, str, float], None]  # (status, route, seconds)
 class Call:
     __slots__ = ("grpc", "grpc_status", "route", "started", "status")
 
-    def __init__(self, route: str, started: float, grpc: bool) -> None:
+    def __init__(self, route: str, started: float) -> None:
         self.route = route
         self.started = started
-        self.grpc = grpc
+        self.grpc = False  # the answer is gRPC's
         self.status = 0  # the final :status
         self.grpc_status = -1  # none yet
 
@@ -43,9 +45,9 @@ class CallBook:
         self._done = done
         self._calls: dict[int, Call] = {}
 
-    def opened(self, stream: int, route: str, grpc: bool, now: float) -> None:
+    def opened(self, stream: int, route: str, now: float) -> None:
         if len(self._calls) < MAX_CALLS:
-            self._calls[stream] = Call(route, now, grpc)
+            self._calls[stream] = Call(route, now)
 
     def denied(self, route: str) -> None:
         self._done(403, route, 0.0)
@@ -61,6 +63,8 @@ class CallBook:
                 call.status = int(value)  # not an interim 1xx
             elif name == b"grpc-status" and value.isdigit():
                 call.grpc_status = int(value)
+            elif name == b"content-type" and value.startswith(b"application/grpc"):
+                call.grpc = True
         if end:
             self.ended(stream, now)
 

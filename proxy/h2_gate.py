@@ -22,9 +22,8 @@ the app's table, now behind.
 
 The intentions see fields as the HTTP/1 path's (joined_headers). Each allowed
 call is followed to the app's last frame for the golden metrics (h2_calls.py;
-the app's half: h2_app.py); `now` comes with the bytes, in seconds. With no
-`decide` the gate only follows (every call goes through as it came): so the
-calling side's sidecar counts its outbound calls.
+the app's half: h2_app.py); `now` comes with the bytes, in seconds. (The
+calling side's sidecar only follows its calls: h2_follow.py.)
 
 The first bytes decide the rest: the HTTP/2 preface makes the connection
 gated; anything else (h2 inside the apps' own TLS, or not HTTP/2 at all)
@@ -80,7 +79,6 @@ COLLECT: Final = 2
 GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
 HTTP_DENIED: Final = [(b":status", b"403"), (b"content-length", b"0")]
-FOLLOWED: Final = frozenset((b"content-type",))  # all a call followed, not decided, needs
 
 
 def _uncounted(status: int, route: str, seconds: float) -> None:
@@ -90,10 +88,9 @@ def _uncounted(status: int, route: str, seconds: float) -> None:
 class H2Gate:
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
 
-    def __init__(self, decide: Callable[[HttpRequest], Decision] | None, max_block: int = 65536,
+    def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
                  done: Done = _uncounted) -> None:  # fmt: skip
         self._decide = decide
-        self._wanted = None if decide else FOLLOWED  # what is read of a request's fields
         self.max_block = max_block  # a longer header block ends the connection
         self.opaque = False  # no preface: carried byte for byte
         self.speaking = False  # the preface came: each stream is decided
@@ -250,7 +247,7 @@ class H2Gate:
     def _block_done(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         stream, flags = self._block_of
         try:
-            fields = self._reader.read(bytes(self._block), self._wanted)
+            fields = self._reader.read(bytes(self._block))
         except HpackError as exc:
             raise H2Error(COMPRESSION_ERROR, f"a header block HPACK cannot read: {exc}") from exc
         if stream in self._denied:
@@ -262,17 +259,14 @@ class H2Gate:
             return
         if stream > self.last:  # a new stream: a request
             self.last = stream
-            grpc = any(n == b"content-type" and v.startswith(b"application/grpc")
-                       for n, v in fields)  # fmt: skip
-            route = ""
-            if self._decide is not None:
-                decision = self._decide(request_of(fields))
-                if not decision.allowed:
-                    self._deny(stream, grpc, end_stream, to_client)
-                    self.calls.denied(decision.route)
-                    return
-                route = decision.route
-            self.calls.opened(stream, route, grpc, self._now)
+            decision = self._decide(request_of(fields))
+            if not decision.allowed:
+                grpc = any(n == b"content-type" and v.startswith(b"application/grpc")
+                           for n, v in fields)  # fmt: skip
+                self._deny(stream, grpc, end_stream, to_client)
+                self.calls.denied(decision.route)
+                return
+            self.calls.opened(stream, decision.route, self._now)
         if not self._literal:
             to_app += self._raw
         else:

@@ -4,8 +4,9 @@ A `Relay` (relay.py) whose bytes pass through `H2Gate` (h2_gate.py) on their
 way: the client's to the app, the app's to the client, the gate's own
 answers to the client. On the inbound port (`gated`) the gate decides each
 call, and its outcome goes to the port's golden metrics as an HTTP/1
-request's does (`http_outcome`); on an upstream's listener (`followed`) it
-decides nothing and each call is counted on the outbound edge. When the
+request's does (`http_outcome`). On an upstream's listener (`followed`) the
+bytes go byte for byte and an `H2Follower` (h2_follow.py) reads along, each
+call counted on the outbound edge. When the
 first bytes are not HTTP/2's preface (`opaque`: h2 inside the apps' own
 TLS), `on_opaque()` says whether the connection may go on byte for byte (no
 L7 rule applies to its source) or is cut. A client that breaks HTTP/2 gets
@@ -22,11 +23,11 @@ from typing import TYPE_CHECKING
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
+from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_gate import H2Gate
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.inbound_http import now_ms
-from gossamer.proxy.protocol import MAX_HEADER_BYTES
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
@@ -127,26 +128,41 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> 
     return GatedRelay(client, app, closed, gate, opaque, broken)
 
 
+class FollowedRelay(Relay):
+    """A byte relay whose bytes an `H2Follower` reads along the way (the calling side)."""
+
+    def __init__(self, a: Side, b: Side, on_close: Callable[[Relay], None],
+                 follower: H2Follower) -> None:  # fmt: skip
+        self.follower = follower
+        super().__init__(a, b, on_close)
+
+    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        follower, peer = self.follower, self.sides[1 - side.index]
+        now = time.perf_counter()
+        for chunk in chunks:
+            side.moved += len(chunk)
+            peer.send(chunk)
+            if side.index == 0:
+                follower.from_client(chunk, now)
+            else:
+                follower.from_app(chunk, now)
+        if eof:
+            self.ended(side)
+
+
 def followed(
     listener: UpstreamListener, client: Side, server: Side, on_close: Callable[[Relay], None]
-) -> GatedRelay:
-    """The local `client` joined to an instance of `listener`'s upstream (`server`): every
-    call goes through, and is counted on the outbound edge (status, latency). Not h2c: byte
-    for byte. A client that breaks HTTP/2 is ended here, as the far side's gate would."""
-    name = listener.upstream.name
-    edge = listener.metrics.outbound(name)
-
-    def broken(message: str) -> None:
-        listener.tally.add(f"outbound.{BROKEN}")
-        if listener.tally.limiter.allow(f"{BROKEN}/outbound/{name}", now_ms()):
-            log.warning("proxy: HTTP/2 to upstream %s ended: %s", name, message)
+) -> FollowedRelay:
+    """The local `client` joined to an instance of `listener`'s upstream (`server`) byte for
+    byte, each call counted on the outbound edge (status, latency)."""
+    edge = listener.metrics.outbound(listener.upstream.name)
 
     def done(status: int, route: str, seconds: float) -> None:
         edge.answered(status, seconds)
 
     def closed(relay: Relay) -> None:
-        gate.close(time.perf_counter())
+        follower.close(time.perf_counter())
         on_close(relay)
 
-    gate = H2Gate(None, MAX_HEADER_BYTES, done)
-    return GatedRelay(client, server, closed, gate, lambda: True, broken)
+    follower = H2Follower(done)
+    return FollowedRelay(client, server, closed, follower)

@@ -24,8 +24,8 @@ from pathlib import Path
 # The data path, per request and per byte (bench/http_path.py, proxy_pair.py). Left out: the
 # control plane (watches, config, identity: per change, not per request).
 COMPILED = (
-    "balance", "edge_metrics", "h2_app", "h2_calls", "h2_frames", "h2_gate", "h2_relay",
-    "hpack_reader", "http1", "http_codec", "http_deadlines", "http_joint", "http_reply",
+    "balance", "edge_metrics", "h2_app", "h2_calls", "h2_follow", "h2_frames", "h2_gate",
+    "h2_relay", "hpack_reader", "http1", "http_codec", "http_deadlines", "http_joint", "http_reply",
     "http_request", "http_upstream", "inbound", "inbound_http", "inbound_mux", "mux",
     "mux_frames", "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay",
     "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side",

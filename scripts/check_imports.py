@@ -120,6 +120,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_gate.py",
     "proxy/h2_app.py",
     "proxy/h2_calls.py",
+    "proxy/h2_follow.py",
     "proxy/hpack_reader.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",

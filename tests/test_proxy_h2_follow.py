@@ -1,0 +1,150 @@
+"""The calling side's follower (h2_follow.py) reading along a real HTTP/2 conversation:
+python-hyper's `h2` client and server talk directly, every byte also fed to the follower as
+the relay feeds it, cut at any point."""
+
+from __future__ import annotations
+
+import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.settings import SettingCodes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gossamer.proxy.h2_follow import H2Follower
+
+
+class Talk:
+    """A client and a server `H2Connection` joined directly, a follower reading along."""
+
+    def __init__(self, chunk: int = 0, client_settings: dict[int, int] | None = None) -> None:
+        self.client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.outcomes: list[tuple[int, str, float]] = []
+        self.follower = H2Follower(lambda *outcome: self.outcomes.append(outcome))
+        self.clock = 10.0
+        self.chunk = chunk
+        self.sent_up, self.sent_down = bytearray(), bytearray()  # every byte, each way
+        self.client.initiate_connection()
+        self.server.initiate_connection()
+        if client_settings:
+            self.client.update_settings(client_settings)
+        self.pump()
+
+    def _pieces(self, data: bytes) -> list[bytes]:
+        if not self.chunk:
+            return [data]
+        return [data[i : i + self.chunk] for i in range(0, len(data), self.chunk)]
+
+    def pump(self) -> None:
+        while True:
+            up, down = self.client.data_to_send(), self.server.data_to_send()
+            if not up and not down:
+                return
+            self.sent_up += up
+            self.sent_down += down
+            for piece in self._pieces(up):
+                self.follower.from_client(piece, self.clock)
+            self.server.receive_data(up)
+            for piece in self._pieces(down):
+                self.follower.from_app(piece, self.clock)
+            self.client.receive_data(down)
+
+    def call(self, path: str, extra: tuple[tuple[str, str], ...] = ()) -> int:
+        stream = self.client.get_next_available_stream_id()
+        head = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "db")]
+        self.client.send_headers(stream, [*head, *extra])
+        self.client.send_data(stream, b"hello", end_stream=True)
+        self.pump()
+        return stream
+
+    def answer(self, stream: int, status: str = "200", grpc: str = "",
+               extra: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        head = [(":status", status), *extra]
+        if grpc:
+            head.append(("content-type", "application/grpc"))
+        self.server.send_headers(stream, head)
+        self.server.send_data(stream, b"world" * 100, end_stream=not grpc)
+        if grpc:
+            self.server.send_headers(stream, [("grpc-status", grpc)], end_stream=True)
+        self.pump()
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_each_call_is_counted_with_its_status_and_time(chunk: int) -> None:
+    talk = Talk(chunk)
+    first = talk.call("/a")
+    talk.clock += 0.5
+    talk.answer(first, "404")
+    failed = talk.call("/echo.Echo/Fail", extra=(("content-type", "application/grpc"),))
+    talk.answer(failed, "200", grpc="14")  # UNAVAILABLE: a failure though `:status` is 200
+    ok = talk.call("/echo.Echo/Unary")
+    talk.answer(ok, "200", grpc="0")
+    assert talk.outcomes == [(404, "", 0.5), (503, "", 0.0), (200, "", 0.0)]
+    assert talk.follower.speaking and not talk.follower.opaque
+
+
+def test_a_reset_or_the_end_of_the_connection_ends_a_call_once() -> None:
+    talk = Talk()
+    reset = talk.call("/slow")
+    talk.server.send_headers(reset, [(":status", "200")])
+    talk.pump()
+    talk.clock += 1.0
+    talk.client.reset_stream(reset)
+    talk.pump()
+    assert talk.outcomes == [(200, "", 1.0)], "reset after its head: the status it had"
+    talk.call("/hang")
+    talk.follower.close(talk.clock + 2.0)
+    talk.follower.close(talk.clock + 3.0)
+    assert talk.outcomes[1:] == [(0, "", 2.0)], "no answer, recorded once"
+
+
+def test_a_larger_table_the_client_allows_the_answers_is_read() -> None:
+    talk = Talk(client_settings={SettingCodes.HEADER_TABLE_SIZE: 65536})
+    long = tuple((f"x-field-{i}", "v" * 200) for i in range(30))  # > 4096 bytes of table
+    for n in range(3):
+        stream = talk.call("/big")
+        talk.answer(stream, "201", extra=long)
+        assert talk.outcomes[n][0] == 201
+    assert talk.follower.answers.reader is not None, "the answers' table followed"
+
+
+def test_not_h2c_is_opaque_and_nothing_is_followed() -> None:
+    follower = H2Follower(lambda *outcome: pytest.fail("nothing to record"))
+    follower.from_client(b"\x16\x03\x01\x02\x00" + b"\x01" * 100, 0.0)  # a TLS ClientHello
+    follower.from_app(b"\x16\x03\x03\x00\x10" + b"\x02" * 16, 0.0)
+    assert follower.opaque and not follower.speaking
+    follower.close(1.0)
+    half = H2Follower(lambda *outcome: None)
+    half.from_client(b"PRI * HTTP/2.0\r\n", 0.0)
+    assert not half.opaque and not half.speaking  # a preface begun
+    half.from_client(b"GET / HTTP/1.1\r\n", 0.0)
+    assert half.opaque
+
+
+def test_bytes_it_cannot_read_stop_the_recording_not_the_connection() -> None:
+    talk = Talk()
+    talk.follower.from_app(b"\x00\x00\x03\x01\x05\x00\x00\x00\x01\xff\xff\xff", 0.0)  # bad HPACK
+    assert talk.follower.answers.reader is None
+    stream = talk.call("/after")
+    talk.follower.from_app(b"\x00\x00\x00\x00\x01\x00\x00\x00" + bytes([stream]), 1.0)
+    talk.follower.close(2.0)
+    assert [status for status, _, _ in talk.outcomes] == [0], "counted, its status unknown"
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
+def test_any_cut_gives_the_same_outcomes(cuts: list[int]) -> None:
+    talk = Talk()
+    for n in range(4):
+        stream = talk.call(f"/echo.Echo/M{n}", extra=(("x-n", str(n) * 50),))
+        talk.answer(stream, "200", grpc=str(n * 5))
+    assert [status for status, _, _ in talk.outcomes] == [200, 404, 409, 500]
+    log: list[tuple[int, str, float]] = []
+    again = H2Follower(lambda *outcome: log.append(outcome))
+    for data, feed in ((talk.sent_up, again.from_client), (talk.sent_down, again.from_app)):
+        at, i = 0, 0
+        while at < len(data):  # the same bytes cut otherwise: every call's opening first
+            feed(bytes(data[at : at + cuts[i % len(cuts)]]), 10.0)
+            at, i = at + cuts[i % len(cuts)], i + 1
+    assert log == talk.outcomes
