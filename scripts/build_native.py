@@ -39,8 +39,8 @@ from gossamer.proxy import native
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("agent", "gossip", "catalog", "intentions", "proxy")
-# The profiling run: both HTTP roles and new connections, in process (bench/http_path.py)
-# Each training run, and what its output says when it ran the instrumented build.
+# The profiling runs, in process: both HTTP/1 roles and new connections (http_path.py), the
+# HTTP/2 gate and follower (h2_gate.py); each with what it prints when it ran the build.
 TRAINING = (
     (("bench/http_path.py", "--requests", "5000", "--repeats", "1"), "modules: fresh"),
     (("bench/h2_gate.py", "--requests", "3000", "--repeats", "1"), "compiled (fresh)"),

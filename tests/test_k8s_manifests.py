@@ -125,3 +125,34 @@ def test_example_app_pod_injected_is_a_valid_pod() -> None:
 def answer_review(sent: dict[str, Any]) -> dict[str, Any]:
     settings = InjectorSettings(image="gossamer:0.1.0")
     return answer(parse_review(json.dumps(sent).encode()), settings)
+
+
+def test_the_image_copies_what_its_stages_run_and_points_at_the_compiled_build() -> None:
+    """Docker cannot run here: the Dockerfile is read. Each COPY's sources exist; the native
+    stage has build_native.py and every script its profile trains on; the final stage points
+    GOSSAMER_NATIVE_DIR at the build it copies from that stage."""
+    from scripts.build_native import TRAINING
+
+    root = DIR.parent
+    stages: dict[str, set[str]] = {}
+    stage, env, copied_build = "", {}, ""
+    for line in (DIR / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM":
+            stage = words[3] if len(words) > 3 else "final"
+            stages[stage] = set()
+        elif words[0] == "COPY" and words[1].startswith("--from="):
+            copied_build = words[-1]
+        elif words[0] == "COPY":
+            for source in words[1:-1]:
+                assert (root / source).exists(), f"COPY {source}: not in the repository"
+                stages[stage].add(source)
+        elif words[0] == "ENV":
+            name, _, value = words[1].partition("=")
+            env[name] = value
+    assert set(stages) == {"native", "final"}
+    needed = {"scripts/build_native.py", "proxy", *(argv[0] for argv, _ in TRAINING)}
+    assert needed <= stages["native"], needed - stages["native"]
+    assert copied_build and env.get("GOSSAMER_NATIVE_DIR") == copied_build
