@@ -13,12 +13,11 @@ app never sees it; the client gets an answer made here (gRPC: trailers-only,
 `grpc-status` 7 PERMISSION_DENIED; else `403`), written between the app's
 frames (after its first, the SETTINGS of its preface), never inside one of
 its header blocks, as literals that leave the client's HPACK table alone;
-a client still sending gets RST_STREAM
-NO_ERROR (RFC 9113 §8.1); its DATA is dropped and the connection window it
-used given back (WINDOW_UPDATE). The block the app missed may have added to
-the client's table, so from the first deny on each block for the app is
-written again as literals (h2_frames.literal_block), which never refer to
-the app's table, now behind.
+a client still sending gets RST_STREAM NO_ERROR (RFC 9113 §8.1); its DATA
+is dropped and the connection window it used given back (WINDOW_UPDATE).
+The block the app missed may have added to the client's table, so from the
+first deny on each block for the app is written again as literals
+(h2_frames.literal_block), which never refer to the app's table, now behind.
 
 The intentions see fields as the HTTP/1 path's (joined_headers). Each allowed
 call is followed to the app's last frame for the golden metrics (h2_calls.py;

@@ -1,16 +1,18 @@
-"""The relay of an `http2` or `grpc` connection, through an h2c gate. Shell.
+"""The relays of an `http2` or `grpc` connection: through an h2c gate, or followed. Shell.
 
-A `Relay` (relay.py) whose bytes pass through `H2Gate` (h2_gate.py) on their
-way: the client's to the app, the app's to the client, the gate's own
-answers to the client. On the inbound port (`gated`) the gate decides each
-call, and its outcome goes to the port's golden metrics as an HTTP/1
-request's does (`http_outcome`). On an upstream's listener (`followed`) the
-bytes go byte for byte and an `H2Follower` (h2_follow.py) reads along, each
-call counted on the outbound edge. When the
-first bytes are not HTTP/2's preface (`opaque`: h2 inside the apps' own
-TLS), `on_opaque()` says whether the connection may go on byte for byte (no
-L7 rule applies to its source) or is cut. A client that breaks HTTP/2 gets
-GOAWAY and loses the connection; `on_error(message)` counts and logs it.
+On the inbound port (`gated`): a `Relay` (relay.py) whose bytes pass
+through `H2Gate` (h2_gate.py) on their way: the client's to the app, the
+app's to the client, the gate's own answers to the client. Each call's
+outcome goes to the port's golden metrics as an HTTP/1 request's does
+(`http_outcome`). When the first bytes are not HTTP/2's preface (`opaque`:
+h2 inside the apps' own TLS), `on_opaque()` says whether the connection may
+go on byte for byte (no L7 rule applies to its source) or is cut. A client
+that breaks HTTP/2 gets GOAWAY and loses the connection; `on_error(message)`
+counts and logs it.
+
+On an upstream's listener (`followed`): bytes go on as they came and an
+`H2Follower` (h2_follow.py) reads along; each call is counted on the
+outbound edge.
 """
 
 from __future__ import annotations
