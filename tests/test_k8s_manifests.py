@@ -135,6 +135,7 @@ def test_the_image_copies_what_its_stages_run_and_points_at_the_compiled_build()
 
     root = DIR.parent
     stages: dict[str, set[str]] = {}
+    bases: dict[str, str] = {}
     stage, env, copied_build = "", {}, ""
     for line in (DIR / "Dockerfile").read_text().splitlines():
         words = line.split()
@@ -142,7 +143,7 @@ def test_the_image_copies_what_its_stages_run_and_points_at_the_compiled_build()
             continue
         if words[0] == "FROM":
             stage = words[3] if len(words) > 3 else "final"
-            stages[stage] = set()
+            stages[stage], bases[stage] = set(), words[1]
         elif words[0] == "COPY" and words[1].startswith("--from="):
             copied_build = words[-1]
         elif words[0] == "COPY":
@@ -152,7 +153,9 @@ def test_the_image_copies_what_its_stages_run_and_points_at_the_compiled_build()
         elif words[0] == "ENV":
             name, _, value = words[1].partition("=")
             env[name] = value
-    assert set(stages) == {"native", "final"}
+    assert set(stages) == {"source", "native", "final"}
     needed = {"scripts/build_native.py", "proxy", *(argv[0] for argv, _ in TRAINING)}
-    assert needed <= stages["native"], needed - stages["native"]
+    assert bases["native"] == bases["final"] == "source"
+    built_from = stages["source"] | stages["native"]
+    assert needed <= built_from, needed - built_from
     assert copied_build and env.get("GOSSAMER_NATIVE_DIR") == copied_build

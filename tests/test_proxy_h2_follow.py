@@ -5,50 +5,34 @@ the relay feeds it, cut at any point."""
 from __future__ import annotations
 
 import pytest
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.settings import SettingCodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.proxy.h2_follow import H2Follower
+from tests.h2_support import H2Ends
 
 
-class Talk:
+class Talk(H2Ends):
     """A client and a server `H2Connection` joined directly, a follower reading along."""
 
     def __init__(self, chunk: int = 0, client_settings: dict[int, int] | None = None) -> None:
-        self.client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
-        self.server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        super().__init__(chunk)
         self.outcomes: list[tuple[int, str, float]] = []
         self.follower = H2Follower(lambda *outcome: self.outcomes.append(outcome))
         self.clock = 10.0
-        self.chunk = chunk
         self.sent_up, self.sent_down = bytearray(), bytearray()  # every byte, each way
-        self.client.initiate_connection()
-        self.server.initiate_connection()
-        if client_settings:
-            self.client.update_settings(client_settings)
-        self.pump()
+        self.start(client_settings=client_settings)
 
-    def _pieces(self, data: bytes) -> list[bytes]:
-        if not self.chunk:
-            return [data]
-        return [data[i : i + self.chunk] for i in range(0, len(data), self.chunk)]
-
-    def pump(self) -> None:
-        while True:
-            up, down = self.client.data_to_send(), self.server.data_to_send()
-            if not up and not down:
-                return
-            self.sent_up += up
-            self.sent_down += down
-            for piece in self._pieces(up):
-                self.follower.from_client(piece, self.clock)
-            self.server.receive_data(up)
-            for piece in self._pieces(down):
-                self.follower.from_app(piece, self.clock)
-            self.client.receive_data(down)
+    def carry(self, up: bytes, down: bytes) -> None:
+        self.sent_up += up
+        self.sent_down += down
+        for piece in self.pieces(up):
+            self.follower.from_client(piece, self.clock)
+        self.server.receive_data(up)
+        for piece in self.pieces(down):
+            self.follower.from_app(piece, self.clock)
+        self.client.receive_data(down)
 
     def call(self, path: str, extra: tuple[tuple[str, str], ...] = ()) -> int:
         stream = self.client.get_next_available_stream_id()

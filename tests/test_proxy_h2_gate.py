@@ -41,6 +41,7 @@ from gossamer.proxy.h2_frames import (
     rst_stream,
 )
 from gossamer.proxy.h2_gate import H2Gate, request_of
+from tests.h2_support import H2Ends
 
 SEEN: list[HttpRequest] = []
 
@@ -67,44 +68,28 @@ def _send_body(end: H2Connection, stream: int, body: bytes, *, end_stream: bool 
         end.send_data(stream, body[at : at + 16384], end_stream=end_stream and last)
 
 
-class Pair:
+class Pair(H2Ends):
     """A client and a server `H2Connection` with the gate between them."""
 
     def __init__(self, server_settings: dict[int, int] | None = None, chunk: int = 0) -> None:
-        self.client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
-        self.server = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        super().__init__(chunk)
         self.outcomes: list[tuple[int, str, float]] = []
         self.clock = 100.0  # seconds, given to the gate with every chunk
         self.gate = H2Gate(_decide, 16384, lambda *outcome: self.outcomes.append(outcome))
-        self.chunk = chunk  # feed the gate this many bytes at a time (0: all at once)
         self.client_events: list[Any] = []
         self.server_events: list[Any] = []
-        self.client.initiate_connection()
-        self.server.initiate_connection()
-        if server_settings:
-            self.server.update_settings(server_settings)
-        self.pump()
+        self.start(server_settings=server_settings)
 
-    def _pieces(self, data: bytes) -> list[bytes]:
-        if not self.chunk:
-            return [data]
-        return [data[i : i + self.chunk] for i in range(0, len(data), self.chunk)]
-
-    def pump(self) -> None:
-        """Move bytes both ways until neither end has anything to send."""
-        while True:
-            up, down = self.client.data_to_send(), self.server.data_to_send()
-            if not up and not down:
-                return
-            for piece in self._pieces(up):
-                to_app, to_client = self.gate.from_client(piece, self.clock)
-                for data in to_app:
-                    self.server_events += self.server.receive_data(data)
-                for data in to_client:
-                    self.client_events += self.client.receive_data(data)
-            for piece in self._pieces(down):
-                for data in self.gate.from_app(piece, self.clock):
-                    self.client_events += self.client.receive_data(data)
+    def carry(self, up: bytes, down: bytes) -> None:
+        for piece in self.pieces(up):
+            to_app, to_client = self.gate.from_client(piece, self.clock)
+            for data in to_app:
+                self.server_events += self.server.receive_data(data)
+            for data in to_client:
+                self.client_events += self.client.receive_data(data)
+        for piece in self.pieces(down):
+            for data in self.gate.from_app(piece, self.clock):
+                self.client_events += self.client.receive_data(data)
 
     def call(self, path: str, body: bytes = b"", **kw: Any) -> int:
         stream = self.client.get_next_available_stream_id()
