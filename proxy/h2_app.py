@@ -26,6 +26,8 @@ from gossamer.proxy.h2_frames import (
     HEAD,
     HEADER_TABLE_SIZE,
     HEADERS,
+    PADDED,
+    PRIORITY_FLAG,
     PUSH_PROMISE,
     RST_STREAM,
     SETTINGS,
@@ -132,6 +134,11 @@ class AppSide:
                     reader = self.client_reader
                     reader.max_allowed = max(reader.max_allowed, value)
             return
+        plain = not flags & (PADDED | PRIORITY_FLAG) and len(gathered) <= MAX_APP_BLOCK
+        if kind == HEADERS and flags & END_HEADERS and plain:  # a whole block in one frame
+            if self.reader is not None:
+                self._read_block(bytes(gathered))
+            return
         try:
             self._block += fragment(kind, flags, bytes(gathered))[0]
         except H2Error:
@@ -140,13 +147,13 @@ class AppSide:
         if len(self._block) > MAX_APP_BLOCK:
             self.reader = None
         if flags & END_HEADERS and self.reader is not None:
-            self._read_block()
+            self._read_block(bytes(self._block))
 
-    def _read_block(self) -> None:
+    def _read_block(self, block: bytes) -> None:
         assert self.reader is not None
         kind, flags, stream = self._block_of
         try:
-            fields = self.reader.read(bytes(self._block), WANTED)
+            fields = self.reader.read(block, WANTED)
         except HpackError:
             self.reader = None
             return
