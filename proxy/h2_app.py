@@ -24,7 +24,6 @@ from gossamer.proxy.h2_frames import (
     END_STREAM,
     ENHANCE_YOUR_CALM,
     HEAD,
-    HEADER_TABLE_SIZE,
     HEADERS,
     PADDED,
     PRIORITY_FLAG,
@@ -34,7 +33,7 @@ from gossamer.proxy.h2_frames import (
     H2Error,
     fragment,
     parse_head,
-    settings,
+    table_allowed,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
@@ -44,9 +43,9 @@ WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what
 
 
 class AppSide:
-    def __init__(self, calls: CallBook, client_reader: HeaderReader) -> None:
+    def __init__(self, calls: CallBook, client_reader: HeaderReader | None) -> None:
         self.calls = calls
-        self.client_reader = client_reader  # the gate's reader of the client's blocks
+        self.client_reader = client_reader  # the gate's reader of the client's blocks; None: none
         self.reader: HeaderReader | None = HeaderReader(MAX_APP_BLOCK)  # None: gave up
         self.pending: list[bytes] = []  # the gate's frames, waiting for a boundary
         self.now = 0.0
@@ -129,10 +128,9 @@ class AppSide:
         if gathered is None:
             return
         if kind == SETTINGS:
-            for ident, value in settings(bytes(gathered)):
-                if ident == HEADER_TABLE_SIZE:  # bounds the client's encoder's table
-                    reader = self.client_reader
-                    reader.max_allowed = max(reader.max_allowed, value)
+            reader = self.client_reader  # bounds the client's encoder's table
+            if reader is not None:
+                reader.max_allowed = table_allowed(bytes(gathered), reader.max_allowed)
             return
         plain = not flags & (PADDED | PRIORITY_FLAG) and len(gathered) <= MAX_APP_BLOCK
         if kind == HEADERS and flags & END_HEADERS and plain:  # a whole block in one frame

@@ -18,26 +18,24 @@ TLS, or not HTTP/2): `opaque`, nothing followed.
 
 from __future__ import annotations
 
-from gossamer.proxy.h2_app import MAX_APP_BLOCK, AppSide
+from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook, Done
 from gossamer.proxy.h2_frames import (
     ACK,
-    HEADER_TABLE_SIZE,
     HEADERS,
     PREFACE,
     RST_STREAM,
     SETTINGS,
     parse_head,
-    settings,
+    table_allowed,
 )
-from gossamer.proxy.hpack_reader import HeaderReader
 
 
 class ClientFrames(AppSide):
     """The client's frames, cut as AppSide cuts the app's, read for what they mean instead."""
 
     def __init__(self, calls: CallBook, answers: AppSide) -> None:
-        super().__init__(calls, answers.client_reader)
+        super().__init__(calls, None)
         self.reader = None  # the client's blocks are not read
         self.answers = answers
         self.last = 0  # the highest stream the client opened
@@ -58,12 +56,9 @@ class ClientFrames(AppSide):
 
     def _end(self) -> None:
         gathered, self._gather = self._gather, None
-        reader = self.answers.reader
-        if gathered is None or reader is None:
-            return
-        for ident, value in settings(bytes(gathered)):
-            if ident == HEADER_TABLE_SIZE:  # bounds the app's encoder's table
-                reader.max_allowed = max(reader.max_allowed, value)
+        reader = self.answers.reader  # the client's SETTINGS bound the app's encoder's table
+        if gathered is not None and reader is not None:
+            reader.max_allowed = table_allowed(bytes(gathered), reader.max_allowed)
 
 
 class H2Follower:
@@ -72,7 +67,7 @@ class H2Follower:
 
     def __init__(self, done: Done) -> None:
         self.calls = CallBook(done)
-        self.answers = AppSide(self.calls, HeaderReader(MAX_APP_BLOCK))
+        self.answers = AppSide(self.calls, None)  # the client's blocks are not read
         self.client = ClientFrames(self.calls, self.answers)
         self.opaque = False
         self.speaking = False  # the preface came

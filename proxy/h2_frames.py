@@ -12,7 +12,7 @@ to the client and the app.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Final
 
 # Final: compiled, each use is the constant itself, not a look-up in the module's dict
@@ -106,10 +106,15 @@ def fragment(kind: int, flags: int, payload: bytes) -> tuple[bytes, bytes]:
     return payload[start:end], priority
 
 
-def settings(payload: bytes) -> Iterator[tuple[int, int]]:
-    """The (identifier, value) entries of a SETTINGS payload (whole entries only)."""
+def table_allowed(payload: bytes, allowed: int) -> int:
+    """The HPACK table a reader must take after a SETTINGS payload (whole entries only) sent
+    by its side: the largest HEADER_TABLE_SIZE in it, never below `allowed` (the other side
+    may not have seen the smaller one yet)."""
     for at in range(0, len(payload) - len(payload) % 6, 6):
-        yield _SETTING.unpack_from(payload, at)
+        ident, value = _SETTING.unpack_from(payload, at)
+        if ident == HEADER_TABLE_SIZE:
+            allowed = max(allowed, value)
+    return allowed
 
 
 def literal_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -49,7 +49,6 @@ from gossamer.proxy.h2_frames import (
     END_STREAM,
     ENHANCE_YOUR_CALM,
     HEAD,
-    HEADER_TABLE_SIZE,
     HEADERS,
     NO_ERROR,
     PREFACE,
@@ -65,7 +64,7 @@ from gossamer.proxy.h2_frames import (
     literal_block,
     parse_head,
     rst_stream,
-    settings,
+    table_allowed,
     window_update,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
@@ -224,12 +223,10 @@ class H2Gate:
 
     def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         self._in_frame = False
-        if self._settings is not None:
-            for ident, value in settings(bytes(self._settings)):
-                if ident == HEADER_TABLE_SIZE and self.app.reader is not None:
-                    reader = self.app.reader  # the client bounds the app's encoder's table
-                    reader.max_allowed = max(reader.max_allowed, value)
-            self._settings = None
+        reader = self.app.reader  # the client bounds the app's encoder's table
+        if self._settings is not None and reader is not None:
+            reader.max_allowed = table_allowed(bytes(self._settings), reader.max_allowed)
+        self._settings = None
         if self._mode != COLLECT:
             return
         kind, flags, _ = self._frame
