@@ -22,7 +22,6 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 MAX_ANSWER = 64 * 1024 * 1024  # a catalog answer bigger than this is not one the proxy wants
 
@@ -54,14 +53,11 @@ class AgentHttp:
     def __init__(self, base_url: str, token: str | None = None) -> None:
         """`token` (default: $GOSSAMER_HTTP_TOKEN, which `gossamer connect proxy` sets to the
         token it resolved) goes with every call as X-Consul-Token."""
-        parts = urlsplit(base_url)
+        scheme, self._host, self._port, self._host_header = split_base_url(base_url)
         self.base_url = base_url
         token = os.environ.get(TOKEN_ENV, "") if token is None else token
         self._token = "".join(ch for ch in token if ch.isprintable())  # no header injection
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._tls = _tls_context() if parts.scheme == "https" else None
-        self._host_header = parts.netloc
+        self._tls = _tls_context() if scheme == "https" else None
 
     async def get(self, path: str, timeout: float) -> Answer:
         return await self.request("GET", path, timeout)
@@ -95,6 +91,27 @@ class AgentHttp:
         if answer.status != 200:
             raise BadAnswer(f"GET {path}: {answer.status} {answer.text}")
         return answer.json()
+
+
+def split_base_url(base_url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, host:port as written) of an agent address in the form the CLI
+    resolves (`http://127.0.0.1:8500`, `https://[::1]:8501`; a path after it is ignored).
+
+    Not `urllib.parse`: with the `ipaddress` it imports it would be the only user of either in
+    the proxy process, ~0.5 MiB of every sidecar's RSS (bench/proxy_rss.py).
+    """
+    scheme, sep, rest = base_url.partition("://")
+    netloc = rest.partition("/")[0]
+    if not sep or scheme not in ("http", "https") or not netloc:
+        raise ValueError(f"agent address {base_url!r}: expected http(s)://host[:port]")
+    if netloc.startswith("["):
+        host, _, after = netloc[1:].partition("]")
+        port = after.removeprefix(":") if after else ""
+    else:
+        host, _, port = netloc.partition(":")
+    if not host or (port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"agent address {base_url!r}: bad host or port")
+    return scheme, host, int(port) if port else (443 if scheme == "https" else 80), netloc
 
 
 def _tls_context() -> ssl.SSLContext:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from gossamer.proxy.authorize import Trust
@@ -125,6 +124,7 @@ def _load_chain(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
 
 def _load_chain_from_files(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
     import tempfile  # only where memory files are missing (not Linux)
+    from pathlib import Path
 
     with tempfile.TemporaryDirectory(prefix="gossamer-proxy-") as tmp:
         cert, key = Path(tmp, "chain.pem"), Path(tmp, "key.pem")

@@ -46,6 +46,7 @@ from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp, now_ms
 from gossamer.proxy.inbound_mux import InboundMuxes
+from gossamer.proxy.listen import serve
 from gossamer.proxy.mux import StreamSide, is_mux, wire_of
 from gossamer.proxy.mux_frames import UNREACHABLE
 from gossamer.proxy.protocol import is_h2, is_l7
@@ -100,10 +101,7 @@ class Inbound(InboundHttp):
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._protocol, self.config.bind_address, self.config.bind_port, reuse_address=True
-        )
+        self._server = await serve(self._protocol, self.config.bind_address, self.config.bind_port)
         log.info("proxy: inbound %s:%d -> %s:%d for %s", self.config.bind_address,
                  self.config.bind_port, self.config.local_address, self.config.local_port,
                  self.config.service)  # fmt: skip

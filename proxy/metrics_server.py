@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from gossamer.proxy.edge_metrics import stats_json
+from gossamer.proxy.listen import serve
 from gossamer.proxy.metrics_families import Proxy, families
 from gossamer.proxy.prom_text import CONTENT_TYPE, render
 
@@ -84,9 +85,7 @@ class MetricsServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Scrape(self), self.host, self.port,
-                                                reuse_address=True)  # fmt: skip
+        self._server = await serve(lambda: _Scrape(self), self.host, self.port)
         log.info("proxy: metrics on http://%s:%d/metrics", self.host, self.port)
 
     def reply(self, head: bytes) -> bytes:

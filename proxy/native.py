@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from pathlib import Path
 
 # The data path, per request and per byte (bench/http_path.py, proxy_pair.py). Left out: the
 # control plane (watches, config, identity: per change, not per request).
@@ -30,11 +29,15 @@ COMPILED = (
     "mux_frames", "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay",
     "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side",
 )  # fmt: skip
-PROXY_DIR = Path(__file__).resolve().parent
+# Plain os.path strings: every proxy process imports this module, and pathlib (with the
+# urllib.parse and ipaddress it pulls in) would be its only user there.
+PROXY_DIR = os.path.dirname(os.path.realpath(__file__))
 # The checkout's build/ (gitignored); GOSSAMER_NATIVE_DIR points elsewhere (build_native.py's
 # training run uses it to load the instrumented build it is about to profile).
-OUT = Path(os.environ.get("GOSSAMER_NATIVE_DIR") or PROXY_DIR.parent / "build" / "native")
-MANIFEST = OUT / "SOURCES"
+OUT = os.environ.get("GOSSAMER_NATIVE_DIR") or os.path.join(
+    os.path.dirname(PROXY_DIR), "build", "native"
+)
+MANIFEST = os.path.join(OUT, "SOURCES")
 GROUP = "gossamer_proxy"  # mypyc's shared library: build/native/lib/gossamer_proxy__mypyc.*.so
 
 
@@ -43,7 +46,8 @@ def source_lines() -> list[str]:
     `sha256 module` line per compiled module."""
     lines = [f"python {sys.implementation.cache_tag}"]
     for name in COMPILED:
-        digest = hashlib.sha256((PROXY_DIR / f"{name}.py").read_bytes()).hexdigest()
+        with open(os.path.join(PROXY_DIR, f"{name}.py"), "rb") as source:
+            digest = hashlib.sha256(source.read()).hexdigest()
         lines.append(f"{digest} {name}")
     return lines
 
@@ -53,7 +57,8 @@ def state() -> str:
     if os.environ.get("GOSSAMER_NATIVE", "1") == "0":
         return "off"
     try:
-        built = MANIFEST.read_text().splitlines()
+        with open(MANIFEST) as manifest:
+            built = manifest.read().splitlines()
     except OSError:
         return "absent"
     now = source_lines()
@@ -75,8 +80,8 @@ def use() -> str:
     early = [name for name in COMPILED if f"{package.__name__}.{name}" in sys.modules]
     MODE = f"off: {', '.join(early)} imported before use()" if early else state()
     if MODE == "fresh":
-        package.__path__.insert(0, str(OUT / "gossamer" / "proxy"))
-        sys.path.append(str(OUT / "lib"))  # the shared library every compiled module imports
+        package.__path__.insert(0, os.path.join(OUT, "gossamer", "proxy"))
+        sys.path.append(os.path.join(OUT, "lib"))  # the shared library all compiled modules import
     elif MODE.startswith("stale"):
         print(f"gossamer: compiled proxy modules set aside ({MODE}); running them as Python; "
               "rebuild with .venv/bin/python scripts/build_native.py", file=sys.stderr)  # fmt: skip

@@ -44,6 +44,7 @@ from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.listen import serve
 from gossamer.proxy.mux import wire_of
 from gossamer.proxy.mux_pool import MuxPool, open_stream
 from gossamer.proxy.outlier import Outliers
@@ -92,12 +93,9 @@ class UpstreamListener:
         self.http = HttpUpstream(self) if is_l7(upstream.protocol) else None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         u = self.upstream
-        self._server = await loop.create_server(
-            lambda: PlainSide(on_connect=self._accepted), u.bind_address, u.bind_port,
-            reuse_address=True,
-        )  # fmt: skip
+        self._server = await serve(lambda: PlainSide(on_connect=self._accepted), u.bind_address,
+                                   u.bind_port)  # fmt: skip
         log.info("proxy: upstream %s listening on %s:%d", u.name, u.bind_address, u.bind_port)
 
     def stop_listening(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.proxy import tally
-from gossamer.proxy.agent_http import BadAnswer, parse_answer
+from gossamer.proxy.agent_http import BadAnswer, parse_answer, split_base_url
 from gossamer.proxy.balance import choose, choose_for_request
 from gossamer.proxy.config import (
     ConfigError,
@@ -327,6 +328,29 @@ def test_agent_answers_are_read(raw: bytes, status: int, body: bytes, index: str
     assert (answer.status, answer.body, answer.headers.get("x-consul-index", "")) == (
         status, body, index,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("http://127.0.0.1:8500", ("http", "127.0.0.1", 8500, "127.0.0.1:8500")),
+        ("https://[::1]:8501", ("https", "::1", 8501, "[::1]:8501")),
+        ("https://agent.internal", ("https", "agent.internal", 443, "agent.internal")),
+        ("http://[fd00::1]/v1", ("http", "fd00::1", 80, "[fd00::1]")),
+    ],
+)  # fmt: skip
+def test_agent_addresses_split_as_the_cli_writes_them(
+    url: str, parts: tuple[str, str, int, str]
+) -> None:
+    assert split_base_url(url) == parts
+
+
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:8500", "ftp://h:21", "http://", "http://h:0", "http://h:x", "http://[::1]x"]
+)
+def test_a_bad_agent_address_is_named(url: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(url))):
+        split_base_url(url)
 
 
 @given(st.binary(max_size=200))

@@ -44,6 +44,29 @@ def test_the_proxy_modules_import_no_heavy_package_and_nothing_of_the_agent() ->
     assert found == []
 
 
+# Standard modules the proxy process has no use for, each a few hundred KiB of RSS once
+# imported (bench/proxy_rss.py): pathlib, urllib.parse and the ipaddress it imports, tempfile.
+LIGHT_ONLY = ("pathlib", "urllib.parse", "ipaddress", "tempfile")
+
+
+def test_the_proxy_process_imports_none_of_the_stdlib_it_does_not_use(tmp_path: Path) -> None:
+    """Started with -S: in the checkout's editable install, `site` itself imports pathlib and
+    urllib.parse (setuptools' finder), which an installed proxy does not; `gossamer` here is a
+    link to the checkout, as an installed package is a folder."""
+    (tmp_path / "gossamer").symlink_to(Path(__file__).resolve().parent.parent)
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    script = (
+        f"import sys; sys.path[:0] = {[str(tmp_path), *deps]!r}\n"
+        "from gossamer.proxy import native; native.use()\n"
+        "import gossamer.proxy.__main__\n"
+        f"print(' '.join(m for m in {LIGHT_ONLY!r} if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True,
+                         env=cli_env(), timeout=60, cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == []
+
+
 def test_a_serving_sidecar_pair_maps_no_heavy_library(cluster: Cluster, tmp_path: Path) -> None:
     (agent,) = cluster.start(1, prefix="fp")
     db_app = App("127.0.0.1").start()
@@ -62,6 +85,9 @@ def test_a_serving_sidecar_pair_maps_no_heavy_library(cluster: Cluster, tmp_path
             assert proxy.proc is not None and proxy.proc.poll() is None
             maps = Path(f"/proc/{proxy.proc.pid}/maps").read_text()
             assert [lib for lib in NATIVE if lib in maps] == [], proxy.args
+            # Listeners on IP literals are bound without the resolver (proxy/listen.py): no
+            # libuv thread pool (four threads) and no idna codec; one thread in all.
+            assert len(list(Path(f"/proc/{proxy.proc.pid}/task").iterdir())) == 1, proxy.args
     finally:
         for proxy in proxies:
             proxy.stop()

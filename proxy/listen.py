@@ -1,0 +1,62 @@
+"""The proxy's listening sockets: an IP literal is bound here, a name goes to the loop.
+
+Handed a host string, uvloop's `create_server` resolves it in libuv's thread
+pool (four threads, started on first use) after encoding it with the `idna`
+codec (which imports `encodings.idna`, `stringprep` and `unicodedata`): about
+0.5 MiB of every sidecar's RSS (bench/proxy_rss.py), spent on addresses that
+are nearly always IP literals already (`127.0.0.1`, a node's address, `::`).
+An IP literal is bound here as `create_server` binds it (SO_REUSEADDR,
+IPV6_V6ONLY for IPv6, the same backlog) and the loop is given the socket; a
+host name still goes to the loop to resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+BACKLOG = 100  # asyncio's and uvloop's default
+
+
+def ip_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 when `host` is an IP literal, else None (a name to resolve)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return family
+    return None
+
+
+def bound_socket(host: str, port: int) -> socket.socket | None:
+    """A listening, non-blocking socket on an IP literal; None for a name. OSError (the
+    address is taken, not ours) as binding it would raise."""
+    family = ip_family(host)
+    if family is None:
+        return None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(
+    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+) -> asyncio.Server:
+    """`loop.create_server(factory, host, port, reuse_address=True)`, without the resolver
+    for an IP literal."""
+    loop = asyncio.get_running_loop()
+    sock = bound_socket(host, port)
+    if sock is None:
+        return await loop.create_server(factory, host, port, reuse_address=True)
+    return await loop.create_server(factory, sock=sock)

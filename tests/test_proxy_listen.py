@@ -1,0 +1,83 @@
+"""proxy/listen.py: IP literals are bound as create_server would bind them; names are resolved."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+
+import pytest
+
+from gossamer.proxy.listen import bound_socket, ip_family, serve
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [
+        ("127.0.0.1", socket.AF_INET), ("0.0.0.0", socket.AF_INET), ("::", socket.AF_INET6),
+        ("::1", socket.AF_INET6), ("fd00::1", socket.AF_INET6), ("localhost", None),
+        ("db.service.consul", None), ("", None), ("127.1", None), ("[::1]", None),
+        ("1.2.3.4\x00", None),
+    ],
+)  # fmt: skip
+def test_ip_literals_and_names(host: str, family: int | None) -> None:
+    assert ip_family(host) == family
+
+
+def test_a_literal_is_bound_listening_and_non_blocking() -> None:
+    sock = bound_socket("127.0.0.1", 0)
+    assert sock is not None
+    with sock:
+        assert not sock.getblocking()
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == 1
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        with socket.create_connection(sock.getsockname()[:2], timeout=5):
+            pass
+
+
+def test_ipv6_is_v6_only() -> None:
+    try:
+        sock = bound_socket("::1", 0)
+    except OSError:  # pragma: no cover - a host without IPv6 loopback
+        pytest.skip("no IPv6 loopback here")
+    assert sock is not None
+    with sock:
+        assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+
+
+def test_a_name_is_left_to_the_loop() -> None:
+    assert bound_socket("localhost", 0) is None
+
+
+def test_a_taken_port_raises_and_leaks_no_socket() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = _open_fds()
+        with pytest.raises(OSError):
+            bound_socket("127.0.0.1", port)
+        assert _open_fds() == before
+
+
+async def test_serve_answers_on_a_literal_and_on_a_name() -> None:
+    for host in ("127.0.0.1", "localhost"):
+        server = await serve(lambda: _Hello(), host, 0)
+        (port,) = {s.getsockname()[1] for s in server.sockets if s.family == socket.AF_INET}
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await reader.read() == b"hello"
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+class _Hello(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"hello")
+        transport.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else 0
