@@ -34,7 +34,7 @@ intentions.
 `--rounds N`: every pair is started first, then measured in turn N times
 (interleaved), and each figure is the median over the rounds.
 
-    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3]
+    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3] [--installed]
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.installed import FLAG, reexec_if_asked  # noqa: E402
 from bench.pair_peers import (  # noqa: E402
     LOCAL,
     STARTED,
@@ -332,7 +333,9 @@ def _set_intention(agent: AgentProc, upstream: int, body: dict[str, object]) -> 
 
 
 def main() -> None:
+    reexec_if_asked(sys.argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(FLAG, action="store_true", help="as `pip install .` runs (installed.py)")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--http", action="store_true", help="every pair parses HTTP (L7)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")

@@ -12,7 +12,7 @@ Printed, not asserted (tests/test_proxy_footprint.py guards the import set).
    rounds of new connections and a rest: a figure that keeps growing with
    the connections served is a leak, not a working set.
 
-    .venv/bin/python bench/proxy_rss.py [--http] [--seconds 3] [--repeat 2]
+    .venv/bin/python bench/proxy_rss.py [--http] [--seconds 3] [--repeat 2] [--installed]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.installed import FLAG, reexec_if_asked  # noqa: E402
 from bench.proxy_pair import gossamer_pair, wrk  # noqa: E402
 
 STEPS = ("logging", "dataclasses", "json", "asyncio", "ssl", "uvloop", "httptools",
@@ -62,12 +63,15 @@ def show(label: str, pids: list[int]) -> None:
 
 
 def main() -> None:
+    reexec_if_asked(sys.argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(FLAG, action="store_true", help="as `pip install .` runs (installed.py)")
     parser.add_argument("--http", action="store_true", help="both sidecars parse HTTP (L7)")
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2, help="more rounds of new connections")
     args = parser.parse_args()
-    print(f"Imports (Python {sys.version.split()[0]}):")
+    how = "installed" if args.installed else "editable install"
+    print(f"Imports (Python {sys.version.split()[0]}, {how}):")
     subprocess.run([sys.executable, "-c", _STEP_SCRIPT, *STEPS], check=True)
     s = args.seconds
     with gossamer_pair("proxy-rss-", ("0", "1"), args.http) as pair:
