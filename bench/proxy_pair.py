@@ -34,7 +34,8 @@ intentions.
 `--rounds N`: every pair is started first, then measured in turn N times
 (interleaved), and each figure is the median over the rounds.
 
-    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3] [--installed]
+    .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3]
+        [--installed]
 """
 
 from __future__ import annotations
