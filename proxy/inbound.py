@@ -136,12 +136,15 @@ class Inbound(InboundHttp):
             self.refuse(refused.reason, peer, str(refused))
             side.close()
             return
-        except ClosedEarly:
-            self.tally.add("inbound.probes")  # a TCP check: counted, never logged
-            side.close(abort=True)
-            return
         except (TimeoutError, ssl.SSLError, OSError) as exc:
-            self.refuse(reason_of_handshake_error(exc), peer, str(exc) or type(exc).__name__)
+            # The handshake future keeps its exception, whose traceback keeps this frame and
+            # so `side` and the future: drop the traceback, or that cycle (an SSLObject and
+            # its buffers) waits for the collector after every TCP check of the port.
+            exc.__traceback__ = None
+            if isinstance(exc, ClosedEarly):
+                self.tally.add("inbound.probes")  # a TCP check: counted, never logged
+            else:
+                self.refuse(reason_of_handshake_error(exc), peer, str(exc) or type(exc).__name__)
             side.close(abort=True)
             return
         if mux:
