@@ -45,10 +45,12 @@ def main(argv: list[str]) -> int:
     # only the connections' objects to walk (bench/README.md, http_path.py).
     gc.collect()
     gc.freeze()
-    # Each connection leaves a few reference cycles (session <-> sides, parser <-> protocol)
-    # that only the collector frees; a young generation of 7,000 objects instead of 700 finds
-    # them in a tenth of the collections: 33.6 -> 29.2 us a new client connection in
-    # bench/http_path.py, keep-alive requests unchanged (only ~0.1 MB more young objects).
+    # Connections once left reference cycles (session <-> sides, relay <-> sides) that only
+    # the collector freed, and a young generation of 7,000 objects instead of 700 found them in
+    # a tenth of the collections (33.6 -> 29.2 us a new client connection in
+    # bench/http_path.py). They are broken as each connection closes now (http_joint.unlink,
+    # Relay._close), so collections find nothing; the higher threshold still runs fewer of
+    # them: 16.1-16.4 against 16.3-16.7 us a new connection, keep-alive requests unchanged.
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     try:
         import uvloop
