@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from gossamer.proxy.listen import bound_socket, ip_family, serve
+from tests.harness.binaries import cannot_run
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_ipv6_is_v6_only() -> None:
     try:
         sock = bound_socket("::1", 0)
     except OSError:  # pragma: no cover - a host without IPv6 loopback
-        pytest.skip("no IPv6 loopback here")
+        cannot_run("no IPv6 loopback here")
     assert sock is not None
     with sock:
         assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
