@@ -234,6 +234,8 @@ class UpstreamListener:
             self.on_close()
 
         if is_h2(self.upstream.protocol):  # each call counted (h2_relay.py)
+            # imported here, as inbound.py imports the gate: only a proxy with an HTTP/2
+            # service or upstream loads the h2 modules
             from gossamer.proxy.h2_relay import followed
 
             relay: Relay = followed(self, client, server, closed)
