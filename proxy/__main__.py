@@ -21,7 +21,8 @@ from gossamer.proxy import native
 
 native.use()  # before the data-path modules are imported: compiled ones if built (native.py)
 
-from gossamer.proxy.config import ConfigError, config_from_json  # noqa: E402
+from gossamer.proxy.agent_http import split_base_url  # noqa: E402
+from gossamer.proxy.config import config_from_json  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
 
 GC_YOUNG = 7_000  # allocations between two young-generation collections (CPython: 700)
@@ -33,9 +34,10 @@ def main(argv: list[str]) -> int:
         return 2
     node = node_request(argv[0])
     try:
+        split_base_url(argv[1])  # checked now: the agent client is built once serving starts
         job = serve_node(argv[1], node) if node is not None else serve(
             config_from_json(argv[0]), argv[1])  # fmt: skip
-    except ConfigError as exc:
+    except ValueError as exc:  # a ConfigError is one too
         print(f"gossamer proxy: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=argv[2].upper(), stream=sys.stderr,

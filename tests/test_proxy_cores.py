@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from typing import Any
 
@@ -351,6 +353,16 @@ def test_agent_addresses_split_as_the_cli_writes_them(
 def test_a_bad_agent_address_is_named(url: str) -> None:
     with pytest.raises(ValueError, match=re.escape(repr(url))):
         split_base_url(url)
+
+
+def test_the_proxy_process_refuses_a_bad_agent_address_with_exit_2() -> None:
+    argv = [sys.executable, "-m", "gossamer.proxy", '{"node": true, "drain_s": null}',
+            "ftp://agent:8500", "info"]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        "gossamer proxy: agent address 'ftp://agent:8500': expected http(s)://host[:port]"
+    )
 
 
 @given(st.binary(max_size=200))
