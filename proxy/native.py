@@ -29,6 +29,8 @@ COMPILED = (
     "mux_frames", "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay",
     "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side",
 )  # fmt: skip
+# Hand-written C built alongside them (under the same manifest): proxy/heap.py's extension.
+C_SOURCES = ("_heap.c",)
 # Plain os.path strings: every proxy process imports this module, and pathlib (with the
 # urllib.parse and ipaddress it pulls in) would be its only user there.
 PROXY_DIR = os.path.dirname(os.path.realpath(__file__))
@@ -43,12 +45,12 @@ GROUP = "gossamer_proxy"  # mypyc's shared library: build/native/lib/gossamer_pr
 
 def source_lines() -> list[str]:
     """The manifest a build of the current sources writes: the Python it targets, then one
-    `sha256 module` line per compiled module."""
+    `sha256 module` line per compiled module and one `sha256 file.c` per C source."""
     lines = [f"python {sys.implementation.cache_tag}"]
-    for name in COMPILED:
-        with open(os.path.join(PROXY_DIR, f"{name}.py"), "rb") as source:
+    for name in (*(f"{module}.py" for module in COMPILED), *C_SOURCES):
+        with open(os.path.join(PROXY_DIR, name), "rb") as source:
             digest = hashlib.sha256(source.read()).hexdigest()
-        lines.append(f"{digest} {name}")
+        lines.append(f"{digest} {name.removesuffix('.py')}")
     return lines
 
 

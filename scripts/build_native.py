@@ -6,7 +6,8 @@ Needs mypy (mypyc ships with it), a C compiler and Python's headers
 (scripts/setup.sh installs gcc and python3-dev). The modules are
 proxy/native.py's COMPILED, read as the installed package reads them
 (gossamer.proxy.<name>, through a symlink farm as scripts/lint.sh makes for
-mypy), with the project's mypy configuration.
+mypy), with the project's mypy configuration, and beside them the
+hand-written C of native.C_SOURCES (proxy/_heap.c).
 
 Profile-guided (GCC's -fprofile-generate, then -fprofile-use): the C is
 compiled once instrumented, bench/http_path.py runs both HTTP roles and
@@ -73,6 +74,10 @@ def main(argv: list[str]) -> int:
         ["--config-file", str(ROOT / "pyproject.toml"), *paths], opt_level="2", debug_level="0",
         group_name=native.GROUP, target_dir=str(work / "c"),
     )  # fmt: skip
+    from setuptools import Extension  # the hand-written C (native.C_SOURCES), built alongside
+
+    for name in native.C_SOURCES:
+        extensions.append(Extension(f"gossamer.proxy.{name[:-2]}", [f"gossamer/proxy/{name}"]))
     profiled = argv != ["--plain"] and _profile(extensions, work, lines)
     out = work / "out"
     _compile(extensions, work, out, PROFILE_USE if profiled else "")
@@ -84,7 +89,8 @@ def main(argv: list[str]) -> int:
     out.rename(native.OUT)
     shutil.rmtree(work, ignore_errors=True)
     how = "profile-guided" if profiled else "without a profile"
-    print(f"build_native: {len(paths)} modules compiled ({how}) into {native.OUT} in "
+    count = len(paths) + len(native.C_SOURCES)
+    print(f"build_native: {count} modules compiled ({how}) into {native.OUT} in "
           f"{time.monotonic() - started:.0f} s")  # fmt: skip
     return 0
 

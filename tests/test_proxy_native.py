@@ -28,12 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def fake_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """native.py pointed at a copy of two sources and a build of them."""
+    """native.py pointed at a copy of two sources, one C source, and a build of them."""
     sources = tmp_path / "proxy"
     sources.mkdir()
     for name in ("side", "tally"):
         (sources / f"{name}.py").write_text(f"# {name}\n")
+    (sources / "_fast.c").write_text("/* _fast */\n")
     monkeypatch.setattr(native, "COMPILED", ("side", "tally"))
+    monkeypatch.setattr(native, "C_SOURCES", ("_fast.c",))
     monkeypatch.setattr(native, "PROXY_DIR", sources)
     monkeypatch.setattr(native, "MANIFEST", tmp_path / "SOURCES")
     monkeypatch.delenv("GOSSAMER_NATIVE", raising=False)
@@ -50,6 +52,12 @@ def test_an_edited_source_sets_the_build_aside_naming_it(fake_tree: Path) -> Non
     native.MANIFEST.write_text("\n".join(native.source_lines()) + "\n")
     (fake_tree / "tally.py").write_text("# tally, edited\n")
     assert native.state() == "stale: tally changed since the build"
+
+
+def test_an_edited_c_source_sets_the_build_aside_naming_it(fake_tree: Path) -> None:
+    native.MANIFEST.write_text("\n".join(native.source_lines()) + "\n")
+    (fake_tree / "_fast.c").write_text("/* _fast, edited */\n")
+    assert native.state() == "stale: _fast.c changed since the build"
 
 
 def test_a_build_for_another_python_or_module_list_is_stale(
@@ -122,5 +130,6 @@ def test_a_sidecar_runs_the_compiled_data_path(cluster: Cluster, tmp_path: Path)
         assert proxy.proc is not None
         maps = Path(f"/proc/{proxy.proc.pid}/maps").read_text()
         assert f"{native.GROUP}__mypyc" in maps
+        assert "/gossamer/proxy/_heap." in maps  # the heap trimmer's extension (heap.py)
     finally:
         proxy.stop()
