@@ -161,6 +161,18 @@ def head_facts(head: list[bytes]) -> int:
     return facts
 
 
+def content_length(head: list[bytes]) -> int:
+    """A parsed head's Content-Length, -1 without one (llhttp has refused a repeated one, or
+    one that is not a decimal number)."""
+    seen = _SEEN
+    for i in range(0, len(head), 4):
+        name = head[i]
+        bits = seen.get(name)
+        if (_FACTS.get(name.lower(), 0) if bits is None else bits) == LENGTH:
+            return int(head[i + 2])
+    return -1
+
+
 def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
     """A flat head's (name, value) pairs."""
     return list(zip(head[0::4], head[2::4]))  # noqa: B905  # a flat head comes in fours

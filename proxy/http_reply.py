@@ -13,7 +13,7 @@ HEAD answer ends at its head. Anything llhttp cannot parse is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -21,6 +21,10 @@ from gossamer.proxy import http_codec as codec
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
+
+# A body with more than this left to come once its head is parsed goes on past the parser: it
+# is counted off here and each read passed on as it came, not copied by llhttp's callback.
+PAST_PARSER: Final = 64 * 1024
 
 
 class Reply:
@@ -39,6 +43,10 @@ class Reply:
         self.dead = False  # the session has let go of this app connection
         self._between = True  # no answer begun since the last one ended
         self._broken = False  # llhttp refused the stream (or it was upgraded)
+        self._left = 0  # body bytes still to come of an answer with a Content-Length
+        self._past = False  # they are counted here, not by the parser (PAST_PARSER)
+        self._status = 0  # the answer's, for its end when the parser did not see it
+        self._keep = False
 
     def rebind(self, session: HttpSession) -> bool:
         """Serve `session` now (a pooled connection borrowed again); False when this parser
@@ -57,6 +65,9 @@ class Reply:
         s = self.s
         if self.dead:
             return
+        if self._past:
+            self._body_past(data)
+            return
         if not s.queue:
             s.drop_app()  # an answer nobody asked for
             return
@@ -66,9 +77,30 @@ class Reply:
             self._broken = True
             offset = int(up.args[0]) if up.args else len(data)
             s.upgraded(data[offset:])
+            return
         except httptools.HttpParserError:
             self._broken = True
             s.bad_answer()
+            return
+        if self._left > PAST_PARSER and not self.dead:
+            self._past = True  # this parser is left mid-body: a new one takes the next answer
+            parser = self.parser
+            self._status, self._keep = parser.get_status_code(), parser.should_keep_alive()
+
+    def _body_past(self, data: bytes) -> None:
+        """The rest of a long body, read by read; at its end, the answer's end as the parser
+        would have reported it, and what follows to a fresh parser."""
+        left = self._left
+        if len(data) < left:
+            self._left = left - len(data)
+            self.s.client.send(data)
+            return
+        self._left, self._past = 0, False
+        self.s.client.send(data if len(data) == left else data[:left])
+        self.parser = httptools.HttpResponseParser(self)
+        self._ended(self._status, self._keep)
+        if len(data) > left:
+            self.feed(data[left:])
 
     def ended_by_close(self) -> bool:
         """The app closed: was that the end of an answer whose length is 'until close'?"""
@@ -82,6 +114,7 @@ class Reply:
 
     def on_message_begin(self) -> None:
         self._between = False
+        self._left = 0
         self._reason.clear()
         self._head = []
 
@@ -115,22 +148,29 @@ class Reply:
             self._until_close = False
             self.s.finish(status)
             self.s.drop_app()
+        elif (facts & codec.LENGTH and not self._chunked and not self._interim
+              and status not in (101, 204, 304)):  # fmt: skip
+            self._left = codec.content_length(self._head)
 
     def on_body(self, body: bytes) -> None:
+        self._left -= len(body)
         if self.dead:
             return
         self.s.client.send(codec.chunk(body) if self._chunked else body)
 
     def on_message_complete(self) -> None:
+        self._left = 0
+        self._ended(self.parser.get_status_code(), self.parser.should_keep_alive())
+
+    def _ended(self, status: int, keep: bool) -> None:
         self._between = True
-        if self.dead or self._interim or self.parser.get_status_code() == 101:
+        if self.dead or self._interim or status == 101:
             return
         if self._chunked:
             self.s.client.send(codec.LAST_CHUNK)
-        keep = self.parser.should_keep_alive()
         if keep:
             self.s.reusable()  # before the next request is moved on: it may take another
         if self.s.queue and self.s.queue[0].answered:
-            self.s.finish(self.parser.get_status_code())
+            self.s.finish(status)
         if not keep:
             self.s.drop_app()

@@ -47,6 +47,7 @@ class HttpApp:
         app.router.add_get("/chunks", self._chunks)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/garbage", self._garbage)
+        app.router.add_get("/overrun/{size:[0-9]+}", self._overrun)
         app.router.add_get("/silent", self._silent)
         app.router.add_route("*", "/sleep/{ms:[0-9]+}", self._sleep)
         app.router.add_get("/drip/{ms:[0-9]+}", self._drip)
@@ -114,9 +115,26 @@ class HttpApp:
         request.transport.close()
         return web.Response()
 
+    async def _overrun(self, request: web.Request) -> web.StreamResponse:
+        """A long answer and, in the same write, a second one nobody asked for; then close."""
+        self._note(request)
+        assert request.transport is not None
+        size = int(request.match_info["size"])
+        request.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+                                + pattern(size) + OVERRUN)  # fmt: skip
+        return _hang_up(request)
+
     async def _silent(self, request: web.Request) -> web.StreamResponse:
         self._note(request)
         return _hang_up(request)
+
+
+OVERRUN = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nunasked"
+
+
+def pattern(size: int) -> bytes:
+    """`size` bytes that show where a piece went missing or came twice."""
+    return b"".join(b"%08d" % i for i in range(0, size, 8))[:size]
 
 
 def _hang_up(request: web.Request) -> web.StreamResponse:

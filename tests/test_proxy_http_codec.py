@@ -34,6 +34,21 @@ def test_head_facts_any_case_and_again_from_the_name_cache(
     assert codec.head_facts(head) == facts  # the second time from _SEEN
 
 
+@pytest.mark.parametrize(
+    ("pairs", "length"),
+    [
+        ([(b"Host", b"a")], -1),
+        ([(b"Host", b"a"), (b"content-LENGTH", b"1048576")], 1_048_576),
+        ([(b"Content-Length", b"0"), (b"X-Content-Length", b"9")], 0),
+        ([(b"X-Content-Length", b"9"), (b"Content-Length", b"12 ")], 12),  # llhttp's OWS
+    ],
+)
+def test_content_length_any_case_or_minus_one(
+    pairs: list[tuple[bytes, bytes]], length: int
+) -> None:
+    assert codec.content_length(flat(*pairs)) == length
+
+
 def test_heads_are_written_as_parsed_and_hop_by_hop_dropped() -> None:
     head = flat((b"Host", b"db"), (b"Connection", b"close"), (b"X-A", b"1"))
     assert codec.request_head("GET", b"/x", "1.1", head) == (
