@@ -27,8 +27,8 @@ __all__ = ["mesh"]  # the fixture, imported for pytest
 def test_long_bodies_arrive_whole_and_the_connection_serves_on(mesh: Mesh, pooled: bool) -> None:
     conn = http.client.HTTPConnection(*(mesh.pooled if pooled else mesh.upstream), timeout=20)
     try:
-        # around the threshold, and across many reads (aiohttp takes up to 1 MiB); a small answer
-        # after each
+        # around the threshold, then across many reads (the app takes up to 1 MiB of request);
+        # a small answer after each
         for i, size in enumerate((65_530, 65_536 + 7, 200_003, 1_000_003)):
             body = os.urandom(size)
             conn.request("POST", f"/echo/{i}", body=body)
