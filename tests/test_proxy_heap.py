@@ -58,6 +58,26 @@ async def main():
 asyncio.run(main())
 """
 
+TUNED = """
+from gossamer.proxy import native
+assert native.use() == "fresh", native.MODE
+from gossamer.proxy import heap
+
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+ext = heap.extension()
+took = ext.tune(heap.TRIM_THRESHOLD, heap.MMAP_THRESHOLD)
+before = ext.free_bytes()
+buffer = b"x" * 400_000
+del buffer
+kept, rss = ext.free_bytes() - before, rss_kib()
+ext.trim()
+print(took, kept, rss - rss_kib())
+"""
+
 
 def run(script: str) -> list[str]:
     if native.state() != "fresh":
@@ -80,6 +100,16 @@ def test_a_trim_gives_the_free_pages_of_a_fragmented_heap_back() -> None:
 def test_the_timer_trims_only_above_its_threshold_and_stops() -> None:
     out = run(FRAGMENT + TIMER)
     assert out == ["0", "True", "True", "True"]
+
+
+def test_tuned_glibc_keeps_a_large_freed_buffer_in_the_heap_for_the_timer() -> None:
+    """Past 128 KiB glibc maps a buffer apart and unmaps it when freed, and it shrinks the
+    heap's top at every free past 128 KiB: tuned, both stay in the heap until a trim."""
+    out = run(TUNED)
+    assert out[0] == "True"
+    kept, given = int(out[1]), int(out[2])
+    assert kept >= 300_000  # freed into the heap, not unmapped or trimmed by glibc
+    assert given >= 200  # KiB: the timer's trim gives it back
 
 
 def test_without_the_build_there_is_no_trimmer() -> None:
