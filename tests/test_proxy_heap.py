@@ -15,9 +15,8 @@ from gossamer.proxy import native
 from tests.harness.binaries import cannot_run
 from tests.harness.cli import cli_env
 
-# Large chunks freed between small ones that stay: the heap cannot shrink from its top, so
-# only a trim (MADV_DONTNEED on the free pages in the middle) gives the pages back.
-FRAGMENT = """
+# Each script's start (run() puts it first): the build in use as the proxy uses it, the RSS.
+PRELUDE = """
 from gossamer.proxy import native
 assert native.use() == "fresh", native.MODE
 from gossamer.proxy import heap
@@ -26,7 +25,10 @@ def rss_kib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-
+"""
+# Large chunks freed between small ones that stay: the heap cannot shrink from its top, so
+# only a trim (MADV_DONTNEED on the free pages in the middle) gives the pages back.
+FRAGMENT = """
 big, keep = [], []
 for _ in range(1000):
     big.append(b"x" * 60_000)
@@ -57,17 +59,7 @@ async def main():
 
 asyncio.run(main())
 """
-
 TUNED = """
-from gossamer.proxy import native
-assert native.use() == "fresh", native.MODE
-from gossamer.proxy import heap
-
-def rss_kib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-
 ext = heap.extension()
 took = ext.tune(heap.TRIM_THRESHOLD, heap.MMAP_THRESHOLD)
 before = ext.free_bytes()
@@ -82,7 +74,7 @@ print(took, kept, rss - rss_kib())
 def run(script: str) -> list[str]:
     if native.state() != "fresh":
         cannot_run(f"the compiled build is {native.state()} (scripts/build_native.py)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", PRELUDE + script], capture_output=True, text=True,
                           env=cli_env(), timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
