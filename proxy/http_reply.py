@@ -45,8 +45,6 @@ class Reply:
         self._broken = False  # llhttp refused the stream (or it was upgraded)
         self._left = 0  # body bytes still to come of an answer with a Content-Length
         self._past = False  # they are counted here, not by the parser (PAST_PARSER)
-        self._status = 0  # the answer's, for its end when the parser did not see it
-        self._keep = False
 
     def rebind(self, session: HttpSession) -> bool:
         """Serve `session` now (a pooled connection borrowed again); False when this parser
@@ -83,13 +81,12 @@ class Reply:
             s.bad_answer()
             return
         if self._left > PAST_PARSER and not self.dead:
-            self._past = True  # this parser is left mid-body: a new one takes the next answer
-            parser = self.parser
-            self._status, self._keep = parser.get_status_code(), parser.should_keep_alive()
+            self._past = True  # the parser is left mid-body: a new one takes the next answer
 
     def _body_past(self, data: bytes) -> None:
         """The rest of a long body, read by read; at its end, the answer's end as the parser
-        would have reported it, and what follows to a fresh parser."""
+        would have reported it (it still holds the head's status and keep-alive), and what
+        follows to a fresh parser."""
         left = self._left
         if len(data) < left:
             self._left = left - len(data)
@@ -97,8 +94,8 @@ class Reply:
             return
         self._left, self._past = 0, False
         self.s.client.send(data if len(data) == left else data[:left])
-        self.parser = httptools.HttpResponseParser(self)
-        self._ended(self._status, self._keep)
+        parser, self.parser = self.parser, httptools.HttpResponseParser(self)
+        self._ended(parser.get_status_code(), parser.should_keep_alive())
         if len(data) > left:
             self.feed(data[left:])
 

@@ -27,14 +27,12 @@ async def serve(config: ProxyConfig, base_url: str) -> int:
     runtime = ProxyRuntime(config, AgentHttp(base_url))
     stop = _on_signals(runtime.reload, runtime.log_counts)
     await runtime.start()
-    trimmer = heap.start_trimming()
+    heap.start_trimming()  # for the process's life: its timer goes with the loop
     log.info("proxy: running for %s; %s", config.service, data_path())
     await stop.wait()
     log.info("proxy: SIGTERM: draining")
     await runtime.drain()
     runtime.log_counts()
-    if trimmer is not None:
-        trimmer.stop()
     return 0
 
 
@@ -44,14 +42,12 @@ async def serve_node(base_url: str, drain_s: float) -> int:
     `drain_s` < 0: each registration's own drain timeout."""
     node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None)
     stop = _on_signals(node.reload, node.log_counts)
-    trimmer = heap.start_trimming()
+    heap.start_trimming()  # for the process's life: its timer goes with the loop
     log.info("proxy: serving every sidecar of %s; %s", base_url, data_path())
     await node.run(stop)
     log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
     await node.drain()
     node.log_counts()
-    if trimmer is not None:
-        trimmer.stop()
     return 0
 
 
