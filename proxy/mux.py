@@ -116,9 +116,9 @@ class Mux(Joint):
         out, self._out = self._out, []
         if not out or self.lost:
             return
-        send = self.wire.send
+        send_all = self.wire.send_all  # the frames of a write in the records of their join
         if sum(map(len, out)) <= FLUSH_BYTES:
-            send(b"".join(out))
+            send_all(out)
             return
         batch: list[bytes] = []  # big bodies: at most ~FLUSH_BYTES a write, see FLUSH_BYTES
         size = 0
@@ -126,10 +126,10 @@ class Mux(Joint):
             batch.append(piece)
             size += len(piece)
             if size >= FLUSH_BYTES:
-                send(b"".join(batch))
+                send_all(batch)
                 batch, size = [], 0
         if batch:
-            send(b"".join(batch))
+            send_all(batch)
 
     def forget(self, stream: StreamSide) -> None:
         if self.streams.pop(stream.id, None) is not None and not self.streams:
@@ -151,10 +151,24 @@ class Mux(Joint):
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         if self.lost:
             return
+        run: list[bytes] = []  # DATA pieces of one stream in a row: passed on together
+        run_id = 0
         try:
             for chunk in chunks:
                 for kind, stream, payload in self._frames.feed(chunk):
-                    self._dispatch(kind, stream, payload)
+                    if kind == DATA and (stream == run_id or not run):
+                        run.append(payload)
+                        run_id = stream
+                        continue
+                    if run:
+                        self._received(run_id, run)
+                        run = []
+                    if kind == DATA:
+                        run, run_id = [payload], stream
+                    else:
+                        self._dispatch(kind, stream, payload)
+            if run:
+                self._received(run_id, run)
         except FrameError as exc:  # a peer of ours never does this: logged, not limited
             log.warning("proxy: sidecar connection with %s closed: %s", peer_of(self.wire), exc)
             self.close(abort=True)
@@ -166,12 +180,15 @@ class Mux(Joint):
     def side_lost(self, side: Side) -> None:
         self._lose()
 
-    def _dispatch(self, kind: int, id_: int, payload: bytes) -> None:
+    def _received(self, id_: int, pieces: list[bytes]) -> None:
         stream = self.streams.get(id_)
-        if kind == DATA:
-            if stream is not None:
-                stream.received(payload)
-        elif kind == WINDOW:
+        if stream is not None:
+            stream.received(pieces)
+
+    def _dispatch(self, kind: int, id_: int, payload: bytes) -> None:
+        """A frame other than DATA (`_received`)."""
+        stream = self.streams.get(id_)
+        if kind == WINDOW:
             if stream is not None:
                 stream.credited(credit_of(payload))
         elif kind == END:

@@ -84,76 +84,95 @@ def credit_of(payload: bytes) -> int:
 class Deframer:
     """Frames out of a byte stream that may cut them anywhere.
 
-    A frame whose payload spans several pieces (a 64 KiB DATA frame arrives
-    as four or five TLS records) is gathered as views of those pieces and
-    joined once when complete: each byte copied once, not once per piece.
+    A DATA frame's payload comes out as it arrives, not gathered: a frame cut
+    across reads (a 64 KiB DATA frame arrives as four or five TLS records) is
+    one DATA piece per read, all of the same stream, and a read that is all
+    payload comes out as the very bytes object that was fed (not copied).
+    The bytes of a stream have no boundaries that matter, as over TCP. The
+    other frames (13 bytes at most) come out whole.
     """
 
     def __init__(self) -> None:
-        self._rest = b""  # the start of a header cut short (fewer than HEADER_SIZE bytes)
-        self._head: tuple[int, int, int] | None = None  # a frame whose payload is gathered
-        self._parts: list[memoryview] = []
-        self._have = 0
+        self._rest = b""  # the start of a header, or of a frame other than DATA, cut short
+        self._stream = 0  # the stream of the DATA payload under way
+        self._left = 0  # bytes of that payload still to come (0: between frames)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """The whole frames `data` completes; FrameError if malformed. `data` is kept (as
-        views) until its frame is complete: bytes, never a buffer that is written again."""
+        """The frames (and pieces of DATA payloads) `data` completes; FrameError if
+        malformed."""
         frames: list[Frame] = []
         at, size = 0, len(data)
-        while True:
-            if self._head is None:
-                if self._rest:
-                    take = HEADER_SIZE - len(self._rest)
-                    if size - at < take:
-                        self._rest += data[at:]
-                        return frames
-                    header, self._rest = self._rest + data[at : at + take], b""
-                    at += take
-                    self._head = _checked(*_unpack_from(header, 0))
-                else:
-                    at, cut = self._whole(data, at, frames)
-                    if cut is None:
-                        return frames
-                    self._head = cut
-            kind, stream, length = self._head
-            need = length - self._have
-            if size - at < need:
-                if at < size:
-                    self._parts.append(memoryview(data)[at:])
-                    self._have += size - at
-                return frames
-            parts, self._parts, self._head, self._have = self._parts, [], None, 0
-            if parts:
-                parts.append(memoryview(data)[at : at + need])
-                frames.append((kind, stream, b"".join(parts)))
+        while at < size:
+            left = self._left
+            if left:
+                end = at + left
+                if end >= size:  # the read ends inside the payload (or with it)
+                    frames.append((DATA, self._stream, data if at == 0 else data[at:]))
+                    self._left = end - size
+                    return frames
+                frames.append((DATA, self._stream, data[at:end]))
+                self._left, at = 0, end
+            elif self._rest:
+                at = self._finish_rest(data, at, frames)
             else:
-                frames.append((kind, stream, data[at : at + need]))
-            at += need
+                at = self._whole(data, at, frames)
+        return frames
 
-    def _whole(self, data: bytes, at: int, frames: list[Frame]
-               ) -> tuple[int, tuple[int, int, int] | None]:  # fmt: skip
-        """Take the frames wholly in `data` from `at`; where the first cut one's payload
-        starts, and its header (None: no frame is cut, or only a header is). Returned, not
-        set on self: the caller's check of `self._head is None` would keep mypy's narrowing
-        across this call, and compiled code checks values against it."""
+    def _whole(self, data: bytes, at: int, frames: list[Frame]) -> int:
+        """Take the frames wholly in `data` from `at`, and the start of a cut one; where
+        that leaves off (the end of `data`)."""
         size = len(data)
         while size - at >= HEADER_SIZE:
             kind, stream, length = _unpack_from(data, at)
             if length > MAX_PAYLOAD or (kind != DATA and _SIZES.get(kind) != length):
                 _checked(kind, stream, length)  # raises: the one message for it
-            end = at + HEADER_SIZE + length
-            if end > size:
-                return at + HEADER_SIZE, (kind, stream, length)
-            frames.append((kind, stream, data[at + HEADER_SIZE : end] if length else b""))
-            at = end
+            start = at + HEADER_SIZE
+            end = start + length
+            if end <= size:
+                frames.append((kind, stream, data[start:end] if length else b""))
+                at = end
+            elif kind == DATA:
+                if start < size:
+                    frames.append((DATA, stream, data[start:]))
+                self._stream, self._left = stream, end - size
+                return size
+            else:
+                break
         if at < size:
             self._rest = data[at:]
-        return size, None
+        return size
+
+    def _finish_rest(self, data: bytes, at: int, frames: list[Frame]) -> int:
+        """Complete the header (or small frame) the last read cut short; where that leaves
+        off in `data`."""
+        rest, size = self._rest, len(data)
+        if len(rest) < HEADER_SIZE:
+            take = min(HEADER_SIZE - len(rest), size - at)
+            rest, at = rest + data[at : at + take], at + take
+            if len(rest) < HEADER_SIZE:
+                self._rest = rest
+                return at
+        kind, stream, length = _checked(*_unpack_from(rest, 0))
+        if kind == DATA:
+            self._rest = b""
+            if length:
+                self._stream, self._left = stream, length
+            else:
+                frames.append((DATA, stream, b""))
+            return at
+        take = min(HEADER_SIZE + length - len(rest), size - at)
+        rest, at = rest + data[at : at + take], at + take
+        if len(rest) < HEADER_SIZE + length:
+            self._rest = rest
+            return at
+        self._rest = b""
+        frames.append((kind, stream, rest[HEADER_SIZE:]))
+        return at
 
     @property
     def partial(self) -> bool:
         """Part of a frame is waiting for the rest."""
-        return bool(self._rest) or self._head is not None
+        return bool(self._rest) or self._left > 0
 
 
 def _checked(kind: int, stream: int, length: int) -> tuple[int, int, int]:

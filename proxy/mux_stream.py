@@ -35,6 +35,7 @@ from gossamer.proxy.side import Side
 if TYPE_CHECKING:
     from gossamer.proxy.mux import Mux
 
+FRAME_BYTES: Final = 64 * 1024  # `send_all`'s pieces per frame at most (a read's worth: side.py)
 ACKED: Final = -1  # a stream's answer to OPEN (else a RESET's reason; None: the wire was lost)
 
 
@@ -63,6 +64,30 @@ class StreamSide(Side):
         self.mux.queue(pack_header(DATA, self.id, len(data)), data)
         self._credit -= len(data)
         self._check_stall()
+
+    def send_all(self, chunks: list[bytes]) -> None:
+        """DATA frames of up to FRAME_BYTES for the lot (one, for a held head and body), the
+        pieces queued as they are (not joined here)."""
+        if self._out is not None:
+            self._out += chunks
+            return
+        if self.closed:
+            return
+        frame: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            if size and size + len(chunk) > FRAME_BYTES:  # what a stream held while unjoined
+                self._frame(frame, size)
+                frame, size = [], 0
+            frame.append(chunk)
+            size += len(chunk)
+        self._frame(frame, size)
+
+    def _frame(self, pieces: list[bytes], size: int) -> None:
+        if size:
+            self.mux.queue(pack_header(DATA, self.id, size), *pieces)
+            self._credit -= size
+            self._check_stall()
 
     def send_eof(self) -> None:
         if self._out is not None:
@@ -93,13 +118,14 @@ class StreamSide(Side):
 
     # What the mux tells it.
 
-    def received(self, payload: bytes) -> None:
-        self._owed += len(payload)
+    def received(self, pieces: list[bytes]) -> None:
+        """DATA, in the pieces it arrived in (mux_frames.Deframer)."""
+        self._owed += sum(map(len, pieces))
         if self._owed > WINDOW_BYTES + MAX_PAYLOAD:  # one send may overshoot, never more
             raise FrameError(f"stream {self.id}: {self._owed} bytes past its credit")
         if self._reading and self._owed >= WINDOW_BYTES // 2:
             self._credit_back()
-        self.deliver([payload], False)
+        self.deliver(pieces, False)
 
     def ended(self) -> None:
         if not self.end_got:

@@ -49,9 +49,12 @@ class Relay(Joint):
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         peer = self.sides[1 - side.index]
-        for chunk in chunks:
-            side.moved += len(chunk)
-            peer.send(chunk)
+        if len(chunks) == 1:
+            side.moved += len(chunks[0])
+            peer.send(chunks[0])
+        elif chunks:
+            side.moved += sum(map(len, chunks))
+            peer.send_all(chunks)  # the records of one TLS read: one write, not one each
         if eof:
             self.ended(side)
 

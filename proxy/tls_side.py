@@ -86,6 +86,12 @@ class TlsSide(Side):
         elif self.transport is not None and not self.transport.is_closing():
             self.transport.write(self.pipe.encrypt(data))
 
+    def send_all(self, chunks: list[bytes]) -> None:
+        if self._out is not None:
+            self._out += chunks
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.pipe.encrypt_all(chunks))
+
     def send_eof(self) -> None:
         self.flush()
         if self.transport is not None and not self.transport.is_closing():

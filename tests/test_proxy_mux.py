@@ -57,12 +57,35 @@ FRAMES = [(OPEN, 1, b""), (DATA, 1, b"hello"), (OPEN, 2, b""), (ACK, 1, b""),
           (WINDOW, 2, (70_000).to_bytes(4, "big")), (END, 1, b""), (RESET, 2, b"\x00")]  # fmt: skip
 
 
+def joined(frames: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """DATA pieces of one stream in a row as one: how a stream's bytes read, whatever the
+    reads that brought them (a DATA payload comes out piece by piece, as it arrives)."""
+    out: list[tuple[int, int, bytes]] = []
+    for kind, sid, payload in frames:
+        if kind == DATA and out and out[-1][0] == DATA and out[-1][1] == sid:
+            out[-1] = (DATA, sid, out[-1][2] + payload)
+        else:
+            out.append((kind, sid, payload))
+    return out
+
+
 @pytest.mark.parametrize("cut", [1, 8, 10, 20, 30, 40, 50, 60, 70, len(STREAM) - 1])
 def test_frames_come_out_whole_wherever_the_stream_is_cut(cut: int) -> None:
     frames = Deframer()
     got = frames.feed(STREAM[:cut])
     assert frames.partial
-    assert got + frames.feed(STREAM[cut:]) == FRAMES and not frames.partial
+    assert joined(got + frames.feed(STREAM[cut:])) == FRAMES and not frames.partial
+
+
+def test_a_data_payload_comes_out_as_it_arrives_and_a_read_all_payload_is_not_copied() -> None:
+    body = bytes(range(256)) * 300  # 76,800 bytes: cut across reads as TLS records cut it
+    stream = pack_header(DATA, 5, len(body)) + body + control(END, 5)
+    reads = [stream[:16384], stream[16384:32768], stream[32768:]]
+    frames = Deframer()
+    first, middle, last = (frames.feed(read) for read in reads)
+    assert first == [(DATA, 5, reads[0][9:])]
+    assert middle == [(DATA, 5, reads[1])] and middle[0][2] is reads[1]  # passed on as it came
+    assert last == [(DATA, 5, reads[2][:-9]), (END, 5, b"")] and not frames.partial
 
 
 @pytest.mark.parametrize("bad", [
@@ -427,7 +450,9 @@ async def test_what_a_held_stream_sends_goes_out_as_one_frame() -> None:
     stream.send(b"HTTP/1.1 200 OK\r\n\r\n")
     stream.send(b"body")
     stream.flush()
-    assert mux._out[queued:] == [pack_header(DATA, stream.id, 23), b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    header, *pieces = mux._out[queued:]
+    assert header == pack_header(DATA, stream.id, 23)
+    assert b"".join(pieces) == b"HTTP/1.1 200 OK\r\n\r\nbody"
 
 
 _ID = st.integers(0, 2**32 - 1)
@@ -448,4 +473,4 @@ def test_any_frames_cut_anywhere_come_out_as_they_went_in(
     for cut in [*sorted(c % (len(stream) + 1) for c in cuts), len(stream)]:
         got += deframer.feed(stream[at:cut])
         at = cut
-    assert got == frames and not deframer.partial
+    assert joined(got) == joined(frames) and not deframer.partial
