@@ -187,7 +187,7 @@ def record_units(pieces: list[bytes]) -> list[bytes | memoryview]:
     joined pieces (one 9-byte header does not cost a record of its own), the copy one record
     at most."""
     units: list[bytes | memoryview] = []
-    small: list[bytes] = []
+    small: list[bytes | memoryview] = []
     size = 0
     for piece in pieces:
         n = len(piece)
@@ -200,9 +200,10 @@ def record_units(pieces: list[bytes]) -> list[bytes | memoryview]:
             continue
         if small:
             cut = RECORD - size
-            small.append(piece[:cut])
+            view = memoryview(piece)
+            small.append(view[:cut])  # joined from the view: the head copied once
             units.append(b"".join(small))
-            units.append(memoryview(piece)[cut:])
+            units.append(view[cut:])
             small, size = [], 0
         else:
             units.append(piece)
