@@ -28,28 +28,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gossamer.proxy.mux_frames import DATA, Deframer, pack_header  # noqa: E402
-from gossamer.proxy.tls_pipe import TlsPipe  # noqa: E402
-from tests.proxy_pki import Pki  # noqa: E402
+from tests.proxy_pki import Pki, handshaken  # noqa: E402
 
 READ = 64 * 1024
 
 
-def connected(pki: Pki) -> tuple[TlsPipe, TlsPipe]:
-    """db's end (the sender of answers) and web's, handshaken over memory."""
-    db = TlsPipe(pki.identity("db").server_tunnel, server_side=True)
-    web = TlsPipe(pki.identity("web").client_tunnel, server_side=False)
-    out = web.start()
-    while not (db.handshaken and web.handshaken):
-        db.feed(out)
-        web.feed(db.pending())
-        out = web.pending()
-    db.feed(out)
-    return db, web
-
-
 def one_round(pki: Pki, mib: int) -> tuple[float, float]:
     """CPU ms per MiB: (frame and encrypt, decrypt and deframe)."""
-    db, web = connected(pki)
+    web, db = handshaken(pki.identity("web").client_tunnel, pki.identity("db").server_tunnel)
     frames = Deframer()
     read = bytes(range(256)) * (READ // 256)
     send_s = receive_s = 0.0

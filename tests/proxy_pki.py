@@ -17,6 +17,7 @@ from gossamer.proxy.ca.intermediate import sign_agent_certificate
 from gossamer.proxy.ca.keys import certificate_pem, generate_key, private_key_pem
 from gossamer.proxy.ca.profile import common_name, end_entity_builder, sign
 from gossamer.proxy.identity import Identity, build_identity
+from gossamer.proxy.tls_pipe import TlsPipe
 from tests.ca_support import DC, Mesh, make_mesh
 
 CLUSTER_B = "99999999-2222-3333-4444-555555555555"
@@ -73,3 +74,16 @@ def client_context(pki: Pki, leaf: dict[str, str] | None) -> ssl.SSLContext:
         context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # these tests are about the server's checks
     return context
+
+
+def handshaken(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[TlsPipe, TlsPipe]:
+    """A client and a server `TlsPipe` through their handshake with each other, in memory."""
+    near = TlsPipe(client, server_side=False)
+    far = TlsPipe(server, server_side=True)
+    to_far = near.start()
+    while not (near.handshaken and far.handshaken):
+        far.feed(to_far)
+        near.feed(far.pending())
+        to_far = near.pending()
+    far.feed(to_far)
+    return near, far

@@ -27,7 +27,7 @@ from gossamer.proxy.ca.verify import load_pem_chain
 from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.tls_pipe import TlsPipe, _records
-from tests.proxy_pki import CLUSTER_B, Pki
+from tests.proxy_pki import CLUSTER_B, Pki, handshaken
 
 PKI = Pki()
 
@@ -35,15 +35,8 @@ PKI = Pki()
 def pair(
     client_service_name: str = "web", server_service_name: str = "db"
 ) -> tuple[TlsPipe, TlsPipe]:
-    client = TlsPipe(PKI.identity(client_service_name).client, server_side=False)
-    server = TlsPipe(PKI.identity(server_service_name).server, server_side=True)
-    to_server = client.start()
-    while not (client.handshaken and server.handshaken):
-        server.feed(to_server)
-        client.feed(server.pending())
-        to_server = client.pending()
-    server.feed(to_server)
-    return client, server
+    return handshaken(PKI.identity(client_service_name).client,
+                      PKI.identity(server_service_name).server)  # fmt: skip
 
 
 def test_a_handshake_shows_each_side_the_chain_openssl_verified() -> None:
