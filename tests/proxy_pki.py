@@ -76,9 +76,12 @@ def client_context(pki: Pki, leaf: dict[str, str] | None) -> ssl.SSLContext:
     return context
 
 
-def handshaken(client: ssl.SSLContext, server: ssl.SSLContext) -> tuple[TlsPipe, TlsPipe]:
-    """A client and a server `TlsPipe` through their handshake with each other, in memory."""
-    near = TlsPipe(client, server_side=False)
+def handshaken(
+    client: ssl.SSLContext, server: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[TlsPipe, TlsPipe]:
+    """A client (offering `session`) and a server `TlsPipe` through their handshake with each
+    other, in memory."""
+    near = TlsPipe(client, server_side=False, session=session)
     far = TlsPipe(server, server_side=True)
     to_far = near.start()
     while not (near.handshaken and far.handshaken):

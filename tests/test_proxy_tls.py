@@ -134,14 +134,7 @@ def test_a_chain_of_another_mesh_is_an_unknown_issuer() -> None:
 
 def connect(session: ssl.SSLSession | None) -> tuple[TlsPipe, TlsPipe]:
     """web -> db through two pipes; the client ends holding the server's ticket."""
-    client = TlsPipe(PKI_WEB.client, server_side=False, session=session)
-    server = TlsPipe(PKI_DB.server, server_side=True)
-    wire = client.start()
-    while not (client.handshaken and server.handshaken):
-        server.feed(wire)
-        client.feed(server.pending())
-        wire = client.pending()
-    server.feed(wire)
+    client, server = handshaken(PKI_WEB.client, PKI_DB.server, session)
     client.feed(server.encrypt(b"ticket rides along"))
     return client, server
 
