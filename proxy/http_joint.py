@@ -112,10 +112,12 @@ def unlink(session: HttpJoint, pooled: bool) -> None:
     """Break a closed session's reference cycles, a loop turn after it closed (no parser
     callback runs by then): its parts point back at it and each parser at its callbacks, so
     closed sessions that had lived through a young collection waited for the collector's
-    rare full pass, and a sidecar's RSS grew with the new connections it served. The answer
-    parser of a pooled connection stays whole: it serves that connection's next borrower."""
+    rare full pass, and a sidecar's RSS grew with the new connections it served; compiled,
+    the collector never freed them at all. The answer parser of a pooled connection stays
+    whole: it serves that connection's next borrower (side.py `drop_parser` breaks it when
+    that connection is over)."""
     requests = session.requests
     del requests.parser, requests.s, session.deadlines.s
-    reply = session._reply
+    reply, session._reply = session._reply, None  # a pooled one still points back: a cycle
     if reply is not None and not pooled:
-        del reply.parser
+        reply.release()

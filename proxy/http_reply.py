@@ -99,6 +99,12 @@ class Reply:
         if len(data) > left:
             self.feed(data[left:])
 
+    def release(self) -> None:
+        """Its connection is over, or its session (a connection of its own): the parser lets
+        go of this object's callbacks (side.py `drop_parser`, http_joint.unlink)."""
+        if hasattr(self, "parser"):
+            del self.parser
+
     def ended_by_close(self) -> bool:
         """The app closed: was that the end of an answer whose length is 'until close'?"""
         if self._until_close and self.s.queue and self.s.queue[0].answered:

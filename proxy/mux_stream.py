@@ -163,3 +163,4 @@ class StreamSide(Side):
     def finish(self) -> None:
         self.closed = True
         self.mux.forget(self)
+        self.drop_parser()

@@ -89,6 +89,16 @@ class Side(asyncio.BufferedProtocol):
         relay, self.relay = self.relay, None
         if relay is not None:
             relay.side_lost(self)
+        self.drop_parser()
+
+    def drop_parser(self) -> None:
+        """The connection is over: the parser kept with it (http1.py) lets go of its callbacks
+        a loop turn later, when none of them runs. Parser and callbacks point at each other,
+        and the cycle collector never freed that cycle once compiled (mypyc): each pooled app
+        connection closed left its answer parser, and the last session it served, behind."""
+        parser, self.parser = self.parser, None
+        if parser is not None:
+            asyncio.get_running_loop().call_soon(_release, parser)
 
     def deliver(self, chunks: list[bytes], eof: bool) -> None:
         """Plaintext read from this side: to the other side, or held until joined."""
@@ -142,6 +152,12 @@ class Side(asyncio.BufferedProtocol):
                 self.transport.abort()
             else:
                 self.transport.close()
+
+
+def _release(parser: object) -> None:
+    release = getattr(parser, "release", None)
+    if release is not None:
+        release()
 
 
 class PlainSide(Side):
