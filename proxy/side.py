@@ -97,8 +97,12 @@ class Side(asyncio.BufferedProtocol):
         and the cycle collector never freed that cycle once compiled (mypyc): each pooled app
         connection closed left its answer parser, and the last session it served, behind."""
         parser, self.parser = self.parser, None
-        if parser is not None:
+        if parser is None:
+            return
+        try:
             asyncio.get_running_loop().call_soon(_release, parser)
+        except RuntimeError:  # no loop runs (the process is stopping): no callback can either
+            _release(parser)
 
     def deliver(self, chunks: list[bytes], eof: bool) -> None:
         """Plaintext read from this side: to the other side, or held until joined."""
