@@ -180,12 +180,13 @@ class TlsPipe:
 
 
 def record_units(pieces: list[bytes]) -> list[bytes | memoryview]:
-    """What to hand OpenSSL, write by write, for `pieces` in order: small pieces joined, a
-    piece of a record or more passed as it is (a body: 64 KiB from the app, not copied again
-    behind its 9-byte mux frame header). Each write starts a record, so small pieces before a
-    large one are topped up to a full record with its head: the records are those of the
-    joined pieces (one 9-byte header does not cost a record of its own), the copy one record
-    at most."""
+    """What to hand OpenSSL, write by write, for `pieces` in order, in the records their join
+    would make: each write starts a record, so every write but the last is a whole number of
+    records. Small pieces are joined; a piece of a record or more passes as a view (a body:
+    64 KiB from the app, not copied again behind its 9-byte mux frame header), less its head,
+    which tops up the small pieces before it to a full record, and its tail past the last
+    full record, which starts the next write. Bytes copied: at most a record before and after
+    each large piece."""
     units: list[bytes | memoryview] = []
     small: list[bytes | memoryview] = []
     size = 0
@@ -195,18 +196,22 @@ def record_units(pieces: list[bytes]) -> list[bytes | memoryview]:
             small.append(piece)
             size += n
             if size >= RECORD:
-                units.append(b"".join(small))
-                small, size = [], 0
+                joined = b"".join(small)
+                whole = size - size % RECORD
+                units.append(joined[:whole] if whole < size else joined)
+                small, size = ([joined[whole:]], size - whole) if whole < size else ([], 0)
             continue
+        view = memoryview(piece)
+        cut = RECORD - size if small else 0
         if small:
-            cut = RECORD - size
-            view = memoryview(piece)
             small.append(view[:cut])  # joined from the view: the head copied once
             units.append(b"".join(small))
-            units.append(view[cut:])
-            small, size = [], 0
-        else:
-            units.append(piece)
+        rest = n - cut
+        whole = rest - rest % RECORD
+        if whole:
+            units.append(view[cut : cut + whole])
+        small = [view[cut + whole :]] if whole < rest else []
+        size = rest - whole
     if small:
         units.append(small[0] if len(small) == 1 else b"".join(small))
     return units

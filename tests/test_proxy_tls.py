@@ -243,3 +243,18 @@ def test_a_leaf_of_a_revoked_agent_is_refused_both_ways_even_when_cached() -> No
             revoked_key_ids(bad if isinstance(bad, list) else [bad])
     with pytest.raises(ValueError):
         revoked_key_ids({"not": "a list"})
+
+
+@pytest.mark.parametrize("sizes", [
+    [9, 65536], [9, 65536, 9, 65536], [3000, 20000, 5], [100, 200], [16384], [16383, 1, 16385],
+    [9, 16375, 9], [40000], [],
+])  # fmt: skip
+def test_pieces_encrypt_into_the_records_of_their_join_without_the_join(sizes: list[int]) -> None:
+    """`encrypt_all` (the mux's frames, a held head and body) makes the ciphertext `encrypt`
+    of the joined pieces makes, record for record: same length, same plaintext."""
+    pieces = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    joined, by_pieces = pair(), pair()
+    whole = joined[0].encrypt(b"".join(pieces))
+    parts = by_pieces[0].encrypt_all(pieces)
+    assert len(parts) == len(whole)  # same records: AES-GCM adds the same bytes to each
+    assert b"".join(by_pieces[1].feed(parts)) == b"".join(pieces)
