@@ -130,20 +130,17 @@ class HttpSession(HttpJoint):
         self._opening = self.loop.create_task(self._open_app(skip))  # held
 
     async def _open_app(self, skip: tuple[object, ...]) -> None:
-        # The task is held (asyncio keeps tasks weakly) only while it runs: a finished one kept
-        # its compiled coroutine, which holds this session, and the collector does not see
-        # through mypyc's coroutine to free the cycle: every session that opened a connection
-        # lived on after it closed (~48 a round of bench/proxy_pair.py's loads at L7).
+        # The task is let go once the open ends: compiled, its finished coroutine kept this
+        # session alive in a cycle the collector never freed (bench/README.md, "Proxy RSS").
         try:
-            app = await self.host.open_backend(skip)
+            app: Side | None = await self.host.open_backend(skip)
         except (OSError, TimeoutError):
-            self._connecting = False
-            self._opening = None
+            app = None
+        self._connecting, self._opening = False, None
+        if app is None:
             self.fail(503)
-            return
-        self._connecting = False
-        self._opening = None
-        self._use_app(app)
+        else:
+            self._use_app(app)
 
     def _use_app(self, app: Side) -> None:
         self.app = app
