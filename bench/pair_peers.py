@@ -2,7 +2,8 @@
 
 Both pairs use the very leaves and roots the gossamer agent issued (P-256,
 TLS 1.3 only, client certificates required and verified), one worker each
-(HAProxy `nbthread 1`, Envoy `--concurrency 1`), mode TCP.
+(HAProxy `nbthread 1`, Envoy `--concurrency 1`) or, with `one_worker=False`,
+each at its own default (a worker per CPU it is bound to), mode TCP.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def write_pems(agent: AgentProc, tmp: Path) -> None:
 
 
 def start_haproxy(
-    tmp: Path, cpu: str, nginx_port: int, *, http: bool = False
+    tmp: Path, cpu: str, nginx_port: int, *, http: bool = False, one_worker: bool = True
 ) -> tuple[list[int], int]:
     """An HAProxy pair with the same certificates (`mode http` when `http`: requests parsed,
     server connections reused between clients, HAProxy's default `http-reuse safe`);
@@ -69,17 +70,20 @@ backend mesh
   server b {LOCAL}:{b_port} ssl crt {tmp}/web.pem {tls}
 """,
     }
-    pids = haproxy_pair(tmp, cpu, configs, "http" if http else "tcp", "haproxy")
+    pids = haproxy_pair(tmp, cpu, configs, "http" if http else "tcp", "haproxy", one_worker)
     eventually(lambda: http_ok(a_port), 20, what="a request through the HAProxy pair")
     return pids, a_port
 
 
-def haproxy_pair(tmp: Path, cpu: str, configs: dict[str, str], mode: str, tag: str) -> list[int]:
-    """Two HAProxy processes (`nbthread 1`, `mode`) from their frontends and backends, pinned
-    to `cpu`, their files named `<tag>-<name>`; their pids."""
+def haproxy_pair(
+    tmp: Path, cpu: str, configs: dict[str, str], mode: str, tag: str, one_worker: bool = True
+) -> list[int]:
+    """Two HAProxy processes (`nbthread 1`, or HAProxy's own count), `mode`, from their
+    frontends and backends, pinned to `cpu`, their files named `<tag>-<name>`; their pids."""
     procs = []
+    threads = "  nbthread 1\n" if one_worker else ""
     for name, body in configs.items():
-        head = f"global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode {mode}\n"
+        head = f"global\n{threads}  maxconn 4096\ndefaults\n  mode {mode}\n"
         head += "  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n"
         (tmp / f"{tag}-{name}.cfg").write_text(head + body)
         procs.append(pinned(cpu, ["haproxy", "-f", str(tmp / f"{tag}-{name}.cfg")],
@@ -150,7 +154,13 @@ def _envoy_config(
 
 
 def start_envoy(
-    tmp: Path, cpu: str, nginx_port: int, trust_domain: str, *, http: bool = False
+    tmp: Path,
+    cpu: str,
+    nginx_port: int,
+    trust_domain: str,
+    *,
+    http: bool = False,
+    one_worker: bool = True,
 ) -> tuple[list[int], int]:
     """An Envoy pair (`--concurrency 1`) with the same certificates, tcp_proxy or (`http`)
     the HTTP connection manager (HTTP/1.1 both hops, upstream connections pooled);
@@ -161,21 +171,23 @@ def start_envoy(
         "b": _envoy_config(b_port, nginx_port, tls_socket(tmp, "db", "server", None), None, http),
         "a": _envoy_config(a_port, b_port, None, tls_socket(tmp, "web", "client", db_uri), http),
     }
-    pids = envoy_pair(tmp, cpu, configs, "envoy")
+    pids = envoy_pair(tmp, cpu, configs, "envoy", one_worker)
     eventually(lambda: http_ok(a_port), 30, what="a request through the Envoy pair")
     return pids, a_port
 
 
-def envoy_pair(tmp: Path, cpu: str, configs: dict[str, str], tag: str) -> list[int]:
-    """Two Envoy processes (`--concurrency 1`) from their JSON configs, pinned to `cpu`, their
-    files named `<tag>-<name>`; their pids."""
+def envoy_pair(
+    tmp: Path, cpu: str, configs: dict[str, str], tag: str, one_worker: bool = True
+) -> list[int]:
+    """Two Envoy processes (`--concurrency 1`, or Envoy's own count) from their JSON configs,
+    pinned to `cpu`, their files named `<tag>-<name>`; their pids."""
     envoy = envoy_binary()
     assert envoy is not None
     procs = []
     for name, body in configs.items():
         (tmp / f"{tag}-{name}.json").write_text(body)
-        argv = [envoy, "-c", str(tmp / f"{tag}-{name}.json"), "--concurrency", "1",
-                "--disable-hot-restart", "-l", "warning"]  # fmt: skip
+        argv = [envoy, "-c", str(tmp / f"{tag}-{name}.json"), "--disable-hot-restart",
+                "-l", "warning", *(["--concurrency", "1"] if one_worker else [])]  # fmt: skip
         procs.append(pinned(cpu, argv, tmp / f"{tag}-{name}.log"))
     STARTED.extend(procs)
     return [p.pid for p in procs]

