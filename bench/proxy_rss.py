@@ -9,8 +9,9 @@ Printed, not asserted (tests/test_proxy_footprint.py guards the import set).
    its anonymous and file-backed parts (/proc/<pid>/smaps_rollup), idle and
    after each of proxy_pair's loads in turn (c1, c64, 1 MiB bodies, new
    connections with `Connection: close`), then again after `--repeat` more
-   rounds of new connections and a rest: a figure that keeps growing with
-   the connections served is a leak, not a working set.
+   rounds of new connections and a rest, and once more past the pool's
+   idle timeout (every pooled connection closed): a figure that keeps
+   growing with the connections served is a leak, not a working set.
 
     .venv/bin/python bench/proxy_rss.py [--http] [--seconds 3] [--repeat 2] [--installed]
 """
@@ -29,6 +30,7 @@ if str(ROOT) not in sys.path:
 
 from bench.installed import FLAG, reexec_if_asked  # noqa: E402
 from bench.proxy_pair import gossamer_pair, wrk  # noqa: E402
+from gossamer.proxy.protocol import POOL_IDLE_TIMEOUT_S  # noqa: E402
 
 STEPS = ("logging", "dataclasses", "json", "asyncio", "ssl", "uvloop", "httptools",
          "gossamer.intentions", "gossamer.catalog.config_entries", "gossamer.proxy.authorize",
@@ -88,6 +90,10 @@ def main() -> None:
             wrk(port, "/small", 16, s, "0", "-H", "Connection: close")
         time.sleep(5)
         show(f"+{args.repeat} new-conn rounds, rest", pids)
+        # past the pool's idle timeout every pooled connection is closed: what a finished
+        # stream or session still holds now is a leak, not the pool's working set
+        time.sleep(POOL_IDLE_TIMEOUT_S + 3 - 5)
+        show(f"{POOL_IDLE_TIMEOUT_S + 3:.0f} s idle, pool closed", pids)
 
 
 if __name__ == "__main__":
