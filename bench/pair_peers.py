@@ -52,8 +52,8 @@ def start_haproxy(
     tmp: Path, cpu: str, nginx_port: int, *, http: bool = False, one_worker: bool = True
 ) -> tuple[list[int], int]:
     """An HAProxy pair with the same certificates (`mode http` when `http`: requests parsed,
-    server connections reused between clients, HAProxy's default `http-reuse safe`);
-    (pids, the client-side port)."""
+    server connections reused between clients, HAProxy's default `http-reuse safe`), one
+    thread each unless not `one_worker`; (pids, the client-side port)."""
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     tls = f"ca-file {tmp}/roots.pem verify required ssl-min-ver TLSv1.3"
     configs = {
@@ -162,9 +162,9 @@ def start_envoy(
     http: bool = False,
     one_worker: bool = True,
 ) -> tuple[list[int], int]:
-    """An Envoy pair (`--concurrency 1`) with the same certificates, tcp_proxy or (`http`)
-    the HTTP connection manager (HTTP/1.1 both hops, upstream connections pooled);
-    (pids, client-side port)."""
+    """An Envoy pair (`--concurrency 1`, or Envoy's own count unless `one_worker`) with the
+    same certificates, tcp_proxy or (`http`) the HTTP connection manager (HTTP/1.1 both hops,
+    upstream connections pooled); (pids, client-side port)."""
     a_port, b_port = free_port(LOCAL), free_port(LOCAL)
     db_uri = f"spiffe://{trust_domain}/ns/default/dc/dc1/svc/db"
     configs = {
