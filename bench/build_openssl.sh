@@ -12,7 +12,7 @@
 #   LD_LIBRARY_PATH=build/openssl-3.5 .venv/bin/python bench/pair_bodies.py --installed
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-OUT="${1:-$ROOT/build/openssl-3.5}"
+OUT="$(realpath -m "${1:-$ROOT/build/openssl-3.5}")"  # Configure takes an absolute --prefix only
 VERSION=3.5.7
 SHA256=a8c0d28a529ca480f9f36cf5792e2cd21984552a3c8e4aa11a24aa31aeac98e8
 URL="http://deb.debian.org/debian/pool/main/o/openssl/openssl_${VERSION}.orig.tar.gz"
