@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Final, Protocol, cast
 
 READ_SIZE: Final = 64 * 1024
 # One read buffer for every side: uvloop fills it and calls buffer_updated at once, which
@@ -27,6 +27,13 @@ _READ_VIEW: Final = memoryview(bytearray(READ_SIZE))
 # Pieces of one write that are together less than this are joined (a head and a short body:
 # one buffer is cheaper for uvloop than a vector); more go as they are in one writev.
 JOIN_BELOW: Final = 16 * 1024
+
+
+class Kept(Protocol):
+    """What a joint keeps with a connection across its uses (http_reply.Reply, the answer
+    parser of a pooled app connection), let go when the connection is over."""
+
+    def release(self) -> None: ...
 
 
 class Joint:
@@ -56,7 +63,7 @@ class Side(asyncio.BufferedProtocol):
         self._held: list[bytes] = []  # plaintext read before the side was joined
         self._held_eof = False
         self._out: list[bytes] | None = None  # sends gathered by `hold`, written by `flush`
-        self.parser: object | None = None  # kept with the connection by its joint (http1.py)
+        self.parser: Kept | None = None  # kept with the connection by its joint (http1.py)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -100,9 +107,9 @@ class Side(asyncio.BufferedProtocol):
         if parser is None:
             return
         try:
-            asyncio.get_running_loop().call_soon(_release, parser)
+            asyncio.get_running_loop().call_soon(parser.release)
         except RuntimeError:  # no loop runs (the process is stopping): no callback can either
-            _release(parser)
+            parser.release()
 
     def deliver(self, chunks: list[bytes], eof: bool) -> None:
         """Plaintext read from this side: to the other side, or held until joined."""
@@ -156,12 +163,6 @@ class Side(asyncio.BufferedProtocol):
                 self.transport.abort()
             else:
                 self.transport.close()
-
-
-def _release(parser: object) -> None:
-    release = getattr(parser, "release", None)
-    if release is not None:
-        release()
 
 
 class PlainSide(Side):
