@@ -39,10 +39,13 @@ each (no `nbthread`, no `--concurrency`). Both size them from the CPUs they
 are bound to: pinned to one CPU each starts one worker, as with the flags
 (seen in their threads' names); `--cpus 0,0-1` gives the proxies both CPUs
 and each HAProxy and Envoy process two workers. gossamer's proxy has one
-loop either way.
+loop either way (its default, as Linkerd's proxy runs one worker by default).
+
+`--workers N`: gossamer's two sidecars run N worker processes each
+(`connect proxy --workers N`); CPU per request and RSS count every process.
 
     .venv/bin/python bench/proxy_pair.py [--seconds 5] [--cpus 0,1] [--http] [--rounds 3]
-        [--defaults] [--installed]
+        [--defaults] [--workers N] [--installed]
 """
 
 from __future__ import annotations
@@ -204,13 +207,17 @@ def mesh_setup(agent: AgentProc, nginx_port: int, http: bool = False) -> tuple[i
     return db_in, upstream
 
 
-def start_gossamer(agent: AgentProc, tmp: Path, cpu: str, ports: tuple[int, int]) -> list[int]:
-    """The two sidecars as the product runs them; their pids once traffic flows."""
+def start_gossamer(
+    agent: AgentProc, tmp: Path, cpu: str, ports: tuple[int, int], workers: int = 1
+) -> list[int]:
+    """The two sidecars as the product runs them (`--workers` processes each); the pids of
+    every process of both once traffic flows."""
     db_in, upstream = ports
     procs = []
     for service in ("db", "web"):
         argv = [sys.executable, "-m", "gossamer.agent", "connect", "proxy", "--sidecar-for",
-                service, "--http-addr", agent.http, "--log-level", "warning"]  # fmt: skip
+                service, "--http-addr", agent.http, "--log-level", "warning",
+                "--workers", str(workers)]  # fmt: skip
         procs.append(pinned(cpu, argv, tmp / f"gossamer-{service}.log"))
     eventually(lambda: listening(agent.ip, db_in) and listening(LOCAL, upstream), 30,
                what="the gossamer proxies")  # fmt: skip
@@ -218,7 +225,19 @@ def start_gossamer(agent: AgentProc, tmp: Path, cpu: str, ports: tuple[int, int]
                what="db's sidecar passing")  # fmt: skip
     eventually(lambda: http_ok(upstream), 20, what="a request through the gossamer pair")
     STARTED.extend(procs)
-    return [p.pid for p in procs]
+    pids = [p.pid for p in procs]
+    eventually(lambda: len(pids + worker_pids(pids)) == 2 * workers, 30,
+               what="every worker started")  # fmt: skip
+    return pids + worker_pids(pids)
+
+
+def worker_pids(pids: list[int]) -> list[int]:
+    """The worker processes each of `pids` started (`--workers`: its children)."""
+    found = []
+    for pid in pids:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
 
 
 @dataclass
@@ -231,7 +250,9 @@ class PairRun:
 
 
 @contextlib.contextmanager
-def gossamer_pair(prefix: str, cpus: tuple[str, str], http: bool) -> Iterator[PairRun]:
+def gossamer_pair(
+    prefix: str, cpus: tuple[str, str], http: bool, workers: int = 1
+) -> Iterator[PairRun]:
     """An agent, nginx on the load CPU and the two sidecars on the proxies' CPU, as the proxy
     benches start them; on the way out all of STARTED (peers the caller added too) is
     stopped and the agent closed."""
@@ -245,7 +266,7 @@ def gossamer_pair(prefix: str, cpus: tuple[str, str], http: bool) -> Iterator[Pa
             nginx, nginx_port = start_nginx(tmp, load_cpu)
             STARTED.append(nginx)  # stopped with the proxies (it outlived the run before)
             ports = mesh_setup(agent, nginx_port, http)
-            pids = start_gossamer(agent, tmp, proxy_cpu, ports)
+            pids = start_gossamer(agent, tmp, proxy_cpu, ports, workers)
             yield PairRun(tmp, agent, nginx_port, ports, pids)
         finally:
             for proc in STARTED:
@@ -319,13 +340,18 @@ def start_peers(
 
 
 def run(
-    seconds: int, cpus: tuple[str, str], http: bool = False, rounds: int = 1, defaults: bool = False
+    seconds: int,
+    cpus: tuple[str, str],
+    http: bool = False,
+    rounds: int = 1,
+    defaults: bool = False,
+    workers: int = 1,
 ) -> None:
     """Every pair started first, then each round measures each path in turn (interleaved,
     so a load change on the shared machine hits all of them); medians over the rounds."""
     load_cpu, proxy_cpu = cpus
     runs: dict[str, list[Figures]] = {}
-    with gossamer_pair("proxy-pair-", cpus, http) as pair:
+    with gossamer_pair("proxy-pair-", cpus, http, workers) as pair:
         agent, upstream = pair.agent, pair.ports[1]
         paths = {"direct": (pair.nginx_port, []),
                  **start_peers(pair, proxy_cpu, http, one_worker=not defaults)}  # fmt: skip
@@ -340,7 +366,8 @@ def run(
     print(f"{'HTTP (L7) pairs' if http else 'TCP (L4) pairs'}; "
           f"wrk and nginx on CPU {load_cpu}, each pair's two proxies on CPU {proxy_cpu}; "
           f"{seconds} s per figure, median of {rounds} interleaved round(s); "
-          f"{'peers at their default worker counts' if defaults else 'one worker each'}; "
+          f"{'peers at their default worker counts' if defaults else 'peers one worker each'}; "
+          f"gossamer {workers} worker(s) each; "
           f"Python {sys.version.split()[0]}")  # fmt: skip
     order = ("direct", "gossamer", "gossamer L7 rules", "haproxy", "envoy")
     report({name: median_figures(runs[name]) for name in order if name in runs})
@@ -364,12 +391,14 @@ def main() -> None:
     parser.add_argument(
         "--cpus", default="0,1", help="LOAD,PROXIES: CPUs for wrk+nginx and proxies"
     )
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gossamer's proxies with this many worker processes each")  # fmt: skip
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "nginx", "haproxy", "taskset") if not shutil.which(tool)]
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (apt-get install wrk nginx-light haproxy)")
     load_cpu, proxy_cpu = args.cpus.split(",")
-    run(args.seconds, (load_cpu, proxy_cpu), args.http, args.rounds, args.defaults)
+    run(args.seconds, (load_cpu, proxy_cpu), args.http, args.rounds, args.defaults, args.workers)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""`python -m gossamer.proxy CONFIG_JSON AGENT_URL LOG_LEVEL`: the proxy process itself.
+"""`python -m gossamer.proxy CONFIG_JSON AGENT_URL LOG_LEVEL [WORKERS]`: the proxy process.
 
 CONFIG_JSON is a checked `ProxyConfig` (config.config_to_json), or
 `{"node": true, "drain_s": S|null}` for one process serving every sidecar
-of the agent (node.py).
+of the agent (node.py). WORKERS (1 by default) is how many processes serve
+it (workers.py); this one is worker 0 unless WORKER_ENV says otherwise.
 
 `gossamer connect proxy` checks the flags and the registration (exit 2
 naming what is wrong), then replaces itself with this module (`os.execv`,
@@ -15,33 +16,39 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import sys
 
 from gossamer.proxy import native
 
 native.use()  # before the data-path modules are imported: compiled ones if built (native.py)
 
+from gossamer.proxy import listen  # noqa: E402
 from gossamer.proxy.agent_http import split_base_url  # noqa: E402
-from gossamer.proxy.config import config_from_json  # noqa: E402
+from gossamer.proxy.config import MAX_WORKERS, config_from_json  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
+from gossamer.proxy.worker_link import WORKER_ENV, worker_of  # noqa: E402
+from gossamer.proxy.workers import Solo, Worker, Workers  # noqa: E402
 
 GC_YOUNG = 7_000  # allocations between two young-generation collections (CPython: 700)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print("usage: python -m gossamer.proxy CONFIG_JSON AGENT_URL LOG_LEVEL", file=sys.stderr)
+    if len(argv) not in (3, 4):
+        print("usage: python -m gossamer.proxy CONFIG_JSON AGENT_URL LOG_LEVEL [WORKERS]",
+              file=sys.stderr)  # fmt: skip
         return 2
     node = node_request(argv[0])
     try:
         split_base_url(argv[1])  # checked now: the agent client is built once serving starts
-        job = serve_node(argv[1], node) if node is not None else serve(
-            config_from_json(argv[0]), argv[1])  # fmt: skip
+        crew, name = crew_of(argv)
+        job = serve_node(argv[1], node, crew) if node is not None else serve(
+            config_from_json(argv[0]), argv[1], crew)  # fmt: skip
     except ValueError as exc:  # a ConfigError is one too
         print(f"gossamer proxy: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=argv[2].upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")  # fmt: skip
+                        format=f"%(asctime)s %(levelname)s {name}%(message)s")  # fmt: skip
     # What start-up made (modules, classes, the config: ~27,000 objects) lives as long as the
     # process: out of the cycle collector's sight, each full collection on the data path has
     # only the connections' objects to walk (bench/README.md, http_path.py).
@@ -61,6 +68,22 @@ def main(argv: list[str]) -> int:
 
         return asyncio.run(job)
     return uvloop.run(job)
+
+
+def crew_of(argv: list[str]) -> tuple[Solo, str]:
+    """This process's part (the only worker, worker 0 of N, or another worker) and the prefix
+    of its log lines; ValueError for a bad WORKERS."""
+    count = int(argv[3]) if len(argv) == 4 else 1
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"WORKERS must be 1 to {MAX_WORKERS}, got {count}")
+    worker = worker_of(os.environ.get(WORKER_ENV))
+    if worker is not None:
+        listen.share_ports()
+        return Worker(worker[1]), f"[worker {worker[0]}] "
+    if count == 1:
+        return Solo(), ""
+    listen.share_ports()
+    return Workers(argv, count), "[worker 0] "
 
 
 def node_request(text: str) -> float | None:

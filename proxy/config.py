@@ -31,6 +31,7 @@ HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
 LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
 UPSTREAM_CONNECT_TIMEOUT_S = 10.0  # Consul's connect_timeout_ms default for upstreams
 DRAIN_TIMEOUT_S = 15.0  # how long SIGTERM lets open connections finish
+MAX_WORKERS = 64  # `--workers`: processes serving one proxy (workers.py)
 DEFAULT_BIND, DEFAULT_INBOUND_BIND = "127.0.0.1", "0.0.0.0"  # upstreams: local unless asked
 
 

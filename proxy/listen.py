@@ -8,6 +8,11 @@ are nearly always IP literals already (`127.0.0.1`, a node's address, `::`).
 An IP literal is bound here as `create_server` binds it (SO_REUSEADDR,
 IPV6_V6ONLY for IPv6, the same backlog) and the loop is given the socket; a
 host name still goes to the loop to resolve.
+
+With worker processes (workers.py) every listener is bound with
+SO_REUSEPORT too (`share_ports`, once, before any listener opens): each
+worker binds its own socket on the same address and the kernel spreads new
+connections over them. Only sockets of the same user can join such a group.
 """
 
 from __future__ import annotations
@@ -17,6 +22,13 @@ import socket
 from collections.abc import Callable
 
 BACKLOG = 100  # asyncio's and uvloop's default
+_shared = False  # SO_REUSEPORT on every listener: this process is one of several workers
+
+
+def share_ports() -> None:
+    """Bind every listener of this process with SO_REUSEPORT (a worker of `--workers N`)."""
+    global _shared
+    _shared = True
 
 
 def ip_family(host: str) -> int | None:
@@ -39,6 +51,8 @@ def bound_socket(host: str, port: int) -> socket.socket | None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if _shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
@@ -58,5 +72,6 @@ async def serve(
     loop = asyncio.get_running_loop()
     sock = bound_socket(host, port)
     if sock is None:
-        return await loop.create_server(factory, host, port, reuse_address=True)
+        return await loop.create_server(factory, host, port, reuse_address=True,
+                                        reuse_port=_shared or None)  # fmt: skip
     return await loop.create_server(factory, sock=sock)

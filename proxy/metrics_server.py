@@ -7,7 +7,9 @@ from the plain counters the data path keeps (edge_metrics.py); nothing is
 computed between scrapes. `/stats` is what the agent gathers for
 `gossamer stat` and `top`: every edge's counts and histogram buckets.
 Anything else is a 404, a method other than GET a 405, a head that is not
-HTTP or too long a 400; the listener keeps serving.
+HTTP or too long a 400; the listener keeps serving. With worker processes
+(workers.py), worker 0's listener adds the other workers' figures, asked
+for on each scrape (`others`), before rendering.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from gossamer.proxy.edge_metrics import stats_json
+from gossamer.proxy.fleet_sum import Snapshot, summed
 from gossamer.proxy.listen import serve
 from gossamer.proxy.metrics_families import Proxy, families
 from gossamer.proxy.prom_text import CONTENT_TYPE, render
@@ -26,6 +30,23 @@ from gossamer.proxy.prom_text import CONTENT_TYPE, render
 log = logging.getLogger("gossamer.proxy")
 MAX_HEAD = 8192
 Source = Callable[[], Sequence[Proxy]]
+
+
+class MetricsLike(Protocol):
+    """A metrics listener, or a worker's stand-in for one (worker_link.Offered)."""
+
+    async def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Fleet(Protocol):
+    """This process's part among worker processes (workers.py): how it serves metrics."""
+
+    def metrics_server(self, addr: str, source: Source) -> MetricsLike: ...
+
+
+Others = Callable[[str], Awaitable[list[list[Snapshot]]]]  # metrics address -> their figures
 
 
 def answer(head: bytes, proxies: Sequence[Proxy], start_s: float, now_s: float) -> bytes:
@@ -57,19 +78,31 @@ class _Scrape(asyncio.Protocol):
     def __init__(self, server: MetricsServer) -> None:
         self._server = server
         self._head = b""
+        self._answering = False  # one request per connection: what follows it is ignored
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        assert self._transport is not None
+        if self._answering:
+            return
         self._head += data
         if b"\r\n\r\n" in self._head or len(self._head) > MAX_HEAD:
+            self._answering = True
             if b"\r\n\r\n" not in self._head:
-                reply = _response(400, "text/plain", b"request head too long\n")
+                self._send(_response(400, "text/plain", b"request head too long\n"))
+            elif self._server.others is None:
+                self._send(self._server.reply(self._head))
             else:
-                reply = self._server.reply(self._head)
+                self._server.spawn(self._summed(self._head))
+
+    async def _summed(self, head: bytes) -> None:
+        self._send(await self._server.reply_summed(head))
+
+    def _send(self, reply: bytes) -> None:
+        assert self._transport is not None
+        if not self._transport.is_closing():
             self._transport.write(reply)
             self._transport.close()
 
@@ -77,12 +110,15 @@ class _Scrape(asyncio.Protocol):
 class MetricsServer:
     """One listener serving the figures of `proxies()` (one proxy, or every one in node mode)."""
 
-    def __init__(self, addr: str, proxies: Source) -> None:
+    def __init__(self, addr: str, proxies: Source, others: Others | None = None) -> None:
+        self.addr = addr
         host, _, port = addr.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.proxies = proxies
+        self.others = others
         self.start_s = time.time()
         self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await serve(lambda: _Scrape(self), self.host, self.port)
@@ -90,6 +126,17 @@ class MetricsServer:
 
     def reply(self, head: bytes) -> bytes:
         return answer(head, self.proxies(), self.start_s, time.time())
+
+    async def reply_summed(self, head: bytes) -> bytes:
+        """The reply with every worker's figures summed (worker 0 of `--workers N`)."""
+        assert self.others is not None
+        theirs = await self.others(self.addr)
+        return answer(head, summed(self.proxies(), theirs), self.start_s, time.time())
+
+    def spawn(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
         if self._server is not None:

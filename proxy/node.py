@@ -21,6 +21,7 @@ from typing import Any
 
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, config_from_registration, with_drain
+from gossamer.proxy.metrics_server import Fleet
 from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.watch import Watch
 
@@ -31,8 +32,11 @@ SERVICES = "/v1/agent/services?filter=Kind%20%3D%3D%20%22connect-proxy%22"
 class NodeProxies:
     """The runtimes of every sidecar of one agent."""
 
-    def __init__(self, agent: AgentHttp, drain_s: float | None = None) -> None:
+    def __init__(
+        self, agent: AgentHttp, drain_s: float | None = None, fleet: Fleet | None = None
+    ) -> None:
         self.agent = agent
+        self.fleet = fleet  # with worker processes (workers.py)
         self.runtimes: dict[str, ProxyRuntime] = {}
         self._drain_s = drain_s
         self._refused: dict[str, str] = {}  # proxy id -> the problem last logged
@@ -65,7 +69,7 @@ class NodeProxies:
                 self._refused[proxy_id] = str(exc)
             return
         self._refused.pop(proxy_id, None)
-        runtime = ProxyRuntime(config, self.agent)
+        runtime = ProxyRuntime(config, self.agent, self.fleet)
         self.runtimes[proxy_id] = runtime
         await runtime.start()
         log.info("proxy: serving sidecar %s for %s", proxy_id, config.service)

@@ -4,6 +4,8 @@ Both modes answer the same signals (runtime.py and node.py say what each
 step does): SIGTERM or SIGINT stops listening, drains open connections up to
 the drain timeout and exits 0; SIGHUP asks the agent again for everything it
 told the proxy; SIGUSR1 logs the counters. `__main__.py` runs one of the two.
+With worker processes (workers.py, `crew`), worker 0 passes each signal on
+and exits once every worker has.
 """
 
 from __future__ import annotations
@@ -18,48 +20,61 @@ from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.node import NodeProxies
 from gossamer.proxy.runtime import ProxyRuntime
+from gossamer.proxy.workers import Solo
 
 log = logging.getLogger("gossamer.proxy")
 
 
-async def serve(config: ProxyConfig, base_url: str) -> int:
+async def serve(config: ProxyConfig, base_url: str, crew: Solo) -> int:
     """Run a proxy until SIGTERM/SIGINT; 0 after a drain."""
-    runtime = ProxyRuntime(config, AgentHttp(base_url))
-    stop = _on_signals(runtime.reload, runtime.log_counts)
+    stop = asyncio.Event()
+    await crew.join(stop)
+    runtime = ProxyRuntime(config, AgentHttp(base_url), crew.fleet)
+    _on_signals(stop, crew, runtime.reload, runtime.log_counts)
     await runtime.start()
+    crew.start()
     heap.start_trimming()  # for the process's life: its timer goes with the loop
     log.info("proxy: running for %s; %s", config.service, data_path())
     await stop.wait()
     log.info("proxy: SIGTERM: draining")
-    await runtime.drain()
+    _, code = await asyncio.gather(runtime.drain(), crew.stop())
     runtime.log_counts()
-    return 0
+    return code
 
 
-async def serve_node(base_url: str, drain_s: float) -> int:
+async def serve_node(base_url: str, drain_s: float, crew: Solo) -> int:
     """Serve every sidecar of the agent until SIGTERM/SIGINT; 0 after a drain.
 
     `drain_s` < 0: each registration's own drain timeout."""
-    node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None)
-    stop = _on_signals(node.reload, node.log_counts)
+    stop = asyncio.Event()
+    await crew.join(stop)
+    node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None, crew.fleet)
+    _on_signals(stop, crew, node.reload, node.log_counts)
+    crew.start()
     heap.start_trimming()  # for the process's life: its timer goes with the loop
     log.info("proxy: serving every sidecar of %s; %s", base_url, data_path())
     await node.run(stop)
     log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
-    await node.drain()
+    _, code = await asyncio.gather(node.drain(), crew.stop())
     node.log_counts()
-    return 0
+    return code
 
 
-def _on_signals(reload: Callable[[], None], log_counts: Callable[[], None]) -> asyncio.Event:
-    """Install the handlers on the running loop; the event is set by SIGTERM or SIGINT."""
+def _on_signals(
+    stop: asyncio.Event, crew: Solo, reload: Callable[[], None], log_counts: Callable[[], None]
+) -> None:
+    """Install the handlers on the running loop: SIGTERM or SIGINT sets `stop`; SIGHUP and
+    SIGUSR1 act here and in every other worker."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+
+    def passed_on(sig: signal.Signals, act: Callable[[], None]) -> None:
+        act()
+        crew.forward(sig)
+
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    loop.add_signal_handler(signal.SIGUSR1, log_counts)
-    return stop
+    loop.add_signal_handler(signal.SIGHUP, passed_on, signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, passed_on, signal.SIGUSR1, log_counts)
 
 
 def data_path() -> str:

@@ -48,7 +48,7 @@ from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
-from gossamer.proxy.metrics_server import MetricsServer
+from gossamer.proxy.metrics_server import Fleet, MetricsLike, MetricsServer
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.split_targets import Splitters
@@ -61,12 +61,13 @@ DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (low
 class ProxyRuntime:
     """One sidecar proxy in this event loop."""
 
-    def __init__(self, config: ProxyConfig, agent: AgentHttp) -> None:
+    def __init__(self, config: ProxyConfig, agent: AgentHttp, fleet: Fleet | None = None) -> None:
         self.config = config
         self.agent = agent
+        self.fleet = fleet  # with worker processes: who serves the metrics port (workers.py)
         self.tally = tally.Tally()
         self.metrics = EdgeMetrics(config.service, enabled=config.metrics)
-        self.metrics_server: MetricsServer | None = None
+        self.metrics_server: MetricsLike | None = None
         self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()
         self.identity: Identity | None = None
@@ -201,13 +202,19 @@ class ProxyRuntime:
             self.metrics_server = None
         if not addr:
             return
-        server = MetricsServer(addr, lambda: [(self.metrics, self.tally)])
+        source = self.served
+        server = self.fleet.metrics_server(addr, source) if self.fleet else MetricsServer(
+            addr, source)  # fmt: skip
         try:
             await server.start()
         except OSError as exc:
             log.error("proxy: cannot serve metrics on %s: %s", addr, exc)
             return
         self.metrics_server = server
+
+    def served(self) -> list[tuple[EdgeMetrics, tally.Tally]]:
+        """What this proxy's metrics listener renders."""
+        return [(self.metrics, self.tally)]
 
     async def _open_upstream(self, upstream: Upstream) -> None:
         listener = UpstreamListener(upstream, lambda: self.identity, self.tally,

@@ -25,6 +25,7 @@ from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_se
 from gossamer.agent.cli.services import VerbParsers
 from gossamer.proxy.agent_http import TOKEN_ENV
 from gossamer.proxy.config import (
+    MAX_WORKERS,
     ConfigError,
     ProxyConfig,
     adhoc_config,
@@ -66,8 +67,25 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action="store_true",
         help="count no golden metrics on the data path (to measure their cost)",
     )
+    p.add_argument("--workers", default="1", metavar="N",
+                   help=f"processes serving the proxy, each on its own core: 1 to "
+                   f"{MAX_WORKERS}, or `auto` (the CPUs it may use); default 1")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run_proxy)
+
+
+def worker_count(text: str) -> int:
+    """`--workers`: 1 to MAX_WORKERS, or `auto` (the CPUs of this process's affinity mask, as
+    Envoy's and HAProxy's defaults count them); UsageError naming the flag."""
+    if text == "auto":
+        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise UsageError(f"--workers: must be 1 to {MAX_WORKERS} or auto, got {text!r}")
+    return count
 
 
 def proxy_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
@@ -112,7 +130,9 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
         request = json.dumps({"node": True, "drain_s": args.drain_timeout})
     else:
         request = config_to_json(proxy_config(args, client))
-    argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level]
+    workers = worker_count(args.workers)
+    argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level,
+            str(workers)]  # fmt: skip
     sys.stdout.flush()
     sys.stderr.flush()
     env = dict(os.environ)

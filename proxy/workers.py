@@ -1,0 +1,155 @@
+"""Worker processes: one proxy on more than one core (`connect proxy --workers N`).
+
+One Python process runs on one core at a time, so a proxy that must use N
+cores runs as N processes, as nginx does. The process `connect proxy`
+became (the one systemd or Nomad supervises) is worker 0; it starts N-1
+more, each a fresh `python -m gossamer.proxy` with the same arguments (not
+a fork: a running event loop does not survive one). Every worker runs the
+whole proxy: its own watches, identity, decisions, pools and listeners,
+bound with SO_REUSEPORT (listen.py) so the kernel spreads new connections
+over the workers. Worker 0 alone serves the metrics port, summing the
+others' figures on each scrape (worker_link.py, fleet_sum.py).
+
+Worker 0 passes SIGTERM, SIGINT, SIGHUP and SIGUSR1 on to every worker and,
+on SIGTERM, exits once they all have (0 when each drained cleanly). A
+worker that dies is started again: after 1 s, doubling up to 60 s while it
+keeps dying within a minute of its start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gossamer.proxy.fleet_sum import Snapshot
+from gossamer.proxy.metrics_server import Fleet, MetricsServer, Source
+from gossamer.proxy.worker_link import WORKER_ENV, Asker, Offered, WorkerLink
+
+log = logging.getLogger("gossamer.proxy")
+FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 60.0, 60.0
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    pidfd: int
+    asker: Asker
+    started: float
+    delay_s: float  # before starting it again, should it die now
+
+
+class Solo:
+    """The only worker (the default): nothing to start, tell or wait for."""
+
+    fleet: Fleet | None = None
+
+    async def join(self, stop: asyncio.Event) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def forward(self, sig: signal.Signals) -> None:
+        pass
+
+    async def stop(self) -> int:
+        return 0
+
+
+class Workers(Solo):
+    """Worker 0's view of the others: start, watch, restart, signal, ask for figures."""
+
+    def __init__(self, argv: Sequence[str], count: int) -> None:
+        self.fleet = self
+        self.argv = list(argv)
+        self.count = count
+        self.running: dict[int, _Worker] = {}
+        self.codes: dict[int, int] = {}  # exit codes of workers that ended after `stop`
+        self._stopping = False
+        self._all_done = asyncio.Event()
+
+    def start(self) -> None:
+        for index in range(1, self.count):
+            self._start(index, FIRST_DELAY_S)
+
+    def _start(self, index: int, delay_s: float) -> None:
+        if self._stopping:
+            return
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, **{WORKER_ENV: f"{index}:{theirs.fileno()}"})
+        proc = subprocess.Popen([sys.executable, "-m", "gossamer.proxy", *self.argv], env=env,
+                                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)  # fmt: skip
+        theirs.close()
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(proc.pid)
+        loop.add_reader(pidfd, self._ended, index)
+        self.running[index] = _Worker(index, proc, pidfd, Asker(ours), loop.time(), delay_s)
+        log.info("proxy: worker %d started, pid %d", index, proc.pid)
+
+    def _ended(self, index: int) -> None:
+        worker = self.running.pop(index)
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(worker.pidfd)
+        os.close(worker.pidfd)
+        worker.asker.close()
+        code = worker.proc.wait()
+        if self._stopping:
+            self.codes[index] = code
+            if not self.running:
+                self._all_done.set()
+            return
+        lived = loop.time() - worker.started
+        delay = FIRST_DELAY_S if lived >= STEADY_S else worker.delay_s
+        log.error("proxy: worker %d (pid %d) exited with %d after %.0f s; starting it again "
+                  "in %.0f s", index, worker.proc.pid, code, lived, delay)  # fmt: skip
+        loop.call_later(delay, self._start, index, min(delay * 2, MAX_DELAY_S))
+
+    def forward(self, sig: signal.Signals) -> None:
+        for worker in self.running.values():
+            worker.proc.send_signal(sig)
+
+    async def stop(self) -> int:
+        """SIGTERM every worker and wait for them: 0 when each drained, else 1."""
+        self._stopping = True
+        self.forward(signal.SIGTERM)
+        if self.running:
+            await self._all_done.wait()
+        # -SIGTERM: a worker still starting, before its handlers: it had nothing to drain
+        failed = {i: c for i, c in self.codes.items() if c not in (0, -signal.SIGTERM)}
+        if failed:
+            log.error("proxy: worker(s) exited with an error: %s", failed)
+        return 1 if failed else 0
+
+    async def figures(self, addr: str) -> list[list[Snapshot]]:
+        """Every running worker's figures behind the metrics address `addr`."""
+        askers = [w.asker for w in self.running.values()]
+        return list(await asyncio.gather(*(a.ask(addr) for a in askers)))
+
+    def metrics_server(self, addr: str, source: Source) -> MetricsServer:
+        return MetricsServer(addr, source, others=self.figures)
+
+
+class Worker(Solo):
+    """Worker 1 to N-1: its metrics go to worker 0 over the link; it drains when worker 0 is
+    gone."""
+
+    def __init__(self, fd: int) -> None:
+        self.fleet = self
+        self.fd = fd
+        self.link: WorkerLink | None = None
+
+    async def join(self, stop: asyncio.Event) -> None:
+        self.link = WorkerLink(self.fd, stop.set)
+        await self.link.start()
+
+    def metrics_server(self, addr: str, source: Source) -> Offered:
+        assert self.link is not None
+        return Offered(self.link, addr, source)
