@@ -131,7 +131,12 @@ class MetricsServer:
         """The reply with every worker's figures summed (worker 0 of `--workers N`)."""
         assert self.others is not None
         theirs = await self.others(self.addr)
-        return answer(head, summed(self.proxies(), theirs), self.start_s, time.time())
+        try:
+            proxies = summed(self.proxies(), theirs)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("proxy: a worker's figures cannot be added, serving worker 0's: %r", exc)
+            proxies = list(self.proxies())
+        return answer(head, proxies, self.start_s, time.time())
 
     def spawn(self, job: Awaitable[None]) -> None:
         task = asyncio.ensure_future(job)

@@ -83,12 +83,21 @@ class Workers(Solo):
     def _start(self, index: int, delay_s: float) -> None:
         if self._stopping:
             return
+        loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
         env = dict(os.environ, **{WORKER_ENV: f"{index}:{theirs.fileno()}"})
-        proc = subprocess.Popen([sys.executable, "-m", "gossamer.proxy", *self.argv], env=env,
-                                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)  # fmt: skip
-        theirs.close()
-        loop = asyncio.get_running_loop()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "gossamer.proxy", *self.argv],
+                                    env=env, pass_fds=(theirs.fileno(),),
+                                    stdin=subprocess.DEVNULL)  # fmt: skip
+        except OSError as exc:  # out of processes or memory: try again later
+            ours.close()
+            log.error("proxy: cannot start worker %d: %s; trying again in %.0f s", index, exc,
+                      delay_s)  # fmt: skip
+            loop.call_later(delay_s, self._start, index, min(delay_s * 2, MAX_DELAY_S))
+            return
+        finally:
+            theirs.close()
         pidfd = os.pidfd_open(proc.pid)
         loop.add_reader(pidfd, self._ended, index)
         self.running[index] = _Worker(index, proc, pidfd, Asker(ours), loop.time(), delay_s)
