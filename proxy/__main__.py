@@ -73,9 +73,10 @@ def main(argv: list[str]) -> int:
 def crew_of(argv: list[str]) -> tuple[Solo, str]:
     """This process's part (the only worker, worker 0 of N, or another worker) and the prefix
     of its log lines; ValueError for a bad WORKERS."""
-    count = int(argv[3]) if len(argv) == 4 else 1
+    text = argv[3] if len(argv) == 4 else "1"
+    count = int(text) if text.isdigit() else 0
     if not 1 <= count <= MAX_WORKERS:
-        raise ValueError(f"WORKERS must be 1 to {MAX_WORKERS}, got {count}")
+        raise ValueError(f"WORKERS must be 1 to {MAX_WORKERS}, got {text!r}")
     worker = worker_of(os.environ.get(WORKER_ENV))
     if worker is not None:
         listen.share_ports()

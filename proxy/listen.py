@@ -42,7 +42,7 @@ def ip_family(host: str) -> int | None:
     return None
 
 
-def bound_socket(host: str, port: int) -> socket.socket | None:
+def bound_socket(host: str, port: int, shared: bool = False) -> socket.socket | None:
     """A listening, non-blocking socket on an IP literal; None for a name. OSError (the
     address is taken, not ours) as binding it would raise."""
     family = ip_family(host)
@@ -51,7 +51,7 @@ def bound_socket(host: str, port: int) -> socket.socket | None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if _shared:
+        if shared:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -65,13 +65,15 @@ def bound_socket(host: str, port: int) -> socket.socket | None:
 
 
 async def serve(
-    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int
+    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, *, own: bool = False
 ) -> asyncio.Server:
     """`loop.create_server(factory, host, port, reuse_address=True)`, without the resolver
-    for an IP literal."""
+    for an IP literal; shared with the other workers (SO_REUSEPORT) unless `own` (a listener
+    only worker 0 opens: the metrics port)."""
     loop = asyncio.get_running_loop()
-    sock = bound_socket(host, port)
+    shared = _shared and not own
+    sock = bound_socket(host, port, shared)
     if sock is None:
         return await loop.create_server(factory, host, port, reuse_address=True,
-                                        reuse_port=_shared or None)  # fmt: skip
+                                        reuse_port=shared or None)  # fmt: skip
     return await loop.create_server(factory, sock=sock)

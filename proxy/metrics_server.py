@@ -121,7 +121,7 @@ class MetricsServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await serve(lambda: _Scrape(self), self.host, self.port)
+        self._server = await serve(lambda: _Scrape(self), self.host, self.port, own=True)
         log.info("proxy: metrics on http://%s:%d/metrics", self.host, self.port)
 
     def reply(self, head: bytes) -> bytes:

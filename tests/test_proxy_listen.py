@@ -62,6 +62,20 @@ def test_a_taken_port_raises_and_leaks_no_socket() -> None:
         assert _open_fds() == before
 
 
+def test_shared_sockets_join_one_group_and_a_plain_one_is_kept_out() -> None:
+    first = bound_socket("127.0.0.1", 0, shared=True)
+    assert first is not None
+    port = first.getsockname()[1]
+    try:
+        second = bound_socket("127.0.0.1", port, shared=True)  # another worker's
+        assert second is not None
+        second.close()
+        with pytest.raises(OSError):  # not a worker: the port is taken for it
+            bound_socket("127.0.0.1", port)
+    finally:
+        first.close()
+
+
 async def test_serve_answers_on_a_literal_and_on_a_name() -> None:
     for host in ("127.0.0.1", "localhost"):
         server = await serve(lambda: _Hello(), host, 0)
