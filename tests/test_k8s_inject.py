@@ -194,6 +194,20 @@ def test_pod_without_port_or_name_is_malformed_not_crashed() -> None:
     assert len(decision.problems) == 2, decision.problems
 
 
+def test_proxy_workers_annotation_reaches_the_sidecar_command() -> None:
+    obj = pod({**INJECT, "gossamer.io/proxy-workers": "auto"})
+    out = patched(obj, respond(review(obj)))
+    valid_k8s(out)
+    assert out["spec"]["containers"][1]["command"][-2:] == ["--workers", "auto"]
+    plain = pod(INJECT)
+    assert "--workers" not in patched(plain, respond(review(plain)))["spec"]["containers"][1][
+        "command"]  # fmt: skip
+    for bad in ("0", "65", "two", ""):
+        decision = decide(pod({**INJECT, "gossamer.io/proxy-workers": bad}))
+        assert decision == Malformed((f'gossamer.io/proxy-workers: must be 1 to 64 or "auto", '
+                                      f"got {bad!r}",))  # fmt: skip
+
+
 def test_decide_plan_and_skip_values() -> None:
     plan = decide(pod({**INJECT, "gossamer.io/connect-service-upstreams": " db:5432 ,"}))
     assert plan == Plan("web", 8080, (Upstream("db", 5432),))

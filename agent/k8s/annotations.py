@@ -17,6 +17,9 @@ Rules this module keeps:
 - The service name defaults to the first container's name and the port to
   its first containerPort (as Consul's injector did before Services were
   required); upstreams are `name:port` pairs, comma separated.
+- `gossamer.io/proxy-workers` is the sidecar's `--workers`: 1 to 64, or
+  `auto` (Linkerd's `config.linkerd.io/proxy-cpu-limit` plays this part);
+  1 when absent.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 from gossamer.proxy.ca.errors import LeafRequestError
 from gossamer.proxy.ca.leaf import check_service_name
+from gossamer.proxy.config import MAX_WORKERS
 
 PREFIX = "gossamer.io/"
 INJECT = PREFIX + "inject"
@@ -36,6 +40,7 @@ SERVICE = PREFIX + "connect-service"
 SERVICE_PORT = PREFIX + "connect-service-port"
 UPSTREAMS = PREFIX + "connect-service-upstreams"
 ACL_TOKEN_SECRET = PREFIX + "acl-token-secret"
+WORKERS = PREFIX + "proxy-workers"
 TOKEN_SECRET_PREFIX = "gossamer-acl-"
 SIDECAR_CONTAINER = "gossamer-sidecar"
 INIT_CONTAINER = "gossamer-init"
@@ -55,6 +60,7 @@ class Plan:
     port: int
     upstreams: tuple[Upstream, ...] = ()
     token_secret: str = TOKEN_SECRET_PREFIX + "default"
+    workers: str = "1"  # the sidecar's `--workers`: "1" to "64", or "auto"
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,16 @@ def decide(pod: Mapping[str, Any]) -> Decision:
     port = _port(annotations, first, problems)
     upstreams = parse_upstreams(annotations.get(UPSTREAMS, ""), problems)
     token_secret = _token_secret(annotations, pod, problems)
+    workers = _workers(annotations.get(WORKERS, "1"), problems)
     if problems or service is None or port is None:
         return Malformed(tuple(problems))
-    return Plan(service, port, upstreams, token_secret)
+    return Plan(service, port, upstreams, token_secret, workers)
+
+
+def _workers(text: str, problems: list[str]) -> str:
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= MAX_WORKERS):
+        problems.append(f'{WORKERS}: must be 1 to {MAX_WORKERS} or "auto", got {text!r}')
+    return text
 
 
 def parse_upstreams(text: str, problems: list[str]) -> tuple[Upstream, ...]:

@@ -125,7 +125,8 @@ def _sidecar_container(sid: str, plan: Plan, settings: InjectorSettings) -> dict
     return {
         "name": SIDECAR_CONTAINER,
         "image": settings.image,
-        "command": ["gossamer", "connect", "proxy", "--sidecar-for", sid],
+        "command": ["gossamer", "connect", "proxy", "--sidecar-for", sid]
+        + (["--workers", plan.workers] if plan.workers != "1" else []),
         "env": _env(settings, plan),
         "ports": [{"name": "mesh-inbound", "containerPort": settings.sidecar_port}],
         "lifecycle": {"preStop": {"exec": {"command": deregister}}},
