@@ -70,6 +70,8 @@ job "web" {
           "--listen", "${NOMAD_IP_mesh}:${NOMAD_PORT_mesh}",
           "--local", "127.0.0.1:${NOMAD_PORT_http}",
           "--upstream", "db:9191",
+          # A service busier than one core: "--workers", "2" (each worker is
+          # one more process of ~30 MiB, ~15 MiB of it its own: raise memory).
         ]
       }
 
