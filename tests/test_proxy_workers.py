@@ -39,21 +39,14 @@ from tests.proxy_support import (
     set_intention,
     wait_listening,
 )
-
-
-class _Conn:
-    def __init__(self, sent: int, received: int) -> None:
-        self.sent, self.received = sent, received
-
-    def bytes_each_way(self) -> tuple[int, int]:
-        return self.sent, self.received
+from tests.test_proxy_metrics import Conn
 
 
 def _worker_figures(opened: int, open_now: int, requests: int) -> tuple[EdgeMetrics, tally.Tally]:
     metrics, counts = EdgeMetrics("db"), tally.Tally()
     edge = metrics.inbound("web")
     for i in range(opened):
-        conn = _Conn(10, 100)
+        conn = Conn(10, 100)
         edge.connected(conn, 0.002)
         if i >= open_now:
             edge.disconnected(conn, 1.5)
@@ -120,6 +113,15 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _stop_cleanly(*proxies: ProxyProc) -> None:
+    """SIGTERM each proxy: it exits 0 and leaves no worker behind."""
+    workers = [pid for proxy in proxies for pid in _pids(proxy).values()]
+    for proxy in proxies:
+        proxy.signal(signal.SIGTERM)
+        assert proxy.proc is not None and proxy.proc.wait(30) == 0
+    assert not [p for p in workers if _alive(p)]
 
 
 def _metric(port: int, name: str) -> float:
@@ -191,11 +193,7 @@ def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> Non
                    what="traffic after the restart")  # fmt: skip
         assert f"worker 1 (pid {first}) exited with -9" in db.log()
 
-        workers = [*_pids(db).values(), *_pids(web).values()]
-        for proxy in (db, web):
-            proxy.signal(signal.SIGTERM)
-            assert proxy.proc is not None and proxy.proc.wait(30) == 0
-        assert not [p for p in workers if _alive(p)]
+        _stop_cleanly(db, web)
     finally:
         web.stop()
         db.stop()
@@ -248,10 +246,7 @@ def test_a_node_proxy_runs_workers_too(cluster: Cluster, tmp_path: Path) -> None
         node.signal(signal.SIGUSR1)
         eventually(lambda: len(_counted(node, "web", "outbound.connections")) == 2, 10,
                    what="both workers to have served web's upstream")  # fmt: skip
-        workers = list(_pids(node).values())
-        node.signal(signal.SIGTERM)
-        assert node.proc is not None and node.proc.wait(30) == 0
-        assert not [p for p in workers if _alive(p)]
+        _stop_cleanly(node)
     finally:
         node.stop()
         db_app.stop()
