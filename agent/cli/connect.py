@@ -68,7 +68,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="count no golden metrics on the data path (to measure their cost)",
     )
     p.add_argument("--workers", default="1", metavar="N",
-                   help=f"processes serving the proxy, each on its own core: 1 to "
+                   help=f"processes serving the proxy, each using up to one core: 1 to "
                    f"{MAX_WORKERS}, or `auto` (the CPUs it may use); default 1")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run_proxy)
