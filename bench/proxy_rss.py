@@ -8,12 +8,16 @@ Printed, not asserted (tests/test_proxy_footprint.py guards the import set).
    web sidecars pinned to one CPU, L4 or `--http`): each proxy's VmRSS, and
    its anonymous and file-backed parts (/proc/<pid>/smaps_rollup), idle and
    after each of proxy_pair's loads in turn (c1, c64, 1 MiB bodies, new
-   connections with `Connection: close`), then again after `--repeat` more
+   connections with `Connection: close`; private and proportional (PSS)
+   parts too, what each process holds alone and its share of the pages the
+   processes share), then again after `--repeat` more
    rounds of new connections and a rest, and once more past the pool's
    idle timeout (every pooled connection closed): a figure that keeps
    growing with the connections served is a leak, not a working set.
+   `--workers N`: each sidecar with N worker processes, every one shown.
 
-    .venv/bin/python bench/proxy_rss.py [--http] [--seconds 3] [--repeat 2] [--installed]
+    .venv/bin/python bench/proxy_rss.py [--http] [--seconds 3] [--repeat 2] [--workers N]
+        [--installed]
 """
 
 from __future__ import annotations
@@ -56,8 +60,10 @@ def rss_parts(pid: int) -> str:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, value = line.split(":", 1)
         fields[name] = int(value.split()[0]) / 1024
-    rss, anon = fields["Rss"], fields["Anonymous"]
-    return f"{rss:5.1f} MiB (anon {anon:4.1f}, file {rss - anon:4.1f})"
+    rss, anon, pss = fields["Rss"], fields["Anonymous"], fields["Pss"]
+    private = fields["Private_Clean"] + fields["Private_Dirty"]
+    return (f"{rss:5.1f} MiB (anon {anon:4.1f}, file {rss - anon:4.1f}; "
+            f"private {private:4.1f}, PSS {pss:4.1f})")  # fmt: skip
 
 
 def show(label: str, pids: list[int]) -> None:
@@ -71,14 +77,16 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="both sidecars parse HTTP (L7)")
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2, help="more rounds of new connections")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per sidecar")
     args = parser.parse_args()
     how = "installed" if args.installed else "editable install"
     print(f"Imports (Python {sys.version.split()[0]}, {how}):")
     subprocess.run([sys.executable, "-c", _STEP_SCRIPT, *STEPS], check=True)
     s = args.seconds
-    with gossamer_pair("proxy-rss-", ("0", "1"), args.http) as pair:
+    with gossamer_pair("proxy-rss-", ("0", "1"), args.http, args.workers) as pair:
         pids, port = pair.pids, pair.ports[1]
-        print(f"{'L7' if args.http else 'L4'} pair, db sidecar then web sidecar:")
+        print(f"{'L7' if args.http else 'L4'} pair, db sidecar then web sidecar"
+              + (", then db's workers, then web's:" if args.workers > 1 else ":"))  # fmt: skip
         show("idle", pids)
         for label, conns, path, extra in (
             ("c1", 1, "/small", ()), ("c64", 64, "/small", ()), ("1 MiB bodies", 4, "/big", ()),
