@@ -159,7 +159,7 @@ def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> Non
         for i in range(40):
             assert roundtrip(("127.0.0.1", up_port), b"%d" % i) == b"%d<eof>" % i
         # The kernel spreads the app's connections over web's workers...
-        web.signal(signal.SIGUSR1)
+        web.signal(signal.SIGUSR1)  # passed on: each worker logs its own counters
         spread = eventually(lambda: len(_counted(web, "web", "outbound.connections")) == 2
                             and _counted(web, "web", "outbound.connections"), 10,
                             what="both of web's workers to have relayed connections")  # fmt: skip
@@ -174,6 +174,10 @@ def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> Non
         stats = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{web_metrics}/stats",
                                                   timeout=5).read())  # fmt: skip
         assert stats["Proxies"][0]["Edges"][0]["Opened"] == sum(spread.values())
+
+        db.signal(signal.SIGHUP)  # passed on: each worker asks the agent again
+        eventually(lambda: set(re.findall(r"\[worker (\d)\] proxy: SIGHUP", db.log()))
+                   == {"0", "1"}, 10, what="both of db's workers to reload")  # fmt: skip
 
         held = [socket.create_connection(("127.0.0.1", up_port), timeout=10) for _ in range(12)]
         for n, s in enumerate(held):  # each one relayed end to end before the deny
