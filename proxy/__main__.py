@@ -28,7 +28,7 @@ from gossamer.proxy.agent_http import split_base_url  # noqa: E402
 from gossamer.proxy.config import MAX_WORKERS, config_from_json  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
 from gossamer.proxy.worker_link import WORKER_ENV, worker_of  # noqa: E402
-from gossamer.proxy.workers import Solo, Worker, Workers  # noqa: E402
+from gossamer.proxy.workers import Crew, Worker, Workers  # noqa: E402
 
 GC_YOUNG = 7_000  # allocations between two young-generation collections (CPython: 700)
 
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     return uvloop.run(job)
 
 
-def crew_of(argv: list[str]) -> tuple[Solo, str]:
+def crew_of(argv: list[str]) -> tuple[Crew, str]:
     """This process's part (the only worker, worker 0 of N, or another worker) and the prefix
     of its log lines; ValueError for a bad WORKERS."""
     text = argv[3] if len(argv) == 4 else "1"
@@ -82,7 +82,7 @@ def crew_of(argv: list[str]) -> tuple[Solo, str]:
         listen.share_ports()
         return Worker(worker[1]), f"[worker {worker[0]}] "
     if count == 1:
-        return Solo(), ""
+        return Crew(), ""
     listen.share_ports()
     return Workers(argv, count), "[worker 0] "
 

@@ -20,12 +20,12 @@ from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.node import NodeProxies
 from gossamer.proxy.runtime import ProxyRuntime
-from gossamer.proxy.workers import Solo
+from gossamer.proxy.workers import Crew
 
 log = logging.getLogger("gossamer.proxy")
 
 
-async def serve(config: ProxyConfig, base_url: str, crew: Solo) -> int:
+async def serve(config: ProxyConfig, base_url: str, crew: Crew) -> int:
     """Run a proxy until SIGTERM/SIGINT; 0 after a drain."""
     stop = asyncio.Event()
     await crew.join(stop)
@@ -42,7 +42,7 @@ async def serve(config: ProxyConfig, base_url: str, crew: Solo) -> int:
     return code
 
 
-async def serve_node(base_url: str, drain_s: float, crew: Solo) -> int:
+async def serve_node(base_url: str, drain_s: float, crew: Crew) -> int:
     """Serve every sidecar of the agent until SIGTERM/SIGINT; 0 after a drain.
 
     `drain_s` < 0: each registration's own drain timeout."""
@@ -61,7 +61,7 @@ async def serve_node(base_url: str, drain_s: float, crew: Solo) -> int:
 
 
 def _on_signals(
-    stop: asyncio.Event, crew: Solo, reload: Callable[[], None], log_counts: Callable[[], None]
+    stop: asyncio.Event, crew: Crew, reload: Callable[[], None], log_counts: Callable[[], None]
 ) -> None:
     """Install the handlers on the running loop: SIGTERM or SIGINT sets `stop`; SIGHUP and
     SIGUSR1 act here and in every other worker."""

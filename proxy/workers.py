@@ -46,8 +46,9 @@ class _Worker:
     delay_s: float  # before starting it again, should it die now
 
 
-class Solo:
-    """The only worker (the default): nothing to start, tell or wait for."""
+class Crew:
+    """This process's part among the proxy's processes. As itself, the only worker (the
+    default): nothing to start, tell or wait for."""
 
     fleet: Fleet | None = None
 
@@ -64,7 +65,7 @@ class Solo:
         return 0
 
 
-class Workers(Solo):
+class Workers(Crew):
     """Worker 0's view of the others: start, watch, restart, signal, ask for figures."""
 
     def __init__(self, argv: Sequence[str], count: int) -> None:
@@ -146,7 +147,7 @@ class Workers(Solo):
         return MetricsServer(addr, source, others=self.figures)
 
 
-class Worker(Solo):
+class Worker(Crew):
     """Worker 1 to N-1: its metrics go to worker 0 over the link; it drains when worker 0 is
     gone."""
 
