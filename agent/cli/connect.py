@@ -34,6 +34,7 @@ from gossamer.proxy.config import (
     with_drain,
     with_metrics,
 )
+from gossamer.proxy.cpu_budget import cpus_allowed
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 
@@ -75,10 +76,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def worker_count(text: str) -> int:
-    """`--workers`: 1 to MAX_WORKERS, or `auto` (the CPUs of this process's affinity mask, as
-    Envoy's and HAProxy's defaults count them); UsageError naming the flag."""
+    """`--workers`: 1 to MAX_WORKERS, or `auto` (the CPUs this process may use: its affinity
+    mask, fewer under a cgroup CPU quota; cpu_budget.py); UsageError naming the flag."""
     if text == "auto":
-        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+        return min(cpus_allowed(), MAX_WORKERS)
     try:
         count = int(text)
     except ValueError:

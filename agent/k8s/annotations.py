@@ -18,8 +18,8 @@ Rules this module keeps:
   its first containerPort (as Consul's injector did before Services were
   required); upstreams are `name:port` pairs, comma separated.
 - `gossamer.io/proxy-workers` is the sidecar's `--workers`: 1 to 64, or
-  `auto` (Linkerd's `config.linkerd.io/proxy-cpu-limit` plays this part);
-  1 when absent.
+  `auto`, which the sidecar sizes from its cpuset and CPU limit (Linkerd's
+  `config.linkerd.io/proxy-cpu-limit` plays this part); 1 when absent.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""How many CPUs this process may use: `--workers auto`.
+
+Two limits, the smaller wins:
+- the affinity mask (`taskset`, a cpuset, systemd's `CPUAffinity=`);
+- the CPU quota of its cgroup (a Kubernetes CPU limit, systemd's
+  `CPUQuota=`, `docker --cpus`): quota / period, rounded up, as a process
+  with that many busy threads would fill it. cgroup v2 (`cpu.max`, "max
+  100000" when unlimited) and v1 (`cpu.cfs_quota_us`, -1 when unlimited,
+  and `cpu.cfs_period_us`).
+Only the process's own cgroup is read, not its parents'. Parsing is pure
+(`quota_cpus`, `cgroup_paths`); `cpus_allowed` reads the files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def quota_cpus(quota_us: int, period_us: int) -> int | None:
+    """CPUs a quota amounts to (at least 1); None for no quota (quota <= 0, or no period)."""
+    if quota_us <= 0 or period_us <= 0:
+        return None
+    return max(1, math.ceil(quota_us / period_us))
+
+
+def cgroup_paths(proc_cgroup: str) -> tuple[str | None, str | None]:
+    """This process's cgroup v2 path and its v1 `cpu` controller's, from /proc/self/cgroup."""
+    v2 = v1 = None
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            v2 = path
+        elif "cpu" in controllers.split(","):
+            v1 = path
+    return v2, v1
+
+
+def cpus_allowed(root: str = CGROUP_ROOT, proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """The CPUs in the affinity mask, fewer if the cgroup's quota allows fewer."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = _quota(root, proc_cgroup)
+    return min(cpus, quota) if quota is not None else cpus
+
+
+def _quota(root: str, proc_cgroup: str) -> int | None:
+    try:
+        with open(proc_cgroup) as f:
+            v2, v1 = cgroup_paths(f.read())
+        if v2 is not None and os.path.exists(os.path.join(root, "cgroup.controllers")):
+            with open(os.path.join(root, v2.lstrip("/"), "cpu.max")) as f:
+                quota, _, period = f.read().strip().partition(" ")
+            return None if quota == "max" else quota_cpus(int(quota), int(period))
+        if v1 is not None:
+            for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                base = os.path.join(root, mount, v1.lstrip("/"))
+                if os.path.exists(os.path.join(base, "cpu.cfs_quota_us")):
+                    with open(os.path.join(base, "cpu.cfs_quota_us")) as f:
+                        quota_us = int(f.read())
+                    with open(os.path.join(base, "cpu.cfs_period_us")) as f:
+                        return quota_cpus(quota_us, int(f.read()))
+    except (OSError, ValueError):  # no such file in this container, or an odd one: no quota
+        return None
+    return None
