@@ -31,8 +31,6 @@ from gossamer.proxy.metrics_families import Proxy
 from gossamer.proxy.tally import Tally
 
 Snapshot = dict[str, Any]  # {"Stats": stats_json(...), "Counts": {name: n}}
-_COUNTS = ("Opened", "Closed", "Failed", "Allowed", "Denied", "Terminated", "BytesSent",
-           "BytesReceived")  # fmt: skip
 
 
 def snapshot(proxy: Proxy) -> Snapshot:
@@ -81,10 +79,14 @@ class _OpenElsewhere:
 
 
 def _add_edge(edge: Edge, row: Mapping[str, Any]) -> None:
-    (edge.opened, edge.closed, edge.failed, edge.allowed, edge.denied, edge.terminated,
-     edge.sent, edge.received) = (a + int(row[k]) for a, k in zip(
-        (edge.opened, edge.closed, edge.failed, edge.allowed, edge.denied, edge.terminated,
-         edge.sent, edge.received), _COUNTS, strict=True))  # fmt: skip
+    edge.opened += int(row["Opened"])
+    edge.closed += int(row["Closed"])
+    edge.failed += int(row["Failed"])
+    edge.allowed += int(row["Allowed"])
+    edge.denied += int(row["Denied"])
+    edge.terminated += int(row["Terminated"])
+    edge.sent += int(row["BytesSent"])  # open connections' bytes so far included
+    edge.received += int(row["BytesReceived"])
     edge.live.update(_OpenElsewhere() for _ in range(int(row["Open"])))
     _add_histogram(edge.setup, row["Setup"])
     _add_histogram(edge.duration, row["Duration"])
