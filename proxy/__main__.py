@@ -25,7 +25,8 @@ native.use()  # before the data-path modules are imported: compiled ones if buil
 
 from gossamer.proxy import listen  # noqa: E402
 from gossamer.proxy.agent_http import split_base_url  # noqa: E402
-from gossamer.proxy.config import MAX_WORKERS, config_from_json  # noqa: E402
+from gossamer.proxy.config import config_from_json  # noqa: E402
+from gossamer.proxy.cpu_budget import worker_count  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
 from gossamer.proxy.worker_link import WORKER_ENV, worker_of  # noqa: E402
 from gossamer.proxy.workers import Crew, Worker, Workers  # noqa: E402
@@ -73,10 +74,7 @@ def main(argv: list[str]) -> int:
 def crew_of(argv: list[str]) -> tuple[Crew, str]:
     """This process's part (the only worker, worker 0 of N, or another worker) and the prefix
     of its log lines; ValueError for a bad WORKERS."""
-    text = argv[3] if len(argv) == 4 else "1"
-    count = int(text) if text.isdigit() else 0
-    if not 1 <= count <= MAX_WORKERS:
-        raise ValueError(f"WORKERS must be 1 to {MAX_WORKERS}, got {text!r}")
+    count = worker_count(argv[3] if len(argv) == 4 else "1", "WORKERS")
     worker = worker_of(os.environ.get(WORKER_ENV))
     if worker is not None:
         listen.share_ports()

@@ -201,6 +201,14 @@ def parse_upstream_flag(text: str) -> Upstream:
     return Upstream(name=name, bind_address=address, bind_port=fields.port(port, where))
 
 
+def workers_text(text: str, where: str) -> str:
+    """A `--workers` value checked: "1" to MAX_WORKERS, or "auto"; ConfigError naming `where`
+    (the flag, or the Kubernetes annotation that sets it)."""
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= MAX_WORKERS):
+        raise ConfigError(where, f'must be 1 to {MAX_WORKERS} or "auto", got {text!r}')
+    return text
+
+
 def with_drain(config: ProxyConfig, drain_s: float | None) -> ProxyConfig:
     """`config` with the drain timeout a flag gives (the flag wins over the config key)."""
     if drain_s is None:

@@ -16,7 +16,17 @@ from __future__ import annotations
 import math
 import os
 
+from gossamer.proxy.config import MAX_WORKERS, workers_text
+
 CGROUP_ROOT = "/sys/fs/cgroup"
+V1_MOUNTS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")  # where a v1 `cpu` controller is mounted
+
+
+def worker_count(text: str, where: str) -> int:
+    """A `--workers` value as a count: `auto` is `cpus_allowed()` (at most MAX_WORKERS);
+    ConfigError naming `where` for anything but 1 to MAX_WORKERS or `auto`."""
+    checked = workers_text(text, where)
+    return min(cpus_allowed(), MAX_WORKERS) if checked == "auto" else int(checked)
 
 
 def quota_cpus(quota_us: int, period_us: int) -> int | None:
@@ -50,20 +60,19 @@ def cpus_allowed(root: str = CGROUP_ROOT, proc_cgroup: str = "/proc/self/cgroup"
 
 def _quota(root: str, proc_cgroup: str) -> int | None:
     try:
-        with open(proc_cgroup) as f:
-            v2, v1 = cgroup_paths(f.read())
+        v2, v1 = cgroup_paths(_read(proc_cgroup))
         if v2 is not None and os.path.exists(os.path.join(root, "cgroup.controllers")):
-            with open(os.path.join(root, v2.lstrip("/"), "cpu.max")) as f:
-                quota, _, period = f.read().strip().partition(" ")
+            quota, _, period = _read(root, v2, "cpu.max").partition(" ")
             return None if quota == "max" else quota_cpus(int(quota), int(period))
-        if v1 is not None:
-            for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-                base = os.path.join(root, mount, v1.lstrip("/"))
-                if os.path.exists(os.path.join(base, "cpu.cfs_quota_us")):
-                    with open(os.path.join(base, "cpu.cfs_quota_us")) as f:
-                        quota_us = int(f.read())
-                    with open(os.path.join(base, "cpu.cfs_period_us")) as f:
-                        return quota_cpus(quota_us, int(f.read()))
+        for base in [os.path.join(root, m, v1.lstrip("/")) for m in V1_MOUNTS] if v1 else []:
+            if os.path.exists(os.path.join(base, "cpu.cfs_quota_us")):
+                quota_us = int(_read(base, "cpu.cfs_quota_us"))
+                return quota_cpus(quota_us, int(_read(base, "cpu.cfs_period_us")))
     except (OSError, ValueError):  # no such file in this container, or an odd one: no quota
         return None
     return None
+
+
+def _read(*parts: str) -> str:
+    with open(os.path.join(parts[0], *(p.lstrip("/") for p in parts[1:]))) as f:
+        return f.read().strip()

@@ -34,7 +34,7 @@ from gossamer.proxy.config import (
     with_drain,
     with_metrics,
 )
-from gossamer.proxy.cpu_budget import cpus_allowed
+from gossamer.proxy.cpu_budget import worker_count as cpu_worker_count
 
 SIDECAR_SUFFIX = "-sidecar-proxy"
 
@@ -78,15 +78,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def worker_count(text: str) -> int:
     """`--workers`: 1 to MAX_WORKERS, or `auto` (the CPUs this process may use: its affinity
     mask, fewer under a cgroup CPU quota; cpu_budget.py); UsageError naming the flag."""
-    if text == "auto":
-        return min(cpus_allowed(), MAX_WORKERS)
     try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_WORKERS:
-        raise UsageError(f"--workers: must be 1 to {MAX_WORKERS} or auto, got {text!r}")
-    return count
+        return cpu_worker_count(text, "--workers")
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def proxy_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:

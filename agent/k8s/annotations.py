@@ -31,7 +31,7 @@ from typing import Any
 
 from gossamer.proxy.ca.errors import LeafRequestError
 from gossamer.proxy.ca.leaf import check_service_name
-from gossamer.proxy.config import MAX_WORKERS
+from gossamer.proxy.config import ConfigError, workers_text
 
 PREFIX = "gossamer.io/"
 INJECT = PREFIX + "inject"
@@ -107,9 +107,11 @@ def decide(pod: Mapping[str, Any]) -> Decision:
 
 
 def _workers(text: str, problems: list[str]) -> str:
-    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= MAX_WORKERS):
-        problems.append(f'{WORKERS}: must be 1 to {MAX_WORKERS} or "auto", got {text!r}')
-    return text
+    try:
+        return workers_text(text, WORKERS)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return text
 
 
 def parse_upstreams(text: str, problems: list[str]) -> tuple[Upstream, ...]:
