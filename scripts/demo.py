@@ -12,8 +12,8 @@ Interactive (default): print what to open and what to try, then wait;
 Ctrl-C (or SIGTERM) stops every process it started and removes the
 namespaces and the data dir. `--check`: bring it up, deny web -> voting,
 see the front end degrade (voting unavailable, emoji still there) and the
-denial reported at voting's agent (and counted by `gossamer stat` where that
-command exists), allow it again, see it recover, tear
+denial reported at voting's agent and counted by `gossamer stat`, allow it
+again, see it recover, tear
 down, and exit 0 only if every step held and nothing was left behind.
 """
 
@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -48,15 +47,13 @@ def guide(demo: Demo) -> str:
     cli = str(Path(sys.executable).parent / "gossamer")
     h1, h3 = demo.agents["web"].http, demo.agents["voting"].http
     at = f" --http-addr {h1}"
-    stat = subprocess.run([cli, "stat", "--help"], capture_output=True).returncode == 0
-    stat_line = [f"    stats:        {cli} stat --http-addr {h3}    (voting's edges; {h1}: web's)"]
     where = "three network namespaces" if demo.hosts else "three loopback agents"
     return "\n".join([
         f"==> gossamer demo up: {where}, web -> emoji + voting, each behind its sidecar",
         f"    web page:     {demo.front}/",
         f"    agents:       web {h1}  emoji {demo.agents['emoji'].http}  voting {h3}",
         f"    terminal UI:  {cli} tui --http-addr {h3}    (x: the denials voting's proxy reports)",
-        *(stat_line if stat else []),
+        f"    stats:        {cli} stat --http-addr {h3}    (voting's edges; {h1}: web's)",
         f"    logs:         {demo.root}",
         "",
         "Things to try:",
