@@ -5,7 +5,9 @@ peer; one keep-alive connection to the local app, each request decided with the 
 permissions: denied -> `403 RBAC: access denied`, the connection kept) or an HTTP
 upstream (a local client; each request borrows a pooled mTLS connection, http_upstream.py).
 A request goes on re-serialized (http_codec.py) once its head parsed (http_request.py),
-its body streamed; pipelined requests wait in order behind the one in flight.
+its body streamed (until the app connection is there, at most HELD_BODY of it is kept and
+the client is not read past that); pipelined requests wait in order behind the one in
+flight, and each goes on once the one before it is answered (`pump`).
 The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 
 
 MAX_RETRIES: Final = 2  # per request, within the host's budget
+# A request's body bytes kept while its app connection is being made; past this the client
+# is not read until the connection takes them (a stream's credit: mux_frames.WINDOW_BYTES).
+HELD_BODY: Final = 256 * 1024
 
 
 class HttpSession(HttpJoint):
@@ -54,6 +59,7 @@ class HttpSession(HttpJoint):
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
+        self._holding = False  # the client is not read: its body waits for the app (HELD_BODY)
         self.deadlines = Deadlines(self, host.limits)
 
     def start(self) -> None:
@@ -67,7 +73,7 @@ class HttpSession(HttpJoint):
         self.queue.append(ex)
         if len(self.queue) > 1:
             self.client.pause_reading()
-        self._pump()
+        self.pump()
 
     def body(self, data: bytes) -> None:
         ex = self.queue[-1]
@@ -82,7 +88,7 @@ class HttpSession(HttpJoint):
         if ex is self.queue[0]:
             if ex.sent:
                 self.deadlines.sent(complete=True)  # the request timeout runs from here
-            self._pump()
+            self.pump()
 
     def upgrading(self, rest: bytes) -> None:
         """An Upgrade request: hold what follows its head until the app answers."""
@@ -92,10 +98,13 @@ class HttpSession(HttpJoint):
     def _to_app(self, ex: codec.Exchange, data: bytes) -> None:
         if ex.sent and self.app is not None:
             self.app.send(data)
-        else:
-            ex.out.append(data)
+            return
+        ex.out.append(data)
+        if not self._holding and sum(map(len, ex.out)) > HELD_BODY:
+            self._holding = True
+            self.client.pause_reading()
 
-    def _pump(self) -> None:
+    def pump(self) -> None:
         """Move the oldest request on: answer a denied one, or send an allowed one to the app."""
         while self.queue and not self.closed:
             ex = self.queue[0]
@@ -113,6 +122,9 @@ class HttpSession(HttpJoint):
                 return
             ex.sent = True
             self.deadlines.sent(complete=ex.complete)
+            if self._holding and len(self.queue) <= 1:  # before the send: an app that fills
+                self.client.resume_reading()  # up pauses the client again
+            self._holding = False
             if ex.out:  # a head and what came of the body with it: one write
                 self.app.send(ex.out[0] if len(ex.out) == 1 else b"".join(ex.out))
                 ex.out.clear()
@@ -153,7 +165,7 @@ class HttpSession(HttpJoint):
         self._reply = reply
         app.index, app.relay = 1, self
         app.joined()
-        self._pump()
+        self.pump()
 
     def answered(self, data: bytes, *, final: bool) -> None:
         """A response head (interim or final) for the oldest request."""
@@ -172,7 +184,7 @@ class HttpSession(HttpJoint):
         ):
             self.close()
             return
-        if len(self.queue) <= 1:
+        if len(self.queue) <= 1 and not self._holding:
             self.client.resume_reading()
         if not self.queue and self._client_ended:
             self.close()
@@ -204,7 +216,7 @@ class HttpSession(HttpJoint):
         """Forget the app connection (it said close, or a HEAD answer ended at its head)."""
         self._forget_app()
         if self.queue:
-            self._pump()
+            self.pump()
 
     def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
         app, self.app = self.app, None
@@ -229,7 +241,7 @@ class HttpSession(HttpJoint):
         self._forget_app(abort=True, failed=True)
         ex.retries += 1
         ex.sent, ex.out = False, list(ex.replay)
-        self._pump()
+        self.pump()
         return True
 
     def _app_gone(self) -> None:
@@ -264,26 +276,6 @@ class HttpSession(HttpJoint):
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
             self.fail(408)
-
-    def fail(self, status: int) -> None:
-        """Answer `status` for the oldest request (unless its answer began) and close."""
-        if self.closed:
-            return
-        ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.answered:
-            self.close(abort=True)
-            return
-        self.client.send(codec.local_response(status, close=True))
-        self._record(ex, status)
-        self.close()
-
-    def _record(self, ex: codec.Exchange | None, status: int) -> None:
-        """The one place a request's outcome is known: status, seconds, route."""
-        if ex is None:
-            outcome = codec.Outcome(self.source, "", status, 0.0)
-        else:
-            outcome = codec.Outcome(self.source, ex.route, status, time.perf_counter() - ex.started)
-        self.host.http_outcome(outcome)
 
     def close(self, *, abort: bool = False) -> None:
         if self.closed:

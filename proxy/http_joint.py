@@ -8,12 +8,15 @@ new owner (`_pass_on`). The client ending mid-request fails that request
 (400); ending between requests closes the connection once the queue is
 answered. The app ending or being lost is the session's `_app_gone` (an
 answer ended by close, a retry, or a 502). Bytes each way are counted for
-the edge's metrics. `HttpSession` is the one subclass: the attributes and
-methods declared here are its own (http1.py).
+the edge's metrics. A request that cannot go on is answered and the
+session closed (`fail`); every request's outcome is recorded in one place
+(`_record`). `HttpSession` is the one subclass: the attributes and methods
+declared here are its own (http1.py).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -22,6 +25,7 @@ from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.http_deadlines import Deadlines
+    from gossamer.proxy.http_host import HttpHost
     from gossamer.proxy.http_reply import Reply
     from gossamer.proxy.http_request import Requests
 
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 class HttpJoint(Joint):
     """The bytes from either side of one HTTP session (module docstring)."""
 
+    host: HttpHost
+    source: str  # the client's service
     client: Side
     app: Side | None
     closed: bool
@@ -91,7 +97,24 @@ class HttpJoint(Joint):
             self._app_gone()
 
     def fail(self, status: int) -> None:
-        raise NotImplementedError
+        """Answer `status` for the oldest request (unless its answer began) and close."""
+        if self.closed:
+            return
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.answered:
+            self.close(abort=True)
+            return
+        self.client.send(codec.local_response(status, close=True))
+        self._record(ex, status)
+        self.close()
+
+    def _record(self, ex: codec.Exchange | None, status: int) -> None:
+        """The one place a request's outcome is known: status, seconds, route."""
+        if ex is None:
+            outcome = codec.Outcome(self.source, "", status, 0.0)
+        else:
+            outcome = codec.Outcome(self.source, ex.route, status, time.perf_counter() - ex.started)
+        self.host.http_outcome(outcome)
 
     def close(self, *, abort: bool = False) -> None:
         raise NotImplementedError

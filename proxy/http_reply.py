@@ -176,4 +176,6 @@ class Reply:
         if self.s.queue and self.s.queue[0].answered:
             self.s.finish(status)
         if not keep:
-            self.s.drop_app()
+            self.s.drop_app()  # and the next request goes on a new connection
+        else:
+            self.s.pump()  # a request pipelined behind this one goes on

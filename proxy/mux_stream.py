@@ -61,13 +61,17 @@ class StreamSide(Side):
             return
         if self.closed or not data:
             return
+        if len(data) > FRAME_BYTES:  # more than a read (a body held while a stream opened)
+            self.send_all([data])
+            return
         self.mux.queue(pack_header(DATA, self.id, len(data)), data)
         self._credit -= len(data)
         self._check_stall()
 
     def send_all(self, chunks: list[bytes]) -> None:
         """DATA frames of up to FRAME_BYTES for the lot (one, for a held head and body), the
-        pieces queued as they are (not joined here)."""
+        pieces queued as they are (not joined here); a piece longer than a frame is cut, as a
+        peer takes no frame over MAX_PAYLOAD and closes the connection of every stream."""
         if self._out is not None:
             self._out += chunks
             return
@@ -76,11 +80,17 @@ class StreamSide(Side):
         frame: list[bytes] = []
         size = 0
         for chunk in chunks:
-            if size and size + len(chunk) > FRAME_BYTES:  # what a stream held while unjoined
+            n = len(chunk)
+            if size and size + n > FRAME_BYTES:  # what a stream held while unjoined
                 self._frame(frame, size)
                 frame, size = [], 0
+            if n > FRAME_BYTES:
+                for at in range(0, n, FRAME_BYTES):
+                    piece = chunk[at : at + FRAME_BYTES]
+                    self._frame([piece], len(piece))
+                continue
             frame.append(chunk)
-            size += len(chunk)
+            size += n
         self._frame(frame, size)
 
     def _frame(self, pieces: list[bytes], size: int) -> None:

@@ -1,6 +1,8 @@
 """A real HTTP/1.1 app for the proxy's L7 tests: aiohttp on its own thread and loop.
 
 Routes: `/echo` (any method: answers `METHOD PATH` and the body it read),
+`/sink` (any method: reads a body of any size as it streams in, answers its
+length and SHA-256),
 `/chunks` (a chunked answer), `/ws` (a WebSocket that echoes text),
 `/garbage` (answers bytes that are not HTTP), `/silent` (closes without
 answering), `/sleep/MS` (answers after MS milliseconds of silence), `/drip/MS`
@@ -12,6 +14,7 @@ can assert that something was never forwarded.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from dataclasses import dataclass, field
 
@@ -44,6 +47,7 @@ class HttpApp:
         loop = self._loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_route("*", "/echo{tail:.*}", self._echo)
+        app.router.add_route("*", "/sink", self._sink)
         app.router.add_get("/chunks", self._chunks)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/garbage", self._garbage)
@@ -72,6 +76,14 @@ class HttpApp:
             return _hang_up(request)
         body = await request.read()
         return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
+
+    async def _sink(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_chunked(1 << 16):  # past client_max_size
+            digest.update(chunk)
+            size += len(chunk)
+        return web.Response(text=f"{size} {digest.hexdigest()}")
 
     async def _sleep(self, request: web.Request) -> web.StreamResponse:
         self._note(request)

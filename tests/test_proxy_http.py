@@ -134,6 +134,25 @@ def test_keep_alive_chunked_bodies_and_expect_continue(mesh: Mesh) -> None:
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"PUT /echo/c hello")
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["l4-upstream", "http-upstream"])
+def test_pipelined_requests_are_answered_in_order(mesh: Mesh, pooled: bool) -> None:
+    """Requests written back to back, before any answer: each is sent on once the one before
+    it is answered (it waited, its body too, behind that one), on the app connection kept
+    alive or on a pooled one. Once, only the first was ever answered."""
+    requests = [b"GET /echo/a HTTP/1.1\r\nHost: db\r\n\r\n",
+                b"POST /echo/b HTTP/1.1\r\nHost: db\r\nContent-Length: 4\r\n\r\nbody",
+                b"GET /echo/c HTTP/1.1\r\nHost: db\r\n\r\n"]  # fmt: skip
+    with socket.create_connection(mesh.pooled if pooled else mesh.upstream, timeout=10) as s:
+        s.sendall(b"".join(requests))
+        got = b""
+        while not got.endswith(b"GET /echo/c "):
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {got!r}"
+            got += chunk
+    bodies = [answer.split(b"\r\n\r\n", 1)[1] for answer in got.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"GET /echo/a ", b"POST /echo/b body", b"GET /echo/c "]
+
+
 def test_l7_permissions_decide_each_request_and_the_connection_stays_open(mesh: Mesh) -> None:
     put_exact(mesh.agent, "web", "db", {"Permissions": [
         {"Action": "deny", "HTTP": {"Header": [{"Name": "x-debug", "Present": True}]}},

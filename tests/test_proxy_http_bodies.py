@@ -10,14 +10,29 @@ mTLS connection). The mesh is test_proxy_http.py's.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import http.client
 import os
+import select
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from tests.harness.cluster import free_port
+from tests.harness.poll import eventually
 from tests.http_app import OVERRUN, pattern
+from tests.proxy_support import (
+    healthy_sidecars,
+    set_intention,
+    sidecar,
+    wait_listening,
+    web_body,
+)
 from tests.test_proxy_http import Mesh, mesh
 
 __all__ = ["mesh"]  # the fixture, imported for pytest
@@ -67,3 +82,100 @@ def read_until(s: socket.socket, done: Callable[[bytes], bool]) -> bytes:
         assert chunk, f"closed after {len(got)} bytes"
         got += chunk
     return got
+
+
+@contextlib.contextmanager
+def own_upstream(
+    mesh: Mesh, tmp: Path, name: str, to: str = "db", **config: object
+) -> Iterator[tuple[str, int]]:
+    """A service `name` with an HTTP upstream of `to` and a sidecar of its own (nothing pooled
+    yet); its upstream's address. Deregistered after, its sidecar stopped cleanly."""
+    port = free_port("127.0.0.1")
+    up = {"DestinationName": to, "LocalBindPort": port, "Config": {"protocol": "http", **config}}
+    body = web_body(mesh.agent, free_port(mesh.agent.ip), [up])
+    mesh.agent.put("/v1/agent/service/register", body | {"Name": name, "ID": name})
+    set_intention(mesh.agent, name, to, "allow")
+    proxy = sidecar(mesh.agent, tmp, name)
+    try:
+        wait_listening("127.0.0.1", port, proxy)
+        yield "127.0.0.1", port
+    finally:
+        assert proxy.stop() == 0
+        mesh.agent.put(f"/v1/agent/service/deregister/{name}", None)
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["l4-upstream", "http-upstream"])
+def test_an_upload_sent_with_its_head_while_its_connection_opens_arrives_whole(
+    mesh: Mesh, pooled: bool, tmp_path: Path
+) -> None:
+    """A client writes its head and a 3 MiB body at once, while the connection its request
+    needs is still being made: on the HTTP upstream a new stream of the mTLS connection to
+    db (another request holds the only one open), on the L4 upstream db's sidecar's
+    connection to the app. The body goes on as frames the far sidecar takes: the app reads
+    it whole, and the request in flight beside it on the same mTLS connection is answered
+    too (one frame of the whole held body, over the peer's limit, closed that connection
+    under both)."""
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
+        address, beside = mesh.upstream, None
+        if pooled:  # the one stream open is held for 1.5 s
+            address = stack.enter_context(own_upstream(mesh, tmp_path, "web3"))
+            beside = pool.submit(_request, address, b"GET /sleep/1500 HTTP/1.1\r\nHost: db\r\n\r\n")
+            eventually(lambda: "GET /sleep/1500" in mesh.app.seen, 10, what="the first request")
+        payload = os.urandom(3 << 20)
+        head = f"POST /sink HTTP/1.1\r\nHost: db\r\nContent-Length: {len(payload)}\r\n\r\n"
+        answer = _request(address, head.encode() + payload)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.endswith(f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode())
+        if beside is not None:
+            assert beside.result(20).endswith(b"slept")
+    assert "not a mux frame" not in mesh.db_proxy.log()
+
+
+def test_a_body_waiting_for_its_connection_is_not_read_without_bound(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """The upstream's only instance takes TCP connections and never says a word, so the
+    mTLS connection a request needs is not made until the connect timeout: meanwhile the
+    sidecar keeps at most HELD_BODY (256 KiB) of the body and stops reading the client,
+    whose writes stall once the sockets' buffers are full (a few MiB on loopback), not
+    after the whole 64 MiB went into the proxy. Then the client gets its 503."""
+    with contextlib.ExitStack() as stack:
+        mute = stack.enter_context(socket.create_server((mesh.agent.ip, 0), backlog=16))
+        mesh.agent.put("/v1/agent/service/register", {
+            "Name": "mute", "ID": "mute", "Port": 1, "Address": mesh.agent.ip,
+            "Connect": {"SidecarService": {"Port": mute.getsockname()[1],
+                                           "Address": mesh.agent.ip}}})  # fmt: skip
+        stack.callback(mesh.agent.put, "/v1/agent/service/deregister/mute", None)
+        eventually(lambda: healthy_sidecars(mesh.agent, "mute") == 1, 30, what="mute passing")
+        address = stack.enter_context(
+            own_upstream(mesh, tmp_path, "web4", to="mute", connect_timeout_ms=4000)
+        )
+        client = stack.enter_context(socket.create_connection(address, timeout=10))
+        size = 64 << 20
+        client.sendall(
+            f"POST /sink HTTP/1.1\r\nHost: mute\r\nContent-Length: {size}\r\n\r\n".encode()
+        )
+        client.setblocking(False)
+        chunk, taken, until = bytes(1 << 20), 0, time.monotonic() + 2
+        while taken < size and time.monotonic() < until:
+            select.select([], [client], [], 0.05)
+            with contextlib.suppress(BlockingIOError):
+                taken += client.send(chunk[: size - taken])
+        assert taken < 24 << 20, f"{taken} bytes of the body taken before any connection"
+        client.settimeout(10)
+        assert read_until(client, lambda got: b"\r\n\r\n" in got).startswith(b"HTTP/1.1 503")
+
+
+def _request(address: tuple[str, int], raw: bytes) -> bytes:
+    """One request in one write; its answer, read to the end of its Content-Length."""
+    with socket.create_connection(address, timeout=20) as s:
+        s.sendall(raw)
+        got = read_until(s, lambda got: b"\r\n\r\n" in got)
+        head, rest = got.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))  # fmt: skip
+        while len(rest) < length:
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {len(rest)} of {length} body bytes"
+            rest += chunk
+        return head + b"\r\n\r\n" + rest

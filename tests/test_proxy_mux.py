@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import socket
 import ssl
 import struct
@@ -43,6 +44,7 @@ from gossamer.proxy.mux_frames import (
     reset,
     window,
 )
+from gossamer.proxy.mux_stream import FRAME_BYTES
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.tls_side import TlsSide
@@ -453,6 +455,29 @@ async def test_what_a_held_stream_sends_goes_out_as_one_frame() -> None:
     header, *pieces = mux._out[queued:]
     assert header == pack_header(DATA, stream.id, 23)
     assert b"".join(pieces) == b"HTTP/1.1 200 OK\r\n\r\nbody"
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["send", "held-then-flushed"])
+async def test_more_than_a_frame_at_once_goes_out_as_frames_a_peer_takes(held: bool) -> None:
+    """3 MiB handed to a stream at once (a body held while its stream opened, http1.py) is cut
+    into frames of at most FRAME_BYTES: the far side's deframer refuses a frame over
+    MAX_PAYLOAD and closes the connection under every stream, and did so."""
+    wire = TlsSide(ssl.create_default_context(), server_side=False)  # never connected
+    mux = Mux(wire, opener=True)
+    stream = mux.open()
+    queued = len(mux._out)
+    body = os.urandom(3 << 20)
+    if held:
+        assert stream.hold()
+        stream.send(b"head ")
+        stream.send(body)
+        stream.flush()
+    else:
+        stream.send(body)
+    frames = Deframer().feed(b"".join(mux._out[queued:]))
+    assert all(kind == DATA and sid == stream.id for kind, sid, _ in frames)
+    assert max(len(payload) for _, _, payload in frames) <= FRAME_BYTES
+    assert b"".join(payload for _, _, payload in frames) == (b"head " if held else b"") + body
 
 
 _ID = st.integers(0, 2**32 - 1)

@@ -10,8 +10,8 @@ Rules this module keeps:
 - Every problem is reported at once, each naming its annotation, so a user
   fixes them in one go. A malformed pod is admitted uninjected with the
   problems as warnings (review.py) unless the injector is told to refuse.
-- The ACL token (for when ACLs land, issue 16) comes from a Secret in the
-  pod's namespace: `gossamer.io/acl-token-secret` names it, else it is
+- The ACL token (the sidecar's and its agent's, see agent/acl/) comes from a
+  Secret in the pod's namespace: `gossamer.io/acl-token-secret` names it, else it is
   `gossamer-acl-<service account>`; the patch references it as optional,
   so a pod without one runs all the same.
 - The service name defaults to the first container's name and the port to
