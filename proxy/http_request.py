@@ -7,7 +7,8 @@ than `max_header_bytes` -> 431) and must be complete within
 408). A complete head is decided by the intentions (`HttpHost.decide_request`,
 which builds the `HttpRequest` only when an L7 rule applies) and handed to
 the session as an `Exchange`; any llhttp error is a 400. The session then
-answers, forwards or queues it (http1.py).
+answers, forwards or queues it (http1.py). What follows a request that said
+`Connection: close` is not read: that request is answered, then the connection closed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Requests:
         self.s = session
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False  # a request has begun and is not complete
+        # The last complete request said close (or was HTTP/1.0): it is answered, then the
+        # connection closes, and nothing the client sent after it is read (RFC 9112 §9.6).
+        self.said_close = False
         self._url = bytearray()
         self._head: list[bytes] = []  # flat, http_codec.add_header
         self._head_bytes = 0
@@ -56,12 +60,16 @@ class Requests:
         )
 
     def feed(self, data: bytes) -> None:
+        if self.said_close:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
             offset = int(up.args[0]) if up.args else len(data)
             self.s.upgrading(data[offset:])
         except httptools.HttpParserError as exc:
+            if self.said_close:  # llhttp refuses data after `Connection: close`: dropped
+                return
             cause = exc.__context__
             self.s.fail(cause.status if isinstance(cause, _Reject) else 400)
 
@@ -131,4 +139,5 @@ class Requests:
 
     def on_message_complete(self) -> None:
         self.in_message = False
+        self.said_close = not self.parser.should_keep_alive()
         self.s.request_complete()

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -173,6 +173,16 @@ def read_all(s: socket.socket) -> bytes:
     while chunk := s.recv(1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def read_until(s: socket.socket, done: Callable[[bytes], bool]) -> bytes:
+    """Read until `done(what came)`; a close before that fails the test."""
+    got = b""
+    while not done(got):
+        chunk = s.recv(65536)
+        assert chunk, f"closed after {len(got)} bytes"
+        got += chunk
+    return got
 
 
 def set_intention(agent: AgentProc, source: str, destination: str, action: str) -> None:

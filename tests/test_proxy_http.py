@@ -29,6 +29,7 @@ from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
     read_all,
+    read_until,
     set_intention,
     sidecar,
     stop_mesh,
@@ -153,6 +154,23 @@ def test_pipelined_requests_are_answered_in_order(mesh: Mesh, pooled: bool) -> N
     assert bodies == [b"GET /echo/a ", b"POST /echo/b body", b"GET /echo/c "]
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["l4-upstream", "http-upstream"])
+def test_nothing_after_a_request_that_said_close_is_read(mesh: Mesh, pooled: bool) -> None:
+    """A request with `Connection: close` and another written right behind it: the first is
+    answered, then the connection closes; the second is never read (RFC 9112 §9.6). It got a
+    400 instead of its answer, though it may have reached the app (llhttp refuses data after
+    a close)."""
+    seen = len(mesh.app.seen)
+    with socket.create_connection(mesh.pooled if pooled else mesh.upstream, timeout=10) as s:
+        s.sendall(b"POST /echo/closing HTTP/1.1\r\nHost: db\r\nConnection: close\r\n"
+                  b"Content-Length: 2\r\n\r\nhi"
+                  b"GET /echo/after HTTP/1.1\r\nHost: db\r\n\r\n")  # fmt: skip
+        got = read_all(s)
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"POST /echo/closing hi")
+    assert got.count(b"HTTP/1.1 ") == 1
+    assert mesh.app.seen[seen:] == ["POST /echo/closing"]
+
+
 def test_l7_permissions_decide_each_request_and_the_connection_stays_open(mesh: Mesh) -> None:
     put_exact(mesh.agent, "web", "db", {"Permissions": [
         {"Action": "deny", "HTTP": {"Header": [{"Name": "x-debug", "Present": True}]}},
@@ -173,6 +191,13 @@ def test_l7_permissions_decide_each_request_and_the_connection_stays_open(mesh: 
     assert status("/echo/api/x", "POST") == 403
     assert status("/echo/api/x", headers={"X-Debug": "1"}) == 403
     assert mesh.app.seen[seen:] == ["GET /echo/api/x"]  # denied requests never reached the app
+    with socket.create_connection(mesh.upstream, timeout=10) as s:  # pipelined: each in turn
+        s.sendall(b"GET /echo/api/1 HTTP/1.1\r\nHost: db\r\n\r\n"
+                  b"POST /echo/api/2 HTTP/1.1\r\nHost: db\r\nContent-Length: 3\r\n\r\nabc"
+                  b"GET /echo/api/3 HTTP/1.1\r\nHost: db\r\n\r\n")  # fmt: skip
+        got = read_until(s, lambda got: got.endswith(b"GET /echo/api/3 "))
+    assert [a[:3] for a in got.split(b"HTTP/1.1 ")[1:]] == [b"200", b"403", b"200"]
+    assert mesh.app.seen[seen + 1 :] == ["GET /echo/api/1", "GET /echo/api/3"]
     put_exact(mesh.agent, "web", "db", {"Permissions": [
         {"Action": "allow", "HTTP": {"PathExact": "/echo/admin"}}]})  # fmt: skip
     eventually(lambda: status("/echo/admin") == 200, 10, what="the change on the next request")

@@ -17,7 +17,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from tests.harness.poll import eventually
 from tests.http_app import OVERRUN, pattern
 from tests.proxy_support import (
     healthy_sidecars,
+    read_until,
     set_intention,
     sidecar,
     wait_listening,
@@ -75,15 +76,6 @@ def test_what_follows_a_long_body_unasked_is_not_passed_on(mesh: Mesh) -> None:
         assert second.startswith(head) and OVERRUN not in second
 
 
-def read_until(s: socket.socket, done: Callable[[bytes], bool]) -> bytes:
-    got = b""
-    while not done(got):
-        chunk = s.recv(65536)
-        assert chunk, f"closed after {len(got)} bytes"
-        got += chunk
-    return got
-
-
 @contextlib.contextmanager
 def own_upstream(
     mesh: Mesh, tmp: Path, name: str, to: str = "db", **config: object
@@ -104,17 +96,18 @@ def own_upstream(
         mesh.agent.put(f"/v1/agent/service/deregister/{name}", None)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
 @pytest.mark.parametrize("pooled", [False, True], ids=["l4-upstream", "http-upstream"])
 def test_an_upload_sent_with_its_head_while_its_connection_opens_arrives_whole(
-    mesh: Mesh, pooled: bool, tmp_path: Path
+    mesh: Mesh, pooled: bool, chunked: bool, tmp_path: Path
 ) -> None:
-    """A client writes its head and a 3 MiB body at once, while the connection its request
-    needs is still being made: on the HTTP upstream a new stream of the mTLS connection to
-    db (another request holds the only one open), on the L4 upstream db's sidecar's
-    connection to the app. The body goes on as frames the far sidecar takes: the app reads
-    it whole, and the request in flight beside it on the same mTLS connection is answered
-    too (one frame of the whole held body, over the peer's limit, closed that connection
-    under both)."""
+    """A client writes its head and a 3 MiB body (one length, or chunks of 100,000) at once,
+    while the connection its request needs is still being made: on the HTTP upstream a new
+    stream of the mTLS connection to db (another request holds the only one open), on the
+    L4 upstream db's sidecar's connection to the app. The body goes on as frames the far
+    sidecar takes: the app reads it whole, and the request in flight beside it on the same
+    mTLS connection is answered too (one frame of the whole held body, over the peer's
+    limit, closed that connection under both)."""
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
         address, beside = mesh.upstream, None
         if pooled:  # the one stream open is held for 1.5 s
@@ -122,8 +115,16 @@ def test_an_upload_sent_with_its_head_while_its_connection_opens_arrives_whole(
             beside = pool.submit(_request, address, b"GET /sleep/1500 HTTP/1.1\r\nHost: db\r\n\r\n")
             eventually(lambda: "GET /sleep/1500" in mesh.app.seen, 10, what="the first request")
         payload = os.urandom(3 << 20)
-        head = f"POST /sink HTTP/1.1\r\nHost: db\r\nContent-Length: {len(payload)}\r\n\r\n"
-        answer = _request(address, head.encode() + payload)
+        if chunked:
+            pieces = [payload[at : at + 100_000] for at in range(0, len(payload), 100_000)]
+            framing, body = (
+                "Transfer-Encoding: chunked",
+                b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in [*pieces, b""]),
+            )
+        else:
+            framing, body = f"Content-Length: {len(payload)}", payload
+        head = f"POST /sink HTTP/1.1\r\nHost: db\r\n{framing}\r\n\r\n"
+        answer = _request(address, head.encode() + body)
         assert answer.startswith(b"HTTP/1.1 200")
         assert answer.endswith(f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode())
         if beside is not None:
