@@ -27,6 +27,7 @@ from gossamer.proxy import listen  # noqa: E402
 from gossamer.proxy.agent_http import split_base_url  # noqa: E402
 from gossamer.proxy.config import config_from_json  # noqa: E402
 from gossamer.proxy.cpu_budget import worker_count  # noqa: E402
+from gossamer.proxy.open_files import raise_open_files  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
 from gossamer.proxy.worker_link import WORKER_ENV, worker_of  # noqa: E402
 from gossamer.proxy.workers import Crew, Worker, Workers  # noqa: E402
@@ -50,6 +51,7 @@ def main(argv: list[str]) -> int:
         return 2
     logging.basicConfig(level=argv[2].upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s {name}%(message)s")  # fmt: skip
+    raise_open_files()  # a connection costs a descriptor on each side (open_files.py)
     # What start-up made (modules, classes, the config: ~27,000 objects) lives as long as the
     # process: out of the cycle collector's sight, each full collection on the data path has
     # only the connections' objects to walk (bench/README.md, http_path.py).

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from gossamer.agent.config import AgentConfig, ConfigError, load_agent_config
 from gossamer.agent.lifecycle.logs import setup_logging
 from gossamer.agent.lifecycle.runtime import Agent
+from gossamer.proxy.open_files import raise_open_files
 
 EXIT_CONFIG = 2
 
@@ -24,6 +25,7 @@ def run_agent(args: argparse.Namespace) -> int:
         print("gossamer agent: not started", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(config.log_level, config.log_json)
+    raise_open_files()  # every parked blocking query holds a connection (open_files.py)
 
     def reload_config() -> AgentConfig:
         return load_agent_config(args)
