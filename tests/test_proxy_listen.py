@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
+import uvloop
 
-from gossamer.proxy.listen import bound_socket, ip_family, serve
+from gossamer.proxy.listen import BACKLOG, bound_socket, ip_family, serve
 from tests.harness.binaries import cannot_run
 
 
@@ -85,6 +87,28 @@ async def test_serve_answers_on_a_literal_and_on_a_name() -> None:
         writer.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_listener_keeps_the_backlog_the_kernel_allows(host: str) -> None:
+    """create_server listens again on a socket it is given, with its own default backlog of
+    100 unless told: a burst of 1,000 connects then lost SYNs and waited a second each. The
+    accept queue is net.core.somaxconn long, as `ss` shows (Send-Q of a listener)."""
+    with open("/proc/sys/net/core/somaxconn") as f:
+        allowed = int(f.read())
+    assert allowed <= BACKLOG
+
+    loop = uvloop.new_event_loop()  # the proxy's loop
+    try:
+        server = loop.run_until_complete(serve(lambda: _Hello(), host, 0))
+        port = server.sockets[0].getsockname()[1]
+        shown = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                               text=True, check=True).stdout.split()  # fmt: skip
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+    finally:
+        loop.close()
+    assert int(shown[2]) == allowed
 
 
 class _Hello(asyncio.Protocol):
