@@ -25,7 +25,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
-from gossamer.proxy.http_deadlines import CLIENT_IDLE, Deadlines
+from gossamer.proxy.http_deadlines import Deadlines
 from gossamer.proxy.http_joint import HttpJoint, unlink
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
@@ -86,6 +86,9 @@ class HttpSession(HttpJoint):
         if ex.allowed and ex.chunked:
             self._to_app(ex, codec.LAST_CHUNK)
         if ex is self.queue[0]:
+            if ex.early is not None:  # answered before its end: the exchange ends now
+                self.answer_ended(*ex.early)
+                return
             if ex.sent:
                 self.deadlines.sent(complete=True)  # the request timeout runs from here
             self.pump()
@@ -173,6 +176,22 @@ class HttpSession(HttpJoint):
         if final:
             self.queue[0].answered = True
 
+    def answer_ended(self, status: int, keep: bool) -> None:
+        """The app's answer to the oldest request ended (`keep`: its connection may serve on).
+        An early one waits for the request's end: the rest of its body goes on to this app."""
+        ex = self.queue[0] if self.queue else None
+        if ex is not None and ex.answered and ex.sent and not ex.complete:
+            ex.early = (status, keep)
+            return
+        if keep:
+            self.reusable()  # before the next request is moved on: it may take another
+        if ex is not None and ex.answered:
+            self.finish(status)
+        if not keep:
+            self.drop_app()  # and the next request goes on a new connection
+        else:
+            self.pump()  # a request pipelined behind this one goes on
+
     def finish(self, status: int) -> None:
         """The oldest request has its whole answer: record it, then move on."""
         ex = self.queue.popleft()
@@ -247,31 +266,15 @@ class HttpSession(HttpJoint):
     def _app_gone(self) -> None:
         if self.app is None or self.tunnel is not None:
             return
+        early = self.queue[0].early if self.queue else None
+        if early is not None:  # answered early, then closed: the request's rest has nowhere to go
+            self.finish(early[0])
+            self.close()
+            return
         complete = self._reply is None or self._reply.ended_by_close()
         self._forget_app(failed=not complete)
         if not complete and not self.retry():
             self.fail(502)
-
-    def bad_answer(self) -> None:
-        """The app's answer cannot be parsed: 502 if nothing went out yet, else cut."""
-        if self.retry():
-            return
-        if self.queue and not self.queue[0].answered:
-            self.fail(502)
-        else:
-            self.close(abort=True)
-
-    def timed_out(self, kind: str) -> None:
-        """The request in flight ran out of time (`kind`, http_deadlines.py): sent again on
-        another connection under the retry rules, else 504 (cut when its answer has begun)."""
-        self.host.http_event(kind)
-        if not self.retry():
-            self.fail(504)
-
-    def idle_close(self) -> None:
-        """No request for the client idle timeout: the connection is closed."""
-        self.host.http_event(CLIENT_IDLE)
-        self.close()
 
     def headers_late(self) -> None:
         if not self.closed and self._held is None:

@@ -56,9 +56,9 @@ class Exchange:
 
     A plain class for the reason Outcome is one."""
 
-    __slots__ = ("answered", "chunked", "complete", "decision", "expect_continue", "failed_on",
-                 "keep_alive", "method", "out", "replay", "retries", "sent", "started",
-                 "upgrade", "url")  # fmt: skip
+    __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
+                 "failed_on", "keep_alive", "method", "out", "replay", "retries", "sent",
+                 "started", "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -77,6 +77,9 @@ class Exchange:
         self.replay: list[bytes] | None = None  # sent again on a retry (bodiless, idempotent)
         self.retries = 0
         self.failed_on: tuple[object, ...] = ()  # where its failed attempts went (pooled hosts)
+        # Its answer ended before the request did (an early answer: a 401, a 413, nginx's
+        # `return`): (status, keep-alive) until the request's end, which ends the exchange.
+        self.early: tuple[int, bool] | None = None
 
     @property
     def allowed(self) -> bool:

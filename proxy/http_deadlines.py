@@ -7,9 +7,9 @@ Three limits (`Limits`, read from the config by protocol.py; 0.0 turns one off):
   try starts its own clock: a retry is a new try;
 - `idle_s`: while a request is in flight, no byte either way for this long;
 - `client_idle_s`: between requests, the client connection idle this long.
-A request that runs out gets `HttpSession.timed_out` (a retry under the
-host's rules, else `504`, or the connection cut when the answer has begun);
-an idle client connection `HttpSession.idle_close`.
+A request that runs out is sent again under the host's retry rules, else
+answered `504` (or its connection cut when the answer has begun); an idle
+client connection is closed. Each is counted as the host's HTTP event.
 
 Rules kept here, so the data path stays cheap: one timer per session, armed
 when it fires or when a request needs it sooner (a request costs a clock
@@ -96,16 +96,16 @@ class Deadlines:
         quiet = now - self.quiet_since
         ex = s.queue[0] if s.queue else None
         if ex is not None and ex.sent:
-            if now >= self.deadline:
-                s.timed_out(REQUEST_TIMEOUT)
-                return
-            if lim.idle_s and quiet >= lim.idle_s:
-                s.timed_out(IDLE_TIMEOUT)
+            if now >= self.deadline or (lim.idle_s and quiet >= lim.idle_s):
+                s.host.http_event(REQUEST_TIMEOUT if now >= self.deadline else IDLE_TIMEOUT)
+                if not s.retry():
+                    s.fail(504)
                 return
             due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
         elif ex is None:
             if lim.client_idle_s and quiet >= lim.client_idle_s:
-                s.idle_close()
+                s.host.http_event(CLIENT_IDLE)
+                s.close()
                 return
             due = now + lim.client_idle_s / 2 if lim.client_idle_s else inf
         else:  # waiting for a connection, or for the rest of a denied request

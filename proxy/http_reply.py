@@ -8,7 +8,8 @@ sound state. A final answer's head goes to the client once parsed
 answers (`100 Continue`) pass through without ending the request; a `101`
 hands the connections over to a byte relay (`HttpSession.upgraded`); a
 HEAD answer ends at its head. Anything llhttp cannot parse is
-`HttpSession.bad_answer` (a 502 when nothing went out yet).
+retried under the session's rules, else a 502 (or a cut once the answer
+began).
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ class Reply:
             offset = int(up.args[0]) if up.args else len(data)
             s.upgraded(data[offset:])
             return
-        except httptools.HttpParserError:
+        except httptools.HttpParserError:  # sent again elsewhere, else 502 (cut once answered)
             self._broken = True
-            s.bad_answer()
+            if not s.retry():
+                s.fail(502) if s.queue else s.close(abort=True)
             return
         if self._left > PAST_PARSER and not self.dead:
             self._past = True  # the parser is left mid-body: a new one takes the next answer
@@ -149,8 +151,7 @@ class Reply:
                         final=not self._interim)  # fmt: skip
         if not self._interim and self.s.queue[0].method == "HEAD":
             self._until_close = False
-            self.s.finish(status)
-            self.s.drop_app()
+            self.s.answer_ended(status, False)  # httptools cannot be told no body follows
         elif (facts & codec.LENGTH and not self._chunked and not self._interim
               and status not in (101, 204, 304)):  # fmt: skip
             self._left = codec.content_length(self._head)
@@ -171,11 +172,4 @@ class Reply:
             return
         if self._chunked:
             self.s.client.send(codec.LAST_CHUNK)
-        if keep:
-            self.s.reusable()  # before the next request is moved on: it may take another
-        if self.s.queue and self.s.queue[0].answered:
-            self.s.finish(status)
-        if not keep:
-            self.s.drop_app()  # and the next request goes on a new connection
-        else:
-            self.s.pump()  # a request pipelined behind this one goes on
+        self.s.answer_ended(status, keep)

@@ -3,6 +3,8 @@
 Routes: `/echo` (any method: answers `METHOD PATH` and the body it read),
 `/sink` (any method: reads a body of any size as it streams in, answers its
 length and SHA-256),
+`/early/STATUS` (answers STATUS before reading the body, `?close=1` with
+`Connection: close`),
 `/chunks` (a chunked answer), `/ws` (a WebSocket that echoes text),
 `/garbage` (answers bytes that are not HTTP), `/silent` (closes without
 answering), `/sleep/MS` (answers after MS milliseconds of silence), `/drip/MS`
@@ -48,6 +50,7 @@ class HttpApp:
         app = web.Application()
         app.router.add_route("*", "/echo{tail:.*}", self._echo)
         app.router.add_route("*", "/sink", self._sink)
+        app.router.add_route("*", "/early/{status:[0-9]+}", self._early)
         app.router.add_get("/chunks", self._chunks)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/garbage", self._garbage)
@@ -84,6 +87,12 @@ class HttpApp:
             digest.update(chunk)
             size += len(chunk)
         return web.Response(text=f"{size} {digest.hexdigest()}")
+
+    async def _early(self, request: web.Request) -> web.StreamResponse:
+        """An answer before the request's body is read (aiohttp reads and drops the rest)."""
+        self._note(request)
+        closing = {"Connection": "close"} if request.query.get("close") == "1" else None
+        return web.Response(status=int(request.match_info["status"]), headers=closing)
 
     async def _sleep(self, request: web.Request) -> web.StreamResponse:
         self._note(request)

@@ -180,3 +180,44 @@ def _request(address: tuple[str, int], raw: bytes) -> bytes:
             assert chunk, f"closed after {len(rest)} of {length} body bytes"
             rest += chunk
         return head + b"\r\n\r\n" + rest
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["l4-upstream", "http-upstream"])
+def test_an_answer_before_the_end_of_its_request_and_the_connection_serves_on(
+    mesh: Mesh, pooled: bool
+) -> None:
+    """The app answers a 1 MiB upload before reading it (as a 401, a 413 or nginx's `return`
+    do), then reads the rest and keeps the connection: the rest of the body still goes to
+    it, and the next request on the connection is answered. Before, the body's rest found
+    its request finished and the client got `400`."""
+    body = os.urandom(1 << 20)
+    head = f"POST /early/201 HTTP/1.1\r\nHost: db\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(mesh.pooled if pooled else mesh.upstream, timeout=20) as s:
+        for i in range(3):
+            s.sendall(head.encode() + body)
+            early = read_until(s, lambda got: b"\r\n\r\n" in got)
+            assert early.startswith(b"HTTP/1.1 201") and early.endswith(b"\r\n\r\n")
+            s.sendall(f"GET /echo/next-{i} HTTP/1.1\r\nHost: db\r\n\r\n".encode())
+            tail = f"GET /echo/next-{i} ".encode()
+            after = read_until(s, lambda got, tail=tail: got.endswith(tail))  # type: ignore[misc]
+            assert after.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["l4-upstream", "http-upstream"])
+def test_an_early_answer_that_closes_ends_the_client_connection_after_it(
+    mesh: Mesh, pooled: bool
+) -> None:
+    """The app answers `413` with `Connection: close` before reading a 1 MiB upload: the
+    client gets that answer whole, then its connection ends (the body's rest has nowhere to
+    go), and the next connection is served."""
+    body = os.urandom(1 << 20)
+    address = mesh.pooled if pooled else mesh.upstream
+    head = f"POST /early/413?close=1 HTTP/1.1\r\nHost: db\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(address, timeout=20) as s:
+        with contextlib.suppress(OSError):  # the proxy may stop reading before all of it
+            s.sendall(head.encode() + body)
+        answer = read_until(s, lambda got: b"\r\n\r\n" in got)
+        assert answer.startswith(b"HTTP/1.1 413")
+    assert _request(address, b"GET /echo/then HTTP/1.1\r\nHost: db\r\n\r\n").endswith(
+        b"GET /echo/then "
+    )
