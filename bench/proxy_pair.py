@@ -111,7 +111,8 @@ http {{
   access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   client_body_temp_path {tmp}/cb; proxy_temp_path {tmp}/pt; fastcgi_temp_path {tmp}/ft;
   uwsgi_temp_path {tmp}/ut; scgi_temp_path {tmp}/st;
-  server {{ listen {LOCAL}:{port}; root {www}; }}
+  server {{ listen {LOCAL}:{port}; root {www};
+    location = /upload {{ client_max_body_size 2m; return 204; }} }}
 }}
 """)
     proc = pinned(cpu, ["nginx", "-c", str(tmp / "nginx.conf")], tmp / "nginx.log")

@@ -56,13 +56,16 @@ class HttpJoint(Joint):
         return self._moved[0] + self._moved[1]
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        client = self.client
-        held = client.hold()  # an answer's head and body (or several answers): one write
+        # What one read brings goes on in one write: from the app, an answer's head and body
+        # (or several answers) to the client; from the client, the TLS records of one read
+        # (16 KiB each) to the app, which took a write each.
+        to = self.client if side is not self.client else self.app if len(chunks) > 1 else None
+        held = to is not None and to.hold()
         try:
             self._carry(side, chunks, eof)
         finally:
-            if held:
-                client.flush()
+            if held and to is not None:
+                to.flush()
 
     def _carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         self._moved[side is not self.client] += sum(map(len, chunks))
