@@ -1,11 +1,14 @@
-"""Long answer bodies, passed on past the parser (http_reply.PAST_PARSER), with real proxies.
+"""Long bodies both ways through the HTTP path, with real proxies.
 
-An answer with a Content-Length and more than 64 KiB of body left once its
-head is parsed goes on read by read, counted off by the proxy rather than by
-llhttp; at its end a fresh parser takes the connection's next answer. Both
+Answers: one with a Content-Length and more than 64 KiB of body left once
+its head is parsed goes on read by read, counted off by the proxy rather
+than by llhttp (http_reply.PAST_PARSER); at its end a fresh parser takes the
+connection's next answer. Uploads: a body written with its head while the
+request's connection is still being made (held within HELD_BODY, sent as
+frames a peer takes), and an app that answers before the body's end. Both
 paths through db's HTTP sidecar: a client of web's L4 upstream (db's sidecar
-parses), and of web2's HTTP upstream (both sidecars parse, over a pooled
-mTLS connection). The mesh is test_proxy_http.py's.
+parses), and of an HTTP upstream (both sidecars parse, over a pooled mTLS
+connection). The mesh is test_proxy_http.py's.
 """
 
 from __future__ import annotations
@@ -163,7 +166,7 @@ def test_a_body_waiting_for_its_connection_is_not_read_without_bound(
             with contextlib.suppress(BlockingIOError):
                 taken += client.send(chunk[: size - taken])
         assert taken < 24 << 20, f"{taken} bytes of the body taken before any connection"
-        client.settimeout(10)
+        client.settimeout(40)  # every attempt at the instance runs to the connect timeout
         assert read_until(client, lambda got: b"\r\n\r\n" in got).startswith(b"HTTP/1.1 503")
 
 
