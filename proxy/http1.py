@@ -59,7 +59,8 @@ class HttpSession(HttpJoint):
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
-        self._holding = False  # the client is not read: its body waits for the app (HELD_BODY)
+        # Body bytes waiting for the app connection; past HELD_BODY the client is not read.
+        self._unsent = 0
         self.deadlines = Deadlines(self, host.limits)
 
     def start(self) -> None:
@@ -103,9 +104,10 @@ class HttpSession(HttpJoint):
             self.app.send(data)
             return
         ex.out.append(data)
-        if not self._holding and sum(map(len, ex.out)) > HELD_BODY:
-            self._holding = True
+        unsent = self._unsent + len(data)  # a count, not a sum of ex.out: tiny chunks stay linear
+        if self._unsent <= HELD_BODY < unsent:
             self.client.pause_reading()
+        self._unsent = unsent
 
     def pump(self) -> None:
         """Move the oldest request on: answer a denied one, or send an allowed one to the app."""
@@ -125,9 +127,9 @@ class HttpSession(HttpJoint):
                 return
             ex.sent = True
             self.deadlines.sent(complete=ex.complete)
-            if self._holding and len(self.queue) <= 1:  # before the send: an app that fills
-                self.client.resume_reading()  # up pauses the client again
-            self._holding = False
+            if self._unsent > HELD_BODY and len(self.queue) <= 1:  # before the send: an app
+                self.client.resume_reading()  # that fills up pauses the client again
+            self._unsent = 0
             if ex.out:  # a head and what came of the body with it: one write
                 self.app.send(ex.out[0] if len(ex.out) == 1 else b"".join(ex.out))
                 ex.out.clear()
@@ -203,7 +205,7 @@ class HttpSession(HttpJoint):
         ):
             self.close()
             return
-        if len(self.queue) <= 1 and not self._holding:
+        if len(self.queue) <= 1 and self._unsent <= HELD_BODY:
             self.client.resume_reading()
         if not self.queue and self._client_ended:
             self.close()

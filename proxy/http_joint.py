@@ -59,7 +59,10 @@ class HttpJoint(Joint):
         # What one read brings goes on in one write: from the app, an answer's head and body
         # (or several answers) to the client; from the client, the TLS records of one read
         # (16 KiB each) to the app, which took a write each.
-        to = self.client if side is not self.client else self.app if len(chunks) > 1 else None
+        if side is not self.client:
+            to: Side | None = self.client
+        else:
+            to = self.app if len(chunks) > 1 else None
         held = to is not None and to.hold()
         try:
             self._carry(side, chunks, eof)

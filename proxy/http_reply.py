@@ -80,7 +80,10 @@ class Reply:
         except httptools.HttpParserError:  # sent again elsewhere, else 502 (cut once answered)
             self._broken = True
             if not s.retry():
-                s.fail(502) if s.queue else s.close(abort=True)
+                if s.queue:
+                    s.fail(502)
+                else:
+                    s.close(abort=True)
             return
         if self._left > PAST_PARSER and not self.dead:
             self._past = True  # the parser is left mid-body: a new one takes the next answer

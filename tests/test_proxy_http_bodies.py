@@ -30,6 +30,7 @@ from tests.harness.cluster import free_port
 from tests.harness.poll import eventually
 from tests.http_app import OVERRUN, pattern
 from tests.proxy_support import (
+    ProxyProc,
     healthy_sidecars,
     read_until,
     set_intention,
@@ -82,9 +83,10 @@ def test_what_follows_a_long_body_unasked_is_not_passed_on(mesh: Mesh) -> None:
 @contextlib.contextmanager
 def own_upstream(
     mesh: Mesh, tmp: Path, name: str, to: str = "db", **config: object
-) -> Iterator[tuple[str, int]]:
+) -> Iterator[tuple[tuple[str, int], ProxyProc]]:
     """A service `name` with an HTTP upstream of `to` and a sidecar of its own (nothing pooled
-    yet); its upstream's address. Deregistered after, its sidecar stopped cleanly."""
+    yet); its upstream's address and the sidecar. Deregistered after, its sidecar stopped
+    cleanly."""
     port = free_port("127.0.0.1")
     up = {"DestinationName": to, "LocalBindPort": port, "Config": {"protocol": "http", **config}}
     body = web_body(mesh.agent, free_port(mesh.agent.ip), [up])
@@ -93,7 +95,7 @@ def own_upstream(
     proxy = sidecar(mesh.agent, tmp, name)
     try:
         wait_listening("127.0.0.1", port, proxy)
-        yield "127.0.0.1", port
+        yield ("127.0.0.1", port), proxy
     finally:
         assert proxy.stop() == 0
         mesh.agent.put(f"/v1/agent/service/deregister/{name}", None)
@@ -114,7 +116,7 @@ def test_an_upload_sent_with_its_head_while_its_connection_opens_arrives_whole(
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as pool:
         address, beside = mesh.upstream, None
         if pooled:  # the one stream open is held for 1.5 s
-            address = stack.enter_context(own_upstream(mesh, tmp_path, "web3"))
+            address, _ = stack.enter_context(own_upstream(mesh, tmp_path, "web3"))
             beside = pool.submit(_request, address, b"GET /sleep/1500 HTTP/1.1\r\nHost: db\r\n\r\n")
             eventually(lambda: "GET /sleep/1500" in mesh.app.seen, 10, what="the first request")
         payload = os.urandom(3 << 20)
@@ -135,14 +137,17 @@ def test_an_upload_sent_with_its_head_while_its_connection_opens_arrives_whole(
     assert "not a mux frame" not in mesh.db_proxy.log()
 
 
+@pytest.mark.parametrize("tiny_chunks", [False, True], ids=["length", "1-byte-chunks"])
 def test_a_body_waiting_for_its_connection_is_not_read_without_bound(
-    mesh: Mesh, tmp_path: Path
+    mesh: Mesh, tmp_path: Path, tiny_chunks: bool
 ) -> None:
     """The upstream's only instance takes TCP connections and never says a word, so the
     mTLS connection a request needs is not made until the connect timeout: meanwhile the
     sidecar keeps at most HELD_BODY (256 KiB) of the body and stops reading the client,
     whose writes stall once the sockets' buffers are full (a few MiB on loopback), not
-    after the whole 64 MiB went into the proxy. Then the client gets its 503."""
+    after the whole 64 MiB went into the proxy. Then the client gets its 503. In chunks of
+    one byte each, ~43,000 pieces are held: counting them costs the sidecar no more than
+    linear time (it summed them on every piece, tens of CPU seconds)."""
     with contextlib.ExitStack() as stack:
         mute = stack.enter_context(socket.create_server((mesh.agent.ip, 0), backlog=16))
         mesh.agent.put("/v1/agent/service/register", {
@@ -151,16 +156,18 @@ def test_a_body_waiting_for_its_connection_is_not_read_without_bound(
                                            "Address": mesh.agent.ip}}})  # fmt: skip
         stack.callback(mesh.agent.put, "/v1/agent/service/deregister/mute", None)
         eventually(lambda: healthy_sidecars(mesh.agent, "mute") == 1, 30, what="mute passing")
-        address = stack.enter_context(
+        address, proxy = stack.enter_context(
             own_upstream(mesh, tmp_path, "web4", to="mute", connect_timeout_ms=4000)
         )
+        assert proxy.proc is not None
+        cpu_before = _cpu_s(proxy.proc.pid)
         client = stack.enter_context(socket.create_connection(address, timeout=10))
         size = 64 << 20
-        client.sendall(
-            f"POST /sink HTTP/1.1\r\nHost: mute\r\nContent-Length: {size}\r\n\r\n".encode()
-        )
+        framing = "Transfer-Encoding: chunked" if tiny_chunks else f"Content-Length: {size}"
+        client.sendall(f"POST /sink HTTP/1.1\r\nHost: mute\r\n{framing}\r\n\r\n".encode())
         client.setblocking(False)
-        chunk, taken, until = bytes(1 << 20), 0, time.monotonic() + 2
+        chunk = b"1\r\nx\r\n" * (1 << 17) if tiny_chunks else bytes(1 << 20)
+        taken, until = 0, time.monotonic() + 2
         while taken < size and time.monotonic() < until:
             select.select([], [client], [], 0.05)
             with contextlib.suppress(BlockingIOError):
@@ -168,6 +175,13 @@ def test_a_body_waiting_for_its_connection_is_not_read_without_bound(
         assert taken < 24 << 20, f"{taken} bytes of the body taken before any connection"
         client.settimeout(40)  # every attempt at the instance runs to the connect timeout
         assert read_until(client, lambda got: b"\r\n\r\n" in got).startswith(b"HTTP/1.1 503")
+        assert _cpu_s(proxy.proc.pid) - cpu_before < 5
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's user and system CPU seconds so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _request(address: tuple[str, int], raw: bytes) -> bytes:
