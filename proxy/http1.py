@@ -81,11 +81,11 @@ class HttpSession(HttpJoint):
         if ex.allowed:
             self._to_app(ex, codec.chunk(data) if ex.chunked else data)
 
-    def request_complete(self) -> None:
+    def request_complete(self, trailers: list[bytes]) -> None:
         ex = self.queue[-1]
         ex.complete = True
         if ex.allowed and ex.chunked:
-            self._to_app(ex, codec.LAST_CHUNK)
+            self._to_app(ex, codec.last_chunk(trailers))
         if ex is self.queue[0]:
             if ex.early is not None:  # answered before its end: the exchange ends now
                 self.answer_ended(*ex.early)

@@ -3,7 +3,8 @@
 A request or response goes on only once httptools has parsed its whole
 head, and it goes on re-serialized from what was parsed (never the raw
 bytes), with its body framed the way it came (chunked stays chunked with
-the chunks re-encoded, a Content-Length body goes as is). So nothing
+the chunks re-encoded and the trailer fields after them kept, a
+Content-Length body goes as is). So nothing
 half-parsed is forwarded, and an ambiguous message (Content-Length with
 Transfer-Encoding, two lengths, a bad chunk) never reaches the other side:
 llhttp refuses it first.
@@ -25,7 +26,8 @@ from gossamer.intentions.model import Decision
 
 REASONS: Final = {
     400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
-    431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable",
     504: b"Gateway Timeout",
 }  # fmt: skip
 DENIED_BODY: Final = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
@@ -121,6 +123,11 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
+def last_chunk(trailers: list[bytes]) -> bytes:
+    """The end of a chunked body, with its trailer fields (a flat head, as parsed) if any."""
+    return b"".join([b"0\r\n", *trailers, CRLF]) if trailers else LAST_CHUNK
+
+
 def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
     """An answer of the proxy's own (403, 400, 408, 431, 502, 503, 504): short, plain text."""
     text = body or REASONS.get(status, b"Error")
@@ -137,8 +144,9 @@ LENGTH: Final = 2
 EXPECT: Final = 4
 HOP: Final = 8
 _CODING: Final = 16  # Transfer-Encoding: CHUNKED when its value names chunked
+UPGRADE: Final = 32
 _FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
-                 **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
+                 b"upgrade": UPGRADE, **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
 # A header name as sent -> its bits: names repeat from one message to the next, so each is
 # lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
 _SEEN: Final[dict[bytes, int]] = {}
@@ -147,7 +155,7 @@ _SEEN_MAX: Final = 4096
 
 def head_facts(head: list[bytes]) -> int:
     """The bits of a parsed head: its body is chunked (llhttp has refused any other coding),
-    it has a Content-Length, an Expect, a hop-by-hop header."""
+    it has a Content-Length, an Expect, a hop-by-hop header, an Upgrade."""
     facts = 0
     seen = _SEEN
     for i in range(0, len(head), 4):

@@ -4,9 +4,11 @@ One `Reply` per app connection (httptools' response parser keeps state
 between answers); a pooled connection keeps its `Reply` from one borrowing
 session to the next (`rebind`), only between two answers of a parser in a
 sound state. A final answer's head goes to the client once parsed
-(re-serialized, http_codec.py), its body framed as it came; interim
+(re-serialized, http_codec.py), its body framed as it came (a chunked
+one with its trailer fields); interim
 answers (`100 Continue`) pass through without ending the request; a `101`
-hands the connections over to a byte relay (`HttpSession.upgraded`); a
+to an upgrade request hands the connections over to a byte relay
+(`HttpSession.upgraded`), and to any other is refused like garbage; a
 HEAD answer ends at its head. Anything llhttp cannot parse is
 retried under the session's rules, else a 502 (or a cut once the answer
 began).
@@ -28,6 +30,10 @@ if TYPE_CHECKING:
 PAST_PARSER: Final = 64 * 1024
 
 
+class UnaskedSwitch(Exception):
+    """A `101` to a request that offered no upgrade (or one taken out, http_upgrade.py)."""
+
+
 class Reply:
     """Parses the app's answers on one app connection and passes them to the client."""
 
@@ -38,6 +44,7 @@ class Reply:
         self.parser = httptools.HttpResponseParser(self)
         self._reason = bytearray()
         self._head: list[bytes] = []  # flat, http_codec.add_header
+        self._head_end = 0  # where the head ends in _head; trailer fields follow
         self._chunked = False
         self._interim = False
         self._until_close = False  # neither length nor chunks: the body ends when the app closes
@@ -133,9 +140,12 @@ class Reply:
         self._head += (name, codec.SEP, value, codec.CRLF)  # codec.add_header, without a call
 
     def on_headers_complete(self) -> None:
+        self._head_end = len(self._head)  # what llhttp reports after it are trailer fields
         if self.dead or not self.s.queue:
             return
         status = self.parser.get_status_code()
+        if status == 101 and not self.s.queue[0].upgrade:
+            raise UnaskedSwitch  # a tunnel the request did not ask for: 502
         if status in codec.RETRY_STATUSES and self.s.retry():
             return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = 100 <= status < 200 and status != 101
@@ -174,5 +184,5 @@ class Reply:
         if self.dead or self._interim or status == 101:
             return
         if self._chunked:
-            self.s.client.send(codec.LAST_CHUNK)
+            self.s.client.send(codec.last_chunk(self._head[self._head_end :]))
         self.s.answer_ended(status, keep)

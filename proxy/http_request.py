@@ -4,7 +4,9 @@ One `Requests` per client connection (httptools' request parser keeps
 state between requests). A request's head is counted as it arrives (more
 than `max_header_bytes` -> 431) and must be complete within
 `headers_timeout_s` of its first byte, or of the connection (slowloris ->
-408). A complete head is decided by the intentions (`HttpHost.decide_request`,
+408). An upgrade other than WebSocket is taken out of the request, which
+goes on as a plain one, and CONNECT gets `501` (http_upgrade.py). A complete
+head is decided by the intentions (`HttpHost.decide_request`,
 which builds the `HttpRequest` only when an L7 rule applies) and handed to
 the session as an `Exchange`; any llhttp error is a 400. The session then
 answers, forwards or queues it (http1.py). What follows a request that said
@@ -21,6 +23,7 @@ import httptools
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_codec as codec
+from gossamer.proxy import http_upgrade
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
@@ -49,6 +52,10 @@ class Requests:
         self._url = bytearray()
         self._head: list[bytes] = []  # flat, http_codec.add_header
         self._head_bytes = 0
+        self._head_end = 0
+        # The request just parsed offered an upgrade that was taken out (http_upgrade.py):
+        # llhttp still stops after it, as after any upgrade request.
+        self._upgrade_ignored = False
         self._timeout = session.host.headers_timeout_s
         self._limit = session.host.max_header_bytes
         self._loop = session.loop
@@ -66,6 +73,11 @@ class Requests:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
             offset = int(up.args[0]) if up.args else len(data)
+            if self._upgrade_ignored:  # llhttp stops after it all the same: a fresh parser
+                self._upgrade_ignored = False  # reads the requests that follow
+                self.parser = httptools.HttpRequestParser(self)
+                self.feed(data[offset:])
+                return
             self.s.upgrading(data[offset:])
         except httptools.HttpParserError as exc:
             if self.said_close:  # llhttp refuses data after `Connection: close`: dropped
@@ -115,15 +127,23 @@ class Requests:
             raise _Reject(431)
 
     def on_headers_complete(self) -> None:
+        self._head_end = len(self._head)  # what llhttp reports after it are trailer fields
         self._head_since = None  # the timer, if armed, finds nothing to time and lapses
         parser, head, url = self.parser, self._head, bytes(self._url)
         method = parser.get_method().decode("latin-1")
+        facts = codec.head_facts(head)
+        upgrade = parser.should_upgrade()
+        if upgrade or facts & codec.UPGRADE:
+            if method == "CONNECT":
+                raise _Reject(501)  # a tunnel to wherever the client names: `tcp`, not L7
+            if not http_upgrade.passes(head):  # h2c and the rest: a plain request
+                head = http_upgrade.without_upgrade(head)
+                self._upgrade_ignored, upgrade = upgrade, False
         decision = self.s.host.decide_request(
             self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
                                                codec.header_map(head)))  # fmt: skip
-        facts = codec.head_facts(head)
         ex = codec.Exchange(method, url, parser.should_keep_alive(), bool(facts & codec.CHUNKED),
-                            decision, time.perf_counter(), parser.should_upgrade())  # fmt: skip
+                            decision, time.perf_counter(), upgrade)  # fmt: skip
         ex.expect_continue = bool(facts & codec.EXPECT)
         if ex.allowed:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
@@ -140,4 +160,5 @@ class Requests:
     def on_message_complete(self) -> None:
         self.in_message = False
         self.said_close = not self.parser.should_keep_alive()
-        self.s.request_complete()
+        head, end = self._head, self._head_end
+        self.s.request_complete(head[end:] if len(head) > end else [])

@@ -1,0 +1,79 @@
+"""A raw HTTP/1.1 app: plain sockets on threads, so the bytes are the test's to see.
+
+It switches protocols whenever asked, as an h2c server does: a request with
+an `Upgrade` header (or `CONNECT`, or a path ending `/switch-anyway`) gets
+`101` (`200` to CONNECT), and from then on every byte the connection brings
+is kept in `tunneled`, unanswered: what a client could slip past the L7
+permissions once the proxy joins the two connections. A path ending
+`/trailers` gets a chunked answer with a trailer field (`X-Sum: 5`); a
+chunked request body is read to its end and answered as it came, trailer
+fields and all. Any other request gets `200` with its own head as the body,
+so a test sees exactly what reached the app.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+
+class RawApp:
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.heads: list[bytes] = []  # every request head read, in order
+        self.tunneled: list[bytes] = []  # every byte read after a switch
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    buf += got
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                self.heads.append(head)
+                if head.startswith(b"CONNECT "):
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                elif b"\r\nupgrade:" in head.lower() or b"/switch-anyway " in head:
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                                 b"Upgrade: h2c\r\n\r\n")  # fmt: skip
+                elif head.split(b"\r\n", 1)[0].endswith(b"/trailers HTTP/1.1"):
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                        b"Trailer: X-Sum\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"
+                    )
+                    continue
+                elif b"\r\ntransfer-encoding: chunked" in head.lower():
+                    while b"\r\n0\r\n" not in b"\r\n" + buf or not buf.endswith(b"\r\n\r\n"):
+                        got = conn.recv(65536)
+                        if not got:
+                            return
+                        buf += got
+                    body, buf = buf, b""  # the test sends nothing after it
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(body), body))  # fmt: skip
+                    continue
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(head), head))  # fmt: skip
+                    continue
+                if buf:
+                    self.tunneled.append(buf)
+                while got := conn.recv(65536):
+                    self.tunneled.append(got)
+                return

@@ -1,0 +1,231 @@
+"""The HTTP path against a raw app (tests/raw_app.py): upgrades and trailers.
+
+Upgrades, against an app that switches whenever asked (h2c smuggling).
+
+An app that speaks h2c answers `Upgrade: h2c` with `101` and then serves
+HTTP/2 on that connection; a proxy that joins the connections after the
+`101` lets every later request past the L7 permissions, which judged only
+the first. So only WebSocket upgrades are passed on (test_proxy_http.py has
+its round trip); any other is taken out of the request, which is answered
+as a plain one, CONNECT gets `501`, and a `101` the request did not ask for
+is a `502`. Both paths: web's L4 upstream (db's sidecar parses) and an HTTP
+upstream (both sidecars parse, over a pooled mTLS connection). Real agent,
+proxies and TLS; the mesh is test_proxy_http.py's.
+
+Trailer fields after a chunked body go on both ways, re-written as parsed.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossamer.proxy import http_codec as codec
+from gossamer.proxy import http_upgrade
+from tests.harness.cluster import free_port, put_exact
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    ProxyProc,
+    healthy_sidecars,
+    read_until,
+    sidecar,
+    wait_listening,
+    web_body,
+)
+from tests.raw_app import RawApp
+from tests.test_proxy_http import Mesh, mesh
+
+__all__ = ["mesh"]  # the fixture, imported for pytest
+
+
+def flat(*pairs: tuple[bytes, bytes]) -> list[bytes]:
+    head: list[bytes] = []
+    for name, value in pairs:
+        codec.add_header(head, name, value)
+    return head
+
+
+@pytest.mark.parametrize(
+    ("offered", "passes"),
+    [
+        ([b"websocket"], True),
+        ([b"WebSocket"], True),
+        ([b"h2c"], False),
+        ([b"HTTP/2.0"], False),
+        ([b"TLS/1.2"], False),
+        ([b"websocket, h2c"], False),  # the app could pick h2c
+        ([b"websocket", b"h2c"], False),
+        ([b" , "], False),
+    ],
+)
+def test_only_websocket_is_passed_on(offered: list[bytes], passes: bool) -> None:
+    head = flat((b"Host", b"a"), *((b"Upgrade", value) for value in offered))
+    assert http_upgrade.passes(head) is passes
+    assert codec.head_facts(head) & codec.UPGRADE
+
+
+def test_an_upgrade_taken_out_leaves_the_rest_in_order() -> None:
+    head = flat(
+        (b"Host", b"a"),
+        (b"Connection", b"Upgrade, HTTP2-Settings, keep-alive"),
+        (b"Upgrade", b"h2c"),
+        (b"HTTP2-Settings", b"AAMAAABkAAQAAP__"),
+        (b"X-A", b"1"),
+    )
+    assert codec.pairs(http_upgrade.without_upgrade(head)) == [
+        (b"Host", b"a"),
+        (b"Connection", b"keep-alive"),
+        (b"X-A", b"1"),
+    ]
+    only = flat((b"connection", b"upgrade"), (b"upgrade", b"h2c"))
+    assert http_upgrade.without_upgrade(only) == []
+
+
+_names = st.sampled_from(
+    [b"Host", b"Upgrade", b"upgrade", b"Connection", b"HTTP2-Settings", b"X-Upgrade", b"Keep-Alive"]
+)
+_values = st.sampled_from([b"h2c", b"Upgrade", b"upgrade, close", b"x", b"HTTP2-Settings, a"])
+
+
+@given(st.lists(st.tuples(_names, _values), max_size=8))
+def test_nothing_offering_an_upgrade_is_left(pairs: list[tuple[bytes, bytes]]) -> None:
+    kept = codec.pairs(http_upgrade.without_upgrade(flat(*pairs)))
+    assert not codec.head_facts(flat(*kept)) & codec.UPGRADE
+    for name, value in kept:
+        assert name.lower() not in (b"upgrade", b"http2-settings")
+        if name.lower() == b"connection":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            assert b"upgrade" not in tokens and b"http2-settings" not in tokens and all(tokens)
+    others = [(n, v) for n, v in pairs if n.lower() not in (b"upgrade", b"http2-settings",
+                                                             b"connection")]  # fmt: skip
+    assert [(n, v) for n, v in kept if n.lower() != b"connection"] == others
+
+
+@pytest.fixture(scope="module")
+def switching(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[tuple[RawApp, dict[str, tuple[str, int]]]]:  # fmt: skip
+    """`switch` (the app above, behind an HTTP sidecar) and two clients of it, `sw-l4` (an
+    L4 upstream) and `sw-http` (an HTTP one), each allowed only paths under /public."""
+    tmp = tmp_path_factory.mktemp("upgrades")
+    app, agent = RawApp(), mesh.agent
+    inbound = free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": "switch", "ID": "switch", "Port": app.port, "Address": "127.0.0.1",
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": "http"}}}}})  # fmt: skip
+    addresses: dict[str, tuple[str, int]] = {}
+    proxies: list[ProxyProc] = [sidecar(agent, tmp, "switch")]
+    for name, config in (("sw-l4", {}), ("sw-http", {"protocol": "http"})):
+        port = free_port("127.0.0.1")
+        up = {"DestinationName": "switch", "LocalBindPort": port, "Config": config}
+        agent.put(
+            "/v1/agent/service/register",
+            web_body(agent, free_port(agent.ip), [up]) | {"Name": name, "ID": name},
+        )
+        put_exact(agent, name, "switch", {"Permissions": [
+            {"Action": "allow", "HTTP": {"PathPrefix": "/public"}}]})  # fmt: skip
+        proxies.append(proxy := sidecar(agent, tmp, name))
+        wait_listening("127.0.0.1", port, proxy)
+        addresses[name] = ("127.0.0.1", port)
+    try:
+        wait_listening(agent.ip, inbound, proxies[0])
+        eventually(lambda: healthy_sidecars(agent, "switch") == 1, 30, what="switch passing")
+        for address in addresses.values():
+            eventually(lambda a=address: _ask(a, b"GET /admin HTTP/1.1\r\nHost: s\r\n\r\n")
+                       .startswith(b"HTTP/1.1 403"), 20, what="the L7 permissions")  # fmt: skip
+        yield app, addresses
+    finally:
+        for proxy in proxies:
+            assert proxy.stop() == 0
+        for name in ("switch", "sw-l4", "sw-http"):
+            agent.put(f"/v1/agent/service/deregister/{name}", None)
+        app.stop()
+
+
+def _ask(address: tuple[str, int], raw: bytes, answers: int = 1) -> bytes:
+    """Raw bytes in one write; what comes back until `answers` answers are whole."""
+    with socket.create_connection(address, timeout=10) as s:
+        s.sendall(raw)
+        return read_until(s, lambda got: _whole(got) >= answers)
+
+
+def _whole(got: bytes) -> int:
+    """How many answers with a Content-Length (or none, a 101) `got` holds in full."""
+    count = 0
+    while b"\r\n\r\n" in got:
+        head, got = got.split(b"\r\n\r\n", 1)
+        length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                       if line.startswith(b"content-length:")), 0)  # fmt: skip
+        if len(got) < length:
+            break
+        got, count = got[length:], count + 1
+    return count
+
+
+H2C = (b"GET /public/a HTTP/1.1\r\nHost: s\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+       b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+@pytest.mark.parametrize("offer", [b"h2c", b"websocket, h2c", b"TLS/1.2"])
+def test_an_upgrade_other_than_websocket_is_answered_as_a_plain_request(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str, offer: bytes
+) -> None:
+    """The smuggling attempt: an allowed path offering h2c, then a request the permissions
+    deny, as the app would read it after switching. The app never switches; the second
+    request is judged (403) and never reaches it."""
+    app, addresses = switching
+    heads = len(app.heads)
+    got = _ask(addresses[client], H2C.replace(b"h2c", offer, 1)
+               + b"GET /admin HTTP/1.1\r\nHost: s\r\n\r\n", answers=2)  # fmt: skip
+    first, second = got.split(b"HTTP/1.1 ")[1:3]
+    assert first.startswith(b"200 ") and second.startswith(b"403 ")
+    assert len(app.heads) == heads + 1 and not app.tunneled
+    reached = app.heads[heads].lower()
+    assert reached.startswith(b"get /public/a http/1.1\r\n")
+    assert b"upgrade" not in reached and b"http2-settings" not in reached
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_connect_gets_501_and_reaches_nothing(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str
+) -> None:
+    app, addresses = switching
+    heads = len(app.heads)
+    got = _ask(addresses[client], b"CONNECT /public:443 HTTP/1.1\r\nHost: s\r\n\r\nGET /admin")
+    assert got.startswith(b"HTTP/1.1 501 ")
+    assert len(app.heads) == heads and not app.tunneled
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_a_switch_nobody_asked_for_is_a_502(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str
+) -> None:
+    app, addresses = switching
+    got = _ask(addresses[client], b"GET /public/switch-anyway HTTP/1.1\r\nHost: s\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 502 ")
+    assert not app.tunneled
+    assert _ask(addresses[client], b"GET /public/b HTTP/1.1\r\nHost: s\r\n\r\n").startswith(
+        b"HTTP/1.1 200 "
+    )
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_trailer_fields_go_on_both_ways(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str
+) -> None:
+    _, addresses = switching
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(b"GET /public/trailers HTTP/1.1\r\nHost: s\r\n\r\n")
+        got = read_until(s, lambda got: got.endswith(b"\r\n0\r\nX-Sum: 5\r\n\r\n"))
+        assert got.startswith(b"HTTP/1.1 200 ") and b"\r\n5\r\nhello\r\n" in got
+        s.sendall(
+            b"POST /public/up HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nX-Digest: sha-256=x\r\nX-More: 1\r\n\r\n"
+        )
+        body = b"3\r\nabc\r\n0\r\nX-Digest: sha-256=x\r\nX-More: 1\r\n\r\n"
+        assert read_until(s, lambda got: got.endswith(body)).startswith(b"HTTP/1.1 200 ")
