@@ -19,7 +19,8 @@ The block the app missed may have added to the client's table, so from the
 first deny on each block for the app is written again as literals
 (h2_frames.literal_block), which never refer to the app's table, now behind.
 
-The intentions see fields as the HTTP/1 path's (joined_headers). Each allowed
+The intentions see fields as the HTTP/1 path's (joined_headers), `:path`
+normalized as its target is, and sent on so (http_target.py). Each allowed
 call is followed to the app's last frame for the golden metrics (h2_calls.py;
 the app's half: h2_app.py); `now` comes with the bytes, in seconds. (The
 calling side's sidecar only follows its calls: h2_follow.py.)
@@ -69,6 +70,7 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 from gossamer.proxy.http_codec import joined_headers
+from gossamer.proxy.http_target import BadTarget, normal_path
 
 DENIED_KEPT: Final = 1024  # denied streams kept per connection: late frames on them dropped
 PASS: Final = 0  # what happens to the payload of the client's current frame
@@ -77,6 +79,7 @@ COLLECT: Final = 2
 GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
 HTTP_DENIED: Final = [(b":status", b"403"), (b"content-length", b"0")]
+_NO_PATH: Final = Decision(False, "the :path is no path")  # http_target.BadTarget: refused
 
 
 def _uncounted(status: int, route: str, seconds: float) -> None:
@@ -255,7 +258,14 @@ class H2Gate:
             return
         if stream > self.last:  # a new stream: a request
             self.last = stream
-            decision = self._decide(request_of(fields))
+            try:
+                normal = normal_path(fields)
+            except BadTarget:
+                normal, decision = fields, _NO_PATH
+            else:
+                decision = self._decide(request_of(normal))
+            if normal is not fields:  # its :path written again: the app's table is behind
+                fields, self._literal = normal, True
             if not decision.allowed:
                 grpc = any(n == b"content-type" and v.startswith(b"application/grpc")
                            for n, v in fields)  # fmt: skip

@@ -145,8 +145,12 @@ EXPECT: Final = 4
 HOP: Final = 8
 _CODING: Final = 16  # Transfer-Encoding: CHUNKED when its value names chunked
 UPGRADE: Final = 32
+HOST: Final = 64
+TWO_HOSTS: Final = 128  # more than one Host line
+CODED: Final = 256  # a Transfer-Encoding other than just `chunked` (`gzip, chunked`)
 _FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
-                 b"upgrade": UPGRADE, **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
+                 b"upgrade": UPGRADE, b"host": HOST,
+                 **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
 # A header name as sent -> its bits: names repeat from one message to the next, so each is
 # lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
 _SEEN: Final[dict[bytes, int]] = {}
@@ -154,8 +158,9 @@ _SEEN_MAX: Final = 4096
 
 
 def head_facts(head: list[bytes]) -> int:
-    """The bits of a parsed head: its body is chunked (llhttp has refused any other coding),
-    it has a Content-Length, an Expect, a hop-by-hop header, an Upgrade."""
+    """The bits of a parsed head: its body is chunked (llhttp has refused a coding list
+    that does not end in chunked), with another coding before it; it has a Content-Length,
+    an Expect, a hop-by-hop header, an Upgrade, a Host, two."""
     facts = 0
     seen = _SEEN
     for i in range(0, len(head), 4):
@@ -167,7 +172,11 @@ def head_facts(head: list[bytes]) -> int:
                 seen[name] = bits
         if bits:
             if bits == _CODING:
-                bits = CHUNKED if b"chunked" in head[i + 2].lower() else 0
+                coding = head[i + 2].strip().lower()
+                bits = (CHUNKED if b"chunked" in coding else 0) | (
+                    CODED if coding != b"chunked" else 0)  # fmt: skip
+            elif bits == HOST and facts & HOST:
+                bits = TWO_HOSTS
             facts |= bits
     return facts
 

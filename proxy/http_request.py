@@ -5,12 +5,17 @@ state between requests). A request's head is counted as it arrives (more
 than `max_header_bytes` -> 431) and must be complete within
 `headers_timeout_s` of its first byte, or of the connection (slowloris ->
 408). An upgrade other than WebSocket is taken out of the request, which
-goes on as a plain one, and CONNECT gets `501` (http_upgrade.py). A complete
-head is decided by the intentions (`HttpHost.decide_request`,
-which builds the `HttpRequest` only when an L7 rule applies) and handed to
-the session as an `Exchange`; any llhttp error is a 400. The session then
-answers, forwards or queues it (http1.py). What follows a request that said
-`Connection: close` is not read: that request is answered, then the connection closed.
+goes on as a plain one, and CONNECT gets `501` (http_upgrade.py). The
+target is normalized (http_target.py: what is judged is what the app gets;
+one that is no path gets `400`). What the app could read otherwise than
+the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
+with two (`400`), a transfer coding besides `chunked` (`501`, RFC 9112
+§6.1). A complete head is decided by the intentions
+(`HttpHost.decide_request`, which builds the `HttpRequest` only when an L7
+rule applies) and handed to the session as an `Exchange`; any llhttp error
+is a 400. The session then answers, forwards or queues it (http1.py). What
+follows a request that said `Connection: close` is not read: that request
+is answered, then the connection closed.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import httptools
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_codec as codec
-from gossamer.proxy import http_upgrade
+from gossamer.proxy import http_target, http_upgrade
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
@@ -139,6 +144,19 @@ class Requests:
             if not http_upgrade.passes(head):  # h2c and the rest: a plain request
                 head = http_upgrade.without_upgrade(head)
                 self._upgrade_ignored, upgrade = upgrade, False
+        if facts & (codec.TWO_HOSTS | codec.CODED):  # read one way here, another by the app
+            raise _Reject(400 if facts & codec.TWO_HOSTS else 501)
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Reject(400)  # HTTP/0.9: no head to judge or re-write
+        try:
+            url, authority = http_target.normalize(url)  # judged and sent on as normalized
+        except http_target.BadTarget:
+            raise _Reject(400) from None
+        if authority is not None:
+            head = http_target.with_host(head, authority)
+        elif version == "1.1" and not facts & codec.HOST:
+            raise _Reject(400)  # RFC 9112 §3.2: a server MUST
         decision = self.s.host.decide_request(
             self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
                                                codec.header_map(head)))  # fmt: skip
@@ -148,7 +166,7 @@ class Requests:
         if ex.allowed:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
                 head = codec.end_to_end(head)
-            ex.out.append(codec.request_head(method, url, parser.get_http_version(), head))
+            ex.out.append(codec.request_head(method, url, version, head))
             if method in codec.IDEMPOTENT and not ex.upgrade:
                 ex.replay = list(ex.out)
         self.s.admit(ex)

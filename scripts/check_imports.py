@@ -116,6 +116,8 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/retry_budget.py",
     "proxy/peak_ewma.py",
     "proxy/http_codec.py",
+    "proxy/http_target.py",
+    "proxy/http_upgrade.py",
     "proxy/h2_frames.py",
     "proxy/h2_gate.py",
     "proxy/h2_app.py",

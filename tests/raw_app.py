@@ -7,8 +7,9 @@ is kept in `tunneled`, unanswered: what a client could slip past the L7
 permissions once the proxy joins the two connections. A path ending
 `/trailers` gets a chunked answer with a trailer field (`X-Sum: 5`); a
 chunked request body is read to its end and answered as it came, trailer
-fields and all. Any other request gets `200` with its own head as the body,
-so a test sees exactly what reached the app.
+fields and all; a body of a Content-Length is read and dropped. Any other
+request gets `200` with its own head as the body, so a test sees exactly
+what reached the app.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ class RawApp:
                                  % (len(body), body))  # fmt: skip
                     continue
                 else:
+                    length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                                   if line.startswith(b"content-length:")), 0)  # fmt: skip
+                    while len(buf) < length:
+                        got = conn.recv(65536)
+                        if not got:
+                            return
+                        buf += got
+                    buf = buf[length:]  # a body of a length is read and dropped
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
                                  % (len(head), head))  # fmt: skip
                     continue

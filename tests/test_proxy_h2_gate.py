@@ -150,6 +150,29 @@ def test_a_denied_request_is_answered_here_and_later_ones_decode_right(chunk: in
     assert any(isinstance(e, StreamEnded) and e.stream_id == denied for e in pair.client_events)
 
 
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_a_path_is_judged_and_sent_on_normalized_and_later_blocks_decode_right(
+    chunk: int,
+) -> None:
+    """`/public/../admin` is `/admin` to an app: denied as that. An allowed path written
+    another way reaches the app normalized, its block as literals; the client's table,
+    which the rewritten block added to, stays in step for the blocks after."""
+    pair = Pair(chunk=chunk)
+    extra = (("x-team", "payments"),)
+    dotted = pair.call("/echo.Echo/../admin/Drop")
+    escaped = pair.call("/%65cho.Echo/a/./Unary", extra=extra)
+    after = pair.call("/echo.Echo/Unary", extra=extra)
+    broken = pair.call("/echo.Echo/%zz")
+    for stream in (escaped, after):
+        pair.answer(stream)
+    seen = pair.requests()
+    assert set(seen) == {escaped, after}
+    assert seen[escaped][":path"] == "/echo.Echo/a/Unary"
+    assert seen[after][":path"] == "/echo.Echo/Unary" and seen[after]["x-team"] == "payments"
+    assert pair.responses()[dotted][":status"] == pair.responses()[broken][":status"] == "403"
+    assert [r.path for r in SEEN[-3:]] == ["/admin/Drop", "/echo.Echo/a/Unary", "/echo.Echo/Unary"]
+
+
 def test_a_denied_grpc_call_gets_permission_denied_trailers() -> None:
     pair = Pair()
     stream = pair.call("/admin.Admin/Wipe", grpc=True)

@@ -17,11 +17,14 @@ def flat(*pairs: tuple[bytes, bytes]) -> list[bytes]:
 @pytest.mark.parametrize(
     ("pairs", "facts"),
     [
-        ([(b"Host", b"a")], 0),
+        ([(b"Host", b"a")], codec.HOST),
+        ([(b"Host", b"a"), (b"X-Host", b"b"), (b"HOST", b"c")], codec.HOST | codec.TWO_HOSTS),
         ([(b"Content-Length", b"3")], codec.LENGTH),
         ([(b"content-length", b"3"), (b"CONTENT-LENGTH", b"3")], codec.LENGTH),
-        ([(b"Transfer-Encoding", b"gzip, Chunked")], codec.CHUNKED),
-        ([(b"Transfer-Encoding", b"gzip")], 0),
+        ([(b"Transfer-Encoding", b" Chunked ")], codec.CHUNKED),
+        ([(b"Transfer-Encoding", b"gzip, Chunked")], codec.CHUNKED | codec.CODED),
+        ([(b"Transfer-Encoding", b"identity, chunked")], codec.CHUNKED | codec.CODED),
+        ([(b"Transfer-Encoding", b"gzip")], codec.CODED),
         ([(b"Expect", b"100-continue"), (b"Connection", b"close")], codec.EXPECT | codec.HOP),
         ([(b"Keep-Alive", b"timeout=5"), (b"X-Transfer-Encoding", b"chunked")], codec.HOP),
     ],

@@ -12,6 +12,13 @@ is a `502`. Both paths: web's L4 upstream (db's sidecar parses) and an HTTP
 upstream (both sidecars parse, over a pooled mTLS connection). Real agent,
 proxies and TLS; the mesh is test_proxy_http.py's.
 
+Targets are normalized before they are judged, and the app gets what was
+judged: `/public/../admin` is denied as `/admin`, `/%70ublic/x` allowed as
+`/public/x`, an absolute-form target sent on as its path with its authority
+for Host, and a broken escape gets `400`. A request the app could frame or
+route otherwise than the proxy never reaches it: HTTP/0.9, no Host or two,
+a transfer coding besides chunked.
+
 Trailer fields after a chunked body go on both ways, re-written as parsed.
 """
 
@@ -229,3 +236,58 @@ def test_trailer_fields_go_on_both_ways(
         )
         body = b"3\r\nabc\r\n0\r\nX-Digest: sha-256=x\r\nX-More: 1\r\n\r\n"
         assert read_until(s, lambda got: got.endswith(body)).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+@pytest.mark.parametrize(
+    ("target", "status", "reached"),
+    [
+        (b"/public/../admin", b"403", None),
+        (b"/public/%2e%2E/admin", b"403", None),
+        (b"/%70ublic/x", b"200", b"GET /public/x HTTP/1.1\r\nHost: s"),
+        (b"/public/a/./../b?q=/../admin", b"200", b"GET /public/b?q=/../admin HTTP/1.1\r\nHost: s"),
+        (b"http://elsewhere:81/public/c", b"200", b"GET /public/c HTTP/1.1\r\nHost: elsewhere:81"),
+        (b"/public/%zz", b"400", None),
+        (b"ftp://s/public", b"400", None),
+    ],
+)
+def test_a_target_is_judged_normalized_and_the_app_gets_what_was_judged(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]],
+    client: str,
+    target: bytes,
+    status: bytes,
+    reached: bytes | None,
+) -> None:
+    app, addresses = switching
+    heads = len(app.heads)
+    got = _ask(addresses[client], b"GET %s HTTP/1.1\r\nHost: s\r\n\r\n" % target)
+    assert got.startswith(b"HTTP/1.1 %s " % status), got[:200]
+    assert app.heads[heads:] == ([reached] if reached else [])
+
+
+_HIDDEN = b"GET /public/hidden HTTP/1.1\r\nHost: s\r\n\r\n"
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /public/a\r\n\r\n", b"400"),  # HTTP/0.9
+        (b"GET /public/a HTTP/1.1\r\n\r\n", b"400"),  # no Host
+        (b"GET /public/a HTTP/1.1\r\nHost: s\r\nHost: admin\r\n\r\n", b"400"),
+        (b"POST /public/a HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: identity, chunked\r\n"
+         b"\r\n0\r\n\r\n", b"501"),  # an app that reads no chunks reads "0" as a request
+    ],
+)  # fmt: skip
+def test_a_request_the_app_could_read_otherwise_never_reaches_it(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str, raw: bytes, status: bytes
+) -> None:
+    app, addresses = switching
+    heads = len(app.heads)
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(raw + _HIDDEN)
+        got = read_until(s, lambda got: b"\r\n\r\n" in got)
+        assert got.startswith(b"HTTP/1.1 %s " % status), got[:200]
+        while s.recv(65536):  # then closed: nothing after it is read
+            pass
+    assert app.heads[heads:] == []
