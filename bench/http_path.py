@@ -151,15 +151,21 @@ def _upstream_role() -> tuple[HttpSession, PlainSide, PlainSide, list[Transport]
     return session, client, app, [client_t, app_t]
 
 
+# What db's sidecar tells the app of each caller (proxy/xfcc.py), as long as a real one.
+_TD = "0f5c1c2e-7a41-4bde-9c3e-5d2b8f1a6e90.consul/ns/default/dc/dc1/svc"
+XFCC = f"By=spiffe://{_TD}/db;Hash={'ab' * 32};URI=spiffe://{_TD}/web".encode()
+
+
 def _inbound_role() -> tuple[HttpSession, PlainSide, PlainSide, list[Transport]]:
-    """db's sidecar: each request decided (an L4 allow intention), one app connection."""
+    """db's sidecar: each request decided (an L4 allow intention), one app connection, and
+    the caller told to the app (X-Forwarded-Client-Cert)."""
     config = ProxyConfig("db", local_port=1, protocol="http")
     policy = Policy()
     allow = {"SourceName": "web", "DestinationName": "db", "Action": "allow"}
     policy.intentions, policy.known = IntentionSet([intention_from_json(allow)]), True
     inbound = Inbound(config, lambda: None, policy, tally.Tally())
     client, client_t = _side()
-    session = HttpSession(inbound, client, "web")
+    session = HttpSession(inbound, client, "web", XFCC)
     inbound.http_open.add(session)
     app, app_t = _side()
     session._use_app(app)  # as _open_app does once the local app answered the connect

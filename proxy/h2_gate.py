@@ -20,10 +20,11 @@ first deny on each block for the app is written again as literals
 (h2_frames.literal_block), which never refer to the app's table, now behind.
 
 The intentions see fields as the HTTP/1 path's (joined_headers), `:path`
-normalized as its target is, and sent on so (http_target.py). Each allowed
-call is followed to the app's last frame for the golden metrics (h2_calls.py;
-the app's half: h2_app.py); `now` comes with the bytes, in seconds. (The
-calling side's sidecar only follows its calls: h2_follow.py.)
+normalized as its target is and a client's X-Forwarded-Client-Cert dropped,
+and the app gets them so (http_target.py, xfcc.py). Each allowed call is
+followed to the app's last frame for the golden metrics (h2_calls.py; the
+app's half: h2_app.py); `now` comes with the bytes, in seconds. (The calling
+side's sidecar only follows its calls: h2_follow.py.)
 
 The first bytes decide the rest: the HTTP/2 preface makes the connection
 gated; anything else (h2 inside the apps' own TLS, or not HTTP/2 at all)
@@ -39,6 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy import http_target, xfcc
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook, Done
 from gossamer.proxy.h2_frames import (
@@ -70,7 +72,6 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 from gossamer.proxy.http_codec import joined_headers
-from gossamer.proxy.http_target import BadTarget, normal_path
 
 DENIED_KEPT: Final = 1024  # denied streams kept per connection: late frames on them dropped
 PASS: Final = 0  # what happens to the payload of the client's current frame
@@ -106,8 +107,7 @@ class H2Gate:
         self._now = 0.0
         self._head = bytearray()  # the client's frame header being read
         self._left = 0  # its payload bytes still to come
-        self._in_frame = False
-        self._mode = PASS
+        self._in_frame, self._mode = False, PASS
         self._frame = (0, 0, 0)  # kind, flags, stream of the current frame
         self._payload = bytearray()  # a HEADERS or CONTINUATION frame being gathered
         self._settings: bytearray | None = None  # a SETTINGS payload passing through
@@ -259,12 +259,12 @@ class H2Gate:
         if stream > self.last:  # a new stream: a request
             self.last = stream
             try:
-                normal = normal_path(fields)
-            except BadTarget:
+                normal = xfcc.without_field(http_target.normal_path(fields))
+            except http_target.BadTarget:
                 normal, decision = fields, _NO_PATH
             else:
                 decision = self._decide(request_of(normal))
-            if normal is not fields:  # its :path written again: the app's table is behind
+            if normal is not fields:  # written again: the app's HPACK table is behind
                 fields, self._literal = normal, True
             if not decision.allowed:
                 grpc = any(n == b"content-type" and v.startswith(b"application/grpc")

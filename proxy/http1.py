@@ -45,8 +45,9 @@ HELD_BODY: Final = 256 * 1024
 class HttpSession(HttpJoint):
     """One client connection on the HTTP path."""
 
-    def __init__(self, host: HttpHost, client: Side, source: str) -> None:
+    def __init__(self, host: HttpHost, client: Side, source: str, xfcc: bytes = b"") -> None:
         self.host, self.client, self.source = host, client, source
+        self.xfcc = xfcc  # X-Forwarded-Client-Cert for each request (inbound: xfcc.py)
         self.loop = asyncio.get_running_loop()  # once: each call is a getpid() system call
         self.app: Side | None = None
         self.tunnel: Relay | None = None

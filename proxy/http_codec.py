@@ -148,8 +148,10 @@ UPGRADE: Final = 32
 HOST: Final = 64
 TWO_HOSTS: Final = 128  # more than one Host line
 CODED: Final = 256  # a Transfer-Encoding other than just `chunked` (`gzip, chunked`)
+XFCC: Final = 512  # X-Forwarded-Client-Cert (xfcc.py)
+XFCC_NAME: Final = b"x-forwarded-client-cert"
 _FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
-                 b"upgrade": UPGRADE, b"host": HOST,
+                 b"upgrade": UPGRADE, b"host": HOST, XFCC_NAME: XFCC,
                  **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
 # A header name as sent -> its bits: names repeat from one message to the next, so each is
 # lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
@@ -160,7 +162,7 @@ _SEEN_MAX: Final = 4096
 def head_facts(head: list[bytes]) -> int:
     """The bits of a parsed head: its body is chunked (llhttp has refused a coding list
     that does not end in chunked), with another coding before it; it has a Content-Length,
-    an Expect, a hop-by-hop header, an Upgrade, a Host, two."""
+    an Expect, a hop-by-hop header, an Upgrade, a Host, two, an X-Forwarded-Client-Cert."""
     facts = 0
     seen = _SEEN
     for i in range(0, len(head), 4):

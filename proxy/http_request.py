@@ -10,7 +10,9 @@ target is normalized (http_target.py: what is judged is what the app gets;
 one that is no path gets `400`). What the app could read otherwise than
 the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
 with two (`400`), a transfer coding besides `chunked` (`501`, RFC 9112
-§6.1). A complete head is decided by the intentions
+§6.1). A client's X-Forwarded-Client-Cert is dropped; on the inbound
+sidecar the caller's verified one is added (xfcc.py). A complete head is
+decided by the intentions
 (`HttpHost.decide_request`, which builds the `HttpRequest` only when an L7
 rule applies) and handed to the session as an `Exchange`; any llhttp error
 is a 400. The session then answers, forwards or queues it (http1.py). What
@@ -28,7 +30,7 @@ import httptools
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_codec as codec
-from gossamer.proxy import http_target, http_upgrade
+from gossamer.proxy import http_target, http_upgrade, xfcc
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
@@ -157,6 +159,11 @@ class Requests:
             head = http_target.with_host(head, authority)
         elif version == "1.1" and not facts & codec.HOST:
             raise _Reject(400)  # RFC 9112 §3.2: a server MUST
+        if facts & codec.XFCC:  # only the inbound sidecar says who called
+            head = xfcc.without(head)
+        if self.s.xfcc:
+            head += (codec.XFCC_NAME, codec.SEP, self.s.xfcc, codec.CRLF)
+            self._head_end = len(self._head)  # trailer fields come after what it had
         decision = self.s.host.decide_request(
             self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
                                                codec.header_map(head)))  # fmt: skip

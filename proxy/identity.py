@@ -44,6 +44,7 @@ class Identity:
     serial: str
     server_tunnel: ssl.SSLContext  # the same, agreeing to frames (ALPN, mux.py): inbound ports
     client_tunnel: ssl.SSLContext  # the same, offering frames: upstreams
+    uri: str = ""  # the leaf's SPIFFE ID (the leaf answer's ServiceURI)
 
 
 def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
@@ -73,6 +74,7 @@ def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
         client=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata),
         trust=Trust(trust_domain, frozenset(certs)),
         serial=str(leaf.get("SerialNumber", "")),
+        uri=str(leaf.get("ServiceURI", "")),
         server_tunnel=_context(ssl.PROTOCOL_TLS_SERVER, cert_pem, key_pem, cadata, TUNNEL_ALPN),
         client_tunnel=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata, TUNNEL_ALPN),
     )

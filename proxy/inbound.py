@@ -90,10 +90,8 @@ class Inbound(InboundHttp):
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
         self.l4_decisions: dict[str, Decision | None] = {}  # inbound_http.py `_l4_decision`
         self.l4_decided_by: tuple[object, bool, object] | None = None
-        self.headers_timeout_s, self.max_header_bytes = (
-            config.headers_timeout_s,
-            config.max_header_bytes,
-        )
+        self.headers_timeout_s = config.headers_timeout_s
+        self.max_header_bytes = config.max_header_bytes
         self.limits = Limits(config.request_timeout_s, config.request_idle_s, config.client_idle_s)
         self.chains = ChainMemory()
         self._server: asyncio.Server | None = None
@@ -151,13 +149,14 @@ class Inbound(InboundHttp):
             self.tunnels.start(side, source)
             return
         if is_l7(self.config.protocol):
-            self.serve_http(side, source, started)
+            self.serve_http(side, source, started, self.xfcc_of(side))
             return
         await self._join(side, source, peer, started)
 
-    def serve_http(self, side: TlsSide | StreamSide, source: str, started: float) -> None:
+    def serve_http(self, side: TlsSide | StreamSide, source: str, started: float,
+                   xfcc: bytes) -> None:  # fmt: skip
         """Requests from `source` on `side`, each decided (inbound_http.py)."""
-        session = HttpSession(self, side, source)
+        session = HttpSession(self, side, source, xfcc)
         self.http_open.add(session)
         self.tally.add("inbound.allowed")
         self.metrics.inbound(source).connected(session, time.monotonic() - started)

@@ -4,6 +4,7 @@
 permissions of the matching intention (`decide_request`; the `HttpRequest`
 is only built when such a rule applies), counted on the inbound edge and
 reported when denied; the app connection is the local app, one per session.
+Each mTLS connection's X-Forwarded-Client-Cert is made here, once (xfcc.py).
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from gossamer.intentions.decide import decide
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.http_deadlines import Limits
+from gossamer.proxy.identity import Identity
 from gossamer.proxy.side import PlainSide, Side
+from gossamer.proxy.tls_side import TlsSide
+from gossamer.proxy.xfcc import header_value
 
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
@@ -46,6 +52,16 @@ class InboundHttp:
     limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
     l4_decisions: dict[str, Decision | None]  # source -> its decision when no L7 rule applies
     l4_decided_by: tuple[object, bool, object] | None  # (intentions, default, config) of those
+    chains: ChainMemory
+    _identity: Callable[[], Identity | None]
+
+    def xfcc_of(self, wire: TlsSide) -> bytes:
+        """The X-Forwarded-Client-Cert value for requests from `wire`'s client (xfcc.py)."""
+        identity = self._identity()
+        if identity is None:
+            return b""
+        chain = wire.pipe.peer_certificates()
+        return header_value(identity.uri, chain, identity.trust, datetime.now(UTC), self.chains)
 
     def take_idle(self, skip: tuple[object, ...]) -> Side | None:
         return None  # the app connection is opened per session (open_backend)

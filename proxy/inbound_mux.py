@@ -41,6 +41,7 @@ class InboundMuxes:
     def __init__(self, inbound: Inbound) -> None:
         self.inbound = inbound
         self.muxes: set[Mux] = set()
+        self.xfcc: dict[Mux, bytes] = {}  # X-Forwarded-Client-Cert of each wire's client
         self.draining = False
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -52,6 +53,8 @@ class InboundMuxes:
         mux = Mux(wire, opener=False, on_open=self._open, on_idle=self._idle, on_lost=self._lost)
         if not mux.lost:
             self.muxes.add(mux)
+            if is_l7(self.inbound.config.protocol):  # once per wire, for all its streams
+                self.xfcc[mux] = self.inbound.xfcc_of(wire)
         if self._sweep is None:
             loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(INBOUND_IDLE_S / 2, self._swept)
@@ -75,7 +78,7 @@ class InboundMuxes:
             wire.peer_checked = (trust, source, started)
         if l7:  # a pooled connection of the client sidecar's: each request is decided
             mux.accept(stream)
-            inbound.serve_http(stream, source, started)
+            inbound.serve_http(stream, source, started, self.xfcc.get(mux, b""))
             return
         task = asyncio.create_task(inbound._join(stream, source, peer_of(wire), started))
         inbound._tasks.add(task)
@@ -87,6 +90,7 @@ class InboundMuxes:
 
     def _lost(self, mux: Mux) -> None:
         self.muxes.discard(mux)
+        self.xfcc.pop(mux, None)
 
     def _swept(self) -> None:
         self._sweep = None
@@ -117,6 +121,7 @@ class InboundMuxes:
         for mux in list(self.muxes):
             mux.close(abort=bool(mux.streams))
         self.muxes.clear()
+        self.xfcc.clear()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None

@@ -27,7 +27,7 @@ COMPILED = (
     "h2_relay", "hpack_reader", "http1", "http_codec", "http_deadlines", "http_joint", "http_reply",
     "http_request", "http_target", "http_upstream", "inbound", "inbound_http", "inbound_mux", "mux",
     "mux_frames", "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay",
-    "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side",
+    "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side", "xfcc",
 )  # fmt: skip
 # Hand-written C built alongside them (under the same manifest): proxy/heap.py's extension.
 C_SOURCES = ("_heap.c",)

@@ -118,6 +118,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/http_codec.py",
     "proxy/http_target.py",
     "proxy/http_upgrade.py",
+    "proxy/xfcc.py",
     "proxy/h2_frames.py",
     "proxy/h2_gate.py",
     "proxy/h2_app.py",

@@ -194,6 +194,8 @@ async def test_check_evaluates_l7_permissions_when_the_request_is_described(serv
         is False  # a repeated header is matched joined: "prod,dev"  # fmt: skip
     denied, reason = await allowed(path="/admin/x")
     assert denied is False and "Permissions[0] (deny)" in reason
+    for spelled in ("/api/../admin/x", "/%61dmin/x", "/api/%2e%2e/admin/x"):  # as sidecars read
+        assert (await allowed(path=spelled))[1] == reason
     missed, reason = await allowed(path="/other")
     assert missed is False and "default policy is deny" in reason
     served.policy["allow"] = True
@@ -299,6 +301,8 @@ BAD = [
      "header": "NoColon"}, None, "header: expected Name:Value"),
     ("GET", "/v1/connect/intentions/check", {"source": "web", "destination": "db",
      "path": "api"}, None, "path: must start with '/'"),
+    ("GET", "/v1/connect/intentions/check", {"source": "web", "destination": "db",
+     "path": "/a%zz"}, None, "path: a broken percent-escape"),
     ("GET", "/v1/connect/intentions/check", {"source": "web", "destination": "db",
      "source-type": "external-uri"}, None, "source-type"),
     ("POST", "/v1/agent/connect/authorize", {}, {"Target": "db",

@@ -233,14 +233,25 @@ def test_l7_permissions_decide_each_grpc_call_on_one_connection(
         # h2 inside the app's own TLS cannot be read: an L7 intention refuses the connection
         put_exact(agent, "web", "rpcs", {"Permissions": [
             {"Action": "allow", "HTTP": {"PathPrefix": "/"}}]})  # fmt: skip
-        with _h2_over_tls(upstream) as channel:
-            unary = channel.unary_unary("/echo.Echo/Unary")
-            with pytest.raises(grpc.RpcError) as refused:
-                unary(b"x", timeout=5)
-            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        eventually(
+            lambda: _tls_call_refused(upstream),
+            20,
+            what="the TLS connection refused once the L7 intention reached the proxy",
+        )
     finally:
         set_intention(agent, "web", "rpc", "allow")
         set_intention(agent, "web", "rpcs", "allow")
+
+
+def _tls_call_refused(upstream: dict[str, object]) -> bool:
+    """A call of h2 inside the app's own TLS fails UNAVAILABLE (its connection refused)."""
+    with _h2_over_tls(upstream) as channel:
+        try:
+            channel.unary_unary("/echo.Echo/Unary")(b"x", timeout=5)
+        except grpc.RpcError as refused:
+            assert refused.code() is grpc.StatusCode.UNAVAILABLE, refused
+            return True
+    return False
 
 
 def test_sigterm_sends_goaway_and_a_call_in_flight_finishes(upstream: dict[str, object]) -> None:

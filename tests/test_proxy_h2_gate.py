@@ -155,22 +155,26 @@ def test_a_path_is_judged_and_sent_on_normalized_and_later_blocks_decode_right(
     chunk: int,
 ) -> None:
     """`/public/../admin` is `/admin` to an app: denied as that. An allowed path written
-    another way reaches the app normalized, its block as literals; the client's table,
-    which the rewritten block added to, stays in step for the blocks after."""
+    another way reaches the app normalized, its block as literals, and a block with a
+    client's X-Forwarded-Client-Cert without it; the client's table, which the rewritten
+    blocks added to, stays in step for the blocks after."""
     pair = Pair(chunk=chunk)
     extra = (("x-team", "payments"),)
     dotted = pair.call("/echo.Echo/../admin/Drop")
     escaped = pair.call("/%65cho.Echo/a/./Unary", extra=extra)
+    forged = pair.call("/echo.Echo/Who", extra=(("x-forwarded-client-cert", "URI=spiffe://x"),))
     after = pair.call("/echo.Echo/Unary", extra=extra)
     broken = pair.call("/echo.Echo/%zz")
-    for stream in (escaped, after):
+    for stream in (escaped, forged, after):
         pair.answer(stream)
     seen = pair.requests()
-    assert set(seen) == {escaped, after}
+    assert set(seen) == {escaped, forged, after}
     assert seen[escaped][":path"] == "/echo.Echo/a/Unary"
+    assert "x-forwarded-client-cert" not in seen[forged]  # a client's is dropped
     assert seen[after][":path"] == "/echo.Echo/Unary" and seen[after]["x-team"] == "payments"
     assert pair.responses()[dotted][":status"] == pair.responses()[broken][":status"] == "403"
-    assert [r.path for r in SEEN[-3:]] == ["/admin/Drop", "/echo.Echo/a/Unary", "/echo.Echo/Unary"]
+    assert [r.path for r in SEEN[-4:]] == ["/admin/Drop", "/echo.Echo/a/Unary", "/echo.Echo/Who",
+                                           "/echo.Echo/Unary"]  # fmt: skip
 
 
 def test_a_denied_grpc_call_gets_permission_denied_trailers() -> None:

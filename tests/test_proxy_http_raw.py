@@ -17,7 +17,8 @@ judged: `/public/../admin` is denied as `/admin`, `/%70ublic/x` allowed as
 `/public/x`, an absolute-form target sent on as its path with its authority
 for Host, and a broken escape gets `400`. A request the app could frame or
 route otherwise than the proxy never reaches it: HTTP/0.9, no Host or two,
-a transfer coding besides chunked.
+a transfer coding besides chunked. The app learns who called from
+X-Forwarded-Client-Cert, which no client can write for it.
 
 Trailer fields after a chunked body go on both ways, re-written as parsed.
 """
@@ -45,15 +46,9 @@ from tests.proxy_support import (
 )
 from tests.raw_app import RawApp
 from tests.test_proxy_http import Mesh, mesh
+from tests.test_proxy_http_codec import flat
 
 __all__ = ["mesh"]  # the fixture, imported for pytest
-
-
-def flat(*pairs: tuple[bytes, bytes]) -> list[bytes]:
-    head: list[bytes] = []
-    for name, value in pairs:
-        codec.add_header(head, name, value)
-    return head
 
 
 @pytest.mark.parametrize(
@@ -262,7 +257,11 @@ def test_a_target_is_judged_normalized_and_the_app_gets_what_was_judged(
     heads = len(app.heads)
     got = _ask(addresses[client], b"GET %s HTTP/1.1\r\nHost: s\r\n\r\n" % target)
     assert got.startswith(b"HTTP/1.1 %s " % status), got[:200]
-    assert app.heads[heads:] == ([reached] if reached else [])
+    if reached is None:
+        assert app.heads[heads:] == []
+    else:  # the request line and Host as judged, then the caller (the last test)
+        ((head),) = app.heads[heads:]
+        assert head.startswith(reached + b"\r\nx-forwarded-client-cert: ")
 
 
 _HIDDEN = b"GET /public/hidden HTTP/1.1\r\nHost: s\r\n\r\n"
@@ -291,3 +290,21 @@ def test_a_request_the_app_could_read_otherwise_never_reaches_it(
         while s.recv(65536):  # then closed: nothing after it is read
             pass
     assert app.heads[heads:] == []
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_the_app_is_told_the_verified_caller_and_never_a_forged_one(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str
+) -> None:
+    app, addresses = switching
+    heads = len(app.heads)
+    forged = b"X-Forwarded-Client-Cert: By=spiffe://x/svc/switch;URI=spiffe://x/svc/admin\r\n"
+    got = _ask(addresses[client], b"GET /public/who HTTP/1.1\r\nHost: s\r\n" + forged + b"\r\n")
+    assert got.startswith(b"HTTP/1.1 200 ")
+    (head,) = app.heads[heads:]
+    fields = [line for line in head.split(b"\r\n") if line.lower().startswith(b"x-forwarded-")]
+    assert len(fields) == 1, fields
+    by, digest, uri = fields[0].split(b": ", 1)[1].split(b";")
+    assert by.startswith(b"By=spiffe://") and by.endswith(b"/svc/switch")
+    assert uri.startswith(b"URI=spiffe://") and uri.endswith(b"/svc/" + client.encode())
+    assert len(digest) == len(b"Hash=") + 64 and digest.startswith(b"Hash=")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_target import BadTarget, normalize, with_host
+from tests.test_proxy_http_codec import flat
 
 
 @pytest.mark.parametrize(
@@ -53,9 +54,7 @@ def test_a_normal_target_comes_back_as_it_was() -> None:
 
 
 def test_the_authority_of_an_absolute_target_is_the_host() -> None:
-    head: list[bytes] = []
-    for name, value in ((b"HOST", b"evil"), (b"X-A", b"1"), (b"host", b"other")):
-        codec.add_header(head, name, value)
+    head = flat((b"HOST", b"evil"), (b"X-A", b"1"), (b"host", b"other"))
     assert codec.pairs(with_host(head, b"db:80")) == [(b"HOST", b"db:80"), (b"X-A", b"1")]
     assert codec.pairs(with_host([], b"db")) == [(b"Host", b"db")]
 

@@ -46,6 +46,7 @@ from gossamer.intentions.decide import match
 from gossamer.intentions.model import HttpRequest
 from gossamer.intentions.spiffe import SpiffeError, parse_service_uri
 from gossamer.intentions.validate import Problem
+from gossamer.proxy.http_target import BadTarget, normalize
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110: methods and header names
 DEFAULT_POLICY_HEADER = "X-Gossamer-Default-Policy"
@@ -62,7 +63,8 @@ def l7_request(
     """The HTTP request to evaluate L7 permissions against; None when nothing describes one.
 
     `names` are what the caller calls the method, path and headers fields,
-    so problems name them. A missing method is GET and a missing path `/`.
+    so problems name them. A missing method is GET and a missing path `/`;
+    a path is normalized as the sidecars do (proxy/http_target.py).
     """
     header_list = list(headers)
     if method is None and path is None and not header_list:
@@ -71,6 +73,11 @@ def l7_request(
         out.append(Problem(names[0], f"must be an HTTP method, got {method!r}"))
     if path is not None and not path.startswith("/"):
         out.append(Problem(names[1], f"must start with '/', got {path!r}"))
+    elif path is not None:  # judged as the sidecar judges it: `/a/../admin` is `/admin`
+        try:
+            path = normalize(path.encode())[0].decode(errors="replace")
+        except BadTarget as exc:
+            out.append(Problem(names[1], str(exc)))
     joined: dict[str, str] = {}
     for name, value in header_list:
         if not _TOKEN.fullmatch(name):
