@@ -9,8 +9,10 @@ one with its trailer fields); interim
 answers (`100 Continue`) pass through without ending the request; a `101`
 to an upgrade request hands the connections over to a byte relay
 (`HttpSession.upgraded`), and to any other is refused like garbage; a
-HEAD answer ends at its head. Anything llhttp cannot parse is
-retried under the session's rules, else a 502 (or a cut once the answer
+HEAD answer ends at its head. Anything llhttp cannot parse, and more
+bytes than a request's head may have (`max_header_bytes`) that move no
+answer on (a head or trailer fields without end: llhttp sets no bound),
+is retried under the session's rules, else a 502 (or a cut once the answer
 began).
 """
 
@@ -53,6 +55,10 @@ class Reply:
         self._broken = False  # llhttp refused the stream (or it was upgraded)
         self._left = 0  # body bytes still to come of an answer with a Content-Length
         self._past = False  # they are counted here, not by the parser (PAST_PARSER)
+        # Bytes that moved no answer on (no head complete, no body, no end): what llhttp
+        # gathers into a head or trailer fields, bounded as a request's (max_header_bytes).
+        self._moved = 0  # such events so far
+        self._stalled = 0  # bytes fed since the last
 
     def rebind(self, session: HttpSession) -> bool:
         """Serve `session` now (a pooled connection borrowed again); False when this parser
@@ -77,6 +83,7 @@ class Reply:
         if not s.queue:
             s.drop_app()  # an answer nobody asked for
             return
+        moved = self._moved
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
@@ -85,15 +92,28 @@ class Reply:
             s.upgraded(data[offset:])
             return
         except httptools.HttpParserError:  # sent again elsewhere, else 502 (cut once answered)
-            self._broken = True
-            if not s.retry():
-                if s.queue:
-                    s.fail(502)
-                else:
-                    s.close(abort=True)
+            self._refused()
             return
+        if self._moved == moved:  # all of it into a head or trailer fields, not complete
+            self._stalled += len(data)
+            if self._stalled > s.host.max_header_bytes:  # llhttp (httptools) keeps it all
+                self._refused()
+                return
+        else:
+            self._stalled = 0
         if self._left > PAST_PARSER and not self.dead:
             self._past = True  # the parser is left mid-body: a new one takes the next answer
+
+    def _refused(self) -> None:
+        """An answer that cannot go on: sent again elsewhere, else a 502 (a cut once the
+        client has the head of it)."""
+        self._broken = True
+        s = self.s
+        if not s.retry():
+            if s.queue:
+                s.fail(502)
+            else:
+                s.close(abort=True)
 
     def _body_past(self, data: bytes) -> None:
         """The rest of a long body, read by read; at its end, the answer's end as the parser
@@ -140,6 +160,7 @@ class Reply:
         self._head += (name, codec.SEP, value, codec.CRLF)  # codec.add_header, without a call
 
     def on_headers_complete(self) -> None:
+        self._moved += 1
         self._head_end = len(self._head)  # what llhttp reports after it are trailer fields
         if self.dead or not self.s.queue:
             return
@@ -170,12 +191,14 @@ class Reply:
             self._left = codec.content_length(self._head)
 
     def on_body(self, body: bytes) -> None:
+        self._moved += 1
         self._left -= len(body)
         if self.dead:
             return
         self.s.client.send(codec.chunk(body) if self._chunked else body)
 
     def on_message_complete(self) -> None:
+        self._moved += 1
         self._left = 0
         self._ended(self.parser.get_status_code(), self.parser.should_keep_alive())
 

@@ -2,7 +2,8 @@
 
 One `Requests` per client connection (httptools' request parser keeps
 state between requests). A request's head is counted as it arrives (more
-than `max_header_bytes` -> 431) and must be complete within
+than `max_header_bytes` -> 431; so are reads that complete nothing, since
+httptools gathers a field's value whole) and must be complete within
 `headers_timeout_s` of its first byte, or of the connection (slowloris ->
 408). An upgrade other than WebSocket is taken out of the request, which
 goes on as a plain one, and CONNECT gets `501` (http_upgrade.py). The
@@ -60,6 +61,10 @@ class Requests:
         self._head: list[bytes] = []  # flat, http_codec.add_header
         self._head_bytes = 0
         self._head_end = 0
+        # Bytes that moved no request on (no head complete, no body, no end) are bounded as
+        # a head is: a field's value arriving without end is gathered whole by httptools.
+        self._moved = 0  # such events so far
+        self._stalled = 0  # bytes fed since the last
         # The request just parsed offered an upgrade that was taken out (http_upgrade.py):
         # llhttp still stops after it, as after any upgrade request.
         self._upgrade_ignored = False
@@ -76,6 +81,7 @@ class Requests:
     def feed(self, data: bytes) -> None:
         if self.said_close:
             return
+        moved = self._moved
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as up:
@@ -91,6 +97,13 @@ class Requests:
                 return
             cause = exc.__context__
             self.s.fail(cause.status if isinstance(cause, _Reject) else 400)
+            return
+        if self._moved != moved:
+            self._stalled = 0
+            return
+        self._stalled += len(data)  # all of it into a head (or trailer fields) not complete,
+        if self._stalled > self._limit:  # whose field httptools gathers without bound
+            self.s.fail(431)
 
     def stop(self) -> None:
         self._head_since = None
@@ -134,6 +147,7 @@ class Requests:
             raise _Reject(431)
 
     def on_headers_complete(self) -> None:
+        self._moved += 1
         self._head_end = len(self._head)  # what llhttp reports after it are trailer fields
         self._head_since = None  # the timer, if armed, finds nothing to time and lapses
         parser, head, url = self.parser, self._head, bytes(self._url)
@@ -179,10 +193,12 @@ class Requests:
         self.s.admit(ex)
 
     def on_body(self, body: bytes) -> None:
+        self._moved += 1
         self.s.queue[-1].replay = None  # a body is streamed, not kept: not retried
         self.s.body(body)
 
     def on_message_complete(self) -> None:
+        self._moved += 1
         self.in_message = False
         self.said_close = not self.parser.should_keep_alive()
         head, end = self._head, self._head_end

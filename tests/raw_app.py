@@ -7,7 +7,9 @@ is kept in `tunneled`, unanswered: what a client could slip past the L7
 permissions once the proxy joins the two connections. A path ending
 `/trailers` gets a chunked answer with a trailer field (`X-Sum: 5`); a
 chunked request body is read to its end and answered as it came, trailer
-fields and all; a body of a Content-Length is read and dropped. Any other
+fields and all; a body of a Content-Length is read and dropped. A path
+ending `/endless-head` (`/endless-trailer`) gets a head (trailer field)
+whose value goes on for 8 MiB, or until the proxy stops taking it. Any other
 request gets `200` with its own head as the body, so a test sees exactly
 what reached the app.
 """
@@ -24,6 +26,7 @@ class RawApp:
         self.port: int = self.sock.getsockname()[1]
         self.heads: list[bytes] = []  # every request head read, in order
         self.tunneled: list[bytes] = []  # every byte read after a switch
+        self.endless_sent = 0  # of the last endless field, what the proxy took
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stop(self) -> None:
@@ -53,6 +56,22 @@ class RawApp:
                 elif b"\r\nupgrade:" in head.lower() or b"/switch-anyway " in head:
                     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                                  b"Upgrade: h2c\r\n\r\n")  # fmt: skip
+                elif head.split(b"\r\n", 1)[0].endswith(
+                    (b"/endless-head HTTP/1.1", b"/endless-trailer HTTP/1.1")
+                ):
+                    trailer = b"/endless-trailer " in head
+                    start = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             b"2\r\nok\r\n0\r\nX-T: " if trailer else
+                             b"HTTP/1.1 200 OK\r\nX-A: ")  # fmt: skip
+                    self.endless_sent = 0
+                    try:
+                        conn.sendall(start)
+                        for _ in range(128):  # 8 MiB of one field's value, or until cut
+                            conn.sendall(b"a" * 65536)
+                            self.endless_sent += 65536
+                    except OSError:
+                        pass
+                    return
                 elif head.split(b"\r\n", 1)[0].endswith(b"/trailers HTTP/1.1"):
                     conn.sendall(
                         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"

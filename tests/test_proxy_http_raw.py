@@ -25,6 +25,7 @@ Trailer fields after a chunked body go on both ways, re-written as parsed.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 
@@ -308,3 +309,33 @@ def test_the_app_is_told_the_verified_caller_and_never_a_forged_one(
     assert by.startswith(b"By=spiffe://") and by.endswith(b"/svc/switch")
     assert uri.startswith(b"URI=spiffe://") and uri.endswith(b"/svc/" + client.encode())
     assert len(digest) == len(b"Hash=") + 64 and digest.startswith(b"Hash=")
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_a_field_without_end_is_cut_at_the_head_limit_both_ways(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str
+) -> None:
+    """llhttp sets no bound on a head and httptools gathers a field's value whole: a value
+    that never ends is cut once it passes max_header_bytes (64 KiB here), from a client
+    (431) or the app (502 before the answer began, a cut after), not kept to the end."""
+    app, addresses = switching
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(b"GET /public/a HTTP/1.1\r\nHost: s\r\nX-A: ")
+        try:
+            for _ in range(64):  # 4 MiB, unless the proxy answers and closes first
+                s.sendall(b"a" * 65536)
+        except OSError:
+            pass
+        assert read_until(s, lambda got: b"\r\n\r\n" in got).startswith(b"HTTP/1.1 431 ")
+    assert _ask(addresses[client], b"GET /public/endless-head HTTP/1.1\r\nHost: s\r\n\r\n"
+                ).startswith(b"HTTP/1.1 502 ")  # fmt: skip
+    assert app.endless_sent < 4 << 20  # cut, not taken whole (socket buffers hold some)
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(b"GET /public/endless-trailer HTTP/1.1\r\nHost: s\r\n\r\n")
+        got = b""  # the answer began: cut (a reset, maybe), without its last chunk
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(65536):
+                got += chunk
+    assert got.startswith(b"HTTP/1.1 200 ") and b"\r\n2\r\nok\r\n" in got
+    assert not got.endswith(b"\r\n\r\n")
+    assert app.endless_sent < 4 << 20
