@@ -4,10 +4,9 @@ A request or response goes on only once httptools has parsed its whole
 head, and it goes on re-serialized from what was parsed (never the raw
 bytes), with its body framed the way it came (chunked stays chunked with
 the chunks re-encoded and the trailer fields after them kept, a
-Content-Length body goes as is). So nothing
-half-parsed is forwarded, and an ambiguous message (Content-Length with
-Transfer-Encoding, two lengths, a bad chunk) never reaches the other side:
-llhttp refuses it first.
+Content-Length body goes as is). So nothing half-parsed is forwarded, and
+an ambiguous message (Content-Length with Transfer-Encoding, two lengths,
+a bad chunk) never reaches the other side: llhttp refuses it first.
 
 A head is kept flat as parsed (`add_header`: name, ": ", value, CRLF per
 header), so writing it on is one join.
@@ -27,8 +26,7 @@ from gossamer.intentions.model import Decision
 REASONS: Final = {
     400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
     431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
 }  # fmt: skip
 DENIED_BODY: Final = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110
@@ -129,7 +127,8 @@ def last_chunk(trailers: list[bytes]) -> bytes:
 
 
 def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
-    """An answer of the proxy's own (403, 400, 408, 431, 502, 503, 504): short, plain text."""
+    """An answer of the proxy's own (400, 403, 408, 431, 501, 502, 503, 504): short, plain
+    text."""
     text = body or REASONS.get(status, b"Error")
     head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
             b"content-type: text/plain\r\n", b"content-length: %d\r\n" % len(text)]  # fmt: skip

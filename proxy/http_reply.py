@@ -5,15 +5,14 @@ between answers); a pooled connection keeps its `Reply` from one borrowing
 session to the next (`rebind`), only between two answers of a parser in a
 sound state. A final answer's head goes to the client once parsed
 (re-serialized, http_codec.py), its body framed as it came (a chunked
-one with its trailer fields); interim
-answers (`100 Continue`) pass through without ending the request; a `101`
-to an upgrade request hands the connections over to a byte relay
-(`HttpSession.upgraded`), and to any other is refused like garbage; a
-HEAD answer ends at its head. Anything llhttp cannot parse, and more
-bytes than a request's head may have (`max_header_bytes`) that move no
-answer on (a head or trailer fields without end: llhttp sets no bound),
-is retried under the session's rules, else a 502 (or a cut once the answer
-began).
+one with its trailer fields); interim answers (`100 Continue`) pass
+through without ending the request; a `101` to an upgrade request hands
+the connections over to a byte relay (`HttpSession.upgraded`), and to any
+other is refused like garbage; a HEAD answer ends at its head. Anything
+llhttp cannot parse, and more bytes than a request's head may have
+(`max_header_bytes`) that move no answer on (a head or trailer fields
+without end: llhttp sets no bound), is retried under the session's rules,
+else a 502 (or a cut once the answer began).
 """
 
 from __future__ import annotations

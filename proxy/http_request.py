@@ -13,12 +13,12 @@ the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
 with two (`400`), a transfer coding besides `chunked` (`501`, RFC 9112
 §6.1). A client's X-Forwarded-Client-Cert is dropped; on the inbound
 sidecar the caller's verified one is added (xfcc.py). A complete head is
-decided by the intentions
-(`HttpHost.decide_request`, which builds the `HttpRequest` only when an L7
-rule applies) and handed to the session as an `Exchange`; any llhttp error
-is a 400. The session then answers, forwards or queues it (http1.py). What
-follows a request that said `Connection: close` is not read: that request
-is answered, then the connection closed.
+decided by the intentions (`HttpHost.decide_request`, which builds the
+`HttpRequest` only when an L7 rule applies) and handed to the session as
+an `Exchange`; any llhttp error is a 400. The session then answers,
+forwards or queues it (http1.py). What follows a request that said
+`Connection: close` is not read: that request is answered, then the
+connection closed.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class Requests:
                 self.feed(data[offset:])
                 return
             self.s.upgrading(data[offset:])
+            return
         except httptools.HttpParserError as exc:
             if self.said_close:  # llhttp refuses data after `Connection: close`: dropped
                 return

@@ -1,16 +1,17 @@
-"""The HTTP path against a raw app (tests/raw_app.py): upgrades and trailers.
+"""The HTTP path against a raw app (tests/raw_app.py), which shows what reaches it.
 
-Upgrades, against an app that switches whenever asked (h2c smuggling).
+Both paths: web's L4 upstream (`sw-l4`: the app's sidecar parses) and an
+HTTP upstream (`sw-http`: both sidecars parse, over a pooled mTLS
+connection). Real agent, proxies and TLS; the mesh is test_proxy_http.py's.
 
-An app that speaks h2c answers `Upgrade: h2c` with `101` and then serves
+Upgrades, against an app that switches whenever asked (h2c smuggling). An
+app that speaks h2c answers `Upgrade: h2c` with `101` and then serves
 HTTP/2 on that connection; a proxy that joins the connections after the
 `101` lets every later request past the L7 permissions, which judged only
 the first. So only WebSocket upgrades are passed on (test_proxy_http.py has
 its round trip); any other is taken out of the request, which is answered
 as a plain one, CONNECT gets `501`, and a `101` the request did not ask for
-is a `502`. Both paths: web's L4 upstream (db's sidecar parses) and an HTTP
-upstream (both sidecars parse, over a pooled mTLS connection). Real agent,
-proxies and TLS; the mesh is test_proxy_http.py's.
+is a `502`.
 
 Targets are normalized before they are judged, and the app gets what was
 judged: `/public/../admin` is denied as `/admin`, `/%70ublic/x` allowed as
@@ -20,7 +21,8 @@ route otherwise than the proxy never reaches it: HTTP/0.9, no Host or two,
 a transfer coding besides chunked. The app learns who called from
 X-Forwarded-Client-Cert, which no client can write for it.
 
-Trailer fields after a chunked body go on both ways, re-written as parsed.
+Trailer fields after a chunked body go on both ways, re-written as parsed;
+a head or trailer field that never ends is cut at the head limit.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def test_nothing_offering_an_upgrade_is_left(pairs: list[tuple[bytes, bytes]]) -
 @pytest.fixture(scope="module")
 def switching(mesh: Mesh, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[tuple[RawApp, dict[str, tuple[str, int]]]]:  # fmt: skip
-    """`switch` (the app above, behind an HTTP sidecar) and two clients of it, `sw-l4` (an
+    """`switch` (the raw app, behind an HTTP sidecar) and two clients of it, `sw-l4` (an
     L4 upstream) and `sw-http` (an HTTP one), each allowed only paths under /public."""
     tmp = tmp_path_factory.mktemp("upgrades")
     app, agent = RawApp(), mesh.agent
