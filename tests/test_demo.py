@@ -19,6 +19,7 @@ import pytest
 
 from tests.harness.cli import cli_env
 from tests.harness.cluster import pid_alive
+from tests.harness.netns import live_runs, run_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,10 @@ def test_the_demo_degrades_on_a_deny_recovers_on_allow_and_leaves_nothing() -> N
                  "removed everything the demo made: check passed"):  # fmt: skip
         assert step in out, out[-4000:]
     assert set(demo_processes()) <= before
-    assert our_namespaces() <= namespaces  # (other tests' runs may come and go meanwhile)
+    # Others' runs may come and go meanwhile (a netns test beside this one): a namespace that
+    # is new and belongs to no live run was left behind.
+    live = live_runs()
+    assert {n for n in our_namespaces() - namespaces if run_of(n) not in live} == set()
 
 
 def test_a_taken_front_port_is_refused_in_one_line() -> None:

@@ -131,10 +131,28 @@ def _our_names() -> tuple[list[str], list[str], list[str]]:
     return ns, bridges, veths
 
 
-def _run_of(name: str) -> str | None:
+def run_of(name: str) -> str | None:
     """The run id (6 hex digits) in one of our names."""
     m = re.match(rf"{PREFIX}(?:ns|br|v)([0-9a-f]{{6}})", name)
     return m.group(1) if m else None
+
+
+def live_runs(*, forget_dead: bool = False) -> set[str]:
+    """The ids of runs whose owner is still alive (its pid, started when the state file
+    says); `forget_dead` removes the other state files."""
+    live = set()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    for state in STATE_DIR.glob("*.json"):
+        try:
+            info = json.loads(state.read_text())
+            owner_alive = _proc_start_time(int(info["pid"])) == info["start"]
+        except (OSError, ValueError, KeyError):
+            owner_alive = False
+        if owner_alive:
+            live.add(state.stem)
+        elif forget_dead:
+            state.unlink(missing_ok=True)
+    return live
 
 
 def cleanup_leftovers() -> list[str]:
@@ -147,22 +165,11 @@ def cleanup_leftovers() -> list[str]:
     """
     if not netns_available()[0]:
         return []
-    live = set()
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    for state in STATE_DIR.glob("*.json"):
-        try:
-            info = json.loads(state.read_text())
-            owner_alive = _proc_start_time(int(info["pid"])) == info["start"]
-        except (OSError, ValueError, KeyError):
-            owner_alive = False
-        if owner_alive:
-            live.add(state.stem)
-        else:
-            state.unlink(missing_ok=True)
+    live = live_runs(forget_dead=True)
     ns, bridges, veths = _our_names()
-    dead_ns = [n for n in ns if _run_of(n) not in live]
-    dead_br = [b for b in bridges if _run_of(b) not in live]
-    dead_veth = [v for v in veths if _run_of(v) not in live]
+    dead_ns = [n for n in ns if run_of(n) not in live]
+    dead_br = [b for b in bridges if run_of(b) not in live]
+    dead_veth = [v for v in veths if run_of(v) not in live]
     _delete(dead_ns, dead_br)
     for veth in dead_veth:
         _ip("link", "del", veth, check=False)
