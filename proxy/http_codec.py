@@ -149,6 +149,7 @@ TWO_HOSTS: Final = 128  # more than one Host line
 CODED: Final = 256  # a Transfer-Encoding other than just `chunked` (`gzip, chunked`)
 XFCC: Final = 512  # X-Forwarded-Client-Cert (xfcc.py)
 XFCC_NAME: Final = b"x-forwarded-client-cert"
+XFCC_NAMES: Final = frozenset({XFCC_NAME})
 _FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
                  b"upgrade": UPGRADE, b"host": HOST, XFCC_NAME: XFCC,
                  **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
@@ -201,11 +202,17 @@ def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
 
 def end_to_end(head: list[bytes]) -> list[bytes]:
     """The headers without the hop-by-hop ones (for a hop that stays open: pooled)."""
-    hop = [i for i, name in enumerate(head[0::4]) if name.lower() in HOP_BY_HOP]
-    if not hop:
+    return without(head, HOP_BY_HOP)
+
+
+def without(head: list[bytes], names: frozenset[bytes]) -> list[bytes]:
+    """A flat head without the fields of these (lower-case) names; the same list when it
+    has none."""
+    drop = [i for i, name in enumerate(head[0::4]) if name.lower() in names]
+    if not drop:
         return head
     kept = head.copy()
-    for i in reversed(hop):
+    for i in reversed(drop):
         del kept[4 * i : 4 * i + 4]
     return kept
 

@@ -31,7 +31,7 @@ import httptools
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_codec as codec
-from gossamer.proxy import http_target, http_upgrade, xfcc
+from gossamer.proxy import http_target, http_upgrade
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
@@ -175,7 +175,7 @@ class Requests:
         elif version == "1.1" and not facts & codec.HOST:
             raise _Reject(400)  # RFC 9112 §3.2: a server MUST
         if facts & codec.XFCC:  # only the inbound sidecar says who called
-            head = xfcc.without(head)
+            head = codec.without(head, codec.XFCC_NAMES)
         if self.s.xfcc:
             head += (codec.XFCC_NAME, codec.SEP, self.s.xfcc, codec.CRLF)
             self._head_end = len(self._head)  # trailer fields come after what it had

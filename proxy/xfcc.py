@@ -17,13 +17,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
 
 from gossamer.proxy.authorize import Refused, Trust, client_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.http_codec import XFCC_NAME
-
-NAME: Final = XFCC_NAME
 
 
 def header_value(
@@ -41,19 +38,10 @@ def header_value(
     return f"By={by};Hash={digest};URI={uri}".encode()
 
 
-def without(head: list[bytes]) -> list[bytes]:
-    """A flat head (http_codec.add_header) without any field of this name."""
-    kept: list[bytes] = []
-    for i in range(0, len(head), 4):
-        if head[i].lower() != NAME:
-            kept += head[i : i + 4]
-    return kept
-
-
 def without_field(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """HTTP/2 header fields (names lower-case) without any of this name, the same object
     when there was none."""
     for name, _ in fields:
-        if name == NAME:
-            return [field for field in fields if field[0] != NAME]
+        if name == XFCC_NAME:
+            return [field for field in fields if field[0] != XFCC_NAME]
     return fields
