@@ -49,8 +49,9 @@ class CallBook:
         if len(self._calls) < MAX_CALLS:
             self._calls[stream] = Call(route, now)
 
-    def denied(self, route: str) -> None:
-        self._done(403, route, 0.0)
+    def refused(self, status: int, route: str) -> None:
+        """A call answered by the gate (`403` denied, `400` malformed) that the app never saw."""
+        self._done(status, route, 0.0)
 
     def headers(self, stream: int, fields: Sequence[tuple[bytes, bytes]], end: bool,
                 now: float) -> None:  # fmt: skip

@@ -7,40 +7,41 @@ says what to write to the app and to the client. No full HTTP/2 stack (the
 and the rest stream through untouched, and only header blocks are read
 (hpack_reader.py), since HPACK's tables need every block in order.
 
-A new stream's request headers are decided (`decide`, the intentions' L7
-permissions). Allowed: its frames go to the app as they came. Denied: the
-app never sees it; the client gets an answer made here (gRPC: trailers-only,
-`grpc-status` 7 PERMISSION_DENIED; else `403`), written between the app's
-frames (after its first, the SETTINGS of its preface), never inside one of
-its header blocks, as literals that leave the client's HPACK table alone;
-a client still sending gets RST_STREAM NO_ERROR (RFC 9113 §8.1); its DATA
-is dropped and the connection window it used given back (WINDOW_UPDATE).
-The block the app missed may have added to the client's table, so from the
-first deny on each block for the app is written again as literals
-(h2_frames.literal_block), which never refer to the app's table, now behind.
+A new stream's request headers are checked (h2_fields.py: a malformed one
+gets `400`, CONNECT `501`) and decided (`decide`, the intentions' L7
+permissions). Allowed: its frames go to the app as they came. Refused: the
+app never sees it; the client gets an answer made here (a denied gRPC call:
+trailers-only, `grpc-status` 7; else `403`), written between the app's
+frames (after the SETTINGS of its preface), never inside one of its header
+blocks, as literals that leave the client's HPACK table alone; a client
+still sending gets RST_STREAM NO_ERROR (RFC 9113 §8.1); its DATA is dropped
+and the connection window it used given back. The block the app missed may
+have added to the client's table, so from then on each block for the app
+is written again as literals (h2_frames.literal_block).
 
 The intentions see fields as the HTTP/1 path's (joined_headers), `:path`
-normalized as its target is and a client's X-Forwarded-Client-Cert dropped,
-and the app gets them so (http_target.py, xfcc.py). Each allowed call is
-followed to the app's last frame for the golden metrics (h2_calls.py; the
-app's half: h2_app.py); `now` comes with the bytes, in seconds. (The calling
-side's sidecar only follows its calls: h2_follow.py.)
+normalized and a client's X-Forwarded-Client-Cert dropped, and the app gets
+them so (http_target.py, xfcc.py). Each allowed call is followed to the
+app's last frame for the golden metrics (h2_calls.py, h2_app.py); `now`
+comes with the bytes, in seconds. (The calling side's sidecar only follows
+its calls: h2_follow.py.)
 
 The first bytes decide the rest: the HTTP/2 preface makes the connection
-gated; anything else (h2 inside the apps' own TLS, or not HTTP/2 at all)
-makes it `opaque`, carried byte for byte, and the shell decides whether that
-may go on. A client that breaks HTTP/2 so that the gate cannot follow raises
-`H2Error` (the shell ends the connection with `goaway_for`).
+gated; anything else (h2 inside the apps' own TLS, or not HTTP/2) makes it
+`opaque`, carried byte for byte, and the shell decides whether that may go
+on. A client that breaks HTTP/2 so that the gate cannot follow (a header
+block past `max_block` counting its frames' heads, one on an open stream
+that is not trailers) raises `H2Error` (the shell sends `goaway_for`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
-from gossamer.proxy import http_target, xfcc
+from gossamer.proxy import h2_fields, http_target, xfcc
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook, Done
 from gossamer.proxy.h2_frames import (
@@ -71,16 +72,11 @@ from gossamer.proxy.h2_frames import (
     window_update,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
-from gossamer.proxy.http_codec import joined_headers
 
 DENIED_KEPT: Final = 1024  # denied streams kept per connection: late frames on them dropped
 PASS: Final = 0  # what happens to the payload of the client's current frame
 DROP: Final = 1
 COLLECT: Final = 2
-GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
-               (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
-HTTP_DENIED: Final = [(b":status", b"403"), (b"content-length", b"0")]
-_NO_PATH: Final = Decision(False, "the :path is no path")  # http_target.BadTarget: refused
 
 
 def _uncounted(status: int, route: str, seconds: float) -> None:
@@ -97,7 +93,7 @@ class H2Gate:
         self.opaque = False  # no preface: carried byte for byte
         self.speaking = False  # the preface came: each stream is decided
         self._matched = 0  # preface bytes seen so far
-        self._reader = HeaderReader(max_block)
+        self._reader = HeaderReader(max_block, checked=True)
         self.calls = CallBook(done)
         self.app = AppSide(self.calls, self._reader)
         self._literal = False  # from the first deny on: blocks written again as literals
@@ -113,6 +109,7 @@ class H2Gate:
         self._settings: bytearray | None = None  # a SETTINGS payload passing through
         self._raw: list[bytes] = []  # the current header block's frames, as they came
         self._block = bytearray()
+        self._taken = 0  # the block's frames' bytes, heads and all (a flood of empty ones too)
         self._block_of = (0, 0)  # its stream, its HEADERS frame's flags
         self._priority = b""
         self._in_block = False
@@ -203,8 +200,9 @@ class H2Gate:
                 if stream == 0 or stream % 2 == 0:
                     raise H2Error(PROTOCOL_ERROR, f"HEADERS on stream {stream}, not a client's")
                 self._in_block, self._block_of, self._priority = True, (stream, flags), b""
-                self._raw, self._block = [], bytearray()
-            if len(self._block) + length > self.max_block:
+                self._raw, self._block, self._taken = [], bytearray(), 0
+            self._taken += HEAD + length
+            if self._taken > self.max_block:
                 raise H2Error(ENHANCE_YOUR_CALM, f"a header block over {self.max_block} bytes")
             self._mode, self._payload = COLLECT, bytearray(self._head)
         elif kind == PUSH_PROMISE:
@@ -256,21 +254,29 @@ class H2Gate:
             self._drop(stream)
             self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
             return
-        if stream > self.last:  # a new stream: a request
+        malformed = self._reader.malformed  # a field's bytes break RFC 9113 §8.2.1
+        if stream <= self.last:  # a stream the client opened already
+            if malformed or h2_fields.trailers_fault(fields, end_stream):
+                raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
+                              "already, that is not well-formed trailers")  # fmt: skip
+        else:  # a new stream: a request
             self.last = stream
-            try:
-                normal = xfcc.without_field(http_target.normal_path(fields))
-            except http_target.BadTarget:
-                normal, decision = fields, _NO_PATH
-            else:
-                decision = self._decide(request_of(normal))
+            fault, normal = h2_fields.BAD if malformed else h2_fields.request_fault(fields), fields
+            if not fault:
+                try:
+                    normal = xfcc.without_field(http_target.normal_path(fields))
+                except http_target.BadTarget:
+                    fault = h2_fields.BAD  # (as an HTTP/1 target that is no path)
+            if fault:
+                self._refuse(stream, h2_fields.answer(fault, ()), end_stream, to_client)
+                self.calls.refused(fault, "")
+                return
+            decision = self._decide(h2_fields.request_of(normal))
             if normal is not fields:  # written again: the app's HPACK table is behind
                 fields, self._literal = normal, True
             if not decision.allowed:
-                grpc = any(n == b"content-type" and v.startswith(b"application/grpc")
-                           for n, v in fields)  # fmt: skip
-                self._deny(stream, grpc, end_stream, to_client)
-                self.calls.denied(decision.route)
+                self._refuse(stream, h2_fields.answer(403, fields), end_stream, to_client)
+                self.calls.refused(403, decision.route)
                 return
             self.calls.opened(stream, decision.route, self._now)
         if not self._literal:
@@ -287,14 +293,8 @@ class H2Gate:
             del self._denied[next(iter(self._denied))]
         self._literal = True  # the app's table now lacks what this block added
 
-    def _deny(self, stream: int, grpc: bool, ended: bool, to_client: list[bytes]) -> None:
+    def _refuse(self, stream: int, fields: list[tuple[bytes, bytes]], ended: bool,
+                to_client: list[bytes]) -> None:  # fmt: skip
         self._drop(stream)
-        answer = header_frames(stream, literal_block(GRPC_DENIED if grpc else HTTP_DENIED),
-                               end_stream=True)  # fmt: skip
+        answer = header_frames(stream, literal_block(fields), end_stream=True)
         self.app.answer(answer if ended else answer + rst_stream(stream, NO_ERROR), to_client)
-
-
-def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
-    """What the intentions see of a request: pseudo-headers too, as the HTTP/1 path's."""
-    headers = joined_headers(fields)
-    return HttpRequest(headers.get(":method", ""), headers.get(":path", ""), headers)

@@ -24,6 +24,8 @@ from hpack.huffman_table import HUFFMAN_TABLE
 from hpack.struct import NeverIndexedHeaderTuple
 from hpack.table import HeaderTable
 
+from gossamer.proxy.h2_fields import field_fault
+
 STATIC: Final[tuple[tuple[bytes, bytes], ...]] = HeaderTable.STATIC_TABLE
 ENTRY_OVERHEAD: Final = 32  # bytes an entry counts beyond its name and value (RFC 7541 §4.1)
 # The Huffman decoding automaton, a nibble at a time: entry state * 16 + nibble gives the next
@@ -45,9 +47,16 @@ class HpackError(Exception):
 class HeaderReader:
     """One direction's decoding context: the dynamic table the peer's encoder mirrors."""
 
-    def __init__(self, max_list: int = 65536) -> None:
+    def __init__(self, max_list: int = 65536, *, checked: bool = False) -> None:
         self.max_allowed = 4096  # the largest table the encoder may ask for (SETTINGS)
         self.max_list = max_list  # bytes of a decoded list (names, values, 32 each)
+        # `checked`: each field decoded from a literal is checked as RFC 9113 §8.2.1 asks
+        # (h2_fields.field_fault), `malformed` telling whether the last block held a bad one.
+        # Indexed fields were checked when they went into the table, unless a bad one did:
+        # then every field is, from then on (`_suspect`).
+        self.checked = checked
+        self.malformed = False
+        self._suspect = False
         self._entries: deque[tuple[bytes, bytes]] = deque()  # newest first
         self._size = 0
         self._max_size = 4096
@@ -60,11 +69,14 @@ class HeaderReader:
         not added to it is skipped undecoded)."""
         fields: list[tuple[bytes, bytes]] = []
         at, end, listed = 0, len(block), 0
+        self.malformed = False
         while at < end:
             first = block[at]
             if first & 0x80:  # indexed field
                 index, at = self._integer(block, at, 7)
                 field = self._field(index)
+                if self._suspect and field_fault(field[0], field[1]):
+                    self.malformed = True
                 if wanted is not None and field[0] not in wanted:
                     continue
                 fields.append(field)
@@ -78,6 +90,8 @@ class HeaderReader:
                     fields.append((name, value))
                     continue
                 name, value, at = self._literal(block, at, 6)
+                if self.checked and field_fault(name, value):
+                    self.malformed = self._suspect = True
                 self._add(name, value)
                 if wanted is not None and name not in wanted:
                     continue
@@ -100,6 +114,8 @@ class HeaderReader:
                     value, at = self._string(block, at)
                 else:
                     name, value, at = self._literal(block, at, 4)
+                    if self.checked and field_fault(name, value):
+                        self.malformed = True
                 fields.append(NeverIndexedHeaderTuple(name, value) if first & 0x10
                               else (name, value))  # fmt: skip
             listed += len(fields[-1][0]) + len(fields[-1][1]) + ENTRY_OVERHEAD

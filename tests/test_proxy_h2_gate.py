@@ -24,7 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.intentions.model import Decision, HttpRequest
+from gossamer.proxy import h2_fields
 from gossamer.proxy.h2_app import MAX_WAITING
+from gossamer.proxy.h2_fields import request_of
 from gossamer.proxy.h2_frames import (
     COMPRESSION_ERROR,
     CONTINUATION,
@@ -40,7 +42,7 @@ from gossamer.proxy.h2_frames import (
     literal_block,
     rst_stream,
 )
-from gossamer.proxy.h2_gate import H2Gate, request_of
+from gossamer.proxy.h2_gate import H2Gate
 from tests.h2_support import H2Ends
 
 SEEN: list[HttpRequest] = []
@@ -172,7 +174,8 @@ def test_a_path_is_judged_and_sent_on_normalized_and_later_blocks_decode_right(
     assert seen[escaped][":path"] == "/echo.Echo/a/Unary"
     assert "x-forwarded-client-cert" not in seen[forged]  # a client's is dropped
     assert seen[after][":path"] == "/echo.Echo/Unary" and seen[after]["x-team"] == "payments"
-    assert pair.responses()[dotted][":status"] == pair.responses()[broken][":status"] == "403"
+    assert pair.responses()[dotted][":status"] == "403"
+    assert pair.responses()[broken][":status"] == "400"  # no path: as an HTTP/1 target
     assert [r.path for r in SEEN[-4:]] == ["/admin/Drop", "/echo.Echo/a/Unary", "/echo.Echo/Who",
                                            "/echo.Echo/Unary"]  # fmt: skip
 
@@ -263,8 +266,8 @@ def test_not_h2c_is_opaque_and_carried_byte_for_byte() -> None:
     assert half.opaque
 
 
-def _raw(*frames: bytes) -> H2Error:
-    gate = H2Gate(_decide, max_block=100)
+def _raw(*frames: bytes, max_block: int = 100) -> H2Error:
+    gate = H2Gate(_decide, max_block=max_block)
     gate.from_client(PREFACE)
     gate.from_app(frame(SETTINGS, 0, 0))
     with pytest.raises(H2Error) as caught:
@@ -274,7 +277,7 @@ def _raw(*frames: bytes) -> H2Error:
 
 
 def test_broken_http2_ends_the_connection_with_a_precise_code() -> None:
-    block = literal_block([(b":method", b"GET"), (b":path", b"/")])
+    block = literal_block([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/")])
     cases = {
         "CONTINUATION": (_raw(frame(CONTINUATION, 4, 1, block)), PROTOCOL_ERROR),
         "interrupted": (
@@ -285,6 +288,24 @@ def test_broken_http2_ends_the_connection_with_a_precise_code() -> None:
         "push": (_raw(frame(PUSH_PROMISE, 4, 1, b"\0\0\0\2" + block)), PROTOCOL_ERROR),
         "hpack": (_raw(frame(HEADERS, 4, 1, b"\xff\xff\xff\xff\xff")), COMPRESSION_ERROR),
         "too big": (_raw(frame(HEADERS, 4, 1, b"\0" * 101)), ENHANCE_YOUR_CALM),
+        # empty CONTINUATIONs add nothing to the block but each is held: their heads count
+        "continuation flood": (
+            _raw(frame(HEADERS, 0, 1, block), *[frame(CONTINUATION, 0, 1)] * 200, max_block=1000),
+            ENHANCE_YOUR_CALM,
+        ),
+        # a second request on a stream the gate let in would reach the app undecided
+        "request on an open stream": (
+            _raw(frame(HEADERS, 4, 1, block), frame(HEADERS, 5, 1, block), max_block=1000),
+            PROTOCOL_ERROR,
+        ),
+        "trailers that do not end the stream": (
+            _raw(
+                frame(HEADERS, 4, 1, block),
+                frame(HEADERS, 4, 1, literal_block([(b"a", b"b")])),
+                max_block=1000,
+            ),
+            PROTOCOL_ERROR,
+        ),
     }
     for name, (error, code) in cases.items():
         assert error.code == code, name
@@ -296,6 +317,82 @@ def test_broken_http2_ends_the_connection_with_a_precise_code() -> None:
         gate.from_client(frame(CONTINUATION, 4, 1, block))
     goaway = gate.goaway_for(caught.value)
     assert goaway[3] == 7 and goaway[13:17] == PROTOCOL_ERROR.to_bytes(4, "big")
+
+
+OK_REQUEST = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/public"),
+              (b":authority", b"db"), (b"te", b"trailers"), (b"host", b"db")]  # fmt: skip
+MALFORMED = {
+    "two paths": [*OK_REQUEST, (b":path", b"/admin")],
+    "pseudo after regular": [*OK_REQUEST[:2], (b"x", b"1"), *OK_REQUEST[2:]],
+    "unknown pseudo": [*OK_REQUEST, (b":admin", b"1")],
+    "no method": OK_REQUEST[1:],
+    "no scheme": [OK_REQUEST[0], *OK_REQUEST[2:]],
+    "no path": [*OK_REQUEST[:2], *OK_REQUEST[3:]],
+    "empty path": [*OK_REQUEST[:2], (b":path", b""), *OK_REQUEST[3:]],
+    "CR LF in a value": [*OK_REQUEST, (b"x-a", b"1\r\nx-admin: yes")],
+    "NUL in a value": [*OK_REQUEST, (b"x-a", b"1\0")],
+    "space at the end": [*OK_REQUEST, (b"x-a", b"1 ")],
+    "tab at the start": [*OK_REQUEST, (b"x-a", b"\t1")],
+    "upper case name": [*OK_REQUEST, (b"X-Admin", b"1")],
+    "space in a name": [*OK_REQUEST, (b"x admin", b"1")],
+    "colon in a name": [*OK_REQUEST, (b"x:a", b"1")],
+    "empty name": [*OK_REQUEST, (b"", b"1")],
+    "transfer-encoding": [*OK_REQUEST, (b"transfer-encoding", b"chunked")],
+    "connection": [*OK_REQUEST, (b"connection", b"close")],
+    "upgrade": [*OK_REQUEST, (b"upgrade", b"h2c")],
+    "te not trailers": [*OK_REQUEST, (b"te", b"gzip")],
+    "host not the authority": [*OK_REQUEST[:5], (b"host", b"admin")],
+    "two hosts": [*OK_REQUEST, (b"host", b"db")],
+    ":protocol on GET": [*OK_REQUEST[:4], (b":protocol", b"websocket"), *OK_REQUEST[4:]],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_request_is_refused_with_400_and_never_reaches_the_app(case: str) -> None:
+    """RFC 9113 §8.1.1: an intermediary must not forward a malformed request; each of these
+    could be read one way by the intentions and another by the app."""
+    fields = MALFORMED[case]
+    pair = Pair()
+    pair.client.config.validate_outbound_headers = False  # let the client send it
+    pair.client.config.normalize_outbound_headers = False
+    pair.client.send_headers(1, fields, end_stream=True)
+    pair.pump()
+    after = pair.call("/echo.Echo/Unary")  # the connection goes on, tables in step
+    pair.answer(after)
+    assert set(pair.requests()) == {after}
+    assert pair.responses()[1][":status"] == "400"
+    assert pair.responses()[after][":status"] == "200"
+    assert (400, "", 0.0) in pair.outcomes
+
+
+def test_well_formed_requests_and_connect_are_told_apart() -> None:
+    assert h2_fields.request_fault(OK_REQUEST) == h2_fields.OK
+    assert h2_fields.request_fault(OK_REQUEST[:4]) == h2_fields.OK  # host and te optional
+    tunnel = [(b":method", b"CONNECT"), (b":authority", b"db:5432")]
+    assert h2_fields.request_fault(tunnel) == h2_fields.TUNNEL  # 501, as on the HTTP/1 path
+    websocket = [(b":method", b"CONNECT"), (b":protocol", b"websocket"), *OK_REQUEST[1:4]]
+    assert h2_fields.request_fault(websocket) == h2_fields.OK  # RFC 8441: judged by its :path
+    assert not h2_fields.trailers_fault([(b"grpc-status", b"0")], True)
+    assert h2_fields.trailers_fault([(b":path", b"/admin")], True)
+    assert h2_fields.trailers_fault([(b"x", b"1")], False)
+    assert not h2_fields.field_fault(b":path", b"/a b")  # (inner spaces: the path's to judge)
+    assert not h2_fields.field_fault(b"x-a_b.c~!", b"\x80\xff")  # obs-text is allowed
+    for name, value in [(b"X", b"1"), (b":", b"1"), (b"a:b", b"1"), (b"\x7f", b"1"),
+                        (b"a", b" 1"), (b"a", b"1\t"), (b"a", b"1\n"), (b"a", b"\r")]:  # fmt: skip
+        assert h2_fields.field_fault(name, value), (name, value)
+
+
+def test_a_bad_field_in_the_table_is_caught_each_time_it_is_referred_to() -> None:
+    """A bad literal the client added to its HPACK table comes back as a one-byte index;
+    the reader checks indexed fields too once that happened."""
+    pair = Pair()
+    pair.client.config.validate_outbound_headers = False
+    first = pair.call("/echo.Echo/Unary", extra=(("x-a", "1\r\nx-admin: 1"),))
+    second = pair.call("/echo.Echo/Unary", extra=(("x-a", "1\r\nx-admin: 1"),))
+    third = pair.call("/echo.Echo/Unary")
+    pair.answer(third)
+    assert set(pair.requests()) == {third}
+    assert [pair.responses()[s][":status"] for s in (first, second, third)] == ["400", "400", "200"]
 
 
 def test_request_of_joins_repeats_keeps_pseudo_headers_and_reads_any_octet() -> None:
@@ -323,7 +420,8 @@ def test_a_header_value_that_is_not_utf8_is_decided_not_fatal() -> None:
     gate = H2Gate(_decide)
     gate.from_client(PREFACE)
     gate.from_app(frame(SETTINGS, 0, 0))
-    block = literal_block([(b":method", b"GET"), (b":path", b"/admin/\xff"), (b"x", b"\xfe")])
+    block = literal_block([(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/admin/\xff"),
+                           (b"x", b"\xfe")])  # fmt: skip
     to_app, to_client = gate.from_client(frame(HEADERS, 5, 1, block))
     assert to_app == [] and b"403" in b"".join(to_client)
     assert SEEN[-1].path == "/admin/\xff"

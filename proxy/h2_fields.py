@@ -1,0 +1,121 @@
+"""Whether an HTTP/2 request's header fields are well-formed, before the gate judges them. Pure.
+
+The gate decides a request on its decoded fields and hands the app the same
+fields (h2_gate.py). A request that RFC 9113 calls malformed (§8.1.1: an
+intermediary must not forward it) could be read one way by the intentions
+and another by the app: two `:path` fields are one joined path to the
+rules and the first or the last to the app; a CR or LF inside a value is
+one field here and two to an app that writes the request again as
+HTTP/1; a `transfer-encoding` or `connection` field means nothing in
+HTTP/2 and something to an HTTP/1 hop behind. So such a request is refused
+(`400`), as llhttp refuses its HTTP/1 cousins, and `CONNECT` gets `501`,
+as on the HTTP/1 path: a tunnel to wherever the client names is `tcp`, not
+L7. Trailers, the only block a client may send on a stream it opened
+already, carry no pseudo-header and end the stream (§8.1); anything else
+on an open stream would be a request nobody decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from gossamer.intentions.model import HttpRequest
+from gossamer.proxy.http_codec import joined_headers
+
+# RFC 9113 §8.2.1: a name holds none of 0x00-0x20, 0x41-0x5a (upper case), 0x7f-0xff, and a
+# colon only as a pseudo-header's first byte (and pseudo-headers are a known few). `translate`
+# deletes the bytes a name may hold: what is left is what it may not.
+_NAME_OK: Final = bytes(
+    b for b in range(256) if 0x20 < b < 0x7F and b != 58 and not 0x41 <= b <= 0x5A
+)
+_METHOD: Final = 1
+_SCHEME: Final = 2
+_AUTHORITY: Final = 4
+_PATH: Final = 8
+_PROTOCOL: Final = 16
+_REGULAR: Final = 32  # a regular field came: no pseudo-header after it
+_PSEUDO: Final = {b":method": _METHOD, b":scheme": _SCHEME, b":authority": _AUTHORITY,
+           b":path": _PATH, b":protocol": _PROTOCOL}  # fmt: skip
+# §8.2.2: fields of a connection, which HTTP/2 has no use for (`te` only as "trailers")
+_CONNECTION: Final = frozenset(
+    (b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade")
+)
+OK: Final = 0
+BAD: Final = 400
+TUNNEL: Final = 501
+_GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
+
+
+def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
+    """What the intentions see of a request: pseudo-headers too, as the HTTP/1 path's."""
+    headers = joined_headers(fields)
+    return HttpRequest(headers.get(":method", ""), headers.get(":path", ""), headers)
+
+
+def answer(status: int, fields: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The header block of a call answered here: a denied gRPC call (a request whose
+    `content-type` is gRPC's) gets trailers-only PERMISSION_DENIED, as Envoy's RBAC answers
+    it; anything else `status` and no body."""
+    if status == 403 and any(
+        n == b"content-type" and v.startswith(b"application/grpc") for n, v in fields
+    ):
+        return _GRPC_DENIED
+    return [(b":status", str(status).encode()), (b"content-length", b"0")]
+
+
+def request_fault(fields: Sequence[tuple[bytes, bytes]]) -> int:
+    """OK, BAD (malformed: §8.2.2, §8.3) or TUNNEL (CONNECT without `:protocol`) for the
+    fields of a request's header block. (Each field's bytes, §8.2.1, are the reader's to
+    check as it decodes them: `field_fault`.)"""
+    seen = 0  # a bit per pseudo-header
+    method = path = authority = host = b""
+    for name, value in fields:
+        if name[:1] == b":":
+            bit = _PSEUDO.get(name, 0)
+            if not bit or seen & (bit | _REGULAR):
+                return BAD  # unknown, twice, or after a regular field
+            seen |= bit
+            if bit == _METHOD:
+                method = value
+            elif bit == _PATH:
+                path = value
+            elif bit == _AUTHORITY:
+                authority = value
+            continue
+        seen |= _REGULAR
+        if name in _CONNECTION or (name == b"te" and value != b"trailers"):
+            return BAD
+        if name == b"host":
+            if host:
+                return BAD
+            host = value
+    if not method:
+        return BAD
+    if method == b"CONNECT" and not seen & _PROTOCOL:
+        return TUNNEL  # (RFC 8441's extended CONNECT has a :path, and is judged by it)
+    if not seen & _SCHEME or not path or (seen & _PROTOCOL and method != b"CONNECT"):
+        return BAD
+    if host and authority and host != authority:
+        return BAD  # §8.3.1: two authorities, one for the rules and one for the app
+    return OK
+
+
+def trailers_fault(fields: Sequence[tuple[bytes, bytes]], ends_stream: bool) -> bool:
+    """Whether a block on a stream the client opened already is not trailers (§8.1)."""
+    return not ends_stream or any(name[:1] == b":" for name, _ in fields)
+
+
+def field_fault(name: bytes, value: bytes) -> bool:
+    """Whether a field's bytes break §8.2.1: a name empty, or holding what `_NAME_OK` lacks
+    (a colon only first); a value holding NUL, CR or LF, or a space or tab at either end."""
+    bare = name[1:] if name[:1] == b":" else name
+    if not bare or bare.translate(None, _NAME_OK):
+        return True
+    if not value:
+        return False
+    return (
+        value[0] in (32, 9) or value[-1] in (32, 9)
+        or b"\r" in value or b"\n" in value or b"\0" in value
+    )  # fmt: skip
