@@ -21,6 +21,11 @@ from typing import Final
 GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
 MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows far fewer streams)
+# Rapid reset (CVE-2023-44487): a client that opens streams and resets them at once makes the
+# app start work it never finishes, at no cost to itself. Past this many calls, a connection
+# on which the client reset more than half of them before any answer is ended (the shape of
+# Envoy's premature-reset limit).
+RAPID_CALLS: Final = 500
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 
 
@@ -44,8 +49,11 @@ class CallBook:
     def __init__(self, done: Done) -> None:
         self._done = done
         self._calls: dict[int, Call] = {}
+        self.count = 0  # calls opened
+        self.early = 0  # of those, reset by the client before the app's answer began
 
     def opened(self, stream: int, route: str, now: float) -> None:
+        self.count += 1
         if len(self._calls) < MAX_CALLS:
             self._calls[stream] = Call(route, now)
 
@@ -68,6 +76,14 @@ class CallBook:
                 call.grpc = True
         if end:
             self.ended(stream, now)
+
+    def reset_by_client(self, stream: int, now: float) -> bool:
+        """The client reset `stream`; whether the connection is being rapid-reset."""
+        call = self._calls.get(stream)
+        if call is not None and call.status == 0:
+            self.early += 1
+        self.ended(stream, now)
+        return self.early * 2 > max(self.count, RAPID_CALLS)
 
     def ended(self, stream: int, now: float) -> None:
         """The app's side of `stream` ended, or either side reset it."""

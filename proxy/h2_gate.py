@@ -29,9 +29,9 @@ its calls: h2_follow.py.)
 The first bytes decide the rest: the HTTP/2 preface makes the connection
 gated; anything else (h2 inside the apps' own TLS, or not HTTP/2) makes it
 `opaque`, carried byte for byte, and the shell decides whether that may go
-on. A client that breaks HTTP/2 so that the gate cannot follow (a header
-block past `max_block` counting its frames' heads, one on an open stream
-that is not trailers) raises `H2Error` (the shell sends `goaway_for`).
+on. A client that breaks HTTP/2 so the gate cannot follow (a header block
+past `max_block` counting frame heads, one on an open stream that is not
+trailers, a rapid reset: h2_calls.RAPID_CALLS) raises `H2Error` (GOAWAY).
 """
 
 from __future__ import annotations
@@ -218,8 +218,8 @@ class H2Gate:
             to_app.append(bytes(self._head))
             if kind == SETTINGS and not flags & ACK:
                 self._settings = bytearray()
-            elif kind == RST_STREAM:
-                self.calls.ended(stream, self._now)
+            elif kind == RST_STREAM and self.calls.reset_by_client(stream, self._now):
+                raise H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an answer")
         self._head.clear()
 
     def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:

@@ -395,6 +395,27 @@ def test_a_bad_field_in_the_table_is_caught_each_time_it_is_referred_to() -> Non
     assert [pair.responses()[s][":status"] for s in (first, second, third)] == ["400", "400", "200"]
 
 
+def test_a_rapid_reset_ends_the_connection_and_cancelled_calls_do_not() -> None:
+    """CVE-2023-44487: streams opened and reset at once cost the app and not the client.
+    Calls cancelled after their answer began (a gRPC client's deadline) are no such thing."""
+    calm = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+    for _ in range(700):
+        stream = calm.call("/echo.Echo/Stream", b"a")
+        calm.server.send_headers(stream, [(":status", "200")])
+        calm.pump()
+        calm.client.reset_stream(stream, 8)  # CANCEL
+        calm.pump()
+    assert len(calm.requests()) == 700
+    rapid = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+    with pytest.raises(H2Error) as caught:
+        for _ in range(700):
+            stream = rapid.call("/echo.Echo/Stream", b"a")
+            rapid.client.reset_stream(stream, 8)
+            rapid.pump()
+    assert caught.value.code == ENHANCE_YOUR_CALM
+    assert 250 < len(rapid.requests()) <= 300
+
+
 def test_request_of_joins_repeats_keeps_pseudo_headers_and_reads_any_octet() -> None:
     request = request_of([(b":method", b"GET"), (b":path", b"/a?q=1"), (b"accept", b"x"),
                           (b"accept", b"y"), (b"x-name", b"caf\xe9")])  # fmt: skip
