@@ -33,8 +33,8 @@ from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
 if TYPE_CHECKING:
+    from gossamer.intentions.model import HttpRequest
     from gossamer.proxy.http_host import HttpHost
-
 
 MAX_RETRIES: Final = 2  # per request, within the host's budget
 # A request's body bytes kept while its app connection is being made; past this the client
@@ -51,6 +51,7 @@ class HttpSession(HttpJoint):
         self.loop = asyncio.get_running_loop()  # once: each call is a getpid() system call
         self.app: Side | None = None
         self.tunnel: Relay | None = None
+        self.tunneled: HttpRequest | None = None  # the upgrade request of `tunnel`
         self.queue: deque[codec.Exchange] = deque()
         self.started = time.monotonic()
         self._moved = [0, 0]  # plaintext bytes from the client, from the app (the edge's bytes)
@@ -216,6 +217,7 @@ class HttpSession(HttpJoint):
         app, held = self.app, self._held or []
         if app is None:
             return
+        self.tunneled = self.queue[0].request  # what a policy change decides again
         self.finish(101)
         if self.closed:
             return

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from gossamer.intentions.model import Decision
+from gossamer.intentions.model import Decision, HttpRequest
 
 REASONS: Final = {
     400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
@@ -57,8 +57,8 @@ class Exchange:
     A plain class for the reason Outcome is one."""
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
-                 "failed_on", "keep_alive", "method", "out", "replay", "retries", "sent",
-                 "started", "upgrade", "url")  # fmt: skip
+                 "failed_on", "keep_alive", "method", "out", "replay", "request", "retries",
+                 "sent", "started", "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -80,6 +80,9 @@ class Exchange:
         # Its answer ended before the request did (an early answer: a 401, a 413, nginx's
         # `return`): (status, keep-alive) until the request's end, which ends the exchange.
         self.early: tuple[int, bool] | None = None
+        # An upgrade request as the intentions see it: decided again on a policy change, since
+        # no request follows it on its connection (inbound_http.recheck_tunnels).
+        self.request: HttpRequest | None = None
 
     @property
     def allowed(self) -> bool:

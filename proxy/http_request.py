@@ -185,6 +185,8 @@ class Requests:
         ex = codec.Exchange(method, url, parser.should_keep_alive(), bool(facts & codec.CHUNKED),
                             decision, time.perf_counter(), upgrade)  # fmt: skip
         ex.expect_continue = bool(facts & codec.EXPECT)
+        if upgrade:
+            ex.request = HttpRequest(method, url.decode("latin-1"), codec.header_map(head))
         if ex.allowed:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
                 head = codec.end_to_end(head)

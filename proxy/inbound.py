@@ -22,12 +22,10 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Final
 
 from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.denials import DenialTable, denial_of, not_known
+from gossamer.intentions.denials import DenialTable, not_known
 from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import (
@@ -55,7 +53,6 @@ from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
-TERMINATED: Final = "connection terminated due to policy change"
 
 
 class Policy:
@@ -235,12 +232,8 @@ class Inbound(InboundHttp):
                              default_allow=self.policy.default_allow)  # fmt: skip
             if not decision.allowed:
                 relay.terminate()
-                self.tally.add("inbound.terminated")
-                self.metrics.inbound(source).terminated += 1
-                cut = denial_of(decision, source, self.config.service, now_ms())
-                self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
-                log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,
-                            source, self.config.service, decided_by(decision))  # fmt: skip
+                self.terminated(source, decision)
+        self.recheck_tunnels()
 
     def recheck_peers(self) -> int:
         """Check each open connection's client certificate again; cut those now refused."""

@@ -5,13 +5,18 @@ permissions of the matching intention (`decide_request`; the `HttpRequest`
 is only built when such a rule applies), counted on the inbound edge and
 reported when denied; the app connection is the local app, one per session.
 Each mTLS connection's X-Forwarded-Client-Cert is made here, once (xfcc.py).
+A WebSocket has no next request for a policy change to apply to, so its
+upgrade request is decided again on each change (`recheck_tunnels`), as a
+TCP connection is, and the tunnel cut when it is no longer allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -19,6 +24,7 @@ from gossamer.intentions.decide import decide
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
+from gossamer.proxy.authorize import decided_by
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
@@ -33,7 +39,9 @@ from gossamer.proxy.xfcc import header_value
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Policy
 
+log = logging.getLogger("gossamer.proxy")
 NOT_KNOWN: Final = Decision(False, "the intentions are not known yet")
+TERMINATED: Final = "connection terminated due to policy change"
 MAX_SOURCES: Final = 4096  # cached sources (peers are services with verified leaves: few)
 _BY_CLASS: Final = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
 
@@ -100,6 +108,28 @@ class InboundHttp:
             self.tally.add("http.denied")
             self.record_denial(source, decision)
         return decision
+
+    def recheck_tunnels(self) -> None:
+        """Decide each WebSocket's upgrade request again; cut those no longer allowed."""
+        policy, service = self.policy, self.config.service
+        for session in list(self.http_open):
+            request = session.tunneled
+            if request is None or session.closed:
+                continue
+            decision = decide(policy.intentions, session.source, service, request=request,
+                              default_allow=policy.default_allow)  # fmt: skip
+            if not decision.allowed:
+                session.close(abort=True)
+                self.terminated(session.source, decision)
+
+    def terminated(self, source: str, decision: Decision) -> None:
+        """A connection of `source` cut by a policy change: counted, reported, logged."""
+        self.tally.add("inbound.terminated")
+        self.metrics.inbound(source).terminated += 1
+        cut = denial_of(decision, source, self.config.service, now_ms())
+        self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
+        log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,
+                    source, self.config.service, decided_by(decision))  # fmt: skip
 
     def record_denial(self, source: str, decision: Decision) -> None:
         """A deny of `source` (a connection or a request): on its edge, in the denials."""

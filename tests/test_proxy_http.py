@@ -9,8 +9,11 @@ the test's own; convergence is polled with deadlines.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import os
 import socket
+import struct
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -230,28 +233,68 @@ def test_bad_input_is_answered_and_closed_never_forwarded(
     assert get(mesh, "/echo/after")[0] == 200  # the proxy serves on
 
 
-def test_websocket_upgrade_passes_through(mesh: Mesh) -> None:
-    import base64
-    import os
-    import struct
-
+def _websocket(mesh: Mesh, extra: bytes = b"") -> socket.socket:
+    """A WebSocket to the app's /ws through both sidecars, its handshake done."""
     key = base64.b64encode(os.urandom(16))
-    with socket.create_connection(mesh.upstream, timeout=10) as s:
-        s.sendall(b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\n"
-                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  b"Sec-WebSocket-Key: " + key + b"\r\n\r\n")  # fmt: skip
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += s.recv(1000)
-        assert head.startswith(b"HTTP/1.1 101")
-        mask = os.urandom(4)
-        text = b"hi there"
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    s = socket.create_connection(mesh.upstream, timeout=10)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" + extra +
+              b"Sec-WebSocket-Key: " + key + b"\r\n\r\n")  # fmt: skip
+    head = read_until(s, lambda got: b"\r\n\r\n" in got)
+    assert head.startswith(b"HTTP/1.1 101") and head.endswith(b"\r\n\r\n"), head
+    return s
+
+
+def _echoes(s: socket.socket, text: bytes) -> bool:
+    """A text frame sent on `s` comes back as the app's echo (False: the connection ended)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    frame, want = b"", 2 + len(b"echo:") + len(text)
+    try:
         s.sendall(struct.pack("!BB", 0x81, 0x80 | len(text)) + mask + masked)
-        frame = head.split(b"\r\n\r\n", 1)[1]
-        while len(frame) < 2 + len(b"echo:hi there"):
-            frame += s.recv(1000)
-    assert frame[2:] == b"echo:hi there"
+        while len(frame) < want and (chunk := s.recv(1000)):
+            frame += chunk
+    except OSError:
+        return False
+    return frame[2:] == b"echo:" + text
+
+
+def _closed_within(s: socket.socket, seconds: float) -> bool:
+    """Whether the proxy ends `s` (FIN or RST) within `seconds`."""
+    s.settimeout(seconds)
+    try:
+        read_all(s)
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_websocket_upgrade_passes_through(mesh: Mesh) -> None:
+    with _websocket(mesh) as s:
+        assert _echoes(s, b"hi there")
+
+
+def test_a_websocket_the_intentions_no_longer_allow_is_closed(mesh: Mesh) -> None:
+    """No request follows a WebSocket's upgrade, so a policy change is applied to the
+    upgrade request again, as to a TCP connection: one still allowed goes on, one no
+    longer allowed is closed."""
+    with _websocket(mesh, b"X-Kept: 1\r\n") as kept, _websocket(mesh) as cut:
+        put_exact(mesh.agent, "web", "db", {"Permissions": [
+            {"Action": "allow", "HTTP": {"PathPrefix": "/ws"}}]})  # fmt: skip
+        eventually(lambda: get(mesh, "/echo/x")[0] == 403, 10, what="the L7 intention applied")
+        assert _echoes(kept, b"still allowed") and _echoes(cut, b"still allowed")
+        put_exact(mesh.agent, "web", "db", {"Permissions": [
+            {"Action": "allow", "HTTP": {"PathPrefix": "/ws", "Header": [
+                {"Name": "x-kept", "Present": True}]}},
+            {"Action": "allow", "HTTP": {"PathPrefix": "/echo"}}]})  # fmt: skip
+        eventually(lambda: get(mesh, "/echo/x")[0] == 200, 10, what="the second change")
+        assert _closed_within(cut, 5), "the WebSocket no longer allowed was left open"
+        assert _echoes(kept, b"allowed after the change")
+        set_intention(mesh.agent, "web", "db", "allow")
+    with _websocket(mesh) as kept:  # allowed again: a new one opens
+        assert _echoes(kept, b"again")
 
 
 _VALID = b"POST /echo/f HTTP/1.1\r\nHost: db\r\nContent-Length: 3\r\n\r\nabc"
