@@ -11,6 +11,7 @@ change; without it the default is deny), the service-splitter entries
 listener and one listener per upstream, each with its health watch (and
 one per other target of its split). Revoked agents (`/v1/connect/ca/revoked`)
 go into the peers' trust; a new one also cuts open connections it issued a leaf of.
+No port opens before serving on it can succeed (warm.py).
 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
@@ -33,7 +34,7 @@ from typing import Any
 
 from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
-from gossamer.proxy import tally
+from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.authorize import revoked_key_ids
 from gossamer.proxy.config import (
@@ -45,7 +46,6 @@ from gossamer.proxy.config import (
 )
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import Fleet, MetricsLike, MetricsServer
@@ -73,8 +73,10 @@ class ProxyRuntime:
         self.identity: Identity | None = None
         self.inbound: Inbound | None = None
         self.upstreams: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
+        self._opening: set[Upstream] = set()  # listeners waiting for their first instances
         self.splitters = Splitters(agent)
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # a leaf and roots make an identity
+        self.policy_known = asyncio.Event()  # the first intentions answer came
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
         self._revoked: frozenset[bytes] = frozenset()
@@ -96,6 +98,7 @@ class ProxyRuntime:
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
+        await warm.serving(self.ready, self.policy_known)
         await self._apply(self.config, first=True)
         self.denials.start()
 
@@ -156,6 +159,7 @@ class ProxyRuntime:
                      "allow" if allow else "deny")  # fmt: skip
         self.policy.default_allow = allow
         self.policy.known = True
+        self.policy_known.set()
         self.tally.add("intentions.updates")
         if self.inbound is not None:
             self.inbound.recheck()
@@ -193,8 +197,8 @@ class ProxyRuntime:
             watch.stop()
             self.splitters.forget(listener)
             log.info("proxy: upstream %s removed", upstream.name)
-        for upstream in [u for u in config.upstreams if u not in self.upstreams]:
-            await self._open_upstream(upstream)
+        added = [u for u in config.upstreams if u not in self.upstreams and u not in self._opening]
+        await asyncio.gather(*(self._open_upstream(upstream) for upstream in added))
 
     async def _serve_metrics(self, addr: str) -> None:
         if self.metrics_server is not None:
@@ -220,15 +224,14 @@ class ProxyRuntime:
         listener = UpstreamListener(upstream, lambda: self.identity, self.tally,
                                     metrics=self.metrics)  # fmt: skip
         listener.on_close = self.closed_one.set
+        self._opening.add(upstream)
         try:
-            await listener.start()
-        except OSError as exc:
-            log.error("proxy: upstream %s cannot listen on %s:%d: %s", upstream.name,
-                      upstream.bind_address, upstream.bind_port, exc)  # fmt: skip
+            watch = await warm.open_upstream(self.agent, listener,
+                                             lambda: upstream in self.config.upstreams)  # fmt: skip
+        finally:
+            self._opening.discard(upstream)
+        if watch is None:
             return
-        watch = Watch(self.agent, f"/v1/health/connect/{upstream.name}?passing",
-                      lambda rows: listener.set_instances(instances_of(rows)))  # fmt: skip
-        watch.start()
         self.upstreams[upstream] = (listener, watch)
         self.splitters.apply(listener)
 

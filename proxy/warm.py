@@ -1,0 +1,73 @@
+"""Warming: a sidecar's ports open only once serving on them can succeed. Shell.
+
+A port that accepts before the proxy has a leaf, the intentions or its
+upstream's instances fails its first clients: the connection is taken and
+then closed, or answered `503`, and a sidecar's TCP check passes, so the
+catalog sends callers to a sidecar that refuses them. So the listeners wait
+for the leaf and roots (no TLS without them) and the first intentions
+answer (no decision), without bound but logged every WARM_S, and each
+upstream's listener also waits for the first answer of its health watch
+(at most WARM_S, then it opens with what it has: an agent that never
+answers is its own fault to report). Until then a connect is refused at
+once. Envoy likewise opens its listeners once its clusters are warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.health_rows import instances_of
+from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.watch import Watch
+
+log = logging.getLogger("gossamer.proxy")
+WARM_S: Final = 10.0
+
+
+async def serving(identity: asyncio.Event, intentions: asyncio.Event) -> None:
+    """Return once the proxy has an identity and the intentions."""
+    while True:
+        try:
+            async with asyncio.timeout(WARM_S):
+                await identity.wait()
+                await intentions.wait()
+                return
+        except TimeoutError:
+            missing = "a certificate" if not identity.is_set() else "the intentions"
+            log.warning("proxy: no port opened yet: still waiting for %s from the agent", missing)
+
+
+async def open_upstream(
+    agent: AgentHttp, listener: UpstreamListener, wanted: Callable[[], bool]
+) -> Watch | None:
+    """Watch `listener`'s upstream's healthy instances, then listen; the watch, or None when
+    the upstream is no longer `wanted` by then or its port cannot be had (logged)."""
+    upstream, answered = listener.upstream, asyncio.Event()
+
+    def on_rows(rows: Any) -> None:
+        listener.set_instances(instances_of(rows))
+        answered.set()
+
+    watch = Watch(agent, f"/v1/health/connect/{upstream.name}?passing", on_rows)
+    watch.start()
+    try:
+        async with asyncio.timeout(WARM_S):
+            await answered.wait()
+    except TimeoutError:
+        log.warning("proxy: upstream %s: no instances from the agent in %.0f s, listening "
+                    "anyway", upstream.name, WARM_S)  # fmt: skip
+    if not wanted():  # removed from the registration meanwhile
+        watch.stop()
+        return None
+    try:
+        await listener.start()
+    except OSError as exc:
+        watch.stop()
+        log.error("proxy: upstream %s cannot listen on %s:%d: %s", upstream.name,
+                  upstream.bind_address, upstream.bind_port, exc)  # fmt: skip
+        return None
+    return watch
