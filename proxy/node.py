@@ -41,6 +41,7 @@ class NodeProxies:
         self._drain_s = drain_s
         self._refused: dict[str, str] = {}  # proxy id -> the problem last logged
         self._stopping: set[asyncio.Task[None]] = set()
+        self._starting: dict[str, asyncio.Task[None]] = {}  # runtimes whose ports are not open
         self._latest: dict[str, Any] | None = None  # the last list the watch delivered
         self._changed = asyncio.Event()
         self._watch = Watch(agent, SERVICES, self._on_services, by_hash=True)
@@ -58,9 +59,9 @@ class NodeProxies:
             self._stop(proxy_id)
         for proxy_id, body in sorted(found.items()):
             if proxy_id not in self.runtimes:
-                await self._start(proxy_id, body)
+                self._start(proxy_id, body)
 
-    async def _start(self, proxy_id: str, body: dict[str, Any]) -> None:
+    def _start(self, proxy_id: str, body: dict[str, Any]) -> None:
         try:
             config = with_drain(config_from_registration(body, proxy_id), self._drain_s)
         except ConfigError as exc:
@@ -71,11 +72,26 @@ class NodeProxies:
         self._refused.pop(proxy_id, None)
         runtime = ProxyRuntime(config, self.agent, self.fleet)
         self.runtimes[proxy_id] = runtime
-        await runtime.start()
-        log.info("proxy: serving sidecar %s for %s", proxy_id, config.service)
+        # Each on its own: a sidecar waiting for its leaf (warm.py) holds up no other one.
+        starting = asyncio.create_task(runtime.start())
+        self._starting[proxy_id] = starting
+        starting.add_done_callback(lambda task: self._started(proxy_id, config.service, task))
+
+    def _started(self, proxy_id: str, service: str, task: asyncio.Task[None]) -> None:
+        if self._starting.get(proxy_id) is task:
+            del self._starting[proxy_id]
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
+            log.error("proxy: sidecar %s cannot be served: %s", proxy_id, exc)
+            return
+        log.info("proxy: serving sidecar %s for %s", proxy_id, service)
 
     def _stop(self, proxy_id: str) -> None:
         runtime = self.runtimes.pop(proxy_id)
+        starting = self._starting.pop(proxy_id, None)
+        if starting is not None:
+            starting.cancel()  # (its ports never opened; drain stops its watches)
         log.info("proxy: sidecar %s deregistered: draining it", proxy_id)
         task = asyncio.create_task(runtime.drain())
         self._stopping.add(task)
@@ -100,6 +116,8 @@ class NodeProxies:
             stopped.cancel()
 
     async def drain(self) -> None:
+        for starting in self._starting.values():
+            starting.cancel()
         await asyncio.gather(*(r.drain() for r in self.runtimes.values()), *self._stopping)
 
     def reload(self) -> None:

@@ -11,6 +11,7 @@ and exits once every worker has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -31,7 +32,10 @@ async def serve(config: ProxyConfig, base_url: str, crew: Crew) -> int:
     await crew.join(stop)
     runtime = ProxyRuntime(config, AgentHttp(base_url), crew.fleet)
     _on_signals(stop, crew, runtime.reload, runtime.log_counts)
-    await runtime.start()
+    if not await _started(runtime, stop):
+        log.info("proxy: SIGTERM before the ports opened")
+        _, code = await asyncio.gather(runtime.drain(), crew.stop())
+        return code
     crew.start()
     heap.start_trimming()  # for the process's life: its timer goes with the loop
     log.info("proxy: running for %s; %s", config.service, data_path())
@@ -58,6 +62,22 @@ async def serve_node(base_url: str, drain_s: float, crew: Crew) -> int:
     _, code = await asyncio.gather(node.drain(), crew.stop())
     node.log_counts()
     return code
+
+
+async def _started(runtime: ProxyRuntime, stop: asyncio.Event) -> bool:
+    """Start `runtime` (its ports open once warm, warm.py, which may take long when the agent
+    cannot issue a leaf); False when `stop` came first, the start called off."""
+    starting = asyncio.ensure_future(runtime.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if starting.done():
+        starting.result()  # a port that cannot be had ends the process, as it always did
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    return False
 
 
 def _on_signals(

@@ -7,11 +7,11 @@ intentions watch (`match?by=destination`), whose answers carry the agent's
 default policy (`X-Gossamer-Default-Policy`; a reload of the agent that
 changes it wakes the watch, so a new default applies like an intention
 change; without it the default is deny), the service-splitter entries
-(`/v1/config/service-splitter`, split_targets.py), then the inbound
-listener and one listener per upstream, each with its health watch (and
-one per other target of its split). Revoked agents (`/v1/connect/ca/revoked`)
-go into the peers' trust; a new one also cuts open connections it issued a leaf of.
-No port opens before serving on it can succeed (warm.py).
+(`/v1/config/service-splitter`, split_targets.py), then, once serving can
+succeed (warm.py), the inbound listener and one listener per upstream, each
+with its health watch (and one per other target of its split). Revoked agents
+(`/v1/connect/ca/revoked`) go into the peers' trust; a new one also cuts open
+connections it issued a leaf of.
 
 A registration change applies without a restart: an upstream added opens
 its listener, one removed closes it (its open connections finish), others
@@ -77,6 +77,7 @@ class ProxyRuntime:
         self.splitters = Splitters(agent)
         self.ready = asyncio.Event()  # a leaf and roots make an identity
         self.policy_known = asyncio.Event()  # the first intentions answer came
+        self.warm = False  # both came: the ports are opened (warm.py)
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
         self._revoked: frozenset[bytes] = frozenset()
@@ -86,19 +87,19 @@ class ProxyRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Watch the identity and the intentions, then open the listeners."""
+        """Watch the identity and the intentions, then open the listeners once they came."""
         svc = self.config.service
         self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
         self._watch("/v1/agent/connect/ca/roots", self._on_roots)
         self._watch("/v1/connect/ca/revoked", self._on_revoked)
-        self._intentions = self._watch(
-            f"/v1/connect/intentions/match?by=destination&name={svc}", self._on_intentions
-        )
+        match = f"/v1/connect/intentions/match?by=destination&name={svc}"
+        self._intentions = self._watch(match, self._on_intentions)
         self._watch(SPLITTERS, self._on_splitters)
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
         await warm.serving(self.ready, self.policy_known)
+        self.warm = True
         await self._apply(self.config, first=True)
         self.denials.start()
 
@@ -173,8 +174,12 @@ class ProxyRuntime:
         except ConfigError as exc:
             log.error("proxy: registration changed but cannot be used, keeping the last: %s", exc)
             return
-        if config != self.config:
+        if config == self.config:
+            return
+        if self.warm:
             self._spawn(self._apply(config))
+        else:  # no port open yet (warm.py): the first _apply takes it
+            self.config = config
 
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config

@@ -60,6 +60,9 @@ async def open_upstream(
     except TimeoutError:
         log.warning("proxy: upstream %s: no instances from the agent in %.0f s, listening "
                     "anyway", upstream.name, WARM_S)  # fmt: skip
+    except asyncio.CancelledError:  # the proxy stops before it served
+        watch.stop()
+        raise
     if not wanted():  # removed from the registration meanwhile
         watch.stop()
         return None

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 from aiohttp import web
 
-from tests.harness.cluster import Cluster, free_port
+from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_support import (
     App,
@@ -39,7 +42,7 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "cont
 
 
 class LeafHolder:
-    """An HTTP proxy to `agent_url` that holds leaf certificate answers until `release()`."""
+    """An HTTP proxy to `agent_url` that holds web's leaf certificate until `release()`."""
 
     def __init__(self, agent_url: str) -> None:
         self.agent_url = agent_url
@@ -78,7 +81,7 @@ class LeafHolder:
         await web.TCPSite(runner, "127.0.0.1", self.port).start()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        if request.path.startswith("/v1/agent/connect/ca/leaf/"):
+        if request.path == "/v1/agent/connect/ca/leaf/web":
             self.held.append(request.path)
             await self._released.wait()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP | {"host"}}
@@ -94,34 +97,87 @@ class LeafHolder:
         return web.Response(status=got.status, body=body, headers=kept)
 
 
-def test_no_port_opens_before_the_proxy_has_its_certificate(tmp_path: Path) -> None:
-    c = Cluster(tmp_path)
+@dataclass
+class Pair:
+    agent: AgentProc
+    tmp: Path
+    up_port: int  # web's upstream to db
+    db_in: int
+    web_in: int
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """An agent with `db` (an echo app) and `web` (upstream db) registered, web -> db allowed;
+    each test starts the sidecars it needs and stops them."""
+    tmp = tmp_path_factory.mktemp("proxy-warm")
+    c = Cluster(tmp)
     app = App("127.0.0.1").start()
-    proxies: list[ProxyProc] = []
     try:
         agent = c.new_agent("pw1").start()
         eventually(agent.enrolled, 20, what="the agent's certificate")
         up_port = free_port("127.0.0.1")
         db_in, web_in = register_pair(agent, app.port, up_port)
         set_intention(agent, "web", "db", "allow")
-        proxies.append(db_proxy := sidecar(agent, tmp_path, "db"))
-        wait_listening(agent.ip, db_in, db_proxy)
-        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        with LeafHolder(agent.http) as holder:
-            web_proxy = ProxyProc(["--sidecar-for", "web", "--http-addr",
-                                   f"http://127.0.0.1:{holder.port}"],
-                                  tmp_path / "proxy-web.log").start()  # fmt: skip
-            proxies.append(web_proxy)
-            eventually(lambda: holder.held, 20, what="web's sidecar to ask for its leaf")
-            # Its other watches' answers came back: a proxy that listens at once (as before)
-            # did so before these, since it opens its ports right after starting its watches.
-            eventually(lambda: {"/v1/agent/connect/ca/roots", "/v1/connect/intentions/match"}
-                       <= set(holder.answered), 20, what="the other answers")  # fmt: skip
-            assert not listening("127.0.0.1", up_port), "the upstream port opened with no leaf"
-            assert not listening(agent.ip, web_in), "the inbound port opened with no leaf"
-            holder.release()
-            wait_listening("127.0.0.1", up_port, web_proxy)
-            assert roundtrip(("127.0.0.1", up_port), b"first") == b"first<eof>"
+        yield Pair(agent, tmp, up_port, db_in, web_in)
     finally:
-        leftovers = stop_mesh(c, proxies, [app])
+        leftovers = stop_mesh(c, [], [app])
     assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def _through_holder(pair: Pair, holder: LeafHolder, *args: str) -> ProxyProc:
+    name = "-".join(a.strip("-") for a in args) or "node"
+    return ProxyProc([*args, "--http-addr", f"http://127.0.0.1:{holder.port}"],
+                     pair.tmp / f"proxy-{name}.log").start()  # fmt: skip
+
+
+def _waiting(holder: LeafHolder) -> None:
+    """Until the proxy asked for web's leaf and its other first answers went back: a proxy
+    that listens at once (as before warm.py) has opened its ports by then, since it opens
+    them right after starting its watches."""
+    eventually(lambda: holder.held, 20, what="the sidecar to ask for web's leaf")
+    eventually(lambda: {"/v1/agent/connect/ca/roots", "/v1/connect/intentions/match"}
+               <= set(holder.answered), 20, what="the other answers")  # fmt: skip
+
+
+def test_no_port_opens_before_the_proxy_has_its_certificate(pair: Pair) -> None:
+    proxies: list[ProxyProc] = []
+    try:
+        proxies.append(db := sidecar(pair.agent, pair.tmp, "db"))
+        wait_listening(pair.agent.ip, pair.db_in, db)
+        eventually(lambda: healthy_sidecars(pair.agent, "db") == 1, 30, what="db's sidecar")
+        with LeafHolder(pair.agent.http) as holder:
+            proxies.append(web := _through_holder(pair, holder, "--sidecar-for", "web"))
+            _waiting(holder)
+            assert not listening("127.0.0.1", pair.up_port), "the upstream port opened early"
+            assert not listening(pair.agent.ip, pair.web_in), "the inbound port opened early"
+            holder.release()
+            wait_listening("127.0.0.1", pair.up_port, web)
+            assert roundtrip(("127.0.0.1", pair.up_port), b"first") == b"first<eof>"
+    finally:
+        assert [proxy.stop() for proxy in proxies] == [0] * len(proxies)
+
+
+def test_sigterm_while_waiting_for_the_certificate_exits_0(pair: Pair) -> None:
+    with LeafHolder(pair.agent.http) as holder:
+        web = _through_holder(pair, holder, "--sidecar-for", "web")
+        try:
+            _waiting(holder)
+        finally:
+            assert web.stop(timeout=10) == 0
+    assert "SIGTERM before the ports opened" in web.log()
+
+
+def test_one_node_proxy_serves_a_sidecar_while_another_waits(pair: Pair) -> None:
+    """`--node`: web's sidecar waiting for its leaf holds up nothing of db's."""
+    with LeafHolder(pair.agent.http) as holder:
+        node = _through_holder(pair, holder, "--node")
+        try:
+            wait_listening(pair.agent.ip, pair.db_in, node)
+            _waiting(holder)
+            assert not listening("127.0.0.1", pair.up_port)
+            holder.release()
+            wait_listening("127.0.0.1", pair.up_port, node)
+            assert roundtrip(("127.0.0.1", pair.up_port), b"one process") == b"one process<eof>"
+        finally:
+            assert node.stop() == 0
