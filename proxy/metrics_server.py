@@ -10,26 +10,43 @@ Anything else is a 404, a method other than GET a 405, a head that is not
 HTTP or too long a 400; the listener keeps serving. With worker processes
 (workers.py), worker 0's listener adds the other workers' figures, asked
 for on each scrape (`others`), before rendering.
+
+Who may read: a connection from this host (a loopback peer, or one whose
+address is the listener's own: the agent, `gossamer stat`, a local
+Prometheus) is served plain HTTP, as a loopback-only listener would serve
+it. Any other peer must speak TLS and present a certificate of this mesh
+(`tls()`: the proxy's server context, its leaf, the roots, a client
+certificate required and verified): a Prometheus elsewhere scrapes with a
+leaf the agent issued it (`tls_config`). Refusals are logged at most once
+per peer per minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from gossamer.proxy.edge_metrics import stats_json
 from gossamer.proxy.fleet_sum import Snapshot, summed
 from gossamer.proxy.listen import serve
+from gossamer.proxy.log_limit import LogLimiter
 from gossamer.proxy.metrics_families import Proxy, families
 from gossamer.proxy.prom_text import CONTENT_TYPE, render
+from gossamer.proxy.tls_pipe import TlsPipe
 
 log = logging.getLogger("gossamer.proxy")
 MAX_HEAD = 8192
+HANDSHAKE_S = 10.0
 Source = Callable[[], Sequence[Proxy]]
+Tls = Callable[
+    [], ssl.SSLContext | None
+]  # the context a peer from elsewhere must pass; None: none yet
 
 
 class MetricsLike(Protocol):
@@ -43,7 +60,7 @@ class MetricsLike(Protocol):
 class Fleet(Protocol):
     """This process's part among worker processes (workers.py): how it serves metrics."""
 
-    def metrics_server(self, addr: str, source: Source) -> MetricsLike: ...
+    def metrics_server(self, addr: str, source: Source, tls: Tls) -> MetricsLike: ...
 
 
 Others = Callable[[str], Awaitable[list[list[Snapshot]]]]  # metrics address -> their figures
@@ -80,11 +97,49 @@ class _Scrape(asyncio.Protocol):
         self._head = b""
         self._answering = False  # one request per connection: what follows it is ignored
         self._transport: asyncio.Transport | None = None
+        self._tls: TlsPipe | None = None  # a peer from elsewhere: TLS, driven here (tls_pipe.py)
+        self._peer: object = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport = cast(asyncio.Transport, transport)  # (uvloop's: no subclass)
+        self._peer = peer = transport.get_extra_info("peername")
+        if from_this_host(peer, transport.get_extra_info("sockname")):
+            return
+        context = self._server.tls()
+        if context is None:
+            self._refuse("the proxy has no certificate yet")
+            return
+        self._tls = TlsPipe(context, server_side=True)
+        asyncio.get_running_loop().call_later(HANDSHAKE_S, self._late)
+
+    def _late(self) -> None:
+        if self._tls is not None and not self._tls.handshaken and not self._closed():
+            self._refuse(f"no TLS handshake within {HANDSHAKE_S:.0f} s")
+
+    def _refuse(self, why: str) -> None:
+        self._server.refused(self._peer, why)
+        assert self._transport is not None
+        self._transport.abort()
+
+    def _closed(self) -> bool:
+        return self._transport is None or self._transport.is_closing()
 
     def data_received(self, data: bytes) -> None:
+        if self._tls is None:
+            self._plain(data)
+            return
+        try:
+            chunks = self._tls.feed(data)
+        except ssl.SSLError as exc:  # not TLS, no certificate, another CA's, ...
+            self._refuse(f"a certificate of this mesh is required: {exc.reason or exc}")
+            return
+        if out := self._tls.pending():
+            assert self._transport is not None
+            self._transport.write(out)
+        for chunk in chunks:
+            self._plain(chunk)
+
+    def _plain(self, data: bytes) -> None:
         if self._answering:
             return
         self._head += data
@@ -103,6 +158,8 @@ class _Scrape(asyncio.Protocol):
     def _send(self, reply: bytes) -> None:
         assert self._transport is not None
         if not self._transport.is_closing():
+            if self._tls is not None:
+                reply = self._tls.encrypt(reply) + self._tls.close_write()
             self._transport.write(reply)
             self._transport.close()
 
@@ -110,8 +167,12 @@ class _Scrape(asyncio.Protocol):
 class MetricsServer:
     """One listener serving the figures of `proxies()` (one proxy, or every one in node mode)."""
 
-    def __init__(self, addr: str, proxies: Source, others: Others | None = None) -> None:
+    def __init__(
+        self, addr: str, proxies: Source, others: Others | None = None, tls: Tls = lambda: None
+    ) -> None:
         self.addr = addr
+        self.tls = tls
+        self._limiter = LogLimiter()
         host, _, port = addr.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.proxies = proxies
@@ -122,7 +183,10 @@ class MetricsServer:
 
     async def start(self) -> None:
         self._server = await serve(lambda: _Scrape(self), self.host, self.port, own=True)
-        log.info("proxy: metrics on http://%s:%d/metrics", self.host, self.port)
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        log.info("proxy: metrics on http://%s:%d/metrics%s", shown, self.port,
+                 "" if _loopback(self.host) else " (from another host: TLS and a certificate "
+                 "of this mesh)")  # fmt: skip
 
     def reply(self, head: bytes) -> bytes:
         return answer(head, self.proxies(), self.start_s, time.time())
@@ -138,6 +202,11 @@ class MetricsServer:
             proxies = list(self.proxies())
         return answer(head, proxies, self.start_s, time.time())
 
+    def refused(self, peer: object, why: str) -> None:
+        host = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if self._limiter.allow(host, time.monotonic_ns() // 1_000_000):
+            log.warning("proxy: metrics listener refused %s: %s", host, why)
+
     def spawn(self, job: Awaitable[None]) -> None:
         task = asyncio.ensure_future(job)
         self._tasks.add(task)
@@ -147,3 +216,42 @@ class MetricsServer:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+
+async def open_metrics(
+    addr: str, source: Source, tls: Tls, fleet: Fleet | None
+) -> MetricsLike | None:
+    """The metrics listener at `addr`: None when none is asked for or its port cannot be had
+    (logged); with worker processes, `fleet`'s part of it."""
+    if not addr:
+        return None
+    server = (
+        fleet.metrics_server(addr, source, tls) if fleet else MetricsServer(addr, source, tls=tls)
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("proxy: cannot serve metrics on %s: %s", addr, exc)
+        return None
+    return server
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def from_this_host(peer: object, own: object) -> bool:
+    """Whether a connection comes from this host: a loopback peer, or one whose address is the
+    listener's own (a local client dialing this host's address)."""
+    if not isinstance(peer, tuple) or not isinstance(own, tuple):
+        return False  # (a Unix socket is not what this listens on)
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or str(peer[0]) == str(own[0])

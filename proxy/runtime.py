@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Coroutine
 from typing import Any
 
@@ -48,7 +49,7 @@ from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
-from gossamer.proxy.metrics_server import Fleet, MetricsLike, MetricsServer
+from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.split_targets import Splitters
@@ -208,18 +209,10 @@ class ProxyRuntime:
     async def _serve_metrics(self, addr: str) -> None:
         if self.metrics_server is not None:
             self.metrics_server.close()
-            self.metrics_server = None
-        if not addr:
-            return
-        source = self.served
-        server = self.fleet.metrics_server(addr, source) if self.fleet else MetricsServer(
-            addr, source)  # fmt: skip
-        try:
-            await server.start()
-        except OSError as exc:
-            log.error("proxy: cannot serve metrics on %s: %s", addr, exc)
-            return
-        self.metrics_server = server
+        self.metrics_server = await open_metrics(addr, self.served, self._metrics_tls, self.fleet)
+
+    def _metrics_tls(self) -> ssl.SSLContext | None:  # a metrics peer from elsewhere must pass
+        return None if self.identity is None else self.identity.server
 
     def served(self) -> list[tuple[EdgeMetrics, tally.Tally]]:
         """What this proxy's metrics listener renders."""

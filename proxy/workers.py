@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gossamer.proxy.fleet_sum import Snapshot
-from gossamer.proxy.metrics_server import Fleet, MetricsServer, Source
+from gossamer.proxy.metrics_server import Fleet, MetricsServer, Source, Tls
 from gossamer.proxy.worker_link import WORKER_ENV, Asker, Offered, WorkerLink
 
 log = logging.getLogger("gossamer.proxy")
@@ -143,8 +143,8 @@ class Workers(Crew):
         askers = [w.asker for w in self.running.values()]
         return list(await asyncio.gather(*(a.ask(addr) for a in askers)))
 
-    def metrics_server(self, addr: str, source: Source) -> MetricsServer:
-        return MetricsServer(addr, source, others=self.figures)
+    def metrics_server(self, addr: str, source: Source, tls: Tls) -> MetricsServer:
+        return MetricsServer(addr, source, others=self.figures, tls=tls)
 
 
 class Worker(Crew):
@@ -160,6 +160,6 @@ class Worker(Crew):
         self.link = WorkerLink(self.fd, stop.set)
         await self.link.start()
 
-    def metrics_server(self, addr: str, source: Source) -> Offered:
+    def metrics_server(self, addr: str, source: Source, tls: Tls) -> Offered:
         assert self.link is not None
         return Offered(self.link, addr, source)
