@@ -49,6 +49,9 @@ class Upstream:
     request_timeout_s: float = proto.REQUEST_TIMEOUT_S  # 0.0: none (each one, protocol.py)
     request_idle_s: float = proto.REQUEST_IDLE_S
     client_idle_s: float = proto.CLIENT_IDLE_S  # the proxy's `idle_timeout_ms`
+    # Clients from other hosts, when bound to a network address (`Config.
+    # gossamer_remote_clients`): each would speak as this proxy's service. Off: refused.
+    remote_clients: bool = False
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -250,6 +253,7 @@ def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
         ),
         **proto.upstream_fields(options, at),
         client_idle_s=client_idle_s,
+        remote_clients=fields.flag(options, "gossamer_remote_clients", at, default=False),
     )
 
 

@@ -27,9 +27,9 @@ def positive_millis(options: Mapping[str, Any], key: str, default_s: float, wher
     return value / 1000
 
 
-def flag(options: Mapping[str, Any], key: str, where: str) -> bool:
-    """`options[key]`, true or false; true when unset."""
-    value = options.get(key, True)
+def flag(options: Mapping[str, Any], key: str, where: str, default: bool = True) -> bool:
+    """`options[key]`, true or false; `default` when unset."""
+    value = options.get(key, default)
     if not isinstance(value, bool):
         raise ConfigError(f"{where}.{key}", f"must be true or false, got {value!r}")
     return value

@@ -24,7 +24,6 @@ per peer per minute.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import ssl
@@ -35,6 +34,7 @@ from typing import Protocol, cast
 from gossamer.proxy.edge_metrics import stats_json
 from gossamer.proxy.fleet_sum import Snapshot, summed
 from gossamer.proxy.listen import serve
+from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.log_limit import LogLimiter
 from gossamer.proxy.metrics_families import Proxy, families
 from gossamer.proxy.prom_text import CONTENT_TYPE, render
@@ -185,7 +185,7 @@ class MetricsServer:
         self._server = await serve(lambda: _Scrape(self), self.host, self.port, own=True)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         log.info("proxy: metrics on http://%s:%d/metrics%s", shown, self.port,
-                 "" if _loopback(self.host) else " (from another host: TLS and a certificate "
+                 "" if loopback(self.host) else " (from another host: TLS and a certificate "
                  "of this mesh)")  # fmt: skip
 
     def reply(self, head: bytes) -> bytes:
@@ -234,24 +234,3 @@ async def open_metrics(
         log.error("proxy: cannot serve metrics on %s: %s", addr, exc)
         return None
     return server
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def from_this_host(peer: object, own: object) -> bool:
-    """Whether a connection comes from this host: a loopback peer, or one whose address is the
-    listener's own (a local client dialing this host's address)."""
-    if not isinstance(peer, tuple) or not isinstance(own, tuple):
-        return False  # (a Unix socket is not what this listens on)
-    try:
-        address = ipaddress.ip_address(peer[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback or str(peer[0]) == str(own[0])

@@ -1,27 +1,24 @@
 """Upstream listeners: a local plain port per upstream, mutual TLS to a healthy instance.
 
 Each accepted connection is held (not read) while an instance is picked
-(balance.py: power of two choices over the connections open to each),
-reached (`connect_timeout_s`) and its certificate checked: it must carry
-the upstream's SPIFFE ID (authorize.server_service). A failed attempt is
-retried on another instance (at most `ATTEMPTS` in all) before the client
-sees anything; each failure feeds the outlier detector (outlier.py), which
-sets a repeatedly failing instance aside for a while. A peer sidecar that
-agrees to frames (ALPN) carries each client connection as a stream of one
-shared connection (mux.py), so a new client to the same instance needs no
-handshake (mux_pool.py); new connections offer the session of an earlier
-one (sessions.py). With no healthy
-instance, the client's connection is closed at once and logged, once a minute.
+(balance.py: power of two choices over open connections), reached
+(`connect_timeout_s`) and its certificate checked: it must carry the
+upstream's SPIFFE ID (authorize.server_service). A failed attempt is
+retried on another instance (at most `ATTEMPTS`) before the client sees
+anything; each failure feeds the outlier detector (outlier.py). A peer
+sidecar that agrees to frames (ALPN) carries each client connection as a
+stream of one shared connection (mux.py, mux_pool.py); new connections
+offer an earlier one's session (sessions.py). With no healthy instance the
+client is closed at once and logged, once a minute. A listener bound to a
+network address turns away clients from other hosts (local_peer.py), each
+of which would speak as this service, unless the upstream says otherwise.
 
 Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
-(runtime.py feeds `set_instances`). When the upstream's service has a
-`service-splitter` entry (`split`, set by split_targets.py with the
-instances of each other target), each connection first picks its target
-service by weight (split.py) and then an instance of that service, whose
-certificate must carry that service's SPIFFE ID; its retries stay within
-the target. The HTTP path picks per request (http_upstream.py); an `http2`
-or `grpc` upstream's connection is followed call by call for the metrics
-(h2_relay.py `followed`).
+(warm.py feeds `set_instances`). With a `service-splitter` entry (`split`;
+split_targets.py gives the other targets' instances), each connection picks
+its target service by weight (split.py), then an instance of it, whose
+certificate must carry that service's SPIFFE ID; retries stay within the
+target. HTTP picks per request (http_upstream.py); h2 is followed (h2_relay.py).
 """
 
 from __future__ import annotations
@@ -45,6 +42,7 @@ from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.listen import serve
+from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.mux import wire_of
 from gossamer.proxy.mux_pool import MuxPool, open_stream
 from gossamer.proxy.outlier import Outliers
@@ -56,10 +54,6 @@ from gossamer.proxy.tls_side import TlsSide
 
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS: Final = 3  # instances tried for one client connection before it is closed
-
-
-def _now_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
 
 
 class UpstreamListener:
@@ -91,6 +85,8 @@ class UpstreamListener:
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
         self.http = HttpUpstream(self) if is_l7(upstream.protocol) else None
+        # bound to a network address: clients from other hosts are turned away (local_peer.py)
+        self.guarded = not (loopback(upstream.bind_address) or upstream.remote_clients)
 
     async def start(self) -> None:
         u = self.upstream
@@ -127,6 +123,8 @@ class UpstreamListener:
         return self.instances if service == self.upstream.name else self.targets.get(service, [])
 
     def _accepted(self, side: PlainSide) -> None:
+        if self.guarded and not self._local(side):
+            return
         if self.http is not None:  # requests over pooled connections (http_upstream.py)
             session = HttpSession(self.http, side, "")
             self.http.sessions.add(session)
@@ -142,7 +140,7 @@ class UpstreamListener:
         target = self.pick_target()
         candidates = self.instances_for(target)
         for _ in range(ATTEMPTS):
-            now = _now_ms()
+            now = time.monotonic_ns() // 1_000_000
             excluded = tried | self.outliers.ejected(now)
             instance = balance.choose(candidates, self.outstanding, self.rng, excluded)
             if instance is None and not tried:  # all set aside: try the least-bad anyway
@@ -199,7 +197,7 @@ class UpstreamListener:
     def _failed(self, instance: Instance, reason: str, exc: BaseException) -> None:
         self.tally.add(f"outbound.attempt_failed.{reason}")
         shown = f"{instance[0]}:{instance[1]}"
-        if self.outliers.failed(instance, _now_ms(), len(self.instances)):
+        if self.outliers.failed(instance, time.monotonic_ns() // 1_000_000, len(self.instances)):
             self.tally.add("outbound.ejected")
             log.warning("proxy: upstream %s instance %s set aside after repeated failures",
                         self.upstream.name, shown)  # fmt: skip
@@ -274,6 +272,17 @@ class UpstreamListener:
             log.warning("proxy: upstream %s: %d connection(s) terminated, the server is no "
                         "longer trusted", self.upstream.name, total)  # fmt: skip
         return total
+
+    def _local(self, side: PlainSide) -> bool:
+        """Whether `side`'s client is on this host; if not, it is refused (closed, counted)."""
+        t = side.transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        if t is not None and from_this_host(peer, t.get_extra_info("sockname")):
+            return True
+        self._refuse(tally.REMOTE_CLIENT, f"{peer} is not on this host and this upstream "
+                     "does not take remote clients (Config.gossamer_remote_clients)")  # fmt: skip
+        side.close(abort=True)
+        return False
 
     def _refuse(self, reason: str, message: str) -> None:
         if self.tally.refuse("outbound", reason, self.upstream.name, time.time_ns() // 1_000_000):

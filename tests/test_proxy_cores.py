@@ -26,6 +26,7 @@ from gossamer.proxy.config import (
     parse_upstream_flag,
     with_drain,
 )
+from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.relay_state import Halves, Step
 
@@ -104,6 +105,9 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
          "Proxy.Config.request_headers_timeout_ms"),
         (with_proxy(Config={"max_request_header_bytes": "big"}),
          "Proxy.Config.max_request_header_bytes"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindPort": 1,
+                                "Config": {"gossamer_remote_clients": "yes"}}]),
+         "Proxy.Upstreams[0].Config.gossamer_remote_clients"),
     ],
 )  # fmt: skip
 def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:
@@ -372,3 +376,17 @@ def test_any_reply_is_an_answer_or_bad_answer(raw: bytes) -> None:
     except BadAnswer:
         return
     assert 0 <= answer.status <= 999
+
+
+def test_from_this_host_is_a_loopback_peer_or_the_listeners_own_address() -> None:
+    own = ("10.0.0.5", 9191)
+    assert from_this_host(("127.0.0.1", 40000), own)
+    assert from_this_host(("127.9.9.9", 40000), own)
+    assert from_this_host(("::1", 40000, 0, 0), ("::1", 9191, 0, 0))
+    assert from_this_host(("::ffff:127.0.0.1", 40000, 0, 0), ("::", 9191, 0, 0))
+    assert from_this_host(("10.0.0.5", 40000), own)  # a local client dialing the host's address
+    assert not from_this_host(("10.0.0.6", 40000), own)
+    assert not from_this_host(("fe80::1", 40000, 0, 2), ("fe80::2", 9191, 0, 2))
+    assert not from_this_host("/run/x.sock", own) and not from_this_host(None, own)
+    assert [loopback(h) for h in ("127.0.0.1", "::1", "[::1]", "localhost", "0.0.0.0", "10.0.0.5",
+                                  "::", "db.example")] == [True] * 4 + [False] * 4  # fmt: skip

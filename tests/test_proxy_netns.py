@@ -25,11 +25,18 @@ from tests.harness.binaries import cannot_run
 from tests.harness.cluster import AgentProc
 from tests.harness.netns import Hosts, cleanup_leftovers, netns_available
 from tests.harness.poll import eventually
-from tests.proxy_support import ProxyProc, read_all, refused, roundtrip, set_intention
+from tests.proxy_support import (
+    ProxyProc,
+    listening,
+    read_all,
+    refused,
+    roundtrip,
+    set_intention,
+)
 
 pytestmark = pytest.mark.netns
 
-APP_PORT, SIDECAR_PORT, UPSTREAM_PORT = 8080, 21000, 9191
+APP_PORT, SIDECAR_PORT, UPSTREAM_PORT, GUARDED_PORT = 8080, 21000, 9191, 9192
 ECHO = (  # {tag} names the host in every answer
     "import socket, threading\n"
     "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
@@ -96,8 +103,17 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         first = hosts.agent(1).start()
         agents = [first, *(hosts.agent(i, "--join", first.serf_addr).start() for i in (2, 3))]
         h1_ip = hosts.host(1).ip
+        # bound to h1's address and taking clients from other hosts (the test process); web2's
+        # is bound there too as an upstream is by default: for clients on h1 only
+        config = {"connect_timeout_ms": 1000, "gossamer_remote_clients": True}
         register(agents[0], "web", [{"DestinationName": "db", "LocalBindPort": UPSTREAM_PORT,
-                 "LocalBindAddress": h1_ip, "Config": {"connect_timeout_ms": 1000}}])  # fmt: skip
+                 "LocalBindAddress": h1_ip, "Config": config}])  # fmt: skip
+        agents[0].put("/v1/agent/service/register", {
+            "Name": "web2", "ID": "web2", "Port": APP_PORT, "Connect": {"SidecarService": {
+                "Port": SIDECAR_PORT + 1, "Proxy": {"Upstreams": [{
+                    "DestinationName": "db", "LocalBindPort": GUARDED_PORT,
+                    "LocalBindAddress": h1_ip}]}}}})  # fmt: skip
+        set_intention(first, "web2", "db", "allow")
         for i in (2, 3):
             register(agents[i - 1], "db", [])
             echo = ECHO.replace("{tag}", f"h{i}")
@@ -105,7 +121,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         set_intention(first, "web", "db", "allow")
         proxies = [sidecar(hosts, i, agents[i - 1], "web" if i == 1 else "db", root)
                    for i in (1, 2, 3)]  # fmt: skip
-        procs += [p.proc for p in proxies if p.proc is not None]
+        web2 = ProxyProc(["--sidecar-for", "web2", "--http-addr", first.http],
+                         root / "proxy-web2.log")  # fmt: skip
+        web2.proc = in_host(hosts, 1, [sys.executable, "-m", "gossamer.agent", "connect", "proxy",
+                                       *web2.args], web2.log_path)  # fmt: skip
+        procs += [p.proc for p in [*proxies, web2] if p.proc is not None]
         eventually(lambda: len(first.get("/v1/health/connect/db?passing")) == 2, 60,
                    what="h1's agent to see both db sidecars passing")  # fmt: skip
         yield Mesh(hosts, agents, procs, (h1_ip, UPSTREAM_PORT), root)
@@ -136,6 +156,24 @@ def test_web_reaches_both_db_hosts_with_payloads_intact(mesh: Mesh) -> None:
         s.sendall(b"half")
         s.shutdown(socket.SHUT_WR)
         assert read_all(s).startswith(b"half")
+
+
+def test_an_upstream_on_a_network_address_serves_only_its_own_host(mesh: Mesh) -> None:
+    """Anyone reaching web2's upstream would speak to db as web2: from another host (the test
+    process, in the root namespace) it is closed unanswered; from h1 itself it serves."""
+    guarded = (mesh.upstream[0], GUARDED_PORT)
+    eventually(lambda: listening(*guarded), 30, what="web2's upstream")
+    assert refused(guarded, b"from elsewhere")
+    client = ("import socket, sys\n"
+              f"s = socket.create_connection({guarded!r}, timeout=10)\n"
+              "s.sendall(b'from h1'); s.shutdown(socket.SHUT_WR)\n"
+              "got = b''\n"
+              "while d := s.recv(65536): got += d\n"
+              "sys.stdout.write(got.decode())\n")  # fmt: skip
+    on_h1 = mesh.hosts.run(1, sys.executable, "-c", client)
+    assert on_h1.returncode == 0 and on_h1.stdout.startswith("from h1"), on_h1
+    assert on_h1.stdout.endswith("<eof>"), on_h1
+    assert "remote-client" in (mesh.logs / "proxy-web2.log").read_text()
 
 
 def passing_db(mesh: Mesh) -> int:
