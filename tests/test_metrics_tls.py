@@ -29,8 +29,8 @@ from tests.harness.poll import eventually
 from tests.harness.prometheus import query
 from tests.harness.prometheus import start as start_prometheus
 from tests.proxy_pki import CLUSTER_B, Pki
-from tests.proxy_support import ProxyProc, read_all
-from tests.test_proxy_netns import in_host
+from tests.proxy_support import read_all
+from tests.test_proxy_netns import sidecar
 
 pytestmark = [pytest.mark.netns]
 
@@ -71,9 +71,8 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         key.write_text(leaf["PrivateKeyPEM"])
         roots.write_text("".join(r["RootCert"] for r in agent.get("/v1/agent/connect/ca/roots")
                                  ["Roots"]))  # fmt: skip
-        proxy = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http], tmp / "proxy.log")
-        proxy.proc = in_host(hosts, 1, [sys.executable, "-m", "gossamer.agent", "connect",
-                                        "proxy", *proxy.args], proxy.log_path)  # fmt: skip
+        proxy = sidecar(hosts, 1, agent, "db", tmp, "proxy.log")
+        assert proxy.proc is not None
         procs.append(proxy.proc)
         eventually(lambda: "metrics on" in proxy.log(), 30, what="the metrics listener")
         yield Host(hosts, agent, (hosts.host(1).ip, METRICS_PORT), (cert, key), roots, tmp)

@@ -82,9 +82,11 @@ def register(agent: AgentProc, name: str, upstreams: list[dict[str, object]]) ->
     })  # fmt: skip
 
 
-def sidecar(hosts: Hosts, i: int, agent: AgentProc, service: str, root: Path) -> ProxyProc:
+def sidecar(hosts: Hosts, i: int, agent: AgentProc, service: str, root: Path,
+            log: str = "") -> ProxyProc:  # fmt: skip
+    """`service`'s sidecar on host i, logging to `log` (proxy-h<i>.log)."""
     proxy = ProxyProc(["--sidecar-for", service, "--http-addr", agent.http],
-                      root / f"proxy-h{i}.log")  # fmt: skip
+                      root / (log or f"proxy-h{i}.log"))  # fmt: skip
     proxy.proc = in_host(hosts, i, [sys.executable, "-m", "gossamer.agent", "connect", "proxy",
                                     *proxy.args], proxy.log_path)  # fmt: skip
     return proxy
@@ -121,10 +123,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         set_intention(first, "web", "db", "allow")
         proxies = [sidecar(hosts, i, agents[i - 1], "web" if i == 1 else "db", root)
                    for i in (1, 2, 3)]  # fmt: skip
-        web2 = ProxyProc(["--sidecar-for", "web2", "--http-addr", first.http],
-                         root / "proxy-web2.log")  # fmt: skip
-        web2.proc = in_host(hosts, 1, [sys.executable, "-m", "gossamer.agent", "connect", "proxy",
-                                       *web2.args], web2.log_path)  # fmt: skip
+        web2 = sidecar(hosts, 1, first, "web2", root, "proxy-web2.log")
         procs += [p.proc for p in [*proxies, web2] if p.proc is not None]
         eventually(lambda: len(first.get("/v1/health/connect/db?passing")) == 2, 60,
                    what="h1's agent to see both db sidecars passing")  # fmt: skip
