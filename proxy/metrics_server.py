@@ -44,9 +44,8 @@ log = logging.getLogger("gossamer.proxy")
 MAX_HEAD = 8192
 HANDSHAKE_S = 10.0
 Source = Callable[[], Sequence[Proxy]]
-Tls = Callable[
-    [], ssl.SSLContext | None
-]  # the context a peer from elsewhere must pass; None: none yet
+# The context a peer from another host must pass (the proxy's server context); None: none yet.
+Tls = Callable[[], ssl.SSLContext | None]
 
 
 class MetricsLike(Protocol):
