@@ -43,9 +43,8 @@ CONNECT_FAILED: Final = "connect-failed"
 WRONG_SERVER: Final = "wrong-server"  # its certificate is not the upstream's SPIFFE ID
 NO_HEALTHY_INSTANCE: Final = "no-healthy-instance"
 ALL_ATTEMPTS_FAILED: Final = "all-attempts-failed"
-REMOTE_CLIENT: Final = (
-    "remote-client"  # from another host, on an upstream bound to a network address
-)
+# from another host, on an upstream listener bound to a network address (local_peer.py)
+REMOTE_CLIENT: Final = "remote-client"
 OUTBOUND_REASONS: Final = (
     CONNECT_FAILED, HANDSHAKE_TIMEOUT, WRONG_SERVER, NO_HEALTHY_INSTANCE, ALL_ATTEMPTS_FAILED,
     NO_IDENTITY, REMOTE_CLIENT,
