@@ -22,9 +22,9 @@ GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 4
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
 MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows far fewer streams)
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them at once makes the
-# app start work it never finishes, at no cost to itself. Past this many calls, a connection
-# on which the client reset more than half of them before any answer is ended (the shape of
-# Envoy's premature-reset limit).
+# app start work it never finishes, at no cost to itself. A connection is ended once the
+# client reset, before any answer, more than half of its calls and more than half of this
+# many (the shape of Envoy's premature-reset limit).
 RAPID_CALLS: Final = 500
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 
