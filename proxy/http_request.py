@@ -179,14 +179,20 @@ class Requests:
         if self.s.xfcc:
             head += (codec.XFCC_NAME, codec.SEP, self.s.xfcc, codec.CRLF)
             self._head_end = len(self._head)  # trailer fields come after what it had
-        decision = self.s.host.decide_request(
-            self.s.source, lambda: HttpRequest(method, url.decode("latin-1"),
-                                               codec.header_map(head)))  # fmt: skip
+
+        def built() -> HttpRequest:  # only when an L7 rule applies (decide_request)
+            return HttpRequest(method, url.decode("latin-1"), codec.header_map(head))
+
+        kept: HttpRequest | None = None
+        if upgrade:  # built once, and kept: a policy change decides it again (no request follows)
+            request = kept = built()
+            decision = self.s.host.decide_request(self.s.source, lambda: request)
+        else:
+            decision = self.s.host.decide_request(self.s.source, built)
         ex = codec.Exchange(method, url, parser.should_keep_alive(), bool(facts & codec.CHUNKED),
                             decision, time.perf_counter(), upgrade)  # fmt: skip
         ex.expect_continue = bool(facts & codec.EXPECT)
-        if upgrade:
-            ex.request = HttpRequest(method, url.decode("latin-1"), codec.header_map(head))
+        ex.request = kept
         if ex.allowed:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
                 head = codec.end_to_end(head)
