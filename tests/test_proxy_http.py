@@ -293,6 +293,7 @@ def test_a_websocket_the_intentions_no_longer_allow_is_closed(mesh: Mesh) -> Non
         assert _closed_within(cut, 5), "the WebSocket no longer allowed was left open"
         assert _echoes(kept, b"allowed after the change")
         set_intention(mesh.agent, "web", "db", "allow")
+    eventually(lambda: get(mesh, "/ws")[0] != 403, 10, what="allow again")  # (no x-kept)
     with _websocket(mesh) as kept:  # allowed again: a new one opens
         assert _echoes(kept, b"again")
 

@@ -169,9 +169,13 @@ def test_an_upstream_on_a_network_address_serves_only_its_own_host(mesh: Mesh) -
               "got = b''\n"
               "while d := s.recv(65536): got += d\n"
               "sys.stdout.write(got.decode())\n")  # fmt: skip
-    on_h1 = mesh.hosts.run(1, sys.executable, "-c", client)
-    assert on_h1.returncode == 0 and on_h1.stdout.startswith("from h1"), on_h1
-    assert on_h1.stdout.endswith("<eof>"), on_h1
+
+    def served_on_h1() -> bool:  # (polled: web2's intention replicates to db's hosts)
+        on_h1 = mesh.hosts.run(1, sys.executable, "-c", client)
+        return on_h1.returncode == 0 and on_h1.stdout.startswith("from h1") and (
+            on_h1.stdout.endswith("<eof>"))  # fmt: skip
+
+    eventually(served_on_h1, 30, what="web2's upstream serving a client on h1")
     assert "remote-client" in (mesh.logs / "proxy-web2.log").read_text()
 
 
