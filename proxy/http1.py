@@ -12,9 +12,9 @@ The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed.
-A pooled host's failed bodiless idempotent request is sent again (`retry`).
-A request that runs out of time (http_deadlines.py) is retried under the same
-rules, else answered `504`; a client connection idle between requests is closed.
+A pooled host's failed bodiless idempotent request is sent again (`retry`), and one that
+runs out of time (http_deadlines.py) too, else answered `504`; a client connection idle
+between requests is closed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
@@ -51,7 +52,7 @@ class HttpSession(HttpJoint):
         self.loop = asyncio.get_running_loop()  # once: each call is a getpid() system call
         self.app: Side | None = None
         self.tunnel: Relay | None = None
-        self.tunneled: HttpRequest | None = None  # the upgrade request of `tunnel`
+        self.tunneled: Callable[[], HttpRequest] | None = None  # `tunnel`'s upgrade request
         self.queue: deque[codec.Exchange] = deque()
         self.started = time.monotonic()
         self._moved = [0, 0]  # plaintext bytes from the client, from the app (the edge's bytes)
@@ -61,8 +62,7 @@ class HttpSession(HttpJoint):
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
-        # Body bytes waiting for the app connection; past HELD_BODY the client is not read.
-        self._unsent = 0
+        self._unsent = 0  # body bytes waiting for the app connection (past HELD_BODY: not read)
         self.deadlines = Deadlines(self, host.limits)
 
     def start(self) -> None:
@@ -217,7 +217,7 @@ class HttpSession(HttpJoint):
         app, held = self.app, self._held or []
         if app is None:
             return
-        self.tunneled = self.queue[0].request  # what a policy change decides again
+        self.tunneled = self.queue[0].request_of  # what a policy change decides again
         self.finish(101)
         if self.closed:
             return

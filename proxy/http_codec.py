@@ -18,7 +18,7 @@ that the counters and metrics read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
@@ -57,7 +57,7 @@ class Exchange:
     A plain class for the reason Outcome is one."""
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
-                 "failed_on", "keep_alive", "method", "out", "replay", "request", "retries",
+                 "failed_on", "keep_alive", "method", "out", "replay", "request_of", "retries",
                  "sent", "started", "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
@@ -80,9 +80,10 @@ class Exchange:
         # Its answer ended before the request did (an early answer: a 401, a 413, nginx's
         # `return`): (status, keep-alive) until the request's end, which ends the exchange.
         self.early: tuple[int, bool] | None = None
-        # An upgrade request as the intentions see it: decided again on a policy change, since
-        # no request follows it on its connection (inbound_http.recheck_tunnels).
-        self.request: HttpRequest | None = None
+        # The request as the intentions see it (built when first asked for): decided again on
+        # a policy change while it is in flight, or for as long as its upgrade's tunnel lasts,
+        # since no request follows it on its connection (inbound_http.recheck_sessions).
+        self.request_of: Callable[[], HttpRequest] | None = None
 
     @property
     def allowed(self) -> bool:

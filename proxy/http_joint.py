@@ -24,6 +24,7 @@ from gossamer.proxy import http_codec as codec
 from gossamer.proxy.side import Joint, Side
 
 if TYPE_CHECKING:
+    from gossamer.intentions.model import Decision
     from gossamer.proxy.http_deadlines import Deadlines
     from gossamer.proxy.http_host import HttpHost
     from gossamer.proxy.http_reply import Reply
@@ -45,6 +46,7 @@ class HttpJoint(Joint):
     _moved: list[int]  # plaintext bytes from the client, from the app (the edge's bytes)
     _held: list[bytes] | None  # after an Upgrade request: raw bytes for the app
     _client_ended: bool
+    _unsent: int  # body bytes waiting for the app connection (past HELD_BODY: client paused)
 
     def peer_of(self, side: Side) -> Side:
         return self.app if side is self.client and self.app is not None else self.client
@@ -102,7 +104,7 @@ class HttpJoint(Joint):
         elif side is self.app:
             self._app_gone()
 
-    def fail(self, status: int) -> None:
+    def fail(self, status: int, body: bytes = b"") -> None:
         """Answer `status` for the oldest request (unless its answer began) and close."""
         if self.closed:
             return
@@ -110,9 +112,18 @@ class HttpJoint(Joint):
         if ex is not None and ex.answered:
             self.close(abort=True)
             return
-        self.client.send(codec.local_response(status, close=True))
+        self.client.send(codec.local_response(status, body, close=True))
         self._record(ex, status)
         self.close()
+
+    def withdraw(self, ex: codec.Exchange, decision: Decision) -> None:
+        """A request queued, not sent, that the intentions no longer allow: it never goes to
+        the app and is answered `403` in its turn, as a request denied on arrival."""
+        ex.decision, ex.replay = decision, None
+        ex.out.clear()
+        if ex is self.queue[0] and len(self.queue) == 1 and self._unsent:
+            self._unsent = 0  # its body is now dropped as it comes: read on
+            self.client.resume_reading()
 
     def _record(self, ex: codec.Exchange | None, status: int) -> None:
         """The one place a request's outcome is known: status, seconds, route."""

@@ -180,19 +180,20 @@ class Requests:
             head += (codec.XFCC_NAME, codec.SEP, self.s.xfcc, codec.CRLF)
             self._head_end = len(self._head)  # trailer fields come after what it had
 
-        def built() -> HttpRequest:  # only when an L7 rule applies (decide_request)
-            return HttpRequest(method, url.decode("latin-1"), codec.header_map(head))
+        fields = head  # as decided (`head` may lose its hop-by-hop fields below)
 
-        kept: HttpRequest | None = None
+        def built() -> HttpRequest:  # only when an L7 rule applies (decide_request)
+            return HttpRequest(method, url.decode("latin-1"), codec.header_map(fields))
+
+        request_of = built
         if upgrade:  # built once, and kept: a policy change decides it again (no request follows)
-            request = kept = built()
-            decision = self.s.host.decide_request(self.s.source, lambda: request)
-        else:
-            decision = self.s.host.decide_request(self.s.source, built)
+            request = built()
+            request_of = lambda: request  # noqa: E731
+        decision = self.s.host.decide_request(self.s.source, request_of)
         ex = codec.Exchange(method, url, parser.should_keep_alive(), bool(facts & codec.CHUNKED),
                             decision, time.perf_counter(), upgrade)  # fmt: skip
         ex.expect_continue = bool(facts & codec.EXPECT)
-        ex.request = kept
+        ex.request_of = request_of  # a policy change while it is in flight decides it again
         if ex.allowed:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
                 head = codec.end_to_end(head)

@@ -233,7 +233,7 @@ class Inbound(InboundHttp):
             if not decision.allowed:
                 relay.terminate()
                 self.terminated(source, decision)
-        self.recheck_tunnels()
+        self.recheck_sessions()
 
     def recheck_peers(self) -> int:
         """Check each open connection's client certificate again; cut those now refused."""

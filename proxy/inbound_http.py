@@ -5,9 +5,11 @@ permissions of the matching intention (`decide_request`; the `HttpRequest`
 is only built when such a rule applies), counted on the inbound edge and
 reported when denied; the app connection is the local app, one per session.
 Each mTLS connection's X-Forwarded-Client-Cert is made here, once (xfcc.py).
-A WebSocket has no next request for a policy change to apply to, so its
-upgrade request is decided again on each change (`recheck_tunnels`), as a
-TCP connection is, and the tunnel cut when it is no longer allowed.
+A policy change applies to each session's next request, and also to what
+is open now (`recheck_sessions`), as to a TCP connection: a request in
+flight (a long download, a stream of events) or queued, and a WebSocket's
+upgrade request for as long as its tunnel lasts, are decided again, and the
+session is cut when one is no longer allowed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
-from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.http_codec import DENIED_BODY, Outcome
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.side import PlainSide, Side
@@ -98,10 +100,7 @@ class InboundHttp:
             self.denials.add(not_known(source, service, now_ms()))
             self.tally.add("http.denied")
             return NOT_KNOWN
-        decision = self._l4_decision(source)
-        if decision is None:  # an L7 rule applies: this request decides
-            decision = decide(policy.intentions, source, service, request=request(),
-                              default_allow=policy.default_allow)  # fmt: skip
+        decision = self._decision(source, request)
         if decision.allowed:
             edge.allowed += 1
         else:
@@ -109,18 +108,43 @@ class InboundHttp:
             self.record_denial(source, decision)
         return decision
 
-    def recheck_tunnels(self) -> None:
-        """Decide each WebSocket's upgrade request again; cut those no longer allowed."""
-        policy, service = self.policy, self.config.service
-        for session in list(self.http_open):
-            request = session.tunneled
-            if request is None or session.closed:
-                continue
-            decision = decide(policy.intentions, session.source, service, request=request,
+    def _decision(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
+        """The intentions' word on a request of `source` (built only if an L7 rule applies)."""
+        decision = self._l4_decision(source)
+        if decision is None:  # an L7 rule applies: this request decides
+            policy = self.policy
+            decision = decide(policy.intentions, source, self.config.service, request=request(),
                               default_allow=policy.default_allow)  # fmt: skip
-            if not decision.allowed:
-                session.close(abort=True)
+        return decision
+
+    def recheck_sessions(self) -> None:
+        """Decide again each request in flight or queued, and each WebSocket's upgrade
+        request. One the app has not seen is answered `403` in its turn; a session whose
+        request at the app or tunnel is no longer allowed is cut (`403` when the answer has
+        not begun). An idle session waits: its next request is decided as it comes."""
+        for session in list(self.http_open):
+            if session.closed:
+                continue
+            tunneled = session.tunneled
+            if tunneled is not None:
+                decision = self._decision(session.source, tunneled)
+                if not decision.allowed:
+                    session.close(abort=True)
+                    self.terminated(session.source, decision)
+                continue
+            for ex in list(session.queue):
+                if not ex.allowed or ex.request_of is None:
+                    continue  # a denied one is being answered already
+                decision = self._decision(session.source, ex.request_of)
+                if decision.allowed:
+                    continue
+                if not ex.sent:  # the app has not seen it: denied as if it came now
+                    session.withdraw(ex, decision)
+                    self.record_denial(session.source, decision)
+                    continue
+                session.fail(403, DENIED_BODY)  # (only the oldest is ever sent)
                 self.terminated(session.source, decision)
+                break
 
     def terminated(self, source: str, decision: Decision) -> None:
         """A connection of `source` cut by a policy change: counted, reported, logged."""

@@ -58,7 +58,7 @@ class HttpApp:
         app.router.add_get("/silent", self._silent)
         app.router.add_route("*", "/sleep/{ms:[0-9]+}", self._sleep)
         app.router.add_get("/drip/{ms:[0-9]+}", self._drip)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, handler_cancellation=True)  # a cut client: ended
         loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.ip, self.port)
         loop.run_until_complete(site.start())
@@ -105,7 +105,10 @@ class HttpApp:
         response.enable_chunked_encoding()
         await response.prepare(request)
         for _ in range(int(request.match_info["ms"]) // 100):
-            await response.write(b"drop,")
+            try:
+                await response.write(b"drop,")
+            except ConnectionResetError:  # the client went (the proxy cut it)
+                return response
             await asyncio.sleep(0.1)
         await response.write_eof()
         return response

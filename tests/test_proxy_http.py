@@ -15,6 +15,7 @@ import os
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -296,6 +297,62 @@ def test_a_websocket_the_intentions_no_longer_allow_is_closed(mesh: Mesh) -> Non
     eventually(lambda: get(mesh, "/ws")[0] != 403, 10, what="allow again")  # (no x-kept)
     with _websocket(mesh) as kept:  # allowed again: a new one opens
         assert _echoes(kept, b"again")
+
+
+def _ends_within(s: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Whether the proxy ends `s` (FIN or RST) within `seconds` of now, however much it
+    sends meanwhile; and what it sent."""
+    deadline, got = time.monotonic() + seconds, b""
+    while (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            return True, got
+        if not chunk:
+            return True, got
+        got += chunk
+    return False, got
+
+
+def test_requests_in_flight_the_intentions_no_longer_allow_are_cut(mesh: Mesh) -> None:
+    """A policy change applies to what is at the app now, as to a TCP connection: a long
+    answer no longer allowed is cut short, a request not answered yet gets `403` at once,
+    one still allowed finishes as if nothing happened, and one queued behind it (pipelined)
+    that is no longer allowed never reaches the app."""
+    seen = len(mesh.app.seen)
+    with (socket.create_connection(mesh.upstream, timeout=10) as drip,
+          socket.create_connection(mesh.upstream, timeout=10) as waiting,
+          socket.create_connection(mesh.upstream, timeout=10) as kept):  # fmt: skip
+        drip.sendall(b"GET /drip/30000 HTTP/1.1\r\nHost: db\r\n\r\n")
+        read_until(drip, lambda got: b"drop," in got)
+        waiting.sendall(b"GET /sleep/30000 HTTP/1.1\r\nHost: db\r\n\r\n")
+        kept.sendall(
+            b"GET /sleep/4000 HTTP/1.1\r\nHost: db\r\nX-Kept: 1\r\n\r\n"
+            b"GET /sleep/1 HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n"
+        )
+        eventually(lambda: {"GET /sleep/30000", "GET /sleep/4000"} <= set(mesh.app.seen[seen:]),
+                   10, what="both requests at the app")  # fmt: skip
+        put_exact(mesh.agent, "web", "db", {"Permissions": [
+            {"Action": "allow", "HTTP": {"PathPrefix": "/sleep", "Header": [
+                {"Name": "x-kept", "Present": True}]}},
+            {"Action": "allow", "HTTP": {"PathPrefix": "/echo"}}]})  # fmt: skip
+        changed = time.monotonic()
+        eventually(lambda: get(mesh, "/drip/0")[0] == 403, 10, what="the change applied")
+        ended, _ = _ends_within(drip, 5)
+        assert ended, "an answer no longer allowed went on"
+        ended, answer = _ends_within(waiting, 5)
+        assert ended and answer.startswith(b"HTTP/1.1 403 "), answer
+        assert answer.endswith(b"RBAC: access denied"), answer
+        assert time.monotonic() - changed < 10  # not the app's answer, 30 s away
+        ended, answers = _ends_within(kept, 10)  # and the one queued behind it: never sent
+        first, _, second = answers.partition(b"slept")
+        assert first.startswith(b"HTTP/1.1 200 ") and second.startswith(b"HTTP/1.1 403 ")
+        assert ended and "GET /sleep/1" not in mesh.app.seen[seen:]
+        set_intention(mesh.agent, "web", "db", "allow")
+    eventually(lambda: get(mesh, "/drip/0")[0] == 200, 10, what="allow again")
 
 
 _VALID = b"POST /echo/f HTTP/1.1\r\nHost: db\r\nContent-Length: 3\r\n\r\nabc"
