@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from gossamer.proxy import h2_cut
 from gossamer.proxy.h2_calls import CallBook
+from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_frames import (
     ACK,
     CONTINUATION,
@@ -26,6 +28,7 @@ from gossamer.proxy.h2_frames import (
     HEAD,
     HEADERS,
     PADDED,
+    PING,
     PRIORITY_FLAG,
     PUSH_PROMISE,
     RST_STREAM,
@@ -43,8 +46,10 @@ WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what
 
 
 class AppSide:
-    def __init__(self, calls: CallBook, client_reader: HeaderReader | None) -> None:
+    def __init__(self, calls: CallBook, client_reader: HeaderReader | None,
+                 cuts: Cuts | None = None) -> None:  # fmt: skip
         self.calls = calls
+        self.cuts = cuts or Cuts()  # calls cut by a policy change, waiting for the app's ACK
         self.client_reader = client_reader  # the gate's reader of the client's blocks; None: none
         self.reader: HeaderReader | None = HeaderReader(MAX_APP_BLOCK)  # None: gave up
         self.pending: list[bytes] = []  # the gate's frames, waiting for a boundary
@@ -57,6 +62,10 @@ class AppSide:
         self._gather: bytearray | None = None  # a SETTINGS or header block frame's payload
         self._block = bytearray()
         self._block_of = (0, 0, 0)  # its first frame's kind, flags and stream
+        # While cuts wait: a PING ACK is held back (one of the gate's is not the client's),
+        # and so is the start of a frame header at the end of a read, until it says its kind.
+        self._held: bytearray | None = None
+        self._withheld = 0  # bytes of `_head` not passed on yet
 
     def at_boundary(self) -> bool:
         """Whether a frame of the gate's may go to the client now."""
@@ -84,10 +93,13 @@ class AppSide:
                 out += self.pending
                 self.pending = []
             if self._left == 0:
-                take = min(HEAD - len(self._head), n - at)
+                prior = len(self._head)
+                take = min(HEAD - prior, n - at)
                 self._head += view[at : at + take]
                 at += take
                 if len(self._head) == HEAD:
+                    if self._withheld or self.cuts.waiting:
+                        start = self._hold_or_pass(data, at - take, start, prior, out)
                     self._start()
                 continue
             take = min(self._left, n - at)
@@ -95,14 +107,59 @@ class AppSide:
                 self._gather += view[at : at + take]
             at += take
             self._left -= take
+            if self._held is not None:
+                self._held += view[at - take : at]
+                start = at
+                if self._left == 0:
+                    self._release(out)
+                continue
             if self._left == 0:
                 self._end()
-        if start < n:
-            out.append(data if start == 0 else data[start:])
+        end = n
+        if (
+            self.cuts.waiting
+            and self._left == 0
+            and self._head
+            and (self._withheld or len(self._head) <= n - start)
+        ):  # none passed on yet
+            end, self._withheld = n - (len(self._head) - self._withheld), len(self._head)
+        if start < end:
+            out.append(data if start == 0 and end == n else data[start:end])
         if self.pending and self.at_boundary():
             out += self.pending
             self.pending = []
         return out
+
+    def _hold_or_pass(self, data: bytes, began: int, start: int, prior: int,
+                      out: list[bytes]) -> int:  # fmt: skip
+        """A frame header just completed while cuts wait (or after some of it was held back):
+        hold the frame if it is a PING ACK whose header is all still here, else pass on what
+        of its header was held back. Where the bytes to pass on now start."""
+        withheld, self._withheld = self._withheld, 0
+        length, kind, flags, _ = parse_head(self._head)
+        whole = prior == withheld  # nothing of this header went to the client yet
+        if kind == PING and flags & ACK and length == 8 and whole:
+            if began > start:
+                out.append(data[start:began])
+            self._held = bytearray(self._head)
+            return began + HEAD - prior
+        if withheld:  # (`start` is 0: the header's rest opens this read)
+            out.append(bytes(self._head[:withheld]))
+        return start
+
+    def _release(self, out: list[bytes]) -> None:
+        """A held PING ACK is whole: the gate's ends its cuts' wait (h2_cut.py); the client's
+        goes on."""
+        held, self._held = self._held, None
+        assert held is not None
+        streams = self.cuts.acked(bytes(held[HEAD:]))
+        if streams is None:
+            out.append(bytes(held))
+            return
+        for stream in streams:
+            call = self.calls.cut(stream, self.now)
+            if ending := h2_cut.ending(stream, call, self.reader is not None):
+                self.answer(ending, out)
 
     def _start(self) -> None:
         length, kind, flags, stream = parse_head(self._head)

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from gossamer.intentions.model import Decision
+
 GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
 MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows far fewer streams)
@@ -27,14 +29,23 @@ MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows 
 # many (the shape of Envoy's premature-reset limit).
 RAPID_CALLS: Final = 500
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
+Fields = list[tuple[bytes, bytes]]  # a request's header fields, decoded
+
+
+def uncounted(status: int, route: str, seconds: float) -> None:
+    """A `Done` that keeps nothing."""
 
 
 class Call:
-    __slots__ = ("grpc", "grpc_status", "route", "started", "status")
+    __slots__ = ("client_ended", "cut", "fields", "grpc", "grpc_status", "route", "started",
+                 "status")  # fmt: skip
 
-    def __init__(self, route: str, started: float) -> None:
+    def __init__(self, route: str, started: float, fields: Fields | None) -> None:
         self.route = route
         self.started = started
+        self.fields = fields  # the request's, as decided: a policy change decides it again
+        self.client_ended = False  # the client's side of the stream ended (END_STREAM)
+        self.cut = False  # by a policy change (h2_cut.py)
         self.grpc = False  # the answer is gRPC's
         self.status = 0  # the final :status
         self.grpc_status = -1  # none yet
@@ -52,10 +63,39 @@ class CallBook:
         self.count = 0  # calls opened
         self.early = 0  # of those, reset by the client before the app's answer began
 
-    def opened(self, stream: int, route: str, now: float) -> None:
+    def opened(self, stream: int, route: str, now: float, fields: Fields | None = None,
+               *, ended: bool = False) -> None:  # fmt: skip
+        """A call the app got (`ended`: its request's side ended with its headers)."""
         self.count += 1
         if len(self._calls) < MAX_CALLS:
-            self._calls[stream] = Call(route, now)
+            call = self._calls[stream] = Call(route, now, fields)
+            call.client_ended = ended
+
+    def recheck(self, judge: Callable[[Fields], Decision]) -> list[tuple[int, Decision]]:
+        """A policy change: each open call's request decided again by `judge`; those now
+        denied (stream, decision), each only once (it is being cut)."""
+        denied = []
+        for stream, call in self._calls.items():
+            if call.fields is not None and not call.cut:
+                decision = judge(call.fields)
+                if not decision.allowed:
+                    call.cut = True
+                    denied.append((stream, decision))
+        return denied
+
+    def client_done(self, stream: int) -> None:
+        """The client ended its side of `stream`."""
+        call = self._calls.get(stream)
+        if call is not None:
+            call.client_ended = True
+
+    def cut(self, stream: int, now: float) -> Call | None:
+        """A call a policy change cut, its wait over (h2_cut.py): recorded as denied (`403`);
+        None when the app ended it first."""
+        call = self._calls.pop(stream, None)
+        if call is not None:
+            self._done(403, call.route, now - call.started)
+        return call
 
     def refused(self, status: int, route: str) -> None:
         """A call answered by the gate (`403` denied, `400` malformed) that the app never saw."""

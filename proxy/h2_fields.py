@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from gossamer.intentions.model import HttpRequest
+from gossamer.proxy import http_target, xfcc
 from gossamer.proxy.http_codec import joined_headers
 
 # RFC 9113 §8.2.1: a name holds none of 0x00-0x20, 0x41-0x5a (upper case), 0x7f-0xff, and a
@@ -46,6 +47,20 @@ BAD: Final = 400
 TUNNEL: Final = 501
 _GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                 (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
+
+
+def checked(fields: list[tuple[bytes, bytes]], malformed: bool
+            ) -> tuple[int, list[tuple[bytes, bytes]]]:  # fmt: skip
+    """A new stream's request: its fault (OK, BAD, TUNNEL; `malformed`: a field's bytes
+    were bad) and its fields as the intentions and the app see them: `:path` normalized, a
+    client's X-Forwarded-Client-Cert dropped (the same list when nothing changed)."""
+    fault = BAD if malformed else request_fault(fields)
+    if fault:
+        return fault, fields
+    try:
+        return OK, xfcc.without_field(http_target.normal_path(fields))
+    except http_target.BadTarget:
+        return BAD, fields  # (as an HTTP/1 target that is no path)
 
 
 def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:

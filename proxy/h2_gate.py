@@ -1,37 +1,31 @@
 """Per-request intentions on h2c: a gate between a client and its app, deciding each stream. Pure.
 
-Bytes in, bytes out, for one connection of an `http2` or `grpc` service: what
-the client sent goes in `from_client`, what the app sent in `from_app`; each
-says what to write to the app and to the client. No full HTTP/2 stack (the
-`h2` library costs ~385 µs a request): frames are cut by their headers, DATA
-and the rest stream through untouched, and only header blocks are read
-(hpack_reader.py), since HPACK's tables need every block in order.
+Bytes in, bytes out, for one connection of an `http2` or `grpc` service:
+the client's go in `from_client`, the app's in `from_app`; each says what
+to write to either side. No full HTTP/2 stack (`h2` costs ~385 µs a
+request): frames are cut by their headers, DATA and the rest stream through,
+and only header blocks are read (hpack_reader.py: every block, in order).
 
-A new stream's request headers are checked (h2_fields.py: a malformed one
-gets `400`, CONNECT `501`) and decided (`decide`, the intentions' L7
-permissions). Allowed: its frames go to the app as they came. Refused: the
-app never sees it; the client gets an answer made here (a denied gRPC call:
-trailers-only, `grpc-status` 7; else `403`), written between the app's
-frames (after the SETTINGS of its preface), never inside one of its header
-blocks, as literals that leave the client's HPACK table alone; a client
-still sending gets RST_STREAM NO_ERROR (RFC 9113 §8.1); its DATA is dropped
-and the connection window it used given back. The block the app missed may
-have added to the client's table, so from then on each block for the app
-is written again as literals (h2_frames.literal_block).
+A new stream's request is checked (h2_fields.py: malformed `400`, CONNECT
+`501`) and decided (`decide`: the L7 permissions, on fields as the HTTP/1
+path's, `:path` normalized, a client's X-Forwarded-Client-Cert dropped; the
+app gets them so). Allowed: it goes on. Refused: the app never sees it; the
+client gets an answer made here (gRPC: trailers-only `grpc-status` 7; else
+`403`) between the app's frames, never inside one of its header blocks, as
+literals that leave the client's HPACK table alone, and RST_STREAM NO_ERROR
+if still sending (RFC 9113 §8.1); its DATA is dropped, the window it used
+given back. The app's table missed that block, so from then on each block
+for the app is written again as literals (h2_frames.literal_block). A policy
+change decides each call in flight again (`recheck`); one now denied is cut
+(h2_cut.py). Each allowed call is followed to the app's last frame for the
+golden metrics (h2_calls.py, h2_app.py); `now` comes with the bytes, in
+seconds. (The calling side's sidecar only follows its calls: h2_follow.py.)
 
-The intentions see fields as the HTTP/1 path's (joined_headers), `:path`
-normalized and a client's X-Forwarded-Client-Cert dropped, and the app gets
-them so (http_target.py, xfcc.py). Each allowed call is followed to the
-app's last frame for the golden metrics (h2_calls.py, h2_app.py); `now`
-comes with the bytes, in seconds. (The calling side's sidecar only follows
-its calls: h2_follow.py.)
-
-The first bytes decide the rest: the HTTP/2 preface makes the connection
-gated; anything else (h2 inside the apps' own TLS, or not HTTP/2) makes it
-`opaque`, carried byte for byte, and the shell decides whether that may go
-on. A client that breaks HTTP/2 so the gate cannot follow (a header block
-past `max_block` counting frame heads, one on an open stream that is not
-trailers, a rapid reset: h2_calls.RAPID_CALLS) raises `H2Error` (GOAWAY).
+The HTTP/2 preface makes a connection gated; anything else (h2 inside the
+apps' own TLS, or not HTTP/2) makes it `opaque`, carried byte for byte if
+the shell allows. A client that breaks HTTP/2 so the gate cannot follow (a
+header block past `max_block` counting frame heads, one on an open stream
+that is not trailers, a rapid reset: h2_calls.RAPID_CALLS) raises `H2Error`.
 """
 
 from __future__ import annotations
@@ -41,9 +35,10 @@ from collections.abc import Callable
 from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
-from gossamer.proxy import h2_fields, http_target, xfcc
+from gossamer.proxy import h2_fields
 from gossamer.proxy.h2_app import AppSide
-from gossamer.proxy.h2_calls import CallBook, Done
+from gossamer.proxy.h2_calls import CallBook, Done, uncounted
+from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_frames import (
     ACK,
     COMPRESSION_ERROR,
@@ -79,15 +74,11 @@ DROP: Final = 1
 COLLECT: Final = 2
 
 
-def _uncounted(status: int, route: str, seconds: float) -> None:
-    pass
-
-
 class H2Gate:
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
 
     def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
-                 done: Done = _uncounted) -> None:  # fmt: skip
+                 done: Done = uncounted) -> None:  # fmt: skip
         self._decide = decide
         self.max_block = max_block  # a longer header block ends the connection
         self.opaque = False  # no preface: carried byte for byte
@@ -95,7 +86,9 @@ class H2Gate:
         self._matched = 0  # preface bytes seen so far
         self._reader = HeaderReader(max_block, checked=True)
         self.calls = CallBook(done)
-        self.app = AppSide(self.calls, self._reader)
+        self.cuts = Cuts()
+        self.app = AppSide(self.calls, self._reader, self.cuts)
+        self._app_pending: list[bytes] = []  # frames of the gate's for the app, at a boundary
         self._literal = False  # from the first deny on: blocks written again as literals
         self._denied: dict[int, None] = {}  # oldest first
         self.last = 0  # the highest stream the client opened
@@ -158,12 +151,29 @@ class H2Gate:
         if self._credit:
             self.app.answer(window_update(0, self._credit), to_client)
             self._credit = 0
+        if self._app_pending and not (self._in_frame and self._mode == PASS):
+            to_app += self._app_pending
+            self._app_pending = []
         return to_app, to_client
 
     def from_app(self, data: bytes, now: float = 0.0) -> list[bytes]:
         """The bytes for the client after the app sent `data`: the same, with any answers
         made here put in where the app's frames allow."""
         return [data] if self.opaque else self.app.feed(data, now)
+
+    def recheck(self, judge: Callable[[HttpRequest], Decision]
+                ) -> tuple[list[bytes], list[Decision]]:  # fmt: skip
+        """A policy change: each call in flight decided again by `judge`; those now denied
+        are cut (h2_cut.py). (Bytes for the app now, the decisions that cut.)"""
+        denied = self.calls.recheck(lambda fields: judge(h2_fields.request_of(fields)))
+        for stream, _ in denied:
+            self._drop(stream, literal=False)  # the client's later frames on it: dropped
+        if denied:
+            self._app_pending.append(self.cuts.start([stream for stream, _ in denied]))
+        to_app: list[bytes] = []
+        if not (self._in_frame and self._mode == PASS):  # (else at the client's frame's end)
+            to_app, self._app_pending = self._app_pending, []
+        return to_app, [decision for _, decision in denied]
 
     def drain(self) -> list[bytes]:
         """The proxy is stopping: GOAWAY tells the client to open its next calls elsewhere
@@ -189,6 +199,9 @@ class H2Gate:
         return pending + goaway(self.last, error.code, str(error).encode()[:200])
 
     def _start_frame(self, to_app: list[bytes]) -> None:
+        if self._app_pending:
+            to_app += self._app_pending
+            self._app_pending = []
         length, kind, flags, stream = parse_head(self._head)
         self._frame, self._left, self._in_frame = (kind, flags, stream), length, True
         if self._in_block and (kind != CONTINUATION or stream != self._block_of[0]):
@@ -220,6 +233,8 @@ class H2Gate:
                 self._settings = bytearray()
             elif kind == RST_STREAM and self.calls.reset_by_client(stream, self._now):
                 raise H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an answer")
+            elif kind == DATA and flags & END_STREAM:
+                self.calls.client_done(stream)
         self._head.clear()
 
     def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
@@ -247,8 +262,9 @@ class H2Gate:
             fields = self._reader.read(bytes(self._block))
         except HpackError as exc:
             raise H2Error(COMPRESSION_ERROR, f"a header block HPACK cannot read: {exc}") from exc
-        if stream in self._denied:
-            return  # trailers of a denied stream: read for the table's sake, dropped
+        if stream in self._denied:  # trailers of a denied stream: read for the table's sake
+            self._literal = True  # and dropped, so the app's table lacks what they added
+            return
         end_stream = bool(flags & END_STREAM)
         if stream > self.last and self.draining:
             self._drop(stream)
@@ -259,14 +275,10 @@ class H2Gate:
             if malformed or h2_fields.trailers_fault(fields, end_stream):
                 raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
                               "already, that is not well-formed trailers")  # fmt: skip
+            self.calls.client_done(stream)
         else:  # a new stream: a request
             self.last = stream
-            fault, normal = h2_fields.BAD if malformed else h2_fields.request_fault(fields), fields
-            if not fault:
-                try:
-                    normal = xfcc.without_field(http_target.normal_path(fields))
-                except http_target.BadTarget:
-                    fault = h2_fields.BAD  # (as an HTTP/1 target that is no path)
+            fault, normal = h2_fields.checked(fields, malformed)
             if fault:
                 self._refuse(stream, h2_fields.answer(fault, ()), end_stream, to_client)
                 self.calls.refused(fault, "")
@@ -278,7 +290,7 @@ class H2Gate:
                 self._refuse(stream, h2_fields.answer(403, fields), end_stream, to_client)
                 self.calls.refused(403, decision.route)
                 return
-            self.calls.opened(stream, decision.route, self._now)
+            self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream)
         if not self._literal:
             to_app += self._raw
         else:
@@ -286,12 +298,13 @@ class H2Gate:
             to_app.append(header_frames(stream, block, end_stream=end_stream,
                                         priority=self._priority))  # fmt: skip
 
-    def _drop(self, stream: int) -> None:
-        """`stream` never reaches the app: its later frames are dropped."""
+    def _drop(self, stream: int, *, literal: bool = True) -> None:
+        """The client's later frames on `stream` are dropped (`literal`: so was the block
+        that opened it, so the app's table lacks what that added)."""
         self._denied[stream] = None
         if len(self._denied) > DENIED_KEPT:
             del self._denied[next(iter(self._denied))]
-        self._literal = True  # the app's table now lacks what this block added
+        self._literal = self._literal or literal
 
     def _refuse(self, stream: int, fields: list[tuple[bytes, bytes]], ended: bool,
                 to_client: list[bytes]) -> None:  # fmt: skip

@@ -62,6 +62,11 @@ class GatedRelay(Relay):
     def drain(self) -> None:
         _send(self.sides[0], self.gate.drain())
 
+    def recheck(self, judge: Callable[[HttpRequest], Decision]) -> list[Decision]:
+        to_app, cut = self.gate.recheck(judge)
+        _send(self.sides[1], to_app)
+        return cut
+
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         gate, client, app = self.gate, self.sides[0], self.sides[1]
         now = time.perf_counter()

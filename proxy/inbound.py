@@ -226,8 +226,10 @@ class Inbound(InboundHttp):
     def recheck(self) -> None:
         """Decide every open connection again; cut those the intentions no longer allow."""
         for relay, source in list(self.open.items()):
-            if relay.per_request():
-                continue  # h2c: the next request is decided (as on an HTTP/1 session)
+            if relay.per_request():  # h2c: each call in flight, and the next as it comes
+                for decision in relay.recheck(self.judge_of(source)):
+                    self.terminated(source, decision)
+                continue
             decision = admit(self.policy.intentions, source, self.config.service,
                              default_allow=self.policy.default_allow)  # fmt: skip
             if not decision.allowed:

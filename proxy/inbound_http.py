@@ -117,6 +117,11 @@ class InboundHttp:
                               default_allow=policy.default_allow)  # fmt: skip
         return decision
 
+    def judge_of(self, source: str) -> Callable[[HttpRequest], Decision]:
+        """How a policy change decides a request of `source` again (not counted: it is no
+        new request)."""
+        return lambda request: self._decision(source, lambda: request)
+
     def recheck_sessions(self) -> None:
         """Decide again each request in flight or queued, and each WebSocket's upgrade
         request. One the app has not seen is answered `403` in its turn; a session whose
@@ -147,7 +152,8 @@ class InboundHttp:
                 break
 
     def terminated(self, source: str, decision: Decision) -> None:
-        """A connection of `source` cut by a policy change: counted, reported, logged."""
+        """A connection (or an h2c call) of `source` cut by a policy change: counted,
+        reported, logged."""
         self.tally.add("inbound.terminated")
         self.metrics.inbound(source).terminated += 1
         cut = denial_of(decision, source, self.config.service, now_ms())

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gossamer.proxy.relay_state import Halves, Step
 from gossamer.proxy.side import Joint, Side
+
+if TYPE_CHECKING:
+    from gossamer.intentions.model import Decision, HttpRequest
 
 
 class Relay(Joint):
@@ -34,9 +38,13 @@ class Relay(Joint):
         b.joined()
 
     def per_request(self) -> bool:
-        """Whether each request on it is decided (h2_relay.py): a policy change then waits
-        for the next request instead of cutting the connection."""
+        """Whether each request on it is decided (h2_relay.py): a policy change then decides
+        its calls in flight again (`recheck`) instead of the connection."""
         return False
+
+    def recheck(self, judge: Callable[[HttpRequest], Decision]) -> list[Decision]:
+        """Cut the calls in flight that `judge` now denies; the decisions that cut them."""
+        return []
 
     def drain(self) -> None:
         """The proxy is stopping: nothing to say on a byte relay (h2_relay.py has GOAWAY)."""

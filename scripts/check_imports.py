@@ -120,6 +120,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/http_upgrade.py",
     "proxy/xfcc.py",
     "proxy/h2_fields.py",
+    "proxy/h2_cut.py",
     "proxy/local_peer.py",
     "proxy/h2_frames.py",
     "proxy/h2_gate.py",

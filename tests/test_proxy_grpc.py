@@ -13,6 +13,7 @@ intact. Raw-bytes methods (no protobuf): the proxy's job is the transport.
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import socket
 import urllib.request
@@ -241,6 +242,58 @@ def test_l7_permissions_decide_each_grpc_call_on_one_connection(
     finally:
         set_intention(agent, "web", "rpc", "allow")
         set_intention(agent, "web", "rpcs", "allow")
+
+
+def test_a_streaming_call_the_intentions_no_longer_allow_is_cut_and_others_go_on(
+    upstream: dict[str, object],
+) -> None:
+    """A policy change decides each call in flight again: a bidirectional stream that is
+    now denied ends with PERMISSION_DENIED (the gate resets it at the app and answers the
+    client), while a stream still allowed, on the same connection, goes on."""
+    agent: Any = upstream["agent"]
+    sent: dict[str, queue.Queue[bytes | None]] = {"cut": queue.Queue(), "kept": queue.Queue()}
+
+    def messages(name: str) -> Iterator[bytes]:
+        while (message := sent[name].get(timeout=30)) is not None:
+            yield message
+
+    try:
+        with grpc.insecure_channel(str(upstream["rpc"])) as channel:
+            stream = channel.stream_stream("/echo.Echo/Stream")
+            unary = channel.unary_unary("/echo.Echo/Unary")
+            assert eventually(lambda: unary(b"up", timeout=5), 20, what="a call") == b"unary:up"
+            calls = {name: stream(messages(name), timeout=60, metadata=(("x-call", name),))
+                     for name in sent}  # fmt: skip
+            for name, call in calls.items():
+                sent[name].put(b"first")
+                assert next(call) == b"stream:first"
+            put_exact(agent, "web", "rpc", {"Permissions": [
+                {"Action": "allow", "HTTP": {"PathPrefix": "/echo.Echo/", "Header": [
+                    {"Name": "x-call", "Exact": "kept"}]}},
+                {"Action": "allow", "HTTP": {"PathExact": "/echo.Echo/Unary"}}]})  # fmt: skip
+
+            def refused() -> bool:
+                try:
+                    list(stream(iter([b"probe"]), timeout=5, metadata=(("x-call", "new"),)))
+                except grpc.RpcError as error:
+                    return error.code() is grpc.StatusCode.PERMISSION_DENIED
+                return False
+
+            eventually(refused, 20, what="the change at rpc's sidecar")
+            cut = calls["cut"]
+            with pytest.raises(grpc.RpcError) as ended:
+                next(cut)  # (it would otherwise wait for a message that never comes)
+            assert ended.value.code() is grpc.StatusCode.PERMISSION_DENIED, ended.value
+            assert cut.details() == "RBAC: access denied"  # type: ignore[attr-defined]
+            sent["kept"].put(b"after")
+            assert next(calls["kept"]) == b"stream:after"
+            assert unary(b"still", timeout=5) == b"unary:still"
+            sent["kept"].put(None)
+            assert list(calls["kept"]) == []
+    finally:
+        for q in sent.values():
+            q.put(None)
+        set_intention(agent, "web", "rpc", "allow")
 
 
 def _tls_call_refused(upstream: dict[str, object]) -> bool:

@@ -1,0 +1,69 @@
+"""Calls in flight on an h2c connection that a policy change no longer allows. Pure.
+
+The gate (h2_gate.py `recheck`) decides each open call again; one now
+denied is reset at the app at once (RST_STREAM CANCEL), and the client's
+later frames on it are dropped. The client's answer waits until the app
+can send nothing more on the stream: a PING goes to the app right behind
+the resets, and its ACK comes back after every frame the app sent before
+it read them (frames keep their order). Until then the app's frames on the
+stream go to the client as they come: its header blocks must, since they
+keep the client's HPACK table in step with the app's encoder, and a few
+more bytes of an answer that was under way leak nothing new. On the ACK
+(h2_app.py) the client gets the call's end (`ending`).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gossamer.proxy import h2_fields
+from gossamer.proxy.h2_calls import Call
+from gossamer.proxy.h2_frames import (
+    NO_ERROR,
+    PING,
+    frame,
+    header_frames,
+    literal_block,
+    rst_stream,
+)
+
+CANCEL: Final = 0x8
+TOKEN: Final = b"gsc"  # the first bytes of the gate's PINGs' payload (8 bytes in all)
+_GRPC_TRAILERS: Final = [(b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]
+
+
+class Cuts:
+    """The resets a connection's app has not answered yet, by their PING's payload."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[bytes, list[int]] = {}
+        self._sent = 0
+
+    def start(self, streams: list[int]) -> bytes:
+        """The frames for the app that cut `streams`: a reset each, then the PING."""
+        self._sent += 1
+        token = TOKEN + self._sent.to_bytes(5, "big")
+        self.waiting[token] = streams
+        return b"".join([rst_stream(s, CANCEL) for s in streams]) + frame(PING, 0, 0, token)
+
+    def acked(self, payload: bytes) -> list[int] | None:
+        """The streams whose wait the ACK of `payload` ends (None: not one of ours)."""
+        return self.waiting.pop(payload, None)
+
+
+def ending(stream: int, call: Call | None, known: bool) -> bytes:
+    """The frames that end a cut call for the client. None: the app ended it first (its
+    last frame reached the client). `known`: the app's header blocks were all read, so
+    the call says whether an answer began; when they were not, only a reset is safe. A
+    call with no answer yet gets the deny's answer (`403`, or trailers-only PERMISSION_DENIED
+    for gRPC); a gRPC answer under way gets trailers with grpc-status 7; any other, a
+    reset. After an answer that ends the stream, a client still sending is told to stop
+    (RST_STREAM NO_ERROR, RFC 9113 §8.1)."""
+    if call is None:
+        return b""
+    if not known or (call.status and not call.grpc):
+        return rst_stream(stream, CANCEL)
+    # a gRPC answer under way: its trailers; none yet: the deny's answer (to the request's kind)
+    fields = _GRPC_TRAILERS if call.status else h2_fields.answer(403, call.fields or ())
+    end = header_frames(stream, literal_block(fields), end_stream=True)
+    return end if call.client_ended else end + rst_stream(stream, NO_ERROR)
