@@ -8,8 +8,9 @@ are cut as they would arrive (one read per call each way) and timed through:
 
 - `gate`: `H2Gate` (proxy/h2_gate.py), what the sidecar runs: the client's
   bytes in (frames cut, the header block read with HPACK, the request
-  decided by the real intentions core with an L7 permission), the app's
-  answer out (frames cut);
+  decided by the real intentions core with an L7 permission, the caller's
+  X-Forwarded-Client-Cert added), the app's answer out (frames cut);
+- `gate without XFCC`: the same with no caller's certificate to name;
 - `gate after a deny`: the same once one call was denied, so every later
   header block is encoded again for the app;
 - `followed`: `H2Follower` (proxy/h2_follow.py), what the calling side's
@@ -30,6 +31,7 @@ as the proxy process runs it; `GOSSAMER_NATIVE=0` runs it as Python.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -103,12 +105,20 @@ def _acknowledge(end: H2Connection, events: list[Any]) -> None:
             end.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
 
 
+XFCC = (
+    b"By=spiffe://5d3c1a2b-0c4e-4f5a-9b6d-7e8f9a0b1c2d.consul/ns/default/dc/dc1/svc/rpc;"
+    b"Hash=" + b"0123456789abcdef" * 4 + b";"
+    b"URI=spiffe://5d3c1a2b-0c4e-4f5a-9b6d-7e8f9a0b1c2d.consul/ns/default/dc/dc1/svc/web"
+)
+
+
 def decide_web(request: HttpRequest) -> Decision:
     return decide(INTENTIONS, "web", "rpc", request=request, default_allow=False)
 
 
-def gate_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
-    gate = H2Gate(decide_web)
+def gate_run(start: bytes, requests: list[bytes], answers: list[bytes],
+             xfcc: bytes = XFCC) -> float:  # fmt: skip
+    gate = H2Gate(decide_web, xfcc=xfcc)
     gate.from_client(start)
     began = time.process_time()
     for request, answer in zip(requests, answers, strict=True):
@@ -166,7 +176,9 @@ def main() -> None:
     gate, after, h2 = (best(gate_run, plain, args.repeats), best(gate_run, denied, args.repeats),
                        best(h2_run, plain, args.repeats))  # fmt: skip
     followed = best(followed_run, plain, args.repeats)
+    bare = best(functools.partial(gate_run, xfcc=b""), plain, args.repeats)
     print(f"  gate                 {gate:7.1f} µs")
+    print(f"  gate without XFCC    {bare:7.1f} µs")
     print(f"  gate after a deny    {after:7.1f} µs  (each header block written again as literals)")
     print(f"  followed             {followed:7.1f} µs  (nothing decided: the outbound side)")
     print(f"  h2 server            {h2:7.1f} µs  (reference; the gate is {h2 / gate:.1f}x cheaper)")

@@ -28,6 +28,7 @@ MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows 
 # client reset, before any answer, more than half of its calls and more than half of this
 # many (the shape of Envoy's premature-reset limit).
 RAPID_CALLS: Final = 500
+DROPPED_KEPT: Final = 1024  # streams whose late frames are dropped, kept per connection
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 Fields = list[tuple[bytes, bytes]]  # a request's header fields, decoded
 
@@ -62,6 +63,7 @@ class CallBook:
         self._calls: dict[int, Call] = {}
         self.count = 0  # calls opened
         self.early = 0  # of those, reset by the client before the app's answer began
+        self.dropped: dict[int, None] = {}  # streams the app never saw or no longer sees
 
     def opened(self, stream: int, route: str, now: float, fields: Fields | None = None,
                *, ended: bool = False) -> None:  # fmt: skip
@@ -73,7 +75,7 @@ class CallBook:
 
     def recheck(self, judge: Callable[[Fields], Decision]) -> list[tuple[int, Decision]]:
         """A policy change: each open call's request decided again by `judge`; those now
-        denied (stream, decision), each only once (it is being cut)."""
+        denied (stream, decision), each only once (it is being cut), and dropped."""
         denied = []
         for stream, call in self._calls.items():
             if call.fields is not None and not call.cut:
@@ -81,7 +83,15 @@ class CallBook:
                 if not decision.allowed:
                     call.cut = True
                     denied.append((stream, decision))
+        for stream, _ in denied:
+            self.drop(stream)
         return denied
+
+    def drop(self, stream: int) -> None:
+        """The client's later frames on `stream` are not for the app (oldest forgotten)."""
+        self.dropped[stream] = None
+        if len(self.dropped) > DROPPED_KEPT:
+            del self.dropped[next(iter(self.dropped))]
 
     def client_done(self, stream: int) -> None:
         """The client ended its side of `stream`."""

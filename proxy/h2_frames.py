@@ -76,6 +76,14 @@ def header_frames(stream: int, block: bytes, *, end_stream: bool, priority: byte
     return b"".join(out)
 
 
+def appended(frames: list[bytes], stream: int, block: bytes) -> list[bytes]:
+    """A header block's frames as they came, with `block` (whole representations) after
+    what they hold: the last no longer ends the block, a CONTINUATION with `block` does."""
+    last = frames[-1]
+    ends = last[:4] + bytes((last[4] & ~END_HEADERS,)) + last[5:]
+    return [*frames[:-1], ends, frame(CONTINUATION, END_HEADERS, stream, block)]
+
+
 def rst_stream(stream: int, code: int) -> bytes:
     return frame(RST_STREAM, 0, stream, _ID.pack(code))
 

@@ -9,17 +9,18 @@ and only header blocks are read (hpack_reader.py: every block, in order).
 A new stream's request is checked (h2_fields.py: malformed `400`, CONNECT
 `501`) and decided (`decide`: the L7 permissions, on fields as the HTTP/1
 path's, `:path` normalized, a client's X-Forwarded-Client-Cert dropped; the
-app gets them so). Allowed: it goes on. Refused: the app never sees it; the
-client gets an answer made here (gRPC: trailers-only `grpc-status` 7; else
-`403`) between the app's frames, never inside one of its header blocks, as
-literals that leave the client's HPACK table alone, and RST_STREAM NO_ERROR
-if still sending (RFC 9113 §8.1); its DATA is dropped, the window it used
-given back. The app's table missed that block, so from then on each block
-for the app is written again as literals (h2_frames.literal_block). A policy
-change decides each call in flight again (`recheck`); one now denied is cut
-(h2_cut.py). Each allowed call is followed to the app's last frame for the
-golden metrics (h2_calls.py, h2_app.py); `now` comes with the bytes, in
-seconds. (The calling side's sidecar only follows its calls: h2_follow.py.)
+app gets them so). Allowed: it goes on, with the caller's XFCC (`xfcc`)
+added. Refused: the app never sees it; the client gets an answer made here
+(gRPC: trailers-only `grpc-status` 7; else `403`) between the app's frames,
+never inside one of its header blocks, as literals that leave the client's
+HPACK table alone, and RST_STREAM NO_ERROR if still sending (RFC 9113 §8.1);
+its DATA is dropped, the window it used given back. The app's table missed
+that block, so from then on each block for the app is written again as
+literals (h2_frames.literal_block). A policy change decides each call in
+flight again (`recheck`); one now denied is cut (h2_cut.py). Each allowed
+call is followed to the app's last frame for the golden metrics
+(h2_calls.py, h2_app.py); `now` comes with the bytes, in seconds. (The
+calling side's sidecar only follows its calls: h2_follow.py.)
 
 The HTTP/2 preface makes a connection gated; anything else (h2 inside the
 apps' own TLS, or not HTTP/2) makes it `opaque`, carried byte for byte if
@@ -57,6 +58,7 @@ from gossamer.proxy.h2_frames import (
     RST_STREAM,
     SETTINGS,
     H2Error,
+    appended,
     fragment,
     goaway,
     header_frames,
@@ -67,8 +69,8 @@ from gossamer.proxy.h2_frames import (
     window_update,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
+from gossamer.proxy.http_codec import XFCC_NAME
 
-DENIED_KEPT: Final = 1024  # denied streams kept per connection: late frames on them dropped
 PASS: Final = 0  # what happens to the payload of the client's current frame
 DROP: Final = 1
 COLLECT: Final = 2
@@ -78,8 +80,9 @@ class H2Gate:
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
 
     def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
-                 done: Done = uncounted) -> None:  # fmt: skip
+                 done: Done = uncounted, xfcc: bytes = b"") -> None:  # fmt: skip
         self._decide = decide
+        self._xfcc = literal_block([(XFCC_NAME, xfcc)]) if xfcc else b""  # for each request
         self.max_block = max_block  # a longer header block ends the connection
         self.opaque = False  # no preface: carried byte for byte
         self.speaking = False  # the preface came: each stream is decided
@@ -90,7 +93,6 @@ class H2Gate:
         self.app = AppSide(self.calls, self._reader, self.cuts)
         self._app_pending: list[bytes] = []  # frames of the gate's for the app, at a boundary
         self._literal = False  # from the first deny on: blocks written again as literals
-        self._denied: dict[int, None] = {}  # oldest first
         self.last = 0  # the highest stream the client opened
         self.draining = False  # GOAWAY sent: new streams are refused
         self._now = 0.0
@@ -166,9 +168,7 @@ class H2Gate:
         """A policy change: each call in flight decided again by `judge`; those now denied
         are cut (h2_cut.py). (Bytes for the app now, the decisions that cut.)"""
         denied = self.calls.recheck(lambda fields: judge(h2_fields.request_of(fields)))
-        for stream, _ in denied:
-            self._drop(stream, literal=False)  # the client's later frames on it: dropped
-        if denied:
+        if denied:  # (the client's later frames on them: dropped)
             self._app_pending.append(self.cuts.start([stream for stream, _ in denied]))
         to_app: list[bytes] = []
         if not (self._in_frame and self._mode == PASS):  # (else at the client's frame's end)
@@ -220,12 +220,12 @@ class H2Gate:
             self._mode, self._payload = COLLECT, bytearray(self._head)
         elif kind == PUSH_PROMISE:
             raise H2Error(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        elif stream in self._denied:  # the app never saw this stream
+        elif stream in self.calls.dropped:  # the app never saw this stream, or no longer does
             self._mode = DROP
             if kind == DATA:
                 self._credit += length
             elif kind == RST_STREAM:
-                del self._denied[stream]
+                del self.calls.dropped[stream]
         else:
             self._mode = PASS
             to_app.append(bytes(self._head))
@@ -262,15 +262,15 @@ class H2Gate:
             fields = self._reader.read(bytes(self._block))
         except HpackError as exc:
             raise H2Error(COMPRESSION_ERROR, f"a header block HPACK cannot read: {exc}") from exc
-        if stream in self._denied:  # trailers of a denied stream: read for the table's sake
-            self._literal = True  # and dropped, so the app's table lacks what they added
+        if stream in self.calls.dropped:  # trailers of a dropped stream: read for the table's
+            self._literal = True  # sake, so the app's table lacks what they added
             return
         end_stream = bool(flags & END_STREAM)
         if stream > self.last and self.draining:
             self._drop(stream)
             self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
             return
-        malformed = self._reader.malformed  # a field's bytes break RFC 9113 §8.2.1
+        malformed, extra = self._reader.malformed, b""  # (bad bytes: RFC 9113 §8.2.1)
         if stream <= self.last:  # a stream the client opened already
             if malformed or h2_fields.trailers_fault(fields, end_stream):
                 raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
@@ -291,20 +291,19 @@ class H2Gate:
                 self.calls.refused(403, decision.route)
                 return
             self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream)
+            extra = self._xfcc  # the caller, one more field at the end of the block
         if not self._literal:
-            to_app += self._raw
+            to_app += appended(self._raw, stream, extra) if extra else self._raw
         else:
-            block = literal_block(fields)
+            block = literal_block(fields) + extra
             to_app.append(header_frames(stream, block, end_stream=end_stream,
                                         priority=self._priority))  # fmt: skip
 
-    def _drop(self, stream: int, *, literal: bool = True) -> None:
-        """The client's later frames on `stream` are dropped (`literal`: so was the block
-        that opened it, so the app's table lacks what that added)."""
-        self._denied[stream] = None
-        if len(self._denied) > DENIED_KEPT:
-            del self._denied[next(iter(self._denied))]
-        self._literal = self._literal or literal
+    def _drop(self, stream: int) -> None:
+        """`stream` never reaches the app: its block, nor its later frames (so the app's
+        table lacks what that block added)."""
+        self.calls.drop(stream)
+        self._literal = True
 
     def _refuse(self, stream: int, fields: list[tuple[bytes, bytes]], ended: bool,
                 to_client: list[bytes]) -> None:  # fmt: skip

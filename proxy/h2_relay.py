@@ -100,9 +100,11 @@ def _send(side: Side, pieces: list[bytes]) -> None:
         side.send(b"".join(pieces))
 
 
-def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> GatedRelay:
+def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str,
+          xfcc: bytes) -> GatedRelay:  # fmt: skip
     """`client` (from `source`'s sidecar) joined to the local `app` through a gate whose
-    requests `inbound` decides, as its HTTP/1 ones (`decide_request`)."""
+    requests `inbound` decides, as its HTTP/1 ones (`decide_request`); each allowed one
+    gets `xfcc` as its X-Forwarded-Client-Cert."""
     service = inbound.config.service
 
     def decide(request: HttpRequest) -> Decision:
@@ -131,7 +133,7 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str) -> 
         gate.close(time.perf_counter())
         inbound._closed(relay)
 
-    gate = H2Gate(decide, inbound.max_header_bytes, done)
+    gate = H2Gate(decide, inbound.max_header_bytes, done, xfcc)
     return GatedRelay(client, app, closed, gate, opaque, broken)
 
 

@@ -209,7 +209,8 @@ class Inbound(InboundHttp):
         if is_h2(self.config.protocol):
             from gossamer.proxy.h2_relay import gated
 
-            relay: Relay = gated(self, side, app, source, peer)
+            xfcc = self.xfcc_of(side) if isinstance(side, TlsSide) else self.tunnels.xfcc_of(side)
+            relay: Relay = gated(self, side, app, source, peer, xfcc)
         else:
             relay = Relay(side, app, self._closed)
         if not relay.halves.closed:

@@ -28,7 +28,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer
 from gossamer.proxy.mux_frames import AWAY
 from gossamer.proxy.mux_pool import MAX_STREAMS
-from gossamer.proxy.protocol import is_l7
+from gossamer.proxy.protocol import is_h2, is_l7
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
 if TYPE_CHECKING:
@@ -53,7 +53,8 @@ class InboundMuxes:
         mux = Mux(wire, opener=False, on_open=self._open, on_idle=self._idle, on_lost=self._lost)
         if not mux.lost:
             self.muxes.add(mux)
-            if is_l7(self.inbound.config.protocol):  # once per wire, for all its streams
+            protocol = self.inbound.config.protocol
+            if is_l7(protocol) or is_h2(protocol):  # once per wire, for all its streams
                 self.xfcc[mux] = self.inbound.xfcc_of(wire)
         if self._sweep is None:
             loop = asyncio.get_running_loop()
@@ -78,11 +79,15 @@ class InboundMuxes:
             wire.peer_checked = (trust, source, started)
         if l7:  # a pooled connection of the client sidecar's: each request is decided
             mux.accept(stream)
-            inbound.serve_http(stream, source, started, self.xfcc.get(mux, b""))
+            inbound.serve_http(stream, source, started, self.xfcc_of(stream))
             return
         task = asyncio.create_task(inbound._join(stream, source, peer_of(wire), started))
         inbound._tasks.add(task)
         task.add_done_callback(inbound._tasks.discard)
+
+    def xfcc_of(self, stream: StreamSide) -> bytes:
+        """The X-Forwarded-Client-Cert value for requests on `stream` (its wire's client)."""
+        return self.xfcc.get(stream.mux, b"")
 
     def _idle(self, mux: Mux) -> None:
         if self.draining:

@@ -48,6 +48,9 @@ from tests.proxy_support import (
 def _unary(request: bytes, context: Any) -> bytes:
     if request == b"fail":
         context.abort(grpc.StatusCode.UNAVAILABLE, "asked to fail")
+    if request == b"xfcc":  # who the sidecar says called
+        seen = [v for k, v in context.invocation_metadata() if k == "x-forwarded-client-cert"]
+        return "|".join(seen).encode()
     return b"unary:" + request
 
 
@@ -180,6 +183,25 @@ def test_grpc_unary_and_streaming_calls_pass_through_the_mesh(
         assert unary(big, timeout=10) == b"unary:" + big
         answers = list(stream(iter([b"a", b"b", b"c"]), timeout=10))
         assert answers == [b"stream:a", b"stream:b", b"stream:c"]
+
+
+def test_the_app_learns_the_caller_from_x_forwarded_client_cert(
+    upstream: dict[str, object],
+) -> None:
+    """rpc's sidecar adds the caller's SPIFFE ID, its own and the caller's leaf's hash to
+    each call, as on HTTP/1, and drops whatever the client put there."""
+    agent: Any = upstream["agent"]
+    trust = agent.get("/v1/connect/ca/roots")["TrustDomain"]
+    with grpc.insecure_channel(str(upstream["rpc"])) as channel:
+        unary = channel.unary_unary("/echo.Echo/Unary")
+        forged = (("x-forwarded-client-cert", "By=x;URI=spiffe://evil/svc/admin"),)
+        for metadata in ((), forged):
+            seen = eventually(lambda m=metadata: unary(b"xfcc", timeout=5, metadata=m), 20,
+                              what="a call through the mesh").decode()  # fmt: skip
+            by, digest, uri = seen.split(";")
+            assert by == f"By=spiffe://{trust}/ns/default/dc/dc1/svc/rpc", seen
+            assert uri == f"URI=spiffe://{trust}/ns/default/dc/dc1/svc/web", seen
+            assert digest.startswith("Hash=") and len(digest) == len("Hash=") + 64, seen
 
 
 def test_l7_permissions_decide_each_grpc_call_on_one_connection(

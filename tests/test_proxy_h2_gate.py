@@ -73,11 +73,13 @@ def _send_body(end: H2Connection, stream: int, body: bytes, *, end_stream: bool 
 class Pair(H2Ends):
     """A client and a server `H2Connection` with the gate between them."""
 
-    def __init__(self, server_settings: dict[int, int] | None = None, chunk: int = 0) -> None:
+    def __init__(self, server_settings: dict[int, int] | None = None, chunk: int = 0, *,
+                 xfcc: bytes = b"", max_block: int = 16384) -> None:  # fmt: skip
         super().__init__(chunk)
         self.outcomes: list[tuple[int, str, float]] = []
         self.clock = 100.0  # seconds, given to the gate with every chunk
-        self.gate = H2Gate(_decide, 16384, lambda *outcome: self.outcomes.append(outcome))
+        self.gate = H2Gate(_decide, max_block, lambda *outcome: self.outcomes.append(outcome),
+                           xfcc)  # fmt: skip
         self.client_events: list[Any] = []
         self.server_events: list[Any] = []
         self.start(server_settings=server_settings)

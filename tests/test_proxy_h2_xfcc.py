@@ -1,0 +1,54 @@
+"""The caller's X-Forwarded-Client-Cert on each request the h2c gate lets through
+(h2_gate.py, h2_frames.appended), between python-hyper's `h2` client and server: the app's
+HPACK decoder must read every block right, whatever the client's table holds."""
+
+from __future__ import annotations
+
+import pytest
+from h2.events import RequestReceived, TrailersReceived
+
+from tests.test_proxy_h2_gate import Pair, _request
+
+XFCC = b"By=spiffe://t.consul/ns/default/dc/dc1/svc/db;Hash=ab12;URI=spiffe://t.consul/ns/default/dc/dc1/svc/web"
+
+
+def _received(pair: Pair) -> dict[int, list[tuple[str, str]]]:
+    return {e.stream_id: list(e.headers) for e in pair.server_events
+            if isinstance(e, RequestReceived)}  # fmt: skip
+
+
+def _xfcc(headers: list[tuple[str, str]]) -> list[str]:
+    return [value for name, value in headers if name == "x-forwarded-client-cert"]
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 6])
+def test_each_allowed_request_gets_the_callers_xfcc_once(chunk: int) -> None:
+    pair = Pair(chunk=chunk, xfcc=XFCC)
+    streams = [pair.call("/echo.Echo/Unary", b"x") for _ in range(3)]  # indexed fields, reused
+    forged = pair.call("/echo.Echo/Unary", extra=(("x-forwarded-client-cert", "By=me"),))
+    later = pair.call("/echo.Echo/Unary", b"y")  # after the client's field: blocks as literals
+    received = _received(pair)
+    for stream in [*streams, forged, later]:
+        assert _xfcc(received[stream]) == [XFCC.decode()], received[stream]
+        assert dict(received[stream])[":path"] == "/echo.Echo/Unary"
+
+
+def test_a_denied_request_gets_none_and_trailers_get_none() -> None:
+    pair = Pair(xfcc=XFCC)
+    pair.call("/admin/x")  # denied: the app never sees it
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, _request("/echo.Echo/Stream"))
+    pair.client.send_data(stream, b"body")
+    pair.client.send_headers(stream, [("x-checksum", "1")], end_stream=True)
+    pair.pump()
+    assert list(_received(pair)) == [stream]
+    trailers = [e for e in pair.server_events if isinstance(e, TrailersReceived)]
+    assert [dict(t.headers) for t in trailers] == [{"x-checksum": "1"}]
+
+
+def test_a_block_in_several_frames_gets_it_after_its_last() -> None:
+    pair = Pair(xfcc=XFCC, max_block=65536)
+    big = ("x-big", "v" * 40_000)  # past the 16 KiB frame: HEADERS and CONTINUATIONs
+    stream = pair.call("/echo.Echo/Unary", b"x", extra=(big,))
+    headers = _received(pair)[stream]
+    assert dict(headers)["x-big"] == big[1] and _xfcc(headers) == [XFCC.decode()]
