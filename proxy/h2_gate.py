@@ -3,8 +3,9 @@
 Bytes in, bytes out, for one connection of an `http2` or `grpc` service:
 the client's go in `from_client`, the app's in `from_app`; each says what
 to write to either side. No full HTTP/2 stack (`h2` costs ~385 µs a
-request): frames are cut by their headers, DATA and the rest stream through,
-and only header blocks are read (hpack_reader.py: every block, in order).
+request): frames are cut by their headers (the client's: h2_client.py; the
+app's: h2_app.py), DATA and the rest stream through, and only header blocks
+are read (hpack_reader.py: every block, in order).
 
 A new stream's request is checked (h2_fields.py: malformed `400`, CONNECT
 `501`) and decided (`decide`: the L7 permissions, on fields as the HTTP/1
@@ -25,138 +26,51 @@ calling side's sidecar only follows its calls: h2_follow.py.)
 The HTTP/2 preface makes a connection gated; anything else (h2 inside the
 apps' own TLS, or not HTTP/2) makes it `opaque`, carried byte for byte if
 the shell allows. A client that breaks HTTP/2 so the gate cannot follow (a
-header block past `max_block` counting frame heads, one on an open stream
-that is not trailers, a rapid reset: h2_calls.RAPID_CALLS) raises `H2Error`.
+block on an open stream that is not trailers, and h2_client.py's) raises
+`H2Error`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import h2_fields
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook, Done, uncounted
+from gossamer.proxy.h2_client import ClientFrames
 from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_frames import (
-    ACK,
     COMPRESSION_ERROR,
-    CONTINUATION,
-    DATA,
-    END_HEADERS,
     END_STREAM,
-    ENHANCE_YOUR_CALM,
-    HEAD,
-    HEADERS,
     NO_ERROR,
-    PREFACE,
     PROTOCOL_ERROR,
-    PUSH_PROMISE,
     REFUSED_STREAM,
-    RST_STREAM,
-    SETTINGS,
     H2Error,
     appended,
-    fragment,
     goaway,
     header_frames,
     literal_block,
-    parse_head,
     rst_stream,
-    table_allowed,
-    window_update,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 from gossamer.proxy.http_codec import XFCC_NAME
 
-PASS: Final = 0  # what happens to the payload of the client's current frame
-DROP: Final = 1
-COLLECT: Final = 2
 
-
-class H2Gate:
+class H2Gate(ClientFrames):
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
 
     def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
                  done: Done = uncounted, xfcc: bytes = b"") -> None:  # fmt: skip
         self._decide = decide
         self._xfcc = literal_block([(XFCC_NAME, xfcc)]) if xfcc else b""  # for each request
-        self.max_block = max_block  # a longer header block ends the connection
-        self.opaque = False  # no preface: carried byte for byte
-        self.speaking = False  # the preface came: each stream is decided
-        self._matched = 0  # preface bytes seen so far
         self._reader = HeaderReader(max_block, checked=True)
-        self.calls = CallBook(done)
-        self.cuts = Cuts()
-        self.app = AppSide(self.calls, self._reader, self.cuts)
-        self._app_pending: list[bytes] = []  # frames of the gate's for the app, at a boundary
+        calls, self.cuts = CallBook(done), Cuts()
+        super().__init__(calls, AppSide(calls, self._reader, self.cuts), max_block)
         self._literal = False  # from the first deny on: blocks written again as literals
         self.last = 0  # the highest stream the client opened
         self.draining = False  # GOAWAY sent: new streams are refused
-        self._now = 0.0
-        self._head = bytearray()  # the client's frame header being read
-        self._left = 0  # its payload bytes still to come
-        self._in_frame, self._mode = False, PASS
-        self._frame = (0, 0, 0)  # kind, flags, stream of the current frame
-        self._payload = bytearray()  # a HEADERS or CONTINUATION frame being gathered
-        self._settings: bytearray | None = None  # a SETTINGS payload passing through
-        self._raw: list[bytes] = []  # the current header block's frames, as they came
-        self._block = bytearray()
-        self._taken = 0  # the block's frames' bytes, heads and all (a flood of empty ones too)
-        self._block_of = (0, 0)  # its stream, its HEADERS frame's flags
-        self._priority = b""
-        self._in_block = False
-        self._credit = 0  # connection window used by dropped DATA, to give back
-
-    def from_client(self, data: bytes, now: float = 0.0) -> tuple[list[bytes], list[bytes]]:
-        """(bytes for the app, bytes for the client) after the client sent `data`."""
-        if self.opaque:
-            return [data], []
-        self._now = now
-        to_app: list[bytes] = []
-        to_client: list[bytes] = []
-        at = 0
-        if not self.speaking:
-            piece = data[: len(PREFACE) - self._matched]
-            if PREFACE[self._matched : self._matched + len(piece)] != piece:
-                self.opaque = True
-                return [PREFACE[: self._matched] + data], []
-            self._matched += len(piece)
-            if self._matched < len(PREFACE):
-                return [], []
-            self.speaking, at = True, len(piece)
-            to_app.append(PREFACE)
-        view, n = memoryview(data), len(data)
-        while at < n:
-            if not self._in_frame:
-                take = min(HEAD - len(self._head), n - at)
-                self._head += view[at : at + take]
-                at += take
-                if len(self._head) == HEAD:
-                    self._start_frame(to_app)
-                    if self._left == 0:
-                        self._end_frame(to_app, to_client)
-                continue
-            take = min(self._left, n - at)
-            if self._mode == PASS:
-                to_app.append(data[at : at + take] if take < n else data)
-                if self._settings is not None:
-                    self._settings += view[at : at + take]
-            elif self._mode == COLLECT:
-                self._payload += view[at : at + take]
-            at += take
-            self._left -= take
-            if self._left == 0:
-                self._end_frame(to_app, to_client)
-        if self._credit:
-            self.app.answer(window_update(0, self._credit), to_client)
-            self._credit = 0
-        if self._app_pending and not (self._in_frame and self._mode == PASS):
-            to_app += self._app_pending
-            self._app_pending = []
-        return to_app, to_client
 
     def from_app(self, data: bytes, now: float = 0.0) -> list[bytes]:
         """The bytes for the client after the app sent `data`: the same, with any answers
@@ -170,10 +84,7 @@ class H2Gate:
         denied = self.calls.recheck(lambda fields: judge(h2_fields.request_of(fields)))
         if denied:  # (the client's later frames on them: dropped)
             self._app_pending.append(self.cuts.start([stream for stream, _ in denied]))
-        to_app: list[bytes] = []
-        if not (self._in_frame and self._mode == PASS):  # (else at the client's frame's end)
-            to_app, self._app_pending = self._app_pending, []
-        return to_app, [decision for _, decision in denied]
+        return self._pending_now(), [decision for _, decision in denied]
 
     def drain(self) -> list[bytes]:
         """The proxy is stopping: GOAWAY tells the client to open its next calls elsewhere
@@ -197,64 +108,6 @@ class H2Gate:
             return b""
         pending = b"".join(self.app.pending)
         return pending + goaway(self.last, error.code, str(error).encode()[:200])
-
-    def _start_frame(self, to_app: list[bytes]) -> None:
-        if self._app_pending:
-            to_app += self._app_pending
-            self._app_pending = []
-        length, kind, flags, stream = parse_head(self._head)
-        self._frame, self._left, self._in_frame = (kind, flags, stream), length, True
-        if self._in_block and (kind != CONTINUATION or stream != self._block_of[0]):
-            raise H2Error(PROTOCOL_ERROR, "a header block was interrupted by another frame")
-        if kind in (HEADERS, CONTINUATION):
-            if kind == CONTINUATION and not self._in_block:
-                raise H2Error(PROTOCOL_ERROR, "a CONTINUATION frame with no header block open")
-            if kind == HEADERS:
-                if stream == 0 or stream % 2 == 0:
-                    raise H2Error(PROTOCOL_ERROR, f"HEADERS on stream {stream}, not a client's")
-                self._in_block, self._block_of, self._priority = True, (stream, flags), b""
-                self._raw, self._block, self._taken = [], bytearray(), 0
-            self._taken += HEAD + length
-            if self._taken > self.max_block:
-                raise H2Error(ENHANCE_YOUR_CALM, f"a header block over {self.max_block} bytes")
-            self._mode, self._payload = COLLECT, bytearray(self._head)
-        elif kind == PUSH_PROMISE:
-            raise H2Error(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        elif stream in self.calls.dropped:  # the app never saw this stream, or no longer does
-            self._mode = DROP
-            if kind == DATA:
-                self._credit += length
-            elif kind == RST_STREAM:
-                del self.calls.dropped[stream]
-        else:
-            self._mode = PASS
-            to_app.append(bytes(self._head))
-            if kind == SETTINGS and not flags & ACK:
-                self._settings = bytearray()
-            elif kind == RST_STREAM and self.calls.reset_by_client(stream, self._now):
-                raise H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an answer")
-            elif kind == DATA and flags & END_STREAM:
-                self.calls.client_done(stream)
-        self._head.clear()
-
-    def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
-        self._in_frame = False
-        reader = self.app.reader  # the client bounds the app's encoder's table
-        if self._settings is not None and reader is not None:
-            reader.max_allowed = table_allowed(bytes(self._settings), reader.max_allowed)
-        self._settings = None
-        if self._mode != COLLECT:
-            return
-        kind, flags, _ = self._frame
-        raw = bytes(self._payload)
-        self._raw.append(raw)
-        block, priority = fragment(kind, flags, raw[HEAD:])
-        if kind == HEADERS:
-            self._priority = priority
-        self._block += block
-        if flags & END_HEADERS:
-            self._in_block = False
-            self._block_done(to_app, to_client)
 
     def _block_done(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         stream, flags = self._block_of

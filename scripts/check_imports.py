@@ -121,6 +121,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/xfcc.py",
     "proxy/h2_fields.py",
     "proxy/h2_cut.py",
+    "proxy/h2_client.py",
     "proxy/local_peer.py",
     "proxy/h2_frames.py",
     "proxy/h2_gate.py",

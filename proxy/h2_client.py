@@ -1,0 +1,191 @@
+"""The client's half of an h2c connection, cut into frames for the gate (h2_gate.py). Pure.
+
+The client's bytes are cut by their 9-byte frame headers. Most frames go
+to the app as they came, piece by piece (PASS). A header block's frames
+are gathered whole (COLLECT): its request is decided before any of it goes
+on (the gate's `_block_done`). Frames on a stream the app never saw or no
+longer sees (`CallBook.dropped`) are dropped (DROP), the connection window
+their DATA used given back. The HTTP/2 preface comes first; without it the
+connection is `opaque`, carried byte for byte. Frames of the gate's own for
+the app (`_app_pending`) go between the client's, never inside one. A
+client that breaks HTTP/2 so the gate cannot follow raises `H2Error`: a
+header block interrupted, or past `max_block` counting frame heads (a flood
+of empty CONTINUATIONs), a CONTINUATION with no block open, HEADERS on a
+server's stream, PUSH_PROMISE, a rapid reset (h2_calls.RAPID_CALLS).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gossamer.proxy.h2_app import AppSide
+from gossamer.proxy.h2_calls import CallBook
+from gossamer.proxy.h2_frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    ENHANCE_YOUR_CALM,
+    HEAD,
+    HEADERS,
+    PREFACE,
+    PROTOCOL_ERROR,
+    PUSH_PROMISE,
+    RST_STREAM,
+    SETTINGS,
+    H2Error,
+    fragment,
+    parse_head,
+    table_allowed,
+    window_update,
+)
+
+PASS: Final = 0  # what happens to the payload of the client's current frame
+DROP: Final = 1
+COLLECT: Final = 2
+
+
+class ClientFrames:
+    """The frames of one connection's client, for its gate."""
+
+    def __init__(self, calls: CallBook, app: AppSide, max_block: int) -> None:
+        self.calls = calls
+        self.app = app
+        self.max_block = max_block  # a longer header block ends the connection
+        self.opaque = False  # no preface: carried byte for byte
+        self.speaking = False  # the preface came: each stream is decided
+        self._matched = 0  # preface bytes seen so far
+        self._app_pending: list[bytes] = []  # frames of the gate's for the app, at a boundary
+        self._now = 0.0
+        self._head = bytearray()  # the client's frame header being read
+        self._left = 0  # its payload bytes still to come
+        self._in_frame, self._mode = False, PASS
+        self._frame = (0, 0, 0)  # kind, flags, stream of the current frame
+        self._payload = bytearray()  # a HEADERS or CONTINUATION frame being gathered
+        self._settings: bytearray | None = None  # a SETTINGS payload passing through
+        self._raw: list[bytes] = []  # the current header block's frames, as they came
+        self._block = bytearray()
+        self._taken = 0  # the block's frames' bytes, heads and all (a flood of empty ones too)
+        self._block_of = (0, 0)  # its stream, its HEADERS frame's flags
+        self._priority = b""
+        self._in_block = False
+        self._credit = 0  # connection window used by dropped DATA, to give back
+
+    def from_client(self, data: bytes, now: float = 0.0) -> tuple[list[bytes], list[bytes]]:
+        """(bytes for the app, bytes for the client) after the client sent `data`."""
+        if self.opaque:
+            return [data], []
+        self._now = now
+        to_app: list[bytes] = []
+        to_client: list[bytes] = []
+        at = 0
+        if not self.speaking:
+            piece = data[: len(PREFACE) - self._matched]
+            if PREFACE[self._matched : self._matched + len(piece)] != piece:
+                self.opaque = True
+                return [PREFACE[: self._matched] + data], []
+            self._matched += len(piece)
+            if self._matched < len(PREFACE):
+                return [], []
+            self.speaking, at = True, len(piece)
+            to_app.append(PREFACE)
+        view, n = memoryview(data), len(data)
+        while at < n:
+            if not self._in_frame:
+                take = min(HEAD - len(self._head), n - at)
+                self._head += view[at : at + take]
+                at += take
+                if len(self._head) == HEAD:
+                    self._start_frame(to_app)
+                    if self._left == 0:
+                        self._end_frame(to_app, to_client)
+                continue
+            take = min(self._left, n - at)
+            if self._mode == PASS:
+                to_app.append(data[at : at + take] if take < n else data)
+                if self._settings is not None:
+                    self._settings += view[at : at + take]
+            elif self._mode == COLLECT:
+                self._payload += view[at : at + take]
+            at += take
+            self._left -= take
+            if self._left == 0:
+                self._end_frame(to_app, to_client)
+        if self._credit:
+            self.app.answer(window_update(0, self._credit), to_client)
+            self._credit = 0
+        if self._app_pending:
+            to_app += self._pending_now()
+        return to_app, to_client
+
+    def _pending_now(self) -> list[bytes]:
+        """The gate's frames for the app that may go now: all of them, unless a frame of the
+        client's is passing through (then they wait for its end)."""
+        if self._in_frame and self._mode == PASS:
+            return []
+        pending, self._app_pending = self._app_pending, []
+        return pending
+
+    def _block_done(self, to_app: list[bytes], to_client: list[bytes]) -> None:
+        """A whole header block came (`_raw`, `_block`, `_block_of`, `_priority`): the
+        gate's to read and decide."""
+        raise NotImplementedError
+
+    def _start_frame(self, to_app: list[bytes]) -> None:
+        if self._app_pending:
+            to_app += self._app_pending
+            self._app_pending = []
+        length, kind, flags, stream = parse_head(self._head)
+        self._frame, self._left, self._in_frame = (kind, flags, stream), length, True
+        if self._in_block and (kind != CONTINUATION or stream != self._block_of[0]):
+            raise H2Error(PROTOCOL_ERROR, "a header block was interrupted by another frame")
+        if kind in (HEADERS, CONTINUATION):
+            if kind == CONTINUATION and not self._in_block:
+                raise H2Error(PROTOCOL_ERROR, "a CONTINUATION frame with no header block open")
+            if kind == HEADERS:
+                if stream == 0 or stream % 2 == 0:
+                    raise H2Error(PROTOCOL_ERROR, f"HEADERS on stream {stream}, not a client's")
+                self._in_block, self._block_of, self._priority = True, (stream, flags), b""
+                self._raw, self._block, self._taken = [], bytearray(), 0
+            self._taken += HEAD + length
+            if self._taken > self.max_block:
+                raise H2Error(ENHANCE_YOUR_CALM, f"a header block over {self.max_block} bytes")
+            self._mode, self._payload = COLLECT, bytearray(self._head)
+        elif kind == PUSH_PROMISE:
+            raise H2Error(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
+        elif stream in self.calls.dropped:  # the app never saw this stream, or no longer does
+            self._mode = DROP
+            if kind == DATA:
+                self._credit += length
+            elif kind == RST_STREAM:
+                del self.calls.dropped[stream]
+        else:
+            self._mode = PASS
+            to_app.append(bytes(self._head))
+            if kind == SETTINGS and not flags & ACK:
+                self._settings = bytearray()
+            elif kind == RST_STREAM and self.calls.reset_by_client(stream, self._now):
+                raise H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an answer")
+            elif kind == DATA and flags & END_STREAM:
+                self.calls.client_done(stream)
+        self._head.clear()
+
+    def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
+        self._in_frame = False
+        reader = self.app.reader  # the client bounds the app's encoder's table
+        if self._settings is not None and reader is not None:
+            reader.max_allowed = table_allowed(bytes(self._settings), reader.max_allowed)
+        self._settings = None
+        if self._mode != COLLECT:
+            return
+        kind, flags, _ = self._frame
+        raw = bytes(self._payload)
+        self._raw.append(raw)
+        block, priority = fragment(kind, flags, raw[HEAD:])
+        if kind == HEADERS:
+            self._priority = priority
+        self._block += block
+        if flags & END_HEADERS:
+            self._in_block = False
+            self._block_done(to_app, to_client)
