@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from gossamer.intentions.model import Decision
+from gossamer.proxy.h2_frames import CANCEL, PROTOCOL_ERROR
 
 GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
@@ -38,15 +39,16 @@ def uncounted(status: int, route: str, seconds: float) -> None:
 
 
 class Call:
-    __slots__ = ("client_ended", "cut", "fields", "grpc", "grpc_status", "route", "started",
-                 "status")  # fmt: skip
+    __slots__ = ("client_ended", "cut", "fields", "grpc", "grpc_status", "remaining", "route",
+                 "started", "status")  # fmt: skip
 
     def __init__(self, route: str, started: float, fields: Fields | None) -> None:
         self.route = route
         self.started = started
         self.fields = fields  # the request's, as decided: a policy change decides it again
         self.client_ended = False  # the client's side of the stream ended (END_STREAM)
-        self.cut = False  # by a policy change (h2_cut.py)
+        self.cut = 0  # the reset that cut it (h2_cut.py): CANCEL (policy), PROTOCOL_ERROR
+        self.remaining = -1  # body bytes its content-length still promises; -1: none said
         self.grpc = False  # the answer is gRPC's
         self.status = 0  # the final :status
         self.grpc_status = -1  # none yet
@@ -66,12 +68,13 @@ class CallBook:
         self.dropped: dict[int, None] = {}  # streams the app never saw or no longer sees
 
     def opened(self, stream: int, route: str, now: float, fields: Fields | None = None,
-               *, ended: bool = False) -> None:  # fmt: skip
-        """A call the app got (`ended`: its request's side ended with its headers)."""
+               *, ended: bool = False, length: int = -1) -> None:  # fmt: skip
+        """A call the app got (`ended`: its request's side ended with its headers; `length`:
+        its content-length)."""
         self.count += 1
         if len(self._calls) < MAX_CALLS:
             call = self._calls[stream] = Call(route, now, fields)
-            call.client_ended = ended
+            call.client_ended, call.remaining = ended, length
 
     def recheck(self, judge: Callable[[Fields], Decision]) -> list[tuple[int, Decision]]:
         """A policy change: each open call's request decided again by `judge`; those now
@@ -81,7 +84,7 @@ class CallBook:
             if call.fields is not None and not call.cut:
                 decision = judge(call.fields)
                 if not decision.allowed:
-                    call.cut = True
+                    call.cut = CANCEL
                     denied.append((stream, decision))
         for stream, _ in denied:
             self.drop(stream)
@@ -93,18 +96,36 @@ class CallBook:
         if len(self.dropped) > DROPPED_KEPT:
             del self.dropped[next(iter(self.dropped))]
 
-    def client_done(self, stream: int) -> None:
-        """The client ended its side of `stream`."""
+    def tracks(self, stream: int) -> bool:
+        """Whether `stream`'s body is held to a content-length."""
+        call = self._calls.get(stream)
+        return call is not None and call.remaining >= 0
+
+    def body(self, stream: int, length: int, end: bool) -> bool:
+        """`length` bytes of the client's body on `stream` (padding aside; `end`: its side
+        ends): whether they keep to its content-length (RFC 9113 §8.1.1)."""
+        call = self._calls.get(stream)
+        if call is None:
+            return True
+        call.client_ended = call.client_ended or end
+        if call.remaining < 0:
+            return True
+        call.remaining -= length
+        return call.remaining == 0 if end else call.remaining >= 0
+
+    def malformed(self, stream: int) -> None:
+        """`stream`'s request broke its content-length: it is cut (h2_cut.py) and dropped."""
         call = self._calls.get(stream)
         if call is not None:
-            call.client_ended = True
+            call.cut = PROTOCOL_ERROR
+        self.drop(stream)
 
     def cut(self, stream: int, now: float) -> Call | None:
-        """A call a policy change cut, its wait over (h2_cut.py): recorded as denied (`403`);
-        None when the app ended it first."""
+        """A call cut, its wait over (h2_cut.py): recorded as denied (`403`) or malformed
+        (`400`); None when the app ended it first."""
         call = self._calls.pop(stream, None)
         if call is not None:
-            self._done(403, call.route, now - call.started)
+            self._done(403 if call.cut == CANCEL else 400, call.route, now - call.started)
         return call
 
     def refused(self, status: int, route: str) -> None:

@@ -19,15 +19,16 @@ from typing import Final
 from gossamer.proxy import h2_fields
 from gossamer.proxy.h2_calls import Call
 from gossamer.proxy.h2_frames import (
+    CANCEL,
     NO_ERROR,
     PING,
+    PROTOCOL_ERROR,
     frame,
     header_frames,
     literal_block,
     rst_stream,
 )
 
-CANCEL: Final = 0x8
 TOKEN: Final = b"gsc"  # the first bytes of the gate's PINGs' payload (8 bytes in all)
 _GRPC_TRAILERS: Final = [(b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]
 
@@ -39,12 +40,12 @@ class Cuts:
         self.waiting: dict[bytes, list[int]] = {}
         self._sent = 0
 
-    def start(self, streams: list[int]) -> bytes:
-        """The frames for the app that cut `streams`: a reset each, then the PING."""
+    def start(self, streams: list[int], code: int = CANCEL) -> bytes:
+        """The frames for the app that cut `streams`: a reset each (`code`), then the PING."""
         self._sent += 1
         token = TOKEN + self._sent.to_bytes(5, "big")
         self.waiting[token] = streams
-        return b"".join([rst_stream(s, CANCEL) for s in streams]) + frame(PING, 0, 0, token)
+        return b"".join([rst_stream(s, code) for s in streams]) + frame(PING, 0, 0, token)
 
     def acked(self, payload: bytes) -> list[int] | None:
         """The streams whose wait the ACK of `payload` ends (None: not one of ours)."""
@@ -61,6 +62,8 @@ def ending(stream: int, call: Call | None, known: bool) -> bytes:
     (RST_STREAM NO_ERROR, RFC 9113 §8.1)."""
     if call is None:
         return b""
+    if call.cut == PROTOCOL_ERROR:  # a malformed request (h2_client.py): a stream error
+        return rst_stream(stream, PROTOCOL_ERROR)
     if not known or (call.status and not call.grpc):
         return rst_stream(stream, CANCEL)
     # a gRPC answer under way: its trailers; none yet: the deny's answer (to the request's kind)

@@ -49,18 +49,34 @@ _GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grp
                 (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
 
 
-def checked(fields: list[tuple[bytes, bytes]], malformed: bool
-            ) -> tuple[int, list[tuple[bytes, bytes]]]:  # fmt: skip
+def checked(fields: list[tuple[bytes, bytes]], malformed: bool, ended: bool
+            ) -> tuple[int, list[tuple[bytes, bytes]], int]:  # fmt: skip
     """A new stream's request: its fault (OK, BAD, TUNNEL; `malformed`: a field's bytes
-    were bad) and its fields as the intentions and the app see them: `:path` normalized, a
-    client's X-Forwarded-Client-Cert dropped (the same list when nothing changed)."""
+    were bad), its fields as the intentions and the app see them (`:path` normalized, a
+    client's X-Forwarded-Client-Cert dropped; the same list when nothing changed), and its
+    content-length (-1: none; `ended`: no body follows its headers)."""
     fault = BAD if malformed else request_fault(fields)
-    if fault:
-        return fault, fields
+    length = -1 if fault else body_length(fields)
+    if fault or length < -1 or (ended and length > 0):
+        return fault or BAD, fields, -1
     try:
-        return OK, xfcc.without_field(http_target.normal_path(fields))
+        return OK, xfcc.without_field(http_target.normal_path(fields)), length
     except http_target.BadTarget:
-        return BAD, fields  # (as an HTTP/1 target that is no path)
+        return BAD, fields, -1  # (as an HTTP/1 target that is no path)
+
+
+def body_length(fields: Sequence[tuple[bytes, bytes]]) -> int:
+    """A request's content-length: -1 when it says none, -2 when a value is no length or two
+    disagree (RFC 9110 §8.6). The gate holds its DATA to it (RFC 9113 §8.1.1), so an app
+    that reads the length, or a hop that writes the request again as HTTP/1, never sees a
+    body that is longer or shorter than said."""
+    length = -1
+    for name, value in fields:
+        if name == b"content-length":
+            if not value.isdigit() or len(value) > 15 or 0 <= length != int(value):
+                return -2
+            length = int(value)
+    return length
 
 
 def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:

@@ -36,6 +36,7 @@ PRIORITY_FLAG: Final = 0x20
 NO_ERROR: Final = 0x0
 PROTOCOL_ERROR: Final = 0x1
 REFUSED_STREAM: Final = 0x7
+CANCEL: Final = 0x8
 COMPRESSION_ERROR: Final = 0x9
 ENHANCE_YOUR_CALM: Final = 0xB
 HEADER_TABLE_SIZE: Final = 0x1  # the SETTINGS entry that bounds the client's HPACK table

@@ -128,10 +128,13 @@ class H2Gate(ClientFrames):
             if malformed or h2_fields.trailers_fault(fields, end_stream):
                 raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
                               "already, that is not well-formed trailers")  # fmt: skip
-            self.calls.client_done(stream)
+            if not self.calls.body(stream, 0, True):  # its body fell short of its length
+                self._literal = True  # (dropped: the app's table lacks what it added)
+                self._malformed(stream)
+                return
         else:  # a new stream: a request
             self.last = stream
-            fault, normal = h2_fields.checked(fields, malformed)
+            fault, normal, length = h2_fields.checked(fields, malformed, end_stream)
             if fault:
                 self._refuse(stream, h2_fields.answer(fault, ()), end_stream, to_client)
                 self.calls.refused(fault, "")
@@ -143,7 +146,8 @@ class H2Gate(ClientFrames):
                 self._refuse(stream, h2_fields.answer(403, fields), end_stream, to_client)
                 self.calls.refused(403, decision.route)
                 return
-            self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream)
+            self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream,
+                              length=length)  # fmt: skip
             extra = self._xfcc  # the caller, one more field at the end of the block
         if not self._literal:
             to_app += appended(self._raw, stream, extra) if extra else self._raw
@@ -151,6 +155,10 @@ class H2Gate(ClientFrames):
             block = literal_block(fields) + extra
             to_app.append(header_frames(stream, block, end_stream=end_stream,
                                         priority=self._priority))  # fmt: skip
+
+    def _malformed(self, stream: int) -> None:
+        self.calls.malformed(stream)  # cut both ways, as a stream error (RFC 9113 §8.1.1)
+        self._app_pending.append(self.cuts.start([stream], PROTOCOL_ERROR))
 
     def _drop(self, stream: int) -> None:
         """`stream` never reaches the app: its block, nor its later frames (so the app's

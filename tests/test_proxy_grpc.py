@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import ConnectionTerminated, DataReceived
+from h2.events import ConnectionTerminated, DataReceived, StreamReset
 
-from gossamer.proxy.h2_frames import DATA, END_STREAM, frame
+from gossamer.proxy.h2_frames import DATA, END_STREAM, PROTOCOL_ERROR, frame
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -382,6 +382,36 @@ def test_sigterm_sends_goaway_and_a_call_in_flight_finishes(upstream: dict[str, 
         web.stop()
         rpcd.stop()
         agent.put("/v1/agent/service/deregister/rpcd", {})
+
+
+def test_a_body_longer_than_its_content_length_never_reaches_the_app(
+    upstream: dict[str, object],
+) -> None:
+    """RFC 9113 §8.1.1: such a request is malformed. rpc's sidecar resets it both ways
+    (PROTOCOL_ERROR) and the connection serves the next call. The client is python-hyper's
+    h2 over a socket to web's upstream listener, which sends what it is told."""
+    call = [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/echo.Echo/Unary"),
+        (":authority", "rpc"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
+    host, port = str(upstream["rpc"]).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        client.initiate_connection()
+        message = _grpc_message(b"too long")
+        client.send_headers(1, [*call, ("content-length", str(len(message) - 1))])
+        client.send_data(1, message, end_stream=True)
+        sock.sendall(client.data_to_send())
+        reset = _until(sock, client, lambda e: isinstance(e, StreamReset) and e.stream_id == 1)
+        assert reset.error_code == PROTOCOL_ERROR
+        client.send_headers(3, call)
+        client.send_data(3, _grpc_message(b"fine"), end_stream=True)
+        sock.sendall(client.data_to_send())
+        _until(sock, client, lambda e: isinstance(e, DataReceived) and b"unary:fine" in e.data)
 
 
 def _grpc_message(body: bytes) -> bytes:

@@ -1,0 +1,107 @@
+"""A request's content-length on the h2c gate (h2_fields.body_length, h2_client.py, RFC 9113
+§8.1.1): a body longer or shorter than it says is malformed and never reaches the app
+whole. python-hyper's `h2` server checks the length of what it receives and raises when it
+differs, so every request it takes without raising kept to its length."""
+
+from __future__ import annotations
+
+import pytest
+from h2.events import DataReceived, StreamEnded, StreamReset
+
+from gossamer.proxy import h2_fields
+from gossamer.proxy.h2_frames import PROTOCOL_ERROR
+from tests.test_proxy_h2_gate import Pair, _request
+
+
+def _open(pair: Pair, length: str | None, *, ended: bool = False) -> int:
+    stream = pair.client.get_next_available_stream_id()
+    extra = (("content-length", length),) if length is not None else ()
+    pair.client.send_headers(stream, _request("/echo/x", extra=extra), end_stream=ended)
+    pair.pump()
+    return stream
+
+
+def _app_body(pair: Pair, stream: int) -> bytes:
+    return b"".join(e.data for e in pair.server_events
+                    if isinstance(e, DataReceived) and e.stream_id == stream)  # fmt: skip
+
+
+def _resets(events: list[object], stream: int) -> list[int]:
+    return [e.error_code for e in events if isinstance(e, StreamReset) and e.stream_id == stream]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e3", "", "9" * 16])
+def test_a_content_length_that_is_no_length_is_refused(value: str) -> None:
+    pair = Pair()
+    stream = _open(pair, value)
+    assert pair.responses()[stream][":status"] == "400"
+    assert stream not in pair.requests()
+
+
+def test_two_that_disagree_or_one_with_no_body_to_follow_are_refused() -> None:
+    assert h2_fields.body_length([(b"content-length", b"5"), (b"content-length", b"5")]) == 5
+    assert h2_fields.body_length([(b"content-length", b"5"), (b"content-length", b"6")]) == -2
+    pair = Pair()
+    stream = _open(pair, "5", ended=True)  # says 5 bytes, ends with its headers
+    assert pair.responses()[stream][":status"] == "400"
+    assert stream not in pair.requests()
+    empty = _open(pair, "0", ended=True)
+    assert empty in pair.requests()
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_a_body_of_its_length_goes_through_whole_padded_or_not(chunk: int) -> None:
+    pair = Pair(chunk=chunk)
+    stream = _open(pair, "30")
+    pair.client.send_data(stream, b"a" * 10)
+    pair.client.send_data(stream, b"b" * 10, pad_length=7)
+    pair.client.send_data(stream, b"c" * 10, pad_length=0, end_stream=True)
+    pair.pump()
+    assert _app_body(pair, stream) == b"a" * 10 + b"b" * 10 + b"c" * 10
+    assert any(isinstance(e, StreamEnded) and e.stream_id == stream for e in pair.server_events)
+    free = _open(pair, None)  # no length said: any body
+    pair.client.send_data(free, b"z" * 99, end_stream=True)
+    pair.pump()
+    assert _app_body(pair, free) == b"z" * 99
+
+
+@pytest.mark.parametrize("case", ["longer", "longer-padded", "shorter", "short-then-trailers"])
+def test_a_body_that_breaks_its_length_is_reset_both_ways_and_others_go_on(case: str) -> None:
+    pair = Pair()
+    stream = _open(pair, "10")
+    window = pair.client.outbound_flow_control_window
+    if case == "longer":
+        pair.client.send_data(stream, b"x" * 11, end_stream=True)
+    elif case == "longer-padded":
+        pair.client.send_data(stream, b"x" * 6)
+        pair.client.send_data(stream, b"y" * 6, pad_length=20)
+    elif case == "shorter":
+        pair.client.send_data(stream, b"x" * 9, end_stream=True)
+    else:
+        pair.client.send_data(stream, b"x" * 4)
+        pair.client.send_headers(stream, [("x-checksum", "1")], end_stream=True)
+    pair.pump()
+    assert len(_app_body(pair, stream)) < 10 or case == "shorter", "past its length"
+    assert _resets(pair.server_events, stream) == [PROTOCOL_ERROR]
+    assert _resets(pair.client_events, stream) == [PROTOCOL_ERROR]
+    assert [o[0] for o in pair.outcomes] == [400]
+    if case in ("longer", "shorter"):  # the whole frame was dropped, its window given back
+        assert pair.client.outbound_flow_control_window == window
+    later = _open(pair, "2")  # the connection goes on, both HPACK tables in step
+    pair.client.send_data(later, b"ok", end_stream=True)
+    pair.pump()
+    assert _app_body(pair, later) == b"ok"
+    assert later in pair.requests() and not _resets(pair.server_events, later)
+
+
+def test_the_app_never_sees_a_body_end_short_of_its_length() -> None:
+    """The short body's last frame (with END_STREAM) is dropped, so the app sees a body
+    that has not ended, then the reset: never a request that ended short."""
+    pair = Pair()
+    stream = _open(pair, "10")
+    pair.client.send_data(stream, b"x" * 9, end_stream=True)
+    pair.pump()
+    assert _app_body(pair, stream) == b""
+    assert not any(isinstance(e, StreamEnded) and e.stream_id == stream
+                   for e in pair.server_events)  # fmt: skip
+    assert stream in pair.requests()  # (its headers reached the app before its body)
