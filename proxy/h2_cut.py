@@ -9,7 +9,8 @@ it read them (frames keep their order). Until then the app's frames on the
 stream go to the client as they come: its header blocks must, since they
 keep the client's HPACK table in step with the app's encoder, and a few
 more bytes of an answer that was under way leak nothing new. On the ACK
-(h2_app.py) the client gets the call's end (`ending`).
+(h2_app.py) the client gets the call's end (`ending`). An app that does not
+answer in time loses the whole connection (h2_relay.py `CUT_WAIT_S`).
 """
 
 from __future__ import annotations

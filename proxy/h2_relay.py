@@ -17,10 +17,11 @@ outbound edge.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gossamer.proxy")
 BROKEN = "http2.broken"  # counted: clients whose HTTP/2 the gate could not follow
+CUT_WAIT_S: Final = 1.0  # for the app's answer to the PING behind a cut (h2_cut.py)
 
 
 class GatedRelay(Relay):
@@ -65,7 +67,18 @@ class GatedRelay(Relay):
     def recheck(self, judge: Callable[[HttpRequest], Decision]) -> list[Decision]:
         to_app, cut = self.gate.recheck(judge)
         _send(self.sides[1], to_app)
+        if cut:
+            waiting = list(self.gate.cuts.waiting)
+            asyncio.get_running_loop().call_later(CUT_WAIT_S, self._overdue, waiting)
         return cut
+
+    def _overdue(self, tokens: list[bytes]) -> None:
+        """The app has not answered the PING behind a cut: until it does, its frames on the
+        cut calls still go to the client, so the whole connection goes instead."""
+        if not self.halves.closed and any(t in self.gate.cuts.waiting for t in tokens):
+            log.warning("proxy: HTTP/2 connection closed: its app did not answer within "
+                        "%g s of a call cut by a policy change", CUT_WAIT_S)  # fmt: skip
+            self.terminate()
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         gate, client, app = self.gate, self.sides[0], self.sides[1]

@@ -12,10 +12,12 @@ intact. Raw-bytes methods (no protobuf): the proxy's job is the transport.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
 import socket
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -33,6 +35,7 @@ from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, StreamReset
 
 from gossamer.proxy.h2_frames import DATA, END_STREAM, PROTOCOL_ERROR, frame
+from tests.h2_mute_app import MuteApp
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -412,6 +415,56 @@ def test_a_body_longer_than_its_content_length_never_reaches_the_app(
         client.send_data(3, _grpc_message(b"fine"), end_stream=True)
         sock.sendall(client.data_to_send())
         _until(sock, client, lambda e: isinstance(e, DataReceived) and b"unary:fine" in e.data)
+
+
+def test_a_cut_call_whose_app_does_not_answer_ends_its_connection(
+    upstream: dict[str, object],
+) -> None:
+    """The gate waits for the app's answer to the PING behind a cut before it ends the call
+    for the client (h2_cut.py); an app that never answers (nor heeds the reset, and keeps
+    streaming) loses the whole connection within CUT_WAIT_S, so a denied call cannot run
+    on. The client is python-hyper's h2 over a socket to web's upstream listener."""
+    agent: Any = upstream["agent"]
+    tmp: Any = upstream["tmp"]
+    app = MuteApp()
+    inbound, up = free_port(agent.ip), free_port("127.0.0.1")
+    agent.put("/v1/agent/service/register", {
+        "Name": "mute", "ID": "mute", "Port": app.port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": "http2"}}}},
+    })  # fmt: skip
+    set_intention(agent, "web", "mute", "allow")
+    mute = ProxyProc(["--sidecar-for", "mute", "--http-addr", agent.http],
+                     tmp / "proxy-mute.log").start()  # fmt: skip
+    web = ProxyProc(["--service", "web", "--upstream", f"mute:{up}", "--http-addr", agent.http],
+                    tmp / "proxy-web-mute.log").start()  # fmt: skip
+    try:
+        wait_listening(agent.ip, inbound, mute)
+        wait_listening("127.0.0.1", up, web)
+        eventually(lambda: healthy_sidecars(agent, "mute") == 1, 30, what="mute's sidecar")
+        with socket.create_connection(("127.0.0.1", up), timeout=10) as sock:
+            client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+            client.initiate_connection()
+            client.send_headers(1, [(":method", "GET"), (":scheme", "http"),
+                                    (":path", "/cut/watch"), (":authority", "mute")],
+                                end_stream=True)  # fmt: skip
+            sock.sendall(client.data_to_send())
+            _until(sock, client, lambda e: isinstance(e, DataReceived) and b"tick" in e.data)
+            put_exact(agent, "web", "mute", {"Permissions": [
+                {"Action": "deny", "HTTP": {"PathPrefix": "/cut"}},
+                {"Action": "allow", "HTTP": {"PathPrefix": "/"}}]})  # fmt: skip
+            eventually(lambda: app.pings > 0, 10, what="the cut's PING at the app")
+            cut = time.monotonic()
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                while time.monotonic() - cut < 5 and sock.recv(65536):  # ticks, until cut
+                    pass
+            assert time.monotonic() - cut < 3, "the connection outlived the unanswered cut"
+    finally:
+        web.stop()
+        mute.stop()
+        app.stop()
+        agent.put("/v1/agent/service/deregister/mute", {})
 
 
 def _grpc_message(body: bytes) -> bytes:
