@@ -229,7 +229,7 @@ class Inbound(InboundHttp):
         for relay, source in list(self.open.items()):
             if relay.per_request():  # h2c: each call in flight, and the next as it comes
                 for decision in relay.recheck(self.judge_of(source)):
-                    self.terminated(source, decision)
+                    self.terminated(source, decision, call=True)
                 continue
             decision = admit(self.policy.intentions, source, self.config.service,
                              default_allow=self.policy.default_allow)  # fmt: skip

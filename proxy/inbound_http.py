@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossamer.proxy")
 NOT_KNOWN: Final = Decision(False, "the intentions are not known yet")
 TERMINATED: Final = "connection terminated due to policy change"
+CALL_TERMINATED: Final = "call terminated due to policy change"  # one h2c call (h2_cut.py)
 MAX_SOURCES: Final = 4096  # cached sources (peers are services with verified leaves: few)
 _BY_CLASS: Final = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
 
@@ -151,14 +152,15 @@ class InboundHttp:
                 self.terminated(session.source, decision)
                 break
 
-    def terminated(self, source: str, decision: Decision) -> None:
-        """A connection (or an h2c call) of `source` cut by a policy change: counted,
-        reported, logged."""
+    def terminated(self, source: str, decision: Decision, *, call: bool = False) -> None:
+        """A connection (or, `call`, one h2c call) of `source` cut by a policy change:
+        counted, reported, logged."""
         self.tally.add("inbound.terminated")
         self.metrics.inbound(source).terminated += 1
+        what = CALL_TERMINATED if call else TERMINATED
         cut = denial_of(decision, source, self.config.service, now_ms())
-        self.denials.add(replace(cut, reason=f"{TERMINATED}: {cut.reason}"))
-        log.warning("proxy: %s: %s -> %s (%s)", TERMINATED,
+        self.denials.add(replace(cut, reason=f"{what}: {cut.reason}"))
+        log.warning("proxy: %s: %s -> %s (%s)", what,
                     source, self.config.service, decided_by(decision))  # fmt: skip
 
     def record_denial(self, source: str, decision: Decision) -> None:

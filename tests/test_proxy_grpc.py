@@ -310,6 +310,10 @@ def test_a_streaming_call_the_intentions_no_longer_allow_is_cut_and_others_go_on
                 next(cut)  # (it would otherwise wait for a message that never comes)
             assert ended.value.code() is grpc.StatusCode.PERMISSION_DENIED, ended.value
             assert cut.details() == "RBAC: access denied"  # type: ignore[attr-defined]
+            reported = "call terminated due to policy change"
+            eventually(lambda: any(d["Reason"].startswith(reported) for d in agent.get(
+                "/v1/connect/intentions/denials?source=web&destination=rpc")), 10,
+                what="the cut reported as a denial")  # fmt: skip
             sent["kept"].put(b"after")
             assert next(calls["kept"]) == b"stream:after"
             assert unary(b"still", timeout=5) == b"unary:still"
