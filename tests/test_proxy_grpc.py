@@ -342,23 +342,8 @@ def test_sigterm_sends_goaway_and_a_call_in_flight_finishes(upstream: dict[str, 
     to its end; the client then lets go and the proxy exits 0 before its drain timeout.
     The client is python-hyper's h2 over a socket up to GOAWAY (after which h2 will send
     nothing more), then raw frames: the call's last message, and its answer read as bytes."""
-    agent: Any = upstream["agent"]
-    tmp: Any = upstream["tmp"]
-    inbound, up = free_port(agent.ip), free_port("127.0.0.1")
-    agent.put("/v1/agent/service/register", {
-        "Name": "rpcd", "ID": "rpcd", "Port": upstream["rpc_port"], "Address": agent.ip,
-        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
-                                       "Proxy": {"Config": {"protocol": "grpc"}}}},
-    })  # fmt: skip
-    set_intention(agent, "web", "rpcd", "allow")
-    rpcd = ProxyProc(["--sidecar-for", "rpcd", "--drain-timeout", "30", "--http-addr",
-                      agent.http], tmp / "proxy-rpcd.log").start()  # fmt: skip
-    web = ProxyProc(["--service", "web", "--upstream", f"rpcd:{up}", "--http-addr", agent.http],
-                    tmp / "proxy-web-rpcd.log").start()  # fmt: skip
-    try:
-        wait_listening(agent.ip, inbound, rpcd)
-        wait_listening("127.0.0.1", up, web)
-        eventually(lambda: healthy_sidecars(agent, "rpcd") == 1, 30, what="rpcd's sidecar")
+    with _own_sidecar(upstream, "rpcd", upstream["rpc_port"], "grpc",  # type: ignore[arg-type]
+                      "--drain-timeout", "30") as (rpcd, up):  # fmt: skip
         with grpc.insecure_channel(f"127.0.0.1:{up}") as channel:  # the path is up
             unary = channel.unary_unary("/echo.Echo/Unary")
             eventually(lambda: unary(b"up", timeout=5) == b"unary:up", 20, what="a first call")
@@ -385,10 +370,6 @@ def test_sigterm_sends_goaway_and_a_call_in_flight_finishes(upstream: dict[str, 
                 seen += chunk
         assert rpcd.proc is not None
         assert rpcd.proc.wait(20) == 0  # the client let go: no wait for the 30 s timeout
-    finally:
-        web.stop()
-        rpcd.stop()
-        agent.put("/v1/agent/service/deregister/rpcd", {})
 
 
 def test_a_body_longer_than_its_content_length_never_reaches_the_app(
@@ -429,24 +410,12 @@ def test_a_cut_call_whose_app_does_not_answer_ends_its_connection(
     streaming) loses the whole connection within CUT_WAIT_S, so a denied call cannot run
     on. The client is python-hyper's h2 over a socket to web's upstream listener."""
     agent: Any = upstream["agent"]
-    tmp: Any = upstream["tmp"]
     app = MuteApp()
-    inbound, up = free_port(agent.ip), free_port("127.0.0.1")
-    agent.put("/v1/agent/service/register", {
-        "Name": "mute", "ID": "mute", "Port": app.port, "Address": agent.ip,
-        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
-                                       "Proxy": {"Config": {"protocol": "http2"}}}},
-    })  # fmt: skip
-    set_intention(agent, "web", "mute", "allow")
-    mute = ProxyProc(["--sidecar-for", "mute", "--http-addr", agent.http],
-                     tmp / "proxy-mute.log").start()  # fmt: skip
-    web = ProxyProc(["--service", "web", "--upstream", f"mute:{up}", "--http-addr", agent.http],
-                    tmp / "proxy-web-mute.log").start()  # fmt: skip
     try:
-        wait_listening(agent.ip, inbound, mute)
-        wait_listening("127.0.0.1", up, web)
-        eventually(lambda: healthy_sidecars(agent, "mute") == 1, 30, what="mute's sidecar")
-        with socket.create_connection(("127.0.0.1", up), timeout=10) as sock:
+        with (
+            _own_sidecar(upstream, "mute", app.port, "http2") as (_, up),
+            socket.create_connection(("127.0.0.1", up), timeout=10) as sock,
+        ):
             client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
             client.initiate_connection()
             client.send_headers(1, [(":method", "GET"), (":scheme", "http"),
@@ -465,10 +434,37 @@ def test_a_cut_call_whose_app_does_not_answer_ends_its_connection(
                     pass
             assert time.monotonic() - cut < 3, "the connection outlived the unanswered cut"
     finally:
-        web.stop()
-        mute.stop()
         app.stop()
-        agent.put("/v1/agent/service/deregister/mute", {})
+
+
+@contextlib.contextmanager
+def _own_sidecar(upstream: dict[str, object], name: str, app_port: int, protocol: str,
+                 *flags: str) -> Iterator[tuple[ProxyProc, int]]:  # fmt: skip
+    """`name` (its app on `app_port`) registered with a sidecar of its own (`flags` added)
+    and an ad-hoc web proxy with it as an upstream, up and passing: (the sidecar, the
+    upstream's port). Both stopped and `name` deregistered after."""
+    agent: Any = upstream["agent"]
+    tmp: Any = upstream["tmp"]
+    inbound, up = free_port(agent.ip), free_port("127.0.0.1")
+    agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": name, "Port": app_port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": protocol}}}},
+    })  # fmt: skip
+    set_intention(agent, "web", name, "allow")
+    own = ProxyProc(["--sidecar-for", name, *flags, "--http-addr", agent.http],
+                    tmp / f"proxy-{name}.log").start()  # fmt: skip
+    web = ProxyProc(["--service", "web", "--upstream", f"{name}:{up}", "--http-addr",
+                     agent.http], tmp / f"proxy-web-{name}.log").start()  # fmt: skip
+    try:
+        wait_listening(agent.ip, inbound, own)
+        wait_listening("127.0.0.1", up, web)
+        eventually(lambda: healthy_sidecars(agent, name) == 1, 30, what=f"{name}'s sidecar")
+        yield own, up
+    finally:
+        web.stop()
+        own.stop()
+        agent.put(f"/v1/agent/service/deregister/{name}", {})
 
 
 def _grpc_message(body: bytes) -> bytes:
