@@ -330,10 +330,10 @@ def test_requests_in_flight_the_intentions_no_longer_allow_are_cut(mesh: Mesh) -
         read_until(drip, lambda got: b"drop," in got)
         waiting.sendall(b"GET /sleep/30000 HTTP/1.1\r\nHost: db\r\n\r\n")
         kept.sendall(
-            b"GET /sleep/4000 HTTP/1.1\r\nHost: db\r\nX-Kept: 1\r\n\r\n"
+            b"GET /sleep/6000 HTTP/1.1\r\nHost: db\r\nX-Kept: 1\r\n\r\n"
             b"GET /sleep/1 HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n"
         )
-        eventually(lambda: {"GET /sleep/30000", "GET /sleep/4000"} <= set(mesh.app.seen[seen:]),
+        eventually(lambda: {"GET /sleep/30000", "GET /sleep/6000"} <= set(mesh.app.seen[seen:]),
                    10, what="both requests at the app")  # fmt: skip
         put_exact(mesh.agent, "web", "db", {"Permissions": [
             {"Action": "allow", "HTTP": {"PathPrefix": "/sleep", "Header": [
