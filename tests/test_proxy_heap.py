@@ -42,9 +42,11 @@ print(free, ext.trim(), before - rss_kib(), ext.free_bytes())
 """
 TIMER = """
 import asyncio
+import sys
 
 async def main():
     ext = heap.extension()
+    free_at_start = ext.free_bytes()
     high = heap.HeapTrimmer(ext, every_s=0.01, above=1 << 40)
     high.start()
     low = heap.HeapTrimmer(ext, every_s=0.01, above=1 << 20)
@@ -52,6 +54,9 @@ async def main():
     deadline = asyncio.get_running_loop().time() + 10
     while not low.trims and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
+    if not low.trims:  # what to look at when it fails (stderr shows too, and any traceback)
+        sys.exit(f"no trim in 10 s: {free_at_start} bytes free at the start, "
+                 f"{ext.free_bytes()} now, and a trim now says {ext.trim()}")
     high._tick()  # one more look with plenty free: still under its threshold
     low.stop()
     high.stop()
