@@ -23,7 +23,7 @@ from gossamer.proxy.h2_frames import CANCEL, PROTOCOL_ERROR
 
 GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
-MAX_CALLS: Final = 4096  # calls followed at once per connection (an app allows far fewer streams)
+MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (an app allows fewer)
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them at once makes the
 # app start work it never finishes, at no cost to itself. A connection is ended once the
 # client reset, before any answer, more than half of its calls and more than half of this
@@ -72,9 +72,13 @@ class CallBook:
         """A call the app got (`ended`: its request's side ended with its headers; `length`:
         its content-length)."""
         self.count += 1
-        if len(self._calls) < MAX_CALLS:
+        if len(self._calls) < MAX_CALLS:  # (the gate refuses past it; h2_follow.py counts less)
             call = self._calls[stream] = Call(route, now, fields)
             call.client_ended, call.remaining = ended, length
+
+    def full(self) -> bool:
+        """Whether MAX_CALLS are open: the gate refuses another until one ends."""
+        return len(self._calls) >= MAX_CALLS
 
     def recheck(self, judge: Callable[[Fields], Decision]) -> list[tuple[int, Decision]]:
         """A policy change: each open call's request decided again by `judge`; those now

@@ -119,7 +119,8 @@ class H2Gate(ClientFrames):
             self._literal = True  # sake, so the app's table lacks what they added
             return
         end_stream = bool(flags & END_STREAM)
-        if stream > self.last and self.draining:
+        if stream > self.last and (self.draining or self.calls.full()):
+            # (the client may open it again later, or on another connection: RFC 9113 §8.7)
             self._drop(stream)
             self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
             return

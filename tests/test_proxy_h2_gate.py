@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import h2_fields
 from gossamer.proxy.h2_app import MAX_WAITING
+from gossamer.proxy.h2_calls import MAX_CALLS
 from gossamer.proxy.h2_fields import request_of
 from gossamer.proxy.h2_frames import (
     COMPRESSION_ERROR,
@@ -549,6 +550,26 @@ def test_draining_sends_goaway_refuses_new_streams_and_lets_calls_finish() -> No
     answer = pair.server.data_to_send()
     assert pair.gate.from_app(answer, pair.clock) == [answer]  # to the client untouched
     assert set(pair.requests()) == {busy}
+    assert pair.outcomes == [(200, "echo.Echo", 0.0)], "a refused stream is no call"
+
+
+def test_a_call_past_the_open_limit_is_refused_until_one_ends() -> None:
+    """Each call the app sees is one the gate follows (rechecked on a policy change, held to
+    its content-length), so past MAX_CALLS open on a connection the next is refused."""
+    pair = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CALLS + 10})
+    for _ in range(MAX_CALLS):  # each sent whole, none answered yet
+        stream = pair.client.get_next_available_stream_id()
+        pair.client.send_headers(stream, _request("/echo.Echo/Hold"), end_stream=True)
+    pair.pump()
+    assert len(pair.requests()) == MAX_CALLS
+    extra = pair.call("/echo.Echo/Extra")
+    resets = [e for e in pair.client_events if isinstance(e, StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [(extra, REFUSED_STREAM)]
+    assert extra not in pair.requests()
+    pair.answer(1)  # one call ends: room for the next
+    later = pair.call("/echo.Echo/Later", extra=(("x-tag", "kept"),))
+    assert pair.requests()[later][":path"] == "/echo.Echo/Later"
+    assert pair.requests()[later]["x-tag"] == "kept"  # the app's table still in step
     assert pair.outcomes == [(200, "echo.Echo", 0.0)], "a refused stream is no call"
 
 
