@@ -11,7 +11,8 @@ flight, and each goes on once the one before it is answered (`pump`).
 The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
-Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed.
+Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed; a
+client cut off inside a request is read on for a while first (linger.py).
 A pooled host's failed bodiless idempotent request is sent again (`retry`), and one that
 runs out of time (http_deadlines.py) too, else answered `504`; a client connection idle
 between requests is closed.
@@ -30,6 +31,7 @@ from gossamer.proxy.http_deadlines import Deadlines
 from gossamer.proxy.http_joint import HttpJoint, unlink
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
+from gossamer.proxy.linger import linger
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
@@ -62,6 +64,7 @@ class HttpSession(HttpJoint):
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
+        self.hurried = False  # answered 408: closed without lingering (linger.py)
         self._unsent = 0  # body bytes waiting for the app connection (past HELD_BODY: not read)
         self.deadlines = Deadlines(self, host.limits)
 
@@ -283,7 +286,12 @@ class HttpSession(HttpJoint):
 
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
+            self.hurried = True  # too slow with its head to be given more time at the end
             self.fail(408)
+
+    def _mid_request(self) -> bool:
+        """Whether the client was cut off inside a request (its body may still be coming)."""
+        return self.requests.in_message and self.tunnel is None
 
     def close(self, *, abort: bool = False) -> None:
         if self.closed:
@@ -294,7 +302,10 @@ class HttpSession(HttpJoint):
         if self.tunnel is not None and abort:
             self.tunnel.terminate()
         self._forget_app(abort=True)
-        self.client.close(abort=abort)
+        if abort or self._client_ended or self.hurried or not self._mid_request():
+            self.client.close(abort=abort)
+        else:  # its client may still be sending what we answered: a reset would lose the answer
+            linger(self.client)
         self.host.http_closed(self)
         if not self.loop.is_closed():  # closed at exit: nothing left to free early
             self.loop.call_soon(unlink, self, self.host.pooled)

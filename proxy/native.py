@@ -26,9 +26,9 @@ COMPILED = (
     "balance", "edge_metrics", "h2_app", "h2_calls", "h2_client", "h2_cut", "h2_fields",
     "h2_follow", "h2_frames", "h2_gate", "h2_relay", "hpack_reader", "http1", "http_codec",
     "http_deadlines", "http_joint", "http_reply", "http_request", "http_target",
-    "http_upstream", "inbound", "inbound_http", "inbound_mux", "mux", "mux_frames", "mux_pool",
-    "mux_stream", "outbound", "outlier", "peak_ewma", "relay", "relay_state", "retry_budget",
-    "side", "split", "tally", "tls_pipe", "tls_side", "xfcc",
+    "http_upstream", "inbound", "inbound_http", "inbound_mux", "linger", "mux", "mux_frames",
+    "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay", "relay_state",
+    "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side", "xfcc",
 )  # fmt: skip
 # Hand-written C built alongside them (under the same manifest): proxy/heap.py's extension.
 C_SOURCES = ("_heap.c",)

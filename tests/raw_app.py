@@ -9,13 +9,16 @@ permissions once the proxy joins the two connections. A path ending
 chunked request body is read to its end and answered as it came, trailer
 fields and all; a body of a Content-Length is read and dropped. A path
 ending `/endless-head` (`/endless-trailer`) gets a head (trailer field)
-whose value goes on for 8 MiB, or until the proxy stops taking it. Any other
+whose value goes on for 8 MiB, or until the proxy stops taking it. A path
+ending `/early-close` gets `413` and the end of the app's side at once, its
+body read to its end and dropped. Any other
 request gets `200` with its own head as the body, so a test sees exactly
 what reached the app.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -71,6 +74,14 @@ class RawApp:
                             self.endless_sent += 65536
                     except OSError:
                         pass
+                    return
+                elif head.split(b"\r\n", 1)[0].endswith(b"/early-close HTTP/1.1"):
+                    conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")  # fmt: skip
+                    conn.shutdown(socket.SHUT_WR)  # and read on to the end, as nginx lingers
+                    with contextlib.suppress(OSError):
+                        while conn.recv(65536):
+                            pass
                     return
                 elif head.split(b"\r\n", 1)[0].endswith(b"/trailers HTTP/1.1"):
                     conn.sendall(

@@ -28,6 +28,7 @@ a head or trailer field that never ends is cut at the head limit.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 from collections.abc import Iterator
 
@@ -341,3 +342,24 @@ def test_a_field_without_end_is_cut_at_the_head_limit_both_ways(
     assert got.startswith(b"HTTP/1.1 200 ") and b"\r\n2\r\nok\r\n" in got
     assert not got.endswith(b"\r\n\r\n")
     assert app.endless_sent < 4 << 20
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+@pytest.mark.parametrize(("path", "status"), [("/public/bad", 400), ("/public/early-close", 413)])
+def test_a_client_still_sending_reads_the_answer_that_ended_its_request(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str, path: str, status: int
+) -> None:
+    """Python's http.client writes a whole body before it reads. A request answered before
+    its end and the connection then closed (the proxy's `400` to a Content-Length beside
+    chunked; the app's early `413`, after which it ends its side) would meet a reset while
+    still sending; the proxy ends its side and reads on until the client stops (linger.py)."""
+    conn = http.client.HTTPConnection(*switching[1][client], timeout=20)
+    body = b"b" * (8 << 20)  # more than the sockets' buffers hold
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Length", str(len(body)))
+    if status == 400:
+        conn.putheader("Transfer-Encoding", "chunked")  # framed two ways: never forwarded
+    conn.endheaders()
+    conn.send(body)
+    assert conn.getresponse().status == status
+    conn.close()
