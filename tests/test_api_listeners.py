@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from gossamer.agent.cli.client import AgentClient, AgentUnreachable, client_from_args
 from gossamer.agent.config.api_address import api_listeners
+from gossamer.agent.lifecycle.listeners import BACKLOG
 from gossamer.intentions.tui.client import AgentApi
 from gossamer.proxy.agent_http import AgentHttp
 from tests.harness.binaries import require
@@ -155,3 +157,21 @@ def test_the_cli_default_falls_back_to_https_when_plain_http_refuses(
     named = AgentClient(f"http://{agent.ip}:{plain.name}")  # an address was given: no fallback
     with pytest.raises(AgentUnreachable, match="cannot reach the gossamer agent"):
         named.get("/v1/agent/self")
+
+
+def test_every_listener_queues_as_many_connections_as_the_kernel_allows(tmp_path: Path) -> None:
+    """A burst of connections past a listener's backlog is dropped and retried by TCP a
+    second later: HTTP, DNS over TCP and agent RPC listen with BACKLOG (aiohttp and asyncio
+    would listen again with 128 and 100), capped by the kernel at net.core.somaxconn."""
+    require("ss")
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    c = Cluster(tmp_path)
+    agent = c.new_agent("backlog").start()
+    try:
+        for port in (agent.http_port, agent.dns_port, agent.rpc_port):
+            listing = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                                     text=True, check=True).stdout.split()  # fmt: skip
+            assert listing[0] == "LISTEN", listing
+            assert int(listing[2]) == min(BACKLOG, somaxconn), (port, listing)  # its Send-Q
+    finally:
+        assert not c.close()

@@ -63,9 +63,10 @@ class DnsFrontend:
         self.responder = Responder(Context(zone=zone, settings=self.settings, serial=_serial()))
         self._server = DnsServer(self.responder, _recursor(config))
 
-    async def start(self, udp_sock: socket.socket, tcp_sock: socket.socket) -> None:
+    async def start(self, udp_sock: socket.socket, tcp_sock: socket.socket,
+                    backlog: int = 100) -> None:  # fmt: skip
         self._catalog.on_change(self._changed)
-        await self._server.start(udp_sock, tcp_sock)
+        await self._server.start(udp_sock, tcp_sock, backlog)
         if self.settings.nearest_first and self._coordinate is not None:
             self._task = asyncio.create_task(self._track_coordinates(), name="dns-coordinates")
 

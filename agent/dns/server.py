@@ -91,11 +91,14 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, udp_sock: socket.socket, tcp_sock: socket.socket) -> None:
+    async def start(self, udp_sock: socket.socket, tcp_sock: socket.socket,
+                    backlog: int = 100) -> None:  # fmt: skip
         loop = asyncio.get_running_loop()
         self._udp = _UdpListener(self, udp_sock)
         self._tcp = await loop.create_server(
-            lambda: TcpConnection(self.responder, self.spawn, self._forward_tcp), sock=tcp_sock
+            lambda: TcpConnection(self.responder, self.spawn, self._forward_tcp),
+            sock=tcp_sock,
+            backlog=backlog,
         )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

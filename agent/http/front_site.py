@@ -22,9 +22,10 @@ from gossamer.agent.http.front import Front
 
 class FrontSite(web.SockSite):
     def __init__(
-        self, runner: web.AppRunner, sock: socket.socket, *, ssl_context: SSLContext | None = None
-    ) -> None:
-        super().__init__(runner, sock, ssl_context=ssl_context)
+        self, runner: web.AppRunner, sock: socket.socket, *, ssl_context: SSLContext | None = None,
+        backlog: int = 128,
+    ) -> None:  # fmt: skip
+        super().__init__(runner, sock, ssl_context=ssl_context, backlog=backlog)
         self.front = Front(runner)
 
     async def start(self) -> None:

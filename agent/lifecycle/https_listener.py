@@ -22,7 +22,7 @@ from gossamer.agent.http.front_site import FrontSite
 from gossamer.agent.identity.files import IdentityFiles
 from gossamer.agent.identity.https_certificate import HttpsCertificate
 from gossamer.agent.identity.mesh_identity import MeshIdentity
-from gossamer.agent.lifecycle.listeners import ListenError
+from gossamer.agent.lifecycle.listeners import BACKLOG, ListenError
 from gossamer.proxy.ca.agent_server import server_names
 
 
@@ -74,7 +74,7 @@ async def serve_api(
         context = https_context(c)
         if not c.https.cert_file:
             certificate = mesh_certificate(c, context, *mesh)
-        await FrontSite(runner, api["https"], ssl_context=context).start()
+        await FrontSite(runner, api["https"], ssl_context=context, backlog=BACKLOG).start()
     if "http" in api:  # the light front answers hot reads first, then aiohttp
-        await FrontSite(runner, api["http"]).start()
+        await FrontSite(runner, api["http"], backlog=BACKLOG).start()
     return certificate

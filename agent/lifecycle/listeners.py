@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.config.api_address import api_listeners
 
+# Connections the kernel queues for a listener before the agent accepts them: a burst past it
+# (a fleet of clients restarting together) is dropped and retried by TCP a second later. Go's
+# net package, which Consul's listeners use, asks for net.core.somaxconn: 4096 on current
+# kernels (the kernel caps what is asked at it). The servers that take these sockets over
+# listen again with this figure: asyncio's and aiohttp's own defaults are 100 and 128.
+BACKLOG = 4096
+
 
 class ListenError(RuntimeError):
     """A port could not be bound; the message names it and why."""
@@ -26,7 +33,7 @@ def bind_socket(what: str, host: str, port: int, kind: int = socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         if kind == socket.SOCK_STREAM:
-            sock.listen(512)
+            sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

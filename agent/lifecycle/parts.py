@@ -40,6 +40,7 @@ from gossamer.agent.lifecycle.gossip_parts import GossipParts, open_gossip
 from gossamer.agent.lifecycle.https_listener import serve_api
 from gossamer.agent.lifecycle.identity_wiring import peer_identities, sign_own_records
 from gossamer.agent.lifecycle.joins import Joins
+from gossamer.agent.lifecycle.listeners import BACKLOG
 from gossamer.agent.lifecycle.node_state import NodeState, open_node_state
 from gossamer.agent.lifecycle.reload import Reloader
 from gossamer.agent.lifecycle.root_hooks import RootHooks, wall_ms
@@ -154,7 +155,7 @@ async def _open_dns(
     s.acl.on_change(dns.acl_changed)
     if acl is not None:  # the default token set through the API changes what DNS shows
         acl.token_listeners.append(dns.acl_changed)
-    await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp)
+    await dns.start(s.listeners.dns_udp, s.listeners.dns_tcp, BACKLOG)
     return dns
 
 
