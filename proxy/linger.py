@@ -23,6 +23,9 @@ QUIET_S: Final = 1.0  # no byte from the client for this long: it has stopped se
 MOST_S: Final = 10.0  # a client still sending after this long is cut all the same
 
 
+_NOBODY: Final = Side()  # no connection: pausing or resuming its reading does nothing
+
+
 class Lingering(Joint):
     """Takes a side over from its session: its bytes dropped until it ends (`linger`)."""
 
@@ -34,7 +37,9 @@ class Lingering(Joint):
         self._timer: asyncio.TimerHandle | None = loop.call_later(QUIET_S, self._look)
 
     def peer_of(self, side: Side) -> Side:
-        return side  # (its answer not yet written out: reading waits for it, as relayed)
+        # Its answer not yet written out (a client that reads only once it has sent all)
+        # does not pause the reading: what is read is dropped, so nothing builds up.
+        return _NOBODY
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         self.heard = True
