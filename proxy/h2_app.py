@@ -8,7 +8,9 @@ the table the client's encoder may use; (3) its header blocks, decoded with
 a table of their own (every block, so the table stays in step), and its
 ends of streams and resets, for the call book (h2_calls.py). An app whose
 blocks do not decode is not the gate's to judge: its bytes still go to
-the client, and its calls go unrecorded from then on.
+the client, its blocks go unread from then on, and its calls are still
+followed to their ends (with no status: 0), so a long connection's calls
+never pile up in the call book.
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ class AppSide:
                 self._block, self._block_of = bytearray(), (kind, flags, stream)
             if self.reader is not None:
                 self._gather = bytearray()
+            elif kind == HEADERS and flags & END_STREAM:  # unread, and it ends the call all
+                self.calls.ended(stream, self.now)  # the same: the book must not fill up
         elif kind == SETTINGS and not flags & ACK:
             self._gather = bytearray()
         elif (kind == DATA and flags & END_STREAM) or kind == RST_STREAM:
@@ -197,10 +201,10 @@ class AppSide:
         try:
             self._block += fragment(kind, flags, bytes(gathered))[0]
         except H2Error:
-            self.reader = None  # not ours to judge: the client will
+            self._give_up()  # not ours to judge: the client will
             return
         if len(self._block) > MAX_APP_BLOCK:
-            self.reader = None
+            self._give_up()
         if flags & END_HEADERS and self.reader is not None:
             self._read_block(bytes(self._block))
 
@@ -210,7 +214,15 @@ class AppSide:
         try:
             fields = self.reader.read(block, WANTED)
         except HpackError:
-            self.reader = None
+            self._give_up()
             return
         if kind == HEADERS:
             self.calls.headers(stream, fields, bool(flags & END_STREAM), self.now)
+
+    def _give_up(self) -> None:
+        """The app's blocks go unread from here on; the one that made it so still ends its
+        call when it ends the stream."""
+        self.reader = None
+        kind, flags, stream = self._block_of
+        if kind == HEADERS and flags & END_STREAM:
+            self.calls.ended(stream, self.now)

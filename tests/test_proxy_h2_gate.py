@@ -573,6 +573,23 @@ def test_a_call_past_the_open_limit_is_refused_until_one_ends() -> None:
     assert pair.outcomes == [(200, "echo.Echo", 0.0)], "a refused stream is no call"
 
 
+def test_calls_still_end_once_the_apps_blocks_go_unread() -> None:
+    """An app block the gate cannot read (an index its table lacks) ends the reading of the
+    app's blocks, not the following of its calls: each still ends with the app's END_STREAM,
+    so the open-call limit never fills with calls long over."""
+    gate = H2Gate(_decide)
+    gate.from_client(PREFACE)
+    gate.from_app(frame(SETTINGS, 0, 0))
+    block = literal_block([(b":method", b"GET"), (b":scheme", b"http"),
+                           (b":path", b"/echo.Echo/Unary"), (b":authority", b"db")])  # fmt: skip
+    for n in range(MAX_CALLS + 10):
+        stream = 2 * n + 1
+        to_app, to_client = gate.from_client(frame(HEADERS, 5, stream, block))  # ends both
+        assert (len(to_app), to_client) == (1, []), f"call {n} refused"
+        gate.from_app(frame(HEADERS, 5, stream, b"\xbf"))  # index 63: not in an empty table
+    assert gate.app.reader is None
+
+
 def test_draining_a_connection_whose_app_is_stuck_does_not_raise() -> None:
     pair = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
     one = pair.call("/echo.Echo/Stream", b"a")
