@@ -64,7 +64,7 @@ class HttpSession(HttpJoint):
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
-        self.hurried = False  # answered 408: closed without lingering (linger.py)
+        self.at_once = False  # closed without lingering (linger.py): a 408, a policy cut
         self._unsent = 0  # body bytes waiting for the app connection (past HELD_BODY: not read)
         self.deadlines = Deadlines(self, host.limits)
 
@@ -286,7 +286,7 @@ class HttpSession(HttpJoint):
 
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
-            self.hurried = True  # too slow with its head to be given more time at the end
+            self.at_once = True  # too slow with its head to be given more time at the end
             self.fail(408)
 
     def _mid_request(self) -> bool:
@@ -302,7 +302,7 @@ class HttpSession(HttpJoint):
         if self.tunnel is not None and abort:
             self.tunnel.terminate()
         self._forget_app(abort=True)
-        if abort or self._client_ended or self.hurried or not self._mid_request():
+        if abort or self._client_ended or self.at_once or not self._mid_request():
             self.client.close(abort=abort)
         else:  # its client may still be sending what we answered: a reset would lose the answer
             linger(self.client)

@@ -60,7 +60,10 @@ class Lingering(Joint):
 
     def _end(self) -> None:
         self._stop()
-        self.side.close()
+        side = self.side
+        if side.relay is self:  # (a mux stream closed here is never told it was lost, so it
+            side.relay = None  # would keep this joint, and this joint it, in a cycle)
+        side.close()
 
     def _stop(self) -> None:
         if self._timer is not None:
