@@ -11,8 +11,7 @@ flight, and each goes on once the one before it is answered (`pump`).
 The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
-Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed; a
-client cut off inside a request is read on for a while first (linger.py).
+Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed (linger.py).
 A pooled host's failed bodiless idempotent request is sent again (`retry`), and one that
 runs out of time (http_deadlines.py) too, else answered `504`; a client connection idle
 between requests is closed.
@@ -31,7 +30,7 @@ from gossamer.proxy.http_deadlines import Deadlines
 from gossamer.proxy.http_joint import HttpJoint, unlink
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
-from gossamer.proxy.linger import linger
+from gossamer.proxy.linger import linger as lingering
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
@@ -64,7 +63,6 @@ class HttpSession(HttpJoint):
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
-        self.at_once = False  # closed without lingering (linger.py): a 408, a policy cut
         self._unsent = 0  # body bytes waiting for the app connection (past HELD_BODY: not read)
         self.deadlines = Deadlines(self, host.limits)
 
@@ -286,14 +284,11 @@ class HttpSession(HttpJoint):
 
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
-            self.at_once = True  # too slow with its head to be given more time at the end
-            self.fail(408)
+            self.fail(408, linger=False)  # too slow with its head to be given more time
 
-    def _mid_request(self) -> bool:
-        """Whether the client was cut off inside a request (its body may still be coming)."""
-        return self.requests.in_message and self.tunnel is None
-
-    def close(self, *, abort: bool = False) -> None:
+    def close(self, *, abort: bool = False, linger: bool = True) -> None:
+        """`linger`: a client cut off inside a request may still be sending it, so it is read
+        on for a while first (linger.py)."""
         if self.closed:
             return
         self.closed = True
@@ -302,10 +297,11 @@ class HttpSession(HttpJoint):
         if self.tunnel is not None and abort:
             self.tunnel.terminate()
         self._forget_app(abort=True)
-        if abort or self._client_ended or self.at_once or not self._mid_request():
+        mid_request = self.requests.in_message and self.tunnel is None
+        if linger and mid_request and not (abort or self._client_ended):
+            lingering(self.client)  # a close with its bytes unread would reset the answer
+        else:
             self.client.close(abort=abort)
-        else:  # its client may still be sending what we answered: a reset would lose the answer
-            linger(self.client)
         self.host.http_closed(self)
         if not self.loop.is_closed():  # closed at exit: nothing left to free early
             self.loop.call_soon(unlink, self, self.host.pooled)

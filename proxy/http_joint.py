@@ -104,8 +104,9 @@ class HttpJoint(Joint):
         elif side is self.app:
             self._app_gone()
 
-    def fail(self, status: int, body: bytes = b"") -> None:
-        """Answer `status` for the oldest request (unless its answer began) and close."""
+    def fail(self, status: int, body: bytes = b"", *, linger: bool = True) -> None:
+        """Answer `status` for the oldest request (unless its answer began) and close
+        (`linger`: as `close` says)."""
         if self.closed:
             return
         ex = self.queue[0] if self.queue else None
@@ -114,7 +115,7 @@ class HttpJoint(Joint):
             return
         self.client.send(codec.local_response(status, body, close=True))
         self._record(ex, status)
-        self.close()
+        self.close(linger=linger)
 
     def withdraw(self, ex: codec.Exchange, decision: Decision) -> None:
         """A request queued, not sent, that the intentions no longer allow: it never goes to
@@ -133,7 +134,7 @@ class HttpJoint(Joint):
             outcome = codec.Outcome(self.source, ex.route, status, time.perf_counter() - ex.started)
         self.host.http_outcome(outcome)
 
-    def close(self, *, abort: bool = False) -> None:
+    def close(self, *, abort: bool = False, linger: bool = True) -> None:
         raise NotImplementedError
 
     def _app_gone(self) -> None:

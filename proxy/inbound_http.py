@@ -148,8 +148,7 @@ class InboundHttp:
                     session.withdraw(ex, decision)
                     self.record_denial(session.source, decision)
                     continue
-                session.at_once = True  # a caller no longer allowed: no lingering
-                session.fail(403, DENIED_BODY)  # (only the oldest is ever sent)
+                session.fail(403, DENIED_BODY, linger=False)  # (only the oldest is ever sent)
                 self.terminated(session.source, decision)
                 break
 

@@ -60,10 +60,7 @@ class Lingering(Joint):
 
     def _end(self) -> None:
         self._stop()
-        side = self.side
-        if side.relay is self:  # (a mux stream closed here is never told it was lost, so it
-            side.relay = None  # would keep this joint, and this joint it, in a cycle)
-        side.close()
+        self.side.close()
 
     def _stop(self) -> None:
         if self._timer is not None:

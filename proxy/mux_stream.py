@@ -114,6 +114,9 @@ class StreamSide(Side):
         if not (self.end_sent and self.end_got):
             self.mux.queue(reset(self.id, CUT))
         self.finish()
+        # No connection_lost follows a close of its own: let go of the joint as that would,
+        # or joint and stream keep each other in a cycle (relay.py lets go the same way).
+        self.relay = None
 
     def pause_reading(self) -> None:
         self._reading = False
