@@ -7,8 +7,8 @@ outcome goes to the port's golden metrics as an HTTP/1 request's does
 (`http_outcome`). When the first bytes are not HTTP/2's preface (`opaque`:
 h2 inside the apps' own TLS), `on_opaque()` says whether the connection may
 go on byte for byte (no L7 rule applies to its source) or is cut. A client
-that breaks HTTP/2 gets GOAWAY and loses the connection; `on_error(message)`
-counts and logs it.
+that breaks HTTP/2 gets GOAWAY and loses the connection, once it stops
+sending (linger.py); `on_error(message)` counts and logs it.
 
 On an upstream's listener (`followed`): bytes go on as they came and an
 `H2Follower` (h2_follow.py) reads along; each call is counted on the
@@ -95,7 +95,7 @@ class GatedRelay(Relay):
                 if goaway := gate.goaway_for(error):
                     client.send(goaway)
                 self._on_error(str(error))
-                self.lost()  # closed, not aborted: the GOAWAY goes first
+                self.lost_lingering()  # the GOAWAY goes first, then the client's end
                 return
             if gate.opaque and not opaque and not self._on_opaque():
                 self.terminate()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gossamer.proxy.linger import linger as linger_on
 from gossamer.proxy.relay_state import Halves, Step
 from gossamer.proxy.side import Joint, Side
 
@@ -81,14 +82,22 @@ class Relay(Joint):
         if self.halves.lost() is Step.CLOSE_BOTH:
             self._close(abort=False)
 
+    def lost_lingering(self) -> None:
+        """As `lost`, but side a is read on for a while before it is closed (linger.py): what
+        it was sent last (a GOAWAY) is not lost to a reset while its client is still sending."""
+        if self.halves.lost() is Step.CLOSE_BOTH:
+            self._close(abort=False, linger=not self.halves.ended[0])
+
     def terminate(self) -> None:
         """Cut both connections now (policy change, drain timeout)."""
         if self.halves.lost() is Step.CLOSE_BOTH:
             self._close(abort=True)
 
-    def _close(self, *, abort: bool) -> None:
-        for side in self.sides:
-            side.close(abort=abort)
+    def _close(self, *, abort: bool, linger: bool = False) -> None:
+        a, b = self.sides
+        if not linger:
+            a.close(abort=abort)
+        b.close(abort=abort)
         self._on_close(self)
         # Both ends are done: the sides let go of the relay now. A side's own connection_lost
         # does that for a TCP or TLS connection, but a mux stream closed here gets none, and
@@ -96,3 +105,5 @@ class Relay(Joint):
         # ~0.8 MiB of every L4 sidecar's RSS under new connections (bench/README.md, "RSS").
         for side in self.sides:
             side.relay = None
+        if linger:
+            linger_on(a)

@@ -34,7 +34,16 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, StreamReset
 
-from gossamer.proxy.h2_frames import DATA, END_STREAM, PROTOCOL_ERROR, frame
+from gossamer.proxy.h2_frames import (
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    PROTOCOL_ERROR,
+    frame,
+    literal_block,
+)
 from tests.h2_mute_app import MuteApp
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually
@@ -413,6 +422,35 @@ def test_a_body_longer_than_its_content_length_never_reaches_the_app(
         client.send_data(3, _grpc_message(b"fine"), end_stream=True)
         sock.sendall(client.data_to_send())
         _until(sock, client, lambda e: isinstance(e, DataReceived) and b"unary:fine" in e.data)
+
+
+def test_a_client_that_breaks_http2_while_sending_reads_its_goaway(
+    upstream: dict[str, object],
+) -> None:
+    """rpc's sidecar answers broken HTTP/2 with GOAWAY and ends the connection. A client
+    still writing (here, one that writes all it has before it reads) would meet a reset
+    instead had the sidecar closed with its bytes unread; it reads on and drops them
+    (linger.py), so the client gets the GOAWAY and its code."""
+    host, port = str(upstream["rpc"]).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        client.initiate_connection()
+        block = literal_block([(b":method", b"POST"), (b":scheme", b"http"),
+                               (b":path", b"/echo.Echo/Unary")])  # fmt: skip
+        broken = frame(HEADERS, END_HEADERS, 2, block)  # a client may not open an even stream
+        sock.sendall(client.data_to_send() + broken + bytes(8 << 20))  # past any buffer
+        sock.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+    frames, at = [], 0
+    while at + 9 <= len(got):
+        length = int.from_bytes(got[at : at + 3], "big")
+        frames.append((got[at + 3], got[at + 9 : at + 9 + length]))
+        at += 9 + length
+    goaways = [payload for kind, payload in frames if kind == GOAWAY]
+    assert len(goaways) == 1, frames
+    assert goaways[0][4:8] == PROTOCOL_ERROR.to_bytes(4, "big"), goaways[0]
 
 
 def test_a_cut_call_whose_app_does_not_answer_ends_its_connection(
