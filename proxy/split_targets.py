@@ -7,9 +7,10 @@ keeps a blocking watch of `/v1/health/connect/<target>?passing` for each
 other target with weight, exactly as the upstream's own instances are
 watched, feeding `listener.set_target_instances`. A changed entry applies
 to the next request (or connection): no restart, no reconnect. A split
-naming a target not watched before waits (the previous split stays) until
-that target's first answer is in, so its first requests do not fail for
-want of instances the proxy has not heard of yet.
+naming a target not watched before waits (the previous split stays, and
+so do the watches of its targets) until that target's first answer is in,
+so its first requests do not fail for want of instances the proxy has not
+heard of yet, nor the old split's for want of the ones it had.
 
 An entry the proxy cannot read (a newer agent's shape) is logged and that
 service is treated as unsplit, so traffic keeps flowing to the upstream
@@ -47,6 +48,12 @@ def splits_by_service(body: Any) -> dict[str, tuple[Split, ...]]:
     return found
 
 
+def _targets(listener: UpstreamListener, splits: tuple[Split, ...]) -> set[str]:
+    """The services other than the upstream's own that `splits` sends a share to."""
+    own = listener.upstream.name
+    return {s.service for s in splits if s.weight > 0 and s.service != own}
+
+
 class Splitters:
     """The splits each upstream of one sidecar obeys, and the watches of their targets."""
 
@@ -67,29 +74,26 @@ class Splitters:
         if splits != listener.split:
             shown = ", ".join(f"{s.service} {s.weight / 100:g}%" for s in splits) or "none"
             log.info("proxy: upstream %s split: %s", listener.upstream.name, shown)
-        own = listener.upstream.name
-        wanted = {s.service for s in splits if s.weight > 0 and s.service != own}
-        for (lid, target), watch in list(self._watches.items()):
-            if lid == id(listener) and target not in wanted:
-                watch.stop()
-                del self._watches[(lid, target)]
-                listener.set_target_instances(target, None)
-        for target in sorted(wanted):
+        for target in sorted(_targets(listener, splits)):
             if (id(listener), target) not in self._watches:
                 self._watch(listener, target)
         self._pending[id(listener)] = splits
         self._settle(listener)
 
     def _settle(self, listener: UpstreamListener) -> None:
-        """Apply the waiting splits once every target they name has been heard of."""
+        """Apply the waiting splits once every target they name has been heard of; only then
+        are the targets they no longer name let go (the old split needs them until then)."""
         splits = self._pending.get(id(listener))
-        own = listener.upstream.name
-        if splits is None or any(
-            s.weight > 0 and s.service != own and s.service not in listener.targets for s in splits
-        ):
+        wanted = _targets(listener, splits or ())
+        if splits is None or not wanted <= listener.targets.keys():
             return
         del self._pending[id(listener)]
         listener.split = splits
+        for (lid, target), watch in list(self._watches.items()):
+            if lid == id(listener) and target not in wanted:
+                watch.stop()
+                del self._watches[(lid, target)]
+                listener.set_target_instances(target, None)
 
     def _watch(self, listener: UpstreamListener, target: str) -> None:
         def seen(rows: Any) -> None:
