@@ -7,7 +7,9 @@ intention change reaches the proxy as soon as it reaches its agent. An index
 that goes backwards (an agent restarted) starts over from 0, as Consul's
 clients do. Errors (agent down, 5xx, a bad body) are retried with
 exponential backoff (0.1 s doubling to 10 s, jittered) and logged once per
-streak of failures, with the streak's end logged too. A 404 is passed to
+streak of failures, with the streak's end logged too; so is an answer that
+`on_change` raised on (logged with its traceback): the watch asks again
+from the same index instead of ending or skipping that answer. A 404 is passed to
 `on_missing` (a deregistered sidecar), then retried like an error.
 `headers` holds the headers of the answer being delivered (what an agent
 says beside the body, such as the default intention policy).
@@ -73,9 +75,13 @@ class Watch:
         while True:
             try:
                 await self._once()
-            except (OSError, TimeoutError, ValueError, LookupError) as exc:
-                if not failing:
+            except Exception as exc:  # any: a watch that ends is a proxy gone deaf
+                if not failing and isinstance(exc, (OSError, TimeoutError, ValueError,
+                                                    LookupError)):  # fmt: skip
                     log.warning("proxy: watching %s failed (%s); retrying", self.path, exc)
+                elif not failing:  # an answer its reader could not take: asked for again
+                    log.exception("proxy: watching %s: an answer could not be applied; "
+                                  "retrying", self.path)  # fmt: skip
                 failing = True
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, BACKOFF_MAX_S)
@@ -103,7 +109,7 @@ class Watch:
         restarted = found.isdigit() and self.index.isdigit() and int(found) < int(self.index)
         if restarted and not self._by_hash:
             found = "0"  # the agent restarted: start over
-        self.index = found
         if changed:
             self.headers = answer.headers
             self._on_change(body)
+        self.index = found  # after: an answer whose reader raised is asked for again

@@ -1,0 +1,52 @@
+"""proxy/watch.py against an aiohttp app answering as an agent's blocking queries would.
+
+The stand-in agent is served on a real socket; the proxy's real `AgentHttp`
+and `Watch` talk to it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from gossamer.proxy import watch as watch_module
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.watch import Watch
+from tests.harness.http_app import ServeApp
+from tests.harness.poll import eventually_async
+
+
+async def test_an_answer_its_reader_raised_on_is_asked_for_again(
+    serve_app: ServeApp, monkeypatch: Any
+) -> None:
+    """A reader that fails on an answer (a newer agent's shape) neither ends the watch nor
+    loses that answer: it is asked for again from the same index, after a backoff."""
+    monkeypatch.setattr(watch_module, "BACKOFF_MIN_S", 0.01)
+    asked: list[str] = []
+
+    async def rows(request: web.Request) -> web.Response:
+        asked.append(request.query.get("index", ""))
+        if request.query.get("index", "0") == "7":  # a blocking re-ask: nothing new
+            await asyncio.sleep(30)
+        return web.json_response([{"n": 1}], headers={"X-Consul-Index": "7"})
+
+    app = web.Application()
+    app.router.add_get("/v1/rows", rows)
+    where = await serve_app(app)
+    seen: list[Any] = []
+
+    def read(body: Any) -> None:
+        seen.append(body)
+        if len(seen) == 1:
+            raise AttributeError("'list' object has no attribute 'get'")
+
+    watch = Watch(AgentHttp(where.base), "/v1/rows", read)
+    watch.start()
+    try:
+        await eventually_async(lambda: len(seen) == 2)
+        assert seen == [[{"n": 1}], [{"n": 1}]]
+        await eventually_async(lambda: asked[-1:] == ["7"])  # then it blocks as usual
+        assert asked[:2] == ["0", "0"]
+    finally:
+        watch.stop()
