@@ -14,7 +14,8 @@ with its health watch (and one per other target of its split). Revoked agents
 connections it issued a leaf of.
 
 A registration change applies without a restart: an upstream added opens
-its listener, one removed closes it (its open connections finish), others
+its listener, one removed closes it (its open connections finish, and a
+drain waits for them and cuts them as it does the others), others
 are not touched; a changed inbound port or local app restarts the inbound
 listener only. SIGTERM/SIGINT (process.py): stop listening, let open
 connections finish for up to the drain timeout, cut the rest, exit 0.
@@ -75,6 +76,9 @@ class ProxyRuntime:
         self.inbound: Inbound | None = None
         self.upstreams: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
         self._opening: set[Upstream] = set()  # listeners waiting for their first instances
+        # Listeners a registration change closed whose connections go on: drain waits for
+        # them and cuts what is left of them as it does for the current ones.
+        self.retired: list[Inbound | UpstreamListener] = []
         self.splitters = Splitters(agent)
         self.ready = asyncio.Event()  # a leaf and roots make an identity
         self.policy_known = asyncio.Event()  # the first intentions answer came
@@ -188,6 +192,7 @@ class ProxyRuntime:
             known = None  # the chains verified: a resumed session's lone leaf needs its own
             if self.inbound is not None:
                 self.inbound.stop_listening()
+                self.retired.append(self.inbound)
                 known, self.inbound = self.inbound.chains, None
             if config.bind_port and config.local_port:
                 self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
@@ -200,9 +205,11 @@ class ProxyRuntime:
         for upstream in [u for u in self.upstreams if u not in config.upstreams]:
             listener, watch = self.upstreams.pop(upstream)
             listener.stop_listening()
+            self.retired.append(listener)
             watch.stop()
             self.splitters.forget(listener)
             log.info("proxy: upstream %s removed", upstream.name)
+        self.retired = [r for r in self.retired if _open_in(r)]
         added = [u for u in config.upstreams if u not in self.upstreams and u not in self._opening]
         await asyncio.gather(*(self._open_upstream(upstream) for upstream in added))
 
@@ -239,9 +246,13 @@ class ProxyRuntime:
         for watch in self._watches:
             watch.restart()
 
+    def _listeners(self) -> list[Inbound | UpstreamListener]:
+        """Every listener with connections of this proxy: current, then retired."""
+        current = [listener for listener, _ in self.upstreams.values()]
+        return [*([self.inbound] if self.inbound else []), *current, *self.retired]
+
     def open_connections(self) -> int:
-        inbound = len(self.inbound.open) + len(self.inbound.http_open) if self.inbound else 0
-        return inbound + sum(listener.open_count() for listener, _ in self.upstreams.values())
+        return sum(_open_in(listener) for listener in self._listeners())
 
     async def drain(self) -> None:
         """Stop listening, let open connections finish up to the drain timeout, cut the rest."""
@@ -260,10 +271,9 @@ class ProxyRuntime:
         left = self.open_connections()
         if left:
             log.warning("proxy: drain timeout: cutting %d connection(s)", left)
-        if self.inbound is not None:
-            self.inbound.terminate_all()
-        for listener, _ in self.upstreams.values():
-            listener.terminate_all()
+        for each in self._listeners():
+            each.terminate_all()
+        self.retired.clear()
         self.stop_watches()
         if self.metrics_server is not None:
             self.metrics_server.close()
@@ -285,6 +295,12 @@ class ProxyRuntime:
     def log_counts(self) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in self.tally.snapshot().items() if v)
         log.info("proxy: counters for %s: %s", self.config.service, shown or "(all zero)")
+
+
+def _open_in(listener: Inbound | UpstreamListener) -> int:
+    if isinstance(listener, UpstreamListener):
+        return listener.open_count()
+    return len(listener.open) + len(listener.http_open)
 
 
 def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:

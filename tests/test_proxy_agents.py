@@ -279,6 +279,42 @@ def test_sigterm_drains_open_connections_then_exits_0(mesh: Mesh) -> None:
     assert proxy.proc.wait(10) == 0  # the drain ended with the last connection, long before 20 s
 
 
+def test_a_drain_waits_for_the_connections_of_a_listener_a_change_replaced(mesh: Mesh) -> None:
+    """An upstream moved to another port: its old listener closes, its connection goes on,
+    and SIGTERM's drain still counts it, waits for it and exits once it has ended."""
+    agent, old_port, new_port = mesh.agent, free_port("127.0.0.1"), free_port("127.0.0.1")
+
+    def register(port: int) -> None:
+        body = web_body(agent, free_port(agent.ip), [{"DestinationName": "db",
+                                                       "LocalBindPort": port}])  # fmt: skip
+        agent.put("/v1/agent/service/register", body | {"Name": "drainy", "ID": "drainy"})
+
+    register(old_port)
+    set_intention(agent, "drainy", "db", "allow")
+    proxy = ProxyProc(["--sidecar-for", "drainy", "--drain-timeout", "20", "--http-addr",
+                       agent.http], mesh.tmp / "drainy.log").start()  # fmt: skip
+    try:
+        wait_listening("127.0.0.1", old_port, proxy)
+        with eventually(lambda: _echoing(("127.0.0.1", old_port)), 20,
+                        what="drainy's proxy to reach db") as kept:  # fmt: skip
+            register(new_port)
+            wait_listening("127.0.0.1", new_port, proxy)
+            eventually(lambda: not listening("127.0.0.1", old_port), 10, what="the old closed")
+            assert _echoes(kept)  # its connection goes on
+            proxy.signal(signal.SIGTERM)
+            drain = eventually(lambda: re.search(r"draining (\d+) open connection", proxy.log()),
+                               10, what="the drain")  # fmt: skip
+            assert int(drain.group(1)) >= 1
+            assert _echoes(kept)  # still relayed while the drain waits for it
+            kept.shutdown(socket.SHUT_WR)
+            assert read_all(kept) == b"<eof>"
+        assert proxy.proc is not None
+        assert proxy.proc.wait(10) == 0
+    finally:
+        proxy.stop()
+        agent.put("/v1/agent/service/deregister/drainy", None)
+
+
 def _echoing(address: tuple[str, int]) -> socket.socket | None:
     """A connection through which db echoes, or None (it was turned away)."""
     s = socket.create_connection(address, timeout=10)
