@@ -27,7 +27,8 @@ MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them at once makes the
 # app start work it never finishes, at no cost to itself. A connection is ended once the
 # client reset, before any answer, more than half of its calls and more than half of this
-# many (the shape of Envoy's premature-reset limit).
+# many (the shape of Envoy's premature-reset limit). A call the gate resets at the app for
+# the client's fault (a body that breaks its content-length) counts as the client's reset.
 RAPID_CALLS: Final = 500
 DROPPED_KEPT: Final = 1024  # streams whose late frames are dropped, kept per connection
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
@@ -64,7 +65,7 @@ class CallBook:
         self._done = done
         self._calls: dict[int, Call] = {}
         self.count = 0  # calls opened
-        self.early = 0  # of those, reset by the client before the app's answer began
+        self.early = 0  # of those, reset for the client's doing before the app's answer began
         self.dropped: dict[int, None] = {}  # streams the app never saw or no longer sees
 
     def opened(self, stream: int, route: str, now: float, fields: Fields | None = None,
@@ -117,12 +118,15 @@ class CallBook:
         call.remaining -= length
         return call.remaining == 0 if end else call.remaining >= 0
 
-    def malformed(self, stream: int) -> None:
-        """`stream`'s request broke its content-length: it is cut (h2_cut.py) and dropped."""
+    def malformed(self, stream: int) -> bool:
+        """`stream`'s request broke its content-length: it is cut (h2_cut.py) and dropped.
+        Whether the connection is being rapid-reset: a call the gate resets for the client's
+        fault before its answer cost the app as much as one the client reset itself."""
         call = self._calls.get(stream)
         if call is not None:
             call.cut = PROTOCOL_ERROR
         self.drop(stream)
+        return self._premature(call)
 
     def cut(self, stream: int, now: float) -> Call | None:
         """A call cut, its wait over (h2_cut.py): recorded as denied (`403`) or malformed
@@ -154,10 +158,15 @@ class CallBook:
 
     def reset_by_client(self, stream: int, now: float) -> bool:
         """The client reset `stream`; whether the connection is being rapid-reset."""
-        call = self._calls.get(stream)
+        rapid = self._premature(self._calls.get(stream))
+        self.ended(stream, now)
+        return rapid
+
+    def _premature(self, call: Call | None) -> bool:
+        """`call` ended by the client's doing, counted in `early` when its answer had not
+        begun; whether the connection is past the rapid-reset limit."""
         if call is not None and call.status == 0:
             self.early += 1
-        self.ended(stream, now)
         return self.early * 2 > max(self.count, RAPID_CALLS)
 
     def ended(self, stream: int, now: float) -> None:

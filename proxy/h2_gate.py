@@ -44,6 +44,7 @@ from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_frames import (
     COMPRESSION_ERROR,
     END_STREAM,
+    ENHANCE_YOUR_CALM,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
@@ -158,7 +159,9 @@ class H2Gate(ClientFrames):
                                         priority=self._priority))  # fmt: skip
 
     def _malformed(self, stream: int) -> None:
-        self.calls.malformed(stream)  # cut both ways, as a stream error (RFC 9113 §8.1.1)
+        if self.calls.malformed(stream):  # (the client's fault: it counts as its own reset)
+            raise H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an answer")
+        # cut both ways, as a stream error (RFC 9113 §8.1.1)
         self._app_pending.append(self.cuts.start([stream], PROTOCOL_ERROR))
 
     def _drop(self, stream: int) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 from h2.events import DataReceived, StreamEnded, StreamReset
+from h2.settings import SettingCodes
 
 from gossamer.proxy import h2_fields
-from gossamer.proxy.h2_frames import PROTOCOL_ERROR
+from gossamer.proxy.h2_frames import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, H2Error
 from tests.test_proxy_h2_gate import Pair, _request
 
 
@@ -105,3 +106,17 @@ def test_the_app_never_sees_a_body_end_short_of_its_length() -> None:
     assert not any(isinstance(e, StreamEnded) and e.stream_id == stream
                    for e in pair.server_events)  # fmt: skip
     assert stream in pair.requests()  # (its headers reached the app before its body)
+
+
+def test_requests_made_malformed_at_once_count_as_a_rapid_reset() -> None:
+    """CVE-2023-44487 by another road: each request reaches the app, then breaks its
+    content-length at once (0, then a byte), so the gate resets it at the app. The app
+    started work the client never let finish, as if the client had reset the stream."""
+    pair = Pair(server_settings={SettingCodes.MAX_CONCURRENT_STREAMS: 1000})
+    with pytest.raises(H2Error) as caught:
+        for _ in range(700):
+            stream = _open(pair, "0")
+            pair.client.send_data(stream, b"x", end_stream=True)
+            pair.pump()
+    assert caught.value.code == ENHANCE_YOUR_CALM
+    assert 250 < len(pair.requests()) <= 300
