@@ -3,7 +3,10 @@
 The client's bytes are cut by their 9-byte frame headers. Most frames go
 to the app as they came, piece by piece (PASS). A header block's frames
 are gathered whole (COLLECT): its request is decided before any of it goes
-on (the gate's `_block_done`). Frames on a stream the app never saw or no
+on (the gate's `_block_done`). A padded DATA frame of a body held to a
+content-length waits only for its first byte, the pad length (HOLD): that
+says how much of it is body, so it is judged before any of it goes on,
+and the rest streams. Frames on a stream the app never saw or no
 longer sees (`CallBook.dropped`) are dropped (DROP), the connection window
 their DATA used given back. The HTTP/2 preface comes first; without it the
 connection is `opaque`, carried byte for byte. Frames of the gate's own for
@@ -45,7 +48,7 @@ from gossamer.proxy.h2_frames import (
 PASS: Final = 0  # what happens to the payload of the client's current frame
 DROP: Final = 1
 COLLECT: Final = 2
-HOLD: Final = 3  # a padded DATA frame of a body held to a content-length: judged whole
+HOLD: Final = 3  # a padded DATA frame of a body held to a content-length: its head held back
 
 
 class ClientFrames:
@@ -108,7 +111,10 @@ class ClientFrames:
                 to_app.append(data[at : at + take] if take < n else data)
                 if self._settings is not None:
                     self._settings += view[at : at + take]
-            elif self._mode >= COLLECT:
+            elif self._mode == HOLD:  # its pad length, which says how much of it is body
+                take = 1
+                self._padded(data[at], to_app)
+            elif self._mode == COLLECT:
                 self._payload += view[at : at + take]
             at += take
             self._left -= take
@@ -168,7 +174,10 @@ class ClientFrames:
             elif kind == RST_STREAM:
                 del self.calls.dropped[stream]
         elif kind == DATA and flags & PADDED and self.calls.tracks(stream):
-            self._mode, self._payload = HOLD, bytearray(self._head)  # (its length is inside)
+            if length == 0:
+                raise H2Error(PROTOCOL_ERROR, "a padded frame without its pad length")
+            self._mode = HOLD
+            return  # (its head is kept for `_padded`)
         elif kind == DATA and not self.calls.body(stream, length, bool(flags & END_STREAM)):
             self._mode, self._credit = DROP, self._credit + length
             self._malformed(stream)
@@ -181,6 +190,22 @@ class ClientFrames:
                 raise H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an answer")
         self._head.clear()
 
+    def _padded(self, pad: int, to_app: list[bytes]) -> None:
+        """The first byte of a padded DATA frame held back (HOLD): its body's length is
+        known, so it is judged now, and the rest of it streams on (PASS) or is dropped. No
+        more than its head and this byte is ever held, whatever length the head says."""
+        _, flags, stream = self._frame
+        length = self._left  # (this byte included)
+        if pad >= length:
+            raise H2Error(PROTOCOL_ERROR, "a frame's padding is longer than the frame")
+        if self.calls.body(stream, length - 1 - pad, bool(flags & END_STREAM)):
+            self._mode = PASS
+            to_app.append(bytes(self._head) + bytes((pad,)))
+        else:
+            self._mode, self._credit = DROP, self._credit + length
+            self._malformed(stream)
+        self._head.clear()
+
     def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         self._in_frame = False
         reader = self.app.reader  # the client bounds the app's encoder's table
@@ -189,16 +214,8 @@ class ClientFrames:
         self._settings = None
         if self._mode < COLLECT:
             return
-        kind, flags, stream = self._frame
+        kind, flags, _ = self._frame
         raw = bytes(self._payload)
-        if self._mode == HOLD:
-            data = fragment(HEADERS, flags & PADDED, raw[HEAD:])[0]  # (padding off, as DATA's)
-            if self.calls.body(stream, len(data), bool(flags & END_STREAM)):
-                to_app.append(raw)
-            else:
-                self._credit += len(raw) - HEAD
-                self._malformed(stream)
-            return
         self._raw.append(raw)
         block, priority = fragment(kind, flags, raw[HEAD:])
         if kind == HEADERS:

@@ -10,7 +10,7 @@ from h2.events import DataReceived, StreamEnded, StreamReset
 from h2.settings import SettingCodes
 
 from gossamer.proxy import h2_fields
-from gossamer.proxy.h2_frames import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, H2Error
+from gossamer.proxy.h2_frames import DATA, ENHANCE_YOUR_CALM, PADDED, PROTOCOL_ERROR, H2Error
 from tests.test_proxy_h2_gate import Pair, _request
 
 
@@ -120,3 +120,22 @@ def test_requests_made_malformed_at_once_count_as_a_rapid_reset() -> None:
             pair.pump()
     assert caught.value.code == ENHANCE_YOUR_CALM
     assert 250 < len(pair.requests()) <= 300
+
+
+def test_a_padded_frame_streams_on_and_is_never_held_whole() -> None:
+    """A padded frame's first byte says how much of it is body: it is judged then, and the
+    rest streams to the app as it comes. A head that says 16 MiB makes the gate hold no
+    more than itself (the app holds the frame to its own SETTINGS_MAX_FRAME_SIZE)."""
+    pair = Pair()
+    stream = _open(pair, "100000000")
+    head = ((1 << 24) - 1).to_bytes(3, "big") + bytes((DATA, PADDED)) + stream.to_bytes(4, "big")
+    to_app, _ = pair.gate.from_client(head + b"\0")  # no padding
+    assert b"".join(to_app) == head + b"\0"
+    for _ in range(4):
+        to_app, _ = pair.gate.from_client(b"A" * 65536)
+        assert b"".join(to_app) == b"A" * 65536
+    other = Pair()
+    held = _open(other, "10")
+    with pytest.raises(H2Error) as caught:  # a pad length past the frame's end
+        other.gate.from_client(b"\0\0\1" + bytes((DATA, PADDED)) + held.to_bytes(4, "big") + b"\5")
+    assert caught.value.code == PROTOCOL_ERROR
