@@ -22,7 +22,7 @@ from typing import Final
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_target, xfcc
-from gossamer.proxy.http_codec import joined_headers
+from gossamer.proxy.http_codec import XFCC_NAME, joined_headers
 
 # RFC 9113 §8.2.1: a name holds none of 0x00-0x20, 0x41-0x5a (upper case), 0x7f-0xff, and a
 # colon only as a pseudo-header's first byte (and pseudo-headers are a known few). `translate`
@@ -136,6 +136,16 @@ def request_fault(fields: Sequence[tuple[bytes, bytes]]) -> int:
 def trailers_fault(fields: Sequence[tuple[bytes, bytes]], ends_stream: bool) -> bool:
     """Whether a block on a stream the client opened already is not trailers (§8.1)."""
     return not ends_stream or any(name[:1] == b":" for name, _ in fields)
+
+
+def trailers_forbidden(fields: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether trailers carry what may not be sent there (RFC 9110 §6.5.1): a connection's
+    field (§8.2.2), or an X-Forwarded-Client-Cert, which only the gate writes, once, in the
+    request's headers: in trailers it would name a caller to the app after the decision."""
+    for name, value in fields:
+        if name in _CONNECTION or name == XFCC_NAME or (name == b"te" and value != b"trailers"):
+            return True
+    return False
 
 
 def field_fault(name: bytes, value: bytes) -> bool:

@@ -10,7 +10,8 @@ are read (hpack_reader.py: every block, in order).
 A new stream's request is checked (h2_fields.py: malformed `400`, CONNECT
 `501`) and decided (`decide`: the L7 permissions, on fields as the HTTP/1
 path's, `:path` normalized, a client's X-Forwarded-Client-Cert dropped; the
-app gets them so). Allowed: it goes on, with the caller's XFCC (`xfcc`)
+app gets them so; trailers carrying one are malformed, the stream reset
+both ways, as h2_fields.py says). Allowed: it goes on, with the caller's XFCC (`xfcc`)
 added. Refused: the app never sees it; the client gets an answer made here
 (gRPC: trailers-only `grpc-status` 7; else `403`) between the app's frames,
 never inside one of its header blocks, as literals that leave the client's
@@ -130,8 +131,11 @@ class H2Gate(ClientFrames):
             if malformed or h2_fields.trailers_fault(fields, end_stream):
                 raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
                               "already, that is not well-formed trailers")  # fmt: skip
-            if not self.calls.body(stream, 0, True):  # its body fell short of its length
-                self._literal = True  # (dropped: the app's table lacks what it added)
+            # fields trailers may not carry, or a body short of its length: malformed, the
+            # block dropped (read for the table: the app's lacks what it added, so each block
+            # from now on is written as literals, as a rewrite without the field would need)
+            if h2_fields.trailers_forbidden(fields) or not self.calls.body(stream, 0, True):
+                self._literal = True
                 self._malformed(stream)
                 return
         else:  # a new stream: a request

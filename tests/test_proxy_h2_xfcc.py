@@ -5,8 +5,9 @@ HPACK decoder must read every block right, whatever the client's table holds."""
 from __future__ import annotations
 
 import pytest
-from h2.events import RequestReceived, TrailersReceived
+from h2.events import RequestReceived, StreamReset, TrailersReceived
 
+from gossamer.proxy.h2_frames import PROTOCOL_ERROR
 from tests.test_proxy_h2_gate import Pair, _request
 
 XFCC = b"By=spiffe://t.consul/ns/default/dc/dc1/svc/db;Hash=ab12;URI=spiffe://t.consul/ns/default/dc/dc1/svc/web"
@@ -52,3 +53,29 @@ def test_a_block_in_several_frames_gets_it_after_its_last() -> None:
     stream = pair.call("/echo.Echo/Unary", b"x", extra=(big,))
     headers = _received(pair)[stream]
     assert dict(headers)["x-big"] == big[1] and _xfcc(headers) == [XFCC.decode()]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("x-forwarded-client-cert", "By=x;URI=spiffe://t/svc/admin"), ("connection", "close"),
+     ("transfer-encoding", "chunked"), ("te", "gzip")],
+)  # fmt: skip
+def test_trailers_that_name_a_caller_or_a_connection_are_malformed(field: tuple[str, str]) -> None:
+    """A client's XFCC in trailers would name another caller to the app after the decision;
+    a connection's field means something to an HTTP/1 hop behind. Neither reaches the app:
+    the stream is reset both ways, and the connection goes on with both tables in step."""
+    pair = Pair(xfcc=XFCC)
+    pair.client.config.validate_outbound_headers = False  # (h2 would strip or refuse them)
+    pair.client.config.normalize_outbound_headers = False
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, _request("/echo.Echo/Stream"))
+    pair.client.send_data(stream, b"body")
+    pair.client.send_headers(stream, [field, ("x-checksum", "1")], end_stream=True)
+    pair.pump()
+    assert not [e for e in pair.server_events if isinstance(e, TrailersReceived)]
+    for events in (pair.server_events, pair.client_events):
+        resets = [(e.stream_id, e.error_code) for e in events if isinstance(e, StreamReset)]
+        assert resets == [(stream, PROTOCOL_ERROR)]
+    assert [o[0] for o in pair.outcomes] == [400]
+    later = pair.call("/echo.Echo/Unary", b"y")
+    assert _xfcc(_received(pair)[later]) == [XFCC.decode()]
