@@ -6,7 +6,9 @@ first frame (the SETTINGS its preface must start with), between frames,
 outside a header block; (2) its SETTINGS, whose HEADER_TABLE_SIZE bounds
 the table the client's encoder may use; (3) its header blocks, decoded with
 a table of their own (every block, so the table stays in step), and its
-ends of streams and resets, for the call book (h2_calls.py). An app whose
+ends of streams and resets, for the call book (h2_calls.py); (4) its
+SETTINGS ACKs, after which a header block of the gate's may owe the client
+an HPACK table size update (`table_update`). An app whose
 blocks do not decode is not the gate's to judge: its bytes still go to
 the client, its blocks go unread from then on, and its calls are still
 followed to their ends (with no status: 0), so a long connection's calls
@@ -15,6 +17,7 @@ never pile up in the call book.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 from gossamer.proxy import h2_cut
@@ -29,6 +32,7 @@ from gossamer.proxy.h2_frames import (
     ENHANCE_YOUR_CALM,
     HEAD,
     HEADERS,
+    NO_SIZE,
     PADDED,
     PING,
     PRIORITY_FLAG,
@@ -38,11 +42,14 @@ from gossamer.proxy.h2_frames import (
     H2Error,
     fragment,
     parse_head,
+    size_update,
     table_allowed,
+    table_size,
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 
 MAX_WAITING: Final = 256  # answers held for the end of the app's frame; a client past this is cut
+MAX_ASKED: Final = 16  # the client's table sizes kept until the app acknowledges them
 MAX_APP_BLOCK: Final = 256 * 1024  # a longer header block from the app is passed on, not read
 WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what the call book reads
 
@@ -68,10 +75,43 @@ class AppSide:
         # and so is the start of a frame header at the end of a read, until it says its kind.
         self._held: bytearray | None = None
         self._withheld = 0  # bytes of `_head` not passed on yet
+        # RFC 7541 §4.2: once the app acknowledges a client's SETTINGS_HEADER_TABLE_SIZE below
+        # its encoder's table, the client's decoder wants the next block it reads to open
+        # with a size update. The app's next block does; one of the gate's, going first,
+        # must too (`table_update`). Each size waits here for its SETTINGS' ACK, by number.
+        self._asked: deque[tuple[int, int]] = deque()
+        self._settings_sent = self._settings_acked = 0
+        self._due = NO_SIZE  # the size update owed by the next block the client reads
 
     def at_boundary(self) -> bool:
         """Whether a frame of the gate's may go to the client now."""
         return self._ready and not self._head and self._left == 0 and not self._in_block
+
+    def client_settings(self, payload: bytes) -> None:
+        """A SETTINGS payload of the client's, on its way to the app."""
+        if self.reader is not None:
+            self.reader.max_allowed = table_allowed(payload, self.reader.max_allowed)
+        self._settings_sent += 1
+        size = table_size(payload)
+        if size == NO_SIZE:
+            return
+        if len(self._asked) < MAX_ASKED:
+            self._asked.append((self._settings_sent, size))
+        else:  # a client that keeps asking before the app answers: its latest ones wait more
+            self._asked[-1] = (self._settings_sent, min(self._asked[-1][1], size))
+
+    def table_update(self) -> bytes:
+        """What a header block of the gate's for the client opens with: the size update the
+        client's decoder waits for, if any (sent again, it changes nothing)."""
+        return b"" if self._due == NO_SIZE else size_update(self._due)
+
+    def _settings_ack(self) -> None:
+        """The app acknowledged a SETTINGS frame of the client's."""
+        self._settings_acked += 1
+        while self._asked and self._asked[0][0] <= self._settings_acked:
+            size = self._asked.popleft()[1]
+            if self.reader is not None and size < self.reader.table_max:
+                self._due = min(self._due, size)
 
     def answer(self, frames: bytes, to_client: list[bytes]) -> None:
         """Frames of the gate's for the client: now, or at the next boundary."""
@@ -160,7 +200,7 @@ class AppSide:
             return
         for stream in streams:
             call = self.calls.cut(stream, self.now)
-            if ending := h2_cut.ending(stream, call, self.reader is not None):
+            if ending := h2_cut.ending(stream, call, self.reader is not None, self.table_update()):
                 self.answer(ending, out)
 
     def _start(self) -> None:
@@ -170,14 +210,17 @@ class AppSide:
         self._frame, self._left, self._gather = (kind, flags, stream), length, None
         if kind in (HEADERS, PUSH_PROMISE, CONTINUATION):
             self._in_block = not flags & END_HEADERS
-            if kind != CONTINUATION:
-                self._block, self._block_of = bytearray(), (kind, flags, stream)
+            if kind != CONTINUATION:  # (it opens with the size update the client waits for)
+                self._block, self._block_of, self._due = bytearray(), (kind, flags, stream), NO_SIZE
             if self.reader is not None:
                 self._gather = bytearray()
             elif kind == HEADERS and flags & END_STREAM:  # unread, and it ends the call all
                 self.calls.ended(stream, self.now)  # the same: the book must not fill up
-        elif kind == SETTINGS and not flags & ACK:
-            self._gather = bytearray()
+        elif kind == SETTINGS:
+            if not flags & ACK:
+                self._gather = bytearray()
+            else:
+                self._settings_ack()
         elif (kind == DATA and flags & END_STREAM) or kind == RST_STREAM:
             self.calls.ended(stream, self.now)
         if length == 0:

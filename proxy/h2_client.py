@@ -41,7 +41,6 @@ from gossamer.proxy.h2_frames import (
     H2Error,
     fragment,
     parse_head,
-    table_allowed,
     window_update,
 )
 
@@ -208,10 +207,9 @@ class ClientFrames:
 
     def _end_frame(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         self._in_frame = False
-        reader = self.app.reader  # the client bounds the app's encoder's table
-        if self._settings is not None and reader is not None:
-            reader.max_allowed = table_allowed(bytes(self._settings), reader.max_allowed)
-        self._settings = None
+        if self._settings is not None:  # (they bound the app's encoder's table)
+            self.app.client_settings(bytes(self._settings))
+            self._settings = None
         if self._mode < COLLECT:
             return
         kind, flags, _ = self._frame

@@ -53,14 +53,15 @@ class Cuts:
         return self.waiting.pop(payload, None)
 
 
-def ending(stream: int, call: Call | None, known: bool) -> bytes:
+def ending(stream: int, call: Call | None, known: bool, update: bytes = b"") -> bytes:
     """The frames that end a cut call for the client. None: the app ended it first (its
     last frame reached the client). `known`: the app's header blocks were all read, so
     the call says whether an answer began; when they were not, only a reset is safe. A
     call with no answer yet gets the deny's answer (`403`, or trailers-only PERMISSION_DENIED
     for gRPC); a gRPC answer under way gets trailers with grpc-status 7; any other, a
     reset. After an answer that ends the stream, a client still sending is told to stop
-    (RST_STREAM NO_ERROR, RFC 9113 §8.1)."""
+    (RST_STREAM NO_ERROR, RFC 9113 §8.1). A block opens with `update`, the HPACK table size
+    update the client's decoder may wait for (h2_app.AppSide.table_update)."""
     if call is None:
         return b""
     if call.cut == PROTOCOL_ERROR:  # a malformed request (h2_client.py): a stream error
@@ -69,5 +70,5 @@ def ending(stream: int, call: Call | None, known: bool) -> bytes:
         return rst_stream(stream, CANCEL)
     # a gRPC answer under way: its trailers; none yet: the deny's answer (to the request's kind)
     fields = _GRPC_TRAILERS if call.status else h2_fields.answer(403, call.fields or ())
-    end = header_frames(stream, literal_block(fields), end_stream=True)
+    end = header_frames(stream, update + literal_block(fields), end_stream=True)
     return end if call.client_ended else end + rst_stream(stream, NO_ERROR)

@@ -40,6 +40,7 @@ CANCEL: Final = 0x8
 COMPRESSION_ERROR: Final = 0x9
 ENHANCE_YOUR_CALM: Final = 0xB
 HEADER_TABLE_SIZE: Final = 0x1  # the SETTINGS entry that bounds the client's HPACK table
+NO_SIZE: Final = 1 << 32  # past any table size a SETTINGS entry can say: none said
 MIN_MAX_FRAME: Final = 16384  # every peer takes frames this large (SETTINGS_MAX_FRAME_SIZE's floor)
 _LENGTH: Final = struct.Struct(">I")
 _ID: Final = struct.Struct(">I")
@@ -124,6 +125,29 @@ def table_allowed(payload: bytes, allowed: int) -> int:
         if ident == HEADER_TABLE_SIZE:
             allowed = max(allowed, value)
     return allowed
+
+
+def table_size(payload: bytes) -> int:
+    """The HEADER_TABLE_SIZE a SETTINGS payload (whole entries only) sets, the last one it
+    holds; NO_SIZE when it sets none."""
+    size = NO_SIZE
+    for at in range(0, len(payload) - len(payload) % 6, 6):
+        ident, value = _SETTING.unpack_from(payload, at)
+        if ident == HEADER_TABLE_SIZE:
+            size = value
+    return size
+
+
+def size_update(size: int) -> bytes:
+    """An HPACK dynamic table size update (RFC 7541 §6.3): 5-bit prefix integer after 001."""
+    if size < 31:
+        return bytes((0x20 | size,))
+    out, size = bytearray((0x3F,)), size - 31
+    while size >= 128:
+        out.append(size % 128 + 128)
+        size //= 128
+    out.append(size)
+    return bytes(out)
 
 
 def literal_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:

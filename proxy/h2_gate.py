@@ -71,6 +71,10 @@ class H2Gate(ClientFrames):
         calls, self.cuts = CallBook(done), Cuts()
         super().__init__(calls, AppSide(calls, self._reader, self.cuts), max_block)
         self._literal = False  # from the first deny on: blocks written again as literals
+        # The dynamic table size updates of the client's blocks the app did not get as they
+        # came (dropped, or written again): the next block written for the app opens with
+        # them, so the app's decoder sees each size change the client's encoder made.
+        self._resize = bytearray()
         self.last = 0  # the highest stream the client opened
         self.draining = False  # GOAWAY sent: new streams are refused
 
@@ -117,6 +121,8 @@ class H2Gate(ClientFrames):
             fields = self._reader.read(bytes(self._block))
         except HpackError as exc:
             raise H2Error(COMPRESSION_ERROR, f"a header block HPACK cannot read: {exc}") from exc
+        if self._reader.resized:  # (kept for the app's decoder, unless the block goes as it came)
+            self._resize += self._block[: self._reader.resized]
         if stream in self.calls.dropped:  # trailers of a dropped stream: read for the table's
             self._literal = True  # sake, so the app's table lacks what they added
             return
@@ -157,8 +163,13 @@ class H2Gate(ClientFrames):
             extra = self._xfcc  # the caller, one more field at the end of the block
         if not self._literal:
             to_app += appended(self._raw, stream, extra) if extra else self._raw
+            if self._resize:  # (its own size updates went with it)
+                self._resize.clear()
         else:
             block = literal_block(fields) + extra
+            if self._resize:  # the client's updates the app's decoder missed (RFC 7541 §4.2)
+                block = bytes(self._resize) + block
+                self._resize.clear()
             to_app.append(header_frames(stream, block, end_stream=end_stream,
                                         priority=self._priority))  # fmt: skip
 
@@ -177,5 +188,6 @@ class H2Gate(ClientFrames):
     def _refuse(self, stream: int, fields: list[tuple[bytes, bytes]], ended: bool,
                 to_client: list[bytes]) -> None:  # fmt: skip
         self._drop(stream)
-        answer = header_frames(stream, literal_block(fields), end_stream=True)
+        block = self.app.table_update() + literal_block(fields)
+        answer = header_frames(stream, block, end_stream=True)
         self.app.answer(answer if ended else answer + rst_stream(stream, NO_ERROR), to_client)

@@ -56,6 +56,7 @@ class HeaderReader:
         # then every field is, from then on (`_suspect`).
         self.checked = checked
         self.malformed = False
+        self.resized = 0  # bytes of size updates that opened the last block (0: none)
         self._suspect = False
         self._entries: deque[tuple[bytes, bytes]] = deque()  # newest first
         self._size = 0
@@ -70,6 +71,7 @@ class HeaderReader:
         fields: list[tuple[bytes, bytes]] = []
         at, end, listed = 0, len(block), 0
         self.malformed = False
+        self.resized = 0
         while at < end:
             first = block[at]
             if first & 0x80:  # indexed field
@@ -104,6 +106,7 @@ class HeaderReader:
                     raise HpackError(f"a table size of {size}, over the {self.max_allowed} allowed")
                 self._max_size = size
                 self._evict(0)
+                self.resized = at
                 continue
             else:  # literal without indexing (0x00) or never indexed (0x10)
                 if wanted is not None:
@@ -122,6 +125,11 @@ class HeaderReader:
             if listed > self.max_list:
                 raise HpackError(f"a header list over {self.max_list} bytes")
         return fields
+
+    @property
+    def table_max(self) -> int:
+        """The table's size as the encoder last set it (4096 until it does)."""
+        return self._max_size
 
     def _field(self, index: int) -> tuple[bytes, bytes]:
         if 0 < index <= len(STATIC):

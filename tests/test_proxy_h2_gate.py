@@ -601,3 +601,31 @@ def test_draining_a_connection_whose_app_is_stuck_does_not_raise() -> None:
         pair.client.send_headers(stream, _request("/admin/x"), end_stream=True)
         pair.gate.from_client(pair.client.data_to_send(), 0.0)
     assert pair.gate.drain() == [] and pair.gate.draining
+
+
+def test_blocks_written_here_carry_the_table_size_update_a_decoder_waits_for() -> None:
+    """RFC 7541 §4.2: after a peer's SETTINGS lower its HPACK table, the next block its
+    decoder reads opens with a size update (nghttp2 refuses one that does not: curl, h2load,
+    Envoy). `h2`'s decoder does not check, so the bytes are."""
+    # the client lowered its table: the gate's answer is the first block it reads after the ACK
+    pair = Pair()
+    pair.client.update_settings({SettingCodes.HEADER_TABLE_SIZE: 0})
+    pair.pump()
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, _request("/admin/x"), end_stream=True)
+    _, to_client = pair.gate.from_client(pair.client.data_to_send())
+    assert b"".join(to_client)[9:10] == b"\x20"  # (a size update to 0)
+    for data in to_client:
+        pair.client_events += pair.client.receive_data(data)
+    assert pair.responses()[stream][":status"] == "403"
+    # the app lowered its table: the client's block that said so was denied, so the next
+    # one written again for the app opens with the client's update instead
+    app = Pair(server_settings={SettingCodes.HEADER_TABLE_SIZE: 0})
+    app.call("/admin/x")
+    stream = app.client.get_next_available_stream_id()
+    app.client.send_headers(stream, _request("/echo.Echo/Unary"), end_stream=True)
+    to_app, _ = app.gate.from_client(app.client.data_to_send())
+    assert b"".join(to_app)[9:10] == b"\x20"
+    for data in to_app:
+        app.server_events += app.server.receive_data(data)
+    assert app.requests()[stream][":path"] == "/echo.Echo/Unary"

@@ -14,6 +14,7 @@ from hpack.struct import NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gossamer.proxy.h2_frames import size_update
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError, huffman_decoded
 
 NAMES = st.sampled_from([b":path", b":method", b"content-type", b"x-a", b"x-b", b"grpc-timeout",
@@ -116,3 +117,12 @@ def test_a_zero_table_is_read_as_nginx_writes_it() -> None:
         block = encoder.encode([(b":status", b"200"), (b"server", b"nginx"), (b"date", b"x")])
         assert reader.read(block, frozenset((b":status",))) == [(b":status", b"200")]
         assert block[0] == 0x20 or block[0] & 0x40 or block[0] & 0x80
+
+
+def test_size_updates_written_here_read_back_and_are_measured() -> None:
+    for size in (0, 30, 31, 4096, 65536):
+        reader = HeaderReader()
+        reader.max_allowed = 65536
+        update = size_update(size)
+        assert reader.read(update + size_update(size)) == []
+        assert (reader.table_max, reader.resized) == (size, 2 * len(update))
