@@ -221,8 +221,11 @@ class AppSide:
                 self._gather = bytearray()
             else:
                 self._settings_ack()
-        elif (kind == DATA and flags & END_STREAM) or kind == RST_STREAM:
-            self.calls.ended(stream, self.now)
+        elif kind == DATA:
+            if flags & END_STREAM:
+                self.calls.ended(stream, self.now)
+        elif kind == RST_STREAM:
+            self.calls.closed(stream, self.now)
         if length == 0:
             self._end()
 

@@ -40,14 +40,15 @@ def uncounted(status: int, route: str, seconds: float) -> None:
 
 
 class Call:
-    __slots__ = ("client_ended", "cut", "fields", "grpc", "grpc_status", "remaining", "route",
-                 "started", "status")  # fmt: skip
+    __slots__ = ("answered", "client_ended", "cut", "fields", "grpc", "grpc_status", "remaining",
+                 "route", "started", "status")  # fmt: skip
 
     def __init__(self, route: str, started: float, fields: Fields | None) -> None:
         self.route = route
         self.started = started
         self.fields = fields  # the request's, as decided: a policy change decides it again
         self.client_ended = False  # the client's side of the stream ended (END_STREAM)
+        self.answered = False  # the app's side ended (END_STREAM): the outcome is recorded
         self.cut = 0  # the reset that cut it (h2_cut.py): CANCEL (policy), PROTOCOL_ERROR
         self.remaining = -1  # body bytes its content-length still promises; -1: none said
         self.grpc = False  # the answer is gRPC's
@@ -61,8 +62,11 @@ class Call:
 
 
 class CallBook:
-    def __init__(self, done: Done) -> None:
+    def __init__(self, done: Done, *, held: bool = False) -> None:
         self._done = done
+        # `held` (the gate's book): a call stays until the client's side ends too, not just
+        # the app's, so a body that goes on after the answer is still held to its length
+        self._held = held
         self._calls: dict[int, Call] = {}
         self.count = 0  # calls opened
         self.early = 0  # of those, reset for the client's doing before the app's answer began
@@ -112,7 +116,10 @@ class CallBook:
         call = self._calls.get(stream)
         if call is None:
             return True
-        call.client_ended = call.client_ended or end
+        if end:
+            call.client_ended = True
+            if call.answered:  # (both sides ended)
+                del self._calls[stream]
         if call.remaining < 0:
             return True
         call.remaining -= length
@@ -130,9 +137,9 @@ class CallBook:
 
     def cut(self, stream: int, now: float) -> Call | None:
         """A call cut, its wait over (h2_cut.py): recorded as denied (`403`) or malformed
-        (`400`); None when the app ended it first."""
+        (`400`) unless the app's answer ended first; None when both sides had ended."""
         call = self._calls.pop(stream, None)
-        if call is not None:
+        if call is not None and not call.answered:
             self._done(403 if call.cut == CANCEL else 400, call.route, now - call.started)
         return call
 
@@ -159,7 +166,7 @@ class CallBook:
     def reset_by_client(self, stream: int, now: float) -> bool:
         """The client reset `stream`; whether the connection is being rapid-reset."""
         rapid = self._premature(self._calls.get(stream))
-        self.ended(stream, now)
+        self.closed(stream, now)
         return rapid
 
     def _premature(self, call: Call | None) -> bool:
@@ -170,12 +177,23 @@ class CallBook:
         return self.early * 2 > max(self.count, RAPID_CALLS)
 
     def ended(self, stream: int, now: float) -> None:
-        """The app's side of `stream` ended, or either side reset it."""
+        """The app's side of `stream` ended: the call's outcome (a held book keeps the call
+        while the client's side goes on)."""
+        call = self._calls.get(stream)
+        if call is None or call.answered:
+            return
+        call.answered = True
+        self._done(call.outcome(), call.route, now - call.started)
+        if call.client_ended or not self._held:
+            del self._calls[stream]
+
+    def closed(self, stream: int, now: float) -> None:
+        """Either side reset `stream`: the call ends both ways."""
         call = self._calls.pop(stream, None)
-        if call is not None:
+        if call is not None and not call.answered:
             self._done(call.outcome(), call.route, now - call.started)
 
     def close(self, now: float) -> None:
         """The connection ended: every call still open ends with it."""
         for stream in list(self._calls):
-            self.ended(stream, now)
+            self.closed(stream, now)

@@ -54,8 +54,9 @@ class Cuts:
 
 
 def ending(stream: int, call: Call | None, known: bool, update: bytes = b"") -> bytes:
-    """The frames that end a cut call for the client. None: the app ended it first (its
-    last frame reached the client). `known`: the app's header blocks were all read, so
+    """The frames that end a cut call for the client. None: both sides had ended it (the
+    app's last frame reached the client); the app's side only: a reset, as the client is
+    still sending. `known`: the app's header blocks were all read, so
     the call says whether an answer began; when they were not, only a reset is safe. A
     call with no answer yet gets the deny's answer (`403`, or trailers-only PERMISSION_DENIED
     for gRPC); a gRPC answer under way gets trailers with grpc-status 7; any other, a
@@ -64,8 +65,8 @@ def ending(stream: int, call: Call | None, known: bool, update: bytes = b"") -> 
     update the client's decoder may wait for (h2_app.AppSide.table_update)."""
     if call is None:
         return b""
-    if call.cut == PROTOCOL_ERROR:  # a malformed request (h2_client.py): a stream error
-        return rst_stream(stream, PROTOCOL_ERROR)
+    if call.cut == PROTOCOL_ERROR or call.answered:  # a malformed request (h2_client.py):
+        return rst_stream(stream, call.cut)  # a stream error; an answer whole: stop sending
     if not known or (call.status and not call.grpc):
         return rst_stream(stream, CANCEL)
     # a gRPC answer under way: its trailers; none yet: the deny's answer (to the request's kind)

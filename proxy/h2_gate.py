@@ -68,7 +68,7 @@ class H2Gate(ClientFrames):
         self._decide = decide
         self._xfcc = literal_block([(XFCC_NAME, xfcc)]) if xfcc else b""  # for each request
         self._reader = HeaderReader(max_block, checked=True)
-        calls, self.cuts = CallBook(done), Cuts()
+        calls, self.cuts = CallBook(done, held=True), Cuts()
         super().__init__(calls, AppSide(calls, self._reader, self.cuts), max_block)
         self._literal = False  # from the first deny on: blocks written again as literals
         # The dynamic table size updates of the client's blocks the app did not get as they

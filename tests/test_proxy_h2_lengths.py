@@ -139,3 +139,25 @@ def test_a_padded_frame_streams_on_and_is_never_held_whole() -> None:
     with pytest.raises(H2Error) as caught:  # a pad length past the frame's end
         other.gate.from_client(b"\0\0\1" + bytes((DATA, PADDED)) + held.to_bytes(4, "big") + b"\5")
     assert caught.value.code == PROTOCOL_ERROR
+
+
+def test_a_body_is_held_to_its_length_after_the_app_answered() -> None:
+    """An app may answer before the request's body ends: the body that goes on is still
+    held to its content-length (the call stays in the book until the client's side ends)."""
+    pair = Pair()
+    stream = _open(pair, "5")
+    pair.server.send_headers(stream, [(":status", "200")], end_stream=True)  # an early answer
+    pair.pump()
+    pair.client.send_data(stream, b"A" * 1000)  # (still sending: it is told to stop)
+    pair.pump()  # (h2's server raises on a body past its length)
+    assert _app_body(pair, stream) == b""
+    assert _resets(pair.server_events, stream) == [PROTOCOL_ERROR]
+    assert _resets(pair.client_events, stream) == [PROTOCOL_ERROR]
+    assert [o[0] for o in pair.outcomes] == [200]  # (recorded once, at the answer)
+    kept = _open(pair, "2")  # one that keeps to its length still reaches the app whole
+    pair.server.send_headers(kept, [(":status", "200")], end_stream=True)
+    pair.pump()
+    pair.client.send_data(kept, b"ok", end_stream=True)
+    pair.pump()
+    assert _app_body(pair, kept) == b"ok"
+    assert any(isinstance(e, StreamEnded) and e.stream_id == kept for e in pair.server_events)
