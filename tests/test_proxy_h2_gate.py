@@ -19,6 +19,7 @@ from h2.events import (
     TrailersReceived,
 )
 from h2.settings import SettingCodes
+from hpack import Decoder, Encoder
 from hpack.struct import NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,9 @@ from gossamer.proxy.h2_fields import request_of
 from gossamer.proxy.h2_frames import (
     COMPRESSION_ERROR,
     CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
     ENHANCE_YOUR_CALM,
     HEADERS,
     PREFACE,
@@ -42,6 +46,7 @@ from gossamer.proxy.h2_frames import (
     frame,
     literal_block,
     rst_stream,
+    window_update,
 )
 from gossamer.proxy.h2_gate import H2Gate
 from tests.h2_support import H2Ends
@@ -629,3 +634,30 @@ def test_blocks_written_here_carry_the_table_size_update_a_decoder_waits_for() -
     for data in to_app:
         app.server_events += app.server.receive_data(data)
     assert app.requests()[stream][":path"] == "/echo.Echo/Unary"
+
+
+def test_frames_on_a_stream_closed_to_the_app_never_reach_it() -> None:
+    """A stream the app never saw (denied) stays closed to it: not after the client resets
+    it (a HEADERS on its id would be the app's first sight of a request nobody decided),
+    nor after a thousand streams more were denied. Its DATA's window is given back."""
+    gate = H2Gate(_decide)
+    gate.from_client(PREFACE)
+    gate.from_app(frame(SETTINGS, 0, 0))
+    encoder = Encoder()
+
+    def request(stream: int, path: str, flags: int) -> bytes:
+        fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "db")]
+        return frame(HEADERS, END_HEADERS | flags, stream, encoder.encode(fields))
+
+    assert gate.from_client(request(1, "/admin/upload", 0))[0] == []  # denied, body to follow
+    assert gate.from_client(request(3, "/admin/wipe", END_STREAM))[0] == []
+    assert gate.from_client(rst_stream(3, 8))[0] == []
+    revived = frame(HEADERS, END_HEADERS | END_STREAM, 3, encoder.encode([("x-anything", "1")]))
+    assert gate.from_client(revived)[0] == []
+    assert gate.from_client(frame(DATA, 0, 3, b"hello app")) == ([], [window_update(0, 9)])
+    for stream in range(5, 2 * 1100, 2):
+        gate.from_client(request(stream, "/admin/x", END_STREAM))
+    late = frame(DATA, END_STREAM, 1, b"secret body")
+    assert gate.from_client(late) == ([], [window_update(0, 11)])
+    to_app, _ = gate.from_client(request(2 * 1100 + 1, "/echo.Echo/Unary", END_STREAM))
+    assert Decoder().decode(b"".join(to_app)[9:])[2] == (":path", "/echo.Echo/Unary")
