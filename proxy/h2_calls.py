@@ -30,7 +30,6 @@ MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (
 # many (the shape of Envoy's premature-reset limit). A call the gate resets at the app for
 # the client's fault (a body that breaks its content-length) counts as the client's reset.
 RAPID_CALLS: Final = 500
-DROPPED_KEPT: Final = 1024  # streams whose late frames are dropped, kept per connection
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 Fields = list[tuple[bytes, bytes]]  # a request's header fields, decoded
 
@@ -70,7 +69,6 @@ class CallBook:
         self._calls: dict[int, Call] = {}
         self.count = 0  # calls opened
         self.early = 0  # of those, reset for the client's doing before the app's answer began
-        self.dropped: dict[int, None] = {}  # streams the app never saw or no longer sees
 
     def opened(self, stream: int, route: str, now: float, fields: Fields | None = None,
                *, ended: bool = False, length: int = -1) -> None:  # fmt: skip
@@ -87,7 +85,7 @@ class CallBook:
 
     def recheck(self, judge: Callable[[Fields], Decision]) -> list[tuple[int, Decision]]:
         """A policy change: each open call's request decided again by `judge`; those now
-        denied (stream, decision), each only once (it is being cut), and dropped."""
+        denied (stream, decision), each only once (it is being cut: no longer `live`)."""
         denied = []
         for stream, call in self._calls.items():
             if call.fields is not None and not call.cut:
@@ -95,15 +93,14 @@ class CallBook:
                 if not decision.allowed:
                     call.cut = CANCEL
                     denied.append((stream, decision))
-        for stream, _ in denied:
-            self.drop(stream)
         return denied
 
-    def drop(self, stream: int) -> None:
-        """The client's later frames on `stream` are not for the app (oldest forgotten)."""
-        self.dropped[stream] = None
-        if len(self.dropped) > DROPPED_KEPT:
-            del self.dropped[next(iter(self.dropped))]
+    def live(self, stream: int) -> bool:
+        """Whether the client's frames on `stream`, a stream it opened, are the app's: the app
+        got its request, and neither side has ended it both ways nor has the gate cut it.
+        (Streams the app never saw are never in the book.)"""
+        call = self._calls.get(stream)
+        return call is not None and not call.cut
 
     def tracks(self, stream: int) -> bool:
         """Whether `stream`'s body is held to a content-length."""
@@ -126,13 +123,12 @@ class CallBook:
         return call.remaining == 0 if end else call.remaining >= 0
 
     def malformed(self, stream: int) -> bool:
-        """`stream`'s request broke its content-length: it is cut (h2_cut.py) and dropped.
+        """`stream`'s request broke its content-length: it is cut (h2_cut.py).
         Whether the connection is being rapid-reset: a call the gate resets for the client's
         fault before its answer cost the app as much as one the client reset itself."""
         call = self._calls.get(stream)
         if call is not None:
             call.cut = PROTOCOL_ERROR
-        self.drop(stream)
         return self._premature(call)
 
     def cut(self, stream: int, now: float) -> Call | None:

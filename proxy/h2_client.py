@@ -7,7 +7,7 @@ on (the gate's `_block_done`). A padded DATA frame of a body held to a
 content-length waits only for its first byte, the pad length (HOLD): that
 says how much of it is body, so it is judged before any of it goes on,
 and the rest streams. Frames on a stream the app never saw or no
-longer sees (`CallBook.dropped`) are dropped (DROP), the connection window
+longer sees (at or below `opened`, not `CallBook.live`) are dropped (DROP), the connection window
 their DATA used given back. The HTTP/2 preface comes first; without it the
 connection is `opaque`, carried byte for byte. Frames of the gate's own for
 the app (`_app_pending`) go between the client's, never inside one. A
@@ -75,6 +75,10 @@ class ClientFrames:
         self._priority = b""
         self._in_block = False
         self._credit = 0  # connection window used by dropped DATA, to give back
+        # The highest stream the client opened (refused ones too). Streams open in increasing
+        # order, so one at or below it that the app does not have open (`CallBook.live`) is
+        # closed to the app for good: no set of dropped streams to keep, or forget.
+        self.opened = 0
 
     def from_client(self, data: bytes, now: float = 0.0) -> tuple[list[bytes], list[bytes]]:
         """(bytes for the app, bytes for the client) after the client sent `data`."""
@@ -166,12 +170,10 @@ class ClientFrames:
             self._mode, self._payload = COLLECT, bytearray(self._head)
         elif kind == PUSH_PROMISE:
             raise H2Error(PROTOCOL_ERROR, "PUSH_PROMISE from a client")
-        elif stream in self.calls.dropped:  # the app never saw this stream, or no longer does
-            self._mode = DROP
+        elif stream and stream <= self.opened and not self.calls.live(stream):
+            self._mode = DROP  # a stream the app never saw, or no longer does: closed to it
             if kind == DATA:
                 self._credit += length
-            elif kind == RST_STREAM:
-                del self.calls.dropped[stream]
         elif kind == DATA and flags & PADDED and self.calls.tracks(stream):
             if length == 0:
                 raise H2Error(PROTOCOL_ERROR, "a padded frame without its pad length")

@@ -123,15 +123,19 @@ class H2Gate(ClientFrames):
             raise H2Error(COMPRESSION_ERROR, f"a header block HPACK cannot read: {exc}") from exc
         if self._reader.resized:  # (kept for the app's decoder, unless the block goes as it came)
             self._resize += self._block[: self._reader.resized]
-        if stream in self.calls.dropped:  # trailers of a dropped stream: read for the table's
-            self._literal = True  # sake, so the app's table lacks what they added
+        if stream <= self.opened and not self.calls.live(stream):
+            # a stream closed to the app, or never open there (RFC 9113 §5.1): its block is
+            # read for the table's sake (the app's then lacks what it added), never passed on
+            self._literal = True
             return
         end_stream = bool(flags & END_STREAM)
-        if stream > self.last and (self.draining or self.calls.full()):
-            # (the client may open it again later, or on another connection: RFC 9113 §8.7)
-            self._drop(stream)
-            self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
-            return
+        if stream > self.opened:
+            self.opened = stream
+            if self.draining or self.calls.full():
+                # (the client may send it again on a new stream, or connection: RFC 9113 §8.7)
+                self._drop(stream)
+                self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
+                return
         malformed, extra = self._reader.malformed, b""  # (bad bytes: RFC 9113 §8.2.1)
         if stream <= self.last:  # a stream the client opened already
             if malformed or h2_fields.trailers_fault(fields, end_stream):
@@ -180,9 +184,8 @@ class H2Gate(ClientFrames):
         self._app_pending.append(self.cuts.start([stream], PROTOCOL_ERROR))
 
     def _drop(self, stream: int) -> None:
-        """`stream` never reaches the app: its block, nor its later frames (so the app's
-        table lacks what that block added)."""
-        self.calls.drop(stream)
+        """`stream` never reaches the app: its block (so the app's table lacks what that
+        block added), nor its later frames (it is not in the book: `ClientFrames.opened`)."""
         self._literal = True
 
     def _refuse(self, stream: int, fields: list[tuple[bytes, bytes]], ended: bool,
