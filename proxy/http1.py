@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_deadlines import Deadlines
-from gossamer.proxy.http_joint import HttpJoint, unlink
+from gossamer.proxy.http_joint import HELD_BODY, HttpJoint, unlink
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
 from gossamer.proxy.linger import linger as lingering
@@ -39,9 +39,6 @@ if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost
 
 MAX_RETRIES: Final = 2  # per request, within the host's budget
-# A request's body bytes kept while its app connection is being made; past this the client
-# is not read until the connection takes them (a stream's credit: mux_frames.WINDOW_BYTES).
-HELD_BODY: Final = 256 * 1024
 
 
 class HttpSession(HttpJoint):
@@ -88,7 +85,10 @@ class HttpSession(HttpJoint):
         ex = self.queue[-1]
         ex.complete = True
         if ex.allowed and ex.chunked:
-            self._to_app(ex, codec.last_chunk(trailers))
+            last = codec.last_chunk(trailers)
+            if ex.replay is not None:  # no body came (it would have dropped the replay): a
+                ex.replay.append(last)  # retry sends the end of the chunks too
+            self._to_app(ex, last)
         if ex is self.queue[0]:
             if ex.early is not None:  # answered before its end: the exchange ends now
                 self.answer_ended(*ex.early)
@@ -116,9 +116,12 @@ class HttpSession(HttpJoint):
         """Move the oldest request on: answer a denied one, or send an allowed one to the app."""
         while self.queue and not self.closed:
             ex = self.queue[0]
+            if ex.fault:  # the client broke it: its turn has come
+                self.fail(ex.fault, linger=ex.fault != 408)
+                return
             if not ex.allowed:
-                if not (ex.complete or ex.expect_continue or ex.upgrade):
-                    return
+                if not (ex.complete or ex.expect_continue or ex.upgrade) or self.client.full:
+                    return  # (a full client: answered once it has room, `resumed`)
                 closing = ex.expect_continue or ex.upgrade or not ex.keep_alive
                 self.client.send(codec.local_response(403, codec.DENIED_BODY, close=closing))
                 self.finish(403)
@@ -130,9 +133,9 @@ class HttpSession(HttpJoint):
                 return
             ex.sent = True
             self.deadlines.sent(complete=ex.complete)
-            if self._unsent > HELD_BODY and len(self.queue) <= 1:  # before the send: an app
-                self.client.resume_reading()  # that fills up pauses the client again
-            self._unsent = 0
+            held, self._unsent = self._unsent > HELD_BODY, 0
+            if held and self.may_read_client():  # before the send: an app that fills up
+                self.client.resume_reading()  # pauses the client again
             if ex.out:  # a head and what came of the body with it: one write
                 self.app.send(ex.out[0] if len(ex.out) == 1 else b"".join(ex.out))
                 ex.out.clear()
@@ -208,7 +211,7 @@ class HttpSession(HttpJoint):
         ):
             self.close()
             return
-        if len(self.queue) <= 1 and self._unsent <= HELD_BODY:
+        if self.may_read_client():
             self.client.resume_reading()
         if not self.queue and self._client_ended:
             self.close()
@@ -284,7 +287,7 @@ class HttpSession(HttpJoint):
 
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
-            self.fail(408, linger=False)  # too slow with its head to be given more time
+            self.client_fault(408)  # too slow with its head to be given more time
 
     def close(self, *, abort: bool = False, linger: bool = True) -> None:
         """`linger`: a client cut off inside a request may still be sending it, so it is read

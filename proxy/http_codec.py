@@ -57,8 +57,8 @@ class Exchange:
     A plain class for the reason Outcome is one."""
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
-                 "failed_on", "keep_alive", "method", "out", "replay", "request_of", "retries",
-                 "sent", "started", "upgrade", "url")  # fmt: skip
+                 "failed_on", "fault", "keep_alive", "method", "out", "replay", "request_of",
+                 "retries", "sent", "started", "target", "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -77,6 +77,8 @@ class Exchange:
         self.replay: list[bytes] | None = None  # sent again on a retry (bodiless, idempotent)
         self.retries = 0
         self.failed_on: tuple[object, ...] = ()  # where its failed attempts went (pooled hosts)
+        self.target = ""  # the service a split drew for it (pooled hosts): its retries' too
+        self.fault = 0  # the client broke it (400, 431, 408): answered so in its turn, then close
         # Its answer ended before the request did (an early answer: a 401, a 413, nginx's
         # `return`): (status, keep-alive) until the request's end, which ends the exchange.
         self.early: tuple[int, bool] | None = None
@@ -146,7 +148,7 @@ CHUNKED: Final = 1
 LENGTH: Final = 2
 EXPECT: Final = 4
 HOP: Final = 8
-_CODING: Final = 16  # Transfer-Encoding: CHUNKED when its value names chunked
+_CODING: Final = 16  # Transfer-Encoding: CHUNKED when chunked is its last coding
 UPGRADE: Final = 32
 HOST: Final = 64
 TWO_HOSTS: Final = 128  # more than one Host line
@@ -164,8 +166,9 @@ _SEEN_MAX: Final = 4096
 
 
 def head_facts(head: list[bytes]) -> int:
-    """The bits of a parsed head: its body is chunked (llhttp has refused a coding list
-    that does not end in chunked), with another coding before it; it has a Content-Length,
+    """The bits of a parsed head: its body is chunked (the last coding is; a request whose
+    last is not, llhttp has refused; an answer's is then read to the close), with another
+    coding besides; it has a Content-Length,
     an Expect, a hop-by-hop header, an Upgrade, a Host, two, an X-Forwarded-Client-Cert."""
     facts = 0
     seen = _SEEN
@@ -177,9 +180,11 @@ def head_facts(head: list[bytes]) -> int:
             if len(seen) < _SEEN_MAX:
                 seen[name] = bits
         if bits:
-            if bits == _CODING:
+            if bits == _CODING:  # the last coding of the last field frames the body
                 coding = head[i + 2].strip().lower()
-                bits = (CHUNKED if b"chunked" in coding else 0) | (
+                last = coding.rpartition(b",")[2].strip() if b"," in coding else coding
+                facts &= ~CHUNKED  # an earlier field's chunked is not the last coding
+                bits = (CHUNKED if last == b"chunked" else 0) | (
                     CODED if coding != b"chunked" else 0)  # fmt: skip
             elif bits == HOST and facts & HOST:
                 bits = TWO_HOSTS
@@ -233,6 +238,7 @@ def joined_headers(fields: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
     joined: dict[str, str] = {}
     for name, value in fields:
         key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
+        text = value.decode("latin-1").strip(" \t")  # llhttp keeps trailing whitespace,
+        # which is not part of the value (RFC 9110 §5.5) and the app drops: judged without
         joined[key] = f"{joined[key]},{text}" if key in joined else text
     return joined

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.side import Joint, Side
+
+# A request's body bytes kept while its app connection is being made; past this the client
+# is not read until the connection takes them (a stream's credit: mux_frames.WINDOW_BYTES).
+HELD_BODY: Final = 256 * 1024
 
 if TYPE_CHECKING:
     from gossamer.intentions.model import Decision
@@ -50,6 +54,34 @@ class HttpJoint(Joint):
 
     def peer_of(self, side: Side) -> Side:
         return self.app if side is self.client and self.app is not None else self.client
+
+    def paused(self, side: Side) -> None:
+        """`side` takes no more for now. The client's own reading stops too when it is the
+        client: its requests may be answered here (a 403, a 400), with no app to wait for."""
+        if side is self.client and self.app is not None:
+            self.app.pause_reading()
+        self.client.pause_reading()
+
+    def resumed(self, side: Side) -> None:
+        if side is self.client:
+            if self.app is not None:
+                self.app.resume_reading()
+            self.pump()  # answers given here that waited for room
+        if not self.closed and self.may_read_client():
+            self.client.resume_reading()
+
+    def may_read_client(self) -> bool:
+        """Nothing holds the client's reading back: no request waits behind the one in
+        flight, no body past HELD_BODY waits for its connection, no upgrade for its answer,
+        and neither connection's writing is full."""
+        app = self.app
+        return (
+            len(self.queue) <= 1
+            and self._unsent <= HELD_BODY
+            and self._held is None
+            and not self.client.full
+            and (app is None or not app.full)
+        )
 
     def bytes_each_way(self) -> tuple[int, int]:
         return self._moved[0], self._moved[1]
@@ -83,7 +115,7 @@ class HttpJoint(Joint):
             if eof and not self.closed:
                 self._client_ended = True
                 if self.requests.in_message:  # it ended mid-request: that request cannot go on
-                    self.fail(400)
+                    self.client_fault(400)
                 elif not self.queue:
                     self.close()
         else:
@@ -117,6 +149,25 @@ class HttpJoint(Joint):
         self._record(ex, status)
         self.close(linger=linger)
 
+    def client_fault(self, status: int) -> None:
+        """The request being read cannot go on (malformed, too big, too slow with its head,
+        cut short): it is answered `status` in its turn, after the requests before it (a 400
+        in place of the answer to one the app is working on would pass for that one's), and
+        the connection then closes. Nothing more of the client's is read."""
+        if self.closed:
+            return
+        ex = self.requests.current  # its head was whole: it is queued, the last
+        if not self.queue or ex is self.queue[0]:
+            self.fail(status, linger=status != 408)  # too slow with its head: no more time
+            return
+        if ex is None:  # no head yet: a stand-in takes its place in the queue
+            ex = codec.Exchange("", b"", False, False, None, time.perf_counter(), False)
+            self.queue.append(ex)
+        ex.fault, ex.replay = status, None
+        ex.out.clear()
+        self.requests.said_close = True
+        self.requests.stop()
+
     def withdraw(self, ex: codec.Exchange, decision: Decision) -> None:
         """A request queued, not sent, that the intentions no longer allow: it never goes to
         the app and is answered `403` in its turn, as a request denied on arrival."""
@@ -124,7 +175,8 @@ class HttpJoint(Joint):
         ex.out.clear()
         if ex is self.queue[0] and len(self.queue) == 1 and self._unsent:
             self._unsent = 0  # its body is now dropped as it comes: read on
-            self.client.resume_reading()
+            if self.may_read_client():
+                self.client.resume_reading()
 
     def _record(self, ex: codec.Exchange | None, status: int) -> None:
         """The one place a request's outcome is known: status, seconds, route."""
@@ -135,6 +187,9 @@ class HttpJoint(Joint):
         self.host.http_outcome(outcome)
 
     def close(self, *, abort: bool = False, linger: bool = True) -> None:
+        raise NotImplementedError
+
+    def pump(self) -> None:
         raise NotImplementedError
 
     def _app_gone(self) -> None:

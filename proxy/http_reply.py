@@ -6,7 +6,9 @@ session to the next (`rebind`), only between two answers of a parser in a
 sound state. A final answer's head goes to the client once parsed
 (re-serialized, http_codec.py), its body framed as it came (a chunked
 one with its trailer fields); interim answers (`100 Continue`) pass
-through without ending the request; a `101` to an upgrade request hands
+through without ending the request (one that says a body follows is
+garbage: none may); a 204 or 304 ends at its head, whatever its framing
+says; a `101` to an upgrade request hands
 the connections over to a byte relay (`HttpSession.upgraded`), and to any
 other is refused like garbage; a HEAD answer ends at its head. Anything
 llhttp cannot parse, and more bytes than a request's head may have
@@ -33,6 +35,10 @@ PAST_PARSER: Final = 64 * 1024
 
 class UnaskedSwitch(Exception):
     """A `101` to a request that offered no upgrade (or one taken out, http_upgrade.py)."""
+
+
+class InterimBody(Exception):
+    """A `1xx` that says a body follows it: none may (RFC 9110 §15.2)."""
 
 
 class Reply:
@@ -105,9 +111,15 @@ class Reply:
 
     def _refused(self) -> None:
         """An answer that cannot go on: sent again elsewhere, else a 502 (a cut once the
-        client has the head of it)."""
+        client has the head of it). Bytes no request was waiting for (past a whole answer)
+        cost the app connection only."""
         self._broken = True
         s = self.s
+        if self.dead:  # its session let go of it: nobody to answer
+            return
+        if not (s.queue and s.queue[0].sent):
+            s.drop_app()
+            return
         if not s.retry():
             if s.queue:
                 s.fail(502)
@@ -168,15 +180,13 @@ class Reply:
             raise UnaskedSwitch  # a tunnel the request did not ask for: 502
         if status in codec.RETRY_STATUSES and self.s.retry():
             return  # sent again elsewhere; this connection is dropped with what follows
-        self._interim = 100 <= status < 200 and status != 101
+        self._interim = interim = 100 <= status < 200 and status != 101
         facts = codec.head_facts(self._head)
-        self._chunked = bool(facts & codec.CHUNKED)
-        self._until_close = (
-            not self._chunked
-            and status not in (101, 204, 304)
-            and not facts & codec.LENGTH
-            and not self._interim
-        )
+        bodiless = interim or status in (101, 204, 304)  # whatever the head says (RFC 9112 §6.3)
+        if interim and (facts & codec.CHUNKED or codec.content_length(self._head) > 0):
+            raise InterimBody  # what llhttp would read as its body, a client as the next answer
+        self._chunked = bool(facts & codec.CHUNKED) and not bodiless
+        self._until_close = not (self._chunked or bodiless or facts & codec.LENGTH)
         head = self._head
         if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
             head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]
@@ -185,8 +195,7 @@ class Reply:
         if not self._interim and self.s.queue[0].method == "HEAD":
             self._until_close = False
             self.s.answer_ended(status, False)  # httptools cannot be told no body follows
-        elif (facts & codec.LENGTH and not self._chunked and not self._interim
-              and status not in (101, 204, 304)):  # fmt: skip
+        elif facts & codec.LENGTH and not (self._chunked or bodiless):
             self._left = codec.content_length(self._head)
 
     def on_body(self, body: bytes) -> None:

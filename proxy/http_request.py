@@ -54,6 +54,7 @@ class Requests:
         self.s = session
         self.parser = httptools.HttpRequestParser(self)
         self.in_message = False  # a request has begun and is not complete
+        self.current: codec.Exchange | None = None  # that request, once its head is queued
         # The last complete request said close (or was HTTP/1.0): it is answered, then the
         # connection closes, and nothing the client sent after it is read (RFC 9112 §9.6).
         self.said_close = False
@@ -97,14 +98,14 @@ class Requests:
             if self.said_close:  # llhttp refuses data after `Connection: close`: dropped
                 return
             cause = exc.__context__
-            self.s.fail(cause.status if isinstance(cause, _Reject) else 400)
+            self.s.client_fault(cause.status if isinstance(cause, _Reject) else 400)
             return
         if self._moved != moved:
             self._stalled = 0
             return
         self._stalled += len(data)  # all of it into a head (or trailer fields) not complete,
         if self._stalled > self._limit:  # whose field httptools gathers without bound
-            self.s.fail(431)
+            self.s.client_fault(431)
 
     def stop(self) -> None:
         self._head_since = None
@@ -125,6 +126,7 @@ class Requests:
 
     def on_message_begin(self) -> None:
         self.in_message = True
+        self.current = None
         self._url.clear()
         self._head = []
         self._head_bytes = 0
@@ -200,6 +202,7 @@ class Requests:
             ex.out.append(codec.request_head(method, url, version, head))
             if method in codec.IDEMPOTENT and not ex.upgrade:
                 ex.replay = list(ex.out)
+        self.current = ex
         self.s.admit(ex)
 
     def on_body(self, body: bytes) -> None:
@@ -210,6 +213,7 @@ class Requests:
     def on_message_complete(self) -> None:
         self._moved += 1
         self.in_message = False
+        self.current = None
         self.said_close = not self.parser.should_keep_alive()
         head, end = self._head, self._head_end
         self.s.request_complete(head[end:] if len(head) > end else [])

@@ -49,6 +49,13 @@ class Joint:
     def side_lost(self, side: Side) -> None:
         raise NotImplementedError
 
+    def paused(self, side: Side) -> None:
+        """`side`'s writing is full: what feeds it stops being read."""
+        self.peer_of(side).pause_reading()
+
+    def resumed(self, side: Side) -> None:
+        self.peer_of(side).resume_reading()
+
 
 class Side(asyncio.BufferedProtocol):
     """One connection of a relayed pair; `relay` is set once it is joined."""
@@ -58,6 +65,7 @@ class Side(asyncio.BufferedProtocol):
         self.relay: Joint | None = None
         self.index = 0  # which side of its relay this is
         self.lost = False
+        self.full = False  # its writing is paused (its transport's buffer, or a stream's credit)
         self.moved = 0  # plaintext bytes read here and passed to the other side
         self._view = _READ_VIEW
         self._held: list[bytes] = []  # plaintext read before the side was joined
@@ -72,12 +80,14 @@ class Side(asyncio.BufferedProtocol):
         return self._view
 
     def pause_writing(self) -> None:
+        self.full = True
         if self.relay is not None:
-            self.relay.peer_of(self).pause_reading()
+            self.relay.paused(self)
 
     def resume_writing(self) -> None:
+        self.full = False
         if self.relay is not None:
-            self.relay.peer_of(self).resume_reading()
+            self.relay.resumed(self)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -11,7 +11,9 @@ fields and all; a body of a Content-Length is read and dropped. A path
 ending `/endless-head` (`/endless-trailer`) gets a head (trailer field)
 whose value goes on for 8 MiB, or until the proxy stops taking it. A path
 ending `/early-close` gets `413` and the end of the app's side at once, its
-body read to its end and dropped. Any other
+body read to its end and dropped. A path ending `/canned/<name>` gets
+`canned[name]` (a test's bytes, as they are: framing right or wrong),
+then the end of the app's side if `name` starts with `close-`. Any other
 request gets `200` with its own head as the body, so a test sees exactly
 what reached the app.
 """
@@ -30,6 +32,7 @@ class RawApp:
         self.heads: list[bytes] = []  # every request head read, in order
         self.tunneled: list[bytes] = []  # every byte read after a switch
         self.endless_sent = 0  # of the last endless field, what the proxy took
+        self.canned: dict[str, bytes] = {}  # a test's answers, by name (`/canned/<name>`)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stop(self) -> None:
@@ -83,6 +86,12 @@ class RawApp:
                         while conn.recv(65536):
                             pass
                     return
+                elif b"/canned/" in head.split(b"\r\n", 1)[0]:
+                    name = head.split(b"/canned/", 1)[1].split(b" ", 1)[0].decode()
+                    conn.sendall(self.canned[name])
+                    if name.startswith("close-"):
+                        return
+                    continue
                 elif head.split(b"\r\n", 1)[0].endswith(b"/trailers HTTP/1.1"):
                     conn.sendall(
                         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"

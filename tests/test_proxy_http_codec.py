@@ -63,3 +63,24 @@ def test_heads_are_written_as_parsed_and_hop_by_hop_dropped() -> None:
         b"HTTP/1.1 200 OK\r\nHost: db\r\nX-A: 1\r\nconnection: close\r\n\r\n"
     )
     assert codec.header_map(flat((b"X-A", b"1"), (b"x-a", b"2"))) == {"x-a": "1,2"}
+
+
+def test_a_value_is_judged_without_the_whitespace_around_it() -> None:
+    """llhttp keeps a value's trailing spaces and tabs; they are not part of it (RFC 9110
+    §5.5) and the app drops them, so `X-Role: admin ` must meet a rule on `admin`."""
+    assert codec.header_map(flat((b"X-Role", b"admin \t"))) == {"x-role": "admin"}
+    assert codec.header_map(flat((b"X-A", b"1 "), (b"x-a", b"\t2"))) == {"x-a": "1,2"}
+
+
+@pytest.mark.parametrize(
+    ("coding", "chunked"),
+    [(b"chunked", True), (b"gzip, chunked", True), (b"chunked, gzip", False),
+     (b"gzip", False), (b"chunked ,  gzip", False)],
+)  # fmt: skip
+def test_a_body_is_chunked_only_when_chunked_is_the_last_coding(
+    coding: bytes, chunked: bool
+) -> None:
+    facts = codec.head_facts(flat((b"Transfer-Encoding", coding)))
+    assert bool(facts & codec.CHUNKED) is chunked
+    two = codec.head_facts(flat((b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", coding)))
+    assert bool(two & codec.CHUNKED) is chunked  # the last field's last coding decides
