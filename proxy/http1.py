@@ -144,19 +144,19 @@ class HttpSession(HttpJoint):
     def _connect(self) -> None:
         if self._connecting:
             return
-        skip = self.queue[0].failed_on if self.queue else ()
-        idle = self.host.take_idle(skip)  # a pooled connection ready now: no task, no loop turn
+        ex = self.queue[0]  # (pump calls it for the oldest request)
+        idle = self.host.take_idle(ex)  # a pooled connection ready now: no task, no loop turn
         if idle is not None:
             self._use_app(idle)
             return
         self._connecting = True
-        self._opening = self.loop.create_task(self._open_app(skip))  # held
+        self._opening = self.loop.create_task(self._open_app(ex))  # held
 
-    async def _open_app(self, skip: tuple[object, ...]) -> None:
+    async def _open_app(self, ex: codec.Exchange) -> None:
         # The task is let go once the open ends: compiled, its finished coroutine kept this
         # session alive in a cycle the collector never freed (bench/README.md, "Proxy RSS").
         try:
-            app: Side | None = await self.host.open_backend(skip)
+            app: Side | None = await self.host.open_backend(ex)
         except (OSError, TimeoutError):
             app = None
         self._connecting, self._opening = False, None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from gossamer.intentions.model import Decision, HttpRequest
     from gossamer.proxy.http1 import HttpSession
-    from gossamer.proxy.http_codec import Outcome
+    from gossamer.proxy.http_codec import Exchange, Outcome
     from gossamer.proxy.http_deadlines import Limits
     from gossamer.proxy.side import Side
 
@@ -26,8 +26,9 @@ class HttpHost(Protocol):
     def http_outcome(self, outcome: Outcome) -> None: ...
     def http_closed(self, session: HttpSession) -> None: ...
     def http_event(self, name: str) -> None: ...  # a timeout of http_deadlines.py, counted
-    # `skip`: where the request's earlier attempts failed, avoided while there is another
-    def take_idle(self, skip: tuple[object, ...]) -> Side | None: ...  # ready now, no await
-    async def open_backend(self, skip: tuple[object, ...]) -> Side: ...  # OSError, TimeoutError
+    # For the request `ex`: its `failed_on` (where its earlier attempts failed) are avoided
+    # while there is another; its `target` is the split's draw for it, made once.
+    def take_idle(self, ex: Exchange) -> Side | None: ...  # ready now, no await
+    async def open_backend(self, ex: Exchange) -> Side: ...  # OSError, TimeoutError
     def release_backend(self, side: Side, *, failed: bool = False) -> object: ...  # instance
     def may_retry(self) -> bool: ...

@@ -22,12 +22,11 @@ closes it or sends anything while idle.
 
 With a `service-splitter` entry for the upstream's service, each request
 first draws its target service by weight (outbound.py's `pick_target`) and
-then an instance of that service as above; its retries stay on that target.
-The draw is made once per request: `take_idle` draws, and when the target
-has no idle connection the draw is queued for the `open_backend` that the
-session calls next (sessions call them in that order, and tasks start in
-the order they were made), so whether a target had an idle connection
-never biases which target a request goes to.
+then an instance of that service as above. The draw is made once per
+request and kept with it (`Exchange.target`): whether a target had an idle
+connection never biases which target a request goes to, and its retries
+stay on that target (a failing canary's requests are not rescued by the
+stable service).
 
 The destination's sidecar decides each request (its intentions); this side
 does not, so `decide_request` allows.
@@ -37,13 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gossamer.intentions.model import Decision, HttpRequest
-from gossamer.proxy import balance
-from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy import balance, tally
+from gossamer.proxy.http_codec import Exchange, Outcome
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.mux_pool import backend_stream
 from gossamer.proxy.peak_ewma import PeakEwma
@@ -132,7 +130,6 @@ class HttpUpstream:
         self.sessions: set[HttpSession] = set()
         self.budget = RetryBudget()
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
-        self.drawn: deque[str] = deque()  # targets drawn by take_idle for open_backend
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         self.budget.request(time.monotonic())  # each first attempt earns retry budget
@@ -155,19 +152,24 @@ class HttpUpstream:
         self.sessions.discard(session)
         self.listener.on_close()
 
-    def take_idle(self, skip: tuple[object, ...]) -> Side | None:
-        """The chosen instance's idle connection, at once (no task, no await), if it has one."""
-        target = self.listener.pick_target()
-        instance = self._pick(target, set(), skip)
-        side = None if instance is None else self._idle_of(instance)
-        if side is None:
-            self.drawn.append(target)
-        return side
+    def forget_except(self, known: set[Instance]) -> None:
+        """Instances gone from the catalog: their latency and avoidance go (bounded memory)."""
+        self.latency.forget_except(known)
+        self.avoid = {i: until for i, until in self.avoid.items() if i in known}
 
-    async def open_backend(self, skip: tuple[object, ...]) -> Side:
+    def take_idle(self, ex: Exchange) -> Side | None:
+        """The chosen instance's idle connection, at once (no task, no await), if it has one."""
+        if not ex.target:
+            ex.target = self.listener.pick_target()
+        instance = self._pick(ex.target, set(), ex.failed_on)
+        return None if instance is None else self._idle_of(instance)
+
+    async def open_backend(self, ex: Exchange) -> Side:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
         tried: set[Instance] = set()
-        target = self.drawn.popleft() if self.drawn else self.listener.pick_target()
+        if not ex.target:
+            ex.target = self.listener.pick_target()
+        target, skip = ex.target, ex.failed_on
         for _ in range(ATTEMPTS):
             instance = self._pick(target, tried, skip)
             if instance is None:
@@ -179,6 +181,8 @@ class HttpUpstream:
             server = await backend_stream(self.listener, instance, target)
             if server is not None:
                 return self._take(server, instance)
+        reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
+        self.listener.refuse(reason, f"{len(tried)} instance(s) tried", "request answered 503")
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
 

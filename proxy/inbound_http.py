@@ -31,7 +31,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
-from gossamer.proxy.http_codec import DENIED_BODY, Outcome
+from gossamer.proxy.http_codec import DENIED_BODY, Exchange, Outcome
 from gossamer.proxy.http_deadlines import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.side import PlainSide, Side
@@ -74,10 +74,10 @@ class InboundHttp:
         chain = wire.pipe.peer_certificates()
         return header_value(identity.uri, chain, identity.trust, datetime.now(UTC), self.chains)
 
-    def take_idle(self, skip: tuple[object, ...]) -> Side | None:
+    def take_idle(self, ex: Exchange) -> Side | None:
         return None  # the app connection is opened per session (open_backend)
 
-    async def open_backend(self, skip: tuple[object, ...]) -> Side:
+    async def open_backend(self, ex: Exchange) -> Side:
         """The local app, for an HTTP session (kept by the session across its requests)."""
         target = (self.config.local_address, self.config.local_port)
         connecting = asyncio.get_running_loop().create_connection(PlainSide, *target)

@@ -76,6 +76,7 @@ class UpstreamListener:
         self.targets: dict[str, list[Instance]] = {}  # other split targets' instances
         self.outstanding: dict[Instance, int] = {}  # not a Counter: its misses run Python code
         self.outliers: Outliers[Instance] = Outliers()
+        self.known = 0  # instances of the upstream and of its split's other targets
         self.sessions = SessionCache()
         self.chains = ChainMemory()
         self.open: set[Relay] = set()
@@ -113,7 +114,10 @@ class UpstreamListener:
 
     def _forget_gone(self) -> None:
         known = set(self.instances).union(*self.targets.values())
+        self.known = len(known)  # what outlier ejection's share is of: every target's
         self.outliers.forget_except(known)
+        if self.http is not None:
+            self.http.forget_except(known)
 
     def pick_target(self) -> str:
         """The service the next request or connection goes to: by weight when split."""
@@ -156,7 +160,7 @@ class UpstreamListener:
                 client.close()
                 return
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
-        self._refuse(reason, f"{len(tried)} instance(s) tried")
+        self.refuse(reason, f"{len(tried)} instance(s) tried")
         self.metrics.outbound(self.upstream.name).failed += 1
         client.close()
 
@@ -168,7 +172,7 @@ class UpstreamListener:
         after counting why not."""
         identity = self._identity()
         if identity is None:
-            self._refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
+            self.refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
             return None
         loop = asyncio.get_running_loop()
         server: TlsSide | None = None
@@ -197,7 +201,7 @@ class UpstreamListener:
     def _failed(self, instance: Instance, reason: str, exc: BaseException) -> None:
         self.tally.add(f"outbound.attempt_failed.{reason}")
         shown = f"{instance[0]}:{instance[1]}"
-        if self.outliers.failed(instance, time.monotonic_ns() // 1_000_000, len(self.instances)):
+        if self.outliers.failed(instance, time.monotonic_ns() // 1_000_000, self.known):
             self.tally.add("outbound.ejected")
             log.warning("proxy: upstream %s instance %s set aside after repeated failures",
                         self.upstream.name, shown)  # fmt: skip
@@ -279,15 +283,16 @@ class UpstreamListener:
         peer = t.get_extra_info("peername") if t is not None else None
         if t is not None and from_this_host(peer, t.get_extra_info("sockname")):
             return True
-        self._refuse(tally.REMOTE_CLIENT, f"{peer} is not on this host and this upstream "
+        self.refuse(tally.REMOTE_CLIENT, f"{peer} is not on this host and this upstream "
                      "does not take remote clients (Config.gossamer_remote_clients)")  # fmt: skip
         side.close(abort=True)
         return False
 
-    def _refuse(self, reason: str, message: str) -> None:
+    def refuse(self, reason: str, message: str, what: str = "client connection closed") -> None:
+        """Count why a client was turned away (`what` it got); logged once a minute."""
         if self.tally.refuse("outbound", reason, self.upstream.name, time.time_ns() // 1_000_000):
-            log.warning("proxy: upstream %s: client connection closed (%s): %s",
-                        self.upstream.name, reason, message)  # fmt: skip
+            log.warning("proxy: upstream %s: %s (%s): %s", self.upstream.name, what, reason,
+                        message)  # fmt: skip
 
     def terminate_all(self) -> None:
         for relay in list(self.open):

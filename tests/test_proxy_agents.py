@@ -218,6 +218,25 @@ def test_an_upstream_added_to_the_registration_opens_without_a_restart(mesh: Mes
         assert kept.recv(100) == b"after"
 
 
+def test_an_http_upstream_with_no_instance_answers_503_and_says_why(mesh: Mesh) -> None:
+    agent, port = mesh.agent, free_port("127.0.0.1")
+    up = {"DestinationName": "ghost", "LocalBindPort": port, "Config": {"protocol": "http"}}
+    body = web_body(agent, free_port(agent.ip), [up])
+    agent.put("/v1/agent/service/register", body | {"Name": "ghosty", "ID": "ghosty"})
+    proxy = sidecar(agent, mesh.tmp, "ghosty")
+    try:
+        wait_listening("127.0.0.1", port, proxy)
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: ghost\r\nConnection: close\r\n\r\n")
+                assert read_all(s).startswith(b"HTTP/1.1 503 ")
+        said = "upstream ghost: request answered 503 (no-healthy-instance): 0 instance(s) tried"
+        assert proxy.log().count(said) == 1  # once a minute
+    finally:
+        proxy.stop()
+        agent.put("/v1/agent/service/deregister/ghosty", None)
+
+
 def test_leaves_renew_under_load_with_no_failed_request(mesh: Mesh) -> None:
     def serials() -> set[str]:
         return set(re.findall(r"identity for db, leaf serial (\S+)", mesh.db_proxy.log()))

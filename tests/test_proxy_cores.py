@@ -6,6 +6,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -27,7 +28,8 @@ from gossamer.proxy.config import (
     with_drain,
 )
 from gossamer.proxy.local_peer import from_this_host, loopback
-from gossamer.proxy.outlier import Outliers
+from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.outlier import THRESHOLD, Outliers
 from gossamer.proxy.relay_state import Halves, Step
 
 SIDECAR: dict[str, Any] = {
@@ -258,6 +260,20 @@ def test_never_more_than_the_ratio_is_ejected() -> None:
     assert o.ejected(1) == {"a"}
     o.forget_except({"b"})
     assert o.ejected(1) == set()
+
+
+def test_a_split_targets_failing_instance_is_ejected_whatever_the_upstreams_own_count() -> None:
+    """The ratio is of every instance the listener can send to: with the upstream's own
+    service down to one instance (or none, all moved to the other target), a failing
+    instance of the other target is still set aside."""
+    for own in ([("10.0.0.1", 1)], []):
+        listener = UpstreamListener(Upstream("api", 9191), lambda: None, tally.Tally())
+        listener.set_instances(own)
+        canary = [(f"10.0.1.{i}", 1) for i in range(4)]
+        listener.set_target_instances("api-canary", canary)
+        for _ in range(THRESHOLD):
+            listener._failed(canary[0], "connect-failed", ConnectionRefusedError())
+        assert listener.outliers.ejected(time.monotonic_ns() // 1_000_000) == {canary[0]}, own
 
 
 @settings(max_examples=200)

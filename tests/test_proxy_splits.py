@@ -92,6 +92,34 @@ def test_a_90_10_split_over_1000_requests_then_0_100_moves_every_request(
     conn.close()
 
 
+def test_a_request_that_fails_on_its_target_is_retried_there_not_elsewhere(mesh: Mesh) -> None:
+    """A failing canary's GETs are retried (idempotent), but on the canary: a retry that drew
+    the target again would hide the canary's failures behind the stable service's answers,
+    the very thing a canary split is there to show."""
+    _split(mesh, 50, 50)
+    eventually(lambda: any(one(mesh) == "api-canary" for _ in range(20)), 20,
+               what="the 50/50 split to reach web's proxy")  # fmt: skip
+    mesh.canary.broken = True  # it hangs up on every request: its sidecar answers 502
+    statuses: dict[str, int] = {}
+    try:
+        for i in range(40):
+            conn = http.client.HTTPConnection(*mesh.http_up, timeout=10)
+            try:
+                conn.request("GET", f"/echo/sticky{i}")
+                response = conn.getresponse()
+                response.read()
+                statuses[f"GET /echo/sticky{i}"] = response.status
+            finally:
+                conn.close()
+    finally:
+        mesh.canary.broken = False
+        _split(mesh, 100, 0)
+    on_canary = {path for path in mesh.canary.seen if path in statuses}
+    assert on_canary, "no request drew the canary"
+    assert all(statuses[path] != 200 for path in on_canary), statuses
+    assert all(statuses[path] == 200 for path in statuses.keys() - on_canary), statuses
+
+
 def test_l4_upstream_splits_per_connection(mesh: Mesh) -> None:
     _split(mesh, 0, 100)
     eventually(lambda: _tcp(mesh) == "api-canary", 20, what="0/100 at L4")
