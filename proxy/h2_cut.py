@@ -15,6 +15,7 @@ answer in time loses the whole connection (h2_relay.py `CUT_WAIT_S`).
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from gossamer.proxy import h2_fields
@@ -30,7 +31,7 @@ from gossamer.proxy.h2_frames import (
     rst_stream,
 )
 
-TOKEN: Final = b"gsc"  # the first bytes of the gate's PINGs' payload (8 bytes in all)
+TOKEN: Final = b"g"  # the first byte of the gate's PINGs' payload (8 bytes in all)
 _GRPC_TRAILERS: Final = [(b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]
 
 
@@ -43,8 +44,8 @@ class Cuts:
 
     def start(self, streams: list[int], code: int = CANCEL) -> bytes:
         """The frames for the app that cut `streams`: a reset each (`code`), then the PING."""
-        self._sent += 1
-        token = TOKEN + self._sent.to_bytes(5, "big")
+        self._sent += 1  # (unique) and random: a client's PING cannot pass for the gate's
+        token = TOKEN + self._sent.to_bytes(3, "big") + os.urandom(4)
         self.waiting[token] = streams
         return b"".join([rst_stream(s, code) for s in streams]) + frame(PING, 0, 0, token)
 

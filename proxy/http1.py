@@ -175,6 +175,8 @@ class HttpSession(HttpJoint):
             reply = app.parser = Reply(self)
         self._reply = reply
         app.index, app.relay = 1, self
+        if app.full:  # a pooled connection whose writing is full (no credit): no edge is due
+            self.client.pause_reading()
         app.joined()
         self.pump()
 

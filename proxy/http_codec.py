@@ -210,8 +210,11 @@ def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
 
 
 def end_to_end(head: list[bytes]) -> list[bytes]:
-    """The headers without the hop-by-hop ones (for a hop that stays open: pooled)."""
-    return without(head, HOP_BY_HOP)
+    """The headers without the hop-by-hop ones: those of HOP_BY_HOP and any the Connection
+    field names (RFC 9110 §7.6.1), for a hop other than the one they came on."""
+    named = [token.strip().lower() for i in range(0, len(head), 4)
+             if head[i].lower() == b"connection" for token in head[i + 2].split(b",")]  # fmt: skip
+    return without(head, HOP_BY_HOP.union(named) if named else HOP_BY_HOP)
 
 
 def without(head: list[bytes], names: frozenset[bytes]) -> list[bytes]:

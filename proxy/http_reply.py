@@ -41,6 +41,10 @@ class InterimBody(Exception):
     """A `1xx` that says a body follows it: none may (RFC 9110 §15.2)."""
 
 
+class BadStatus(Exception):
+    """A status outside 100-599 (RFC 9110 §15): no client knows what it says."""
+
+
 class Reply:
     """Parses the app's answers on one app connection and passes them to the client."""
 
@@ -176,6 +180,8 @@ class Reply:
         if self.dead or not self.s.queue:
             return
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            raise BadStatus(status)
         if status == 101 and not self.s.queue[0].upgrade:
             raise UnaskedSwitch  # a tunnel the request did not ask for: 502
         if status in codec.RETRY_STATUSES and self.s.retry():
@@ -190,6 +196,8 @@ class Reply:
         head = self._head
         if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
             head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]
+        elif facts & codec.HOP and status != 101 and not self.parser.should_keep_alive():
+            head = codec.end_to_end(head)  # the app's close ends its hop; the client's goes on
         self.s.answered(codec.response_head(status, bytes(self._reason), head),
                         final=not self._interim)  # fmt: skip
         if not self._interim and self.s.queue[0].method == "HEAD":

@@ -216,4 +216,6 @@ class Requests:
         self.current = None
         self.said_close = not self.parser.should_keep_alive()
         head, end = self._head, self._head_end
-        self.s.request_complete(head[end:] if len(head) > end else [])
+        # trailer fields as they came, but a caller's name: only the sidecar may give one
+        trailers = codec.without(head[end:], codec.XFCC_NAMES) if len(head) > end else []
+        self.s.request_complete(trailers)

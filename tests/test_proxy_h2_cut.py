@@ -17,7 +17,7 @@ from h2.events import (
 )
 
 from gossamer.intentions.model import Decision, HttpRequest
-from gossamer.proxy.h2_cut import CANCEL
+from gossamer.proxy.h2_cut import CANCEL, Cuts
 from tests.test_proxy_h2_gate import Pair, _request, _send_body
 
 
@@ -153,3 +153,18 @@ def test_the_clients_own_ping_ack_goes_through_while_a_cut_waits(chunk: int) -> 
     acks = [e.ping_data for e in pair.client_events if isinstance(e, PingAckReceived)]
     assert acks == [b"client01", b"client02"]
     assert _events(pair, ResponseReceived, cut)  # the 403
+
+
+def test_the_gates_ping_cannot_be_guessed_by_a_client() -> None:
+    """The app's ACK of the PING behind a cut ends the wait. A client that sent a PING of the
+    same payload first would have the app's ACK of its own end the wait before the app read
+    the reset: the payload is random past a count, not a count a client can follow."""
+    payloads = set()
+    for _ in range(50):  # a new connection's first cut each time
+        frames = Cuts().start([1])
+        payloads.add(frames[-8:])
+    assert len(payloads) == 50
+    cuts = Cuts()
+    frames = cuts.start([1, 3])
+    assert cuts.acked(b"g" + (1).to_bytes(7, "big")) is None
+    assert cuts.acked(frames[-8:]) == [1, 3]

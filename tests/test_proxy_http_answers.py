@@ -162,3 +162,51 @@ def test_a_flood_of_denied_requests_waits_for_its_reader_and_cuts_no_one_else(
             assert chunk, f"cut after {got.count(b'HTTP/1.1 403 ')} of {answers} answers"
             got += chunk
         assert got.count(b"HTTP/1.1 403 ") == answers
+
+
+@CLIENTS
+@pytest.mark.parametrize("status", [b"099", b"600", b"1000"])
+def test_a_status_outside_100_to_599_is_a_502(
+    switching: Switching, canned: RawApp, client: str, status: bytes
+) -> None:
+    canned.canned["close-odd"] = b"HTTP/1.1 " + status + b" Odd\r\nContent-Length: 0\r\n\r\n"
+    with socket.create_connection(switching[1][client], timeout=10) as s:
+        s.sendall(_get(b"canned/close-odd"))
+        got = read_until(s, lambda got: b"\r\n\r\n" in got)
+    assert got.startswith(b"HTTP/1.1 502 "), got
+
+
+@CLIENTS
+def test_an_apps_close_is_not_said_to_a_client_whose_connection_stays(
+    switching: Switching, canned: RawApp, client: str
+) -> None:
+    """`Connection` and the fields it names are the hop's (RFC 9110 §7.6.1): an app that
+    closes its connection after an answer ends that hop only; the client's connection goes
+    on, so it is not told `close` (nor given the hop's own fields)."""
+    hop = b"Connection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+    canned.canned["close-hop"] = b"HTTP/1.1 200 OK\r\n" + hop + b"Content-Length: 2\r\n\r\nok"
+    with socket.create_connection(switching[1][client], timeout=10) as s:
+        s.sendall(_get(b"canned/close-hop"))
+        got = read_until(s, lambda got: _whole(got) >= 1)
+        head = got.split(b"\r\n\r\n", 1)[0].lower()
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nok"), got
+        assert b"\r\nconnection:" not in head and b"x-hop" not in head, head
+        assert b"keep-alive" not in head, head
+        s.sendall(_get(b"after"))  # and it is served on
+        assert read_until(s, lambda got: _whole(got) >= 1).startswith(b"HTTP/1.1 200 ")
+
+
+@CLIENTS
+def test_a_callers_name_in_request_trailers_never_reaches_the_app(
+    switching: Switching, client: str
+) -> None:
+    """No client can name a caller to the app: a forged X-Forwarded-Client-Cert is dropped
+    from the head (test_proxy_http_raw.py), and from the trailer fields after a chunked body
+    too (the raw app answers with the body as it came, trailer fields and all)."""
+    with socket.create_connection(switching[1][client], timeout=10) as s:
+        forged = b"X-Forwarded-Client-Cert: By=forged\r\n"
+        s.sendall(b"POST /public/up HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"3\r\nabc\r\n0\r\n" + forged + b"X-Sum: 3\r\n\r\n")  # fmt: skip
+        got = read_until(s, lambda got: got.endswith(b"\r\n\r\n") and _whole(got) >= 1)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"0\r\nX-Sum: 3\r\n\r\n"), got
+    assert b"forged" not in got.lower(), got
