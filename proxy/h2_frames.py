@@ -139,15 +139,8 @@ def table_size(payload: bytes) -> int:
 
 
 def size_update(size: int) -> bytes:
-    """An HPACK dynamic table size update (RFC 7541 §6.3): 5-bit prefix integer after 001."""
-    if size < 31:
-        return bytes((0x20 | size,))
-    out, size = bytearray((0x3F,)), size - 31
-    while size >= 128:
-        out.append(size % 128 + 128)
-        size //= 128
-    out.append(size)
-    return bytes(out)
+    """An HPACK dynamic table size update (RFC 7541 §6.3): 001, then a 5-bit prefix integer."""
+    return _integer(size, 5, 0x20)
 
 
 def literal_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
@@ -163,11 +156,13 @@ def literal_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
     return bytes(out)
 
 
-def _integer(value: int) -> bytes:
-    """An HPACK integer with a 7-bit prefix (RFC 7541 §5.1), the string length's form."""
-    if value < 127:
-        return bytes((value,))
-    out, value = bytearray((127,)), value - 127
+def _integer(value: int, bits: int = 7, flags: int = 0) -> bytes:
+    """An HPACK integer with a `bits`-bit prefix after `flags` (RFC 7541 §5.1); by default
+    the form of a string's length."""
+    top = (1 << bits) - 1
+    if value < top:
+        return bytes((flags | value,))
+    out, value = bytearray((flags | top,)), value - top
     while value >= 128:
         out.append(value % 128 + 128)
         value //= 128
