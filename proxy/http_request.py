@@ -168,6 +168,8 @@ class Requests:
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise _Reject(400)  # HTTP/0.9: no head to judge or re-write
+        if url == b"*" and method != "OPTIONS":
+            raise _Reject(400)  # the asterisk-form is OPTIONS's only (RFC 9110 §7.1)
         try:
             url, authority = http_target.normalize(url)  # judged and sent on as normalized
         except http_target.BadTarget:

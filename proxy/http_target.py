@@ -118,6 +118,8 @@ def normal_path(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     BadTarget for one that is no path."""
     for i, (name, value) in enumerate(fields):
         if name == b":path":
+            if value == b"*" and (b":method", b"OPTIONS") not in fields:
+                raise BadTarget("the asterisk-form target is OPTIONS's only (RFC 9110 §7.1)")
             normal = normalize(value)[0]
             return fields if normal is value else [*fields[:i], (name, normal), *fields[i + 1 :]]
     return fields

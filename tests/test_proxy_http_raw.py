@@ -248,6 +248,7 @@ def test_trailer_fields_go_on_both_ways(
         (b"http://elsewhere:81/public/c", b"200", b"GET /public/c HTTP/1.1\r\nHost: elsewhere:81"),
         (b"/public/%zz", b"400", None),
         (b"ftp://s/public", b"400", None),
+        (b"*", b"400", None),  # the asterisk-form is OPTIONS's only (this is a GET)
     ],
 )
 def test_a_target_is_judged_normalized_and_the_app_gets_what_was_judged(

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossamer.proxy import http_codec as codec
-from gossamer.proxy.http_target import BadTarget, normalize, with_host
+from gossamer.proxy.http_target import BadTarget, normal_path, normalize, with_host
 from tests.test_proxy_http_codec import flat
 
 
@@ -73,3 +73,12 @@ def test_a_normalized_path_has_no_dot_segment_and_is_a_fixed_point(
     assert b"." not in path.split(b"/") and b".." not in path.split(b"/")
     assert b"\\" not in path and b"%2e" not in path.lower() and b"%61" not in path
     assert normalize(normal) == (normal, None)
+
+
+def test_the_asterisk_form_is_options_only() -> None:
+    """RFC 9110 §7.1: `*` is a target for OPTIONS alone; under any other method it is no
+    path the rules could judge (HTTP/2's `:path`; http_request.py refuses HTTP/1's)."""
+    options = [(b":method", b"OPTIONS"), (b":path", b"*")]
+    assert normal_path(options) is options
+    with pytest.raises(BadTarget):
+        normal_path([(b":method", b"GET"), (b":path", b"*")])
