@@ -2,8 +2,11 @@
 
 Input: `GET /v1/agent/metrics/proxies` answers (a list of proxies, each with
 `Stats.Proxies[].Edges[]` as the proxy's `/stats` renders them). One row per
-(direction, source, destination) edge, over the interval between `before`
-(None: since each proxy started) and `after`:
+(direction, source, destination) edge, the figures of every proxy that has
+it summed (two sidecars of one service on an agent), over the interval
+between `before` and `after`, or with no `before` since each proxy started
+(each over its own uptime); a proxy that restarted in between counts from
+its start, never negatively:
 - an edge that carried HTTP (its L7 path reported responses) counts
   requests; success is every response but 5xx and no response; latency is
   the response latency;
@@ -46,54 +49,87 @@ class EdgeRow:
         return self.successes / self.requests if self.requests else None
 
 
-def edges_of(answer: Iterable[Mapping[str, Any]]) -> tuple[dict[Key, dict[str, Any]], float]:
-    """Every edge of every proxy that answered, and the longest proxy uptime (seconds)."""
-    found: dict[Key, dict[str, Any]] = {}
-    uptime = 0.0
+Gathering = dict[tuple[str, Key], tuple[Mapping[str, Any], float]]
+
+
+def edges_of(answer: Iterable[Mapping[str, Any]]) -> Gathering:
+    """Every edge of every proxy that answered: (proxy, edge) -> (its figures, that proxy's
+    uptime in seconds). Two sidecars of one service each have their own edges."""
+    found: Gathering = {}
     for proxy in answer:
-        for stats in (proxy.get("Stats") or {}).get("Proxies", []):
-            uptime = max(uptime, float(stats.get("UptimeSeconds", 0.0)))
+        for i, stats in enumerate((proxy.get("Stats") or {}).get("Proxies", [])):
+            who = f"{proxy.get('ProxyID', '?')}/{stats.get('Service', i)}"
+            uptime = float(stats.get("UptimeSeconds", 0.0))
             for e in stats.get("Edges", []):
-                found[(e["Direction"], e["Source"], e["Destination"])] = e
-    return found, uptime
+                found[(who, (e["Direction"], e["Source"], e["Destination"]))] = (e, uptime)
+    return found
 
 
-def rows(
-    after: Mapping[Key, Mapping[str, Any]],
-    before: Mapping[Key, Mapping[str, Any]] | None,
-    seconds: float,
-) -> list[EdgeRow]:
-    out = []
-    for key, now in sorted(after.items()):
-        then = (before or {}).get(key, {})
-        out.append(_row(key, now, then, seconds))
-    return out
+def rows(after: Gathering, before: Gathering | None, seconds: float) -> list[EdgeRow]:
+    """One row per edge, its proxies' figures summed: over `seconds` from `before`, or with
+    no `before` since each proxy started (each proxy's own uptime its time). A proxy that
+    restarted in between (its uptime or a counter went back) counts from its start."""
+    parts: dict[Key, list[_Part]] = {}
+    for (who, key), (now, uptime) in sorted(after.items()):
+        then, then_up = (before or {}).get((who, key), ({}, 0.0))
+        part = _part(now, then)
+        if then and (uptime < then_up or part.went_back):
+            part = _part(now, {})
+        span = seconds if before is not None else uptime
+        part.per_second = part.requests / span if span else 0.0
+        parts.setdefault(key, []).append(part)
+    return [_row(key, found) for key, found in sorted(parts.items())]
 
 
-def _row(key: Key, now: Mapping[str, Any], then: Mapping[str, Any], seconds: float) -> EdgeRow:
-    def delta(name: str) -> int:
-        return int(now.get(name, 0)) - int(then.get(name, 0))
+@dataclass
+class _Part:
+    """One proxy's share of an edge's row."""
+
+    http: bool
+    requests: int
+    successes: int
+    denied: int
+    open: int
+    latency: tuple[list[float], list[int]]
+    went_back: bool  # a counter is lower than before: the proxy (or its worker) restarted
+    per_second: float = 0.0
+
+
+def _part(now: Mapping[str, Any], then: Mapping[str, Any]) -> _Part:
+    counted: list[int] = []
+
+    def delta(a: int, b: int) -> int:
+        counted.append(a - b)
+        return a - b
 
     routes, old_routes = now.get("Routes") or {}, then.get("Routes") or {}
     if routes:
-        protocol = "http"
-        requests = sum(r["Requests"] for r in routes.values()) - sum(
-            r["Requests"] for r in old_routes.values()
-        )
-        bad = sum(_bad(r) for r in routes.values()) - sum(_bad(r) for r in old_routes.values())
+        requests = delta(sum(r["Requests"] for r in routes.values()),
+                         sum(r["Requests"] for r in old_routes.values()))  # fmt: skip
+        bad = delta(sum(_bad(r) for r in routes.values()),
+                    sum(_bad(r) for r in old_routes.values()))  # fmt: skip
         successes = requests - bad
-        bounds, counts = _merged([r["Latency"] for r in routes.values()],
-                                 [r["Latency"] for r in old_routes.values()])  # fmt: skip
+        latency = _merged([r["Latency"] for r in routes.values()],
+                          [r["Latency"] for r in old_routes.values()])  # fmt: skip
     else:
-        protocol = "tcp"
-        successes = delta("Opened")
-        requests = successes + delta("Failed")
-        bounds, counts = _merged([now["Setup"]], [then["Setup"]] if "Setup" in then else [])
-    q = [quantile(p, bounds, counts) for p in (0.5, 0.95, 0.99)]
+        successes = delta(int(now.get("Opened", 0)), int(then.get("Opened", 0)))
+        requests = successes + delta(int(now.get("Failed", 0)), int(then.get("Failed", 0)))
+        latency = _merged([now["Setup"]], [then["Setup"]] if "Setup" in then else [])
+    denied = sum(delta(int(now.get(n, 0)), int(then.get(n, 0))) for n in ("Denied", "Terminated"))
+    return _Part(bool(routes), requests, successes, denied, int(now.get("Open", 0)), latency,
+                 went_back=any(d < 0 for d in counted))  # fmt: skip
+
+
+def _row(key: Key, parts: list[_Part]) -> EdgeRow:
+    requests = sum(p.requests for p in parts)
+    bounds = next((p.latency[0] for p in parts if p.latency[0]), [])
+    counts = [sum(c) for c in zip(*(p.latency[1] for p in parts if p.latency[1]), strict=True)]
+    q: list[float | None] = [quantile(x, bounds, counts) for x in (0.5, 0.95, 0.99)]
     return EdgeRow(
-        *key, protocol=protocol, requests=requests, successes=successes,
-        per_second=requests / seconds if seconds > 0 else 0.0, p50=q[0], p95=q[1], p99=q[2],
-        open=int(now.get("Open", 0)), denied=delta("Denied") + delta("Terminated"),
+        *key, protocol="http" if any(p.http for p in parts) else "tcp", requests=requests,
+        successes=sum(p.successes for p in parts), per_second=sum(p.per_second for p in parts),
+        p50=q[0], p95=q[1], p99=q[2], open=sum(p.open for p in parts),
+        denied=sum(p.denied for p in parts),
     )  # fmt: skip
 
 

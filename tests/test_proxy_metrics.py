@@ -183,10 +183,11 @@ def test_stats_json_carries_buckets() -> None:
     assert edge["BytesSent"] == 5 and edge["Open"] == 1
 
 
-def _gathered(m: EdgeMetrics, uptime: float) -> list[dict[str, object]]:
+def _gathered(m: EdgeMetrics, uptime: float, proxy: str = "db-sidecar-proxy"
+              ) -> list[dict[str, object]]:  # fmt: skip
     """What /v1/agent/metrics/proxies answers for one proxy (through JSON, as on the wire)."""
     stats = json.loads(json.dumps(stats_json(m, uptime)))
-    return [{"ProxyID": "db-sidecar-proxy", "Stats": {"Proxies": [stats]}}]
+    return [{"ProxyID": proxy, "Stats": {"Proxies": [stats]}}]
 
 
 def test_stat_rows_over_an_interval_and_since_start() -> None:
@@ -196,13 +197,13 @@ def test_stat_rows_over_an_interval_and_since_start() -> None:
         e.answered(200, 0.004, "/a")
     e.answered(503, 0.2, "/b")
     e.denied = 1
-    before, _ = edges_of(_gathered(m, 10.0))
+    before = edges_of(_gathered(m, 10.0))
     e.answered(200, 0.004, "/a")
     e.answered(0, 1.0, "/a")
     e.denied = 3
     m.outbound("cache").failed = 1
-    after, uptime = edges_of(_gathered(m, 12.0))
-    (since_start, tcp) = rows(after, None, uptime)
+    after = edges_of(_gathered(m, 12.0))
+    (since_start, tcp) = rows(after, None, 0.0)
     assert (since_start.protocol, since_start.requests, since_start.successes) == ("http", 11, 9)
     assert since_start.per_second == pytest.approx(11 / 12.0)
     (interval, _) = rows(after, before, 2.0)
@@ -213,6 +214,32 @@ def test_stat_rows_over_an_interval_and_since_start() -> None:
     assert (tcp.protocol, tcp.requests, tcp.successes, tcp.success_rate) == ("tcp", 1, 0, 0.0)
     assert cells(interval)[4:6] == ["50.00%", "1.0"]
     assert errors_of([{"ProxyID": "x", "Error": "down"}, {"ProxyID": "y"}]) == ["x: down"]
+
+
+def _served(n: int, status: int = 200) -> EdgeMetrics:
+    m = EdgeMetrics("web")
+    for _ in range(n):
+        m.inbound("client").answered(status, 0.004, "/")
+    return m
+
+
+def test_stat_rows_sum_the_sidecars_of_a_service_each_over_its_own_uptime() -> None:
+    """Two sidecars of `web` on one agent: the edge's row holds both; since start, each is
+    counted over its own uptime (not the oldest proxy's)."""
+    both = [*_gathered(_served(100), 10.0, "web-1"), *_gathered(_served(100), 100.0, "web-2")]
+    (row,) = rows(edges_of(both), None, 0.0)
+    assert (row.requests, row.successes) == (200, 200)
+    assert row.per_second == pytest.approx(100 / 10.0 + 100 / 100.0)
+
+
+def test_stat_rows_never_go_negative_across_a_restart() -> None:
+    """A proxy that restarted between two gatherings counts from its start: its counters (or
+    its uptime) went back, so the interval holds what it served since."""
+    before = edges_of(_gathered(_served(1000), 500.0))
+    for after in (_gathered(_served(10), 1.5), _gathered(_served(10), 600.0)):
+        (row,) = rows(edges_of(after), before, 2.0)
+        assert (row.requests, row.successes, row.per_second) == (10, 10, 5.0)
+        assert row.p50 is not None
 
 
 @pytest.mark.parametrize(

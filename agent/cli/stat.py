@@ -63,14 +63,14 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
     if args.window < 0:
         raise UsageError(f"--window: must be >= 0 seconds, got {args.window}")
     first = _gather(client, args.service)
-    edges, uptime = edges_of(first)
-    before, seconds, last = None, uptime, first
+    edges = edges_of(first)
+    before, seconds, last = None, 0.0, first
     if args.window > 0:
         started = time.monotonic()
         time.sleep(args.window)
         last = _gather(client, args.service)
         before, seconds = edges, time.monotonic() - started
-        edges, _ = edges_of(last)
+        edges = edges_of(last)
     found = rows(edges, before, seconds)
     if args.json:
         print(json.dumps([asdict(r) | {"success_rate": r.success_rate} for r in found], indent=2))
@@ -91,7 +91,7 @@ def _print_errors(console: Console, answer: list[dict[str, Any]], found: list[Ed
 def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval: must be > 0 seconds, got {args.interval}")
-    previous, _ = edges_of(_gather(client, args.service))
+    previous = edges_of(_gather(client, args.service))
     at = time.monotonic()
     done = 0
     with Live(table([], "waiting for the first interval"), console=console,
@@ -100,7 +100,7 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
             while not args.iterations or done < args.iterations:
                 time.sleep(args.interval)
                 answer = _gather(client, args.service)
-                edges, _ = edges_of(answer)
+                edges = edges_of(answer)
                 now = time.monotonic()
                 title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
                 live.update(table(rows(edges, previous, now - at), title), refresh=True)
