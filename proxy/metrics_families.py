@@ -24,7 +24,7 @@ TLS_INBOUND = (
     tally.EXPIRED, tally.NOT_YET_VALID, tally.FOREIGN_TRUST_DOMAIN, tally.WRONG_PURPOSE,
     tally.NOT_SPIFFE, tally.NOT_A_SERVICE, tally.BAD_CERTIFICATE, tally.REVOKED,
 )  # fmt: skip
-TLS_OUTBOUND = (tally.HANDSHAKE_TIMEOUT, tally.WRONG_SERVER, tally.REVOKED)
+TLS_OUTBOUND = (*TLS_INBOUND, tally.WRONG_SERVER)  # the server's, checked the same way
 Proxy = tuple[EdgeMetrics, tally.Tally]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ from typing import Final
 
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy import balance, split, tally
-from gossamer.proxy.authorize import Refused, server_service
+from gossamer.proxy.authorize import Refused, reason_of_handshake_error, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
@@ -187,7 +188,12 @@ class UpstreamListener:
             server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
                            service or self.upstream.name, self.chains)  # fmt: skip
         except (OSError, TimeoutError, Refused) as exc:
-            reason = exc.reason if isinstance(exc, Refused) else tally.CONNECT_FAILED
+            if isinstance(exc, Refused):
+                reason = exc.reason
+            elif server is not None and isinstance(exc, (TimeoutError, ssl.SSLError)):
+                reason = reason_of_handshake_error(exc)  # connected: its TLS failed
+            else:
+                reason = tally.CONNECT_FAILED
             if server is not None:
                 server.close(abort=True)
             self.sessions.drop(instance)
@@ -208,8 +214,9 @@ class UpstreamListener:
         if self.tally.limiter.allow(
             f"attempt/{self.upstream.name}/{shown}", time.time_ns() // 1_000_000
         ):
+            said = str(exc) or type(exc).__name__  # (a timeout says nothing)
             log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
-                        self.upstream.name, shown, reason, exc or type(exc).__name__)  # fmt: skip
+                        self.upstream.name, shown, reason, said)  # fmt: skip
 
     def add_outstanding(self, instance: Instance) -> None:
         """A connection (L4) or a request (HTTP) began on `instance`: what p2c compares."""

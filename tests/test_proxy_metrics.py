@@ -7,6 +7,7 @@ checked by Prometheus's own parser, not ours.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -17,7 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossamer.proxy import tally
-from gossamer.proxy.config import ConfigError, config_from_registration, keep_pinned, with_metrics
+from gossamer.proxy.config import (
+    ConfigError,
+    Upstream,
+    config_from_registration,
+    keep_pinned,
+    with_metrics,
+)
 from gossamer.proxy.edge_metrics import (
     INBOUND,
     MAX_EDGES,
@@ -30,9 +37,12 @@ from gossamer.proxy.edge_metrics import (
 )
 from gossamer.proxy.metrics_families import families
 from gossamer.proxy.metrics_server import answer
+from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.prom_text import Family, render
 from gossamer.proxy.stat_rows import cells, edges_of, errors_of, rows
 from tests.harness.binaries import find_binary, require
+from tests.harness.cluster import free_port
+from tests.proxy_pki import Pki
 
 
 class Conn:
@@ -277,3 +287,43 @@ def test_metrics_keys_flags_and_pinning() -> None:
 def _sidecar(config: dict[str, object]) -> dict[str, object]:
     return {"Kind": "connect-proxy", "Port": 21000, "Proxy": {
         "DestinationServiceName": "web", "LocalServicePort": 8080, "Config": config}}  # fmt: skip
+
+
+async def test_an_outbound_attempt_is_counted_by_what_failed_connect_or_tls() -> None:
+    """Reaching the instance and its TLS fail differently: a closed port is `connect-failed`,
+    a server that takes the connection and says nothing is `handshake-timeout`, one that
+    answers something other than TLS `not-tls`; the TLS ones are handshake failures too."""
+    kept: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        kept.append(writer)
+
+    async def plain(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        kept.append(writer)
+
+    servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in (silent, plain)]
+    pki = Pki()
+    identity = pki.identity("web")
+    web = UpstreamListener(Upstream("db", free_port("127.0.0.1"), connect_timeout_s=0.5),
+                           lambda: identity, tally.Tally())  # fmt: skip
+    try:
+        for server in servers:
+            assert await web.attempt(server.sockets[0].getsockname()[:2]) is None
+        assert await web.attempt(("127.0.0.1", free_port("127.0.0.1"))) is None
+    finally:
+        for server in servers:
+            server.close()
+        for writer in kept:
+            writer.close()
+    snapshot = web.tally.snapshot()
+    assert [
+        snapshot.get(f"outbound.attempt_failed.{r}", 0)
+        for r in (tally.HANDSHAKE_TIMEOUT, tally.NOT_TLS, tally.CONNECT_FAILED)
+    ] == [1, 1, 1]
+    text = render(families([(web.metrics, web.tally)], 0.0))
+    for reason, n in ((tally.HANDSHAKE_TIMEOUT, 1), (tally.NOT_TLS, 1), (tally.EXPIRED, 0)):
+        assert (
+            f'gossamer_proxy_tls_handshake_failures_total{{service="",direction="outbound",'
+            f'reason="{reason}"}} {n}'
+        ) in text, text
