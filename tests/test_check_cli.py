@@ -13,10 +13,12 @@ healthy case, through the real entry point); the others call the same
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -322,3 +324,40 @@ def test_usage_and_config_errors_exit_2_and_no_agent_exits_1(
     assert main(["check", "--http-addr", DOWN]) == 1
     out, err = capsys.readouterr()
     assert marks(out)["agent reachable"] == "✘" and "gossamer check --pre" in out
+
+
+def test_an_agent_not_ready_yet_skips_the_checks_after_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stand-in agent (an HTTP server on a real socket, answering /v1/agent/self as an
+    agent still waiting to join does) and nothing else: the line says so, and the checks
+    that need a ready agent are skipped rather than failed one by one."""
+    body = json.dumps({
+        "Config": {"NodeName": "n1"}, "Gossamer": {"Ready": False},
+        "DebugConfig": {"DataDir": "/nonexistent", "BindAddr": "127.0.0.1", "HTTPPort": 1,
+                        "DNSPort": 2, "SerfPortLAN": 3, "ServerPort": 4}}).encode()  # fmt: skip
+
+    class Self(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path.startswith("/v1/agent/self")
+            self.send_response(200 if found else 500)
+            self.send_header("Content-Length", str(len(body) if found else 0))
+            self.end_headers()
+            self.wfile.write(body if found else b"")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Self)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["check", "--http-addr", f"127.0.0.1:{server.server_address[1]}"])
+    finally:
+        server.shutdown()
+    out, _ = capsys.readouterr()
+    assert code == 1
+    seen = marks(out)
+    assert seen["agent reachable"] == "✘" and "not ready yet" in out, out
+    for later in ("DNS answering", "cluster members", "clock offset"):
+        assert later not in seen, out
+    assert seen["the other checks"] == "-", out

@@ -21,7 +21,7 @@ from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import host_probe
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
-from gossamer.agent.preflight.result import Result, fail, ok, skip
+from gossamer.agent.preflight.result import Result, Status, fail, ok, skip
 
 KEYRING_FILE = "serf/local.keyring"
 
@@ -77,6 +77,8 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     )
     results += _ports(ports, pids, running=True)
     results.append(reachable)
+    if reachable.status is not Status.OK:  # not ready yet: what follows would fail with it
+        return [*results, skip(cc.AGENT, "the other checks", "the agent is not ready yet")]
     results.append(_dns(client_addr, dc))
     results += _cluster(client, self_json)
     services, _ = probe.fetch(client, "/v1/agent/services")
