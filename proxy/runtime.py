@@ -145,8 +145,7 @@ class ProxyRuntime:
         self._revoked = revoked
         if self.identity is not None:
             self.identity = with_revoked(self.identity, revoked)
-        cut = self.inbound.recheck_peers() if self.inbound is not None else 0
-        cut += sum(listener.recheck_peers() for listener, _ in self.upstreams.values())
+        cut = sum(listener.recheck_peers() for listener in self._listeners())  # retired too
         log.info("proxy: %d revoked agent intermediate(s); %d open connection(s) cut",
                  len(revoked), cut)  # fmt: skip
 
@@ -167,8 +166,9 @@ class ProxyRuntime:
         self.policy.known = True
         self.policy_known.set()
         self.tally.add("intentions.updates")
-        if self.inbound is not None:
-            self.inbound.recheck()
+        for listener in self._listeners():  # a retired inbound's connections are decided too
+            if isinstance(listener, Inbound):
+                listener.recheck()
 
     def _on_splitters(self, body: Any) -> None:
         self.splitters.on_entries(body, [listener for listener, _ in self.upstreams.values()])

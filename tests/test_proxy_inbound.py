@@ -21,11 +21,13 @@ import pytest
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
+from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.ca.keys import key_id
 from gossamer.proxy.config import ProxyConfig, Timeouts
 from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.relay import Relay
+from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.tls_pipe import TlsPipe
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
@@ -311,4 +313,46 @@ async def test_a_revoked_client_is_cut_mid_http_session_and_refused_after() -> N
     finally:
         inbound.stop_listening()
         inbound.terminate_all()
+        app.close()
+
+
+
+@pytest.mark.parametrize("change", ["revoked", "denied"])
+async def test_a_retired_listeners_connections_are_still_judged(change: str) -> None:
+    """The inbound port moved (a registration change): the old listener's connection goes
+    on, and a revocation or a deny that comes later reaches it as it reaches the current
+    listener's (ProxyRuntime, the agent's answers handed in as its watches would)."""
+
+    async def echo(pair: tuple[asyncio.StreamReader, asyncio.StreamWriter], data: bytes) -> bytes:
+        pair[1].write(data)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            return await asyncio.wait_for(pair[0].readexactly(len(data)), 3)
+        return b""
+
+    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
+    pki = Pki()
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
+                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
+    runtime.identity = pki.identity("db")
+    runtime.policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
+    runtime.policy.known = True
+    try:
+        await runtime._apply(config, first=True)
+        web = client_context(pki, pki.leaf_json("web"))
+        kept = await asyncio.open_connection("127.0.0.1", config.bind_port, ssl=web)
+        assert await echo(kept, b"one") == b"one"
+        await runtime._apply(replace(config, bind_port=free_port("127.0.0.1")))
+        assert len(runtime.retired) == 1 and await echo(kept, b"two") == b"two"
+        if change == "revoked":
+            issuer = key_id(pki.mesh.intermediate.certificate.public_key()).hex()
+            runtime._on_revoked([{"IntermediateKeyID": issuer}])
+        else:
+            runtime._on_intentions({"db": []})  # no intention left, default deny
+        assert await echo(kept, b"three") == b""
+        assert runtime.open_connections() == 0
+    finally:
+        for listener in runtime._listeners():
+            listener.stop_listening()
+            listener.terminate_all()
         app.close()
