@@ -316,7 +316,6 @@ async def test_a_revoked_client_is_cut_mid_http_session_and_refused_after() -> N
         app.close()
 
 
-
 @pytest.mark.parametrize("change", ["revoked", "denied"])
 async def test_a_retired_listeners_connections_are_still_judged(change: str) -> None:
     """The inbound port moved (a registration change): the old listener's connection goes
