@@ -67,7 +67,11 @@ class Tally:
         if reason not in known:
             raise ValueError(f"unknown {direction} refusal reason {reason!r}")
         self.counts[f"{direction}.refused.{reason}"] += 1
-        return self.limiter.allow(f"{direction}/{reason}/{source}", now_ms)
+        # A source's refusals log once a minute whatever their reasons (a scanner trying
+        # plaintext, then no certificate, then a rogue CA is one line); an upstream's
+        # once a minute per reason (no instance, then all attempts failed, say why each).
+        key = f"in/{source}" if direction == "inbound" else f"out/{reason}/{source}"
+        return self.limiter.allow(key, now_ms)
 
     def snapshot(self) -> dict[str, int]:
         """Every counter, sorted by name; refusal reasons present with 0 so readers see them."""

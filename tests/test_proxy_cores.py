@@ -325,10 +325,16 @@ def test_refusals_are_counted_always_and_logged_once_per_source_per_minute() -> 
     t = tally.Tally()
     assert t.refuse("inbound", tally.DENIED, "10.0.0.1", 0)
     assert not t.refuse("inbound", tally.DENIED, "10.0.0.1", 59_999)
-    assert t.refuse("inbound", tally.NOT_TLS, "10.0.0.1", 1)  # another reason: its own line
+    assert not t.refuse("inbound", tally.NOT_TLS, "10.0.0.1", 1)  # another reason: no line
+    assert t.refuse("inbound", tally.NOT_TLS, "10.0.0.2", 1)  # another source: its own
     assert t.refuse("inbound", tally.DENIED, "10.0.0.1", 60_000)
     snapshot = t.snapshot()
     assert snapshot["inbound.refused.denied"] == 3 and snapshot["inbound.refused.expired"] == 0
+    assert snapshot["inbound.refused.not-tls"] == 2
+    # an upstream's turned-away clients: once a minute for each reason
+    assert t.refuse("outbound", tally.NO_HEALTHY_INSTANCE, "db", 0)
+    assert t.refuse("outbound", tally.ALL_ATTEMPTS_FAILED, "db", 1)
+    assert not t.refuse("outbound", tally.NO_HEALTHY_INSTANCE, "db", 2)
     with pytest.raises(ValueError, match="unknown inbound refusal reason"):
         t.refuse("inbound", "nope", "x", 0)
 
