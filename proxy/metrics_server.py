@@ -14,11 +14,12 @@ for on each scrape (`others`), before rendering.
 Who may read: a connection from this host (a loopback peer, or one whose
 address is the listener's own: the agent, `gossamer stat`, a local
 Prometheus) is served plain HTTP, as a loopback-only listener would serve
-it. Any other peer must speak TLS and present a certificate of this mesh
-(`tls()`: the proxy's server context, its leaf, the roots, a client
-certificate required and verified): a Prometheus elsewhere scrapes with a
-leaf the agent issued it (`tls_config`). Refusals are logged at most once
-per peer per minute.
+it. Any other peer must speak TLS and present a service certificate of
+this mesh, checked as the inbound port checks a client (`tls()`: the
+proxy's server context and trust; its issuer not revoked): a Prometheus
+elsewhere scrapes with a leaf the agent issued it (`tls_config`). Every
+connection has REQUEST_S for its handshake and request head. Refusals are
+logged at most once per peer per minute.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol, cast
 
+from gossamer.proxy.authorize import Refused, client_service
 from gossamer.proxy.edge_metrics import stats_json
 from gossamer.proxy.fleet_sum import Snapshot, summed
+from gossamer.proxy.identity import Identity
 from gossamer.proxy.listen import serve
 from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.log_limit import LogLimiter
@@ -42,10 +46,11 @@ from gossamer.proxy.tls_pipe import TlsPipe
 
 log = logging.getLogger("gossamer.proxy")
 MAX_HEAD = 8192
-HANDSHAKE_S = 10.0
+REQUEST_S = 10.0  # a connection's TLS handshake and request head, from its start: or it is cut
 Source = Callable[[], Sequence[Proxy]]
-# The context a peer from another host must pass (the proxy's server context); None: none yet.
-Tls = Callable[[], ssl.SSLContext | None]
+# The identity a peer from another host is checked with (its server context and its trust, as
+# the inbound port checks a client); None: none yet.
+Tls = Callable[[], Identity | None]
 
 
 class MetricsLike(Protocol):
@@ -97,23 +102,24 @@ class _Scrape(asyncio.Protocol):
         self._answering = False  # one request per connection: what follows it is ignored
         self._transport: asyncio.Transport | None = None
         self._tls: TlsPipe | None = None  # a peer from elsewhere: TLS, driven here (tls_pipe.py)
+        self._checked = False  # its certificate, once the handshake is done
         self._peer: object = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)  # (uvloop's: no subclass)
         self._peer = peer = transport.get_extra_info("peername")
+        asyncio.get_running_loop().call_later(REQUEST_S, self._late)
         if from_this_host(peer, transport.get_extra_info("sockname")):
             return
-        context = self._server.tls()
-        if context is None:
+        identity = self._server.tls()
+        if identity is None:
             self._refuse("the proxy has no certificate yet")
             return
-        self._tls = TlsPipe(context, server_side=True)
-        asyncio.get_running_loop().call_later(HANDSHAKE_S, self._late)
+        self._tls = TlsPipe(identity.server, server_side=True)
 
     def _late(self) -> None:
-        if self._tls is not None and not self._tls.handshaken and not self._closed():
-            self._refuse(f"no TLS handshake within {HANDSHAKE_S:.0f} s")
+        if not self._answering and not self._closed():
+            self._refuse(f"no request within {REQUEST_S:.0f} s")
 
     def _refuse(self, why: str) -> None:
         self._server.refused(self._peer, why)
@@ -135,6 +141,11 @@ class _Scrape(asyncio.Protocol):
         if out := self._tls.pending():
             assert self._transport is not None
             self._transport.write(out)
+        if not self._checked and self._tls.handshaken:
+            self._checked = True  # as the inbound port checks a client: a service of this mesh,
+            if why := self._server.refusal(self._tls):  # its issuer not revoked
+                self._refuse(why)
+                return
         for chunk in chunks:
             self._plain(chunk)
 
@@ -200,6 +211,17 @@ class MetricsServer:
             log.error("proxy: a worker's figures cannot be added, serving worker 0's: %r", exc)
             proxies = list(self.proxies())
         return answer(head, proxies, self.start_s, time.time())
+
+    def refusal(self, pipe: TlsPipe) -> str:
+        """Why a peer from elsewhere, its handshake done, may not read; "" when it may."""
+        identity = self.tls()
+        if identity is None:
+            return "the proxy has no certificate yet"
+        try:
+            client_service(pipe.peer_certificates(), identity.trust, datetime.now(UTC))
+        except Refused as exc:
+            return f"a service certificate of this mesh is required: {exc.reason}: {exc}"
+        return ""
 
     def refused(self, peer: object, why: str) -> None:
         host = str(peer[0]) if isinstance(peer, tuple) else str(peer)

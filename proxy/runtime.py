@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Coroutine
 from typing import Any
 
@@ -218,8 +217,8 @@ class ProxyRuntime:
             self.metrics_server.close()
         self.metrics_server = await open_metrics(addr, self.served, self._metrics_tls, self.fleet)
 
-    def _metrics_tls(self) -> ssl.SSLContext | None:  # a metrics peer from elsewhere must pass
-        return None if self.identity is None else self.identity.server
+    def _metrics_tls(self) -> Identity | None:  # what a metrics peer from elsewhere must pass
+        return self.identity
 
     def served(self) -> list[tuple[EdgeMetrics, tally.Tally]]:
         """What this proxy's metrics listener renders."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import ssl
 import subprocess
 from bisect import bisect_left
 
@@ -17,7 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gossamer.proxy import tally
+from gossamer.proxy import metrics_server, tally
+from gossamer.proxy.ca.keys import key_id
 from gossamer.proxy.config import (
     ConfigError,
     Upstream,
@@ -35,6 +37,7 @@ from gossamer.proxy.edge_metrics import (
     quantile,
     stats_json,
 )
+from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.metrics_families import families
 from gossamer.proxy.metrics_server import answer
 from gossamer.proxy.outbound import UpstreamListener
@@ -42,7 +45,7 @@ from gossamer.proxy.prom_text import Family, render
 from gossamer.proxy.stat_rows import cells, edges_of, errors_of, rows
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
-from tests.proxy_pki import Pki
+from tests.proxy_pki import Pki, client_context
 
 
 class Conn:
@@ -327,3 +330,56 @@ async def test_an_outbound_attempt_is_counted_by_what_failed_connect_or_tls() ->
             f'gossamer_proxy_tls_handshake_failures_total{{service="",direction="outbound",'
             f'reason="{reason}"}} {n}'
         ) in text, text
+
+
+async def _scrape(port: int, ssl_context: ssl.SSLContext | None = None) -> bytes:
+    """One GET /metrics; what came back before the close (b"" when refused)."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl_context)
+    except (ssl.SSLError, ConnectionError):
+        return b""
+    try:
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        return await asyncio.wait_for(reader.read(), 5)
+    except (ssl.SSLError, ConnectionError):
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_a_peer_from_elsewhere_needs_a_service_leaf_whose_issuer_is_not_revoked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The metrics listener checks a peer from another host as the inbound port checks a
+    client. (Every peer here is on this host; the listener is told otherwise, as
+    tests/test_metrics_tls.py's network namespaces make it so for real.)"""
+    monkeypatch.setattr(metrics_server, "from_this_host", lambda *_: False)
+    pki = Pki()
+    identity = pki.identity("db")
+    server = metrics_server.MetricsServer(f"127.0.0.1:{free_port('127.0.0.1')}",
+                                          lambda: [], tls=lambda: identity)  # fmt: skip
+    await server.start()
+    try:
+        web = client_context(pki, pki.leaf_json("web"))
+        assert (await _scrape(server.port, web)).startswith(b"HTTP/1.1 200 OK")
+        issuer = key_id(pki.mesh.intermediate.certificate.public_key())
+        identity = with_revoked(identity, frozenset({issuer}))
+        assert await _scrape(server.port, web) == b""
+    finally:
+        server.close()
+
+
+async def test_a_connection_that_asks_nothing_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer that connects and never sends a whole request head holds a descriptor shared
+    with the data path: after REQUEST_S it is cut, from this host too."""
+    monkeypatch.setattr(metrics_server, "REQUEST_S", 0.2)
+    server = metrics_server.MetricsServer(f"127.0.0.1:{free_port('127.0.0.1')}", lambda: [])
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /metr")
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not answered
+        writer.close()
+        assert (await _scrape(server.port)).startswith(b"HTTP/1.1 200 OK")
+    finally:
+        server.close()
