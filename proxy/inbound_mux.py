@@ -42,6 +42,9 @@ class InboundMuxes:
         self.inbound = inbound
         self.muxes: set[Mux] = set()
         self.xfcc: dict[Mux, bytes] = {}  # X-Forwarded-Client-Cert of each wire's client
+        # Streams whose app connection is still being made, per wire: a stream the peer resets
+        # leaves mux.streams at once, but its connection attempt runs on (local_connect_s).
+        self.joining: dict[Mux, int] = {}
         self.draining = False
         self._sweep: asyncio.TimerHandle | None = None
 
@@ -62,7 +65,8 @@ class InboundMuxes:
 
     def _open(self, mux: Mux, stream: StreamSide) -> None:
         inbound, started = self.inbound, time.monotonic()
-        if self.draining or len(mux.streams) > MAX_STREAMS:  # a client sidecar opens fewer
+        if (self.draining or len(mux.streams) > MAX_STREAMS  # a client sidecar opens fewer
+                or self.joining.get(mux, 0) >= MAX_STREAMS):  # fmt: skip
             mux.refuse(stream, AWAY)
             return
         wire, l7 = mux.wire, is_l7(inbound.config.protocol)
@@ -83,7 +87,15 @@ class InboundMuxes:
             return
         task = asyncio.create_task(inbound._join(stream, source, peer_of(wire), started))
         inbound._tasks.add(task)
-        task.add_done_callback(inbound._tasks.discard)
+        self.joining[mux] = self.joining.get(mux, 0) + 1
+
+        def joined(done: asyncio.Task[None]) -> None:
+            inbound._tasks.discard(done)
+            left = self.joining.pop(mux, 0) - 1
+            if left > 0:
+                self.joining[mux] = left
+
+        task.add_done_callback(joined)
 
     def xfcc_of(self, stream: StreamSide) -> bytes:
         """The X-Forwarded-Client-Cert value for requests on `stream` (its wire's client)."""

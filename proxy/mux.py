@@ -42,6 +42,9 @@ MAX_STREAM_ID: Final = (1 << 31) - 1  # past it a wire takes no new stream
 # once made buffers past glibc's mmap threshold, which then rose, and the heap kept the high
 # mark (bench/proxy_rss.py: db's sidecar 27 -> 38 MiB after 1 MiB bodies; 29 with the cap).
 FLUSH_BYTES: Final = 64 * 1024
+# A peer may open this many streams while its wire takes no more of this side's writes (Go's
+# HTTP/2 server bounds its queued control frames the same way); past it, the wire is closed.
+OPENS_WHILE_FULL: Final = 4096
 __all__ = ["ACKED", "Mux", "StreamSide", "checked_peer", "is_mux", "wire_of"]
 
 
@@ -64,6 +67,7 @@ class Mux(Joint):
         self.streams: dict[int, StreamSide] = {}
         self.born = self.idle_since = time.monotonic()
         self.wire_full = False
+        self._opened_while_full = 0  # OPENs read while the wire could take no more writes
         self.lost = False
         self.closed_cleanly = False  # the peer ended the wire with close_notify
         self._on_open, self._on_idle, self._on_lost = on_open, on_idle, on_lost
@@ -201,6 +205,11 @@ class Mux(Joint):
             if stream is not None and stream.answer is not None and not stream.answer.done():
                 stream.answer.set_result(ACKED)
         elif kind == OPEN and not self.opener and id_ > self._last_id and self._on_open:
+            if self.wire_full:  # each OPEN is answered (ACK, RESET): a peer that reads none
+                self._opened_while_full += 1  # of them would have those pile up here
+                if self._opened_while_full > OPENS_WHILE_FULL:
+                    raise FrameError(f"{self._opened_while_full} streams opened while not "
+                                     "reading their answers")  # fmt: skip
             self._last_id = id_
             stream = self.streams[id_] = StreamSide(self, id_)
             self._on_open(self, stream)
@@ -219,6 +228,7 @@ class Mux(Joint):
 
     def set_full(self, full: bool) -> None:
         self.wire_full = full
+        self._opened_while_full = 0
         for stream in list(self.streams.values()):
             stream._check_stall()
 
