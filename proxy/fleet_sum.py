@@ -9,6 +9,11 @@ single worker's. Summed per proxy (`Service`), per edge, per route: every
 count, histogram bucket and sum, and the open connections (a revived edge
 holds one placeholder per connection open in any worker, whose bytes are
 already in the edge's totals).
+
+A sum must never go back, or Prometheus reads a counter reset and counts
+the whole total again: `Remembered` stands a worker's last figures in for a
+scrape it misses, and keeps what workers that ended had counted (their open
+connections gone), folded into one snapshot per proxy.
 """
 
 from __future__ import annotations
@@ -106,3 +111,42 @@ def _add_histogram(h: Histogram, row: Mapping[str, Any]) -> None:
     for i, n in enumerate(row["Counts"]):
         h.counts[i] += int(n)
     h.total += float(row["Sum"])
+
+
+class Remembered:
+    """Worker 0's memory of the others' figures, per metrics address (module docstring)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[int, str], list[Snapshot]] = {}  # (worker, address) -> figures
+        self._gone: dict[str, list[Snapshot]] = {}  # address -> what ended workers counted
+
+    def answered(self, worker: int, addr: str, answer: list[Snapshot] | None) -> list[Snapshot]:
+        """`worker`'s figures for this scrape: its answer, or None (it did not answer in
+        time) for the last it gave."""
+        if answer is None:
+            return self._last.get((worker, addr), [])
+        self._last[(worker, addr)] = answer
+        return answer
+
+    def ended(self, worker: int) -> None:
+        """`worker` exited: its last figures stay in the sums, with no connection open."""
+        for key in [k for k in self._last if k[0] == worker]:
+            addr = key[1]
+            self._gone[addr] = _folded([*self._gone.get(addr, []), *self._last.pop(key)])
+
+    def gone(self, addr: str) -> list[Snapshot]:
+        return self._gone.get(addr, [])
+
+
+def _folded(snaps: Sequence[Snapshot]) -> list[Snapshot]:
+    """One snapshot per proxy holding the sum of `snaps`, none of its connections open."""
+    by_service: dict[str, list[Snapshot]] = {}
+    for snap in snaps:
+        by_service.setdefault(snap.get("Stats", {}).get("Service", ""), []).append(snap)
+    out = []
+    for service, same in by_service.items():
+        metrics, counts = revive(service, True, same)
+        for edge in metrics.edges.values():
+            edge.live.clear()
+        out.append(snapshot((metrics, counts)))
+    return out

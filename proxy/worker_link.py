@@ -96,9 +96,9 @@ class Asker:
         self._lock = asyncio.Lock()
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def ask(self, addr: str) -> list[Snapshot]:
-        """The worker's figures behind `addr`; [] when it does not answer in time (a worker
-        that is starting, or stuck: that scrape misses its share, the next one may not)."""
+    async def ask(self, addr: str) -> list[Snapshot] | None:
+        """The worker's figures behind `addr`; None when it does not answer in time (a worker
+        that is starting, or stuck: its last figures stand in, fleet_sum.Remembered)."""
         async with self._lock:
             try:
                 return await asyncio.wait_for(self._ask(addr), ASK_TIMEOUT_S)
@@ -106,7 +106,7 @@ class Asker:
                 log.warning("proxy: a worker's figures are missing from this scrape: %s",
                             exc or type(exc).__name__)  # fmt: skip
                 self.close()  # a half-read answer would garble the next one: the worker restarts
-                return []
+                return None
 
     async def _ask(self, addr: str) -> list[Snapshot]:
         if self._stream is None:

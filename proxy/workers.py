@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gossamer.proxy.fleet_sum import Snapshot
+from gossamer.proxy.fleet_sum import Remembered, Snapshot
 from gossamer.proxy.metrics_server import Fleet, MetricsServer, Source, Tls
 from gossamer.proxy.worker_link import WORKER_ENV, Asker, Offered, WorkerLink
 
@@ -76,6 +76,7 @@ class Workers(Crew):
         self.codes: dict[int, int] = {}  # exit codes of workers that ended after `stop`
         self._stopping = False
         self._all_done = asyncio.Event()
+        self.memory = Remembered()  # so that summed figures never go back (fleet_sum.py)
 
     def start(self) -> None:
         for index in range(1, self.count):
@@ -110,6 +111,7 @@ class Workers(Crew):
         loop.remove_reader(worker.pidfd)
         os.close(worker.pidfd)
         worker.asker.close()
+        self.memory.ended(index)
         code = worker.proc.wait()
         if self._stopping:
             self.codes[index] = code
@@ -139,9 +141,14 @@ class Workers(Crew):
         return 1 if failed else 0
 
     async def figures(self, addr: str) -> list[list[Snapshot]]:
-        """Every running worker's figures behind the metrics address `addr`."""
-        askers = [w.asker for w in self.running.values()]
-        return list(await asyncio.gather(*(a.ask(addr) for a in askers)))
+        """Every worker's figures behind the metrics address `addr`: the running ones' (the
+        last they gave, for one that does not answer), and what those that ended counted."""
+        workers = list(self.running.values())
+        answers = await asyncio.gather(*(w.asker.ask(addr) for w in workers))
+        mine = [
+            self.memory.answered(w.index, addr, a) for w, a in zip(workers, answers, strict=True)
+        ]
+        return [*mine, self.memory.gone(addr)]
 
     def metrics_server(self, addr: str, source: Source, tls: Tls) -> MetricsServer:
         return MetricsServer(addr, source, others=self.figures, tls=tls)

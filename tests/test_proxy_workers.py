@@ -25,7 +25,7 @@ from gossamer.agent.cli.client import UsageError
 from gossamer.agent.cli.connect import worker_count
 from gossamer.proxy import tally
 from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
-from gossamer.proxy.fleet_sum import snapshot, summed
+from gossamer.proxy.fleet_sum import Remembered, Snapshot, snapshot, summed
 from gossamer.proxy.metrics_families import families
 from gossamer.proxy.prom_text import render
 from tests.harness.cluster import Cluster, free_port
@@ -85,6 +85,27 @@ def test_the_sum_keeps_worker_0s_proxies_and_refuses_other_buckets() -> None:
     odd["Stats"]["Edges"][0]["Setup"]["Bounds"] = [1.0]
     with pytest.raises(ValueError, match="bounds"):
         summed([a], [[odd]])
+
+
+def test_a_sum_never_goes_back_when_a_worker_misses_a_scrape_or_restarts() -> None:
+    """Prometheus reads a counter that goes down as a reset and counts the whole total
+    again: a worker that does not answer in time stands in with its last figures; one that
+    exited keeps what it had counted in the sum (with none of its connections open), and
+    its new process's figures add to that."""
+    own, memory = _worker_figures(5, 2, 7), Remembered()
+
+    def total(*answers: tuple[int, list[Snapshot] | None]) -> tuple[int, int, int]:
+        theirs = [memory.answered(worker, "a", answer) for worker, answer in answers]
+        ((metrics, counts),) = summed([own], [*theirs, memory.gone("a")])
+        edge = metrics.edges[("inbound", "web", "db")]
+        return edge.routes["/api"].requests, counts.counts["inbound.allowed"], len(edge.live)
+
+    first = total((1, [snapshot(_worker_figures(3, 1, 4))]))
+    assert first == (13, 8, 3)  # (8 + 5 requests, 5 + 3 allowed, 2 + 1 open)
+    assert total((1, None)) == first  # worker 1 missed this scrape: its last figures
+    memory.ended(1)  # worker 1 exited; its new process has counted nothing yet
+    assert total() == (first[0], first[1], 2)  # only worker 0's 2 open connections now
+    assert total((1, [snapshot(_worker_figures(1, 0, 1))])) == (first[0] + 2, 9, 2)
 
 
 @pytest.mark.parametrize("text", ["0", "65", "-1", "two", ""])
