@@ -83,6 +83,7 @@ class Inbound(InboundHttp):
         self.tally = counts
         self.denials = DenialTable() if denials is None else denials
         self.open: dict[Relay, str] = {}  # relay (a connection or a stream) -> client's service
+        self.judged = 0  # open connections judged again (recheck, recheck_peers) so far
         self.tunnels = InboundMuxes(self)  # client sidecars' shared connections
         self.http_open: set[HttpSession] = set()  # decided per request, not per connection
         self.l4_decisions: dict[str, Decision | None] = {}  # inbound_http.py `_l4_decision`
@@ -192,6 +193,7 @@ class Inbound(InboundHttp):
     ) -> None:
         loop = asyncio.get_running_loop()
         target = (self.config.local_address, self.config.local_port)
+        judged = self.judged
         try:
             _, app = await asyncio.wait_for(
                 loop.create_connection(PlainSide, *target), self.config.timeouts.local_connect_s
@@ -217,6 +219,9 @@ class Inbound(InboundHttp):
             self.open[relay] = source
             self.tally.add("inbound.allowed")
             self.metrics.inbound(source).connected(relay, relay.started - started)
+            if self.judged != judged:  # a policy change or a revocation came while the app
+                self.recheck()  # connection was made: judged now, as the open ones were
+                self.recheck_peers()
 
     def _closed(self, relay: Relay) -> None:
         source = self.open.pop(relay, None)
@@ -226,6 +231,7 @@ class Inbound(InboundHttp):
 
     def recheck(self) -> None:
         """Decide every open connection again; cut those the intentions no longer allow."""
+        self.judged += 1
         for relay, source in list(self.open.items()):
             if relay.per_request():  # h2c: each call in flight, and the next as it comes
                 for decision in relay.recheck(self.judge_of(source)):
@@ -240,6 +246,7 @@ class Inbound(InboundHttp):
 
     def recheck_peers(self) -> int:
         """Check each open connection's client certificate again; cut those now refused."""
+        self.judged += 1
         identity = self._identity()
         if identity is None:
             return 0

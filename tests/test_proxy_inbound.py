@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -355,3 +356,53 @@ async def test_a_retired_listeners_connections_are_still_judged(change: str) -> 
             listener.stop_listening()
             listener.terminate_all()
         app.close()
+
+
+async def test_a_deny_that_comes_while_the_app_connection_is_made_cuts_it() -> None:
+    """An allowed connection is in `open` (and so reached by a policy change) only once its
+    app connection is made. A deny that comes in between (here: the app's listen queue is
+    full, so the connection waits for a slot) must still cut it when it joins."""
+    pki = Pki()
+    identity = pki.identity("db")
+    policy = Policy()
+    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
+    with socket.socket() as app:
+        app.bind(("127.0.0.1", 0))
+        app.listen(0)
+        fillers, taken = [socket.socket() for _ in range(3)], []
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(app.getsockname())
+        config = ProxyConfig(service="db", bind_address="127.0.0.1",
+                             bind_port=free_port("127.0.0.1"), local_port=app.getsockname()[1],
+                             timeouts=Timeouts(local_connect_s=8.0))  # fmt: skip
+        inbound = Inbound(config, lambda: identity, policy, tally.Tally())
+        await inbound.start()
+        try:
+            web = client_context(pki, pki.leaf_json("web"))
+            reader, writer = await asyncio.open_connection("127.0.0.1", config.bind_port, ssl=web)
+            allowed = inbound.metrics.inbound("web")
+            await eventually_async(lambda: allowed.allowed == 1)  # its app connection waits
+            assert inbound._tasks and not inbound.open
+            policy.intentions = IntentionSet([Intention("web", "db", action="deny")])
+            inbound.recheck()
+            app.setblocking(False)
+            # room: the app takes its connections (and keeps them), the waiting one is made
+            await eventually_async(lambda: _take(app, taken) and not inbound._tasks, 10)
+            got = await asyncio.wait_for(reader.read(), 5)
+            assert got == b"" and not inbound.open  # cut once joined
+            writer.close()
+        finally:
+            inbound.stop_listening()
+            inbound.terminate_all()
+            for conn in [*fillers, *taken]:
+                conn.close()
+
+
+def _take(listener: socket.socket, taken: list[socket.socket]) -> bool:
+    """Take every connection waiting on `listener`'s queue; True (for a poll to go on)."""
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            taken.append(listener.accept()[0])
+    return True
