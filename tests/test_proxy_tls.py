@@ -186,6 +186,19 @@ def verified_chain(service: str) -> list[bytes]:
     return [c.public_bytes(Encoding.DER) for c in certs]
 
 
+def test_the_chain_a_resumed_leaf_uses_is_kept_over_ones_not_used_since() -> None:
+    """Full, the memory drops the chain least recently used, not the oldest put: a client
+    that resumes all day keeps its chain (its resumed sessions would be refused without)."""
+    memory = ChainMemory(capacity=2)
+    chains = {n: (n + b"-leaf", n + b"-root") for n in (b"a", b"b", b"c")}
+    memory.chain(chains[b"a"])
+    memory.chain(chains[b"b"])
+    assert memory.chain(chains[b"a"][:1]) == chains[b"a"]  # a resumes
+    memory.chain(chains[b"c"])  # full: b goes, not a
+    assert memory.chain(chains[b"a"][:1]) == chains[b"a"]
+    assert memory.chain(chains[b"b"][:1]) is None
+
+
 def test_a_remembered_chain_is_checked_again_at_each_use() -> None:
     memory = ChainMemory()
     chain = verified_chain("web")

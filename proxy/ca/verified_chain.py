@@ -45,7 +45,8 @@ class ChainMemory:
     """Facts per certificate, and the verified chain of each leaf seen; both bounded.
 
     Facts are read once per certificate (~30 µs of DER reading), not once per
-    connection; the oldest entry goes first when full.
+    connection; the oldest entry goes first when full (for chains, the one
+    least recently used: a chain forgotten refuses its leaf's resumed sessions).
     """
 
     def __init__(self, capacity: int = CAPACITY) -> None:
@@ -67,7 +68,12 @@ class ChainMemory:
             chain = tuple(certificates)
             _bounded_put(self._chains, chain[0], chain, self._capacity)
             return chain
-        return self._chains.get(certificates[0]) if certificates else None
+        if not certificates:
+            return None
+        found = self._chains.pop(certificates[0], None)
+        if found is not None:  # the last used goes last: a resumed leaf seen often stays
+            self._chains[certificates[0]] = found
+        return found
 
 
 def check_verified(
