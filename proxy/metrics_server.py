@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Protocol, cast
 
 from gossamer.proxy.authorize import Refused, client_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.edge_metrics import stats_json
 from gossamer.proxy.fleet_sum import Snapshot, summed
 from gossamer.proxy.identity import Identity
@@ -183,6 +184,7 @@ class MetricsServer:
         self.addr = addr
         self.tls = tls
         self._limiter = LogLimiter()
+        self.chains = ChainMemory()  # a resumed session's leaf finds the chain verified before
         host, _, port = addr.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.proxies = proxies
@@ -218,7 +220,8 @@ class MetricsServer:
         if identity is None:
             return "the proxy has no certificate yet"
         try:
-            client_service(pipe.peer_certificates(), identity.trust, datetime.now(UTC))
+            client_service(pipe.peer_certificates(), identity.trust, datetime.now(UTC),
+                           self.chains)  # fmt: skip
         except Refused as exc:
             return f"a service certificate of this mesh is required: {exc.reason}: {exc}"
         return ""
