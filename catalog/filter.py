@@ -59,7 +59,6 @@ endpoint (Consul API docs, "Filtering" sections).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -77,7 +76,7 @@ from gossamer.catalog.filter_schema import (
     Struct,
     validate,
 )
-from gossamer.catalog.filter_values import compile_regex
+from gossamer.catalog.filter_values import Pattern, compile_regex
 
 __all__ = [
     "AGENT_CHECK",
@@ -170,7 +169,7 @@ def _matches(node: Node) -> Iterable[Match]:
             yield from _matches(operand)
 
 
-def _compile_regexes(root: Node) -> dict[Match, re.Pattern[str]]:
+def _compile_regexes(root: Node) -> dict[Match, Pattern]:
     return {m: compile_regex(m) for m in _matches(root) if m.op in (MATCHES, NOT_MATCHES)}
 
 

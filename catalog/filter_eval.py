@@ -10,7 +10,6 @@ null struct field has its Go zero value.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,7 @@ from gossamer.catalog.filter_ast import (
     Or,
 )
 from gossamer.catalog.filter_schema import FieldType, ListOf, MapOf, Scalar, Struct
-from gossamer.catalog.filter_values import article, coerce, compile_regex
+from gossamer.catalog.filter_values import Pattern, article, coerce, compile_regex
 
 _NEGATED = {
     NE: EQ,
@@ -68,7 +67,7 @@ def _field(record: Mapping[str, Any], name: str) -> Any:
 
 
 class Evaluator:
-    def __init__(self, schema: Struct | None, regexes: Mapping[Match, re.Pattern[str]]) -> None:
+    def __init__(self, schema: Struct | None, regexes: Mapping[Match, Pattern]) -> None:
         self.schema = schema
         self.regexes = regexes
 

@@ -15,12 +15,13 @@ strings. `rule_outcome` evaluates one rule. Pure. Rules this module keeps:
   one; a rule that cannot be evaluated is never skipped (skipping a deny
   would allow).
 - Header names match in any case; a missing header matches only "not
-  present" (Envoy's rule); paths are matched without their query string.
+  present" (Envoy's rule); paths are matched without their query string;
+  methods as written (a method is case-sensitive: `get` is not `GET`).
+- Regexes are RE2's (validate.compile_regex), full matches, as Envoy's.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from gossamer.intentions.model import (
@@ -32,7 +33,7 @@ from gossamer.intentions.model import (
     HttpRequest,
     Intention,
 )
-from gossamer.intentions.validate import Problem, compile_regex
+from gossamer.intentions.validate import Pattern, Problem, compile_regex
 
 # (strength, decision): 0 an explicit deny, 1 an explicit allow, 2 an L7 miss.
 # At equal precedence the lowest strength wins, so deny beats allow.
@@ -43,7 +44,7 @@ Outcome = tuple[int, Decision]
 class HeaderRule:
     name: str  # lower case
     match: HeaderMatch
-    pattern: re.Pattern[str] | None
+    pattern: Pattern | None
 
     def matches(self, request: HttpRequest) -> bool:
         value = request.header(self.name)
@@ -72,7 +73,7 @@ class PermissionRule:
     action: str
     exact: str
     prefix: str
-    regex: re.Pattern[str] | None
+    regex: Pattern | None
     methods: frozenset[str]
     headers: tuple[HeaderRule, ...]
     outcome: Outcome  # what a match decides, made once: deciding formats no strings
@@ -85,7 +86,7 @@ class PermissionRule:
             return False
         if self.regex is not None and self.regex.fullmatch(path) is None:
             return False
-        if self.methods and request.method.upper() not in self.methods:
+        if self.methods and request.method not in self.methods:  # case-sensitive (RFC 9110)
             return False
         return all(h.matches(request) for h in self.headers)
 
@@ -112,7 +113,7 @@ class RuleCompiler:
     """Compiles intentions into rules, sharing one regex cache; collects every problem."""
 
     def __init__(self) -> None:
-        self._regexes: dict[str, re.Pattern[str]] = {}
+        self._regexes: dict[str, Pattern] = {}
         self.problems: list[Problem] = []
 
     def compile(self, ixn: Intention) -> Rule:
@@ -147,7 +148,7 @@ class RuleCompiler:
         )
         return Rule(ixn, tuple(perms), (0, Decision(False, l4_check, ixn)), (miss[0], miss[1]))
 
-    def _regex(self, pattern: str, where: str) -> re.Pattern[str] | None:
+    def _regex(self, pattern: str, where: str) -> Pattern | None:
         if not pattern:
             return None
         if pattern not in self._regexes:
