@@ -102,6 +102,8 @@ class Deadlines:
                     s.fail(504)
                 return
             due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
+            if due == inf and lim.client_idle_s:  # no limit on the request: look again as
+                due = now + lim.client_idle_s / 2  # `sent` did, for the idleness after it
         elif ex is None:
             if lim.client_idle_s and quiet >= lim.client_idle_s:
                 s.host.http_event(CLIENT_IDLE)

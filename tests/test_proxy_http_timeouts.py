@@ -11,6 +11,7 @@ Counts are read from the proxies' Prometheus listeners.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import re
@@ -21,11 +22,13 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from gossamer.proxy.config import ConfigError, config_from_registration
+from gossamer.proxy.http_deadlines import Deadlines, Limits
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
@@ -270,3 +273,30 @@ def test_the_proxy_reads_the_timeouts_and_refuses_bad_ones() -> None:
     body["Proxy"]["Upstreams"][0]["Config"] = {"request_idle_timeout_ms": -5}
     with pytest.raises(ConfigError, match=r"Proxy.Upstreams\[0\].Config.request_idle_timeout_ms"):
         config_from_registration(body, "db-sidecar-proxy")
+
+
+async def test_the_client_idle_timer_outlives_a_request_with_no_limits_of_its_own() -> None:
+    """With the request and idle limits off (0, as for long polls), the one timer ticks at
+    the client-idle cadence; a request still in flight when it fires must not stop it, or
+    the client connection, once idle, is never closed. (`Deadlines` with a stand-in for
+    its session: only what the timer reads of one.)"""
+    closed = asyncio.Event()
+
+    class Session:
+        loop = asyncio.get_running_loop()
+        closed, tunnel, queue = False, None, [SimpleNamespace(sent=True)]
+        host = SimpleNamespace(http_event=lambda name: None)
+
+        def moved_total(self) -> int:
+            return 0
+
+        def close(self) -> None:
+            closed.set()
+
+    session = Session()
+    deadlines = Deadlines(session, Limits(request_s=0.0, idle_s=0.0, client_idle_s=0.2))  # type: ignore[arg-type]
+    deadlines.sent(complete=True)
+    await asyncio.sleep(0.15)  # the request outlasts half the client-idle limit
+    session.queue.clear()  # then it is answered: the client is idle from here
+    await asyncio.wait_for(closed.wait(), 2)
+    deadlines.stop()
