@@ -35,11 +35,17 @@ class PeakEwma(Generic[K]):
     def observe(self, key: K, seconds: float, now: float) -> None:
         """One request's latency on `key`, finished at `now`."""
         old = self._latency.get(key)
-        if old is None or seconds > old[0]:
-            self._latency[key] = (seconds, now)  # the peak: up at once
+        if old is None:
+            self._latency[key] = (seconds, now)
             return
         weight = math.exp(-max(now - old[1], 0.0) / self.tau_s)
-        self._latency[key] = (old[0] * weight + seconds * (1 - weight), now)
+        priced = old[0] * weight  # what `costs` priced it at (the decay toward zero)
+        if seconds > priced:
+            self._latency[key] = (seconds, now)  # the peak: up at once
+            return
+        # a faster answer pulls the estimate down toward it, never up (as Linkerd's, whose
+        # estimate decays as it is read)
+        self._latency[key] = (priced * weight + seconds * (1 - weight), now)
 
     def costs(self, keys: Iterable[K], outstanding: Mapping[K, int], now: float
               ) -> dict[K, float]:  # fmt: skip

@@ -12,6 +12,7 @@ tested as a pure core.
 from __future__ import annotations
 
 import http.client
+import math
 import random
 import signal
 import subprocess
@@ -210,3 +211,17 @@ def test_peak_ewma_steers_requests_away_from_a_slow_instance_and_back() -> None:
     ewma.observe("fast", 0.002, 119.0)
     busy = ewma.costs(["fast", "slow"], {"fast": 9}, 119.0)  # in-flight requests weigh too
     assert busy["fast"] > busy["slow"]
+
+
+def test_peak_ewma_a_faster_answer_never_raises_a_cost_a_slower_one_is_the_peak() -> None:
+    """Against the estimate as priced (decayed toward zero since the last sample): a faster
+    answer pulls it down, never up; a slower one is the new peak, at once."""
+    ewma: PeakEwma[str] = PeakEwma(tau_s=10.0)
+    ewma.observe("a", 10.0, 0.0)  # a 10 s answer at t=0
+    before = ewma.costs(["a"], {}, 30.0)["a"]  # ~0.5 by t=30
+    ewma.observe("a", 0.030, 30.0)
+    assert ewma.costs(["a"], {}, 30.0)["a"] < before
+    ewma.observe("b", 1.0, 0.0)
+    assert ewma.costs(["b"], {}, 10.0)["b"] == pytest.approx(math.exp(-1.0))  # ~0.37
+    ewma.observe("b", 0.5, 10.0)  # above what it is priced at: the peak
+    assert ewma.costs(["b"], {}, 10.0)["b"] == 0.5
