@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 from gossamer.proxy import config_fields as fields
 from gossamer.proxy import protocol as proto
@@ -86,6 +86,7 @@ class ProxyConfig:
     metrics_addr: str = ""  # "ADDR:PORT" of the Prometheus listener; "" none
     metrics: bool = True  # count golden metrics on the data path (off only to measure their cost)
     metrics_pinned: bool = False  # set by flags: a registration change keeps the two above
+    drain_pinned: bool = False  # --drain-timeout: a registration change keeps timeouts.drain_s
 
 
 def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
@@ -102,19 +103,24 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
     if not isinstance(raw_upstreams, list):
         raise ConfigError("Proxy.Upstreams", "must be a list")
     client_idle = proto.client_idle_of(options)
+    port_key = "Proxy.Config.bind_port" if "bind_port" in options else "Port"
     upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]", client_idle)
                       for i, u in enumerate(raw_upstreams))  # fmt: skip
+    bind_address = (
+        fields.text(options.get("bind_address"), "Proxy.Config.bind_address")
+        or fields.text(body.get("Address"), "Address")
+        or DEFAULT_INBOUND_BIND
+    )
+    bind_port = fields.port(options.get("bind_port", body.get("Port")), port_key)
     return ProxyConfig(
         service=service,
         proxy_id=proxy_id,
-        bind_address=fields.text(options.get("bind_address"), "Proxy.Config.bind_address")
-        or fields.text(body.get("Address"), "Address")
-        or DEFAULT_INBOUND_BIND,
-        bind_port=fields.port(options.get("bind_port", body.get("Port")), "Port"),
+        bind_address=bind_address,
+        bind_port=bind_port,
         local_address=fields.text(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
         or "127.0.0.1",
         local_port=local_port,
-        upstreams=_distinct(upstreams),
+        upstreams=_distinct(upstreams, (bind_address, bind_port)),
         timeouts=_timeouts(options),
         **proto.l7_fields(options),
         metrics_addr=metrics_addr_of(options),
@@ -163,8 +169,12 @@ def with_metrics(config: ProxyConfig, addr: str | None, enabled: bool = True) ->
 
 def keep_pinned(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
     """A changed registration's config, with what the flags pinned on `old` kept."""
-    pinned = replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
-    return pinned if old.metrics_pinned else new
+    if old.metrics_pinned:
+        new = replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
+    if old.drain_pinned:
+        timeouts = replace(new.timeouts, drain_s=old.timeouts.drain_s)
+        new = replace(new, timeouts=timeouts, drain_pinned=True)
+    return new
 
 
 def adhoc_config(
@@ -188,7 +198,7 @@ def adhoc_config(
         bind_port=bind_port,
         local_address=local_address,
         local_port=local_port,
-        upstreams=_distinct(parsed),
+        upstreams=_distinct(parsed, (bind_address or DEFAULT_INBOUND_BIND, bind_port)),
         timeouts=Timeouts(drain_s=drain_s),
     )
 
@@ -207,7 +217,7 @@ def parse_upstream_flag(text: str) -> Upstream:
 def workers_text(text: str, where: str) -> str:
     """A `--workers` value checked: "1" to MAX_WORKERS, or "auto"; ConfigError naming `where`
     (the flag, or the Kubernetes annotation that sets it)."""
-    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= MAX_WORKERS):
+    if text != "auto" and not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_WORKERS):
         raise ConfigError(where, f'must be 1 to {MAX_WORKERS} or "auto", got {text!r}')
     return text
 
@@ -216,9 +226,11 @@ def with_drain(config: ProxyConfig, drain_s: float | None) -> ProxyConfig:
     """`config` with the drain timeout a flag gives (the flag wins over the config key)."""
     if drain_s is None:
         return config
-    if drain_s < 0:
-        raise ConfigError("--drain-timeout", f"must be >= 0 seconds, got {drain_s}")
-    return replace(config, timeouts=replace(config.timeouts, drain_s=drain_s))
+    if not 0 <= drain_s <= fields.MAX_MS // 1000:  # (NaN fails it too)
+        raise ConfigError("--drain-timeout", f"must be 0-{fields.MAX_MS // 1000} seconds, "
+                          f"got {drain_s}")  # fmt: skip
+    timeouts = replace(config.timeouts, drain_s=drain_s)
+    return replace(config, timeouts=timeouts, drain_pinned=True)
 
 
 def config_to_json(config: ProxyConfig) -> str:
@@ -257,23 +269,36 @@ def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
     )
 
 
-def _distinct(upstreams: tuple[Upstream, ...]) -> tuple[Upstream, ...]:
-    seen: dict[tuple[str, int], str] = {}
+def _distinct(upstreams: tuple[Upstream, ...], inbound: tuple[str, int]
+              ) -> tuple[Upstream, ...]:  # fmt: skip
+    """`upstreams`, each listening where no other listener of the proxy does (the inbound one
+    at `inbound`, port 0: none). Two listeners on one port clash when their addresses are the
+    same or either is a wildcard: with --workers (SO_REUSEPORT) both would bind, and the
+    kernel would spread one's connections over the other."""
+    seen: list[tuple[tuple[str, int], str]] = (
+        [(inbound, "the inbound listener")] if inbound[1] else []
+    )
     for u in upstreams:
-        if u.listen in seen:
-            raise ConfigError(
-                f"upstream {u.name!r}",
-                f"{u.bind_address}:{u.bind_port} is already the listener of {seen[u.listen]!r}",
-            )
-        seen[u.listen] = u.name
+        for (address, port), name in seen:
+            if port == u.bind_port and (address == u.bind_address
+                                        or {address, u.bind_address} & _ANY_ADDRESS):  # fmt: skip
+                raise ConfigError(f"upstream {u.name!r}", f"{u.bind_address}:{u.bind_port} "
+                                  f"clashes with {name} on {address}:{port}")  # fmt: skip
+        seen.append((u.listen, repr(u.name)))
     return upstreams
+
+
+_ANY_ADDRESS: Final = frozenset({"0.0.0.0", "::", ""})
 
 
 def _timeouts(options: Mapping[str, Any]) -> Timeouts:
     where = "Proxy.Config"
     drain = options.get("drain_timeout_s", DRAIN_TIMEOUT_S)
-    if not isinstance(drain, int | float) or isinstance(drain, bool) or drain < 0:
-        raise ConfigError(f"{where}.drain_timeout_s", f"must be seconds >= 0, got {drain!r}")
+    most = fields.MAX_MS // 1000
+    number = isinstance(drain, int | float) and not isinstance(drain, bool)
+    if not (number and 0 <= drain <= most):  # (NaN fails it too: no comparison holds)
+        raise ConfigError(f"{where}.drain_timeout_s",
+                          f"must be seconds 0-{most}, got {fields.shown(drain)}")  # fmt: skip
     return Timeouts(
         handshake_s=fields.positive_millis(
             options, "handshake_timeout_ms", HANDSHAKE_TIMEOUT_S, where

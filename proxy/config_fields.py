@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from gossamer.proxy.config_error import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+
+
+# The longest time any limit may be given, in ms (some 30 years): past it a number is a typo,
+# and past a float's range one that no division could even turn into seconds.
+MAX_MS: Final = 10**12
 
 
 def positive_millis(options: Mapping[str, Any], key: str, default_s: float, where: str) -> float:
@@ -22,9 +27,16 @@ def positive_millis(options: Mapping[str, Any], key: str, default_s: float, wher
     value = options.get(key)
     if value is None:
         return default_s
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where}.{key}", f"must be a positive number of ms, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_MS:
+        raise ConfigError(f"{where}.{key}", f"must be a positive number of ms up to {MAX_MS}, "
+                          f"got {shown(value)}")  # fmt: skip
     return value / 1000
+
+
+def shown(value: object) -> str:
+    """A value for a message, cut short (a 400-digit number is not worth printing)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge number"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def flag(options: Mapping[str, Any], key: str, where: str, default: bool = True) -> bool:
@@ -60,10 +72,10 @@ def service_name(value: object, where: str) -> str:
 
 def port(value: object, where: str) -> int:
     """1-65535, as a number or digits."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # ("²".isdigit())
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise ConfigError(where, f"port must be 1-65535, got {value!r}")
+        raise ConfigError(where, f"port must be 1-65535, got {shown(value)}")
     return value
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from gossamer.catalog.config_entries import SERVICE_PROTOCOLS
 from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_fields import MAX_MS, shown
 
 TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
 PROTOCOLS = SERVICE_PROTOCOLS  # one list: service-defaults' Protocol takes the same
@@ -98,8 +99,9 @@ def _positive(options: Mapping[str, Any], key: str, where: str, scale: int) -> f
     value = options.get(key)
     if value is None:
         return 0.0
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where}.{key}", f"must be a positive integer, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_MS:
+        raise ConfigError(f"{where}.{key}", f"must be a positive integer up to {MAX_MS}, "
+                          f"got {shown(value)}")  # fmt: skip
     return value / scale
 
 
@@ -115,6 +117,7 @@ def _millis(options: Mapping[str, Any], key: str, default_s: float,
     value = options.get(key)
     if value is None:
         return default_s
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{where}.{key}", f"must be milliseconds >= 0 (0: none), got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_MS:
+        raise ConfigError(f"{where}.{key}", f"must be milliseconds 0-{MAX_MS} (0: none), "
+                          f"got {shown(value)}")  # fmt: skip
     return value / 1000

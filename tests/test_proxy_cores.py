@@ -24,6 +24,7 @@ from gossamer.proxy.config import (
     config_from_json,
     config_from_registration,
     config_to_json,
+    keep_pinned,
     parse_upstream_flag,
     with_drain,
 )
@@ -72,6 +73,12 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
     assert (config.timeouts.handshake_s, config.timeouts.local_connect_s) == (5.0, 1.0)
     assert config.timeouts.drain_s == 3.0
     assert with_drain(config, 7).timeouts.drain_s == 7.0  # the flag wins
+    changed = config_from_registration(with_proxy(Config={"drain_timeout_s": 9}), "w")
+    assert keep_pinned(changed, with_drain(config, 7)).timeouts.drain_s == 7.0  # and stays
+    assert keep_pinned(changed, config).timeouts.drain_s == 9.0  # unpinned: the new key's
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="--drain-timeout"):
+            with_drain(config, bad)
     assert (config.protocol, config.headers_timeout_s, config.max_header_bytes) == (
         "tcp",
         10.0,
@@ -110,6 +117,24 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
         (with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindPort": 1,
                                 "Config": {"gossamer_remote_clients": "yes"}}]),
          "Proxy.Upstreams[0].Config.gossamer_remote_clients"),
+        # digits Python calls digits and int() does not take; numbers no float holds
+        (with_proxy(Config={"bind_port": "\u00b2"}), "Proxy.Config.bind_port"),
+        (with_proxy(Config={"bind_port": "abc"}), "Proxy.Config.bind_port"),
+        (with_proxy(Config={"drain_timeout_s": 10**400}), "Proxy.Config.drain_timeout_s"),
+        (with_proxy(Config={"drain_timeout_s": float("nan")}), "Proxy.Config.drain_timeout_s"),
+        (with_proxy(Config={"handshake_timeout_ms": 10**400}), "Proxy.Config.handshake_timeout_ms"),
+        (with_proxy(Config={"local_request_timeout_ms": 10**400}),
+         "Proxy.Config.local_request_timeout_ms"),
+        (with_proxy(Config={"max_request_header_bytes": 10**400}),
+         "Proxy.Config.max_request_header_bytes"),
+        # an upstream on the inbound listener's port (its address, or a wildcard one)
+        (with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindAddress": "10.0.0.5",
+                                "LocalBindPort": 21000}]), "upstream 'db'"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindAddress": "0.0.0.0",
+                                "LocalBindPort": 21000}]), "upstream 'db'"),
+        (with_proxy(Upstreams=[{"DestinationName": "a", "LocalBindPort": 5},
+                               {"DestinationName": "b", "LocalBindAddress": "0.0.0.0",
+                                "LocalBindPort": 5}]), "upstream 'b'"),
     ],
 )  # fmt: skip
 def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:
@@ -130,7 +155,9 @@ def test_upstream_flags(text: str, expected: Upstream) -> None:
     assert parse_upstream_flag(text) == expected
 
 
-@pytest.mark.parametrize("text", ["db", "db:", "db:0", "db:70000", "db:port", ":9191", "d b:1"])
+@pytest.mark.parametrize(
+    "text", ["db", "db:", "db:0", "db:70000", "db:port", ":9191", "d b:1", "db:\u00b2"]
+)
 def test_a_bad_upstream_flag_names_itself(text: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_upstream_flag(text)
@@ -150,7 +177,7 @@ def test_an_adhoc_config() -> None:
     assert config.upstreams == (Upstream("db", 9191),)
     with pytest.raises(ConfigError, match="--listen: an inbound listener needs --local"):
         adhoc_config("web", [], listen="127.0.0.1:21000")
-    with pytest.raises(ConfigError, match="already the listener of 'db'"):
+    with pytest.raises(ConfigError, match="clashes with 'db'"):
         adhoc_config("web", ["db:9191", "cache:9191"])
 
 

@@ -120,12 +120,16 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
             raise UsageError("--upstream, --listen, --local and the metrics flags go with "
                              "--service or --sidecar-for, not --node (each registration's "
                              "Proxy.Config names its metrics address)")  # fmt: skip
-        if args.drain_timeout is not None and args.drain_timeout < 0:
-            raise UsageError(f"--drain-timeout: must be >= 0 seconds, got {args.drain_timeout}")
+        try:  # (checked as a sidecar's flag is: a number of seconds, not NaN)
+            with_drain(adhoc_config("node", []), args.drain_timeout)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
         client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now
         request = json.dumps({"node": True, "drain_s": args.drain_timeout})
     else:
-        request = config_to_json(proxy_config(args, client))
+        config = proxy_config(args, client)
+        client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now (ad hoc)
+        request = config_to_json(config)
     workers = worker_count(args.workers)
     argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level,
             str(workers)]  # fmt: skip
