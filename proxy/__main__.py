@@ -17,7 +17,14 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
+
+if os.environ.get("GOSSAMER_PROXY_WORKER"):  # (worker_link.WORKER_ENV, not imported yet)
+    # A worker started by worker 0 may get SIGHUP or SIGUSR1 passed on before its handlers
+    # are in (process.py): their default would end it. Until then they are ignored.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 from gossamer.proxy import native
 

@@ -22,7 +22,7 @@ from typing import Any
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, config_from_registration, with_drain
 from gossamer.proxy.metrics_server import Fleet
-from gossamer.proxy.runtime import ProxyRuntime
+from gossamer.proxy.runtime import RETRY_S, ProxyRuntime
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
@@ -64,7 +64,7 @@ class NodeProxies:
     def _start(self, proxy_id: str, body: dict[str, Any]) -> None:
         try:
             config = with_drain(config_from_registration(body, proxy_id), self._drain_s)
-        except ConfigError as exc:
+        except (ConfigError, ValueError, TypeError) as exc:  # (one sidecar's, not the node's)
             if self._refused.get(proxy_id) != str(exc):
                 log.error("proxy: sidecar %s cannot be served: %s", proxy_id, exc)
                 self._refused[proxy_id] = str(exc)
@@ -83,7 +83,14 @@ class NodeProxies:
         if task.cancelled():
             return
         if (exc := task.exception()) is not None:
-            log.error("proxy: sidecar %s cannot be served: %s", proxy_id, exc)
+            # let go of it (its watches too), and try again: a port still taken is freed, a
+            # leaf still missing comes (the next look at the registrations starts it anew)
+            log.error("proxy: sidecar %s cannot be served: %s; trying again in %g s",
+                      proxy_id, exc, RETRY_S)  # fmt: skip
+            if (runtime := self.runtimes.get(proxy_id)) is not None:
+                del self.runtimes[proxy_id]
+                self._stopping_one(runtime)
+            asyncio.get_running_loop().call_later(RETRY_S, self._changed.set)
             return
         log.info("proxy: serving sidecar %s for %s", proxy_id, service)
 
@@ -93,6 +100,9 @@ class NodeProxies:
         if starting is not None:
             starting.cancel()  # (its ports never opened; drain stops its watches)
         log.info("proxy: sidecar %s deregistered: draining it", proxy_id)
+        self._stopping_one(runtime)
+
+    def _stopping_one(self, runtime: ProxyRuntime) -> None:
         task = asyncio.create_task(runtime.drain())
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)

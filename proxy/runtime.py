@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, Final
 
 from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
@@ -57,6 +57,9 @@ from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
 DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (lower-cased)
+
+
+RETRY_S: Final = 5.0  # a listener a registration change could not open is tried again so often
 
 
 class ProxyRuntime:
@@ -89,6 +92,7 @@ class ProxyRuntime:
         self._intentions: Watch | None = None
         self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self._tasks: set[asyncio.Task[None]] = set()
+        self.draining = False  # from SIGTERM on, a registration change opens nothing
 
     async def start(self) -> None:
         """Watch the identity and the intentions, then open the listeners once they came."""
@@ -180,6 +184,14 @@ class ProxyRuntime:
             return
         if config == self.config:
             return
+        if self.draining:
+            log.info("proxy: draining: the registration changed, nothing more is opened")
+            return
+        if config.service != self.config.service:  # its leaf and intentions are watched by name
+            log.error("proxy: the registration now names service %r, not %r: restart the proxy "
+                      "to serve it; keeping %r", config.service, self.config.service,
+                      self.config.service)  # fmt: skip
+            return
         if self.warm:
             self._spawn(self._apply(config))
         else:  # no port open yet (warm.py): the first _apply takes it
@@ -187,18 +199,30 @@ class ProxyRuntime:
 
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config
-        if first or _inbound_of(old) != _inbound_of(config):
+        wanted = bool(config.bind_port and config.local_port)
+        if first or _inbound_of(old) != _inbound_of(config) or (wanted and self.inbound is None):
             known = None  # the chains verified: a resumed session's lone leaf needs its own
             if self.inbound is not None:
                 self.inbound.stop_listening()
                 self.retired.append(self.inbound)
                 known, self.inbound = self.inbound.chains, None
-            if config.bind_port and config.local_port:
-                self.inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
-                                       self.denials.table, self.metrics)  # fmt: skip
-                self.inbound.chains = known or self.inbound.chains
-                self.inbound.on_close = self.closed_one.set
-                await self.inbound.start()
+            if wanted:
+                inbound = Inbound(config, lambda: self.identity, self.policy, self.tally,
+                                  self.denials.table, self.metrics)  # fmt: skip
+                inbound.chains = known or inbound.chains
+                inbound.on_close = self.closed_one.set
+                try:
+                    await inbound.start()
+                except OSError as exc:
+                    if first:
+                        raise
+                    # the rest of the change applies; the port is tried again until it opens
+                    where = f"{config.bind_address}:{config.bind_port}"
+                    log.error("proxy: inbound %s cannot be opened (%s); trying again in %g s",
+                              where, exc, RETRY_S)  # fmt: skip
+                    asyncio.get_running_loop().call_later(RETRY_S, self._again)
+                else:
+                    self.inbound = inbound
         if first or old.metrics_addr != config.metrics_addr:
             await self._serve_metrics(config.metrics_addr)
         for upstream in [u for u in self.upstreams if u not in config.upstreams]:
@@ -211,6 +235,11 @@ class ProxyRuntime:
         self.retired = [r for r in self.retired if _open_in(r)]
         added = [u for u in config.upstreams if u not in self.upstreams and u not in self._opening]
         await asyncio.gather(*(self._open_upstream(upstream) for upstream in added))
+
+    def _again(self) -> None:
+        """A listener that could not be opened: the current config applied again."""
+        if not self.draining and self.inbound is None:
+            self._spawn(self._apply(self.config))
 
     async def _serve_metrics(self, addr: str) -> None:
         if self.metrics_server is not None:
@@ -255,6 +284,7 @@ class ProxyRuntime:
 
     async def drain(self) -> None:
         """Stop listening, let open connections finish up to the drain timeout, cut the rest."""
+        self.draining = True
         if self.inbound is not None:
             self.inbound.stop_listening()
         for listener, _ in self.upstreams.values():

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from gossamer.proxy.fleet_sum import Remembered, Snapshot
 from gossamer.proxy.metrics_server import Fleet, MetricsServer, Source, Tls
@@ -34,6 +35,9 @@ from gossamer.proxy.worker_link import WORKER_ENV, Asker, Offered, WorkerLink
 
 log = logging.getLogger("gossamer.proxy")
 FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 60.0, 60.0
+
+
+SETTLING_S: Final = 2.0  # a worker started this recently gets no SIGHUP or SIGUSR1 passed on
 
 
 @dataclass
@@ -125,8 +129,13 @@ class Workers(Crew):
         loop.call_later(delay, self._start, index, min(delay * 2, MAX_DELAY_S))
 
     def forward(self, sig: signal.Signals) -> None:
+        now = asyncio.get_running_loop().time()
         for worker in self.running.values():
-            worker.proc.send_signal(sig)
+            # SIGHUP and SIGUSR1 (read again, log the counters) mean nothing to a worker still
+            # starting, which reads everything afresh; before its first lines run, one would
+            # end it (their default). SIGTERM goes to all.
+            if sig == signal.SIGTERM or now - worker.started >= SETTLING_S:
+                worker.proc.send_signal(sig)
 
     async def stop(self) -> int:
         """SIGTERM every worker and wait for them: 0 when each drained, else 1."""

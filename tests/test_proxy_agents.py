@@ -325,6 +325,10 @@ def test_a_drain_waits_for_the_connections_of_a_listener_a_change_replaced(mesh:
                                10, what="the drain")  # fmt: skip
             assert int(drain.group(1)) >= 1
             assert _echoes(kept)  # still relayed while the drain waits for it
+            late_port = free_port("127.0.0.1")
+            register(late_port)  # a change while draining opens nothing
+            eventually(lambda: "nothing more is opened" in proxy.log(), 10, what="the change")
+            assert not listening("127.0.0.1", late_port)
             kept.shutdown(socket.SHUT_WR)
             assert read_all(kept) == b"<eof>"
         assert proxy.proc is not None
@@ -332,6 +336,33 @@ def test_a_drain_waits_for_the_connections_of_a_listener_a_change_replaced(mesh:
     finally:
         proxy.stop()
         agent.put("/v1/agent/service/deregister/drainy", None)
+
+
+def test_an_inbound_port_a_change_cannot_open_is_tried_again_and_the_rest_applies(
+    mesh: Mesh,
+) -> None:
+    """The inbound listener moves to a port something else holds: the upstream the same
+    change adds opens all the same, and the inbound port opens once it is free."""
+    agent = mesh.agent
+    first, second, up = free_port(agent.ip), free_port(agent.ip), free_port("127.0.0.1")
+
+    def register(inbound: int, upstreams: list[dict[str, object]]) -> None:
+        body = web_body(agent, inbound, upstreams)
+        agent.put("/v1/agent/service/register", body | {"Name": "busy", "ID": "busy"})
+
+    register(first, [])
+    proxy = sidecar(agent, mesh.tmp, "busy")
+    try:
+        wait_listening(agent.ip, first, proxy)
+        with socket.create_server((agent.ip, second)):  # taken
+            register(second, [{"DestinationName": "db", "LocalBindPort": up}])
+            wait_listening("127.0.0.1", up, proxy)  # the rest of the change applied
+            eventually(lambda: "cannot be opened" in proxy.log(), 10, what="the busy port")
+        wait_listening(agent.ip, second, proxy, timeout=20)  # free now: opened on a retry
+        assert not listening(agent.ip, first)
+    finally:
+        proxy.stop()
+        agent.put("/v1/agent/service/deregister/busy", None)
 
 
 def _echoing(address: tuple[str, int]) -> socket.socket | None:

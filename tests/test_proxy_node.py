@@ -9,6 +9,7 @@ the others. SIGTERM drains and exits 0.
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 from tests.harness.cluster import Cluster, free_port
@@ -47,6 +48,15 @@ def test_one_process_serves_every_sidecar_and_follows_registrations(
         wait_listening(agent.ip, cache_in, node)  # a new sidecar is served...
         agent.put("/v1/agent/service/deregister/cache")  # and with it its sidecar
         eventually(lambda: not listening(agent.ip, cache_in), 10, what="cache's port closed")
+        queue_in = free_port(agent.ip)
+        with socket.create_server((agent.ip, queue_in)):  # one whose port is taken at first
+            queue = {"SidecarService": {"Port": queue_in, "Address": agent.ip}}
+            agent.put("/v1/agent/service/register",
+                      {"Name": "queue", "Port": db_app.port, "Connect": queue})  # fmt: skip
+            eventually(lambda: "queue-sidecar-proxy cannot be served" in node.log(), 20,
+                       what="the taken port")  # fmt: skip
+        wait_listening(agent.ip, queue_in, node, timeout=20)  # tried again, served once free
+        agent.put("/v1/agent/service/deregister/queue")
         assert roundtrip(("127.0.0.1", up_port), b"m") == b"m<eof>"  # ...the others untouched
         assert listening(agent.ip, web_in)
         node.signal(signal.SIGTERM)

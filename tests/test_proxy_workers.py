@@ -214,9 +214,14 @@ def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> Non
         first = _pids(db)[1]
         os.kill(first, signal.SIGKILL)
         eventually(lambda: _pids(db).get(1, first) != first, 20, what="worker 1 started again")
+        second = _pids(db)[1]
+        db.signal(signal.SIGHUP)  # at once: worker 1 is still starting, its handlers not in
+        eventually(lambda: len(re.findall(r"\[worker 0\] proxy: SIGHUP", db.log())) >= 2, 10,
+                   what="worker 0 to reload again")  # fmt: skip
         eventually(lambda: roundtrip(("127.0.0.1", up_port), b"again") == b"again<eof>", 20,
                    what="traffic after the restart")  # fmt: skip
         assert f"worker 1 (pid {first}) exited with -9" in db.log()
+        assert _pids(db).get(1) == second and f"(pid {second}) exited" not in db.log()
 
         _stop_cleanly(db, web)
     finally:
