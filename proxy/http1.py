@@ -84,6 +84,8 @@ class HttpSession(HttpJoint):
     def request_complete(self, trailers: list[bytes]) -> None:
         ex = self.queue[-1]
         ex.complete = True
+        if self.client.full:  # read on while it sent its body; its next request waits for room
+            self.client.pause_reading()
         if ex.allowed and ex.chunked:
             last = codec.last_chunk(trailers)
             if ex.replay is not None:  # no body came (it would have dropped the replay): a

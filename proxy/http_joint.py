@@ -9,8 +9,13 @@ new owner (`_pass_on`). The client ending mid-request fails that request
 answered. The app ending or being lost is the session's `_app_gone` (an
 answer ended by close, a retry, or a 502). Bytes each way are counted for
 the edge's metrics. A request that cannot go on is answered and the
-session closed (`fail`); every request's outcome is recorded in one place
-(`_record`). `HttpSession` is the one subclass: the attributes and methods
+session closed (`fail`; one the client broke, in its turn: `client_fault`);
+every request's outcome is recorded in one place (`_record`). The client
+is not read while something holds its bytes back (`may_read_client`: a
+request queued behind the one in flight, a held body, a full app
+connection, its own connection full between requests), and the answers
+given here (403s) wait for room in the client's connection (`pump`,
+`resumed`). `HttpSession` is the one subclass: the attributes and methods
 declared here are its own (http1.py).
 """
 
@@ -56,13 +61,16 @@ class HttpJoint(Joint):
         return self.app if side is self.client and self.app is not None else self.client
 
     def paused(self, side: Side) -> None:
-        """`side` takes no more for now. The client's own reading stops too when it is the
-        client: its requests may be answered here (a 403, a 400), with no app to wait for."""
-        if side is self.client and self.app is not None:
-            self.app.pause_reading()
-        self.client.pause_reading()
+        """`side` takes no more for now: what feeds it stops being read. The client too, when
+        it is the client and between requests: no more of its requests (their answers would
+        pile up); one still sending a body is read on (it may read only once it is sent)."""
+        self.peer_of(side).pause_reading()
+        if side is self.client and not self.requests.in_message:
+            self.client.pause_reading()
 
     def resumed(self, side: Side) -> None:
+        """`side` takes more again (it was paused as any relay's side is: what feeds it stops
+        being read). The client: the answers given here that waited for room go now."""
         if side is self.client:
             if self.app is not None:
                 self.app.resume_reading()
@@ -73,14 +81,16 @@ class HttpJoint(Joint):
     def may_read_client(self) -> bool:
         """Nothing holds the client's reading back: no request waits behind the one in
         flight, no body past HELD_BODY waits for its connection, no upgrade for its answer,
-        and neither connection's writing is full."""
+        the app connection's writing is not full, and the client's is not, between requests.
+        (Inside one, a full client is read on: one that reads only once it has sent its whole
+        body would wait for ever. The answers given here wait for room, `pump`.)"""
         app = self.app
         return (
             len(self.queue) <= 1
             and self._unsent <= HELD_BODY
             and self._held is None
-            and not self.client.full
             and (app is None or not app.full)
+            and not (self.client.full and not self.requests.in_message)
         )
 
     def bytes_each_way(self) -> tuple[int, int]:
