@@ -9,7 +9,8 @@ permissions once the proxy joins the two connections. A path ending
 chunked request body is read to its end and answered as it came, trailer
 fields and all; a body of a Content-Length is read and dropped. A path
 ending `/endless-head` (`/endless-trailer`) gets a head (trailer field)
-whose value goes on for 8 MiB, or until the proxy stops taking it. A path
+whose value goes on for 32 MiB (more than any socket buffers hold), or until
+the proxy cuts it (`endless_cut`). A path
 ending `/early-close` gets `413` and the end of the app's side at once, its
 body read to its end and dropped. A path ending `/canned/<name>` gets
 `canned[name]` (a test's bytes, as they are: framing right or wrong),
@@ -32,6 +33,7 @@ class RawApp:
         self.heads: list[bytes] = []  # every request head read, in order
         self.tunneled: list[bytes] = []  # every byte read after a switch
         self.endless_sent = 0  # of the last endless field, what the proxy took
+        self.endless_cut: bool | None = None  # of the last: cut (True), sent whole, under way
         self.canned: dict[str, bytes] = {}  # a test's answers, by name (`/canned/<name>`)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -69,14 +71,16 @@ class RawApp:
                     start = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                              b"2\r\nok\r\n0\r\nX-T: " if trailer else
                              b"HTTP/1.1 200 OK\r\nX-A: ")  # fmt: skip
-                    self.endless_sent = 0
+                    self.endless_sent, self.endless_cut = 0, None
                     try:
                         conn.sendall(start)
-                        for _ in range(128):  # 8 MiB of one field's value, or until cut
+                        for _ in range(512):  # 32 MiB of one field's value, or until cut
                             conn.sendall(b"a" * 65536)
                             self.endless_sent += 65536
                     except OSError:
-                        pass
+                        self.endless_cut = True
+                        return
+                    self.endless_cut = False
                     return
                 elif head.split(b"\r\n", 1)[0].endswith(b"/early-close HTTP/1.1"):
                     conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
