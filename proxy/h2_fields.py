@@ -22,7 +22,7 @@ from typing import Final
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_target, xfcc
-from gossamer.proxy.http_codec import XFCC_NAME, joined_headers
+from gossamer.proxy.http_codec import XFCC_NAME, judged_request
 
 # RFC 9113 §8.2.1: a name holds none of 0x00-0x20, 0x41-0x5a (upper case), 0x7f-0xff, and a
 # colon only as a pseudo-header's first byte (and pseudo-headers are a known few). `translate`
@@ -38,6 +38,7 @@ _PROTOCOL: Final = 16
 _REGULAR: Final = 32  # a regular field came: no pseudo-header after it
 _PSEUDO: Final = {b":method": _METHOD, b":scheme": _SCHEME, b":authority": _AUTHORITY,
            b":path": _PATH, b":protocol": _PROTOCOL}  # fmt: skip
+_JUDGED: Final = (b":method", b":path")
 # §8.2.2: fields of a connection, which HTTP/2 has no use for (`te` only as "trailers")
 _CONNECTION: Final = frozenset(
     (b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade")
@@ -80,9 +81,10 @@ def body_length(fields: Sequence[tuple[bytes, bytes]]) -> int:
 
 
 def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
-    """What the intentions see of a request: pseudo-headers too, as the HTTP/1 path's."""
-    headers = joined_headers(fields)
-    return HttpRequest(headers.get(":method", ""), headers.get(":path", ""), headers)
+    """What the intentions see of a request: as the HTTP/1 path's (`judged_request`)."""
+    pseudo = {name: value for name, value in fields if name in _JUDGED}
+    method, path = pseudo.get(b":method", b""), pseudo.get(b":path", b"")
+    return judged_request(method.decode("latin-1"), path.decode("latin-1"), fields)
 
 
 def answer(status: int, fields: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

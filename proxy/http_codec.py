@@ -229,9 +229,20 @@ def without(head: list[bytes], names: frozenset[bytes]) -> list[bytes]:
     return kept
 
 
-def header_map(head: list[bytes]) -> dict[str, str]:
-    """Headers for an L7 permission: repeated names joined with ",", as Envoy sees them."""
-    return joined_headers(pairs(head))
+def judged_request(method: str, path: str, fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
+    """A request as an L7 permission reads it, the same for HTTP/1 and HTTP/2: its fields
+    joined (`joined_headers`), `:method` and `:path` among them on both, and the authority
+    under both of its names, `host` and `:authority`, whichever one came. A rule written
+    on `Host` (HTTP/1's name) then holds for an HTTP/2 call, which carries `:authority`,
+    and one on `:authority` (Envoy's name for both) holds for HTTP/1."""
+    headers = joined_headers(fields)
+    headers.setdefault(":method", method)
+    headers.setdefault(":path", path)
+    authority = headers.get("host", headers.get(":authority"))
+    if authority is not None:
+        headers.setdefault("host", authority)
+        headers.setdefault(":authority", authority)
+    return HttpRequest(method, path, headers)
 
 
 def joined_headers(fields: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -187,7 +187,7 @@ class Requests:
         fields = head  # as decided (`head` may lose its hop-by-hop fields below)
 
         def built() -> HttpRequest:  # only when an L7 rule applies (decide_request)
-            return HttpRequest(method, url.decode("latin-1"), codec.header_map(fields))
+            return codec.judged_request(method, url.decode("latin-1"), codec.pairs(fields))
 
         request_of = built
         if upgrade:  # built once, and kept: a policy change decides it again (no request follows)

@@ -62,14 +62,33 @@ def test_heads_are_written_as_parsed_and_hop_by_hop_dropped() -> None:
     assert codec.response_head(200, b"OK", [*kept, *codec.CONNECTION_CLOSE]) == (
         b"HTTP/1.1 200 OK\r\nHost: db\r\nX-A: 1\r\nconnection: close\r\n\r\n"
     )
-    assert codec.header_map(flat((b"X-A", b"1"), (b"x-a", b"2"))) == {"x-a": "1,2"}
+    assert codec.joined_headers(codec.pairs(flat((b"X-A", b"1"), (b"x-a", b"2")))) == {"x-a": "1,2"}
 
 
 def test_a_value_is_judged_without_the_whitespace_around_it() -> None:
     """llhttp keeps a value's trailing spaces and tabs; they are not part of it (RFC 9110
     §5.5) and the app drops them, so `X-Role: admin ` must meet a rule on `admin`."""
-    assert codec.header_map(flat((b"X-Role", b"admin \t"))) == {"x-role": "admin"}
-    assert codec.header_map(flat((b"X-A", b"1 "), (b"x-a", b"\t2"))) == {"x-a": "1,2"}
+    assert codec.joined_headers([(b"X-Role", b"admin \t")]) == {"x-role": "admin"}
+    assert codec.joined_headers([(b"X-A", b"1 "), (b"x-a", b"\t2")]) == {"x-a": "1,2"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [(b"Host", b"db.example:80"), (b"X-A", b"1")],  # HTTP/1
+        [(b":method", b"GET"), (b":path", b"/a?q"), (b":authority", b"db.example:80"),
+         (b"x-a", b"1")],  # HTTP/2
+    ],
+    ids=["http1", "http2"],
+)  # fmt: skip
+def test_a_request_is_judged_alike_in_both_protocols(fields: list[tuple[bytes, bytes]]) -> None:
+    """A rule on `Host` holds for an HTTP/2 call (which carries `:authority`) and a rule on
+    `:authority`, `:method` or `:path` for an HTTP/1 request: both names of the authority,
+    and the pseudo-headers, are there whichever protocol came."""
+    request = codec.judged_request("GET", "/a?q", fields)
+    assert request.header("host") == request.header(":authority") == "db.example:80"
+    assert (request.header(":method"), request.header(":path")) == ("GET", "/a?q")
+    assert request.header("x-a") == "1" and request.bare_path == "/a"
 
 
 @pytest.mark.parametrize(
