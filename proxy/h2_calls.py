@@ -9,8 +9,12 @@ for a gRPC call its
 success rate even though gRPC answers `200` (a gRPC answer is one whose
 `content-type` is `application/grpc…`, as every gRPC server sends it, so
 the call book needs nothing from the request). Status 0: no answer (reset,
-or the connection ended first). A denied call is a `403` at once, like a
-denied HTTP/1 request. Times come in from the shell (`now`, seconds).
+or the connection ended first). A gRPC call whose answer began but ended
+with no `grpc-status` failed, whatever its `:status`: it gets the code a
+gRPC client reports for it, CANCELLED (499) when the client reset it,
+INTERNAL (500) when the app did, UNAVAILABLE (503) when the connection
+ended. A denied call is a `403` at once, like a denied HTTP/1 request.
+Times come in from the shell (`now`, seconds).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (
 # many (the shape of Envoy's premature-reset limit). A call the gate resets at the app for
 # the client's fault (a body that breaks its content-length) counts as the client's reset.
 RAPID_CALLS: Final = 500
+# A gRPC answer cut before its grpc-status, by whom: the code a gRPC client reports for it.
+CANCELLED: Final = 1  # the client reset the stream
+INTERNAL: Final = 13  # the app reset it
+UNAVAILABLE: Final = 14  # the connection ended under it
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 Fields = list[tuple[bytes, bytes]]  # a request's header fields, decoded
 
@@ -54,7 +62,10 @@ class Call:
         self.status = 0  # the final :status
         self.grpc_status = -1  # none yet
 
-    def outcome(self) -> int:
+    def outcome(self, cut_by: int = 0) -> int:
+        """The status to record; `cut_by`: the gRPC code for an answer cut before its end."""
+        if self.grpc and self.grpc_status < 0 and cut_by:
+            self.grpc_status = cut_by
         if self.grpc and self.grpc_status >= 0:
             return GRPC_HTTP.get(self.grpc_status, 500)
         return self.status
@@ -162,7 +173,7 @@ class CallBook:
     def reset_by_client(self, stream: int, now: float) -> bool:
         """The client reset `stream`; whether the connection is being rapid-reset."""
         rapid = self._premature(self._calls.get(stream))
-        self.closed(stream, now)
+        self.closed(stream, now, CANCELLED)
         return rapid
 
     def _premature(self, call: Call | None) -> bool:
@@ -183,13 +194,14 @@ class CallBook:
         if call.client_ended or not self._held:
             del self._calls[stream]
 
-    def closed(self, stream: int, now: float) -> None:
-        """Either side reset `stream`: the call ends both ways."""
+    def closed(self, stream: int, now: float, cut_by: int = INTERNAL) -> None:
+        """Either side reset `stream` (`cut_by`: the client, CANCELLED; the app, INTERNAL): the
+        call ends both ways."""
         call = self._calls.pop(stream, None)
         if call is not None and not call.answered:
-            self._done(call.outcome(), call.route, now - call.started)
+            self._done(call.outcome(cut_by), call.route, now - call.started)
 
     def close(self, now: float) -> None:
         """The connection ended: every call still open ends with it."""
         for stream in list(self._calls):
-            self.closed(stream, now)
+            self.closed(stream, now, UNAVAILABLE)

@@ -529,6 +529,26 @@ def test_each_call_is_recorded_once_with_its_status_route_and_time() -> None:
     assert len(pair.outcomes) == 5 and left, "each call once"
 
 
+def test_a_grpc_answer_cut_before_its_status_is_a_failure_by_who_cut_it() -> None:
+    """`:status 200` and then no grpc-status: the call failed, whatever its head said; a gRPC
+    client reports CANCELLED when it reset, INTERNAL when the app did, UNAVAILABLE when the
+    connection ended (not the 200 it was counted as)."""
+    pair = Pair()
+    head = [(":status", "200"), ("content-type", "application/grpc")]
+    cut = []
+    for _ in range(3):
+        stream = pair.call("/echo.Echo/Stream", b"x", grpc=True)
+        pair.server.send_headers(stream, head)
+        cut.append(stream)
+    pair.pump()
+    pair.client.reset_stream(cut[0])
+    pair.pump()
+    pair.server.reset_stream(cut[1])
+    pair.pump()
+    pair.gate.close(pair.clock)
+    assert [status for status, _, _ in pair.outcomes] == [499, 500, 503]
+
+
 def test_interim_answers_and_trailers_give_the_final_status() -> None:
     pair = Pair()
     stream = pair.call("/echo.Echo/Unary", b"x")
