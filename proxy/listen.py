@@ -13,11 +13,17 @@ With worker processes (workers.py) every listener is bound with
 SO_REUSEPORT too (`share_ports`, once, before any listener opens): each
 worker binds its own socket on the same address and the kernel spreads new
 connections over them. Only sockets of the same user can join such a group.
+
+A listener that replaces another on the same port takes over its socket
+(`take_over`: a duplicate of its descriptor, so both accept from the one
+queue until the old one closes): no connect is refused between them, as
+closing one socket and binding another would refuse some.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable
 
@@ -81,3 +87,15 @@ async def serve(
         return await loop.create_server(factory, host, port, reuse_address=True,
                                         reuse_port=shared or None, backlog=BACKLOG)  # fmt: skip
     return await loop.create_server(factory, sock=sock, backlog=BACKLOG)  # it listens again
+
+
+async def take_over(factory: Callable[[], asyncio.BaseProtocol], server: asyncio.Server
+                    ) -> asyncio.Server | None:  # fmt: skip
+    """A server for `factory` on `server`'s listening socket (its descriptor duplicated), so
+    `server` may then close without refusing anyone; None when it holds other than one."""
+    held = server.sockets
+    if len(held) != 1:
+        return None
+    sock = socket.socket(fileno=os.dup(held[0].fileno()))
+    sock.setblocking(False)
+    return await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=BACKLOG)

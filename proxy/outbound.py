@@ -42,7 +42,7 @@ from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
-from gossamer.proxy.listen import serve
+from gossamer.proxy.listen import serve, take_over
 from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.mux import wire_of
 from gossamer.proxy.mux_pool import MuxPool, open_stream
@@ -90,10 +90,18 @@ class UpstreamListener:
         # bound to a network address: clients from other hosts are turned away (local_peer.py)
         self.guarded = not (loopback(upstream.bind_address) or upstream.remote_clients)
 
-    async def start(self) -> None:
+    async def start(self, replacing: UpstreamListener | None = None) -> None:
+        """Listen; on the socket of `replacing` (a listener on the same port that a change
+        replaces: its caller retires it next) when it still has one (listen.take_over)."""
         u = self.upstream
-        self._server = await serve(lambda: PlainSide(on_connect=self._accepted), u.bind_address,
-                                   u.bind_port)  # fmt: skip
+        factory = lambda: PlainSide(on_connect=self._accepted)  # noqa: E731
+        held = replacing._server if replacing is not None else None
+        if held is not None and (server := await take_over(factory, held)) is not None:
+            self._server = server
+        else:
+            if replacing is not None:
+                replacing.stop_listening()
+            self._server = await serve(factory, u.bind_address, u.bind_port)
         log.info("proxy: upstream %s listening on %s:%d", u.name, u.bind_address, u.bind_port)
 
     def stop_listening(self) -> None:

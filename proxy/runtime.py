@@ -13,11 +13,11 @@ with its health watch (and one per other target of its split). Revoked agents
 (`/v1/connect/ca/revoked`) go into the peers' trust; a new one also cuts open
 connections it issued a leaf of.
 
-A registration change applies without a restart: an upstream added opens
-its listener, one removed closes it (its open connections finish, and a
-drain waits for them and cuts them as it does the others), others
-are not touched; a changed inbound port or local app restarts the inbound
-listener only. SIGTERM/SIGINT (process.py): stop listening, let open
+A registration change applies without a restart: upstreams are added,
+removed or replaced (upstream_set.py; open connections finish, and a drain
+waits for them and cuts them as it does the others), others are not
+touched; a changed inbound port or local app restarts the inbound listener
+only. SIGTERM/SIGINT (process.py): stop listening, let open
 connections finish for up to the drain timeout, cut the rest, exit 0.
 SIGHUP: read the registration, the default policy, the leaf, the roots and
 the intentions again. SIGUSR1: log the counters. Denied connections are
@@ -41,7 +41,6 @@ from gossamer.proxy.authorize import revoked_key_ids
 from gossamer.proxy.config import (
     ConfigError,
     ProxyConfig,
-    Upstream,
     config_from_registration,
     keep_pinned,
 )
@@ -52,7 +51,7 @@ from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.split_targets import PATH as SPLITTERS
-from gossamer.proxy.split_targets import Splitters
+from gossamer.proxy.upstream_set import UpstreamSet
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
@@ -76,12 +75,12 @@ class ProxyRuntime:
         self.policy = Policy()
         self.identity: Identity | None = None
         self.inbound: Inbound | None = None
-        self.upstreams: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
-        self._opening: set[Upstream] = set()  # listeners waiting for their first instances
         # Listeners a registration change closed whose connections go on: drain waits for
         # them and cuts what is left of them as it does for the current ones.
         self.retired: list[Inbound | UpstreamListener] = []
-        self.splitters = Splitters(agent)
+        self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
+        self.upstreams = UpstreamSet(agent, lambda: self.identity, self.tally, self.metrics,
+                                     self.closed_one.set, self.retired)  # fmt: skip
         self.ready = asyncio.Event()  # a leaf and roots make an identity
         self.policy_known = asyncio.Event()  # the first intentions answer came
         self.warm = False  # both came: the ports are opened (warm.py)
@@ -90,7 +89,6 @@ class ProxyRuntime:
         self._revoked: frozenset[bytes] = frozenset()
         self._watches: list[Watch] = []
         self._intentions: Watch | None = None
-        self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False  # from SIGTERM on, a registration change opens nothing
 
@@ -174,7 +172,7 @@ class ProxyRuntime:
                 listener.recheck()
 
     def _on_splitters(self, body: Any) -> None:
-        self.splitters.on_entries(body, [listener for listener, _ in self.upstreams.values()])
+        self.upstreams.on_splitters(body)
 
     def _on_registration(self, body: dict[str, Any]) -> None:
         try:
@@ -225,16 +223,8 @@ class ProxyRuntime:
                     self.inbound = inbound
         if first or old.metrics_addr != config.metrics_addr:
             await self._serve_metrics(config.metrics_addr)
-        for upstream in [u for u in self.upstreams if u not in config.upstreams]:
-            listener, watch = self.upstreams.pop(upstream)
-            listener.stop_listening()
-            self.retired.append(listener)
-            watch.stop()
-            self.splitters.forget(listener)
-            log.info("proxy: upstream %s removed", upstream.name)
-        self.retired = [r for r in self.retired if _open_in(r)]
-        added = [u for u in config.upstreams if u not in self.upstreams and u not in self._opening]
-        await asyncio.gather(*(self._open_upstream(upstream) for upstream in added))
+        self.retired[:] = [r for r in self.retired if _open_in(r)]
+        await self.upstreams.change(config.upstreams)
 
     def _again(self) -> None:
         """A listener that could not be opened: the current config applied again."""
@@ -253,21 +243,6 @@ class ProxyRuntime:
         """What this proxy's metrics listener renders."""
         return [(self.metrics, self.tally)]
 
-    async def _open_upstream(self, upstream: Upstream) -> None:
-        listener = UpstreamListener(upstream, lambda: self.identity, self.tally,
-                                    metrics=self.metrics)  # fmt: skip
-        listener.on_close = self.closed_one.set
-        self._opening.add(upstream)
-        try:
-            watch = await warm.open_upstream(self.agent, listener,
-                                             lambda: upstream in self.config.upstreams)  # fmt: skip
-        finally:
-            self._opening.discard(upstream)
-        if watch is None:
-            return
-        self.upstreams[upstream] = (listener, watch)
-        self.splitters.apply(listener)
-
     def reload(self) -> None:
         """SIGHUP: ask the agent again for everything it told us."""
         log.info("proxy: SIGHUP: reading registration, identity, intentions and policy again")
@@ -276,7 +251,7 @@ class ProxyRuntime:
 
     def _listeners(self) -> list[Inbound | UpstreamListener]:
         """Every listener with connections of this proxy: current, then retired."""
-        current = [listener for listener, _ in self.upstreams.values()]
+        current = self.upstreams.listeners()
         return [*([self.inbound] if self.inbound else []), *current, *self.retired]
 
     def open_connections(self) -> int:
@@ -287,8 +262,7 @@ class ProxyRuntime:
         self.draining = True
         if self.inbound is not None:
             self.inbound.stop_listening()
-        for listener, _ in self.upstreams.values():
-            listener.stop_listening()
+        self.upstreams.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeouts.drain_s
         log.info("proxy: draining %d open connection(s), at most %.0f s",
@@ -312,9 +286,7 @@ class ProxyRuntime:
     def stop_watches(self) -> None:
         for watch in self._watches:
             watch.stop()
-        for _, watch in self.upstreams.values():
-            watch.stop()
-        self.splitters.stop()
+        self.upstreams.stop_watches()
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(job)

@@ -42,10 +42,15 @@ async def serving(identity: asyncio.Event, intentions: asyncio.Event) -> None:
 
 
 async def open_upstream(
-    agent: AgentHttp, listener: UpstreamListener, wanted: Callable[[], bool]
+    agent: AgentHttp,
+    listener: UpstreamListener,
+    wanted: Callable[[], bool],
+    replacing: Callable[[], UpstreamListener | None] = lambda: None,
 ) -> Watch | None:
-    """Watch `listener`'s upstream's healthy instances, then listen; the watch, or None when
-    the upstream is no longer `wanted` by then or its port cannot be had (logged)."""
+    """Watch `listener`'s upstream's healthy instances, then listen (on the socket of the
+    listener it is `replacing`, if any, asked then: that one serves until this one is warm);
+    the watch, or None when the upstream is no longer `wanted` by then or its port cannot be
+    had (logged)."""
     upstream, answered = listener.upstream, asyncio.Event()
 
     def on_rows(rows: Any) -> None:
@@ -67,7 +72,7 @@ async def open_upstream(
         watch.stop()
         return None
     try:
-        await listener.start()
+        await listener.start(replacing())
     except OSError as exc:
         watch.stop()
         log.error("proxy: upstream %s cannot listen on %s:%d: %s", upstream.name,

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -216,6 +217,45 @@ def test_an_upstream_added_to_the_registration_opens_without_a_restart(mesh: Mes
         )
         kept.sendall(b"after")  # the db connection was never disturbed
         assert kept.recv(100) == b"after"
+
+
+def test_a_changed_upstream_hands_its_port_over_without_refusing_a_connect(mesh: Mesh) -> None:
+    """A changed upstream is a new listener on the same port: it takes over the old one's
+    socket once warm, so a client connecting all the while is never refused (the old one
+    used to close first, refusing connects until the new one's health answer came)."""
+    up_port = mesh.upstream[1]
+    stop, refusals, connects = threading.Event(), [], [0]
+
+    def probe() -> None:
+        while not stop.wait(0.002):  # a connect every 2 ms: the old gap was several
+            try:
+                socket.create_connection(mesh.upstream, timeout=10).close()
+                connects[0] += 1
+            except OSError as exc:
+                refusals.append(exc)
+
+    def changed(config: dict[str, object]) -> None:
+        said = mesh.web_proxy.log().count("upstream db listening")
+        up = {"DestinationName": "db", "LocalBindPort": up_port, "Config": config}
+        mesh.agent.put("/v1/agent/service/register", web_body(mesh.agent, mesh.web_in, [up]))
+        eventually(lambda: mesh.web_proxy.log().count("upstream db listening") > said, 10,
+                   what="its successor listening")  # fmt: skip
+
+    prober = threading.Thread(target=probe, daemon=True)
+    with socket.create_connection(mesh.upstream, timeout=10) as kept:
+        kept.sendall(b"before")
+        assert kept.recv(100) == b"before"
+        prober.start()
+        try:
+            changed({"connect_timeout_ms": 3000})
+            assert roundtrip(mesh.upstream, b"new") == b"new<eof>"
+            changed({})  # back as it was
+        finally:
+            stop.set()
+            prober.join(10)
+        kept.sendall(b"after")  # a connection of the old listener goes on
+        assert kept.recv(100) == b"after"
+    assert connects[0] > 0 and refusals == []
 
 
 def test_an_http_upstream_with_no_instance_answers_503_and_says_why(mesh: Mesh) -> None:

@@ -1,0 +1,121 @@
+"""A sidecar's upstream listeners, as its registration changes them. Shell.
+
+An `Upstream` is a value: any change to one is the old one removed and a
+new one added. Rules this module keeps:
+
+- An upstream added opens its listener once its instances are known
+  (warm.py), with its health watch, and its split targets (split_targets.py).
+- One removed stops listening; its open connections go on, in `retired`,
+  which the runtime's drain waits for and cuts as it does the others.
+- One replaced by another on the same address and port keeps serving
+  until its successor is warm, which then takes over its listening socket
+  (listen.take_over), so no connect is refused in between; then it is
+  retired as a removed one. A successor that never listens (removed again
+  meanwhile, or its port lost) still retires it, once nothing else warms
+  for that port.
+- After `stop` (the drain) nothing more opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from gossamer.proxy import tally, warm
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.config import Upstream
+from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.identity import Identity
+from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.split_targets import Splitters
+from gossamer.proxy.watch import Watch
+
+log = logging.getLogger("gossamer.proxy")
+Port = tuple[str, int]  # a listener's bind address and port
+
+
+class Retired(Protocol):
+    def append(self, listener: UpstreamListener, /) -> None: ...
+
+
+class UpstreamSet:
+    """The upstream listeners of one sidecar, current and being replaced."""
+
+    def __init__(self, agent: AgentHttp, identity: Callable[[], Identity | None],
+                 counts: tally.Tally, metrics: EdgeMetrics, on_close: Callable[[], None],
+                 retired: Retired) -> None:  # fmt: skip
+        self.agent = agent
+        self._identity = identity
+        self._tally = counts
+        self._metrics = metrics
+        self._on_close = on_close  # a relayed connection closed (the runtime's drain listens)
+        self._retired = retired  # where listeners no longer wanted go, connections and all
+        self.splitters = Splitters(agent)
+        self.current: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
+        self.replaced: dict[Port, tuple[UpstreamListener, Watch]] = {}  # serving until taken
+        self._opening: set[Upstream] = set()  # listeners waiting for their first instances
+        self._wanted: tuple[Upstream, ...] = ()
+        self.stopped = False
+
+    async def change(self, wanted: Sequence[Upstream]) -> None:
+        """Make the listeners those of `wanted`: others removed or replaced, new ones opened
+        (returns once they listen)."""
+        self._wanted = tuple(wanted)
+        for upstream in [u for u in self.current if u not in wanted]:
+            listener, watch = self.current.pop(upstream)
+            if any(u.listen == upstream.listen for u in wanted):
+                self.replaced[upstream.listen] = (listener, watch)
+                log.info("proxy: upstream %s changed", upstream.name)
+            else:
+                self._retire(listener, watch)
+                log.info("proxy: upstream %s removed", upstream.name)
+        added = [u for u in wanted if u not in self.current and u not in self._opening]
+        await asyncio.gather(*(self._open(upstream) for upstream in added))
+
+    def listeners(self) -> list[UpstreamListener]:
+        """Every listener still serving: current and being replaced."""
+        return [listener for listener, _ in (*self.current.values(), *self.replaced.values())]
+
+    def stop(self) -> None:
+        """Stop listening (the drain): their connections go on; nothing more opens."""
+        self.stopped = True
+        for listener in self.listeners():
+            listener.stop_listening()
+
+    def stop_watches(self) -> None:
+        for _, watch in (*self.current.values(), *self.replaced.values()):
+            watch.stop()
+        self.splitters.stop()
+
+    def on_splitters(self, body: object) -> None:
+        """The service-splitter entries changed (split_targets.py)."""
+        self.splitters.on_entries(body, self.listeners())
+
+    async def _open(self, upstream: Upstream) -> None:
+        listener = UpstreamListener(upstream, self._identity, self._tally, metrics=self._metrics)
+        listener.on_close = self._on_close
+        self._opening.add(upstream)
+        port = upstream.listen
+        try:
+            watch = await warm.open_upstream(
+                self.agent, listener, lambda: upstream in self._wanted and not self.stopped,
+                lambda: self.replaced.get(port, (None,))[0])  # fmt: skip
+        finally:
+            self._opening.discard(upstream)
+            replaced = None
+            if not any(u.listen == port for u in self._opening):  # (none else warms for it)
+                replaced = self.replaced.pop(port, None)
+            if replaced is not None:
+                self._retire(*replaced)
+        if watch is None:
+            return
+        self.current[upstream] = (listener, watch)
+        self.splitters.apply(listener)
+
+    def _retire(self, listener: UpstreamListener, watch: Watch) -> None:
+        listener.stop_listening()
+        self._retired.append(listener)
+        watch.stop()
+        self.splitters.forget(listener)
