@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
+from gossamer.proxy.dial import dial, failed
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import ACKED, Mux, checked_peer, is_mux
 from gossamer.proxy.mux_frames import AWAY, REFUSED, UNREACHABLE
@@ -95,7 +96,7 @@ class MuxPool:
             return await asyncio.shield(making), False
         making = self._making[instance] = asyncio.get_running_loop().create_future()
         try:
-            server = await listener.attempt(instance, service, tunnel=True)
+            server = await dial(listener, instance, service, tunnel=True)
         except BaseException:  # cancelled (shutdown): those waiting are not left hanging
             making.set_result(None)
             raise
@@ -163,7 +164,7 @@ async def open_stream(
     """Join `client` to a stream to `instance` (see the module's docstring)."""
     server = await _stream(listener, instance, target)
     if isinstance(server, Side):
-        listener._join(client, server, instance, started)
+        listener.join(client, server, instance, started)
         return "joined"
     return server
 
@@ -177,14 +178,14 @@ async def backend_stream(
     if isinstance(server, Side):
         return server
     if server == "refused":  # the certificate, not a request: a failed attempt here
-        listener._failed(instance, tally.CONNECT_FAILED, ConnectionError("stream refused"))
+        failed(listener, instance, tally.CONNECT_FAILED, ConnectionError("stream refused"))
     return None
 
 
 async def _stream(
     listener: UpstreamListener, instance: Instance, target: str
 ) -> Side | Literal["refused", "failed"]:
-    identity = listener._identity()
+    identity = listener.identity()
     pool = listener.tunnels
     mux: Mux | None = None
     if identity is not None and pool.muxes:
@@ -193,7 +194,7 @@ async def _stream(
         if fresh:
             made, mine = await pool.make(listener, instance, target)
             if isinstance(made, TlsSide) and not mine:  # a peer without frames: our own
-                made = await listener.attempt(instance, target, tunnel=True)
+                made = await dial(listener, instance, target, tunnel=True)
             if made is None or isinstance(made, TlsSide):  # TLS: one connection per client
                 return made or "failed"
             mux = made
@@ -218,14 +219,14 @@ async def _stream(
             return "refused"
         if answer is not None and answer != AWAY:  # UNREACHABLE (or a cut): the wire is sound
             why = "its app did not take the connection" if answer == UNREACHABLE else "cut"
-            listener._failed(instance, tally.CONNECT_FAILED, ConnectionError(why))
+            failed(listener, instance, tally.CONNECT_FAILED, ConnectionError(why))
             return "failed"
         if answer == AWAY or mux.closed_cleanly:  # draining, or closed idle as it was taken
             if fresh:
                 return "failed"  # the next instance, not counted against this one
             continue
         mux.close(abort=True)  # no answer: the connection is dead, whatever rides it
-        listener._failed(instance, tally.CONNECT_FAILED, TimeoutError("no answer to OPEN"))
+        failed(listener, instance, tally.CONNECT_FAILED, TimeoutError("no answer to OPEN"))
         if fresh:
             return "failed"
     return "failed"

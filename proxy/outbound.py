@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from typing import Final
 
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy import balance, split, tally
-from gossamer.proxy.authorize import Refused, reason_of_handshake_error, server_service
+from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
@@ -70,7 +69,7 @@ class UpstreamListener:
     ) -> None:
         self.upstream = upstream
         self.metrics = EdgeMetrics("") if metrics is None else metrics
-        self._identity = identity
+        self.identity = identity  # the proxy's current one (None: none yet)
         self.tally = counts
         self.instances: list[Instance] = []
         self.split: tuple[Split, ...] = ()  # the upstream's service-splitter; () none
@@ -173,59 +172,6 @@ class UpstreamListener:
         self.metrics.outbound(self.upstream.name).failed += 1
         client.close()
 
-    async def attempt(
-        self, instance: Instance, service: str = "", *, tunnel: bool = False
-    ) -> TlsSide | None:
-        """A verified mTLS connection to `instance`, whose certificate must name `service`
-        (the upstream's own by default), offering frames (mux.py) when `tunnel`; None
-        after counting why not."""
-        identity = self._identity()
-        if identity is None:
-            self.refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
-            return None
-        loop = asyncio.get_running_loop()
-        server: TlsSide | None = None
-        context = identity.client_tunnel if tunnel else identity.client
-        session = self.sessions.offer(instance, context, time.monotonic())
-        try:
-            async with asyncio.timeout(self.upstream.connect_timeout_s):
-                _, server = await loop.create_connection(
-                    lambda: TlsSide(context, server_side=False, session=session), *instance
-                )
-                await asyncio.shield(server.handshake)
-            server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
-                           service or self.upstream.name, self.chains)  # fmt: skip
-        except (OSError, TimeoutError, Refused) as exc:
-            if isinstance(exc, Refused):
-                reason = exc.reason
-            elif server is not None and isinstance(exc, (TimeoutError, ssl.SSLError)):
-                reason = reason_of_handshake_error(exc)  # connected: its TLS failed
-            else:
-                reason = tally.CONNECT_FAILED
-            if server is not None:
-                server.close(abort=True)
-            self.sessions.drop(instance)
-            self._failed(instance, reason, exc)
-            return None
-        self.outliers.succeeded(instance)
-        if server.pipe.resumed:
-            self.tally.add("outbound.resumed")
-        return server
-
-    def _failed(self, instance: Instance, reason: str, exc: BaseException) -> None:
-        self.tally.add(f"outbound.attempt_failed.{reason}")
-        shown = f"{instance[0]}:{instance[1]}"
-        if self.outliers.failed(instance, time.monotonic_ns() // 1_000_000, self.known):
-            self.tally.add("outbound.ejected")
-            log.warning("proxy: upstream %s instance %s set aside after repeated failures",
-                        self.upstream.name, shown)  # fmt: skip
-        if self.tally.limiter.allow(
-            f"attempt/{self.upstream.name}/{shown}", time.time_ns() // 1_000_000
-        ):
-            said = str(exc) or type(exc).__name__  # (a timeout says nothing)
-            log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another",
-                        self.upstream.name, shown, reason, said)  # fmt: skip
-
     def add_outstanding(self, instance: Instance) -> None:
         """A connection (L4) or a request (HTTP) began on `instance`: what p2c compares."""
         self.outstanding[instance] = self.outstanding.get(instance, 0) + 1
@@ -235,7 +181,7 @@ class UpstreamListener:
         if left > 0:
             self.outstanding[instance] = left
 
-    def _join(self, client: PlainSide, server: Side, instance: Instance, started: float) -> None:
+    def join(self, client: PlainSide, server: Side, instance: Instance, started: float) -> None:
         """Relay `client` to `server`: a connection of its own, or a stream of a mux."""
         self.add_outstanding(instance)
         edge = self.metrics.outbound(self.upstream.name)
@@ -266,7 +212,7 @@ class UpstreamListener:
     def recheck_peers(self) -> int:
         """Check each open connection's server certificate again (an agent was revoked);
         cut those now refused, pooled HTTP connections included."""
-        identity = self._identity()
+        identity = self.identity()
         if identity is None:
             return 0
         now = datetime.now(UTC)

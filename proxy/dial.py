@@ -1,0 +1,85 @@
+"""Reaching one instance of an upstream: a verified mTLS connection, or why not. Shell.
+
+`dial` connects (within the upstream's `connect_timeout_s`), offers the
+session an earlier connection to that instance left (sessions.py), and
+checks the server's certificate: it must carry the SPIFFE ID of the
+service asked for (authorize.server_service). `failed` is where every
+failed attempt goes, a connect here or an OPEN the far side refused
+(mux_pool.py): counted by reason, fed to outlier detection (outlier.py),
+logged at most once a minute per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gossamer.proxy import tally
+from gossamer.proxy.authorize import Refused, reason_of_handshake_error, server_service
+from gossamer.proxy.tls_side import TlsSide
+
+if TYPE_CHECKING:
+    from gossamer.proxy.health_rows import Instance
+    from gossamer.proxy.outbound import UpstreamListener
+
+log = logging.getLogger("gossamer.proxy")
+
+
+async def dial(listener: UpstreamListener, instance: Instance, service: str = "", *,
+               tunnel: bool = False) -> TlsSide | None:  # fmt: skip
+    """A verified mTLS connection to `instance`, whose certificate must name `service`
+    (the upstream's own by default), offering frames (mux.py) when `tunnel`; None after
+    counting why not."""
+    identity = listener.identity()
+    if identity is None:
+        listener.refuse(tally.NO_IDENTITY, "the proxy has no certificate yet")
+        return None
+    loop = asyncio.get_running_loop()
+    server: TlsSide | None = None
+    context = identity.client_tunnel if tunnel else identity.client
+    session = listener.sessions.offer(instance, context, time.monotonic())
+    try:
+        async with asyncio.timeout(listener.upstream.connect_timeout_s):
+            _, server = await loop.create_connection(
+                lambda: TlsSide(context, server_side=False, session=session), *instance
+            )
+            await asyncio.shield(server.handshake)
+        server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
+                       service or listener.upstream.name, listener.chains)  # fmt: skip
+    except (OSError, TimeoutError, Refused) as exc:
+        if isinstance(exc, Refused):
+            reason = exc.reason
+        elif server is not None and isinstance(exc, (TimeoutError, ssl.SSLError)):
+            reason = reason_of_handshake_error(exc)  # connected: its TLS failed
+        else:
+            reason = tally.CONNECT_FAILED
+        if server is not None:
+            server.close(abort=True)
+        listener.sessions.drop(instance)
+        failed(listener, instance, reason, exc)
+        return None
+    listener.outliers.succeeded(instance)
+    if server.pipe.resumed:
+        listener.tally.add("outbound.resumed")
+    return server
+
+
+def failed(listener: UpstreamListener, instance: Instance, reason: str,
+           exc: BaseException) -> None:  # fmt: skip
+    """An attempt on `instance` failed for `reason`: counted, fed to outlier detection (which
+    may set the instance aside), logged once a minute per instance."""
+    name = listener.upstream.name
+    listener.tally.add(f"outbound.attempt_failed.{reason}")
+    shown = f"{instance[0]}:{instance[1]}"
+    if listener.outliers.failed(instance, time.monotonic_ns() // 1_000_000, listener.known):
+        listener.tally.add("outbound.ejected")
+        log.warning("proxy: upstream %s instance %s set aside after repeated failures", name,
+                    shown)  # fmt: skip
+    if listener.tally.limiter.allow(f"attempt/{name}/{shown}", time.time_ns() // 1_000_000):
+        said = str(exc) or type(exc).__name__  # (a timeout says nothing)
+        log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another", name,
+                    shown, reason, said)  # fmt: skip
