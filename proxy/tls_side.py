@@ -76,8 +76,9 @@ class TlsSide(Side):
             self._write(self.pipe.pending())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.handshake.done():
-            self.handshake.set_exception(exc or ConnectionResetError("connection lost"))
+        if not self.handshake.done():  # (a TCP check that resets, SO_LINGER 0, is a probe too)
+            lost = exc or ConnectionResetError("connection lost")
+            self.handshake.set_exception(ClosedEarly() if self.silent else lost)
         super().connection_lost(exc)
 
     def send(self, data: bytes) -> None:

@@ -231,11 +231,15 @@ async def test_a_tcp_check_of_the_port_leaves_no_cycle_for_the_collector(pair: P
     gc.disable()
     try:
         before = alive(TlsSide)
-        for n in range(3):
+        for n in range(4):
             probe = socket.create_connection(("127.0.0.1", pair.db.config.bind_port))
+            if n % 2:  # a check that resets (SO_LINGER 0) is one too, not a not-tls refusal
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             probe.close()
             await eventually_async(lambda n=n: pair.count("inbound.probes") == n + 1, 5)  # type: ignore[misc]
         await eventually_async(lambda: alive(TlsSide) == before, 5)
+        refused = pair.db.tally.snapshot().items()
+        assert not [k for k, n in refused if k.startswith("inbound.refused") and n]
     finally:
         gc.enable()
 
