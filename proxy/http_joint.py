@@ -130,12 +130,14 @@ class HttpJoint(Joint):
                     self.close()
         else:
             for i, data in enumerate(chunks):
-                if side is not self.app:  # let go of mid-batch: its answer ended, or a retry
-                    _pass_on(side, chunks[i:], eof)  # moved on (the rest is not this answer's)
+                # let go of mid-batch (its answer ended, or a retry moved on), or joined to
+                # the client byte for byte (a 101): the rest is not an answer's
+                if side is not self.app or side.relay is not self:
+                    _pass_on(side, chunks[i:], eof)
                     return
                 if self._reply is not None:  # set with the app connection (_use_app)
                     self._reply.feed(data)
-            if side is not self.app:
+            if side is not self.app or side.relay is not self:
                 _pass_on(side, [], eof)
             elif eof or side.lost:
                 self._app_gone()

@@ -10,7 +10,8 @@ chunked request body is read to its end and answered as it came, trailer
 fields and all; a body of a Content-Length is read and dropped. A path
 ending `/endless-head` (`/endless-trailer`) gets a head (trailer field)
 whose value goes on for 32 MiB (more than any socket buffers hold), or until
-the proxy cuts it (`endless_cut`). A path
+the proxy cuts it (`endless_cut`). A path ending `/greet` gets `101` and
+GREETING in one write, then its bytes are kept as after any switch. A path
 ending `/early-close` gets `413` and the end of the app's side at once, its
 body read to its end and dropped. A path ending `/canned/<name>` gets
 `canned[name]` (a test's bytes, as they are: framing right or wrong),
@@ -24,6 +25,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+
+
+GREETING = b"G" * 100_000  # what a path ending `/greet` gets in the write of its `101`
 
 
 class RawApp:
@@ -61,6 +65,9 @@ class RawApp:
                 self.heads.append(head)
                 if head.startswith(b"CONNECT "):
                     conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                elif b"/greet " in head.split(b"\r\n", 1)[0]:
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                                 b"Upgrade: websocket\r\n\r\n" + GREETING)  # fmt: skip
                 elif b"\r\nupgrade:" in head.lower() or b"/switch-anyway " in head:
                     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                                  b"Upgrade: h2c\r\n\r\n")  # fmt: skip

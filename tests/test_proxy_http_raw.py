@@ -48,7 +48,7 @@ from tests.proxy_support import (
     wait_listening,
     web_body,
 )
-from tests.raw_app import RawApp
+from tests.raw_app import GREETING, RawApp
 from tests.test_proxy_http import Mesh, mesh
 from tests.test_proxy_http_codec import flat
 
@@ -170,6 +170,28 @@ def _whole(got: bytes) -> int:
             break
         got, count = got[length:], count + 1
     return count
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_bytes_the_app_sends_with_its_101_reach_the_client_and_the_tunnel_works(
+    switching: tuple[RawApp, dict[str, tuple[str, int]]], client: str
+) -> None:
+    """`101` and 100 KB in one write of the app's: through an `http` upstream, the bytes of
+    the same read past the answer went to the answer parser, which took them for an answer
+    nobody asked for and dropped the app connection under the new tunnel (16 KiB reached
+    the client, then nothing, for ever)."""
+    app, addresses = switching
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(b"GET /public/greet HTTP/1.1\r\nHost: s\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: websocket\r\n\r\n")  # fmt: skip
+        got = read_until(s, lambda got: b"\r\n\r\n" in got
+                         and len(got.split(b"\r\n\r\n", 1)[1]) >= len(GREETING))  # fmt: skip
+        head, rest = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101 ") and rest == GREETING
+        tunneled = len(app.tunneled)
+        s.sendall(b"after the greeting")
+        eventually(lambda: b"after the greeting" in b"".join(app.tunneled[tunneled:]), 10,
+                   what="the client's bytes through the tunnel")  # fmt: skip
 
 
 H2C = (b"GET /public/a HTTP/1.1\r\nHost: s\r\nConnection: Upgrade, HTTP2-Settings\r\n"
