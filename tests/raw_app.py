@@ -26,7 +26,6 @@ import contextlib
 import socket
 import threading
 
-
 GREETING = b"G" * 100_000  # what a path ending `/greet` gets in the write of its `101`
 
 
