@@ -12,7 +12,13 @@ host name still goes to the loop to resolve.
 With worker processes (workers.py) every listener is bound with
 SO_REUSEPORT too (`share_ports`, once, before any listener opens): each
 worker binds its own socket on the same address and the kernel spreads new
-connections over them. Only sockets of the same user can join such a group.
+connections over them. Only sockets of the same user can join such a group,
+but every listener of a worker would join, so two listeners of one process
+(two sidecars of `--node` given the same port) would share a port and
+each get some of the other's clients, under the wrong identity. So a
+process keeps what it serves: a listener on an address and port (or the
+same port on a wildcard address) that another of its listeners still
+serves raises EADDRINUSE, as the bind would without SO_REUSEPORT.
 
 A listener that replaces another on the same port takes over its socket
 (`take_over`: a duplicate of its descriptor, so both accept from the one
@@ -23,6 +29,7 @@ closing one socket and binding another would refuse some.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 from collections.abc import Callable
@@ -33,6 +40,8 @@ from collections.abc import Callable
 # is what Envoy asks for on Linux.
 BACKLOG = 65535
 _shared = False  # SO_REUSEPORT on every listener: this process is one of several workers
+_WILDCARD = ("", "0.0.0.0", "::")
+_serving: dict[int, list[tuple[str, asyncio.Server]]] = {}  # by port: this process's listeners
 
 
 def share_ports() -> None:
@@ -82,20 +91,44 @@ async def serve(
     only worker 0 opens: the metrics port)."""
     loop = asyncio.get_running_loop()
     shared = _shared and not own
+    if port and (other := held_by(host, port)) is not None:
+        raise OSError(errno.EADDRINUSE, f"{other}:{port} is served by another listener of "
+                      "this proxy")  # fmt: skip
     sock = bound_socket(host, port, shared)
     if sock is None:
-        return await loop.create_server(factory, host, port, reuse_address=True,
-                                        reuse_port=shared or None, backlog=BACKLOG)  # fmt: skip
-    return await loop.create_server(factory, sock=sock, backlog=BACKLOG)  # it listens again
+        server = await loop.create_server(factory, host, port, reuse_address=True,
+                                          reuse_port=shared or None, backlog=BACKLOG)  # fmt: skip
+    else:
+        server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)  # it listens again
+    if port:
+        _serving.setdefault(port, []).append((host, server))
+    return server
 
 
-async def take_over(factory: Callable[[], asyncio.BaseProtocol], server: asyncio.Server
-                    ) -> asyncio.Server | None:  # fmt: skip
+def held_by(host: str, port: int) -> str | None:
+    """The address of a listener of this process that serves `port` where `host` would
+    (the same address, or either one a wildcard); None when none does."""
+    held = _serving.get(port)
+    if not held:
+        return None
+    held[:] = [(h, server) for h, server in held if server.is_serving()]  # closed ones go
+    for other, _ in held:
+        if other == host or other in _WILDCARD or host in _WILDCARD:
+            return other
+    return None
+
+
+async def take_over(factory: Callable[[], asyncio.BaseProtocol], server: asyncio.Server,
+                    host: str, port: int) -> asyncio.Server | None:  # fmt: skip
     """A server for `factory` on `server`'s listening socket (its descriptor duplicated), so
-    `server` may then close without refusing anyone; None when it holds other than one."""
+    `server` (on `host`:`port`) may then close without refusing anyone; None when it holds
+    other than one."""
     held = server.sockets
     if len(held) != 1:
         return None
     sock = socket.socket(fileno=os.dup(held[0].fileno()))
     sock.setblocking(False)
-    return await asyncio.get_running_loop().create_server(factory, sock=sock, backlog=BACKLOG)
+    loop = asyncio.get_running_loop()
+    successor = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
+    _serving.setdefault(port, []).append((host, successor))
+    return successor

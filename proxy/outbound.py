@@ -95,7 +95,10 @@ class UpstreamListener:
         u = self.upstream
         factory = lambda: PlainSide(on_connect=self._accepted)  # noqa: E731
         held = replacing._server if replacing is not None else None
-        if held is not None and (server := await take_over(factory, held)) is not None:
+        server = None
+        if held is not None:
+            server = await take_over(factory, held, u.bind_address, u.bind_port)
+        if server is not None:
             self._server = server
         else:
             if replacing is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import pytest
 import uvloop
 
+from gossamer.proxy import listen
 from gossamer.proxy.listen import BACKLOG, bound_socket, ip_family, serve
 from tests.harness.binaries import cannot_run
 
@@ -120,3 +122,33 @@ class _Hello(asyncio.Protocol):
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else 0
+
+
+@pytest.mark.parametrize(("first", "second"), [("127.0.0.1", "127.0.0.1"),
+                                               ("127.0.0.1", "0.0.0.0"), ("0.0.0.0", "127.0.0.1")])  # fmt: skip
+def test_a_worker_never_shares_a_port_between_two_of_its_listeners(first: str, second: str
+                                                                    ) -> None:  # fmt: skip
+    """With SO_REUSEPORT on every listener (a worker of `--workers N`), the kernel lets a
+    second listener of the process join the first one's port, and each would get some of
+    the other's clients (two `--node` sidecars given one port, each with its identity): the
+    second is refused as an unshared bind would be; once the first closes, it may bind."""
+
+    async def run() -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        one = await serve(asyncio.Protocol, first, port)
+        try:
+            with pytest.raises(OSError) as taken:
+                await serve(asyncio.Protocol, second, port)
+            assert taken.value.errno == errno.EADDRINUSE
+        finally:
+            one.close()
+        two = await serve(asyncio.Protocol, second, port)
+        two.close()
+
+    listen.share_ports()
+    try:
+        uvloop.run(run())
+    finally:
+        listen._shared = False
