@@ -124,10 +124,11 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else 0
 
 
-@pytest.mark.parametrize(("first", "second"), [("127.0.0.1", "127.0.0.1"),
-                                               ("127.0.0.1", "0.0.0.0"), ("0.0.0.0", "127.0.0.1")])  # fmt: skip
-def test_a_worker_never_shares_a_port_between_two_of_its_listeners(first: str, second: str
-                                                                    ) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("0.0.0.0", "127.0.0.1")],
+)
+def test_a_worker_never_shares_a_port_between_two_of_its_listeners(first: str, second: str) -> None:
     """With SO_REUSEPORT on every listener (a worker of `--workers N`), the kernel lets a
     second listener of the process join the first one's port, and each would get some of
     the other's clients (two `--node` sidecars given one port, each with its identity): the
