@@ -126,6 +126,7 @@ class ProxyRuntime:
     def _rebuild_identity(self) -> None:
         if self._leaf is None or self._roots is None:
             return
+        before = self.identity
         try:
             self.identity = with_revoked(build_identity(self._leaf, self._roots), self._revoked)
         except IdentityError as exc:
@@ -134,6 +135,11 @@ class ProxyRuntime:
         log.info("proxy: identity for %s, leaf serial %s", self.config.service,
                  self.identity.serial)  # fmt: skip
         self.ready.set()
+        if before is not None and before.trust.roots - self.identity.trust.roots:
+            # a root left the bundle (rotated out, perhaps for being compromised): the open
+            # connections whose chains end at it are no longer trusted either
+            cut = sum(listener.recheck_peers() for listener in self._listeners())
+            log.info("proxy: a root left the trust bundle; %d open connection(s) cut", cut)
 
     def _on_revoked(self, rows: object) -> None:
         try:

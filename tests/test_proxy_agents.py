@@ -8,19 +8,28 @@ app and back. Convergence is polled with deadlines, never slept for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
+from gossamer.proxy.ca.keys import certificate_pem, load_private_key, private_key_pem
+from gossamer.proxy.ca.leaf import issue_leaf
+from gossamer.proxy.ca.profile import Issuer
+from gossamer.proxy.identity import build_identity
+from tests.ca_support import make_intermediate
 from tests.harness.cli import gossamer, ok
 from tests.harness.cluster import AgentProc, Cluster, exact, free_port, http_json
 from tests.harness.poll import eventually
@@ -315,6 +324,35 @@ def test_a_root_rotation_under_load_fails_no_request(mesh: Mesh) -> None:
     eventually(lambda: "SIGHUP" in mesh.web_proxy.log(), 10, what="the SIGHUP logged")
     for _ in range(20):
         assert roundtrip(mesh.upstream, b"hup") == b"hup<eof>"
+
+
+def test_a_connection_whose_root_left_the_bundle_is_cut(mesh: Mesh) -> None:
+    """A root rotated out (say, for being compromised) is no longer trusted by new
+    handshakes, and no longer by open connections either: one opened with a leaf chained to
+    it (made here with the root's key from the agent's data dir, valid an hour) is cut once
+    that root leaves the bundle. It used to go on for as long as its leaf lived."""
+    roots = mesh.agent.get("/v1/agent/connect/ca/roots")
+    (active,) = [r for r in roots["Roots"] if r["Active"]]
+    root = Issuer(x509.load_pem_x509_certificate(active["RootCert"].encode()), load_private_key(
+        (mesh.agent.data_dir / "identity" / "root-key.pem").read_bytes(), "root"))  # fmt: skip
+    issuer = make_intermediate(root, datetime.now(UTC))
+    leaf = issue_leaf(issuer, "dc1", "web", datetime.now(UTC), ttl=timedelta(hours=1))
+    forged = {"CertPEM": certificate_pem(leaf.certificate) + certificate_pem(issuer.certificate),
+              "PrivateKeyPEM": private_key_pem(leaf.private_key)}  # fmt: skip
+    context = build_identity(forged, roots).client
+    context.verify_mode = ssl.CERT_NONE  # (db's leaf may chain to either root meanwhile)
+    sidecar_of_db = mesh.agent.get("/v1/agent/service/db-sidecar-proxy")
+    address = (sidecar_of_db["Address"], sidecar_of_db["Port"])
+    with context.wrap_socket(socket.create_connection(address, timeout=10)) as held:
+        held.sendall(b"held")
+        assert held.recv(100) == b"held"
+        mesh.agent.put("/v1/connect/ca/configuration", {"Provider": "consul", "ForceRotate": True})
+        eventually(lambda: active["ID"] not in [r["ID"] for r in mesh.agent.get(
+            "/v1/agent/connect/ca/roots")["Roots"]], 60, what="the old root retired")  # fmt: skip
+        held.settimeout(10)
+        with contextlib.suppress(ssl.SSLError, ConnectionResetError):  # (cut either way)
+            assert held.recv(100) == b"", "the connection went on"
+    assert "a root left the trust bundle; 1 open connection(s) cut" in mesh.db_proxy.log()
 
 
 def test_sigterm_drains_open_connections_then_exits_0(mesh: Mesh) -> None:
