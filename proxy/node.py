@@ -8,7 +8,14 @@ registration: a hash-blocking `GET /v1/agent/services` (connect-proxy kinds
 only, `?hash=&wait=`), answered as soon as the list changes. A sidecar
 registered starts being served, one deregistered stops listening and its
 open connections get the drain timeout; a change inside a registration is
-applied by its runtime's own watch. Changes are applied one list at a
+applied by its runtime's own watch, except one that makes the sidecar serve
+another service (its service re-registered under the same ID with another
+Name): the runtime watches its leaf and intentions by name and keeps the
+old one, which a process of its own would leave to a restart, but here
+nothing else restarts it, so that sidecar alone is drained and started
+anew. The drain stops listening before the new runtime waits for its leaf,
+so the inbound port is free when it binds (were it not, the runtime tries a
+taken port again every RETRY_S). Changes are applied one list at a
 time, the latest one seen. A registration the proxy cannot use is logged
 once and skipped; the others keep running.
 """
@@ -54,10 +61,15 @@ class NodeProxies:
         self._changed.set()
 
     async def sync(self, found: dict[str, Any]) -> None:
-        """Start runtimes for new sidecars, stop those whose registration is gone."""
+        """Start runtimes for new sidecars, stop those whose registration is gone, restart
+        those that now serve another service (a runtime cannot change its service)."""
         for proxy_id in [p for p in self.runtimes if p not in found]:
-            self._stop(proxy_id)
+            self._stop(proxy_id, "deregistered")
         for proxy_id, body in sorted(found.items()):
+            runtime = self.runtimes.get(proxy_id)
+            service = _service_of(body, proxy_id)
+            if runtime is not None and service not in (None, runtime.config.service):
+                self._stop(proxy_id, f"now serves {service}, not {runtime.config.service}")
             if proxy_id not in self.runtimes:
                 self._start(proxy_id, body)
 
@@ -75,31 +87,31 @@ class NodeProxies:
         # Each on its own: a sidecar waiting for its leaf (warm.py) holds up no other one.
         starting = asyncio.create_task(runtime.start())
         self._starting[proxy_id] = starting
-        starting.add_done_callback(lambda task: self._started(proxy_id, config.service, task))
+        starting.add_done_callback(lambda task: self._started(proxy_id, runtime, task))
 
-    def _started(self, proxy_id: str, service: str, task: asyncio.Task[None]) -> None:
+    def _started(self, proxy_id: str, runtime: ProxyRuntime, task: asyncio.Task[None]) -> None:
         if self._starting.get(proxy_id) is task:
             del self._starting[proxy_id]
-        if task.cancelled():
+        # stopped (or replaced by a runtime for another service) before this came: not ours
+        if task.cancelled() or self.runtimes.get(proxy_id) is not runtime:
             return
         if (exc := task.exception()) is not None:
             # let go of it (its watches too), and try again: a port still taken is freed, a
             # leaf still missing comes (the next look at the registrations starts it anew)
             log.error("proxy: sidecar %s cannot be served: %s; trying again in %g s",
                       proxy_id, exc, RETRY_S)  # fmt: skip
-            if (runtime := self.runtimes.get(proxy_id)) is not None:
-                del self.runtimes[proxy_id]
-                self._stopping_one(runtime)
+            del self.runtimes[proxy_id]
+            self._stopping_one(runtime)
             asyncio.get_running_loop().call_later(RETRY_S, self._changed.set)
             return
-        log.info("proxy: serving sidecar %s for %s", proxy_id, service)
+        log.info("proxy: serving sidecar %s for %s", proxy_id, runtime.config.service)
 
-    def _stop(self, proxy_id: str) -> None:
+    def _stop(self, proxy_id: str, why: str) -> None:
         runtime = self.runtimes.pop(proxy_id)
         starting = self._starting.pop(proxy_id, None)
         if starting is not None:
             starting.cancel()  # (its ports never opened; drain stops its watches)
-        log.info("proxy: sidecar %s deregistered: draining it", proxy_id)
+        log.info("proxy: sidecar %s %s: draining it", proxy_id, why)
         self._stopping_one(runtime)
 
     def _stopping_one(self, runtime: ProxyRuntime) -> None:
@@ -138,3 +150,12 @@ class NodeProxies:
     def log_counts(self) -> None:
         for runtime in self.runtimes.values():
             runtime.log_counts()
+
+
+def _service_of(body: dict[str, Any], proxy_id: str) -> str | None:
+    """The service a registration's sidecar serves; None when it is unusable (its runtime's
+    own watch logs that and keeps the last, so it is no reason to restart)."""
+    try:
+        return config_from_registration(body, proxy_id).service
+    except (ConfigError, ValueError, TypeError):
+        return None
