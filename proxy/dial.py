@@ -50,6 +50,10 @@ async def dial(listener: UpstreamListener, instance: Instance, service: str = ""
             await asyncio.shield(server.handshake)
         server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
                        service or listener.upstream.name, listener.chains)  # fmt: skip
+    except asyncio.CancelledError:  # (the listener's end: terminate_all)
+        if server is not None:
+            server.close(abort=True)
+        raise
     except (OSError, TimeoutError, Refused) as exc:
         if isinstance(exc, Refused):
             reason = exc.reason

@@ -132,6 +132,9 @@ class Inbound(InboundHttp):
             self.refuse(refused.reason, peer, str(refused))
             side.close()
             return
+        except asyncio.CancelledError:  # the listener's end (terminate_all): its end too
+            side.close(abort=True)
+            raise
         except (TimeoutError, ssl.SSLError, OSError) as exc:
             # The handshake future keeps its exception, whose traceback keeps this frame and
             # so `side` and the future: drop the traceback, or that cycle (an SSLObject and
@@ -198,6 +201,9 @@ class Inbound(InboundHttp):
             _, app = await asyncio.wait_for(
                 loop.create_connection(PlainSide, *target), self.config.timeouts.local_connect_s
             )
+        except asyncio.CancelledError:  # the listener's end (terminate_all): its end too
+            side.close(abort=True)
+            raise
         except (OSError, TimeoutError) as exc:
             self.metrics.inbound(source).failed += 1
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
@@ -281,12 +287,18 @@ class Inbound(InboundHttp):
         if self.tally.refuse("inbound", reason, host, now_ms()):
             log.warning("proxy: inbound from %s refused (%s): %s", peer, reason, message)
 
+    def open_count(self) -> int:
+        """Connections relayed, and those still in their handshake or app connect."""
+        return len(self.open) + len(self.http_open) + len(self._tasks)
+
     def terminate_all(self) -> None:
         self.tunnels.close_all()
         for relay in list(self.open):
             relay.terminate()
         for session in list(self.http_open):
             session.close(abort=True)
+        for task in list(self._tasks):  # (in a handshake or an app connect: each closes its side)
+            task.cancel()
 
 
 class _Refuse(asyncio.Protocol):

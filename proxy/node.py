@@ -83,6 +83,7 @@ class NodeProxies:
             return
         self._refused.pop(proxy_id, None)
         runtime = ProxyRuntime(config, self.agent, self.fleet)
+        runtime.node_managed = True
         self.runtimes[proxy_id] = runtime
         # Each on its own: a sidecar waiting for its leaf (warm.py) holds up no other one.
         starting = asyncio.create_task(runtime.start())

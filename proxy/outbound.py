@@ -163,7 +163,11 @@ class UpstreamListener:
             if instance is None:
                 break
             tried.add(instance)
-            opened = await open_stream(self, client, instance, target, started)
+            try:
+                opened = await open_stream(self, client, instance, target, started)
+            except asyncio.CancelledError:  # the listener's end (terminate_all): its end too
+                client.close(abort=True)
+                raise
             if opened == "joined":
                 return
             if opened == "refused":  # the inbound side said why (it counts and logs it)
@@ -259,6 +263,8 @@ class UpstreamListener:
                         message)  # fmt: skip
 
     def terminate_all(self) -> None:
+        for task in list(self._tasks):  # (reaching an instance: each closes its client)
+            task.cancel()
         for relay in list(self.open):
             relay.terminate()
         self.tunnels.close_all()
@@ -266,4 +272,6 @@ class UpstreamListener:
             self.http.close_all()
 
     def open_count(self) -> int:
-        return len(self.open) + (len(self.http.sessions) if self.http is not None else 0)
+        """Connections relayed or served, and those still reaching an instance."""
+        served = len(self.http.sessions) if self.http is not None else 0
+        return len(self.open) + served + len(self._tasks)

@@ -37,7 +37,6 @@ from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.authorize import revoked_key_ids
 from gossamer.proxy.config import (
     ConfigError,
     ProxyConfig,
@@ -46,7 +45,8 @@ from gossamer.proxy.config import (
 )
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
+from gossamer.proxy.identity import Identity
+from gossamer.proxy.identity_watch import IdentityWatch
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
@@ -73,7 +73,6 @@ class ProxyRuntime:
         self.metrics_server: MetricsLike | None = None
         self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()
-        self.identity: Identity | None = None
         self.inbound: Inbound | None = None
         # Listeners a registration change closed whose connections go on: drain waits for
         # them and cuts what is left of them as it does for the current ones.
@@ -81,30 +80,28 @@ class ProxyRuntime:
         self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self.upstreams = UpstreamSet(agent, lambda: self.identity, self.tally, self.metrics,
                                      self.closed_one.set, self.retired)  # fmt: skip
-        self.ready = asyncio.Event()  # a leaf and roots make an identity
+        self.trust = IdentityWatch(config.service, self._recheck_peers)
         self.policy_known = asyncio.Event()  # the first intentions answer came
         self.warm = False  # both came: the ports are opened (warm.py)
-        self._leaf: dict[str, Any] | None = None
-        self._roots: dict[str, Any] | None = None
-        self._revoked: frozenset[bytes] = frozenset()
         self._watches: list[Watch] = []
         self._intentions: Watch | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False  # from SIGTERM on, a registration change opens nothing
+        self.node_managed = False  # one of --node's: node.py restarts it for a renamed service
 
     async def start(self) -> None:
         """Watch the identity and the intentions, then open the listeners once they came."""
         svc = self.config.service
-        self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self._on_leaf)
-        self._watch("/v1/agent/connect/ca/roots", self._on_roots)
-        self._watch("/v1/connect/ca/revoked", self._on_revoked)
+        self._watch(f"/v1/agent/connect/ca/leaf/{svc}", self.trust.on_leaf)
+        self._watch("/v1/agent/connect/ca/roots", self.trust.on_roots)
+        self._watch("/v1/connect/ca/revoked", self.trust.on_revoked)
         match = f"/v1/connect/intentions/match?by=destination&name={svc}"
         self._intentions = self._watch(match, self._on_intentions)
         self._watch(SPLITTERS, self._on_splitters)
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip
-        await warm.serving(self.ready, self.policy_known)
+        await warm.serving(self.trust.ready, self.policy_known)
         self.warm = True
         await self._apply(self.config, first=True)
         self.denials.start()
@@ -115,46 +112,13 @@ class ProxyRuntime:
         self._watches.append(watch)
         return watch
 
-    def _on_leaf(self, body: dict[str, Any]) -> None:
-        self._leaf = body
-        self._rebuild_identity()
+    @property
+    def identity(self) -> Identity | None:
+        return self.trust.identity
 
-    def _on_roots(self, body: dict[str, Any]) -> None:
-        self._roots = body
-        self._rebuild_identity()
-
-    def _rebuild_identity(self) -> None:
-        if self._leaf is None or self._roots is None:
-            return
-        before = self.identity
-        try:
-            self.identity = with_revoked(build_identity(self._leaf, self._roots), self._revoked)
-        except IdentityError as exc:
-            log.error("proxy: cannot use the agent's certificate: %s", exc)
-            return
-        log.info("proxy: identity for %s, leaf serial %s", self.config.service,
-                 self.identity.serial)  # fmt: skip
-        self.ready.set()
-        if before is not None and before.trust.roots - self.identity.trust.roots:
-            # a root left the bundle (rotated out, perhaps for being compromised): the open
-            # connections whose chains end at it are no longer trusted either
-            cut = sum(listener.recheck_peers() for listener in self._listeners())
-            log.info("proxy: a root left the trust bundle; %d open connection(s) cut", cut)
-
-    def _on_revoked(self, rows: object) -> None:
-        try:
-            revoked = revoked_key_ids(rows)
-        except ValueError as exc:
-            log.error("proxy: revoked agents answer unusable, keeping the previous one: %s", exc)
-            return
-        if revoked == self._revoked:
-            return
-        self._revoked = revoked
-        if self.identity is not None:
-            self.identity = with_revoked(self.identity, revoked)
-        cut = sum(listener.recheck_peers() for listener in self._listeners())  # retired too
-        log.info("proxy: %d revoked agent intermediate(s); %d open connection(s) cut",
-                 len(revoked), cut)  # fmt: skip
+    def _recheck_peers(self) -> int:
+        """Trust was taken away: every open connection checked again; how many were cut."""
+        return sum(listener.recheck_peers() for listener in self._listeners())  # retired too
 
     def _on_intentions(self, body: dict[str, Any]) -> None:
         rows = body.get(self.config.service, [])
@@ -192,6 +156,8 @@ class ProxyRuntime:
             log.info("proxy: draining: the registration changed, nothing more is opened")
             return
         if config.service != self.config.service:  # its leaf and intentions are watched by name
+            if self.node_managed:  # (node.py starts a new sidecar for it)
+                return
             log.error("proxy: the registration now names service %r, not %r: restart the proxy "
                       "to serve it; keeping %r", config.service, self.config.service,
                       self.config.service)  # fmt: skip
@@ -229,7 +195,7 @@ class ProxyRuntime:
                     self.inbound = inbound
         if first or old.metrics_addr != config.metrics_addr:
             await self._serve_metrics(config.metrics_addr)
-        self.retired[:] = [r for r in self.retired if _open_in(r)]
+        self.retired[:] = [r for r in self.retired if r.open_count()]
         await self.upstreams.change(config.upstreams)
 
     def _again(self) -> None:
@@ -241,6 +207,13 @@ class ProxyRuntime:
         if self.metrics_server is not None:
             self.metrics_server.close()
         self.metrics_server = await open_metrics(addr, self.served, self._metrics_tls, self.fleet)
+        if self.metrics_server is None and addr:  # its port taken (logged): tried again, as
+            # when the sidecar it replaces (--node) still drains on it
+            asyncio.get_running_loop().call_later(RETRY_S, self._metrics_again, addr)
+
+    def _metrics_again(self, addr: str) -> None:
+        if not self.draining and self.metrics_server is None and self.config.metrics_addr == addr:
+            self._spawn(self._serve_metrics(addr))
 
     def _metrics_tls(self) -> Identity | None:  # what a metrics peer from elsewhere must pass
         return self.identity
@@ -261,7 +234,8 @@ class ProxyRuntime:
         return [*([self.inbound] if self.inbound else []), *current, *self.retired]
 
     def open_connections(self) -> int:
-        return sum(_open_in(listener) for listener in self._listeners())
+        """Open and in-flight (handshake, app connect) connections: what a drain waits for."""
+        return sum(listener.open_count() for listener in self._listeners())
 
     async def drain(self) -> None:
         """Stop listening, let open connections finish up to the drain timeout, cut the rest."""
@@ -302,12 +276,6 @@ class ProxyRuntime:
     def log_counts(self) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in self.tally.snapshot().items() if v)
         log.info("proxy: counters for %s: %s", self.config.service, shown or "(all zero)")
-
-
-def _open_in(listener: Inbound | UpstreamListener) -> int:
-    if isinstance(listener, UpstreamListener):
-        return listener.open_count()
-    return len(listener.open) + len(listener.http_open)
 
 
 def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:

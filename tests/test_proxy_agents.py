@@ -355,6 +355,53 @@ def test_a_connection_whose_root_left_the_bundle_is_cut(mesh: Mesh) -> None:
     assert "a root left the trust bundle; 1 open connection(s) cut" in mesh.db_proxy.log()
 
 
+def test_a_drain_waits_for_a_connection_still_in_its_handshake(mesh: Mesh) -> None:
+    """A client accepted before SIGTERM whose handshake is not done yet is an open
+    connection too: the drain waits for it (it finishes its handshake and is served), where
+    it used to count 0 connections, exit at once and cut that client."""
+    db3_in = free_port(mesh.agent.ip)
+    mesh.agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db3", "Port": mesh.db_app.port,
+        "Connect": {"SidecarService": {"Port": db3_in, "Address": mesh.agent.ip}},
+    })  # fmt: skip
+    db3 = ProxyProc(["--sidecar-for", "db3", "--http-addr", mesh.agent.http, "--drain-timeout",
+                     "20"], mesh.tmp / "proxy-db3.log").start()  # fmt: skip
+    try:
+        wait_listening(mesh.agent.ip, db3_in, db3)
+        context = build_identity(mesh.agent.get("/v1/agent/connect/ca/leaf/web"),
+                                 mesh.agent.get("/v1/agent/connect/ca/roots")).client  # fmt: skip
+        context.verify_mode = ssl.CERT_NONE
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=False)
+        with socket.create_connection((mesh.agent.ip, db3_in), timeout=10) as s:
+            with contextlib.suppress(ssl.SSLWantReadError):
+                tls.do_handshake()
+            s.sendall(outgoing.read())
+            while True:  # the server's flight read; the client's last one held back
+                incoming.write(s.recv(65536))
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    pass
+            last_flight = outgoing.read()
+            db3.signal(signal.SIGTERM)
+            eventually(lambda: "draining 1 open connection(s)" in db3.log(), 10,
+                       what="the drain counting the connection in its handshake")  # fmt: skip
+            tls.write(b"late")
+            s.sendall(last_flight + outgoing.read())
+            got = b""
+            while b"late" not in got:
+                incoming.write(chunk := s.recv(65536))
+                assert chunk, "cut before its answer"
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    got += tls.read(100)
+        assert db3.proc is not None and db3.proc.wait(15) == 0
+    finally:
+        db3.stop()
+        mesh.agent.put("/v1/agent/service/deregister/db3")
+
+
 def test_sigterm_drains_open_connections_then_exits_0(mesh: Mesh) -> None:
     up_port = free_port("127.0.0.1")
     proxy = ProxyProc(["--service", "web", "--upstream", f"db:{up_port}", "--drain-timeout", "20",

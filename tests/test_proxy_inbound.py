@@ -21,6 +21,7 @@ import pytest
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
+from gossamer.proxy import runtime as runtime_module
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.ca.keys import key_id
@@ -334,7 +335,7 @@ async def test_a_retired_listeners_connections_are_still_judged(change: str) -> 
     config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
                          local_port=app.sockets[0].getsockname()[1])  # fmt: skip
     runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
-    runtime.identity = pki.identity("db")
+    runtime.trust.identity = pki.identity("db")
     runtime.policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
     runtime.policy.known = True
     try:
@@ -346,7 +347,7 @@ async def test_a_retired_listeners_connections_are_still_judged(change: str) -> 
         assert len(runtime.retired) == 1 and await echo(kept, b"two") == b"two"
         if change == "revoked":
             issuer = key_id(pki.mesh.intermediate.certificate.public_key()).hex()
-            runtime._on_revoked([{"IntermediateKeyID": issuer}])
+            runtime.trust.on_revoked([{"IntermediateKeyID": issuer}])
         else:
             runtime._on_intentions({"db": []})  # no intention left, default deny
         assert await echo(kept, b"three") == b""
@@ -356,6 +357,76 @@ async def test_a_retired_listeners_connections_are_still_judged(change: str) -> 
             listener.stop_listening()
             listener.terminate_all()
         app.close()
+
+
+async def test_a_connection_in_its_handshake_is_counted_and_never_joins_after_the_end() -> None:
+    """A drain waits for a connection still in its handshake (it is open: `open_count`), and
+    once the listener ends (`terminate_all`, a drain's last step, or a --node sidecar
+    removed) that connection is closed: it used to finish its handshake afterwards and be
+    joined to the app with nothing left to enforce policy on it."""
+    reached: list[bytes] = []
+
+    async def app_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reached.append(await reader.read(100))
+        writer.close()
+
+    app = await asyncio.start_server(app_side, "127.0.0.1", 0)
+    pki = Pki()
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
+                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
+    runtime.trust.identity = pki.identity("db")
+    runtime.policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
+    runtime.policy.known = True
+    try:
+        await runtime._apply(config, first=True)
+        pipe = TlsPipe(client_context(pki, pki.leaf_json("web")), server_side=False)
+        reader, writer = await asyncio.open_connection("127.0.0.1", config.bind_port)
+        writer.write(pipe.start())
+        while not pipe.handshaken:  # the server's flight read; the client's last one held
+            pipe.feed(await asyncio.wait_for(reader.read(65536), 5))
+        await eventually_async(lambda: runtime.open_connections() == 1, 5)
+        assert runtime.inbound is not None
+        runtime.inbound.stop_listening()
+        runtime.inbound.terminate_all()
+        writer.write(pipe.pending() + pipe.encrypt(b"after the end"))
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(65536), 5) == b""
+        await eventually_async(lambda: runtime.open_connections() == 0, 5)
+        assert reached == []
+    finally:
+        for listener in runtime._listeners():
+            listener.stop_listening()
+            listener.terminate_all()
+        app.close()
+
+
+async def test_a_metrics_port_that_is_taken_is_tried_again(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:  # fmt: skip
+    """The metrics port still held (by the sidecar this one replaces under --node, until its
+    drain ends) is tried again every RETRY_S, as the inbound port is; it used to be given up
+    for good after one error."""
+    monkeypatch.setattr(runtime_module, "RETRY_S", 0.05)
+    pki = Pki()
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    config = ProxyConfig(service="db", metrics_addr=f"127.0.0.1:{port}")
+    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
+    runtime.trust.identity = pki.identity("db")
+    runtime.policy.known = True
+    try:
+        await runtime._apply(config, first=True)
+        assert runtime.metrics_server is None
+        holder.close()
+        await eventually_async(lambda: runtime.metrics_server is not None, 5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(100), 5)).startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        holder.close()
+        if runtime.metrics_server is not None:
+            runtime.metrics_server.close()
 
 
 async def test_a_deny_that_comes_while_the_app_connection_is_made_cuts_it() -> None:
