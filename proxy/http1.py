@@ -217,7 +217,7 @@ class HttpSession(HttpJoint):
             return
         if self.may_read_client():
             self.client.resume_reading()
-        if not self.queue and self._client_ended:
+        if not self.queue and self._client_ended and status != 101:  # (a tunnel carries it)
             self.close()
 
     def upgraded(self, rest: bytes) -> None:
@@ -235,6 +235,8 @@ class HttpSession(HttpJoint):
             app.send(data)
         self._held = None
         self.tunnel = Relay(self.client, app, lambda _: self.close())
+        if self._client_ended:  # it ended its side while the 101 was awaited: the app is told
+            self.tunnel.ended(self.client)
 
     def reusable(self) -> None:
         """The app connection ended an answer and may serve another: a pooling host takes it."""
@@ -258,7 +260,8 @@ class HttpSession(HttpJoint):
             app.relay = None
             app.close(abort=abort)
             if self.host.pooled:  # closed: only its bookkeeping
-                instance = self.host.release_backend(app, failed=failed)
+                instance = self.host.release_backend(app, failed=failed,
+                                                     timed=self.tunnel is None)  # fmt: skip
                 if failed and self.queue:
                     self.queue[0].failed_on += (instance,)
 

@@ -216,10 +216,13 @@ class HttpUpstream:
         self.listener.add_outstanding(instance)
         return side
 
-    def release_backend(self, side: Side, *, failed: bool = False) -> object:
+    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True
+                        ) -> object:  # fmt: skip
         """A connection back from a session: pooled if it can serve again, else closed; the
         instance of a `failed` one is skipped by the next request's choice for a second.
-        Returns the instance (None for one not borrowed from here)."""
+        Unless `timed` is False (a tunnel after a 101: its life is no request's latency),
+        the time it was borrowed is a latency sample. Returns the instance (None for one not
+        borrowed from here)."""
         borrowed = self.in_use.pop(side, None)
         if borrowed is None:
             return None
@@ -227,7 +230,7 @@ class HttpUpstream:
         if failed:  # skipped for a second, then priced as a slow answer until it does better
             self.avoid[instance] = now + AVOID_S
             self.latency.observe(instance, FAILURE_S, now)
-        else:  # one request's latency on that instance (its answer has ended)
+        elif timed:  # one request's latency on that instance (its answer has ended)
             self.latency.observe(instance, now - borrowed[1], now)
         self.listener.drop_outstanding(instance)
         parked = self.parked.get(side)

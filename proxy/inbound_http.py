@@ -84,7 +84,8 @@ class InboundHttp:
         _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
         return app
 
-    def release_backend(self, side: Side, *, failed: bool = False) -> object:
+    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True
+                        ) -> object:  # fmt: skip
         side.close()  # not pooled: never called
         return None
 

@@ -1,0 +1,125 @@
+"""A WebSocket through an HTTP upstream, as the balancer sees it: its life is no latency.
+
+Both sidecars run in this process over real sockets and real mTLS (as in
+test_proxy_http_cycles.py); the app answers any upgrade with `101` and then
+holds the connection until the client ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import Intention
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.inbound import Inbound, Policy
+from gossamer.proxy.outbound import UpstreamListener
+from tests.harness.cluster import free_port
+from tests.harness.poll import eventually_async
+from tests.proxy_pki import Pki
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")  # fmt: skip
+
+
+async def _app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(SWITCHED)
+        await reader.read()  # until the client's end
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _pair(app_handler: Handler, web_protocol: str = "http"
+                ) -> AsyncIterator[tuple[UpstreamListener, Inbound]]:  # fmt: skip
+    """web's upstream listener (`web_protocol`) -> mTLS -> db's HTTP inbound -> the app."""
+    app = await asyncio.start_server(app_handler, "127.0.0.1", 0)
+    pki = Pki()
+    db_identity, web_identity = pki.identity("db"), pki.identity("web")
+    policy = Policy()
+    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
+    port = free_port("127.0.0.1")
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port, protocol="http",
+                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
+    await db.start()
+    upstream = Upstream("db", free_port("127.0.0.1"), protocol=web_protocol)
+    listener = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
+    listener.set_instances([("127.0.0.1", port)])
+    await listener.start()
+    try:
+        yield listener, db
+    finally:
+        for side in (listener, db):
+            side.stop_listening()
+            side.terminate_all()
+        app.close()
+
+
+@pytest.fixture
+async def web() -> AsyncIterator[UpstreamListener]:
+    async with _pair(_app) as (listener, _):
+        yield listener
+
+
+async def test_a_websockets_life_is_not_priced_as_its_instances_latency(
+    web: UpstreamListener,
+) -> None:
+    """The tunnel's app connection goes back to the host when the WebSocket ends; its whole
+    life used to be recorded as one request's latency (peak-EWMA takes a peak at once), so
+    an instance that had served an hour-long WebSocket was priced at an hour and plain
+    requests avoided it for minutes."""
+    assert web.http is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", web.upstream.bind_port)
+    writer.write(UPGRADE)
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
+    await asyncio.sleep(0.5)  # the WebSocket's life: deliberately long, not a wait for a state
+    writer.write_eof()
+    await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await eventually_async(lambda: not web.http.in_use, 5)  # type: ignore[union-attr]
+    (instance,) = web.instances
+    cost = web.http.latency.costs([instance], {}, time.monotonic())[instance]
+    assert cost < 0.25, f"priced at {cost:.2f} s"
+
+
+async def test_a_client_that_ends_its_side_before_the_101_still_gets_its_tunnel() -> None:
+    """Through an L4 upstream (web's sidecar relays bytes; db's reads HTTP), the client sends
+    its upgrade and a first frame, then ends its side before the app's `101` comes (the app
+    answers once the end reached db's sidecar). The frame reaches the app, the end follows
+    it, and the app's reply reaches the client, as over any TCP connection. db's session
+    used to close at the 101 instead, losing both. (Through an HTTP upstream, web's sidecar
+    does not read the client while its request waits for an answer, so the end comes after
+    the 101 there.)"""
+    seen: list[bytes] = []
+    ended = asyncio.Event()
+
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await ended.wait()
+        writer.write(SWITCHED)
+        seen.append(await reader.read())  # to the client's end
+        writer.write(b"reply-to:" + seen[-1])
+        writer.close()
+
+    async with _pair(app, "tcp") as (listener, db):
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.upstream.bind_port)
+        writer.write(UPGRADE + b"FRAME1")
+        writer.write_eof()
+        await eventually_async(lambda: any(s._client_ended for s in db.http_open), 5)
+        ended.set()
+        got = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert got == SWITCHED + b"reply-to:FRAME1" and seen == [b"FRAME1"]
