@@ -30,10 +30,13 @@ GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 4
 MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (an app allows fewer)
 # Rapid reset (CVE-2023-44487): a client that opens streams and resets them at once makes the
 # app start work it never finishes, at no cost to itself. A connection is ended once the
-# client reset, before any answer, more than half of its calls and more than half of this
-# many (the shape of Envoy's premature-reset limit). A call the gate resets at the app for
-# the client's fault (a body that breaks its content-length) counts as the client's reset.
+# client reset, before any answer and within PREMATURE_S of opening it, more than half of
+# its calls and more than half of this many (the shape of Envoy's premature-reset limit,
+# whose minimum stream lifetime is 1 s: a unary gRPC call cancelled at its deadline, which
+# a slow app had not answered yet, is no attack). A call the gate resets at the app for the
+# client's fault (a body that breaks its content-length) counts as the client's reset.
 RAPID_CALLS: Final = 500
+PREMATURE_S: Final = 1.0
 # A gRPC answer cut before its grpc-status, by whom: the code a gRPC client reports for it.
 CANCELLED: Final = 1  # the client reset the stream
 INTERNAL: Final = 13  # the app reset it
@@ -160,10 +163,10 @@ class CallBook:
         call = self._calls.get(stream)
         if call is None:
             return
-        for name, value in fields:
-            if name == b":status" and value.isdigit() and int(value) >= 200:
+        for name, value in fields:  # (a bound on digits first: int() refuses 4,300 of them)
+            if name == b":status" and len(value) == 3 and value.isdigit() and value >= b"200":
                 call.status = int(value)  # not an interim 1xx
-            elif name == b"grpc-status" and value.isdigit():
+            elif name == b"grpc-status" and len(value) <= 2 and value.isdigit():
                 call.grpc_status = int(value)
             elif name == b"content-type" and value.startswith(b"application/grpc"):
                 call.grpc = True
@@ -172,13 +175,15 @@ class CallBook:
 
     def reset_by_client(self, stream: int, now: float) -> bool:
         """The client reset `stream`; whether the connection is being rapid-reset."""
-        rapid = self._premature(self._calls.get(stream))
+        call = self._calls.get(stream)
+        rapid = self._premature(call if call is None or now - call.started < PREMATURE_S
+                                else None)  # fmt: skip
         self.closed(stream, now, CANCELLED)
         return rapid
 
     def _premature(self, call: Call | None) -> bool:
-        """`call` ended by the client's doing, counted in `early` when its answer had not
-        begun; whether the connection is past the rapid-reset limit."""
+        """`call` ended early by the client's doing, counted in `early` when its answer had
+        not begun; whether the connection is past the rapid-reset limit."""
         if call is not None and call.status == 0:
             self.early += 1
         return self.early * 2 > max(self.count, RAPID_CALLS)

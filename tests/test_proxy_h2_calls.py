@@ -1,0 +1,40 @@
+"""The call book of an h2c connection (proxy/h2_calls.py), driven directly. Pure."""
+
+from __future__ import annotations
+
+from gossamer.proxy.h2_calls import RAPID_CALLS, CallBook
+
+
+def test_calls_reset_at_a_deadline_the_app_had_not_met_are_no_rapid_reset() -> None:
+    """A slow app and a gRPC client cancelling unary calls at their deadline (2.5 s): no
+    answer had begun (a unary server sends its headers with its reply), but the calls lived
+    long. Only resets within PREMATURE_S of opening count (Envoy's minimum stream lifetime),
+    so the connection is not ended; resets at once still are."""
+    outcomes: list[tuple[int, str, float]] = []
+    slow = CallBook(lambda *o: outcomes.append(o))
+    calls = 2 * RAPID_CALLS
+    for stream in range(1, 2 * calls, 2):
+        slow.opened(stream, "echo.Echo", 100.0, ended=True)
+    assert not any(slow.reset_by_client(s, 102.5) for s in range(1, 2 * calls, 2))
+    assert [status for status, _, _ in outcomes] == [0] * calls  # (no answer: no status)
+    rapid = CallBook(lambda *o: None)
+    ended = False
+    for stream in range(1, 2 * calls, 2):
+        rapid.opened(stream, "echo.Echo", 100.0, ended=True)
+        ended = ended or rapid.reset_by_client(stream, 100.01)
+    assert ended
+
+
+def test_a_status_of_thousands_of_digits_is_no_status_and_no_traceback() -> None:
+    """int() refuses a string of more than 4,300 digits (ValueError): an app's `:status` or
+    `grpc-status` that long broke the relay's callback and the whole connection."""
+    outcomes: list[tuple[int, str, float]] = []
+    book = CallBook(lambda *o: outcomes.append(o))
+    book.opened(1, "r", 0.0, ended=True)
+    book.headers(1, [(b":status", b"2" * 5000), (b"content-type", b"application/grpc")],
+                 False, 0.0)  # fmt: skip
+    book.headers(1, [(b"grpc-status", b"1" * 5000)], True, 1.0)
+    book.opened(3, "r", 0.0, ended=True)
+    book.headers(3, [(b":status", b"200"), (b"content-type", b"application/grpc")], False, 0.0)
+    book.headers(3, [(b"grpc-status", b"14")], True, 1.0)
+    assert outcomes == [(0, "r", 1.0), (503, "r", 1.0)]
