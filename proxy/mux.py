@@ -70,6 +70,9 @@ class Mux(Joint):
         self._opened_while_full = 0  # OPENs read while the wire could take no more writes
         self.lost = False
         self.closed_cleanly = False  # the peer ended the wire with close_notify
+        # Reads from the wire: a sign of the peer's life that costs one add a read, by which
+        # the opener tells a dead wire from a slow answer to one OPEN (mux_pool.py).
+        self.reads = 0
         self._on_open, self._on_idle, self._on_lost = on_open, on_idle, on_lost
         self._last_id = 0
         self._frames = Deframer()
@@ -155,6 +158,7 @@ class Mux(Joint):
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         if self.lost:
             return
+        self.reads += 1
         run: list[bytes] = []  # DATA pieces of one stream in a row: passed on together
         run_id = 0
         try:

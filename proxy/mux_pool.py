@@ -15,9 +15,19 @@ not close one as it is taken); at most `pool_idle` muxes are kept per
 instance. The inbound side decides every stream again.
 
 `open_stream` gives a client connection its stream: OPEN, then the
-client's bytes wait for the ACK (`connect_timeout_s`). A mux that does not
-answer is closed and counted as a failed attempt (a reused one is followed
-by a new connection to the same instance). A REFUSED reset is the inbound
+client's bytes wait for the ACK (`connect_timeout_s`). No answer in time is
+a failed attempt, counted, but not always a dead mux: an L4 inbound side
+ACKs once its app connection is made, which may take its own
+local_connect_timeout, while other streams flow. So the stream alone is
+given up (reset) when anything was read on its mux since the OPEN went
+out, and the client goes to another instance. When nothing was, the mux
+may be dead (a host cut off) or only quiet: it takes no new stream until
+something is read, the stream waits on for its answer (reset then), and
+the mux is closed, with every stream on it, if nothing at all is read
+within `QUIET_S` more (or the connect timeout, if longer); the client goes
+to a new connection to the same instance if the mux was a reused one. A
+stream cut with its whole connection before an answer is a failed attempt
+too. A REFUSED reset is the inbound
 side's no (intentions): no retry. UNREACHABLE (its app did not take the
 connection), or any other reset before the ACK, is a failed attempt at
 that instance, counted, and the client goes to another; the mux stays.
@@ -39,9 +49,10 @@ from typing import TYPE_CHECKING, Final, Literal
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
+from gossamer.proxy.config import LOCAL_CONNECT_TIMEOUT_S
 from gossamer.proxy.dial import dial, failed
 from gossamer.proxy.identity import Identity
-from gossamer.proxy.mux import ACKED, Mux, checked_peer, is_mux
+from gossamer.proxy.mux import ACKED, Mux, StreamSide, checked_peer, is_mux
 from gossamer.proxy.mux_frames import AWAY, REFUSED, UNREACHABLE
 from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
@@ -53,6 +64,10 @@ if TYPE_CHECKING:
 MAX_AGE_S: Final = 60.0
 MAX_IDLE_S: Final = 30.0  # below the inbound side's INBOUND_IDLE_S whatever the config says
 MAX_STREAMS: Final = 1024
+# A live L4 inbound side answers every OPEN once its app connection is made or has failed, within
+# its local_connect_timeout (1 s unless set): a mux on which nothing at all is read for this long
+# after an OPEN's answer is overdue (or the connect timeout, if longer) is judged dead, not slow.
+QUIET_S: Final = 2 * LOCAL_CONNECT_TIMEOUT_S
 
 
 class MuxPool:
@@ -60,6 +75,9 @@ class MuxPool:
         self.muxes: dict[Hashable, list[Mux]] = {}
         self.contexts: dict[Mux, ssl.SSLContext] = {}
         self._making: dict[Hashable, asyncio.Future[Mux | TlsSide | None]] = {}
+        # Muxes with an OPEN unanswered in time and nothing read since (`quiet`): their reads
+        # then, and the check that closes them if none come.
+        self._quiet: dict[Mux, tuple[int, asyncio.TimerHandle]] = {}
         self._idle_s = min(idle_s, MAX_IDLE_S)
         self._capacity = max(1, capacity)
         self._sweep: asyncio.TimerHandle | None = None
@@ -69,10 +87,15 @@ class MuxPool:
     ) -> Mux | None:
         """A live mux to `instance` fit for a new stream to `service`, or None."""
         now = time.monotonic()
+        quiet = self._quiet
         for mux in self.muxes.get(instance, ()):
             if (mux.full or self.contexts.get(mux) is not identity.client_tunnel
                     or now - mux.born >= MAX_AGE_S or len(mux.streams) >= MAX_STREAMS):  # fmt: skip
                 continue
+            if quiet and mux in quiet:
+                if mux.reads == quiet[mux][0]:  # maybe dead: nothing read since
+                    continue
+                quiet.pop(mux)[1].cancel()  # alive after all
             wire = mux.wire
             if checked_peer(wire, identity.trust, now) == service:
                 return mux
@@ -108,9 +131,32 @@ class MuxPool:
         making.set_result(made)
         return made, True
 
+    def quiet(self, mux: Mux, seen: int, stream: StreamSide, after_s: float) -> None:
+        """`stream`'s OPEN was not answered in time and nothing was read on `mux` since it went
+        out (`seen`: its reads then). The far side may be gone, or only slow with every other
+        stream quiet: `mux` takes no new stream until something is read, `stream` waits on for
+        its answer (then it is reset: the client has gone), which a live peer sends, and `mux`
+        is closed, with every stream on it, if nothing at all is read within `after_s`."""
+        assert stream.answer is not None
+        stream.answer.add_done_callback(lambda _: stream.close())
+        earlier = self._quiet.get(mux)
+        if earlier is not None:
+            if earlier[0] == seen:  # nothing read since an earlier such OPEN: judged from it
+                return
+            earlier[1].cancel()
+        loop = asyncio.get_running_loop()
+        self._quiet[mux] = (seen, loop.call_later(after_s, self._judge, mux, seen))
+
+    def _judge(self, mux: Mux, seen: int) -> None:
+        self._quiet.pop(mux, None)
+        if mux.reads == seen:
+            mux.close(abort=True)  # dead: its streams with it (their relays end their clients)
+
     def _add(self, instance: Hashable, wire: TlsSide) -> Mux:
         def lost(mux: Mux) -> None:
             self.contexts.pop(mux, None)
+            if mux in self._quiet:
+                self._quiet.pop(mux)[1].cancel()
             conns = self.muxes.get(instance, [])
             if mux in conns:
                 conns.remove(mux)
@@ -153,6 +199,9 @@ class MuxPool:
         for conns in list(self.muxes.values()):
             for mux in list(conns):
                 mux.close()
+        for _, judge in self._quiet.values():
+            judge.cancel()
+        self._quiet.clear()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
@@ -200,14 +249,23 @@ async def _stream(
             mux = made
         if mux is None:
             return "failed"
-        stream = mux.open()
+        stream, seen = mux.open(), mux.reads
         assert stream.answer is not None
+        timeout_s = listener.upstream.connect_timeout_s
         try:
-            answer = await asyncio.wait_for(
-                asyncio.shield(stream.answer), listener.upstream.connect_timeout_s
-            )
+            answer = await asyncio.wait_for(asyncio.shield(stream.answer), timeout_s)
         except TimeoutError:
-            answer = None
+            if mux.reads != seen:  # the wire lives, only this answer is slow (its app)
+                stream.close()
+                failed(listener, instance, tally.CONNECT_FAILED,
+                       TimeoutError("no answer to OPEN; its connection answers"))  # fmt: skip
+                return "failed"
+            pool.quiet(mux, seen, stream, max(timeout_s, QUIET_S))  # dead, or all quiet
+            failed(listener, instance, tally.CONNECT_FAILED,
+                   TimeoutError("no answer to OPEN, nothing read since"))  # fmt: skip
+            if fresh:
+                return "failed"
+            continue  # a new connection: this one may be dead
         if fresh and answer is not None:  # the server's ticket came before its answer
             keep_session(listener, instance, mux)
         if answer == ACKED:  # even if cut at once after: the relay closes the client
@@ -225,8 +283,8 @@ async def _stream(
             if fresh:
                 return "failed"  # the next instance, not counted against this one
             continue
-        mux.close(abort=True)  # no answer: the connection is dead, whatever rides it
-        failed(listener, instance, tally.CONNECT_FAILED, TimeoutError("no answer to OPEN"))
+        # The wire was lost before the answer (a reset or an error): dead, whatever rode it.
+        failed(listener, instance, tally.CONNECT_FAILED, ConnectionError("connection lost"))
         if fresh:
             return "failed"
     return "failed"

@@ -110,6 +110,45 @@ async def _greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     writer.close()
 
 
+class _BusyApp:
+    """An echo app (`echo_until_end`) that takes its first connection, then none until
+    `release`: once `fill` has queued one more (backlog 0, Linux), the kernel drops what
+    comes next, and a new connection to it hangs as to an app too busy to accept."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.sock.setblocking(False)
+        self.sockets = [self.sock]
+        self._queued: list[socket.socket] = []
+        self._tasks = {asyncio.create_task(self._serve(once=True))}
+
+    async def _serve(self, *, once: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self.sock)
+            self._tasks.add(asyncio.create_task(echo_until_end(
+                *await asyncio.open_connection(sock=conn))))  # fmt: skip
+            if once:
+                return
+
+    async def fill(self) -> None:
+        queued = socket.socket()
+        queued.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(queued, self.sock.getsockname())
+        self._queued.append(queued)
+
+    def release(self) -> None:
+        self._tasks.add(asyncio.create_task(self._serve()))
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for sock in (self.sock, *self._queued):
+            sock.close()
+
+
 @dataclass
 class Pair:
     web: UpstreamListener
@@ -119,6 +158,7 @@ class Pair:
     pki: Pki
     client: dict[str, Identity]
     echo: bool  # the app echoes until the end; else it greets first, answers once, closes
+    app: asyncio.Server | _BusyApp
 
     def count(self, name: str) -> int:
         return sum(side.tally.snapshot().get(name, 0) for side in (self.web, self.db))
@@ -152,8 +192,11 @@ def _small_window_socket() -> socket.socket:
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     global RELEASED
     RELEASED = asyncio.Event()
+    app: asyncio.Server | _BusyApp
     if request.param == "stall":
         app = await asyncio.start_server(_sink_or_echo, sock=_small_window_socket())
+    elif request.param == "busy":
+        app = _BusyApp()
     else:
         app = await asyncio.start_server(
             echo_until_end if request.param == "echo" else _greet, "127.0.0.1", 0
@@ -173,7 +216,7 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     web.set_instances([("127.0.0.1", port)])
     await web.start()
     try:
-        yield Pair(web, db, up, policy, pki, client, request.param != "greeter")
+        yield Pair(web, db, up, policy, pki, client, request.param != "greeter", app)
     finally:
         RELEASED.set()
         for side in (web, db):
@@ -339,12 +382,63 @@ async def test_a_new_client_identity_never_takes_an_older_connection(pair: Pair)
 
 async def test_a_connection_that_never_answers_is_followed_by_a_new_one(pair: Pair) -> None:
     assert await exchange(pair, b"a") == expected(pair, b"a")
+    ((kept,),) = pair.web.tunnels.muxes.values()
     (mux,) = pair.db.tunnels.muxes  # a host cut off: what reaches it is never read
     assert mux.wire.transport is not None
     mux.wire.transport.pause_reading()
     assert await exchange(pair, b"b") == expected(pair, b"b")  # after 0.5 s, over a new wire
     assert pair.count("outbound.reused") == 0
     assert pair.count("outbound.attempt_failed.connect-failed") == 1
+    await eventually_async(lambda: kept.lost, 5)  # still nothing read on it: judged dead
+
+
+async def _echoes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> bool:
+    writer.write(data)
+    return await asyncio.wait_for(reader.readexactly(len(data)), 5) == data
+
+
+@pytest.mark.parametrize("pair", ["busy"], indirect=True)
+async def test_an_answer_late_on_a_quiet_connection_costs_no_other_stream(pair: Pair) -> None:
+    """db ACKs a stream once its app took the connection, which may take its
+    local_connect_timeout (1 s), past web's connect_timeout (0.5 s). With nothing read on the
+    shared connection meanwhile (its other streams idle), it may be dead or only quiet: web
+    gives up that client's attempt, sends it no new stream, and judges it by whether db
+    speaks again (here db's late UNREACHABLE). It was closed at once, with every stream on it:
+    a slow accept by the app cut every other client of the instance (found by a review)."""
+    assert isinstance(pair.app, _BusyApp)
+    reader, writer = await asyncio.open_connection("127.0.0.1", pair.port)
+    assert await _echoes(reader, writer, b"A1")  # then idle
+    ((kept,),) = pair.web.tunnels.muxes.values()
+    await pair.app.fill()
+    assert await exchange(pair, b"B") == b""  # its app connection hangs: nowhere else to go
+    assert pair.count("outbound.attempt_failed.connect-failed") == 2  # the shared, then a new
+    await eventually_async(lambda: pair.count("inbound.refused.local-unreachable") == 2, 5)
+    assert await _echoes(reader, writer, b"A2")  # the idle client's stream flows on
+    assert not kept.lost
+    pair.app.release()
+    assert await exchange(pair, b"C") == b"C<eof>"
+    assert pair.count("outbound.reused") == 1  # db spoke: the connection takes streams again
+    writer.close()
+
+
+@pytest.mark.parametrize("pair", ["busy"], indirect=True)
+async def test_an_answer_late_on_a_busy_connection_costs_only_its_stream(pair: Pair) -> None:
+    """The same late answer while another stream's bytes come over the connection: it is
+    alive, so only the late stream is given up (reset) and the client goes elsewhere (here
+    nowhere), with no new connection for it."""
+    assert isinstance(pair.app, _BusyApp)
+    reader, writer = await asyncio.open_connection("127.0.0.1", pair.port)
+    assert await _echoes(reader, writer, b"A1")
+    ((kept,),) = pair.web.tunnels.muxes.values()
+    await pair.app.fill()
+    late = asyncio.create_task(exchange(pair, b"B"))
+    while not late.done():  # client A chatters meanwhile (no pause: each round trip waits)
+        assert await _echoes(reader, writer, b"A")
+    assert late.result() == b""
+    assert pair.count("outbound.attempt_failed.connect-failed") == 1
+    assert pair.web.tunnels.muxes[pair.web.instances[0]] == [kept]  # no new connection
+    assert await _echoes(reader, writer, b"A2")
+    writer.close()
 
 
 async def test_a_draining_inbound_port_closes_its_idle_connections(pair: Pair) -> None:
