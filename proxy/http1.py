@@ -292,6 +292,13 @@ class HttpSession(HttpJoint):
         if not complete and not self.retry():
             self.fail(502)
 
+    def wind_down(self) -> None:
+        """The host drains: closed now if between requests, else after the answer under way
+        (which says `Connection: close`: http_reply.py), so the drain need not wait for a
+        keep-alive client to go idle, nor cut it mid-request at its timeout."""
+        if not self.queue and not self.requests.in_message and self.tunnel is None:
+            self.close()
+
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
             self.client_fault(408)  # too slow with its head to be given more time

@@ -20,6 +20,7 @@ class HttpHost(Protocol):
     headers_timeout_s: float
     max_header_bytes: int
     pooled: bool  # the app connection goes back to the host after each answer
+    draining: bool  # answers say `Connection: close`, and each session ends after its own
     limits: Limits  # the session's timeouts (http_deadlines.py)
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision: ...

@@ -194,8 +194,11 @@ class Reply:
         self._chunked = bool(facts & codec.CHUNKED) and not bodiless
         self._until_close = not (self._chunked or bodiless or facts & codec.LENGTH)
         head = self._head
-        if not self.s.queue[0].keep_alive and self.s.host.pooled:  # the client asked to close
-            head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]
+        ex = self.s.queue[0]
+        if self.s.host.draining and not self._interim and status != 101:  # (wind_down)
+            ex.keep_alive = False  # the client is told, so it sends its next request elsewhere
+        if not ex.keep_alive and (self.s.host.pooled or self.s.host.draining):
+            head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]  # the client's close
         elif facts & codec.HOP and status != 101 and not self.parser.should_keep_alive():
             head = codec.end_to_end(head)  # the app's close ends its hop; the client's goes on
         self.s.answered(codec.response_head(status, bytes(self._reason), head),

@@ -116,6 +116,7 @@ class HttpUpstream:
     """The `HttpHost` of one HTTP upstream listener: its pool and its per-request figures."""
 
     pooled = True
+    draining = False  # (UpstreamListener.stop_listening)
 
     def __init__(self, listener: UpstreamListener) -> None:
         self.listener = listener

@@ -109,6 +109,9 @@ class Inbound(InboundHttp):
         self.tunnels.stop()  # no new streams over open muxes either
         for relay in list(self.open):
             relay.drain()  # h2c: GOAWAY, so clients open their next calls elsewhere
+        self.draining = True  # HTTP/1: `Connection: close`, between requests (wind_down)
+        for session in list(self.http_open):
+            session.wind_down()
 
     def _protocol(self) -> asyncio.BaseProtocol:
         identity = self._identity()

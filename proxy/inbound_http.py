@@ -60,6 +60,7 @@ class InboundHttp:
     http_open: set[HttpSession]
     on_close: Callable[[], None]
     pooled = False  # an HTTP session keeps its app connection
+    draining = False  # (stop_listening)
     limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
     l4_decisions: dict[str, Decision | None]  # source -> its decision when no L7 rule applies
     l4_decided_by: tuple[object, bool, object] | None  # (intentions, default, config) of those

@@ -110,6 +110,10 @@ class UpstreamListener:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self.http is not None:  # keep-alive clients: told to go, between their requests
+            self.http.draining = True
+            for session in list(self.http.sessions):
+                session.wind_down()
 
     def set_instances(self, instances: Sequence[Instance]) -> None:
         self.instances = sorted(set(instances))

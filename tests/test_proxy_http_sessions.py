@@ -1,8 +1,8 @@
-"""A WebSocket through an HTTP upstream, as the balancer sees it: its life is no latency.
+"""HTTP sessions at their edges: upgrades (WebSocket tunnels) and drains.
 
 Both sidecars run in this process over real sockets and real mTLS (as in
-test_proxy_http_cycles.py); the app answers any upgrade with `101` and then
-holds the connection until the client ends it.
+test_proxy_http_cycles.py): web's upstream listener -> mTLS -> db's HTTP
+inbound -> a small app written for each test.
 """
 
 from __future__ import annotations
@@ -123,3 +123,51 @@ async def test_a_client_that_ends_its_side_before_the_101_still_gets_its_tunnel(
         got = await asyncio.wait_for(reader.read(), 5)
         writer.close()
     assert got == SWITCHED + b"reply-to:FRAME1" and seen == [b"FRAME1"]
+
+
+async def _keep_alive_app(release: asyncio.Event, asked: asyncio.Event) -> Handler:
+    async def app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                if b" /slow " in head:
+                    asked.set()
+                    await release.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    return app
+
+
+async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> bytes:
+    writer.write(b"GET %s HTTP/1.1\r\nHost: db\r\n\r\n" % path.encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return head + await asyncio.wait_for(reader.readexactly(2), 5)
+
+
+async def test_a_draining_sidecar_lets_its_keep_alive_clients_go_between_requests() -> None:
+    """A drain used to leave keep-alive HTTP sessions open until the drain timeout and
+    then cut them, mid-request or not. Now an idle one is closed at once, and one with a
+    request under way gets its answer, with `Connection: close`, then is closed: at the
+    inbound (the pooled streams from web's sidecar) and at an upstream listener (the app's
+    own keep-alive connections)."""
+    release, asked = asyncio.Event(), asyncio.Event()
+    async with _pair(await _keep_alive_app(release, asked), "http") as (web, db):
+        port = web.upstream.bind_port
+        busy = await asyncio.open_connection("127.0.0.1", port)
+        busy[1].write(b"GET /slow HTTP/1.1\r\nHost: db\r\n\r\n")
+        await asyncio.wait_for(asked.wait(), 5)
+        idle = await asyncio.open_connection("127.0.0.1", port)
+        assert (await _ask(*idle, "/fast")).endswith(b"ok")
+        assert len(db.http_open) == 2  # web's two pooled streams, each a session at db
+        db.stop_listening()
+        await eventually_async(lambda: len(db.http_open) == 1, 5)  # the idle one, at once
+        release.set()
+        head = await asyncio.wait_for(busy[0].readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200 ") and await busy[0].readexactly(2) == b"ok"
+        await eventually_async(lambda: not db.http_open, 5)  # after its answer
+        web.stop_listening()  # the app's keep-alive connections to web's upstream port
+        for reader, writer in (idle, busy):
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
