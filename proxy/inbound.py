@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.denials import DenialTable, not_known
 from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
@@ -47,21 +46,13 @@ from gossamer.proxy.inbound_mux import InboundMuxes
 from gossamer.proxy.listen import serve
 from gossamer.proxy.mux import StreamSide, is_mux, wire_of
 from gossamer.proxy.mux_frames import UNREACHABLE
+from gossamer.proxy.policy import Policy
 from gossamer.proxy.protocol import is_h2, is_l7
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import PlainSide
 from gossamer.proxy.tls_side import TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
-
-
-class Policy:
-    """The intentions and default policy the proxy currently decides with."""
-
-    def __init__(self) -> None:
-        self.intentions = IntentionSet(())
-        self.default_allow = False
-        self.known = False  # no intentions answer yet: refuse rather than guess
 
 
 class Inbound(InboundHttp):

@@ -39,7 +39,7 @@ from gossamer.proxy.tls_side import TlsSide
 from gossamer.proxy.xfcc import header_value
 
 if TYPE_CHECKING:
-    from gossamer.proxy.inbound import Policy
+    from gossamer.proxy.policy import Policy
 
 log = logging.getLogger("gossamer.proxy")
 NOT_KNOWN: Final = Decision(False, "the intentions are not known yet")

@@ -47,9 +47,10 @@ from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.identity_watch import IdentityWatch
-from gossamer.proxy.inbound import Inbound, Policy
+from gossamer.proxy.inbound import Inbound
 from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.policy import Policy
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.upstream_set import UpstreamSet
 from gossamer.proxy.watch import Watch

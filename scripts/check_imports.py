@@ -103,6 +103,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/config.py",
     "proxy/config_fields.py",
     "proxy/authorize.py",
+    "proxy/policy.py",
     "proxy/balance.py",
     "proxy/split.py",
     "proxy/outlier.py",
