@@ -2,9 +2,17 @@
 
 One socket pair per worker, made by worker 0 when it starts the worker (its
 end passed by file descriptor, so nothing else can connect). Over it:
-- worker 0 asks for the figures behind one metrics address: `ADDR\\n`;
-- the worker answers with a 4-byte big-endian length and the JSON list of
-  the `fleet_sum.snapshot` of each proxy it serves there (`[]` for none).
+- worker 0 asks for the figures behind one metrics address: `ID ADDR\\n`,
+  ID a decimal number it gives no other question still waiting;
+- the worker answers with a 4-byte big-endian length, the question's ID
+  (4 bytes, big-endian) and the JSON list of the `fleet_sum.snapshot` of
+  each proxy it serves there (`[]` for none).
+Worker 0 waits ASK_TIMEOUT_S for an answer, then scrapes without it (the
+worker's last figures stand in, fleet_sum.Remembered). An answer that comes
+later (the worker was held up by a long GC pause, a CPU hog, a throttled
+cgroup) is discarded when it arrives: its ID matches no question still
+waiting, and the length lets worker 0 skip it whole. The link stays up, for
+its end closing is what tells a worker worker 0 is gone.
 The worker binds no metrics port: its runtimes `offer` their figures here
 instead (`Offered`). When worker 0 goes away, however it went, its end
 closes; the worker sees EOF and drains as on SIGTERM, so no worker outlives
@@ -27,6 +35,7 @@ log = logging.getLogger("gossamer.proxy")
 WORKER_ENV = "GOSSAMER_PROXY_WORKER"  # "INDEX:FD" in a worker worker 0 started
 MAX_ANSWER = 64 << 20  # a worker's figures: 1,024 edges x 64 routes stay far below this
 ASK_TIMEOUT_S = 2.0
+HEADER = struct.Struct(">II")  # an answer's length (of the JSON alone), its question's ID
 
 
 def worker_of(value: str | None) -> tuple[int, int] | None:
@@ -35,6 +44,28 @@ def worker_of(value: str | None) -> tuple[int, int] | None:
         return None
     index, _, fd = value.partition(":")
     return int(index), int(fd)
+
+
+def answer_frame(question_id: int, body: bytes) -> bytes:
+    """One answer as the worker writes it."""
+    return HEADER.pack(len(body), question_id) + body
+
+
+def take_answers(pending: bytearray) -> list[tuple[int, bytes]]:
+    """The whole answers at the start of `pending` as (question ID, JSON), removed from it;
+    a partial one stays for the next read. ValueError for a length over MAX_ANSWER: the
+    stream is garbled past that point, nothing after it can be framed."""
+    answers = []
+    while len(pending) >= HEADER.size:
+        size, question_id = HEADER.unpack_from(pending)
+        if size > MAX_ANSWER:
+            raise ValueError(f"an answer of {size} bytes")
+        end = HEADER.size + size
+        if len(pending) < end:
+            break
+        answers.append((question_id, bytes(pending[HEADER.size : end])))
+        del pending[:end]
+    return answers
 
 
 class WorkerLink(asyncio.Protocol):
@@ -65,10 +96,11 @@ class WorkerLink(asyncio.Protocol):
         self._pending += data
         while b"\n" in self._pending:
             line, self._pending = self._pending.split(b"\n", 1)
-            source = self._offered.get(line.decode(errors="replace"))
+            question_id, _, addr = line.partition(b" ")
+            source = self._offered.get(addr.decode(errors="replace"))
             proxies = source() if source is not None else []
             body = json.dumps([snapshot(p) for p in proxies]).encode()
-            self._transport.write(struct.pack(">I", len(body)) + body)
+            self._transport.write(answer_frame(int(question_id), body))
 
     def connection_lost(self, exc: Exception | None) -> None:
         log.warning("proxy: worker 0 is gone: draining")
@@ -88,42 +120,95 @@ class Offered:
         self.link.withdraw(self.addr)
 
 
-class Asker:
-    """Worker 0's end of one worker's link: one question at a time."""
+class Asker(asyncio.Protocol):
+    """Worker 0's end of one worker's link. Each question has its own ID and each answer
+    goes to the question it names, so a late answer cannot pass for a later question's, and
+    questions (concurrent scrapes) need not wait for each other."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._lock = asyncio.Lock()
-        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Task[tuple[asyncio.Transport, Asker]] | None = None
+        self._closed = False
+        self._pending = bytearray()
+        self._waiting: dict[int, asyncio.Future[list[Snapshot]]] = {}
+        self._last_id = 0
 
     async def ask(self, addr: str) -> list[Snapshot] | None:
         """The worker's figures behind `addr`; None when it does not answer in time (a worker
-        that is starting, or stuck: its last figures stand in, fleet_sum.Remembered)."""
-        async with self._lock:
-            try:
-                return await asyncio.wait_for(self._ask(addr), ASK_TIMEOUT_S)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-                log.warning("proxy: a worker's figures are missing from this scrape: %s",
-                            exc or type(exc).__name__)  # fmt: skip
-                self.close()  # a half-read answer would garble the next one: the worker restarts
-                return None
+        that is starting, or stalled: its last figures stand in, fleet_sum.Remembered)."""
+        question_id = self._new_id()
+        answer: asyncio.Future[list[Snapshot]] = asyncio.get_running_loop().create_future()
+        self._waiting[question_id] = answer
+        try:
+            async with asyncio.timeout(ASK_TIMEOUT_S):
+                # shielded: a scrape given up (timed out, its client gone) must not close the
+                # link half made, which the worker would read as worker 0 gone
+                await asyncio.shield(self._connection())
+                if self._transport is None:
+                    raise ConnectionResetError("the worker's link is closed")
+                self._transport.write(b"%d %s\n" % (question_id, addr.encode()))
+                return await answer
+        except (OSError, TimeoutError, ValueError) as exc:
+            log.warning("proxy: a worker's figures are missing from this scrape: %s",
+                        str(exc) or type(exc).__name__)  # fmt: skip
+            return None  # the link stays: a late answer is dropped when it comes
+        finally:
+            self._waiting.pop(question_id, None)
 
-    async def _ask(self, addr: str) -> list[Snapshot]:
-        if self._stream is None:
-            self._stream = await asyncio.open_unix_connection(sock=self._sock)
-        reader, writer = self._stream
-        writer.write(addr.encode() + b"\n")
-        (size,) = struct.unpack(">I", await reader.readexactly(4))
-        if size > MAX_ANSWER:
-            raise ValueError(f"an answer of {size} bytes")
-        answer = json.loads(await reader.readexactly(size))
-        if not isinstance(answer, list):
-            raise ValueError("an answer that is not a list")
-        return answer
+    def _new_id(self) -> int:
+        self._last_id = self._last_id % 0xFFFF_FFFF + 1
+        return self._last_id
+
+    def _connection(self) -> asyncio.Task[tuple[asyncio.Transport, Asker]]:
+        """Made once, on the first question (the loop was not running when worker 0 made
+        the socket pair); its failure, if any, stands for every later question too."""
+        if self._connecting is None:
+            loop = asyncio.get_running_loop()
+            self._connecting = asyncio.create_task(
+                loop.create_unix_connection(lambda: self, sock=self._sock)
+            )
+        return self._connecting
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._closed:  # closed while the link was being made
+            transport.close()
+            return
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._pending += data
+        try:
+            answers = take_answers(self._pending)
+        except ValueError as exc:  # nothing past it can be read: the worker restarts
+            log.error("proxy: a worker's link is garbled (%s): closing it", exc)
+            self.close()
+            return
+        for question_id, body in answers:
+            waiter = self._waiting.get(question_id)
+            if waiter is None or waiter.done():
+                log.debug("proxy: a worker's late answer to question %d discarded", question_id)
+                continue
+            try:
+                figures = json.loads(body)
+                if not isinstance(figures, list):
+                    raise ValueError("an answer that is not a list")
+            except ValueError as exc:  # framed all the same: only this answer is lost
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(figures)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._closed = True
+        for waiter in self._waiting.values():  # they need not wait for the timeout
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("the worker's link closed"))
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream[1].close()
-            self._stream = None
-        else:
-            self._sock.close()
+        """Worker 0 is done with this worker (it ended): the link's end closes."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+        elif self._connecting is None or self._connecting.done():
+            self._sock.close()  # (else connection_made closes the transport it gets)
