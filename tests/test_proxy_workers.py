@@ -158,6 +158,15 @@ def _counted(proxy: ProxyProc, service: str, counter: str) -> dict[str, int]:
     return {w: int(n) for w, n in re.findall(pattern, proxy.log())}
 
 
+def _both_counted(proxy: ProxyProc, service: str, counter: str) -> dict[str, int]:
+    """SIGUSR1 to worker 0, which passes it on (each worker logs its own counters): both
+    workers' `counter`, or {} until both logged it. Sent again on each try: a worker that
+    started under SETTLING_S ago is not passed signals yet (workers.py)."""
+    proxy.signal(signal.SIGUSR1)
+    counted = _counted(proxy, service, counter)
+    return counted if len(counted) == 2 else {}
+
+
 def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> None:
     (agent,) = cluster.start(1, prefix="wk")
     db_app = App("127.0.0.1").start()
@@ -180,9 +189,8 @@ def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> Non
         for i in range(40):
             assert roundtrip(("127.0.0.1", up_port), b"%d" % i) == b"%d<eof>" % i
         # The kernel spreads the app's connections over web's workers...
-        web.signal(signal.SIGUSR1)  # passed on: each worker logs its own counters
-        spread = eventually(lambda: len(_counted(web, "web", "outbound.connections")) == 2
-                            and _counted(web, "web", "outbound.connections"), 10,
+        spread = eventually(lambda: _both_counted(web, "web", "outbound.connections"), 10,
+                            interval=0.5,
                             what="both of web's workers to have relayed connections")  # fmt: skip
         assert sum(spread.values()) >= 41
         # ...and each metrics port serves the sum of its workers' figures.
@@ -273,8 +281,7 @@ def test_a_node_proxy_runs_workers_too(cluster: Cluster, tmp_path: Path) -> None
         out = 'gossamer_proxy_tcp_open_total{direction="inbound",source="web",destination="db"}'
         eventually(lambda: _metric(metrics_port, out) == db_app.accepted, 10,
                    what="db's scrape to sum both workers")  # fmt: skip
-        node.signal(signal.SIGUSR1)
-        eventually(lambda: len(_counted(node, "web", "outbound.connections")) == 2, 10,
+        eventually(lambda: _both_counted(node, "web", "outbound.connections"), 10, interval=0.5,
                    what="both workers to have served web's upstream")  # fmt: skip
         _stop_cleanly(node)
     finally:
