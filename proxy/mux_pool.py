@@ -2,8 +2,9 @@
 
 A client connection to an instance becomes a stream on a live mux to it,
 made with a TLS connection only when there is none: the first client makes
-it, the ones that come while it is being made wait for it. A mux takes new
-streams only while
+it, the ones that come while it is being made wait for it, and those past
+its `MAX_STREAMS` (a burst to a cold instance) go on to another mux with
+room, else the next new one. A mux takes new streams only while
 - it was made with the current client context (a new leaf or new roots
   make a new one: older ones finish their streams and close);
 - it is younger than `MAX_AGE_S` and has fewer than `MAX_STREAMS` streams;
@@ -15,26 +16,25 @@ not close one as it is taken); at most `pool_idle` muxes are kept per
 instance. The inbound side decides every stream again.
 
 `open_stream` gives a client connection its stream: OPEN, then the
-client's bytes wait for the ACK (`connect_timeout_s`). No answer in time is
-a failed attempt, counted, but not always a dead mux: an L4 inbound side
-ACKs once its app connection is made, which may take its own
-local_connect_timeout, while other streams flow. So the stream alone is
-given up (reset) when anything was read on its mux since the OPEN went
+client's bytes wait for the ACK (`connect_timeout_s`). A REFUSED reset is
+the inbound side's no (intentions): no retry. UNREACHABLE (its app did not
+take the connection), or any other reset before the ACK, is a failed
+attempt at that instance, counted, and the client goes to another; the mux
+stays. AWAY (a draining inbound side, or one with as many streams on that
+mux as it takes), or a mux that ends cleanly with no answer (closed idle
+as it was taken), is no failure: the client goes to a new connection, or
+to the next instance if that mux was made for it (at most `OPENS` muxes).
+A mux lost before the answer is a failed attempt, followed the same way.
+No answer in time is a failed attempt too, but not always a dead mux: an
+L4 inbound side ACKs once its app connection is made, which may take its
+own local_connect_timeout, while other streams flow. So the stream alone
+is given up (reset) when anything was read on its mux since the OPEN went
 out, and the client goes to another instance. When nothing was, the mux
 may be dead (a host cut off) or only quiet: it takes no new stream until
 something is read, the stream waits on for its answer (reset then), and
 the mux is closed, with every stream on it, if nothing at all is read
 within `QUIET_S` more (or the connect timeout, if longer); the client goes
-to a new connection to the same instance if the mux was a reused one. A
-stream cut with its whole connection before an answer is a failed attempt
-too. A REFUSED reset is the inbound
-side's no (intentions): no retry. UNREACHABLE (its app did not take the
-connection), or any other reset before the ACK, is a failed attempt at
-that instance, counted, and the client goes to another; the mux stays.
-AWAY (a draining inbound side), or a reused mux that ends cleanly with no
-answer (closed idle as it was taken), is followed by a new connection, not
-counted as a failure; a new connection answered that way sends the client
-elsewhere.
+to a new connection, or to the next instance if that mux was made for it.
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ MAX_STREAMS: Final = 1024
 # its local_connect_timeout (1 s unless set): a mux on which nothing at all is read for this long
 # after an OPEN's answer is overdue (or the connect timeout, if longer) is judged dead, not slow.
 QUIET_S: Final = 2 * LOCAL_CONNECT_TIMEOUT_S
+# Connections one client's stream tries at one instance: one it found there or waited for, which
+# may turn it away (a draining peer, one full already), then the next; one this client made for
+# itself ends it. Bounded, so a peer turning every stream away costs a burst a few rounds.
+OPENS: Final = 3
 
 
 class MuxPool:
@@ -239,16 +243,15 @@ async def _stream(
     mux: Mux | None = None
     if identity is not None and pool.muxes:
         mux = pool.take(instance, identity, target, listener.chains)
-    for fresh in (mux is None, True):
-        if fresh:
-            made, mine = await pool.make(listener, instance, target)
+    reused, mine = mux is not None, False
+    for _ in range(OPENS):
+        if mux is None:
+            made, mine = await _made(listener, instance, target)
             if isinstance(made, TlsSide) and not mine:  # a peer without frames: our own
                 made = await dial(listener, instance, target, tunnel=True)
             if made is None or isinstance(made, TlsSide):  # TLS: one connection per client
                 return made or "failed"
-            mux = made
-        if mux is None:
-            return "failed"
+            mux, reused = made, False
         stream, seen = mux.open(), mux.reads
         assert stream.answer is not None
         timeout_s = listener.upstream.connect_timeout_s
@@ -263,13 +266,14 @@ async def _stream(
             pool.quiet(mux, seen, stream, max(timeout_s, QUIET_S))  # dead, or all quiet
             failed(listener, instance, tally.CONNECT_FAILED,
                    TimeoutError("no answer to OPEN, nothing read since"))  # fmt: skip
-            if fresh:
+            if mine:
                 return "failed"
-            continue  # a new connection: this one may be dead
-        if fresh and answer is not None:  # the server's ticket came before its answer
+            mux = None  # a new connection: this one may be dead
+            continue
+        if not reused and answer is not None:  # the server's ticket came before its answer
             keep_session(listener, instance, mux)
         if answer == ACKED:  # even if cut at once after: the relay closes the client
-            if not fresh:
+            if reused:
                 listener.tally.add("outbound.reused")
             return stream
         stream.close()
@@ -279,15 +283,30 @@ async def _stream(
             why = "its app did not take the connection" if answer == UNREACHABLE else "cut"
             failed(listener, instance, tally.CONNECT_FAILED, ConnectionError(why))
             return "failed"
-        if answer == AWAY or mux.closed_cleanly:  # draining, or closed idle as it was taken
-            if fresh:
-                return "failed"  # the next instance, not counted against this one
-            continue
-        # The wire was lost before the answer (a reset or an error): dead, whatever rode it.
-        failed(listener, instance, tally.CONNECT_FAILED, ConnectionError("connection lost"))
-        if fresh:
-            return "failed"
+        if answer is None and not mux.closed_cleanly:  # lost under it (a reset, an error)
+            failed(listener, instance, tally.CONNECT_FAILED, ConnectionError("connection lost"))
+        if mine:  # turned away (draining) or closed, on a connection made for this client:
+            return "failed"  # the next instance (counted only if lost)
+        mux = None  # draining, full, closed idle as it was taken, or lost: a new connection
     return "failed"
+
+
+async def _made(
+    listener: UpstreamListener, instance: Instance, target: str
+) -> tuple[Mux | TlsSide | None, bool]:
+    """`MuxPool.make` for one more stream. A burst of clients to a cold instance all wait for
+    the one connection being made; those past its `MAX_STREAMS` (the inbound side would turn
+    them away) take another one with room, as `take` would, else the next new one."""
+    pool = listener.tunnels
+    while True:  # each round, the waiters before this one fill a new connection at most
+        made, mine = await pool.make(listener, instance, target)
+        if mine or not isinstance(made, Mux) or made.full or len(made.streams) < MAX_STREAMS:
+            return made, mine
+        identity = listener.identity()
+        if identity is not None:
+            room = pool.take(instance, identity, target, listener.chains)
+            if room is not None:
+                return room, False
 
 
 def keep_session(listener: UpstreamListener, instance: Instance, mux: Mux) -> None:

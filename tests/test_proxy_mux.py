@@ -16,6 +16,7 @@ import ssl
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -23,13 +24,14 @@ from hypothesis import strategies as st
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
-from gossamer.proxy import tally
+from gossamer.proxy import mux_pool, tally
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.mux import Mux, StreamSide
 from gossamer.proxy.mux_frames import (
     ACK,
+    AWAY,
     CUT,
     DATA,
     END,
@@ -44,6 +46,7 @@ from gossamer.proxy.mux_frames import (
     reset,
     window,
 )
+from gossamer.proxy.mux_pool import MAX_STREAMS
 from gossamer.proxy.mux_stream import FRAME_BYTES
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.relay import Relay
@@ -198,8 +201,8 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
     elif request.param == "busy":
         app = _BusyApp()
     else:
-        app = await asyncio.start_server(
-            echo_until_end if request.param == "echo" else _greet, "127.0.0.1", 0
+        app = await asyncio.start_server(  # (takes a burst of MAX_STREAMS and more at once)
+            echo_until_end if request.param == "echo" else _greet, "127.0.0.1", 0, backlog=4096
         )
     pki = Pki()
     db_identity, client = pki.identity("db"), {"web": pki.identity("web")}
@@ -535,6 +538,85 @@ async def test_a_reset_of_unknown_reason_before_the_ack_costs_the_attempt_not_th
             assert answered == n
             assert pair.count("outbound.attempt_failed.connect-failed") == n
         assert handshakes == 1  # the second stream went over the same connection
+    finally:
+        server.close()
+
+
+def _held_dials(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """web's new connections wait for the event: until it is set, the clients that come all
+    wait for the one connection being made (mux_pool.py `MuxPool.make`)."""
+    gate, real = asyncio.Event(), mux_pool.dial
+
+    async def held(*args: Any, **kwargs: Any) -> TlsSide | None:
+        await gate.wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(mux_pool, "dial", held)
+    return gate
+
+
+def _failures(pair: Pair) -> dict[str, int]:
+    """web's failed attempts and refused clients, by reason."""
+    failures = ("outbound.attempt_failed", "outbound.refused")
+    return {k: n for k, n in pair.web.tally.snapshot().items() if n and k.startswith(failures)}
+
+
+@pytest.mark.parametrize("pair", ["echo"], indirect=True)
+async def test_a_cold_burst_past_what_one_connection_carries_opens_another(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More clients than one connection carries (MAX_STREAMS) come to an instance while its
+    first connection is being made: those past MAX_STREAMS go on to a second connection. All
+    opened their streams on the first, db turned the extras away (AWAY), and web took that as
+    failed attempts: clients of a healthy instance were closed (found by a review)."""
+    gate = _held_dials(monkeypatch)
+    n = MAX_STREAMS + 20
+    clients = [asyncio.create_task(exchange(pair, b"%d" % i)) for i in range(n)]
+    await eventually_async(lambda: pair.web.open_count() == n, 20)  # every one waiting
+    gate.set()
+    got = await asyncio.gather(*clients)
+    assert got == [expected(pair, b"%d" % i) for i in range(n)]
+    assert len(pair.web.tunnels.muxes[pair.web.instances[0]]) == 2
+    assert not _failures(pair)
+
+
+@pytest.mark.parametrize("pair", ["echo"], indirect=True)
+async def test_a_stream_turned_away_on_a_connection_waited_for_goes_to_a_new_one(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer (db's real server certificate, frames by hand) that takes two streams on its
+    first connection and turns the others away (AWAY), as a peer with as many streams there as
+    it takes does: the clients that waited for that connection go to a new one, as from a
+    reused connection, instead of failing (with no other instance: closed)."""
+    handshakes = 0
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal handshakes
+        handshakes += 1
+        first, taken, frames = handshakes == 1, 0, Deframer()
+        while data := await reader.read(65536):
+            for kind, sid, payload in frames.feed(data):
+                if kind == OPEN and first and taken == 2:
+                    writer.write(reset(sid, AWAY))
+                elif kind == OPEN:
+                    taken += 1
+                    writer.write(control(ACK, sid))
+                elif kind == DATA:  # echoed, and the end too
+                    writer.write(pack_header(DATA, sid, len(payload)) + payload)
+                elif kind == END:
+                    writer.write(control(END, sid))
+        writer.close()
+
+    server = await asyncio.start_server(peer, "127.0.0.1", 0,
+                                        ssl=pair.pki.identity("db").server_tunnel)  # fmt: skip
+    try:
+        pair.web.set_instances([server.sockets[0].getsockname()[:2]])
+        gate = _held_dials(monkeypatch)
+        clients = [asyncio.create_task(exchange(pair, b"%d" % i)) for i in range(5)]
+        await eventually_async(lambda: pair.web.open_count() == 5, 5)
+        gate.set()
+        assert await asyncio.gather(*clients) == [b"%d" % i for i in range(5)]
+        assert handshakes == 2 and not _failures(pair)
     finally:
         server.close()
 
