@@ -8,10 +8,10 @@ content-length waits only for its first byte, the pad length (HOLD): that
 says how much of it is body, so it is judged before any of it goes on,
 and the rest streams. Frames on a stream the app never saw or no
 longer sees (at or below `opened`, not `CallBook.live`) are dropped (DROP), the connection window
-their DATA used given back. The HTTP/2 preface comes first; without it the
-connection is `opaque`, carried byte for byte. Frames of the gate's own for
-the app (`_app_pending`) go between the client's, never inside one. A
-client that breaks HTTP/2 so the gate cannot follow raises `H2Error`: a
+their DATA used given back (one WINDOW_UPDATE for all a read dropped: `give_back`). The
+HTTP/2 preface comes first; without it the connection is `opaque`, carried byte for byte.
+Frames of the gate's own for the app (`_app_pending`) go between the client's, never
+inside one. A client that breaks HTTP/2 so the gate cannot follow raises `H2Error`: a
 header block interrupted, or past `max_block` counting frame heads (a flood
 of empty CONTINUATIONs), a CONTINUATION with no block open, HEADERS on a
 server's stream, PUSH_PROMISE, a rapid reset (h2_calls.RAPID_CALLS).
@@ -80,8 +80,11 @@ class ClientFrames:
         # closed to the app for good: no set of dropped streams to keep, or forget.
         self.opened = 0
 
-    def from_client(self, data: bytes, now: float = 0.0) -> tuple[list[bytes], list[bytes]]:
-        """(bytes for the app, bytes for the client) after the client sent `data`."""
+    def from_client(self, data: bytes, now: float = 0.0, give_back: bool = True
+                    ) -> tuple[list[bytes], list[bytes]]:  # fmt: skip
+        """(bytes for the app, bytes for the client) after the client sent `data`. With
+        `give_back` False the window of DATA dropped so far waits for a later call: a relay
+        gives it back once per read (one WINDOW_UPDATE, not one for each of its records)."""
         if self.opaque:
             return [data], []
         self._now = now
@@ -123,7 +126,7 @@ class ClientFrames:
             self._left -= take
             if self._left == 0:
                 self._end_frame(to_app, to_client)
-        if self._credit:
+        if self._credit and give_back:
             self.app.answer(window_update(0, self._credit), to_client)
             self._credit = 0
         if self._app_pending:

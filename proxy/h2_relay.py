@@ -2,7 +2,10 @@
 
 On the inbound port (`gated`): a `Relay` (relay.py) whose bytes pass
 through `H2Gate` (h2_gate.py) on their way: the client's to the app, the
-app's to the client, the gate's own answers to the client. Each call's
+app's to the client, the gate's own answers to the client. Those answers
+are called for by the client's own frames, so a client whose connection is
+full is not read until it drains (`paused`), as the app is not: what the
+gate writes on its own waits for room like the app's answers. Each call's
 outcome goes to the port's golden metrics as an HTTP/1 request's does
 (`http_outcome`). When the first bytes are not HTTP/2's preface (`opaque`:
 h2 inside the apps' own TLS), `on_opaque()` says whether the connection may
@@ -56,6 +59,11 @@ class GatedRelay(Relay):
         self.gate = gate
         self._on_opaque = on_opaque
         self._on_error = on_error
+        # The client's bytes read while its own writing was full, and whether its end came
+        # behind them: a mux stream still delivers what its peer's credit allows once it is
+        # not read, a TLS read several records. They reach the gate once the client drains.
+        self._unread: list[bytes] = []
+        self._unread_eof = False
         super().__init__(a, b, on_close)  # may carry what a side held already
 
     def per_request(self) -> bool:
@@ -80,17 +88,65 @@ class GatedRelay(Relay):
                         "%g s of a call cut by a policy change", CUT_WAIT_S)  # fmt: skip
             self.terminate()
 
+    def paused(self, side: Side) -> None:
+        """`side`'s writing is full: what feeds it stops being read. The client is fed by
+        the app and by the gate, whose own answers (403s, resets, window given back) the
+        client's frames call for: so a full client is not read either, until it drains.
+        Else one that floods denied calls and reads nothing has them pile up in its
+        transport without bound, or run past the credit of the mux stream it came on, and
+        the peer sidecar then closes their shared connection, every other caller's calls
+        with it."""
+        self.sides[1 - side.index].pause_reading()
+        if side.index == 0:
+            side.pause_reading()
+
+    def resumed(self, side: Side) -> None:
+        """`side` takes more again. The client: what it sent while full goes to the gate
+        first (which may fill it again), then the app is read again. Either: the client is
+        read again only once neither is full."""
+        client, app = self.sides
+        if side is client:
+            if self._unread or self._unread_eof:
+                chunks, eof = self._unread, self._unread_eof
+                self._unread, self._unread_eof = [], False
+                self._from_client(chunks, eof)
+            if client.full or self.halves.closed:
+                return
+            app.resume_reading()
+        if not client.full and not app.full and not self.halves.closed:
+            client.resume_reading()
+
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
+        if side.index == 0:
+            if self._unread or self._unread_eof or side.full:  # (answered once it drains)
+                self._unread += chunks
+                self._unread_eof = self._unread_eof or eof
+            else:
+                self._from_client(chunks, eof)
+            return
+        gate, client = self.gate, self.sides[0]
+        now = time.perf_counter()
+        for chunk in chunks:  # (not read while the client is full: at most one read's worth)
+            side.moved += len(chunk)
+            _send(client, gate.from_app(chunk, now))
+        if eof:
+            self.ended(side)
+
+    def _from_client(self, chunks: list[bytes], eof: bool) -> None:
+        """The client's `chunks` through the gate, until its writing is full: the rest, and
+        its end, wait for it to drain (`resumed`). The window of DATA the gate dropped goes
+        back with the last chunk, one WINDOW_UPDATE for the read."""
         gate, client, app = self.gate, self.sides[0], self.sides[1]
         now = time.perf_counter()
-        for chunk in chunks:
-            side.moved += len(chunk)
-            if side is app:
-                _send(client, gate.from_app(chunk, now))
-                continue
+        last = len(chunks) - 1
+        for at, chunk in enumerate(chunks):
+            if client.full:
+                self._unread, self._unread_eof = chunks[at:], eof
+                return
+            client.moved += len(chunk)
             opaque = gate.opaque
             try:
-                to_app, to_client = gate.from_client(chunk, now)
+                to_app, to_client = gate.from_client(chunk, now, at == last)
             except H2Error as error:
                 if goaway := gate.goaway_for(error):
                     client.send(goaway)
@@ -103,7 +159,7 @@ class GatedRelay(Relay):
             _send(app, to_app)
             _send(client, to_client)
         if eof:
-            self.ended(side)
+            self.ended(client)
 
 
 def _send(side: Side, pieces: list[bytes]) -> None:
