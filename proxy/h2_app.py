@@ -1,14 +1,19 @@
 """The app's half of an h2c connection as the gate follows it (h2_gate.py). Pure.
 
-The app's bytes go to the client as they came; this reads their frame
-headers to know (1) where a frame of the gate's may go in: after the app's
-first frame (the SETTINGS its preface must start with), between frames,
-outside a header block; (2) its SETTINGS, whose HEADER_TABLE_SIZE bounds
-the table the client's encoder may use; (3) its header blocks, decoded with
-a table of their own (every block, so the table stays in step), and its
-ends of streams and resets, for the call book (h2_calls.py); (4) its
-SETTINGS ACKs, after which a header block of the gate's may owe the client
-an HPACK table size update (`table_update`). An app whose
+The app's bytes go to the client as they came (but for (5)); this reads
+their frame headers to know (1) where a frame of the gate's may go in:
+after the app's first frame (the SETTINGS its preface must start with),
+between frames, outside a header block; (2) its SETTINGS, whose
+HEADER_TABLE_SIZE bounds the table the client's encoder may use; (3) its
+header blocks, decoded with a table of their own (every block, so the
+table stays in step), and its ends of streams and resets, for the call
+book (h2_calls.py); (4) its SETTINGS ACKs, after which a header block of
+the gate's may owe the client an HPACK table size update
+(`table_update`); (5) its GOAWAYs. The last stream id of GOAWAYs must
+never go up (RFC 9113 §6.8), and the gate sends its own when the sidecar
+drains: so one of the app's that says more than the client was told
+already is lowered (`_lowered`: its 4 bytes held back until whole, the
+rest streams), and one of the gate's is built when it goes. An app whose
 blocks do not decode is not the gate's to judge: its bytes still go to
 the client, its blocks go unread from then on, and its calls are still
 followed to their ends (with no status: 0), so a long connection's calls
@@ -30,6 +35,7 @@ from gossamer.proxy.h2_frames import (
     END_HEADERS,
     END_STREAM,
     ENHANCE_YOUR_CALM,
+    GOAWAY,
     HEAD,
     HEADERS,
     NO_SIZE,
@@ -52,6 +58,7 @@ MAX_WAITING: Final = 256  # answers held for the end of the app's frame; a clien
 MAX_ASKED: Final = 16  # the client's table sizes kept until the app acknowledges them
 MAX_APP_BLOCK: Final = 256 * 1024  # a longer header block from the app is passed on, not read
 WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what the call book reads
+MAX_STREAM: Final = 0x7FFFFFFF  # the highest stream id there is (31 bits)
 
 
 class AppSide:
@@ -73,8 +80,14 @@ class AppSide:
         self._block_of = (0, 0, 0)  # its first frame's kind, flags and stream
         # While cuts wait: a PING ACK is held back (one of the gate's is not the client's),
         # and so is the start of a frame header at the end of a read, until it says its kind.
+        # A GOAWAY's last stream id is held back too, to be lowered (`_lowered`).
         self._held: bytearray | None = None
+        self._hold_left = 0  # bytes of the frame still to hold before `_release`
         self._withheld = 0  # bytes of `_head` not passed on yet
+        # RFC 9113 §6.8: the last stream id of GOAWAYs sent on a connection never goes up
+        # (nghttp2 and grpc-go fail the calls in flight when it does). The app's and the
+        # gate's both reach the client: the lowest either went with so far (none: the top).
+        self.away = MAX_STREAM
         # RFC 7541 §4.2: once the app acknowledges a client's SETTINGS_HEADER_TABLE_SIZE below
         # its encoder's table, the client's decoder wants the next block it reads to open
         # with a size update. The app's next block does; one of the gate's, going first,
@@ -116,11 +129,35 @@ class AppSide:
     def answer(self, frames: bytes, to_client: list[bytes]) -> None:
         """Frames of the gate's for the client: now, or at the next boundary."""
         if self.at_boundary() and not self.pending:
-            to_client.append(frames)
+            to_client.append(self._placed(frames))
         elif len(self.pending) < MAX_WAITING:
             self.pending.append(frames)
         else:  # the app is stuck inside a frame and the client keeps being refused
             raise H2Error(ENHANCE_YOUR_CALM, f"over {MAX_WAITING} answers wait for the app")
+
+    def flush(self, out: list[bytes]) -> None:
+        """The gate's frames that waited for a boundary (there is one now) go on."""
+        for frames in self.pending:
+            out.append(self._placed(frames))
+        self.pending = []
+
+    def _placed(self, frames: bytes) -> bytes:
+        """Frames of the gate's as they go to the client, in their place among the app's: a
+        GOAWAY (made alone) is built when it goes, since one of the app's that went first
+        may have said a lower last stream than the gate knew of when it made it."""
+        if frames[3] != GOAWAY:
+            return frames
+        return frames[:HEAD] + self._lowered(frames[HEAD : HEAD + 4]) + frames[HEAD + 4 :]
+
+    def _lowered(self, field: bytes) -> bytes:
+        """A GOAWAY's last stream id as it goes to the client: never above what an earlier
+        one said. Lowering the app's is exact: a GOAWAY of the gate's was lower only because
+        the gate refused every stream after it, so the app never saw them."""
+        last = int.from_bytes(field, "big") & MAX_STREAM
+        if last <= self.away:
+            self.away = last
+            return field
+        return self.away.to_bytes(4, "big")
 
     def feed(self, data: bytes, now: float) -> list[bytes]:
         """The bytes for the client after the app sent `data`, answers put in between."""
@@ -132,8 +169,7 @@ class AppSide:
                 if at > start:
                     out.append(data[start:at])
                     start = at
-                out += self.pending
-                self.pending = []
+                self.flush(out)
             if self._left == 0:
                 prior = len(self._head)
                 take = min(HEAD - prior, n - at)
@@ -145,16 +181,22 @@ class AppSide:
                     self._start()
                 continue
             take = min(self._left, n - at)
+            if self._held is not None:  # (its bytes before go on first)
+                take = min(take, self._hold_left)
+                if at > start:
+                    out.append(data[start:at])
+                self._held += view[at : at + take]
+                at += take
+                start = at
+                self._left -= take
+                self._hold_left -= take
+                if self._hold_left == 0:
+                    self._release(out)
+                continue
             if self._gather is not None:
                 self._gather += view[at : at + take]
             at += take
             self._left -= take
-            if self._held is not None:
-                self._held += view[at - take : at]
-                start = at
-                if self._left == 0:
-                    self._release(out)
-                continue
             if self._left == 0:
                 self._end()
         end = n
@@ -168,8 +210,7 @@ class AppSide:
         if start < end:
             out.append(data if start == 0 and end == n else data[start:end])
         if self.pending and self.at_boundary():
-            out += self.pending
-            self.pending = []
+            self.flush(out)
         return out
 
     def _hold_or_pass(self, data: bytes, began: int, start: int, prior: int,
@@ -183,17 +224,21 @@ class AppSide:
         if kind == PING and flags & ACK and length == 8 and whole:
             if began > start:
                 out.append(data[start:began])
-            self._held = bytearray(self._head)
+            self._held, self._hold_left = bytearray(self._head), length
             return began + HEAD - prior
         if withheld:  # (`start` is 0: the header's rest opens this read)
             out.append(bytes(self._head[:withheld]))
         return start
 
     def _release(self, out: list[bytes]) -> None:
-        """A held PING ACK is whole: the gate's ends its cuts' wait (h2_cut.py); the client's
-        goes on."""
+        """A GOAWAY's last stream id is whole: it goes on, lowered if need be (the rest of the
+        frame then streams). A held PING ACK is whole: the gate's ends its cuts' wait
+        (h2_cut.py); the client's goes on."""
         held, self._held = self._held, None
         assert held is not None
+        if self._frame[0] == GOAWAY:
+            out.append(self._lowered(bytes(held)))
+            return
         streams = self.cuts.acked(bytes(held[HEAD:]))
         if streams is None:
             out.append(bytes(held))
@@ -226,6 +271,8 @@ class AppSide:
                 self.calls.ended(stream, self.now)
         elif kind == RST_STREAM:
             self.calls.closed(stream, self.now)
+        elif kind == GOAWAY and length >= 8:  # (shorter: broken, the client's to say)
+            self._held, self._hold_left = bytearray(), 4  # its last stream id
         if length == 0:
             self._end()
 

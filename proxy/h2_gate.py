@@ -95,7 +95,8 @@ class H2Gate(ClientFrames):
     def drain(self) -> list[bytes]:
         """The proxy is stopping: GOAWAY tells the client to open its next calls elsewhere
         (those in flight go on); a stream it opens anyway is refused (REFUSED_STREAM, which
-        a client may retry on another connection)."""
+        a client may retry on another connection). Its last stream id is never above one
+        the client was told before, by the app's own GOAWAY too (h2_app.py `_lowered`)."""
         self.draining = True
         to_client: list[bytes] = []
         if self.speaking:
@@ -112,8 +113,10 @@ class H2Gate(ClientFrames):
         """GOAWAY for a client that broke HTTP/2, when it can go now (else b"": just close)."""
         if not self.app.at_boundary():
             return b""
-        pending = b"".join(self.app.pending)
-        return pending + goaway(self.last, error.code, str(error).encode()[:200])
+        out: list[bytes] = []
+        self.app.flush(out)
+        self.app.answer(goaway(self.last, error.code, str(error).encode()[:200]), out)
+        return b"".join(out)
 
     def _block_done(self, to_app: list[bytes], to_client: list[bytes]) -> None:
         stream, flags = self._block_of

@@ -4,7 +4,7 @@ implementation that would raise on a broken frame, a wrong HPACK table or flow c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from h2.config import H2Configuration
@@ -36,7 +36,10 @@ from gossamer.proxy.h2_frames import (
     END_HEADERS,
     END_STREAM,
     ENHANCE_YOUR_CALM,
+    GOAWAY,
+    HEAD,
     HEADERS,
+    NO_ERROR,
     PREFACE,
     PROTOCOL_ERROR,
     PUSH_PROMISE,
@@ -44,7 +47,9 @@ from gossamer.proxy.h2_frames import (
     SETTINGS,
     H2Error,
     frame,
+    goaway,
     literal_block,
+    parse_head,
     rst_stream,
     window_update,
 )
@@ -578,6 +583,77 @@ def test_draining_sends_goaway_refuses_new_streams_and_lets_calls_finish() -> No
     assert pair.gate.from_app(answer, pair.clock) == [answer]  # to the client untouched
     assert set(pair.requests()) == {busy}
     assert pair.outcomes == [(200, "echo.Echo", 0.0)], "a refused stream is no call"
+
+
+def _goaways(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(last stream id, error code, debug data) of each GOAWAY in `data`, whole frames."""
+    found, at = [], 0
+    while at < len(data):
+        length, kind, _, _ = parse_head(data[at : at + HEAD])
+        payload = data[at + HEAD : at + HEAD + length]
+        if kind == GOAWAY:
+            found.append((int.from_bytes(payload[:4]), int.from_bytes(payload[4:8]), payload[8:]))
+        at += HEAD + length
+    assert at == len(data)
+    return found
+
+
+LAST: Final = 2**31 - 1  # the first GOAWAY of a graceful stop (grpc-go, grpc-java, Envoy)
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+@pytest.mark.parametrize("first", ["sidecar", "app", "sidecar inside the app's", "cut, sidecar"])
+def test_goaways_never_raise_the_last_stream_the_client_was_told(chunk: int, first: str) -> None:
+    """RFC 9113 §6.8: a GOAWAY's last stream id never goes up (nghttp2 and grpc-go take it
+    for a connection error and fail the calls in flight). Kubernetes stops the app and its
+    sidecar together, in either order: the app's graceful GOAWAY is lowered to what the
+    client was told already, its other bytes as they came, and the call in flight ends.
+    (While a cut waits for its PING ACK the app's frame heads are held back too.)"""
+    pair = Pair(chunk=chunk)
+    busy = pair.call("/echo.Echo/Stream", b"a")
+    if first == "cut, sidecar":  # a call a policy change denies, its reset not read yet
+        pair.call("/echo.Echo/Cut", b"b")
+        pair.gate.recheck(lambda request: Decision(request.path != "/echo.Echo/Cut", "cut"))
+        assert pair.gate.cuts.waiting
+        first = "sidecar"
+    down = bytearray()
+
+    def from_app(data: bytes) -> None:
+        for piece in pair.pieces(data):
+            down.extend(b"".join(pair.gate.from_app(piece, pair.clock)))
+
+    graceful = goaway(LAST, NO_ERROR, b"graceful stop")
+    if first == "app":
+        from_app(graceful)
+    elif first == "sidecar inside the app's":
+        from_app(graceful[:11])  # (its GOAWAY is not whole when the sidecar drains)
+    down.extend(b"".join(pair.gate.drain()))
+    if first == "sidecar":
+        from_app(graceful)
+    elif first == "sidecar inside the app's":
+        from_app(graceful[11:])
+    pair.server.send_headers(busy, [(":status", "200")])
+    pair.server.send_data(busy, b"ok", end_stream=True)
+    answer = pair.server.data_to_send()
+    from_app(goaway(busy, NO_ERROR) + answer)  # its last GOAWAY, then the answer
+    lasts = [last for last, _, _ in _goaways(bytes(down))]
+    assert lasts == sorted(lasts, reverse=True) and lasts[-1] == busy, lasts
+    assert (NO_ERROR, b"graceful stop") in [(code, debug) for _, code, debug in _goaways(down)]
+    assert down.endswith(answer), "the call in flight ends"
+
+
+def test_a_goaway_of_the_gates_goes_no_higher_than_the_apps() -> None:
+    """The app told the client its last stream first; a call the client opened before it
+    read that, and the gate's GOAWAYs after, say no more (drain, or a client that broke
+    HTTP/2)."""
+    pair = Pair()
+    busy = pair.call("/echo.Echo/Stream", b"a")
+    assert b"".join(pair.gate.from_app(goaway(busy, NO_ERROR))) == goaway(busy, NO_ERROR)
+    late = pair.call("/echo.Echo/Late")  # (the app refuses it; not the gate's to say)
+    assert late > busy and pair.gate.last == late
+    assert _goaways(b"".join(pair.gate.drain())) == [(busy, NO_ERROR, b"")]
+    broken = H2Error(PROTOCOL_ERROR, "a CONTINUATION frame with no header block open")
+    assert _goaways(pair.gate.goaway_for(broken))[0][:2] == (busy, PROTOCOL_ERROR)
 
 
 def test_a_call_past_the_open_limit_is_refused_until_one_ends() -> None:
