@@ -49,7 +49,9 @@ class StreamSide(Side):
         self._credit = WINDOW_BYTES  # what may still be sent before the peer credits more
         self._owed = 0  # received and passed on, not yet credited back
         self._reading = True  # the local side takes what comes (credit is returned)
-        self.stalled = False  # no credit or a full wire: the local side is not read
+        # No credit or a full wire: the local side is not read (a stream opened on a full
+        # wire starts so: its relay pauses the client at the join, relay.py).
+        self.stalled = self.full = mux.wire_full
         self.end_sent = self.end_got = False
         self.closed = False
 
@@ -66,7 +68,8 @@ class StreamSide(Side):
             return
         self.mux.queue(pack_header(DATA, self.id, len(data)), data)
         self._credit -= len(data)
-        self._check_stall()
+        if self._credit <= 0 or self.mux.wire_full:
+            self._stall()
 
     def send_all(self, chunks: list[bytes]) -> None:
         """DATA frames of up to FRAME_BYTES for the lot (one, for a held head and body), the
@@ -97,7 +100,8 @@ class StreamSide(Side):
         if size:
             self.mux.queue(pack_header(DATA, self.id, size), *pieces)
             self._credit -= size
-            self._check_stall()
+            if self._credit <= 0 or self.mux.wire_full:
+                self._stall()
 
     def send_eof(self) -> None:
         if self._out is not None:
@@ -161,6 +165,15 @@ class StreamSide(Side):
             self.answer.set_result(None)
         self.finish()
         self.connection_lost(None)
+
+    def _stall(self) -> None:
+        """Sent to while out of credit or on a full wire: what feeds it is paused, again if
+        it was already stalled. Only a flip used to pause it, and a stream that stalled
+        before it was joined had no relay to reach then (side.py `pause_writing`), so the
+        client behind it was read without bound, far past the credit, until the peer closed
+        the wire of every stream (found by a review)."""
+        self.stalled = True
+        self.pause_writing()
 
     def _check_stall(self) -> None:
         stalled = self._credit <= 0 or self.mux.wire_full

@@ -37,6 +37,12 @@ class Relay(Joint):
             return
         a.joined()
         b.joined()
+        # A side whose writing filled before the join (a stream waiting for its ACK while
+        # its wire was full) paused nobody then (side.py `pause_writing`): its peer is
+        # paused now, or it was read without bound into the full side (found by a review).
+        for side in self.sides:
+            if side.full and not self.halves.closed:
+                self.paused(side)
 
     def per_request(self) -> bool:
         """Whether each request on it is decided (h2_relay.py): a policy change then decides

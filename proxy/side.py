@@ -80,7 +80,7 @@ class Side(asyncio.BufferedProtocol):
         return self._view
 
     def pause_writing(self) -> None:
-        self.full = True
+        self.full = True  # (not joined yet: the relay pauses the peer at the join, relay.py)
         if self.relay is not None:
             self.relay.paused(self)
 
