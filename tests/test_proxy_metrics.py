@@ -27,6 +27,7 @@ from gossamer.proxy.config import (
     keep_pinned,
     with_metrics,
 )
+from gossamer.proxy.dial import dial
 from gossamer.proxy.edge_metrics import (
     INBOUND,
     MAX_EDGES,
@@ -312,8 +313,8 @@ async def test_an_outbound_attempt_is_counted_by_what_failed_connect_or_tls() ->
                            lambda: identity, tally.Tally())  # fmt: skip
     try:
         for server in servers:
-            assert await web.attempt(server.sockets[0].getsockname()[:2]) is None
-        assert await web.attempt(("127.0.0.1", free_port("127.0.0.1"))) is None
+            assert await dial(web, server.sockets[0].getsockname()[:2]) is None
+        assert await dial(web, ("127.0.0.1", free_port("127.0.0.1"))) is None
     finally:
         for server in servers:
             server.close()
