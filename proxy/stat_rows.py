@@ -16,10 +16,15 @@ its start, never negatively:
 - denials are authorization denials plus connections cut by policy change.
 Percentiles are interpolated within histogram buckets, as Prometheus's
 `histogram_quantile` does, so they are estimates at the buckets' resolution.
+
+A proxy whose figures do not have the shape of `/stats` (`check_stats`:
+another program on its metrics port, another version) is named (`notes`)
+and left out, never an exception that would cost every other proxy's rows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,20 +54,48 @@ class EdgeRow:
         return self.successes / self.requests if self.requests else None
 
 
-Gathering = dict[tuple[str, Key], tuple[Mapping[str, Any], float]]
+Who = tuple[str, str]  # (proxy ID, service): two sidecars of one service each have their own
 
 
-def edges_of(answer: Iterable[Mapping[str, Any]]) -> Gathering:
-    """Every edge of every proxy that answered: (proxy, edge) -> (its figures, that proxy's
-    uptime in seconds). Two sidecars of one service each have their own edges."""
-    found: Gathering = {}
-    for proxy in answer:
-        for i, stats in enumerate((proxy.get("Stats") or {}).get("Proxies", [])):
-            who = f"{proxy.get('ProxyID', '?')}/{stats.get('Service', i)}"
-            uptime = float(stats.get("UptimeSeconds", 0.0))
-            for e in stats.get("Edges", []):
-                found[(who, (e["Direction"], e["Source"], e["Destination"]))] = (e, uptime)
-    return found
+class Malformed(ValueError):
+    """Figures not shaped as a proxy's `/stats` answer; the message says where."""
+
+
+@dataclass(frozen=True)
+class Gathering:
+    """One reading of the agent's answer, checked: only well-shaped figures get in."""
+
+    edges: dict[tuple[Who, Key], Mapping[str, Any]]  # (proxy, edge) -> its figures
+    uptimes: dict[Who, float]  # every proxy read (with edges or not) -> its uptime in seconds
+    unread: list[str]  # "proxy ID: why" for each proxy whose figures could not be read
+
+
+def edges_of(answer: Iterable[object]) -> Gathering:
+    """Every edge of every proxy that answered. A proxy the agent could not read (`Error`), or
+    whose figures have another shape (a foreign listener on its metrics port, another
+    version), is named in `unread` and left out: one proxy never costs the others' rows."""
+    edges: dict[tuple[Who, Key], Mapping[str, Any]] = {}
+    uptimes: dict[Who, float] = {}
+    unread: list[str] = []
+    for entry in answer:
+        if not isinstance(entry, Mapping):
+            unread.append(f"?: not a proxy's entry: {_what(entry)}")
+            continue
+        proxy_id = str(entry.get("ProxyID", "?"))
+        if entry.get("Error"):
+            unread.append(f"{proxy_id}: {entry['Error']}")
+            continue
+        try:
+            check_stats(entry.get("Stats"))
+        except Malformed as exc:
+            unread.append(f"{proxy_id}: figures of another shape: {exc}")
+            continue
+        for stats in entry["Stats"]["Proxies"]:
+            who = (proxy_id, stats["Service"])
+            uptimes[who] = float(stats["UptimeSeconds"])
+            for e in stats["Edges"]:
+                edges[(who, (e["Direction"], e["Source"], e["Destination"]))] = e
+    return Gathering(edges, uptimes, unread)
 
 
 def rows(after: Gathering, before: Gathering | None, seconds: float) -> list[EdgeRow]:
@@ -70,15 +103,23 @@ def rows(after: Gathering, before: Gathering | None, seconds: float) -> list[Edg
     no `before` since each proxy started (each proxy's own uptime its time). A proxy that
     restarted in between (its uptime or a counter went back) counts from its start."""
     parts: dict[Key, list[_Part]] = {}
-    for (who, key), (now, uptime) in sorted(after.items()):
-        then, then_up = (before or {}).get((who, key), ({}, 0.0))
-        part = _part(now, then)
-        if then and (uptime < then_up or part.went_back):
-            part = _part(now, {})
-        span = seconds if before is not None else uptime
+    for (who, key), now in sorted(after.edges.items()):
+        uptime = after.uptimes[who]
+        if before is None:
+            part, span = _part(now, {}), uptime
+        else:
+            then = before.edges.get((who, key), {})
+            part, span = _part(now, then), seconds
+            if then and (uptime < before.uptimes[who] or part.went_back):
+                part = _part(now, {})
         part.per_second = part.requests / span if span else 0.0
         parts.setdefault(key, []).append(part)
     return [_row(key, found) for key, found in sorted(parts.items())]
+
+
+def notes(after: Gathering) -> list[str]:
+    """The lines under the table: each proxy that could not be read."""
+    return [f"not read: {line}" for line in after.unread]
 
 
 @dataclass
@@ -96,13 +137,14 @@ class _Part:
 
 
 def _part(now: Mapping[str, Any], then: Mapping[str, Any]) -> _Part:
+    """`now` minus `then` (an edge's figures, checked by `check_stats`; `then` may be {})."""
     counted: list[int] = []
 
     def delta(a: int, b: int) -> int:
         counted.append(a - b)
         return a - b
 
-    routes, old_routes = now.get("Routes") or {}, then.get("Routes") or {}
+    routes, old_routes = now["Routes"], then.get("Routes", {})
     if routes:
         requests = delta(sum(r["Requests"] for r in routes.values()),
                          sum(r["Requests"] for r in old_routes.values()))  # fmt: skip
@@ -112,18 +154,19 @@ def _part(now: Mapping[str, Any], then: Mapping[str, Any]) -> _Part:
         latency = _merged([r["Latency"] for r in routes.values()],
                           [r["Latency"] for r in old_routes.values()])  # fmt: skip
     else:
-        successes = delta(int(now.get("Opened", 0)), int(then.get("Opened", 0)))
-        requests = successes + delta(int(now.get("Failed", 0)), int(then.get("Failed", 0)))
-        latency = _merged([now["Setup"]], [then["Setup"]] if "Setup" in then else [])
-    denied = sum(delta(int(now.get(n, 0)), int(then.get(n, 0))) for n in ("Denied", "Terminated"))
-    return _Part(bool(routes), requests, successes, denied, int(now.get("Open", 0)), latency,
+        successes = delta(now["Opened"], then.get("Opened", 0))
+        requests = successes + delta(now["Failed"], then.get("Failed", 0))
+        latency = _merged([now["Setup"]], [then["Setup"]] if then else [])
+    denied = sum(delta(now[n], then.get(n, 0)) for n in ("Denied", "Terminated"))
+    return _Part(bool(routes), requests, successes, denied, now["Open"], latency,
                  went_back=any(d < 0 for d in counted))  # fmt: skip
 
 
 def _row(key: Key, parts: list[_Part]) -> EdgeRow:
     requests = sum(p.requests for p in parts)
     bounds = next((p.latency[0] for p in parts if p.latency[0]), [])
-    counts = [sum(c) for c in zip(*(p.latency[1] for p in parts if p.latency[1]), strict=True)]
+    same = [p.latency[1] for p in parts if p.latency[1] and p.latency[0] == bounds]
+    counts = [sum(c) for c in zip(*same, strict=True)]  # (other buckets, another version's: out)
     q: list[float | None] = [quantile(x, bounds, counts) for x in (0.5, 0.95, 0.99)]
     return EdgeRow(
         *key, protocol="http" if any(p.http for p in parts) else "tcp", requests=requests,
@@ -134,22 +177,24 @@ def _row(key: Key, parts: list[_Part]) -> EdgeRow:
 
 
 def _bad(route: Mapping[str, Any]) -> int:
-    responses = route.get("Responses", {})
+    responses = route["Responses"]
     return int(responses.get("5xx", 0)) + int(responses.get("none", 0))
 
 
 def _merged(
     now: list[Mapping[str, Any]], then: list[Mapping[str, Any]]
 ) -> tuple[list[float], list[int]]:
-    """One histogram: the sum of `now`'s minus the sum of `then`'s (same bounds throughout)."""
+    """One histogram: the sum of `now`'s minus the sum of `then`'s, those with the first's
+    bounds only (buckets of another version cannot be added)."""
     if not now:
         return [], []
     bounds = list(now[0]["Bounds"])
     counts = [0] * (len(bounds) + 1)
     for sign, hists in ((1, now), (-1, then)):
         for h in hists:
-            for i, n in enumerate(h["Counts"]):
-                counts[i] += sign * int(n)
+            if list(h["Bounds"]) == bounds:
+                for i, n in enumerate(h["Counts"]):
+                    counts[i] += sign * int(n)
     return bounds, [max(c, 0) for c in counts]
 
 
@@ -174,6 +219,72 @@ def _ms(seconds: float | None) -> str:
     return f"{ms:.1f}ms" if ms < 100 else f"{ms:.0f}ms"
 
 
-def errors_of(answer: Iterable[Mapping[str, Any]]) -> list[str]:
-    """One line per proxy whose figures could not be read."""
-    return [f"{p.get('ProxyID', '?')}: {p['Error']}" for p in answer if p.get("Error")]
+def check_stats(stats: object) -> None:
+    """Raise `Malformed` unless `stats` is shaped as a proxy's `/stats` answer, as far as the
+    rows read it: {"Proxies": [{"Service", "UptimeSeconds", "Edges": [...]}]}, each edge with
+    its direction, source and destination, its counts (non-negative integers), its setup
+    histogram and its routes. The agent checks what it passes on (proxy_stats_routes.py);
+    `edges_of` checks again, as its input is whatever the agent at the address answered."""
+    proxies = _field(stats, "Proxies", list, "the answer")
+    for i, proxy in enumerate(proxies):
+        at = f"Proxies[{i}]"
+        _field(proxy, "Service", str, at)
+        uptime = _field(proxy, "UptimeSeconds", (int, float), at)
+        if not 0.0 <= uptime < math.inf:
+            raise Malformed(f"{at}.UptimeSeconds is {uptime!r}, not a number of seconds")
+        for j, edge in enumerate(_field(proxy, "Edges", list, at)):
+            _check_edge(edge, f"{at}.Edges[{j}]")
+
+
+def _check_edge(edge: object, at: str) -> None:
+    for name in ("Direction", "Source", "Destination"):
+        _field(edge, name, str, at)
+    for name in ("Opened", "Failed", "Open", "Denied", "Terminated"):
+        _count(edge, name, at)
+    _check_histogram(_field(edge, "Setup", dict, at), f"{at}.Setup")
+    for route, figures in _field(edge, "Routes", dict, at).items():
+        where = f"{at}.Routes[{route!r}]"
+        _count(figures, "Requests", where)
+        for cls in _field(figures, "Responses", dict, where):
+            _count(figures["Responses"], cls, f"{where}.Responses")
+        _check_histogram(_field(figures, "Latency", dict, where), f"{where}.Latency")
+
+
+def _check_histogram(h: Mapping[str, Any], at: str) -> None:
+    bounds = _field(h, "Bounds", list, at)
+    if not all(_number(b) and math.isfinite(b) for b in bounds):
+        raise Malformed(f"{at}.Bounds holds something other than finite numbers")
+    counts = _field(h, "Counts", list, at)
+    if len(counts) != len(bounds) + 1 or not all(_whole(n) for n in counts):
+        raise Malformed(f"{at}.Counts is not {len(bounds) + 1} non-negative integers")
+
+
+def _field(obj: object, name: str, kind: type | tuple[type, ...], at: str) -> Any:
+    if not isinstance(obj, Mapping):
+        raise Malformed(f"{at} is {_what(obj)}, not an object")
+    value = obj.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise Malformed(f"{at}.{name} is {_what(value)}")
+    return value
+
+
+def _count(obj: object, name: str, at: str) -> None:
+    value: int = _field(obj, name, int, at)
+    if value < 0:
+        raise Malformed(f"{at}.{name} is {value}, not a count")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _what(value: object) -> str:
+    """A short description of a JSON value, for a message."""
+    if value is None:
+        return "missing or null"
+    shown = repr(value)
+    return shown if len(shown) <= 40 else f"{shown[:37]}..."

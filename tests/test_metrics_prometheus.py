@@ -14,13 +14,16 @@ through the agent.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import itertools
 import json
 import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +33,7 @@ import dns.rcode
 import pytest
 
 from tests.harness.binaries import find_binary, needs
-from tests.harness.cli import expect
+from tests.harness.cli import expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.harness.prometheus import query, settles_at, value_of
@@ -273,3 +276,66 @@ def test_the_agent_gathers_its_sidecars_and_names_one_it_cannot_read(scraped: Sc
         assert f"not read: cache-sidecar-proxy: 127.0.0.1:{nobody}" in shown
     finally:
         scraped.agent.put("/v1/agent/service/deregister/cache")
+
+
+@contextlib.contextmanager
+def _stand_in_sidecar(
+    agent: AgentProc, name: str, answers: Callable[[int], bytes | None]
+) -> Iterator[None]:
+    """A sidecar registration of `name` whose metrics address is a stand-in: its n-th GET
+    (from 0) is answered `answers(n)` (a JSON body; None: held unanswered, as a proxy in a
+    long GC pause or stopped, until the agent's read times out)."""
+    release = threading.Event()
+    asked = itertools.count()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = answers(next(asked))
+            if body is None:
+                release.wait(30)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": name, "Port": 3, "Connect": {"SidecarService": {"Proxy": {
+            "Config": {"gossamer_metrics_bind_addr": f"127.0.0.1:{server.server_address[1]}"}}}},
+    })  # fmt: skip
+    try:
+        yield
+    finally:
+        agent.put(f"/v1/agent/service/deregister/{name}")
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1, 2, 3]", b'{"Proxies": [{"Service": "junk", "UptimeSeconds": null, "Edges": []}]}'],
+)
+def test_stat_and_top_name_a_sidecar_answering_another_shape_and_show_the_rest(
+    scraped: Scraped, body: bytes
+) -> None:
+    """A metrics address answering JSON of another shape than `/stats` costs that sidecar its
+    rows, named under the table (to stderr with --json), never the others' (before: every
+    command exited 1 with a traceback)."""
+    addr = scraped.agent.http
+    with _stand_in_sidecar(scraped.agent, "junk", lambda _: body):
+        for args in (("stat",), ("top", "--iterations", "1", "--interval", "0.2")):
+            shown = expect(*args, "--http-addr", addr)
+            assert "inbound" in shown and "web" in shown, shown
+            assert "not read: junk-sidecar-proxy: 127.0.0.1:" in shown, shown
+            assert "answered figures of another shape" in shown, shown
+        done = gossamer("stat", "--json", "--http-addr", addr)
+    assert done.returncode == 0, done.stderr
+    edges = {(r["direction"], r["source"], r["destination"]) for r in json.loads(done.stdout)}
+    assert ("inbound", "web", "db") in edges
+    assert "not read: junk-sidecar-proxy: " in done.stderr, done.stderr

@@ -13,6 +13,7 @@ import math
 import ssl
 import subprocess
 from bisect import bisect_left
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -43,9 +44,10 @@ from gossamer.proxy.metrics_families import families
 from gossamer.proxy.metrics_server import answer
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.prom_text import Family, render
-from gossamer.proxy.stat_rows import cells, edges_of, errors_of, rows
+from gossamer.proxy.stat_rows import Malformed, cells, check_stats, edges_of, notes, rows
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
+from tests.harness.served_agent import Served
 from tests.proxy_pki import Pki, client_context
 
 
@@ -227,7 +229,8 @@ def test_stat_rows_over_an_interval_and_since_start() -> None:
     assert interval.p99 is not None and interval.p99 > 0.5  # the 1 s one
     assert (tcp.protocol, tcp.requests, tcp.successes, tcp.success_rate) == ("tcp", 1, 0, 0.0)
     assert cells(interval)[4:6] == ["50.00%", "1.0"]
-    assert errors_of([{"ProxyID": "x", "Error": "down"}, {"ProxyID": "y"}]) == ["x: down"]
+    read = edges_of([{"ProxyID": "x", "Error": "down"}, *_gathered(m, 12.0)])
+    assert notes(read) == ["not read: x: down"]
 
 
 def _served(n: int, status: int = 200) -> EdgeMetrics:
@@ -254,6 +257,163 @@ def test_stat_rows_never_go_negative_across_a_restart() -> None:
         (row,) = rows(edges_of(after), before, 2.0)
         assert (row.requests, row.successes, row.per_second) == (10, 10, 5.0)
         assert row.p50 is not None
+
+
+def _stats(m: EdgeMetrics, uptime: float) -> dict[str, Any]:
+    """A proxy's `/stats` figures, through JSON as on the wire."""
+    loaded: dict[str, Any] = json.loads(json.dumps({"Proxies": [stats_json(m, uptime)]}))
+    return loaded
+
+
+def _junk(change: str) -> object:
+    """Figures of another shape than `/stats` (a foreign program on the metrics port, another
+    version): what a metrics port might answer."""
+    if change == "a list":
+        return [1, 2, 3]
+    if change == "an edge missing keys":
+        return {"Proxies": [{"Service": "junk", "UptimeSeconds": 5.0,
+                             "Edges": [{"Direction": "inbound"}]}]}  # fmt: skip
+    if change == "a null uptime":
+        return {"Proxies": [{"Service": "junk", "UptimeSeconds": None, "Edges": []}]}
+    stats = _stats(busy_proxy()[0], 5.0)
+    proxy, edge = stats["Proxies"][0], stats["Proxies"][0]["Edges"][0]
+    if change == "an infinite uptime":
+        proxy["UptimeSeconds"] = math.inf
+    elif change == "a count as text":
+        edge["Opened"] = "3"
+    elif change == "a true count":
+        edge["Routes"]["/users"]["Requests"] = True
+    elif change == "buckets of another length":
+        edge["Routes"]["/users"]["Latency"]["Counts"].pop()
+    elif change == "a null histogram":
+        edge["Setup"] = None
+    elif change == "a route that is a number":
+        edge["Routes"]["/users"] = 5
+    elif change == "a negative count":
+        edge["Denied"] = -1
+    return stats
+
+
+JUNK = ["a list", "an edge missing keys", "a null uptime", "an infinite uptime", "a count as text",
+        "a true count", "buckets of another length", "a null histogram", "a route that is a number",
+        "a negative count"]  # fmt: skip
+
+
+def test_check_stats_takes_what_a_proxy_serves() -> None:
+    check_stats(_stats(busy_proxy()[0], 5.0))
+    check_stats(_stats(EdgeMetrics("db"), 0))
+
+
+@pytest.mark.parametrize("change", JUNK)
+def test_stat_rows_name_and_skip_a_proxy_of_another_shape(change: str) -> None:
+    """One proxy whose metrics port answers figures of another shape costs nothing but its
+    own rows: it is named under the table, the others are counted (before: a traceback)."""
+    with pytest.raises(Malformed):
+        check_stats(_junk(change))
+    answer = [*_gathered(_served(10), 5.0, "web-1"), {"ProxyID": "junk", "Stats": _junk(change)}]
+    read = edges_of(answer)
+    (row,) = rows(read, None, 0.0)
+    assert (row.requests, row.per_second) == (10, 2.0)
+    (line,) = notes(read)
+    assert line.startswith("not read: junk: figures of another shape: "), line
+    (again,) = rows(edges_of(answer), read, 1.0)  # an interval too
+    assert again.requests == 0
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+def _paths(value: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every place in a JSON value (the value itself too)."""
+    inner: list[tuple[object, object]] = []
+    if isinstance(value, dict):
+        inner = list(value.items())
+    elif isinstance(value, list):
+        inner = list(enumerate(value))
+    return [path, *(p for k, v in inner for p in _paths(v, (*path, k)))]
+
+
+@given(st.data(), JSON)
+def test_stat_rows_never_raise_whatever_one_place_of_the_figures_holds(
+    data: st.DataObject, junk: object
+) -> None:
+    """Any one place of a proxy's figures replaced by any JSON: the rows either count it
+    (still the shape of `/stats`) or name it, never raise."""
+    stats: Any = _stats(busy_proxy()[0], 5.0)
+    path = data.draw(st.sampled_from(_paths(stats)))
+    if path:
+        *parents, last = path
+        holder = stats
+        for key in parents:
+            holder = holder[key]
+        holder[last] = junk
+    else:
+        stats = junk
+    read = edges_of([{"ProxyID": "p", "Stats": stats}, *_gathered(_served(3), 1.0)])
+    try:
+        check_stats(stats)
+    except Malformed:
+        assert [line.split(":")[0] for line in read.unread] == ["p"]
+    else:
+        assert read.unread == []
+    for before, seconds in ((None, 0.0), (read, 1.0), (edges_of([]), 1.0)):
+        rows(read, before, seconds)
+    notes(read)
+
+
+def test_stat_rows_name_an_entry_that_is_no_proxy() -> None:
+    read = edges_of([7, {"ProxyID": "x"}, *_gathered(_served(1), 1.0)])
+    assert notes(read) == [
+        "not read: ?: not a proxy's entry: 7",
+        "not read: x: figures of another shape: the answer is missing or null, not an object",
+    ]
+    assert len(rows(read, None, 0.0)) == 1
+
+
+async def test_the_agent_turns_figures_of_another_shape_into_that_proxys_error(
+    served: Served,
+) -> None:
+    """`GET /v1/agent/metrics/proxies` checks what a metrics port answers: figures of another
+    shape are that proxy's `Error` (before: passed on, for `stat` to trip over); a real
+    proxy's listener next to it is read as ever."""
+    junk = json.dumps(_junk("an edge missing keys")).encode()
+
+    async def foreign(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(junk), junk)
+        )
+        await writer.drain()
+        writer.close()
+
+    other = await asyncio.start_server(foreign, "127.0.0.1", 0)
+    junk_addr = f"127.0.0.1:{other.sockets[0].getsockname()[1]}"
+    good = metrics_server.MetricsServer(f"127.0.0.1:{free_port('127.0.0.1')}",
+                                        lambda: [busy_proxy()])  # fmt: skip
+    await good.start()
+    for name, addr in (("db", good.addr), ("junk", junk_addr)):
+        served.local.register_service({
+            "Kind": "connect-proxy", "ID": f"{name}-sidecar-proxy", "Name": f"{name}-sidecar-proxy",
+            "Port": 21000, "Proxy": {"DestinationServiceName": name,
+                                     "Config": {"gossamer_metrics_bind_addr": addr}},
+        })  # fmt: skip
+    try:
+        status, body = await served.call("GET", "/v1/agent/metrics/proxies")
+    finally:
+        good.close()
+        other.close()
+    assert status == 200, body
+    by_id = {p["ProxyID"]: p for p in json.loads(body)}
+    assert "Stats" not in by_id["junk-sidecar-proxy"]
+    assert by_id["junk-sidecar-proxy"]["Error"] == (
+        f"{junk_addr} answered figures of another shape: Proxies[0].Edges[0].Source is "
+        "missing or null")  # fmt: skip
+    check_stats(by_id["db-sidecar-proxy"]["Stats"])
 
 
 @pytest.mark.parametrize(

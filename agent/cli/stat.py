@@ -5,24 +5,29 @@ sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
 proxy started, or over `--window SECONDS` (two gatherings that far apart).
 `top` redraws the table every `--interval` with the figures of the last
 interval, until Ctrl-C (or `--iterations N`). Proxies whose figures could
-not be read are listed under the table with why. `--json` prints the rows.
+not be read (or have another shape) are listed under the table with why
+(stat_rows.notes); with `--json` (which prints the rows) those lines go to
+stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from gossamer.agent.cli.client import AgentClient, UsageError
-from gossamer.proxy.stat_rows import HEADERS, EdgeRow, cells, edges_of, errors_of, rows
+from gossamer.proxy.stat_rows import HEADERS, EdgeRow, cells, edges_of, notes, rows
 
 PATH = "/v1/agent/metrics/proxies"
 
@@ -44,19 +49,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     t.set_defaults(run=run_top)
 
 
-def _gather(client: AgentClient, service: str | None) -> list[dict[str, Any]]:
+def _gather(client: AgentClient, service: str | None) -> list[Any]:
     path = PATH + ("?" + urlencode({"service": service}) if service else "")
     answer = client.get(path)
     return answer if isinstance(answer, list) else []
 
 
-def table(found: list[EdgeRow], title: str) -> Table:
+def table(found: list[EdgeRow], title: str, below: Sequence[str] = ()) -> Table | Group:
+    """The rows, with `below` (stat_rows.notes) under them as plain text (`top`'s frame)."""
     t = Table(title=title, title_justify="left", box=None, pad_edge=False)
     for name in HEADERS:
         t.add_column(name, justify="left" if name in HEADERS[:4] else "right", no_wrap=True)
     for row in found:
         t.add_row(*cells(row))
-    return t
+    return Group(t, *(Text(line) for line in below)) if below else t
 
 
 def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
@@ -71,21 +77,19 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
         last = _gather(client, args.service)
         before, seconds = edges, time.monotonic() - started
         edges = edges_of(last)
-    found = rows(edges, before, seconds)
+    found, below = rows(edges, before, seconds), notes(edges)
     if args.json:
         print(json.dumps([asdict(r) | {"success_rate": r.success_rate} for r in found], indent=2))
+        for line in below:
+            print(line, file=sys.stderr)
         return 0
     shown = f"last {seconds:.0f} s" if before is not None else "since the proxies started"
     console.print(table(found, f"edges of this agent's proxies, {shown}"))
-    _print_errors(console, last, found)
-    return 0
-
-
-def _print_errors(console: Console, answer: list[dict[str, Any]], found: list[EdgeRow]) -> None:
-    for line in errors_of(answer):
-        console.print(f"not read: {line}", markup=False, highlight=False, soft_wrap=True)
-    if not found and not answer:
+    for line in below:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not found and not last:
         console.print("No sidecar proxy registered on this agent.")
+    return 0
 
 
 def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
@@ -99,11 +103,11 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
         try:
             while not args.iterations or done < args.iterations:
                 time.sleep(args.interval)
-                answer = _gather(client, args.service)
-                edges = edges_of(answer)
+                edges = edges_of(_gather(client, args.service))
                 now = time.monotonic()
                 title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
-                live.update(table(rows(edges, previous, now - at), title), refresh=True)
+                shown = table(rows(edges, previous, now - at), title, notes(edges))
+                live.update(shown, refresh=True)
                 previous, at, done = edges, now, done + 1
         except KeyboardInterrupt:
             pass

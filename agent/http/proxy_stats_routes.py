@@ -5,8 +5,12 @@ listener (`gossamer_metrics_bind_addr`, else `envoy_prometheus_bind_addr`;
 parsed by the proxy's own config code) is asked for `GET /stats` at once,
 each with a short timeout; the answer lists them in proxy-ID order, each
 with its `Stats` or the `Error` that kept them out, so one proxy down never
-hides the others. `gossamer stat` / `top` read this (not Prometheus), and
-so can the terminal UI. A listener bound on a wildcard address is reached on
+hides the others. What a listener answers is checked for the shape of
+`/stats` (`stat_rows.check_stats`) before it is passed on: anything else
+(another program on the port, another version) is that proxy's `Error`,
+named under `gossamer stat`'s table, never figures that its readers would
+trip over. `gossamer stat` / `top` read this (not Prometheus), and so can
+the terminal UI. A listener bound on a wildcard address is reached on
 loopback. `?service=NAME` keeps only the sidecars of that service.
 """
 
@@ -22,6 +26,7 @@ from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.render import json_response
 from gossamer.catalog.model import Service
 from gossamer.proxy.config import ConfigError, metrics_addr_of
+from gossamer.proxy.stat_rows import Malformed, check_stats
 
 TIMEOUT_S = 2.0
 LOOPBACK = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}
@@ -48,6 +53,10 @@ async def _fetch(session: aiohttp.ClientSession, addr: str) -> dict[str, Any]:
             stats = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return {"Error": f"{addr}: {exc or type(exc).__name__}"}
+    try:
+        check_stats(stats)
+    except Malformed as exc:
+        return {"Error": f"{addr} answered figures of another shape: {exc}"}
     return {"Stats": stats}
 
 
