@@ -5,8 +5,9 @@ and `web` with running sidecars on the first; the second (with 10 s leaves)
 runs `old`'s sidecar, whose leaf renewal the fixture breaks at once, so it
 has expired by the time its test asks (checks look at the asked agent's
 own sidecars only, so the first stays healthy); the third is there to be
-killed. Every test that breaks something puts it back, so no test
-depends on another's order. The command runs as a subprocess once (the
+killed. A fourth agent joins, is revoked and pruned in its own test.
+Every test that breaks something puts it back, so no test depends on
+another's order. The command runs as a subprocess once (the
 healthy case, through the real entry point); the others call the same
 `main()` in this process, which saves a Python start-up (~1-3 s here) each.
 """
@@ -279,6 +280,45 @@ def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh, check: Chec
         f"proxy old-sidecar-proxy up at {node.ip}:{port}",
         "leaf certificate of old",
     }, out
+
+
+def peer_state(agent: AgentProc, node: str) -> str:
+    """What `agent` says of `node`'s RPC identity (`Gossamer.Identity.Peers`)."""
+    peers = agent.get("/v1/agent/self")["Gossamer"]["Identity"]["Peers"]
+    return str(peers.get(node, {}).get("State", ""))
+
+
+def test_a_revoked_agent_force_left_no_longer_fails_the_identity_line(
+    mesh: Mesh, check: Check
+) -> None:
+    """Found by a review: the line's own hint (`gossamer force-leave`) leaves the revoked
+    node listed as left, and the line kept failing. A fourth agent is revoked here (killed
+    first, as a compromised host would be), and pruned at the end."""
+    node1 = mesh.node1
+    node4 = mesh.cluster.new_agent("node4", "--encrypt", mesh.key, "--join", node1.serf_addr)
+    node4.start()
+    try:
+        eventually(lambda: peer_state(node1, "node4") == "valid", 30, what="node4 enrolled")
+        assert node4.proc is not None
+        node4.proc.send_signal(signal.SIGKILL)
+        node4.proc.wait(10)
+        eventually(lambda: node1.members().get("node4") == 4, 30, what="node4 failed")
+        node1.put("/v1/connect/ca/revoke-agent/node4", {"Reason": "compromised"})
+        eventually(lambda: peer_state(node1, "node4") == "revoked", 10, what="node4 revoked")
+        code, out = check(node1)
+        assert marks(out)["agent-RPC identity valid"] == "✘" and "node4 (revoked)" in out, out
+        node1.put("/v1/agent/force-leave/node4")
+        eventually(lambda: node1.members().get("node4") == 3, 30, what="node4 left")
+        code, out = check(node1)
+        assert code == 0, out
+        assert "1 that left not judged" in out
+        assert marks(out)["agent-RPC identity valid"] == "✔", out
+    finally:
+        if node4.proc is not None and node4.proc.poll() is None:
+            node4.proc.kill()
+            node4.proc.wait(10)
+        http_json(f"{node1.http}/v1/agent/force-leave/node4?prune", "PUT")
+        eventually(lambda: "node4" not in node1.members(), 30, what="node4 pruned")
 
 
 def test_pre_checks_a_host_with_no_agent_and_names_a_taken_port(mesh: Mesh, check: Check) -> None:

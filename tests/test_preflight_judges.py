@@ -105,6 +105,7 @@ def test_members_name_the_failed_ones_sorted() -> None:
     members = [{"Name": n, "Status": s} for n, s in (("a", 1), ("z", 4), ("m", 4), ("l", 3))]
     result = cc.judge_members(members)
     assert result.status is Status.FAIL and result.detail == "1 alive, failed: m, z"
+    assert cc.left_members(members) == ["l"]
 
 
 @pytest.mark.parametrize(
@@ -206,7 +207,29 @@ def test_rpc_identity() -> None:
     revoked = {**good, "Peers": {"a": {"State": "valid"}, "b": {"State": "revoked"}}}
     result = ic.judge_rpc_identity(revoked, NOW)
     assert result.status is Status.FAIL and "b (revoked)" in result.detail
+    assert "`gossamer force-leave NODE`" in result.hint
     assert ic.judge_rpc_identity({"AgentCertificate": {}}, NOW).status is Status.FAIL
+
+
+@pytest.mark.parametrize(
+    ("gone", "status", "text"),
+    [
+        ((), Status.FAIL, "b (revoked), c (untrusted)"),  # alive or failed: still failing
+        (("c",), Status.FAIL, "b (revoked)"),
+        # found by a review: the hint's own `force-leave` leaves b listed as left, and the
+        # line kept failing
+        (("b", "c"), Status.OK, "1 peer(s) trusted, 2 that left not judged"),
+    ],
+)
+def test_rpc_identity_passes_over_members_that_left(
+    gone: tuple[str, ...], status: Status, text: str
+) -> None:
+    identity = {
+        "AgentCertificate": {"Valid": True, "NotAfter": (NOW + timedelta(days=3)).isoformat()},
+        "Peers": {"a": {"State": "valid"}, "b": {"State": "revoked"}, "c": {"State": "untrusted"}},
+    }
+    result = ic.judge_rpc_identity(identity, NOW, gone)
+    assert result.status is status and text in result.detail
 
 
 def test_sidecars_and_their_services_from_agent_services() -> None:

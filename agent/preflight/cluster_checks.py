@@ -14,7 +14,7 @@ from gossamer.agent.preflight.result import Result, fail, ok, warn
 
 AGENT = "agent"
 CLUSTER = "cluster"
-FAILED, ALIVE = 4, 1
+FAILED, ALIVE, LEFT = 4, 1, 3
 # Clock offsets: beyond WARN a clock is drifting (run NTP); beyond FAIL the mesh
 # misbehaves — a replicated write stamped more than 60 s ahead of a peer is refused,
 # and leaves are back-dated only one minute, so half of that is the limit.
@@ -69,6 +69,11 @@ def judge_members(members: Sequence[Mapping[str, Any]]) -> Result:
             "bring those hosts back, or `gossamer force-leave NODE` for one gone for good",
         )
     return ok(CLUSTER, name, f"{len(alive)} alive, none failed")
+
+
+def left_members(members: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Members that have left (force-left ones too): serf lists them until it reaps them."""
+    return sorted(str(m.get("Name")) for m in members if m.get("Status") == LEFT)
 
 
 def judge_clock(offsets: Mapping[str, float] | None, missing: Sequence[str], error: str) -> Result:

@@ -9,7 +9,7 @@ before it expires.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,8 +59,14 @@ def judge_roots(roots: Mapping[str, Any] | None, error: str, now: datetime) -> R
     return ok(IDENTITY, name, shown)
 
 
-def judge_rpc_identity(identity: Mapping[str, Any], now: datetime) -> Result:
-    """`identity`: `Gossamer.Identity` of /v1/agent/self."""
+def judge_rpc_identity(
+    identity: Mapping[str, Any], now: datetime, gone: Collection[str] = ()
+) -> Result:
+    """`identity`: `Gossamer.Identity` of /v1/agent/self; `gone`: members that have left.
+
+    A member that left is not judged: it syncs with no one, and a revoked node that was
+    force-left is the end of the eviction the hint below asks for (it stays listed as left
+    until serf reaps it). An alive or failed one that is revoked still fails."""
     name = "agent-RPC identity valid"
     cert = identity.get("AgentCertificate") or {}
     if not cert.get("Valid"):
@@ -72,7 +78,8 @@ def judge_rpc_identity(identity: Mapping[str, Any], now: datetime) -> Result:
             "CA's seals (README, Identity: Enrolment)",
         )
     left = (parse_time(cert["NotAfter"]) - now).total_seconds()
-    peers = identity.get("Peers") or {}
+    listed = identity.get("Peers") or {}
+    peers = {n: p for n, p in listed.items() if n not in gone}
     bad = sorted(
         f"{n} ({p.get('State')})"
         for n, p in peers.items()
@@ -84,7 +91,7 @@ def judge_rpc_identity(identity: Mapping[str, Any], now: datetime) -> Result:
             name,
             f"peers not trusted: {', '.join(bad)}",
             "a revoked or untrusted peer cannot sync; re-enrol it or remove it "
-            "(`gossamer force-leave`)",
+            "(`gossamer force-leave NODE`)",
         )
     if left <= 0:
         return fail(
@@ -93,7 +100,9 @@ def judge_rpc_identity(identity: Mapping[str, Any], now: datetime) -> Result:
             "this agent's certificate expired",
             "check this host's clock and the agent's log",
         )
-    return ok(IDENTITY, name, f"certificate valid {days(left)}, {len(peers)} peer(s) trusted")
+    passed = len(listed) - len(peers)
+    shown = f"certificate valid {days(left)}, {len(peers)} peer(s) trusted"
+    return ok(IDENTITY, name, shown + (f", {passed} that left not judged" if passed else ""))
 
 
 def judge_leaf(service: str, leaf: Mapping[str, Any] | None, error: str, now: datetime) -> Result:

@@ -9,7 +9,7 @@ everything past "agent reachable" is skipped when it does not answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,12 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     if reachable.status is not Status.OK:  # not ready yet: what follows would fail with it
         return [*results, skip(cc.AGENT, "the other checks", "the agent is not ready yet")]
     results.append(_dns(client_addr, dc))
-    results += _cluster(client, self_json)
+    members, error = probe.fetch(client, "/v1/agent/members")
+    results += _cluster(client, self_json, members, error)
     services, _ = probe.fetch(client, "/v1/agent/services")
     services = services if isinstance(services, dict) else {}
-    results += _identity(client, self_json, services)
+    gone = cc.left_members(members if isinstance(members, list) else [])
+    results += _identity(client, self_json, services, gone)
     results += _proxies(client, services)
     return results
 
@@ -94,8 +96,9 @@ def _dns(client_addr: str, dc: Mapping[str, Any]) -> Result:
     return cc.judge_dns(question, answers, error)
 
 
-def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
-    members, error = probe.fetch(client, "/v1/agent/members")
+def _cluster(
+    client: AgentClient, self_json: Mapping[str, Any], members: Any, error: str
+) -> list[Result]:
     results = [
         cc.judge_members(members)
         if isinstance(members, list)
@@ -111,13 +114,16 @@ def _cluster(client: AgentClient, self_json: Mapping[str, Any]) -> list[Result]:
 
 
 def _identity(
-    client: AgentClient, self_json: Mapping[str, Any], services: Mapping[str, Any]
+    client: AgentClient,
+    self_json: Mapping[str, Any],
+    services: Mapping[str, Any],
+    gone: Sequence[str],
 ) -> list[Result]:
     now = probe.now_utc()
     roots, error = probe.fetch(client, "/v1/agent/connect/ca/roots")
     results = [ic.judge_roots(roots, error, now)]
     identity = self_json.get("Gossamer", {}).get("Identity", {})
-    results.append(ic.judge_rpc_identity(identity, now))
+    results.append(ic.judge_rpc_identity(identity, now, gone))
     for service in ic.connect_services(services):
         results.append(ic.judge_leaf(service, *probe.leaf(client, service), now))
     return results
