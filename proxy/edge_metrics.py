@@ -185,10 +185,15 @@ EdgeKey = tuple[str, str, str]  # direction, source, destination
 class EdgeMetrics:
     """The edges of one proxy (one sidecar identity)."""
 
-    def __init__(self, service: str, enabled: bool = True) -> None:
+    def __init__(self, service: str, enabled: bool = True, started_s: float = 0.0) -> None:
         self.service = service
         self.enabled = enabled  # off: `edge()` hands out one edge that counts nothing
         self.edges: dict[EdgeKey, Edge] = {}
+        # When counting began (Unix seconds; the runtime passes its proxy's start). Uptime is
+        # read from here, not from a metrics listener's start: a listener reopened on another
+        # address, or retried on a port that was taken, serves counters that ran on, and an
+        # uptime starting over would read as a restart to `gossamer stat` (stat_rows.py).
+        self.started_s = started_s
 
     def edge(self, direction: str, source: str, destination: str) -> Edge:
         if not self.enabled:

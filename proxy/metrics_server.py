@@ -11,6 +11,12 @@ HTTP or too long a 400; the listener keeps serving. With worker processes
 (workers.py), worker 0's listener adds the other workers' figures, asked
 for on each scrape (`others`), before rendering.
 
+Uptime (`UptimeSeconds`, `gossamer_proxy_start_time_seconds`) runs from each
+proxy's start (`EdgeMetrics.started_s`), never from the listener's: the
+runtime reopens its listener on a changed address or a port that was taken,
+the counters run on, and an uptime that started over would read as a
+restart to `gossamer stat`, its whole count taken for the last interval's.
+
 Who may read: a connection from this host (a loopback peer, or one whose
 address is the listener's own: the agent, `gossamer stat`, a local
 Prometheus) is served plain HTTP, as a loopback-only listener would serve
@@ -71,8 +77,8 @@ class Fleet(Protocol):
 Others = Callable[[str], Awaitable[list[list[Snapshot]]]]  # metrics address -> their figures
 
 
-def answer(head: bytes, proxies: Sequence[Proxy], start_s: float, now_s: float) -> bytes:
-    """The whole HTTP response to one request head."""
+def answer(head: bytes, proxies: Sequence[Proxy], now_s: float) -> bytes:
+    """The whole HTTP response to one request head; each proxy's uptime from its own start."""
     parts = head.split(b"\r\n", 1)[0].split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         return _response(400, "text/plain", b"not an HTTP/1 request\n")
@@ -81,10 +87,11 @@ def answer(head: bytes, proxies: Sequence[Proxy], start_s: float, now_s: float) 
         return _response(404, "text/plain", b"try /metrics or /stats\n")
     if method not in (b"GET", b"HEAD"):
         return _response(405, "text/plain", b"GET only\n")
+    start_s = min((m.started_s for m, _ in proxies), default=now_s)  # one proxy per listener
     if target == b"/metrics":
         body = render(families(proxies, start_s)).encode()
         return _response(200, CONTENT_TYPE, body, head_only=method == b"HEAD")
-    stats = [stats_json(m, now_s - start_s) for m, _ in proxies]
+    stats = [stats_json(m, max(now_s - m.started_s, 0.0)) for m, _ in proxies]
     data = json.dumps({"StartTime": start_s, "Proxies": stats}).encode()
     return _response(200, "application/json", data, head_only=method == b"HEAD")
 
@@ -189,7 +196,6 @@ class MetricsServer:
         self.host, self.port = host.strip("[]"), int(port)
         self.proxies = proxies
         self.others = others
-        self.start_s = time.time()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -201,18 +207,21 @@ class MetricsServer:
                  "of this mesh)")  # fmt: skip
 
     def reply(self, head: bytes) -> bytes:
-        return answer(head, self.proxies(), self.start_s, time.time())
+        return answer(head, self.proxies(), time.time())
 
     async def reply_summed(self, head: bytes) -> bytes:
         """The reply with every worker's figures summed (worker 0 of `--workers N`)."""
         assert self.others is not None
         theirs = await self.others(self.addr)
+        own = self.proxies()
         try:
-            proxies = summed(self.proxies(), theirs)
+            proxies = summed(own, theirs)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.error("proxy: a worker's figures cannot be added, serving worker 0's: %r", exc)
-            proxies = list(self.proxies())
-        return answer(head, proxies, self.start_s, time.time())
+            proxies = list(own)
+        for (mine, _), (total, _) in zip(own, proxies, strict=True):  # (summed keeps the order)
+            total.started_s = mine.started_s  # a sum is fresh EdgeMetrics: the proxy's start
+        return answer(head, proxies, time.time())
 
     def refusal(self, pipe: TlsPipe) -> str:
         """Why a peer from elsewhere, its handshake done, may not read; "" when it may."""

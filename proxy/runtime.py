@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, Final
 
@@ -70,7 +71,8 @@ class ProxyRuntime:
         self.agent = agent
         self.fleet = fleet  # with worker processes: who serves the metrics port (workers.py)
         self.tally = tally.Tally()
-        self.metrics = EdgeMetrics(config.service, enabled=config.metrics)
+        # The proxy's start, shared by every metrics listener it opens (metrics_server.py)
+        self.metrics = EdgeMetrics(config.service, enabled=config.metrics, started_s=time.time())
         self.metrics_server: MetricsLike | None = None
         self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()

@@ -17,9 +17,13 @@ its start, never negatively:
 Percentiles are interpolated within histogram buckets, as Prometheus's
 `histogram_quantile` does, so they are estimates at the buckets' resolution.
 
-A proxy whose figures do not have the shape of `/stats` (`check_stats`:
-another program on its metrics port, another version) is named (`notes`)
-and left out, never an exception that would cost every other proxy's rows.
+A proxy missing from `before` (the agent's read of it timed out once, a GC
+pause) counts from its start if it started within the window; otherwise
+its counts since it started are not the window's, so it is left out of
+this interval and named (`notes`). A proxy whose figures do not have the
+shape of `/stats` (`check_stats`: another program on its metrics port,
+another version) is named and left out too, never an exception that would
+cost every other proxy's rows.
 """
 
 from __future__ import annotations
@@ -101,12 +105,18 @@ def edges_of(answer: Iterable[object]) -> Gathering:
 def rows(after: Gathering, before: Gathering | None, seconds: float) -> list[EdgeRow]:
     """One row per edge, its proxies' figures summed: over `seconds` from `before`, or with
     no `before` since each proxy started (each proxy's own uptime its time). A proxy that
-    restarted in between (its uptime or a counter went back) counts from its start."""
+    restarted in between (its uptime or a counter went back) counts from its start; one
+    missing from `before` too when it started within the window, else it is left out
+    (`notes` names it): its counts since it started are not this window's."""
     parts: dict[Key, list[_Part]] = {}
     for (who, key), now in sorted(after.edges.items()):
         uptime = after.uptimes[who]
         if before is None:
             part, span = _part(now, {}), uptime
+        elif who not in before.uptimes:
+            if _missed(who, after, before, seconds):
+                continue
+            part, span = _part(now, {}), seconds
         else:
             then = before.edges.get((who, key), {})
             part, span = _part(now, then), seconds
@@ -117,9 +127,20 @@ def rows(after: Gathering, before: Gathering | None, seconds: float) -> list[Edg
     return [_row(key, found) for key, found in sorted(parts.items())]
 
 
-def notes(after: Gathering) -> list[str]:
-    """The lines under the table: each proxy that could not be read."""
-    return [f"not read: {line}" for line in after.unread]
+def notes(after: Gathering, before: Gathering | None, seconds: float) -> list[str]:
+    """The lines under the table: each proxy that could not be read, then each left out of
+    this window (`rows`)."""
+    missed = sorted({who[0] for who in after.uptimes if _missed(who, after, before, seconds)})
+    return [
+        *(f"not read: {line}" for line in after.unread),
+        *(f"left out: {proxy_id}: not read at the start of the window" for proxy_id in missed),
+    ]
+
+
+def _missed(who: Who, after: Gathering, before: Gathering | None, seconds: float) -> bool:
+    """Whether `who` was not read at the start of the window (the agent's read of it timed
+    out, say) though it ran then: its counts cannot be split at the window's start."""
+    return before is not None and who not in before.uptimes and after.uptimes[who] > seconds
 
 
 @dataclass

@@ -32,6 +32,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
 from tests.harness.binaries import find_binary, needs
 from tests.harness.cli import expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
@@ -339,3 +340,19 @@ def test_stat_and_top_name_a_sidecar_answering_another_shape_and_show_the_rest(
     edges = {(r["direction"], r["source"], r["destination"]) for r in json.loads(done.stdout)}
     assert ("inbound", "web", "db") in edges
     assert "not read: junk-sidecar-proxy: " in done.stderr, done.stderr
+
+
+def test_stat_window_leaves_out_a_sidecar_its_first_reading_missed(scraped: Scraped) -> None:
+    """`stat --window`: a sidecar the first reading missed (the agent's read of it timed out)
+    that has been up longer than the window is left out and named, not its whole lifetime's
+    50 requests shown as the window's (before: 50 requests at ~50/s, nothing sent)."""
+    late = EdgeMetrics("late")
+    for _ in range(50):
+        late.inbound("web").answered(200, 0.004, "/")
+    body = json.dumps({"StartTime": 0.0, "Proxies": [stats_json(late, 1000.0)]}).encode()
+    with _stand_in_sidecar(scraped.agent, "late", lambda n: None if n == 0 else body):
+        done = gossamer("stat", "--window", "1", "--json", "--service", "late",
+                        "--http-addr", scraped.agent.http)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    assert "left out: late-sidecar-proxy: not read at the start of the window" in done.stderr

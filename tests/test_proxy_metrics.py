@@ -12,6 +12,7 @@ import json
 import math
 import ssl
 import subprocess
+import time
 from bisect import bisect_left
 from typing import Any
 
@@ -20,9 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossamer.proxy import metrics_server, tally
+from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.ca.keys import key_id
 from gossamer.proxy.config import (
     ConfigError,
+    ProxyConfig,
     Upstream,
     config_from_registration,
     keep_pinned,
@@ -39,11 +42,13 @@ from gossamer.proxy.edge_metrics import (
     quantile,
     stats_json,
 )
+from gossamer.proxy.fleet_sum import Snapshot, snapshot
 from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.metrics_families import families
 from gossamer.proxy.metrics_server import answer
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.prom_text import Family, render
+from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.stat_rows import Malformed, cells, check_stats, edges_of, notes, rows
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
@@ -146,7 +151,7 @@ def test_render_escapes_labels_and_writes_histograms() -> None:
 
 
 def busy_proxy() -> tuple[EdgeMetrics, tally.Tally]:
-    m, t = EdgeMetrics("db"), tally.Tally()
+    m, t = EdgeMetrics("db", started_s=100.0), tally.Tally()
     e = m.inbound("web")
     e.allowed, e.denied, e.terminated = 3, 2, 1
     e.connected(Conn(5, 7), 0.004)
@@ -183,13 +188,14 @@ def test_promtool_accepts_the_text() -> None:
 
 def test_the_listener_answers_metrics_stats_and_errors() -> None:
     proxy = busy_proxy()
-    ok = answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", [proxy], 100.0, 160.0)
+    ok = answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", [proxy], 160.0)
     assert ok.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4")
-    stats = answer(b"GET /stats HTTP/1.1\r\n\r\n", [proxy], 100.0, 160.0)
+    assert b"gossamer_proxy_start_time_seconds 100" in ok  # the proxy's start (started_s)
+    stats = answer(b"GET /stats HTTP/1.1\r\n\r\n", [proxy], 160.0)
     assert b'"UptimeSeconds": 60.0' in stats and b'"Denied": 2' in stats
-    assert answer(b"GET /nope HTTP/1.1\r\n\r\n", [proxy], 0, 0).startswith(b"HTTP/1.1 404")
-    assert answer(b"POST /metrics HTTP/1.1\r\n\r\n", [proxy], 0, 0).startswith(b"HTTP/1.1 405")
-    assert answer(b"\x16\x03\x01garbage\r\n\r\n", [proxy], 0, 0).startswith(b"HTTP/1.1 400")
+    assert answer(b"GET /nope HTTP/1.1\r\n\r\n", [proxy], 0).startswith(b"HTTP/1.1 404")
+    assert answer(b"POST /metrics HTTP/1.1\r\n\r\n", [proxy], 0).startswith(b"HTTP/1.1 405")
+    assert answer(b"\x16\x03\x01garbage\r\n\r\n", [proxy], 0).startswith(b"HTTP/1.1 400")
 
 
 def test_stats_json_carries_buckets() -> None:
@@ -230,7 +236,7 @@ def test_stat_rows_over_an_interval_and_since_start() -> None:
     assert (tcp.protocol, tcp.requests, tcp.successes, tcp.success_rate) == ("tcp", 1, 0, 0.0)
     assert cells(interval)[4:6] == ["50.00%", "1.0"]
     read = edges_of([{"ProxyID": "x", "Error": "down"}, *_gathered(m, 12.0)])
-    assert notes(read) == ["not read: x: down"]
+    assert notes(read, None, 0.0) == ["not read: x: down"]
 
 
 def _served(n: int, status: int = 200) -> EdgeMetrics:
@@ -314,7 +320,7 @@ def test_stat_rows_name_and_skip_a_proxy_of_another_shape(change: str) -> None:
     read = edges_of(answer)
     (row,) = rows(read, None, 0.0)
     assert (row.requests, row.per_second) == (10, 2.0)
-    (line,) = notes(read)
+    (line,) = notes(read, None, 0.0)
     assert line.startswith("not read: junk: figures of another shape: "), line
     (again,) = rows(edges_of(answer), read, 1.0)  # an interval too
     assert again.requests == 0
@@ -362,16 +368,46 @@ def test_stat_rows_never_raise_whatever_one_place_of_the_figures_holds(
         assert read.unread == []
     for before, seconds in ((None, 0.0), (read, 1.0), (edges_of([]), 1.0)):
         rows(read, before, seconds)
-    notes(read)
+        notes(read, before, seconds)
 
 
 def test_stat_rows_name_an_entry_that_is_no_proxy() -> None:
     read = edges_of([7, {"ProxyID": "x"}, *_gathered(_served(1), 1.0)])
-    assert notes(read) == [
+    assert notes(read, None, 0.0) == [
         "not read: ?: not a proxy's entry: 7",
         "not read: x: figures of another shape: the answer is missing or null, not an object",
     ]
     assert len(rows(read, None, 0.0)) == 1
+
+
+def test_stat_rows_leave_out_a_proxy_the_first_reading_missed() -> None:
+    """`stat --window` / `top`: a proxy missing from the first reading (the agent's read of it
+    timed out once) that ran before the window is left out and named: its counts since it
+    started are not the window's (before: its whole lifetime divided by the window). One
+    that started within the window counts from its start."""
+    steady = _served(10)
+    before = edges_of([*_gathered(steady, 500.0, "web-1"),
+                       {"ProxyID": "web-2", "Error": "127.0.0.1:9102: TimeoutError"}])  # fmt: skip
+    steady.inbound("client").answered(200, 0.004, "/")  # the window's one request, on web-1
+    after = edges_of(
+        [*_gathered(steady, 502.0, "web-1"), *_gathered(_served(1000), 502.0, "web-2")]
+    )
+    (row,) = rows(after, before, 2.0)
+    assert (row.requests, row.per_second) == (1, 0.5)
+    assert notes(after, before, 2.0) == ["left out: web-2: not read at the start of the window"]
+    assert notes(after, None, 0.0) == []  # since start: nothing to split
+    young = edges_of([*_gathered(steady, 502.0, "web-1"), *_gathered(_served(4), 1.5, "web-2")])
+    (row,) = rows(young, before, 2.0)
+    assert (row.requests, row.per_second) == (5, 2.5) and notes(young, before, 2.0) == []
+
+
+def test_stat_rows_count_an_edge_new_in_the_window_of_a_proxy_read_at_its_start() -> None:
+    """Missing from the first reading is the proxy's absence, not an edge's: a proxy read with
+    no edges yet whose first edge comes in the window counts it whole."""
+    quiet = edges_of(_gathered(EdgeMetrics("web"), 500.0, "web-3"))
+    busy = edges_of(_gathered(_served(6), 502.0, "web-3"))
+    (row,) = rows(busy, quiet, 2.0)
+    assert (row.requests, row.per_second) == (6, 3.0) and notes(busy, quiet, 2.0) == []
 
 
 async def test_the_agent_turns_figures_of_another_shape_into_that_proxys_error(
@@ -493,14 +529,16 @@ async def test_an_outbound_attempt_is_counted_by_what_failed_connect_or_tls() ->
         ) in text, text
 
 
-async def _scrape(port: int, ssl_context: ssl.SSLContext | None = None) -> bytes:
-    """One GET /metrics; what came back before the close (b"" when refused)."""
+async def _scrape(
+    port: int, ssl_context: ssl.SSLContext | None = None, path: str = "/metrics"
+) -> bytes:
+    """One GET of `path`; what came back before the close (b"" when refused)."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl_context)
     except (ssl.SSLError, ConnectionError):
         return b""
     try:
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         return await asyncio.wait_for(reader.read(), 5)
     except (ssl.SSLError, ConnectionError):
         return b""
@@ -544,3 +582,45 @@ async def test_a_connection_that_asks_nothing_is_closed(monkeypatch: pytest.Monk
         assert (await _scrape(server.port)).startswith(b"HTTP/1.1 200 OK")
     finally:
         server.close()
+
+
+async def test_uptime_runs_from_the_proxys_start_across_its_metrics_listeners(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runtime opens a new metrics listener for a changed address (and for a port that was
+    taken, tried again): its counters run on from the proxy's start, so its uptime must too,
+    or `gossamer stat` reads a restart and takes the whole count for the last interval's
+    (before: the uptime ran from each listener's own start)."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    runtime = ProxyRuntime(ProxyConfig(service="db"), AgentHttp("http://127.0.0.1:1"))
+    runtime.metrics.inbound("web").answered(200, 0.004, "/")
+    try:
+        for now, uptime in ((1600.0, 600.0), (1700.0, 700.0)):
+            clock[0] = now
+            port = free_port("127.0.0.1")
+            await runtime._serve_metrics(f"127.0.0.1:{port}")
+            reply = await _scrape(port, path="/stats")
+            got = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+            assert (got["StartTime"], got["Proxies"][0]["UptimeSeconds"]) == (1000.0, uptime)
+            assert b"gossamer_proxy_start_time_seconds 1000" in await _scrape(port)
+    finally:
+        if runtime.metrics_server is not None:
+            runtime.metrics_server.close()
+
+
+async def test_worker_zeros_sum_keeps_the_proxys_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With worker processes the listener serves a sum built afresh on each scrape: its
+    uptime is still the proxy's, not the sum's or the listener's."""
+    monkeypatch.setattr(time, "time", lambda: 160.0)
+    proxy = busy_proxy()  # started at 100
+    theirs = snapshot(busy_proxy())
+
+    async def others(_: str) -> list[list[Snapshot]]:
+        return [[theirs]]
+
+    server = metrics_server.MetricsServer("127.0.0.1:1", lambda: [proxy], others=others)
+    reply = await server.reply_summed(b"GET /stats HTTP/1.1\r\n\r\n")
+    got = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert (got["StartTime"], got["Proxies"][0]["UptimeSeconds"]) == (100.0, 60.0)
+    assert got["Proxies"][0]["Edges"][0]["Denied"] == 4  # both workers' 2

@@ -5,7 +5,8 @@ sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
 proxy started, or over `--window SECONDS` (two gatherings that far apart).
 `top` redraws the table every `--interval` with the figures of the last
 interval, until Ctrl-C (or `--iterations N`). Proxies whose figures could
-not be read (or have another shape) are listed under the table with why
+not be read (or have another shape) are listed under the table with why, as
+are proxies left out of a window because the first reading missed them
 (stat_rows.notes); with `--json` (which prints the rows) those lines go to
 stderr.
 """
@@ -77,7 +78,7 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
         last = _gather(client, args.service)
         before, seconds = edges, time.monotonic() - started
         edges = edges_of(last)
-    found, below = rows(edges, before, seconds), notes(edges)
+    found, below = rows(edges, before, seconds), notes(edges, before, seconds)
     if args.json:
         print(json.dumps([asdict(r) | {"success_rate": r.success_rate} for r in found], indent=2))
         for line in below:
@@ -106,7 +107,8 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
                 edges = edges_of(_gather(client, args.service))
                 now = time.monotonic()
                 title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
-                shown = table(rows(edges, previous, now - at), title, notes(edges))
+                shown = table(rows(edges, previous, now - at), title,
+                              notes(edges, previous, now - at))  # fmt: skip
                 live.update(shown, refresh=True)
                 previous, at, done = edges, now, done + 1
         except KeyboardInterrupt:
