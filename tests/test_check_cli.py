@@ -19,10 +19,11 @@ import json
 import os
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,9 @@ import pytest
 from gossamer.agent.cli.main import main
 from gossamer.agent.preflight.agent_probe import presented
 from gossamer.gossip.keyring import generate_key
+from gossamer.proxy.ca import keys
+from gossamer.proxy.ca.profile import common_name, end_entity_builder, sign
+from tests.ca_support import make_mesh
 from tests.harness.cli import DOWN, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
 from tests.harness.poll import eventually
@@ -280,6 +284,80 @@ def test_a_leaf_that_cannot_be_renewed_expires_and_fails(mesh: Mesh, check: Chec
         f"proxy old-sidecar-proxy up at {node.ip}:{port}",
         "leaf certificate of old",
     }, out
+
+
+def test_a_sidecar_port_held_by_another_mesh_s_proxy_fails_its_line(
+    mesh: Mesh, check: Check, tmp_path: Path
+) -> None:
+    """Found by a review: a listener presenting a leaf that names the service but was not
+    issued by this mesh passed as the service's proxy. Here the leaf carries this mesh's
+    exact SPIFFE ID for `api` (trust domain, dc1), signed by another cluster's CA: only the
+    chain tells them apart, as the proxy's peers would."""
+    node = mesh.node1
+    domain = node.get("/v1/agent/connect/ca/roots")["TrustDomain"]
+    other = make_mesh(now=datetime.now(UTC) - timedelta(hours=1))
+    key = keys.generate_key()
+    uri = f"spiffe://{domain}/ns/default/dc/dc1/svc/api"
+    leaf = sign(end_entity_builder(common_name("api"), key.public_key(), uri), other.intermediate,
+                datetime.now(UTC) - timedelta(minutes=5), timedelta(hours=72))  # fmt: skip
+    (tmp_path / "chain.pem").write_text(
+        keys.certificate_pem(leaf) + keys.certificate_pem(other.intermediate.certificate)
+    )
+    (tmp_path / "key.pem").write_text(keys.private_key_pem(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    listener = socket.create_server((node.ip, 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the test closed the listener
+            try:
+                context.wrap_socket(conn, server_side=True).close()
+            except (OSError, ssl.SSLError):
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = listener.getsockname()[1]
+    node.put(
+        "/v1/agent/service/register",
+        {"Name": "api", "ID": "api", "Port": 1, "Address": node.ip,
+         "Connect": {"SidecarService": {"Port": port, "Address": node.ip}}},
+    )  # fmt: skip
+    try:
+        code, out = check(node)
+    finally:
+        node.put("/v1/agent/service/deregister/api")
+        listener.close()
+    assert code == 1
+    assert failing(out) == [f"proxy api-sidecar-proxy up at {node.ip}:{port}"], out
+    assert "its chain does not verify" in out
+    assert "not issued by this mesh's CA: a stale proxy from another cluster" in out
+
+
+def test_a_proxy_bound_on_its_bind_address_is_checked_there(mesh: Mesh, check: Check) -> None:
+    """Found by a review: the check dialled the registration's `Address` (what peers dial,
+    here an address nothing on this host listens on, as behind a NAT), while the proxy
+    binds `Proxy.Config.bind_address` first."""
+    node = mesh.node1
+    port = free_port(node.ip)
+    advertised = node.ip.rsplit(".", 1)[0] + ".200"
+    node.put(
+        "/v1/agent/service/register",
+        {"Name": "pay", "ID": "pay", "Port": 1, "Address": node.ip,
+         "Connect": {"SidecarService": {"Port": port, "Address": advertised,
+                                        "Proxy": {"Config": {"bind_address": node.ip}}}}},
+    )  # fmt: skip
+    proxy = sidecar(node, mesh.tmp, "pay")
+    try:
+        wait_listening(node.ip, port, proxy)
+        _, out = check(node)
+    finally:
+        proxy.stop()
+        node.put("/v1/agent/service/deregister/pay")
+    assert marks(out)[f"proxy pay-sidecar-proxy up at {node.ip}:{port}"] == "✔", out
 
 
 def peer_state(agent: AgentProc, node: str) -> str:

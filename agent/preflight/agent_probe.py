@@ -23,6 +23,7 @@ from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, p
 from gossamer.agent.preflight.proxy_checks import Presented
 
 PROBE_TIMEOUT_S = 3.0
+_DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
 
 
 def fetch(client: AgentClient, path: str) -> tuple[Any, str]:
@@ -56,7 +57,8 @@ def dns_answers(server: str, port: int, question: str) -> tuple[list[str] | None
 
 
 def presented(address: str, port: int) -> Presented:
-    """The certificate a TLS listener presents; we send none, so the handshake may end after."""
+    """The chain a TLS listener presents; we send no certificate, so the handshake may end
+    after (the proxy wants one), but TLS 1.3 has shown the server's chain by then."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -67,6 +69,7 @@ def presented(address: str, port: int) -> Presented:
             context.wrap_socket(raw) as tls,
         ):
             der = tls.getpeercert(binary_form=True)
+            chain = _sent_chain(tls)
     except (OSError, ssl.SSLError) as exc:
         return Presented(error=f"{address}:{port}: {exc.strerror or exc}")
     if not der:
@@ -77,7 +80,16 @@ def presented(address: str, port: int) -> Presented:
         uris = tuple(san.get_values_for_type(x509.UniformResourceIdentifier))
     except x509.ExtensionNotFound:
         uris = ()
-    return Presented("", cert.not_valid_before_utc, cert.not_valid_after_utc, uris)
+    return Presented("", cert.not_valid_before_utc, cert.not_valid_after_utc, uris, chain)
+
+
+def _sent_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
+    """The certificates the server sent, leaf first, as DER (unverified: the judge verifies)."""
+    getter = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
+    if getter is None:
+        getter = tls._sslobj.get_unverified_chain  # type: ignore[attr-defined]
+    found = [c for c in getter() or [] if c is not None]
+    return tuple(c if isinstance(c, bytes) else c.public_bytes(_DER) for c in found)
 
 
 def clock_offsets(client: AgentClient) -> tuple[dict[str, float] | None, list[str], str]:

@@ -85,8 +85,11 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     services, _ = probe.fetch(client, "/v1/agent/services")
     services = services if isinstance(services, dict) else {}
     gone = cc.left_members(members if isinstance(members, list) else [])
-    results += _identity(client, self_json, services, gone)
-    results += _proxies(client, services)
+    roots, roots_error = probe.fetch(client, "/v1/agent/connect/ca/roots")
+    results += _identity(client, self_json, services, gone, roots, roots_error)
+    datacenter = str(self_json.get("Config", {}).get("Datacenter", ""))
+    trust = pc.mesh_trust(roots if isinstance(roots, dict) else None, datacenter)
+    results += _proxies(client, services, trust)
     return results
 
 
@@ -118,10 +121,11 @@ def _identity(
     self_json: Mapping[str, Any],
     services: Mapping[str, Any],
     gone: Sequence[str],
+    roots: Any,
+    roots_error: str,
 ) -> list[Result]:
     now = probe.now_utc()
-    roots, error = probe.fetch(client, "/v1/agent/connect/ca/roots")
-    results = [ic.judge_roots(roots, error, now)]
+    results = [ic.judge_roots(roots, roots_error, now)]
     identity = self_json.get("Gossamer", {}).get("Identity", {})
     results.append(ic.judge_rpc_identity(identity, now, gone))
     for service in ic.connect_services(services):
@@ -129,16 +133,21 @@ def _identity(
     return results
 
 
-def _proxies(client: AgentClient, services: Mapping[str, Any]) -> list[Result]:
+def _proxies(
+    client: AgentClient, services: Mapping[str, Any], trust: pc.MeshTrust | None
+) -> list[Result]:
     results = []
     for proxy in ic.sidecars(services):
         config = proxy.get("Proxy") or {}
         service = str(config.get("DestinationServiceName", ""))
-        address, port = proxy.get("Address") or "127.0.0.1", int(proxy.get("Port", 0))
-        shown = probe.presented(address, port)
-        results.append(
-            pc.judge_proxy(proxy["ID"], service, f"{address}:{port}", shown, probe.now_utc())
-        )
+        target = pc.dial_target(proxy)
+        if target.error:
+            results.append(pc.judge_registration(proxy["ID"], service, target))
+        else:
+            shown = probe.presented(target.address, target.port)
+            results.append(
+                pc.judge_proxy(proxy["ID"], service, target.shown, shown, probe.now_utc(), trust)
+            )
         upstreams = [str(u["DestinationName"]) for u in config.get("Upstreams") or []]
         healthy = [(name, probe.passing_instances(client, name)) for name in upstreams]
         results.append(pc.judge_upstreams(proxy["ID"], healthy))
