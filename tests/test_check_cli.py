@@ -5,9 +5,9 @@ and `web` with running sidecars on the first; the second (with 10 s leaves)
 runs `old`'s sidecar, whose leaf renewal the fixture breaks at once, so it
 has expired by the time its test asks (checks look at the asked agent's
 own sidecars only, so the first stays healthy); the third is there to be
-killed. A fourth agent joins, is revoked and pruned in its own test.
-Every test that breaks something puts it back, so no test depends on
-another's order. The command runs as a subprocess once (the
+killed. A fourth agent joins, is revoked and pruned in its own test, and the
+ACL case starts an agent of its own. Every test that breaks something puts
+it back, so no test depends on another's order. The command runs as a subprocess once (the
 healthy case, through the real entry point); the others call the same
 `main()` in this process, which saves a Python start-up (~1-3 s here) each.
 """
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -397,6 +398,46 @@ def test_a_revoked_agent_force_left_no_longer_fails_the_identity_line(
             node4.proc.wait(10)
         http_json(f"{node1.http}/v1/agent/force-leave/node4?prune", "PUT")
         eventually(lambda: "node4" not in node1.members(), 30, what="node4 pruned")
+
+
+MANAGEMENT = "8a1f3c2e-0000-4000-8000-00000000beef"
+
+
+def test_under_acls_the_check_says_what_the_token_lacks(tmp_path: Path, check: Check) -> None:
+    """Found by a review: with ACLs on, a 403 got "start the agent", and a token that can
+    read the agent but not its nodes or services passed "0 alive" and checked no sidecar.
+    `api`'s sidecar is registered and not running: a ✘ only a full view shows."""
+    config = tmp_path / "acl.yaml"
+    config.write_text(
+        "acl:\n  enabled: true\n  default_policy: deny\n"
+        f"  tokens:\n    initial_management: {MANAGEMENT}\n"
+    )
+    cluster = Cluster(tmp_path)
+    agent = cluster.new_agent("acl1", "--config-file", str(config))
+    agent.token = MANAGEMENT
+    try:
+        agent.start()
+        port = register_sidecar_only(agent, "api")
+        code, out = check(agent)
+        assert code == 1 and marks(out)["agent reachable"] == "✘", out
+        assert "start the agent" not in out and "--token" in out and "GOSSAMER_HTTP_TOKEN" in out
+        rules = 'agent_prefix "" { policy = "read" }'
+        agent.put("/v1/acl/policy", {"Name": "agent-read", "Rules": rules})
+        body: dict[str, Any] = {"Description": "monitor", "Policies": [{"Name": "agent-read"}]}
+        monitor = agent.put("/v1/acl/token", body)["SecretID"]
+        code, out = check(agent, "--token", monitor)
+        seen = marks(out)
+        assert code == 1
+        assert seen["cluster members"] == "✘", out
+        assert "cannot see the members: the token lacks node:read" in out
+        assert seen["local services listed"] == "✘" and "0 of 2 listed" in out, out
+        code, out = check(agent, "--token", MANAGEMENT)
+        seen = marks(out)
+        assert seen["cluster members"] == "✔" and seen["local services listed"] == "✔", out
+        assert seen[f"proxy api-sidecar-proxy up at {agent.ip}:{port}"] == "✘", out
+    finally:
+        leftovers = cluster.close()
+    assert not leftovers, leftovers
 
 
 def test_pre_checks_a_host_with_no_agent_and_names_a_taken_port(mesh: Mesh, check: Check) -> None:

@@ -111,9 +111,56 @@ def test_clock_names_the_worst_peer_and_the_silent_ones() -> None:
 
 def test_members_name_the_failed_ones_sorted() -> None:
     members = [{"Name": n, "Status": s} for n, s in (("a", 1), ("z", 4), ("m", 4), ("l", 3))]
-    result = cc.judge_members(members)
+    result = cc.judge_members(members, "a", 4)
     assert result.status is Status.FAIL and result.detail == "1 alive, failed: m, z"
     assert cc.left_members(members) == ["l"]
+
+
+TOKEN = "GOSSAMER_HTTP_TOKEN (CONSUL_HTTP_TOKEN)"
+
+
+@pytest.mark.parametrize(
+    ("listed", "known", "status", "text"),
+    [
+        (("a", "b"), 2, Status.OK, "2 alive, none failed"),
+        (("a", "b"), None, Status.OK, "2 alive, none failed"),
+        (("a", "b", "c"), 2, Status.OK, "3 alive"),  # one joined between the two requests
+        # found by a review: ACLs empty the list, and that passed as "0 alive"
+        ((), 3, Status.FAIL, "cannot see the members: the token lacks node:read"),
+        (("b", "c"), 3, Status.FAIL, "cannot see the members: the token lacks node:read"),
+        (("a",), 3, Status.FAIL, "(1 of 3 listed)"),
+    ],
+)
+def test_members_the_token_cannot_see(
+    listed: tuple[str, ...], known: int | None, status: Status, text: str
+) -> None:
+    members = [{"Name": n, "Status": 1} for n in listed]
+    result = cc.judge_members(members, "a", known)
+    assert result.status is status and text in result.detail
+    assert (TOKEN in result.hint) is (status is Status.FAIL)
+
+
+@pytest.mark.parametrize(
+    ("services", "registered", "denied", "status", "text"),
+    [
+        ({"web": {}, "web-sidecar-proxy": {"Kind": "connect-proxy"}}, 2, False, Status.OK, "2 "),
+        ({}, 0, False, Status.OK, "0 registered, 0 sidecar(s)"),
+        # found by a review: ACLs filtered the list to {} and no sidecar was checked
+        ({}, 2, False, Status.FAIL, "0 of 2 listed: the token may not read the others"),
+        (None, 2, True, Status.FAIL, "cannot list them"),
+        (None, 2, False, Status.FAIL, "cannot list them"),
+    ],
+)
+def test_services_the_token_cannot_see(
+    services: dict[str, object] | None,
+    registered: int,
+    denied: bool,
+    status: Status,
+    text: str,
+) -> None:
+    result = cc.judge_services(services, registered, "boom", denied)  # type: ignore[arg-type]
+    assert result.status is status and text in result.detail
+    assert (TOKEN in result.hint) is (denied or (services is not None and status is Status.FAIL))
 
 
 @pytest.mark.parametrize(
@@ -139,6 +186,22 @@ def test_reachable_tells_a_consul_agent_and_a_waiting_one() -> None:
     consul = {"Config": {"NodeName": "a"}, "DebugConfig": {"DataDir": "/d"}}
     assert "not a gossamer agent" in cc.judge_reachable("u", consul, "").detail
     assert cc.judge_reachable("u", None, "refused").status is Status.FAIL
+
+
+def test_an_agent_that_refuses_the_token_is_not_told_to_start() -> None:
+    """Found by a review: a 403 on /v1/agent/self got "start the agent"."""
+    down = cc.judge_reachable("u", None, "connection refused")
+    assert "start the agent" in down.hint and TOKEN not in down.hint
+    denied = cc.judge_reachable("u", None, "Permission denied (HTTP 403)", denied=True)
+    assert denied.status is Status.FAIL and "start the agent" not in denied.hint
+    assert "agent:read" in denied.hint and "--token" in denied.hint and TOKEN in denied.hint
+
+
+def test_a_token_refused_the_leaf_or_the_keyring_warns() -> None:
+    leaf = ic.judge_leaf("web", None, "Permission denied (HTTP 403)", NOW, denied=True)
+    assert leaf.status is Status.WARN and "service:write on web" in leaf.hint
+    keyring = cc.judge_encryption(True, None, denied=True)
+    assert keyring.status is Status.WARN and "keyring:read" in keyring.hint
 
 
 def test_default_policy_allow_warns_deny_passes() -> None:

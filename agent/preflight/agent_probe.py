@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,17 +27,34 @@ PROBE_TIMEOUT_S = 3.0
 _DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
 
 
-def fetch(client: AgentClient, path: str) -> tuple[Any, str]:
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP API answer: its JSON, or why there is none. `denied` (a 403) is told apart
+    because its fix is the token the check runs with, not the agent."""
+
+    value: Any
+    error: str = ""
+    denied: bool = False
+
+
+def ask(client: AgentClient, path: str) -> Answer:
     try:
-        return client.get(path), ""
-    except (AgentUnreachable, ApiError) as exc:
-        return None, str(exc)
+        return Answer(client.get(path))
+    except ApiError as exc:
+        return Answer(None, str(exc), exc.status == 403)
+    except AgentUnreachable as exc:
+        return Answer(None, str(exc))
     except ValueError as exc:  # a body that is not JSON
-        return None, f"GET {path}: not JSON ({exc})"
+        return Answer(None, f"GET {path}: not JSON ({exc})")
 
 
-def leaf(client: AgentClient, service: str) -> tuple[Any, str]:
-    return fetch(client, f"/v1/agent/connect/ca/leaf/{path_segment(service)}")
+def fetch(client: AgentClient, path: str) -> tuple[Any, str]:
+    answer = ask(client, path)
+    return answer.value, answer.error
+
+
+def leaf(client: AgentClient, service: str) -> Answer:
+    return ask(client, f"/v1/agent/connect/ca/leaf/{path_segment(service)}")
 
 
 def passing_instances(client: AgentClient, service: str) -> int | None:

@@ -1,8 +1,11 @@
 """Judges of the agent and its cluster, over what the agent's HTTP API answered.
 
 Inputs are the API's JSON as parsed (`/v1/agent/self`, `/v1/agent/members`,
-`/v1/operator/keyring`, `/v1/agent/clock`) or, where a request failed, the
-error text; nothing here does I/O.
+`/v1/agent/services`, `/v1/operator/keyring`, `/v1/agent/clock`) or, where a
+request failed, the error text and whether it was a 403; nothing here does
+I/O. With ACLs on, a 403 is fixed by the token the check runs with, and a
+list the agent cut down to what the token may read is told apart from a
+short one by the counts `/v1/agent/self` gives (`Stats`).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gossamer.agent.preflight.result import Result, fail, ok, warn
+from gossamer.agent.preflight.result import Result, fail, ok, token_hint, warn
 
 AGENT = "agent"
 CLUSTER = "cluster"
 FAILED, ALIVE, LEFT = 4, 1, 3
+NODE_READ = 'node:read on every node (node_prefix "" { policy = "read" })'
+SERVICE_READ = 'service:read on every service (service_prefix "" { policy = "read" })'
 # Clock offsets: beyond WARN a clock is drifting (run NTP); beyond FAIL the mesh
 # misbehaves — a replicated write stamped more than 60 s ahead of a peer is refused,
 # and leaves are back-dated only one minute, so half of that is the limit.
@@ -29,8 +34,13 @@ def is_gossamer(self_json: Mapping[str, Any]) -> bool:
     return "Gossamer" in self_json and all(k in debug for k in GOSSAMER_DEBUG_KEYS)
 
 
-def judge_reachable(base_url: str, self_json: Mapping[str, Any] | None, error: str) -> Result:
+def judge_reachable(
+    base_url: str, self_json: Mapping[str, Any] | None, error: str, denied: bool = False
+) -> Result:
+    """`denied`: the agent answered 403, so it runs (with ACLs on) and the token is the fix."""
     name = "agent reachable"
+    if self_json is None and denied:
+        return fail(AGENT, name, error, token_hint("agent:read on this agent's node"))
     if self_json is None:
         return fail(
             AGENT,
@@ -57,8 +67,31 @@ def judge_reachable(base_url: str, self_json: Mapping[str, Any] | None, error: s
     return ok(AGENT, name, f"{node} at {base_url}, ready")
 
 
-def judge_members(members: Sequence[Mapping[str, Any]]) -> Result:
+def judge_members(
+    members: Sequence[Mapping[str, Any]], own: str, known: int | None = None
+) -> Result:
+    """`own`: this agent's node name; `known`: how many members its serf counts (`Stats`).
+
+    ACLs cut the list down to the nodes the token may read and answer 200 (only a header
+    the CLI's client does not read says so), so an empty list would pass as "0 alive, none
+    failed": a list without this agent itself, or shorter than serf's count, is one the
+    token cannot see whole."""
     name = "cluster members"
+    if own not in {m.get("Name") for m in members}:
+        return fail(
+            CLUSTER,
+            name,
+            f"cannot see the members: the token lacks node:read ({own} is not among "
+            f"the {len(members)} listed)",
+            token_hint(NODE_READ),
+        )
+    if known is not None and len(members) < known:
+        return fail(
+            CLUSTER,
+            name,
+            f"cannot see the members: the token lacks node:read ({len(members)} of {known} listed)",
+            token_hint(NODE_READ),
+        )
     alive = [m["Name"] for m in members if m.get("Status") == ALIVE]
     failed = sorted(m["Name"] for m in members if m.get("Status") == FAILED)
     if failed:
@@ -109,7 +142,10 @@ def judge_clock(offsets: Mapping[str, float] | None, missing: Sequence[str], err
     return ok(CLUSTER, name, "no peer to compare with" if worst is None else shown)
 
 
-def judge_encryption(encrypted: bool, keyring: Sequence[Mapping[str, Any]] | None) -> Result:
+def judge_encryption(
+    encrypted: bool, keyring: Sequence[Mapping[str, Any]] | None, denied: bool = False
+) -> Result:
+    """`denied`: listing the keyring was refused (403): not a fault of the cluster."""
     name = "gossip encryption and keyring"
     if not encrypted:
         return warn(
@@ -118,6 +154,13 @@ def judge_encryption(encrypted: bool, keyring: Sequence[Mapping[str, Any]] | Non
             "gossip is not encrypted and enrolment is open",
             "`gossamer keygen`, then start every agent with --encrypt KEY "
             "(or join_token); see README, Identity",
+        )
+    if keyring is None and denied:
+        return warn(
+            CLUSTER,
+            name,
+            "encrypted; whether every member holds every key is not checked",
+            token_hint("keyring:read"),
         )
     if keyring is None:
         return fail(
@@ -155,6 +198,31 @@ def judge_default_policy(policy: str) -> Result:
         "--default-intention-policy deny (intentions.default_policy) once the "
         "allow intentions are written",
     )
+
+
+def judge_services(
+    services: Mapping[str, Any] | None, registered: int | None, error: str, denied: bool
+) -> Result:
+    """`services`: /v1/agent/services; `registered`: how many services the agent holds
+    (`Stats.agent.services` of /v1/agent/self).
+
+    The sidecars and leaves checked are the ones this list shows, and ACLs cut it down to
+    the services the token may read without a word: a shorter list than the agent holds
+    leaves sidecars unchecked, which must be said rather than pass as none."""
+    name = "local services listed"
+    if services is None:
+        hint = token_hint(SERVICE_READ) if denied else "read the agent's log"
+        return fail(AGENT, name, f"cannot list them: {error}", hint)
+    sidecars = sum(1 for s in services.values() if s.get("Kind") == "connect-proxy")
+    if registered is not None and len(services) < registered:
+        return fail(
+            AGENT,
+            name,
+            f"{len(services)} of {registered} listed: the token may not read the others, "
+            "so their sidecars and leaves are not checked",
+            token_hint(SERVICE_READ),
+        )
+    return ok(AGENT, name, f"{len(services)} registered, {sidecars} sidecar(s)")
 
 
 def judge_dns(question: str, answers: Sequence[str] | None, error: str) -> Result:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from gossamer.agent.preflight.result import Result, days, fail, ok, warn
+from gossamer.agent.preflight.result import Result, days, fail, ok, token_hint, warn
 from gossamer.proxy.ca.profile import CLOCK_SKEW
 
 IDENTITY = "identity"
@@ -105,8 +105,16 @@ def judge_rpc_identity(
     return ok(IDENTITY, name, shown + (f", {passed} that left not judged" if passed else ""))
 
 
-def judge_leaf(service: str, leaf: Mapping[str, Any] | None, error: str, now: datetime) -> Result:
+def judge_leaf(
+    service: str, leaf: Mapping[str, Any] | None, error: str, now: datetime, denied: bool = False
+) -> Result:
+    """`denied`: the agent refused this token the leaf (403): nothing is known of the leaf,
+    and the proxy's own line still checks the one it serves, so a warning, not a failure."""
     name = f"leaf certificate of {service}"
+    if leaf is None and denied:
+        return warn(
+            IDENTITY, name, f"not checked: {error}", token_hint(f"service:write on {service}")
+        )
     if leaf is None:
         return fail(
             IDENTITY,

@@ -63,6 +63,15 @@ def exit_code(results: Iterable[Result]) -> int:
     return 1 if any(r.status is Status.FAIL for r in results) else 0
 
 
+def token_hint(needs: str) -> str:
+    """The hint for a request the agent answered 403: the fix is the token the check runs
+    with (its ACLs are on), not starting or repairing the agent."""
+    return (
+        f"the agent has ACLs on and the token lacks {needs}: pass one that holds it with "
+        "--token / --token-file, or GOSSAMER_HTTP_TOKEN (CONSUL_HTTP_TOKEN)"
+    )
+
+
 def days(seconds: float) -> str:
     """A time left in the unit people read on a certificate: days, or hours when under two."""
     if seconds < 2 * 86400:

@@ -21,7 +21,7 @@ from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import host_probe
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
-from gossamer.agent.preflight.result import Result, Status, fail, ok, skip
+from gossamer.agent.preflight.result import Result, Status, fail, ok, skip, token_hint
 
 KEYRING_FILE = "serf/local.keyring"
 
@@ -57,8 +57,9 @@ def _ports(ports: hc.AgentPorts, pids: frozenset[int], running: bool) -> list[Re
 
 def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result]:
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
-    self_json, error = probe.fetch(client, "/v1/agent/self")
-    reachable = cc.judge_reachable(client.base_url, self_json, error)
+    asked = probe.ask(client, "/v1/agent/self")
+    self_json = asked.value if isinstance(asked.value, dict) else None
+    reachable = cc.judge_reachable(client.base_url, self_json, asked.error, asked.denied)
     if self_json is None or not cc.is_gossamer(self_json):
         return [*results, reachable, skip(cc.AGENT, "the other checks", "no agent to ask")]
     dc: Mapping[str, Any] = self_json.get("DebugConfig", {})
@@ -80,17 +81,25 @@ def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result
     if reachable.status is not Status.OK:  # not ready yet: what follows would fail with it
         return [*results, skip(cc.AGENT, "the other checks", "the agent is not ready yet")]
     results.append(_dns(client_addr, dc))
-    members, error = probe.fetch(client, "/v1/agent/members")
-    results += _cluster(client, self_json, members, error)
-    services, _ = probe.fetch(client, "/v1/agent/services")
-    services = services if isinstance(services, dict) else {}
-    gone = cc.left_members(members if isinstance(members, list) else [])
-    roots, roots_error = probe.fetch(client, "/v1/agent/connect/ca/roots")
-    results += _identity(client, self_json, services, gone, roots, roots_error)
+    listed = probe.ask(client, "/v1/agent/services")
+    services = listed.value if isinstance(listed.value, dict) else None
+    registered = _stat(self_json, "agent", "services")
+    results.append(cc.judge_services(services, registered, listed.error, listed.denied))
+    members = probe.ask(client, "/v1/agent/members")
+    results += _cluster(client, self_json, members)
+    gone = cc.left_members(members.value if isinstance(members.value, list) else [])
+    roots = probe.ask(client, "/v1/agent/connect/ca/roots")
+    results += _identity(client, self_json, services or {}, gone, roots)
     datacenter = str(self_json.get("Config", {}).get("Datacenter", ""))
-    trust = pc.mesh_trust(roots if isinstance(roots, dict) else None, datacenter)
-    results += _proxies(client, services, trust)
+    trust = pc.mesh_trust(roots.value if isinstance(roots.value, dict) else None, datacenter)
+    results += _proxies(client, services or {}, trust)
     return results
+
+
+def _stat(self_json: Mapping[str, Any], section: str, key: str) -> int | None:
+    """A count of /v1/agent/self's `Stats` (serf and the agent write them as strings)."""
+    text = str(self_json.get("Stats", {}).get(section, {}).get(key, ""))
+    return int(text) if text.isdigit() else None
 
 
 def _dns(client_addr: str, dc: Mapping[str, Any]) -> Result:
@@ -100,17 +109,19 @@ def _dns(client_addr: str, dc: Mapping[str, Any]) -> Result:
 
 
 def _cluster(
-    client: AgentClient, self_json: Mapping[str, Any], members: Any, error: str
+    client: AgentClient, self_json: Mapping[str, Any], members: probe.Answer
 ) -> list[Result]:
-    results = [
-        cc.judge_members(members)
-        if isinstance(members, list)
-        else fail(cc.CLUSTER, "cluster members", error, "read the agent's log (serf lines)")
-    ]
-    results.append(cc.judge_clock(*probe.clock_offsets(client)))
+    own = str(self_json.get("Config", {}).get("NodeName", ""))
+    if isinstance(members.value, list):
+        listed = cc.judge_members(members.value, own, _stat(self_json, "serf_lan", "members"))
+    else:
+        hint = token_hint(cc.NODE_READ) if members.denied else "read the agent's log (serf lines)"
+        listed = fail(cc.CLUSTER, "cluster members", members.error, hint)
+    results = [listed, cc.judge_clock(*probe.clock_offsets(client))]
     encrypted = self_json.get("Stats", {}).get("serf_lan", {}).get("encrypted") == "true"
-    keyring = probe.fetch(client, "/v1/operator/keyring")[0] if encrypted else None
-    results.append(cc.judge_encryption(encrypted, keyring if isinstance(keyring, list) else None))
+    keyring = probe.ask(client, "/v1/operator/keyring") if encrypted else probe.Answer(None)
+    shown = keyring.value if isinstance(keyring.value, list) else None
+    results.append(cc.judge_encryption(encrypted, shown, keyring.denied))
     policy = self_json.get("DebugConfig", {}).get("IntentionDefaultPolicy", "deny")
     results.append(cc.judge_default_policy(str(policy)))
     return results
@@ -121,15 +132,15 @@ def _identity(
     self_json: Mapping[str, Any],
     services: Mapping[str, Any],
     gone: Sequence[str],
-    roots: Any,
-    roots_error: str,
+    roots: probe.Answer,
 ) -> list[Result]:
     now = probe.now_utc()
-    results = [ic.judge_roots(roots, roots_error, now)]
+    results = [ic.judge_roots(roots.value, roots.error, now)]
     identity = self_json.get("Gossamer", {}).get("Identity", {})
     results.append(ic.judge_rpc_identity(identity, now, gone))
     for service in ic.connect_services(services):
-        results.append(ic.judge_leaf(service, *probe.leaf(client, service), now))
+        leaf = probe.leaf(client, service)
+        results.append(ic.judge_leaf(service, leaf.value, leaf.error, now, leaf.denied))
     return results
 
 
