@@ -21,7 +21,8 @@ Half-close: `close_write()` sends TLS close_notify (`SSLObject.unwrap`,
 whose "want read" only means the peer's close_notify has not come yet);
 OpenSSL keeps decrypting what the peer still sends, so the other direction
 carries on. A close_notify received (or a clean end of the ciphertext)
-sets `eof_received`.
+sets `eof_received`; anything the peer sends after its close_notify is
+dropped (RFC 8446 6.1), and the shell reads no more.
 
 No I/O here: the shell writes `feed`'s and `encrypt`'s ciphertext output
 to its socket. Errors are the ssl module's (`ssl.SSLError` and subclasses,
@@ -94,7 +95,11 @@ class TlsPipe:
         return self._outgoing.read()
 
     def feed(self, ciphertext: bytes | memoryview) -> list[bytes]:
-        """Take bytes from the peer; the plaintext they complete (see `pending`)."""
+        """Take bytes from the peer; the plaintext they complete (see `pending`). Nothing
+        after the peer's close_notify counts (RFC 8446 6.1: ignored): it is dropped, not
+        kept in the BIO that is never read again (a peer sending on held it all)."""
+        if self.eof_received:
+            return []
         self._incoming.write(ciphertext)
         if not self.handshaken and not self._handshake():
             return []
@@ -111,13 +116,18 @@ class TlsPipe:
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                self.eof_received = self.close_notified = True
+                self._notified()
                 break
             if not chunk:
-                self.eof_received = self.close_notified = True
+                self._notified()
                 break
             chunks.append(chunk)
         return chunks
+
+    def _notified(self) -> None:
+        """The peer's close_notify came: what came behind it in the same read is dropped."""
+        self.eof_received = self.close_notified = True
+        self._incoming.read()
 
     def end_of_input(self) -> None:
         """The peer's TCP stream ended (with or without close_notify)."""

@@ -57,8 +57,11 @@ class TlsSide(Side):
         # and one read fewer for each new connection on both proxies
         if self.pipe.handshaken and not self.handshake.done():
             self.handshake.set_result(None)
-        if chunks or self.pipe.eof_received:
-            self.deliver(chunks, self.pipe.eof_received)
+        if self.pipe.eof_received:  # close_notify: the pipe drops what follows, so no more
+            self.pause_reading()  # is read (the peer's TCP window closes instead)
+            self.deliver(chunks, True)
+        elif chunks:
+            self.deliver(chunks, False)
 
     def eof_received(self) -> bool:
         if not self.pipe.handshaken:
@@ -69,6 +72,10 @@ class TlsSide(Side):
             self.pipe.end_of_input()
             self.deliver([], True)
         return True
+
+    def resume_reading(self) -> None:
+        if not self.pipe.eof_received:  # the peer's close_notify came: nothing more is read
+            super().resume_reading()
 
     def joined(self) -> None:
         super().joined()

@@ -30,6 +30,8 @@ from gossamer.proxy.mux_frames import ACK, OPEN, WINDOW_BYTES, Deframer, control
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import READ_SIZE
+from gossamer.proxy.tls_pipe import TlsPipe
+from gossamer.proxy.tls_side import TlsSide
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
@@ -153,3 +155,63 @@ async def test_a_stream_stalled_before_its_join_pauses_its_client_at_the_join(pa
         for tls in wire:
             tls.close()
         fake.close()
+
+
+class _Raw:
+    """A client of db's port with web's certificate, its TLS driven here (a TlsPipe over a
+    plain socket), so it can send what no TLS library would; what it receives is read as
+    the kernel has it (an asyncio stream would raise a reset before the bytes that came
+    ahead of it)."""
+
+    def __init__(self, sock: socket.socket, pipe: TlsPipe) -> None:
+        self.sock, self.pipe = sock, pipe
+        self.loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def connect(cls, pair: Pair, context: ssl.SSLContext) -> _Raw:
+        sock = socket.socket()
+        sock.setblocking(False)
+        raw = cls(sock, TlsPipe(context, server_side=False))
+        await raw.loop.sock_connect(sock, ("127.0.0.1", pair.db.config.bind_port))
+        await raw.send(raw.pipe.start())
+        while not raw.pipe.handshaken:
+            raw.pipe.feed(await raw.loop.sock_recv(sock, 65536))
+        await raw.send(raw.pipe.pending())  # the client's Finished
+        return raw
+
+    async def send(self, data: bytes) -> None:
+        await self.loop.sock_sendall(self.sock, data)
+
+    async def recv(self) -> bytes:
+        return await asyncio.wait_for(self.loop.sock_recv(self.sock, 65536), 5)
+
+
+@pytest.mark.parametrize("pair", ["tls"], indirect=True)
+async def test_what_a_client_sends_after_its_close_notify_is_dropped_and_not_read(
+    pair: Pair,
+) -> None:
+    """A client that sends on after its close_notify: its bytes were kept in the TLS pipe,
+    never decrypted, and the connection never paused (100 MiB held in a review's run). They
+    are dropped, and the connection is read no more; its half-close stays a half-close."""
+    client = await _Raw.connect(pair, pair.pki.identity("web").client)
+    try:
+        await client.send(client.pipe.encrypt(b"request"))
+        app_reader, app_writer = await asyncio.wait_for(pair.apps.get(), 5)
+        assert await app_reader.readexactly(7) == b"request"
+        late = (b"\x17\x03\x03\x40\x00" + bytes(0x4000)) * 16  # 256 KiB shaped as records
+        await client.send(client.pipe.close_write() + late)
+        assert await asyncio.wait_for(app_reader.read(), 5) == b""  # the end, passed on
+        ((relay, _),) = pair.db.open.items()
+        side = relay.sides[0]
+        assert isinstance(side, TlsSide) and side.transport is not None
+        transport = side.transport
+        await eventually_async(lambda: side.pipe._incoming.pending or not transport.is_reading())
+        assert side.pipe._incoming.pending == 0 and not transport.is_reading()
+        app_writer.write(b"answer")  # the other direction flows on
+        got: list[bytes] = []
+        while not got:  # (the server's session ticket may come first)
+            got = client.pipe.feed(await client.recv())
+        assert got == [b"answer"]
+        app_writer.close()
+    finally:
+        client.sock.close()

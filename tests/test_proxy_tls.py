@@ -69,6 +69,18 @@ def test_half_close_each_way_keeps_the_other_direction() -> None:
     assert client.eof_received and client.eof_sent and server.eof_sent
 
 
+def test_what_comes_after_close_notify_is_dropped_not_kept() -> None:
+    """RFC 8446 6.1: data after a closure alert is ignored. It was written to the incoming
+    BIO, never decrypted again: a peer that sent on after its close_notify had the proxy
+    hold all of it (100 MiB in a review's run)."""
+    client, server = pair()
+    late = b"\x17\x03\x03\x40\x00" + bytes(0x4000)  # shaped as a record of application data
+    assert server.feed(client.encrypt(b"last") + client.close_write() + late) == [b"last"]
+    assert server.eof_received
+    assert server._incoming.pending == 0
+    assert server.feed(late) == [] and server._incoming.pending == 0
+
+
 def test_records_go_through_the_c_object_and_through_sslobject_where_there_is_none() -> None:
     client, server = pair()
     assert _records(client.tls) is client.tls._sslobj  # type: ignore[attr-defined]
