@@ -27,8 +27,9 @@ record and one write. Inside the TLS stream every piece is a frame: a
   has sent `WINDOW_BYTES` more than it was credited, so a slow reader on
   one stream holds no one else up and makes no proxy buffer without bound.
 A stream is over once END has gone both ways, or after a RESET either
-way. Anything else (an unknown kind, a payload of the wrong size) is a
-protocol error: `FrameError`, and the shell closes the connection.
+way. Anything else (an unknown kind, a payload of the wrong size; DATA or
+a second END on a stream after its END, mux_stream.py) is a protocol
+error: `FrameError`, and the shell closes the connection.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class StreamSide(Side):
         if self._out is not None:  # held (side.py `hold`): one frame for the lot
             self._out.append(data)
             return
-        if self.closed or not data:
+        if self.closed or self.end_sent or not data:  # (after END: a peer's FrameError)
             return
         if len(data) > FRAME_BYTES:  # more than a read (a body held while a stream opened)
             self.send_all([data])
@@ -78,7 +78,7 @@ class StreamSide(Side):
         if self._out is not None:
             self._out += chunks
             return
-        if self.closed:
+        if self.closed or self.end_sent:
             return
         frame: list[bytes] = []
         size = 0
@@ -136,7 +136,11 @@ class StreamSide(Side):
     # What the mux tells it.
 
     def received(self, pieces: list[bytes]) -> None:
-        """DATA, in the pieces it arrived in (mux_frames.Deframer)."""
+        """DATA, in the pieces it arrived in (mux_frames.Deframer). After the stream's END it
+        is a frame out of turn: it was written to the app after its FIN (write_eof), which
+        uvloop refuses with a fatal error that took the wire down (found by a review)."""
+        if self.end_got:
+            raise FrameError(f"stream {self.id}: data after its end")
         self._owed += sum(map(len, pieces))
         if self._owed > WINDOW_BYTES + MAX_PAYLOAD:  # one send may overshoot, never more
             raise FrameError(f"stream {self.id}: {self._owed} bytes past its credit")
@@ -145,9 +149,10 @@ class StreamSide(Side):
         self.deliver(pieces, False)
 
     def ended(self) -> None:
-        if not self.end_got:
-            self.end_got = True
-            self.deliver([], True)
+        if self.end_got:
+            raise FrameError(f"stream {self.id}: a second end")
+        self.end_got = True
+        self.deliver([], True)
 
     def credited(self, count: int) -> None:
         self._credit += count

@@ -26,7 +26,17 @@ from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.mux import Mux
-from gossamer.proxy.mux_frames import ACK, OPEN, WINDOW_BYTES, Deframer, control, window
+from gossamer.proxy.mux_frames import (
+    ACK,
+    DATA,
+    END,
+    OPEN,
+    WINDOW_BYTES,
+    Deframer,
+    control,
+    pack_header,
+    window,
+)
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import READ_SIZE
@@ -215,3 +225,40 @@ async def test_what_a_client_sends_after_its_close_notify_is_dropped_and_not_rea
         app_writer.close()
     finally:
         client.sock.close()
+
+
+@pytest.mark.parametrize("pair", ["mux"], indirect=True)
+@pytest.mark.parametrize("late", [pack_header(DATA, 1, 5) + b"after", control(END, 1)],
+                         ids=["data", "end"])  # fmt: skip
+async def test_a_frame_on_a_stream_after_its_end_closes_the_wire_as_a_bad_frame(
+    pair: Pair, late: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client sidecar (web's certificate, frames by hand) that sends DATA, or END again, on
+    a stream after its END. DATA was written to the app after its FIN: the write raised out
+    of the wire's read (uvloop: "Fatal error on transport"), and the wire went down with no
+    word; a second END was ignored. Either is a frame out of turn: the wire is closed,
+    logged, as for any bad frame, and nothing reaches the app after its end."""
+    context = pair.pki.identity("web").client_tunnel
+    reader, writer = await asyncio.open_connection("127.0.0.1", pair.db.config.bind_port,
+                                                   ssl=context)  # fmt: skip
+    try:
+        writer.write(control(OPEN, 1))
+        app1, _ = await asyncio.wait_for(pair.apps.get(), 5)
+        writer.write(control(OPEN, 2))
+        app2, _ = await asyncio.wait_for(pair.apps.get(), 5)
+        writer.write(control(END, 1))
+        assert await asyncio.wait_for(app1.read(), 5) == b""  # the end, passed on
+        writer.write(late)
+        with contextlib.suppress(ConnectionResetError):
+            while await asyncio.wait_for(reader.read(65536), 5):  # ACKs, then the close
+                pass
+        assert f"stream 1: {'data after its end' if late[0] == DATA else 'a second end'}" in (
+            caplog.text
+        )
+        with contextlib.suppress(ConnectionResetError):  # (the other stream is lost with it)
+            assert await asyncio.wait_for(app2.read(), 5) == b""
+        with contextlib.suppress(ConnectionResetError):
+            assert await asyncio.wait_for(app1.read(), 5) == b""  # never b"after"
+        await eventually_async(lambda: not pair.db.open and not pair.db.tunnels.muxes, 5)
+    finally:
+        writer.close()
