@@ -28,6 +28,7 @@ from gossamer.proxy.config import (
     parse_upstream_flag,
     with_drain,
 )
+from gossamer.proxy.dial import failed
 from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.outlier import THRESHOLD, Outliers
@@ -299,7 +300,7 @@ def test_a_split_targets_failing_instance_is_ejected_whatever_the_upstreams_own_
         canary = [(f"10.0.1.{i}", 1) for i in range(4)]
         listener.set_target_instances("api-canary", canary)
         for _ in range(THRESHOLD):
-            listener._failed(canary[0], "connect-failed", ConnectionRefusedError())
+            failed(listener, canary[0], "connect-failed", ConnectionRefusedError())
         assert listener.outliers.ejected(time.monotonic_ns() // 1_000_000) == {canary[0]}, own
 
 
