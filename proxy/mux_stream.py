@@ -4,7 +4,10 @@ A relay (relay.py) joins it to a plain connection (the client on the
 upstream side, the app on the inbound side) as it would a TCP or TLS
 connection, so half-close, policy cuts and metrics are the relay's as for
 any connection: `send` becomes DATA frames, `send_eof` END, a close before
-both ends RESET.
+both ends RESET (after END when it is clean, alone when it passes on a
+loss). A RESET from the peer, or the wire lost under it (even with
+close_notify: the stream had not ended), is the stream lost, which the
+relay passes on as a loss, never as an end.
 
 Flow control: a stream may send `WINDOW_BYTES` more than its peer has
 credited; past that its relay stops reading the local side
@@ -111,16 +114,28 @@ class StreamSide(Side):
             self.mux.queue(control(END, self.id))
 
     def close(self, *, abort: bool = False) -> None:
+        """Closed by its joint: cleanly, END first (as close_notify before a TLS close), so
+        the far side passes on an end and then, with RESET, that nothing more is read here;
+        aborted (`cut`: its peer was lost), RESET alone, which the far side passes on as the
+        loss it is."""
         if self.closed:
             return
         if self._out is not None:
             self.flush()  # what was held goes before the end
+        if not abort and self.relay is not None:
+            self.send_eof()
         if not (self.end_sent and self.end_got):
             self.mux.queue(reset(self.id, CUT))
         self.finish()
         # No connection_lost follows a close of its own: let go of the joint as that would,
         # or joint and stream keep each other in a cycle (relay.py lets go the same way).
         self.relay = None
+
+    def cut(self) -> None:
+        self.close(abort=True)
+
+    def shut(self) -> None:
+        self.close()  # END, then RESET: the proxy's own end, passed on as an end
 
     def pause_reading(self) -> None:
         self._reading = False

@@ -2,7 +2,9 @@
 
 `Relay` joins two sides (side.py, tls_side.py): what one reads is written to
 the other at once, and relay_state.py's rules decide what an end or a lost
-connection does to the pair.
+connection does to the pair. An end is passed on as an end (FIN, close_notify,
+END), a loss as a loss (a reset, no close_notify, RESET): a client must not
+take an answer cut short for a whole one.
 """
 
 from __future__ import annotations
@@ -82,28 +84,36 @@ class Relay(Joint):
             self.peer_of(side).send_eof()
         elif step is Step.CLOSE_BOTH:
             self.peer_of(side).send_eof()
-            self._close(abort=False)
+            self._close(_closed)
 
     def lost(self) -> None:
+        """A connection was lost (a reset, an error, a TLS end with no close_notify, a
+        stream's RESET or its wire gone): the other is cut (`Side.cut`), what it was sent
+        written first, so the loss reaches the far end as a loss. It was closed cleanly,
+        and a client took a cut answer for a whole one (found by a review)."""
         if self.halves.lost() is Step.CLOSE_BOTH:
-            self._close(abort=False)
+            self._close(_cut)
 
     def lost_lingering(self) -> None:
-        """As `lost`, but side a is read on for a while before it is closed (linger.py): what
-        it was sent last (a GOAWAY) is not lost to a reset while its client is still sending."""
+        """The proxy ends the pair itself (a client's protocol error, h2_relay.py), cleanly,
+        but side a is read on for a while before it is closed (linger.py): what it was sent
+        last (a GOAWAY) is not lost to a reset while its client is still sending."""
         if self.halves.lost() is Step.CLOSE_BOTH:
-            self._close(abort=False, linger=not self.halves.ended[0])
+            self._close(_closed, linger=not self.halves.ended[0])
 
     def terminate(self) -> None:
-        """Cut both connections now (policy change, drain timeout)."""
+        """Cut both connections now (policy change, drain timeout): the proxy's own end, not
+        a loss: a local app or client is closed at once, a peer sidecar is told the end
+        (`Side.shut`), so the client on its side sees the proxy's close, as a refused one
+        does, not a loss."""
         if self.halves.lost() is Step.CLOSE_BOTH:
-            self._close(abort=True)
+            self._close(_shut)
 
-    def _close(self, *, abort: bool, linger: bool = False) -> None:
+    def _close(self, end: Callable[[Side], None], *, linger: bool = False) -> None:
         a, b = self.sides
         if not linger:
-            a.close(abort=abort)
-        b.close(abort=abort)
+            end(a)
+        end(b)
         self._on_close(self)
         # Both ends are done: the sides let go of the relay now. A side's own connection_lost
         # does that for a TCP or TLS connection, but a mux stream closed here gets none, and
@@ -113,3 +123,15 @@ class Relay(Joint):
             side.relay = None
         if linger:
             linger_on(a)
+
+
+def _closed(side: Side) -> None:
+    side.close()
+
+
+def _cut(side: Side) -> None:
+    side.cut()
+
+
+def _shut(side: Side) -> None:
+    side.shut()

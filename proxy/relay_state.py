@@ -2,12 +2,16 @@
 
 A relay joins two connections, side 0 and side 1. Each direction ends on
 its own: when side N's peer stops sending, the relay forwards that end to
-the other side (TCP FIN or TLS close_notify) and keeps carrying the other
-direction. The pair is closed — both transports, at once — when:
+the other side (TCP FIN, TLS close_notify or a stream's END) and keeps
+carrying the other direction. The pair is closed — both transports, at
+once — when:
 - both directions have ended (uvloop 0.21-0.23 aborts the process with a
   double free when both directions were half-closed and the transports
   were never closed, so "both ended" must always lead to a close);
-- either connection is lost (reset, error): nothing more can be relayed;
+- either connection is lost (reset, error, a TLS end without close_notify,
+  a stream's RESET or its wire gone): nothing more can be relayed, and the
+  other is cut (relay.py `lost`: a reset, no close_notify, RESET), so the
+  loss is not taken for an end;
 - the relay is terminated (policy change, drain timeout).
 """
 

@@ -16,6 +16,8 @@ upstream listener); tls_side.py has the TLS one.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
@@ -27,6 +29,7 @@ _READ_VIEW: Final = memoryview(bytearray(READ_SIZE))
 # Pieces of one write that are together less than this are joined (a head and a short body:
 # one buffer is cheaper for uvloop than a vector); more go as they are in one writev.
 JOIN_BELOW: Final = 16 * 1024
+_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close(2) sends a reset, not a FIN
 
 
 class Kept(Protocol):
@@ -174,6 +177,19 @@ class Side(asyncio.BufferedProtocol):
             else:
                 self.transport.close()
 
+    def cut(self) -> None:
+        """Close it as lost, its peer's connection having been lost: what was sent to it goes
+        first, then the loss, as its kind says it (a TCP reset; tls_side.py: no
+        close_notify; mux_stream.py: RESET), never the clean end a close is."""
+        self.close()
+
+    def shut(self) -> None:
+        """Close it now, the proxy's own decision (a policy change, a drain's end): a local
+        app or client is closed at once (what it was not yet sent, dropped); a peer sidecar
+        is told the end cleanly (tls_side.py, mux_stream.py), so the client behind it sees
+        the proxy's close, not a loss."""
+        self.close(abort=True)
+
 
 class PlainSide(Side):
     """A plain TCP connection; `on_connect(side)` is called once it is made."""
@@ -214,3 +230,16 @@ class PlainSide(Side):
         self.flush()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write_eof()
+
+    def cut(self) -> None:
+        """A reset once what it holds is written (the close waits for that): a FIN would
+        tell the app or client that the other side ended cleanly."""
+        if self._out is not None:
+            self.flush()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        transport.close()

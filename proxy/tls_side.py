@@ -2,6 +2,9 @@
 
 asyncio's TLS transport cannot half-close, so this side runs the TLS state
 machine over memory BIOs itself and writes the records to a plain transport.
+Its input ends cleanly only with the peer's close_notify; a TCP end without
+one (truncation: a peer that crashed, or a FIN or reset forged on the path)
+is a lost connection, passed on as a loss (relay.py), never as an end.
 """
 
 from __future__ import annotations
@@ -68,9 +71,9 @@ class TlsSide(Side):
             self._fail(ClosedEarly() if self.silent else ConnectionResetError(
                 "the peer closed the connection during the handshake"))  # fmt: skip
             return False
-        if not self.pipe.eof_received:
-            self.pipe.end_of_input()
-            self.deliver([], True)
+        if not self.pipe.eof_received:  # a TCP end with no close_notify: the stream was cut
+            self.pipe.end_of_input()  # (a peer that crashed, a FIN forged on the path), and a
+            return False  # truncation is a loss, not an end: closed, connection_lost says so
         return True
 
     def resume_reading(self) -> None:
@@ -109,6 +112,21 @@ class TlsSide(Side):
         if not abort:
             self.send_eof()  # close_notify, so the peer knows the stream was not cut
         super().close(abort=abort)
+
+    def cut(self) -> None:
+        """Closed with no close_notify, once what it holds is written: the peer (a sidecar of
+        ours: `eof_received`) takes the bare TCP end for the loss it passes on."""
+        Side.close(self)
+
+    def shut(self) -> None:
+        """close_notify: the proxy's own end, which the peer passes on as an end. It goes
+        out once the loop turn is over, as a stream's END does (mux.py writes once a turn)
+        and an abort's close did: a sweep that cuts many connections (a policy change, a
+        revocation) finishes, and logs what it cut, before any peer hears of one."""
+        try:
+            asyncio.get_running_loop().call_soon(self.close)
+        except RuntimeError:  # no loop runs (the process is stopping): now, then
+            self.close()
 
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():

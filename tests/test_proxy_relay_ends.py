@@ -4,7 +4,9 @@ A real upstream listener (web) and a real inbound port (db) in the test's
 loop, over sockets, each case both over a mux (ALPN `gossamer-tunnel/2`)
 and over a TLS connection per client; or one of them faked (real
 certificates, frames or TLS by hand) to do what a sidecar of ours never
-does. Found by a review: each test here failed before its fix.
+does. Clients and the app are plain sockets read as the kernel has it: an
+asyncio stream raises a reset before the bytes that came ahead of it.
+Found by a review: each test here failed before its fix.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import dataclasses
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -47,37 +50,95 @@ from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
 
 
+async def _recv(sock: socket.socket) -> bytes:
+    return await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65536), 5)
+
+
+async def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    got = b""
+    while len(got) < n:
+        chunk = await _recv(sock)
+        assert chunk, f"the end after {got!r}"
+        got += chunk
+    return got
+
+
+async def _to_the_end(sock: socket.socket) -> tuple[bytes, str]:
+    """What `sock` receives to its end, and how it ended: "eof" (a FIN) or "reset"."""
+    got = b""
+    while True:
+        try:
+            chunk = await _recv(sock)
+        except ConnectionResetError:
+            return got, "reset"
+        if not chunk:
+            return got, "eof"
+        got += chunk
+
+
+async def _send(sock: socket.socket, data: bytes) -> None:
+    await asyncio.get_running_loop().sock_sendall(sock, data)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset, not a FIN (SO_LINGER on, 0 s)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
+
+
 @dataclass
 class Pair:
     web: UpstreamListener
     db: Inbound
     port: int  # web's upstream listener
     pki: Pki
-    apps: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]]  # db's app's accepts
+    policy: Policy  # db's
+    mux: bool  # db agrees to frames; else web makes a TLS connection per client
+    app: socket.socket  # db's app listens here
+    sockets: list[socket.socket]  # closed when the test ends
 
     def muxes(self) -> list[Mux]:
         return [mux for muxes in self.web.tunnels.muxes.values() for mux in muxes]
 
+    async def accepted(self, listening: socket.socket | None = None) -> socket.socket:
+        """The next connection to db's app (or to `listening`)."""
+        loop = asyncio.get_running_loop()
+        conn, _ = await asyncio.wait_for(loop.sock_accept(listening or self.app), 5)
+        conn.setblocking(False)
+        self.sockets.append(conn)
+        return conn
+
+    async def client(self, port: int = 0) -> socket.socket:
+        """A client of web's upstream listener (or of `port`)."""
+        sock = socket.socket()
+        sock.setblocking(False)
+        self.sockets.append(sock)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port or self.port))
+        return sock
+
 
 @pytest.fixture(params=["mux", "tls"])
 async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
-    """web -> db -> an app whose connections the test takes from `apps`; "tls": db agrees to
-    no frames, so web makes a TLS connection per client."""
-    apps: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-
-    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        apps.put_nowait((reader, writer))
-
-    app = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    """web -> db -> an app the test plays (`Pair.accepted`)."""
+    app = _listening()
     pki = Pki()
     db_identity = pki.identity("db")
-    if request.param == "tls":
+    mux = request.param == "mux"
+    if not mux:
         db_identity = dataclasses.replace(db_identity, server_tunnel=db_identity.server)
     web_identity = pki.identity("web")
     policy = Policy()
     policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
     config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+                         local_port=app.getsockname()[1])  # fmt: skip
     db = Inbound(config, lambda: db_identity, policy, tally.Tally())
     await db.start()
     port = free_port("127.0.0.1")
@@ -85,13 +146,57 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
                            tally.Tally())  # fmt: skip
     web.set_instances([("127.0.0.1", config.bind_port)])
     await web.start()
+    sockets = [app]
     try:
-        yield Pair(web, db, port, pki, apps)
+        yield Pair(web, db, port, pki, policy, mux, app, sockets)
     finally:
         for side in (web, db):
             side.stop_listening()
             side.terminate_all()
-        app.close()
+        for sock in sockets:
+            sock.close()
+
+
+class _Tls:
+    """TLS driven here (a TlsPipe over a plain socket), as a client of db's port with web's
+    certificate or as a db instance with db's, so it can do what no TLS library would."""
+
+    def __init__(self, sock: socket.socket, pipe: TlsPipe) -> None:
+        self.sock, self.pipe = sock, pipe
+        self.frames = Deframer()
+        self._early: list[bytes] = []  # what came with the handshake's last message
+
+    @classmethod
+    async def connect(cls, pair: Pair, context: ssl.SSLContext) -> _Tls:
+        tls = cls(await pair.client(pair.db.config.bind_port), TlsPipe(context, server_side=False))
+        await _send(tls.sock, tls.pipe.start())
+        while not tls.pipe.handshaken:
+            tls.pipe.feed(await _recv(tls.sock))
+        await _send(tls.sock, tls.pipe.pending())  # the client's Finished
+        return tls
+
+    @classmethod
+    async def accept(cls, pair: Pair, listening: socket.socket, context: ssl.SSLContext) -> _Tls:
+        tls = cls(await pair.accepted(listening), TlsPipe(context, server_side=True))
+        while not tls.pipe.handshaken:
+            tls._early = tls.pipe.feed(await _recv(tls.sock))
+            await _send(tls.sock, tls.pipe.pending())
+        return tls
+
+    async def send(self, data: bytes) -> None:
+        await _send(self.sock, self.pipe.encrypt(data))
+
+    async def received(self) -> bytes:
+        """The plaintext of the next read that brings any."""
+        got, self._early = self._early, []
+        while not got:
+            got = self.pipe.feed(await _recv(self.sock))
+        return b"".join(got)
+
+    def bare_end(self) -> None:
+        """A TCP end with no close_notify before it: what a peer that crashed sends, or a
+        FIN forged on the path (truncation)."""
+        self.sock.shutdown(socket.SHUT_WR)
 
 
 def _in_thread(fn: Callable[[], None]) -> threading.Thread:
@@ -167,35 +272,6 @@ async def test_a_stream_stalled_before_its_join_pauses_its_client_at_the_join(pa
         fake.close()
 
 
-class _Raw:
-    """A client of db's port with web's certificate, its TLS driven here (a TlsPipe over a
-    plain socket), so it can send what no TLS library would; what it receives is read as
-    the kernel has it (an asyncio stream would raise a reset before the bytes that came
-    ahead of it)."""
-
-    def __init__(self, sock: socket.socket, pipe: TlsPipe) -> None:
-        self.sock, self.pipe = sock, pipe
-        self.loop = asyncio.get_running_loop()
-
-    @classmethod
-    async def connect(cls, pair: Pair, context: ssl.SSLContext) -> _Raw:
-        sock = socket.socket()
-        sock.setblocking(False)
-        raw = cls(sock, TlsPipe(context, server_side=False))
-        await raw.loop.sock_connect(sock, ("127.0.0.1", pair.db.config.bind_port))
-        await raw.send(raw.pipe.start())
-        while not raw.pipe.handshaken:
-            raw.pipe.feed(await raw.loop.sock_recv(sock, 65536))
-        await raw.send(raw.pipe.pending())  # the client's Finished
-        return raw
-
-    async def send(self, data: bytes) -> None:
-        await self.loop.sock_sendall(self.sock, data)
-
-    async def recv(self) -> bytes:
-        return await asyncio.wait_for(self.loop.sock_recv(self.sock, 65536), 5)
-
-
 @pytest.mark.parametrize("pair", ["tls"], indirect=True)
 async def test_what_a_client_sends_after_its_close_notify_is_dropped_and_not_read(
     pair: Pair,
@@ -203,28 +279,21 @@ async def test_what_a_client_sends_after_its_close_notify_is_dropped_and_not_rea
     """A client that sends on after its close_notify: its bytes were kept in the TLS pipe,
     never decrypted, and the connection never paused (100 MiB held in a review's run). They
     are dropped, and the connection is read no more; its half-close stays a half-close."""
-    client = await _Raw.connect(pair, pair.pki.identity("web").client)
-    try:
-        await client.send(client.pipe.encrypt(b"request"))
-        app_reader, app_writer = await asyncio.wait_for(pair.apps.get(), 5)
-        assert await app_reader.readexactly(7) == b"request"
-        late = (b"\x17\x03\x03\x40\x00" + bytes(0x4000)) * 16  # 256 KiB shaped as records
-        await client.send(client.pipe.close_write() + late)
-        assert await asyncio.wait_for(app_reader.read(), 5) == b""  # the end, passed on
-        ((relay, _),) = pair.db.open.items()
-        side = relay.sides[0]
-        assert isinstance(side, TlsSide) and side.transport is not None
-        transport = side.transport
-        await eventually_async(lambda: side.pipe._incoming.pending or not transport.is_reading())
-        assert side.pipe._incoming.pending == 0 and not transport.is_reading()
-        app_writer.write(b"answer")  # the other direction flows on
-        got: list[bytes] = []
-        while not got:  # (the server's session ticket may come first)
-            got = client.pipe.feed(await client.recv())
-        assert got == [b"answer"]
-        app_writer.close()
-    finally:
-        client.sock.close()
+    client = await _Tls.connect(pair, pair.pki.identity("web").client)
+    await client.send(b"request")
+    app = await pair.accepted()
+    assert await _recv_exactly(app, 7) == b"request"
+    late = (b"\x17\x03\x03\x40\x00" + bytes(0x4000)) * 16  # 256 KiB shaped as records
+    await _send(client.sock, client.pipe.close_write() + late)
+    assert await _to_the_end(app) == (b"", "eof")  # the end, passed on
+    ((relay, _),) = pair.db.open.items()
+    side = relay.sides[0]
+    assert isinstance(side, TlsSide) and side.transport is not None
+    transport = side.transport
+    await eventually_async(lambda: side.pipe._incoming.pending or not transport.is_reading())
+    assert side.pipe._incoming.pending == 0 and not transport.is_reading()
+    await _send(app, b"answer")  # the other direction flows on
+    assert await client.received() == b"answer"
 
 
 @pytest.mark.parametrize("pair", ["mux"], indirect=True)
@@ -238,27 +307,101 @@ async def test_a_frame_on_a_stream_after_its_end_closes_the_wire_as_a_bad_frame(
     of the wire's read (uvloop: "Fatal error on transport"), and the wire went down with no
     word; a second END was ignored. Either is a frame out of turn: the wire is closed,
     logged, as for any bad frame, and nothing reaches the app after its end."""
-    context = pair.pki.identity("web").client_tunnel
-    reader, writer = await asyncio.open_connection("127.0.0.1", pair.db.config.bind_port,
-                                                   ssl=context)  # fmt: skip
-    try:
-        writer.write(control(OPEN, 1))
-        app1, _ = await asyncio.wait_for(pair.apps.get(), 5)
-        writer.write(control(OPEN, 2))
-        app2, _ = await asyncio.wait_for(pair.apps.get(), 5)
-        writer.write(control(END, 1))
-        assert await asyncio.wait_for(app1.read(), 5) == b""  # the end, passed on
-        writer.write(late)
-        with contextlib.suppress(ConnectionResetError):
-            while await asyncio.wait_for(reader.read(65536), 5):  # ACKs, then the close
-                pass
-        assert f"stream 1: {'data after its end' if late[0] == DATA else 'a second end'}" in (
-            caplog.text
-        )
-        with contextlib.suppress(ConnectionResetError):  # (the other stream is lost with it)
-            assert await asyncio.wait_for(app2.read(), 5) == b""
-        with contextlib.suppress(ConnectionResetError):
-            assert await asyncio.wait_for(app1.read(), 5) == b""  # never b"after"
-        await eventually_async(lambda: not pair.db.open and not pair.db.tunnels.muxes, 5)
-    finally:
-        writer.close()
+    client = await _Tls.connect(pair, pair.pki.identity("web").client_tunnel)
+    await client.send(control(OPEN, 1))
+    app1 = await pair.accepted()
+    await client.send(control(OPEN, 2))
+    app2 = await pair.accepted()
+    await client.send(control(END, 1))
+    assert await _to_the_end(app1) == (b"", "eof")  # the end, passed on
+    await client.send(late)
+    await _to_the_end(client.sock)  # ACKs, then the wire closed
+    why = "data after its end" if late[0] == DATA else "a second end"
+    assert f"stream 1: {why}" in caplog.text
+    assert (await _to_the_end(app2))[0] == b""  # (the other stream lost with it)
+    assert (await _to_the_end(app1))[0] == b""  # never b"after"
+    await eventually_async(lambda: not pair.db.open and not pair.db.tunnels.muxes, 5)
+
+
+async def test_an_end_at_either_end_reaches_the_other_as_an_end(pair: Pair) -> None:
+    """A clean end stays clean each way, while the other direction flows on."""
+    client = await pair.client()
+    await _send(client, b"question")
+    client.shutdown(socket.SHUT_WR)
+    app = await pair.accepted()
+    assert await _to_the_end(app) == (b"question", "eof")
+    await _send(app, b"answer")
+    app.shutdown(socket.SHUT_WR)
+    assert await _to_the_end(client) == (b"answer", "eof")
+
+
+async def _joined(pair: Pair) -> tuple[socket.socket, socket.socket]:
+    """A client and the app connection it reached, bytes through both proxies already."""
+    client = await pair.client()
+    await _send(client, b"hello")
+    app = await pair.accepted()
+    assert await _recv_exactly(app, 5) == b"hello"
+    await eventually_async(lambda: pair.web.open and pair.db.open, 5)
+    return client, app
+
+
+@pytest.mark.parametrize("who", ["app", "client"])
+async def test_a_reset_at_either_end_reaches_the_other_as_a_reset(pair: Pair, who: str) -> None:
+    """An app (or client) that sends, then resets: the other end gets what was sent, then a
+    reset. It got a clean end (FIN, close_notify, END), and took a cut answer (or upload)
+    for a whole one."""
+    client, app = await _joined(pair)
+    sender, receiver = (app, client) if who == "app" else (client, app)
+    await _send(sender, b"partial")
+    _reset(sender)
+    assert await _to_the_end(receiver) == (b"partial", "reset")
+    await eventually_async(lambda: not pair.web.open and not pair.db.open, 5)
+
+
+async def test_a_policy_cut_is_a_close_at_either_end_not_a_loss(pair: Pair) -> None:
+    """The proxy's own close is no loss to pass on: the client of a connection a policy
+    change cut sees it closed, as it did before losses were passed on, and as a refused one
+    is; the app too."""
+    client, app = await _joined(pair)
+    pair.policy.intentions = IntentionSet([Intention("web", "db", action="deny")])
+    pair.db.recheck()  # what the runtime does when the intentions change
+    assert await _to_the_end(client) == (b"", "eof")
+    assert await _to_the_end(app) == (b"", "eof")
+
+
+async def test_a_tls_end_without_close_notify_from_a_client_is_a_loss(pair: Pair) -> None:
+    """A client sidecar (web's certificate, TLS by hand) that sends, then ends its TCP
+    stream with no close_notify: a truncation, passed on as a loss (the app is reset), not
+    as the clean end it was (the app took a cut upload for a whole one)."""
+    identity = pair.pki.identity("web")
+    client = await _Tls.connect(pair, identity.client_tunnel if pair.mux else identity.client)
+    if pair.mux:
+        await client.send(control(OPEN, 1))
+    app = await pair.accepted()
+    await eventually_async(lambda: pair.db.open, 5)  # joined: nothing is held
+    await client.send(pack_header(DATA, 1, 7) + b"partial" if pair.mux else b"partial")
+    client.bare_end()
+    assert await _to_the_end(app) == (b"partial", "reset")
+    await eventually_async(lambda: not pair.db.open and not pair.db.tunnels.muxes, 5)
+
+
+async def test_a_tls_end_without_close_notify_from_an_instance_is_a_loss(pair: Pair) -> None:
+    """An instance's sidecar (db's certificate, TLS and frames by hand) that sends part of an
+    answer, then ends its TCP stream with no close_notify (no END, no RESET either): the
+    client gets the part, then a reset, not the clean end it got."""
+    db = pair.pki.identity("db")
+    listening = _listening()
+    pair.sockets.append(listening)
+    pair.web.set_instances([listening.getsockname()[:2]])
+    client = await pair.client()
+    await _send(client, b"request")
+    server = await _Tls.accept(pair, listening, db.server_tunnel if pair.mux else db.server)
+    if pair.mux:
+        while not any(kind == OPEN for kind, _, _ in server.frames.feed(await server.received())):
+            pass
+        await server.send(control(ACK, 1))
+    await eventually_async(lambda: pair.web.open, 5)  # joined: nothing is held
+    await server.send(pack_header(DATA, 1, 7) + b"partial" if pair.mux else b"partial")
+    server.bare_end()
+    assert await _to_the_end(client) == (b"partial", "reset")
+    await eventually_async(lambda: not pair.web.open and not pair.muxes(), 5)
