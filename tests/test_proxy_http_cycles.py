@@ -18,17 +18,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import Intention
-from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_reply import Reply
-from gossamer.proxy.inbound import Inbound, Policy
-from gossamer.proxy.outbound import UpstreamListener
-from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
-from tests.proxy_pki import Pki
+from tests.http_pair import http_pair
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -48,28 +41,8 @@ async def _app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 async def web_port() -> AsyncIterator[int]:
     """web's HTTP upstream listener, through db's HTTP sidecar to the app; pooled
     connections idle out after 0.2 s."""
-    app = await asyncio.start_server(_app, "127.0.0.1", 0)
-    pki = Pki()
-    db_identity, web_identity = pki.identity("db"), pki.identity("web")
-    policy = Policy()
-    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
-    port = free_port("127.0.0.1")
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port, protocol="http",
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
-    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
-    await db.start()
-    up = free_port("127.0.0.1")
-    upstream = Upstream("db", up, connect_timeout_s=0.5, protocol="http", pool_idle_s=0.2)
-    web = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
-    web.set_instances([("127.0.0.1", port)])
-    await web.start()
-    try:
-        yield up
-    finally:
-        for side in (web, db):
-            side.stop_listening()
-            side.terminate_all()
-        app.close()
+    async with http_pair(_app, connect_timeout_s=0.5, pool_idle_s=0.2) as (web, _):
+        yield web.upstream.bind_port
 
 
 async def _get(port: int) -> bytes:

@@ -8,23 +8,15 @@ inbound -> a small app written for each test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
-from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import Intention
-from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig, Upstream
-from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.outbound import UpstreamListener
-from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
-from tests.proxy_pki import Pki
+from tests.http_pair import Handler, http_pair
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 SWITCHED = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Version: 13\r\n"
@@ -41,36 +33,9 @@ async def _app(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
-@contextlib.asynccontextmanager
-async def _pair(app_handler: Handler, web_protocol: str = "http"
-                ) -> AsyncIterator[tuple[UpstreamListener, Inbound]]:  # fmt: skip
-    """web's upstream listener (`web_protocol`) -> mTLS -> db's HTTP inbound -> the app."""
-    app = await asyncio.start_server(app_handler, "127.0.0.1", 0)
-    pki = Pki()
-    db_identity, web_identity = pki.identity("db"), pki.identity("web")
-    policy = Policy()
-    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
-    port = free_port("127.0.0.1")
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port, protocol="http",
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
-    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
-    await db.start()
-    upstream = Upstream("db", free_port("127.0.0.1"), protocol=web_protocol)
-    listener = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
-    listener.set_instances([("127.0.0.1", port)])
-    await listener.start()
-    try:
-        yield listener, db
-    finally:
-        for side in (listener, db):
-            side.stop_listening()
-            side.terminate_all()
-        app.close()
-
-
 @pytest.fixture
 async def web() -> AsyncIterator[UpstreamListener]:
-    async with _pair(_app) as (listener, _):
+    async with http_pair(_app) as (listener, _):
         yield listener
 
 
@@ -114,7 +79,7 @@ async def test_a_client_that_ends_its_side_before_the_101_still_gets_its_tunnel(
         writer.write(b"reply-to:" + seen[-1])
         writer.close()
 
-    async with _pair(app, "tcp") as (listener, db):
+    async with http_pair(app, "tcp") as (listener, db):
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.upstream.bind_port)
         writer.write(UPGRADE + b"FRAME1")
         writer.write_eof()
@@ -153,7 +118,7 @@ async def test_a_draining_sidecar_lets_its_keep_alive_clients_go_between_request
     inbound (the pooled streams from web's sidecar) and at an upstream listener (the app's
     own keep-alive connections)."""
     release, asked = asyncio.Event(), asyncio.Event()
-    async with _pair(await _keep_alive_app(release, asked), "http") as (web, db):
+    async with http_pair(await _keep_alive_app(release, asked), "http") as (web, db):
         port = web.upstream.bind_port
         busy = await asyncio.open_connection("127.0.0.1", port)
         busy[1].write(b"GET /slow HTTP/1.1\r\nHost: db\r\n\r\n")

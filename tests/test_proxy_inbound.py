@@ -318,6 +318,18 @@ async def test_a_revoked_client_is_cut_mid_http_session_and_refused_after() -> N
         app.close()
 
 
+def _db_runtime(pki: Pki, app_port: int) -> tuple[ProxyRuntime, ProxyConfig]:
+    """db's sidecar in this process, its inbound on a free port to `app_port`, with the
+    agent's answers handed in as its watches would: db's leaf, web -> db allowed."""
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
+                         local_port=app_port)  # fmt: skip
+    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
+    runtime.trust.identity = pki.identity("db")
+    runtime.policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
+    runtime.policy.known = True
+    return runtime, config
+
+
 @pytest.mark.parametrize("change", ["revoked", "denied"])
 async def test_a_retired_listeners_connections_are_still_judged(change: str) -> None:
     """The inbound port moved (a registration change): the old listener's connection goes
@@ -332,12 +344,7 @@ async def test_a_retired_listeners_connections_are_still_judged(change: str) -> 
 
     app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
     pki = Pki()
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
-    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
-    runtime.trust.identity = pki.identity("db")
-    runtime.policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
-    runtime.policy.known = True
+    runtime, config = _db_runtime(pki, app.sockets[0].getsockname()[1])
     try:
         await runtime._apply(config, first=True)
         web = client_context(pki, pki.leaf_json("web"))
@@ -372,12 +379,7 @@ async def test_a_connection_in_its_handshake_is_counted_and_never_joins_after_th
 
     app = await asyncio.start_server(app_side, "127.0.0.1", 0)
     pki = Pki()
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
-    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
-    runtime.trust.identity = pki.identity("db")
-    runtime.policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
-    runtime.policy.known = True
+    runtime, config = _db_runtime(pki, app.sockets[0].getsockname()[1])
     try:
         await runtime._apply(config, first=True)
         pipe = TlsPipe(client_context(pki, pki.leaf_json("web")), server_side=False)
