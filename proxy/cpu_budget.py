@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-from gossamer.proxy.config import MAX_WORKERS, workers_text
+from gossamer.proxy.config_flags import MAX_WORKERS, workers_text
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 V1_MOUNTS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")  # where a v1 `cpu` controller is mounted

@@ -27,7 +27,9 @@ import logging
 from typing import Any
 
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.config import ConfigError, config_from_registration, with_drain
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_flags import with_drain
+from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.metrics_server import Fleet
 from gossamer.proxy.runtime import RETRY_S, ProxyRuntime
 from gossamer.proxy.watch import Watch

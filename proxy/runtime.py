@@ -38,12 +38,9 @@ from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.config import (
-    ConfigError,
-    ProxyConfig,
-    config_from_registration,
-    keep_pinned,
-)
+from gossamer.proxy.config import ConfigError, ProxyConfig
+from gossamer.proxy.config_flags import keep_pinned
+from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity

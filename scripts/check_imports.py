@@ -102,6 +102,9 @@ PURE_MODULES: tuple[str, ...] = (
     # the sidecar proxy's pure cores
     "proxy/config.py",
     "proxy/config_fields.py",
+    "proxy/config_registration.py",
+    "proxy/config_flags.py",
+    "proxy/config_metrics.py",
     "proxy/authorize.py",
     "proxy/policy.py",
     "proxy/balance.py",

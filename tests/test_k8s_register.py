@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gossamer.proxy.config import config_from_registration
+from gossamer.proxy.config_registration import config_from_registration
 from tests.harness.cli import gossamer, one_error_line
 from tests.harness.cluster import AgentProc, Cluster
 

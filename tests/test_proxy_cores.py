@@ -17,17 +17,9 @@ from hypothesis import strategies as st
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import BadAnswer, parse_answer, split_base_url
 from gossamer.proxy.balance import choose, choose_for_request
-from gossamer.proxy.config import (
-    ConfigError,
-    Upstream,
-    adhoc_config,
-    config_from_json,
-    config_from_registration,
-    config_to_json,
-    keep_pinned,
-    parse_upstream_flag,
-    with_drain,
-)
+from gossamer.proxy.config import ConfigError, Upstream, config_from_json, config_to_json
+from gossamer.proxy.config_flags import adhoc_config, keep_pinned, parse_upstream_flag, with_drain
+from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.dial import failed
 from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.outbound import UpstreamListener

@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from gossamer.proxy.config import ConfigError, config_from_registration
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.http_deadlines import Deadlines, Limits
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually

@@ -23,14 +23,10 @@ from hypothesis import strategies as st
 from gossamer.proxy import metrics_server, tally
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.ca.keys import key_id
-from gossamer.proxy.config import (
-    ConfigError,
-    ProxyConfig,
-    Upstream,
-    config_from_registration,
-    keep_pinned,
-    with_metrics,
-)
+from gossamer.proxy.config import ConfigError, ProxyConfig, Upstream
+from gossamer.proxy.config_flags import keep_pinned
+from gossamer.proxy.config_metrics import with_metrics
+from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.dial import dial
 from gossamer.proxy.edge_metrics import (
     INBOUND,

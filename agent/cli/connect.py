@@ -24,16 +24,10 @@ from rich.console import Console
 from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_segment
 from gossamer.agent.cli.services import VerbParsers
 from gossamer.proxy.agent_http import TOKEN_ENV
-from gossamer.proxy.config import (
-    MAX_WORKERS,
-    ConfigError,
-    ProxyConfig,
-    adhoc_config,
-    config_from_registration,
-    config_to_json,
-    with_drain,
-    with_metrics,
-)
+from gossamer.proxy.config import ConfigError, ProxyConfig, config_to_json
+from gossamer.proxy.config_flags import MAX_WORKERS, adhoc_config, with_drain
+from gossamer.proxy.config_metrics import with_metrics
+from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.cpu_budget import worker_count as cpu_worker_count
 
 SIDECAR_SUFFIX = "-sidecar-proxy"

@@ -25,7 +25,8 @@ from aiohttp import web
 from gossamer.agent.http.api import agent_of
 from gossamer.agent.http.render import json_response
 from gossamer.catalog.model import Service
-from gossamer.proxy.config import ConfigError, metrics_addr_of
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_metrics import metrics_addr_of
 from gossamer.proxy.stat_rows import Malformed, check_stats
 
 TIMEOUT_S = 2.0

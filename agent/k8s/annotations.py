@@ -31,7 +31,8 @@ from typing import Any
 
 from gossamer.proxy.ca.errors import LeafRequestError
 from gossamer.proxy.ca.leaf import check_service_name
-from gossamer.proxy.config import ConfigError, workers_text
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_flags import workers_text
 
 PREFIX = "gossamer.io/"
 INJECT = PREFIX + "inject"

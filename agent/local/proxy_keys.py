@@ -9,7 +9,8 @@ sidecar that exits 2 later, far from whoever wrote it.
 from __future__ import annotations
 
 from gossamer.catalog.registration import RegistrationError, ServiceRegistration
-from gossamer.proxy.config import ConfigError, check_http_keys
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_registration import check_http_keys
 
 
 def check_proxy_keys(reg: ServiceRegistration) -> None:

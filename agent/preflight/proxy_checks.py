@@ -36,7 +36,8 @@ from gossamer.proxy.ca.errors import (
     NotSpiffeCertificate,
 )
 from gossamer.proxy.ca.verify import SERVER_AUTH, verify_chain
-from gossamer.proxy.config import ConfigError, config_from_registration
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_registration import config_from_registration
 
 PROXY = "proxy"
 # A proxy bound on a wildcard answers on loopback too; the check runs on the agent's host.

@@ -1,0 +1,127 @@
+"""A sidecar proxy's config read from its registration; the registration's HTTP keys. Pure.
+
+The registration is what `GET /v1/agent/service/<id>-sidecar-proxy` shows
+(the agent has expanded `Connect.SidecarService` already): `Kind` must be
+`connect-proxy`; the proxy's identity is `Proxy.DestinationServiceName`;
+its inbound port is `Port`, bound on `Proxy.Config.bind_address`, else `Address`, else
+0.0.0.0 (as Consul's built-in proxy); the app is `LocalServiceAddress:LocalServicePort`;
+each `Upstreams[i]` listens on `LocalBindAddress` (127.0.0.1) : `LocalBindPort`.
+Consul's JSON shapes are this module's alone: config.py holds the value the
+data path reads, config_flags.py the other source. The agent checks a
+registration's HTTP keys with it (`check_http_keys`) so that a bad one is
+refused when registered. Every problem is a `ConfigError` naming the key
+(`Proxy.Upstreams[1].LocalBindPort`), raised by the checks of config_fields.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gossamer.proxy import config_fields as fields
+from gossamer.proxy import protocol as proto
+from gossamer.proxy.config import (
+    DEFAULT_BIND,
+    DEFAULT_INBOUND_BIND,
+    DRAIN_TIMEOUT_S,
+    HANDSHAKE_TIMEOUT_S,
+    LOCAL_CONNECT_TIMEOUT_S,
+    UPSTREAM_CONNECT_TIMEOUT_S,
+    ProxyConfig,
+    Timeouts,
+    Upstream,
+    distinct,
+)
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_metrics import metrics_addr_of
+
+
+def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
+    """The config a sidecar registration describes; ConfigError naming the first problem."""
+    if body.get("Kind") != "connect-proxy":
+        raise ConfigError(proxy_id, f"is not a connect-proxy (Kind {body.get('Kind', '')!r})")
+    proxy = fields.mapping(body.get("Proxy"), "Proxy")
+    options = fields.mapping(proxy.get("Config", {}), "Proxy.Config")
+    service = fields.service_name(
+        proxy.get("DestinationServiceName"), "Proxy.DestinationServiceName"
+    )
+    local_port = fields.port(proxy.get("LocalServicePort"), "Proxy.LocalServicePort")
+    raw_upstreams = proxy.get("Upstreams") or []
+    if not isinstance(raw_upstreams, list):
+        raise ConfigError("Proxy.Upstreams", "must be a list")
+    client_idle = proto.client_idle_of(options)
+    port_key = "Proxy.Config.bind_port" if "bind_port" in options else "Port"
+    upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]", client_idle)
+                      for i, u in enumerate(raw_upstreams))  # fmt: skip
+    bind_address = (
+        fields.text(options.get("bind_address"), "Proxy.Config.bind_address")
+        or fields.text(body.get("Address"), "Address")
+        or DEFAULT_INBOUND_BIND
+    )
+    bind_port = fields.port(options.get("bind_port", body.get("Port")), port_key)
+    return ProxyConfig(
+        service=service,
+        proxy_id=proxy_id,
+        bind_address=bind_address,
+        bind_port=bind_port,
+        local_address=fields.text(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
+        or "127.0.0.1",
+        local_port=local_port,
+        upstreams=distinct(upstreams, (bind_address, bind_port)),
+        timeouts=_timeouts(options),
+        **proto.l7_fields(options),
+        metrics_addr=metrics_addr_of(options),
+        metrics=fields.flag(options, "gossamer_metrics", "Proxy.Config"),
+    )
+
+
+def check_http_keys(proxy: Mapping[str, Any], where: str) -> None:
+    """Check the HTTP keys a registration's `Proxy` (at `where`) gives the built-in proxy, so a
+    bad one is refused at registration (ConfigError naming it) instead of by the proxy later.
+    Only these keys: the rest of `Config` stays free-form, as in Consul."""
+    options = proxy.get("Config") or {}
+    if isinstance(options, Mapping):
+        proto.l7_fields(options, f"{where}.Config")
+    for i, u in enumerate(proxy.get("Upstreams") or []):
+        options = u.get("Config") if isinstance(u, Mapping) else None
+        if isinstance(options, Mapping):
+            proto.upstream_fields(options, f"{where}.Upstreams[{i}].Config")
+
+
+def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
+    u = fields.mapping(raw, where)
+    kind = u.get("DestinationType", "service") or "service"
+    if kind != "service":
+        raise ConfigError(f"{where}.DestinationType", f"{kind!r} is not supported by the proxy")
+    options, at = fields.mapping(u.get("Config", {}), f"{where}.Config"), f"{where}.Config"
+    return Upstream(
+        name=fields.service_name(u.get("DestinationName"), f"{where}.DestinationName"),
+        bind_port=fields.port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
+        bind_address=fields.text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress")
+        or DEFAULT_BIND,
+        connect_timeout_s=fields.positive_millis(
+            options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at
+        ),
+        **proto.upstream_fields(options, at),
+        client_idle_s=client_idle_s,
+        remote_clients=fields.flag(options, "gossamer_remote_clients", at, default=False),
+    )
+
+
+def _timeouts(options: Mapping[str, Any]) -> Timeouts:
+    where = "Proxy.Config"
+    drain = options.get("drain_timeout_s", DRAIN_TIMEOUT_S)
+    most = fields.MAX_MS // 1000
+    number = isinstance(drain, int | float) and not isinstance(drain, bool)
+    if not (number and 0 <= drain <= most):  # (NaN fails it too: no comparison holds)
+        raise ConfigError(f"{where}.drain_timeout_s",
+                          f"must be seconds 0-{most}, got {fields.shown(drain)}")  # fmt: skip
+    return Timeouts(
+        handshake_s=fields.positive_millis(
+            options, "handshake_timeout_ms", HANDSHAKE_TIMEOUT_S, where
+        ),
+        local_connect_s=fields.positive_millis(
+            options, "local_connect_timeout_ms", LOCAL_CONNECT_TIMEOUT_S, where
+        ),
+        drain_s=float(drain),
+    )
