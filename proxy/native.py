@@ -27,8 +27,8 @@ COMPILED = (
     "h2_follow", "h2_frames", "h2_gate", "h2_relay", "hpack_reader", "http1", "http_codec",
     "http_deadlines", "http_joint", "http_reply", "http_request", "http_target",
     "http_upstream", "inbound", "inbound_http", "inbound_mux", "linger", "mux", "mux_frames",
-    "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay", "relay_state",
-    "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side", "xfcc",
+    "mux_open", "mux_pool", "mux_stream", "outbound", "outlier", "peak_ewma", "relay",
+    "relay_state", "retry_budget", "side", "split", "tally", "tls_pipe", "tls_side", "xfcc",
 )  # fmt: skip
 # Hand-written C built alongside them (under the same manifest): proxy/heap.py's extension.
 C_SOURCES = ("_heap.c",)

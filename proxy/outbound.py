@@ -44,7 +44,8 @@ from gossamer.proxy.identity import Identity
 from gossamer.proxy.listen import serve, take_over
 from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.mux import wire_of
-from gossamer.proxy.mux_pool import MuxPool, open_stream
+from gossamer.proxy.mux_open import open_stream
+from gossamer.proxy.mux_pool import MuxPool
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.protocol import is_h2, is_l7
 from gossamer.proxy.relay import Relay
