@@ -21,19 +21,20 @@ A proxy missing from `before` (the agent's read of it timed out once, a GC
 pause) counts from its start if it started within the window; otherwise
 its counts since it started are not the window's, so it is left out of
 this interval and named (`notes`). A proxy whose figures do not have the
-shape of `/stats` (`check_stats`: another program on its metrics port,
-another version) is named and left out too, never an exception that would
-cost every other proxy's rows.
+shape of `/stats` (`check_stats`, stats_shape.py: another program on its
+metrics port, another version) is named and left out too, never an
+exception that would cost every other proxy's rows. The table's cells are
+stat_table.py's: these rows are also what `--json` prints.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gossamer.proxy.edge_metrics import quantile
+from gossamer.proxy.stats_shape import Malformed, check_stats, what
 
 Key = tuple[str, str, str]
 
@@ -61,10 +62,6 @@ class EdgeRow:
 Who = tuple[str, str]  # (proxy ID, service): two sidecars of one service each have their own
 
 
-class Malformed(ValueError):
-    """Figures not shaped as a proxy's `/stats` answer; the message says where."""
-
-
 @dataclass(frozen=True)
 class Gathering:
     """One reading of the agent's answer, checked: only well-shaped figures get in."""
@@ -83,7 +80,7 @@ def edges_of(answer: Iterable[object]) -> Gathering:
     unread: list[str] = []
     for entry in answer:
         if not isinstance(entry, Mapping):
-            unread.append(f"?: not a proxy's entry: {_what(entry)}")
+            unread.append(f"?: not a proxy's entry: {what(entry)}")
             continue
         proxy_id = str(entry.get("ProxyID", "?"))
         if entry.get("Error"):
@@ -217,95 +214,3 @@ def _merged(
                 for i, n in enumerate(h["Counts"]):
                     counts[i] += sign * int(n)
     return bounds, [max(c, 0) for c in counts]
-
-
-def cells(row: EdgeRow) -> list[str]:
-    """The table cells: success rate, rate, latencies in ms, open, denied."""
-    rate = row.success_rate
-    return [
-        row.direction, row.source, row.destination, row.protocol.upper(),
-        "-" if rate is None else f"{rate * 100:.2f}%", f"{row.per_second:.1f}",
-        *(_ms(v) for v in (row.p50, row.p95, row.p99)), str(row.open), str(row.denied),
-    ]  # fmt: skip
-
-
-HEADERS = ["DIRECTION", "SOURCE", "DESTINATION", "PROTO", "SUCCESS", "RPS", "P50", "P95", "P99",
-           "OPEN", "DENIED"]  # fmt: skip
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    ms = seconds * 1000.0
-    return f"{ms:.1f}ms" if ms < 100 else f"{ms:.0f}ms"
-
-
-def check_stats(stats: object) -> None:
-    """Raise `Malformed` unless `stats` is shaped as a proxy's `/stats` answer, as far as the
-    rows read it: {"Proxies": [{"Service", "UptimeSeconds", "Edges": [...]}]}, each edge with
-    its direction, source and destination, its counts (non-negative integers), its setup
-    histogram and its routes. The agent checks what it passes on (proxy_stats_routes.py);
-    `edges_of` checks again, as its input is whatever the agent at the address answered."""
-    proxies = _field(stats, "Proxies", list, "the answer")
-    for i, proxy in enumerate(proxies):
-        at = f"Proxies[{i}]"
-        _field(proxy, "Service", str, at)
-        uptime = _field(proxy, "UptimeSeconds", (int, float), at)
-        if not 0.0 <= uptime < math.inf:
-            raise Malformed(f"{at}.UptimeSeconds is {uptime!r}, not a number of seconds")
-        for j, edge in enumerate(_field(proxy, "Edges", list, at)):
-            _check_edge(edge, f"{at}.Edges[{j}]")
-
-
-def _check_edge(edge: object, at: str) -> None:
-    for name in ("Direction", "Source", "Destination"):
-        _field(edge, name, str, at)
-    for name in ("Opened", "Failed", "Open", "Denied", "Terminated"):
-        _count(edge, name, at)
-    _check_histogram(_field(edge, "Setup", dict, at), f"{at}.Setup")
-    for route, figures in _field(edge, "Routes", dict, at).items():
-        where = f"{at}.Routes[{route!r}]"
-        _count(figures, "Requests", where)
-        for cls in _field(figures, "Responses", dict, where):
-            _count(figures["Responses"], cls, f"{where}.Responses")
-        _check_histogram(_field(figures, "Latency", dict, where), f"{where}.Latency")
-
-
-def _check_histogram(h: Mapping[str, Any], at: str) -> None:
-    bounds = _field(h, "Bounds", list, at)
-    if not all(_number(b) and math.isfinite(b) for b in bounds):
-        raise Malformed(f"{at}.Bounds holds something other than finite numbers")
-    counts = _field(h, "Counts", list, at)
-    if len(counts) != len(bounds) + 1 or not all(_whole(n) for n in counts):
-        raise Malformed(f"{at}.Counts is not {len(bounds) + 1} non-negative integers")
-
-
-def _field(obj: object, name: str, kind: type | tuple[type, ...], at: str) -> Any:
-    if not isinstance(obj, Mapping):
-        raise Malformed(f"{at} is {_what(obj)}, not an object")
-    value = obj.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise Malformed(f"{at}.{name} is {_what(value)}")
-    return value
-
-
-def _count(obj: object, name: str, at: str) -> None:
-    value: int = _field(obj, name, int, at)
-    if value < 0:
-        raise Malformed(f"{at}.{name} is {value}, not a count")
-
-
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _what(value: object) -> str:
-    """A short description of a JSON value, for a message."""
-    if value is None:
-        return "missing or null"
-    shown = repr(value)
-    return shown if len(shown) <= 40 else f"{shown[:37]}..."

@@ -139,6 +139,8 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/http/metrics_prom.py",
     "agent/http/front_head.py",  # which request heads the light front takes; its answer heads
     "proxy/stat_rows.py",
+    "proxy/stat_table.py",
+    "proxy/stats_shape.py",
     # Kubernetes injector: annotations, patch, AdmissionReview, registration
     "agent/k8s/annotations.py",
     "agent/k8s/patch.py",

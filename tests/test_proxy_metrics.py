@@ -45,7 +45,9 @@ from gossamer.proxy.metrics_server import answer
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.prom_text import Family, render
 from gossamer.proxy.runtime import ProxyRuntime
-from gossamer.proxy.stat_rows import Malformed, cells, check_stats, edges_of, notes, rows
+from gossamer.proxy.stat_rows import edges_of, notes, rows
+from gossamer.proxy.stat_table import cells
+from gossamer.proxy.stats_shape import Malformed, check_stats
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
 from tests.harness.served_agent import Served

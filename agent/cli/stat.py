@@ -28,7 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gossamer.agent.cli.client import AgentClient, UsageError
-from gossamer.proxy.stat_rows import HEADERS, EdgeRow, cells, edges_of, notes, rows
+from gossamer.proxy.stat_rows import EdgeRow, edges_of, notes, rows
+from gossamer.proxy.stat_table import HEADERS, cells
 
 PATH = "/v1/agent/metrics/proxies"
 

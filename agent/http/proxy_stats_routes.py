@@ -27,7 +27,7 @@ from gossamer.agent.http.render import json_response
 from gossamer.catalog.model import Service
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_metrics import metrics_addr_of
-from gossamer.proxy.stat_rows import Malformed, check_stats
+from gossamer.proxy.stats_shape import Malformed, check_stats
 
 TIMEOUT_S = 2.0
 LOOPBACK = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "::": "[::1]"}

@@ -1,0 +1,30 @@
+"""The table `gossamer stat` and `top` print: its headers, and a row's cells as text. Pure.
+
+Apart from the rows (stat_rows.py) because it is presentation only: the
+figures are computed once and `--json` prints them without these cells.
+"""
+
+from __future__ import annotations
+
+from gossamer.proxy.stat_rows import EdgeRow
+
+
+def cells(row: EdgeRow) -> list[str]:
+    """The table cells: success rate, rate, latencies in ms, open, denied."""
+    rate = row.success_rate
+    return [
+        row.direction, row.source, row.destination, row.protocol.upper(),
+        "-" if rate is None else f"{rate * 100:.2f}%", f"{row.per_second:.1f}",
+        *(_ms(v) for v in (row.p50, row.p95, row.p99)), str(row.open), str(row.denied),
+    ]  # fmt: skip
+
+
+HEADERS = ["DIRECTION", "SOURCE", "DESTINATION", "PROTO", "SUCCESS", "RPS", "P50", "P95", "P99",
+           "OPEN", "DENIED"]  # fmt: skip
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = seconds * 1000.0
+    return f"{ms:.1f}ms" if ms < 100 else f"{ms:.0f}ms"
