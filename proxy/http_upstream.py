@@ -203,12 +203,21 @@ class HttpUpstream:
         return balance.choose_for_request(candidates, costs, lst.rng, excluded, failed_here)
 
     def _idle_of(self, instance: Instance) -> Side | None:
+        """The instance's last parked connection still open and current (`MuxPool.current`);
+        the ones passed over end."""
         idle = self.idle.get(instance, [])
+        if not idle:
+            return None
+        lst = self.listener
+        identity, now = lst.identity(), time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.side.is_open():
+            if not conn.side.is_open():
+                conn.forget()
+            elif lst.tunnels.current(conn.side, identity, now):
                 return self._take(conn.side, instance)
-            conn.forget()
+            else:  # an old leaf's or an aged mux's: a new stream instead
+                conn.end()
         return None
 
     def _take(self, side: Side, instance: Instance) -> Side:

@@ -33,6 +33,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.dial import dial
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer, is_mux
+from gossamer.proxy.side import Side
 from gossamer.proxy.tls_side import TlsSide
 
 if TYPE_CHECKING:
@@ -104,6 +105,20 @@ class MuxPool:
             made = self._add(instance, server)
         making.set_result(made)
         return made, True
+
+    def current(self, side: Side, identity: Identity | None, now: float) -> bool:
+        """Whether a pooled HTTP connection (http_upstream.py) may carry another request: a
+        stream on a mux `take` would still give out by its age and context, or a TLS
+        connection made with the current context. Else the request opens a new stream, so a
+        busy pool moves to a new leaf or roots, and a mux ends at `MAX_AGE_S`, as it would
+        for new clients; the old mux closes once its streams have."""
+        if identity is None:
+            return True
+        if isinstance(side, StreamSide):
+            mux = side.mux
+            return (self.contexts.get(mux) is identity.client_tunnel
+                    and now - mux.born < MAX_AGE_S)  # fmt: skip
+        return not isinstance(side, TlsSide) or side.pipe.tls.context is identity.client_tunnel
 
     def quiet(self, mux: Mux, seen: int, stream: StreamSide, after_s: float) -> None:
         """`stream`'s OPEN was not answered in time and nothing was read on `mux` since it went

@@ -25,12 +25,14 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @contextlib.asynccontextmanager
-async def http_pair(app_handler: Handler, web_protocol: str = "http", **upstream: Any
-                    ) -> AsyncIterator[tuple[UpstreamListener, Inbound]]:  # fmt: skip
+async def http_pair(
+    app_handler: Handler, web_protocol: str = "http", pki: Pki | None = None, **upstream: Any
+) -> AsyncIterator[tuple[UpstreamListener, Inbound]]:
     """(web's upstream listener, db's inbound), both listening; `upstream`: more of web's
-    Upstream fields (timeouts, pool sizes)."""
+    Upstream fields (timeouts, pool sizes); `pki`: the mesh both leaves come from, for a
+    test that gives web a new one."""
     app = await asyncio.start_server(app_handler, "127.0.0.1", 0)
-    pki = Pki()
+    pki = pki or Pki()
     db_identity, web_identity = pki.identity("db"), pki.identity("web")
     policy = Policy()
     policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
