@@ -6,7 +6,7 @@ parsed by the proxy's own config code) is asked for `GET /stats` at once,
 each with a short timeout; the answer lists them in proxy-ID order, each
 with its `Stats` or the `Error` that kept them out, so one proxy down never
 hides the others. What a listener answers is checked for the shape of
-`/stats` (`stat_rows.check_stats`) before it is passed on: anything else
+`/stats` (`stats_shape.check_stats`) before it is passed on: anything else
 (another program on the port, another version) is that proxy's `Error`,
 named under `gossamer stat`'s table, never figures that its readers would
 trip over. `gossamer stat` / `top` read this (not Prometheus), and so can

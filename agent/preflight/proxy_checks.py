@@ -1,10 +1,10 @@
 """Judges of this agent's sidecar proxies: where they listen, what they present, upstreams.
 
 Where: the inbound address is computed by the proxy's own config code
-(`proxy.config.config_from_registration`: `Proxy.Config.bind_address`, else
-`Address`, else 0.0.0.0), so the check dials where the proxy binds and not
-`Address` alone, which may be an address peers dial through a NAT that this
-host does not have. A wildcard bind is dialled on loopback.
+(`proxy.config_registration.config_from_registration`:
+`Proxy.Config.bind_address`, else `Address`, else 0.0.0.0), so the check
+dials where the proxy binds and not `Address` alone, which may be an address
+peers dial through a NAT that this host does not have. A wildcard bind is dialled on loopback.
 
 What: the probe opens a TLS connection to each sidecar's inbound port and
 keeps the chain the proxy sends (TLS 1.3 sends it before the proxy asks for
