@@ -12,8 +12,11 @@ the call book needs nothing from the request). Status 0: no answer (reset,
 or the connection ended first). A gRPC call whose answer began but ended
 with no `grpc-status` failed, whatever its `:status`: it gets the code a
 gRPC client reports for it, CANCELLED (499) when the client reset it,
-INTERNAL (500) when the app did, UNAVAILABLE (503) when the connection
-ended. A denied call is a `403` at once, like a denied HTTP/1 request.
+INTERNAL (500) when the app did; when the connection ended under it,
+CANCELLED if the client's side of the connection ended or was lost first
+(its process exited, it closed its channel: Envoy's downstream disconnect),
+else UNAVAILABLE (503: the app's side, or the wire to it, went first, or
+the proxy cut both). A denied call is a `403` at once, like a denied HTTP/1 request.
 Times come in from the shell (`now`, seconds).
 """
 
@@ -38,9 +41,9 @@ MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (
 RAPID_CALLS: Final = 500
 PREMATURE_S: Final = 1.0
 # A gRPC answer cut before its grpc-status, by whom: the code a gRPC client reports for it.
-CANCELLED: Final = 1  # the client reset the stream
+CANCELLED: Final = 1  # the client reset the stream, or its side of the connection ended first
 INTERNAL: Final = 13  # the app reset it
-UNAVAILABLE: Final = 14  # the connection ended under it
+UNAVAILABLE: Final = 14  # the connection ended under it, the client's side not first
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 Fields = list[tuple[bytes, bytes]]  # a request's header fields, decoded
 
@@ -83,6 +86,7 @@ class CallBook:
         self._calls: dict[int, Call] = {}
         self.count = 0  # calls opened
         self.early = 0  # of those, reset for the client's doing before the app's answer began
+        self.gone = 0  # who cut the calls open when the connection ends (`side_ended`); 0: none
 
     def opened(self, stream: int, route: str, now: float, fields: Fields | None = None,
                *, ended: bool = False, length: int = -1) -> None:  # fmt: skip
@@ -206,7 +210,16 @@ class CallBook:
         if call is not None and not call.answered:
             self._done(call.outcome(cut_by), call.route, now - call.started)
 
+    def side_ended(self, client: bool) -> None:
+        """A side of the connection ended or was lost (`client`: the client's): the first of
+        them says who cut the calls still open when the connection ends, the client
+        (CANCELLED) or the app (UNAVAILABLE)."""
+        if not self.gone:
+            self.gone = CANCELLED if client else UNAVAILABLE
+
     def close(self, now: float) -> None:
-        """The connection ended: every call still open ends with it."""
+        """The connection ended: every call still open ends with it, cut by whichever side
+        ended first (none said: the proxy cut both, UNAVAILABLE)."""
+        cut_by = self.gone or UNAVAILABLE
         for stream in list(self._calls):
-            self.closed(stream, now, UNAVAILABLE)
+            self.closed(stream, now, cut_by)

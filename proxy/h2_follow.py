@@ -19,7 +19,7 @@ TLS, or not HTTP/2): `opaque`, nothing followed.
 from __future__ import annotations
 
 from gossamer.proxy.h2_app import AppSide
-from gossamer.proxy.h2_calls import CallBook, Done
+from gossamer.proxy.h2_calls import CANCELLED, CallBook, Done
 from gossamer.proxy.h2_frames import (
     ACK,
     HEADERS,
@@ -47,8 +47,8 @@ class ClientFrames(AppSide):
         if kind == HEADERS and stream > self.last and stream % 2:
             self.last = stream
             self.calls.opened(stream, "", self.now)
-        elif kind == RST_STREAM:
-            self.calls.ended(stream, self.now)
+        elif kind == RST_STREAM:  # the client cancelled the call
+            self.calls.closed(stream, self.now, CANCELLED)
         elif kind == SETTINGS and not flags & ACK:
             self._gather = bytearray()
         if length == 0:
@@ -91,6 +91,11 @@ class H2Follower:
     def from_app(self, data: bytes, now: float) -> None:
         if not self.opaque:
             self.answers.feed(data, now)
+
+    def side_ended(self, client: bool) -> None:
+        """A side of the connection ended or was lost (`client`: the client's, else the
+        upstream's): the first charges the calls the connection's end cuts (h2_calls.py)."""
+        self.calls.side_ended(client)
 
     def close(self, now: float) -> None:
         """The connection ended: calls still open are recorded as far as they got."""

@@ -105,6 +105,11 @@ class H2Gate(ClientFrames):
                 self.app.answer(goaway(self.last, NO_ERROR), to_client)
         return to_client
 
+    def side_ended(self, client: bool) -> None:
+        """A side of the connection ended or was lost (`client`: the client's, else the
+        app's): the first charges the calls the connection's end cuts (h2_calls.py)."""
+        self.calls.side_ended(client)
+
     def close(self, now: float) -> None:
         """The connection ended: calls still open are recorded as far as they got."""
         self.calls.close(now)

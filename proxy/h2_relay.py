@@ -16,6 +16,10 @@ sending (linger.py); `on_error(message)` counts and logs it.
 On an upstream's listener (`followed`): bytes go on as they came and an
 `H2Follower` (h2_follow.py) reads along; each call is counted on the
 outbound edge.
+
+Either way, the side whose connection ends or is lost first (or a client
+that broke HTTP/2) is told to the call book: the calls still open when the
+connection ends are charged to it (h2_calls.py: the client's, CANCELLED).
 """
 
 from __future__ import annotations
@@ -68,6 +72,16 @@ class GatedRelay(Relay):
 
     def per_request(self) -> bool:
         return self.gate.speaking
+
+    def ended(self, side: Side) -> None:
+        if not self.halves.closed:  # (the first side to end charges the calls it cuts)
+            self.gate.side_ended(side.index == 0)
+        super().ended(side)
+
+    def side_lost(self, side: Side) -> None:
+        if not self.halves.closed:
+            self.gate.side_ended(side.index == 0)
+        super().side_lost(side)
 
     def drain(self) -> None:
         _send(self.sides[0], self.gate.drain())
@@ -151,6 +165,7 @@ class GatedRelay(Relay):
                 if goaway := gate.goaway_for(error):
                     client.send(goaway)
                 self._on_error(str(error))
+                gate.side_ended(True)  # the client's doing: its calls open are its own cut
                 self.lost_lingering()  # the GOAWAY goes first, then the client's end
                 return
             if gate.opaque and not opaque and not self._on_opaque():
@@ -213,6 +228,16 @@ class FollowedRelay(Relay):
                  follower: H2Follower) -> None:  # fmt: skip
         self.follower = follower
         super().__init__(a, b, on_close)
+
+    def ended(self, side: Side) -> None:
+        if not self.halves.closed:  # (the first side to end charges the calls it cuts)
+            self.follower.side_ended(side.index == 0)
+        super().ended(side)
+
+    def side_lost(self, side: Side) -> None:
+        if not self.halves.closed:
+            self.follower.side_ended(side.index == 0)
+        super().side_lost(side)
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         follower, peer = self.follower, self.sides[1 - side.index]

@@ -12,14 +12,18 @@ intact. Raw-bytes methods (no protobuf): the proxy's job is the transport.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import queue
 import signal
 import socket
+import struct
+import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,8 +36,19 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import ConnectionTerminated, DataReceived, StreamReset
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+)
 
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import Intention
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.edge_metrics import Edge
 from gossamer.proxy.h2_frames import (
     DATA,
     END_HEADERS,
@@ -44,9 +59,13 @@ from gossamer.proxy.h2_frames import (
     frame,
     literal_block,
 )
+from gossamer.proxy.inbound import Inbound
+from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.policy import Policy
 from tests.h2_mute_app import MuteApp
 from tests.harness.cluster import Cluster, free_port, put_exact
-from tests.harness.poll import eventually
+from tests.harness.poll import eventually, eventually_async
+from tests.proxy_pki import Pki
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
@@ -534,3 +553,223 @@ def _until(sock: socket.socket, client: H2Connection, wanted: Callable[[Any], bo
                 return event
         if out := client.data_to_send():
             sock.sendall(out)
+
+
+# The golden metrics of gRPC calls cut short or answered without a status: web's upstream
+# listener and db's sidecar in this process (no cluster), an app played here, real sockets.
+
+_GRPC_HEAD = [(":status", "200"), ("content-type", "application/grpc")]
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: a close sends a reset, not a FIN
+
+
+class _App:
+    """An h2c app (python-hyper's h2 on asyncio) that answers each call once its request
+    ended: /t.T/Watch, a server stream, with its head and a first message, and then nothing
+    more (the stream stays open); /t.T/Bare with a head and a message that ends the stream,
+    no trailers at all; /t.T/Untold the same, then trailers without a `grpc-status`;
+    /t.T/Fine whole, `grpc-status` 0; /plain a plain HTTP/2 answer, `200`. `conns`: the
+    writers of its connections, for a test to end them."""
+
+    def __init__(self) -> None:
+        self.conns: list[asyncio.StreamWriter] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.conns.append(writer)
+        conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        paths: dict[int, str] = {}
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, RequestReceived):
+                        paths[event.stream_id] = dict(event.headers)[":path"]
+                    elif isinstance(event, DataReceived):
+                        conn.acknowledge_received_data(event.flow_controlled_length,
+                                                       event.stream_id)  # fmt: skip
+                    elif isinstance(event, StreamEnded):
+                        _answer(conn, event.stream_id, paths.pop(event.stream_id, ""))
+                writer.write(conn.data_to_send())
+        writer.close()
+
+
+def _answer(conn: H2Connection, stream: int, path: str) -> None:
+    if path == "/plain":
+        conn.send_headers(stream, [(":status", "200"), ("content-type", "text/plain")])
+        conn.send_data(stream, b"ok", end_stream=True)
+        return
+    conn.send_headers(stream, _GRPC_HEAD)
+    conn.send_data(stream, _grpc_message(b"first"), end_stream=path == "/t.T/Bare")
+    if path == "/t.T/Untold":
+        conn.send_headers(stream, [("grpc-message", "no status")], end_stream=True)
+    elif path == "/t.T/Fine":
+        conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+
+
+@dataclasses.dataclass
+class _Mesh:
+    app: _App
+    web: UpstreamListener
+    db: Inbound
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.web.upstream.bind_port}"
+
+    def counted(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The calls counted by status class: on db's inbound edge from web, on web's
+        outbound edge to db."""
+        return _by_class(self.db.metrics.inbound("web")), _by_class(self.web.metrics.outbound("db"))
+
+    async def counted_as(self, kind: str) -> None:
+        """Waits until each edge counted one call, of class `kind`."""
+
+        def check() -> bool:
+            assert self.counted() == ({kind: 1}, {kind: 1})
+            return True
+
+        await eventually_async(check, 5)
+
+
+def _by_class(edge: Edge) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for route in edge.routes.values():
+        for kind, n in route.by_class().items():
+            counted[kind] = counted.get(kind, 0) + n
+    return counted
+
+
+@pytest.fixture(params=["mux", "tls"])
+async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[_Mesh]:
+    """web's upstream listener -> db's sidecar (`protocol: grpc`) -> an `_App`, the calls
+    between the sidecars on a mux stream or on a TLS connection of their own."""
+    app = _App()
+    server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+    pki = Pki()
+    db_identity, web_identity = pki.identity("db"), pki.identity("web")
+    if request.param == "tls":
+        db_identity = dataclasses.replace(db_identity, server_tunnel=db_identity.server)
+    policy = Policy()
+    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
+    app_port = server.sockets[0].getsockname()[1]
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
+                         local_port=app_port, protocol="grpc")  # fmt: skip
+    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
+    await db.start()
+    upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol="grpc")
+    web = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
+    web.set_instances([("127.0.0.1", config.bind_port)])
+    await web.start()
+    try:
+        yield _Mesh(app, web, db)
+    finally:
+        for side in (web, db):
+            side.stop_listening()
+            side.terminate_all()
+        for writer in app.conns:
+            writer.transport.abort()
+        server.close()
+
+
+async def _watching(mesh: _Mesh) -> tuple[socket.socket, H2Connection]:
+    """A client (python-hyper's h2 on a socket) of web's upstream listener with a /t.T/Watch
+    call on stream 1 whose head and first message came."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", mesh.web.upstream.bind_port))
+    client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":path", "/t.T/Watch"),
+                            (":authority", "db"), ("content-type", "application/grpc"),
+                            ("te", "trailers")])  # fmt: skip
+    client.send_data(1, _grpc_message(b"q"), end_stream=True)
+    await loop.sock_sendall(sock, client.data_to_send())
+    while True:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+        assert data, "the connection ended"
+        events = client.receive_data(data)
+        if out := client.data_to_send():
+            await loop.sock_sendall(sock, out)
+        if any(isinstance(e, DataReceived) and b"first" in e.data for e in events):
+            return sock, client
+
+
+async def _until_ended(sock: socket.socket) -> None:
+    """Reads `sock` until its connection ends (an end or a reset)."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(ConnectionResetError):
+        while await asyncio.wait_for(loop.sock_recv(sock, 65536), 5):
+            pass
+
+
+@pytest.mark.parametrize(("how", "counted"), [
+    ("client closes its connection", "4xx"),
+    ("client's connection is reset", "4xx"),
+    ("client cancels the call", "4xx"),
+    ("app closes its connection", "5xx"),
+    ("app's connection is reset", "5xx"),
+])  # fmt: skip
+async def test_a_grpc_stream_cut_short_counts_against_whoever_cut_it(
+    mesh: _Mesh, how: str, counted: str
+) -> None:
+    """A server-streaming call whose answer began is cut before its `grpc-status`. When the
+    client went first (it closed its connection or lost it: its process exited, it closed
+    its channel; or it reset the call) it is CANCELLED, `499`, on both edges: no 5xx of the
+    app's. When the app did, it is UNAVAILABLE, `503`. (The connection ending under a call
+    was a `503` whoever ended it; a reset the calling side's sidecar followed, a `200`.)"""
+    sock, client = await _watching(mesh)
+    if how == "client closes its connection":
+        sock.close()
+    elif how == "client's connection is reset":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        sock.close()
+    elif how == "client cancels the call":
+        client.reset_stream(1, 8)  # CANCEL
+        await asyncio.get_running_loop().sock_sendall(sock, client.data_to_send())
+    else:
+        app_side = mesh.app.conns[-1]
+        if how == "app's connection is reset":
+            app_side.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                         _RESET)  # fmt: skip
+        app_side.close()
+        await _until_ended(sock)
+        sock.close()  # (as a client does once its connection ended)
+    try:
+        await mesh.counted_as(counted)
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("how", ["exits", "closes its channel"])
+async def test_a_grpcio_client_that_goes_away_mid_stream_cancelled_its_call(
+    mesh: _Mesh, how: str
+) -> None:
+    """A real grpcio client, in a process of its own, has a server-streaming call under way
+    and then exits (killed) or closes its channel: its call counts as CANCELLED (`499`) on
+    both edges, not as a 5xx of the app's."""
+    script = (
+        "import grpc, sys\n"
+        "channel = grpc.insecure_channel(sys.argv[1])\n"
+        "answers = channel.unary_stream('/t.T/Watch')(b'q', timeout=60)\n"
+        "print(next(answers).decode(), flush=True)\n"
+        "if sys.argv[2] == 'closes its channel':\n"
+        "    channel.close()\n"
+        "    print('closed', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, mesh.target, how, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"first\n"
+        if how == "exits":
+            proc.kill()
+        else:
+            assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"closed\n"
+        await mesh.counted_as("4xx")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()

@@ -38,3 +38,34 @@ def test_a_status_of_thousands_of_digits_is_no_status_and_no_traceback() -> None
     book.headers(3, [(b":status", b"200"), (b"content-type", b"application/grpc")], False, 0.0)
     book.headers(3, [(b"grpc-status", b"14")], True, 1.0)
     assert outcomes == [(0, "r", 1.0), (503, "r", 1.0)]
+
+
+def _book() -> tuple[CallBook, list[tuple[int, str, float]]]:
+    """A call book and the outcomes it records."""
+    outcomes: list[tuple[int, str, float]] = []
+    return CallBook(lambda *o: outcomes.append(o)), outcomes
+
+
+def _streaming(book: CallBook, stream: int) -> None:
+    """A server-streaming gRPC call on `stream` whose answer began: its head, no trailers."""
+    book.opened(stream, "r", 0.0, ended=True)
+    book.headers(stream, [(b":status", b"200"), (b"content-type", b"application/grpc")],
+                 False, 0.5)  # fmt: skip
+
+
+def test_a_grpc_call_open_when_its_connection_ends_is_charged_to_the_side_that_ended_first(
+) -> None:  # fmt: skip
+    """The connection's end cuts every call still open. A client that ended its side first
+    (its process exited, it closed its channel) cancelled them: 499, as a gRPC client's
+    CANCELLED, not a 5xx of the app's. When the app's side (or the wire to it) ended first,
+    or nobody said, they were UNAVAILABLE (503). A plain HTTP/2 answer keeps its status."""
+    for first, expected in ((True, 499), (False, 503), (None, 503)):
+        book, outcomes = _book()
+        _streaming(book, 1)
+        book.opened(3, "r", 0.0, ended=True)
+        book.headers(3, [(b":status", b"200"), (b"content-type", b"text/plain")], False, 0.5)
+        if first is not None:
+            book.side_ended(client=first)
+            book.side_ended(client=not first)  # (the other side's end, after: no matter)
+        book.close(2.0)
+        assert outcomes == [(expected, "r", 2.0), (200, "r", 2.0)], (first, outcomes)
