@@ -41,7 +41,7 @@ class InboundMuxes:
     def __init__(self, inbound: Inbound) -> None:
         self.inbound = inbound
         self.muxes: set[Mux] = set()
-        self.xfcc: dict[Mux, bytes] = {}  # X-Forwarded-Client-Cert of each wire's client
+        self.xfcc: dict[TlsSide, bytes] = {}  # X-Forwarded-Client-Cert of each wire's client
         # Streams whose app connection is still being made, per wire: a stream the peer resets
         # leaves mux.streams at once, but its connection attempt runs on (local_connect_s).
         self.joining: dict[Mux, int] = {}
@@ -53,12 +53,14 @@ class InboundMuxes:
         identity = self.inbound._identity()
         if identity is not None:
             wire.peer_checked = (identity.trust, source, time.monotonic())
+        protocol = self.inbound.config.protocol
+        if is_l7(protocol) or is_h2(protocol):  # once per wire, for all its streams; before
+            self.xfcc[wire] = self.inbound.xfcc_of(wire)  # the mux: it opens what came with it
         mux = Mux(wire, opener=False, on_open=self._open, on_idle=self._idle, on_lost=self._lost)
-        if not mux.lost:
+        if mux.lost:
+            self.xfcc.pop(wire, None)
+        else:
             self.muxes.add(mux)
-            protocol = self.inbound.config.protocol
-            if is_l7(protocol) or is_h2(protocol):  # once per wire, for all its streams
-                self.xfcc[mux] = self.inbound.xfcc_of(wire)
         if self._sweep is None:
             loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(INBOUND_IDLE_S / 2, self._swept)
@@ -99,7 +101,7 @@ class InboundMuxes:
 
     def xfcc_of(self, stream: StreamSide) -> bytes:
         """The X-Forwarded-Client-Cert value for requests on `stream` (its wire's client)."""
-        return self.xfcc.get(stream.mux, b"")
+        return self.xfcc.get(stream.mux.wire, b"")
 
     def _idle(self, mux: Mux) -> None:
         if self.draining:
@@ -107,7 +109,7 @@ class InboundMuxes:
 
     def _lost(self, mux: Mux) -> None:
         self.muxes.discard(mux)
-        self.xfcc.pop(mux, None)
+        self.xfcc.pop(mux.wire, None)
 
     def _swept(self) -> None:
         self._sweep = None

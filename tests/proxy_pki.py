@@ -35,9 +35,12 @@ class Pki:
                 "Roots": [{"RootCert": certificate_pem(self.mesh.root.certificate)}]}  # fmt: skip
 
     def leaf_json(self, service: str, **ttl: timedelta) -> dict[str, str]:
+        """As the agent answers: the PEMs and the leaf's SPIFFE ID (`ServiceURI`)."""
         leaf = self.mesh.leaf(service, self.now, **ttl)
         assert leaf.private_key is not None
-        return self._pems(leaf.certificate, leaf.private_key)
+        sans = leaf.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        (uri,) = sans.value.get_values_for_type(x509.UniformResourceIdentifier)
+        return {**self._pems(leaf.certificate, leaf.private_key), "ServiceURI": uri}
 
     def identity(self, service: str) -> Identity:
         return build_identity(self.leaf_json(service), self.roots_json())
