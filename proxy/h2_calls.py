@@ -9,15 +9,19 @@ for a gRPC call its
 success rate even though gRPC answers `200` (a gRPC answer is one whose
 `content-type` is `application/grpc…`, as every gRPC server sends it, so
 the call book needs nothing from the request). Status 0: no answer (reset,
-or the connection ended first). A gRPC call whose answer began but ended
-with no `grpc-status` failed, whatever its `:status`: it gets the code a
-gRPC client reports for it, CANCELLED (499) when the client reset it,
-INTERNAL (500) when the app did; when the connection ended under it,
-CANCELLED if the client's side of the connection ended or was lost first
-(its process exited, it closed its channel: Envoy's downstream disconnect),
-else UNAVAILABLE (503: the app's side, or the wire to it, went first, or
-the proxy cut both). A denied call is a `403` at once, like a denied HTTP/1 request.
-Times come in from the shell (`now`, seconds).
+or the connection ended first). A gRPC answer owes a `grpc-status` (in its
+trailers, or its head when trailers-only): one that ends its stream with
+none, whatever its `:status`, is an error at the client (grpcio and gRPC
+core report UNKNOWN, grpc-go INTERNAL when no trailers came at all), so it
+counts as UNKNOWN (500); a plain HTTP/2 answer keeps its `:status`. A gRPC
+answer cut before its `grpc-status` failed too: it gets the code a gRPC
+client reports for it, CANCELLED (499) when the client reset it, INTERNAL
+(500) when the app did; when the connection ended under it, CANCELLED if
+the client's side of the connection ended or was lost first (its process
+exited, it closed its channel: Envoy's downstream disconnect), else
+UNAVAILABLE (503: the app's side, or the wire to it, went first, or the
+proxy cut both). A denied call is a `403` at once, like a denied HTTP/1
+request. Times come in from the shell (`now`, seconds).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (
 # client's fault (a body that breaks its content-length) counts as the client's reset.
 RAPID_CALLS: Final = 500
 PREMATURE_S: Final = 1.0
-# A gRPC answer cut before its grpc-status, by whom: the code a gRPC client reports for it.
+# A gRPC answer with no grpc-status, why: the code a gRPC client reports for it.
+UNKNOWN: Final = 2  # it ended its stream without one
 CANCELLED: Final = 1  # the client reset the stream, or its side of the connection ended first
 INTERNAL: Final = 13  # the app reset it
 UNAVAILABLE: Final = 14  # the connection ended under it, the client's side not first
@@ -68,13 +73,14 @@ class Call:
         self.status = 0  # the final :status
         self.grpc_status = -1  # none yet
 
-    def outcome(self, cut_by: int = 0) -> int:
-        """The status to record; `cut_by`: the gRPC code for an answer cut before its end."""
-        if self.grpc and self.grpc_status < 0 and cut_by:
+    def outcome(self, cut_by: int) -> int:
+        """The status to record; `cut_by`: the gRPC code for an answer that ended, or was
+        cut, without its grpc-status."""
+        if not self.grpc:
+            return self.status
+        if self.grpc_status < 0:
             self.grpc_status = cut_by
-        if self.grpc and self.grpc_status >= 0:
-            return GRPC_HTTP.get(self.grpc_status, 500)
-        return self.status
+        return GRPC_HTTP.get(self.grpc_status, 500)
 
 
 class CallBook:
@@ -193,13 +199,14 @@ class CallBook:
         return self.early * 2 > max(self.count, RAPID_CALLS)
 
     def ended(self, stream: int, now: float) -> None:
-        """The app's side of `stream` ended: the call's outcome (a held book keeps the call
-        while the client's side goes on)."""
+        """The app's side of `stream` ended: the call's outcome, UNKNOWN for a gRPC answer
+        that never said its grpc-status (a held book keeps the call while the client's
+        side goes on)."""
         call = self._calls.get(stream)
         if call is None or call.answered:
             return
         call.answered = True
-        self._done(call.outcome(), call.route, now - call.started)
+        self._done(call.outcome(UNKNOWN), call.route, now - call.started)
         if call.client_ended or not self._held:
             del self._calls[stream]
 

@@ -773,3 +773,58 @@ async def test_a_grpcio_client_that_goes_away_mid_stream_cancelled_its_call(
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+@pytest.mark.parametrize(("path", "code", "counted"), [
+    ("/t.T/Bare", None, "5xx"),
+    ("/t.T/Untold", None, "5xx"),
+    ("/t.T/Fine", grpc.StatusCode.OK, "2xx"),
+])  # fmt: skip
+async def test_a_grpc_answer_without_a_grpc_status_counts_as_an_error(
+    mesh: _Mesh, path: str, code: grpc.StatusCode | None, counted: str
+) -> None:
+    """The gRPC spec makes a missing `grpc-status` an error: the app's `:status` 200 with a
+    stream that ends without one (no trailers at all, or trailers without it) fails at the
+    client, so it counts as one (`500`, UNKNOWN/INTERNAL) on both edges, not as a success.
+    An answer with its status counts as that status."""
+
+    def call() -> grpc.StatusCode:
+        with grpc.insecure_channel(mesh.target) as channel:
+            try:
+                channel.unary_unary(path)(b"q", timeout=10)
+            except grpc.RpcError as error:
+                failed: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
+                return failed
+            return grpc.StatusCode.OK
+
+    got = await asyncio.to_thread(call)
+    if code is None:  # what a client makes of it: a failure
+        assert got in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), got
+    else:
+        assert got is code
+    await mesh.counted_as(counted)
+
+
+async def test_a_plain_http2_answer_needs_no_grpc_status(mesh: _Mesh) -> None:
+    """Only gRPC answers (`content-type: application/grpc…`) owe a `grpc-status`: a plain
+    HTTP/2 answer, `200` that ends with its body, counts as its `:status`."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, ("127.0.0.1", mesh.web.upstream.bind_port))
+        client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        client.initiate_connection()
+        client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":path", "/plain"),
+                                (":authority", "db")], end_stream=True)  # fmt: skip
+        await loop.sock_sendall(sock, client.data_to_send())
+        ended = False
+        while not ended:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+            assert data, "the connection ended"
+            ended = any(isinstance(e, StreamEnded) for e in client.receive_data(data))
+            if out := client.data_to_send():
+                await loop.sock_sendall(sock, out)
+        await mesh.counted_as("2xx")
+    finally:
+        sock.close()

@@ -27,7 +27,8 @@ def test_calls_reset_at_a_deadline_the_app_had_not_met_are_no_rapid_reset() -> N
 
 def test_a_status_of_thousands_of_digits_is_no_status_and_no_traceback() -> None:
     """int() refuses a string of more than 4,300 digits (ValueError): an app's `:status` or
-    `grpc-status` that long broke the relay's callback and the whole connection."""
+    `grpc-status` that long broke the relay's callback and the whole connection. Such a
+    grpc-status is none: the gRPC answer ended without one, UNKNOWN (`500`)."""
     outcomes: list[tuple[int, str, float]] = []
     book = CallBook(lambda *o: outcomes.append(o))
     book.opened(1, "r", 0.0, ended=True)
@@ -37,7 +38,7 @@ def test_a_status_of_thousands_of_digits_is_no_status_and_no_traceback() -> None
     book.opened(3, "r", 0.0, ended=True)
     book.headers(3, [(b":status", b"200"), (b"content-type", b"application/grpc")], False, 0.0)
     book.headers(3, [(b"grpc-status", b"14")], True, 1.0)
-    assert outcomes == [(0, "r", 1.0), (503, "r", 1.0)]
+    assert outcomes == [(500, "r", 1.0), (503, "r", 1.0)]
 
 
 def _book() -> tuple[CallBook, list[tuple[int, str, float]]]:
@@ -69,3 +70,23 @@ def test_a_grpc_call_open_when_its_connection_ends_is_charged_to_the_side_that_e
             book.side_ended(client=not first)  # (the other side's end, after: no matter)
         book.close(2.0)
         assert outcomes == [(expected, "r", 2.0), (200, "r", 2.0)], (first, outcomes)
+
+
+def test_a_grpc_answer_that_ends_without_a_grpc_status_is_an_error() -> None:
+    """The gRPC spec makes a missing grpc-status an error: clients report UNKNOWN (or
+    INTERNAL when no trailers came at all). Counted 500, not as its `:status` 200. A plain
+    HTTP/2 answer needs none; a gRPC one with its status keeps it."""
+    book, outcomes = _book()
+    _streaming(book, 1)
+    book.ended(1, 1.0)  # DATA with END_STREAM: no trailers at all
+    _streaming(book, 3)
+    book.headers(3, [(b"grpc-message", b"lost")], True, 1.0)  # trailers, no grpc-status
+    book.opened(5, "r", 0.0, ended=True)
+    book.headers(5, [(b":status", b"200"), (b"content-type", b"text/plain")], False, 0.5)
+    book.ended(5, 1.0)
+    _streaming(book, 7)
+    book.headers(7, [(b"grpc-status", b"0")], True, 1.0)
+    book.opened(9, "r", 0.0, ended=True)  # trailers-only
+    book.headers(9, [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                     (b"grpc-status", b"5")], True, 1.0)  # fmt: skip
+    assert [status for status, _, _ in outcomes] == [500, 500, 200, 200, 404]
