@@ -102,10 +102,11 @@ class Relay(Joint):
             self._close(_closed, linger=not self.halves.ended[0])
 
     def terminate(self) -> None:
-        """Cut both connections now (policy change, drain timeout): the proxy's own end, not
-        a loss: a local app or client is closed at once, a peer sidecar is told the end
-        (`Side.shut`), so the client on its side sees the proxy's close, as a refused one
-        does, not a loss."""
+        """Cut both connections now (policy change, revocation, drain timeout): the proxy's
+        own end, not a loss: a local app or client is closed at once, a peer sidecar is
+        told the end (`Side.shut`), so the client on its side sees the proxy's close, as a
+        refused one does, not a loss. Neither is waited for, nor sent what was not yet sent
+        (a TLS peer then gets a reset, tls_side.py: the end would be a truncation)."""
         if self.halves.lost() is Step.CLOSE_BOTH:
             self._close(_shut)
 

@@ -10,12 +10,20 @@ is a lost connection, passed on as a loss (relay.py), never as an end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import socket
 import ssl
+import struct
 from collections.abc import Callable
+from typing import Final
 
 from gossamer.proxy.authorize import ClosedEarly
 from gossamer.proxy.side import Side
 from gossamer.proxy.tls_pipe import TlsPipe
+
+_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close(2) sends a reset, not a FIN
+_NOT_SENT: Final = 0x894B  # SIOCOUTQNSD (Linux): bytes a socket holds that are not yet sent
 
 
 class TlsSide(Side):
@@ -119,14 +127,34 @@ class TlsSide(Side):
         Side.close(self)
 
     def shut(self) -> None:
-        """close_notify: the proxy's own end, which the peer passes on as an end. It goes
-        out once the loop turn is over, as a stream's END does (mux.py writes once a turn)
-        and an abort's close did: a sweep that cuts many connections (a policy change, a
-        revocation) finishes, and logs what it cut, before any peer hears of one."""
+        """The proxy's own end (a policy change, a revocation, a cut call or tunnel, a
+        drain's timeout): the peer is refused, so it gets nothing more and is not waited
+        for. What it was not yet sent is dropped, and the connection aborted at once: with
+        close_notify first if nothing was dropped (the peer passes on an end, as a refused
+        client sees), else with a reset, a loss passed on as one (a truncation taken for a
+        clean end, had close_notify followed). A graceful close here (532180a) waited for
+        the write buffer to go: a peer that read nothing kept the socket for as long as it
+        liked, and read megabytes of the refused connection's data after the cut (found by
+        a review). All this goes once the loop turn is over, as a stream's END does (mux.py
+        writes once a turn) and an abort's close did: a sweep that cuts many connections
+        finishes, and logs what it cut, before any peer hears of one."""
         try:
-            asyncio.get_running_loop().call_soon(self.close)
+            asyncio.get_running_loop().call_soon(self._shut)
         except RuntimeError:  # no loop runs (the process is stopping): now, then
-            self.close()
+            self._shut()
+
+    def _shut(self) -> None:
+        dropped, self._out = bool(self._out), None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if dropped or transport.get_write_buffer_size() or _unsent(transport):
+            _reset_at_close(transport)  # what the kernel holds is dropped too, and so said
+        else:
+            self._write(self.pipe.close_write())  # nothing ahead of it: it goes at once
+            if transport.get_write_buffer_size():  # (it did not: the kernel was full)
+                _reset_at_close(transport)
+        transport.abort()
 
     def _write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
@@ -145,3 +173,23 @@ def peer_of(side: TlsSide) -> str:
     """The peer's address as host:port, for logs and refusal counts."""
     peer = side.transport.get_extra_info("peername") if side.transport else None
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """What the kernel holds for the peer and has not sent (its window is shut: it reads
+    nothing); 0 where that cannot be asked."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _NOT_SENT, bytes(4)))[0])
+    except OSError:
+        return 0
+
+
+def _reset_at_close(transport: asyncio.Transport) -> None:
+    """The close sends a reset, and drops what the kernel holds, not sent (SO_LINGER 0)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # (gone already: the abort is all there is to do)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import socket
 import ssl
 import struct
@@ -405,3 +406,184 @@ async def test_a_tls_end_without_close_notify_from_an_instance_is_a_loss(pair: P
     server.bare_end()
     assert await _to_the_end(client) == (b"partial", "reset")
     await eventually_async(lambda: not pair.web.open and not pair.muxes(), 5)
+
+
+# A connection the proxy cuts itself (a policy change, a drain's timeout) over TLS, its peer
+# (a client sidecar, or an instance's, TLS by hand) reading nothing while the other end
+# floods it: what it was sent waits in the proxy's transport and kernel. A graceful close
+# (close_notify, then a close that waits for the write buffer: 532180a) kept the socket for
+# as long as the peer did not read, and the peer then read megabytes of the refused
+# connection's data, closed cleanly (found by a review). A peer that read all still gets
+# close_notify (as through both proxies: test_a_policy_cut_is_a_close_at_either_end_...).
+
+SMALL_BUFFER = 64 * 1024  # the refused peer's receive buffer: what it may hold unread
+FLOOD = b"x" * 65536
+
+
+def _unsent(sock: socket.socket) -> int:
+    """What the kernel holds to send on `sock` and has not sent (SIOCOUTQNSD, Linux)."""
+    return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), 0x894B, bytes(4)))[0])
+
+
+def _small_buffer(sock: socket.socket) -> socket.socket:
+    """Before connect or listen: the window is agreed in the handshake."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    sock.setblocking(False)
+    return sock
+
+
+async def _client(pair: Pair) -> _Tls:
+    """A client sidecar of db's port (web's certificate, no mux) that reads little."""
+    sock = _small_buffer(socket.socket())
+    pair.sockets.append(sock)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", pair.db.config.bind_port))
+    tls = _Tls(sock, TlsPipe(pair.pki.identity("web").client, server_side=False))
+    await _send(sock, tls.pipe.start())
+    while not tls.pipe.handshaken:
+        tls.pipe.feed(await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65536), 5))
+    await _send(sock, tls.pipe.pending())
+    return tls
+
+
+async def _flood(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # (ends when its connection is cut)
+        while True:
+            await _send(sock, FLOOD)
+
+
+async def _after_the_cut(tls: _Tls) -> tuple[int, str]:
+    """What the refused peer reads to its end (TLS bytes), and how it ends: "close_notify",
+    "bare end" or "reset"."""
+    loop, got = asyncio.get_running_loop(), 0
+    while True:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(tls.sock, 1 << 20), 10)
+        except ConnectionResetError:
+            return got, "reset"
+        if not data:
+            return got, "close_notify" if tls.pipe.eof_received else "bare end"
+        got += len(data)
+        with contextlib.suppress(ssl.SSLError):
+            tls.pipe.feed(data)
+
+
+async def _closed_soon(side: TlsSide) -> bool:
+    """Whether the proxy closed its socket to the peer (connection_lost) within 5 s."""
+    try:
+        return bool(await eventually_async(lambda: side.lost, 5))
+    except AssertionError:  # (the deadline passed)
+        return False
+
+
+async def _cut_is_a_cut(tls: _Tls, side: TlsSide) -> None:
+    closed = await _closed_soon(side)
+    got, end = await _after_the_cut(tls)
+    held = tls.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # (as the kernel has it)
+    figures = (f"proxy's socket closed within 5 s: {closed}; the refused peer then read {got}"
+               f" bytes (its receive buffer holds {held}), ending with {end}")  # fmt: skip
+    assert closed, figures
+    assert got <= held, figures  # only what it had received before the cut
+    assert end == "reset", figures  # data was dropped: no clean end (a truncation)
+
+
+@pytest.mark.parametrize("pair", ["tls"], indirect=True)
+@pytest.mark.parametrize("how", ["policy", "drain"])
+async def test_a_cut_client_that_reads_nothing_gets_nothing_more(pair: Pair, how: str) -> None:
+    """db cuts a client sidecar that stopped reading a flood from the app (an intention now
+    denies it, or db's drain timed out): db's socket is closed at once, and the client gets
+    nothing more than it had received, then a reset."""
+    tls = await _client(pair)
+    await tls.send(b"hello")
+    app = await pair.accepted()
+    assert await _recv_exactly(app, 5) == b"hello"
+    await eventually_async(lambda: pair.db.open, 5)
+    ((relay, _),) = pair.db.open.items()
+    side = relay.sides[0]
+    assert isinstance(side, TlsSide)
+    flood = asyncio.ensure_future(_flood(app))
+    await eventually_async(lambda: side.full, 10)  # its transport's buffer is full: so is all
+    if how == "policy":
+        pair.policy.intentions = IntentionSet([Intention("web", "db", action="deny")])
+        pair.db.recheck()  # what the runtime does when the intentions change
+    else:
+        pair.db.terminate_all()  # what a drain does at its timeout
+    flood.cancel()
+    assert not pair.db.open
+    await _cut_is_a_cut(tls, side)
+
+
+@pytest.mark.parametrize("pair", ["tls"], indirect=True)
+async def test_a_cut_client_gets_none_of_what_the_kernel_holds_for_it(pair: Pair) -> None:
+    """The same cut, all the app sent taken by db's kernel (its transport holds nothing),
+    the client's window shut: that is dropped as well, not sent after the cut (nor is a
+    close_notify that would follow it)."""
+    tls = await _client(pair)
+    await tls.send(b"hello")
+    app = await pair.accepted()
+    assert await _recv_exactly(app, 5) == b"hello"
+    await eventually_async(lambda: pair.db.open, 5)
+    ((relay, _),) = pair.db.open.items()
+    side = relay.sides[0]
+    assert isinstance(side, TlsSide) and side.transport is not None
+    transport = side.transport
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # room for all, below
+    size = 4 * SMALL_BUFFER
+    await _send(app, b"x" * size)
+
+    def all_in_the_kernel_some_not_sent() -> bool:
+        return (relay.sides[1].moved == size and not transport.get_write_buffer_size()
+                and _unsent(sock) > 0)  # fmt: skip
+
+    await eventually_async(all_in_the_kernel_some_not_sent, 10)
+    pair.policy.intentions = IntentionSet([Intention("web", "db", action="deny")])
+    pair.db.recheck()
+    await _cut_is_a_cut(tls, side)
+
+
+@pytest.mark.parametrize("pair", ["tls"], indirect=True)
+async def test_a_cut_instance_that_reads_nothing_gets_nothing_more(pair: Pair) -> None:
+    """web's drain times out on a connection to an instance's sidecar that stopped reading
+    its client's upload: web's socket to it is closed at once, and it gets nothing more."""
+    listening = _small_buffer(socket.socket())
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(4)
+    pair.sockets.append(listening)
+    pair.web.set_instances([listening.getsockname()[:2]])
+    client = await pair.client()
+    await _send(client, b"hello")
+    server = await _Tls.accept(pair, listening, pair.pki.identity("db").server)
+    await eventually_async(lambda: pair.web.open, 5)
+    (relay,) = pair.web.open
+    assert isinstance(relay, Relay)
+    side = relay.sides[1]
+    assert isinstance(side, TlsSide)
+    flood = asyncio.ensure_future(_flood(client))
+    await eventually_async(lambda: side.full, 10)
+    pair.web.terminate_all()
+    flood.cancel()
+    assert not pair.web.open
+    await _cut_is_a_cut(server, side)
+
+
+@pytest.mark.parametrize("pair", ["tls"], indirect=True)
+@pytest.mark.parametrize("how", ["policy", "drain"])
+async def test_a_cut_client_that_read_all_is_told_the_end(pair: Pair, how: str) -> None:
+    """A cut client that has read all it was sent: nothing is dropped, so the proxy's close
+    stays clean (close_notify), and is not waited for either."""
+    tls = await _client(pair)
+    await tls.send(b"hello")
+    app = await pair.accepted()
+    assert await _recv_exactly(app, 5) == b"hello"
+    await _send(app, b"answer")
+    assert await tls.received() == b"answer"
+    ((relay, _),) = pair.db.open.items()
+    side = relay.sides[0]
+    assert isinstance(side, TlsSide)
+    if how == "policy":
+        pair.policy.intentions = IntentionSet([Intention("web", "db", action="deny")])
+        pair.db.recheck()
+    else:
+        pair.db.terminate_all()
+    assert (await _after_the_cut(tls))[1] == "close_notify"
+    await eventually_async(lambda: side.lost, 5)
