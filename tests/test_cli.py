@@ -102,3 +102,26 @@ def test_join_force_leave_reload_and_leave(cluster: Cluster) -> None:
     assert gossamer("leave", "--http-addr", b.http).returncode == 0
     assert b.wait_exit() == 0
     eventually(lambda: a.members()["c2"] == 3, 10, what="c2 left")
+
+
+def test_a_table_piped_to_another_program_is_not_cut_to_80_columns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rich sizes output to 80 columns when stdout is no terminal: `gossamer stat | grep`
+    got `DIRECTI…  SOUR…`. Piped with no COLUMNS, a table is as wide as its cells."""
+    import io
+
+    from rich.table import Table
+
+    from gossamer.agent.cli import main
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    console = main._console()
+    table = Table(*(f"HEADER{n:02d}" for n in range(12)))
+    table.add_row(*(f"value-{n:02d}-long" for n in range(12)))
+    with console.capture() as captured:
+        console.print(table)
+    assert "\u2026" not in captured.get() and "value-11-long" in captured.get()
+    monkeypatch.setenv("COLUMNS", "80")  # a width asked for is kept
+    assert main._console().width == 80

@@ -8,6 +8,7 @@ other Consul client would.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -108,12 +109,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_client_command(parser, args)
 
 
+PIPED_WIDTH = 1000  # columns a table may take when its reader is not a terminal
+
+
+def _console() -> Console:
+    """Rich sizes its output to the terminal, and to 80 columns when there is none: piped
+    (to a file, grep, a script), `gossamer stat`'s table had its headers and values cut to
+    fit. Piped with no COLUMNS set, a table takes the width its cells need."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
+
+
 def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         client = None
         if getattr(args, "needs_agent", True):
             client = client_from_args(args)
-        code: int = args.run(args, client, Console(highlight=False))
+        code: int = args.run(args, client, _console())
         return code
     except UsageError as exc:
         parser.print_usage(sys.stderr)
