@@ -31,7 +31,7 @@ REASONS: Final = {
 DENIED_BODY: Final = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110
 HOP_BY_HOP: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # RFC 9110 7.6.1
-RETRY_STATUSES: Final = (502, 503)  # the far sidecar could not get an answer from its app
+RETRY_STATUSES: Final = (502, 503)  # from the far sidecar (its app failed) or the app: elsewhere
 
 
 class Outcome:
