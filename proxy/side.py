@@ -186,8 +186,9 @@ class Side(asyncio.BufferedProtocol):
     def shut(self) -> None:
         """Close it now, the proxy's own decision (a policy change, a drain's end): a local
         app or client is closed at once (what it was not yet sent, dropped); a peer sidecar
-        is told the end cleanly (tls_side.py, mux_stream.py), so the client behind it sees
-        the proxy's close, not a loss."""
+        is not waited for either: told the end cleanly when nothing it was due was dropped,
+        so the client behind it sees the proxy's close, else with a reset, a loss
+        (tls_side.py; a stream: mux_stream.py)."""
         self.close(abort=True)
 
 
