@@ -16,9 +16,14 @@ connections over them. Only sockets of the same user can join such a group,
 but every listener of a worker would join, so two listeners of one process
 (two sidecars of `--node` given the same port) would share a port and
 each get some of the other's clients, under the wrong identity. So a
-process keeps what it serves: a listener on an address and port (or the
-same port on a wildcard address) that another of its listeners still
-serves raises EADDRINUSE, as the bind would without SO_REUSEPORT.
+process keeps what it serves: what each of its listeners bound, as the
+kernel says (`getsockname`: a name is what it resolved to, `0:0::1` is
+`::1`). A listener that would serve an address and port another still
+serves raises EADDRINUSE, as the bind would without SO_REUSEPORT: it is
+bound, checked and closed before it listens, so no client reaches it. A
+wildcard covers its own family only: 0.0.0.0 every IPv4 address, `::` every
+IPv6 one (bound IPV6_V6ONLY, as the kernel then lets `::` and 127.0.0.1 share
+a port). A listener is forgotten once closed.
 
 A listener that replaces another on the same port takes over its socket
 (`take_over`: a duplicate of its descriptor, so both accept from the one
@@ -32,7 +37,8 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 
 # Connections the kernel completes before the proxy accepts them: asyncio's and uvloop's
 # default, 100, dropped the SYNs of a burst of 1,000 client connections (each retried a
@@ -40,8 +46,14 @@ from collections.abc import Callable
 # is what Envoy asks for on Linux.
 BACKLOG = 65535
 _shared = False  # SO_REUSEPORT on every listener: this process is one of several workers
-_WILDCARD = ("", "0.0.0.0", "::")
-_serving: dict[int, list[tuple[str, asyncio.Server]]] = {}  # by port: this process's listeners
+# An address a listener bound: (port, family, the address packed as inet_pton packs it, the
+# IPv6 scope). Packed, not `ipaddress`: the proxy process leaves that module out
+# (test_proxy_footprint.py), and inet_pton's bytes are one per address, however spelled.
+Bound = tuple[int, int, bytes, int]
+# This process's listeners and what each bound. Weak: the record keeps no server alive (a
+# serving one the loop holds); one closed but still held by its owner is passed over and
+# dropped at the next look.
+_serving: weakref.WeakKeyDictionary[asyncio.Server, tuple[Bound, ...]] = weakref.WeakKeyDictionary()
 
 
 def share_ports() -> None:
@@ -61,9 +73,11 @@ def ip_family(host: str) -> int | None:
     return None
 
 
-def bound_socket(host: str, port: int, shared: bool = False) -> socket.socket | None:
-    """A listening, non-blocking socket on an IP literal; None for a name. OSError (the
-    address is taken, not ours) as binding it would raise."""
+def bound_socket(
+    host: str, port: int, shared: bool = False, *, listening: bool = True
+) -> socket.socket | None:
+    """A bound, non-blocking socket on an IP literal, listening unless told not to; None for
+    a name. OSError (the address is taken, not ours) as binding it would raise."""
     family = ip_family(host)
     if family is None:
         return None
@@ -75,7 +89,8 @@ def bound_socket(host: str, port: int, shared: bool = False) -> socket.socket | 
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        sock.listen(BACKLOG)
+        if listening:
+            sock.listen(BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -88,47 +103,96 @@ async def serve(
 ) -> asyncio.Server:
     """`loop.create_server(factory, host, port, reuse_address=True)`, without the resolver
     for an IP literal; shared with the other workers (SO_REUSEPORT) unless `own` (a listener
-    only worker 0 opens: the metrics port)."""
+    only worker 0 opens: the metrics port). EADDRINUSE when another listener of this process
+    serves an address it bound (`held_by`): it is closed before it listens."""
     loop = asyncio.get_running_loop()
     shared = _shared and not own
-    if port and (other := held_by(host, port)) is not None:
-        raise OSError(errno.EADDRINUSE, f"{other}:{port} is served by another listener of "
-                      "this proxy")  # fmt: skip
-    sock = bound_socket(host, port, shared)
-    if sock is None:
+    sock = bound_socket(host, port, shared, listening=False)
+    if sock is None:  # a name: the loop resolves it and binds every address it resolves to
         server = await loop.create_server(factory, host, port, reuse_address=True,
-                                          reuse_port=shared or None, backlog=BACKLOG)  # fmt: skip
+                                          reuse_port=shared or None, backlog=BACKLOG,
+                                          start_serving=False)  # fmt: skip
     else:
-        server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)  # it listens again
-    if port:
-        _serving.setdefault(port, []).append((host, server))
+        try:
+            server = await loop.create_server(factory, sock=sock, backlog=BACKLOG,
+                                              start_serving=False)  # fmt: skip
+        except BaseException:
+            sock.close()
+            raise
+    where = bound_by(server)
+    if (other := held_by(where)) is not None:
+        server.close()
+        raise OSError(errno.EADDRINUSE, f"{host}:{port} is served by another listener of "
+                      f"this proxy (on {show(other)})")  # fmt: skip
+    _serving[server] = where  # before it listens, with no await between: one check at a time
+    try:
+        await server.start_serving()
+    except BaseException:
+        _serving.pop(server, None)
+        server.close()
+        raise
     return server
 
 
-def held_by(host: str, port: int) -> str | None:
-    """The address of a listener of this process that serves `port` where `host` would
-    (the same address, or either one a wildcard); None when none does."""
-    held = _serving.get(port)
-    if not held:
-        return None
-    held[:] = [(h, server) for h, server in held if server.is_serving()]  # closed ones go
-    for other, _ in held:
-        if other == host or other in _WILDCARD or host in _WILDCARD:
-            return other
+def bound_by(server: asyncio.Server) -> tuple[Bound, ...]:
+    """The addresses `server`'s sockets are bound to, as the kernel has them."""
+    where = []
+    for sock in server.sockets:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        name = sock.getsockname()
+        address = socket.inet_pton(sock.family, str(name[0]).partition("%")[0])
+        scope = int(name[3]) if sock.family == socket.AF_INET6 else 0
+        where.append((int(name[1]), int(sock.family), address, scope))
+    return tuple(where)
+
+
+def held_by(where: Iterable[Bound]) -> Bound | None:
+    """The address of a listener of this process that serves one of `where` (the same
+    address and port, or the same port on the wildcard address of the same family); None
+    when none does. Closed listeners are forgotten here."""
+    wanted = tuple(where)
+    for server, bound in list(_serving.items()):
+        if not server.is_serving():
+            _serving.pop(server, None)
+            continue
+        for theirs in bound:
+            if any(_overlap(theirs, mine) for mine in wanted):
+                return theirs
     return None
+
+
+def _overlap(a: Bound, b: Bound) -> bool:
+    """Whether a listener bound to `a` and one bound to `b` would take each other's clients."""
+    if a[0] != b[0] or a[1] != b[1]:  # another port, another family (IPv6 is V6ONLY)
+        return False
+    return a[2:] == b[2:] or not any(a[2]) or not any(b[2])  # not any: the wildcard
+
+
+def show(bound: Bound) -> str:
+    """`address:port` of a bound address, as a log line would write it."""
+    port, family, address, scope = bound
+    text = socket.inet_ntop(family, address)
+    if family == socket.AF_INET6:
+        text = f"[{text}%{scope}]" if scope else f"[{text}]"
+    return f"{text}:{port}"
 
 
 async def take_over(factory: Callable[[], asyncio.BaseProtocol], server: asyncio.Server,
                     host: str, port: int) -> asyncio.Server | None:  # fmt: skip
     """A server for `factory` on `server`'s listening socket (its descriptor duplicated), so
     `server` (on `host`:`port`) may then close without refusing anyone; None when it holds
-    other than one."""
+    other than one. The port stays held, by the successor, with what `server` bound."""
     held = server.sockets
     if len(held) != 1:
         return None
     sock = socket.socket(fileno=os.dup(held[0].fileno()))
     sock.setblocking(False)
     loop = asyncio.get_running_loop()
-    successor = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
-    _serving.setdefault(port, []).append((host, successor))
+    try:
+        successor = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    _serving[successor] = bound_by(successor)
     return successor

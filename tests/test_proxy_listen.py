@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import socket
 import subprocess
 import sys
+import weakref
+from collections.abc import Iterator
+from typing import cast
 
 import pytest
 import uvloop
@@ -15,6 +19,7 @@ import uvloop
 from gossamer.proxy import listen
 from gossamer.proxy.listen import BACKLOG, bound_socket, ip_family, serve
 from tests.harness.binaries import cannot_run
+from tests.harness.poll import eventually_async
 
 
 @pytest.mark.parametrize(
@@ -114,42 +119,216 @@ def test_a_listener_keeps_the_backlog_the_kernel_allows(host: str) -> None:
 
 
 class _Hello(asyncio.Protocol):
+    def __init__(self, said: bytes = b"hello") -> None:
+        self.said = said
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(b"hello")
-        transport.close()
+        writer = cast(asyncio.WriteTransport, transport)  # uvloop's is no asyncio.Transport
+        writer.write(self.said)
+        writer.close()
 
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else 0
 
 
+@pytest.fixture
+def workers_ports() -> Iterator[None]:
+    """This process binds as a worker of `--workers N` does: SO_REUSEPORT on every listener."""
+    listen.share_ports()
+    try:
+        yield
+    finally:
+        listen._shared = False
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _needs_ipv6(*hosts: str) -> None:
+    if any(":" in host for host in hosts):
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+        except OSError:  # pragma: no cover - a host without IPv6 loopback
+            cannot_run("no IPv6 loopback here")
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
-    [("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("0.0.0.0", "127.0.0.1")],
-)
-def test_a_worker_never_shares_a_port_between_two_of_its_listeners(first: str, second: str) -> None:
+    [
+        ("127.0.0.1", "127.0.0.1"), ("127.0.0.1", "0.0.0.0"), ("0.0.0.0", "127.0.0.1"),
+        # the same address spelled otherwise: a name, another IPv6 spelling, the wildcard ""
+        ("127.0.0.1", "localhost"), ("localhost", "127.0.0.1"), ("localhost", "localhost"),
+        ("0.0.0.0", "localhost"), ("localhost", "0.0.0.0"), ("", "127.0.0.1"),
+        ("127.0.0.1", ""), ("::1", "0:0::1"), ("0:0::1", "::1"), ("::", "::1"), ("::1", "::"),
+        ("::", "0::0"), ("", "::1"),
+    ],
+)  # fmt: skip
+def test_a_worker_never_shares_a_port_between_two_of_its_listeners(
+    first: str, second: str, workers_ports: None
+) -> None:
     """With SO_REUSEPORT on every listener (a worker of `--workers N`), the kernel lets a
     second listener of the process join the first one's port, and each would get some of
     the other's clients (two `--node` sidecars given one port, each with its identity): the
-    second is refused as an unshared bind would be; once the first closes, it may bind."""
+    second is refused as an unshared bind would be, whatever the spelling of the address it
+    is given (what is compared is what was bound); once the first closes, it may bind."""
+    _needs_ipv6(first, second)
 
     async def run() -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = _free_port()
         one = await serve(asyncio.Protocol, first, port)
         try:
-            with pytest.raises(OSError) as taken:
-                await serve(asyncio.Protocol, second, port)
-            assert taken.value.errno == errno.EADDRINUSE
+            before = _open_fds()
+            await _refused(second, port)
+            # a refused listener leaves no socket behind (it may be bound, then closed)
+            await eventually_async(lambda: _open_fds() == before)
         finally:
             one.close()
         two = await serve(asyncio.Protocol, second, port)
         two.close()
 
-    listen.share_ports()
+    uvloop.run(run())
+
+
+def test_the_first_listener_keeps_all_its_clients(workers_ports: None) -> None:
+    """What the refusal is for: 40 clients of a listener on 127.0.0.1 all reach it, none a
+    second listener of the process given `localhost` and the same port."""
+
+    async def run() -> None:
+        port = _free_port()
+        got = {"first": 0, "second": 0}
+        one = await serve(lambda: _Count(got, "first"), "127.0.0.1", port)
+        two = None
+        try:
+            try:
+                two = await serve(lambda: _Count(got, "second"), "localhost", port)
+            except OSError as exc:
+                assert exc.errno == errno.EADDRINUSE, exc
+            for _ in range(40):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+            await eventually_async(lambda: sum(got.values()) == 40)
+            assert got == {"first": 40, "second": 0}
+        finally:
+            one.close()
+            if two is not None:
+                two.close()
+
+    uvloop.run(run())
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("::", "127.0.0.1"), ("127.0.0.1", "::"), ("::", "0.0.0.0"), ("0.0.0.0", "::"),
+        ("0.0.0.0", "::1"), ("::1", "0.0.0.0"), ("::1", "127.0.0.1"), ("::", "localhost"),
+    ],
+)  # fmt: skip
+def test_listeners_of_the_two_families_may_share_a_port(
+    first: str, second: str, shared: bool
+) -> None:
+    """An IPv6 listener is bound IPV6_V6ONLY: `::` is every IPv6 address, no IPv4 one, and
+    0.0.0.0 no IPv6 one, so the kernel binds such a pair on one port (it joins no group)
+    and each answers its own family's clients."""
+    _needs_ipv6(first, second)
+
+    async def run() -> None:
+        port = _free_port()
+        one = await serve(lambda: _Hello(b"one"), first, port)
+        try:
+            two = await serve(lambda: _Hello(b"two"), second, port)
+            try:
+                for host, said in ((first, b"one"), (second, b"two")):
+                    ip = {"::": "::1", "0.0.0.0": "127.0.0.1", "localhost": "127.0.0.1"}.get(
+                        host, host
+                    )
+                    for _ in range(10):
+                        reader, writer = await asyncio.open_connection(ip, port)
+                        assert await asyncio.wait_for(reader.read(), 10) == said
+                        writer.close()
+            finally:
+                two.close()
+        finally:
+            one.close()
+
+    if shared:
+        listen.share_ports()
     try:
         uvloop.run(run())
     finally:
         listen._shared = False
+
+
+def test_a_closed_listener_is_forgotten(workers_ports: None) -> None:
+    """The process's record of its listeners keeps no closed one: 20 listeners opened and
+    closed one after another on fresh ports leave no server object alive."""
+
+    async def run() -> None:
+        gone = []
+        for _ in range(20):
+            server = await serve(asyncio.Protocol, "127.0.0.1", _free_port())
+            server.close()
+            await server.wait_closed()
+            gone.append(weakref.ref(server))
+            del server
+
+        def all_gone() -> bool:
+            gc.collect()  # (the loop lets go of a closed server's handles a turn later)
+            return not any(ref() for ref in gone)
+
+        await eventually_async(all_gone)
+
+    uvloop.run(run())
+
+
+def test_a_successor_takes_over_the_socket_and_keeps_the_port(workers_ports: None) -> None:
+    """`take_over` (an upstream that changed): the successor accepts on its predecessor's
+    socket, which may then close; the port stays held (under any spelling) until the
+    successor closes too."""
+
+    async def run() -> None:
+        port = _free_port()
+        old = await serve(lambda: _Hello(b"old"), "127.0.0.1", port)
+        new = await listen.take_over(lambda: _Hello(b"new"), old, "127.0.0.1", port)
+        assert new is not None
+        try:
+            old.close()
+            for _ in range(10):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                assert await asyncio.wait_for(reader.read(), 10) == b"new"
+                writer.close()
+            for spelling in ("127.0.0.1", "localhost", "0.0.0.0"):
+                await _refused(spelling, port)
+        finally:
+            new.close()
+        again = await serve(asyncio.Protocol, "localhost", port)
+        again.close()
+
+    uvloop.run(run())
+
+
+async def _refused(host: str, port: int) -> None:
+    """Asserts a listener on `host`:`port` is refused as taken (and closes it when not, so
+    a failure leaves no listener behind for later tests to share a port with)."""
+    try:
+        server = await serve(asyncio.Protocol, host, port)
+    except OSError as exc:
+        assert exc.errno == errno.EADDRINUSE, exc
+        return
+    bound = [sock.getsockname() for sock in server.sockets]
+    server.close()
+    pytest.fail(f"a second listener on {host}:{port} was not refused: it bound {bound}")
+
+
+class _Count(asyncio.Protocol):
+    def __init__(self, got: dict[str, int], name: str) -> None:
+        self.got, self.name = got, name
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.got[self.name] += 1
+        transport.close()
