@@ -217,8 +217,11 @@ class HttpSession(HttpJoint):
             return
         if self.may_read_client():
             self.client.resume_reading()
-        if not self.queue and self._client_ended and status != 101:  # (a tunnel carries it)
-            self.close()
+        if not self.queue:
+            if self._client_ended and status != 101:  # (a tunnel carries it)
+                self.close()
+                return
+            self.deadlines.answered()
 
     def upgraded(self, rest: bytes) -> None:
         """The app answered 101: join the two connections byte for byte."""

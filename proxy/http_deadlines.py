@@ -75,6 +75,22 @@ class Deadlines:
         if due != inf and (handle is None or handle.when() > due):
             self._arm(due)
 
+    def answered(self) -> None:
+        """The last request in flight has its whole answer: the client connection is idle
+        from now, so its limit is due from here. The timer was armed for that request's
+        deadline, which may be far later (a 15 s request timeout made a 1 s client-idle
+        limit take 15.7 s); re-armed only when it is due later than this, so with the
+        default limits (an hour) a request costs no timer call."""
+        lim = self.limits
+        if not lim.client_idle_s:
+            return
+        now = self.loop.time()
+        self.seen, self.quiet_since = self.s.moved_total(), now
+        due = now + lim.client_idle_s
+        handle = self.handle
+        if handle is None or handle.when() > due:
+            self._arm(due)
+
     def stop(self) -> None:
         if self.handle is not None:
             self.handle.cancel()

@@ -210,8 +210,10 @@ def test_a_client_connection_idle_between_requests_is_closed(mesh: Mesh) -> None
         while not answer.endswith(b"GET /echo/idle "):
             answer += s.recv(1000)
         started = time.monotonic()
-        assert s.recv(1000) == b""  # db's sidecar closes it after 600-900 ms of nothing
-        assert 0.5 < time.monotonic() - started < 5.0
+        assert s.recv(1000) == b""  # db's sidecar closes it after 600 ms of nothing
+        # from the answer's end, not from the request's 1 s deadline the timer was set for
+        # (1.6-1.9 s: the client-idle limit used to wait for it)
+        assert 0.5 < time.monotonic() - started < 1.4
     assert event(mesh.db_metrics, "http.client_idle") >= 1
 
 
@@ -300,4 +302,33 @@ async def test_the_client_idle_timer_outlives_a_request_with_no_limits_of_its_ow
     await asyncio.sleep(0.15)  # the request outlasts half the client-idle limit
     session.queue.clear()  # then it is answered: the client is idle from here
     await asyncio.wait_for(closed.wait(), 2)
+    deadlines.stop()
+
+
+async def test_the_client_idle_limit_runs_from_the_answer_not_the_requests_deadline() -> None:
+    """The timer is armed for a request's deadline (here 10 s); once the answer has ended,
+    the client-idle limit (0.2 s) is due from there. It used to wait for the deadline's
+    wake-up first: a 1 s `idle_timeout_ms` closed an idle client after 15.7 s with the
+    default 15 s request timeout. (`Deadlines` with a stand-in session, as above.)"""
+    closed = asyncio.Event()
+
+    class Session:
+        loop = asyncio.get_running_loop()
+        closed, tunnel, queue = False, None, [SimpleNamespace(sent=True)]
+        host = SimpleNamespace(http_event=lambda name: None)
+
+        def moved_total(self) -> int:
+            return 0
+
+        def close(self) -> None:
+            closed.set()
+
+    session = Session()
+    deadlines = Deadlines(session, Limits(request_s=10.0, idle_s=0.0, client_idle_s=0.2))  # type: ignore[arg-type]
+    deadlines.sent(complete=True)
+    session.queue.clear()
+    deadlines.answered()
+    started = session.loop.time()
+    await asyncio.wait_for(closed.wait(), 2)
+    assert session.loop.time() - started < 1.0
     deadlines.stop()
