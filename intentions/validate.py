@@ -37,6 +37,12 @@ HTTP_METHODS = frozenset(
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 _META_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+# The HTTP/2 pseudo-headers a Header rule may name besides: the ones the sidecars judge on
+# HTTP/1 and HTTP/2 alike (proxy/http_codec.judged_request: `:method`, `:path`, and the
+# authority under both its names). `:scheme` and `:protocol` only an HTTP/2 call carries, so
+# a rule on them would hold for one protocol and not the other: refused. Matched in any case,
+# as every header name (Envoy lower-cases a matcher's name); Consul checks no name at all.
+PSEUDO_HEADERS = (":authority", ":method", ":path")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
@@ -206,9 +212,14 @@ def _methods(out: list[Problem], path: str, methods: Sequence[str]) -> None:
 def _header(out: list[Problem], path: str, header: HeaderMatch) -> None:
     if not header.name:
         out.append(Problem(f"{path}.Name", "is required"))
-    elif not _HEADER_NAME.fullmatch(header.name):
+    elif not (_HEADER_NAME.fullmatch(header.name) or header.name.lower() in PSEUDO_HEADERS):
+        pseudo = ", ".join(PSEUDO_HEADERS)
         out.append(
-            Problem(f"{path}.Name", f"must be an HTTP header name, got {shown(header.name)}")
+            Problem(
+                f"{path}.Name",
+                f"must be an HTTP header name or one of the pseudo-headers {pseudo}, "
+                f"got {shown(header.name)}",
+            )
         )
     kinds = [header.present, header.exact, header.prefix, header.suffix, header.regex]
     if sum(1 for kind in kinds if kind) != 1:

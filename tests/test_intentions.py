@@ -14,6 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gossamer.agent.cli.intention_files import read_policy
 from gossamer.intentions import (
     Decision,
     HeaderMatch,
@@ -723,6 +724,71 @@ def test_config_entry_keeps_ids_times_and_differing_meta() -> None:
     assert entries[0]["Meta"] == {"x": "y"} and "Meta" not in entries[1]
     assert entries[1]["Sources"][0]["LegacyMeta"] == {"a": "1"}
     assert set(config_entry_from_json(entries[1])) == {a, b}
+
+
+# -- pseudo-headers in Header rules ---------------------------------------------
+# The sidecars judge `:authority`, `:method` and `:path` on HTTP/1 and HTTP/2 alike
+# (proxy/http_codec.judged_request; the authority under both its names), so a Header rule may
+# name them, in any case, as any header name (Envoy lower-cases a matcher's name). `:scheme`
+# and `:protocol` only an HTTP/2 call carries: a rule on them would hold for one protocol and
+# not the other, so they are refused with every other name that is not a token.
+PSEUDO_NAMES = [":authority", ":method", ":path", ":Authority", ":PATH"]
+NOT_HEADER_NAMES = [":scheme", ":protocol", ":status", ":", "::authority", ":authority ",
+                    " :path", "x:y", "host:", ":auth ority", "x y"]  # fmt: skip
+
+
+def _on_header(name: str) -> Intention:
+    return l7("web", "db", perm("deny", headers=(HeaderMatch(name, exact="secret-host"),)))
+
+
+@pytest.mark.parametrize("name", PSEUDO_NAMES)
+def test_a_header_rule_may_name_a_judged_pseudo_header(name: str) -> None:
+    ixn = _on_header(name)
+    assert validate(ixn) == []
+    assert intention_from_json(intention_to_json(ixn)) == ixn
+    entry = {"Kind": "service-intentions", "Name": "db", "Sources": [{"Name": "web",
+             "Permissions": [{"Action": "deny", "HTTP": {"Header": [
+                 {"Name": name, "Exact": "secret-host"}]}}]}]}  # fmt: skip
+    assert config_entry_from_json(entry) == (ixn,)
+    located, problems = read_policy(entry)  # `gossamer intention create/apply FILE`
+    assert problems == [] and [loc.intention for loc in located] == [ixn]
+
+
+@pytest.mark.parametrize("name", NOT_HEADER_NAMES)
+def test_a_header_rule_on_any_other_name_is_refused_naming_the_field(name: str) -> None:
+    expected = (
+        "Permissions[0].HTTP.Header[0].Name: must be an HTTP header name or one of the "
+        f"pseudo-headers :authority, :method, :path, got {json.dumps(name)}"
+    )
+    assert [str(p) for p in validate(_on_header(name))] == [expected]
+    entry = {"Kind": "service-intentions", "Name": "db", "Sources": [{"Name": "web",
+             "Permissions": [{"Action": "deny", "HTTP": {"Header": [
+                 {"Name": name, "Exact": "secret-host"}]}}]}]}  # fmt: skip
+    with pytest.raises(IntentionError) as err:
+        config_entry_from_json(entry)
+    assert str(err.value).splitlines() == [f"Sources[0].{expected}"]
+    assert read_policy(entry)[1] == [f"Sources[0] web => db: {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "denied"),
+    [
+        ([(b"Host", b"secret-host")], True),  # HTTP/1: the authority as `Host`
+        ([(b":authority", b"secret-host")], True),  # HTTP/2
+        ([(b"Host", b"db")], False),
+        ([], False),
+    ],
+)
+def test_a_rule_on_the_authority_judges_a_request_as_the_sidecars_read_it(
+    fields: list[tuple[bytes, bytes]], denied: bool
+) -> None:
+    from gossamer.proxy.http_codec import judged_request
+
+    rules = [
+        l7("web", "db", _on_header(":authority").permissions[0], perm("allow", path_prefix="/"))
+    ]
+    d = check(rules, req=judged_request("GET", "/x", fields))
+    assert d.allowed is not denied, d.reason
 
 
 def test_config_entry_problems_at_entry_paths() -> None:

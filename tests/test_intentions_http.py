@@ -7,6 +7,7 @@ agents is tested against real agents in test_intentions_cluster.py.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,49 @@ async def test_exact_put_ignores_assigned_fields_and_delete_is_idempotent(served
                                          destination="db")  # fmt: skip
         assert (status, ok) == (200, True)
     assert served.store.get("web", "db") is None
+
+
+async def test_a_header_rule_on_a_pseudo_header_is_stored_and_others_are_a_400(
+    served: Served,
+) -> None:
+    """The README's promise: `:authority`, `:method` and `:path` can be matched with Header
+    rules (the sidecars judge them on HTTP/1 and HTTP/2 alike). Once, every such write was
+    a 400 `must be an HTTP header name`. A name the sidecars do not judge alike on both
+    (`:scheme`) or that is no name at all is still a 400 naming the field."""
+    headers = [{"Name": ":authority", "Exact": "secret-host"}, {"Name": ":method", "Exact": "GET"},
+               {"Name": ":path", "Prefix": "/admin"}]  # fmt: skip
+    body = {"Permissions": [{"Action": "deny", "HTTP": {"Header": headers}}]}
+    status, answer, _ = await served.req("PUT", "/v1/connect/intentions/exact", body,
+                                         source="web", destination="db")  # fmt: skip
+    assert (status, answer) == (200, True)
+    status, got, _ = await served.req("GET", "/v1/connect/intentions/exact", source="web",
+                                      destination="db")  # fmt: skip
+    assert status == 200 and got["Permissions"][0]["HTTP"]["Header"] == headers
+    legacy = {
+        "SourceName": "api",
+        "DestinationName": "db",
+        "Permissions": [
+            {"Action": "allow", "HTTP": {"Header": [{"Name": ":Authority", "Suffix": ".internal"}]}}
+        ],
+    }
+    status, created, _ = await served.req("POST", "/v1/connect/intentions", legacy)
+    assert status == 200 and created["ID"], created
+    for name in (":scheme", ":authority:", "x y"):
+        bad = {
+            "Permissions": [
+                {"Action": "deny", "HTTP": {"Header": [{"Name": name, "Present": True}]}}
+            ]
+        }
+        status, text, _ = await served.req("PUT", "/v1/connect/intentions/exact", bad,
+                                           source="web", destination="cache")  # fmt: skip
+        assert status == 400, (status, text)
+        assert (
+            f"Permissions[0].HTTP.Header[0].Name: must be an HTTP header name or one of "
+            f"the pseudo-headers :authority, :method, :path, got {json.dumps(name)}" in text
+        )
+    status, _, _ = await served.req("GET", "/v1/connect/intentions/exact", source="web",
+                                    destination="cache")  # fmt: skip
+    assert status == 404
 
 
 # --- decisions beyond Consul: L7 in check and authorize -------------------------------------

@@ -211,6 +211,30 @@ def test_l7_permissions_decide_each_request_and_the_connection_stays_open(mesh: 
     eventually(lambda: get(mesh, "/echo/api/x")[0] == 200, 10, what="allow again")
 
 
+def test_a_rule_on_the_authority_judges_an_http1_request_by_its_host(mesh: Mesh) -> None:
+    """A Header rule on `:authority` (Envoy's name) holds for an HTTP/1 request, whose
+    authority is its `Host` (README). Once, the agent refused to store the rule (400: not an
+    HTTP header name), so it could not be written at all."""
+    put_exact(mesh.agent, "web", "db", {"Permissions": [
+        {"Action": "deny", "HTTP": {"Header": [{"Name": ":authority", "Exact": "secret-host"}]}},
+        {"Action": "allow", "HTTP": {"PathPrefix": "/"}},
+    ]})  # fmt: skip
+
+    def via(host: str) -> tuple[int, bytes]:
+        return get(mesh, "/echo/authority", headers={"Host": host})
+
+    try:
+        eventually(lambda: via("secret-host")[0] == 403, 10, what="the :authority rule applied")
+        seen = len(mesh.app.seen)
+        assert via("secret-host") == (403, b"RBAC: access denied")
+        assert via("db") == (200, b"GET /echo/authority ")
+        assert via("secret-host.example") == (200, b"GET /echo/authority ")  # Exact: whole value
+        assert mesh.app.seen[seen:] == ["GET /echo/authority"] * 2  # the denied one never came
+    finally:
+        set_intention(mesh.agent, "web", "db", "allow")
+        eventually(lambda: via("secret-host")[0] == 200, 10, what="allow again")
+
+
 @pytest.mark.parametrize(("raw", "status"), [
     (b"GET /echo/x HTTP/1.1 extra\r\n\r\n", 400),  # bad request line
     (b"GET /echo/x HTTP/1.1\r\nX: a\rInjected: 1\r\n\r\n", 400),  # header injection
