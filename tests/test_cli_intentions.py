@@ -472,7 +472,14 @@ def test_read_policy_places_and_pairs() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "sent"),
-    [("X-Env=prod", "X-Env:prod"), ("X-Env:a=b", "X-Env:a=b"), ("X=a:b", "X:a:b"), ("X=", "X:")],
+    [
+        ("X-Env=prod", "X-Env:prod"),
+        ("X-Env:a=b", "X-Env:a=b"),
+        ("X=a:b", "X:a:b"),
+        ("X=", "X:"),
+        (":authority:db", ":authority:db"),
+        (":authority=db:8080", ":authority:db:8080"),
+    ],
 )
 def test_header_flag(raw: str, sent: str) -> None:
     assert header_arg(raw) == sent

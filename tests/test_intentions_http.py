@@ -246,6 +246,34 @@ async def test_check_evaluates_l7_permissions_when_the_request_is_described(serv
     assert (await allowed(path="/other"))[0] is True  # an L7 miss gets the default
 
 
+async def test_check_reads_the_authority_under_both_names_as_the_sidecars_do(
+    served: Served,
+) -> None:
+    """A rule on `:authority` (or on Host) holds for a request described with either name,
+    as judged_request makes the sidecars read HTTP/1 and HTTP/2 alike; `header=` takes a
+    pseudo-header's own colon. Before, `:authority` was refused as no header name and a
+    Host did not meet an `:authority` rule, so check answered otherwise than the data path."""
+    deny = {"Action": "deny", "HTTP": {"Header": [{"Name": ":authority", "Exact": "secret"}]}}
+    allow = {"Action": "allow", "HTTP": {"PathPrefix": "/"}}
+    await served.req("PUT", "/v1/connect/intentions/exact", {"Permissions": [deny, allow]},
+                     source="web", destination="auth")  # fmt: skip
+
+    async def allowed(header: str) -> bool:
+        params = [("source", "web"), ("destination", "auth"), ("path", "/"), ("header", header)]
+        async with served.http.get(served.base + "/v1/connect/intentions/check",
+                                   params=params) as r:  # fmt: skip
+            assert r.status == 200, await r.text()
+            return bool((await r.json())["Allowed"])
+
+    assert await allowed(":authority:secret") is False
+    assert await allowed("Host: secret") is False
+    assert await allowed("host:other") is True
+    assert await allowed(":method:GET") is True  # a pseudo-header the rules may name
+    scheme = [("source", "web"), ("destination", "auth"), ("header", ":scheme:https")]
+    async with served.http.get(served.base + "/v1/connect/intentions/check", params=scheme) as r:
+        assert r.status == 400 and "':scheme' is not a header name" in await r.text()
+
+
 async def test_authorize_takes_the_source_from_the_spiffe_uri(served: Served) -> None:
     await served.req("PUT", "/v1/connect/intentions/exact", {"Action": "deny"}, source="web",
                      destination="db")  # fmt: skip

@@ -271,7 +271,7 @@ def check(args: argparse.Namespace, client: AgentClient, console: Console) -> in
 
 def header_arg(raw: str) -> str:
     """`--header Name=Value` (or `Name:Value`) as the API's `header=Name:Value`."""
-    cut = min((i for i in (raw.find("="), raw.find(":")) if i > 0), default=-1)
+    cut = min((i for i in (raw.find("="), raw.find(":", 1)) if i > 0), default=-1)
     if cut < 0:
         raise UsageError(f"--header {raw!r}: expected NAME=VALUE")
     return f"{raw[:cut].strip()}:{raw[cut + 1 :].strip()}"

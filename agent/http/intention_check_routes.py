@@ -45,7 +45,8 @@ from gossamer.intentions.codec import Fields, intention_to_json
 from gossamer.intentions.decide import match
 from gossamer.intentions.model import HttpRequest
 from gossamer.intentions.spiffe import SpiffeError, parse_service_uri
-from gossamer.intentions.validate import Problem
+from gossamer.intentions.validate import PSEUDO_HEADERS, Problem
+from gossamer.proxy.http_codec import judged_request
 from gossamer.proxy.http_target import BadTarget, normalize
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110: methods and header names
@@ -78,20 +79,23 @@ def l7_request(
             path = normalize(path.encode())[0].decode(errors="replace")
         except BadTarget as exc:
             out.append(Problem(names[1], str(exc)))
-    joined: dict[str, str] = {}
+    fields: list[tuple[bytes, bytes]] = []
     for name, value in header_list:
-        if not _TOKEN.fullmatch(name):
+        if not (_TOKEN.fullmatch(name) or name.lower() in PSEUDO_HEADERS):
             out.append(Problem(names[2], f"{name!r} is not a header name"))
             continue
-        key = next((k for k in joined if k.lower() == name.lower()), name)
-        joined[key] = f"{joined[key]},{value}" if key in joined else value  # as Envoy joins them
-    return HttpRequest((method or "GET").upper(), path or "/", joined)
+        fields.append((name.encode(), value.encode()))
+    # as the sidecars build it: repeated fields joined with ",", `:method` and `:path` set, the
+    # authority under `host` and `:authority` both, whichever was given
+    return judged_request((method or "GET").upper(), path or "/", fields)
 
 
 def _query_headers(request: web.Request, out: list[Problem]) -> list[tuple[str, str]]:
     pairs = []
     for raw in request.query.getall("header", []):
-        name, colon, value = raw.partition(":")
+        pseudo = raw[:1] == ":"  # `:authority:example.com`: the name's own colon first
+        name, colon, value = raw[pseudo:].partition(":")
+        name = ":" * pseudo + name
         if not colon:
             out.append(Problem("header", f"expected Name:Value, got {raw!r}"))
         else:
