@@ -15,6 +15,16 @@ from typing import Any, Final
 from gossamer.proxy.config_error import ConfigError
 
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+# Addresses by their text, as inet_pton reads IP literals (listen.py binds what it takes): a
+# pure module imports no `socket`, and the proxy process leaves `ipaddress` out
+# (test_proxy_footprint.py). A host name: RFC 1123 labels joined by dots, as
+# gossip/addresses.py has them; each label is anchored by a dot, so the match is linear.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # (no leading zero: inet_pton's)
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_HEXTET = re.compile(r"[0-9A-Fa-f]{1,4}")
+_ZONE = re.compile(r"[A-Za-z0-9_.-]+")  # an IPv6 literal's scope: `fe80::1%eth0`
+_LABEL = r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 # The longest time any limit may be given, in ms (some 30 years): past it a number is a typo,
@@ -62,6 +72,42 @@ def text(value: object, where: str) -> str:
     return value
 
 
+def address(value: object, where: str) -> str:
+    """An address the proxy binds or dials, as a string; "" when unset. What its listeners
+    and the loop take (listen.py): an IP literal, bound as it is, or a host name, resolved;
+    not `[::1]` nor `host:port`, which no resolver knows, nor `10.0.0.300`."""
+    host = text(value, where)
+    if host and not is_address(host):
+        raise ConfigError(where, f"{shown(host)} is not an IP address or host name")
+    return host
+
+
+def is_address(host: str) -> bool:
+    """An IPv4 or IPv6 literal (with a scope, `fe80::1%eth0`), or a host name."""
+    if ":" in host:
+        literal, sep, zone = host.partition("%")
+        return is_ipv6(literal) and (not sep or bool(_ZONE.fullmatch(zone)))
+    if _IPV4.fullmatch(host):
+        return True
+    # all digits and dots but no IPv4 address (`10.0.0.300`): a typo, not a name
+    return not re.fullmatch(r"[0-9.]+", host) and bool(_HOSTNAME.fullmatch(host))
+
+
+def is_ipv6(text: str) -> bool:
+    """Whether inet_pton(AF_INET6) takes `text`: eight groups of 1-4 hex digits, or fewer
+    with one `::` for at least one more; the last two may be an IPv4 address."""
+    if "." in text:  # only at the end, in the place of two groups
+        rest, _, v4 = text.rpartition(":")
+        if not _IPV4.fullmatch(v4):
+            return False
+        text = f"{rest}:0:0"
+    head, sep, tail = text.partition("::")
+    groups = [*(head.split(":") if head else ()), *(tail.split(":") if tail else ())]
+    if not all(_HEXTET.fullmatch(group) for group in groups):  # ("" too: `:1`, `1:::2`)
+        return False
+    return len(groups) < 8 if sep else len(groups) == 8
+
+
 def service_name(value: object, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(where, "a service name is required")
@@ -80,9 +126,9 @@ def port(value: object, where: str) -> int:
 
 
 def host_port(text: str, where: str) -> tuple[str, int]:
-    """`ADDR:PORT` or `[ADDR]:PORT`, split."""
+    """`ADDR:PORT` or `[ADDR]:PORT`, split; ADDR an IP literal or a host name (`address`)."""
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host:
         raise ConfigError(where, f"expected ADDR:PORT, got {text!r}")
-    return host, port(port_text, where)
+    return address(host, where), port(port_text, where)

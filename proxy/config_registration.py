@@ -10,7 +10,10 @@ Consul's JSON shapes are this module's alone: config.py holds the value the
 data path reads, config_flags.py the other source. The agent checks a
 registration's HTTP keys with it (`check_http_keys`) so that a bad one is
 refused when registered. Every problem is a `ConfigError` naming the key
-(`Proxy.Upstreams[1].LocalBindPort`), raised by the checks of config_fields.py.
+(`Proxy.Upstreams[1].LocalBindPort`), raised by the checks of config_fields.py;
+an address the proxy binds or dials must be an IP literal or a host name, so
+`"bind_address": "not an address"` exits 2 at start (and a change to it is
+logged and skipped) rather than failing in the resolver.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
     upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]", client_idle)
                       for i, u in enumerate(raw_upstreams))  # fmt: skip
     bind_address = (
-        fields.text(options.get("bind_address"), "Proxy.Config.bind_address")
-        or fields.text(body.get("Address"), "Address")
+        fields.address(options.get("bind_address"), "Proxy.Config.bind_address")
+        or fields.address(body.get("Address"), "Address")  # (only when it is bound)
         or DEFAULT_INBOUND_BIND
     )
     bind_port = fields.port(options.get("bind_port", body.get("Port")), port_key)
@@ -64,7 +67,7 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         proxy_id=proxy_id,
         bind_address=bind_address,
         bind_port=bind_port,
-        local_address=fields.text(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
+        local_address=fields.address(proxy.get("LocalServiceAddress"), "Proxy.LocalServiceAddress")
         or "127.0.0.1",
         local_port=local_port,
         upstreams=distinct(upstreams, (bind_address, bind_port)),
@@ -97,7 +100,7 @@ def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
     return Upstream(
         name=fields.service_name(u.get("DestinationName"), f"{where}.DestinationName"),
         bind_port=fields.port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
-        bind_address=fields.text(u.get("LocalBindAddress"), f"{where}.LocalBindAddress")
+        bind_address=fields.address(u.get("LocalBindAddress"), f"{where}.LocalBindAddress")
         or DEFAULT_BIND,
         connect_timeout_s=fields.positive_millis(
             options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gossamer.proxy import config_fields as fields
 from gossamer.proxy import tally
 from gossamer.proxy.agent_http import BadAnswer, parse_answer, split_base_url
 from gossamer.proxy.balance import choose, choose_for_request
@@ -128,12 +130,79 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
         (with_proxy(Upstreams=[{"DestinationName": "a", "LocalBindPort": 5},
                                {"DestinationName": "b", "LocalBindAddress": "0.0.0.0",
                                 "LocalBindPort": 5}]), "upstream 'b'"),
+        # an address the proxy binds or dials that is neither an IP address nor a host name
+        (with_proxy(Config={"bind_address": "not an address"}), "Proxy.Config.bind_address"),
+        (with_proxy(Config={"bind_address": "[::1]"}), "Proxy.Config.bind_address"),
+        (with_proxy(Config={"bind_address": "10.0.0.300"}), "Proxy.Config.bind_address"),
+        (with_proxy(Config={"bind_address": "10.0.0.5\x00"}), "Proxy.Config.bind_address"),
+        (SIDECAR | {"Address": "not an address"}, "Address"),
+        (with_proxy(LocalServiceAddress="127.0.0.1:8080"), "Proxy.LocalServiceAddress"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindAddress": "-bad-",
+                                "LocalBindPort": 1}]), "Proxy.Upstreams[0].LocalBindAddress"),
     ],
 )  # fmt: skip
 def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError) as error:
         config_from_registration(body, "web-sidecar-proxy")
     assert error.value.where == where, str(error.value)
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.6", "0.0.0.0", "::", "::1", "fe80::1%eth0", "localhost", "db.example."]
+)
+def test_an_address_is_an_ip_literal_or_a_host_name(address: str) -> None:
+    """What the listeners bind and the loop resolves (listen.py): IP literals and names."""
+    config = config_from_registration(with_proxy(Config={"bind_address": address}), "w")
+    assert config.bind_address == address
+    assert config_from_registration(SIDECAR | {"Address": address}, "w").bind_address == address
+
+
+def _packs(family: int, text: str) -> bool:
+    try:
+        socket.inet_pton(family, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+_GROUP = st.one_of(st.just(""), st.text("0123456789abcdefABCDEFg", min_size=1, max_size=5),
+                   st.lists(st.sampled_from(["0", "1", "01", "255", "256"]), min_size=3,
+                            max_size=5).map(".".join))  # fmt: skip
+
+
+@settings(max_examples=1000)
+@given(st.lists(_GROUP, max_size=10).map(":".join), st.booleans())
+def test_an_ip_literal_is_what_inet_pton_takes(text: str, colon: bool) -> None:
+    """The listeners bind an IP literal as inet_pton reads it (listen.py); config_fields reads
+    it by its text (no `socket` in a pure module, no `ipaddress` in the proxy process)."""
+    text = ":" + text if colon else text
+    if ":" in text:
+        assert fields.is_ipv6(text) == _packs(socket.AF_INET6, text), text
+    elif _packs(socket.AF_INET, text):
+        assert fields.is_address(text), text
+
+
+def test_an_address_is_not_checked_where_it_is_not_used() -> None:
+    """`Address` is what peers dial (perhaps through a NAT): bound only without bind_address."""
+    body = with_proxy(Config={"bind_address": "10.0.0.6"}) | {"Address": "not an address"}
+    assert config_from_registration(body, "w").bind_address == "10.0.0.6"
+
+
+@pytest.mark.parametrize(
+    ("flags", "where"),
+    [
+        ({"listen": "not an address:21000", "local": "127.0.0.1:8080"}, "--listen"),
+        ({"listen": "127.0.0.1:21000", "local": "no such app:8080"}, "--local"),
+        ({"upstreams": ["db:not an address:9191"]}, "--upstream 'db:not an address:9191'"),
+    ],
+)
+def test_a_flag_address_that_is_no_address_names_the_flag(
+    flags: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        adhoc_config("web", flags.pop("upstreams", []), **flags)
+    assert error.value.where == where, str(error.value)
+    assert "is not an IP address or host name" in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,83 @@
+"""`gossamer connect proxy` at start-up, with a real agent: what it cannot use.
+
+README (the proxy's start-up): a registration the proxy cannot use exits 2
+naming it; a later change that is unusable is logged and the running config
+stays. Convergence is polled with deadlines, never slept for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cli import gossamer, one_error_line
+from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.poll import eventually
+from tests.proxy_support import App, listening, sidecar, stop_mesh, wait_listening
+
+
+@dataclass
+class Agent:
+    agent: AgentProc
+    app: App
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    tmp = tmp_path_factory.mktemp("proxy-start")
+    c = Cluster(tmp)
+    apps: list[App] = []
+    try:
+        agent = c.new_agent("px1").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        apps.append(app := App("127.0.0.1").start())
+        yield Agent(agent, app, tmp)
+    finally:
+        leftovers = stop_mesh(c, [], apps)
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def register(one: Agent, name: str, port: int, config: dict[str, object]) -> None:
+    one.agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": name, "Port": one.app.port, "Address": one.agent.ip,
+        "Connect": {"SidecarService": {"Port": port, "Address": one.agent.ip,
+                                       "Proxy": {"Config": config}}},
+    })  # fmt: skip
+
+
+def test_a_bind_address_that_is_no_address_exits_2_naming_it(one: Agent) -> None:
+    register(one, "nowhere", free_port(one.agent.ip), {"bind_address": "not an address"})
+    try:
+        result = gossamer("connect", "proxy", "--sidecar-for", "nowhere",
+                          "--http-addr", one.agent.http)  # fmt: skip
+    finally:
+        one.agent.put("/v1/agent/service/deregister/nowhere", None)
+    line = one_error_line(result, 2)
+    assert "Proxy.Config.bind_address" in line and "'not an address'" in line, line
+    assert "Traceback" not in result.stderr
+
+
+def test_a_change_to_a_bind_address_that_is_no_address_keeps_the_running_inbound(
+    one: Agent,
+) -> None:
+    port = free_port(one.agent.ip)
+    register(one, "kept", port, {})
+    proxy = sidecar(one.agent, one.tmp, "kept")
+    try:
+        wait_listening(one.agent.ip, port, proxy)
+        register(one, "kept", port, {"bind_address": "not an address"})
+        eventually(lambda: re.search("Proxy.Config.bind_address|cannot be opened", proxy.log()),
+                   20, what=f"the change taken; proxy log:\n{proxy.log()[-3000:]}")  # fmt: skip
+        log = proxy.log()
+        assert "cannot be used, keeping the last" in log
+        assert "cannot be opened" not in log and "not an address:" not in log
+        assert listening(one.agent.ip, port)
+        assert proxy.proc is not None and proxy.proc.poll() is None
+    finally:
+        assert proxy.stop() == 0
+        one.agent.put("/v1/agent/service/deregister/kept", None)
