@@ -25,6 +25,11 @@ wildcard covers its own family only: 0.0.0.0 every IPv4 address, `::` every
 IPv6 one (bound IPV6_V6ONLY, as the kernel then lets `::` and 127.0.0.1 share
 a port). A listener is forgotten once closed.
 
+A listener that cannot be had (its port taken, its address not this host's,
+a name that does not resolve) raises `CannotListen`: the OSError as it came,
+with `where` it was asked for and the `reason` in words, so the CLI can say
+in one line what it could not have and where (process.py).
+
 A listener that replaces another on the same port takes over its socket
 (`take_over`: a duplicate of its descriptor, so both accept from the one
 queue until the old one closes): no connect is refused between them, as
@@ -54,6 +59,27 @@ Bound = tuple[int, int, bytes, int]
 # serving one the loop holds); one closed but still held by its owner is passed over and
 # dropped at the next look.
 _serving: weakref.WeakKeyDictionary[asyncio.Server, tuple[Bound, ...]] = weakref.WeakKeyDictionary()
+
+
+class CannotListen(OSError):
+    """A listener that cannot be had: the OSError binding it raised (its errno and text, as
+    logged), `where` it was asked for (`127.0.0.1:21000`, `[::1]:21000`) and the `reason` in
+    words (`address already in use`)."""
+
+    where: str = ""
+    reason: str = ""
+
+
+def _cannot(exc: OSError, host: str, port: int, reason: str = "") -> CannotListen:
+    """`exc` as a CannotListen for `host`:`port`; the reason, unless given, is the errno's
+    (the loop's own text for a name's bind adds the address) or the resolver's."""
+    refused = CannotListen(*exc.args)
+    refused.where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not reason:
+        number = exc.errno
+        reason = os.strerror(number) if number and number > 0 else str(exc.strerror or exc)
+    refused.reason = reason[:1].lower() + reason[1:]
+    return refused
 
 
 def share_ports() -> None:
@@ -104,9 +130,20 @@ async def serve(
     """`loop.create_server(factory, host, port, reuse_address=True)`, without the resolver
     for an IP literal; shared with the other workers (SO_REUSEPORT) unless `own` (a listener
     only worker 0 opens: the metrics port). EADDRINUSE when another listener of this process
-    serves an address it bound (`held_by`): it is closed before it listens."""
+    serves an address it bound (`held_by`): it is closed before it listens. Whatever the
+    kernel or the resolver refuses is raised as a CannotListen naming `host`:`port`."""
+    try:
+        return await _serve(factory, host, port, _shared and not own)
+    except CannotListen:
+        raise
+    except OSError as exc:
+        raise _cannot(exc, host, port) from exc
+
+
+async def _serve(
+    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, shared: bool
+) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    shared = _shared and not own
     sock = bound_socket(host, port, shared, listening=False)
     if sock is None:  # a name: the loop resolves it and binds every address it resolves to
         server = await loop.create_server(factory, host, port, reuse_address=True,
@@ -122,8 +159,10 @@ async def serve(
     where = bound_by(server)
     if (other := held_by(where)) is not None:
         server.close()
-        raise OSError(errno.EADDRINUSE, f"{host}:{port} is served by another listener of "
-                      f"this proxy (on {show(other)})")  # fmt: skip
+        taken = OSError(errno.EADDRINUSE, f"{host}:{port} is served by another listener of "
+                        f"this proxy (on {show(other)})")  # fmt: skip
+        raise _cannot(taken, host, port, f"address already in use (served by another "
+                      f"listener of this proxy, on {show(other)})")  # fmt: skip
     _serving[server] = where  # before it listens, with no await between: one check at a time
     try:
         await server.start_serving()

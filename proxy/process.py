@@ -4,6 +4,9 @@ Both modes answer the same signals (runtime.py and node.py say what each
 step does): SIGTERM or SIGINT stops listening, drains open connections up to
 the drain timeout and exits 0; SIGHUP asks the agent again for everything it
 told the proxy; SIGUSR1 logs the counters. `__main__.py` runs one of the two.
+A sidecar whose inbound port cannot be had at start (taken, say by another
+proxy serving the same registration) exits 1 with one line saying where and
+why (listen.CannotListen), as an agent it cannot reach does.
 With worker processes (workers.py, `crew`), worker 0 passes each signal on
 and exits once every worker has.
 """
@@ -14,11 +17,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable
 
 from gossamer.proxy import heap, native
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.listen import CannotListen
 from gossamer.proxy.node import NodeProxies
 from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.workers import Crew
@@ -32,7 +37,14 @@ async def serve(config: ProxyConfig, base_url: str, crew: Crew) -> int:
     await crew.join(stop)
     runtime = ProxyRuntime(config, AgentHttp(base_url), crew.fleet)
     _on_signals(stop, crew, runtime.reload, runtime.log_counts)
-    if not await _started(runtime, stop):
+    try:
+        started = await _started(runtime, stop)
+    except CannotListen as exc:  # the inbound's (an upstream's or the metrics port is logged)
+        print(f"gossamer proxy: inbound {exc.where}: {exc.reason}", file=sys.stderr)
+        runtime.stop_watches()
+        await crew.stop()  # (none started yet: crew.start comes once the ports are open)
+        return 1
+    if not started:
         log.info("proxy: SIGTERM before the ports opened")
         _, code = await asyncio.gather(runtime.drain(), crew.stop())
         return code
@@ -72,7 +84,7 @@ async def _started(runtime: ProxyRuntime, stop: asyncio.Event) -> bool:
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
     if starting.done():
-        starting.result()  # a port that cannot be had ends the process, as it always did
+        starting.result()  # the inbound port that cannot be had ends the process (serve)
         return True
     starting.cancel()
     with contextlib.suppress(asyncio.CancelledError):

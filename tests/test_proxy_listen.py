@@ -71,6 +71,42 @@ def test_a_taken_port_raises_and_leaks_no_socket() -> None:
         assert _open_fds() == before
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # a name: the loop binds it
+def test_a_port_taken_by_another_program_names_its_address(host: str) -> None:
+    """What the CLI prints and exits 1 with (process.py): where, and why, in one line; still
+    an OSError with its errno and text for those who log it and try again (runtime.py,
+    warm.py)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(listen.CannotListen) as refused:
+            uvloop.run(serve(asyncio.Protocol, host, port))
+    assert (refused.value.where, refused.value.reason) == (
+        f"{host}:{port}", "address already in use")  # fmt: skip
+    assert isinstance(refused.value, OSError) and refused.value.errno == errno.EADDRINUSE
+    assert isinstance(refused.value.__cause__, OSError)
+    assert str(refused.value) == str(refused.value.__cause__)  # (what the logs say, unchanged)
+
+
+def test_a_listener_the_process_already_serves_names_its_address(workers_ports: None) -> None:
+    async def run() -> None:
+        port = _free_port()
+        one = await serve(asyncio.Protocol, "127.0.0.1", port)
+        try:
+            with pytest.raises(listen.CannotListen) as refused:
+                await serve(asyncio.Protocol, "0.0.0.0", port)
+        finally:
+            one.close()
+        assert refused.value.where == f"0.0.0.0:{port}"
+        assert refused.value.reason == (
+            f"address already in use (served by another listener of this proxy, "
+            f"on 127.0.0.1:{port})"
+        )
+
+    uvloop.run(run())
+
+
 def test_shared_sockets_join_one_group_and_a_plain_one_is_kept_out() -> None:
     first = bound_socket("127.0.0.1", 0, shared=True)
     assert first is not None

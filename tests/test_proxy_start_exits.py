@@ -1,13 +1,15 @@
-"""`gossamer connect proxy` at start-up, with a real agent: what it cannot use.
+"""`gossamer connect proxy` at start-up, with a real agent: what it cannot use or cannot have.
 
 README (the proxy's start-up): a registration the proxy cannot use exits 2
 naming it; a later change that is unusable is logged and the running config
-stays. Convergence is polled with deadlines, never slept for.
+stays; a port it cannot have exits 1 with one line naming it, not a
+traceback. Convergence is polled with deadlines, never slept for.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +83,38 @@ def test_a_change_to_a_bind_address_that_is_no_address_keeps_the_running_inbound
     finally:
         assert proxy.stop() == 0
         one.agent.put("/v1/agent/service/deregister/kept", None)
+
+
+def test_a_second_proxy_on_a_taken_port_exits_1_naming_the_port(one: Agent) -> None:
+    port = free_port(one.agent.ip)
+    register(one, "twice", port, {})
+    first = sidecar(one.agent, one.tmp, "twice")
+    try:
+        wait_listening(one.agent.ip, port, first)
+        result = gossamer("connect", "proxy", "--sidecar-for", "twice", "--log-level", "warning",
+                          "--http-addr", one.agent.http)  # fmt: skip
+        assert "Traceback" not in result.stderr, result.stderr
+        line = one_error_line(result, 1)
+        assert line == f"gossamer proxy: inbound {one.agent.ip}:{port}: address already in use"
+        assert listening(one.agent.ip, port)  # the first one serves on
+    finally:
+        assert first.stop() == 0
+        one.agent.put("/v1/agent/service/deregister/twice", None)
+
+
+def test_a_taken_port_at_the_default_log_level_is_one_error_line_among_the_logs(
+    one: Agent,
+) -> None:
+    port = free_port(one.agent.ip)
+    register(one, "held", port, {})
+    try:
+        with socket.create_server((one.agent.ip, port)):  # another program holds it
+            result = gossamer("connect", "proxy", "--sidecar-for", "held",
+                              "--http-addr", one.agent.http)  # fmt: skip
+    finally:
+        one.agent.put("/v1/agent/service/deregister/held", None)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"gossamer proxy: inbound {one.agent.ip}:{port}: address already in use"
+    ), result.stderr
