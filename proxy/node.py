@@ -31,7 +31,8 @@ from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_flags import with_drain
 from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.metrics_server import Fleet
-from gossamer.proxy.runtime import RETRY_S, ProxyRuntime
+from gossamer.proxy.runtime import ProxyRuntime
+from gossamer.proxy.warm import RETRY_S
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")

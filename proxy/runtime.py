@@ -32,7 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any
 
 from gossamer.intentions.codec import intention_from_json
 from gossamer.intentions.decide import IntentionSet
@@ -51,13 +51,11 @@ from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.upstream_set import UpstreamSet
+from gossamer.proxy.warm import RETRY_S  # one period for every port not had
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
 DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (lower-cased)
-
-
-RETRY_S: Final = 5.0  # a listener a registration change could not open is tried again so often
 
 
 class ProxyRuntime:

@@ -13,6 +13,8 @@ new one added. Rules this module keeps:
   retired as a removed one. A successor that never listens (removed again
   meanwhile, or its port lost) still retires it, once nothing else warms
   for that port.
+- One whose port cannot be had is tried again every `warm.RETRY_S` while
+  the registration wants it.
 - After `stop` (the drain) nothing more opens.
 """
 
@@ -57,6 +59,7 @@ class UpstreamSet:
         self.replaced: dict[Port, tuple[UpstreamListener, Watch]] = {}  # serving until taken
         self._opening: set[Upstream] = set()  # listeners waiting for their first instances
         self._wanted: tuple[Upstream, ...] = ()
+        self._again_tasks: set[asyncio.Task[None]] = set()  # ports tried again (`_again`)
         self.stopped = False
 
     async def change(self, wanted: Sequence[Upstream]) -> None:
@@ -109,10 +112,23 @@ class UpstreamSet:
                 replaced = self.replaced.pop(port, None)
             if replaced is not None:
                 self._retire(*replaced)
-        if watch is None:
+        if watch is None:  # no longer wanted, or its port could not be had (logged)
+            if upstream in self._wanted and not self.stopped:
+                asyncio.get_running_loop().call_later(warm.RETRY_S, self._again, upstream)
             return
         self.current[upstream] = (listener, watch)
         self.splitters.apply(listener)
+
+    def _again(self, upstream: Upstream) -> None:
+        """Open an upstream whose port could not be had (another program held it, or a
+        listener of a sidecar still draining), while the registration still wants it: as the
+        inbound port, it used to be given up for good after one error."""
+        if (self.stopped or upstream not in self._wanted or upstream in self.current
+                or upstream in self._opening):  # fmt: skip
+            return
+        task = asyncio.ensure_future(self._open(upstream))
+        self._again_tasks.add(task)
+        task.add_done_callback(self._again_tasks.discard)
 
     def _retire(self, listener: UpstreamListener, watch: Watch) -> None:
         listener.stop_listening()

@@ -26,6 +26,7 @@ from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
 WARM_S: Final = 10.0
+RETRY_S: Final = 5.0  # a port that could not be had is tried again so often
 
 
 async def serving(identity: asyncio.Event, intentions: asyncio.Event) -> None:
@@ -75,7 +76,8 @@ async def open_upstream(
         await listener.start(replacing())
     except OSError as exc:
         watch.stop()
-        log.error("proxy: upstream %s cannot listen on %s:%d: %s", upstream.name,
-                  upstream.bind_address, upstream.bind_port, exc)  # fmt: skip
+        log.error("proxy: upstream %s cannot listen on %s:%d: %s; trying again in %g s",
+                  upstream.name, upstream.bind_address, upstream.bind_port, exc,
+                  RETRY_S)  # fmt: skip
         return None
     return watch

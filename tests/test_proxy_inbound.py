@@ -22,15 +22,17 @@ import pytest
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import runtime as runtime_module
-from gossamer.proxy import tally
+from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.ca.keys import key_id
-from gossamer.proxy.config import ProxyConfig, Timeouts
+from gossamer.proxy.config import ProxyConfig, Timeouts, Upstream
+from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import with_revoked
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.tls_pipe import TlsPipe
+from gossamer.proxy.upstream_set import UpstreamSet
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
@@ -429,6 +431,33 @@ async def test_a_metrics_port_that_is_taken_is_tried_again(monkeypatch: pytest.M
         holder.close()
         if runtime.metrics_server is not None:
             runtime.metrics_server.close()
+
+
+async def test_an_upstream_port_that_is_taken_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An upstream whose local port another program holds at start (or a sidecar still
+    draining, under --node) is tried again every RETRY_S while the registration wants it,
+    as the inbound and metrics ports are; it used to be logged once and never served."""
+    monkeypatch.setattr(warm, "RETRY_S", 0.05)
+    monkeypatch.setattr(warm, "WARM_S", 0.05)  # no agent answers here: listen at once
+    identity = Pki().identity("web")
+    holder = socket.create_server(("127.0.0.1", 0))
+    upstream = Upstream("db", holder.getsockname()[1])
+    upstreams = UpstreamSet(AgentHttp("http://127.0.0.1:1"), lambda: identity, tally.Tally(),
+                            EdgeMetrics(""), lambda: None, [])  # fmt: skip
+    try:
+        await upstreams.change([upstream])
+        assert upstream not in upstreams.current
+        holder.close()
+        await eventually_async(lambda: upstream in upstreams.current, 5)
+        _, writer = await asyncio.open_connection("127.0.0.1", upstream.bind_port)
+        writer.close()
+        await upstreams.change([])  # no longer wanted: nothing more is tried
+    finally:
+        holder.close()
+        upstreams.stop()
+        upstreams.stop_watches()
 
 
 async def test_a_deny_that_comes_while_the_app_connection_is_made_cuts_it() -> None:
