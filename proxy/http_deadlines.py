@@ -85,11 +85,12 @@ class Deadlines:
         if not lim.client_idle_s:
             return
         now = self.loop.time()
-        self.seen, self.quiet_since = self.s.moved_total(), now
         due = now + lim.client_idle_s
         handle = self.handle
-        if handle is None or handle.when() > due:
-            self._arm(due)
+        if handle is not None and handle.when() <= due:
+            return  # that wake-up sees the idleness, as it always did
+        self.seen, self.quiet_since = self.s.moved_total(), now
+        self._arm(due)
 
     def stop(self) -> None:
         if self.handle is not None:
