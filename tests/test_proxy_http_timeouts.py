@@ -278,30 +278,33 @@ def test_the_proxy_reads_the_timeouts_and_refuses_bad_ones() -> None:
         config_from_registration(body, "db-sidecar-proxy")
 
 
+class _Session:
+    """A stand-in for an `HttpSession`: only what its `Deadlines` timer reads of one, with a
+    request in flight; `closed_event` is set when the timer closes it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.closed, self.tunnel, self.queue = False, None, [SimpleNamespace(sent=True)]
+        self.host = SimpleNamespace(http_event=lambda name: None)
+        self.closed_event = asyncio.Event()
+
+    def moved_total(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.closed_event.set()
+
+
 async def test_the_client_idle_timer_outlives_a_request_with_no_limits_of_its_own() -> None:
     """With the request and idle limits off (0, as for long polls), the one timer ticks at
     the client-idle cadence; a request still in flight when it fires must not stop it, or
-    the client connection, once idle, is never closed. (`Deadlines` with a stand-in for
-    its session: only what the timer reads of one.)"""
-    closed = asyncio.Event()
-
-    class Session:
-        loop = asyncio.get_running_loop()
-        closed, tunnel, queue = False, None, [SimpleNamespace(sent=True)]
-        host = SimpleNamespace(http_event=lambda name: None)
-
-        def moved_total(self) -> int:
-            return 0
-
-        def close(self) -> None:
-            closed.set()
-
-    session = Session()
+    the client connection, once idle, is never closed."""
+    session = _Session()
     deadlines = Deadlines(session, Limits(request_s=0.0, idle_s=0.0, client_idle_s=0.2))  # type: ignore[arg-type]
     deadlines.sent(complete=True)
     await asyncio.sleep(0.15)  # the request outlasts half the client-idle limit
     session.queue.clear()  # then it is answered: the client is idle from here
-    await asyncio.wait_for(closed.wait(), 2)
+    await asyncio.wait_for(session.closed_event.wait(), 2)
     deadlines.stop()
 
 
@@ -309,26 +312,13 @@ async def test_the_client_idle_limit_runs_from_the_answer_not_the_requests_deadl
     """The timer is armed for a request's deadline (here 10 s); once the answer has ended,
     the client-idle limit (0.2 s) is due from there. It used to wait for the deadline's
     wake-up first: a 1 s `idle_timeout_ms` closed an idle client after 15.7 s with the
-    default 15 s request timeout. (`Deadlines` with a stand-in session, as above.)"""
-    closed = asyncio.Event()
-
-    class Session:
-        loop = asyncio.get_running_loop()
-        closed, tunnel, queue = False, None, [SimpleNamespace(sent=True)]
-        host = SimpleNamespace(http_event=lambda name: None)
-
-        def moved_total(self) -> int:
-            return 0
-
-        def close(self) -> None:
-            closed.set()
-
-    session = Session()
+    default 15 s request timeout."""
+    session = _Session()
     deadlines = Deadlines(session, Limits(request_s=10.0, idle_s=0.0, client_idle_s=0.2))  # type: ignore[arg-type]
     deadlines.sent(complete=True)
     session.queue.clear()
     deadlines.answered()
     started = session.loop.time()
-    await asyncio.wait_for(closed.wait(), 2)
+    await asyncio.wait_for(session.closed_event.wait(), 2)
     assert session.loop.time() - started < 1.0
     deadlines.stop()
