@@ -475,6 +475,20 @@ async def _closed_soon(side: TlsSide) -> bool:
         return False
 
 
+async def _relayed_client(pair: Pair) -> tuple[_Tls, socket.socket, TlsSide]:
+    """A client (`_client`) whose first bytes reached db's app: it, the app's end, and the
+    client's side of db's relay."""
+    tls = await _client(pair)
+    await tls.send(b"hello")
+    app = await pair.accepted()
+    assert await _recv_exactly(app, 5) == b"hello"
+    await eventually_async(lambda: pair.db.open, 5)
+    ((relay, _),) = pair.db.open.items()
+    side = relay.sides[0]
+    assert isinstance(side, TlsSide)
+    return tls, app, side
+
+
 async def _cut_is_a_cut(tls: _Tls, side: TlsSide) -> None:
     closed = await _closed_soon(side)
     got, end = await _after_the_cut(tls)
@@ -492,14 +506,7 @@ async def test_a_cut_client_that_reads_nothing_gets_nothing_more(pair: Pair, how
     """db cuts a client sidecar that stopped reading a flood from the app (an intention now
     denies it, or db's drain timed out): db's socket is closed at once, and the client gets
     nothing more than it had received, then a reset."""
-    tls = await _client(pair)
-    await tls.send(b"hello")
-    app = await pair.accepted()
-    assert await _recv_exactly(app, 5) == b"hello"
-    await eventually_async(lambda: pair.db.open, 5)
-    ((relay, _),) = pair.db.open.items()
-    side = relay.sides[0]
-    assert isinstance(side, TlsSide)
+    tls, app, side = await _relayed_client(pair)
     flood = asyncio.ensure_future(_flood(app))
     await eventually_async(lambda: side.full, 10)  # its transport's buffer is full: so is all
     if how == "policy":
@@ -517,14 +524,9 @@ async def test_a_cut_client_gets_none_of_what_the_kernel_holds_for_it(pair: Pair
     """The same cut, all the app sent taken by db's kernel (its transport holds nothing),
     the client's window shut: that is dropped as well, not sent after the cut (nor is a
     close_notify that would follow it)."""
-    tls = await _client(pair)
-    await tls.send(b"hello")
-    app = await pair.accepted()
-    assert await _recv_exactly(app, 5) == b"hello"
-    await eventually_async(lambda: pair.db.open, 5)
+    tls, app, side = await _relayed_client(pair)
     ((relay, _),) = pair.db.open.items()
-    side = relay.sides[0]
-    assert isinstance(side, TlsSide) and side.transport is not None
+    assert side.transport is not None
     transport = side.transport
     sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # room for all, below
