@@ -30,6 +30,10 @@ _READ_VIEW: Final = memoryview(bytearray(READ_SIZE))
 # one buffer is cheaper for uvloop than a vector); more go as they are in one writev.
 JOIN_BELOW: Final = 16 * 1024
 _RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close(2) sends a reset, not a FIN
+# A closed connection still holding bytes for its peer waits for the peer to take them; one
+# that takes none for this long is reset (nginx's send_timeout, 60 s between two writes that
+# go anywhere): a peer that never reads otherwise kept the socket for as long as it liked.
+CLOSE_STALL_S: Final = 60.0
 
 
 class Kept(Protocol):
@@ -176,6 +180,7 @@ class Side(asyncio.BufferedProtocol):
                 self.transport.abort()
             else:
                 self.transport.close()
+                bounded_close(self.transport)
 
     def cut(self) -> None:
         """Close it as lost, its peer's connection having been lost: what was sent to it goes
@@ -244,3 +249,17 @@ class PlainSide(Side):
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         transport.close()
+        bounded_close(transport)
+
+
+def bounded_close(transport: asyncio.WriteTransport, left: int = -1) -> None:
+    """After `transport.close()`: while it still holds bytes for its peer, look again every
+    `CLOSE_STALL_S`, and abort it (the bytes dropped) when the peer took none since the last
+    look. Nothing held (most closes): no timer."""
+    held = transport.get_write_buffer_size()
+    if not held:
+        return
+    if held == left:
+        transport.abort()
+        return
+    asyncio.get_running_loop().call_later(CLOSE_STALL_S, bounded_close, transport, held)

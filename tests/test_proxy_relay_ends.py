@@ -26,6 +26,7 @@ import pytest
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
+from gossamer.proxy import side as side_module
 from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.inbound import Inbound, Policy
@@ -43,7 +44,7 @@ from gossamer.proxy.mux_frames import (
 )
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.relay import Relay
-from gossamer.proxy.side import READ_SIZE
+from gossamer.proxy.side import READ_SIZE, PlainSide
 from gossamer.proxy.tls_pipe import TlsPipe
 from gossamer.proxy.tls_side import TlsSide
 from tests.harness.cluster import free_port
@@ -589,3 +590,26 @@ async def test_a_cut_client_that_read_all_is_told_the_end(pair: Pair, how: str) 
         pair.db.terminate_all()
     assert (await _after_the_cut(tls))[1] == "close_notify"
     await eventually_async(lambda: side.lost, 5)
+
+
+@pytest.mark.parametrize("how", ["close", "cut"])
+async def test_a_closed_connection_whose_peer_reads_nothing_is_not_held_for_ever(
+    monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A connection closed (or cut as lost) with bytes still buffered for a peer that never
+    reads used to wait for it without end, socket and buffer held; once the peer takes
+    nothing for CLOSE_STALL_S, it is reset. A peer that reads keeps it to the end."""
+    monkeypatch.setattr(side_module, "CLOSE_STALL_S", 0.2)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        loop = asyncio.get_running_loop()
+        _, side = await loop.create_connection(PlainSide, *server.getsockname())
+        peer, _ = await loop.sock_accept(server)
+        with peer:
+            side.send(b"x" * (16 << 20))  # far past what the kernels hold
+            assert side.transport is not None and side.transport.get_write_buffer_size()
+            if how == "close":
+                side.close()
+            else:
+                side.cut()
+            await eventually_async(lambda: side.lost, 5)  # reset: the socket is let go
