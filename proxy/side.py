@@ -16,6 +16,7 @@ upstream listener); tls_side.py has the TLS one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 from collections.abc import Callable
@@ -245,9 +246,7 @@ class PlainSide(Side):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        reset_at_close(transport)
         transport.close()
         bounded_close(transport)
 
@@ -263,3 +262,12 @@ def bounded_close(transport: asyncio.WriteTransport, left: int = -1) -> None:
         transport.abort()
         return
     asyncio.get_running_loop().call_later(CLOSE_STALL_S, bounded_close, transport, held)
+
+
+def reset_at_close(transport: asyncio.BaseTransport) -> None:
+    """The transport's close sends a reset, and drops what the kernel holds unsent
+    (SO_LINGER 0), where a FIN would say the other side ended cleanly."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # (gone already: the close is all there is to do)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)

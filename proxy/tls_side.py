@@ -10,19 +10,16 @@ is a lost connection, passed on as a loss (relay.py), never as an end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
-import socket
 import ssl
 import struct
 from collections.abc import Callable
 from typing import Final
 
 from gossamer.proxy.authorize import ClosedEarly
-from gossamer.proxy.side import Side
+from gossamer.proxy.side import Side, reset_at_close
 from gossamer.proxy.tls_pipe import TlsPipe
 
-_RESET: Final = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close(2) sends a reset, not a FIN
 _NOT_SENT: Final = 0x894B  # SIOCOUTQNSD (Linux): bytes a socket holds that are not yet sent
 
 
@@ -132,10 +129,10 @@ class TlsSide(Side):
         for. What it was not yet sent is dropped, and the connection aborted at once: with
         close_notify first if nothing was dropped (the peer passes on an end, as a refused
         client sees), else with a reset, a loss passed on as one (a truncation taken for a
-        clean end, had close_notify followed). A graceful close here (532180a) waited for
-        the write buffer to go: a peer that read nothing kept the socket for as long as it
-        liked, and read megabytes of the refused connection's data after the cut (found by
-        a review). All this goes once the loop turn is over, as a stream's END does (mux.py
+        clean end, had close_notify followed). A graceful close would wait for the write
+        buffer to go: a peer that read nothing would keep the socket for as long as it
+        liked, and read the refused connection's data after the cut. All this goes once
+        the loop turn is over, as a stream's END does (mux.py
         writes once a turn) and an abort's close did: a sweep that cuts many connections
         finishes, and logs what it cut, before any peer hears of one."""
         try:
@@ -149,11 +146,11 @@ class TlsSide(Side):
         if transport is None or transport.is_closing():
             return
         if dropped or transport.get_write_buffer_size() or _unsent(transport):
-            _reset_at_close(transport)  # what the kernel holds is dropped too, and so said
+            reset_at_close(transport)  # what the kernel holds is dropped too, and so said
         else:
             self._write(self.pipe.close_write())  # nothing ahead of it: it goes at once
             if transport.get_write_buffer_size():  # (it did not: the kernel was full)
-                _reset_at_close(transport)
+                reset_at_close(transport)
         transport.abort()
 
     def _write(self, data: bytes) -> None:
@@ -185,11 +182,3 @@ def _unsent(transport: asyncio.Transport) -> int:
         return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), _NOT_SENT, bytes(4)))[0])
     except OSError:
         return 0
-
-
-def _reset_at_close(transport: asyncio.Transport) -> None:
-    """The close sends a reset, and drops what the kernel holds, not sent (SO_LINGER 0)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):  # (gone already: the abort is all there is to do)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
