@@ -73,15 +73,8 @@ class GatedRelay(Relay):
     def per_request(self) -> bool:
         return self.gate.speaking
 
-    def ended(self, side: Side) -> None:
-        if not self.halves.closed:  # (the first side to end charges the calls it cuts)
-            self.gate.side_ended(side.index == 0)
-        super().ended(side)
-
-    def side_lost(self, side: Side) -> None:
-        if not self.halves.closed:
-            self.gate.side_ended(side.index == 0)
-        super().side_lost(side)
+    def first_gone(self, side: Side) -> None:
+        self.gate.side_ended(side.index == 0)
 
     def drain(self) -> None:
         _send(self.sides[0], self.gate.drain())
@@ -229,15 +222,8 @@ class FollowedRelay(Relay):
         self.follower = follower
         super().__init__(a, b, on_close)
 
-    def ended(self, side: Side) -> None:
-        if not self.halves.closed:  # (the first side to end charges the calls it cuts)
-            self.follower.side_ended(side.index == 0)
-        super().ended(side)
-
-    def side_lost(self, side: Side) -> None:
-        if not self.halves.closed:
-            self.follower.side_ended(side.index == 0)
-        super().side_lost(side)
+    def first_gone(self, side: Side) -> None:
+        self.follower.side_ended(side.index == 0)
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         follower, peer = self.follower, self.sides[1 - side.index]

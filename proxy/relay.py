@@ -76,15 +76,23 @@ class Relay(Joint):
             self.ended(side)
 
     def side_lost(self, side: Side) -> None:
+        if not self.halves.closed:
+            self.first_gone(side)
         self.lost()
 
     def ended(self, side: Side) -> None:
+        if not self.halves.closed:
+            self.first_gone(side)
         step = self.halves.end_from(side.index)
         if step is Step.FORWARD_EOF:
             self.peer_of(side).send_eof()
         elif step is Step.CLOSE_BOTH:
             self.peer_of(side).send_eof()
             self._close(_closed)
+
+    def first_gone(self, side: Side) -> None:
+        """`side` ended or was lost while the relay was still open: a relay that charges the
+        calls the end cuts to whoever went first (h2_relay.py) hears of it here."""
 
     def lost(self) -> None:
         """A connection was lost (a reset, an error, a TLS end with no close_notify, a
