@@ -360,6 +360,22 @@ async def test_a_reset_at_either_end_reaches_the_other_as_a_reset(pair: Pair, wh
     await eventually_async(lambda: not pair.web.open and not pair.db.open, 5)
 
 
+async def test_an_end_passed_to_a_client_that_reset_after_its_own_end_closes_the_pair(
+    pair: Pair,
+) -> None:
+    """A client ends its side (FIN), then resets (a killed process with bytes unread): the
+    reset lands on a connection no longer read, so the proxy first hears of it when the
+    app's end is passed on, and the kernel refuses the shutdown (ENOTCONN). That error
+    escaped the relay mid-close under asyncio's loop: the pair was never closed nor counted
+    (a gRPC call it carried was never recorded; found by CI)."""
+    client, app = await _joined(pair)
+    client.shutdown(socket.SHUT_WR)
+    assert await _to_the_end(app) == (b"", "eof")
+    _reset(client)
+    app.shutdown(socket.SHUT_WR)
+    await eventually_async(lambda: not pair.web.open and not pair.db.open, 5)
+
+
 async def test_a_policy_cut_is_a_close_at_either_end_not_a_loss(pair: Pair) -> None:
     """The proxy's own close is no loss to pass on: the client of a connection a policy
     change cut sees it closed, as it did before losses were passed on, and as a refused one
