@@ -94,6 +94,9 @@ class TlsSide(Side):
         if not self.handshake.done():  # (a TCP check that resets, SO_LINGER 0, is a probe too)
             lost = exc or ConnectionResetError("connection lost")
             self.handshake.set_exception(ClosedEarly() if self.silent else lost)
+            # read here: whoever waited for it may have given up (a handshake timeout, which
+            # cut the connection), and asyncio logged each unread failure at ERROR
+            self.handshake.exception()
         super().connection_lost(exc)
 
     def send(self, data: bytes) -> None:

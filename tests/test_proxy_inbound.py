@@ -226,6 +226,30 @@ async def test_a_client_stalling_mid_handshake_is_cut_and_others_flow(served: Se
         writer.close()
 
 
+async def test_a_handshake_cut_at_its_timeout_leaves_no_error_for_the_loop(served: Served) -> None:
+    """A client that stalls mid-handshake is cut at `handshake_s`, after the inbound port
+    stopped waiting: the handshake's failure, set as its connection went, was never read,
+    and asyncio logged "Future exception was never retrieved" at ERROR for each one (the
+    refusal itself is counted and logged once a minute). Found by a review."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
+
+        async def cut() -> bool:
+            return await refused_count(served, tally.HANDSHAKE_TIMEOUT) == 1
+
+        await eventually_async(cut, 5)
+        await asyncio.sleep(0.1)  # the connection's end, and the handshake's failure with it
+        gc.collect()
+        writer.close()
+        assert [context["message"] for context in reported] == []
+    finally:
+        loop.set_exception_handler(None)
+
+
 async def test_a_slow_reader_never_makes_the_proxy_buffer_without_bound(served: Served) -> None:
     """The app stops reading: the proxy stops reading the client, and its buffers stay small."""
     held = asyncio.Event()
