@@ -55,6 +55,11 @@ from gossamer.intentions.decide import IntentionSet, decide  # noqa: E402
 from gossamer.intentions.model import Decision, HttpRequest  # noqa: E402
 from gossamer.proxy.h2_follow import H2Follower  # noqa: E402
 from gossamer.proxy.h2_gate import H2Gate  # noqa: E402
+from gossamer.proxy.http_limits import Limits  # noqa: E402
+from gossamer.proxy.protocol import CLIENT_IDLE_S, REQUEST_IDLE_S, REQUEST_TIMEOUT_S  # noqa: E402
+
+# The calls' timeouts as a sidecar keeps them by default (h2_deadlines.py): every call stamped.
+LIMITS = Limits(REQUEST_TIMEOUT_S, REQUEST_IDLE_S, CLIENT_IDLE_S)
 
 HEADERS = [(":method", "POST"), (":scheme", "http"), (":path", "/echo.Echo/Unary"),
            (":authority", "127.0.0.1:50051"), ("te", "trailers"),
@@ -137,7 +142,7 @@ def decide_web(request: HttpRequest) -> Decision:
 
 def gate_run(start: bytes, requests: list[bytes], answers: list[bytes],
              xfcc: bytes = XFCC) -> float:  # fmt: skip
-    gate = H2Gate(decide_web, xfcc=xfcc)
+    gate = H2Gate(decide_web, xfcc=xfcc, limits=LIMITS)
     gate.from_client(start)
     began = time.process_time()
     for request, answer in zip(requests, answers, strict=True):
@@ -150,7 +155,7 @@ def gate_run(start: bytes, requests: list[bytes], answers: list[bytes],
 
 
 def followed_run(start: bytes, requests: list[bytes], answers: list[bytes]) -> float:
-    follower = H2Follower(lambda status, route, seconds: None)
+    follower = H2Follower(lambda status, route, seconds: None, LIMITS, grpc=True)
     follower.from_client(start, 0.0)
     began = time.process_time()
     for request, answer in zip(requests, answers, strict=True):

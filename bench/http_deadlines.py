@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gossamer.proxy.http_deadlines import Deadlines, Limits  # noqa: E402
+from gossamer.proxy.http_deadlines import Deadlines  # noqa: E402
+from gossamer.proxy.http_limits import Limits  # noqa: E402
 
 
 class _Session:

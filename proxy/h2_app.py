@@ -254,6 +254,7 @@ class AppSide:
         self._ready = True  # (a first frame that is not SETTINGS: the client will say so)
         self._frame, self._left, self._gather = (kind, flags, stream), length, None
         if kind in (HEADERS, PUSH_PROMISE, CONTINUATION):
+            self.calls.touch(stream, self.now)
             self._in_block = not flags & END_HEADERS
             if kind != CONTINUATION:  # (it opens with the size update the client waits for)
                 self._block, self._block_of, self._due = bytearray(), (kind, flags, stream), NO_SIZE
@@ -267,6 +268,7 @@ class AppSide:
             else:
                 self._settings_ack()
         elif kind == DATA:
+            self.calls.touch(stream, self.now)  # (not idle: h2_deadlines.py)
             if flags & END_STREAM:
                 self.calls.ended(stream, self.now)
         elif kind == RST_STREAM:

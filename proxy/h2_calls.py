@@ -26,7 +26,8 @@ request. Times come in from the shell (`now`, seconds).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, ItemsView, Sequence
+from math import inf
 from typing import Final
 
 from gossamer.intentions.model import Decision
@@ -49,6 +50,9 @@ UNKNOWN: Final = 2  # it ended its stream without one
 CANCELLED: Final = 1  # the client reset the stream, or its side of the connection ended first
 INTERNAL: Final = 13  # the app reset it
 UNAVAILABLE: Final = 14  # the connection ended under it, the client's side not first
+# `Call.cut` for a call that ran out of time (h2_deadlines.py): reset at the app with CANCEL,
+# answered 504 (gRPC: DEADLINE_EXCEEDED). Not an HTTP/2 error code: those fit in 32 bits.
+TIMED_OUT: Final = 1 << 32
 Done = Callable[[int, str, float], None]  # (status, route, seconds)
 Fields = list[tuple[bytes, bytes]]  # a request's header fields, decoded
 
@@ -58,16 +62,18 @@ def uncounted(status: int, route: str, seconds: float) -> None:
 
 
 class Call:
-    __slots__ = ("answered", "client_ended", "cut", "fields", "grpc", "grpc_status", "remaining",
-                 "route", "started", "status")  # fmt: skip
+    __slots__ = ("answered", "client_ended", "complete", "cut", "fields", "grpc", "grpc_status",
+                 "remaining", "route", "seen", "started", "status")  # fmt: skip
 
     def __init__(self, route: str, started: float, fields: Fields | None) -> None:
         self.route = route
         self.started = started
+        self.seen = started  # its last frame either way (h2_deadlines.py: the idle limit)
+        self.complete = inf  # when the client's side ended (the request timeout runs from it)
         self.fields = fields  # the request's, as decided: a policy change decides it again
         self.client_ended = False  # the client's side of the stream ended (END_STREAM)
         self.answered = False  # the app's side ended (END_STREAM): the outcome is recorded
-        self.cut = 0  # the reset that cut it (h2_cut.py): CANCEL (policy), PROTOCOL_ERROR
+        self.cut = 0  # why it was cut (h2_cut.py): CANCEL (policy), PROTOCOL_ERROR, TIMED_OUT
         self.remaining = -1  # body bytes its content-length still promises; -1: none said
         self.grpc = False  # the answer is gRPC's
         self.status = 0  # the final :status
@@ -84,8 +90,13 @@ class Call:
 
 
 class CallBook:
-    def __init__(self, done: Done, *, held: bool = False) -> None:
+    def __init__(self, done: Done, *, held: bool = False, request_s: float = 0.0,
+                 idle_s: float = 0.0) -> None:  # fmt: skip
         self._done = done
+        # The calls' limits (h2_deadlines.py; 0.0: none): `due` is the soonest time one may
+        # run out that the shell's timer has not been told of yet (inf: none).
+        self.request_s, self.idle_s = request_s, idle_s
+        self.due = inf
         # `held` (the gate's book): a call stays until the client's side ends too, not just
         # the app's, so a body that goes on after the answer is still held to its length
         self._held = held
@@ -101,7 +112,27 @@ class CallBook:
         self.count += 1
         if len(self._calls) < MAX_CALLS:  # (the gate refuses past it; h2_follow.py counts less)
             call = self._calls[stream] = Call(route, now, fields)
-            call.client_ended, call.remaining = ended, length
+            call.remaining = length
+            if self.idle_s and now + self.idle_s < self.due:
+                self.due = now + self.idle_s
+            if ended:
+                self._complete(call, now)
+
+    def _complete(self, call: Call, now: float) -> None:
+        """The client's side of `call` ended: its request timeout runs from now."""
+        call.client_ended, call.complete = True, now
+        if self.request_s and now + self.request_s < self.due:
+            self.due = now + self.request_s
+
+    def touch(self, stream: int, now: float) -> None:
+        """A frame of the app's on `stream`: the call is not idle."""
+        call = self._calls.get(stream)
+        if call is not None:
+            call.seen = now
+
+    def open_items(self) -> ItemsView[int, Call]:
+        """The calls open, by stream (h2_deadlines.py looks them over)."""
+        return self._calls.items()
 
     def full(self) -> bool:
         """Whether MAX_CALLS are open: the gate refuses another until one ends."""
@@ -131,14 +162,15 @@ class CallBook:
         call = self._calls.get(stream)
         return call is not None and call.remaining >= 0
 
-    def body(self, stream: int, length: int, end: bool) -> bool:
+    def body(self, stream: int, length: int, end: bool, now: float) -> bool:
         """`length` bytes of the client's body on `stream` (padding aside; `end`: its side
-        ends): whether they keep to its content-length (RFC 9113 §8.1.1)."""
+        ends), at `now`: whether they keep to its content-length (RFC 9113 §8.1.1)."""
         call = self._calls.get(stream)
         if call is None:
             return True
+        call.seen = now
         if end:
-            call.client_ended = True
+            self._complete(call, now)
             if call.answered:  # (both sides ended)
                 del self._calls[stream]
         if call.remaining < 0:
@@ -156,11 +188,13 @@ class CallBook:
         return self._premature(call)
 
     def cut(self, stream: int, now: float) -> Call | None:
-        """A call cut, its wait over (h2_cut.py): recorded as denied (`403`) or malformed
-        (`400`) unless the app's answer ended first; None when both sides had ended."""
+        """A call cut, its wait over (h2_cut.py): recorded as denied (`403`), timed out
+        (`504`) or malformed (`400`) unless the app's answer ended first; None when both
+        sides had ended."""
         call = self._calls.pop(stream, None)
         if call is not None and not call.answered:
-            self._done(403 if call.cut == CANCEL else 400, call.route, now - call.started)
+            status = 403 if call.cut == CANCEL else 504 if call.cut == TIMED_OUT else 400
+            self._done(status, call.route, now - call.started)
         return call
 
     def refused(self, status: int, route: str) -> None:

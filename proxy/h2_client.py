@@ -182,7 +182,8 @@ class ClientFrames:
                 raise H2Error(PROTOCOL_ERROR, "a padded frame without its pad length")
             self._mode = HOLD
             return  # (its head is kept for `_padded`)
-        elif kind == DATA and not self.calls.body(stream, length, bool(flags & END_STREAM)):
+        elif kind == DATA and not self.calls.body(stream, length, bool(flags & END_STREAM),
+                                                  self._now):  # fmt: skip
             self._mode, self._credit = DROP, self._credit + length
             self._malformed(stream)
         else:
@@ -202,7 +203,7 @@ class ClientFrames:
         length = self._left  # (this byte included)
         if pad >= length:
             raise H2Error(PROTOCOL_ERROR, "a frame's padding is longer than the frame")
-        if self.calls.body(stream, length - 1 - pad, bool(flags & END_STREAM)):
+        if self.calls.body(stream, length - 1 - pad, bool(flags & END_STREAM), self._now):
             self._mode = PASS
             to_app.append(bytes(self._head) + bytes((pad,)))
         else:

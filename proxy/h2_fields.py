@@ -48,6 +48,10 @@ BAD: Final = 400
 TUNNEL: Final = 501
 _GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                 (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip
+_GRPC_TIMED_OUT: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                   (b"grpc-status", b"4"),
+                   (b"grpc-message", b"upstream request timeout")]  # fmt: skip
+_GRPC_ANSWERS: Final = {403: _GRPC_DENIED, 504: _GRPC_TIMED_OUT}
 
 
 def checked(fields: list[tuple[bytes, bytes]], malformed: bool, ended: bool
@@ -88,13 +92,14 @@ def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
 
 
 def answer(status: int, fields: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The header block of a call answered here: a denied gRPC call (a request whose
-    `content-type` is gRPC's) gets trailers-only PERMISSION_DENIED, as Envoy's RBAC answers
-    it; anything else `status` and no body."""
-    if status == 403 and any(
+    """The header block of a call answered here: a gRPC call (a request whose `content-type`
+    is gRPC's) denied (`403`) or timed out (`504`) gets trailers-only PERMISSION_DENIED or
+    DEADLINE_EXCEEDED, as Envoy answers them; anything else `status` and no body."""
+    grpc = _GRPC_ANSWERS.get(status)
+    if grpc is not None and any(
         n == b"content-type" and v.startswith(b"application/grpc") for n, v in fields
     ):
-        return _GRPC_DENIED
+        return grpc
     return [(b":status", str(status).encode()), (b"content-length", b"0")]
 
 

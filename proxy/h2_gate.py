@@ -58,17 +58,20 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 from gossamer.proxy.http_codec import XFCC_NAME
+from gossamer.proxy.http_limits import NO_LIMITS, Limits
 
 
 class H2Gate(ClientFrames):
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
 
     def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
-                 done: Done = uncounted, xfcc: bytes = b"") -> None:  # fmt: skip
+                 done: Done = uncounted, xfcc: bytes = b"", limits: Limits = NO_LIMITS
+                 ) -> None:  # fmt: skip
         self._decide = decide
         self._xfcc = literal_block([(XFCC_NAME, xfcc)]) if xfcc else b""  # for each request
         self._reader = HeaderReader(max_block, checked=True)
-        calls, self.cuts = CallBook(done, held=True), Cuts()
+        calls = CallBook(done, held=True, request_s=limits.request_s, idle_s=limits.idle_s)
+        self.cuts = Cuts()
         super().__init__(calls, AppSide(calls, self._reader, self.cuts), max_block)
         self._literal = False  # from the first deny on: blocks written again as literals
         # The dynamic table size updates of the client's blocks the app did not get as they
@@ -88,9 +91,16 @@ class H2Gate(ClientFrames):
         """A policy change: each call in flight decided again by `judge`; those now denied
         are cut (h2_cut.py). (Bytes for the app now, the decisions that cut.)"""
         denied = self.calls.recheck(lambda fields: judge(h2_fields.request_of(fields)))
-        if denied:  # (the client's later frames on them: dropped)
-            self._app_pending.append(self.cuts.start([stream for stream, _ in denied]))
-        return self._pending_now(), [decision for _, decision in denied]
+        if not denied:
+            return self._pending_now(), []
+        return self.cut([stream for stream, _ in denied]), [decision for _, decision in denied]
+
+    def cut(self, streams: list[int]) -> list[bytes]:
+        """Cut `streams`, calls the book has marked cut (a policy change's deny, a timeout:
+        h2_deadlines.py), as h2_cut.py says; the bytes for the app now. The client's later
+        frames on them are dropped."""
+        self._app_pending.append(self.cuts.start(streams))
+        return self._pending_now()
 
     def drain(self) -> list[bytes]:
         """The proxy is stopping: GOAWAY tells the client to open its next calls elsewhere
@@ -152,7 +162,9 @@ class H2Gate(ClientFrames):
             # fields trailers may not carry, or a body short of its length: malformed, the
             # block dropped (read for the table: the app's lacks what it added, so each block
             # from now on is written as literals, as a rewrite without the field would need)
-            if h2_fields.trailers_forbidden(fields) or not self.calls.body(stream, 0, True):
+            if h2_fields.trailers_forbidden(fields) or not self.calls.body(
+                stream, 0, True, self._now
+            ):
                 self._literal = True
                 self._malformed(stream)
                 return

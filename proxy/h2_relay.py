@@ -33,11 +33,16 @@ from typing import TYPE_CHECKING, Final
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
+from gossamer.proxy.h2_calls import CallBook
+from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_gate import H2Gate
+from gossamer.proxy.h2_timer import CallTimer
 from gossamer.proxy.http_codec import Outcome
+from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.inbound_http import now_ms
+from gossamer.proxy.protocol import GRPC
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
@@ -50,7 +55,51 @@ BROKEN = "http2.broken"  # counted: clients whose HTTP/2 the gate could not foll
 CUT_WAIT_S: Final = 1.0  # for the app's answer to the PING behind a cut (h2_cut.py)
 
 
-class GatedRelay(Relay):
+class H2Relay(Relay):
+    """What both h2 relays share: calls cut (a policy change's deny, a timeout) wait for the
+    far side's ACK of a PING (h2_cut.py), within CUT_WAIT_S; a `CallTimer` (h2_timer.py),
+    set by the maker, keeps their calls' timeouts."""
+
+    timer: CallTimer | None = None
+
+    def cuts(self) -> Cuts:
+        raise NotImplementedError
+
+    def opaque(self) -> bool:
+        """Whether the connection is not h2c (a byte relay: no calls to time)."""
+        raise NotImplementedError
+
+    def moved_total(self) -> int:
+        return self.sides[0].moved + self.sides[1].moved
+
+    def time_out(self, streams: list[int]) -> None:
+        """Cut calls that ran out of time (the book marked them cut)."""
+        raise NotImplementedError
+
+    def idle_close(self) -> None:
+        """The connection has been idle past its limit: GOAWAY, then closed."""
+        raise NotImplementedError
+
+    def watch_cut(self) -> None:
+        """Cuts just began: the far side must answer their PING within CUT_WAIT_S."""
+        waiting = list(self.cuts().waiting)
+        asyncio.get_running_loop().call_later(CUT_WAIT_S, self._overdue, waiting)
+
+    def _overdue(self, tokens: list[bytes]) -> None:
+        """The far side has not answered the PING behind a cut: until it does, its frames on
+        the cut calls still go to the client, so the whole connection goes instead."""
+        if not self.halves.closed and any(t in self.cuts().waiting for t in tokens):
+            log.warning("proxy: HTTP/2 connection closed: the far side did not answer within "
+                        "%g s of a call cut", CUT_WAIT_S)  # fmt: skip
+            self.terminate()
+
+    def _close(self, end: Callable[[Side], None], *, linger: bool = False) -> None:
+        if self.timer is not None:
+            self.timer.stop()
+        super()._close(end, linger=linger)
+
+
+class GatedRelay(H2Relay):
     def __init__(
         self,
         a: Side,
@@ -79,21 +128,26 @@ class GatedRelay(Relay):
     def drain(self) -> None:
         _send(self.sides[0], self.gate.drain())
 
+    def cuts(self) -> Cuts:
+        return self.gate.cuts
+
+    def opaque(self) -> bool:
+        return self.gate.opaque
+
     def recheck(self, judge: Callable[[HttpRequest], Decision]) -> list[Decision]:
         to_app, cut = self.gate.recheck(judge)
         _send(self.sides[1], to_app)
         if cut:
-            waiting = list(self.gate.cuts.waiting)
-            asyncio.get_running_loop().call_later(CUT_WAIT_S, self._overdue, waiting)
+            self.watch_cut()
         return cut
 
-    def _overdue(self, tokens: list[bytes]) -> None:
-        """The app has not answered the PING behind a cut: until it does, its frames on the
-        cut calls still go to the client, so the whole connection goes instead."""
-        if not self.halves.closed and any(t in self.gate.cuts.waiting for t in tokens):
-            log.warning("proxy: HTTP/2 connection closed: its app did not answer within "
-                        "%g s of a call cut by a policy change", CUT_WAIT_S)  # fmt: skip
-            self.terminate()
+    def time_out(self, streams: list[int]) -> None:
+        _send(self.sides[1], self.gate.cut(streams))
+        self.watch_cut()
+
+    def idle_close(self) -> None:
+        self.drain()  # (new streams refused, GOAWAY)
+        self.lost_lingering()  # the GOAWAY goes first, then the client's end
 
     def paused(self, side: Side) -> None:
         """`side`'s writing is full: what feeds it stops being read. The client is fed by
@@ -136,6 +190,8 @@ class GatedRelay(Relay):
         for chunk in chunks:  # (not read while the client is full: at most one read's worth)
             side.moved += len(chunk)
             _send(client, gate.from_app(chunk, now))
+        if self.timer is not None:
+            self.timer.check()
         if eof:
             self.ended(side)
 
@@ -166,6 +222,8 @@ class GatedRelay(Relay):
                 return
             _send(app, to_app)
             _send(client, to_client)
+        if self.timer is not None:
+            self.timer.check()
         if eof:
             self.ended(client)
 
@@ -210,11 +268,20 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str,
         gate.close(time.perf_counter())
         inbound._closed(relay)
 
-    gate = H2Gate(decide, inbound.max_header_bytes, done, xfcc)
-    return GatedRelay(client, app, closed, gate, opaque, broken)
+    gate = H2Gate(decide, inbound.max_header_bytes, done, xfcc, inbound.limits)
+    made = GatedRelay(client, app, closed, gate, opaque, broken)
+    _timed(made, gate.calls, inbound.limits, inbound.http_event)
+    return made
 
 
-class FollowedRelay(Relay):
+def _timed(relay: H2Relay, calls: CallBook, limits: Limits, event: Callable[[str], None]
+           ) -> None:  # fmt: skip
+    """`relay`'s calls get `limits` (h2_timer.py), when it has any and is still open."""
+    if (limits.request_s or limits.idle_s or limits.client_idle_s) and not relay.halves.closed:
+        relay.timer = CallTimer(relay, calls, limits, event)
+
+
+class FollowedRelay(H2Relay):
     """A byte relay whose bytes an `H2Follower` reads along the way (the calling side)."""
 
     def __init__(self, a: Side, b: Side, on_close: Callable[[Relay], None],
@@ -225,16 +292,31 @@ class FollowedRelay(Relay):
     def first_gone(self, side: Side) -> None:
         self.follower.side_ended(side.index == 0)
 
+    def cuts(self) -> Cuts:
+        return self.follower.cuts
+
+    def opaque(self) -> bool:
+        return self.follower.opaque
+
+    def time_out(self, streams: list[int]) -> None:
+        _send(self.sides[1], self.follower.cut(streams))
+        self.watch_cut()
+
+    def idle_close(self) -> None:
+        _send(self.sides[0], self.follower.goaway())
+        self.lost_lingering()  # the GOAWAY goes first, then the client's end
+
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         follower, peer = self.follower, self.sides[1 - side.index]
         now = time.perf_counter()
         for chunk in chunks:
             side.moved += len(chunk)
-            peer.send(chunk)
             if side.index == 0:
-                follower.from_client(chunk, now)
+                _send(peer, follower.from_client(chunk, now))
             else:
-                follower.from_app(chunk, now)
+                _send(peer, follower.from_app(chunk, now))
+        if self.timer is not None:
+            self.timer.check()
         if eof:
             self.ended(side)
 
@@ -253,5 +335,12 @@ def followed(
         follower.close(time.perf_counter())
         on_close(relay)
 
-    follower = H2Follower(done)
-    return FollowedRelay(client, server, closed, follower)
+    def event(name: str) -> None:
+        listener.tally.add(f"outbound.http.{name}")
+
+    u = listener.upstream
+    limits = Limits(u.request_timeout_s, u.request_idle_s, u.client_idle_s)
+    follower = H2Follower(done, limits, grpc=u.protocol == GRPC)
+    made = FollowedRelay(client, server, closed, follower)
+    _timed(made, follower.calls, limits, event)
+    return made

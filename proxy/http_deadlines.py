@@ -22,30 +22,13 @@ its value after the last byte.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from math import inf
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
+
+from gossamer.proxy.http_limits import CLIENT_IDLE, IDLE_TIMEOUT, REQUEST_TIMEOUT, Limits
 
 if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
-
-REQUEST_TIMEOUT: Final = "request_timeout"
-IDLE_TIMEOUT: Final = "idle_timeout"
-CLIENT_IDLE: Final = "client_idle"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A host's timeouts in seconds; 0.0 is none."""
-
-    request_s: float
-    idle_s: float
-    client_idle_s: float
-
-    def recheck_s(self) -> float:
-        """How soon to look again while a request waits for a connection (inf: never)."""
-        return min((x for x in (self.request_s, self.idle_s / 2, self.client_idle_s / 2) if x),
-                   default=inf)  # fmt: skip
 
 
 class Deadlines:

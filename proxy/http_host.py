@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from gossamer.intentions.model import Decision, HttpRequest
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.http_codec import Exchange, Outcome
-    from gossamer.proxy.http_deadlines import Limits
+    from gossamer.proxy.http_limits import Limits
     from gossamer.proxy.side import Side
 
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Final
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance, tally
 from gossamer.proxy.http_codec import Exchange, Outcome
-from gossamer.proxy.http_deadlines import Limits
+from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.mux_open import backend_stream
 from gossamer.proxy.peak_ewma import PeakEwma
 from gossamer.proxy.protocol import HEADERS_TIMEOUT_S, MAX_HEADER_BYTES

@@ -32,7 +32,7 @@ from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import DENIED_BODY, Exchange, Outcome
-from gossamer.proxy.http_deadlines import Limits
+from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide

@@ -132,6 +132,8 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_app.py",
     "proxy/h2_calls.py",
     "proxy/h2_follow.py",
+    "proxy/h2_deadlines.py",
+    "proxy/http_limits.py",
     "proxy/hpack_reader.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",

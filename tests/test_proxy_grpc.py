@@ -567,8 +567,8 @@ class _App:
     ended: /t.T/Watch, a server stream, with its head and a first message, and then nothing
     more (the stream stays open); /t.T/Bare with a head and a message that ends the stream,
     no trailers at all; /t.T/Untold the same, then trailers without a `grpc-status`;
-    /t.T/Fine whole, `grpc-status` 0; /plain a plain HTTP/2 answer, `200`. `conns`: the
-    writers of its connections, for a test to end them."""
+    /t.T/Fine whole, `grpc-status` 0; /plain a plain HTTP/2 answer, `200`; a path that ends
+    in /Silent, none. `conns`: the writers of its connections, for a test to end them."""
 
     def __init__(self) -> None:
         self.conns: list[asyncio.StreamWriter] = []
@@ -594,6 +594,8 @@ class _App:
 
 
 def _answer(conn: H2Connection, stream: int, path: str) -> None:
+    if path.endswith("/Silent"):  # (no answer at all: tests/test_proxy_h2_timeouts.py)
+        return
     if path == "/plain":
         conn.send_headers(stream, [(":status", "200"), ("content-type", "text/plain")])
         conn.send_data(stream, b"ok", end_stream=True)

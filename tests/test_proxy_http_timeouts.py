@@ -29,7 +29,8 @@ import pytest
 
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_registration import config_from_registration
-from gossamer.proxy.http_deadlines import Deadlines, Limits
+from gossamer.proxy.http_deadlines import Deadlines
+from gossamer.proxy.http_limits import Limits
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp

@@ -1,0 +1,278 @@
+"""The timeouts of HTTP/2 and gRPC calls (h2_deadlines.py, h2_timer.py), on either side.
+
+web's upstream listener (`protocol: grpc`) -> db's sidecar -> an h2c app, in
+the test's loop, the calls between the sidecars on a mux stream or on a TLS
+connection of their own. A call is timed where a limit is set: at db for its
+local app (`local_request_timeout_ms`, `local_idle_timeout_ms`,
+`idle_timeout_ms`), at web for its upstream (`request_timeout_ms`,
+`request_idle_timeout_ms`, `idle_timeout_ms`). Clients are real: grpcio
+for gRPC, python-hyper's `h2` on a socket for plain HTTP/2 and for watching
+the connection end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import Intention
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.http_limits import Limits
+from gossamer.proxy.inbound import Inbound
+from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.policy import Policy
+from tests.harness.cluster import free_port
+from tests.harness.poll import eventually_async
+from tests.proxy_pki import Pki
+from tests.test_proxy_grpc import _App, _by_class, _Mesh
+
+OFF = Limits(0.0, 0.0, 0.0)
+MESSAGE = "upstream request timeout"  # the proxy's grpc-message (a client's own deadline differs)
+
+
+@contextlib.asynccontextmanager
+async def _mesh(mode: str, *, db: Limits = OFF, web: Limits = OFF, protocol: str = "grpc"
+                ) -> AsyncIterator[_Mesh]:  # fmt: skip
+    app = _App()
+    server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+    pki = Pki()
+    db_identity, web_identity = pki.identity("db"), pki.identity("web")
+    if mode == "tls":
+        db_identity = dataclasses.replace(db_identity, server_tunnel=db_identity.server)
+    policy = Policy()
+    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
+                         local_port=server.sockets[0].getsockname()[1], protocol=protocol,
+                         request_timeout_s=db.request_s, request_idle_s=db.idle_s,
+                         client_idle_s=db.client_idle_s)  # fmt: skip
+    inbound = Inbound(config, lambda: db_identity, policy, tally.Tally())
+    await inbound.start()
+    upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol=protocol,
+                        request_timeout_s=web.request_s, request_idle_s=web.idle_s,
+                        client_idle_s=web.client_idle_s)  # fmt: skip
+    listener = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
+    listener.set_instances([("127.0.0.1", config.bind_port)])
+    await listener.start()
+    try:
+        yield _Mesh(app, listener, inbound)
+    finally:
+        for side in (listener, inbound):
+            side.stop_listening()
+            side.terminate_all()
+        for writer in app.conns:
+            writer.transport.abort()
+        server.close()
+
+
+def _limits(where: str, limits: Limits) -> dict[str, Limits]:
+    return {where: limits}
+
+
+TIMEOUTS = ("request_timeout", "idle_timeout", "client_idle")
+
+
+def _events(mesh: _Mesh, where: str) -> dict[str, int]:
+    """The timeout events counted where the limit is set (none counted on the other side)."""
+    inbound, outbound = mesh.db.tally.snapshot(), mesh.web.tally.snapshot()
+    if where == "web":
+        inbound, outbound = outbound, inbound
+    prefix, other = ("http.", "outbound.http.") if where == "db" else ("outbound.http.", "http.")
+    assert not [name for name in TIMEOUTS if f"{other}{name}" in outbound]
+    return {name: inbound[f"{prefix}{name}"] for name in TIMEOUTS if f"{prefix}{name}" in inbound}
+
+
+async def _counted(mesh: _Mesh, db: dict[str, int], web: dict[str, int]) -> None:
+    def check() -> bool:
+        assert (_by_class(mesh.db.metrics.inbound("web")),
+                _by_class(mesh.web.metrics.outbound("db"))) == (db, web)  # fmt: skip
+        return True
+
+    await eventually_async(check, 5)
+
+
+def _unary(target: str, path: str, timeout: float) -> tuple[grpc.StatusCode, str, float]:
+    """A grpcio unary call: its code, details and how long it took."""
+    began = time.monotonic()
+    with grpc.insecure_channel(target) as channel:
+        try:
+            channel.unary_unary(path)(b"q", timeout=timeout)
+        except grpc.RpcError as error:
+            failed: Any = error
+            return failed.code(), failed.details(), time.monotonic() - began
+    return grpc.StatusCode.OK, "", time.monotonic() - began
+
+
+# Where the call runs out, who counts what: the side that times it out answers 504
+# (DEADLINE_EXCEEDED, 5xx); when that is web, db saw its client reset the call: before any
+# answer, no status ("none"); a gRPC answer under way, CANCELLED (499).
+UNANSWERED = {"db": ({"5xx": 1}, {"5xx": 1}), "web": ({"none": 1}, {"5xx": 1})}
+UNDER_WAY = {"db": ({"5xx": 1}, {"5xx": 1}), "web": ({"4xx": 1}, {"5xx": 1})}
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_a_call_not_answered_in_time_ends_with_deadline_exceeded(
+    mode: str, where: str
+) -> None:
+    """A unary gRPC call the app never answers: past the request timeout the sidecar that
+    times it (db for its app, web for its upstream) resets it at the app's side and answers
+    DEADLINE_EXCEEDED, well before the client's own 20 s deadline. Counted 504 there, and
+    as the timeout event."""
+    async with _mesh(mode, **_limits(where, Limits(0.5, 0.0, 0.0))) as mesh:
+        code, details, took = await asyncio.to_thread(_unary, mesh.target, "/t.T/Silent", 20)
+        assert (code, details) == (grpc.StatusCode.DEADLINE_EXCEEDED, MESSAGE)
+        assert 0.4 < took < 5, took
+        await _counted(mesh, *UNANSWERED[where])
+        assert _events(mesh, where) == {"request_timeout": 1}
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_a_call_answered_in_time_is_untouched(mode: str, where: str) -> None:
+    """Limits that are not reached change nothing: the call's answer and its count."""
+    async with _mesh(mode, **_limits(where, Limits(5.0, 5.0, 5.0))) as mesh:
+        code, _, _ = await asyncio.to_thread(_unary, mesh.target, "/t.T/Fine", 10)
+        assert code is grpc.StatusCode.OK
+        await _counted(mesh, {"2xx": 1}, {"2xx": 1})
+        assert _events(mesh, where) == {}
+
+
+async def test_with_the_limits_off_the_client_deadline_is_the_only_one() -> None:
+    """`0` turns the limits off: a call the app never answers waits for its client's own
+    deadline (grpcio's "Deadline Exceeded", not the proxy's message)."""
+    async with _mesh("mux") as mesh:
+        code, details, took = await asyncio.to_thread(_unary, mesh.target, "/t.T/Silent", 1.0)
+        assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert details != MESSAGE and took >= 0.9
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_a_stream_silent_past_the_idle_limit_is_ended(mode: str, where: str) -> None:
+    """A server stream whose app sent its head and one message, then nothing: past the idle
+    limit (no request timeout set) it ends with trailers DEADLINE_EXCEEDED after the message
+    the client already read."""
+
+    def watch(target: str) -> tuple[bytes, grpc.StatusCode, str]:
+        with grpc.insecure_channel(target) as channel:
+            answers = channel.unary_stream("/t.T/Watch")(b"q", timeout=20)
+            first = next(answers)
+            try:
+                next(answers)
+            except grpc.RpcError as error:
+                failed: Any = error
+                return first, failed.code(), failed.details()
+            return first, grpc.StatusCode.OK, ""
+
+    async with _mesh(mode, **_limits(where, Limits(0.0, 0.6, 0.0))) as mesh:
+        got = await asyncio.to_thread(watch, mesh.target)
+        assert got == (b"first", grpc.StatusCode.DEADLINE_EXCEEDED, MESSAGE)
+        await _counted(mesh, *UNDER_WAY[where])
+        assert _events(mesh, where) == {"idle_timeout": 1}
+
+
+class _H2Client:
+    """python-hyper's h2 on a socket to web's upstream listener."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.conn = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8"))
+        self.conn.initiate_connection()
+        self.events: list[Any] = []
+        self.ended = False
+
+    @classmethod
+    async def to(cls, mesh: _Mesh) -> _H2Client:
+        sock = socket.socket()
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(
+            sock, ("127.0.0.1", mesh.web.upstream.bind_port)
+        )
+        client = cls(sock)
+        await client.flush()
+        return client
+
+    async def flush(self) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, self.conn.data_to_send())
+
+    async def get(self, path: str) -> int:
+        stream = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream, [(":method", "GET"), (":scheme", "http"),
+                                        (":path", path), (":authority", "db")],
+                               end_stream=True)  # fmt: skip
+        await self.flush()
+        return stream
+
+    async def until(self, kind: type, within: float) -> Any:
+        """The first event of `kind` (read on until it comes), or None when the connection
+        ended first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            for event in self.events:
+                if isinstance(event, kind):
+                    return event
+            if self.ended:
+                return None
+            data = await asyncio.wait_for(loop.sock_recv(self.sock, 65536),
+                                          max(0.01, deadline - loop.time()))  # fmt: skip
+            if not data:
+                self.ended = True
+                continue
+            self.events += self.conn.receive_data(data)
+            with contextlib.suppress(OSError):
+                await self.flush()
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_a_plain_http2_call_that_runs_out_gets_504(mode: str, where: str) -> None:
+    """A plain HTTP/2 request (not gRPC, to an `http2` service) the app never answers gets
+    `504` with no body. (On a `grpc` upstream, web takes every call for gRPC's: it reads no
+    request block.)"""
+    async with _mesh(mode, **_limits(where, Limits(0.5, 0.0, 0.0)), protocol="http2") as mesh:
+        client = await _H2Client.to(mesh)
+        try:
+            stream = await client.get("/Silent")
+            head = await client.until(ResponseReceived, 5)
+            assert head is not None and head.stream_id == stream
+            assert dict(head.headers)[":status"] == "504"
+            assert await client.until(StreamEnded, 5) is not None
+        finally:
+            client.sock.close()
+        assert _events(mesh, where) == {"request_timeout": 1}
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_an_idle_connection_is_told_goaway_and_closed(mode: str, where: str) -> None:
+    """A connection with no call open past the idle limit (`idle_timeout_ms`) is told GOAWAY
+    and then closed; a call answered on it before is counted as it was."""
+    async with _mesh(mode, **_limits(where, Limits(0.0, 0.0, 0.6))) as mesh:
+        client = await _H2Client.to(mesh)
+        try:
+            await client.get("/plain")
+            assert await client.until(StreamEnded, 5) is not None
+            began = time.monotonic()
+            away = await client.until(ConnectionTerminated, 5)
+            assert away is not None and away.error_code == 0
+            while not client.ended:
+                await client.until(type(None), 5)  # (nothing is: read to the end)
+            assert 0.5 < time.monotonic() - began < 3
+        finally:
+            client.sock.close()
+        await _counted(mesh, {"2xx": 1}, {"2xx": 1})
+        assert _events(mesh, where) == {"client_idle": 1}
