@@ -34,7 +34,11 @@ INTENTION_FIELDS = (
 )  # fmt: skip
 PERMISSION_FIELDS = ("Action", "HTTP", "JWT")
 HTTP_FIELDS = ("PathExact", "PathPrefix", "PathRegex", "Header", "Methods")
-HEADER_FIELDS = ("Name", "Present", "Exact", "Prefix", "Suffix", "Regex", "Invert")
+# Consul's IntentionHTTPHeaderPermission in its struct order; `Contains` and `IgnoreCase`
+# (HCL `ignore_case`) came with newer Consul and are read, written and decided like the rest.
+HEADER_FIELDS = (
+    "Name", "Present", "Exact", "Prefix", "Suffix", "Contains", "Regex", "Invert", "IgnoreCase",
+)  # fmt: skip
 
 
 def join(path: str, name: str) -> str:
@@ -157,7 +161,8 @@ def permissions_from_json(fields: Fields, name: str) -> tuple[Permission, ...]:
 def _header(raw: object, path: str, out: list[Problem]) -> HeaderMatch:
     f = Fields(raw, path, HEADER_FIELDS, out)
     return HeaderMatch(f.text("Name"), f.flag("Present"), f.text("Exact"), f.text("Prefix"),
-                       f.text("Suffix"), f.text("Regex"), f.flag("Invert"))  # fmt: skip
+                       f.text("Suffix"), f.text("Regex"), f.flag("Invert"),
+                       contains=f.text("Contains"), ignore_case=f.flag("IgnoreCase"))  # fmt: skip
 
 
 def merge_problems(parsed: list[Problem], checked: list[Problem]) -> list[Problem]:
@@ -235,7 +240,8 @@ def permissions_to_json(perms: Sequence[Permission]) -> list[dict[str, Any]]:
 def _header_to_json(h: HeaderMatch) -> dict[str, Any]:
     out: dict[str, Any] = {"Name": h.name}
     for key, value in (("Present", h.present), ("Exact", h.exact), ("Prefix", h.prefix),
-                       ("Suffix", h.suffix), ("Regex", h.regex), ("Invert", h.invert)):  # fmt: skip
+                       ("Suffix", h.suffix), ("Contains", h.contains), ("Regex", h.regex),
+                       ("Invert", h.invert), ("IgnoreCase", h.ignore_case)):  # fmt: skip
         if value:
             out[key] = value
     return out

@@ -38,8 +38,11 @@ PRECEDENCE = {
 class HeaderMatch:
     """One header condition of an L7 permission (Envoy's HeaderMatcher).
 
-    Exactly one of `present` / `exact` / `prefix` / `suffix` / `regex` is set;
-    `invert` negates the result. Empty strings mean "not set", as in Consul.
+    Exactly one of `present` / `exact` / `prefix` / `suffix` / `contains` /
+    `regex` is set; `invert` negates the result. Empty strings mean "not set",
+    as in Consul. `ignore_case` (Consul's `IgnoreCase`, Envoy's StringMatcher
+    `ignore_case`) compares exact/prefix/suffix/contains with ASCII letters
+    folded; Consul refuses it beside `present` or `regex` (validate.py).
     """
 
     name: str
@@ -49,6 +52,8 @@ class HeaderMatch:
     suffix: str = ""
     regex: str = ""
     invert: bool = False
+    contains: str = ""
+    ignore_case: bool = False
 
 
 @dataclass(frozen=True)

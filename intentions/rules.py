@@ -18,6 +18,10 @@ strings. `rule_outcome` evaluates one rule. Pure. Rules this module keeps:
   present" (Envoy's rule); paths are matched without their query string;
   methods as written (a method is case-sensitive: `get` is not `GET`).
 - Regexes are RE2's (validate.compile_regex), full matches, as Envoy's.
+- `IgnoreCase` folds ASCII letters only, on both sides, as Envoy's
+  StringMatcher (absl's ASCII case-insensitive compares): `É` is not `é`,
+  and no Unicode folding grows or merges a character (`ß`, `K` the Kelvin
+  sign). The rule's side is folded once, at compile time.
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ from gossamer.intentions.model import (
 )
 from gossamer.intentions.validate import Pattern, Problem, compile_regex
 
+# A-Z -> a-z and nothing else: Envoy's (absl's) ASCII case folding, not str.lower().
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """`text` with ASCII capitals lower-cased, every other character as it was."""
+    return text.translate(_ASCII_LOWER)
+
+
 # (strength, decision): 0 an explicit deny, 1 an explicit allow, 2 an L7 miss.
 # At equal precedence the lowest strength wins, so deny beats allow.
 Outcome = tuple[int, Decision]
@@ -45,6 +58,13 @@ class HeaderRule:
     name: str  # lower case
     match: HeaderMatch
     pattern: Pattern | None
+    needle: str  # the exact/prefix/suffix/contains value, ASCII-folded under IgnoreCase
+
+    @classmethod
+    def of(cls, match: HeaderMatch, pattern: Pattern | None) -> HeaderRule:
+        m = match
+        needle = m.exact or m.prefix or m.suffix or m.contains
+        return cls(m.name.lower(), m, pattern, ascii_lower(needle) if m.ignore_case else needle)
 
     def matches(self, request: HttpRequest) -> bool:
         value = request.header(self.name)
@@ -53,15 +73,20 @@ class HeaderRule:
             # Envoy: a missing header matches nothing but "not present".
             return m.present and m.invert
         if m.present:
-            hit = True
-        elif m.exact:
-            hit = value == m.exact
-        elif m.prefix:
-            hit = value.startswith(m.prefix)
-        elif m.suffix:
-            hit = value.endswith(m.suffix)
-        else:
+            return not m.invert
+        if not (m.exact or m.prefix or m.suffix or m.contains):
             hit = self.pattern is not None and self.pattern.fullmatch(value) is not None
+            return hit != m.invert
+        if m.ignore_case:
+            value = ascii_lower(value)
+        if m.exact:
+            hit = value == self.needle
+        elif m.prefix:
+            hit = value.startswith(self.needle)
+        elif m.suffix:
+            hit = value.endswith(self.needle)
+        else:
+            hit = self.needle in value
         return hit != m.invert
 
 
@@ -123,8 +148,8 @@ class RuleCompiler:
             http = perm.http or HTTPMatch()  # no conditions: matches any request
             where = f"{ixn.source} => {ixn.destination}: Permissions[{i}].HTTP"
             headers = tuple(
-                HeaderRule(h.name.lower(), h, None if h.present or h.exact or h.prefix or h.suffix
-                           else self._regex(h.regex, f"{where}.Header[{k}].Regex"))
+                HeaderRule.of(h, None if h.present or h.exact or h.prefix or h.suffix or
+                              h.contains else self._regex(h.regex, f"{where}.Header[{k}].Regex"))
                 for k, h in enumerate(http.headers)
             )  # fmt: skip
             regex = self._regex(http.path_regex, f"{where}.PathRegex")

@@ -221,9 +221,21 @@ def _header(out: list[Problem], path: str, header: HeaderMatch) -> None:
                 f"got {shown(header.name)}",
             )
         )
-    kinds = [header.present, header.exact, header.prefix, header.suffix, header.regex]
+    kinds = [header.present, header.exact, header.prefix, header.suffix, header.contains,
+             header.regex]  # fmt: skip
     if sum(1 for kind in kinds if kind) != 1:
-        out.append(Problem(path, "exactly one of Present, Exact, Prefix, Suffix, Regex"))
+        out.append(Problem(path, "exactly one of Present, Exact, Prefix, Suffix, Contains, Regex"))
+    # Consul refuses IgnoreCase beside Present or Regex ("should set one of Exact, Prefix,
+    # Suffix, or Contains when using IgnoreCase"); Envoy would ignore it on a regex, so a rule
+    # that reads case-blind would silently be case-sensitive.
+    for given, kind in ((header.present, "Present"), (header.regex, "Regex")):
+        if header.ignore_case and given:
+            out.append(
+                Problem(
+                    f"{path}.IgnoreCase",
+                    f"applies only to Exact, Prefix, Suffix or Contains, not to {kind}",
+                )
+            )
     if header.regex:
         _regex(out, f"{path}.Regex", header.regex)
 

@@ -204,6 +204,54 @@ def test_check_evaluates_l7_permissions_with_a_request(
     run(a, "delete", "l7-web", "l7-api")
 
 
+def test_a_consul_entry_with_contains_and_ignore_case_works_unchanged(
+    duo: list[AgentProc], tmp_path: Path
+) -> None:
+    """A newer Consul user's service-intentions entry, in HCL's snake_case (`contains`,
+    `ignore_case`), written to one real agent, shown, listed as Consul's JSON, and decided on
+    the other agent once replicated. Before, the file was refused (`unknown field`, exit 2)."""
+    a, b = duo
+    policy = tmp_path / "bots.yaml"
+    policy.write_text(
+        "Kind: service-intentions\n"
+        "Name: ci-api\n"
+        "Sources:\n"
+        "  - Name: ci-web\n"
+        "    Permissions:\n"
+        "      - Action: deny\n"
+        "        HTTP:\n"
+        "          Header: [{name: User-Agent, contains: bot, ignore_case: true}]\n"
+        "      - Action: allow\n"
+        "        HTTP:\n"
+        "          Header: [{name: X-Env, exact: Prod, ignore_case: true}]\n"
+    )
+    run(a, "create", "--file", str(policy))
+    shown = run(a, "get", "ci-web", "ci-api")
+    assert line_with(shown, "Permission 1").split(None, 2)[2].rstrip() == (
+        "deny  header User-Agent contains 'bot' ignoring case"
+    )
+    assert line_with(shown, "Permission 2").split(None, 2)[2].rstrip() == (
+        "allow  header X-Env exact 'Prod' ignoring case"
+    )
+    row = listed(a)[("ci-web", "ci-api")]
+    assert [p["HTTP"]["Header"] for p in row["Permissions"]] == [
+        [{"Name": "User-Agent", "Contains": "bot", "IgnoreCase": True}],
+        [{"Name": "X-Env", "Exact": "Prod", "IgnoreCase": True}],
+    ]
+
+    def on_b(*header: str) -> int:
+        args = [x for h in header for x in ("--header", h)]
+        return gossamer("intention", "check", "ci-web", "ci-api", "--path", "/", *args,
+                        "--http-addr", b.http).returncode  # fmt: skip
+
+    eventually(lambda: on_b("X-Env=prod") == 0, 15, what="B to have the rule")
+    assert on_b("X-Env=PROD", "User-Agent=GoogleBOT/2.1") == 1  # the deny comes first
+    assert on_b("X-Env=pRoD", "User-Agent=curl/8") == 0
+    assert on_b("X-Env=production") == 1  # Exact, in any case: still the whole value
+    denied = run(b, "check", "ci-web", "ci-api", "--header", "user-agent=A BOT", code=1)
+    assert denied.strip() == "Denied: matched intention ci-web => ci-api, Permissions[0] (deny)"
+
+
 def test_match_lists_in_evaluation_order(duo: list[AgentProc]) -> None:
     a = duo[0]
     assert "No intentions match destination m-db" in run(a, "match", "--destination", "m-db")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -304,6 +305,62 @@ HEADER_CASES = {
     "regex full match": (hdr("x-id", regex=r"[0-9]{3}"), {"x-id": "123"}, True),
     "regex partial is no match": (hdr("x-id", regex=r"[0-9]{3}"), {"x-id": "1234"}, False),
     "regex inverted": (hdr("x-id", regex=r"[0-9]{3}", invert=True), {"x-id": "1234"}, True),
+    # Contains and IgnoreCase (newer Consul; Envoy's StringMatcher `contains`, `ignore_case`)
+    "contains": (hdr("user-agent", contains="bot"), {"User-Agent": "Googlebot/2.1"}, True),
+    "contains anywhere, whole value too": (hdr("x-a", contains="bot"), {"x-a": "bot"}, True),
+    "contains miss": (hdr("user-agent", contains="bot"), {"User-Agent": "curl/8.0"}, False),
+    "contains is case-sensitive": (hdr("user-agent", contains="bot"), {"User-Agent": "BOT"}, False),
+    "contains inverted": (
+        hdr("user-agent", contains="bot", invert=True),
+        {"User-Agent": "curl/8.0"},
+        True,
+    ),
+    "contains inverted, header absent (Envoy: no match)": (
+        hdr("user-agent", contains="bot", invert=True),
+        {},
+        False,
+    ),
+    "exact ignoring case": (hdr("x-env", exact="Prod", ignore_case=True), {"x-env": "pROD"}, True),
+    "exact ignoring case, other value": (
+        hdr("x-env", exact="prod", ignore_case=True),
+        {"x-env": "prod2"},
+        False,
+    ),
+    "prefix ignoring case": (
+        hdr("user-agent", prefix="CURL/", ignore_case=True),
+        {"User-Agent": "curl/8.0"},
+        True,
+    ),
+    "suffix ignoring case": (
+        hdr("host", suffix=".Internal", ignore_case=True),
+        {"host": "DB.INTERNAL"},
+        True,
+    ),
+    "contains ignoring case": (
+        hdr("user-agent", contains="Bot", ignore_case=True),
+        {"User-Agent": "GoogleBOT/2"},
+        True,
+    ),
+    "ignoring case, inverted": (
+        hdr("x-env", exact="prod", ignore_case=True, invert=True),
+        {"x-env": "PROD"},
+        False,
+    ),
+    "ignoring case folds ASCII only: É is not é": (
+        hdr("x-name", exact="é", ignore_case=True),
+        {"x-name": "É"},
+        False,
+    ),
+    "ignoring case folds ASCII only: the Kelvin sign is not k": (
+        hdr("x-unit", exact="k", ignore_case=True),
+        {"x-unit": "\u212a"},
+        False,
+    ),
+    "ignoring case folds ASCII only: İ holds no i": (
+        hdr("x-name", contains="i", ignore_case=True),
+        {"x-name": "\u0130"},
+        False,
+    ),
 }
 
 
@@ -464,10 +521,44 @@ PROBLEMS = {
             ),
         ),
         [
-            "Permissions[0].HTTP.Header[0]: exactly one of Present, Exact, Prefix, Suffix, Regex",
+            "Permissions[0].HTTP.Header[0]: exactly one of Present, Exact, Prefix, Suffix, "
+            "Contains, Regex",
             "Permissions[0].HTTP.Header[1].Name: is required",
-            "Permissions[0].HTTP.Header[1]: exactly one of Present, Exact, Prefix, Suffix, Regex",
+            "Permissions[0].HTTP.Header[1]: exactly one of Present, Exact, Prefix, Suffix, "
+            "Contains, Regex",
             "Permissions[0].HTTP.Header[2].Regex: invalid regular expression: missing ]: [",
+        ],
+    ),
+    # Consul (agent/structs/config_entry_intentions.go, validate): Contains counts as one of
+    # the kinds ("should only contain one of Present, Exact, Prefix, Suffix, Contains, or
+    # Regex"), and IgnoreCase beside Present or Regex is refused ("should set one of Exact,
+    # Prefix, Suffix, or Contains when using IgnoreCase"). Alone it is just a missing kind.
+    "contains and ignore case": (
+        l7(
+            "web",
+            "api",
+            Permission(
+                "allow",
+                HTTPMatch(
+                    headers=(
+                        HeaderMatch("x", exact="a", contains="b"),
+                        HeaderMatch("x", regex="a.*", ignore_case=True),
+                        HeaderMatch("x", present=True, ignore_case=True, invert=True),
+                        HeaderMatch("x", ignore_case=True),
+                        HeaderMatch("x", contains="a", ignore_case=True, invert=True),
+                    )
+                ),
+            ),
+        ),
+        [
+            "Permissions[0].HTTP.Header[0]: exactly one of Present, Exact, Prefix, Suffix, "
+            "Contains, Regex",
+            "Permissions[0].HTTP.Header[1].IgnoreCase: applies only to Exact, Prefix, Suffix or "
+            "Contains, not to Regex",
+            "Permissions[0].HTTP.Header[2].IgnoreCase: applies only to Exact, Prefix, Suffix or "
+            "Contains, not to Present",
+            "Permissions[0].HTTP.Header[3]: exactly one of Present, Exact, Prefix, Suffix, "
+            "Contains, Regex",
         ],
     ),
     "meta limits": (
@@ -519,6 +610,12 @@ def test_validation_lists_every_problem(name: str) -> None:
         l4("*", "*", "deny"),
         l4("web-1", "db_main", "allow"),
         l4("a", "b", "allow", meta={"k": "v" * 512}),
+        *(
+            l7("web", "api", hdr("x-env", **{kind: "Prod"}, ignore_case=True, invert=invert))
+            for kind in ("exact", "prefix", "suffix", "contains")
+            for invert in (False, True)
+        ),
+        l7("web", "api", hdr("x-env", contains="prod")),
     ],
 )
 def test_valid_intentions_have_no_problems(ixn: Intention) -> None:
@@ -688,6 +785,58 @@ def test_l7_intention_json_omits_action_and_empty_fields() -> None:
     )
 
 
+def test_contains_and_ignore_case_read_and_written_as_newer_consul_spells_them() -> None:
+    """A newer Consul user's service-intentions entry, as HCL decodes it (snake_case
+    aliases): read, decided, and written back in Consul's struct order (Contains before
+    Regex, IgnoreCase last). Before, both keys were an `unknown field` 400."""
+    entry = {
+        "Kind": "service-intentions",
+        "Name": "api",
+        "Sources": [{"Name": "web", "Permissions": [{"Action": "deny", "HTTP": {"Header": [
+            {"Name": "User-Agent", "contains": "bot", "ignore_case": True},
+            {"Name": "X-Env", "Exact": "Prod", "IgnoreCase": True, "Invert": True},
+        ]}}]}],
+    }  # fmt: skip
+    (ixn,) = config_entry_from_json(entry)
+    http = ixn.permissions[0].http
+    assert http is not None and http.headers == (
+        HeaderMatch("User-Agent", contains="bot", ignore_case=True),
+        HeaderMatch("X-Env", exact="Prod", invert=True, ignore_case=True),
+    )
+    written = [
+        {"Name": "User-Agent", "Contains": "bot", "IgnoreCase": True},
+        {"Name": "X-Env", "Exact": "Prod", "Invert": True, "IgnoreCase": True},
+    ]
+    out = config_entry_to_json([ixn])["Sources"][0]["Permissions"][0]["HTTP"]["Header"]
+    assert [list(h.items()) for h in out] == [list(h.items()) for h in written]
+    assert intention_to_json(ixn)["Permissions"][0]["HTTP"]["Header"] == written
+    legacy = intention_to_json(ixn) | {"ID": "e9ebc19f-d481-42b1-4871-4d298d3acd5c"}
+    assert intention_from_json(json.loads(json.dumps(legacy))).permissions == ixn.permissions
+
+    def allowed(agent: str, env: str) -> bool:
+        req = HttpRequest("GET", "/", {"user-agent": agent, "x-env": env})
+        return check([ixn], "web", "api", req=req, default_allow=True).allowed
+
+    assert not allowed("GoogleBOT/2.1", "staging")  # the deny's two conditions hold
+    assert allowed("GoogleBOT/2.1", "PROD")  # not prod, in any case: fails
+    assert allowed("curl/8", "staging")
+
+
+def test_ignore_case_beside_a_regex_is_refused_naming_the_field() -> None:
+    body = {"SourceName": "web", "DestinationName": "api", "Permissions": [{"Action": "allow",
+            "HTTP": {"Header": [{"Name": "x", "Regex": "a.*", "IgnoreCase": True},
+                                {"Name": "x", "Contains": 7}]}}]}  # fmt: skip
+    with pytest.raises(IntentionError) as err:
+        intention_from_json(body)
+    assert str(err.value).splitlines() == [
+        "Permissions[0].HTTP.Header[1].Contains: must be a string, got 7",
+        "Permissions[0].HTTP.Header[0].IgnoreCase: applies only to Exact, Prefix, Suffix or "
+        "Contains, not to Regex",
+        "Permissions[0].HTTP.Header[1]: exactly one of Present, Exact, Prefix, Suffix, "
+        "Contains, Regex",
+    ]
+
+
 def test_doc_config_entry_round_trip() -> None:
     ixns = config_entry_from_json(DOC_ENTRY)
     assert [i.summary() for i in ixns] == [
@@ -838,7 +987,12 @@ http_matches = st.builds(
     path_prefix=st.sampled_from(["/", "/a", "/b"]),
     methods=st.sampled_from([(), ("GET",), ("POST", "PUT")]),
     headers=st.sampled_from(
-        [(), (HeaderMatch("x-a", present=True),), (HeaderMatch("x-a", exact="1", invert=True),)]
+        [
+            (),
+            (HeaderMatch("x-a", present=True),),
+            (HeaderMatch("x-a", exact="1", invert=True),),
+            (HeaderMatch("x-a", contains="1", ignore_case=True),),
+        ]
     ),
 )
 permissions = st.builds(Permission, st.sampled_from(["allow", "deny"]), http_matches)
@@ -945,6 +1099,8 @@ FIELD_NAMES = [
     "Present",
     "Regex",
     "Invert",
+    "Contains",
+    "IgnoreCase",
     "ID",
     "CreatedAt",
     "CreateIndex",
@@ -979,3 +1135,37 @@ def test_any_json_parses_or_raises_intention_error(body: object) -> None:
         for ixn in result if isinstance(result, tuple) else (result,):
             assert validate(ixn) == []
             IntentionSet([ixn])
+
+
+# Envoy folds case as absl does: ASCII letters only, on the header's bytes. Over UTF-8 bytes,
+# Python's bytes.lower() is exactly that (a multi-byte sequence holds no ASCII byte), and a
+# substring of characters is a substring of their UTF-8 bytes: an oracle that shares no code
+# with rules.py. str.lower() would differ (the Kelvin sign, İ, É: all in the alphabet).
+TRICKY = "aAbBkKzZ-/ \u212a\u0130\u0131iI\u00c9\u00e9\u00df\u1e9e"
+header_text = st.one_of(st.text(alphabet=TRICKY, max_size=6), st.text(max_size=6))
+STRING_KINDS: dict[str, Callable[[bytes, bytes], bool]] = {
+    "exact": lambda value, needle: value == needle,
+    "prefix": bytes.startswith,
+    "suffix": bytes.endswith,
+    "contains": lambda value, needle: needle in value,
+}
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(sorted(STRING_KINDS)),
+    header_text.filter(bool),
+    header_text,
+    st.booleans(),
+    st.booleans(),
+)
+def test_string_kinds_match_as_envoy_compares_bytes(
+    kind: str, needle: str, value: str, ignore_case: bool, invert: bool
+) -> None:
+    rule = hdr("x-h", **{kind: needle}, ignore_case=ignore_case, invert=invert)
+    want_b, got_b = needle.encode(), value.encode()
+    if ignore_case:
+        want_b, got_b = want_b.lower(), got_b.lower()
+    expected = STRING_KINDS[kind](got_b, want_b) != invert
+    d = check([l7("web", "db", rule)], req=HttpRequest("GET", "/", {"X-H": value}))
+    assert d.allowed is expected

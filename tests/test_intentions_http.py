@@ -213,6 +213,59 @@ async def test_a_header_rule_on_a_pseudo_header_is_stored_and_others_are_a_400(
     assert status == 404
 
 
+async def test_contains_and_ignore_case_round_trip_and_decide(served: Served) -> None:
+    """Newer Consul's `Contains` and `IgnoreCase` header fields: written through `/exact`
+    and the legacy create, read back as Consul writes them, decided by check and authorize;
+    IgnoreCase beside a Regex is a 400 naming the field, as Consul refuses it. Before, every
+    such write was a 400 `unknown field`, so a Consul user's intentions could not move over."""
+    headers = [{"Name": "User-Agent", "Contains": "bot", "IgnoreCase": True},
+               {"Name": "X-Env", "Exact": "Prod", "Invert": True, "IgnoreCase": True}]  # fmt: skip
+    body = {"Permissions": [{"Action": "deny", "HTTP": {"Header": headers}},
+                            {"Action": "allow", "HTTP": {"PathPrefix": "/"}}]}  # fmt: skip
+    status, answer, _ = await served.req("PUT", "/v1/connect/intentions/exact", body,
+                                         source="web", destination="crawl")  # fmt: skip
+    assert (status, answer) == (200, True)
+    got = await served.call(served.client.connect.intentions.read, "web", "crawl")  # py-consul
+    assert got["Permissions"][0]["HTTP"]["Header"] == headers
+    legacy = {"SourceName": "api", "DestinationName": "crawl", "Permissions": [
+        {"Action": "allow", "HTTP": {"Header": [{"Name": "x-team", "prefix": "PAY",
+                                                 "ignore_case": True}]}}]}  # fmt: skip
+    status, created, _ = await served.req("POST", "/v1/connect/intentions", legacy)
+    assert status == 200, created
+    status, by_id, _ = await served.req("GET", f"/v1/connect/intentions/{created['ID']}")
+    assert by_id["Permissions"][0]["HTTP"]["Header"] == [
+        {"Name": "x-team", "Prefix": "PAY", "IgnoreCase": True}
+    ]
+
+    async def allowed(source: str, *header: str) -> bool:
+        params = [("source", source), ("destination", "crawl"), ("path", "/x")]
+        params += [("header", h) for h in header]
+        async with served.http.get(served.base + "/v1/connect/intentions/check",
+                                   params=params) as r:  # fmt: skip
+            assert r.status == 200, await r.text()
+            return bool((await r.json())["Allowed"])
+
+    assert await allowed("web", "User-Agent: GoogleBOT/2.1", "X-Env: staging") is False
+    assert await allowed("web", "User-Agent: GoogleBOT/2.1", "X-Env: PROD") is True
+    assert await allowed("web", "User-Agent: curl/8", "X-Env: staging") is True
+    assert await allowed("api", "X-Team: payments") is True
+    assert await allowed("api", "X-Team: ops") is False
+    status, answer, _ = await served.req("POST", "/v1/agent/connect/authorize", {
+        "Target": "crawl", "ClientCertURI": SPIFFE.format("web"), "ClientCertSerial": "01",
+        "Method": "GET", "Path": "/", "Headers": {"user-agent": "bingBot", "x-env": "dev"},
+    })  # fmt: skip
+    assert status == 200 and answer["Authorized"] is False, answer
+    assert "Permissions[0] (deny)" in answer["Reason"]
+    bad = {"Permissions": [{"Action": "allow", "HTTP": {"Header": [
+        {"Name": "x-a", "Regex": "a.*", "IgnoreCase": True}]}}]}  # fmt: skip
+    status, text, _ = await served.req("PUT", "/v1/connect/intentions/exact", bad,
+                                       source="web", destination="other")  # fmt: skip
+    assert status == 400 and (
+        "Permissions[0].HTTP.Header[0].IgnoreCase: applies only to Exact, Prefix, Suffix or "
+        "Contains, not to Regex" in text
+    ), text
+
+
 # --- decisions beyond Consul: L7 in check and authorize -------------------------------------
 
 

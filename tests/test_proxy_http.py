@@ -235,6 +235,31 @@ def test_a_rule_on_the_authority_judges_an_http1_request_by_its_host(mesh: Mesh)
         eventually(lambda: via("secret-host")[0] == 200, 10, what="allow again")
 
 
+def test_contains_and_ignore_case_rules_judge_requests_at_the_sidecar(mesh: Mesh) -> None:
+    """Newer Consul's `Contains` and `IgnoreCase` header fields decide at the sidecar as in
+    the agent's check (one core), ASCII case folded as Envoy folds it. Before, the agent
+    refused to store such a rule (400 `unknown field`), so it never reached a sidecar."""
+    put_exact(mesh.agent, "web", "db", {"Permissions": [
+        {"Action": "deny", "HTTP": {"Header": [
+            {"Name": "User-Agent", "Contains": "bot", "IgnoreCase": True}]}},
+        {"Action": "allow", "HTTP": {"Header": [
+            {"Name": "X-Env", "Exact": "Prod", "IgnoreCase": True}]}},
+    ]})  # fmt: skip
+
+    def status(agent: str, env: str) -> int:
+        return get(mesh, "/echo/bots", headers={"User-Agent": agent, "X-Env": env})[0]
+
+    try:
+        eventually(lambda: status("GoogleBOT/2.1", "prod") == 403, 10, what="the rules applied")
+        assert status("curl/8", "PROD") == 200
+        assert status("curl/8", "prod") == 200
+        assert status("curl/8", "production") == 403  # Exact: the whole value, any case
+        assert status("a RoBoT", "prod") == 403
+    finally:
+        set_intention(mesh.agent, "web", "db", "allow")
+        eventually(lambda: status("GoogleBOT/2.1", "x") == 200, 10, what="allow again")
+
+
 @pytest.mark.parametrize(("raw", "status"), [
     (b"GET /echo/x HTTP/1.1 extra\r\n\r\n", 400),  # bad request line
     (b"GET /echo/x HTTP/1.1\r\nX: a\rInjected: 1\r\n\r\n", 400),  # header injection

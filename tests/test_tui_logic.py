@@ -142,6 +142,17 @@ def test_a_stored_intention_round_trips_through_the_form() -> None:
     assert bad == [] and ixn.permissions == L7.permissions and ixn.action is None
 
 
+def test_ignore_case_and_contains_survive_an_edit_in_the_form() -> None:
+    """A Consul user's rule opened in the form and saved unchanged stays what it was."""
+    headers = (HeaderMatch("User-Agent", contains="bot", ignore_case=True, invert=True),
+               HeaderMatch("X-Env", exact="Prod", ignore_case=True))  # fmt: skip
+    stored = Intention("web", "db", None, (Permission("deny", HTTPMatch(headers=headers)),))
+    draft = draft_of(stored)
+    assert draft.permissions[0].headers == "!User-Agent contains/i bot\nX-Env exact/i Prod"
+    ixn, bad = to_intention(draft)
+    assert bad == [] and ixn == stored
+
+
 @pytest.mark.parametrize(
     ("text", "headers", "bad"),
     [
@@ -149,6 +160,17 @@ def test_a_stored_intention_round_trips_through_the_form() -> None:
         ("!x-debug present", (HeaderMatch("x-debug", present=True, invert=True),), 0),
         ("Host suffix .example.com\n\n", (HeaderMatch("Host", suffix=".example.com"),), 0),
         ("x-a regex ^a.*", (HeaderMatch("x-a", regex="^a.*"),), 0),
+        ("user-agent contains bot", (HeaderMatch("user-agent", contains="bot"),), 0),
+        # `/i`: IgnoreCase, kept through an edit (once, the form would have dropped it)
+        (
+            "!x-env exact/i Prod",
+            (HeaderMatch("x-env", exact="Prod", invert=True, ignore_case=True),),
+            0,
+        ),
+        ("ua CONTAINS/I Bot", (HeaderMatch("ua", contains="Bot", ignore_case=True),), 0),
+        # typed as given; validation refuses it as Consul does (not the line parser)
+        ("x-a regex/i a.*", (HeaderMatch("x-a", regex="a.*", ignore_case=True),), 0),
+        ("x-env exactly/i prod", (), 1),
         ("x-env equals prod", (), 1),
         ("x-env exact", (), 1),
         ("x-env present yes", (), 1),
@@ -175,6 +197,15 @@ def test_header_lines(text: str, headers: tuple[HeaderMatch, ...], bad: int) -> 
             {"permissions": 1},
         ),
         (Draft("web", "db", description="x" * 600), {"description": 1}),
+        (
+            Draft("web", "db", "l7", permissions=(PermissionDraft(headers="x regex/i a.*"),)),
+            {
+                "permissions": [
+                    "permission 1: HTTP.Header[0].IgnoreCase: applies only to Exact, "
+                    "Prefix, Suffix or Contains, not to Regex"
+                ]
+            },
+        ),
     ],
 )
 def test_problems_land_on_the_field_they_name(draft: Draft, slots: dict[str, object]) -> None:

@@ -107,9 +107,10 @@ def _describe_header(h: HeaderMatch) -> str:
         cond = "present"
     else:
         kinds = (("exact", h.exact), ("prefix", h.prefix), ("suffix", h.suffix),
-                 ("regex", h.regex))  # fmt: skip
+                 ("contains", h.contains), ("regex", h.regex))  # fmt: skip
         cond = next(f"{kind} {value!r}" for kind, value in kinds if value)
-    return f"header {h.name} {'not ' if h.invert else ''}{cond}"
+    case = " ignoring case" if h.ignore_case else ""
+    return f"header {h.name} {'not ' if h.invert else ''}{cond}{case}"
 
 
 # --- list and match --------------------------------------------------------------------------

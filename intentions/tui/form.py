@@ -11,7 +11,10 @@ Rules this module keeps:
   way, so an API refusal shows next to the field it names; text it cannot
   place goes to the `general` slot.
 - A permission's headers are typed one per line: `[!]Name KIND [value]`,
-  KIND one of present, exact, prefix, suffix, regex; `!` inverts. Methods
+  KIND one of present, exact, prefix, suffix, contains, regex; `!` inverts
+  and a KIND ending in `/i` ignores case (Consul's IgnoreCase: `x-env
+  exact/i prod`; on present or regex it is typed as given and validation
+  refuses it, as Consul does, so no stored flag is ever dropped). Methods
   are typed comma- or space-separated. A line that does not parse is a
   problem of the permissions slot, never dropped.
 - The pair is the intention's identity: editing keeps it (the form locks
@@ -31,7 +34,8 @@ from gossamer.intentions.validate import Problem, validate
 Kind = Literal["allow", "deny", "l7"]
 PathKind = Literal["exact", "prefix", "regex"]
 SLOTS = ("source", "destination", "action", "description", "permissions", "general")
-HEADER_KINDS = ("present", "exact", "prefix", "suffix", "regex")
+HEADER_KINDS = ("present", "exact", "prefix", "suffix", "contains", "regex")
+IGNORE_CASE = "/i"  # after a KIND: compare without case (IgnoreCase)
 _SLOT_FIELDS = {
     "SourceName": "source",
     "DestinationName": "destination",
@@ -94,12 +98,14 @@ def header_line(h: HeaderMatch) -> str:
                 ("exact", h.exact),
                 ("prefix", h.prefix),
                 ("suffix", h.suffix),
+                ("contains", h.contains),
                 ("regex", h.regex),
             )
             if v
         ),
         ("present", ""),
     )
+    kind += IGNORE_CASE * h.ignore_case
     return " ".join(x for x in ("!" * h.invert + h.name, kind, value) if x)
 
 
@@ -119,11 +125,13 @@ def parse_headers(text: str) -> tuple[tuple[HeaderMatch, ...], list[str]]:
         parts = line.split(None, 2)
         name, invert = parts[0].removeprefix("!"), parts[0].startswith("!")
         kind = parts[1].lower() if len(parts) > 1 else ""
+        ignore_case = kind.endswith(IGNORE_CASE)
+        kind = kind.removesuffix(IGNORE_CASE)
         value = parts[2] if len(parts) > 2 else ""
         if kind not in HEADER_KINDS:
             bad.append(
                 f"header line {n}: expected `Name KIND [value]`, KIND one of "
-                f"{', '.join(HEADER_KINDS)}; got {line!r}"
+                f"{', '.join(HEADER_KINDS)} (`/i` after it ignores case); got {line!r}"
             )
         elif (kind == "present") != (value == ""):
             need = "takes no value" if kind == "present" else "needs a value"
@@ -134,6 +142,7 @@ def parse_headers(text: str) -> tuple[tuple[HeaderMatch, ...], list[str]]:
                     name,
                     present=kind == "present",
                     invert=invert,
+                    ignore_case=ignore_case,
                     **({kind: value} if kind != "present" else {}),
                 )
             )

@@ -50,7 +50,10 @@ class PermissionScreen(ModalScreen[PermissionDraft | None]):
             yield Input(
                 p.methods, placeholder="methods, e.g. GET, POST (empty: any)", id="perm-methods"
             )
-            yield Label("Headers, one per line: [!]Name present|exact|prefix|suffix|regex [value]")
+            yield Label(  # `\[`: else markup reads "[value]" as a style and drops it
+                "Headers, one per line: [!]Name present|exact|prefix|suffix|contains|regex "
+                "\\[value]; KIND/i ignores case"
+            )
             yield TextArea(p.headers, id="perm-headers")
             yield Static("", id="perm-error", classes="error")
 
