@@ -88,6 +88,11 @@ class AppSide:
         # (nghttp2 and grpc-go fail the calls in flight when it does). The app's and the
         # gate's both reach the client: the lowest either went with so far (none: the top).
         self.away = MAX_STREAM
+        # Whether the app's GOAWAYs are held to be lowered: the gate's are, as it sends its own
+        # and goes on; the follower's are only read (`away`), as its one GOAWAY, on an idle
+        # connection, goes just before the close. It holds nothing then but PING ACKs while its
+        # cuts wait, so bytes of a connection found not to be h2c are never kept back.
+        self.lowers = True
         # RFC 7541 §4.2: once the app acknowledges a client's SETTINGS_HEADER_TABLE_SIZE below
         # its encoder's table, the client's decoder wants the next block it reads to open
         # with a size update. The app's next block does; one of the gate's, going first,
@@ -211,6 +216,8 @@ class AppSide:
             out.append(data if start == 0 and end == n else data[start:end])
         if self.pending and self.at_boundary():
             self.flush(out)
+        if self._left:  # a frame under way: its call is not idle (stamped once per read)
+            self.calls.touch(self._frame[2], now)
         return out
 
     def _hold_or_pass(self, data: bytes, began: int, start: int, prior: int,
@@ -274,7 +281,10 @@ class AppSide:
         elif kind == RST_STREAM:
             self.calls.closed(stream, self.now)
         elif kind == GOAWAY and length >= 8:  # (shorter: broken, the client's to say)
-            self._held, self._hold_left = bytearray(), 4  # its last stream id
+            if self.lowers:
+                self._held, self._hold_left = bytearray(), 4  # its last stream id
+            else:
+                self._gather = bytearray()
         if length == 0:
             self._end()
 
@@ -282,6 +292,9 @@ class AppSide:
         kind, flags, _ = self._frame
         gathered, self._gather = self._gather, None
         if gathered is None:
+            return
+        if kind == GOAWAY:  # (read, not held: `lowers` off)
+            self.away = min(self.away, int.from_bytes(gathered[:4], "big") & MAX_STREAM)
             return
         if kind == SETTINGS:
             reader = self.client_reader  # bounds the client's encoder's table

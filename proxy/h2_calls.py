@@ -125,7 +125,7 @@ class CallBook:
             self.due = now + self.request_s
 
     def touch(self, stream: int, now: float) -> None:
-        """A frame of the app's on `stream`: the call is not idle."""
+        """A frame, or part of one, on `stream`: the call is not idle."""
         call = self._calls.get(stream)
         if call is not None:
             call.seen = now
@@ -248,8 +248,9 @@ class CallBook:
         """Either side reset `stream` (`cut_by`: the client, CANCELLED; the app, INTERNAL): the
         call ends both ways."""
         call = self._calls.pop(stream, None)
-        if call is not None and not call.answered:
-            self._done(call.outcome(cut_by), call.route, now - call.started)
+        if call is not None and not call.answered:  # (one that ran out stays so)
+            status = 504 if call.cut == TIMED_OUT else call.outcome(cut_by)
+            self._done(status, call.route, now - call.started)
 
     def side_ended(self, client: bool) -> None:
         """A side of the connection ended or was lost (`client`: the client's): the first of

@@ -131,6 +131,8 @@ class ClientFrames:
             self._credit = 0
         if self._app_pending:
             to_app += self._pending_now()
+        if self._in_frame:  # a frame under way: its call is not idle (stamped once per read)
+            self.calls.touch(self._frame[2], now)
         return to_app, to_client
 
     def _pending_now(self) -> list[bytes]:

@@ -98,6 +98,7 @@ class H2Follower:
         self.calls = CallBook(done, request_s=limits.request_s, idle_s=limits.idle_s)
         self.cuts = Cuts()
         self.answers = AppSide(self.calls, None, self.cuts)  # the client's blocks are not read
+        self.answers.lowers = False
         self.client = ClientFrames(self.calls, self.answers, GRPC_REQUEST if grpc else None)
         self.opaque = False
         self.speaking = False  # the preface came

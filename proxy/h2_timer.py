@@ -35,7 +35,9 @@ class CallTimer:
         self.clock = CallClock(limits, now)
         self.handle: asyncio.TimerHandle | None = None
         self.when = inf  # when it is set to fire (inf: not set)
-        self._arm(self.clock.first_look(now))
+        # (the calls the client's first bytes opened, carried as the relay was joined, before
+        # this timer was: their stamps count too; found by a review)
+        self._arm(min(self.clock.first_look(now), calls.due))
 
     def check(self) -> None:
         """After a read: a call opened or its request ended, so one may run out sooner."""

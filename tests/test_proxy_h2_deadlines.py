@@ -34,7 +34,8 @@ def _book(limits: Limits, held: bool = False) -> tuple[CallBook, Outcomes]:
     (Limits(0.0, 1.0, 0.0), 20.0, [(1, "idle_timeout"), (3, "idle_timeout")], inf),
     (Limits(5.0, 2.0, 0.0), 12.5, [(1, "idle_timeout")], 14.0),
     (Limits(0.0, 0.0, 0.0), 99.0, [], inf),
-    (Limits(0.0, 0.0, 10.0), 99.0, [], inf),  # calls open: the connection is not idle
+    # calls open: the connection is not idle, but looked at again, as a call may end unheard
+    (Limits(0.0, 0.0, 10.0), 99.0, [], 104.0),
 ])  # fmt: skip
 def test_a_look_finds_the_calls_past_a_limit_and_the_next_time_one_may_be(
     limits: Limits, now: float, expired: list[tuple[int, str]], next_look: float
@@ -167,3 +168,17 @@ def test_a_timed_out_grpc_answer_under_way_gets_trailers_and_a_plain_one_a_reset
     assert flags & END_STREAM
     reset = h2_cut.ending(3, book.cut(3, 2.0), True)
     assert parse_head(reset)[1] == RST_STREAM and reset[9:] == CANCEL.to_bytes(4, "big")
+
+
+def test_a_connection_is_idle_after_its_last_call_ends_between_looks() -> None:
+    """A look that finds a call open still looks again for the connection's idleness: the
+    call's end stamps nothing the timer hears of (found by a review: with the call limits
+    off, the timer was never armed again, and an idle connection was kept for ever)."""
+    limits = Limits(0.0, 0.0, 1.0)
+    book, _ = _book(limits)
+    clock = CallClock(limits, 0.0)
+    book.opened(1, "r", 0.1, ended=True)
+    assert clock.look(book, 50, 0.5) == ([], False, 1.0)
+    book.ended(1, 0.6)  # answered: no call open now
+    assert clock.look(book, 90, 1.0) == ([], False, 1.5)  # bytes moved since: quiet from 1.0
+    assert clock.look(book, 90, 2.0) == ([], True, inf)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.proxy.h2_follow import H2Follower
+from gossamer.proxy.h2_frames import GOAWAY, frame
 from tests.h2_support import H2Ends
 
 
@@ -25,13 +26,15 @@ class Talk(H2Ends):
         self.start(client_settings=client_settings)
 
     def carry(self, up: bytes, down: bytes) -> None:
+        """Each side's bytes through the follower, as the relay sends them on: what it
+        passes must be what came (it puts nothing of its own in without a cut)."""
         self.sent_up += up
         self.sent_down += down
-        for piece in self.pieces(up):
-            self.follower.from_client(piece, self.clock)
+        passed = [b"".join(self.follower.from_client(p, self.clock)) for p in self.pieces(up)]
+        assert b"".join(passed) == up
         self.server.receive_data(up)
-        for piece in self.pieces(down):
-            self.follower.from_app(piece, self.clock)
+        passed = [b"".join(self.follower.from_app(p, self.clock)) for p in self.pieces(down)]
+        assert b"".join(passed) == down
         self.client.receive_data(down)
 
     def call(self, path: str, extra: tuple[tuple[str, str], ...] = ()) -> int:
@@ -104,6 +107,33 @@ def test_not_h2c_is_opaque_and_nothing_is_followed() -> None:
     assert not half.opaque and not half.speaking  # a preface begun
     half.from_client(b"GET / HTTP/1.1\r\n", 0.0)
     assert half.opaque
+
+
+def test_an_app_that_speaks_first_loses_no_byte_when_the_client_is_not_h2c() -> None:
+    """The app's first bytes are read before the client's say whether the connection is h2c:
+    none may be kept back. A GOAWAY's last stream id was held (to be lowered, as the gate
+    does), and lost once the client's bytes made the connection opaque (found by a review)."""
+    follower = H2Follower(lambda *outcome: None)
+    first = frame(GOAWAY, 0, 0, b"\0\0\0\x05\0\0\0\0") + b"more of the app's"
+    passed = [b"".join(follower.from_app(first[at : at + 3], 0.0)) for at in range(0, 12, 3)]
+    follower.from_client(b"HELO here\r\n", 0.0)  # (with 3 of the id's 4 bytes read)
+    passed += [b"".join(follower.from_app(first[12:], 0.0))]
+    assert follower.opaque and b"".join(passed) == first
+
+
+def test_its_goaway_on_an_idle_connection_says_no_more_than_the_apps_did() -> None:
+    """RFC 9113 §6.8: GOAWAY's last stream id never goes up. The follower only reads the
+    app's (it holds none back), and its own, made when an idle connection is closed, is
+    lowered to it."""
+    talk = Talk()
+    first = talk.call("/a")
+    talk.answer(first)
+    talk.call("/b")  # (a stream the app will not take)
+    talk.server.close_connection(last_stream_id=first)  # the app's GOAWAY
+    talk.pump()
+    assert talk.follower.client.last > first
+    away = b"".join(talk.follower.goaway())
+    assert away[3] == GOAWAY and int.from_bytes(away[9:13], "big") == first
 
 
 def test_bytes_it_cannot_read_stop_the_recording_not_the_connection() -> None:

@@ -30,6 +30,7 @@ from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.h2_frames import SETTINGS, frame
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.inbound import Inbound
 from gossamer.proxy.outbound import UpstreamListener
@@ -44,10 +45,11 @@ MESSAGE = "upstream request timeout"  # the proxy's grpc-message (a client's own
 
 
 @contextlib.asynccontextmanager
-async def _mesh(mode: str, *, db: Limits = OFF, web: Limits = OFF, protocol: str = "grpc"
-                ) -> AsyncIterator[_Mesh]:  # fmt: skip
+async def _mesh(mode: str, *, db: Limits = OFF, web: Limits = OFF, protocol: str = "grpc",
+                hung: bool = False) -> AsyncIterator[_Mesh]:  # fmt: skip
+    """web -> db -> an `_App` (`hung`: an app that reads and never writes a byte)."""
     app = _App()
-    server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(_hung if hung else app.serve, "127.0.0.1", 0)
     pki = Pki()
     db_identity, web_identity = pki.identity("db"), pki.identity("web")
     if mode == "tls":
@@ -75,6 +77,16 @@ async def _mesh(mode: str, *, db: Limits = OFF, web: Limits = OFF, protocol: str
         for writer in app.conns:
             writer.transport.abort()
         server.close()
+
+
+async def _hung(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An app that takes the connection, sends its SETTINGS (a gRPC client sends no call
+    before them), and then nothing more: no answer, no ACK of anything."""
+    writer.write(frame(SETTINGS, 0, 0, b""))
+    with contextlib.suppress(OSError):
+        while await reader.read(65536):
+            pass
+    writer.close()
 
 
 def _limits(where: str, limits: Limits) -> dict[str, Limits]:
@@ -276,3 +288,44 @@ async def test_an_idle_connection_is_told_goaway_and_closed(mode: str, where: st
             client.sock.close()
         await _counted(mesh, {"2xx": 1}, {"2xx": 1})
         assert _events(mesh, where) == {"client_idle": 1}
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_a_call_to_a_hung_app_is_timed_from_its_first_bytes(mode: str, where: str) -> None:
+    """The client's first bytes (preface and a whole call) come before the relay is joined,
+    and are carried at the join: the call is timed all the same (it was not, found by a
+    review: the client waited for its own deadline). The hung app never answers the PING
+    behind the reset either, so its connection is cut a second later: the call fails long
+    before the client's 20 s, counted 504 where it ran out."""
+    async with _mesh(mode, hung=True, **_limits(where, Limits(0.5, 0.0, 0.0))) as mesh:
+        code, _, took = await asyncio.to_thread(_unary, mesh.target, "/t.T/Silent", 20)
+        assert code is not grpc.StatusCode.OK and took < 5, (code, took)
+        edge = mesh.db.metrics.inbound("web") if where == "db" else mesh.web.metrics.outbound("db")
+        await eventually_async(lambda: _by_class(edge) == {"5xx": 1}, 5)
+        assert _events(mesh, where) == {"request_timeout": 1}
+
+
+@pytest.mark.parametrize("where", ["db", "web"])
+async def test_a_call_whose_frame_is_still_coming_is_not_idle(where: str) -> None:
+    """A client that sends one 12 KiB DATA frame slowly (600 bytes every 0.1 s, 2 s in all,
+    four times the idle limit) keeps its call: a frame under way is traffic (it was cut as
+    idle, and the connection with it, found by a review)."""
+    async with _mesh("mux", protocol="http2", **_limits(where, Limits(0.0, 0.5, 0.0))) as mesh:
+        client = await _H2Client.to(mesh)
+        loop = asyncio.get_running_loop()
+        try:
+            stream = client.conn.get_next_available_stream_id()
+            head = [(":method", "POST"), (":scheme", "http"), (":path", "/plain"),
+                    (":authority", "db")]  # fmt: skip
+            client.conn.send_headers(stream, head)
+            client.conn.send_data(stream, b"x" * 12288, end_stream=True)
+            data = client.conn.data_to_send()
+            for at in range(0, len(data), 600):
+                await loop.sock_sendall(client.sock, data[at : at + 600])
+                await asyncio.sleep(0.1)  # (the client's pace: what is tested)
+            head = await client.until(ResponseReceived, 5)
+            assert head is not None and dict(head.headers)[":status"] == "200"
+        finally:
+            client.sock.close()
+        assert _events(mesh, where) == {}
