@@ -86,11 +86,11 @@ def crew_of(argv: list[str]) -> tuple[Crew, str]:
     count = worker_count(argv[3] if len(argv) == 4 else "1", "WORKERS")
     worker = worker_of(os.environ.get(WORKER_ENV))
     if worker is not None:
-        listen.share_ports()
+        listen.share_ports(os.getppid())  # (worker 0 started it)
         return Worker(worker[1]), f"[worker {worker[0]}] "
     if count == 1:
         return Crew(), ""
-    listen.share_ports()
+    listen.share_ports(os.getpid())
     return Workers(argv, count), "[worker 0] "
 
 

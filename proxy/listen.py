@@ -23,7 +23,11 @@ serves raises EADDRINUSE, as the bind would without SO_REUSEPORT: it is
 bound, checked and closed before it listens, so no client reaches it. A
 wildcard covers its own family only: 0.0.0.0 every IPv4 address, `::` every
 IPv6 one (bound IPV6_V6ONLY, as the kernel then lets `::` and 127.0.0.1 share
-a port). A listener is forgotten once closed.
+a port). A listener is forgotten once closed. Nor may another process join
+the group: a shared listener whose address another process outside this
+proxy's workers listens on is refused the same way (port_owners.py), so a
+second proxy run with `--workers` on the same port does not take half of
+the first one's clients.
 
 A listener that cannot be had (its port taken, its address not this host's,
 a name that does not resolve) raises `CannotListen`: the OSError as it came,
@@ -45,12 +49,15 @@ import socket
 import weakref
 from collections.abc import Callable, Iterable
 
+from gossamer.proxy.port_owners import foreign_listener
+
 # Connections the kernel completes before the proxy accepts them: asyncio's and uvloop's
 # default, 100, dropped the SYNs of a burst of 1,000 client connections (each retried a
 # second later); the kernel caps this at net.core.somaxconn (4096 since Linux 5.4), which
 # is what Envoy asks for on Linux.
 BACKLOG = 65535
 _shared = False  # SO_REUSEPORT on every listener: this process is one of several workers
+_leader = 0  # then: the pid of worker 0, whose children are the other workers (port_owners.py)
 # An address a listener bound: (port, family, the address packed as inet_pton packs it, the
 # IPv6 scope). Packed, not `ipaddress`: the proxy process leaves that module out
 # (test_proxy_footprint.py), and inet_pton's bytes are one per address, however spelled.
@@ -82,10 +89,11 @@ def _cannot(exc: OSError, host: str, port: int, reason: str = "") -> CannotListe
     return refused
 
 
-def share_ports() -> None:
-    """Bind every listener of this process with SO_REUSEPORT (a worker of `--workers N`)."""
-    global _shared
-    _shared = True
+def share_ports(leader: int) -> None:
+    """Bind every listener of this process with SO_REUSEPORT (a worker of `--workers N`
+    whose worker 0 is `leader`): shared with `leader`'s workers, no other process."""
+    global _shared, _leader
+    _shared, _leader = True, leader
 
 
 def ip_family(host: str) -> int | None:
@@ -163,6 +171,12 @@ async def _serve(
                         f"this proxy (on {show(other)})")  # fmt: skip
         raise _cannot(taken, host, port, f"address already in use (served by another "
                       f"listener of this proxy, on {show(other)})")  # fmt: skip
+    if shared and (other := foreign_listener(where, _leader)) is not None:
+        server.close()  # (bound, not listening yet: no client reached it)
+        taken = OSError(errno.EADDRINUSE, f"{host}:{port} is served by a process that is not "
+                        f"one of this proxy's workers (on {show(other)})")  # fmt: skip
+        raise _cannot(taken, host, port, f"address already in use (by a process that is not "
+                      f"one of this proxy's workers, on {show(other)})")  # fmt: skip
     _serving[server] = where  # before it listens, with no await between: one check at a time
     try:
         await server.start_serving()

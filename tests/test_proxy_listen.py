@@ -171,7 +171,7 @@ def _open_fds() -> int:
 @pytest.fixture
 def workers_ports() -> Iterator[None]:
     """This process binds as a worker of `--workers N` does: SO_REUSEPORT on every listener."""
-    listen.share_ports()
+    listen.share_ports(os.getpid())
     try:
         yield
     finally:
@@ -293,7 +293,7 @@ def test_listeners_of_the_two_families_may_share_a_port(
             one.close()
 
     if shared:
-        listen.share_ports()
+        listen.share_ports(os.getpid())
     try:
         uvloop.run(run())
     finally:
@@ -368,3 +368,45 @@ class _Count(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.got[self.name] += 1
         transport.close()
+
+
+_SHARED_LISTENER = """
+import os, socket, sys
+if sys.argv[2] == "stranger" and os.fork():  # (the child goes on, no longer ours)
+    os._exit(0)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("who", ["child", "stranger"])
+def test_a_shared_listener_joins_its_workers_only(workers_ports: None, who: str) -> None:
+    """A port another process listens on with SO_REUSEPORT: a worker joins it when that
+    process is one of its proxy's (worker 0, here this process, and its children), and is
+    refused EADDRINUSE, naming why, when it is not (port_owners.py): joined, the kernel
+    would have sent it half of the other's clients."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", _SHARED_LISTENER, str(port), who],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+
+        async def run() -> None:
+            server = await serve(asyncio.Protocol, "127.0.0.1", port)
+            server.close()
+
+        if who == "child":
+            uvloop.run(run())
+        else:
+            with pytest.raises(listen.CannotListen) as refused:
+                uvloop.run(run())
+            assert refused.value.errno == errno.EADDRINUSE
+            assert "not one of this proxy's workers" in refused.value.reason
+    finally:
+        proc.stdin.close()  # (the listener, ours or not, reads its end and exits)
+        proc.wait(10)

@@ -287,3 +287,42 @@ def test_a_node_proxy_runs_workers_too(cluster: Cluster, tmp_path: Path) -> None
     finally:
         node.stop()
         db_app.stop()
+
+
+def test_a_second_proxy_with_workers_does_not_join_the_first_ones_port(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Two proxies run with `--workers`, given the same upstream port by mistake: the
+    second's listeners do not join the first's SO_REUSEPORT group (each of its workers says
+    so and tries again later), so every client of the port still goes out as web. Joined,
+    about half went to api's proxy instead and out under api's identity (refused by db)."""
+    (agent,) = cluster.start(1, prefix="wj")
+    db_app = App("127.0.0.1").start()
+    up_port = free_port("127.0.0.1")
+    db_in, _ = register_pair(agent, db_app.port, up_port)
+    agent.put("/v1/agent/service/register", {"Name": "api", "ID": "api", "Port": 2,
+                                              "Address": agent.ip})  # fmt: skip
+    set_intention(agent, "web", "db", "allow")
+    set_intention(agent, "api", "db", "deny")
+    db = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http],
+                   tmp_path / "db.log").start()  # fmt: skip
+    web = ProxyProc(["--sidecar-for", "web", "--http-addr", agent.http, "--workers", "2"],
+                    tmp_path / "web.log").start()  # fmt: skip
+    other = ProxyProc(["--service", "api", "--upstream", f"db:{up_port}", "--http-addr",
+                       agent.http, "--workers", "2"], tmp_path / "other.log")  # fmt: skip
+    try:
+        wait_listening(agent.ip, db_in, db)
+        wait_listening("127.0.0.1", up_port, web)
+        eventually(lambda: 1 in _pids(web), 20, what="web's worker 1 started")
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        other.start()
+        refused = r"\[worker {}\] .*cannot listen on .*not one of this proxy's workers"
+        eventually(lambda: all(re.search(refused.format(w), other.log()) for w in (0, 1)), 30,
+                   what="both of api's workers to refuse the port")  # fmt: skip
+        for i in range(40):
+            assert roundtrip(("127.0.0.1", up_port), b"%d" % i) == b"%d<eof>" % i
+    finally:
+        other.stop()
+        web.stop()
+        db.stop()
+        db_app.stop()
