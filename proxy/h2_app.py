@@ -255,6 +255,24 @@ class AppSide:
             if ending := h2_cut.ending(stream, call, self.reader is not None, self.table_update()):
                 self.answer(ending, out)
 
+    def give_up(self, now: float) -> list[bytes]:
+        """The app did not answer the PINGs behind cuts in time, and the connection is about
+        to be cut: the cut calls' ends for the client now, when the app's bytes are between
+        whole frames (else nothing: the connection's end is all there is), so a call cut by
+        a deny or a timeout ends as one (403, DEADLINE_EXCEEDED), not as a lost connection."""
+        out: list[bytes] = []
+        if not self.at_boundary():
+            return out
+        self.flush(out)
+        waiting, self.cuts.waiting = self.cuts.waiting, {}
+        for streams in waiting.values():
+            for stream in streams:
+                call = self.calls.cut(stream, now)
+                update = self.table_update()
+                if ending := h2_cut.ending(stream, call, self.reader is not None, update):
+                    out.append(ending)
+        return out
+
     def _start(self) -> None:
         length, kind, flags, stream = parse_head(self._head)
         self._head.clear()

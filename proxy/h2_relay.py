@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Final
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
+from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook
-from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_gate import H2Gate
@@ -62,7 +62,8 @@ class H2Relay(Relay):
 
     timer: CallTimer | None = None
 
-    def cuts(self) -> Cuts:
+    def app_side(self) -> AppSide:
+        """The far side's half, as followed (its frames' ends, the cuts waiting on it)."""
         raise NotImplementedError
 
     def opaque(self) -> bool:
@@ -82,15 +83,18 @@ class H2Relay(Relay):
 
     def watch_cut(self) -> None:
         """Cuts just began: the far side must answer their PING within CUT_WAIT_S."""
-        waiting = list(self.cuts().waiting)
+        waiting = list(self.app_side().cuts.waiting)
         asyncio.get_running_loop().call_later(CUT_WAIT_S, self._overdue, waiting)
 
     def _overdue(self, tokens: list[bytes]) -> None:
         """The far side has not answered the PING behind a cut: until it does, its frames on
-        the cut calls still go to the client, so the whole connection goes instead."""
-        if not self.halves.closed and any(t in self.cuts().waiting for t in tokens):
+        the cut calls still go to the client, so the whole connection goes instead, the cut
+        calls told their ends first where they can be (h2_app.AppSide.give_up)."""
+        app = self.app_side()
+        if not self.halves.closed and any(t in app.cuts.waiting for t in tokens):
             log.warning("proxy: HTTP/2 connection closed: the far side did not answer within "
                         "%g s of a call cut", CUT_WAIT_S)  # fmt: skip
+            _send(self.sides[0], app.give_up(time.perf_counter()))
             self.terminate()
 
     def _close(self, end: Callable[[Side], None], *, linger: bool = False) -> None:
@@ -128,8 +132,8 @@ class GatedRelay(H2Relay):
     def drain(self) -> None:
         _send(self.sides[0], self.gate.drain())
 
-    def cuts(self) -> Cuts:
-        return self.gate.cuts
+    def app_side(self) -> AppSide:
+        return self.gate.app
 
     def opaque(self) -> bool:
         return self.gate.opaque
@@ -292,8 +296,8 @@ class FollowedRelay(H2Relay):
     def first_gone(self, side: Side) -> None:
         self.follower.side_ended(side.index == 0)
 
-    def cuts(self) -> Cuts:
-        return self.follower.cuts
+    def app_side(self) -> AppSide:
+        return self.follower.answers
 
     def opaque(self) -> bool:
         return self.follower.opaque
