@@ -49,7 +49,7 @@ import socket
 import weakref
 from collections.abc import Callable, Iterable
 
-from gossamer.proxy.port_owners import foreign_listener
+from gossamer.proxy.port_owners import foreign_listener, port_lock
 
 # Connections the kernel completes before the proxy accepts them: asyncio's and uvloop's
 # default, 100, dropped the SYNs of a burst of 1,000 client connections (each retried a
@@ -149,6 +149,19 @@ async def serve(
 
 
 async def _serve(
+    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, shared: bool
+) -> asyncio.Server:
+    if not shared or not port:
+        return await _serve_checked(factory, host, port, shared)
+    lock = await port_lock(port)  # (another proxy's look and listen, then ours)
+    try:
+        return await _serve_checked(factory, host, port, shared)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+async def _serve_checked(
     factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, shared: bool
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()

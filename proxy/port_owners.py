@@ -10,12 +10,23 @@ out under the other's identity. So before a shared listener listens, the
 sockets listening on its address (the kernel's table, /proc/net/tcp and
 tcp6, in this network namespace) are matched against the sockets of this
 proxy's processes: worker 0 (the `leader`) and the workers it started (its
-children). One that is not theirs makes the bind fail as it would without
-SO_REUSEPORT.
+children). One that is not theirs makes the bind
+fail as it would without SO_REUSEPORT. An IPv6 listener on `::` (or a
+v4-mapped address) that is not theirs counts against an IPv4 one on the
+same port: with IPV6_V6ONLY off, Linux's default, it takes IPv4 clients too
+(the table does not say whether it is off, so it is taken to be).
+
+Two proxies opening the same port at the same moment would each look
+before the other listens: the look and the listen are one step
+(`port_lock`, an abstract unix socket named after the port, bound by one
+process at a time in this network namespace), so the second one sees the
+first's listener.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import socket
 from collections.abc import Iterable
@@ -23,6 +34,26 @@ from collections.abc import Iterable
 Bound = tuple[int, int, bytes, int]  # listen.Bound: port, family, packed address, scope
 _TABLES = (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6))
 _LISTEN = "0A"  # the kernel's TCP_LISTEN state, as the table writes it
+_V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d
+LOCK_WAIT_S = 2.0  # for another process's look and listen (a few ms); then looked at unlocked
+
+
+async def port_lock(port: int) -> socket.socket | None:
+    """The lock of `port`'s look-and-listen, held until the socket is closed; None when it
+    could not be had within LOCK_WAIT_S (a process that keeps it: the look goes on alone)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name = f"\0gossamer/listen/{port}"
+    deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
+    while True:
+        try:
+            sock.bind(name)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or asyncio.get_running_loop().time() > deadline:
+                sock.close()
+                return None
+            await asyncio.sleep(0.002)
+            continue
+        return sock
 
 
 def foreign_listener(where: Iterable[Bound], leader: int) -> Bound | None:
@@ -60,10 +91,21 @@ def _listening() -> list[tuple[int, Bound]]:
     return found
 
 
-def _overlap(a: Bound, b: Bound) -> bool:
-    """Whether listeners on `a` and `b` take each other's clients: the same port and family,
-    and the same address or a wildcard (the table has no IPv6 scope: not compared)."""
-    return a[:2] == b[:2] and (a[2] == b[2] or not any(a[2]) or not any(b[2]))
+def _overlap(theirs: Bound, mine: Bound) -> bool:
+    """Whether a listener on `theirs` takes clients of one on `mine`: the same port and
+    family, and the same address or a wildcard (the table has no IPv6 scope: not compared);
+    or theirs is IPv6 on `::` or a v4-mapped address, mine IPv4 (dual-stack: above). Mine
+    on IPv6 is IPV6_V6ONLY (listen.py): it takes no IPv4 client."""
+    port, family, address, _ = theirs
+    if port != mine[0]:
+        return False
+    if family == socket.AF_INET6 and mine[1] == socket.AF_INET:
+        if not any(address):
+            return True
+        if address[:12] != _V4_MAPPED:
+            return False
+        family, address = socket.AF_INET, address[12:]
+    return family == mine[1] and (address == mine[2] or not any(address) or not any(mine[2]))
 
 
 def _group(leader: int) -> set[int]:

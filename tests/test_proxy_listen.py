@@ -374,23 +374,30 @@ _SHARED_LISTENER = """
 import os, socket, sys
 if sys.argv[2] == "stranger" and os.fork():  # (the child goes on, no longer ours)
     os._exit(0)
-s = socket.socket()
+host = sys.argv[3]
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
+if ":" in host:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # (Linux's default: dual-stack)
+s.bind((host, int(sys.argv[1])))
 s.listen()
 print("ready", flush=True)
 sys.stdin.read()
 """
 
 
-@pytest.mark.parametrize("who", ["child", "stranger"])
-def test_a_shared_listener_joins_its_workers_only(workers_ports: None, who: str) -> None:
+@pytest.mark.parametrize(("who", "host"), [
+    ("child", "127.0.0.1"), ("stranger", "127.0.0.1"), ("stranger", "0.0.0.0"),
+    ("stranger", "::"),  # dual-stack: it takes IPv4 clients too (found by a walkthrough)
+])  # fmt: skip
+def test_a_shared_listener_joins_its_workers_only(workers_ports: None, who: str, host: str) -> None:
     """A port another process listens on with SO_REUSEPORT: a worker joins it when that
     process is one of its proxy's (worker 0, here this process, and its children), and is
     refused EADDRINUSE, naming why, when it is not (port_owners.py): joined, the kernel
     would have sent it half of the other's clients."""
+    _needs_ipv6(host)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _SHARED_LISTENER, str(port), who],
+    proc = subprocess.Popen([sys.executable, "-c", _SHARED_LISTENER, str(port), who, host],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
     assert proc.stdout is not None and proc.stdin is not None
     try:
@@ -410,3 +417,52 @@ def test_a_shared_listener_joins_its_workers_only(workers_ports: None, who: str)
     finally:
         proc.stdin.close()  # (the listener, ours or not, reads its end and exits)
         proc.wait(10)
+
+
+_OWN_PROXY = """
+import asyncio, os, sys
+from gossamer.proxy import listen
+listen.share_ports(os.getpid())  # a worker 0 of its own
+port = int(sys.argv[1])
+sys.stdin.readline()  # go
+
+
+async def run() -> None:
+    try:
+        server = await listen.serve(asyncio.Protocol, "127.0.0.1", port)
+    except listen.CannotListen:
+        print("refused", flush=True)
+        return
+    print("listening", flush=True)
+    sys.stdin.read()
+    server.close()
+
+
+asyncio.run(run())
+"""
+
+
+def test_two_proxies_opening_one_port_at_once_do_not_both_get_it() -> None:
+    """Two proxies with workers (two worker 0s, neither the other's child) open the same
+    port at the same moment: one gets it, the other is refused. Each looked before the other
+    listened, and both listened (15 runs in 15, found by a review); the look and the listen
+    are now one step, locked per port (port_owners.port_lock)."""
+    for _ in range(5):
+        port = _free_port()
+        procs = [subprocess.Popen([sys.executable, "-c", _OWN_PROXY, str(port)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                 for _ in range(2)]  # fmt: skip
+        try:
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+            for proc in procs:  # (as close together as two writes)
+                assert proc.stdin is not None
+                proc.stdin.flush()
+            said = sorted(proc.stdout.readline() for proc in procs if proc.stdout is not None)
+            assert said == [b"listening\n", b"refused\n"]
+        finally:
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait(10)
