@@ -23,7 +23,7 @@ import struct
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent import futures
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,9 +59,11 @@ from gossamer.proxy.h2_frames import (
     frame,
     literal_block,
 )
+from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.inbound import Inbound
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
+from gossamer.proxy.protocol import CLIENT_IDLE_S, REQUEST_IDLE_S, REQUEST_TIMEOUT_S
 from tests.h2_mute_app import MuteApp
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.poll import eventually, eventually_async
@@ -641,36 +643,55 @@ def _by_class(edge: Edge) -> dict[str, int]:
     return counted
 
 
-@pytest.fixture(params=["mux", "tls"])
-async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[_Mesh]:
-    """web's upstream listener -> db's sidecar (`protocol: grpc`) -> an `_App`, the calls
-    between the sidecars on a mux stream or on a TLS connection of their own."""
+# A sidecar's HTTP timeouts when its config says none (protocol.py): Envoy's.
+DEFAULT_LIMITS = Limits(REQUEST_TIMEOUT_S, REQUEST_IDLE_S, CLIENT_IDLE_S)
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def grpc_mesh(mode: str, *, db: Limits = DEFAULT_LIMITS, web: Limits = DEFAULT_LIMITS,
+                    protocol: str = "grpc", serve: Serve | None = None
+                    ) -> AsyncIterator[_Mesh]:  # fmt: skip
+    """web's upstream listener -> db's sidecar (`protocol`, `grpc` unless said) -> an `_App`
+    (or `serve`), the calls between the sidecars on a mux stream (`mode` "mux") or on a TLS
+    connection of their own ("tls"); db's timeouts for its app `db`, web's for its upstream
+    `web` (tests/test_proxy_h2_timeouts.py)."""
     app = _App()
-    server = await asyncio.start_server(app.serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve or app.serve, "127.0.0.1", 0)
     pki = Pki()
     db_identity, web_identity = pki.identity("db"), pki.identity("web")
-    if request.param == "tls":
+    if mode == "tls":
         db_identity = dataclasses.replace(db_identity, server_tunnel=db_identity.server)
     policy = Policy()
     policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
-    app_port = server.sockets[0].getsockname()[1]
     config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
-                         local_port=app_port, protocol="grpc")  # fmt: skip
-    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
-    await db.start()
-    upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol="grpc")
-    web = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
-    web.set_instances([("127.0.0.1", config.bind_port)])
-    await web.start()
+                         local_port=server.sockets[0].getsockname()[1], protocol=protocol,
+                         request_timeout_s=db.request_s, request_idle_s=db.idle_s,
+                         client_idle_s=db.client_idle_s)  # fmt: skip
+    inbound = Inbound(config, lambda: db_identity, policy, tally.Tally())
+    await inbound.start()
+    upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol=protocol,
+                        request_timeout_s=web.request_s, request_idle_s=web.idle_s,
+                        client_idle_s=web.client_idle_s)  # fmt: skip
+    listener = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
+    listener.set_instances([("127.0.0.1", config.bind_port)])
+    await listener.start()
     try:
-        yield _Mesh(app, web, db)
+        yield _Mesh(app, listener, inbound)
     finally:
-        for side in (web, db):
+        for side in (listener, inbound):
             side.stop_listening()
             side.terminate_all()
         for writer in app.conns:
             writer.transport.abort()
         server.close()
+
+
+@pytest.fixture(params=["mux", "tls"])
+async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[_Mesh]:
+    """`grpc_mesh` with the default limits, both ways of carrying calls between sidecars."""
+    async with grpc_mesh(request.param) as made:
+        yield made
 
 
 async def _watching(mesh: _Mesh) -> tuple[socket.socket, H2Connection]:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -26,57 +24,19 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded
 
-from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import Intention
-from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.h2_frames import SETTINGS, frame
 from gossamer.proxy.http_limits import Limits
-from gossamer.proxy.inbound import Inbound
-from gossamer.proxy.outbound import UpstreamListener
-from gossamer.proxy.policy import Policy
-from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
-from tests.proxy_pki import Pki
-from tests.test_proxy_grpc import _App, _by_class, _Mesh
+from tests.test_proxy_grpc import _by_class, _Mesh, grpc_mesh
 
 OFF = Limits(0.0, 0.0, 0.0)
 MESSAGE = "upstream request timeout"  # the proxy's grpc-message (a client's own deadline differs)
 
 
-@contextlib.asynccontextmanager
-async def _mesh(mode: str, *, db: Limits = OFF, web: Limits = OFF, protocol: str = "grpc",
-                hung: bool = False) -> AsyncIterator[_Mesh]:  # fmt: skip
-    """web -> db -> an `_App` (`hung`: an app that reads and never writes a byte)."""
-    app = _App()
-    server = await asyncio.start_server(_hung if hung else app.serve, "127.0.0.1", 0)
-    pki = Pki()
-    db_identity, web_identity = pki.identity("db"), pki.identity("web")
-    if mode == "tls":
-        db_identity = dataclasses.replace(db_identity, server_tunnel=db_identity.server)
-    policy = Policy()
-    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
-                         local_port=server.sockets[0].getsockname()[1], protocol=protocol,
-                         request_timeout_s=db.request_s, request_idle_s=db.idle_s,
-                         client_idle_s=db.client_idle_s)  # fmt: skip
-    inbound = Inbound(config, lambda: db_identity, policy, tally.Tally())
-    await inbound.start()
-    upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol=protocol,
-                        request_timeout_s=web.request_s, request_idle_s=web.idle_s,
-                        client_idle_s=web.client_idle_s)  # fmt: skip
-    listener = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
-    listener.set_instances([("127.0.0.1", config.bind_port)])
-    await listener.start()
-    try:
-        yield _Mesh(app, listener, inbound)
-    finally:
-        for side in (listener, inbound):
-            side.stop_listening()
-            side.terminate_all()
-        for writer in app.conns:
-            writer.transport.abort()
-        server.close()
+def _mesh(mode: str, *, db: Limits = OFF, web: Limits = OFF, protocol: str = "grpc",
+          hung: bool = False) -> contextlib.AbstractAsyncContextManager[_Mesh]:  # fmt: skip
+    """web -> db -> an `_App` (`hung`: `_hung`), with only the limits a test sets."""
+    return grpc_mesh(mode, db=db, web=web, protocol=protocol, serve=_hung if hung else None)
 
 
 async def _hung(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
