@@ -152,20 +152,50 @@ async def _serve(
     factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, shared: bool
 ) -> asyncio.Server:
     if not shared or not port:
-        return await _serve_checked(factory, host, port, shared)
+        return await _serve_checked(factory, host, port, shared, None)
     lock = await port_lock(port)  # (another proxy's look and listen, then ours)
     try:
-        return await _serve_checked(factory, host, port, shared)
+        if ip_family(host) is None:  # a name: resolved and bound by the loop, under the lock
+            return await _serve_checked(factory, host, port, shared, None)
+        # An IP literal: bound, looked at and listening with no await between, so the lock is
+        # held for that alone (held across the loop's awaits, it waited on every other
+        # listener's look: seconds for a `--node` proxy's hundreds; found by a review).
+        sock = _listening_alone(host, port)
     finally:
         if lock is not None:
             lock.close()
+    return await _serve_checked(factory, host, port, shared, sock)
 
 
-async def _serve_checked(
-    factory: Callable[[], asyncio.BaseProtocol], host: str, port: int, shared: bool
-) -> asyncio.Server:
+def _listening_alone(host: str, port: int) -> socket.socket:
+    """A shared socket on an IP literal, bound, then listening once no process but this
+    proxy's workers listens on its address (port_owners.py)."""
+    sock = bound_socket(host, port, True, listening=False)
+    assert sock is not None  # (an IP literal)
+    try:
+        if (other := foreign_listener((_bound(sock),), _leader)) is not None:
+            raise _foreign(host, port, other)
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _foreign(host: str, port: int, other: Bound) -> CannotListen:
+    taken = OSError(errno.EADDRINUSE, f"{host}:{port} is served by a process that is not "
+                    f"one of this proxy's workers (on {show(other)})")  # fmt: skip
+    return _cannot(taken, host, port, f"address already in use (by a process that is not "
+                   f"one of this proxy's workers, on {show(other)})")  # fmt: skip
+
+
+async def _serve_checked(factory: Callable[[], asyncio.BaseProtocol], host: str, port: int,
+                         shared: bool, sock: socket.socket | None) -> asyncio.Server:  # fmt: skip
+    """`sock`: one `_listening_alone` made (looked at already); None: bind here."""
     loop = asyncio.get_running_loop()
-    sock = bound_socket(host, port, shared, listening=False)
+    looked = sock is not None
+    if sock is None:
+        sock = bound_socket(host, port, shared, listening=False)
     if sock is None:  # a name: the loop resolves it and binds every address it resolves to
         server = await loop.create_server(factory, host, port, reuse_address=True,
                                           reuse_port=shared or None, backlog=BACKLOG,
@@ -184,13 +214,10 @@ async def _serve_checked(
                         f"this proxy (on {show(other)})")  # fmt: skip
         raise _cannot(taken, host, port, f"address already in use (served by another "
                       f"listener of this proxy, on {show(other)})")  # fmt: skip
-    if shared and (other := foreign_listener(where, _leader)) is not None:
+    if shared and not looked and (other := foreign_listener(where, _leader)) is not None:
         server.close()  # (bound, not listening yet: no client reached it)
-        taken = OSError(errno.EADDRINUSE, f"{host}:{port} is served by a process that is not "
-                        f"one of this proxy's workers (on {show(other)})")  # fmt: skip
-        raise _cannot(taken, host, port, f"address already in use (by a process that is not "
-                      f"one of this proxy's workers, on {show(other)})")  # fmt: skip
-    _serving[server] = where  # before it listens, with no await between: one check at a time
+        raise _foreign(host, port, other)
+    _serving[server] = where  # before it serves, with no await between: one check at a time
     try:
         await server.start_serving()
     except BaseException:
@@ -202,15 +229,16 @@ async def _serve_checked(
 
 def bound_by(server: asyncio.Server) -> tuple[Bound, ...]:
     """The addresses `server`'s sockets are bound to, as the kernel has them."""
-    where = []
-    for sock in server.sockets:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            continue
-        name = sock.getsockname()
-        address = socket.inet_pton(sock.family, str(name[0]).partition("%")[0])
-        scope = int(name[3]) if sock.family == socket.AF_INET6 else 0
-        where.append((int(name[1]), int(sock.family), address, scope))
-    return tuple(where)
+    inet = (socket.AF_INET, socket.AF_INET6)
+    return tuple(_bound(sock) for sock in server.sockets if sock.family in inet)
+
+
+def _bound(sock: socket.socket) -> Bound:
+    """The address an IPv4 or IPv6 socket is bound to, as the kernel has it."""
+    name = sock.getsockname()
+    address = socket.inet_pton(sock.family, str(name[0]).partition("%")[0])
+    scope = int(name[3]) if sock.family == socket.AF_INET6 else 0
+    return (int(name[1]), int(sock.family), address, scope)
 
 
 def held_by(where: Iterable[Bound]) -> Bound | None:

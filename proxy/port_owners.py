@@ -44,16 +44,20 @@ async def port_lock(port: int) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     name = f"\0gossamer/listen/{port}"
     deadline = asyncio.get_running_loop().time() + LOCK_WAIT_S
-    while True:
-        try:
-            sock.bind(name)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE or asyncio.get_running_loop().time() > deadline:
-                sock.close()
-                return None
-            await asyncio.sleep(0.002)
-            continue
-        return sock
+    try:
+        while True:
+            try:
+                sock.bind(name)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or asyncio.get_running_loop().time() > deadline:
+                    sock.close()
+                    return None
+                await asyncio.sleep(0.002)
+                continue
+            return sock
+    except BaseException:  # (cancelled while waiting: not left open; found by a review)
+        sock.close()
+        raise
 
 
 def foreign_listener(where: Iterable[Bound], leader: int) -> Bound | None:

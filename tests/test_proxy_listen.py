@@ -466,3 +466,30 @@ def test_two_proxies_opening_one_port_at_once_do_not_both_get_it() -> None:
                 assert proc.stdin is not None
                 proc.stdin.close()
                 proc.wait(10)
+
+
+def test_a_port_lock_given_up_while_waiting_leaves_no_socket() -> None:
+    """A wait for the port's lock (held here by another socket) that is cancelled closes its
+    own socket (it was left open, found by a review)."""
+    from gossamer.proxy.port_owners import port_lock
+
+    async def run() -> None:
+        port = _free_port()
+        held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        held.bind(f"\0gossamer/listen/{port}")
+        try:
+            before = _open_fds()
+            waiting = asyncio.ensure_future(port_lock(port))
+            await asyncio.sleep(0.05)  # (it is waiting: the lock is held)
+            assert not waiting.done()
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert _open_fds() == before
+        finally:
+            held.close()
+        lock = await port_lock(port)  # free now: had at once
+        assert lock is not None
+        lock.close()
+
+    uvloop.run(run())
