@@ -98,8 +98,11 @@ class H2Relay(Relay):
             self.terminate()
 
     def _close(self, end: Callable[[Side], None], *, linger: bool = False) -> None:
-        if self.timer is not None:
-            self.timer.stop()
+        # The relay lets go of its timer, which refers to it: compiled, the collector never
+        # frees that cycle, and with it the sides and their TLS buffers (found by a re-read).
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.stop()
         super()._close(end, linger=linger)
 
 
