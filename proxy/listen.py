@@ -49,7 +49,7 @@ import socket
 import weakref
 from collections.abc import Callable, Iterable
 
-from gossamer.proxy.port_owners import foreign_listener, port_lock
+from gossamer.proxy.port_owners import Bound, foreign_listener, overlap, port_lock
 
 # Connections the kernel completes before the proxy accepts them: asyncio's and uvloop's
 # default, 100, dropped the SYNs of a burst of 1,000 client connections (each retried a
@@ -58,10 +58,6 @@ from gossamer.proxy.port_owners import foreign_listener, port_lock
 BACKLOG = 65535
 _shared = False  # SO_REUSEPORT on every listener: this process is one of several workers
 _leader = 0  # then: the pid of worker 0, whose children are the other workers (port_owners.py)
-# An address a listener bound: (port, family, the address packed as inet_pton packs it, the
-# IPv6 scope). Packed, not `ipaddress`: the proxy process leaves that module out
-# (test_proxy_footprint.py), and inet_pton's bytes are one per address, however spelled.
-Bound = tuple[int, int, bytes, int]
 # This process's listeners and what each bound. Weak: the record keeps no server alive (a
 # serving one the loop holds); one closed but still held by its owner is passed over and
 # dropped at the next look.
@@ -251,16 +247,9 @@ def held_by(where: Iterable[Bound]) -> Bound | None:
             _serving.pop(server, None)
             continue
         for theirs in bound:
-            if any(_overlap(theirs, mine) for mine in wanted):
+            if any(overlap(theirs, mine) for mine in wanted):
                 return theirs
     return None
-
-
-def _overlap(a: Bound, b: Bound) -> bool:
-    """Whether a listener bound to `a` and one bound to `b` would take each other's clients."""
-    if a[0] != b[0] or a[1] != b[1]:  # another port, another family (IPv6 is V6ONLY)
-        return False
-    return a[2:] == b[2:] or not any(a[2]) or not any(b[2])  # not any: the wildcard
 
 
 def show(bound: Bound) -> str:

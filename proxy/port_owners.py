@@ -31,7 +31,10 @@ import os
 import socket
 from collections.abc import Iterable
 
-Bound = tuple[int, int, bytes, int]  # listen.Bound: port, family, packed address, scope
+# An address a listener bound: (port, family, the address packed as inet_pton packs it, the
+# IPv6 scope). Packed, not `ipaddress`: the proxy process leaves that module out
+# (test_proxy_footprint.py), and inet_pton's bytes are one per address, however spelled.
+Bound = tuple[int, int, bytes, int]
 _TABLES = (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6))
 _LISTEN = "0A"  # the kernel's TCP_LISTEN state, as the table writes it
 _V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d
@@ -65,7 +68,7 @@ def foreign_listener(where: Iterable[Bound], leader: int) -> Bound | None:
     and port) that no process of `leader`'s proxy holds; None when there is none."""
     wanted = tuple(where)
     listening = [(inode, bound) for inode, bound in _listening()
-                 if any(_overlap(bound, mine) for mine in wanted)]  # fmt: skip
+                 if any(_takes(bound, mine) for mine in wanted)]  # fmt: skip
     if not listening:
         return None
     ours = _inodes(_group(leader))
@@ -95,21 +98,25 @@ def _listening() -> list[tuple[int, Bound]]:
     return found
 
 
-def _overlap(theirs: Bound, mine: Bound) -> bool:
-    """Whether a listener on `theirs` takes clients of one on `mine`: the same port and
-    family, and the same address or a wildcard (the table has no IPv6 scope: not compared);
-    or theirs is IPv6 on `::` or a v4-mapped address, mine IPv4 (dual-stack: above). Mine
-    on IPv6 is IPV6_V6ONLY (listen.py): it takes no IPv4 client."""
-    port, family, address, _ = theirs
-    if port != mine[0]:
+def overlap(a: Bound, b: Bound) -> bool:
+    """Whether a listener bound to `a` and one bound to `b` would take each other's clients:
+    the same port and family, and the same address or a wildcard (IPv6 ones V6ONLY, as
+    listen.py binds them)."""
+    if a[0] != b[0] or a[1] != b[1]:  # another port, another family
         return False
+    return a[2:] == b[2:] or not any(a[2]) or not any(b[2])  # not any: the wildcard
+
+
+def _takes(theirs: Bound, mine: Bound) -> bool:
+    """Whether a listener of the kernel's table on `theirs` takes clients of one on `mine`:
+    `overlap`, the table having no IPv6 scope; and an IPv6 one on `::` or a v4-mapped
+    address takes an IPv4 one's (dual-stack: above). Mine on IPv6 is V6ONLY: no IPv4."""
+    port, family, address, _ = theirs
     if family == socket.AF_INET6 and mine[1] == socket.AF_INET:
-        if not any(address):
-            return True
-        if address[:12] != _V4_MAPPED:
+        if any(address) and address[:12] != _V4_MAPPED:
             return False
-        family, address = socket.AF_INET, address[12:]
-    return family == mine[1] and (address == mine[2] or not any(address) or not any(mine[2]))
+        theirs = (port, socket.AF_INET, address[12:], 0)  # (`::`: 0.0.0.0)
+    return overlap(theirs, (*mine[:3], 0))
 
 
 def _group(leader: int) -> set[int]:

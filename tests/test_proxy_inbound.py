@@ -235,14 +235,16 @@ async def test_a_handshake_cut_at_its_timeout_leaves_no_error_for_the_loop(serve
     reported: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
     try:
-        _, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
         writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
 
         async def cut() -> bool:
             return await refused_count(served, tally.HANDSHAKE_TIMEOUT) == 1
 
         await eventually_async(cut, 5)
-        await asyncio.sleep(0.1)  # the connection's end, and the handshake's failure with it
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the proxy closed it
+        for _ in range(3):  # (its connection_lost, which sets the handshake's failure, runs)
+            await asyncio.sleep(0)
         gc.collect()
         writer.close()
         assert [context["message"] for context in reported] == []
