@@ -1,4 +1,5 @@
-"""The relays of an `http2` or `grpc` connection: through an h2c gate, or followed. Shell.
+"""The relay of an `http2` or `grpc` connection through an h2c gate, and what it shares
+with the followed one (h2_followed.py). Shell.
 
 On the inbound port (`gated`): a `Relay` (relay.py) whose bytes pass
 through `H2Gate` (h2_gate.py) on their way: the client's to the app, the
@@ -13,9 +14,9 @@ go on byte for byte (no L7 rule applies to its source) or is cut. A client
 that breaks HTTP/2 gets GOAWAY and loses the connection, once it stops
 sending (linger.py); `on_error(message)` counts and logs it.
 
-On an upstream's listener (`followed`): bytes go on as they came and an
-`H2Follower` (h2_follow.py) reads along; each call is counted on the
-outbound edge.
+On an upstream's listener the relay is h2_followed.py's, on the same
+`H2Relay` base: what both share (cuts that wait for the far side's PING
+ACK, the calls' timer) is here.
 
 Either way, the side whose connection ends or is lost first (or a client
 that broke HTTP/2) is told to the call book: the calls still open when the
@@ -35,20 +36,17 @@ from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook
-from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_gate import H2Gate
 from gossamer.proxy.h2_timer import CallTimer
 from gossamer.proxy.http_codec import Outcome
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.inbound_http import now_ms
-from gossamer.proxy.protocol import GRPC
 from gossamer.proxy.relay import Relay
 from gossamer.proxy.side import Side
 
 if TYPE_CHECKING:
     from gossamer.proxy.inbound import Inbound
-    from gossamer.proxy.outbound import UpstreamListener
 
 log = logging.getLogger("gossamer.proxy")
 BROKEN = "http2.broken"  # counted: clients whose HTTP/2 the gate could not follow
@@ -94,7 +92,7 @@ class H2Relay(Relay):
         if not self.halves.closed and any(t in app.cuts.waiting for t in tokens):
             log.warning("proxy: HTTP/2 connection closed: the far side did not answer within "
                         "%g s of a call cut", CUT_WAIT_S)  # fmt: skip
-            _send(self.sides[0], app.give_up(time.perf_counter()))
+            send_pieces(self.sides[0], app.give_up(time.perf_counter()))
             self.terminate()
 
     def _close(self, end: Callable[[Side], None], *, linger: bool = False) -> None:
@@ -133,7 +131,7 @@ class GatedRelay(H2Relay):
         self.gate.side_ended(side.index == 0)
 
     def drain(self) -> None:
-        _send(self.sides[0], self.gate.drain())
+        send_pieces(self.sides[0], self.gate.drain())
 
     def app_side(self) -> AppSide:
         return self.gate.app
@@ -143,13 +141,13 @@ class GatedRelay(H2Relay):
 
     def recheck(self, judge: Callable[[HttpRequest], Decision]) -> list[Decision]:
         to_app, cut = self.gate.recheck(judge)
-        _send(self.sides[1], to_app)
+        send_pieces(self.sides[1], to_app)
         if cut:
             self.watch_cut()
         return cut
 
     def time_out(self, streams: list[int]) -> None:
-        _send(self.sides[1], self.gate.cut(streams))
+        send_pieces(self.sides[1], self.gate.cut(streams))
         self.watch_cut()
 
     def idle_close(self) -> None:
@@ -196,7 +194,7 @@ class GatedRelay(H2Relay):
         now = time.perf_counter()
         for chunk in chunks:  # (not read while the client is full: at most one read's worth)
             side.moved += len(chunk)
-            _send(client, gate.from_app(chunk, now))
+            send_pieces(client, gate.from_app(chunk, now))
         if self.timer is not None:
             self.timer.check()
         if eof:
@@ -227,15 +225,15 @@ class GatedRelay(H2Relay):
             if gate.opaque and not opaque and not self._on_opaque():
                 self.terminate()
                 return
-            _send(app, to_app)
-            _send(client, to_client)
+            send_pieces(app, to_app)
+            send_pieces(client, to_client)
         if self.timer is not None:
             self.timer.check()
         if eof:
             self.ended(client)
 
 
-def _send(side: Side, pieces: list[bytes]) -> None:
+def send_pieces(side: Side, pieces: list[bytes]) -> None:
     if len(pieces) == 1:
         side.send(pieces[0])
     elif pieces:
@@ -277,77 +275,12 @@ def gated(inbound: Inbound, client: Side, app: Side, source: str, peer: str,
 
     gate = H2Gate(decide, inbound.max_header_bytes, done, xfcc, inbound.limits)
     made = GatedRelay(client, app, closed, gate, opaque, broken)
-    _timed(made, gate.calls, inbound.limits, inbound.http_event)
+    with_timer(made, gate.calls, inbound.limits, inbound.http_event)
     return made
 
 
-def _timed(relay: H2Relay, calls: CallBook, limits: Limits, event: Callable[[str], None]
-           ) -> None:  # fmt: skip
+def with_timer(relay: H2Relay, calls: CallBook, limits: Limits,
+               event: Callable[[str], None]) -> None:  # fmt: skip
     """`relay`'s calls get `limits` (h2_timer.py), when it has any and is still open."""
     if (limits.request_s or limits.idle_s or limits.client_idle_s) and not relay.halves.closed:
         relay.timer = CallTimer(relay, calls, limits, event)
-
-
-class FollowedRelay(H2Relay):
-    """A byte relay whose bytes an `H2Follower` reads along the way (the calling side)."""
-
-    def __init__(self, a: Side, b: Side, on_close: Callable[[Relay], None],
-                 follower: H2Follower) -> None:  # fmt: skip
-        self.follower = follower
-        super().__init__(a, b, on_close)
-
-    def first_gone(self, side: Side) -> None:
-        self.follower.side_ended(side.index == 0)
-
-    def app_side(self) -> AppSide:
-        return self.follower.answers
-
-    def opaque(self) -> bool:
-        return self.follower.opaque
-
-    def time_out(self, streams: list[int]) -> None:
-        _send(self.sides[1], self.follower.cut(streams))
-        self.watch_cut()
-
-    def idle_close(self) -> None:
-        _send(self.sides[0], self.follower.goaway())
-        self.lost_lingering()  # the GOAWAY goes first, then the client's end
-
-    def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        follower, peer = self.follower, self.sides[1 - side.index]
-        now = time.perf_counter()
-        for chunk in chunks:
-            side.moved += len(chunk)
-            if side.index == 0:
-                _send(peer, follower.from_client(chunk, now))
-            else:
-                _send(peer, follower.from_app(chunk, now))
-        if self.timer is not None:
-            self.timer.check()
-        if eof:
-            self.ended(side)
-
-
-def followed(
-    listener: UpstreamListener, client: Side, server: Side, on_close: Callable[[Relay], None]
-) -> FollowedRelay:
-    """The local `client` joined to an instance of `listener`'s upstream (`server`) byte for
-    byte, each call counted on the outbound edge (status, latency)."""
-    edge = listener.metrics.outbound(listener.upstream.name)
-
-    def done(status: int, route: str, seconds: float) -> None:
-        edge.answered(status, seconds)
-
-    def closed(relay: Relay) -> None:
-        follower.close(time.perf_counter())
-        on_close(relay)
-
-    def event(name: str) -> None:
-        listener.tally.add(f"outbound.http.{name}")
-
-    u = listener.upstream
-    limits = Limits(u.request_timeout_s, u.request_idle_s, u.client_idle_s)
-    follower = H2Follower(done, limits, grpc=u.protocol == GRPC)
-    made = FollowedRelay(client, server, closed, follower)
-    _timed(made, follower.calls, limits, event)
-    return made

@@ -18,7 +18,7 @@ Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
 split_targets.py gives the other targets' instances), each connection picks
 its target service by weight (split.py), then an instance of it, whose
 certificate must carry that service's SPIFFE ID; retries stay within the
-target. HTTP picks per request (http_upstream.py); h2 is followed (h2_relay.py).
+target. HTTP picks per request (http_upstream.py); h2 is followed (h2_followed.py).
 """
 
 from __future__ import annotations
@@ -208,10 +208,10 @@ class UpstreamListener:
             self.drop_outstanding(instance)
             self.on_close()
 
-        if is_h2(self.upstream.protocol):  # each call counted (h2_relay.py)
+        if is_h2(self.upstream.protocol):  # each call counted (h2_followed.py)
             # imported here, as inbound.py imports the gate: only a proxy with an HTTP/2
             # service or upstream loads the h2 modules
-            from gossamer.proxy.h2_relay import followed
+            from gossamer.proxy.h2_followed import followed
 
             relay: Relay = followed(self, client, server, closed)
         else:
