@@ -18,11 +18,11 @@ from gossamer.proxy.config import ProxyConfig
 METRICS_KEYS = ("gossamer_metrics_bind_addr", "envoy_prometheus_bind_addr")  # ours wins
 
 
-def metrics_addr_of(options: Mapping[str, Any]) -> str:
+def metrics_addr_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
     """The metrics listener a registration's `Proxy.Config` names, as ADDR:PORT, or ""."""
     for key in METRICS_KEYS:
-        if text := fields.text(options.get(key), f"Proxy.Config.{key}"):
-            return metrics_addr(text, f"Proxy.Config.{key}")
+        if text := fields.text(options.get(key), f"{where}.{key}"):
+            return metrics_addr(text, f"{where}.{key}")
     return ""
 
 

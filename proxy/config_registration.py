@@ -1,4 +1,4 @@
-"""A sidecar proxy's config read from its registration; the registration's HTTP keys. Pure.
+"""A sidecar proxy's config read from its registration; the check of its keys at registration. Pure.
 
 The registration is what `GET /v1/agent/service/<id>-sidecar-proxy` shows
 (the agent has expanded `Connect.SidecarService` already): `Kind` must be
@@ -8,7 +8,7 @@ its inbound port is `Port`, bound on `Proxy.Config.bind_address`, else `Address`
 each `Upstreams[i]` listens on `LocalBindAddress` (127.0.0.1) : `LocalBindPort`.
 Consul's JSON shapes are this module's alone: config.py holds the value the
 data path reads, config_flags.py the other source. The agent checks a
-registration's HTTP keys with it (`check_http_keys`) so that a bad one is
+registration's keys with it (`check_keys`) so that a bad one is
 refused when registered. Every problem is a `ConfigError` naming the key
 (`Proxy.Upstreams[1].LocalBindPort`), raised by the checks of config_fields.py;
 an address the proxy binds or dials must be an IP literal or a host name, so
@@ -78,17 +78,23 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
     )
 
 
-def check_http_keys(proxy: Mapping[str, Any], where: str) -> None:
-    """Check the HTTP keys a registration's `Proxy` (at `where`) gives the built-in proxy, so a
-    bad one is refused at registration (ConfigError naming it) instead of by the proxy later.
-    Only these keys: the rest of `Config` stays free-form, as in Consul."""
+def check_keys(proxy: Mapping[str, Any], where: str) -> None:
+    """Check the `Config` keys a registration's `Proxy` (at `where`) gives the built-in proxy, so
+    a bad one is refused at registration (ConfigError naming it) instead of by the proxy later:
+    the same checks the proxy makes, so the two never disagree. Only these keys: the rest of
+    `Config` stays free-form, as in Consul."""
     options = proxy.get("Config") or {}
     if isinstance(options, Mapping):
-        proto.l7_fields(options, f"{where}.Config")
+        at = f"{where}.Config"
+        proto.l7_fields(options, at)
+        _timeouts(options, at)
+        fields.address(options.get("bind_address"), f"{at}.bind_address")
+        metrics_addr_of(options, at)
+        fields.flag(options, "gossamer_metrics", at)
     for i, u in enumerate(proxy.get("Upstreams") or []):
         options = u.get("Config") if isinstance(u, Mapping) else None
         if isinstance(options, Mapping):
-            proto.upstream_fields(options, f"{where}.Upstreams[{i}].Config")
+            _upstream_options(options, f"{where}.Upstreams[{i}].Config")
 
 
 def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
@@ -102,17 +108,23 @@ def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
         bind_port=fields.port(u.get("LocalBindPort"), f"{where}.LocalBindPort"),
         bind_address=fields.address(u.get("LocalBindAddress"), f"{where}.LocalBindAddress")
         or DEFAULT_BIND,
-        connect_timeout_s=fields.positive_millis(
-            options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at
-        ),
-        **proto.upstream_fields(options, at),
+        **_upstream_options(options, at),
         client_idle_s=client_idle_s,
-        remote_clients=fields.flag(options, "gossamer_remote_clients", at, default=False),
     )
 
 
-def _timeouts(options: Mapping[str, Any]) -> Timeouts:
-    where = "Proxy.Config"
+def _upstream_options(options: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """The `Upstream` fields an upstream's `Config` (at `at`) gives."""
+    return {
+        "connect_timeout_s": fields.positive_millis(
+            options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at
+        ),
+        **proto.upstream_fields(options, at),
+        "remote_clients": fields.flag(options, "gossamer_remote_clients", at, default=False),
+    }
+
+
+def _timeouts(options: Mapping[str, Any], where: str = "Proxy.Config") -> Timeouts:
     drain = options.get("drain_timeout_s", DRAIN_TIMEOUT_S)
     most = fields.MAX_MS // 1000
     number = isinstance(drain, int | float) and not isinstance(drain, bool)

@@ -222,6 +222,13 @@ def test_a_client_connection_idle_between_requests_is_closed(mesh: Mesh) -> None
     ({"local_request_timeout_ms": -1}, "local_request_timeout_ms"),
     ({"local_idle_timeout_ms": "5s"}, "local_idle_timeout_ms"),
     ({"idle_timeout_ms": True}, "idle_timeout_ms"),
+    # the keys the sidecar reads beside the HTTP path's: refused here too, not only by it
+    ({"handshake_timeout_ms": "1000"}, "handshake_timeout_ms"),
+    ({"local_connect_timeout_ms": 0}, "local_connect_timeout_ms"),
+    ({"drain_timeout_s": "30"}, "drain_timeout_s"),
+    ({"bind_address": "not an address"}, "bind_address"),
+    ({"gossamer_metrics_bind_addr": "127.0.0.1"}, "gossamer_metrics_bind_addr"),
+    ({"gossamer_metrics": "yes"}, "gossamer_metrics"),
 ])  # fmt: skip
 def test_a_bad_timeout_is_a_400_naming_the_key(mesh: Mesh, config: dict[str, Any],
                                                where: str) -> None:  # fmt: skip
@@ -236,6 +243,12 @@ def test_a_bad_timeout_is_a_400_naming_the_key(mesh: Mesh, config: dict[str, Any
     )
     assert status == 400, (status, text)
     assert "Connect.SidecarService.Proxy.Upstreams[0].Config.request_timeout_ms" in text
+    upstream["Config"] = {"connect_timeout_ms": "5000"}
+    status, text = put_status(
+        mesh.agent, web_body(mesh.agent, free_port(mesh.agent.ip), [upstream])
+    )
+    assert status == 400, (status, text)
+    assert "Connect.SidecarService.Proxy.Upstreams[0].Config.connect_timeout_ms" in text
 
 
 def test_a_changed_timeout_applies_without_a_restart(mesh: Mesh) -> None:

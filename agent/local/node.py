@@ -231,7 +231,7 @@ class LocalNode:
             allow_script=allow_script,
             previous_sidecar_port=previous_sidecar_port,
         )
-        check_proxy_keys(reg)  # the built-in proxy's HTTP keys: a 400 now, not an exit later
+        check_proxy_keys(reg)  # the built-in proxy's keys: a 400 now, not an exit later
         return reg
 
     def check_definitions(self) -> list[CheckDefinition]:
