@@ -138,7 +138,9 @@ class AppSide:
         elif len(self.pending) < MAX_WAITING:
             self.pending.append(frames)
         else:  # the app is stuck inside a frame and the client keeps being refused
-            raise H2Error(ENHANCE_YOUR_CALM, f"over {MAX_WAITING} answers wait for the app")
+            raise H2Error(
+                ENHANCE_YOUR_CALM, f"over {MAX_WAITING} answers wait for the end of a frame"
+            )
 
     def flush(self, out: list[bytes]) -> None:
         """The gate's frames that waited for a boundary (there is one now) go on."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_follow import H2Follower
+from gossamer.proxy.h2_frames import H2Error
 from gossamer.proxy.h2_relay import H2Relay, send_pieces, with_timer
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.protocol import GRPC
@@ -41,23 +42,31 @@ class FollowedRelay(H2Relay):
     def opaque(self) -> bool:
         return self.follower.opaque
 
-    def time_out(self, streams: list[int]) -> None:
+    def cut_timed_out(self, streams: list[int]) -> None:
         send_pieces(self.sides[1], self.follower.cut(streams))
         self.watch_cut()
 
     def idle_close(self) -> None:
-        send_pieces(self.sides[0], self.follower.goaway())
+        try:
+            send_pieces(self.sides[0], self.follower.goaway())
+        except H2Error as error:
+            self.overwhelmed(error)
+            return
         self.lost_lingering()  # the GOAWAY goes first, then the client's end
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         follower, peer = self.follower, self.sides[1 - side.index]
         now = time.perf_counter()
-        for chunk in chunks:
-            side.moved += len(chunk)
-            if side.index == 0:
-                send_pieces(peer, follower.from_client(chunk, now))
-            else:
-                send_pieces(peer, follower.from_app(chunk, now))
+        try:
+            for chunk in chunks:
+                side.moved += len(chunk)
+                if side.index == 0:
+                    send_pieces(peer, follower.from_client(chunk, now))
+                else:
+                    send_pieces(peer, follower.from_app(chunk, now))
+        except H2Error as error:  # (the ends of cuts, behind a side stuck in a frame)
+            self.overwhelmed(error)
+            return
         if self.timer is not None:
             self.timer.check()
         if eof:

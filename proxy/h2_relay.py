@@ -72,8 +72,25 @@ class H2Relay(Relay):
         return self.sides[0].moved + self.sides[1].moved
 
     def time_out(self, streams: list[int]) -> None:
-        """Cut calls that ran out of time (the book marked them cut)."""
+        """Cut calls that ran out of time (the book marked them cut): the timer's callback."""
+        try:
+            self.cut_timed_out(streams)
+        except H2Error as error:
+            self.overwhelmed(error)
+
+    def cut_timed_out(self, streams: list[int]) -> None:
         raise NotImplementedError
+
+    def overwhelmed(self, error: H2Error) -> None:
+        """A side stuck inside one frame while over h2_app.MAX_WAITING of the proxy's own
+        frames wait for its end (cuts, GOAWAY): the connection goes, the cut calls told their
+        ends where they can be. (It raised out of the timer's callback or a read, and left
+        later calls uncut, found by a re-read.)"""
+        if self.halves.closed:
+            return
+        log.warning("proxy: HTTP/2 connection closed: %s", error)
+        send_pieces(self.sides[0], self.app_side().give_up(time.perf_counter()))
+        self.terminate()
 
     def idle_close(self) -> None:
         """The connection has been idle past its limit: GOAWAY, then closed."""
@@ -146,7 +163,7 @@ class GatedRelay(H2Relay):
             self.watch_cut()
         return cut
 
-    def time_out(self, streams: list[int]) -> None:
+    def cut_timed_out(self, streams: list[int]) -> None:
         send_pieces(self.sides[1], self.gate.cut(streams))
         self.watch_cut()
 
@@ -194,7 +211,11 @@ class GatedRelay(H2Relay):
         now = time.perf_counter()
         for chunk in chunks:  # (not read while the client is full: at most one read's worth)
             side.moved += len(chunk)
-            send_pieces(client, gate.from_app(chunk, now))
+            try:
+                send_pieces(client, gate.from_app(chunk, now))
+            except H2Error as error:  # (the ends of cuts, behind a client stuck in a frame)
+                self.overwhelmed(error)
+                return
         if self.timer is not None:
             self.timer.check()
         if eof:

@@ -25,7 +25,8 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded
 
-from gossamer.proxy.h2_frames import SETTINGS, frame
+from gossamer.proxy import h2_app
+from gossamer.proxy.h2_frames import DATA, SETTINGS, frame
 from gossamer.proxy.h2_relay import H2Relay
 from gossamer.proxy.http_limits import Limits
 from tests.harness.poll import eventually_async
@@ -318,3 +319,38 @@ async def test_a_timed_connection_is_freed_without_the_cycle_collector(mode: str
             await eventually_async(lambda: left() == [], 5)
         finally:
             gc.enable()
+
+
+async def test_a_client_stuck_in_a_frame_past_the_waiting_bound_loses_the_connection(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """web's follower puts each cut's reset between the client's frames; a client stuck inside
+    one holds them back. Past `MAX_WAITING` of them (made small here: one per timer look,
+    each call running out on its own) the connection goes, with a warning. It raised out of
+    the timer's callback instead (found by a re-read): the loop logged the error and the
+    later calls were never cut."""
+    monkeypatch.setattr(h2_app, "MAX_WAITING", 3)
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with _mesh("mux", protocol="http2", web=Limits(0.5, 0.0, 0.0)) as mesh:
+            client = await _H2Client.to(mesh)
+            try:
+                stuck = client.conn.get_next_available_stream_id()
+                head = [(":method", "POST"), (":scheme", "http"), (":path", "/Silent"),
+                        (":authority", "db")]  # fmt: skip
+                client.conn.send_headers(stuck, head)
+                for _ in range(6):
+                    await client.get("/Silent")
+                    await asyncio.sleep(0.05)  # (the client's pace: each call's own deadline)
+                # a DATA frame of 100 bytes on the open stream, of which 10 come
+                await loop.sock_sendall(client.sock, frame(DATA, 0, stuck, b"x" * 100)[:19])
+                while not client.ended:
+                    await client.until(type(None), 5)
+            finally:
+                client.sock.close()
+        assert errors == []
+        assert "HTTP/2 connection closed: over 3 answers wait" in caplog.text
+    finally:
+        loop.set_exception_handler(None)
