@@ -89,6 +89,8 @@ def check_keys(proxy: Mapping[str, Any], where: str) -> None:
         proto.l7_fields(options, at)
         _timeouts(options, at)
         fields.address(options.get("bind_address"), f"{at}.bind_address")
+        if "bind_port" in options:
+            fields.port(options["bind_port"], f"{at}.bind_port")
         metrics_addr_of(options, at)
         fields.flag(options, "gossamer_metrics", at)
     for i, u in enumerate(proxy.get("Upstreams") or []):

@@ -227,6 +227,7 @@ def test_a_client_connection_idle_between_requests_is_closed(mesh: Mesh) -> None
     ({"local_connect_timeout_ms": 0}, "local_connect_timeout_ms"),
     ({"drain_timeout_s": "30"}, "drain_timeout_s"),
     ({"bind_address": "not an address"}, "bind_address"),
+    ({"bind_port": 70000}, "bind_port"),
     ({"gossamer_metrics_bind_addr": "127.0.0.1"}, "gossamer_metrics_bind_addr"),
     ({"gossamer_metrics": "yes"}, "gossamer_metrics"),
 ])  # fmt: skip
