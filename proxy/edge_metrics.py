@@ -14,7 +14,10 @@ an upstream. Rules kept here:
   so a long-lived connection's bytes show while it is open.
 
 HTTP requests come in through `Edge.answered(status, seconds, route)`, once
-each (status 0: it got no response at all).
+each (status 0: it got no response at all). A status's class is `class_index`'s
+`CLASSES` entry, here and in the proxy's `http.responses.<class>` counters, so
+a request that got no answer is `none` in both (Linkerd has no status for it,
+Envoy no class).
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ OUTBOUND: Final = "outbound"
 NO_RESPONSE: Final = "none"  # the status class of a request that got no response (or a bad status)
 # Route.responses[i] counts class CLASSES[i]: a status's class is status // 100 when 1-5.
 CLASSES: Final = (NO_RESPONSE, "1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+def class_index(status: int) -> int:
+    """Where `status` counts in `CLASSES`: its hundreds when 1xx-5xx, else 0 (`none`)."""
+    return status // 100 if 100 <= status < 600 else 0
 
 
 class Histogram:

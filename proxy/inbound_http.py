@@ -29,7 +29,7 @@ from gossamer.proxy import tally
 from gossamer.proxy.authorize import decided_by
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
-from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.edge_metrics import CLASSES, EdgeMetrics, class_index
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import DENIED_BODY, Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
@@ -46,7 +46,7 @@ NOT_KNOWN: Final = Decision(False, "the intentions are not known yet")
 TERMINATED: Final = "connection terminated due to policy change"
 CALL_TERMINATED: Final = "call terminated due to policy change"  # one h2c call (h2_cut.py)
 MAX_SOURCES: Final = 4096  # cached sources (peers are services with verified leaves: few)
-_BY_CLASS: Final = [f"http.responses.{c}xx" for c in range(10)]  # the counter names, made once
+_BY_CLASS: Final = [f"http.responses.{c}" for c in CLASSES]  # the counter names, made once
 
 
 class InboundHttp:
@@ -193,7 +193,7 @@ class InboundHttp:
     def http_outcome(self, outcome: Outcome) -> None:
         """Every request of the HTTP path, once (status 0: none was sent), under its route:
         the L7 permission that decided it (rules.py `route_name`), "" when none did."""
-        self.tally.add(_BY_CLASS[outcome.status // 100 if outcome.status < 1000 else 0])
+        self.tally.add(_BY_CLASS[class_index(outcome.status)])
         self.metrics.inbound(outcome.source).answered(outcome.status, outcome.seconds,
                                                       outcome.route)  # fmt: skip
 
