@@ -52,8 +52,10 @@ async def _fetch(session: aiohttp.ClientSession, addr: str) -> dict[str, Any]:
             if resp.status != 200:
                 return {"Error": f"{addr} answered HTTP {resp.status}"}
             stats = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return {"Error": f"{addr}: {exc or type(exc).__name__}"}
+    except TimeoutError:  # (its text is empty)
+        return {"Error": f"{addr}: no answer within {TIMEOUT_S:g} s"}
+    except (aiohttp.ClientError, ValueError) as exc:
+        return {"Error": f"{addr}: {str(exc) or type(exc).__name__}"}
     try:
         check_stats(stats)
     except Malformed as exc:
