@@ -57,13 +57,33 @@ def _gather(client: AgentClient, service: str | None) -> list[Any]:
     return answer if isinstance(answer, list) else []
 
 
-def table(found: list[EdgeRow], title: str, below: Sequence[str] = ()) -> Table | Group:
-    """The rows, with `below` (stat_rows.notes) under them as plain text (`top`'s frame)."""
-    t = Table(title=title, title_justify="left", box=None, pad_edge=False)
+NAMES = ("SOURCE", "DESTINATION")  # the columns that fold when the terminal is narrow
+MIN_NAME = 6  # columns each name keeps before the figures fold too
+
+
+def table(
+    found: list[EdgeRow], title: str, below: Sequence[str] = (), width: int | None = None
+) -> Table | Group:
+    """The rows, with `below` (stat_rows.notes) under them as plain text (`top`'s frame).
+
+    On a terminal `width` columns wide that is narrower than the table, the columns are
+    one space apart instead of two, then the service names fold onto more lines while
+    every other cell stays whole; only when even the figures do not fit do they fold too.
+    Nothing is cut: rich ellipsizes a cell that may not wrap ("465…" could be 465 ms or
+    4.65 s)."""
+    shown = [cells(row) for row in found]
+    widest = [max([len(name), *(len(c[i]) for c in shown)]) for i, name in enumerate(HEADERS)]
+    gaps = len(HEADERS) - 1
+    gap = 2 if width is None or sum(widest) + 2 * gaps <= width else 1
+    figures = sum(w for w, name in zip(widest, HEADERS, strict=True) if name not in NAMES)
+    tight = width is not None and figures + gap * gaps + MIN_NAME * len(NAMES) > width
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False,
+              padding=(0, 1) if gap == 2 else (0, 1, 0, 0))  # fmt: skip
     for name in HEADERS:
-        t.add_column(name, justify="left" if name in HEADERS[:4] else "right", no_wrap=True)
-    for row in found:
-        t.add_row(*cells(row))
+        t.add_column(name, justify="left" if name in HEADERS[:4] else "right",
+                     no_wrap=not (tight or name in NAMES), overflow="fold")  # fmt: skip
+    for row in shown:
+        t.add_row(*row)
     return Group(t, *(Text(line) for line in below)) if below else t
 
 
@@ -86,7 +106,7 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
             print(line, file=sys.stderr)
         return 0
     shown = f"last {seconds:.0f} s" if before is not None else "since the proxies started"
-    console.print(table(found, f"edges of this agent's proxies, {shown}"))
+    console.print(table(found, f"edges of this agent's proxies, {shown}", width=console.width))
     for line in below:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not found and not last:
@@ -109,7 +129,7 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
                 now = time.monotonic()
                 title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
                 shown = table(rows(edges, previous, now - at), title,
-                              notes(edges, previous, now - at))  # fmt: skip
+                              notes(edges, previous, now - at), console.width)  # fmt: skip
                 live.update(shown, refresh=True)
                 previous, at, done = edges, now, done + 1
         except KeyboardInterrupt:
