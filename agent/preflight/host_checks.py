@@ -101,8 +101,9 @@ def judge_data_dir(facts: DataDirFacts, running: bool) -> Result:
             HOST,
             DATA_DIR,
             f"secrets readable by group or others: {shown}",
-            f"chmod go-rwx {where}/identity {where}/serf and the files in them "
-            "(keys 0600, their dirs 0700)",
+            "chmod go-rwx "
+            + " ".join(f"{where}/{p}" for p, _ in facts.exposed)
+            + " (keys 0600, their dirs 0700)",
         )
     if facts.lock_holder is not None and not running:
         return fail(

@@ -26,9 +26,11 @@ from gossamer.agent.preflight.host_checks import (
     SocketFacts,
 )
 
-# Under the data dir: what holds secrets (the key files, serf's RPC auth key and keyring).
+# Under the data dir: what holds secrets (the key files, serf's RPC auth key and keyring,
+# and the ACL tokens set through the API when `acl.enable_token_persistence` keeps them).
 SECRET_DIRS = ("identity", "identity/leaves", "serf")
 SECRET_FILES = frozenset({"rpc.json", "local.keyring"})
+SECRET_TOP = ("acl-tokens.json",)  # in the data dir itself (acl_wiring.TOKENS_FILE)
 SERF_VERSION_TIMEOUT_S = 10.0
 
 
@@ -84,6 +86,13 @@ def _exposed(root: Path) -> Iterable[tuple[str, int]]:
                 continue
             if mode & 0o077:
                 yield str(entry.relative_to(root)), mode
+    for name in SECRET_TOP:
+        try:
+            mode = stat.S_IMODE((root / name).stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            yield name, mode
 
 
 def _is_secret(path: Path) -> bool:
