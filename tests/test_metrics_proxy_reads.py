@@ -126,3 +126,16 @@ def test_stat_on_a_narrow_terminal_folds_rather_than_cuts(agent: AgentProc) -> N
     with _sidecar_serving(agent, _figures()):
         shown = expect("stat", "--http-addr", agent.http, env={"COLUMNS": "40"})
     assert "…" not in shown and max(len(line) for line in shown.splitlines()) <= 40, shown
+
+
+def test_stat_and_top_with_no_sidecar_say_so_and_end_their_line(agent: AgentProc) -> None:
+    """Before: `stat --service nosuch` said no sidecar at all was registered on the agent,
+    `top` showed an empty table with no word, and its output (piped) ended without a newline,
+    the shell's prompt after the table's last line."""
+    said = "No sidecar proxy of nosuch registered on this agent."
+    shown = expect("stat", "--service", "nosuch", "--http-addr", agent.http)
+    assert said in shown, shown
+    framed = expect("top", "--iterations", "1", "--interval", "0.2", "--service", "nosuch",
+                    "--http-addr", agent.http)  # fmt: skip
+    assert said in framed and framed.endswith("\n"), repr(framed)
+    assert "No sidecar proxy registered on this agent." in expect("stat", "--http-addr", agent.http)

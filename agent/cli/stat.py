@@ -110,8 +110,13 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
     for line in below:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not found and not last:
-        console.print("No sidecar proxy registered on this agent.")
+        console.print(_nobody(args.service))
     return 0
+
+
+def _nobody(service: str | None) -> str:
+    of = f" of {service}" if service else ""
+    return f"No sidecar proxy{of} registered on this agent."
 
 
 def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
@@ -125,13 +130,17 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
         try:
             while not args.iterations or done < args.iterations:
                 time.sleep(args.interval)
-                edges = edges_of(_gather(client, args.service))
+                gathered = _gather(client, args.service)
+                edges = edges_of(gathered)
                 now = time.monotonic()
                 title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
-                shown = table(rows(edges, previous, now - at), title,
-                              notes(edges, previous, now - at), console.width)  # fmt: skip
+                below = notes(edges, previous, now - at) + ([] if gathered else
+                                                            [_nobody(args.service)])  # fmt: skip
+                shown = table(rows(edges, previous, now - at), title, below, console.width)
                 live.update(shown, refresh=True)
                 previous, at, done = edges, now, done + 1
         except KeyboardInterrupt:
             pass
+    if not console.is_terminal:
+        console.line()  # (Live prints its last frame without one when the output is no terminal)
     return 0
