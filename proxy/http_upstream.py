@@ -35,6 +35,7 @@ does not, so `decide_request` allows.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -54,10 +55,22 @@ if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.outbound import UpstreamListener
 
+log = logging.getLogger("gossamer.proxy")
 ALLOWED: Final = Decision(True, "decided by the destination's sidecar")
 ATTEMPTS: Final = 3  # instances tried for one request before the client gets a 503
 AVOID_S: Final = 1.0
 FAILURE_S: Final = 1.0  # a failed request counts as an answer this slow (peak_ewma.py)
+# An answer with one of these says the instance could not serve the request (its app down or
+# broken, or too slow): a failure of the instance, not a fast answer (`release_backend`).
+FAILURE_STATUSES: Final = frozenset((502, 503, 504))
+
+
+def _status_of(side: Side) -> int:
+    """The status of the last answer read on a pooled connection still open (its answer
+    parser, http_reply.py, is kept with it); 0 when it has none."""
+    reply = side.parser
+    parser = getattr(reply, "parser", None) if reply is not None else None
+    return int(parser.get_status_code()) if parser is not None else 0
 
 
 class _Idle(Joint):
@@ -131,8 +144,15 @@ class HttpUpstream:
         self.sessions: set[HttpSession] = set()
         self.budget = RetryBudget()
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
+        # The session records a request's outcome just before it lets go of a connection that
+        # closes with it (its answer said close: a far sidecar's own 502/503 does), and just
+        # after it gives back one that serves on: `_failing` carries a failure status from the
+        # one to the release that follows at once; `_counted` tells the outcome that follows
+        # a release that the release read its status already. Any other call clears both.
+        self._failing = self._counted = False
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
+        self._failing = self._counted = False
         self.budget.request(time.monotonic())  # each first attempt earns retry budget
         return ALLOWED
 
@@ -142,6 +162,8 @@ class HttpUpstream:
         return allowed
 
     def http_outcome(self, outcome: Outcome) -> None:
+        self._failing = outcome.status in FAILURE_STATUSES and not self._counted
+        self._counted = False
         self.listener.metrics.outbound(self.listener.upstream.name).answered(
             outcome.status, outcome.seconds
         )
@@ -150,6 +172,7 @@ class HttpUpstream:
         self.listener.tally.add(f"outbound.http.{name}")
 
     def http_closed(self, session: HttpSession) -> None:
+        self._failing = self._counted = False
         self.sessions.discard(session)
         self.listener.on_close()
 
@@ -160,6 +183,7 @@ class HttpUpstream:
 
     def take_idle(self, ex: Exchange) -> Side | None:
         """The chosen instance's idle connection, at once (no task, no await), if it has one."""
+        self._failing = self._counted = False
         if not ex.target:
             ex.target = self.listener.pick_target()
         instance = self._pick(ex.target, set(), ex.failed_on)
@@ -167,6 +191,7 @@ class HttpUpstream:
 
     async def open_backend(self, ex: Exchange) -> Side:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
+        self._failing = self._counted = False
         tried: set[Instance] = set()
         if not ex.target:
             ex.target = self.listener.pick_target()
@@ -184,6 +209,7 @@ class HttpUpstream:
                 return self._take(server, instance)
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
         self.listener.refuse(reason, f"{len(tried)} instance(s) tried", "request answered 503")
+        self._failing, self._counted = False, True  # its 503 is no instance's answer
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
 
@@ -228,30 +254,48 @@ class HttpUpstream:
 
     def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True
                         ) -> object:  # fmt: skip
-        """A connection back from a session: pooled if it can serve again, else closed; the
-        instance of a `failed` one is skipped by the next request's choice for a second.
-        Unless `timed` is False (a tunnel after a 101: its life is no request's latency),
-        the time it was borrowed is a latency sample. Returns the instance (None for one not
-        borrowed from here)."""
+        """A connection back from a session: pooled if it can serve again, else closed.
+        A `failed` one (lost mid-request, or retried), or one whose answer was a 502, 503 or
+        504, is a failure of its instance: skipped by the next request's choice for a second,
+        priced as a slow answer until it does better (a fast 503 priced as fast would draw
+        every request to an instance whose app is down), and counted by outlier detection.
+        Otherwise, unless `timed` is False (a tunnel after a 101: its life is no request's
+        latency), the time it was borrowed is a latency sample. Returns the instance (None
+        for one not borrowed from here)."""
+        failing, self._failing, self._counted = self._failing, False, False
         borrowed = self.in_use.pop(side, None)
         if borrowed is None:
             return None
         instance, now = borrowed[0], time.monotonic()
+        is_open = side.is_open()
+        if not failed:
+            if is_open:  # its answer ended and it serves on: the status is its parser's
+                failed = _status_of(side) in FAILURE_STATUSES
+                self._counted = True  # (the outcome recorded next is this answer's)
+            else:  # closed with its answer: the outcome just recorded was this answer's
+                failed = failing
+        lst = self.listener
         if failed:  # skipped for a second, then priced as a slow answer until it does better
             self.avoid[instance] = now + AVOID_S
             self.latency.observe(instance, FAILURE_S, now)
-        elif timed:  # one request's latency on that instance (its answer has ended)
-            self.latency.observe(instance, now - borrowed[1], now)
-        self.listener.drop_outstanding(instance)
+            if lst.outliers.failed(instance, time.monotonic_ns() // 1_000_000, lst.known):
+                lst.tally.add("outbound.ejected")
+                log.warning("proxy: upstream %s instance %s:%d set aside after repeated "
+                            "failures", lst.upstream.name, *instance)  # fmt: skip
+        else:
+            lst.outliers.succeeded(instance)
+            if timed:  # one request's latency on that instance (its answer has ended)
+                self.latency.observe(instance, now - borrowed[1], now)
+        lst.drop_outstanding(instance)
         parked = self.parked.get(side)
-        if not side.is_open():
+        if not is_open:
             if parked is not None:
                 parked.forget()
             return instance
         idle = self.idle.get(instance)
         if idle is None:
             idle = self.idle[instance] = []
-        if len(idle) >= self.listener.upstream.pool_idle:
+        if len(idle) >= lst.upstream.pool_idle:
             if parked is not None:
                 parked.forget()
             side.close()

@@ -31,6 +31,7 @@ class HttpApp:
     peers: list[object] = field(default_factory=list)  # the TCP peer of each request
     broken: bool = False  # `/echo` closes the connection without answering (a failing instance)
     delay_s: float = 0.0  # `/echo` answers (or, broken, closes) after this long (a slow one)
+    status: int = 200  # `/echo` answers with this status (503: an app that turns requests away)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
 
@@ -78,7 +79,8 @@ class HttpApp:
         if self.broken:
             return _hang_up(request)
         body = await request.read()
-        return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body)
+        return web.Response(body=f"{request.method} {request.path_qs} ".encode() + body,
+                            status=self.status)  # fmt: skip
 
     async def _sink(self, request: web.Request) -> web.StreamResponse:
         self._note(request)

@@ -4,7 +4,8 @@
 broken one (it closes every `/echo` connection without answering, so its
 sidecar answers 502). `web`'s upstream is `protocol: http`: a GET that
 fails on the broken instance is sent again on the other one; a POST (not
-idempotent) is never sent twice. A failed answer that arrives together with its
+idempotent) is never sent twice; either failure prices the broken instance
+as slow, so the requests that follow go to the other. A failed answer that arrives together with its
 connection's end is retried once, on the other instance. The retry budget is
 tested as a pure core.
 """
@@ -85,10 +86,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         wait_listening("127.0.0.1", pooled, web)
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 2, 30,
                    what="both db sidecars passing")  # fmt: skip
-        # warm with POSTs: the broken instance answers them fast (502, not retried), so it
-        # looks cheap to the balancer and the test's requests keep reaching it
-        eventually(lambda: request(pooled, "POST", "/echo/warm") in (200, 502), 20,
-                   what="a POST answered by either instance")  # fmt: skip
+        # warm with a request both instances answer: a failure on the broken one would price
+        # it as a slow instance (peak_ewma.py), and the test's requests would not reach it;
+        # the good one's 50 ms answers to `/echo` price it above a new instance's 30 ms, so
+        # one of a test's first requests goes to the broken one
+        eventually(lambda: request(pooled, "GET", "/sleep/0") == 200, 20,
+                   what="a request answered by either instance")  # fmt: skip
         yield Mesh(pooled, good, bad, web, (agent.ip, sidecar_ports["db-bad"]))
     finally:
         for proxy in proxies:
@@ -99,19 +102,24 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def test_a_failed_get_is_retried_on_the_other_instance_a_post_never(mesh: Mesh) -> None:
-    pooled, bad = mesh.pooled, mesh.bad
+def test_a_post_that_reached_the_app_is_never_sent_again(mesh: Mesh) -> None:
     statuses: list[int] = []
     deadline = time.monotonic() + 20
-    while statuses.count(502) < 3 and time.monotonic() < deadline:
-        statuses.append(request(pooled, "POST", f"/echo/p{len(statuses)}"))
-    posts_on_bad = [p for p in bad.seen if p.startswith("POST /echo/p")]
-    assert len(posts_on_bad) == statuses.count(502) == 3  # each reached the app once: no retry
-    assert len(set(posts_on_bad)) == len(posts_on_bad)
-    assert statuses.count(200) == len(statuses) - 3
-    before = len(bad.seen)
-    assert [request(pooled, "GET", f"/echo/g{i}") for i in range(30)] == [200] * 30
-    assert any(p.startswith("GET") for p in bad.seen[before:])  # tried there, then retried
+    while 502 not in statuses and time.monotonic() < deadline:  # until one lands on the broken
+        statuses.append(request(mesh.pooled, "POST", f"/echo/p{len(statuses)}"))
+    assert statuses[-1] == 502 and statuses[:-1] == [200] * (len(statuses) - 1)
+    failed = f"POST /echo/p{len(statuses) - 1}"
+    assert mesh.bad.seen.count(failed) == 1  # it reached the app once: not sent again
+    assert mesh.good.seen.count(failed) == 0
+    # the broken instance is priced as slow now: the next POSTs go to the good one
+    assert [request(mesh.pooled, "POST", f"/echo/q{i}") for i in range(10)] == [200] * 10
+
+
+def test_a_failed_get_is_retried_on_the_other_instance(mesh: Mesh) -> None:
+    assert [request(mesh.pooled, "GET", f"/echo/g{i}") for i in range(10)] == [200] * 10
+    tried = [p for p in mesh.bad.seen if p.startswith("GET /echo/g")]
+    assert len(tried) == 1  # tried there once, then retried; then it is priced as slow
+    assert mesh.good.seen.count(tried[0]) == 1
 
 
 def test_a_retried_chunked_request_with_no_body_is_sent_whole(mesh: Mesh) -> None:
