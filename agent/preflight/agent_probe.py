@@ -82,16 +82,18 @@ def presented(address: str, port: int) -> Presented:
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     try:
-        with (
-            socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S) as raw,
-            context.wrap_socket(raw) as tls,
-        ):
+        raw = socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S)
+    except OSError as exc:
+        return Presented(error=f"{address}:{port}: {exc.strerror or exc}")
+    try:
+        with raw, context.wrap_socket(raw) as tls:
             der = tls.getpeercert(binary_form=True)
             chain = _sent_chain(tls)
-    except (OSError, ssl.SSLError) as exc:
-        return Presented(error=f"{address}:{port}: {exc.strerror or exc}")
+    except (OSError, ssl.SSLError) as exc:  # something took the connection: not a proxy
+        why = "no TLS answer" if isinstance(exc, TimeoutError) else exc.strerror or exc
+        return Presented(error=f"{address}:{port}: {why}", listening=True)
     if not der:
-        return Presented(error=f"{address}:{port}: no certificate presented")
+        return Presented(error=f"{address}:{port}: no certificate presented", listening=True)
     cert = x509.load_der_x509_certificate(der)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -54,6 +54,7 @@ class Presented:
     not_after: datetime | None = None
     uris: tuple[str, ...] = ()
     chain: tuple[bytes, ...] = ()
+    listening: bool = False  # with an error: something took the connection (not the proxy)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,15 @@ def judge_proxy(
     name = f"proxy {proxy_id} up at {address}"
     start = f"start it: gossamer connect proxy --sidecar-for {service}"
     if shown.error or shown.not_before is None or shown.not_after is None:
+        if shown.listening:  # a proxy started now could not bind: say what holds the port
+            port = address.rpartition(":")[2]
+            held = (
+                f"something holds port {port} and does not answer as a proxy (one stopped "
+                f"with SIGSTOP or hung, or another program): `ss -ltnp 'sport = :{port}'` "
+                f"names it; restart or stop it, then gossamer connect proxy --sidecar-for "
+                f"{service}"
+            )
+            return fail(PROXY, name, shown.error or "no certificate presented", held)
         return fail(PROXY, name, shown.error or "no certificate presented", start)
     foreign = (
         "not issued by this mesh's CA: a stale proxy from another cluster holds the port? "
