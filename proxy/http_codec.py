@@ -209,12 +209,21 @@ def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
     return list(zip(head[0::4], head[2::4]))  # noqa: B905  # a flat head comes in fours
 
 
+# Fields a Connection header may name that still go on: the body goes on framed as it was
+# parsed, so its framing must go with it (a request sent on without the Content-Length a
+# client named in `Connection: Content-Length` left its body to be read as the next request:
+# a request smuggled onto a pooled connection, and its answer given to whoever borrowed the
+# connection next), and Host says which site the request is for.
+KEPT_ON: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
+
+
 def end_to_end(head: list[bytes]) -> list[bytes]:
     """The headers without the hop-by-hop ones: those of HOP_BY_HOP and any the Connection
-    field names (RFC 9110 §7.6.1), for a hop other than the one they came on."""
+    field names (RFC 9110 §7.6.1), for a hop other than the one they came on; never the
+    body's framing nor Host (KEPT_ON), whatever Connection names."""
     named = [token.strip().lower() for i in range(0, len(head), 4)
              if head[i].lower() == b"connection" for token in head[i + 2].split(b",")]  # fmt: skip
-    return without(head, HOP_BY_HOP.union(named) if named else HOP_BY_HOP)
+    return without(head, HOP_BY_HOP.union(named).difference(KEPT_ON) if named else HOP_BY_HOP)
 
 
 def without(head: list[bytes], names: frozenset[bytes]) -> list[bytes]:

@@ -1,0 +1,68 @@
+"""Faults an adversarial walk through the HTTP/1.1 path found, against the raw app.
+
+The mesh and clients are test_proxy_http_raw.py's (`switching`: the raw app
+behind an `http` sidecar, `sw-l4` an L4 upstream of it, `sw-http` an HTTP
+one over pooled mTLS connections, each allowed paths under /public only).
+Each test is one way a request or an answer could be read one way by one
+hop and another way by the next.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from gossamer.proxy import http_codec as codec
+from tests.proxy_support import read_until
+from tests.raw_app import RawApp
+from tests.test_proxy_http import mesh
+from tests.test_proxy_http_codec import flat
+from tests.test_proxy_http_raw import switching
+
+__all__ = ["mesh", "switching"]  # the fixtures, imported for pytest
+
+Clients = tuple[RawApp, dict[str, tuple[str, int]]]
+
+
+@pytest.mark.parametrize(
+    ("connection", "kept"),
+    [
+        (b"close", [b"Host", b"Content-Length", b"X-A"]),
+        (b"Content-Length", [b"Host", b"Content-Length", b"X-A"]),
+        (b"keep-alive, transfer-encoding, X-A", [b"Host", b"Content-Length"]),
+        (b"HOST, content-length", [b"Host", b"Content-Length", b"X-A"]),
+    ],
+)
+def test_connection_never_takes_the_framing_or_host_with_it(
+    connection: bytes, kept: list[bytes]
+) -> None:
+    """The body goes on framed as it was parsed: its Content-Length (or Transfer-Encoding)
+    must go with it, whatever the Connection field names."""
+    head = flat((b"Host", b"s"), (b"Connection", connection), (b"Content-Length", b"3"),
+                (b"X-A", b"1"))  # fmt: skip
+    assert [name for name, _ in codec.pairs(codec.end_to_end(head))] == kept
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_a_length_named_by_connection_still_frames_the_body(
+    switching: Clients, client: str
+) -> None:
+    """`Connection: Content-Length` made the sidecar of an HTTP upstream send the request
+    on without its length and with its body, which the app's sidecar then read as a second
+    request: smuggled onto the pooled connection, its answer went to the next client that
+    borrowed it."""
+    app, addresses = switching
+    heads = len(app.heads)
+    inner = b"GET /public/smuggled HTTP/1.1\r\nHost: s\r\n\r\n"
+    raw = (b"POST /public/carrier HTTP/1.1\r\nHost: s\r\nConnection: Content-Length\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(inner), inner))  # fmt: skip
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(raw)
+        got = read_until(s, lambda got: b"\r\n\r\n" in got)
+        assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+        s.sendall(b"GET /public/after HTTP/1.1\r\nHost: s\r\n\r\n")
+        read_until(s, lambda got: b"GET /public/after " in got)
+    reached = [head.split(b"\r\n", 1)[0] for head in app.heads[heads:]]
+    assert reached == [b"POST /public/carrier HTTP/1.1", b"GET /public/after HTTP/1.1"]
+    assert b"\r\ncontent-length: %d" % len(inner) in app.heads[heads].lower()
