@@ -27,8 +27,11 @@ def metrics_addr_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> 
 
 
 def metrics_addr(text: str, where: str) -> str:
-    """`ADDR:PORT` checked (a bare `:PORT` listens on 127.0.0.1), ConfigError naming `where`."""
-    host, port = fields.host_port("127.0.0.1" + text if text.startswith(":") else text, where)
+    """`ADDR:PORT` checked (a bare `:PORT` listens on 127.0.0.1), ConfigError naming `where`
+    and what was written (`::1:9102` is an address and a port, not a bare port)."""
+    if text.startswith(":") and ":" not in text[1:]:
+        return f"127.0.0.1:{fields.port(text[1:], where)}"
+    host, port = fields.host_port(text, where)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
