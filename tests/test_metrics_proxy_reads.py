@@ -139,3 +139,11 @@ def test_stat_and_top_with_no_sidecar_say_so_and_end_their_line(agent: AgentProc
                     "--http-addr", agent.http)  # fmt: skip
     assert said in framed and framed.endswith("\n"), repr(framed)
     assert "No sidecar proxy registered on this agent." in expect("stat", "--http-addr", agent.http)
+
+
+def test_stat_over_a_short_window_says_how_long_it_was(agent: AgentProc) -> None:
+    """Before: `--window 0.5` was titled "last 0 s"."""
+    with _sidecar_serving(agent, _figures()):
+        shown = expect("stat", "--window", "0.5", "--http-addr", agent.http)
+    title = shown.splitlines()[0]
+    assert title.startswith("edges of this agent's proxies, last 0.") and "last 0 s" not in title

@@ -105,7 +105,7 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
         for line in below:
             print(line, file=sys.stderr)
         return 0
-    shown = f"last {seconds:.0f} s" if before is not None else "since the proxies started"
+    shown = f"last {seconds:.1f} s" if before is not None else "since the proxies started"
     console.print(table(found, f"edges of this agent's proxies, {shown}", width=console.width))
     for line in below:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
