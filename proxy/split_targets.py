@@ -12,6 +12,15 @@ so do the watches of its targets) until that target's first answer is in,
 so its first requests do not fail for want of instances the proxy has not
 heard of yet, nor the old split's for want of the ones it had.
 
+A split to a service that has a splitter of its own follows that one too,
+as Consul's discovery chain does (its compiler flattens adjacent splitters):
+`api` 50 % to `api-v2`, whose entry sends half of its traffic to
+`api-v2-beta`, sends a quarter of `api`'s to `api-v2-beta`. A split to the
+entry's own service goes to that service's instances. Weights multiply,
+then are rounded back to hundredths of a percent summing to 100 %
+(largest remainder). A loop of splitters (Consul refuses the write that
+would close it) leaves each service on it unsplit, logged.
+
 An entry the proxy cannot read (a newer agent's shape) is logged and that
 service is treated as unsplit, so traffic keeps flowing to the upstream
 itself rather than nowhere.
@@ -20,10 +29,12 @@ itself rather than nowhere.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
 from typing import Any
 
-from gossamer.catalog.config_entries import ConfigEntryError, Split, splits_of
+from gossamer.catalog.config_entries import WEIGHT_TOTAL, ConfigEntryError, Split, splits_of
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.outbound import UpstreamListener
@@ -34,8 +45,9 @@ PATH = "/v1/config/service-splitter"
 
 
 def splits_by_service(body: Any) -> dict[str, tuple[Split, ...]]:
-    """`{service: splits}` from a `GET /v1/config/service-splitter` answer."""
-    found: dict[str, tuple[Split, ...]] = {}
+    """`{service: splits}` from a `GET /v1/config/service-splitter` answer, each service's
+    splits flattened through the splitters of the services it splits to."""
+    entries: dict[str, tuple[Split, ...]] = {}
     for entry in body if isinstance(body, list) else []:
         if not isinstance(entry, dict):
             continue
@@ -44,8 +56,64 @@ def splits_by_service(body: Any) -> dict[str, tuple[Split, ...]]:
         except ConfigEntryError as exc:
             log.error("proxy: service-splitter entry unusable, not applied: %s", exc)
             continue
-        found[entry["Name"]] = splits
+        entries[entry["Name"]] = splits
+    found: dict[str, tuple[Split, ...]] = {}
+    done: dict[str, dict[str, Fraction]] = {}  # shared: each splitter's shares worked out once
+    for name in entries:
+        try:
+            found[name] = flattened(name, entries, done)
+        except SplitLoop as exc:
+            log.error("proxy: service-splitter of %s not applied: %s", name, exc)
     return found
+
+
+class SplitLoop(ValueError):
+    """Splitters that send traffic round in a loop (`a` to `b`, `b` back to `a`)."""
+
+
+def flattened(name: str, entries: Mapping[str, tuple[Split, ...]],
+              done: dict[str, dict[str, Fraction]] | None = None) -> tuple[Split, ...]:  # fmt: skip
+    """`name`'s splits with each target that has a splitter of its own replaced by that
+    one's targets, weights multiplied; in hundredths summing to WEIGHT_TOTAL. SplitLoop when
+    a splitter is met again on the way. `done`: the shares of splitters already worked out
+    (none of them is on a loop), shared between calls."""
+    entry = entries[name]
+    if all(split.service == name or split.service not in entries for split in entry):
+        return entry  # nothing to follow: as written, zero weights included
+    shares = _shares(name, entries, {} if done is None else done)
+    exact = {service: share * WEIGHT_TOTAL for service, share in shares.items()}
+    weights = {service: math.floor(w) for service, w in exact.items()}
+    left = WEIGHT_TOTAL - sum(weights.values())
+    order = list(exact)  # the largest remainders get what rounding down left over
+    for service in sorted(order, key=lambda s: (weights[s] - exact[s], order.index(s)))[:left]:
+        weights[service] += 1
+    return tuple(Split(w, service) for service, w in weights.items() if w > 0)
+
+
+def _shares(name: str, entries: Mapping[str, tuple[Split, ...]],
+            done: dict[str, dict[str, Fraction]]) -> dict[str, Fraction]:  # fmt: skip
+    """Each final service's share of `name`'s traffic, in the order first met. Each
+    splitter's shares are worked out once, kept in `done` (a diamond of splitters costs no
+    more than its entries)."""
+
+    def walk(service: str, path: tuple[str, ...]) -> dict[str, Fraction]:
+        if service in done:
+            return done[service]
+        shares: dict[str, Fraction] = {}
+        for split in entries[service]:
+            part = Fraction(split.weight, WEIGHT_TOTAL)
+            target = split.service
+            if target != service and target in entries:  # it splits again (Consul's chain)
+                if target in path:
+                    raise SplitLoop(" -> ".join((*path, target)))
+                for leaf, share in walk(target, (*path, target)).items():
+                    shares[leaf] = shares.get(leaf, Fraction(0)) + part * share
+            else:
+                shares[target] = shares.get(target, Fraction(0)) + part
+        done[service] = shares
+        return shares
+
+    return walk(name, (name,))
 
 
 def _targets(listener: UpstreamListener, splits: tuple[Split, ...]) -> set[str]:

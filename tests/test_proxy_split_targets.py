@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from gossamer.catalog.config_entries import Split
@@ -104,3 +105,73 @@ async def test_the_old_split_keeps_its_targets_until_the_new_one_applies(
         assert set(listener.targets) == {"api-canary2"}  # canary let go once it applied
     finally:
         splitters.stop()
+
+
+def _entry(name: str, *splits: tuple[float, str]) -> dict[str, Any]:
+    return {"Kind": "service-splitter", "Name": name,
+            "Splits": [{"Weight": w, "Service": s} for w, s in splits]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        pytest.param(  # a target with a splitter of its own: followed, weights multiplied
+            [_entry("api", (50, "api"), (50, "v2")), _entry("v2", (50, "v2"), (50, "beta"))],
+            {
+                "api": (Split(5000, "api"), Split(2500, "v2"), Split(2500, "beta")),
+                "v2": (Split(5000, "v2"), Split(5000, "beta")),
+            },
+            id="nested",
+        ),
+        pytest.param(  # two levels, all of it moved on
+            [_entry("a", (100, "b")), _entry("b", (100, "c")), _entry("c", (100, "d"))],
+            {"a": (Split(10000, "d"),), "b": (Split(10000, "d"),), "c": (Split(10000, "d"),)},
+            id="chain",
+        ),
+        pytest.param(  # a service reached two ways: its shares added
+            [
+                _entry("a", (50, "b"), (50, "c")),
+                _entry("b", (50, "d"), (50, "e")),
+                _entry("c", (50, "d"), (50, "f")),
+            ],
+            {
+                "a": (Split(5000, "d"), Split(2500, "e"), Split(2500, "f")),
+                "b": (Split(5000, "d"), Split(5000, "e")),
+                "c": (Split(5000, "d"), Split(5000, "f")),
+            },
+            id="diamond",
+        ),
+        pytest.param(  # products in hundredths rounded so that they sum to 100 %
+            [
+                _entry("a", (33.33, "b"), (33.33, "c"), (33.34, "a")),
+                _entry("b", (33.33, "x"), (66.67, "y")),
+                _entry("c", (50, "x"), (50, "c")),
+            ],
+            {
+                "a": (Split(2777, "x"), Split(2222, "y"), Split(1667, "c"), Split(3334, "a")),
+                "b": (Split(3333, "x"), Split(6667, "y")),
+                "c": (Split(5000, "x"), Split(5000, "c")),
+            },
+            id="rounded",
+        ),
+        pytest.param(  # a loop: each service on it (or leading into it) unsplit
+            [
+                _entry("api", (100, "canary")),
+                _entry("canary", (100, "api")),
+                _entry("web", (100, "api")),
+                _entry("db", (100, "db2")),
+            ],
+            {"db": (Split(10000, "db2"),)},
+            id="loop",
+        ),
+        pytest.param(  # nothing to follow: as written, a zero weight kept
+            [_entry("api", (100, "api"), (0, "api-canary"))],
+            {"api": (Split(10000, "api"), Split(0, "api-canary"))},
+            id="flat",
+        ),
+    ],
+)
+def test_splitters_are_followed_as_consuls_chain_does(
+    entries: list[Any], expected: dict[str, tuple[Split, ...]]
+) -> None:
+    assert splits_by_service(entries) == expected

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.cli import expect
+from tests.harness.cluster import free_port
 from tests.harness.poll import eventually
 from tests.split_support import Mesh, one, served_by, split_mesh
 
@@ -155,3 +156,40 @@ def test_cli_reads_lists_and_deletes_an_entry_written_on_the_other_agent(mesh: M
            "--http-addr", s2)  # fmt: skip
     eventually(lambda: mesh.writer.config.list("service-defaults") == [], 15,
                what="the delete on s2 to reach s1")  # fmt: skip
+
+
+def _put(mesh: Mesh, path: str, body: object) -> None:
+    """A PUT to s1's HTTP API (the agent the apps' sidecars run on)."""
+    host, port = mesh.writer.http.base_uri.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("PUT", path, body=json.dumps(body))
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+        response.read()
+    finally:
+        conn.close()
+
+
+def test_a_split_to_a_service_with_a_splitter_of_its_own_follows_it(mesh: Mesh) -> None:
+    """As Consul's discovery chain: `api` all to `api-canary`, whose own splitter sends all of
+    its traffic to `api-v2` (here the stable app behind a sidecar of its own), sends `api`'s
+    requests to `api-v2`, not to `api-canary`'s instances."""
+    host = mesh.writer.http.base_uri.removeprefix("http://").rsplit(":", 1)[0]
+    _put(mesh, "/v1/agent/service/register", {
+        "Name": "api-v2", "ID": "api-v2", "Port": mesh.api.port, "Address": host,
+        "Connect": {"SidecarService": {"Port": free_port(host), "Address": host,
+                                       "Proxy": {"Config": {"protocol": "http"}}}},
+    })  # fmt: skip
+    _put(mesh, "/v1/connect/intentions/exact?source=web&destination=api-v2", {"Action": "allow"})
+    api, canary = [{"Weight": 100, "Service": "api-canary"}], [{"Weight": 100, "Service": "api-v2"}]
+    try:
+        assert mesh.writer.config.set("service-splitter", "api-canary", {"Splits": canary})
+        assert mesh.writer.config.set("service-splitter", "api", {"Splits": api})
+        eventually(lambda: "upstream api split: api-v2 100%" in mesh.client_proxy.log(), 20,
+                   what="web's proxy to follow api-canary's splitter")  # fmt: skip
+        eventually(lambda: one(mesh) == "api", 20, what="a request answered through api-v2")
+        assert all(one(mesh) == "api" for _ in range(20))
+    finally:
+        mesh.writer.config.delete("service-splitter", "api")
+        mesh.writer.config.delete("service-splitter", "api-canary")
