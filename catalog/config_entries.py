@@ -165,7 +165,7 @@ def _protocol(f: Fields) -> str:
 def _splits(f: Fields, name: str) -> tuple[Split, ...]:
     raw = f.values.get("Splits")
     if not isinstance(raw, list) or not raw:
-        raise f.error("Splits", f"must list of {{Weight, Service}}, got {shown(raw)}")
+        raise f.error("Splits", f"must be a list of {{Weight, Service}}, got {shown(raw)}")
     problems = Problems()
     splits = [problems.read(None, _split, s, f"Splits[{i}]", name) for i, s in enumerate(raw)]
     problems.raise_any()

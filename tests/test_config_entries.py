@@ -74,7 +74,7 @@ def test_reader_normalises_a_splitter_and_defaults() -> None:
         ({"Kind": "service-splitter", "Name": "api",
           "Splits": [{"Weight": 100, "ServiceSubset": "v2"}]},
          "Splits[0].ServiceSubset", "service-resolver"),
-        ({"Kind": "service-splitter", "Name": "api", "Splits": []}, "Splits", "must list"),
+        ({"Kind": "service-splitter", "Name": "api", "Splits": []}, "Splits", "must be a list of"),
         ({"Kind": "service-splitter", "Splits": [{"Weight": 100, "Service": "x"}]},
          "Name", "is required"),
         ({"Kind": "service-router", "Name": "api"}, "Kind", "no L7 router"),
