@@ -88,6 +88,9 @@ class Transport:
     def is_closing(self) -> bool:
         return False
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # nothing held at a close (side.py bounded_close)
+
     def pause_reading(self) -> None:
         pass
 

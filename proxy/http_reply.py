@@ -14,7 +14,10 @@ other is refused like garbage; a HEAD answer ends at its head. Anything
 llhttp cannot parse, and more bytes than a request's head may have
 (`max_header_bytes`) that move no answer on (a head or trailer fields
 without end: llhttp sets no bound), is retried under the session's rules,
-else a 502 (or a cut once the answer began).
+else a 502 (or a cut once the answer began). Bytes in the read that ended
+an answer, past its end, answer nothing (the next request goes to the app
+only once that answer ended): the answer ends as one that said close, so
+they go with the app connection and reach no client.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ class UnaskedSwitch(Exception):
 
 class InterimBody(Exception):
     """A `1xx` that says a body follows it: none may (RFC 9110 §15.2)."""
+
+
+class Unasked(Exception):
+    """Another answer begun in the read that ended one: no request was waiting for it (the
+    next request goes to the app only once the answer before it has ended)."""
 
 
 class BadStatus(Exception):
@@ -68,6 +76,10 @@ class Reply:
         # gathers into a head or trailer fields, bounded as a request's (max_header_bytes).
         self._moved = 0  # such events so far
         self._stalled = 0  # bytes fed since the last
+        # A final answer that ended in the read being fed: (status, keep-alive), told to the
+        # session once the read is parsed, so that bytes after it in the same read (an answer
+        # nobody asked for) are seen before the next request is sent on this connection.
+        self._ending: tuple[int, bool] | None = None
 
     def rebind(self, session: HttpSession) -> bool:
         """Serve `session` now (a pooled connection borrowed again); False when this parser
@@ -101,6 +113,9 @@ class Reply:
             s.upgraded(data[offset:])
             return
         except httptools.HttpParserError:  # sent again elsewhere, else 502 (cut once answered)
+            if self._ending is not None:  # past a whole answer: the answer ends, the app goes
+                self._end(unasked=True)
+                return
             self._refused()
             return
         if self._moved == moved:  # all of it into a head or trailer fields, not complete
@@ -110,6 +125,11 @@ class Reply:
                 return
         else:
             self._stalled = 0
+            ending = self._ending
+            if ending is not None:  # (`_end`, without a call on every answer)
+                self._ending = None
+                self._ended(ending[0], ending[1])
+                return
         if self._left > PAST_PARSER and not self.dead:
             self._past = True  # the parser is left mid-body: a new one takes the next answer
 
@@ -142,9 +162,21 @@ class Reply:
         self._left, self._past = 0, False
         self.s.client.send(data if len(data) == left else data[:left])
         parser, self.parser = self.parser, httptools.HttpResponseParser(self)
-        self._ended(parser.get_status_code(), parser.should_keep_alive())
-        if len(data) > left:
-            self.feed(data[left:])
+        unasked = len(data) > left  # in the read that ended the answer: nobody asked for it
+        self._broken = unasked
+        self._ended(parser.get_status_code(), parser.should_keep_alive() and not unasked)
+
+    def _end(self, *, unasked: bool) -> None:
+        """The final answer that ended in the read just parsed ends now; `unasked`: bytes
+        followed it in that read, which no request was waiting for. They are dropped with
+        the app connection (the answer ends as one that said close), and the client's
+        connection goes on: its next request goes to a new one."""
+        ending, self._ending = self._ending, None
+        if ending is None:
+            return
+        if unasked:
+            self._broken = True
+        self._ended(ending[0], ending[1] and not unasked)
 
     def release(self) -> None:
         """Its connection is over, or its session (a connection of its own): the parser lets
@@ -163,6 +195,8 @@ class Reply:
         return not (self.s.queue and self.s.queue[0].sent)
 
     def on_message_begin(self) -> None:
+        if self._ending is not None:
+            raise Unasked  # begun in the read that ended the last answer
         self._between = False
         self._left = 0
         self._reason.clear()
@@ -219,7 +253,12 @@ class Reply:
     def on_message_complete(self) -> None:
         self._moved += 1
         self._left = 0
-        self._ended(self.parser.get_status_code(), self.parser.should_keep_alive())
+        parser = self.parser
+        status = parser.get_status_code()
+        if self._interim or status == 101 or self.dead:
+            self._ended(status, parser.should_keep_alive())  # (which tells nobody)
+        else:  # told once the read is parsed (`_end`)
+            self._ending = (status, parser.should_keep_alive())
 
     def _ended(self, status: int, keep: bool) -> None:
         self._between = True

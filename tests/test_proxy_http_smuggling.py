@@ -18,7 +18,7 @@ from tests.proxy_support import read_until
 from tests.raw_app import RawApp
 from tests.test_proxy_http import mesh
 from tests.test_proxy_http_codec import flat
-from tests.test_proxy_http_raw import switching
+from tests.test_proxy_http_raw import _whole, switching
 
 __all__ = ["mesh", "switching"]  # the fixtures, imported for pytest
 
@@ -66,3 +66,37 @@ def test_a_length_named_by_connection_still_frames_the_body(
     reached = [head.split(b"\r\n", 1)[0] for head in app.heads[heads:]]
     assert reached == [b"POST /public/carrier HTTP/1.1", b"GET /public/after HTTP/1.1"]
     assert b"\r\ncontent-length: %d" % len(inner) in app.heads[heads].lower()
+
+
+_FORGED = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+           b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Forged: 1\r\n\r\nforged")  # fmt: skip
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+@pytest.mark.parametrize("length", [2, 100_000])  # through the parser, and counted past it
+def test_an_answer_nobody_asked_for_in_the_read_of_a_whole_one_reaches_no_client(
+    switching: Clients, client: str, length: int
+) -> None:
+    """An app that writes a second answer with its first, before any second request: its
+    body went on to the client after the first answer (a keep-alive client then read it
+    as the start of its next answer), and a request pipelined behind the first, sent to
+    the app once the first answer ended, was given the unasked one as its own. Such bytes
+    cost the app its connection; the client's goes on, and its next request gets its own
+    answer from a new app connection."""
+    app, addresses = switching
+    name = f"forged-{length}"
+    app.canned[name] = _FORGED.replace(b"2\r\n\r\nok", b"%d\r\n\r\n%s" % (length, b"o" * length))
+    first = b"GET /public/canned/%s HTTP/1.1\r\nHost: s\r\n\r\n" % name.encode()
+    second = b"GET /public/second HTTP/1.1\r\nHost: s\r\n\r\n"
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(first + second)  # pipelined: the second waits in the sidecar for its turn
+        got = read_until(s, lambda got: _whole(got) >= 2)
+        head, rest = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 ") and rest.startswith(b"o" * length)
+        rest = rest[length:]
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:100]
+        assert b"forged" not in rest and b"X-Forged" not in rest, rest[:200]
+        assert b"GET /public/second HTTP/1.1" in rest  # its own answer: its head as the app read it
+        s.sendall(second)  # and the connection goes on
+        got = read_until(s, lambda got: _whole(got) >= 1)
+        assert got.startswith(b"HTTP/1.1 200 ") and b"GET /public/second HTTP/1.1" in got
