@@ -132,15 +132,17 @@ def last_chunk(trailers: list[bytes]) -> bytes:
     return b"".join([b"0\r\n", *trailers, CRLF]) if trailers else LAST_CHUNK
 
 
-def local_response(status: int, body: bytes = b"", *, close: bool = False) -> bytes:
+def local_response(status: int, body: bytes = b"", *, close: bool = False,
+                   bodiless: bool = False) -> bytes:  # fmt: skip
     """An answer of the proxy's own (400, 403, 408, 431, 501, 502, 503, 504): short, plain
-    text."""
+    text; `bodiless` (an answer to HEAD): its head only, which a client reads as the whole
+    answer (RFC 9110 §9.3.2), with the length a GET would have had."""
     text = body or REASONS.get(status, b"Error")
     head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Error")),
             b"content-type: text/plain\r\n", b"content-length: %d\r\n" % len(text)]  # fmt: skip
     if close:
         head.append(b"connection: close\r\n")
-    return b"".join(head) + b"\r\n" + text
+    return b"".join(head) + (b"\r\n" if bodiless else b"\r\n" + text)
 
 
 # What `head_facts` finds in a head, as bits (one pass over the headers for all of them).

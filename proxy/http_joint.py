@@ -157,7 +157,11 @@ class HttpJoint(Joint):
         if ex is not None and ex.answered:
             self.close(abort=True)
             return
-        self.client.send(codec.local_response(status, body, close=True))
+        self.client.send(
+            codec.local_response(
+                status, body, close=True, bodiless=ex is not None and ex.method == "HEAD"
+            )
+        )
         self._record(ex, status)
         self.close(linger=linger)
 

@@ -100,3 +100,26 @@ def test_an_answer_nobody_asked_for_in_the_read_of_a_whole_one_reaches_no_client
         s.sendall(second)  # and the connection goes on
         got = read_until(s, lambda got: _whole(got) >= 1)
         assert got.startswith(b"HTTP/1.1 200 ") and b"GET /public/second HTTP/1.1" in got
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_a_denied_head_request_gets_a_403_without_a_body(switching: Clients, client: str) -> None:
+    """An answer to HEAD ends at its head (RFC 9110 §9.3.2). The `403` of a denied HEAD
+    request came with its body, `RBAC: access denied`, which a keep-alive client read as
+    the start of its next answer."""
+    _, addresses = switching
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(
+            b"HEAD /admin HTTP/1.1\r\nHost: s\r\n\r\nGET /public/after HTTP/1.1\r\nHost: s\r\n\r\n"
+        )
+        got = read_until(s, lambda got: b"GET /public/after HTTP/1.1" in got)
+    denied, rest = got.split(b"\r\n\r\n", 1)
+    assert denied.startswith(b"HTTP/1.1 403 ")
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:100]
+
+
+def test_the_proxys_own_answer_to_head_has_no_body() -> None:
+    whole = codec.local_response(403, codec.DENIED_BODY)
+    head = codec.local_response(403, codec.DENIED_BODY, bodiless=True)
+    assert whole == head + codec.DENIED_BODY and head.endswith(b"\r\n\r\n")
+    assert b"content-length: 19\r\n" in head  # what a GET would have had (RFC 9110 §9.3.2)
