@@ -43,7 +43,7 @@ from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.inbound_http import InboundHttp, now_ms
 from gossamer.proxy.inbound_mux import InboundMuxes
-from gossamer.proxy.listen import serve
+from gossamer.proxy.listen import serve, take_over
 from gossamer.proxy.mux import StreamSide, is_mux, wire_of
 from gossamer.proxy.mux_frames import UNREACHABLE
 from gossamer.proxy.policy import Policy
@@ -87,8 +87,18 @@ class Inbound(InboundHttp):
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
 
-    async def start(self) -> None:
-        self._server = await serve(self._protocol, self.config.bind_address, self.config.bind_port)
+    async def start(self, replacing: Inbound | None = None) -> None:
+        """Listen; on the socket of `replacing` (the inbound listener a change replaces, on the
+        same address and port: its caller retires it next) when it has one, so no client is
+        refused in between (listen.take_over), as a changed upstream takes over its port."""
+        where = (self.config.bind_address, self.config.bind_port)
+        held = replacing._server if replacing is not None else None
+        server = await take_over(self._protocol, held, *where) if held is not None else None
+        if server is None:
+            if replacing is not None:
+                replacing.stop_listening()
+            server = await serve(self._protocol, *where)
+        self._server = server
         log.info("proxy: inbound %s:%d -> %s:%d for %s", self.config.bind_address,
                  self.config.bind_port, self.config.local_address, self.config.local_port,
                  self.config.service)  # fmt: skip

@@ -170,8 +170,13 @@ class ProxyRuntime:
         wanted = bool(config.bind_port and config.local_port)
         if first or _inbound_of(old) != _inbound_of(config) or (wanted and self.inbound is None):
             known = None  # the chains verified: a resumed session's lone leaf needs its own
+            # On the same address and port (a new local app, protocol or limit), the new
+            # listener takes over the old one's socket: no client is refused in between.
+            same_port = _bound(old) == _bound(config) and self.inbound is not None
+            replacing = self.inbound if wanted and same_port else None
             if self.inbound is not None:
-                self.inbound.stop_listening()
+                if replacing is None:
+                    self.inbound.stop_listening()
                 self.retired.append(self.inbound)
                 known, self.inbound = self.inbound.chains, None
             if wanted:
@@ -180,7 +185,7 @@ class ProxyRuntime:
                 inbound.chains = known or inbound.chains
                 inbound.on_close = self.closed_one.set
                 try:
-                    await inbound.start()
+                    await inbound.start(replacing)
                 except OSError as exc:
                     if first:
                         raise
@@ -191,6 +196,13 @@ class ProxyRuntime:
                     asyncio.get_running_loop().call_later(RETRY_S, self._again)
                 else:
                     self.inbound = inbound
+                finally:
+                    if replacing is not None:
+                        replacing.stop_listening()
+        elif self.inbound is not None:
+            # Its listener stays; what it reads per connection (the handshake and local
+            # connect timeouts) is the new registration's from the next connection on.
+            self.inbound.config = config
         if first or old.metrics_addr != config.metrics_addr:
             await self._serve_metrics(config.metrics_addr)
         self.retired[:] = [r for r in self.retired if r.open_count()]
@@ -274,6 +286,10 @@ class ProxyRuntime:
     def log_counts(self) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in self.tally.snapshot().items() if v)
         log.info("proxy: counters for %s: %s", self.config.service, shown or "(all zero)")
+
+
+def _bound(config: ProxyConfig) -> tuple[str, int]:
+    return (config.bind_address, config.bind_port)
 
 
 def _inbound_of(config: ProxyConfig) -> tuple[object, ...]:

@@ -5,12 +5,17 @@
 and calls `on_change(body)` each time the answer changes — at once, so an
 intention change reaches the proxy as soon as it reaches its agent. An index
 that goes backwards (an agent restarted) starts over from 0, as Consul's
-clients do. Errors (agent down, 5xx, a bad body) are retried with
-exponential backoff (0.1 s doubling to 10 s, jittered) and logged once per
-streak of failures, with the streak's end logged too; so is an answer that
-`on_change` raised on (logged with its traceback): the watch asks again
-from the same index instead of ending or skipping that answer. A 404 is passed to
-`on_missing` (a deregistered sidecar), then retried like an error.
+clients do. Errors (5xx, a bad body) are retried with exponential backoff
+(0.1 s doubling to 10 s, jittered) and logged once per streak of failures,
+with the streak's end logged too; so is an answer that `on_change` raised on
+(logged with its traceback): the watch asks again from the same index
+instead of ending or skipping that answer. An agent that cannot be reached
+(down, restarting) and a 404 (a sidecar deregistered, to be registered
+again) are asked again within `UNREACHABLE_MAX_S` at most: both cost the
+agent nothing, and an agent back from a restart must not wait out a 10 s
+backoff before its proxies hear of an intention change (a deny cuts open
+connections within a second of reaching the agent). A 404 is passed to
+`on_missing` first.
 `headers` holds the headers of the answer being delivered (what an agent
 says beside the body, such as the default intention policy).
 """
@@ -31,6 +36,11 @@ WAIT = "55s"  # how long the agent may hold a blocking query
 CLIENT_TIMEOUT_S = 75.0  # above WAIT plus the agent's jitter (WAIT / 16)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
+UNREACHABLE_MAX_S = 0.5  # the top for a refused connect or a 404 (0.25-0.75 s jittered)
+
+
+class Missing(LookupError):
+    """A 404: what the watch asks for is not there (yet)."""
 
 
 class Watch:
@@ -83,7 +93,8 @@ class Watch:
                     log.exception("proxy: watching %s: an answer could not be applied; "
                                   "retrying", self.path)  # fmt: skip
                 failing = True
-                await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                top = UNREACHABLE_MAX_S if isinstance(exc, (OSError, Missing)) else delay
+                await asyncio.sleep(min(delay, top) * (0.5 + self._rng.random()))
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             if failing:
@@ -98,7 +109,7 @@ class Watch:
         if answer.status == 404:
             if self._on_missing is not None:
                 self._on_missing()
-            raise LookupError(f"404 {answer.text}")
+            raise Missing(f"404 {answer.text}")
         if answer.status != 200:
             raise BadAnswer(f"{answer.status} {answer.text}")
         body = answer.json()
