@@ -205,7 +205,8 @@ class HttpUpstream:
             if side is not None:
                 return side
             server = await backend_stream(self.listener, instance, target)
-            if server is not None:
+            if server is not None:  # reached (a stream of a shared connection: no dial said so)
+                self.listener.outliers.succeeded(instance)
                 return self._take(server, instance)
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
         self.listener.refuse(reason, f"{len(tried)} instance(s) tried", "request answered 503")

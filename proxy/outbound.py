@@ -173,7 +173,8 @@ class UpstreamListener:
             except asyncio.CancelledError:  # the listener's end (terminate_all): its end too
                 client.close(abort=True)
                 raise
-            if opened == "joined":
+            if opened == "joined":  # reached (over a shared connection too: no dial to say so)
+                self.outliers.succeeded(instance)
                 return
             if opened == "refused":  # the inbound side said why (it counts and logs it)
                 self.metrics.outbound(self.upstream.name).failed += 1  # never established
