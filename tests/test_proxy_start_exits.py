@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,27 +45,34 @@ def one(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def register(one: Agent, name: str, port: int, config: dict[str, object]) -> None:
+def register(one: Agent, name: str, port: int, config: dict[str, object], **proxy: object) -> None:
     one.agent.put("/v1/agent/service/register", {
         "Name": name, "ID": name, "Port": one.app.port, "Address": one.agent.ip,
         "Connect": {"SidecarService": {"Port": port, "Address": one.agent.ip,
-                                       "Proxy": {"Config": config}}},
+                                       "Proxy": {"Config": config, **proxy}}},
     })  # fmt: skip
 
 
-def test_a_bind_address_that_is_no_address_exits_2_naming_it(one: Agent) -> None:
-    register(one, "nowhere", free_port(one.agent.ip), {"bind_address": "not an address"})
+def test_an_address_that_is_no_address_is_refused_naming_it(one: Agent) -> None:
+    """A bad `Proxy.Config` key is refused by the agent at registration (a 400 naming it);
+    an address the agent takes as Consul does (free-form `LocalServiceAddress`) but the
+    proxy cannot dial makes the proxy exit 2 naming it."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        register(one, "nowhere", free_port(one.agent.ip), {"bind_address": "not an address"})
+    said = refused.value.read().decode()
+    assert refused.value.code == 400 and "Proxy.Config.bind_address" in said, said
+    register(one, "nowhere", free_port(one.agent.ip), {}, LocalServiceAddress="not an address")
     try:
         result = gossamer("connect", "proxy", "--sidecar-for", "nowhere",
                           "--http-addr", one.agent.http)  # fmt: skip
     finally:
         one.agent.put("/v1/agent/service/deregister/nowhere", None)
     line = one_error_line(result, 2)
-    assert "Proxy.Config.bind_address" in line and "'not an address'" in line, line
+    assert "Proxy.LocalServiceAddress" in line and "'not an address'" in line, line
     assert "Traceback" not in result.stderr
 
 
-def test_a_change_to_a_bind_address_that_is_no_address_keeps_the_running_inbound(
+def test_a_change_to_an_address_that_is_no_address_keeps_the_running_inbound(
     one: Agent,
 ) -> None:
     port = free_port(one.agent.ip)
@@ -72,8 +80,8 @@ def test_a_change_to_a_bind_address_that_is_no_address_keeps_the_running_inbound
     proxy = sidecar(one.agent, one.tmp, "kept")
     try:
         wait_listening(one.agent.ip, port, proxy)
-        register(one, "kept", port, {"bind_address": "not an address"})
-        eventually(lambda: re.search("Proxy.Config.bind_address|cannot be opened", proxy.log()),
+        register(one, "kept", port, {}, LocalServiceAddress="not an address")
+        eventually(lambda: re.search("Proxy.LocalServiceAddress|cannot be opened", proxy.log()),
                    20, what=f"the change taken; proxy log:\n{proxy.log()[-3000:]}")  # fmt: skip
         log = proxy.log()
         assert "cannot be used, keeping the last" in log
