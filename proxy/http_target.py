@@ -9,7 +9,10 @@ normalized target is what goes on to the app: what was judged is what is
 served. Percent-escapes of unreserved characters are decoded and the rest
 upper-cased, a backslash is a slash, dot segments are removed (§5.2.4). An
 escaped slash (`%2F`) stays as sent, and `//` is kept, as in Consul's
-defaults. An absolute-form target (`http://host/path`, what a client that
+defaults. A fragment (`#`) is no part of a target (RFC 9112 §3.2) and an
+app's URL parser would drop it, after the rules judged the path with it
+(`/public/..#/admin` is `/` to the app): such a target is refused, as
+Envoy refuses it. An absolute-form target (`http://host/path`, what a client that
 takes the sidecar for a forward proxy sends) becomes its path, and its
 authority the request's Host (RFC 9112 §3.2.2). The query is left as sent.
 
@@ -36,10 +39,13 @@ class BadTarget(ValueError):
 def normalize(url: bytes) -> tuple[bytes, bytes | None]:
     """(the target to judge and send on, the authority of an absolute-form target or None).
     A target already in normal form comes back as it is, the same object."""
-    if url[:1] == b"/" and b"%" not in url and b"/." not in url and b"\\" not in url:
+    if (url[:1] == b"/" and b"%" not in url and b"/." not in url and b"\\" not in url
+            and b"#" not in url):  # fmt: skip
         return url, None  # (a query with an escape takes the longer way, to the same end)
     if url == b"*":  # OPTIONS * (asterisk-form): no path to normalize
         return url, None
+    if b"#" in url:
+        raise BadTarget("a request target has no fragment")
     authority = None
     if url[:1] != b"/":
         authority, url = _origin_form(url)

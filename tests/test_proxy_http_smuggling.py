@@ -14,6 +14,7 @@ import socket
 import pytest
 
 from gossamer.proxy import http_codec as codec
+from gossamer.proxy.http_target import BadTarget, normal_path, normalize
 from tests.proxy_support import read_until
 from tests.raw_app import RawApp
 from tests.test_proxy_http import mesh
@@ -123,3 +124,28 @@ def test_the_proxys_own_answer_to_head_has_no_body() -> None:
     head = codec.local_response(403, codec.DENIED_BODY, bodiless=True)
     assert whole == head + codec.DENIED_BODY and head.endswith(b"\r\n\r\n")
     assert b"content-length: 19\r\n" in head  # what a GET would have had (RFC 9110 §9.3.2)
+
+
+@pytest.mark.parametrize(
+    "url", [b"/public/..#/admin", b"/admin#x", b"/public/a#", b"/a?q#f", b"http://s/public/..#/a"]
+)
+def test_a_target_with_a_fragment_is_refused(url: bytes) -> None:
+    """A fragment is no part of a request target (RFC 9112 §3.2, RFC 9113 §8.3.1). Judged
+    with it, `/public/..#/admin` passed a rule on `/public`, and an app whose URL parser
+    drops the fragment served `/public/..`, that is `/`: a path no rule allowed. Refused,
+    as Envoy refuses it by default."""
+    with pytest.raises(BadTarget):
+        normalize(url)
+    with pytest.raises(BadTarget):
+        normal_path([(b":method", b"GET"), (b":path", url)])
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_a_fragment_never_reaches_the_app(switching: Clients, client: str) -> None:
+    app, addresses = switching
+    heads = len(app.heads)
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(b"GET /public/..#/admin HTTP/1.1\r\nHost: s\r\n\r\n")
+        got = read_until(s, lambda got: b"\r\n\r\n" in got)
+    assert got.startswith(b"HTTP/1.1 400 "), got[:100]
+    assert app.heads[heads:] == []
