@@ -10,9 +10,10 @@ goes on as a plain one, and CONNECT gets `501` (http_upgrade.py). The
 target is normalized (http_target.py: what is judged is what the app gets;
 one that is no path gets `400`). What the app could read otherwise than
 the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
-with two (`400`), a transfer coding besides `chunked` (`501`, RFC 9112
-§6.1). A client's X-Forwarded-Client-Cert is dropped; on the inbound
-sidecar the caller's verified one is added (xfcc.py). A complete head is
+with two, an HTTP/1.0 one with a Transfer-Encoding (`400`), a transfer
+coding besides `chunked` (`501`, RFC 9112 §6.1). A client's
+X-Forwarded-Client-Cert is dropped; on the inbound sidecar the caller's
+verified one is added (xfcc.py). A complete head is
 decided by the intentions (`HttpHost.decide_request`, which builds the
 `HttpRequest` only when an L7 rule applies) and handed to the session as
 an `Exchange`; any llhttp error is a 400. The session then answers,
@@ -166,8 +167,11 @@ class Requests:
         if facts & (codec.TWO_HOSTS | codec.CODED):  # read one way here, another by the app
             raise _Reject(400 if facts & codec.TWO_HOSTS else 501)
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            raise _Reject(400)  # HTTP/0.9: no head to judge or re-write
+        if version != "1.1":
+            if version != "1.0":
+                raise _Reject(400)  # HTTP/0.9: no head to judge or re-write
+            if facts & (codec.CHUNKED | codec.CODED):  # no transfer codings in HTTP/1.0:
+                raise _Reject(400)  # its framing is faulty (RFC 9112 §6.1), as nginx has it
         if url == b"*" and method != "OPTIONS":
             raise _Reject(400)  # the asterisk-form is OPTIONS's only (RFC 9110 §7.1)
         try:

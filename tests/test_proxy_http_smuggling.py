@@ -149,3 +149,22 @@ def test_a_fragment_never_reaches_the_app(switching: Clients, client: str) -> No
         got = read_until(s, lambda got: b"\r\n\r\n" in got)
     assert got.startswith(b"HTTP/1.1 400 "), got[:100]
     assert app.heads[heads:] == []
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+def test_an_http_1_0_request_with_a_transfer_coding_never_reaches_the_app(
+    switching: Clients, client: str
+) -> None:
+    """HTTP/1.0 has no transfer codings: a server MUST take such a message's framing as
+    faulty (RFC 9112 §6.1), as nginx does (`400`). It went on chunked, to an app that may
+    frame an HTTP/1.0 body by its Content-Length alone and read the chunks as requests."""
+    app, addresses = switching
+    heads = len(app.heads)
+    inner = b"GET /admin HTTP/1.1\r\nHost: s\r\n\r\n"
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(b"POST /public/a HTTP/1.0\r\nHost: s\r\nConnection: keep-alive\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                  % (len(inner), inner))  # fmt: skip
+        got = read_until(s, lambda got: b"\r\n\r\n" in got)
+    assert got.startswith(b"HTTP/1.1 400 "), got[:100]
+    assert app.heads[heads:] == []
