@@ -209,7 +209,8 @@ class HttpUpstream:
                 self.listener.outliers.succeeded(instance)
                 return self._take(server, instance)
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
-        self.listener.refuse(reason, f"{len(tried)} instance(s) tried", "request answered 503")
+        self.listener.refuse(reason, self.listener.tried(len(tried), target),
+                             "request answered 503", target)  # fmt: skip
         self._failing, self._counted = False, True  # its 503 is no instance's answer
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip

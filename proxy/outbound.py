@@ -181,7 +181,7 @@ class UpstreamListener:
                 client.close()
                 return
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
-        self.refuse(reason, f"{len(tried)} instance(s) tried")
+        self.refuse(reason, self.tried(len(tried), target), target=target)
         self.metrics.outbound(self.upstream.name).failed += 1
         client.close()
 
@@ -262,11 +262,20 @@ class UpstreamListener:
         side.close(abort=True)
         return False
 
-    def refuse(self, reason: str, message: str, what: str = "client connection closed") -> None:
-        """Count why a client was turned away (`what` it got); logged once a minute."""
-        if self.tally.refuse("outbound", reason, self.upstream.name, time.time_ns() // 1_000_000):
-            log.warning("proxy: upstream %s: %s (%s): %s", self.upstream.name, what, reason,
-                        message)  # fmt: skip
+    def refuse(self, reason: str, message: str, what: str = "client connection closed",
+               target: str = "") -> None:  # fmt: skip
+        """Count why a client was turned away (`what` it got); logged once a minute, per split
+        `target` (a canary with no instance is not the upstream's own service with none)."""
+        name = self.upstream.name
+        source = f"{name}/{target}" if target and target != name else name
+        if self.tally.refuse("outbound", reason, source, time.time_ns() // 1_000_000):
+            log.warning("proxy: upstream %s: %s (%s): %s", name, what, reason, message)
+
+    def tried(self, count: int, target: str) -> str:
+        """What a refusal's line says was tried: `count` instances, of a split's `target`."""
+        if target == self.upstream.name:
+            return f"{count} instance(s) tried"
+        return f"{count} instance(s) of {target} (a split target) tried"
 
     def terminate_all(self) -> None:
         for task in list(self._tasks):  # (reaching an instance: each closes its client)

@@ -193,3 +193,41 @@ def test_a_split_to_a_service_with_a_splitter_of_its_own_follows_it(mesh: Mesh) 
     finally:
         mesh.writer.config.delete("service-splitter", "api")
         mesh.writer.config.delete("service-splitter", "api-canary")
+
+
+def test_a_target_with_no_instance_is_named_where_its_requests_fail(mesh: Mesh) -> None:
+    """Half of `api` to `api-ghost`, which has no instance: its share fails (503 over HTTP, a
+    closed connection at L4), and the log says it is `api-ghost` that has none, not `api`
+    (which has a healthy one)."""
+    ghost = [{"Weight": 50, "Service": "api"}, {"Weight": 50, "Service": "api-ghost"}]
+    assert mesh.writer.config.set("service-splitter", "api", {"Splits": ghost})
+    try:
+        eventually(lambda: "upstream api split: api 50%, api-ghost 50%" in mesh.client_proxy.log(),
+                   20, what="the split to reach web's proxy")  # fmt: skip
+
+        def failed() -> bool:
+            conn = http.client.HTTPConnection(*mesh.http_up, timeout=10)
+            try:
+                conn.request("GET", "/echo/ghost")
+                response = conn.getresponse()
+                response.read()
+                return response.status == 503
+            finally:
+                conn.close()
+
+        def closed() -> bool:
+            with socket.create_connection(mesh.tcp_up, timeout=10) as s:
+                s.sendall(b"GET /echo/ghost HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                try:
+                    return s.recv(65536) == b""
+                except ConnectionResetError:
+                    return True
+
+        eventually(failed, 20, what="a request drawn to api-ghost")
+        eventually(closed, 20, what="a connection drawn to api-ghost")
+        lines = [line for line in mesh.client_proxy.log().splitlines()
+                 if "no-healthy-instance" in line and "upstream api:" in line]  # fmt: skip
+        assert any("request answered 503" in line and "of api-ghost" in line for line in lines)
+        assert any("connection closed" in line and "of api-ghost" in line for line in lines)
+    finally:
+        mesh.writer.config.delete("service-splitter", "api")
