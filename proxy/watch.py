@@ -10,12 +10,13 @@ clients do. Errors (5xx, a bad body) are retried with exponential backoff
 with the streak's end logged too; so is an answer that `on_change` raised on
 (logged with its traceback): the watch asks again from the same index
 instead of ending or skipping that answer. An agent that cannot be reached
-(down, restarting) and a 404 (a sidecar deregistered, to be registered
-again) are asked again within `UNREACHABLE_MAX_S` at most: both cost the
-agent nothing, and an agent back from a restart must not wait out a 10 s
-backoff before its proxies hear of an intention change (a deny cuts open
-connections within a second of reaching the agent). A 404 is passed to
-`on_missing` first.
+(down, restarting), a 404 (a sidecar deregistered, to be registered
+again) and a 403 (a leaf asked for before its service is registered, as a
+Nomad task's sidecar does) are asked again within `UNREACHABLE_MAX_S` at
+most: they cost the agent nothing, and an agent back from a restart must
+not wait out a 10 s backoff before its proxies hear of an intention change
+(a deny cuts open connections within a second of reaching the agent). A
+404 is passed to `on_missing` first.
 `headers` holds the headers of the answer being delivered (what an agent
 says beside the body, such as the default intention policy).
 """
@@ -36,11 +37,11 @@ WAIT = "55s"  # how long the agent may hold a blocking query
 CLIENT_TIMEOUT_S = 75.0  # above WAIT plus the agent's jitter (WAIT / 16)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
-UNREACHABLE_MAX_S = 0.5  # the top for a refused connect or a 404 (0.25-0.75 s jittered)
+UNREACHABLE_MAX_S = 0.5  # the top for a refused connect, a 403 or 404 (0.25-0.75 s jittered)
 
 
 class Missing(LookupError):
-    """A 404: what the watch asks for is not there (yet)."""
+    """A 403 or 404: what the watch asks for is not there (yet), or not for us (yet)."""
 
 
 class Watch:
@@ -110,6 +111,8 @@ class Watch:
             if self._on_missing is not None:
                 self._on_missing()
             raise Missing(f"404 {answer.text}")
+        if answer.status == 403:  # (not registered yet, or a token's rule not yet given)
+            raise Missing(f"403 {answer.text}")
         if answer.status != 200:
             raise BadAnswer(f"{answer.status} {answer.text}")
         body = answer.json()
