@@ -94,9 +94,12 @@ class Watch:
                     log.exception("proxy: watching %s: an answer could not be applied; "
                                   "retrying", self.path)  # fmt: skip
                 failing = True
-                top = UNREACHABLE_MAX_S if isinstance(exc, (OSError, Missing)) else delay
-                await asyncio.sleep(min(delay, top) * (0.5 + self._rng.random()))
-                delay = min(delay * 2, BACKOFF_MAX_S)
+                # (a streak of cheap failures leaves the doubling at their top, so an error
+                # that follows, say from an agent back but not ready, backs off from there)
+                top = UNREACHABLE_MAX_S if isinstance(exc, (OSError, Missing)) else BACKOFF_MAX_S
+                delay = min(delay, top)
+                await asyncio.sleep(delay * (0.5 + self._rng.random()))
+                delay = min(delay * 2, top)
                 continue
             if failing:
                 log.info("proxy: watching %s works again", self.path)

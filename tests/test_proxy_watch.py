@@ -95,3 +95,30 @@ async def test_a_missing_answer_is_asked_again_within_a_second_an_error_backs_of
             assert gaps[-1] >= 1.6, gaps  # 3.2 s, jittered by +-50 %
     finally:
         watch.stop()
+
+
+async def test_an_error_after_a_long_absence_backs_off_from_the_start(serve_app: ServeApp) -> None:
+    """Missing for a long while, then an error answer (an agent back from a restart, not
+    ready yet): the backoff for the error starts small, instead of where the doubling had
+    got to during the absence (10 s, so 5-15 s of deafness once the agent was back)."""
+    times: list[float] = []
+
+    async def rows(request: web.Request) -> web.Response:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) <= 10:
+            return web.Response(status=404 if len(times) <= 9 else 503, text="not yet")
+        if request.query.get("index", "0") == "7":  # a blocking re-ask: nothing new
+            await asyncio.sleep(30)
+        return web.json_response([{"n": 1}], headers={"X-Consul-Index": "7"})
+
+    app = web.Application()
+    app.router.add_get("/v1/rows", rows)
+    where = await serve_app(app)
+    seen: list[Any] = []
+    watch = Watch(AgentHttp(where.base), "/v1/rows", seen.append)
+    watch.start()
+    try:
+        await eventually_async(lambda: seen == [[{"n": 1}]], timeout=20)
+        assert times[10] - times[9] < 1.0, times[9:11]  # the 503's backoff: 0.5 s +-50 %
+    finally:
+        watch.stop()
