@@ -174,6 +174,9 @@ class HttpUpstream:
     def http_closed(self, session: HttpSession) -> None:
         self._failing = self._counted = False
         self.sessions.discard(session)
+        self.listener.metrics.outbound(self.listener.upstream.name).disconnected(
+            session, time.monotonic() - session.started
+        )
         self.listener.on_close()
 
     def forget_except(self, known: set[Instance]) -> None:

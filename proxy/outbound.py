@@ -148,6 +148,8 @@ class UpstreamListener:
         if self.http is not None:  # requests over pooled connections (http_upstream.py)
             session = HttpSession(self.http, side, "")
             self.http.sessions.add(session)
+            # its connection and bytes count on the edge as an L4 one's (http_closed)
+            self.metrics.outbound(self.upstream.name).connected(session, 0.0)
             session.start()
             return
         task = asyncio.create_task(self._serve(side))
