@@ -46,6 +46,50 @@ class _Reject(Exception):
         self.status = status
 
 
+class _Framed:
+    """The callbacks of a parser that first reads the body of a request whose head was
+    parsed already, framed by a head made for it (`Requests.body_framing`) that the
+    callbacks skip, then the requests after it as any parser does."""
+
+    __slots__ = ("head", "r")
+
+    def __init__(self, requests: Requests) -> None:
+        self.r = requests
+        self.head = True  # the made-up head is being read: not the client's
+
+    def on_message_begin(self) -> None:
+        if not self.head:
+            self.r.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.head:
+            self.r.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head:
+            self.r.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.head:
+            self.head = False
+        else:
+            self.r.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.r.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.r.on_message_complete()
+
+
+def body_framing(version: str, chunked: bool, length: int, keep_alive: bool) -> bytes:
+    """A head that frames a body as the client's head did (for a parser that reads only the
+    body): chunked, or `length` bytes, with the client's keep-alive."""
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % length
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return b"POST / HTTP/%s\r\nHost: x\r\n%s\r\n%s\r\n" % (version.encode(), framing, close)
+
+
 class Requests:
     """Parses one client connection's requests and hands each to its session."""
 
@@ -70,6 +114,9 @@ class Requests:
         # The request just parsed offered an upgrade that was taken out (http_upgrade.py):
         # llhttp still stops after it, as after any upgrade request.
         self._upgrade_ignored = False
+        # ... and it has a body, which llhttp skips after an upgrade request (httptools tells
+        # it no body follows one): the head that frames it for a fresh parser.
+        self._framing: bytes | None = None
         self._timeout = session.host.headers_timeout_s
         self._limit = session.host.max_header_bytes
         self._loop = session.loop
@@ -90,7 +137,12 @@ class Requests:
             offset = int(up.args[0]) if up.args else len(data)
             if self._upgrade_ignored:  # llhttp stops after it all the same: a fresh parser
                 self._upgrade_ignored = False  # reads the requests that follow
-                self.parser = httptools.HttpRequestParser(self)
+                framing, self._framing = self._framing, None
+                if framing is None:
+                    self.parser = httptools.HttpRequestParser(self)
+                else:  # its body first, as the body: never read as the next request
+                    self.parser = httptools.HttpRequestParser(_Framed(self))
+                    self.parser.feed_data(framing)
                 self.feed(data[offset:])
                 return
             self.s.upgrading(data[offset:])
@@ -164,6 +216,11 @@ class Requests:
             if not http_upgrade.passes(head):  # h2c and the rest: a plain request
                 head = http_upgrade.without_upgrade(head)
                 self._upgrade_ignored, upgrade = upgrade, False
+                length = codec.content_length(head)
+                if self._upgrade_ignored and (facts & codec.CHUNKED or length > 0):
+                    self._framing = body_framing(parser.get_http_version(),
+                                                 bool(facts & codec.CHUNKED), length,
+                                                 parser.should_keep_alive())  # fmt: skip
         if facts & (codec.TWO_HOSTS | codec.CODED):  # read one way here, another by the app
             raise _Reject(400 if facts & codec.TWO_HOSTS else 501)
         version = parser.get_http_version()
@@ -217,6 +274,8 @@ class Requests:
         self.s.body(body)
 
     def on_message_complete(self) -> None:
+        if self._framing is not None:  # llhttp's end of a head whose body it would skip: the
+            return  # request ends with its body, read by the next parser (`feed`)
         self._moved += 1
         self.in_message = False
         self.current = None

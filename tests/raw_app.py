@@ -13,7 +13,10 @@ whose value goes on for 32 MiB (more than any socket buffers hold), or until
 the proxy cuts it (`endless_cut`). A path ending `/greet` gets `101` and
 GREETING in one write, then its bytes are kept as after any switch. A path
 ending `/early-close` gets `413` and the end of the app's side at once, its
-body read to its end and dropped. A path ending `/canned/<name>` gets
+body read to its end and dropped; one ending `/early-drain` gets `200`
+(`early`) at once, then its body (of a Content-Length) is read and
+dropped, as Go's and Node's servers drain a body the handler left unread.
+A path ending `/canned/<name>` gets
 `canned[name]` (a test's bytes, as they are: framing right or wrong),
 then the end of the app's side if `name` starts with `close-`. Any other
 request gets `200` with its own head as the body, so a test sees exactly
@@ -88,6 +91,17 @@ class RawApp:
                         return
                     self.endless_cut = False
                     return
+                elif head.split(b"\r\n", 1)[0].endswith(b"/early-drain HTTP/1.1"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+                    length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                                   if line.startswith(b"content-length:")), 0)  # fmt: skip
+                    while len(buf) < length:
+                        got = conn.recv(65536)
+                        if not got:
+                            return
+                        buf += got
+                    buf = buf[length:]  # read after the answer and dropped, as Go's server does
+                    continue
                 elif head.split(b"\r\n", 1)[0].endswith(b"/early-close HTTP/1.1"):
                     conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
                                  b"Connection: close\r\n\r\n")  # fmt: skip

@@ -168,3 +168,32 @@ def test_an_http_1_0_request_with_a_transfer_coding_never_reaches_the_app(
         got = read_until(s, lambda got: b"\r\n\r\n" in got)
     assert got.startswith(b"HTTP/1.1 400 "), got[:100]
     assert app.heads[heads:] == []
+
+
+@pytest.mark.parametrize("client", ["sw-l4", "sw-http"])
+@pytest.mark.parametrize("offer", [b"h2c", b"TLS/1.2"])
+def test_the_body_of_a_request_whose_upgrade_is_taken_out_stays_its_body(
+    switching: Clients, client: str, offer: bytes
+) -> None:
+    """httptools tells llhttp that a request offering an upgrade has no body, whatever its
+    Content-Length. Once the upgrade was taken out, the head went on to the app with its
+    length but without its body, and the body was parsed as the next request: an app that
+    answers first and then drains the body it was promised took the first bytes of that
+    next request as the body and read the rest as a request of its own, never judged (a
+    `GET /admin` hidden in a header value was served)."""
+    app, addresses = switching
+    heads = len(app.heads)
+    cut = b"GET /public/zz HTTP/1.1\r\nX-A: zz"
+    hidden = cut + b"GET /admin HTTP/1.1\r\nHost: s\r\n\r\n"
+    raw = (b"POST /public/early-drain HTTP/1.1\r\nHost: s\r\nConnection: Upgrade\r\n"
+           b"Upgrade: %s\r\nContent-Length: %d\r\n\r\n%s" % (offer, len(cut), hidden))  # fmt: skip
+    with socket.create_connection(addresses[client], timeout=10) as s:
+        s.sendall(raw)
+        got = read_until(s, lambda got: _whole(got) >= 2)
+    first, second = got.split(b"HTTP/1.1 ")[1:3]
+    assert first.startswith(b"200 ") and first.endswith(b"early")
+    assert second.startswith(b"403 "), second[:300]  # the rest is a request, judged
+    reached = app.heads[heads:]
+    assert [head.split(b"\r\n", 1)[0] for head in reached] == [
+        b"POST /public/early-drain HTTP/1.1"
+    ], reached
