@@ -54,7 +54,8 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         raise ConfigError("Proxy.Upstreams", "must be a list")
     client_idle = proto.client_idle_of(options)
     port_key = "Proxy.Config.bind_port" if "bind_port" in options else "Port"
-    upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]", client_idle)
+    datacenter = body.get("Datacenter") or ""
+    upstreams = tuple(_upstream(u, f"Proxy.Upstreams[{i}]", client_idle, datacenter)
                       for i, u in enumerate(raw_upstreams))  # fmt: skip
     bind_address = (
         fields.address(options.get("bind_address"), "Proxy.Config.bind_address")
@@ -99,11 +100,12 @@ def check_keys(proxy: Mapping[str, Any], where: str) -> None:
             _upstream_options(options, f"{where}.Upstreams[{i}].Config")
 
 
-def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
+def _upstream(raw: object, where: str, client_idle_s: float, datacenter: str) -> Upstream:
     u = fields.mapping(raw, where)
     kind = u.get("DestinationType", "service") or "service"
     if kind != "service":
         raise ConfigError(f"{where}.DestinationType", f"{kind!r} is not supported by the proxy")
+    _here(u, where, datacenter)
     options, at = fields.mapping(u.get("Config", {}), f"{where}.Config"), f"{where}.Config"
     return Upstream(
         name=fields.service_name(u.get("DestinationName"), f"{where}.DestinationName"),
@@ -113,6 +115,27 @@ def _upstream(raw: object, where: str, client_idle_s: float) -> Upstream:
         **_upstream_options(options, at),
         client_idle_s=client_idle_s,
     )
+
+
+# Where else Consul may send an upstream, and what names here: the proxy reaches its own
+# agent's datacenter, with no peers, namespaces or partitions. An upstream naming another
+# place was served by the local service of that name (traffic meant for dc2's `db` went to
+# this datacenter's): refused instead, as an unsupported DestinationType is.
+_ELSEWHERE = (("DestinationPeer", ""), ("DestinationNamespace", "default"),
+              ("DestinationPartition", "default"))  # fmt: skip
+
+
+def _here(u: Mapping[str, Any], where: str, datacenter: str) -> None:
+    """ConfigError unless upstream `u` is in this agent's `datacenter`, with no peer, in the
+    default namespace and partition (Consul's registrations may name the defaults)."""
+    dc = fields.text(u.get("Datacenter"), f"{where}.Datacenter")
+    if dc and dc != datacenter:
+        raise ConfigError(f"{where}.Datacenter", f"{dc!r}: the proxy reaches only its agent's "
+                          f"datacenter {datacenter!r}")  # fmt: skip
+    for key, default in _ELSEWHERE:
+        value = fields.text(u.get(key), f"{where}.{key}")
+        if value not in ("", default):
+            raise ConfigError(f"{where}.{key}", f"{value!r} is not supported by the proxy")
 
 
 def _upstream_options(options: Mapping[str, Any], at: str) -> dict[str, Any]:

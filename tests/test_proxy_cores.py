@@ -139,12 +139,39 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
         (with_proxy(LocalServiceAddress="127.0.0.1:8080"), "Proxy.LocalServiceAddress"),
         (with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindAddress": "-bad-",
                                 "LocalBindPort": 1}]), "Proxy.Upstreams[0].LocalBindAddress"),
+        # an upstream elsewhere than the proxy can reach: it was served by the local `db`
+        (SIDECAR | {"Datacenter": "dc1"} | {"Proxy": SIDECAR["Proxy"] | {"Upstreams": [
+            {"DestinationName": "db", "Datacenter": "dc2", "LocalBindPort": 1}]}},
+         "Proxy.Upstreams[0].Datacenter"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "DestinationPeer": "other",
+                                "LocalBindPort": 1}]), "Proxy.Upstreams[0].DestinationPeer"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "DestinationNamespace": "team-a",
+                                "LocalBindPort": 1}]), "Proxy.Upstreams[0].DestinationNamespace"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "DestinationPartition": "p1",
+                                "LocalBindPort": 1}]), "Proxy.Upstreams[0].DestinationPartition"),
+        (with_proxy(Upstreams=[{"DestinationName": "db", "Datacenter": 7,
+                                "LocalBindPort": 1}]), "Proxy.Upstreams[0].Datacenter"),
     ],
 )  # fmt: skip
 def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError) as error:
         config_from_registration(body, "web-sidecar-proxy")
     assert error.value.where == where, str(error.value)
+
+
+@pytest.mark.parametrize(
+    "place",
+    [{}, {"Datacenter": ""}, {"Datacenter": "dc1"}, {"DestinationPeer": ""},
+     {"DestinationNamespace": "default", "DestinationPartition": "default"},
+     {"DestinationNamespace": "", "DestinationPartition": ""}],
+)  # fmt: skip
+def test_an_upstream_in_this_datacenter_and_the_default_namespace_is_served(
+    place: dict[str, str],
+) -> None:
+    """Consul's registrations name the defaults, or this agent's datacenter, at times."""
+    up = {"DestinationName": "db", "LocalBindPort": 1} | place
+    body = SIDECAR | {"Datacenter": "dc1"} | {"Proxy": SIDECAR["Proxy"] | {"Upstreams": [up]}}
+    assert config_from_registration(body, "w").upstreams[0].name == "db"
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,24 @@ def test_an_address_that_is_no_address_is_refused_naming_it(one: Agent) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_upstream_in_another_datacenter_exits_2_naming_it(one: Agent) -> None:
+    """Consul's `Datacenter` on an upstream: this mesh has one datacenter, and the proxy
+    served such an upstream with the local service of that name (a misroute); it refuses."""
+    upstream = {
+        "DestinationName": "db",
+        "Datacenter": "dc9",
+        "LocalBindPort": free_port("127.0.0.1"),
+    }
+    register(one, "faraway", free_port(one.agent.ip), {}, Upstreams=[upstream])
+    try:
+        result = gossamer("connect", "proxy", "--sidecar-for", "faraway",
+                          "--http-addr", one.agent.http)  # fmt: skip
+    finally:
+        one.agent.put("/v1/agent/service/deregister/faraway", None)
+    line = one_error_line(result, 2)
+    assert "Proxy.Upstreams[0].Datacenter" in line and "'dc9'" in line, line
+
+
 def test_a_change_to_an_address_that_is_no_address_keeps_the_running_inbound(
     one: Agent,
 ) -> None:
