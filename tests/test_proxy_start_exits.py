@@ -144,3 +144,21 @@ def test_a_taken_port_at_the_default_log_level_is_one_error_line_among_the_logs(
     assert result.stderr.splitlines()[-1] == (
         f"gossamer proxy: inbound {one.agent.ip}:{port}: address already in use"
     ), result.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["-sidecar-for", "absent", "-http-addr", "{agent}"],
+        ["-sidecar-for=absent", "-http-addr={agent}", "-log-level", "warn"],
+        ["-sidecar-for", "absent", "-log-level=err", "-token", "t", "-http-addr", "{agent}"],
+    ],
+)
+def test_consuls_single_dash_flags_reach_the_agent(one: Agent, flags: list[str]) -> None:
+    """`consul connect proxy -sidecar-for web -http-addr ...` as a Consul user types it: the
+    agent's flags are single-dash too, and Consul's `warn`/`err` log levels are taken (it
+    was "argument -h/--help: ignored explicit argument 'ttp-addr'", exit 2)."""
+    argv = [flag.replace("{agent}", one.agent.http) for flag in flags]
+    result = gossamer("connect", "proxy", *argv)
+    line = one_error_line(result, 2)  # the agent was asked: it has no such registration
+    assert "no sidecar registration 'absent-sidecar-proxy' on this agent" in line, line

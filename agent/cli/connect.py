@@ -65,8 +65,30 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--workers", default="1", metavar="N",
                    help=f"processes serving the proxy, each using up to one core: 1 to "
                    f"{MAX_WORKERS}, or `auto` (the CPUs it may use); default 1")  # fmt: skip
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", "-log-level", default="info", type=log_level, metavar="LEVEL",
+                   help="debug, info (default), warning, error (or Consul's trace, warn, "
+                   "err)")  # fmt: skip
+    # Consul's own spelling of the agent's flags (`consul connect proxy -sidecar-for web
+    # -http-addr ...`): argparse took `-http-addr` for `-h ttp-addr` and said so, exit 2.
+    for flag in CONSUL_CLIENT_FLAGS:
+        p.add_argument(f"-{flag}", dest=flag.replace("-", "_"), default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)  # fmt: skip
     p.set_defaults(run=run_proxy)
+
+
+CONSUL_CLIENT_FLAGS = ("http-addr", "token", "token-file", "ca-file", "client-cert", "client-key")
+LOG_LEVELS = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warning",
+              "warning": "warning", "err": "error", "error": "error"}  # fmt: skip
+
+
+def log_level(text: str) -> str:
+    """`--log-level`: ours, or Consul's name for one (trace, warn, err)."""
+    try:
+        return LOG_LEVELS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"must be debug, info, warning or error, got {text!r}"
+        ) from None
 
 
 def worker_count(text: str) -> int:
