@@ -19,6 +19,7 @@ that the counters and metrics read.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import product
 from typing import Final
 
 from gossamer.intentions.model import Decision, HttpRequest
@@ -157,9 +158,13 @@ TWO_HOSTS: Final = 128  # more than one Host line
 CODED: Final = 256  # a Transfer-Encoding other than just `chunked` (`gzip, chunked`)
 XFCC: Final = 512  # X-Forwarded-Client-Cert (xfcc.py)
 XFCC_NAME: Final = b"x-forwarded-client-cert"
-XFCC_NAMES: Final = frozenset({XFCC_NAME})
+# ... and every spelling of it with `_` for a `-`: CGI and WSGI apps (wsgiref, Django, PHP)
+# key both as HTTP_X_FORWARDED_CLIENT_CERT, joined, so a client's would name the caller too.
+XFCC_NAMES: Final = frozenset(
+    b"x%cforwarded%cclient%ccert" % marks for marks in product(b"-_", repeat=3)
+)
 _FACTS: Final = {b"content-length": LENGTH, b"expect": EXPECT, b"transfer-encoding": _CODING,
-                 b"upgrade": UPGRADE, b"host": HOST, XFCC_NAME: XFCC,
+                 b"upgrade": UPGRADE, b"host": HOST, **{name: XFCC for name in XFCC_NAMES},
                  **{name: HOP for name in HOP_BY_HOP}}  # fmt: skip
 # A header name as sent -> its bits: names repeat from one message to the next, so each is
 # lowered once. Bounded: a client inventing names fills it and the rest are lowered each time.
