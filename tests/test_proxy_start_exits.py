@@ -8,6 +8,7 @@ traceback. Convergence is polled with deadlines, never slept for.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import urllib.error
@@ -20,7 +21,7 @@ import pytest
 from tests.harness.cli import gossamer, one_error_line
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
-from tests.proxy_support import App, listening, sidecar, stop_mesh, wait_listening
+from tests.proxy_support import App, ProxyProc, listening, sidecar, stop_mesh, wait_listening
 
 
 @dataclass
@@ -162,3 +163,38 @@ def test_consuls_single_dash_flags_reach_the_agent(one: Agent, flags: list[str])
     result = gossamer("connect", "proxy", *argv)
     line = one_error_line(result, 2)  # the agent was asked: it has no such registration
     assert "no sidecar registration 'absent-sidecar-proxy' on this agent" in line, line
+
+
+def test_sidecar_for_finds_a_proxy_registered_on_its_own(one: Agent) -> None:
+    """A connect-proxy registered by itself (not as a `SidecarService`, so not under
+    `<id>-sidecar-proxy`) naming the service in `Proxy.DestinationServiceID`: Consul's
+    `-sidecar-for` finds it by that, and so does ours (it said "no sidecar registration");
+    two such proxies are refused naming both, as Consul does."""
+    port = free_port(one.agent.ip)
+    one.agent.put("/v1/agent/service/register",
+                  {"Name": "solo", "ID": "solo", "Port": one.app.port})  # fmt: skip
+
+    def proxy_for_solo(proxy_id: str, port: int) -> None:
+        one.agent.put("/v1/agent/service/register", {
+            "Kind": "connect-proxy", "Name": "solo-proxy", "ID": proxy_id, "Port": port,
+            "Address": one.agent.ip,
+            "Proxy": {"DestinationServiceName": "solo", "DestinationServiceID": "solo",
+                      "LocalServicePort": one.app.port},
+        })  # fmt: skip
+
+    proxy_for_solo("solo-proxy", port)
+    proxy = ProxyProc(["-sidecar-for", "solo", "-http-addr", one.agent.http],
+                      one.tmp / "proxy-solo.log").start()  # fmt: skip
+    try:
+        wait_listening(one.agent.ip, port, proxy)
+        assert proxy.stop() == 0
+        proxy_for_solo("solo-proxy-2", free_port(one.agent.ip))
+        result = gossamer("connect", "proxy", "--sidecar-for", "solo",
+                          "--http-addr", one.agent.http)  # fmt: skip
+        line = one_error_line(result, 2)
+        assert "solo-proxy" in line and "solo-proxy-2" in line, line
+    finally:
+        proxy.stop()
+        for gone in ("solo-proxy", "solo-proxy-2", "solo"):
+            with contextlib.suppress(urllib.error.HTTPError):  # (one may not be there)
+                one.agent.put(f"/v1/agent/service/deregister/{gone}", None)

@@ -120,13 +120,35 @@ def _base_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
     try:
         body = client.get(f"/v1/agent/service/{path_segment(proxy_id)}")
     except ApiError as exc:
-        if exc.status == 404:
-            raise UsageError(
-                f"--sidecar-for {args.sidecar_for}: no sidecar registration {proxy_id!r} "
-                "on this agent"
-            ) from None
-        raise
+        if exc.status != 404:
+            raise
+        proxy_id = proxy_for(client, args.sidecar_for, proxy_id)
+        body = client.get(f"/v1/agent/service/{path_segment(proxy_id)}")
     return with_drain(config_from_registration(body, proxy_id), args.drain_timeout)
+
+
+PROXIES = "/v1/agent/services?filter=" + path_segment('Kind == "connect-proxy"')
+
+
+def proxy_for(client: AgentClient, service_id: str, usual: str) -> str:
+    """The ID of the one connect-proxy whose `Proxy.DestinationServiceID` is `service_id`, as
+    Consul's `-sidecar-for` finds it (a proxy registered by itself, not as a SidecarService,
+    has an ID of its own); UsageError when there is none, or more than one."""
+    found = sorted(
+        str(proxy_id)
+        for proxy_id, svc in (client.get(PROXIES) or {}).items()
+        if str(((svc or {}).get("Proxy") or {}).get("DestinationServiceID", "")).lower()
+        == service_id.lower()
+    )
+    if not found:
+        raise UsageError(f"--sidecar-for {service_id}: no sidecar registration {usual!r} on "
+                         "this agent, nor a connect-proxy whose Proxy.DestinationServiceID "
+                         "is it")  # fmt: skip
+    if len(found) > 1:
+        raise UsageError(f"--sidecar-for {service_id}: more than one connect-proxy serves it "
+                         f"({', '.join(found)}); run one proxy with --node, or deregister "
+                         "all but one")  # fmt: skip
+    return found[0]
 
 
 def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
