@@ -82,12 +82,13 @@ class _Framed:
         self.r.on_message_complete()
 
 
-def body_framing(version: str, chunked: bool, length: int, keep_alive: bool) -> bytes:
+def body_framing(chunked: bool, length: int, keep_alive: bool) -> bytes:
     """A head that frames a body as the client's head did (for a parser that reads only the
-    body): chunked, or `length` bytes, with the client's keep-alive."""
+    body): chunked, or `length` bytes, with the client's keep-alive (HTTP/1.1's way of
+    saying it whatever the client's version: an HTTP/1.0 request's keep-alive holds)."""
     framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % length
     close = b"" if keep_alive else b"Connection: close\r\n"
-    return b"POST / HTTP/%s\r\nHost: x\r\n%s\r\n%s\r\n" % (version.encode(), framing, close)
+    return b"POST / HTTP/1.1\r\nHost: x\r\n%s\r\n%s\r\n" % (framing, close)
 
 
 class Requests:
@@ -218,8 +219,7 @@ class Requests:
                 self._upgrade_ignored, upgrade = upgrade, False
                 length = codec.content_length(head)
                 if self._upgrade_ignored and (facts & codec.CHUNKED or length > 0):
-                    self._framing = body_framing(parser.get_http_version(),
-                                                 bool(facts & codec.CHUNKED), length,
+                    self._framing = body_framing(bool(facts & codec.CHUNKED), length,
                                                  parser.should_keep_alive())  # fmt: skip
         if facts & (codec.TWO_HOSTS | codec.CODED):  # read one way here, another by the app
             raise _Reject(400 if facts & codec.TWO_HOSTS else 501)

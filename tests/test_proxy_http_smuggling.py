@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import socket
 
+import httptools
 import pytest
 
 from gossamer.proxy import http_codec as codec
+from gossamer.proxy.http_request import body_framing
 from gossamer.proxy.http_target import BadTarget, normal_path, normalize
 from tests.proxy_support import read_until
 from tests.raw_app import RawApp
@@ -225,3 +227,25 @@ def test_no_client_names_a_caller_under_a_name_with_underscores(
              if _cgi(line.split(b":", 1)[0]) == b"HTTP_X_FORWARDED_CLIENT_CERT"]  # fmt: skip
     assert len(keyed) == 1 and keyed[0].startswith(b"x-forwarded-client-cert: By="), keyed
     assert b"svc/admin" not in head
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_the_head_made_to_frame_a_body_frames_it_as_the_clients_did(
+    chunked: bool, keep_alive: bool
+) -> None:
+    """An HTTP/1.0 request that asked for keep-alive keeps it: the made-up head says it the
+    HTTP/1.1 way (it once carried the client's version, and HTTP/1.0 closes by default)."""
+    events: list[bytes] = []
+
+    class Seen:
+        def on_body(self, body: bytes) -> None:
+            events.append(body)
+
+        def on_message_complete(self) -> None:  # asked here, as Requests asks it
+            events.append(b"<keep-alive>" if parser.should_keep_alive() else b"<close>")
+
+    parser = httptools.HttpRequestParser(Seen())
+    parser.feed_data(body_framing(chunked, 3, keep_alive))
+    parser.feed_data(b"3\r\nabc\r\n0\r\n\r\n" if chunked else b"abc")
+    assert events == [b"abc", b"<keep-alive>" if keep_alive else b"<close>"]
