@@ -72,7 +72,9 @@ _ERRORS: tuple[tuple[type[errors.CertificateError], str], ...] = (
 
 
 class ClosedEarly(ConnectionResetError):
-    """The peer connected and closed without sending a byte: a port probe, not an attack.
+    """The peer connected and closed without sending a byte, or without a word after the
+    proxy's answer to its ClientHello (it read the certificates: `gossamer check`): a port
+    probe, not an attack.
     (Here, not beside tls_side.py's use: mypyc compiles that module, and a compiled class
     cannot derive from ConnectionResetError.)"""
 

@@ -39,7 +39,10 @@ class TlsSide(Side):
         self.server_side = server_side
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._on_connect = on_connect
-        self.silent = True  # nothing received yet (a TCP health check connects and closes)
+        # Nothing received yet (a TCP health check connects and closes), or, on the server
+        # side, nothing since its flight answered a ClientHello (a client that reads the
+        # certificates and leaves, as `gossamer check` does): a probe if the peer leaves now.
+        self.silent = True
         self.peer_checked: tuple[object, str, float] | None = None  # mux.py `checked_peer`
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -59,7 +62,10 @@ class TlsSide(Side):
             self._fail(exc)
             return
         if was_handshaken or not self.pipe.handshaken:
-            self._write(self.pipe.pending())
+            flight = self.pipe.pending()
+            self._write(flight)
+            if flight and self.server_side and not self.pipe.handshaken:
+                self.silent = True  # (the client's turn: leaving now, it attempted nothing)
         # else: the handshake's last flight (a client's Finished, a server's ticket) waits in
         # the pipe for the first data (`send`), the join (a client) or the close: one write
         # and one read fewer for each new connection on both proxies

@@ -21,6 +21,7 @@ import signal
 import socket
 import ssl
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -359,6 +360,40 @@ def test_a_proxy_bound_on_its_bind_address_is_checked_there(mesh: Mesh, check: C
         proxy.stop()
         node.put("/v1/agent/service/deregister/pay")
     assert marks(out)[f"proxy pay-sidecar-proxy up at {node.ip}:{port}"] == "✔", out
+
+
+def test_a_sidecar_counts_the_check_as_a_probe_not_a_failed_handshake(
+    mesh: Mesh, check: Check
+) -> None:
+    """The check reads the certificates a sidecar presents and leaves before its own turn of
+    the handshake: the sidecar counts a probe, as a TCP check. Each run counted a
+    `no-certificate` refusal and logged it on every sidecar (found by a walkthrough)."""
+    node = mesh.node1
+    port, metrics = free_port(node.ip), f"127.0.0.1:{free_port('127.0.0.1')}"
+    node.put(
+        "/v1/agent/service/register",
+        {"Name": "probed", "ID": "probed", "Port": 1, "Address": node.ip,
+         "Connect": {"SidecarService": {"Port": port, "Address": node.ip, "Proxy": {
+             "Config": {"gossamer_metrics_bind_addr": metrics}}}}},
+    )  # fmt: skip
+    proxy = sidecar(node, mesh.tmp, "probed")
+
+    def inbound(name: str) -> float:
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        ours = [line for line in lines if line.startswith(f"gossamer_proxy_{name}{{")]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in ours if '"inbound"' in line)
+
+    try:
+        wait_listening(node.ip, port, proxy)
+        _, out = check(node)
+        assert marks(out)[f"proxy probed-sidecar-proxy up at {node.ip}:{port}"] == "✔", out
+        assert inbound("tls_handshake_failures_total") == 0
+        assert inbound("refused_total") == 0
+        assert "refused" not in proxy.log()
+    finally:
+        proxy.stop()
+        node.put("/v1/agent/service/deregister/probed")
 
 
 def peer_state(agent: AgentProc, node: str) -> str:

@@ -75,8 +75,12 @@ def dns_answers(server: str, port: int, question: str) -> tuple[list[str] | None
 
 
 def presented(address: str, port: int) -> Presented:
-    """The chain a TLS listener presents; we send no certificate, so the handshake may end
-    after (the proxy wants one), but TLS 1.3 has shown the server's chain by then."""
+    """The chain a TLS listener presents, read without ending the handshake: in TLS 1.3 the
+    server's flight carries its certificates before the client says more, so the client's
+    answer (no certificate, a Finished) is never sent, and the proxy counts a peer that
+    leaves then as a probe, as a TCP check, not as a failed handshake (each `check` run
+    counted a `no-certificate` refusal and logged it on every sidecar, found by a
+    walkthrough)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -85,8 +89,11 @@ def presented(address: str, port: int) -> Presented:
         raw = socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S)
     except OSError as exc:
         return Presented(error=f"{address}:{port}: {exc.strerror or exc}")
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing)
     try:
-        with raw, context.wrap_socket(raw) as tls:
+        with raw:
+            _server_flight(raw, tls, incoming, outgoing)
             der = tls.getpeercert(binary_form=True)
             chain = _sent_chain(tls)
     except (OSError, ssl.SSLError) as exc:  # something took the connection: not a proxy
@@ -103,7 +110,25 @@ def presented(address: str, port: int) -> Presented:
     return Presented("", cert.not_valid_before_utc, cert.not_valid_after_utc, uris, chain)
 
 
-def _sent_chain(tls: ssl.SSLSocket) -> tuple[bytes, ...]:
+def _server_flight(raw: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                   outgoing: ssl.MemoryBIO) -> None:  # fmt: skip
+    """Send the ClientHello and read until the server's flight is in: the client's side of
+    the handshake is then done, its last flight left unsent in `outgoing`."""
+    while True:
+        try:
+            tls.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            pass
+        if hello := outgoing.read():
+            raw.sendall(hello)
+        data = raw.recv(65536)
+        if not data:
+            raise ConnectionResetError("closed during the handshake")
+        incoming.write(data)
+
+
+def _sent_chain(tls: ssl.SSLObject) -> tuple[bytes, ...]:
     """The certificates the server sent, leaf first, as DER (unverified: the judge verifies)."""
     getter = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
     if getter is None:
