@@ -22,7 +22,7 @@ from typing import Final
 
 from gossamer.intentions.model import HttpRequest
 from gossamer.proxy import http_target, xfcc
-from gossamer.proxy.http_codec import XFCC_NAME, judged_request
+from gossamer.proxy.http_codec import XFCC_NAMES, judged_request
 
 # RFC 9113 §8.2.1: a name holds none of 0x00-0x20, 0x41-0x5a (upper case), 0x7f-0xff, and a
 # colon only as a pseudo-header's first byte (and pseudo-headers are a known few). `translate`
@@ -150,7 +150,7 @@ def trailers_forbidden(fields: Sequence[tuple[bytes, bytes]]) -> bool:
     field (§8.2.2), or an X-Forwarded-Client-Cert, which only the gate writes, once, in the
     request's headers: in trailers it would name a caller to the app after the decision."""
     for name, value in fields:
-        if name in _CONNECTION or name == XFCC_NAME or (name == b"te" and value != b"trailers"):
+        if name in _CONNECTION or name in XFCC_NAMES or (name == b"te" and value != b"trailers"):
             return True
     return False
 

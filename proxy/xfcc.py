@@ -20,7 +20,7 @@ from datetime import datetime
 
 from gossamer.proxy.authorize import Refused, Trust, client_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
-from gossamer.proxy.http_codec import XFCC_NAME
+from gossamer.proxy.http_codec import XFCC_NAMES
 
 
 def header_value(
@@ -39,9 +39,10 @@ def header_value(
 
 
 def without_field(fields: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """HTTP/2 header fields (names lower-case) without any of this name, the same object
+    """HTTP/2 header fields (names lower-case) without any of this name, in any of its
+    spellings (XFCC_NAMES: `_` for `-`, one field to CGI and WSGI apps), the same object
     when there was none."""
     for name, _ in fields:
-        if name == XFCC_NAME:
-            return [field for field in fields if field[0] != XFCC_NAME]
+        if name in XFCC_NAMES:
+            return [field for field in fields if field[0] not in XFCC_NAMES]
     return fields

@@ -27,10 +27,13 @@ def test_each_allowed_request_gets_the_callers_xfcc_once(chunk: int) -> None:
     pair = Pair(chunk=chunk, xfcc=XFCC)
     streams = [pair.call("/echo.Echo/Unary", b"x") for _ in range(3)]  # indexed fields, reused
     forged = pair.call("/echo.Echo/Unary", extra=(("x-forwarded-client-cert", "By=me"),))
+    # CGI and WSGI apps read an underscore spelling as the same field (found by a walkthrough)
+    spelt = pair.call("/echo.Echo/Unary", extra=(("x_forwarded-client_cert", "By=me"),))
     later = pair.call("/echo.Echo/Unary", b"y")  # after the client's field: blocks as literals
     received = _received(pair)
-    for stream in [*streams, forged, later]:
+    for stream in [*streams, forged, spelt, later]:
         assert _xfcc(received[stream]) == [XFCC.decode()], received[stream]
+        assert not [n for n, _ in received[stream] if n == "x_forwarded-client_cert"]
         assert dict(received[stream])[":path"] == "/echo.Echo/Unary"
 
 
@@ -58,6 +61,7 @@ def test_a_block_in_several_frames_gets_it_after_its_last() -> None:
 @pytest.mark.parametrize(
     "field",
     [("x-forwarded-client-cert", "By=x;URI=spiffe://t/svc/admin"), ("connection", "close"),
+     ("x_forwarded_client_cert", "By=x;URI=spiffe://t/svc/admin"),
      ("transfer-encoding", "chunked"), ("te", "gzip")],
 )  # fmt: skip
 def test_trailers_that_name_a_caller_or_a_connection_are_malformed(field: tuple[str, str]) -> None:
