@@ -43,6 +43,7 @@ class LiveCatalog:
         self.state = store.load_state()
         self.indexes = IndexTable(start=1)
         self._waiters = Waiters()
+        self.released = False  # the agent is stopping: no query parks (release_all)
         self._listeners: list[Callable[[], None]] = []
         # Signs this agent's own writes (agent/identity/record_signer.py); None: unsigned.
         self.sign_own: Callable[[NodeRecord], NodeRecord] | None = None
@@ -175,7 +176,7 @@ class LiveCatalog:
         `answer` runs in the step that reads the index too (never inside a change's
         caller), and what it raises is what awaiting the future raises.
         """
-        if should_block(index, self.indexes.index_for_any(keys)):
+        if not self.released and should_block(index, self.indexes.index_for_any(keys)):
             return self._waiters.park(keys, timeout, answer)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         try:
@@ -190,7 +191,9 @@ class LiveCatalog:
         await self.answer_when(list(keys), index, timeout, _nothing)
 
     def release_all(self) -> None:
-        """Answer every blocking query now (the agent is stopping)."""
+        """Answer every blocking query now, and any asked from now on at once (the agent is
+        stopping: `released`)."""
+        self.released = True
         self._waiters.release_all()
 
     def _wake(self, keys: set[str]) -> None:

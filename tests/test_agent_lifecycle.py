@@ -199,3 +199,39 @@ async def test_sigterm_answers_open_blocking_queries_and_exits_promptly(cluster:
     assert statuses == [200] * 20
     assert await asyncio.to_thread(agent.wait_exit, 10) == 0
     assert time.monotonic() - started < 8
+
+
+async def test_sigterm_answers_hash_blocking_queries_too(cluster: Cluster) -> None:
+    """A hash-blocking query (`?hash=`, as every sidecar's watch of its registration) looked
+    again after the release, found its hash unchanged and parked again, so each held the
+    agent's stop for the HTTP server's shutdown timeout (7.2 s against 1.2 s, found by a
+    walkthrough)."""
+    import asyncio
+    import time
+
+    import aiohttp
+
+    agent = cluster.new_agent("hasher").start()
+    agent.put("/v1/agent/service/register", {"Name": "web", "ID": "web", "Port": 80})
+    url = agent.http + "/v1/agent/service/web"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as r:
+            digest = r.headers["X-Consul-ContentHash"]
+
+        async def park() -> int:
+            async with s.get(url, params={"hash": digest, "wait": "5m"}) as r:
+                return r.status
+
+        parked = [asyncio.create_task(park()) for _ in range(5)]
+
+        async def all_parked() -> bool:
+            async with s.get(agent.http + "/v1/agent/self") as r:
+                return bool((await r.json())["Gossamer"]["BlockingQueries"] == 5)
+
+        await eventually_async(all_parked, 10)
+        started = time.monotonic()
+        agent.signal(signal.SIGTERM)
+        statuses = await asyncio.wait_for(asyncio.gather(*parked), 10)
+        assert statuses == [200] * 5
+    assert await asyncio.to_thread(agent.wait_exit, 10) == 0
+    assert time.monotonic() - started < 4

@@ -158,5 +158,6 @@ async def wait_while(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s + jitter(wait_s, _jitter_rng)
-    while unchanged() and (left := deadline - loop.time()) > 0:
+    # (released: the agent is stopping, the query is answered as it stands, not parked again)
+    while unchanged() and not catalog.released and (left := deadline - loop.time()) > 0:
         await catalog.wait(keys, catalog.index(keys), left)
