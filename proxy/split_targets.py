@@ -10,7 +10,11 @@ to the next request (or connection): no restart, no reconnect. A split
 naming a target not watched before waits (the previous split stays, and
 so do the watches of its targets) until that target's first answer is in,
 so its first requests do not fail for want of instances the proxy has not
-heard of yet, nor the old split's for want of the ones it had.
+heard of yet, nor the old split's for want of the ones it had. An upstream
+listener that is not listening yet (warm.py) is handed its splits too, and
+`resolved` says when they are in force: once the entries have been heard
+of and, when it is split, its targets' instances (until then its port
+stays closed, at most warm.WARM_S).
 
 A split to a service that has a splitter of its own follows that one too,
 as Consul's discovery chain does (its compiler flattens adjacent splitters):
@@ -28,6 +32,7 @@ itself rather than nowhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -130,11 +135,33 @@ class Splitters:
         self.by_service: dict[str, tuple[Split, ...]] = {}
         self._watches: dict[tuple[int, str], Watch] = {}  # (listener id, target) -> watch
         self._pending: dict[int, tuple[Split, ...]] = {}  # listener id -> splits waiting
+        self.known = False  # the entries' first answer came
+        self._waiters: list[asyncio.Future[None]] = []  # `resolved` callers, woken on a change
 
     def on_entries(self, body: Any, listeners: Iterable[UpstreamListener]) -> None:
         self.by_service = splits_by_service(body)
+        self.known = True
         for listener in listeners:
             self.apply(listener)
+        self._wake()
+
+    async def resolved(self, listener: UpstreamListener) -> None:
+        """Return once the entries are known and `listener`'s splits are in force (every
+        target they name heard of): what its port waits for before it opens (warm.py)."""
+        while not self.known or id(listener) in self._pending:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def apply(self, listener: UpstreamListener) -> None:
         """Give `listener` its service's splits; watch the targets it did not watch yet."""
@@ -157,6 +184,7 @@ class Splitters:
             return
         del self._pending[id(listener)]
         listener.split = splits
+        self._wake()
         for (lid, target), watch in list(self._watches.items()):
             if lid == id(listener) and target not in wanted:
                 watch.stop()

@@ -3,8 +3,10 @@
 An `Upstream` is a value: any change to one is the old one removed and a
 new one added. Rules this module keeps:
 
-- An upstream added opens its listener once its instances are known
-  (warm.py), with its health watch, and its split targets (split_targets.py).
+- An upstream added opens its listener once its instances are known and
+  its split is resolved (warm.py): the service-splitter entries heard of
+  and, when it is split, its targets' instances (split_targets.py; the
+  splits are handed to it before it listens), at most `warm.WARM_S`.
 - One removed stops listening; its open connections go on, in `retired`,
   which the runtime's drain waits for and cuts as it does the others.
 - One replaced by another on the same address and port keeps serving
@@ -57,7 +59,7 @@ class UpstreamSet:
         self.splitters = Splitters(agent)
         self.current: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
         self.replaced: dict[Port, tuple[UpstreamListener, Watch]] = {}  # serving until taken
-        self._opening: set[Upstream] = set()  # listeners waiting for their first instances
+        self._opening: dict[Upstream, UpstreamListener] = {}  # waiting to be warm (warm.py)
         self._wanted: tuple[Upstream, ...] = ()
         self._again_tasks: set[asyncio.Task[None]] = set()  # ports tried again (`_again`)
         self.stopped = False
@@ -93,20 +95,27 @@ class UpstreamSet:
         self.splitters.stop()
 
     def on_splitters(self, body: object) -> None:
-        """The service-splitter entries changed (split_targets.py)."""
-        self.splitters.on_entries(body, self.listeners())
+        """The service-splitter entries changed (split_targets.py): listeners still warming
+        get theirs too."""
+        self.splitters.on_entries(body, [*self.listeners(), *self._opening.values()])
 
     async def _open(self, upstream: Upstream) -> None:
         listener = UpstreamListener(upstream, self._identity, self._tally, metrics=self._metrics)
         listener.on_close = self._on_close
-        self._opening.add(upstream)
+        self._opening[upstream] = listener
         port = upstream.listen
+        if self.splitters.known:  # (else they are handed over when they come: on_splitters)
+            self.splitters.apply(listener)
+        watch = None
         try:
             watch = await warm.open_upstream(
                 self.agent, listener, lambda: upstream in self._wanted and not self.stopped,
-                lambda: self.replaced.get(port, (None,))[0])  # fmt: skip
+                lambda: self.replaced.get(port, (None,))[0],
+                lambda: self.splitters.resolved(listener))  # fmt: skip
         finally:
-            self._opening.discard(upstream)
+            del self._opening[upstream]
+            if watch is None:  # it never listened: its targets' watches go
+                self.splitters.forget(listener)
             replaced = None
             if not any(u.listen == port for u in self._opening):  # (none else warms for it)
                 replaced = self.replaced.pop(port, None)
@@ -117,7 +126,6 @@ class UpstreamSet:
                 asyncio.get_running_loop().call_later(warm.RETRY_S, self._again, upstream)
             return
         self.current[upstream] = (listener, watch)
-        self.splitters.apply(listener)
 
     def _again(self, upstream: Upstream) -> None:
         """Open an upstream whose port could not be had (another program held it, or a

@@ -7,16 +7,21 @@ catalog sends callers to a sidecar that refuses them. So the listeners wait
 for the leaf and roots (no TLS without them) and the first intentions
 answer (no decision), without bound but logged every WARM_S, and each
 upstream's listener also waits for the first answer of its health watch
-(at most WARM_S, then it opens with what it has: an agent that never
-answers is its own fault to report). Until then a connect is refused at
-once. Envoy likewise opens its listeners once its clusters are warm.
+and for its split to be resolved: the service-splitter entries known and,
+when the upstream is split, its targets' instances (split_targets.py); at
+most WARM_S for all of these together, then it opens with what it has (an
+agent that never answers is its own fault to report; a split whose
+targets were not heard of yet applies once they are, the upstream unsplit
+until then). Until then a connect is refused at once. Envoy likewise opens
+its listeners once its clusters are warm, Consul's once the discovery
+chain is resolved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from gossamer.proxy.agent_http import AgentHttp
@@ -47,11 +52,12 @@ async def open_upstream(
     listener: UpstreamListener,
     wanted: Callable[[], bool],
     replacing: Callable[[], UpstreamListener | None] = lambda: None,
+    resolved: Callable[[], Awaitable[None]] | None = None,
 ) -> Watch | None:
-    """Watch `listener`'s upstream's healthy instances, then listen (on the socket of the
-    listener it is `replacing`, if any, asked then: that one serves until this one is warm);
-    the watch, or None when the upstream is no longer `wanted` by then or its port cannot be
-    had (logged)."""
+    """Watch `listener`'s upstream's healthy instances, then, once they and `resolved()` (its
+    split in force) are in, or WARM_S is out, listen (on the socket of the listener it is
+    `replacing`, if any, asked then: that one serves until this one is warm); the watch, or
+    None when the upstream is no longer `wanted` by then or its port cannot be had (logged)."""
     upstream, answered = listener.upstream, asyncio.Event()
 
     def on_rows(rows: Any) -> None:
@@ -63,9 +69,14 @@ async def open_upstream(
     try:
         async with asyncio.timeout(WARM_S):
             await answered.wait()
+            if resolved is not None:
+                await resolved()
     except TimeoutError:
-        log.warning("proxy: upstream %s: no instances from the agent in %.0f s, listening "
-                    "anyway", upstream.name, WARM_S)  # fmt: skip
+        missing = "its split not resolved (splitter entries or targets' instances)"
+        if not answered.is_set():
+            missing = "no instances"
+        log.warning("proxy: upstream %s: %s from the agent in %.0f s, listening anyway",
+                    upstream.name, missing, WARM_S)  # fmt: skip
     except asyncio.CancelledError:  # the proxy stops before it served
         watch.stop()
         raise
