@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,3 +231,16 @@ def stop_mesh(
     for app in apps:
         app.stop()
     return cluster.close()
+
+
+def series(addr: str, name: str, **labels: str) -> float:
+    """The sum of the samples of a Prometheus series, served at `addr`, whose labels include
+    `labels`."""
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
+            total += float(m.group(2))
+    return total

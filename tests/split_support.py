@@ -119,7 +119,8 @@ def one(mesh: Mesh, conn: http.client.HTTPConnection | None = None) -> str:
     def send() -> None:
         conn.request("GET", "/echo/split")
         response = conn.getresponse()
-        assert (response.status, response.read()) == (200, b"GET /echo/split ")
+        got = response.status, response.read()
+        assert got == (200, b"GET /echo/split "), f"answered {got}"  # (no rewrite here)
 
     try:
         return served_by(mesh, send)

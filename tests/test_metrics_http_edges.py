@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import socket
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
+    series,
     set_intention,
     sidecar,
     stop_mesh,
@@ -75,18 +75,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
-def series(addr: str, name: str, labels: dict[str, str]) -> float:
-    """The sum of a Prometheus series' samples whose labels include `labels`."""
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
-
-
 def _answer(s: socket.socket) -> bytes:
     """One whole answer of the test app (it sends a Content-Length)."""
     data = b""
@@ -101,7 +89,7 @@ def _answer(s: socket.socket) -> bytes:
 
 def test_an_http_upstream_counts_its_client_connections_and_their_bytes(mesh: Mesh) -> None:
     def figure(name: str) -> float:
-        return series(mesh.web_metrics, f"gossamer_proxy_{name}", OUT)
+        return series(mesh.web_metrics, f"gossamer_proxy_{name}", **OUT)
 
     def first_through() -> bool:
         with socket.create_connection(("127.0.0.1", mesh.upstream), timeout=10) as s:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import re
 import socket
 import time
 import urllib.error
@@ -37,6 +36,7 @@ from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
+    series,
     set_intention,
     sidecar,
     stop_mesh,
@@ -120,18 +120,6 @@ def request(port: int, method: str, path: str) -> tuple[int, float]:
         return response.status, time.monotonic() - started
     finally:
         conn.close()
-
-
-def series(addr: str, name: str, **labels: str) -> float:
-    """The sum of a Prometheus series' samples whose labels include `labels`."""
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        m = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
-        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
 
 
 def put_status(agent: AgentProc, body: object) -> tuple[int, str]:
