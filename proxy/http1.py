@@ -61,6 +61,8 @@ class HttpSession(HttpJoint):
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
         self._client_ended = False
         self._unsent = 0  # body bytes waiting for the app connection (past HELD_BODY: not read)
+        self._rest: list[bytes] | None = None  # a read's bytes not yet parsed (`_feed`)
+        self._rest_at, self._rest_eof, self._ahead, self._feeding = 0, False, 0, False
         self.deadlines = Deadlines(self, host.limits)
 
     def start(self) -> None:
@@ -223,6 +225,8 @@ class HttpSession(HttpJoint):
                 self.close()
                 return
             self.deadlines.answered()
+        if self._rest is not None and len(self.queue) <= 1:
+            self._feed()  # the rest of a read, parsed as far as a bound ahead again
 
     def upgraded(self, rest: bytes) -> None:
         """The app answered 101: join the two connections byte for byte."""
@@ -313,6 +317,7 @@ class HttpSession(HttpJoint):
         if self.closed:
             return
         self.closed = True
+        self._rest = None
         self.requests.stop()
         self.deadlines.stop()
         if self.tunnel is not None and abort:

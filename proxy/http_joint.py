@@ -13,7 +13,9 @@ session closed (`fail`; one the client broke, in its turn: `client_fault`);
 every request's outcome is recorded in one place (`_record`). The client
 is not read while something holds its bytes back (`may_read_client`: a
 request queued behind the one in flight, a held body, a full app
-connection, its own connection full between requests), and the answers
+connection, its own connection full between requests), nor parsed further
+than a bound ahead of the request in flight (a read of tiny pipelined
+requests holds thousands: fed in slices, the rest kept, `_feed`), and the answers
 given here (403s) wait for room in the client's connection (`pump`,
 `resumed`). `HttpSession` is the one subclass: the attributes and methods
 declared here are its own (http1.py).
@@ -31,6 +33,16 @@ from gossamer.proxy.side import Joint, Side
 # A request's body bytes kept while its app connection is being made; past this the client
 # is not read until the connection takes them (a stream's credit: mux_frames.WINDOW_BYTES).
 HELD_BODY: Final = 256 * 1024
+# A read of tiny pipelined requests holds thousands (httptools parses all it is fed, and each
+# request parsed is an exchange kept until its answer, ~1 KB): a read longer than FEED_SLICE
+# is fed a slice at a time, and once more than QUEUED_MAX requests, or AHEAD_MAX bytes of
+# them, wait behind the one in flight, the rest of the read is kept and the client not read
+# until they are answered (`_feed`): at most QUEUED_MAX and a slice's worth (~150) wait.
+# Most reads are one request, or the body of one with a Content-Length (up to its end): fed
+# whole as they came; a chunked body read in long reads goes in 4 KiB slices.
+FEED_SLICE: Final = 4 * 1024
+QUEUED_MAX: Final = 64
+AHEAD_MAX: Final = 64 * 1024
 
 if TYPE_CHECKING:
     from gossamer.intentions.model import Decision
@@ -56,6 +68,11 @@ class HttpJoint(Joint):
     _held: list[bytes] | None  # after an Upgrade request: raw bytes for the app
     _client_ended: bool
     _unsent: int  # body bytes waiting for the app connection (past HELD_BODY: client paused)
+    _rest: list[bytes] | None  # the client's bytes read, not yet fed (`_feed`), in order
+    _rest_at: int  # how much of _rest[0] was fed
+    _rest_eof: bool  # the client ended after them
+    _ahead: int  # bytes fed while requests waited behind the one in flight (`_feed`)
+    _feeding: bool
 
     def peer_of(self, side: Side) -> Side:
         return self.app if side is self.client and self.app is not None else self.client
@@ -80,13 +97,15 @@ class HttpJoint(Joint):
 
     def may_read_client(self) -> bool:
         """Nothing holds the client's reading back: no request waits behind the one in
-        flight, no body past HELD_BODY waits for its connection, no upgrade for its answer,
-        the app connection's writing is not full, and the client's is not, between requests.
+        flight, no part of a read waits to be parsed (`_feed`), no body past HELD_BODY waits
+        for its connection, no upgrade for its answer, the app connection's writing is not
+        full, and the client's is not, between requests.
         (Inside one, a full client is read on: one that reads only once it has sent its whole
         body would wait for ever. The answers given here wait for room, `pump`.)"""
         app = self.app
         return (
             len(self.queue) <= 1
+            and self._rest is None
             and self._unsent <= HELD_BODY
             and self._held is None
             and (app is None or not app.full)
@@ -117,17 +136,29 @@ class HttpJoint(Joint):
     def _carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         self._moved[side is not self.client] += sum(map(len, chunks))
         if side is self.client:
+            fed = 0  # (no chunk is held before one is kept: `_held` stays once set)
             for data in chunks:
                 if self._held is not None:
                     self._held.append(data)
-                elif not self.closed:
+                elif self.closed:
+                    return
+                elif (
+                    len(self.queue) <= 1
+                    and self._rest is None
+                    and (len(data) <= FEED_SLICE or self.requests.body_left() >= len(data))
+                ):  # a read's one request, or a few, or a body's bytes: fed as they came
                     self.requests.feed(data)
+                    fed += 1
+                else:  # a long read, or requests wait already: fed a slice at a time
+                    if self._rest is None:
+                        self._rest = chunks[fed:]
+                    else:  # (in place: `_feed` may be reading it)
+                        self._rest += chunks[fed:]
+                    self._rest_eof = self._rest_eof or eof
+                    self._feed()
+                    return
             if eof and not self.closed:
-                self._client_ended = True
-                if self.requests.in_message:  # it ended mid-request: that request cannot go on
-                    self.client_fault(400)
-                elif not self.queue:
-                    self.close()
+                self._client_end()
         else:
             for i, data in enumerate(chunks):
                 # let go of mid-batch (its answer ended, or a retry moved on), or joined to
@@ -141,6 +172,59 @@ class HttpJoint(Joint):
                 _pass_on(side, [], eof)
             elif eof or side.lost:
                 self._app_gone()
+
+    def _client_end(self) -> None:
+        self._client_ended = True
+        if self.requests.in_message:  # it ended mid-request: that request cannot go on
+            self.client_fault(400)
+        elif not self.queue:
+            self.close()
+
+    def _feed(self) -> None:
+        """Feed the client's bytes kept in `_rest` to its request parser a slice at a time,
+        until none is left or QUEUED_MAX requests (or AHEAD_MAX bytes of them) wait behind
+        the one in flight: then the client is not read, and the rest waits for the queue to
+        drain (`finish`). httptools parses all it is fed: its callbacks cannot stop it."""
+        if self._feeding:  # (a request answered here while a slice is parsed: `finish`)
+            return
+        rest, queue = self._rest, self.queue
+        if rest is None:
+            return
+        self._feeding = True
+        try:
+            while rest and not self.closed:
+                if self._held is not None:  # after an Upgrade request: for the app, as it came
+                    self._held.append(rest[0][self._rest_at :])
+                    self._held += rest[1:]
+                    rest.clear()
+                    break
+                if len(queue) <= 1:
+                    self._ahead = 0
+                elif len(queue) > QUEUED_MAX or self._ahead > AHEAD_MAX:
+                    self.client.pause_reading()
+                    return
+                data, at = rest[0], self._rest_at
+                end = at + max(FEED_SLICE, self.requests.body_left())  # a body's: at once
+                if end >= len(data):
+                    del rest[0]
+                    self._rest_at = 0
+                    piece: bytes | memoryview = memoryview(data)[at:] if at else data
+                else:
+                    self._rest_at = end
+                    piece = memoryview(data)[at:end]
+                if len(queue) > 1:
+                    self._ahead += len(piece)
+                self.requests.feed(piece)
+        finally:
+            self._feeding = False
+        self._rest, self._rest_at = None, 0
+        if self.closed:
+            return
+        if self._rest_eof:
+            self._rest_eof = False
+            self._client_end()
+        elif self.may_read_client():
+            self.client.resume_reading()
 
     def side_lost(self, side: Side) -> None:
         if side is self.client:

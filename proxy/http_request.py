@@ -108,6 +108,9 @@ class Requests:
         self._head: list[bytes] = []  # flat, http_codec.add_header
         self._head_bytes = 0
         self._head_end = 0
+        self._length = -1  # the body's Content-Length, once asked (`body_left`) ...
+        self._length_of: codec.Exchange | None = None  # ... of this request
+        self._body_got = 0  # the bytes of the body being read so far
         # Bytes that moved no request on (no head complete, no body, no end) are bounded as
         # a head is: a field's value arriving without end is gathered whole by httptools.
         self._moved = 0  # such events so far
@@ -128,7 +131,8 @@ class Requests:
             self._head_since + self._timeout, self._late
         )
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
+        """`data`: a read, or a slice of one (http_joint.py `_feed`)."""
         if self.said_close:
             return
         moved = self._moved
@@ -146,7 +150,7 @@ class Requests:
                     self.parser.feed_data(framing)
                 self.feed(data[offset:])
                 return
-            self.s.upgrading(data[offset:])
+            self.s.upgrading(bytes(data[offset:]))
             return
         except httptools.HttpParserError as exc:
             if self.said_close:  # llhttp refuses data after `Connection: close`: dropped
@@ -160,6 +164,17 @@ class Requests:
         self._stalled += len(data)  # all of it into a head (or trailer fields) not complete,
         if self._stalled > self._limit:  # whose field httptools gathers without bound
             self.s.client_fault(431)
+
+    def body_left(self) -> int:
+        """What is still to come of the body being read when its head gave its length, else
+        0 (none is being read, or it is chunked): bytes that are no request's head, which the
+        session may feed whole (http_joint.py `_feed`)."""
+        current = self.current
+        if not self.in_message or current is None:
+            return 0
+        if self._length_of is not current:
+            self._length_of, self._length = current, codec.content_length(self._head)
+        return self._length - self._body_got if self._length > 0 else 0
 
     def stop(self) -> None:
         self._head_since = None
@@ -184,6 +199,7 @@ class Requests:
         self._url.clear()
         self._head = []
         self._head_bytes = 0
+        self._body_got = 0
         self._head_since = now = self._loop.time()
         if self._timer is None:
             self._timer = self._loop.call_at(now + self._timeout, self._late)
@@ -270,6 +286,7 @@ class Requests:
 
     def on_body(self, body: bytes) -> None:
         self._moved += 1
+        self._body_got += len(body)
         self.s.queue[-1].replay = None  # a body is streamed, not kept: not retried
         self.s.body(body)
 
