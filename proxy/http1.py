@@ -199,11 +199,11 @@ class HttpSession(HttpJoint):
             ex.early = (status, keep)
             return
         if keep:
-            self.reusable()  # before the next request is moved on: it may take another
+            self.reusable(status)  # before the next request is moved on: it may take another
         if ex is not None and ex.answered:
             self.finish(status)
         if not keep:
-            self.drop_app()  # and the next request goes on a new connection
+            self.drop_app(status)  # and the next request goes on a new connection
         else:
             self.pump()  # a request pipelined behind this one goes on
 
@@ -246,21 +246,23 @@ class HttpSession(HttpJoint):
         if self._client_ended:  # it ended its side while the 101 was awaited: the app is told
             self.tunnel.ended(self.client)
 
-    def reusable(self) -> None:
-        """The app connection ended an answer and may serve another: a pooling host takes it."""
+    def reusable(self, status: int) -> None:
+        """The app connection ended an answer (`status`) and may serve another: a pooling host
+        takes it."""
         if self.host.pooled and self.app is not None and self.tunnel is None:
             app, self.app = self.app, None
             if self._reply is not None:
                 self._reply.let_go(self)
-            self.host.release_backend(app)
+            self.host.release_backend(app, status=status)
 
-    def drop_app(self) -> None:
-        """Forget the app connection (it said close, or a HEAD answer ended at its head)."""
-        self._forget_app()
+    def drop_app(self, status: int = 0) -> None:
+        """Forget the app connection (it said close after an answer, `status`, or a HEAD
+        answer ended at its head)."""
+        self._forget_app(status=status)
         if self.queue:
             self.pump()
 
-    def _forget_app(self, *, abort: bool = False, failed: bool = False) -> None:
+    def _forget_app(self, *, abort: bool = False, failed: bool = False, status: int = 0) -> None:
         app, self.app = self.app, None
         if self._reply is not None:
             self._reply.let_go(self)
@@ -268,7 +270,7 @@ class HttpSession(HttpJoint):
             app.relay = None
             app.close(abort=abort)
             if self.host.pooled:  # closed: only its bookkeeping
-                instance = self.host.release_backend(app, failed=failed,
+                instance = self.host.release_backend(app, failed=failed, status=status,
                                                      timed=self.tunnel is None)  # fmt: skip
                 if failed and self.queue:
                     self.queue[0].failed_on += (instance,)
@@ -292,6 +294,7 @@ class HttpSession(HttpJoint):
             return
         early = self.queue[0].early if self.queue else None
         if early is not None:  # answered early, then closed: the request's rest has nowhere to go
+            self._forget_app(status=early[0])
             self.finish(early[0])
             self.close()
             return

@@ -31,6 +31,6 @@ class HttpHost(Protocol):
     # while there is another; its `target` is the split's draw for it, made once.
     def take_idle(self, ex: Exchange) -> Side | None: ...  # ready now, no await
     async def open_backend(self, ex: Exchange) -> Side: ...  # OSError, TimeoutError
-    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True
-                        ) -> object: ...  # fmt: skip  # instance
+    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True,
+                        status: int = 0) -> object: ...  # fmt: skip  # instance
     def may_retry(self) -> bool: ...

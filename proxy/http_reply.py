@@ -187,7 +187,9 @@ class Reply:
     def ended_by_close(self) -> bool:
         """The app closed: was that the end of an answer whose length is 'until close'?"""
         if self._until_close and self.s.queue and self.s.queue[0].answered:
-            self.s.finish(self.parser.get_status_code())
+            status = self.parser.get_status_code()
+            self.s.drop_app(status)  # first: a pooled connection's host is told its answer
+            self.s.finish(status)
             self.s.close()
             return True
         if self.dead:

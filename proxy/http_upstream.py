@@ -65,14 +65,6 @@ FAILURE_S: Final = 1.0  # a failed request counts as an answer this slow (peak_e
 FAILURE_STATUSES: Final = frozenset((502, 503, 504))
 
 
-def _status_of(side: Side) -> int:
-    """The status of the last answer read on a pooled connection still open (its answer
-    parser, http_reply.py, is kept with it); 0 when it has none."""
-    reply = side.parser
-    parser = getattr(reply, "parser", None) if reply is not None else None
-    return int(parser.get_status_code()) if parser is not None else 0
-
-
 class _Idle(Joint):
     """A pooled connection's idle state: made once per connection, parked after each answer.
     While parked, anything it reads ends it. One timer per connection, re-armed when it fires
@@ -144,15 +136,8 @@ class HttpUpstream:
         self.sessions: set[HttpSession] = set()
         self.budget = RetryBudget()
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
-        # The session records a request's outcome just before it lets go of a connection that
-        # closes with it (its answer said close: a far sidecar's own 502/503 does), and just
-        # after it gives back one that serves on: `_failing` carries a failure status from the
-        # one to the release that follows at once; `_counted` tells the outcome that follows
-        # a release that the release read its status already. Any other call clears both.
-        self._failing = self._counted = False
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
-        self._failing = self._counted = False
         self.budget.request(time.monotonic())  # each first attempt earns retry budget
         return ALLOWED
 
@@ -162,8 +147,6 @@ class HttpUpstream:
         return allowed
 
     def http_outcome(self, outcome: Outcome) -> None:
-        self._failing = outcome.status in FAILURE_STATUSES and not self._counted
-        self._counted = False
         self.listener.metrics.outbound(self.listener.upstream.name).answered(
             outcome.status, outcome.seconds
         )
@@ -172,7 +155,6 @@ class HttpUpstream:
         self.listener.tally.add(f"outbound.http.{name}")
 
     def http_closed(self, session: HttpSession) -> None:
-        self._failing = self._counted = False
         self.sessions.discard(session)
         self.listener.metrics.outbound(self.listener.upstream.name).disconnected(
             session, time.monotonic() - session.started
@@ -186,7 +168,6 @@ class HttpUpstream:
 
     def take_idle(self, ex: Exchange) -> Side | None:
         """The chosen instance's idle connection, at once (no task, no await), if it has one."""
-        self._failing = self._counted = False
         if not ex.target:
             ex.target = self.listener.pick_target()
         instance = self._pick(ex.target, set(), ex.failed_on)
@@ -194,7 +175,6 @@ class HttpUpstream:
 
     async def open_backend(self, ex: Exchange) -> Side:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
-        self._failing = self._counted = False
         tried: set[Instance] = set()
         if not ex.target:
             ex.target = self.listener.pick_target()
@@ -214,7 +194,6 @@ class HttpUpstream:
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
         self.listener.refuse(reason, self.listener.tried(len(tried), target),
                              "request answered 503", target)  # fmt: skip
-        self._failing, self._counted = False, True  # its 503 is no instance's answer
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
 
@@ -257,28 +236,23 @@ class HttpUpstream:
         self.listener.add_outstanding(instance)
         return side
 
-    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True
-                        ) -> object:  # fmt: skip
+    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True,
+                        status: int = 0) -> object:  # fmt: skip
         """A connection back from a session: pooled if it can serve again, else closed.
-        A `failed` one (lost mid-request, or retried), or one whose answer was a 502, 503 or
-        504, is a failure of its instance: skipped by the next request's choice for a second,
-        priced as a slow answer until it does better (a fast 503 priced as fast would draw
-        every request to an instance whose app is down), and counted by outlier detection.
+        A `failed` one (lost mid-request, or retried), or one whose answer (`status`, as the
+        session read it; 0: none ended) was a 502, 503 or 504, is a failure of its instance:
+        skipped by the next request's choice for a second, priced as a slow answer until it
+        does better (a fast 503 priced as fast would draw every request to an instance whose
+        app is down), and counted by outlier detection.
         Otherwise, unless `timed` is False (a tunnel after a 101: its life is no request's
         latency), the time it was borrowed is a latency sample. Returns the instance (None
         for one not borrowed from here)."""
-        failing, self._failing, self._counted = self._failing, False, False
         borrowed = self.in_use.pop(side, None)
         if borrowed is None:
             return None
         instance, now = borrowed[0], time.monotonic()
         is_open = side.is_open()
-        if not failed:
-            if is_open:  # its answer ended and it serves on: the status is its parser's
-                failed = _status_of(side) in FAILURE_STATUSES
-                self._counted = True  # (the outcome recorded next is this answer's)
-            else:  # closed with its answer: the outcome just recorded was this answer's
-                failed = failing
+        failed = failed or status in FAILURE_STATUSES
         lst = self.listener
         if failed:  # skipped for a second, then priced as a slow answer until it does better
             self.avoid[instance] = now + AVOID_S

@@ -85,8 +85,8 @@ class InboundHttp:
         _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
         return app
 
-    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True
-                        ) -> object:  # fmt: skip
+    def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True,
+                        status: int = 0) -> object:  # fmt: skip
         side.close()  # not pooled: never called
         return None
 
