@@ -36,14 +36,16 @@ import asyncio
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gossamer.catalog.config_entries import WEIGHT_TOTAL, ConfigEntryError, Split, splits_of
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.watch import Watch
+
+if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their C part it costs
+    from fractions import Fraction  # every proxy ~0.5 MiB of RSS, for nested splitters only
 
 log = logging.getLogger("gossamer.proxy")
 PATH = "/v1/config/service-splitter"
@@ -100,6 +102,7 @@ def _shares(name: str, entries: Mapping[str, tuple[Split, ...]],
     """Each final service's share of `name`'s traffic, in the order first met. Each
     splitter's shares are worked out once, kept in `done` (a diamond of splitters costs no
     more than its entries)."""
+    from fractions import Fraction  # (only splitters that split again need it: see above)
 
     def walk(service: str, path: tuple[str, ...]) -> dict[str, Fraction]:
         if service in done:

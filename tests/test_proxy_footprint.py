@@ -45,8 +45,9 @@ def test_the_proxy_modules_import_no_heavy_package_and_nothing_of_the_agent() ->
 
 
 # Standard modules the proxy process has no use for, each a few hundred KiB of RSS once
-# imported (bench/proxy_rss.py): pathlib, urllib.parse and the ipaddress it imports, tempfile.
-LIGHT_ONLY = ("pathlib", "urllib.parse", "ipaddress", "tempfile")
+# imported (bench/proxy_rss.py): pathlib, urllib.parse and the ipaddress it imports, tempfile;
+# fractions, with decimal and numbers (~0.5 MiB), only nested splitters need (split_targets.py).
+LIGHT_ONLY = ("pathlib", "urllib.parse", "ipaddress", "tempfile", "fractions", "decimal")
 
 
 def test_the_proxy_process_imports_none_of_the_stdlib_it_does_not_use(tmp_path: Path) -> None:
