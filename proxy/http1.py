@@ -310,6 +310,21 @@ class HttpSession(HttpJoint):
         if not self.queue and not self.requests.in_message and self.tunnel is None:
             self.close()
 
+    def _record_cut(self) -> None:
+        """Requests the connection's end leaves without a whole answer still count, as Envoy
+        counts a client gone or an app cut off mid-answer: with the status of an answer
+        that began (its head went to the client), else none (0). They were dropped
+        uncounted (found by the metrics walkthrough)."""
+        reply = self._reply
+        for ex in self.queue:
+            status = 0
+            if ex.early is not None:
+                status = ex.early[0]
+            elif ex.answered and reply is not None and hasattr(reply, "parser"):
+                status = reply.parser.get_status_code()
+            self._record(ex, status)
+        self.queue.clear()
+
     def headers_late(self) -> None:
         if not self.closed and self._held is None:
             self.client_fault(408)  # too slow with its head to be given more time
@@ -323,6 +338,8 @@ class HttpSession(HttpJoint):
         self._rest = None
         self.requests.stop()
         self.deadlines.stop()
+        if self.queue:
+            self._record_cut()
         if self.tunnel is not None and abort:
             self.tunnel.terminate()
         self._forget_app(abort=True)

@@ -247,6 +247,8 @@ class HttpJoint(Joint):
             )
         )
         self._record(ex, status)
+        if ex is not None:
+            self.queue.popleft()  # (counted: the close counts those left, `_record_cut`)
         self.close(linger=linger)
 
     def client_fault(self, status: int) -> None:

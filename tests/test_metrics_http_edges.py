@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ BODY = b"b" * 5000
 class Mesh:
     upstream: int  # web's HTTP upstream port
     web_metrics: str
+    app: HttpApp
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         wait_listening(agent.ip, db_in, db)
         wait_listening("127.0.0.1", upstream, web_proxy)
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        yield Mesh(upstream, web_metrics)
+        yield Mesh(upstream, web_metrics, app)
     finally:
         leftovers = stop_mesh(c, proxies, [app])
     assert not leftovers, f"processes left behind: {leftovers}"
@@ -113,3 +115,29 @@ def test_an_http_upstream_counts_its_client_connections_and_their_bytes(mesh: Me
     eventually(lambda: figure("tcp_open_connections") == 0, 10, what="its close counted")
     assert figure("tcp_close_total") == closed + 1
     assert figure("tcp_sent_bytes_total") == sent + len(request) + len(BODY)
+
+
+@pytest.mark.parametrize(("path", "began", "counted"), [
+    ("/sleep/20000", b"", "none"),  # gone before any answer: no status
+    ("/drip/20000", b"HTTP/1.1 200", "2xx"),  # gone mid-answer: the status that went out
+])  # fmt: skip
+def test_a_request_whose_client_goes_away_still_counts(
+    mesh: Mesh, path: str, began: bytes, counted: str
+) -> None:
+    """A client that leaves before its answer ends: its request is counted, with the status
+    of the answer under way or none. It was dropped uncounted (found by a walkthrough)."""
+
+    def figure(name: str, **labels: str) -> float:
+        return series(mesh.web_metrics, f"gossamer_proxy_{name}", **OUT, **labels)
+
+    requests, answers = figure("request_total"), figure("response_total", status_class=counted)
+    seen = len(mesh.app.seen)
+    with socket.create_connection(("127.0.0.1", mesh.upstream), timeout=10) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: db\r\n\r\n" % path.encode())
+        eventually(lambda: len(mesh.app.seen) > seen, 10, what="the request at the app")
+        if began:
+            assert s.recv(100).startswith(began)
+        # gone, not half-closed (a FIN alone may wait for the answer): a reset
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    eventually(lambda: figure("request_total") == requests + 1, 10, what="the request counted")
+    assert figure("response_total", status_class=counted) == answers + 1
