@@ -72,6 +72,15 @@ async def dial(listener: UpstreamListener, instance: Instance, service: str = ""
     return server
 
 
+def outlier_failed(listener: UpstreamListener, instance: Instance) -> None:
+    """Outlier detection hears of a failure at `instance` (a connect, or an HTTP answer that
+    says its app failed); one that sets it aside is counted and logged."""
+    if listener.outliers.failed(instance, time.monotonic_ns() // 1_000_000, listener.known):
+        listener.tally.add("outbound.ejected")
+        log.warning("proxy: upstream %s instance %s:%d set aside after repeated failures",
+                    listener.upstream.name, *instance)  # fmt: skip
+
+
 def failed(listener: UpstreamListener, instance: Instance, reason: str,
            exc: BaseException) -> None:  # fmt: skip
     """An attempt on `instance` failed for `reason`: counted, fed to outlier detection (which
@@ -79,10 +88,7 @@ def failed(listener: UpstreamListener, instance: Instance, reason: str,
     name = listener.upstream.name
     listener.tally.add(f"outbound.attempt_failed.{reason}")
     shown = f"{instance[0]}:{instance[1]}"
-    if listener.outliers.failed(instance, time.monotonic_ns() // 1_000_000, listener.known):
-        listener.tally.add("outbound.ejected")
-        log.warning("proxy: upstream %s instance %s set aside after repeated failures", name,
-                    shown)  # fmt: skip
+    outlier_failed(listener, instance)
     if listener.tally.limiter.allow(f"attempt/{name}/{shown}", time.time_ns() // 1_000_000):
         said = str(exc) or type(exc).__name__  # (a timeout says nothing)
         log.warning("proxy: upstream %s instance %s failed (%s): %s; trying another", name,

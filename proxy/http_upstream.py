@@ -35,13 +35,13 @@ does not, so `decide_request` allows.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance, tally
+from gossamer.proxy.dial import outlier_failed
 from gossamer.proxy.http_codec import Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.mux_open import backend_stream
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from gossamer.proxy.http1 import HttpSession
     from gossamer.proxy.outbound import UpstreamListener
 
-log = logging.getLogger("gossamer.proxy")
 ALLOWED: Final = Decision(True, "decided by the destination's sidecar")
 ATTEMPTS: Final = 3  # instances tried for one request before the client gets a 503
 AVOID_S: Final = 1.0
@@ -257,10 +256,7 @@ class HttpUpstream:
         if failed:  # skipped for a second, then priced as a slow answer until it does better
             self.avoid[instance] = now + AVOID_S
             self.latency.observe(instance, FAILURE_S, now)
-            if lst.outliers.failed(instance, time.monotonic_ns() // 1_000_000, lst.known):
-                lst.tally.add("outbound.ejected")
-                log.warning("proxy: upstream %s instance %s:%d set aside after repeated "
-                            "failures", lst.upstream.name, *instance)  # fmt: skip
+            outlier_failed(lst, instance)
         else:
             lst.outliers.succeeded(instance)
             if timed:  # one request's latency on that instance (its answer has ended)
