@@ -55,22 +55,9 @@ class FollowedRelay(H2Relay):
         self.lost_lingering()  # the GOAWAY goes first, then the client's end
 
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
-        follower, peer = self.follower, self.sides[1 - side.index]
-        now = time.perf_counter()
-        try:
-            for chunk in chunks:
-                side.moved += len(chunk)
-                if side.index == 0:
-                    send_pieces(peer, follower.from_client(chunk, now))
-                else:
-                    send_pieces(peer, follower.from_app(chunk, now))
-        except H2Error as error:  # (the ends of cuts, behind a side stuck in a frame)
-            self.overwhelmed(error)
-            return
-        if self.timer is not None:
-            self.timer.check()
-        if eof:
-            self.ended(side)
+        follower = self.follower
+        through = follower.from_client if side.index == 0 else follower.from_app
+        self.pass_through(side, chunks, eof, through, self.sides[1 - side.index])
 
 
 def followed(

@@ -81,6 +81,23 @@ class H2Relay(Relay):
     def cut_timed_out(self, streams: list[int]) -> None:
         raise NotImplementedError
 
+    def pass_through(self, side: Side, chunks: list[bytes], eof: bool,
+                     through: Callable[[bytes, float], list[bytes]], to: Side) -> None:  # fmt: skip
+        """`side`'s `chunks`, read by `through` (the gate's or the follower's half), on to
+        `to`, then its end; its calls' timer looks again."""
+        now = time.perf_counter()
+        try:
+            for chunk in chunks:
+                side.moved += len(chunk)
+                send_pieces(to, through(chunk, now))
+        except H2Error as error:  # (the ends of cuts, behind a side stuck in a frame)
+            self.overwhelmed(error)
+            return
+        if self.timer is not None:
+            self.timer.check()
+        if eof:
+            self.ended(side)
+
     def overwhelmed(self, error: H2Error) -> None:
         """A side stuck inside one frame while over h2_app.MAX_WAITING of the proxy's own
         frames wait for its end (cuts, GOAWAY): the connection goes, the cut calls told their
@@ -207,19 +224,8 @@ class GatedRelay(H2Relay):
             else:
                 self._from_client(chunks, eof)
             return
-        gate, client = self.gate, self.sides[0]
-        now = time.perf_counter()
-        for chunk in chunks:  # (not read while the client is full: at most one read's worth)
-            side.moved += len(chunk)
-            try:
-                send_pieces(client, gate.from_app(chunk, now))
-            except H2Error as error:  # (the ends of cuts, behind a client stuck in a frame)
-                self.overwhelmed(error)
-                return
-        if self.timer is not None:
-            self.timer.check()
-        if eof:
-            self.ended(side)
+        # (not read while the client is full: at most one read's worth)
+        self.pass_through(side, chunks, eof, self.gate.from_app, self.sides[0])
 
     def _from_client(self, chunks: list[bytes], eof: bool) -> None:
         """The client's `chunks` through the gate, until its writing is full: the rest, and
