@@ -12,9 +12,11 @@ The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed (linger.py).
-A pooled host's failed bodiless idempotent request is sent again (`retry`), and one that
-runs out of time (http_deadlines.py) too, else answered `504`; a client connection idle
-between requests is closed.
+A pooled host's failed idempotent request is sent again (`retry`), and one that runs out
+of time (http_deadlines.py) too, else answered `504`; any request is sent again when the
+far sidecar says it never reached its app (a mux stream reset UNREACHABLE, which no app
+can forge: `_unreachable` on that side); either only while its body is at most KEPT_BODY
+(Linkerd keeps 64 KiB to retry). A client connection idle between requests is closed.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from gossamer.proxy.http_host import HttpHost
 
 MAX_RETRIES: Final = 2  # per request, within the host's budget
+KEPT_BODY: Final = 64 * 1024  # body bytes kept to send a request again (a longer one is not)
 
 
 class HttpSession(HttpJoint):
@@ -89,10 +92,7 @@ class HttpSession(HttpJoint):
         if self.client.full:  # read on while it sent its body; its next request waits for room
             self.client.pause_reading()
         if ex.allowed and ex.chunked:
-            last = codec.last_chunk(trailers)
-            if ex.replay is not None:  # no body came (it would have dropped the replay): a
-                ex.replay.append(last)  # retry sends the end of the chunks too
-            self._to_app(ex, last)
+            self._to_app(ex, codec.last_chunk(trailers))  # (kept too: a retry sends it)
         if ex is self.queue[0]:
             if ex.early is not None:  # answered before its end: the exchange ends now
                 self.answer_ended(*ex.early)
@@ -107,6 +107,13 @@ class HttpSession(HttpJoint):
         self.client.pause_reading()
 
     def _to_app(self, ex: codec.Exchange, data: bytes) -> None:
+        replay = ex.replay
+        if replay is not None:  # kept for a retry, up to KEPT_BODY
+            ex.kept += len(data)
+            if ex.kept > KEPT_BODY:
+                ex.replay = None
+            else:
+                replay.append(data)
         if ex.sent and self.app is not None:
             self.app.send(data)
             return
@@ -166,9 +173,20 @@ class HttpSession(HttpJoint):
             app = None
         self._connecting, self._opening = False, None
         if app is None:
-            self.fail(503)
+            self._unreachable()
         else:
             self._use_app(app)
+
+    def _unreachable(self) -> None:
+        """No connection to the app: 503, and close. A client sidecar's stream is reset
+        UNREACHABLE instead, which its app cannot forge, so that sidecar may send the request
+        to another instance whatever its method (it reached no app), or answer 503 itself."""
+        if not self.client.say_unreached():
+            self.fail(503)
+            return
+        if self.queue:
+            self._record(self.queue.popleft(), 503)
+        self.close(abort=True)
 
     def _use_app(self, app: Side) -> None:
         self.app = app
@@ -275,11 +293,14 @@ class HttpSession(HttpJoint):
                 if failed and self.queue:
                     self.queue[0].failed_on += (instance,)
 
-    def retry(self) -> bool:
-        """Send the oldest request again on another connection, when it is a bodiless idempotent
-        one not yet answered and the host's retry budget allows; False when it may not."""
+    def retry(self, *, unreached: bool = False) -> bool:
+        """Send the oldest request again on another connection, when it is not yet answered,
+        kept (`_to_app`), idempotent or `unreached` (it reached no app), and the host's retry
+        budget allows; False when it may not."""
         ex = self.queue[0] if self.queue else None
         if ex is None or ex.answered or ex.replay is None or ex.retries >= MAX_RETRIES:
+            return False
+        if not (ex.idempotent or unreached):
             return False
         if not (self.host.pooled and self.host.may_retry()):
             return False
@@ -298,10 +319,11 @@ class HttpSession(HttpJoint):
             self.finish(early[0])
             self.close()
             return
+        unreached = self.app.unreached()  # the far sidecar's word: its app was not reached
         complete = self._reply is None or self._reply.ended_by_close()
         self._forget_app(failed=not complete)
-        if not complete and not self.retry():
-            self.fail(502)
+        if not complete and not self.retry(unreached=unreached):
+            self.fail(503 if unreached else 502)
 
     def wind_down(self) -> None:
         """The host drains: closed now if between requests, else after the answer under way

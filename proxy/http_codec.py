@@ -58,8 +58,9 @@ class Exchange:
     A plain class for the reason Outcome is one."""
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
-                 "failed_on", "fault", "keep_alive", "method", "out", "replay", "request_of",
-                 "retries", "sent", "started", "target", "upgrade", "url")  # fmt: skip
+                 "failed_on", "fault", "idempotent", "keep_alive", "kept", "method", "out",
+                 "replay", "request_of", "retries", "sent", "started", "target", "upgrade",
+                 "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -75,7 +76,12 @@ class Exchange:
         self.complete = False  # the whole request has been read
         self.sent = False  # its head went to the app
         self.answered = False  # a final response head went to the client
-        self.replay: list[bytes] | None = None  # sent again on a retry (bodiless, idempotent)
+        # Sent again on a retry (pooled hosts): its head and its body so far, until the body
+        # passes http1.KEPT_BODY (`kept` bytes of it kept). An idempotent one may be retried
+        # after any failure; any other only when it is known never to have reached an app.
+        self.replay: list[bytes] | None = None
+        self.kept = 0
+        self.idempotent = False
         self.retries = 0
         self.failed_on: tuple[object, ...] = ()  # where its failed attempts went (pooled hosts)
         self.target = ""  # the service a split drew for it (pooled hosts): its retries' too

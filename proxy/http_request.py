@@ -279,15 +279,15 @@ class Requests:
             if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
                 head = codec.end_to_end(head)
             ex.out.append(codec.request_head(method, url, version, head))
-            if method in codec.IDEMPOTENT and not ex.upgrade:
+            if self.s.host.pooled and not ex.upgrade:  # it may be sent again elsewhere
                 ex.replay = list(ex.out)
+                ex.idempotent = method in codec.IDEMPOTENT
         self.current = ex
         self.s.admit(ex)
 
     def on_body(self, body: bytes) -> None:
         self._moved += 1
         self._body_got += len(body)
-        self.s.queue[-1].replay = None  # a body is streamed, not kept: not retried
         self.s.body(body)
 
     def on_message_complete(self) -> None:

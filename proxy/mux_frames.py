@@ -21,7 +21,9 @@ record and one write. Inside the TLS stream every piece is a frame: a
   from a draining inbound side: try another connection), `UNREACHABLE`
   (the answer to OPEN: the app behind that sidecar did not take the
   connection, a failed attempt at that instance: try another instance;
-  any other reason answering OPEN is taken the same way);
+  any other reason answering OPEN is taken the same way; after the ACK, on
+  a stream carrying HTTP, the request on it reached no app: it may be sent
+  to another instance, whatever its method);
 - WINDOW: flow-control credit, a 4-byte count of bytes of the stream the
   receiver has passed on; a sender stops reading its local side once it
   has sent `WINDOW_BYTES` more than it was credited, so a slow reader on

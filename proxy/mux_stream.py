@@ -26,6 +26,7 @@ from gossamer.proxy.mux_frames import (
     DATA,
     END,
     MAX_PAYLOAD,
+    UNREACHABLE,
     WINDOW_BYTES,
     FrameError,
     control,
@@ -57,6 +58,7 @@ class StreamSide(Side):
         self.stalled = self.full = mux.wire_full
         self.end_sent = self.end_got = False
         self.closed = False
+        self.reset_got = -1  # the reason of the peer's RESET, once one came
 
     # What the relay asks of it, as of any side.
 
@@ -131,6 +133,19 @@ class StreamSide(Side):
         # or joint and stream keep each other in a cycle (relay.py lets go the same way).
         self.relay = None
 
+    def say_unreached(self) -> bool:
+        """RESET UNREACHABLE: the request on this stream never reached the app (http1.py), so
+        the client sidecar may send it to another instance."""
+        if self.closed:
+            return False
+        self.mux.queue(reset(self.id, UNREACHABLE))
+        self.finish()
+        self.relay = None  # (as `close`: no connection_lost follows)
+        return True
+
+    def unreached(self) -> bool:
+        return self.reset_got == UNREACHABLE
+
     def cut(self) -> None:
         self.close(abort=True)
 
@@ -174,7 +189,9 @@ class StreamSide(Side):
         self._check_stall()
 
     def reset_by_peer(self, reason: int) -> None:
-        """RESET: an answer to OPEN, or the stream cut."""
+        """RESET: an answer to OPEN, or the stream cut (UNREACHABLE after the ACK: an HTTP
+        request on it reached no app, `unreached`)."""
+        self.reset_got = reason
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(reason)
         self.finish()

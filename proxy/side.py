@@ -105,6 +105,17 @@ class Side(asyncio.BufferedProtocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    def unreached(self) -> bool:
+        """The far end said what was sent here never reached its app (a mux stream's RESET
+        UNREACHABLE, mux_stream.py): it may go elsewhere, whatever it was. A plain connection
+        cannot say so."""
+        return False
+
+    def say_unreached(self) -> bool:
+        """End this connection saying what came on it never reached the app, where it can say
+        so (a mux stream); False, and nothing done, where it cannot."""
+        return False
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         # A lost side lets go of its relay: relay and sides referred to each other, so a

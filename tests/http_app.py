@@ -42,8 +42,9 @@ class HttpApp:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        if self._loop is not None and self._runner is not None:  # (once: a test may stop it)
+            runner, self._runner = self._runner, None
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), self._loop).result(10)
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     def _run(self, ready: threading.Event) -> None:
