@@ -211,7 +211,7 @@ def test_agent_counts_match_the_queries_sent(scraped: Scraped) -> None:
 def test_promtool_reads_the_agents_text(scraped: Scraped) -> None:
     url = f"{scraped.agent.http}/v1/agent/metrics?format=prometheus"
     with urllib.request.urlopen(url, timeout=10) as resp:
-        assert resp.headers["Content-Type"].startswith("text/plain")
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         text = resp.read().decode()
     checked = subprocess.run([find_binary("promtool") or "promtool", "check", "metrics"],
                              input=text, capture_output=True, text=True, timeout=30)  # fmt: skip

@@ -37,6 +37,7 @@ from gossamer.agent.http.monitor_routes import LOG_TAP_KEY
 from gossamer.agent.http.proxy_stats_routes import add_proxy_stats_routes
 from gossamer.agent.http.render import json_response
 from gossamer.catalog import merge
+from gossamer.proxy.prom_text import CONTENT_TYPE
 
 FIGURES_KEY: web.AppKey[HttpFigures] = web.AppKey("http_figures", HttpFigures)
 
@@ -109,8 +110,9 @@ async def agent_metrics(request: web.Request) -> web.Response:
     stamp = now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")  # Go's time.Time form, as Consul
     body = metrics_json(stamp, figures, request.app[FIGURES_KEY])
     if wanted == "prometheus":
-        return web.Response(body=prometheus_text(body).encode(), content_type="text/plain",
-                            charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"})  # fmt: skip
+        # the text format's version in its Content-Type, as Prometheus's own clients say it
+        return web.Response(body=prometheus_text(body).encode(),
+                            headers={"Content-Type": CONTENT_TYPE})  # fmt: skip
     return json_response(body)
 
 
