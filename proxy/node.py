@@ -17,7 +17,9 @@ anew. The drain stops listening before the new runtime waits for its leaf,
 so the inbound port is free when it binds (were it not, the runtime tries a
 taken port again every RETRY_S). Changes are applied one list at a
 time, the latest one seen. A registration the proxy cannot use is logged
-once and skipped; the others keep running.
+once and skipped, and so is one with a listener on a port that a sidecar
+served already listens on (node_ports.py: the log names both; it starts once
+the list changes so that the port is free); the others keep running.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import logging
 from typing import Any
 
 from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_flags import with_drain
 from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.metrics_server import Fleet
+from gossamer.proxy.node_ports import clash
 from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.warm import RETRY_S
 from gossamer.proxy.watch import Watch
@@ -70,19 +74,25 @@ class NodeProxies:
             self._stop(proxy_id, "deregistered")
         for proxy_id, body in sorted(found.items()):
             runtime = self.runtimes.get(proxy_id)
-            service = _service_of(body, proxy_id)
+            config = _config_of(body, proxy_id)
+            service = config.service if config is not None else None
             if runtime is not None and service not in (None, runtime.config.service):
                 self._stop(proxy_id, f"now serves {service}, not {runtime.config.service}")
             if proxy_id not in self.runtimes:
-                self._start(proxy_id, body)
+                self._start(proxy_id, body, found)
 
-    def _start(self, proxy_id: str, body: dict[str, Any]) -> None:
+    def _start(self, proxy_id: str, body: dict[str, Any], found: dict[str, Any]) -> None:
         try:
             config = with_drain(config_from_registration(body, proxy_id), self._drain_s)
         except (ConfigError, ValueError, TypeError) as exc:  # (one sidecar's, not the node's)
-            if self._refused.get(proxy_id) != str(exc):
-                log.error("proxy: sidecar %s cannot be served: %s", proxy_id, exc)
-                self._refused[proxy_id] = str(exc)
+            self._refuse(proxy_id, str(exc))
+            return
+        # The ports of those served as their registrations have them now (their runtimes may
+        # not have applied a change yet: one that frees a port must let this one start).
+        served = [(other, _config_of(found[other], other) or runtime.config)
+                  for other, runtime in self.runtimes.items()]  # fmt: skip
+        if (why := clash(config, served)) is not None:
+            self._refuse(proxy_id, why)  # (tried again on the next change of the list)
             return
         self._refused.pop(proxy_id, None)
         runtime = ProxyRuntime(config, self.agent, self.fleet)
@@ -92,6 +102,11 @@ class NodeProxies:
         starting = asyncio.create_task(runtime.start())
         self._starting[proxy_id] = starting
         starting.add_done_callback(lambda task: self._started(proxy_id, runtime, task))
+
+    def _refuse(self, proxy_id: str, why: str) -> None:
+        if self._refused.get(proxy_id) != why:  # logged once a problem
+            log.error("proxy: sidecar %s cannot be served: %s", proxy_id, why)
+            self._refused[proxy_id] = why
 
     def _started(self, proxy_id: str, runtime: ProxyRuntime, task: asyncio.Task[None]) -> None:
         if self._starting.get(proxy_id) is task:
@@ -156,10 +171,10 @@ class NodeProxies:
             runtime.log_counts()
 
 
-def _service_of(body: dict[str, Any], proxy_id: str) -> str | None:
-    """The service a registration's sidecar serves; None when it is unusable (its runtime's
-    own watch logs that and keeps the last, so it is no reason to restart)."""
+def _config_of(body: dict[str, Any], proxy_id: str) -> ProxyConfig | None:
+    """The config a registration describes; None when it is unusable (a running sidecar's
+    own watch logs that and keeps the last, so it is no reason to restart it)."""
     try:
-        return config_from_registration(body, proxy_id).service
+        return config_from_registration(body, proxy_id)
     except (ConfigError, ValueError, TypeError):
         return None

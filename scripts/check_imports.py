@@ -105,6 +105,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/config_registration.py",
     "proxy/config_flags.py",
     "proxy/config_metrics.py",
+    "proxy/node_ports.py",
     "proxy/authorize.py",
     "proxy/policy.py",
     "proxy/balance.py",

@@ -1,0 +1,130 @@
+"""`connect proxy --node` walked through as an operator would, against a real agent.
+
+Two sidecars of one node proxy given the same port (two upstreams with one
+`LocalBindPort`): the one served first keeps it and serves on; the other is
+refused with one line naming both, and is served once the port is free. With
+`--workers 2` every worker makes the same choice, so the port goes out as one
+identity only (before, each worker gave it to whichever sidecar warmed first,
+and some of web's clients went out as x, whom db denies). The pure check
+(node_ports.py) has a table test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.node_ports import clash
+from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    App,
+    ProxyProc,
+    healthy_sidecars,
+    listening,
+    roundtrip,
+    set_intention,
+    wait_listening,
+)
+
+
+def register(agent: AgentProc, name: str, app_port: int, inbound: int,
+             upstreams: list[dict[str, object]]) -> None:  # fmt: skip
+    agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": name, "Port": app_port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Upstreams": upstreams}}},
+    })  # fmt: skip
+
+
+def _config(*upstreams: tuple[str, str, int], port: int = 0, metrics: str = "") -> ProxyConfig:
+    return ProxyConfig(service="s", bind_address="10.0.0.1", bind_port=port,
+                       local_port=1 if port else 0, metrics_addr=metrics,
+                       upstreams=tuple(Upstream(name=n, bind_address=a, bind_port=p)
+                                       for n, a, p in upstreams))  # fmt: skip
+
+
+@pytest.mark.parametrize(("mine", "theirs", "words"), [
+    (_config(("db", "127.0.0.1", 9191)), _config(("db", "127.0.0.1", 9191)),
+     "its upstream 'db' on 127.0.0.1:9191 clashes with sidecar web-sidecar-proxy's "
+     "upstream 'db' on 127.0.0.1:9191"),
+    (_config(("db", "127.0.0.2", 9191)), _config(("db", "127.0.0.1", 9191)), None),
+    (_config(("db", "0.0.0.0", 9191)), _config(("cache", "127.0.0.1", 9191)),
+     "its upstream 'db' on 0.0.0.0:9191 clashes with sidecar web-sidecar-proxy's upstream "
+     "'cache'"),
+    (_config(("db", "10.0.0.1", 21000)), _config(port=21000),
+     "clashes with sidecar web-sidecar-proxy's inbound listener on 10.0.0.1:21000"),
+    (_config(port=21000), _config(("db", "127.0.0.1", 21000)), None),  # (not 10.0.0.1)
+    (_config(metrics="[::1]:9102"), _config(("db", "::", 9102)),
+     "its metrics listener on ::1:9102 clashes"),
+    (_config(("db", "127.0.0.1", 9102)), _config(metrics="127.0.0.1:9102"),
+     "sidecar web-sidecar-proxy's metrics listener on 127.0.0.1:9102"),
+])  # fmt: skip
+def test_a_port_another_sidecar_serves_is_named_with_both(
+    mine: ProxyConfig, theirs: ProxyConfig, words: str | None
+) -> None:
+    found = clash(mine, [("web-sidecar-proxy", theirs)])
+    assert (found is None) if words is None else (found is not None and words in found)
+
+
+def test_two_sidecars_given_one_upstream_port(cluster: Cluster, tmp_path: Path) -> None:
+    (agent,) = cluster.start(1, prefix="wp")
+    app = App("127.0.0.1").start()
+    db_in, web_in, x_in = (free_port(agent.ip) for _ in range(3))
+    up = free_port("127.0.0.1")
+    register(agent, "db", app.port, db_in, [])
+    register(agent, "web", app.port, web_in, [{"DestinationName": "db", "LocalBindPort": up}])
+    set_intention(agent, "web", "db", "allow")
+    node = ProxyProc(["--node", "--http-addr", agent.http], tmp_path / "node.log").start()
+    try:
+        wait_listening("127.0.0.1", up, node)
+        eventually(lambda: roundtrip(("127.0.0.1", up), b"a") == b"a<eof>", 20,
+                   what="web -> db")  # fmt: skip
+        register(agent, "x", app.port, x_in, [{"DestinationName": "db", "LocalBindPort": up}])
+        said = (
+            f"sidecar x-sidecar-proxy cannot be served: its upstream 'db' on 127.0.0.1:{up} "
+            f"clashes with sidecar web-sidecar-proxy's upstream 'db' on 127.0.0.1:{up}"
+        )
+        eventually(lambda: said in node.log(), 10,
+                   what=f"the clash named; log:\n{node.log()[-2000:]}")  # fmt: skip
+        assert roundtrip(("127.0.0.1", up), b"b") == b"b<eof>"  # web keeps it
+        assert not listening(agent.ip, x_in)  # x is not half served
+        agent.put("/v1/agent/service/deregister/web")
+        wait_listening(agent.ip, x_in, node)  # the port free, x is served
+        set_intention(agent, "x", "db", "allow")
+        eventually(lambda: roundtrip(("127.0.0.1", up), b"c") == b"c<eof>", 20,
+                   what="x -> db on the port web had")  # fmt: skip
+        assert node.log().count(said) == 1  # logged once
+    finally:
+        node.stop()
+        app.stop()
+
+
+def test_workers_give_a_contested_port_to_the_same_sidecar(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (agent,) = cluster.start(1, prefix="wq")
+    app = App("127.0.0.1").start()
+    db_in, web_in, x_in = (free_port(agent.ip) for _ in range(3))
+    up = free_port("127.0.0.1")
+    register(agent, "db", app.port, db_in, [])
+    register(agent, "x", app.port, x_in, [{"DestinationName": "db", "LocalBindPort": up}])
+    register(agent, "web", app.port, web_in, [{"DestinationName": "db", "LocalBindPort": up}])
+    set_intention(agent, "web", "db", "allow")
+    set_intention(agent, "x", "db", "deny")
+    node = ProxyProc(["--node", "--http-addr", agent.http, "--workers", "2"],
+                     tmp_path / "node.log").start()  # fmt: skip
+    try:
+        wait_listening(agent.ip, db_in, node)
+        eventually(lambda: all(f"[worker {w}] proxy: serving sidecar web" in node.log()
+                               for w in (0, 1)), 20, what="both workers serving web")  # fmt: skip
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        eventually(lambda: roundtrip(("127.0.0.1", up), b"a") == b"a<eof>", 20, what="web -> db")
+        for i in range(40):  # spread over both workers: each one's listener is web's
+            assert roundtrip(("127.0.0.1", up), b"%d" % i) == b"%d<eof>" % i
+        assert "[worker 1] proxy: sidecar x-sidecar-proxy cannot be served" in node.log()
+    finally:
+        node.stop()
+        app.stop()
