@@ -22,11 +22,19 @@ from tests.harness.poll import eventually
 from tests.http_app import HttpApp
 from tests.proxy_support import ProxyProc, series, set_intention, sidecar, wait_listening, web_body
 
+FRAMINGS = ("length", "chunked", "expect")
 
-def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+
+def post(port: int, path: str, body: bytes, framing: str = "length") -> tuple[int, bytes]:
+    """A POST with its body framed by Content-Length, as chunks, or after `Expect:
+    100-continue` (http.client sends the body without waiting for the 100)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("POST", path, body=body)
+        if framing == "chunked":
+            conn.request("POST", path, body=iter((body[:100], body[100:])), encode_chunked=True)
+        else:
+            headers = {"Expect": "100-continue"} if framing == "expect" else {}
+            conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -93,7 +101,8 @@ def test_a_post_whose_instance_has_no_app_is_sent_to_the_other_one(mesh: Mesh) -
     before, sent = retries(mesh), 0
     while retries(mesh) == before and sent < 60:
         path, body = f"/echo/p{sent}", bytes(range(256)) * (4 + sent)
-        assert post(mesh.pooled, path, body) == (200, f"POST {path} ".encode() + body)
+        framing = FRAMINGS[sent % len(FRAMINGS)]
+        assert post(mesh.pooled, path, body, framing) == (200, f"POST {path} ".encode() + body)
         assert mesh.good.seen.count(f"POST {path}") == 1
         sent += 1
     assert retries(mesh) > before, f"no POST of {sent} went to the dead instance first"
@@ -101,9 +110,10 @@ def test_a_post_whose_instance_has_no_app_is_sent_to_the_other_one(mesh: Mesh) -
 
 def test_with_every_app_down_a_post_gets_503_after_its_retries(mesh: Mesh) -> None:
     mesh.good.stop()
-    before = retries(mesh)
-    assert post(mesh.pooled, "/echo/down", b"x" * 1000)[0] == 503
-    assert retries(mesh) - before == 2  # tried on three attempts in all, none reached an app
+    for framing in FRAMINGS:
+        before = retries(mesh)
+        assert post(mesh.pooled, "/echo/down", b"x" * 1000, framing)[0] == 503
+        assert retries(mesh) - before == 2  # three attempts in all, none reached an app
     # a body past what is kept for a retry (64 KiB) gets its 503 too, without a hang
     assert post(mesh.pooled, "/echo/big", b"y" * (1 << 20))[0] == 503
     assert mesh.good.seen.count("POST /echo/down") == 0
