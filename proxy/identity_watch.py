@@ -3,8 +3,12 @@
 The leaf and roots watches each bring half of an identity (identity.py
 `build_identity`); once both came, every later answer builds the whole
 again, so new handshakes use a renewed leaf or a rotated root at once and
-no open connection is touched. Two changes take trust away, and those
-also check the open connections again (`recheck`, the runtime's: every
+no open connection is touched. An answer that brings nothing new (SIGHUP
+asks for everything again; an agent back from a restart answers afresh)
+builds nothing: new contexts would void every session ticket issued under
+the old ones and retire the outbound side's tickets and shared
+connections. Two changes take trust away, and those also check the open
+connections again (`recheck`, the runtime's: every
 listener, retired ones too): a revoked agent (its intermediates' key ids
 go into the trust), and a root that left the bundle (rotated out, perhaps
 for being compromised). An answer that cannot be used is logged and the
@@ -35,6 +39,7 @@ class IdentityWatch:
         self._leaf: dict[str, Any] | None = None
         self._roots: dict[str, Any] | None = None
         self._revoked: frozenset[bytes] = frozenset()
+        self._built: tuple[dict[str, Any], dict[str, Any]] | None = None  # what made `identity`
 
     def on_leaf(self, body: dict[str, Any]) -> None:
         self._leaf = body
@@ -62,12 +67,15 @@ class IdentityWatch:
     def _rebuild(self) -> None:
         if self._leaf is None or self._roots is None:
             return
+        if self._built == (self._leaf, self._roots):
+            return  # the same answers again: the same identity
         before = self.identity
         try:
             self.identity = with_revoked(build_identity(self._leaf, self._roots), self._revoked)
         except IdentityError as exc:
             log.error("proxy: cannot use the agent's certificate: %s", exc)
             return
+        self._built = (self._leaf, self._roots)
         log.info("proxy: identity for %s, leaf serial %s", self.service,
                  self.identity.serial)  # fmt: skip
         self.ready.set()
