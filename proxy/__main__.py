@@ -34,6 +34,7 @@ from gossamer.proxy import listen  # noqa: E402
 from gossamer.proxy.agent_http import split_base_url  # noqa: E402
 from gossamer.proxy.config import config_from_json  # noqa: E402
 from gossamer.proxy.cpu_budget import worker_count  # noqa: E402
+from gossamer.proxy.log_sidecar import SidecarTag  # noqa: E402
 from gossamer.proxy.open_files import raise_open_files  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
 from gossamer.proxy.worker_link import WORKER_ENV, worker_of  # noqa: E402
@@ -56,8 +57,10 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:  # a ConfigError is one too
         print(f"gossamer proxy: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=argv[2].upper(), stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s {name}%(message)s")  # fmt: skip
+    head = f"%(asctime)s %(levelname)s {name}%(sidecar)s"  # (sidecar: log_sidecar.py)
+    logging.basicConfig(level=argv[2].upper(), stream=sys.stderr, format=head + "%(message)s")
+    for handler in logging.getLogger().handlers:  # (--node: the sidecar a line is about)
+        handler.addFilter(SidecarTag())
     raise_open_files()  # a connection costs a descriptor on each side (open_files.py)
     # What start-up made (modules, classes, the config: ~27,000 objects) lives as long as the
     # process: out of the cycle collector's sight, each full collection on the data path has

@@ -20,6 +20,8 @@ time, the latest one seen. A registration the proxy cannot use is logged
 once and skipped, and so is one with a listener on a port that a sidecar
 served already listens on (node_ports.py: the log names both; it starts once
 the list changes so that the port is free); the others keep running.
+Each sidecar's work runs in a context naming it, so each of its log lines
+says whose it is (log_sidecar.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_flags import with_drain
 from gossamer.proxy.config_registration import config_from_registration
+from gossamer.proxy.log_sidecar import tagged
 from gossamer.proxy.metrics_server import Fleet
 from gossamer.proxy.node_ports import clash
 from gossamer.proxy.runtime import ProxyRuntime
@@ -99,7 +102,7 @@ class NodeProxies:
         runtime.node_managed = True
         self.runtimes[proxy_id] = runtime
         # Each on its own: a sidecar waiting for its leaf (warm.py) holds up no other one.
-        starting = asyncio.create_task(runtime.start())
+        starting = asyncio.create_task(runtime.start(), context=tagged(proxy_id))
         self._starting[proxy_id] = starting
         starting.add_done_callback(lambda task: self._started(proxy_id, runtime, task))
 
@@ -134,7 +137,7 @@ class NodeProxies:
         self._stopping_one(runtime)
 
     def _stopping_one(self, runtime: ProxyRuntime) -> None:
-        task = asyncio.create_task(runtime.drain())
+        task = asyncio.create_task(runtime.drain(), context=tagged(runtime.config.proxy_id))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 
@@ -159,16 +162,18 @@ class NodeProxies:
     async def drain(self) -> None:
         for starting in self._starting.values():
             starting.cancel()
-        await asyncio.gather(*(r.drain() for r in self.runtimes.values()), *self._stopping)
+        draining = [asyncio.create_task(r.drain(), context=tagged(proxy_id))
+                    for proxy_id, r in self.runtimes.items()]  # fmt: skip
+        await asyncio.gather(*draining, *self._stopping)
 
     def reload(self) -> None:
         self._watch.restart()
-        for runtime in self.runtimes.values():
-            runtime.reload()
+        for proxy_id, runtime in self.runtimes.items():
+            tagged(proxy_id).run(runtime.reload)
 
     def log_counts(self) -> None:
-        for runtime in self.runtimes.values():
-            runtime.log_counts()
+        for proxy_id, runtime in self.runtimes.items():
+            tagged(proxy_id).run(runtime.log_counts)
 
 
 def _config_of(body: dict[str, Any], proxy_id: str) -> ProxyConfig | None:

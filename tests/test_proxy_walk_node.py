@@ -11,6 +11,8 @@ and some of web's clients went out as x, whom db denies). The pure check
 
 from __future__ import annotations
 
+import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,9 @@ from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
     listening,
+    refused,
     roundtrip,
+    series,
     set_intention,
     wait_listening,
 )
@@ -125,6 +129,72 @@ def test_workers_give_a_contested_port_to_the_same_sidecar(
         for i in range(40):  # spread over both workers: each one's listener is web's
             assert roundtrip(("127.0.0.1", up), b"%d" % i) == b"%d<eof>" % i
         assert "[worker 1] proxy: sidecar x-sidecar-proxy cannot be served" in node.log()
+    finally:
+        node.stop()
+        app.stop()
+
+
+def test_each_sidecars_lines_name_it_and_intentions_are_its_own(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """web and api both call db, web is denied cache, all through one node proxy: each line
+    of a sidecar's work says whose it is (before, "upstream db listening on ...", "draining 1
+    open connection(s)" and one "SIGHUP: ..." per sidecar named none); api deregistered with
+    a connection open has it cut after the drain timeout, web's stays; each destination's
+    metrics count its own callers."""
+    (agent,) = cluster.start(1, prefix="wl")
+    app = App("127.0.0.1").start()
+    db_in, cache_in, web_in, api_in = (free_port(agent.ip) for _ in range(4))
+    web_db, web_cache, api_db, metrics = (free_port("127.0.0.1") for _ in range(4))
+    agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db", "Port": app.port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip, "Proxy": {
+            "Config": {"gossamer_metrics_bind_addr": f"127.0.0.1:{metrics}"}}}},
+    })  # fmt: skip
+    register(agent, "cache", app.port, cache_in, [])
+    register(agent, "web", app.port, web_in, [{"DestinationName": "db", "LocalBindPort": web_db},
+                                              {"DestinationName": "cache",
+                                               "LocalBindPort": web_cache}])  # fmt: skip
+    register(agent, "api", app.port, api_in, [{"DestinationName": "db", "LocalBindPort": api_db}])
+    set_intention(agent, "web", "db", "allow")
+    set_intention(agent, "api", "db", "allow")
+    set_intention(agent, "web", "cache", "deny")
+    node = ProxyProc(["--node", "--http-addr", agent.http, "--drain-timeout", "1"],
+                     tmp_path / "node.log").start()  # fmt: skip
+    try:
+        for port in (web_db, web_cache, api_db):
+            wait_listening("127.0.0.1", port, node)
+        eventually(lambda: healthy_sidecars(agent, "cache") == 1, 30, what="cache passing")
+        for port in (web_db, api_db):
+            eventually(lambda p=port: roundtrip(("127.0.0.1", p), b"a") == b"a<eof>", 20,
+                       what=f"a round trip through 127.0.0.1:{port}")  # fmt: skip
+        assert refused(("127.0.0.1", web_cache), b"x")  # web -> cache denied, db allowed
+        log = node.log()
+        assert f"[web-sidecar-proxy] proxy: upstream db listening on 127.0.0.1:{web_db}" in log
+        assert f"[api-sidecar-proxy] proxy: upstream db listening on 127.0.0.1:{api_db}" in log
+        assert series(f"127.0.0.1:{metrics}", "gossamer_proxy_tcp_open_total",
+                      source="web", destination="db") >= 1  # fmt: skip
+        assert series(f"127.0.0.1:{metrics}", "gossamer_proxy_tcp_open_total",
+                      source="api", destination="db") >= 1  # fmt: skip
+        with socket.create_connection(("127.0.0.1", web_db), 10) as kept, \
+             socket.create_connection(("127.0.0.1", api_db), 10) as cut:  # fmt: skip
+            for conn in (kept, cut):
+                conn.sendall(b"1")
+                assert conn.recv(10) == b"1"
+            agent.put("/v1/agent/service/deregister/api")
+            assert cut.recv(10) == b""  # cut once api's drain timeout (1 s) is out
+            kept.sendall(b"2")
+            assert kept.recv(10) == b"2"  # web's untouched
+        eventually(lambda: "[api-sidecar-proxy] proxy: drain timeout: cutting" in node.log(), 10,
+                   what="api's drain logged as api's")  # fmt: skip
+        assert not listening("127.0.0.1", api_db)
+        node.signal(signal.SIGHUP)
+        for name in ("db", "web", "cache"):
+            line = f"[{name}-sidecar-proxy] proxy: SIGHUP: reading"
+            eventually(lambda line=line: line in node.log(), 10, what=line)
+        node.signal(signal.SIGTERM)
+        assert node.proc is not None and node.proc.wait(20) == 0
+        assert "[web-sidecar-proxy] proxy: counters for web" in node.log()
     finally:
         node.stop()
         app.stop()
