@@ -13,6 +13,16 @@ the intentions change, `recheck` decides each again and cuts those no longer all
 ("connection terminated due to policy change", as linkerd2-proxy logs it). When an agent
 is revoked, `recheck_peers` checks each client's certificate again and cuts every
 connection of a client no longer trusted.
+
+One source host may have at most `MAX_HANDSHAKES_PER_SOURCE` connections
+accepted and not yet served (in their handshake, decision or app connect);
+past that its new ones are closed at once, counted `too-many-handshakes`.
+Each such connection holds a TLS object and its buffers (~50 KiB) for up to
+the handshake timeout, so without a bound one host that opens connections
+and says nothing could hold as many as the process has file descriptors
+(3,000 grew a sidecar by 160 MiB) and make every handshake wait. Sidecars
+share a few connections between them (mux.py), so a peer seldom has more
+than a handful in a handshake at once.
 """
 
 from __future__ import annotations
@@ -54,6 +64,8 @@ from gossamer.proxy.tls_side import TlsSide, peer_of
 
 log = logging.getLogger("gossamer.proxy")
 
+MAX_HANDSHAKES_PER_SOURCE = 256
+
 
 class Inbound(InboundHttp):
     """The inbound port of one sidecar."""
@@ -85,6 +97,7 @@ class Inbound(InboundHttp):
         self.chains = ChainMemory()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.handshaking: dict[str, int] = {}  # source host -> its connections not yet served
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
 
     async def start(self, replacing: Inbound | None = None) -> None:
@@ -121,9 +134,25 @@ class Inbound(InboundHttp):
         return TlsSide(identity.server_tunnel, server_side=True, on_connect=self._accepted)
 
     def _accepted(self, side: TlsSide) -> None:
+        peer = peer_of(side)
+        host = peer.rsplit(":", 1)[0]
+        held = self.handshaking.get(host, 0)
+        if held >= MAX_HANDSHAKES_PER_SOURCE:  # (before a byte of it is read: no TLS work)
+            said = f"{held} connections from {host} are in their handshake already"
+            self.refuse(tally.TOO_MANY_HANDSHAKES, peer, said)
+            side.close(abort=True)
+            return
+        self.handshaking[host] = held + 1
         task = asyncio.create_task(self._serve(side))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._served(done, host))
+
+    def _served(self, task: asyncio.Task[None], host: str) -> None:
+        """`task` ended (served, refused, timed out or cancelled): its source's slot is free."""
+        self._tasks.discard(task)
+        left = self.handshaking.pop(host, 1) - 1
+        if left:
+            self.handshaking[host] = left
 
     async def _serve(self, side: TlsSide) -> None:
         started = time.monotonic()

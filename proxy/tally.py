@@ -31,11 +31,13 @@ DENIED: Final = "denied"  # a verified service that no intention lets in
 LOCAL_UNREACHABLE: Final = "local-unreachable"  # allowed, but the local app did not answer
 NO_IDENTITY: Final = "no-identity"  # the proxy has no leaf yet: it cannot serve TLS
 REVOKED: Final = "revoked"  # the peer's leaf was issued by a revoked agent (`ca revoke-agent`)
+# its host already has as many connections in their handshake as one source may (inbound.py)
+TOO_MANY_HANDSHAKES: Final = "too-many-handshakes"
 
 INBOUND_REASONS: Final = (
     NOT_TLS, HANDSHAKE_TIMEOUT, NO_CERTIFICATE, UNKNOWN_ISSUER, EXPIRED, NOT_YET_VALID,
     FOREIGN_TRUST_DOMAIN, WRONG_PURPOSE, NOT_SPIFFE, NOT_A_SERVICE, BAD_CERTIFICATE, DENIED,
-    LOCAL_UNREACHABLE, NO_IDENTITY, REVOKED,
+    LOCAL_UNREACHABLE, NO_IDENTITY, REVOKED, TOO_MANY_HANDSHAKES,
 )  # fmt: skip
 
 # Outbound: why one attempt at an instance failed, and why a client was turned away.
