@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import H2Error
-from gossamer.proxy.h2_relay import H2Relay, send_pieces, with_timer
+from gossamer.proxy.h2_relay import H2Relay, with_timer
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.protocol import GRPC
 from gossamer.proxy.relay import Relay
@@ -43,12 +43,11 @@ class FollowedRelay(H2Relay):
         return self.follower.opaque
 
     def cut_timed_out(self, streams: list[int]) -> None:
-        send_pieces(self.sides[1], self.follower.cut(streams))
-        self.watch_cut()
+        self.cutting(self.follower.cut(streams), True)
 
     def idle_close(self) -> None:
         try:
-            send_pieces(self.sides[0], self.follower.goaway())
+            self.send_to(self.sides[0], self.follower.goaway())
         except H2Error as error:
             self.overwhelmed(error)
             return

@@ -81,6 +81,38 @@ class H2Relay(Relay):
     def cut_timed_out(self, streams: list[int]) -> None:
         raise NotImplementedError
 
+    def can_send(self, side: Side) -> bool:
+        """Whether `side` may still be written to: the pair is open, and the other side's
+        end was not passed on to it (its TLS is shut for writing then, its TCP too)."""
+        return not self.halves.closed and not self.halves.ended[1 - side.index]
+
+    def send_to(self, side: Side, pieces: list[bytes]) -> None:
+        """The proxy's own frames (answers, resets, GOAWAY) for `side`, if it may still be
+        written to: an end passed on already is the last it gets."""
+        if pieces and self.can_send(side):
+            send_pieces(side, pieces)
+
+    def cutting(self, pieces: list[bytes], cut: bool) -> None:
+        """The frames of the proxy's for the far side (`pieces`; `cut`: behind calls it just
+        cut, each reset and a PING, h2_cut.py). A far side that can no longer be written
+        to (the client's end was passed on to it) never reads the resets: the connection
+        goes now, the cut calls told their ends (`give_up_cuts`)."""
+        far = self.sides[1]
+        if self.can_send(far):
+            send_pieces(far, pieces)
+            if cut:
+                self.watch_cut()
+        elif cut and not self.halves.closed:
+            self.give_up_cuts("calls were cut after the client's end reached the far side")
+
+    def give_up_cuts(self, why: str) -> None:
+        """The connection goes, the calls cut on it told their ends first where they can be
+        (h2_app.AppSide.give_up): until the far side reads their resets, its frames on
+        them would still go to the client."""
+        log.warning("proxy: HTTP/2 connection closed: %s", why)
+        self.send_to(self.sides[0], self.app_side().give_up(time.perf_counter()))
+        self.terminate()
+
     def pass_through(self, side: Side, chunks: list[bytes], eof: bool,
                      through: Callable[[bytes, float], list[bytes]], to: Side) -> None:  # fmt: skip
         """`side`'s `chunks`, read by `through` (the gate's or the follower's half), on to
@@ -105,9 +137,7 @@ class H2Relay(Relay):
         later calls uncut, found by a re-read.)"""
         if self.halves.closed:
             return
-        log.warning("proxy: HTTP/2 connection closed: %s", error)
-        send_pieces(self.sides[0], self.app_side().give_up(time.perf_counter()))
-        self.terminate()
+        self.give_up_cuts(str(error))
 
     def idle_close(self) -> None:
         """The connection has been idle past its limit: GOAWAY, then closed."""
@@ -124,10 +154,8 @@ class H2Relay(Relay):
         calls told their ends first where they can be (h2_app.AppSide.give_up)."""
         app = self.app_side()
         if not self.halves.closed and any(t in app.cuts.waiting for t in tokens):
-            log.warning("proxy: HTTP/2 connection closed: the far side did not answer within "
-                        "%g s of a call cut", CUT_WAIT_S)  # fmt: skip
-            send_pieces(self.sides[0], app.give_up(time.perf_counter()))
-            self.terminate()
+            self.give_up_cuts(f"the far side did not answer within {CUT_WAIT_S:g} s of a "
+                              "call cut")  # fmt: skip
 
     def _close(self, end: Callable[[Side], None], *, linger: bool = False) -> None:
         # The relay lets go of its timer, which refers to it: compiled, the collector never
@@ -165,7 +193,7 @@ class GatedRelay(H2Relay):
         self.gate.side_ended(side.index == 0)
 
     def drain(self) -> None:
-        send_pieces(self.sides[0], self.gate.drain())
+        self.send_to(self.sides[0], self.gate.drain())
 
     def app_side(self) -> AppSide:
         return self.gate.app
@@ -175,14 +203,11 @@ class GatedRelay(H2Relay):
 
     def recheck(self, judge: Callable[[HttpRequest], Decision]) -> list[Decision]:
         to_app, cut = self.gate.recheck(judge)
-        send_pieces(self.sides[1], to_app)
-        if cut:
-            self.watch_cut()
+        self.cutting(to_app, bool(cut))
         return cut
 
     def cut_timed_out(self, streams: list[int]) -> None:
-        send_pieces(self.sides[1], self.gate.cut(streams))
-        self.watch_cut()
+        self.cutting(self.gate.cut(streams), True)
 
     def idle_close(self) -> None:
         self.drain()  # (new streams refused, GOAWAY)
@@ -243,7 +268,7 @@ class GatedRelay(H2Relay):
             try:
                 to_app, to_client = gate.from_client(chunk, now, at == last)
             except H2Error as error:
-                if goaway := gate.goaway_for(error):
+                if (goaway := gate.goaway_for(error)) and self.can_send(client):
                     client.send(goaway)
                 self._on_error(str(error))
                 gate.side_ended(True)  # the client's doing: its calls open are its own cut
@@ -252,8 +277,8 @@ class GatedRelay(H2Relay):
             if gate.opaque and not opaque and not self._on_opaque():
                 self.terminate()
                 return
-            send_pieces(app, to_app)
-            send_pieces(client, to_client)
+            self.send_to(app, to_app)
+            self.send_to(client, to_client)
         if self.timer is not None:
             self.timer.check()
         if eof:

@@ -1,0 +1,243 @@
+"""The h2c path as an attacker or a careless client or app would use it.
+
+web's upstream listener (`protocol: grpc`) -> db's sidecar -> an h2c app,
+in the test's loop (tests/test_proxy_grpc.py `grpc_mesh`), the calls
+between the sidecars on a mux stream or on a TLS connection of their own.
+The client writes raw frames (h2_frames) on a socket and reads the frames
+that come back; the app is python-hyper's `h2`. Each test asks what an
+Envoy user would expect: the right GOAWAY or answer, the other connections
+served, the proxy's memory bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, RequestReceived, StreamEnded
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import HTTPMatch, Intention, Permission
+from gossamer.proxy.h2_frames import (
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEAD,
+    HEADERS,
+    NO_ERROR,
+    PREFACE,
+    SETTINGS,
+    frame,
+    literal_block,
+    parse_head,
+)
+from gossamer.proxy.h2_relay import CUT_WAIT_S, H2Relay
+from tests.harness.poll import eventually_async
+from tests.test_proxy_grpc import _answer, _grpc_message, _Mesh, grpc_mesh
+
+MODES = ["mux", "tls"]
+CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Fine"),
+        (b":authority", b"db"), (b"content-type", b"application/grpc"),
+        (b"te", b"trailers")]  # fmt: skip
+WATCH = [(b":path", b"/t.T/Watch") if name == b":path" else (name, value) for name, value in CALL]
+START = PREFACE + frame(SETTINGS, 0, 0)
+Frames = list[tuple[int, int, int, bytes]]  # kind, flags, stream, payload
+
+
+class _App:
+    """An h2c app (python-hyper's h2) answering as tests/test_proxy_grpc.py's does, and
+    /t.T/HalfClose whole, then ending its side (FIN) while it reads on. `delay`: its
+    preface waits this long (a slow app, or a client quicker than it); `stays`: its side
+    stays open after the client's end, until the test is over. Hostile bytes end its
+    connection (h2 raises), as they would an app's."""
+
+    def __init__(self, *, delay: float = 0.0, stays: bool = False) -> None:
+        self.delay, self.stays = delay, stays
+        self.requests = 0
+        self.conns: list[asyncio.StreamWriter] = []
+        self.over = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.conns.append(writer)
+        await asyncio.sleep(self.delay)
+        conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        paths: dict[int, str] = {}
+        ended = eof_sent = False
+        with contextlib.suppress(Exception):
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, RequestReceived):
+                        self.requests += 1
+                        paths[event.stream_id] = dict(event.headers)[":path"]
+                    elif isinstance(event, DataReceived):
+                        conn.acknowledge_received_data(event.flow_controlled_length,
+                                                       event.stream_id)  # fmt: skip
+                    elif isinstance(event, StreamEnded):
+                        path = paths.pop(event.stream_id, "")
+                        _answer(conn, event.stream_id, path.replace("HalfClose", "Fine"))
+                        ended = ended or path == "/t.T/HalfClose"
+                if not eof_sent:
+                    writer.write(conn.data_to_send())
+                if ended and not eof_sent:
+                    writer.write_eof()
+                    eof_sent = True
+            if self.stays:
+                await self.over.wait()
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _meshed(mode: str, app: _App) -> AsyncIterator[_Mesh]:
+    try:
+        async with grpc_mesh(mode, serve=app.serve) as mesh:
+            yield mesh
+    finally:
+        app.over.set()
+        for writer in app.conns:
+            writer.transport.abort()
+
+
+class _Raw:
+    """A client writing raw frames to web's upstream listener and reading what comes back."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.frames: Frames = []
+        self.ended = False
+        self._rest = b""
+
+    @classmethod
+    async def open(cls, mesh: _Mesh) -> _Raw:
+        sock = socket.socket()
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(
+            sock, ("127.0.0.1", mesh.web.upstream.bind_port)
+        )
+        return cls(sock)
+
+    async def send(self, data: bytes) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, data)
+
+    async def until(self, wanted: str, seconds: float = 5.0) -> Frames:
+        """Reads until what is `wanted` came ("goaway", "data", "end": a stream's end,
+        "ended": the connection's end) or `seconds` passed; the frames read so far."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + seconds
+        while not self._found(wanted) and not self.ended and time.monotonic() < deadline:
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(self.sock, 65536),
+                                              deadline - time.monotonic())  # fmt: skip
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                data = b""
+            self.ended = not data
+            self._rest += data
+            while len(self._rest) >= HEAD:
+                length, kind, flags, stream = parse_head(self._rest[:HEAD])
+                if len(self._rest) < HEAD + length:
+                    break
+                self.frames.append((kind, flags, stream, self._rest[HEAD : HEAD + length]))
+                self._rest = self._rest[HEAD + length :]
+        return self.frames
+
+    def _found(self, wanted: str) -> bool:
+        if wanted == "goaway":
+            return bool(self.goaways())
+        if wanted == "data":
+            return any(k == DATA for k, _, _, _ in self.frames)
+        if wanted == "end":
+            return any(k == HEADERS and f & END_STREAM for k, f, _, _ in self.frames)
+        return False
+
+    def goaways(self) -> list[tuple[int, int]]:
+        """(last stream, error code) of each GOAWAY read."""
+        return [(int.from_bytes(p[:4], "big"), int.from_bytes(p[4:8], "big"))
+                for k, _, _, p in self.frames if k == GOAWAY]  # fmt: skip
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _watch(mesh: _Mesh) -> _Raw:
+    """A client with a /t.T/Watch call (a server stream that stays open) under way."""
+    client = await _Raw.open(mesh)
+    await client.send(START + frame(HEADERS, END_HEADERS, 1, literal_block(WATCH))
+                      + frame(DATA, END_STREAM, 1, _grpc_message(b"q")))  # fmt: skip
+    await client.until("data")
+    assert any(k == DATA and b"first" in p for k, _, _, p in client.frames), client.frames
+    return client
+
+
+def _denied_stream(client: _Raw) -> bool:
+    """Whether stream 1 ended with grpc-status 7 (the trailers are literals: readable)."""
+    return any(k == HEADERS and f & END_STREAM and s == 1 and b"grpc-status\x017" in p
+               for k, f, s, p in client.frames)  # fmt: skip
+
+
+def _relays(mesh: _Mesh) -> list[H2Relay]:
+    return [relay for relay in mesh.db.open if isinstance(relay, H2Relay)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_policy_change_cuts_calls_on_a_connection_whose_client_ended_its_side(
+    mode: str,
+) -> None:
+    """A client with a stream under way ends its side of the connection (SHUT_WR: it has
+    sent all) and reads on; its app keeps answering. A deny then cuts its call at once (the
+    reset cannot reach the app, whose side the client's end closed: the connection goes,
+    the call told PERMISSION_DENIED), and another connection's call within CUT_WAIT_S.
+    The gate's reset raised on the app's ended side, and out of the recheck: neither call
+    was cut, and the connections after it in the sweep were never judged."""
+    app = _App(stays=True)
+    async with _meshed(mode, app) as mesh:
+        ended, other = await _watch(mesh), await _watch(mesh)
+        ended.sock.shutdown(socket.SHUT_WR)
+        await eventually_async(lambda: any(r.halves.ended[0] for r in _relays(mesh)), 5)
+        # the ended one first in the sweep
+        mesh.db.open = dict(sorted(mesh.db.open.items(), key=lambda kv: not kv[0].halves.ended[0]))
+        mesh.db.policy.intentions = IntentionSet([Intention("web", "db", permissions=(
+            Permission("deny", HTTPMatch(path_prefix="/t.T/")),))])  # fmt: skip
+        began = time.monotonic()
+        mesh.db.recheck()
+        for client in (ended, other):
+            await client.until("end", CUT_WAIT_S)
+            assert _denied_stream(client), client.frames
+        assert time.monotonic() - began < CUT_WAIT_S
+        await ended.until("ended", 2)
+        assert ended.ended  # (its connection went: the app could not be told)
+        for client in (ended, other):
+            client.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_drain_after_an_app_ended_its_side_tells_the_other_connections(
+    mode: str,
+) -> None:
+    """An app answers a call and ends its side of the connection (FIN), its client still
+    connected; the sidecar then drains. The GOAWAY that connection can no longer be sent is
+    not sent (it raised, out of the drain, and the other connections were never told), and
+    another connection with a call under way reads GOAWAY NO_ERROR."""
+    app = _App()
+    async with _meshed(mode, app) as mesh:
+        half = await _Raw.open(mesh)
+        half_call = [(b":path", b"/t.T/HalfClose") if n == b":path" else (n, v) for n, v in CALL]
+        await half.send(START + frame(HEADERS, END_HEADERS, 1, literal_block(half_call))
+                        + frame(DATA, END_STREAM, 1, _grpc_message(b"q")))  # fmt: skip
+        await eventually_async(lambda: any(r.halves.ended[1] for r in _relays(mesh)), 5)
+        other = await _watch(mesh)
+        mesh.db.open = dict(sorted(mesh.db.open.items(), key=lambda kv: not kv[0].halves.ended[1]))
+        mesh.db.stop_listening()
+        await other.until("goaway")
+        assert other.goaways() == [(1, NO_ERROR)]
+        for client in (half, other):
+            client.close()
