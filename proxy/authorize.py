@@ -61,6 +61,9 @@ _VERIFY_CODES = {  # OpenSSL's X509_V_ERR_* codes with a reason of their own
     47: tally.FOREIGN_TRUST_DOMAIN,  # permitted subtree violation (name constraints)
     48: tally.FOREIGN_TRUST_DOMAIN,  # excluded subtree violation
 }
+# OpenSSL's reasons for an alert the peer sent (TLSV1_ALERT_UNKNOWN_CA, SSLV3_ALERT_BAD_CERTIFICATE,
+# ...): a peer that refused this side's certificate or could not go on, not one that spoke no TLS
+_ALERTS = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
 _ERRORS: tuple[tuple[type[errors.CertificateError], str], ...] = (
     (errors.CertificateExpired, tally.EXPIRED),
     (errors.CertificateNotYetValid, tally.NOT_YET_VALID),
@@ -172,6 +175,8 @@ def reason_of_handshake_error(exc: BaseException) -> str:
             return tally.NO_CERTIFICATE
         if exc.reason == "CERTIFICATE_VERIFY_FAILED":
             return tally.BAD_CERTIFICATE
+        if (exc.reason or "").startswith(_ALERTS):  # the peer's alert: it spoke TLS
+            return tally.PEER_REFUSED
     return tally.NOT_TLS
 
 

@@ -20,9 +20,10 @@ from gossamer.proxy.prom_text import Family
 P = "gossamer_proxy_"
 # Refusal reasons that are a failed TLS handshake (the rest are decisions or the app).
 TLS_INBOUND = (
-    tally.NOT_TLS, tally.HANDSHAKE_TIMEOUT, tally.NO_CERTIFICATE, tally.UNKNOWN_ISSUER,
-    tally.EXPIRED, tally.NOT_YET_VALID, tally.FOREIGN_TRUST_DOMAIN, tally.WRONG_PURPOSE,
-    tally.NOT_SPIFFE, tally.NOT_A_SERVICE, tally.BAD_CERTIFICATE, tally.REVOKED,
+    tally.NOT_TLS, tally.HANDSHAKE_TIMEOUT, tally.PEER_REFUSED, tally.NO_CERTIFICATE,
+    tally.UNKNOWN_ISSUER, tally.EXPIRED, tally.NOT_YET_VALID, tally.FOREIGN_TRUST_DOMAIN,
+    tally.WRONG_PURPOSE, tally.NOT_SPIFFE, tally.NOT_A_SERVICE, tally.BAD_CERTIFICATE,
+    tally.REVOKED,
 )  # fmt: skip
 TLS_OUTBOUND = (*TLS_INBOUND, tally.WRONG_SERVER)  # the server's, checked the same way
 Proxy = tuple[EdgeMetrics, tally.Tally]

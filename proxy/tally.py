@@ -18,6 +18,9 @@ from gossamer.proxy.log_limit import LogLimiter
 # Why an inbound connection was refused (the counter names).
 NOT_TLS: Final = "not-tls"  # plaintext, garbage, a TLS version below 1.3
 HANDSHAKE_TIMEOUT: Final = "handshake-timeout"
+# the peer spoke TLS and ended the handshake with an alert: it refused this proxy's certificate
+# (a trust bundle behind a rotation, another mesh's) or could not go on
+PEER_REFUSED: Final = "peer-refused"
 NO_CERTIFICATE: Final = "no-certificate"
 UNKNOWN_ISSUER: Final = "unknown-issuer"  # a rogue CA, another mesh's root, a self-signed leaf
 EXPIRED: Final = "expired"
@@ -35,9 +38,9 @@ REVOKED: Final = "revoked"  # the peer's leaf was issued by a revoked agent (`ca
 TOO_MANY_HANDSHAKES: Final = "too-many-handshakes"
 
 INBOUND_REASONS: Final = (
-    NOT_TLS, HANDSHAKE_TIMEOUT, NO_CERTIFICATE, UNKNOWN_ISSUER, EXPIRED, NOT_YET_VALID,
-    FOREIGN_TRUST_DOMAIN, WRONG_PURPOSE, NOT_SPIFFE, NOT_A_SERVICE, BAD_CERTIFICATE, DENIED,
-    LOCAL_UNREACHABLE, NO_IDENTITY, REVOKED, TOO_MANY_HANDSHAKES,
+    NOT_TLS, HANDSHAKE_TIMEOUT, PEER_REFUSED, NO_CERTIFICATE, UNKNOWN_ISSUER, EXPIRED,
+    NOT_YET_VALID, FOREIGN_TRUST_DOMAIN, WRONG_PURPOSE, NOT_SPIFFE, NOT_A_SERVICE,
+    BAD_CERTIFICATE, DENIED, LOCAL_UNREACHABLE, NO_IDENTITY, REVOKED, TOO_MANY_HANDSHAKES,
 )  # fmt: skip
 
 # Outbound: why one attempt at an instance failed, and why a client was turned away.

@@ -312,3 +312,23 @@ def test_a_connection_open_at_the_drain_timeout_is_cut_and_the_exit_is_0(walk: W
         assert "drain timeout: cutting 1 connection(s)" in proxy.log()
     finally:
         proxy.stop()
+
+
+def test_a_client_that_refuses_the_sidecars_certificate_is_not_counted_as_not_tls(
+    walk: Walk,
+) -> None:
+    """A client whose trust bundle lacks the sidecar's root (one behind two rotations, or
+    another mesh's) ends the handshake with an alert. That peer spoke TLS: it is counted
+    `peer-refused`, not `not-tls` (plaintext or garbage), which is what a burst of them
+    after a rotation used to look like."""
+    context = context_of(walk, "web")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=str(Pki().roots_json()["Roots"][0]["RootCert"]))  # type: ignore[index]
+    before = {r: refusals(walk, r) for r in ("not-tls", "peer-refused")}
+    with pytest.raises(ssl.SSLCertVerificationError):
+        echo(walk, context)
+    counted(walk, "peer-refused", before["peer-refused"])
+    assert refusals(walk, "not-tls") == before["not-tls"]
+    failures = series(walk.metrics, "gossamer_proxy_tls_handshake_failures_total",
+                      direction="inbound", reason="peer-refused")  # fmt: skip
+    assert failures >= 1
