@@ -47,6 +47,7 @@ from gossamer.proxy.h2_frames import (
     SETTINGS,
     H2Error,
     fragment,
+    frame,
     parse_head,
     size_update,
     table_allowed,
@@ -100,6 +101,17 @@ class AppSide:
         self._asked: deque[tuple[int, int]] = deque()
         self._settings_sent = self._settings_acked = 0
         self._due = NO_SIZE  # the size update owed by the next block the client reads
+
+    def unspoken(self) -> bool:
+        """Whether nothing of the app's has reached the client yet, not even a frame's start."""
+        return not self._ready and not self._head
+
+    def speak_first(self) -> bytes:
+        """An empty SETTINGS frame, the server's preface, for the gate to open the client's
+        side with when the connection ends before the app spoke (`unspoken`): a client
+        reads a GOAWAY only after one. The app's own bytes must not follow."""
+        self._ready = True
+        return frame(SETTINGS, 0, 0)
 
     def at_boundary(self) -> bool:
         """Whether a frame of the gate's may go to the client now."""

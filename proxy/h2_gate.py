@@ -125,10 +125,15 @@ class H2Gate(ClientFrames):
         self.calls.close(now)
 
     def goaway_for(self, error: H2Error) -> bytes:
-        """GOAWAY for a client that broke HTTP/2, when it can go now (else b"": just close)."""
-        if not self.app.at_boundary():
-            return b""
+        """GOAWAY for a client that broke HTTP/2, when it can go now (else b"": just close).
+        The connection ends with it: if the app has not spoken yet (a client quicker than
+        its preface), an empty SETTINGS of the gate's is the server's preface before it,
+        and nothing of the app's follows."""
         out: list[bytes] = []
+        if self.app.unspoken():
+            out.append(self.app.speak_first())
+        elif not self.app.at_boundary():
+            return b""
         self.app.flush(out)
         self.app.answer(goaway(self.last, error.code, str(error).encode()[:200]), out)
         return b"".join(out)

@@ -21,13 +21,19 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, RequestReceived, StreamEnded
+from hpack import Encoder
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import HTTPMatch, Intention, Permission
+from gossamer.proxy.h2_calls import RAPID_CALLS
 from gossamer.proxy.h2_frames import (
+    CANCEL,
+    COMPRESSION_ERROR,
+    CONTINUATION,
     DATA,
     END_HEADERS,
     END_STREAM,
+    ENHANCE_YOUR_CALM,
     GOAWAY,
     HEAD,
     HEADERS,
@@ -37,6 +43,7 @@ from gossamer.proxy.h2_frames import (
     frame,
     literal_block,
     parse_head,
+    rst_stream,
 )
 from gossamer.proxy.h2_relay import CUT_WAIT_S, H2Relay
 from tests.harness.poll import eventually_async
@@ -166,6 +173,77 @@ class _Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def _served(mesh: _Mesh) -> None:
+    """A new connection's call is answered whole: the proxy serves others on."""
+    client = await _Raw.open(mesh)
+    try:
+        await client.send(START + frame(HEADERS, END_HEADERS, 1, literal_block(CALL))
+                          + frame(DATA, END_STREAM, 1, _grpc_message(b"q")))  # fmt: skip
+        await client.until("end")
+        assert any(k == HEADERS and f & END_STREAM and s == 1 for k, f, s, _ in client.frames)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_rapid_reset_flood_gets_goaway_and_the_app_few_of_its_calls(mode: str) -> None:
+    """CVE-2023-44487: 2,000 calls opened and reset at once, all in one write, quicker than
+    the app's preface. The client reads GOAWAY ENHANCE_YOUR_CALM (it read only the end of
+    its connection on a TLS link between the sidecars, where the flood reached the gate
+    before the app spoke: a GOAWAY then waited for the app's first frame, and was dropped),
+    the app saw no more than the limit's worth of calls, and another connection is served."""
+    app = _App(delay=0.2)
+    async with _meshed(mode, app) as mesh:
+        client = await _Raw.open(mesh)
+        flood = b"".join(frame(HEADERS, END_HEADERS, s, literal_block(CALL)) + rst_stream(s, CANCEL)
+                         for s in range(1, 4000, 2))  # fmt: skip
+        await client.send(START + flood)
+        await client.until("goaway")
+        assert client.frames and client.frames[0][0] == SETTINGS  # (a server's preface first)
+        assert [code for _, code in client.goaways()] == [ENHANCE_YOUR_CALM]
+        client.close()
+        assert app.requests <= RAPID_CALLS
+        await _served(mesh)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_continuation_flood_gets_goaway_and_never_reaches_the_app(mode: str) -> None:
+    """CVE-2024-27316: a header block that never ends, 100,000 empty CONTINUATION frames.
+    It is cut at the block limit with GOAWAY ENHANCE_YOUR_CALM, read by the client however
+    early it came; the app saw no call."""
+    app = _App(delay=0.2)
+    async with _meshed(mode, app) as mesh:
+        client = await _Raw.open(mesh)
+        empty = frame(CONTINUATION, 0, 1, b"")
+        await client.send(START + frame(HEADERS, 0, 1, literal_block(CALL)) + empty * 100_000)
+        await client.until("goaway")
+        assert [code for _, code in client.goaways()] == [ENHANCE_YOUR_CALM]
+        client.close()
+        assert app.requests == 0
+        await _served(mesh)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_hpack_bomb_gets_goaway_compression_error(mode: str) -> None:
+    """A 4,000-byte field added to the HPACK table, then a block of 3,000 one-byte
+    references to it (12 MB decoded): past the header list limit, GOAWAY
+    COMPRESSION_ERROR, which a client that is quicker than the app reads after a server
+    preface of the gate's, as from any HTTP/2 server."""
+    app = _App(delay=0.2)
+    async with _meshed(mode, app) as mesh:
+        client = await _Raw.open(mesh)
+        added = Encoder().encode([(b"x-big", b"a" * 4000)], huffman=False)  # (indexed)
+        bomb = literal_block(CALL) + bytes((0x80 | 62,)) * 3000  # index 62: the newest entry
+        await client.send(START + frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                                        literal_block(CALL) + added)
+                          + frame(HEADERS, END_HEADERS | END_STREAM, 3, bomb))  # fmt: skip
+        await client.until("goaway")
+        assert [code for _, code in client.goaways()] == [COMPRESSION_ERROR]
+        assert client.frames[0][0] == SETTINGS
+        client.close()
+        await _served(mesh)
 
 
 async def _watch(mesh: _Mesh) -> _Raw:
