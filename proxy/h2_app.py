@@ -49,6 +49,7 @@ from gossamer.proxy.h2_frames import (
     fragment,
     frame,
     parse_head,
+    settings_kept,
     size_update,
     table_allowed,
     table_size,
@@ -60,6 +61,7 @@ MAX_ASKED: Final = 16  # the client's table sizes kept until the app acknowledge
 MAX_APP_BLOCK: Final = 256 * 1024  # a longer header block from the app is passed on, not read
 WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what the call book reads
 MAX_STREAM: Final = 0x7FFFFFFF  # the highest stream id there is (31 bits)
+KEPT_MOST: Final = 4096  # bytes of a SETTINGS or GOAWAY payload gathered before it is cut down
 
 
 class AppSide:
@@ -214,6 +216,8 @@ class AppSide:
                 continue
             if self._gather is not None:
                 self._gather += view[at : at + take]
+                if len(self._gather) > KEPT_MOST:
+                    self._kept(self._gather)
             at += take
             self._left -= take
             if self._left == 0:
@@ -297,7 +301,9 @@ class AppSide:
             self._in_block = not flags & END_HEADERS
             if kind != CONTINUATION:  # (it opens with the size update the client waits for)
                 self._block, self._block_of, self._due = bytearray(), (kind, flags, stream), NO_SIZE
-            if self.reader is not None:
+            if self.reader is not None and length + len(self._block) > MAX_APP_BLOCK:
+                self._give_up()  # (unread: not gathered first, up to 16 MiB of it)
+            elif self.reader is not None:
                 self._gather = bytearray()
             elif kind == HEADERS and flags & END_STREAM:  # unread, and it ends the call all
                 self.calls.ended(stream, self.now)  # the same: the book must not fill up
@@ -319,6 +325,15 @@ class AppSide:
                 self._gather = bytearray()
         if length == 0:
             self._end()
+
+    def _kept(self, gathered: bytearray) -> None:
+        """A SETTINGS or GOAWAY payload being gathered, past KEPT_MOST: cut down to what is
+        read of it (a frame may say 16 MiB). A header block's frame is bounded at its start."""
+        kind = self._frame[0]
+        if kind == SETTINGS:
+            settings_kept(gathered)
+        elif kind == GOAWAY:
+            del gathered[4:]  # (its last stream id; the debug data is not read)
 
     def _end(self) -> None:
         kind, flags, _ = self._frame

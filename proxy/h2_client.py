@@ -41,6 +41,7 @@ from gossamer.proxy.h2_frames import (
     H2Error,
     fragment,
     parse_head,
+    settings_kept,
     window_update,
 )
 
@@ -48,6 +49,7 @@ PASS: Final = 0  # what happens to the payload of the client's current frame
 DROP: Final = 1
 COLLECT: Final = 2
 HOLD: Final = 3  # a padded DATA frame of a body held to a content-length: its head held back
+KEPT_MOST: Final = 4096  # bytes of a SETTINGS payload gathered before it is cut down
 
 
 class ClientFrames:
@@ -117,6 +119,8 @@ class ClientFrames:
                 to_app.append(data[at : at + take] if take < n else data)
                 if self._settings is not None:
                     self._settings += view[at : at + take]
+                    if len(self._settings) > KEPT_MOST:  # (only what the tables read of it)
+                        settings_kept(self._settings)
             elif self._mode == HOLD:  # its pad length, which says how much of it is body
                 take = 1
                 self._padded(data[at], to_app)

@@ -138,6 +138,22 @@ def table_size(payload: bytes) -> int:
     return size
 
 
+def settings_kept(payload: bytearray) -> None:
+    """A SETTINGS payload being gathered, cut down in place to what `table_allowed` and
+    `table_size` read of it: its largest and its last HEADER_TABLE_SIZE entries, then the
+    start of an entry still to come. A frame may say 16 MiB of entries; none of the others
+    need be held while the rest of it comes."""
+    whole = len(payload) - len(payload) % 6
+    sizes = [value for ident, value in _SETTING.iter_unpack(payload[:whole])
+             if ident == HEADER_TABLE_SIZE]  # fmt: skip
+    kept = b""
+    if sizes:
+        kept = _SETTING.pack(HEADER_TABLE_SIZE, max(sizes)) + _SETTING.pack(
+            HEADER_TABLE_SIZE, sizes[-1]
+        )
+    payload[:whole] = kept
+
+
 def size_update(size: int) -> bytes:
     """An HPACK dynamic table size update (RFC 7541 §6.3): 001, then a 5-bit prefix integer."""
     return _integer(size, 5, 0x20)

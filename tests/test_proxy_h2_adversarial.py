@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from h2.config import H2Configuration
@@ -26,6 +27,7 @@ from hpack import Encoder
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import HTTPMatch, Intention, Permission
 from gossamer.proxy.h2_calls import RAPID_CALLS
+from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import (
     CANCEL,
     COMPRESSION_ERROR,
@@ -45,6 +47,7 @@ from gossamer.proxy.h2_frames import (
     parse_head,
     rst_stream,
 )
+from gossamer.proxy.h2_gate import H2Gate
 from gossamer.proxy.h2_relay import CUT_WAIT_S, H2Relay
 from tests.harness.poll import eventually_async
 from tests.test_proxy_grpc import _answer, _grpc_message, _Mesh, grpc_mesh
@@ -319,3 +322,57 @@ async def test_a_drain_after_an_app_ended_its_side_tells_the_other_connections(
         assert other.goaways() == [(1, NO_ERROR)]
         for client in (half, other):
             client.close()
+
+
+def _peak(feed: list[bytes], through: Callable[[bytes, float], object]) -> int:
+    """The most memory allocated at once while `through` takes each of `feed` in turn."""
+    tracemalloc.start()
+    try:
+        for chunk in feed:
+            through(chunk, 0.0)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+BIG = 4 << 20  # a frame's length: 4 MiB (a frame may say up to 16 MiB)
+
+
+def _pieces(head: bytes, body: bytes) -> list[bytes]:
+    whole = head + body
+    return [whole[at : at + 65536] for at in range(0, len(whole), 65536)]
+
+
+def test_a_huge_settings_frame_is_read_as_it_streams_not_held() -> None:
+    """A SETTINGS frame of 4 MiB of entries, from the client to the gate and the follower,
+    from the app to both: each side read it whole before acting on it, 4 MiB held per
+    connection (16 MiB for the largest frame); now the entries are read as they come. The
+    HEADER_TABLE_SIZE entry at its end still counts."""
+    entries = b"\x00\x09\x00\x00\x00\x00" * (BIG // 6) + b"\x00\x01\x00\x01\x00\x00"
+    huge = frame(SETTINGS, 0, 0, entries)
+    gate = H2Gate(lambda request: None, 65536)  # type: ignore[arg-type,return-value]
+    gate.from_client(START)
+    assert _peak(_pieces(b"", huge), lambda c, n: gate.from_client(c, n)) < 1 << 20
+    assert gate.app.reader is not None and gate.app.reader.max_allowed == 65536
+    assert _peak(_pieces(frame(SETTINGS, 0, 0), huge), gate.from_app) < 1 << 20
+    follower = H2Follower(lambda *outcome: None)
+    follower.from_client(START, 0.0)
+    assert _peak(_pieces(b"", huge), follower.from_client) < 1 << 20
+    assert follower.answers.reader is not None and follower.answers.reader.max_allowed == 65536
+    assert _peak(_pieces(frame(SETTINGS, 0, 0), huge), follower.from_app) < 1 << 20
+
+
+def test_a_huge_header_block_or_goaway_from_the_app_is_not_held() -> None:
+    """The app's header blocks are read up to h2_app.MAX_APP_BLOCK, then passed on unread;
+    a 4 MiB HEADERS frame was gathered whole first. A 4 MiB GOAWAY (its debug data) on the
+    calling side was gathered whole for its first 4 bytes."""
+    follower = H2Follower(lambda *outcome: None)
+    follower.from_client(START + frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                                       literal_block(CALL)), 0.0)  # fmt: skip
+    head = frame(SETTINGS, 0, 0) + frame(HEADERS, END_HEADERS, 1, b"\0" * BIG)[:HEAD]
+    assert _peak(_pieces(head, b"\0" * BIG), follower.from_app) < 1 << 20
+    follower = H2Follower(lambda *outcome: None)
+    follower.from_client(START, 0.0)
+    away = frame(GOAWAY, 0, 0, (0).to_bytes(8, "big") + b"x" * BIG)
+    assert _peak(_pieces(frame(SETTINGS, 0, 0), away), follower.from_app) < 1 << 20
+    assert follower.answers.away == 0
