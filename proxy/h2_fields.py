@@ -142,7 +142,12 @@ def request_fault(fields: Sequence[tuple[bytes, bytes]]) -> int:
 
 def trailers_fault(fields: Sequence[tuple[bytes, bytes]], ends_stream: bool) -> bool:
     """Whether a block on a stream the client opened already is not trailers (§8.1)."""
-    return not ends_stream or any(name[:1] == b":" for name, _ in fields)
+    return not ends_stream or has_pseudo(fields)
+
+
+def has_pseudo(fields: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether a block holds a pseudo-header: it would open a request, or answer one."""
+    return any(name[:1] == b":" for name, _ in fields)
 
 
 def trailers_forbidden(fields: Sequence[tuple[bytes, bytes]]) -> bool:

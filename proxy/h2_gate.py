@@ -148,7 +148,11 @@ class H2Gate(ClientFrames):
             self._resize += self._block[: self._reader.resized]
         if stream <= self.opened and not self.calls.live(stream):
             # a stream closed to the app, or never open there (RFC 9113 §5.1): its block is
-            # read for the table's sake (the app's then lacks what it added), never passed on
+            # read for the table's sake (the app's then lacks what it added), never passed on;
+            # a request there is a stream used again or opened out of order (§5.1.1)
+            if h2_fields.has_pseudo(fields):
+                raise H2Error(PROTOCOL_ERROR, f"a request on stream {stream}, not above "
+                              f"stream {self.opened}, opened already")  # fmt: skip
             self._literal = True
             return
         end_stream = bool(flags & END_STREAM)

@@ -41,6 +41,7 @@ from gossamer.proxy.h2_frames import (
     HEADERS,
     NO_ERROR,
     PREFACE,
+    PROTOCOL_ERROR,
     SETTINGS,
     frame,
     literal_block,
@@ -376,3 +377,19 @@ def test_a_huge_header_block_or_goaway_from_the_app_is_not_held() -> None:
     away = frame(GOAWAY, 0, 0, (0).to_bytes(8, "big") + b"x" * BIG)
     assert _peak(_pieces(frame(SETTINGS, 0, 0), away), follower.from_app) < 1 << 20
     assert follower.answers.away == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_request_on_a_stream_below_one_opened_gets_goaway(mode: str) -> None:
+    """Streams open in increasing order (RFC 9113 §5.1.1): a request on stream 3 after
+    stream 5 is a connection error PROTOCOL_ERROR. The gate dropped it without a word,
+    and the client waited on it until its deadline."""
+    app = _App()
+    async with _meshed(mode, app) as mesh:
+        client = await _Raw.open(mesh)
+        ended = END_HEADERS | END_STREAM
+        await client.send(START + frame(HEADERS, ended, 5, literal_block(CALL))
+                          + frame(HEADERS, ended, 3, literal_block(CALL)))  # fmt: skip
+        await client.until("goaway")
+        assert client.goaways() == [(5, PROTOCOL_ERROR)]
+        client.close()
