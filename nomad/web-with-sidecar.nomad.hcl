@@ -19,6 +19,12 @@ job "web" {
       mode = "host"
       port "http" {}  # the app, on 127.0.0.1 only: reached through the proxy
       port "mesh" {}  # the proxy's inbound mTLS port, the one registered
+      # The proxy's upstream listener for db, on 127.0.0.1: a port Nomad picks, so two
+      # allocations placed on one client (binpacking does) each have their own. A fixed
+      # port (9191) was held by the first one's proxy; the second's could not listen and
+      # its app called db through the first allocation's proxy, cut off when that one
+      # stopped (a rolling update stops it first).
+      port "db" {}
     }
 
     service {
@@ -48,7 +54,7 @@ job "web" {
 
       config {
         command = "/opt/web/bin/web"
-        args    = ["--listen", "127.0.0.1:${NOMAD_PORT_http}", "--db", "127.0.0.1:9191"]
+        args    = ["--listen", "127.0.0.1:${NOMAD_PORT_http}", "--db", "127.0.0.1:${NOMAD_PORT_db}"]
       }
     }
 
@@ -69,7 +75,7 @@ job "web" {
           "--service", "web",
           "--listen", "${NOMAD_IP_mesh}:${NOMAD_PORT_mesh}",
           "--local", "127.0.0.1:${NOMAD_PORT_http}",
-          "--upstream", "db:9191",
+          "--upstream", "db:${NOMAD_PORT_db}",
           # A service busier than one core: "--workers", "2" (each worker is
           # one more process of ~30 MiB, ~15 MiB of it its own: raise memory).
         ]

@@ -116,11 +116,29 @@ def proxy_task(job: dict[str, Any], env: dict[str, str], log: Path) -> subproces
     """The job's proxy task, its ${NOMAD_*} interpolated, run as Nomad's raw_exec would."""
     [group] = blocks(job, "group")
     task = next(t for t in blocks(group, "task") if t["name"] == "proxy")
-    args = [re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], a) for a in task["config"][0]["args"]]
+    args = [interpolated(a, env) for a in task["config"][0]["args"]]
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "gossamer.agent", *args], stdout=out,
                                 stderr=subprocess.STDOUT, env=cli_env(env=env),
                                 start_new_session=True)  # fmt: skip
+
+
+def interpolated(text: str, env: dict[str, str]) -> str:
+    """`text` with its `${NAME}`s replaced as Nomad does for a task's args."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], text)
+
+
+def placed(node: AgentProc) -> Alloc:
+    """One allocation of the example job on `node`, with the ports Nomad would pick."""
+    ports = {"http": free_port("127.0.0.1"), "mesh": free_port(node.ip),
+             "db": free_port("127.0.0.1")}  # fmt: skip
+    return Alloc(str(uuid.uuid4()), node.ip, ports)
+
+
+def task_env(node: AgentProc, alloc: Alloc) -> dict[str, str]:
+    """What Nomad sets for a task of `alloc` (its ports) and its Connect-native hook does."""
+    env = {f"NOMAD_PORT_{label}": str(port) for label, port in alloc.ports.items()}
+    return {**env, "NOMAD_IP_mesh": node.ip, "CONSUL_HTTP_ADDR": node.http}
 
 
 def srv_ports(agent: AgentProc, name: str) -> list[int]:
@@ -150,13 +168,10 @@ async def test_the_example_job_registered_as_nomad_would(
 ) -> None:
     node, peer = pair
     job = load_job(NOMAD / "web-with-sidecar.nomad.hcl")
-    alloc = Alloc(str(uuid.uuid4()), node.ip, {"http": free_port("127.0.0.1"),
-                                               "mesh": free_port(node.ip)})  # fmt: skip
+    alloc = placed(node)
     [reg] = registrations(job, alloc)
     app = App("127.0.0.1", port=alloc.ports["http"]).start()
-    env = {"NOMAD_IP_mesh": node.ip, "NOMAD_PORT_mesh": str(alloc.ports["mesh"]),
-           "NOMAD_PORT_http": str(alloc.ports["http"]), "CONSUL_HTTP_ADDR": node.http}  # fmt: skip
-    proxy = proxy_task(job, env, tmp_path / "proxy.log")
+    proxy = proxy_task(job, task_env(node, alloc), tmp_path / "proxy.log")
     async with aiohttp.ClientSession() as http:
         try:
             await get(http, node, "/v1/agent/services")  # Nomad's sync reads first
@@ -305,3 +320,44 @@ async def test_what_gossamer_refuses_of_nomads_fields_names_the_field(
     async with aiohttp.ClientSession() as http, http.put(url, json=with_expose) as resp:
         assert resp.status == 400
         assert (await resp.text()).startswith("Connect.SidecarService.Proxy.Expose: ")
+
+
+async def test_two_allocations_on_one_client_each_listen_for_db(
+    pair: list[AgentProc], tmp_path: Path
+) -> None:
+    """Nomad binpacks: both allocations of `count = 2` may land on one client. Each one's
+    proxy listens for db on a port of its own allocation, where its app calls db. With the
+    job's old fixed `--upstream db:9191` the second proxy could not listen (logged, tried
+    again every 5 s) and its app reached db through the first allocation's proxy."""
+    node, _ = pair
+    job = load_job(NOMAD / "web-with-sidecar.nomad.hcl")
+    [group] = blocks(job, "group")
+    assert group["count"] == 2
+    [app_task] = [t for t in blocks(group, "task") if t["name"] == "web"]
+    allocs = [placed(node), placed(node)]
+    for alloc in allocs:  # the app is told the port its proxy listens on
+        env = task_env(node, alloc)
+        args = [interpolated(a, env) for a in app_task["config"][0]["args"]]
+        assert f"127.0.0.1:{alloc.ports['db']}" in args
+    async with aiohttp.ClientSession() as http:
+        regs = [registrations(job, alloc)[0] for alloc in allocs]
+        for reg in regs:
+            await put(http, node, "/v1/agent/service/register", reg.service)
+        logs = [tmp_path / f"proxy-{i}.log" for i in range(2)]
+        proxies = [proxy_task(job, task_env(node, allocs[i]), logs[i]) for i in range(2)]
+        try:
+            for i in range(2):
+                await asyncio.to_thread(_listens_for_db, allocs[i], logs[i])
+            assert not any("cannot listen" in log.read_text() for log in logs)
+        finally:
+            for proxy in proxies:
+                proxy.terminate()
+            for i in range(2):
+                assert proxies[i].wait(20) == 0, logs[i].read_text()[-2000:]
+            for reg in regs:
+                await put(http, node, f"/v1/agent/service/deregister/{reg.service_id}")
+
+
+def _listens_for_db(alloc: Alloc, log: Path) -> None:
+    line = f"upstream db listening on 127.0.0.1:{alloc.ports['db']}"
+    eventually(lambda: line in log.read_text(), 20, what=f"{line}; {log.read_text()[-2000:]}")
