@@ -84,20 +84,19 @@ def check_keys(proxy: Mapping[str, Any], where: str) -> None:
     a bad one is refused at registration (ConfigError naming it) instead of by the proxy later:
     the same checks the proxy makes, so the two never disagree. Only these keys: the rest of
     `Config` stays free-form, as in Consul."""
-    options = proxy.get("Config") or {}
-    if isinstance(options, Mapping):
-        at = f"{where}.Config"
-        proto.l7_fields(options, at)
-        _timeouts(options, at)
-        fields.address(options.get("bind_address"), f"{at}.bind_address")
-        if "bind_port" in options:
-            fields.port(options["bind_port"], f"{at}.bind_port")
-        metrics_addr_of(options, at)
-        fields.flag(options, "gossamer_metrics", at)
+    at = f"{where}.Config"
+    options = fields.mapping(proxy.get("Config") or {}, at)  # (a string: refused as Consul does)
+    proto.l7_fields(options, at)
+    _timeouts(options, at)
+    fields.address(options.get("bind_address"), f"{at}.bind_address")
+    if "bind_port" in options:
+        fields.port(options["bind_port"], f"{at}.bind_port")
+    metrics_addr_of(options, at)
+    fields.flag(options, "gossamer_metrics", at)
     for i, u in enumerate(proxy.get("Upstreams") or []):
-        options = u.get("Config") if isinstance(u, Mapping) else None
-        if isinstance(options, Mapping):
-            _upstream_options(options, f"{where}.Upstreams[{i}].Config")
+        if isinstance(u, Mapping) and (raw := u.get("Config")):
+            at = f"{where}.Upstreams[{i}].Config"
+            _upstream_options(fields.mapping(raw, at), at)
 
 
 def _upstream(raw: object, where: str, client_idle_s: float, datacenter: str) -> Upstream:

@@ -35,6 +35,7 @@ from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_flags import with_drain
 from gossamer.proxy.config_registration import config_from_registration
+from gossamer.proxy.listen import CannotListen
 from gossamer.proxy.log_sidecar import tagged
 from gossamer.proxy.metrics_server import Fleet
 from gossamer.proxy.node_ports import clash
@@ -120,8 +121,9 @@ class NodeProxies:
         if (exc := task.exception()) is not None:
             # let go of it (its watches too), and try again: a port still taken is freed, a
             # leaf still missing comes (the next look at the registrations starts it anew)
+            why = f"inbound {exc.where}: {exc.reason}" if isinstance(exc, CannotListen) else exc
             log.error("proxy: sidecar %s cannot be served: %s; trying again in %g s",
-                      proxy_id, exc, RETRY_S)  # fmt: skip
+                      proxy_id, why, RETRY_S)  # fmt: skip
             del self.runtimes[proxy_id]
             self._stopping_one(runtime)
             asyncio.get_running_loop().call_later(RETRY_S, self._changed.set)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import signal
 import socket
+import urllib.error
 from pathlib import Path
 
 import pytest
 
 from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_registration import check_keys
 from gossamer.proxy.node_ports import clash
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
@@ -195,6 +198,55 @@ def test_each_sidecars_lines_name_it_and_intentions_are_its_own(
         node.signal(signal.SIGTERM)
         assert node.proc is not None and node.proc.wait(20) == 0
         assert "[web-sidecar-proxy] proxy: counters for web" in node.log()
+    finally:
+        node.stop()
+        app.stop()
+
+
+@pytest.mark.parametrize(("proxy", "words"), [
+    ({"Config": "nope"}, "Proxy.Config: must be an object, got str"),
+    ({"Upstreams": [{"DestinationName": "db", "LocalBindPort": 9191, "Config": ["x"]}]},
+     "Proxy.Upstreams[0].Config: must be an object, got list"),
+])  # fmt: skip
+def test_a_proxy_config_that_is_not_an_object_is_refused_at_registration(
+    proxy: dict[str, object], words: str
+) -> None:
+    """As Consul refuses it (its Config is a map): accepted, the sidecar was refused later by
+    its proxy ("cannot be served", or exit 2), far from whoever registered it."""
+    with pytest.raises(ConfigError) as refusal:
+        check_keys(proxy, "Proxy")
+    assert str(refusal.value) == words
+    check_keys({"Config": {}, "Upstreams": [{"Config": {}}]}, "Proxy")  # (empty: fine)
+
+
+def test_a_sidecar_that_cannot_be_served_is_named_with_why(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A sidecar whose inbound port another program holds: the node's line says which port
+    and why (before: "[Errno 98] Address already in use", no address), the others serve on,
+    and it is served once the port is free. One whose Proxy.Config is not an object is
+    refused by the agent, naming the key."""
+    (agent,) = cluster.start(1, prefix="wc")
+    app = App("127.0.0.1").start()
+    db_in, x_in, y_in = (free_port(agent.ip) for _ in range(3))
+    register(agent, "db", app.port, db_in, [])
+    node = ProxyProc(["--node", "--http-addr", agent.http], tmp_path / "node.log").start()
+    try:
+        wait_listening(agent.ip, db_in, node)
+        with socket.create_server((agent.ip, x_in)):
+            register(agent, "x", app.port, x_in, [])
+            said = (f"sidecar x-sidecar-proxy cannot be served: inbound {agent.ip}:{x_in}: "
+                    "address already in use; trying again in 5 s")  # fmt: skip
+            eventually(lambda: said in node.log(), 10, what=f"{said}; {node.log()[-2000:]}")
+        wait_listening(agent.ip, x_in, node, timeout=20)
+        with pytest.raises(urllib.error.HTTPError) as refusal:
+            agent.put("/v1/agent/service/register", {
+                "Name": "y", "ID": "y", "Port": app.port, "Address": agent.ip,
+                "Connect": {"SidecarService": {"Port": y_in, "Proxy": {"Config": "nope"}}},
+            })  # fmt: skip
+        assert refusal.value.code == 400
+        assert b"Connect.SidecarService.Proxy.Config: must be an object" in refusal.value.read()
+        assert listening(agent.ip, db_in)
     finally:
         node.stop()
         app.stop()
