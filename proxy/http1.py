@@ -12,11 +12,11 @@ The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
 a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed (linger.py).
-A pooled host's failed idempotent request is sent again (`retry`), and one that runs out
-of time (http_deadlines.py) too, else answered `504`; any request is sent again when the
-far sidecar says it never reached its app (a mux stream reset UNREACHABLE, which no app
-can forge: `_unreachable` on that side); either only while its body is at most KEPT_BODY
-(Linkerd keeps 64 KiB to retry). A client connection idle between requests is closed.
+The app connection (taken from a pool, opened, given back, lost) and the retries of a
+request whose connection failed are http_app_link.py's; a request is kept for them (`_to_app`)
+while its body is at most KEPT_BODY (Linkerd keeps 64 KiB). One that runs out of time
+(http_deadlines.py) is retried too, else answered `504`; a client connection idle between
+requests is closed.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
+from gossamer.proxy.http_app_link import HttpAppLink
 from gossamer.proxy.http_deadlines import Deadlines
-from gossamer.proxy.http_joint import HELD_BODY, HttpJoint, unlink
+from gossamer.proxy.http_joint import HELD_BODY, unlink
 from gossamer.proxy.http_reply import Reply
 from gossamer.proxy.http_request import Requests
 from gossamer.proxy.linger import linger as lingering
@@ -40,11 +41,10 @@ if TYPE_CHECKING:
     from gossamer.intentions.model import HttpRequest
     from gossamer.proxy.http_host import HttpHost
 
-MAX_RETRIES: Final = 2  # per request, within the host's budget
 KEPT_BODY: Final = 64 * 1024  # body bytes kept to send a request again (a longer one is not)
 
 
-class HttpSession(HttpJoint):
+class HttpSession(HttpAppLink):
     """One client connection on the HTTP path."""
 
     def __init__(self, host: HttpHost, client: Side, source: str, xfcc: bytes = b"") -> None:
@@ -153,41 +153,6 @@ class HttpSession(HttpJoint):
                 ex.out.clear()
             return
 
-    def _connect(self) -> None:
-        if self._connecting:
-            return
-        ex = self.queue[0]  # (pump calls it for the oldest request)
-        idle = self.host.take_idle(ex)  # a pooled connection ready now: no task, no loop turn
-        if idle is not None:
-            self._use_app(idle)
-            return
-        self._connecting = True
-        self._opening = self.loop.create_task(self._open_app(ex))  # held
-
-    async def _open_app(self, ex: codec.Exchange) -> None:
-        # The task is let go once the open ends: compiled, its finished coroutine kept this
-        # session alive in a cycle the collector never freed (bench/README.md, "Proxy RSS").
-        try:
-            app: Side | None = await self.host.open_backend(ex)
-        except (OSError, TimeoutError):
-            app = None
-        self._connecting, self._opening = False, None
-        if app is None:
-            self._unreachable()
-        else:
-            self._use_app(app)
-
-    def _unreachable(self) -> None:
-        """No connection to the app: 503, and close. A client sidecar's stream is reset
-        UNREACHABLE instead, which its app cannot forge, so that sidecar may send the request
-        to another instance whatever its method (it reached no app), or answer 503 itself."""
-        if not self.client.say_unreached():
-            self.fail(503)
-            return
-        if self.queue:
-            self._record(self.queue.popleft(), 503)
-        self.close(abort=True)
-
     def _use_app(self, app: Side) -> None:
         self.app = app
         if self.closed:
@@ -263,67 +228,6 @@ class HttpSession(HttpJoint):
         self.tunnel = Relay(self.client, app, lambda _: self.close())
         if self._client_ended:  # it ended its side while the 101 was awaited: the app is told
             self.tunnel.ended(self.client)
-
-    def reusable(self, status: int) -> None:
-        """The app connection ended an answer (`status`) and may serve another: a pooling host
-        takes it."""
-        if self.host.pooled and self.app is not None and self.tunnel is None:
-            app, self.app = self.app, None
-            if self._reply is not None:
-                self._reply.let_go(self)
-            self.host.release_backend(app, status=status)
-
-    def drop_app(self, status: int = 0) -> None:
-        """Forget the app connection (it said close after an answer, `status`, or a HEAD
-        answer ended at its head)."""
-        self._forget_app(status=status)
-        if self.queue:
-            self.pump()
-
-    def _forget_app(self, *, abort: bool = False, failed: bool = False, status: int = 0) -> None:
-        app, self.app = self.app, None
-        if self._reply is not None:
-            self._reply.let_go(self)
-        if app is not None:
-            app.relay = None
-            app.close(abort=abort)
-            if self.host.pooled:  # closed: only its bookkeeping
-                instance = self.host.release_backend(app, failed=failed, status=status,
-                                                     timed=self.tunnel is None)  # fmt: skip
-                if failed and self.queue:
-                    self.queue[0].failed_on += (instance,)
-
-    def retry(self, *, unreached: bool = False) -> bool:
-        """Send the oldest request again on another connection, when it is not yet answered,
-        kept (`_to_app`), idempotent or `unreached` (it reached no app), and the host's retry
-        budget allows; False when it may not."""
-        ex = self.queue[0] if self.queue else None
-        if ex is None or ex.answered or ex.replay is None or ex.retries >= MAX_RETRIES:
-            return False
-        if not (ex.idempotent or unreached):
-            return False
-        if not (self.host.pooled and self.host.may_retry()):
-            return False
-        self._forget_app(abort=True, failed=True)
-        ex.retries += 1
-        ex.sent, ex.out = False, list(ex.replay)
-        self.pump()
-        return True
-
-    def _app_gone(self) -> None:
-        if self.app is None or self.tunnel is not None:
-            return
-        early = self.queue[0].early if self.queue else None
-        if early is not None:  # answered early, then closed: the request's rest has nowhere to go
-            self._forget_app(status=early[0])
-            self.finish(early[0])
-            self.close()
-            return
-        unreached = self.app.unreached()  # the far sidecar's word: its app was not reached
-        complete = self._reply is None or self._reply.ended_by_close()
-        self._forget_app(failed=not complete)
-        if not complete and not self.retry(unreached=unreached):
-            self.fail(503 if unreached else 502)
 
     def wind_down(self) -> None:
         """The host drains: closed now if between requests, else after the answer under way

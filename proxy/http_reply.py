@@ -89,8 +89,9 @@ class Reply:
         self.s, self.dead = session, False
         return True
 
-    def let_go(self, session: HttpSession) -> None:
-        """`session` stops listening (unless the parser serves another session by now)."""
+    def let_go(self, session: object) -> None:
+        """`session` stops listening (unless the parser serves another session by now: only
+        who it serves is compared, so the session's app-connection half may call it too)."""
         if self.s is session:
             self.dead = True
 
