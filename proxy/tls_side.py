@@ -66,9 +66,15 @@ class TlsSide(Side):
             self._write(flight)
             if flight and self.server_side and not self.pipe.handshaken:
                 self.silent = True  # (the client's turn: leaving now, it attempted nothing)
+        elif self.server_side and not chunks:
+            # The client's Finished came alone: a client with Nagle's algorithm on (most but
+            # ours) holds its first bytes until Finished is acknowledged, and with nothing to
+            # send the kernel delays that ACK by 40 ms. The ticket goes now, and acknowledges.
+            self._write(self.pipe.pending())
         # else: the handshake's last flight (a client's Finished, a server's ticket) waits in
         # the pipe for the first data (`send`), the join (a client) or the close: one write
-        # and one read fewer for each new connection on both proxies
+        # and one read fewer for each new connection on both proxies (ours sends its first
+        # bytes with its Finished)
         if self.pipe.handshaken and not self.handshake.done():
             self.handshake.set_result(None)
         if self.pipe.eof_received:  # close_notify: the pipe drops what follows, so no more
