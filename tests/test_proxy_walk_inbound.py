@@ -345,4 +345,4 @@ def test_a_client_with_nagles_algorithm_on_is_not_held_40_ms_per_connection(walk
         started = time.monotonic()
         assert echo(walk, web)[0] == b"ping"
         spent.append(time.monotonic() - started)
-    assert sorted(spent)[3] < 0.025, spent
+    assert sorted(spent)[3] < 0.03, spent  # (a delayed ACK is 40 ms at least)
