@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gossamer.intentions.spiffe import AgentId
 from gossamer.proxy.ca.intermediate import sign_agent_certificate
@@ -161,7 +162,8 @@ def forged(walk: Walk, kind: str) -> str:
     """A client certificate signed under the mesh's real root (as a host holding the key could):
     `expired`, `https` (a URI outside the root's name constraints), `not-spiffe` (a SPIFFE
     ID of this trust domain naming no service or agent), `foreign` (a service of another
-    trust domain), `agent`. Its name."""
+    trust domain), `agent`, `server` (web's SPIFFE ID with a host name, as a server's leaf),
+    `server-only` (web's, for server auth alone). Its name."""
     roots = walk.agent.get("/v1/agent/connect/ca/roots")
     (active,) = [r for r in roots["Roots"] if r["Active"]]
     key_pem = (walk.agent.data_dir / "identity" / "root-key.pem").read_bytes()
@@ -176,6 +178,14 @@ def forged(walk: Walk, kind: str) -> str:
     elif kind == "agent":
         agent_id = AgentId(roots["TrustDomain"], "dc1", "node-id-1")
         cert = sign_agent_certificate(issuer, key.public_key(), agent_id, now, node_name="x")
+    elif kind in ("server", "server-only"):  # a server's leaf: hosts, or server auth alone
+        web = f"spiffe://{roots['TrustDomain']}/ns/default/dc/dc1/svc/web"
+        builder = end_entity_builder(common_name("web"), key.public_key(), web,
+                                     hosts=[x509.DNSName("web.example")] if kind == "server"
+                                     else [])  # fmt: skip
+        if kind == "server-only":
+            builder = _server_auth_only(builder)
+        cert = sign(builder, issuer, now, timedelta(hours=1))
     else:
         uri = {"https": "https://web.example/",
                "not-spiffe": f"spiffe://{roots['TrustDomain']}/web",
@@ -186,6 +196,18 @@ def forged(walk: Walk, kind: str) -> str:
     chain = certificate_pem(cert) + certificate_pem(issuer.certificate)
     write_leaf(walk.tmp, kind, {"CertPEM": chain, "PrivateKeyPEM": private_key_pem(key)})
     return kind
+
+
+def _server_auth_only(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
+    """The same builder with its extended key usage server auth alone."""
+    rebuilt = x509.CertificateBuilder().subject_name(builder._subject_name)  # type: ignore[attr-defined]
+    rebuilt = rebuilt.public_key(builder._public_key)  # type: ignore[attr-defined]
+    for ext in builder._extensions:  # type: ignore[attr-defined]
+        value = ext.value
+        if isinstance(value, x509.ExtendedKeyUsage):
+            value = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+        rebuilt = rebuilt.add_extension(value, critical=ext.critical)
+    return rebuilt
 
 
 def test_an_unchanged_leaf_and_roots_answer_keeps_the_identity() -> None:
@@ -244,6 +266,8 @@ def test_openssl_clients_without_a_good_certificate_are_refused_by_reason(walk: 
                          (forged(walk, "not-spiffe"), "not-spiffe"),
                          (forged(walk, "foreign"), "foreign-trust-domain"),
                          (forged(walk, "agent"), "not-a-service"),
+                         (forged(walk, "server"), "not-spiffe"),
+                         (forged(walk, "server-only"), "wrong-purpose"),
                          ("api", "denied")):  # fmt: skip
         pem, key = str(walk.tmp / f"{name}.pem"), str(walk.tmp / f"{name}.key")
         cases.append((reason, ("-cert", pem, "-cert_chain", pem, "-key", key)))
