@@ -317,7 +317,10 @@ class AppSide:
             if flags & END_STREAM:
                 self.calls.ended(stream, self.now)
         elif kind == RST_STREAM:
-            self.calls.closed(stream, self.now)
+            if length == 4:  # (its code says whose fault it was: read at its end)
+                self._gather = bytearray()
+            else:
+                self.calls.closed(stream, self.now)
         elif kind == GOAWAY and length >= 8:  # (shorter: broken, the client's to say)
             if self.lowers:
                 self._held, self._hold_left = bytearray(), 4  # its last stream id
@@ -339,6 +342,9 @@ class AppSide:
         kind, flags, _ = self._frame
         gathered, self._gather = self._gather, None
         if gathered is None:
+            return
+        if kind == RST_STREAM:
+            self.calls.reset_by_app(self._frame[2], self.now, int.from_bytes(gathered, "big"))
             return
         if kind == GOAWAY:  # (read, not held: `lowers` off)
             self.away = min(self.away, int.from_bytes(gathered[:4], "big") & MAX_STREAM)

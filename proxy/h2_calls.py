@@ -31,7 +31,14 @@ from math import inf
 from typing import Final
 
 from gossamer.intentions.model import Decision
-from gossamer.proxy.h2_frames import CANCEL, PROTOCOL_ERROR
+from gossamer.proxy.h2_frames import (
+    CANCEL,
+    ENHANCE_YOUR_CALM,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    PROTOCOL_ERROR,
+    STREAM_CLOSED,
+)
 
 GRPC_HTTP: Final = {0: 200, 1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400,
              10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401}  # fmt: skip
@@ -45,6 +52,13 @@ MAX_CALLS: Final = 4096  # calls open at once per connection: more are refused (
 # client's fault (a body that breaks its content-length) counts as the client's reset.
 RAPID_CALLS: Final = 500
 PREMATURE_S: Final = 1.0
+# MadeYouReset (CVE-2025-8671): a client can have the app reset its calls instead (a
+# WINDOW_UPDATE of 0 on a stream, DATA after its end: stream errors, RFC 9113 §5.4.2), and
+# an app whose HTTP/2 stack frees the stream at once while its work goes on is rapid-reset
+# all the same. A reset of the app's whose code blames the client counts as the client's.
+BLAMING: Final = frozenset(
+    (PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED, FRAME_SIZE_ERROR, ENHANCE_YOUR_CALM)
+)
 # A gRPC answer with no grpc-status, why: the code a gRPC client reports for it.
 UNKNOWN: Final = 2  # it ended its stream without one
 CANCELLED: Final = 1  # the client reset the stream, or its side of the connection ended first
@@ -225,11 +239,24 @@ class CallBook:
         self.closed(stream, now, CANCELLED)
         return rapid
 
+    def reset_by_app(self, stream: int, now: float, code: int) -> None:
+        """The app reset `stream` with `code`: one that blames the client (BLAMING), within
+        PREMATURE_S of the call's start, counts as the client's reset (`rapid`)."""
+        call = self._calls.get(stream)
+        if code in BLAMING and call is not None and now - call.started < PREMATURE_S:
+            self._premature(call)
+        self.closed(stream, now)
+
     def _premature(self, call: Call | None) -> bool:
         """`call` ended early by the client's doing, counted in `early` when its answer had
         not begun; whether the connection is past the rapid-reset limit."""
         if call is not None and call.status == 0:
             self.early += 1
+        return self.rapid()
+
+    def rapid(self) -> bool:
+        """Whether the connection is past the rapid-reset limit: over half its calls, and
+        over half of RAPID_CALLS, reset early by the client's doing."""
         return self.early * 2 > max(self.count, RAPID_CALLS)
 
     def ended(self, stream: int, now: float) -> None:

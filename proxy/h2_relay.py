@@ -36,7 +36,7 @@ from gossamer.proxy import tally
 from gossamer.proxy.authorize import admit, decided_by
 from gossamer.proxy.h2_app import AppSide
 from gossamer.proxy.h2_calls import CallBook
-from gossamer.proxy.h2_frames import H2Error
+from gossamer.proxy.h2_frames import ENHANCE_YOUR_CALM, H2Error
 from gossamer.proxy.h2_gate import H2Gate
 from gossamer.proxy.h2_timer import CallTimer
 from gossamer.proxy.http_codec import Outcome
@@ -251,6 +251,19 @@ class GatedRelay(H2Relay):
             return
         # (not read while the client is full: at most one read's worth)
         self.pass_through(side, chunks, eof, self.gate.from_app, self.sides[0])
+        if self.gate.calls.rapid() and not self.halves.closed:  # (the app's resets, h2_calls.py)
+            self._broken(H2Error(ENHANCE_YOUR_CALM, "over half the calls reset before an "
+                                 "answer, by the app for the client's fault"))  # fmt: skip
+
+    def _broken(self, error: H2Error) -> None:
+        """The client broke HTTP/2 (`error`): GOAWAY with its code, where it can go, and the
+        connection ends once the client stops sending (linger.py)."""
+        client = self.sides[0]
+        if (goaway := self.gate.goaway_for(error)) and self.can_send(client):
+            client.send(goaway)
+        self._on_error(str(error))
+        self.gate.side_ended(True)  # the client's doing: its calls open are its own cut
+        self.lost_lingering()  # the GOAWAY goes first, then the client's end
 
     def _from_client(self, chunks: list[bytes], eof: bool) -> None:
         """The client's `chunks` through the gate, until its writing is full: the rest, and
@@ -268,11 +281,7 @@ class GatedRelay(H2Relay):
             try:
                 to_app, to_client = gate.from_client(chunk, now, at == last)
             except H2Error as error:
-                if (goaway := gate.goaway_for(error)) and self.can_send(client):
-                    client.send(goaway)
-                self._on_error(str(error))
-                gate.side_ended(True)  # the client's doing: its calls open are its own cut
-                self.lost_lingering()  # the GOAWAY goes first, then the client's end
+                self._broken(error)
                 return
             if gate.opaque and not opaque and not self._on_opaque():
                 self.terminate()

@@ -26,7 +26,7 @@ from hpack import Encoder
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import HTTPMatch, Intention, Permission
-from gossamer.proxy.h2_calls import RAPID_CALLS
+from gossamer.proxy.h2_calls import RAPID_CALLS, CallBook
 from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import (
     CANCEL,
@@ -43,10 +43,12 @@ from gossamer.proxy.h2_frames import (
     PREFACE,
     PROTOCOL_ERROR,
     SETTINGS,
+    WINDOW_UPDATE,
     frame,
     literal_block,
     parse_head,
     rst_stream,
+    window_update,
 )
 from gossamer.proxy.h2_gate import H2Gate
 from gossamer.proxy.h2_relay import CUT_WAIT_S, H2Relay
@@ -393,3 +395,82 @@ async def test_a_request_on_a_stream_below_one_opened_gets_goaway(mode: str) -> 
         await client.until("goaway")
         assert client.goaways() == [(5, PROTOCOL_ERROR)]
         client.close()
+
+
+class _Resetting:
+    """An app as an unpatched HTTP/2 server is to MadeYouReset (CVE-2025-8671): each request
+    starts its work (`requests`), and a WINDOW_UPDATE of 0 on its stream makes the app reset
+    the stream (PROTOCOL_ERROR, a stream error: RFC 9113 §6.9) while the work goes on.
+    Raw frames, read and written here."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.conns: list[asyncio.StreamWriter] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.conns.append(writer)
+        writer.write(frame(SETTINGS, 0, 0))
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readexactly(len(PREFACE))
+            while True:
+                length, kind, _, stream = parse_head(await reader.readexactly(HEAD))
+                payload = await reader.readexactly(length)
+                if kind == HEADERS:
+                    self.requests += 1
+                elif kind == WINDOW_UPDATE and stream and payload == bytes(4):
+                    writer.write(rst_stream(stream, PROTOCOL_ERROR))
+                elif kind == SETTINGS and not length:
+                    writer.write(frame(SETTINGS, 1, 0))
+        writer.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_calls_the_client_makes_the_app_reset_count_as_a_rapid_reset(mode: str) -> None:
+    """MadeYouReset (CVE-2025-8671): a client that makes the app reset each call (here a
+    WINDOW_UPDATE of 0 on it) gets the app's work started at no cost, as a rapid reset
+    does, without one reset of its own. A reset of the app's that blames the client
+    (PROTOCOL_ERROR, FLOW_CONTROL_ERROR, STREAM_CLOSED, FRAME_SIZE_ERROR,
+    ENHANCE_YOUR_CALM) before any answer counts as the client's: GOAWAY
+    ENHANCE_YOUR_CALM, and the app is spared the rest. (All 20,000 reached it.)"""
+    app = _Resetting()
+    async with grpc_mesh(mode, serve=app.serve) as mesh:
+        client = await _Raw.open(mesh)
+        try:
+            await client.send(START)
+            for batch in range(100):
+                await client.send(b"".join(
+                    frame(HEADERS, END_HEADERS | END_STREAM, s, literal_block(CALL))
+                    + window_update(s, 0)
+                    for s in range(batch * 400 + 1, batch * 400 + 400, 2)))  # fmt: skip
+                await asyncio.sleep(0.001)  # (the app's resets come back meanwhile)
+        except OSError:
+            pass  # (the connection went)
+        await client.until("goaway")
+        assert [code for _, code in client.goaways()] == [ENHANCE_YOUR_CALM]
+        client.close()
+        assert app.requests < 5000, app.requests
+        for writer in app.conns:
+            writer.transport.abort()
+
+
+@pytest.mark.parametrize(
+    ("code", "answered", "late", "rapid"),
+    [
+        (PROTOCOL_ERROR, False, False, True),
+        (CANCEL, False, False, False),  # (Go's server, done without reading the body)
+        (PROTOCOL_ERROR, True, False, False),  # (its answer had begun)
+        (PROTOCOL_ERROR, False, True, False),  # (past PREMATURE_S)
+    ],
+)
+def test_only_an_apps_early_resets_that_blame_the_client_count(
+    code: int, answered: bool, late: bool, rapid: bool
+) -> None:
+    """Of the app's resets, only those before its answer began, within PREMATURE_S, whose
+    code blames the client count toward the rapid-reset limit."""
+    book = CallBook(lambda *outcome: None)
+    for stream in range(1, 4 * RAPID_CALLS, 2):
+        book.opened(stream, "t.T", 100.0, ended=True)
+        if answered:
+            book.headers(stream, [(b":status", b"200")], False, 100.0)
+        book.reset_by_app(stream, 102.0 if late else 100.01, code)
+    assert book.rapid() is rapid
