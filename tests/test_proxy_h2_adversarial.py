@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
-from h2.events import DataReceived, RequestReceived, StreamEnded
+from h2.events import DataReceived, RequestReceived, ResponseReceived, StreamEnded
 from hpack import Encoder
 
 from gossamer.intentions.decide import IntentionSet
@@ -74,6 +74,7 @@ class _App:
     def __init__(self, *, delay: float = 0.0, stays: bool = False) -> None:
         self.delay, self.stays = delay, stays
         self.requests = 0
+        self.paths: list[str] = []  # of the requests it got
         self.conns: list[asyncio.StreamWriter] = []
         self.over = asyncio.Event()
 
@@ -91,6 +92,7 @@ class _App:
                     if isinstance(event, RequestReceived):
                         self.requests += 1
                         paths[event.stream_id] = dict(event.headers)[":path"]
+                        self.paths.append(paths[event.stream_id])
                     elif isinstance(event, DataReceived):
                         conn.acknowledge_received_data(event.flow_controlled_length,
                                                        event.stream_id)  # fmt: skip
@@ -474,3 +476,68 @@ def test_only_an_apps_early_resets_that_blame_the_client_count(
             book.headers(stream, [(b":status", b"200")], False, 100.0)
         book.reset_by_app(stream, 102.0 if late else 100.01, code)
     assert book.rapid() is rapid
+
+
+# A path-prefix deny on /admin and how a client may spell its way around it: each is judged
+# as the app will read it (http_target.py, as Envoy's normalize_path): the status it gets,
+# and the path the app then sees. `//admin` and an escaped slash are kept as sent, as in
+# Consul's defaults (no merge_slashes, escaped slashes unchanged): not /admin to the rules.
+EVASIONS = {
+    "/admin/x": ("403", None),
+    "/x/../admin/x": ("403", None),
+    "/%2e%2e/admin": ("403", None),
+    "/x/%2E%2E/admin": ("403", None),
+    "/x/.%2e/admin": ("403", None),
+    "/%61dmin/x": ("403", None),
+    "/./admin": ("403", None),
+    "http://db/admin": ("403", None),
+    "/admin%2Fx": ("403", None),
+    "/public/x": ("200", "/public/x"),
+    "/%70ublic/./x": ("200", "/public/x"),
+    "//admin": ("200", "//admin"),
+    "/x/..%2fadmin": ("200", "/x/..%2Fadmin"),
+    "/public/..#/admin": ("400", None),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_path_spelled_around_a_deny_rule_is_judged_as_the_app_reads_it(
+    mode: str,
+) -> None:
+    """db denies PathPrefix /admin to web and allows the rest; one h2c connection asks for
+    /admin spelled each way (EVASIONS). Each gets the status listed, and the app sees only
+    the allowed ones, normalized."""
+    app = _App()
+    async with _meshed(mode, app) as mesh:
+        mesh.db.policy.intentions = IntentionSet([Intention("web", "db", permissions=(
+            Permission("deny", HTTPMatch(path_prefix="/admin")),
+            Permission("allow", HTTPMatch(path_prefix="/")),))])  # fmt: skip
+        loop = asyncio.get_running_loop()
+        sock = socket.socket()
+        sock.setblocking(False)
+        await loop.sock_connect(sock, ("127.0.0.1", mesh.web.upstream.bind_port))
+        client = H2Connection(H2Configuration(client_side=True, header_encoding="utf-8",
+                                              validate_outbound_headers=False))  # fmt: skip
+        client.initiate_connection()
+        streams = {}
+        for path in EVASIONS:
+            stream = client.get_next_available_stream_id()
+            client.send_headers(stream, [(":method", "GET"), (":scheme", "http"),
+                                         (":path", path), (":authority", "db")],
+                                end_stream=True)  # fmt: skip
+            streams[stream] = path
+        got: dict[str, str] = {}
+        try:
+            while len(got) < len(streams):
+                if out := client.data_to_send():
+                    await loop.sock_sendall(sock, out)
+                data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+                assert data, f"the connection ended; answers so far: {got}"
+                for event in client.receive_data(data):
+                    if isinstance(event, ResponseReceived):
+                        got[streams[event.stream_id]] = dict(event.headers)[":status"]
+        finally:
+            sock.close()
+        assert got == {path: status for path, (status, _) in EVASIONS.items()}
+        seen = [seen for seen in (want for _, want in EVASIONS.values()) if seen is not None]
+        assert sorted(app.paths) == sorted(seen)
