@@ -76,6 +76,8 @@ class NodeProxies:
         those that now serve another service (a runtime cannot change its service)."""
         for proxy_id in [p for p in self.runtimes if p not in found]:
             self._stop(proxy_id, "deregistered")
+        for proxy_id in [p for p in self._refused if p not in found]:
+            del self._refused[proxy_id]  # (registered again as it was: said again)
         for proxy_id, body in sorted(found.items()):
             runtime = self.runtimes.get(proxy_id)
             config = _config_of(body, proxy_id)

@@ -246,7 +246,56 @@ def test_a_sidecar_that_cannot_be_served_is_named_with_why(
             })  # fmt: skip
         assert refusal.value.code == 400
         assert b"Connect.SidecarService.Proxy.Config: must be an object" in refusal.value.read()
+        # one the agent takes but the proxy cannot serve: said each time it is registered
+        elsewhere = [{"DestinationName": "db", "LocalBindPort": free_port("127.0.0.1"),
+                      "Datacenter": "dc9"}]  # fmt: skip
+        refused_y = "sidecar y-sidecar-proxy cannot be served: Proxy.Upstreams[0].Datacenter"
+        register(agent, "y", app.port, y_in, elsewhere)
+        eventually(lambda: refused_y in node.log(), 10, what="y refused")
+        agent.put("/v1/agent/service/deregister/y")
+        register(agent, "z", app.port, free_port(agent.ip), [])  # (seen: so is y's going)
+        eventually(lambda: "serving sidecar z-sidecar-proxy" in node.log(), 20, what="z served")
+        register(agent, "y", app.port, y_in, elsewhere)  # (before: not said again)
+        eventually(lambda: node.log().count(refused_y) == 2, 10, what="y refused once more")
         assert listening(agent.ip, db_in)
+    finally:
+        node.stop()
+        app.stop()
+
+
+def test_the_agent_restarted_under_a_node_proxy(cluster: Cluster, tmp_path: Path) -> None:
+    """The agent restarts (same data dir): the node proxy keeps its sidecars and their open
+    connections (none drained as if deregistered), hears the agent again, and serves a
+    sidecar registered after the restart."""
+    (agent,) = cluster.start(1, prefix="wr")
+    app = App("127.0.0.1").start()
+    db_in, web_in, api_in = (free_port(agent.ip) for _ in range(3))
+    web_db, api_db = free_port("127.0.0.1"), free_port("127.0.0.1")
+    register(agent, "db", app.port, db_in, [])
+    register(agent, "web", app.port, web_in, [{"DestinationName": "db", "LocalBindPort": web_db}])
+    set_intention(agent, "web", "db", "allow")
+    set_intention(agent, "api", "db", "allow")
+    node = ProxyProc(["--node", "--http-addr", agent.http], tmp_path / "node.log").start()
+    try:
+        wait_listening("127.0.0.1", web_db, node)
+        eventually(lambda: roundtrip(("127.0.0.1", web_db), b"a") == b"a<eof>", 20,
+                   what="web -> db")  # fmt: skip
+        with socket.create_connection(("127.0.0.1", web_db), 10) as kept:
+            kept.sendall(b"1")
+            assert kept.recv(10) == b"1"
+            agent.stop()
+            agent.start()
+            kept.sendall(b"2")
+            assert kept.recv(10) == b"2"
+        register(
+            agent, "api", app.port, api_in, [{"DestinationName": "db", "LocalBindPort": api_db}]
+        )
+        wait_listening("127.0.0.1", api_db, node)
+        eventually(lambda: roundtrip(("127.0.0.1", api_db), b"b") == b"b<eof>", 20,
+                   what="api -> db, registered after the restart")  # fmt: skip
+        assert roundtrip(("127.0.0.1", web_db), b"c") == b"c<eof>"
+        assert "deregistered" not in node.log()
+        assert node.log().count("serving sidecar web-sidecar-proxy") == 1
     finally:
         node.stop()
         app.stop()
