@@ -8,7 +8,10 @@ attempt at that instance, counted, and the client goes to another; the mux
 stays. AWAY (a draining inbound side, or one with as many streams on that
 mux as it takes), or a mux that ends cleanly with no answer (closed idle
 as it was taken), is no failure: the client goes to a new connection, or
-to the next instance if that mux was made for it (at most `OPENS` muxes).
+to the next instance if that mux was made for it (at most `OPENS` muxes);
+if that mux had resumed a TLS session, the session is dropped (an inbound
+side that no longer remembers the chain its leaf was verified with refuses
+it, and would refuse every connection that offered it again).
 A mux lost before the answer is a failed attempt, followed the same way.
 No answer in time is a failed attempt too, but not always a dead mux: an
 L4 inbound side ACKs once its app connection is made, which may take its
@@ -123,6 +126,10 @@ async def _stream(
             why = "its app did not take the connection" if answer == UNREACHABLE else "cut"
             failed(listener, instance, tally.CONNECT_FAILED, ConnectionError(why))
             return "failed"
+        if answer is None and not reused and mux.wire.pipe.resumed:
+            # closed before any answer, resumed: the inbound side may no longer know the chain
+            # the session's leaf was verified with (it refuses it): the next one is full
+            listener.sessions.drop(instance)
         if answer is None and not mux.closed_cleanly:  # lost under it (a reset, an error)
             failed(listener, instance, tally.CONNECT_FAILED, ConnectionError("connection lost"))
         if mine:  # turned away (draining) or closed, on a connection made for this client:

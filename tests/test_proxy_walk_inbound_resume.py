@@ -1,0 +1,88 @@
+"""A resumed session the inbound side can no longer check is not offered again and again.
+
+A resumed TLS session presents the client's leaf alone; the inbound side
+checks it with the chain its full handshake verified, which it remembers
+for the last 1,024 client leaves (`ChainMemory`). A client whose chain
+was pushed out (by 1,024 other clients' since) resumes, is refused after
+the handshake (`unknown-issuer`), and its sidecar used to keep its
+session, since the handshake itself succeeded: every new connection of
+that client to that instance resumed and was refused, until the session
+aged out (5 min). Now a connection made for a client that resumed and is
+closed with no answer drops the session: the next one makes a full
+handshake, its chain is verified and remembered again, and it is served.
+In-process: a real inbound side and upstream listener, real TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gossamer.intentions.decide import IntentionSet
+from gossamer.intentions.model import Intention
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.inbound import Inbound, Policy
+from gossamer.proxy.outbound import UpstreamListener
+from tests.harness.cluster import free_port
+from tests.harness.poll import eventually_async
+from tests.proxy_pki import Pki
+from tests.proxy_support import echo_until_end
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Inbound, UpstreamListener, int]]:
+    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
+    pki = Pki()
+    db_identity, web_identity = pki.identity("db"), pki.identity("web")
+    policy = Policy()
+    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
+    port = free_port("127.0.0.1")
+    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
+                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
+    await db.start()
+    up = free_port("127.0.0.1")
+    web = UpstreamListener(Upstream("db", up, connect_timeout_s=2), lambda: web_identity,
+                           tally.Tally())  # fmt: skip
+    web.set_instances([("127.0.0.1", port)])
+    await web.start()
+    try:
+        yield db, web, up
+    finally:
+        for side in (web, db):
+            side.stop_listening()
+            side.terminate_all()
+        app.close()
+
+
+async def exchange(port: int, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        writer.write_eof()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_resumed_session_refused_after_its_handshake_is_dropped(
+    pair: tuple[Inbound, UpstreamListener, int],
+) -> None:
+    db, web, up = pair
+    assert await exchange(up, b"one") == b"one<eof>"
+    results = []
+    for _ in range(3):
+        web.tunnels.close_all()  # the next client needs a new connection: it resumes
+
+        async def closed() -> bool:
+            return not web.tunnels.muxes
+
+        await eventually_async(closed, 5)
+        db.chains._chains.clear()  # as 1,024 other clients' chains would push it out
+        results.append(await exchange(up, b"two"))
+        assert await exchange(up, b"three") == b"three<eof>"  # a full handshake: served
+    assert results.count(b"") <= 3
+    assert db.tally.snapshot()["inbound.refused.unknown-issuer"] == results.count(b"")
