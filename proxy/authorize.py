@@ -196,6 +196,12 @@ def _service(
         facts = [memory.facts(der) for der in chain]
     except ValueError:
         raise Refused(tally.BAD_CERTIFICATE, "the peer's certificate is unreadable") from None
+    if len(chain) == 1:  # only a resumed session presents a lone leaf
+        raise Refused(
+            tally.UNKNOWN_ISSUER,
+            f"{facts[0].describe()}: a resumed session whose "
+            "verified chain is no longer remembered (more clients since than kept)",
+        )
     try:
         identity = check_verified(chain, facts, trust.roots, now, purpose)
     except errors.CertificateError as exc:

@@ -16,13 +16,17 @@ In-process: a real inbound side and upstream listener, real TLS.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
 from gossamer.intentions.decide import IntentionSet
 from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
+from gossamer.proxy.authorize import Refused, client_service
+from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.inbound import Inbound, Policy
 from gossamer.proxy.outbound import UpstreamListener
@@ -86,3 +90,17 @@ async def test_a_resumed_session_refused_after_its_handshake_is_dropped(
         assert await exchange(up, b"three") == b"three<eof>"  # a full handshake: served
     assert results.count(b"") <= 3
     assert db.tally.snapshot()["inbound.refused.unknown-issuer"] == results.count(b"")
+
+
+def test_a_resumed_leaf_whose_chain_is_forgotten_is_refused_saying_so() -> None:
+    """The refusal names what happened (the operator sees a client of this mesh, not a rogue
+    certificate whose chain leads nowhere); its reason stays `unknown-issuer`."""
+    pki = Pki()
+    web = pki.leaf_json("web")
+    leaf = ssl.PEM_cert_to_DER_cert(web["CertPEM"].split("-----END CERTIFICATE-----")[0]
+                                    + "-----END CERTIFICATE-----\n")  # fmt: skip
+    trust = pki.identity("db").trust
+    with pytest.raises(Refused) as refused:
+        client_service([leaf], trust, datetime.now(UTC), ChainMemory())
+    assert refused.value.reason == tally.UNKNOWN_ISSUER
+    assert "resumed session" in str(refused.value) and "no longer remembered" in str(refused.value)
