@@ -78,16 +78,18 @@ class NodeProxies:
             self._stop(proxy_id, "deregistered")
         for proxy_id in [p for p in self._refused if p not in found]:
             del self._refused[proxy_id]  # (registered again as it was: said again)
+        configs = {proxy_id: _config_of(body, proxy_id) for proxy_id, body in found.items()}
         for proxy_id, body in sorted(found.items()):
             runtime = self.runtimes.get(proxy_id)
-            config = _config_of(body, proxy_id)
+            config = configs[proxy_id]
             service = config.service if config is not None else None
             if runtime is not None and service not in (None, runtime.config.service):
                 self._stop(proxy_id, f"now serves {service}, not {runtime.config.service}")
             if proxy_id not in self.runtimes:
-                self._start(proxy_id, body, found)
+                self._start(proxy_id, body, configs)
 
-    def _start(self, proxy_id: str, body: dict[str, Any], found: dict[str, Any]) -> None:
+    def _start(self, proxy_id: str, body: dict[str, Any],
+               configs: dict[str, ProxyConfig | None]) -> None:  # fmt: skip
         try:
             config = with_drain(config_from_registration(body, proxy_id), self._drain_s)
         except (ConfigError, ValueError, TypeError) as exc:  # (one sidecar's, not the node's)
@@ -95,7 +97,7 @@ class NodeProxies:
             return
         # The ports of those served as their registrations have them now (their runtimes may
         # not have applied a change yet: one that frees a port must let this one start).
-        served = [(other, _config_of(found[other], other) or runtime.config)
+        served = [(other, configs.get(other) or runtime.config)
                   for other, runtime in self.runtimes.items()]  # fmt: skip
         if (why := clash(config, served)) is not None:
             self._refuse(proxy_id, why)  # (tried again on the next change of the list)
