@@ -45,6 +45,7 @@ _CONNECTION: Final = frozenset(
 )
 OK: Final = 0
 BAD: Final = 400
+TOO_LARGE: Final = 431  # a header list past the limit (the gate's reader: `over`)
 TUNNEL: Final = 501
 _GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                 (b"grpc-status", b"7"), (b"grpc-message", b"RBAC: access denied")]  # fmt: skip

@@ -165,6 +165,10 @@ class H2Gate(ClientFrames):
                 return
         malformed, extra = self._reader.malformed, b""  # (bad bytes: RFC 9113 §8.2.1)
         if stream <= self.last:  # a stream the client opened already
+            if self._reader.over:  # trailers past the list limit: malformed, as below
+                self._literal = True
+                self._malformed(stream)
+                return
             if malformed or h2_fields.trailers_fault(fields, end_stream):
                 raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
                               "already, that is not well-formed trailers")  # fmt: skip
@@ -179,6 +183,11 @@ class H2Gate(ClientFrames):
                 return
         else:  # a new stream: a request
             self.last = stream
+            if self._reader.over:  # past the list limit: read, its fields not kept (431)
+                self._refuse(stream, h2_fields.answer(h2_fields.TOO_LARGE, ()), end_stream,
+                             to_client)  # fmt: skip
+                self.calls.refused(h2_fields.TOO_LARGE, "")
+                return
             fault, normal, length = h2_fields.checked(fields, malformed, end_stream)
             if fault:
                 self._refuse(stream, h2_fields.answer(fault, ()), end_stream, to_client)

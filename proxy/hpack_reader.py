@@ -53,9 +53,12 @@ class HeaderReader:
         # `checked`: each field decoded from a literal is checked as RFC 9113 §8.2.1 asks
         # (h2_fields.field_fault), `malformed` telling whether the last block held a bad one.
         # Indexed fields were checked when they went into the table, unless a bad one did:
-        # then every field is, from then on (`_suspect`).
+        # then every field is, from then on (`_suspect`). And a list past `max_list` does not
+        # raise: the block is read to its end (the table kept in step) without keeping its
+        # fields, and `over` tells it, so the gate refuses that request, not the connection.
         self.checked = checked
         self.malformed = False
+        self.over = False
         self.resized = 0  # bytes of size updates that opened the last block (0: none)
         self._suspect = False
         self._entries: deque[tuple[bytes, bytes]] = deque()  # newest first
@@ -70,7 +73,7 @@ class HeaderReader:
         not added to it is skipped undecoded)."""
         fields: list[tuple[bytes, bytes]] = []
         at, end, listed = 0, len(block), 0
-        self.malformed = False
+        self.malformed = self.over = False
         self.resized = 0
         while at < end:
             first = block[at]
@@ -123,7 +126,10 @@ class HeaderReader:
                               else (name, value))  # fmt: skip
             listed += len(fields[-1][0]) + len(fields[-1][1]) + ENTRY_OVERHEAD
             if listed > self.max_list:
-                raise HpackError(f"a header list over {self.max_list} bytes")
+                if not self.checked:
+                    raise HpackError(f"a header list over {self.max_list} bytes")
+                self.over, listed = True, self.max_list
+                del fields[1:]  # (one kept: a size update after it is still refused)
         return fields
 
     @property

@@ -25,12 +25,11 @@ from h2.events import DataReceived, RequestReceived, ResponseReceived, StreamEnd
 from hpack import Encoder
 
 from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import HTTPMatch, Intention, Permission
+from gossamer.intentions.model import Decision, HTTPMatch, Intention, Permission
 from gossamer.proxy.h2_calls import RAPID_CALLS, CallBook
 from gossamer.proxy.h2_follow import H2Follower
 from gossamer.proxy.h2_frames import (
     CANCEL,
-    COMPRESSION_ERROR,
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -61,6 +60,7 @@ CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Fine"),
         (b"te", b"trailers")]  # fmt: skip
 WATCH = [(b":path", b"/t.T/Watch") if name == b":path" else (name, value) for name, value in CALL]
 START = PREFACE + frame(SETTINGS, 0, 0)
+TOO_LARGE = literal_block([(b":status", b"431"), (b"content-length", b"0")])  # the gate's answer
 Frames = list[tuple[int, int, int, bytes]]  # kind, flags, stream, payload
 
 
@@ -234,24 +234,50 @@ async def test_a_continuation_flood_gets_goaway_and_never_reaches_the_app(mode: 
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_an_hpack_bomb_gets_goaway_compression_error(mode: str) -> None:
+async def test_an_hpack_bomb_is_refused_431_and_the_connection_goes_on(mode: str) -> None:
     """A 4,000-byte field added to the HPACK table, then a block of 3,000 one-byte
-    references to it (12 MB decoded): past the header list limit, GOAWAY
-    COMPRESSION_ERROR, which a client that is quicker than the app reads after a server
-    preface of the gate's, as from any HTTP/2 server."""
+    references to it (12 MB decoded, from 3 KB): past the header list limit, the call is
+    answered `431` (the block read to its end without keeping its fields, so the table
+    stays in step) and the same connection serves the next call; the app never saw the
+    bomb. (It was GOAWAY COMPRESSION_ERROR: every call on the connection lost.)"""
     app = _App(delay=0.2)
     async with _meshed(mode, app) as mesh:
         client = await _Raw.open(mesh)
         added = Encoder().encode([(b"x-big", b"a" * 4000)], huffman=False)  # (indexed)
         bomb = literal_block(CALL) + bytes((0x80 | 62,)) * 3000  # index 62: the newest entry
-        await client.send(START + frame(HEADERS, END_HEADERS | END_STREAM, 1,
-                                        literal_block(CALL) + added)
-                          + frame(HEADERS, END_HEADERS | END_STREAM, 3, bomb))  # fmt: skip
-        await client.until("goaway")
-        assert [code for _, code in client.goaways()] == [COMPRESSION_ERROR]
-        assert client.frames[0][0] == SETTINGS
+        both, again = END_HEADERS | END_STREAM, literal_block(CALL) + bytes((0x80 | 62,))
+        first = literal_block(CALL) + added
+        await client.send(START + frame(HEADERS, both, 1, first) + frame(HEADERS, both, 3, bomb)
+                          + frame(HEADERS, both, 5, again))  # fmt: skip
+        while len([f for f in await client.until("end", 0.2) if f[0] == HEADERS]) < 5:
+            assert not client.ended and not client.goaways(), client.frames
+        assert (HEADERS, both, 3, TOO_LARGE) in client.frames
+        assert app.requests == 2
         client.close()
-        await _served(mesh)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_call_with_too_much_metadata_is_refused_alone(mode: str) -> None:
+    """A gRPC client's call with 70 KB of metadata, Huffman-coded into a smaller block
+    (under the block limit, over the list limit once decoded): that call gets `431`, and
+    the connection goes on, a call under way on it and the next one. (The connection
+    ended, and every call on it.)"""
+    app = _App()
+    async with _meshed(mode, app) as mesh:
+        client = await _watch(mesh)
+        metadata = [(f"x-meta-{i}".encode(), f"{i:04}".encode() + b"v" * 996) for i in range(66)]
+        fat = literal_block(CALL) + Encoder().encode(metadata, huffman=True)
+        assert len(fat) < 65536 < sum(len(n) + len(v) + 32 for n, v in [*CALL, *metadata])
+        await client.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, fat))
+        await client.until("goaway", 0.5)
+        assert not client.goaways() and not client.ended
+        assert (HEADERS, END_HEADERS | END_STREAM, 3, TOO_LARGE) in client.frames
+        await client.send(frame(HEADERS, END_HEADERS | END_STREAM, 5, literal_block(CALL)))
+        while not any(f[0] == HEADERS and f[2] == 5 and f[1] & END_STREAM for f in client.frames):
+            assert not client.ended and not client.goaways(), client.frames
+            await client.until("more", 0.1)  # (reads on for 0.1 s)
+        assert not any(f[0] == HEADERS and f[2] == 1 and f[1] & END_STREAM for f in client.frames)
+        client.close()
 
 
 async def _watch(mesh: _Mesh) -> _Raw:
@@ -541,3 +567,17 @@ async def test_a_path_spelled_around_a_deny_rule_is_judged_as_the_app_reads_it(
         assert got == {path: status for path, (status, _) in EVASIONS.items()}
         seen = [seen for seen in (want for _, want in EVASIONS.values()) if seen is not None]
         assert sorted(app.paths) == sorted(seen)
+
+
+def test_trailers_past_the_list_limit_reset_their_stream_only() -> None:
+    """Trailers whose fields decode past the limit are malformed, as other trailers the
+    gate cannot pass on: the stream is reset at the app (PROTOCOL_ERROR), the connection
+    goes on."""
+    gate = H2Gate(lambda request: Decision(True, "test"), 65536)
+    gate.from_client(START + frame(HEADERS, END_HEADERS, 1, literal_block(CALL)))
+    metadata = [(f"x-meta-{i}".encode(), f"{i:04}".encode() + b"v" * 996) for i in range(70)]
+    trailers = Encoder().encode(metadata, huffman=True)
+    to_app, _ = gate.from_client(frame(HEADERS, END_HEADERS | END_STREAM, 1, trailers))
+    assert rst_stream(1, PROTOCOL_ERROR) in b"".join(to_app)
+    gate.from_client(frame(HEADERS, END_HEADERS | END_STREAM, 3, literal_block(CALL)))
+    assert gate.calls.live(3)
