@@ -463,16 +463,22 @@ async def test_calls_the_client_makes_the_app_reset_count_as_a_rapid_reset(mode:
     app = _Resetting()
     async with grpc_mesh(mode, serve=app.serve) as mesh:
         client = await _Raw.open(mesh)
-        try:
+        sent = 0
+        with contextlib.suppress(OSError):  # (the connection went)
             await client.send(START)
             for batch in range(100):
                 await client.send(b"".join(
                     frame(HEADERS, END_HEADERS | END_STREAM, s, literal_block(CALL))
                     + window_update(s, 0)
                     for s in range(batch * 400 + 1, batch * 400 + 400, 2)))  # fmt: skip
-                await asyncio.sleep(0.001)  # (the app's resets come back meanwhile)
-        except OSError:
-            pass  # (the connection went)
+                sent += 200
+                # the app's resets come back between batches, as they would from a real one
+                # to a client that keeps sending: the flood is a stream, not one write
+                waited = time.monotonic() + 2
+                while app.requests < sent and not client.ended and time.monotonic() < waited:
+                    await client.until("more", 0.005)
+                if client.goaways() or client.ended:
+                    break
         await client.until("goaway")
         assert [code for _, code in client.goaways()] == [ENHANCE_YOUR_CALM]
         client.close()
