@@ -4,7 +4,8 @@ Both read `GET /v1/agent/metrics/proxies` (the agent gathers its local
 sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
 proxy started, or over `--window SECONDS` (two gatherings that far apart).
 `top` redraws the table every `--interval` with the figures of the last
-interval, until Ctrl-C (or `--iterations N`). Proxies whose figures could
+interval, until Ctrl-C or SIGTERM (or `--iterations N`); piped, it prints the
+frames one after the other instead of redrawing one. Proxies whose figures could
 not be read (or have another shape) are listed under the table with why, as
 are proxies left out of a window because the first reading missed them
 (stat_rows.notes); with `--json` (which prints the rows) those lines go to
@@ -14,10 +15,13 @@ stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlencode
@@ -125,8 +129,7 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
     previous = edges_of(_gather(client, args.service))
     at = time.monotonic()
     done = 0
-    with Live(table([], "waiting for the first interval"), console=console,
-              auto_refresh=False, transient=False) as live:  # fmt: skip
+    with _frames(console) as show, _sigterm_quits():
         try:
             while not args.iterations or done < args.iterations:
                 time.sleep(args.interval)
@@ -136,11 +139,49 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
                 title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
                 below = notes(edges, previous, now - at) + ([] if gathered else
                                                             [_nobody(args.service)])  # fmt: skip
-                shown = table(rows(edges, previous, now - at), title, below, console.width)
-                live.update(shown, refresh=True)
+                show(table(rows(edges, previous, now - at), title, below, console.width))
                 previous, at, done = edges, now, done + 1
         except KeyboardInterrupt:
             pass
-    if not console.is_terminal:
-        console.line()  # (Live prints its last frame without one when the output is no terminal)
     return 0
+
+
+Frame = Table | Group
+
+
+@contextlib.contextmanager
+def _frames(console: Console) -> Iterator[Callable[[Frame], None]]:
+    """Where `top` puts each frame: redrawn in place on a terminal; otherwise (piped to a
+    file, `tee`, `less`) printed one after the other as it comes. rich's Live, off a
+    terminal, prints only the last frame once the loop ends, so `gossamer top | tee log`
+    showed nothing while it ran and a `top` ended by a signal printed nothing at all."""
+    if console.is_terminal:
+        with Live(table([], "waiting for the first interval"), console=console,
+                  auto_refresh=False, transient=False) as live:  # fmt: skip
+            yield lambda frame: live.update(frame, refresh=True)
+        return
+
+    def printed(frame: Frame) -> None:
+        console.print(frame)
+        console.line()
+        console.file.flush()
+
+    yield printed
+
+
+@contextlib.contextmanager
+def _sigterm_quits() -> Iterator[None]:
+    """SIGTERM (`timeout 10 gossamer top`, a supervisor) ends `top` as Ctrl-C does: the
+    terminal gets its cursor back and the exit code is 0, not a signal's."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
