@@ -426,7 +426,7 @@ def test_apply_lists_every_problem_and_applies_nothing(
         (["get", "a", "b", "c"], "unrecognized arguments: c"),
         (["get"], "required"),
         (["delete", "a", "b c"], "DST: must be"),
-        (["match"], "one of the arguments --source/-source --destination/-destination"),
+        (["match"], "give a service: DST, --destination DST or --source SRC"),
         (["match", "--source", "a", "--destination", "b"], "not allowed with argument"),
         (["check", "a"], "required: DST"),
         (["check", "a", "b", "--header", "novalue"], "--header 'novalue': expected NAME=VALUE"),

@@ -1,7 +1,8 @@
 """The README's commands as a new user (often a Consul user) types them.
 
 Found walking the README on a dev agent: `gossamer top` piped or run under
-`timeout` printed nothing.
+`timeout` printed nothing; Consul's documented `consul intention match db`
+was a usage error.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.cli import cli_env
+from tests.harness.cli import cli_env, expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster, put_exact
 
 FRAME = "edges of this agent's proxies, last"
@@ -72,3 +73,15 @@ def test_top_piped_shows_each_frame_as_it_comes_and_ends_on_sigterm(agent: Agent
             proc.wait()
     assert proc.returncode == 0, (proc.returncode, err)
     assert (shown + rest.decode()).endswith("\n"), repr(rest)
+
+
+def test_intention_match_takes_the_service_as_consul_does(agent: AgentProc) -> None:
+    """`consul intention match db` (Consul's docs' example) matches by destination; `-source`
+    and `-destination` keep taking the name. Before: a positional name was a usage error."""
+    by_destination = expect("intention", "match", "db", "--http-addr", agent.http)
+    assert "web" in by_destination and "cache" not in by_destination, by_destination
+    by_source = expect("intention", "match", "-source", "web", "--http-addr", agent.http)
+    assert "db" in by_source and "cache" in by_source, by_source
+    assert "db" in expect("intention", "match", "-destination", "db", "--http-addr", agent.http)
+    both = gossamer("intention", "match", "--source", "web", "db", "--http-addr", agent.http)
+    assert both.returncode == 2 and "not both" in both.stderr, both.stderr

@@ -149,8 +149,12 @@ def list_intentions(args: argparse.Namespace, client: AgentClient, console: Cons
 
 
 def match(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
-    by, name = ("source", args.source) if args.source else ("destination", args.destination)
-    name = service_arg(name, f"--{by}")
+    given = [f for f in (args.source, args.destination) if f is not None]
+    if len(given) + (args.name is not None) != 1:
+        raise UsageError("give a service: DST, --destination DST or --source SRC (not both)")
+    by = "source" if args.source is not None else "destination"
+    name = given[0] if given else args.name
+    name = service_arg(name, "DST" if args.name is not None else f"--{by}")
     answer = client.get("/v1/connect/intentions/match?" + urlencode({"by": by, "name": name}))
     if args.json:
         console.print_json(json.dumps(answer))

@@ -124,9 +124,11 @@ def _add_match(verbs: VerbParsers) -> None:
     v = verbs.add_parser(
         "match", help="the intentions that apply to a service, in evaluation order"
     )
-    side = v.add_mutually_exclusive_group(required=True)
+    side = v.add_mutually_exclusive_group()
     side.add_argument("--source", "-source", metavar="NAME", help="intentions from NAME")
     side.add_argument("--destination", "-destination", metavar="NAME", help="intentions to NAME")
+    # `consul intention match db` (Consul's own example): a bare name is a destination.
+    v.add_argument("name", nargs="?", metavar="DST", help="intentions to DST")
     v.add_argument("--json", action="store_true", help="print the API's JSON")
     v.set_defaults(run=_input_errors(match))
 
