@@ -166,6 +166,7 @@ PURE_MODULES: tuple[str, ...] = (
     # ACLs: rule language, authorizer, endpoint permissions, token records
     "agent/acl/",
     "agent/cli/config_hcl.py",
+    "agent/cli/consul_flags.py",
     # gossamer check: results, the judges of each group, rendering
     "agent/preflight/result.py",
     "agent/preflight/host_checks.py",

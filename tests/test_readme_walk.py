@@ -2,7 +2,9 @@
 
 Found walking the README on a dev agent: `gossamer top` piped or run under
 `timeout` printed nothing; Consul's documented `consul intention match db`
-was a usage error.
+was a usage error; and Consul's one-dash spelling of the client flags
+(`-http-addr`) was read by argparse as `-h ttp-addr`, exit 2 with an error
+about `--help`, on every client command but `connect proxy`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -85,3 +88,38 @@ def test_intention_match_takes_the_service_as_consul_does(agent: AgentProc) -> N
     assert "db" in expect("intention", "match", "-destination", "db", "--http-addr", agent.http)
     both = gossamer("intention", "match", "--source", "web", "db", "--http-addr", agent.http)
     assert both.returncode == 2 and "not both" in both.stderr, both.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["intention", "check", "web", "db"],
+        ["intention", "list"],
+        ["members"],
+        ["stat"],
+        ["check", "--json"],
+    ],
+)
+def test_client_commands_take_consuls_one_dash_http_addr(
+    agent: AgentProc, command: list[str]
+) -> None:
+    """`consul intention check -http-addr=H web db`: the flag before, after, or with `=`."""
+    for spelled in (["-http-addr", agent.http], [f"-http-addr={agent.http}"]):
+        result = gossamer(*command, *spelled)
+        assert result.returncode in (0, 1), (command, result.stdout, result.stderr)
+        assert "--help" not in result.stderr, result.stderr
+    result = gossamer(command[0], "-http-addr", agent.http, *command[1:])
+    assert "--help" not in result.stderr, result.stderr
+
+
+def test_check_pre_takes_the_agents_flags_with_one_dash() -> None:
+    """`consul agent -dev -http-port 8501` is how a Consul user writes the agent's flags; the
+    same spelling works for `gossamer agent` and `check --pre`, which reads them."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = gossamer("check", "--pre", "-dev", "-http-port", str(port), "--json")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"http port 127.0.0.1:{port}/tcp" in result.stdout, result.stdout
+    assert '"Status": "fail"' in result.stdout, result.stdout

@@ -35,6 +35,7 @@ from gossamer.agent.cli.client import (
     UsageError,
     client_from_args,
 )
+from gossamer.agent.cli.consul_flags import long_spelling
 from gossamer.agent.config import add_agent_flags
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
 
@@ -98,7 +99,8 @@ class _ParentedSubparsers:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(long_spelling(given, parser))
     if args.command == "agent":
         from gossamer.agent.cli.agent import run_agent
 
