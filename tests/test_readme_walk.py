@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,42 @@ def test_check_pre_takes_the_agents_flags_with_one_dash() -> None:
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert f"http port 127.0.0.1:{port}/tcp" in result.stdout, result.stdout
     assert '"Status": "fail"' in result.stdout, result.stdout
+
+
+CONSUL_HCL = """
+service {
+  name = "web"
+  port = 8080
+  connect {
+    sidecar_service {
+      proxy {
+        upstreams = [{ destination_name = "db", local_bind_port = 9191 }]
+      }
+    }
+  }
+}
+service {
+  name = "db"
+  port = 5432
+  check { tcp = "127.0.0.1:5432", interval = "10s" }
+}
+"""
+
+
+def test_services_register_reads_consuls_hcl_definitions(agent: AgentProc, tmp_path: Path) -> None:
+    """`consul services register web.hcl` reads HCL, Consul's usual spelling of a service
+    definition (two `service` blocks are two services, as in HCL1). Before: the file was
+    read as YAML and refused, "expected a mapping with a service definition"."""
+    path = tmp_path / "web.hcl"
+    path.write_text(CONSUL_HCL)
+    said = expect("services", "register", str(path), "--http-addr", agent.http)
+    assert "web" in said and "db" in said, said
+    sidecar = agent.get("/v1/agent/service/web-sidecar-proxy")
+    (upstream,) = sidecar["Proxy"]["Upstreams"]
+    assert (upstream["DestinationName"], upstream["LocalBindPort"]) == ("db", 9191), sidecar
+    checks = agent.get("/v1/agent/checks")
+    assert any(c["ServiceID"] == "db" and c["Type"] == "tcp" for c in checks.values()), checks
+    expect("services", "deregister", str(path), "--http-addr", agent.http)
+    path.write_text('service {\n  name = "web"\n  port = = 1\n}\n')
+    bad = gossamer("services", "register", str(path), "--http-addr", agent.http)
+    assert bad.returncode == 2 and "line 3, column 10" in bad.stderr, bad.stderr

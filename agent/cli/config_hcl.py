@@ -1,6 +1,6 @@
-"""Config entry files in HCL, as `consul config write` reads them, turned into JSON values. Pure.
+"""HCL files as `consul config write` and `consul services register` read them. Pure.
 
-Consul's entry files are HCL1: `Kind = "service-splitter"`, numbers,
+They become JSON values. Consul's entry files are HCL1: `Kind = "service-splitter"`, numbers,
 `true`/`false`, lists (`Splits = [{ Weight = 90, Service = "api" }]`) and
 objects written as blocks (`Meta { team = "a" }`) or as `= { ... }`. The
 tokens are agent/acl/hcl_reader.py's (one tokenizer for both); this reader
@@ -42,6 +42,7 @@ class _Values(TokenCursor):
 
     def body(self, closing: bool) -> dict[str, Any]:
         found: dict[str, Any] = {}
+        repeated: set[str] = set()
         while True:
             if self.peek().kind == "end":
                 if closing:
@@ -55,7 +56,7 @@ class _Values(TokenCursor):
                 continue
             try:
                 key, value = self.pair()
-                found[key] = value
+                _add(found, repeated, key, value)
             except _Syntax as exc:
                 self.problems.append(RuleProblem(exc.token.position, exc.message))
                 self._skip_line(exc.token)
@@ -110,6 +111,18 @@ class _Values(TokenCursor):
                 raise _Syntax(self.peek(), f"expected ',' or ']', found {_shown(self.peek())}")
         self.take()
         return found
+
+
+def _add(found: dict[str, Any], repeated: set[str], key: str, value: Any) -> None:
+    """A key given twice (two `service { ... }` blocks) holds both values in a list, as
+    HCL1 reads repeated blocks, rather than the last one silently alone."""
+    if key not in found:
+        found[key] = value
+    elif key in repeated:
+        found[key].append(value)
+    else:
+        found[key] = [found[key], value]
+        repeated.add(key)
 
 
 def _shown(token: Token) -> str:

@@ -22,6 +22,7 @@ import yaml
 from rich.console import Console
 
 from gossamer.agent.cli.client import AgentClient, ApiError, UsageError, path_segment
+from gossamer.agent.cli.config_hcl import HclError, read_entry_hcl
 
 Definition = dict[str, Any]
 
@@ -167,7 +168,13 @@ def read_document(path: str, as_text: Callable[[Any], str] = str) -> Any:
 
 
 def parse_document(path: str, text: str) -> Any:
-    """JSON for *.json (its errors then say JSON), YAML (a superset of JSON) otherwise."""
+    """JSON for *.json (its errors then say JSON), HCL for *.hcl (Consul's usual service
+    definition files), YAML (a superset of JSON) otherwise."""
+    if path.endswith(".hcl"):
+        try:
+            return read_entry_hcl(text)
+        except HclError as exc:
+            raise UsageError(f"{path}: invalid HCL: {exc}") from None
     if path.endswith(".json"):
         try:
             return json.loads(text)
@@ -195,9 +202,12 @@ def unwrap(path: str, data: Any) -> list[Definition]:
     if len(data) == 1:
         ((key, value),) = data.items()
         if _norm(key) == "service":
-            if not isinstance(value, dict):
+            many = (
+                isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+            )
+            if not isinstance(value, dict) and not many:
                 raise UsageError(f"{path}: {key!r} must be a mapping")
-            return [value]
+            return value if many else [value]
         if _norm(key) == "services":
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 raise UsageError(f"{path}: {key!r} must be a list of mappings")
