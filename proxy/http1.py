@@ -171,8 +171,9 @@ class HttpSession(HttpAppLink):
     def answered(self, data: bytes, *, final: bool) -> None:
         """A response head (interim or final) for the oldest request."""
         self.client.send(data)
-        if final:
-            self.queue[0].answered = True
+        if final:  # no retry now: what was kept for one goes (a slow answer held it)
+            ex = self.queue[0]
+            ex.answered, ex.replay = True, None
 
     def answer_ended(self, status: int, keep: bool) -> None:
         """The app's answer to the oldest request ended (`keep`: its connection may serve on).
