@@ -15,7 +15,7 @@ import gc
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 
@@ -36,37 +36,15 @@ from gossamer.proxy.upstream_set import UpstreamSet
 from tests.harness.binaries import find_binary, require
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
+from tests.inbound_served import Served, served_db
 from tests.proxy_pki import CLUSTER_B, Pki, client_context
 from tests.proxy_support import echo_until_end
 
 
-@dataclass
-class Served:
-    inbound: Inbound
-    pki: Pki
-    port: int
-
-
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
-    pki = Pki()
-    identity = pki.identity("db")
-    policy = Policy()
-    policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
-    policy.known = True
-    port = free_port("127.0.0.1")
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
-                         local_port=app.sockets[0].getsockname()[1],
-                         timeouts=Timeouts(handshake_s=0.5))  # fmt: skip
-    inbound = Inbound(config, lambda: identity, policy, tally.Tally())
-    await inbound.start()
-    try:
-        yield Served(inbound, pki, port)
-    finally:
-        inbound.stop_listening()
-        inbound.terminate_all()
-        app.close()
+    async with served_db(Timeouts(handshake_s=0.5)) as serving:
+        yield serving
 
 
 async def tls_roundtrip(s: Served, context: ssl.SSLContext, payload: bytes = b"hi") -> bytes:

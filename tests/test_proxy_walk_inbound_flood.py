@@ -17,16 +17,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import Intention
 from gossamer.proxy import inbound as inbound_module
-from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig, Timeouts
-from gossamer.proxy.inbound import Inbound, Policy
-from tests.harness.cluster import free_port
+from gossamer.proxy.config import Timeouts
+from gossamer.proxy.inbound import Inbound
 from tests.harness.poll import eventually_async
+from tests.inbound_served import served_db
 from tests.proxy_pki import Pki, client_context
-from tests.proxy_support import echo_until_end
 
 LIMIT = 8
 REASON = "inbound.refused.too-many-handshakes"
@@ -35,24 +31,8 @@ REASON = "inbound.refused.too-many-handshakes"
 @pytest.fixture
 async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Inbound, Pki, int]]:
     monkeypatch.setattr(inbound_module, "MAX_HANDSHAKES_PER_SOURCE", LIMIT, raising=False)
-    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
-    pki = Pki()
-    identity = pki.identity("db")
-    policy = Policy()
-    policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
-    policy.known = True
-    port = free_port("127.0.0.1")
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
-                         local_port=app.sockets[0].getsockname()[1],
-                         timeouts=Timeouts(handshake_s=10))  # fmt: skip
-    inbound = Inbound(config, lambda: identity, policy, tally.Tally())
-    await inbound.start()
-    try:
-        yield inbound, pki, port
-    finally:
-        inbound.stop_listening()
-        inbound.terminate_all()
-        app.close()
+    async with served_db(Timeouts(handshake_s=10)) as s:
+        yield s.inbound, s.pki, s.port
 
 
 async def stalled(port: int, source: str) -> socket.socket:

@@ -20,35 +20,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import Intention
-from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig
-from gossamer.proxy.inbound import Inbound, Policy
-from tests.harness.cluster import free_port
+from tests.inbound_served import served_db
 from tests.proxy_pki import Pki, client_context
-from tests.proxy_support import echo_until_end
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Pki, int]]:
-    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
-    pki = Pki()
-    identity = pki.identity("db")
-    policy = Policy()
-    policy.intentions = IntentionSet([Intention("web", "db", action="allow")])
-    policy.known = True
-    port = free_port("127.0.0.1")
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
-    inbound = Inbound(config, lambda: identity, policy, tally.Tally())
-    await inbound.start()
-    try:
-        yield pki, port
-    finally:
-        inbound.stop_listening()
-        inbound.terminate_all()
-        app.close()
+    async with served_db() as s:
+        yield s.pki, s.port
 
 
 def finished_alone(
