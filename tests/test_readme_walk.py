@@ -9,6 +9,7 @@ about `--help`, on every client command but `connect proxy`.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -163,3 +164,20 @@ def test_services_register_reads_consuls_hcl_definitions(agent: AgentProc, tmp_p
     path.write_text('service {\n  name = "web"\n  port = = 1\n}\n')
     bad = gossamer("services", "register", str(path), "--http-addr", agent.http)
     assert bad.returncode == 2 and "line 3, column 10" in bad.stderr, bad.stderr
+
+
+def test_check_hint_names_the_service_id_sidecar_for_takes(agent: AgentProc) -> None:
+    """A service registered with an ID other than its name (`"ID": "web-1"`, as the README's
+    own registration example has it): `gossamer check` told the user to run `connect proxy
+    --sidecar-for web`, which exits 2 (no registration `web-sidecar-proxy`); `--sidecar-for`
+    takes the service's ID."""
+    agent.put("/v1/agent/service/register", {
+        "Name": "pay", "ID": "pay-1", "Port": 3, "Connect": {"SidecarService": {}}})  # fmt: skip
+    try:
+        result = gossamer("check", "--json", "--http-addr", agent.http)
+    finally:
+        agent.put("/v1/agent/service/deregister/pay-1")
+    (up,) = [c for c in json.loads(result.stdout)["Checks"]
+             if c["Name"].startswith("proxy pay-1-sidecar-proxy up")]  # fmt: skip
+    assert up["Status"] == "fail", up
+    assert "gossamer connect proxy --sidecar-for pay-1" in up["Hint"], up

@@ -122,6 +122,20 @@ def judge_registration(proxy_id: str, service: str, target: Target) -> Result:
     )
 
 
+SIDECAR_SUFFIX = "-sidecar-proxy"
+
+
+def sidecar_for(proxy: Mapping[str, Any]) -> str:
+    """What `connect proxy --sidecar-for` takes to serve this registration: the service ID
+    (`web-1` for `web-1-sidecar-proxy`), not the service name, which differs whenever the
+    service was registered with an ID of its own."""
+    proxy_id = str(proxy.get("ID", ""))
+    if proxy_id.endswith(SIDECAR_SUFFIX) and len(proxy_id) > len(SIDECAR_SUFFIX):
+        return proxy_id[: -len(SIDECAR_SUFFIX)]
+    config = proxy.get("Proxy") or {}
+    return str(config.get("DestinationServiceID") or config.get("DestinationServiceName", ""))
+
+
 def judge_proxy(
     proxy_id: str,
     service: str,
@@ -129,11 +143,14 @@ def judge_proxy(
     shown: Presented,
     now: datetime,
     trust: MeshTrust | None,
+    serve_id: str | None = None,
 ) -> Result:
     """Up, presenting a leaf of `service` of this mesh (`trust`; None: the roots could not be
-    read, so only the name and the window are checked), valid now."""
+    read, so only the name and the window are checked), valid now. `serve_id` is what the
+    hints give `--sidecar-for` (sidecar_for; default `service`)."""
     name = f"proxy {proxy_id} up at {address}"
-    start = f"start it: gossamer connect proxy --sidecar-for {service}"
+    service_id = service if serve_id is None else serve_id
+    start = f"start it: gossamer connect proxy --sidecar-for {service_id}"
     if shown.error or shown.not_before is None or shown.not_after is None:
         if shown.listening:  # a proxy started now could not bind: say what holds the port
             port = address.rpartition(":")[2]
@@ -141,14 +158,14 @@ def judge_proxy(
                 f"something holds port {port} and does not answer as a proxy (one stopped "
                 f"with SIGSTOP or hung, or another program): `ss -ltnp 'sport = :{port}'` "
                 f"names it; restart or stop it, then gossamer connect proxy --sidecar-for "
-                f"{service}"
+                f"{service_id}"
             )
             return fail(PROXY, name, shown.error or "no certificate presented", held)
         return fail(PROXY, name, shown.error or "no certificate presented", start)
     foreign = (
         "not issued by this mesh's CA: a stale proxy from another cluster holds the port? "
         f"`ss -ltnp` names the process on {address}; stop it and run "
-        f"`gossamer connect proxy --sidecar-for {service}`"
+        f"`gossamer connect proxy --sidecar-for {service_id}`"
     )
     if trust is None:
         if not any(u.endswith(f"/svc/{service}") for u in shown.uris):

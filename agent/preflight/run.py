@@ -157,7 +157,15 @@ def _proxies(
         else:
             shown = probe.presented(target.address, target.port)
             results.append(
-                pc.judge_proxy(proxy["ID"], service, target.shown, shown, probe.now_utc(), trust)
+                pc.judge_proxy(
+                    proxy["ID"],
+                    service,
+                    target.shown,
+                    shown,
+                    probe.now_utc(),
+                    trust,
+                    pc.sidecar_for(proxy),
+                )
             )
         upstreams = [str(u["DestinationName"]) for u in config.get("Upstreams") or []]
         healthy = [(name, probe.passing_instances(client, name)) for name in upstreams]
