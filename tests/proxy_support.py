@@ -156,6 +156,18 @@ async def echo_until_end(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     writer.close()
 
 
+async def exchange(port: int, payload: bytes) -> bytes:
+    """An asyncio client of 127.0.0.1:`port`: sends `payload`, half-closes, reads to the end
+    (5 s at most)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        writer.write_eof()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
 def refused(address: tuple[str, int], payload: bytes, timeout: float = 10.0) -> bool:
     """The proxy closes the connection without an answer: `roundtrip` gives nothing back, or
     the close beat the payload (a socket closed with the payload unread answers with a reset,

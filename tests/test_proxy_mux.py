@@ -55,6 +55,7 @@ from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
 from tests.proxy_support import echo_until_end
+from tests.proxy_support import exchange as exchange_at
 
 STREAM = (control(OPEN, 1) + pack_header(DATA, 1, 5) + b"hello" + control(OPEN, 2)
           + control(ACK, 1) + window(2, 70_000) + control(END, 1) + reset(2, CUT))  # fmt: skip
@@ -229,13 +230,7 @@ async def pair(request: pytest.FixtureRequest) -> AsyncIterator[Pair]:
 
 
 async def exchange(pair: Pair, payload: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", pair.port)
-    try:
-        writer.write(payload)
-        writer.write_eof()
-        return await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
+    return await exchange_at(pair.port, payload)
 
 
 def expected(pair: Pair, payload: bytes) -> bytes:

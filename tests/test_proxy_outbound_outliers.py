@@ -26,17 +26,7 @@ from gossamer.proxy.outbound import UpstreamListener
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
-from tests.proxy_support import echo_until_end
-
-
-async def _exchange(port: int, payload: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(payload)
-        writer.write_eof()
-        return await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
+from tests.proxy_support import echo_until_end, exchange
 
 
 async def _app(port: int) -> asyncio.Server:
@@ -78,11 +68,11 @@ async def test_a_success_between_failures_over_a_shared_connection_resets_the_co
             flaky_app.close()
             await flaky_app.wait_closed()
             flaky_app = None
-            assert await _exchange(up, b"away%d" % n) == b"away%d<eof>" % n  # on `live`
+            assert await exchange(up, b"away%d" % n) == b"away%d<eof>" % n  # on `live`
             failed = unreachable.snapshot().get("inbound.refused.local-unreachable", 0)
             assert failed == n + 1  # tried at `flaky` first
             flaky_app = await _app(flaky_port)
-            assert await _exchange(up, b"back%d" % n) == b"back%d<eof>" % n  # at `flaky`
+            assert await exchange(up, b"back%d" % n) == b"back%d<eof>" % n  # at `flaky`
             assert web.tally.snapshot().get("outbound.reused", 0) >= n + 1  # (shared)
         now_ms = time.monotonic_ns() // 1_000_000
         assert web.outliers.ejected(now_ms) == set()

@@ -15,61 +15,39 @@ In-process: a real inbound side and upstream listener, real TLS.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
-from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import Intention
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, client_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
-from gossamer.proxy.config import ProxyConfig, Upstream
-from gossamer.proxy.inbound import Inbound, Policy
+from gossamer.proxy.config import Upstream
+from gossamer.proxy.inbound import Inbound
 from gossamer.proxy.outbound import UpstreamListener
 from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
+from tests.inbound_served import served_db
 from tests.proxy_pki import Pki
-from tests.proxy_support import echo_until_end
+from tests.proxy_support import exchange
 
 
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[Inbound, UpstreamListener, int]]:
-    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
-    pki = Pki()
-    db_identity, web_identity = pki.identity("db"), pki.identity("web")
-    policy = Policy()
-    policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
-    port = free_port("127.0.0.1")
-    config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port,
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
-    db = Inbound(config, lambda: db_identity, policy, tally.Tally())
-    await db.start()
-    up = free_port("127.0.0.1")
-    web = UpstreamListener(Upstream("db", up, connect_timeout_s=2), lambda: web_identity,
-                           tally.Tally())  # fmt: skip
-    web.set_instances([("127.0.0.1", port)])
-    await web.start()
-    try:
-        yield db, web, up
-    finally:
-        for side in (web, db):
-            side.stop_listening()
-            side.terminate_all()
-        app.close()
-
-
-async def exchange(port: int, payload: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(payload)
-        writer.write_eof()
-        return await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
+    async with served_db() as served:
+        up = free_port("127.0.0.1")
+        web_identity = served.pki.identity("web")
+        web = UpstreamListener(Upstream("db", up, connect_timeout_s=2), lambda: web_identity,
+                               tally.Tally())  # fmt: skip
+        web.set_instances([("127.0.0.1", served.port)])
+        await web.start()
+        try:
+            yield served.inbound, web, up
+        finally:
+            web.stop_listening()
+            web.terminate_all()
 
 
 async def test_a_resumed_session_refused_after_its_handshake_is_dropped(
