@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.cli import cli_env, expect, gossamer
-from tests.harness.cluster import AgentProc, Cluster, put_exact
+from tests.harness.cluster import AgentProc, Cluster, http_json, put_exact
 
 FRAME = "edges of this agent's proxies, last"
 
@@ -181,3 +181,35 @@ def test_check_hint_names_the_service_id_sidecar_for_takes(agent: AgentProc) -> 
              if c["Name"].startswith("proxy pay-1-sidecar-proxy up")]  # fmt: skip
     assert up["Status"] == "fail", up
     assert "gossamer connect proxy --sidecar-for pay-1" in up["Hint"], up
+
+
+def test_check_fails_an_upstream_whose_split_target_has_no_instance(agent: AgentProc) -> None:
+    """The README's canary (`api` 90, `api-canary` 10) with the canary down: every tenth
+    request to the upstream fails (503), by design, as Envoy's weighted clusters do. `gossamer
+    check` said ✔ for the upstream, counting only `api`'s own instances."""
+    agent.put(
+        "/v1/agent/service/register", {"Name": "shopapi", "Port": 4, "Connect": {"Native": True}}
+    )
+    agent.put("/v1/agent/service/register", {
+        "Name": "shop", "Port": 3, "Connect": {"SidecarService": {"Proxy": {"Upstreams": [
+            {"DestinationName": "shopapi", "LocalBindPort": 9}]}}}})  # fmt: skip
+
+    def upstreams() -> dict[str, str]:
+        result = gossamer("check", "--json", "--http-addr", agent.http)
+        (line,) = [c for c in json.loads(result.stdout)["Checks"]
+                   if c["Name"] == "upstreams of shop-sidecar-proxy"]  # fmt: skip
+        return dict(line)
+
+    try:
+        assert upstreams()["Status"] == "ok"
+        splits = [{"Weight": 90, "Service": "shopapi"},
+                  {"Weight": 10, "Service": "shopapi-canary"}]  # fmt: skip
+        agent.put("/v1/config", {"Kind": "service-splitter", "Name": "shopapi", "Splits": splits})
+        line = upstreams()
+        assert line["Status"] == "fail", line
+        assert "shopapi-canary" in line["Detail"] and "10%" in line["Detail"], line
+        assert "shopapi-canary" in line["Hint"], line
+    finally:
+        agent.put("/v1/agent/service/deregister/shop")
+        agent.put("/v1/agent/service/deregister/shopapi")
+        http_json(agent.http + "/v1/config/service-splitter/shopapi", "DELETE")

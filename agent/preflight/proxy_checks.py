@@ -229,13 +229,34 @@ def _wrong_service(name: str, service: str, uris: Sequence[str], start: str) -> 
     )
 
 
-def judge_upstreams(proxy_id: str, healthy: Sequence[tuple[str, int | None]]) -> Result:
-    """`healthy`: each upstream and its passing sidecar instances (None: the query failed)."""
+@dataclass(frozen=True)
+class SplitTarget:
+    """A service an upstream's service-splitter sends `weight` hundredths of a percent of its
+    traffic to, and its passing sidecar instances (None: the query failed)."""
+
+    upstream: str
+    service: str
+    weight: int
+    healthy: int | None
+
+
+def judge_upstreams(
+    proxy_id: str,
+    healthy: Sequence[tuple[str, int | None]],
+    splits: Sequence[SplitTarget] = (),
+) -> Result:
+    """`healthy`: each upstream and its passing sidecar instances (None: the query failed);
+    `splits`: the other services their splitters send a share to. A split target with no
+    instance fails its share of requests (503, as Envoy's weighted clusters do), so it
+    fails the line as an upstream with none does."""
     name = f"upstreams of {proxy_id}"
     if not healthy:
         return ok(PROXY, name, "none configured")
     down = [n for n, count in healthy if not count]
-    shown = ", ".join(f"{n} ({'?' if c is None else c} healthy)" for n, c in healthy)
+    down += [t.service for t in splits if t.weight > 0 and not t.healthy]
+    shown = ", ".join(
+        f"{n} ({'?' if c is None else c} healthy{_split_text(n, splits)})" for n, c in healthy
+    )
     if down:
         return fail(
             PROXY,
@@ -245,3 +266,14 @@ def judge_upstreams(proxy_id: str, healthy: Sequence[tuple[str, int | None]]) ->
             "services` and the health checks of their proxies",
         )
     return ok(PROXY, name, shown)
+
+
+def _split_text(upstream: str, splits: Sequence[SplitTarget]) -> str:
+    """`; split: api-canary 10% (0 healthy)` for the targets of `upstream`'s splitter."""
+    mine = [t for t in splits if t.upstream == upstream and t.weight > 0]
+    if not mine:
+        return ""
+    return "; split: " + ", ".join(
+        f"{t.service} {t.weight / 100:g}% ({'?' if t.healthy is None else t.healthy} healthy)"
+        for t in mine
+    )

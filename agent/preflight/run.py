@@ -22,6 +22,9 @@ from gossamer.agent.preflight import host_probe
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
 from gossamer.agent.preflight.result import Result, Status, fail, ok, skip, token_hint
+from gossamer.catalog.config_entries import Split
+from gossamer.proxy.split_targets import PATH as SPLITTERS
+from gossamer.proxy.split_targets import splits_by_service
 
 KEYRING_FILE = "serf/local.keyring"
 
@@ -148,6 +151,7 @@ def _proxies(
     client: AgentClient, services: Mapping[str, Any], trust: pc.MeshTrust | None
 ) -> list[Result]:
     results = []
+    splitters: dict[str, tuple[Split, ...]] | None = None
     for proxy in ic.sidecars(services):
         config = proxy.get("Proxy") or {}
         service = str(config.get("DestinationServiceName", ""))
@@ -169,5 +173,14 @@ def _proxies(
             )
         upstreams = [str(u["DestinationName"]) for u in config.get("Upstreams") or []]
         healthy = [(name, probe.passing_instances(client, name)) for name in upstreams]
-        results.append(pc.judge_upstreams(proxy["ID"], healthy))
+        if upstreams and splitters is None:
+            splitters = splits_by_service(probe.fetch(client, SPLITTERS)[0])
+        targets = [
+            pc.SplitTarget(name, split.service, split.weight,
+                           probe.passing_instances(client, split.service))
+            for name in upstreams
+            for split in (splitters or {}).get(name, ())
+            if split.service != name and split.weight > 0
+        ]  # fmt: skip
+        results.append(pc.judge_upstreams(proxy["ID"], healthy, targets))
     return results
