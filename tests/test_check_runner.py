@@ -123,12 +123,57 @@ async def test_first_run_is_staggered_within_the_interval() -> None:
         await asyncio.Event().wait()
 
     runner = CheckRunner(Updates(), sleep=record, rng=random.Random(7))
-    runner.add(check("t", "tcp", interval_s=10.0, tcp="127.0.0.1:1"))
+    runner.add(check("h", "http", interval_s=10.0, http=HttpRequest("http://127.0.0.1:1/")))
     try:
         await eventually_async(lambda: delays, timeout=2)
         assert delays == [random.Random(7).uniform(0, 10.0)]
     finally:
         await runner.stop()
+
+
+def stepping(clock: FakeClock, delays: list[float], most: int) -> Callable[[float], Any]:
+    """A sleep that moves the fake clock on by each delay it is given, recording them, and
+    holds for ever after `most` of them."""
+
+    async def step(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) >= most:
+            await asyncio.Event().wait()
+        clock.now += delay
+
+    return step
+
+
+async def test_a_tcp_check_critical_is_probed_each_second_for_its_first_minute() -> None:
+    """A sidecar's listening check, registered before its proxy listens: it passes about a
+    second after the proxy starts, not up to an interval (10 s) later."""
+    clock, delays = FakeClock(), list[float]()
+    runner = CheckRunner(Updates(), clock=clock, sleep=stepping(clock, delays, 70),
+                         rng=random.Random(7))  # fmt: skip
+    runner.add(check("t", "tcp", interval_s=10.0, tcp="127.0.0.1:1"))  # refused: critical
+    try:
+        await eventually_async(lambda: len(delays) >= 70, timeout=10)
+        assert delays[0] <= 1.0
+        assert set(delays[1:60]) == {1.0}  # critical for under a minute
+        assert set(delays[62:]) == {10.0}  # past it: its interval
+    finally:
+        await runner.stop()
+
+
+async def test_a_tcp_check_that_passes_is_probed_at_its_interval() -> None:
+    clock, delays = FakeClock(), list[float]()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    where = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    updates = Updates()
+    runner = CheckRunner(updates, clock=clock, sleep=stepping(clock, delays, 4),
+                         rng=random.Random(7))  # fmt: skip
+    runner.add(check("t", "tcp", interval_s=10.0, tcp=where))
+    try:
+        await eventually_async(lambda: len(delays) >= 4, timeout=10)
+        assert updates.statuses() == ["passing"] and delays[1:] == [10.0, 10.0, 10.0]
+    finally:
+        await runner.stop()
+        server.close()
 
 
 # --- TTL ---------------------------------------------------------------------

@@ -4,7 +4,9 @@ One asyncio task per check. A probing check (http, tcp, script, alias)
 first runs after a random stagger within its interval — Consul's
 RandomStagger, so checks registered together (say, at boot) do not all fire
 in the same instant — then every interval after the previous run ended, so
-a slow probe never overlaps itself. A TTL check has no probe: its task
+a slow probe never overlaps itself. A TCP check in its first minute
+critical (a sidecar's listening check before its proxy starts) runs every
+second instead (spec.next_delay). A TTL check has no probe: its task
 sleeps until the deadline and reports critical if no update arrived.
 
 Results go through status.apply_result (thresholds); `on_update(check_id,
@@ -225,12 +227,16 @@ class CheckRunner:
     # --- loops --------------------------------------------------------------
 
     async def _probe_loop(self, entry: _Entry) -> None:
-        delay = self._rng.uniform(0, spec.interval(entry.check))
+        delay = min(self._rng.uniform(0, spec.interval(entry.check)), self._next_delay(entry))
         while True:
             await self._wait(entry, delay)
             result = await self._probe(entry.check)
             self._report(entry, apply_result(entry.state, result, entry.thresholds))
-            delay = spec.interval(entry.check)
+            delay = self._next_delay(entry)
+
+    def _next_delay(self, entry: _Entry) -> float:
+        since = entry.critical_since
+        return spec.next_delay(entry.check, None if since is None else self._clock() - since)
 
     async def _ttl_loop(self, entry: _Entry) -> None:
         while True:

@@ -7,6 +7,7 @@ hand-copied list once dropped DisableRedirects). What lives here is only
 what the runner derives from a definition, as small pure functions:
 - the effective timeout (Consul's per-kind default when Timeout is unset),
 - the probe interval (an alias check without Interval polls every ALIAS_POLL_S),
+  and the delay to the next probe (a TCP check just critical is probed sooner),
 - the output cap (OutputMaxSize < 1 means the 4096 default),
 - the thresholds and the starting status, typed for status.py,
 - `validate`, which refuses what the runner cannot run.
@@ -42,6 +43,8 @@ DEFAULT_TIMEOUT_S: dict[str, float] = {
 }
 
 ALIAS_POLL_S = 1.0  # Consul's alias checks watch; ours poll the local state this often
+EAGER_S = 1.0  # a TCP check not passing yet is probed this often (`next_delay`)...
+EAGER_WINDOW_S = 60.0  # ...during its first minute critical
 
 
 def timeout(check: CheckDefinition) -> float:
@@ -52,6 +55,18 @@ def timeout(check: CheckDefinition) -> float:
 def interval(check: CheckDefinition) -> float:
     """Seconds between probe runs (unused by ttl); an alias without Interval polls."""
     return check.interval_s or (ALIAS_POLL_S if check.kind == "alias" else 0.0)
+
+
+def next_delay(check: CheckDefinition, critical_for: float | None) -> float:
+    """Seconds until the next probe. A TCP check critical for less than EAGER_WINDOW_S (one
+    just registered starts critical) is probed every EAGER_S: a sidecar's "Connect Sidecar
+    Listening" check passes about a second after its proxy listens, not up to an interval
+    (10 s) later, and a sidecar restarted is back as soon. Consul waits for the interval;
+    a TCP connect a second, for a minute, costs nothing. Otherwise: the interval."""
+    every = interval(check)
+    if check.kind == "tcp" and critical_for is not None and critical_for < EAGER_WINDOW_S:
+        return min(every, EAGER_S)
+    return every
 
 
 def max_output(check: CheckDefinition) -> int:
