@@ -3,7 +3,11 @@
 `dial` connects (within the upstream's `connect_timeout_s`), offers the
 session an earlier connection to that instance left (sessions.py), and
 checks the server's certificate: it must carry the SPIFFE ID of the
-service asked for (authorize.server_service). `failed` is where every
+service asked for (authorize.server_service). The connection is kept
+alive by the kernel (`keep_alive`), so a peer that vanishes (its host cut
+off or powered down) is found within `dead_after_s` even when nothing is
+being sent, and the client connections it carried are cut, not left
+hanging. `failed` is where every
 failed attempt goes, a connect here or an OPEN the far side refused
 (mux_pool.py): counted by reason, fed to outlier detection (outlier.py),
 logged at most once a minute per instance.
@@ -12,7 +16,9 @@ logged at most once a minute per instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 import time
 from datetime import UTC, datetime
@@ -47,6 +53,7 @@ async def dial(listener: UpstreamListener, instance: Instance, service: str = ""
             _, server = await loop.create_connection(
                 lambda: TlsSide(context, server_side=False, session=session), *instance
             )
+            keep_alive(server.transport, dead_after_s(listener.upstream.connect_timeout_s))
             await asyncio.shield(server.handshake)
         server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
                        service or listener.upstream.name, listener.chains)  # fmt: skip
@@ -70,6 +77,34 @@ async def dial(listener: UpstreamListener, instance: Instance, service: str = ""
     if server.pipe.resumed:
         listener.tally.add("outbound.resumed")
     return server
+
+
+def dead_after_s(connect_timeout_s: float) -> float:
+    """How long a peer sidecar may leave this side's bytes or keepalive probes unacknowledged
+    before its connection is judged dead: three connect timeouts (30 s by default), 3 s at
+    least (a connect timeout is what this network is given to answer at all)."""
+    return max(3.0, 3 * connect_timeout_s)
+
+
+def keep_alive(transport: asyncio.BaseTransport | None, dead_after: float) -> None:
+    """Let the kernel find a peer gone without a word: probes after a third of `dead_after`
+    of quiet, and the connection failed (ETIMEDOUT: its streams and clients cut) once
+    nothing has been acknowledged for `dead_after`, whether it was idle or sending.
+
+    Without it a connection to a host cut off stayed open for as long as nothing was sent
+    (for good, with every client stream on a shared one hanging), and one with bytes in
+    flight until the kernel gave up retransmitting, ~15 min (found by the L4 walkthrough,
+    tests/test_proxy_walk_outbound.py)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    probe_s = max(1, int(dead_after / 3))
+    with contextlib.suppress(OSError, AttributeError):  # (AttributeError: not on Linux)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, probe_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, probe_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_after * 1000))
 
 
 def outlier_failed(listener: UpstreamListener, instance: Instance) -> None:
