@@ -58,9 +58,9 @@ class Exchange:
     A plain class for the reason Outcome is one."""
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
-                 "failed_on", "fault", "idempotent", "keep_alive", "kept", "method", "out",
-                 "replay", "request_of", "retries", "sent", "started", "target", "upgrade",
-                 "url")  # fmt: skip
+                 "failed_on", "fault", "http10", "idempotent", "keep_alive", "kept", "method",
+                 "out", "replay", "request_of", "retries", "sent", "started", "target",
+                 "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -72,6 +72,8 @@ class Exchange:
         self.started = started
         self.upgrade = upgrade
         self.expect_continue = False
+        # An HTTP/1.0 request: its keep-alive holds only while each answer says it back.
+        self.http10 = False
         self.out: list[bytes] = []  # bytes for the app not sent yet
         self.complete = False  # the whole request has been read
         self.sent = False  # its head went to the app
@@ -108,6 +110,9 @@ class Exchange:
 SEP: Final = b": "
 CRLF: Final = b"\r\n"
 CONNECTION_CLOSE: Final = (b"connection", SEP, b"close", CRLF)
+# HTTP/1.0's keep-alive, which it has only in words: on a hop that stays open, and in an
+# answer to a client that asked for it.
+KEEP_ALIVE: Final = (b"connection", SEP, b"keep-alive", CRLF)
 
 
 def add_header(head: list[bytes], name: bytes, value: bytes) -> None:

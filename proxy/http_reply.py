@@ -10,7 +10,9 @@ through without ending the request (one that says a body follows is
 garbage: none may); a 204 or 304 ends at its head, whatever its framing
 says; a `101` to an upgrade request hands
 the connections over to a byte relay (`HttpSession.upgraded`), and to any
-other is refused like garbage; a HEAD answer ends at its head. Anything
+other is refused like garbage; a HEAD answer ends at its head. An HTTP/1.0
+client kept alive is told so in each answer (`Connection: keep-alive`),
+as it keeps its connection only then. Anything
 llhttp cannot parse, and more bytes than a request's head may have
 (`max_header_bytes`) that move no answer on (a head or trailer fields
 without end: llhttp sets no bound), is retried under the session's rules,
@@ -238,9 +240,14 @@ class Reply:
             head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]  # the client's close
         elif facts & codec.HOP and status != 101 and not self.parser.should_keep_alive():
             head = codec.end_to_end(head)  # the app's close ends its hop; the client's goes on
+            if ex.http10 and not (interim or self._until_close):
+                head = [*head, *codec.KEEP_ALIVE]
+        elif ex.http10 and not (facts & codec.HOP or interim or self._until_close):
+            head = [*head, *codec.KEEP_ALIVE]  # the client's connection stays open: it is
+            # told so, as an HTTP/1.0 client keeps it only when the answer says keep-alive
         self.s.answered(codec.response_head(status, bytes(self._reason), head),
                         final=not self._interim)  # fmt: skip
-        if not self._interim and self.s.queue[0].method == "HEAD":
+        if not self._interim and ex.method == "HEAD":
             self._until_close = False
             self.s.answer_ended(status, False)  # httptools cannot be told no body follows
         elif facts & codec.LENGTH and not (self._chunked or bodiless):

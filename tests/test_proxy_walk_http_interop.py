@@ -1,0 +1,108 @@
+"""Well-behaved HTTP/1 traffic through both HTTP sidecars keeps its app connections.
+
+web's HTTP upstream listener -> pooled mTLS -> db's HTTP inbound -> an
+app (tests/http_pair.py, both sidecars in this process). The app is a
+tiny keep-alive server that behaves as nginx does: an HTTP/1.0 request
+keeps the connection only when it says `Connection: keep-alive` (and the
+answer says so back), a HEAD answer is its head alone. It counts the
+connections it accepted, so a test can tell a connection reused from one
+opened per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.http_pair import http_pair
+
+
+class App:
+    """The keep-alive app (module docstring); `connections`: how many it accepted."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).lower()
+                line = head.split(b"\r\n", 1)[0]
+                http10 = line.endswith(b"http/1.0")
+                keep = (
+                    b"connection: keep-alive" in head
+                    if http10
+                    else b"connection: close" not in head
+                )
+                framing = (
+                    b"transfer-encoding: chunked" if b" /chunked " in line else b"content-length: 2"
+                )
+                answer = b"HTTP/1.1 200 OK\r\n%s\r\n" % framing
+                if http10:
+                    answer += b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n"
+                answer += b"\r\n"
+                if not line.startswith(b"head "):
+                    answer += b"2\r\nok\r\n0\r\n\r\n" if b"chunked" in framing else b"ok"
+                writer.write(answer)
+                await writer.drain()
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[tuple[App, int]]:
+    app = App()
+    async with http_pair(app.serve) as (web, _):
+        yield app, web.upstream.bind_port
+
+
+async def _answer(reader: asyncio.StreamReader, head_only: bool = False) -> bytes:
+    """One answer: its head, and its body of 2 bytes (chunked or not) unless `head_only`."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    if head_only:
+        return head
+    if b"chunked" in head.lower():
+        return head + await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+    return head + await asyncio.wait_for(reader.readexactly(2), 5)
+
+
+async def test_an_http10_keep_alive_client_keeps_one_app_connection(
+    mesh: tuple[App, int],
+) -> None:
+    """An HTTP/1.0 client that says `Connection: keep-alive` (curl --http1.0, ab -k): its
+    requests share one app connection, and each answer says keep-alive back, which an
+    HTTP/1.0 client needs to keep its connection. web's sidecar took the keep-alive away
+    with the other hop-by-hop fields on its hop to db's: db's then closed that hop after each
+    answer and sent the request to the app as one that closes, so the app closed too and
+    every request cost a new app connection."""
+    app, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for i in range(3):
+            writer.write(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+            answer = await _answer(reader)
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok"), answer
+            assert b"connection: keep-alive" in answer.lower(), answer
+    finally:
+        writer.close()
+    assert app.connections == 1
+
+
+async def test_an_http10_request_that_closes_is_answered_so(mesh: tuple[App, int]) -> None:
+    """An HTTP/1.0 request without keep-alive: answered with `connection: close`, then its
+    connection ends (the hops behind it may stay open)."""
+    _, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /x HTTP/1.0\r\n\r\n")
+        got = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\nok"), got
+    assert b"connection: close" in got.lower()
