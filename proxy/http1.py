@@ -10,7 +10,7 @@ the client is not read past that); pipelined requests wait in order behind the o
 flight, and each goes on once the one before it is answered (`pump`).
 The answer is parsed too (http_reply.py): garbled or none -> `502`.
 `Expect: 100-continue`, interim answers pass; a `101` joins the connections byte for byte;
-a HEAD answer ends at its head (httptools cannot be told no body follows: dropped).
+a HEAD answer ends at its head (a fresh answer parser takes the next: http_reply.py).
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed (linger.py).
 The app connection (taken from a pool, opened, given back, lost) and the retries of a
 request whose connection failed are http_app_link.py's; a request is kept for them (`_to_app`)

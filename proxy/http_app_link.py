@@ -83,8 +83,7 @@ class HttpAppLink(HttpJoint):
             self.host.release_backend(app, status=status)
 
     def drop_app(self, status: int = 0) -> None:
-        """Forget the app connection (it said close after an answer, `status`, or a HEAD
-        answer ended at its head)."""
+        """Forget the app connection (it said close after an answer, `status`)."""
         self._forget_app(status=status)
         if self.queue:
             self.pump()

@@ -10,7 +10,8 @@ through without ending the request (one that says a body follows is
 garbage: none may); a 204 or 304 ends at its head, whatever its framing
 says; a `101` to an upgrade request hands
 the connections over to a byte relay (`HttpSession.upgraded`), and to any
-other is refused like garbage; a HEAD answer ends at its head. An HTTP/1.0
+other is refused like garbage; a HEAD answer ends at its head (a fresh
+parser takes the next answer: the app connection serves on). An HTTP/1.0
 client kept alive is told so in each answer (`Connection: keep-alive`),
 as it keeps its connection only then. Anything
 llhttp cannot parse, and more bytes than a request's head may have
@@ -82,6 +83,7 @@ class Reply:
         # session once the read is parsed, so that bytes after it in the same read (an answer
         # nobody asked for) are seen before the next request is sent on this connection.
         self._ending: tuple[int, bool] | None = None
+        self._headed = False  # ... and it answered HEAD: the parser waits for a body it has not
 
     def rebind(self, session: HttpSession) -> bool:
         """Serve `session` now (a pooled connection borrowed again); False when this parser
@@ -131,6 +133,9 @@ class Reply:
             ending = self._ending
             if ending is not None:  # (`_end`, without a call on every answer)
                 self._ending = None
+                if self._headed:  # a HEAD answer: its parser still waits for a body
+                    self._headed = False
+                    self.parser = httptools.HttpResponseParser(self)
                 self._ended(ending[0], ending[1])
                 return
         if self._left > PAST_PARSER and not self.dead:
@@ -247,13 +252,18 @@ class Reply:
             # told so, as an HTTP/1.0 client keeps it only when the answer says keep-alive
         self.s.answered(codec.response_head(status, bytes(self._reason), head),
                         final=not self._interim)  # fmt: skip
-        if not self._interim and ex.method == "HEAD":
-            self._until_close = False
-            self.s.answer_ended(status, False)  # httptools cannot be told no body follows
+        if not self._interim and ex.method == "HEAD":  # it ends at its head, once the read
+            # is parsed (`feed`); httptools cannot be told no body follows, so a fresh parser
+            # takes the next answer, and a byte after the head in this read answers nothing
+            self._until_close = self._chunked = False
+            self._headed = True
+            self._ending = (status, self.parser.should_keep_alive())
         elif facts & codec.LENGTH and not (self._chunked or bodiless):
             self._left = codec.content_length(self._head)
 
     def on_body(self, body: bytes) -> None:
+        if self._ending is not None:
+            raise Unasked  # a body after a HEAD answer's head: it has none
         self._moved += 1
         self._left -= len(body)
         if self.dead:

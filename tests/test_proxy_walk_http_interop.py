@@ -44,7 +44,7 @@ class App:
                 if http10:
                     answer += b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n"
                 answer += b"\r\n"
-                if not line.startswith(b"head "):
+                if not line.startswith(b"head ") or b" /rude " in line:  # (a body to HEAD)
                     answer += b"2\r\nok\r\n0\r\n\r\n" if b"chunked" in framing else b"ok"
                 writer.write(answer)
                 await writer.drain()
@@ -106,3 +106,45 @@ async def test_an_http10_request_that_closes_is_answered_so(mesh: tuple[App, int
         writer.close()
     assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\nok"), got
     assert b"connection: close" in got.lower()
+
+
+async def test_head_answers_keep_the_app_connection(mesh: tuple[App, int]) -> None:
+    """HEAD of a resource with a Content-Length and of a chunked one, then a GET, on one
+    client connection: one app connection serves them all. Each HEAD answer cost its app
+    connection (the parser could not be told no body follows, so the connection was
+    dropped): HEAD health checks opened an app connection each."""
+    app, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for path in (b"/length", b"/chunked", b"/length", b"/chunked"):
+            writer.write(b"HEAD %s HTTP/1.1\r\nHost: db\r\n\r\n" % path)
+            head = await _answer(reader, head_only=True)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        writer.write(b"GET /chunked HTTP/1.1\r\nHost: db\r\n\r\n")
+        assert (await _answer(reader)).endswith(b"\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+        writer.write(b"GET /length HTTP/1.1\r\nHost: db\r\n\r\n")
+        assert (await _answer(reader)).endswith(b"\r\n\r\nok")
+    finally:
+        writer.close()
+    assert app.connections == 1
+
+
+async def test_a_body_after_a_head_answer_costs_the_app_connection_only(
+    mesh: tuple[App, int],
+) -> None:
+    """An app that writes a body after its HEAD answer's head, in the same write: the client
+    gets the head alone, the bytes after it go with that app connection, and the next
+    request is answered whole on a new one (never those bytes taken for its answer)."""
+    app, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"HEAD /rude HTTP/1.1\r\nHost: db\r\n\r\n")
+        head = await _answer(reader, head_only=True)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        writer.write(b"GET /length HTTP/1.1\r\nHost: db\r\n\r\n")
+        assert (await _answer(reader)).startswith(b"HTTP/1.1 200 OK\r\n")
+        writer.write(b"GET /chunked HTTP/1.1\r\nHost: db\r\n\r\n")
+        assert (await _answer(reader)).endswith(b"\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    finally:
+        writer.close()
+    assert app.connections == 2
