@@ -22,7 +22,8 @@ may be dead (a host cut off) or only quiet: it takes no new stream until
 something is read, the stream waits on for its answer (reset then), and
 the mux is closed, with every stream on it, if nothing at all is read
 within `QUIET_S` more (or the connect timeout, if longer); the client goes
-to a new connection, or to the next instance if that mux was made for it.
+to the next instance when there is one it may try (`elsewhere`) or that
+mux was made for it, else to a new connection to the same instance.
 """
 
 from __future__ import annotations
@@ -55,10 +56,12 @@ OPENS: Final = 3
 
 
 async def open_stream(
-    listener: UpstreamListener, client: PlainSide, instance: Instance, target: str, started: float
-) -> Literal["joined", "refused", "failed"]:
-    """Join `client` to a stream to `instance` (see the module's docstring)."""
-    server = await _stream(listener, instance, target)
+    listener: UpstreamListener, client: PlainSide, instance: Instance, target: str,
+    started: float, *, elsewhere: bool = False,
+) -> Literal["joined", "refused", "failed"]:  # fmt: skip
+    """Join `client` to a stream to `instance` (see the module's docstring); `elsewhere`:
+    the client has another instance to go to."""
+    server = await _stream(listener, instance, target, elsewhere)
     if isinstance(server, Side):
         listener.join(client, server, instance, started)
         return "joined"
@@ -79,7 +82,7 @@ async def backend_stream(
 
 
 async def _stream(
-    listener: UpstreamListener, instance: Instance, target: str
+    listener: UpstreamListener, instance: Instance, target: str, elsewhere: bool = False
 ) -> Side | Literal["refused", "failed"]:
     identity = listener.identity()
     pool = listener.tunnels
@@ -109,7 +112,9 @@ async def _stream(
             pool.quiet(mux, seen, stream, max(timeout_s, QUIET_S))  # dead, or all quiet
             failed(listener, instance, tally.CONNECT_FAILED,
                    TimeoutError("no answer to OPEN, nothing read since"))  # fmt: skip
-            if mine:
+            # A silent wire is most often a host gone: a new connection to it would cost the
+            # client a second connect timeout (20 s in all by default) before the next one.
+            if mine or elsewhere:
                 return "failed"
             mux = None  # a new connection: this one may be dead
             continue

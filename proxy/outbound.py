@@ -170,8 +170,13 @@ class UpstreamListener:
             if instance is None:
                 break
             tried.add(instance)
+            # (another instance this client could still go to, were this one silent)
+            elsewhere = len(tried) < ATTEMPTS and any(
+                c not in tried and c not in excluded for c in candidates
+            )
             try:
-                opened = await open_stream(self, client, instance, target, started)
+                opened = await open_stream(self, client, instance, target, started,
+                                           elsewhere=elsewhere)  # fmt: skip
             except asyncio.CancelledError:  # the listener's end (terminate_all): its end too
                 client.close(abort=True)
                 raise

@@ -10,6 +10,7 @@ app saw. The tests run in file order; each leaves both db hosts serving.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import socket
@@ -268,6 +269,29 @@ def test_a_cut_host_cuts_its_clients_and_new_ones_go_to_the_other(mesh: Mesh) ->
                what="h3 used again after its ejection")  # fmt: skip
 
 
+def test_new_clients_leave_a_cut_hosts_connection_within_one_connect_timeout(mesh: Mesh) -> None:
+    """Right after h3's link goes down, new clients that pick h3 find its shared connection
+    silent: each goes to h2 once its OPEN is overdue (one connect timeout, 1 s here). It
+    used to dial h3 again first and wait a second connect timeout (20 s by default)."""
+    both_serving(mesh)
+    conns = eventually(lambda: held_on_both(mesh, 4), 30, what="clients open on both hosts")
+
+    def timed(n: int) -> tuple[str, float]:
+        started = time.monotonic()
+        return served_by(mesh, b"t%d" % n), time.monotonic() - started
+
+    mesh.hosts.cut(3)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            served = list(pool.map(timed, range(8)))
+    finally:
+        mesh.hosts.restore(3)
+        close_all(conns)
+    assert {host for host, _ in served} == {"h2"}
+    assert max(took for _, took in served) < 1.6, served
+    both_serving(mesh)
+
+
 def held_on_both(mesh: Mesh, count: int) -> dict[str, list[socket.socket]]:
     conns = held(mesh, count)
     if len(conns) == 2:
@@ -421,6 +445,8 @@ def test_z_every_instance_deregistered_closes_clients_at_once_logged_once(mesh: 
     for i in (2, 3):
         mesh.agents[i - 1].put("/v1/agent/service/deregister/db", {})
     eventually(lambda: passing_db(mesh) == 0, 10, interval=0.01, what="no db instance")
+    eventually(lambda: refused(mesh.upstream, b"first"), 5, interval=0.01,
+               what="web's sidecar to hear of it (its watch)")  # fmt: skip
     for n in range(20):
         started = time.monotonic()
         assert refused(mesh.upstream, b"d%d" % n)
