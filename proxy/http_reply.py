@@ -241,15 +241,17 @@ class Reply:
         ex = self.s.queue[0]
         if self.s.host.draining and not self._interim and status != 101:  # (wind_down)
             ex.keep_alive = False  # the client is told, so it sends its next request elsewhere
+        # An HTTP/1.0 client whose connection stays open after this answer is told so: it
+        # keeps its connection only when the answer says keep-alive.
+        kept10 = ex.http10 and ex.keep_alive and not (interim or self._until_close)
         if not ex.keep_alive and (self.s.host.pooled or self.s.host.draining):
             head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]  # the client's close
         elif facts & codec.HOP and status != 101 and not self.parser.should_keep_alive():
             head = codec.end_to_end(head)  # the app's close ends its hop; the client's goes on
-            if ex.http10 and not (interim or self._until_close):
+            if kept10:
                 head = [*head, *codec.KEEP_ALIVE]
-        elif ex.http10 and not (facts & codec.HOP or interim or self._until_close):
-            head = [*head, *codec.KEEP_ALIVE]  # the client's connection stays open: it is
-            # told so, as an HTTP/1.0 client keeps it only when the answer says keep-alive
+        elif kept10 and not facts & codec.HOP:
+            head = [*head, *codec.KEEP_ALIVE]
         self.s.answered(codec.response_head(status, bytes(self._reason), head),
                         final=not self._interim)  # fmt: skip
         if not self._interim and ex.method == "HEAD":  # it ends at its head, once the read

@@ -13,9 +13,9 @@ the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
 with two, an HTTP/1.0 one with a Transfer-Encoding (`400`), a transfer
 coding besides `chunked` (`501`, RFC 9112 §6.1). A client's
 X-Forwarded-Client-Cert is dropped; on the inbound sidecar the caller's
-verified one is added (xfcc.py). On an HTTP upstream's pooled hop an
-HTTP/1.0 request says `Connection: keep-alive` (the hop stays open, and so
-may the far sidecar's app connection), whatever its client asked. A complete head is
+verified one is added (xfcc.py). On an HTTP upstream's pooled hop the
+hop-by-hop fields go, but an HTTP/1.0 client's keep-alive is said again
+(`Connection: keep-alive`), for the far sidecar and the app to keep theirs. A complete head is
 decided by the intentions (`HttpHost.decide_request`, which builds the
 `HttpRequest` only when an L7 rule applies) and handed to the session as
 an `Exchange`; any llhttp error is a 400. The session then answers,
@@ -279,10 +279,10 @@ class Requests:
         ex.request_of = request_of  # a policy change while it is in flight decides it again
         ex.http10 = version == "1.0"
         if ex.allowed:
-            if self.s.host.pooled and not ex.upgrade and (facts & codec.HOP or ex.http10):
-                head = codec.end_to_end(head)  # the hop to the far sidecar stays open: an
-                if ex.http10:  # HTTP/1.0 request says so, or that hop and the app's close
-                    head = [*head, *codec.KEEP_ALIVE]  # after each answer
+            if facts & codec.HOP and self.s.host.pooled and not ex.upgrade:  # the hop stays open
+                head = codec.end_to_end(head)
+                if ex.http10 and ex.keep_alive:  # said only in a hop-by-hop field: said again,
+                    head = [*head, *codec.KEEP_ALIVE]  # or the far sidecar and the app close
             ex.out.append(codec.request_head(method, url, version, head))
             if self.s.host.pooled and not ex.upgrade:  # it may be sent again elsewhere
                 ex.replay = list(ex.out)
