@@ -7,7 +7,8 @@ service asked for (authorize.server_service). The connection is kept
 alive by the kernel (`keep_alive`), so a peer that vanishes (its host cut
 off or powered down) is found within `dead_after_s` even when nothing is
 being sent, and the client connections it carried are cut, not left
-hanging. `failed` is where every
+hanging; a shared one (mux_pool.py) is also failed once what it sent has
+gone unacknowledged that long (`bound_unacknowledged`). `failed` is where every
 failed attempt goes, a connect here or an OPEN the far side refused
 (mux_pool.py): counted by reason, fed to outlier detection (outlier.py),
 logged at most once a minute per instance.
@@ -87,24 +88,38 @@ def dead_after_s(connect_timeout_s: float) -> float:
 
 
 def keep_alive(transport: asyncio.BaseTransport | None, dead_after: float) -> None:
-    """Let the kernel find a peer gone without a word: probes after a third of `dead_after`
-    of quiet, and the connection failed (ETIMEDOUT: its streams and clients cut) once
-    nothing has been acknowledged for `dead_after`, whether it was idle or sending.
+    """Let the kernel find a peer gone without a word while the connection is idle: probes
+    after a third of `dead_after` of quiet, and the connection failed (ETIMEDOUT: its streams
+    and clients cut) when two go unanswered, `dead_after` in all.
 
-    Without it a connection to a host cut off stayed open for as long as nothing was sent
-    (for good, with every client stream on a shared one hanging), and one with bytes in
-    flight until the kernel gave up retransmitting, ~15 min (found by the L4 walkthrough,
-    tests/test_proxy_walk_outbound.py)."""
+    Without it a connection to a host cut off stayed open for as long as nothing was sent:
+    for good, with every client stream on a shared one hanging (found by the L4
+    walkthrough, tests/test_proxy_walk_outbound.py)."""
+    probe_s = max(1, round(dead_after / 3))
+    _set(transport, (socket.SOL_SOCKET, "SO_KEEPALIVE", 1), (socket.IPPROTO_TCP, "TCP_KEEPIDLE",
+         probe_s), (socket.IPPROTO_TCP, "TCP_KEEPINTVL", probe_s),
+         (socket.IPPROTO_TCP, "TCP_KEEPCNT", 2))  # fmt: skip
+
+
+def bound_unacknowledged(transport: asyncio.BaseTransport | None, dead_after: float) -> None:
+    """Fail the connection once what was sent on it has gone unacknowledged for `dead_after`
+    (TCP_USER_TIMEOUT): keepalive probes are not sent while bytes are in flight, and the
+    kernel otherwise retransmits into a dead link for ~15 min. For a shared connection
+    (mux.py) only: its far side reads it at all times (flow control is per stream), so a
+    window shut that long is a peer gone or stuck. A connection of one client is read at
+    its app's pace, and the kernel counts a shut window as unacknowledged: a slow app would
+    have its connection cut (tests/test_proxy_walk_outbound_slow_peer.py)."""
+    _set(transport, (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", int(dead_after * 1000)))
+
+
+def _set(transport: asyncio.BaseTransport | None, *options: tuple[int, str, int]) -> None:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return
-    probe_s = max(1, int(dead_after / 3))
-    with contextlib.suppress(OSError, AttributeError):  # (AttributeError: not on Linux)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, probe_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, probe_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_after * 1000))
+    for level, name, value in options:
+        if hasattr(socket, name):  # (Linux has them all; others some)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(level, getattr(socket, name), value)
 
 
 def outlier_failed(listener: UpstreamListener, instance: Instance) -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
-from gossamer.proxy.dial import dial
+from gossamer.proxy.dial import bound_unacknowledged, dead_after_s, dial
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer, is_mux
 from gossamer.proxy.side import Side
@@ -102,6 +102,9 @@ class MuxPool:
             del self._making[instance]
         made: Mux | TlsSide | None = server
         if server is not None and is_mux(server):
+            bound_unacknowledged(
+                server.transport, dead_after_s(listener.upstream.connect_timeout_s)
+            )
             made = self._add(instance, server)
         making.set_result(made)
         return made, True
