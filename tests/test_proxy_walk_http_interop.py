@@ -18,6 +18,17 @@ import pytest
 
 from tests.http_pair import http_pair
 
+# An answer whose bytes must reach the client as they are: an interim 103, then a head whose
+# fields repeat, interleave and vary in case, with the app's own Date and Server.
+EXACT = (
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    b"HTTP/1.1 200 Fine Thanks\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nServer: app/1\r\n"
+    b"Set-Cookie: a=1\r\nX-Mixed-Case: Yes\r\nSet-Cookie: b=2; Path=/\r\nVary: Accept\r\n"
+    b"vary: Accept-Encoding\r\nset-cookie: c=3\r\nContent-Encoding: gzip\r\n"
+    b"Transfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+    b"4\r\n\x1f\x8b\x08\x00\r\n0\r\nX-Sum: 42\r\n\r\n"
+)
+
 
 class App:
     """The keep-alive app (module docstring); `connections`: how many it accepted."""
@@ -25,6 +36,7 @@ class App:
     def __init__(self) -> None:
         self.connections = 0
         self.heads: list[bytes] = []  # each request's head, lower-cased
+        self.go = asyncio.Event()  # `/drip` sends its second event once this is set
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -39,6 +51,20 @@ class App:
                     if http10
                     else b"connection: close" not in head
                 )
+                if b" /drip " in line:  # server-sent events: the second waits for the test
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n"
+                    )
+                    await writer.drain()
+                    await self.go.wait()
+                    writer.write(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                if b" /exact " in line:
+                    writer.write(EXACT)
+                    await writer.drain()
+                    continue
                 framing = (
                     b"transfer-encoding: chunked" if b" /chunked " in line else b"content-length: 2"
                 )
@@ -154,3 +180,36 @@ async def test_a_body_after_a_head_answer_costs_the_app_connection_only(
     finally:
         writer.close()
     assert app.connections == 2
+
+
+async def test_an_answer_reaches_the_client_byte_for_byte(mesh: tuple[App, int]) -> None:
+    """A 103 before the answer, repeated Set-Cookie and Vary fields in their order and case,
+    the app's Date and Server (none added), a Content-Encoding left alone, a chunked body
+    with its trailer: the same bytes reach the client, and its connection serves on."""
+    _, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(2):
+            writer.write(b"GET /exact HTTP/1.1\r\nHost: db\r\n\r\n")
+            got = await asyncio.wait_for(reader.readuntil(b"X-Sum: 42\r\n\r\n"), 5)
+            assert got == EXACT
+    finally:
+        writer.close()
+
+
+async def test_each_server_sent_event_reaches_the_client_as_it_is_sent(
+    mesh: tuple[App, int],
+) -> None:
+    """A chunked event stream: its first event reaches the client while the app still holds
+    the second (nothing waits to fill a buffer), then the second and the end."""
+    app, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /drip HTTP/1.1\r\nHost: db\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"data: 1\n\n\r\n"), 5)
+        assert first.startswith(b"HTTP/1.1 200 OK\r\n")
+        app.go.set()
+        rest = await asyncio.wait_for(reader.readuntil(b"0\r\n\r\n"), 5)
+        assert rest == b"9\r\ndata: 2\n\n\r\n0\r\n\r\n"
+    finally:
+        writer.close()
