@@ -46,6 +46,8 @@ APP = (  # {tag} names the host
     "            first = d = c.recv(65536)\n"
     "            if first.startswith(b'flood'):\n"
     "                while True: c.sendall(b'x' * 65536)\n"
+    "            if first.startswith(b'hold'):\n"
+    "                threading.Event().wait()\n"
     "            if first.startswith(b'greet'):\n"
     "                c.sendall(b'hello'); c.shutdown(socket.SHUT_WR); got = b''\n"
     "                while d := c.recv(65536): got += d\n"
@@ -374,6 +376,34 @@ def test_slow_readers_of_a_fast_writer_keep_every_sidecar_bounded(mesh: Mesh) ->
             time.sleep(0.5)
             grown = {i: rss_kib(p) - before[i] for i, p in pids.items()}
             assert max(grown.values()) < 16 * 1024, grown
+    finally:
+        for s in clients:
+            s.close()
+
+
+def test_fast_writers_to_an_app_that_never_reads_keep_every_sidecar_bounded(mesh: Mesh) -> None:
+    """The other way: six clients write as fast as they can to an app that reads nothing."""
+    both_serving(mesh)
+    pids = {i: mesh.sidecar_pid(i) for i in (1, 2, 3)}
+    before = {i: rss_kib(p) for i, p in pids.items()}
+    clients = []
+    try:
+        for _ in range(6):
+            s = socket.create_connection(mesh.upstream, timeout=20)
+            s.sendall(b"hold")
+            s.setblocking(False)
+            clients.append(s)
+        window_ends = time.monotonic() + 3  # a window to measure in, not a wait for anything
+        while time.monotonic() < window_ends:
+            for s in clients:
+                try:
+                    while s.send(b"y" * 65536):
+                        pass
+                except BlockingIOError:
+                    pass
+            grown = {i: rss_kib(p) - before[i] for i, p in pids.items()}
+            assert max(grown.values()) < 16 * 1024, grown
+            time.sleep(0.05)
     finally:
         for s in clients:
             s.close()
