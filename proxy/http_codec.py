@@ -222,6 +222,15 @@ def content_length(head: list[bytes]) -> int:
     return -1
 
 
+def keeps_alive(version: str, head: list[bytes]) -> bool:
+    """A message of this HTTP version and head leaves its connection open, framing aside:
+    HTTP/1.1 unless its Connection names `close`, HTTP/1.0 only when it names `keep-alive`
+    (RFC 9112 §9.3; llhttp's rule, which also closes after a body that runs to the close)."""
+    tokens = {token.strip().lower() for i in range(0, len(head), 4)
+              if head[i].lower() == b"connection" for token in head[i + 2].split(b",")}  # fmt: skip
+    return b"close" not in tokens if version == "1.1" else b"keep-alive" in tokens
+
+
 def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
     """A flat head's (name, value) pairs."""
     return list(zip(head[0::4], head[2::4]))  # noqa: B905  # a flat head comes in fours

@@ -232,13 +232,18 @@ class Reply:
             return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = interim = 100 <= status < 200 and status != 101
         facts = codec.head_facts(self._head)
-        bodiless = interim or status in (101, 204, 304)  # whatever the head says (RFC 9112 §6.3)
+        ex = self.s.queue[0]
+        headed = not interim and ex.method == "HEAD"  # its head is all of it (RFC 9110 §9.3.2)
+        # whatever the head says (RFC 9112 §6.3)
+        bodiless = interim or headed or status in (101, 204, 304)
         if interim and (facts & codec.CHUNKED or codec.content_length(self._head) > 0):
             raise InterimBody  # what llhttp would read as its body, a client as the next answer
         self._chunked = bool(facts & codec.CHUNKED) and not bodiless
         self._until_close = not (self._chunked or bodiless or facts & codec.LENGTH)
         head = self._head
-        ex = self.s.queue[0]
+        # The app keeps its connection after this answer (llhttp reads one to HEAD with no
+        # length as running to the close: it was not told the request was HEAD).
+        keep = codec.keeps_alive(self.parser.get_http_version(), head) if headed else None
         if self.s.host.draining and not self._interim and status != 101:  # (wind_down)
             ex.keep_alive = False  # the client is told, so it sends its next request elsewhere
         # An HTTP/1.0 client whose connection stays open after this answer is told so: it
@@ -246,7 +251,11 @@ class Reply:
         kept10 = ex.http10 and ex.keep_alive and not (interim or self._until_close)
         if not ex.keep_alive and (self.s.host.pooled or self.s.host.draining):
             head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]  # the client's close
-        elif facts & codec.HOP and status != 101 and not self.parser.should_keep_alive():
+        elif (
+            facts & codec.HOP
+            and status != 101
+            and not (self.parser.should_keep_alive() if keep is None else keep)
+        ):
             head = codec.end_to_end(head)  # the app's close ends its hop; the client's goes on
             if kept10:
                 head = [*head, *codec.KEEP_ALIVE]
@@ -254,12 +263,11 @@ class Reply:
             head = [*head, *codec.KEEP_ALIVE]
         self.s.answered(codec.response_head(status, bytes(self._reason), head),
                         final=not self._interim)  # fmt: skip
-        if not self._interim and ex.method == "HEAD":  # it ends at its head, once the read
-            # is parsed (`feed`); httptools cannot be told no body follows, so a fresh parser
-            # takes the next answer, and a byte after the head in this read answers nothing
-            self._until_close = self._chunked = False
+        if keep is not None:  # a HEAD answer ends at its head, once the read is parsed
+            # (`feed`); httptools cannot be told no body follows, so a fresh parser takes the
+            # next answer, and a byte after the head in this read answers nothing
             self._headed = True
-            self._ending = (status, self.parser.should_keep_alive())
+            self._ending = (status, keep)
         elif facts & codec.LENGTH and not (self._chunked or bodiless):
             self._left = codec.content_length(self._head)
 

@@ -103,3 +103,20 @@ def test_a_body_is_chunked_only_when_chunked_is_the_last_coding(
     assert bool(facts & codec.CHUNKED) is chunked
     two = codec.head_facts(flat((b"Transfer-Encoding", b"chunked"), (b"Transfer-Encoding", coding)))
     assert bool(two & codec.CHUNKED) is chunked  # the last field's last coding decides
+
+
+@pytest.mark.parametrize(
+    ("version", "pairs", "keeps"),
+    [
+        ("1.1", [], True),
+        ("1.1", [(b"Connection", b"Keep-Alive, X-Hop")], True),
+        ("1.1", [(b"X-A", b"1"), (b"connection", b"x-hop, Close")], False),
+        ("1.0", [], False),
+        ("1.0", [(b"Connection", b" keep-alive ")], True),
+        ("1.0", [(b"Connection", b"close")], False),
+    ],
+)
+def test_keeps_alive_by_version_and_connection_tokens(
+    version: str, pairs: list[tuple[bytes, bytes]], keeps: bool
+) -> None:
+    assert codec.keeps_alive(version, flat(*pairs)) is keeps

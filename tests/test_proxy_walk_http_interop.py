@@ -69,6 +69,8 @@ class App:
                     b"transfer-encoding: chunked" if b" /chunked " in line else b"content-length: 2"
                 )
                 answer = b"HTTP/1.1 200 OK\r\n%s\r\n" % framing
+                if line.startswith(b"head /bare "):  # no length (Go's net/http, a HEAD
+                    answer = b"HTTP/1.1 200 OK\r\nX-A: 1\r\n"  # its handler wrote no body to)
                 if http10:
                     answer += b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n"
                 answer += b"\r\n"
@@ -213,3 +215,24 @@ async def test_each_server_sent_event_reaches_the_client_as_it_is_sent(
         assert rest == b"9\r\ndata: 2\n\n\r\n0\r\n\r\n"
     finally:
         writer.close()
+
+
+async def test_a_head_answer_without_a_length_keeps_the_app_connection(
+    mesh: tuple[App, int],
+) -> None:
+    """An answer to HEAD with neither Content-Length nor chunked (Go's net/http when the
+    handler wrote no body) is whole at its head, and keeps its connection as HTTP/1.1 does:
+    llhttp, not told the request was HEAD, reads such an answer as one that runs to the
+    close, so each cost its app connection."""
+    app, port = mesh
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(3):
+            writer.write(b"HEAD /bare HTTP/1.1\r\nHost: db\r\n\r\n")
+            head = await _answer(reader, head_only=True)
+            assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"X-A: 1\r\n\r\n"), head
+        writer.write(b"GET /length HTTP/1.1\r\nHost: db\r\n\r\n")
+        assert (await _answer(reader)).endswith(b"\r\n\r\nok")
+    finally:
+        writer.close()
+    assert app.connections == 1
