@@ -13,7 +13,10 @@ room, else the next new one. A mux takes new streams only while
 A mux with no stream is closed after the upstream's `pool_idle_s` (at
 most `MAX_IDLE_S`, below the inbound side's idle time, so that side does
 not close one as it is taken); at most `pool_idle` muxes are kept per
-instance. The inbound side decides every stream again.
+instance. The inbound side decides every stream again. A mux that ends
+without its peer's close (reset, timed out, judged dead) cuts its clients:
+counted (`outbound.connection_lost`) and logged once a minute per instance
+(`connection_lost`).
 
 A client's stream on one of these muxes, and what each answer to its OPEN
 means: mux_open.py.
@@ -22,6 +25,7 @@ means: mux_open.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Callable, Hashable
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from gossamer.proxy.health_rows import Instance
     from gossamer.proxy.outbound import UpstreamListener
 
+log = logging.getLogger("gossamer.proxy")
 MAX_AGE_S: Final = 60.0
 MAX_IDLE_S: Final = 30.0  # below the inbound side's INBOUND_IDLE_S whatever the config says
 MAX_STREAMS: Final = 1024
@@ -56,6 +61,7 @@ class MuxPool:
         self._idle_s = min(idle_s, MAX_IDLE_S)
         self._capacity = max(1, capacity)
         self._sweep: asyncio.TimerHandle | None = None
+        self._ours: set[Mux] = set()  # closed by the pool (idle, refused, the end): not lost
 
     def take(
         self, instance: Hashable, identity: Identity, service: str, known: ChainMemory
@@ -105,7 +111,7 @@ class MuxPool:
             bound_unacknowledged(
                 server.transport, dead_after_s(listener.upstream.connect_timeout_s)
             )
-            made = self._add(instance, server)
+            made = self._add(listener, instance, server)
         making.set_result(made)
         return made, True
 
@@ -144,8 +150,12 @@ class MuxPool:
         if mux.reads == seen:
             mux.close(abort=True)  # dead: its streams with it (their relays end their clients)
 
-    def _add(self, instance: Hashable, wire: TlsSide) -> Mux:
+    def _add(self, listener: UpstreamListener, instance: Instance, wire: TlsSide) -> Mux:
         def lost(mux: Mux) -> None:
+            if mux in self._ours:
+                self._ours.discard(mux)
+            elif not mux.closed_cleanly:
+                connection_lost(listener, instance)
             self.contexts.pop(mux, None)
             if mux in self._quiet:
                 self._quiet.pop(mux)[1].cancel()
@@ -159,7 +169,7 @@ class MuxPool:
             conns = self.muxes.get(instance, [])
             spare = sum(1 for m in conns if not m.streams)
             if time.monotonic() - mux.born >= MAX_AGE_S or spare > self._capacity:
-                mux.close()
+                self._close(mux)
             elif self._sweep is None:
                 self._sweep = asyncio.get_running_loop().call_later(self._idle_s, self._swept)
 
@@ -182,18 +192,35 @@ class MuxPool:
             for mux in list(conns):
                 if refused(mux.wire):
                     cut += len(mux.streams)
-                    mux.close(abort=bool(mux.streams))
+                    self._close(mux, abort=bool(mux.streams))
                 elif not mux.streams and mux.idle_since < idle_before:
-                    mux.close()
+                    self._close(mux)
         return cut
+
+    def _close(self, mux: Mux, *, abort: bool = False) -> None:
+        if not mux.lost:  # (one being lost is closed too, as it was: its wire with it)
+            self._ours.add(mux)
+        mux.close(abort=abort)
 
     def close_all(self) -> None:
         for conns in list(self.muxes.values()):
             for mux in list(conns):
-                mux.close()
+                self._close(mux)
         for _, judge in self._quiet.values():
             judge.cancel()
         self._quiet.clear()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+
+
+def connection_lost(listener: UpstreamListener, instance: Instance) -> None:
+    """A shared connection to `instance` ended without its sidecar's close: reset, timed out
+    (keepalive, dial.py), judged dead (`quiet`) or broken; the client connections on it were
+    cut with it. Counted, and logged once a minute per instance: the clients saw a reset,
+    and before this nothing told the operator why."""
+    name, shown = listener.upstream.name, f"{instance[0]}:{instance[1]}"
+    listener.tally.add("outbound.connection_lost")
+    if listener.tally.limiter.allow(f"lost/{name}/{shown}", time.time_ns() // 1_000_000):
+        log.warning("proxy: upstream %s: connection to instance %s lost (reset, timed out or "
+                    "judged dead); the client connections on it were cut", name, shown)  # fmt: skip

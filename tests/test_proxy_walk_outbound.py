@@ -47,7 +47,7 @@ APP = (  # {tag} names the host
     "            if first.startswith(b'flood'):\n"
     "                while True: c.sendall(b'x' * 65536)\n"
     "            if first.startswith(b'hold'):\n"
-    "                threading.Event().wait()\n"
+    "                threading.Event().wait(5); return  # closed unread: a reset\n"
     "            if first.startswith(b'greet'):\n"
     "                c.sendall(b'hello'); c.shutdown(socket.SHUT_WR); got = b''\n"
     "                while d := c.recv(65536): got += d\n"
@@ -207,6 +207,12 @@ def test_a_killed_app_is_retried_on_the_other_host(mesh: Mesh) -> None:
     both_serving(mesh)
 
 
+def lost_logged(mesh: Mesh, i: int) -> bool:
+    """web's sidecar said its connection to host i's sidecar was lost, clients cut."""
+    said = f"connection to instance {mesh.hosts.host(i).ip}:{SIDECAR_PORT} lost"
+    return said in (mesh.root / "proxy-h1.log").read_text()
+
+
 def test_a_killed_sidecar_is_retried_on_the_other_host(mesh: Mesh) -> None:
     both_serving(mesh)
     os.kill(mesh.sidecar_pid(2), signal.SIGKILL)
@@ -215,6 +221,7 @@ def test_a_killed_sidecar_is_retried_on_the_other_host(mesh: Mesh) -> None:
     proc.wait(10)
     try:
         assert {served_by(mesh, b"s%d" % n) for n in range(12)} == {"h3"}
+        eventually(lambda: lost_logged(mesh, 2), 5, what="the lost connection logged")
     finally:
         mesh.start_sidecar(2)
     both_serving(mesh)
@@ -256,6 +263,7 @@ def test_a_cut_host_cuts_its_clients_and_new_ones_go_to_the_other(mesh: Mesh) ->
             s.settimeout(20)
             assert gone(s)
             assert time.monotonic() - cut_at < 8.0, f"cut after {time.monotonic() - cut_at}"
+        assert lost_logged(mesh, 3)  # why they were cut, for the operator
         for s in conns["h2"]:
             s.sendall(b"still")
             assert s.recv(10) == b"still"
@@ -382,7 +390,9 @@ def test_slow_readers_of_a_fast_writer_keep_every_sidecar_bounded(mesh: Mesh) ->
 
 
 def test_fast_writers_to_an_app_that_never_reads_keep_every_sidecar_bounded(mesh: Mesh) -> None:
-    """The other way: six clients write as fast as they can to an app that reads nothing."""
+    """The other way: six clients write as fast as they can to an app that reads nothing
+    (for 5 s, then it closes: the clients are reset, and nothing stays open to skew the
+    balance of the tests after)."""
     both_serving(mesh)
     pids = {i: mesh.sidecar_pid(i) for i in (1, 2, 3)}
     before = {i: rss_kib(p) for i, p in pids.items()}
@@ -407,6 +417,7 @@ def test_fast_writers_to_an_app_that_never_reads_keep_every_sidecar_bounded(mesh
     finally:
         for s in clients:
             s.close()
+    both_serving(mesh)  # once the app has closed them
 
 
 def test_half_close_both_ways_and_a_client_reset(mesh: Mesh) -> None:
