@@ -161,14 +161,24 @@ def trailers_forbidden(fields: Sequence[tuple[bytes, bytes]]) -> bool:
     return False
 
 
+# gRPC core's true-binary metadata: two grpc-core ends that both send SETTINGS entry 0xfe03
+# send a `-bin` field's value raw behind a NUL instead of base64. The gate passes SETTINGS
+# on untouched, so a grpcio client of a grpcio app does it through the sidecars: refused,
+# every call with binary metadata failed (`400`, INTERNAL at the client). Such a value is
+# the two ends' own, read by neither the rules nor an HTTP/1 hop (a gRPC app's stack).
+
+
 def field_fault(name: bytes, value: bytes) -> bool:
     """Whether a field's bytes break §8.2.1: a name empty, or holding what `_NAME_OK` lacks
-    (a colon only first); a value holding NUL, CR or LF, or a space or tab at either end."""
+    (a colon only first); a value holding NUL, CR or LF, or a space or tab at either end,
+    unless it is a `-bin` field's true-binary value (above)."""
     bare = name[1:] if name[:1] == b":" else name
     if not bare or bare.translate(None, _NAME_OK):
         return True
     if not value:
         return False
+    if value[0] == 0 and name.endswith(b"-bin"):
+        return False  # gRPC's true-binary metadata: a NUL, then raw bytes (above `field_fault`)
     return (
         value[0] in (32, 9) or value[-1] in (32, 9)
         or b"\r" in value or b"\n" in value or b"\0" in value

@@ -390,6 +390,8 @@ def test_well_formed_requests_and_connect_are_told_apart() -> None:
     assert h2_fields.trailers_fault([(b"x", b"1")], False)
     assert not h2_fields.field_fault(b":path", b"/a b")  # (inner spaces: the path's to judge)
     assert not h2_fields.field_fault(b"x-a_b.c~!", b"\x80\xff")  # obs-text is allowed
+    assert not h2_fields.field_fault(b"x-id-bin", b"\0\r\n\0 ")  # gRPC's true-binary value
+    assert h2_fields.field_fault(b"x-id", b"\0\r\n")  # (only on a -bin field)
     for name, value in [(b"X", b"1"), (b":", b"1"), (b"a:b", b"1"), (b"\x7f", b"1"),
                         (b"a", b" 1"), (b"a", b"1\t"), (b"a", b"1\n"), (b"a", b"\r")]:  # fmt: skip
         assert h2_fields.field_fault(name, value), (name, value)
