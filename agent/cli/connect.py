@@ -153,6 +153,7 @@ def proxy_for(client: AgentClient, service_id: str, usual: str) -> str:
 
 def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     """Check everything here (exit 2 naming a problem), then become the lean proxy process."""
+    workers = worker_count(args.workers)  # a flag alone: refused before the agent is asked
     if args.node:
         if args.upstream or args.listen or args.local or args.metrics_addr or args.no_metrics:
             raise UsageError("--upstream, --listen, --local and the metrics flags go with "
@@ -168,7 +169,6 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
         config = proxy_config(args, client)
         client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now (ad hoc)
         request = config_to_json(config)
-    workers = worker_count(args.workers)
     argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level,
             str(workers)]  # fmt: skip
     sys.stdout.flush()

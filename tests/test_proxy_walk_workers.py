@@ -1,0 +1,247 @@
+"""Walkthrough of `connect proxy --workers N` as an operator runs it.
+
+The flag is checked before anything else (exit 2 naming it, even with no
+agent to reach); `auto` under a one-CPU affinity mask is 1. On a real agent
+with `db`'s sidecar on two workers: connections held open on both workers
+are counted exactly once in the one metrics port's open gauge and
+histograms; SIGTERM to worker 0 lets every held connection finish, exits 0
+and leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cli import cli_env
+from tests.harness.cluster import Cluster, free_port
+from tests.harness.poll import eventually
+from tests.http_app import HttpApp
+from tests.proxy_support import (
+    App,
+    ProxyProc,
+    healthy_sidecars,
+    register_pair,
+    roundtrip,
+    series,
+    set_intention,
+    wait_listening,
+    web_body,
+)
+from tests.test_proxy_workers import _alive, _both_counted, _pids
+
+
+@pytest.mark.parametrize("text", ["0", "65", "abc"])
+def test_a_bad_workers_flag_exits_2_before_the_agent_is_asked(text: str) -> None:
+    """No agent listens at the address: the flag is still what the operator hears about."""
+    argv = [sys.executable, "-m", "gossamer.agent", "connect", "proxy", "--service", "web",
+            "--http-addr", f"127.0.0.1:{free_port('127.0.0.1')}", "--workers", text]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "--workers" in done.stderr
+
+
+def test_workers_auto_is_one_under_a_one_cpu_mask() -> None:
+    code = "from gossamer.proxy.cpu_budget import worker_count; print(worker_count('auto', 'x'))"
+    done = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code],
+                          capture_output=True, text=True, env=cli_env(), timeout=30)  # fmt: skip
+    assert done.stdout.strip() == "1", done.stderr
+
+
+def _open_gauge(addr: str) -> float:
+    return series(addr, "gossamer_proxy_tcp_open_connections", direction="inbound",
+                  source="web", destination="db")  # fmt: skip
+
+
+def test_connections_open_on_both_workers_are_summed_and_drained(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    (agent,) = cluster.start(1, prefix="ww")
+    db_app = App("127.0.0.1").start()
+    up_port, db_metrics = free_port("127.0.0.1"), free_port("127.0.0.1")
+    db_in, _ = register_pair(agent, db_app.port, up_port)
+    set_intention(agent, "web", "db", "allow")
+    maddr = f"127.0.0.1:{db_metrics}"
+    db = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http, "--workers", "2",
+                    "--metrics-addr", maddr], tmp_path / "db.log").start()  # fmt: skip
+    web = ProxyProc(["--sidecar-for", "web", "--http-addr", agent.http, "--workers", "2"],
+                    tmp_path / "web.log").start()  # fmt: skip
+    try:
+        wait_listening(agent.ip, db_in, db)
+        wait_listening("127.0.0.1", up_port, web)
+        eventually(lambda: 1 in _pids(db) and 1 in _pids(web), 20, what="workers 1 started")
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        eventually(lambda: roundtrip(("127.0.0.1", up_port), b"w") == b"w<eof>", 20,
+                   what="web -> db")  # fmt: skip
+        for i in range(20):
+            assert roundtrip(("127.0.0.1", up_port), b"%d" % i) == b"%d<eof>" % i
+        eventually(lambda: _both_counted(web, "web", "outbound.connections"), 10, interval=0.5,
+                   what="both of web's workers to have relayed connections")  # fmt: skip
+        held = [socket.create_connection(("127.0.0.1", up_port), timeout=10) for _ in range(16)]
+        for n, s in enumerate(held):
+            s.sendall(b"h%d" % n)
+            assert s.recv(100) == b"h%d" % n
+        eventually(lambda: _open_gauge(maddr) == len(held), 10, what="the open gauge summed")
+        opened = series(maddr, "gossamer_proxy_tcp_open_total", direction="inbound",
+                        source="web", destination="db")  # fmt: skip
+        assert opened == db_app.accepted >= 21 + len(held)  # (a first try may add one)
+        done = series(maddr, "gossamer_proxy_tcp_close_total", direction="inbound",
+                      source="web", destination="db")  # fmt: skip
+        assert done == db_app.accepted - len(held)
+        setups = series(maddr, "gossamer_proxy_tcp_connect_seconds_count", direction="inbound",
+                        source="web", destination="db")  # fmt: skip
+        durations = series(maddr, "gossamer_proxy_tcp_connection_duration_seconds_count",
+                           direction="inbound", source="web", destination="db")  # fmt: skip
+        assert (setups, durations) == (opened, done)
+
+        # A root rotation: every worker of both proxies takes a new leaf and serves on.
+        def leaves(proxy: ProxyProc, name: str, worker: int) -> int:
+            return len(re.findall(rf"\[worker {worker}\] proxy: identity for {name},",
+                                  proxy.log()))  # fmt: skip
+
+        proxies = {"db": db, "web": web}
+        before = {(n, w): leaves(p, n, w) for n, p in proxies.items() for w in (0, 1)}
+        agent.put("/v1/connect/ca/configuration", {"Provider": "consul", "ForceRotate": True})
+        eventually(lambda: all(leaves(proxies[n], n, w) > k for (n, w), k in before.items()),
+                   30, what="every worker of both proxies to take a new leaf")  # fmt: skip
+        for i in range(10):
+            assert roundtrip(("127.0.0.1", up_port), b"r%d" % i) == b"r%d<eof>" % i
+
+        # A deny cuts open connections in every worker within a second.
+        doomed = held + [socket.create_connection(("127.0.0.1", up_port), timeout=10)
+                         for _ in range(12)]  # fmt: skip
+        for n, s in enumerate(doomed[len(held) :]):
+            s.sendall(b"x%d" % n)
+            assert s.recv(100) == b"x%d" % n
+        set_intention(agent, "web", "db", "deny")
+        denied_at = time.monotonic()
+        for s in doomed:
+            s.settimeout(2)
+            assert s.recv(100) == b""
+            s.close()
+        assert time.monotonic() - denied_at < 1.0
+        set_intention(agent, "web", "db", "allow")
+        eventually(lambda: roundtrip(("127.0.0.1", up_port), b"a") == b"a<eof>", 10,
+                   what="allowed again")  # fmt: skip
+        again = [socket.create_connection(("127.0.0.1", up_port), timeout=10)
+                 for _ in range(12)]  # fmt: skip
+        for n, s in enumerate(again):
+            s.sendall(b"h%d" % n)
+            assert s.recv(100) == b"h%d" % n
+        held = again  # (those open before the deny were cut with the others)
+
+        pids = [*_pids(db).values(), *_pids(web).values()]
+        db.signal(signal.SIGTERM)
+        web.signal(signal.SIGTERM)
+        for n, s in enumerate(held):  # each still relays while both proxies drain
+            s.sendall(b"d%d" % n)
+            assert s.recv(100) == b"d%d" % n
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(100) == b"<eof>"
+            s.close()
+        assert db.proc is not None and web.proc is not None
+        assert db.proc.wait(30) == 0 and web.proc.wait(30) == 0
+        eventually(lambda: not [p for p in pids if _alive(p)], 10, what="no worker left")
+    finally:
+        web.stop()
+        db.stop()
+        db_app.stop()
+
+
+def _stat_rows(agent_http: str) -> list[dict[str, object]]:
+    argv = [sys.executable, "-m", "gossamer.agent", "stat", "--json", "--http-addr", agent_http]
+    done = subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=30)
+    assert done.returncode == 0, done.stderr
+    rows: list[dict[str, object]] = json.loads(done.stdout)
+    return rows
+
+
+def test_http_requests_through_two_workers_each_are_summed_exactly(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """db speaks http on two workers; web's http upstream (pooled mTLS) on two workers. Each
+    request on a connection of its own, so the kernel spreads them: every metrics port and
+    `gossamer stat` count each request once, histograms included."""
+    (agent,) = cluster.start(1, prefix="wh")
+    eventually(agent.enrolled, 20, what="the agent's certificate")
+    app = HttpApp().start()
+    up_port, db_in, web_in = free_port("127.0.0.1"), free_port(agent.ip), free_port(agent.ip)
+    db_m, web_m = f"127.0.0.1:{free_port('127.0.0.1')}", f"127.0.0.1:{free_port('127.0.0.1')}"
+    agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db", "Port": app.port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip, "Proxy": {
+            "Config": {"protocol": "http", "gossamer_metrics_bind_addr": db_m}}}},
+    })  # fmt: skip
+    body = web_body(agent, web_in, [{"DestinationName": "db", "LocalBindPort": up_port,
+                                     "Config": {"protocol": "http"}}])  # fmt: skip
+    body["Connect"]["SidecarService"]["Proxy"]["Config"] = {  # type: ignore[index]
+        "gossamer_metrics_bind_addr": web_m
+    }
+    agent.put("/v1/agent/service/register", body)
+    set_intention(agent, "web", "db", "allow")
+    db = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http, "--workers", "2"],
+                   tmp_path / "db.log").start()  # fmt: skip
+    web = ProxyProc(["--sidecar-for", "web", "--http-addr", agent.http, "--workers", "2"],
+                    tmp_path / "web.log").start()  # fmt: skip
+
+    def get(path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    try:
+        wait_listening(agent.ip, db_in, db)
+        wait_listening("127.0.0.1", up_port, web)
+        eventually(lambda: 1 in _pids(db) and 1 in _pids(web), 20, what="workers 1 started")
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        eventually(lambda: get("/echo/warm") == 200, 20, what="a first request through")
+        for i in range(40):
+            assert get(f"/echo/{i}") == 200
+        sent = len([line for line in app.seen if "/echo/" in line])
+        for addr, direction in ((db_m, "inbound"), (web_m, "outbound")):
+            labels = {"direction": direction, "source": "web", "destination": "db"}
+            requests = series(addr, "gossamer_proxy_request_total", **labels)
+            answered = series(addr, "gossamer_proxy_response_total", **labels)
+            latency = series(addr, "gossamer_proxy_response_latency_seconds_count", **labels)
+            inf = series(addr, "gossamer_proxy_response_latency_seconds_bucket", le="+Inf",
+                         **labels)  # fmt: skip
+            assert requests == answered == latency == inf == sent, (addr, direction)
+        rows = {r["direction"]: r for r in _stat_rows(agent.http)}
+        assert rows["inbound"]["requests"] == rows["outbound"]["requests"] == sent
+        assert rows["inbound"]["successes"] == rows["outbound"]["successes"] == sent
+        gauge = series(db_m, "gossamer_proxy_tcp_open_connections", direction="inbound")
+        assert rows["inbound"]["open"] == gauge >= 1  # web's pooled mTLS connections
+
+        # A second db sidecar on two workers started by mistake: refused, never sharing.
+        second = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http, "--workers", "2"],
+                           tmp_path / "db2.log").start()  # fmt: skip
+        assert second.proc is not None
+        assert second.proc.wait(30) == 1
+        assert "inbound" in second.log() and "not one of this proxy's workers" in second.log()
+        assert not re.search(r"worker \d+ started", second.log())
+        # A worker of web killed outright: the port serves on meanwhile, and it comes back.
+        first = _pids(web)[1]
+        os.kill(first, signal.SIGKILL)
+        eventually(lambda: not _alive(first), 10, what="web's worker 1 dead")
+        for i in range(30):
+            assert get(f"/echo/k{i}") == 200
+        eventually(lambda: _pids(web)[1] != first, 20, what="web's worker 1 started again")
+    finally:
+        web.stop()
+        db.stop()
+        app.stop()
