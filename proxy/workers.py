@@ -154,8 +154,12 @@ class Workers(Crew):
         last they gave, for one that does not answer), and what those that ended counted."""
         workers = list(self.running.values())
         answers = await asyncio.gather(*(w.asker.ask(addr) for w in workers))
+        # One that exited while the others were asked has its last figures in `gone` now:
+        # its answer, remembered as a running worker's, would count it twice.
         mine = [
-            self.memory.answered(w.index, addr, a) for w, a in zip(workers, answers, strict=True)
+            self.memory.answered(w.index, addr, a)
+            for w, a in zip(workers, answers, strict=True)
+            if self.running.get(w.index) is w
         ]
         return [*mine, self.memory.gone(addr)]
 

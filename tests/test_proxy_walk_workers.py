@@ -10,6 +10,7 @@ and leaves no worker behind.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -19,10 +20,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from gossamer.proxy.fleet_sum import Snapshot, snapshot, summed
+from gossamer.proxy.workers import Workers, _Worker
 from tests.harness.cli import cli_env
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
@@ -38,7 +42,49 @@ from tests.proxy_support import (
     wait_listening,
     web_body,
 )
-from tests.test_proxy_workers import _alive, _both_counted, _pids
+from tests.test_proxy_workers import _alive, _both_counted, _pids, _worker_figures
+
+
+class _Answering:
+    """A worker's link that answers with `figures`; `on_ask` runs while the answer is on its
+    way (the worker exits meanwhile)."""
+
+    def __init__(self, figures: list[Snapshot], on_ask: Callable[[], None] = lambda: None):
+        self.figures, self.on_ask = figures, on_ask
+
+    async def ask(self, addr: str) -> list[Snapshot] | None:
+        self.on_ask()
+        await asyncio.sleep(0)
+        return self.figures
+
+
+def _requests_summed(workers: Workers) -> int:
+    others = asyncio.run(workers.figures("m"))
+    ((metrics, _),) = summed([_worker_figures(0, 0, 0)], others)
+    return metrics.edges[("inbound", "web", "db")].routes["/api"].requests
+
+
+def test_a_worker_that_exits_during_a_scrape_is_not_counted_twice() -> None:
+    """Worker 1 answers a scrape and exits before the scrape is summed (worker 0 was still
+    waiting for another worker): its last remembered figures went to the ended workers'
+    share, and its answer was remembered as a running worker's too, so that scrape counted
+    it twice and the next one went back down (a counter reset to Prometheus)."""
+    workers = Workers([], 3)
+
+    def run(index: int, asker: _Answering) -> None:
+        workers.running[index] = _Worker(index, None, -1, asker, 0.0, 1.0)  # type: ignore[arg-type]
+
+    def exits() -> None:  # what Workers._ended does for the figures
+        workers.running.pop(1)
+        workers.memory.ended(1)
+
+    run(1, _Answering([snapshot(_worker_figures(2, 0, 5))]))
+    first = _requests_summed(workers)  # 1 (worker 0's 503) + 6
+    run(1, _Answering([snapshot(_worker_figures(2, 0, 9))], exits))
+    second = _requests_summed(workers)
+    third = _requests_summed(workers)  # worker 1 gone: what it had counted stays
+    assert first <= second <= third, (first, second, third)
+    assert second <= 1 + 10
 
 
 @pytest.mark.parametrize("text", ["0", "65", "abc"])
