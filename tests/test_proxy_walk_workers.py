@@ -87,6 +87,26 @@ def test_a_worker_that_exits_during_a_scrape_is_not_counted_twice() -> None:
     assert second <= 1 + 10
 
 
+def test_the_connections_of_a_worker_that_died_are_counted_closed() -> None:
+    """Worker 1 dies (SIGKILL, OOM) holding 2 connections: the kernel closed them. The gauge
+    drops them; the close total must count them too, or open minus closed (the leak alert
+    an operator builds from the counters) stays 2 above the gauge for good."""
+    workers = Workers([], 2)
+
+    def exits() -> None:
+        workers.running.pop(1)
+        workers.memory.ended(1)
+
+    asker = _Answering([snapshot(_worker_figures(5, 2, 0))])
+    workers.running[1] = _Worker(1, None, -1, asker, 0.0, 1.0)  # type: ignore[arg-type]
+    asyncio.run(workers.figures("m"))
+    exits()
+    ((metrics, _),) = summed([_worker_figures(3, 1, 0)], asyncio.run(workers.figures("m")))
+    edge = metrics.edges[("inbound", "web", "db")]
+    assert (edge.opened, len(edge.live)) == (8, 1)
+    assert edge.opened - edge.closed == len(edge.live)
+
+
 @pytest.mark.parametrize("text", ["0", "65", "abc"])
 def test_a_bad_workers_flag_exits_2_before_the_agent_is_asked(text: str) -> None:
     """No agent listens at the address: the flag is still what the operator hears about."""
