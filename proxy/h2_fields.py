@@ -17,6 +17,7 @@ on an open stream would be a request nobody decided.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Final
 
@@ -86,10 +87,20 @@ def body_length(fields: Sequence[tuple[bytes, bytes]]) -> int:
 
 
 def request_of(fields: Sequence[tuple[bytes, bytes]]) -> HttpRequest:
-    """What the intentions see of a request: as the HTTP/1 path's (`judged_request`)."""
+    """What the intentions see of a request: as the HTTP/1 path's (`judged_request`), a
+    true-binary `-bin` value (`field_fault`) as the base64 a client sends when the ends
+    did not agree on raw bytes (unpadded, as gRPC writes it): what Envoy, which never
+    offers raw bytes, would match a rule on that field against."""
     pseudo = {name: value for name, value in fields if name in _JUDGED}
     method, path = pseudo.get(b":method", b""), pseudo.get(b":path", b"")
+    if any(v[:1] == b"\0" and n.endswith(b"-bin") for n, v in fields):
+        fields = [(n, _base64(v[1:]) if v[:1] == b"\0" and n.endswith(b"-bin") else v)
+                  for n, v in fields]  # fmt: skip
     return judged_request(method.decode("latin-1"), path.decode("latin-1"), fields)
+
+
+def _base64(raw: bytes) -> bytes:
+    return base64.b64encode(raw).rstrip(b"=")
 
 
 def answer(status: int, fields: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

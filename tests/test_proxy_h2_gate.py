@@ -392,6 +392,8 @@ def test_well_formed_requests_and_connect_are_told_apart() -> None:
     assert not h2_fields.field_fault(b"x-a_b.c~!", b"\x80\xff")  # obs-text is allowed
     assert not h2_fields.field_fault(b"x-id-bin", b"\0\r\n\0 ")  # gRPC's true-binary value
     assert h2_fields.field_fault(b"x-id", b"\0\r\n")  # (only on a -bin field)
+    seen = h2_fields.request_of([*OK_REQUEST, (b"x-id-bin", b"\0\x00\xffa"), (b"x-n", b"\0")])
+    assert seen.headers["x-id-bin"] == "AP9h" and seen.headers["x-n"] == "\0"  # as base64
     for name, value in [(b"X", b"1"), (b":", b"1"), (b"a:b", b"1"), (b"\x7f", b"1"),
                         (b"a", b" 1"), (b"a", b"1\t"), (b"a", b"1\n"), (b"a", b"\r")]:  # fmt: skip
         assert h2_fields.field_fault(name, value), (name, value)

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from gossamer.intentions.decide import IntentionSet
-from gossamer.intentions.model import HTTPMatch, Intention, Permission
+from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permission
 from gossamer.proxy import tally
 from gossamer.proxy.config import ProxyConfig, Upstream
 from gossamer.proxy.inbound import Inbound
@@ -485,5 +485,24 @@ async def test_l7_intention_on_method_paths(mesh: Mesh) -> None:
             assert error.code() is grpc.StatusCode.PERMISSION_DENIED
             error = _failed(lambda: channel.unary_unary("/other.S/M")(b"x", timeout=5))
             assert error.code() is grpc.StatusCode.PERMISSION_DENIED
+
+    await _in_thread(mesh, use)
+
+
+async def test_l7_header_rule_on_binary_metadata_matches_its_base64(mesh: Mesh) -> None:
+    """A rule on a `-bin` field is written on its base64 (what Envoy sees: gRPC's wire
+    form). grpcio sends it raw to a grpcio app (true binary, agreed in SETTINGS): the rule
+    still matches it by its base64."""
+    mesh.policy.intentions = IntentionSet([Intention("web", "db", permissions=(
+        Permission("allow", HTTPMatch(path_prefix="/echo.E/", headers=(
+            HeaderMatch("x-tenant-bin", exact="AP9hY21l"),))),  # b"\0\xffacme", unpadded
+    ))])  # fmt: skip
+
+    def use(channel: grpc.Channel) -> None:
+        unary = channel.unary_unary("/echo.E/Unary")
+        assert unary(b"ok", timeout=5, metadata=[("x-tenant-bin", b"\0\xffacme")]) == b"ok"
+        error: Any = _failed(lambda: unary(b"no", timeout=5,
+                                           metadata=[("x-tenant-bin", b"\0\xffads")]))  # fmt: skip
+        assert error.code() is grpc.StatusCode.PERMISSION_DENIED
 
     await _in_thread(mesh, use)
