@@ -7,7 +7,9 @@ Two limits, the smaller wins:
   with that many busy threads would fill it. cgroup v2 (`cpu.max`, "max
   100000" when unlimited) and v1 (`cpu.cfs_quota_us`, -1 when unlimited,
   and `cpu.cfs_period_us`).
-Only the process's own cgroup is read, not its parents'. Parsing is pure
+Only the process's own cgroup is read, not its parents'; it is looked for
+under its path and, not there, at the mount itself (a container that sees
+the host's cgroup names: every cgroup v1 one). Parsing is pure
 (`quota_cpus`, `cgroup_paths`); `cpus_allowed` reads the files.
 """
 
@@ -62,15 +64,31 @@ def _quota(root: str, proc_cgroup: str) -> int | None:
     try:
         v2, v1 = cgroup_paths(_read(proc_cgroup))
         if v2 is not None and os.path.exists(os.path.join(root, "cgroup.controllers")):
-            quota, _, period = _read(root, v2, "cpu.max").partition(" ")
+            found = _found(_places(root, v2), "cpu.max")
+            if found is None:
+                return None
+            quota, _, period = _read(found, "cpu.max").partition(" ")
             return None if quota == "max" else quota_cpus(int(quota), int(period))
-        for base in [os.path.join(root, m, v1.lstrip("/")) for m in V1_MOUNTS] if v1 else []:
+        mounts = [os.path.join(root, m) for m in V1_MOUNTS]
+        for base in [p for m in mounts for p in _places(m, v1)] if v1 else []:
             if os.path.exists(os.path.join(base, "cpu.cfs_quota_us")):
                 quota_us = int(_read(base, "cpu.cfs_quota_us"))
                 return quota_cpus(quota_us, int(_read(base, "cpu.cfs_period_us")))
     except (OSError, ValueError):  # no such file in this container, or an odd one: no quota
         return None
     return None
+
+
+def _places(mount: str, path: str) -> list[str]:
+    """Where the cgroup `path` may be under `mount`: at `path`, as the host sees it, or at
+    the mount itself, where a container without a cgroup namespace (every cgroup v1 one)
+    has its own cgroup mounted while /proc/self/cgroup still names the host's path."""
+    return [os.path.join(mount, path.lstrip("/")), mount]
+
+
+def _found(places: list[str], name: str) -> str | None:
+    """The first of `places` that holds the file `name`."""
+    return next((p for p in places if os.path.exists(os.path.join(p, name))), None)
 
 
 def _read(*parts: str) -> str:

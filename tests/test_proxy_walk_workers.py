@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.proxy.cpu_budget import cpus_allowed
 from gossamer.proxy.fleet_sum import Snapshot, snapshot, summed
 from gossamer.proxy.workers import Workers, _Worker
 from tests.harness.cli import cli_env
@@ -115,6 +116,27 @@ def test_a_bad_workers_flag_exits_2_before_the_agent_is_asked(text: str) -> None
     done = subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=30)
     assert done.returncode == 2, done.stderr
     assert "--workers" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("proc", "files"),
+    [("0::/kubepods/burstable/pod1/c1\n", {"cgroup.controllers": "cpu\n",
+                                            "cpu.max": "50000 100000\n"}),
+     ("4:cpu,cpuacct:/kubepods/burstable/pod1/c1\n",
+      {"cpu,cpuacct/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"})],
+)  # fmt: skip
+def test_auto_reads_a_containers_quota_where_its_cgroup_is_mounted(
+    tmp_path: Path, proc: str, files: dict[str, str]
+) -> None:
+    """A container that sees the host's cgroup names (/proc/self/cgroup says
+    /kubepods/...: cgroup v1, or v2 without a cgroup namespace) has its own cgroup mounted at
+    /sys/fs/cgroup itself, where no /kubepods/... directory is: the quota there (a 0.5 CPU
+    limit) was not found, and `auto` ran a worker per CPU of the node."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "proc-cgroup").write_text(proc)
+    assert cpus_allowed(str(tmp_path), str(tmp_path / "proc-cgroup")) == 1
 
 
 def test_workers_auto_is_one_under_a_one_cpu_mask() -> None:
