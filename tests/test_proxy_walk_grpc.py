@@ -66,8 +66,11 @@ class _Echo:
         return request
 
     def watch(self, request: bytes, context: Any) -> Iterator[bytes]:
-        n, size = (int(x) for x in request.split(b":"))
+        """`n:size[:ms]`: n messages of `size` bytes, `ms` apart."""
+        n, size, *apart = (int(x) for x in request.split(b":"))
         for i in range(n):
+            if apart and i:
+                threading.Event().wait(apart[0] / 1000)
             yield i.to_bytes(4, "big") * (size // 4)
 
     def slow(self, request: bytes, context: Any) -> Iterator[bytes]:
@@ -445,29 +448,42 @@ async def test_health_service_through_the_mesh(app: tuple[_Echo, int]) -> None:
         server.stop(0)
 
 
-async def test_graceful_stop_lets_calls_in_flight_finish(app: tuple[_Echo, int]) -> None:
-    echo = _Echo()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers([echo.handlers()])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+async def test_graceful_stop_lets_calls_in_flight_finish_and_new_calls_reach_the_next(
+    app: tuple[_Echo, int],
+) -> None:
+    """A rolling restart: the app stops with a grace (GOAWAY), its successor binds the same
+    port. The stream under way gets all its messages; calls made meanwhile on the same
+    channel reach the successor."""
+
+    def serve(port: int) -> tuple[grpc.Server, int]:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        server.add_generic_rpc_handlers([_Echo().handlers()])
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        return server, bound
+
+    old, port = serve(0)
+    servers = [old]
     try:
         async with walk_mesh("mux", port) as mesh:
 
             def use(channel: grpc.Channel) -> None:
-                watch = channel.unary_stream("/echo.E/Watch")
                 unary = channel.unary_unary("/echo.E/Unary")
                 assert unary(b"a", timeout=5) == b"a"
-                stream = watch(b"40:4", timeout=20)
+                stream = channel.unary_stream("/echo.E/Watch")(b"20:4:50", timeout=20)
                 first = next(stream)
-                stopped = server.stop(5)  # GOAWAY; the call under way has 5 s
+                stopped = old.stop(5)  # GOAWAY; the stream under way has 5 s
+                servers.append(serve(port)[0])
+                for i in range(10):
+                    assert unary(b"n%d" % i, timeout=5) == b"n%d" % i
                 rest = list(stream)
-                assert [first, *rest] == [i.to_bytes(4, "big") for i in range(40)]
+                assert [first, *rest] == [i.to_bytes(4, "big") for i in range(20)]
                 stopped.wait(10)
 
             await _in_thread(mesh, use)
     finally:
-        server.stop(0)
+        for server in servers:
+            server.stop(0)
 
 
 async def test_l7_intention_on_method_paths(mesh: Mesh) -> None:
