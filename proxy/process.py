@@ -46,14 +46,14 @@ async def serve(config: ProxyConfig, base_url: str, crew: Crew) -> int:
         return 1
     if not started:
         log.info("proxy: SIGTERM before the ports opened")
-        _, code = await asyncio.gather(runtime.drain(), crew.stop())
+        _, code = await asyncio.gather(runtime.drain(), crew.stop(runtime.drain_s()))
         return code
     crew.start()
     heap.start_trimming()  # for the process's life: its timer goes with the loop
     log.info("proxy: running for %s; %s", config.service, data_path())
     await stop.wait()
     log.info("proxy: SIGTERM: draining")
-    _, code = await asyncio.gather(runtime.drain(), crew.stop())
+    _, code = await asyncio.gather(runtime.drain(), crew.stop(runtime.drain_s()))
     runtime.log_counts()
     return code
 
@@ -71,7 +71,8 @@ async def serve_node(base_url: str, drain_s: float, crew: Crew) -> int:
     log.info("proxy: serving every sidecar of %s; %s", base_url, data_path())
     await node.run(stop)
     log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
-    _, code = await asyncio.gather(node.drain(), crew.stop())
+    longest = max((r.drain_s() for r in node.runtimes.values()), default=max(drain_s, 0.0))
+    _, code = await asyncio.gather(node.drain(), crew.stop(longest))
     node.log_counts()
     return code
 

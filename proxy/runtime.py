@@ -247,6 +247,10 @@ class ProxyRuntime:
         """Open and in-flight (handshake, app connect) connections: what a drain waits for."""
         return sum(listener.open_count() for listener in self._listeners())
 
+    def drain_s(self) -> float:
+        """The drain timeout: how long a drain may take."""
+        return self.config.timeouts.drain_s
+
     async def drain(self) -> None:
         """Stop listening, let open connections finish up to the drain timeout, cut the rest."""
         self.draining = True

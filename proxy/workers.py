@@ -11,7 +11,8 @@ over the workers. Worker 0 alone serves the metrics port, summing the
 others' figures on each scrape (worker_link.py, fleet_sum.py).
 
 Worker 0 passes SIGTERM, SIGINT, SIGHUP and SIGUSR1 on to every worker and,
-on SIGTERM, exits once they all have (0 when each drained cleanly). A
+on SIGTERM, exits once they all have (0 when each drained cleanly; one still
+running 5 s past the drain timeout is killed). A
 worker that dies is started again: after 1 s, doubling up to 60 s while it
 keeps dying within a minute of its start.
 """
@@ -38,6 +39,8 @@ FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 60.0, 60.0
 
 
 SETTLING_S: Final = 2.0  # a worker started this recently gets no SIGHUP or SIGUSR1 passed on
+# past the drain timeout, what a worker has to exit after SIGTERM before it is killed
+KILL_GRACE_S: Final = 5.0
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Crew:
     def forward(self, sig: signal.Signals) -> None:
         pass
 
-    async def stop(self) -> int:
+    async def stop(self, drain_s: float = 0.0) -> int:
         return 0
 
 
@@ -137,12 +140,23 @@ class Workers(Crew):
             if sig == signal.SIGTERM or now - worker.started >= SETTLING_S:
                 worker.proc.send_signal(sig)
 
-    async def stop(self) -> int:
-        """SIGTERM every worker and wait for them: 0 when each drained, else 1."""
+    async def stop(self, drain_s: float = 0.0) -> int:
+        """SIGTERM every worker and wait for them: 0 when each drained, else 1. One still
+        running KILL_GRACE_S past the drain timeout `drain_s` (wedged, or stopped with
+        SIGSTOP) is killed: the process its supervisor watches must not hang on it."""
         self._stopping = True
         self.forward(signal.SIGTERM)
         if self.running:
-            await self._all_done.wait()
+            try:
+                async with asyncio.timeout(drain_s + KILL_GRACE_S):
+                    await self._all_done.wait()
+            except TimeoutError:
+                left = sorted(w.proc.pid for w in self.running.values())
+                log.error("proxy: worker(s) %s still running %.0f s after SIGTERM: killing "
+                          "them", left, drain_s + KILL_GRACE_S)  # fmt: skip
+                for worker in self.running.values():
+                    worker.proc.kill()
+                await self._all_done.wait()
         # -SIGTERM: a worker still starting, before its handlers: it had nothing to drain
         failed = {i: c for i, c in self.codes.items() if c not in (0, -signal.SIGTERM)}
         if failed:

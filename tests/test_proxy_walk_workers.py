@@ -333,3 +333,34 @@ def test_http_requests_through_two_workers_each_are_summed_exactly(
         web.stop()
         db.stop()
         app.stop()
+
+
+def test_a_wedged_worker_does_not_hold_worker_0_past_the_drain(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Worker 1 stopped (SIGSTOP: as a worker wedged in a call that never returns) when
+    worker 0 gets SIGTERM: worker 0 used to wait for it forever, so the process systemd or
+    Nomad watches never exited on its own. Now it kills the worker 5 s past the drain
+    timeout and exits 1 (not every worker drained), leaving no worker behind."""
+    (agent,) = cluster.start(1, prefix="wg")
+    db_app = App("127.0.0.1").start()
+    db_in, _ = register_pair(agent, db_app.port, free_port("127.0.0.1"))
+    db = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http, "--workers", "2",
+                    "--drain-timeout", "1"], tmp_path / "db.log").start()  # fmt: skip
+    wedged = 0
+    try:
+        wait_listening(agent.ip, db_in, db)
+        eventually(lambda: re.search(r"\[worker 1\] proxy: running for db", db.log()), 20,
+                   what="worker 1 running")  # fmt: skip
+        wedged = _pids(db)[1]
+        os.kill(wedged, signal.SIGSTOP)
+        db.signal(signal.SIGTERM)
+        assert db.proc is not None
+        assert db.proc.wait(15) == 1
+        assert not _alive(wedged)
+        assert f"worker(s) [{wedged}] still running 6 s after SIGTERM: killing them" in db.log()
+    finally:
+        if wedged and _alive(wedged):
+            os.kill(wedged, signal.SIGKILL)
+        db.stop()
+        db_app.stop()
