@@ -12,7 +12,7 @@ others' figures on each scrape (worker_link.py, fleet_sum.py).
 
 Worker 0 passes SIGTERM, SIGINT, SIGHUP and SIGUSR1 on to every worker and,
 on SIGTERM, exits once they all have (0 when each drained cleanly; one still
-running 5 s past the drain timeout is killed). A
+running 10 s past the drain timeout is killed). A
 worker that dies is started again: after 1 s, doubling up to 60 s while it
 keeps dying within a minute of its start.
 """
@@ -40,7 +40,7 @@ FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 60.0, 60.0
 
 SETTLING_S: Final = 2.0  # a worker started this recently gets no SIGHUP or SIGUSR1 passed on
 # past the drain timeout, what a worker has to exit after SIGTERM before it is killed
-KILL_GRACE_S: Final = 5.0
+KILL_GRACE_S: Final = 10.0  # (its last denial report to the agent may take 5 s)
 
 
 @dataclass
