@@ -329,6 +329,11 @@ def test_http_requests_through_two_workers_each_are_summed_exactly(
         for i in range(30):
             assert get(f"/echo/k{i}") == 200
         eventually(lambda: _pids(web)[1] != first, 20, what="web's worker 1 started again")
+        # Its counts up to its death stay in the sums (scraped above, nothing sent since).
+        sent = len([line for line in app.seen if "/echo/" in line])
+        for addr, direction in ((db_m, "inbound"), (web_m, "outbound")):
+            labels = {"direction": direction, "source": "web", "destination": "db"}
+            assert series(addr, "gossamer_proxy_request_total", **labels) == sent, direction
     finally:
         web.stop()
         db.stop()
