@@ -34,7 +34,9 @@ from gossamer.proxy.metrics_server import Source
 log = logging.getLogger("gossamer.proxy")
 WORKER_ENV = "GOSSAMER_PROXY_WORKER"  # "INDEX:FD" in a worker worker 0 started
 MAX_ANSWER = 64 << 20  # a worker's figures: 1,024 edges x 64 routes stay far below this
-ASK_TIMEOUT_S = 2.0
+# well under the 2 s the agent gives a sidecar's /stats (gossamer stat), so a stalled worker
+# leaves its last figures in the answer rather than the whole sidecar out of it
+ASK_TIMEOUT_S = 1.0
 HEADER = struct.Struct(">II")  # an answer's length (of the JSON alone), its question's ID
 
 

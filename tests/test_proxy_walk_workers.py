@@ -315,6 +315,16 @@ def test_http_requests_through_two_workers_each_are_summed_exactly(
         gauge = series(db_m, "gossamer_proxy_tcp_open_connections", direction="inbound")
         assert rows["inbound"]["open"] == gauge >= 1  # web's pooled mTLS connections
 
+        # A db worker stalled (a long GC pause, a CPU hog): `gossamer stat` still reads db,
+        # its figures standing in (the agent gives a sidecar 2 s to answer).
+        stalled = _pids(db)[1]
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            rows = {r["direction"]: r for r in _stat_rows(agent.http)}
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+        assert rows["inbound"]["requests"] == sent, rows
+
         # A second db sidecar on two workers started by mistake: refused, never sharing.
         second = ProxyProc(["--sidecar-for", "db", "--http-addr", agent.http, "--workers", "2"],
                            tmp_path / "db2.log").start()  # fmt: skip
