@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent import futures
 from typing import Any, TypeVar
@@ -193,6 +194,20 @@ async def _in_thread(mesh: Mesh, use: Callable[[grpc.Channel], T],
             return use(channel)
 
     return await asyncio.to_thread(run)
+
+
+def _racing_goaway(call: Callable[[], T], within_s: float = 5.0) -> T:
+    """`call`'s answer, made again while it fails CANCELLED: a call that goes out on the old
+    connection just as the app stops fails so, as it does on a direct channel (grpcio's
+    server cancels it; 1 in 10 direct, more through two sidecars, whose GOAWAY reaches the
+    client later), and the next one takes the new connection."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.CANCELLED or time.monotonic() > deadline:
+                raise
 
 
 def _failed(call: Callable[[], object]) -> grpc.RpcError:
@@ -475,7 +490,7 @@ async def test_graceful_stop_lets_calls_in_flight_finish_and_new_calls_reach_the
                 stopped = old.stop(5)  # GOAWAY; the stream under way has 5 s
                 servers.append(serve(port)[0])
                 for i in range(10):
-                    assert unary(b"n%d" % i, timeout=5) == b"n%d" % i
+                    assert _racing_goaway(lambda i=i: unary(b"n%d" % i, timeout=5)) == b"n%d" % i
                 rest = list(stream)
                 assert [first, *rest] == [i.to_bytes(4, "big") for i in range(20)]
                 stopped.wait(10)
