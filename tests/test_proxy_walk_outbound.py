@@ -432,16 +432,22 @@ def test_half_close_both_ways_and_a_client_reset(mesh: Mesh) -> None:
             s.sendall(b"after%d" % n)
             s.shutdown(socket.SHUT_WR)
             assert s.recv(10) == b""
+    logs = lambda: mesh.app_log(2) + mesh.app_log(3)  # noqa: E731
+    resets = logs().count("ConnectionResetError")
     for n in range(4):
         s = socket.create_connection(mesh.upstream, timeout=20)
         s.sendall(b"rstprobe%d" % n)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
-    logs = lambda: mesh.app_log(2) + mesh.app_log(3)  # noqa: E731
     eventually(lambda: all(f"greet-after after{n}" in logs() for n in range(4)), 10,
                what="the app to get what was sent after its half-close")  # fmt: skip
-    eventually(lambda: all(f"end b'rstprobe{n}' ConnectionResetError" in logs()
-                           for n in range(4)), 10, what="the app to see each reset")  # fmt: skip
+    # Each reset reaches the app as a reset, never as an end. Its bytes usually come first,
+    # but a client that resets before its stream is ACKed (the far side still connecting to
+    # the app, slow under load) has its held bytes dropped with it, as nothing was sent yet:
+    # they are not required (one run in a loaded suite).
+    eventually(lambda: logs().count("ConnectionResetError") >= resets + 4, 10,
+               what="the app to see each reset")  # fmt: skip
+    assert not any(f"end b'rstprobe{n}' eof" in logs() for n in range(4))
 
 
 def test_two_thousand_clients_at_once_then_every_fd_released(mesh: Mesh) -> None:
