@@ -233,8 +233,11 @@ class HttpSession(HttpAppLink):
     def wind_down(self) -> None:
         """The host drains: closed now if between requests, else after the answer under way
         (which says `Connection: close`: http_reply.py), so the drain need not wait for a
-        keep-alive client to go idle, nor cut it mid-request at its timeout."""
-        if not self.queue and not self.requests.in_message and self.tunnel is None:
+        keep-alive client to go idle, nor cut it mid-request at its timeout. A connection
+        that has sent nothing yet is not between requests: its first one is on the way (a
+        new connection, which no client sends again), and is answered, then closed."""
+        idle = not self.queue and not self.requests.in_message and self.tunnel is None
+        if idle and self._moved[0]:
             self.close()
 
     def _record_cut(self) -> None:
