@@ -166,10 +166,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(lambda: served_by(m, b"warm"), 30, what="web -> db across hosts")
         yield m
     finally:
-        for proc in [*(p.proc for p in m.proxies.values()), *m.apps.values()]:
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(20)
+        running = [proc for proc in [*(p.proc for p in m.proxies.values()), *m.apps.values()]
+                   if proc is not None and proc.poll() is None]  # fmt: skip
+        for proc in running:  # all told at once: their drains run side by side
+            proc.terminate()
+        for proc in running:
+            proc.wait(20)
         leftovers = hosts.close()
     assert not leftovers, f"processes left behind: {leftovers}"
 
