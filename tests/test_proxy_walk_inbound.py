@@ -41,7 +41,7 @@ from gossamer.proxy.ca.leaf import issue_leaf
 from gossamer.proxy.ca.profile import Issuer, common_name, end_entity_builder, sign
 from gossamer.proxy.identity_watch import IdentityWatch
 from tests.ca_support import make_intermediate
-from tests.harness.binaries import find_binary
+from tests.harness.binaries import cannot_run, find_binary
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_pki import Pki
@@ -129,7 +129,7 @@ def s_client(walk: Walk, *args: str) -> str:
     back or the sidecar closes (s_client then ends)."""
     openssl = find_binary("openssl")
     if openssl is None:
-        pytest.skip("openssl not installed")
+        cannot_run("openssl not installed")
     argv = [openssl, "s_client", "-connect", "{}:{}".format(*walk.inbound), "-quiet", *args]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)  # fmt: skip
