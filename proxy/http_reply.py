@@ -251,16 +251,15 @@ class Reply:
         kept10 = ex.http10 and ex.keep_alive and not (interim or self._until_close)
         if not ex.keep_alive and (self.s.host.pooled or self.s.host.draining):
             head = [*codec.end_to_end(head), *codec.CONNECTION_CLOSE]  # the client's close
-        elif (
-            facts & codec.HOP
-            and status != 101
-            and not (self.parser.should_keep_alive() if keep is None else keep)
-        ):
-            head = codec.end_to_end(head)  # the app's close ends its hop; the client's goes on
+        else:
+            if facts & codec.HOP:
+                app_keeps = self.parser.should_keep_alive() if keep is None else keep
+                if status != 101 and not app_keeps:
+                    head = codec.end_to_end(head)  # the app's close ends its hop, not the client's
+                else:
+                    kept10 = False  # the app's own Connection field goes on, keep-alive in it
             if kept10:
                 head = [*head, *codec.KEEP_ALIVE]
-        elif kept10 and not facts & codec.HOP:
-            head = [*head, *codec.KEEP_ALIVE]
         self.s.answered(codec.response_head(status, bytes(self._reason), head),
                         final=not self._interim)  # fmt: skip
         if keep is not None:  # a HEAD answer ends at its head, once the read is parsed
