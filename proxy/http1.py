@@ -134,7 +134,7 @@ class HttpSession(HttpAppLink):
                 if not (ex.complete or ex.expect_continue or ex.upgrade) or self.client.full:
                     return  # (a full client: answered once it has room, `resumed`)
                 closing = ex.expect_continue or ex.upgrade or not ex.keep_alive
-                self.client.send(codec.local_response(403, codec.DENIED_BODY, close=closing,
+                self.answer_here(codec.local_response(403, codec.DENIED_BODY, close=closing,
                                                       bodiless=ex.method == "HEAD"))  # fmt: skip
                 self.finish(403)
                 continue

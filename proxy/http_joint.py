@@ -118,6 +118,12 @@ class HttpJoint(Joint):
     def moved_total(self) -> int:
         return self._moved[0] + self._moved[1]
 
+    def answer_here(self, data: bytes) -> None:
+        """An answer of the proxy's own (a denial, a 502) to the client: it counts in the
+        edge's bytes back, as an app's answer does (the client's sidecar counts it too)."""
+        self._moved[1] += len(data)
+        self.client.send(data)
+
     def carry(self, side: Side, chunks: list[bytes], eof: bool) -> None:
         # What one read brings goes on in one write: from the app, an answer's head and body
         # (or several answers) to the client; from the client, the TLS records of one read
@@ -241,7 +247,7 @@ class HttpJoint(Joint):
         if ex is not None and ex.answered:
             self.close(abort=True)
             return
-        self.client.send(
+        self.answer_here(
             codec.local_response(
                 status, body, close=True, bodiless=ex is not None and ex.method == "HEAD"
             )
