@@ -60,19 +60,23 @@ class Deadlines:
 
     def answered(self) -> None:
         """The last request in flight has its whole answer: the client connection is idle
-        from now, so its limit is due from here. The timer was armed for that request's
-        deadline, which may be far later (a 15 s request timeout made a 1 s client-idle
-        limit take 15.7 s); re-armed only when it is due later than this, so with the
-        default limits (an hour) a request costs no timer call."""
+        from now, so its limit is due from here, and the quiet is counted from here (the
+        answer's bytes are in the count already). Counted from the next wake instead, as
+        it was, the wake that sees the answer's bytes started the quiet late: with an
+        800 ms request timeout a 1.2 s client-idle limit closed the connection 2.6 s after
+        the answer. The timer was armed for that request's deadline, which may be far
+        later (a 15 s request timeout made a 1 s client-idle limit take 15.7 s); re-armed
+        only when it is due later than this, so with the default limits (an hour) a
+        request costs no timer call."""
         lim = self.limits
         if not lim.client_idle_s:
             return
         now = self.loop.time()
+        self.seen, self.quiet_since = self.s.moved_total(), now
         due = now + lim.client_idle_s
         handle = self.handle
         if handle is not None and handle.when() <= due:
-            return  # that wake-up sees the idleness, as it always did
-        self.seen, self.quiet_since = self.s.moved_total(), now
+            return  # that wake-up sees the idleness from here
         self._arm(due)
 
     def stop(self) -> None:

@@ -1,0 +1,207 @@
+"""L7 resilience walked as an operator would: retries, the retry budget, timeouts, EWMA.
+
+One agent; `db` has three instances (`db-a`, `db-b`, `db-c`), each an
+aiohttp app behind its own `protocol: http` sidecar; `web`'s upstream of
+`db` is `protocol: http` with `request_timeout_ms` 800 and web's sidecar
+closes a client connection idle for `idle_timeout_ms` 1200. Each test sets
+how the apps behave (slow, answering 503, hanging up) and reads what
+reached them from the apps themselves.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.harness.cluster import Cluster, free_port
+from tests.harness.poll import eventually
+from tests.http_app import HttpApp
+from tests.proxy_support import ProxyProc, set_intention, sidecar, stop_mesh
+
+REQUEST_MS, CLIENT_IDLE_MS = 800, 1200
+
+
+@dataclass
+class Mesh:
+    up: int  # web's upstream listener of db
+    apps: dict[str, HttpApp]
+
+    def reset(self) -> None:
+        for app in self.apps.values():
+            app.broken, app.delay_s, app.status = False, 0.0, 200
+
+    def hits(self, prefix: str) -> dict[str, int]:
+        return {n: sum(p.startswith(prefix) for p in a.seen) for n, a in self.apps.items()}
+
+
+def call(port: int, method: str, path: str, timeout: float = 10) -> tuple[int, float]:
+    """One request on its own connection: (status, seconds)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    start = time.monotonic()
+    try:
+        conn.request(method, path, body=b"x" if method == "POST" else None)
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - start
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    tmp = tmp_path_factory.mktemp("resilience")
+    c = Cluster(tmp)
+    apps = {name: HttpApp().start() for name in ("db-a", "db-b", "db-c")}
+    proxies: list[ProxyProc] = []
+    try:
+        agent = c.new_agent("rw1").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        for sid, app in apps.items():
+            agent.put("/v1/agent/service/register", {
+                "Name": "db", "ID": sid, "Port": app.port, "Address": "127.0.0.1",
+                "Connect": {"SidecarService": {"Port": free_port(agent.ip), "Address": agent.ip,
+                            "Proxy": {"Config": {"protocol": "http"}}}},
+            })  # fmt: skip
+        up = free_port("127.0.0.1")
+        upstream = {"DestinationName": "db", "LocalBindPort": up,
+                    "Config": {"protocol": "http", "request_timeout_ms": REQUEST_MS}}  # fmt: skip
+        agent.put("/v1/agent/service/register", {
+            "Name": "web", "ID": "web", "Port": 1, "Address": agent.ip,
+            "Connect": {"SidecarService": {"Port": free_port(agent.ip), "Address": agent.ip,
+                        "Proxy": {"Config": {"idle_timeout_ms": CLIENT_IDLE_MS},
+                                  "Upstreams": [upstream]}}},
+        })  # fmt: skip
+        set_intention(agent, "web", "db", "allow")
+        proxies += [sidecar(agent, tmp, sid) for sid in apps]
+        proxies.append(sidecar(agent, tmp, "web"))
+        eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 3, 30,
+                   what="three db sidecars passing")  # fmt: skip
+        eventually(lambda: call(up, "GET", "/echo/warm")[0] == 200, 20, what="a first answer")
+        yield Mesh(up, apps)
+    finally:
+        leftovers = stop_mesh(c, proxies, apps.values())
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture
+def m(mesh: Mesh) -> Iterator[Mesh]:
+    mesh.reset()
+    yield mesh
+    mesh.reset()
+
+
+def test_a_slow_instance_among_three_gets_far_less_traffic(m: Mesh) -> None:
+    """Peak-EWMA (peak_ewma.py): an instance answering in 100 ms against two answering in
+    about a millisecond is drawn against a fast one in two pairs of three and loses each
+    once it is measured, so it gets a first request or two, not a third of them."""
+    m.apps["db-a"].delay_s = 0.1
+    got = [call(m.up, "GET", f"/echo/e{i}")[0] for i in range(60)]
+    hits = m.hits("GET /echo/e")
+    assert got == [200] * 60
+    assert hits["db-a"] <= 3, hits
+    assert hits["db-b"] >= 10 and hits["db-c"] >= 10, hits
+
+
+def test_a_get_answered_503_moves_to_another_instance(m: Mesh) -> None:
+    m.apps["db-a"].status = 503
+    got = [call(m.up, "GET", f"/echo/s{i}")[0] for i in range(30)]
+    hits = m.hits("GET /echo/s")
+    print(got, hits)
+    assert got == [200] * 30
+
+
+def test_a_get_hung_up_on_moves_to_another_instance(m: Mesh) -> None:
+    m.apps["db-b"].broken = True
+    got = [call(m.up, "GET", f"/echo/r{i}")[0] for i in range(30)]
+    print(got, m.hits("GET /echo/r"))
+    assert got == [200] * 30
+
+
+def test_a_get_timing_out_moves_to_another_instance(m: Mesh) -> None:
+    m.apps["db-c"].delay_s = 3.0
+    got = [call(m.up, "GET", f"/echo/t{i}") for i in range(10)]
+    print(got, m.hits("GET /echo/t"))
+    assert [s for s, _ in got] == [200] * 10
+
+
+def test_a_slow_post_gets_504_at_the_request_timeout(m: Mesh) -> None:
+    for app in m.apps.values():
+        app.delay_s = 3.0
+    status, took = call(m.up, "POST", "/echo/slow")
+    print(status, took, m.hits("POST /echo/slow"))
+    assert status == 504
+    assert REQUEST_MS / 1000 <= took < REQUEST_MS / 1000 + 0.4
+    assert sum(m.hits("POST /echo/slow").values()) == 1
+
+
+def test_a_slow_get_retried_everywhere_then_504(m: Mesh) -> None:
+    for app in m.apps.values():
+        app.delay_s = 3.0
+    status, took = call(m.up, "GET", "/echo/slowget")
+    print(status, took, m.hits("GET /echo/slowget"))
+    assert status == 504
+
+
+def test_the_budget_bounds_retries_under_a_fully_failing_upstream(m: Mesh) -> None:
+    for app in m.apps.values():
+        app.status = 503
+    before = sum(len(app.seen) for app in m.apps.values())  # earlier requests earn budget too
+    n = 300
+    start = time.monotonic()
+    got = [call(m.up, "GET", f"/echo/b{i}")[0] for i in range(n)]
+    took = time.monotonic() - start
+    reached = sum(m.hits("GET /echo/b").values())
+    print(f"{n} GETs in {took:.1f}s reached the apps {reached} times; statuses {set(got)}")
+    assert set(got) == {503}
+    # without a budget 3n (each GET tried on all three); with it n + 10/s x 10 s + 20 %
+    # of the window's requests (this test's and, at most, every earlier one's)
+    assert reached <= n + 10 * 10 + 0.2 * (n + before)
+    assert reached >= n + 100  # the minimum retries were made: the budget is not zero
+
+
+def test_a_stream_past_the_request_timeout(m: Mesh) -> None:
+    with socket.create_connection(("127.0.0.1", m.up), timeout=10) as s:
+        s.sendall(b"GET /drip/2000 HTTP/1.1\r\nHost: db\r\n\r\n")
+        start, data = time.monotonic(), b""
+        while chunk := s.recv(65536):
+            data += chunk
+        print(time.monotonic() - start, data[-200:])
+
+
+def test_an_idle_keepalive_client_is_closed_at_the_idle_timeout(m: Mesh) -> None:
+    with socket.create_connection(("127.0.0.1", m.up), timeout=10) as s:
+        s.sendall(b"GET /echo/idle HTTP/1.1\r\nHost: db\r\n\r\n")
+        data = s.recv(65536)
+        start = time.monotonic()
+        assert data.startswith(b"HTTP/1.1 200")
+        rest = s.recv(65536)
+        took = time.monotonic() - start
+        print(took, rest)
+        assert rest == b""
+        assert CLIENT_IDLE_MS / 1000 <= took <= CLIENT_IDLE_MS / 1000 * 1.6
+
+
+def test_a_websocket_outlives_the_request_and_idle_timeouts(m: Mesh) -> None:
+    import base64
+    import os
+
+    key = base64.b64encode(os.urandom(16))
+    with socket.create_connection(("127.0.0.1", m.up), timeout=10) as s:
+        s.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        for _ in range(2):
+            time.sleep(1.5)  # past both limits, silent
+            mask = os.urandom(4)
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi"))
+            s.sendall(bytes([0x81, 0x80 | 2]) + mask + payload)
+            got = s.recv(65536)
+            assert got == bytes([0x81, 7]) + b"echo:hi", got
