@@ -9,7 +9,10 @@ faster samples come in, or as time passes without one (the estimate decays
 toward zero, so an instance priced high is tried again). An instance's cost
 is that latency times (requests in flight + 1); two instances are drawn at
 random and the cheaper one wins (balance.choose over the costs). An instance never measured costs
-`default_s` (30 ms, Linkerd's default), so a new one gets traffic.
+`default_s` (30 ms, Linkerd's default) when first priced, decaying from then as any estimate
+does (as Linkerd's, whose endpoint starts with it): a fixed 30 ms lost every draw against
+instances answering in a few milliseconds, so an instance added to a lightly loaded service
+never got a request.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ class PeakEwma(Generic[K]):
         self.tau_s = tau_s
         self.default_s = default_s
         self._latency: dict[K, tuple[float, float]] = {}  # (seconds, stamp)
+        self._first: dict[K, float] = {}  # never measured: when first priced (`_estimate`)
 
     def observe(self, key: K, seconds: float, now: float) -> None:
         """One request's latency on `key`, finished at `now`."""
         old = self._latency.get(key)
         if old is None:
+            self._first.pop(key, None)
             self._latency[key] = (seconds, now)
             return
         weight = math.exp(-max(now - old[1], 0.0) / self.tau_s)
@@ -57,9 +62,12 @@ class PeakEwma(Generic[K]):
     def _estimate(self, key: K, now: float) -> float:
         found = self._latency.get(key)
         if found is None:
-            return self.default_s
+            first = self._first.setdefault(key, now)
+            return self.default_s * math.exp(-max(now - first, 0.0) / self.tau_s)
         return found[0] * math.exp(-max(now - found[1], 0.0) / self.tau_s)
 
     def forget_except(self, keep: set[K]) -> None:
         for key in [k for k in self._latency if k not in keep]:
             del self._latency[key]
+        for key in [k for k in self._first if k not in keep]:
+            del self._first[key]

@@ -11,6 +11,7 @@ reached them from the apps themselves.
 from __future__ import annotations
 
 import http.client
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from gossamer.proxy import balance
+from gossamer.proxy.peak_ewma import PeakEwma
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
@@ -205,3 +208,22 @@ def test_a_websocket_outlives_the_request_and_idle_timeouts(m: Mesh) -> None:
             s.sendall(bytes([0x81, 0x80 | 2]) + mask + payload)
             got = s.recv(65536)
             assert got == bytes([0x81, 7]) + b"echo:hi", got
+
+
+def test_an_instance_never_measured_gets_requests_once_its_default_price_decays() -> None:
+    """A new instance is priced at 30 ms (Linkerd's default) when first seen; that price
+    decays as any estimate does. Held at 30 ms for good, it lost every draw against
+    instances answering in 2 ms: an instance added to a lightly loaded service (the walk
+    above: its third instance, before any load) never got a request."""
+    ewma: PeakEwma[str] = PeakEwma(tau_s=10.0)
+    rng = random.Random(7)
+    ewma.observe("old", 0.002, -1.0)  # the service's instance, measured; "new" just added
+    picks = []
+    for t in range(60):  # a request a second, each answered in 2 ms where it went
+        costs = ewma.costs(["old", "new"], {}, float(t))
+        picked = balance.choose(["old", "new"], costs, rng)
+        picks.append(picked)
+        ewma.observe(picked, 0.002, t + 0.002)
+    assert "new" in picks, "the new instance never got a request"
+    # 30 ms decays below 2 ms after tau x ln(15), about 27 s
+    assert 20 <= picks.index("new") <= 35, picks.index("new")
