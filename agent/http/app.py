@@ -104,7 +104,7 @@ def make_app(
     config_entries: ConfigEntryStore | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * 1024 * 1024)
-    app[FIGURES_KEY] = HttpFigures()
+    app[FIGURES_KEY] = HttpFigures(time.monotonic())  # (its summaries' Rate counts from here)
     app[FIGURE_SOURCES_KEY] = []  # the composition root adds the other parts' figures
     app[PREPARED_KEY] = PreparedAnswers()
     app[AGENT_KEY] = agent

@@ -2,11 +2,13 @@
 
 Consul's in-memory sink answers `{Timestamp, Gauges, Points, Counters,
 Samples}`; gauges carry `Value`, counters and samples a summary (`Count`,
-`Sum`, `Min`, `Max`, `Mean`, `Stddev`), each with `Name` and `Labels`.
-Rules kept here: no clock and no I/O (the caller passes durations and the
-timestamp), summaries are cumulative since the agent started (Consul's
-cover its last 10 s interval: a documented difference), and the number
-of distinct label sets is bounded by the routes, so memory is too.
+`Rate`, `Sum`, `Min`, `Max`, `Mean`, `Stddev`), each with `Name` and
+`Labels`. Rules kept here: no clock and no I/O (the caller passes
+durations, the timestamp and how long the figures have been counted),
+summaries are cumulative since the agent started (Consul's cover its last
+10 s interval: a documented difference), so `Rate`, Consul's `Sum` per
+second of the interval, is `Sum` per second of the agent's life; and the
+number of distinct label sets is bounded by the routes, so memory is too.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ Labels = tuple[tuple[str, str], ...]
 class HttpFigures:
     """Request timings by (method, route) and responses by status code, since start."""
 
-    def __init__(self) -> None:
+    def __init__(self, started_s: float = 0.0) -> None:
+        self.started_s = started_s  # when counting began (the caller's monotonic clock)
         self._timings: dict[Labels, Summary] = {}
         self._responses: dict[Labels, Summary] = {}
         self._requests: dict[Labels, Summary] = {}
@@ -121,12 +124,19 @@ def _key(entry: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     return entry["Name"], sorted(entry["Labels"].items())
 
 
-def metrics_json(timestamp: str, figures: Figures, http: HttpFigures) -> dict[str, Any]:
-    """The whole answer of GET /v1/agent/metrics (no Points: nothing here emits them)."""
+def metrics_json(
+    timestamp: str, figures: Figures, http: HttpFigures, seconds: float
+) -> dict[str, Any]:
+    """The whole answer of GET /v1/agent/metrics (no Points: nothing here emits them);
+    `seconds`: how long the summaries have been counted, their `Rate`'s denominator."""
     return {
         "Timestamp": timestamp,
         "Gauges": sorted(figures.gauges, key=_key),
         "Points": [],
-        "Counters": sorted([*http.counters(), *figures.counters], key=_key),
-        "Samples": sorted([*http.samples(), *figures.samples], key=_key),
+        "Counters": sorted(_rated([*http.counters(), *figures.counters], seconds), key=_key),
+        "Samples": sorted(_rated([*http.samples(), *figures.samples], seconds), key=_key),
     }
+
+
+def _rated(entries: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    return [{**e, "Rate": e["Sum"] / seconds if seconds > 0 else 0.0} for e in entries]

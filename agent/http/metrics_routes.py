@@ -28,6 +28,7 @@ from gossamer.agent.http.errors import BadRequest, failing_as
 from gossamer.agent.http.metrics_figures import (
     Figures,
     HttpFigures,
+    counter,
     gauge,
     metrics_json,
     route_label,
@@ -97,10 +98,12 @@ async def agent_metrics(request: web.Request) -> web.Response:
         gauge("consul.runtime.sys_bytes", _resident_bytes()),
         gauge("gossamer.agent.services", len(local.services())),
         gauge("gossamer.agent.checks", len(local.checks())),
-        gauge("gossamer.monitor.dropped_lines", request.app[LOG_TAP_KEY].dropped_total),
         *(gauge("gossamer.serf.members", _count(serf.get(k)), status=k) for k in _SERF),
         *(gauge("gossamer.members", statuses[k], status=k) for k in MEMBER_STATUSES),
     ])  # fmt: skip
+    # a running total: a counter (a gauge reads to Prometheus as a level, not for `rate()`)
+    figures.counters.append(counter("gossamer.monitor.dropped_lines",
+                                    request.app[LOG_TAP_KEY].dropped_total))  # fmt: skip
     identity = request.app.get(IDENTITY_KEY)
     if identity is not None:
         figures.extend(leaf_figures(identity))
@@ -108,7 +111,8 @@ async def agent_metrics(request: web.Request) -> web.Response:
         figures.extend(source())
     now = datetime.now(UTC).replace(microsecond=0)
     stamp = now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")  # Go's time.Time form, as Consul
-    body = metrics_json(stamp, figures, request.app[FIGURES_KEY])
+    http = request.app[FIGURES_KEY]
+    body = metrics_json(stamp, figures, http, time.monotonic() - http.started_s)
     if wanted == "prometheus":
         # the text format's version in its Content-Type, as Prometheus's own clients say it
         return web.Response(body=prometheus_text(body).encode(),
