@@ -26,13 +26,14 @@ from tests.harness.poll import eventually
 from tests.http_app import HttpApp
 from tests.proxy_support import ProxyProc, set_intention, sidecar, stop_mesh
 
-REQUEST_MS, CLIENT_IDLE_MS = 800, 1200
+REQUEST_MS, CLIENT_IDLE_MS, IDLE_MS = 800, 1200, 600
 
 
 @dataclass
 class Mesh:
     up: int  # web's upstream listener of db
     apps: dict[str, HttpApp]
+    up2: int  # web's second upstream of db: no request timeout, an idle limit of IDLE_MS
 
     def reset(self) -> None:
         for app in self.apps.values():
@@ -73,19 +74,30 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         up = free_port("127.0.0.1")
         upstream = {"DestinationName": "db", "LocalBindPort": up,
                     "Config": {"protocol": "http", "request_timeout_ms": REQUEST_MS}}  # fmt: skip
+        up2 = free_port("127.0.0.1")  # web-quiet's upstream of db: timed by silence only
+        quiet = {"DestinationName": "db", "LocalBindPort": up2,
+                 "Config": {"protocol": "http", "request_timeout_ms": 0,
+                            "request_idle_timeout_ms": IDLE_MS}}  # fmt: skip
         agent.put("/v1/agent/service/register", {
             "Name": "web", "ID": "web", "Port": 1, "Address": agent.ip,
             "Connect": {"SidecarService": {"Port": free_port(agent.ip), "Address": agent.ip,
                         "Proxy": {"Config": {"idle_timeout_ms": CLIENT_IDLE_MS},
                                   "Upstreams": [upstream]}}},
         })  # fmt: skip
+        agent.put("/v1/agent/service/register", {
+            "Name": "web-quiet", "ID": "web-quiet", "Port": 1, "Address": agent.ip,
+            "Connect": {"SidecarService": {"Port": free_port(agent.ip), "Address": agent.ip,
+                        "Proxy": {"Upstreams": [quiet]}}},
+        })  # fmt: skip
         set_intention(agent, "web", "db", "allow")
+        set_intention(agent, "web-quiet", "db", "allow")
         proxies += [sidecar(agent, tmp, sid) for sid in apps]
-        proxies.append(sidecar(agent, tmp, "web"))
+        proxies += [sidecar(agent, tmp, "web"), sidecar(agent, tmp, "web-quiet")]
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 3, 30,
                    what="three db sidecars passing")  # fmt: skip
         eventually(lambda: call(up, "GET", "/echo/warm")[0] == 200, 20, what="a first answer")
-        yield Mesh(up, apps)
+        eventually(lambda: call(up2, "GET", "/echo/warm")[0] == 200, 20, what="an answer on up2")
+        yield Mesh(up, apps, up2)
     finally:
         leftovers = stop_mesh(c, proxies, apps.values())
     assert not leftovers, f"processes left behind: {leftovers}"
@@ -227,3 +239,21 @@ def test_an_instance_never_measured_gets_requests_once_its_default_price_decays(
     assert "new" in picks, "the new instance never got a request"
     # 30 ms decays below 2 ms after tau x ln(15), about 27 s
     assert 20 <= picks.index("new") <= 35, picks.index("new")
+
+
+def test_a_silent_app_gets_504_at_the_request_idle_timeout(m: Mesh) -> None:
+    status, took = call(m.up2, "POST", "/sleep/3000")
+    print(status, took)
+    assert status == 504
+    assert IDLE_MS / 1000 <= took <= IDLE_MS / 1000 * 1.5 + 0.2
+
+
+def test_a_steady_stream_is_not_cut_without_a_request_timeout(m: Mesh) -> None:
+    with socket.create_connection(("127.0.0.1", m.up2), timeout=10) as s:
+        s.sendall(b"GET /drip/1500 HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
+        start, data = time.monotonic(), b""
+        while chunk := s.recv(65536):
+            data += chunk
+        took = time.monotonic() - start
+    print(took, data.count(b"drop,"))
+    assert data.count(b"drop,") == 15 and data.endswith(b"0\r\n\r\n")
