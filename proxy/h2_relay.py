@@ -90,6 +90,8 @@ class H2Relay(Relay):
         """The proxy's own frames (answers, resets, GOAWAY) for `side`, if it may still be
         written to: an end passed on already is the last it gets."""
         if pieces and self.can_send(side):
+            if side is self.sides[0]:  # answers of its own count in the edge's bytes back
+                self.sides[1].moved += sum(map(len, pieces))
             send_pieces(side, pieces)
 
     def cutting(self, pieces: list[bytes], cut: bool) -> None:

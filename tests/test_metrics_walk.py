@@ -37,6 +37,8 @@ from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 from tests.http_app import HttpApp
 from tests.proxy_pki import Pki
+from tests.test_proxy_grpc import grpc_mesh
+from tests.test_proxy_h2_timeouts import _unary
 
 # answered 200 by the app, 404, 500 (a 502 or 503 would be tried again), 403 by intention
 OK, MISSING, FAILING, DENIED = 5, 3, 2, 4
@@ -146,6 +148,29 @@ async def test_both_sides_of_an_edge_count_the_same_bytes_back(mode: str) -> Non
         sent = "gossamer_proxy_tcp_sent_bytes_total"
         assert _value(_text(walk.db.metrics, walk.db.tally), sent, INTO) == _value(
             _text(walk.web.metrics, walk.web.tally), sent, OUT)  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["mux", "tls"])
+async def test_both_sides_of_a_grpc_edge_count_the_same_bytes_back(mode: str) -> None:
+    """The same for gRPC: db's sidecar answers a denied call itself (`PERMISSION_DENIED`,
+    HTTP/2 frames of its own), which web's sidecar counted and db's did not (128 bytes a
+    denied call)."""
+    async with grpc_mesh(mode) as mesh:
+        mesh.db.policy.intentions = IntentionSet([Intention("web", "db", permissions=(
+            Permission("deny", HTTPMatch(path_prefix="/t.T/No")),
+            Permission("allow", HTTPMatch(path_prefix="/")),
+        ))])  # fmt: skip
+        codes = [(await asyncio.to_thread(_unary, mesh.target, path, 5))[0].name
+                 for path in ("/t.T/Fine", "/t.T/No", "/t.T/No")]  # fmt: skip
+        assert codes == ["OK", "PERMISSION_DENIED", "PERMISSION_DENIED"]
+
+        def same() -> bool:
+            db = mesh.db.metrics.inbound("web").bytes_each_way()
+            web = mesh.web.metrics.outbound("db").bytes_each_way()
+            assert db == web, (db, web)
+            return True
+
+        await eventually_async(same, 5)
 
 
 @needs("promtool")
