@@ -3,13 +3,19 @@
 Three limits (`Limits`, read from the config by protocol.py; 0.0 turns one off):
 - `request_s`: a request must have its whole answer within this of having
   been sent whole to the app (as Envoy's route timeout, which starts when the
-  request is complete, so a long upload is bounded by `idle_s` alone); each
-  try starts its own clock: a retry is a new try;
-- `idle_s`: while a request is in flight, no byte either way for this long;
+  request is complete, so a long upload is bounded by `idle_s` alone); it is
+  the whole request's, its retries included (as Envoy's route timeout and
+  Linkerd's are): a retry after a fast failure has the time left, and a
+  request that runs out of it is not retried, there being no time left. Each
+  try used to start its own clock, so a GET every instance was slow to
+  answer got its 504 after three times the configured limit;
+- `idle_s`: while a try is in flight, no byte either way for this long (per
+  try, as Envoy's per-try idle timeout);
 - `client_idle_s`: between requests, the client connection idle this long.
-A request that runs out is sent again under the host's retry rules, else
-answered `504` (or its connection cut when the answer has begun); an idle
-client connection is closed. Each is counted as the host's HTTP event.
+A try that goes idle is sent again under the host's retry rules, else
+answered `504`; a request out of time is answered `504` (either cuts its
+connection when the answer has begun); an idle client connection is closed.
+Each is counted as the host's HTTP event.
 
 Rules kept here, so the data path stays cheap: one timer per session, armed
 when it fires or when a request needs it sooner (a request costs a clock
@@ -36,7 +42,7 @@ class Deadlines:
 
     __deletable__ = ("s",)  # http_joint.unlink deletes it (mypyc: declared)
 
-    __slots__ = ("deadline", "handle", "limits", "loop", "quiet_since", "s", "seen")
+    __slots__ = ("deadline", "handle", "limits", "loop", "quiet_since", "s", "seen", "timed")
 
     def __init__(self, session: HttpSession, limits: Limits) -> None:
         self.s, self.limits = session, limits
@@ -44,13 +50,19 @@ class Deadlines:
         self.handle: asyncio.TimerHandle | None = None
         self.seen = -1  # the session's bytes both ways at the last look
         self.quiet_since = self.deadline = 0.0
+        self.timed: object = None  # the request `deadline` is for (its retries keep it)
 
     def sent(self, *, complete: bool) -> None:
         """A request (or a retry of it) went to the app, or the rest of its body did
-        (`complete`): idleness is watched from now, and the request timeout once complete."""
+        (`complete`): idleness is watched from now, and the request timeout once complete,
+        from the first try that completed it (a retry keeps that deadline)."""
         lim, now = self.limits, self.loop.time()
         self.seen, self.quiet_since = self.s.moved_total(), now
-        self.deadline = now + lim.request_s if lim.request_s and complete else inf
+        ex = self.s.queue[0] if self.s.queue else None
+        if ex is None or ex is not self.timed:
+            self.deadline = inf
+            if complete and lim.request_s:
+                self.deadline, self.timed = now + lim.request_s, ex
         due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
         if due == inf and lim.client_idle_s:
             due = now + lim.client_idle_s / 2
@@ -69,6 +81,7 @@ class Deadlines:
         only when it is due later than this, so with the default limits (an hour) a
         request costs no timer call."""
         lim = self.limits
+        self.timed = None  # that request is done
         if not lim.client_idle_s:
             return
         now = self.loop.time()
@@ -80,6 +93,7 @@ class Deadlines:
         self._arm(due)
 
     def stop(self) -> None:
+        self.timed = None  # (an exchange may point back at its session: no cycle kept)
         if self.handle is not None:
             self.handle.cancel()
             self.handle = None
@@ -100,8 +114,12 @@ class Deadlines:
         quiet = now - self.quiet_since
         ex = s.queue[0] if s.queue else None
         if ex is not None and ex.sent:
-            if now >= self.deadline or (lim.idle_s and quiet >= lim.idle_s):
-                s.host.http_event(REQUEST_TIMEOUT if now >= self.deadline else IDLE_TIMEOUT)
+            if now >= self.deadline:  # the request's own time is up: none left for a retry
+                s.host.http_event(REQUEST_TIMEOUT)
+                s.fail(504)
+                return
+            if lim.idle_s and quiet >= lim.idle_s:  # this try went silent: another may not
+                s.host.http_event(IDLE_TIMEOUT)
                 if not s.retry():
                     s.fail(504)
                 return
