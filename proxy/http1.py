@@ -14,9 +14,9 @@ a HEAD answer ends at its head (a fresh answer parser takes the next: http_reply
 Bad input (llhttp error 400, big head 431, slow head 408) is answered, then closed (linger.py).
 The app connection (taken from a pool, opened, given back, lost) and the retries of a
 request whose connection failed are http_app_link.py's; a request is kept for them (`_to_app`)
-while its body is at most KEPT_BODY (Linkerd keeps 64 KiB). One that runs out of time
-(http_deadlines.py) is retried too, else answered `504`; a client connection idle between
-requests is closed.
+while its body is at most KEPT_BODY (Linkerd keeps 64 KiB). A try that goes silent
+(http_deadlines.py) is retried too, else answered `504`, as is a request out of its time
+(retries included); a client connection idle between requests is closed.
 """
 
 from __future__ import annotations
