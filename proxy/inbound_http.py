@@ -79,10 +79,18 @@ class InboundHttp:
         return None  # the app connection is opened per session (open_backend)
 
     async def open_backend(self, ex: Exchange) -> Side:
-        """The local app, for an HTTP session (kept by the session across its requests)."""
+        """The local app, for an HTTP session (kept by the session across its requests). One
+        that cannot be reached is counted and logged as for a TCP connection (inbound.py
+        `_join`): the 503 its request gets does not say whether the app is down."""
         target = (self.config.local_address, self.config.local_port)
         connecting = asyncio.get_running_loop().create_connection(PlainSide, *target)
-        _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
+        try:
+            _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
+        except (OSError, TimeoutError) as exc:
+            if self.tally.refuse("inbound", tally.LOCAL_UNREACHABLE, "local-app", now_ms()):
+                log.warning("proxy: local app %s:%s unreachable, request answered 503: %s",
+                            *target, exc)  # fmt: skip
+            raise
         return app
 
     def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True,

@@ -54,7 +54,8 @@ class Walk:
 
 
 @contextlib.asynccontextmanager
-async def _walk(mode: str) -> AsyncIterator[Walk]:
+async def _walk(mode: str, app_port: int = 0) -> AsyncIterator[Walk]:
+    """The mesh; `app_port`: where db's app is said to be (0: a running HttpApp)."""
     app = HttpApp().start()
     pki = Pki()
     db_identity, web_identity = pki.identity("db"), pki.identity("web")
@@ -67,7 +68,7 @@ async def _walk(mode: str) -> AsyncIterator[Walk]:
     ))])  # fmt: skip
     policy.known = True
     config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"),
-                         local_port=app.port, protocol="http")  # fmt: skip
+                         local_port=app_port or app.port, protocol="http")  # fmt: skip
     db = Inbound(config, lambda: db_identity, policy, tally.Tally())
     await db.start()
     upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol="http")
@@ -171,6 +172,19 @@ async def test_both_sides_of_a_grpc_edge_count_the_same_bytes_back(mode: str) ->
             return True
 
         await eventually_async(same, 5)
+
+
+async def test_an_http_services_app_down_is_counted_as_a_tcp_ones() -> None:
+    """A TCP service whose app refuses the connection counts (and logs) a refusal
+    `local-unreachable`; an HTTP service's answered its clients 503 and said nothing else,
+    so its figures could not tell an app that is down from one that answers 503."""
+    async with _walk("mux", app_port=free_port("127.0.0.1")) as walk:
+        assert await asyncio.to_thread(_get, walk.port, ["/echo/1"]) == [503]
+        text = _text(walk.db.metrics, walk.db.tally)
+        answered = {**INTO, "route": "/*", "status_class": "5xx"}
+        tried = _value(text, "gossamer_proxy_response_total", answered)
+    labels = {"service": "db", "direction": "inbound", "reason": "local-unreachable"}
+    assert _value(text, "gossamer_proxy_refused_total", labels) == tried >= 1
 
 
 @needs("promtool")
