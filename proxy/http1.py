@@ -212,6 +212,14 @@ class HttpSession(HttpAppLink):
         if self._rest is not None and len(self.queue) <= 1:
             self._feed()  # the rest of a read, parsed as far as a bound ahead again
 
+    def bytes_each_way(self) -> tuple[int, int]:
+        """The edge's bytes: those parsed, then a tunnel's (a WebSocket's after its 101)."""
+        sent, back = self._moved
+        if self.tunnel is not None:
+            more, more_back = self.tunnel.bytes_each_way()
+            return sent + more, back + more_back
+        return sent, back
+
     def upgraded(self, rest: bytes) -> None:
         """The app answered 101: join the two connections byte for byte."""
         app, held = self.app, self._held or []

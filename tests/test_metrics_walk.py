@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
 from gossamer.intentions.decide import IntentionSet
@@ -172,6 +173,31 @@ async def test_both_sides_of_a_grpc_edge_count_the_same_bytes_back(mode: str) ->
             return True
 
         await eventually_async(same, 5)
+
+
+async def test_a_websockets_bytes_count_on_both_ends_of_its_edge() -> None:
+    """After an upgrade the two connections are joined byte for byte (a tunnel): what goes
+    through it counts in the edge's bytes as any answer does. Only the upgrade's request
+    and 101 were counted, on both sidecars: 5 KB of WebSocket messages each way showed as
+    241 bytes sent and 202 back."""
+    async with _walk("mux") as walk:
+        url = f"http://127.0.0.1:{walk.port}/ws"
+        async with aiohttp.ClientSession() as client, client.ws_connect(url) as ws:
+            for _ in range(5):
+                await ws.send_str("x" * 1000)
+                assert (await ws.receive()).type is aiohttp.WSMsgType.TEXT
+            for edge in (walk.db.metrics.inbound("web"), walk.web.metrics.outbound("db")):
+                sent, back = edge.bytes_each_way()  # (open: read from the tunnel)
+                assert sent > 5000 and back > 5000, (sent, back)
+
+        def closed() -> bool:  # both ends' figures, once the tunnel closed
+            db, web = walk.db.metrics.inbound("web"), walk.web.metrics.outbound("db")
+            return db.closed == web.closed == 1 and not db.live and not web.live
+
+        await eventually_async(closed, 5)
+        db = walk.db.metrics.inbound("web").bytes_each_way()
+        assert db == walk.web.metrics.outbound("db").bytes_each_way()
+        assert min(db) > 5000, db
 
 
 async def test_an_http_services_app_down_is_counted_as_a_tcp_ones() -> None:
