@@ -15,6 +15,7 @@ from rich.console import Console
 
 from gossamer.agent.cli.client import AgentClient, client_from_args
 from gossamer.agent.config import ConfigError, add_agent_flags, load_agent_config
+from gossamer.agent.preflight.agent_probe import API_TIMEOUT_S
 from gossamer.agent.preflight.render import json_text, text_lines
 from gossamer.agent.preflight.result import exit_code
 from gossamer.agent.preflight.run import live_checks, pre_checks
@@ -44,7 +45,9 @@ def check(args: argparse.Namespace, client: AgentClient | None, console: Console
             return EXIT_CONFIG
         results = pre_checks(config)
     else:
-        results = live_checks(client_from_args(args))
+        client = client_from_args(args)
+        client.timeout = API_TIMEOUT_S
+        results = live_checks(client)
     if args.json:
         print(json_text(results))
     else:

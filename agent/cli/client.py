@@ -140,6 +140,7 @@ class AgentClient:
         self.base_url = base_url
         self.token = token
         self.context = context
+        self.timeout = TIMEOUT  # seconds each request may take (`check` waits less)
         # Where to go, once, when base_url refuses the connection (the default address).
         self.fallback: tuple[str, Callable[[], ssl.SSLContext]] | None = None
 
@@ -161,7 +162,7 @@ class AgentClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT, context=self.context) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self.context) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode("utf-8", "replace").strip() or exc.reason

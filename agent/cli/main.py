@@ -40,6 +40,7 @@ from gossamer.agent.config import add_agent_flags
 from gossamer.agent.lifecycle.version import CONSUL_COMPAT_VERSION, VERSION
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +137,19 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
     except (AgentUnreachable, ApiError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in `stat --window`, or while an agent is slow
+        print(file=sys.stderr)  # past the ^C the terminal echoed
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left (`gossamer check --json | head`)
+        _stdout_to_devnull()
+        return 1
+
+
+def _stdout_to_devnull() -> None:
+    """Python flushes stdout at exit and would print a second BrokenPipeError there."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, p
 from gossamer.agent.preflight.proxy_checks import Presented
 
 PROBE_TIMEOUT_S = 3.0
+# Each API call of `check` (the CLI's 30 s is for slow writes): an agent that takes the
+# connection and never answers costs seconds, not half a minute a call.
+API_TIMEOUT_S = 5.0
 _DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
 
 

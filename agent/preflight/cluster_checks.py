@@ -42,13 +42,7 @@ def judge_reachable(
     if self_json is None and denied:
         return fail(AGENT, name, error, token_hint("agent:read on this agent's node"))
     if self_json is None:
-        return fail(
-            AGENT,
-            name,
-            error,
-            "start the agent (`gossamer agent ...`) or point --http-addr / "
-            "GOSSAMER_HTTP_ADDR at it; `gossamer check --pre` checks the host first",
-        )
+        return fail(AGENT, name, error, unreachable_hint(base_url, error))
     node = self_json.get("Config", {}).get("NodeName", "?")
     if not is_gossamer(self_json):
         return fail(
@@ -65,6 +59,38 @@ def judge_reachable(
             "wait for it to join (its log says why it is waiting)",
         )
     return ok(AGENT, name, f"{node} at {base_url}, ready")
+
+
+START_HINT = (
+    "start the agent (`gossamer agent ...`) or point --http-addr / GOSSAMER_HTTP_ADDR at it; "
+    "`gossamer check --pre` checks the host first"
+)
+
+
+def unreachable_hint(base_url: str, error: str) -> str:
+    """What fixes an agent address that gave no answer, told from the client's error: nothing
+    listening (start it), a listener that never answers (stuck, or not the agent), or a
+    scheme the port does not speak (https:// at a plain HTTP port hangs in the handshake;
+    http:// at an HTTPS port is hung up on)."""
+    scheme, _, hostport = base_url.partition("://")
+    other = f"{'http' if scheme == 'https' else 'https'}://{hostport}"
+    lowered = error.lower()
+    if scheme == "https" and "certificate" in lowered:
+        return "pass the CA that signed the agent's HTTPS certificate: --ca-file (CONSUL_CACERT)"
+    if scheme == "https" and ("handshake" in lowered or "wrong version" in lowered):
+        return f"that port does not answer TLS: if the agent serves plain HTTP there, use {other}"
+    if "timed out" in lowered:
+        return (
+            f"something at {hostport} takes connections but sent no HTTP answer in time: "
+            "the agent is stuck (read its log, restart it) or another program holds the port "
+            "(`ss -ltnp` names it)"
+        )
+    if scheme == "http" and "closed connection without response" in lowered:
+        return (
+            f"{hostport} hung up on an HTTP request: if it is the agent's HTTPS port use "
+            f"{other} (--ca-file for its CA); else it is not the HTTP port (--http-addr)"
+        )
+    return START_HINT
 
 
 def judge_members(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from gossamer.agent.preflight.result import Result, fail, ok
+from gossamer.agent.preflight.result import Result, fail, ok, warn
 
 HOST = "host"
 # Oldest serf whose RPC has every verb the agent uses (get-coordinate came in 0.7).
@@ -75,6 +75,9 @@ class DataDirFacts:
     # group or others may read: (path relative to the data dir, mode).
     exposed: tuple[tuple[str, int], ...] = ()
     lock_holder: int | None = None  # pid of a live agent holding agent.lock
+    owner: str = ""  # who owns the dir (or its nearest existing parent): a user name or uid
+    user: str = ""  # who runs the check ("" when unknown: judged as if the owner)
+    error: str = ""  # the dir could not be looked at (a parent this user may not enter)
 
 
 DATA_DIR = "data dir and its permissions"
@@ -82,19 +85,21 @@ DATA_DIR = "data dir and its permissions"
 
 def judge_data_dir(facts: DataDirFacts, running: bool) -> Result:
     where = facts.path
+    if facts.error:
+        return _unseen_data_dir(facts, running)
     if not facts.exists:
-        return _missing_data_dir(where, facts.writable, running)
+        return _missing_data_dir(facts, running)
     if not facts.is_dir:
         return fail(
             HOST, DATA_DIR, f"{where} is not a directory", "point --data-dir at a directory"
         )
     if not facts.writable:
+        if running and _someone_else(facts):  # the agent runs as its owner, not as this user
+            return _unseen_data_dir(facts, running)
         return fail(
-            HOST,
-            DATA_DIR,
-            f"{where} is not writable by this user",
-            f"chown -R the agent's user {where} and chmod u+rwx {where}",
-        )
+            HOST, DATA_DIR, f"{where} is not writable by {facts.user or 'this user'}",
+            _take_over(facts, where),
+        )  # fmt: skip
     if facts.exposed:
         shown = ", ".join(f"{p} ({m:04o})" for p, m in facts.exposed)
         return fail(
@@ -115,7 +120,41 @@ def judge_data_dir(facts: DataDirFacts, running: bool) -> Result:
     return ok(HOST, DATA_DIR, f"{where}, secrets private")
 
 
-def _missing_data_dir(where: str, creatable: bool, running: bool) -> Result:
+def _someone_else(facts: DataDirFacts) -> bool:
+    """The check runs as a user other than the dir's owner, and not as root (who may look)."""
+    return bool(facts.user and facts.owner) and facts.user not in (facts.owner, "root")
+
+
+def _take_over(facts: DataDirFacts, where: str) -> str:
+    """A command that makes `where` the checking user's (who is to run the agent)."""
+    if not facts.user:
+        return f"chown -R the agent's user {where} and chmod u+rwx {where}"
+    also = f", or run the agent as {facts.owner}, its owner" if _someone_else(facts) else ""
+    return f"as root: chown -R {facts.user} {where} && chmod u+rwx {where}{also}"
+
+
+def _unseen_data_dir(facts: DataDirFacts, running: bool) -> Result:
+    """This user cannot look at the dir. Before the agent starts that is the agent's problem
+    too (it runs as this user); a running agent's dir, owned by the user it runs as, is only
+    hidden from this one: the other checks still run, and root can look."""
+    why = facts.error or f"owned by {facts.owner}, {facts.user} cannot write to it"
+    if running:
+        who = "" if facts.owner in ("", "root") else f" or as {facts.owner}"
+        return warn(
+            HOST, DATA_DIR, f"{facts.path}: {why}: its permissions were not checked",
+            f"run the check as root (sudo gossamer check){who} to check them",
+        )  # fmt: skip
+    if facts.error:
+        return fail(
+            HOST, DATA_DIR, f"{facts.path}: {why}",
+            f"{facts.user or 'the agent user'} must be able to enter every folder on the way: "
+            f"`namei -l {facts.path}` shows which one is closed",
+        )  # fmt: skip
+    return fail(HOST, DATA_DIR, f"{facts.path}: {why}", _take_over(facts, facts.path))
+
+
+def _missing_data_dir(facts: DataDirFacts, running: bool) -> Result:
+    where, creatable = facts.path, facts.writable
     if running:
         return fail(
             HOST,
@@ -128,8 +167,8 @@ def _missing_data_dir(where: str, creatable: bool, running: bool) -> Result:
         return fail(
             HOST,
             DATA_DIR,
-            f"{where} does not exist and cannot be created",
-            f"mkdir -p {where} and chown it to the user the agent runs as",
+            f"{where} does not exist and cannot be created by {facts.user or 'this user'}",
+            f"as root: mkdir -p {where} && chown {facts.user or 'the agent user'} {where}",
         )
     return ok(HOST, DATA_DIR, f"{where} will be created")
 

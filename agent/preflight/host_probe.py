@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import pwd
 import shutil
 import socket
 import stat
@@ -32,6 +33,7 @@ SECRET_DIRS = ("identity", "identity/leaves", "serf")
 SECRET_FILES = frozenset({"rpc.json", "local.keyring"})
 SECRET_TOP = ("acl-tokens.json",)  # in the data dir itself (acl_wiring.TOKENS_FILE)
 SERF_VERSION_TIMEOUT_S = 10.0
+KEYRING_FILE = "serf/local.keyring"
 
 
 def serf_facts(path_env: str | None = None) -> SerfFacts:
@@ -54,18 +56,46 @@ def serf_facts(path_env: str | None = None) -> SerfFacts:
 
 
 def data_dir_facts(path: Path) -> DataDirFacts:
-    if not path.exists():
-        parent = next((p for p in path.parents if p.exists()), Path("/"))
-        return DataDirFacts(str(path), False, writable=os.access(parent, os.W_OK | os.X_OK))
+    """The dir's facts; one this user may not look at (a parent it may not enter) says why
+    instead of raising: Path.exists() raises PermissionError there (a non-root user checking
+    an agent that runs as root, or `--pre` for a dir under another user's home)."""
+    user = _user_name(os.geteuid())
+    try:
+        exists = path.exists()
+        seen = path if exists else next((p for p in path.parents if p.exists()), Path("/"))
+        owner = _user_name(seen.stat().st_uid)
+    except OSError as exc:
+        return DataDirFacts(str(path), True, user=user, error=exc.strerror or str(exc))
+    if not exists:
+        writable = os.access(seen, os.W_OK | os.X_OK)
+        return DataDirFacts(str(path), False, writable=writable, owner=owner, user=user)
     if not path.is_dir():
-        return DataDirFacts(str(path), True, is_dir=False)
+        return DataDirFacts(str(path), True, is_dir=False, owner=owner, user=user)
     return DataDirFacts(
         str(path),
         True,
         writable=os.access(path, os.W_OK | os.X_OK),
         exposed=tuple(_exposed(path)),
         lock_holder=_lock_holder(path / "agent.lock"),
+        owner=owner,
+        user=user,
     )
+
+
+def keyring_kept(data_dir: Path) -> bool:
+    """Whether the data dir keeps a gossip keyring (one this user cannot see counts as none:
+    the data dir's line says why it cannot look)."""
+    try:
+        return (data_dir / KEYRING_FILE).exists()
+    except OSError:
+        return False
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _exposed(root: Path) -> Iterable[tuple[str, int]]:

@@ -26,8 +26,6 @@ from gossamer.catalog.config_entries import Split
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.split_targets import splits_by_service
 
-KEYRING_FILE = "serf/local.keyring"
-
 
 def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]:
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
@@ -45,7 +43,7 @@ def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]
         config.https.listen_port or -1,
     )
     results += _ports(ports, frozenset(), running=False)
-    keyring = config.data_dir is not None and (config.data_dir / KEYRING_FILE).exists()
+    keyring = config.data_dir is not None and host_probe.keyring_kept(config.data_dir)
     if config.encrypt or keyring or config.join_token:
         results.append(ok(cc.CLUSTER, "gossip encryption and keyring", "configured"))
     else:
