@@ -19,6 +19,20 @@ def cells(row: EdgeRow) -> list[str]:
     ]  # fmt: skip
 
 
+def stacked(row: EdgeRow) -> list[str]:
+    """One edge as a block of short lines, each figure beside its name: the layout for a
+    terminal too narrow for the table, where folding every cell left "inb/oun/d" and
+    "75./84%" stacked in columns three characters wide. The longest line that does not
+    hold a service name is 37 characters."""
+    c = dict(zip(HEADERS, cells(row), strict=True))
+    return [
+        f"{c['DIRECTION']} {c['SOURCE']} -> {c['DESTINATION']} ({c['PROTO']})",
+        f"  success {c['SUCCESS']}  rps {c['RPS']}",
+        f"  p50 {c['P50']}  p95 {c['P95']}  p99 {c['P99']}",
+        f"  open {c['OPEN']}  denied {c['DENIED']}",
+    ]
+
+
 HEADERS = ["DIRECTION", "SOURCE", "DESTINATION", "PROTO", "SUCCESS", "RPS", "P50", "P95", "P99",
            "OPEN", "DENIED"]  # fmt: skip
 

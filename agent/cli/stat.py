@@ -4,7 +4,8 @@ Both read `GET /v1/agent/metrics/proxies` (the agent gathers its local
 sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
 proxy started, or over `--window SECONDS` (two gatherings that far apart).
 `top` redraws the table every `--interval` with the figures of the last
-interval, until Ctrl-C or SIGTERM (or `--iterations N`); piped, it prints the
+interval, until `q` (stdin a terminal: quit_key.py), Ctrl-C or SIGTERM (or
+`--iterations N`); piped, it prints the
 frames one after the other instead of redrawing one. Proxies whose figures could
 not be read (or have another shape) are listed under the table with why, as
 are proxies left out of a window because the first reading missed them
@@ -32,8 +33,9 @@ from rich.table import Table
 from rich.text import Text
 
 from gossamer.agent.cli.client import AgentClient, UsageError
+from gossamer.agent.cli.quit_key import quit_key
 from gossamer.proxy.stat_rows import EdgeRow, edges_of, notes, rows
-from gossamer.proxy.stat_table import HEADERS, cells
+from gossamer.proxy.stat_table import HEADERS, cells, stacked
 
 PATH = "/v1/agent/metrics/proxies"
 
@@ -72,23 +74,32 @@ def table(
 
     On a terminal `width` columns wide that is narrower than the table, the columns are
     one space apart instead of two, then the service names fold onto more lines while
-    every other cell stays whole; only when even the figures do not fit do they fold too.
-    Nothing is cut: rich ellipsizes a cell that may not wrap ("465…" could be 465 ms or
-    4.65 s)."""
+    every other cell stays whole; when even the figures do not fit, each edge is a block
+    of lines instead (`_stacked`). Nothing is cut: rich ellipsizes a cell that may not
+    wrap ("465…" could be 465 ms or 4.65 s)."""
     shown = [cells(row) for row in found]
     widest = [max([len(name), *(len(c[i]) for c in shown)]) for i, name in enumerate(HEADERS)]
     gaps = len(HEADERS) - 1
     gap = 2 if width is None or sum(widest) + 2 * gaps <= width else 1
     figures = sum(w for w, name in zip(widest, HEADERS, strict=True) if name not in NAMES)
-    tight = width is not None and figures + gap * gaps + MIN_NAME * len(NAMES) > width
+    if width is not None and figures + gap * gaps + MIN_NAME * len(NAMES) > width:
+        return _stacked(found, title, below)
     t = Table(title=title, title_justify="left", box=None, pad_edge=False,
               padding=(0, 1) if gap == 2 else (0, 1, 0, 0))  # fmt: skip
     for name in HEADERS:
         t.add_column(name, justify="left" if name in HEADERS[:4] else "right",
-                     no_wrap=not (tight or name in NAMES), overflow="fold")  # fmt: skip
+                     no_wrap=name not in NAMES, overflow="fold")  # fmt: skip
     for row in shown:
         t.add_row(*row)
     return Group(t, *(Text(line) for line in below)) if below else t
+
+
+def _stacked(found: list[EdgeRow], title: str, below: Sequence[str]) -> Group:
+    """Narrower than the figures alone: one block per edge (stat_table.stacked), blocks
+    apart by an empty line, long names folded by rich rather than cut."""
+    blocks = [[Text(line, overflow="fold") for line in stacked(row)] for row in found]
+    lines = [Text(title), *(line for block in blocks for line in [Text(""), *block])]
+    return Group(*lines, *(Text(line) for line in below))
 
 
 def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
@@ -126,17 +137,18 @@ def _nobody(service: str | None) -> str:
 def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval: must be > 0 seconds, got {args.interval}")
-    previous = edges_of(_gather(client, args.service))
-    at = time.monotonic()
-    done = 0
-    with _frames(console) as show, _sigterm_quits():
+    previous = edges_of(_gather(client, args.service))  # an agent that is down: one error
+    at, done = time.monotonic(), 0
+    with quit_key() as (wait, keys), _frames(console) as show, _sigterm_quits():
+        quits = "q or Ctrl-C quits" if keys else "Ctrl-C quits"
         try:
             while not args.iterations or done < args.iterations:
-                time.sleep(args.interval)
+                if wait(args.interval):
+                    break
                 gathered = _gather(client, args.service)
                 edges = edges_of(gathered)
                 now = time.monotonic()
-                title = f"edges of this agent's proxies, last {now - at:.1f} s (Ctrl-C quits)"
+                title = f"edges of this agent's proxies, last {now - at:.1f} s ({quits})"
                 below = notes(edges, previous, now - at) + ([] if gathered else
                                                             [_nobody(args.service)])  # fmt: skip
                 show(table(rows(edges, previous, now - at), title, below, console.width))

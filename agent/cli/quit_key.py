@@ -1,0 +1,65 @@
+"""The `q` key that ends `gossamer top`, as it ends top, htop and `linkerd viz top`.
+
+On a terminal, stdin is put in cbreak mode while `top` runs: each key arrives
+as typed and is not echoed, so a key pressed neither waits for Enter nor
+scribbles over the table; the terminal's own settings come back however the
+loop ends. Ctrl-C still sends SIGINT (cbreak keeps ISIG). When stdin is not
+a terminal (a pipe, /dev/null, a supervisor) no key is read and a wait is a
+plain sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import termios
+import time
+import tty
+from collections.abc import Callable, Iterator
+from typing import TextIO
+
+QUIT_KEYS = b"qQ"
+
+Wait = Callable[[float], bool]  # waits up to that many seconds; True when `q` was pressed
+
+
+@contextlib.contextmanager
+def quit_key(stream: TextIO | None = None) -> Iterator[tuple[Wait, bool]]:
+    """(wait, whether keys are read); stdin's terminal settings restored on the way out."""
+    fd = _terminal_fd(sys.stdin if stream is None else stream)
+    if fd is None:
+        yield _sleep, False
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        yield (lambda seconds: _wait(fd, seconds)), True
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _terminal_fd(stream: TextIO) -> int | None:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, ValueError, OSError):  # closed, or replaced (pytest's capture)
+        return None
+    return fd if os.isatty(fd) else None
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+def _wait(fd: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return False
+        keys = os.read(fd, 64)
+        if not keys or any(k in QUIT_KEYS for k in keys):  # b"": the terminal hung up
+            return True
+    return False

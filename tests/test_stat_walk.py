@@ -1,0 +1,113 @@
+"""`gossamer stat` and `top` walked as an operator: each case found by a walkthrough.
+
+The agent is a stand-in on a real socket answering `/v1/agent/metrics/proxies`
+with a sidecar's `/stats` as the agent gathers it (the figures from a real
+EdgeMetrics); the CLI runs as a subprocess, `top` on a pseudo-terminal where
+the case is a key typed into it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+
+from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
+from tests.harness.cli import cli_env, expect
+from tests.harness.poll import eventually
+from tests.test_check_walk import StandIn
+
+
+def _figures() -> EdgeMetrics:
+    """web -> db over HTTP: 100 answers (one in four a 500) and 20 denials."""
+    m = EdgeMetrics("db")
+    edge = m.inbound("web")
+    for i in range(100):
+        edge.answered(500 if i % 4 == 0 else 200, 0.002 + 0.0001 * i, "/")
+    edge.denied = 20
+    return m
+
+
+def _agent() -> StandIn:
+    stats = json.loads(json.dumps({"StartTime": 0.0, "Proxies": [stats_json(_figures(), 100.0)]}))
+    return StandIn({"/v1/agent/metrics/proxies": [{"ProxyID": "db-sidecar-proxy", "Stats": stats}]})
+
+
+def test_stat_on_a_40_column_terminal_shows_each_figure_beside_its_name() -> None:
+    """Found by the walkthrough: at COLUMNS=40 every cell folded into columns three
+    characters wide ("inb/oun/d", "75./00%", header "DES/TIN/ATI/ON"): nothing could be read.
+    Too narrow for the table, each edge is now a block of short lines."""
+    agent = _agent()
+    try:
+        shown = expect("stat", "--http-addr", agent.address, env={"COLUMNS": "40"})
+    finally:
+        agent.close()
+    lines = shown.splitlines()
+    assert max(len(line) for line in lines) <= 40, shown
+    assert "inbound web -> db (HTTP)" in lines, shown
+    assert "  success 75.00%  rps 1.0" in lines, shown
+    assert "  open 0  denied 20" in lines, shown
+    assert any(line.startswith("  p50 ") and " p99 " in line for line in lines), shown
+
+
+def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+    return seen
+
+
+def test_q_quits_top_on_a_terminal_and_gives_the_terminal_back() -> None:
+    """Found by the walkthrough: `q` (how top, htop and `linkerd viz top` quit) did nothing:
+    only Ctrl-C ended `top`, and each key typed was echoed over the table."""
+    agent = _agent()
+    main, side = pty.openpty()
+    before = termios.tcgetattr(side)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
+         "--interval", "0.2"],
+        stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
+    )  # fmt: skip
+    try:
+        shown = _read_until(main, b"q or Ctrl-C quits", 20)
+        assert b"q or Ctrl-C quits" in shown, shown
+        os.write(main, b"q")
+        eventually(lambda: proc.poll() is not None, 10, what="top to quit on q")
+        assert proc.returncode == 0
+        after = termios.tcgetattr(side)
+        assert after[3] & (termios.ICANON | termios.ECHO) == before[3] & (
+            termios.ICANON | termios.ECHO
+        ), "the terminal was left in cbreak mode"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(main)
+        os.close(side)
+        agent.close()
+
+
+def test_top_off_a_terminal_reads_no_key_and_says_ctrl_c() -> None:
+    """stdin not a terminal (a pipe, a supervisor): no key is read, the title says Ctrl-C."""
+    agent = _agent()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
+             "--interval", "0.2", "--iterations", "2"],
+            input="q\n", capture_output=True, text=True, env=cli_env(), timeout=60,
+        )  # fmt: skip
+    finally:
+        agent.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(Ctrl-C quits)") == 2, done.stdout
