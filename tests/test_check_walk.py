@@ -57,7 +57,8 @@ def open_tmp() -> Iterator[Path]:
 
 
 class StandIn:
-    """An HTTP server answering GETs from a table (path -> JSON), recording what it was asked."""
+    """An HTTP server answering GETs from a table (path -> JSON, or a function returning
+    (status, body) for each call), recording what it was asked."""
 
     def __init__(self, answers: dict[str, Any]) -> None:
         self.asked: list[str] = []
@@ -67,8 +68,12 @@ class StandIn:
             def do_GET(self) -> None:
                 stand_in.asked.append(self.path)
                 found = answers.get(self.path.split("?")[0])
-                body = json.dumps(found).encode() if found is not None else b""
-                self.send_response(200 if found is not None else 404)
+                status, body = 404, b""
+                if callable(found):  # an answer of its own: (status, body)
+                    status, body = found()
+                elif found is not None:
+                    status, body = 200, json.dumps(found).encode()
+                self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -111,3 +111,21 @@ def test_top_off_a_terminal_reads_no_key_and_says_ctrl_c() -> None:
         agent.close()
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("(Ctrl-C quits)") == 2, done.stdout
+
+
+def test_top_goes_on_through_a_failed_reading() -> None:
+    """Found by the walkthrough: one failed reading after the first (the agent restarting,
+    an error answer) ended `top` with exit 1; linkerd's top and Unix top carry on."""
+    replies = iter([(200, b"[]"), (200, b"[]"), (500, b"oops")])
+    agent = StandIn({"/v1/agent/metrics/proxies": lambda: next(replies, (200, b"[]"))})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
+             "--interval", "0.2", "--iterations", "3"],
+            capture_output=True, text=True, env=cli_env(), timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        agent.close()
+    assert done.returncode == 0, done.stderr
+    assert "not read: oops (HTTP 500); trying again in 0.2 s" in done.stdout, done.stdout
+    assert done.stdout.count("No sidecar proxy registered on this agent.") == 2, done.stdout

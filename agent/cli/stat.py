@@ -5,12 +5,14 @@ sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
 proxy started, or over `--window SECONDS` (two gatherings that far apart).
 `top` redraws the table every `--interval` with the figures of the last
 interval, until `q` (stdin a terminal: quit_key.py), Ctrl-C or SIGTERM (or
-`--iterations N`); piped, it prints the
-frames one after the other instead of redrawing one. Proxies whose figures could
-not be read (or have another shape) are listed under the table with why, as
-are proxies left out of a window because the first reading missed them
-(stat_rows.notes); with `--json` (which prints the rows) those lines go to
-stderr.
+`--iterations N`); piped, it prints the frames one after the other instead
+of redrawing one. A reading that fails after the first (the agent
+restarting, an error answer) is said in that frame and `top` goes on; the
+next reading covers the time since the last good one. Proxies whose figures
+could not be read (or have another shape) are listed under the table with
+why, as are proxies left out of a window because the first reading missed
+them (stat_rows.notes); with `--json` (which prints the rows) those lines go
+to stderr.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gossamer.agent.cli.client import AgentClient, UsageError
+from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, UsageError
 from gossamer.agent.cli.quit_key import quit_key
 from gossamer.proxy.stat_rows import EdgeRow, edges_of, notes, rows
 from gossamer.proxy.stat_table import HEADERS, cells, stacked
@@ -145,14 +147,21 @@ def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> 
             while not args.iterations or done < args.iterations:
                 if wait(args.interval):
                     break
-                gathered = _gather(client, args.service)
+                done += 1
+                try:
+                    gathered = _gather(client, args.service)
+                except (AgentUnreachable, ApiError) as exc:  # a restart, a timeout: go on
+                    why = f"not read: {exc}; trying again in {args.interval:g} s"
+                    show(table([], f"edges of this agent's proxies ({quits})", [why],
+                               console.width))  # fmt: skip
+                    continue
                 edges = edges_of(gathered)
                 now = time.monotonic()
                 title = f"edges of this agent's proxies, last {now - at:.1f} s ({quits})"
                 below = notes(edges, previous, now - at) + ([] if gathered else
                                                             [_nobody(args.service)])  # fmt: skip
                 show(table(rows(edges, previous, now - at), title, below, console.width))
-                previous, at, done = edges, now, done + 1
+                previous, at = edges, now
         except KeyboardInterrupt:
             pass
     return 0
