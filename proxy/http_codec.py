@@ -282,13 +282,23 @@ def judged_request(method: str, path: str, fields: Sequence[tuple[bytes, bytes]]
 
 
 def joined_headers(fields: Sequence[tuple[bytes, bytes]]) -> dict[str, str]:
-    """(name, value) pairs as an L7 permission reads them: Latin-1 text (any octet decodes),
-    names lower-cased, a repeated name's values joined with "," (HTTP/1 heads and HTTP/2
-    header blocks alike)."""
+    """(name, value) pairs as an L7 permission reads them: names lower-cased, a repeated
+    name's values joined with "," (HTTP/1 heads and HTTP/2 header blocks alike), each value
+    the UTF-8 text it carries. A rule is UTF-8 text too (JSON), and Envoy compares its bytes
+    with the request's: read as Latin-1, `josé` would never meet a rule on `josé` (a deny
+    stepped around). A value that is not UTF-8 reads its bad bytes as U+FFFD, which no rule
+    on a character it could mean matches (as no such rule matches those bytes in Envoy)."""
     joined: dict[str, str] = {}
     for name, value in fields:
         key = name.decode("latin-1").lower()
-        text = value.decode("latin-1").strip(" \t")  # llhttp keeps trailing whitespace,
+        text = _text(value).strip(" \t")  # llhttp keeps trailing whitespace,
         # which is not part of the value (RFC 9110 §5.5) and the app drops: judged without
         joined[key] = f"{joined[key]},{text}" if key in joined else text
     return joined
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")  # (ASCII, nearly every value, as fast as Latin-1)
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace")

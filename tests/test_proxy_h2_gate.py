@@ -436,11 +436,12 @@ def test_a_rapid_reset_ends_the_connection_and_cancelled_calls_do_not() -> None:
 def test_request_of_joins_repeats_keeps_pseudo_headers_and_reads_any_octet() -> None:
     request = request_of([(b":method", b"GET"), (b":path", b"/a?q=1"), (b":authority", b"db"),
                           (b"accept", b"x"), (b"accept", b"y"),
-                          (b"x-name", b"caf\xe9")])  # fmt: skip
+                          (b"x-name", b"caf\xc3\xa9"), (b"x-raw", b"caf\xe9")])  # fmt: skip
     assert (request.method, request.bare_path) == ("GET", "/a")
     assert request.header("host") == "db"  # a rule on Host holds for HTTP/2 as for HTTP/1
     assert request.header("accept") == "x,y" and request.header(":path") == "/a?q=1"
-    assert request.header("x-name") == "caf\xe9"  # Latin-1, as on the HTTP/1 path
+    assert request.header("x-name") == "café"  # its UTF-8 text, as on the HTTP/1 path
+    assert request.header("x-raw") == "caf\ufffd"  # any octet reads: a bad one as U+FFFD
 
 
 def test_after_a_deny_never_indexed_fields_stay_never_indexed() -> None:

@@ -1,0 +1,208 @@
+"""Per-request intentions walked as a Consul user writes them: `web` calls `db` (protocol
+`http`) through real sidecars (tests/test_proxy_http.py's mesh), the intention written with
+`PUT /v1/connect/intentions/exact`, each request sent as raw bytes and its decision read
+from the status line (a denial is Envoy's `403` with `RBAC: access denied`).
+
+What Envoy does for Consul is the reference: the path judged normalized (RFC 3986: an
+escaped unreserved character decoded, dot segments removed, `//`, `%2F` and `;` kept),
+without its query; methods and paths case-sensitive; a repeated header judged as its
+values joined with ","; regexes RE2's; the first permission that matches decides and a
+miss is the default policy. Header values are compared as the UTF-8 text they carry, as
+Envoy compares a rule's UTF-8 bytes with the request's: a rule on `josé` holds for a
+request carrying `josé`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+
+from gossamer.intentions.decide import IntentionSet, decide
+from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permission
+from gossamer.proxy.http_codec import judged_request
+from tests.harness.cluster import put_exact
+from tests.harness.poll import eventually
+from tests.test_proxy_http import Mesh, mesh
+
+__all__ = ["mesh"]  # the fixture, imported for pytest
+
+DENIED, ALLOWED = b"HTTP/1.1 403", b"HTTP/1.1 200"
+
+
+def _status(mesh: Mesh, head: bytes, sock: socket.socket | None = None) -> bytes:
+    """The status line's first 12 bytes of the answer to `head` (a whole request head)."""
+    own = sock is None
+    s = sock or socket.create_connection(mesh.upstream, timeout=5)
+    try:
+        s.sendall(head)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {got!r}"
+            got += chunk
+        head_end = got.index(b"\r\n\r\n") + 4
+        length = int(next((line.split(b":")[1] for line in got[:head_end].split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), b"0"))  # fmt: skip
+        while not head.startswith(b"HEAD") and len(got) < head_end + length:
+            got += s.recv(65536)
+        return got[:12]
+    finally:
+        if own:
+            s.close()
+
+
+def _get(target: bytes, fields: bytes = b"") -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nHost: db\r\n" + fields + b"\r\n"
+
+
+def _write(mesh: Mesh, perms: list[dict[str, Any]], probe: bytes, expect: bytes) -> None:
+    """web => db gets `perms`; wait until `probe` (a request head) is answered `expect`."""
+    put_exact(mesh.agent, "web", "db", {"Permissions": perms})
+    eventually(lambda: _status(mesh, probe) == expect, 10, what="the sidecar to apply it")
+
+
+ALLOW_REST = {"Action": "allow", "HTTP": {"PathPrefix": "/"}}
+
+
+# --- header values are judged as the UTF-8 text they carry ----------------------------------
+
+
+def _deny(*headers: HeaderMatch) -> IntentionSet:
+    return IntentionSet([Intention("web", "db", permissions=(
+        Permission("deny", HTTPMatch(headers=headers)),
+        Permission("allow", HTTPMatch(path_prefix="/")),))])  # fmt: skip
+
+
+def _allowed(iset: IntentionSet, fields: list[tuple[bytes, bytes]]) -> bool:
+    request = judged_request("GET", "/x", fields)
+    return decide(iset, "web", "db", request=request, default_allow=False).allowed
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "allowed"),
+    [
+        (HeaderMatch("x-user", exact="josé"), "josé".encode(), False),
+        (HeaderMatch("x-user", suffix="é"), "josé".encode(), False),
+        (HeaderMatch("x-user", regex="jos."), "josé".encode(), False),  # `.` is one character
+        (HeaderMatch("x-user", exact="名前"), "名前".encode(), False),
+        (HeaderMatch("x-user", exact="jose"), "josé".encode(), True),
+        # not UTF-8: no byte stands for a character a rule could name
+        (HeaderMatch("x-user", exact="josé"), b"jos\xe9", True),
+        (HeaderMatch("x-user", prefix="jos"), b"jos\xe9", False),
+        (HeaderMatch("x-user", regex="jos.*"), b"jos\xe9\xff", False),
+    ],
+)
+def test_a_header_value_is_judged_as_its_utf8_text(
+    rule: HeaderMatch, value: bytes, allowed: bool
+) -> None:
+    assert _allowed(_deny(rule), [(b"X-User", value)]) is allowed
+
+
+def test_a_non_ascii_header_rule_holds_through_the_sidecar_and_in_check(mesh: Mesh) -> None:
+    """A deny on `X-User: josé` written as Consul takes it (JSON, UTF-8) denies the request
+    that carries it through the sidecar, and `/intentions/check` answers the same."""
+    _write(mesh, [{"Action": "deny", "HTTP": {"Header": [{"Name": "X-User", "Exact": "josé"}]}},
+                  {"Action": "deny", "HTTP": {"Header": [{"Name": "X-Team", "Regex": "caf."}]}},
+                  ALLOW_REST], _get(b"/echo/a", b"X-Team: cafe\r\n"), DENIED)  # fmt: skip
+    assert _status(mesh, _get(b"/echo/a", "X-User: josé\r\n".encode())) == DENIED
+    assert _status(mesh, _get(b"/echo/a", "X-Team: café\r\n".encode())) == DENIED
+    assert _status(mesh, _get(b"/echo/a", b"X-User: jose\r\n")) == ALLOWED
+    query = urllib.parse.urlencode({"source": "web", "destination": "db", "path": "/echo/a",
+                                    "header": "X-User:josé"})  # fmt: skip
+    with urllib.request.urlopen(f"{mesh.agent.http}/v1/connect/intentions/check?{query}") as r:
+        assert json.load(r)["Allowed"] is False
+
+
+# --- the rest of the walk: what already holds, kept so it keeps holding --------------------
+
+
+def test_paths_are_judged_as_envoy_normalizes_them(mesh: Mesh) -> None:
+    _write(mesh, [{"Action": "deny", "HTTP": {"PathExact": "/echo/admin"}}, ALLOW_REST],
+           _get(b"/echo/admin"), DENIED)  # fmt: skip
+    for target, expect in [
+        (b"/echo/%61dmin", DENIED),  # an escaped unreserved character is decoded
+        (b"/echo/adm%69n", DENIED),
+        (b"/echo/x/../admin", DENIED),
+        (b"/echo/./admin", DENIED),
+        (b"/echo/%2e%2e/echo/admin", DENIED),
+        (b"/echo\\admin", DENIED),
+        (b"/echo/admin?x=1", DENIED),  # PathExact ignores the query, as Envoy's url_path
+        (b"http://db/echo/admin", DENIED),  # absolute form: judged as its path
+        (b"HTTP://DB:80/echo/admin?q", DENIED),
+        (b"/echo/ADMIN", ALLOWED),  # case-sensitive
+        (b"/echo/admin/", ALLOWED),  # a trailing slash is another path
+        (b"/echo//admin", ALLOWED),  # slashes not merged (Consul's default)
+        (b"/echo/admin;x", ALLOWED),  # path parameters kept, as Envoy keeps them
+        (b"/echo/admin%2F", ALLOWED),  # an escaped slash stays as sent
+    ]:
+        assert _status(mesh, _get(target)) == expect, target
+    assert _status(mesh, _get(b"/echo/admin#x"))[:12] == b"HTTP/1.1 400"
+
+
+def test_methods_headers_and_first_match_order(mesh: Mesh) -> None:
+    _write(mesh, [{"Action": "deny", "HTTP": {"Methods": ["GET"], "PathPrefix": "/echo/m"}},
+                  {"Action": "deny", "HTTP": {"Header": [{"Name": "X-Role", "Exact": "admin"}]}},
+                  {"Action": "deny", "HTTP": {"Header": [{"Name": "X-Probe", "Present": True}]}},
+                  {"Action": "deny", "HTTP": {"Header": [
+                      {"Name": "X-Env", "Exact": "prod", "Invert": True}, {"Name": "X-Env",
+                                                                          "Present": True}]}},
+                  ALLOW_REST], _get(b"/echo/m"), DENIED)  # fmt: skip
+    assert _status(mesh, b"HEAD /echo/m HTTP/1.1\r\nHost: db\r\n\r\n") == ALLOWED  # HEAD != GET
+    assert _status(mesh, b"get /echo/m HTTP/1.1\r\nHost: db\r\n\r\n") == b"HTTP/1.1 400"
+    for fields, expect in [
+        (b"x-ROLE: admin\r\n", DENIED),  # a header name in any case
+        (b"X-Role:admin \r\n", DENIED),  # the value without the spaces around it
+        (b"X-Role: ADMIN\r\n", ALLOWED),
+        (b"X-Role: user\r\nX-Role: admin\r\n", ALLOWED),  # judged joined: "user,admin"
+        (b"X-Role: adm\r\n in\r\n", b"HTTP/1.1 400"),  # obs-fold is refused, never judged
+        (b"X-Probe:\r\n", DENIED),  # present with an empty value is present
+        (b"X-Env: test\r\n", DENIED),
+        (b"X-Env: prod\r\n", ALLOWED),
+        (b"", ALLOWED),
+    ]:
+        assert _status(mesh, _get(b"/echo/h", fields)) == expect, fields
+
+
+def test_a_catastrophic_regex_costs_no_time_and_bad_ones_are_refused(mesh: Mesh) -> None:
+    _write(mesh, [{"Action": "deny", "HTTP": {"PathRegex": "/echo/(a+)+$"}}, ALLOW_REST],
+           _get(b"/echo/aaa"), DENIED)  # fmt: skip
+    start = time.perf_counter()
+    assert _status(mesh, _get(b"/echo/" + b"a" * 30 + b"b")) == ALLOWED
+    assert time.perf_counter() - start < 0.5
+    url = f"{mesh.agent.http}/v1/connect/intentions/exact?source=web&destination=db"
+    for field, perm in [
+        ("Permissions[0].HTTP.PathRegex", {"PathRegex": "(a)\\1"}),  # backreference
+        ("Permissions[0].HTTP.PathRegex", {"PathRegex": "/(?=a)"}),  # lookahead
+        ("Permissions[0].HTTP.Header[0].Regex", {"Header": [{"Name": "x", "Regex": "(?<=a)"}]}),
+    ]:
+        body = json.dumps({"Permissions": [{"Action": "deny", "HTTP": perm}]}).encode()
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(urllib.request.Request(url, body, method="PUT"))
+        assert caught.value.code == 400
+        assert field in caught.value.read().decode()
+
+
+def test_a_change_applies_to_the_next_request_on_the_same_connection(mesh: Mesh) -> None:
+    """The kept connection carries only allowed requests while the change travels (a request
+    in flight when its permission goes is cut, by design), then its next request is denied
+    and the one after it, allowed, goes through on the same connection."""
+    _write(mesh, [ALLOW_REST], _get(b"/echo/k"), ALLOWED)
+    with socket.create_connection(mesh.upstream, timeout=5) as s:
+        assert _status(mesh, _get(b"/echo/k"), s) == ALLOWED
+        put_exact(mesh.agent, "web", "db", {"Permissions": [
+            {"Action": "deny", "HTTP": {"PathPrefix": "/echo/k"}}, ALLOW_REST]})  # fmt: skip
+
+        def applied() -> bool:
+            assert _status(mesh, _get(b"/echo/other"), s) == ALLOWED  # (keeps `s` busy)
+            return _status(mesh, _get(b"/echo/k")) == DENIED
+
+        eventually(applied, 10, what="the change")
+        assert _status(mesh, _get(b"/echo/k"), s) == DENIED
+        assert _status(mesh, _get(b"/echo/other"), s) == ALLOWED  # the connection stays open
