@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import select
+import socket
 import subprocess
 import sys
 import termios
@@ -20,6 +21,7 @@ import time
 from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
 from tests.harness.cli import cli_env, expect
 from tests.harness.poll import eventually
+from tests.harness.served_agent import Served
 from tests.test_check_walk import StandIn
 
 
@@ -129,3 +131,21 @@ def test_top_goes_on_through_a_failed_reading() -> None:
     assert done.returncode == 0, done.stderr
     assert "not read: oops (HTTP 500); trying again in 0.2 s" in done.stdout, done.stdout
     assert done.stdout.count("No sidecar proxy registered on this agent.") == 2, done.stdout
+
+
+async def test_a_sidecar_that_is_not_running_is_named_with_a_plain_reason(served: Served) -> None:
+    """Found by the walkthrough: a dead sidecar's line under `gossamer stat` read
+    "Cannot connect to host 127.0.0.1:PORT ssl:default [Connect call failed (...)]": aiohttp's
+    words, with an `ssl:default` that is no part of a plain HTTP read."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{closed.getsockname()[1]}"
+    served.local.register_service({
+        "Kind": "connect-proxy", "ID": "db-sidecar-proxy", "Name": "db-sidecar-proxy",
+        "Port": 21000, "Proxy": {"DestinationServiceName": "db",
+                                 "Config": {"gossamer_metrics_bind_addr": addr}},
+    })  # fmt: skip
+    status, body = await served.call("GET", "/v1/agent/metrics/proxies")
+    assert status == 200, body
+    (entry,) = json.loads(body)
+    assert entry["Error"] == f"{addr}: Connection refused (is the proxy running?)", entry

@@ -17,6 +17,7 @@ loopback. `?service=NAME` keeps only the sidecars of that service.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import aiohttp
@@ -54,6 +55,9 @@ async def _fetch(session: aiohttp.ClientSession, addr: str) -> dict[str, Any]:
             stats = await resp.json(content_type=None)
     except TimeoutError:  # (its text is empty)
         return {"Error": f"{addr}: no answer within {TIMEOUT_S:g} s"}
+    except aiohttp.ClientConnectorError as exc:  # its text: "... ssl:default [Connect call..."
+        why = os.strerror(exc.errno) if exc.errno else str(exc.os_error)
+        return {"Error": f"{addr}: {why} (is the proxy running?)"}
     except (aiohttp.ClientError, ValueError) as exc:
         return {"Error": f"{addr}: {str(exc) or type(exc).__name__}"}
     try:
