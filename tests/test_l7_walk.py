@@ -20,15 +20,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permission
+from gossamer.proxy.h2_fields import request_of
 from gossamer.proxy.http_codec import judged_request
-from tests.harness.cluster import put_exact
+from tests.harness.cluster import free_port, put_exact
 from tests.harness.poll import eventually
+from tests.proxy_support import read_all, sidecar, wait_listening, web_body
 from tests.test_proxy_http import Mesh, mesh
 
 __all__ = ["mesh"]  # the fixture, imported for pytest
@@ -103,6 +106,18 @@ def test_a_header_value_is_judged_as_its_utf8_text(
     rule: HeaderMatch, value: bytes, allowed: bool
 ) -> None:
     assert _allowed(_deny(rule), [(b"X-User", value)]) is allowed
+
+
+def test_http2_fields_are_judged_as_http1_fields() -> None:
+    """The same request as an h2c header block and as an HTTP/1 head decides the same."""
+    iset = _deny(HeaderMatch("x-user", exact="josé"), HeaderMatch("x-n", exact="b"))
+    for value in ("josé".encode(), b"jose", b"jos\xe9"):
+        for extra in ([], [(b"x-n", b"a"), (b"x-n", b"b")]):
+            fields = [(b"x-user", value), *extra]
+            h1 = _allowed(iset, fields)
+            h2 = request_of([(b":method", b"GET"), (b":path", b"/x"), (b":authority", b"db"),
+                             *fields])  # fmt: skip
+            assert decide(iset, "web", "db", request=h2, default_allow=False).allowed is h1
 
 
 def test_a_non_ascii_header_rule_holds_through_the_sidecar_and_in_check(mesh: Mesh) -> None:
@@ -206,3 +221,63 @@ def test_a_change_applies_to_the_next_request_on_the_same_connection(mesh: Mesh)
         eventually(applied, 10, what="the change")
         assert _status(mesh, _get(b"/echo/k"), s) == DENIED
         assert _status(mesh, _get(b"/echo/other"), s) == ALLOWED  # the connection stays open
+
+
+def test_an_l7_intention_on_a_tcp_service_is_a_deny(mesh: Mesh, tmp_path: Path) -> None:
+    """`tdb` keeps the default protocol (`tcp`): its sidecar decides connections, not
+    requests. An L7 intention to it is a deny, as Consul's L4 filter treats one; an L4 allow
+    of the same pair lets the same bytes through."""
+    agent, proxies = mesh.agent, []
+    tdb_in, up = free_port(agent.ip), free_port("127.0.0.1")
+    try:
+        agent.put("/v1/agent/service/register", {
+            "Name": "tdb", "ID": "tdb", "Port": mesh.app.port, "Address": agent.ip,
+            "Connect": {"SidecarService": {"Port": tdb_in, "Address": agent.ip}}})  # fmt: skip
+        body = web_body(agent, free_port(agent.ip), [{"DestinationName": "tdb",
+                                                      "LocalBindPort": up}])  # fmt: skip
+        agent.put("/v1/agent/service/register", body | {"Name": "tweb", "ID": "tweb"})
+        put_exact(agent, "tweb", "tdb", {"Action": "allow"})
+        proxies += [
+            tdb := sidecar(agent, tmp_path, "tdb"),
+            tweb := sidecar(agent, tmp_path, "tweb"),
+        ]
+        wait_listening(agent.ip, tdb_in, tdb)
+        wait_listening("127.0.0.1", up, tweb)
+        through = ("127.0.0.1", up)
+
+        def answered() -> bytes:
+            with socket.create_connection(through, timeout=5) as s:
+                s.sendall(_get(b"/echo/t").replace(b"HTTP/1.1", b"HTTP/1.0"))
+                return read_all(s)[:12]
+
+        eventually(lambda: answered()[9:12] == b"200", 20, what="tweb -> tdb through")
+        put_exact(agent, "tweb", "tdb", {"Permissions": [ALLOW_REST]})
+        eventually(lambda: answered() == b"", 10, what="the L7 intention to deny the connection")
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        for sid in ("tweb", "tdb"):
+            agent.put(f"/v1/agent/service/deregister/{sid}", None)
+
+
+def test_the_most_specific_intention_decides_and_a_miss_is_the_default(mesh: Mesh) -> None:
+    """`* => db` with permissions governs web while web has no intention of its own; once
+    `web => db` exists it alone decides (an L4 allow: everything; an L7 one whose
+    permissions all miss: the default policy, deny here, never the wildcard's allow)."""
+    agent = mesh.agent
+    star = f"{agent.http}/v1/connect/intentions/exact?source=*&destination=db"
+    put_exact(agent, "*", "db", {"Permissions": [
+        {"Action": "deny", "HTTP": {"PathPrefix": "/echo/p"}}, ALLOW_REST]})  # fmt: skip
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{agent.http}/v1/connect/intentions/exact?source=web&destination=db",
+            method="DELETE"))  # fmt: skip
+        eventually(lambda: _status(mesh, _get(b"/echo/p")) == DENIED, 10, what="* => db")
+        assert _status(mesh, _get(b"/echo/q")) == ALLOWED
+        put_exact(agent, "web", "db", {"Action": "allow"})
+        eventually(lambda: _status(mesh, _get(b"/echo/p")) == ALLOWED, 10, what="web => db")
+        _write(mesh, [{"Action": "allow", "HTTP": {"PathExact": "/echo/only"}}],
+               _get(b"/echo/only"), ALLOWED)  # fmt: skip
+        assert _status(mesh, _get(b"/echo/q")) == DENIED  # a miss: the default, not `*`'s allow
+    finally:
+        urllib.request.urlopen(urllib.request.Request(star, method="DELETE"))
