@@ -56,8 +56,8 @@ def test_a_sidecar_port_nobody_listens_on_says_start_it(
     name = f"proxy idle-sidecar-proxy up at {agent.ip}:{port}"
     assert code == 1 and name in failing(out), out
     assert _hint_of(out, f"✘ {name}") == (
-        "hint: start it: gossamer connect proxy --sidecar-for idle"
-    ), out
+        f"hint: start it: gossamer connect proxy --sidecar-for idle --http-addr {agent.http}"
+    ), out  # the agent is not at the default address: the proxy must be told where it is
 
 
 @contextlib.contextmanager

@@ -203,3 +203,26 @@ def test_json_into_a_closed_pipe_is_no_traceback() -> None:
         os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
     assert done.returncode == 1
+
+
+def test_the_start_hint_of_a_proxy_names_the_agent_the_check_asked() -> None:
+    """Found by the walkthrough, trying the hint: checked with `--http-addr A`, a stopped
+    sidecar's hint was `gossamer connect proxy --sidecar-for api`, which asks the agent at
+    127.0.0.1:8500: another agent, or none. It now carries `--http-addr A`."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proxy = {"ID": "api-sidecar-proxy", "Service": "api-sidecar-proxy", "Kind": "connect-proxy",
+             "Port": port, "Address": "127.0.0.1",
+             "Proxy": {"DestinationServiceName": "api", "DestinationServiceID": "api",
+                       "LocalServicePort": 8080}}  # fmt: skip
+    stand_in = StandIn({"/v1/agent/self": self_answer(Path("/nonexistent")),
+                        "/v1/agent/services": {"api-sidecar-proxy": proxy}})  # fmt: skip
+    try:
+        result = gossamer("check", "--http-addr", stand_in.address)
+    finally:
+        stand_in.close()
+    name = f"proxy api-sidecar-proxy up at 127.0.0.1:{port}"
+    assert marks(result.stdout)[name] == "✘", result.stdout
+    wanted = f"gossamer connect proxy --sidecar-for api --http-addr http://{stand_in.address}"
+    assert wanted in result.stdout, result.stdout

@@ -144,12 +144,17 @@ def judge_proxy(
     now: datetime,
     trust: MeshTrust | None,
     serve_id: str | None = None,
+    agent_addr: str = "",
 ) -> Result:
     """Up, presenting a leaf of `service` of this mesh (`trust`; None: the roots could not be
     read, so only the name and the window are checked), valid now. `serve_id` is what the
-    hints give `--sidecar-for` (sidecar_for; default `service`)."""
+    hints give `--sidecar-for` (sidecar_for; default `service`); `agent_addr`, when the agent
+    is not at the CLI's default address, goes with it as `--http-addr` (a proxy started by
+    the hint asked the default agent, or none)."""
     name = f"proxy {proxy_id} up at {address}"
     service_id = service if serve_id is None else serve_id
+    if agent_addr:
+        service_id = f"{service_id} --http-addr {agent_addr}"
     start = f"start it: gossamer connect proxy --sidecar-for {service_id}"
     if shown.error or shown.not_before is None or shown.not_after is None:
         if shown.listening:  # a proxy started now could not bind: say what holds the port

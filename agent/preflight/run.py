@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gossamer.agent.cli.client import AgentClient
+from gossamer.agent.cli.client import DEFAULT_HTTP_ADDR, AgentClient
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.preflight import agent_probe as probe
 from gossamer.agent.preflight import cluster_checks as cc
@@ -25,6 +25,8 @@ from gossamer.agent.preflight.result import Result, Status, fail, ok, skip, toke
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.split_targets import splits_by_service
+
+DEFAULT_AGENT = f"http://{DEFAULT_HTTP_ADDR}"  # where `connect proxy` looks without a flag
 
 
 def pre_checks(config: AgentConfig, path_env: str | None = None) -> list[Result]:
@@ -167,6 +169,7 @@ def _proxies(
                     probe.now_utc(),
                     trust,
                     pc.sidecar_for(proxy),
+                    "" if client.base_url == DEFAULT_AGENT else client.base_url,
                 )
             )
         upstreams = [str(u["DestinationName"]) for u in config.get("Upstreams") or []]
