@@ -149,3 +149,30 @@ async def test_a_sidecar_that_is_not_running_is_named_with_a_plain_reason(served
     assert status == 200, body
     (entry,) = json.loads(body)
     assert entry["Error"] == f"{addr}: Connection refused (is the proxy running?)", entry
+
+
+def test_top_with_a_stuck_agent_says_so_within_seconds() -> None:
+    """Found by the walkthrough: an agent that stopped answering held `top` for the CLI's
+    30 s a request, its frame frozen and `q` unread; it now says so after 5 s and goes on."""
+    replies = iter([(200, b"[]")])
+
+    def answer() -> tuple[int, bytes]:
+        found = next(replies, None)
+        if found is None:
+            time.sleep(30)  # stuck (a daemon thread of the stand-in: not waited for)
+            return 200, b"[]"
+        return found
+
+    agent = StandIn({"/v1/agent/metrics/proxies": answer})
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
+             "--interval", "0.2", "--iterations", "1"],
+            capture_output=True, text=True, env=cli_env(), timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        agent.close()
+    assert done.returncode == 0, done.stderr
+    assert "timed out" in done.stdout, done.stdout
+    assert time.monotonic() - started < 15

@@ -65,6 +65,7 @@ def _gather(client: AgentClient, service: str | None) -> list[Any]:
     return answer if isinstance(answer, list) else []
 
 
+TOP_READ_TIMEOUT_S = 5.0  # the agent gives each sidecar 2 s (proxy_stats_routes.TIMEOUT_S)
 NAMES = ("SOURCE", "DESTINATION")  # the columns that fold when the terminal is narrow
 MIN_NAME = 6  # columns each name keeps before the figures fold too
 
@@ -139,6 +140,8 @@ def _nobody(service: str | None) -> str:
 def run_top(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval: must be > 0 seconds, got {args.interval}")
+    # A stuck agent costs a frame that says so, not 30 s in which `q` goes unread.
+    client.timeout = max(TOP_READ_TIMEOUT_S, args.interval)
     previous = edges_of(_gather(client, args.service))  # an agent that is down: one error
     at, done = time.monotonic(), 0
     with quit_key() as (wait, keys), _frames(console) as show, _sigterm_quits():
