@@ -18,8 +18,10 @@ import sys
 import termios
 import time
 
+import pytest
+
 from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
-from tests.harness.cli import cli_env, expect
+from tests.harness.cli import DOWN, cli_env, expect, gossamer
 from tests.harness.poll import eventually
 from tests.harness.served_agent import Served
 from tests.test_check_walk import StandIn
@@ -176,3 +178,16 @@ def test_top_with_a_stuck_agent_says_so_within_seconds() -> None:
     assert done.returncode == 0, done.stderr
     assert "timed out" in done.stdout, done.stdout
     assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("stat", "--window", "nan"), ("stat", "--window", "inf"), ("stat", "--window", "-1"),
+     ("top", "--interval", "inf"), ("top", "--interval", "nan"), ("top", "--iterations", "-1")],
+)  # fmt: skip
+def test_seconds_and_counts_out_of_range_are_usage_errors(args: tuple[str, ...]) -> None:
+    """Found by the walkthrough: `--window nan` ran as no window at all, `--window inf` was an
+    OverflowError traceback, `top --iterations -1` showed no frame and exited 0."""
+    done = gossamer(*args, "--http-addr", DOWN)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and f"argument {args[1]}" in done.stderr, done.stderr

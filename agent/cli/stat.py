@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import signal
 import sys
 import threading
@@ -45,18 +46,44 @@ PATH = "/v1/agent/metrics/proxies"
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("stat", help="golden metrics per edge of this agent's sidecar proxies")
     s.add_argument("--service", help="only the sidecars of this service")
-    s.add_argument("--window", type=float, default=0.0, metavar="SECONDS",
+    s.add_argument("--window", type=_seconds, default=0.0, metavar="SECONDS",
                    help="figures over this many seconds from now (default: since each proxy "
                    "started)")  # fmt: skip
     s.add_argument("--json", action="store_true", help="print the rows as JSON")
     s.set_defaults(run=run_stat)
     t = sub.add_parser("top", help="the stat table, refreshed live")
     t.add_argument("--service", help="only the sidecars of this service")
-    t.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+    t.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS",
                    help="seconds between refreshes (default 2)")  # fmt: skip
-    t.add_argument("--iterations", type=int, default=0, metavar="N",
+    t.add_argument("--iterations", type=_count, default=0, metavar="N",
                    help="stop after N refreshes (default: until Ctrl-C)")  # fmt: skip
     t.set_defaults(run=run_top)
+
+
+MAX_SECONDS = 86400.0  # a day: longer is a typo, and sleep() overflows on "inf"
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds argparse turns away (exit 2) unless finite and 0 to a day: float()
+    takes "nan" and "inf", and `--window nan` read as no window, `inf` as a traceback."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"seconds from 0 to {MAX_SECONDS:g}, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """`--iterations -1` showed no frame at all and exited 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {value}")
+    return value
 
 
 def _gather(client: AgentClient, service: str | None) -> list[Any]:
@@ -106,8 +133,6 @@ def _stacked(found: list[EdgeRow], title: str, below: Sequence[str]) -> Group:
 
 
 def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
-    if args.window < 0:
-        raise UsageError(f"--window: must be >= 0 seconds, got {args.window}")
     first = _gather(client, args.service)
     edges = edges_of(first)
     before, seconds, last = None, 0.0, first
