@@ -82,8 +82,8 @@ def unreachable_hint(base_url: str, error: str) -> str:
     if "timed out" in lowered:
         return (
             f"something at {hostport} takes connections but sent no HTTP answer in time: "
-            "the agent is stuck (read its log, restart it) or another program holds the port "
-            "(`ss -ltnp` names it)"
+            "the agent or its serf child is stuck (read its log, restart it) or another "
+            "program holds the port (`ss -ltnp` names it)"
         )
     if scheme == "http" and "closed connection without response" in lowered:
         return (
