@@ -115,6 +115,16 @@ def _source_intention(s: Fields, entry: Intention) -> tuple[Intention, bool]:
     return ixn, legacy_meta
 
 
+def is_config_entry(body: object) -> bool:
+    """Whether a `/v1/config` body (or an entry file) is a `service-intentions` entry: its
+    `Kind` in any spelling of the key (`Kind`, `kind`), the value in any case."""
+    if not isinstance(body, dict):
+        return False
+    kind = next((v for k, v in body.items()
+                 if isinstance(k, str) and k.replace("_", "").lower() == "kind"), None)  # fmt: skip
+    return isinstance(kind, str) and kind.lower() == KIND
+
+
 def config_entry_to_json(intentions: Sequence[Intention]) -> dict[str, Any]:
     """One `service-intentions` entry holding `intentions` (one destination, ≥ 1).
 

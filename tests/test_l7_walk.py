@@ -23,12 +23,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import consul
 import pytest
 
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import HeaderMatch, HTTPMatch, Intention, Permission
 from gossamer.proxy.h2_fields import request_of
 from gossamer.proxy.http_codec import judged_request
+from tests.harness.cli import expect
 from tests.harness.cluster import free_port, put_exact
 from tests.harness.poll import eventually
 from tests.proxy_support import read_all, sidecar, wait_listening, web_body
@@ -141,7 +143,7 @@ def test_a_non_ascii_header_rule_holds_through_the_sidecar_and_in_check(mesh: Me
 def test_paths_are_judged_as_envoy_normalizes_them(mesh: Mesh) -> None:
     _write(mesh, [{"Action": "deny", "HTTP": {"PathExact": "/echo/admin"}}, ALLOW_REST],
            _get(b"/echo/admin"), DENIED)  # fmt: skip
-    for target, expect in [
+    for target, wanted in [
         (b"/echo/%61dmin", DENIED),  # an escaped unreserved character is decoded
         (b"/echo/adm%69n", DENIED),
         (b"/echo/x/../admin", DENIED),
@@ -157,7 +159,7 @@ def test_paths_are_judged_as_envoy_normalizes_them(mesh: Mesh) -> None:
         (b"/echo/admin;x", ALLOWED),  # path parameters kept, as Envoy keeps them
         (b"/echo/admin%2F", ALLOWED),  # an escaped slash stays as sent
     ]:
-        assert _status(mesh, _get(target)) == expect, target
+        assert _status(mesh, _get(target)) == wanted, target
     assert _status(mesh, _get(b"/echo/admin#x"))[:12] == b"HTTP/1.1 400"
 
 
@@ -171,7 +173,7 @@ def test_methods_headers_and_first_match_order(mesh: Mesh) -> None:
                   ALLOW_REST], _get(b"/echo/m"), DENIED)  # fmt: skip
     assert _status(mesh, b"HEAD /echo/m HTTP/1.1\r\nHost: db\r\n\r\n") == ALLOWED  # HEAD != GET
     assert _status(mesh, b"get /echo/m HTTP/1.1\r\nHost: db\r\n\r\n") == b"HTTP/1.1 400"
-    for fields, expect in [
+    for fields, wanted in [
         (b"x-ROLE: admin\r\n", DENIED),  # a header name in any case
         (b"X-Role:admin \r\n", DENIED),  # the value without the spaces around it
         (b"X-Role: ADMIN\r\n", ALLOWED),
@@ -182,7 +184,7 @@ def test_methods_headers_and_first_match_order(mesh: Mesh) -> None:
         (b"X-Env: prod\r\n", ALLOWED),
         (b"", ALLOWED),
     ]:
-        assert _status(mesh, _get(b"/echo/h", fields)) == expect, fields
+        assert _status(mesh, _get(b"/echo/h", fields)) == wanted, fields
 
 
 def test_a_catastrophic_regex_costs_no_time_and_bad_ones_are_refused(mesh: Mesh) -> None:
@@ -258,6 +260,9 @@ def test_an_l7_intention_on_a_tcp_service_is_a_deny(mesh: Mesh, tmp_path: Path) 
             proxy.stop()
         for sid in ("tweb", "tdb"):
             agent.put(f"/v1/agent/service/deregister/{sid}", None)
+        urllib.request.urlopen(urllib.request.Request(
+            f"{agent.http}/v1/connect/intentions/exact?source=tweb&destination=tdb",
+            method="DELETE"))  # fmt: skip
 
 
 def test_the_most_specific_intention_decides_and_a_miss_is_the_default(mesh: Mesh) -> None:
@@ -281,3 +286,114 @@ def test_the_most_specific_intention_decides_and_a_miss_is_the_default(mesh: Mes
         assert _status(mesh, _get(b"/echo/q")) == DENIED  # a miss: the default, not `*`'s allow
     finally:
         urllib.request.urlopen(urllib.request.Request(star, method="DELETE"))
+
+
+# --- written as a `service-intentions` config entry, as Consul >= 1.9 users write them -----
+
+
+def test_a_service_intentions_entry_written_with_py_consul_is_enforced(mesh: Mesh) -> None:
+    """`config.set("service-intentions", "db", ...)` (PUT /v1/config, what `consul config
+    write` sends) makes db's intentions the entry's sources; the sidecar enforces them; a
+    source left out of the next write is deleted; the entry reads back with
+    `config.get`; a bad regex is a 400 naming its place in the entry; `cas` guards; a
+    delete removes the destination's intentions."""
+    agent = mesh.agent
+    client = consul.Consul(host=agent.ip, port=agent.http_port)
+    web_perms = [{"Action": "deny", "HTTP": {"PathPrefix": "/echo/cfg", "Methods": ["GET"]}},
+                 ALLOW_REST]  # fmt: skip
+    sources = [{"Name": "web", "Permissions": web_perms},
+               {"Name": "web2", "Action": "allow", "Description": "pooled"}]  # fmt: skip
+    assert client.config.set("service-intentions", "db", {"Sources": sources}) is True
+    eventually(lambda: _status(mesh, _get(b"/echo/cfg")) == DENIED, 10, what="the entry")
+    assert _status(mesh, _get(b"/echo/other")) == ALLOWED
+    exact = agent.get("/v1/connect/intentions/exact?source=web&destination=db")
+    assert exact["Permissions"][0]["HTTP"]["PathPrefix"] == "/echo/cfg"
+    entry = client.config.get("service-intentions", "db")
+    assert entry["Kind"] == "service-intentions" and entry["Name"] == "db"
+    assert {s["Name"]: s.get("Action") for s in entry["Sources"]} == {"web": None,
+                                                                       "web2": "allow"}  # fmt: skip
+    assert "db" in [e["Name"] for e in client.config.list("service-intentions")]
+    # snake_case keys and lower-case names, as an HCL file may spell them
+    assert client.config.set("service-intentions", "db", {"sources": [
+        {"name": "web", "permissions": [{"action": "deny", "http": {"path_exact": "/echo/x"}},
+                                        ALLOW_REST]}]}) is True  # fmt: skip
+    eventually(lambda: _status(mesh, _get(b"/echo/x")) == DENIED, 10, what="the rewrite")
+    assert _status(mesh, _get(b"/echo/cfg")) == ALLOWED
+    query = "source=web2&destination=db"
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(f"{agent.http}/v1/connect/intentions/exact?{query}")
+    assert gone.value.code == 404  # web2 was left out of the entry: deleted
+    bad = {"Kind": "service-intentions", "Name": "db", "Sources": [{"Name": "web", "Permissions": [
+        {"Action": "deny", "HTTP": {"PathRegex": "(?=x)"}}]}]}  # fmt: skip
+    request = urllib.request.Request(f"{agent.http}/v1/config", json.dumps(bad).encode(),
+                                     method="PUT")  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 400
+    assert "Sources[0].Permissions[0].HTTP.PathRegex: invalid regular expression" in (
+        refused.value.read().decode())  # fmt: skip
+    held = client.config.get("service-intentions", "db")["ModifyIndex"]
+    again = {"Sources": [{"Name": "web", "Action": "allow"}]}
+    assert client.config.set("service-intentions", "db", again, cas=held + 1) is False
+    assert client.config.set("service-intentions", "db", again, cas=held) is True
+    eventually(lambda: _status(mesh, _get(b"/echo/x")) == ALLOWED, 10, what="the cas write")
+    assert client.config.delete("service-intentions", "db")
+    eventually(lambda: _status(mesh, _get(b"/echo/x")) == DENIED, 10, what="the default")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{agent.http}/v1/config/service-intentions/db")
+    assert missing.value.code == 404
+    assert missing.value.read().startswith(b"Config entry not found for 'service-intentions'")
+
+
+DB_HCL = """Kind = "service-intentions"
+Name = "db"
+Sources = [
+  {
+    Name = "web"
+    Permissions = [
+      {
+        Action = "deny"
+        HTTP {
+          PathPrefix = "/echo/hcl"
+          Methods    = ["GET", "HEAD"]
+          Header = [
+            {
+              Name    = "X-Env"
+              Present = true
+            }
+          ]
+        }
+      },
+      {
+        Action = "allow"
+        HTTP {
+          PathPrefix = "/"
+        }
+      }
+    ]
+  }
+]
+"""
+
+
+def test_gossamer_config_write_takes_a_consul_intentions_file(mesh: Mesh, tmp_path: Path) -> None:
+    """The HCL file as Consul's docs write it: `gossamer config write` sends it, `config
+    read` shows it back, `config list` names it, `config delete` removes it; a bad one is
+    exit 2 naming the file and the field, before anything is sent."""
+    http = ("--http-addr", mesh.agent.http)
+    (tmp_path / "db.hcl").write_text(DB_HCL)
+    said = expect("config", "write", str(tmp_path / "db.hcl"), *http)
+    assert "Config entry written: service-intentions/db" in said
+    probe = _get(b"/echo/hcl", b"X-Env: 1\r\n")
+    eventually(lambda: _status(mesh, probe) == DENIED, 10, what="the HCL entry")
+    assert _status(mesh, _get(b"/echo/hcl")) == ALLOWED  # no X-Env: the deny needs it
+    shown = json.loads(expect("config", "read", "-kind", "service-intentions", "-name", "db",
+                              *http))  # fmt: skip
+    assert shown["Sources"][0]["Permissions"][0]["HTTP"]["Methods"] == ["GET", "HEAD"]
+    assert "db" in expect("config", "list", "-kind", "service-intentions", *http).split()
+    (tmp_path / "bad.hcl").write_text(DB_HCL.replace('"/echo/hcl"', '"echo"'))
+    said = expect("config", "write", str(tmp_path / "bad.hcl"), *http, code=2)
+    assert "Sources[0].Permissions[0].HTTP.PathPrefix: must start with" in said
+    expect("config", "delete", "-kind", "service-intentions", "-name", "db", *http)
+    eventually(lambda: _status(mesh, probe) == DENIED and _status(mesh, _get(b"/echo/a"))
+               == DENIED, 10, what="the default policy")  # fmt: skip

@@ -97,6 +97,8 @@ def _needs(
         if method in ("POST", "PUT") and _text(body, "DestinationName"):
             needs.append(("intention", _text(body, "DestinationName"), W))
         return needs
-    if route == "/v1/config":  # a service-* entry is written with service:write on its Name
-        return [("service", _text(body, "Name"), W)]
+    if route == "/v1/config":  # a service-* entry is written with service:write on its Name,
+        # a service-intentions one with intentions:write, as Consul checks it
+        kind = "intention" if _text(body, "Kind").lower() == "service-intentions" else "service"
+        return [(kind, _text(body, "Name"), W)]
     return [("acl", "", W)]  # a by_body row this function does not know: management only

@@ -120,7 +120,10 @@ ENDPOINTS: dict[tuple[str, str], Need] = {
     ("GET", "/v1/connect/intentions/denials"): _filtered("intention"),
     ("PUT", "/v1/connect/intentions/denials"): _body("service"),
     # config entries: service-* kinds are the entry's service (Consul's CanRead/CanWrite)
-    ("PUT", "/v1/config"): _body("service"),
+    ("PUT", "/v1/config"): _body("service"),  # (a service-intentions entry: intention)
+    ("GET", "/v1/config/service-intentions"): _filtered("intention"),
+    ("GET", "/v1/config/service-intentions/{name}"): Need("intention", R, param="name"),
+    ("DELETE", "/v1/config/service-intentions/{name}"): Need("intention", W, param="name"),
     ("GET", "/v1/config/{kind}"): _filtered("service"),
     ("GET", "/v1/config/{kind}/{name}"): Need("service", R, param="name"),
     ("DELETE", "/v1/config/{kind}/{name}"): Need("service", W, param="name"),

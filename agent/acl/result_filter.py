@@ -40,6 +40,8 @@ def subject(item: Any) -> tuple[str, str] | None:
     if isinstance(node, str) and node:
         return "node", node
     kind = item.get("Kind")
+    if kind == "service-intentions" and isinstance(item.get("Name"), str):
+        return "intention", item["Name"]  # read with intentions:read, as Consul's
     if isinstance(kind, str) and kind.startswith("service-") and isinstance(item.get("Name"), str):
         return "service", item["Name"]  # a config entry of a service-* kind
     if isinstance(item.get("Name"), str):

@@ -3,9 +3,10 @@
 Everything goes through the agent's `/v1/config` API. `write FILE` (or `-`
 for stdin) reads one entry, JSON or HCL as Consul's files are written
 (config_hcl.py), and checks it with the agent's own reader
-(catalog/config_entries.py) first, so a bad entry is exit 2 naming the
-file and every field at fault (or every HCL syntax problem with its line)
-before anything is sent.
+(catalog/config_entries.py; a `service-intentions` entry with the
+intentions' reader, intentions/config_entry.py) first, so a bad entry is
+exit 2 naming the file and every field at fault (or every HCL syntax
+problem with its line) before anything is sent.
 Exit codes: 0 ok; 1 the agent failed or refused (`-cas` did not match, no
 such entry); 2 bad input (flags, the file, any 400 from the agent).
 """
@@ -24,6 +25,8 @@ from gossamer.agent.cli.client import AgentClient, ApiError, path_segment
 from gossamer.agent.cli.config_hcl import read_entry_hcl
 from gossamer.agent.cli.services import VerbParsers
 from gossamer.catalog.config_entries import ConfigEntryError, entry_name, kind_param, read_entry
+from gossamer.intentions.config_entry import KIND as INTENTIONS_KIND
+from gossamer.intentions.config_entry import config_entry_from_json, is_config_entry
 
 EXIT_BAD_INPUT = 2
 
@@ -93,14 +96,14 @@ def _load(name: str) -> Any:
 def config_write(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     shown = "stdin" if args.file == "-" else args.file
     try:
-        entry = read_entry(_load(args.file))
+        entry = _checked(_load(args.file))
     except ValueError as exc:  # ConfigEntryError too: every field at fault, with the file
         return _bad(console, f"{shown}: {exc}")
     try:
         written = client.put("/v1/config" + _query(args), entry)
     except ApiError as exc:
         return _refused(exc, console, "writing the config entry")
-    where = f"{entry['Kind']}/{entry['Name']}"
+    where = f"{kind_of(entry)}/{entry.get('Name') or entry.get('name', '')}"
     if written is not True:
         console.print(f"Config entry not written: {where} (-cas: ModifyIndex changed)")
         return 1
@@ -108,8 +111,27 @@ def config_write(args: argparse.Namespace, client: AgentClient, console: Console
     return 0
 
 
+def _checked(body: Any) -> dict[str, Any]:
+    """The entry to send, checked as the agent will check it; ValueError listing problems.
+    A `service-intentions` entry is the intentions' (intentions/config_entry.py)."""
+    if is_config_entry(body):
+        config_entry_from_json(body)  # IntentionError (a ValueError): every field at fault
+        return dict(body)
+    return read_entry(body)
+
+
+def kind_of(entry: dict[str, Any]) -> str:
+    return INTENTIONS_KIND if is_config_entry(entry) else str(entry["Kind"])
+
+
+def _kind(raw: object, field: str) -> str:
+    if isinstance(raw, str) and raw.lower() == INTENTIONS_KIND:  # served as intentions
+        return INTENTIONS_KIND
+    return kind_param(raw, field)
+
+
 def _kind_name(args: argparse.Namespace) -> tuple[str, str]:
-    return kind_param(args.kind, "-kind"), entry_name(args.name, "-name")
+    return _kind(args.kind, "-kind"), entry_name(args.name, "-name")
 
 
 def config_read(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
@@ -127,7 +149,7 @@ def config_read(args: argparse.Namespace, client: AgentClient, console: Console)
 
 def config_list(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     try:
-        kind = kind_param(args.kind, "-kind")
+        kind = _kind(args.kind, "-kind")
     except ConfigEntryError as exc:
         return _bad(console, str(exc))
     try:

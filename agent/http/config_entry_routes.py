@@ -4,6 +4,8 @@
   and answers ``true``, or ``false`` when ``?cas=`` does not match (``cas=0``:
   only if none is held). A bad body is a 400 naming every field at fault
   (catalog/config_entries.py); kinds gossamer does not hold are refused.
+  A ``service-intentions`` entry is written as intentions
+  (config_intentions.py, which also serves its reads and deletes).
 - ``GET /v1/config/<kind>/<name>`` answers the entry with ``CreateIndex`` and
   ``ModifyIndex``, 404 ``Config entry not found ...`` when none;
   ``GET /v1/config/<kind>`` lists a kind's entries by name. Both are blocking
@@ -24,6 +26,10 @@ from aiohttp import web
 from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.blocking import blocking_json
 from gossamer.agent.http.catalog_access import catalog_of, check_datacenter
+from gossamer.agent.http.config_intentions import (
+    add_intentions_entry_routes,
+    put_intentions,
+)
 from gossamer.agent.http.errors import BadRequest
 from gossamer.agent.http.render import app_part, json_response, read_json
 from gossamer.agent.replicated.config_entry_store import CONFIG, ConfigEntryStore
@@ -33,6 +39,7 @@ from gossamer.catalog.config_entries import (
     entry_name,
     kind_param,
 )
+from gossamer.intentions.config_entry import is_config_entry
 
 CONFIG_ENTRIES_KEY: web.AppKey[ConfigEntryStore] = web.AppKey("config_entries", ConfigEntryStore)
 
@@ -72,7 +79,10 @@ def _path(request: web.Request) -> tuple[str, str]:
 async def put_entry(request: web.Request) -> web.Response:
     store = _store(request)
     cas = _cas(request)
-    return json_response(store.put(await read_json(request), cas))
+    body = await read_json(request)
+    if is_config_entry(body):  # held as intentions, by pair (config_intentions.py)
+        return json_response(put_intentions(request, body, cas))
+    return json_response(store.put(body, cas))
 
 
 async def get_entry(request: web.Request) -> web.Response:
@@ -101,6 +111,7 @@ async def delete_entry(request: web.Request) -> web.Response:
 
 def add_config_entry_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/config", put_entry)
+    add_intentions_entry_routes(router)  # before `{kind}`, which refuses service-intentions
     router.add_get("/v1/config/{kind}", list_entries)
     router.add_get("/v1/config/{kind}/{name}", get_entry)
     router.add_delete("/v1/config/{kind}/{name}", delete_entry)
