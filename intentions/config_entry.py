@@ -72,7 +72,7 @@ def config_entry_from_json(obj: object, path: str = "") -> tuple[Intention, ...]
         source="", destination=e.text("Name"), meta=e.meta("Meta"),
         create_index=e.number("CreateIndex"), modify_index=e.number("ModifyIndex"),
     )  # fmt: skip
-    if not e.has("Sources") and isinstance(obj, dict):
+    if isinstance(obj, dict) and e.values.get("Sources") in (None, []):  # (Consul's rule)
         out.append(Problem(join(path, "Sources"), "at least one source is required"))
     checked: list[Problem] = []
     intentions: list[Intention] = []

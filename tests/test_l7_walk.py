@@ -332,6 +332,14 @@ def test_a_service_intentions_entry_written_with_py_consul_is_enforced(mesh: Mes
     assert refused.value.code == 400
     assert "Sources[0].Permissions[0].HTTP.PathRegex: invalid regular expression" in (
         refused.value.read().decode())  # fmt: skip
+    empty = json.dumps({"Kind": "service-intentions", "Name": "db", "Sources": []}).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"{agent.http}/v1/config", empty,
+                                                      method="PUT"))  # fmt: skip
+    assert refused.value.code == 400  # as Consul: at least one source (not a 500)
+    assert (
+        refused.value.read().decode().strip().endswith("Sources: at least one source is required")
+    )
     held = client.config.get("service-intentions", "db")["ModifyIndex"]
     again = {"Sources": [{"Name": "web", "Action": "allow"}]}
     assert client.config.set("service-intentions", "db", again, cas=held + 1) is False
