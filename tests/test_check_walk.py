@@ -226,3 +226,34 @@ def test_the_start_hint_of_a_proxy_names_the_agent_the_check_asked() -> None:
     assert marks(result.stdout)[name] == "✘", result.stdout
     wanted = f"gossamer connect proxy --sidecar-for api --http-addr http://{stand_in.address}"
     assert wanted in result.stdout, result.stdout
+
+
+def test_an_agent_that_answers_self_but_hangs_after_costs_seconds_not_a_minute() -> None:
+    """Found by the walkthrough: an agent that answers /v1/agent/self but whose later
+    answers never come (serf stuck behind it) cost 5 s a call, eight calls in all. After
+    the first call that timed out, each later one gets a second."""
+
+    def stuck() -> tuple[int, bytes]:
+        time.sleep(60)  # a daemon thread of the stand-in: not waited for
+        return 200, b"{}"
+
+    paths = ("/v1/agent/members", "/v1/agent/clock", "/v1/agent/connect/ca/roots",
+             "/v1/agent/connect/ca/leaf/api", "/v1/health/connect/db")  # fmt: skip
+    upstreams = [{"DestinationName": "db", "LocalBindPort": 9191}]
+    proxy = {"ID": "api-sidecar-proxy", "Service": "api-sidecar-proxy", "Kind": "connect-proxy",
+             "Port": 1, "Address": "127.0.0.1",
+             "Proxy": {"DestinationServiceName": "api", "DestinationServiceID": "api",
+                       "LocalServicePort": 8080, "Upstreams": upstreams}}  # fmt: skip
+    answers: dict[str, Any] = {path: stuck for path in paths}
+    answers["/v1/agent/self"] = self_answer(Path("/nonexistent"))
+    answers["/v1/agent/services"] = {"api-sidecar-proxy": proxy}
+    stand_in = StandIn(answers)
+    started = time.monotonic()
+    try:
+        result = gossamer("check", "--http-addr", stand_in.address)
+    finally:
+        stand_in.close()
+    took = time.monotonic() - started
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert marks(result.stdout)["cluster members"] == "✘", result.stdout
+    assert took < 20, took  # DNS 3 s, the first stuck call 5 s, the four others 1 s each
