@@ -8,15 +8,18 @@ the case is a key typed into it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
+import shlex
 import socket
 import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +75,12 @@ def _read_until(fd: int, wanted: bytes, timeout: float) -> bytes:
     return seen
 
 
+def _own_terminal() -> None:
+    """In the child, in its own session: make stdin (the pty) its controlling terminal, with
+    its process group in the foreground, as a shell runs a command."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def test_q_quits_top_on_a_terminal_and_gives_the_terminal_back() -> None:
     """Found by the walkthrough: `q` (how top, htop and `linkerd viz top` quit) did nothing:
     only Ctrl-C ended `top`, and each key typed was echoed over the table."""
@@ -82,6 +91,7 @@ def test_q_quits_top_on_a_terminal_and_gives_the_terminal_back() -> None:
         [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
          "--interval", "0.2"],
         stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
+        start_new_session=True, preexec_fn=_own_terminal,
     )  # fmt: skip
     try:
         shown = _read_until(main, b"q or Ctrl-C quits", 20)
@@ -191,3 +201,30 @@ def test_seconds_and_counts_out_of_range_are_usage_errors(args: tuple[str, ...])
     done = gossamer(*args, "--http-addr", DOWN)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr and f"argument {args[1]}" in done.stderr, done.stderr
+
+
+def test_top_in_the_background_leaves_the_terminal_alone_and_runs(tmp_path: Path) -> None:
+    """Found by the walkthrough of the `q` key itself: `gossamer top > log &` from a shell
+    with job control was stopped at once (SIGTTOU: a background job set the terminal's
+    mode) and wrote nothing. A job in the background reads no key and runs on."""
+    log = tmp_path / "top.log"
+    agent = _agent()
+    top = shlex.join([sys.executable, "-m", "gossamer.agent", "top", "--http-addr",
+                      agent.address, "--interval", "0.2", "--iterations", "3"])  # fmt: skip
+    main, side = pty.openpty()
+    shell = subprocess.Popen(
+        ["bash", "-c", f"set -m; {top} > {log} & wait $!; echo status=$?"],
+        stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
+        start_new_session=True, preexec_fn=_own_terminal,
+    )  # fmt: skip
+    try:
+        shown = _read_until(main, b"status=", 30)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        shell.wait()
+        os.close(main)
+        os.close(side)
+        agent.close()
+    assert b"status=0" in shown, shown
+    assert log.read_text().count("(Ctrl-C quits)") == 3, log.read_text()

@@ -41,11 +41,14 @@ def quit_key(stream: TextIO | None = None) -> Iterator[tuple[Wait, bool]]:
 
 
 def _terminal_fd(stream: TextIO) -> int | None:
+    """stdin's fd when it is the terminal this process group has in the foreground. A job
+    in the background (`gossamer top > log &`) that set the terminal's mode would be
+    stopped by SIGTTOU (and reading it, by SIGTTIN): it leaves the terminal alone."""
     try:
         fd = stream.fileno()
-    except (AttributeError, ValueError, OSError):  # closed, or replaced (pytest's capture)
-        return None
-    return fd if os.isatty(fd) else None
+        return fd if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp() else None
+    except (AttributeError, ValueError, OSError):  # closed, replaced (pytest's capture), or
+        return None  # a terminal that is not this process's controlling one
 
 
 def _sleep(seconds: float) -> bool:
