@@ -14,6 +14,7 @@ import os
 import pty
 import select
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -228,3 +229,35 @@ def test_top_in_the_background_leaves_the_terminal_alone_and_runs(tmp_path: Path
         agent.close()
     assert b"status=0" in shown, shown
     assert log.read_text().count("(Ctrl-C quits)") == 3, log.read_text()
+
+
+def test_q_still_quits_top_after_ctrl_z_and_fg() -> None:
+    """Found by the walkthrough: after Ctrl-Z the shell takes the terminal back in its own
+    (line) mode and `fg` does not restore ours, so `q` waited for Enter. Here the test does
+    what the shell does: the terminal back to line mode, SIGCONT; then `q` alone."""
+    agent = _agent()
+    main, side = pty.openpty()
+    line_mode = termios.tcgetattr(side)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
+         "--interval", "0.2"],
+        stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
+        start_new_session=True, preexec_fn=_own_terminal,
+    )  # fmt: skip
+    try:
+        assert b"q or Ctrl-C quits" in _read_until(main, b"q or Ctrl-C quits", 20)
+        proc.send_signal(signal.SIGSTOP)
+        termios.tcsetattr(side, termios.TCSADRAIN, line_mode)
+        proc.send_signal(signal.SIGCONT)
+        eventually(lambda: not termios.tcgetattr(side)[3] & termios.ICANON, 10,
+                   what="top to take the terminal's mode again")  # fmt: skip
+        os.write(main, b"q")
+        eventually(lambda: proc.poll() is not None, 10, what="top to quit on q")
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(main)
+        os.close(side)
+        agent.close()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import sys
 import termios
+import threading
 import time
 import tty
 from collections.abc import Callable, Iterator
@@ -34,10 +36,26 @@ def quit_key(stream: TextIO | None = None) -> Iterator[tuple[Wait, bool]]:
         return
     saved = termios.tcgetattr(fd)
     tty.setcbreak(fd)
+    before = _on_continue(fd)
     try:
         yield (lambda seconds: _wait(fd, seconds)), True
     finally:
+        if before is not None:
+            signal.signal(signal.SIGCONT, before)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _on_continue(fd: int) -> signal._HANDLER | None:
+    """After Ctrl-Z the shell takes the terminal back in its own mode, and `fg` does not give
+    ours back: `q` then waited for Enter. SIGCONT sets cbreak again (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def again(_signum: int, _frame: object) -> None:
+        if _terminal_fd_of(fd) is not None:  # continued in the foreground, not with `bg`
+            tty.setcbreak(fd)
+
+    return signal.signal(signal.SIGCONT, again)
 
 
 def _terminal_fd(stream: TextIO) -> int | None:
@@ -45,10 +63,16 @@ def _terminal_fd(stream: TextIO) -> int | None:
     in the background (`gossamer top > log &`) that set the terminal's mode would be
     stopped by SIGTTOU (and reading it, by SIGTTIN): it leaves the terminal alone."""
     try:
-        fd = stream.fileno()
+        return _terminal_fd_of(stream.fileno())
+    except (AttributeError, ValueError, OSError):  # closed, or replaced (pytest's capture)
+        return None
+
+
+def _terminal_fd_of(fd: int) -> int | None:
+    try:
         return fd if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp() else None
-    except (AttributeError, ValueError, OSError):  # closed, replaced (pytest's capture), or
-        return None  # a terminal that is not this process's controlling one
+    except OSError:  # a terminal that is not this process's controlling one
+        return None
 
 
 def _sleep(seconds: float) -> bool:
