@@ -167,6 +167,12 @@ def test_https_at_a_plain_http_agent_says_to_use_http() -> None:
     assert f"use http://{stand_in.address}" in result.stdout, result.stdout
 
 
+def _interruptible() -> None:
+    """Ctrl-C as a shell's child gets it: a test process may ignore SIGINT (pytest-xdist's
+    workers do), and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_ends_a_waiting_command_with_130_and_no_traceback() -> None:
     """Found by the walkthrough: Ctrl-C in `stat --window` printed a KeyboardInterrupt
     traceback. The shell's convention for a command Ctrl-C ended is 130."""
@@ -175,6 +181,7 @@ def test_ctrl_c_ends_a_waiting_command_with_130_and_no_traceback() -> None:
         [sys.executable, "-m", "gossamer.agent", "stat", "--http-addr", stand_in.address,
          "--window", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+        preexec_fn=_interruptible,
     )  # fmt: skip
     try:
         eventually(lambda: stand_in.asked, 20, what="the first reading of the window")

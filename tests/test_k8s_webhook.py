@@ -147,6 +147,7 @@ async def test_malformed_pod_is_admitted_with_warnings(session: aiohttp.ClientSe
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
          "request.uid"),
     ],
+    ids=["garbage", "v1beta1", "no-uid"],  # (a uid is random: ids the same in every process)
 )  # fmt: skip
 async def test_unanswerable_bodies_get_400_and_the_server_keeps_serving(
     session: aiohttp.ClientSession, body: bytes, error: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,12 @@ from gossamer.agent.local.maintenance import NODE_MAINT_NOTE, maintenance_checks
 from gossamer.catalog.model import Service
 from gossamer.catalog.store_local import Maintenance
 from gossamer.gossip.tags import TAG_RECORD_VERSION
+from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port("127.0.0.1")
 
 
 def _config(**ports: int) -> AgentConfig:

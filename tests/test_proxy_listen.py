@@ -19,6 +19,7 @@ import uvloop
 from gossamer.proxy import listen
 from gossamer.proxy.listen import BACKLOG, bound_socket, ip_family, serve
 from tests.harness.binaries import cannot_run
+from tests.harness.cluster import free_port
 from tests.harness.poll import eventually_async
 
 
@@ -186,9 +187,7 @@ def workers_ports() -> Iterator[None]:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port("127.0.0.1")
 
 
 def _needs_ipv6(*hosts: str) -> None:

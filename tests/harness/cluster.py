@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.harness import workers
 from tests.harness.poll import eventually
 
 READY_TIMEOUT = 30.0
@@ -37,12 +38,13 @@ _HANDED_OUT: set[tuple[str, int]] = set()
 def free_port(ip: str) -> int:
     """A port free for TCP and UDP on `ip` (serf needs both), never one handed out before in
     this process: the kernel may give a port just closed to the next bind, and an agent's
-    http and rpc ports picked one after the other once came out the same (a CI failure)."""
-    for _ in range(50):
+    http and rpc ports picked one after the other once came out the same (a CI failure);
+    nor one another test process may pick (tests/harness/workers.py)."""
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind((ip, 0))
             port = int(tcp.getsockname()[1])
-            if (ip, port) in _HANDED_OUT:
+            if (ip, port) in _HANDED_OUT or not workers.owns_port(port):  # (another test process's)
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness import workers
 from tests.harness.cluster import AgentProc, pid_alive, serf_pids_for
 
 PREFIX = "gs"  # every bridge (gsbr…), veth (gsv…) and namespace (gsns…) of ours
@@ -228,7 +229,8 @@ class Hosts:
 
     def _build(self, count: int) -> None:
         used = _used_subnets()
-        free = [(b, c) for (a, b) in BENCH_NET for c in range(256) if (b, c) not in used]
+        free = [(b, c) for (a, b) in BENCH_NET for c in range(256)
+                if (b, c) not in used and workers.owns(c)]  # fmt: skip
         if not free:
             raise NetnsError("no free /24 left in 198.18.0.0/15")
         second, third = _RNG.choice(free)
