@@ -40,9 +40,13 @@ async def serve(config: ProxyConfig, base_url: str, crew: Crew) -> int:
     try:
         started = await _started(runtime, stop)
     except CannotListen as exc:  # the inbound's (an upstream's or the metrics port is logged)
-        print(f"gossamer proxy: inbound {exc.where}: {exc.reason}", file=sys.stderr)
         runtime.stop_watches()
         await crew.stop()  # (none started yet: crew.start comes once the ports are open)
+        if stop.is_set():  # told to stop already: a port it will not serve is no failure
+            log.info("proxy: SIGTERM before the ports opened (inbound %s: %s)", exc.where,
+                     exc.reason)  # fmt: skip
+            return 0
+        print(f"gossamer proxy: inbound {exc.where}: {exc.reason}", file=sys.stderr)
         return 1
     if not started:
         log.info("proxy: SIGTERM before the ports opened")
