@@ -242,6 +242,9 @@ def pairs(head: list[bytes]) -> list[tuple[bytes, bytes]]:
 # a request smuggled onto a pooled connection, and its answer given to whoever borrowed the
 # connection next), and Host says which site the request is for.
 KEPT_ON: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# ... and those no Connection field may name on the way to the app: what is kept on, and the
+# caller's name the inbound sidecar adds.
+NEVER_HOP: Final = KEPT_ON.union(XFCC_NAMES)
 
 
 def end_to_end(head: list[bytes]) -> list[bytes]:
@@ -251,6 +254,28 @@ def end_to_end(head: list[bytes]) -> list[bytes]:
     named = [token.strip().lower() for i in range(0, len(head), 4)
              if head[i].lower() == b"connection" for token in head[i + 2].split(b",")]  # fmt: skip
     return without(head, HOP_BY_HOP.union(named).difference(KEPT_ON) if named else HOP_BY_HOP)
+
+
+def connection_unnaming(head: list[bytes], names: frozenset[bytes]) -> list[bytes]:
+    """A flat head whose Connection fields no longer name these (lower-case) fields; a
+    Connection left naming nothing goes. For the hop to an app that is not pooled, where
+    Connection goes on: a client's `Connection: X-Forwarded-Client-Cert` would have the app
+    (or a proxy in front of it) drop the caller's name the sidecar adds, and `Connection:
+    Content-Length` the framing the body is sent with. The same list when nothing changed."""
+    out: list[bytes] | None = None
+    for i in range(len(head) - 4, -1, -4):
+        if head[i].lower() != b"connection":
+            continue
+        tokens = [t for t in head[i + 2].split(b",") if t.strip()]
+        kept = [t for t in tokens if t.strip().lower() not in names]
+        if len(kept) == len(tokens):
+            continue
+        out = head.copy() if out is None else out
+        if kept:
+            out[i + 2] = b",".join(kept).strip()
+        else:
+            del out[i : i + 4]
+    return head if out is None else out
 
 
 def without(head: list[bytes], names: frozenset[bytes]) -> list[bytes]:

@@ -13,7 +13,10 @@ the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
 with two, an HTTP/1.0 one with a Transfer-Encoding (`400`), a transfer
 coding besides `chunked` (`501`, RFC 9112 §6.1). A client's
 X-Forwarded-Client-Cert is dropped; on the inbound sidecar the caller's
-verified one is added (xfcc.py). On an HTTP upstream's pooled hop the
+verified one is added (xfcc.py), and no Connection field may name it, nor
+the body's framing or Host, to the next hop (`Connection:
+X-Forwarded-Client-Cert` had an app, or a proxy in front of it, drop the
+caller's name). On an HTTP upstream's pooled hop the
 hop-by-hop fields go, but an HTTP/1.0 client's keep-alive is said again
 (`Connection: keep-alive`), for the far sidecar and the app to keep theirs. A complete head is
 decided by the intentions (`HttpHost.decide_request`, which builds the
@@ -259,6 +262,8 @@ class Requests:
             raise _Reject(400)  # RFC 9112 §3.2: a server MUST
         if facts & codec.XFCC:  # only the inbound sidecar says who called
             head = codec.without(head, codec.XFCC_NAMES)
+        if facts & codec.HOP:  # naming what goes on, or the caller's name, as hop-by-hop
+            head = codec.connection_unnaming(head, codec.NEVER_HOP)
         if self.s.xfcc:
             head += (codec.XFCC_NAME, codec.SEP, self.s.xfcc, codec.CRLF)
             self._head_end = len(self._head)  # trailer fields come after what it had
