@@ -25,8 +25,12 @@ if os.environ.get("GOSSAMER_PROXY_WORKER"):  # (worker_link.WORKER_ENV, not impo
     # are in (process.py): their default would end it. Until then they are ignored.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+# A SIGTERM or SIGINT while the modules below load (a unit stopped as it starts) would end
+# the process by its default action: held pending until the loop's handlers take it
+# (process.py, `_on_signals`), it is a drain and exit 0 as at any later moment.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
-from gossamer.proxy import native
+from gossamer.proxy import native  # noqa: E402
 
 native.use()  # before the data-path modules are imported: compiled ones if built (native.py)
 

@@ -101,7 +101,8 @@ def _on_signals(
     stop: asyncio.Event, crew: Crew, reload: Callable[[], None], log_counts: Callable[[], None]
 ) -> None:
     """Install the handlers on the running loop: SIGTERM or SIGINT sets `stop`; SIGHUP and
-    SIGUSR1 act here and in every other worker."""
+    SIGUSR1 act here and in every other worker. Then SIGTERM and SIGINT, held pending since
+    the process started, are let through."""
     loop = asyncio.get_running_loop()
 
     def passed_on(sig: signal.Signals, act: Callable[[], None]) -> None:
@@ -112,6 +113,8 @@ def _on_signals(
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, passed_on, signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, passed_on, signal.SIGUSR1, log_counts)
+    # held since the process started (__main__.py): one that came meanwhile is taken now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 def data_path() -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from rich.console import Console
@@ -180,4 +181,7 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
                         ("CONSUL_CLIENT_KEY", args.client_key)):  # fmt: skip
         if value:  # the flags win over the variables, as for the CLI's own calls
             env[name] = value
+    # held pending across the execve until the proxy's handlers are in (proxy/process.py):
+    # a SIGTERM as it starts is then a drain and exit 0, not the end of it by the signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     os.execve(sys.executable, argv, env)  # same pid: signals and systemd see one process
