@@ -10,8 +10,9 @@ goes on as a plain one, and CONNECT gets `501` (http_upgrade.py). The
 target is normalized (http_target.py: what is judged is what the app gets;
 one that is no path gets `400`). What the app could read otherwise than
 the proxy is refused: HTTP/0.9, an HTTP/1.1 request without a Host or
-with two, an HTTP/1.0 one with a Transfer-Encoding (`400`), a transfer
-coding besides `chunked` (`501`, RFC 9112 §6.1). A client's
+with two, a Host that is no host and port, an HTTP/1.0 request with a
+Transfer-Encoding (`400`), a transfer coding besides `chunked` (`501`,
+RFC 9112 §6.1). A client's
 X-Forwarded-Client-Cert is dropped; on the inbound sidecar the caller's
 verified one is added (xfcc.py), and no Connection field may name it, nor
 the body's framing or Host, to the next hop (`Connection:
@@ -260,6 +261,8 @@ class Requests:
             head = http_target.with_host(head, authority)
         elif version == "1.1" and not facts & codec.HOST:
             raise _Reject(400)  # RFC 9112 §3.2: a server MUST
+        elif facts & codec.HOST and not http_target.valid_host(http_target.host_of(head)):
+            raise _Reject(400)  # `Host: s/admin`: another site, or path, to whoever splits it
         if facts & codec.XFCC:  # only the inbound sidecar says who called
             head = codec.without(head, codec.XFCC_NAMES)
         if facts & codec.HOP:  # naming what goes on, or the caller's name, as hop-by-hop

@@ -15,12 +15,14 @@ app's URL parser would drop it, after the rules judged the path with it
 Envoy refuses it. An absolute-form target (`http://host/path`, what a client that
 takes the sidecar for a forward proxy sends) becomes its path, and its
 authority the request's Host (RFC 9112 §3.2.2). The query is left as sent.
+A Host (or that authority) that is not a host and a port is refused.
 
 Most targets need none of it, and cost only the check in `normalize`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from gossamer.proxy.http_codec import CRLF, SEP
@@ -29,6 +31,8 @@ _UNRESERVED: Final = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: a reg-name (or an IP literal), then digits for a port.
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 
 
 class BadTarget(ValueError):
@@ -61,9 +65,26 @@ def _origin_form(url: bytes) -> tuple[bytes, bytes]:
         raise BadTarget("a request target is a path or an http(s) URL")
     cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
     authority, target = rest[:cut], rest[cut:]
-    if not authority or b"@" in authority:
+    if not authority or not valid_host(authority):
         raise BadTarget("an absolute-form target needs a host, without user info")
     return authority, target if target.startswith(b"/") else b"/" + target
+
+
+def valid_host(value: bytes) -> bool:
+    """A Host value (or an absolute-form target's authority) is a host and maybe a port, as
+    nginx and Envoy want it: `s/admin`, `s@admin`, `a b`, `s:abc` are read as another site,
+    or another path, by an app or a proxy in front of it that splits them its own way. An
+    empty one is a Host (RFC 9112 §3.2: a target with no authority)."""
+    return _HOST.fullmatch(value) is not None
+
+
+def host_of(head: list[bytes]) -> bytes:
+    """The value of a flat head's Host field (b"" when it has none): it comes first from
+    most clients, so this is one step for them."""
+    for i in range(0, len(head), 4):
+        if head[i].lower() == b"host":
+            return head[i + 2]
+    return b""
 
 
 def _escapes(path: bytes) -> bytes:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from gossamer.proxy import http_codec as codec
+from gossamer.proxy import http_target
 from tests.proxy_support import read_until
 from tests.raw_app import RawApp
 from tests.test_proxy_http import mesh
@@ -201,3 +202,50 @@ def test_an_answer_out_of_framing_costs_only_the_apps_connection(
         else:
             assert got.startswith(b"HTTP/1.1 502 "), got[:200]
     assert _answers(addresses[client], _AFTER, 1) == [b"200 OK"]
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        (b"s", True),
+        (b"", True),
+        (b"db.internal:8080", True),
+        (b"my_svc", True),
+        (b"[::1]:80", True),
+        (b"10.0.0.1", True),
+        (b"s/admin", False),
+        (b"s@admin", False),
+        (b"a b", False),
+        (b"s:abc", False),
+        (b"s\\admin", False),
+        (b"s?x", False),
+        (b"s#x", False),
+        (b"[::1", False),
+    ],
+)
+def test_a_host_is_a_host_and_a_port(host: bytes, valid: bool) -> None:
+    assert http_target.valid_host(host) is valid
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /public/a HTTP/1.1\r\nHost: s/admin\r\n\r\n",
+        b"GET /public/a HTTP/1.1\r\nHost: s@admin\r\n\r\n",
+        b"GET /public/a HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET /public/a HTTP/1.1\r\nHost: s:abc\r\n\r\n",
+        b"GET /public/a HTTP/1.0\r\nHost: s\\admin\r\n\r\n",
+        b"GET http://s:abc/public/a HTTP/1.1\r\nHost: s\r\n\r\n",
+    ],
+)
+def test_a_host_that_is_no_host_never_reaches_the_app(
+    switching: Switching, client: str, raw: bytes
+) -> None:
+    """It went on as it came: an app (or a proxy in front of it) that routes by Host splits
+    `s/admin` or `s@admin` its own way, after the rules judged the request as for `s`.
+    nginx answers 400 ("client sent invalid host header"), as the proxy now does."""
+    app, addresses = switching
+    heads = len(app.heads)
+    assert _refused_then_closed(addresses[client], raw) == b"400"
+    assert app.heads[heads:] == []
