@@ -249,3 +249,32 @@ def test_a_host_that_is_no_host_never_reaches_the_app(
     heads = len(app.heads)
     assert _refused_then_closed(addresses[client], raw) == b"400"
     assert app.heads[heads:] == []
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    "forged",
+    [
+        b"x-FORWARDED-client-CERT: By=evil\r\nX-Forwarded-Client-Cert: URI=evil\r\n",
+        b"X_Forwarded_Client_Cert: URI=evil\r\nX-Forwarded_Client-Cert: URI=evil\r\n",
+        b"X-A: 1\r\nX-Forwarded-Client-Cert:\r\n URI=evil\r\n",  # folded: refused
+    ],
+)
+def test_only_the_sidecars_caller_name_reaches_the_app(
+    switching: Switching, client: str, forged: bytes
+) -> None:
+    """Several copies of a client's own, in any case or spelling, are all dropped (a folded
+    one is refused: obs-fold gets 400, RFC 9112 §5.2), and the sidecar's is the only one."""
+    app, addresses = switching
+    heads = len(app.heads)
+    raw = b"GET /public/who HTTP/1.1\r\nHost: s\r\n" + forged + b"\r\n"
+    if b"\r\n " in forged:
+        assert _refused_then_closed(addresses[client], raw) == b"400"
+        assert app.heads[heads:] == []
+        return
+    assert _answers(addresses[client], raw, 1) == [b"200 OK"]
+    (head,) = app.heads[heads:]
+    named = [line for line in head.lower().split(b"\r\n")
+             if line.replace(b"_", b"-").startswith(b"x-forwarded-client-cert:")]  # fmt: skip
+    assert len(named) == 1 and b"evil" not in named[0], named
+    assert named[0].endswith(b"/svc/" + client.encode())
