@@ -63,26 +63,35 @@ class Loader:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def _run(self, i: int) -> None:
-        s = socket.create_connection(self.address, timeout=5)
+        s: socket.socket | None = None
+        first = True
         try:
             while not self.stop.is_set():
+                if s is None:
+                    try:
+                        s = socket.create_connection(self.address, timeout=5)
+                    except OSError as e:  # (a stopped listener: that client is done)
+                        self.errors.append((i, time.monotonic(), repr(e)))
+                        return
+                    if not first:
+                        self.reconnects.append(i)
+                    first = False
                 try:
                     status, close, body = _request(s, self.path, self.method)
                 except OSError as e:
                     self.errors.append((i, time.monotonic(), repr(e)))
                     s.close()
-                    s = socket.create_connection(self.address, timeout=5)
-                    self.reconnects.append(i)
+                    s = None
                     continue
                 self.answers.append((i, time.monotonic(), status))
                 self.bodies.append((time.monotonic(), body))
                 if close:
                     s.close()
-                    s = socket.create_connection(self.address, timeout=5)
-                    self.reconnects.append(i)
+                    s = None
                 time.sleep(0.01)
         finally:
-            s.close()
+            if s is not None:
+                s.close()
 
     @contextmanager
     def running(self) -> Iterator[Loader]:
@@ -116,6 +125,28 @@ def test_a_deny_reaches_the_next_request_of_every_pooled_connection(mesh: Mesh) 
         eventually(lambda: pooled.seen(200, again) == set(range(4)), 5, what="all allowed again")
     assert not pooled.errors and not pooled.reconnects, (pooled.errors, pooled.reconnects)
     assert not other.errors and {s for _, _, s in other.answers} == {200}, other.errors
+
+
+def test_a_path_rule_applies_to_the_next_pooled_request_and_spares_other_paths(
+    mesh: Mesh,
+) -> None:
+    put_exact(mesh.agent, "web2", "db", {"Action": "allow"})
+    with Loader(mesh.pooled, n=2, path="/echo/k").running() as k, \
+            Loader(mesh.pooled, n=2, path="/echo/other").running() as other:  # fmt: skip
+        eventually(lambda: k.seen(200, 0) == {0, 1}, 10, what="all allowed")
+        changed = time.monotonic()
+        put_exact(mesh.agent, "web2", "db", {"Permissions": [
+            {"Action": "deny", "HTTP": {"PathPrefix": "/echo/k"}},
+            {"Action": "allow", "HTTP": {"PathPrefix": "/"}}]})  # fmt: skip
+        eventually(lambda: k.seen(403, changed) == {0, 1}, 5, what="the path denied")
+        assert max(t for _, t, s in k.answers if s == 200) - changed < 1.0
+        later = time.monotonic()
+        eventually(lambda: other.seen(200, later) == {0, 1}, 5, what="other paths going on")
+        put_exact(mesh.agent, "web2", "db", {"Action": "allow"})
+        back = time.monotonic()
+        eventually(lambda: k.seen(200, back) == {0, 1}, 5, what="the path allowed again")
+    assert not k.errors and not k.reconnects and not other.errors and not other.reconnects
+    assert {s for _, _, s in other.answers} == {200}
 
 
 def test_sighup_under_load_changes_nothing(mesh: Mesh) -> None:

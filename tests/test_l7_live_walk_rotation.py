@@ -349,3 +349,22 @@ def test_sigterm_as_the_proxy_process_starts_is_a_clean_exit(mesh: Rotating) -> 
     finally:
         mesh.agent.put("/v1/agent/service/deregister/db3")
     assert codes == [0, 0, 0], codes
+
+
+def test_a_draining_client_sidecar_ends_busy_keep_alive_clients_between_answers(
+    mesh: Rotating,
+) -> None:
+    """Runs last: web2's sidecar gets SIGTERM while four keep-alive clients send requests in
+    a loop. Each either gets its answers, the last saying `Connection: close`, or sees the
+    connection end between two answers (a FIN where the next answer would start), never a
+    reset or an answer cut short; the sidecar exits 0."""
+    assert mesh.web2_proxy.proc is not None
+    with Loader(mesh.pooled, path="/slow", n=4).running() as load:
+        eventually(lambda: load.seen(200, 0) == set(range(4)), 20, what="all answered")
+        mesh.web2_proxy.signal(signal.SIGTERM)
+        assert mesh.web2_proxy.proc.wait(20) == 0
+        load.stop.set()
+    cut = [e for e in load.errors if "closed after b''" not in e[2]
+           and "Connection refused" not in e[2]]  # fmt: skip
+    assert not cut, cut[:5]
+    assert {s for _, _, s in load.answers} == {200}
