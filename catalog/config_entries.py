@@ -52,7 +52,7 @@ _FIELDS = {SERVICE_DEFAULTS: ("Protocol",), SERVICE_SPLITTER: ("Splits",)}
 _SPLIT_FIELDS = ("Weight", "Service", "ServiceSubset", "Namespace", "Partition",
                  "RequestHeaders", "ResponseHeaders")  # fmt: skip
 _NOT_HELD = {  # kinds Consul has that gossamer refuses, and why
-    "service-intentions": "write intentions with /v1/connect/intentions or `gossamer intention`",
+    # (service-intentions: held as intentions, agent/http/config_intentions.py, never here)
     "service-resolver": "gossamer has no service resolver (subsets, failover, redirects)",
     "service-router": "gossamer has no L7 router; a service-splitter splits by weight",
 }

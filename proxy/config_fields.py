@@ -32,9 +32,21 @@ _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 MAX_MS: Final = 10**12
 
 
+def whole(value: object) -> object:
+    """A number as Consul's decoder takes it (mapstructure, weakly typed): digits in a string
+    (`"5000"`, as an HCL file or a template may write a number) or a float with no fraction
+    (`5000.0`) are that integer. Anything else comes back as it came, for the caller to
+    refuse: `1500.5` too, which Consul would cut to 1500 without a word."""
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():  # ("²")
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def positive_millis(options: Mapping[str, Any], key: str, default_s: float, where: str) -> float:
     """`options[key]`, a positive number of ms, as seconds; `default_s` when unset."""
-    value = options.get(key)
+    value = whole(options.get(key))
     if value is None:
         return default_s
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_MS:
@@ -118,8 +130,7 @@ def service_name(value: object, where: str) -> str:
 
 def port(value: object, where: str) -> int:
     """1-65535, as a number or digits."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():  # ("²".isdigit())
-        value = int(value)
+    value = whole(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         raise ConfigError(where, f"port must be 1-65535, got {shown(value)}")
     return value

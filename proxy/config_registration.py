@@ -149,7 +149,7 @@ def _upstream_options(options: Mapping[str, Any], at: str) -> dict[str, Any]:
 
 
 def _timeouts(options: Mapping[str, Any], where: str = "Proxy.Config") -> Timeouts:
-    drain = options.get("drain_timeout_s", DRAIN_TIMEOUT_S)
+    drain: Any = fields.whole(options.get("drain_timeout_s", DRAIN_TIMEOUT_S))  # ("30", Consul)
     most = fields.MAX_MS // 1000
     number = isinstance(drain, int | float) and not isinstance(drain, bool)
     if not (number and 0 <= drain <= most):  # (NaN fails it too: no comparison holds)

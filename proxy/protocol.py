@@ -30,7 +30,7 @@ from typing import Any
 
 from gossamer.catalog.config_entries import SERVICE_PROTOCOLS
 from gossamer.proxy.config_error import ConfigError
-from gossamer.proxy.config_fields import MAX_MS, shown
+from gossamer.proxy.config_fields import MAX_MS, shown, whole
 
 TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
 PROTOCOLS = SERVICE_PROTOCOLS  # one list: service-defaults' Protocol takes the same
@@ -96,7 +96,7 @@ def max_header_bytes_of(options: Mapping[str, Any], where: str = "Proxy.Config")
 
 
 def _positive(options: Mapping[str, Any], key: str, where: str, scale: int) -> float:
-    value = options.get(key)
+    value = whole(options.get(key))  # ("5000" and 5000.0 as Consul takes them)
     if value is None:
         return 0.0
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_MS:
@@ -114,7 +114,7 @@ def client_idle_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> f
 def _millis(options: Mapping[str, Any], key: str, default_s: float,
             where: str = "Proxy.Config") -> float:  # fmt: skip
     """A timeout in ms as seconds: the default when unset, 0.0 (off) for `0`."""
-    value = options.get(key)
+    value = whole(options.get(key))  # ("5000" and 5000.0 as Consul takes them)
     if value is None:
         return default_s
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_MS:

@@ -87,6 +87,28 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
     assert config_from_json(config_to_json(http)) == http
 
 
+def test_numbers_written_as_consuls_decoder_takes_them() -> None:
+    """Consul decodes Proxy.Config and an upstream's Config weakly typed (mapstructure):
+    digits in a string, as an HCL file or a template may write a number, and a float with
+    no fraction are that number. They were refused here (a walkthrough's finding)."""
+    config = config_from_registration(with_proxy(
+        Config={"handshake_timeout_ms": "2500", "local_connect_timeout_ms": 1500.0,
+                "drain_timeout_s": "4", "bind_port": " 21001 ", "local_request_timeout_ms": "700",
+                "protocol": "http"},
+        Upstreams=[{"DestinationName": "db", "LocalBindPort": 9191,
+                    "Config": {"connect_timeout_ms": "2000", "protocol": "http",
+                               "max_idle_connections": "8", "request_timeout_ms": 900.0}}],
+    ), "w")  # fmt: skip
+    assert (config.timeouts.handshake_s, config.timeouts.local_connect_s) == (2.5, 1.5)
+    assert (config.timeouts.drain_s, config.bind_port) == (4.0, 21001)
+    assert config.request_timeout_s == 0.7
+    (db,) = config.upstreams
+    assert (db.connect_timeout_s, db.pool_idle, db.request_timeout_s) == (2.0, 8, 0.9)
+    for bad in ("1500.5", "5s", "-5", "", 1500.5, float("inf")):  # still refused, named
+        with pytest.raises(ConfigError, match=r"Proxy\.Config\.handshake_timeout_ms"):
+            config_from_registration(with_proxy(Config={"handshake_timeout_ms": bad}), "w")
+
+
 @pytest.mark.parametrize(
     ("body", "where"),
     [

@@ -211,9 +211,9 @@ def test_a_client_connection_idle_between_requests_is_closed(mesh: Mesh) -> None
     ({"local_idle_timeout_ms": "5s"}, "local_idle_timeout_ms"),
     ({"idle_timeout_ms": True}, "idle_timeout_ms"),
     # the keys the sidecar reads beside the HTTP path's: refused here too, not only by it
-    ({"handshake_timeout_ms": "1000"}, "handshake_timeout_ms"),
+    ({"handshake_timeout_ms": "1 s"}, "handshake_timeout_ms"),
     ({"local_connect_timeout_ms": 0}, "local_connect_timeout_ms"),
-    ({"drain_timeout_s": "30"}, "drain_timeout_s"),
+    ({"drain_timeout_s": "30s"}, "drain_timeout_s"),
     ({"bind_address": "not an address"}, "bind_address"),
     ({"bind_port": 70000}, "bind_port"),
     ({"gossamer_metrics_bind_addr": "127.0.0.1"}, "gossamer_metrics_bind_addr"),
@@ -232,7 +232,7 @@ def test_a_bad_timeout_is_a_400_naming_the_key(mesh: Mesh, config: dict[str, Any
     )
     assert status == 400, (status, text)
     assert "Connect.SidecarService.Proxy.Upstreams[0].Config.request_timeout_ms" in text
-    upstream["Config"] = {"connect_timeout_ms": "5000"}
+    upstream["Config"] = {"connect_timeout_ms": "5 s"}
     status, text = put_status(
         mesh.agent, web_body(mesh.agent, free_port(mesh.agent.ip), [upstream])
     )
