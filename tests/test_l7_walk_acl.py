@@ -27,6 +27,9 @@ def _entry(name: str) -> dict[str, Any]:
     [
         ("PUT", "/v1/config", _entry("si-w"),
          'service "si-w" { intentions = "write" }', 'service "si-w" { policy = "write" }'),
+        # `Kind` spelled as the entry's reader still takes it (`k_ind`): judged the same way
+        ("PUT", "/v1/config", {"k_ind" if k == "Kind" else k: v for k, v in _entry("si-k").items()},
+         'service "si-k" { intentions = "write" }', 'service "si-k" { policy = "write" }'),
         ("GET", "/v1/config/service-intentions/si-r", None,
          'service "si-r" { intentions = "read" }', 'service "other" { intentions = "write" }'),
         ("DELETE", "/v1/config/service-intentions/si-d", None,
@@ -39,7 +42,7 @@ def test_an_intentions_entry_needs_intentions_permission(
     admin = consul.Consul(host=agent.ip, port=agent.http_port, token=MANAGEMENT)
     for name in ("si-r", "si-d"):
         assert call(agent, "PUT", "/v1/config", _entry(name), token=MANAGEMENT)[0] == 200
-    slug = f"si{abs(hash((method, path))) % 10**8}"
+    slug = f"si{abs(hash((method, path, json.dumps(body)))) % 10**8}"
     with_it, without = make_token(admin, slug + "y", grant), make_token(admin, slug + "n", lack)
     status, text, _ = call(agent, method, path, body, token=without)
     assert status == 403 and text.startswith("Permission denied: token with AccessorID"), text

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gossamer.agent.acl.rules import Access
+from gossamer.intentions.config_entry import is_config_entry
 
 W = Access.WRITE
 Need = tuple[str, str, Access]  # kind, name, access
@@ -99,6 +100,7 @@ def _needs(
         return needs
     if route == "/v1/config":  # a service-* entry is written with service:write on its Name,
         # a service-intentions one with intentions:write, as Consul checks it
-        kind = "intention" if _text(body, "Kind").lower() == "service-intentions" else "service"
+        # (the same test that sends the body to the intentions: any key spelling it takes)
+        kind = "intention" if is_config_entry(body) else "service"
         return [(kind, _text(body, "Name"), W)]
     return [("acl", "", W)]  # a by_body row this function does not know: management only
