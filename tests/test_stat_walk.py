@@ -21,6 +21,7 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,18 +83,38 @@ def _own_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+Terminal = tuple[int, int, subprocess.Popen[bytes], list[Any]]
+
+
+def _on_a_terminal(argv: list[str]) -> Terminal:
+    """`argv` run as a shell runs a command in the foreground of a new terminal: (the
+    terminal's side this test reads and types on, the command's side, the process, the
+    terminal's settings before the command ran: its line mode)."""
+    main, side = pty.openpty()
+    before = termios.tcgetattr(side)
+    proc = subprocess.Popen(
+        argv, stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
+        start_new_session=True, preexec_fn=_own_terminal,
+    )  # fmt: skip
+    return main, side, proc, before
+
+
+def _top(agent: StandIn) -> list[str]:
+    return [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
+            "--interval", "0.2"]  # fmt: skip
+
+
+def _piped(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`argv` with no terminal: stdin empty, stdout and stderr captured."""
+    return subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=60,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+
+
 def test_q_quits_top_on_a_terminal_and_gives_the_terminal_back() -> None:
     """Found by the walkthrough: `q` (how top, htop and `linkerd viz top` quit) did nothing:
     only Ctrl-C ended `top`, and each key typed was echoed over the table."""
     agent = _agent()
-    main, side = pty.openpty()
-    before = termios.tcgetattr(side)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
-         "--interval", "0.2"],
-        stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
-        start_new_session=True, preexec_fn=_own_terminal,
-    )  # fmt: skip
+    main, side, proc, before = _on_a_terminal(_top(agent))
     try:
         shown = _read_until(main, b"q or Ctrl-C quits", 20)
         assert b"q or Ctrl-C quits" in shown, shown
@@ -134,11 +155,7 @@ def test_top_goes_on_through_a_failed_reading() -> None:
     replies = iter([(200, b"[]"), (200, b"[]"), (500, b"oops")])
     agent = StandIn({"/v1/agent/metrics/proxies": lambda: next(replies, (200, b"[]"))})
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
-             "--interval", "0.2", "--iterations", "3"],
-            capture_output=True, text=True, env=cli_env(), timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        done = _piped([*_top(agent), "--iterations", "3"])
     finally:
         agent.close()
     assert done.returncode == 0, done.stderr
@@ -179,11 +196,7 @@ def test_top_with_a_stuck_agent_says_so_within_seconds() -> None:
     agent = StandIn({"/v1/agent/metrics/proxies": answer})
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
-             "--interval", "0.2", "--iterations", "1"],
-            capture_output=True, text=True, env=cli_env(), timeout=60, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        done = _piped([*_top(agent), "--iterations", "1"])
     finally:
         agent.close()
     assert done.returncode == 0, done.stderr
@@ -212,12 +225,8 @@ def test_top_in_the_background_leaves_the_terminal_alone_and_runs(tmp_path: Path
     agent = _agent()
     top = shlex.join([sys.executable, "-m", "gossamer.agent", "top", "--http-addr",
                       agent.address, "--interval", "0.2", "--iterations", "3"])  # fmt: skip
-    main, side = pty.openpty()
-    shell = subprocess.Popen(
-        ["bash", "-c", f"set -m; {top} > {log} & wait $!; echo status=$?"],
-        stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
-        start_new_session=True, preexec_fn=_own_terminal,
-    )  # fmt: skip
+    main, side, shell, _ = _on_a_terminal(["bash", "-c", f"set -m; {top} > {log} & wait $!; "
+                                                      "echo status=$?"])  # fmt: skip
     try:
         shown = _read_until(main, b"status=", 30)
     finally:
@@ -236,14 +245,7 @@ def test_q_still_quits_top_after_ctrl_z_and_fg() -> None:
     (line) mode and `fg` does not restore ours, so `q` waited for Enter. Here the test does
     what the shell does: the terminal back to line mode, SIGCONT; then `q` alone."""
     agent = _agent()
-    main, side = pty.openpty()
-    line_mode = termios.tcgetattr(side)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gossamer.agent", "top", "--http-addr", agent.address,
-         "--interval", "0.2"],
-        stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
-        start_new_session=True, preexec_fn=_own_terminal,
-    )  # fmt: skip
+    main, side, proc, line_mode = _on_a_terminal(_top(agent))
     try:
         assert b"q or Ctrl-C quits" in _read_until(main, b"q or Ctrl-C quits", 20)
         proc.send_signal(signal.SIGSTOP)
