@@ -60,10 +60,12 @@ class _SlowSerf:
     """A serf client whose tag updates wait until the test lets them through."""
 
     def __init__(self) -> None:
+        self.asked: list[str] = []  # the updates begun (held at the gate until it opens)
         self.sent: list[str] = []
         self.gate = asyncio.Event()
 
     async def tags(self, set_tags: dict[str, str], **_: Any) -> None:
+        self.asked.append(set_tags[TAG_RECORD_VERSION])
         await self.gate.wait()
         self.sent.append(set_tags[TAG_RECORD_VERSION])
 
@@ -73,7 +75,7 @@ async def test_a_burst_of_versions_sends_one_update_in_flight_then_the_latest() 
     tag = RecordVersionTag(serf, tasks.spawn, latest=3)  # type: ignore[arg-type]
     for version in (4, 5, 6):
         tag.changed(version)
-    await asyncio.sleep(0)
+    await eventually_async(lambda: serf.asked == ["6"])  # the burst's one update in flight
     tag.changed(7)
     serf.gate.set()
     await eventually_async(lambda: len(serf.sent) == 2)
