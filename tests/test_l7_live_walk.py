@@ -170,8 +170,10 @@ def test_sigterm_closes_idle_keep_alive_clients_cleanly(mesh: Mesh) -> None:
     for s in idle:
         assert _request(s, "/echo/idle")[0] == 200
     busy = socket.create_connection(mesh.pooled, timeout=5)
+    asked = mesh.app.seen.count("GET /sleep/800")
     busy.sendall(b"GET /sleep/800 HTTP/1.1\r\nHost: db\r\n\r\n")
-    time.sleep(0.2)  # the request is on its way before the signal
+    eventually(lambda: mesh.app.seen.count("GET /sleep/800") > asked, 5,
+               what="the request at the app before the signal")  # fmt: skip
     assert mesh.web2_proxy.proc is not None
     mesh.web2_proxy.signal(signal.SIGTERM)
     got = b""
