@@ -172,6 +172,12 @@ def _link(fd: str) -> str:
         return ""
 
 
+def _open_sockets() -> set[str]:
+    """This process's open sockets, by inode: a new socket may take the number of a
+    descriptor listed before (the listing's own), so numbers do not tell new from old."""
+    return {link for link in map(_link, os.listdir("/proc/self/fd")) if link.startswith("socket:")}
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if sys.platform == "linux" else 0
 
@@ -484,17 +490,20 @@ def test_a_port_lock_given_up_while_waiting_leaves_no_socket() -> None:
         held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         held.bind(f"\0gossamer/listen/{port}")
         try:
-            before = set(os.listdir("/proc/self/fd"))
+            before = _open_sockets()
+
+            def opened() -> set[str]:
+                """Sockets opened since `before` (a count, compared whole, was thrown off in
+                the full suite by descriptors other tests' leftovers closed meanwhile)."""
+                return _open_sockets() - before
+
             waiting = asyncio.ensure_future(port_lock(port))
-            await asyncio.sleep(0)  # (its first try fails: it waits, the lock being held)
+            await eventually_async(opened)  # its own socket, whose bind fails: it waits
             assert not waiting.done()
             waiting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiting
-            # no socket opened since is left (a count, compared whole, was thrown off in the
-            # full suite by descriptors other tests' leftovers closed meanwhile: 57 == 60)
-            assert not [fd for fd in set(os.listdir("/proc/self/fd")) - before
-                        if _link(fd).startswith("socket:")]  # fmt: skip
+            assert not opened()  # that socket is not left open
         finally:
             held.close()
         lock = await port_lock(port)  # free now: had at once
