@@ -31,7 +31,7 @@ from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.http_deadlines import Deadlines
 from gossamer.proxy.http_limits import Limits
 from tests.harness.cluster import AgentProc, Cluster, free_port
-from tests.harness.poll import eventually
+from tests.harness.poll import eventually, eventually_async
 from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
@@ -305,7 +305,14 @@ async def test_the_client_idle_timer_outlives_a_request_with_no_limits_of_its_ow
     session = _Session()
     deadlines = Deadlines(session, Limits(request_s=0.0, idle_s=0.0, client_idle_s=0.2))  # type: ignore[arg-type]
     deadlines.sent(complete=True)
-    await asyncio.sleep(0.15)  # the request outlasts half the client-idle limit
+    assert deadlines.handle is not None
+    first = deadlines.handle.when()  # half the client-idle limit from now
+
+    def looks_again() -> bool:
+        """The timer fired, the request in flight, and is armed again."""
+        return deadlines.handle is not None and deadlines.handle.when() > first
+
+    await eventually_async(looks_again, timeout=2)
     session.queue.clear()  # then it is answered: the client is idle from here
     await asyncio.wait_for(session.closed_event.wait(), 2)
     deadlines.stop()
