@@ -10,6 +10,7 @@
 - `roundtrip`: connect, send, half-close, read to the end;
 - `register_pair`: `db` and `web` with sidecars on one agent, `web`'s
   sidecar with the upstream `db`.
+- `timed_request`, `status_of`: one HTTP request on a new client connection.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import http.client
 import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -256,3 +259,22 @@ def series(addr: str, name: str, **labels: str) -> float:
         if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
             total += float(m.group(2))
     return total
+
+
+def timed_request(port: int, method: str, path: str, timeout: float = 10.0) -> tuple[int, float]:
+    """One request on a new client connection to 127.0.0.1:`port` (a POST carries the one
+    byte b"x"), read to its end: its status and the seconds it took."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    started = time.monotonic()
+    try:
+        conn.request(method, path, body=b"x" if method == "POST" else None)
+        response = conn.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def status_of(port: int, method: str, path: str) -> int:
+    """The status of `timed_request(port, method, path)`."""
+    return timed_request(port, method, path)[0]

@@ -39,7 +39,9 @@ from tests.proxy_support import (
     series,
     set_intention,
     sidecar,
+    status_of,
     stop_mesh,
+    timed_request,
     wait_listening,
     web_body,
 )
@@ -101,25 +103,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
         mesh = Mesh(agent, app, l4, pooled, db_metrics, web2_metrics)
         for port in (l4, pooled):
-            eventually(lambda p=port: request(p, "GET", "/echo/warm")[0] == 200, 20,  # type: ignore[misc]
+            eventually(lambda p=port: status_of(p, "GET", "/echo/warm") == 200, 20,  # type: ignore[misc]
                        what="a first request through")  # fmt: skip
         yield mesh
     finally:
         leftovers = stop_mesh(c, proxies, [app])
     assert not leftovers, f"processes left behind: {leftovers}"
-
-
-def request(port: int, method: str, path: str) -> tuple[int, float]:
-    """The status and the seconds it took, on a new client connection."""
-    started = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, body=b"x" if method == "POST" else None)
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.monotonic() - started
-    finally:
-        conn.close()
 
 
 def put_status(agent: AgentProc, body: object) -> tuple[int, str]:
@@ -140,8 +129,8 @@ def event(addr: str, name: str) -> float:
 def test_a_slow_app_gets_the_client_a_504_from_the_local_request_timeout(mesh: Mesh) -> None:
     before = series(mesh.db_metrics, "gossamer_proxy_response_total", direction="inbound",
                     source="web", status_class="5xx")  # fmt: skip
-    assert request(mesh.l4, "GET", "/sleep/0")[0] == 200
-    status, took = request(mesh.l4, "GET", "/sleep/4000")
+    assert status_of(mesh.l4, "GET", "/sleep/0") == 200
+    status, took = timed_request(mesh.l4, "GET", "/sleep/4000")
     assert status == 504 and 0.9 < took < 3.0, (status, took)
     assert event(mesh.db_metrics, "http.request_timeout") >= 1
     after = series(mesh.db_metrics, "gossamer_proxy_response_total", direction="inbound",
@@ -168,11 +157,11 @@ def test_a_silent_upstream_times_out_idle_and_only_the_idempotent_request_is_ret
     mesh: Mesh,
 ) -> None:
     seen = mesh.app.seen
-    status, took = request(mesh.pooled, "POST", "/sleep/900")
+    status, took = timed_request(mesh.pooled, "POST", "/sleep/900")
     assert status == 504 and took < 0.85, (status, took)  # web2's 250 ms idle, not db's 1 s
     assert seen.count("POST /sleep/900") == 1  # it reached the app: never sent twice
     retries = event(mesh.web2_metrics, "outbound.http.retries")
-    status, _ = request(mesh.pooled, "GET", "/sleep/901")
+    status, _ = timed_request(mesh.pooled, "GET", "/sleep/901")
     assert status == 504
     assert seen.count("GET /sleep/901") >= 2  # a timed-out GET goes again, within the budget
     assert event(mesh.web2_metrics, "outbound.http.retries") > retries
@@ -241,7 +230,7 @@ def test_a_bad_timeout_is_a_400_naming_the_key(mesh: Mesh, config: dict[str, Any
 
 
 def test_a_changed_timeout_applies_without_a_restart(mesh: Mesh) -> None:
-    assert request(mesh.l4, "GET", "/sleep/600")[0] == 200  # within db's 1 s
+    assert status_of(mesh.l4, "GET", "/sleep/600") == 200  # within db's 1 s
     db = mesh.agent.get("/v1/agent/service/db-sidecar-proxy")
 
     def register(config: dict[str, Any]) -> None:
@@ -253,11 +242,11 @@ def test_a_changed_timeout_applies_without_a_restart(mesh: Mesh) -> None:
 
     register(db["Proxy"]["Config"] | {"local_request_timeout_ms": 300})
     try:
-        eventually(lambda: request(mesh.l4, "GET", "/sleep/600")[0] == 504, 20,
+        eventually(lambda: status_of(mesh.l4, "GET", "/sleep/600") == 504, 20,
                    what="db's sidecar to apply the 300 ms timeout")  # fmt: skip
     finally:  # the other tests expect db's 1 s, whatever order they run in
         register(db["Proxy"]["Config"])
-        eventually(lambda: request(mesh.l4, "GET", "/sleep/600")[0] == 200, 20,
+        eventually(lambda: status_of(mesh.l4, "GET", "/sleep/600") == 200, 20,
                    what="db's 1 s timeout back")  # fmt: skip
 
 

@@ -10,7 +10,6 @@ reached them from the apps themselves.
 
 from __future__ import annotations
 
-import http.client
 import random
 import socket
 import time
@@ -24,7 +23,14 @@ from gossamer.proxy.peak_ewma import PeakEwma
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
-from tests.proxy_support import ProxyProc, set_intention, sidecar, stop_mesh
+from tests.proxy_support import (
+    ProxyProc,
+    set_intention,
+    sidecar,
+    status_of,
+    stop_mesh,
+    timed_request,
+)
 
 REQUEST_MS, CLIENT_IDLE_MS, IDLE_MS = 800, 1200, 600
 
@@ -41,19 +47,6 @@ class Mesh:
 
     def hits(self, prefix: str) -> dict[str, int]:
         return {n: sum(p.startswith(prefix) for p in a.seen) for n, a in self.apps.items()}
-
-
-def call(port: int, method: str, path: str, timeout: float = 10) -> tuple[int, float]:
-    """One request on its own connection: (status, seconds)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    start = time.monotonic()
-    try:
-        conn.request(method, path, body=b"x" if method == "POST" else None)
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.monotonic() - start
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +88,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         proxies += [sidecar(agent, tmp, "web"), sidecar(agent, tmp, "web-quiet")]
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 3, 30,
                    what="three db sidecars passing")  # fmt: skip
-        eventually(lambda: call(up, "GET", "/echo/warm")[0] == 200, 20, what="a first answer")
-        eventually(lambda: call(up2, "GET", "/echo/warm")[0] == 200, 20, what="an answer on up2")
+        eventually(lambda: status_of(up, "GET", "/echo/warm") == 200, 20, what="a first answer")
+        eventually(lambda: status_of(up2, "GET", "/echo/warm") == 200, 20, what="an answer on up2")
         yield Mesh(up, apps, up2)
     finally:
         leftovers = stop_mesh(c, proxies, apps.values())
@@ -115,7 +108,7 @@ def test_a_slow_instance_among_three_gets_far_less_traffic(m: Mesh) -> None:
     about a millisecond is drawn against a fast one in two pairs of three and loses each
     once it is measured, so it gets a first request or two, not a third of them."""
     m.apps["db-a"].delay_s = 0.1
-    got = [call(m.up, "GET", f"/echo/e{i}")[0] for i in range(60)]
+    got = [status_of(m.up, "GET", f"/echo/e{i}") for i in range(60)]
     hits = m.hits("GET /echo/e")
     assert got == [200] * 60
     assert hits["db-a"] <= 3, hits
@@ -124,7 +117,7 @@ def test_a_slow_instance_among_three_gets_far_less_traffic(m: Mesh) -> None:
 
 def test_a_get_answered_503_moves_to_another_instance(m: Mesh) -> None:
     m.apps["db-a"].status = 503
-    got = [call(m.up, "GET", f"/echo/s{i}")[0] for i in range(30)]
+    got = [status_of(m.up, "GET", f"/echo/s{i}") for i in range(30)]
     hits = m.hits("GET /echo/s")
     print(got, hits)
     assert got == [200] * 30
@@ -132,7 +125,7 @@ def test_a_get_answered_503_moves_to_another_instance(m: Mesh) -> None:
 
 def test_a_get_hung_up_on_moves_to_another_instance(m: Mesh) -> None:
     m.apps["db-b"].broken = True
-    got = [call(m.up, "GET", f"/echo/r{i}")[0] for i in range(30)]
+    got = [status_of(m.up, "GET", f"/echo/r{i}") for i in range(30)]
     print(got, m.hits("GET /echo/r"))
     assert got == [200] * 30
 
@@ -147,7 +140,7 @@ def test_a_get_going_silent_moves_to_another_instance(m: Mesh) -> None:
     # one wins any pair it is in, so a pair of the silent two, 1 draw in 3, sends one there
     # (one silent instance alone could go undrawn: the prices earlier tests left, a CI run).
     while not silent and len(got) < 60:
-        got.append(call(m.up2, "GET", f"/echo/t{len(got)}"))
+        got.append(timed_request(m.up2, "GET", f"/echo/t{len(got)}"))
         hits = m.hits("GET /echo/t")
         silent = hits["db-a"] + hits["db-c"]
     assert [s for s, _ in got] == [200] * len(got), (got, hits)
@@ -157,7 +150,7 @@ def test_a_get_going_silent_moves_to_another_instance(m: Mesh) -> None:
 def test_a_slow_post_gets_504_at_the_request_timeout(m: Mesh) -> None:
     for app in m.apps.values():
         app.delay_s = 3.0
-    status, took = call(m.up, "POST", "/echo/slow")
+    status, took = timed_request(m.up, "POST", "/echo/slow")
     print(status, took, m.hits("POST /echo/slow"))
     assert status == 504
     assert REQUEST_MS / 1000 <= took < REQUEST_MS / 1000 + 0.4
@@ -171,14 +164,14 @@ def test_the_request_timeout_bounds_a_get_and_all_its_tries(m: Mesh) -> None:
     one that failed fast on one instance is retried, with the time left."""
     for app in m.apps.values():
         app.delay_s = 3.0
-    status, took = call(m.up, "GET", "/echo/slowget")
+    status, took = timed_request(m.up, "GET", "/echo/slowget")
     assert status == 504
     assert REQUEST_MS / 1000 <= took < REQUEST_MS / 1000 + 0.4, took
     assert sum(m.hits("GET /echo/slowget").values()) == 1  # no time was left for a retry
     m.apps["db-a"].status = 503  # fast 503s: retried, the retry slow, all within 800 ms
     m.apps["db-a"].delay_s = 0.0
     for i in range(5):
-        status, took = call(m.up, "GET", f"/echo/half{i}")
+        status, took = timed_request(m.up, "GET", f"/echo/half{i}")
         assert status == 504 and took < REQUEST_MS / 1000 + 0.4, (status, took)
 
 
@@ -188,7 +181,7 @@ def test_the_budget_bounds_retries_under_a_fully_failing_upstream(m: Mesh) -> No
     before = sum(len(app.seen) for app in m.apps.values())  # earlier requests earn budget too
     n = 300
     start = time.monotonic()
-    got = [call(m.up, "GET", f"/echo/b{i}")[0] for i in range(n)]
+    got = [status_of(m.up, "GET", f"/echo/b{i}") for i in range(n)]
     took = time.monotonic() - start
     reached = sum(m.hits("GET /echo/b").values())
     print(f"{n} GETs in {took:.1f}s reached the apps {reached} times; statuses {set(got)}")
@@ -264,7 +257,7 @@ def test_an_instance_never_measured_gets_requests_once_its_default_price_decays(
 
 
 def test_a_silent_app_gets_504_at_the_request_idle_timeout(m: Mesh) -> None:
-    status, took = call(m.up2, "POST", "/sleep/3000")
+    status, took = timed_request(m.up2, "POST", "/sleep/3000")
     print(status, took)
     assert status == 504
     assert IDLE_MS / 1000 <= took <= IDLE_MS / 1000 * 1.5 + 0.2
