@@ -14,7 +14,6 @@ prices a failure as slow.
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,18 +22,14 @@ import pytest
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
-from tests.proxy_support import ProxyProc, set_intention, sidecar, stop_mesh, web_body
-
-
-def post(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("POST", path, body=b"x")
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
+from tests.proxy_support import (
+    ProxyProc,
+    set_intention,
+    sidecar,
+    status_of,
+    stop_mesh,
+    web_body,
+)
 
 
 @dataclass
@@ -74,7 +69,7 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                     sidecar(agent, tmp, "web")]  # fmt: skip
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 2, 30,
                    what="both db sidecars passing")  # fmt: skip
-        eventually(lambda: post(pooled, "/warm") in (404, 503), 20,
+        eventually(lambda: status_of(pooled, "POST", "/warm") in (404, 503), 20,
                    what="a POST answered by either instance")  # fmt: skip
         yield Mesh(pooled, good)
     finally:
@@ -83,7 +78,7 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_an_instance_answering_503_at_once_is_not_priced_as_fast(mesh: Mesh) -> None:
-    statuses = [post(mesh.pooled, f"/echo/p{i}") for i in range(40)]
+    statuses = [status_of(mesh.pooled, "POST", f"/echo/p{i}") for i in range(40)]
     failed = statuses.count(503)
     assert statuses.count(200) + failed == 40
     # the failing instance costs a request now and then (a first pick, or tried again as its

@@ -11,7 +11,6 @@ not to have reached the app.
 
 from __future__ import annotations
 
-import http.client
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,14 @@ import pytest
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
-from tests.proxy_support import ProxyProc, set_intention, sidecar, stop_mesh, web_body
+from tests.proxy_support import (
+    ProxyProc,
+    set_intention,
+    sidecar,
+    status_of,
+    stop_mesh,
+    web_body,
+)
 
 FAR_IDLE_MS = 300
 
@@ -30,17 +36,6 @@ FAR_IDLE_MS = 300
 class Mesh:
     up: int
     app: HttpApp
-
-
-def post(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("POST", path, body=b"x")
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         agent.put("/v1/agent/service/register", web_body(agent, free_port(agent.ip), [upstream]))
         set_intention(agent, "web", "db", "allow")
         proxies += [sidecar(agent, tmp, "db"), sidecar(agent, tmp, "web")]
-        eventually(lambda: post(up, "/echo/warm") == 200, 30, what="a first answer")
+        eventually(lambda: status_of(up, "POST", "/echo/warm") == 200, 30, what="a first answer")
         yield Mesh(up, app)
     finally:
         leftovers = stop_mesh(c, proxies, [app])
@@ -73,7 +68,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 def test_posts_around_the_far_sides_idle_close_are_all_answered(mesh: Mesh) -> None:
     statuses = []
     for i in range(40):
-        statuses.append(post(mesh.up, f"/echo/p{i}"))
+        statuses.append(status_of(mesh.up, "POST", f"/echo/p{i}"))
         time.sleep(0.25 + (i % 10) * 0.03)  # gaps of 250-520 ms: around db's 300-450 ms close
     print(statuses)
     assert statuses == [200] * 40
