@@ -5,27 +5,22 @@ their frame headers to know (1) where a frame of the gate's may go in:
 after the app's first frame (the SETTINGS its preface must start with),
 between frames, outside a header block; (2) its SETTINGS, whose
 HEADER_TABLE_SIZE bounds the table the client's encoder may use; (3) its
-header blocks, decoded with a table of their own (every block, so the
-table stays in step), and its ends of streams and resets, for the call
-book (h2_calls.py); (4) its SETTINGS ACKs, after which a header block of
-the gate's may owe the client an HPACK table size update
-(`table_update`); (5) its GOAWAYs. The last stream id of GOAWAYs must
+header blocks (read in h2_app_blocks.py), and its ends of streams and
+resets, for the call book (h2_calls.py); (4) its SETTINGS ACKs, after
+which a header block of the gate's may owe the client an HPACK table size
+update (h2_table_sizes.py); (5) its GOAWAYs. The last stream id of GOAWAYs must
 never go up (RFC 9113 §6.8), and the gate sends its own when the sidecar
 drains: so one of the app's that says more than the client was told
 already is lowered (`_lowered`: its 4 bytes held back until whole, the
-rest streams), and one of the gate's is built when it goes. An app whose
-blocks do not decode is not the gate's to judge: its bytes still go to
-the client, its blocks go unread from then on, and its calls are still
-followed to their ends (with no status: 0), so a long connection's calls
-never pile up in the call book.
+rest streams), and one of the gate's is built when it goes.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Final
 
 from gossamer.proxy import h2_cut
+from gossamer.proxy.h2_app_blocks import AppBlocks
 from gossamer.proxy.h2_calls import CallBook
 from gossamer.proxy.h2_cut import Cuts
 from gossamer.proxy.h2_frames import (
@@ -39,27 +34,20 @@ from gossamer.proxy.h2_frames import (
     HEAD,
     HEADERS,
     NO_SIZE,
-    PADDED,
     PING,
-    PRIORITY_FLAG,
     PUSH_PROMISE,
     RST_STREAM,
     SETTINGS,
     H2Error,
-    fragment,
     frame,
     parse_head,
     settings_kept,
-    size_update,
     table_allowed,
-    table_size,
 )
-from gossamer.proxy.hpack_reader import HeaderReader, HpackError
+from gossamer.proxy.h2_table_sizes import TableSizes
+from gossamer.proxy.hpack_reader import HeaderReader
 
 MAX_WAITING: Final = 256  # answers held for the end of the app's frame; a client past this is cut
-MAX_ASKED: Final = 16  # the client's table sizes kept until the app acknowledges them
-MAX_APP_BLOCK: Final = 256 * 1024  # a longer header block from the app is passed on, not read
-WANTED: Final = frozenset((b":status", b"grpc-status", b"content-type"))  # what the call book reads
 MAX_STREAM: Final = 0x7FFFFFFF  # the highest stream id there is (31 bits)
 KEPT_MOST: Final = 4096  # bytes of a SETTINGS or GOAWAY payload gathered before it is cut down
 
@@ -70,7 +58,8 @@ class AppSide:
         self.calls = calls
         self.cuts = cuts or Cuts()  # calls cut by a policy change, waiting for the app's ACK
         self.client_reader = client_reader  # the gate's reader of the client's blocks; None: none
-        self.reader: HeaderReader | None = HeaderReader(MAX_APP_BLOCK)  # None: gave up
+        self.blocks = AppBlocks(calls)
+        self.sizes = TableSizes()
         self.pending: list[bytes] = []  # the gate's frames, waiting for a boundary
         self.now = 0.0
         self._ready = False
@@ -79,8 +68,6 @@ class AppSide:
         self._frame = (0, 0, 0)  # kind, flags, stream
         self._in_block = False
         self._gather: bytearray | None = None  # a SETTINGS or header block frame's payload
-        self._block = bytearray()
-        self._block_of = (0, 0, 0)  # its first frame's kind, flags and stream
         # While cuts wait: a PING ACK is held back (one of the gate's is not the client's),
         # and so is the start of a frame header at the end of a read, until it says its kind.
         # A GOAWAY's last stream id is held back too, to be lowered (`_lowered`).
@@ -96,13 +83,11 @@ class AppSide:
         # connection, goes just before the close. It holds nothing then but PING ACKs while its
         # cuts wait, so bytes of a connection found not to be h2c are never kept back.
         self.lowers = True
-        # RFC 7541 §4.2: once the app acknowledges a client's SETTINGS_HEADER_TABLE_SIZE below
-        # its encoder's table, the client's decoder wants the next block it reads to open
-        # with a size update. The app's next block does; one of the gate's, going first,
-        # must too (`table_update`). Each size waits here for its SETTINGS' ACK, by number.
-        self._asked: deque[tuple[int, int]] = deque()
-        self._settings_sent = self._settings_acked = 0
-        self._due = NO_SIZE  # the size update owed by the next block the client reads
+
+    @property
+    def reader(self) -> HeaderReader | None:
+        """The reader of the app's header blocks; None once they go unread."""
+        return self.blocks.reader
 
     def unspoken(self) -> bool:
         """Whether nothing of the app's has reached the client yet, not even a frame's start."""
@@ -121,29 +106,15 @@ class AppSide:
 
     def client_settings(self, payload: bytes) -> None:
         """A SETTINGS payload of the client's, on its way to the app."""
-        if self.reader is not None:
-            self.reader.max_allowed = table_allowed(payload, self.reader.max_allowed)
-        self._settings_sent += 1
-        size = table_size(payload)
-        if size == NO_SIZE:
-            return
-        if len(self._asked) < MAX_ASKED:
-            self._asked.append((self._settings_sent, size))
-        else:  # a client that keeps asking before the app answers: its latest ones wait more
-            self._asked[-1] = (self._settings_sent, min(self._asked[-1][1], size))
+        reader = self.blocks.reader
+        if reader is not None:
+            reader.max_allowed = table_allowed(payload, reader.max_allowed)
+        self.sizes.asked(payload)
 
     def table_update(self) -> bytes:
         """What a header block of the gate's for the client opens with: the size update the
         client's decoder waits for, if any (sent again, it changes nothing)."""
-        return b"" if self._due == NO_SIZE else size_update(self._due)
-
-    def _settings_ack(self) -> None:
-        """The app acknowledged a SETTINGS frame of the client's."""
-        self._settings_acked += 1
-        while self._asked and self._asked[0][0] <= self._settings_acked:
-            size = self._asked.popleft()[1]
-            if self.reader is not None and size < self.reader.table_max:
-                self._due = min(self._due, size)
+        return self.sizes.update()
 
     def answer(self, frames: bytes, to_client: list[bytes]) -> None:
         """Frames of the gate's for the client: now, or at the next boundary."""
@@ -300,18 +271,15 @@ class AppSide:
             self.calls.touch(stream, self.now)
             self._in_block = not flags & END_HEADERS
             if kind != CONTINUATION:  # (it opens with the size update the client waits for)
-                self._block, self._block_of, self._due = bytearray(), (kind, flags, stream), NO_SIZE
-            if self.reader is not None and length + len(self._block) > MAX_APP_BLOCK:
-                self._give_up()  # (unread: not gathered first, up to 16 MiB of it)
-            elif self.reader is not None:
+                self.sizes.due = NO_SIZE
+            if self.blocks.starts(kind, flags, stream, length, self.now):
                 self._gather = bytearray()
-            elif kind == HEADERS and flags & END_STREAM:  # unread, and it ends the call all
-                self.calls.ended(stream, self.now)  # the same: the book must not fill up
         elif kind == SETTINGS:
             if not flags & ACK:
                 self._gather = bytearray()
             else:
-                self._settings_ack()
+                reader = self.blocks.reader
+                self.sizes.acked(reader.table_max if reader is not None else -1)
         elif kind == DATA:
             self.calls.touch(stream, self.now)  # (not idle: h2_deadlines.py)
             if flags & END_STREAM:
@@ -354,36 +322,4 @@ class AppSide:
             if reader is not None:
                 reader.max_allowed = table_allowed(bytes(gathered), reader.max_allowed)
             return
-        plain = not flags & (PADDED | PRIORITY_FLAG) and len(gathered) <= MAX_APP_BLOCK
-        if kind == HEADERS and flags & END_HEADERS and plain:  # a whole block in one frame
-            if self.reader is not None:
-                self._read_block(bytes(gathered))
-            return
-        try:
-            self._block += fragment(kind, flags, bytes(gathered))[0]
-        except H2Error:
-            self._give_up()  # not ours to judge: the client will
-            return
-        if len(self._block) > MAX_APP_BLOCK:
-            self._give_up()
-        if flags & END_HEADERS and self.reader is not None:
-            self._read_block(bytes(self._block))
-
-    def _read_block(self, block: bytes) -> None:
-        assert self.reader is not None
-        kind, flags, stream = self._block_of
-        try:
-            fields = self.reader.read(block, WANTED)
-        except HpackError:
-            self._give_up()
-            return
-        if kind == HEADERS:
-            self.calls.headers(stream, fields, bool(flags & END_STREAM), self.now)
-
-    def _give_up(self) -> None:
-        """The app's blocks go unread from here on; the one that made it so still ends its
-        call when it ends the stream."""
-        self.reader = None
-        kind, flags, stream = self._block_of
-        if kind == HEADERS and flags & END_STREAM:
-            self.calls.ended(stream, self.now)
+        self.blocks.ends(kind, flags, gathered, self.now)

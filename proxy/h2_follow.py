@@ -55,7 +55,7 @@ class ClientFrames(AppSide):
 
     def __init__(self, calls: CallBook, answers: AppSide, request: Fields | None) -> None:
         super().__init__(calls, None)
-        self.reader = None  # the client's blocks are not read
+        self.blocks.reader = None  # the client's blocks are not read
         self.answers = answers
         self.request = request  # what each call's request is known to be (GRPC_REQUEST)
         self.last = 0  # the highest stream the client opened

@@ -131,6 +131,8 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_frames.py",
     "proxy/h2_gate.py",
     "proxy/h2_app.py",
+    "proxy/h2_app_blocks.py",
+    "proxy/h2_table_sizes.py",
     "proxy/h2_calls.py",
     "proxy/h2_follow.py",
     "proxy/h2_deadlines.py",

@@ -394,7 +394,7 @@ def test_a_huge_settings_frame_is_read_as_it_streams_not_held() -> None:
 
 
 def test_a_huge_header_block_or_goaway_from_the_app_is_not_held() -> None:
-    """The app's header blocks are read up to h2_app.MAX_APP_BLOCK, then passed on unread;
+    """The app's header blocks are read up to h2_app_blocks.MAX_APP_BLOCK, then passed on unread;
     a 4 MiB HEADERS frame was gathered whole first. A 4 MiB GOAWAY (its debug data) on the
     calling side was gathered whole for its first 4 bytes."""
     follower = H2Follower(lambda *outcome: None)
