@@ -10,7 +10,6 @@ query API must give exactly those counts by edge, route and status class.
 
 from __future__ import annotations
 
-import http.client
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
     sidecar,
+    status_of,
     stop_mesh,
     wait_listening,
     web_body,
@@ -65,17 +65,6 @@ class Sent:
     agent: AgentProc
     prometheus: str  # base URL of its HTTP API
     before: dict[str, float]
-
-
-def get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def rendered(addr: str, series: str) -> float:
@@ -121,11 +110,12 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sent]:
         wait_listening("127.0.0.1", db_m, db)
         wait_listening("127.0.0.1", up, web_p)
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        eventually(lambda: get(up, "/echo/warm") == 200, 20, what="a first request through")
+        eventually(lambda: status_of(up, "GET", "/echo/warm") == 200, 20,
+                   what="a first request through")  # fmt: skip
         before = {series: rendered(at[proxy], series) for proxy, series, _ in SERIES}
-        assert [get(up, f"/echo/{i}") for i in range(OK)] == [200] * OK
-        assert [get(up, f"/admin/{i}") for i in range(DENIED)] == [403] * DENIED
-        assert [get(up, f"/nosuch/{i}") for i in range(MISSING)] == [404] * MISSING
+        assert [status_of(up, "GET", f"/echo/{i}") for i in range(OK)] == [200] * OK
+        assert [status_of(up, "GET", f"/admin/{i}") for i in range(DENIED)] == [403] * DENIED
+        assert [status_of(up, "GET", f"/nosuch/{i}") for i in range(MISSING)] == [404] * MISSING
         jobs = [{"job_name": "proxies", "static_configs": [{"targets": list(at.values())}]}]
         prom, base = start_prometheus(tmp, jobs)
         yield Sent(agent, base, before)

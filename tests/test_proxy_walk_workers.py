@@ -11,7 +11,6 @@ and leaves no worker behind.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from tests.proxy_support import (
     roundtrip,
     series,
     set_intention,
+    status_of,
     wait_listening,
     web_body,
 )
@@ -282,24 +282,15 @@ def test_http_requests_through_two_workers_each_are_summed_exactly(
     web = ProxyProc(["--sidecar-for", "web", "--http-addr", agent.http, "--workers", "2"],
                     tmp_path / "web.log").start()  # fmt: skip
 
-    def get(path: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", up_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            return response.status
-        finally:
-            conn.close()
-
     try:
         wait_listening(agent.ip, db_in, db)
         wait_listening("127.0.0.1", up_port, web)
         eventually(lambda: 1 in _pids(db) and 1 in _pids(web), 20, what="workers 1 started")
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        eventually(lambda: get("/echo/warm") == 200, 20, what="a first request through")
+        eventually(lambda: status_of(up_port, "GET", "/echo/warm") == 200, 20,
+                   what="a first request through")  # fmt: skip
         for i in range(40):
-            assert get(f"/echo/{i}") == 200
+            assert status_of(up_port, "GET", f"/echo/{i}") == 200
         sent = len([line for line in app.seen if "/echo/" in line])
         for addr, direction in ((db_m, "inbound"), (web_m, "outbound")):
             labels = {"direction": direction, "source": "web", "destination": "db"}
@@ -337,7 +328,7 @@ def test_http_requests_through_two_workers_each_are_summed_exactly(
         os.kill(first, signal.SIGKILL)
         eventually(lambda: not _alive(first), 10, what="web's worker 1 dead")
         for i in range(30):
-            assert get(f"/echo/k{i}") == 200
+            assert status_of(up_port, "GET", f"/echo/k{i}") == 200
         eventually(lambda: _pids(web)[1] != first, 20, what="web's worker 1 started again")
         # Its counts up to its death stay in the sums (scraped above, nothing sent since).
         sent = len([line for line in app.seen if "/echo/" in line])

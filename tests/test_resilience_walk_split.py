@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.harness.poll import eventually
+from tests.proxy_support import status_of
 from tests.split_support import Mesh, one, split_mesh
 
 
@@ -46,17 +47,6 @@ def _write(mesh: Mesh, splits: list[dict[str, Any]]) -> tuple[int, str]:
                  {"Kind": "service-splitter", "Name": "api", "Splits": splits})  # fmt: skip
 
 
-def _get(mesh: Mesh, path: str) -> int:
-    conn = http.client.HTTPConnection(*mesh.http_up, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
 def test_three_legs_in_hundredths_one_with_no_instance_and_a_zero_leg(mesh: Mesh) -> None:
     """33.33 / 33.33 / 33.34 sum to 100 in hundredths (Consul's scaleWeight): accepted. The
     leg to `api-ghost` (no instance) gets its third, answered 503; then a 0-weight leg to
@@ -69,7 +59,7 @@ def test_three_legs_in_hundredths_one_with_no_instance_and_a_zero_leg(mesh: Mesh
                    in mesh.client_proxy.log(), 20, what="the split in web's proxy")  # fmt: skip
         n = 600
         before = len(mesh.api.seen), len(mesh.canary.seen)
-        statuses = [_get(mesh, f"/echo/third{i}") for i in range(n)]
+        statuses = [status_of(mesh.http_up[1], "GET", f"/echo/third{i}") for i in range(n)]
         to_api = len(mesh.api.seen) - before[0]
         to_canary = len(mesh.canary.seen) - before[1]
         failed = statuses.count(503)
@@ -128,7 +118,11 @@ def test_changed_then_deleted_under_a_request_in_flight(mesh: Mesh) -> None:
                    what="0/100 in force")  # fmt: skip
         slow: list[int] = []
         mesh.canary.delay_s = 1.5  # (the canary's intention lets `/echo` paths in, no others)
-        flight = threading.Thread(target=lambda: slow.append(_get(mesh, "/echo/inflight")))
+
+        def send_slow() -> None:
+            slow.append(status_of(mesh.http_up[1], "GET", "/echo/inflight"))
+
+        flight = threading.Thread(target=send_slow)
         flight.start()
         eventually(lambda: "GET /echo/inflight" in mesh.canary.seen, 5, what="the slow request")
         mesh.canary.delay_s = 0.0  # (read when a request comes: the one in flight sleeps on)
