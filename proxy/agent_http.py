@@ -9,8 +9,10 @@ agent addresses are verified against `CONSUL_CACERT` (the mesh root for an
 agent serving the mesh CA's certificate; `gossamer connect proxy --ca-file`
 sets it), else the system's CAs, with `CONSUL_CLIENT_CERT`/`_KEY` for an
 agent with verify_incoming.
-Errors: OSError / TimeoutError from the network, `BadAnswer` for a reply
-that is not HTTP/1.x.
+Errors: OSError / TimeoutError from the network (`NoAnswer`, an OSError,
+for a connection closed before a byte came back: an agent killed while it
+held the query; a TimeoutError says how long it waited), `BadAnswer` for a
+reply that is not HTTP/1.x or whose body ends before its Content-Length.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ MAX_ANSWER = 64 * 1024 * 1024  # a catalog answer bigger than this is not one th
 
 class BadAnswer(ValueError):
     """The agent's reply could not be read as HTTP."""
+
+
+class NoAnswer(ConnectionError):
+    """The agent closed the connection without a byte of answer (killed, restarting)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,15 @@ class AgentHttp:
         return await self.request("PUT", path, timeout, json.dumps(body).encode())
 
     async def request(self, method: str, path: str, timeout: float, body: bytes = b"") -> Answer:
+        try:
+            raw = await self._exchange(method, path, timeout, body)
+        except TimeoutError:
+            raise TimeoutError(f"no answer from the agent in {timeout:g} s") from None
+        if not raw:
+            raise NoAnswer("the agent closed the connection without answering")
+        return parse_answer(raw)
+
+    async def _exchange(self, method: str, path: str, timeout: float, body: bytes) -> bytes:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
             try:
@@ -84,7 +99,7 @@ class AgentHttp:
                     raw += chunk
             finally:
                 writer.close()
-        return parse_answer(raw)
+        return raw
 
     async def get_json(self, path: str, timeout: float = 10.0) -> Any:
         answer = await self.get(path, timeout)
@@ -142,6 +157,8 @@ def parse_answer(raw: bytes) -> Answer:
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _unchunk(body)
     elif (length := headers.get("content-length", "")).isdigit():
+        if len(body) < int(length):  # cut off: its start may read as JSON all the same
+            raise BadAnswer(f"the agent's answer ends early ({len(body)} of {length} bytes)")
         body = body[: int(length)]
     return Answer(int(code), headers, body)
 

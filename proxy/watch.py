@@ -17,6 +17,15 @@ most: they cost the agent nothing, and an agent back from a restart must
 not wait out a 10 s backoff before its proxies hear of an intention change
 (a deny cuts open connections within a second of reaching the agent). A
 404 is passed to `on_missing` first.
+An answer must say where it stands (`X-Consul-Index`, a number; or
+`X-Consul-ContentHash`), as Consul's client requires: one that does not is
+a bad answer (backed off), not a change to apply and ask again about at
+once. An index of 0 is asked from as 1, as Consul's clients do, so the next
+ask blocks. An answer that is not news and came back at once (something on
+the agent's port that does not hold blocking queries) is asked again after
+a delay doubling from 0.1 s to 10 s, logged once while it lasts: without
+both, a stand-in or broken agent answering at once had every watch ask
+thousands of times a second, a core busy and a log line each time.
 `headers` holds the headers of the answer being delivered (what an agent
 says beside the body, such as the default intention policy).
 """
@@ -29,7 +38,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from gossamer.proxy.agent_http import AgentHttp, BadAnswer
+from gossamer.proxy.agent_http import AgentHttp, Answer, BadAnswer
 
 log = logging.getLogger("gossamer.proxy")
 
@@ -38,6 +47,7 @@ CLIENT_TIMEOUT_S = 75.0  # above WAIT plus the agent's jitter (WAIT / 16)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
 UNREACHABLE_MAX_S = 0.5  # the top for a refused connect, a 403 or 404 (0.25-0.75 s jittered)
+HELD_S = 1.0  # an answer that is not news sooner than this: the query was not held
 
 
 class Missing(LookupError):
@@ -83,13 +93,17 @@ class Watch:
 
     async def _run(self) -> None:
         delay, failing = BACKOFF_MIN_S, False
+        idle, unheld = BACKOFF_MIN_S, False  # answers that are not news, at once
+        loop = asyncio.get_running_loop()
         while True:
+            asked = loop.time()
             try:
-                await self._once()
+                news = await self._once()
             except Exception as exc:  # any: a watch that ends is a proxy gone deaf
                 if not failing and isinstance(exc, (OSError, TimeoutError, ValueError,
                                                     LookupError)):  # fmt: skip
-                    log.warning("proxy: watching %s failed (%s); retrying", self.path, exc)
+                    log.warning("proxy: watching %s failed (%s); retrying", self.path,
+                                _said(exc))  # fmt: skip
                 elif not failing:  # an answer its reader could not take: asked for again
                     log.exception("proxy: watching %s: an answer could not be applied; "
                                   "retrying", self.path)  # fmt: skip
@@ -104,8 +118,22 @@ class Watch:
             if failing:
                 log.info("proxy: watching %s works again", self.path)
             delay, failing = BACKOFF_MIN_S, False
+            if news or loop.time() - asked >= HELD_S:
+                if unheld:
+                    log.info("proxy: watching %s: the agent holds the query again", self.path)
+                idle, unheld = BACKOFF_MIN_S, False
+                continue
+            if not unheld:
+                log.warning("proxy: watching %s: the agent answered at once with nothing new "
+                            "(%s %s): it does not hold blocking queries; asking less often",
+                            self.path, "X-Consul-ContentHash" if self._by_hash else
+                            "X-Consul-Index", self.index)  # fmt: skip
+            unheld = True
+            await asyncio.sleep(idle * (0.5 + self._rng.random()))
+            idle = min(idle * 2, BACKOFF_MAX_S)
 
-    async def _once(self) -> None:
+    async def _once(self) -> bool:
+        """Ask once; whether the answer was news (delivered to `on_change`)."""
         sep = "&" if "?" in self.path else "?"
         key = "hash" if self._by_hash else "index"
         query = f"{sep}{key}={self.index}&wait={WAIT}" if self.index else ""
@@ -118,11 +146,9 @@ class Watch:
             raise Missing(f"403 {answer.text}")
         if answer.status != 200:
             raise BadAnswer(f"{answer.status} {answer.text}")
+        found = self._where(answer)
         body = answer.json()
-        found = answer.headers.get(
-            "x-consul-contenthash" if self._by_hash else "x-consul-index", ""
-        )
-        changed = found != self.index or not found
+        changed = found != self.index
         restarted = found.isdigit() and self.index.isdigit() and int(found) < int(self.index)
         if restarted and not self._by_hash:
             found = "0"  # the agent restarted: start over
@@ -130,3 +156,21 @@ class Watch:
             self.headers = answer.headers
             self._on_change(body)
         self.index = found  # after: an answer whose reader raised is asked for again
+        return changed
+
+    def _where(self, answer: Answer) -> str:
+        """The answer's index (at least 1) or content hash; BadAnswer when it has none."""
+        if self._by_hash:
+            found = answer.headers.get("x-consul-contenthash", "")
+            if not found:
+                raise BadAnswer("the answer has no X-Consul-ContentHash")
+            return found
+        found = answer.headers.get("x-consul-index", "")
+        if not (found.isascii() and found.isdigit()):
+            raise BadAnswer(f"the answer's X-Consul-Index is {found!r}, not a number")
+        return str(max(int(found), 1))
+
+
+def _said(exc: BaseException) -> str:
+    """An error for the log: a timeout's has no text of its own."""
+    return str(exc) or type(exc).__name__
