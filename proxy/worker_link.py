@@ -87,8 +87,11 @@ class WorkerLink(asyncio.Protocol):
     def offer(self, addr: str, source: Source) -> None:
         self._offered[addr] = source
 
-    def withdraw(self, addr: str) -> None:
-        self._offered.pop(addr, None)
+    def withdraw(self, addr: str, source: Source) -> None:
+        """`source` no longer offered at `addr`; a later offer there (a node proxy's sidecar
+        started anew while the one it replaces drains on) is not its to withdraw."""
+        if self._offered.get(addr) is source:
+            del self._offered[addr]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -119,7 +122,7 @@ class Offered:
         self.link.offer(self.addr, self.source)
 
     def close(self) -> None:
-        self.link.withdraw(self.addr)
+        self.link.withdraw(self.addr, self.source)
 
 
 class Asker(asyncio.Protocol):
