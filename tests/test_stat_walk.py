@@ -20,6 +20,8 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,17 +88,33 @@ def _own_terminal() -> None:
 Terminal = tuple[int, int, subprocess.Popen[bytes], list[Any]]
 
 
-def _on_a_terminal(argv: list[str]) -> Terminal:
+@contextmanager
+def _on_a_terminal(argv: list[str]) -> Iterator[Terminal]:
     """`argv` run as a shell runs a command in the foreground of a new terminal: (the
     terminal's side this test reads and types on, the command's side, the process, the
-    terminal's settings before the command ran: its line mode)."""
+    terminal's settings before the command ran: its line mode). On the way out the command
+    is killed if it still runs, and both sides of the terminal are closed."""
     main, side = pty.openpty()
     before = termios.tcgetattr(side)
     proc = subprocess.Popen(
         argv, stdin=side, stdout=side, stderr=side, env=cli_env(), close_fds=True,
         start_new_session=True, preexec_fn=_own_terminal,
     )  # fmt: skip
-    return main, side, proc, before
+    try:
+        yield main, side, proc, before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(main)
+        os.close(side)
+
+
+def _quit_with_q(main: int, proc: subprocess.Popen[bytes]) -> None:
+    """Type `q` on the terminal: top quits, exit 0."""
+    os.write(main, b"q")
+    eventually(lambda: proc.poll() is not None, 10, what="top to quit on q")
+    assert proc.returncode == 0
 
 
 def _top(agent: StandIn) -> list[str]:
@@ -113,25 +131,14 @@ def _piped(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def test_q_quits_top_on_a_terminal_and_gives_the_terminal_back() -> None:
     """Found by the walkthrough: `q` (how top, htop and `linkerd viz top` quit) did nothing:
     only Ctrl-C ended `top`, and each key typed was echoed over the table."""
-    agent = _agent()
-    main, side, proc, before = _on_a_terminal(_top(agent))
-    try:
+    with closing(_agent()) as agent, _on_a_terminal(_top(agent)) as (main, side, proc, before):
         shown = _read_until(main, b"q or Ctrl-C quits", 20)
         assert b"q or Ctrl-C quits" in shown, shown
-        os.write(main, b"q")
-        eventually(lambda: proc.poll() is not None, 10, what="top to quit on q")
-        assert proc.returncode == 0
+        _quit_with_q(main, proc)
         after = termios.tcgetattr(side)
         assert after[3] & (termios.ICANON | termios.ECHO) == before[3] & (
             termios.ICANON | termios.ECHO
         ), "the terminal was left in cbreak mode"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        os.close(main)
-        os.close(side)
-        agent.close()
 
 
 def test_top_off_a_terminal_reads_no_key_and_says_ctrl_c() -> None:
@@ -225,17 +232,9 @@ def test_top_in_the_background_leaves_the_terminal_alone_and_runs(tmp_path: Path
     agent = _agent()
     top = shlex.join([sys.executable, "-m", "gossamer.agent", "top", "--http-addr",
                       agent.address, "--interval", "0.2", "--iterations", "3"])  # fmt: skip
-    main, side, shell, _ = _on_a_terminal(["bash", "-c", f"set -m; {top} > {log} & wait $!; "
-                                                      "echo status=$?"])  # fmt: skip
-    try:
+    shell = ["bash", "-c", f"set -m; {top} > {log} & wait $!; echo status=$?"]
+    with closing(agent), _on_a_terminal(shell) as (main, _, _, _):
         shown = _read_until(main, b"status=", 30)
-    finally:
-        if shell.poll() is None:
-            shell.kill()
-        shell.wait()
-        os.close(main)
-        os.close(side)
-        agent.close()
     assert b"status=0" in shown, shown
     assert log.read_text().count("(Ctrl-C quits)") == 3, log.read_text()
 
@@ -244,22 +243,12 @@ def test_q_still_quits_top_after_ctrl_z_and_fg() -> None:
     """Found by the walkthrough: after Ctrl-Z the shell takes the terminal back in its own
     (line) mode and `fg` does not restore ours, so `q` waited for Enter. Here the test does
     what the shell does: the terminal back to line mode, SIGCONT; then `q` alone."""
-    agent = _agent()
-    main, side, proc, line_mode = _on_a_terminal(_top(agent))
-    try:
+    with closing(_agent()) as agent, _on_a_terminal(_top(agent)) as terminal:
+        main, side, proc, line_mode = terminal
         assert b"q or Ctrl-C quits" in _read_until(main, b"q or Ctrl-C quits", 20)
         proc.send_signal(signal.SIGSTOP)
         termios.tcsetattr(side, termios.TCSADRAIN, line_mode)
         proc.send_signal(signal.SIGCONT)
         eventually(lambda: not termios.tcgetattr(side)[3] & termios.ICANON, 10,
                    what="top to take the terminal's mode again")  # fmt: skip
-        os.write(main, b"q")
-        eventually(lambda: proc.poll() is not None, 10, what="top to quit on q")
-        assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        os.close(main)
-        os.close(side)
-        agent.close()
+        _quit_with_q(main, proc)
