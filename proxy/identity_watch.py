@@ -13,6 +13,12 @@ listener, retired ones too): a revoked agent (its intermediates' key ids
 go into the trust), and a root that left the bundle (rotated out, perhaps
 for being compromised). An answer that cannot be used is logged and the
 previous identity kept.
+A leaf the agent has not renewed by 75 % of its life (the agent renews it
+between 45 and 60 %: the agent is away or cannot sign) is logged as a
+warning, and once more, as an error, when it expires with no new one:
+peers then refuse new connections (open ones go on) until the agent sends
+a new leaf, which applies at once. Nothing else said so but a peer's
+handshake error on the other side.
 """
 
 from __future__ import annotations
@@ -20,12 +26,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gossamer.proxy.authorize import revoked_key_ids
+from gossamer.proxy.ca.cert_facts import cert_facts, pem_certificates
 from gossamer.proxy.identity import Identity, IdentityError, build_identity, with_revoked
 
 log = logging.getLogger("gossamer.proxy")
+OVERDUE = 0.75  # of a leaf's life: the agent renews it by 60 % (proxy/ca/renewal.py)
+SET_BACK = timedelta(minutes=1)  # the agent's NotBefore is this far before the signing
+# (proxy/ca/profile.py CLOCK_SKEW, not imported: it brings `cryptography` into the sidecar)
 
 
 class IdentityWatch:
@@ -40,6 +51,7 @@ class IdentityWatch:
         self._roots: dict[str, Any] | None = None
         self._revoked: frozenset[bytes] = frozenset()
         self._built: tuple[dict[str, Any], dict[str, Any]] | None = None  # what made `identity`
+        self._expiry: list[asyncio.TimerHandle] = []  # the current leaf's overdue and expiry logs
 
     def on_leaf(self, body: dict[str, Any]) -> None:
         self._leaf = body
@@ -78,7 +90,34 @@ class IdentityWatch:
         self._built = (self._leaf, self._roots)
         log.info("proxy: identity for %s, leaf serial %s", self.service,
                  self.identity.serial)  # fmt: skip
+        self._watch_expiry(str(self._leaf.get("CertPEM", "")))
         self.ready.set()
         if before is not None and before.trust.roots - self.identity.trust.roots:
             cut = self._recheck()
             log.info("proxy: a root left the trust bundle; %d open connection(s) cut", cut)
+
+    def _watch_expiry(self, cert_pem: str) -> None:
+        """Say when the leaf just taken is overdue for renewal, and when it expires."""
+        for handle in self._expiry:
+            handle.cancel()
+        self._expiry = []
+        try:
+            facts = cert_facts(pem_certificates(cert_pem)[0])
+            loop = asyncio.get_running_loop()
+        except (ValueError, IndexError, RuntimeError):  # (no loop: a test's bare watch)
+            return
+        now = datetime.now(UTC)
+        end = facts.not_after
+        start = min(facts.not_before + SET_BACK, end)
+        overdue = start + (end - start) * OVERDUE
+        serial = self.identity.serial if self.identity else ""
+        when = end.strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._expiry = [
+            loop.call_later(max(0.0, (overdue - now).total_seconds()), log.warning,
+                            "proxy: the leaf for %s (serial %s) is overdue for renewal: it "
+                            "expires at %s; is the agent away?", self.service, serial, when),
+            loop.call_later(max(0.0, (end - now).total_seconds()), log.error,
+                            "proxy: the leaf for %s (serial %s) expired at %s and the agent "
+                            "sent no new one: peers refuse new connections until it does "
+                            "(open ones go on)", self.service, serial, when),
+        ]  # fmt: skip
