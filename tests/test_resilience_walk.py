@@ -25,6 +25,7 @@ from tests.harness.poll import eventually
 from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
+    read_all,
     set_intention,
     sidecar,
     status_of,
@@ -192,13 +193,18 @@ def test_the_budget_bounds_retries_under_a_fully_failing_upstream(m: Mesh) -> No
     assert reached >= n + 100  # the minimum retries were made: the budget is not zero
 
 
+def _until_closed(port: int, request: bytes) -> tuple[bytes, float]:
+    """`request` sent on a new connection to web's listener `port`: all that came until the
+    connection closed, and the seconds that took from the request sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        start = time.monotonic()
+        return read_all(s), time.monotonic() - start
+
+
 def test_a_stream_past_the_request_timeout(m: Mesh) -> None:
-    with socket.create_connection(("127.0.0.1", m.up), timeout=10) as s:
-        s.sendall(b"GET /drip/2000 HTTP/1.1\r\nHost: db\r\n\r\n")
-        start, data = time.monotonic(), b""
-        while chunk := s.recv(65536):
-            data += chunk
-        print(time.monotonic() - start, data[-200:])
+    data, took = _until_closed(m.up, b"GET /drip/2000 HTTP/1.1\r\nHost: db\r\n\r\n")
+    print(took, data[-200:])
 
 
 def test_an_idle_keepalive_client_is_closed_at_the_idle_timeout(m: Mesh) -> None:
@@ -264,11 +270,8 @@ def test_a_silent_app_gets_504_at_the_request_idle_timeout(m: Mesh) -> None:
 
 
 def test_a_steady_stream_is_not_cut_without_a_request_timeout(m: Mesh) -> None:
-    with socket.create_connection(("127.0.0.1", m.up2), timeout=10) as s:
-        s.sendall(b"GET /drip/1500 HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
-        start, data = time.monotonic(), b""
-        while chunk := s.recv(65536):
-            data += chunk
-        took = time.monotonic() - start
+    data, took = _until_closed(
+        m.up2, b"GET /drip/1500 HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n"
+    )
     print(took, data.count(b"drop,"))
     assert data.count(b"drop,") == 15 and data.endswith(b"0\r\n\r\n")
