@@ -6,7 +6,8 @@ leaf and roots watches (no listener is useful before the first leaf), the
 intentions watch (`match?by=destination`), whose answers carry the agent's
 default policy (`X-Gossamer-Default-Policy`; a reload of the agent that
 changes it wakes the watch, so a new default applies like an intention
-change; without it the default is deny), the service-splitter entries
+change; without it the default is deny; an answer without a list for the
+service is not applied), the service-splitter entries
 (`/v1/config/service-splitter`, split_targets.py), then, once serving can
 succeed (warm.py), the inbound listener and one listener per upstream, each
 with its health watch (and one per other target of its split). Revoked agents
@@ -118,8 +119,15 @@ class ProxyRuntime:
         """Trust was taken away: every open connection checked again; how many were cut."""
         return sum(listener.recheck_peers() for listener in self._listeners())  # retired too
 
-    def _on_intentions(self, body: dict[str, Any]) -> None:
-        rows = body.get(self.config.service, [])
+    def _on_intentions(self, body: object) -> None:
+        # An agent's match answer always names the service asked about (`{"db": []}` when
+        # nothing matches). One that does not is not about us: taken as "no intentions",
+        # it cut every open connection under the default deny.
+        rows = body.get(self.config.service) if isinstance(body, dict) else None
+        if not isinstance(rows, list):
+            log.error("proxy: intentions answer unusable, keeping the previous one: it has no "
+                      "list for %s", self.config.service)  # fmt: skip
+            return
         try:
             self.policy.intentions = IntentionSet(intention_from_json(r) for r in rows)
         except (ValueError, TypeError) as exc:

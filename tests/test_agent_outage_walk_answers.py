@@ -20,6 +20,8 @@ import pytest
 from aiohttp import web
 
 from gossamer.proxy.agent_http import AgentHttp, BadAnswer, NoAnswer
+from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.watch import Watch
 from tests.harness.http_app import ServeApp
 from tests.harness.poll import eventually_async
@@ -194,3 +196,25 @@ async def test_no_answer_and_a_silent_agent_say_so(raw_agent: Any) -> None:
     assert issubclass(NoAnswer, OSError)
     with pytest.raises(TimeoutError, match=r"no answer from the agent in 0\.3 s"):
         await AgentHttp(await raw_agent(silent)).get("/v1/rows", 0.3)
+
+
+@pytest.mark.parametrize("body", [{}, None, [], {"db": None}, {"web": []}])
+async def test_an_intentions_answer_not_about_the_service_is_not_applied(
+    body: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the walk: a stand-in on the agent's port answering `{}` to every ask (with
+    an index) had the sidecar take it as "no intentions": under the default deny every open
+    connection was cut. An agent's match answer always names the service asked about
+    (`{"db": []}` when nothing matches); one that does not is logged and the intentions in
+    force are kept, as a `null` already was (with a traceback)."""
+    config = ProxyConfig(service="db")
+    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
+    runtime._on_intentions({"db": [{"SourceName": "web", "DestinationName": "db",
+                                    "Action": "allow"}]})  # fmt: skip
+    kept = runtime.policy.intentions
+    with caplog.at_level(logging.ERROR, logger="gossamer.proxy"):
+        runtime._on_intentions(body)
+    assert runtime.policy.intentions is kept
+    assert "intentions answer unusable" in caplog.text and "no list for db" in caplog.text
+    runtime._on_intentions({"db": []})  # a real "nothing matches" applies
+    assert runtime.policy.intentions is not kept
