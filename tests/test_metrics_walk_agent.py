@@ -87,6 +87,23 @@ def test_the_prometheus_twin_has_every_json_figure(agent: tuple[AgentProc, float
     assert {name: types.get(name) for name in wanted} == wanted
 
 
+def test_request_timings_carry_consuls_quantiles(agent: tuple[AgentProc, float]) -> None:
+    """Consul's Prometheus sink serves each timing summary with 0.5, 0.9 and 0.99 quantiles
+    over its last 10 s; they were missing, so dashboards reading them showed nothing."""
+    a, _ = agent
+    for _ in range(5):
+        a.get("/v1/agent/self")
+    text = _text(a)
+    found = dict(re.findall(r'^consul_api_http\{method="GET",path="v1_agent_self",'
+                            r'quantile="([0-9.]+)"\} (\S+)$', text, re.MULTILINE))  # fmt: skip
+    assert sorted(found) == ["0.5", "0.9", "0.99"], text
+    values = [float(found[q]) for q in ("0.5", "0.9", "0.99")]
+    assert 0 < values[0] <= values[1] <= values[2], values
+    total = re.search(r'^consul_api_http_sum\{method="GET",path="v1_agent_self"\} (\S+)$', text,
+                      re.MULTILINE)  # fmt: skip
+    assert total is not None and values[2] <= float(total.group(1))
+
+
 @needs("promtool")
 def test_promtool_finds_nothing_to_say(agent: tuple[AgentProc, float]) -> None:
     a, _ = agent

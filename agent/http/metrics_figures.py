@@ -9,19 +9,32 @@ summaries are cumulative since the agent started (Consul's cover its last
 10 s interval: a documented difference), so `Rate`, Consul's `Sum` per
 second of the interval, is `Sum` per second of the agent's life; and the
 number of distinct label sets is bounded by the routes, so memory is too.
+
+Request timings also keep their last WINDOW_S seconds (at most WINDOW_MOST
+observations a series, the newest), for the 0.5, 0.9 and 0.99 quantiles
+that Consul's Prometheus sink serves with each summary (go-metrics: a
+10 s MaxAge). Consul estimates them within an error bound; these are the
+nearest-rank quantiles of what the window holds, exact while a series
+sees fewer than WINDOW_MOST requests in 10 s. An empty window is NaN, as
+Prometheus's own clients say it. The JSON form has no quantiles (Consul's
+in-memory sink has none either).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 HTTP_SAMPLE = "consul.api.http"  # Consul's name for request timings, in ms
 HTTP_RESPONSES = "gossamer.http.responses"
 HTTP_REQUESTS = "gossamer.http.requests"  # by method, route and code
+QUANTILES: Final = (0.5, 0.9, 0.99)  # those of Consul's Prometheus summaries
+WINDOW_S: Final = 10.0  # how long an observation counts toward the quantiles
+WINDOW_MOST: Final = 256  # observations a series keeps for them (the newest)
 
 
 @dataclass
@@ -58,6 +71,27 @@ class Summary:
 
 
 Labels = tuple[tuple[str, str], ...]
+SeriesKey = tuple[str, Labels]  # a sample's name and its labels, sorted by name
+
+
+class Recent:
+    """One series' observations of the last WINDOW_S seconds (the newest WINDOW_MOST)."""
+
+    def __init__(self) -> None:
+        self._seen: deque[tuple[float, float]] = deque(maxlen=WINDOW_MOST)  # (when, value)
+
+    def add(self, value: float, now_s: float) -> None:
+        self._seen.append((now_s, value))
+
+    def quantiles(self, now_s: float) -> list[float]:
+        """The nearest-rank QUANTILES of the window as of `now_s` (NaN each when empty)."""
+        seen = self._seen
+        while seen and seen[0][0] <= now_s - WINDOW_S:
+            seen.popleft()
+        if not seen:
+            return [math.nan] * len(QUANTILES)
+        ordered = sorted(value for _, value in seen)
+        return [ordered[max(0, math.ceil(q * len(ordered)) - 1)] for q in QUANTILES]
 
 
 class HttpFigures:
@@ -66,18 +100,25 @@ class HttpFigures:
     def __init__(self, started_s: float = 0.0) -> None:
         self.started_s = started_s  # when counting began (the caller's monotonic clock)
         self._timings: dict[Labels, Summary] = {}
+        self._recent: dict[Labels, Recent] = {}
         self._responses: dict[Labels, Summary] = {}
         self._requests: dict[Labels, Summary] = {}
 
-    def record(self, method: str, route: str, status: int, millis: float) -> None:
-        """One answered request; `route` is the matched route, never the raw path."""
+    def record(self, method: str, route: str, status: int, millis: float, now_s: float) -> None:
+        """One answered request, at `now_s` (the caller's monotonic clock); `route` is the
+        matched route, never the raw path."""
         timing = (("method", method), ("path", route))
         self._timings.setdefault(timing, Summary()).add(millis)
+        self._recent.setdefault(timing, Recent()).add(millis, now_s)
         self._responses.setdefault((("code", str(status)),), Summary()).add(1.0)
         self._requests.setdefault((*timing, ("code", str(status))), Summary()).add(1.0)
 
     def samples(self) -> list[dict[str, Any]]:
         return [s.as_json(HTTP_SAMPLE, dict(k)) for k, s in sorted(self._timings.items())]
+
+    def quantiles(self, now_s: float) -> dict[SeriesKey, list[float]]:
+        """Each timing series' QUANTILES over its window, by the sample's name and labels."""
+        return {(HTTP_SAMPLE, k): r.quantiles(now_s) for k, r in self._recent.items()}
 
     def counters(self) -> list[dict[str, Any]]:
         return [

@@ -59,7 +59,7 @@ def record_route(
     figures = app.get(FIGURES_KEY)  # absent in apps built without metrics (tests)
     if figures is not None:
         millis = (time.perf_counter() - started) * 1000.0
-        figures.record(method, route_label(route), status, millis)
+        figures.record(method, route_label(route), status, millis, time.monotonic())
 
 
 def _resident_bytes() -> int:
@@ -112,10 +112,11 @@ async def agent_metrics(request: web.Request) -> web.Response:
     now = datetime.now(UTC).replace(microsecond=0)
     stamp = now.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")  # Go's time.Time form, as Consul
     http = request.app[FIGURES_KEY]
-    body = metrics_json(stamp, figures, http, time.monotonic() - http.started_s)
+    now_s = time.monotonic()
+    body = metrics_json(stamp, figures, http, now_s - http.started_s)
     if wanted == "prometheus":
         # the text format's version in its Content-Type, as Prometheus's own clients say it
-        return web.Response(body=prometheus_text(body).encode(),
+        return web.Response(body=prometheus_text(body, http.quantiles(now_s)).encode(),
                             headers={"Content-Type": CONTENT_TYPE})  # fmt: skip
     return json_response(body)
 
