@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.harness.cli import DOWN, cli_env, gossamer
+from tests.harness.cluster import free_port
 from tests.harness.poll import eventually
 from tests.test_check_cli import marks
 
@@ -216,9 +217,7 @@ def test_the_start_hint_of_a_proxy_names_the_agent_the_check_asked() -> None:
     """Found by the walkthrough, trying the hint: checked with `--http-addr A`, a stopped
     sidecar's hint was `gossamer connect proxy --sidecar-for api`, which asks the agent at
     127.0.0.1:8500: another agent, or none. It now carries `--http-addr A`."""
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = free_port("127.0.0.1")  # a port nothing listens on
     proxy = {"ID": "api-sidecar-proxy", "Service": "api-sidecar-proxy", "Kind": "connect-proxy",
              "Port": port, "Address": "127.0.0.1",
              "Proxy": {"DestinationServiceName": "api", "DestinationServiceID": "api",

@@ -15,7 +15,6 @@ import pty
 import select
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import termios
@@ -29,6 +28,7 @@ import pytest
 
 from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
 from tests.harness.cli import DOWN, cli_env, expect, gossamer
+from tests.harness.cluster import free_port
 from tests.harness.poll import eventually
 from tests.harness.served_agent import Served
 from tests.test_check_walk import StandIn
@@ -174,9 +174,7 @@ async def test_a_sidecar_that_is_not_running_is_named_with_a_plain_reason(served
     """Found by the walkthrough: a dead sidecar's line under `gossamer stat` read
     "Cannot connect to host 127.0.0.1:PORT ssl:default [Connect call failed (...)]": aiohttp's
     words, with an `ssl:default` that is no part of a plain HTTP read."""
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        addr = f"127.0.0.1:{closed.getsockname()[1]}"
+    addr = f"127.0.0.1:{free_port('127.0.0.1')}"  # a port nothing listens on
     served.local.register_service({
         "Kind": "connect-proxy", "ID": "db-sidecar-proxy", "Name": "db-sidecar-proxy",
         "Port": 21000, "Proxy": {"DestinationServiceName": "db",
