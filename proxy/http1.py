@@ -243,9 +243,13 @@ class HttpSession(HttpAppLink):
         (which says `Connection: close`: http_reply.py), so the drain need not wait for a
         keep-alive client to go idle, nor cut it mid-request at its timeout. A connection
         that has sent nothing yet is not between requests: its first one is on the way (a
-        new connection, which no client sends again), and is answered, then closed."""
+        new connection, which no client sends again), and is answered, then closed. A
+        client sidecar's pooled stream is told that nothing sent on it from now on reaches
+        the app (RESET UNREACHABLE): a request it has just lent that stream for, crossing
+        this close, goes to another instance rather than ending in a 502."""
         idle = not self.queue and not self.requests.in_message and self.tunnel is None
         if idle and self._moved[0]:
+            self.client.say_unreached()  # (a plain connection cannot say it: just closed)
             self.close()
 
     def _record_cut(self) -> None:
