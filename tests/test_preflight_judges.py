@@ -20,7 +20,15 @@ from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
 from gossamer.agent.preflight.render import json_text, text_lines
-from gossamer.agent.preflight.result import Status, exit_code, fail, ok, skip, warn
+from gossamer.agent.preflight.result import (
+    Status,
+    exit_code,
+    fail,
+    ok,
+    pointed_at,
+    skip,
+    warn,
+)
 from gossamer.gossip import clock_query
 from gossamer.proxy.ca.keys import certificate_pem, generate_key
 from gossamer.proxy.ca.leaf import issue_leaf
@@ -469,6 +477,31 @@ def test_exit_code_and_rendering() -> None:
     body = json.loads(json_text(results))
     assert body["Success"] is False
     assert [c["Status"] for c in body["Checks"]] == ["ok", "warn", "skip", "fail"]
+
+
+@pytest.mark.parametrize(
+    ("hint", "pointed"),
+    [
+        ("or `gossamer force-leave NODE` for one gone for good",
+         "or `gossamer force-leave NODE --http-addr http://h:1` for one gone for good"),
+        ("`gossamer keyring --install KEY` again", "`gossamer keyring --install KEY --http-addr "
+         "http://h:1` again"),
+        ("rotate: `gossamer ca rotate`", "rotate: `gossamer ca rotate --http-addr http://h:1`"),
+        ("as root (`sudo gossamer check`)", "as root (`sudo gossamer check --http-addr http://h:1`)"),
+        # asks no agent, or points at one already: as it was
+        ("`gossamer keygen`, then --encrypt", "`gossamer keygen`, then --encrypt"),
+        ("`gossamer agent ...`; `gossamer check --pre`",
+         "`gossamer agent ...`; `gossamer check --pre`"),
+        ("`gossamer catalog x --http-addr http://o:2`", "`gossamer catalog x --http-addr http://o:2`"),
+        ("", ""),
+    ],
+)  # fmt: skip
+def test_hints_name_the_agent_that_was_checked(hint: str, pointed: str) -> None:
+    """A hint's agent command copied as shown must reach the agent the checks asked; the
+    proxy's hints did, the others asked the CLI's default agent."""
+    result = fail("cluster", "members", "x", hint)
+    assert [r.hint for r in pointed_at([result], "http://h:1")] == [pointed]
+    assert pointed_at([result], "") == [result]  # the default agent: nothing to add
 
 
 def test_clock_payload_and_offset() -> None:

@@ -142,7 +142,7 @@ def _unseen_data_dir(facts: DataDirFacts, running: bool) -> Result:
         who = "" if facts.owner in ("", "root") else f" or as {facts.owner}"
         return warn(
             HOST, DATA_DIR, f"{facts.path}: {why}: its permissions were not checked",
-            f"run the check as root (sudo gossamer check){who} to check them",
+            f"run the check as root (`sudo gossamer check`){who} to check them",
         )  # fmt: skip
     if facts.error:
         return fail(

@@ -11,8 +11,9 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -77,3 +78,26 @@ def days(seconds: float) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} hours"
     return f"{seconds / 86400:.1f} days"
+
+
+# A hint's command (in backticks) that asks an agent: `gossamer check` and those it names.
+_ASKS_AGENT = re.compile(
+    r"`((?:sudo )?gossamer (?:check|force-leave|keyring|ca|catalog|intention|members)\b[^`]*)`"
+)
+
+
+def pointed_at(results: Iterable[Result], agent_addr: str) -> list[Result]:
+    """`results` with each hint's agent command as the user must type it to reach the agent
+    the checks asked, when that is not the CLI's default: `--http-addr` added (a copied
+    command would otherwise ask another agent, or none). Commands that ask no agent
+    (`gossamer keygen`, `gossamer agent`, `check --pre`) are left as they are."""
+
+    def pointed(match: re.Match[str]) -> str:
+        command = match.group(1)
+        if "--http-addr" in command or "--pre" in command:
+            return match.group(0)
+        return f"`{command} --http-addr {agent_addr}`"
+
+    if not agent_addr:
+        return list(results)
+    return [replace(r, hint=_ASKS_AGENT.sub(pointed, r.hint)) if r.hint else r for r in results]

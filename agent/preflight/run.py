@@ -21,7 +21,15 @@ from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import host_probe
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
-from gossamer.agent.preflight.result import Result, Status, fail, ok, skip, token_hint
+from gossamer.agent.preflight.result import (
+    Result,
+    Status,
+    fail,
+    ok,
+    pointed_at,
+    skip,
+    token_hint,
+)
 from gossamer.catalog.config_entries import Split
 from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.split_targets import splits_by_service
@@ -59,6 +67,12 @@ def _ports(ports: hc.AgentPorts, pids: frozenset[int], running: bool) -> list[Re
 
 
 def live_checks(client: AgentClient, path_env: str | None = None) -> list[Result]:
+    """The checks of a running agent, its hints' commands pointed at it (`pointed_at`)."""
+    addr = "" if client.base_url == DEFAULT_AGENT else client.base_url
+    return pointed_at(_live_checks(client, path_env), addr)
+
+
+def _live_checks(client: AgentClient, path_env: str | None = None) -> list[Result]:
     results = [hc.judge_serf(host_probe.serf_facts(path_env))]
     asked = probe.ask(client, "/v1/agent/self")
     self_json = asked.value if isinstance(asked.value, dict) else None
