@@ -203,6 +203,13 @@ class EdgeMetrics:
         # uptime starting over would read as a restart to `gossamer stat` (stat_rows.py).
         self.started_s = started_s
 
+    def switch(self, enabled: bool) -> None:
+        """`gossamer_metrics` as a registration change sets it: on, counting starts with the
+        next connection; off, the figures so far go too, as in a proxy started with it off."""
+        self.enabled = enabled
+        if not enabled:
+            self.edges.clear()
+
     def edge(self, direction: str, source: str, destination: str) -> Edge:
         if not self.enabled:
             return _OFF

@@ -18,12 +18,14 @@ A registration change applies without a restart: upstreams are added,
 removed or replaced (upstream_set.py; open connections finish, and a drain
 waits for them and cuts them as it does the others), others are not
 touched; a changed inbound port or local app restarts the inbound listener
-only. SIGTERM/SIGINT (process.py): stop listening, let open
-connections finish for up to the drain timeout, cut the rest, exit 0.
-SIGHUP: read the registration, the default policy, the leaf, the roots and
-the intentions again. SIGUSR1: log the counters. Denied connections are
-reported to the agent about once a second while there are new ones
-(denial_report.py).
+only. What a change closes is closed before what it opens is opened, so a
+port one edit moves between the proxy's listeners is free for its new one;
+`gossamer_metrics` applies from the next connection. SIGTERM/SIGINT
+(process.py): stop listening, let open connections finish for up to the
+drain timeout, cut the rest, exit 0. SIGHUP: read the registration, the
+default policy, the leaf, the roots and the intentions again. SIGUSR1: log
+the counters. Denied connections are reported to the agent about once a
+second while there are new ones (denial_report.py).
 """
 
 from __future__ import annotations
@@ -175,6 +177,9 @@ class ProxyRuntime:
 
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config
+        self.metrics.switch(config.metrics)  # (read from the next connection on)
+        if not first:
+            self._release(old, config)
         wanted = bool(config.bind_port and config.local_port)
         if first or _inbound_of(old) != _inbound_of(config) or (wanted and self.inbound is None):
             known = None  # the chains verified: a resumed session's lone leaf needs its own
@@ -215,6 +220,16 @@ class ProxyRuntime:
             await self._serve_metrics(config.metrics_addr)
         self.retired[:] = [r for r in self.retired if r.open_count()]
         await self.upstreams.change(config.upstreams)
+
+    def _release(self, old: ProxyConfig, config: ProxyConfig) -> None:
+        """Close what the change ends before anything opens: a port an edit moves from one
+        listener to another (an upstream's to the inbound or metrics one, the metrics one to
+        the inbound) is then free for it; opened first, the new one failed and waited out
+        its retry. (The inbound listener closes next, before its successor opens.)"""
+        self.upstreams.release(config.upstreams)
+        if old.metrics_addr != config.metrics_addr and self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
 
     def _again(self) -> None:
         """A listener that could not be opened: the current config applied again."""

@@ -67,6 +67,14 @@ class UpstreamSet:
     async def change(self, wanted: Sequence[Upstream]) -> None:
         """Make the listeners those of `wanted`: others removed or replaced, new ones opened
         (returns once they listen)."""
+        self.release(wanted)
+        added = [u for u in wanted if u not in self.current and u not in self._opening]
+        await asyncio.gather(*(self._open(upstream) for upstream in added))
+
+    def release(self, wanted: Sequence[Upstream]) -> None:
+        """Stop the listeners `wanted` has no more (one replaced on its port serves on until
+        its successor takes it over): the runtime calls it before it opens its other
+        listeners, so a port an edit moves from an upstream to one of those is free."""
         self._wanted = tuple(wanted)
         for upstream in [u for u in self.current if u not in wanted]:
             listener, watch = self.current.pop(upstream)
@@ -76,8 +84,6 @@ class UpstreamSet:
             else:
                 self._retire(listener, watch)
                 log.info("proxy: upstream %s removed", upstream.name)
-        added = [u for u in wanted if u not in self.current and u not in self._opening]
-        await asyncio.gather(*(self._open(upstream) for upstream in added))
 
     def listeners(self) -> list[UpstreamListener]:
         """Every listener still serving: current and being replaced."""

@@ -1,0 +1,136 @@
+"""A running sidecar's registration edited as an operator edits it, with traffic flowing.
+
+Real agent, real sidecar processes, a real echo app (proxy_support.py); `web` calls `db`
+through both sidecars while its registration changes under it. What the edits must not
+do: leave a listener closed for a retry period when the port it wants was only being
+given up by another listener of the same proxy, or leave a key read once at start.
+Convergence is polled with deadlines (harness/poll.py), never slept for.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    App,
+    ProxyProc,
+    healthy_sidecars,
+    listening,
+    register_pair,
+    roundtrip,
+    series,
+    set_intention,
+    sidecar,
+    stop_mesh,
+    wait_listening,
+)
+
+
+@dataclass
+class Mesh:
+    agent: AgentProc
+    web_proxy: ProxyProc
+    upstream: tuple[str, int]
+    web_in: int
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[Mesh]:
+    c = Cluster(tmp_path)
+    apps: list[App] = []
+    proxies: list[ProxyProc] = []
+    try:
+        agent = c.new_agent("lc1").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        apps.append(db_app := App("127.0.0.1").start())
+        up_port = free_port("127.0.0.1")
+        db_in, web_in = register_pair(agent, db_app.port, up_port)
+        set_intention(agent, "web", "db", "allow")
+        proxies += [db := sidecar(agent, tmp_path, "db"), web := sidecar(agent, tmp_path, "web")]
+        wait_listening(agent.ip, db_in, db)
+        wait_listening("127.0.0.1", up_port, web)
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        yield Mesh(agent, web, ("127.0.0.1", up_port), web_in)
+    finally:
+        leftovers = stop_mesh(c, proxies, apps)
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def register_web(mesh: Mesh, inbound: int, upstreams: list[dict[str, object]],
+                 config: dict[str, object] | None = None) -> None:  # fmt: skip
+    """web's registration with its sidecar on `inbound`, these upstreams and `Proxy.Config`."""
+    proxy: dict[str, object] = {"Upstreams": upstreams, "Config": config or {}}
+    mesh.agent.put("/v1/agent/service/register", {
+        "Name": "web", "ID": "web", "Port": 1, "Address": mesh.agent.ip,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": mesh.agent.ip,
+                                       "Proxy": proxy}},
+    })  # fmt: skip
+
+
+def test_a_port_moved_to_another_listener_of_the_proxy_opens_at_once(mesh: Mesh) -> None:
+    """One edit gives an upstream's port to the inbound listener, the next gives another
+    upstream's port to the metrics listener, the next the metrics port to the inbound one:
+    each new listener opens at once. It used to be opened before the old one was closed,
+    fail with EADDRINUSE (an ERROR line) and wait out the 5 s retry."""
+    agent, web = mesh.agent, mesh.web_proxy
+    db = {"DestinationName": "db", "LocalBindPort": mesh.upstream[1]}
+    ip, first, second = mesh.agent.ip, free_port(agent.ip), free_port(agent.ip)
+
+    def cache(port: int) -> dict[str, object]:  # an upstream on the agent's address
+        return {"DestinationName": "cache", "LocalBindPort": port, "LocalBindAddress": ip}
+
+    def applied(edit: str, said: str) -> float:
+        started = time.monotonic()
+        eventually(lambda: said in web.log(), 15, what=f"{edit}; log:\n{web.log()[-2000:]}")
+        return time.monotonic() - started
+
+    register_web(mesh, mesh.web_in, [db, cache(first)])
+    wait_listening(ip, first, web)
+    register_web(mesh, first, [db])  # the upstream's port becomes the inbound one
+    took = [applied("the inbound listener on the upstream's port", f"inbound {ip}:{first} ->")]
+    register_web(mesh, first, [db, cache(second)])
+    wait_listening(ip, second, web)
+    metrics: dict[str, object] = {"gossamer_metrics_bind_addr": f"{ip}:{second}"}
+    register_web(mesh, first, [db], metrics)  # the upstream's port becomes the metrics one
+    took.append(applied("metrics on the upstream's port", f"metrics on http://{ip}:{second}"))
+    register_web(mesh, second, [db])  # the metrics port becomes the inbound one
+    took.append(applied("the inbound listener on the metrics port", f"inbound {ip}:{second} ->"))
+    assert "cannot be opened" not in web.log() and "cannot serve metrics" not in web.log()
+    assert max(took) < 2.5, took
+    assert not listening(ip, mesh.web_in) and not listening(ip, first)  # ports given up
+    assert roundtrip(mesh.upstream, b"still") == b"still<eof>"  # db's upstream untouched
+
+
+def test_gossamer_metrics_turned_on_and_off_live_applies(mesh: Mesh) -> None:
+    """`Proxy.Config.gossamer_metrics` changed in the registration: on, the next connections
+    are counted; off, the figures go and nothing more is counted, as in a proxy started so.
+    It was read once at start: a change (SIGHUP too) never applied."""
+    db = {"DestinationName": "db", "LocalBindPort": mesh.upstream[1]}
+    port = free_port("127.0.0.1")
+    addr = f"127.0.0.1:{port}"
+    keys: dict[str, object] = {"gossamer_metrics_bind_addr": addr, "gossamer_metrics": False}
+    register_web(mesh, mesh.web_in, [db], keys)
+    eventually(lambda: listening("127.0.0.1", port), 15, what="the metrics listener")
+    opened = "gossamer_proxy_tcp_open_total"
+
+    def counted() -> float:
+        assert roundtrip(mesh.upstream, b"c") == b"c<eof>"
+        return series(addr, opened, direction="outbound")
+
+    assert counted() == 0  # turned off: the figures counted so far are gone
+    register_web(mesh, mesh.web_in, [db], {**keys, "gossamer_metrics": True})
+    eventually(lambda: counted() > 0, 15, what=f"counting; log:\n{mesh.web_proxy.log()[-2000:]}")
+    register_web(mesh, mesh.web_in, [db], keys)
+    eventually(lambda: counted() == 0, 15, what="the figures dropped")
+    assert counted() == 0  # and nothing counted since
+    with socket.create_connection(mesh.upstream, timeout=10) as kept:  # the proxy serves on
+        kept.sendall(b"x")
+        assert kept.recv(10) == b"x"
