@@ -28,6 +28,7 @@ from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
 from gossamer.proxy.protocol import CLIENT_IDLE_S, REQUEST_IDLE_S, REQUEST_TIMEOUT_S
 from tests.harness.cluster import free_port
+from tests.harness.poll import eventually
 from tests.proxy_pki import Pki
 
 T = TypeVar("T")
@@ -405,10 +406,15 @@ async def test_a_channel_idle_past_the_idle_timeout_calls_again(app: tuple[_Echo
     async with walk_mesh("mux", app[1], client_idle_s=0.5) as mesh:
 
         def use(channel: grpc.Channel) -> None:
+            states: list[grpc.ChannelConnectivity] = []
+            channel.subscribe(states.append, try_to_connect=True)
             unary = channel.unary_unary("/echo.E/Unary")
             for i in range(3):
                 assert unary(b"x%d" % i, timeout=5) == b"x%d" % i
-                threading.Event().wait(1.5)  # past the listener's idle limit: GOAWAY
+                states.clear()  # (the idle close is 0.5 s away)
+                eventually(lambda: grpc.ChannelConnectivity.IDLE in states, 5,
+                           what="the listener's idle close (GOAWAY)")  # fmt: skip
+            channel.unsubscribe(states.append)
 
         await _in_thread(mesh, use)
 
