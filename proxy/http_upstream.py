@@ -133,7 +133,7 @@ class HttpUpstream:
         self.in_use: dict[Side, tuple[Instance, float]] = {}  # -> (instance, when borrowed)
         self.latency: PeakEwma[Instance] = PeakEwma()
         self.sessions: set[HttpSession] = set()
-        self.budget = RetryBudget()
+        self.budget = RetryBudget(u.retry_ratio, u.retry_min_per_s)
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:

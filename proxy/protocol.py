@@ -21,6 +21,11 @@ timeout); an HTTP upstream's `Config.request_timeout_ms` and
 `idle_timeout_ms` is the pool's). `Proxy.Config.idle_timeout_ms` (3600000,
 Envoy's connection idle timeout) closes a client connection with no request
 in flight, on the inbound port and every HTTP upstream listener.
+
+An HTTP upstream's retry budget (retry_budget.py) is Linkerd's, with its
+defaults: `Config.retry_ratio` (0.2: retries may add a fifth of the last
+10 s of requests) and `Config.retry_min_per_second` (10, so a quiet
+upstream can still retry); `0` and `0` turn retries off.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from gossamer.catalog.config_entries import SERVICE_PROTOCOLS
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_fields import MAX_MS, shown, whole
+from gossamer.proxy.retry_budget import MIN_PER_S, RATIO
 
 TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
 PROTOCOLS = SERVICE_PROTOCOLS  # one list: service-defaults' Protocol takes the same
@@ -41,6 +47,8 @@ POOL_IDLE_TIMEOUT_S = 10.0  # an idle pooled connection is closed after this
 REQUEST_TIMEOUT_S = 15.0  # Envoy's route timeout (what Consul's local_request_timeout_ms sets)
 REQUEST_IDLE_S = 300.0  # Envoy's stream_idle_timeout (what local_idle_timeout_ms sets)
 CLIENT_IDLE_S = 3600.0  # Envoy's HTTP connection idle_timeout
+MAX_RETRY_RATIO = 100.0  # past this a ratio is a typo (a percentage written as a ratio)
+MAX_RETRY_MIN = 100_000  # retries a second a quiet upstream may make, at most
 
 
 def protocol_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> str:
@@ -65,14 +73,17 @@ def l7_fields(options: Mapping[str, Any], where: str = "Proxy.Config") -> dict[s
 
 def upstream_fields(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     """The `Upstream` fields an upstream's `Config` gives: its protocol (`http`: requests
-    go over pooled mTLS connections), `max_idle_connections`, `idle_timeout_ms`, and the
-    request timeouts."""
+    go over pooled mTLS connections), `max_idle_connections`, `idle_timeout_ms`, the
+    request timeouts and the retry budget."""
     return {"protocol": protocol_of(options, where),
             "request_timeout_s": _millis(options, "request_timeout_ms", REQUEST_TIMEOUT_S, where),
             "request_idle_s": _millis(options, "request_idle_timeout_ms", REQUEST_IDLE_S, where),
             "pool_idle": int(_positive(options, "max_idle_connections", where, 1) or POOL_IDLE),
             "pool_idle_s": _positive(options, "idle_timeout_ms", where, 1000)
-            or POOL_IDLE_TIMEOUT_S}  # fmt: skip
+            or POOL_IDLE_TIMEOUT_S,
+            "retry_ratio": _number(options, "retry_ratio", RATIO, MAX_RETRY_RATIO, where),
+            "retry_min_per_s": _number(options, "retry_min_per_second", MIN_PER_S,
+                                       MAX_RETRY_MIN, where)}  # fmt: skip
 
 
 def is_l7(protocol: str) -> bool:
@@ -103,6 +114,29 @@ def _positive(options: Mapping[str, Any], key: str, where: str, scale: int) -> f
         raise ConfigError(f"{where}.{key}", f"must be a positive integer up to {MAX_MS}, "
                           f"got {shown(value)}")  # fmt: skip
     return value / scale
+
+
+def _number(options: Mapping[str, Any], key: str, default: float, most: float,
+            where: str) -> float:  # fmt: skip
+    """A number from 0 to `most`, fractions allowed (`"0.2"` too, as Consul's decoder takes
+    it); `default` when unset."""
+    value = _as_number(options.get(key))
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= most:
+        raise ConfigError(f"{where}.{key}", f"must be a number from 0 to {most:g}, "
+                          f"got {shown(value)}")  # fmt: skip
+    return float(value)
+
+
+def _as_number(value: object) -> object:
+    """Digits in a string as the number they say; anything else as it came."""
+    if isinstance(value, str) and value.isascii():
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
 
 
 def client_idle_of(options: Mapping[str, Any], where: str = "Proxy.Config") -> float:

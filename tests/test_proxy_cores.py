@@ -104,6 +104,11 @@ def test_numbers_written_as_consuls_decoder_takes_them() -> None:
     assert config.request_timeout_s == 0.7
     (db,) = config.upstreams
     assert (db.connect_timeout_s, db.pool_idle, db.request_timeout_s) == (2.0, 8, 0.9)
+    assert (db.retry_ratio, db.retry_min_per_s) == (0.2, 10.0)  # Linkerd's, when unset
+    budget = with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindPort": 9191, "Config": {
+        "retry_ratio": "0.5", "retry_min_per_second": 0}}])  # fmt: skip
+    (db,) = config_from_registration(budget, "w").upstreams
+    assert (db.retry_ratio, db.retry_min_per_s) == (0.5, 0.0)
     for bad in ("1500.5", "5s", "-5", "", 1500.5, float("inf")):  # still refused, named
         with pytest.raises(ConfigError, match=r"Proxy\.Config\.handshake_timeout_ms"):
             config_from_registration(with_proxy(Config={"handshake_timeout_ms": bad}), "w")
@@ -173,6 +178,11 @@ def test_numbers_written_as_consuls_decoder_takes_them() -> None:
                                 "LocalBindPort": 1}]), "Proxy.Upstreams[0].DestinationPartition"),
         (with_proxy(Upstreams=[{"DestinationName": "db", "Datacenter": 7,
                                 "LocalBindPort": 1}]), "Proxy.Upstreams[0].Datacenter"),
+        # a retry budget that is no number, negative, past its bound, or not finite
+        *((with_proxy(Upstreams=[{"DestinationName": "db", "LocalBindPort": 1,
+                                  "Config": {key: bad}}]), f"Proxy.Upstreams[0].Config.{key}")
+          for key in ("retry_ratio", "retry_min_per_second")
+          for bad in ("lots", -0.1, "-1", 10**400, float("nan"), float("inf"), True, "²")),
     ],
 )  # fmt: skip
 def test_a_bad_registration_names_where(body: dict[str, Any], where: str) -> None:

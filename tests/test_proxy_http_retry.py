@@ -33,7 +33,7 @@ from tests.http_app import HttpApp
 from tests.proxy_support import ProxyProc, set_intention, sidecar, wait_listening, web_body
 
 
-def request(port: int, method: str, path: str) -> int:
+def send(port: int, method: str, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, body=b"x" if method == "POST" else None)
@@ -54,9 +54,11 @@ class Mesh:
 
 
 @pytest.fixture
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Mesh]:  # fmt: skip
     """A fresh mesh per test: what one test teaches the balancer (peak_ewma.py) about the
-    broken instance would steer the next test's requests away from it."""
+    broken instance would steer the next test's requests away from it. A test may give
+    more keys of web's upstream `Config` (indirect parametrization)."""
     tmp = tmp_path_factory.mktemp("proxy-retry")
     c = Cluster(tmp)
     # the good instance is slower than a new instance's assumed 30 ms (peak_ewma.py) and than
@@ -77,7 +79,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         upstream = {
             "DestinationName": "db",
             "LocalBindPort": pooled,
-            "Config": {"protocol": "http"},
+            "Config": {"protocol": "http", **getattr(request, "param", {})},
         }
         agent.put("/v1/agent/service/register", web_body(agent, free_port(agent.ip), [upstream]))
         set_intention(agent, "web", "db", "allow")
@@ -90,7 +92,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         # it as a slow instance (peak_ewma.py), and the test's requests would not reach it;
         # the good one's 50 ms answers to `/echo` price it above a new instance's 30 ms, so
         # one of a test's first requests goes to the broken one
-        eventually(lambda: request(pooled, "GET", "/sleep/0") == 200, 20,
+        eventually(lambda: send(pooled, "GET", "/sleep/0") == 200, 20,
                    what="a request answered by either instance")  # fmt: skip
         yield Mesh(pooled, good, bad, web, (agent.ip, sidecar_ports["db-bad"]))
     finally:
@@ -106,20 +108,35 @@ def test_a_post_that_reached_the_app_is_never_sent_again(mesh: Mesh) -> None:
     statuses: list[int] = []
     deadline = time.monotonic() + 20
     while 502 not in statuses and time.monotonic() < deadline:  # until one lands on the broken
-        statuses.append(request(mesh.pooled, "POST", f"/echo/p{len(statuses)}"))
+        statuses.append(send(mesh.pooled, "POST", f"/echo/p{len(statuses)}"))
     assert statuses[-1] == 502 and statuses[:-1] == [200] * (len(statuses) - 1)
     failed = f"POST /echo/p{len(statuses) - 1}"
     assert mesh.bad.seen.count(failed) == 1  # it reached the app once: not sent again
     assert mesh.good.seen.count(failed) == 0
     # the broken instance is priced as slow now: the next POSTs go to the good one
-    assert [request(mesh.pooled, "POST", f"/echo/q{i}") for i in range(10)] == [200] * 10
+    assert [send(mesh.pooled, "POST", f"/echo/q{i}") for i in range(10)] == [200] * 10
 
 
 def test_a_failed_get_is_retried_on_the_other_instance(mesh: Mesh) -> None:
-    assert [request(mesh.pooled, "GET", f"/echo/g{i}") for i in range(10)] == [200] * 10
+    assert [send(mesh.pooled, "GET", f"/echo/g{i}") for i in range(10)] == [200] * 10
     tried = [p for p in mesh.bad.seen if p.startswith("GET /echo/g")]
     assert len(tried) == 1  # tried there once, then retried; then it is priced as slow
     assert mesh.good.seen.count(tried[0]) == 1
+
+
+@pytest.mark.parametrize(
+    "mesh", [{"retry_ratio": 0, "retry_min_per_second": "0"}], indirect=True, ids=["no-budget"]
+)
+def test_an_upstream_given_no_retry_budget_sends_a_failed_get_once(mesh: Mesh) -> None:
+    """`retry_ratio` and `retry_min_per_second` (Linkerd's retryRatio and
+    minRetriesPerSecond) set the budget; at 0 and 0 a GET that fails is not retried."""
+    statuses: list[int] = []
+    deadline = time.monotonic() + 20
+    while 502 not in statuses and time.monotonic() < deadline:  # until one lands on the broken
+        statuses.append(send(mesh.pooled, "GET", f"/echo/n{len(statuses)}"))
+    assert statuses[-1] == 502, statuses
+    failed = f"GET /echo/n{len(statuses) - 1}"
+    assert (mesh.bad.seen.count(failed), mesh.good.seen.count(failed)) == (1, 0)
 
 
 def test_a_retried_chunked_request_with_no_body_is_sent_whole(mesh: Mesh) -> None:
@@ -156,7 +173,7 @@ class Call:
     def __init__(self, port: int, path: str) -> None:
         self.path, self.answer = path, list[int]()
         self.thread = threading.Thread(
-            target=lambda: self.answer.append(request(port, "GET", path))
+            target=lambda: self.answer.append(send(port, "GET", path))
         )
         self.thread.start()
 
