@@ -8,15 +8,20 @@ that goes backwards (an agent restarted) starts over from 0, as Consul's
 clients do. Errors (5xx, a bad body) are retried with exponential backoff
 (0.1 s doubling to 10 s, jittered) and logged once per streak of failures,
 with the streak's end logged too; so is an answer that `on_change` raised on
-(logged with its traceback): the watch asks again from the same index
-instead of ending or skipping that answer. An agent that cannot be reached
+(logged with its traceback): the watch asks for it again instead of
+ending or skipping that answer. An agent that cannot be reached
 (down, restarting), a 404 (a sidecar deregistered, to be registered
 again) and a 403 (a leaf asked for before its service is registered, as a
 Nomad task's sidecar does) are asked again within `UNREACHABLE_MAX_S` at
 most: they cost the agent nothing, and an agent back from a restart must
 not wait out a 10 s backoff before its proxies hear of an intention change
 (a deny cuts open connections within a second of reaching the agent). A
-404 is passed to `on_missing` first.
+404 is passed to `on_missing` first. After any failure the watch asks afresh
+(without an index) once the agent answers again, and the answer is delivered
+even if it is the one it had: an agent back from a restart may count its
+indexes from scratch (a new data dir), and blocking on an index from its
+former life could hold new data as "nothing new" for good. Readers ignore
+an answer they already had.
 An answer must say where it stands (`X-Consul-Index`, a number; or
 `X-Consul-ContentHash`), as Consul's client requires: one that does not is
 a bad answer (backed off), not a change to apply and ask again about at
@@ -108,6 +113,11 @@ class Watch:
                     log.exception("proxy: watching %s: an answer could not be applied; "
                                   "retrying", self.path)  # fmt: skip
                 failing = True
+                # Asked afresh (not blocking) once it works again: the agent may be another
+                # one by then, restarted on an empty data dir, whose indexes started over and
+                # may match ours for other data (a new CA's roots under the old roots'
+                # index were held as "nothing new" for good).
+                self.index = "" if self._by_hash else "0"
                 # (a streak of cheap failures leaves the doubling at their top, so an error
                 # that follows, say from an agent back but not ready, backs off from there)
                 top = UNREACHABLE_MAX_S if isinstance(exc, (OSError, Missing)) else BACKOFF_MAX_S
