@@ -235,6 +235,7 @@ class HttpSession(HttpAppLink):
             app.send(data)
         self._held = None
         self.tunnel = Relay(self.client, app, lambda _: self.close())
+        self.deadlines.tunneled()  # its quiet is bounded by the idle limit (http_deadlines.py)
         if self._client_ended:  # it ended its side while the 101 was awaited: the app is told
             self.tunnel.ended(self.client)
 

@@ -12,6 +12,9 @@ Three limits (`Limits`, read from the config by protocol.py; 0.0 turns one off):
 - `idle_s`: while a try is in flight, no byte either way for this long (per
   try, as Envoy's per-try idle timeout);
 - `client_idle_s`: between requests, the client connection idle this long.
+An upgraded connection (a WebSocket after its 101) is a byte relay with no
+request to time: it is closed after `idle_s` with no byte either way, as
+Envoy's stream idle timeout closes an upgraded stream (`tunneled`).
 A try that goes idle is sent again under the host's retry rules, else
 answered `504`; a request out of time is answered `504` (either cuts its
 connection when the answer has begun); an idle client connection is closed.
@@ -92,6 +95,19 @@ class Deadlines:
             return  # that wake-up sees the idleness from here
         self._arm(due)
 
+    def tunneled(self) -> None:
+        """The session is now a byte relay (`HttpSession.upgraded`): its quiet is watched
+        from here, against `idle_s` alone."""
+        self.timed = None
+        if self.limits.idle_s:
+            now = self.loop.time()
+            self.seen, self.quiet_since = self._relayed(), now
+            self._arm(now + self.limits.idle_s / 2)
+
+    def _relayed(self) -> int:
+        sent, back = self.s.bytes_each_way()
+        return sent + back
+
     def stop(self) -> None:
         self.timed = None  # (an exchange may point back at its session: no cycle kept)
         if self.handle is not None:
@@ -106,8 +122,11 @@ class Deadlines:
     def _fire(self) -> None:
         self.handle = None
         s, lim, now = self.s, self.limits, self.loop.time()
-        if s.closed or s.tunnel is not None:
-            return  # an upgraded connection is a byte relay: no request to time
+        if s.closed:
+            return
+        if s.tunnel is not None:  # a byte relay: no request to time, only its quiet
+            self._tunnel_quiet(now)
+            return
         moved = s.moved_total()
         if moved != self.seen:
             self.seen, self.quiet_since = moved, now
@@ -136,3 +155,16 @@ class Deadlines:
             due = now + lim.recheck_s()
         if due != inf:
             self._arm(due)
+
+    def _tunnel_quiet(self, now: float) -> None:
+        idle_s = self.limits.idle_s
+        if not idle_s:
+            return
+        moved = self._relayed()
+        if moved != self.seen:
+            self.seen, self.quiet_since = moved, now
+        if now - self.quiet_since >= idle_s:
+            self.s.host.http_event(IDLE_TIMEOUT)
+            self.s.close()
+            return
+        self._arm(min(now + idle_s / 2, self.quiet_since + idle_s))

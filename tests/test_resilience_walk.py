@@ -10,6 +10,8 @@ reached them from the apps themselves.
 
 from __future__ import annotations
 
+import base64
+import os
 import random
 import socket
 import time
@@ -225,27 +227,50 @@ def test_an_idle_keepalive_client_is_closed_at_the_idle_timeout(m: Mesh) -> None
         assert CLIENT_IDLE_MS / 1000 <= took <= CLIENT_IDLE_MS / 1000 * 1.6
 
 
-def test_a_websocket_outlives_the_request_and_idle_timeouts(m: Mesh) -> None:
-    import base64
-    import os
-
+def _websocket(port: int) -> socket.socket:
+    """A WebSocket to db's /ws on web's upstream `port`, its 101 read."""
     key = base64.b64encode(os.urandom(16))
-    with socket.create_connection(("127.0.0.1", m.up), timeout=10) as s:
-        s.sendall(
-            b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        head = s.recv(65536)
-        assert head.startswith(b"HTTP/1.1 101"), head
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(
+        b"GET /ws HTTP/1.1\r\nHost: db\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = s.recv(65536)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def _say_hi(s: socket.socket) -> None:
+    """One masked text frame; the app's echo of it is read back."""
+    mask = os.urandom(4)
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi"))
+    s.sendall(bytes([0x81, 0x80 | 2]) + mask + payload)
+    got = s.recv(65536)
+    assert got == bytes([0x81, 7]) + b"echo:hi", got
+
+
+def test_a_websocket_outlives_the_request_and_idle_timeouts(m: Mesh) -> None:
+    with _websocket(m.up) as s:
         for _ in range(2):
             # silent past the request timeout and the client-idle limit, the longer: what is
             # tested is that neither cuts an upgraded connection (a sleep, as time is the point)
             time.sleep(max(REQUEST_MS, CLIENT_IDLE_MS) / 1000 + 0.3)
-            mask = os.urandom(4)
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"hi"))
-            s.sendall(bytes([0x81, 0x80 | 2]) + mask + payload)
-            got = s.recv(65536)
-            assert got == bytes([0x81, 7]) + b"echo:hi", got
+            _say_hi(s)
+
+
+def test_a_silent_websocket_is_closed_at_the_idle_limit_a_talking_one_is_not(m: Mesh) -> None:
+    """An upgraded connection is bounded by the idle limit (`request_idle_timeout_ms` on an
+    upstream, `local_idle_timeout_ms` inbound), as Envoy's stream idle timeout bounds an
+    upgraded stream; it had no limit at all, so a WebSocket whose peer vanished without a
+    FIN held its connections and their buffers for good."""
+    with _websocket(m.up2) as s:
+        for _ in range(4):  # talking every half limit: twice the limit and still open
+            time.sleep(IDLE_MS / 2000)  # (the pace of a talking client: time is the point)
+            _say_hi(s)
+        quiet = time.monotonic()
+        assert s.recv(65536) == b""  # silent: closed by web's sidecar
+        took = time.monotonic() - quiet
+    assert IDLE_MS / 1000 <= took <= IDLE_MS / 1000 * 1.5 + 0.3, took
 
 
 def test_an_instance_never_measured_gets_requests_once_its_default_price_decays() -> None:
