@@ -193,7 +193,35 @@ def workers_ports() -> Iterator[None]:
 
 
 def _free_port() -> int:
-    return free_port("127.0.0.1")
+    """A port free on every address of both families: the tests bind `::` and `0.0.0.0`
+    on it as well as loopback. One free on 127.0.0.1 alone was at times held on an IPv6
+    address by another test's process ("Address already in use", 2 runs in 15)."""
+    for _ in range(50):
+        port = free_port("127.0.0.1")
+        if _free_on_every_address(port):
+            return port
+    raise RuntimeError("no port free on every address of both families")
+
+
+def _free_on_every_address(port: int) -> bool:
+    for family, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return family == socket.AF_INET6 and not _has_ipv6()
+    return True
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 def _needs_ipv6(*hosts: str) -> None:
