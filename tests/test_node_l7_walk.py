@@ -7,7 +7,7 @@ The node's sidecars: `db` and `api` (http), `rpc` (grpc), `raw` (tcp),
 (aiohttp, grpcio, a TCP echo), real clients. What is walked:
 - each service's requests are decided by its own L7 intentions, and a
   change to one service's applies to the next request on an open
-  connection of that service only;
+  connection of that service only; each is timed by its own limits;
 - each service's edges are counted under their own labels, summed over
   both workers on its own metrics port and by `gossamer stat`, and never
   go back while scraped under load;
@@ -67,9 +67,10 @@ class Node:
 
 
 def _register(agent: AgentProc, name: str, port: int, protocol: str, metrics: str,
-              upstreams: list[dict[str, object]] | None = None) -> None:  # fmt: skip
+              upstreams: list[dict[str, object]] | None = None,
+              **config: object) -> None:  # fmt: skip
     proxy: dict[str, object] = {
-        "Config": {"protocol": protocol, "gossamer_metrics_bind_addr": metrics},
+        "Config": {"protocol": protocol, "gossamer_metrics_bind_addr": metrics, **config},
         "Upstreams": upstreams or [],
     }
     agent.put("/v1/agent/service/register", {
@@ -104,7 +105,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         metrics = {n: f"127.0.0.1:{free_port('127.0.0.1')}" for n in (*ports, "web", "ops")}
         up = {n: free_port("127.0.0.1") for n in ports}
         for name, protocol in protocols.items():
-            _register(agent, name, ports[name], protocol, metrics[name])
+            timeout = {"local_request_timeout_ms": 600} if name == "db" else {}
+            _register(agent, name, ports[name], protocol, metrics[name], **timeout)
             set_intention(agent, "web", name, "allow")
         _register(agent, "web", 1, "tcp", metrics["web"], [
             {"DestinationName": n, "LocalBindPort": up[n], "Config": {"protocol": p}}
@@ -224,6 +226,16 @@ def test_each_service_is_decided_by_its_own_rules_on_open_connections(node: Node
         c.close()
     for name in ("db", "api", "rpc"):
         set_intention(agent, "web", name, "allow")
+
+
+def test_each_service_is_timed_by_its_own_limits(node: Node) -> None:
+    """db's sidecar gives its app 600 ms (`local_request_timeout_ms`), api's the default 15 s:
+    the same slow request is cut on db alone."""
+    for name in ("db", "api"):
+        set_intention(node.agent, "web", name, "allow")
+    eventually(lambda: _status(node.up["api"], "/echo/x") == 200, 10, what="allowed")
+    assert _status(node.up["db"], "/sleep/1200") == 504
+    assert _status(node.up["api"], "/sleep/1200") == 200
 
 
 def _scrape(addr: str) -> dict[str, float]:
