@@ -93,12 +93,16 @@ def distinct(upstreams: tuple[Upstream, ...], inbound: tuple[str, int]
     )
     for u in upstreams:
         for (address, port), name in seen:
-            if port == u.bind_port and (address == u.bind_address
-                                        or {address, u.bind_address} & _ANY_ADDRESS):  # fmt: skip
+            if share_port((address, port), u.listen):
                 raise ConfigError(f"upstream {u.name!r}", f"{u.bind_address}:{u.bind_port} "
                                   f"clashes with {name} on {address}:{port}")  # fmt: skip
         seen.append((u.listen, repr(u.name)))
     return upstreams
+
+
+def share_port(one: tuple[str, int], other: tuple[str, int]) -> bool:
+    """Do listeners at these (address, port) clash: one port, and one address or a wildcard?"""
+    return one[1] == other[1] and (one[0] == other[0] or bool({one[0], other[0]} & _ANY_ADDRESS))
 
 
 _ANY_ADDRESS: Final = frozenset({"0.0.0.0", "::", ""})

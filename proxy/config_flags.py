@@ -27,6 +27,7 @@ from gossamer.proxy.config import (
     distinct,
 )
 from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_metrics import metrics_apart
 
 MAX_WORKERS = 64  # `--workers`: processes serving one proxy (workers.py)
 
@@ -89,8 +90,9 @@ def with_drain(config: ProxyConfig, drain_s: float | None) -> ProxyConfig:
 
 def keep_pinned(new: ProxyConfig, old: ProxyConfig) -> ProxyConfig:
     """A changed registration's config, with what the flags pinned on `old` kept."""
-    if old.metrics_pinned:
+    if old.metrics_pinned:  # (the changed listeners checked against it: ConfigError)
         new = replace(new, metrics_addr=old.metrics_addr, metrics=old.metrics, metrics_pinned=True)
+        new = metrics_apart(new, "--metrics-addr")
     if old.drain_pinned:
         timeouts = replace(new.timeouts, drain_s=old.timeouts.drain_s)
         new = replace(new, timeouts=timeouts, drain_pinned=True)

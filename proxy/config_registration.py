@@ -36,7 +36,7 @@ from gossamer.proxy.config import (
     distinct,
 )
 from gossamer.proxy.config_error import ConfigError
-from gossamer.proxy.config_metrics import metrics_addr_of
+from gossamer.proxy.config_metrics import metrics_addr_of, metrics_apart, metrics_key
 
 
 def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyConfig:
@@ -63,7 +63,7 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         or DEFAULT_INBOUND_BIND
     )
     bind_port = fields.port(options.get("bind_port", body.get("Port")), port_key)
-    return ProxyConfig(
+    config = ProxyConfig(
         service=service,
         proxy_id=proxy_id,
         bind_address=bind_address,
@@ -77,6 +77,7 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         metrics_addr=metrics_addr_of(options),
         metrics=fields.flag(options, "gossamer_metrics", "Proxy.Config"),
     )
+    return metrics_apart(config, metrics_key(options))
 
 
 def check_keys(proxy: Mapping[str, Any], where: str) -> None:

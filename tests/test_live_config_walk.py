@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.config_flags import keep_pinned
+from gossamer.proxy.config_metrics import with_metrics
+from gossamer.proxy.config_registration import config_from_registration
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -134,3 +138,64 @@ def test_gossamer_metrics_turned_on_and_off_live_applies(mesh: Mesh) -> None:
     with socket.create_connection(mesh.upstream, timeout=10) as kept:  # the proxy serves on
         kept.sendall(b"x")
         assert kept.recv(10) == b"x"
+
+
+def _registration(config: dict[str, object], upstream_port: int = 9191) -> dict[str, object]:
+    return {"Kind": "connect-proxy", "Port": 21000, "Address": "10.0.0.5", "Proxy": {
+        "DestinationServiceName": "web", "LocalServicePort": 8080, "Config": config,
+        "Upstreams": [{"DestinationName": "db", "LocalBindPort": upstream_port}]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ({"gossamer_metrics_bind_addr": "127.0.0.1:9191"},
+     "Proxy.Config.gossamer_metrics_bind_addr: 127.0.0.1:9191 clashes with upstream 'db' on "
+     "127.0.0.1:9191"),
+    ({"envoy_prometheus_bind_addr": "0.0.0.0:9191"},
+     "Proxy.Config.envoy_prometheus_bind_addr: 0.0.0.0:9191 clashes with upstream 'db'"),
+    ({"gossamer_metrics_bind_addr": "10.0.0.5:21000"},
+     "Proxy.Config.gossamer_metrics_bind_addr: 10.0.0.5:21000 clashes with the inbound "
+     "listener on 10.0.0.5:21000"),
+    ({"gossamer_metrics_bind_addr": "10.0.0.5:9191"}, None),  # another address: apart
+    ({"gossamer_metrics_bind_addr": ":9102"}, None),
+])  # fmt: skip
+def test_a_metrics_address_on_a_port_of_the_proxy_is_refused_naming_the_key(
+    config: dict[str, object], says: str | None
+) -> None:
+    """Both were opened, and one lost: an upstream on the metrics port was tried again every
+    5 s for good with a bare "address already in use" (at start, and live)."""
+    body = _registration(config)
+    if says is None:
+        assert config_from_registration(body, "web-sidecar-proxy").metrics_addr
+        return
+    with pytest.raises(ConfigError) as raised:
+        config_from_registration(body, "web-sidecar-proxy")
+    assert str(raised.value).startswith(says), str(raised.value)
+
+
+def test_an_upstream_moved_onto_the_metrics_port_is_refused_and_the_last_config_serves(
+    mesh: Mesh,
+) -> None:
+    db = {"DestinationName": "db", "LocalBindPort": mesh.upstream[1]}
+    port = free_port("127.0.0.1")
+    metrics: dict[str, object] = {"gossamer_metrics_bind_addr": f"127.0.0.1:{port}"}
+    register_web(mesh, mesh.web_in, [db], metrics)
+    eventually(lambda: listening("127.0.0.1", port), 15, what="the metrics listener")
+    register_web(mesh, mesh.web_in, [{**db, "LocalBindPort": port}], metrics)
+    said = (f"cannot be used, keeping the last: Proxy.Config.gossamer_metrics_bind_addr: "
+            f"127.0.0.1:{port} clashes with upstream 'db' on 127.0.0.1:{port}")  # fmt: skip
+    eventually(lambda: said in mesh.web_proxy.log(), 15,
+               what=f"the refusal; log:\n{mesh.web_proxy.log()[-2000:]}")  # fmt: skip
+    assert roundtrip(mesh.upstream, b"kept") == b"kept<eof>"  # the last good config serves
+    assert "cannot listen" not in mesh.web_proxy.log()
+
+
+def test_a_metrics_flag_on_a_port_of_the_proxy_is_refused_at_start_and_on_a_change() -> None:
+    """`--metrics-addr` is checked the same way, at start and against each changed
+    registration it is pinned over (the change is refused, the last config kept)."""
+    start = config_from_registration(_registration({}), "web-sidecar-proxy")
+    with pytest.raises(ConfigError, match=r"^--metrics-addr: 127.0.0.1:9191 clashes with up"):
+        with_metrics(start, "127.0.0.1:9191")
+    pinned = with_metrics(start, "127.0.0.1:9102")
+    moved = config_from_registration(_registration({}, upstream_port=9102), "web-sidecar-proxy")
+    with pytest.raises(ConfigError, match=r"^--metrics-addr: 127.0.0.1:9102 clashes with up"):
+        keep_pinned(moved, pinned)
