@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Final
 
 from gossamer.proxy import protocol as proto
+from gossamer.proxy import retry_budget as budget
 from gossamer.proxy.config_error import ConfigError as ConfigError
 
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
@@ -40,8 +41,8 @@ class Upstream:
     request_timeout_s: float = proto.REQUEST_TIMEOUT_S  # 0.0: none (each one, protocol.py)
     request_idle_s: float = proto.REQUEST_IDLE_S
     client_idle_s: float = proto.CLIENT_IDLE_S  # the proxy's `idle_timeout_ms`
-    retry_ratio: float = proto.RATIO  # the retry budget (retry_budget.py): Linkerd's defaults
-    retry_min_per_s: float = proto.MIN_PER_S
+    retry_ratio: float = budget.RATIO  # the retry budget (retry_budget.py): Linkerd's defaults
+    retry_min_per_s: float = budget.MIN_PER_S
     # Clients from other hosts, when bound to a network address (`Config.
     # gossamer_remote_clients`): each would speak as this proxy's service. Off: refused.
     remote_clients: bool = False

@@ -142,6 +142,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/prom_text.py",
     "proxy/metrics_families.py",
     "agent/http/metrics_prom.py",
+    "agent/http/metrics_figures.py",
     "agent/http/front_head.py",  # which request heads the light front takes; its answer heads
     "proxy/stat_rows.py",
     "proxy/stat_table.py",

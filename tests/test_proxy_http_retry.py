@@ -172,9 +172,7 @@ class Call:
 
     def __init__(self, port: int, path: str) -> None:
         self.path, self.answer = path, list[int]()
-        self.thread = threading.Thread(
-            target=lambda: self.answer.append(send(port, "GET", path))
-        )
+        self.thread = threading.Thread(target=lambda: self.answer.append(send(port, "GET", path)))
         self.thread.start()
 
     def seen_by(self, app: HttpApp) -> int:
