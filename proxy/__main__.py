@@ -42,7 +42,7 @@ from gossamer.proxy.log_sidecar import SidecarTag  # noqa: E402
 from gossamer.proxy.open_files import raise_open_files  # noqa: E402
 from gossamer.proxy.process import serve, serve_node  # noqa: E402
 from gossamer.proxy.worker_link import WORKER_ENV, worker_of  # noqa: E402
-from gossamer.proxy.workers import Crew, Worker, Workers  # noqa: E402
+from gossamer.proxy.workers import SERVED_ENV, Crew, Worker, Workers, served_of  # noqa: E402
 
 GC_YOUNG = 7_000  # allocations between two young-generation collections (CPython: 700)
 
@@ -94,7 +94,7 @@ def crew_of(argv: list[str]) -> tuple[Crew, str]:
     worker = worker_of(os.environ.get(WORKER_ENV))
     if worker is not None:
         listen.share_ports(os.getppid())  # (worker 0 started it)
-        return Worker(worker[1]), f"[worker {worker[0]}] "
+        return Worker(worker[1], served_of(os.environ.get(SERVED_ENV))), f"[worker {worker[0]}] "
     if count == 1:
         return Crew(), ""
     listen.share_ports(os.getpid())

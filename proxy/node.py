@@ -19,7 +19,11 @@ taken port again every RETRY_S). Changes are applied one list at a
 time, the latest one seen. A registration the proxy cannot use is logged
 once and skipped, and so is one with a listener on a port that a sidecar
 served already listens on (node_ports.py: the log names both; it starts once
-the list changes so that the port is free); the others keep running.
+the list changes so that the port is free); the others keep running. Of
+several that want one port and start together, the first by proxy ID gets
+it, as in every worker starting with it; a worker started again later is
+told the sidecars worker 0 serves (`served_first`, workers.py) and starts
+those first, so that it makes worker 0's choices rather than its own.
 Each sidecar's work runs in a context naming it, so each of its log lines
 says whose it is (log_sidecar.py).
 """
@@ -51,9 +55,11 @@ class NodeProxies:
     """The runtimes of every sidecar of one agent."""
 
     def __init__(
-        self, agent: AgentHttp, drain_s: float | None = None, fleet: Fleet | None = None
-    ) -> None:
+        self, agent: AgentHttp, drain_s: float | None = None, fleet: Fleet | None = None,
+        served_first: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
         self.agent = agent
+        self._served_first = served_first  # (for the first list only: module docstring)
         self.fleet = fleet  # with worker processes (workers.py)
         self.runtimes: dict[str, ProxyRuntime] = {}
         self._drain_s = drain_s
@@ -79,7 +85,9 @@ class NodeProxies:
         for proxy_id in [p for p in self._refused if p not in found]:
             del self._refused[proxy_id]  # (registered again as it was: said again)
         configs = {proxy_id: _config_of(body, proxy_id) for proxy_id, body in found.items()}
-        for proxy_id, body in sorted(found.items()):
+        first, self._served_first = self._served_first, frozenset()
+        for proxy_id, body in sorted(found.items(), key=lambda item: (item[0] not in first,
+                                                                      item[0])):  # fmt: skip
             runtime = self.runtimes.get(proxy_id)
             config = configs[proxy_id]
             service = config.service if config is not None else None
@@ -87,6 +95,19 @@ class NodeProxies:
                 self._stop(proxy_id, f"now serves {service}, not {runtime.config.service}")
             if proxy_id not in self.runtimes:
                 self._start(proxy_id, body, configs)
+        for proxy_id, runtime in list(self.runtimes.items()):  # a port freed: a held change
+            tagged(proxy_id).run(runtime.vet_again)
+
+    def _clash_of(self, proxy_id: str, config: ProxyConfig) -> str | None:
+        """What of a running sidecar's changed `config` would listen where another sidecar
+        does (as registered now, else as served), in words naming both; None: nothing. Applied
+        unchecked, the listener failed with a bare "address already in use", tried again
+        every 5 s for good, where the same registration at start is refused naming both."""
+        found = self._latest or {}
+        served = [(other, (_config_of(found[other], other) if other in found else None)
+                   or runtime.config)
+                  for other, runtime in self.runtimes.items() if other != proxy_id]  # fmt: skip
+        return clash(config, served)
 
     def _start(self, proxy_id: str, body: dict[str, Any],
                configs: dict[str, ProxyConfig | None]) -> None:  # fmt: skip
@@ -105,6 +126,7 @@ class NodeProxies:
         self._refused.pop(proxy_id, None)
         runtime = ProxyRuntime(config, self.agent, self.fleet)
         runtime.node_managed = True
+        runtime.vet = lambda changed: self._clash_of(proxy_id, changed)
         self.runtimes[proxy_id] = runtime
         # Each on its own: a sidecar waiting for its leaf (warm.py) holds up no other one.
         starting = asyncio.create_task(runtime.start(), context=tagged(proxy_id))

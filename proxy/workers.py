@@ -10,6 +10,12 @@ bound with SO_REUSEPORT (listen.py) so the kernel spreads new connections
 over the workers. Worker 0 alone serves the metrics port, summing the
 others' figures on each scrape (worker_link.py, fleet_sum.py).
 
+With `--node`, worker 0 tells each worker it starts which sidecars it serves
+(SERVED_ENV): of two sidecars that want one port, the one served first
+keeps it, and a worker started again (it died) sees both at once; it must
+give the port to the one the others serve, not to the first by proxy ID,
+or the port would go out as two identities (node.py).
+
 Worker 0 passes SIGTERM, SIGINT, SIGHUP and SIGUSR1 on to every worker and,
 on SIGTERM, exits once they all have (0 when each drained cleanly; one still
 running 10 s past the drain timeout is killed). A
@@ -20,13 +26,14 @@ keeps dying within a minute of its start.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,6 +48,19 @@ FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 60.0, 60.0
 SETTLING_S: Final = 2.0  # a worker started this recently gets no SIGHUP or SIGUSR1 passed on
 # past the drain timeout, what a worker has to exit after SIGTERM before it is killed
 KILL_GRACE_S: Final = 10.0  # (its last denial report to the agent may take 5 s)
+SERVED_ENV: Final = "GOSSAMER_PROXY_SERVED"  # the proxy IDs worker 0 serves, a JSON list
+
+
+def served_of(value: str | None) -> frozenset[str]:
+    """The proxy IDs SERVED_ENV names; none for a value that is missing or not a list of
+    strings (the worker then chooses as worker 0 did at its start: by proxy ID)."""
+    try:
+        ids = json.loads(value or "[]")
+    except ValueError:
+        return frozenset()
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return frozenset()
+    return frozenset(ids)
 
 
 @dataclass
@@ -58,6 +78,10 @@ class Crew:
     default): nothing to start, tell or wait for."""
 
     fleet: Fleet | None = None
+    # With --node: the sidecars worker 0 serves (worker 0 reads them from its node); those a
+    # worker started by it serves first, of any that want one port (SERVED_ENV)
+    served: Callable[[], Sequence[str]] = staticmethod(lambda: ())
+    served_first: frozenset[str] = frozenset()
 
     async def join(self, stop: asyncio.Event) -> None:
         pass
@@ -94,7 +118,8 @@ class Workers(Crew):
             return
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair()
-        env = dict(os.environ, **{WORKER_ENV: f"{index}:{theirs.fileno()}"})
+        env = dict(os.environ, **{WORKER_ENV: f"{index}:{theirs.fileno()}",
+                                  SERVED_ENV: json.dumps(sorted(self.served()))})  # fmt: skip
         try:
             proc = subprocess.Popen([sys.executable, "-m", "gossamer.proxy", *self.argv],
                                     env=env, pass_fds=(theirs.fileno(),),
@@ -185,9 +210,10 @@ class Worker(Crew):
     """Worker 1 to N-1: its metrics go to worker 0 over the link; it drains when worker 0 is
     gone."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, served_first: frozenset[str] = frozenset()) -> None:
         self.fleet = self
         self.fd = fd
+        self.served_first = served_first
         self.link: WorkerLink | None = None
 
     async def join(self, stop: asyncio.Event) -> None:
