@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gossamer.intentions.codec import intention_from_json
@@ -89,6 +89,12 @@ class ProxyRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False  # from SIGTERM on, a registration change opens nothing
         self.node_managed = False  # one of --node's: node.py restarts it for a renamed service
+        # What keeps a usable registration change from being applied yet (node.py: a port
+        # another sidecar of the process serves), in words; the change is held until
+        # `vet_again` finds it gone, rather than opened to fail and be retried for good.
+        self.vet: Callable[[ProxyConfig], str | None] = lambda _config: None
+        self._held: dict[str, Any] | None = None  # the registration held back, and why
+        self._held_why: str | None = None
 
     async def start(self) -> None:
         """Watch the identity and the intentions, then open the listeners once they came."""
@@ -153,6 +159,7 @@ class ProxyRuntime:
         self.upstreams.on_splitters(body)
 
     def _on_registration(self, body: dict[str, Any]) -> None:
+        self._held = None
         try:
             config = keep_pinned(config_from_registration(body, self.config.proxy_id), self.config)
         except ConfigError as exc:
@@ -170,10 +177,22 @@ class ProxyRuntime:
                       "to serve it; keeping %r", config.service, self.config.service,
                       self.config.service)  # fmt: skip
             return
+        if (why := self.vet(config)) is not None:  # (node.py: a port another sidecar serves)
+            if why != self._held_why:
+                log.error("proxy: registration changed but cannot be used yet, keeping the "
+                          "last: %s", why)  # fmt: skip
+            self._held, self._held_why = body, why
+            return
+        self._held_why = None
         if self.warm:
             self._spawn(self._apply(config))
         else:  # no port open yet (warm.py): the first _apply takes it
             self.config = config
+
+    def vet_again(self) -> None:
+        """A change `vet` held back is tried again: what stood in its way may be gone."""
+        if self._held is not None:
+            self._on_registration(self._held)
 
     async def _apply(self, config: ProxyConfig, *, first: bool = False) -> None:
         old, self.config = self.config, config
