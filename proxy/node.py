@@ -19,7 +19,11 @@ taken port again every RETRY_S). Changes are applied one list at a
 time, the latest one seen. A registration the proxy cannot use is logged
 once and skipped, and so is one with a listener on a port that a sidecar
 served already listens on (node_ports.py: the log names both; it starts once
-the list changes so that the port is free); the others keep running.
+the list changes so that the port is free); the others keep running. Of
+several that want one port and start together, the first by proxy ID gets
+it, as in every worker starting with it; a worker started again later is
+told the sidecars worker 0 serves (`served_first`, workers.py) and starts
+those first, so that it makes worker 0's choices rather than its own.
 Each sidecar's work runs in a context naming it, so each of its log lines
 says whose it is (log_sidecar.py).
 """
@@ -51,9 +55,11 @@ class NodeProxies:
     """The runtimes of every sidecar of one agent."""
 
     def __init__(
-        self, agent: AgentHttp, drain_s: float | None = None, fleet: Fleet | None = None
-    ) -> None:
+        self, agent: AgentHttp, drain_s: float | None = None, fleet: Fleet | None = None,
+        served_first: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
         self.agent = agent
+        self._served_first = served_first  # (for the first list only: module docstring)
         self.fleet = fleet  # with worker processes (workers.py)
         self.runtimes: dict[str, ProxyRuntime] = {}
         self._drain_s = drain_s
@@ -79,7 +85,9 @@ class NodeProxies:
         for proxy_id in [p for p in self._refused if p not in found]:
             del self._refused[proxy_id]  # (registered again as it was: said again)
         configs = {proxy_id: _config_of(body, proxy_id) for proxy_id, body in found.items()}
-        for proxy_id, body in sorted(found.items()):
+        first, self._served_first = self._served_first, frozenset()
+        for proxy_id, body in sorted(found.items(), key=lambda item: (item[0] not in first,
+                                                                      item[0])):  # fmt: skip
             runtime = self.runtimes.get(proxy_id)
             config = configs[proxy_id]
             service = config.service if config is not None else None
