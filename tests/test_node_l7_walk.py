@@ -46,6 +46,7 @@ from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
     read_all,
+    refused,
     roundtrip,
     series,
     set_intention,
@@ -222,9 +223,15 @@ def test_each_service_is_decided_by_its_own_rules_on_open_connections(node: Node
             assert _get(c, "/echo/api/3") == 200
         raw.sendall(b"r3")
         assert raw.recv(10) == b"r3"
+    # raw speaks tcp: L7 permissions cannot be judged there, so they deny it (as Consul's
+    # Envoy does); the http services go on
+    put_exact(agent, "web", "raw", _rules(("allow", "PathPrefix", "/")))
+    eventually(lambda: refused(("127.0.0.1", up["raw"]), b"x"), 10, what="raw denied")
+    for c in db:
+        assert _get(c, "/echo/api/4") == 200
     for c in (*db, *api):
         c.close()
-    for name in ("db", "api", "rpc"):
+    for name in ("db", "api", "rpc", "raw"):
         set_intention(agent, "web", name, "allow")
 
 
@@ -260,6 +267,8 @@ def test_each_services_edges_are_its_own_summed_over_both_workers(node: Node) ->
         set_intention(agent, "web", name, "allow")
     eventually(lambda: _status(up["api"], "/echo/x") == 200 == _status(up["db"], "/echo/x"), 10,
                what="allowed")  # fmt: skip
+    eventually(lambda: roundtrip(("127.0.0.1", up["raw"]), b"w") == b"w<eof>", 10,
+               what="raw allowed")  # fmt: skip
 
     def requests(addr: str, destination: str, direction: str) -> float:
         return series(addr, "gossamer_proxy_request_total", direction=direction,
@@ -392,6 +401,9 @@ def test_an_http_service_added_to_the_node_serves_while_the_others_go_on(node: N
     assert sum(done.get() for _ in threads) > 0
     assert not failures, failures[:5]
     assert series(cache_metrics, "gossamer_proxy_request_total", source="batch") == 21
+    set_intention(agent, "web", "raw", "allow")
+    eventually(lambda: roundtrip(("127.0.0.1", up["raw"]), b"w") == b"w<eof>", 10,
+               what="raw allowed")  # fmt: skip
     with socket.create_connection(("127.0.0.1", up["raw"]), 10) as raw:
         raw.sendall(b"still")
         raw.shutdown(1)
