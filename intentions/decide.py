@@ -46,9 +46,13 @@ class IntentionSet:
     skipped silently (skipping a deny would allow).
     """
 
-    def __init__(self, intentions: Iterable[Intention]) -> None:
+    def __init__(self, intentions: Iterable[Intention], *, rules: Iterable[Rule] = ()) -> None:
+        """`rules`: intentions compiled already (a caller that keeps them from one set to the
+        next compiles only what changed: compiling is most of a build's cost)."""
         compiler = RuleCompiler()
         by_pair: dict[tuple[str, str], list[Rule]] = {}
+        for rule in rules:
+            by_pair.setdefault(rule.intention.pair, []).append(rule)
         for ixn in intentions:
             by_pair.setdefault(ixn.pair, []).append(compiler.compile(ixn))
         if compiler.problems:

@@ -37,8 +37,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gossamer.intentions.codec import intention_from_json
-from gossamer.intentions.decide import IntentionSet
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, ProxyConfig
@@ -49,6 +47,7 @@ from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.identity_watch import IdentityWatch
 from gossamer.proxy.inbound import Inbound
+from gossamer.proxy.intention_memo import IntentionMemo
 from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
@@ -74,6 +73,7 @@ class ProxyRuntime:
         self.metrics_server: MetricsLike | None = None
         self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()
+        self.intention_rows = IntentionMemo()  # rows compiled once while they last
         self.inbound: Inbound | None = None
         # Listeners a registration change closed whose connections go on: drain waits for
         # them and cuts what is left of them as it does for the current ones.
@@ -137,7 +137,7 @@ class ProxyRuntime:
                       "list for %s", self.config.service)  # fmt: skip
             return
         try:
-            self.policy.intentions = IntentionSet(intention_from_json(r) for r in rows)
+            self.policy.intentions = self.intention_rows.build(rows)
         except (ValueError, TypeError) as exc:
             log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
             return

@@ -108,6 +108,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/node_ports.py",
     "proxy/authorize.py",
     "proxy/policy.py",
+    "proxy/intention_memo.py",
     "proxy/balance.py",
     "proxy/split.py",
     "proxy/outlier.py",
