@@ -107,6 +107,18 @@ class UpstreamListener:
             self._server = await serve(factory, u.bind_address, u.bind_port)
         log.info("proxy: upstream %s listening on %s:%d", u.name, u.bind_address, u.bind_port)
 
+    def retire(self) -> None:
+        """A registration change removed or replaced it: stop listening; its keep-alive
+        clients are told to go with their next answer (`Connection: close`), as Envoy's
+        draining listener tells them. Closed while idle instead, a client that sends on a
+        kept connection without looking first (Python's http.client) had its next request
+        fail, never sent, at every change. The drain (`stop_listening`) closes idle ones."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self.http is not None:
+            self.http.draining = True
+
     def stop_listening(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -8,7 +8,10 @@ new one added. Rules this module keeps:
   and, when it is split, its targets' instances (split_targets.py; the
   splits are handed to it before it listens), at most `warm.WARM_S`.
 - One removed stops listening; its open connections go on, in `retired`,
-  which the runtime's drain waits for and cuts as it does the others.
+  which the runtime's drain waits for and cuts as it does the others. An
+  HTTP one's keep-alive clients are told to go with their next answer
+  (outbound.retire); until the last has, its instances are still watched
+  (`retiring`), so that answer comes from an instance there now.
 - One replaced by another on the same address and port keeps serving
   until its successor is warm, which then takes over its listening socket
   (listen.take_over), so no connect is refused in between; then it is
@@ -62,6 +65,8 @@ class UpstreamSet:
         self._opening: dict[Upstream, UpstreamListener] = {}  # waiting to be warm (warm.py)
         self._wanted: tuple[Upstream, ...] = ()
         self._again_tasks: set[asyncio.Task[None]] = set()  # ports tried again (`_again`)
+        # Retired HTTP listeners with clients still on them, and their watches (module doc)
+        self.retiring: list[tuple[UpstreamListener, Watch]] = []
         self.stopped = False
 
     async def change(self, wanted: Sequence[Upstream]) -> None:
@@ -92,11 +97,11 @@ class UpstreamSet:
     def stop(self) -> None:
         """Stop listening (the drain): their connections go on; nothing more opens."""
         self.stopped = True
-        for listener in self.listeners():
-            listener.stop_listening()
+        for listener in [*self.listeners(), *(r for r, _ in self.retiring)]:
+            listener.stop_listening()  # (a retiring one's idle clients closed now)
 
     def stop_watches(self) -> None:
-        for _, watch in (*self.current.values(), *self.replaced.values()):
+        for _, watch in (*self.current.values(), *self.replaced.values(), *self.retiring):
             watch.stop()
         self.splitters.stop()
 
@@ -107,7 +112,7 @@ class UpstreamSet:
 
     async def _open(self, upstream: Upstream) -> None:
         listener = UpstreamListener(upstream, self._identity, self._tally, metrics=self._metrics)
-        listener.on_close = self._on_close
+        listener.on_close = self._closed
         self._opening[upstream] = listener
         port = upstream.listen
         if self.splitters.known:  # (else they are handed over when they come: on_splitters)
@@ -145,7 +150,21 @@ class UpstreamSet:
         task.add_done_callback(self._again_tasks.discard)
 
     def _retire(self, listener: UpstreamListener, watch: Watch) -> None:
-        listener.stop_listening()
+        listener.retire()
         self._retired.append(listener)
+        if listener.http is not None and listener.open_count():
+            self.retiring.append((listener, watch))
+        else:
+            self._let_go(listener, watch)
+
+    def _closed(self) -> None:
+        """A relayed connection or HTTP client closed: a retiring listener left with none
+        needs its instances no more."""
+        self._on_close()
+        for listener, watch in [r for r in self.retiring if not r[0].open_count()]:
+            self.retiring.remove((listener, watch))
+            self._let_go(listener, watch)
+
+    def _let_go(self, listener: UpstreamListener, watch: Watch) -> None:
         watch.stop()
         self.splitters.forget(listener)
