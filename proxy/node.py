@@ -64,7 +64,7 @@ class NodeProxies:
         self.runtimes: dict[str, ProxyRuntime] = {}
         self._drain_s = drain_s
         self._refused: dict[str, str] = {}  # proxy id -> the problem last logged
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._stopping: dict[asyncio.Task[None], ProxyRuntime] = {}  # drains under way
         self._starting: dict[str, asyncio.Task[None]] = {}  # runtimes whose ports are not open
         self._latest: dict[str, Any] | None = None  # the last list the watch delivered
         self._changed = asyncio.Event()
@@ -166,8 +166,8 @@ class NodeProxies:
 
     def _stopping_one(self, runtime: ProxyRuntime) -> None:
         task = asyncio.create_task(runtime.drain(), context=tagged(runtime.config.proxy_id))
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._stopping[task] = runtime
+        task.add_done_callback(lambda done: self._stopping.pop(done, None))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the set of runtimes in step with the agent until `stop` is set."""
@@ -193,6 +193,12 @@ class NodeProxies:
         draining = [asyncio.create_task(r.drain(), context=tagged(proxy_id))
                     for proxy_id, r in self.runtimes.items()]  # fmt: skip
         await asyncio.gather(*draining, *self._stopping)
+
+    def drain_s(self, default: float) -> float:
+        """The longest drain timeout of the sidecars served or still draining (one
+        deregistered just before SIGTERM drains on, in every worker); `default` with none."""
+        runtimes = [*self.runtimes.values(), *self._stopping.values()]
+        return max((r.drain_s() for r in runtimes), default=default)
 
     def reload(self) -> None:
         self._watch.restart()

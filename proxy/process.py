@@ -77,7 +77,8 @@ async def serve_node(base_url: str, drain_s: float, crew: Crew) -> int:
     log.info("proxy: serving every sidecar of %s; %s", base_url, data_path())
     await node.run(stop)
     log.info("proxy: SIGTERM: draining %d sidecar(s)", len(node.runtimes))
-    longest = max((r.drain_s() for r in node.runtimes.values()), default=max(drain_s, 0.0))
+    # what worker 0 waits for the others (workers.py): the longest drain any of them has
+    longest = node.drain_s(default=max(drain_s, 0.0))
     _, code = await asyncio.gather(node.drain(), crew.stop(longest))
     node.log_counts()
     return code
