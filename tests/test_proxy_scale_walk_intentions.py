@@ -24,6 +24,10 @@ from typing import Any
 
 import pytest
 
+from gossamer.agent.replicated.intention_entries import pair_key, to_value
+from gossamer.agent.replicated.intention_view import IntentionView
+from gossamer.catalog import lww
+from gossamer.catalog.hlc import Timestamp
 from gossamer.intentions.codec import intention_to_json
 from gossamer.intentions.decide import IntentionSet, decide
 from gossamer.intentions.model import HeaderMatch, HTTPMatch, HttpRequest, Intention, Permission
@@ -176,3 +180,29 @@ def test_a_bad_row_spoils_the_answer_not_the_memo() -> None:
                                                  "HTTP": {"PathRegex": "(a"}}])])  # fmt: skip
     memo.build(rows)
     assert memo.compiled == 3  # the good rows kept: none compiled again
+
+
+def test_the_agents_view_compiles_an_intention_once_while_it_lasts() -> None:
+    """The agent's decision index (agent/replicated/intention_view.py) is rebuilt on the first
+    read after a change: it reuses the rules of the intentions that did not change."""
+    view = IntentionView()
+    stamp = Timestamp(1, 0, "n")
+    values = {pair_key(f"s{i}", "db"): to_value(Intention(**_fields(i))) for i in range(4)}
+    entries = {key: lww.Entry(stamp, value) for key, value in values.items()}
+    view.refresh(entries, list(entries), 1)
+    before = view.current
+    edited = {**values[pair_key("s1", "db")], "Permissions": None, "Action": "deny"}
+    entries[pair_key("s1", "db")] = lww.Entry(stamp, edited)
+    view.refresh(entries, [pair_key("s1", "db")], 2)
+    after = view.current
+    assert after.rules_for("s3", "db")[0] is before.rules_for("s3", "db")[0]
+    assert decide(after, "s1", "db", default_allow=True).allowed is False
+    assert decide(after, "s3", "db", request=HttpRequest("GET", "/v3/x"),
+                  default_allow=False).allowed  # fmt: skip
+
+
+def _fields(i: int) -> dict[str, Any]:
+    perms = (Permission("allow", HTTPMatch(path_regex=f"/v{i}/.*")),)
+    l7 = bool(i % 2)
+    return {"source": f"s{i}", "destination": "db", "id": str(uuid.UUID(int=i + 1)),
+            "permissions": perms if l7 else (), "action": None if l7 else "allow"}  # fmt: skip
