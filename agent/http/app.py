@@ -7,7 +7,9 @@ pass through; anything else is a bug, logged with its traceback and answered
 with a short 500. The same middleware times each request with the status it
 was finally answered (`metrics_routes.record_request`): one middleware, not
 two, because every middleware's frame stays alive for as long as a blocking
-query is parked (~0.3 KiB each, bench/blocking_memory.py).
+query is parked (~0.3 KiB each, bench/blocking_memory.py). It also holds
+what sidecars act on (intentions, roots, leaves, connect health) until the
+agent has caught up with its cluster after a start (agent/sync/first_sync.py).
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from gossamer.agent.http.status_routes import add_status_routes
 from gossamer.agent.identity.mesh_identity import MeshIdentity
 from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
+from gossamer.agent.sync.first_sync import FirstSync, gated
 from gossamer.catalog.live import LiveCatalog
 
 log = logging.getLogger("gossamer.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FIRST_SYNC_KEY: web.AppKey[FirstSync] = web.AppKey("first_sync", FirstSync)
 
 
 @web.middleware
@@ -58,6 +62,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """The one middleware: errors to statuses, and the request's timing (module docstring)."""
     started = time.perf_counter()
     try:
+        first_sync = request.app.get(FIRST_SYNC_KEY)
+        if first_sync is not None and first_sync.pending() and gated(request.path):
+            await first_sync.wait()
         response = await handler(request)
     except web.HTTPException as exc:
         record_request(request, exc.status, started)

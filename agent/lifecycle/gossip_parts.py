@@ -30,6 +30,7 @@ from gossamer.agent.lifecycle.version import VERSION
 from gossamer.agent.lifecycle.version_tag import RecordVersionTag
 from gossamer.agent.replicated.config_entry_store import MAP_NAME as CONFIG_MAP
 from gossamer.agent.replicated.intention_entries import MAP_NAME as INTENTIONS_MAP
+from gossamer.agent.sync.first_sync import FirstSync
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.tls import AgentTls
 from gossamer.gossip.member_watch import MemberWatch
@@ -70,9 +71,12 @@ async def open_gossip(
         local=s.local, serf=serf, wall_ms=wall_ms,
     )  # fmt: skip
     tls = AgentTls(MeshRpcIdentity(identity), alive=lambda name: serf_alive(members, name))
+    # peers to catch up with: configured, or known from an earlier life (first_sync.py)
+    others = any(record.origin != c.node for record in s.catalog.records())
     replicator = Replicator(
         s.catalog, self_origin=c.node, peers=lambda: list(members.table.values()),
         rng=random.Random(), replicas=s.replicas(), tls=tls,
+        first_sync=FirstSync(expected=bool(c.join or c.retry_join) or others),
     )  # fmt: skip
     s.intentions.announce = partial(replicator.spread, INTENTIONS_MAP)
     s.ca.announce = partial(replicator.spread, CA_MAP)

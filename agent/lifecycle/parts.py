@@ -25,7 +25,7 @@ from aiohttp import web
 from gossamer.agent.dns.frontend import DnsFrontend
 from gossamer.agent.http.acl_access import AclAccess
 from gossamer.agent.http.agent_figures import FIGURE_SOURCES_KEY, part_sources
-from gossamer.agent.http.app import make_app
+from gossamer.agent.http.app import FIRST_SYNC_KEY, make_app
 from gossamer.agent.http.intention_access import (
     IntentionsAccess,
     default_allow,
@@ -118,6 +118,7 @@ async def _open_frontends(
     sign_own_records(g.identity, s.catalog, s.local, external)
     intentions = IntentionsAccess(s.intentions, lambda: default_allow(status.config))
     app = make_app(facade, s.catalog, external, intentions, g.identity, s.config_entries)
+    app[FIRST_SYNC_KEY] = g.replicator.first_sync
     acl = enable_acls(app, s.acl, status, str(s.data_dir.path), g.members, g.serf)
     http = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from gossamer.agent.sync.client import exchange, hand_over
+from gossamer.agent.sync.first_sync import EAGER_S, FirstSync
 from gossamer.agent.sync.member_follow import MemberFollower
 from gossamer.agent.sync.outbox import Outboxes
 from gossamer.agent.sync.peer_link import PeerError, Replicas, rpc_address
@@ -70,8 +71,10 @@ class Replicator:
         interval: float = 2.0,
         timeout: float = 5.0,
         replicas: Replicas | None = None,
+        first_sync: FirstSync | None = None,
     ) -> None:
         self._catalog = catalog
+        self.first_sync = first_sync or FirstSync(expected=False)
         self._replicas: Replicas = replicas or {}
         # LWW news waiting per peer: map -> key -> entry
         self._outbox: Outboxes[dict[str, dict[str, lww.Entry]]] = Outboxes(
@@ -103,6 +106,8 @@ class Replicator:
         try:
             while not self._stopped.is_set():
                 delay = self._interval * (0.5 + self._rng.random())
+                if self.first_sync.pending():  # not caught up yet: sidecars' answers wait
+                    delay = min(delay, EAGER_S)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), delay)
                 if not self._stopped.is_set():
@@ -163,6 +168,7 @@ class Replicator:
             self.round_seconds += time.monotonic() - started  # /v1/agent/metrics reads it
         if changed:
             log.debug("anti-entropy with %s updated %d node(s)", peer.name, changed)
+        self.first_sync.synced()
         return True
 
     # -- LWW news --------------------------------------------------------------------------
