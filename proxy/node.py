@@ -194,6 +194,12 @@ class NodeProxies:
                     for proxy_id, r in self.runtimes.items()]  # fmt: skip
         await asyncio.gather(*draining, *self._stopping)
 
+    def served(self) -> list[str]:
+        """The sidecars served as registered, for a worker started anew to serve first: not
+        one holding a change (its registration names a port another one serves here; served
+        first there, it would take that port from the one that has it here)."""
+        return [proxy_id for proxy_id, r in self.runtimes.items() if not r.holding]
+
     def drain_s(self, default: float) -> float:
         """The longest drain timeout of the sidecars served or still draining (one
         deregistered just before SIGTERM drains on, in every worker); `default` with none."""

@@ -70,7 +70,7 @@ async def serve_node(base_url: str, drain_s: float, crew: Crew) -> int:
     await crew.join(stop)
     node = NodeProxies(AgentHttp(base_url), drain_s if drain_s >= 0 else None, crew.fleet,
                        served_first=crew.served_first)  # fmt: skip
-    crew.served = lambda: list(node.runtimes)  # (told to the workers it starts: workers.py)
+    crew.served = node.served  # (told to the workers it starts: workers.py)
     _on_signals(stop, crew, node.reload, node.log_counts)
     crew.start()
     heap.start_trimming()  # for the process's life: its timer goes with the loop

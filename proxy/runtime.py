@@ -189,6 +189,12 @@ class ProxyRuntime:
         else:  # no port open yet (warm.py): the first _apply takes it
             self.config = config
 
+    @property
+    def holding(self) -> bool:
+        """A registration change is held back (`vet`): it serves the one before, not the one
+        registered now (a worker started anew must not take the registered one as served)."""
+        return self._held is not None
+
     def vet_again(self) -> None:
         """A change `vet` held back is tried again: what stood in its way may be gone."""
         if self._held is not None:

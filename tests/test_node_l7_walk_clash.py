@@ -88,3 +88,48 @@ def test_a_restarted_worker_gives_a_contested_port_to_the_sidecar_serving_it(
 ])  # fmt: skip
 def test_the_sidecars_worker_0_serves_are_read_or_none(value: str | None, ids: set[str]) -> None:
     assert served_of(value) == ids
+
+
+def test_a_restarted_worker_leaves_a_held_change_held(cluster: Cluster, tmp_path: Path) -> None:
+    """api's registration moved onto web's upstream port is held while web serves it (node.py,
+    in every worker). A worker started again saw api's moved registration among the sidecars
+    worker 0 serves, started api first (by proxy ID) on web's port and refused web: the port
+    then went out as web in worker 0 and as api (whom db denies) in worker 1."""
+    (agent,) = cluster.start(1, prefix="nh")
+    app = App("127.0.0.1").start()
+    db_in, api_in, web_in = (free_port(agent.ip) for _ in range(3))
+    api_up, web_up = free_port("127.0.0.1"), free_port("127.0.0.1")
+    _register(agent, "db", app.port, db_in, [])
+    _register(agent, "api", app.port, api_in, [{"DestinationName": "db", "LocalBindPort": api_up}])
+    _register(agent, "web", app.port, web_in, [{"DestinationName": "db", "LocalBindPort": web_up}])
+    set_intention(agent, "api", "db", "deny")
+    set_intention(agent, "web", "db", "allow")
+    node = ProxyProc(["--node", "--http-addr", agent.http, "--workers", "2"],
+                     tmp_path / "node.log").start()  # fmt: skip
+    try:
+        wait_listening("127.0.0.1", web_up, node)
+        eventually(lambda: all(f"[worker {w}] proxy: serving sidecar web-sidecar-proxy"
+                               in node.log() for w in (0, 1)), 20,
+                   what="both serving web")  # fmt: skip
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
+        eventually(lambda: roundtrip(("127.0.0.1", web_up), b"a") == b"a<eof>", 20,
+                   what="web -> db")  # fmt: skip
+        _register(agent, "api", app.port, api_in, [{"DestinationName": "db",
+                                                    "LocalBindPort": web_up}])  # fmt: skip
+        held = "[api-sidecar-proxy] proxy: registration changed but cannot be used yet"
+        eventually(lambda: all(f"[worker {w}] {held}" in node.log() for w in (0, 1)), 20,
+                   what="api's change held in both workers")  # fmt: skip
+        (first,) = _worker_1_pids(node.log())
+        os.kill(first, signal.SIGKILL)
+        eventually(lambda: len(_worker_1_pids(node.log())) == 2, 15, what="worker 1 again")
+        eventually(lambda: node.log().count("[worker 1] proxy: serving sidecar web-sidecar-proxy")
+                   == 2 or node.log().count("[worker 1] proxy: sidecar web-sidecar-proxy "
+                                            "cannot be served") >= 1, 20,
+                   what="worker 1 done with web")  # fmt: skip
+        eventually(lambda: node.log().count("[worker 1] proxy: serving sidecar db-sidecar-proxy")
+                   == 2, 20, what="worker 1 serving db again")  # fmt: skip
+        for i in range(40):  # spread over both workers: the port is web's in each
+            assert roundtrip(("127.0.0.1", web_up), b"%d" % i) == b"%d<eof>" % i, i
+    finally:
+        node.stop()
+        app.stop()
