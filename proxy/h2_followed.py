@@ -45,6 +45,16 @@ class FollowedRelay(H2Relay):
     def cut_timed_out(self, streams: list[int]) -> None:
         self.cutting(self.follower.cut(streams), True)
 
+    def drain(self) -> None:
+        """Its listener stopped (a registration change replaced or removed it, or the
+        drain): the client is told GOAWAY, so it opens its next calls on a new connection,
+        to the listener there now, while the calls under way finish. Without it a channel
+        kept its connection, and the upstream as it was configured then, for good."""
+        try:
+            self.send_to(self.sides[0], self.follower.goaway())
+        except H2Error as error:
+            self.overwhelmed(error)
+
     def idle_close(self) -> None:
         try:
             self.send_to(self.sides[0], self.follower.goaway())

@@ -109,22 +109,22 @@ class UpstreamListener:
 
     def retire(self) -> None:
         """A registration change removed or replaced it: stop listening; its keep-alive
-        clients are told to go with their next answer (`Connection: close`), as Envoy's
-        draining listener tells them. Closed while idle instead, a client that sends on a
-        kept connection without looking first (Python's http.client) had its next request
-        fail, never sent, at every change. The drain (`stop_listening`) closes idle ones."""
+        clients are told to go with their next answer (`Connection: close`), an HTTP/2 one
+        at once (GOAWAY: its calls under way finish), as Envoy's draining listener tells
+        them. Closed while idle instead, an HTTP/1 client that sends on a kept connection
+        without looking first (Python's http.client) had its next request fail, never sent,
+        at every change. The drain (`stop_listening`) closes idle ones."""
         if self._server is not None:
             self._server.close()
             self._server = None
         if self.http is not None:
             self.http.draining = True
+        for relay in list(self.open):
+            relay.drain()  # an HTTP/2 client: GOAWAY (h2_followed.py); bytes: nothing to say
 
     def stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self.retire()
         if self.http is not None:  # keep-alive clients: told to go, between their requests
-            self.http.draining = True
             for session in list(self.http.sessions):
                 session.wind_down()
 
