@@ -42,7 +42,7 @@ from gossamer.catalog.config_entries import WEIGHT_TOTAL, ConfigEntryError, Spli
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.outbound import UpstreamListener
-from gossamer.proxy.watch import Watch
+from gossamer.proxy.watch import INSTANCES_SETTLE_S, Watch
 
 if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their C part it costs
     from fractions import Fraction  # every proxy ~0.5 MiB of RSS, for nested splitters only
@@ -199,7 +199,9 @@ class Splitters:
             listener.set_target_instances(target, instances_of(rows))
             self._settle(listener)
 
-        watch = Watch(self._agent, f"/v1/health/connect/{target}?passing", seen)
+        watch = Watch(
+            self._agent, f"/v1/health/connect/{target}?passing", seen, settle_s=INSTANCES_SETTLE_S
+        )
         watch.start()
         self._watches[(id(listener), target)] = watch
 

@@ -27,7 +27,7 @@ from typing import Any, Final
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import instances_of
 from gossamer.proxy.outbound import UpstreamListener
-from gossamer.proxy.watch import Watch
+from gossamer.proxy.watch import INSTANCES_SETTLE_S, Watch
 
 log = logging.getLogger("gossamer.proxy")
 WARM_S: Final = 10.0
@@ -64,7 +64,9 @@ async def open_upstream(
         listener.set_instances(instances_of(rows))
         answered.set()
 
-    watch = Watch(agent, f"/v1/health/connect/{upstream.name}?passing", on_rows)
+    watch = Watch(
+        agent, f"/v1/health/connect/{upstream.name}?passing", on_rows, settle_s=INSTANCES_SETTLE_S
+    )
     watch.start()
     try:
         async with asyncio.timeout(WARM_S):
