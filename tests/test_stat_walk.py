@@ -209,6 +209,28 @@ def test_top_with_a_stuck_agent_says_so_within_seconds() -> None:
     assert time.monotonic() - started < 15
 
 
+def test_stat_with_a_stuck_agent_says_so_within_seconds() -> None:
+    """Found by the outage walk: `stat` against an agent that took the connection and said
+    nothing waited the CLI's 30 s and then said only "timed out"; it now gives up after
+    5 s, as `top` and `check` do, and says what to suspect."""
+
+    def answer() -> tuple[int, bytes]:
+        time.sleep(30)  # stuck (a daemon thread of the stand-in: not waited for)
+        return 200, b"[]"
+
+    agent = StandIn({"/v1/agent/metrics/proxies": answer})
+    started = time.monotonic()
+    try:
+        done = _piped([sys.executable, "-m", "gossamer.agent", "stat", "--http-addr",
+                       agent.address])  # fmt: skip
+    finally:
+        agent.close()
+    took = time.monotonic() - started
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "no answer within 5 s (timed out: a stopped or stuck agent?)" in done.stderr, done.stderr
+    assert took < 15, took
+
+
 @pytest.mark.parametrize(
     "args",
     [("stat", "--window", "nan"), ("stat", "--window", "inf"), ("stat", "--window", "-1"),

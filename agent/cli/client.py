@@ -45,6 +45,10 @@ class AgentUnreachable(RuntimeError):
     """No agent answered at the address (exit code 1)."""
 
 
+class AgentTimedOut(AgentUnreachable):
+    """The agent took the connection (or the address swallowed it) and said nothing in time."""
+
+
 class _Refused(AgentUnreachable):
     """Nothing listens at the address (the client may try its fallback)."""
 
@@ -170,6 +174,11 @@ class AgentClient:
         except (urllib.error.URLError, OSError) as exc:
             why = getattr(exc, "reason", exc)
             message = f"cannot reach the gossamer agent at {self.base_url}: {why}"
+            if isinstance(why, TimeoutError):  # it took the connection and then said nothing
+                raise AgentTimedOut(
+                    f"cannot reach the gossamer agent at {self.base_url}: no answer within "
+                    f"{self.timeout:g} s (timed out: a stopped or stuck agent?)"
+                ) from None
             if isinstance(why, ConnectionRefusedError):
                 raise _Refused(message) from None
             raise AgentUnreachable(message) from None

@@ -133,6 +133,7 @@ def _stacked(found: list[EdgeRow], title: str, below: Sequence[str]) -> Group:
 
 
 def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
+    client.timeout = TOP_READ_TIMEOUT_S  # a stuck agent: said in seconds, not the CLI's 30
     first = _gather(client, args.service)
     edges = edges_of(first)
     before, seconds, last = None, 0.0, first

@@ -20,7 +20,13 @@ import dns.query
 import dns.rdatatype
 from cryptography import x509
 
-from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, path_segment
+from gossamer.agent.cli.client import (
+    AgentClient,
+    AgentTimedOut,
+    AgentUnreachable,
+    ApiError,
+    path_segment,
+)
 from gossamer.agent.preflight.proxy_checks import Presented
 
 PROBE_TIMEOUT_S = 3.0
@@ -49,7 +55,7 @@ def ask(client: AgentClient, path: str) -> Answer:
     except ApiError as exc:
         return Answer(None, str(exc), exc.status == 403)
     except AgentUnreachable as exc:
-        if str(exc).endswith("timed out"):
+        if isinstance(exc, AgentTimedOut):
             client.timeout = min(client.timeout, AFTER_TIMEOUT_S)
         return Answer(None, str(exc))
     except ValueError as exc:  # a body that is not JSON
