@@ -118,7 +118,8 @@ class HttpAppLink(HttpJoint):
         self.pump()
         return True
 
-    def _app_gone(self) -> None:
+    def _app_gone(self, *, lost: bool) -> None:
+        """The app connection ended (`lost`: reset, cut, or a TLS end with no close_notify)."""
         if self.app is None or self.tunnel is not None:
             return
         early = self.queue[0].early if self.queue else None
@@ -128,7 +129,7 @@ class HttpAppLink(HttpJoint):
             self.close()
             return
         unreached = self.app.unreached()  # the far sidecar's word: its app was not reached
-        complete = self._reply is None or self._reply.ended_by_close()
+        complete = self._reply is None or self._reply.ended_by_close(lost=lost)
         self._forget_app(failed=not complete)
         if not complete and not self.retry(unreached=unreached):
             self.fail(503 if unreached else 502)

@@ -28,7 +28,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
-from gossamer.proxy.side import Joint, Side
+from gossamer.proxy.side import Joint, Side, reset_at_close
 
 # A request's body bytes kept while its app connection is being made; past this the client
 # is not read until the connection takes them (a stream's credit: mux_frames.WINDOW_BYTES).
@@ -177,7 +177,7 @@ class HttpJoint(Joint):
             if side is not self.app or side.relay is not self:
                 _pass_on(side, [], eof)
             elif eof or side.lost:
-                self._app_gone()
+                self._app_gone(lost=not eof)
 
     def _client_end(self) -> None:
         self._client_ended = True
@@ -236,7 +236,7 @@ class HttpJoint(Joint):
         if side is self.client:
             self.close(abort=True)
         elif side is self.app:
-            self._app_gone()
+            self._app_gone(lost=True)
 
     def fail(self, status: int, body: bytes = b"", *, linger: bool = True) -> None:
         """Answer `status` for the oldest request (unless its answer began) and close
@@ -244,8 +244,11 @@ class HttpJoint(Joint):
         if self.closed:
             return
         ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.answered:
-            self.close(abort=True)
+        if ex is not None and ex.answered:  # cut mid-answer
+            reply, transport = self._reply, self.client.transport
+            if reply is not None and reply.ends_by_close() and transport is not None:
+                reset_at_close(transport)  # its body ends at a FIN: a reset says it was cut
+            self.close(abort=True)  # (a stream's abort is a RESET already)
             return
         self.answer_here(
             codec.local_response(
@@ -300,7 +303,7 @@ class HttpJoint(Joint):
     def pump(self) -> None:
         raise NotImplementedError
 
-    def _app_gone(self) -> None:
+    def _app_gone(self, *, lost: bool) -> None:
         raise NotImplementedError
 
 

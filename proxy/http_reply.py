@@ -192,9 +192,17 @@ class Reply:
         if hasattr(self, "parser"):
             del self.parser
 
-    def ended_by_close(self) -> bool:
-        """The app closed: was that the end of an answer whose length is 'until close'?"""
-        if self._until_close and self.s.queue and self.s.queue[0].answered:
+    def ends_by_close(self) -> bool:
+        """The answer under way has neither a length nor chunks: the app's close ends it."""
+        return self._until_close
+
+    def ended_by_close(self, *, lost: bool = False) -> bool:
+        """The app closed: was that the end of an answer whose length is 'until close'? Not
+        when it was `lost` (a reset, a stream's RESET): an answer cut short there is a loss
+        for the client too, or it takes the part it got for the whole (a clean close is all
+        that ends such an answer); it was passed on as a clean close (found by the flow
+        walk: a slow reader cut at db's request timeout got a FIN after 3 of 64 MiB)."""
+        if self._until_close and self.s.queue and self.s.queue[0].answered and not lost:
             status = self.parser.get_status_code()
             self.s.drop_app(status)  # first: a pooled connection's host is told its answer
             self.s.finish(status)
