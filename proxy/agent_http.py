@@ -94,12 +94,14 @@ class AgentHttp:
                     head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 head += "Connection: close\r\nAccept: */*\r\n\r\n"
                 writer.write(head.encode() + body)
-                raw = await reader.read(MAX_ANSWER)
+                # joined once at the end: added up as they came, an answer of MBs was copied
+                # over and over (~60 MB of copies for a 3.5 MB answer)
+                chunks: list[bytes] = []
                 while chunk := await reader.read(MAX_ANSWER):
-                    raw += chunk
+                    chunks.append(chunk)
             finally:
                 writer.close()
-        return raw
+        return b"".join(chunks)
 
     async def get_json(self, path: str, timeout: float = 10.0) -> Any:
         answer = await self.get(path, timeout)

@@ -5,15 +5,16 @@ from __future__ import annotations
 Instance = tuple[str, int]
 
 
-def instances_of(health_rows: object) -> list[Instance]:
-    """(address, port) of each sidecar in a `/v1/health/connect/<name>` answer."""
-    found: list[Instance] = []
-    if not isinstance(health_rows, list):
-        raise ValueError("a health answer is a list")
-    for row in health_rows:
-        service, node = row.get("Service") or {}, row.get("Node") or {}
-        address = service.get("Address") or node.get("Address")
-        port = service.get("Port")
-        if isinstance(address, str) and address and isinstance(port, int) and port > 0:
-            found.append((address, port))
-    return found
+def instance_of(row: object) -> Instance | None:
+    """(address, port) of the sidecar in one row of a `/v1/health/connect/<name>` answer;
+    None when the row names none (no address, no port). A watch keeps only this of each row
+    as it reads the answer (watch.py `item`): the rows of thousands of instances never all
+    live at once."""
+    if not isinstance(row, dict):
+        raise ValueError("a health answer's row is an object")
+    service, node = row.get("Service") or {}, row.get("Node") or {}
+    address = service.get("Address") or node.get("Address")
+    port = service.get("Port")
+    if isinstance(address, str) and address and isinstance(port, int) and port > 0:
+        return (address, port)
+    return None

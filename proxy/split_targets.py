@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from gossamer.catalog.config_entries import WEIGHT_TOTAL, ConfigEntryError, Split, splits_of
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.health_rows import instances_of
+from gossamer.proxy.health_rows import Instance, instance_of
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.watch import INSTANCES_SETTLE_S, Watch
 
@@ -195,13 +195,12 @@ class Splitters:
                 listener.set_target_instances(target, None)
 
     def _watch(self, listener: UpstreamListener, target: str) -> None:
-        def seen(rows: Any) -> None:
-            listener.set_target_instances(target, instances_of(rows))
+        def seen(instances: list[Instance]) -> None:
+            listener.set_target_instances(target, instances)
             self._settle(listener)
 
-        watch = Watch(
-            self._agent, f"/v1/health/connect/{target}?passing", seen, settle_s=INSTANCES_SETTLE_S
-        )
+        watch = Watch(self._agent, f"/v1/health/connect/{target}?passing", seen,
+                      settle_s=INSTANCES_SETTLE_S, item=instance_of)  # fmt: skip
         watch.start()
         self._watches[(id(listener), target)] = watch
 

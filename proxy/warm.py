@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.health_rows import instances_of
+from gossamer.proxy.health_rows import Instance, instance_of
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.watch import INSTANCES_SETTLE_S, Watch
 
@@ -60,13 +60,12 @@ async def open_upstream(
     None when the upstream is no longer `wanted` by then or its port cannot be had (logged)."""
     upstream, answered = listener.upstream, asyncio.Event()
 
-    def on_rows(rows: Any) -> None:
-        listener.set_instances(instances_of(rows))
+    def on_rows(instances: list[Instance]) -> None:
+        listener.set_instances(instances)
         answered.set()
 
-    watch = Watch(
-        agent, f"/v1/health/connect/{upstream.name}?passing", on_rows, settle_s=INSTANCES_SETTLE_S
-    )
+    watch = Watch(agent, f"/v1/health/connect/{upstream.name}?passing", on_rows,
+                  settle_s=INSTANCES_SETTLE_S, item=instance_of)  # fmt: skip
     watch.start()
     try:
         async with asyncio.timeout(WARM_S):

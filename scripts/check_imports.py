@@ -109,6 +109,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/authorize.py",
     "proxy/policy.py",
     "proxy/intention_memo.py",
+    "proxy/json_items.py",
     "proxy/balance.py",
     "proxy/split.py",
     "proxy/outlier.py",
