@@ -281,6 +281,8 @@ class HttpSession(HttpAppLink):
         self._rest = None
         self.requests.stop()
         self.deadlines.stop()
+        if abort:
+            self.reset_if_cut()  # (before the queue goes)
         if self.queue:
             self._record_cut()
         if self.tunnel is not None and abort:

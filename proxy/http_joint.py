@@ -244,11 +244,8 @@ class HttpJoint(Joint):
         if self.closed:
             return
         ex = self.queue[0] if self.queue else None
-        if ex is not None and ex.answered:  # cut mid-answer
-            reply, transport = self._reply, self.client.transport
-            if reply is not None and reply.ends_by_close() and transport is not None:
-                reset_at_close(transport)  # its body ends at a FIN: a reset says it was cut
-            self.close(abort=True)  # (a stream's abort is a RESET already)
+        if ex is not None and ex.answered:
+            self.close(abort=True)
             return
         self.answer_here(
             codec.local_response(
@@ -259,6 +256,17 @@ class HttpJoint(Joint):
         if ex is not None:
             self.queue.popleft()  # (counted: the close counts those left, `_record_cut`)
         self.close(linger=linger)
+
+    def reset_if_cut(self) -> None:
+        """Closing now with an answer under way whose body only the app's close ends (no
+        length, no chunks): the client's connection is reset, as a FIN would end that body
+        whole for it (a stream's abort is a RESET already). It was closed with a FIN, and a
+        slow reader cut at a timeout took 3 of 64 MiB for the whole answer (found by the
+        flow walk)."""
+        reply, transport = self._reply, self.client.transport
+        if (self.queue and self.queue[0].answered and reply is not None
+                and reply.ends_by_close() and transport is not None):  # fmt: skip
+            reset_at_close(transport)
 
     def client_fault(self, status: int) -> None:
         """The request being read cannot go on (malformed, too big, too slow with its head,

@@ -355,3 +355,43 @@ def test_an_answer_ended_by_a_cut_close_is_a_reset_not_an_end(mesh: Mesh, path: 
         except ConnectionResetError:
             how = "reset"
     assert how == "reset", f"a clean end after {got} of {BIG} bytes"
+
+
+def test_a_drain_that_cuts_an_answer_ended_by_close_resets_the_client(tmp_path: Path) -> None:
+    """web's sidecar, stopped (SIGTERM), waits --drain-timeout for the answers under way,
+    then cuts them: a slow reader of an answer that only a close ends is reset, not given
+    the clean close that would pass its first MiBs off as the whole answer."""
+    c = Cluster(tmp_path)
+    http = HttpBig().start()
+    named: dict[str, ProxyProc] = {}
+    try:
+        agent = c.new_agent("fd1").start()
+        pooled = free_port("127.0.0.1")
+        _service(agent, "db", http.port, free_port(agent.ip), {"protocol": "http"})
+        agent.put("/v1/agent/service/register", {
+            "Name": "web", "ID": "web", "Port": 1, "Address": agent.ip,
+            "Connect": {"SidecarService": {"Port": free_port(agent.ip), "Address": agent.ip,
+                "Proxy": {"Upstreams": [{"DestinationName": "db", "LocalBindPort": pooled,
+                                         "Config": {"protocol": "http"}}]}}}})  # fmt: skip
+        set_intention(agent, "web", "db", "allow")
+        for name, more in (("db", []), ("web", ["--drain-timeout", "1"])):
+            argv = ["--sidecar-for", name, "--http-addr", agent.http, *more]
+            named[name] = ProxyProc(argv, tmp_path / f"proxy-{name}.log").start()
+        wait_listening("127.0.0.1", pooled, named["web"])
+        wait_passing(agent, "db")
+        address = ("127.0.0.1", pooled)
+        eventually(lambda: timed_get(address) < 5, 20, what="db through web's sidecar")
+        with unread_socket(address) as s:
+            s.sendall(b"GET /close/%d HTTP/1.1\r\nHost: db\r\n\r\n" % BIG)
+            assert b" 200 " in http_head(s)
+            assert named["web"].stop() == 0  # drained: the answer cut at its timeout
+            got, how = 0, "end"
+            try:
+                while chunk := s.recv(1 << 20):
+                    got += len(chunk)
+            except ConnectionResetError:
+                how = "reset"
+        assert how == "reset", f"a clean end after {got} of {BIG} bytes"
+    finally:
+        leftovers = stop_mesh(c, named.values(), [http])
+    assert not leftovers, leftovers
