@@ -80,7 +80,8 @@ class ProxyRuntime:
         self.retired: list[Inbound | UpstreamListener] = []
         self.closed_one = asyncio.Event()  # set whenever a relayed connection closes
         self.upstreams = UpstreamSet(agent, lambda: self.identity, self.tally, self.metrics,
-                                     self.closed_one.set, self.retired)  # fmt: skip
+                                     self.closed_one.set, self.retired,
+                                     lambda: self.config.timeouts.drain_s)  # fmt: skip
         self.trust = IdentityWatch(config.service, self._recheck_peers)
         self.policy_known = asyncio.Event()  # the first intentions answer came
         self.warm = False  # both came: the ports are opened (warm.py)

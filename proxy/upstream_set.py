@@ -8,7 +8,13 @@ new one added. Rules this module keeps:
   and, when it is split, its targets' instances (split_targets.py; the
   splits are handed to it before it listens), at most `warm.WARM_S`.
 - One removed stops listening; its open connections go on, in `retired`,
-  which the runtime's drain waits for and cuts as it does the others. An
+  which the runtime's drain waits for and cuts as it does the others. When
+  the registration no longer leads its port to its service (removed, or its
+  `DestinationName` changed), what is still open after the drain timeout
+  is cut, as Envoy cuts a draining listener's connections after its drain
+  time: a client's pooled connections would otherwise reach the old
+  service for as long as they live. A change that keeps the port's
+  service (a timeout, the protocol) lets them live on. An
   HTTP one's keep-alive clients are told to go with their next answer
   (outbound.retire); until the last has, its instances are still watched
   (`retiring`), so that answer comes from an instance there now.
@@ -52,8 +58,14 @@ class UpstreamSet:
 
     def __init__(self, agent: AgentHttp, identity: Callable[[], Identity | None],
                  counts: tally.Tally, metrics: EdgeMetrics, on_close: Callable[[], None],
-                 retired: Retired) -> None:  # fmt: skip
+                 retired: Retired, grace_s: Callable[[], float] = lambda: 15.0
+                 ) -> None:  # fmt: skip
+        """`grace_s`: how long the connections of a listener whose service changed go on
+        (the sidecar's drain timeout)."""
         self.agent = agent
+        self._grace_s = grace_s
+        self._kept: list[UpstreamListener] = []  # retired, connections open, service kept
+
         self._identity = identity
         self._tally = counts
         self._metrics = metrics
@@ -81,6 +93,7 @@ class UpstreamSet:
         its successor takes it over): the runtime calls it before it opens its other
         listeners, so a port an edit moves from an upstream to one of those is free."""
         self._wanted = tuple(wanted)
+        self._judge_kept()
         for upstream in [u for u in self.current if u not in wanted]:
             listener, watch = self.current.pop(upstream)
             if any(u.listen == upstream.listen for u in wanted):
@@ -152,10 +165,33 @@ class UpstreamSet:
     def _retire(self, listener: UpstreamListener, watch: Watch) -> None:
         listener.retire()
         self._retired.append(listener)
+        if listener.open_count():
+            self._kept.append(listener)
+            self._judge_kept()
         if listener.http is not None and listener.open_count():
             self.retiring.append((listener, watch))
         else:
             self._let_go(listener, watch)
+
+    def _judge_kept(self) -> None:
+        """Retired listeners whose port no longer leads to their service (now, or since a
+        later change) get the drain timeout's grace, then are cut (`_cut`)."""
+        self._kept = [k for k in self._kept if k.open_count()]
+        for listener in list(self._kept):
+            was = listener.upstream
+            if not any(u.listen == was.listen and u.name == was.name for u in self._wanted):
+                self._kept.remove(listener)
+                grace = self._grace_s()
+                asyncio.get_running_loop().call_later(grace, self._cut, listener, grace)
+
+    def _cut(self, listener: UpstreamListener, grace: float) -> None:
+        """The grace of a listener whose service changed is over: what is left is cut."""
+        left = listener.open_count()
+        if left and not self.stopped:  # (after `stop` the runtime's drain cuts it)
+            log.info("proxy: upstream %s on %s:%d changed or went %g s ago: cutting its %d "
+                     "connection(s) left", listener.upstream.name, *listener.upstream.listen,
+                     grace, left)  # fmt: skip
+            listener.terminate_all()
 
     def _closed(self) -> None:
         """A relayed connection or HTTP client closed: a retiring listener left with none

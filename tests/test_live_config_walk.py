@@ -199,3 +199,39 @@ def test_a_metrics_flag_on_a_port_of_the_proxy_is_refused_at_start_and_on_a_chan
     moved = config_from_registration(_registration({}, upstream_port=9102), "web-sidecar-proxy")
     with pytest.raises(ConfigError, match=r"^--metrics-addr: 127.0.0.1:9102 clashes with up"):
         keep_pinned(moved, pinned)
+
+
+def _echoes(s: socket.socket, payload: bytes) -> bool:
+    try:
+        s.sendall(payload)
+        return s.recv(100) == payload
+    except OSError:
+        return False
+
+
+def test_an_upstream_whose_service_changed_has_its_connections_cut_after_the_drain(
+    mesh: Mesh,
+) -> None:
+    """A removed upstream's TCP connections went on for good (a client's pooled connections
+    reached the old service for as long as they lived); Envoy cuts a draining listener's
+    after its drain time. Now: after the drain timeout when the port no longer leads to
+    that service, never when a change keeps the service (here its connect timeout)."""
+    web = mesh.web_proxy
+    db = {"DestinationName": "db", "LocalBindPort": mesh.upstream[1]}
+    kept = socket.create_connection(mesh.upstream, timeout=10)
+    try:
+        assert _echoes(kept, b"first")
+        slower = db | {"Config": {"connect_timeout_ms": 5000}}
+        register_web(mesh, mesh.web_in, [slower], {"drain_timeout_s": 1})
+        eventually(lambda: "upstream db changed" in web.log(), 15, what="the change applied")
+        time.sleep(1.5)  # past the drain timeout: what is tested is that nothing cuts it
+        assert _echoes(kept, b"kept"), web.log()[-2000:]
+        register_web(mesh, mesh.web_in, [], {"drain_timeout_s": 1})
+        eventually(lambda: "upstream db removed" in web.log(), 15, what="the removal applied")
+        removed = time.monotonic()
+        assert _echoes(kept, b"within the drain")  # it goes on for the drain timeout
+        eventually(lambda: not _echoes(kept, b"x"), 10, what="the connection cut")
+        assert time.monotonic() - removed >= 0.5
+        assert "cutting its 1 connection(s) left" in web.log(), web.log()[-2000:]
+    finally:
+        kept.close()
