@@ -168,6 +168,9 @@ def test_connections_open_on_both_workers_are_summed_and_drained(
         wait_listening(agent.ip, db_in, db)
         wait_listening("127.0.0.1", up_port, web)
         eventually(lambda: 1 in _pids(db) and 1 in _pids(web), 20, what="workers 1 started")
+        # (its port open: connections made before that all go to worker 0, and none after)
+        eventually(lambda: "[worker 1] proxy: running for web" in web.log(), 20,
+                   what="web's worker 1 listening")  # fmt: skip
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
         eventually(lambda: roundtrip(("127.0.0.1", up_port), b"w") == b"w<eof>", 20,
                    what="web -> db")  # fmt: skip
