@@ -42,6 +42,7 @@ from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, ProxyConfig
 from gossamer.proxy.config_flags import keep_pinned
 from gossamer.proxy.config_registration import config_from_registration
+from gossamer.proxy.config_unused import unused_keys
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity
@@ -96,6 +97,7 @@ class ProxyRuntime:
         self.vet: Callable[[ProxyConfig], str | None] = lambda _config: None
         self._held: dict[str, Any] | None = None  # the registration held back, and why
         self._held_why: str | None = None
+        self._unused_said: list[str] = []  # the registration's ignored keys, last logged
 
     async def start(self) -> None:
         """Watch the identity and the intentions, then open the listeners once they came."""
@@ -161,6 +163,11 @@ class ProxyRuntime:
 
     def _on_registration(self, body: dict[str, Any]) -> None:
         self._held = None
+        if (unused := unused_keys(body)) != self._unused_said:  # said once, not per answer
+            self._unused_said = unused
+            if unused:
+                log.warning("proxy: the registration sets keys this proxy does not use, "
+                            "ignored: %s", ", ".join(unused))  # fmt: skip
         try:
             config = keep_pinned(config_from_registration(body, self.config.proxy_id), self.config)
         except ConfigError as exc:

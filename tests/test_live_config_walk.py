@@ -21,6 +21,7 @@ from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_flags import keep_pinned
 from gossamer.proxy.config_metrics import with_metrics
 from gossamer.proxy.config_registration import config_from_registration
+from gossamer.proxy.config_unused import unused_keys
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_support import (
@@ -235,3 +236,33 @@ def test_an_upstream_whose_service_changed_has_its_connections_cut_after_the_dra
         assert "cutting its 1 connection(s) left" in web.log(), web.log()[-2000:]
     finally:
         kept.close()
+
+
+def test_the_keys_the_proxy_does_not_read_are_found() -> None:
+    """Consul takes any key in `Proxy.Config` (its Envoy reads `limits`,
+    `passive_health_check`, ...); gossamer's proxy ignored them without a word."""
+    body = _registration({"limits": {"max_connections": 10}, "drain_timeout_s": 5})
+    body["Proxy"]["Upstreams"][0]["Config"] = {  # type: ignore[index]
+        "passive_health_check": {"max_failures": 3},
+        "connect_timeout_ms": 500,
+    }
+    assert unused_keys(body) == ["Proxy.Config.limits",
+                                 "Proxy.Upstreams[0].Config.passive_health_check"]  # fmt: skip
+    assert unused_keys(_registration({"protocol": "http", "drain_timeout_s": 5})) == []
+    assert unused_keys({"Proxy": "not a map"}) == []  # (the config checks refuse it)
+
+
+def test_a_running_sidecar_says_which_keys_it_ignores_once(mesh: Mesh) -> None:
+    web = mesh.web_proxy
+    db = {"DestinationName": "db", "LocalBindPort": mesh.upstream[1],
+          "Config": {"passive_health_check": {"max_failures": 3}}}  # fmt: skip
+    said = "registration sets keys this proxy does not use, ignored: Proxy.Config.limits, " \
+           "Proxy.Upstreams[0].Config.passive_health_check"  # fmt: skip
+    register_web(mesh, mesh.web_in, [db], {"limits": {"max_connections": 10}})
+    eventually(lambda: said in web.log(), 15, what=f"the ignored keys named:\n{web.log()[-2000:]}")
+    slower = db | {"Config": {"passive_health_check": {"max_failures": 3},
+                              "connect_timeout_ms": 5000}}  # fmt: skip
+    register_web(mesh, mesh.web_in, [slower], {"limits": {"max_connections": 10}})
+    eventually(lambda: "upstream db changed" in web.log(), 15, what="the next change applied")
+    assert web.log().count(said) == 1, web.log()[-2000:]
+    assert roundtrip(mesh.upstream, b"still") == b"still<eof>"
