@@ -36,6 +36,7 @@ from tests.test_flow_walk_support import (
     http_head,
     message,
     piece,
+    read_exactly,
     rss_kib,
     timed_echo,
     timed_get,
@@ -235,6 +236,29 @@ def test_a_websocket_nobody_reads_holds_up_no_other(mesh: Mesh) -> None:
         _bounded(mesh, before)
         size, digest = ws_stream_digest(BIG)
         assert hash_exactly(s, size) == digest
+
+
+def test_a_websocket_whose_app_stops_reading_holds_up_no_other(mesh: Mesh) -> None:
+    """The other way: the app reads nothing more while its client sends 64 MiB; once it
+    reads on, each message arrives whole."""
+    count, size = BIG // MiB, MiB
+    mesh.http.hold.clear()
+    before = mesh.rss()
+    with socket.create_connection(mesh.pooled, timeout=60) as s:
+        ws_upgrade(s)
+        s.sendall(ws_frame(1, b"hold"))
+        frames = (ws_frame(2, piece(i) * 16) for i in range(count))  # 1 MiB each
+        pushed = threading.Thread(target=lambda: [s.sendall(f) for f in frames], daemon=True)
+        pushed.start()
+        _others_unhurt(lambda: _pooled_gets(mesh))
+        _bounded(mesh, before)
+        mesh.http.hold.set()
+        pushed.join(60)
+        answer = f"got {size} {hashlib.sha256(piece(0) * 16).hexdigest()}".encode()
+        said = [read_exactly(s, 2 + len(answer))[2:] for _ in range(count)]
+        assert said == [
+            f"got {size} {hashlib.sha256(piece(i) * 16).hexdigest()}".encode() for i in range(count)
+        ]
 
 
 def test_a_grpc_stream_nobody_reads_holds_up_no_call_on_its_connection(mesh: Mesh) -> None:

@@ -6,10 +6,11 @@ lost, doubled or moved changes the hash); `/close/N` the same with neither a len
 chunks (the close ends them); `/reset/N` that, ended by a reset once all is sent (an app
 that crashed); `/sink` reads a body and answers its size and SHA-256, `/held` the same
 once `hold` is set; `/echo` answers at once; `/ws` is a WebSocket whose `big N` message
-makes it send N bytes in 64 KiB binary messages. The byte app (`raw`'s): `flood N` makes
-it write N bytes the same way, `sink` makes it read nothing until `hold` is set, then all
-(to the client's end), and answer the size and hash; anything else is echoed. The gRPC
-app (`rpc`'s): `GrpcApp`.
+makes it send N bytes in 64 KiB binary messages, whose `hold` makes it read nothing more
+until `hold` is set, and which answers each binary message with its size and SHA-256.
+The byte app (`raw`'s): `flood N` makes it write N bytes the same way, `sink` makes it
+read nothing until `hold` is set, then all (to the client's end), and answer the size and
+hash; anything else is echoed. The gRPC app (`rpc`'s): `GrpcApp`.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ class HttpBig:
                     await ws.send_str("done")
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_str(f"got {len(msg.data)} {hashlib.sha256(msg.data).hexdigest()}")
+            elif msg.type == WSMsgType.TEXT and msg.data == "hold":  # reads nothing for now
+                await asyncio.to_thread(self.hold.wait, 60)
             elif msg.type == WSMsgType.TEXT:
                 await ws.send_str("echo:" + msg.data)
         return ws
