@@ -59,6 +59,9 @@ from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
 DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (lower-cased)
+# Every sidecar of the process reads its intentions through this one: --node's sidecars
+# share the rows their answers have in common (intention_memo.py).
+INTENTION_ROWS = IntentionMemo()
 
 
 class ProxyRuntime:
@@ -74,7 +77,6 @@ class ProxyRuntime:
         self.metrics_server: MetricsLike | None = None
         self.denials = DenialReporter(agent, batch_table())
         self.policy = Policy()
-        self.intention_rows = IntentionMemo()  # rows compiled once while they last
         self.inbound: Inbound | None = None
         # Listeners a registration change closed whose connections go on: drain waits for
         # them and cuts what is left of them as it does for the current ones.
@@ -140,7 +142,7 @@ class ProxyRuntime:
                       "list for %s", self.config.service)  # fmt: skip
             return
         try:
-            self.policy.intentions = self.intention_rows.build(rows)
+            self.policy.intentions = INTENTION_ROWS.build(rows)
         except (ValueError, TypeError) as exc:
             log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
             return

@@ -13,6 +13,7 @@ still cuts it.
 
 from __future__ import annotations
 
+import gc
 import re
 import signal
 import socket
@@ -169,16 +170,36 @@ def test_the_memo_compiles_only_rows_it_did_not_have() -> None:
         fresh, "s1", "db", request=request, default_allow=False)  # fmt: skip
 
 
+def test_rows_are_shared_while_in_use_and_let_go_after() -> None:
+    """One memo serves every sidecar of a `--node` process: a row two answers have in common
+    is compiled once, one sidecar's answer does not put out another's rows, and a row no set
+    uses any more is not kept."""
+    memo = IntentionMemo()
+    web = memo.build([_ixn(0), _ixn(1)])
+    api = memo.build([_ixn(1), _ixn(2)])
+    assert memo.compiled == 3
+    assert web.rules_for("s1", "db")[0] is api.rules_for("s1", "db")[0]
+    # web's answer changes (before, api's answer had put web's rows out: all compiled again)
+    web = memo.build([_ixn(0), _ixn(1), _ixn(3)])
+    assert memo.compiled == 4
+    del web
+    gc.collect()
+    assert len(memo) == 2  # api's
+    del api
+    gc.collect()
+    assert len(memo) == 0
+
+
 def test_a_bad_row_spoils_the_answer_not_the_memo() -> None:
     rows = [_ixn(i) for i in range(3)]
     memo = IntentionMemo()
-    memo.build(rows)
+    held = memo.build(rows)  # (its rows are kept while it lives)
     with pytest.raises(IntentionError):
         memo.build([*rows, {"SourceName": "x", "DestinationName": "db", "Action": "maybe"}])
     with pytest.raises(IntentionError):  # a regex RE2 refuses
         memo.build([*rows, _ixn(9, Permissions=[{"Action": "allow",
                                                  "HTTP": {"PathRegex": "(a"}}])])  # fmt: skip
-    memo.build(rows)
+    assert memo.build(rows).rules_for("s1", "db") == held.rules_for("s1", "db")
     assert memo.compiled == 3  # the good rows kept: none compiled again
 
 
