@@ -51,6 +51,7 @@ from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.idle_sweep import IdleSweep
 from gossamer.proxy.inbound_http import InboundHttp, now_ms
 from gossamer.proxy.inbound_mux import InboundMuxes
 from gossamer.proxy.listen import serve, take_over
@@ -99,6 +100,8 @@ class Inbound(InboundHttp):
         self._tasks: set[asyncio.Task[None]] = set()
         self.handshaking: dict[str, int] = {}  # source host -> its connections not yet served
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
+        self.idle = IdleSweep(lambda: self.config.client_idle_s, lambda: self.open,
+                              lambda: self._server is not None, self._idle)  # fmt: skip
 
     async def start(self, replacing: Inbound | None = None) -> None:
         """Listen; on the socket of `replacing` (the inbound listener a change replaces, on the
@@ -112,6 +115,7 @@ class Inbound(InboundHttp):
                 replacing.stop_listening()
             server = await serve(self._protocol, *where)
         self._server = server
+        self.idle.start()
         log.info("proxy: inbound %s:%d -> %s:%d for %s", self.config.bind_address,
                  self.config.bind_port, self.config.local_address, self.config.local_port,
                  self.config.service)  # fmt: skip
@@ -324,7 +328,13 @@ class Inbound(InboundHttp):
         """Connections relayed, and those still in their handshake or app connect."""
         return len(self.open) + len(self.http_open) + len(self._tasks)
 
+    def _idle(self, relay: Relay) -> None:
+        """A TCP connection with no byte either way for `idle_timeout_ms` (idle_sweep.py)."""
+        self.tally.add("inbound.idle_timeout")
+        relay.terminate()
+
     def terminate_all(self) -> None:
+        self.idle.stop()
         self.tunnels.close_all()
         for relay in list(self.open):
             relay.terminate()

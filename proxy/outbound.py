@@ -41,6 +41,7 @@ from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
+from gossamer.proxy.idle_sweep import IdleSweep
 from gossamer.proxy.listen import serve, take_over
 from gossamer.proxy.local_peer import from_this_host, loopback
 from gossamer.proxy.mux import wire_of
@@ -86,6 +87,8 @@ class UpstreamListener:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_close: Callable[[], None] = lambda: None  # the runtime's drain listens
+        self.idle = IdleSweep(lambda: self.upstream.client_idle_s, lambda: self.open,
+                              lambda: self._server is not None, self._idle)  # fmt: skip
         self.http = HttpUpstream(self) if is_l7(upstream.protocol) else None
         # bound to a network address: clients from other hosts are turned away (local_peer.py)
         self.guarded = not (loopback(upstream.bind_address) or upstream.remote_clients)
@@ -105,6 +108,7 @@ class UpstreamListener:
             if replacing is not None:
                 replacing.stop_listening()
             self._server = await serve(factory, u.bind_address, u.bind_port)
+        self.idle.start()
         log.info("proxy: upstream %s listening on %s:%d", u.name, u.bind_address, u.bind_port)
 
     def retire(self) -> None:
@@ -296,7 +300,13 @@ class UpstreamListener:
             return f"{count} instance(s) tried"
         return f"{count} instance(s) of {target} (a split target) tried"
 
+    def _idle(self, relay: Relay) -> None:
+        """A TCP connection with no byte either way for `idle_timeout_ms` (idle_sweep.py)."""
+        self.tally.add("outbound.idle_timeout")
+        relay.terminate()
+
     def terminate_all(self) -> None:
+        self.idle.stop()
         for task in list(self._tasks):  # (reaching an instance: each closes its client)
             task.cancel()
         for relay in list(self.open):

@@ -266,3 +266,41 @@ def test_a_running_sidecar_says_which_keys_it_ignores_once(mesh: Mesh) -> None:
     eventually(lambda: "upstream db changed" in web.log(), 15, what="the next change applied")
     assert web.log().count(said) == 1, web.log()[-2000:]
     assert roundtrip(mesh.upstream, b"still") == b"still<eof>"
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    """Whether `s` (non-blocking) was closed or reset by the other end."""
+    try:
+        return s.recv(100) == b""
+    except BlockingIOError:  # open, nothing to read
+        return False
+    except OSError:  # (a reset)
+        return True
+
+
+def test_a_silent_tcp_connection_is_closed_at_the_idle_limit_a_talking_one_is_not(
+    mesh: Mesh,
+) -> None:
+    """A TCP connection had no idle limit at all (found by the flow walk): one whose peer
+    vanished without a FIN, or a reader stalled for good, held its connections and ~350 KiB
+    of the proxy for as long as it lived. Envoy's tcp_proxy closes one idle for an hour;
+    here the proxy's `idle_timeout_ms` bounds it (1 s in this test)."""
+    web = mesh.web_proxy
+    db = {"DestinationName": "db", "LocalBindPort": mesh.upstream[1]}
+    register_web(mesh, mesh.web_in, [db], {"idle_timeout_ms": 1000})
+    eventually(lambda: "upstream db changed" in web.log(), 15, what="the limit applied")
+    talking = socket.create_connection(mesh.upstream, timeout=10)
+    silent = socket.create_connection(mesh.upstream, timeout=10)
+    try:
+        assert _echoes(talking, b"hi") and _echoes(silent, b"hi")
+        quiet, closed_after = time.monotonic(), None
+        silent.setblocking(False)
+        for _ in range(12):  # 2.4 s, twice the limit: a byte each way every 0.2 s
+            time.sleep(0.2)  # (the pace of a talking client: time is the point)
+            assert _echoes(talking, b"."), web.log()[-2000:]
+            if closed_after is None and _closed_by_peer(silent):
+                closed_after = time.monotonic() - quiet
+        assert closed_after is not None and 0.9 <= closed_after <= 1.5 + 0.3, closed_after
+    finally:
+        talking.close()
+        silent.close()
