@@ -76,7 +76,6 @@ def test_a_restarted_worker_gives_a_contested_port_to_the_sidecar_serving_it(
                    what="worker 1 done starting sidecars")  # fmt: skip
         for i in range(40):  # spread over both workers: the port is x's in each
             assert refused(("127.0.0.1", up), b"%d" % i), f"connection {i} went out as web"
-        assert roundtrip(("127.0.0.1", up), b"z") == b""
     finally:
         node.stop()
         app.stop()
