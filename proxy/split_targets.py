@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 from gossamer.catalog.config_entries import WEIGHT_TOTAL, ConfigEntryError, Split, splits_of
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.health_rows import Instance, instance_of
+from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.outbound import UpstreamListener
-from gossamer.proxy.watch import INSTANCES_SETTLE_S, Watch
+from gossamer.proxy.shared_watch import Subscription
 
 if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their C part it costs
     from fractions import Fraction  # every proxy ~0.5 MiB of RSS, for nested splitters only
@@ -136,7 +136,7 @@ class Splitters:
     def __init__(self, agent: AgentHttp) -> None:
         self._agent = agent
         self.by_service: dict[str, tuple[Split, ...]] = {}
-        self._watches: dict[tuple[int, str], Watch] = {}  # (listener id, target) -> watch
+        self._watches: dict[tuple[int, str], Subscription] = {}  # (listener id, target) -> watch
         self._pending: dict[int, tuple[Split, ...]] = {}  # listener id -> splits waiting
         self.known = False  # the entries' first answer came
         self._waiters: list[asyncio.Future[None]] = []  # `resolved` callers, woken on a change
@@ -199,8 +199,7 @@ class Splitters:
             listener.set_target_instances(target, instances)
             self._settle(listener)
 
-        watch = Watch(self._agent, f"/v1/health/connect/{target}?passing", seen,
-                      settle_s=INSTANCES_SETTLE_S, item=instance_of)  # fmt: skip
+        watch = Subscription(self._agent, target, seen)
         watch.start()
         self._watches[(id(listener), target)] = watch
 

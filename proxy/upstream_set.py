@@ -42,8 +42,8 @@ from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.shared_watch import Subscription
 from gossamer.proxy.split_targets import Splitters
-from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
 Port = tuple[str, int]  # a listener's bind address and port
@@ -72,13 +72,13 @@ class UpstreamSet:
         self._on_close = on_close  # a relayed connection closed (the runtime's drain listens)
         self._retired = retired  # where listeners no longer wanted go, connections and all
         self.splitters = Splitters(agent)
-        self.current: dict[Upstream, tuple[UpstreamListener, Watch]] = {}
-        self.replaced: dict[Port, tuple[UpstreamListener, Watch]] = {}  # serving until taken
+        self.current: dict[Upstream, tuple[UpstreamListener, Subscription]] = {}
+        self.replaced: dict[Port, tuple[UpstreamListener, Subscription]] = {}  # serving until taken
         self._opening: dict[Upstream, UpstreamListener] = {}  # waiting to be warm (warm.py)
         self._wanted: tuple[Upstream, ...] = ()
         self._again_tasks: set[asyncio.Task[None]] = set()  # ports tried again (`_again`)
         # Retired HTTP listeners with clients still on them, and their watches (module doc)
-        self.retiring: list[tuple[UpstreamListener, Watch]] = []
+        self.retiring: list[tuple[UpstreamListener, Subscription]] = []
         self.stopped = False
 
     async def change(self, wanted: Sequence[Upstream]) -> None:
@@ -162,7 +162,7 @@ class UpstreamSet:
         self._again_tasks.add(task)
         task.add_done_callback(self._again_tasks.discard)
 
-    def _retire(self, listener: UpstreamListener, watch: Watch) -> None:
+    def _retire(self, listener: UpstreamListener, watch: Subscription) -> None:
         listener.retire()
         self._retired.append(listener)
         if listener.open_count():
@@ -201,6 +201,6 @@ class UpstreamSet:
             self.retiring.remove((listener, watch))
             self._let_go(listener, watch)
 
-    def _let_go(self, listener: UpstreamListener, watch: Watch) -> None:
+    def _let_go(self, listener: UpstreamListener, watch: Subscription) -> None:
         watch.stop()
         self.splitters.forget(listener)

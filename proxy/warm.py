@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from gossamer.proxy.agent_http import AgentHttp
-from gossamer.proxy.health_rows import Instance, instance_of
+from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.outbound import UpstreamListener
-from gossamer.proxy.watch import INSTANCES_SETTLE_S, Watch
+from gossamer.proxy.shared_watch import Subscription
 
 log = logging.getLogger("gossamer.proxy")
 WARM_S: Final = 10.0
@@ -53,7 +53,7 @@ async def open_upstream(
     wanted: Callable[[], bool],
     replacing: Callable[[], UpstreamListener | None] = lambda: None,
     resolved: Callable[[], Awaitable[None]] | None = None,
-) -> Watch | None:
+) -> Subscription | None:
     """Watch `listener`'s upstream's healthy instances, then, once they and `resolved()` (its
     split in force) are in, or WARM_S is out, listen (on the socket of the listener it is
     `replacing`, if any, asked then: that one serves until this one is warm); the watch, or
@@ -64,8 +64,7 @@ async def open_upstream(
         listener.set_instances(instances)
         answered.set()
 
-    watch = Watch(agent, f"/v1/health/connect/{upstream.name}?passing", on_rows,
-                  settle_s=INSTANCES_SETTLE_S, item=instance_of)  # fmt: skip
+    watch = Subscription(agent, upstream.name, on_rows)  # (one watch per process: shared_watch)
     watch.start()
     try:
         async with asyncio.timeout(WARM_S):
