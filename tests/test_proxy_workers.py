@@ -183,8 +183,13 @@ def test_two_workers_share_each_sidecar(cluster: Cluster, tmp_path: Path) -> Non
         wait_listening(agent.ip, db_in, db)
         wait_listening("127.0.0.1", up_port, web)
         eventually(lambda: 1 in _pids(db) and 1 in _pids(web), 20, what="workers 1 started")
+        # (its port open: connections made before that all go to worker 0)
+        eventually(lambda: "[worker 1] proxy: running for web" in web.log(), 20,
+                   what="web's worker 1 listening")  # fmt: skip
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 30, what="db's sidecar passing")
-        eventually(lambda: roundtrip(("127.0.0.1", up_port), b"w") == b"w<eof>", 20,
+        # each worker learns db's instance on its own: a run of new connections gets through
+        eventually(lambda: all(roundtrip(("127.0.0.1", up_port), b"w") == b"w<eof>"
+                               for _ in range(8)), 20,
                    what="web -> db through two workers each")  # fmt: skip
         for i in range(40):
             assert roundtrip(("127.0.0.1", up_port), b"%d" % i) == b"%d<eof>" % i
