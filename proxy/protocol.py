@@ -31,14 +31,19 @@ upstream can still retry); `0` and `0` turn retries off.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from gossamer.catalog.config_entries import SERVICE_PROTOCOLS
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_fields import MAX_MS, shown, whole
 from gossamer.proxy.retry_budget import MIN_PER_S, RATIO
 
-TCP, HTTP, HTTP2, GRPC = "tcp", "http", "http2", "grpc"
+# Annotated one by one: a tuple assignment's types are inferred late, and mypyc's build
+# (which reaches this module through an import cycle) failed to type config.py's uses.
+TCP: Final = "tcp"
+HTTP: Final = "http"
+HTTP2: Final = "http2"
+GRPC: Final = "grpc"
 PROTOCOLS = SERVICE_PROTOCOLS  # one list: service-defaults' Protocol takes the same
 HEADERS_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
