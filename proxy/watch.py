@@ -44,7 +44,9 @@ says beside the body, such as the default intention policy).
 A watch made with `settle_s` (an upstream's instances: `INSTANCES_SETTLE_S`)
 waits that long after each change it delivered before it asks again, so the
 changes of a burst come as one answer, as Consul's proxycfg coalesces for
-200 ms: a change after a quiet spell still comes at once. Asked again at
+200 ms: a change after a quiet spell still comes at once, and so does the
+first one after the first answer (which ends no burst: a sidecar that
+warmed on "no instances" hears of the first one at once). Asked again at
 once instead, an upstream of 1,000 instances whose health flapped a few
 times every 100 ms had the sidecar fetch and parse its 0.7 MB answer ~13
 times a second, and the agent build it as often, for each such sidecar.
@@ -124,7 +126,7 @@ class Watch:
         idle, unheld = BACKOFF_MIN_S, False  # answers that are not news, at once
         loop = asyncio.get_running_loop()
         while True:
-            asked = loop.time()
+            asked, afresh = loop.time(), self.index in ("", "0")  # (not blocking: a first ask)
             try:
                 news = await self._once()
             except Exception as exc:  # any: a watch that ends is a proxy gone deaf
@@ -155,7 +157,7 @@ class Watch:
                 if unheld:
                     log.info("proxy: watching %s: the agent holds the query again", self.path)
                 idle, unheld = BACKOFF_MIN_S, False
-                if news and self._settle_s:
+                if news and self._settle_s and not afresh:  # (a first answer ends no burst)
                     await asyncio.sleep(self._settle_s)  # what comes meanwhile: one answer
                 continue
             if not unheld:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gossamer.proxy import tally, warm
+from gossamer.proxy import shared_watch, tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.outbound import UpstreamListener
@@ -68,6 +68,38 @@ async def test_a_churning_upstream_is_asked_in_bursts_and_its_last_set_applied(
         assert asked <= 10, f"{asked} asks in a second of churn"
         await eventually_async(lambda: ("10.2.0.1", 10000 + last[0]) in listener.instances)
         assert len(listener.instances) == 50  # the last answer's set, nothing of an older one
+    finally:
+        watch.stop()
+        listener.stop_listening()
+
+
+async def test_an_upstream_warmed_with_no_instance_hears_of_its_first_at_once(
+    serve_app: ServeApp, monkeypatch: Any
+) -> None:
+    """The settle follows a change, not the first answer: an upstream that warmed on an
+    empty answer (its instances not passing yet) asks again at once, so the first instance
+    to pass is heard of as soon as the agent knows it. (Settling after the first answer
+    too, a client sent as soon as the agent said "passing" found none; walked in
+    test_proxy_walk_outbound's fixture.) A settle of 30 s here: only the order matters."""
+    monkeypatch.setattr(shared_watch, "INSTANCES_SETTLE_S", 30.0)
+    passing = asyncio.Event()
+
+    async def health(request: web.Request) -> web.Response:
+        if request.query.get("index", "0") == "0":
+            return web.json_response([], headers={"X-Consul-Index": "1"})
+        await passing.wait()
+        return web.json_response(_rows(2)[-1:], headers={"X-Consul-Index": "2"})
+
+    app = web.Application()
+    app.router.add_get("/v1/health/connect/db", health)
+    where = await serve_app(app)
+    upstream = Upstream(name="db", bind_address="127.0.0.1", bind_port=free_port("127.0.0.1"))
+    listener = UpstreamListener(upstream, lambda: None, tally.Tally())
+    watch = await warm.open_upstream(AgentHttp(where.base), listener, lambda: True)
+    assert watch is not None and listener.instances == []
+    try:
+        passing.set()
+        await eventually_async(lambda: listener.instances == [("10.2.0.1", 10002)], timeout=5)
     finally:
         watch.stop()
         listener.stop_listening()
