@@ -16,13 +16,16 @@ of intentions):
 - big: db of `--big` instances (MBs of health answer), ten single changes a
   second apart, a byte echoed on an open connection through web's sidecar:
   its p50/p99/max round trip, CPU per change, RSS.
+- node: `--sidecars` sidecars of one `--node` proxy, each with an upstream
+  db of `--instances` instances whose checks flip as in flap: CPU and RSS of
+  the node proxy and the agent's CPU (one watch of db serves them all).
 - intentions: `--intentions` sources in db's service-intentions entry (two
   in three L7, three regexes each): the longest echo on an open connection
   while an unrelated source changes, db sidecar CPU per change, and how long
   after the agent answered the PUT of a deny of web an open connection is cut.
 
     .venv/bin/python bench/proxy_churn.py [--only flap] [--instances 1000]
-        [--big 5000] [--intentions 3000] [--upstreams 80] [--seconds 10]
+        [--big 5000] [--intentions 3000] [--upstreams 80] [--sidecars 30] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -251,6 +254,38 @@ def _flap_round(m: Mesh, web: ProxyProc, n: int, seconds: float, traffic: bool) 
     print(line)
 
 
+def node(sidecars: int, n: int, seconds: float) -> None:
+    with mesh() as m:
+        ports = [free_port("127.0.0.1") for _ in range(sidecars)]
+        for i, port in enumerate(ports):
+            m.agent.put("/v1/agent/service/register", {
+                "Name": f"svc{i}", "ID": f"svc{i}", "Port": m.app.port, "Address": m.agent.ip,
+                "Connect": {"SidecarService": {"Port": free_port(m.agent.ip),
+                                               "Address": m.agent.ip, "Proxy": {"Upstreams": [
+                    {"DestinationName": "db", "LocalBindPort": port}]}}},
+            })  # fmt: skip
+            set_intention(m.agent, f"svc{i}", "db", "allow")
+        for i in range(n):
+            m.instance(i, "passing")
+        proxy = ProxyProc(["--node", "--http-addr", m.agent.http], m.root / "node.log").start()
+        m.proxies.append(proxy)
+        eventually(lambda: all(listening("127.0.0.1", p) for p in ports), 120, what="listening")
+        eventually(lambda: roundtrip(("127.0.0.1", ports[0]), b"a") == b"a<eof>", 60)
+        rng, down, flips = random.Random(1), set(), 0
+        node0, agent0, started = cpu_s(pid(proxy)), cpu_s(pid(m.agent)), time.monotonic()
+        while time.monotonic() - started < seconds:
+            for _ in range(3):
+                i = rng.randrange(n)
+                m.instance(i, "passing" if i in down else "critical")
+                down ^= {i}
+                flips += 1
+            time.sleep(0.1)
+        print(f"node: {sidecars} sidecars calling db of {n} instances, {flips} checks flipped "
+              f"in {seconds:g} s: the node proxy {cpu_s(pid(proxy)) - node0:.2f} s CPU, "
+              f"{rss_mib(pid(proxy)):.0f} MiB; the agent {cpu_s(pid(m.agent)) - agent0:.2f} s "
+              "CPU (with the flips' registrations)")  # fmt: skip
+
+
 def big(n: int) -> None:
     with mesh() as m:
         set_intention(m.agent, "web", "db", "allow")
@@ -331,17 +366,19 @@ def intentions(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=("upstreams", "flap", "big", "intentions"))
+    parser.add_argument("--only", choices=("upstreams", "flap", "big", "node", "intentions"))
     parser.add_argument("--upstreams", type=int, default=80)
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--big", type=int, default=5000)
     parser.add_argument("--intentions", type=int, default=3000)
+    parser.add_argument("--sidecars", type=int, default=30)
     args = parser.parse_args()
     runs: dict[str, Callable[[], None]] = {
         "upstreams": lambda: upstreams(args.upstreams),
         "flap": lambda: flap(args.instances, args.seconds),
         "big": lambda: big(args.big),
+        "node": lambda: node(args.sidecars, args.instances, args.seconds),
         "intentions": lambda: intentions(args.intentions),
     }
     for name, run in runs.items():
