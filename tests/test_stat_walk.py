@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from gossamer.agent.http.proxy_stats_routes import on_this_host
 from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
 from tests.harness.cli import DOWN, cli_env, expect, gossamer
 from tests.harness.cluster import free_port
@@ -184,6 +185,30 @@ async def test_a_sidecar_that_is_not_running_is_named_with_a_plain_reason(served
     assert status == 200, body
     (entry,) = json.loads(body)
     assert entry["Error"] == f"{addr}: Connection refused (is the proxy running?)", entry
+
+
+@pytest.mark.parametrize("addr", ["192.0.2.7:9102", "[2001:db8::7]:9102", "8.8.8.8:53"])
+async def test_a_metrics_address_of_another_host_is_not_asked(served: Served, addr: str) -> None:
+    """A registration may name any metrics address (`service:write` is all it takes); the
+    agent dialed each one for every reader of the route, a probe of the network from the
+    agent's place in it ("refused", "no answer", "HTTP 404" told which ports answer). A
+    sidecar's listener is bound on this host, so only this host's addresses are asked."""
+    served.local.register_service({
+        "Kind": "connect-proxy", "ID": "db-sidecar-proxy", "Name": "db-sidecar-proxy",
+        "Port": 21000, "Proxy": {"DestinationServiceName": "db",
+                                 "Config": {"gossamer_metrics_bind_addr": addr}},
+    })  # fmt: skip
+    started = time.monotonic()
+    status, body = await served.call("GET", "/v1/agent/metrics/proxies")
+    assert status == 200, body
+    (entry,) = json.loads(body)
+    assert entry["Error"] == f"{addr} is not an address of this host: not asked", entry
+    assert time.monotonic() - started < 1.0  # (nothing dialed: no 2 s timeout waited out)
+
+
+def test_only_this_hosts_addresses_are_on_this_host() -> None:
+    assert on_this_host("127.0.0.1") and on_this_host("127.9.9.9")  # (all of 127/8 is lo)
+    assert not on_this_host("192.0.2.7") and not on_this_host("203.0.113.1")
 
 
 def test_top_with_a_stuck_agent_says_so_within_seconds() -> None:

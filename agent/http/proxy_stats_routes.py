@@ -12,12 +12,19 @@ named under `gossamer stat`'s table, never figures that its readers would
 trip over. `gossamer stat` / `top` read this (not Prometheus), and so can
 the terminal UI. A listener bound on a wildcard address is reached on
 loopback. `?service=NAME` keeps only the sidecars of that service.
+
+Only addresses of this host are dialed: a sidecar's metrics listener is
+bound here, and a registration naming another host's address (anyone
+with `service:write` can write one) would otherwise have the agent GET
+`/stats` there for every reader of this route, and tell them whether a
+port answers: a probe of the network from the agent's place in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from typing import Any
 
 import aiohttp
@@ -44,7 +51,22 @@ def _metrics_of(service: Service) -> tuple[str, str]:
     if not addr:
         return "", "no metrics address (Proxy.Config.gossamer_metrics_bind_addr)"
     host, _, port = addr.rpartition(":")
-    return f"{LOOPBACK.get(host, host)}:{port}", ""
+    host = LOOPBACK.get(host, host)
+    if not on_this_host(host.strip("[]")):
+        return "", f"{addr} is not an address of this host: not asked"
+    return f"{host}:{port}", ""
+
+
+def on_this_host(ip: str) -> bool:
+    """Whether `ip` (a literal, as the proxy binds) is one of this host's addresses: the
+    kernel lets a socket bind only those."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((ip, 0))
+    except OSError:
+        return False
+    return True
 
 
 async def _fetch(session: aiohttp.ClientSession, addr: str) -> dict[str, Any]:
