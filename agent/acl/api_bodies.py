@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from gossamer.agent.acl.identities import FIELD as IDENTITIES
+from gossamer.agent.acl.identities import identities_json, read_identities
 from gossamer.agent.acl.problems import RulesInvalid
 from gossamer.agent.acl.rules import parse_rules
 from gossamer.agent.acl.tokens import AclState, Policy, Token, hash_secret
@@ -36,8 +38,11 @@ class AclBodyError(ValueError):
 
 TOKEN_FIELDS = (
     "AccessorID", "SecretID", "Description", "Policies", "Local", "ExpirationTime",
-    "ExpirationTTL",
+    "ExpirationTTL", IDENTITIES, "NodeIdentities", "Roles", "TemplatedPolicies",
 )  # fmt: skip
+# Consul's token fields this agent does not implement: refused when not empty, so a token is
+# never made holding less than its maker asked for (they were silently dropped)
+UNSUPPORTED = ("NodeIdentities", "Roles", "TemplatedPolicies")
 POLICY_FIELDS = ("ID", "Name", "Description", "Rules", "Datacenters")
 
 
@@ -128,6 +133,9 @@ def read_token(
         problems.append("Local: must be true or false")
     expiration = _expiration(body, held.expiration if held else None, now, problems)
     policies = _policy_ids(body.get("Policies"), state, problems)
+    identities = read_identities(body.get(IDENTITIES), problems)
+    problems += [f"{name}: not supported by gossamer; link a policy with the rules instead"
+                 for name in UNSUPPORTED if body.get(name)]  # fmt: skip
     if problems:
         raise AclBodyError(problems)
     token = Token(
@@ -135,6 +143,8 @@ def read_token(
         description=str(description), policies=policies if "Policies" in body or not held
         else held.policies, local=bool(local), datacenter=datacenter, expiration=expiration,
         create_time=held.create_time if held else now.isoformat(),
+        service_identities=identities if IDENTITIES in body or not held
+        else held.service_identities,
     )  # fmt: skip
     return NewToken(token, "" if held else str(secret))
 
@@ -186,6 +196,8 @@ def token_json(token: Token, state: AclState, secret: str = "", index: int = 0) 
         "CreateIndex": index,
         "ModifyIndex": index,
     }
+    if token.service_identities:
+        out[IDENTITIES] = identities_json(token.service_identities)
     if secret:
         out["SecretID"] = secret
     if token.expiration is not None:

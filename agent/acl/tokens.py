@@ -22,6 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from gossamer.agent.acl.authorize import MANAGEMENT_POLICY_ID, MANAGEMENT_RULES
+from gossamer.agent.acl.identities import (
+    ServiceIdentity,
+    identities_from_json,
+    identities_json,
+    identity_rules,
+)
 from gossamer.agent.acl.problems import RulesInvalid
 from gossamer.agent.acl.rules import Rules, parse_rules
 
@@ -65,6 +71,7 @@ class Token:
     datacenter: str = ""
     expiration: datetime | None = None
     create_time: str = ""
+    service_identities: tuple[ServiceIdentity, ...] = ()  # Consul's template (identities.py)
 
     def expired(self, now: datetime) -> bool:
         return self.expiration is not None and self.expiration <= now
@@ -80,6 +87,9 @@ def token_value(token: Token) -> dict[str, Any]:
         "Datacenter": token.datacenter,
         "ExpirationTime": token.expiration.isoformat() if token.expiration else None,
         "CreateTime": token.create_time,
+        **(
+            {"ServiceIdentities": identities_json(ids)} if (ids := token.service_identities) else {}
+        ),
     }
 
 
@@ -95,6 +105,7 @@ def token_from_value(value: Any) -> Token:
         datacenter=str(value.get("Datacenter", "")),
         expiration=datetime.fromisoformat(expiration) if expiration else None,
         create_time=str(value.get("CreateTime", "")),
+        service_identities=identities_from_json(value.get("ServiceIdentities")),
     )
 
 
@@ -148,13 +159,14 @@ class AclState:
         return self.tokens.get(accessor) if accessor is not None else None
 
     def policy_rules(self, token: Token, datacenter: str) -> list[Rules]:
-        """The rules of the token's policies that exist and apply in `datacenter`."""
+        """The rules of the token's policies that exist and apply in `datacenter`, and of its
+        service identities that apply there."""
         found = [self.policies.get(p) for p in token.policies]
         return [
             p.rules
             for p in found
             if p is not None and (not p.datacenters or datacenter in p.datacenters)
-        ]
+        ] + [identity_rules(s.name) for s in token.service_identities if s.applies(datacenter)]
 
 
 def read_state(items: Iterable[tuple[str, Any]]) -> AclState:

@@ -128,6 +128,11 @@ def _base_config(args: argparse.Namespace, client: AgentClient) -> ProxyConfig:
     return with_drain(config_from_registration(body, proxy_id), args.drain_timeout)
 
 
+# What asks "is the agent there?" before the exec: the roots, which every token may read
+# (and the proxy reads anyway). `/v1/agent/self` needed `agent:read`, which a sidecar's
+# token (Consul's service identity) does not hold: it exited 1 on a 403.
+REACHABLE = "/v1/agent/connect/ca/roots"
+
 PROXIES = "/v1/agent/services?filter=" + path_segment('Kind == "connect-proxy"')
 
 
@@ -164,11 +169,11 @@ def run_proxy(args: argparse.Namespace, client: AgentClient, console: Console) -
             with_drain(adhoc_config("node", []), args.drain_timeout)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-        client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now
+        client.get(REACHABLE)  # an agent that cannot be reached: exit 1 now
         request = json.dumps({"node": True, "drain_s": args.drain_timeout})
     else:
         config = proxy_config(args, client)
-        client.get("/v1/agent/self")  # an agent that cannot be reached: exit 1 now (ad hoc)
+        client.get(REACHABLE)  # an agent that cannot be reached: exit 1 now (ad hoc)
         request = config_to_json(config)
     argv = [sys.executable, "-m", "gossamer.proxy", request, client.base_url, args.log_level,
             str(workers)]  # fmt: skip
