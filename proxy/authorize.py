@@ -11,8 +11,11 @@ pure intentions core (`decide`) with the intentions the proxy watches; a
 deny is a value (the `Decision`) carrying the intention that decided.
 
 Outbound (`server_service`): the upstream's certificate must verify for
-server auth and name exactly the upstream service, or the connection is
-refused (`Refused(WRONG_SERVER)`).
+server auth and name exactly the upstream service in this proxy's own
+datacenter (upstreams are only ever of it: config_registration.py), or the
+connection is refused (`Refused(WRONG_SERVER)`): as Envoy under Consul
+matches the whole SPIFFE ID, an instance holding another datacenter's leaf
+for the same name is not the upstream.
 
 Both: a chain through the intermediate of a revoked agent is refused
 (`Refused(REVOKED)`), whatever OpenSSL thought of it: OpenSSL knows the
@@ -97,6 +100,7 @@ class Trust:
     trust_domain: str
     roots: frozenset[bytes]  # the DER of each root of the bundle
     revoked: frozenset[bytes] = frozenset()  # key ids of revoked agents' intermediates
+    datacenter: str = ""  # this proxy's own (its leaf's); upstreams must be of it. "": unchecked
 
 
 def revoked_key_ids(rows: object) -> frozenset[bytes]:
@@ -132,12 +136,19 @@ def server_service(
     expected: str,
     known: ChainMemory | None = None,
 ) -> ServiceId:
-    """The upstream's verified service; Refused(WRONG_SERVER) when it is not `expected`."""
+    """The upstream's verified service; Refused(WRONG_SERVER) when it is not `expected` of
+    the trust's datacenter."""
     found = _service(chain_der, trust, now, SERVER_AUTH, known)
     if found.service != expected:
         raise Refused(
             tally.WRONG_SERVER,
             f"the server presented {found.uri}, not the upstream service {expected!r}",
+        )
+    if trust.datacenter and found.datacenter != trust.datacenter:
+        raise Refused(
+            tally.WRONG_SERVER,
+            f"the server presented {found.uri}, of datacenter {found.datacenter!r}, not "
+            f"this proxy's {trust.datacenter!r}",
         )
     return found
 

@@ -24,6 +24,7 @@ import ssl
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gossamer.intentions.spiffe import parse_identity
 from gossamer.proxy.authorize import Trust
 from gossamer.proxy.ca.cert_facts import cert_facts, pem_certificates
 
@@ -72,12 +73,23 @@ def build_identity(leaf: dict[str, Any], roots: dict[str, Any]) -> Identity:
     return Identity(
         server=_context(ssl.PROTOCOL_TLS_SERVER, cert_pem, key_pem, cadata),
         client=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata),
-        trust=Trust(trust_domain, frozenset(certs)),
+        trust=Trust(trust_domain, frozenset(certs), datacenter=_datacenter_of(cert_pem)),
         serial=str(leaf.get("SerialNumber", "")),
         uri=str(leaf.get("ServiceURI", "")),
         server_tunnel=_context(ssl.PROTOCOL_TLS_SERVER, cert_pem, key_pem, cadata, TUNNEL_ALPN),
         client_tunnel=_context(ssl.PROTOCOL_TLS_CLIENT, cert_pem, key_pem, cadata, TUNNEL_ALPN),
     )
+
+
+def _datacenter_of(cert_pem: str) -> str:
+    """The datacenter the leaf's SPIFFE ID names: upstreams must be of it (authorize.py);
+    "" when the leaf names none (then no upstream's datacenter is checked)."""
+    try:
+        uris = cert_facts(pem_certificates(cert_pem)[0]).uris
+        identity = parse_identity(uris[0]) if len(uris) == 1 else None
+    except (ValueError, IndexError):  # (SpiffeError is a ValueError)
+        return ""
+    return identity.datacenter if identity is not None else ""
 
 
 def with_revoked(identity: Identity, revoked: frozenset[bytes]) -> Identity:

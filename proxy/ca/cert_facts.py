@@ -11,7 +11,10 @@ facts read here, by authorize.py.
 `cert_facts(der)` reads an X.509 certificate (RFC 5280 4.1) far enough for
 those checks: validity, the key id gossamer writes as SKI (SHA-256 of the
 DER SubjectPublicKeyInfo, keys.key_id), the URI and host SANs, CA:TRUE, the
-extended key usages, the subject's CN for messages. It is not a validator:
+extended key usages, whether KeyUsage allows digitalSignature (OpenSSL's
+client purpose passes a leaf with keyAgreement alone, and its server purpose
+one with keyEncipherment alone: neither may sign a TLS 1.3 CertificateVerify),
+the subject's CN for messages. It is not a validator:
 malformed DER raises ValueError, unknown extensions are skipped (OpenSSL
 refused unknown critical ones already). `pem_certificates` splits PEM text
 into DER blocks.
@@ -27,10 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
-_SAN, _BASIC, _EKU = "2.5.29.17", "2.5.29.19", "2.5.29.37"
+_SAN, _BASIC, _EKU, _KU = "2.5.29.17", "2.5.29.19", "2.5.29.37", "2.5.29.15"
 _CN = "2.5.4.3"
 _URI, _DNS, _IP = 0x86, 0x82, 0x87  # GeneralName [6] uniformResourceIdentifier, [2], [7]
-_SEQUENCE, _BOOLEAN, _OID, _EXTENSIONS = 0x30, 0x01, 0x06, 0xA3
+_SEQUENCE, _BOOLEAN, _OID, _BIT_STRING, _EXTENSIONS = 0x30, 0x01, 0x06, 0x03, 0xA3
+_DIGITAL_SIGNATURE = 0x80  # KeyUsage bit 0, the first bit of the first content byte
 _STRINGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x14: "latin-1", 0x1E: "utf-16-be"}
 _Tlv = tuple[int, int, int, int]  # tag, where its header starts, where its value starts, end
 
@@ -47,6 +51,7 @@ class CertFacts:
     names_hosts: bool  # a DNS or IP SAN
     is_ca: bool
     eku: frozenset[str] | None  # dotted OIDs; None without the extension
+    signs: bool = True  # KeyUsage allows digitalSignature (or there is no KeyUsage)
 
     def describe(self) -> str:
         return f"certificate {('CN=' + self.subject_cn) if self.subject_cn else '(no CN)'!r}"
@@ -77,7 +82,7 @@ def cert_facts(der: bytes) -> CertFacts:
     not_before, not_after = (_time(der, item) for item in _exactly(2, _children(der, tbs[3])))
     spki = tbs[5]
     uris: list[str] = []
-    hosts, is_ca, eku = False, False, None
+    hosts, is_ca, eku, signs = False, False, None, True
     for oid, value in _extensions(der, tbs[6:]):
         if oid == _SAN:
             names = _children(der, _read(der, value[2], value[3]))
@@ -93,6 +98,11 @@ def cert_facts(der: bytes) -> CertFacts:
         elif oid == _EKU:
             usages = _children(der, _read(der, value[2], value[3]))
             eku = frozenset(_oid(der[u[2] : u[3]]) for u in usages if u[0] == _OID)
+        elif oid == _KU:
+            bits = _read(der, value[2], value[3])
+            if bits[0] != _BIT_STRING or bits[3] - bits[2] < 1:
+                raise ValueError("a malformed KeyUsage")
+            signs = bits[3] - bits[2] > 1 and bool(der[bits[2] + 1] & _DIGITAL_SIGNATURE)
     return CertFacts(
         subject_cn=_common_name(der, tbs[4]),
         not_before=not_before,
@@ -102,6 +112,7 @@ def cert_facts(der: bytes) -> CertFacts:
         names_hosts=hosts,
         is_ca=is_ca,
         eku=eku,
+        signs=signs,
     )
 
 

@@ -5,8 +5,10 @@ agent, on `cryptography` objects, signatures checked there) and the
 proxy's verified_chain.py (OpenSSL checked the chain in the handshake,
 cert_facts.py reads the fields). Each extracts the names and hands them
 here, so the rules exist once:
-- an end-entity certificate is not a CA and its EKU holds the purpose asked
-  for (client auth to come in, server auth to be dialled);
+- an end-entity certificate is not a CA, its EKU holds the purpose asked
+  for (client auth to come in, server auth to be dialled), and its KeyUsage,
+  if it has one, allows digitalSignature (TLS 1.3 signs with the leaf's key
+  whichever side it is on);
 - it carries exactly one URI SAN, a service or agent SPIFFE ID
   (intentions/spiffe.py parses it); a service leaf names no host (DNS or
   IP SAN): only an agent's HTTPS certificate may (agent_server.py);
@@ -38,10 +40,15 @@ def check_end_entity(who: str, *, is_ca: bool) -> None:
         raise NotSpiffeCertificate(f"{who} is a CA, not a service or agent certificate")
 
 
-def check_purpose(who: str, eku: Collection[str] | None, purpose: str) -> None:
-    """The leaf's EKU (dotted OIDs; None without one) holds `purpose`, or WrongPurpose."""
+def check_purpose(
+    who: str, eku: Collection[str] | None, purpose: str, *, signs: bool = True
+) -> None:
+    """The leaf's EKU (dotted OIDs; None without one) holds `purpose`, and its KeyUsage allows
+    digitalSignature (`signs`; True without a KeyUsage), or WrongPurpose."""
     if eku is None or purpose not in eku:
         raise WrongPurpose(f"{who} is not allowed for {_PURPOSES.get(purpose, purpose)} (its EKU)")
+    if not signs:
+        raise WrongPurpose(f"{who}: its KeyUsage lacks digitalSignature (TLS 1.3 signs with it)")
 
 
 def leaf_identity(who: str, uris: Sequence[str], *, names_hosts: bool) -> ServiceId | AgentId:

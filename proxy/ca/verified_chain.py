@@ -101,7 +101,7 @@ def check_verified(
             )
     check_end_entity(who, is_ca=leaf.is_ca)
     identity = leaf_identity(who, leaf.uris, names_hosts=leaf.names_hosts)
-    check_purpose(who, leaf.eku, purpose)
+    check_purpose(who, leaf.eku, purpose, signs=leaf.signs)
     root = facts[-1]
     check_anchor(who, identity, root.describe(), trust_domain_in(root.uris))
     return identity

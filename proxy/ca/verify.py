@@ -48,7 +48,6 @@ from gossamer.proxy.ca.errors import (
     NotACa,
     NotSpiffeCertificate,
     UnknownIssuer,
-    WrongPurpose,
 )
 from gossamer.proxy.ca.profile import trust_domain_of, uri_sans, utc
 from gossamer.proxy.ca.spiffe_leaf import (
@@ -115,10 +114,9 @@ def _check_end_entity(
     identity = leaf_identity(_describe(leaf), uri_sans(leaf), names_hosts=names_hosts(leaf))
     usage = _find(extensions, x509.ExtendedKeyUsage)
     eku = None if usage is None else {oid.dotted_string for oid in usage}
-    check_purpose(_describe(leaf), eku, purpose.dotted_string)
     key_usage = _find(extensions, x509.KeyUsage)
-    if key_usage is not None and not key_usage.digital_signature:
-        raise WrongPurpose(f"{_describe(leaf)}: KeyUsage lacks digitalSignature")
+    signs = key_usage is None or key_usage.digital_signature
+    check_purpose(_describe(leaf), eku, purpose.dotted_string, signs=signs)
     return identity
 
 
