@@ -245,3 +245,32 @@ def _web_counter(edge: Edge, name: str) -> int:
     last = edge.web_proxy.log().rsplit("counters for web:", 1)[1].splitlines()[0]
     found = re.search(rf"\b{re.escape(name)}=(\d+)", last)
     return int(found.group(1)) if found else 0
+
+
+def test_sni_and_alpn_select_nothing_and_bypass_nothing(edge: Edge) -> None:
+    """Not a fault (a record of the walk): the sidecar presents its one leaf whatever SNI
+    names, and agrees to no ALPN value but its own tunnel's; a client naming another service
+    and claiming `h2` or an unknown protocol is served as any other, and one with a bad leaf
+    is refused as any other."""
+    context = _client(edge.tmp / "web.pem", edge.tmp / "web.key")
+    context.set_alpn_protocols(["h2", "x-unknown/1"])
+    raw = socket.create_connection(edge.cache_in, timeout=10)
+    with raw, context.wrap_socket(raw, server_hostname="db.service.consul") as tls:
+        tls.sendall(b"ping")
+        assert tls.recv(100) == b"ping"
+        assert tls.selected_alpn_protocol() is None
+        leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert [u.endswith("/svc/cache") for u in san.get_values_for_type(
+            x509.UniformResourceIdentifier)] == [True]  # fmt: skip
+    chain, key = forged(edge, "web-agree-sni", "web", key_usage=_key_usage(key_agreement=True))
+    bad = _client(chain, key)
+    bad.set_alpn_protocols(["h2"])
+    before = _refusals(edge, "wrong-purpose")
+    raw = socket.create_connection(edge.cache_in, timeout=10)
+    with raw, bad.wrap_socket(raw, server_hostname="web") as tls:
+        with contextlib.suppress(ssl.SSLError, ConnectionResetError):
+            tls.sendall(b"ping")
+            assert tls.recv(100) == b""
+    eventually(lambda: _refusals(edge, "wrong-purpose") == before + 1, 10,
+               what="one more wrong-purpose refusal")  # fmt: skip
