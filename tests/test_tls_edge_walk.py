@@ -267,10 +267,6 @@ def test_sni_and_alpn_select_nothing_and_bypass_nothing(edge: Edge) -> None:
     bad = _client(chain, key)
     bad.set_alpn_protocols(["h2"])
     before = _refusals(edge, "wrong-purpose")
-    raw = socket.create_connection(edge.cache_in, timeout=10)
-    with raw, bad.wrap_socket(raw, server_hostname="web") as tls:
-        with contextlib.suppress(ssl.SSLError, ConnectionResetError):
-            tls.sendall(b"ping")
-            assert tls.recv(100) == b""
+    assert _ping(edge, bad) == b""
     eventually(lambda: _refusals(edge, "wrong-purpose") == before + 1, 10,
                what="one more wrong-purpose refusal")  # fmt: skip
