@@ -22,6 +22,14 @@ even if it is the one it had: an agent back from a restart may count its
 indexes from scratch (a new data dir), and blocking on an index from its
 former life could hold new data as "nothing new" for good. Readers ignore
 an answer they already had.
+A 403 `ACL not found` is the exception: the token itself is unknown to the
+agent (deleted, expired, mistyped), which asking again soon will not change,
+and every such ask counts against the agent's guard on token guessing for
+this host's address (agent/acl/guard.py): asked for every ≤0.75 s by each
+watch of each worker, it emptied that guard within seconds, and every other
+client on the host, sidecars and CLI with valid tokens, got 429s. It is
+asked again after `TOKEN_MIN_S` doubling to `TOKEN_MAX_S`, logged naming
+the token's sources (a rotated token reaches the proxy by a restart).
 An answer must say where it stands (`X-Consul-Index`, a number; or
 `X-Consul-ContentHash`), as Consul's client requires: one that does not is
 a bad answer (backed off), not a change to apply and ask again about at
@@ -71,6 +79,8 @@ CLIENT_TIMEOUT_S = 75.0  # above WAIT plus the agent's jitter (WAIT / 16)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 10.0
 UNREACHABLE_MAX_S = 0.5  # the top for a refused connect, a 403 or 404 (0.25-0.75 s jittered)
+TOKEN_MIN_S = 1.0  # a token the agent does not know: first asked again after this
+TOKEN_MAX_S = 30.0  # ... doubling to this (jittered)
 HELD_S = 1.0  # an answer that is not news sooner than this: the query was not held
 INSTANCES_SETTLE_S = 0.2  # an upstream's instances: changes of a burst delivered together
 PIECE = 250  # an array's elements decoded (with `item`) between two turns of the loop
@@ -78,6 +88,10 @@ PIECE = 250  # an array's elements decoded (with `item`) between two turns of th
 
 class Missing(LookupError):
     """A 403 or 404: what the watch asks for is not there (yet), or not for us (yet)."""
+
+
+class TokenRefused(LookupError):
+    """A 403 `ACL not found`: the agent knows no such token."""
 
 
 class Watch:
@@ -146,6 +160,8 @@ class Watch:
                 # (a streak of cheap failures leaves the doubling at their top, so an error
                 # that follows, say from an agent back but not ready, backs off from there)
                 top = UNREACHABLE_MAX_S if isinstance(exc, (OSError, Missing)) else BACKOFF_MAX_S
+                if isinstance(exc, TokenRefused):
+                    top, delay = TOKEN_MAX_S, max(delay, TOKEN_MIN_S)
                 delay = min(delay, top)
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, top)
@@ -179,6 +195,11 @@ class Watch:
             if self._on_missing is not None:
                 self._on_missing()
             raise Missing(f"404 {answer.text}")
+        if answer.status == 403 and answer.text.startswith("ACL not found"):
+            raise TokenRefused(f"403 {answer.text}: the agent knows no such token (deleted, "
+                               "expired or mistyped? from --token, --token-file, "
+                               "CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE); asking again "
+                               f"at most every {TOKEN_MAX_S:g} s")  # fmt: skip
         if answer.status == 403:  # (not registered yet, or a token's rule not yet given)
             raise Missing(f"403 {answer.text}")
         if answer.status != 200:

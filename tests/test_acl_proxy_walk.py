@@ -6,6 +6,7 @@ workers, real apps."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.proxy.agent_http import AgentHttp, Answer
+from gossamer.proxy.watch import Watch
 from tests.harness.cli import cli_env
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
@@ -156,3 +159,39 @@ def test_a_service_identity_reads_back_and_grants_nothing_else(mesh: Mesh) -> No
     node = {"NodeIdentities": [{"NodeName": "n1", "Datacenter": "dc1"}]}
     status, text, _ = call(mesh.agent, "PUT", "/v1/acl/token", node, token=MANAGEMENT)
     assert status == 400 and "NodeIdentities: not supported" in text, text
+
+
+class CountingAgent(AgentHttp):
+    asks = 0
+
+    async def get(self, path: str, timeout: float) -> Answer:
+        CountingAgent.asks += 1
+        return await super().get(path, timeout)
+
+
+async def test_a_deleted_token_does_not_lock_the_host_out(mesh: Mesh) -> None:
+    """Six watches (a two-worker sidecar's few) whose token was deleted ask again slowly:
+    before, each asked every ≤0.75 s, the agent counted each as a guessed secret from this
+    host's address, and within 3 s it answered 429 to a valid management token from the
+    same address (every sidecar and CLI of the host)."""
+    status, text, _ = call(mesh.agent, "PUT", "/v1/acl/token", token=MANAGEMENT,
+                           body={"ServiceIdentities": [{"ServiceName": "web"}]})  # fmt: skip
+    made = json.loads(text)
+    assert call(mesh.agent, "DELETE", f"/v1/acl/token/{made['AccessorID']}",
+                token=MANAGEMENT)[0] == 200  # fmt: skip
+    agent = CountingAgent(mesh.agent.http, token=made["SecretID"])
+    CountingAgent.asks = 0
+    watches = [Watch(agent, f"/v1/connect/intentions/match?by=destination&name=s{i}",
+                     lambda _: None) for i in range(6)]  # fmt: skip
+    for watch in watches:
+        watch.start()
+    try:
+        await asyncio.sleep(3.0)  # (a span to count asks in, not a wait for convergence)
+    finally:
+        for watch in watches:
+            watch.stop()
+    assert CountingAgent.asks <= 6 * 3, CountingAgent.asks
+    status, text, _ = await asyncio.to_thread(
+        call, mesh.agent, "GET", "/v1/agent/services", token=MANAGEMENT
+    )
+    assert status == 200, text
