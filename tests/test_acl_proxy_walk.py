@@ -18,7 +18,7 @@ import pytest
 
 from gossamer.proxy.agent_http import AgentHttp, Answer
 from gossamer.proxy.watch import Watch
-from tests.harness.cli import cli_env
+from tests.harness.cli import cli_env, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.proxy_support import App, ProxyProc, register_pair, roundtrip, set_intention
@@ -195,3 +195,38 @@ async def test_a_deleted_token_does_not_lock_the_host_out(mesh: Mesh) -> None:
         call, mesh.agent, "GET", "/v1/agent/services", token=MANAGEMENT
     )
     assert status == 200, text
+
+
+BOGUS = "5b7e0d3c-0000-4000-8000-00000000dead"
+
+
+@pytest.mark.parametrize(
+    ("argv", "secret", "request_line", "hint"),
+    [
+        (["connect", "proxy", "--sidecar-for", "web"], "",
+         "GET /v1/agent/service/web-sidecar-proxy", "pass a token that holds it"),
+        (["stat", "--service", "web"], BOGUS, "GET /v1/agent/", "the agent knows no such token"),
+        (["top", "--iterations", "1"], "", "GET /v1/agent/", "pass a token that holds it"),
+    ],
+)  # fmt: skip
+def test_a_refused_token_names_the_request_and_the_fix(
+    mesh: Mesh, argv: list[str], secret: str, request_line: str, hint: str
+) -> None:
+    """A 403 said `Error: <the agent's reason> (HTTP 403)` and no more: not which call was
+    refused, nor that the fix is the token (and where it is given)."""
+    env = {"CONSUL_HTTP_TOKEN": secret} if secret else {}
+    result = gossamer(*argv, "--http-addr", mesh.agent.http, env=env)
+    assert result.returncode == 1, result
+    assert request_line in result.stderr and hint in result.stderr, result.stderr
+    assert "--token-file" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    if secret:
+        assert secret not in result.stdout + result.stderr
+
+
+def test_check_with_an_unknown_token_says_so(mesh: Mesh) -> None:
+    """`gossamer check` with a token the agent does not know hinted that the token 'lacks
+    agent:read', sending its user to the policy instead of the secret."""
+    result = gossamer("check", "--http-addr", mesh.agent.http, env={"CONSUL_HTTP_TOKEN": BOGUS})
+    assert result.returncode == 1
+    assert "ACL not found" in result.stdout and "knows no such token" in result.stdout, result
+    assert "lacks agent:read" not in result.stdout, result.stdout

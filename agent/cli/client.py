@@ -54,11 +54,26 @@ class _Refused(AgentUnreachable):
 
 
 class ApiError(RuntimeError):
-    """The agent answered with an error status; the message is its reason."""
+    """The agent answered with an error status; the message is its reason. `request` is the
+    call it answered (`GET /v1/...`), for the hint a 403 gets (`refusal_hint`)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, request: str = "") -> None:
         super().__init__(f"{reason} (HTTP {status})")
         self.status = status
+        self.reason = reason
+        self.request = request
+
+
+TOKEN_SOURCES = "--token / --token-file, or CONSUL_HTTP_TOKEN / GOSSAMER_HTTP_TOKEN (or *_FILE)"
+
+
+def refusal_hint(reason: str) -> str:
+    """What to do about a 403 of an agent with ACLs on: the token is the fix, and which way
+    (a secret the agent does not know, or one that lacks the permission named)."""
+    if reason.startswith("ACL not found"):
+        return ("the agent knows no such token (deleted, expired or mistyped): check the one "
+                f"given by {TOKEN_SOURCES}")  # fmt: skip
+    return f"the agent has ACLs on: pass a token that holds it with {TOKEN_SOURCES}"
 
 
 def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> str:
@@ -170,7 +185,7 @@ class AgentClient:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
             reason = exc.read().decode("utf-8", "replace").strip() or exc.reason
-            raise ApiError(exc.code, str(reason)) from None
+            raise ApiError(exc.code, str(reason), f"{method} {path}") from None
         except (urllib.error.URLError, OSError) as exc:
             why = getattr(exc, "reason", exc)
             message = f"cannot reach the gossamer agent at {self.base_url}: {why}"

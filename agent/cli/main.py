@@ -34,6 +34,7 @@ from gossamer.agent.cli.client import (
     ApiError,
     UsageError,
     client_from_args,
+    refusal_hint,
 )
 from gossamer.agent.cli.consul_flags import long_spelling
 from gossamer.agent.config import add_agent_flags
@@ -136,6 +137,8 @@ def _run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespac
         return EXIT_USAGE
     except (AgentUnreachable, ApiError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        if isinstance(exc, ApiError) and exc.status == 403:  # ACLs: which call, and the fix
+            print(f"  refused: {exc.request}\n  hint: {refusal_hint(exc.reason)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C in `stat --window`, or while an agent is slow
         print(file=sys.stderr)  # past the ^C the terminal echoed

@@ -40,7 +40,7 @@ def judge_reachable(
     """`denied`: the agent answered 403, so it runs (with ACLs on) and the token is the fix."""
     name = "agent reachable"
     if self_json is None and denied:
-        return fail(AGENT, name, error, token_hint("agent:read on this agent's node"))
+        return fail(AGENT, name, error, token_hint("agent:read on this agent's node", error))
     if self_json is None:
         return fail(AGENT, name, error, unreachable_hint(base_url, error))
     node = self_json.get("Config", {}).get("NodeName", "?")

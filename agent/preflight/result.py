@@ -64,9 +64,15 @@ def exit_code(results: Iterable[Result]) -> int:
     return 1 if any(r.status is Status.FAIL for r in results) else 0
 
 
-def token_hint(needs: str) -> str:
+def token_hint(needs: str, error: str = "") -> str:
     """The hint for a request the agent answered 403: the fix is the token the check runs
-    with (its ACLs are on), not starting or repairing the agent."""
+    with (its ACLs are on), not starting or repairing the agent. `error` says which fix: a
+    secret the agent does not know (`ACL not found`) is not one that lacks `needs`."""
+    if error.startswith("ACL not found"):
+        return (
+            "the agent knows no such token (deleted, expired or mistyped): check the one given "
+            "with --token / --token-file, or GOSSAMER_HTTP_TOKEN (CONSUL_HTTP_TOKEN)"
+        )
     return (
         f"the agent has ACLs on and the token lacks {needs}: pass one that holds it with "
         "--token / --token-file, or GOSSAMER_HTTP_TOKEN (CONSUL_HTTP_TOKEN)"
