@@ -230,3 +230,40 @@ def test_check_with_an_unknown_token_says_so(mesh: Mesh) -> None:
     assert result.returncode == 1
     assert "ACL not found" in result.stdout and "knows no such token" in result.stdout, result
     assert "lacks agent:read" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "chosen"),
+    [
+        (["--token", "A", "--token-file", "B"], {}, "B"),
+        ([], {"CONSUL_HTTP_TOKEN": "A", "CONSUL_HTTP_TOKEN_FILE": "B"}, "B"),
+        (["--token", "A"], {"CONSUL_HTTP_TOKEN_FILE": "B"}, "B"),
+        (["--token", "A"], {"CONSUL_HTTP_TOKEN": "B"}, "A"),
+        (["--token-file", "A"], {"CONSUL_HTTP_TOKEN_FILE": "B"}, "A"),
+        (["--token", "A", "--token-file", "EMPTY"], {}, "A"),
+    ],
+)  # fmt: skip
+def test_token_sources_in_consuls_order(
+    mesh: Mesh, tmp_path: Path, flags: list[str], env: dict[str, str], chosen: str
+) -> None:
+    """Consul's api.NewClient reads a named token file "instead of" -token or
+    CONSUL_HTTP_TOKEN (the flag over the variable within each); an empty file falls back.
+    Before, --token and CONSUL_HTTP_TOKEN won over the files."""
+    secrets = {}
+    for name in ("A", "B"):
+        status, text, _ = call(mesh.agent, "PUT", "/v1/acl/token", token=MANAGEMENT,
+                               body={"Description": f"order-{name}"})  # fmt: skip
+        assert status == 200, text
+        secrets[name] = json.loads(text)["SecretID"]
+        (tmp_path / name).write_text(secrets[name] + "\n")
+    (tmp_path / "EMPTY").write_text("\n")
+
+    def given(value: str, as_file: bool) -> str:
+        return str(tmp_path / value) if as_file else secrets[value]
+
+    argv = [given(v, flags[i - 1] == "--token-file") if i % 2 else v
+            for i, v in enumerate(flags)]  # fmt: skip
+    env = {k: given(v, k.endswith("_FILE")) for k, v in env.items()}
+    result = gossamer("acl", "token", "read", "--self", "--http-addr", mesh.agent.http, *argv,
+                      env=env)  # fmt: skip
+    assert result.returncode == 0 and f"order-{chosen}" in result.stdout, result

@@ -98,25 +98,29 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
 def resolve_token(
     flag: str | None, flag_file: str | None, env: dict[str, str] | None = None
 ) -> str:
-    """The ACL secret to send ("" for none); UsageError naming an unreadable file."""
+    """The ACL secret to send ("" for none); UsageError naming an unreadable file.
+
+    Consul's order (its api.NewClient): a token file, when one is named and holds a token,
+    is used "instead of" a token (`-token-file` over `CONSUL_HTTP_TOKEN_FILE`); else the
+    token (`-token` over `CONSUL_HTTP_TOKEN`). GOSSAMER_* come before CONSUL_* at each step.
+    """
     env = dict(os.environ) if env is None else env
-    sources = [
-        ("--token", flag, False), ("--token-file", flag_file, True),
-        ("GOSSAMER_HTTP_TOKEN", env.get("GOSSAMER_HTTP_TOKEN"), False),
-        ("GOSSAMER_HTTP_TOKEN_FILE", env.get("GOSSAMER_HTTP_TOKEN_FILE"), True),
-        ("CONSUL_HTTP_TOKEN", env.get("CONSUL_HTTP_TOKEN"), False),
-        ("CONSUL_HTTP_TOKEN_FILE", env.get("CONSUL_HTTP_TOKEN_FILE"), True),
-    ]  # fmt: skip
-    for name, value, is_file in sources:
-        if not value:
-            continue
-        if not is_file:
-            return value.strip()
+    files = [
+        ("--token-file", flag_file),
+        ("GOSSAMER_HTTP_TOKEN_FILE", env.get("GOSSAMER_HTTP_TOKEN_FILE")),
+        ("CONSUL_HTTP_TOKEN_FILE", env.get("CONSUL_HTTP_TOKEN_FILE")),
+    ]
+    named = next(((name, path) for name, path in files if path), None)
+    if named is not None:
         try:
-            with open(value, encoding="utf-8") as f:
-                return f.read().strip()
+            with open(named[1], encoding="utf-8") as f:
+                if held := f.read().strip():
+                    return held
         except OSError as exc:
-            raise UsageError(f"{name} {value}: {exc.strerror or exc}") from None
+            raise UsageError(f"{named[0]} {named[1]}: {exc.strerror or exc}") from None
+    for value in (flag, env.get("GOSSAMER_HTTP_TOKEN"), env.get("CONSUL_HTTP_TOKEN")):
+        if value:
+            return value.strip()
     return ""
 
 
