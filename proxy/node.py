@@ -26,6 +26,9 @@ told the sidecars worker 0 serves (`served_first`, workers.py) and starts
 those first, so that it makes worker 0's choices rather than its own.
 Each sidecar's work runs in a context naming it, so each of its log lines
 says whose it is (log_sidecar.py).
+With ACLs on, the list holds only the sidecars the token may read; one the
+agent left out (`X-Consul-Results-Filtered-By-ACLs: true`) is not served,
+and that is logged once while it lasts (it went unserved without a word).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from gossamer.proxy.warm import RETRY_S
 from gossamer.proxy.watch import Watch
 
 log = logging.getLogger("gossamer.proxy")
+FILTERED = "x-consul-results-filtered-by-acls"  # (Watch.headers: names lower-cased)
 SERVICES = "/v1/agent/services?filter=Kind%20%3D%3D%20%22connect-proxy%22"
 
 
@@ -69,11 +73,21 @@ class NodeProxies:
         self._latest: dict[str, Any] | None = None  # the last list the watch delivered
         self._changed = asyncio.Event()
         self._watch = Watch(agent, SERVICES, self._on_services, by_hash=True)
+        self._hidden = False  # the agent's last list left out what the token may not read
 
     def _on_services(self, body: object) -> None:
         if not isinstance(body, dict):
             log.error("proxy: the agent's service list is not an object; keeping the last")
             return
+        hidden = self._watch.headers.get(FILTERED, "").lower() == "true"
+        if hidden and not self._hidden:
+            log.warning("proxy: the agent hid sidecar registrations from this token (ACLs: "
+                        "X-Consul-Results-Filtered-By-ACLs); those are not served: give the "
+                        "token service:read on every service, and service:write on each "
+                        "sidecar's service")  # fmt: skip
+        elif self._hidden and not hidden:
+            log.info("proxy: the agent no longer hides sidecar registrations from this token")
+        self._hidden = hidden
         self._latest = body
         self._changed.set()
 

@@ -267,3 +267,27 @@ def test_token_sources_in_consuls_order(
     result = gossamer("acl", "token", "read", "--self", "--http-addr", mesh.agent.http, *argv,
                       env=env)  # fmt: skip
     assert result.returncode == 0 and f"order-{chosen}" in result.stdout, result
+
+
+def test_node_proxy_says_when_its_token_hides_sidecars(mesh: Mesh) -> None:
+    """`--node` with a token that may read only `web`: the agent's list of sidecars leaves
+    `db`'s out (X-Consul-Results-Filtered-By-ACLs: true) and `db` went unserved without a
+    word. Now `web` is served and the log says sidecars were hidden, and what to grant."""
+    rules = TEMPLATE.format("web").replace('service_prefix "" { policy = "read" }\n', "")
+    secret = policy_token(mesh.agent, "node-web-only", rules)
+    proxy = ProxyProc(["--node", "--http-addr", mesh.agent.http],
+                      mesh.root / "proxy-node-hidden.log")  # fmt: skip
+    argv = [sys.executable, "-m", "gossamer.agent", "connect", "proxy", *proxy.args]
+    with proxy.log_path.open("ab") as out:
+        proxy.proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=cli_env(env={"CONSUL_HTTP_TOKEN": secret}), start_new_session=True,
+        )  # fmt: skip
+    try:
+        said = ("hid sidecar registrations", "[web-sidecar-proxy] proxy: inbound")
+        eventually(lambda: all(line in proxy.log() for line in said), 10,
+                   what=f"the warning; log:\n{proxy.log()[-2000:]}")  # fmt: skip
+        assert "db-sidecar-proxy" not in proxy.log()
+        assert "service:read" in proxy.log()
+    finally:
+        assert proxy.stop() == 0
