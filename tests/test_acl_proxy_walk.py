@@ -291,3 +291,20 @@ def test_node_proxy_says_when_its_token_hides_sidecars(mesh: Mesh) -> None:
         assert "service:read" in proxy.log()
     finally:
         assert proxy.stop() == 0
+
+
+def test_acl_token_create_takes_a_service_identity(mesh: Mesh) -> None:
+    """Consul's `consul acl token create -service-identity web[:dc,...]`: the CLI had no such
+    flag (argparse exit 2), so a sidecar token needed a hand-written policy."""
+    made = gossamer("acl", "token", "create", "--service-identity", "web",
+                    "--service-identity", "api:dc1,dc2", "--http-addr", mesh.agent.http,
+                    env={"CONSUL_HTTP_TOKEN": MANAGEMENT})  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "web (Datacenters: all)" in made.stdout and "api (Datacenters: dc1, dc2)" in made.stdout
+    secret = next(line.split()[-1] for line in made.stdout.splitlines()
+                  if line.startswith("SecretID:"))  # fmt: skip
+    status, text, _ = call(mesh.agent, "GET", "/v1/agent/connect/ca/leaf/web", token=secret)
+    assert status == 200, text
+    bad = gossamer("acl", "token", "create", "--service-identity", "web:", "--http-addr",
+                   mesh.agent.http, env={"CONSUL_HTTP_TOKEN": MANAGEMENT})  # fmt: skip
+    assert bad.returncode == 2 and "--service-identity" in bad.stderr, bad

@@ -46,6 +46,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--description", default="")
     p.add_argument("--policy-name", action="append", default=[], help="repeatable")
     p.add_argument("--policy-id", action="append", default=[], help="repeatable")
+    p.add_argument("--service-identity", action="append", default=[], type=service_identity,
+                   metavar="NAME[:DC,...]", help="a sidecar's least privilege, as Consul's "
+                   "(service:write on NAME and NAME-sidecar-proxy, service:read and node:read "
+                   "on all); repeatable")  # fmt: skip
     p.add_argument("--local", action="store_true", help="valid in this datacenter only")
     p.add_argument("--expires-ttl", help="e.g. 1h; the token stops working after it")
     p.set_defaults(run=token_create)
@@ -84,6 +88,12 @@ def _show(console: Console, item: dict[str, Any], fields: tuple[str, ...]) -> No
             for link in value or []:
                 console.print(f"   {escape(link['ID'])} - {escape(link['Name'])}")
             continue
+        if name == "ServiceIdentities":
+            console.print("Service Identities:")
+            for ident in value or []:
+                where = ", ".join(ident.get("Datacenters") or []) or "all"
+                console.print(f"   {escape(ident['ServiceName'])} (Datacenters: {escape(where)})")
+            continue
         if name == "Rules":
             console.print("Rules:")
             console.print(escape(str(value)), soft_wrap=True)
@@ -93,8 +103,19 @@ def _show(console: Console, item: dict[str, Any], fields: tuple[str, ...]) -> No
 
 TOKEN_FIELDS = (
     "AccessorID", "SecretID", "Description", "Local", "CreateTime", "ExpirationTime", "Policies",
+    "ServiceIdentities",
 )  # fmt: skip
 POLICY_FIELDS = ("ID", "Name", "Description", "Datacenters", "Rules")
+
+
+def service_identity(text: str) -> dict[str, Any]:
+    """`NAME` or `NAME:DC1,DC2`, Consul's `-service-identity` spelling (names checked by the
+    agent); ArgumentTypeError for an empty name or datacenter."""
+    name, colon, dcs = text.partition(":")
+    datacenters = dcs.split(",") if colon else []
+    if not name or not all(datacenters) or (colon and not datacenters):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME or NAME:DC1,DC2")
+    return {"ServiceName": name, **({"Datacenters": datacenters} if datacenters else {})}
 
 
 def bootstrap(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
@@ -105,6 +126,8 @@ def bootstrap(args: argparse.Namespace, client: AgentClient, console: Console) -
 def token_create(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     links = [{"Name": n} for n in args.policy_name] + [{"ID": i} for i in args.policy_id]
     body: dict[str, Any] = {"Description": args.description, "Policies": links}
+    if args.service_identity:
+        body["ServiceIdentities"] = args.service_identity
     if args.local:
         body["Local"] = True
     if args.expires_ttl:
