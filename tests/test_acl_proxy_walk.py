@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -308,3 +309,42 @@ def test_acl_token_create_takes_a_service_identity(mesh: Mesh) -> None:
     bad = gossamer("acl", "token", "create", "--service-identity", "web:", "--http-addr",
                    mesh.agent.http, env={"CONSUL_HTTP_TOKEN": MANAGEMENT})  # fmt: skip
     assert bad.returncode == 2 and "--service-identity" in bad.stderr, bad
+
+
+def test_a_deleted_token_leaves_the_mesh_running(mesh: Mesh) -> None:
+    """web's token deleted while its sidecar runs: the sidecar keeps what it holds (leaf,
+    roots, intentions, instances), so an open connection goes on and new ones still pass;
+    its watches log that the agent knows no such token and ask again slowly. A new token
+    reaches it by a restart (it reads its token once, as Consul's proxy does)."""
+    db = start_sidecar(mesh, "db", {"CONSUL_HTTP_TOKEN": identity_token(mesh.agent, "db")})
+    status, text, _ = call(mesh.agent, "PUT", "/v1/acl/token", token=MANAGEMENT,
+                           body={"ServiceIdentities": [{"ServiceName": "web"}]})  # fmt: skip
+    assert status == 200, text
+    made = json.loads(text)
+    web = start_sidecar(mesh, "web", {"CONSUL_HTTP_TOKEN": made["SecretID"]})
+    try:
+        through_mesh(mesh, db, web)
+        with socket.create_connection(("127.0.0.1", mesh.up_port), timeout=10) as open_conn:
+            open_conn.sendall(b"before")
+            assert read_exactly(open_conn, 6) == b"before"
+            assert call(mesh.agent, "DELETE", f"/v1/acl/token/{made['AccessorID']}",
+                        token=MANAGEMENT)[0] == 200  # fmt: skip
+            set_intention(mesh.agent, "other", "web", "deny")  # wakes web's intentions watch
+            eventually(lambda: "knows no such token" in web.log(), 10,
+                       what=f"web's watch to hear; log:\n{web.log()[-2000:]}")  # fmt: skip
+            open_conn.sendall(b"after")
+            assert read_exactly(open_conn, 5) == b"after"
+        assert roundtrip(("127.0.0.1", mesh.up_port), b"new", timeout=5) == b"new<eof>"
+        assert web.proc is not None and web.proc.poll() is None
+    finally:
+        assert (db.stop(), web.stop()) == (0, 0)
+    assert "Traceback" not in web.log() and made["SecretID"] not in web.log()
+
+
+def read_exactly(conn: socket.socket, n: int) -> bytes:
+    got = b""
+    while len(got) < n:
+        chunk = conn.recv(n - len(got))
+        assert chunk, f"closed after {got!r}"
+        got += chunk
+    return got
