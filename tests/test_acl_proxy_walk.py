@@ -11,13 +11,16 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from gossamer.intentions.denials import Denial, denial_to_json
 from gossamer.proxy.agent_http import AgentHttp, Answer
+from gossamer.proxy.denial_report import PATH as DENIALS
 from gossamer.proxy.watch import Watch
 from tests.harness.cli import cli_env, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
@@ -348,3 +351,19 @@ def read_exactly(conn: socket.socket, n: int) -> bytes:
         assert chunk, f"closed after {got!r}"
         got += chunk
     return got
+
+
+def test_a_service_identity_may_report_its_denials_and_no_others(mesh: Mesh) -> None:
+    """The sidecar's denial report (PUT /v1/connect/intentions/denials) needs service:write
+    on the destination: its own service, which the identity holds; another's it does not."""
+    now = int(time.time() * 1000)
+
+    def report(destination: str) -> list[dict[str, object]]:
+        row = Denial("x", destination, "", 0, "default policy (deny)", "no intention", 1, now, now)
+        return [denial_to_json(row)]
+
+    secret = identity_token(mesh.agent, "web")
+    status, text, _ = call(mesh.agent, "PUT", DENIALS, report("web"), token=secret)
+    assert status == 200, text
+    status, text, _ = call(mesh.agent, "PUT", DENIALS, report("db"), token=secret)
+    assert status == 403 and "'service:write' on \"db\"" in text, text
