@@ -367,3 +367,18 @@ def test_a_service_identity_may_report_its_denials_and_no_others(mesh: Mesh) -> 
     assert status == 200, text
     status, text, _ = call(mesh.agent, "PUT", DENIALS, report("db"), token=secret)
     assert status == 403 and "'service:write' on \"db\"" in text, text
+
+
+def test_a_cloned_service_identity_token_keeps_its_identity(mesh: Mesh) -> None:
+    """PUT /v1/acl/token/<id>/clone copied the policies alone: the clone of a sidecar's
+    token granted nothing."""
+    status, text, _ = call(mesh.agent, "PUT", "/v1/acl/token", token=MANAGEMENT,
+                           body={"ServiceIdentities": [{"ServiceName": "web"}]})  # fmt: skip
+    assert status == 200, text
+    accessor = json.loads(text)["AccessorID"]
+    status, text, _ = call(mesh.agent, "PUT", f"/v1/acl/token/{accessor}/clone", {},
+                           token=MANAGEMENT)  # fmt: skip
+    assert status == 200 and json.loads(text)["ServiceIdentities"] == [{"ServiceName": "web"}]
+    clone = json.loads(text)["SecretID"]
+    status, text, _ = call(mesh.agent, "GET", "/v1/agent/connect/ca/leaf/web", token=clone)
+    assert status == 200, text

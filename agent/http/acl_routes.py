@@ -29,6 +29,7 @@ from gossamer.agent.acl.api_bodies import (
     token_json,
 )
 from gossamer.agent.acl.authorize import MANAGEMENT_POLICY_ID
+from gossamer.agent.acl.identities import identities_json
 from gossamer.agent.acl.resolve import AclDisabled, AclNotFound, PermissionDenied
 from gossamer.agent.acl.rules import Access
 from gossamer.agent.acl.tokens import ANONYMOUS_ACCESSOR, POLICY, TOKEN, Token
@@ -154,7 +155,8 @@ async def token_clone(request: web.Request) -> web.Response:
     description = body.get("Description") if isinstance(body, dict) else None
     made = read_token(
         {"Description": description or held.description, "Local": held.local,
-         "Policies": [{"ID": p} for p in held.policies]},
+         "Policies": [{"ID": p} for p in held.policies],
+         "ServiceIdentities": identities_json(held.service_identities)},
         access.store.state, now=access.now(), datacenter=access.datacenter, new_id=random_id,
     )  # fmt: skip
     access.store.put_token(made.token)
