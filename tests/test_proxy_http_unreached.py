@@ -81,11 +81,13 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         }
         agent.put("/v1/agent/service/register", body)
         set_intention(agent, "web", "db", "allow")
-        proxies += [sidecar(agent, tmp, "db-dead"), sidecar(agent, tmp, "db-good"),
-                    web := sidecar(agent, tmp, "web")]  # fmt: skip
-        wait_listening("127.0.0.1", pooled, web)
+        proxies += [sidecar(agent, tmp, "db-dead"), sidecar(agent, tmp, "db-good")]
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 2, 30,
                    what="both db sidecars passing")  # fmt: skip
+        # web's sidecar starts now, so its first answer holds both instances (it hears of a
+        # change up to 200 ms after its agent: a POST's retry found no other instance)
+        proxies.append(web := sidecar(agent, tmp, "web"))
+        wait_listening("127.0.0.1", pooled, web)
         yield Mesh(pooled, good, metrics)
     finally:
         for proxy in proxies:
