@@ -65,10 +65,10 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                     "Config": {"protocol": "http"}}  # fmt: skip
         agent.put("/v1/agent/service/register", web_body(agent, free_port(agent.ip), [upstream]))
         set_intention(agent, "web", "db", "allow")
-        proxies += [sidecar(agent, tmp, "db-good"), sidecar(agent, tmp, "db-failing"),
-                    sidecar(agent, tmp, "web")]  # fmt: skip
+        proxies += [sidecar(agent, tmp, "db-good"), sidecar(agent, tmp, "db-failing")]
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 2, 30,
                    what="both db sidecars passing")  # fmt: skip
+        proxies.append(sidecar(agent, tmp, "web"))  # (its first answer holds both instances)
         eventually(lambda: status_of(pooled, "POST", "/warm") in (404, 503), 20,
                    what="a POST answered by either instance")  # fmt: skip
         yield Mesh(pooled, good)

@@ -83,11 +83,11 @@ def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         }
         agent.put("/v1/agent/service/register", web_body(agent, free_port(agent.ip), [upstream]))
         set_intention(agent, "web", "db", "allow")
-        proxies += [sidecar(agent, tmp, "db-good"), sidecar(agent, tmp, "db-bad"),
-                    web := sidecar(agent, tmp, "web")]  # fmt: skip
-        wait_listening("127.0.0.1", pooled, web)
+        proxies += [sidecar(agent, tmp, "db-good"), sidecar(agent, tmp, "db-bad")]
         eventually(lambda: len(agent.get("/v1/health/connect/db?passing")) == 2, 30,
                    what="both db sidecars passing")  # fmt: skip
+        proxies.append(web := sidecar(agent, tmp, "web"))  # (its first answer holds both)
+        wait_listening("127.0.0.1", pooled, web)
         # warm with a request both instances answer: a failure on the broken one would price
         # it as a slow instance (peak_ewma.py), and the test's requests would not reach it;
         # the good one's 50 ms answers to `/echo` price it above a new instance's 30 ms, so
