@@ -42,7 +42,7 @@ def test_the_gate_opens_at_the_first_exchange_or_the_cap() -> None:
         waiting = FirstSync(expected=True, cap_s=5.0)
         assert waiting.pending()
         task = asyncio.create_task(waiting.wait())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # (a span in which it must not open: time is the point)
         assert not task.done()
         waiting.synced()
         await asyncio.wait_for(task, 1.0)
