@@ -60,6 +60,8 @@ from gossamer.proxy.hpack_reader import HeaderReader, HpackError
 from gossamer.proxy.http_codec import XFCC_NAME
 from gossamer.proxy.http_limits import NO_LIMITS, Limits
 
+Fields = list[tuple[bytes, bytes]]  # a header block's, in order
+
 
 class H2Gate(ClientFrames):
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
@@ -147,13 +149,7 @@ class H2Gate(ClientFrames):
         if self._reader.resized:  # (kept for the app's decoder, unless the block goes as it came)
             self._resize += self._block[: self._reader.resized]
         if stream <= self.opened and not self.calls.live(stream):
-            # a stream closed to the app, or never open there (RFC 9113 §5.1): its block is
-            # read for the table's sake (the app's then lacks what it added), never passed on;
-            # a request there is a stream used again or opened out of order (§5.1.1)
-            if h2_fields.has_pseudo(fields):
-                raise H2Error(PROTOCOL_ERROR, f"a request on stream {stream}, not above "
-                              f"stream {self.opened}, opened already")  # fmt: skip
-            self._literal = True
+            self._dead_stream_block(stream, fields)
             return
         end_stream = bool(flags & END_STREAM)
         if stream > self.opened:
@@ -163,57 +159,88 @@ class H2Gate(ClientFrames):
                 self._drop(stream)
                 self.app.answer(rst_stream(stream, REFUSED_STREAM), to_client)
                 return
-        malformed, extra = self._reader.malformed, b""  # (bad bytes: RFC 9113 §8.2.1)
+        extra = b""
         if stream <= self.last:  # a stream the client opened already
-            if self._reader.over:  # trailers past the list limit: malformed, as below
-                self._literal = True
-                self._malformed(stream)
-                return
-            if malformed or h2_fields.trailers_fault(fields, end_stream):
-                raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
-                              "already, that is not well-formed trailers")  # fmt: skip
-            # fields trailers may not carry, or a body short of its length: malformed, the
-            # block dropped (read for the table: the app's lacks what it added, so each block
-            # from now on is written as literals, as a rewrite without the field would need)
-            if h2_fields.trailers_forbidden(fields) or not self.calls.body(
-                stream, 0, True, self._now
-            ):
-                self._literal = True
-                self._malformed(stream)
+            if not self._trailers_pass(stream, fields, end_stream):
                 return
         else:  # a new stream: a request
-            self.last = stream
-            if self._reader.over:  # past the list limit: read, its fields not kept (431)
-                self._refuse(stream, h2_fields.answer(h2_fields.TOO_LARGE, ()), end_stream,
-                             to_client)  # fmt: skip
-                self.calls.refused(h2_fields.TOO_LARGE, "")
+            passed = self._request(stream, fields, end_stream, to_client)
+            if passed is None:
                 return
-            fault, normal, length = h2_fields.checked(fields, malformed, end_stream)
-            if fault:
-                self._refuse(stream, h2_fields.answer(fault, ()), end_stream, to_client)
-                self.calls.refused(fault, "")
-                return
-            decision = self._decide(h2_fields.request_of(normal))
-            if normal is not fields:  # written again: the app's HPACK table is behind
-                fields, self._literal = normal, True
-            if not decision.allowed:
-                self._refuse(stream, h2_fields.answer(403, fields), end_stream, to_client)
-                self.calls.refused(403, decision.route)
-                return
-            self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream,
-                              length=length)  # fmt: skip
-            extra = self._xfcc  # the caller, one more field at the end of the block
+            fields, extra = passed
+        self._pass_block(stream, fields, extra, end_stream, to_app)
+
+    def _dead_stream_block(self, stream: int, fields: Fields) -> None:
+        """A block on a stream closed to the app, or never open there (RFC 9113 §5.1): read
+        for the table's sake (the app's then lacks what it added), never passed on; a request
+        there is a stream used again or opened out of order (§5.1.1)."""
+        if h2_fields.has_pseudo(fields):
+            raise H2Error(PROTOCOL_ERROR, f"a request on stream {stream}, not above "
+                          f"stream {self.opened}, opened already")  # fmt: skip
+        self._literal = True
+
+    def _trailers_pass(self, stream: int, fields: Fields, end_stream: bool
+                       ) -> bool:  # fmt: skip
+        """Whether a block on an open stream goes to the app: well-formed trailers do;
+        malformed ones reset the stream; anything else breaks the connection."""
+        if self._reader.over:  # trailers past the list limit: malformed, as below
+            self._literal = True
+            self._malformed(stream)
+            return False
+        if self._reader.malformed or h2_fields.trailers_fault(fields, end_stream):
+            raise H2Error(PROTOCOL_ERROR, f"a header block on stream {stream}, opened "
+                          "already, that is not well-formed trailers")  # fmt: skip
+        # fields trailers may not carry, or a body short of its length: malformed, the block
+        # dropped (read for the table: the app's lacks what it added, so each block from now
+        # on is written as literals, as a rewrite without the field would need)
+        if h2_fields.trailers_forbidden(fields) or not self.calls.body(stream, 0, True, self._now):
+            self._literal = True
+            self._malformed(stream)
+            return False
+        return True
+
+    def _request(self, stream: int, fields: Fields, end_stream: bool, to_client: list[bytes]
+                 ) -> tuple[Fields, bytes] | None:  # fmt: skip
+        """A new stream's request checked and decided: None when it is answered here (431,
+        400, 501, 403), else the fields it goes on with and the block's extra field."""
+        self.last = stream
+        if self._reader.over:  # past the list limit: read, its fields not kept (431)
+            self._refuse(stream, h2_fields.answer(h2_fields.TOO_LARGE, ()), end_stream,
+                         to_client)  # fmt: skip
+            self.calls.refused(h2_fields.TOO_LARGE, "")
+            return None
+        # (bad bytes: RFC 9113 §8.2.1)
+        fault, normal, length = h2_fields.checked(fields, self._reader.malformed, end_stream)
+        if fault:
+            self._refuse(stream, h2_fields.answer(fault, ()), end_stream, to_client)
+            self.calls.refused(fault, "")
+            return None
+        decision = self._decide(h2_fields.request_of(normal))
+        if normal is not fields:  # written again: the app's HPACK table is behind
+            self._literal = True
+        if not decision.allowed:
+            self._refuse(stream, h2_fields.answer(403, normal), end_stream, to_client)
+            self.calls.refused(403, decision.route)
+            return None
+        self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream,
+                          length=length)  # fmt: skip
+        return normal, self._xfcc  # the caller, one more field at the end of the block
+
+    def _pass_block(self, stream: int, fields: Fields, extra: bytes,
+                    end_stream: bool, to_app: list[bytes]) -> None:  # fmt: skip
+        """The block for the app: as it came (plus `extra`) while the tables agree, else
+        written again as literals after the size updates the app's decoder missed."""
         if not self._literal:
             to_app += appended(self._raw, stream, extra) if extra else self._raw
             if self._resize:  # (its own size updates went with it)
                 self._resize.clear()
-        else:
-            block = literal_block(fields) + extra
-            if self._resize:  # the client's updates the app's decoder missed (RFC 7541 §4.2)
-                block = bytes(self._resize) + block
-                self._resize.clear()
-            to_app.append(header_frames(stream, block, end_stream=end_stream,
-                                        priority=self._priority))  # fmt: skip
+            return
+        block = literal_block(fields) + extra
+        if self._resize:  # the client's updates the app's decoder missed (RFC 7541 §4.2)
+            block = bytes(self._resize) + block
+            self._resize.clear()
+        to_app.append(header_frames(stream, block, end_stream=end_stream,
+                                    priority=self._priority))  # fmt: skip
 
     def _malformed(self, stream: int) -> None:
         if self.calls.malformed(stream):  # (the client's fault: it counts as its own reset)
@@ -226,7 +253,7 @@ class H2Gate(ClientFrames):
         block added), nor its later frames (it is not in the book: `ClientFrames.opened`)."""
         self._literal = True
 
-    def _refuse(self, stream: int, fields: list[tuple[bytes, bytes]], ended: bool,
+    def _refuse(self, stream: int, fields: Fields, ended: bool,
                 to_client: list[bytes]) -> None:  # fmt: skip
         self._drop(stream)
         block = self.app.table_update() + literal_block(fields)
