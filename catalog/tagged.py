@@ -28,11 +28,21 @@ def _family(address: str) -> str:
         return ""
 
 
+def _misfiled(key: str, value: str) -> bool:
+    """A `*_ipv4`/`*_ipv6` tag holding an address of the other family: earlier agents
+    published their own address as `lan_ipv4` even when it was IPv6, and peers keep
+    their records."""
+    _, _, family = key.rpartition("_")
+    return family in ("ipv4", "ipv6") and _family(value) not in ("", family)
+
+
 def node_tagged(address: str, stored: Mapping[str, str], *, external: bool) -> dict[str, str]:
     """A node's `TaggedAddresses`: Consul's four defaults for an agent's node, then what it set."""
     if external or not address:
         return dict(sorted(stored.items()))
-    tagged = {"lan": address, "wan": address} | dict(stored)
+    tagged = {"lan": address, "wan": address} | {
+        key: value for key, value in stored.items() if not _misfiled(key, value)
+    }
     for pool in ("lan", "wan"):  # lan_ipv4 follows lan, wan_ipv4 follows wan
         if family := _family(tagged[pool]):
             tagged.setdefault(f"{pool}_{family}", tagged[pool])

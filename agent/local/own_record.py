@@ -38,7 +38,9 @@ def own_record(
         address=i.address,
         version=version,
         origin=i.node,
-        tagged_addresses={"lan": i.address, "lan_ipv4": i.address},
+        # `lan` alone: the family-specific tag (lan_ipv4 or lan_ipv6) is derived from it when
+        # answering (catalog/tagged.py); naming lan_ipv4 here tagged an IPv6 node's address so.
+        tagged_addresses={"lan": i.address},
         meta=dict(i.meta),
         services=tuple(services),
         checks=tuple(sorted(checks, key=lambda c: c.check_id)),
