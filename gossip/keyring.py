@@ -37,6 +37,47 @@ def validate_key(key: str) -> str:
     return key
 
 
+class KeyringFileError(ValueError):
+    """The keyring file exists but does not hold keys; the message names it and the remedy."""
+
+
+def check_keyring(path: Path) -> None:
+    """KeyringFileError unless `path` is missing or a JSON list of one or more valid keys.
+
+    serf rewrites the file in place (truncate, then write) when a key is
+    installed, used or removed, so a crash or a full disk can leave it empty
+    or cut short; serf then only says "Failed to decode keyring file".
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyringFileError(f"gossip keyring {path} cannot be read: {exc}") from None
+    why = ""
+    try:
+        keys = json.loads(text)
+    except ValueError:
+        why = "empty" if not text.strip() else "not valid JSON"
+    else:
+        if not isinstance(keys, list) or not keys:
+            why = "not a list of keys"
+        else:
+            for key in keys:
+                try:
+                    validate_key(key if isinstance(key, str) else "")
+                except InvalidKeyError as exc:
+                    why = f"holding a bad key ({exc})"
+                    break
+    if why:
+        raise KeyringFileError(
+            f"gossip keyring {path} is {why} (cut short by a crash or a full disk while "
+            "serf rewrote it?): put back a copy (another agent's serf/local.keyring holds "
+            "the cluster's keys), or delete it: the agent writes it again from `encrypt`, and "
+            "keys installed since with `gossamer keyring --install` must be installed again"
+        )
+
+
 def seed_keyring(path: Path, key: str | None) -> bool:
     """Write a keyring holding `key` unless one exists; True when it was written.
 

@@ -27,6 +27,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
+from gossamer.gossip.keyring import KeyringFileError
 from gossamer.gossip.rpc import SerfConnectionError, SerfError, SerfRpcClient
 from gossamer.gossip.serf_launch import SerfSettings, serf_argv, write_launch_files
 from gossamer.gossip.serf_output import classify_exit
@@ -107,7 +108,14 @@ class SerfProcess:
         return self.client
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        rpc_conf = write_launch_files(self.settings, self._auth_key)
+        try:
+            rpc_conf = write_launch_files(self.settings, self._auth_key)
+        except OSError as exc:  # (once it ended the supervisor silently: no serf for good)
+            raise SerfFatalError(
+                f"cannot write serf's files in {self.settings.state_dir}: {exc}"
+            ) from None
+        except KeyringFileError as exc:
+            raise SerfFatalError(str(exc)) from None
         self._output.clear()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -123,6 +131,8 @@ class SerfProcess:
                 f"the serf binary {self.settings.binary!r} was not found; install it "
                 "(Debian: apt-get install serf)"
             ) from None
+        except OSError as exc:  # out of processes or memory
+            raise SerfFatalError(f"cannot start serf: {exc}") from None
         self._proc = proc
         self._reader = asyncio.create_task(self._pump_output(proc), name="serf-output")
         log.debug("started serf pid %d", proc.pid)
@@ -210,12 +220,14 @@ class SerfProcess:
             )  # fmt: skip
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
-            if self._stopping:
-                return
-            await self._restart()
+            # A spawn that fails (its files cannot be written: the disk is full or read-only)
+            # is tried again until it works: the agent is nothing without its serf.
+            while not self._stopping and not await self._restart(backoff):
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
 
-    async def _restart(self) -> None:
-        """Spawn serf again on the same RPC port and key.
+    async def _restart(self, retry_s: float) -> bool:
+        """Spawn serf again on the same RPC port and key; False (logged) when it could not be.
 
         The existing client reconnects by itself and re-subscribes its
         streams, so whoever watches member events keeps watching.
@@ -223,12 +235,13 @@ class SerfProcess:
         try:
             await self._spawn()
         except SerfFatalError as exc:
-            log.warning("serf restart failed: %s", exc)
-            return
+            log.error("serf restart failed: %s; trying again in %.1fs", exc, retry_s)
+            return False
         self.restarts += 1
         log.info("serf restarted (pid %s)", self.pid)
         if self._on_restart is not None:
             self._on_restart()
+        return True
 
     async def stop(self, *, leave: bool, timeout: float = 10.0) -> None:
         """Leave gracefully (peers see `left`) when asked, then make sure serf is gone."""

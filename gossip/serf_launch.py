@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gossamer.gossip.keyring import seed_keyring
+from gossamer.gossip.keyring import check_keyring, seed_keyring
 from gossamer.gossip.serf_output import serf_log_level
 
 log = logging.getLogger("gossamer.serf")
@@ -47,10 +47,13 @@ class SerfSettings:
 
 
 def write_launch_files(settings: SerfSettings, auth_key: str) -> Path:
-    """Create the state dir, seed the keyring, write the RPC config; returns its path."""
+    """Create the state dir, seed the keyring, write the RPC config; returns its path.
+
+    KeyringFileError for a keyring that holds no keys; OSError when a file cannot be written."""
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
     os.chmod(state, 0o700)
+    check_keyring(settings.keyring_file)
     if seed_keyring(settings.keyring_file, settings.encrypt):
         log.info("wrote gossip keyring %s", settings.keyring_file)
     rpc_conf = state / "rpc.json"
