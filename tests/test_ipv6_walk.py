@@ -7,8 +7,19 @@ run in a network namespace of their own (tests/ipv6_netns.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from gossamer.agent.local.own_record import NodeIdentity, own_record
+from gossamer.agent.preflight.agent_probe import dns_answers
+from gossamer.agent.preflight.cluster_checks import judge_dns
+from gossamer.agent.preflight.result import Status
 from gossamer.catalog.tagged import node_tagged
+from tests.harness.cluster import AgentProc
+from tests.harness.poll import eventually
+from tests.ipv6_support import agent_on, ipv6_loopback
 
 
 def test_an_ipv6_agent_node_is_tagged_lan_ipv6_and_never_lan_ipv4() -> None:
@@ -24,3 +35,27 @@ def test_an_ipv6_agent_node_is_tagged_lan_ipv6_and_never_lan_ipv4() -> None:
     assert node_tagged(four.address, four.tagged_addresses, external=False) == {
         "lan": "10.0.0.5", "lan_ipv4": "10.0.0.5", "wan": "10.0.0.5", "wan_ipv4": "10.0.0.5",
     }  # fmt: skip
+
+
+@pytest.fixture
+def agent6(tmp_path: Path) -> Iterator[AgentProc]:
+    """One agent bound, advertised and answering on ::1."""
+    ipv6_loopback()
+    agent = agent_on("::1", tmp_path, "a6").start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def test_check_finds_the_dns_answer_of_an_ipv6_agent(agent6: AgentProc) -> None:
+    """`gossamer check` against an agent on ::1 failed "DNS answering: consul.service.consul.:
+    no address in the answer": it asked for A records only, and an IPv6 agent's DNS answers
+    its node's address in AAAA. It now asks AAAA when there is no A."""
+    question = "consul.service.consul."
+
+    def answered() -> list[str] | None:
+        return dns_answers("::1", agent6.dns_port, question)[0]
+
+    assert eventually(answered, 10, what="consul.service.consul in the agent's DNS") == ["::1"]
+    assert judge_dns(question, answered(), "").status == Status.OK

@@ -28,6 +28,7 @@ from gossamer.agent.cli.client import (
     path_segment,
 )
 from gossamer.agent.preflight.proxy_checks import Presented
+from gossamer.gossip.addresses import format_host_port
 
 PROBE_TIMEOUT_S = 3.0
 # Each API call of `check` (the CLI's 30 s is for slow writes): an agent that takes the
@@ -77,15 +78,21 @@ def passing_instances(client: AgentClient, service: str) -> int | None:
 
 
 def dns_answers(server: str, port: int, question: str) -> tuple[list[str] | None, str]:
-    """The A records the agent's DNS gives for `question` (over UDP)."""
-    query = dns.message.make_query(question, dns.rdatatype.A)
-    try:
-        reply = dns.query.udp(query, server, port=port, timeout=PROBE_TIMEOUT_S)
-    except (dns.exception.DNSException, OSError) as exc:
-        return None, f"no answer from {server}:{port}: {exc or type(exc).__name__}"
-    return sorted(
-        str(rd) for rrset in reply.answer for rd in rrset if rd.rdtype == dns.rdatatype.A
-    ), ""
+    """The addresses the agent's DNS gives for `question` (over UDP): its A records, or its
+    AAAA records when there are none (agents on IPv6 addresses answer only AAAA: asking A
+    alone failed the check of every IPv6 agent)."""
+    found: list[str] = []
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        query = dns.message.make_query(question, rdtype)
+        try:
+            reply = dns.query.udp(query, server, port=port, timeout=PROBE_TIMEOUT_S)
+        except (dns.exception.DNSException, OSError) as exc:
+            where = format_host_port(server, port)
+            return None, f"no answer from {where}: {exc or type(exc).__name__}"
+        found = sorted(str(rd) for rrset in reply.answer for rd in rrset if rd.rdtype == rdtype)
+        if found:
+            break
+    return found, ""
 
 
 def presented(address: str, port: int) -> Presented:

@@ -40,13 +40,14 @@ def free_port(ip: str) -> int:
     this process: the kernel may give a port just closed to the next bind, and an agent's
     http and rpc ports picked one after the other once came out the same (a CI failure);
     nor one another test process may pick (tests/harness/workers.py)."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with socket.socket(family, socket.SOCK_STREAM) as tcp:
             tcp.bind((ip, 0))
             port = int(tcp.getsockname()[1])
             if (ip, port) in _HANDED_OUT or not workers.owns_port(port):  # (another test process's)
                 continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind((ip, port))
                 except OSError:
@@ -89,14 +90,19 @@ class AgentProc:
     cafile: str | None = None  # what verifies the agent's HTTPS certificate
 
     @property
+    def host(self) -> str:
+        """The address as a URL or host:port writes it: an IPv6 one in brackets."""
+        return f"[{self.ip}]" if ":" in self.ip else self.ip
+
+    @property
     def http(self) -> str:
         if self.http_port == -1:
-            return f"https://{self.ip}:{self.https_port}"
-        return f"http://{self.ip}:{self.http_port}"
+            return f"https://{self.host}:{self.https_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     @property
     def serf_addr(self) -> str:
-        return f"{self.ip}:{self.serf_port}"
+        return f"{self.host}:{self.serf_port}"
 
     def argv(self) -> list[str]:
         return [
