@@ -4,7 +4,7 @@ Follows Consul's structs.ConnectProxyConfig and Upstream validation:
 - upstreams need a `DestinationName` and a `LocalBindPort`, and must not
   repeat a target (type, datacenter, name) or a bind address:port;
 - `Mode` is "", "direct" or "transparent"; `MeshGateway.Mode` "", "none",
-  "local" or "remote";
+  "local" or "remote"; `Expose` as registration_expose.py checks it;
 - `Config` maps are free-form JSON, copied after checking they are plain,
   finite and no deeper than the replication wire allows.
 The result uses Consul's JSON names with empty fields left out, as an
@@ -17,6 +17,7 @@ import copy
 from typing import Any
 
 from gossamer.catalog.plain_json import json_problem
+from gossamer.catalog.registration_expose import parse_expose, port_clash
 from gossamer.catalog.registration_fields import Fields, RegistrationError, shown
 
 MAX_OPAQUE_DEPTH = 24  # under the replication wire's limit of 32, counted from `proxy`
@@ -64,7 +65,10 @@ def parse_proxy(raw: object, path: str) -> dict[str, Any]:
         out["Upstreams"] = upstreams
     if p.has("MeshGateway"):
         out["MeshGateway"] = _mesh_gateway(p)
-    for key in ("LocalServiceSocketPath", "Expose", "AccessLogs", "EnvoyExtensions"):
+    if expose := parse_expose(p.values.get("Expose"), p.at("Expose")):
+        out["Expose"] = expose
+        port_clash(out, 0, path)
+    for key in ("LocalServiceSocketPath", "AccessLogs", "EnvoyExtensions"):
         if p.values.get(key) not in (None, "", {}, []):
             raise p.error(key, "not supported by gossamer")
     return out

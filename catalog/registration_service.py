@@ -26,6 +26,7 @@ from gossamer.catalog.registration_draft import (
     read_draft,
     service_checks,
 )
+from gossamer.catalog.registration_expose import port_clash
 from gossamer.catalog.registration_fields import RegistrationError
 from gossamer.catalog.registration_proxy import PROXY_FIELDS, UPSTREAM_FIELDS
 from gossamer.catalog.registration_sidecar import (
@@ -133,10 +134,11 @@ def _validate_kind(d: Draft) -> None:
             )
         if d.port == 0:
             raise f.error("Port", "must be set for a connect-proxy")
+        port_clash(proxy, d.port, f.at("Proxy"))
     elif d.kind in GATEWAYS:
         if d.port == 0 and d.kind != "ingress-gateway":
             raise f.error("Port", f"must be set for a {d.kind}")
-        for key in ("DestinationServiceName", "Upstreams"):
+        for key in ("DestinationServiceName", "Upstreams", "Expose"):
             if key in proxy:
                 raise RegistrationError(f"{f.at('Proxy')}.{key}", f"not valid for a {d.kind}")
     elif d.proxy:

@@ -20,6 +20,7 @@ from gossamer.catalog.check_definition import CheckDefinition
 from gossamer.catalog.check_kinds import DEFAULT_TIMEOUT_S
 from gossamer.catalog.model import Service
 from gossamer.catalog.registration_draft import SIDECAR_SUFFIX, Draft, read_draft, service_checks
+from gossamer.catalog.registration_expose import port_clash
 from gossamer.catalog.registration_fields import RegistrationConflict, RegistrationError, shown
 from gossamer.gossip.addresses import format_host_port
 
@@ -56,6 +57,7 @@ def expand_sidecar(
         raise RegistrationConflict(  # valid, but the other sidecars hold every port
             f"{path}.Port", f"not given and no free port left in the sidecar range [{low}, {high}]"
         )
+    port_clash(proxy, port, f"{path}.Proxy")
     sidecar = Service(
         id=parent.id + SIDECAR_SUFFIX,
         name=d.name or parent.name + SIDECAR_SUFFIX,

@@ -53,6 +53,18 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class ExposePath:
+    """`Proxy.Expose.Paths[i]`: a plain listener on `listener_port` (the inbound listener's
+    address) passing requests for exactly `path` to 127.0.0.1:`local_port` (expose.py)."""
+
+    listener_port: int
+    path: str
+    local_port: int
+    protocol: str = "http"  # or "http2": h2c both ways
+    from_check: bool = False  # made by the agent for a check (`Expose.Checks`)
+
+
+@dataclass(frozen=True)
 class Timeouts:
     handshake_s: float = HANDSHAKE_TIMEOUT_S
     local_connect_s: float = LOCAL_CONNECT_TIMEOUT_S
@@ -70,6 +82,7 @@ class ProxyConfig:
     local_address: str = "127.0.0.1"
     local_port: int = 0
     upstreams: tuple[Upstream, ...] = ()
+    expose: tuple[ExposePath, ...] = ()  # none: nothing of expose*.py is imported
     timeouts: Timeouts = field(default_factory=Timeouts)
     protocol: str = proto.TCP  # protocol.py: `http` parses each request inbound
     headers_timeout_s: float = proto.HEADERS_TIMEOUT_S
@@ -120,6 +133,7 @@ def config_from_json(text: str) -> ProxyConfig:
         raw = json.loads(text)
         upstreams = tuple(Upstream(**u) for u in raw.pop("upstreams"))
         timeouts = Timeouts(**raw.pop("timeouts"))
-        return ProxyConfig(**raw, upstreams=upstreams, timeouts=timeouts)
+        expose = tuple(ExposePath(**e) for e in raw.pop("expose", ()))
+        return ProxyConfig(**raw, upstreams=upstreams, expose=expose, timeouts=timeouts)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ConfigError("config", f"not a proxy config: {exc}") from None

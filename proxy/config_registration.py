@@ -77,7 +77,12 @@ def config_from_registration(body: Mapping[str, Any], proxy_id: str) -> ProxyCon
         metrics_addr=metrics_addr_of(options),
         metrics=fields.flag(options, "gossamer_metrics", "Proxy.Config"),
     )
-    return metrics_apart(config, metrics_key(options))
+    config = metrics_apart(config, metrics_key(options))
+    if (proxy.get("Expose") or {}).get("Paths"):  # (else expose*.py is never imported)
+        from gossamer.proxy.expose_config import expose_paths, with_expose
+
+        config = with_expose(config, expose_paths(proxy))
+    return config
 
 
 def check_keys(proxy: Mapping[str, Any], where: str) -> None:

@@ -134,9 +134,10 @@ class HttpSession(HttpAppLink):
                 if not (ex.complete or ex.expect_continue or ex.upgrade) or self.client.full:
                     return  # (a full client: answered once it has room, `resumed`)
                 closing = ex.expect_continue or ex.upgrade or not ex.keep_alive
-                self.answer_here(codec.local_response(403, codec.DENIED_BODY, close=closing,
+                status, body = self.host.refusal  # (inbound: 403; an exposed path's: 404)
+                self.answer_here(codec.local_response(status, body, close=closing,
                                                       bodiless=ex.method == "HEAD"))  # fmt: skip
-                self.finish(403)
+                self.finish(status)
                 continue
             if ex.sent:
                 return
@@ -198,7 +199,7 @@ class HttpSession(HttpAppLink):
         if (
             not ex.keep_alive
             or (ex.upgrade and status != 101)
-            or (status == 403 and ex.expect_continue)
+            or (ex.expect_continue and (status == 403 or not ex.allowed))
         ):
             self.close()
             return

@@ -25,11 +25,12 @@ from typing import Final
 from gossamer.intentions.model import Decision, HttpRequest
 
 REASONS: Final = {
-    400: b"Bad Request", 403: b"Forbidden", 408: b"Request Timeout",
+    400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 408: b"Request Timeout",
     431: b"Request Header Fields Too Large", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Unavailable", 504: b"Gateway Timeout",
 }  # fmt: skip
 DENIED_BODY: Final = b"RBAC: access denied"  # what Envoy's RBAC filter answers: no internals named
+DENIED: Final = (403, DENIED_BODY)  # `HttpHost.refusal` where the intentions refuse
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})  # RFC 9110
 HOP_BY_HOP: Final = frozenset({b"connection", b"keep-alive", b"proxy-connection"})  # RFC 9110 7.6.1
 RETRY_STATUSES: Final = (502, 503)  # from the far sidecar (its app failed) or the app: elsewhere

@@ -22,6 +22,7 @@ class HttpHost(Protocol):
     pooled: bool  # the app connection goes back to the host after each answer
     draining: bool  # answers say `Connection: close`, and each session ends after its own
     limits: Limits  # the session's timeouts (http_deadlines.py)
+    refusal: tuple[int, bytes]  # the answer to a request `decide_request` refuses
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision: ...
     def http_outcome(self, outcome: Outcome) -> None: ...

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Final
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance, tally
 from gossamer.proxy.dial import outlier_failed
-from gossamer.proxy.http_codec import Exchange, Outcome
+from gossamer.proxy.http_codec import DENIED, Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.mux_open import backend_stream
 from gossamer.proxy.peak_ewma import PeakEwma
@@ -121,6 +121,7 @@ class HttpUpstream:
 
     pooled = True
     draining = False  # (UpstreamListener.stop_listening)
+    refusal = DENIED  # (never used: every request is let through)
 
     def __init__(self, listener: UpstreamListener) -> None:
         self.listener = listener

@@ -31,7 +31,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import CLASSES, EdgeMetrics, class_index
 from gossamer.proxy.http1 import HttpSession
-from gossamer.proxy.http_codec import DENIED_BODY, Exchange, Outcome
+from gossamer.proxy.http_codec import DENIED, DENIED_BODY, Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.side import PlainSide, Side
@@ -60,6 +60,7 @@ class InboundHttp:
     http_open: set[HttpSession]
     on_close: Callable[[], None]
     pooled = False  # an HTTP session keeps its app connection
+    refusal = DENIED  # a request the L7 permissions deny
     draining = False  # (stop_listening)
     limits: Limits  # local_request_timeout_ms, local_idle_timeout_ms, idle_timeout_ms
     l4_decisions: dict[str, Decision | None]  # source -> its decision when no L7 rule applies

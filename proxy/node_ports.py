@@ -30,6 +30,8 @@ def listeners(config: ProxyConfig) -> list[Listener]:
     if config.bind_port and config.local_port:  # (the runtime opens the inbound only then)
         found.append(("inbound listener", config.bind_address, config.bind_port))
     found.extend((f"upstream {u.name!r}", u.bind_address, u.bind_port) for u in config.upstreams)
+    found.extend((f"exposed path {e.path!r}", config.bind_address, e.listener_port)
+                 for e in config.expose)  # fmt: skip
     if config.metrics_addr:
         host, _, port = config.metrics_addr.rpartition(":")
         found.append(("metrics listener", host.strip("[]"), int(port)))

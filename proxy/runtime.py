@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
@@ -56,6 +56,9 @@ from gossamer.proxy.split_targets import PATH as SPLITTERS
 from gossamer.proxy.upstream_set import UpstreamSet
 from gossamer.proxy.warm import RETRY_S  # one period for every port not had
 from gossamer.proxy.watch import Watch
+
+if TYPE_CHECKING:
+    from gossamer.proxy.expose_set import ExposeSet
 
 log = logging.getLogger("gossamer.proxy")
 DEFAULT_POLICY = "x-gossamer-default-policy"  # on intentions match answers (lower-cased)
@@ -86,6 +89,7 @@ class ProxyRuntime:
                                      self.closed_one.set, self.retired,
                                      lambda: self.config.timeouts.drain_s)  # fmt: skip
         self.trust = IdentityWatch(config.service, self._recheck_peers)
+        self.exposed: ExposeSet | None = None  # made once a registration exposes a path
         self.policy_known = asyncio.Event()  # the first intentions answer came
         self.warm = False  # both came: the ports are opened (warm.py)
         self._watches: list[Watch] = []
@@ -255,6 +259,16 @@ class ProxyRuntime:
             await self._serve_metrics(config.metrics_addr)
         self.retired[:] = [r for r in self.retired if r.open_count()]
         await self.upstreams.change(config.upstreams)
+        if config.expose or self.exposed is not None:
+            await self._expose(config)
+
+    async def _expose(self, config: ProxyConfig) -> None:
+        """The exposed paths' listeners (expose_set.py), imported on the first one."""
+        if self.exposed is None:
+            from gossamer.proxy.expose_set import ExposeSet
+
+            self.exposed = ExposeSet(self.tally, self.closed_one.set)
+        await self.exposed.change(config)
 
     def _release(self, old: ProxyConfig, config: ProxyConfig) -> None:
         """Close what the change ends before anything opens: a port an edit moves from one
@@ -262,6 +276,8 @@ class ProxyRuntime:
         the inbound) is then free for it; opened first, the new one failed and waited out
         its retry. (The inbound listener closes next, before its successor opens.)"""
         self.upstreams.release(config.upstreams)
+        if self.exposed is not None:
+            self.exposed.release(config)
         if old.metrics_addr != config.metrics_addr and self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
@@ -303,7 +319,8 @@ class ProxyRuntime:
 
     def open_connections(self) -> int:
         """Open and in-flight (handshake, app connect) connections: what a drain waits for."""
-        return sum(listener.open_count() for listener in self._listeners())
+        exposed = self.exposed.open_count() if self.exposed is not None else 0
+        return exposed + sum(listener.open_count() for listener in self._listeners())
 
     def drain_s(self) -> float:
         """The drain timeout: how long a drain may take."""
@@ -315,6 +332,8 @@ class ProxyRuntime:
         if self.inbound is not None:
             self.inbound.stop_listening()
         self.upstreams.stop()
+        if self.exposed is not None:
+            self.exposed.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.timeouts.drain_s
         log.info("proxy: draining %d open connection(s), at most %.0f s",
@@ -328,6 +347,8 @@ class ProxyRuntime:
             log.warning("proxy: drain timeout: cutting %d connection(s)", left)
         for each in self._listeners():
             each.terminate_all()
+        if self.exposed is not None:
+            self.exposed.terminate_all()
         self.retired.clear()
         self.stop_watches()
         if self.metrics_server is not None:

@@ -305,21 +305,44 @@ async def test_every_field_nomads_service_client_sets_is_accepted(pair: list[Age
             await put(http, node, f"/v1/agent/service/deregister/{service_id}")
 
 
-async def test_what_gossamer_refuses_of_nomads_fields_names_the_field(
-    pair: list[AgentProc],
-) -> None:
-    """Expose paths are not implemented: a 400 naming the field, not a silent no-op."""
+async def test_nomads_expose_paths_are_accepted_and_shown(pair: list[AgentProc]) -> None:
+    """`expose { path {...} }` as Nomad sends it (api.ExposePath: `ParsedFromCheck` has no
+    omitempty) is registered and shown back; it was refused with a 400 before gossamer's
+    proxy served exposed paths. A bad one is still a 400 naming the field."""
     node = pair[0]
     body = full_body(f"_nomad-task-{uuid.uuid4()}-group-api-api-http")
-    expose = {"Paths": [{"ListenerPort": 21600, "Path": "/metrics", "LocalPathPort": 9102,
-                         "Protocol": "http"}]}  # fmt: skip
-    with_expose = {**body, "Connect": {"SidecarService": {
-        **body["Connect"]["SidecarService"],
-        "Proxy": {**body["Connect"]["SidecarService"]["Proxy"], "Expose": expose}}}}  # fmt: skip
+    sid = body["ID"]
+    path = {"ListenerPort": 21600, "Path": "/metrics", "LocalPathPort": 9102,
+            "Protocol": "http", "ParsedFromCheck": False}  # fmt: skip
+
+    def with_expose(expose: dict[str, Any]) -> dict[str, Any]:
+        sidecar = body["Connect"]["SidecarService"]
+        return {**body, "Connect": {"SidecarService": {
+            **sidecar, "Proxy": {**sidecar["Proxy"], "Expose": expose}}}}  # fmt: skip
+
     url = node.http + "/v1/agent/service/register"
-    async with aiohttp.ClientSession() as http, http.put(url, json=with_expose) as resp:
-        assert resp.status == 400
-        assert (await resp.text()).startswith("Connect.SidecarService.Proxy.Expose: ")
+    async with aiohttp.ClientSession() as http:
+        async with http.put(url, json=with_expose({"Paths": [path]})) as resp:
+            assert resp.status == 200, await resp.text()
+        shown = await get(http, node, f"/v1/agent/service/{sid}{SIDECAR_SUFFIX}")
+        assert shown["Proxy"]["Expose"] == {
+            "Paths": [
+                {
+                    "ListenerPort": 21600,
+                    "Path": "/metrics",
+                    "LocalPathPort": 9102,
+                    "Protocol": "http",
+                }
+            ]
+        }
+        bad = with_expose({"Paths": [{**path, "Path": "metrics"}]})
+        async with http.put(url, json=bad) as resp:
+            assert resp.status == 400
+            assert (await resp.text()).startswith(
+                "Connect.SidecarService.Proxy.Expose.Paths[0].Path: "
+            )
+        for service_id in (sid + SIDECAR_SUFFIX, sid):
+            await put(http, node, f"/v1/agent/service/deregister/{service_id}")
 
 
 async def test_two_allocations_on_one_client_each_listen_for_db(
