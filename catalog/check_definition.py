@@ -119,6 +119,9 @@ class CheckDefinition:
     failures_before_warning: int = 0
     failures_before_critical: int = 0
     output_max_size: int = DEFAULT_OUTPUT_MAX_SIZE
+    # `Expose.Checks`: the sidecar's listener the probe goes through (catalog/expose_checks.py)
+    exposed_host: str = ""
+    exposed_port: int = 0
 
     def definition(self) -> dict[str, Any]:
         """The HealthCheck `Definition` as a Consul agent sends it (empty fields left out)."""
@@ -161,4 +164,5 @@ class CheckDefinition:
             definition=self.definition(),
             interval=format_seconds(self.interval_s) if self.interval_s else "",
             timeout=format_seconds(self.timeout_s) if self.timeout_s else "",
+            exposed_port=self.exposed_port,
         )

@@ -148,7 +148,7 @@ def check_json(
         "Type": check.type,
         "Interval": check.interval,
         "Timeout": check.timeout,
-        "ExposedPort": 0,
+        "ExposedPort": check.exposed_port,
         "Definition": dict(check.definition),
         "CreateIndex": create_index,
         "ModifyIndex": modify_index,

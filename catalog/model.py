@@ -77,6 +77,7 @@ class Check:
     definition: Mapping[str, Any] = field(default_factory=dict)
     interval: str = ""
     timeout: str = ""
+    exposed_port: int = 0  # the sidecar's listener its probe goes through (`Expose.Checks`)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -4,7 +4,7 @@
 a plain HTTP listener on `ListenerPort` that passes a request for exactly
 `Path` to 127.0.0.1:`LocalPathPort`, without mTLS or intentions (for probes
 and scrapers outside the mesh). `Checks: true` asks the agent to expose the
-parent service's HTTP and gRPC checks that way (agent/local/expose_checks.py).
+parent service's HTTP and gRPC checks that way (catalog/expose_checks.py).
 
 Rules kept, as Consul's validation has them (each refusal names the field):
 - `Path` starts with '/'; both ports are 1-65535;

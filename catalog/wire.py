@@ -107,6 +107,7 @@ def _check_to_wire(c: Check) -> JsonObject:
         "definition": dict(c.definition),
         "interval": c.interval,
         "timeout": c.timeout,
+        **({"exposed_port": c.exposed_port} if c.exposed_port else {}),  # (older records: none)
     }
 
 
@@ -209,4 +210,7 @@ def _check_from_wire(data: object, at: str) -> Check:
         definition=read.json_obj(obj, "definition", at),
         interval=read.string(obj, "interval", at),
         timeout=read.string(obj, "timeout", at),
+        exposed_port=read.integer(obj, "exposed_port", at, 0, 65535)
+        if "exposed_port" in obj
+        else 0,
     )

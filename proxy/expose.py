@@ -14,6 +14,8 @@ connection per client connection. `http2`: the connection must be h2c
 (prior knowledge, as a gRPC health check speaks it); each stream passes the
 h2c gate (h2_gate.py) that the inbound port uses, which decides it by its
 `:path` here and refuses another path with its own refusal (`403`).
+A path the agent made for a check (`Expose.Checks`) takes connections from
+this host only (expose_config.from_this_host), as Consul's does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.config import ExposePath, ProxyConfig
+from gossamer.proxy.expose_config import from_this_host
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
@@ -81,6 +84,10 @@ class ExposeListener:
     def _accepted(self, side: PlainSide) -> None:
         source = _peer(side)
         self.tally.add("expose.connections")
+        if self.path.from_check and not _from_this_host(side):
+            self.tally.add("expose.refused_source")  # (Envoy: no filter chain matches)
+            side.close(abort=True)
+            return
         if self.path.protocol == "http2":
             task = asyncio.create_task(self._serve_h2(side, source))
             self._tasks.add(task)
@@ -173,6 +180,16 @@ class ExposeListener:
             relay.terminate()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _from_this_host(side: PlainSide) -> bool:
+    transport = side.transport
+    if transport is None:
+        return False
+    peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    if not (isinstance(peer, tuple) and isinstance(local, tuple)):
+        return False
+    return from_this_host(str(peer[0]), str(local[0]))
 
 
 def _peer(side: PlainSide) -> str:

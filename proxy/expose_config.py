@@ -7,11 +7,13 @@ the config is. A path's listener shares the inbound listener's address;
 its port must not be one of the proxy's other listeners' (the inbound one,
 an upstream's, the metrics one): refused here, as `config.distinct` does
 for upstreams. `ParsedFromCheck` marks a path the agent made for one of the
-service's checks (`Expose.Checks`).
+service's checks (`Expose.Checks`): as Consul's Envoy listener for one, it
+takes connections from this host only (`from_this_host`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -66,3 +68,16 @@ def with_expose(config: ProxyConfig, paths: tuple[ExposePath, ...]) -> ProxyConf
                 said = f"{e.listener_port} clashes with {name} on {at[0]}:{at[1]}"
                 raise ConfigError(f"{where}.ListenerPort", said)
     return replace(config, expose=paths)
+
+
+def from_this_host(peer: str, local: str) -> bool:
+    """May a connection from `peer` to `local` (IP addresses) use a check's exposed path?
+    Consul lets loopback addresses and its agent's address in; the agent runs on this host,
+    so its probe comes from loopback or from the very address it dials (`local`)."""
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback)
+                or peer == local)  # fmt: skip

@@ -84,6 +84,7 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/registration_check.py",
     "catalog/registration_draft.py",
     "catalog/registration_expose.py",
+    "catalog/expose_checks.py",
     "catalog/registration_proxy.py",
     "catalog/registration_sidecar.py",
     "catalog/registration_service.py",

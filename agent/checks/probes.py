@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import aiohttp
 from multidict import CIMultiDict
@@ -29,6 +30,7 @@ from gossamer.agent.checks.status import (
 )
 from gossamer.catalog.check_definition import CheckDefinition, HttpRequest
 from gossamer.catalog.durations import format_seconds
+from gossamer.catalog.expose_checks import probe_address, probe_url
 
 # Consul's header values: some services allow-list the health checker's
 # User-Agent, so we keep Consul's rather than announcing our own.
@@ -193,11 +195,17 @@ async def run_probe(
     if check.kind == "http":
         if check.http is None or session is None:  # spec.validate refuses a missing request
             return ProbeResult("critical", "http check has no request")
-        return await probe_http(session, check.http, timeout_s=timeout_s, max_output=cap)
+        request = check.http
+        if check.exposed_port:  # through the sidecar's exposed listener (`Expose.Checks`)
+            request = replace(request, url=probe_url(check, request.url))
+        return await probe_http(session, request, timeout_s=timeout_s, max_output=cap)
     if check.kind == "tcp":
         return await probe_tcp(check.tcp, timeout_s=timeout_s)
     if check.kind == "grpc" and check.grpc is not None:
-        return await probe_grpc(check.grpc, timeout_s=timeout_s)
+        target = check.grpc
+        if check.exposed_port:
+            target = replace(target, address=probe_address(check, target.address))
+        return await probe_grpc(target, timeout_s=timeout_s)
     if check.kind == "script":
         return await probe_script(check.args, timeout_s=timeout_s, max_output=cap)
     if alias_lookup is None:

@@ -32,6 +32,7 @@ from gossamer.agent.local.stored import (
     store_check,
     store_service,
 )
+from gossamer.catalog.expose_checks import expose_checks, wants_checks
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version
 from gossamer.catalog.registration import (
@@ -232,6 +233,11 @@ class LocalNode:
             previous_sidecar_port=previous_sidecar_port,
         )
         check_proxy_keys(reg)  # the built-in proxy's keys: a 400 now, not an exit later
+        if wants_checks(reg):  # its HTTP and gRPC checks through its sidecar
+            sid = reg.service.id
+            old = self._registry.registrations.get(sid)
+            had = {c.check_id: c.exposed_port for c in old.checks} if old is not None else {}
+            reg = expose_checks(reg, self._registry.exposed_ports(sid), had)
         return reg
 
     def check_definitions(self) -> list[CheckDefinition]:

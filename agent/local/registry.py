@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from gossamer.catalog.expose_checks import exposed_ports
 from gossamer.catalog.model import Check, Service
 from gossamer.catalog.registration import CheckDefinition, ServiceRegistration
 
@@ -83,6 +84,11 @@ class Registry:
             for s in reg.services()
             if s.kind == "connect-proxy"
         }
+
+    def exposed_ports(self, but: str) -> set[int]:
+        """The listener ports of exposed paths of every registration but service `but`'s."""
+        return {p for sid, reg in self.registrations.items() if sid != but
+                for p in exposed_ports(reg)}  # fmt: skip
 
     def check_rows(self, services: dict[str, Service]) -> list[Check]:
         """The registered checks as they stand now (status and output applied)."""
