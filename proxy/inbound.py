@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gossamer.gossip.addresses import format_host_port
 from gossamer.intentions.denials import DenialTable, not_known
 from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
@@ -52,9 +53,10 @@ from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.idle_sweep import IdleSweep
+from gossamer.proxy.inbound_any import listen_host
 from gossamer.proxy.inbound_http import InboundHttp, now_ms
 from gossamer.proxy.inbound_mux import InboundMuxes
-from gossamer.proxy.listen import serve, take_over
+from gossamer.proxy.listen import bound_by, serve, show, take_over
 from gossamer.proxy.mux import StreamSide, is_mux, wire_of
 from gossamer.proxy.mux_frames import UNREACHABLE
 from gossamer.proxy.policy import Policy
@@ -107,7 +109,7 @@ class Inbound(InboundHttp):
         """Listen; on the socket of `replacing` (the inbound listener a change replaces, on the
         same address and port: its caller retires it next) when it has one, so no client is
         refused in between (listen.take_over), as a changed upstream takes over its port."""
-        where = (self.config.bind_address, self.config.bind_port)
+        where = (listen_host(self.config.bind_address), self.config.bind_port)
         held = replacing._server if replacing is not None else None
         server = await take_over(self._protocol, held, *where) if held is not None else None
         if server is None:
@@ -116,8 +118,8 @@ class Inbound(InboundHttp):
             server = await serve(self._protocol, *where)
         self._server = server
         self.idle.start()
-        log.info("proxy: inbound %s:%d -> %s:%d for %s", self.config.bind_address,
-                 self.config.bind_port, self.config.local_address, self.config.local_port,
+        log.info("proxy: inbound %s -> %s for %s", " and ".join(map(show, bound_by(server))),
+                 format_host_port(self.config.local_address, self.config.local_port),
                  self.config.service)  # fmt: skip
 
     def stop_listening(self) -> None:
@@ -243,7 +245,8 @@ class Inbound(InboundHttp):
             raise
         except (OSError, TimeoutError) as exc:
             self.metrics.inbound(source).failed += 1
-            self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {target[0]}:{target[1]}: {exc}")
+            app_at = format_host_port(*target)
+            self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {app_at}: {exc}")
             if isinstance(side, StreamSide):
                 side.mux.refuse(side, UNREACHABLE)  # the client side tries another instance
             else:
@@ -352,6 +355,6 @@ class _Refuse(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        shown = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        shown = format_host_port(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
         self._inbound.refuse(tally.NO_IDENTITY, shown, "the proxy has no certificate yet")
         transport.close()

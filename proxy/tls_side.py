@@ -16,6 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.authorize import ClosedEarly
 from gossamer.proxy.side import Side, reset_at_close
 from gossamer.proxy.tls_pipe import TlsPipe
@@ -182,9 +183,10 @@ class TlsSide(Side):
 
 
 def peer_of(side: TlsSide) -> str:
-    """The peer's address as host:port, for logs and refusal counts."""
+    """The peer's address as host:port (an IPv6 one as [host]:port), for logs and refusal
+    counts."""
     peer = side.transport.get_extra_info("peername") if side.transport else None
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+    return format_host_port(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
 
 
 def _unsent(transport: asyncio.Transport) -> int:

@@ -1,8 +1,8 @@
 """Agents on IPv6 addresses for tests/test_ipv6_walk.py: on `::1`, and namespaces whose only
 addresses (besides loopback) are IPv6.
 
-A namespace here is one network namespace with a dummy interface holding the addresses
-given, nothing more: no bridge, no route out. Its name starts with `g6w` (not the `gs`
+A namespace here is one network namespace with an interface holding the addresses given,
+nothing more: no bridge, no route out. Its name starts with `g6w` (not the `gs`
 prefix of tests/harness/netns.py, whose cleanup removes every namespace of that prefix
 that no live run owns) and it is removed, with every process in it, when the block ends.
 """
@@ -71,9 +71,12 @@ def ipv6_only_namespace(*addresses: str) -> Iterator[list[str]]:
     _ip("netns", "add", ns)
     try:
         _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "link", "add", "d0", "type", "dummy")
+        # A veth pair with both ends inside (no `dummy` module on every kernel): d0 holds
+        # the addresses, d1 is there so that d0's link is up.
+        _ip("-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
         for address in addresses:
             _ip("-n", ns, "addr", "add", f"{address}/64", "dev", "d0", "nodad")
+        _ip("-n", ns, "link", "set", "d1", "up")
         _ip("-n", ns, "link", "set", "d0", "up")
         yield ["ip", "netns", "exec", ns]
     finally:

@@ -7,6 +7,8 @@ run in a network namespace of their own (tests/ipv6_netns.py).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +19,9 @@ from gossamer.agent.preflight.agent_probe import dns_answers
 from gossamer.agent.preflight.cluster_checks import judge_dns
 from gossamer.agent.preflight.result import Status
 from gossamer.catalog.tagged import node_tagged
-from tests.harness.cluster import AgentProc
+from tests.harness.cluster import AgentProc, free_port
 from tests.harness.poll import eventually
-from tests.ipv6_support import agent_on, ipv6_loopback
+from tests.ipv6_support import agent_on, ipv6_loopback, ipv6_only_namespace, random_ula
 
 
 def test_an_ipv6_agent_node_is_tagged_lan_ipv6_and_never_lan_ipv4() -> None:
@@ -59,3 +61,42 @@ def test_check_finds_the_dns_answer_of_an_ipv6_agent(agent6: AgentProc) -> None:
 
     assert eventually(answered, 10, what="consul.service.consul in the agent's DNS") == ["::1"]
     assert judge_dns(question, answered(), "").status == Status.OK
+
+
+INBOUND_DEFAULT = """
+import asyncio, logging, sys
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.inbound import Inbound, Policy
+
+async def main(address: str, port: int) -> None:
+    config = ProxyConfig(service="db", bind_port=port, local_port=1)  # (no bind address)
+    inbound = Inbound(config, lambda: None, Policy(), tally.Tally())
+    await inbound.start()
+    for host in (address, "127.0.0.1"):
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            print(f"refused at {host}: {exc}")
+            continue
+        writer.close()
+        print(f"reached at {host}")
+
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_a_sidecar_with_no_address_is_reached_at_the_ipv6_address_of_its_host() -> None:
+    """A sidecar registered without an address listened on 0.0.0.0, which on a host whose only
+    IPv4 address is loopback serves 127.0.0.1 alone: a peer dialling the node's IPv6 address
+    (what the catalog gives for such a sidecar) was refused, while its default check at
+    127.0.0.1 kept passing. There it now listens on both families."""
+    address = random_ula()
+    port = free_port("::1")
+    with ipv6_only_namespace(address) as prefix:
+        run = subprocess.run([*prefix, sys.executable, "-c", INBOUND_DEFAULT, address, str(port)],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert f"reached at {address}" in run.stdout, run.stdout + run.stderr
+    assert "reached at 127.0.0.1" in run.stdout, run.stdout + run.stderr
+    assert f"[::]:{port}" in run.stdout and f"0.0.0.0:{port}" in run.stdout  # its log line
