@@ -7,6 +7,7 @@ run in a network namespace of their own (tests/ipv6_netns.py).
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -100,3 +101,23 @@ def test_a_sidecar_with_no_address_is_reached_at_the_ipv6_address_of_its_host() 
     assert f"reached at {address}" in run.stdout, run.stdout + run.stderr
     assert "reached at 127.0.0.1" in run.stdout, run.stdout + run.stderr
     assert f"[::]:{port}" in run.stdout and f"0.0.0.0:{port}" in run.stdout  # its log line
+
+
+ADVERTISED = """
+from gossamer.agent.config.advertise import local_addresses, pick_advertise_address
+print(pick_advertise_address("::", local_addresses()))
+"""
+
+
+def test_bind_on_every_ipv6_address_advertises_the_global_one_of_the_host() -> None:
+    """`--bind ::` on a host with a global IPv6 address (and no IPv4 but loopback) refused to
+    start: "bind is :: but this host has no private address to advertise (found:
+    127.0.0.1)". The host's addresses were the IPv4 default route's source and what the
+    host name resolves to; the interfaces' IPv6 addresses are now among them, and Consul's
+    rule for :: (the first global IPv6 address) picks it."""
+    suffix = secrets.token_hex(2)
+    address = f"2a0f:{suffix}:6::11"  # (global; the namespace has no route out)
+    with ipv6_only_namespace(address) as prefix:
+        run = subprocess.run([*prefix, sys.executable, "-c", ADVERTISED],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert run.stdout.split() == [address], run.stdout + run.stderr

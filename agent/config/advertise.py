@@ -43,8 +43,9 @@ def resolve_advertise(
         host_addresses = local_addresses()
     picked = pick_advertise_address(bind, host_addresses)
     if picked is None:
+        wanted = "global IPv6" if ipaddress.ip_address(bind).version == 6 else "private IPv4"
         message = (
-            f"not set, and bind is {bind} but this host has no private address to "
+            f"not set, and bind is {bind} but this host has no {wanted} address to "
             f"advertise (found: {', '.join(host_addresses) or 'none'}); set advertise"
         )
         problems.append(ConfigProblem(MERGED, "advertise", message))
@@ -76,19 +77,39 @@ def pick_advertise_address(bind: str, host_addresses: Sequence[str]) -> str | No
 def local_addresses() -> list[str]:
     """Best-effort host addresses without extra dependencies (impure, never raises).
 
-    The source address of the default route comes first (a UDP connect sends
-    nothing), then whatever the host name resolves to.
+    The source address of each family's default route comes first (a UDP connect sends
+    nothing), then whatever the host name resolves to, then the IPv6 addresses of the
+    interfaces (Linux): with only these, `bind: "::"` found no IPv6 address on a host whose
+    name does not resolve to one, and refused to start.
     """
     found: list[str] = []
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: routed like the internet
-            found.append(sock.getsockname()[0])
-    except OSError:
-        pass
+    # TEST-NET-1 and the IPv6 documentation prefix: routed like the internet
+    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.connect((probe, 9))
+                found.append(str(sock.getsockname()[0]))
+        except OSError:
+            pass
     try:
         infos = socket.getaddrinfo(socket.gethostname(), None)
     except OSError:
         infos = []
     found += [str(info[4][0]) for info in infos]
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as table:
+            found += interface_ipv6(table.read())
+    except (OSError, ValueError):
+        pass
     return list(dict.fromkeys(found))
+
+
+def interface_ipv6(table: str) -> list[str]:
+    """The addresses of Linux's /proc/net/if_inet6 (one a line: 32 hex digits, then the
+    interface's index, prefix length, scope, flags and name)."""
+    found = []
+    for line in table.splitlines():
+        fields = line.split()
+        if fields and len(fields[0]) == 32:
+            found.append(str(ipaddress.IPv6Address(bytes.fromhex(fields[0]))))
+    return found
