@@ -9,7 +9,11 @@ value that the agent stores and the proxy obeys, so both read one definition:
 - `service-splitter`: `Splits`, each `{Weight, Service}`; a request (or, at
   L4, a connection) to the entry's service goes to one split's `Service`,
   chosen by weight (proxy/split.py). An empty `Service` is the entry's own
-  `Name`, as in Consul.
+  `Name`, as in Consul. A split's `ServiceSubset` names a subset that the
+  target service's `service-resolver` defines; such a split is kept as the
+  target key `service/subset` (resolver_chain.py), never split further.
+- `service-resolver`: subsets, default subset, redirect, failover and
+  timeouts (config_resolver.py reads it, resolver_chain.py follows it).
 
 Rules this module keeps (Consul's `Validate` of each kind, and its decoder):
 - Keys match as Consul's decoder matches them (registration_fields.Fields:
@@ -18,8 +22,11 @@ Rules this module keeps (Consul's `Validate` of each kind, and its decoder):
   to hundredths (`round(w * 100)`) and the scaled sum must be 10,000, as
   Consul's `scaleWeight` does. A service may appear once only.
 - What gossamer cannot honour is refused with a 400 saying why, never stored
-  and silently ignored: `ServiceSubset` (needs a `service-resolver`, which
-  gossamer does not have), request/response header edits, other kinds.
+  and silently ignored: request/response header edits, other kinds.
+- A write or delete that would leave a chain unresolvable (a split to a
+  subset its resolver lacks, a redirect loop) is refused, as Consul's
+  compile of the discovery chain refuses it (`check_graph`); chains broken
+  before the change (entries replicated in meanwhile) do not block it.
 - Every problem of a body is reported at once (`RegistrationError.problems`),
   each naming its field path (`Splits[1].Weight`).
 """
@@ -42,18 +49,23 @@ from gossamer.catalog.registration_fields import (
 )
 
 SERVICE_DEFAULTS, SERVICE_SPLITTER = "service-defaults", "service-splitter"
-KINDS = (SERVICE_DEFAULTS, SERVICE_SPLITTER)
+SERVICE_RESOLVER = "service-resolver"
+KINDS = (SERVICE_DEFAULTS, SERVICE_SPLITTER, SERVICE_RESOLVER)
 SERVICE_PROTOCOLS = ("tcp", "http", "http2", "grpc")  # proxy/protocol.py reads this list
 WEIGHT_SCALE = 100  # hundredths: Consul's 0.01 precision
 WEIGHT_TOTAL = 100 * WEIGHT_SCALE
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,254}[A-Za-z0-9])?")
 _ALWAYS = ("Kind", "Name", "Meta", "Namespace", "Partition", "CreateIndex", "ModifyIndex", "Hash")
-_FIELDS = {SERVICE_DEFAULTS: ("Protocol",), SERVICE_SPLITTER: ("Splits",)}
+RESOLVER_FIELDS = ("DefaultSubset", "Subsets", "Redirect", "Failover", "ConnectTimeout",
+                   "RequestTimeout", "LoadBalancer", "PrioritizeByLocality")  # fmt: skip
+_FIELDS = {SERVICE_DEFAULTS: ("Protocol",), SERVICE_SPLITTER: ("Splits",),
+           SERVICE_RESOLVER: RESOLVER_FIELDS}  # fmt: skip
+SUBSET_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # Consul's: a DNS label
+SUBSET_SEP = "/"  # in a target key `service/subset`: in neither name
 _SPLIT_FIELDS = ("Weight", "Service", "ServiceSubset", "Namespace", "Partition",
                  "RequestHeaders", "ResponseHeaders")  # fmt: skip
 _NOT_HELD = {  # kinds Consul has that gossamer refuses, and why
     # (service-intentions: held as intentions, agent/http/config_intentions.py, never here)
-    "service-resolver": "gossamer has no service resolver (subsets, failover, redirects)",
     "service-router": "gossamer has no L7 router; a service-splitter splits by weight",
 }
 
@@ -69,7 +81,8 @@ class ConfigEntryNotFound(LookupError):
 
 @dataclass(frozen=True)
 class Split:
-    """One share of a splitter: `weight` in hundredths of a percent, to `service`."""
+    """One share of a splitter: `weight` in hundredths of a percent, to `service` (a target
+    key: the service, or `service/subset` for a split with a ServiceSubset)."""
 
     weight: int
     service: str
@@ -96,6 +109,11 @@ def read_entry(body: object) -> dict[str, Any]:
     entry: dict[str, Any] = {"Kind": kind, "Name": name}
     if kind == SERVICE_DEFAULTS:
         entry["Protocol"] = problems.read("", _protocol, f)
+    elif kind == SERVICE_RESOLVER:  # (imported here: a proxy with no resolver never needs it)
+        from gossamer.catalog.config_resolver import read_resolver
+
+        no_fields: dict[str, Any] = {}
+        entry.update(problems.read(no_fields, read_resolver, f, name, entry_name))
     else:
         no_splits: tuple[Split, ...] = ()
         splits = problems.read(no_splits, _splits, f, name)
@@ -185,9 +203,9 @@ def _splits(f: Fields, name: str) -> tuple[Split, ...]:
 
 def _split(raw: object, path: str, name: str) -> Split:
     s = Fields(raw, path, _SPLIT_FIELDS)
-    if s.values.get("ServiceSubset"):
-        raise s.error("ServiceSubset", "subsets need a service-resolver, which gossamer does not "
-                      "have: split between services (e.g. api and api-canary) instead")  # fmt: skip
+    subset = s.str_("ServiceSubset")
+    if subset and not SUBSET_NAME.fullmatch(subset):
+        raise s.error("ServiceSubset", f"{subset!r} is not a subset name (a DNS label)")
     for field in ("RequestHeaders", "ResponseHeaders"):
         if s.has(field):
             raise s.error(field, "header changes on a split are not supported by gossamer")
@@ -198,21 +216,39 @@ def _split(raw: object, path: str, name: str) -> Split:
         raise s.error("Weight", f"must be a number from 0 to 100, got {shown(weight)}")
     if not 0 <= weight <= 100:
         raise s.error("Weight", f"must be from 0 to 100, got {shown(weight)}")
-    service = s.str_("Service") or name
-    return Split(round(weight * WEIGHT_SCALE), entry_name(service, s.at("Service")))
+    service = entry_name(s.str_("Service") or name, s.at("Service"))
+    return Split(round(weight * WEIGHT_SCALE), key_of(service, subset))
 
 
 def split_json(split: Split) -> dict[str, Any]:
     weight = split.weight / WEIGHT_SCALE
-    return {"Weight": int(weight) if weight.is_integer() else weight, "Service": split.service}
+    service, subset = target_parts(split.service)
+    shown_weight = int(weight) if weight.is_integer() else weight
+    return {
+        "Weight": shown_weight,
+        "Service": service,
+        **({"ServiceSubset": subset} if subset else {}),
+    }
 
 
 def splits_of(entry: Mapping[str, Any]) -> tuple[Split, ...]:
     """The splits of a stored or served service-splitter entry; ConfigEntryError if none."""
     checked = read_entry(dict(entry))
     return tuple(
-        Split(round(s["Weight"] * WEIGHT_SCALE), s["Service"]) for s in checked.get("Splits", ())
+        Split(round(s["Weight"] * WEIGHT_SCALE), key_of(s["Service"], s.get("ServiceSubset", "")))
+        for s in checked.get("Splits", ())
     )
+
+
+def key_of(service: str, subset: str = "") -> str:
+    """The target key of a service, or of one subset of it."""
+    return f"{service}{SUBSET_SEP}{subset}" if subset else service
+
+
+def target_parts(key: str) -> tuple[str, str]:
+    """`(service, subset)` of a target key."""
+    service, _, subset = key.partition(SUBSET_SEP)
+    return service, subset
 
 
 def entry_key(kind: str, name: str) -> str:
@@ -226,3 +262,43 @@ def split_key(key: str) -> tuple[str, str] | None:
     if not slash or kind not in KINDS or not _NAME.fullmatch(name):
         return None
     return kind, name
+
+
+def check_graph(held: Mapping[tuple[str, str], Mapping[str, Any]], kind: str, name: str,
+                entry: Mapping[str, Any] | None) -> None:  # fmt: skip
+    """ConfigEntryError when writing `entry` (None: deleting `kind`/`name`) over the `held`
+    entries (`(kind, name)` -> checked entry) would leave a chain unresolvable that was not
+    before: a split to a subset its resolver lacks, a redirect loop (resolver_chain.py)."""
+    if kind not in (SERVICE_SPLITTER, SERVICE_RESOLVER):
+        return
+    after = {k: v for k, v in held.items() if k != (kind, name)}
+    if entry is not None:
+        after[(kind, name)] = entry
+    before = _problems(held)
+    new = {k: v for k, v in _problems(after).items() if before.get(k) != v}
+    if not new:
+        return
+    own = f"{kind}/{name}"
+    errors: list[RegistrationError] = []
+    for where, why in sorted(new.items(), key=lambda p: not p[0].startswith(own)):
+        entry_of, _, split = where.partition(".")
+        looped = "redirect" in why
+        if entry_of == own and kind == SERVICE_SPLITTER:
+            errors.append(ConfigEntryError(f"{split}.ServiceSubset", why))
+        elif entry_of == own:
+            errors.append(ConfigEntryError("Redirect" if looped else "Failover", why))
+        else:  # another entry's chain would break: say which
+            at = "name" if entry is None else "Redirect" if looped else "Subsets"
+            errors.append(ConfigEntryError(at, f"{where} would no longer resolve: {why}"))
+    joined = RegistrationError.joined(errors)
+    raise ConfigEntryError(joined.field, joined.message, more=joined.problems[1:])
+
+
+def _problems(entries: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, str]:
+    from gossamer.catalog.config_resolver import resolver_of
+    from gossamer.catalog.resolver_chain import chain_problems
+
+    splits = {n: [s.service for s in splits_of(e)] for (k, n), e in entries.items()
+              if k == SERVICE_SPLITTER}  # fmt: skip
+    resolvers = {n: resolver_of(e) for (k, n), e in entries.items() if k == SERVICE_RESOLVER}
+    return chain_problems(splits, resolvers)

@@ -46,6 +46,10 @@ class Upstream:
     # Clients from other hosts, when bound to a network address (`Config.
     # gossamer_remote_clients`): each would speak as this proxy's service. Off: refused.
     remote_clients: bool = False
+    # The registration gave `connect_timeout_ms` / `request_timeout_ms`: they win over a
+    # service-resolver's ConnectTimeout / RequestTimeout (resolver_routes.py), as in Consul
+    connect_timeout_set: bool = False
+    request_timeout_set: bool = False
 
     @property
     def listen(self) -> tuple[str, int]:

@@ -149,6 +149,7 @@ def _upstream_options(options: Mapping[str, Any], at: str) -> dict[str, Any]:
         "connect_timeout_s": fields.positive_millis(
             options, "connect_timeout_ms", UPSTREAM_CONNECT_TIMEOUT_S, at
         ),
+        "connect_timeout_set": options.get("connect_timeout_ms") is not None,
         **proto.upstream_fields(options, at),
         "remote_clients": fields.flag(options, "gossamer_remote_clients", at, default=False),
     }

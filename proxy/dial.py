@@ -49,12 +49,13 @@ async def dial(listener: UpstreamListener, instance: Instance, service: str = ""
     server: TlsSide | None = None
     context = identity.client_tunnel if tunnel else identity.client
     session = listener.sessions.offer(instance, context, time.monotonic())
+    timeout_s = listener.connect_timeout_for(service or listener.upstream.name)
     try:
-        async with asyncio.timeout(listener.upstream.connect_timeout_s):
+        async with asyncio.timeout(timeout_s):
             _, server = await loop.create_connection(
                 lambda: TlsSide(context, server_side=False, session=session), *instance
             )
-            keep_alive(server.transport, dead_after_s(listener.upstream.connect_timeout_s))
+            keep_alive(server.transport, dead_after_s(timeout_s))
             await asyncio.shield(server.handshake)
         server_service(server.pipe.peer_certificates(), identity.trust, datetime.now(UTC),
                        service or listener.upstream.name, listener.chains)  # fmt: skip

@@ -84,6 +84,7 @@ async def backend_stream(
 async def _stream(
     listener: UpstreamListener, instance: Instance, target: str, elsewhere: bool = False
 ) -> Side | Literal["refused", "failed"]:
+    target = listener.service_of(target)  # (a resolver subset's key: the service's ID)
     identity = listener.identity()
     pool = listener.tunnels
     mux: Mux | None = None
@@ -100,7 +101,7 @@ async def _stream(
             mux, reused = made, False
         stream, seen = mux.open(), mux.reads
         assert stream.answer is not None
-        timeout_s = listener.upstream.connect_timeout_s
+        timeout_s = listener.connect_timeout_for(target)
         try:
             answer = await asyncio.wait_for(asyncio.shield(stream.answer), timeout_s)
         except TimeoutError:

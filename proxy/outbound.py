@@ -18,7 +18,10 @@ Instances come from a blocking watch of `/v1/health/connect/<name>?passing`
 split_targets.py gives the other targets' instances), each connection picks
 its target service by weight (split.py), then an instance of it, whose
 certificate must carry that service's SPIFFE ID; retries stay within the
-target. HTTP picks per request (http_upstream.py); h2 is followed (h2_followed.py).
+target. With service-resolver entries (`route`, resolver_routes.py) each
+target is a chain: the subset or service it resolves to, then its failover
+targets; the first with a healthy instance is taken. HTTP picks per request
+(http_upstream.py); h2 is followed (h2_followed.py).
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from gossamer.catalog.config_entries import Split
+from gossamer.catalog.config_entries import SUBSET_SEP, Split
 from gossamer.proxy import balance, split, tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
@@ -54,6 +58,9 @@ from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
 
+if TYPE_CHECKING:
+    from gossamer.proxy.resolver_routes import Routing
+
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS: Final = 3  # instances tried for one client connection before it is closed
 
@@ -75,6 +82,9 @@ class UpstreamListener:
         self.tally = counts
         self.instances: list[Instance] = []
         self.split: tuple[Split, ...] = ()  # the upstream's service-splitter; () none
+        self.routing: Routing | None = None  # what the service-resolvers say; None: nothing
+        self.route: Mapping[str, tuple[str, ...]] | None = None  # target -> keys in order
+        self.connect_timeouts: Mapping[str, float] = {}  # service -> its resolver's
         self.targets: dict[str, list[Instance]] = {}  # other split targets' instances
         self.outstanding: dict[Instance, int] = {}  # not a Counter: its misses run Python code
         self.outliers: Outliers[Instance] = Outliers()
@@ -152,8 +162,43 @@ class UpstreamListener:
             self.http.forget_except(known)
 
     def pick_target(self) -> str:
-        """The service the next request or connection goes to: by weight when split."""
-        return split.choose(self.split, self.rng.random()) if self.split else self.upstream.name
+        """The target the next request or connection goes to: by weight when split, then the
+        first of its resolved chain with a healthy instance (when resolvers apply)."""
+        key = split.choose(self.split, self.rng.random()) if self.split else self.upstream.name
+        if self.route is None:
+            return key
+        chain = self.route.get(key, ())
+        for target in chain:
+            if self.instances_for(target):
+                return target
+        return chain[0] if chain else key  # none healthy: the primary, which fails
+
+    def service_of(self, target: str) -> str:
+        """The service a target key is of (`api/v2`: api), whose SPIFFE ID its instances carry."""
+        return target if self.route is None else target.partition(SUBSET_SEP)[0]
+
+    def connect_timeout_for(self, service: str) -> float:
+        """How long a dial to `service` may take: its resolver's ConnectTimeout, unless the
+        upstream sets its own (resolver_routes.py)."""
+        if self.connect_timeouts:
+            return self.connect_timeouts.get(service, self.upstream.connect_timeout_s)
+        return self.upstream.connect_timeout_s
+
+    def set_routing(self, routing: Routing | None) -> None:
+        """The resolvers' routes in force from the next request or connection; a changed
+        RequestTimeout also binds the requests of clients already connected."""
+        self.routing = routing
+        self.route = None if routing is None else routing.chains
+        self.connect_timeouts = {} if routing is None else routing.connect_s
+        http = self.http
+        if http is None:
+            return
+        request_s = routing.request_s if routing is not None else 0.0
+        limits = replace(http.limits, request_s=request_s or self.upstream.request_timeout_s)
+        if limits != http.limits:
+            http.limits = limits
+            for session in http.sessions:  # from their next request
+                session.deadlines.limits = limits
 
     def instances_for(self, service: str) -> list[Instance]:
         return self.instances if service == self.upstream.name else self.targets.get(service, [])

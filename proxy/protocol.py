@@ -82,6 +82,7 @@ def upstream_fields(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     request timeouts and the retry budget."""
     return {"protocol": protocol_of(options, where),
             "request_timeout_s": _millis(options, "request_timeout_ms", REQUEST_TIMEOUT_S, where),
+            "request_timeout_set": options.get("request_timeout_ms") is not None,
             "request_idle_s": _millis(options, "request_idle_timeout_ms", REQUEST_IDLE_S, where),
             "pool_idle": int(_positive(options, "max_idle_connections", where, 1) or POOL_IDLE),
             "pool_idle_s": _positive(options, "idle_timeout_ms", where, 1000)

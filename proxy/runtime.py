@@ -7,8 +7,9 @@ intentions watch (`match?by=destination`), whose answers carry the agent's
 default policy (`X-Gossamer-Default-Policy`; a reload of the agent that
 changes it wakes the watch, so a new default applies like an intention
 change; without it the default is deny; an answer without a list for the
-service is not applied), the service-splitter entries
-(`/v1/config/service-splitter`, split_targets.py), then, once serving can
+service is not applied), the service-splitter and service-resolver entries
+(`/v1/config/service-splitter`, `/v1/config/service-resolver`,
+split_targets.py), then, once serving can
 succeed (warm.py), the inbound listener and one listener per upstream, each
 with its health watch (and one per other target of its split). Revoked agents
 (`/v1/connect/ca/revoked`) go into the peers' trust; a new one also cuts open
@@ -53,6 +54,7 @@ from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
 from gossamer.proxy.split_targets import PATH as SPLITTERS
+from gossamer.proxy.split_targets import RESOLVERS
 from gossamer.proxy.upstream_set import UpstreamSet
 from gossamer.proxy.warm import RETRY_S  # one period for every port not had
 from gossamer.proxy.watch import Watch
@@ -114,6 +116,7 @@ class ProxyRuntime:
         match = f"/v1/connect/intentions/match?by=destination&name={svc}"
         self._intentions = self._watch(match, self._on_intentions)
         self._watch(SPLITTERS, self._on_splitters)
+        self._watch(RESOLVERS, self.upstreams.on_resolvers)
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip

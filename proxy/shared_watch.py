@@ -59,8 +59,10 @@ _HUBS: dict[tuple[AgentHttp, str], _Hub] = {}
 class Subscription:
     """One reader of a service's passing instances: `start`, then `stop` when done."""
 
-    def __init__(self, agent: AgentHttp, service: str, on_change: OnInstances) -> None:
-        self.path = f"/v1/health/connect/{service}?passing"
+    def __init__(self, agent: AgentHttp, service: str, on_change: OnInstances,
+                 query: str = "passing") -> None:  # fmt: skip
+        """`query`: the health query (a resolver subset's adds its filter, resolver_chain.py)."""
+        self.path = f"/v1/health/connect/{service}?{query}"
         self._agent = agent
         self._on_change = on_change
         self._context = contextvars.copy_context()

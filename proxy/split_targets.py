@@ -28,6 +28,16 @@ would close it) leaves each service on it unsplit, logged.
 An entry the proxy cannot read (a newer agent's shape) is logged and that
 service is treated as unsplit, so traffic keeps flowing to the upstream
 itself rather than nowhere.
+
+The service-resolver entries (`/v1/config/service-resolver`, one watch per
+sidecar too) turn each split target, or the upstream itself when it is not
+split, into a chain of target keys (resolver_routes.py): the subset its
+resolver picks or the one a split names (`service/subset`, watched as
+`/v1/health/connect/<service>?passing&filter=<the subset's Filter>`), where
+Redirect leads, then the Failover targets. The same rule as for a new split
+target holds: a chain applies once each of its targets has been heard of.
+With no resolver entry, or none that changes where this upstream's traffic
+goes, `listener.route` stays None and nothing of this costs a request.
 """
 
 from __future__ import annotations
@@ -38,7 +48,14 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gossamer.catalog.config_entries import WEIGHT_TOTAL, ConfigEntryError, Split, splits_of
+from gossamer.catalog.config_entries import (
+    SUBSET_SEP,
+    WEIGHT_TOTAL,
+    ConfigEntryError,
+    Split,
+    splits_of,
+    target_parts,
+)
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.outbound import UpstreamListener
@@ -47,8 +64,13 @@ from gossamer.proxy.shared_watch import Subscription
 if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their C part it costs
     from fractions import Fraction  # every proxy ~0.5 MiB of RSS, for nested splitters only
 
+    from gossamer.catalog.config_resolver import Resolver  # (and the filter parser: only
+    from gossamer.proxy.resolver_routes import Routing  # a proxy that has resolvers loads them)
+
 log = logging.getLogger("gossamer.proxy")
 PATH = "/v1/config/service-splitter"
+RESOLVERS = "/v1/config/service-resolver"
+Plan = tuple[tuple[Split, ...], "Routing | None"]  # what a listener is handed
 
 
 def splits_by_service(body: Any) -> dict[str, tuple[Split, ...]]:
@@ -124,10 +146,14 @@ def _shares(name: str, entries: Mapping[str, tuple[Split, ...]],
     return walk(name, (name,))
 
 
-def _targets(listener: UpstreamListener, splits: tuple[Split, ...]) -> set[str]:
-    """The services other than the upstream's own that `splits` sends a share to."""
+def _targets(listener: UpstreamListener, plan: Plan) -> dict[str, str]:
+    """The targets other than the upstream's own service that `plan` may send to, each with
+    the query of its health watch (resolver_routes.py)."""
+    splits, routing = plan
     own = listener.upstream.name
-    return {s.service for s in splits if s.weight > 0 and s.service != own}
+    if routing is not None:
+        return {key: query for key, query in routing.queries.items() if key != own}
+    return {s.service: "passing" for s in splits if s.weight > 0 and s.service != own}
 
 
 class Splitters:
@@ -136,9 +162,12 @@ class Splitters:
     def __init__(self, agent: AgentHttp) -> None:
         self._agent = agent
         self.by_service: dict[str, tuple[Split, ...]] = {}
-        self._watches: dict[tuple[int, str], Subscription] = {}  # (listener id, target) -> watch
-        self._pending: dict[int, tuple[Split, ...]] = {}  # listener id -> splits waiting
-        self.known = False  # the entries' first answer came
+        self.resolvers: dict[str, Resolver] = {}
+        # (listener id, target key) -> (its health query, the watch)
+        self._watches: dict[tuple[int, str], tuple[str, Subscription]] = {}
+        self._pending: dict[int, Plan] = {}  # listener id -> splits and routes waiting
+        self.known = False  # the splitter entries' first answer came
+        self.resolvers_known = False  # and the resolver entries'
         self._waiters: list[asyncio.Future[None]] = []  # `resolved` callers, woken on a change
 
     def on_entries(self, body: Any, listeners: Iterable[UpstreamListener]) -> None:
@@ -148,10 +177,24 @@ class Splitters:
             self.apply(listener)
         self._wake()
 
+    def on_resolvers(self, body: Any, listeners: Iterable[UpstreamListener]) -> None:
+        """The service-resolver entries changed: each listener's routes again."""
+        if isinstance(body, list) and body:  # (none: nothing of resolvers is imported)
+            from gossamer.proxy.resolver_routes import resolvers_by_service
+
+            self.resolvers = resolvers_by_service(body)
+        else:
+            self.resolvers = {}
+        self.resolvers_known = True
+        if self.known:
+            for listener in listeners:
+                self.apply(listener)
+        self._wake()
+
     async def resolved(self, listener: UpstreamListener) -> None:
         """Return once the entries are known and `listener`'s splits are in force (every
         target they name heard of): what its port waits for before it opens (warm.py)."""
-        while not self.known or id(listener) in self._pending:
+        while not (self.known and self.resolvers_known) or id(listener) in self._pending:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -167,49 +210,65 @@ class Splitters:
                 waiter.set_result(None)
 
     def apply(self, listener: UpstreamListener) -> None:
-        """Give `listener` its service's splits; watch the targets it did not watch yet."""
+        """Give `listener` its service's splits and routes; watch the targets it did not
+        watch yet (or whose subset's filter changed)."""
         splits = self.by_service.get(listener.upstream.name, ())
+        routing = None
+        if self.resolvers or any(SUBSET_SEP in s.service for s in splits):
+            from gossamer.proxy.resolver_routes import routing_of
+
+            routing = routing_of(listener.upstream, splits, self.resolvers)
         if splits != listener.split:
             shown = ", ".join(f"{s.service} {s.weight / 100:g}%" for s in splits) or "none"
             log.info("proxy: upstream %s split: %s", listener.upstream.name, shown)
-        for target in sorted(_targets(listener, splits)):
-            if (id(listener), target) not in self._watches:
-                self._watch(listener, target)
-        self._pending[id(listener)] = splits
+        if routing != listener.routing:
+            log.info("proxy: upstream %s resolved: %s", listener.upstream.name,
+                     "as itself" if routing is None else routing.shown())  # fmt: skip
+        plan = (splits, routing)
+        for target, query in sorted(_targets(listener, plan).items()):
+            held = self._watches.get((id(listener), target))
+            if held is None or held[0] != query:
+                if held is not None:  # a subset's filter changed: its old instances serve
+                    held[1].stop()  # until the new watch's first answer
+                self._watch(listener, target, query)
+        self._pending[id(listener)] = plan
         self._settle(listener)
 
     def _settle(self, listener: UpstreamListener) -> None:
         """Apply the waiting splits once every target they name has been heard of; only then
         are the targets they no longer name let go (the old split needs them until then)."""
-        splits = self._pending.get(id(listener))
-        wanted = _targets(listener, splits or ())
-        if splits is None or not wanted <= listener.targets.keys():
+        plan = self._pending.get(id(listener))
+        if plan is None:
+            return
+        wanted = _targets(listener, plan)
+        if not wanted.keys() <= listener.targets.keys():
             return
         del self._pending[id(listener)]
-        listener.split = splits
+        listener.split = plan[0]
+        listener.set_routing(plan[1])
         self._wake()
-        for (lid, target), watch in list(self._watches.items()):
+        for (lid, target), (_, watch) in list(self._watches.items()):
             if lid == id(listener) and target not in wanted:
                 watch.stop()
                 del self._watches[(lid, target)]
                 listener.set_target_instances(target, None)
 
-    def _watch(self, listener: UpstreamListener, target: str) -> None:
+    def _watch(self, listener: UpstreamListener, target: str, query: str) -> None:
         def seen(instances: list[Instance]) -> None:
             listener.set_target_instances(target, instances)
             self._settle(listener)
 
-        watch = Subscription(self._agent, target, seen)
+        watch = Subscription(self._agent, target_parts(target)[0], seen, query)
         watch.start()
-        self._watches[(id(listener), target)] = watch
+        self._watches[(id(listener), target)] = (query, watch)
 
     def forget(self, listener: UpstreamListener) -> None:
         """A listener removed: stop its targets' watches."""
         for key in [k for k in self._watches if k[0] == id(listener)]:
-            self._watches.pop(key).stop()
+            self._watches.pop(key)[1].stop()
         self._pending.pop(id(listener), None)
 
     def stop(self) -> None:
-        for watch in self._watches.values():
+        for _, watch in self._watches.values():
             watch.stop()
         self._watches.clear()

@@ -4,8 +4,9 @@ An `Upstream` is a value: any change to one is the old one removed and a
 new one added. Rules this module keeps:
 
 - An upstream added opens its listener once its instances are known and
-  its split is resolved (warm.py): the service-splitter entries heard of
-  and, when it is split, its targets' instances (split_targets.py; the
+  its split is resolved (warm.py): the service-splitter and
+  service-resolver entries heard of and, when it is split or resolved
+  elsewhere, its targets' instances (split_targets.py; the
   splits are handed to it before it listens), at most `warm.WARM_S`.
 - One removed stops listening; its open connections go on, in `retired`,
   which the runtime's drain waits for and cuts as it does the others. When
@@ -122,6 +123,10 @@ class UpstreamSet:
         """The service-splitter entries changed (split_targets.py): listeners still warming
         get theirs too."""
         self.splitters.on_entries(body, [*self.listeners(), *self._opening.values()])
+
+    def on_resolvers(self, body: object) -> None:
+        """The service-resolver entries changed (split_targets.py), for warming ones too."""
+        self.splitters.on_resolvers(body, [*self.listeners(), *self._opening.values()])
 
     async def _open(self, upstream: Upstream) -> None:
         listener = UpstreamListener(upstream, self._identity, self._tally, metrics=self._metrics)

@@ -72,8 +72,8 @@ def test_reader_normalises_a_splitter_and_defaults() -> None:
           "Splits": [{"Weight": 50}, {"Weight": 50, "Service": "api"}]},
          "Splits[1].Service", "more than once"),
         ({"Kind": "service-splitter", "Name": "api",
-          "Splits": [{"Weight": 100, "ServiceSubset": "v2"}]},
-         "Splits[0].ServiceSubset", "service-resolver"),
+          "Splits": [{"Weight": 100, "ServiceSubset": "V_2"}]},
+         "Splits[0].ServiceSubset", "not a subset name"),
         ({"Kind": "service-splitter", "Name": "api", "Splits": []}, "Splits", "must be a list of"),
         ({"Kind": "service-splitter", "Splits": [{"Weight": 100, "Service": "x"}]},
          "Name", "is required"),
@@ -100,7 +100,7 @@ def test_reader_names_the_field_at_fault(body: dict[str, Any], field: str, words
 
 def test_reader_reports_every_problem_at_once() -> None:
     body = {"Kind": "service-splitter", "Name": "",
-            "Splits": [{"Weight": -1}, {"Weight": 10, "ServiceSubset": "x"}]}  # fmt: skip
+            "Splits": [{"Weight": -1}, {"Weight": 10, "ServiceSubset": "X"}]}  # fmt: skip
     with pytest.raises(ConfigEntryError) as caught:
         read_entry(body)
     fields = [f for f, _ in caught.value.problems]
@@ -206,8 +206,8 @@ async def test_bad_bodies_and_paths_are_400s_naming_the_field(api: Served) -> No
     assert status == 400 and "Splits: weights must sum to 100, got 95" in text
     status, text, _ = await api.req("PUT", "/v1/config?cas=x", CANARY)
     assert status == 400 and "'cas'" in text
-    status, text, _ = await api.req("GET", "/v1/config/service-resolver/api")
-    assert status == 400 and text.startswith("kind: 'service-resolver'")
+    status, text, _ = await api.req("GET", "/v1/config/service-router/api")
+    assert status == 400 and text.startswith("kind: 'service-router'")
     status, text, _ = await api.req("GET", "/v1/config/service-splitter/nope")
     assert status == 404 and "Config entry not found" in text
     status, text, _ = await api.req("GET", "/v1/config/service-splitter?dc=dc9")

@@ -54,7 +54,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _kind_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-kind", "--kind", required=True, help="service-defaults or service-splitter")
+    p.add_argument(
+        "-kind",
+        "--kind",
+        required=True,
+        help="service-defaults, service-splitter or service-resolver",
+    )
 
 
 def _cas_flags(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,9 @@ Rules this class keeps:
 - Check-and-set (`cas`) is Consul's: `cas=0` writes only when no entry is
   held, `cas=N` only when the held entry's ModifyIndex is N; a refused write
   returns False and changes nothing.
+- A splitter or resolver write (or delete) that would leave a discovery
+  chain unresolvable is refused with a 400 (config_entries.check_graph),
+  checked against what this agent holds at the time.
 - A value from a peer that does not read as an entry (a newer agent's kind)
   is kept in the map, so it replicates on, but not served; it is logged.
 """
@@ -30,7 +33,13 @@ from typing import Any
 from gossamer.agent.replicated.hlc_clock import HlcClock
 from gossamer.agent.replicated.lww_replica import LwwReplica
 from gossamer.catalog import lww
-from gossamer.catalog.config_entries import ConfigEntryError, entry_key, read_entry, split_key
+from gossamer.catalog.config_entries import (
+    ConfigEntryError,
+    check_graph,
+    entry_key,
+    read_entry,
+    split_key,
+)
 from gossamer.catalog.store import CatalogStore
 
 log = logging.getLogger("gossamer.config")
@@ -75,6 +84,7 @@ class ConfigEntryStore(LwwReplica):
         key = entry_key(entry["Kind"], entry["Name"])
         if not self._cas_holds(key, cas):
             return False
+        check_graph(self._graph(), entry["Kind"], entry["Name"], entry)
         held = self._map.entries.get(key)
         stamp = self._clock.tick(after=held.stamp if held is not None else None)
         self._commit([(key, lww.Entry(stamp, entry))])
@@ -88,9 +98,15 @@ class ConfigEntryStore(LwwReplica):
         held = self._map.entries.get(key)
         if held is not None and held.deleted:
             return True
+        check_graph(self._graph(), kind, name, None)
         stamp = self._clock.tick(after=held.stamp if held is not None else None)
         self._commit([(key, lww.Entry(stamp, None, deleted=True))])
         return True
+
+    def _graph(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The held entries by `(kind, name)`: what a write's chain check reads (Consul checks
+        a discovery chain entry against the others when it is written)."""
+        return {(e["Kind"], e["Name"]): e for e in self._held.values()}
 
     def _cas_holds(self, key: str, cas: int | None) -> bool:
         if cas is None:
