@@ -19,7 +19,9 @@ proxy sets `Expose.Checks`:
 Not followed: a check over TLS (an `https` URL, `GRPCUseTLS`) is left to
 run against its own target, since the exposed listener speaks plain HTTP;
 a check registered on its own (`/v1/agent/check/register`) is not exposed.
-No port left in the range is a RegistrationConflict.
+No port left in the range is a RegistrationConflict. When the sidecar is
+deregistered alone (Nomad does so first), the checks go back to their own
+targets (`unexposed`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,15 @@ def expose_checks(
         expose["Paths"] = given + paths
     proxy["Expose"] = expose
     return replace(reg, checks=tuple(checks), sidecar=replace(sidecar, proxy=proxy))
+
+
+def unexposed(reg: ServiceRegistration) -> ServiceRegistration:
+    """`reg` with its checks on their own targets again: its sidecar was deregistered alone
+    (Consul's resetExposedChecks), and a probe of its listener would fail for good."""
+    if not any(c.exposed_port for c in reg.checks):
+        return reg
+    checks = tuple(replace(c, exposed_host="", exposed_port=0) for c in reg.checks)
+    return replace(reg, checks=checks)
 
 
 def exposed_ports(reg: ServiceRegistration) -> set[int]:

@@ -148,5 +148,13 @@ def test_checks_pass_through_the_sidecar(
             assert "GET /echo/health" in app.seen
         finally:
             proxy.stop()
+        # The sidecar deregistered alone (as Nomad does first): the checks go back to their
+        # own targets, as Consul resets them, instead of probing a listener that is gone.
+        eventually(lambda: statuses()["web-http"] == "critical", 10, what="no sidecar: critical")
+        agent.put("/v1/agent/service/deregister/web-sidecar-proxy")
+        checks = agent.get("/v1/agent/checks")
+        assert (checks["web-http"]["ExposedPort"], checks["web-grpc"]["ExposedPort"]) == (0, 0)
+        eventually(lambda: statuses() == {"web-http": "passing", "web-grpc": "passing"}, 10,
+                   what="both checks passing on their own targets")  # fmt: skip
     finally:
         c.close()

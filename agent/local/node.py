@@ -18,7 +18,7 @@ from typing import Any
 
 from gossamer.agent.checks import spec
 from gossamer.agent.checks.runner import CheckRunner, Restore
-from gossamer.agent.checks.status import NodeHealth
+from gossamer.agent.checks.status import NodeHealth, parse_status
 from gossamer.agent.local.alias import own_health, peer_health
 from gossamer.agent.local.maintenance import maintenance_checks
 from gossamer.agent.local.own_record import NodeIdentity, own_record, unchanged
@@ -32,7 +32,7 @@ from gossamer.agent.local.stored import (
     store_check,
     store_service,
 )
-from gossamer.catalog.expose_checks import expose_checks, wants_checks
+from gossamer.catalog.expose_checks import expose_checks, unexposed, wants_checks
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version
 from gossamer.catalog.registration import (
@@ -169,8 +169,14 @@ class LocalNode:
         parent = self._registry.parent_of_sidecar(sidecar_id)
         if parent is None:
             raise UnknownServiceId(sidecar_id)
-        self._registry.put(drop_sidecar(self._store, parent))
+        kept = drop_sidecar(self._store, parent)
+        plain = unexposed(kept)  # checks that went through the sidecar: to their own targets
+        self._registry.put(plain)
         self._drop_checks(parent.sidecar_checks)
+        for defn in plain.checks:
+            if defn not in kept.checks:
+                status, output = self._registry.status.get(defn.check_id, (defn.status, ""))
+                self.runner.add(defn, Restore(parse_status(status), output))
         if publish:
             self.publish()
 
