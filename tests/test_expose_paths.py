@@ -149,6 +149,25 @@ def test_node_proxy_serves_exposed_paths(site: Site) -> None:
         agent.put("/v1/agent/service/deregister/job")
 
 
+def test_worker_processes_share_the_exposed_port(site: Site) -> None:
+    """With --workers each worker listens on the exposed port too (SO_REUSEPORT): every
+    connection, whichever worker the kernel gives it to, is served the same way."""
+    agent, app = site.agent, site.app
+    inbound, port = free_port(agent.ip), free_port(agent.ip)
+    paths = [{"Path": "/echo/w", "LocalPathPort": app.port, "ListenerPort": port}]
+    agent.put("/v1/agent/service/register", body(site, "wk", inbound, paths))
+    args = ["--sidecar-for", "wk", "--workers", "2", "--http-addr", agent.http]
+    proxy = ProxyProc(args, site.tmp / "workers.log").start()
+    try:
+        wait_listening(agent.ip, port, proxy)
+        for _ in range(8):  # new connections: spread over both workers
+            assert get(agent.ip, port, "/echo/w")[0] == 200
+            assert get(agent.ip, port, "/echo/x")[0] == 404
+    finally:
+        assert proxy.stop() == 0
+        agent.put("/v1/agent/service/deregister/wk")
+
+
 _OK = {"Path": "/h", "LocalPathPort": 1, "ListenerPort": 2}
 _RANGE = "must be an integer 1-65535"
 BAD = [
