@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from gossamer.gossip.addresses import format_host_port
+
 
 class _Where(Protocol):
     @property
@@ -46,12 +48,13 @@ def classify_exit(lines: list[str], where: _Where, rpc_addr: str) -> ExitReason:
         if rpc_addr in text:
             return ExitReason("serf RPC port taken", rpc_port_taken=True)
         return ExitReason(
-            f"cannot bind the gossip port {where.bind}:{where.port}: address already in use",
+            f"cannot bind the gossip port {format_host_port(where.bind, where.port)}: "
+            "address already in use",
             fatal=True,
         )
     if "cannot assign requested address" in text:
         return ExitReason(
-            f"cannot bind the gossip port {where.bind}:{where.port}: "
+            f"cannot bind the gossip port {format_host_port(where.bind, where.port)}: "
             "the address is not on this host",
             fatal=True,
         )

@@ -77,12 +77,17 @@ def _cannot(exc: OSError, host: str, port: int, reason: str = "") -> CannotListe
     """`exc` as a CannotListen for `host`:`port`; the reason, unless given, is the errno's
     (the loop's own text for a name's bind adds the address) or the resolver's."""
     refused = CannotListen(*exc.args)
-    refused.where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    refused.where = _where(host, port)
     if not reason:
         number = exc.errno
         reason = os.strerror(number) if number and number > 0 else str(exc.strerror or exc)
     refused.reason = reason[:1].lower() + reason[1:]
     return refused
+
+
+def _where(host: str, port: int) -> str:
+    """`host`:`port` as a log line writes it, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def share_ports(leader: int) -> None:
@@ -179,7 +184,7 @@ def _listening_alone(host: str, port: int) -> socket.socket:
 
 
 def _foreign(host: str, port: int, other: Bound) -> CannotListen:
-    taken = OSError(errno.EADDRINUSE, f"{host}:{port} is served by a process that is not "
+    taken = OSError(errno.EADDRINUSE, f"{_where(host, port)} is served by a process that is not "
                     f"one of this proxy's workers (on {show(other)})")  # fmt: skip
     return _cannot(taken, host, port, f"address already in use (by a process that is not "
                    f"one of this proxy's workers, on {show(other)})")  # fmt: skip
@@ -206,7 +211,7 @@ async def _serve_checked(factory: Callable[[], asyncio.BaseProtocol], host: str,
     where = bound_by(server)
     if (other := held_by(where)) is not None:
         server.close()
-        taken = OSError(errno.EADDRINUSE, f"{host}:{port} is served by another listener of "
+        taken = OSError(errno.EADDRINUSE, f"{_where(host, port)} is served by another listener of "
                         f"this proxy (on {show(other)})")  # fmt: skip
         raise _cannot(taken, host, port, f"address already in use (served by another "
                       f"listener of this proxy, on {show(other)})")  # fmt: skip

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.outbound import UpstreamListener
@@ -87,8 +88,8 @@ async def open_upstream(
         await listener.start(replacing())
     except OSError as exc:
         watch.stop()
-        log.error("proxy: upstream %s cannot listen on %s:%d: %s; trying again in %g s",
-                  upstream.name, upstream.bind_address, upstream.bind_port, exc,
-                  RETRY_S)  # fmt: skip
+        log.error("proxy: upstream %s cannot listen on %s: %s; trying again in %g s",
+                  upstream.name, format_host_port(upstream.bind_address, upstream.bind_port),
+                  exc, RETRY_S)  # fmt: skip
         return None
     return watch

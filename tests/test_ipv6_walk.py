@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,11 @@ import pytest
 from gossamer.agent.local.own_record import NodeIdentity, own_record
 from gossamer.agent.preflight.agent_probe import dns_answers
 from gossamer.agent.preflight.cluster_checks import judge_dns
+from gossamer.agent.preflight.host_checks import PortFacts, SocketFacts, judge_port
 from gossamer.agent.preflight.result import Status
 from gossamer.catalog.tagged import node_tagged
+from gossamer.gossip.serf_output import classify_exit
+from tests.harness.cli import ok
 from tests.harness.cluster import AgentProc, free_port
 from tests.harness.poll import eventually
 from tests.ipv6_support import agent_on, ipv6_loopback, ipv6_only_namespace, random_ula
@@ -121,3 +125,23 @@ def test_bind_on_every_ipv6_address_advertises_the_global_one_of_the_host() -> N
         run = subprocess.run([*prefix, sys.executable, "-c", ADVERTISED],
                              capture_output=True, text=True, timeout=30)  # fmt: skip
     assert run.stdout.split() == [address], run.stdout + run.stderr
+
+
+@dataclass(frozen=True)
+class _Gossip:
+    node: str = "a6"
+    bind: str = "::1"
+    port: int = 8301
+
+
+def test_an_ipv6_address_with_a_port_is_written_in_brackets(agent6: AgentProc) -> None:
+    """`gossamer members` showed a member on ::1 as `::1:18301`, `gossamer check` its ports as
+    `http port ::1:18500/tcp`, and logs wrote `fd6e:77::11:8300` (agent RPC peers, the CA
+    bundle, recursors), `fd6e:77::12:21000` (sidecar listeners and peers): an IPv6 address
+    and a port that cannot be told apart. Consul writes `[::1]:8301`, as these now do."""
+    listed = ok("members", "--http-addr", agent6.http)
+    assert f"[::1]:{agent6.serf_port}" in listed, listed
+    facts = PortFacts("http", "::1", 8500, (SocketFacts("tcp", in_use=True),))
+    assert judge_port(facts, running=True).name == "http port [::1]:8500/tcp"
+    taken = classify_exit(["bind: address already in use"], _Gossip(), "127.0.0.1:7373")
+    assert "gossip port [::1]:8301: address already in use" in taken.message

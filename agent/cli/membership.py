@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gossamer.agent.cli.client import AgentClient, path_segment
+from gossamer.gossip.addresses import format_host_port
 from gossamer.gossip.tags import TAG_BUILD, TAG_DATACENTER, TAG_NODE_ID
 
 STATUS_NAMES = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
@@ -51,7 +52,7 @@ def members(args: argparse.Namespace, client: AgentClient, console: Console) -> 
         tags = r.get("Tags") or {}
         table.add_row(
             r["Name"],
-            f"{r['Addr']}:{r['Port']}",
+            format_host_port(r["Addr"], r["Port"]),
             f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
             _identity_cell(identities.get(r["Name"])),
             tags.get(TAG_DATACENTER, ""),

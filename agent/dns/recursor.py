@@ -20,6 +20,8 @@ import dns.flags
 import dns.message
 import dns.rcode
 
+from gossamer.gossip.addresses import format_host_port
+
 log = logging.getLogger("gossamer.dns")
 
 
@@ -59,7 +61,8 @@ class Recursor:
                         return await _over_tcp(wire, host, port)
                     return await _over_udp(wire, host, port)
             except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-                log.debug("recursor %s:%d failed: %s", host, port, exc or type(exc).__name__)
+                where = format_host_port(host, port)
+                log.debug("recursor %s failed: %s", where, exc or type(exc).__name__)
         return servfail(wire)
 
 

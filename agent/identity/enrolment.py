@@ -27,6 +27,7 @@ from gossamer.agent.sync.client import fetch_ca_bundle
 from gossamer.agent.sync.peer_link import Address, PeerError
 from gossamer.catalog import lww
 from gossamer.catalog.lww_sync import split_ahead
+from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.ca import trust
 from gossamer.proxy.ca.ca_entries import ROOT, SEAL, read_state
 from gossamer.proxy.ca.errors import CaConfigError
@@ -102,7 +103,7 @@ class Enrolment:
             try:
                 reply = await fetch_ca_bundle(addr)
             except (PeerError, OSError, TimeoutError) as exc:
-                log.debug("ca-bundle from %s:%d failed: %s", addr[0], addr[1], exc)
+                log.debug("ca-bundle from %s failed: %s", format_host_port(*addr), exc)
                 continue
             self.answered += 1
             entries, _ahead = split_ahead(parse_bundle(reply), self._wall_ms())
@@ -119,9 +120,9 @@ class Enrolment:
         if roots and now - self._complained_ms >= COMPLAIN_EVERY_MS:
             self._complained_ms = now
             log.warning(
-                "cannot enrol: no seal of the CA key offered by %s:%d matches this agent's "
+                "cannot enrol: no seal of the CA key offered by %s matches this agent's "
                 "keyring/join token (roots %s); not creating a CA of its own",
-                addr[0], addr[1], ", ".join(sorted(r[:23] for r in roots)),
+                format_host_port(*addr), ", ".join(sorted(r[:23] for r in roots)),
             )  # fmt: skip
 
 

@@ -109,7 +109,7 @@ def presented(address: str, port: int) -> Presented:
     try:
         raw = socket.create_connection((address, port), timeout=PROBE_TIMEOUT_S)
     except OSError as exc:
-        return Presented(error=f"{address}:{port}: {exc.strerror or exc}")
+        return Presented(error=f"{format_host_port(address, port)}: {exc.strerror or exc}")
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing)
     try:
@@ -119,9 +119,11 @@ def presented(address: str, port: int) -> Presented:
             chain = _sent_chain(tls)
     except (OSError, ssl.SSLError) as exc:  # something took the connection: not a proxy
         why = "no TLS answer" if isinstance(exc, TimeoutError) else exc.strerror or exc
-        return Presented(error=f"{address}:{port}: {why}", listening=True)
+        return Presented(error=f"{format_host_port(address, port)}: {why}", listening=True)
     if not der:
-        return Presented(error=f"{address}:{port}: no certificate presented", listening=True)
+        return Presented(
+            error=f"{format_host_port(address, port)}: no certificate presented", listening=True
+        )
     cert = x509.load_der_x509_certificate(der)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

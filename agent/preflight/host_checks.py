@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from gossamer.agent.preflight.result import Result, fail, ok, warn
+from gossamer.gossip.addresses import format_host_port
 
 HOST = "host"
 # Oldest serf whose RPC has every verb the agent uses (get-coordinate came in 0.7).
@@ -220,7 +221,7 @@ class PortFacts:
 
 def judge_port(facts: PortFacts, running: bool) -> Result:
     protos = "+".join(s.proto for s in facts.sockets)
-    name = f"{facts.role} port {facts.address}:{facts.port}/{protos}"
+    name = f"{facts.role} port {format_host_port(facts.address, facts.port)}/{protos}"
     for sock in facts.sockets:
         if sock.error:
             return fail(

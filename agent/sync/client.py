@@ -52,6 +52,7 @@ from gossamer.catalog.sync_exchange import (
     RecordPush,
 )
 from gossamer.catalog.sync_protocol import Message, ProtocolError, encode
+from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.ca.verify import SERVER_AUTH
 
 log = logging.getLogger("gossamer.replication")
@@ -62,7 +63,7 @@ async def _dial(addr: Address, tls: AgentTls | None) -> Connection:
     epoch = tls.identity.trust_epoch if tls is not None else 0
     context = enrolment_context() if tls is None else tls.client_context()
     if context is None:
-        raise PeerError(f"{addr[0]}:{addr[1]}: this agent has no certificate yet")
+        raise PeerError(f"{format_host_port(*addr)}: this agent has no certificate yet")
     reader, writer = await asyncio.open_connection(addr[0], addr[1], ssl=context)
     node = ""
     if tls is not None:
@@ -102,11 +103,13 @@ async def _connect(
             yield conn
         done = True
     except TimeoutError:
-        raise PeerError(f"{addr[0]}:{addr[1]}: timed out after {timeout}s") from None
+        raise PeerError(f"{format_host_port(*addr)}: timed out after {timeout}s") from None
     except PeerRefused as exc:
-        raise PeerError(f"{addr[0]}:{addr[1]}: not a verified agent ({exc.reason}): {exc}") from exc
+        raise PeerError(
+            f"{format_host_port(*addr)}: not a verified agent ({exc.reason}): {exc}"
+        ) from exc
     except (OSError, ProtocolError, ExchangeError) as exc:
-        raise PeerError(f"{addr[0]}:{addr[1]}: {exc}") from exc
+        raise PeerError(f"{format_host_port(*addr)}: {exc}") from exc
     finally:
         if conn is not None:
             if done and tls is not None:
@@ -245,5 +248,5 @@ async def fetch_ca_bundle(addr: Address, *, timeout: float = 5.0) -> Message:
     async with _connect(addr, None, timeout) as conn:
         reply = await conn.request({"t": "ca-bundle"})
     if reply.get("t") == "error":
-        raise PeerError(f"{addr[0]}:{addr[1]}: {str(reply.get('msg'))[:200]}")
+        raise PeerError(f"{format_host_port(*addr)}: {str(reply.get('msg'))[:200]}")
     return reply

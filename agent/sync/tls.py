@@ -70,6 +70,7 @@ from gossamer.agent.sync.peer_check import (
 from gossamer.agent.sync.pool import ConnectionPool
 from gossamer.agent.sync.refusals import Refusals
 from gossamer.agent.sync.relay_check import RelayCheck, nobody_alive
+from gossamer.gossip.addresses import format_host_port
 
 log = logging.getLogger("gossamer.replication")
 
@@ -235,7 +236,7 @@ def _load_chain(context: ssl.SSLContext, chain: AgentChain) -> None:
 def _address(address: object) -> tuple[str, str]:
     """The host (the log limiter's key: a peer's port changes per connection), and host:port."""
     if isinstance(address, tuple) and len(address) >= 2:
-        return str(address[0]), f"{address[0]}:{address[1]}"
+        return str(address[0]), format_host_port(str(address[0]), int(address[1]))
     return str(address), str(address)
 
 
