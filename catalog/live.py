@@ -24,7 +24,7 @@ from gossamer.catalog.blocking import (
     should_block,
 )
 from gossamer.catalog.model import NodeRecord
-from gossamer.catalog.store import CatalogStore
+from gossamer.catalog.store import CatalogStore, StoreError
 from gossamer.catalog.waiters import Waiters
 
 log = logging.getLogger("gossamer.catalog")
@@ -41,6 +41,7 @@ class LiveCatalog:
         self._store = store
         self._wall_ms = wall_ms
         self.state = store.load_state()
+        self._stored = self.state  # what the file holds; behind `state` while writes fail
         self.indexes = IndexTable(start=1)
         self._waiters = Waiters()
         self.released = False  # the agent is stopping: no query parks (release_all)
@@ -156,13 +157,33 @@ class LiveCatalog:
     ) -> None:
         if after is before:
             return
-        self._store.sync_state(before, after)
+        self._persist(after)
         self.state = after
         for listener in self._listeners:
             listener()
         if keys:
             self.indexes.bump(keys)
             self._wake(keys)
+
+    def _persist(self, after: merge.CatalogState) -> None:
+        """Write `after` to the file, or go on in memory when it cannot be written.
+
+        A full or failing disk must not freeze the catalog: a check gone
+        critical or a peer gone failed has to reach DNS, health queries and
+        sidecars at once. What is held only in memory is a copy (the own
+        record is rebuilt from the stored registrations at start, peers'
+        records come back by anti-entropy), and the next write that works
+        writes everything missed since.
+        """
+        try:
+            self._store.sync_state(self._stored, after)
+        except StoreError as exc:
+            if self._stored is self.state:  # the first failure of a run of them
+                log.error("catalog changes are kept in memory only: %s", exc)
+            return
+        if self._stored is not self.state:
+            log.warning("catalog store writable again: changes kept in memory are stored")
+        self._stored = after
 
     # -- blocking queries ------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from gossamer.catalog.registration import (
     parse_check_registration,
     parse_service_registration,
 )
-from gossamer.catalog.store import CatalogStore, CheckState
+from gossamer.catalog.store import CatalogStore, CheckState, StoreError
 
 log = logging.getLogger("gossamer.local")
 
@@ -281,7 +281,10 @@ class LocalNode:
         if check_id not in self._registry.status:
             return  # deregistered while its last run finished
         self._registry.status[check_id] = (status, output)
-        self._store.put_check_state(check_id, CheckState(status=status, output=output))
+        try:
+            self._store.put_check_state(check_id, CheckState(status=status, output=output))
+        except StoreError as exc:  # a full disk must not hide a check gone critical: publish
+            log.warning("check %s is %s; its state is not stored: %s", check_id, status, exc)
         self.publish()
 
     def record(self) -> NodeRecord:
@@ -296,7 +299,13 @@ class LocalNode:
         candidate = self.record()
         if unchanged(self._catalog.record(self.identity.node), candidate) and not force:
             return  # nothing a reader could see changed
-        self.version = self._store.save_last_version(next_version(self.version, self._wall_ms()))
+        version = next_version(self.version, self._wall_ms())
+        try:
+            self.version = self._store.save_last_version(version)
+        except StoreError as exc:  # published all the same: after a restart the wall clock
+            # floor (next_version) puts the next version above this one anyway
+            log.warning("version %d of this node's record is not stored: %s", version, exc)
+            self.version = version
         self._catalog.apply([replace(candidate, version=self.version)])
         self.on_version(self.version)
 
