@@ -81,12 +81,17 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` (mode 0600) so a crash leaves the old file or the new one."""
     temp = path.with_name(f".{path.name}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        os.fchmod(out.fileno(), 0o600)  # an old temp file may have had other bits
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)  # an old temp file may have had other bits
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except OSError:  # (a full disk: the half-written temp file would hold on to its space)
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
     _fsync_dir(path.parent)
 
 

@@ -4,6 +4,8 @@ Rules this class keeps:
 - A leaf is issued on its first request and written to disk (files.py,
   fsynced) before it is returned, so the leaf a client was given survives
   `kill -9`; a restarted agent serves the same leaf (same serial) at once.
+  A disk that refuses the write (full, read-only) does not stop a sidecar
+  from getting its leaf: it is held in memory only, and logged.
 - Each leaf remembers the root it was issued under; `due` lists the leaves
   to issue again: under another root than the active one (a rotation or a
   lost bootstrap race: at once), or past their renewal moment (renewal.py,
@@ -89,7 +91,11 @@ class LeafBook:
             "key": private_key_pem(leaf.private_key),
             "root_id": root_id,
         }
-        self._files.write_leaf(name, record)
+        try:
+            self._files.write_leaf(name, record)
+        except OSError as exc:  # a full or read-only disk: served from memory all the same
+            # (Consul's agents never store leaves); a restart issues this service another one
+            log.warning("leaf for %s is not stored (%s): served from memory", name, exc)
         index = self._notify({leaf_key(name)})
         before = self._held.get(name)
         held = HeldLeaf(
