@@ -87,7 +87,8 @@ def followed(
         listener.tally.add(f"outbound.http.{name}")
 
     u = listener.upstream
-    limits = Limits(u.request_timeout_s, u.request_idle_s, u.client_idle_s)
+    # (a service-resolver's RequestTimeout, when it gives one: outbound.set_routing)
+    limits = Limits(listener.request_timeout_s, u.request_idle_s, u.client_idle_s)
     follower = H2Follower(done, limits, grpc=u.protocol == GRPC)
     made = FollowedRelay(client, server, closed, follower)
     with_timer(made, follower.calls, limits, event)

@@ -85,6 +85,7 @@ class UpstreamListener:
         self.routing: Routing | None = None  # what the service-resolvers say; None: nothing
         self.route: Mapping[str, tuple[str, ...]] | None = None  # target -> keys in order
         self.connect_timeouts: Mapping[str, float] = {}  # service -> its resolver's
+        self.request_timeout_s = upstream.request_timeout_s  # or its resolver's (set_routing)
         self.targets: dict[str, list[Instance]] = {}  # other split targets' instances
         self.outstanding: dict[Instance, int] = {}  # not a Counter: its misses run Python code
         self.outliers: Outliers[Instance] = Outliers()
@@ -190,11 +191,12 @@ class UpstreamListener:
         self.routing = routing
         self.route = None if routing is None else routing.chains
         self.connect_timeouts = {} if routing is None else routing.connect_s
+        request_s = routing.request_s if routing is not None else 0.0
+        self.request_timeout_s = request_s or self.upstream.request_timeout_s  # (h2: new ones)
         http = self.http
         if http is None:
             return
-        request_s = routing.request_s if routing is not None else 0.0
-        limits = replace(http.limits, request_s=request_s or self.upstream.request_timeout_s)
+        limits = replace(http.limits, request_s=self.request_timeout_s)
         if limits != http.limits:
             http.limits = limits
             for session in http.sessions:  # from their next request

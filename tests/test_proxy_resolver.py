@@ -321,3 +321,19 @@ def test_changes_that_would_break_a_chain_are_400s(mesh: Mesh) -> None:
         {"Kind": "service-resolver", "Name": "api", "Redirect": {"Service": "api-backup"}},
     )
     assert status == 400 and "circular resolver redirect" in text, text
+
+
+def test_only_passing_decides_whether_a_warning_instance_serves(mesh: Mesh) -> None:
+    """OnlyPassing false (Consul's default): an instance whose check warns still serves its
+    subset; true: it does not, and the subset fails over."""
+    subsets = {"v1": {"Filter": V1}, "v2": {"Filter": V2, "OnlyPassing": True}}
+    failover = {"*": {"Service": "api-backup"}}
+    write(mesh, "service-resolver", "api", Subsets=subsets, DefaultSubset="v1", Failover=failover)
+    only(mesh, "v1")
+    mesh.s1.put("/v1/agent/check/warn/api-1-ttl", {})
+    eventually(lambda: healthy_sidecars(mesh.s1, "api") == 1, 10, what="api-1 warning")
+    assert {served(mesh, "http") for _ in range(10)} == {"v1"}
+    write(mesh, "service-resolver", "api", Subsets=subsets, DefaultSubset="v2", Failover=failover)
+    only(mesh, "v2")
+    mesh.s1.put("/v1/agent/check/warn/api-2-ttl", {})
+    only(mesh, "backup")

@@ -308,3 +308,26 @@ def test_a_proxy_without_resolvers_loads_none_of_their_modules() -> None:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=cli_env(), timeout=60, check=True)  # fmt: skip
     assert run.stdout.split() == []
+
+
+def test_a_listener_takes_the_resolver_s_timeouts_and_gives_them_back() -> None:
+    """ConnectTimeout binds dials per service; RequestTimeout binds an unsplit upstream's
+    requests (HTTP/1 pool and the HTTP/2 calls of new connections); removed, the upstream's
+    own values return."""
+    from gossamer.proxy import tally
+    from gossamer.proxy.outbound import UpstreamListener
+
+    resolvers = typed(api={"ConnectTimeout": "2s", "RequestTimeout": "300ms"},
+                      b={"ConnectTimeout": "4s"})  # fmt: skip
+    for protocol in ("http", "http2"):
+        up = Upstream("api", 1, protocol=protocol)
+        listener = UpstreamListener(up, lambda: None, tally.Tally())
+        listener.set_routing(routing_of(up, (), resolvers))
+        assert listener.connect_timeout_for("api") == 2.0
+        assert listener.connect_timeout_for("b") == up.connect_timeout_s  # not on its way
+        assert listener.request_timeout_s == 0.3
+        if listener.http is not None:
+            assert listener.http.limits.request_s == 0.3
+        listener.set_routing(None)
+        assert listener.connect_timeout_for("api") == up.connect_timeout_s
+        assert listener.request_timeout_s == up.request_timeout_s
