@@ -13,7 +13,7 @@ listener serves on), decided here by its path, and goes to the app on one
 connection per client connection. `http2`: the connection must be h2c
 (prior knowledge, as a gRPC health check speaks it); each stream passes the
 h2c gate (h2_gate.py) that the inbound port uses, which decides it by its
-`:path` here and refuses another path with its own refusal (`403`).
+`:path` here and answers another path `404` (gRPC: UNIMPLEMENTED).
 A path the agent made for a check (`Expose.Checks`) takes connections from
 this host only (expose_config.from_this_host), as Consul's does.
 """

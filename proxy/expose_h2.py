@@ -3,8 +3,9 @@
 Imported by expose.py for the first h2c connection only. The gate (h2_gate.py)
 is the inbound port's, with its decisions made by the exposed path instead
 of the intentions: a stream for the path goes to the app, any other is
-refused by the gate (`403`; gRPC: PERMISSION_DENIED), and bytes that are not
-h2c (no HTTP/2 preface) close the connection.
+answered by the gate as Envoy answers a request no route matches (`404`;
+gRPC: UNIMPLEMENTED), and bytes that are not h2c (no HTTP/2 preface) close
+the connection.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def relay_h2(listener: ExposeListener, client: Side, app: Side, source: str) -> 
         gate.close(time.perf_counter())
         listener.relay_closed(relay)
 
-    gate = H2Gate(decide, listener.max_header_bytes, done, b"", listener.limits)
+    gate = H2Gate(decide, listener.max_header_bytes, done, b"", listener.limits,
+                  refusal=listener.refusal[0])  # fmt: skip
     made = GatedRelay(client, app, closed, gate, opaque, broken)
     with_timer(made, gate.calls, listener.limits, listener.http_event)
     return made

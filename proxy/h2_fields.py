@@ -53,7 +53,9 @@ _GRPC_DENIED: Final = [(b":status", b"200"), (b"content-type", b"application/grp
 _GRPC_TIMED_OUT: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
                    (b"grpc-status", b"4"),
                    (b"grpc-message", b"upstream request timeout")]  # fmt: skip
-_GRPC_ANSWERS: Final = {403: _GRPC_DENIED, 504: _GRPC_TIMED_OUT}
+_GRPC_NO_ROUTE: Final = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                  (b"grpc-status", b"12")]  # fmt: skip  # Envoy's 404, for a gRPC client
+_GRPC_ANSWERS: Final = {403: _GRPC_DENIED, 404: _GRPC_NO_ROUTE, 504: _GRPC_TIMED_OUT}
 
 
 def checked(fields: list[tuple[bytes, bytes]], malformed: bool, ended: bool
@@ -105,8 +107,9 @@ def _base64(raw: bytes) -> bytes:
 
 def answer(status: int, fields: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The header block of a call answered here: a gRPC call (a request whose `content-type`
-    is gRPC's) denied (`403`) or timed out (`504`) gets trailers-only PERMISSION_DENIED or
-    DEADLINE_EXCEEDED, as Envoy answers them; anything else `status` and no body."""
+    is gRPC's) denied (`403`), with no route (`404`) or timed out (`504`) gets trailers-only
+    PERMISSION_DENIED, UNIMPLEMENTED or DEADLINE_EXCEEDED, as Envoy answers them; anything
+    else `status` and no body."""
     grpc = _GRPC_ANSWERS.get(status)
     if grpc is not None and any(
         n == b"content-type" and v.startswith(b"application/grpc") for n, v in fields

@@ -13,7 +13,8 @@ path's, `:path` normalized, a client's X-Forwarded-Client-Cert dropped; the
 app gets them so; trailers carrying one are malformed, the stream reset
 both ways, as h2_fields.py says). Allowed: it goes on, with the caller's XFCC (`xfcc`)
 added. Refused: the app never sees it; the client gets an answer made here
-(gRPC: trailers-only `grpc-status` 7; else `403`) between the app's frames,
+(gRPC: trailers-only `grpc-status` 7; else `403`; `refusal` 404, an exposed
+path's: UNIMPLEMENTED, `404`) between the app's frames,
 never inside one of its header blocks, as literals that leave the client's
 HPACK table alone, and RST_STREAM NO_ERROR if still sending (RFC 9113 §8.1);
 its DATA is dropped, the window it used given back. The app's table missed
@@ -67,9 +68,10 @@ class H2Gate(ClientFrames):
     """One h2c connection's gate; `done(status, route, seconds)` gets each call's outcome."""
 
     def __init__(self, decide: Callable[[HttpRequest], Decision], max_block: int = 65536,
-                 done: Done = uncounted, xfcc: bytes = b"", limits: Limits = NO_LIMITS
-                 ) -> None:  # fmt: skip
+                 done: Done = uncounted, xfcc: bytes = b"", limits: Limits = NO_LIMITS,
+                 refusal: int = 403) -> None:  # fmt: skip
         self._decide = decide
+        self._refusal = refusal  # a refused request's status (an exposed path's other: 404)
         self._xfcc = literal_block([(XFCC_NAME, xfcc)]) if xfcc else b""  # for each request
         self._reader = HeaderReader(max_block, checked=True)
         calls = CallBook(done, held=True, request_s=limits.request_s, idle_s=limits.idle_s)
@@ -219,8 +221,8 @@ class H2Gate(ClientFrames):
         if normal is not fields:  # written again: the app's HPACK table is behind
             self._literal = True
         if not decision.allowed:
-            self._refuse(stream, h2_fields.answer(403, normal), end_stream, to_client)
-            self.calls.refused(403, decision.route)
+            self._refuse(stream, h2_fields.answer(self._refusal, normal), end_stream, to_client)
+            self.calls.refused(self._refusal, decision.route)
             return None
         self.calls.opened(stream, decision.route, self._now, normal, ended=end_stream,
                           length=length)  # fmt: skip

@@ -26,7 +26,7 @@ from gossamer.proxy.expose_config import from_this_host
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
-from tests.proxy_support import sidecar
+from tests.proxy_support import sidecar, wait_listening
 
 
 def registration(checks: list[dict[str, Any]], expose: dict[str, Any]) -> Any:
@@ -94,6 +94,42 @@ class HealthServer:
         self.port = self.server.add_insecure_port("127.0.0.1:0")  # 127.0.0.1 only
         self.health.set("api", health_pb2.HealthCheckResponse.SERVING)
         self.server.start()
+
+
+def test_an_http2_path_lets_its_method_through_only(
+    tmp_path: Path, apps: tuple[HttpApp, HealthServer]
+) -> None:
+    """An `http2` path given by hand (h2c through the gate): its gRPC method reaches the app,
+    another method gets what Envoy answers when no route matches (gRPC: UNIMPLEMENTED)."""
+    _, grpc_app = apps
+    c = Cluster(tmp_path)
+    try:
+        agent = c.new_agent("xc2").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        inbound, port = free_port(agent.ip), free_port(agent.ip)
+        path = {"Path": GRPC_HEALTH, "LocalPathPort": grpc_app.port, "ListenerPort": port,
+                "Protocol": "http2"}  # fmt: skip
+        agent.put("/v1/agent/service/register", {
+            "Name": "api", "ID": "api", "Port": grpc_app.port, "Address": agent.ip,
+            "Connect": {"SidecarService": {"Port": inbound,
+                                           "Proxy": {"Expose": {"Paths": [path]}}}},
+        })  # fmt: skip
+        proxy = sidecar(agent, tmp_path, "api")
+        try:
+            wait_listening(agent.ip, port, proxy)
+            with grpc.insecure_channel(f"{agent.ip}:{port}") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                asked = health_pb2.HealthCheckRequest(service="api")
+                assert (
+                    stub.Check(asked, timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+                )
+                with pytest.raises(grpc.RpcError) as refused:
+                    next(iter(stub.Watch(asked, timeout=10)))
+                assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        finally:
+            proxy.stop()
+    finally:
+        c.close()
 
 
 @pytest.fixture
