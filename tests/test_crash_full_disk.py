@@ -11,8 +11,6 @@ works again stores everything missed.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from gossamer.catalog import merge
 from gossamer.catalog.blocking import service_key
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.store import CatalogStore, StoreError
+from tests.harness.full_disk import disk_full
 
 
 def _local(path: Path) -> tuple[LocalNode, LiveCatalog]:
@@ -31,23 +30,6 @@ def _local(path: Path) -> tuple[LocalNode, LiveCatalog]:
     identity = NodeIdentity(node="n1", node_id="id-1", datacenter="dc1", address="127.0.0.1")
     local = LocalNode(identity, store, catalog, wall_ms=lambda: 1_000, on_version=lambda v: None)
     return local, catalog
-
-
-@contextlib.contextmanager
-def _disk_full(store: CatalogStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every write transaction of `store` fails as SQLite's does on a full disk; reads work."""
-    real = store._tx
-
-    @contextlib.contextmanager
-    def tx(write: bool = True, durable: bool = False) -> Iterator[object]:
-        if write:
-            raise StoreError(store.path, "database or disk is full")
-        with real(write=write, durable=durable) as conn:
-            yield conn
-
-    with monkeypatch.context() as patch:
-        patch.setattr(store, "_tx", tx)
-        yield
 
 
 def _status(catalog: LiveCatalog, check_id: str) -> str:
@@ -66,7 +48,7 @@ async def test_a_check_gone_critical_on_a_full_disk_reaches_the_catalog(
     assert _status(catalog, "service:web") == "passing"
     index = catalog.index([service_key("web")])
     store = local._store
-    with _disk_full(store, monkeypatch):
+    with disk_full(store, monkeypatch):
         local.update_ttl("service:web", "critical", "down")
         assert _status(catalog, "service:web") == "critical"  # what /v1/health and DNS read
         assert catalog.index([service_key("web")]) > index  # blocking health queries wake
@@ -87,7 +69,7 @@ async def test_the_version_published_on_a_full_disk_is_not_gone_back_on(
     local.restore()
     local.register_service({"Name": "web", "ID": "web", "Port": 1, "Check": {"TTL": "1h"}})
     before = local.version
-    with _disk_full(local._store, monkeypatch):
+    with disk_full(local._store, monkeypatch):
         local.update_ttl("service:web", "critical", "down")
     record = catalog.record("n1")
     assert record is not None and record.version == local.version > before

@@ -455,10 +455,13 @@ def test_any_writes_then_any_sync_order_converge(
         n.db.close()
 
 
-def test_entries_that_cannot_be_stored_are_not_applied(node: Callable[..., Node]) -> None:
+def test_entries_that_cannot_be_stored_are_applied_in_memory(node: Callable[..., Node]) -> None:
+    """The replicator must not die on the StoreError, and a deny written elsewhere must not
+    wait for this agent's disk (test_crash_replicated_disk.py): applied, stored later."""
     a = node()
     a.db.close()  # every write now fails with StoreError
     t = Timestamp(a.clock.ms, 0, "peer")
-    value = {"SourceName": "web", "DestinationName": "db", "Action": "allow"}
-    assert a.store.absorb([("web => db", lww.Entry(t, value))]) == []
-    assert a.pairs() == {} and a.news == []
+    value = {"SourceName": "web", "DestinationName": "db", "Action": "deny"}
+    assert a.store.absorb([("web => db", lww.Entry(t, value))]) == ["web => db"]
+    assert a.pairs() == {("web", "db"): "deny"}
+    assert [k for batch in a.news for k, _ in batch] == ["web => db"]

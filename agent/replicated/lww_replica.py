@@ -12,8 +12,10 @@ Rules this class keeps:
   `kill -9` and a power cut.
 - A peer's entries (`absorb`) are merged by `catalog.lww`'s rules; tombstones
   past their grace are not taken back (we may have just collected them),
-  keys the subclass does not accept are refused and logged, and what cannot
-  be stored is not applied either, so memory never holds more than the file.
+  and keys the subclass does not accept are refused and logged. What cannot
+  be stored (a full or failing disk) is applied all the same and stored with
+  the next absorb that can be: a deny written elsewhere must not wait for
+  this agent's disk, and peers hold every absorbed entry durably anyway.
 - News, written here or learned from a peer, is announced (`announce`) so
   the replicator hands it to a few peers at once.
 - Stamps come from the agent's one HLC (shared between maps), which every
@@ -60,6 +62,7 @@ class LwwReplica:
         self._map = store.lww_entries(map_name)
         self._snapshot: Snapshot | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._unstored: set[str] = set()  # keys absorbed while the file refused them
         self.collect()
         stamps = [e.stamp for e in self._map.entries.values()]
         if clock is None:
@@ -120,11 +123,22 @@ class LwwReplica:
         if not changed:
             return []
         news = [(k, merged.entries[k]) for k in changed]
+        # With those a failing disk made us keep in memory only, stored now if it can take them
+        owed = [(k, merged.entries[k]) for k in sorted(self._unstored - set(changed))
+                if k in merged.entries]  # fmt: skip
         try:
-            self._store.save_lww(news, self._map_name)
-        except StoreError as exc:  # not applied: a later round brings it again
-            self._log.warning("could not store %d replicated %s(s): %s", len(news), self._what, exc)
-            return []
+            self._store.save_lww(news + owed, self._map_name)
+        except StoreError as exc:
+            # Applied all the same: a deny, a deleted token or a new root written elsewhere
+            # must not wait for this agent's disk. The file is behind memory until a save
+            # works; a restart before that gets these entries again from the peers.
+            if not self._unstored:
+                self._log.error("replicated %ss kept in memory only: %s", self._what, exc)
+            self._unstored.update(changed)
+        else:
+            if self._unstored:
+                self._log.warning("replicated %ss kept in memory are stored now", self._what)
+            self._unstored.clear()
         for _, entry in news:
             self._clock.observe(entry.stamp)
         self._map = merged
