@@ -294,21 +294,27 @@ class UpstreamListener:
 
     def recheck_peers(self) -> int:
         """Check each open connection's server certificate again (an agent was revoked);
-        cut those now refused, pooled HTTP connections included."""
+        cut those now refused, pooled HTTP connections included. A server may be of any
+        service this upstream sends to now (its own, a split target, where a resolver
+        redirects or fails over): checked against its own name only, every connection to
+        the others was cut at each revocation, however trusted its server."""
         identity = self.identity()
         if identity is None:
             return 0
         now = datetime.now(UTC)
+        services = {self.upstream.name, *(t.partition(SUBSET_SEP)[0] for t in self.targets)}
 
         def refused(side: object) -> bool:
             if not isinstance(side, TlsSide) or identity is None:
                 return False
-            try:
-                server_service(side.pipe.peer_certificates(), identity.trust, now,
-                               self.upstream.name, self.chains)  # fmt: skip
-            except Refused:
-                return True
-            return False
+            chain = side.pipe.peer_certificates()
+            for service in services:  # (one, unless split or resolved elsewhere)
+                try:
+                    server_service(chain, identity.trust, now, service, self.chains)
+                except Refused:
+                    continue
+                return False
+            return True
 
         cut = [relay for relay in self.open if refused(wire_of(relay.sides[1]))]
         for relay in cut:

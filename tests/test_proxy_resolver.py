@@ -18,10 +18,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.cli import expect
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
@@ -42,6 +44,8 @@ SUBSETS = {"v1": {"Filter": V1}, "v2": {"Filter": V2}}
 @dataclass
 class Mesh:
     s1: AgentProc
+    s2: AgentProc
+    s3: AgentProc  # holds nothing: revoked by the last test
     apps: dict[str, HttpApp]  # "v1", "v2", "backup"
     ups: dict[str, tuple[str, int]]  # "http" (web, one sidecar), "tcp" (web), "node" (web-node)
     proxies: list[ProxyProc]
@@ -67,7 +71,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     try:
         s1 = c.new_agent("s1").start()
         s2 = c.new_agent("s2", "--join", s1.serf_addr).start()
-        for agent in (s1, s2):
+        s3 = c.new_agent("s3", "--join", s1.serf_addr).start()
+        for agent in (s1, s2, s3):
             eventually(agent.enrolled, 20, what=f"{agent.name}'s certificate")
         ins = [_app(s1, "api", "api-1", apps["v1"], {"version": "v1"}),
                _app(s1, "api", "api-2", apps["v2"], {"version": "v2"}),
@@ -110,7 +115,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         wait_listening("127.0.0.1", ups["tcp"], proxies[2])
         eventually(lambda: healthy_sidecars(s2, "api") == 2, 30, what="both api instances")
         eventually(lambda: healthy_sidecars(s2, "api-backup") == 1, 30, what="api-backup")
-        found = Mesh(s1, apps, {k: ("127.0.0.1", p) for k, p in ups.items()}, proxies)
+        found = Mesh(s1, s2, s3, apps, {k: ("127.0.0.1", p) for k, p in ups.items()}, proxies)
         for kind in ups:
             eventually(lambda k=kind: served(found, k) in ("v1", "v2"), 20, what=f"{kind} serving")
         yield found
@@ -337,3 +342,80 @@ def test_only_passing_decides_whether_a_warning_instance_serves(mesh: Mesh) -> N
     only(mesh, "v2")
     mesh.s1.put("/v1/agent/check/warn/api-2-ttl", {})
     only(mesh, "backup")
+
+
+HCL = """
+Kind           = "service-resolver"
+Name           = "api"
+DefaultSubset  = "v2"
+ConnectTimeout = "3s"
+Subsets = {
+  v1 = { Filter = "Service.Meta.version == v1" }
+  v2 = {
+    Filter      = "Service.Meta.version == v2"
+    OnlyPassing = true
+  }
+}
+Failover = {
+  "*" = { Targets = [{ ServiceSubset = "v1" }, { Service = "api-backup" }] }
+}
+"""
+
+
+def test_the_cli_writes_an_hcl_resolver_then_reads_and_deletes_it(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """`gossamer config write` of Consul's HCL on s1; read, list, delete on s2; the bad one's
+    field named before anything is sent (exit 2)."""
+    (tmp_path / "api.hcl").write_text(HCL)
+    said = expect("config", "write", str(tmp_path / "api.hcl"), "--http-addr", mesh.s1.http)
+    assert "Config entry written: service-resolver/api" in said
+    only(mesh, "v2")
+
+    def read() -> dict[str, Any]:
+        text = expect("config", "read", "-kind", "service-resolver", "-name", "api",
+                      "--http-addr", mesh.s2.http)  # fmt: skip
+        return dict(json.loads(text))
+
+    got = eventually(read, 15, what="the entry written on s1 to be read on s2")
+    assert got["ConnectTimeout"] == "3s" and got["Subsets"]["v2"]["OnlyPassing"] is True
+    assert got["Failover"] == {"*": {"Targets": [{"ServiceSubset": "v1"},
+                                                 {"Service": "api-backup"}]}}  # fmt: skip
+    listed = expect("config", "list", "-kind", "service-resolver", "--http-addr", mesh.s2.http)
+    assert listed.split() == ["api"]
+    (tmp_path / "bad.hcl").write_text(HCL.replace('"v2"', '"v3"', 1))
+    said = expect("config", "write", str(tmp_path / "bad.hcl"), "--http-addr", mesh.s1.http,
+                  code=2)  # fmt: skip
+    assert "DefaultSubset" in said and "v3" in said
+    expect("config", "delete", "-kind", "service-resolver", "-name", "api",
+           "--http-addr", mesh.s2.http)  # fmt: skip
+    eventually(lambda: _config(mesh, "GET", "/v1/config/service-resolver/api")[0] == 404, 15,
+               what="the delete on s2 to reach s1")  # fmt: skip
+
+
+def test_a_revocation_elsewhere_leaves_connections_to_a_redirect_target_open(mesh: Mesh) -> None:
+    """Revoking an agent makes each sidecar check its open connections' servers again. That
+    check asked for the upstream's own service, so every connection to another service (a
+    redirect, a failover, a split target) was cut as untrusted, its server trusted as ever.
+    Last in the module: s3, revoked here, holds nothing."""
+    write(mesh, "service-resolver", "api", Redirect={"Service": "api-backup"})
+    only(mesh, "backup")
+    kept = http.client.HTTPConnection(*mesh.ups["http"], timeout=10)
+    kept_tcp = http.client.HTTPConnection(*mesh.ups["tcp"], timeout=10)
+    assert served(mesh, "http", kept) == "backup"
+
+    def over_tcp() -> None:
+        kept_tcp.request("GET", "/echo/tcp")
+        response = kept_tcp.getresponse()
+        assert (response.status, response.read()) == (200, b"GET /echo/tcp ")
+
+    assert taken_by(mesh, over_tcp) == "backup"
+    mesh.s1.put(f"/v1/connect/ca/revoke-agent/{mesh.s3.name}")
+    for proxy in mesh.proxies[1:]:  # web's and web-l4's sidecars: they heard of it
+        eventually(lambda p=proxy: "revoked agent intermediate" in p.log(), 20,
+                   what=f"{proxy.log_path.name} to hear of the revocation")  # fmt: skip
+        assert "no longer trusted" not in proxy.log()
+    assert served(mesh, "http", kept) == "backup"
+    assert taken_by(mesh, over_tcp) == "backup"
+    kept.close()
+    kept_tcp.close()
