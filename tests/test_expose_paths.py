@@ -215,6 +215,17 @@ def test_port_clashes_are_400(site: Site) -> None:
     }
     status, text = put_status(agent, "/v1/agent/service/register", direct)
     assert (status, text.split(":")[0]) == (400, "Proxy.Expose.Paths[0].ListenerPort"), text
+    metrics = body(site, "bad", 21990, [{**ok, "ListenerPort": 9102}])
+    options = metrics["Connect"]["SidecarService"]["Proxy"]["Config"] = {
+        "envoy_prometheus_bind_addr": "0.0.0.0:9102"  # (every address: the sidecar's too)
+    }
+    status, text = put_status(agent, "/v1/agent/service/register", metrics)
+    assert status == 400, text
+    assert text.startswith("Connect.SidecarService.Proxy.Expose.Paths[0].ListenerPort: 9102 is "
+                           "the metrics listener's port"), text  # fmt: skip
+    options["envoy_prometheus_bind_addr"] = "127.0.0.1:9102"  # another address: no clash
+    assert put_status(agent, "/v1/agent/service/register", metrics)[0] == 200
+    agent.put("/v1/agent/service/deregister/bad")
     gateway = {
         "Name": "g",
         "Kind": "mesh-gateway",
