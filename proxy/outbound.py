@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from gossamer.catalog.config_entries import SUBSET_SEP, Split
 from gossamer.proxy import balance, split, tally
@@ -54,12 +54,10 @@ from gossamer.proxy.mux_pool import MuxPool
 from gossamer.proxy.outlier import Outliers
 from gossamer.proxy.protocol import is_h2, is_l7
 from gossamer.proxy.relay import Relay
+from gossamer.proxy.routing import Routing
 from gossamer.proxy.sessions import SessionCache
 from gossamer.proxy.side import PlainSide, Side
 from gossamer.proxy.tls_side import TlsSide
-
-if TYPE_CHECKING:
-    from gossamer.proxy.resolver_routes import Routing
 
 log = logging.getLogger("gossamer.proxy")
 ATTEMPTS: Final = 3  # instances tried for one client connection before it is closed

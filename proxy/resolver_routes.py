@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from gossamer.catalog.config_entries import (
@@ -39,25 +38,9 @@ from gossamer.catalog.config_entries import (
 from gossamer.catalog.config_resolver import Resolver, resolver_of
 from gossamer.catalog.resolver_chain import ChainError, resolve
 from gossamer.proxy.config import Upstream
+from gossamer.proxy.routing import Routing
 
 log = logging.getLogger("gossamer.proxy")
-
-
-@dataclass(frozen=True)
-class Routing:
-    chains: Mapping[str, tuple[str, ...]]
-    queries: Mapping[str, str] = field(default_factory=dict)
-    connect_s: Mapping[str, float] = field(default_factory=dict)
-    request_s: float = 0.0
-
-    def shown(self) -> str:
-        """For the log: `api/v1 (then api-b); connect 2s`."""
-        parts = [" (then ".join((c[0], ", ".join(c[1:]) + ")")) if c[1:] else c[0] if c else
-                 f"{key}: unresolvable" for key, c in self.chains.items()]  # fmt: skip
-        parts += [f"connect {s:g}s to {svc}" for svc, s in self.connect_s.items()]
-        if self.request_s:
-            parts.append(f"requests {self.request_s:g}s")
-        return "; ".join(parts)
 
 
 def resolvers_by_service(body: Any) -> dict[str, Resolver]:

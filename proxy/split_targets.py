@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their 
     from fractions import Fraction  # every proxy ~0.5 MiB of RSS, for nested splitters only
 
     from gossamer.catalog.config_resolver import Resolver  # (and the filter parser: only
-    from gossamer.proxy.resolver_routes import Routing  # a proxy that has resolvers loads them)
+    from gossamer.proxy.routing import Routing  # a proxy that has resolvers loads them)
 
 log = logging.getLogger("gossamer.proxy")
 PATH = "/v1/config/service-splitter"

@@ -118,6 +118,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/balance.py",
     "proxy/split.py",
     "proxy/resolver_routes.py",
+    "proxy/routing.py",
     "proxy/outlier.py",
     "proxy/tally.py",
     "proxy/log_limit.py",
