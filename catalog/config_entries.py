@@ -240,6 +240,25 @@ def splits_of(entry: Mapping[str, Any]) -> tuple[Split, ...]:
     )
 
 
+def related_services(body: object) -> list[str]:
+    """The services other than its own that a splitter or resolver body sends traffic to
+    (splits, Redirect, Failover), sorted; [] for other kinds or a body that does not read
+    (its write is a 400 anyway). What a write needs service:read on, as in Consul."""
+    try:
+        entry = read_entry(body)
+    except ConfigEntryError:
+        return []
+    found: set[str] = set()
+    if entry["Kind"] == SERVICE_SPLITTER:
+        found = {target_parts(s.service)[0] for s in splits_of(entry)}
+    elif entry["Kind"] == SERVICE_RESOLVER:
+        found = {entry.get("Redirect", {}).get("Service", "")}
+        for failover in entry.get("Failover", {}).values():
+            for one in failover.get("Targets", [failover]):
+                found.add(one.get("Service", ""))
+    return sorted(found - {"", entry["Name"]})
+
+
 def key_of(service: str, subset: str = "") -> str:
     """The target key of a service, or of one subset of it."""
     return f"{service}{SUBSET_SEP}{subset}" if subset else service

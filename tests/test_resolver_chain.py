@@ -331,3 +331,34 @@ def test_a_listener_takes_the_resolver_s_timeouts_and_gives_them_back() -> None:
         listener.set_routing(None)
         assert listener.connect_timeout_for("api") == up.connect_timeout_s
         assert listener.request_timeout_s == up.request_timeout_s
+
+
+def test_writing_a_chain_entry_needs_read_on_each_service_it_sends_to() -> None:
+    """As Consul's canWriteDiscoveryChain: service:write on the entry's Name and service:read
+    on every other service a splitter or resolver sends traffic to; without the second, a
+    token for `api` could send api's callers anywhere."""
+    from gossamer.agent.acl.body_needs import Lookups, body_needs
+    from gossamer.agent.acl.rules import Access
+
+    look = Lookups("n1", lambda _: None, lambda _: None, lambda _: None)
+    R, W = Access.READ, Access.WRITE
+    redirect = resolver(Redirect={"Service": "api-backup"})
+    assert body_needs("/v1/config", "PUT", redirect, {}, look) == [
+        ("service", "api", W), ("service", "api-backup", R)]  # fmt: skip
+    failover = resolver(
+        Subsets=SUBSETS,
+        Failover={
+            "v1": {"Targets": [{"ServiceSubset": "v2"}, {"Service": "b"}]},
+            "*": {"Service": "c"},
+        },
+    )
+    assert body_needs("/v1/config", "PUT", failover, {}, look) == [
+        ("service", "api", W), ("service", "b", R), ("service", "c", R)]  # fmt: skip
+    split = {"Kind": "service-splitter", "Name": "api", "Splits": [
+        {"Weight": 50, "ServiceSubset": "v1"}, {"Weight": 50, "Service": "canary"}]}  # fmt: skip
+    assert body_needs("/v1/config", "PUT", split, {}, look) == [
+        ("service", "api", W), ("service", "canary", R)]  # fmt: skip
+    defaults = {"Kind": "service-defaults", "Name": "api", "Protocol": "http"}
+    assert body_needs("/v1/config", "PUT", defaults, {}, look) == [("service", "api", W)]
+    bad = resolver(Redirect={"Service": "x"}, LoadBalancer={})  # a 400 anyway
+    assert body_needs("/v1/config", "PUT", bad, {}, look) == [("service", "api", W)]

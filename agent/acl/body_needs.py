@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gossamer.agent.acl.rules import Access
+from gossamer.catalog.config_entries import related_services
 from gossamer.intentions.config_entry import is_config_entry
 
-W = Access.WRITE
+W, R = Access.WRITE, Access.READ
 Need = tuple[str, str, Access]  # kind, name, access
 
 
@@ -101,6 +102,11 @@ def _needs(
     if route == "/v1/config":  # a service-* entry is written with service:write on its Name,
         # a service-intentions one with intentions:write, as Consul checks it
         # (the same test that sends the body to the intentions: any key spelling it takes)
-        kind = "intention" if is_config_entry(body) else "service"
-        return [(kind, _text(body, "Name"), W)]
+        if is_config_entry(body):
+            return [("intention", _text(body, "Name"), W)]
+        # a splitter or resolver also needs service:read on each service it sends traffic
+        # to (Consul's canWriteDiscoveryChain): else a token for `api` alone could redirect
+        # api's callers to any service
+        related = [("service", s, R) for s in related_services(body)]
+        return [("service", _text(body, "Name"), W), *related]
     return [("acl", "", W)]  # a by_body row this function does not know: management only
