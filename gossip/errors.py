@@ -28,3 +28,13 @@ class SerfRpcError(SerfError):
 
 class SerfConnectionError(SerfError):
     """The RPC connection could not be made, was lost, or the client is closed."""
+
+
+class SerfTimeoutError(SerfConnectionError, TimeoutError):
+    """serf did not answer a call in time: stopped (SIGSTOP), wedged or overloaded.
+
+    A SerfConnectionError, so every caller that copes with an unreachable serf
+    (the member watch, the tag publisher, the HTTP error table) copes with
+    this too; a plain TimeoutError once killed those loops and came out of the
+    HTTP API as "internal error". Still a TimeoutError for callers that ask.
+    """

@@ -17,7 +17,8 @@ Behaviour worth knowing:
   to retry, and a fast failure never stacks up waiting requests.
 * When the connection drops, every pending call fails at once with
   SerfConnectionError. A call serf does not answer within `timeout` raises
-  TimeoutError. Serf refusing a request raises SerfRpcError.
+  SerfTimeoutError (a SerfConnectionError and a TimeoutError). Serf refusing
+  a request raises SerfRpcError.
 * A malformed regex in `members_filtered` makes serf close the connection;
   the call fails with SerfConnectionError (and the client reconnects).
 """
@@ -28,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gossamer.gossip import rpc_records as records
-from gossamer.gossip.errors import SerfConnectionError, SerfError, SerfRpcError
+from gossamer.gossip.errors import SerfConnectionError, SerfError, SerfRpcError, SerfTimeoutError
 from gossamer.gossip.members import Member
 from gossamer.gossip.rpc_link import RpcLink
 from gossamer.gossip.rpc_records import (
@@ -52,6 +53,7 @@ __all__ = [
     "SerfError",
     "SerfRpcClient",
     "SerfRpcError",
+    "SerfTimeoutError",
     "StreamEvent",
     "Subscription",
     "UserEvent",
@@ -62,7 +64,7 @@ class SerfRpcClient:
     """Client for one serf agent's RPC address ("host:port").
 
     `timeout` bounds each call: serf not answering in time raises
-    TimeoutError (when connecting, SerfConnectionError).
+    SerfTimeoutError (when connecting, SerfConnectionError).
     """
 
     def __init__(

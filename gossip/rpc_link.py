@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gossamer.gossip.errors import SerfConnectionError, SerfError, SerfRpcError
+from gossamer.gossip.errors import SerfConnectionError, SerfError, SerfRpcError, SerfTimeoutError
 from gossamer.gossip.rpc_codec import Frame
 from gossamer.gossip.rpc_session import RpcSession, split_addr
 from gossamer.gossip.rpc_stream import Subscription
@@ -85,9 +85,15 @@ class RpcLink:
         return self._session
 
     async def call(self, command: str, body: dict[str, Any] | None = None) -> Frame:
-        """One request; SerfRpcError (with any body) when serf sets Error."""
-        async with asyncio.timeout(self._timeout):
-            frame = await self.live_session().request(command, body)
+        """One request; SerfRpcError (with any body) when serf sets Error, SerfTimeoutError
+        when it does not answer within the timeout."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                frame = await self.live_session().request(command, body)
+        except TimeoutError:
+            raise SerfTimeoutError(
+                f"serf at {self.addr} did not answer {command!r} within {self._timeout:g}s"
+            ) from None
         if frame.error:
             raise SerfRpcError(frame.error, frame.body)
         return frame
