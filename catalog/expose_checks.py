@@ -16,9 +16,10 @@ proxy sets `Expose.Checks`:
   ("/" when it has none) to 127.0.0.1 at the URL's port, `http`; a gRPC
   check's health method (`/grpc.health.v1.Health/Check`) at its target's
   port, `http2`. The proxy reads them as any other exposed path.
+A check registered on its own (`/v1/agent/check/register`) for the service
+is exposed the same way (`expose_all`, with the service's own checks).
 Not followed: a check over TLS (an `https` URL, `GRPCUseTLS`) is left to
-run against its own target, since the exposed listener speaks plain HTTP;
-a check registered on its own (`/v1/agent/check/register`) is not exposed.
+run against its own target, since the exposed listener speaks plain HTTP.
 No port left in the range is a RegistrationConflict. When the sidecar is
 deregistered alone (Nomad does so first), the checks go back to their own
 targets (`unexposed`).
@@ -26,7 +27,7 @@ targets (`unexposed`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -56,8 +57,24 @@ def expose_checks(
     """`reg` with its checks exposed through its sidecar (the module's rules). `taken`: the
     ports exposed paths of the agent's other services listen on; `previous`: check id ->
     the port it had."""
-    if not wants_checks(reg) or reg.sidecar is None:
+    if not wants_checks(reg):
         return reg
+    return expose_all(reg, (), taken, previous, port_range=port_range)[0]
+
+
+def expose_all(
+    reg: ServiceRegistration,
+    bound: Sequence[CheckDefinition],
+    taken: set[int],
+    previous: Mapping[str, int],
+    *,
+    port_range: tuple[int, int] = EXPOSE_RANGE,
+) -> tuple[ServiceRegistration, tuple[CheckDefinition, ...]]:
+    """`reg` and the checks registered on their own for its service (`bound`), exposed as
+    `expose_checks` does (its rules); both put back on their own targets when `reg` no
+    longer asks for it. `bound` comes back in its order."""
+    if not wants_checks(reg) or reg.sidecar is None:
+        return unexposed(reg), tuple(_own_target(c) for c in bound)
     sidecar = reg.sidecar
     proxy = dict(sidecar.proxy)
     expose = dict(proxy["Expose"])
@@ -67,10 +84,10 @@ def expose_checks(
     host = _proxy_host(sidecar.address, proxy)
     checks: list[CheckDefinition] = []
     paths: list[dict[str, Any]] = []
-    for check in reg.checks:
+    for check in (*reg.checks, *bound):
         made = _path_of(check)
         if made is None:
-            checks.append(replace(check, exposed_host="", exposed_port=0))
+            checks.append(_own_target(check))
             continue
         port = _port(check.check_id, used, previous, port_range)
         used.add(port)
@@ -79,7 +96,15 @@ def expose_checks(
     if given or paths:
         expose["Paths"] = given + paths
     proxy["Expose"] = expose
-    return replace(reg, checks=tuple(checks), sidecar=replace(sidecar, proxy=proxy))
+    n = len(reg.checks)
+    made_reg = replace(reg, checks=tuple(checks[:n]), sidecar=replace(sidecar, proxy=proxy))
+    return made_reg, tuple(checks[n:])
+
+
+def _own_target(check: CheckDefinition) -> CheckDefinition:
+    if not check.exposed_port:
+        return check
+    return replace(check, exposed_host="", exposed_port=0)
 
 
 def unexposed(reg: ServiceRegistration) -> ServiceRegistration:
@@ -87,7 +112,7 @@ def unexposed(reg: ServiceRegistration) -> ServiceRegistration:
     (Consul's resetExposedChecks), and a probe of its listener would fail for good."""
     if not any(c.exposed_port for c in reg.checks):
         return reg
-    checks = tuple(replace(c, exposed_host="", exposed_port=0) for c in reg.checks)
+    checks = tuple(_own_target(c) for c in reg.checks)
     return replace(reg, checks=checks)
 
 

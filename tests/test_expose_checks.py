@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gossamer.catalog.expose_checks import EXPOSE_RANGE, GRPC_HEALTH, expose_checks
-from gossamer.catalog.registration import parse_service_registration
+from gossamer.catalog.expose_checks import EXPOSE_RANGE, GRPC_HEALTH, expose_all, expose_checks
+from gossamer.catalog.registration import parse_check_registration, parse_service_registration
 from gossamer.catalog.registration_fields import RegistrationConflict
 from gossamer.proxy.expose_config import from_this_host
 from tests.harness.cluster import Cluster, free_port
@@ -65,6 +66,21 @@ def test_a_check_keeps_its_port_and_paths_given_are_kept() -> None:
     assert {c.check_id: c.exposed_port for c in out.checks} == {"h": 21501, "g": 21600}
     assert out.sidecar is not None
     assert out.sidecar.proxy["Expose"]["Paths"][0] == {**given, "Protocol": "http"}
+
+
+def test_checks_registered_alone_for_the_service_are_exposed_too() -> None:
+    reg = registration([HTTP], {"Checks": True})
+    body = {"ID": "a", "Name": "a", "ServiceID": "web", "Interval": "10s",
+            "HTTP": "http://127.0.0.1:8081/ready"}  # fmt: skip
+    alone = parse_check_registration(body, service_ids={"web"}, allow_script=False)
+    out, bound = expose_all(reg, [alone], taken=set(), previous={"h": 21500})
+    ports = [(c.check_id, c.exposed_port) for c in (*out.checks, *bound)]
+    assert ports == [("h", 21500), ("a", 21501)]
+    assert out.sidecar is not None
+    assert out.sidecar.proxy["Expose"]["Paths"][1]["Path"] == "/ready"
+    # the sidecar gone: every one back on its own target
+    gone, bound = expose_all(replace(out, sidecar=None), bound, taken=set(), previous={})
+    assert [c.exposed_port for c in (*gone.checks, *bound)] == [0, 0]
 
 
 def test_without_checks_true_nothing_changes_and_a_full_range_is_refused() -> None:
@@ -182,6 +198,23 @@ def test_checks_pass_through_the_sidecar(
             output = agent.get("/v1/agent/checks")["web-http"]["Output"]
             assert f"{agent.ip}:{http_port}/echo/health" in output, output
             assert "GET /echo/health" in app.seen
+            # A check registered on its own for the service goes through the sidecar too.
+            agent.put("/v1/agent/check/register", {
+                "ID": "web-extra", "Name": "extra", "ServiceID": "web", "Interval": "1s",
+                "HTTP": f"http://127.0.0.1:{app.port}/echo/extra"})  # fmt: skip
+            extra_port = agent.get("/v1/agent/checks")["web-extra"]["ExposedPort"]
+            assert extra_port not in (0, http_port, grpc_port)
+
+            def extra_passes() -> bool:
+                check = agent.get("/v1/agent/checks")["web-extra"]
+                return (
+                    check["Status"] == "passing" and f"{agent.ip}:{extra_port}/" in check["Output"]
+                )
+
+            eventually(extra_passes, 20, what="the check registered alone, through the sidecar")
+            agent.put("/v1/agent/check/deregister/web-extra")
+            shown = agent.get("/v1/agent/service/web-sidecar-proxy")["Proxy"]["Expose"]["Paths"]
+            assert sorted(p["ListenerPort"] for p in shown) == sorted([http_port, grpc_port])
         finally:
             proxy.stop()
         # The sidecar deregistered alone (as Nomad does first): the checks go back to their

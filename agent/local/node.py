@@ -20,6 +20,7 @@ from gossamer.agent.checks import spec
 from gossamer.agent.checks.runner import CheckRunner, Restore
 from gossamer.agent.checks.status import NodeHealth, parse_status
 from gossamer.agent.local.alias import own_health, peer_health
+from gossamer.agent.local.exposed import reexpose
 from gossamer.agent.local.maintenance import maintenance_checks
 from gossamer.agent.local.own_record import NodeIdentity, own_record, unchanged
 from gossamer.agent.local.proxy_keys import check_proxy_keys
@@ -32,7 +33,7 @@ from gossamer.agent.local.stored import (
     store_check,
     store_service,
 )
-from gossamer.catalog.expose_checks import expose_checks, unexposed, wants_checks
+from gossamer.catalog.expose_checks import expose_checks, wants_checks
 from gossamer.catalog.live import LiveCatalog
 from gossamer.catalog.model import Check, NodeRecord, Service, next_version
 from gossamer.catalog.registration import (
@@ -80,6 +81,8 @@ class LocalNode:
         it again (ConfigRegistrations, given the ids returned here).
         """
         from_config = restore_registrations(self._store, self._registry, self._parse_stored)
+        for service_id in list(self._registry.registrations):  # checks registered alone too
+            reexpose(self._registry, service_id)
         states = self._store.check_states()
         for defn in self._registry.all_checks():
             state = states.get(defn.check_id)
@@ -126,9 +129,22 @@ class LocalNode:
         for defn in checks_of(reg):
             self._registry.status.setdefault(defn.check_id, (defn.status, ""))
             self.runner.add(defn)
+        self._rerun(reexpose(self._registry, reg.service.id))  # its checks registered alone
         if publish:
             self.publish()
         return reg.service
+
+    def _forget_standalone(self, check_id: str, old: CheckDefinition | None) -> None:
+        if old is None:
+            self._registry.standalone.pop(check_id, None)
+        else:
+            self._registry.standalone[check_id] = old
+
+    def _rerun(self, defns: list[CheckDefinition]) -> None:
+        """Run checks again whose target changed, from the status they had."""
+        for defn in defns:
+            status, output = self._registry.status.get(defn.check_id, (defn.status, ""))
+            self.runner.add(defn, Restore(parse_status(status), output))
 
     @staticmethod
     def _check_runnable(defns: tuple[CheckDefinition, ...]) -> None:
@@ -169,14 +185,10 @@ class LocalNode:
         parent = self._registry.parent_of_sidecar(sidecar_id)
         if parent is None:
             raise UnknownServiceId(sidecar_id)
-        kept = drop_sidecar(self._store, parent)
-        plain = unexposed(kept)  # checks that went through the sidecar: to their own targets
-        self._registry.put(plain)
+        self._registry.put(drop_sidecar(self._store, parent))
         self._drop_checks(parent.sidecar_checks)
-        for defn in plain.checks:
-            if defn not in kept.checks:
-                status, output = self._registry.status.get(defn.check_id, (defn.status, ""))
-                self.runner.add(defn, Restore(parse_status(status), output))
+        # checks that went through the sidecar: back on their own targets
+        self._rerun(reexpose(self._registry, parent.service.id))
         if publish:
             self.publish()
 
@@ -188,10 +200,18 @@ class LocalNode:
             body, service_ids=set(self._registry.service_map()), allow_script=allow_script
         )
         self._check_runnable((defn,))
-        store_check(self._store, defn, body, from_config=from_config)
+        old = self._registry.standalone.get(defn.check_id)
         self._registry.standalone[defn.check_id] = defn
+        try:  # one for a service whose sidecar exposes its checks goes through it too
+            changed = reexpose(self._registry, defn.service_id) if defn.service_id else []
+        except RegistrationError:
+            self._forget_standalone(defn.check_id, old)
+            raise
+        defn = self._registry.standalone[defn.check_id]
+        store_check(self._store, defn, body, from_config=from_config)
         self._registry.status.setdefault(defn.check_id, (defn.status, ""))
         self.runner.add(defn)
+        self._rerun([d for d in changed if d.check_id != defn.check_id])
         if publish:
             self.publish()
         return defn
@@ -202,6 +222,8 @@ class LocalNode:
             raise UnknownCheckId(check_id)
         self._store.delete_check(check_id)
         self._drop_checks([defn])
+        if defn.service_id:  # its exposed path goes (expose_checks.py)
+            self._rerun(reexpose(self._registry, defn.service_id))
         if publish:
             self.publish()
 
