@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.cli import expect
+from tests.harness.cli import expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
@@ -342,6 +342,23 @@ def test_only_passing_decides_whether_a_warning_instance_serves(mesh: Mesh) -> N
     only(mesh, "v2")
     mesh.s1.put("/v1/agent/check/warn/api-2-ttl", {})
     only(mesh, "backup")
+
+
+def test_gossamer_check_counts_a_subset_split_target_s_instances(mesh: Mesh) -> None:
+    """`gossamer check` names each split target's passing instances; a target that is a
+    subset (`api/v2`) was asked of the agent as a service of that name: none, so the upstream
+    line failed on a mesh serving fine."""
+    write(mesh, "service-resolver", "api", Subsets=SUBSETS)
+    write(
+        mesh,
+        "service-splitter",
+        "api",
+        Splits=[{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}],
+    )
+    result = gossamer("check", "--http-addr", mesh.s2.http)
+    line = next(x for x in result.stdout.splitlines() if "upstreams of web-sidecar-proxy" in x)
+    assert line.startswith("✔"), result.stdout
+    assert "split: api/v1 90% (1 healthy), api/v2 10% (1 healthy)" in line, line
 
 
 HCL = """

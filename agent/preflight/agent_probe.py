@@ -72,8 +72,10 @@ def leaf(client: AgentClient, service: str) -> Answer:
     return ask(client, f"/v1/agent/connect/ca/leaf/{path_segment(service)}")
 
 
-def passing_instances(client: AgentClient, service: str) -> int | None:
-    found, _ = fetch(client, f"/v1/health/connect/{path_segment(service)}?passing")
+def passing_instances(client: AgentClient, service: str, query: str = "passing") -> int | None:
+    """`service`'s sidecar instances a proxy would send to; `query`: the health query (a
+    resolver subset's carries its filter, catalog/resolver_chain.Target.query)."""
+    found, _ = fetch(client, f"/v1/health/connect/{path_segment(service)}?{query}")
     return len(found) if isinstance(found, list) else None
 
 

@@ -30,9 +30,9 @@ from gossamer.agent.preflight.result import (
     skip,
     token_hint,
 )
-from gossamer.catalog.config_entries import Split
+from gossamer.catalog.config_entries import Split, target_parts
 from gossamer.proxy.split_targets import PATH as SPLITTERS
-from gossamer.proxy.split_targets import splits_by_service
+from gossamer.proxy.split_targets import RESOLVERS, splits_by_service
 
 DEFAULT_AGENT = f"http://{DEFAULT_HTTP_ADDR}"  # where `connect proxy` looks without a flag
 
@@ -166,6 +166,7 @@ def _proxies(
 ) -> list[Result]:
     results = []
     splitters: dict[str, tuple[Split, ...]] | None = None
+    resolvers: Any = None  # the service-resolver entries, as the agent answers them
     for proxy in ic.sidecars(services):
         config = proxy.get("Proxy") or {}
         service = str(config.get("DestinationServiceName", ""))
@@ -190,12 +191,30 @@ def _proxies(
         healthy = [(name, probe.passing_instances(client, name)) for name in upstreams]
         if upstreams and splitters is None:
             splitters = splits_by_service(probe.fetch(client, SPLITTERS)[0])
+            resolvers = probe.fetch(client, RESOLVERS)[0]
         targets = [
             pc.SplitTarget(name, split.service, split.weight,
-                           probe.passing_instances(client, split.service))
+                           _passing(client, split.service, resolvers))
             for name in upstreams
             for split in (splitters or {}).get(name, ())
             if split.service != name and split.weight > 0
         ]  # fmt: skip
         results.append(pc.judge_upstreams(proxy["ID"], healthy, targets))
     return results
+
+
+def _passing(client: AgentClient, target: str, resolvers: Any) -> int | None:
+    """The passing instances of a split target: a service, or a subset (`api/v2`) of one,
+    counted as its sidecars find them (its resolver's filter and health rule). Asked as a
+    service named `api/v2`, a subset had none, and the upstream's line failed."""
+    service, subset = target_parts(target)
+    if not subset:
+        return probe.passing_instances(client, service)
+    from gossamer.catalog.resolver_chain import ChainError, resolve
+    from gossamer.proxy.resolver_routes import resolvers_by_service
+
+    try:
+        found = resolve(service, subset, resolvers_by_service(resolvers)).primary
+    except ChainError:
+        return 0  # no resolver defines it: its share fails
+    return probe.passing_instances(client, found.service, found.query())
