@@ -361,6 +361,24 @@ def test_gossamer_check_counts_a_subset_split_target_s_instances(mesh: Mesh) -> 
     assert "split: api/v1 90% (1 healthy), api/v2 10% (1 healthy)" in line, line
 
 
+def test_gossamer_check_counts_what_the_resolver_leaves(mesh: Mesh) -> None:
+    """With DefaultSubset v1 and v1's one instance failing, the sidecar has no instance to
+    send to; the check counted all of api's passing instances and said the upstream was
+    fine. It counts the resolved subset now, and a failover target's when it has some."""
+    write(mesh, "service-resolver", "api", Subsets=SUBSETS, DefaultSubset="v1")
+    mesh.s1.put("/v1/agent/check/fail/api-1-ttl", {})
+    eventually(lambda: healthy_sidecars(mesh.s2, "api") == 1, 10, what="api-1 failing")
+
+    def line() -> str:
+        out = gossamer("check", "--http-addr", mesh.s2.http).stdout
+        return next(x for x in out.splitlines() if "upstreams of web-sidecar-proxy" in x)
+
+    assert line().startswith("✘ upstreams of web-sidecar-proxy: api (0 healthy)"), line()
+    write(mesh, "service-resolver", "api", Subsets=SUBSETS, DefaultSubset="v1",
+          Failover={"*": {"Service": "api-backup"}})  # fmt: skip
+    assert line().startswith("✔ upstreams of web-sidecar-proxy: api (1 healthy)"), line()
+
+
 HCL = """
 Kind           = "service-resolver"
 Name           = "api"

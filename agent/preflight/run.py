@@ -188,10 +188,10 @@ def _proxies(
                 )
             )
         upstreams = [str(u["DestinationName"]) for u in config.get("Upstreams") or []]
-        healthy = [(name, probe.passing_instances(client, name)) for name in upstreams]
         if upstreams and splitters is None:
             splitters = splits_by_service(probe.fetch(client, SPLITTERS)[0])
             resolvers = probe.fetch(client, RESOLVERS)[0]
+        healthy = [(name, _passing(client, name, resolvers)) for name in upstreams]
         targets = [
             pc.SplitTarget(name, split.service, split.weight,
                            _passing(client, split.service, resolvers))
@@ -204,17 +204,25 @@ def _proxies(
 
 
 def _passing(client: AgentClient, target: str, resolvers: Any) -> int | None:
-    """The passing instances of a split target: a service, or a subset (`api/v2`) of one,
-    counted as its sidecars find them (its resolver's filter and health rule). Asked as a
-    service named `api/v2`, a subset had none, and the upstream's line failed."""
+    """The passing instances an upstream or split target has as its sidecars find them:
+    through the service-resolver entries (`resolvers`, the agent's answer), those of the
+    first target of its chain that has any (the subset or redirect, then each failover),
+    else the primary's count. A subset (`api/v2`) asked as a service of that name had none,
+    and a DefaultSubset with no instance was counted by the whole service's."""
     service, subset = target_parts(target)
-    if not subset:
+    if not subset and not resolvers:
         return probe.passing_instances(client, service)
     from gossamer.catalog.resolver_chain import ChainError, resolve
     from gossamer.proxy.resolver_routes import resolvers_by_service
 
     try:
-        found = resolve(service, subset, resolvers_by_service(resolvers)).primary
+        route = resolve(service, subset, resolvers_by_service(resolvers))
     except ChainError:
-        return 0  # no resolver defines it: its share fails
-    return probe.passing_instances(client, found.service, found.query())
+        return 0  # no resolver defines the subset: its share fails
+    first = None
+    for each in route.targets:
+        count = probe.passing_instances(client, each.service, each.query())
+        if count:
+            return count
+        first = count if each is route.primary else first
+    return first
