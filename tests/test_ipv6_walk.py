@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.agent.cli.client import resolve_http_addr
 from gossamer.agent.local.own_record import NodeIdentity, own_record
 from gossamer.agent.preflight.agent_probe import dns_answers
 from gossamer.agent.preflight.cluster_checks import judge_dns
@@ -23,7 +24,7 @@ from gossamer.agent.preflight.host_checks import PortFacts, SocketFacts, judge_p
 from gossamer.agent.preflight.result import Status
 from gossamer.catalog.tagged import node_tagged
 from gossamer.gossip.serf_output import classify_exit
-from tests.harness.cli import ok
+from tests.harness.cli import expect, ok
 from tests.harness.cluster import AgentProc, free_port
 from tests.harness.poll import eventually
 from tests.ipv6_support import agent_on, ipv6_loopback, ipv6_only_namespace, random_ula
@@ -145,3 +146,19 @@ def test_an_ipv6_address_with_a_port_is_written_in_brackets(agent6: AgentProc) -
     assert judge_port(facts, running=True).name == "http port [::1]:8500/tcp"
     taken = classify_exit(["bind: address already in use"], _Gossip(), "127.0.0.1:7373")
     assert "gossip port [::1]:8301: address already in use" in taken.message
+
+
+def test_an_agent_address_of_ipv6_and_port_without_brackets_reaches_the_agent(
+    agent6: AgentProc,
+) -> None:
+    """The injector gives sidecars GOSSAMER_HTTP_ADDR=$(HOST_IP):8500, and Kubernetes' downward
+    API writes an IPv6 node's address without brackets: `fd00::5:8500` was read as the address
+    fd00::5:8500 on port 80 (`::1:<5-digit port>` was refused as no IP address). It is split
+    at the last colon now, as Go's URL parser and so Consul's client split it."""
+    assert resolve_http_addr("fd00::5:8500", {}) == "http://[fd00::5]:8500"
+    assert resolve_http_addr(None, {"GOSSAMER_HTTP_ADDR": "https://fd00::5:8501"}) == (
+        "https://[fd00::5]:8501"
+    )
+    assert resolve_http_addr("fd00::5", {}) == "http://[fd00::5]:80"  # (no port: the address)
+    listed = expect("members", env={"CONSUL_HTTP_ADDR": f"::1:{agent6.http_port}"})
+    assert f"[::1]:{agent6.serf_port}" in listed

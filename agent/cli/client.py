@@ -21,6 +21,7 @@ host:port; the server is verified against `--ca-file` / `CONSUL_CACERT`
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import ssl
@@ -85,7 +86,7 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"HTTP address {raw!r}: scheme must be http or https")
-    netloc = parts.netloc
+    netloc = _bracketed(parts.netloc)
     try:
         host, port = parse_host_port(netloc, 443 if parts.scheme == "https" else 80)
     except AddressError as exc:
@@ -93,6 +94,21 @@ def resolve_http_addr(flag: str | None, env: dict[str, str] | None = None) -> st
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}:{port}"
+
+
+def _bracketed(netloc: str) -> str:
+    """`fd00::5:8500` as `[fd00::5]:8500`: an IPv6 address and a port written without brackets
+    are split at the last colon, as Go's URL parser (Consul's client) splits them. Such an
+    address comes from `$(HOST_IP):8500` on an IPv6 Kubernetes node (the downward API writes no
+    brackets): it was read as the address fd00::5:8500 on port 80."""
+    if netloc.startswith("[") or netloc.count(":") < 2:
+        return netloc
+    host, _, port = netloc.rpartition(":")
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return netloc
+    return f"[{host}]:{port}" if port.isascii() and port.isdigit() else netloc
 
 
 def resolve_token(
