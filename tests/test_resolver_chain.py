@@ -362,3 +362,21 @@ def test_writing_a_chain_entry_needs_read_on_each_service_it_sends_to() -> None:
     assert body_needs("/v1/config", "PUT", defaults, {}, look) == [("service", "api", W)]
     bad = resolver(Redirect={"Service": "x"}, LoadBalancer={})  # a 400 anyway
     assert body_needs("/v1/config", "PUT", bad, {}, look) == [("service", "api", W)]
+
+
+def test_a_tag_filter_and_its_health_query() -> None:
+    entry = read_entry(
+        resolver(
+            Subsets={
+                "canary": {"Filter": "Service.Tags contains canary", "OnlyPassing": True},
+                "stable": {"Filter": "canary not in Service.Tags"},
+            }
+        )
+    )
+    route = resolve("api", "canary", {"api": resolver_of(entry)})
+    assert route.primary.query() == "passing&filter=Service.Tags%20contains%20canary"
+    stable = resolve("api", "stable", {"api": resolver_of(entry)}).primary.query()
+    assert stable == (
+        "filter=%28canary%20not%20in%20Service.Tags%29%20and%20not%20"
+        "Checks.Status%20%3D%3D%20critical"
+    )
