@@ -14,6 +14,7 @@ the sidecar). Consul's rules kept here (structs.NodeService.Validate):
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,17 @@ SERVICE_FIELDS = (
     "Connect", "Check", "Checks", "EnableTagOverride", "Weights", "Token", "Namespace",
     "Partition", "SocketPath", "Ports", "Locality",
 )  # fmt: skip
+
+
+def _unbracketed(address: str) -> str:
+    """`[::1]` as `::1`; anything else as given. Accepted, `[::1]` was taken for a host name:
+    DNS answered a CNAME to `[::1].` and no sidecar could dial or bind it."""
+    if not (address.startswith("[") and address.endswith("]")):
+        return address
+    try:
+        return str(ipaddress.IPv6Address(address[1:-1]))
+    except ValueError:
+        return address
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ def read_draft(raw: object, path: str, *, nested: bool) -> Draft:
     address = f.str_("Address")
     if address in _WILDCARD_ADDRESSES:
         raise f.error("Address", f"must not be a wildcard address, got {shown(address)}")
+    if (bare := _unbracketed(address)) != address:
+        raise f.error("Address", f"an IPv6 address is written without brackets here: "
+                      f"{shown(bare)}, not {shown(address)}")  # fmt: skip
     kind = f.str_("Kind")
     if kind not in KINDS:
         raise f.error("Kind", f"unknown kind {shown(kind)} (allowed: {', '.join(KINDS[1:])})")

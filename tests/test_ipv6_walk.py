@@ -22,6 +22,7 @@ from gossamer.agent.preflight.agent_probe import dns_answers
 from gossamer.agent.preflight.cluster_checks import judge_dns
 from gossamer.agent.preflight.host_checks import PortFacts, SocketFacts, judge_port
 from gossamer.agent.preflight.result import Status
+from gossamer.catalog.registration import RegistrationError, parse_service_registration
 from gossamer.catalog.tagged import node_tagged
 from gossamer.gossip.serf_output import classify_exit
 from tests.harness.cli import expect, ok
@@ -162,3 +163,17 @@ def test_an_agent_address_of_ipv6_and_port_without_brackets_reaches_the_agent(
     assert resolve_http_addr("fd00::5", {}) == "http://[fd00::5]:80"  # (no port: the address)
     listed = expect("members", env={"CONSUL_HTTP_ADDR": f"::1:{agent6.http_port}"})
     assert f"[::1]:{agent6.serf_port}" in listed
+
+
+def test_a_bracketed_ipv6_service_address_is_refused_with_the_bare_form() -> None:
+    """`"Address": "[::1]"` was accepted as a host name: DNS answered a CNAME to `[::1].`
+    and a sidecar could neither dial nor bind it. It is refused at registration, naming the
+    form that works; the bare address is taken as before."""
+    with pytest.raises(RegistrationError) as refused:
+        parse_service_registration({"Name": "web", "Address": "[::1]"},
+                                   node_address="::1", used_sidecar_ports=set())  # fmt: skip
+    assert refused.value.field == "Address"
+    assert '"::1", not "[::1]"' in refused.value.message
+    taken = parse_service_registration({"Name": "web", "Address": "fd00::2"},
+                                       node_address="::1", used_sidecar_ports=set())  # fmt: skip
+    assert taken.service.address == "fd00::2"
