@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from gossamer.gossip.addresses import format_host_port
 from gossamer.intentions.denials import DenialTable, not_known
 from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
@@ -49,6 +48,7 @@ from gossamer.proxy.authorize import (
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity
@@ -119,7 +119,7 @@ class Inbound(InboundHttp):
         self._server = server
         self.idle.start()
         log.info("proxy: inbound %s -> %s for %s", " and ".join(map(show, bound_by(server))),
-                 format_host_port(self.config.local_address, self.config.local_port),
+                 host_port(self.config.local_address, self.config.local_port),
                  self.config.service)  # fmt: skip
 
     def stop_listening(self) -> None:
@@ -245,7 +245,7 @@ class Inbound(InboundHttp):
             raise
         except (OSError, TimeoutError) as exc:
             self.metrics.inbound(source).failed += 1
-            app_at = format_host_port(*target)
+            app_at = host_port(*target)
             self.refuse(tally.LOCAL_UNREACHABLE, peer, f"local app {app_at}: {exc}")
             if isinstance(side, StreamSide):
                 side.mux.refuse(side, UNREACHABLE)  # the client side tries another instance
@@ -355,6 +355,6 @@ class _Refuse(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        shown = format_host_port(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
+        shown = host_port(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
         self._inbound.refuse(tally.NO_IDENTITY, shown, "the proxy has no certificate yet")
         transport.close()

@@ -49,6 +49,7 @@ import socket
 import weakref
 from collections.abc import Callable, Iterable
 
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.port_owners import Bound, foreign_listener, overlap, port_lock
 
 # Connections the kernel completes before the proxy accepts them: asyncio's and uvloop's
@@ -77,17 +78,12 @@ def _cannot(exc: OSError, host: str, port: int, reason: str = "") -> CannotListe
     """`exc` as a CannotListen for `host`:`port`; the reason, unless given, is the errno's
     (the loop's own text for a name's bind adds the address) or the resolver's."""
     refused = CannotListen(*exc.args)
-    refused.where = _where(host, port)
+    refused.where = host_port(host, port)
     if not reason:
         number = exc.errno
         reason = os.strerror(number) if number and number > 0 else str(exc.strerror or exc)
     refused.reason = reason[:1].lower() + reason[1:]
     return refused
-
-
-def _where(host: str, port: int) -> str:
-    """`host`:`port` as a log line writes it, an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def share_ports(leader: int) -> None:
@@ -184,7 +180,7 @@ def _listening_alone(host: str, port: int) -> socket.socket:
 
 
 def _foreign(host: str, port: int, other: Bound) -> CannotListen:
-    taken = OSError(errno.EADDRINUSE, f"{_where(host, port)} is served by a process that is not "
+    taken = OSError(errno.EADDRINUSE, f"{host_port(host, port)} is served by a process that is not "
                     f"one of this proxy's workers (on {show(other)})")  # fmt: skip
     return _cannot(taken, host, port, f"address already in use (by a process that is not "
                    f"one of this proxy's workers, on {show(other)})")  # fmt: skip
@@ -211,8 +207,8 @@ async def _serve_checked(factory: Callable[[], asyncio.BaseProtocol], host: str,
     where = bound_by(server)
     if (other := held_by(where)) is not None:
         server.close()
-        taken = OSError(errno.EADDRINUSE, f"{_where(host, port)} is served by another listener of "
-                        f"this proxy (on {show(other)})")  # fmt: skip
+        taken = OSError(errno.EADDRINUSE, f"{host_port(host, port)} is served by another "
+                        f"listener of this proxy (on {show(other)})")  # fmt: skip
         raise _cannot(taken, host, port, f"address already in use (served by another "
                       f"listener of this proxy, on {show(other)})")  # fmt: skip
     if shared and not looked and (other := foreign_listener(where, _leader)) is not None:

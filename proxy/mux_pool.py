@@ -32,10 +32,10 @@ from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.dial import bound_unacknowledged, dead_after_s, dial
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer, is_mux
 from gossamer.proxy.side import Side
@@ -220,7 +220,7 @@ def connection_lost(listener: UpstreamListener, instance: Instance) -> None:
     (keepalive, dial.py), judged dead (`quiet`) or broken; the client connections on it were
     cut with it. Counted, and logged once a minute per instance: the clients saw a reset,
     and before this nothing told the operator why."""
-    name, shown = listener.upstream.name, format_host_port(instance[0], instance[1])
+    name, shown = listener.upstream.name, host_port(instance[0], instance[1])
     listener.tally.add("outbound.connection_lost")
     if listener.tally.limiter.allow(f"lost/{name}/{shown}", time.time_ns() // 1_000_000):
         log.warning("proxy: upstream %s: connection to instance %s lost (reset, timed out or "

@@ -16,8 +16,8 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.authorize import ClosedEarly
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.side import Side, reset_at_close
 from gossamer.proxy.tls_pipe import TlsPipe
 
@@ -186,7 +186,7 @@ def peer_of(side: TlsSide) -> str:
     """The peer's address as host:port (an IPv6 one as [host]:port), for logs and refusal
     counts."""
     peer = side.transport.get_extra_info("peername") if side.transport else None
-    return format_host_port(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
+    return host_port(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
 
 
 def _unsent(transport: asyncio.Transport) -> int:

@@ -24,9 +24,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import Instance
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.shared_watch import Subscription
 
@@ -89,7 +89,7 @@ async def open_upstream(
     except OSError as exc:
         watch.stop()
         log.error("proxy: upstream %s cannot listen on %s: %s; trying again in %g s",
-                  upstream.name, format_host_port(upstream.bind_address, upstream.bind_port),
+                  upstream.name, host_port(upstream.bind_address, upstream.bind_port),
                   exc, RETRY_S)  # fmt: skip
         return None
     return watch
