@@ -1,0 +1,94 @@
+"""The splitter's commands to its shell, its calls and its upstream connections
+(h2_split.py). Pure.
+
+A call is one stream of the client's, carried on a stream of the same id on
+one upstream connection: each upstream connection sees an increasing run of
+the client's odd ids, which RFC 9113 §5.1.1 allows (the ids it skips are
+idle, closed by implication), so nothing is renumbered and a frame's stream
+id says its call on either side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from gossamer.proxy.h2_split_flow import Leg
+from gossamer.proxy.h2_split_peer import Peer
+from gossamer.proxy.h2_split_wire import MAX_WINDOW
+
+K = TypeVar("K")
+NEVER: int = MAX_WINDOW  # an upstream's last stream before it sent GOAWAY: none yet
+
+
+@dataclass(frozen=True)
+class ToClient:
+    """Write these bytes to the client's connection."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ToUpstream(Generic[K]):
+    """Write these bytes to the connection to `key` (only ever after `opened(key)`)."""
+
+    key: K
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Open(Generic[K]):
+    """Dial `key`; then say `opened(key)` or `open_failed(key)`."""
+
+    key: K
+
+
+@dataclass(frozen=True)
+class Close(Generic[K]):
+    """Close the connection to `key` once the bytes before this command are written. Say
+    nothing back: the splitter has forgotten it (an `Open(key)` may follow)."""
+
+    key: K
+
+
+@dataclass(frozen=True)
+class CloseClient:
+    """Close the client's connection once the bytes before this command are written."""
+
+
+Command = ToClient | ToUpstream[K] | Open[K] | Close[K] | CloseClient
+
+
+class Call(Generic[K]):
+    __slots__ = ("client_ended", "down", "key", "started", "stream", "tried", "up",
+                 "upstream_ended")  # fmt: skip
+
+    def __init__(self, stream: int, started: float) -> None:
+        self.stream = stream
+        self.started = started
+        self.key: K | None = None  # its instance, once chosen
+        self.tried: set[K] = set()  # instances chosen for it (one retry after a failed open)
+        self.up = Leg(stream)  # to the upstream: the request
+        self.down = Leg(stream)  # to the client: the answer
+        self.client_ended = False  # the client's END_STREAM came
+        self.upstream_ended = False  # the upstream's END_STREAM came
+
+    def done(self) -> bool:
+        """Nothing more goes either way: the call can be forgotten."""
+        return self.up.ended and self.down.ended
+
+
+class Upstream(Generic[K]):
+    __slots__ = ("calls", "goaway", "last", "opened", "peer")
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self.opened = False  # the shell said `opened`: bytes may go
+        self.calls: dict[int, Call[K]] = {}  # by stream; before `opened`, those waiting
+        self.last = 0  # the highest stream opened on it
+        self.goaway = NEVER  # the last stream it said it may process (GOAWAY)
+
+    def takes(self, stream: int) -> bool:
+        """Whether a new call on `stream` may go on this connection."""
+        return (self.goaway == NEVER and self.last < stream
+                and len(self.calls) < self.peer.max_streams)  # fmt: skip

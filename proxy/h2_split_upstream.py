@@ -1,0 +1,184 @@
+"""The splitter's state and what its upstream connections do to it (h2_split.py). Pure.
+
+H2Splitter's base (h2_split.py adds the client's side and the routing of new
+calls; h2_split_core.py holds the state both sides share). Errors, as the
+calling side of a mesh should surface them:
+
+- an upstream's GOAWAY: the calls above its last stream were never
+  processed there, so the client gets RST_STREAM REFUSED_STREAM (which a
+  gRPC client retries by itself), and the connection takes no new call;
+  it closes once its calls end;
+- an upstream that breaks HTTP/2 (a connection error) or whose connection
+  is lost: its calls are reset to the client, INTERNAL_ERROR, or
+  REFUSED_STREAM for those above a GOAWAY's last stream; a call whose
+  answer had all come keeps it and only loses what was left of its request;
+- an upstream's RST_STREAM goes to the client with its code; NO_ERROR after
+  a whole answer (RFC 9113 §8.1: stop sending the request) goes behind the
+  answer, not before it.
+"""
+
+from __future__ import annotations
+
+from typing import Generic
+
+from gossamer.proxy.h2_calls import UNAVAILABLE
+from gossamer.proxy.h2_frames import (
+    DATA,
+    FLOW_CONTROL_ERROR,
+    HEADERS,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    RST_STREAM,
+    STREAM_CLOSED,
+    H2Error,
+    goaway,
+    literal_block,
+)
+from gossamer.proxy.h2_split_calls import (
+    Call,
+    Close,
+    Command,
+    K,
+    Upstream,
+)
+from gossamer.proxy.h2_split_core import SplitCore
+from gossamer.proxy.h2_split_wire import (
+    Data,
+    Event,
+    GoAway,
+    Headers,
+    Initial,
+    Reset,
+    StreamError,
+    Window,
+)
+
+INTERNAL_ERROR = 0x2
+
+
+class UpstreamSide(SplitCore[K], Generic[K]):
+    def opened(self, key: K) -> list[Command[K]]:
+        """The connection to `key` is up: its preface, then the calls waiting for it."""
+        up = self._ups.get(key)
+        if up is not None and not up.opened:
+            up.opened = True
+            for call in sorted(up.calls.values(), key=lambda c: c.stream):
+                self._start(key, up, call)
+            self._pump_up(up)
+        return self._commands()
+
+    def open_failed(self, key: K) -> list[Command[K]]:
+        """`key` could not be reached: its calls (nothing of them sent) try one other."""
+        up = self._ups.pop(key, None)
+        if up is not None and not up.opened:
+            for call in sorted(up.calls.values(), key=lambda c: c.stream):
+                if len(call.tried) < 2:
+                    self._route(call)
+                else:
+                    self._reset(call, REFUSED_STREAM, None)
+        return self._commands()
+
+    def upstream_closed(self, key: K) -> list[Command[K]]:
+        """The connection to `key` ended (EOF or error): its calls end with it."""
+        up = self._ups.get(key)
+        if up is not None and not up.opened:
+            return self.open_failed(key)
+        if up is not None:
+            self._lose(key, up, quiet=True)
+        return self._commands()
+
+    def from_upstream(self, key: K, data: bytes) -> list[Command[K]]:
+        up = self._ups.get(key)
+        if up is None or not up.opened or self._closed:
+            return []
+        try:
+            for event in up.peer.feed(data):
+                self._upstream_event(key, up, event)
+                if self._ups.get(key) is not up:
+                    break
+        except H2Error as exc:
+            up.peer.out += goaway(0, exc.code, str(exc).encode()[:256])
+            self._lose(key, up, quiet=False)
+        return self._commands()
+
+    def _upstream_event(self, key: K, up: Upstream[K], event: Event) -> None:
+        if isinstance(event, GoAway):
+            self._upstream_goaway(key, up, event.last)
+        elif isinstance(event, Initial):
+            if not all([c.up.grow(event.delta) for c in up.calls.values() if c.up.started]):
+                raise H2Error(FLOW_CONTROL_ERROR, "a stream's window past 2^31-1")
+            self._pump_up(up)
+        elif isinstance(event, Window) and not event.stream:
+            self._pump_up(up)
+        else:
+            call = up.calls.get(event.stream)
+            if call is None or not call.up.started:
+                if event.stream > up.last:
+                    raise H2Error(PROTOCOL_ERROR, f"a frame on stream {event.stream}, never opened")
+                return  # a call that ended: what was in flight is dropped
+            self._upstream_call_event(key, up, call, event)
+
+    def _upstream_call_event(self, key: K, up: Upstream[K], call: Call[K], event: Event) -> None:
+        now = self._clock()
+        if isinstance(event, Headers | Data) and call.upstream_ended:
+            self._reset(call, INTERNAL_ERROR, STREAM_CLOSED)
+        elif isinstance(event, Headers):
+            call.upstream_ended = event.end
+            self._book(key).headers(call.stream, event.fields, event.end, now)
+            if not call.down.ended:
+                call.down.put(HEADERS, literal_block(event.fields), event.end)
+                self._pump_client()
+        elif isinstance(event, Data):
+            call.upstream_ended = event.end
+            if event.end:
+                self._book(key).ended(call.stream, now)
+            if call.down.ended:
+                up.peer.consumed(call.stream, len(event.data))
+            elif event.data or event.end:
+                call.down.put(DATA, event.data, event.end)
+                self._pump_client()
+        elif isinstance(event, Reset):
+            self._upstream_reset(key, call, event.code)
+        elif isinstance(event, Window):
+            if not call.up.grow(event.increment):
+                self._reset(call, INTERNAL_ERROR, FLOW_CONTROL_ERROR)
+            self._pump_up(up)
+        elif isinstance(event, StreamError):
+            self._reset(call, INTERNAL_ERROR, event.code)
+
+    def _upstream_reset(self, key: K, call: Call[K], code: int) -> None:
+        self._book(key).reset_by_app(call.stream, self._clock(), code)
+        call.up.drop()
+        if code == NO_ERROR and call.upstream_ended:  # the answer is whole: it goes first
+            if not call.client_ended and not call.down.ended:
+                call.down.put(RST_STREAM, NO_ERROR.to_bytes(4, "big"), True)
+            self._pump_client()
+            self._settle(call)
+        else:
+            self._reset(call, code, None)
+
+    def _upstream_goaway(self, key: K, up: Upstream[K], last: int) -> None:
+        up.goaway = min(up.goaway, last)
+        now = self._clock()
+        for call in [c for c in up.calls.values() if c.stream > up.goaway]:
+            self._book(key).closed(call.stream, now, UNAVAILABLE)
+            self._reset(call, REFUSED_STREAM, None)
+        if not up.calls:
+            self._close_up(key)
+
+    def _lose(self, key: K, up: Upstream[K], *, quiet: bool) -> None:
+        """The connection to `key` is over (`quiet`: it closed itself, no Close needed)."""
+        now = self._clock()
+        self._flush()  # (what it was owed, a GOAWAY of ours, goes before Close)
+        del self._ups[key]
+        for call in list(up.calls.values()):
+            if not call.upstream_ended:
+                self._book(key).closed(call.stream, now, UNAVAILABLE)
+                refused = call.stream > up.goaway
+                self._reset(call, REFUSED_STREAM if refused else INTERNAL_ERROR, None)
+            else:  # its answer is whole: only what its request had left is lost
+                call.up.drop()
+                self._settle(call)
+        if not quiet:
+            self._cmds.append(Close(key))
