@@ -13,6 +13,7 @@ field. A probing kind (http, tcp, grpc, script) has a default timeout: 10s,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,12 +118,26 @@ def _header(f: Fields) -> dict[str, tuple[str, ...]]:
 def _need_port(f: Fields, p: Problems, key: str, address: str, form: str) -> None:
     """`address` must be host:port; else a problem at `key` saying it must be `form`."""
     try:
-        _, port = split_host_port(address)
+        host, port = split_host_port(address)
     except AddressError as err:
-        p.add(f.error(key, f"must be {form}, {err}"))
+        p.add(f.error(key, f"must be {form}, {err}{_brackets_hint(address)}"))
     else:
         if port is None:
-            p.add(f.error(key, f"must be {form}, got {shown(address)} (no port)"))
+            p.add(f.error(key, f"must be {form}, got {shown(address)} (no port)"
+                          f"{_brackets_hint(host)}"))  # fmt: skip
+
+
+def _brackets_hint(address: str) -> str:
+    """For an IPv6 address and port written without brackets (`fd00::2:80`, read as one address
+    or as none): how to write them."""
+    if address.startswith("[") or address.count(":") < 2:
+        return ""
+    host, _, port = address.rpartition(":")
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return ""
+    return f"; an IPv6 address and a port are written [{host}]:{port}" if port.isdigit() else ""
 
 
 def _tcp(f: Fields, c: CommonFields, p: Problems) -> dict[str, Any]:

@@ -74,7 +74,8 @@ def _check_ip(host: str, text: str) -> None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise AddressError(f"{text!r}: {host!r} is not a valid IP address") from None
+        where = "" if host == text else f"{text!r}: "
+        raise AddressError(f"{where}{host!r} is not a valid IP address") from None
 
 
 def format_host_port(host: str, port: int) -> str:

@@ -22,7 +22,11 @@ from gossamer.agent.preflight.agent_probe import dns_answers
 from gossamer.agent.preflight.cluster_checks import judge_dns
 from gossamer.agent.preflight.host_checks import PortFacts, SocketFacts, judge_port
 from gossamer.agent.preflight.result import Status
-from gossamer.catalog.registration import RegistrationError, parse_service_registration
+from gossamer.catalog.registration import (
+    RegistrationError,
+    parse_check_registration,
+    parse_service_registration,
+)
 from gossamer.catalog.tagged import node_tagged
 from gossamer.gossip.serf_output import classify_exit
 from tests.harness.cli import expect, ok
@@ -177,3 +181,15 @@ def test_a_bracketed_ipv6_service_address_is_refused_with_the_bare_form() -> Non
     taken = parse_service_registration({"Name": "web", "Address": "fd00::2"},
                                        node_address="::1", used_sidecar_ports=set())  # fmt: skip
     assert taken.service.address == "fd00::2"
+
+
+def test_a_check_target_of_ipv6_and_port_without_brackets_says_how_to_write_it() -> None:
+    """`"TCP": "fd00::2:80"` was refused with `got "fd00::2:80" (no port)` (it is one valid
+    IPv6 address) and `"::1:18080"` with `'::1:18080': '::1:18080' is not a valid IP
+    address`: true, but neither says that brackets are what is missing."""
+    for target, bracketed in (("fd00::2:80", "[fd00::2]:80"), ("::1:18080", "[::1]:18080")):
+        with pytest.raises(RegistrationError) as refused:
+            parse_check_registration({"Name": "t", "TCP": target, "Interval": "1s"},
+                                     service_ids=set(), allow_script=False)  # fmt: skip
+        assert refused.value.message.endswith(f"written {bracketed}"), refused.value.message
+        assert refused.value.message.count(repr(target)) <= 1
