@@ -6,7 +6,8 @@ legacy names are in agent/acl/agent_tokens.py; an unknown one is 404
 `Token "x" is unknown`, as Consul answers. It needs `acl = "write"`, as
 Consul documents; with ACLs off it is 401 `ACL support disabled`, like the
 other ACL endpoints. Answers 200 with an empty body (py-consul's
-`agent.token.set` reads the status only).
+`agent.token.set` reads the status only); with token persistence on, a token
+whose file cannot be written is not set, and the 500 says why.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gossamer.agent.acl.agent_tokens import token_type
 from gossamer.agent.acl.rules import Access
 from gossamer.agent.http.acl_access import acl_of
 from gossamer.agent.http.acl_routes import acl_access, acl_disabled
-from gossamer.agent.http.errors import BadRequest, NotFound
+from gossamer.agent.http.errors import BadRequest, NotFound, ServerError
 from gossamer.agent.http.render import read_json
 
 
@@ -37,7 +38,10 @@ async def set_agent_token(request: web.Request) -> web.Response:
     secret = next((v for k, v in body.items() if k.lower() == "token"), "")
     if not isinstance(secret, str):
         raise BadRequest(f"Token: must be a string, got {type(secret).__name__}")
-    access.set_token(kind, secret.strip())
+    try:
+        access.set_token(kind, secret.strip())
+    except OSError as exc:  # acl-tokens.json on a full or read-only disk: not set either
+        raise ServerError(f"not stored: {exc}") from None
     return web.Response(status=200)
 
 
