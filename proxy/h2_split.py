@@ -23,6 +23,7 @@ How a shell drives it, one splitter per accepted client connection:
     upstream EOF/error:   run(split.upstream_closed(key))
     client EOF/error:     run(split.client_closed())
     shutting down:        run(split.drain())  # GOAWAY: calls open go on, new ones refused
+    instance gone, idle:  run(split.retire(key))  # closes once its calls end
 
 `run` does each command in order: ToClient/ToUpstream write, Open dials,
 Close/CloseClient close after what was written before. `choose(exclude)`
@@ -54,6 +55,10 @@ Choices, and why:
 - Header blocks are decoded with the sender's table and written as literals
   (no table on our side), never-indexed fields kept so; the first block on
   each connection sets the peer's view of our table to 0.
+- Upstream connections belong to one client connection (that is what lets
+  stream ids be kept): N client connections to M instances may hold N * M
+  upstream connections. `retire(key)` closes one once its calls end (the
+  shell's idle timer, or an instance that left the catalog).
 - Calls refused by a GOAWAY or a lost connection are not retried here: their
   request bytes were not kept. RST_STREAM REFUSED_STREAM lets the client
   (gRPC: transparently) retry; a call never sent anywhere (its dial failed)
@@ -144,6 +149,8 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
         try:
             for event in self._client.feed(data):
                 self._client_event(event)
+                if self._closed:
+                    break
         except H2Error as exc:
             self._client.out += goaway(self._last, exc.code, str(exc).encode()[:256])
             self._end_all()
@@ -203,8 +210,10 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
                 call.up.put(HEADERS, literal_block(event.fields), True)
                 self._pump_call_up(call)
             return
-        if stream % 2 == 0 or stream <= self._last:
-            raise H2Error(PROTOCOL_ERROR, f"HEADERS opening stream {stream}, not a new odd id")
+        if stream % 2 == 0:
+            raise H2Error(PROTOCOL_ERROR, f"HEADERS opening stream {stream}, an even id")
+        if stream <= self._last:
+            return  # trailers of a call that ended (reset): in flight, dropped
         self._last = stream
         if self._draining or self._client_gone or len(self._calls) >= self._max_streams:
             self._client.out += rst_stream(stream, REFUSED_STREAM)
@@ -245,7 +254,6 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
             self._flush()
             self._cmds.append(Open(key))
         up.calls[call.stream] = call
-        self.outstanding[key] = self.outstanding.get(key, 0) + 1
         if up.opened:
             self._start(key, up, call)
             self._pump_up(up)

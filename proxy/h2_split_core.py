@@ -80,6 +80,8 @@ class SplitCore(Generic[K]):
     def _reset(self, call: Call[K], to_client: int | None, to_upstream: int | None) -> None:
         """End `call` both ways now: RST_STREAM to each side that was told of it and has not
         ended it both ways (None: not to that side)."""
+        if call.key is not None and call.up.started:  # (told already, if the reset is theirs)
+            self._book(call.key).closed(call.stream, self._clock())
         if to_client is not None and not (call.down.ended and call.client_ended):
             self._client.out += rst_stream(call.stream, to_client)
         call.down.drop()

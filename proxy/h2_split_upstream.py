@@ -88,6 +88,16 @@ class UpstreamSide(SplitCore[K], Generic[K]):
             self._lose(key, up, quiet=True)
         return self._commands()
 
+    def retire(self, key: K) -> list[Command[K]]:
+        """No new call goes to `key` on the connection open to it (idle, or the instance
+        left the catalog); it closes once its calls end, at once when it has none."""
+        up = self._ups.get(key)
+        if up is not None and up.opened:
+            up.goaway = min(up.goaway, up.last)
+            if not up.calls:
+                self._close_up(key)
+        return self._commands()
+
     def from_upstream(self, key: K, data: bytes) -> list[Command[K]]:
         up = self._ups.get(key)
         if up is None or not up.opened or self._closed:
@@ -170,8 +180,11 @@ class UpstreamSide(SplitCore[K], Generic[K]):
     def _lose(self, key: K, up: Upstream[K], *, quiet: bool) -> None:
         """The connection to `key` is over (`quiet`: it closed itself, no Close needed)."""
         now = self._clock()
+        if quiet:
+            up.peer.out.clear()  # (nowhere to write it)
         self._flush()  # (what it was owed, a GOAWAY of ours, goes before Close)
-        del self._ups[key]
+        if self._ups.get(key) is up:
+            del self._ups[key]
         for call in list(up.calls.values()):
             if not call.upstream_ended:
                 self._book(key).closed(call.stream, now, UNAVAILABLE)

@@ -9,6 +9,7 @@ import pytest
 from h2.events import ConnectionTerminated, PingAckReceived
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
+from hpack import Encoder, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -510,3 +511,91 @@ def test_drain_refuses_new_calls_and_lets_open_ones_finish() -> None:
     assert [f[0] for f in answer] == [1, 0, 1] and answer[-1][1] & 1  # head, body, trailers
     assert rig.split.open_calls == 0
     assert rig.done == [("a", 200, 0.25)]
+
+
+def test_a_retired_instance_takes_no_new_call_and_closes_after_its_last() -> None:
+    rig = Rig(("a", "b"))
+    rig.keys = ("a",)
+    idle, busy = rig.call(b"x"), rig.call(end=False)
+    rig.answer("a", idle)
+    rig.pump()
+    rig.run(rig.split.retire("a"))
+    assert rig.closed == []  # one call is still open there
+    rig.keys = ("a", "b")
+    rig.turn = 0
+    late = rig.call(b"y")
+    assert rig.where(late) == "b" and rig.chosen[-1][1] == {"a"}
+    rig.answer("b", late)
+    rig.client.end_stream(busy)
+    rig.answer("a", busy)
+    rig.pump()
+    assert rig.closed == ["a"] and rig.client_streams[busy].ended
+    rig.run(rig.split.retire("b"))
+    assert rig.closed == ["a", "b"]
+
+
+def test_a_malformed_request_is_reset_and_an_oversized_one_answered_431() -> None:
+    rig = Rig(("a",), max_list=4096)
+    encoder = Encoder()  # (the client's table, which the core's reader mirrors)
+    rig.capture = bytearray()
+    bad = encoder.encode([*request(), (b"X-Upper", b"v")])
+    rig.run(rig.split.from_client(frame(1, 5, 1, bad)))
+    assert (3, 0, 1, PROTOCOL_ERROR.to_bytes(4, "big")) in _frames(bytes(rig.capture))
+    rig.capture = bytearray()
+    big = encoder.encode([*request(), (b"x-big", b"v" * 8000)])
+    rig.run(rig.split.from_client(frame(1, 5, 3, big)))
+    written = _frames(bytes(rig.capture))
+    assert [(f[0], f[2]) for f in written] == [(1, 3)] and written[0][1] & 1  # 431, ended
+    assert b"431" in written[0][3] and rig.dialing == [] and rig.servers == {}
+
+
+def test_frames_in_flight_for_a_reset_call_are_dropped() -> None:
+    rig = Rig(("a",))
+    stream = rig.call(end=False)
+    rig.pump()
+    rig.servers["a"].conn.reset_stream(stream, CANCEL)
+    rig.pump()
+    assert rig.client_streams[stream].reset == CANCEL
+    # the client had sent these before it read the reset
+    rig.run(rig.split.from_client(frame(0, 0, stream, b"late")))
+    rig.run(rig.split.from_client(frame(1, 5, stream, b"\x00\x01x\x01y")))
+    assert not rig.client_closed and rig.split.open_calls == 0
+    again = rig.call(b"next")
+    rig.answer("a", again)
+    rig.pump()
+    assert rig.client_streams[again].ended
+
+
+def test_a_stream_error_from_an_upstream_resets_only_that_call() -> None:
+    rig = Rig(("a",))
+    one, two = rig.call(end=False), rig.call(end=False)
+    rig.pump()
+    rig.run(rig.split.from_upstream("a", frame(8, 0, one, b"\0\0\0\0")))  # WINDOW_UPDATE of 0
+    assert rig.client_streams[one].reset == INTERNAL_ERROR
+    assert rig.servers["a"].streams[one].reset == PROTOCOL_ERROR
+    rig.client.end_stream(two)
+    rig.answer("a", two)
+    rig.pump()
+    assert rig.client_streams[two].ended and rig.client_streams[two].reset is None
+
+
+def test_after_the_clients_goaway_new_calls_are_refused() -> None:
+    rig = Rig(("a",))
+    stream = rig.call(end=False)
+    rig.pump()
+    rig.capture = bytearray()
+    rig.run(rig.split.from_client(goaway(stream, 0)))
+    late = frame(1, 5, stream + 2, b"\x83\x86\x84\x41\x01x")
+    rig.run(rig.split.from_client(late))
+    assert (3, 0, stream + 2, REFUSED_STREAM.to_bytes(4, "big")) in _frames(bytes(rig.capture))
+    assert rig.split.open_calls == 1 and not rig.client_closed
+
+
+def test_never_indexed_fields_stay_never_indexed() -> None:
+    rig = Rig(("a",))
+    stream = int(rig.client.get_next_available_stream_id())
+    secret = NeverIndexedHeaderTuple(b"authorization", b"Bearer x")
+    rig.client.send_headers(stream, [*request(), secret], end_stream=True)
+    rig.pump()
+    got = rig.servers["a"].streams[stream].headers[0][-1]
+    assert got == secret and isinstance(got, NeverIndexedHeaderTuple)
