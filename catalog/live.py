@@ -75,31 +75,36 @@ class LiveCatalog:
 
     # -- changing --------------------------------------------------------------------------
 
-    def apply(self, records: Iterable[NodeRecord], *, self_origin: str = "") -> list[str]:
+    def apply(
+        self, records: Iterable[NodeRecord], *, self_origin: str = "", must_store: bool = False
+    ) -> list[str]:
         """Merge records (from a peer, or this node's own); returns the nodes that changed.
 
         A peer's copy of a record this agent owns is ignored: only the owner
         publishes it (`self_origin` names this agent; empty for its own writes,
-        which `sign_own` signs on the way in).
+        which `sign_own` signs on the way in). `must_store`: the record is
+        what a client is told is written (an external node), so a file that
+        refuses it raises StoreError and nothing changes.
         """
         if not self_origin and self.sign_own is not None:
             records = [self.sign_own(r) for r in records]
         before = self.state
         after, changed = absorb.absorb(before, records, self_origin=self_origin)
-        self._commit(before, after, self._keys(before, after, changed))
+        self._commit(before, after, self._keys(before, after, changed), must_store)
         nodes = [node for _, node in changed]
         if nodes and self.announce is not None:
             self.announce(record_news.news(after, self.datacenter, nodes))
         return nodes
 
-    def remove(self, node: str, reason: str, *, version: int = 0) -> bool:
-        """A node left or was reaped: drop its record now, keep a tombstone."""
+    def remove(self, node: str, reason: str, *, version: int = 0, must_store: bool = False) -> bool:
+        """A node left or was reaped: drop its record now, keep a tombstone (`must_store`:
+        as `apply`'s)."""
         before = self.state
         old = merge.get(before, self.datacenter, node)
         after, changed = merge.remove(
             before, self.datacenter, node, reason, at_ms=self._wall_ms(), version=version
         )
-        self._commit(before, after, changed_keys(old, None) if changed else set())
+        self._commit(before, after, changed_keys(old, None) if changed else set(), must_store)
         if changed and old is not None and self.announce_removal is not None:
             tomb = after.tombstones[self.datacenter][node]
             self.announce_removal(old.origin, node, tomb.version)
@@ -153,11 +158,15 @@ class LiveCatalog:
         }
 
     def _commit(
-        self, before: merge.CatalogState, after: merge.CatalogState, keys: set[str]
+        self,
+        before: merge.CatalogState,
+        after: merge.CatalogState,
+        keys: set[str],
+        must_store: bool = False,
     ) -> None:
         if after is before:
             return
-        self._persist(after)
+        self._persist(after, must_store)
         self.state = after
         for listener in self._listeners:
             listener()
@@ -165,7 +174,7 @@ class LiveCatalog:
             self.indexes.bump(keys)
             self._wake(keys)
 
-    def _persist(self, after: merge.CatalogState) -> None:
+    def _persist(self, after: merge.CatalogState, must_store: bool) -> None:
         """Write `after` to the file, or go on in memory when it cannot be written.
 
         A full or failing disk must not freeze the catalog: a check gone
@@ -173,11 +182,14 @@ class LiveCatalog:
         sidecars at once. What is held only in memory is a copy (the own
         record is rebuilt from the stored registrations at start, peers'
         records come back by anti-entropy), and the next write that works
-        writes everything missed since.
+        writes everything missed since. A change that `must_store` is refused
+        instead (StoreError): acknowledged means stored.
         """
         try:
             self._store.sync_state(self._stored, after)
         except StoreError as exc:
+            if must_store:
+                raise
             if self._stored is self.state:  # the first failure of a run of them
                 log.error("catalog changes are kept in memory only: %s", exc)
             return

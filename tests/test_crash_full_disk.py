@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.agent.local.external_nodes import ExternalNodes
 from gossamer.agent.local.node import LocalNode
 from gossamer.agent.local.own_record import NodeIdentity
 from gossamer.catalog import merge
@@ -74,3 +75,24 @@ async def test_the_version_published_on_a_full_disk_is_not_gone_back_on(
     record = catalog.record("n1")
     assert record is not None and record.version == local.version > before
     await local.stop()
+
+
+def test_an_external_node_is_acknowledged_only_once_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PUT /v1/catalog/register`: the record in the file is the registration itself, so it
+    is refused (500 "not stored") on a full disk rather than kept in memory only."""
+    store = CatalogStore.open(tmp_path / "c.db")
+    catalog = LiveCatalog("dc1", store, wall_ms=lambda: 1_000)
+    external = ExternalNodes(catalog, owner="n1", wall_ms=lambda: 1_000)
+    body = {"Node": "ext", "Address": "10.0.0.9", "Service": {"Service": "db", "Port": 5432}}
+    with disk_full(store, monkeypatch):
+        with pytest.raises(StoreError):
+            external.register(body)
+        assert catalog.record("ext") is None
+    external.register(body)
+    with disk_full(store, monkeypatch):
+        with pytest.raises(StoreError):
+            external.deregister({"Node": "ext"})
+        assert catalog.record("ext") is not None
+    assert merge.get(CatalogStore.open(tmp_path / "c.db").load_state(), "dc1", "ext") is not None

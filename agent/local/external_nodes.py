@@ -90,7 +90,9 @@ class ExternalNodes:
             self._publish(current, replace(current, checks=checks))
         else:
             # A tombstone above the record's version, so its digest stamp is newer.
-            self._catalog.remove(dereg.node, "deregistered", version=self._next_version(dereg.node))
+            self._catalog.remove(
+                dereg.node, "deregistered", version=self._next_version(dereg.node), must_store=True
+            )
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -142,7 +144,10 @@ class ExternalNodes:
         record = replace(record, origin=self._owner)  # also adopts an orphan
         if current is not None and replace(current, version=0) == replace(record, version=0):
             return  # nothing changed
-        self._catalog.apply([replace(record, version=self._next_version(record.node))])
+        # what the caller is told is written: stored first (a full disk answers 500)
+        self._catalog.apply(
+            [replace(record, version=self._next_version(record.node))], must_store=True
+        )
 
 
 def _upserted(
