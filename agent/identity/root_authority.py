@@ -197,7 +197,11 @@ class RootAuthority:
         return Issuer(record.certificate, key)
 
     def _remember_root_key(self, key: PrivateKey) -> None:
-        self._files.write(names.ROOT_KEY, private_key_pem(key))
+        try:
+            self._files.write(names.ROOT_KEY, private_key_pem(key))
+        except OSError as exc:  # only a cache (a seal opens the key again): a full or
+            # read-only disk must not stop a rotation, an enrolment or a signing
+            log.warning("the root key is kept in memory only (%s)", exc)
         self._root_key = key
 
     def _complain(self, message: str) -> None:
