@@ -19,6 +19,7 @@ from typing import Final
 from gossamer.proxy import protocol as proto
 from gossamer.proxy import retry_budget as budget
 from gossamer.proxy.config_error import ConfigError as ConfigError
+from gossamer.proxy.host_port import host_port
 
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
 LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default
@@ -112,8 +113,8 @@ def distinct(upstreams: tuple[Upstream, ...], inbound: tuple[str, int]
     for u in upstreams:
         for (address, port), name in seen:
             if share_port((address, port), u.listen):
-                raise ConfigError(f"upstream {u.name!r}", f"{u.bind_address}:{u.bind_port} "
-                                  f"clashes with {name} on {address}:{port}")  # fmt: skip
+                raise ConfigError(f"upstream {u.name!r}", f"{host_port(*u.listen)} clashes "
+                                  f"with {name} on {host_port(address, port)}")  # fmt: skip
         seen.append((u.listen, repr(u.name)))
     return upstreams
 

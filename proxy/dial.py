@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, reason_of_handshake_error, server_service
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.tls_side import TlsSide
 
 if TYPE_CHECKING:
@@ -128,8 +129,8 @@ def outlier_failed(listener: UpstreamListener, instance: Instance) -> None:
     says its app failed); one that sets it aside is counted and logged."""
     if listener.outliers.failed(instance, time.monotonic_ns() // 1_000_000, listener.known):
         listener.tally.add("outbound.ejected")
-        log.warning("proxy: upstream %s instance %s:%d set aside after repeated failures",
-                    listener.upstream.name, *instance)  # fmt: skip
+        log.warning("proxy: upstream %s instance %s set aside after repeated failures",
+                    listener.upstream.name, host_port(*instance))  # fmt: skip
 
 
 def failed(listener: UpstreamListener, instance: Instance, reason: str,
@@ -138,7 +139,7 @@ def failed(listener: UpstreamListener, instance: Instance, reason: str,
     may set the instance aside), logged once a minute per instance."""
     name = listener.upstream.name
     listener.tally.add(f"outbound.attempt_failed.{reason}")
-    shown = f"{instance[0]}:{instance[1]}"
+    shown = host_port(instance[0], instance[1])
     outlier_failed(listener, instance)
     if listener.tally.limiter.allow(f"attempt/{name}/{shown}", time.time_ns() // 1_000_000):
         said = str(exc) or type(exc).__name__  # (a timeout says nothing)

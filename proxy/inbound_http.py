@@ -30,6 +30,7 @@ from gossamer.proxy.authorize import decided_by
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import CLASSES, EdgeMetrics, class_index
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import DENIED, DENIED_BODY, Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
@@ -89,8 +90,8 @@ class InboundHttp:
             _, app = await asyncio.wait_for(connecting, self.config.timeouts.local_connect_s)
         except (OSError, TimeoutError) as exc:
             if self.tally.refuse("inbound", tally.LOCAL_UNREACHABLE, "local-app", now_ms()):
-                log.warning("proxy: local app %s:%s unreachable, request answered 503: %s",
-                            *target, exc)  # fmt: skip
+                log.warning("proxy: local app %s unreachable, request answered 503: %s",
+                            host_port(*target), exc)  # fmt: skip
             raise
         return app
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.host_port import host_port
 
 Listener = tuple[str, str, int]  # what it is (in words), its address, its port
 _ANY: Final = frozenset({"0.0.0.0", "::", ""})
@@ -46,7 +47,8 @@ def clash(config: ProxyConfig, served: Iterable[tuple[str, ProxyConfig]]) -> str
         for its, address, port in listeners(other):
             for what, at, wanted in mine:
                 if wanted == port and (at == address or {at, address} & _ANY):
-                    return (f"its {what} on {at}:{wanted} clashes with sidecar {proxy_id}'s "
-                            f"{its} on {address}:{port}, served first; give one of them "
+                    return (f"its {what} on {host_port(at, wanted)} clashes with sidecar "
+                            f"{proxy_id}'s {its} on {host_port(address, port)}, served first; "
+                            "give one of them "
                             "another port")  # fmt: skip
     return None

@@ -42,6 +42,7 @@ from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.health_rows import Instance
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity
@@ -118,7 +119,7 @@ class UpstreamListener:
                 replacing.stop_listening()
             self._server = await serve(factory, u.bind_address, u.bind_port)
         self.idle.start()
-        log.info("proxy: upstream %s listening on %s:%d", u.name, u.bind_address, u.bind_port)
+        log.info("proxy: upstream %s listening on %s", u.name, host_port(*u.listen))
 
     def retire(self) -> None:
         """A registration change removed or replaced it: stop listening; its keep-alive
@@ -331,7 +332,8 @@ class UpstreamListener:
         peer = t.get_extra_info("peername") if t is not None else None
         if t is not None and from_this_host(peer, t.get_extra_info("sockname")):
             return True
-        self.refuse(tally.REMOTE_CLIENT, f"{peer} is not on this host and this upstream "
+        shown = host_port(*peer[:2]) if isinstance(peer, tuple) else str(peer)
+        self.refuse(tally.REMOTE_CLIENT, f"{shown} is not on this host and this upstream "
                      "does not take remote clients (Config.gossamer_remote_clients)")  # fmt: skip
         side.close(abort=True)
         return False

@@ -46,6 +46,7 @@ from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.config_unused import unused_keys
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.identity_watch import IdentityWatch
 from gossamer.proxy.inbound import Inbound
@@ -245,7 +246,7 @@ class ProxyRuntime:
                     if first:
                         raise
                     # the rest of the change applies; the port is tried again until it opens
-                    where = f"{config.bind_address}:{config.bind_port}"
+                    where = host_port(config.bind_address, config.bind_port)
                     log.error("proxy: inbound %s cannot be opened (%s); trying again in %g s",
                               where, exc, RETRY_S)  # fmt: skip
                     asyncio.get_running_loop().call_later(RETRY_S, self._again)

@@ -41,6 +41,7 @@ from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.shared_watch import Subscription
@@ -193,9 +194,9 @@ class UpstreamSet:
         """The grace of a listener whose service changed is over: what is left is cut."""
         left = listener.open_count()
         if left and not self.stopped:  # (after `stop` the runtime's drain cuts it)
-            log.info("proxy: upstream %s on %s:%d changed or went %g s ago: cutting its %d "
-                     "connection(s) left", listener.upstream.name, *listener.upstream.listen,
-                     grace, left)  # fmt: skip
+            log.info("proxy: upstream %s on %s changed or went %g s ago: cutting its %d "
+                     "connection(s) left", listener.upstream.name,
+                     host_port(*listener.upstream.listen), grace, left)  # fmt: skip
             listener.terminate_all()
 
     def _closed(self) -> None:

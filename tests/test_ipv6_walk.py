@@ -29,6 +29,9 @@ from gossamer.catalog.registration import (
 )
 from gossamer.catalog.tagged import node_tagged
 from gossamer.gossip.serf_output import classify_exit
+from gossamer.proxy.config import ProxyConfig, Upstream, distinct
+from gossamer.proxy.config_error import ConfigError
+from gossamer.proxy.node_ports import clash
 from tests.harness.cli import expect, ok
 from tests.harness.cluster import AgentProc, free_port
 from tests.harness.poll import eventually
@@ -193,3 +196,16 @@ def test_a_check_target_of_ipv6_and_port_without_brackets_says_how_to_write_it()
                                      service_ids=set(), allow_script=False)  # fmt: skip
         assert refused.value.message.endswith(f"written {bracketed}"), refused.value.message
         assert refused.value.message.count(repr(target)) <= 1
+
+
+def test_the_proxy_writes_ipv6_listeners_in_brackets_in_its_errors() -> None:
+    """The proxy's own errors named IPv6 listeners `::1:9191` (an upstream clashing with the
+    inbound listener, two sidecars of `--node` on one port), as its logs did for listeners,
+    instances and local apps (`upstream db instance fd6e:77::12:21000 failed`)."""
+    with pytest.raises(ConfigError) as clashing:
+        distinct((Upstream(name="db", bind_address="::1", bind_port=9191),), ("::", 9191))
+    assert str(clashing.value).endswith("[::1]:9191 clashes with the inbound listener on [::]:9191")
+    one = ProxyConfig(service="a", bind_address="fd00::5", bind_port=21000, local_port=80)
+    two = ProxyConfig(service="b", bind_address="::", bind_port=21000, local_port=80)
+    said = clash(one, [("b-sidecar-proxy", two)]) or ""
+    assert "on [fd00::5]:21000 clashes" in said and "on [::]:21000, served first" in said

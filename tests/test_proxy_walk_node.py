@@ -65,7 +65,7 @@ def _config(*upstreams: tuple[str, str, int], port: int = 0, metrics: str = "") 
      "clashes with sidecar web-sidecar-proxy's inbound listener on 10.0.0.1:21000"),
     (_config(port=21000), _config(("db", "127.0.0.1", 21000)), None),  # (not 10.0.0.1)
     (_config(metrics="[::1]:9102"), _config(("db", "::", 9102)),
-     "its metrics listener on ::1:9102 clashes"),
+     "its metrics listener on [::1]:9102 clashes"),
     (_config(("db", "127.0.0.1", 9102)), _config(metrics="127.0.0.1:9102"),
      "sidecar web-sidecar-proxy's metrics listener on 127.0.0.1:9102"),
 ])  # fmt: skip
