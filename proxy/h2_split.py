@@ -64,8 +64,13 @@ Choices, and why:
   (gRPC: transparently) retry; a call never sent anywhere (its dial failed)
   tries one other instance.
 
-Not yet: a limit on control frames owed to a client that sends PINGs or
-SETTINGS and does not read (Envoy's max_outbound_control_frames); rapid-reset
+The shell should stop reading a connection while its own write buffer is
+over a high-water mark: DATA to it is bounded by its windows, but a peer that
+sends PINGs or SETTINGS and never reads is owed an ACK for each (Envoy's
+max_outbound_control_frames). Only that connection's own buffer: pausing the
+client for an upstream's sake would bring head-of-line blocking back.
+
+Not yet: rapid-reset
 accounting (h2_calls.CallBook.rapid is kept per instance, not acted on);
 deadlines and idle timers (the shell's, as h2_deadlines.py for the gate);
 intentions (the far side's gate decides each call, as today).

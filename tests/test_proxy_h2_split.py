@@ -4,6 +4,7 @@ client and `h2` servers, one per instance: `h2` checks every frame the core writ
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from h2.events import ConnectionTerminated, PingAckReceived
@@ -599,3 +600,84 @@ def test_never_indexed_fields_stay_never_indexed() -> None:
     rig.pump()
     got = rig.servers["a"].streams[stream].headers[0][-1]
     assert got == secret and isinstance(got, NeverIndexedHeaderTuple)
+
+
+def _sending(conn: Any, stream: int) -> bool:
+    state = conn.streams.get(stream)
+    return state is not None and state.state_machine.state.name in ("OPEN", "HALF_CLOSED_REMOTE")
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32))
+def test_random_calls_resets_and_lost_instances_leave_nothing_behind(seed: int) -> None:
+    rng = random.Random(seed)
+    rig = Rig(("a", "b", "c"), chunk=random_chunks(rng, 5000), stream_window=16384)
+    rig.fail_open = {k for k in ("a", "b", "c") if rng.random() < 0.2}
+    open_calls: list[int] = []
+    for _ in range(60):
+        roll = rng.random()
+        live = [
+            s for s in open_calls if rig.client.streams.get(s) and not rig.client.streams[s].closed
+        ]
+        if roll < 0.35 or not live:
+            stream = rig.call(end=False)
+            open_calls.append(stream)
+            send_some(rig.client, stream, bytearray(rng.randbytes(rng.randint(0, 40_000))),
+                      end=rng.random() < 0.5)  # fmt: skip
+        elif roll < 0.45:
+            rig.client.reset_stream(rng.choice(live), CANCEL)
+        elif roll < 0.8:
+            stream = rng.choice(live)
+            key = next((k for k, s in rig.servers.items() if stream in s.streams), None)
+            server = rig.servers.get(key) if key else None
+            if server is not None and not server.conn.streams[stream].closed:
+                if rng.random() < 0.2:
+                    server.conn.reset_stream(stream, rng.choice([0, CANCEL, REFUSED_STREAM]))
+                else:
+                    rig.answer(key, stream, rng.randbytes(rng.randint(0, 30_000)))
+                    if _sending(rig.client, stream):
+                        rig.client.end_stream(stream)
+        elif roll < 0.9 and rig.servers:
+            key = rng.choice(sorted(rig.servers))
+            rig.servers.pop(key)
+            rig.run(rig.split.upstream_closed(key))
+        elif rig.servers:
+            key = rng.choice(sorted(rig.servers))
+            streams = sorted(rig.servers[key].streams)
+            last = rng.choice(streams) if streams else 0
+            rig.run(rig.split.from_upstream(key, goaway(last, 0)))
+        rig.pump()
+    # every stream the client opened ends one way or another once the instances answer all
+    for key, server in list(rig.servers.items()):
+        for stream, state in server.conn.streams.items():
+            if key in rig.servers and not state.closed:
+                server.conn.reset_stream(stream, CANCEL)
+        rig.pump()
+    for stream in open_calls:
+        state = rig.client.streams.get(stream)
+        if state is not None and not state.closed:
+            rig.client.reset_stream(stream, CANCEL)
+    rig.pump()
+    assert rig.split.open_calls == 0 and rig.split.buffered == {}
+    assert rig.split.outstanding == {}
+
+
+def test_a_retry_goes_only_where_no_higher_stream_went() -> None:
+    rig = Rig(("a", "b", "c"))
+    rig.keys = ("a",)
+    first = rig.call(end=False)  # a is open
+    rig.pump()
+    rig.keys = ("b",)
+    rig.hold_open = {"b"}
+    second = rig.call(end=False)  # waits for b
+    rig.pump()
+    rig.keys = ("a",)
+    third = rig.call(end=False)  # on a: its highest stream is now above `second`
+    rig.pump()
+    rig.keys = ("a", "b", "c")
+    rig.turn = 0
+    rig.fail_open = {"b"}
+    rig.hold_open.clear()
+    rig.pump()
+    assert rig.chosen[-1][1] == {"a", "b"}
+    assert [rig.where(s) for s in (first, second, third)] == ["a", "c", "a"]
