@@ -8,6 +8,7 @@ run in a network namespace of their own (tests/ipv6_netns.py).
 from __future__ import annotations
 
 import secrets
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -32,7 +33,8 @@ from gossamer.gossip.serf_output import classify_exit
 from gossamer.proxy.config import ProxyConfig, Upstream, distinct
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.node_ports import clash
-from tests.harness.cli import expect, ok
+from tests.harness.binaries import require
+from tests.harness.cli import cli_env, expect, ok
 from tests.harness.cluster import AgentProc, free_port
 from tests.harness.poll import eventually
 from tests.ipv6_support import agent_on, ipv6_loopback, ipv6_only_namespace, random_ula
@@ -77,6 +79,7 @@ def test_check_finds_the_dns_answer_of_an_ipv6_agent(agent6: AgentProc) -> None:
     assert judge_dns(question, answered(), "").status == Status.OK
 
 
+WEBHOOK_CERT = Path(__file__).resolve().parent.parent / "kubernetes" / "webhook-cert.sh"
 INBOUND_DEFAULT = """
 import asyncio, logging, sys
 from gossamer.proxy import tally
@@ -209,3 +212,29 @@ def test_the_proxy_writes_ipv6_listeners_in_brackets_in_its_errors() -> None:
     two = ProxyConfig(service="b", bind_address="::", bind_port=21000, local_port=80)
     said = clash(one, [("b-sidecar-proxy", two)]) or ""
     assert "on [fd00::5]:21000 clashes" in said and "on [::]:21000, served first" in said
+
+
+def test_the_injector_on_ipv6_says_where_it_serves_in_brackets(tmp_path: Path) -> None:
+    """`gossamer k8s injector --listen [::1]:8443` printed `serving https://::1:8443/mutate`,
+    a URL no client can use."""
+    require("openssl")
+    made = [subprocess.run(["bash", str(WEBHOOK_CERT), *args], capture_output=True, text=True,
+                           timeout=30)
+            for args in (("root", str(tmp_path), "mesh.test"),
+                         ("webhook", str(tmp_path / "root.pem"), str(tmp_path / "root-key.pem"),
+                          str(tmp_path)))]  # fmt: skip
+    assert all(m.returncode == 0 for m in made), [m.stderr for m in made]
+    port = free_port("::1")
+    argv = [sys.executable, "-m", "gossamer.agent", "k8s", "injector", "--listen",
+            f"[::1]:{port}", "--tls-cert", str(tmp_path / "tls.crt"), "--tls-key",
+            str(tmp_path / "tls.key"), "--image", "gossamer:test"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)  # (a line once it serves)
+        first = proc.stdout.readline() if ready else "(nothing within 20 s)"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert first.strip() == f"gossamer injector: serving https://[::1]:{port}/mutate", first

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from gossamer.agent.k8s.patch import InjectorSettings
 from gossamer.agent.k8s.review import ReviewError, answer, parse_review
+from gossamer.gossip.addresses import format_host_port
 
 log = logging.getLogger("gossamer.k8s.injector")
 SETTINGS_KEY = web.AppKey("settings", InjectorSettings)
@@ -111,7 +112,8 @@ async def serve(
     watcher = asyncio.create_task(_watch(certificate, cert_check_s))
     try:
         await web.TCPSite(runner, host, port, ssl_context=certificate.context).start()
-        print(f"gossamer injector: serving https://{host}:{port}/mutate", flush=True)
+        print(f"gossamer injector: serving https://{format_host_port(host, port)}/mutate",
+              flush=True)  # fmt: skip
         await stop.wait()
     finally:
         watcher.cancel()
