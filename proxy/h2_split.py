@@ -88,6 +88,7 @@ from gossamer.proxy.h2_frames import (
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
+    RST_STREAM,
     STREAM_CLOSED,
     H2Error,
     goaway,
@@ -123,6 +124,7 @@ from gossamer.proxy.h2_split_wire import (
 
 MAX_STREAMS: Final = 100  # calls a client may have open at once (SETTINGS; gRPC servers' usual)
 CONN_WINDOW: Final = 1 << 20
+NO_UPSTREAM: Final = b"no healthy upstream"  # Envoy's words, which its users look for
 
 
 def _nothing(key: object, status: int, seconds: float) -> None:
@@ -233,7 +235,9 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
             self._new_call(stream, event)
 
     def _new_call(self, stream: int, event: Headers) -> None:
-        call: Call[K] = Call(stream, self._clock())
+        grpc = any(n == b"content-type" and v.startswith(b"application/grpc")
+                   for n, v in event.fields)  # fmt: skip
+        call: Call[K] = Call(stream, self._clock(), grpc)
         call.up.put(HEADERS, literal_block(event.fields), event.end)
         call.client_ended = event.end
         call.down.start(self._client.initial_send)
@@ -246,6 +250,9 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
         """Send `call` to an instance the chooser names, opening a connection to it."""
         exclude = call.tried | {k for k, up in self._ups.items() if not up.takes(call.stream)}
         key = self._choose(exclude)
+        if (key is None or key in exclude) and not call.tried:
+            self._unavailable(call)
+            return
         if key is None or key in exclude:
             self._reset(call, REFUSED_STREAM, None)
             return
@@ -262,6 +269,22 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
         if up.opened:
             self._start(key, up, call)
             self._pump_up(up)
+
+    def _unavailable(self, call: Call[K]) -> None:
+        """No instance for a new call: answered as Envoy answers it, 503 "no healthy
+        upstream", for gRPC a trailers-only UNAVAILABLE (a reset would leave a gRPC client
+        retrying at once, a plain client with no answer)."""
+        fields = [(b":status", b"503"), (b"content-type", b"text/plain")]
+        if call.grpc:
+            fields = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                      (b"grpc-status", b"14"), (b"grpc-message", NO_UPSTREAM)]  # fmt: skip
+        call.down.put(HEADERS, literal_block(fields), call.grpc)
+        if not call.grpc:
+            call.down.put(DATA, NO_UPSTREAM, True)
+        if not call.client_ended:  # (RFC 9113 §8.1: answered, the rest of the request unread)
+            call.down.put(RST_STREAM, NO_ERROR.to_bytes(4, "big"), True)
+        call.up.drop()
+        self._pump_client()
 
     def _client_data(self, event: Data) -> None:
         call = self._calls.get(event.stream)

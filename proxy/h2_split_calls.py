@@ -60,12 +60,13 @@ Command = ToClient | ToUpstream[K] | Open[K] | Close[K] | CloseClient
 
 
 class Call(Generic[K]):
-    __slots__ = ("client_ended", "down", "key", "started", "stream", "tried", "up",
+    __slots__ = ("client_ended", "down", "grpc", "key", "started", "stream", "tried", "up",
                  "upstream_ended")  # fmt: skip
 
-    def __init__(self, stream: int, started: float) -> None:
+    def __init__(self, stream: int, started: float, grpc: bool = False) -> None:
         self.stream = stream
         self.started = started
+        self.grpc = grpc  # the request's content-type is gRPC's
         self.key: K | None = None  # its instance, once chosen
         self.tried: set[K] = set()  # instances chosen for it (one retry after a failed open)
         self.up = Leg(stream)  # to the upstream: the request

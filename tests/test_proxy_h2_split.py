@@ -681,3 +681,20 @@ def test_a_retry_goes_only_where_no_higher_stream_went() -> None:
     rig.pump()
     assert rig.chosen[-1][1] == {"a", "b"}
     assert [rig.where(s) for s in (first, second, third)] == ["a", "c", "a"]
+
+
+def test_no_instance_at_all_is_answered_unavailable_as_envoy_does() -> None:
+    rig = Rig(())
+    stream = rig.call(end=False)
+    rig.pump()
+    seen = rig.client_streams[stream]
+    assert seen.headers == [
+        [*RESPONSE, (b"grpc-status", b"14"), (b"grpc-message", b"no healthy upstream")]
+    ]
+    assert seen.ended and seen.reset == 0 and rig.split.open_calls == 0
+    plain = int(rig.client.get_next_available_stream_id())
+    rig.client.send_headers(plain, request(grpc=False), end_stream=True)
+    rig.pump()
+    seen = rig.client_streams[plain]
+    assert seen.headers[0][0] == (b":status", b"503") and bytes(seen.body) == b"no healthy upstream"
+    assert seen.ended and seen.reset is None and rig.dialing == []
