@@ -49,6 +49,13 @@ cyclic GC walking them), every connection of the sidecar waiting; element
 by element, each row gone once read, it is ~60 ms in pieces of ~1 ms.
 `headers` holds the headers of the answer being delivered (what an agent
 says beside the body, such as the default intention policy).
+A 400 to a list of config entries (`/v1/config/<kind>`) is how an agent
+says it holds no such kind: one older than this proxy (a rolling upgrade,
+or a rollback). It is delivered once as an empty list, so nothing of that
+kind applies and what waits for the first answer goes on (a sidecar's
+upstreams waited out their 10 s warm-up for a resolver answer that never
+came), then asked again with the error backoff: once the agent is upgraded
+its entries come.
 A watch made with `settle_s` (an upstream's instances: `INSTANCES_SETTLE_S`)
 waits that long after each change it delivered before it asks again, so the
 changes of a burst come as one answer, as Consul's proxycfg coalesces for
@@ -84,6 +91,7 @@ TOKEN_MAX_S = 30.0  # ... doubling to this (jittered)
 HELD_S = 1.0  # an answer that is not news sooner than this: the query was not held
 INSTANCES_SETTLE_S = 0.2  # an upstream's instances: changes of a burst delivered together
 PIECE = 250  # an array's elements decoded (with `item`) between two turns of the loop
+CONFIG_KINDS = "/v1/config/"  # a kind's entries: a 400 is a kind the agent does not hold
 
 
 class Missing(LookupError):
@@ -92,6 +100,10 @@ class Missing(LookupError):
 
 class TokenRefused(LookupError):
     """A 403 `ACL not found`: the agent knows no such token."""
+
+
+class KindUnknown(BadAnswer):
+    """A 400 to `/v1/config/<kind>`: the agent holds no such kind (it is older)."""
 
 
 class Watch:
@@ -120,6 +132,7 @@ class Watch:
         self._task: asyncio.Task[None] | None = None
         self.index = "0" if not by_hash else ""
         self.headers: dict[str, str] = {}  # of the last answer, names lower-cased
+        self._kind_unknown = False  # an unknown config kind's 400 was delivered as no entries
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"watch {self.path}")
@@ -202,8 +215,15 @@ class Watch:
                                f"at most every {TOKEN_MAX_S:g} s")  # fmt: skip
         if answer.status == 403:  # (not registered yet, or a token's rule not yet given)
             raise Missing(f"403 {answer.text}")
+        if answer.status == 400 and self.path.startswith(CONFIG_KINDS):
+            if not self._kind_unknown:  # (once: readers then ignore the same answer anyway)
+                self._kind_unknown = True
+                self._on_change([])
+            raise KindUnknown(f"400 {answer.text.strip()[:200]}: an agent older than this "
+                              "proxy; taken as no entries until it holds them")  # fmt: skip
         if answer.status != 200:
             raise BadAnswer(f"{answer.status} {answer.text}")
+        self._kind_unknown = False
         found = self._where(answer)
         if self._item is None:
             body = json.loads(answer.body)
