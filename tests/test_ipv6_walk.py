@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from gossamer.agent.cli.client import resolve_http_addr
+from gossamer.agent.config.advertise import resolve_advertise
+from gossamer.agent.config.errors import ConfigProblem
 from gossamer.agent.local.own_record import NodeIdentity, own_record
 from gossamer.agent.preflight.agent_probe import dns_answers
 from gossamer.agent.preflight.cluster_checks import judge_dns
@@ -238,3 +240,12 @@ def test_the_injector_on_ipv6_says_where_it_serves_in_brackets(tmp_path: Path) -
         proc.terminate()
         proc.communicate(timeout=10)
     assert first.strip() == f"gossamer injector: serving https://[::1]:{port}/mutate", first
+
+
+def test_no_address_to_advertise_lists_what_was_found_of_the_family_wanted() -> None:
+    """Once IPv6 interface addresses were among the candidates, `bind: 0.0.0.0` with no private
+    IPv4 listed every link-local IPv6 address as "found"; each bind lists its own family."""
+    for bind, found in (("0.0.0.0", "found: 127.0.0.1)"), ("::", "found: fd00::2, ::1)")):
+        problems: list[ConfigProblem] = []
+        resolve_advertise({"bind": bind}, {}, problems, ["127.0.0.1", "fd00::2", "::1"])
+        assert len(problems) == 1 and found in problems[0].message, problems

@@ -43,10 +43,16 @@ def resolve_advertise(
         host_addresses = local_addresses()
     picked = pick_advertise_address(bind, host_addresses)
     if picked is None:
-        wanted = "global IPv6" if ipaddress.ip_address(bind).version == 6 else "private IPv4"
+        version = ipaddress.ip_address(bind).version
+        wanted = "global IPv6" if version == 6 else "private IPv4"
+        found = (
+            [a for a in host_addresses if ":" in a]
+            if version == 6
+            else [a for a in host_addresses if ":" not in a]
+        )  # (of the family :: or 0.0.0.0 looks for: now that IPv6 ones are found, many)
         message = (
             f"not set, and bind is {bind} but this host has no {wanted} address to "
-            f"advertise (found: {', '.join(host_addresses) or 'none'}); set advertise"
+            f"advertise (found: {', '.join(found) or 'none'}); set advertise"
         )
         problems.append(ConfigProblem(MERGED, "advertise", message))
     else:
