@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
+from gossamer.catalog import lww
+from gossamer.catalog.hlc import Timestamp
+from gossamer.catalog.live import LiveCatalog
+from gossamer.catalog.store import CatalogStore
 from tests.harness.cluster import Cluster, free_port, put_exact
 from tests.harness.old_release import old_env, old_release
 from tests.harness.poll import eventually
@@ -58,3 +63,32 @@ def test_a_new_sidecar_on_an_old_agent_opens_its_upstream_at_once(
         for proxy in proxies:
             proxy.stop()
         app.stop()
+
+
+def _config_store(tmp_path: Path, node: str) -> ConfigEntryStore:
+    clock = iter(range(1_700_000_000_000, 1_800_000_000_000, 10))
+    db = CatalogStore.open(tmp_path / f"{node}.db")
+    catalog = LiveCatalog("dc1", db, wall_ms=lambda: 1_000)
+    return ConfigEntryStore(db, node=node, wall_ms=lambda: next(clock), notify=catalog.touch)
+
+
+def test_a_config_entry_of_a_later_kind_is_kept_and_passed_on_not_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A release after this one will hold kinds this one does not (as this one holds
+    service-resolver, which 8fb720d refused at the key: every anti-entropy round offered
+    it again and the old agent logged a refusal each time, for as long as it ran). This
+    version keeps such an entry in its map, so its digest agrees with the newer peer's
+    and the entry reaches peers through it, and serves it nowhere."""
+    newer = lww.Entry(
+        Timestamp(1_700_000_000_000, 0, "newer"),
+        {"Kind": "service-router", "Name": "web", "Routes": [{"Match": {}}]},
+    )
+    here, further = _config_store(tmp_path, "here"), _config_store(tmp_path, "further")
+    assert here.absorb([("service-router/web", newer)]) == ["service-router/web"]
+    assert "refusing" not in caplog.text
+    assert here.get("service-router", "web") is None  # not served
+    assert here.snapshot().entries.entries == {"service-router/web": newer}
+    passed_on = list(here.snapshot().entries.entries.items())
+    assert further.absorb(passed_on) == ["service-router/web"]
+    assert here.absorb([("not a key", newer)]) == []  # still refused: no kind/name shape

@@ -22,11 +22,16 @@ Rules this class keeps:
   checked against what this agent holds at the time.
 - A value from a peer that does not read as an entry (a newer agent's kind)
   is kept in the map, so it replicates on, but not served; it is logged.
+  Its key is taken when it is shaped `kind/name` (`LATER_KEY`), whatever the
+  kind: refused at the key, as the release before service-resolver did, the
+  entry was offered again every anti-entropy round, a warning each time,
+  until this agent was upgraded, and was not passed on meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +48,9 @@ from gossamer.catalog.config_entries import (
 from gossamer.catalog.store import CatalogStore
 
 log = logging.getLogger("gossamer.config")
+
+# A key of a kind a later release may hold: a Consul kind name, a slash, an entry name
+LATER_KEY = re.compile(r"[a-z][a-z0-9-]{0,63}/[A-Za-z0-9]([A-Za-z0-9_.-]{0,254}[A-Za-z0-9])?")
 
 MAP_NAME = "config-entries"
 CONFIG = "config"  # the blocking-query index key of every /v1/config route
@@ -117,7 +125,7 @@ class ConfigEntryStore(LwwReplica):
     # -- derived state ---------------------------------------------------------------------
 
     def accepts(self, key: str) -> bool:
-        return split_key(key) is not None
+        return split_key(key) is not None or LATER_KEY.fullmatch(key) is not None
 
     def _changed(self, keys: list[str]) -> None:
         if not keys:
