@@ -44,10 +44,9 @@ class SplitShell:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         turn = itertools.count()
-        keys = sorted(self.backends)
 
-        def choose(exclude: set[str]) -> str | None:
-            pool = [k for k in keys if k not in exclude]
+        def choose(exclude: set[str]) -> str | None:  # (the backends as they are now)
+            pool = [k for k in sorted(self.backends) if k not in exclude]
             return pool[next(turn) % len(pool)] if pool else None
 
         split: H2Splitter[str] = H2Splitter(

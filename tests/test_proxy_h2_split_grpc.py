@@ -79,3 +79,19 @@ def test_a_server_gone_leaves_the_others_serving(
                 failures.append(exc.code())
     assert {a.split(b":")[0] for a in answers} == {b"a", b"c"}
     assert set(failures) <= {grpc.StatusCode.UNAVAILABLE}
+
+
+def test_an_instance_added_mid_channel_gets_calls(
+    mesh: tuple[SplitShell, dict[str, grpc.Server]],
+) -> None:
+    shell, _ = mesh
+    added, port = _server(b"d")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{shell.port}") as channel:
+            unary = channel.unary_unary("/echo.Echo/Unary")
+            before = {unary(b"x", timeout=5).split(b":")[0] for _ in range(6)}
+            shell.backends["d"] = port  # scale-up: the catalog now lists a fourth
+            after = Counter(unary(b"x", timeout=5).split(b":")[0] for _ in range(8))
+    finally:
+        added.stop(0)
+    assert before == {b"a", b"b", b"c"} and after[b"d"] == 2
