@@ -19,10 +19,17 @@ may send before it has read our SETTINGS) and the `stream_window` we
 advertise. Credit goes out in WINDOW_UPDATEs of half a window or more, not one
 per frame.
 
+Sending. The peer's SETTINGS are acknowledged before any DATA sent on the
+windows they set (h2, for one, takes a larger window as in force only from
+our ACK), and no DATA goes before its first SETTINGS has come (`settled`: its
+windows may be under the 65535 assumed until then).
+
 Header blocks are written again as literals that touch no HPACK table
 (h2_frames.literal_block); the first block sent on each connection opens with
-a table size update to 0 (`opening`), so our encoder's table is empty whatever SETTINGS the peer
-sends later (RFC 7541 §4.2 asks nothing more of an encoder at size 0).
+a table size update to 0 (`opening`), so our encoder's table is empty
+whatever SETTINGS the peer sends later (RFC 7541 §4.2 asks nothing more of an
+encoder at size 0; nghttp2's decoder does expect an update after a lowered
+SETTINGS_HEADER_TABLE_SIZE, which this one gave in advance).
 """
 
 from __future__ import annotations
