@@ -20,7 +20,7 @@ from gossamer.proxy.h2_frames import DATA, HEADERS, RST_STREAM, header_frames, r
 from gossamer.proxy.h2_split_peer import Peer
 from gossamer.proxy.h2_split_wire import MAX_WINDOW, data_frame
 
-Item = tuple[int, bytes, bool]  # (frame type, payload, END_STREAM); RST_STREAM: code bytes
+Item = tuple[int, bytes | bytearray, bool]  # (frame type, payload, END_STREAM); RST: its code
 
 
 class Leg:
@@ -36,8 +36,16 @@ class Leg:
         self.sent = 0  # DATA bytes sent by the last `step` (to credit the sender)
 
     def put(self, kind: int, payload: bytes, end: bool) -> None:
+        """Queue a frame's worth; DATA joins the DATA waiting before it, so that a sender of
+        one-byte frames costs a byte each, not an item each (the window bounds bytes only)."""
         if kind == DATA:
             self.queued += len(payload)
+            last = self.items[-1] if self.items else None
+            if last is not None and last[0] == DATA and not last[2]:
+                joined = last[1] if isinstance(last[1], bytearray) else bytearray(last[1])
+                joined += payload
+                self.items[-1] = (DATA, joined, end)
+                return
         self.items.append((kind, payload, end))
 
     def start(self, window: int) -> None:
@@ -82,10 +90,10 @@ class Leg:
         self.sent = size
         if size < len(payload):
             self.items[0] = (kind, payload[size:], end)
-            return data_frame(self.stream, payload[:size], False)
+            return data_frame(self.stream, bytes(payload[:size]), False)
         self.items.popleft()
         self.ended = end and not self.items
-        return data_frame(self.stream, payload, end)
+        return data_frame(self.stream, bytes(payload), end)
 
 
 def pump(legs: Iterable[Leg], peer: Peer) -> list[Leg]:

@@ -29,6 +29,8 @@ from gossamer.proxy.h2_frames import (
 )
 from gossamer.proxy.h2_split import H2Splitter
 from gossamer.proxy.h2_split_calls import Close, CloseClient, ToClient
+from gossamer.proxy.h2_split_flow import Leg
+from gossamer.proxy.h2_split_peer import Peer
 from tests.h2_split_rig import Rig, random_chunks, request, send_some
 
 IWS = SettingCodes.INITIAL_WINDOW_SIZE
@@ -698,3 +700,22 @@ def test_no_instance_at_all_is_answered_unavailable_as_envoy_does() -> None:
     seen = rig.client_streams[plain]
     assert seen.headers[0][0] == (b":status", b"503") and bytes(seen.body) == b"no healthy upstream"
     assert seen.ended and seen.reset is None and rig.dialing == []
+
+
+def test_one_byte_frames_cost_a_byte_each_not_an_item_each() -> None:
+    leg = Leg(1)
+    leg.put(HEADERS, b"\x88", False)
+    for _ in range(10_000):
+        leg.put(0, b"x", False)
+    leg.put(0, b"", True)
+    assert len(leg.items) == 2 and leg.queued == 10_000
+    peer = Peer(server=False, ours={}, conn_window=65535, max_list=65536)
+    list(peer.feed(frame(4, 0, 0)))  # its SETTINGS: DATA may go
+    peer.out.clear()
+    leg.start(4000)
+    out = b"".join(iter(lambda: leg.step(peer), b""))
+    assert [(f[0], len(f[3]), f[1] & 1) for f in _frames(out)[1:]] == [(0, 4000, 0)]
+    leg.grow(10_000)
+    out = b"".join(iter(lambda: leg.step(peer), b""))
+    assert [(f[0], len(f[3]), f[1] & 1) for f in _frames(out)] == [(0, 6000, 1)]
+    assert leg.ended and leg.queued == 0
