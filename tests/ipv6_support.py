@@ -88,3 +88,41 @@ def random_ula() -> str:
     """An address in a random fdXX:XXXX:XXXX::/48 (RFC 4193: no other network has it)."""
     r = secrets.token_hex(5)
     return f"fd{r[:2]}:{r[2:6]}:{r[6:10]}::11"
+
+
+@contextlib.contextmanager
+def ipv6_only_hosts(count: int) -> Iterator[list[tuple[list[str], str]]]:
+    """`count` namespaces on one bridge, each with one IPv6 address in a random ULA /64 and
+    no IPv4 but loopback; the bridge holds `<prefix>::1`, so this process reaches them.
+    Yields (the prefix that runs a command in it, its address) per host."""
+    ok, why = netns_available()
+    if not ok:
+        cannot_run(why)
+    tag = secrets.token_hex(3)
+    net = random_ula().removesuffix("::11")
+    bridge, names = f"g6wb{tag}", [f"g6w{tag}-{i}" for i in range(1, count + 1)]
+    made: list[str] = []
+    try:
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("addr", "add", f"{net}::1/64", "dev", bridge, "nodad")
+        _ip("link", "set", bridge, "up")
+        hosts = []
+        for i, ns in enumerate(names, 1):
+            outside, address = f"g6wv{tag}{i}", f"{net}::{10 + i}"
+            _ip("netns", "add", ns)
+            made.append(ns)
+            _ip("link", "add", outside, "type", "veth", "peer", "name", f"g6wi{tag}{i}")
+            _ip("link", "set", f"g6wi{tag}{i}", "netns", ns)
+            _ip("-n", ns, "link", "set", f"g6wi{tag}{i}", "name", "eth0")
+            _ip("-n", ns, "addr", "add", f"{address}/64", "dev", "eth0", "nodad")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("link", "set", outside, "master", bridge)
+            _ip("link", "set", outside, "up")
+            hosts.append((["ip", "netns", "exec", ns], address))
+        yield hosts
+    finally:
+        for ns in made:
+            _kill_all(ns)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=20)
