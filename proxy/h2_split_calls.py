@@ -19,6 +19,7 @@ from gossamer.proxy.h2_split_wire import MAX_WINDOW
 
 K = TypeVar("K")
 NEVER: int = MAX_WINDOW  # an upstream's last stream before it sent GOAWAY: none yet
+MAX_INTERIM = 8  # 1xx heads an answer may have (they are not flow-controlled: they must end)
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ Command = ToClient | ToUpstream[K] | Open[K] | Close[K] | CloseClient
 
 
 class Call(Generic[K]):
-    __slots__ = ("client_ended", "down", "grpc", "key", "started", "stream", "tried", "up",
-                 "upstream_ended")  # fmt: skip
+    __slots__ = ("answered", "client_ended", "down", "grpc", "heads", "key", "started",
+                 "stream", "tried", "up", "upstream_ended")  # fmt: skip
 
     def __init__(self, stream: int, started: float, grpc: bool = False) -> None:
         self.stream = stream
@@ -73,6 +74,8 @@ class Call(Generic[K]):
         self.down = Leg(stream)  # to the client: the answer
         self.client_ended = False  # the client's END_STREAM came
         self.upstream_ended = False  # the upstream's END_STREAM came
+        self.answered = False  # the upstream's final (not 1xx) head came
+        self.heads = 0  # its interim (1xx) heads
 
     def done(self) -> bool:
         """Nothing more goes either way: the call can be forgotten."""
@@ -93,3 +96,28 @@ class Upstream(Generic[K]):
         """Whether a new call on `stream` may go on this connection."""
         return (self.goaway == NEVER and self.last < stream
                 and len(self.calls) < self.peer.max_streams)  # fmt: skip
+
+
+def answer_fault(call: Call[K], fields: list[tuple[bytes, bytes]], end: bool) -> str:
+    """Why an instance's header block on `call` must not go on to the client ('' when it may
+    go), as RFC 9113 §8.1 has the client's HTTP/2 stack judge it: passed on, a bad one would
+    end the client's whole connection, every call on it, where resetting this call ends
+    only it. Counts the head in `call` when it goes."""
+    names = [name for name, _ in fields]
+    pseudo = [name for name in names if name[:1] == b":"]
+    if names[: len(pseudo)] != pseudo:
+        return "a pseudo-header after a field"
+    if call.answered:
+        return "" if end and not pseudo else "a header block after the answer's, not trailers"
+    status = [value for name, value in fields if name == b":status"]
+    if pseudo != [b":status"] or not (len(status[0]) == 3 and status[0].isdigit()):
+        return "an answer's head without one :status"
+    if status[0] == b"101" or status[0] < b"100":
+        return f"status {status[0].decode()} in an HTTP/2 answer"
+    if status[0] >= b"200":
+        call.answered = True
+        return ""
+    call.heads += 1
+    if end or call.heads > MAX_INTERIM:
+        return "an interim (1xx) head that ends the stream, or one too many"
+    return ""

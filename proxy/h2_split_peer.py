@@ -91,7 +91,7 @@ class Peer:
     def __init__(self, *, server: bool, ours: dict[int, int], conn_window: int,
                  max_list: int) -> None:  # fmt: skip
         self._reader = FrameReader(preface=server)
-        self._hpack = HeaderReader(max_list, checked=server)
+        self._hpack = HeaderReader(max_list, checked=True)  # (a bad field: that call only)
         self._max_block = 2 * max_list + 4096  # a header block's bytes, before decoding
         self.out = bytearray()  # bytes for the peer, taken by the splitter
         self.send_conn = DEFAULT_WINDOW  # what the peer lets us send, the connection's

@@ -41,6 +41,7 @@ from gossamer.proxy.h2_split_calls import (
     Command,
     K,
     Upstream,
+    answer_fault,
 )
 from gossamer.proxy.h2_split_core import SplitCore
 from gossamer.proxy.h2_split_wire import (
@@ -133,6 +134,12 @@ class UpstreamSide(SplitCore[K], Generic[K]):
         now = self._clock()
         if isinstance(event, Headers | Data) and call.upstream_ended:
             self._reset(call, INTERNAL_ERROR, STREAM_CLOSED)
+        elif isinstance(event, Headers) and (
+            event.malformed or event.over or answer_fault(call, event.fields, event.end)
+        ):
+            self._reset(call, INTERNAL_ERROR, PROTOCOL_ERROR)
+        elif isinstance(event, Data) and not call.answered:
+            self._reset(call, INTERNAL_ERROR, PROTOCOL_ERROR)  # (DATA before its head)
         elif isinstance(event, Headers):
             call.upstream_ended = event.end
             self._book(key).headers(call.stream, event.fields, event.end, now)

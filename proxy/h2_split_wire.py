@@ -160,8 +160,8 @@ class Headers(NamedTuple):
     stream: int
     fields: Fields
     end: bool  # END_STREAM
-    malformed: bool  # a field RFC 9113 §8.2.1 forbids (checked on the client's side only)
-    over: bool  # the list is over the size we allow (the client's side only)
+    malformed: bool  # a field RFC 9113 §8.2.1 forbids
+    over: bool  # the list is over the size we allow
 
 
 class Data(NamedTuple):

@@ -25,6 +25,7 @@ from gossamer.proxy.h2_frames import (
     REFUSED_STREAM,
     frame,
     goaway,
+    literal_block,
     parse_head,
 )
 from gossamer.proxy.h2_split import H2Splitter
@@ -719,3 +720,31 @@ def test_one_byte_frames_cost_a_byte_each_not_an_item_each() -> None:
     out = b"".join(iter(lambda: leg.step(peer), b""))
     assert [(f[0], len(f[3]), f[1] & 1) for f in _frames(out)] == [(0, 6000, 1)]
     assert leg.ended and leg.queued == 0
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [(1, 4, [(b":status", b"200"), (b"X-Upper", b"v")])],  # a field §8.2.1 forbids
+        [(1, 4, [(b"content-type", b"text/plain")])],  # no :status
+        [(1, 5, [(b":status", b"103")])],  # an interim head that ends the stream
+        [(1, 4, [(b":status", b"101")])],  # no 101 in HTTP/2
+        [(1, 4, [(b":status", b"200")]), (1, 4, [(b"x-late", b"1")])],  # trailers, no end
+        [(1, 4, [(b":status", b"200")]), (1, 5, [(b":status", b"200")])],  # pseudo in trailers
+        [(0, 0, b"body before its head")],
+        [(1, 4, [(b":status", b"100")])] * 9,  # 1xx heads without end
+    ],
+)
+def test_a_bad_answer_resets_only_its_call(frames: list[tuple[int, int, object]]) -> None:
+    rig = Rig(("a",))
+    bad, good = rig.call(end=False), rig.call(b"fine")
+    raw = b"".join(
+        frame(kind, flags, bad, payload if isinstance(payload, bytes) else literal_block(payload))
+        for kind, flags, payload in frames
+    )
+    rig.run(rig.split.from_upstream("a", raw))
+    assert rig.client_streams[bad].reset == INTERNAL_ERROR
+    assert rig.servers["a"].streams[bad].reset == PROTOCOL_ERROR
+    rig.answer("a", good, b"still here")
+    rig.pump()
+    assert body_of(rig, good) == b"still here" and not rig.client_closed
