@@ -261,6 +261,8 @@ class ProxyRuntime:
             self.inbound.config = config
         if first or old.metrics_addr != config.metrics_addr:
             await self._serve_metrics(config.metrics_addr)
+        for listener in [r for r in self.retired if not r.open_count()]:
+            listener.idle.stop()  # its timer held it for half the idle timeout (upstream_set)
         self.retired[:] = [r for r in self.retired if r.open_count()]
         await self.upstreams.change(config.upstreams)
         if config.expose or self.exposed is not None:

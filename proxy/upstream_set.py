@@ -28,6 +28,11 @@ new one added. Rules this module keeps:
 - One whose port cannot be had is tried again every `warm.RETRY_S` while
   the registration wants it.
 - After `stop` (the drain) nothing more opens.
+- A retired listener's idle sweep (idle_sweep.py) is stopped once nothing
+  of it is open: its timer, armed for half the idle timeout (30 min by
+  default), held the listener, its pools and caches that long. A sidecar
+  whose registration gained and lost an upstream a few hundred times
+  (bench/soak.py) held every removed listener.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class UpstreamSet:
         self._again_tasks: set[asyncio.Task[None]] = set()  # ports tried again (`_again`)
         # Retired HTTP listeners with clients still on them, and their watches (module doc)
         self.retiring: list[tuple[UpstreamListener, Subscription]] = []
+        self._sweeping: list[UpstreamListener] = []  # retired, their idle sweep still armed
         self.stopped = False
 
     async def change(self, wanted: Sequence[Upstream]) -> None:
@@ -171,6 +177,8 @@ class UpstreamSet:
     def _retire(self, listener: UpstreamListener, watch: Subscription) -> None:
         listener.retire()
         self._retired.append(listener)
+        self._sweeping.append(listener)
+        self._end_sweeps()
         if listener.open_count():
             self._kept.append(listener)
             self._judge_kept()
@@ -203,9 +211,17 @@ class UpstreamSet:
         """A relayed connection or HTTP client closed: a retiring listener left with none
         needs its instances no more."""
         self._on_close()
+        if self._sweeping:
+            self._end_sweeps()
         for listener, watch in [r for r in self.retiring if not r[0].open_count()]:
             self.retiring.remove((listener, watch))
             self._let_go(listener, watch)
+
+    def _end_sweeps(self) -> None:
+        """Stop the idle sweeps of retired listeners with nothing open left (module doc)."""
+        for listener in [x for x in self._sweeping if not x.open_count()]:
+            self._sweeping.remove(listener)
+            listener.idle.stop()
 
     def _let_go(self, listener: UpstreamListener, watch: Subscription) -> None:
         watch.stop()

@@ -1,0 +1,81 @@
+"""A listener a registration change took away is let go once nothing of it is open.
+
+Found by the soak (bench/soak.py): a sidecar whose registration gained and lost
+an upstream a few hundred times held every removed upstream listener, with
+its pools, session and chain caches, alive: each one's idle sweep
+(idle_sweep.py) had a timer armed for half the idle timeout (30 min by
+default), and that timer held the listener. The same for an inbound listener
+that a new port or local app retired. Each is in-process here (no agent:
+WARM_S cut short, the runtime's watches' answers handed in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from dataclasses import replace
+
+import pytest
+
+from gossamer.proxy import tally, warm
+from gossamer.proxy.agent_http import AgentHttp
+from gossamer.proxy.config import ProxyConfig, Upstream
+from gossamer.proxy.edge_metrics import EdgeMetrics
+from gossamer.proxy.runtime import ProxyRuntime
+from gossamer.proxy.upstream_set import UpstreamSet
+from tests.harness.cluster import free_port
+from tests.proxy_pki import Pki
+from tests.proxy_support import echo_until_end
+
+
+async def _collected(ref: weakref.ref[object]) -> bool:
+    """Whether `ref`'s object is gone once the loop has run what was scheduled."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gc.collect()
+    return ref() is None
+
+
+async def test_a_removed_upstream_listener_is_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(warm, "WARM_S", 0.05)  # no agent answers here: listen at once
+    identity = Pki().identity("web")
+    retired: list[object] = []
+    upstreams = UpstreamSet(AgentHttp("http://127.0.0.1:1"), lambda: identity, tally.Tally(),
+                            EdgeMetrics(""), lambda: None, retired)  # fmt: skip
+    try:
+        refs = []
+        for _ in range(3):  # an upstream added, then removed by the next edit
+            upstream = Upstream("db", free_port("127.0.0.1"))
+            await upstreams.change([upstream])
+            refs.append(weakref.ref(upstreams.current[upstream][0]))
+            await upstreams.change([])
+        retired.clear()  # (the runtime keeps only those with connections open)
+        assert [await _collected(ref) for ref in refs] == [True, True, True]
+    finally:
+        upstreams.stop()
+        upstreams.stop_watches()
+
+
+async def test_a_retired_inbound_listener_is_let_go() -> None:
+    app = await asyncio.start_server(echo_until_end, "127.0.0.1", 0)
+    config = ProxyConfig(service="db", bind_address="127.0.0.1",
+                         bind_port=free_port("127.0.0.1"),
+                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+    runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
+    runtime.trust.identity = Pki().identity("db")
+    runtime.policy.known = True
+    try:
+        await runtime._apply(config, first=True)
+        assert runtime.inbound is not None
+        first = weakref.ref(runtime.inbound)
+        await runtime._apply(replace(config, bind_port=free_port("127.0.0.1")))  # moved
+        assert runtime.retired == []  # nothing open on it
+        assert await _collected(first)
+    finally:
+        for listener in runtime._listeners():
+            listener.stop_listening()
+            listener.terminate_all()
+        if runtime.metrics_server is not None:
+            runtime.metrics_server.close()
+        app.close()
