@@ -106,6 +106,7 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
 
 
+@pytest.mark.netns
 def test_a_sidecar_with_no_address_is_reached_at_the_ipv6_address_of_its_host() -> None:
     """A sidecar registered without an address listened on 0.0.0.0, which on a host whose only
     IPv4 address is loopback serves 127.0.0.1 alone: a peer dialling the node's IPv6 address
@@ -127,6 +128,7 @@ print(pick_advertise_address("::", local_addresses()))
 """
 
 
+@pytest.mark.netns
 def test_bind_on_every_ipv6_address_advertises_the_global_one_of_the_host() -> None:
     """`--bind ::` on a host with a global IPv6 address (and no IPv4 but loopback) refused to
     start: "bind is :: but this host has no private address to advertise (found:
