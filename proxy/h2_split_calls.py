@@ -18,7 +18,10 @@ from gossamer.proxy.h2_split_peer import Peer
 from gossamer.proxy.h2_split_wire import MAX_WINDOW
 
 K = TypeVar("K")
-NEVER: int = MAX_WINDOW  # an upstream's last stream before it sent GOAWAY: none yet
+# An upstream's last stream before it sent GOAWAY: none yet. Above any stream id: a server
+# that shuts down gracefully first says GOAWAY with 2^31-1 (grpc-go, Envoy, nginx), and that
+# one must stop new calls too.
+NEVER: int = MAX_WINDOW + 1
 MAX_INTERIM = 8  # 1xx heads an answer may have (they are not flow-controlled: they must end)
 
 

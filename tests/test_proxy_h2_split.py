@@ -748,3 +748,19 @@ def test_a_bad_answer_resets_only_its_call(frames: list[tuple[int, int, object]]
     rig.answer("a", good, b"still here")
     rig.pump()
     assert body_of(rig, good) == b"still here" and not rig.client_closed
+
+
+def test_a_graceful_goaway_of_the_highest_id_stops_new_calls_too() -> None:
+    rig = Rig(("a",))
+    first = rig.call(end=False)
+    rig.pump()
+    rig.run(rig.split.from_upstream("a", goaway((1 << 31) - 1, 0)))  # grpc-go's first GOAWAY
+    rig.keys = ("a", "b")
+    rig.turn = 0
+    second = rig.call(b"new")
+    assert rig.where(second) == "b" and rig.chosen[-1][1] == {"a"}
+    assert rig.client_streams.get(first) is None  # the open call goes on
+    rig.client.end_stream(first)
+    rig.answer("a", first)
+    rig.pump()
+    assert rig.client_streams[first].ended and rig.closed == ["a"]
