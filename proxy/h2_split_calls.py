@@ -49,8 +49,9 @@ class Open(Generic[K]):
 
 @dataclass(frozen=True)
 class Close(Generic[K]):
-    """Close the connection to `key` once the bytes before this command are written. Say
-    nothing back: the splitter has forgotten it (an `Open(key)` may follow)."""
+    """Close the connection to `key` once the bytes before this command are written, or
+    abandon its dial if it is still under way. Report nothing more of it (not even that
+    dial's outcome): the splitter has forgotten it, and an `Open(key)` may follow."""
 
     key: K
 
