@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +24,8 @@ from gossamer.agent.identity.rpc_identity import MeshRpcIdentity
 from gossamer.agent.lifecycle.datadir import DataDir
 from gossamer.agent.lifecycle.identity_wiring import open_mesh_identity, renewal_loop, serf_alive
 from gossamer.agent.lifecycle.joins import Joins
+from gossamer.agent.lifecycle.known_peers import FILE as KNOWN_PEERS
+from gossamer.agent.lifecycle.known_peers import KnownPeers
 from gossamer.agent.lifecycle.node_state import NodeState
 from gossamer.agent.lifecycle.root_hooks import RootHooks, wall_ms
 from gossamer.agent.lifecycle.status import AgentStatus
@@ -34,6 +37,7 @@ from gossamer.agent.sync.first_sync import FirstSync
 from gossamer.agent.sync.replicator import Replicator
 from gossamer.agent.sync.tls import AgentTls
 from gossamer.gossip.member_watch import MemberWatch
+from gossamer.gossip.members import Member
 from gossamer.gossip.process import SerfProcess
 from gossamer.gossip.serf_launch import SerfSettings
 from gossamer.gossip.tags import TAG_RECORD_VERSION, own_tags
@@ -61,7 +65,8 @@ async def open_gossip(
         on_fatal=lambda exc: hooks.fail(str(exc)),
         on_restart=lambda: joins.after_serf_restart(),  # bound below, before serf starts
     )
-    joins = Joins(serf, status, hooks.tasks, lambda: members.table.values())
+    known = KnownPeers(s.data_dir.serf_dir / KNOWN_PEERS)
+    joins = Joins(serf, status, hooks.tasks, lambda: members.table.values(), known)
     await serf.start()
     undo.push_async_callback(lambda: serf.stop(leave=hooks.leave_on_stop()))
     tag = RecordVersionTag(serf.client, hooks.tasks.spawn, latest=s.version.latest)
@@ -85,10 +90,14 @@ async def open_gossip(
     if os.environ.get("GOSSAMER_RECORD_PUSH") != "off":  # off: the tag and rounds alone (benches)
         replicator.records.listen(s.catalog)
     undo.callback(replicator.stop)
+
     # No await since serf.start(): `members` is bound before serf could call back.
-    members = MemberWatch(
-        serf.client, on_event=replicator.on_member_event, on_resync=replicator.reconcile
-    )
+    def resynced(found: Iterable[Member]) -> None:
+        found = list(found)
+        replicator.reconcile(found)
+        joins.remember(found)  # for a start after a crash (known_peers.py)
+
+    members = MemberWatch(serf.client, on_event=replicator.on_member_event, on_resync=resynced)
     await members.resync()
     identity_loop = renewal_loop(c, identity, members, tls, wall_ms)
     return GossipParts(serf, joins, replicator, members, identity, identity_loop)

@@ -5,7 +5,9 @@ answers) and `retry_join` ones with backoff until one answers or
 `retry_max` rounds pass. A reload tries newly listed `join` addresses once
 and restarts the retry-join when its settings changed. After serf died and
 was restarted, the peers known alive before plus the configured addresses
-are rejoined in the background: serf's snapshot may not hold them yet.
+are rejoined in the background: serf's snapshot may not hold them yet. The
+same goes at start for the peers an earlier run kept (known_peers.py): after
+a crash, serf's snapshot may have lost them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from gossamer.agent.config import AgentConfig
 from gossamer.agent.lifecycle import systemd
+from gossamer.agent.lifecycle.known_peers import KnownPeers
 from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.lifecycle.tasks import TaskSet
 from gossamer.gossip.addresses import format_host_port
@@ -41,12 +44,15 @@ class Joins:
         status: AgentStatus,
         tasks: TaskSet,
         members: Callable[[], Iterable[Member]],
+        known: KnownPeers | None = None,
     ) -> None:
-        """`members`: the member table as last seen (read when serf restarts)."""
+        """`members`: the member table as last seen (read when serf restarts). `known`: the
+        peers kept across runs (rejoined at start)."""
         self._serf = serf
         self._status = status
         self._tasks = tasks
         self._members = members
+        self._known = known
         self._retry_task: asyncio.Task[Any] | None = None
 
     async def at_start(self) -> None:
@@ -58,6 +64,20 @@ class Joins:
         if c.retry_join:
             systemd.notify(f"STATUS=joining {', '.join(c.retry_join)}")
             await self._retry_join()
+        earlier = self._known.load() if self._known is not None else []
+        if earlier:
+            log.info("rejoining %d peer(s) known before this start", len(earlier))
+            self._tasks.spawn(self._rejoin(earlier, "rejoin of the known peers"), "rejoin")
+
+    def remember(self, members: Iterable[Member]) -> None:
+        """The member table was read again: keep the alive peers for the next start."""
+        if self._known is not None:
+            self._known.remember(members, self._status.config.node)
+
+    def forget_peers(self) -> None:
+        """A graceful leave: the next start does not rejoin (unless rejoin_after_leave)."""
+        if self._known is not None and not self._status.config.rejoin_after_leave:
+            self._known.forget()
 
     def after_reload(self, old: AgentConfig) -> None:
         c = self._status.config
@@ -79,7 +99,7 @@ class Joins:
         ]
         targets = list(dict.fromkeys(peers + join_targets([*c.join, *c.retry_join], c.serf_port)))
         if targets:
-            self._tasks.spawn(self._rejoin(targets), "rejoin")
+            self._tasks.spawn(self._rejoin(targets, "rejoin after serf restart"), "rejoin")
 
     async def _retry_join(self) -> None:
         c = self._status.config
@@ -97,7 +117,7 @@ class Joins:
         except JoinError as exc:
             log.warning("%s", exc)
 
-    async def _rejoin(self, targets: list[str]) -> None:
+    async def _rejoin(self, targets: list[str], what: str) -> None:
         try:
             await retry_join(
                 self._serf.client,
@@ -106,4 +126,4 @@ class Joins:
                 max_attempts=REJOIN_ATTEMPTS,
             )
         except JoinError as exc:
-            log.warning("rejoin after serf restart failed: %s", exc)
+            log.warning("%s failed: %s", what, exc)

@@ -147,6 +147,7 @@ class Agent:
         await parts.local.stop()
         await parts.serf.stop(leave=leave)
         if leave:
+            parts.joins.forget_peers()
             log.info("left the cluster")
         parts.store.close()
         parts.data_dir.close()
