@@ -96,6 +96,14 @@ class IdentityWatch:
             cut = self._recheck()
             log.info("proxy: a root left the trust bundle; %d open connection(s) cut", cut)
 
+    def stop(self) -> None:
+        """The sidecar is gone (drained, or it never started): nothing more is said of its
+        leaf. Left armed, these lines outlived a --node sidecar deregistered (bench/soak.py),
+        saying up to the leaf's life later (72 h) that it had expired and peers refused it."""
+        for handle in self._expiry:
+            handle.cancel()
+        self._expiry = []
+
     def _watch_expiry(self, cert_pem: str) -> None:
         """Say when the leaf just taken is overdue for renewal, and when it expires."""
         for handle in self._expiry:

@@ -366,6 +366,7 @@ class ProxyRuntime:
         for watch in self._watches:
             watch.stop()
         self.upstreams.stop_watches()
+        self.trust.stop()  # its leaf's overdue and expiry lines
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(job)

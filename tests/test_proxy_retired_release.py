@@ -1,4 +1,4 @@
-"""A listener a registration change took away is let go once nothing of it is open.
+"""What a registration change or a deregistration ends is let go, and says nothing more.
 
 Found by the soak (bench/soak.py): a sidecar whose registration gained and lost
 an upstream a few hundred times held every removed upstream listener, with
@@ -7,14 +7,21 @@ its pools, session and chain caches, alive: each one's idle sweep
 default), and that timer held the listener. The same for an inbound listener
 that a new port or local app retired. Each is in-process here (no agent:
 WARM_S cut short, the runtime's watches' answers handed in).
+
+Also found by the soak: a --node sidecar deregistered (drained) went on saying,
+once its last leaf reached 75 % of its life and again at its end, that the leaf
+was overdue and had expired ("peers refuse new connections"), of a sidecar no
+longer served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import weakref
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,6 +32,7 @@ from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.runtime import ProxyRuntime
 from gossamer.proxy.upstream_set import UpstreamSet
 from tests.harness.cluster import free_port
+from tests.harness.poll import eventually_async
 from tests.proxy_pki import Pki
 from tests.proxy_support import echo_until_end
 
@@ -79,3 +87,20 @@ async def test_a_retired_inbound_listener_is_let_go() -> None:
         if runtime.metrics_server is not None:
             runtime.metrics_server.close()
         app.close()
+
+
+async def test_a_drained_sidecar_says_nothing_of_its_leaf_after(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pki = Pki()
+    pki.now = datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=1)  # 1 s to live
+    leaf = pki.leaf_json("db", ttl=timedelta(hours=1))  # (the mesh signs 1 h at least)
+    runtime = ProxyRuntime(ProxyConfig(service="db"), AgentHttp("http://127.0.0.1:1"))
+    said = lambda: [r.getMessage() for r in caplog.records if "the leaf for db" in r.getMessage()]  # noqa: E731
+    with caplog.at_level(logging.INFO, logger="gossamer.proxy"):
+        runtime.trust.on_roots(pki.roots_json())
+        runtime.trust.on_leaf(leaf)  # past 75 % of its life: said overdue while served
+        await eventually_async(lambda: len(said()) == 1, 5)
+        await runtime.drain()  # (a --node sidecar deregistered)
+        await asyncio.sleep(1.5)  # the absence itself: past the leaf's expiry
+    assert "overdue" in said()[0] and len(said()) == 1  # nothing about its expiry
