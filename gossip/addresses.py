@@ -83,3 +83,21 @@ def format_host_port(host: str, port: int) -> str:
     with contextlib.suppress(ValueError):
         host = str(ipaddress.ip_address(host))
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def other_family(advertise: str, target: str) -> str:
+    """Why an agent gossiping at `advertise` cannot join `target` (host[:port]): the two are IP
+    literals of two families. Serf cannot gossip across them: members of the other family
+    are unreachable both ways, yet the join succeeds (its first exchange goes over TCP from
+    any source address) and serf then logs a failed probe every second ("non-IPv4 address").
+    "" when they can be joined, or when it cannot be told (a name, an unparsable address)."""
+    try:
+        host, _ = split_host_port(target)
+        mine, theirs = ipaddress.ip_address(advertise), ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    if mine.version == theirs.version:
+        return ""
+    return (f"{target} is an IPv{theirs.version} address and this agent gossips over "
+            f"IPv{mine.version} ({advertise}): serf cannot reach members of the other family; "
+            "join it by an address of this agent's family")  # fmt: skip

@@ -188,7 +188,18 @@ def test_lists_append_and_maps_merge_like_consul(tmp_path: Path) -> None:
 
 
 def test_join_addresses_get_the_serf_port(tmp_path: Path) -> None:
-    argv = ["--data-dir", "/d", "--serf-port", "9301", "--join", "[fd00::1]", "--join", "h.example"]
+    argv = [
+        "--data-dir",
+        "/d",
+        "--serf-port",
+        "9301",
+        "--join",
+        "[fd00::1]",
+        "--join",
+        "h.example",
+        "--bind",
+        "fd00::10",
+    ]  # (IPv6 joins: an agent gossiping over IPv4 refuses them)
     assert load([*argv, "--join", "[fd00::2]:7"]).join == (
         "[fd00::1]:9301", "h.example:9301", "[fd00::2]:7",
     )  # fmt: skip

@@ -7,10 +7,12 @@ run in a network namespace of their own (tests/ipv6_netns.py).
 
 from __future__ import annotations
 
+import argparse
 import secrets
 import select
 import subprocess
 import sys
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from gossamer.agent.cli.client import resolve_http_addr
+from gossamer.agent.config import ConfigError as AgentConfigError
+from gossamer.agent.config import add_agent_flags, load_agent_config
 from gossamer.agent.config.advertise import resolve_advertise
 from gossamer.agent.config.errors import ConfigProblem
 from gossamer.agent.local.own_record import NodeIdentity, own_record
@@ -31,6 +35,7 @@ from gossamer.catalog.registration import (
     parse_service_registration,
 )
 from gossamer.catalog.tagged import node_tagged
+from gossamer.gossip.addresses import other_family
 from gossamer.gossip.serf_output import classify_exit
 from gossamer.proxy.config import ProxyConfig, Upstream, distinct
 from gossamer.proxy.config_error import ConfigError
@@ -79,6 +84,12 @@ def test_check_finds_the_dns_answer_of_an_ipv6_agent(agent6: AgentProc) -> None:
 
     assert eventually(answered, 10, what="consul.service.consul in the agent's DNS") == ["::1"]
     assert judge_dns(question, answered(), "").status == Status.OK
+
+
+def parse_agent_flags(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gossamer agent")
+    add_agent_flags(parser)
+    return parser.parse_args(argv)
 
 
 WEBHOOK_CERT = Path(__file__).resolve().parent.parent / "kubernetes" / "webhook-cert.sh"
@@ -251,3 +262,22 @@ def test_no_address_to_advertise_lists_what_was_found_of_the_family_wanted() -> 
         problems: list[ConfigProblem] = []
         resolve_advertise({"bind": bind}, {}, problems, ["127.0.0.1", "fd00::2", "::1"])
         assert len(problems) == 1 and found in problems[0].message, problems
+
+
+def test_a_join_across_address_families_is_refused_saying_why(agent6: AgentProc) -> None:
+    """An agent gossiping on 198.19.251.14 (in a dual-stack namespace) joined [fd6e:77::11], an
+    IPv6-only cluster: the join said "joined" (its first exchange is TCP, from any source),
+    then serf logged "Failed to send ping: ... non-IPv4 address" every second on one side and
+    "network is unreachable" on the other, for good. Such a join is refused now, from the
+    config (exit 2) and from /v1/agent/join (400), naming the two families."""
+    with pytest.raises(AgentConfigError) as refused:
+        load_agent_config(parse_agent_flags(["--bind", "198.19.0.5", "--data-dir", "/d",
+                                             "--retry-join", "[fd00::9]"]))  # fmt: skip
+    assert "[fd00::9]:8301 is an IPv6 address and this agent gossips over IPv4" in str(
+        refused.value
+    )
+    assert other_family("::1", "[::1]:8301") == other_family("10.0.0.1", "db.example") == ""
+    with pytest.raises(urllib.error.HTTPError) as join:
+        agent6.put("/v1/agent/join/127.0.0.1")
+    said = join.value.read().decode()
+    assert join.value.code == 400 and "over IPv6 (::1)" in said, said

@@ -20,7 +20,7 @@ from gossamer.agent.config.schema import AgentConfig
 from gossamer.agent.config.sections import DnsConfig, domain_clash
 from gossamer.agent.config.values import PORT_OFF, parse_host_port
 from gossamer.catalog.names import META_MAX_PAIRS
-from gossamer.gossip.addresses import format_host_port
+from gossamer.gossip.addresses import format_host_port, other_family
 
 
 def resolve(
@@ -73,6 +73,11 @@ def _cross_key_problems(
             if values.get(key):
                 message = "cannot be used with dev: a dev agent is a cluster of one"
                 problems.append(ConfigProblem(origin[key], key, message))
+    if "advertise" in values and not {"join", "retry_join"} & failed:
+        for key in ("join", "retry_join"):
+            for target in values.get(key, ()):
+                if why := other_family(values["advertise"], target):
+                    problems.append(ConfigProblem(origin[key], key, why))
     if len(values.get("node_meta", {})) > META_MAX_PAIRS:
         message = f"at most {META_MAX_PAIRS} pairs allowed once all files are merged"
         problems.append(ConfigProblem(MERGED, "node_meta", message))

@@ -12,9 +12,14 @@ import re
 from aiohttp import web
 
 from gossamer.agent.http.api import agent_of
-from gossamer.agent.http.errors import NotFound, ServerError, failing_as
+from gossamer.agent.http.errors import BadRequest, NotFound, ServerError, failing_as
 from gossamer.agent.http.render import json_response, member_json, query_flag
-from gossamer.gossip.addresses import format_host_port, parse_host_port
+from gossamer.gossip.addresses import (
+    format_host_port,
+    other_family,
+    parse_host_port,
+    split_host_port,
+)
 
 SERF_LAN_PORT = 8301
 
@@ -40,6 +45,9 @@ async def agent_join(request: web.Request) -> web.Response:
     raw = request.match_info["address"]
     with failing_as("invalid join address"):
         host, port = parse_host_port(raw, SERF_LAN_PORT)
+    advertise, _ = split_host_port(agent_of(request).rpc_address)
+    if why := other_family(advertise, format_host_port(host, port)):
+        raise BadRequest(f"join {raw} refused: {why}")
     with failing_as(f"join {raw} failed"):
         joined = await agent_of(request).serf.join([format_host_port(host, port)])
     if joined < 1:
