@@ -76,7 +76,8 @@ async def dial(listener: UpstreamListener, instance: Instance, service: str = ""
         listener.sessions.drop(instance)
         failed(listener, instance, reason, exc)
         return None
-    listener.outliers.succeeded(instance)
+    if listener.http is None:  # (HTTP: a good answer resets the count, not a connection)
+        listener.outliers.succeeded(instance)
     if server.pipe.resumed:
         listener.tally.add("outbound.resumed")
     return server

@@ -188,8 +188,8 @@ class HttpUpstream:
             if side is not None:
                 return side
             server = await backend_stream(self.listener, instance, target)
-            if server is not None:  # reached (a stream of a shared connection: no dial said so)
-                self.listener.outliers.succeeded(instance)
+            if server is not None:  # reached; its answer says whether it succeeded: counted as
+                # one here, an app answering 503 was never set aside (each retry reconnects)
                 return self._take(server, instance)
         reason = tally.ALL_ATTEMPTS_FAILED if tried else tally.NO_HEALTHY_INSTANCE
         self.listener.refuse(reason, self.listener.tried(len(tried), target),

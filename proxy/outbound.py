@@ -163,12 +163,20 @@ class UpstreamListener:
 
     def pick_target(self) -> str:
         """The target the next request or connection goes to: by weight when split, then the
-        first of its resolved chain with a healthy instance (when resolvers apply)."""
+        first of its resolved chain with a healthy instance (when resolvers apply): one in the
+        catalog's passing set and not set aside by outlier detection, as Envoy's priority
+        failover counts a host ejected by outlier detection as unhealthy."""
         key = split.choose(self.split, self.rng.random()) if self.split else self.upstream.name
         if self.route is None:
             return key
         chain = self.route.get(key, ())
-        for target in chain:
+        if len(chain) > 1:  # a failover: past a target whose instances are all set aside
+            ejected = self.outliers.ejected(time.monotonic_ns() // 1_000_000)
+            for target in chain:
+                found = self.instances_for(target)
+                if found and not ejected.issuperset(found):
+                    return target
+        for target in chain:  # (all set aside: the first with any, tried least-bad)
             if self.instances_for(target):
                 return target
         return chain[0] if chain else key  # none healthy: the primary, which fails

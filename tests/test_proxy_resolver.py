@@ -432,7 +432,7 @@ def test_a_revocation_elsewhere_leaves_connections_to_a_redirect_target_open(mes
     """Revoking an agent makes each sidecar check its open connections' servers again. That
     check asked for the upstream's own service, so every connection to another service (a
     redirect, a failover, a split target) was cut as untrusted, its server trusted as ever.
-    Last in the module: s3, revoked here, holds nothing."""
+    Near the end of the module: s3, revoked here, holds nothing."""
     write(mesh, "service-resolver", "api", Redirect={"Service": "api-backup"})
     only(mesh, "backup")
     kept = http.client.HTTPConnection(*mesh.ups["http"], timeout=10)
@@ -454,3 +454,31 @@ def test_a_revocation_elsewhere_leaves_connections_to_a_redirect_target_open(mes
     assert taken_by(mesh, over_tcp) == "backup"
     kept.close()
     kept_tcp.close()
+
+
+def test_failover_when_the_primary_s_instances_are_set_aside(mesh: Mesh) -> None:
+    """v1's app answers 503 while its check passes: outlier detection sets api-1 aside, and
+    requests fail over to api-backup, as Envoy's priority failover counts an ejected host as
+    unhealthy (they kept going to the ejected instance, and failing, before). Last in the
+    module: the ejection outlives the test (10 s)."""
+    write(mesh, "service-resolver", "api", Subsets=SUBSETS, DefaultSubset="v1",
+          Failover={"*": {"Service": "api-backup"}})  # fmt: skip
+    only(mesh, "v1", ("http",))
+    mesh.apps["v1"].status = 503
+    try:
+
+        def backup_now() -> bool:
+            conn = http.client.HTTPConnection(*mesh.ups["http"], timeout=10)
+            try:
+                conn.request("GET", "/echo/r")
+                response = conn.getresponse()
+                response.read()
+                return response.status == 200
+            finally:
+                conn.close()
+
+        eventually(backup_now, 20, what="a request answered by the failover target")
+        assert "set aside after repeated failures" in mesh.proxies[1].log()
+        assert {served(mesh, "http") for _ in range(10)} == {"backup"}
+    finally:
+        mesh.apps["v1"].status = 200
