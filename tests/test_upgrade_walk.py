@@ -9,8 +9,10 @@ version works against an agent of the other.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,15 @@ from gossamer.agent.replicated.config_entry_store import ConfigEntryStore
 from gossamer.catalog import lww
 from gossamer.catalog.hlc import Timestamp
 from gossamer.catalog.live import LiveCatalog
+from gossamer.catalog.model import Check
 from gossamer.catalog.store import CatalogStore
+from gossamer.catalog.wire import record_from_wire, record_to_wire
+from gossamer.proxy.ca.record_signature import BadRecordSignature, verify_record
 from tests.harness.cluster import AgentProc, Cluster, free_port, put_exact
+from tests.harness.identity import Mesh
 from tests.harness.old_release import old_env, old_release
 from tests.harness.poll import eventually
+from tests.harness.replication import node_record, owner_signer
 from tests.proxy_support import App, ProxyProc, register_pair, roundtrip
 
 
@@ -242,3 +249,31 @@ def test_an_agent_upgraded_in_place_keeps_everything_and_its_sidecars_keep_worki
         for proxy in proxies:
             proxy.stop()
         app.stop()
+
+
+_RELAY = """
+import json, sys
+from gossamer.catalog.wire import record_from_wire, record_to_wire
+print(json.dumps(record_to_wire(record_from_wire(json.load(sys.stdin)))))
+"""
+
+
+def test_a_record_relayed_by_an_old_agent_is_refused_saying_why(old_path: Path) -> None:
+    """A check exposed through its sidecar carries `exposed_port` on the wire; the previous
+    release reads the record without it and relays it so. The owner's signature then fails
+    (README: the record still arrives from its owner), and the refusal now says that an
+    older relaying agent is the likely cause, not only that the signature does not match."""
+    mesh = Mesh()
+    check = Check("h", "web health", "passing", service_id="web", service_name="web",
+                  type="http", exposed_port=21500)  # fmt: skip
+    record = owner_signer(mesh)(replace(node_record("n", 3, "web"), checks=(check,)))
+    relayed = subprocess.run(
+        [sys.executable, "-c", _RELAY],
+        input=json.dumps(record_to_wire(record)),
+        capture_output=True, text=True, timeout=60, env=old_env(old_path), check=True,
+    )  # fmt: skip
+    back = record_from_wire(json.loads(relayed.stdout))
+    assert back.checks[0].exposed_port == 0 and back.signed == record.signed
+    with pytest.raises(BadRecordSignature, match="an agent older than its owner drops"):
+        verify_record(back, mesh.bundle, mesh.now)
+    verify_record(record_from_wire(record_to_wire(record)), mesh.bundle, mesh.now)

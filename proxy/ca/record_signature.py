@@ -119,8 +119,12 @@ def check_signature(record: NodeRecord, signer_node: str, signer: x509.Certifica
             signed.signature, canonical(record), ec.ECDSA(_hash_for(public_key.curve))
         )
     except InvalidSignature:
+        # (the usual cause in a cluster mid-upgrade, so the log says it: a record relayed
+        # by an older agent lacks the fields that agent does not know, e.g. ExposedPort)
         raise BadRecordSignature(
-            f"record of {record.node!r}: the signature does not match the record"
+            f"record of {record.node!r}: the signature does not match the record (changed "
+            "since it was signed: an agent older than its owner drops the fields it does "
+            "not know when it relays)"
         ) from None
 
 
