@@ -153,6 +153,9 @@ def clean(mesh: Mesh) -> Iterator[None]:
             _config(mesh, "DELETE", f"/v1/config/{kind}/{name}")
     for sid in ("api-1", "api-2", "api-backup"):
         mesh.s1.put(f"/v1/agent/check/pass/{sid}-ttl", {})
+    for name, count in (("api", 2), ("api-backup", 1)):  # (as s2, where web asks, sees it)
+        eventually(lambda n=name, c=count: healthy_sidecars(mesh.s2, n) == c, 20,
+                   what=f"{name} passing again on s2")  # fmt: skip
     for proxy in mesh.proxies:  # (the apps' sidecars in the node proxy have no upstream)
         eventually(lambda p=proxy: _last_resolved(p) in ("", "as itself"), 20,
                    what=f"{proxy.log_path.name}: upstream api as itself again")  # fmt: skip
@@ -214,11 +217,22 @@ def test_the_default_subset_then_a_live_change_keeps_the_connection(mesh: Mesh) 
     write(mesh, "service-resolver", "api", Subsets=SUBSETS, DefaultSubset="v1")
     only(mesh, "v1")
     eventually(lambda: served(mesh, "http", kept) == "v1", 10, what="the kept one on v1")
+    tcp = http.client.HTTPConnection(*mesh.ups["tcp"], timeout=10)  # an L4 one, on v1
+
+    def over_tcp() -> None:
+        tcp.request("GET", "/echo/tcp")
+        response = tcp.getresponse()
+        assert (response.status, response.read()) == (200, b"GET /echo/tcp ")
+
+    assert taken_by(mesh, over_tcp) == "v1"
     write(mesh, "service-resolver", "api", Subsets=SUBSETS, DefaultSubset="v2")
     only(mesh, "v2")
     # the client connection made before either change is served throughout, now on v2
     assert {served(mesh, "http", kept) for _ in range(10)} == {"v2"}
+    # an open L4 connection goes on to the instance it reached: only new ones move
+    assert taken_by(mesh, over_tcp) == "v1"
     kept.close()
+    tcp.close()
     assert "resolved: api/v2" in (mesh.proxies[1].log_path.read_text())
 
 
