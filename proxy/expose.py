@@ -29,9 +29,11 @@ from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.config import ExposePath, ProxyConfig
 from gossamer.proxy.expose_config import from_this_host
+from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Exchange, Outcome
 from gossamer.proxy.http_limits import Limits
+from gossamer.proxy.inbound_any import listen_host
 from gossamer.proxy.listen import serve
 from gossamer.proxy.side import PlainSide, Side
 
@@ -72,12 +74,13 @@ class ExposeListener:
 
     @property
     def where(self) -> str:
-        return f"{self.address}:{self.path.listener_port}"
+        return host_port(self.address, self.path.listener_port)
 
     async def start(self) -> None:
         """Listen (CannotListen, an OSError, when the port cannot be had)."""
         factory = lambda: PlainSide(on_connect=self._accepted)  # noqa: E731
-        self._server = await serve(factory, self.address, self.path.listener_port)
+        # (0.0.0.0 on an IPv6-only host: both families, as the inbound listener: inbound_any.py)
+        self._server = await serve(factory, listen_host(self.address), self.path.listener_port)
         log.info("proxy: exposing %s on %s (to %s:%d, %s)", self.path.path, self.where, LOCAL,
                  self.path.local_port, self.path.protocol)  # fmt: skip
 
@@ -195,4 +198,4 @@ def _from_this_host(side: PlainSide) -> bool:
 def _peer(side: PlainSide) -> str:
     transport = side.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "?"
+    return host_port(str(peer[0]), peer[1]) if isinstance(peer, tuple) else "?"

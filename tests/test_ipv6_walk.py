@@ -281,3 +281,42 @@ def test_a_join_across_address_families_is_refused_saying_why(agent6: AgentProc)
         agent6.put("/v1/agent/join/127.0.0.1")
     said = join.value.read().decode()
     assert join.value.code == 400 and "over IPv6 (::1)" in said, said
+
+
+EXPOSE_DEFAULT = """
+import asyncio, logging, sys
+from gossamer.proxy import tally
+from gossamer.proxy.config import ExposePath, ProxyConfig
+from gossamer.proxy.expose import ExposeListener
+
+async def main(address: str, port: int) -> None:
+    config = ProxyConfig(service="db", bind_port=1, local_port=1)  # (no bind address)
+    path = ExposePath(listener_port=port, path="/health", local_port=1)
+    listener = ExposeListener(path, config.bind_address, config, tally.Tally(), lambda: None)
+    await listener.start()
+    for host in (address, "127.0.0.1"):
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            print(f"refused at {host}: {exc}")
+            continue
+        writer.close()
+        print(f"reached at {host}")
+
+logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.netns
+def test_an_exposed_path_of_a_sidecar_with_no_address_is_reached_on_an_ipv6_only_host() -> None:
+    """The exposed path's listener binds where the inbound one does: on a host whose only IPv4
+    address is loopback, 0.0.0.0 is both families there too (it served 127.0.0.1 alone, so a
+    probe at the node's IPv6 address was refused)."""
+    address = random_ula()
+    port = free_port("::1")
+    with ipv6_only_namespace(address) as prefix:
+        run = subprocess.run([*prefix, sys.executable, "-c", EXPOSE_DEFAULT, address, str(port)],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert f"reached at {address}" in run.stdout, run.stdout + run.stderr
+    assert "reached at 127.0.0.1" in run.stdout, run.stdout + run.stderr
