@@ -63,7 +63,7 @@ def test_a_sidecar_registration_gives_the_whole_config() -> None:
     assert (config.local_address, config.local_port) == ("127.0.0.1", 8080)
     assert config.upstreams == (
         Upstream("db", 9191),
-        Upstream("cache", 9192, "127.0.0.2", connect_timeout_s=2.5),
+        Upstream("cache", 9192, "127.0.0.2", connect_timeout_s=2.5, connect_timeout_set=True),
     )
     assert (config.timeouts.handshake_s, config.timeouts.local_connect_s) == (5.0, 1.0)
     assert config.timeouts.drain_s == 3.0
