@@ -153,7 +153,8 @@ def test_old_and_new_agents_in_one_cluster_take_each_others_writes(
     intentions, config entries and ACL tokens written on any of them reach all. A
     service-resolver written on the new agent is refused by the old ones (they hold no
     such kind, and say so in their log) without holding up what comes after it: a
-    service-defaults entry written next still reaches them."""
+    service-defaults entry written next still reaches them. Upgraded, an old agent takes
+    the resolver."""
     config = _acl_config(tmp_path)
     agents = []
     for name, env in (("old1", old_env(old_path)), ("old2", old_env(old_path)), ("new3", None)):
@@ -174,8 +175,14 @@ def test_old_and_new_agents_in_one_cluster_take_each_others_writes(
         eventually(lambda a=agent: "sd-after" in {e["Name"] for e in
                    a.get("/v1/config/service-defaults")}, 20)  # fmt: skip
     assert [e["Name"] for e in new.get("/v1/config/service-resolver")] == ["db"]
-    for old in agents[:2]:
-        eventually(lambda a=old: "key 'service-resolver/db'" in a.log_tail(400), 10)
+    upgraded = agents[0]  # it said why it has no resolver; once upgraded, it takes it
+    eventually(lambda: "key 'service-resolver/db'" in upgraded.log_tail(400), 10)
+    upgraded.stop()
+    upgraded.env, upgraded.proc = None, None
+    upgraded.extra += ["--join", new.serf_addr]  # (it left: its serf snapshot rejoins no one)
+    upgraded.start()
+    eventually(lambda: [e["Name"] for e in upgraded.get("/v1/config/service-resolver")] == ["db"],
+               20, what="the upgraded agent to hold the resolver")  # fmt: skip
 
 
 def test_an_agent_upgraded_in_place_keeps_everything_and_its_sidecars_keep_working(
