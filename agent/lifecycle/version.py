@@ -6,5 +6,5 @@ to use, so the agent reports the Consul API level it is compatible with
 there, and its own version beside it.
 """
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 CONSUL_COMPAT_VERSION = "1.22.0"
