@@ -228,6 +228,10 @@ class Mux(Joint):
         for stream in list(self.streams.values()):
             stream.wire_lost()
         self.wire.relay = None
+        # The mux and its fanout point at each other: left so, every closed mux, with its TLS
+        # connection, waited for the cyclic collector's full pass (bench/soak.py found each
+        # one in the collector's garbage, on both sides).
+        self._fanout.mux = None
         self._on_lost(self)
 
     def set_full(self, full: bool) -> None:
@@ -238,17 +242,19 @@ class Mux(Joint):
 
 
 class _Fanout(Side):
-    """What a wire's flow control reaches: every stream of its mux."""
+    """What a wire's flow control reaches: every stream of its mux (none once it is lost)."""
 
     def __init__(self, mux: Mux) -> None:
         super().__init__()
-        self._mux = mux
+        self.mux: Mux | None = mux
 
     def pause_reading(self) -> None:
-        self._mux.set_full(True)
+        if self.mux is not None:
+            self.mux.set_full(True)
 
     def resume_reading(self) -> None:
-        self._mux.set_full(False)
+        if self.mux is not None:
+            self.mux.set_full(False)
 
 
 RECHECK_S: Final = 1.0

@@ -285,6 +285,25 @@ async def test_a_tcp_check_of_the_port_leaves_no_cycle_for_the_collector(pair: P
         gc.enable()
 
 
+async def test_a_closed_shared_connection_leaves_no_cycle_for_the_collector(pair: Pair) -> None:
+    """A mux that has ended is freed by reference counting on both sides, with its TLS
+    connection: it and the side its wire's flow control reaches (mux.py `_Fanout`) pointed at
+    each other, so the soak (bench/soak.py) found every closed mux in the collector's
+    garbage, each holding its SSLObject and memory BIOs until the collector's full pass."""
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive(TlsSide)
+        for n in range(3):
+            assert await exchange(pair, b"%d" % n) == expected(pair, b"%d" % n)
+        assert alive(Mux) == 2  # one each side
+        pair.web.tunnels.close_all()  # (as its idle sweep does; the inbound side sees it end)
+        await eventually_async(lambda: alive(Mux) == 0, 5)  # AssertionError on time out
+        await eventually_async(lambda: alive(TlsSide) == before, 5)
+    finally:
+        gc.enable()
+
+
 async def test_concurrent_client_connections_share_one_connection(pair: Pair) -> None:
     payloads = [b"%d" % n * (1 + n * 3000 if pair.echo else 1) for n in range(20)]
     got = await asyncio.gather(*(exchange(pair, payload) for payload in payloads))
