@@ -23,7 +23,7 @@ from gossamer.catalog.blocking import (
     response_index,
     should_block,
 )
-from gossamer.catalog.model import NodeRecord
+from gossamer.catalog.model import NodeRecord, known_only
 from gossamer.catalog.store import CatalogStore, StoreError
 from gossamer.catalog.waiters import Waiters
 
@@ -86,6 +86,8 @@ class LiveCatalog:
         what a client is told is written (an external node), so a file that
         refuses it raises StoreError and nothing changes.
         """
+        if not self_origin:  # an owner publishes only the fields it knows (model.known_only)
+            records = [known_only(r) for r in records]
         if not self_origin and self.sign_own is not None:
             records = [self.sign_own(r) for r in records]
         before = self.state

@@ -10,6 +10,10 @@ Rules kept here:
 - Values are immutable. Opaque JSON parts (`proxy`, `connect`, check
   `definition`) are plain dicts that nobody may mutate after construction.
 - Nothing here does I/O or knows about time.
+- Fields a newer agent added that this version does not know are kept
+  (`unknown_fields`) and relayed unchanged, never read: the owner's
+  signature covers them (wire.py), and a relay that dropped them would
+  break it. An owner publishes only what it knows (`known_only`).
 
 The owner's version rule (kept by the agent shell, stated here because the
 merge relies on it): every change publishes `next_version(previous, wall_ms)`,
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 JsonObject = dict[str, Any]
@@ -59,6 +63,7 @@ class Service:
     connect: Mapping[str, Any] = field(default_factory=dict)
     enable_tag_override: bool = False
     locality: Mapping[str, str] = field(default_factory=dict)  # Region, Zone when set
+    unknown_fields: Mapping[str, Any] = field(default_factory=dict)  # see NodeRecord's
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Check:
     interval: str = ""
     timeout: str = ""
     exposed_port: int = 0  # the sidecar's listener its probe goes through (`Expose.Checks`)
+    unknown_fields: Mapping[str, Any] = field(default_factory=dict)  # see NodeRecord's
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -116,6 +122,9 @@ class NodeRecord:
     meta: Mapping[str, str] = field(default_factory=dict)
     services: tuple[Service, ...] = ()
     checks: tuple[Check, ...] = ()
+    # What a newer owner wrote that this version does not read (here, in each Service
+    # and Check): content, kept as it came and never used, so the record relays as signed.
+    unknown_fields: Mapping[str, Any] = field(default_factory=dict)
     # Not part of the content: the same record signed twice is the same record.
     signed: OwnerSignature | None = field(default=None, compare=False)
 
@@ -139,6 +148,27 @@ class NodeRecord:
     def checks_for(self, service_id: str) -> tuple[Check, ...]:
         """Node-level checks plus the given service's: what decides that instance's health."""
         return tuple(c for c in self.checks if c.service_id in ("", service_id))
+
+
+def known_only(record: NodeRecord) -> NodeRecord:
+    """`record` without the fields this version does not know, unsigned: what an owner
+    publishes. It cannot keep fields it does not understand true to its own changes, so
+    it leaves them out rather than sign them (a record with none is returned as it is)."""
+    if not has_unknown_fields(record):
+        return record
+    return replace(
+        record,
+        services=tuple(replace(s, unknown_fields={}) for s in record.services),
+        checks=tuple(replace(c, unknown_fields={}) for c in record.checks),
+        unknown_fields={},
+        signed=None,
+    )
+
+
+def has_unknown_fields(record: NodeRecord) -> bool:
+    """Whether a newer agent wrote fields into `record` that this version does not know."""
+    parts: list[Service | Check | NodeRecord] = [record, *record.services, *record.checks]
+    return any(p.unknown_fields for p in parts)
 
 
 def _require_unique(what: str, ids: list[str]) -> None:

@@ -9,8 +9,12 @@ whatever JSON it is given.
 Format rules:
 - `"v": 1` is the wire format version; another value is refused, so a future
   incompatible format fails loudly instead of being half-understood.
-- Unknown keys are ignored: a newer agent may add optional fields without
-  cutting older peers off during a rolling upgrade.
+- Unknown keys are kept, not read: a newer agent may add optional fields
+  without cutting older peers off during a rolling upgrade, and since the
+  owner's signature covers them, the record, its services and its checks
+  each keep every key this version would not write itself (`unknown_fields`,
+  plain JSON, checked like `proxy`) and write it back as it came. So a
+  relayed record encodes, and verifies, as its owner signed it.
 - Missing keys and wrong types are errors; nothing is defaulted silently,
   because a record that decodes differently on two agents would never
   converge.
@@ -26,6 +30,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Collection, Mapping
+from dataclasses import replace
+from typing import Any
 
 from gossamer.catalog import wire_fields as read
 from gossamer.catalog.model import (
@@ -36,6 +43,7 @@ from gossamer.catalog.model import (
     OwnerSignature,
     Service,
 )
+from gossamer.catalog.plain_json import json_problem
 from gossamer.catalog.wire_fields import RecordError as RecordError
 
 WIRE_VERSION = 1
@@ -43,6 +51,11 @@ MAX_VERSION = 2**63 - 1  # fits SQLite's INTEGER, where records are kept
 MAX_SIGNATURE = 256  # bytes: an ECDSA P-521 signature is at most 139
 MAX_CERTIFICATE = 4096  # bytes of DER per certificate
 MAX_CHAIN = 3  # agent certificate, its intermediate, and room for one more
+# The keys record_body_to_wire always writes, and the signature: never kept as unknown.
+_RECORD_KEYS = frozenset(
+    {"v", "node", "node_id", "datacenter", "address", "tagged_addresses", "meta", "version"}
+    | {"origin", "services", "checks", "sig"}
+)
 
 
 def record_to_wire(record: NodeRecord) -> JsonObject:
@@ -59,6 +72,7 @@ def record_to_wire(record: NodeRecord) -> JsonObject:
 def record_body_to_wire(record: NodeRecord) -> JsonObject:
     """The record's content as JSON-able data: everything but its signature."""
     return {
+        **_unknown_to_wire(record.unknown_fields, ("v", "sig")),
         "v": WIRE_VERSION,
         "node": record.node,
         "node_id": record.node_id,
@@ -75,6 +89,7 @@ def record_body_to_wire(record: NodeRecord) -> JsonObject:
 
 def _service_to_wire(s: Service) -> JsonObject:
     body: JsonObject = {
+        **_unknown_to_wire(s.unknown_fields),
         "id": s.id,
         "name": s.name,
         "tags": list(s.tags),
@@ -95,6 +110,7 @@ def _service_to_wire(s: Service) -> JsonObject:
 
 def _check_to_wire(c: Check) -> JsonObject:
     return {
+        **_unknown_to_wire(c.unknown_fields),
         "check_id": c.check_id,
         "name": c.name,
         "status": c.status,
@@ -111,6 +127,20 @@ def _check_to_wire(c: Check) -> JsonObject:
     }
 
 
+def _unknown_to_wire(fields: Mapping[str, Any], reserved: tuple[str, ...] = ()) -> JsonObject:
+    """The kept fields, written first so a known key of the same name wins."""
+    return {k: v for k, v in fields.items() if k not in reserved}
+
+
+def _unknown_from_wire(obj: Mapping[str, Any], written: Collection[str], at: str) -> dict[str, Any]:
+    """The keys of `obj` that encoding the decoded value would not write (`written`):
+    fields of a newer version, or an optional one sent at its default (`"locality": {}`)."""
+    kept = {k: v for k, v in obj.items() if k not in written}
+    if problem := json_problem(kept, at or "record"):
+        raise RecordError("{}: {}".format(*problem))
+    return kept
+
+
 def record_from_wire(data: object) -> NodeRecord:
     """Decode and validate a peer's record; raises RecordError naming the bad field."""
     obj = read.mapping(data, "record")
@@ -120,7 +150,7 @@ def record_from_wire(data: object) -> NodeRecord:
     services = read.list_of(obj, "services", "", _service_from_wire)
     checks = read.list_of(obj, "checks", "", _check_from_wire)
     try:
-        return NodeRecord(
+        record = NodeRecord(
             node=read.string(obj, "node", ""),
             node_id=read.string(obj, "node_id", ""),
             datacenter=read.string(obj, "datacenter", ""),
@@ -135,6 +165,8 @@ def record_from_wire(data: object) -> NodeRecord:
         )
     except ValueError as err:  # duplicate ids
         raise RecordError(str(err)) from None
+    unknown = _unknown_from_wire(obj, _RECORD_KEYS, "")
+    return replace(record, unknown_fields=unknown) if unknown else record
 
 
 def _signature(data: object) -> OwnerSignature | None:
@@ -173,7 +205,7 @@ def _service_from_wire(data: object, at: str) -> Service:
     weights = read.integers(obj, "weights", at)
     if len(weights) != 2:
         raise RecordError(f"{at}.weights: expected [passing, warning]")
-    return Service(
+    service = Service(
         id=read.string(obj, "id", at),
         name=read.string(obj, "name", at),
         tags=tuple(read.strings(obj, "tags", at)),
@@ -190,6 +222,8 @@ def _service_from_wire(data: object, at: str) -> Service:
         enable_tag_override=read.boolean(obj, "enable_tag_override", at),
         locality=read.string_map(obj, "locality", at) if "locality" in obj else {},
     )
+    unknown = _unknown_from_wire(obj, _service_to_wire(service), at)
+    return replace(service, unknown_fields=unknown) if unknown else service
 
 
 def _check_from_wire(data: object, at: str) -> Check:
@@ -197,7 +231,7 @@ def _check_from_wire(data: object, at: str) -> Check:
     status = read.string(obj, "status", at)
     if status not in STATUSES:
         raise RecordError(f"{at}.status: {status!r} is not one of {', '.join(STATUSES)}")
-    return Check(
+    check = Check(
         check_id=read.string(obj, "check_id", at),
         name=read.string(obj, "name", at),
         status=status,
@@ -214,3 +248,5 @@ def _check_from_wire(data: object, at: str) -> Check:
         if "exposed_port" in obj
         else 0,
     )
+    unknown = _unknown_from_wire(obj, _check_to_wire(check), at)
+    return replace(check, unknown_fields=unknown) if unknown else check

@@ -17,7 +17,7 @@ from gossamer.catalog.consul_json import (
     node_json,
     service_to_agent_json,
 )
-from gossamer.catalog.model import Check, NodeRecord, Service, next_version
+from gossamer.catalog.model import Check, NodeRecord, Service, known_only, next_version
 from gossamer.catalog.wire import RecordError, record_from_wire, record_to_wire
 
 # --- strategies shared with test_catalog_merge ------------------------------------------
@@ -326,8 +326,12 @@ def test_wire_rejects_malformed_records_naming_the_field(body: Any, error: str) 
         record_from_wire(body)
 
 
-def test_wire_ignores_unknown_keys_for_rolling_upgrades() -> None:
-    assert record_from_wire(_wire(added_later={"x": 1})) == NODE
+def test_wire_keeps_unknown_keys_for_rolling_upgrades() -> None:
+    """Not read, but kept and written back (tests/test_wire_unknown_fields.py has why)."""
+    body = _wire(added_later={"x": 1})
+    record = record_from_wire(body)
+    assert known_only(record) == NODE and record.unknown_fields == {"added_later": {"x": 1}}
+    assert record_to_wire(record) == body
 
 
 def test_wire_refuses_deep_nesting() -> None:
