@@ -3,8 +3,10 @@
 As Consul's Envoy listener for an exposed path: no TLS and no intentions
 (it is there for callers outside the mesh: a kubelet's probe, Prometheus,
 the agent's own checks), a route that matches the path exactly (the query
-string aside, as Envoy's `path` matcher has it) to 127.0.0.1:LocalPathPort,
-and for any other path Envoy's answer when no route matches: `404`.
+string aside, as Envoy's `path` matcher has it) to the app's host
+(`LocalServiceAddress`, 127.0.0.1 when unset, as Consul's exposed clusters
+have it: an app on ::1 only is reached there) at `LocalPathPort`, and for
+any other path Envoy's answer when no route matches: `404`.
 
 `http`: each connection is an `HttpSession` (http1.py) whose host is this
 listener, so a request is parsed and checked exactly as on the inbound
@@ -43,7 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gossamer.proxy")
 EXPOSED: Final = Decision(True, "an exposed path")
 NOT_EXPOSED: Final = Decision(False, "not an exposed path")
-LOCAL: Final = "127.0.0.1"  # where Consul sends an exposed path: the app on this host
 
 
 def exposed(path: str, target: str) -> bool:
@@ -61,6 +62,7 @@ class ExposeListener:
     def __init__(self, path: ExposePath, address: str, config: ProxyConfig, counts: tally.Tally,
                  on_close: Callable[[], None]) -> None:  # fmt: skip
         self.path, self.address = path, address
+        self.app_host = config.local_address  # LocalServiceAddress: where the app listens
         self.headers_timeout_s = config.headers_timeout_s
         self.max_header_bytes = config.max_header_bytes
         self.limits = Limits(config.request_timeout_s, config.request_idle_s, config.client_idle_s)
@@ -81,8 +83,8 @@ class ExposeListener:
         factory = lambda: PlainSide(on_connect=self._accepted)  # noqa: E731
         # (0.0.0.0 on an IPv6-only host: both families, as the inbound listener: inbound_any.py)
         self._server = await serve(factory, listen_host(self.address), self.path.listener_port)
-        log.info("proxy: exposing %s on %s (to %s:%d, %s)", self.path.path, self.where, LOCAL,
-                 self.path.local_port, self.path.protocol)  # fmt: skip
+        log.info("proxy: exposing %s on %s (to %s, %s)", self.path.path, self.where,
+                 host_port(self.app_host, self.path.local_port), self.path.protocol)  # fmt: skip
 
     def _accepted(self, side: PlainSide) -> None:
         source = _peer(side)
@@ -126,12 +128,12 @@ class ExposeListener:
 
     async def _app(self) -> Side:
         loop = asyncio.get_running_loop()
-        connecting = loop.create_connection(PlainSide, LOCAL, self.path.local_port)
+        connecting = loop.create_connection(PlainSide, self.app_host, self.path.local_port)
         try:
             _, app = await asyncio.wait_for(connecting, self.connect_s)
         except (OSError, TimeoutError) as exc:
-            log.warning("proxy: exposed path %s: %s:%d unreachable: %s", self.path.path, LOCAL,
-                        self.path.local_port, exc)  # fmt: skip
+            log.warning("proxy: exposed path %s: %s unreachable: %s", self.path.path,
+                        host_port(self.app_host, self.path.local_port), exc)  # fmt: skip
             raise
         return app
 

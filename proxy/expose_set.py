@@ -23,14 +23,14 @@ from gossamer.proxy.expose import ExposeListener
 from gossamer.proxy.warm import RETRY_S
 
 log = logging.getLogger("gossamer.proxy")
-Key = tuple[ExposePath, str, float, int, float, float, float, float]
+Key = tuple[ExposePath, str, str, float, int, float, float, float, float]
 
 
 def key_of(path: ExposePath, config: ProxyConfig) -> Key:
     """What a path's listener is made of: a change to any of it makes a new listener."""
-    return (path, config.bind_address, config.headers_timeout_s, config.max_header_bytes,
-            config.request_timeout_s, config.request_idle_s, config.client_idle_s,
-            config.timeouts.local_connect_s)  # fmt: skip
+    return (path, config.bind_address, config.local_address, config.headers_timeout_s,
+            config.max_header_bytes, config.request_timeout_s, config.request_idle_s,
+            config.client_idle_s, config.timeouts.local_connect_s)  # fmt: skip
 
 
 class ExposeSet:
