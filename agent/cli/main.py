@@ -44,10 +44,16 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 
 
+def version_line() -> str:
+    return f"gossamer {VERSION} (Consul API {CONSUL_COMPAT_VERSION})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gossamer", description="gossamer service mesh agent and CLI"
     )
+    # As `consul --version` / `consul -v`: what an upgrade checks first (also `version`).
+    parser.add_argument("-v", "--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agent = sub.add_parser("agent", help="run the gossamer agent")
     add_agent_flags(agent)
@@ -108,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_agent(args)
     if args.command == "version":
-        print(f"gossamer {VERSION} (Consul API {CONSUL_COMPAT_VERSION})")
+        print(version_line())
         return 0
     return _run_client_command(parser, args)
 
