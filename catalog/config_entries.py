@@ -2,7 +2,7 @@
 
 A config entry is cluster-wide state named by `(Kind, Name)`, written with
 `PUT /v1/config` and replicated to every agent (agent/replicated/
-config_entry_store.py). gossamer holds two kinds, each read into a typed
+config_entry_store.py). gossamer holds four kinds, each read into a typed
 value that the agent stores and the proxy obeys, so both read one definition:
 - `service-defaults`: `Protocol` (`tcp`, `http`, `http2`, `grpc`), the
   fallback for a sidecar whose own `Proxy.Config.protocol` is not set.
@@ -14,6 +14,8 @@ value that the agent stores and the proxy obeys, so both read one definition:
   target key `service/subset` (resolver_chain.py), never split further.
 - `service-resolver`: subsets, default subset, redirect, failover and
   timeouts (config_resolver.py reads it, resolver_chain.py follows it).
+- `service-router`: L7 routes by path, header, query and method to another
+  service or subset (config_router.py reads and checks it).
 
 Rules this module keeps (Consul's `Validate` of each kind, and its decoder):
 - Keys match as Consul's decoder matches them (registration_fields.Fields:
@@ -49,8 +51,8 @@ from gossamer.catalog.registration_fields import (
 )
 
 SERVICE_DEFAULTS, SERVICE_SPLITTER = "service-defaults", "service-splitter"
-SERVICE_RESOLVER = "service-resolver"
-KINDS = (SERVICE_DEFAULTS, SERVICE_SPLITTER, SERVICE_RESOLVER)
+SERVICE_RESOLVER, SERVICE_ROUTER = "service-resolver", "service-router"
+KINDS = (SERVICE_DEFAULTS, SERVICE_SPLITTER, SERVICE_RESOLVER, SERVICE_ROUTER)
 SERVICE_PROTOCOLS = ("tcp", "http", "http2", "grpc")  # proxy/protocol.py reads this list
 WEIGHT_SCALE = 100  # hundredths: Consul's 0.01 precision
 WEIGHT_TOTAL = 100 * WEIGHT_SCALE
@@ -59,14 +61,13 @@ _ALWAYS = ("Kind", "Name", "Meta", "Namespace", "Partition", "CreateIndex", "Mod
 RESOLVER_FIELDS = ("DefaultSubset", "Subsets", "Redirect", "Failover", "ConnectTimeout",
                    "RequestTimeout", "LoadBalancer", "PrioritizeByLocality")  # fmt: skip
 _FIELDS = {SERVICE_DEFAULTS: ("Protocol",), SERVICE_SPLITTER: ("Splits",),
-           SERVICE_RESOLVER: RESOLVER_FIELDS}  # fmt: skip
+           SERVICE_RESOLVER: RESOLVER_FIELDS, SERVICE_ROUTER: ("Routes",)}  # fmt: skip
 SUBSET_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")  # Consul's: a DNS label
 SUBSET_SEP = "/"  # in a target key `service/subset`: in neither name
 _SPLIT_FIELDS = ("Weight", "Service", "ServiceSubset", "Namespace", "Partition",
                  "RequestHeaders", "ResponseHeaders")  # fmt: skip
-_NOT_HELD = {  # kinds Consul has that gossamer refuses, and why
+_NOT_HELD: dict[str, str] = {  # kinds Consul has that gossamer refuses, and why
     # (service-intentions: held as intentions, agent/http/config_intentions.py, never here)
-    "service-router": "gossamer has no L7 router; a service-splitter splits by weight",
 }
 
 
@@ -114,6 +115,11 @@ def read_entry(body: object) -> dict[str, Any]:
 
         no_fields: dict[str, Any] = {}
         entry.update(problems.read(no_fields, read_resolver, f, name, entry_name))
+    elif kind == SERVICE_ROUTER:  # (imported here too: only a proxy with a router needs it)
+        from gossamer.catalog.config_router import read_router
+
+        no_routes: dict[str, Any] = {}
+        entry.update(problems.read(no_routes, read_router, f, name, entry_name))
     else:
         no_splits: tuple[Split, ...] = ()
         splits = problems.read(no_splits, _splits, f, name)
@@ -256,6 +262,10 @@ def related_services(body: object) -> list[str]:
         for failover in entry.get("Failover", {}).values():
             for one in failover.get("Targets", [failover]):
                 found.add(one.get("Service", ""))
+    elif entry["Kind"] == SERVICE_ROUTER:
+        from gossamer.catalog.config_router import destinations
+
+        found = {service for _, service, _ in destinations(entry)}
     return sorted(found - {"", entry["Name"]})
 
 
@@ -287,9 +297,11 @@ def check_graph(held: Mapping[tuple[str, str], Mapping[str, Any]], kind: str, na
                 entry: Mapping[str, Any] | None) -> None:  # fmt: skip
     """ConfigEntryError when writing `entry` (None: deleting `kind`/`name`) over the `held`
     entries (`(kind, name)` -> checked entry) would leave a chain unresolvable that was not
-    before: a split to a subset its resolver lacks, a redirect loop (resolver_chain.py)."""
-    if kind not in (SERVICE_SPLITTER, SERVICE_RESOLVER):
-        return
+    before: a split to a subset its resolver lacks, a redirect loop (resolver_chain.py), a router
+    whose service or destinations do not speak an L7 protocol or lack the subset it names
+    (config_router.router_problems)."""
+    if kind == SERVICE_DEFAULTS and not any(k == SERVICE_ROUTER for k, _ in held):
+        return  # (a protocol matters to routers only)
     after = {k: v for k, v in held.items() if k != (kind, name)}
     if entry is not None:
         after[(kind, name)] = entry
@@ -304,10 +316,13 @@ def check_graph(held: Mapping[tuple[str, str], Mapping[str, Any]], kind: str, na
         looped = "redirect" in why
         if entry_of == own and kind == SERVICE_SPLITTER:
             errors.append(ConfigEntryError(f"{split}.ServiceSubset", why))
+        elif entry_of == own and kind == SERVICE_ROUTER:
+            errors.append(ConfigEntryError(split or "Name", why))
         elif entry_of == own:
             errors.append(ConfigEntryError("Redirect" if looped else "Failover", why))
         else:  # another entry's chain would break: say which
-            at = "name" if entry is None else "Redirect" if looped else "Subsets"
+            at = ("name" if entry is None else "Protocol" if kind == SERVICE_DEFAULTS else
+                  "Redirect" if looped else "Subsets")  # fmt: skip
             errors.append(ConfigEntryError(at, f"{where} would no longer resolve: {why}"))
     joined = RegistrationError.joined(errors)
     raise ConfigEntryError(joined.field, joined.message, more=joined.problems[1:])
@@ -320,4 +335,17 @@ def _problems(entries: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str,
     splits = {n: [s.service for s in splits_of(e)] for (k, n), e in entries.items()
               if k == SERVICE_SPLITTER}  # fmt: skip
     resolvers = {n: resolver_of(e) for (k, n), e in entries.items() if k == SERVICE_RESOLVER}
-    return chain_problems(splits, resolvers)
+    found = chain_problems(splits, resolvers)
+    routers = {n: e for (k, n), e in entries.items() if k == SERVICE_ROUTER}
+    if routers:
+        from gossamer.catalog.config_router import router_problems
+        from gossamer.catalog.resolver_chain import resolve
+
+        protocols = {n: str(e.get("Protocol", "tcp")) for (k, n), e in entries.items()
+                     if k == SERVICE_DEFAULTS}  # fmt: skip
+
+        def resolve_one(service: str, subset: str) -> object:
+            return resolve(service, subset, resolvers)
+
+        found.update(router_problems(routers, protocols, resolve_one))
+    return found

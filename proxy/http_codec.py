@@ -60,8 +60,8 @@ class Exchange:
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
                  "failed_on", "fault", "http10", "idempotent", "keep_alive", "kept", "method",
-                 "out", "replay", "request_of", "retries", "sent", "started", "target",
-                 "upgrade", "url")  # fmt: skip
+                 "out", "replay", "request_of", "request_s", "retries", "sent", "started",
+                 "target", "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -88,6 +88,7 @@ class Exchange:
         self.retries = 0
         self.failed_on: tuple[object, ...] = ()  # where its failed attempts went (pooled hosts)
         self.target = ""  # the service a split drew for it (pooled hosts): its retries' too
+        self.request_s = 0.0  # its own request timeout (a service-router route's); 0: the host's
         self.fault = 0  # the client broke it (400, 431, 408): answered so in its turn, then close
         # Its answer ended before the request did (an early answer: a 401, a 413, nginx's
         # `return`): (status, keep-alive) until the request's end, which ends the exchange.

@@ -64,8 +64,9 @@ class Deadlines:
         ex = self.s.queue[0] if self.s.queue else None
         if ex is None or ex is not self.timed:
             self.deadline = inf
-            if complete and lim.request_s:
-                self.deadline, self.timed = now + lim.request_s, ex
+            request_s = lim.request_s if ex is None or not ex.request_s else ex.request_s
+            if complete and request_s:  # (a routed request may have its own)
+                self.deadline, self.timed = now + request_s, ex
         due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
         if due == inf and lim.client_idle_s:
             due = now + lim.client_idle_s / 2

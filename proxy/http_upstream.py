@@ -26,7 +26,10 @@ then an instance of that service as above. The draw is made once per
 request and kept with it (`Exchange.target`): whether a target had an idle
 connection never biases which target a request goes to, and its retries
 stay on that target (a failing canary's requests are not rescued by the
-stable service).
+stable service). With a `service-router` entry (`routes`, router_plan.py)
+the first route that fits the request picks its destination instead, and
+may rewrite its path and headers and set its own request timeout; with
+none, the one cost per request is the test that `routes` is None.
 
 The destination's sidecar decides each request (its intentions); this side
 does not, so `decide_request` allows.
@@ -37,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import balance, tally
@@ -136,6 +139,9 @@ class HttpUpstream:
         self.sessions: set[HttpSession] = set()
         self.budget = RetryBudget(u.retry_ratio, u.retry_min_per_s)
         self.avoid: dict[Instance, float] = {}  # instance -> until when a retry skips it
+        # The service-router's routes (router_plan.RouterPlan), None: it has none. Typed
+        # loosely: a sidecar with no router never loads the router modules.
+        self.routes: Any = None
 
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         self.budget.request(time.monotonic())  # each first attempt earns retry budget
@@ -169,7 +175,7 @@ class HttpUpstream:
     def take_idle(self, ex: Exchange) -> Side | None:
         """The chosen instance's idle connection, at once (no task, no await), if it has one."""
         if not ex.target:
-            ex.target = self.listener.pick_target()
+            ex.target = self._target_of(ex)
         instance = self._pick(ex.target, set(), ex.failed_on)
         return None if instance is None else self._idle_of(instance)
 
@@ -177,7 +183,7 @@ class HttpUpstream:
         """A verified mTLS connection to an instance: an idle one, else a new one."""
         tried: set[Instance] = set()
         if not ex.target:
-            ex.target = self.listener.pick_target()
+            ex.target = self._target_of(ex)
         target, skip = ex.target, ex.failed_on
         for _ in range(ATTEMPTS):
             instance = self._pick(target, tried, skip)
@@ -196,6 +202,18 @@ class HttpUpstream:
                              "request answered 503", target)  # fmt: skip
         raise ConnectionError(f"upstream {self.listener.upstream.name}: "
                               f"{len(tried)} instance(s) failed")  # fmt: skip
+
+    def _target_of(self, ex: Exchange) -> str:
+        """Where a request goes: its router's route, else the listener's draw (split.py)."""
+        routes = self.routes
+        if routes is None:
+            return self.listener.pick_target()
+        target: str = routes.target_for(ex, self.listener)
+        return target
+
+    def set_routes(self, routes: Any) -> None:
+        """The router's routes in force from the next request (None: none)."""
+        self.routes = routes
 
     def _pick(self, target: str, tried: set[Instance], skip: tuple[object, ...]) -> Instance | None:
         """An instance for a request (balance.choose_for_request); `skip`: where it failed

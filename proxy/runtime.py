@@ -55,7 +55,7 @@ from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
 from gossamer.proxy.split_targets import PATH as SPLITTERS
-from gossamer.proxy.split_targets import RESOLVERS
+from gossamer.proxy.split_targets import RESOLVERS, ROUTERS
 from gossamer.proxy.upstream_set import UpstreamSet
 from gossamer.proxy.warm import RETRY_S  # one period for every port not had
 from gossamer.proxy.watch import Watch
@@ -118,6 +118,7 @@ class ProxyRuntime:
         self._intentions = self._watch(match, self._on_intentions)
         self._watch(SPLITTERS, self._on_splitters)
         self._watch(RESOLVERS, self.upstreams.on_resolvers)
+        self._watch(ROUTERS, self.upstreams.on_routers)
         if self.config.proxy_id:
             self._watch(f"/v1/agent/service/{self.config.proxy_id}", self._on_registration,
                         by_hash=True)  # fmt: skip

@@ -38,6 +38,13 @@ Redirect leads, then the Failover targets. The same rule as for a new split
 target holds: a chain applies once each of its targets has been heard of.
 With no resolver entry, or none that changes where this upstream's traffic
 goes, `listener.route` stays None and nothing of this costs a request.
+
+The service-router entries (`/v1/config/service-router`, a third watch)
+give an HTTP upstream whose service has one its routes (router_plan.py):
+`listener.http.routes`, None when it has none. The targets its routes lead
+to are watched as split targets are, and the plan applies once they have
+been heard of. An h2 or TCP upstream of a routed service is logged: its
+requests go as with no router.
 """
 
 from __future__ import annotations
@@ -65,12 +72,15 @@ if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their 
     from fractions import Fraction  # every proxy ~0.5 MiB of RSS, for nested splitters only
 
     from gossamer.catalog.config_resolver import Resolver  # (and the filter parser: only
-    from gossamer.proxy.routing import Routing  # a proxy that has resolvers loads them)
+    from gossamer.catalog.config_router import Route  # a proxy that has resolvers or
+    from gossamer.proxy.router_plan import RouterPlan  # routers loads them)
+    from gossamer.proxy.routing import Routing
 
 log = logging.getLogger("gossamer.proxy")
 PATH = "/v1/config/service-splitter"
 RESOLVERS = "/v1/config/service-resolver"
-Plan = tuple[tuple[Split, ...], "Routing | None"]  # what a listener is handed
+ROUTERS = "/v1/config/service-router"
+Plan = tuple[tuple[Split, ...], "Routing | None", "RouterPlan | None"]  # a listener's
 
 
 def splits_by_service(body: Any) -> dict[str, tuple[Split, ...]]:
@@ -149,11 +159,13 @@ def _shares(name: str, entries: Mapping[str, tuple[Split, ...]],
 def _targets(listener: UpstreamListener, plan: Plan) -> dict[str, str]:
     """The targets other than the upstream's own service that `plan` may send to, each with
     the query of its health watch (resolver_routes.py)."""
-    splits, routing = plan
+    splits, routing, routes = plan
     own = listener.upstream.name
     if routing is not None:
-        return {key: query for key, query in routing.queries.items() if key != own}
-    return {s.service: "passing" for s in splits if s.weight > 0 and s.service != own}
+        found = {key: query for key, query in routing.queries.items() if key != own}
+    else:
+        found = {s.service: "passing" for s in splits if s.weight > 0 and s.service != own}
+    return found if routes is None else {**routes.queries, **found}
 
 
 class Splitters:
@@ -163,11 +175,13 @@ class Splitters:
         self._agent = agent
         self.by_service: dict[str, tuple[Split, ...]] = {}
         self.resolvers: dict[str, Resolver] = {}
+        self.routers: dict[str, tuple[Route, ...]] = {}
         # (listener id, target key) -> (its health query, the watch)
         self._watches: dict[tuple[int, str], tuple[str, Subscription]] = {}
         self._pending: dict[int, Plan] = {}  # listener id -> splits and routes waiting
         self.known = False  # the splitter entries' first answer came
         self.resolvers_known = False  # and the resolver entries'
+        self.routers_known = False  # and the router entries'
         self._waiters: list[asyncio.Future[None]] = []  # `resolved` callers, woken on a change
 
     def on_entries(self, body: Any, listeners: Iterable[UpstreamListener]) -> None:
@@ -191,10 +205,25 @@ class Splitters:
                 self.apply(listener)
         self._wake()
 
+    def on_routers(self, body: Any, listeners: Iterable[UpstreamListener]) -> None:
+        """The service-router entries changed: each listener's routes again."""
+        if isinstance(body, list) and body:  # (none: nothing of routers is imported)
+            from gossamer.proxy.router_plan import routers_by_service
+
+            self.routers = routers_by_service(body)
+        else:
+            self.routers = {}
+        self.routers_known = True
+        if self.known:
+            for listener in listeners:
+                self.apply(listener)
+        self._wake()
+
     async def resolved(self, listener: UpstreamListener) -> None:
         """Return once the entries are known and `listener`'s splits are in force (every
         target they name heard of): what its port waits for before it opens (warm.py)."""
-        while not (self.known and self.resolvers_known) or id(listener) in self._pending:
+        while (not (self.known and self.resolvers_known and self.routers_known)
+               or id(listener) in self._pending):  # fmt: skip
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -218,13 +247,26 @@ class Splitters:
             from gossamer.proxy.resolver_routes import routing_of
 
             routing = routing_of(listener.upstream, splits, self.resolvers)
+        routes = self._routes(listener, splits)
+        if (
+            routes is not None
+            and routing is None
+            and any(
+                SUBSET_SEP in key for r in routes.routes for c in r.chains.values() for key in c
+            )
+        ):  # a subset's key names its service only where the listener has routes (service_of)
+            from gossamer.proxy.routing import Routing
+
+            own = listener.upstream.name
+            keys = [s.service for s in splits if s.weight > 0] or [own]
+            routing = Routing({k: (k,) for k in keys}, {k: "passing" for k in keys if k != own})
         if splits != listener.split:
             shown = ", ".join(f"{s.service} {s.weight / 100:g}%" for s in splits) or "none"
             log.info("proxy: upstream %s split: %s", listener.upstream.name, shown)
         if routing != listener.routing:
             log.info("proxy: upstream %s resolved: %s", listener.upstream.name,
                      "as itself" if routing is None else routing.shown())  # fmt: skip
-        plan = (splits, routing)
+        plan = (splits, routing, routes)
         for target, query in sorted(_targets(listener, plan).items()):
             held = self._watches.get((id(listener), target))
             if held is None or held[0] != query:
@@ -233,6 +275,28 @@ class Splitters:
                 self._watch(listener, target, query)
         self._pending[id(listener)] = plan
         self._settle(listener)
+
+    def _routes(self, listener: UpstreamListener, splits: tuple[Split, ...]) -> RouterPlan | None:
+        """The router plan of `listener`'s service (None: none, or not an HTTP upstream)."""
+        name = listener.upstream.name
+        routes = self.routers.get(name)
+        if not routes:
+            if listener.http is not None and listener.http.routes is not None:
+                log.info("proxy: upstream %s routes: none", name)
+            return None
+        if listener.http is None:
+            log.warning("proxy: upstream %s (protocol %s): its service-router is applied to "
+                        "HTTP/1 upstreams only; requests go as with no router", name,
+                        listener.upstream.protocol)  # fmt: skip
+            return None
+        from gossamer.proxy.router_plan import plan_of
+
+        by_service = {**self.by_service, name: splits}
+        plan = plan_of(name, routes, by_service, self.resolvers)
+        held = listener.http.routes
+        if plan is not None and (held is None or held.shown != plan.shown):
+            log.info("proxy: upstream %s routes: %s", name, plan.shown)
+        return plan
 
     def _settle(self, listener: UpstreamListener) -> None:
         """Apply the waiting splits once every target they name has been heard of; only then
@@ -246,6 +310,8 @@ class Splitters:
         del self._pending[id(listener)]
         listener.split = plan[0]
         listener.set_routing(plan[1])
+        if listener.http is not None:
+            listener.http.set_routes(plan[2])
         self._wake()
         for (lid, target), (_, watch) in list(self._watches.items()):
             if lid == id(listener) and target not in wanted:

@@ -135,6 +135,10 @@ class UpstreamSet:
         """The service-resolver entries changed (split_targets.py), for warming ones too."""
         self.splitters.on_resolvers(body, [*self.listeners(), *self._opening.values()])
 
+    def on_routers(self, body: object) -> None:
+        """The service-router entries changed (split_targets.py), for warming ones too."""
+        self.splitters.on_routers(body, [*self.listeners(), *self._opening.values()])
+
     async def _open(self, upstream: Upstream) -> None:
         listener = UpstreamListener(upstream, self._identity, self._tally, metrics=self._metrics)
         listener.on_close = self._closed

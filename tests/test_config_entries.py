@@ -77,7 +77,8 @@ def test_reader_normalises_a_splitter_and_defaults() -> None:
         ({"Kind": "service-splitter", "Name": "api", "Splits": []}, "Splits", "must be a list of"),
         ({"Kind": "service-splitter", "Splits": [{"Weight": 100, "Service": "x"}]},
          "Name", "is required"),
-        ({"Kind": "service-router", "Name": "api"}, "Kind", "no L7 router"),
+        ({"Kind": "service-router", "Name": "api", "Routes": {}}, "Routes", "must be a list"),
+        ({"Kind": "ingress-gateway", "Name": "api"}, "Kind", "not a config entry kind"),
         ({"Kind": "mesh", "Name": "api"}, "Kind", "not a config entry kind"),
         ({"Name": "api"}, "Kind", "must name a config entry kind"),
         ({"Kind": "service-defaults", "Name": "api", "Protocol": "udp"}, "Protocol", "one of"),
@@ -206,8 +207,8 @@ async def test_bad_bodies_and_paths_are_400s_naming_the_field(api: Served) -> No
     assert status == 400 and "Splits: weights must sum to 100, got 95" in text
     status, text, _ = await api.req("PUT", "/v1/config?cas=x", CANARY)
     assert status == 400 and "'cas'" in text
-    status, text, _ = await api.req("GET", "/v1/config/service-router/api")
-    assert status == 400 and text.startswith("kind: 'service-router'")
+    status, text, _ = await api.req("GET", "/v1/config/ingress-gateway/api")
+    assert status == 400 and text.startswith("kind: 'ingress-gateway'")
     status, text, _ = await api.req("GET", "/v1/config/service-splitter/nope")
     assert status == 404 and "Config entry not found" in text
     status, text, _ = await api.req("GET", "/v1/config/service-splitter?dc=dc9")

@@ -92,15 +92,15 @@ def test_a_config_entry_of_a_later_kind_is_kept_and_passed_on_not_served(
     and the entry reaches peers through it, and serves it nowhere."""
     newer = lww.Entry(
         Timestamp(1_700_000_000_000, 0, "newer"),
-        {"Kind": "service-router", "Name": "web", "Routes": [{"Match": {}}]},
+        {"Kind": "ingress-gateway", "Name": "web", "Listeners": [{"Port": 8080}]},
     )
     here, further = _config_store(tmp_path, "here"), _config_store(tmp_path, "further")
-    assert here.absorb([("service-router/web", newer)]) == ["service-router/web"]
+    assert here.absorb([("ingress-gateway/web", newer)]) == ["ingress-gateway/web"]
     assert "refusing" not in caplog.text
-    assert here.get("service-router", "web") is None  # not served
-    assert here.snapshot().entries.entries == {"service-router/web": newer}
+    assert here.get("ingress-gateway", "web") is None  # not served
+    assert here.snapshot().entries.entries == {"ingress-gateway/web": newer}
     passed_on = list(here.snapshot().entries.entries.items())
-    assert further.absorb(passed_on) == ["service-router/web"]
+    assert further.absorb(passed_on) == ["ingress-gateway/web"]
     assert here.absorb([("not a key", newer)]) == []  # still refused: no kind/name shape
 
 

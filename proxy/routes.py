@@ -1,0 +1,128 @@
+"""A service-router's routes as matchers, and the request head a route rewrites. Pure.
+
+`Matcher.first(request)` is the index of the first route whose match fits
+the request (-1: none, the request goes where it would with no router).
+Paths, methods and headers are matched by the L7 intentions' own code
+(intentions/rules.py: `PermissionRule`, `HeaderRule`, RE2 full matches,
+paths without their query string, header names in any case, a missing
+header matching only an inverted `Present`); query parameters here, read
+from the query string percent-decoded, the first value of a repeated name
+(as Envoy reads them). The same call serves an HTTP/2 call: build its
+`HttpRequest` with http_codec.judged_request(method, path, fields).
+
+`rewritten_head` is the HTTP/1 request head a route sends on: its path's
+matched prefix (or whole exact path) replaced by `PrefixRewrite`, and its
+`RequestHeaders` edits made (`Remove`, then `Set` replacing, then `Add`
+appended: Envoy's order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from gossamer.catalog.config_router import HeaderEdits, QueryMatch, Route
+from gossamer.intentions.model import Decision, HeaderMatch, HttpRequest
+from gossamer.intentions.rules import HeaderRule, PermissionRule
+from gossamer.intentions.validate import Pattern, compile_regex
+
+
+@dataclass(frozen=True)
+class QueryRule:
+    match: QueryMatch
+    pattern: Pattern | None
+
+    def matches(self, query: dict[str, str]) -> bool:
+        value = query.get(self.match.name)
+        if value is None:
+            return False
+        if self.match.present:
+            return True
+        if self.pattern is not None:
+            return self.pattern.fullmatch(value) is not None
+        return value == self.match.exact
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Routes compiled once: each a permission rule (path, methods, headers) and its query
+    parameter rules."""
+
+    rules: tuple[PermissionRule, ...]
+    queries: tuple[tuple[QueryRule, ...], ...]
+
+    def first(self, request: HttpRequest) -> int:
+        """The index of the first route that fits `request`; -1 when none does."""
+        query: dict[str, str] | None = None
+        for i, rule in enumerate(self.rules):
+            if not rule.matches(request):
+                continue
+            wanted = self.queries[i]
+            if wanted:
+                if query is None:
+                    query = query_of(request.path)
+                if not all(q.matches(query) for q in wanted):
+                    continue
+            return i
+        return -1
+
+
+def compile_routes(routes: tuple[Route, ...], decisions: tuple[Decision, ...]) -> Matcher:
+    """The matcher of `routes` (checked when stored: a pattern that fails here raises
+    ValueError); `decisions[i]` is what route i's match decides."""
+    regexes: dict[str, Pattern] = {}
+
+    def regex(pattern: str) -> Pattern | None:
+        if not pattern:
+            return None
+        if pattern not in regexes:
+            regexes[pattern] = compile_regex(pattern)
+        return regexes[pattern]
+
+    rules = []
+    queries = []
+    for i, route in enumerate(routes):
+        http = route.http
+        headers = tuple(
+            HeaderRule.of(HeaderMatch(h.name, h.present, h.exact, h.prefix, h.suffix, h.regex,
+                                      h.invert), regex(h.regex))
+            for h in http.headers
+        )  # fmt: skip
+        rules.append(PermissionRule(i, "route", http.path_exact, http.path_prefix,
+                                    regex(http.path_regex), frozenset(http.methods), headers,
+                                    (1, decisions[i])))  # fmt: skip
+        queries.append(tuple(QueryRule(q, regex(q.regex)) for q in route.query))
+    return Matcher(tuple(rules), tuple(queries))
+
+
+def query_of(path: str) -> dict[str, str]:
+    """The query parameters of a request target, decoded; the first value of each name."""
+    _, mark, rest = path.partition("?")
+    if not mark:
+        return {}
+    found: dict[str, str] = {}
+    for name, value in parse_qsl(rest.split("#", 1)[0], keep_blank_values=True):
+        found.setdefault(name, value)
+    return found
+
+
+def rewritten_head(head: bytes, prefix: str, rewrite: str, edits: HeaderEdits) -> bytes:
+    """`head` (a request line, fields, the blank line) with the path's `prefix` replaced by
+    `rewrite` (when `rewrite` is given and the path starts with `prefix`) and `edits` made."""
+    lines = head.split(b"\r\n")
+    if rewrite and prefix:
+        method, target, version = lines[0].split(b" ", 2)
+        old, new = prefix.encode("latin-1"), rewrite.encode("latin-1")
+        if target.startswith(old):
+            target = new + target[len(old) :]
+            if target.startswith(b"//"):  # `/api/` + `/x` would read as an authority
+                target = target[1:]
+            lines[0] = b" ".join((method, target, version))
+    if edits.remove or edits.set or edits.add:
+        gone = {n.lower().encode("latin-1") for n in (*edits.remove, *(n for n, _ in edits.set))}
+        fields = [line for line in lines[1:-2]
+                  if line.split(b":", 1)[0].strip().lower() not in gone]  # fmt: skip
+        fields += [b"%s: %s" % (n.encode("latin-1"), v.encode("utf-8"))
+                   for n, v in (*edits.set, *edits.add)]  # fmt: skip
+        lines = [lines[0], *fields, b"", b""]
+    return b"\r\n".join(lines)

@@ -1,0 +1,252 @@
+"""service-router entries obeyed by real sidecars: routes by path, header and method, to
+another service or a subset, PrefixRewrite and header edits as the app sees them, a route's
+own RequestTimeout, a live change on a kept connection, and the agent's 400s.
+
+Two agents. On s1, `api` has two instances, `api-1` (Meta version=v1) and `api-2`
+(version=v2), and `api-next` one; each an HTTP app behind a sidecar, all served by one
+`connect proxy --node`. On s2, `web` has an HTTP upstream of api (its own `--node` proxy).
+`service-defaults` give api and api-next `Protocol: http`, which a router needs (Consul's
+rule). Which app took a request, and what it saw, is read from the apps.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.poll import eventually
+from tests.http_app import HttpApp
+from tests.proxy_support import (
+    ProxyProc,
+    healthy_sidecars,
+    set_intention,
+    stop_mesh,
+    wait_listening,
+    web_body,
+)
+
+SUBSETS = {"v1": {"Filter": "Service.Meta.version == v1"},
+           "v2": {"Filter": "Service.Meta.version == v2"}}  # fmt: skip
+
+
+@dataclass
+class HeaderApp(HttpApp):
+    """An HttpApp that also keeps each request's headers."""
+
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+    def _note(self, request: web.Request) -> None:
+        super()._note(request)
+        self.headers.append(dict(request.headers))
+
+
+@dataclass
+class Mesh:
+    s1: AgentProc
+    apps: dict[str, HeaderApp]  # "v1", "v2", "next"
+    up: tuple[str, int]  # web's HTTP upstream of api
+
+
+def _app(agent: AgentProc, name: str, sid: str, app: HttpApp, meta: dict[str, str]) -> int:
+    inbound = free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": sid, "Port": app.port, "Address": agent.ip, "Meta": meta,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": "http"}}}},
+    })  # fmt: skip
+    return inbound
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    tmp = tmp_path_factory.mktemp("router")
+    c = Cluster(tmp)
+    apps = {k: HeaderApp().start() for k in ("v1", "v2", "next")}
+    proxies: list[ProxyProc] = []
+    try:
+        s1 = c.new_agent("s1").start()
+        s2 = c.new_agent("s2", "--join", s1.serf_addr).start()
+        for agent in (s1, s2):
+            eventually(agent.enrolled, 20, what=f"{agent.name}'s certificate")
+        for name in ("api", "api-next"):
+            s1.put("/v1/config", {"Kind": "service-defaults", "Name": name, "Protocol": "http"})
+        ins = [_app(s1, "api", "api-1", apps["v1"], {"version": "v1"}),
+               _app(s1, "api", "api-2", apps["v2"], {"version": "v2"}),
+               _app(s1, "api-next", "api-next", apps["next"], {})]  # fmt: skip
+        port = free_port("127.0.0.1")
+        up = {"DestinationName": "api", "LocalBindPort": port, "Config": {"protocol": "http"}}
+        s2.put("/v1/agent/service/register", web_body(s2, free_port(s2.ip), [up]))
+        for destination in ("api", "api-next"):
+            set_intention(s1, "web", destination, "allow")
+        for agent in (s1, s2):
+            argv = ["--node", "--drain-timeout", "1", "--http-addr", agent.http]
+            proxies.append(ProxyProc(argv, tmp / f"proxy-{agent.name}.log").start())
+        for inbound in ins:
+            wait_listening(s1.ip, inbound, proxies[0])
+        wait_listening("127.0.0.1", port, proxies[1])
+        eventually(lambda: healthy_sidecars(s2, "api") == 2, 30, what="both api instances")
+        eventually(lambda: healthy_sidecars(s2, "api-next") == 1, 30, what="api-next")
+        found = Mesh(s1, apps, ("127.0.0.1", port))
+        eventually(lambda: served(found)[0] in ("v1", "v2"), 20, what="a first request")
+        yield found
+    finally:
+        leftovers = stop_mesh(c, proxies, apps.values())
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def config(mesh: Mesh, method: str, path: str, body: object = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(mesh.s1.ip, mesh.s1.http_port, timeout=10)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body))
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def write(mesh: Mesh, kind: str, name: str, **fields: Any) -> None:
+    status, text = config(mesh, "PUT", "/v1/config", {"Kind": kind, "Name": name, **fields})
+    assert (status, text) == (200, "true"), text
+
+
+@pytest.fixture(autouse=True)
+def clean(mesh: Mesh) -> Iterator[None]:
+    """Each test ends with no router or resolver, and requests to api going to api again."""
+    yield
+    for kind in ("service-router", "service-resolver"):
+        config(mesh, "DELETE", f"/v1/config/{kind}/api")
+    eventually(lambda: {served(mesh, "/echo/next")[0] for _ in range(6)} <= {"v1", "v2"}, 20,
+               what="requests to api only")  # fmt: skip
+
+
+def served(mesh: Mesh, path: str = "/echo/r", method: str = "GET",
+           headers: dict[str, str] | None = None,
+           conn: http.client.HTTPConnection | None = None) -> tuple[str, int, str]:  # fmt: skip
+    """(the app that took one request, the status, what that app saw: `METHOD PATH`)."""
+    before = {k: len(app.seen) for k, app in mesh.apps.items()}
+    c = conn or http.client.HTTPConnection(*mesh.up, timeout=10)
+    try:
+        c.request(method, path, headers=headers or {})
+        response = c.getresponse()
+        response.read()
+    finally:
+        if conn is None:
+            c.close()
+    grown = [k for k, app in mesh.apps.items() if len(app.seen) > before[k]]
+    assert len(grown) <= 1, f"one request should reach one app at most, got {grown}"
+    if not grown:
+        return "", response.status, ""
+    return grown[0], response.status, mesh.apps[grown[0]].seen[-1]
+
+
+def routed(mesh: Mesh, want: str, **kwargs: Any) -> None:
+    """Poll until requests made as `kwargs` say go to `want` (a change takes a moment)."""
+    eventually(lambda: {served(mesh, **kwargs)[0] for _ in range(4)} == {want}, 20,
+               what=f"{kwargs} to {want}")  # fmt: skip
+
+
+def test_a_path_prefix_to_another_service_with_its_prefix_rewritten(mesh: Mesh) -> None:
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/next/"}},
+         "Destination": {"Service": "api-next", "PrefixRewrite": "/echo/",
+                         "RequestHeaders": {"Set": {"X-Routed": "next"},
+                                            "Remove": ["X-Secret"]}}},
+    ])  # fmt: skip
+    routed(mesh, "next", path="/next/a?b=1")
+    app, status, saw = served(mesh, "/next/users/7?b=1", headers={"X-Secret": "s"})
+    assert (app, status, saw) == ("next", 200, "GET /echo/users/7?b=1")
+    seen = mesh.apps["next"].headers[-1]
+    assert seen.get("X-Routed") == "next" and "X-Secret" not in seen
+    assert served(mesh, "/echo/plain")[0] in ("v1", "v2")  # no route fits: api itself
+    assert "X-Routed" not in mesh.apps["v1"].headers[-1:] and all(
+        "X-Routed" not in h for app in ("v1", "v2") for h in mesh.apps[app].headers
+    )
+
+
+def test_a_header_routes_to_a_canary_subset(mesh: Mesh) -> None:
+    write(mesh, "service-resolver", "api", DefaultSubset="v1", Subsets=SUBSETS)
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"Header": [{"Name": "x-canary", "Exact": "1"}]}},
+         "Destination": {"ServiceSubset": "v2"}},
+    ])  # fmt: skip
+    routed(mesh, "v2", headers={"X-Canary": "1"})
+    routed(mesh, "v1")
+    assert {served(mesh, headers={"x-canary": "2"})[0] for _ in range(6)} == {"v1"}
+
+
+def test_a_method_match(mesh: Mesh) -> None:
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"Methods": ["POST", "PUT"]}}, "Destination": {"Service": "api-next"}},
+    ])  # fmt: skip
+    routed(mesh, "next", method="POST")
+    assert served(mesh, method="PUT")[0] == "next"
+    assert served(mesh, method="GET")[0] in ("v1", "v2")
+
+
+def test_a_route_s_request_timeout_answers_504(mesh: Mesh) -> None:
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/sleep/"}},
+         "Destination": {"RequestTimeout": "300ms"}},
+    ])  # fmt: skip
+
+    def timed_out() -> bool:
+        started = time.monotonic()
+        _, status, _ = served(mesh, "/sleep/3000")
+        return status == 504 and time.monotonic() - started < 2.5
+
+    eventually(timed_out, 20, what="a 504 after the route's 300 ms")
+    assert served(mesh, "/sleep/500")[1] == 504
+    assert served(mesh, "/echo/fast")[1] == 200  # another route's (none's) timeout: the upstream's
+
+
+def test_a_live_change_applies_to_the_next_request_on_a_kept_connection(mesh: Mesh) -> None:
+    kept = http.client.HTTPConnection(*mesh.up, timeout=10)
+    try:
+        assert served(mesh, "/echo/k", conn=kept)[0] in ("v1", "v2")
+        write(mesh, "service-router", "api", Routes=[
+            {"Match": {"HTTP": {"PathPrefix": "/echo"}}, "Destination": {"Service": "api-next"}},
+        ])  # fmt: skip
+        eventually(lambda: served(mesh, "/echo/k", conn=kept)[0] == "next", 20,
+                   what="the kept connection's next request to api-next")  # fmt: skip
+        write(mesh, "service-router", "api", Routes=[
+            {"Match": {"HTTP": {"PathPrefix": "/other"}}, "Destination": {"Service": "api-next"}},
+        ])  # fmt: skip
+        eventually(lambda: served(mesh, "/echo/k", conn=kept)[0] in ("v1", "v2"), 20,
+                   what="the kept connection's next request back to api")  # fmt: skip
+    finally:
+        kept.close()
+
+
+BAD = [
+    ({"Routes": [{"Match": {"HTTP": {"PathPrefix": "v2"}}}]}, "Routes[0].Match.HTTP.PathPrefix"),
+    ({"Routes": [{"Destination": {"NumRetries": 2}}]}, "Routes[0].Destination.NumRetries"),
+    ({"Routes": [{"Destination": {"ServiceSubset": "v9"}}]},
+     "Routes[0].Destination.ServiceSubset"),
+    ({"Routes": [{"Destination": {"Service": "web"}}]}, "Routes[0].Destination.Service"),
+    ({"Name": "web", "Routes": []}, "Name"),  # web's protocol is tcp (no service-defaults)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "field"), BAD)
+def test_each_bad_entry_is_a_400_naming_the_field(mesh: Mesh, body: dict[str, Any],
+                                                   field: str) -> None:  # fmt: skip
+    status, text = config(mesh, "PUT", "/v1/config",
+                          {"Kind": "service-router", "Name": "api", **body})  # fmt: skip
+    assert status == 400 and field in text, text
+
+
+def test_a_service_defaults_change_that_would_break_a_router_is_a_400(mesh: Mesh) -> None:
+    write(mesh, "service-router", "api", Routes=[{"Destination": {"Service": "api-next"}}])
+    tcp = {"Kind": "service-defaults", "Name": "api-next", "Protocol": "tcp"}
+    status, text = config(mesh, "PUT", "/v1/config", tcp)
+    assert status == 400 and "service-router/api" in text, text
+    status, text = config(mesh, "GET", "/v1/config/service-router/api")
+    assert status == 200 and json.loads(text)["Routes"][0]["Destination"]["Service"] == "api-next"

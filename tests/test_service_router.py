@@ -1,0 +1,275 @@
+"""service-router entries without a cluster: what a body may say, the cross-entry checks, and
+how routes match requests and rewrite their heads (catalog/config_router.py, proxy/routes.py,
+proxy/router_plan.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossamer.catalog.config_entries import (
+    ConfigEntryError,
+    check_graph,
+    read_entry,
+    related_services,
+)
+from gossamer.catalog.config_resolver import resolver_of
+from gossamer.catalog.config_router import HeaderEdits, routes_of
+from gossamer.proxy.http_codec import judged_request
+from gossamer.proxy.router_plan import plan_of
+from gossamer.proxy.routes import query_of, rewritten_head
+
+
+def router(*routes: dict[str, Any], name: str = "api") -> dict[str, Any]:
+    return {"Kind": "service-router", "Name": name, "Routes": list(routes)}
+
+
+def route(http: dict[str, Any] | None = None, **dest: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if http is not None:
+        out["Match"] = {"HTTP": http}
+    if dest:
+        out["Destination"] = dest
+    return out
+
+
+def fields_of(body: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigEntryError) as caught:
+        read_entry(body)
+    return [field for field, _ in caught.value.problems]
+
+
+def test_a_full_router_reads_and_is_stored_normalised() -> None:
+    entry = read_entry(router(
+        route({"PathPrefix": "/v2", "Methods": ["get", "POST"],
+               "Header": [{"Name": "x-canary", "Exact": "1"}],
+               "QueryParam": [{"Name": "debug", "Present": True}]},
+              Service="api-v2", PrefixRewrite="/", RequestTimeout="2s",
+              RequestHeaders={"Set": {"x-routed": "yes"}, "Remove": ["x-drop"]}),
+        route(Service="api", ServiceSubset="v2"),
+        {},
+    ))  # fmt: skip
+    first = entry["Routes"][0]
+    assert first["Match"]["HTTP"]["Methods"] == ["GET", "POST"]
+    assert first["Destination"]["RequestTimeout"] == "2s"
+    assert entry["Routes"][2] == {}
+    assert read_entry(entry) == entry  # what is served reads back the same
+    routes = routes_of(entry)
+    assert routes[2].destination.service == "api"  # none given: the router's own
+    assert routes[0].destination.request_timeout_s == 2.0
+    assert related_services(entry) == ["api-v2"]
+
+
+BAD = [
+    (route({"PathExact": "/a", "PathPrefix": "/b"}), "Routes[0].Match.HTTP"),
+    (route({"PathPrefix": "v2"}), "Routes[0].Match.HTTP.PathPrefix"),
+    (route({"PathRegex": "(unclosed"}), "Routes[0].Match.HTTP.PathRegex"),
+    (route({"Methods": ["FETCH"]}), "Routes[0].Match.HTTP.Methods[0]"),
+    (route({"Methods": ["GET", "get"]}), "Routes[0].Match.HTTP.Methods[1]"),
+    (route({"Header": [{"Name": "x"}]}), "Routes[0].Match.HTTP.Header[0]"),
+    (route({"Header": [{"Name": "x", "Exact": "1", "Prefix": "2"}]}),
+     "Routes[0].Match.HTTP.Header[0]"),
+    (route({"Header": [{"Name": "bad name", "Present": True}]}),
+     "Routes[0].Match.HTTP.Header[0].Name"),
+    (route({"Header": [{"Name": "x", "Contains": "1"}]}),
+     "Routes[0].Match.HTTP.Header[0].Contains"),
+    (route({"QueryParam": [{"Present": True}]}), "Routes[0].Match.HTTP.QueryParam[0].Name"),
+    (route({"QueryParam": [{"Name": "q", "Regex": "("}]}),
+     "Routes[0].Match.HTTP.QueryParam[0].Regex"),
+    (route({"PathRegex": "/x"}, PrefixRewrite="/"), "Routes[0].Destination.PrefixRewrite"),
+    (route(IdleTimeout="5s"), "Routes[0].Destination.IdleTimeout"),
+    (route(NumRetries=3), "Routes[0].Destination.NumRetries"),
+    (route(RetryOnConnectFailure=True), "Routes[0].Destination.RetryOnConnectFailure"),
+    (route(RetryOn=["reset"]), "Routes[0].Destination.RetryOn"),
+    (route(RetryOnStatusCodes=[503]), "Routes[0].Destination.RetryOnStatusCodes"),
+    (route(ResponseHeaders={"Add": {"a": "b"}}), "Routes[0].Destination.ResponseHeaders"),
+    (route(RequestHeaders={"Set": {"Host": "elsewhere"}}),
+     'Routes[0].Destination.RequestHeaders.Set["Host"]'),
+    (route(RequestHeaders={"Remove": ["Content-Length"]}),
+     "Routes[0].Destination.RequestHeaders.Remove[0]"),
+    (route(RequestTimeout="-1s"), "Routes[0].Destination.RequestTimeout"),
+    (route(ServiceSubset="V2"), "Routes[0].Destination.ServiceSubset"),
+    (route(Service="*"), "Routes[0].Destination.Service"),
+    (route(Namespace="team"), "Routes[0].Destination.Namespace"),
+    ({"Match": {"GRPC": {}}}, "Routes[0].Match.GRPC"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("one", "field"), BAD)
+def test_each_bad_route_is_refused_naming_its_field(one: dict[str, Any], field: str) -> None:
+    assert field in fields_of(router(one))
+
+
+def test_every_problem_of_a_body_is_named_at_once() -> None:
+    found = fields_of(router(route({"PathPrefix": "x"}), route(NumRetries=1)))
+    assert found == ["Routes[0].Match.HTTP.PathPrefix", "Routes[1].Destination.NumRetries"]
+
+
+def _held(*entries: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(e["Kind"], e["Name"]): read_entry(e) for e in entries}
+
+
+def defaults(name: str, protocol: str) -> dict[str, Any]:
+    return {"Kind": "service-defaults", "Name": name, "Protocol": protocol}
+
+
+def test_a_router_needs_an_l7_protocol_on_its_service_and_its_destinations() -> None:
+    entry = read_entry(router(route({"PathPrefix": "/v2"}, Service="api-v2")))
+    with pytest.raises(ConfigEntryError) as caught:
+        check_graph({}, "service-router", "api", entry)
+    assert caught.value.field == "Name" and "'tcp'" in caught.value.message
+    with pytest.raises(ConfigEntryError) as caught:
+        check_graph(_held(defaults("api", "http")), "service-router", "api", entry)
+    assert caught.value.field == "Routes[0].Destination.Service"
+    held = _held(defaults("api", "http"), defaults("api-v2", "http"))
+    check_graph(held, "service-router", "api", entry)
+    held[("service-router", "api")] = entry
+    with pytest.raises(ConfigEntryError) as caught:  # the protocol a router needs, taken away
+        check_graph(held, "service-defaults", "api-v2", read_entry(defaults("api-v2", "tcp")))
+    assert caught.value.field == "Protocol" and "service-router/api" in caught.value.message
+    check_graph(held, "service-defaults", "web", read_entry(defaults("web", "tcp")))
+
+
+def test_a_route_to_a_subset_needs_the_resolver_to_define_it() -> None:
+    entry = read_entry(router(route(ServiceSubset="v2")))
+    held = _held(defaults("api", "http"))
+    with pytest.raises(ConfigEntryError) as caught:
+        check_graph(held, "service-router", "api", entry)
+    assert caught.value.field == "Routes[0].Destination.ServiceSubset"
+    resolver = {"Kind": "service-resolver", "Name": "api",
+                "Subsets": {"v2": {"Filter": "Service.Meta.version == v2"}}}  # fmt: skip
+    held = _held(defaults("api", "http"), resolver)
+    check_graph(held, "service-router", "api", entry)
+    held[("service-router", "api")] = entry
+    with pytest.raises(ConfigEntryError):  # the subset the route needs, deleted
+        check_graph(held, "service-resolver", "api", None)
+
+
+def _request(method: str, path: str, **headers: str) -> Any:
+    return judged_request(method, path, [(k.encode(), v.encode()) for k, v in headers.items()])
+
+
+MATCHING = [
+    # (route match, method, path, headers, fits)
+    ({"PathPrefix": "/api/v2"}, "GET", "/api/v2/users?x=1", {}, True),
+    ({"PathPrefix": "/api/v2"}, "GET", "/api/v1", {}, False),
+    ({"PathExact": "/health"}, "GET", "/health?verbose", {}, True),
+    ({"PathExact": "/health"}, "GET", "/healthz", {}, False),
+    ({"PathRegex": "/u/[0-9]+"}, "GET", "/u/42", {}, True),
+    ({"PathRegex": "/u/[0-9]+"}, "GET", "/u/42/x", {}, False),
+    ({"Methods": ["POST", "PUT"]}, "PUT", "/", {}, True),
+    ({"Methods": ["POST", "PUT"]}, "GET", "/", {}, False),
+    ({"Header": [{"Name": "X-Canary", "Exact": "1"}]}, "GET", "/", {"x-canary": "1"}, True),
+    ({"Header": [{"Name": "x-canary", "Exact": "1"}]}, "GET", "/", {"X-Canary": "2"}, False),
+    ({"Header": [{"Name": "x-canary", "Present": True}]}, "GET", "/", {}, False),
+    ({"Header": [{"Name": "x-canary", "Present": True, "Invert": True}]}, "GET", "/", {}, True),
+    ({"Header": [{"Name": "x-v", "Prefix": "v2"}]}, "GET", "/", {"x-v": "v2.1"}, True),
+    ({"Header": [{"Name": "x-v", "Suffix": "-beta"}]}, "GET", "/", {"x-v": "2-beta"}, True),
+    ({"Header": [{"Name": "x-v", "Regex": "v[0-9]"}]}, "GET", "/", {"x-v": "v10"}, False),
+    ({"QueryParam": [{"Name": "beta", "Present": True}]}, "GET", "/?beta", {}, True),
+    ({"QueryParam": [{"Name": "beta", "Exact": "a b"}]}, "GET", "/?beta=a%20b", {}, True),
+    ({"QueryParam": [{"Name": "beta", "Regex": "[0-9]+"}]}, "GET", "/?beta=x", {}, False),
+    ({"QueryParam": [{"Name": "beta", "Present": True}]}, "GET", "/beta", {}, False),
+    ({"PathPrefix": "/a", "Methods": ["GET"]}, "POST", "/a", {}, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("http", "method", "path", "headers", "fits"), MATCHING)
+def test_route_matching(http: dict[str, Any], method: str, path: str, headers: dict[str, str],
+                        fits: bool) -> None:  # fmt: skip
+    entry = read_entry(router(route(http, Service="api-v2")))
+    plan = plan_of("api", routes_of(entry), {}, {})
+    assert plan is not None
+    assert (plan.matcher.first(_request(method, path, **headers)) == 0) == fits
+
+
+def test_the_first_route_that_fits_decides_and_none_is_minus_one() -> None:
+    entry = read_entry(router(
+        route({"PathPrefix": "/api"}, Service="a"),
+        route({"PathPrefix": "/api/v2"}, Service="b"),
+        route({"Methods": ["DELETE"]}, Service="c"),
+    ))  # fmt: skip
+    plan = plan_of("api", routes_of(entry), {}, {})
+    assert plan is not None
+    assert plan.matcher.first(_request("GET", "/api/v2/x")) == 0
+    assert plan.matcher.first(_request("DELETE", "/other")) == 2
+    assert plan.matcher.first(_request("GET", "/other")) == -1
+
+
+def test_a_plan_resolves_each_destination_through_its_splitter_and_resolver() -> None:
+    resolver = read_entry({"Kind": "service-resolver", "Name": "api-v2", "DefaultSubset": "a",
+                           "Subsets": {"a": {"Filter": "Service.Meta.v == a"}},
+                           "Failover": {"*": {"Service": "api-backup"}}})  # fmt: skip
+    entry = read_entry(router(route({"PathPrefix": "/v2"}, Service="api-v2"),
+                              route({"PathPrefix": "/own"})))  # fmt: skip
+    plan = plan_of("api", routes_of(entry), {}, {"api-v2": resolver_of(resolver)})
+    assert plan is not None
+    to, own = plan.routes
+    assert not to.own and to.chains == {"api-v2": ("api-v2/a", "api-backup")}
+    assert set(plan.queries) == {"api-v2/a", "api-backup"}
+    assert own.own
+
+
+HEAD = b"GET /api/v2/users?x=1 HTTP/1.1\r\nHost: api\r\nX-Drop: 1\r\nX-Keep: 2\r\n\r\n"
+
+
+def test_rewritten_head() -> None:
+    edits = HeaderEdits(add=(("x-added", "a"),), set=(("x-keep", "3"),), remove=("x-drop",))
+    got = rewritten_head(HEAD, "/api/v2", "/v2", edits)
+    assert got == (b"GET /v2/users?x=1 HTTP/1.1\r\nHost: api\r\nx-keep: 3\r\nx-added: a\r\n\r\n")
+    assert rewritten_head(HEAD, "/api/v2/", "/", HeaderEdits()).startswith(b"GET /users?x=1 ")
+    assert rewritten_head(HEAD, "/api/", "/", HeaderEdits()).startswith(b"GET /v2/users?x=1 ")
+    assert rewritten_head(HEAD, "/other", "/x", HeaderEdits()) == HEAD
+
+
+_SEG = st.text("abcxyz019-", min_size=1, max_size=6)
+
+
+@given(st.lists(_SEG, min_size=1, max_size=4), st.lists(_SEG, max_size=3),
+       st.lists(_SEG, max_size=3))  # fmt: skip
+def test_a_prefix_rewrite_keeps_the_rest_of_the_path(prefix: list[str], rest: list[str],
+                                                     new: list[str]) -> None:  # fmt: skip
+    old_prefix = "/" + "/".join(prefix)
+    tail = "".join("/" + s for s in rest)
+    rewrite = "/" + "/".join(new)
+    head = b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % (old_prefix + tail).encode()
+    target = rewritten_head(head, old_prefix, rewrite, HeaderEdits()).split(b" ")[1].decode()
+    assert target.startswith("/") and not target.startswith("//")
+    assert target.endswith(tail)
+    assert target.lstrip("/") == (rewrite + tail).lstrip("/")
+
+
+@given(st.dictionaries(st.text("abq", min_size=1, max_size=3), st.text("xy =&%", max_size=4),
+                       max_size=3))  # fmt: skip
+def test_query_of_reads_back_what_was_encoded(params: dict[str, str]) -> None:
+    from urllib.parse import urlencode
+
+    assert query_of("/p?" + urlencode(params)) == params
+
+
+ROUTER_MODULES = ("gossamer.catalog.config_router", "gossamer.proxy.routes",
+                  "gossamer.proxy.router_plan")  # fmt: skip
+
+
+def test_a_sidecar_with_no_router_imports_none_of_the_router_modules() -> None:
+    """Started, and told there are no router entries (or an old agent's 400: []), a proxy
+    loads nothing of routers."""
+    import subprocess
+    import sys
+
+    from tests.harness.cli import cli_env
+
+    script = (
+        "import sys, gossamer.proxy.__main__\n"
+        "from gossamer.proxy.split_targets import Splitters\n"
+        "s = Splitters(None)\n"
+        "s.on_entries([], []); s.on_resolvers([], []); s.on_routers([], [])\n"
+        f"print(' '.join(m for m in {ROUTER_MODULES!r} if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=cli_env(), timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == []
