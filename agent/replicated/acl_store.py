@@ -11,6 +11,8 @@ Rules this class keeps:
   token is refused from the moment its tombstone arrives.
 - Expiry is checked on every use, not cached.
 - Every change takes the next index of the agent's index table under `ACL`.
+- A peer's entry of a kind a later release holds is kept and passed on,
+  never read (later_keys.py); other unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from gossamer.agent.acl.tokens import (
     token_value,
 )
 from gossamer.agent.replicated.hlc_clock import HlcClock
+from gossamer.agent.replicated.later_keys import later_key
 from gossamer.agent.replicated.lww_replica import DecodedReplica
 from gossamer.catalog import lww
 from gossamer.catalog.store import CatalogStore
@@ -65,7 +68,9 @@ class AclStore(DecodedReplica[AclState]):
         self._changed(list(self._map.entries))
 
     def accepts(self, key: str) -> bool:
-        return known_key(key)
+        """A key this version reads, or a later release's kind: kept, never read
+        (later_keys.py says why that is safe)."""
+        return known_key(key) or later_key(key, (TOKEN, POLICY, BOOTSTRAP))
 
     def _decode(self, items: list[tuple[str, Any]]) -> AclState:
         return read_state(items)

@@ -14,7 +14,9 @@ Rules this class keeps:
   intermediate; the decoded `state` is rebuilt on its first read after it.
 - Listeners (`on_change`) hear of every change after the map moved; they
   must only note it (set an event): they run inside a peer's RPC.
-- Keys of shapes the map does not hold are refused from peers.
+- A peer's entry of a kind a later release holds is kept and passed on,
+  never read (later_keys.py); keys of other shapes are refused, and so are
+  malformed keys of the kinds this version reads.
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gossamer.agent.replicated.hlc_clock import HlcClock
+from gossamer.agent.replicated.later_keys import later_key
 from gossamer.agent.replicated.lww_replica import DecodedReplica
 from gossamer.catalog import lww
 from gossamer.catalog.store import CatalogStore
-from gossamer.proxy.ca.ca_entries import MAP_NAME, ROOT, CaState, known_key, read_state
+from gossamer.proxy.ca.ca_entries import (
+    AGENT,
+    CONFIG,
+    MAP_NAME,
+    REVOKED,
+    ROOT,
+    SEAL,
+    CaState,
+    known_key,
+    read_state,
+)
 
 log = logging.getLogger("gossamer.ca")
 
@@ -53,7 +66,9 @@ class CaStore(DecodedReplica[CaState]):
         self._changed(list(self._map.entries))
 
     def accepts(self, key: str) -> bool:
-        return known_key(key)
+        """A key this version reads, or a later release's kind: kept, never read
+        (later_keys.py says why that is safe)."""
+        return known_key(key) or later_key(key, (ROOT, SEAL, AGENT, REVOKED, CONFIG))
 
     def _decode(self, items: list[tuple[str, Any]]) -> CaState:
         return read_state(items)
