@@ -95,6 +95,8 @@ def expose_all(
         paths.append({"ListenerPort": port, **made, "ParsedFromCheck": True})
     if given or paths:
         expose["Paths"] = given + paths
+    else:  # the last check's path goes with it
+        expose.pop("Paths", None)
     proxy["Expose"] = expose
     n = len(reg.checks)
     made_reg = replace(reg, checks=tuple(checks[:n]), sidecar=replace(sidecar, proxy=proxy))

@@ -208,7 +208,13 @@ class LocalNode:
             self._forget_standalone(defn.check_id, old)
             raise
         defn = self._registry.standalone[defn.check_id]
-        store_check(self._store, defn, body, from_config=from_config)
+        try:
+            store_check(self._store, defn, body, from_config=from_config)
+        except StoreError:  # not stored (a full disk): nothing of it may stay in memory
+            self._forget_standalone(defn.check_id, old)
+            if defn.service_id:
+                reexpose(self._registry, defn.service_id)  # its exposed path goes again
+            raise
         self._registry.status.setdefault(defn.check_id, (defn.status, ""))
         self.runner.add(defn)
         self._rerun([d for d in changed if d.check_id != defn.check_id])
