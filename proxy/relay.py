@@ -124,6 +124,10 @@ class Relay(Joint):
             end(a)
         end(b)
         self._on_close(self)
+        # Said once; let go of it: an owner that holds the relay is often in the callback
+        # (an upgraded HTTP session's tunnel), and the two then waited as a cycle for the
+        # collector, with the session's parsers and both connections (bench/soak.py).
+        self._on_close = _said
         # Both ends are done: the sides let go of the relay now. A side's own connection_lost
         # does that for a TCP or TLS connection, but a mux stream closed here gets none, and
         # relay and sides (with their transports) then waited as a cycle for the collector:
@@ -132,6 +136,10 @@ class Relay(Joint):
             side.relay = None
         if linger:
             linger_on(a)
+
+
+def _said(relay: Relay) -> None:
+    """A closed relay's callback: it was called already."""
 
 
 def _closed(side: Side) -> None:
