@@ -80,7 +80,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             s1.put("/v1/config", {"Kind": "service-defaults", "Name": name, "Protocol": "http"})
         ins = [_app(s1, "api", "api-1", apps["v1"], {"version": "v1"}),
                _app(s1, "api", "api-2", apps["v2"], {"version": "v2"}),
-               _app(s1, "api-next", "api-next", apps["next"], {})]  # fmt: skip
+               _app(s1, "api-next", "api-next", apps["next"], {"tier": "next"})]  # fmt: skip
         port = free_port("127.0.0.1")
         up = {"DestinationName": "api", "LocalBindPort": port, "Config": {"protocol": "http"}}
         s2.put("/v1/agent/service/register", web_body(s2, free_port(s2.ip), [up]))
@@ -180,6 +180,23 @@ def test_a_header_routes_to_a_canary_subset(mesh: Mesh) -> None:
     routed(mesh, "v2", headers={"X-Canary": "1"})
     routed(mesh, "v1")
     assert {served(mesh, headers={"x-canary": "2"})[0] for _ in range(6)} == {"v1"}
+
+
+def test_a_route_to_a_subset_of_another_service_whose_own_has_no_resolver(mesh: Mesh) -> None:
+    """api has no resolver, so its listener has no resolver routing; the route's target key
+    `api-next/all` must still be dialled as api-next (its SPIFFE ID), not as `api-next/all`."""
+    write(mesh, "service-resolver", "api-next",
+          Subsets={"all": {"Filter": "Service.Meta.tier == next"}})  # fmt: skip
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/echo/sub"}},
+         "Destination": {"Service": "api-next", "ServiceSubset": "all"}},
+    ])  # fmt: skip
+    try:
+        routed(mesh, "next", path="/echo/sub")
+        assert served(mesh, "/echo/sub/x")[1:] == (200, "GET /echo/sub/x")
+    finally:
+        config(mesh, "DELETE", "/v1/config/service-router/api")
+        config(mesh, "DELETE", "/v1/config/service-resolver/api-next")
 
 
 def test_a_method_match(mesh: Mesh) -> None:

@@ -273,3 +273,18 @@ def test_a_sidecar_with_no_router_imports_none_of_the_router_modules() -> None:
                          env=cli_env(), timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == []
+
+
+def test_writing_a_router_needs_read_on_each_destination() -> None:
+    """As Consul's canWriteDiscoveryChain: service:write on Name, service:read on every other
+    service a route sends to (a token for `api` alone must not send api's callers anywhere)."""
+    from gossamer.agent.acl.body_needs import Lookups, body_needs
+    from gossamer.agent.acl.rules import Access
+
+    look = Lookups("n1", lambda _: None, lambda _: None, lambda _: None)
+    body = router(route({"PathPrefix": "/v2"}, Service="api-v2"),
+                  route({"Methods": ["POST"]}, Service="writer", ServiceSubset="a"),
+                  route(ServiceSubset="v1"))  # fmt: skip
+    assert body_needs("/v1/config", "PUT", body, {}, look) == [
+        ("service", "api", Access.WRITE), ("service", "api-v2", Access.READ),
+        ("service", "writer", Access.READ)]  # fmt: skip
