@@ -7,8 +7,8 @@ Paths, methods and headers are matched by the L7 intentions' own code
 paths without their query string, header names in any case, a missing
 header matching only an inverted `Present`); query parameters here, read
 from the query string percent-decoded, the first value of a repeated name
-(as Envoy reads them). The same call serves an HTTP/2 call: build its
-`HttpRequest` with http_codec.judged_request(method, path, fields).
+(as Envoy reads them). The same match serves an HTTP/2 call: `route_index`
+takes its method, path and header fields as plain values.
 
 `rewritten_head` is the HTTP/1 request head a route sends on: its path's
 matched prefix (or whole exact path) replaced by `PrefixRewrite`, and its
@@ -18,6 +18,7 @@ appended: Envoy's order).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -65,6 +66,13 @@ class Matcher:
                     continue
             return i
         return -1
+
+
+def route_index(matcher: Matcher, method: str, path: str, headers: Mapping[str, str]) -> int:
+    """The route a request with these parts takes (-1: none): for a caller with no
+    `HttpRequest` at hand (an HTTP/2 call's `:method`, `:path` and its fields, names lower
+    case, a repeated one's values joined with ","; http_codec.joined_headers makes them)."""
+    return matcher.first(HttpRequest(method, path, headers))
 
 
 def compile_routes(routes: tuple[Route, ...], decisions: tuple[Decision, ...]) -> Matcher:

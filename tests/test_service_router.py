@@ -288,3 +288,52 @@ def test_writing_a_router_needs_read_on_each_destination() -> None:
     assert body_needs("/v1/config", "PUT", body, {}, look) == [
         ("service", "api", Access.WRITE), ("service", "api-v2", Access.READ),
         ("service", "writer", Access.READ)]  # fmt: skip
+
+
+def test_route_index_decides_from_plain_parts_as_an_h2_call_gives_them() -> None:
+    from gossamer.proxy.routes import route_index
+
+    entry = read_entry(router(
+        route({"PathPrefix": "/pkg.Svc/", "Header": [{"Name": "x-canary", "Present": True}]},
+              Service="api-v2"),
+        route({"QueryParam": [{"Name": "v", "Exact": "2"}]}, Service="api-v2"),
+    ))  # fmt: skip
+    plan = plan_of("api", routes_of(entry), {}, {})
+    assert plan is not None
+    m = plan.matcher
+    assert route_index(m, "POST", "/pkg.Svc/Get", {"x-canary": "1"}) == 0
+    assert route_index(m, "POST", "/pkg.Svc/Get", {}) == -1
+    assert route_index(m, "GET", "/x?v=2", {}) == 1
+
+
+def test_an_hcl_router_file_as_consul_documents_it_reads() -> None:
+    from gossamer.agent.cli.config_hcl import read_entry_hcl
+
+    text = """
+    Kind = "service-router"
+    Name = "web"
+    Routes = [
+      {
+        Match { HTTP {
+          PathPrefix = "/admin"
+          Header = [{ Name = "x-debug", Exact = "1" }]
+          Methods = ["GET", "POST"]
+        } }
+        Destination {
+          Service = "admin"
+          PrefixRewrite = "/"
+          RequestTimeout = "5s"
+          RequestHeaders {
+            Set { "x-web-version" = "from-v1" }
+            Remove = ["x-debug"]
+          }
+        }
+      },
+      { Destination { ServiceSubset = "canary" } },
+    ]
+    """
+    entry = read_entry(read_entry_hcl(text))
+    (admin, canary) = routes_of(entry)
+    assert admin.http.methods == ("GET", "POST") and admin.destination.service == "admin"
+    assert admin.destination.request_headers.set == (("x-web-version", "from-v1"),)
+    assert canary.destination.subset == "canary" and canary.destination.service == "web"
