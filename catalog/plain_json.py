@@ -36,6 +36,40 @@ def json_problem(
     return None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(raw: bytes, value: object, path: str = "") -> str | None:
+    """The path of the first string (or key) of `value`, decoded from the JSON text `raw`,
+    holding a lone UTF-16 surrogate (`"\\ud800"`), or None.
+
+    Python's json takes such an escape as a character no UTF-8 can encode, so the
+    value would fail later (signing a record, packing a frame) instead of at the
+    door. `raw` is scanned first: without a surrogate escape there is none to find.
+    """
+    if not _SURROGATE_ESCAPE.search(raw):
+        return None
+    return _lone(value, path or "body")
+
+
+def _lone(value: object, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            at = f"{path}.{k.encode('ascii', 'backslashreplace').decode()}"
+            if _SURROGATE.search(k):
+                return at
+            if found := _lone(v, at):
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := _lone(v, f"{path}[{i}]"):
+                return found
+    return None
+
+
 BODY_MAX_DEPTH = 64  # a whole request body: opaque parts (MAX_DEPTH) sit a few levels down
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)

@@ -29,6 +29,7 @@ from gossamer.agent.http.acl_access import ACL_KEY, AclAccess, identity_of, requ
 from gossamer.agent.http.api import AGENT_KEY
 from gossamer.agent.http.intention_access import INTENTIONS_KEY
 from gossamer.agent.http.render import encode_json
+from gossamer.catalog.plain_json import lone_surrogate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
@@ -56,9 +57,10 @@ def _lookups(request: web.Request, node: str) -> Lookups:
 async def _body(request: web.Request) -> Any:
     raw = await request.read()
     try:
-        return json.loads(raw or b"null")
+        value = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None  # the handler answers the 400 in its own words
+    return None if lone_surrogate(raw, value) else value  # (render.read_json: a 400 too)
 
 
 def _json_body(response: web.StreamResponse) -> bytes | None:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gossamer.agent.http.asked import Asked
 from gossamer.agent.http.errors import BadRequest, ServerError
-from gossamer.catalog.plain_json import BODY_MAX_DEPTH, too_deep
+from gossamer.catalog.plain_json import BODY_MAX_DEPTH, lone_surrogate, too_deep
 from gossamer.gossip.members import Member
 
 
@@ -63,9 +63,12 @@ async def read_json(request: web.Request) -> Any:
     if too_deep(raw):
         raise BadRequest(f"Request decode failed: JSON nested deeper than {BODY_MAX_DEPTH} levels")
     try:
-        return json.loads(raw or b"null")
+        value = json.loads(raw or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"Request decode failed: {exc}") from None
+    if at := lone_surrogate(raw, value):  # no UTF-8 holds it: the record could not be signed
+        raise BadRequest(f"Request decode failed: {at}: a lone surrogate escape is not Unicode")
+    return value
 
 
 T = TypeVar("T")
