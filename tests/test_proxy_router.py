@@ -267,3 +267,43 @@ def test_a_service_defaults_change_that_would_break_a_router_is_a_400(mesh: Mesh
     assert status == 400 and "service-router/api" in text, text
     status, text = config(mesh, "GET", "/v1/config/service-router/api")
     assert status == 200 and json.loads(text)["Routes"][0]["Destination"]["Service"] == "api-next"
+
+
+def test_pipelined_requests_each_take_their_own_route_and_a_body_goes_through(
+    mesh: Mesh,
+) -> None:
+    import socket
+
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/n/"}},
+         "Destination": {"Service": "api-next", "PrefixRewrite": "/echo/"}},
+    ])  # fmt: skip
+    routed(mesh, "next", path="/n/warm")
+    before = {k: len(app.seen) for k, app in mesh.apps.items()}
+    with socket.create_connection(mesh.up, timeout=10) as s:
+        s.sendall(b"POST /n/a HTTP/1.1\r\nHost: api\r\nContent-Length: 5\r\n\r\nhello"
+                  b"GET /echo/b HTTP/1.1\r\nHost: api\r\n\r\n"
+                  b"GET /n/c HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")  # fmt: skip
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    assert got.count(b"HTTP/1.1 200") == 3, got
+    assert b"POST /echo/a hello" in got and b"GET /echo/b " in got and b"GET /echo/c " in got
+    assert mesh.apps["next"].seen[before["next"] :] == ["POST /echo/a", "GET /echo/c"]
+    assert sum(len(mesh.apps[k].seen) - before[k] for k in ("v1", "v2")) == 1
+
+
+def test_a_route_to_a_service_with_no_healthy_instance_fails_its_requests_only(
+    mesh: Mesh,
+) -> None:
+    write(mesh, "service-defaults", "api-gone", Protocol="http")
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/gone"}}, "Destination": {"Service": "api-gone"}},
+    ])  # fmt: skip
+    try:
+        eventually(lambda: served(mesh, "/gone/x")[:2] == ("", 503), 20,
+                   what="a 503 for the route with no instance")  # fmt: skip
+        assert served(mesh, "/echo/ok")[1] == 200
+    finally:
+        config(mesh, "DELETE", "/v1/config/service-router/api")
+        config(mesh, "DELETE", "/v1/config/service-defaults/api-gone")
