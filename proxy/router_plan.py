@@ -16,6 +16,11 @@ once per request when its service has a router: the route is matched when
 the request is about to leave (a changed entry binds the next request on
 a kept connection), and its retries keep the target it drew.
 
+A route's `RequestTimeout` binds the requests it takes; without one, an
+unsplit destination's resolver's `RequestTimeout` does (Consul's route
+takes it), unless the upstream sets its own `request_timeout_ms`, as for
+the upstream's own resolver (resolver_routes.py).
+
 A route whose destination cannot be resolved (entries replicated in a bad
 order) is logged and has no target: the requests it takes get a 503.
 """
@@ -123,8 +128,10 @@ def routers_by_service(body: Any) -> dict[str, tuple[Route, ...]]:
 
 
 def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Split, ...]],
-            resolvers: Mapping[str, Resolver]) -> RouterPlan | None:  # fmt: skip
-    """The plan of upstream `own` under `routes`; None when it has none."""
+            resolvers: Mapping[str, Resolver],
+            own_timeout: bool = False) -> RouterPlan | None:  # fmt: skip
+    """The plan of upstream `own` under `routes`; None when it has none. `own_timeout`: the
+    upstream sets its own request timeout, which a resolver's yields to (not a route's)."""
     if not routes:
         return None
     found: list[RouteTo] = []
@@ -141,6 +148,7 @@ def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Spli
             found.append(base)
             continue
         dest_splits = () if d.subset else splits.get(d.service, ())
+        request_s = d.request_timeout_s  # else an unsplit destination's resolver's
         keys = [s.service for s in dest_splits if s.weight > 0] or [where]
         chains: dict[str, tuple[str, ...]] = {}
         for key in keys:
@@ -152,11 +160,13 @@ def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Spli
                 chains[key] = ()
                 continue
             chains[key] = tuple(t.key for t in resolved.targets)
+            if not dest_splits and not request_s and not own_timeout:  # as routing_of does
+                request_s = resolved.request_timeout_s
             for target in resolved.targets:
                 if target.key != own:
                     queries[target.key] = target.query()
         found.append(RouteTo(i, False, dest_splits, where, chains, base.prefix, base.rewrite,
-                             base.request_s, base.edits))  # fmt: skip
+                             request_s, base.edits))  # fmt: skip
     decisions = tuple(Decision(True, f"service-router route {i}", route=f"route {i}")
                       for i in range(len(routes)))  # fmt: skip
     return RouterPlan(compile_routes(routes, decisions), tuple(found), decisions, queries,

@@ -292,7 +292,8 @@ class Splitters:
         from gossamer.proxy.router_plan import plan_of
 
         by_service = {**self.by_service, name: splits}
-        plan = plan_of(name, routes, by_service, self.resolvers)
+        own_timeout = listener.upstream.request_timeout_set
+        plan = plan_of(name, routes, by_service, self.resolvers, own_timeout)
         held = listener.http.routes
         if plan is not None and (held is None or held.shown != plan.shown):
             log.info("proxy: upstream %s routes: %s", name, plan.shown)

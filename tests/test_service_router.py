@@ -337,3 +337,20 @@ def test_an_hcl_router_file_as_consul_documents_it_reads() -> None:
     assert admin.http.methods == ("GET", "POST") and admin.destination.service == "admin"
     assert admin.destination.request_headers.set == (("x-web-version", "from-v1"),)
     assert canary.destination.subset == "canary" and canary.destination.service == "web"
+
+
+def test_a_route_takes_its_destination_resolver_s_request_timeout_unless_it_has_its_own() -> None:
+    """As Consul's route: its own RequestTimeout, else an unsplit destination's resolver's,
+    which the upstream's own request_timeout_ms overrides (as for its own resolver)."""
+    resolver = read_entry({"Kind": "service-resolver", "Name": "api-v2",
+                           "RequestTimeout": "3s"})  # fmt: skip
+    entry = read_entry(router(route({"PathPrefix": "/a"}, Service="api-v2"),
+                              route({"PathPrefix": "/b"}, Service="api-v2",
+                                    RequestTimeout="1s")))  # fmt: skip
+    resolvers = {"api-v2": resolver_of(resolver)}
+    plan = plan_of("api", routes_of(entry), {}, resolvers)
+    assert plan is not None
+    assert [r.request_s for r in plan.routes] == [3.0, 1.0]
+    plan = plan_of("api", routes_of(entry), {}, resolvers, own_timeout=True)
+    assert plan is not None
+    assert [r.request_s for r in plan.routes] == [0.0, 1.0]
