@@ -129,8 +129,14 @@ def exposed_ports(reg: ServiceRegistration) -> set[int]:
 
 def _proxy_host(address: str, proxy: Mapping[str, Any]) -> str:
     """Where the sidecar's listeners are reached: its bind address, else its address, else
-    this host (a sidecar bound to every address answers on 127.0.0.1 too)."""
+    this host (a sidecar bound to every address answers on 127.0.0.1 too). Bound to `::`
+    it listens on IPv6 alone, so this host reaches it at ::1, not 127.0.0.1; bound to
+    0.0.0.0, at 127.0.0.1 whatever its address (which may be IPv6, not listened on)."""
     bind = (proxy.get("Config") or {}).get("bind_address")
+    if bind == "::":
+        return "::1"
+    if bind == "0.0.0.0":
+        return "127.0.0.1"
     for each in (bind, address):
         if isinstance(each, str) and each and each not in ("0.0.0.0", "::"):
             return each
