@@ -30,16 +30,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from gossamer.catalog.config_entries import ConfigEntryError, Split, key_of, read_entry
+from gossamer.catalog.config_entries import (
+    SUBSET_SEP,
+    ConfigEntryError,
+    Split,
+    key_of,
+    read_entry,
+)
 from gossamer.catalog.config_resolver import Resolver
 from gossamer.catalog.config_router import HeaderEdits, Route, routes_of
 from gossamer.catalog.resolver_chain import ChainError, resolve, split_key
 from gossamer.intentions.model import Decision
 from gossamer.proxy import split
 from gossamer.proxy.routes import Matcher, compile_routes, rewritten_head
+from gossamer.proxy.routing import Routing
 
 if TYPE_CHECKING:
     from gossamer.proxy.http_codec import Exchange
@@ -75,6 +82,7 @@ class RouterPlan:
     decisions: tuple[Decision, ...]  # what decide_request answers for each route's requests
     queries: Mapping[str, str]  # target key -> its health watch's query (not the upstream's)
     shown: str  # for the log
+    connect_s: Mapping[str, float] = field(default_factory=dict)  # destinations' resolvers'
 
     def target_for(self, ex: Exchange, listener: UpstreamListener) -> str:
         """The target key `ex` goes to: the first route that fits it decides (its head
@@ -128,14 +136,16 @@ def routers_by_service(body: Any) -> dict[str, tuple[Route, ...]]:
 
 
 def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Split, ...]],
-            resolvers: Mapping[str, Resolver],
-            own_timeout: bool = False) -> RouterPlan | None:  # fmt: skip
-    """The plan of upstream `own` under `routes`; None when it has none. `own_timeout`: the
-    upstream sets its own request timeout, which a resolver's yields to (not a route's)."""
+            resolvers: Mapping[str, Resolver], own_timeout: bool = False,
+            own_connect: bool = False) -> RouterPlan | None:  # fmt: skip
+    """The plan of upstream `own` under `routes`; None when it has none. `own_timeout`,
+    `own_connect`: the upstream sets its own request or connect timeout, which a resolver's
+    yields to (a route's RequestTimeout does not)."""
     if not routes:
         return None
     found: list[RouteTo] = []
     queries: dict[str, str] = {}
+    connect: dict[str, float] = {}
     shown: list[str] = []
     for i, route in enumerate(routes):
         d, http = route.destination, route.http
@@ -165,12 +175,32 @@ def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Spli
             for target in resolved.targets:
                 if target.key != own:
                     queries[target.key] = target.query()
+                resolver = resolvers.get(target.service)
+                if resolver is not None and resolver.connect_timeout_s and not own_connect:
+                    connect[target.service] = resolver.connect_timeout_s
         found.append(RouteTo(i, False, dest_splits, where, chains, base.prefix, base.rewrite,
                              request_s, base.edits))  # fmt: skip
     decisions = tuple(Decision(True, f"service-router route {i}", route=f"route {i}")
                       for i in range(len(routes)))  # fmt: skip
     return RouterPlan(compile_routes(routes, decisions), tuple(found), decisions, queries,
-                      "; ".join(shown))  # fmt: skip
+                      "; ".join(shown), connect)  # fmt: skip
+
+
+def with_routes(routing: Routing | None, plan: RouterPlan, own: str,
+                splits: tuple[Split, ...]) -> Routing | None:  # fmt: skip
+    """The listener's resolver routing made to know what `plan`'s targets need of it: a
+    subset's key dialled as its service (`service_of` reads keys only with a routing), and
+    the ConnectTimeouts of the destinations' resolvers. `routing` as it is when they need
+    nothing."""
+    subset = any(SUBSET_SEP in key for r in plan.routes for c in r.chains.values() for key in c)
+    if not subset and not plan.connect_s:
+        return routing
+    if routing is None:  # the upstream itself resolves as itself: a routing that says so
+        keys = [s.service for s in splits if s.weight > 0] or [own]
+        routing = Routing({k: (k,) for k in keys}, {k: "passing" for k in keys if k != own})
+    if plan.connect_s:
+        routing = replace(routing, connect_s={**plan.connect_s, **routing.connect_s})
+    return routing
 
 
 def _match_shown(route: Route) -> str:

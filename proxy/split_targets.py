@@ -248,18 +248,10 @@ class Splitters:
 
             routing = routing_of(listener.upstream, splits, self.resolvers)
         routes = self._routes(listener, splits)
-        if (
-            routes is not None
-            and routing is None
-            and any(
-                SUBSET_SEP in key for r in routes.routes for c in r.chains.values() for key in c
-            )
-        ):  # a subset's key names its service only where the listener has routes (service_of)
-            from gossamer.proxy.routing import Routing
+        if routes is not None:  # what the listener itself must know of the routes' targets
+            from gossamer.proxy.router_plan import with_routes
 
-            own = listener.upstream.name
-            keys = [s.service for s in splits if s.weight > 0] or [own]
-            routing = Routing({k: (k,) for k in keys}, {k: "passing" for k in keys if k != own})
+            routing = with_routes(routing, routes, listener.upstream.name, splits)
         if splits != listener.split:
             shown = ", ".join(f"{s.service} {s.weight / 100:g}%" for s in splits) or "none"
             log.info("proxy: upstream %s split: %s", listener.upstream.name, shown)
@@ -292,8 +284,9 @@ class Splitters:
         from gossamer.proxy.router_plan import plan_of
 
         by_service = {**self.by_service, name: splits}
-        own_timeout = listener.upstream.request_timeout_set
-        plan = plan_of(name, routes, by_service, self.resolvers, own_timeout)
+        plan = plan_of(name, routes, by_service, self.resolvers,
+                       listener.upstream.request_timeout_set,
+                       listener.upstream.connect_timeout_set)  # fmt: skip
         held = listener.http.routes
         if plan is not None and (held is None or held.shown != plan.shown):
             log.info("proxy: upstream %s routes: %s", name, plan.shown)

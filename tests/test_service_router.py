@@ -354,3 +354,27 @@ def test_a_route_takes_its_destination_resolver_s_request_timeout_unless_it_has_
     plan = plan_of("api", routes_of(entry), {}, resolvers, own_timeout=True)
     assert plan is not None
     assert [r.request_s for r in plan.routes] == [0.0, 1.0]
+
+
+def test_the_listener_s_routing_learns_what_the_routes_targets_need() -> None:
+    """A subset key needs a routing for the listener to dial it as its service, and a
+    destination resolver's ConnectTimeout binds dials to that service, unless the upstream
+    sets its own connect_timeout_ms."""
+    from gossamer.proxy.router_plan import with_routes
+
+    resolver = read_entry({"Kind": "service-resolver", "Name": "api-v2", "ConnectTimeout": "2s",
+                           "Subsets": {"a": {"Filter": "Service.Meta.v == a"}}})  # fmt: skip
+    resolvers = {"api-v2": resolver_of(resolver)}
+    plain = read_entry(router(route({"PathPrefix": "/a"}, Service="other")))
+    plan = plan_of("api", routes_of(plain), {}, resolvers)
+    assert plan is not None and with_routes(None, plan, "api", ()) is None  # nothing needed
+    entry = read_entry(router(route({"PathPrefix": "/a"}, Service="api-v2", ServiceSubset="a")))
+    plan = plan_of("api", routes_of(entry), {}, resolvers)
+    assert plan is not None
+    routing = with_routes(None, plan, "api", ())
+    assert routing is not None
+    assert routing.chains == {"api": ("api",)} and routing.connect_s == {"api-v2": 2.0}
+    plan = plan_of("api", routes_of(entry), {}, resolvers, own_connect=True)
+    assert plan is not None
+    routing = with_routes(None, plan, "api", ())
+    assert routing is not None and routing.connect_s == {}  # (the subset still needs one)
