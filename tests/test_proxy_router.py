@@ -16,11 +16,13 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.harness.cli import expect
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
@@ -307,3 +309,42 @@ def test_a_route_to_a_service_with_no_healthy_instance_fails_its_requests_only(
     finally:
         config(mesh, "DELETE", "/v1/config/service-router/api")
         config(mesh, "DELETE", "/v1/config/service-defaults/api-gone")
+
+
+ROUTER_HCL = """
+Kind = "service-router"
+Name = "api"
+Routes = [
+  {
+    Match { HTTP { PathPrefix = "/cli/" } }
+    Destination {
+      Service       = "api-next"
+      PrefixRewrite = "/echo/"
+    }
+  },
+]
+"""
+
+
+def test_the_cli_writes_an_hcl_router_then_reads_lists_and_deletes_it(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """`gossamer config write` of Consul's HCL: obeyed by the sidecar; read, listed and
+    deleted with the CLI; a refused field named before anything is sent (exit 2)."""
+    (tmp_path / "router.hcl").write_text(ROUTER_HCL)
+    said = expect("config", "write", str(tmp_path / "router.hcl"), "--http-addr", mesh.s1.http)
+    assert "Config entry written: service-router/api" in said
+    routed(mesh, "next", path="/cli/x")
+    assert served(mesh, "/cli/y")[2] == "GET /echo/y"
+    text = expect("config", "read", "-kind", "service-router", "-name", "api",
+                  "--http-addr", mesh.s1.http)  # fmt: skip
+    assert json.loads(text)["Routes"][0]["Destination"]["PrefixRewrite"] == "/echo/"
+    listed = expect("config", "list", "-kind", "service-router", "--http-addr", mesh.s1.http)
+    assert listed.split() == ["api"]
+    (tmp_path / "bad.hcl").write_text(ROUTER_HCL.replace('"/echo/"', '"/echo/"\nNumRetries = 2'))
+    said = expect("config", "write", str(tmp_path / "bad.hcl"), "--http-addr", mesh.s1.http,
+                  code=2)  # fmt: skip
+    assert "Routes[0].Destination.NumRetries" in said
+    expect("config", "delete", "-kind", "service-router", "-name", "api",
+           "--http-addr", mesh.s1.http)  # fmt: skip
+    assert config(mesh, "GET", "/v1/config/service-router/api")[0] == 404

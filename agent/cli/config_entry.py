@@ -58,7 +58,7 @@ def _kind_flag(p: argparse.ArgumentParser) -> None:
         "-kind",
         "--kind",
         required=True,
-        help="service-defaults, service-splitter or service-resolver",
+        help="service-defaults, service-splitter, service-resolver or service-router",
     )
 
 
