@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gossamer.agent.cli.client import AgentClient, path_segment
@@ -50,9 +51,9 @@ def members(args: argparse.Namespace, client: AgentClient, console: Console) -> 
     for r in rows:
         status = STATUS_NAMES.get(r["Status"], str(r["Status"]))
         tags = r.get("Tags") or {}
-        table.add_row(
-            r["Name"],
-            format_host_port(r["Addr"], r["Port"]),
+        table.add_row(  # (escaped: Rich would take `[fd00::2]` for a style tag and drop it)
+            escape(r["Name"]),
+            escape(format_host_port(r["Addr"], r["Port"])),
             f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
             _identity_cell(identities.get(r["Name"])),
             tags.get(TAG_DATACENTER, ""),
@@ -85,7 +86,7 @@ def _identity_cell(peer: Any) -> str:
 def join(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     for address in args.address:
         client.put(f"/v1/agent/join/{path_segment(address)}")
-        console.print(f"joined {address}")
+        console.print(f"joined {address}", markup=False)
     return 0
 
 
@@ -98,7 +99,8 @@ def leave(args: argparse.Namespace, client: AgentClient, console: Console) -> in
 def force_leave(args: argparse.Namespace, client: AgentClient, console: Console) -> int:
     query = "?prune" if args.prune else ""
     client.put(f"/v1/agent/force-leave/{path_segment(args.node)}{query}")
-    console.print(f"{args.node} marked as left" + (" and pruned" if args.prune else ""))
+    said = f"{args.node} marked as left" + (" and pruned" if args.prune else "")
+    console.print(said, markup=False)
     return 0
 
 
