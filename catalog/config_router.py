@@ -74,6 +74,9 @@ _FIXED_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "conn
                             "x-forwarded-client-cert", "expect"))  # fmt: skip
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 L7_PROTOCOLS = ("http", "http2", "grpc")
+# Pseudo-headers a match may name: the ones HTTP/1 and HTTP/2 requests both carry as the
+# sidecar matches them (the intentions' list: proxy/http_codec.judged_request sets them)
+PSEUDO_HEADERS = (":authority", ":method", ":path")
 # Go's net/http method constants: Consul's isValidHTTPMethod accepts exactly these
 HTTP_METHODS = ("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE")
 
@@ -243,8 +246,9 @@ def _http(raw: object, at: str) -> dict[str, Any]:
         match = HeaderRule(hf.str_("Name"), hf.bool_("Present"), hf.str_("Exact"),
                            hf.str_("Prefix"), hf.str_("Suffix"), hf.str_("Regex"),
                            hf.bool_("Invert"))  # fmt: skip
-        if not _TOKEN.fullmatch(match.name):
-            found.append((hf.at("Name"), f"must be an HTTP header name, got {shown(match.name)}"))
+        if not (_TOKEN.fullmatch(match.name) or match.name.lower() in PSEUDO_HEADERS):
+            allowed = f"an HTTP header name or one of {', '.join(PSEUDO_HEADERS)}"
+            found.append((hf.at("Name"), f"must be {allowed}, got {shown(match.name)}"))
         kinds = (match.present, match.exact, match.prefix, match.suffix, match.regex)
         if sum(1 for given in kinds if given) != 1:
             found.append((where, "exactly one of Present, Exact, Prefix, Suffix, Regex"))

@@ -174,6 +174,9 @@ MATCHING = [
     ({"QueryParam": [{"Name": "beta", "Regex": "[0-9]+"}]}, "GET", "/?beta=x", {}, False),
     ({"QueryParam": [{"Name": "beta", "Present": True}]}, "GET", "/beta", {}, False),
     ({"PathPrefix": "/a", "Methods": ["GET"]}, "POST", "/a", {}, False),
+    ({"Header": [{"Name": ":authority", "Exact": "api.v2"}]}, "GET", "/", {"Host": "api.v2"},
+     True),
+    ({"Header": [{"Name": "host", "Prefix": "api."}]}, "GET", "/", {"Host": "web"}, False),
 ]  # fmt: skip
 
 
