@@ -21,7 +21,8 @@ is matched by the one copy of that code.
 `Destination`: `Service` (default: the router's own), `ServiceSubset`,
 `PrefixRewrite` (only with `PathPrefix` or `PathExact`, as Consul asks:
 it replaces the part of the path they matched), `RequestTimeout`, and
-`RequestHeaders` `{Add, Set, Remove}`.
+`RequestHeaders` `{Add, Set, Remove}` (a value is sent as written, but
+`%%` is a `%`, as Envoy reads it; Envoy's `%VARIABLE%`s are refused).
 
 Refused with a 400 naming the field, because the sidecar would not do
 them: `IdleTimeout`, `NumRetries`, `RetryOnConnectFailure`, `RetryOn`,
@@ -72,6 +73,7 @@ _NOT_HELD = {
 _FIXED_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection",
                             "upgrade", "te", "trailer", "keep-alive", "proxy-connection",
                             "x-forwarded-client-cert", "expect"))  # fmt: skip
+_VARIABLE = re.compile(r"%[A-Za-z_]+(\(.*?\))?%")  # Envoy's %DOWNSTREAM_REMOTE_ADDRESS% ...
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 L7_PROTOCOLS = ("http", "http2", "grpc")
 # Pseudo-headers a match may name: the ones HTTP/1 and HTTP/2 requests both carry as the
@@ -175,11 +177,16 @@ def routes_of(entry: Mapping[str, Any]) -> tuple[Route, ...]:
         dest = Destination(
             d.get("Service") or name, d.get("ServiceSubset", ""), d.get("PrefixRewrite", ""),
             _seconds(d.get("RequestTimeout")),
-            HeaderEdits(tuple((edits.get("Add") or {}).items()),
-                        tuple((edits.get("Set") or {}).items()), tuple(edits.get("Remove") or ())),
+            HeaderEdits(_values(edits.get("Add")), _values(edits.get("Set")),
+                        tuple(edits.get("Remove") or ())),
         )  # fmt: skip
         found.append(Route(match, query, dest))
     return tuple(found)
+
+
+def _values(pairs: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """An edit's (name, value) pairs as sent: `%%` is a `%`, as Envoy reads a header value."""
+    return tuple((name, value.replace("%%", "%")) for name, value in (pairs or {}).items())
 
 
 def destinations(entry: Mapping[str, Any]) -> list[tuple[int, str, str]]:
@@ -356,6 +363,10 @@ def _edits(raw: object, at: str) -> dict[str, Any]:
             where = item(e.at(key), name)
             if why := _edit_problem(name):
                 problems.add(RegistrationError(where, why))
+            elif isinstance(value, str) and _VARIABLE.search(value.replace("%%", "")):
+                problems.add(RegistrationError(where, f"{shown(value)}: Envoy's header "
+                                               "variables (%NAME%) are not supported by "
+                                               "gossamer; write %% for a % sign"))  # fmt: skip
             elif not isinstance(value, str) or any(c in value for c in "\r\n\0"):
                 problems.add(RegistrationError(where, f"must be a string of one line, got "
                                                       f"{shown(value)}"))  # fmt: skip

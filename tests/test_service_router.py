@@ -91,6 +91,10 @@ BAD = [
     (route(RequestHeaders={"Remove": ["Content-Length"]}),
      "Routes[0].Destination.RequestHeaders.Remove[0]"),
     (route(RequestTimeout="-1s"), "Routes[0].Destination.RequestTimeout"),
+    (route(RequestHeaders={"Add": {"x-client": "%DOWNSTREAM_REMOTE_ADDRESS%"}}),
+     'Routes[0].Destination.RequestHeaders.Add["x-client"]'),
+    (route(RequestHeaders={"Set": {"x-start": "%START_TIME(%s)%"}}),
+     'Routes[0].Destination.RequestHeaders.Set["x-start"]'),
     (route(ServiceSubset="V2"), "Routes[0].Destination.ServiceSubset"),
     (route(Service="*"), "Routes[0].Destination.Service"),
     (route(Namespace="team"), "Routes[0].Destination.Namespace"),
@@ -217,6 +221,15 @@ def test_a_plan_resolves_each_destination_through_its_splitter_and_resolver() ->
 
 
 HEAD = b"GET /api/v2/users?x=1 HTTP/1.1\r\nHost: api\r\nX-Drop: 1\r\nX-Keep: 2\r\n\r\n"
+
+
+def test_a_double_percent_in_an_edit_is_sent_as_one() -> None:
+    """As Envoy reads a header value: `%%` is a `%` (and `%NAME%`, a variable, is refused)."""
+    entry = read_entry(router(route(RequestHeaders={"Set": {"x-share": "100%% of %%NAME%%"}})))
+    assert entry["Routes"][0]["Destination"]["RequestHeaders"]["Set"] == {
+        "x-share": "100%% of %%NAME%%"}  # fmt: skip
+    (only,) = routes_of(entry)
+    assert only.destination.request_headers.set == (("x-share", "100% of %NAME%"),)
 
 
 def test_rewritten_head() -> None:
