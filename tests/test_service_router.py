@@ -394,3 +394,41 @@ def test_the_listener_s_routing_learns_what_the_routes_targets_need() -> None:
     assert plan is not None
     routing = with_routes(None, plan, "api", ())
     assert routing is not None and routing.connect_s == {}  # (the subset still needs one)
+
+
+_PATH = st.text("ab/", min_size=1, max_size=6).map(lambda p: "/" + p)
+_METHODS = st.sampled_from(["GET", "POST", "PUT"])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["PathExact", "PathPrefix", ""]), _PATH,
+                          st.lists(_METHODS, max_size=2, unique=True),
+                          st.sampled_from(["", "1", "2"])), min_size=1, max_size=4),
+       _METHODS, _PATH, st.text("ab", max_size=2), st.sampled_from(["", "1", "2"]))  # fmt: skip
+def test_the_matcher_takes_the_first_route_a_plain_reading_takes(
+    specs: list[tuple[str, str, list[str], str]], method: str, path: str, query: str,
+    canary: str,
+) -> None:  # fmt: skip
+    """Routes on a path (exact or prefix), methods and an exact header, against a plain
+    reading of Consul's rule: the first route whose every condition holds, the path taken
+    without its query string."""
+    routes = []
+    for kind, where, methods, header in specs:
+        http: dict[str, Any] = {kind: where} if kind else {}
+        if methods:
+            http["Methods"] = methods
+        if header:
+            http["Header"] = [{"Name": "x-canary", "Exact": header}]
+        routes.append(route(http or None, Service="api-v2"))
+    plan = plan_of("api", routes_of(read_entry(router(*routes))), {}, {})
+    assert plan is not None
+    target = path + (f"?{query}" if query else "")
+    headers = {"x-canary": canary} if canary else {}
+
+    def fits(kind: str, where: str, methods: list[str], header: str) -> bool:
+        return ((kind != "PathExact" or path == where)
+                and (kind != "PathPrefix" or path.startswith(where))
+                and (not methods or method in methods)
+                and (not header or canary == header))  # fmt: skip
+
+    expected = next((i for i, spec in enumerate(specs) if fits(*spec)), -1)
+    assert plan.matcher.first(_request(method, target, **headers)) == expected
