@@ -24,7 +24,7 @@ PROXY_KEYS: Final = frozenset({
 UPSTREAM_KEYS: Final = frozenset({
     "protocol", "connect_timeout_ms", "request_timeout_ms", "request_idle_timeout_ms",
     "max_idle_connections", "idle_timeout_ms", "retry_ratio", "retry_min_per_second",
-    "gossamer_remote_clients",
+    "gossamer_remote_clients", "gossamer_balance_calls",
 })  # fmt: skip
 
 

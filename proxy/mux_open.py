@@ -81,6 +81,14 @@ async def backend_stream(
     return None
 
 
+async def open_side(
+    listener: UpstreamListener, instance: Instance, target: str
+) -> Side | Literal["refused", "failed"]:
+    """A stream to `instance` for one client connection's calls (h2_balanced.py): "refused"
+    when its sidecar's intentions refuse this service, as an L4 client is (no failure)."""
+    return await _stream(listener, instance, target)
+
+
 async def _stream(
     listener: UpstreamListener, instance: Instance, target: str, elsewhere: bool = False
 ) -> Side | Literal["refused", "failed"]:

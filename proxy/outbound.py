@@ -222,6 +222,15 @@ class UpstreamListener:
             self.metrics.outbound(self.upstream.name).connected(session, 0.0)
             session.start()
             return
+        if is_h2(self.upstream.protocol) and self.upstream.balance_calls:
+            from gossamer.proxy.h2_balanced import accept  # (only with an h2 upstream)
+
+            accept(self, side, self._relay_bytes)  # h2c: each call balanced; else bytes
+            return
+        self._relay_bytes(side)
+
+    def _relay_bytes(self, side: PlainSide) -> None:
+        """`side` to an instance byte for byte (h2: followed, each call counted)."""
         task = asyncio.create_task(self._serve(side))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

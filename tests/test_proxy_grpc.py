@@ -662,12 +662,13 @@ Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 @contextlib.asynccontextmanager
 async def grpc_mesh(mode: str, *, db: Limits = DEFAULT_LIMITS, web: Limits = DEFAULT_LIMITS,
-                    protocol: str = "grpc", serve: Serve | None = None
+                    protocol: str = "grpc", serve: Serve | None = None, balance: bool = False
                     ) -> AsyncIterator[_Mesh]:  # fmt: skip
     """web's upstream listener -> db's sidecar (`protocol`, `grpc` unless said) -> an `_App`
     (or `serve`), the calls between the sidecars on a mux stream (`mode` "mux") or on a TLS
     connection of their own ("tls"); db's timeouts for its app `db`, web's for its upstream
-    `web` (tests/test_proxy_h2_timeouts.py)."""
+    `web` (tests/test_proxy_h2_timeouts.py); `balance`: web's listener balances each call
+    (`gossamer_balance_calls: true`, h2_balanced.py), else follows the client's connection."""
     app = _App()
     server = await asyncio.start_server(serve or app.serve, "127.0.0.1", 0)
     pki = Pki()
@@ -684,7 +685,7 @@ async def grpc_mesh(mode: str, *, db: Limits = DEFAULT_LIMITS, web: Limits = DEF
     await inbound.start()
     upstream = Upstream("db", free_port("127.0.0.1"), connect_timeout_s=5.0, protocol=protocol,
                         request_timeout_s=web.request_s, request_idle_s=web.idle_s,
-                        client_idle_s=web.client_idle_s)  # fmt: skip
+                        client_idle_s=web.client_idle_s, balance_calls=balance)  # fmt: skip
     listener = UpstreamListener(upstream, lambda: web_identity, tally.Tally())
     listener.set_instances([("127.0.0.1", config.bind_port)])
     await listener.start()
