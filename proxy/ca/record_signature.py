@@ -120,11 +120,12 @@ def check_signature(record: NodeRecord, signer_node: str, signer: x509.Certifica
         )
     except InvalidSignature:
         # (the usual cause in a cluster mid-upgrade, so the log says it: a record relayed
-        # by an older agent lacks the fields that agent does not know, e.g. ExposedPort)
+        # by a 0.1.0 agent lacks the fields it does not know, e.g. ExposedPort; from 0.2.0
+        # on a relay keeps them, catalog/wire.py)
         raise BadRecordSignature(
             f"record of {record.node!r}: the signature does not match the record (changed "
             "since it was signed: an agent older than its owner drops the fields it does "
-            "not know when it relays)"
+            "not know when it relays, as 0.1.0 does)"
         ) from None
 
 
