@@ -159,6 +159,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_split_peer.py",
     "proxy/h2_split_upstream.py",
     "proxy/h2_split_wire.py",
+    "proxy/h2_split_timed.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",
     "proxy/metrics_families.py",
