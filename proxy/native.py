@@ -23,7 +23,8 @@ import sys
 # The data path, per request and per byte (bench/http_path.py, proxy_pair.py). Left out: the
 # control plane (watches, config, identity: per change, not per request).
 COMPILED = (
-    "balance", "dial", "edge_metrics", "h2_app", "h2_app_blocks", "h2_calls", "h2_client",
+    "balance", "dial", "edge_metrics", "h2_app", "h2_app_blocks", "h2_balanced", "h2_calls",
+    "h2_client",
     "h2_cut", "h2_deadlines", "h2_fields", "h2_follow", "h2_followed", "h2_frames",
     "h2_gate", "h2_relay", "h2_table_sizes", "h2_timer", "hpack_reader", "http1",
     "http_app_link", "http_codec",
