@@ -26,8 +26,8 @@ that would make one) is logged and its share has no target: it fails.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from gossamer.catalog.config_entries import (
     ConfigEntryError,
@@ -41,12 +41,20 @@ from gossamer.proxy.config import Upstream
 from gossamer.proxy.routing import Routing
 
 log = logging.getLogger("gossamer.proxy")
+T = TypeVar("T")
 
 
 def resolvers_by_service(body: Any) -> dict[str, Resolver]:
     """`{service: resolver}` from a `GET /v1/config/service-resolver` answer; an entry the
     proxy cannot read is logged and left out (its service resolves as itself)."""
-    found: dict[str, Resolver] = {}
+    return entries_by_name(body, "service-resolver", resolver_of)
+
+
+def entries_by_name(body: Any, kind: str, made: Callable[[dict[str, Any]], T]) -> dict[str, T]:
+    """`{Name: made(entry)}` from a `GET /v1/config/<kind>` answer, each entry read as the
+    agent reads it; one the proxy cannot read is logged and left out (its service goes as
+    with no entry of that kind)."""
+    found: dict[str, T] = {}
     for raw in body if isinstance(body, list) else []:
         if not isinstance(raw, dict):
             continue
@@ -55,9 +63,9 @@ def resolvers_by_service(body: Any) -> dict[str, Resolver]:
                 {k: v for k, v in raw.items() if k not in ("CreateIndex", "ModifyIndex")}
             )
         except ConfigEntryError as exc:
-            log.error("proxy: service-resolver entry unusable, not applied: %s", exc)
+            log.error("proxy: %s entry unusable, not applied: %s", kind, exc)
             continue
-        found[entry["Name"]] = resolver_of(entry)
+        found[entry["Name"]] = made(entry)
     return found
 
 

@@ -33,18 +33,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from gossamer.catalog.config_entries import (
-    SUBSET_SEP,
-    ConfigEntryError,
-    Split,
-    key_of,
-    read_entry,
-)
+from gossamer.catalog.config_entries import SUBSET_SEP, Split, key_of
 from gossamer.catalog.config_resolver import Resolver
 from gossamer.catalog.config_router import HeaderEdits, Route, routes_of
 from gossamer.catalog.resolver_chain import ChainError, resolve, split_key
 from gossamer.intentions.model import Decision
 from gossamer.proxy import split
+from gossamer.proxy.resolver_routes import entries_by_name
 from gossamer.proxy.routes import Matcher, compile_routes, rewritten_head
 from gossamer.proxy.routing import Routing
 
@@ -120,19 +115,7 @@ class RouterPlan:
 def routers_by_service(body: Any) -> dict[str, tuple[Route, ...]]:
     """`{service: routes}` from a `GET /v1/config/service-router` answer; an entry the proxy
     cannot read is logged and left out (its service is routed as with no router)."""
-    found: dict[str, tuple[Route, ...]] = {}
-    for raw in body if isinstance(body, list) else []:
-        if not isinstance(raw, dict):
-            continue
-        try:
-            entry = read_entry(
-                {k: v for k, v in raw.items() if k not in ("CreateIndex", "ModifyIndex")}
-            )
-        except ConfigEntryError as exc:
-            log.error("proxy: service-router entry unusable, not applied: %s", exc)
-            continue
-        found[entry["Name"]] = routes_of(entry)
-    return found
+    return entries_by_name(body, "service-router", routes_of)
 
 
 def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Split, ...]],
