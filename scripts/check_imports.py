@@ -80,6 +80,8 @@ PURE_MODULES: tuple[str, ...] = (
     "catalog/config_resolver.py",
     "catalog/resolver_chain.py",
     "catalog/config_router.py",
+    "catalog/router_match.py",
+    "catalog/router_destination.py",
     "catalog/config_defaults.py",
     "catalog/check_kinds.py",
     "catalog/registration.py",
