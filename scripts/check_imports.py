@@ -200,6 +200,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/preflight/cluster_checks.py",
     "agent/preflight/identity_checks.py",
     "agent/preflight/proxy_checks.py",
+    "agent/preflight/proxy_cert.py",
     "agent/preflight/render.py",
     # agent RPC: who a peer is, what it may do, the refusal counters
     "agent/sync/identity.py",

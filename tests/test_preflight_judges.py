@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from gossamer.agent.preflight import cluster_checks as cc
 from gossamer.agent.preflight import host_checks as hc
 from gossamer.agent.preflight import identity_checks as ic
+from gossamer.agent.preflight import proxy_cert
 from gossamer.agent.preflight import proxy_checks as pc
 from gossamer.agent.preflight.render import json_text, text_lines
 from gossamer.agent.preflight.result import (
@@ -413,7 +414,7 @@ def test_proxy(certs: Certs, case: str, status: Status, text: str, hint: str) ->
         "no roots": presented(certs.web, certs.ca),
     }[case]
     trust = None if case == "no roots" else certs.trust
-    result = pc.judge_proxy("web-sidecar-proxy", "web", "1.2.3.4:5", shown, NOW, trust)
+    result = proxy_cert.judge_proxy("web-sidecar-proxy", "web", "1.2.3.4:5", shown, NOW, trust)
     assert result.status is status and text in result.detail, result
     assert hint in result.hint
 

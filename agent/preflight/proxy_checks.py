@@ -8,12 +8,8 @@ peers dial through a NAT that this host does not have. A wildcard bind is dialle
 
 What: the probe opens a TLS connection to each sidecar's inbound port and
 keeps the chain the proxy sends (TLS 1.3 sends it before the proxy asks for
-ours), so "up" means a proxy that answers TLS with the leaf it serves now.
-A URI that merely ends in `/svc/<service>` is not enough: peers verify the
-chain against this mesh's roots and want this trust domain and datacenter
-(proxy/authorize.py), so the judge checks the full SPIFFE ID and the chain
-with the CA's own `verify_chain`; otherwise a stale proxy of another cluster
-holding the port would pass as up.
+ours), so "up" means a proxy that answers TLS with the leaf it serves now;
+proxy_cert.py judges it.
 """
 
 from __future__ import annotations
@@ -25,17 +21,8 @@ from typing import Any
 
 from cryptography import x509
 
-from gossamer.agent.preflight.identity_checks import judge_validity
-from gossamer.agent.preflight.result import Result, Status, fail, ok, warn
+from gossamer.agent.preflight.result import Result, fail, ok
 from gossamer.gossip.addresses import format_host_port
-from gossamer.intentions.spiffe import ServiceId
-from gossamer.proxy.ca.errors import (
-    CertificateError,
-    CertificateExpired,
-    CertificateNotYetValid,
-    NotSpiffeCertificate,
-)
-from gossamer.proxy.ca.verify import SERVER_AUTH, verify_chain
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_registration import config_from_registration
 
@@ -134,104 +121,6 @@ def sidecar_for(proxy: Mapping[str, Any]) -> str:
         return proxy_id[: -len(SIDECAR_SUFFIX)]
     config = proxy.get("Proxy") or {}
     return str(config.get("DestinationServiceID") or config.get("DestinationServiceName", ""))
-
-
-def judge_proxy(
-    proxy_id: str,
-    service: str,
-    address: str,
-    shown: Presented,
-    now: datetime,
-    trust: MeshTrust | None,
-    serve_id: str | None = None,
-    agent_addr: str = "",
-) -> Result:
-    """Up, presenting a leaf of `service` of this mesh (`trust`; None: the roots could not be
-    read, so only the name and the window are checked), valid now. `serve_id` is what the
-    hints give `--sidecar-for` (sidecar_for; default `service`); `agent_addr`, when the agent
-    is not at the CLI's default address, goes with it as `--http-addr` (a proxy started by
-    the hint asked the default agent, or none)."""
-    name = f"proxy {proxy_id} up at {address}"
-    service_id = service if serve_id is None else serve_id
-    if agent_addr:
-        service_id = f"{service_id} --http-addr {agent_addr}"
-    start = f"start it: gossamer connect proxy --sidecar-for {service_id}"
-    if shown.error or shown.not_before is None or shown.not_after is None:
-        if shown.listening:  # a proxy started now could not bind: say what holds the port
-            port = address.rpartition(":")[2]
-            held = (
-                f"something holds port {port} and does not answer as a proxy (one stopped "
-                f"with SIGSTOP or hung, or another program): `ss -ltnp 'sport = :{port}'` "
-                f"names it; restart or stop it, then gossamer connect proxy --sidecar-for "
-                f"{service_id}"
-            )
-            return fail(PROXY, name, shown.error or "no certificate presented", held)
-        return fail(PROXY, name, shown.error or "no certificate presented", start)
-    foreign = (
-        "not issued by this mesh's CA: a stale proxy from another cluster holds the port? "
-        f"`ss -ltnp` names the process on {address}; stop it and run "
-        f"`gossamer connect proxy --sidecar-for {service_id}`"
-    )
-    if trust is None:
-        if not any(u.endswith(f"/svc/{service}") for u in shown.uris):
-            return _wrong_service(name, service, shown.uris, start)
-    else:
-        wanted = ServiceId(trust.trust_domain, trust.datacenter, service).uri
-        if wanted not in shown.uris:
-            ours = f"spiffe://{trust.trust_domain}/ns/default/dc/{trust.datacenter}/svc/"
-            if any(u.startswith(ours) for u in shown.uris):
-                return _wrong_service(name, service, shown.uris, start)
-            listed = ", ".join(shown.uris) or "no SPIFFE ID"
-            return fail(PROXY, name, f"presents {listed}, not {wanted}", foreign)
-        refused = chain_refusal(shown, trust, now)
-        if refused is not None:
-            timely = isinstance(refused, (CertificateExpired, CertificateNotYetValid))
-            hint = "see `CA and roots valid` above; check this host's clock" if timely else foreign
-            return fail(PROXY, name, f"its chain does not verify: {refused}", hint)
-    result = judge_validity(
-        name,
-        shown.not_before,
-        shown.not_after,
-        now,
-        "the proxy takes renewed leaves from its agent: read the proxy's "
-        "and the agent's logs; SIGHUP asks the agent again",
-    )
-    detail = f"certificate of {service}, {result.detail}"
-    if trust is None and result.status is Status.OK:
-        return warn(
-            PROXY,
-            name,
-            f"{detail}; its chain is not checked: the agent's roots could not be read",
-            "see `CA and roots valid` above",
-        )
-    return Result(PROXY, name, result.status, detail, result.hint)
-
-
-def chain_refusal(shown: Presented, trust: MeshTrust, now: datetime) -> CertificateError | None:
-    """Why the chain the proxy sent does not lead to one of this mesh's roots, as its peers
-    check it (server auth), or None. Checked at a moment inside the leaf's window: an expired
-    leaf is a chain of this mesh all the same, and its own line says so with its own hint."""
-    if not shown.chain:
-        return NotSpiffeCertificate("no certificate chain was presented")
-    try:
-        leaf, *sent = [x509.load_der_x509_certificate(der) for der in shown.chain]
-    except ValueError:
-        return NotSpiffeCertificate("the certificate presented is unreadable")
-    at = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
-    try:
-        verify_chain(leaf, [*sent, *trust.intermediates], trust.roots, at, purpose=SERVER_AUTH)
-    except CertificateError as exc:
-        return exc
-    return None
-
-
-def _wrong_service(name: str, service: str, uris: Sequence[str], start: str) -> Result:
-    return fail(
-        PROXY,
-        name,
-        f"presents a certificate for {', '.join(uris) or '?'}, not for {service}",
-        f"restart it; {start}",
-    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from gossamer.agent.config import AgentConfig
 from gossamer.agent.preflight import agent_probe as probe
 from gossamer.agent.preflight import cluster_checks as cc
 from gossamer.agent.preflight import host_checks as hc
-from gossamer.agent.preflight import host_probe
+from gossamer.agent.preflight import host_probe, proxy_cert
 from gossamer.agent.preflight import identity_checks as ic
 from gossamer.agent.preflight import proxy_checks as pc
 from gossamer.agent.preflight.result import (
@@ -176,7 +176,7 @@ def _proxies(
         else:
             shown = probe.presented(target.address, target.port)
             results.append(
-                pc.judge_proxy(
+                proxy_cert.judge_proxy(
                     proxy["ID"],
                     service,
                     target.shown,
