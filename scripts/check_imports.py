@@ -206,6 +206,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/sync/identity.py",
     "agent/sync/peer_check.py",
     "agent/sync/refusals.py",
+    "agent/sync/verified_memory.py",
     # replicated state: intentions as last-writer-wins entries
     "agent/replicated/intention_entries.py",
     "agent/replicated/intention_view.py",

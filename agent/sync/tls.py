@@ -70,14 +70,17 @@ from gossamer.agent.sync.peer_check import (
 from gossamer.agent.sync.pool import ConnectionPool
 from gossamer.agent.sync.refusals import Refusals
 from gossamer.agent.sync.relay_check import RelayCheck, nobody_alive
+from gossamer.agent.sync.verified_memory import ExpiringMemory
 from gossamer.gossip.addresses import format_host_port
 
 log = logging.getLogger("gossamer.replication")
 
 MAX_REMEMBERED = 4096  # peers and chains remembered (last verified, verified chains): far more
-# than a cluster has agents; when full, the verified chains are forgotten at once
+# than a cluster has agents; expired chains go first (verified_memory.py), and when full of
+# unexpired ones, the verified chains are forgotten at once
 HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS handshake may take before the connection is dropped
 _DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # Certificate.public_bytes format
+_ChainKey = tuple[tuple[bytes, ...], x509.ObjectIdentifier]  # a peer's chain (DER), the purpose
 
 
 def _wall_ms() -> int:
@@ -108,8 +111,8 @@ class AgentTls:
         self.pool = ConnectionPool()
         self.relays = RelayCheck(self, alive)
         self.last_verified: dict[str, int] = {}  # node -> wall ms its agent certificate last passed
-        self._verified: dict[tuple[tuple[bytes, ...], x509.ObjectIdentifier], tuple[int, PeerAgent]]
-        self._verified = {}
+        self._verified: ExpiringMemory[_ChainKey, tuple[int, PeerAgent]]
+        self._verified = ExpiringMemory(MAX_REMEMBERED)
         self._built: tuple[int, ssl.SSLContext | None, ssl.SSLContext | None] | None = None
 
     def server_context(self) -> ssl.SSLContext | None:
@@ -143,9 +146,8 @@ class AgentTls:
         identity = self.identity
         trust = Trust(identity.trust_domain, identity.bundle(), identity.is_revoked)
         peer = check_peer(chain, trust, now, purpose=purpose)
-        if len(self._verified) >= MAX_REMEMBERED:
-            self._verified.clear()
-        self._verified[(chain, purpose)] = (epoch, peer)
+        expires = min(c.not_valid_after_utc for c in peer.chain)
+        self._verified.put((chain, purpose), (epoch, peer), expires, now)
         return peer
 
     def refuse(self, reason: str, address: object, message: str) -> None:
