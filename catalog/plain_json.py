@@ -50,22 +50,28 @@ def lone_surrogate(raw: bytes, value: object, path: str = "") -> str | None:
     """
     if not _SURROGATE_ESCAPE.search(raw):
         return None
-    return _lone(value, path or "body")
+    return lone_surrogate_in(value, path or "body")
 
 
-def _lone(value: object, path: str) -> str | None:
+def lone_surrogate_in(value: object, path: str) -> str | None:
+    """The path of the first string (or key) of a decoded `value` holding a lone surrogate.
+
+    For values whose source text was not JSON (a YAML config file, a stored body):
+    there is no raw text to look at first.
+    """
     if isinstance(value, str):
         return path if _SURROGATE.search(value) else None
     if isinstance(value, dict):
         for k, v in value.items():
-            at = f"{path}.{k.encode('ascii', 'backslashreplace').decode()}"
-            if _SURROGATE.search(k):
+            shown = k.encode("ascii", "backslashreplace").decode() if isinstance(k, str) else k
+            at = f"{path}.{shown}"
+            if isinstance(k, str) and _SURROGATE.search(k):
                 return at
-            if found := _lone(v, at):
+            if found := lone_surrogate_in(v, at):
                 return found
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            if found := _lone(v, f"{path}[{i}]"):
+            if found := lone_surrogate_in(v, f"{path}[{i}]"):
                 return found
     return None
 

@@ -4,10 +4,16 @@ A `--config-dir` gives its *.yaml and *.yml files sorted by name. A file
 must hold a mapping of string keys; YAML that repeats a key is refused
 (PyYAML would keep the last one silently). A file that cannot be read or
 parsed becomes one problem naming it, and the other files still load.
+
+PyYAML leaves an escaped UTF-16 pair (`"\\ud83d\\ude00"`, one character
+in JSON) as two surrogates: the pair is joined here. A surrogate left on its
+own is refused, naming the key: UTF-8 cannot encode it, so a registration
+holding one would make the node's record unsignable.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ import yaml
 
 from gossamer.agent.config.entries import Entry, check_entries
 from gossamer.agent.config.errors import ConfigProblem, describe
+from gossamer.catalog.plain_json import lone_surrogate_in
 
 
 def read_config_paths(
@@ -85,12 +92,35 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_joined_str(self, node: yaml.ScalarNode) -> str:
+        """A string with each escaped UTF-16 pair made the one character it stands for."""
+        value = self.construct_scalar(node)
+        assert isinstance(value, str)
+        if not _SURROGATE.search(value):
+            return value
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:str", _UniqueKeyLoader.construct_joined_str)
+
 
 def _file_entries(path: str, data: dict[Any, Any], problems: list[ConfigProblem]) -> list[Entry]:
     entries: list[Entry] = []
     for key, value in data.items():
-        if isinstance(key, str):
+        if isinstance(key, str) and (lone := _lone_surrogate(key, value)):
+            shown = key.encode("ascii", "backslashreplace").decode()
+            problems.append(ConfigProblem(path, shown, lone))
+        elif isinstance(key, str):
             entries.append((key, value, path))
         else:
             problems.append(ConfigProblem(path, describe(key), "keys must be strings"))
     return entries
+
+
+def _lone_surrogate(key: str, value: object) -> str | None:
+    try:
+        found = lone_surrogate_in({key: value}, "")
+    except RecursionError:  # a YAML alias nesting a value in itself: later checks refuse it
+        return None
+    return f"{found[1:]}: a lone surrogate escape is not Unicode" if found else None

@@ -6,7 +6,10 @@ where it came from: a generated sidecar is stored as a stub pointing at its
 service (`SIDECAR_OF`; its port is kept so a restart gives the same port), a
 body a config file made carries `FROM_CONFIG` (the config applies it again,
 so restore only notes its id), a standalone check is `{STANDALONE: True,
-"body": ...}`. A stored body that no longer parses is logged and skipped.
+"body": ...}`. A stored body that no longer parses is logged and skipped; so
+is one holding a lone UTF-16 surrogate (`"\\ud800"`), which older versions
+took over HTTP: UTF-8 cannot encode it, so the node's record could not be
+signed and the agent did not start.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gossamer.agent.local.registry import Registry
+from gossamer.catalog.plain_json import lone_surrogate_in
 from gossamer.catalog.registration import (
     CheckDefinition,
     RegistrationError,
@@ -110,6 +114,7 @@ def restore_registrations(
         if SIDECAR_OF in body:
             continue
         try:
+            _no_lone_surrogate(body)
             reg = parse_service(body, sidecar_ports.get(service_id))
         except RegistrationError as exc:
             log.error("stored service %s no longer parses, skipped: %s", service_id, exc)
@@ -125,6 +130,7 @@ def restore_registrations(
 
 def _restore_standalone(registry: Registry, check_id: str, body: Mapping[str, Any]) -> None:
     try:
+        _no_lone_surrogate(body)
         defn = parse_check_registration(
             body, service_ids=set(registry.service_map()), allow_script=True
         )
@@ -132,3 +138,8 @@ def _restore_standalone(registry: Registry, check_id: str, body: Mapping[str, An
         log.error("stored check %s no longer parses, skipped: %s", check_id, exc)
         return
     registry.standalone[defn.check_id] = defn
+
+
+def _no_lone_surrogate(body: Mapping[str, Any]) -> None:
+    if found := lone_surrogate_in(body, "body"):
+        raise RegistrationError(found, "a lone surrogate escape is not Unicode")
