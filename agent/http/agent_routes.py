@@ -3,6 +3,12 @@
 Shapes follow Consul's agent API so py-consul, Nomad and consul-template
 read them unchanged. Member `Status` is Serf's integer (1 alive, 2 leaving,
 3 left, 4 failed), as Consul reports it.
+
+While serf is unreachable (killed and being restarted by its supervisor),
+`/v1/agent/members` answers from the member watch's last table instead of a
+500, as Consul answers from memberlist at all times; the members are the
+same values serf's own answer is made of, and `X-Gossamer-Members-Source:
+last-seen` says the list was not read from serf just now.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from gossamer.gossip.addresses import (
     parse_host_port,
     split_host_port,
 )
+from gossamer.gossip.errors import SerfConnectionError
 
 SERF_LAN_PORT = 8301
+MEMBERS_SOURCE_HEADER = "X-Gossamer-Members-Source"  # "last-seen": serf was unreachable
 
 
 async def agent_self(request: web.Request) -> web.Response:
@@ -37,8 +45,18 @@ async def agent_self(request: web.Request) -> web.Response:
 async def agent_members(request: web.Request) -> web.Response:
     if query_flag(request, "wan"):
         return json_response([])  # no WAN pool: one datacenter per gossip ring
-    members = await agent_of(request).serf.members()
-    return json_response([member_json(m) for m in sorted(members, key=lambda m: m.name)])
+    agent = agent_of(request)
+    headers: dict[str, str] = {}
+    try:
+        members = await agent.serf.members()
+    except SerfConnectionError:
+        members = agent.remembered_members()
+        if not members:  # nothing seen yet (serf never answered): the 500 says why
+            raise
+        headers[MEMBERS_SOURCE_HEADER] = "last-seen"
+    response = json_response([member_json(m) for m in sorted(members, key=lambda m: m.name)])
+    response.headers.update(headers)
+    return response
 
 
 async def agent_join(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gossamer.agent.http.asked import Asked
 from gossamer.agent.local.node import LocalNode
+from gossamer.gossip.members import Member
 from gossamer.gossip.rpc import SerfRpcClient
 
 
@@ -21,6 +22,10 @@ class AgentApi(Protocol):
 
     async def self_info(self) -> dict[str, Any]:
         """The body of /v1/agent/self but `Member`: Config, DebugConfig, Coord, Stats, …"""
+        ...
+
+    def remembered_members(self) -> list[Member]:
+        """The member watch's last table: `/v1/agent/members` while serf restarts."""
         ...
 
     @property

@@ -8,7 +8,8 @@ its agent certificate is valid), reload, and a way to ask the agent to stop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from gossamer.agent.identity.mesh_identity import MeshIdentity
@@ -18,8 +19,11 @@ from gossamer.agent.lifecycle.status import AgentStatus
 from gossamer.agent.local.node import LocalNode
 from gossamer.catalog.live import LiveCatalog
 from gossamer.gossip.addresses import format_host_port
+from gossamer.gossip.members import Member
 from gossamer.gossip.process import SerfProcess
 from gossamer.gossip.rpc import SerfRpcClient
+
+log = logging.getLogger("gossamer.members")
 
 
 class AgentFacade:
@@ -38,9 +42,11 @@ class AgentFacade:
         reload: Callable[[], Awaitable[list[str]]],
         request_shutdown: Callable[[bool], None],
         record_pushes: Callable[[], dict[str, int]] = dict,
+        member_table: Callable[[], Mapping[str, Member]] = dict,
     ) -> None:
         """`request_shutdown(leave)`: the root's; `reload`: the Reloader's;
-        `record_pushes`: what pushing catalog changes has cost (record_push.py)."""
+        `record_pushes`: what pushing catalog changes has cost (record_push.py);
+        `member_table`: the member watch's current table (member_watch.py)."""
         self._status = status
         self._node_id = node_id
         self._data_dir = data_dir
@@ -53,10 +59,21 @@ class AgentFacade:
         self._reload = reload
         self._request_shutdown = request_shutdown
         self._record_pushes = record_pushes
+        self._member_table = member_table
+        self._table_served: Mapping[str, Member] | None = None  # the last one served, logged
 
     @property
     def serf(self) -> SerfRpcClient:
         return self._serf.client
+
+    def remembered_members(self) -> list[Member]:
+        """The member watch's last table, logged once per table: the watch replaces the table
+        on every resync, and cannot while serf is down, so that is one line per outage."""
+        table = self._member_table()
+        if table and table is not self._table_served:
+            self._table_served = table
+            log.warning("serf is unreachable: members answered as last seen (%d)", len(table))
+        return list(table.values())
 
     @property
     def node_name(self) -> str:

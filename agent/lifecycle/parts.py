@@ -110,7 +110,7 @@ async def _open_frontends(
         catalog=s.catalog, identity=g.identity, rpc_refusals=g.replicator.tls.refusals.counts,
         peer_identities=partial(peer_identities, g.identity, g.members, g.replicator.tls),
         reload=reloader.reload, request_shutdown=hooks.request_shutdown,
-        record_pushes=g.replicator.records.counts,
+        record_pushes=g.replicator.records.counts, member_table=lambda: g.members.table,
     )  # fmt: skip
     external = ExternalNodes(
         s.catalog, owner=c.node, wall_ms=wall_ms, is_member=partial(_is_cluster_member, g.members)

@@ -72,6 +72,9 @@ class FakeAgent:
     async def self_info(self) -> dict[str, Any]:
         return {"Config": {"Datacenter": "dc1", "NodeName": self.node_name}}
 
+    def remembered_members(self) -> list[Any]:
+        return []
+
     async def reload(self) -> list[str]:
         raise ConfigError([ConfigProblem("/etc/gossamer/a.yaml", "log_level", "must be info")])
 
