@@ -191,17 +191,23 @@ def test_l7_permissions_decide_each_request_and_the_connection_stays_open(mesh: 
 
     eventually(lambda: status("/echo/admin") == 403, 10, what="the L7 intention applied")
     seen = len(mesh.app.seen)
+
+    def since() -> list[str]:
+        # (an /echo/admin allowed while the rule was on its way may be logged by a loaded
+        # app after `seen` was read, as a CI run saw: none is sent from here on)
+        return [line for line in mesh.app.seen[seen:] if line != "GET /echo/admin"]
+
     assert status("/echo/api/x") == 200  # the same connection, after a 403
     assert status("/echo/api/x", "POST") == 403
     assert status("/echo/api/x", headers={"X-Debug": "1"}) == 403
-    assert mesh.app.seen[seen:] == ["GET /echo/api/x"]  # denied requests never reached the app
+    assert since() == ["GET /echo/api/x"]  # denied requests never reached the app
     with socket.create_connection(mesh.upstream, timeout=10) as s:  # pipelined: each in turn
         s.sendall(b"GET /echo/api/1 HTTP/1.1\r\nHost: db\r\n\r\n"
                   b"POST /echo/api/2 HTTP/1.1\r\nHost: db\r\nContent-Length: 3\r\n\r\nabc"
                   b"GET /echo/api/3 HTTP/1.1\r\nHost: db\r\n\r\n")  # fmt: skip
         got = read_until(s, lambda got: got.endswith(b"GET /echo/api/3 "))
     assert [a[:3] for a in got.split(b"HTTP/1.1 ")[1:]] == [b"200", b"403", b"200"]
-    assert mesh.app.seen[seen + 1 :] == ["GET /echo/api/1", "GET /echo/api/3"]
+    assert since()[1:] == ["GET /echo/api/1", "GET /echo/api/3"]
     put_exact(mesh.agent, "web", "db", {"Permissions": [
         {"Action": "allow", "HTTP": {"PathExact": "/echo/admin"}}]})  # fmt: skip
     eventually(lambda: status("/echo/admin") == 200, 10, what="the change on the next request")
