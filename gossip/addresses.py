@@ -10,6 +10,8 @@ import contextlib
 import ipaddress
 import re
 
+from gossamer.gossip.host_port import host_port
+
 # RFC 1123 labels joined by dots. Every label is anchored by a dot, so the
 # match is linear: a pattern like (label\.?)+ backtracks exponentially on a
 # long name that fails at its last character.
@@ -82,7 +84,7 @@ def format_host_port(host: str, port: int) -> str:
     """host:port with IPv6 in brackets and IP literals in canonical form."""
     with contextlib.suppress(ValueError):
         host = str(ipaddress.ip_address(host))
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(host, port)
 
 
 def other_family(advertise: str, target: str) -> str:

@@ -16,10 +16,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy import protocol as proto
 from gossamer.proxy import retry_budget as budget
 from gossamer.proxy.config_error import ConfigError as ConfigError
-from gossamer.proxy.host_port import host_port
 
 HANDSHAKE_TIMEOUT_S = 10.0  # Consul's handshake_timeout_ms default
 LOCAL_CONNECT_TIMEOUT_S = 1.0  # Consul's local_connect_timeout_ms default

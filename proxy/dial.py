@@ -25,9 +25,9 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy import tally
 from gossamer.proxy.authorize import Refused, reason_of_handshake_error, server_service
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.tls_side import TlsSide
 
 if TYPE_CHECKING:

@@ -27,11 +27,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.intentions.model import Decision, HttpRequest
 from gossamer.proxy import tally
 from gossamer.proxy.config import ExposePath, ProxyConfig
 from gossamer.proxy.expose_config import from_this_host
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import Exchange, Outcome
 from gossamer.proxy.http_limits import Limits

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from gossamer.gossip.host_port import host_port
 from gossamer.intentions.denials import DenialTable, not_known
 from gossamer.intentions.model import Decision
 from gossamer.proxy import tally
@@ -48,7 +49,6 @@ from gossamer.proxy.authorize import (
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.identity import Identity

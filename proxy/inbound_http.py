@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.intentions.decide import decide
 from gossamer.intentions.denials import DenialTable, denial_of, not_known
 from gossamer.intentions.model import Decision, HttpRequest
@@ -30,7 +31,6 @@ from gossamer.proxy.authorize import decided_by
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import ProxyConfig
 from gossamer.proxy.edge_metrics import CLASSES, EdgeMetrics, class_index
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_codec import DENIED, DENIED_BODY, Exchange, Outcome
 from gossamer.proxy.http_limits import Limits

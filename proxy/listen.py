@@ -49,7 +49,7 @@ import socket
 import weakref
 from collections.abc import Callable, Iterable
 
-from gossamer.proxy.host_port import host_port
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy.port_owners import Bound, foreign_listener, overlap, port_lock
 
 # Connections the kernel completes before the proxy accepts them: asyncio's and uvloop's

@@ -32,10 +32,10 @@ from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.dial import bound_unacknowledged, dead_after_s, dial
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.mux import Mux, StreamSide, checked_peer, is_mux
 from gossamer.proxy.side import Side

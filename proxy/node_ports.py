@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy.config import ProxyConfig
-from gossamer.proxy.host_port import host_port
 
 Listener = tuple[str, str, int]  # what it is (in words), its address, its port
 _ANY: Final = frozenset({"0.0.0.0", "::", ""})

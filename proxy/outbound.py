@@ -36,13 +36,13 @@ from datetime import UTC, datetime
 from typing import Final
 
 from gossamer.catalog.config_entries import SUBSET_SEP, Split
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy import balance, split, tally
 from gossamer.proxy.authorize import Refused, server_service
 from gossamer.proxy.ca.verified_chain import ChainMemory
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
 from gossamer.proxy.health_rows import Instance
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.http1 import HttpSession
 from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.identity import Identity

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, ProxyConfig
@@ -46,7 +47,6 @@ from gossamer.proxy.config_registration import config_from_registration
 from gossamer.proxy.config_unused import unused_keys
 from gossamer.proxy.denial_report import DenialReporter, batch_table
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.identity_watch import IdentityWatch
 from gossamer.proxy.inbound import Inbound

@@ -16,8 +16,8 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy.authorize import ClosedEarly
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.side import Side, reset_at_close
 from gossamer.proxy.tls_pipe import TlsPipe
 

@@ -42,11 +42,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import Upstream
 from gossamer.proxy.edge_metrics import EdgeMetrics
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.identity import Identity
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.shared_watch import Subscription

@@ -24,9 +24,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from gossamer.gossip.host_port import host_port
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import Instance
-from gossamer.proxy.host_port import host_port
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.shared_watch import Subscription
 

@@ -145,7 +145,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_gate.py",
     "proxy/h2_app.py",
     "proxy/config_unused.py",
-    "proxy/host_port.py",
+    "gossip/host_port.py",
     "agent/replicated/later_keys.py",
     "proxy/h2_app_blocks.py",
     "proxy/h2_table_sizes.py",
