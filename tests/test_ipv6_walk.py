@@ -93,16 +93,10 @@ def parse_agent_flags(argv: list[str]) -> argparse.Namespace:
 
 
 WEBHOOK_CERT = Path(__file__).resolve().parent.parent / "kubernetes" / "webhook-cert.sh"
-INBOUND_DEFAULT = """
-import asyncio, logging, sys
-from gossamer.proxy import tally
-from gossamer.proxy.config import ProxyConfig
-from gossamer.proxy.inbound import Inbound, Policy
-
-async def main(address: str, port: int) -> None:
-    config = ProxyConfig(service="db", bind_port=port, local_port=1)  # (no bind address)
-    inbound = Inbound(config, lambda: None, Policy(), tally.Tally())
-    await inbound.start()
+# The end of each listener script below: dial the listener at the namespace's IPv6 address and
+# at 127.0.0.1, saying which answered.
+DIAL_BOTH = """
+async def probe(address: str, port: int) -> None:
     for host in (address, "127.0.0.1"):
         try:
             _, writer = await asyncio.open_connection(host, port)
@@ -115,6 +109,22 @@ async def main(address: str, port: int) -> None:
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
+
+INBOUND_DEFAULT = (
+    """
+import asyncio, logging, sys
+from gossamer.proxy import tally
+from gossamer.proxy.config import ProxyConfig
+from gossamer.proxy.inbound import Inbound, Policy
+
+async def main(address: str, port: int) -> None:
+    config = ProxyConfig(service="db", bind_port=port, local_port=1)  # (no bind address)
+    inbound = Inbound(config, lambda: None, Policy(), tally.Tally())
+    await inbound.start()
+    await probe(address, port)
+"""
+    + DIAL_BOTH
+)
 
 
 @pytest.mark.netns
@@ -283,7 +293,8 @@ def test_a_join_across_address_families_is_refused_saying_why(agent6: AgentProc)
     assert join.value.code == 400 and "over IPv6 (::1)" in said, said
 
 
-EXPOSE_DEFAULT = """
+EXPOSE_DEFAULT = (
+    """
 import asyncio, logging, sys
 from gossamer.proxy import tally
 from gossamer.proxy.config import ExposePath, ProxyConfig
@@ -294,18 +305,10 @@ async def main(address: str, port: int) -> None:
     path = ExposePath(listener_port=port, path="/health", local_port=1)
     listener = ExposeListener(path, config.bind_address, config, tally.Tally(), lambda: None)
     await listener.start()
-    for host in (address, "127.0.0.1"):
-        try:
-            _, writer = await asyncio.open_connection(host, port)
-        except OSError as exc:
-            print(f"refused at {host}: {exc}")
-            continue
-        writer.close()
-        print(f"reached at {host}")
-
-logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    await probe(address, port)
 """
+    + DIAL_BOTH
+)
 
 
 @pytest.mark.netns
