@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gossamer.catalog.config_entries import SUBSET_NAME
-from gossamer.catalog.durations import DurationError, format_ns, parse_ns
+from gossamer.catalog.durations import DurationError, format_ns, parse_ns, stored_seconds
 from gossamer.catalog.filter import HEALTH_SERVICE, FilterError, parse
 from gossamer.catalog.registration_fields import (
     Fields,
@@ -146,8 +146,8 @@ def resolver_of(entry: Mapping[str, Any]) -> Resolver:
         subsets=subsets,
         redirect=redirect,
         failover=failover,
-        connect_timeout_s=_seconds(entry.get("ConnectTimeout")),
-        request_timeout_s=_seconds(entry.get("RequestTimeout")),
+        connect_timeout_s=stored_seconds(entry.get("ConnectTimeout")),
+        request_timeout_s=stored_seconds(entry.get("RequestTimeout")),
     )
 
 
@@ -156,10 +156,6 @@ def _refs(raw: Mapping[str, Any]) -> tuple[Ref, ...]:
     if targets:
         return tuple(Ref(t.get("Service", ""), t.get("ServiceSubset", "")) for t in targets)
     return (Ref(raw.get("Service", ""), raw.get("ServiceSubset", "")),)
-
-
-def _seconds(text: object) -> float:
-    return parse_ns(text) / 1e9 if isinstance(text, str) and text else 0.0
 
 
 def _subsets(f: Fields) -> dict[str, Subset]:

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gossamer.catalog.durations import stored_seconds
 from gossamer.catalog.registration_fields import Fields, Problems, shown
 from gossamer.catalog.router_destination import read_destination
 from gossamer.catalog.router_match import read_http
@@ -142,7 +143,7 @@ def routes_of(entry: Mapping[str, Any]) -> tuple[Route, ...]:
         edits = d.get("RequestHeaders") or {}
         dest = Destination(
             d.get("Service") or name, d.get("ServiceSubset", ""), d.get("PrefixRewrite", ""),
-            _seconds(d.get("RequestTimeout")),
+            stored_seconds(d.get("RequestTimeout")),
             HeaderEdits(_values(edits.get("Add")), _values(edits.get("Set")),
                         tuple(edits.get("Remove") or ())),
         )  # fmt: skip
@@ -159,12 +160,6 @@ def destinations(entry: Mapping[str, Any]) -> list[tuple[int, str, str]]:
     """`(route index, service, subset)` of each route of a stored entry."""
     return [(i, r.destination.service, r.destination.subset)
             for i, r in enumerate(routes_of(entry))]  # fmt: skip
-
-
-def _seconds(text: object) -> float:
-    from gossamer.catalog.durations import parse_ns
-
-    return parse_ns(text) / 1e9 if isinstance(text, str) and text else 0.0
 
 
 def _route(raw: object, at: str, check_name: Any) -> dict[str, Any]:

@@ -81,6 +81,11 @@ def parse_seconds(text: str) -> float:
     return parse_ns(text) / NS_PER_S
 
 
+def stored_seconds(text: object) -> float:
+    """Seconds of a duration field of a stored (already checked) entry; 0 when it is unset."""
+    return parse_seconds(text) if isinstance(text, str) and text else 0.0
+
+
 def parse_timedelta(text: str) -> timedelta:
     """A Go duration string as a timedelta (to the microsecond)."""
     whole, rest = divmod(parse_ns(text), 1_000)
