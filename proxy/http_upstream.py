@@ -154,7 +154,9 @@ class HttpUpstream:
 
     def http_outcome(self, outcome: Outcome) -> None:
         self.listener.metrics.outbound(self.listener.upstream.name).answered(
-            outcome.status, outcome.seconds
+            outcome.status,
+            outcome.seconds,
+            outcome.route,  # a router's route, else ""
         )
 
     def http_event(self, name: str) -> None:

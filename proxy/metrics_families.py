@@ -3,7 +3,8 @@
 Every series a proxy exposes is listed here (README "Metrics" repeats the
 list): per edge (`direction`, `source`, `destination`) the TCP figures,
 authorization decisions and, where the L7 path reports responses, the HTTP
-figures by `route` (the L7 permission that decided, where one did) and
+figures by `route` (inbound: the L7 permission that decided, where one did;
+outbound: the service-router route the request took, where one did) and
 `status_class`; per proxy (`service`) the TLS
 handshake failures and every refusal by reason, and the other counters of
 `tally.Tally` as `gossamer_proxy_events_total{event}`.

@@ -14,7 +14,8 @@ own (each target key -> its query), watched as split targets are.
 `RouterPlan.target_for` is what the HTTP upstream (http_upstream.py) asks
 once per request when its service has a router: the route is matched when
 the request is about to leave (a changed entry binds the next request on
-a kept connection), and its retries keep the target it drew.
+a kept connection), and its retries keep the target it drew. The route it
+took is the request's `route` label in the outbound metrics (`route_label`).
 
 A route's `RequestTimeout` binds the requests it takes; without one, an
 unsplit destination's resolver's `RequestTimeout` does (Consul's route
@@ -88,6 +89,7 @@ class RouterPlan:
         if i < 0:
             return listener.pick_target()
         to = self.routes[i]
+        ex.decision = self.decisions[i]  # its metrics `route` label (route_label)
         if to.changes_head and not ex.sent and ex.out:
             head = ex.out[0]
             new = rewritten_head(head, to.prefix, to.rewrite, to.edits)
@@ -163,10 +165,21 @@ def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Spli
                     connect[target.service] = resolver.connect_timeout_s
         found.append(RouteTo(i, False, dest_splits, where, chains, base.prefix, base.rewrite,
                              request_s, base.edits))  # fmt: skip
-    decisions = tuple(Decision(True, f"service-router route {i}", route=f"route {i}")
-                      for i in range(len(routes)))  # fmt: skip
+    decisions = tuple(Decision(True, f"service-router route {i}",
+                               route=route_label(i, key_of(r.destination.service,
+                                                           r.destination.subset)))
+                      for i, r in enumerate(routes))  # fmt: skip
     return RouterPlan(compile_routes(routes, decisions), tuple(found), decisions, queries,
                       "; ".join(shown), connect)  # fmt: skip
+
+
+def route_label(index: int, destination: str) -> str:
+    """The outbound metrics `route` label of a router's route: `route 1 -> api-v2/canary`.
+    Its index says which route (Envoy and Consul number a router's routes in order, and two
+    may share a destination); its destination says where its requests went, since the edge
+    is named after the upstream. Bounded by the routes an operator wrote, never by what
+    clients send; a request no route takes has no label, as with no router."""
+    return f"route {index} -> {destination}"
 
 
 def with_routes(routing: Routing | None, plan: RouterPlan, own: str,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
+    series,
     set_intention,
     stop_mesh,
     wait_listening,
@@ -55,6 +58,7 @@ class Mesh:
     s1: AgentProc
     apps: dict[str, HeaderApp]  # "v1", "v2", "next"
     up: tuple[str, int]  # web's HTTP upstream of api
+    web_metrics: str  # web's sidecar's /metrics listener
 
 
 def _app(agent: AgentProc, name: str, sid: str, app: HttpApp, meta: dict[str, str]) -> int:
@@ -85,7 +89,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                _app(s1, "api-next", "api-next", apps["next"], {"tier": "next"})]  # fmt: skip
         port = free_port("127.0.0.1")
         up = {"DestinationName": "api", "LocalBindPort": port, "Config": {"protocol": "http"}}
-        s2.put("/v1/agent/service/register", web_body(s2, free_port(s2.ip), [up]))
+        web = web_body(s2, free_port(s2.ip), [up])
+        web_metrics = f"127.0.0.1:{free_port('127.0.0.1')}"
+        web["Connect"]["SidecarService"]["Proxy"]["Config"] = {  # type: ignore[index]
+            "gossamer_metrics_bind_addr": web_metrics
+        }
+        s2.put("/v1/agent/service/register", web)
         for destination in ("api", "api-next"):
             set_intention(s1, "web", destination, "allow")
         for agent in (s1, s2):
@@ -96,7 +105,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         wait_listening("127.0.0.1", port, proxies[1])
         eventually(lambda: healthy_sidecars(s2, "api") == 2, 30, what="both api instances")
         eventually(lambda: healthy_sidecars(s2, "api-next") == 1, 30, what="api-next")
-        found = Mesh(s1, apps, ("127.0.0.1", port))
+        found = Mesh(s1, apps, ("127.0.0.1", port), web_metrics)
         eventually(lambda: served(found)[0] in ("v1", "v2"), 20, what="a first request")
         yield found
     finally:
@@ -242,6 +251,42 @@ def test_a_live_change_applies_to_the_next_request_on_a_kept_connection(mesh: Me
                    what="the kept connection's next request back to api")  # fmt: skip
     finally:
         kept.close()
+
+
+def test_outbound_metrics_name_the_route_a_request_took(mesh: Mesh) -> None:
+    """Each route's requests count under `route="route <index> -> <destination>"` on web's
+    outbound edge (responses by class and latency too); a request no route took counts with
+    no route label, as with no router."""
+    write(mesh, "service-resolver", "api", Subsets=SUBSETS)
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/next/"}},
+         "Destination": {"Service": "api-next", "PrefixRewrite": "/echo/"}},
+        {"Match": {"HTTP": {"Header": [{"Name": "x-canary", "Present": True}]}},
+         "Destination": {"ServiceSubset": "v2"}},
+    ])  # fmt: skip
+    routed(mesh, "next", path="/next/warm")
+    routed(mesh, "v2", headers={"x-canary": "1"})
+    edge = {"direction": "outbound", "source": "web", "destination": "api"}
+    first, second = "route 0 -> api-next", "route 1 -> api/v2"
+
+    def count(name: str, **labels: str) -> float:
+        return series(mesh.web_metrics, f"gossamer_proxy_{name}", **edge, **labels)
+
+    before = {r: count("request_total", route=r) for r in (first, second)}
+    plain = count("request_total") - sum(before.values())  # the unlabelled series
+    for _ in range(3):
+        assert served(mesh, "/next/x")[:2] == ("next", 200)
+    assert served(mesh, "/echo/y", headers={"x-canary": "1"})[:2] == ("v2", 200)
+    assert served(mesh, "/echo/z")[1] == 200  # no route: api as with no router
+    assert count("request_total", route=first) == before[first] + 3
+    assert count("request_total", route=second) == before[second] + 1
+    assert count("request_total") - count("request_total", route=first) - count(
+        "request_total", route=second) == plain + 1  # fmt: skip
+    assert count("response_total", route=first, status_class="2xx") >= 3
+    assert count("response_latency_seconds_count", route=second) >= 1
+    with urllib.request.urlopen(f"http://{mesh.web_metrics}/metrics", timeout=10) as answer:
+        routes = set(re.findall(r'route="([^"]*)"', answer.read().decode()))
+    assert {first, second} <= routes and all(r.startswith("route ") for r in routes), routes
 
 
 BAD = [
