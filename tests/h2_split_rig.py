@@ -15,11 +15,12 @@ from h2.events import (
     DataReceived,
     RequestReceived,
     ResponseReceived,
+    SettingsAcknowledged,
     StreamEnded,
     StreamReset,
     TrailersReceived,
 )
-from h2.settings import Settings
+from h2.settings import SettingCodes, Settings
 
 from gossamer.proxy.h2_split import H2Splitter
 from gossamer.proxy.h2_split_calls import Close, CloseClient, Command, Open, ToClient, ToUpstream
@@ -155,6 +156,7 @@ class Rig:
             stream = getattr(event, "stream_id", 0)
             if not stream:
                 self.client_other.append(event)
+                self._settled(self.client, event)
                 continue
             seen = self.client_streams.setdefault(stream, Stream())
             if isinstance(event, ResponseReceived | TrailersReceived):
@@ -172,6 +174,7 @@ class Rig:
             stream = getattr(event, "stream_id", 0)
             if not stream:
                 server.other.append(event)
+                self._settled(server.conn, event)
                 continue
             seen = server.streams.setdefault(stream, Stream())
             if isinstance(event, RequestReceived | TrailersReceived):
@@ -196,12 +199,35 @@ class Rig:
             unread[stream] = unread.get(stream, 0) + size
 
     @staticmethod
+    def _settled(conn: H2Connection, event: Any) -> None:
+        """Our SETTINGS were acknowledged: when they moved the initial window, each open
+        stream's credit is weighed again against its new window.
+
+        h2's window manager weighs credit only as bytes are read. A lowered window can leave
+        a stream at or under zero with bytes already read and not yet credited, and then
+        nothing more arrives to make h2 weigh them: the sender waits for a WINDOW_UPDATE
+        that never comes (RFC 9113 §6.9.2 has it wait). nghttp2 had the same fault in its
+        manual mode (nghttp2 #1679, fixed by #1680). A zero-byte acknowledgement makes h2
+        weigh them now: a stream not stalled whose window is at or under zero is owed at
+        least a whole window, and h2 credits from half of one. (Again when a stall ends:
+        `_unstall`.)"""
+        if not isinstance(event, SettingsAcknowledged):
+            return
+        if SettingCodes.INITIAL_WINDOW_SIZE not in event.changed_settings:
+            return
+        for stream, state in list(conn.streams.items()):
+            if state.open:
+                conn.acknowledge_received_data(0, stream)
+
+    @staticmethod
     def _unstall(conn: H2Connection, stalled: set[int], unread: dict[int, int],
                  stream: int) -> None:  # fmt: skip
         stalled.discard(stream)
         owed = unread.pop(stream, 0)
-        if owed and stream in conn.streams and not conn.streams[stream].closed:
-            conn.increment_flow_control_window(owed, stream)
+        if stream in conn.streams and not conn.streams[stream].closed:
+            if owed:
+                conn.increment_flow_control_window(owed, stream)
+            conn.acknowledge_received_data(0, stream)  # (what it read before: `_settled`)
 
     def unstall_client(self, stream: int) -> None:
         self._unstall(self.client, self.client_stalled, self.client_unread, stream)
