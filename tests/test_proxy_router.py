@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.harness.cli import expect
+from tests.harness.cli import expect, gossamer
 from tests.harness.cluster import AgentProc, Cluster, free_port
 from tests.harness.poll import eventually
 from tests.http_app import HttpApp
@@ -59,6 +59,7 @@ class Mesh:
     apps: dict[str, HeaderApp]  # "v1", "v2", "next"
     up: tuple[str, int]  # web's HTTP upstream of api
     web_metrics: str  # web's sidecar's /metrics listener
+    s2: AgentProc  # web's agent
 
 
 def _app(agent: AgentProc, name: str, sid: str, app: HttpApp, meta: dict[str, str]) -> int:
@@ -105,7 +106,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         wait_listening("127.0.0.1", port, proxies[1])
         eventually(lambda: healthy_sidecars(s2, "api") == 2, 30, what="both api instances")
         eventually(lambda: healthy_sidecars(s2, "api-next") == 1, 30, what="api-next")
-        found = Mesh(s1, apps, ("127.0.0.1", port), web_metrics)
+        found = Mesh(s1, apps, ("127.0.0.1", port), web_metrics, s2)
         eventually(lambda: served(found)[0] in ("v1", "v2"), 20, what="a first request")
         yield found
     finally:
@@ -393,3 +394,35 @@ def test_the_cli_writes_an_hcl_router_then_reads_lists_and_deletes_it(
     expect("config", "delete", "-kind", "service-router", "-name", "api",
            "--http-addr", mesh.s1.http)  # fmt: skip
     assert config(mesh, "GET", "/v1/config/service-router/api")[0] == 404
+
+
+def test_gossamer_check_counts_each_route_s_destination(mesh: Mesh) -> None:
+    """`gossamer check` counted an upstream's own instances only: a route sending to a
+    service with none passed the line while its requests got 503s. It names each route's
+    target now, and one with no passing instance fails the line."""
+
+    def line() -> str:
+        out = gossamer("check", "--http-addr", mesh.s2.http).stdout
+        return next(x for x in out.splitlines() if "upstreams of web-sidecar-proxy" in x)
+
+    write(mesh, "service-defaults", "api-gone", Protocol="http")
+    try:
+        write(mesh, "service-router", "api", Routes=[
+            {"Match": {"HTTP": {"PathPrefix": "/next"}}, "Destination": {"Service": "api-next"}},
+            {"Match": {"HTTP": {"PathPrefix": "/gone"}}, "Destination": {"Service": "api-gone"}},
+        ])  # fmt: skip
+        said = line()
+        assert said.startswith(
+            "✘ upstreams of web-sidecar-proxy: api (2 healthy; routes: "
+            "0 -> api-next (1 healthy), 1 -> api-gone (0 healthy))"
+        ), said
+        write(mesh, "service-router", "api", Routes=[
+            {"Match": {"HTTP": {"PathPrefix": "/next"}}, "Destination": {"Service": "api-next"}},
+        ])  # fmt: skip
+        said = line()
+        assert said.startswith(
+            "✔ upstreams of web-sidecar-proxy: api (2 healthy; routes: 0 -> api-next (1 healthy))"
+        ), said
+    finally:
+        config(mesh, "DELETE", "/v1/config/service-router/api")
+        config(mesh, "DELETE", "/v1/config/service-defaults/api-gone")

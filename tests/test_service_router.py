@@ -432,3 +432,33 @@ def test_the_matcher_takes_the_first_route_a_plain_reading_takes(
 
     expected = next((i for i, spec in enumerate(specs) if fits(*spec)), -1)
     assert plan.matcher.first(_request(method, target, **headers)) == expected
+
+
+def test_gossamer_check_counts_where_each_route_sends() -> None:
+    """`gossamer check`'s upstream line: each route's targets (a subset as is, a destination's
+    split targets, else its service; the upstream itself is its own count), and a target with
+    no passing instance fails the line naming it."""
+    from gossamer.agent.preflight import proxy_checks as pc
+    from gossamer.agent.preflight.result import Status
+    from gossamer.catalog.config_entries import Split
+
+    routes = routes_of(read_entry(router(
+        route({"PathPrefix": "/a"}, Service="api-next"),
+        route({"PathPrefix": "/b"}, ServiceSubset="v2"),
+        route({"PathPrefix": "/c"}, Service="api-split"),
+        route({"PathPrefix": "/d"}),  # the upstream itself
+    )))  # fmt: skip
+    splitters = {"api-split": (Split(50, "api-split"), Split(50, "api-x/blue"),
+                               Split(0, "api-off"))}  # fmt: skip
+    found = pc.route_targets("api", routes, splitters)
+    assert found == [(0, "api-next"), (1, "api/v2"), (2, "api-split"), (2, "api-x/blue")]
+    counts = {"api-next": 1, "api/v2": 0, "api-split": 2, "api-x/blue": None}
+    targets = [pc.RouteTarget("api", i, key, counts[key]) for i, key in found]
+    result = pc.judge_upstreams("web-sidecar-proxy", [("api", 2)], (), targets)
+    assert result.status is Status.FAIL
+    assert result.detail == ("api (2 healthy; routes: 0 -> api-next (1 healthy), 1 -> api/v2 "
+                             "(0 healthy), 2 -> api-split (2 healthy), 2 -> api-x/blue "
+                             "(? healthy))")  # fmt: skip
+    assert "api/v2" in result.hint and "api-x/blue" in result.hint
+    good = [t for t in targets if t.healthy]
+    assert pc.judge_upstreams("web-sidecar-proxy", [("api", 2)], (), good).status is Status.OK

@@ -17,14 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from gossamer.agent.preflight.result import Result, fail, ok
+from gossamer.catalog.config_entries import Split, key_of
 from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_registration import config_from_registration
+
+if TYPE_CHECKING:
+    from gossamer.catalog.config_router import Route
 
 PROXY = "proxy"
 # A proxy bound on a wildcard answers on loopback too; the check runs on the agent's host.
@@ -134,22 +138,59 @@ class SplitTarget:
     healthy: int | None
 
 
+@dataclass(frozen=True)
+class RouteTarget:
+    """Where route `index` of an upstream's service-router sends requests (`target`: a
+    service, `service/subset`, or one split target of the destination's splitter), and its
+    passing sidecar instances (None: the query failed)."""
+
+    upstream: str
+    index: int
+    target: str
+    healthy: int | None
+
+
+def route_targets(upstream: str, routes: Sequence[Route],
+                  splitters: Mapping[str, Sequence[Split]]) -> list[tuple[int, str]]:  # fmt: skip
+    """`(route index, target key)` for each place `upstream`'s router sends requests other
+    than the upstream itself (counted on its own): a destination subset as is, else the
+    destination's split targets (weight above 0) when it has a splitter, else the service.
+    A destination's own router is not followed (Consul's chain has one router)."""
+    found: list[tuple[int, str]] = []
+    for i, route in enumerate(routes):
+        d = route.destination
+        if d.service == upstream and not d.subset:
+            continue
+        if d.subset:
+            keys = [key_of(d.service, d.subset)]
+        else:
+            keys = [s.service for s in splitters.get(d.service, ()) if s.weight > 0]
+        for key in keys or [d.service]:
+            if (i, key) not in found:
+                found.append((i, key))
+    return found
+
+
 def judge_upstreams(
     proxy_id: str,
     healthy: Sequence[tuple[str, int | None]],
     splits: Sequence[SplitTarget] = (),
+    routes: Sequence[RouteTarget] = (),
 ) -> Result:
     """`healthy`: each upstream and its passing sidecar instances (None: the query failed);
-    `splits`: the other services their splitters send a share to. A split target with no
-    instance fails its share of requests (503, as Envoy's weighted clusters do), so it
-    fails the line as an upstream with none does."""
+    `splits`: the other services their splitters send a share to; `routes`: where their
+    service-routers send requests. A split target with no instance fails its share of
+    requests (503, as Envoy's weighted clusters do), and a route's target with none fails
+    the requests that route takes: either fails the line as an upstream with none does."""
     name = f"upstreams of {proxy_id}"
     if not healthy:
         return ok(PROXY, name, "none configured")
     down = [n for n, count in healthy if not count]
     down += [t.service for t in splits if t.weight > 0 and not t.healthy]
+    down += [t.target for t in routes if not t.healthy and t.target not in down]
     shown = ", ".join(
-        f"{n} ({'?' if c is None else c} healthy{_split_text(n, splits)})" for n, c in healthy
+        f"{n} ({'?' if c is None else c} healthy{_split_text(n, splits)}{_route_text(n, routes)})"
+        for n, c in healthy
     )
     if down:
         return fail(
@@ -170,4 +211,15 @@ def _split_text(upstream: str, splits: Sequence[SplitTarget]) -> str:
     return "; split: " + ", ".join(
         f"{t.service} {t.weight / 100:g}% ({'?' if t.healthy is None else t.healthy} healthy)"
         for t in mine
+    )
+
+
+def _route_text(upstream: str, routes: Sequence[RouteTarget]) -> str:
+    """`; routes: 0 -> api-next (0 healthy), 1 -> api/v2 (1 healthy)` for `upstream`'s
+    router."""
+    mine = [t for t in routes if t.upstream == upstream]
+    if not mine:
+        return ""
+    return "; routes: " + ", ".join(
+        f"{t.index} -> {t.target} ({'?' if t.healthy is None else t.healthy} healthy)" for t in mine
     )

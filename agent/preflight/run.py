@@ -32,7 +32,7 @@ from gossamer.agent.preflight.result import (
 )
 from gossamer.catalog.config_entries import Split, target_parts
 from gossamer.proxy.split_targets import PATH as SPLITTERS
-from gossamer.proxy.split_targets import RESOLVERS, splits_by_service
+from gossamer.proxy.split_targets import RESOLVERS, ROUTERS, splits_by_service
 
 DEFAULT_AGENT = f"http://{DEFAULT_HTTP_ADDR}"  # where `connect proxy` looks without a flag
 
@@ -167,6 +167,7 @@ def _proxies(
     results = []
     splitters: dict[str, tuple[Split, ...]] | None = None
     resolvers: Any = None  # the service-resolver entries, as the agent answers them
+    routers: Mapping[str, Any] = {}  # service -> its service-router's routes
     for proxy in ic.sidecars(services):
         config = proxy.get("Proxy") or {}
         service = str(config.get("DestinationServiceName", ""))
@@ -191,6 +192,7 @@ def _proxies(
         if upstreams and splitters is None:
             splitters = splits_by_service(probe.fetch(client, SPLITTERS)[0])
             resolvers = probe.fetch(client, RESOLVERS)[0]
+            routers = _routers(probe.fetch(client, ROUTERS)[0])
         healthy = [(name, _passing(client, name, resolvers)) for name in upstreams]
         targets = [
             pc.SplitTarget(name, split.service, split.weight,
@@ -199,8 +201,24 @@ def _proxies(
             for split in (splitters or {}).get(name, ())
             if split.service != name and split.weight > 0
         ]  # fmt: skip
-        results.append(pc.judge_upstreams(proxy["ID"], healthy, targets))
+        routed = [
+            pc.RouteTarget(name, i, key, _passing(client, key, resolvers))
+            for name in upstreams
+            for i, key in pc.route_targets(name, routers.get(name, ()), splitters or {})
+        ]  # fmt: skip
+        results.append(pc.judge_upstreams(proxy["ID"], healthy, targets, routed))
     return results
+
+
+def _routers(body: Any) -> Mapping[str, Any]:
+    """`{service: routes}` of the agent's service-router entries (none: the router reader is
+    not loaded)."""
+    if not body:
+        return {}
+    from gossamer.catalog.config_router import routes_of
+    from gossamer.proxy.resolver_routes import entries_by_name
+
+    return entries_by_name(body, "service-router", routes_of)
 
 
 def _passing(client: AgentClient, target: str, resolvers: Any) -> int | None:
