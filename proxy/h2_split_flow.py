@@ -9,6 +9,11 @@ flow-controlled, but they keep their place behind DATA: trailers never pass
 the body they end. `pump` sends one frame per leg per round, so the calls of a
 connection share its window by turns and a call whose window is shut (its
 reader stalled) holds back nothing but itself.
+
+An empty DATA frame that ends the stream may go into a window of 0 (RFC 9113
+§6.9), but not into one a lowered SETTINGS_INITIAL_WINDOW_SIZE took under 0:
+§6.9.2 has the sender wait for WINDOW_UPDATE then, and h2 takes even an empty
+frame as a flow-control error that ends the whole connection.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ class Leg:
         if not peer.settled:  # its windows may be under the 65535 a SETTINGS would show
             return b""
         size = min(len(payload), self.window, peer.send_conn, peer.max_frame)
-        if size <= 0 and payload:
+        if (size <= 0 and payload) or self.window < 0:  # (even an empty END_STREAM)
             return b""
         self.window -= size
         peer.send_conn -= size

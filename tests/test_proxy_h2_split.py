@@ -170,6 +170,31 @@ def test_a_window_lowered_under_zero_reopens_once_the_reader_credits() -> None:
     assert body_of(rig, stream) == want and rig.client_streams[stream].ended
 
 
+def test_an_empty_end_waits_while_the_window_is_under_zero() -> None:
+    """An answer's last DATA frame is often empty, END_STREAM only (h2's end_stream, gRPC's
+    half-close). While the client's window on the stream is under zero (it lowered its
+    initial window before reading), even that frame waits (RFC 9113 §6.9.2): h2 takes it as
+    a flow-control error of the whole connection, every call on it."""
+    rig = Rig(("a",), client_settings={IWS: 16384})
+    stream = rig.call(end=False)
+    rig.pump()
+    conn = rig.servers["a"].conn
+    conn.send_headers(stream, RESPONSE)
+    rig.client_stalled.add(stream)  # (read, not yet credited)
+    conn.send_data(stream, b"x" * 6000)
+    rig.pump()
+    rig.client.update_settings({IWS: 1024})
+    rig.pump()
+    assert rig.client.remote_flow_control_window(stream) < 0
+    conn.end_stream(stream)
+    rig.pump()
+    assert not [e for e in rig.client_other if isinstance(e, ConnectionTerminated)]
+    assert not rig.client_streams[stream].ended
+    rig.unstall_client(stream)
+    rig.pump()
+    assert body_of(rig, stream) == b"x" * 6000 and rig.client_streams[stream].ended
+
+
 def bytes_round(seed: int, client_window: int, server_window: int, ours: int) -> None:
     """Three calls of random bodies both ways through random chunking, stalls and changes of
     the peers' initial windows mid-call: every byte arrives in order, buffers stay in their
