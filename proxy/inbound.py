@@ -255,7 +255,7 @@ class Inbound(InboundHttp):
         if isinstance(side, StreamSide):
             side.mux.accept(side)
         if is_h2(self.config.protocol):
-            from gossamer.proxy.h2_relay import gated
+            from gossamer.proxy.h2_late import gated  # (not the h2 library: h2_late.py)
 
             xfcc = self.xfcc_of(side) if isinstance(side, TlsSide) else self.tunnels.xfcc_of(side)
             relay: Relay = gated(self, side, app, source, peer, xfcc)

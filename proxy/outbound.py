@@ -223,9 +223,9 @@ class UpstreamListener:
             session.start()
             return
         if is_h2(self.upstream.protocol) and self.upstream.balance_calls:
-            from gossamer.proxy.h2_balanced import accept  # (only with an h2 upstream)
+            from gossamer.proxy.h2_late import balanced  # (only with an h2 upstream)
 
-            accept(self, side, self._relay_bytes)  # h2c: each call balanced; else bytes
+            balanced(self, side, self._relay_bytes)  # h2c: each call balanced; else bytes
             return
         self._relay_bytes(side)
 
@@ -297,8 +297,8 @@ class UpstreamListener:
 
         if is_h2(self.upstream.protocol):  # each call counted (h2_followed.py)
             # imported here, as inbound.py imports the gate: only a proxy with an HTTP/2
-            # service or upstream loads the h2 modules
-            from gossamer.proxy.h2_followed import followed
+            # service or upstream loads the h2 modules (through h2_late.py)
+            from gossamer.proxy.h2_late import followed
 
             relay: Relay = followed(self, client, server, closed)
         else:

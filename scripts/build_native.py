@@ -70,9 +70,12 @@ def main(argv: list[str]) -> int:
     from mypyc.build import mypycify
 
     paths = [f"gossamer/proxy/{name}.py" for name in native.COMPILED]
+    groups = [([path for name, path in zip(native.COMPILED, paths, strict=True)
+                if native.group_of(name) == group], group)
+              for group in (native.GROUP, native.H2_GROUP)]  # fmt: skip
     extensions = mypycify(  # its first argument is mypy's command line: options, then files
         ["--config-file", str(ROOT / "pyproject.toml"), *paths], opt_level="2", debug_level="0",
-        group_name=native.GROUP, target_dir=str(work / "c"),
+        separate=groups, target_dir=str(work / "c"),
     )  # fmt: skip
     from setuptools import Extension  # the hand-written C (native.C_SOURCES), built alongside
 
@@ -97,7 +100,7 @@ def main(argv: list[str]) -> int:
 
 def _compile(extensions: list[Any], work: Path, out: Path, flags: str, ldflags: str = "") -> None:
     """mypyc's C into `out` as build/native lays it out: the per-module files under
-    gossamer/proxy, the shared library under lib/. The same object paths each time (GCC finds
+    gossamer/proxy, the shared libraries (native.GROUP, H2_GROUP) under lib/. The same object paths each time (GCC finds
     an object's profile by its path), rebuilt each time (`--force`)."""
     from setuptools import setup
 
@@ -110,8 +113,9 @@ def _compile(extensions: list[Any], work: Path, out: Path, flags: str, ldflags: 
         "--quiet", "build_ext", "--build-lib", str(out), "--build-temp", str(work / "tmp"),
         "--parallel", str(os.cpu_count() or 1), "--force"])  # fmt: skip
     (out / "lib").mkdir()  # the shared library, on sys.path by itself (not out's gossamer/)
-    for shared in out.glob(f"{native.GROUP}__mypyc*"):
-        shared.rename(out / "lib" / shared.name)
+    for group in (native.GROUP, native.H2_GROUP):
+        for shared in out.glob(f"{group}__mypyc*"):
+            shared.rename(out / "lib" / shared.name)
 
 
 def _profile(extensions: list[Any], work: Path, lines: list[str]) -> bool:

@@ -10,6 +10,7 @@ its memory maps hold the shared library. Under CI the build must be there
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,15 @@ from tests.harness.binaries import cannot_run
 from tests.harness.cli import cli_env
 from tests.harness.cluster import Cluster, free_port
 from tests.harness.poll import eventually
-from tests.proxy_support import register_pair, set_intention, sidecar, wait_listening
+from tests.proxy_support import (
+    App,
+    healthy_sidecars,
+    register_pair,
+    set_intention,
+    sidecar,
+    wait_listening,
+    web_body,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,6 +139,44 @@ def test_a_sidecar_runs_the_compiled_data_path(cluster: Cluster, tmp_path: Path)
         assert proxy.proc is not None
         maps = Path(f"/proc/{proxy.proc.pid}/maps").read_text()
         assert f"{native.GROUP}__mypyc" in maps
+        assert f"{native.H2_GROUP}__mypyc" not in maps  # a TCP sidecar: no HTTP/2 code mapped
         assert "/gossamer/proxy/_heap." in maps  # the heap trimmer's extension (heap.py)
     finally:
         proxy.stop()
+
+
+def test_only_a_sidecar_meeting_http2_maps_the_http2_library(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The HTTP/2 modules are a library of their own (native.H2_GROUP): web's sidecar, with a
+    `grpc` upstream, maps it once a client connects through it, not before."""
+    if native.state() != "fresh":
+        cannot_run(f"the compiled build is {native.state()} (scripts/build_native.py)")
+    (agent,) = cluster.start(1, prefix="nath2")
+    app = App("127.0.0.1").start()
+    up_port, web_in = free_port("127.0.0.1"), free_port(agent.ip)
+    db_in = free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": "db", "ID": "db", "Port": app.port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": db_in, "Address": agent.ip}},
+    })  # fmt: skip
+    upstream = {"DestinationName": "db", "LocalBindPort": up_port, "Config": {"protocol": "grpc"}}
+    agent.put("/v1/agent/service/register", web_body(agent, web_in, [upstream]))
+    set_intention(agent, "web", "db", "allow")
+    proxies = [sidecar(agent, tmp_path, "db"), sidecar(agent, tmp_path, "web")]
+    try:
+        wait_listening(agent.ip, db_in, proxies[0])
+        wait_listening("127.0.0.1", up_port, proxies[1])
+        eventually(lambda: healthy_sidecars(agent, "db") == 1, 20, what="db's sidecar passing")
+        assert proxies[1].proc is not None
+        maps = Path(f"/proc/{proxies[1].proc.pid}/maps")
+        assert f"{native.GROUP}__mypyc" in maps.read_text()
+        assert f"{native.H2_GROUP}__mypyc" not in maps.read_text()
+        with socket.create_connection(("127.0.0.1", up_port), timeout=10) as client:
+            client.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # h2c's preface
+            eventually(lambda: f"{native.H2_GROUP}__mypyc" in maps.read_text(), 10,
+                       what="the HTTP/2 library mapped")  # fmt: skip
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+        app.stop()
