@@ -21,16 +21,18 @@ is matched by the one copy of that code.
 
 `Destination`: `Service` (default: the router's own), `ServiceSubset`,
 `PrefixRewrite` (only with `PathPrefix` or `PathExact`, as Consul asks:
-it replaces the part of the path they matched), `RequestTimeout`, and
-`RequestHeaders` `{Add, Set, Remove}` (a value is sent as written, but
-`%%` is a `%`, as Envoy reads it; Envoy's `%VARIABLE%`s are refused).
+it replaces the part of the path they matched), `RequestTimeout`,
+`RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
+sent as written, but `%%` is a `%`, as Envoy reads it; Envoy's
+`%VARIABLE%`s are refused), `NumRetries`, `RetryOnConnectFailure`,
+`RetryOn` and `RetryOnStatusCodes` (proxy/route_rules.py says what the
+sidecar makes of them).
 
 Refused with a 400 naming the field, because the sidecar would not do
-them: `IdleTimeout`, `NumRetries`, `RetryOnConnectFailure`, `RetryOn`,
-`RetryOnStatusCodes` (a sidecar retries by its own rule, under its retry
-budget), `ResponseHeaders`, request header edits of the fields that frame
-the request or say where it goes (Host, Content-Length, ...), namespaces
-and partitions other than the default. Cross-entry checks (the router's
+them: `IdleTimeout`, the `RetryOn` conditions of gRPC statuses and rate
+limits, header edits of the fields that frame the message or say where it
+goes (Host, Content-Length, ...), namespaces and partitions other than
+the default. Cross-entry checks (the router's
 service speaks http, http2 or grpc; each destination the same protocol and
 its subset defined) are made when an entry is written (`router_problems`).
 """
@@ -99,6 +101,17 @@ class Destination:
     prefix_rewrite: str = ""
     request_timeout_s: float = 0.0  # 0: not set
     request_headers: HeaderEdits = field(default_factory=HeaderEdits)
+    response_headers: HeaderEdits = field(default_factory=HeaderEdits)
+    num_retries: int = 0  # 0: not set (the sidecar's own number)
+    retry_on_connect_failure: bool = False
+    retry_on: tuple[str, ...] = ()  # Envoy's conditions (router_destination.RETRY_ON)
+    retry_on_status_codes: tuple[int, ...] = ()
+
+    @property
+    def retries(self) -> bool:
+        """Whether it says anything of retries (Consul's HasRetryFeatures)."""
+        return bool(self.num_retries or self.retry_on_connect_failure or self.retry_on
+                    or self.retry_on_status_codes)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,15 +153,20 @@ def routes_of(entry: Mapping[str, Any]) -> tuple[Route, ...]:
                                  q.get("Regex", ""))
                       for q in http.get("QueryParam", ()))  # fmt: skip
         d = raw.get("Destination") or {}
-        edits = d.get("RequestHeaders") or {}
         dest = Destination(
             d.get("Service") or name, d.get("ServiceSubset", ""), d.get("PrefixRewrite", ""),
-            stored_seconds(d.get("RequestTimeout")),
-            HeaderEdits(_values(edits.get("Add")), _values(edits.get("Set")),
-                        tuple(edits.get("Remove") or ())),
+            stored_seconds(d.get("RequestTimeout")), _edits_of(d.get("RequestHeaders")),
+            _edits_of(d.get("ResponseHeaders")), int(d.get("NumRetries", 0)),
+            bool(d.get("RetryOnConnectFailure")), tuple(d.get("RetryOn") or ()),
+            tuple(d.get("RetryOnStatusCodes") or ()),
         )  # fmt: skip
         found.append(Route(match, query, dest))
     return tuple(found)
+
+
+def _edits_of(edits: Mapping[str, Any] | None) -> HeaderEdits:
+    e = edits or {}
+    return HeaderEdits(_values(e.get("Add")), _values(e.get("Set")), tuple(e.get("Remove") or ()))
 
 
 def _values(pairs: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

@@ -2,13 +2,16 @@
 
 `Service` (default: the router's own), `ServiceSubset` (a DNS label),
 `PrefixRewrite` (only with `PathPrefix` or `PathExact`, as Consul asks: it
-replaces the part of the path they matched), `RequestTimeout`, and
-`RequestHeaders` `{Add, Set, Remove}` (a value is sent as written, but
-`%%` is a `%`, as Envoy reads it; Envoy's `%VARIABLE%`s are refused, as
-are edits of the fields that frame the request or say where it goes).
+replaces the part of the path they matched), `RequestTimeout`,
+`RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
+sent as written, but `%%` is a `%`, as Envoy reads it; Envoy's
+`%VARIABLE%`s are refused, as are edits of the fields that frame the
+message or say where it goes), and retries: `NumRetries`,
+`RetryOnConnectFailure`, `RetryOn` (Envoy's conditions an HTTP/1 route can
+act on) and `RetryOnStatusCodes`.
 What the sidecar would not do is a 400 naming the field, never stored and
-ignored: per-route idle timeouts and retries, response header edits,
-namespaces and partitions other than the default.
+ignored: a per-route idle timeout, the gRPC and rate-limit retry
+conditions, namespaces and partitions other than the default.
 """
 
 from __future__ import annotations
@@ -31,20 +34,28 @@ _EDIT_FIELDS = ("Add", "Set", "Remove")
 _DEST_FIELDS = ("Service", "ServiceSubset", "Namespace", "Partition", "PrefixRewrite",
                 "RequestTimeout", "IdleTimeout", "NumRetries", "RetryOnConnectFailure",
                 "RetryOn", "RetryOnStatusCodes", "RequestHeaders", "ResponseHeaders")  # fmt: skip
-_RETRIES = "a sidecar retries by its own rule (a failed try on another instance, under its retry budget); per-route retries are not supported"  # noqa: E501
 _NOT_HELD = {
     "IdleTimeout": "a per-route idle timeout is not supported (the upstream's idle_timeout_ms "
     "applies)",
-    "NumRetries": _RETRIES,
-    "RetryOnConnectFailure": _RETRIES,
-    "RetryOn": _RETRIES,
-    "RetryOnStatusCodes": _RETRIES,
-    "ResponseHeaders": "response header changes are not supported by gossamer",
 }
-# Fields an edit may not touch: they frame the request, say where it goes, or who called
+# Envoy's retry conditions that Consul accepts in RetryOn: the ones an HTTP/1 route can act
+# on, and the rest with why not (the gRPC ones read grpc-status, which routes, on HTTP/1
+# upstreams only, never see)
+RETRY_ON = ("5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx",
+            "refused-stream")  # fmt: skip
+_GRPC_ONLY = "a gRPC status condition: gossamer routes HTTP/1 requests only, which carry none"
+_RETRY_ON_NOT_HELD = {
+    "envoy-ratelimited": "gossamer has no rate limiter whose refusals could be retried"
+}
+for _grpc in ("cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"):
+    _RETRY_ON_NOT_HELD[_grpc] = _GRPC_ONLY
+# Fields an edit may not touch: they frame the message, say where it goes, or who called
 _FIXED_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection",
                             "upgrade", "te", "trailer", "keep-alive", "proxy-connection",
                             "x-forwarded-client-cert", "expect"))  # fmt: skip
+# ... and on an answer: those that frame it or say how its connection goes on
+_FIXED_RESPONSE = frozenset(("content-length", "transfer-encoding", "connection", "upgrade",
+                             "trailer", "keep-alive", "proxy-connection"))  # fmt: skip
 _VARIABLE = re.compile(r"%[A-Za-z_]+(\(.*?\))?%")  # Envoy's %DOWNSTREAM_REMOTE_ADDRESS% ...
 
 
@@ -82,15 +93,53 @@ def read_destination(raw: object, at: str, path_kind: str, check_name: Any) -> d
     timeout = problems.read(0.0, d.duration, "RequestTimeout")
     if timeout:
         out["RequestTimeout"] = format_ns(round(timeout * 1e9))
-    if d.has("RequestHeaders"):
-        edits = problems.read(None, _edits, d.values["RequestHeaders"], d.at("RequestHeaders"))
-        if edits:
-            out["RequestHeaders"] = edits
+    for key, fixed in (("RequestHeaders", _FIXED_HEADERS), ("ResponseHeaders", _FIXED_RESPONSE)):
+        if d.has(key):
+            edits = problems.read(None, _edits, d.values[key], d.at(key), fixed)
+            if edits:
+                out[key] = edits
+    no_retries: dict[str, Any] = {}
+    out.update(problems.read(no_retries, _retries, d))
     problems.raise_any()
     return out
 
 
-def _edits(raw: object, at: str) -> dict[str, Any]:
+def _retries(d: Fields) -> dict[str, Any]:
+    """`NumRetries`, `RetryOnConnectFailure`, `RetryOn`, `RetryOnStatusCodes`, as stored."""
+    problems = Problems()
+    out: dict[str, Any] = {}
+    if num := problems.read(0, d.int_, "NumRetries", 0, 2**32 - 1, 0, "0 or more"):
+        out["NumRetries"] = num
+    if problems.read(False, d.bool_, "RetryOnConnectFailure"):
+        out["RetryOnConnectFailure"] = True
+    no_names: tuple[str, ...] = ()
+    conditions = problems.read(no_names, d.str_list, "RetryOn")
+    for k, cond in enumerate(conditions):
+        where = f"{d.at('RetryOn')}[{k}]"
+        if cond in _RETRY_ON_NOT_HELD:
+            problems.add(RegistrationError(where, f"{shown(cond)}: {_RETRY_ON_NOT_HELD[cond]}"))
+        elif cond not in RETRY_ON:
+            problems.add(RegistrationError(where, f"must be one of {', '.join(RETRY_ON)}, got "
+                                                  f"{shown(cond)}"))  # fmt: skip
+    if conditions:
+        out["RetryOn"] = list(conditions)
+    codes = d.values.get("RetryOnStatusCodes") or []
+    if not isinstance(codes, list):
+        problems.add(d.error("RetryOnStatusCodes", f"must be a list of HTTP statuses, got "
+                                                   f"{shown(codes)}"))  # fmt: skip
+        codes = []
+    for k, code in enumerate(codes):
+        if not isinstance(code, int) or isinstance(code, bool) or not 200 <= code <= 599:
+            problems.add(RegistrationError(f"{d.at('RetryOnStatusCodes')}[{k}]",
+                                           f"must be an HTTP status 200-599, got "
+                                           f"{shown(code)}"))  # fmt: skip
+    if codes:
+        out["RetryOnStatusCodes"] = list(codes)
+    problems.raise_any()
+    return out
+
+
+def _edits(raw: object, at: str, fixed: frozenset[str]) -> dict[str, Any]:
     e = Fields(raw, at, _EDIT_FIELDS)
     problems = Problems()
     out: dict[str, Any] = {}
@@ -102,7 +151,7 @@ def _edits(raw: object, at: str) -> dict[str, Any]:
             continue
         for name, value in pairs.items():
             where = item(e.at(key), name)
-            if why := _edit_problem(name):
+            if why := _edit_problem(name, fixed):
                 problems.add(RegistrationError(where, why))
             elif isinstance(value, str) and _VARIABLE.search(value.replace("%%", "")):
                 problems.add(RegistrationError(where, f"{shown(value)}: Envoy's header "
@@ -116,7 +165,7 @@ def _edits(raw: object, at: str) -> dict[str, Any]:
     no_names: tuple[str, ...] = ()
     removed = problems.read(no_names, e.str_list, "Remove")
     for k, name in enumerate(removed):
-        if why := _edit_problem(name):
+        if why := _edit_problem(name, fixed):
             problems.add(RegistrationError(f"{e.at('Remove')}[{k}]", why))
     if removed:
         out["Remove"] = list(removed)
@@ -124,9 +173,9 @@ def _edits(raw: object, at: str) -> dict[str, Any]:
     return out
 
 
-def _edit_problem(name: object) -> str:
+def _edit_problem(name: object, fixed: frozenset[str]) -> str:
     if not isinstance(name, str) or not TOKEN.fullmatch(name):
         return f"must be an HTTP header name, got {shown(name)}"
-    if name.lower() in _FIXED_HEADERS:
-        return f"{name!r} frames the request or says where it goes: it cannot be changed"
+    if name.lower() in fixed:
+        return f"{name!r} frames the message or says where it goes: it cannot be changed"
     return ""

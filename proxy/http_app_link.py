@@ -101,18 +101,28 @@ class HttpAppLink(HttpJoint):
                 if failed and self.queue:
                     self.queue[0].failed_on += (instance,)
 
-    def retry(self, *, unreached: bool = False) -> bool:
+    def retry(self, *, unreached: bool = False, status: int = 0, lost: bool = False) -> bool:
         """Send the oldest request again on another connection, when it is not yet answered,
         kept (`_to_app`), idempotent or `unreached` (it reached no app), and the host's retry
-        budget allows; False when it may not."""
+        budget allows; False when it may not. `status`: the answer that asks for it (0:
+        none); `lost`: its try ended with no answer. A service-router route's rules
+        (`ex.rules`, route_rules.py) may allow more, or fewer, than the host's."""
         ex = self.queue[0] if self.queue else None
-        if ex is None or ex.answered or ex.replay is None or ex.retries >= MAX_RETRIES:
+        if ex is None or ex.answered or ex.replay is None:
             return False
-        if not (ex.idempotent or unreached):
+        rules = ex.rules
+        if rules is None:
+            if ex.retries >= MAX_RETRIES or not (ex.idempotent or unreached):
+                return False
+            if status and status not in codec.RETRY_STATUSES:
+                return False
+        elif not rules.may_retry(ex.retries, MAX_RETRIES, ex.idempotent or unreached, status,
+                                 lost):  # fmt: skip
             return False
         if not (self.host.pooled and self.host.may_retry()):
             return False
-        self._forget_app(abort=True, failed=True)
+        # an answer below 500 (a route's 409) says nothing against its instance
+        self._forget_app(abort=True, failed=not 0 < status < 500)
         ex.retries += 1
         ex.sent, ex.out = False, list(ex.replay)
         self.pump()
@@ -131,7 +141,7 @@ class HttpAppLink(HttpJoint):
         unreached = self.app.unreached()  # the far sidecar's word: its app was not reached
         complete = self._reply is None or self._reply.ended_by_close(lost=lost)
         self._forget_app(failed=not complete)
-        if not complete and not self.retry(unreached=unreached):
+        if not complete and not self.retry(unreached=unreached, lost=True):
             self.fail(503 if unreached else 502)
 
     def _use_app(self, app: Side) -> None:

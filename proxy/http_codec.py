@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import product
-from typing import Final
+from typing import Any, Final
 
 from gossamer.intentions.model import Decision, HttpRequest
 
@@ -60,8 +60,8 @@ class Exchange:
 
     __slots__ = ("answered", "chunked", "complete", "decision", "early", "expect_continue",
                  "failed_on", "fault", "http10", "idempotent", "keep_alive", "kept", "method",
-                 "out", "replay", "request_of", "request_s", "retries", "sent", "started",
-                 "target", "upgrade", "url")  # fmt: skip
+                 "out", "replay", "request_of", "request_s", "retries", "rules", "sent",
+                 "started", "target", "upgrade", "url")  # fmt: skip
 
     def __init__(self, method: str, url: bytes, keep_alive: bool, chunked: bool,
                  decision: Decision | None, started: float, upgrade: bool) -> None:  # fmt: skip
@@ -89,6 +89,9 @@ class Exchange:
         self.failed_on: tuple[object, ...] = ()  # where its failed attempts went (pooled hosts)
         self.target = ""  # the service a split drew for it (pooled hosts): its retries' too
         self.request_s = 0.0  # its own request timeout (a service-router route's); 0: the host's
+        # A service-router route's retries and answer edits (route_rules.RouteRules), None:
+        # the host's rules alone. Typed loosely: a sidecar with no router never loads them.
+        self.rules: Any = None
         self.fault = 0  # the client broke it (400, 431, 408): answered so in its turn, then close
         # Its answer ended before the request did (an early answer: a 401, a 413, nginx's
         # `return`): (status, keep-alive) until the request's end, which ends the exchange.

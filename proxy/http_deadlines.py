@@ -140,7 +140,7 @@ class Deadlines:
                 return
             if lim.idle_s and quiet >= lim.idle_s:  # this try went silent: another may not
                 s.host.http_event(IDLE_TIMEOUT)
-                if not s.retry():
+                if not s.retry(lost=True):
                     s.fail(504)
                 return
             due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)

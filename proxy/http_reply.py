@@ -236,11 +236,13 @@ class Reply:
             raise BadStatus(status)
         if status == 101 and not self.s.queue[0].upgrade:
             raise UnaskedSwitch  # a tunnel the request did not ask for: 502
-        if status in codec.RETRY_STATUSES and self.s.retry():
+        ex = self.s.queue[0]
+        rules = ex.rules  # a service-router route's (route_rules.py), else None
+        retried = status in codec.RETRY_STATUSES or (rules is not None and status >= 200)
+        if retried and self.s.retry(status=status):
             return  # sent again elsewhere; this connection is dropped with what follows
         self._interim = interim = 100 <= status < 200 and status != 101
         facts = codec.head_facts(self._head)
-        ex = self.s.queue[0]
         headed = not interim and ex.method == "HEAD"  # its head is all of it (RFC 9110 §9.3.2)
         # whatever the head says (RFC 9112 §6.3)
         bodiless = interim or headed or status in (101, 204, 304)
@@ -248,7 +250,7 @@ class Reply:
             raise InterimBody  # what llhttp would read as its body, a client as the next answer
         self._chunked = bool(facts & codec.CHUNKED) and not bodiless
         self._until_close = not (self._chunked or bodiless or facts & codec.LENGTH)
-        head = self._head
+        head = self._head if rules is None or interim else rules.answer_head(self._head)
         # The app keeps its connection after this answer (llhttp reads one to HEAD with no
         # length as running to the close: it was not told the request was HEAD).
         keep = codec.keeps_alive(self.parser.get_http_version(), head) if headed else None

@@ -22,6 +22,10 @@ unsplit destination's resolver's `RequestTimeout` does (Consul's route
 takes it), unless the upstream sets its own `request_timeout_ms`, as for
 the upstream's own resolver (resolver_routes.py).
 
+A route's retry fields and `ResponseHeaders` ride on each request it takes
+as `Exchange.rules` (route_rules.py), read where the HTTP path retries and
+where it writes the answer's head.
+
 A route whose destination cannot be resolved (entries replicated in a bad
 order) is logged and has no target: the requests it takes get a 503.
 """
@@ -41,6 +45,7 @@ from gossamer.catalog.resolver_chain import ChainError, resolve, split_key
 from gossamer.intentions.model import Decision
 from gossamer.proxy import split
 from gossamer.proxy.resolver_routes import entries_by_name
+from gossamer.proxy.route_rules import RouteRules, rules_of
 from gossamer.proxy.routes import Matcher, compile_routes, rewritten_head
 from gossamer.proxy.routing import Routing
 
@@ -64,6 +69,7 @@ class RouteTo:
     rewrite: str = ""
     request_s: float = 0.0
     edits: HeaderEdits = field(default_factory=HeaderEdits)
+    rules: RouteRules | None = None  # retries and answer edits (route_rules.py), if any
 
     @property
     def changes_head(self) -> bool:
@@ -90,6 +96,7 @@ class RouterPlan:
             return listener.pick_target()
         to = self.routes[i]
         ex.decision = self.decisions[i]  # its metrics `route` label (route_label)
+        ex.rules = to.rules
         if to.changes_head and not ex.sent and ex.out:
             head = ex.out[0]
             new = rewritten_head(head, to.prefix, to.rewrite, to.edits)
@@ -136,7 +143,7 @@ def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Spli
         d, http = route.destination, route.http
         base = RouteTo(i, True, prefix=http.path_prefix or http.path_exact,
                        rewrite=d.prefix_rewrite, request_s=d.request_timeout_s,
-                       edits=d.request_headers)  # fmt: skip
+                       edits=d.request_headers, rules=rules_of(d))  # fmt: skip
         where = key_of(d.service, d.subset)
         shown.append(f"{_match_shown(route)} -> {where}")
         if d.service == own and not d.subset:
@@ -164,7 +171,7 @@ def plan_of(own: str, routes: tuple[Route, ...], splits: Mapping[str, tuple[Spli
                 if resolver is not None and resolver.connect_timeout_s and not own_connect:
                     connect[target.service] = resolver.connect_timeout_s
         found.append(RouteTo(i, False, dest_splits, where, chains, base.prefix, base.rewrite,
-                             request_s, base.edits))  # fmt: skip
+                             request_s, base.edits, base.rules))  # fmt: skip
     decisions = tuple(Decision(True, f"service-router route {i}",
                                route=route_label(i, key_of(r.destination.service,
                                                            r.destination.subset)))

@@ -123,6 +123,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/resolver_routes.py",
     "proxy/routing.py",
     "proxy/routes.py",
+    "proxy/route_rules.py",
     "proxy/outlier.py",
     "proxy/tally.py",
     "proxy/log_limit.py",

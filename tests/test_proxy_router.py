@@ -290,9 +290,96 @@ def test_outbound_metrics_name_the_route_a_request_took(mesh: Mesh) -> None:
     assert {first, second} <= routes and all(r.startswith("route ") for r in routes), routes
 
 
+def test_response_headers_are_edited_on_the_route_s_answers_only(mesh: Mesh) -> None:
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/next/"}},
+         "Destination": {"Service": "api-next", "PrefixRewrite": "/echo/",
+                         "ResponseHeaders": {"Remove": ["Server"], "Set": {"X-Route": "next"},
+                                             "Add": {"Vary": "x-canary"}}}},
+    ])  # fmt: skip
+    routed(mesh, "next", path="/next/warm")
+
+    def answer(path: str) -> http.client.HTTPResponse:
+        conn = http.client.HTTPConnection(*mesh.up, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response
+        finally:
+            conn.close()
+
+    routed_answer = answer("/next/a")
+    assert routed_answer.status == 200 and routed_answer.getheader("X-Route") == "next"
+    assert routed_answer.getheader("Server") is None
+    assert routed_answer.getheader("Vary") == "x-canary"
+    assert routed_answer.getheader("Content-Length") == str(len(b"GET /echo/a "))
+    plain = answer("/echo/b")  # no route took it: the app's head as it was
+    assert plain.getheader("Server") and plain.getheader("X-Route") is None
+
+
+def _tries(mesh: Mesh, app: str, path: str, method: str = "POST") -> tuple[int, int]:
+    """(the status a client got for one request, how many times `app` saw it)."""
+    before = len(mesh.apps[app].seen)
+    conn = http.client.HTTPConnection(*mesh.up, timeout=10)
+    try:
+        conn.request(method, path, body=b"hi")
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    return response.status, mesh.apps[app].seen[before:].count(f"{method} {path}")
+
+
+def test_a_route_s_retries_send_a_post_again_on_its_status_codes(mesh: Mesh) -> None:
+    """NumRetries and RetryOnStatusCodes as Envoy reads them: a POST answered 500 is sent
+    again up to NumRetries times (the sidecar alone never resends a POST after an answer),
+    each retry counted against the upstream's retry budget; other statuses go back as
+    they came."""
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/early/"}},
+         "Destination": {"Service": "api-next", "NumRetries": 3,
+                         "RetryOnStatusCodes": [500]}},
+    ])  # fmt: skip
+    eventually(lambda: _tries(mesh, "next", "/early/404") == (404, 1), 20,
+               what="the route to api-next")  # fmt: skip
+    event = {"service": "web", "event": "outbound.http.retries"}
+    retries = series(mesh.web_metrics, "gossamer_proxy_events_total", **event)
+    assert _tries(mesh, "next", "/early/500") == (500, 4)
+    assert series(mesh.web_metrics, "gossamer_proxy_events_total", **event) == retries + 3
+    assert _tries(mesh, "next", "/early/404") == (404, 1)
+    assert _tries(mesh, "next", "/early/503") == (503, 1)  # a POST: not the sidecar's to resend
+
+
+def test_retry_on_gateway_error_resends_a_post_whose_app_hung_up(mesh: Mesh) -> None:
+    """The far sidecar answers 502 for an app that closed without answering; `RetryOn:
+    gateway-error` sends a POST again on it (NumRetries unset: the sidecar's own 2)."""
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathExact": "/echo/hang"}},
+         "Destination": {"Service": "api-next", "RetryOn": ["gateway-error"]}},
+    ])  # fmt: skip
+    eventually(lambda: _tries(mesh, "next", "/echo/hang") == (200, 1), 20,
+               what="the route to api-next")  # fmt: skip
+    mesh.apps["next"].broken = True
+    try:
+        assert _tries(mesh, "next", "/echo/hang") == (502, 3)
+        write(mesh, "service-router", "api", Routes=[
+            {"Match": {"HTTP": {"PathExact": "/echo/hang"}},
+             "Destination": {"Service": "api-next"}},
+        ])  # fmt: skip
+        eventually(lambda: _tries(mesh, "next", "/echo/hang") == (502, 1), 20,
+                   what="no retry of a POST once the route says none")  # fmt: skip
+    finally:
+        mesh.apps["next"].broken = False
+
+
 BAD = [
     ({"Routes": [{"Match": {"HTTP": {"PathPrefix": "v2"}}}]}, "Routes[0].Match.HTTP.PathPrefix"),
-    ({"Routes": [{"Destination": {"NumRetries": 2}}]}, "Routes[0].Destination.NumRetries"),
+    ({"Routes": [{"Destination": {"NumRetries": -2}}]}, "Routes[0].Destination.NumRetries"),
+    ({"Routes": [{"Destination": {"RetryOn": ["unavailable"]}}]},
+     "Routes[0].Destination.RetryOn[0]"),
+    ({"Routes": [{"Destination": {"ResponseHeaders": {"Set": {"Content-Length": "1"}}}}]},
+     'Routes[0].Destination.ResponseHeaders.Set["Content-Length"]'),
     ({"Routes": [{"Destination": {"ServiceSubset": "v9"}}]},
      "Routes[0].Destination.ServiceSubset"),
     ({"Routes": [{"Destination": {"Service": "web"}}]}, "Routes[0].Destination.Service"),
@@ -387,10 +474,12 @@ def test_the_cli_writes_an_hcl_router_then_reads_lists_and_deletes_it(
     assert json.loads(text)["Routes"][0]["Destination"]["PrefixRewrite"] == "/echo/"
     listed = expect("config", "list", "-kind", "service-router", "--http-addr", mesh.s1.http)
     assert listed.split() == ["api"]
-    (tmp_path / "bad.hcl").write_text(ROUTER_HCL.replace('"/echo/"', '"/echo/"\nNumRetries = 2'))
+    (tmp_path / "bad.hcl").write_text(
+        ROUTER_HCL.replace('"/echo/"', '"/echo/"\nRetryOn = ["unavailable"]')
+    )
     said = expect("config", "write", str(tmp_path / "bad.hcl"), "--http-addr", mesh.s1.http,
                   code=2)  # fmt: skip
-    assert "Routes[0].Destination.NumRetries" in said
+    assert "Routes[0].Destination.RetryOn[0]" in said
     expect("config", "delete", "-kind", "service-router", "-name", "api",
            "--http-addr", mesh.s1.http)  # fmt: skip
     assert config(mesh, "GET", "/v1/config/service-router/api")[0] == 404
@@ -426,3 +515,23 @@ def test_gossamer_check_counts_each_route_s_destination(mesh: Mesh) -> None:
     finally:
         config(mesh, "DELETE", "/v1/config/service-router/api")
         config(mesh, "DELETE", "/v1/config/service-defaults/api-gone")
+
+
+def test_a_route_s_retries_stop_at_the_retry_budget(mesh: Mesh) -> None:
+    """NumRetries far past the budget (Linkerd's: 20% of requests plus 10/s over 10 s): the
+    retries stop where the budget does, counted as `outbound.http.no_budget`. Last in the
+    module: it spends web's budget for the next 10 s."""
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/early/"}},
+         "Destination": {"Service": "api-next", "NumRetries": 1000,
+                         "RetryOnStatusCodes": [500]}},
+    ])  # fmt: skip
+    eventually(lambda: _tries(mesh, "next", "/early/404") == (404, 1), 20,
+               what="the route to api-next")  # fmt: skip
+    event = {"service": "web", "event": "outbound.http.no_budget"}
+    refused = series(mesh.web_metrics, "gossamer_proxy_events_total", **event)
+    asked = series(mesh.web_metrics, "gossamer_proxy_request_total", direction="outbound")
+    status, tries = _tries(mesh, "next", "/early/500")
+    # at most 10/s over the window plus a fifth of the requests in it (fewer than all so far)
+    assert status == 500 and 2 <= tries <= 1 + 100 + 0.2 * (asked + 1), (tries, asked)
+    assert series(mesh.web_metrics, "gossamer_proxy_events_total", **event) == refused + 1

@@ -81,11 +81,22 @@ BAD = [
      "Routes[0].Match.HTTP.QueryParam[0].Regex"),
     (route({"PathRegex": "/x"}, PrefixRewrite="/"), "Routes[0].Destination.PrefixRewrite"),
     (route(IdleTimeout="5s"), "Routes[0].Destination.IdleTimeout"),
-    (route(NumRetries=3), "Routes[0].Destination.NumRetries"),
-    (route(RetryOnConnectFailure=True), "Routes[0].Destination.RetryOnConnectFailure"),
-    (route(RetryOn=["reset"]), "Routes[0].Destination.RetryOn"),
-    (route(RetryOnStatusCodes=[503]), "Routes[0].Destination.RetryOnStatusCodes"),
-    (route(ResponseHeaders={"Add": {"a": "b"}}), "Routes[0].Destination.ResponseHeaders"),
+    (route(NumRetries=-1), "Routes[0].Destination.NumRetries"),
+    (route(NumRetries="3"), "Routes[0].Destination.NumRetries"),
+    (route(RetryOnConnectFailure="yes"), "Routes[0].Destination.RetryOnConnectFailure"),
+    (route(RetryOn=["unavailable"]), "Routes[0].Destination.RetryOn[0]"),
+    (route(RetryOn=["reset", "envoy-ratelimited"]), "Routes[0].Destination.RetryOn[1]"),
+    (route(RetryOn=["sometimes"]), "Routes[0].Destination.RetryOn[0]"),
+    (route(RetryOnStatusCodes=[503, 99]), "Routes[0].Destination.RetryOnStatusCodes[1]"),
+    (route(RetryOnStatusCodes=["503"]), "Routes[0].Destination.RetryOnStatusCodes[0]"),
+    (route(RetryOnStatusCodes=503), "Routes[0].Destination.RetryOnStatusCodes"),
+    (route(ResponseHeaders={"Set": {"Content-Length": "0"}}),
+     'Routes[0].Destination.ResponseHeaders.Set["Content-Length"]'),
+    (route(ResponseHeaders={"Remove": ["Transfer-Encoding"]}),
+     "Routes[0].Destination.ResponseHeaders.Remove[0]"),
+    (route(ResponseHeaders={"Add": {"x-at": "%UPSTREAM_HOST%"}}),
+     'Routes[0].Destination.ResponseHeaders.Add["x-at"]'),
+    (route(ResponseHeaders={"Put": {"a": "b"}}), "Routes[0].Destination.ResponseHeaders.Put"),
     (route(RequestHeaders={"Set": {"Host": "elsewhere"}}),
      'Routes[0].Destination.RequestHeaders.Set["Host"]'),
     (route(RequestHeaders={"Remove": ["Content-Length"]}),
@@ -108,8 +119,8 @@ def test_each_bad_route_is_refused_naming_its_field(one: dict[str, Any], field: 
 
 
 def test_every_problem_of_a_body_is_named_at_once() -> None:
-    found = fields_of(router(route({"PathPrefix": "x"}), route(NumRetries=1)))
-    assert found == ["Routes[0].Match.HTTP.PathPrefix", "Routes[1].Destination.NumRetries"]
+    found = fields_of(router(route({"PathPrefix": "x"}), route(IdleTimeout="1s")))
+    assert found == ["Routes[0].Match.HTTP.PathPrefix", "Routes[1].Destination.IdleTimeout"]
 
 
 def _held(*entries: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -267,7 +278,7 @@ def test_query_of_reads_back_what_was_encoded(params: dict[str, str]) -> None:
 
 
 ROUTER_MODULES = ("gossamer.catalog.config_router", "gossamer.proxy.routes",
-                  "gossamer.proxy.router_plan")  # fmt: skip
+                  "gossamer.proxy.router_plan", "gossamer.proxy.route_rules")  # fmt: skip
 
 
 def test_a_sidecar_with_no_router_imports_none_of_the_router_modules() -> None:
@@ -462,3 +473,99 @@ def test_gossamer_check_counts_where_each_route_sends() -> None:
     assert "api/v2" in result.hint and "api-x/blue" in result.hint
     good = [t for t in targets if t.healthy]
     assert pc.judge_upstreams("web-sidecar-proxy", [("api", 2)], (), good).status is Status.OK
+
+
+def test_retry_fields_and_answer_edits_are_stored_and_read() -> None:
+    entry = read_entry(router(route(
+        NumRetries=3, RetryOnConnectFailure=True, RetryOn=["gateway-error", "reset"],
+        RetryOnStatusCodes=[500, 429],
+        ResponseHeaders={"Add": {"x-via": "gw"}, "Set": {"cache-control": "no-store"},
+                         "Remove": ["server"]},
+    )))  # fmt: skip
+    stored = entry["Routes"][0]["Destination"]
+    assert stored == {"NumRetries": 3, "RetryOnConnectFailure": True,
+                      "RetryOn": ["gateway-error", "reset"], "RetryOnStatusCodes": [500, 429],
+                      "ResponseHeaders": {"Add": {"x-via": "gw"},
+                                          "Set": {"cache-control": "no-store"},
+                                          "Remove": ["server"]}}  # fmt: skip
+    d = routes_of(entry)[0].destination
+    assert (d.num_retries, d.retry_on, d.retry_on_status_codes) == (3, ("gateway-error", "reset"),
+                                                                     (500, 429))  # fmt: skip
+    assert d.retries and d.response_headers == HeaderEdits((("x-via", "gw"),),
+                                                           (("cache-control", "no-store"),),
+                                                           ("server",))  # fmt: skip
+    assert read_entry(router(route(NumRetries=0)))["Routes"] == [{}]  # Consul's zero: unset
+
+
+def test_route_rules_retry_decisions() -> None:
+    """Which tries a route's rules send again: its statuses whatever the method, the
+    sidecar's own 502/503 for safe requests, a lost try with `reset`, within NumRetries
+    (else the sidecar's own number)."""
+    from gossamer.proxy.route_rules import rules_of
+
+    def rules(**dest: Any) -> Any:
+        return rules_of(routes_of(read_entry(router(route(**dest))))[0].destination)
+
+    assert rules() is None and rules(RequestTimeout="1s") is None
+    r = rules(RetryOnStatusCodes=[500], RetryOn=["retriable-4xx"])
+    assert r.may_retry(0, 2, False, 500, False) and r.may_retry(0, 2, False, 409, False)
+    assert not r.may_retry(0, 2, False, 503, False)  # a POST's 503: the sidecar's rule says no
+    assert r.may_retry(0, 2, True, 503, False) and not r.may_retry(0, 2, True, 404, False)
+    assert r.may_retry(1, 2, True, 500, False) and not r.may_retry(2, 2, True, 500, False)
+    assert not r.may_retry(0, 2, False, 0, True) and r.may_retry(0, 2, True, 0, True)
+    five = rules(NumRetries=4, RetryOn=["5xx"])
+    assert five.may_retry(3, 2, False, 504, False) and not five.may_retry(4, 2, False, 504, False)
+    assert five.may_retry(0, 2, False, 0, True)  # `5xx` includes a try with no answer
+    assert not five.may_retry(0, 2, False, 0, False)  # (a broken answer is not `lost`)
+    gate = rules(RetryOn=["gateway-error"])
+    assert [s for s in (500, 502, 503, 504) if gate.may_retry(0, 2, False, s, False)] == [
+        502,
+        503,
+        504,
+    ]
+    assert rules(RetryOnConnectFailure=True).statuses == frozenset()
+
+
+def test_answer_head_edits_remove_then_set_then_add() -> None:
+    from gossamer.proxy.route_rules import rules_of
+
+    d = routes_of(
+        read_entry(
+            router(
+                route(
+                    ResponseHeaders={
+                        "Remove": ["Server"],
+                        "Set": {"X-Cache": "miss"},
+                        "Add": {"Vary": "x-canary"},
+                    }
+                )
+            )
+        )
+    )[0]
+    r = rules_of(d.destination)
+    head = [
+        b"Server",
+        b": ",
+        b"nginx",
+        b"\r\n",
+        b"x-cache",
+        b": ",
+        b"hit",
+        b"\r\n",
+        b"Vary",
+        b": ",
+        b"accept",
+        b"\r\n",
+        b"Content-Length",
+        b": ",
+        b"2",
+        b"\r\n",
+    ]
+    assert b"".join(r.answer_head(head)) == (
+        b"Vary: accept\r\nContent-Length: 2\r\nX-Cache: miss\r\nVary: x-canary\r\n"
+    )
+    only_add = rules_of(routes_of(read_entry(router(route(
+        ResponseHeaders={"Add": {"x-a": "1%%"}}))))[0].destination)  # fmt: skip
+    assert b"".join(only_add.answer_head(head[:4])) == b"Server: nginx\r\nx-a: 1%\r\n"
+    retries_only = rules_of(routes_of(read_entry(router(route(NumRetries=1))))[0].destination)
+    assert retries_only.answer_head(head) is head  # nothing to edit: the same list
