@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.events import (
     DataReceived,
     RequestReceived,
@@ -75,6 +75,7 @@ class Rig:
         self.capture: bytearray | None = None  # set: what goes to the client is kept here
         self.after: Callable[[], None] = lambda: None  # called after each of the core's answers
         self.client_unread: dict[int, int] = {}
+        self.held: dict[H2Connection, int] = {}  # `hold`: the connection credit each owes
         self.servers: dict[str, Server] = {}
         self.server_settings = server_settings
         self.fail_open: set[str] = set()
@@ -84,6 +85,7 @@ class Rig:
         self.client_closed = False
         if client_settings:  # (in its first SETTINGS: h2 applies a later one's window late)
             self.client.local_settings = Settings(client=True, initial_values=client_settings)
+            self.client.max_inbound_frame_size = self.client.local_settings.max_frame_size
         self.client.initiate_connection()
         self.run(self.split.start())
         self.pump()
@@ -126,6 +128,7 @@ class Rig:
         conn = H2Connection(H2Configuration(client_side=False, header_encoding=None))
         if self.server_settings:
             conn.local_settings = Settings(client=False, initial_values=self.server_settings)
+            conn.max_inbound_frame_size = conn.local_settings.max_frame_size  # (h2 read it before)
         conn.initiate_connection()
         self.servers[key] = Server(conn)
         self.run(self.split.opened(key))
@@ -187,15 +190,24 @@ class Rig:
             elif isinstance(event, StreamReset):
                 seen.reset = event.error_code
 
-    @staticmethod
-    def _read(conn: H2Connection, stalled: set[int], unread: dict[int, int], event: Any) -> None:
+    def _read(self, conn: H2Connection, stalled: set[int], unread: dict[int, int],
+              event: Any) -> None:  # fmt: skip
         """DATA read: credited, or, on a stalled stream, credited on the connection only (as
-        gRPC stacks do: one stream's reader must not stop the others)."""
+        gRPC stacks do: one stream's reader must not stop the others); on a connection
+        held (`hold`), credited on the stream only."""
         size, stream = event.flow_controlled_length, event.stream_id
-        if stream not in stalled:
+        if conn in self.held:
+            self.held[conn] += size
+            state = conn.streams.get(stream)
+            if size and stream in stalled:
+                unread[stream] = unread.get(stream, 0) + size
+            elif size and state is not None and state.open and _live(conn):
+                conn.increment_flow_control_window(size, stream)
+        elif stream not in stalled:
             conn.acknowledge_received_data(size, stream)
         elif size:
-            conn.increment_flow_control_window(size)
+            if _live(conn):
+                conn.increment_flow_control_window(size)
             unread[stream] = unread.get(stream, 0) + size
 
     @staticmethod
@@ -224,10 +236,20 @@ class Rig:
                  stream: int) -> None:  # fmt: skip
         stalled.discard(stream)
         owed = unread.pop(stream, 0)
-        if stream in conn.streams and not conn.streams[stream].closed:
+        if stream in conn.streams and not conn.streams[stream].closed and _live(conn):
             if owed:
                 conn.increment_flow_control_window(owed, stream)
             conn.acknowledge_received_data(0, stream)  # (what it read before: `_settled`)
+
+    def hold(self, conn: H2Connection) -> None:
+        """`conn` (the client's or a server's) credits its streams from now on, not the
+        connection: WINDOW_UPDATEs on streams only, until `release`."""
+        self.held.setdefault(conn, 0)
+
+    def release(self, conn: H2Connection) -> None:
+        owed = self.held.pop(conn, None)
+        if owed and _live(conn):
+            conn.increment_flow_control_window(owed)
 
     def unstall_client(self, stream: int) -> None:
         self._unstall(self.client, self.client_stalled, self.client_unread, stream)
@@ -267,6 +289,11 @@ class Rig:
         found = [k for k, s in self.servers.items() if stream in s.streams]
         assert len(found) == 1, found
         return found[0]
+
+
+def _live(conn: H2Connection) -> bool:
+    """Whether `conn` may still send (not after a GOAWAY either way)."""
+    return bool(conn.state_machine.state != ConnectionState.CLOSED)
 
 
 def send_some(conn: H2Connection, stream: int, rest: bytearray, end: bool = True) -> None:
