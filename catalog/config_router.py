@@ -22,14 +22,14 @@ is matched by the one copy of that code.
 `Destination`: `Service` (default: the router's own), `ServiceSubset`,
 `PrefixRewrite` (only with `PathPrefix` or `PathExact`, as Consul asks:
 it replaces the part of the path they matched), `RequestTimeout`,
-`RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
+`IdleTimeout`, `RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
 sent as written, but `%%` is a `%`, as Envoy reads it; Envoy's
 `%VARIABLE%`s are refused), `NumRetries`, `RetryOnConnectFailure`,
 `RetryOn` and `RetryOnStatusCodes` (proxy/route_rules.py says what the
 sidecar makes of them).
 
 Refused with a 400 naming the field, because the sidecar would not do
-them: `IdleTimeout`, the `RetryOn` conditions of gRPC statuses and rate
+them: the `RetryOn` conditions of gRPC statuses and rate
 limits, header edits of the fields that frame the message or say where it
 goes (Host, Content-Length, ...), namespaces and partitions other than
 the default. Cross-entry checks (the router's
@@ -106,6 +106,7 @@ class Destination:
     retry_on_connect_failure: bool = False
     retry_on: tuple[str, ...] = ()  # Envoy's conditions (router_destination.RETRY_ON)
     retry_on_status_codes: tuple[int, ...] = ()
+    idle_timeout_s: float = 0.0  # 0: not set
 
     @property
     def retries(self) -> bool:
@@ -158,7 +159,7 @@ def routes_of(entry: Mapping[str, Any]) -> tuple[Route, ...]:
             stored_seconds(d.get("RequestTimeout")), _edits_of(d.get("RequestHeaders")),
             _edits_of(d.get("ResponseHeaders")), int(d.get("NumRetries", 0)),
             bool(d.get("RetryOnConnectFailure")), tuple(d.get("RetryOn") or ()),
-            tuple(d.get("RetryOnStatusCodes") or ()),
+            tuple(d.get("RetryOnStatusCodes") or ()), stored_seconds(d.get("IdleTimeout")),
         )  # fmt: skip
         found.append(Route(match, query, dest))
     return tuple(found)

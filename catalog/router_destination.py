@@ -3,15 +3,15 @@
 `Service` (default: the router's own), `ServiceSubset` (a DNS label),
 `PrefixRewrite` (only with `PathPrefix` or `PathExact`, as Consul asks: it
 replaces the part of the path they matched), `RequestTimeout`,
-`RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
+`IdleTimeout`, `RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
 sent as written, but `%%` is a `%`, as Envoy reads it; Envoy's
 `%VARIABLE%`s are refused, as are edits of the fields that frame the
 message or say where it goes), and retries: `NumRetries`,
 `RetryOnConnectFailure`, `RetryOn` (Envoy's conditions an HTTP/1 route can
 act on) and `RetryOnStatusCodes`.
 What the sidecar would not do is a 400 naming the field, never stored and
-ignored: a per-route idle timeout, the gRPC and rate-limit retry
-conditions, namespaces and partitions other than the default.
+ignored: the gRPC and rate-limit retry conditions, namespaces and
+partitions other than the default.
 """
 
 from __future__ import annotations
@@ -34,10 +34,6 @@ _EDIT_FIELDS = ("Add", "Set", "Remove")
 _DEST_FIELDS = ("Service", "ServiceSubset", "Namespace", "Partition", "PrefixRewrite",
                 "RequestTimeout", "IdleTimeout", "NumRetries", "RetryOnConnectFailure",
                 "RetryOn", "RetryOnStatusCodes", "RequestHeaders", "ResponseHeaders")  # fmt: skip
-_NOT_HELD = {
-    "IdleTimeout": "a per-route idle timeout is not supported (the upstream's idle_timeout_ms "
-    "applies)",
-}
 # Envoy's retry conditions that Consul accepts in RetryOn: the ones an HTTP/1 route can act
 # on, and the rest with why not (the gRPC ones read grpc-status, which routes, on HTTP/1
 # upstreams only, never see)
@@ -65,9 +61,6 @@ def read_destination(raw: object, at: str, path_kind: str, check_name: Any) -> d
     `check_name` checks a service name."""
     d = Fields(raw, at, _DEST_FIELDS)
     problems = Problems()
-    for key, why in _NOT_HELD.items():
-        if d.values.get(key) not in (None, "", 0, False, [], {}):
-            problems.add(d.error(key, why))
     for key in ("Namespace", "Partition"):
         if d.values.get(key, "") not in ("", "default"):
             problems.add(d.error(key, 'must be "default" or empty (namespaces, partitions: '
@@ -90,9 +83,9 @@ def read_destination(raw: object, at: str, path_kind: str, check_name: Any) -> d
                                                   "it replaces the part of the path they "
                                                   "matched"))  # fmt: skip
         out["PrefixRewrite"] = rewrite
-    timeout = problems.read(0.0, d.duration, "RequestTimeout")
-    if timeout:
-        out["RequestTimeout"] = format_ns(round(timeout * 1e9))
+    for key in ("RequestTimeout", "IdleTimeout"):
+        if timeout := problems.read(0.0, d.duration, key):
+            out[key] = format_ns(round(timeout * 1e9))
     for key, fixed in (("RequestHeaders", _FIXED_HEADERS), ("ResponseHeaders", _FIXED_RESPONSE)):
         if d.has(key):
             edits = problems.read(None, _edits, d.values[key], d.at(key), fixed)

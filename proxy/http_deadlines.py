@@ -10,7 +10,8 @@ Three limits (`Limits`, read from the config by protocol.py; 0.0 turns one off):
   try used to start its own clock, so a GET every instance was slow to
   answer got its 504 after three times the configured limit;
 - `idle_s`: while a try is in flight, no byte either way for this long (per
-  try, as Envoy's per-try idle timeout);
+  try, as Envoy's per-try idle timeout; a service-router route's
+  `IdleTimeout` replaces it for the requests it takes, route_rules.py);
 - `client_idle_s`: between requests, the client connection idle this long.
 An upgraded connection (a WebSocket after its 101) is a byte relay with no
 request to time: it is closed after `idle_s` with no byte either way, as
@@ -67,7 +68,8 @@ class Deadlines:
             request_s = lim.request_s if ex is None or not ex.request_s else ex.request_s
             if complete and request_s:  # (a routed request may have its own)
                 self.deadline, self.timed = now + request_s, ex
-        due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
+        idle_s = lim.idle_s if ex is None or ex.rules is None else ex.rules.idle_s or lim.idle_s
+        due = min(self.deadline, now + idle_s / 2 if idle_s else inf)
         if due == inf and lim.client_idle_s:
             due = now + lim.client_idle_s / 2
         handle = self.handle
@@ -138,12 +140,13 @@ class Deadlines:
                 s.host.http_event(REQUEST_TIMEOUT)
                 s.fail(504)
                 return
-            if lim.idle_s and quiet >= lim.idle_s:  # this try went silent: another may not
+            idle_s = lim.idle_s if ex.rules is None else ex.rules.idle_s or lim.idle_s
+            if idle_s and quiet >= idle_s:  # this try went silent: another may not
                 s.host.http_event(IDLE_TIMEOUT)
                 if not s.retry(lost=True):
                     s.fail(504)
                 return
-            due = min(self.deadline, now + lim.idle_s / 2 if lim.idle_s else inf)
+            due = min(self.deadline, now + idle_s / 2 if idle_s else inf)
             if due == inf and lim.client_idle_s:  # no limit on the request: look again as
                 due = now + lim.client_idle_s / 2  # `sent` did, for the idleness after it
         elif ex is None:

@@ -25,6 +25,12 @@ too retries only what it buffered), and the upstream's retry budget.
 
 `ResponseHeaders`: removed, then set (replacing), then added, as Envoy
 edits them, on the final answer only (not an interim 1xx).
+
+`IdleTimeout`: a try of the request with no byte either way this long is
+sent again under these rules (as `reset`), else answered 504, in place of
+the upstream's `request_idle_timeout_ms` (http_deadlines.py). Envoy's
+route idle timeout spans the whole stream; here it is per try, as the
+upstream's own limit is.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class RouteRules:
     on_lost: bool  # a try that ended with no answer is sent again whatever the method
     gone: frozenset[bytes]  # answer fields removed (lower case): Remove and Set's names
     added: tuple[bytes, ...]  # answer fields appended, flat (name, ": ", value, CRLF each)
+    idle_s: float = 0.0  # a try's idle limit (IdleTimeout); 0: the upstream's
 
     def may_retry(self, retries: int, own_max: int, safe: bool, status: int,
                   lost: bool) -> bool:  # fmt: skip
@@ -72,16 +79,16 @@ class RouteRules:
 
 
 def rules_of(d: Destination) -> RouteRules | None:
-    """The rules of a route's destination; None when it sets no retry field and no answer
-    edit (its requests carry none)."""
+    """The rules of a route's destination; None when it sets no retry field, no answer edit
+    and no IdleTimeout (its requests carry none)."""
     edits = d.response_headers
-    if not d.retries and not (edits.add or edits.set or edits.remove):
+    if not (d.retries or d.idle_timeout_s or edits.add or edits.set or edits.remove):
         return None
     statuses = set(d.retry_on_status_codes)
     for cond in d.retry_on:
         statuses.update(_STATUSES.get(cond, ()))
     return RouteRules(d.num_retries, frozenset(statuses), bool(_ON_LOST.intersection(d.retry_on)),
-                      *_answer_edits(edits))  # fmt: skip
+                      *_answer_edits(edits), d.idle_timeout_s)  # fmt: skip
 
 
 def _answer_edits(edits: HeaderEdits) -> tuple[frozenset[bytes], tuple[bytes, ...]]:

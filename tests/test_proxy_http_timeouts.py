@@ -276,7 +276,7 @@ class _Session:
 
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
-        exchange = SimpleNamespace(sent=True, request_s=0.0)  # (no route's timeout of its own)
+        exchange = SimpleNamespace(sent=True, request_s=0.0, rules=None)  # (no route's limits)
         self.closed, self.tunnel, self.queue = False, None, [exchange]
         self.host = SimpleNamespace(http_event=lambda name: None)
         self.closed_event = asyncio.Event()

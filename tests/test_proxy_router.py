@@ -236,6 +236,23 @@ def test_a_route_s_request_timeout_answers_504(mesh: Mesh) -> None:
     assert served(mesh, "/echo/fast")[1] == 200  # another route's (none's) timeout: the upstream's
 
 
+def test_a_route_s_idle_timeout_answers_504_for_a_silent_try(mesh: Mesh) -> None:
+    """IdleTimeout 300ms in place of the upstream's 300 s: a POST (not resent) whose app
+    says nothing for 3 s is answered 504 well before; a request no route takes waits."""
+    write(mesh, "service-router", "api", Routes=[
+        {"Match": {"HTTP": {"PathPrefix": "/sleep/3"}},
+         "Destination": {"Service": "api-next", "IdleTimeout": "300ms"}},
+    ])  # fmt: skip
+
+    def cut() -> bool:
+        started = time.monotonic()
+        status, tries = _tries(mesh, "next", "/sleep/3000")
+        return (status, tries) == (504, 1) and time.monotonic() - started < 2.0
+
+    eventually(cut, 20, what="a 504 after the route's 300 ms of silence")
+    assert served(mesh, "/sleep/600")[:2] in (("v1", 200), ("v2", 200))
+
+
 def test_a_live_change_applies_to_the_next_request_on_a_kept_connection(mesh: Mesh) -> None:
     kept = http.client.HTTPConnection(*mesh.up, timeout=10)
     try:

@@ -80,7 +80,8 @@ BAD = [
     (route({"QueryParam": [{"Name": "q", "Regex": "("}]}),
      "Routes[0].Match.HTTP.QueryParam[0].Regex"),
     (route({"PathRegex": "/x"}, PrefixRewrite="/"), "Routes[0].Destination.PrefixRewrite"),
-    (route(IdleTimeout="5s"), "Routes[0].Destination.IdleTimeout"),
+    (route(IdleTimeout="-5s"), "Routes[0].Destination.IdleTimeout"),
+    (route(IdleTimeout="soon"), "Routes[0].Destination.IdleTimeout"),
     (route(NumRetries=-1), "Routes[0].Destination.NumRetries"),
     (route(NumRetries="3"), "Routes[0].Destination.NumRetries"),
     (route(RetryOnConnectFailure="yes"), "Routes[0].Destination.RetryOnConnectFailure"),
@@ -119,8 +120,8 @@ def test_each_bad_route_is_refused_naming_its_field(one: dict[str, Any], field: 
 
 
 def test_every_problem_of_a_body_is_named_at_once() -> None:
-    found = fields_of(router(route({"PathPrefix": "x"}), route(IdleTimeout="1s")))
-    assert found == ["Routes[0].Match.HTTP.PathPrefix", "Routes[1].Destination.IdleTimeout"]
+    found = fields_of(router(route({"PathPrefix": "x"}), route(RetryOn=["internal"])))
+    assert found == ["Routes[0].Match.HTTP.PathPrefix", "Routes[1].Destination.RetryOn[0]"]
 
 
 def _held(*entries: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -495,6 +496,9 @@ def test_retry_fields_and_answer_edits_are_stored_and_read() -> None:
                                                            (("cache-control", "no-store"),),
                                                            ("server",))  # fmt: skip
     assert read_entry(router(route(NumRetries=0)))["Routes"] == [{}]  # Consul's zero: unset
+    idle = read_entry(router(route(IdleTimeout=1_500_000_000)))  # nanoseconds, as Consul's JSON
+    assert idle["Routes"][0]["Destination"] == {"IdleTimeout": "1.5s"}
+    assert routes_of(idle)[0].destination.idle_timeout_s == 1.5
 
 
 def test_route_rules_retry_decisions() -> None:
@@ -507,6 +511,7 @@ def test_route_rules_retry_decisions() -> None:
         return rules_of(routes_of(read_entry(router(route(**dest))))[0].destination)
 
     assert rules() is None and rules(RequestTimeout="1s") is None
+    assert rules(IdleTimeout="250ms").idle_s == 0.25
     r = rules(RetryOnStatusCodes=[500], RetryOn=["retriable-4xx"])
     assert r.may_retry(0, 2, False, 500, False) and r.may_retry(0, 2, False, 409, False)
     assert not r.may_retry(0, 2, False, 503, False)  # a POST's 503: the sidecar's rule says no
