@@ -574,3 +574,37 @@ def test_answer_head_edits_remove_then_set_then_add() -> None:
     assert b"".join(only_add.answer_head(head[:4])) == b"Server: nginx\r\nx-a: 1%\r\n"
     retries_only = rules_of(routes_of(read_entry(router(route(NumRetries=1))))[0].destination)
     assert retries_only.answer_head(head) is head  # nothing to edit: the same list
+
+
+_NAMES = st.sampled_from(["Server", "server", "X-Cache", "Vary", "Date", "x-a"])
+
+
+@given(fields=st.lists(st.tuples(_NAMES, st.text("abc", max_size=3)), max_size=6),
+       remove=st.lists(_NAMES, max_size=2, unique=True),
+       add=st.dictionaries(_NAMES, st.text("xyz", min_size=1, max_size=2), max_size=2))  # fmt: skip
+def test_answer_head_keeps_every_field_it_was_not_told_to_drop_in_order(
+    fields: list[tuple[str, str]], remove: list[str], add: dict[str, str]
+) -> None:
+    from gossamer.proxy.http_codec import add_header
+    from gossamer.proxy.route_rules import rules_of
+
+    d = routes_of(
+        read_entry(
+            router(
+                route(ResponseHeaders={k: v for k, v in (("Remove", remove), ("Add", add)) if v})
+            )
+        )
+    )[0]
+    r = rules_of(d.destination)
+    if r is None:  # nothing to edit
+        assert not remove and not add
+        return
+    head: list[bytes] = []
+    for name, value in fields:
+        add_header(head, name.encode(), value.encode())
+    out = r.answer_head(head)
+    assert len(out) % 4 == 0
+    pairs = [(out[i].decode(), out[i + 2].decode()) for i in range(0, len(out), 4)]
+    gone = {n.lower() for n in remove}
+    kept = [(n, v) for n, v in fields if n.lower() not in gone]
+    assert pairs == kept + list(add.items())
