@@ -163,6 +163,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_split_upstream.py",
     "proxy/h2_split_wire.py",
     "proxy/h2_split_timed.py",
+    "proxy/h2_balanced_guard.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",
     "proxy/metrics_families.py",
@@ -171,6 +172,7 @@ PURE_MODULES: tuple[str, ...] = (
     "agent/http/front_head.py",  # which request heads the light front takes; its answer heads
     "proxy/stat_rows.py",
     "proxy/stat_table.py",
+    "proxy/stat_routes.py",
     "proxy/stats_shape.py",
     # Kubernetes injector: annotations, patch, AdmissionReview, registration
     "agent/k8s/annotations.py",
