@@ -33,11 +33,17 @@ call for `pool_idle_s`, or to an instance no longer in the catalog, is
 retired (closed once its calls end). The upstream's request and idle
 timeouts: h2_split_timed.py.
 
-Not yet: this side does not answer a rapid-reset or CONTINUATION flood with
-GOAWAY ENHANCE_YOUR_CALM itself (the far gate does, per connection of its
-own), passes a frame on only once it has all of it, and its connections to
-instances are not shared between client connections (nor rechecked by
-`recheck_peers` when they are TLS connections of their own; muxes are).
+What only the whole client connection shows (rapid reset, MadeYouReset, a
+request on a stream below one opened) is answered here, as the far gate
+answers it on a followed connection (h2_balanced_guard.py). A client's FIN
+ends its connection and cancels its calls (Envoy and gRPC servers do the
+same): a followed connection carries the FIN to the app instead, whose own
+HTTP/2 stack decides.
+
+Not yet: this side passes a frame on only once it has all of it, and its
+connections to instances are not shared between client connections (nor
+rechecked by `recheck_peers` when they are TLS connections of their own;
+muxes are).
 """
 
 from __future__ import annotations
@@ -49,9 +55,9 @@ from math import inf
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import balance
+from gossamer.proxy.h2_balanced_guard import GuardedSplitter
 from gossamer.proxy.h2_frames import PREFACE
 from gossamer.proxy.h2_split_calls import Close, CloseClient, Command, Open, ToClient, ToUpstream
-from gossamer.proxy.h2_split_timed import TimedSplitter
 from gossamer.proxy.http_limits import CLIENT_IDLE, Limits
 from gossamer.proxy.linger import linger
 from gossamer.proxy.mux_open import open_side
@@ -158,8 +164,9 @@ class Balanced(Relay):
         u = listener.upstream
         # (a service-resolver's RequestTimeout, when it gives one: outbound.set_routing)
         limits = Limits(listener.request_timeout_s, u.request_idle_s, u.client_idle_s)
-        self.split: TimedSplitter[Key] = TimedSplitter(self._choose, clock=time.monotonic,
-                                                       done=self._done, limits=limits)  # fmt: skip
+        self.split: GuardedSplitter[Key] = GuardedSplitter(
+            self._choose, clock=time.monotonic, done=self._done, limits=limits
+        )
         self.first_due = min([s for s in (limits.request_s, limits.idle_s) if s] or [inf])
         self._look_at = inf  # when the deadline timer fires
         self._deadline: asyncio.TimerHandle | None = None

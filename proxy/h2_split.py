@@ -81,6 +81,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Generic
 
+from gossamer.proxy.h2_fields import TOO_LARGE, answer
 from gossamer.proxy.h2_frames import (
     DATA,
     FLOW_CONTROL_ERROR,
@@ -227,7 +228,7 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
         elif event.malformed:
             self._client.out += rst_stream(stream, PROTOCOL_ERROR)
         elif event.over:  # (as the gate: 431, and the request's rest is not read)
-            block = self._client.opening() + literal_block([(b":status", b"431")])
+            block = self._client.opening() + literal_block(answer(TOO_LARGE, ()))
             self._client.out += header_frames(stream, block, end_stream=True)
             if not event.end:
                 self._client.out += rst_stream(stream, NO_ERROR)

@@ -46,6 +46,7 @@ from gossamer.proxy.h2_frames import (
     END_STREAM,
     ENHANCE_YOUR_CALM,
     FLOW_CONTROL_ERROR,
+    HEAD,
     HEADERS,
     PING,
     PREFACE,
@@ -106,6 +107,7 @@ class Peer:
         self._recv: dict[int, int] = {}  # what each stream may still send us
         self._owed: dict[int, int] = {}  # bytes it sent that left our buffer, not yet credited
         self._block: tuple[int, bool, list[bytes]] | None = None
+        self._taken = 0  # the bytes of the block's frames so far, heads included
         self.settled = False  # its first frame, SETTINGS, came: DATA may go (it says the windows)
         self._fresh = True  # no header block of ours sent yet
         if not server:
@@ -174,13 +176,16 @@ class Peer:
     def _headers(self, got: Frame) -> Iterator[Event]:
         piece, _ = fragment(got.kind, got.flags, got.payload)
         if got.kind == HEADERS:
-            self._block = (got.stream, bool(got.flags & END_STREAM), [piece])
+            self._block, self._taken = (got.stream, bool(got.flags & END_STREAM), [piece]), 0
         elif self._block is None:
             raise H2Error(PROTOCOL_ERROR, "CONTINUATION with no header block open")
         else:
             self._block[2].append(piece)
         stream, end, pieces = self._block
-        if sum(map(len, pieces)) > self._max_block:
+        # frame heads count too, as the gate counts them (h2_client.py): a flood of empty
+        # CONTINUATIONs (CVE-2024-27316) grows no piece and would never reach the limit
+        self._taken += HEAD + len(got.payload)
+        if self._taken > self._max_block:
             raise H2Error(ENHANCE_YOUR_CALM, "a header block too large to gather")
         if got.flags & END_HEADERS:
             self._block = None
