@@ -31,6 +31,12 @@ _UNRESERVED: Final = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+# One byte looked for as its value: `b"%" in url` first tries the bytes as an integer, and
+# CPython builds (and drops) a TypeError for it each time, ~0.15 us; `0x25 in url` is a
+# memchr. Longer needles use find().
+_PERCENT: Final = 0x25
+_BACKSLASH: Final = 0x5C
+_HASH: Final = 0x23
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: a reg-name (or an IP literal), then digits for a port.
 _HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
 
@@ -43,12 +49,12 @@ class BadTarget(ValueError):
 def normalize(url: bytes) -> tuple[bytes, bytes | None]:
     """(the target to judge and send on, the authority of an absolute-form target or None).
     A target already in normal form comes back as it is, the same object."""
-    if (url[:1] == b"/" and b"%" not in url and b"/." not in url and b"\\" not in url
-            and b"#" not in url):  # fmt: skip
+    if (url[:1] == b"/" and _PERCENT not in url and url.find(b"/.") < 0
+            and _BACKSLASH not in url and _HASH not in url):  # fmt: skip
         return url, None  # (a query with an escape takes the longer way, to the same end)
     if url == b"*":  # OPTIONS * (asterisk-form): no path to normalize
         return url, None
-    if b"#" in url:
+    if _HASH in url:
         raise BadTarget("a request target has no fragment")
     authority = None
     if url[:1] != b"/":
@@ -89,13 +95,13 @@ def host_of(head: list[bytes]) -> bytes:
 
 def _escapes(path: bytes) -> bytes:
     """Percent-escapes of unreserved characters decoded, the others' hex upper-cased."""
-    if b"%" not in path:
+    if _PERCENT not in path:
         return path
     out = bytearray()
     i, n = 0, len(path)
     while i < n:
         c = path[i]
-        if c != 0x25:  # "%"
+        if c != _PERCENT:
             out.append(c)
             i += 1
             continue
@@ -110,7 +116,7 @@ def _escapes(path: bytes) -> bytes:
 
 def _dot_free(path: bytes) -> bytes:
     """RFC 3986 §5.2.4 remove_dot_segments on an absolute path ("/.." stays at the root)."""
-    if b"/." not in path:
+    if path.find(b"/.") < 0:
         return path
     segments = path.split(b"/")
     kept: list[bytes] = []
