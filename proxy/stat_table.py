@@ -11,12 +11,18 @@ from gossamer.proxy.stat_rows import EdgeRow
 
 def cells(row: EdgeRow) -> list[str]:
     """The table cells: success rate, rate, latencies in ms, open, denied."""
-    rate = row.success_rate
     return [
         row.direction, row.source, row.destination, row.protocol.upper(),
-        "-" if rate is None else f"{rate * 100:.2f}%", f"{row.per_second:.1f}",
-        *(_ms(v) for v in (row.p50, row.p95, row.p99)), str(row.open), str(row.denied),
+        *figures(row.success_rate, row.per_second, (row.p50, row.p95, row.p99)),
+        str(row.open), str(row.denied),
     ]  # fmt: skip
+
+
+def figures(rate: float | None, per_second: float,
+            latencies: tuple[float | None, ...]) -> list[str]:  # fmt: skip
+    """Success rate, requests a second and latencies in ms, as cells (stat_routes.py too)."""
+    return ["-" if rate is None else f"{rate * 100:.2f}%", f"{per_second:.1f}",
+            *(_ms(v) for v in latencies)]  # fmt: skip
 
 
 def stacked(row: EdgeRow) -> list[str]:

@@ -305,6 +305,11 @@ def test_outbound_metrics_name_the_route_a_request_took(mesh: Mesh) -> None:
     with urllib.request.urlopen(f"http://{mesh.web_metrics}/metrics", timeout=10) as answer:
         routes = set(re.findall(r'route="([^"]*)"', answer.read().decode()))
     assert {first, second} <= routes and all(r.startswith("route ") for r in routes), routes
+    # `gossamer stat --routes` shows them (and the requests no route took) per edge
+    said = json.loads(gossamer("stat", "--routes", "--json", "--http-addr", mesh.s2.http).stdout)
+    mine = {r["route"]: r for r in said if r["direction"] == "outbound" and r["source"] == "web"}
+    assert {first, second, "[default]"} <= set(mine), said
+    assert mine[first]["requests"] >= 3 and mine[first]["success_rate"] == 1.0
 
 
 def test_response_headers_are_edited_on_the_route_s_answers_only(mesh: Mesh) -> None:

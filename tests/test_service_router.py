@@ -608,3 +608,41 @@ def test_answer_head_keeps_every_field_it_was_not_told_to_drop_in_order(
     gone = {n.lower() for n in remove}
     kept = [(n, v) for n, v in fields if n.lower() not in gone]
     assert pairs == kept + list(add.items())
+
+
+def test_stat_routes_splits_an_http_edge_by_route_over_a_window() -> None:
+    """`gossamer stat --routes`: one row per route label of each HTTP edge (none is
+    `[default]`), its success and rate over the window as an edge's; TCP edges have none."""
+    from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
+    from gossamer.proxy.stat_routes import DEFAULT, route_cells, route_rows
+    from gossamer.proxy.stat_rows import edges_of
+
+    m = EdgeMetrics("web")
+    out = m.outbound("api")
+    m.outbound("db").opened = 1  # a TCP edge: no routes
+
+    def gathered() -> Any:
+        return edges_of([{"ProxyID": "web-sidecar-proxy",
+                          "Stats": {"Proxies": [stats_json(m, 100.0)]}}])  # fmt: skip
+
+    out.answered(200, 0.01, "route 0 -> api-next")
+    out.answered(200, 0.01)
+    before = gathered()
+    for status in (200, 500, 200, 200):
+        out.answered(status, 0.02, "route 0 -> api-next")
+    out.answered(503, 0.02)
+    found = route_rows(gathered(), before, 10.0)
+    assert [(r.destination, r.route, r.requests, r.successes) for r in found] == [
+        ("api", DEFAULT, 1, 0), ("api", "route 0 -> api-next", 4, 3)]  # fmt: skip
+    assert found[1].success_rate == 0.75 and found[1].per_second == 0.4
+    assert route_cells(found[1])[:6] == ["outbound", "web", "api", "route 0 -> api-next",
+                                         "75.00%", "0.4"]  # fmt: skip
+    since_start = route_rows(gathered(), None, 0.0)
+    assert [r.requests for r in since_start] == [2, 5]
+    from rich.console import Console
+
+    from gossamer.agent.cli.stat import _print_routes
+
+    console = Console(width=120, record=True)
+    _print_routes(found, [], False, console, "routes")
+    assert "[default]" in console.export_text()  # a cell, not rich markup

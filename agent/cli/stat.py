@@ -3,6 +3,7 @@
 Both read `GET /v1/agent/metrics/proxies` (the agent gathers its local
 sidecars' `/stats`), never Prometheus. `stat` prints one table: since each
 proxy started, or over `--window SECONDS` (two gatherings that far apart).
+`stat --routes` splits each HTTP edge by route (proxy/stat_routes.py).
 `top` redraws the table every `--interval` with the figures of the last
 interval, until `q` (stdin a terminal: quit_key.py), Ctrl-C or SIGTERM (or
 `--iterations N`); piped, it prints the frames one after the other instead
@@ -37,6 +38,8 @@ from rich.text import Text
 
 from gossamer.agent.cli.client import AgentClient, AgentUnreachable, ApiError, UsageError
 from gossamer.agent.cli.quit_key import quit_key
+from gossamer.proxy.stat_routes import HEADERS as ROUTE_HEADERS
+from gossamer.proxy.stat_routes import RouteRow, route_cells, route_rows
 from gossamer.proxy.stat_rows import EdgeRow, edges_of, notes, rows
 from gossamer.proxy.stat_table import HEADERS, cells, stacked
 
@@ -50,6 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="figures over this many seconds from now (default: since each proxy "
                    "started)")  # fmt: skip
     s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    s.add_argument("--routes", action="store_true",
+                   help="a row per route of each HTTP edge (as linkerd viz routes): the L7 "
+                   "permission that decided, or the service-router route taken")  # fmt: skip
     s.set_defaults(run=run_stat)
     t = sub.add_parser("top", help="the stat table, refreshed live")
     t.add_argument("--service", help="only the sidecars of this service")
@@ -143,18 +149,47 @@ def run_stat(args: argparse.Namespace, client: AgentClient, console: Console) ->
         last = _gather(client, args.service)
         before, seconds = edges, time.monotonic() - started
         edges = edges_of(last)
-    found, below = rows(edges, before, seconds), notes(edges, before, seconds)
+    below = notes(edges, before, seconds)
+    if args.routes:
+        title = f"routes of this agent's proxies' HTTP edges, {_span(before, seconds)}"
+        found_routes = route_rows(edges, before, seconds)
+        return _print_routes(found_routes, below, args.json, console, title)
+    found = rows(edges, before, seconds)
     if args.json:
         print(json.dumps([asdict(r) | {"success_rate": r.success_rate} for r in found], indent=2))
         for line in below:
             print(line, file=sys.stderr)
         return 0
-    shown = f"last {seconds:.1f} s" if before is not None else "since the proxies started"
+    shown = _span(before, seconds)
     console.print(table(found, f"edges of this agent's proxies, {shown}", width=console.width))
     for line in below:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not found and not last:
         console.print(_nobody(args.service))
+    return 0
+
+
+def _span(before: object, seconds: float) -> str:
+    return f"last {seconds:.1f} s" if before is not None else "since the proxies started"
+
+
+def _print_routes(found: list[RouteRow], below: Sequence[str], as_json: bool, console: Console,
+                  title: str) -> int:  # fmt: skip
+    """`stat --routes`: the rows as JSON, or a table with `below` under it."""
+    if as_json:
+        print(json.dumps([asdict(r) | {"success_rate": r.success_rate} for r in found], indent=2))
+        for line in below:
+            print(line, file=sys.stderr)
+        return 0
+    t = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for name in ROUTE_HEADERS:
+        t.add_column(name, justify="left" if name in ROUTE_HEADERS[:4] else "right",
+                     overflow="fold")  # fmt: skip
+    for row in found:
+        t.add_row(*(Text(cell) for cell in route_cells(row)))  # ("[default]" is no markup)
+    console.print(t)
+    for line in below:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
