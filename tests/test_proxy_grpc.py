@@ -640,6 +640,7 @@ class _Mesh:
     app: _App
     web: UpstreamListener
     db: Inbound
+    balanced: bool = False  # web's listener balances each call (h2_balanced.py)
 
     @property
     def target(self) -> str:
@@ -668,6 +669,11 @@ def _by_class(edge: Edge) -> dict[str, int]:
     return counted
 
 
+# How calls go between the sidecars ("mux": a stream of the pooled mux, "tls": a TLS
+# connection of their own), each with web's listener following the client's connection or
+# balancing each call over the instances (BALANCED: gossamer_balance_calls)
+BALANCED = "-balanced"
+MODES = ["mux", "tls", f"mux{BALANCED}", f"tls{BALANCED}"]
 # A sidecar's HTTP timeouts when its config says none (protocol.py): Envoy's.
 DEFAULT_LIMITS = Limits(REQUEST_TIMEOUT_S, REQUEST_IDLE_S, CLIENT_IDLE_S)
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -681,7 +687,10 @@ async def grpc_mesh(mode: str, *, db: Limits = DEFAULT_LIMITS, web: Limits = DEF
     (or `serve`), the calls between the sidecars on a mux stream (`mode` "mux") or on a TLS
     connection of their own ("tls"); db's timeouts for its app `db`, web's for its upstream
     `web` (tests/test_proxy_h2_timeouts.py); `balance`: web's listener balances each call
-    (`gossamer_balance_calls: true`, h2_balanced.py), else follows the client's connection."""
+    (`gossamer_balance_calls: true`, h2_balanced.py), else follows the client's connection;
+    a `mode` of MODES ending in "-balanced" says the same."""
+    balance = balance or mode.endswith(BALANCED)
+    mode = mode.removesuffix(BALANCED)
     app = _App()
     server = await asyncio.start_server(serve or app.serve, "127.0.0.1", 0)
     pki = Pki()
@@ -703,7 +712,7 @@ async def grpc_mesh(mode: str, *, db: Limits = DEFAULT_LIMITS, web: Limits = DEF
     listener.set_instances([("127.0.0.1", config.bind_port)])
     await listener.start()
     try:
-        yield _Mesh(app, listener, inbound)
+        yield _Mesh(app, listener, inbound, balance)
     finally:
         for side in (listener, inbound):
             side.stop_listening()
@@ -713,9 +722,9 @@ async def grpc_mesh(mode: str, *, db: Limits = DEFAULT_LIMITS, web: Limits = DEF
         server.close()
 
 
-@pytest.fixture(params=["mux", "tls"])
+@pytest.fixture(params=MODES)
 async def mesh(request: pytest.FixtureRequest) -> AsyncIterator[_Mesh]:
-    """`grpc_mesh` with the default limits, both ways of carrying calls between sidecars."""
+    """`grpc_mesh` with the default limits, each of MODES."""
     async with grpc_mesh(request.param) as made:
         yield made
 
@@ -752,6 +761,17 @@ async def _until_ended(sock: socket.socket) -> None:
             pass
 
 
+async def _until_reset(sock: socket.socket, client: H2Connection, stream: int = 1) -> int:
+    """Reads `sock` until `stream` is reset; the reset's error code."""
+    loop = asyncio.get_running_loop()
+    while True:
+        data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+        assert data, "the connection ended"
+        for event in client.receive_data(data):
+            if isinstance(event, StreamReset) and event.stream_id == stream:
+                return int(event.error_code)
+
+
 @pytest.mark.parametrize(("how", "counted"), [
     ("client closes its connection", "4xx"),
     ("client's connection is reset", "4xx"),
@@ -782,7 +802,11 @@ async def test_a_grpc_stream_cut_short_counts_against_whoever_cut_it(
             app_side.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                                          _RESET)  # fmt: skip
         app_side.close()
-        await _until_ended(sock)
+        if mesh.balanced:  # (one instance's connection lost is not the client's, as with
+            # Envoy: web resets the call alone, the client's connection stays)
+            assert await _until_reset(sock, client) == 2  # INTERNAL_ERROR
+        else:
+            await _until_ended(sock)
         sock.close()  # (as a client does once its connection ended)
     try:
         await mesh.counted_as(counted)

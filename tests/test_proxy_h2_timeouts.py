@@ -26,11 +26,12 @@ from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, ResponseReceived, StreamEnded
 
 from gossamer.proxy import h2_app
+from gossamer.proxy.h2_balanced import Balanced
 from gossamer.proxy.h2_frames import DATA, SETTINGS, frame
 from gossamer.proxy.h2_relay import H2Relay
 from gossamer.proxy.http_limits import Limits
 from tests.harness.poll import eventually_async
-from tests.test_proxy_grpc import _by_class, _Mesh, grpc_mesh
+from tests.test_proxy_grpc import MODES, _by_class, _Mesh, grpc_mesh
 
 OFF = Limits(0.0, 0.0, 0.0)
 MESSAGE = "upstream request timeout"  # the proxy's grpc-message (a client's own deadline differs)
@@ -97,7 +98,7 @@ UNANSWERED = {"db": ({"5xx": 1}, {"5xx": 1}), "web": ({"none": 1}, {"5xx": 1})}
 UNDER_WAY = {"db": ({"5xx": 1}, {"5xx": 1}), "web": ({"4xx": 1}, {"5xx": 1})}
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["db", "web"])
 async def test_a_call_not_answered_in_time_ends_with_deadline_exceeded(
     mode: str, where: str
@@ -114,7 +115,7 @@ async def test_a_call_not_answered_in_time_ends_with_deadline_exceeded(
         assert _events(mesh, where) == {"request_timeout": 1}
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["db", "web"])
 async def test_a_call_answered_in_time_is_untouched(mode: str, where: str) -> None:
     """Limits that are not reached change nothing: the call's answer and its count."""
@@ -134,7 +135,7 @@ async def test_with_the_limits_off_the_client_deadline_is_the_only_one() -> None
         assert details != MESSAGE and took >= 0.9
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["db", "web"])
 async def test_a_stream_silent_past_the_idle_limit_is_ended(mode: str, where: str) -> None:
     """A server stream whose app sent its head and one message, then nothing: past the idle
@@ -212,7 +213,7 @@ class _H2Client:
                 await self.flush()
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["db", "web"])
 async def test_a_plain_http2_call_that_runs_out_gets_504(mode: str, where: str) -> None:
     """A plain HTTP/2 request (not gRPC, to an `http2` service) the app never answers gets
@@ -231,16 +232,22 @@ async def test_a_plain_http2_call_that_runs_out_gets_504(mode: str, where: str) 
         assert _events(mesh, where) == {"request_timeout": 1}
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["db", "web"])
 async def test_an_idle_connection_is_told_goaway_and_closed(mode: str, where: str) -> None:
     """A connection with no call open past the idle limit (`idle_timeout_ms`) is told GOAWAY
-    and then closed; a call answered on it before is counted as it was."""
+    and then closed; a call answered on it before is counted as it was.
+    Balanced, the limit at db: db's limit is for db's connections, and the idle one is
+    web's own to db (told GOAWAY and closed); the client's connection is web's, not db's to
+    close: it stays, and its next call goes on a new connection to db."""
     async with _mesh(mode, **_limits(where, Limits(0.0, 0.0, 0.6))) as mesh:
         client = await _H2Client.to(mesh)
         try:
             await client.get("/plain")
             assert await client.until(StreamEnded, 5) is not None
+            if mesh.balanced and where == "db":
+                await _db_idle_under_balancing(mesh, client)
+                return
             began = time.monotonic()
             away = await client.until(ConnectionTerminated, 5)
             assert away is not None and away.error_code == 0
@@ -253,7 +260,23 @@ async def test_an_idle_connection_is_told_goaway_and_closed(mode: str, where: st
         assert _events(mesh, where) == {"client_idle": 1}
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+async def _db_idle_under_balancing(mesh: _Mesh, client: _H2Client) -> None:
+    """db's idle limit closes web's connection to it, not the client's to web."""
+    await eventually_async(lambda: _events(mesh, "db") == {"client_idle": 1}, 5)
+    balanced = [r for r in mesh.web.open if isinstance(r, Balanced)]
+    await eventually_async(lambda: len(balanced) == 1 and not balanced[0].ups, 5)
+    assert not client.ended
+    assert not any(isinstance(e, ConnectionTerminated) for e in client.events)
+    second = await client.get("/plain")
+    loop = asyncio.get_running_loop()
+    while not any(isinstance(e, StreamEnded) and e.stream_id == second for e in client.events):
+        data = await asyncio.wait_for(loop.sock_recv(client.sock, 65536), 5)
+        assert data, "the connection ended"
+        client.events += client.conn.receive_data(data)
+    await _counted(mesh, {"2xx": 2}, {"2xx": 2})
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("where", ["db", "web"])
 async def test_a_call_to_a_hung_app_is_timed_from_its_first_bytes(mode: str, where: str) -> None:
     """The client's first bytes (preface and a whole call) come before the relay is joined,
@@ -261,11 +284,16 @@ async def test_a_call_to_a_hung_app_is_timed_from_its_first_bytes(mode: str, whe
     review: the client waited for its own deadline). The hung app never answers the PING
     behind the reset either, so its connection is cut a second later, the call told its
     end first (it got UNAVAILABLE, the connection's loss, found by a README walkthrough):
-    DEADLINE_EXCEEDED long before the client's 20 s, counted 504 where it ran out."""
+    DEADLINE_EXCEEDED long before the client's 20 s, counted 504 where it ran out.
+    Balanced, timed at web: web ends the client's connection itself, so its answer waits
+    for no PING (nothing of the app's can still be on its way to the client): at 0.5 s."""
     async with _mesh(mode, hung=True, **_limits(where, Limits(0.5, 0.0, 0.0))) as mesh:
         code, details, took = await asyncio.to_thread(_unary, mesh.target, "/t.T/Silent", 20)
         assert (code, details) == (grpc.StatusCode.DEADLINE_EXCEEDED, MESSAGE)
-        assert 1.4 < took < 5, took
+        if mesh.balanced and where == "web":
+            assert 0.45 < took < 1.4, took
+        else:
+            assert 1.4 < took < 5, took
         edge = mesh.db.metrics.inbound("web") if where == "db" else mesh.web.metrics.outbound("db")
         await eventually_async(lambda: _by_class(edge) == {"5xx": 1}, 5)
         assert _events(mesh, where) == {"request_timeout": 1}
@@ -296,7 +324,7 @@ async def test_a_call_whose_frame_is_still_coming_is_not_idle(where: str) -> Non
         assert _events(mesh, where) == {}
 
 
-@pytest.mark.parametrize("mode", ["mux", "tls"])
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_timed_connection_is_freed_without_the_cycle_collector(mode: str) -> None:
     """A relay and its calls' timer referred to each other: compiled (mypyc), the collector
     frees no such cycle (test_proxy_http_cycles.py), so every HTTP/2 connection with a limit
