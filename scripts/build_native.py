@@ -100,8 +100,9 @@ def main(argv: list[str]) -> int:
 
 def _compile(extensions: list[Any], work: Path, out: Path, flags: str, ldflags: str = "") -> None:
     """mypyc's C into `out` as build/native lays it out: the per-module files under
-    gossamer/proxy, the shared libraries (native.GROUP, H2_GROUP) under lib/. The same object paths each time (GCC finds
-    an object's profile by its path), rebuilt each time (`--force`)."""
+    gossamer/proxy, the shared libraries (native.GROUP, H2_GROUP) under lib/. The same object
+    paths each time (GCC finds an object's profile by its path), rebuilt each time
+    (`--force`)."""
     from setuptools import setup
 
     # -O2 (mypyc's default is -O3): as fast here (bench/http_path.py), 8 % less code to map.
