@@ -26,6 +26,8 @@ from gossamer.proxy.h2_split import H2Splitter
 from gossamer.proxy.h2_split_calls import Close, CloseClient, Command, Open, ToClient, ToUpstream
 
 Headers = list[tuple[bytes, bytes]]
+SENDING = ("OPEN", "HALF_CLOSED_REMOTE")  # h2's states of a stream its end may send on
+READING = ("OPEN", "HALF_CLOSED_LOCAL")  # and may still receive on
 
 
 def request(path: str = "/svc/Call", grpc: bool = True) -> Headers:
@@ -201,12 +203,12 @@ class Rig:
             state = conn.streams.get(stream)
             if size and stream in stalled:
                 unread[stream] = unread.get(stream, 0) + size
-            elif size and state is not None and state.open and _live(conn):
+            elif size and state is not None and state.open and live(conn):
                 conn.increment_flow_control_window(size, stream)
         elif stream not in stalled:
             conn.acknowledge_received_data(size, stream)
         elif size:
-            if _live(conn):
+            if live(conn):
                 conn.increment_flow_control_window(size)
             unread[stream] = unread.get(stream, 0) + size
 
@@ -236,7 +238,7 @@ class Rig:
                  stream: int) -> None:  # fmt: skip
         stalled.discard(stream)
         owed = unread.pop(stream, 0)
-        if stream in conn.streams and not conn.streams[stream].closed and _live(conn):
+        if stream in conn.streams and not conn.streams[stream].closed and live(conn):
             if owed:
                 conn.increment_flow_control_window(owed, stream)
             conn.acknowledge_received_data(0, stream)  # (what it read before: `_settled`)
@@ -248,7 +250,7 @@ class Rig:
 
     def release(self, conn: H2Connection) -> None:
         owed = self.held.pop(conn, None)
-        if owed and _live(conn):
+        if owed and live(conn):
             conn.increment_flow_control_window(owed)
 
     def unstall_client(self, stream: int) -> None:
@@ -284,6 +286,29 @@ class Rig:
                 return
         raise AssertionError(f"stream {stream}'s body never went: {len(rest)} bytes left")
 
+    def check_windows(self) -> None:
+        """With nothing in flight (after `pump`), each window the core keeps (its internals,
+        read on purpose) is the one its peer keeps: what it may send each peer, per stream
+        and per connection, and what each may still send it. A drift either way is a stall
+        or a flow-control error waiting for its draw."""
+        split = self.split
+        pairs = [(split._client, self.client, {s: c.down for s, c in split._calls.items()})]
+        for key, up in split._ups.items():
+            server = self.servers.get(key)
+            if up.opened and server is not None and live(server.conn):
+                pairs.append((up.peer, server.conn, {s: c.up for s, c in up.calls.items()}))
+        for peer, conn, legs in pairs:
+            assert peer.send_conn == conn.inbound_flow_control_window
+            assert peer._recv_conn == conn.outbound_flow_control_window
+            for stream, leg in legs.items():
+                state = conn.streams.get(stream)
+                name = state.state_machine.state.name if state is not None else "CLOSED"
+                if state is not None and leg.started and not leg.ended and name in READING:
+                    assert leg.window == state.inbound_flow_control_window, stream
+                took = peer._recv.get(stream)
+                if state is not None and took is not None and name in SENDING:
+                    assert took == state.outbound_flow_control_window, stream
+
     def where(self, stream: int) -> str:
         """The instance whose server saw `stream`."""
         found = [k for k, s in self.servers.items() if stream in s.streams]
@@ -291,7 +316,7 @@ class Rig:
         return found[0]
 
 
-def _live(conn: H2Connection) -> bool:
+def live(conn: H2Connection) -> bool:
     """Whether `conn` may still send (not after a GOAWAY either way)."""
     return bool(conn.state_machine.state != ConnectionState.CLOSED)
 

@@ -242,6 +242,7 @@ def bytes_round(seed: int, client_window: int, server_window: int, ours: int) ->
                 {IWS: rng.randint(512, 80000)}
             )
         rig.pump()
+        rig.check_windows()
         if all(not up and not down for _, _, up, down in calls.values()):
             break
     for stream in calls:

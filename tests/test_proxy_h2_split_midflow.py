@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gossamer.proxy.h2_frames import CANCEL, REFUSED_STREAM, goaway
-from tests.h2_split_rig import Rig, Stream, random_chunks, send_some
+from tests.h2_split_rig import SENDING, Rig, Stream, random_chunks, send_some
 
 IWS = SettingCodes.INITIAL_WINDOW_SIZE
 MAX_FRAME = SettingCodes.MAX_FRAME_SIZE
@@ -60,7 +60,7 @@ class FreshRig(Rig):
 
 def _sending(conn: H2Connection, stream: int) -> bool:
     state = conn.streams.get(stream)
-    return state is not None and state.state_machine.state.name in ("OPEN", "HALF_CLOSED_REMOTE")
+    return state is not None and state.state_machine.state.name in SENDING
 
 
 def _flow(rng: random.Random, reset_by: str) -> Flow:
@@ -205,6 +205,7 @@ def test_calls_come_through_settings_resets_and_goaways(seed: int, ours: int) ->
         _move(rig, flows)
         gone = _upset(rig, rng, flows) or gone
         rig.pump()
+        rig.check_windows()
         if len(flows) == 5 and _settled(rig, flows):
             break
     for _ in range(300):  # then nothing more happens: all must end
