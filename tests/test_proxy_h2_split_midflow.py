@@ -37,7 +37,7 @@ class Flow:
     server: Stream | None = None  # what its instance saw (kept past the connection's close)
     conn: H2Connection | None = None  # its instance's end
     answered: bool = False
-    reset_by: str = ""  # "client" or "server" once one of them reset it; "refused": after
+    reset_by: str = ""  # "client", "server" or "both" once they reset it; "refused": after
     # the client's GOAWAY, the splitter refuses it
 
 
@@ -154,16 +154,16 @@ def _upset(rig: Rig, rng: random.Random, flows: dict[int, Flow]) -> bool:
 
 
 def _reset(rig: Rig, flows: dict[int, Flow], stream: int, rng: random.Random) -> None:
-    flow = flows[stream]
+    """The instance, the client or both at once (their resets cross) reset a call."""
+    flow, roll = flows[stream], rng.random()
     at_server = flow.conn.streams.get(stream) if flow.conn is not None else None
     at_client = rig.client.streams.get(stream)
-    if at_server is not None and flow.conn is not None and rng.random() < 0.5:
-        if not at_server.closed:
-            flow.conn.reset_stream(stream, CANCEL)
-            flow.reset_by = "server"
-    elif at_client is not None and not at_client.closed:
+    if roll < 0.6 and flow.conn is not None and at_server is not None and not at_server.closed:
+        flow.conn.reset_stream(stream, CANCEL)
+        flow.reset_by = "server"
+    if roll > 0.3 and at_client is not None and not at_client.closed:
         rig.client.reset_stream(stream, CANCEL)
-        flow.reset_by = "client"
+        flow.reset_by = "both" if flow.reset_by else "client"
 
 
 def _finish(rig: Rig) -> None:
@@ -222,7 +222,7 @@ def test_calls_come_through_settings_resets_and_goaways(seed: int, ours: int) ->
             assert seen.reset == CANCEL or seen.ended
         elif flow.reset_by == "refused":
             assert seen.reset == REFUSED_STREAM and flow.server is None
-        else:
+        elif not flow.reset_by:
             assert flow.server is not None and bytes(flow.server.body) == flow.up
             assert flow.server.ended and seen.reset is None
             assert bytes(seen.body) == flow.down and seen.ended
