@@ -12,6 +12,7 @@ from gossamer.proxy.h2_calls import RAPID_CALLS
 from gossamer.proxy.h2_frames import (
     CANCEL,
     CONTINUATION,
+    DATA,
     END_HEADERS,
     END_STREAM,
     ENHANCE_YOUR_CALM,
@@ -177,3 +178,27 @@ def test_a_header_list_past_the_limit_is_answered_431_with_no_body() -> None:
                                                        (b"content-length", b"0")]  # fmt: skip
     # (the request had not ended: the rest of it is not read, RFC 9113 §8.1)
     assert (RST_STREAM, 0, 1, bytes(4)) in rig.frames() and rig.goaways() == []
+
+
+def test_a_data_frame_still_coming_goes_on_as_it_comes() -> None:
+    """A client that sends one 12 KiB DATA frame 600 bytes at a time: each piece goes on to
+    the instance as it comes (as DATA of its own, END_STREAM on the last), so neither side's
+    idle limit takes the call for idle. (The frame went on only once whole.)"""
+    rig = _Rig()
+    rig.client(START + frame(HEADERS, END_HEADERS, 1, literal_block(CALL)))
+    rig.run(rig.split.opened("a"))
+    rig.upstream(frame(SETTINGS, 0, 0))
+    body = bytes(range(256)) * 48
+    whole = frame(DATA, END_STREAM, 1, body)
+    for at in range(0, len(whole), 600):
+        before = len(_data(rig.to_up))
+        rig.client(whole[at : at + 600])
+        assert len(_data(rig.to_up)) > before
+    pieces = [(f, p) for k, f, s, p in _frames(bytes(rig.to_up)[len(PREFACE) :]) if k == DATA]
+    assert b"".join(p for _, p in pieces) == body
+    assert [f & END_STREAM for f, _ in pieces] == [0] * (len(pieces) - 1) + [END_STREAM]
+
+
+def _data(sent: bytearray) -> bytes:
+    """The DATA bytes in what went to the instance."""
+    return b"".join(p for k, _, _, p in _frames(bytes(sent)[len(PREFACE) :]) if k == DATA)

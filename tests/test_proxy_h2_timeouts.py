@@ -31,7 +31,7 @@ from gossamer.proxy.h2_frames import DATA, SETTINGS, frame
 from gossamer.proxy.h2_relay import H2Relay
 from gossamer.proxy.http_limits import Limits
 from tests.harness.poll import eventually_async
-from tests.test_proxy_grpc import MODES, _by_class, _Mesh, grpc_mesh
+from tests.test_proxy_grpc import BALANCED, MODES, _by_class, _Mesh, grpc_mesh
 
 OFF = Limits(0.0, 0.0, 0.0)
 MESSAGE = "upstream request timeout"  # the proxy's grpc-message (a client's own deadline differs)
@@ -126,10 +126,11 @@ async def test_a_call_answered_in_time_is_untouched(mode: str, where: str) -> No
         assert _events(mesh, where) == {}
 
 
-async def test_with_the_limits_off_the_client_deadline_is_the_only_one() -> None:
+@pytest.mark.parametrize("mode", ["mux", f"mux{BALANCED}"])
+async def test_with_the_limits_off_the_client_deadline_is_the_only_one(mode: str) -> None:
     """`0` turns the limits off: a call the app never answers waits for its client's own
     deadline (grpcio's "Deadline Exceeded", not the proxy's message)."""
-    async with _mesh("mux") as mesh:
+    async with _mesh(mode) as mesh:
         code, details, took = await asyncio.to_thread(_unary, mesh.target, "/t.T/Silent", 1.0)
         assert code is grpc.StatusCode.DEADLINE_EXCEEDED
         assert details != MESSAGE and took >= 0.9
@@ -299,12 +300,13 @@ async def test_a_call_to_a_hung_app_is_timed_from_its_first_bytes(mode: str, whe
         assert _events(mesh, where) == {"request_timeout": 1}
 
 
+@pytest.mark.parametrize("mode", ["mux", f"mux{BALANCED}"])
 @pytest.mark.parametrize("where", ["db", "web"])
-async def test_a_call_whose_frame_is_still_coming_is_not_idle(where: str) -> None:
+async def test_a_call_whose_frame_is_still_coming_is_not_idle(mode: str, where: str) -> None:
     """A client that sends one 12 KiB DATA frame slowly (600 bytes every 0.1 s, 2 s in all,
     four times the idle limit) keeps its call: a frame under way is traffic (it was cut as
     idle, and the connection with it, found by a review)."""
-    async with _mesh("mux", protocol="http2", **_limits(where, Limits(0.0, 0.5, 0.0))) as mesh:
+    async with _mesh(mode, protocol="http2", **_limits(where, Limits(0.0, 0.5, 0.0))) as mesh:
         client = await _H2Client.to(mesh)
         loop = asyncio.get_running_loop()
         try:
