@@ -5,7 +5,7 @@ instance (h2_followed.py), every call of it went there for the channel's
 life, however many instances there were. Here the proxy ends the client's
 connection itself (h2_split.py, the pure core) and sends each new stream to
 the instance the chooser names for it, as Linkerd and Consul's Envoy do.
-On by default; `Upstreams[].Config.gossamer_balance_calls: false` opts out.
+Opt-in (`Upstreams[].Config.gossamer_balance_calls: true`): see "not yet".
 
 `Preface` reads the client's first bytes: the HTTP/2 preface makes a
 `Balanced`, anything else (h2 inside the app's own TLS, not HTTP/2 at all)
@@ -40,10 +40,14 @@ ends its connection and cancels its calls (Envoy and gRPC servers do the
 same): a followed connection carries the FIN to the app instead, whose own
 HTTP/2 stack decides.
 
-Not yet: this side passes a frame on only once it has all of it, and its
-connections to instances are not shared between client connections (nor
-rechecked by `recheck_peers` when they are TLS connections of their own;
-muxes are).
+Not yet: a call an instance refuses unprocessed (its GOAWAY, as when it
+shuts down, or RST_STREAM REFUSED_STREAM) is answered RST_STREAM
+REFUSED_STREAM, which grpcio does not retry (UNAVAILABLE "Stream removed");
+followed, the instance's GOAWAY reaches the client, which retries the call
+on a new connection by itself. The request is not kept to send it again
+elsewhere (Linkerd keeps up to 64 KiB of it for that). Its connections to
+instances are not shared between client connections (nor rechecked by
+`recheck_peers` when they are TLS connections of their own; muxes are).
 """
 
 from __future__ import annotations

@@ -901,3 +901,67 @@ async def test_a_plain_http2_answer_needs_no_grpc_status(mesh: _Mesh) -> None:
         await mesh.counted_as("2xx")
     finally:
         sock.close()
+
+
+class _Stopping:
+    """An app whose first connection answers its first request with GOAWAY, last stream 0,
+    as an app shutting down refuses the calls it has not begun; its later connections are
+    an `_App`'s."""
+
+    def __init__(self) -> None:
+        self.app = _App()
+        self.conns: list[asyncio.StreamWriter] = self.app.conns
+        self.refused = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refused:
+            await self.app.serve(reader, writer)
+            return
+        self.refused += 1
+        self.conns.append(writer)
+        conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                events = conn.receive_data(data)
+                if any(isinstance(e, RequestReceived) for e in events):
+                    conn.close_connection(0, last_stream_id=0)
+                    writer.write(conn.data_to_send())
+                    break
+                writer.write(conn.data_to_send())
+        writer.close()
+
+
+def _fine(target: str) -> bytes | grpc.StatusCode:
+    """A grpcio unary call to /t.T/Fine: its answer, or its error's code."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            answer: bytes = channel.unary_unary("/t.T/Fine")(b"q", timeout=5)
+        except grpc.RpcError as error:
+            failed: Any = error
+            code: grpc.StatusCode = failed.code()
+            return code
+    return answer
+
+
+_REFUSED_NOT_MADE_AGAIN = pytest.mark.xfail(strict=True, reason=(
+    "balanced: the instance's GOAWAY reaches web's splitter, which answers the call "
+    "RST_STREAM REFUSED_STREAM; grpcio does not retry that (UNAVAILABLE), and the request "
+    "is not kept to be sent elsewhere (h2_balanced.py, not yet)"))  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", [pytest.param(m, marks=_REFUSED_NOT_MADE_AGAIN)
+                                  if m.endswith(BALANCED) else m for m in MODES])  # fmt: skip
+async def test_a_call_an_instance_refuses_unprocessed_is_made_again(mode: str) -> None:
+    """An instance shutting down says GOAWAY with a call of the client's under way that it
+    never began: the call is made again (on a new connection) and answered, as gRPC makes
+    it again itself when the GOAWAY reaches it (followed). Balanced, it does not yet:
+    marked as a known failure."""
+    app = _Stopping()
+    async with grpc_mesh(mode, serve=app.serve) as mesh:
+        try:
+            assert await asyncio.to_thread(_fine, mesh.target) == _grpc_message(b"first")[5:]
+        finally:
+            for writer in app.conns:
+                writer.transport.abort()
