@@ -83,11 +83,21 @@ def _listening() -> list[tuple[int, Bound]]:
     found: list[tuple[int, Bound]] = []
     for path, family in _TABLES:
         try:
-            with open(path) as table:
-                lines = table.read().splitlines()[1:]
+            found += _listening_in(path, family)
         except OSError:  # (no IPv6 here)
             continue
-        for line in lines:
+    return found
+
+
+def _listening_in(path: str, family: int) -> list[tuple[int, Bound]]:
+    """One table's listeners, read a line at a time. The table lists every socket of the
+    namespace, TIME_WAIT ones too: under connection churn ~7,000 lines (1 MB of text). Read
+    whole and split, that was ~3 MB alive at once on each listener opened, and the C heap
+    kept the pages of that peak (bench/soak.py); a line at a time, a few KiB."""
+    found: list[tuple[int, Bound]] = []
+    with open(path) as table:
+        next(table, None)  # the header
+        for line in table:
             fields = line.split()
             if len(fields) < 10 or fields[3] != _LISTEN:
                 continue
