@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal
 
 from gossamer.intentions.codec import intention_to_json
@@ -52,35 +52,33 @@ class IntentionSet:
         compiler = RuleCompiler()
         by_pair: dict[tuple[str, str], list[Rule]] = {}
         for rule in rules:
-            by_pair.setdefault(rule.intention.pair, []).append(rule)
+            by_pair.setdefault(rule.pair, []).append(rule)
         for ixn in intentions:
             by_pair.setdefault(ixn.pair, []).append(compiler.compile(ixn))
         if compiler.problems:
             raise IntentionError(compiler.problems)
-        self._by_pair: dict[tuple[str, str], tuple[Rule, ...]] = {}
-        keyed: list[tuple[_OrderKey, Intention]] = []
-        for pair, rules in by_pair.items():
-            if len(rules) > 1:  # content breaks ties only between duplicates of a pair
-                rules.sort(key=lambda r: _tie_key(r.intention, _canonical(r.intention)))
-                keyed += [(_order_key(r.intention, _canonical(r.intention)), r.intention)
-                          for r in rules]  # fmt: skip
-            else:
-                keyed.append((_order_key(rules[0].intention, ""), rules[0].intention))
-            self._by_pair[pair] = tuple(rules)
-        keyed.sort(key=lambda k: k[0])
-        self._all = tuple(ixn for _, ixn in keyed)
-        self._by_destination: dict[str, list[tuple[_OrderKey, Intention]]] = {}
-        self._by_source: dict[str, list[tuple[_OrderKey, Intention]]] = {}
-        for item in keyed:  # each list stays in evaluation order
-            self._by_destination.setdefault(item[1].destination, []).append(item)
-            self._by_source.setdefault(item[1].source, []).append(item)
+        twice = [pair for pair, group in by_pair.items() if len(group) > 1]
+        self._by_pair = _decision_order({p: tuple(g) for p, g in by_pair.items()}, twice)
+        self._listed: _Listing | None = None
+
+    @classmethod
+    def of_pairs(
+        cls, by_pair: dict[tuple[str, str], tuple[Rule, ...]], twice: Iterable[tuple[str, str]]
+    ) -> IntentionSet:
+        """The set of rules compiled and grouped by pair already, `twice` the pairs of more
+        than one rule (a caller that gathers them as it reads an answer, a few at a time:
+        intention_memo.py); `by_pair` is taken, not copied."""
+        iset = cls.__new__(cls)
+        iset._by_pair = _decision_order(by_pair, twice)
+        iset._listed = None
+        return iset
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._listing()[0])
 
     def __iter__(self) -> Iterator[Intention]:
         """All intentions in evaluation order (precedence descending)."""
-        return iter(self._all)
+        return iter(self._listing()[0])
 
     def rules_for(self, source: str, destination: str) -> tuple[Rule, ...]:
         """The highest-precedence rules matching the pair, ties in decision order."""
@@ -91,17 +89,63 @@ class IntentionSet:
                 return rules
         return ()
 
+    def by_pair(self) -> Mapping[tuple[str, str], tuple[Rule, ...]]:
+        """Each pair's rules in decision order; read only (a builder of the next set takes the
+        groups that did not change: intention_memo.py)."""
+        return self._by_pair
+
     def matching(self, by: Literal["source", "destination"], name: str) -> list[Intention]:
         """See `match`."""
         if by == "destination":
-            index = self._by_destination
+            index = self._listing()[1]
         elif by == "source":
-            index = self._by_source
+            index = self._listing()[2]
         else:
             raise ValueError(f'by must be "source" or "destination", got {by!r}')
         exact = index.get(name, [])
         wild = [] if name == WILDCARD else index.get(WILDCARD, [])
         return [ixn for _, ixn in heapq.merge(exact, wild, key=lambda k: k[0])]
+
+    def _listing(self) -> _Listing:
+        """The intentions in evaluation order, and by destination and by source: made on first
+        use. Deciding needs none of it, so a sidecar (which only decides) never pays for it,
+        and a set built from thousands of rows is ready as soon as its pairs are grouped."""
+        if self._listed is None:
+            self._listed = _listing(self._by_pair)
+        return self._listed
+
+
+_Keyed = list[tuple[_OrderKey, Intention]]
+_Listing = tuple[tuple[Intention, ...], dict[str, _Keyed], dict[str, _Keyed]]
+
+
+def _decision_order(
+    by_pair: dict[tuple[str, str], tuple[Rule, ...]], twice: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[Rule, ...]]:
+    """`by_pair`, the rules of each pair held more than once put in decision order (explicit
+    denies first); a pair of one rule has no order to keep."""
+    for pair in twice:  # content breaks ties only between duplicates of a pair
+        by_pair[pair] = tuple(
+            sorted(by_pair[pair], key=lambda r: _tie_key(r.intention, _canonical(r.intention)))
+        )
+    return by_pair
+
+
+def _listing(by_pair: dict[tuple[str, str], tuple[Rule, ...]]) -> _Listing:
+    keyed: _Keyed = []
+    for rules in by_pair.values():
+        if len(rules) > 1:
+            keyed += [(_order_key(r.intention, _canonical(r.intention)), r.intention)
+                      for r in rules]  # fmt: skip
+        else:
+            keyed.append((_order_key(rules[0].intention, ""), rules[0].intention))
+    keyed.sort(key=lambda k: k[0])
+    by_destination: dict[str, _Keyed] = {}
+    by_source: dict[str, _Keyed] = {}
+    for item in keyed:  # each list stays in evaluation order
+        by_destination.setdefault(item[1].destination, []).append(item)
+        by_source.setdefault(item[1].source, []).append(item)
+    return tuple(ixn for _, ixn in keyed), by_destination, by_source
 
 
 def _canonical(ixn: Intention) -> str:

@@ -26,7 +26,7 @@ strings. `rule_outcome` evaluates one rule. Pure. Rules this module keeps:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gossamer.intentions.model import (
     ALLOW,
@@ -128,6 +128,12 @@ class Rule:
     permissions: tuple[PermissionRule, ...]
     outcome: Outcome
     miss: tuple[Outcome, Outcome]
+    # the intention's (source, destination), made once: a set keys its rules by it, and
+    # one key kept from set to set is no new object for each row of each answer
+    pair: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pair", self.intention.pair)
 
 
 NO_MATCH = tuple(Decision(d, f"no intention matched; default policy is {ALLOW if d else DENY}")

@@ -140,6 +140,10 @@ class InboundHttp:
         request. One the app has not seen is answered `403` in its turn; a session whose
         request at the app or tunnel is no longer allowed is cut (`403` when the answer has
         not begun). An idle session waits: its next request is decided as it comes."""
+        # Decisions kept by source are made again as requests come; the set replaced is not
+        # held here meanwhile, to be let go by the next request in one piece (runtime.py).
+        self.l4_decided_by = None
+        self.l4_decisions.clear()
         for session in list(self.http_open):
             if session.closed:
                 continue

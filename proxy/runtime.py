@@ -39,6 +39,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from gossamer.gossip.host_port import host_port
+from gossamer.intentions.validate import IntentionError
 from gossamer.proxy import tally, warm
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.config import ConfigError, ProxyConfig
@@ -51,6 +52,8 @@ from gossamer.proxy.identity import Identity
 from gossamer.proxy.identity_watch import IdentityWatch
 from gossamer.proxy.inbound import Inbound
 from gossamer.proxy.intention_memo import IntentionMemo
+from gossamer.proxy.intention_read import let_go, read_intentions
+from gossamer.proxy.json_items import NoSuchArray
 from gossamer.proxy.metrics_server import Fleet, MetricsLike, open_metrics
 from gossamer.proxy.outbound import UpstreamListener
 from gossamer.proxy.policy import Policy
@@ -115,7 +118,7 @@ class ProxyRuntime:
         self._watch("/v1/agent/connect/ca/roots", self.trust.on_roots)
         self._watch("/v1/connect/ca/revoked", self.trust.on_revoked)
         match = f"/v1/connect/intentions/match?by=destination&name={svc}"
-        self._intentions = self._watch(match, self._on_intentions)
+        self._intentions = self._watch(match, self._on_intentions, raw=True)
         self._watch(SPLITTERS, self._on_splitters)
         self._watch(RESOLVERS, self.upstreams.on_resolvers)
         self._watch(ROUTERS, self.upstreams.on_routers)
@@ -127,8 +130,9 @@ class ProxyRuntime:
         await self._apply(self.config, first=True)
         self.denials.start()
 
-    def _watch(self, path: str, on_change: Any, *, by_hash: bool = False) -> Watch:
-        watch = Watch(self.agent, path, on_change, by_hash=by_hash)
+    def _watch(self, path: str, on_change: Any, *, by_hash: bool = False,
+               raw: bool = False) -> Watch:  # fmt: skip
+        watch = Watch(self.agent, path, on_change, by_hash=by_hash, raw=raw)
         watch.start()
         self._watches.append(watch)
         return watch
@@ -141,23 +145,25 @@ class ProxyRuntime:
         """Trust was taken away: every open connection checked again; how many were cut."""
         return sum(listener.recheck_peers() for listener in self._listeners())  # retired too
 
-    def _on_intentions(self, body: object) -> None:
+    async def _on_intentions(self, body: bytes) -> None:
+        # Read a few rows at a time, the policy in force deciding meanwhile (intention_read.py).
         # An agent's match answer always names the service asked about (`{"db": []}` when
         # nothing matches). One that does not is not about us: taken as "no intentions",
         # it cut every open connection under the default deny.
-        rows = body.get(self.config.service) if isinstance(body, dict) else None
-        if not isinstance(rows, list):
+        headers = self._intentions.headers if self._intentions else {}  # (this answer's)
+        before = self.policy.intentions
+        try:
+            intentions = await read_intentions(body, self.config.service, INTENTION_ROWS,
+                                               before)  # fmt: skip
+        except NoSuchArray:
             log.error("proxy: intentions answer unusable, keeping the previous one: it has no "
                       "list for %s", self.config.service)  # fmt: skip
             return
-        try:
-            self.policy.intentions = INTENTION_ROWS.build(rows)
-        except (ValueError, TypeError) as exc:
+        except (IntentionError, TypeError) as exc:  # (bad JSON: the watch asks again)
             log.error("proxy: intentions answer unusable, keeping the previous one: %s", exc)
             return
-        allow = (self._intentions.headers if self._intentions else {}).get(
-            DEFAULT_POLICY
-        ) == "allow"
+        self.policy.intentions = intentions
+        allow = headers.get(DEFAULT_POLICY) == "allow"
         if self.policy.known and self.policy.default_allow != allow:
             log.info("proxy: the agent's default intention policy is now %s",
                      "allow" if allow else "deny")  # fmt: skip
@@ -168,6 +174,9 @@ class ProxyRuntime:
         for listener in self._listeners():  # a retired inbound's connections are decided too
             if isinstance(listener, Inbound):
                 listener.recheck()
+        replaced = [before]
+        del before
+        await let_go(replaced)  # (the watch asks again after: the agent keeps what comes)
 
     def _on_splitters(self, body: Any) -> None:
         self.upstreams.on_splitters(body)

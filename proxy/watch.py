@@ -49,6 +49,10 @@ cyclic GC walking them), every connection of the sidecar waiting; element
 by element, each row gone once read, it is ~60 ms in pieces of ~1 ms.
 `headers` holds the headers of the answer being delivered (what an agent
 says beside the body, such as the default intention policy).
+A watch made with `raw` delivers the body as it came (bytes), for a reader
+that decodes it its own way (intention_read.py: rows a few at a time). An
+`on_change` may return an awaitable: the watch awaits it before it asks
+again, and one that raises is a failed answer, asked for again.
 A 400 to a list of config entries (`/v1/config/<kind>`) is how an agent
 says it holds no such kind: one older than this proxy (a rolling upgrade,
 or a rollback). It is delivered once as an empty list, so nothing of that
@@ -70,10 +74,11 @@ times a second, and the agent build it as often, for each such sidecar.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gossamer.proxy.agent_http import AgentHttp, Answer, BadAnswer
@@ -113,13 +118,14 @@ class Watch:
         self,
         agent: AgentHttp,
         path: str,
-        on_change: Callable[[Any], None],
+        on_change: Callable[[Any], Awaitable[None] | None],
         *,
         by_hash: bool = False,
         on_missing: Callable[[], None] | None = None,
         rng: random.Random | None = None,
         settle_s: float = 0.0,
         item: Callable[[Any], Any] | None = None,
+        raw: bool = False,
     ) -> None:
         self.path = path
         self._agent = agent
@@ -128,6 +134,7 @@ class Watch:
         self._by_hash = by_hash
         self._settle_s = settle_s  # after a change delivered, before asking again
         self._item = item  # what is kept of each element of an array answer
+        self._raw = raw  # the body is delivered as it came (bytes), its reader decodes it
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
         self.index = "0" if not by_hash else ""
@@ -225,7 +232,10 @@ class Watch:
             raise BadAnswer(f"{answer.status} {answer.text}")
         self._kind_unknown = False
         found = self._where(answer)
-        if self._item is None:
+        body: Any
+        if self._raw:
+            body = answer.body
+        elif self._item is None:
             body = json.loads(answer.body)
         else:
             body = await _kept(answer.body, self._item)
@@ -235,7 +245,8 @@ class Watch:
             found = "0"  # the agent restarted: start over
         if changed:
             self.headers = answer.headers
-            self._on_change(body)
+            if inspect.isawaitable(applied := self._on_change(body)):
+                await applied  # (the next ask waits for it: its answer is the latest then)
         self.index = found  # after: an answer whose reader raised is asked for again
         return changed
 

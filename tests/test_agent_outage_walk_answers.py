@@ -12,6 +12,7 @@ asked from as 1, and a watch never asks in a tight loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -209,12 +210,12 @@ async def test_an_intentions_answer_not_about_the_service_is_not_applied(
     force are kept, as a `null` already was (with a traceback)."""
     config = ProxyConfig(service="db")
     runtime = ProxyRuntime(config, AgentHttp("http://127.0.0.1:1"))
-    runtime._on_intentions({"db": [{"SourceName": "web", "DestinationName": "db",
-                                    "Action": "allow"}]})  # fmt: skip
+    await runtime._on_intentions(json.dumps({"db": [{"SourceName": "web", "DestinationName": "db",
+                                                     "Action": "allow"}]}).encode())  # fmt: skip
     kept = runtime.policy.intentions
     with caplog.at_level(logging.ERROR, logger="gossamer.proxy"):
-        runtime._on_intentions(body)
+        await runtime._on_intentions(json.dumps(body).encode())
     assert runtime.policy.intentions is kept
     assert "intentions answer unusable" in caplog.text and "no list for db" in caplog.text
-    runtime._on_intentions({"db": []})  # a real "nothing matches" applies
+    await runtime._on_intentions(b'{"db": []}')  # a real "nothing matches" applies
     assert runtime.policy.intentions is not kept

@@ -362,7 +362,7 @@ async def test_a_retired_listeners_connections_are_still_judged(change: str) -> 
             issuer = key_id(pki.mesh.intermediate.certificate.public_key()).hex()
             runtime.trust.on_revoked([{"IntermediateKeyID": issuer}])
         else:
-            runtime._on_intentions({"db": []})  # no intention left, default deny
+            await runtime._on_intentions(b'{"db": []}')  # no intention left, default deny
         assert await echo(kept, b"three") == b""
         assert runtime.open_connections() == 0
     finally:

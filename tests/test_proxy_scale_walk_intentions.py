@@ -124,8 +124,11 @@ def test_an_unrelated_change_leaves_connections_flowing_a_deny_still_cuts(
             kept.sendall(b"1")
             assert kept.recv(10) == b"1"
             _write(agent, _sources("deny", changed=1))
+            written = time.monotonic()
             kept.settimeout(10)
             assert kept.recv(10) == b""  # cut: web is denied now
+            cut = time.monotonic() - written
+            assert cut < 1.0, f"cut {cut:.2f} s after the agent took the deny"  # (~0.4 s)
     finally:
         assert not stop_mesh(cluster, [web, db], [app])
 
