@@ -40,14 +40,14 @@ ends its connection and cancels its calls (Envoy and gRPC servers do the
 same): a followed connection carries the FIN to the app instead, whose own
 HTTP/2 stack decides.
 
-Not yet: a call an instance refuses unprocessed (its GOAWAY, as when it
-shuts down, or RST_STREAM REFUSED_STREAM) is answered RST_STREAM
-REFUSED_STREAM, which grpcio does not retry (UNAVAILABLE "Stream removed");
-followed, the instance's GOAWAY reaches the client, which retries the call
-on a new connection by itself. The request is not kept to send it again
-elsewhere (Linkerd keeps up to 64 KiB of it for that). Its connections to
-instances are not shared between client connections (nor rechecked by
-`recheck_peers` when they are TLS connections of their own; muxes are).
+A call an instance refuses unbegun (its GOAWAY, as when it shuts down, or
+RST_STREAM REFUSED_STREAM) is sent again, to an instance chosen anew
+(h2_balanced_replay.py): followed, the instance's GOAWAY reaches the client,
+which makes the call again itself.
+
+Not yet: its connections to instances are not shared between client
+connections (nor rechecked by `recheck_peers` when they are TLS connections
+of their own; muxes are).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from math import inf
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import balance
-from gossamer.proxy.h2_balanced_guard import GuardedSplitter
+from gossamer.proxy.h2_balanced_replay import ReplayingSplitter
 from gossamer.proxy.h2_frames import PREFACE
 from gossamer.proxy.h2_split_calls import Close, CloseClient, Command, Open, ToClient, ToUpstream
 from gossamer.proxy.http_limits import CLIENT_IDLE, Limits
@@ -168,7 +168,7 @@ class Balanced(Relay):
         u = listener.upstream
         # (a service-resolver's RequestTimeout, when it gives one: outbound.set_routing)
         limits = Limits(listener.request_timeout_s, u.request_idle_s, u.client_idle_s)
-        self.split: GuardedSplitter[Key] = GuardedSplitter(
+        self.split: ReplayingSplitter[Key] = ReplayingSplitter(
             self._choose, clock=time.monotonic, done=self._done, limits=limits
         )
         self.first_due = min([s for s in (limits.request_s, limits.idle_s) if s] or [inf])

@@ -271,6 +271,11 @@ class CallBook:
         if call.client_ended or not self._held:
             del self._calls[stream]
 
+    def forget(self, stream: int) -> None:
+        """`stream` leaves this book unrecorded: its instance refused it unbegun, and it is
+        made again on another (h2_balanced_replay.py), whose book records its outcome."""
+        self._calls.pop(stream, None)
+
     def closed(self, stream: int, now: float, cut_by: int = INTERNAL) -> None:
         """Either side reset `stream` (`cut_by`: the client, CANCELLED; the app, INTERNAL): the
         call ends both ways."""

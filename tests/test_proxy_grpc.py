@@ -945,19 +945,13 @@ def _fine(target: str) -> bytes | grpc.StatusCode:
     return answer
 
 
-_REFUSED_NOT_MADE_AGAIN = pytest.mark.xfail(strict=True, reason=(
-    "balanced: the instance's GOAWAY reaches web's splitter, which answers the call "
-    "RST_STREAM REFUSED_STREAM; grpcio does not retry that (UNAVAILABLE), and the request "
-    "is not kept to be sent elsewhere (h2_balanced.py, not yet)"))  # fmt: skip
-
-
-@pytest.mark.parametrize("mode", [pytest.param(m, marks=_REFUSED_NOT_MADE_AGAIN)
-                                  if m.endswith(BALANCED) else m for m in MODES])  # fmt: skip
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_call_an_instance_refuses_unprocessed_is_made_again(mode: str) -> None:
     """An instance shutting down says GOAWAY with a call of the client's under way that it
-    never began: the call is made again (on a new connection) and answered, as gRPC makes
-    it again itself when the GOAWAY reaches it (followed). Balanced, it does not yet:
-    marked as a known failure."""
+    never began: the call is made again (on a new connection) and answered. Followed, the
+    GOAWAY reaches the client and gRPC makes the call again itself; balanced, web's splitter
+    makes it again (h2_balanced_replay.py): it answered RST_STREAM REFUSED_STREAM, which
+    grpcio does not retry (UNAVAILABLE)."""
     app = _Stopping()
     async with grpc_mesh(mode, serve=app.serve) as mesh:
         try:
