@@ -204,7 +204,7 @@ def _service(
     memory = known if known is not None else ChainMemory()
     try:
         chain = memory.chain(chain_der) or tuple(chain_der)  # a lone leaf not remembered: itself
-        facts = [memory.facts(der) for der in chain]
+        facts = [memory.facts(der, now) for der in chain]
     except ValueError:
         raise Refused(tally.BAD_CERTIFICATE, "the peer's certificate is unreadable") from None
     if len(chain) == 1:  # only a resumed session presents a lone leaf

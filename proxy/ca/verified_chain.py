@@ -47,33 +47,64 @@ class ChainMemory:
     Facts are read once per certificate (~30 µs of DER reading), not once per
     connection; the oldest entry goes first when full (for chains, the one
     least recently used: a chain forgotten refuses its leaf's resumed sessions).
+    A leaf that has expired is forgotten, its chain with it, when a new
+    certificate's facts are read (`now` given): no handshake or check can pass
+    with it again. Without that, every renewal of every peer's leaf stayed
+    until 1,024 more came (in bench/soak.py, with leaves renewed every 5 s,
+    ~150 KiB more per minute in each worker; at the bound, ~3 MiB per memory,
+    and a `--node` worker has one per sidecar and per upstream).
+    A chain seen again keeps the bytes it was first remembered with, and every
+    chain shares one copy of each issuer's DER: each handshake hands over new
+    bytes for the whole chain, and keeping those meant 1.2 KiB more per leaf,
+    and new long-lived chunks all over the C heap on every connection.
     """
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self._capacity = capacity
-        self._facts: dict[bytes, CertFacts] = {}
-        self._chains: dict[bytes, tuple[bytes, ...]] = {}
+        self._facts: dict[bytes, CertFacts] = {}  # the least recently used first
+        self._chains: dict[bytes, tuple[bytes, ...]] = {}  # the least recently used first
+        self._issuers: dict[bytes, bytes] = {}  # one copy of each issuer's DER
 
-    def facts(self, der: bytes) -> CertFacts:
-        """The facts of one certificate; ValueError if it is not one."""
-        found = self._facts.get(der)
+    def facts(self, der: bytes, now: datetime | None = None) -> CertFacts:
+        """The facts of one certificate; ValueError if it is not one. With `now`, a new one
+        makes room by forgetting the leaves expired by then (the least used come first)."""
+        found = self._facts.pop(der, None)
         if found is None:
             found = cert_facts(der)
-            _bounded_put(self._facts, der, found, self._capacity)
+            if now is not None:
+                self._forget_expired(now)
+            if len(self._facts) >= self._capacity:
+                del self._facts[next(iter(self._facts))]
+        self._facts[der] = found  # the last used goes last: expired ones drift to the front
         return found
 
     def chain(self, certificates: Sequence[bytes]) -> tuple[bytes, ...] | None:
         """A full verified chain (remembered for its leaf), or a lone leaf's remembered one."""
-        if len(certificates) > 1:
-            chain = tuple(certificates)
-            _bounded_put(self._chains, chain[0], chain, self._capacity)
-            return chain
         if not certificates:
             return None
         found = self._chains.pop(certificates[0], None)
+        if len(certificates) > 1 and (found is None or found != tuple(certificates)):
+            found = (certificates[0], *(self._issuer(der) for der in certificates[1:]))
+            if len(self._chains) >= self._capacity:
+                del self._chains[next(iter(self._chains))]
         if found is not None:  # the last used goes last: a resumed leaf seen often stays
-            self._chains[certificates[0]] = found
+            self._chains[found[0]] = found
         return found
+
+    def _issuer(self, der: bytes) -> bytes:
+        found = self._issuers.get(der)
+        if found is None:
+            _bounded_put(self._issuers, der, der, self._capacity)
+            found = der
+        return found
+
+    def _forget_expired(self, now: datetime) -> None:
+        while self._facts:
+            oldest = next(iter(self._facts))
+            if self._facts[oldest].not_after >= now:
+                return
+            del self._facts[oldest]
+            self._chains.pop(oldest, None)
 
 
 def check_verified(
