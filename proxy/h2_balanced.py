@@ -375,13 +375,21 @@ class Balanced(Relay):
             return None
         # An instance whose connection is excluded but open (its GOAWAY came, or it has as
         # many calls as it takes) gets a connection of its own for the call; one excluded
-        # with no connection is one this call's dial failed at.
-        tried = {i for i in candidates if self._key(target, i) in exclude
-                 and not self._live(self._key(target, i))}  # fmt: skip
+        # with no connection is one this call's dial failed at. One whose GOAWAY came (it
+        # may be shutting down: a call it refused is being sent again) is the last choice.
+        tried, going = set(), set()
+        for i in candidates:
+            if (key := self._key(target, i)) in exclude:
+                if not self._live(key):
+                    tried.add(i)
+                elif key in self.split.going_away:
+                    going.add(i)
         costs = lst.outstanding
         ejected = lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
-        instance = balance.choose(candidates, costs, lst.rng, tried | ejected)
+        instance = balance.choose(candidates, costs, lst.rng, tried | going | ejected)
         if instance is None:  # all set aside: the least bad of those not tried
+            instance = balance.choose(candidates, costs, lst.rng, tried | going)
+        if instance is None:  # each one left said GOAWAY: a new connection to one
             instance = balance.choose(candidates, costs, lst.rng, tried)
         if instance is None:
             return None

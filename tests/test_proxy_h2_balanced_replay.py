@@ -5,6 +5,11 @@ tests/test_proxy_grpc.py test_a_call_an_instance_refuses_unprocessed_is_made_aga
 
 from __future__ import annotations
 
+import random
+from types import SimpleNamespace
+from typing import Any
+
+from gossamer.proxy.h2_balanced import Balanced
 from gossamer.proxy.h2_balanced_replay import AGAIN_MAX, REPLAY_MAX, ReplayingSplitter
 from gossamer.proxy.h2_frames import (
     DATA,
@@ -25,6 +30,7 @@ from gossamer.proxy.h2_frames import (
     rst_stream,
 )
 from gossamer.proxy.h2_split_calls import Command, Open, ToClient, ToUpstream
+from gossamer.proxy.outlier import Outliers
 
 CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Fine"),
         (b":authority", b"db"), (b"content-type", b"application/grpc")]  # fmt: skip
@@ -148,3 +154,42 @@ def test_a_call_whose_answer_began_is_never_made_again() -> None:
     rig.upstream("a", rst_stream(1, REFUSED_STREAM))
     assert rig.resets() == [(1, REFUSED_STREAM)] and rig.sent_to("b") == []
     assert not [f for f in _frames(bytes(rig.to_client)) if f[0] == GOAWAY]
+
+
+class _Listener:
+    """What Balanced._choose asks of its listener: one target, two instances."""
+
+    def __init__(self, instances: list[str]) -> None:
+        self.instances = instances
+        self.outstanding: dict[str, int] = {}
+        self.rng = random.Random(7)
+        self.outliers = Outliers()
+
+    def pick_target(self) -> str:
+        return "db"
+
+    def instances_for(self, target: str) -> list[str]:
+        return self.instances
+
+
+def _chooser(instances: list[str], going: set[str]) -> Any:
+    """A Balanced with only what `_choose` reads: a live connection to each instance, those
+    in `going` having said GOAWAY."""
+    made: Any = object.__new__(Balanced)
+    made.listener = _Listener(instances)
+    made.generation = {}
+    made.ups = {("db", i, 0): object() for i in instances}
+    made.dials = {}
+    made.split = SimpleNamespace(going_away={("db", i, 0): 1 for i in going})
+    return made
+
+
+def test_a_call_sent_again_goes_to_an_instance_that_did_not_say_goaway() -> None:
+    """The chooser takes an instance whose connection said GOAWAY (it may be shutting down)
+    last: a call it refused goes to another (it went to a new connection to it as readily as
+    anywhere, and was refused again); with no other, a new connection to it."""
+    balanced = _chooser(["i1", "i2", "i3"], {"i1"})
+    picks = {balanced._choose({("db", "i1", 0)}) for _ in range(50)}
+    assert picks == {("db", "i2", 0), ("db", "i3", 0)}
+    alone = _chooser(["i1"], {"i1"})
+    assert alone._choose({("db", "i1", 0)}) == ("db", "i1", 1)
