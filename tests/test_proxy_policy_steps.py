@@ -193,7 +193,9 @@ async def test_a_change_among_5000_l7_intentions_holds_the_loop_a_few_ms_at_a_ti
             for watch in runtime._watches:
                 watch.stop()
     decided = beat.changed_at - sent
-    assert beat.longest < 0.015, f"the loop was held {beat.longest * 1000:.1f} ms of CPU"
+    # (two reading steps may fall between two turns of the heartbeat: 7-12 ms seen here on
+    # a busy host; 89 ms before, the whole answer in one piece)
+    assert beat.longest < 0.02, f"the loop was held {beat.longest * 1000:.1f} ms of CPU"
     assert decided < 1.0, f"the first decision by the new set came {decided:.2f} s after"
 
 
