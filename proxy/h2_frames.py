@@ -15,6 +15,8 @@ import struct
 from collections.abc import Iterable
 from typing import Final
 
+from hpack.struct import NeverIndexedHeaderTuple
+
 # Final: compiled, each use is the constant itself, not a look-up in the module's dict
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HEAD: Final = 9  # bytes of a frame header
@@ -168,8 +170,9 @@ def literal_block(fields: Iterable[tuple[bytes, bytes]]) -> bytes:
     an intermediary must pass on so): any HPACK decoder reads it whatever its dynamic table
     holds, and its table stays as it was."""
     out = bytearray()
-    for field in fields:
-        out.append(0 if getattr(field, "indexable", True) else 0x10)
+    for field in fields:  # (not getattr(field, "indexable", True): a tuple has no such
+        # attribute, and each such getattr made and dropped an AttributeError)
+        out.append(0x10 if isinstance(field, NeverIndexedHeaderTuple) else 0)
         for text in field:
             out += _integer(len(text)) + text
     return bytes(out)

@@ -32,28 +32,55 @@ class ToClient:
     data: bytes
 
 
-@dataclass(frozen=True)
-class ToUpstream(Generic[K]):
+class _Keyed(Generic[K]):
+    """A command about one upstream connection. Plain classes, not frozen dataclasses, for
+    these generic ones: mypyc cannot compile a generic dataclass (its module fails to load),
+    and the splitter runs compiled (native.py). Equal, hashed and shown as a dataclass."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: K) -> None:
+        self.key = key
+
+    def parts(self) -> tuple[object, ...]:
+        return (self.key,)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and isinstance(other, _Keyed) and (
+            other.parts() == self.parts())  # fmt: skip
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self.parts()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.parts()!r}"
+
+
+class ToUpstream(_Keyed[K]):
     """Write these bytes to the connection to `key` (only ever after `opened(key)`)."""
 
-    key: K
-    data: bytes
+    __slots__ = ("data",)
+
+    def __init__(self, key: K, data: bytes) -> None:
+        super().__init__(key)
+        self.data = data
+
+    def parts(self) -> tuple[object, ...]:
+        return (self.key, self.data)
 
 
-@dataclass(frozen=True)
-class Open(Generic[K]):
+class Open(_Keyed[K]):
     """Dial `key`; then say `opened(key)` or `open_failed(key)`."""
 
-    key: K
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Close(Generic[K]):
+class Close(_Keyed[K]):
     """Close the connection to `key` once the bytes before this command are written, or
     abandon its dial if it is still under way. Report nothing more of it (not even that
     dial's outcome): the splitter has forgotten it, and an `Open(key)` may follow."""
 
-    key: K
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
