@@ -47,9 +47,10 @@ class Upstream:
     # Clients from other hosts, when bound to a network address (`Config.
     # gossamer_remote_clients`): each would speak as this proxy's service. Off: refused.
     remote_clients: bool = False
-    # `http2`/`grpc` with `Config.gossamer_balance_calls: true`: each call of a client
-    # connection to an instance of its own (h2_balanced.py); off: the connection to one
-    balance_calls: bool = False
+    # `http2`/`grpc`: each call of a client connection to an instance of its own
+    # (h2_balanced.py), as Linkerd does; `Config.gossamer_balance_calls: false`: the
+    # connection to one instance, followed (h2_followed.py)
+    balance_calls: bool = True
     # The registration gave `connect_timeout_ms` / `request_timeout_ms`: they win over a
     # service-resolver's ConnectTimeout / RequestTimeout (resolver_routes.py), as in Consul
     connect_timeout_set: bool = False

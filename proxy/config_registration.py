@@ -152,7 +152,7 @@ def _upstream_options(options: Mapping[str, Any], at: str) -> dict[str, Any]:
         "connect_timeout_set": options.get("connect_timeout_ms") is not None,
         **proto.upstream_fields(options, at),
         "remote_clients": fields.flag(options, "gossamer_remote_clients", at, default=False),
-        "balance_calls": fields.flag(options, "gossamer_balance_calls", at, default=False),
+        "balance_calls": fields.flag(options, "gossamer_balance_calls", at, default=True),
     }
 
 

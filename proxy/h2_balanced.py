@@ -5,7 +5,7 @@ instance (h2_followed.py), every call of it went there for the channel's
 life, however many instances there were. Here the proxy ends the client's
 connection itself (h2_split.py, the pure core) and sends each new stream to
 the instance the chooser names for it, as Linkerd and Consul's Envoy do.
-Opt-in (`Upstreams[].Config.gossamer_balance_calls: true`): see "not yet".
+On by default; `Upstreams[].Config.gossamer_balance_calls: false` opts out.
 
 `Preface` reads the client's first bytes: the HTTP/2 preface makes a
 `Balanced`, anything else (h2 inside the app's own TLS, not HTTP/2 at all)

@@ -1,9 +1,9 @@
 """Each call of one gRPC channel balanced over the instances (proxy/h2_balanced.py).
 
 Three instances of `rpc`, each a grpcio server of its own behind a sidecar of
-its own; web's sidecar has an upstream to it balanced per call
-(`gossamer_balance_calls: true`), old's one without it (the connection to one
-instance, followed: the default).
+its own; web's sidecar has an upstream to it balanced per call (the default,
+no key), old's one opted out (`gossamer_balance_calls: false`: the connection
+to one instance, followed).
 Each server answers with its name, so the test sees where each call went.
 """
 
@@ -87,11 +87,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         balanced, followed = free_port("127.0.0.1"), free_port("127.0.0.1")
         agent.put("/v1/agent/service/register", web_body(agent, free_port(agent.ip), [
             {"DestinationName": "rpc", "LocalBindPort": balanced,
-             "Config": {"protocol": "grpc", "gossamer_balance_calls": True}},
+             "Config": {"protocol": "grpc"}},
         ]))  # fmt: skip
         old = web_body(agent, free_port(agent.ip), [
             {"DestinationName": "rpc", "LocalBindPort": followed,
-             "Config": {"protocol": "grpc"}},
+             "Config": {"protocol": "grpc", "gossamer_balance_calls": False}},
         ])  # fmt: skip
         old.update(Name="old", ID="old")
         agent.put("/v1/agent/service/register", old)
@@ -135,8 +135,8 @@ def test_one_channels_calls_spread_over_every_instance(mesh: dict[str, Any]) -> 
     assert min(counts.values()) >= 8, counts
 
 
-def test_without_the_key_a_channel_stays_on_one_instance(mesh: dict[str, Any]) -> None:
-    """No `gossamer_balance_calls`: the channel's connection goes to one instance, and every
+def test_opted_out_a_channel_stays_on_one_instance(mesh: dict[str, Any]) -> None:
+    """`gossamer_balance_calls: false`: the channel's connection goes to one instance, and every
     call of it with it (the follow-only relay, h2_followed.py)."""
     with grpc.insecure_channel(mesh["followed"]) as channel:
         eventually(lambda: _who(channel), 30, what="a first call")
