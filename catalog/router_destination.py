@@ -2,7 +2,8 @@
 
 `Service` (default: the router's own), `ServiceSubset` (a DNS label),
 `PrefixRewrite` (only with `PathPrefix` or `PathExact`, as Consul asks: it
-replaces the part of the path they matched), `RequestTimeout`,
+replaces the part of the path they matched; a path in visible ASCII, as it
+starts the request line), `RequestTimeout`,
 `IdleTimeout`, `RequestHeaders` and `ResponseHeaders` `{Add, Set, Remove}` (a value is
 sent as written, but `%%` is a `%`, as Envoy reads it; Envoy's
 `%VARIABLE%`s are refused, as are edits of the fields that frame the
@@ -53,6 +54,11 @@ _FIXED_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "conn
 _FIXED_RESPONSE = frozenset(("content-length", "transfer-encoding", "connection", "upgrade",
                              "trailer", "keep-alive", "proxy-connection"))  # fmt: skip
 _VARIABLE = re.compile(r"%[A-Za-z_]+(\(.*?\))?%")  # Envoy's %DOWNSTREAM_REMOTE_ADDRESS% ...
+# What a rewritten path may begin with: a "/" and visible ASCII but "#" (RFC 9112's origin
+# form; anything else is sent percent-encoded). The rewrite starts the request target the
+# sidecar writes, so a space, a line break or a byte past ASCII would break the request line
+# of every request the route takes (Consul stores such a value; Envoy refuses it or sends it).
+_REWRITE = re.compile(r"/[!-\"$-~]*")
 
 
 def read_destination(raw: object, at: str, path_kind: str, check_name: Any) -> dict[str, Any]:
@@ -82,6 +88,11 @@ def read_destination(raw: object, at: str, path_kind: str, check_name: Any) -> d
             problems.add(d.error("PrefixRewrite", "needs Match.HTTP.PathPrefix or PathExact: "
                                                   "it replaces the part of the path they "
                                                   "matched"))  # fmt: skip
+        if not _REWRITE.fullmatch(rewrite):
+            problems.add(d.error("PrefixRewrite", f'must be a path starting with "/", in '
+                                                  f"visible ASCII characters other than '#' "
+                                                  f"(percent-encode the others), got "
+                                                  f"{shown(rewrite)}"))  # fmt: skip
         out["PrefixRewrite"] = rewrite
     for key in ("RequestTimeout", "IdleTimeout"):
         if timeout := problems.read(0.0, d.duration, key):
