@@ -112,7 +112,7 @@ def _retries(d: Fields) -> dict[str, Any]:
     """`NumRetries`, `RetryOnConnectFailure`, `RetryOn`, `RetryOnStatusCodes`, as stored."""
     problems = Problems()
     out: dict[str, Any] = {}
-    if num := problems.read(0, d.int_, "NumRetries", 0, 2**32 - 1, 0, "0 or more"):
+    if num := problems.read(0, d.int_, "NumRetries", 0, 2**32 - 1):  # Consul: a uint32
         out["NumRetries"] = num
     if problems.read(False, d.bool_, "RetryOnConnectFailure"):
         out["RetryOnConnectFailure"] = True

@@ -43,3 +43,16 @@ def test_a_prefix_rewrite_that_cannot_start_a_request_target_is_refused(rewrite:
 def test_a_prefix_rewrite_that_starts_a_path_is_stored(rewrite: str) -> None:
     entry = read_entry(router(prefix_route(rewrite)))
     assert entry["Routes"][0]["Destination"]["PrefixRewrite"] == rewrite
+
+
+@pytest.mark.parametrize("num", [-1, 2**32, 2.5, "3", True])
+def test_num_retries_out_of_range_names_the_range_consul_takes(num: object) -> None:
+    route = {"Destination": {"Service": "api-v2", "NumRetries": num}}
+    found = problems_of(router(route))
+    why = found["Routes[0].Destination.NumRetries"]
+    assert "0-4294967295" in why, why  # "0 or more" said nothing to the one who wrote 2**32
+
+
+def test_num_retries_at_consul_s_largest_is_stored() -> None:
+    entry = read_entry(router({"Destination": {"Service": "api-v2", "NumRetries": 2**32 - 1}}))
+    assert entry["Routes"][0]["Destination"]["NumRetries"] == 2**32 - 1
