@@ -8,7 +8,8 @@ service itself, as with no router. Then the destination's splitter and
 resolver apply, as they do to the service itself (Consul's chain: router,
 splitter, resolver).
 
-`Match.HTTP`: at most one of `PathExact`, `PathPrefix`, `PathRegex`;
+`Match.HTTP`: at most one of `PathExact`, `PathPrefix`, `PathRegex`
+(`CaseInsensitive` folds the case of the first two);
 `Header` (each `Name` and one of `Present`, `Exact`, `Prefix`, `Suffix`,
 `Regex`, and `Invert`); `QueryParam` (each `Name` and one of `Present`,
 `Exact`, `Regex`); `Methods`. The rules are the L7 intentions' (which
@@ -75,6 +76,7 @@ class HttpRule:
     path_regex: str = ""
     methods: tuple[str, ...] = ()
     headers: tuple[HeaderRule, ...] = ()
+    case_insensitive: bool = False  # PathExact and PathPrefix match in any (ASCII) case
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def routes_of(entry: Mapping[str, Any]) -> tuple[Route, ...]:
         )  # fmt: skip
         match = HttpRule(http.get("PathExact", ""), http.get("PathPrefix", ""),
                           http.get("PathRegex", ""), tuple(http.get("Methods", ())),
-                          headers)  # fmt: skip
+                          headers, bool(http.get("CaseInsensitive")))  # fmt: skip
         query = tuple(QueryMatch(q["Name"], bool(q.get("Present")), q.get("Exact", ""),
                                  q.get("Regex", ""))
                       for q in http.get("QueryParam", ()))  # fmt: skip

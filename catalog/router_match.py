@@ -2,9 +2,13 @@
 
 At most one of `PathExact`, `PathPrefix`, `PathRegex` (a path starts with
 "/"; a pattern is RE2's, as Envoy's engine and Go's, which Consul checks
-with); `Methods` as Go's method constants, upper-cased as Consul does, each
-once; `Header` (each `Name`, a header name or one of the pseudo-headers the
-sidecar matches, and exactly one of `Present`, `Exact`, `Prefix`, `Suffix`,
+with); `CaseInsensitive`, which Consul gives Envoy as the route's
+`case_sensitive: false`: it folds the case of `PathExact` and `PathPrefix`
+only (Envoy leaves a regex as written, so with `PathRegex` it would change
+nothing: refused, the 400 saying to write `(?i)` in the pattern); `Methods`
+as Go's method constants, upper-cased as Consul does, each once; `Header`
+(each `Name`, a header name or one of the pseudo-headers the sidecar
+matches, and exactly one of `Present`, `Exact`, `Prefix`, `Suffix`,
 `Regex`, with `Invert`); `QueryParam` (each `Name` and exactly one of
 `Present`, `Exact`, `Regex`). Every problem is listed in one
 RegistrationError, each naming its field. The result is the stored JSON
@@ -18,7 +22,8 @@ from typing import Any
 
 from gossamer.catalog.registration_fields import Fields, RegistrationError, shown
 
-_HTTP_FIELDS = ("PathExact", "PathPrefix", "PathRegex", "Header", "QueryParam", "Methods")
+_HTTP_FIELDS = ("PathExact", "PathPrefix", "PathRegex", "CaseInsensitive", "Header",
+                "QueryParam", "Methods")  # fmt: skip
 _HEADER_FIELDS = ("Name", "Present", "Exact", "Prefix", "Suffix", "Regex", "Invert")
 _QUERY_FIELDS = ("Name", "Present", "Exact", "Regex")
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 §5.6.2)
@@ -64,6 +69,15 @@ def _paths(h: Fields, at: str, found: Found) -> dict[str, Any]:
         elif not value.startswith("/"):
             found.append((h.at(key), f'must start with "/", got {shown(value)}'))
         out[key] = value
+    fold = h.values.get("CaseInsensitive", False)
+    if not isinstance(fold, bool):
+        found.append((h.at("CaseInsensitive"), f"must be true or false, got {shown(fold)}"))
+    elif fold and "PathRegex" in out:
+        found.append((h.at("CaseInsensitive"), "folds the case of PathExact and PathPrefix only, "
+                                               "as Envoy's case_sensitive: write (?i) at the "
+                                               "start of the PathRegex instead"))  # fmt: skip
+    elif fold:
+        out["CaseInsensitive"] = True
     return out
 
 

@@ -7,11 +7,15 @@ Paths, methods and headers are matched by the L7 intentions' own code
 paths without their query string, header names in any case, a missing
 header matching only an inverted `Present`); query parameters here, read
 from the query string percent-decoded, the first value of a repeated name
-(as Envoy reads them). The same match serves an HTTP/2 call: `route_index`
-takes its method, path and header fields as plain values.
+(as Envoy reads them). A `CaseInsensitive` route's `PathExact` or
+`PathPrefix` is matched here too, both sides folded to ASCII lower case
+(Envoy's `case_sensitive: false`), its rule holding the rest. The same
+match serves an HTTP/2 call: `route_index` takes its method, path and
+header fields as plain values.
 
 `rewritten_head` is the HTTP/1 request head a route sends on: its path's
-matched prefix (or whole exact path) replaced by `PrefixRewrite`, and its
+matched prefix (or whole exact path, in any case when the route folds it)
+replaced by `PrefixRewrite`, and its
 `RequestHeaders` edits made (`Remove`, then `Set` replacing, then `Add`
 appended: Envoy's order).
 """
@@ -20,12 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from string import ascii_lowercase, ascii_uppercase
 from urllib.parse import parse_qsl
 
 from gossamer.catalog.config_router import HeaderEdits, QueryMatch, Route
 from gossamer.intentions.model import Decision, HeaderMatch, HttpRequest
 from gossamer.intentions.rules import HeaderRule, PermissionRule
 from gossamer.intentions.validate import Pattern, compile_regex
+
+_FOLD = str.maketrans(ascii_uppercase, ascii_lowercase)  # Envoy folds ASCII letters only
 
 
 @dataclass(frozen=True)
@@ -45,18 +52,35 @@ class QueryRule:
 
 
 @dataclass(frozen=True)
+class FoldedPath:
+    """A CaseInsensitive route's path condition, lower case: its exact path or its prefix."""
+
+    exact: str
+    prefix: str
+
+    def matches(self, path: str) -> bool:
+        folded = path.translate(_FOLD)
+        return folded == self.exact if self.exact else folded.startswith(self.prefix)
+
+
+@dataclass(frozen=True)
 class Matcher:
     """Routes compiled once: each a permission rule (path, methods, headers) and its query
-    parameter rules."""
+    parameter rules; `folds[i]`, route i's path in any case (None: in its rule), and `()`
+    when no route folds (a router without one tests nothing more per route)."""
 
     rules: tuple[PermissionRule, ...]
     queries: tuple[tuple[QueryRule, ...], ...]
+    folds: tuple[FoldedPath | None, ...] = ()
 
     def first(self, request: HttpRequest) -> int:
         """The index of the first route that fits `request`; -1 when none does."""
         query: dict[str, str] | None = None
+        folds = self.folds
         for i, rule in enumerate(self.rules):
             if not rule.matches(request):
+                continue
+            if folds and (fold := folds[i]) is not None and not fold.matches(request.bare_path):
                 continue
             wanted = self.queries[i]
             if wanted:
@@ -89,18 +113,25 @@ def compile_routes(routes: tuple[Route, ...], decisions: tuple[Decision, ...]) -
 
     rules = []
     queries = []
+    folds: list[FoldedPath | None] = []
     for i, route in enumerate(routes):
         http = route.http
+        exact, prefix, fold = http.path_exact, http.path_prefix, None
+        if http.case_insensitive and (exact or prefix):
+            fold = FoldedPath(exact.translate(_FOLD), prefix.translate(_FOLD))
+            exact = prefix = ""  # (matched by the fold)
+        folds.append(fold)
         headers = tuple(
             HeaderRule.of(HeaderMatch(h.name, h.present, h.exact, h.prefix, h.suffix, h.regex,
                                       h.invert), regex(h.regex))
             for h in http.headers
         )  # fmt: skip
-        rules.append(PermissionRule(i, "route", http.path_exact, http.path_prefix,
-                                    regex(http.path_regex), frozenset(http.methods), headers,
+        rules.append(PermissionRule(i, "route", exact, prefix, regex(http.path_regex),
+                                    frozenset(http.methods), headers,
                                     (1, decisions[i])))  # fmt: skip
         queries.append(tuple(QueryRule(q, regex(q.regex)) for q in route.query))
-    return Matcher(tuple(rules), tuple(queries))
+    return Matcher(tuple(rules), tuple(queries),
+                   tuple(folds) if any(f is not None for f in folds) else ())  # fmt: skip
 
 
 def query_of(path: str) -> dict[str, str]:
@@ -116,12 +147,14 @@ def query_of(path: str) -> dict[str, str]:
 
 def rewritten_head(head: bytes, prefix: str, rewrite: str, edits: HeaderEdits) -> bytes:
     """`head` (a request line, fields, the blank line) with the path's `prefix` replaced by
-    `rewrite` (when `rewrite` is given and the path starts with `prefix`) and `edits` made."""
+    `rewrite` (when `rewrite` is given and the path starts with `prefix`, in any ASCII case:
+    a CaseInsensitive route took it so, and a route that is not took it only with `prefix`
+    as written) and `edits` made."""
     lines = head.split(b"\r\n")
     if rewrite and prefix:
         method, target, version = lines[0].split(b" ", 2)
         old, new = prefix.encode("latin-1"), rewrite.encode("latin-1")
-        if target.startswith(old):
+        if target[: len(old)].lower() == old.lower():  # (bytes: ASCII letters only)
             target = new + target[len(old) :]
             if target.startswith(b"//"):  # `/api/` + `/x` would read as an authority
                 target = target[1:]

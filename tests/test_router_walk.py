@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 from gossamer.catalog.config_entries import ConfigEntryError, read_entry
+from gossamer.catalog.config_router import HeaderEdits, routes_of
+from gossamer.proxy.router_plan import plan_of
+from gossamer.proxy.routes import rewritten_head, route_index
 
 
 def router(*routes: dict[str, Any]) -> dict[str, Any]:
@@ -56,3 +59,63 @@ def test_num_retries_out_of_range_names_the_range_consul_takes(num: object) -> N
 def test_num_retries_at_consul_s_largest_is_stored() -> None:
     entry = read_entry(router({"Destination": {"Service": "api-v2", "NumRetries": 2**32 - 1}}))
     assert entry["Routes"][0]["Destination"]["NumRetries"] == 2**32 - 1
+
+
+def folded(http: dict[str, Any], **dest: Any) -> dict[str, Any]:
+    return {"Match": {"HTTP": {**http, "CaseInsensitive": True}},
+            "Destination": {"Service": "api-v2", **dest}}  # fmt: skip
+
+
+def test_case_insensitive_is_stored_and_read_back_as_consul_writes_it() -> None:
+    entry = read_entry(router(folded({"PathPrefix": "/V2/"})))
+    assert entry["Routes"][0]["Match"]["HTTP"] == {"PathPrefix": "/V2/", "CaseInsensitive": True}
+    assert read_entry(entry) == entry
+    assert routes_of(entry)[0].http.case_insensitive
+    plain = read_entry(router({"Match": {"HTTP": {"PathPrefix": "/v2/", "CaseInsensitive": False}},
+                               "Destination": {"Service": "api-v2"}}))  # fmt: skip
+    assert plain["Routes"][0]["Match"]["HTTP"] == {"PathPrefix": "/v2/"}  # false: left out
+
+
+def test_case_insensitive_of_the_wrong_type_or_with_a_regex_is_refused() -> None:
+    found = problems_of(
+        router(
+            folded({"PathPrefix": "/v2/"})
+            | {"Match": {"HTTP": {"PathPrefix": "/v2/", "CaseInsensitive": "yes"}}}
+        )
+    )
+    assert list(found) == ["Routes[0].Match.HTTP.CaseInsensitive"], found
+    # Envoy's case_sensitive leaves a regex as written: a flag that would change nothing is
+    # refused, with the way to say it in the pattern
+    found = problems_of(router(folded({"PathRegex": "/v[0-9]+/.*"})))
+    assert "(?i)" in found["Routes[0].Match.HTTP.CaseInsensitive"], found
+
+
+def _plan(*routes: dict[str, Any]) -> Any:
+    plan = plan_of("api", routes_of(read_entry(router(*routes))), {}, {})
+    assert plan is not None
+    return plan
+
+
+@pytest.mark.parametrize(("path", "fits"), [
+    ("/v2/users", True), ("/V2/Users", True), ("/v2/USERS?Q=1", True), ("/v3/users", False),
+])  # fmt: skip
+def test_a_case_insensitive_prefix_matches_a_path_in_any_case(path: str, fits: bool) -> None:
+    plan = _plan(folded({"PathPrefix": "/v2/"}))
+    assert (route_index(plan.matcher, "GET", path, {}) == 0) is fits
+
+
+def test_a_case_insensitive_exact_path_and_a_case_sensitive_route_beside_it() -> None:
+    exact = {"Match": {"HTTP": {"PathExact": "/Health"}}, "Destination": {"Service": "api-v2"}}
+    plan = _plan(exact, folded({"PathExact": "/health"}))
+    assert route_index(plan.matcher, "GET", "/Health", {}) == 0
+    assert route_index(plan.matcher, "GET", "/HEALTH", {}) == 1
+    assert route_index(plan.matcher, "GET", "/health/x", {}) == -1
+
+
+def test_a_case_insensitive_route_rewrites_the_prefix_it_matched_in_another_case() -> None:
+    plan = _plan(folded({"PathPrefix": "/v2/"}, PrefixRewrite="/"))
+    to = plan.routes[0]
+    head = b"GET /V2/users?x=1 HTTP/1.1\r\nHost: api\r\n\r\n"
+    new = rewritten_head(head, to.prefix, to.rewrite, to.edits)
+    assert new.startswith(b"GET /users?x=1 HTTP/1.1\r\n"), new
+    assert rewritten_head(head, "/v3/", "/", HeaderEdits()) == head  # another prefix: as it was
