@@ -166,7 +166,8 @@ def test_only_a_sidecar_meeting_http2_maps_the_http2_library(
     proxies = [sidecar(agent, tmp_path, "db"), sidecar(agent, tmp_path, "web")]
     try:
         wait_listening(agent.ip, db_in, proxies[0])
-        wait_listening("127.0.0.1", up_port, proxies[1])
+        # not wait_listening: a connection to web's upstream port is what loads the library
+        eventually(lambda: _listens(up_port), 20, what="web's upstream listener, unconnected")
         eventually(lambda: healthy_sidecars(agent, "db") == 1, 20, what="db's sidecar passing")
         assert proxies[1].proc is not None
         maps = Path(f"/proc/{proxies[1].proc.pid}/maps")
@@ -180,3 +181,10 @@ def test_only_a_sidecar_meeting_http2_maps_the_http2_library(
         for proxy in proxies:
             proxy.stop()
         app.stop()
+
+
+def _listens(port: int) -> bool:
+    """Whether something listens on TCP `port` (IPv4), read from the kernel's table: no
+    connection made."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A" for row in rows)
