@@ -3,7 +3,9 @@
 An HTTP edge's requests are counted by their metrics `route` label
 (edge_metrics.py): inbound, the L7 intention permission that decided;
 outbound, the service-router route the request took (`route 1 -> api/v2`);
-no label is `[default]`, Linkerd's name for what no route took. Each route
+no label is `[default]`, Linkerd's name for what no route took. An edge's
+routes are listed `[default]` first, then by name, a router's in its order
+(`route 2` before `route 10`), and `other` (past the label bound) last. Each route
 gets the success rate, rate and latencies stat_rows.py gives an edge, over
 the same window and with the same care for proxies that restarted (the
 edge's figures are cut into one per route and read by `rows` itself).
@@ -13,15 +15,18 @@ to the edge table.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gossamer.proxy.edge_metrics import OTHER_ROUTE
 from gossamer.proxy.stat_rows import Gathering, Key, Who, rows
 from gossamer.proxy.stat_table import figures
 
 DEFAULT: Final = "[default]"
 _SEP: Final = "\0"  # in neither a service name nor a route label as the proxy writes them
+_ROUTER_ROUTE = re.compile(r"route (\d+) -> ")  # router_plan.route_label's
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,19 @@ def route_rows(after: Gathering, before: Gathering | None, seconds: float) -> li
         destination, _, route = r.destination.partition(_SEP)
         out.append(RouteRow(r.direction, r.source, destination, route or DEFAULT, r.requests,
                             r.successes, r.per_second, r.p50, r.p95, r.p99))  # fmt: skip
+    out.sort(key=lambda r: (r.direction, r.source, r.destination, _place(r.route)))
     return out
+
+
+def _place(route: str) -> tuple[int, int, str]:
+    """Where a route's row goes among its edge's: see the module's docstring."""
+    if route == DEFAULT:
+        return (0, 0, "")
+    if route == OTHER_ROUTE:  # the routes past the label bound
+        return (2, 0, "")
+    if found := _ROUTER_ROUTE.match(route):
+        return (1, int(found[1]), route)
+    return (1, -1, route)
 
 
 def _by_route(g: Gathering) -> Gathering:

@@ -119,3 +119,29 @@ def test_a_case_insensitive_route_rewrites_the_prefix_it_matched_in_another_case
     new = rewritten_head(head, to.prefix, to.rewrite, to.edits)
     assert new.startswith(b"GET /users?x=1 HTTP/1.1\r\n"), new
     assert rewritten_head(head, "/v3/", "/", HeaderEdits()) == head  # another prefix: as it was
+
+
+def test_stat_routes_lists_a_router_s_routes_in_their_order() -> None:
+    """With eleven routes or more, `route 10 -> …` was listed between `route 1` and
+    `route 2` (the labels' text order); an operator reads routes in the router's order,
+    `[default]` first and `other` (past the label bound) last."""
+    from gossamer.proxy.edge_metrics import EdgeMetrics, stats_json
+    from gossamer.proxy.stat_routes import DEFAULT, route_rows
+    from gossamer.proxy.stat_rows import edges_of
+
+    m = EdgeMetrics("web")
+    out = m.outbound("api")
+    inbound = m.inbound("web")
+    labels = ["other", "route 10 -> api-v2", "route 2 -> api/canary", "route 1 -> api-v2"]
+    for label in labels:
+        out.answered(200, 0.01, label)
+    out.answered(200, 0.01)
+    for label in ("GET /b*", "/a"):
+        inbound.answered(200, 0.01, label)
+    gathered = edges_of([{"ProxyID": "web-sidecar-proxy",
+                          "Stats": {"Proxies": [stats_json(m, 100.0)]}}])  # fmt: skip
+    found = [(r.direction, r.route) for r in route_rows(gathered, None, 0.0)]
+    assert found == [("inbound", "/a"), ("inbound", "GET /b*"),
+                     ("outbound", DEFAULT), ("outbound", "route 1 -> api-v2"),
+                     ("outbound", "route 2 -> api/canary"), ("outbound", "route 10 -> api-v2"),
+                     ("outbound", "other")]  # fmt: skip
