@@ -145,3 +145,17 @@ def test_stat_routes_lists_a_router_s_routes_in_their_order() -> None:
                      ("outbound", DEFAULT), ("outbound", "route 1 -> api-v2"),
                      ("outbound", "route 2 -> api/canary"), ("outbound", "route 10 -> api-v2"),
                      ("outbound", "other")]  # fmt: skip
+
+
+def test_check_s_hint_for_a_route_to_an_empty_subset_says_what_to_start() -> None:
+    """`gossamer check` hinted "start api/ghost with a sidecar" for a route to subset ghost
+    of api that no instance matched: no service is named api/ghost. The hint names the
+    service and the subset whose Filter an instance must match."""
+    from gossamer.agent.preflight.proxy_checks import RouteTarget, judge_upstreams
+
+    result = judge_upstreams("web-sidecar-proxy", [("api", 2)],
+                             routes=[RouteTarget("api", 0, "api/ghost", 0),
+                                     RouteTarget("api", 1, "api-v2", 0)])  # fmt: skip
+    assert "start api-v2 with a sidecar" in result.hint, result.hint
+    assert "an instance of api matching subset ghost" in result.hint, result.hint
+    assert "api/ghost with" not in result.hint, result.hint

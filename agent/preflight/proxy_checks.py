@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from gossamer.agent.preflight.result import Result, fail, ok
-from gossamer.catalog.config_entries import Split, key_of
+from gossamer.catalog.config_entries import SUBSET_SEP, Split, key_of
 from gossamer.gossip.addresses import format_host_port
 from gossamer.proxy.config_error import ConfigError
 from gossamer.proxy.config_registration import config_from_registration
@@ -197,10 +197,23 @@ def judge_upstreams(
             PROXY,
             name,
             shown,
-            f"start {', '.join(down)} with a sidecar, or read `gossamer catalog "
-            "services` and the health checks of their proxies",
+            f"{_to_start(down)}, or read `gossamer catalog services` and the health checks of "
+            "their proxies",
         )
     return ok(PROXY, name, shown)
+
+
+def _to_start(down: Sequence[str]) -> str:
+    """What to start for targets with no passing instance: a service by its name, a subset
+    (`api/v2`, no service's name) as an instance of its service that its Filter takes."""
+    services = [n for n in down if SUBSET_SEP not in n]
+    said = [f"start {', '.join(services)} with a sidecar"] if services else []
+    for key in down:
+        service, sep, subset = key.partition(SUBSET_SEP)
+        if sep:
+            said.append(f"start an instance of {service} matching subset {subset} (the Filter "
+                        f"of service-resolver/{service}) with a sidecar")  # fmt: skip
+    return "; ".join(said)
 
 
 def _split_text(upstream: str, splits: Sequence[SplitTarget]) -> str:
