@@ -5,10 +5,11 @@ Rules:
   only for the client context it was made with: a new leaf or new roots
   make a new context, and every session of the old one is forgotten
   (OpenSSL refuses a session of another context anyway);
-- a session is offered for at most `MAX_AGE_S` (5 min) after it was kept,
-  far below OpenSSL's 2 h ticket lifetime, so a resumed connection never
-  leans on an old handshake for long; the server checks the leaf and the
-  intentions again on every connection, resumed or not (authorize.py);
+- a session is offered for at most `MAX_AGE_S` (5 min; 1 h where reading
+  one leaks, below) after it was kept, below OpenSSL's 2 h ticket
+  lifetime, so a resumed connection never leans on an old handshake for
+  long; the server checks the leaf and the intentions again on every
+  connection, resumed or not (authorize.py);
 - an instance whose attempt failed loses its session;
 - one TLS 1.3 ticket may be offered by many connections at once (tickets
   are stateless on the server), so the newest kept session simply wins;
@@ -16,23 +17,34 @@ Rules:
 - a finished connection's session is read only when `wants` says so (none
   kept for its instance, or the kept one older than `REFRESH_S`): each read
   of `SSLObject.session` leaks a copy of the session (~6.6 KiB with its
-  certificates) on CPython before 3.12.6 (gh-116810, Debian 12's 3.11
-  among them); read once per connection, that grew a sidecar by ~3 MiB per
-  500 new connections (bench/README.md, "RSS"). Reading it rarely is also
+  certificates) on CPython 3.10 to 3.12 and 3.13.0 (gh-116810, fixed by
+  gh-123249 in September 2024: `LEAKY_READ` takes 3.12.8 and 3.13.1 as the
+  first fixed, erring on the leaky side; Debian 12's 3.11 leaks); read once
+  per connection, that grew a sidecar by ~3 MiB per 500 new connections
+  (bench/README.md, "RSS"). Reading it rarely is also
   enough: the kept ticket serves every connection until it is replaced. It
   is also cheaper: the copy goes through DER, decoding the peer's
   certificate again (~150 us of CPU with OpenSSL 3.0, about a sixth of the
-  client's whole cost per new connection).
+  client's whole cost per new connection). Where reads leak, a kept session
+  is offered for an hour and read again only once it is gone: replaced a
+  minute early every 5 minutes, a busy upstream instance leaked 15 copies
+  an hour in each worker, ~2.4 MiB a day per instance, for as long as the
+  proxy ran (bench/soak.py). A new client context (a renewed leaf) still
+  needs one read per instance: once a leaf's life.
 Time is seconds passed in by the caller.
 """
 
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import Hashable
 
-MAX_AGE_S = 300.0
-REFRESH_S = 240.0  # replaced a minute before it would stop being offered
+_VERSION = sys.version_info[:3]
+LEAKY_READ = _VERSION < (3, 12, 8) or (3, 13, 0) <= _VERSION < (3, 13, 1)
+MAX_AGE_S = 3600.0 if LEAKY_READ else 300.0
+# replaced a minute before it would stop being offered, unless each read leaks a copy
+REFRESH_S = MAX_AGE_S if LEAKY_READ else 240.0
 CAPACITY = 1024
 
 
