@@ -14,22 +14,28 @@ proxy starts and drains), opens blocking queries and drops them, and
 (rejoining the other: a SIGTERM leaves the cluster, so the services of the
 agent restarted are gone from the catalog, and their callers refused, for
 the ~10-20 s the restart takes, as with Consul's `leave_on_terminate`).
-Leaves live 10 s (`test_leaf_cert_ttl`), so they renew all the time.
+Leaves live 10 s (`test_leaf_cert_ttl`, `--leaf-ttl`), so they renew all the
+time. `--only` runs some churn kinds alone (`--only control --leaf-ttl 1h`:
+registration and intention churn without renewals or connections), to tell
+which one a growth follows.
 
 Every `--sample` seconds it reads, for each process (agents, serf children,
-each proxy worker): open fds, RSS, threads; each agent's SQLite file and
+each proxy worker): open fds, RSS, threads, the RSS of the C heap
+(`[heap]`) and of anonymous mappings; each agent's SQLite file and
 WAL size; each sidecar's metrics series count; log bytes. At the end it
 prints each resource's growth per 1,000 operations between the first
 sample after `--warmup` seconds and the last.
 
 RSS alone does not tell a leak from garbage the cyclic GC has not reached
-yet: to see which objects grow, put a `sitecustomize.py` on PYTHONPATH that
-starts a thread in every process (agents and proxies inherit the
-environment) writing `gc.collect()` and then a count of `gc.get_objects()`
-by type to a file every minute; compare two counts of the same process.
+yet, nor from free space a fragmented C heap keeps: to see which objects
+grow, `PYTHONPATH=bench/soak_probe SOAK_PROBE_DIR=<dir>` has every proxy
+worker write, every minute, a count of `gc.get_objects()` by type after a
+`gc.collect()`, glibc's mallinfo2 (the C heap in use and free) and, with
+`SOAK_PROBE_TRACEMALLOC=8`, the tracebacks whose allocations grew
+(bench/soak_probe/sitecustomize.py); compare two lines of the same process.
 
     GOSSAMER_NATIVE=0 .venv/bin/python bench/soak.py [--seconds 300] [--sample 15]
-        [--warmup 30] [--restart-every 90]
+        [--warmup 30] [--restart-every 90] [--leaf-ttl 10s] [--only KIND,...]
 """
 
 from __future__ import annotations
@@ -108,6 +114,27 @@ def proc_figures(pid: int) -> dict[str, float]:
             got["rss_kib"] = float(line.split()[1])
         elif line.startswith("Threads"):
             got["threads"] = float(line.split()[1])
+    got.update(heap_figures(pid))
+    return got
+
+
+def heap_figures(pid: int) -> dict[str, float]:
+    """RSS (KiB) of `pid`'s C heap (glibc's main arena, `[heap]`) and of its anonymous
+    mappings (pymalloc's arenas, other malloc arenas, large buffers): RSS growing in the heap
+    alone, with Python objects level, is malloc's free space (fragmentation) or C memory."""
+    got = {"heap_kib": 0.0, "anon_kib": 0.0}
+    where = ""
+    try:
+        with open(f"/proc/{pid}/smaps") as smaps:
+            for line in smaps:
+                head = line.split(maxsplit=5)
+                if "-" in head[0] and not head[0].endswith(":"):
+                    name = head[5].strip() if len(head) > 5 else ""
+                    where = "heap_kib" if name == "[heap]" else "anon_kib" if not name else ""
+                elif where and head[0] == "Rss:":
+                    got[where] += float(head[1])
+    except OSError:
+        return {}
     return got
 
 
@@ -152,7 +179,7 @@ class Soak:
         self.errors = Counts()
         self.stop = threading.Event()
         config = root / "ttl.yaml"
-        config.write_text("test_leaf_cert_ttl: 10s\n")
+        config.write_text(f"test_leaf_cert_ttl: {args.leaf_ttl}\n")
         self.cluster = Cluster(root)
         self.a1, self.a2 = self.cluster.start(2, prefix="sk", extra=("--config-file", str(config)))
         for agent in (self.a1, self.a2):
@@ -385,8 +412,11 @@ class Soak:
             ("http_oneshot", self.http_one, 0.0), ("http_keepalive", self.http_keepalive, 0.05),
             ("websocket", self.websocket, 0.05), ("grpc_channel", self.grpc_calls, 0.1),
         ]  # fmt: skip
+        only = set(a.only.split(",")) if a.only else None
+        clients = [c for c in clients if only is None or c[0] in only]
         threads = [threading.Thread(target=self.loop, args=c, daemon=True) for c in clients]
-        threads.append(threading.Thread(target=self.control, daemon=True))
+        if only is None or "control" in only:
+            threads.append(threading.Thread(target=self.control, daemon=True))
         for t in threads:
             t.start()
         started = time.monotonic()
@@ -438,6 +468,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=30)
     parser.add_argument("--restart-every", type=float, default=90)
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
+    parser.add_argument("--leaf-ttl", default="10s", help="the agents' leaf TTL (renewals)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="churn kinds to run, comma-separated: "
+        "l4_allowed, l4_denied, http_oneshot, http_keepalive, websocket, "
+        "grpc_channel, control (default: all)",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="soak"))
     print(f"logs in {root}", flush=True)
