@@ -40,6 +40,11 @@ ends its connection and cancels its calls (Envoy and gRPC servers do the
 same): a followed connection carries the FIN to the app instead, whose own
 HTTP/2 stack decides.
 
+With a service-router for the upstream's service, each call takes the
+first route that fits its :method, :path, fields and query (h2_routes.py,
+h2_split_routed.py): the route's destination, its PrefixRewrite and header
+edits, its timeouts, and its `route` label on the outbound edge.
+
 A call an instance refuses unbegun (its GOAWAY, as when it shuts down, or
 RST_STREAM REFUSED_STREAM) is sent again, to an instance chosen anew
 (h2_balanced_replay.py): followed, the instance's GOAWAY reaches the client,
@@ -59,9 +64,10 @@ from math import inf
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import balance
-from gossamer.proxy.h2_balanced_replay import ReplayingSplitter
 from gossamer.proxy.h2_frames import PREFACE
 from gossamer.proxy.h2_split_calls import Close, CloseClient, Command, Open, ToClient, ToUpstream
+from gossamer.proxy.h2_split_routed import CallRoute, RoutedSplitter
+from gossamer.proxy.h2_split_wire import Fields
 from gossamer.proxy.http_limits import CLIENT_IDLE, Limits
 from gossamer.proxy.linger import linger
 from gossamer.proxy.mux_open import open_side
@@ -168,10 +174,9 @@ class Balanced(Relay):
         u = listener.upstream
         # (a service-resolver's RequestTimeout, when it gives one: outbound.set_routing)
         limits = Limits(listener.request_timeout_s, u.request_idle_s, u.client_idle_s)
-        self.split: ReplayingSplitter[Key] = ReplayingSplitter(
-            self._choose, clock=time.monotonic, done=self._done, limits=limits
-        )
-        self.first_due = min([s for s in (limits.request_s, limits.idle_s) if s] or [inf])
+        self.split: RoutedSplitter[Key] = RoutedSplitter(
+            self._choose, clock=time.monotonic, route_of=self._route_of, outcome=self._done,
+            limits=limits)  # fmt: skip
         self._look_at = inf  # when the deadline timer fires
         self._deadline: asyncio.TimerHandle | None = None
         client.index = 0
@@ -277,8 +282,9 @@ class Balanced(Relay):
         self._count()
         if self.draining and self.split.open_calls == 0:
             self._close_client()
-        elif self.split.open_calls and self.first_due < inf:
-            due = time.monotonic() + self.first_due  # (the soonest a call opened now may run out)
+        elif self.split.open_calls and self.split.shortest < inf:
+            due = time.monotonic() + self.split.shortest  # (the soonest a call opened now may
+            # run out: the upstream's limits, or a route's shorter ones)
             if due < self._look_at:
                 self._look(due)
 
@@ -365,11 +371,22 @@ class Balanced(Relay):
 
     # -- choosing, counting --
 
-    def _choose(self, exclude: set[Key]) -> Key | None:
-        """An instance for a new call: the target drawn as for an HTTP request, then p2c over
-        calls in flight among its instances not excluded nor set aside."""
+    def _route_of(self, fields: Fields) -> CallRoute | None:
+        """The service-router route a new call takes (h2_routes.py); None: none, or no
+        router. The router in force now binds it (a changed entry, the next call)."""
+        plan = self.listener.call_routes
+        if plan is None:
+            return None
+        from gossamer.proxy.h2_routes import call_route  # (only with a router)
+
+        return call_route(plan, self.listener, fields)
+
+    def _choose(self, exclude: set[Key], target: str = "") -> Key | None:
+        """An instance for a new call: its route's target, else the target drawn as for an
+        HTTP request; then p2c over calls in flight among its instances not excluded nor set
+        aside."""
         lst = self.listener
-        target = lst.pick_target()
+        target = target or lst.pick_target()
         candidates = lst.instances_for(target)
         if not candidates:
             return None
@@ -405,9 +422,10 @@ class Balanced(Relay):
     def _live(self, key: Key) -> bool:
         return key in self.ups or key in self.dials
 
-    def _done(self, key: Key, status: int, seconds: float) -> None:
-        """One call's outcome, on the edge (as each request of an HTTP upstream)."""
-        self.edge.answered(status, seconds)
+    def _done(self, status: int, route: str, seconds: float) -> None:
+        """One call's outcome, on the edge with its route's label (as each request of an
+        HTTP upstream), a 431 answered here too."""
+        self.edge.answered(status, seconds, route)
 
     def _count(self) -> None:
         """The listener's calls in flight per instance follow this connection's."""

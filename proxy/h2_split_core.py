@@ -75,7 +75,8 @@ class SplitCore(Generic[K]):
         up.last = call.stream
         call.up.start(up.peer.initial_send)
         up.peer.open_stream(call.stream)
-        self._book(key).opened(call.stream, "", call.started, ended=call.client_ended)
+        self._book(key).opened(call.stream, self._label(call.stream), call.started,
+                               ended=call.client_ended)  # fmt: skip
 
     def _reset(self, call: Call[K], to_client: int | None, to_upstream: int | None) -> None:
         """End `call` both ways now: RST_STREAM to each side that was told of it and has not
@@ -131,9 +132,19 @@ class SplitCore(Generic[K]):
     def _book(self, key: K) -> CallBook:
         book = self._books.get(key)
         if book is None:
-            done = self._done
-            book = self._books[key] = CallBook(lambda status, _route, s: done(key, status, s))
+            outcome = self._outcome
+            book = self._books[key] = CallBook(lambda status, r, s: outcome(key, status, r, s))
         return book
+
+    def _label(self, stream: int) -> str:
+        """The `route` label of the call on `stream` (h2_split_routed.py); '': none."""
+        return ""
+
+    def _outcome(self, key: K | None, status: int, route: str, seconds: float) -> None:
+        """One call's outcome (`key` None: answered here before any instance was chosen,
+        which only a splitter that counts those reports)."""
+        if key is not None:
+            self._done(key, status, seconds)
 
     def _commands(self) -> list[Command[K]]:
         self._flush()

@@ -45,6 +45,7 @@ class TimedSplitter(H2Splitter[K], Generic[K]):
         super().__init__(choose, clock=clock, done=done)
         self.limits = limits
         self._stamps: dict[int, tuple[float, float]] = {}  # stream -> (last frame, request end)
+        self._own_limits: dict[int, Limits] = {}  # stream -> its route's, in place of `limits`
 
     def time_out(self) -> tuple[list[Command[K]], list[str], float]:
         """Cut the calls past a limit: (the commands, each cut's limit's event name, when the
@@ -54,10 +55,13 @@ class TimedSplitter(H2Splitter[K], Generic[K]):
         soonest = inf
         for stream in [s for s in self._stamps if s not in self._calls]:
             del self._stamps[stream]
+        for stream in [s for s in self._own_limits if s not in self._stamps]:
+            del self._own_limits[stream]
         for stream, (seen, complete) in list(self._stamps.items()):
             call = self._calls[stream]
             if call.down.ended or call.upstream_ended:
                 continue  # its answer came whole: nothing to wait for
+            lim = self._own_limits.get(stream, self.limits)
             request_due = complete + lim.request_s if lim.request_s else inf
             idle_due = seen + lim.idle_s if lim.idle_s else inf
             if now >= request_due or now >= idle_due:
@@ -89,7 +93,7 @@ class TimedSplitter(H2Splitter[K], Generic[K]):
             return self._commands()
         now = self._clock()
         for call in list(up.calls.values()):
-            self._done(key, 403, now - call.started)
+            self._outcome(key, 403, self._label(call.stream), now - call.started)
             self._answer_here(call, 403)
         self._close_up(key, quiet=True)
         return self._commands()

@@ -25,8 +25,8 @@ import sys
 COMPILED = (
     "balance", "dial", "edge_metrics", "h2_app", "h2_app_blocks", "h2_balanced",
     "h2_balanced_guard", "h2_balanced_replay", "h2_calls", "h2_client", "h2_split",
-    "h2_split_calls", "h2_split_core", "h2_split_flow", "h2_split_peer", "h2_split_timed",
-    "h2_split_upstream", "h2_split_wire",
+    "h2_split_calls", "h2_split_core", "h2_split_flow", "h2_split_peer", "h2_split_routed",
+    "h2_split_timed", "h2_split_upstream", "h2_split_wire",
     "h2_cut", "h2_deadlines", "h2_fields", "h2_follow", "h2_followed", "h2_frames",
     "h2_gate", "h2_relay", "h2_table_sizes", "h2_timer", "hpack_reader", "http1",
     "http_app_link", "http_codec",

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from gossamer.catalog.config_entries import SUBSET_SEP, Split
 from gossamer.gossip.host_port import host_port
@@ -100,6 +100,9 @@ class UpstreamListener:
         self.idle = IdleSweep(lambda: self.upstream.client_idle_s, lambda: self.open,
                               lambda: self._server is not None, self._idle)  # fmt: skip
         self.http = HttpUpstream(self) if is_l7(upstream.protocol) else None
+        # The service-router's routes for balanced HTTP/2 calls (router_plan.RouterPlan;
+        # h2_routes.py), None: none. Typed loosely, as HttpUpstream.routes.
+        self.call_routes: Any = None
         # bound to a network address: clients from other hosts are turned away (local_peer.py)
         self.guarded = not (loopback(upstream.bind_address) or upstream.remote_clients)
 

@@ -16,6 +16,8 @@ once per request when its service has a router: the route is matched when
 the request is about to leave (a changed entry binds the next request on
 a kept connection), and its retries keep the target it drew. The route it
 took is the request's `route` label in the outbound metrics (`route_label`).
+A balanced HTTP/2 upstream's calls use the same plan (h2_routes.py), each
+drawing its target with `destination`.
 
 A route's `RequestTimeout` binds the requests it takes; without one, an
 unsplit destination's resolver's `RequestTimeout` does (Consul's route
@@ -105,20 +107,27 @@ class RouterPlan:
                 ex.replay[0] = new
         if to.request_s:
             ex.request_s = to.request_s
-        if to.own:
-            return listener.pick_target()
-        key = split.choose(to.splits, listener.rng.random()) if to.splits else to.key
-        chain = to.chains.get(key, ())
-        if len(chain) > 1:  # past a target whose instances are all set aside (as pick_target)
-            ejected = listener.outliers.ejected(time.monotonic_ns() // 1_000_000)
-            for target in chain:
-                found = listener.instances_for(target)
-                if found and not ejected.issuperset(found):
-                    return target
+        return destination(to, listener)
+
+
+def destination(to: RouteTo, listener: UpstreamListener) -> str:
+    """The target key a request (or an HTTP/2 call: h2_routes.py) that `to` took goes to:
+    the listener's own draw for the upstream itself, else one of the route's targets, drawn
+    past its splitter and down its resolver chain."""
+    if to.own:
+        return listener.pick_target()
+    key = split.choose(to.splits, listener.rng.random()) if to.splits else to.key
+    chain = to.chains.get(key, ())
+    if len(chain) > 1:  # past a target whose instances are all set aside (as pick_target)
+        ejected = listener.outliers.ejected(time.monotonic_ns() // 1_000_000)
         for target in chain:
-            if listener.instances_for(target):
+            found = listener.instances_for(target)
+            if found and not ejected.issuperset(found):
                 return target
-        return chain[0] if chain else key  # none healthy (or unresolvable): it fails there
+    for target in chain:
+        if listener.instances_for(target):
+            return target
+    return chain[0] if chain else key  # none healthy (or unresolvable): it fails there
 
 
 def routers_by_service(body: Any) -> dict[str, tuple[Route, ...]]:

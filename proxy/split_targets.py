@@ -43,7 +43,9 @@ The service-router entries (`/v1/config/service-router`, a third watch)
 give an HTTP upstream whose service has one its routes (router_plan.py):
 `listener.http.routes`, None when it has none. The targets its routes lead
 to are watched as split targets are, and the plan applies once they have
-been heard of. An h2 or TCP upstream of a routed service is logged: its
+been heard of. An `http2`/`grpc` upstream balanced per call gets the same
+plan (`listener.call_routes`, h2_routes.py); a TCP upstream, or an h2 one
+that follows its client's connection, of a routed service is logged: its
 requests go as with no router.
 """
 
@@ -66,6 +68,7 @@ from gossamer.catalog.config_entries import (
 from gossamer.proxy.agent_http import AgentHttp
 from gossamer.proxy.health_rows import Instance
 from gossamer.proxy.outbound import UpstreamListener
+from gossamer.proxy.protocol import is_h2
 from gossamer.proxy.shared_watch import Subscription
 
 if TYPE_CHECKING:  # imported where needed: with `decimal`, `numbers` and their C part it costs
@@ -269,17 +272,20 @@ class Splitters:
         self._settle(listener)
 
     def _routes(self, listener: UpstreamListener, splits: tuple[Split, ...]) -> RouterPlan | None:
-        """The router plan of `listener`'s service (None: none, or not an HTTP upstream)."""
+        """The router plan of `listener`'s service (None: none, or neither an HTTP upstream
+        nor one whose HTTP/2 calls are balanced one by one)."""
         name = listener.upstream.name
         routes = self.routers.get(name)
+        held = listener.http.routes if listener.http is not None else listener.call_routes
         if not routes:
-            if listener.http is not None and listener.http.routes is not None:
+            if held is not None:
                 log.info("proxy: upstream %s routes: none", name)
             return None
-        if listener.http is None:
+        u = listener.upstream
+        if listener.http is None and not (is_h2(u.protocol) and u.balance_calls):
             log.warning("proxy: upstream %s (protocol %s): its service-router is applied to "
-                        "HTTP/1 upstreams only; requests go as with no router", name,
-                        listener.upstream.protocol)  # fmt: skip
+                        "HTTP/1 upstreams and balanced HTTP/2 calls only; requests go as with "
+                        "no router", name, u.protocol)  # fmt: skip
             return None
         from gossamer.proxy.router_plan import plan_of
 
@@ -287,7 +293,6 @@ class Splitters:
         plan = plan_of(name, routes, by_service, self.resolvers,
                        listener.upstream.request_timeout_set,
                        listener.upstream.connect_timeout_set)  # fmt: skip
-        held = listener.http.routes
         if plan is not None and (held is None or held.shown != plan.shown):
             log.info("proxy: upstream %s routes: %s", name, plan.shown)
         return plan
@@ -306,6 +311,8 @@ class Splitters:
         listener.set_routing(plan[1])
         if listener.http is not None:
             listener.http.set_routes(plan[2])
+        else:  # (an h2/grpc upstream's: its balanced calls read them, h2_balanced.py)
+            listener.call_routes = plan[2]
         self._wake()
         for (lid, target), (_, watch) in list(self._watches.items()):
             if lid == id(listener) and target not in wanted:

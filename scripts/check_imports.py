@@ -165,6 +165,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/h2_split_timed.py",
     "proxy/h2_balanced_guard.py",
     "proxy/h2_balanced_replay.py",
+    "proxy/h2_split_routed.py",
     "proxy/edge_metrics.py",
     "proxy/prom_text.py",
     "proxy/metrics_families.py",

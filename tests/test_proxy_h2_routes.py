@@ -1,0 +1,234 @@
+"""A service-router's routes applied to each balanced gRPC call (h2_split_routed.py,
+h2_routes.py).
+
+One agent and one `connect proxy --node` serving every sidecar on it: `a` and
+`b` are each a grpcio server behind a sidecar (`service-defaults` Protocol
+grpc, which a router needs), `web` has a grpc upstream of `a`, balanced per
+call (the default), and a metrics listener. Each server's `Who` answers its
+name, `Meta` its call's metadata and its name (JSON), `Slow` its name after SLOW_S.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
+from tests.harness.poll import eventually
+from tests.proxy_support import (
+    ProxyProc,
+    healthy_sidecars,
+    series,
+    set_intention,
+    stop_mesh,
+    wait_listening,
+    web_body,
+)
+
+SLOW_S = 3.0
+
+
+class Server:
+    """A grpcio server named `name`: Who, Meta and Slow (raw bytes, no protobuf)."""
+
+    def __init__(self, name: str) -> None:
+        def meta(request: bytes, ctx: grpc.ServicerContext) -> bytes:
+            ctx.send_initial_metadata([("x-gone", "1"), ("x-stays", "1")])
+            return json.dumps({**dict(ctx.invocation_metadata()), "server": name}).encode()
+
+        def slow(request: bytes, ctx: grpc.ServicerContext) -> bytes:
+            time.sleep(SLOW_S)
+            return name.encode()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self.server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.T", {
+            "Who": grpc.unary_unary_rpc_method_handler(lambda req, ctx: name.encode()),
+            "Meta": grpc.unary_unary_rpc_method_handler(meta),
+            "Slow": grpc.unary_unary_rpc_method_handler(slow),
+        })])  # fmt: skip
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+
+def _register(agent: AgentProc, name: str, server: Server) -> int:
+    inbound = free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": name, "Port": server.port, "Address": agent.ip,
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": "grpc"}}}},
+    })  # fmt: skip
+    return inbound
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp: Path = tmp_path_factory.mktemp("h2-routes")
+    c = Cluster(tmp)
+    servers = {name: Server(name) for name in ("a", "b")}
+    proxies: list[ProxyProc] = []
+    try:
+        agent = c.new_agent("hr1").start()
+        eventually(agent.enrolled, 20, what="the agent's certificate")
+        for name in servers:
+            agent.put("/v1/config", {"Kind": "service-defaults", "Name": name, "Protocol": "grpc"})
+            set_intention(agent, "web", name, "allow")
+        ins = [_register(agent, name, server) for name, server in servers.items()]
+        port = free_port("127.0.0.1")
+        web = web_body(agent, free_port(agent.ip), [
+            {"DestinationName": "a", "LocalBindPort": port, "Config": {"protocol": "grpc"}},
+        ])  # fmt: skip
+        stats = f"127.0.0.1:{free_port('127.0.0.1')}"
+        web["Connect"]["SidecarService"]["Proxy"]["Config"] = {  # type: ignore[index]
+            "gossamer_metrics_bind_addr": stats
+        }
+        agent.put("/v1/agent/service/register", web)
+        argv = ["--node", "--drain-timeout", "1", "--http-addr", agent.http]
+        proxies.append(proxy := ProxyProc(argv, tmp / "proxy.log").start())
+        for inbound in ins:
+            wait_listening(agent.ip, inbound, proxy)
+        wait_listening("127.0.0.1", port, proxy)
+        for name in servers:
+            eventually(lambda n=name: healthy_sidecars(agent, n) == 1, 30, what=f"{name} passing")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            eventually(lambda: _who(channel) == "a", 20, what="a first call")
+        yield {"agent": agent, "target": f"127.0.0.1:{port}", "stats": stats,
+               "log": tmp / "proxy.log"}  # fmt: skip
+    finally:
+        leftovers = stop_mesh(c, proxies, servers.values())
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(autouse=True)
+def clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each mesh test ends with no router, calls to a going to a again."""
+    yield
+    if "mesh" not in request.fixturenames:
+        return
+    mesh = request.getfixturevalue("mesh")
+    agent = mesh["agent"]
+    http_json(f"{agent.http}/v1/config/service-router/a", "DELETE", token=agent.token,
+              cafile=agent.cafile)  # fmt: skip
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel) == "a", 20, what="no router in force")
+
+
+def _router(mesh: dict[str, Any], *routes: dict[str, Any]) -> None:
+    mesh["agent"].put("/v1/config", {"Kind": "service-router", "Name": "a", "Routes": routes})
+
+
+def _who(channel: grpc.Channel, method: str = "/t.T/Who", **kw: Any) -> str:
+    answer: bytes = channel.unary_unary(method)(b"", timeout=5, **kw)
+    return answer.decode()
+
+
+def _tried(channel: grpc.Channel, method: str) -> str:
+    """Who answered `method`, or the call's status when it failed (before a router is in
+    force: UNIMPLEMENTED)."""
+    try:
+        return _who(channel, method)
+    except grpc.RpcError as exc:
+        return str(exc.code())
+
+
+def test_one_channels_who_calls_go_to_b_and_its_other_calls_to_a(mesh: dict[str, Any]) -> None:
+    """A route on the `/t.T/Who` path prefix sends those calls of one channel (one h2
+    connection) to b; the same channel's `/t.T/Meta` calls, which no route takes, go to a.
+    (The router was logged as not applied: every call went to a.)"""
+    _router(mesh, {"Match": {"HTTP": {"PathPrefix": "/t.T/Who"}},
+                   "Destination": {"Service": "b"}})  # fmt: skip
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel) == "b", 20, what="the route in force")
+        for _ in range(5):
+            assert _who(channel) == "b"
+            assert json.loads(_who(channel, "/t.T/Meta"))["server"] == "a"
+        assert {_who(channel) for _ in range(10)} == {"b"}
+    log = mesh["log"].read_text()
+    assert "balanced HTTP/2 calls only" not in log and "routes: /t.T/Who* -> b" in log
+
+
+def test_a_prefix_rewrite_changes_the_calls_path(mesh: dict[str, Any]) -> None:
+    """`/old.T/` rewritten to `/t.T/`: the server (which has no `old.T`) answers the call."""
+    _router(mesh, {"Match": {"HTTP": {"PathPrefix": "/old.T/"}},
+                   "Destination": {"Service": "b", "PrefixRewrite": "/t.T/"}})  # fmt: skip
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _tried(channel, "/old.T/Who") == "b", 20, what="the rewrite in force")
+        assert {_who(channel, "/old.T/Who") for _ in range(5)} == {"b"}
+
+
+def test_header_edits_reach_the_server_and_the_client(mesh: dict[str, Any]) -> None:
+    """A route on metadata `x-edit`: RequestHeaders (Set, Add, Remove) are what the server
+    sees, ResponseHeaders (Add, Remove) what the client gets as initial metadata. Names are
+    lower-cased on the way (HTTP/2 forbids upper case)."""
+    _router(mesh, {"Match": {"HTTP": {"Header": [{"Name": "x-edit", "Present": True}]}},
+                   "Destination": {"Service": "b",
+                                   "RequestHeaders": {"Set": {"X-Routed": "yes"},
+                                                      "Add": {"x-more": "1"},
+                                                      "Remove": ["x-drop"]},
+                                   "ResponseHeaders": {"Add": {"X-Answer": "edited"},
+                                                       "Remove": ["x-gone"]}}})  # fmt: skip
+    meta = [("x-edit", "1"), ("x-drop", "no"), ("x-keep", "k")]
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel, metadata=meta) == "b", 20, what="the route in force")
+        call = channel.unary_unary("/t.T/Meta")
+        answer, outcome = call.with_call(b"", timeout=5, metadata=meta)
+    seen = json.loads(answer)
+    assert (seen["server"], seen["x-routed"], seen["x-more"], seen["x-keep"]) == (
+        "b",
+        "yes",
+        "1",
+        "k",
+    )
+    assert "x-drop" not in seen
+    answered = dict(outcome.initial_metadata())
+    assert answered["x-answer"] == "edited" and answered["x-stays"] == "1"
+    assert "x-gone" not in answered
+
+
+def test_a_routes_request_timeout_ends_its_call(mesh: dict[str, Any]) -> None:
+    """A route's RequestTimeout of 300ms: its `/t.T/Slow` call (SLOW_S at the server) ends
+    DEADLINE_EXCEEDED well before the server answers; a call no route takes is not cut."""
+    _router(mesh, {"Match": {"HTTP": {"PathExact": "/t.T/Slow"}},
+                   "Destination": {"Service": "b", "RequestTimeout": "300ms"}},
+            {"Match": {"HTTP": {"PathPrefix": "/t.T/Who"}},
+             "Destination": {"Service": "b"}})  # fmt: skip
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel) == "b", 20, what="the router in force")
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary("/t.T/Slow")(b"", timeout=10)
+        assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < SLOW_S - 1
+
+
+def test_outbound_metrics_name_the_route_a_call_took(mesh: dict[str, Any]) -> None:
+    """Each routed call counts under `route="route 0 -> b"` on web's outbound edge to a; a
+    call no route took counts with no route label."""
+    _router(mesh, {"Match": {"HTTP": {"PathPrefix": "/t.T/Who"}},
+                   "Destination": {"Service": "b"}})  # fmt: skip
+    edge = {"direction": "outbound", "source": "web", "destination": "a"}
+    label = "route 0 -> b"
+
+    def count(**labels: str) -> float:
+        return series(mesh["stats"], "gossamer_proxy_request_total", **edge, **labels)
+
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel) == "b", 20, what="the route in force")
+        routed, total = count(route=label), count()
+        for _ in range(3):
+            assert _who(channel) == "b"
+        _who(channel, "/t.T/Meta")
+        eventually(lambda: count(route=label) == routed + 3 and count() == total + 4, 10,
+                   what="the calls counted")  # fmt: skip
+    ok = series(mesh["stats"], "gossamer_proxy_response_total", **edge, route=label,
+                status_class="2xx")  # fmt: skip
+    assert ok >= 3
