@@ -232,6 +232,7 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
             self._client.out += header_frames(stream, block, end_stream=True)
             if not event.end:
                 self._client.out += rst_stream(stream, NO_ERROR)
+            self._outcome(None, 431, "", 0.0)
         else:
             self._new_call(stream, event)
 

@@ -1,11 +1,12 @@
 """A service-router's routes applied to each balanced gRPC call (h2_split_routed.py,
-h2_routes.py).
+h2_routes.py), and a `431` the balancing side answers counted on the outbound edge.
 
 One agent and one `connect proxy --node` serving every sidecar on it: `a` and
 `b` are each a grpcio server behind a sidecar (`service-defaults` Protocol
 grpc, which a router needs), `web` has a grpc upstream of `a`, balanced per
 call (the default), and a metrics listener. Each server's `Who` answers its
-name, `Meta` its call's metadata and its name (JSON), `Slow` its name after SLOW_S.
+name, `Meta` its call's metadata and its name (JSON), `Slow` its name after SLOW_S. The
+431 test runs in process (tests/test_proxy_grpc.py's grpc_mesh).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from typing import Any
 
 import grpc
 import pytest
+from hpack import Encoder
 
+from gossamer.proxy.h2_frames import header_frames, literal_block
 from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
-from tests.harness.poll import eventually
+from tests.harness.poll import eventually, eventually_async
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
@@ -31,6 +34,8 @@ from tests.proxy_support import (
     wait_listening,
     web_body,
 )
+from tests.test_proxy_grpc import MODES, _by_class, grpc_mesh
+from tests.test_proxy_h2_adversarial import CALL, START, _answered_431, _Raw
 
 SLOW_S = 3.0
 
@@ -232,3 +237,24 @@ def test_outbound_metrics_name_the_route_a_call_took(mesh: dict[str, Any]) -> No
     ok = series(mesh["stats"], "gossamer_proxy_response_total", **edge, route=label,
                 status_class="2xx")  # fmt: skip
     assert ok >= 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_call_answered_431_counts_on_the_outbound_edge(mode: str) -> None:
+    """A call whose metadata decodes past the header list limit is answered `431` by web's
+    sidecar; balanced or followed, web's outbound edge counts one 4xx. (Balanced, it was
+    answered and counted nowhere.)"""
+    async with grpc_mesh(mode) as mesh:
+        client = await _Raw.open(mesh)
+        metadata = [(f"x-meta-{i}".encode(), f"{i:04}".encode() + b"v" * 996) for i in range(66)]
+        fat = literal_block(CALL) + Encoder().encode(metadata, huffman=True)
+        await client.send(START + header_frames(1, fat, end_stream=True))
+        await client.until("end", 5)
+        assert _answered_431(client, 1)
+        client.close()
+
+        def counted() -> bool:
+            assert _by_class(mesh.web.metrics.outbound("db")) == {"4xx": 1}
+            return True
+
+        await eventually_async(counted, 5)
