@@ -55,13 +55,14 @@ def request_fields(fields: Fields, prefix: str, rewrite: str, remove: tuple[str,
                    put: tuple[tuple[str, str], ...],
                    add: tuple[tuple[str, str], ...]) -> Fields:  # fmt: skip
     """An HTTP/2 request head with `:path`'s `prefix` replaced by `rewrite` (when both are
-    given and the path starts with it), then `remove`d, `put` (replacing) and `add`ed fields
-    (Envoy's order), names lower case; pseudo-headers are left as they are."""
+    given and the path starts with it, in any ASCII case as routes.rewritten_head reads it),
+    then `remove`d, `put` (replacing) and `add`ed fields (Envoy's order), names lower case;
+    pseudo-headers are left as they are."""
     out = list(fields)
     if rewrite and prefix:
         old, new = prefix.encode("latin-1"), rewrite.encode("latin-1")
         for i, (name, value) in enumerate(out):
-            if name == b":path" and value.startswith(old):
+            if name == b":path" and value[: len(old)].lower() == old.lower():
                 path = new + value[len(old) :]
                 out[i] = (name, path[1:] if path.startswith(b"//") else path)
     if remove or put or add:

@@ -159,3 +159,18 @@ def test_check_s_hint_for_a_route_to_an_empty_subset_says_what_to_start() -> Non
     assert "start api-v2 with a sidecar" in result.hint, result.hint
     assert "an instance of api matching subset ghost" in result.hint, result.hint
     assert "api/ghost with" not in result.hint, result.hint
+
+
+def test_a_case_insensitive_route_rewrites_an_http2_call_s_path_in_another_case() -> None:
+    """A balanced HTTP/2 call a CaseInsensitive route took by `/V2/…` kept its path whole:
+    the call's rewrite compared the prefix as written, the match had folded it."""
+    from gossamer.proxy.h2_split_routed import request_fields
+
+    plan = _plan(folded({"PathPrefix": "/v2/"}, PrefixRewrite="/"))
+    to = plan.routes[0]
+    assert route_index(plan.matcher, "POST", "/V2/Users", {}) == 0
+    fields = [(b":method", b"POST"), (b":path", b"/V2/Users"), (b":authority", b"api")]
+    out = request_fields(fields, to.prefix, to.rewrite, (), (), ())
+    assert (b":path", b"/Users") in out, out
+    kept = [(b":method", b"POST"), (b":path", b"/v3/x")]
+    assert request_fields(kept, to.prefix, to.rewrite, (), (), ()) == kept
