@@ -63,7 +63,7 @@ from collections.abc import Callable
 from math import inf
 from typing import TYPE_CHECKING, Final
 
-from gossamer.proxy import balance
+from gossamer.proxy import balance, tally
 from gossamer.proxy.h2_frames import PREFACE
 from gossamer.proxy.h2_split_calls import Close, CloseClient, Command, Open, ToClient, ToUpstream
 from gossamer.proxy.h2_split_routed import CallRoute, RoutedSplitter
@@ -388,7 +388,9 @@ class Balanced(Relay):
         lst = self.listener
         target = target or lst.pick_target()
         candidates = lst.instances_for(target)
-        if not candidates:
+        if not candidates:  # (counted as a followed connection with none is: per call here)
+            lst.refuse(tally.NO_HEALTHY_INSTANCE, lst.tried(0, target),
+                       "call answered 503 (gRPC UNAVAILABLE)", target)  # fmt: skip
             return None
         # An instance whose connection is excluded but open (its GOAWAY came, or it has as
         # many calls as it takes) gets a connection of its own for the call; one excluded

@@ -275,7 +275,7 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
     def _unavailable(self, call: Call[K]) -> None:
         """No instance for a new call: answered as Envoy answers it, 503 "no healthy
         upstream", for gRPC a trailers-only UNAVAILABLE (a reset would leave a gRPC client
-        retrying at once, a plain client with no answer)."""
+        retrying at once, a plain client with no answer). Recorded as a 503."""
         fields = [(b":status", b"503"), (b"content-type", b"text/plain")]
         if call.grpc:
             fields = [(b":status", b"200"), (b"content-type", b"application/grpc"),
@@ -286,6 +286,7 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
         if not call.client_ended:  # (RFC 9113 §8.1: answered, the rest of the request unread)
             call.down.put(RST_STREAM, NO_ERROR.to_bytes(4, "big"), True)
         call.up.drop()
+        self._outcome(None, 503, self._label(call.stream), 0.0)  # (gRPC's 14 is a 503)
         self._pump_client()
 
     def _client_data(self, event: Data) -> None:

@@ -11,6 +11,7 @@ name, `Meta` its call's metadata and its name (JSON), `Slow` its name after SLOW
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from tests.proxy_support import (
     wait_listening,
     web_body,
 )
-from tests.test_proxy_grpc import MODES, _by_class, grpc_mesh
+from tests.test_proxy_grpc import BALANCED, MODES, _by_class, grpc_mesh
 from tests.test_proxy_h2_adversarial import CALL, START, _answered_431, _Raw
 
 SLOW_S = 3.0
@@ -255,6 +256,32 @@ async def test_a_call_answered_431_counts_on_the_outbound_edge(mode: str) -> Non
 
         def counted() -> bool:
             assert _by_class(mesh.web.metrics.outbound("db")) == {"4xx": 1}
+            return True
+
+        await eventually_async(counted, 5)
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m.endswith(BALANCED)])
+async def test_a_call_with_no_instance_to_go_to_is_counted(mode: str) -> None:
+    """With no instance of the upstream, a balanced call is answered UNAVAILABLE "no healthy
+    upstream" by web's sidecar: counted as a 503 on web's outbound edge and as a refusal
+    (`outbound.refused.no-healthy-instance`), as a followed connection with none is. (It
+    was counted nowhere.)"""
+    async with grpc_mesh(mode) as mesh:
+        mesh.web.set_instances([])
+
+        def call() -> grpc.StatusCode:
+            with grpc.insecure_channel(mesh.target) as channel:
+                with pytest.raises(grpc.RpcError) as failed:
+                    channel.unary_unary("/t.T/Fine")(b"x", timeout=5)
+                code: grpc.StatusCode = failed.value.code()
+                return code
+
+        assert await asyncio.to_thread(call) == grpc.StatusCode.UNAVAILABLE
+
+        def counted() -> bool:
+            assert _by_class(mesh.web.metrics.outbound("db")) == {"5xx": 1}
+            assert mesh.web.tally.snapshot()["outbound.refused.no-healthy-instance"] == 1
             return True
 
         await eventually_async(counted, 5)
