@@ -17,7 +17,6 @@ from gossamer.proxy.h2_frames import (
     END_STREAM,
     ENHANCE_YOUR_CALM,
     GOAWAY,
-    HEAD,
     HEADERS,
     PREFACE,
     PROTOCOL_ERROR,
@@ -26,18 +25,13 @@ from gossamer.proxy.h2_frames import (
     frame,
     header_frames,
     literal_block,
-    parse_head,
     rst_stream,
     window_update,
 )
 from gossamer.proxy.h2_split_calls import Command, Open, ToClient, ToUpstream
+from tests.h2_raw import BOTH, CALL, START, Frames, frames_of
 
-CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Fine"),
-        (b":authority", b"db"), (b"content-type", b"application/grpc")]  # fmt: skip
-START = PREFACE + frame(SETTINGS, 0, 0)
-BOTH = END_HEADERS | END_STREAM
 INTERNAL_ERROR = 0x2
-Frames = list[tuple[int, int, int, bytes]]
 
 
 class _Rig:
@@ -69,20 +63,11 @@ class _Rig:
         self.run(self.split.from_upstream("a", data))
 
     def frames(self) -> Frames:
-        return _frames(bytes(self.to_client))
+        return frames_of(bytes(self.to_client))
 
     def goaways(self) -> list[tuple[int, int]]:
         return [(int.from_bytes(p[:4], "big"), int.from_bytes(p[4:8], "big"))
                 for k, _, _, p in self.frames() if k == GOAWAY]  # fmt: skip
-
-
-def _frames(data: bytes) -> Frames:
-    out = []
-    while len(data) >= HEAD:
-        length, kind, flags, stream = parse_head(data[:HEAD])
-        out.append((kind, flags, stream, data[HEAD : HEAD + length]))
-        data = data[HEAD + length :]
-    return out
 
 
 def _opened() -> _Rig:
@@ -194,11 +179,11 @@ def test_a_data_frame_still_coming_goes_on_as_it_comes() -> None:
         before = len(_data(rig.to_up))
         rig.client(whole[at : at + 600])
         assert len(_data(rig.to_up)) > before
-    pieces = [(f, p) for k, f, s, p in _frames(bytes(rig.to_up)[len(PREFACE) :]) if k == DATA]
+    pieces = [(f, p) for k, f, s, p in frames_of(bytes(rig.to_up)[len(PREFACE) :]) if k == DATA]
     assert b"".join(p for _, p in pieces) == body
     assert [f & END_STREAM for f, _ in pieces] == [0] * (len(pieces) - 1) + [END_STREAM]
 
 
 def _data(sent: bytearray) -> bytes:
     """The DATA bytes in what went to the instance."""
-    return b"".join(p for k, _, _, p in _frames(bytes(sent)[len(PREFACE) :]) if k == DATA)
+    return b"".join(p for k, _, _, p in frames_of(bytes(sent)[len(PREFACE) :]) if k == DATA)

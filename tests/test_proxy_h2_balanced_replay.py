@@ -16,7 +16,6 @@ from gossamer.proxy.h2_frames import (
     END_HEADERS,
     END_STREAM,
     GOAWAY,
-    HEAD,
     HEADERS,
     NO_ERROR,
     PREFACE,
@@ -26,18 +25,13 @@ from gossamer.proxy.h2_frames import (
     frame,
     goaway,
     literal_block,
-    parse_head,
     rst_stream,
 )
 from gossamer.proxy.h2_split_calls import Command, Open, ToClient, ToUpstream
 from gossamer.proxy.outlier import Outliers
+from tests.h2_raw import BOTH, CALL, START, Frames, frames_of
 
-CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Fine"),
-        (b":authority", b"db"), (b"content-type", b"application/grpc")]  # fmt: skip
-START = PREFACE + frame(SETTINGS, 0, 0)
-BOTH = END_HEADERS | END_STREAM
 ANSWER = literal_block([(b":status", b"200"), (b"grpc-status", b"0")])
-Frames = list[tuple[int, int, int, bytes]]
 
 
 class _Rig:
@@ -73,21 +67,12 @@ class _Rig:
 
     def sent_to(self, key: str) -> Frames:
         """The frames of calls that went to `key` (its preface and SETTINGS aside)."""
-        return [f for f in _frames(bytes(self.to_up.get(key, b""))[len(PREFACE) :])
+        return [f for f in frames_of(bytes(self.to_up.get(key, b""))[len(PREFACE) :])
                 if f[2]]  # fmt: skip
 
     def resets(self) -> list[tuple[int, int]]:
-        return [(s, int.from_bytes(p, "big")) for k, _, s, p in _frames(bytes(self.to_client))
+        return [(s, int.from_bytes(p, "big")) for k, _, s, p in frames_of(bytes(self.to_client))
                 if k == RST_STREAM]  # fmt: skip
-
-
-def _frames(data: bytes) -> Frames:
-    out = []
-    while len(data) >= HEAD:
-        length, kind, flags, stream = parse_head(data[:HEAD])
-        out.append((kind, flags, stream, data[HEAD : HEAD + length]))
-        data = data[HEAD + length :]
-    return out
 
 
 def _body(frames: Frames, stream: int) -> bytes:
@@ -107,7 +92,7 @@ def test_a_call_above_an_instances_goaway_goes_to_another_and_is_answered() -> N
     assert [k for k, _, _, _ in to_b] == [HEADERS, DATA] and _body(to_b, 1) == b"q" * 10 + b"r" * 10
     assert to_b[-1][1] & END_STREAM
     rig.upstream("b", frame(HEADERS, BOTH, 1, ANSWER))
-    assert any(k == HEADERS and s == 1 and f & END_STREAM for k, f, s, _ in _frames(
+    assert any(k == HEADERS and s == 1 and f & END_STREAM for k, f, s, _ in frames_of(
         bytes(rig.to_client)))  # fmt: skip
     assert rig.resets() == [] and rig.split.open_calls == 0
 
@@ -153,7 +138,7 @@ def test_a_call_whose_answer_began_is_never_made_again() -> None:
     rig.upstream("a", frame(HEADERS, END_HEADERS, 1, literal_block([(b":status", b"200")])))
     rig.upstream("a", rst_stream(1, REFUSED_STREAM))
     assert rig.resets() == [(1, REFUSED_STREAM)] and rig.sent_to("b") == []
-    assert not [f for f in _frames(bytes(rig.to_client)) if f[0] == GOAWAY]
+    assert not [f for f in frames_of(bytes(rig.to_client)) if f[0] == GOAWAY]
 
 
 class _Listener:
