@@ -32,7 +32,6 @@ import gc
 import json
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,43 +41,24 @@ if str(ROOT) not in sys.path:
 from gossamer.intentions.codec import intention_to_json  # noqa: E402
 from gossamer.intentions.decide import IntentionSet, decide, match  # noqa: E402
 from gossamer.intentions.model import (  # noqa: E402
-    HeaderMatch,
-    HTTPMatch,
     HttpRequest,
     Intention,
-    Permission,
 )
 from gossamer.proxy.__main__ import GC_YOUNG  # noqa: E402
 from gossamer.proxy.agent_http import AgentHttp  # noqa: E402
 from gossamer.proxy.config import ProxyConfig  # noqa: E402
 from gossamer.proxy.runtime import ProxyRuntime  # noqa: E402
+from tests.harness.intention_sets import intention  # noqa: E402
 
 BEAT_S = 0.001
 REQUEST = HttpRequest("GET", "/api/v1/x")
-
-
-def _intention(i: int, changed: bool, written: int) -> Intention:
-    ids = {"id": str(uuid.UUID(int=i + 1)), "created_at": "2026-12-08T00:00:00Z",
-           "updated_at": "2026-12-08T00:00:00Z", "create_index": 10 + i,
-           "modify_index": (20_000 if changed else 10 + written) + i}  # fmt: skip
-    if changed:
-        return Intention(f"s{i}", "db", "deny", **ids)
-    if i % 3 == 0:
-        return Intention(f"s{i}", "db", "allow", **ids)
-    perms = (
-        Permission("allow", HTTPMatch(path_regex=f"/api/v{i}/.*", methods=("GET",))),
-        Permission("deny", HTTPMatch(path_prefix="/admin",
-                                     headers=(HeaderMatch("x-user", regex=f"u{i}.*"),))),
-        Permission("deny", HTTPMatch(path_regex=f"/v{i}/(a|b|c)+/[0-9]{{1,8}}")),
-    )  # fmt: skip
-    return Intention(f"s{i}", "db", permissions=perms, **ids)
 
 
 def answer(n: int, changed: bool, written: int = 0) -> bytes:
     """db's match answer as the agent sends it: every row, in evaluation order. `written`:
     every row written again that many times (a new ModifyIndex, the same rule)."""
     ixns = [Intention("web", "db", "allow"), Intention("*", "db", "deny")]
-    ixns += [_intention(i, changed and i == 1, written) for i in range(n)]
+    ixns += [intention(i, changed and i == 1, written) for i in range(n)]
     rows = [intention_to_json(i) for i in match(IntentionSet(ixns), "destination", "db")]
     return json.dumps({"db": rows}).encode()
 

@@ -48,33 +48,18 @@ from gossamer.proxy.intention_memo import IntentionMemo
 from gossamer.proxy.intention_read import read_intentions
 from gossamer.proxy.json_items import NoSuchArray, member_items
 from gossamer.proxy.runtime import ProxyRuntime
+from tests.harness.intention_sets import intention
 from tests.harness.poll import eventually_async
 
 SOURCES = 5000
 L7_REQUEST = HttpRequest("GET", "/api/v1/x")
 
 
-def _intention(i: int, denied: bool) -> Intention:
-    ids = {"id": str(uuid.UUID(int=i + 1)), "create_index": 10 + i,
-           "modify_index": (20_000 if denied else 10) + i}  # fmt: skip
-    if denied:
-        return Intention(f"s{i}", "db", "deny", **ids)
-    if i % 3 == 0:
-        return Intention(f"s{i}", "db", "allow", **ids)
-    perms = (
-        Permission("allow", HTTPMatch(path_regex=f"/api/v{i}/.*", methods=("GET",))),
-        Permission("deny", HTTPMatch(path_prefix="/admin",
-                                     headers=(HeaderMatch("x-user", regex=f"u{i}.*"),))),
-        Permission("deny", HTTPMatch(path_regex=f"/v{i}/(a|b|c)+/[0-9]{{1,8}}")),
-    )  # fmt: skip
-    return Intention(f"s{i}", "db", permissions=perms, **ids)
-
-
 @functools.cache
 def _answer(denied: int = -1) -> bytes:
     """db's match answer as the agent writes it: `SOURCES` intentions, two in three L7,
     `s{denied}`'s a deny (in evaluation order: precedence, then source)."""
-    exact = [Intention("web", "db", "allow"), *(_intention(i, i == denied)
+    exact = [Intention("web", "db", "allow"), *(intention(i, i == denied)
                                                 for i in range(SOURCES))]  # fmt: skip
     ixns = [*sorted(exact, key=lambda i: i.source), Intention("*", "db", "deny")]
     return json.dumps({"db": [intention_to_json(i) for i in ixns]}).encode()
