@@ -2,8 +2,11 @@
 
 The upstream's router plan (router_plan.RouterPlan, the one an HTTP/1
 upstream of the service would get) is matched against the call's
-`:method`, `:path` and fields by the HTTP/1 code (routes.route_index); the
-route's destination is drawn as an HTTP/1 request's (router_plan.destination).
+`:method`, `:path` and fields by the HTTP/1 code (routes.Matcher), which
+sees the call as the far gate's intentions do (h2_fields.request_of: the
+path normalized, the authority under `host` and `:authority` both, a
+binary `-bin` value as base64); the route's destination is drawn as an
+HTTP/1 request's (router_plan.destination).
 Reads the listener's instance lists and draws from its random source; no
 I/O. Loaded only by a sidecar whose balanced upstream has a router.
 """
@@ -12,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gossamer.proxy.h2_fields import request_of
 from gossamer.proxy.h2_split_routed import CallRoute, request_fields
 from gossamer.proxy.h2_split_wire import Fields
-from gossamer.proxy.http_codec import joined_headers
 from gossamer.proxy.http_limits import Limits
+from gossamer.proxy.http_target import BadTarget, normal_path
 from gossamer.proxy.router_plan import RouterPlan, RouteTo, destination
-from gossamer.proxy.routes import route_index
 
 if TYPE_CHECKING:
     from gossamer.proxy.outbound import UpstreamListener
@@ -26,14 +29,11 @@ if TYPE_CHECKING:
 def call_route(plan: RouterPlan, listener: UpstreamListener, fields: Fields) -> CallRoute | None:
     """The route a call with request head `fields` takes, ready for the splitter; None when
     no route takes it (it goes as with no router)."""
-    method = path = ""
-    for name, value in fields:
-        if name == b":method":
-            method = value.decode("latin-1")
-        elif name == b":path":
-            path = value.decode("latin-1")
-    i = route_index(plan.matcher, method, path,
-                    joined_headers([f for f in fields if f[0][:1] != b":"]))  # fmt: skip
+    try:  # (the path as the far gate judges it, and as HTTP/1's route is matched and sent)
+        fields = normal_path(fields)
+    except BadTarget:
+        return None  # no path: the far gate answers it 400
+    i = plan.matcher.first(request_of(fields))
     if i < 0:
         return None
     to = plan.routes[i]

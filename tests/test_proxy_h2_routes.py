@@ -200,6 +200,17 @@ def test_header_edits_reach_the_server_and_the_client(mesh: dict[str, Any]) -> N
     assert "x-gone" not in answered
 
 
+def test_a_route_on_the_host_header_takes_a_call_by_its_authority(mesh: dict[str, Any]) -> None:
+    """A route on `Host` (HTTP/1's name) takes gRPC calls by their `:authority`, as the L7
+    intentions read it and as Envoy matches it. (The call's pseudo-headers were not among the
+    fields the route saw: no route on the authority ever took a call.)"""
+    _router(mesh, {"Match": {"HTTP": {"Header": [{"Name": "Host", "Prefix": "127.0.0.1:"}]}},
+                   "Destination": {"Service": "b"}})  # fmt: skip
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel) == "b", 20, what="the route in force")
+        assert json.loads(_who(channel, "/t.T/Meta"))["server"] == "b"
+
+
 def test_a_routes_request_timeout_ends_its_call(mesh: dict[str, Any]) -> None:
     """A route's RequestTimeout of 300ms: its `/t.T/Slow` call (SLOW_S at the server) ends
     DEADLINE_EXCEEDED well before the server answers; a call no route takes is not cut."""
