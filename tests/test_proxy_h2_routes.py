@@ -227,6 +227,22 @@ def test_a_routes_request_timeout_ends_its_call(mesh: dict[str, Any]) -> None:
         assert time.monotonic() - started < SLOW_S - 1
 
 
+def test_a_routes_idle_timeout_ends_its_silent_call(mesh: dict[str, Any]) -> None:
+    """A route's IdleTimeout of 300ms: its `/t.T/Slow` call, silent at the server for
+    SLOW_S, ends DEADLINE_EXCEEDED well before it would answer."""
+    _router(mesh, {"Match": {"HTTP": {"PathExact": "/t.T/Slow"}},
+                   "Destination": {"Service": "b", "IdleTimeout": "300ms"}},
+            {"Match": {"HTTP": {"PathPrefix": "/t.T/Who"}},
+             "Destination": {"Service": "b"}})  # fmt: skip
+    with grpc.insecure_channel(mesh["target"]) as channel:
+        eventually(lambda: _who(channel) == "b", 20, what="the router in force")
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary("/t.T/Slow")(b"", timeout=10)
+        assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < SLOW_S - 1
+
+
 def test_outbound_metrics_name_the_route_a_call_took(mesh: dict[str, Any]) -> None:
     """Each routed call counts under `route="route 0 -> b"` on web's outbound edge to a; a
     call no route took counts with no route label."""
