@@ -133,6 +133,7 @@ PURE_MODULES: tuple[str, ...] = (
     "proxy/protocol.py",
     "proxy/config_error.py",
     "proxy/retry_budget.py",
+    "proxy/retry_backoff.py",
     "proxy/peak_ewma.py",
     "proxy/http_codec.py",
     "proxy/http_target.py",
