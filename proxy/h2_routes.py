@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gossamer.proxy.h2_fields import request_of
-from gossamer.proxy.h2_split_routed import CallRoute, request_fields
+from gossamer.proxy.h2_split_routed import CallRoute, addable, request_fields
 from gossamer.proxy.h2_split_wire import Fields
 from gossamer.proxy.http_limits import Limits
 from gossamer.proxy.http_target import BadTarget, normal_path
@@ -46,11 +46,12 @@ def call_route(plan: RouterPlan, listener: UpstreamListener, fields: Fields) -> 
 
 def _answer(to: RouteTo) -> tuple[frozenset[bytes], tuple[tuple[bytes, bytes], ...]]:
     """The route's `ResponseHeaders` as (names removed, fields appended), names lower case
-    as HTTP/2 wants them (its RouteRules keeps them as HTTP/1 lines)."""
+    as HTTP/2 wants them (its RouteRules keeps them as HTTP/1 lines), none that would make
+    the answer malformed (`addable`)."""
     assert to.rules is not None
     flat = to.rules.added  # name, ": ", value, CRLF per field
-    added = tuple((flat[i].lower(), flat[i + 2]) for i in range(0, len(flat), 4)
-                  if flat[i][:1] != b":")  # fmt: skip
+    pairs = [(flat[i].lower(), flat[i + 2]) for i in range(0, len(flat), 4)]
+    added = tuple((n, v) for n, v in pairs if addable(n, v))
     return frozenset(n for n in to.rules.gone if n[:1] != b":"), added
 
 

@@ -13,7 +13,10 @@ goes as before). A route's call:
   (h2_balanced_replay.py) keeps the target it drew;
 - has its head rewritten before it is kept or sent: `:path`'s matched
   prefix replaced (`PrefixRewrite`) and the `RequestHeaders` edits made
-  (names lower-cased, as HTTP/2 wants them; pseudo-headers never edited);
+  (names lower-cased, as HTTP/2 wants them; pseudo-headers never edited,
+  and a connection's fields, `Connection: keep-alive` written for HTTP/1,
+  never added: RFC 9113 §8.2.2 makes a call carrying one malformed, and
+  the far gate would reset it);
 - has the `ResponseHeaders` edits made on its answer's final head (not a
   1xx, nor trailers; an answer made here, a timeout's, is not edited);
 - runs under the route's own limits (`RequestTimeout`, `IdleTimeout`);
@@ -51,6 +54,19 @@ class CallRoute:
     limits: Limits | None = None  # its own timeouts; None: the upstream's
 
 
+# Fields of a connection, which an HTTP/2 message must not carry (RFC 9113 §8.2.2; `te` but
+# for "trailers"): an edit that adds one is left out
+HOP_FIELDS = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding",
+                        b"upgrade"))  # fmt: skip
+
+
+def addable(name: bytes, value: bytes) -> bool:
+    """Whether an edit may add field `name` (lower case) to an HTTP/2 message."""
+    if name[:1] == b":" or name in HOP_FIELDS:
+        return False
+    return name != b"te" or value == b"trailers"
+
+
 def request_fields(fields: Fields, prefix: str, rewrite: str, remove: tuple[str, ...],
                    put: tuple[tuple[str, str], ...],
                    add: tuple[tuple[str, str], ...]) -> Fields:  # fmt: skip
@@ -69,8 +85,8 @@ def request_fields(fields: Fields, prefix: str, rewrite: str, remove: tuple[str,
         gone = {n.lower().encode("latin-1") for n in (*remove, *(n for n, _ in put))}
         gone = {n for n in gone if n[:1] != b":"}
         out = [(n, v) for n, v in out if n not in gone]
-        out += [(n.lower().encode("latin-1"), v.encode("utf-8"))
-                for n, v in (*put, *add) if n[:1] != ":"]  # fmt: skip
+        more = [(n.lower().encode("latin-1"), v.encode("utf-8")) for n, v in (*put, *add)]
+        out += [(n, v) for n, v in more if addable(n, v)]
     return out
 
 

@@ -28,3 +28,12 @@ def test_pseudo_headers_are_not_edited_and_a_path_not_under_the_prefix_is_kept()
     out = request_fields(CALL, "/new/", "/x/", (":path",), ((":authority", "b"),),
                          ((":method", "GET"),))  # fmt: skip
     assert out == CALL
+
+
+def test_an_edit_adding_a_connections_field_leaves_it_out() -> None:
+    """`Connection: keep-alive` and `te: gzip` (written for HTTP/1) would make the call
+    malformed (RFC 9113 §8.2.2), reset by the far gate: left out; `te: trailers` is kept.
+    (They were added, and every call the route took failed.)"""
+    out = request_fields(CALL, "", "", (), (("Connection", "keep-alive"), ("TE", "gzip")),
+                         (("te", "trailers"), ("Keep-Alive", "1"), ("x-ok", "1")))  # fmt: skip
+    assert out == [*CALL, (b"te", b"trailers"), (b"x-ok", b"1")]
