@@ -40,7 +40,7 @@ _DEST_FIELDS = ("Service", "ServiceSubset", "Namespace", "Partition", "PrefixRew
 # upstreams only, never see)
 RETRY_ON = ("5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx",
             "refused-stream")  # fmt: skip
-_GRPC_ONLY = "a gRPC status condition: gossamer routes HTTP/1 requests only, which carry none"
+_GRPC_ONLY = "a gRPC status condition: gossamer does not retry a gRPC call by its status"
 _RETRY_ON_NOT_HELD = {
     "envoy-ratelimited": "gossamer has no rate limiter whose refusals could be retried"
 }
