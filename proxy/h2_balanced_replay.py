@@ -102,7 +102,11 @@ class ReplayingSplitter(GuardedSplitter[K], Generic[K]):
     def _replayable(self, call: Call[K]) -> bool:
         again = self._again.get(call.stream, 0)
         return (call.stream in self._kept and call.client_ended and not call.answered
-                and not call.upstream_ended and again < AGAIN_MAX)  # fmt: skip
+                and not call.upstream_ended and again < self._again_max(call))  # fmt: skip
+
+    def _again_max(self, call: Call[K]) -> int:
+        """Times `call` may be sent again (a route's NumRetries: h2_split_routed.py)."""
+        return AGAIN_MAX
 
     def _detach(self, key: K, up: Upstream[K], call: Call[K]) -> None:
         """`call` leaves `key`'s connection, unrecorded there."""

@@ -40,8 +40,11 @@ def call_route(plan: RouterPlan, listener: UpstreamListener, fields: Fields) -> 
     e = to.edits
     head = request_fields(fields, to.prefix, to.rewrite, e.remove, e.set, e.add)
     gone, added = (frozenset(), ()) if to.rules is None else _answer(to)
+    rules = to.rules
     return CallRoute(plan.decisions[i].route, "" if to.own else destination(to, listener),
-                     head, gone, added, _limits(to, listener))  # fmt: skip
+                     head, gone, added, _limits(to, listener),
+                     rules is not None and rules.on_lost,
+                     0 if rules is None else rules.num_retries)  # fmt: skip
 
 
 def _answer(to: RouteTo) -> tuple[frozenset[bytes], tuple[tuple[bytes, bytes], ...]]:

@@ -25,9 +25,16 @@ goes as before). A route's call:
 The chooser is asked `choose(exclude, target)`: target '' for a call no
 route took (or one to the upstream itself), the shell's own draw.
 
-Per-route retries (`NumRetries`, `RetryOn...`) are not applied to calls:
-what a balanced call can be sent again for is only what the replay does
-(a call an instance refused unbegun), whatever the route says.
+Retries, within what the replay can do (h2_balanced_replay.py: a call
+whose request had ended, at most REPLAY_MAX bytes, and whose answer had
+not begun): every call refused unbegun is sent again, as before; a route
+with `RetryOn` `reset` (or `5xx`, which includes it) also sends again a
+call its instance reset, or whose connection was lost, before any of its
+answer came, as Envoy's `reset` does; `NumRetries` bounds how often (unset:
+the replay's AGAIN_MAX). Not done: sending again a call by its answer's
+status (`RetryOnStatusCodes`, `5xx` and `gateway-error` on a `:status`;
+a gRPC answer's is 200 and its outcome in trailers), and a try cut by
+`IdleTimeout` is answered, not sent again.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dataclasses import dataclass
 from typing import Generic
 
 from gossamer.proxy.h2_balanced_replay import ReplayingSplitter
+from gossamer.proxy.h2_frames import REFUSED_STREAM
 from gossamer.proxy.h2_split_calls import Call, K, Upstream
 from gossamer.proxy.h2_split_wire import Event, Fields, Headers
 from gossamer.proxy.http_limits import NO_LIMITS, Limits
@@ -52,6 +60,8 @@ class CallRoute:
     gone: frozenset[bytes] = frozenset()  # answer fields removed (lower case)
     added: tuple[tuple[bytes, bytes], ...] = ()  # answer fields appended
     limits: Limits | None = None  # its own timeouts; None: the upstream's
+    on_lost: bool = False  # RetryOn reset (or 5xx): a try lost unanswered is sent again
+    retries: int = 0  # NumRetries: times it may be sent again (0: the replay's own)
 
 
 # Fields of a connection, which an HTTP/2 message must not carry (RFC 9113 §8.2.2; `te` but
@@ -150,6 +160,33 @@ class RoutedSplitter(ReplayingSplitter[K], Generic[K]):
         super()._settle(call)
         if call.stream not in self._calls:
             self._routes.pop(call.stream, None)
+
+    def _again_max(self, call: Call[K]) -> int:
+        route = self._routes.get(call.stream)
+        if route is None or not route.retries:
+            return super()._again_max(call)
+        return route.retries
+
+    def _lost_again(self, call: Call[K]) -> bool:
+        """Whether `call`, its try lost unanswered, is sent again (its route's RetryOn)."""
+        route = self._routes.get(call.stream)
+        return route is not None and route.on_lost and self._replayable(call)
+
+    def _upstream_reset(self, key: K, call: Call[K], code: int) -> None:
+        up = self._ups.get(key)
+        if code != REFUSED_STREAM and up is not None and self._lost_again(call):
+            self._detach(key, up, call)
+            self._send_again(call)
+            return
+        super()._upstream_reset(key, call, code)
+
+    def _lose(self, key: K, up: Upstream[K], *, quiet: bool) -> None:
+        again = [c for c in up.calls.values() if c.stream <= up.goaway and self._lost_again(c)]
+        for call in again:
+            self._detach(key, up, call)
+        super()._lose(key, up, quiet=quiet)
+        for call in again:
+            self._send_again(call)
 
     def _label(self, stream: int) -> str:
         route = self._routes.get(stream)

@@ -1,8 +1,25 @@
-"""What a route does to a balanced call's head (h2_split_routed.py). Pure."""
+"""What a route does to a balanced call (h2_split_routed.py): its head, and its RetryOn
+reset. Pure: raw frames in, the splitter's commands out."""
 
 from __future__ import annotations
 
-from gossamer.proxy.h2_split_routed import request_fields
+from gossamer.proxy.h2_frames import (
+    END_HEADERS,
+    END_STREAM,
+    HEAD,
+    HEADERS,
+    PREFACE,
+    RST_STREAM,
+    SETTINGS,
+    frame,
+    literal_block,
+    parse_head,
+    rst_stream,
+)
+from gossamer.proxy.h2_split_calls import Command, Open, ToClient, ToUpstream
+from gossamer.proxy.h2_split_routed import CallRoute, RoutedSplitter, request_fields
+from gossamer.proxy.h2_split_upstream import INTERNAL_ERROR
+from gossamer.proxy.h2_split_wire import Fields
 
 CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/old.T/Who"),
         (b":authority", b"a"), (b"content-type", b"application/grpc"),
@@ -37,3 +54,97 @@ def test_an_edit_adding_a_connections_field_leaves_it_out() -> None:
     out = request_fields(CALL, "", "", (), (("Connection", "keep-alive"), ("TE", "gzip")),
                          (("te", "trailers"), ("Keep-Alive", "1"), ("x-ok", "1")))  # fmt: skip
     assert out == [*CALL, (b"te", b"trailers"), (b"x-ok", b"1")]
+
+
+class _Rig:
+    """A RoutedSplitter over instances "a", "b", "c" (the chooser names the first not
+    excluded), dialled at once; calls to /t.T/Retry take a route with RetryOn reset and
+    `retries` NumRetries, every other call no route."""
+
+    def __init__(self, retries: int = 0) -> None:
+        def route_of(fields: Fields) -> CallRoute | None:
+            if (b":path", b"/t.T/Retry") not in fields:
+                return None
+            return CallRoute("route 0 -> db", "", fields, on_lost=True, retries=retries)
+
+        self.outcomes: list[tuple[int, str]] = []
+        self.split: RoutedSplitter[str] = RoutedSplitter(
+            lambda exclude, target: next((k for k in "abc" if k not in exclude), None),
+            clock=lambda: 100.0, route_of=route_of,
+            outcome=lambda status, route, s: self.outcomes.append((status, route)))  # fmt: skip
+        self.to_client = bytearray()
+        self.to_up: dict[str, bytearray] = {}
+        self.run(self.split.start())
+        self.run(self.split.from_client(PREFACE + frame(SETTINGS, 0, 0)))
+
+    def run(self, commands: list[Command[str]]) -> None:
+        for command in commands:
+            if isinstance(command, ToClient):
+                self.to_client += command.data
+            elif isinstance(command, ToUpstream):
+                self.to_up[command.key] += command.data
+            elif isinstance(command, Open):
+                self.to_up[command.key] = bytearray()
+                self.run(self.split.opened(command.key))
+                self.run(self.split.from_upstream(command.key, frame(SETTINGS, 0, 0)))
+
+    def call(self, path: bytes) -> None:
+        fields = [(n, path if n == b":path" else v) for n, v in CALL]
+        block = literal_block(fields)
+        self.run(self.split.from_client(frame(HEADERS, END_HEADERS | END_STREAM, 1, block)))
+
+    def heads_to(self, key: str) -> int:
+        return sum(1 for f in _frames(bytes(self.to_up.get(key, b""))[len(PREFACE) :])
+                   if f[0] == HEADERS)  # fmt: skip
+
+    def client_frames(self) -> list[tuple[int, int, int, bytes]]:
+        return _frames(bytes(self.to_client))
+
+
+def _frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    out = []
+    while len(data) >= HEAD:
+        length, kind, flags, stream = parse_head(data[:HEAD])
+        out.append((kind, flags, stream, data[HEAD : HEAD + length]))
+        data = data[HEAD + length :]
+    return out
+
+
+ANSWER = literal_block([(b":status", b"200"), (b"grpc-status", b"0")])
+
+
+def test_a_call_its_instance_resets_unanswered_goes_to_another_under_retry_on_reset() -> None:
+    """RetryOn reset: "a" resets the call (INTERNAL_ERROR) before any answer: it goes to "b",
+    whose answer the client gets, with no reset; one outcome, the answer's, labelled. (The
+    client got the reset: a route's RetryOn did nothing on a call.)"""
+    rig = _Rig()
+    rig.call(b"/t.T/Retry")
+    rig.run(rig.split.from_upstream("a", rst_stream(1, INTERNAL_ERROR)))
+    assert rig.heads_to("b") == 1
+    rig.run(rig.split.from_upstream("b", frame(HEADERS, END_HEADERS | END_STREAM, 1, ANSWER)))
+    kinds = [(k, s) for k, _, s, _ in rig.client_frames()]
+    assert (HEADERS, 1) in kinds and (RST_STREAM, 1) not in kinds
+    assert rig.outcomes == [(200, "route 0 -> db")] and rig.split.open_calls == 0
+
+
+def test_a_call_whose_connection_is_lost_goes_to_another_under_retry_on_reset() -> None:
+    rig = _Rig()
+    rig.call(b"/t.T/Retry")
+    rig.run(rig.split.upstream_closed("a"))
+    assert rig.heads_to("b") == 1 and rig.split.open_calls == 1
+
+
+def test_num_retries_bounds_the_tries_and_a_call_no_route_takes_gets_the_reset() -> None:
+    """NumRetries 1: reset by "a", then by "b", the client gets "b"'s reset. A call no route
+    took is reset at once, as before."""
+    rig = _Rig(retries=1)
+    rig.call(b"/t.T/Retry")
+    rig.run(rig.split.from_upstream("a", rst_stream(1, INTERNAL_ERROR)))
+    rig.run(rig.split.from_upstream("b", rst_stream(1, INTERNAL_ERROR)))
+    assert rig.heads_to("c") == 0
+    assert [(k, s) for k, _, s, _ in rig.client_frames() if k == RST_STREAM] == [(RST_STREAM, 1)]
+    plain = _Rig()
+    plain.call(b"/t.T/Other")
+    plain.run(plain.split.from_upstream("a", rst_stream(1, INTERNAL_ERROR)))
+    assert plain.heads_to("b") == 0
+    assert [k for k, _, _, _ in plain.client_frames() if k == RST_STREAM] == [RST_STREAM]
