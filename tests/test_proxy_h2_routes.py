@@ -12,6 +12,7 @@ name, `Meta` its call's metadata and its name (JSON), `Slow` its name after SLOW
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -21,9 +22,15 @@ from typing import Any
 
 import grpc
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, StreamEnded
 from hpack import Encoder
 
+from gossamer.catalog.config_entries import read_entry
+from gossamer.catalog.config_router import routes_of
 from gossamer.proxy.h2_frames import header_frames, literal_block
+from gossamer.proxy.router_plan import plan_of
 from tests.harness.cluster import AgentProc, Cluster, free_port, http_json
 from tests.harness.poll import eventually, eventually_async
 from tests.proxy_support import (
@@ -35,7 +42,7 @@ from tests.proxy_support import (
     wait_listening,
     web_body,
 )
-from tests.test_proxy_grpc import BALANCED, MODES, _by_class, grpc_mesh
+from tests.test_proxy_grpc import BALANCED, MODES, _answer, _by_class, grpc_mesh
 from tests.test_proxy_h2_adversarial import CALL, START, _answered_431, _Raw
 
 SLOW_S = 3.0
@@ -312,3 +319,62 @@ async def test_a_call_with_no_instance_to_go_to_is_counted(mode: str) -> None:
             return True
 
         await eventually_async(counted, 5)
+
+
+class _ResetOnce:
+    """An h2c app that resets its first /t.T/Fine call (INTERNAL_ERROR, nothing answered)
+    and answers each later one whole (tests/test_proxy_grpc.py's `_answer`)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.conns: list[asyncio.StreamWriter] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.conns.append(writer)
+        conn = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, DataReceived):
+                        conn.acknowledge_received_data(event.flow_controlled_length,
+                                                       event.stream_id)  # fmt: skip
+                    elif isinstance(event, StreamEnded):
+                        self.calls += 1
+                        if self.calls == 1:
+                            conn.reset_stream(event.stream_id, 2)  # INTERNAL_ERROR
+                        else:
+                            _answer(conn, event.stream_id, "/t.T/Fine")
+                writer.write(conn.data_to_send())
+        writer.close()
+
+
+@pytest.mark.parametrize("mode", [m for m in MODES if m.endswith(BALANCED)])
+@pytest.mark.parametrize("retry_on", [["reset"], []])
+async def test_retry_on_reset_sends_a_reset_call_again(mode: str, retry_on: list[str]) -> None:
+    """The app resets the first call before answering. Under a route with `RetryOn: reset`
+    the call is sent again and the grpcio client gets its answer (the app saw two calls);
+    without it the client gets the reset (INTERNAL)."""
+    app = _ResetOnce()
+    async with grpc_mesh(mode, serve=app.serve) as mesh:
+        entry = {"Kind": "service-router", "Name": "db", "Routes": [
+            {"Match": {"HTTP": {"PathPrefix": "/t.T/"}},
+             "Destination": {"RetryOn": retry_on} if retry_on else {}}]}  # fmt: skip
+        mesh.web.call_routes = plan_of("db", routes_of(read_entry(entry)), {}, {})
+
+        def call() -> str:
+            with grpc.insecure_channel(mesh.target) as channel:
+                try:
+                    channel.unary_unary("/t.T/Fine")(b"x", timeout=5)
+                    return "ok"
+                except grpc.RpcError as exc:
+                    return str(exc.code())
+
+        got = await asyncio.to_thread(call)
+        for writer in app.conns:
+            writer.transport.abort()
+    if retry_on:
+        assert (got, app.calls) == ("ok", 2)
+    else:
+        assert (got, app.calls) == ("StatusCode.INTERNAL", 1)
