@@ -29,8 +29,12 @@ Rules:
   is offered for an hour and read again only once it is gone: replaced a
   minute early every 5 minutes, a busy upstream instance leaked 15 copies
   an hour in each worker, ~2.4 MiB a day per instance, for as long as the
-  proxy ran (bench/soak.py). A new client context (a renewed leaf) still
-  needs one read per instance: once a leaf's life.
+  proxy ran (bench/soak.py). A new client context (a renewed leaf) needs a
+  read per instance too; there, reads of one instance are also at least
+  `READ_GAP_S` (1 min) apart, whatever the context: with bench/soak.py's
+  leaves renewed every 5 s, a read per instance and renewal leaked ~0.45
+  MiB a minute in each upstream-side worker. After a renewal, an instance
+  read less than a minute before is reached by full handshakes until then.
 Time is seconds passed in by the caller.
 """
 
@@ -45,26 +49,35 @@ LEAKY_READ = _VERSION < (3, 12, 8) or (3, 13, 0) <= _VERSION < (3, 13, 1)
 MAX_AGE_S = 3600.0 if LEAKY_READ else 300.0
 # replaced a minute before it would stop being offered, unless each read leaks a copy
 REFRESH_S = MAX_AGE_S if LEAKY_READ else 240.0
+# reads of one instance's sessions at least this far apart, whatever the context
+READ_GAP_S = 60.0 if LEAKY_READ else 0.0
 CAPACITY = 1024
 
 
 class SessionCache:
     def __init__(
-        self, max_age_s: float = MAX_AGE_S, capacity: int = CAPACITY, refresh_s: float = REFRESH_S
-    ) -> None:
+        self, max_age_s: float = MAX_AGE_S, capacity: int = CAPACITY, refresh_s: float = REFRESH_S,
+        read_gap_s: float = READ_GAP_S,
+    ) -> None:  # fmt: skip
         self._kept: dict[Hashable, tuple[ssl.SSLSession, float]] = {}
+        self._read: dict[Hashable, float] = {}  # when each instance's session was last read
         self._context: ssl.SSLContext | None = None
         self._max_age_s = max_age_s
         self._refresh_s = min(refresh_s, max_age_s)
+        self._read_gap_s = min(read_gap_s, self._refresh_s)
         self._capacity = capacity
 
     def wants(self, instance: Hashable, context: ssl.SSLContext, now_s: float) -> bool:
         """Whether a connection to `instance` made with `context` should have its session read
-        and kept: none is kept for it, or the kept one is due for replacement."""
+        and kept: none is kept for it, or the kept one is due for replacement; and the last
+        read for that instance, under this context or another, is `read_gap_s` old."""
         if context is not self._context:
             return False  # `offer` meets a new context first, and forgets the old one's
         found = self._kept.get(instance)
-        return found is None or now_s - found[1] >= self._refresh_s
+        if found is not None and now_s - found[1] < self._refresh_s:
+            return False
+        read = self._read.get(instance)
+        return read is None or now_s - read >= self._read_gap_s
 
     def offer(
         self, instance: Hashable, context: ssl.SSLContext, now_s: float
@@ -89,7 +102,12 @@ class SessionCache:
         session: ssl.SSLSession | None,
         now_s: float,
     ) -> None:
-        """Remember `session` (made with `context`) for the next connection to `instance`."""
+        """Remember `session` (made with `context`) for the next connection to `instance`;
+        `session` was read now (`wants` counts the reads)."""
+        self._read.pop(instance, None)
+        if len(self._read) >= self._capacity:
+            del self._read[next(iter(self._read))]
+        self._read[instance] = now_s
         if session is None or not session.has_ticket or context is not self._context:
             return
         self._kept.pop(instance, None)
