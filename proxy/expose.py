@@ -145,6 +145,9 @@ class ExposeListener:
     def may_retry(self) -> bool:
         return False
 
+    def elsewhere(self, ex: Exchange) -> bool:
+        return False
+
     # h2c
     async def _serve_h2(self, client: PlainSide, source: str) -> None:
         from gossamer.proxy.expose_h2 import relay_h2

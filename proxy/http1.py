@@ -59,6 +59,7 @@ class HttpSession(HttpAppLink):
         self._moved = [0, 0]  # plaintext bytes from the client, from the app (the edge's bytes)
         self.closed = self._connecting = False
         self._opening: asyncio.Task[None] | None = None
+        self._backoff: asyncio.TimerHandle | None = None  # a retry waiting (http_app_link.py)
         self.requests = Requests(self)
         self._reply: Reply | None = None  # the app connection's answer parser, once it has one
         self._held: list[bytes] | None = None  # after an Upgrade request: raw bytes for the app
@@ -282,6 +283,8 @@ class HttpSession(HttpAppLink):
         self._rest = None
         self.requests.stop()
         self.deadlines.stop()
+        if self._backoff is not None:
+            self._drop_backoff()
         if abort:
             self.reset_if_cut()  # (before the queue goes)
         if self.queue:

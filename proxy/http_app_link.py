@@ -11,16 +11,25 @@ counted against its instance (`_forget_app`). A request whose connection
 failed before its answer is sent again on another (`retry`) when it is
 kept (its body at most http1.KEPT_BODY), idempotent or known to have reached
 no app, within MAX_RETRIES and the host's retry budget; else `502`
-(`_app_gone`).
+(`_app_gone`). A retry first waits Envoy's back-off (retry_backoff.py) on a
+timer (`_backoff`): the session is taken for connecting meanwhile, so no
+request of its goes on, and its close, or its client's end, drops the
+retry. One that reached no app goes at once when another instance may take
+it; one whose wait would pass the request's deadline is not made. They went
+at once, and a request to one failing instance spent all its tries within
+milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+from math import inf
+from random import random
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy import http_codec as codec
 from gossamer.proxy.http_joint import HttpJoint
+from gossamer.proxy.retry_backoff import delay_s
 from gossamer.proxy.side import Side
 
 if TYPE_CHECKING:
@@ -35,8 +44,9 @@ class HttpAppLink(HttpJoint):
 
     loop: asyncio.AbstractEventLoop
     tunnel: Relay | None
-    _connecting: bool
+    _connecting: bool  # a connection is being made, or a retry waits its back-off
     _opening: asyncio.Task[None] | None
+    _backoff: asyncio.TimerHandle | None  # a retry waiting its back-off
 
     def _connect(self) -> None:
         if self._connecting:
@@ -119,14 +129,51 @@ class HttpAppLink(HttpJoint):
         elif not rules.may_retry(ex.retries, MAX_RETRIES, ex.idempotent or unreached, status,
                                  lost):  # fmt: skip
             return False
-        if not (self.host.pooled and self.host.may_retry()):
+        host = self.host
+        if not host.pooled:
+            return False
+        deadlines = self.deadlines  # the request's deadline, once it went whole (inf: none)
+        left = deadlines.deadline - self.loop.time() if deadlines.timed is ex else inf
+        wait = delay_s(ex.retries + 1, random(), left, at_once=unreached and host.elsewhere(ex))
+        if wait is None:  # no time for it: the answer it has stands
+            host.http_event("retry_past_deadline")
+            return False
+        if not host.may_retry():
             return False
         # an answer below 500 (a route's 409) says nothing against its instance
         self._forget_app(abort=True, failed=not 0 < status < 500)
         ex.retries += 1
         ex.sent, ex.out = False, list(ex.replay)
-        self.pump()
+        if not wait:
+            self.pump()
+            return True
+        host.http_event("retry_backoff")
+        self._connecting = True  # (`_connect`: nothing goes until the wait is over)
+        self._backoff = self.loop.call_later(wait, self._backed_off)
         return True
+
+    def _backed_off(self) -> None:
+        self._backoff, self._connecting = None, False
+        self.pump()
+
+    def _client_end(self) -> None:
+        """A client that ends its side while its request waits out a retry's back-off has
+        gone (a client that gives up closes its connection, and Envoy takes a client's FIN
+        for its going): the retry is dropped and the session closed, rather than tries
+        going on for nobody, spending the app's time and the retry budget."""
+        if self._backoff is not None and not self.requests.in_message:
+            self._client_ended = True
+            self.close()  # (which drops the retry)
+            return
+        super()._client_end()
+
+    def _drop_backoff(self) -> None:
+        """The session closes: a retry waiting its back-off is dropped (the timer let go of,
+        and with it the session)."""
+        if self._backoff is not None:
+            self._backoff.cancel()
+            self._backoff, self._connecting = None, False
+            self.host.http_event("retry_dropped")
 
     def _app_gone(self, *, lost: bool) -> None:
         """The app connection ended (`lost`: reset, cut, or a TLS end with no close_notify)."""

@@ -35,3 +35,4 @@ class HttpHost(Protocol):
     def release_backend(self, side: Side, *, failed: bool = False, timed: bool = True,
                         status: int = 0) -> object: ...  # fmt: skip  # instance
     def may_retry(self) -> bool: ...
+    def elsewhere(self, ex: Exchange) -> bool: ...  # an instance none of its tries failed on

@@ -152,6 +152,18 @@ class HttpUpstream:
         self.listener.tally.add("outbound.http.retries" if allowed else "outbound.http.no_budget")
         return allowed
 
+    def elsewhere(self, ex: Exchange) -> bool:
+        """Whether an instance of the request's target none of its tries failed on may take it
+        now (not set aside by outlier detection, nor skipped after a failure): a retry of a
+        try that reached no app goes there at once, with no back-off (http_app_link.py)."""
+        lst, now = self.listener, time.monotonic()
+        ejected = lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
+        avoid, failed = self.avoid, ex.failed_on
+        return any(
+            i not in failed and i not in ejected and avoid.get(i, 0.0) <= now
+            for i in lst.instances_for(ex.target)
+        )
+
     def http_outcome(self, outcome: Outcome) -> None:
         self.listener.metrics.outbound(self.listener.upstream.name).answered(
             outcome.status,

@@ -103,6 +103,9 @@ class InboundHttp:
     def may_retry(self) -> bool:
         return False  # the app is local: nowhere else to send a request
 
+    def elsewhere(self, ex: Exchange) -> bool:
+        return False
+
     def decide_request(self, source: str, request: Callable[[], HttpRequest]) -> Decision:
         """May this request of `source` in? The L7 permissions of the matching intention decide;
         the request is only built when such a rule applies. A deny is counted and reported."""
