@@ -14,10 +14,10 @@ no app, within MAX_RETRIES and the host's retry budget; else `502`
 (`_app_gone`). A retry first waits Envoy's back-off (retry_backoff.py) on a
 timer (`_backoff`): the session is taken for connecting meanwhile, so no
 request of its goes on, and its close, or its client's end, drops the
-retry. One that reached no app goes at once when another instance may take
-it; one whose wait would pass the request's deadline is not made. They went
-at once, and a request to one failing instance spent all its tries within
-milliseconds.
+retry (nor does one wait for a client that has ended its side). One that
+reached no app goes at once when another instance may take it; one whose
+wait would pass the request's deadline is not made. They went at once, and
+a request to one failing instance spent all its tries within milliseconds.
 """
 
 from __future__ import annotations
@@ -137,6 +137,9 @@ class HttpAppLink(HttpJoint):
         wait = delay_s(ex.retries + 1, random(), left, at_once=unreached and host.elsewhere(ex))
         if wait is None:  # no time for it: the answer it has stands
             host.http_event("retry_past_deadline")
+            return False
+        if wait and self._client_ended:  # its client ended its side: gone (`_client_end`),
+            host.http_event("retry_dropped")  # or it half-closed and reads this answer
             return False
         if not host.may_retry():
             return False

@@ -243,6 +243,30 @@ def test_a_try_that_reached_no_app_waits_to_go_to_the_same_instance(mesh: Mesh) 
     assert event(mesh, "retry_backoff") == waited + 2
 
 
+def test_a_client_that_ended_its_side_gets_the_answer_with_no_wait(mesh: Mesh) -> None:
+    """The client sends its request and ends its side at once (a FIN, as a client that gives
+    up or a half-closing one sends): a retry would wait for a client that has gone, so none
+    is made (counted as `outbound.http.retry_dropped`); one still reading has the answer.
+    The retries went on for it, nine tries in all. (The app answers 500 after 50 ms: the
+    FIN is read before the answer.)"""
+    route(mesh, "/echo/", NumRetries=8, RetryOnStatusCodes=[500])
+    dropped = event(mesh, "retry_dropped")
+    mesh.app.status, mesh.app.delay_s = 500, 0.05
+    try:
+        with socket.create_connection(("127.0.0.1", mesh.up), timeout=10) as client:
+            client.sendall(b"POST /echo/ended HTTP/1.1\r\nHost: api\r\nContent-Length: 2\r\n"
+                           b"\r\nhi")  # fmt: skip
+            client.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+    finally:
+        mesh.app.status, mesh.app.delay_s = 200, 0.0
+    assert answer.startswith(b"HTTP/1.1 500 "), answer[:100]
+    assert len(mesh.app.times("POST /echo/ended")) == 1
+    assert event(mesh, "retry_dropped") == dropped + 1
+
+
 def _open_connections(mesh: Mesh) -> float:
     return series(mesh.metrics, "gossamer_proxy_tcp_open_connections", service="web",
                   direction="outbound")  # fmt: skip
