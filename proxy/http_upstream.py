@@ -153,16 +153,11 @@ class HttpUpstream:
         return allowed
 
     def elsewhere(self, ex: Exchange) -> bool:
-        """Whether an instance of the request's target none of its tries failed on may take it
-        now (not set aside by outlier detection, nor skipped after a failure): a retry of a
-        try that reached no app goes there at once, with no back-off (http_app_link.py)."""
-        lst, now = self.listener, time.monotonic()
-        ejected = lst.outliers.ejected(time.monotonic_ns() // 1_000_000)
-        avoid, failed = self.avoid, ex.failed_on
-        return any(
-            i not in failed and i not in ejected and avoid.get(i, 0.0) <= now
-            for i in lst.instances_for(ex.target)
-        )
+        """Whether the request's target has an instance none of its tries failed on: its
+        next try goes there (`_pick`, even to one set aside), so a retry of a try that
+        reached no app goes at once, with no back-off (http_app_link.py)."""
+        failed = ex.failed_on
+        return any(i not in failed for i in self.listener.instances_for(ex.target))
 
     def http_outcome(self, outcome: Outcome) -> None:
         self.listener.metrics.outbound(self.listener.upstream.name).answered(

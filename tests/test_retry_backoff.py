@@ -1,14 +1,19 @@
 """The wait before an HTTP retry (proxy/retry_backoff.py), as a pure core: by table, and by
-Hypothesis for what holds for any retry number, draw and base."""
+Hypothesis for what holds for any retry number, draw and base; and whether an upstream has
+elsewhere to send at once a try that reached no app (HttpUpstream.elsewhere)."""
 
 from __future__ import annotations
 
 import math
+import time
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gossamer.proxy.http_codec import Exchange
+from gossamer.proxy.http_upstream import HttpUpstream
 from gossamer.proxy.retry_backoff import BASE_S, CAP_S, delay_s, interval_s
 
 INF = math.inf
@@ -82,3 +87,43 @@ def test_a_wait_that_is_made_ends_before_the_deadline(retry: int, draw: float,
 
 def test_the_defaults_are_envoy_s() -> None:
     assert (BASE_S, CAP_S) == (0.025, 0.25)
+
+
+class _Listener:
+    """What HttpUpstream reads of its listener to tell whether a retry has elsewhere to go."""
+
+    def __init__(self, instances: list[str]) -> None:
+        self.instances = instances
+        self.outliers = SimpleNamespace(ejected=lambda now_ms: set())  # (none ejected)
+        self.upstream = SimpleNamespace(name="db", request_timeout_s=15.0, request_idle_s=300.0,
+                                        client_idle_s=3600.0, retry_ratio=0.2,
+                                        retry_min_per_s=10.0)  # fmt: skip
+
+    def instances_for(self, service: str) -> list[str]:
+        return self.instances if service == "db" else []
+
+
+def test_a_retry_has_elsewhere_to_go_where_its_next_try_would_go() -> None:
+    """A try that reached no app is sent again at once when its next try goes to another
+    instance: one it has not failed on, even one set aside (a failure of another request's
+    skips it for a second), as the pick goes there (balance.choose_for_request). Only the
+    outlier-free, unskipped ones counted, a retry waited its back-off when the other
+    instance had just failed some other request."""
+    host = HttpUpstream(_Listener(["a", "b"]))  # type: ignore[arg-type]
+    ex = Exchange("POST", b"/", True, False, None, 0.0, False)
+    ex.target = "db"
+    assert host.elsewhere(ex)
+    ex.failed_on = ("a",)
+    host.avoid["b"] = time.monotonic() + 60  # "b" set aside after someone else's failure
+    assert host.elsewhere(ex)
+    ex.failed_on = ("a", "b")
+    assert not host.elsewhere(ex)  # its next try goes back where it failed: it waits
+    assert not HttpUpstream(_Listener(["a"])).elsewhere(  # type: ignore[arg-type]
+        _failed_on(("a",))
+    )
+
+
+def _failed_on(where: tuple[str, ...]) -> Exchange:
+    ex = Exchange("GET", b"/", True, False, None, 0.0, False)
+    ex.target, ex.failed_on = "db", where
+    return ex
