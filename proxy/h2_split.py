@@ -89,7 +89,6 @@ from gossamer.proxy.h2_frames import (
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
-    RST_STREAM,
     STREAM_CLOSED,
     H2Error,
     goaway,
@@ -276,18 +275,8 @@ class H2Splitter(UpstreamSide[K], Generic[K]):
         """No instance for a new call: answered as Envoy answers it, 503 "no healthy
         upstream", for gRPC a trailers-only UNAVAILABLE (a reset would leave a gRPC client
         retrying at once, a plain client with no answer). Recorded as a 503."""
-        fields = [(b":status", b"503"), (b"content-type", b"text/plain")]
-        if call.grpc:
-            fields = [(b":status", b"200"), (b"content-type", b"application/grpc"),
-                      (b"grpc-status", b"14"), (b"grpc-message", NO_UPSTREAM)]  # fmt: skip
-        call.down.put(HEADERS, literal_block(fields), call.grpc)
-        if not call.grpc:
-            call.down.put(DATA, NO_UPSTREAM, True)
-        if not call.client_ended:  # (RFC 9113 §8.1: answered, the rest of the request unread)
-            call.down.put(RST_STREAM, NO_ERROR.to_bytes(4, "big"), True)
-        call.up.drop()
         self._outcome(None, 503, self._label(call.stream), 0.0)  # (gRPC's 14 is a 503)
-        self._pump_client()
+        self._answer_503(call, NO_UPSTREAM)
 
     def _client_data(self, event: Data) -> None:
         call = self._calls.get(event.stream)

@@ -9,9 +9,12 @@ calling side of a mesh should surface them:
   gRPC client retries by itself), and the connection takes no new call;
   it closes once its calls end;
 - an upstream that breaks HTTP/2 (a connection error) or whose connection
-  is lost: its calls are reset to the client, INTERNAL_ERROR, or
-  REFUSED_STREAM for those above a GOAWAY's last stream; a call whose
-  answer had all come keeps it and only loses what was left of its request;
+  is lost: REFUSED_STREAM for its calls above a GOAWAY's last stream; one
+  with no answer yet is answered as Envoy answers it, 503 "upstream connect
+  error or disconnect/reset before headers", for gRPC a trailers-only
+  UNAVAILABLE (what gRPC retry policies retry; a reset would read INTERNAL);
+  one whose answer had begun is reset, INTERNAL_ERROR; one whose answer had
+  all come keeps it and only loses what was left of its request;
 - an upstream's RST_STREAM goes to the client with its code; NO_ERROR after
   a whole answer (RFC 9113 §8.1: stop sending the request) goes behind the
   answer, not before it.
@@ -56,6 +59,11 @@ from gossamer.proxy.h2_split_wire import (
 )
 
 INTERNAL_ERROR = 0x2
+# Envoy's words for a call whose upstream connection ended before its answer, which its
+# users look for in logs and client errors
+LOST_BEFORE_ANSWER = b"upstream connect error or disconnect/reset before headers. " + (
+    b"reset reason: connection termination"
+)
 
 
 class UpstreamSide(SplitCore[K], Generic[K]):
@@ -193,7 +201,14 @@ class UpstreamSide(SplitCore[K], Generic[K]):
         if self._ups.get(key) is up:
             del self._ups[key]
         for call in list(up.calls.values()):
-            if not call.upstream_ended:
+            if (
+                not call.upstream_ended
+                and call.stream <= up.goaway
+                and not (call.answered or call.down.ended)
+            ):  # counted as the answer it gets here
+                self._book(key).headers(call.stream, self._answer_503(call, LOST_BEFORE_ANSWER),
+                                        True, now)  # fmt: skip
+            elif not call.upstream_ended:
                 self._book(key).closed(call.stream, now, UNAVAILABLE)
                 refused = call.stream > up.goaway
                 self._reset(call, REFUSED_STREAM if refused else INTERNAL_ERROR, None)
@@ -202,3 +217,20 @@ class UpstreamSide(SplitCore[K], Generic[K]):
                 self._settle(call)
         if not quiet:
             self._cmds.append(Close(key))
+
+    def _answer_503(self, call: Call[K], message: bytes) -> list[tuple[bytes, bytes]]:
+        """Answer `call` here, as Envoy answers a call it could not get answered: 503 with
+        `message`, for gRPC a trailers-only UNAVAILABLE (14) with it as grpc-message. Its
+        head's fields, for the call's book."""
+        fields = [(b":status", b"503"), (b"content-type", b"text/plain")]
+        if call.grpc:
+            fields = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                      (b"grpc-status", b"14"), (b"grpc-message", message)]  # fmt: skip
+        call.down.put(HEADERS, literal_block(fields), call.grpc)
+        if not call.grpc:
+            call.down.put(DATA, message, True)
+        if not call.client_ended:  # (RFC 9113 §8.1: answered, the rest of the request unread)
+            call.down.put(RST_STREAM, NO_ERROR.to_bytes(4, "big"), True)
+        call.up.drop()
+        self._pump_client()
+        return fields
