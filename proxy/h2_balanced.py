@@ -28,7 +28,14 @@ picks the slowest of three until its estimate decays (seconds), so an
 instance a hair slower than the others got no call of a burst at all.
 
 A connection whose own write buffer is full stops being read, and only
-that one (the core's docstring says why). An upstream connection with no
+that one (the core's docstring says why). What goes to an instance whose
+connection is full (a mux stream out of credit, a TLS connection's buffer
+over its mark) waits here, in pieces of PIECE, until it drains: a mux
+stream sent past its credit is a broken peer to the far sidecar, which
+closes the shared connection and every stream on it, and the instances'
+HTTP/2 windows (grpc's grow to MiBs) do not stop that. What waits is
+bounded by the instance's HTTP/2 connection window, as a TLS connection's
+own buffer would be. An upstream connection with no
 call for `pool_idle_s`, or to an instance no longer in the catalog, is
 retired (closed once its calls end). The upstream's request and idle
 timeouts: h2_split_timed.py.
@@ -83,6 +90,7 @@ if TYPE_CHECKING:
 # new generation is a second connection to the instance, when its first takes no new call
 Key = tuple[str, "Instance", int]
 SWEEP_MAX_S: Final = 5.0  # the longest between two looks at idle upstream connections
+PIECE: Final = 64 * 1024  # what is sent to an instance's connection at once (a mux frame's)
 
 
 def accept(
@@ -158,6 +166,7 @@ class Balanced(Relay):
         self._on_close = on_close
         self.listener = listener
         self.ups: dict[Key, Side] = {}
+        self.waiting: dict[Side, list[bytes]] = {}  # for an instance's full connection
         self.keys: dict[Side, Key] = {}
         self.dials: dict[Key, asyncio.Task[None]] = {}
         self.counted: dict[Instance, int] = {}  # what this adds to listener.outstanding
@@ -199,6 +208,9 @@ class Balanced(Relay):
         side.pause_reading()
 
     def resumed(self, side: Side) -> None:
+        waiting = self.waiting.pop(side, None)
+        for data in waiting or ():
+            self._send_up(side, data)  # (full again: the rest waits again)
         side.resume_reading()
 
     def drain(self) -> None:
@@ -264,7 +276,7 @@ class Balanced(Relay):
                 up = self.ups.get(command.key)
                 if up is not None:
                     self.sent += len(command.data)
-                    up.send(command.data)
+                    self._send_up(up, command.data)
             elif isinstance(command, Open):
                 self.idle_since.pop(command.key, None)
                 task = asyncio.get_running_loop().create_task(self._dial(command.key))
@@ -287,6 +299,19 @@ class Balanced(Relay):
             # run out: the upstream's limits, or a route's shorter ones)
             if due < self._look_at:
                 self._look(due)
+
+    def _send_up(self, side: Side, data: bytes) -> None:
+        """`data` to an instance's connection, a piece at a time while it takes them; once it
+        is full, the rest waits for `resumed`."""
+        waiting = self.waiting.get(side)
+        if waiting is not None:
+            waiting.append(data)
+            return
+        for at in range(0, len(data), PIECE):
+            if side.full:
+                self.waiting[side] = [data[at:]]
+                return
+            side.send(data[at : at + PIECE] if len(data) > PIECE else data)
 
     def _look(self, when: float) -> None:
         if self._deadline is not None:
@@ -345,6 +370,7 @@ class Balanced(Relay):
         side = self.ups.pop(key, None)
         if side is not None:
             self.keys.pop(side, None)
+            self.waiting.pop(side, None)
         self.idle_since.pop(key, None)
 
     def _finish(self) -> None:
@@ -361,6 +387,7 @@ class Balanced(Relay):
             side.close()
         self.ups.clear()
         self.keys.clear()
+        self.waiting.clear()
         for instance, n in self.counted.items():
             for _ in range(n):
                 self.listener.drop_outstanding(instance)

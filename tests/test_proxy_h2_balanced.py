@@ -157,6 +157,22 @@ def test_a_bidi_stream_of_several_mib_each_way_arrives_intact(mesh: dict[str, An
         assert list(second) == chunks[::-1]
 
 
+CALLS = 12  # (each instance's server runs 4 calls at a time: more wait, under a 15 s limit)
+
+
+def test_many_large_calls_at_once_keep_to_the_sidecar_links_credit(mesh: dict[str, Any]) -> None:
+    """12 bidi calls of 2 MiB each way at once on one channel: the instances' HTTP/2 windows
+    let web's sidecar send more than a sidecar-to-sidecar stream's credit, which the far
+    sidecar took as a broken peer and closed the whole shared connection, failing every call
+    on it (UNAVAILABLE/INTERNAL). Each call now arrives whole."""
+    chunks = [bytes([i]) * (1 << 20) for i in range(2)]
+    with grpc.insecure_channel(mesh["balanced"]) as channel:
+        eventually(lambda: _who(channel), 30, what="a first call")
+        echo = channel.stream_stream("/t.T/Echo")
+        calls = [echo(iter(chunks), timeout=30) for _ in range(CALLS)]
+        assert [list(call) == chunks for call in calls] == [True] * CALLS
+
+
 def test_a_denied_call_is_denied_each_time(mesh: dict[str, Any]) -> None:
     """The far sidecars decide each call: a deny intention gives PERMISSION_DENIED per call,
     wherever it went, and the channel works again once allowed."""
