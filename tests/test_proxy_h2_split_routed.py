@@ -6,20 +6,19 @@ from __future__ import annotations
 from gossamer.proxy.h2_frames import (
     END_HEADERS,
     END_STREAM,
-    HEAD,
     HEADERS,
     PREFACE,
     RST_STREAM,
     SETTINGS,
     frame,
     literal_block,
-    parse_head,
     rst_stream,
 )
 from gossamer.proxy.h2_split_calls import Command, Open, ToClient, ToUpstream
 from gossamer.proxy.h2_split_routed import CallRoute, RoutedSplitter, request_fields
 from gossamer.proxy.h2_split_upstream import INTERNAL_ERROR
 from gossamer.proxy.h2_split_wire import Fields
+from tests.h2_raw import frames_of
 
 CALL = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/old.T/Who"),
         (b":authority", b"a"), (b"content-type", b"application/grpc"),
@@ -94,20 +93,11 @@ class _Rig:
         self.run(self.split.from_client(frame(HEADERS, END_HEADERS | END_STREAM, 1, block)))
 
     def heads_to(self, key: str) -> int:
-        return sum(1 for f in _frames(bytes(self.to_up.get(key, b""))[len(PREFACE) :])
+        return sum(1 for f in frames_of(bytes(self.to_up.get(key, b""))[len(PREFACE) :])
                    if f[0] == HEADERS)  # fmt: skip
 
-    def client_frames(self) -> list[tuple[int, int, int, bytes]]:
-        return _frames(bytes(self.to_client))
-
-
-def _frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
-    out = []
-    while len(data) >= HEAD:
-        length, kind, flags, stream = parse_head(data[:HEAD])
-        out.append((kind, flags, stream, data[HEAD : HEAD + length]))
-        data = data[HEAD + length :]
-    return out
+    def clientframes_of(self) -> list[tuple[int, int, int, bytes]]:
+        return frames_of(bytes(self.to_client))
 
 
 ANSWER = literal_block([(b":status", b"200"), (b"grpc-status", b"0")])
@@ -122,7 +112,7 @@ def test_a_call_its_instance_resets_unanswered_goes_to_another_under_retry_on_re
     rig.run(rig.split.from_upstream("a", rst_stream(1, INTERNAL_ERROR)))
     assert rig.heads_to("b") == 1
     rig.run(rig.split.from_upstream("b", frame(HEADERS, END_HEADERS | END_STREAM, 1, ANSWER)))
-    kinds = [(k, s) for k, _, s, _ in rig.client_frames()]
+    kinds = [(k, s) for k, _, s, _ in rig.clientframes_of()]
     assert (HEADERS, 1) in kinds and (RST_STREAM, 1) not in kinds
     assert rig.outcomes == [(200, "route 0 -> db")] and rig.split.open_calls == 0
 
@@ -142,9 +132,9 @@ def test_num_retries_bounds_the_tries_and_a_call_no_route_takes_gets_the_reset()
     rig.run(rig.split.from_upstream("a", rst_stream(1, INTERNAL_ERROR)))
     rig.run(rig.split.from_upstream("b", rst_stream(1, INTERNAL_ERROR)))
     assert rig.heads_to("c") == 0
-    assert [(k, s) for k, _, s, _ in rig.client_frames() if k == RST_STREAM] == [(RST_STREAM, 1)]
+    assert [(k, s) for k, _, s, _ in rig.clientframes_of() if k == RST_STREAM] == [(RST_STREAM, 1)]
     plain = _Rig()
     plain.call(b"/t.T/Other")
     plain.run(plain.split.from_upstream("a", rst_stream(1, INTERNAL_ERROR)))
     assert plain.heads_to("b") == 0
-    assert [k for k, _, _, _ in plain.client_frames() if k == RST_STREAM] == [RST_STREAM]
+    assert [k for k, _, _, _ in plain.clientframes_of() if k == RST_STREAM] == [RST_STREAM]
