@@ -5,8 +5,9 @@ calls; h2_split_core.py holds the state both sides share). Errors, as the
 calling side of a mesh should surface them:
 
 - an upstream's GOAWAY: the calls above its last stream were never
-  processed there, so the client gets RST_STREAM REFUSED_STREAM (which a
-  gRPC client retries by itself), and the connection takes no new call;
+  processed there, so the client gets RST_STREAM REFUSED_STREAM (safe to
+  retry, but grpcio does not: h2_balanced_replay.py sends such a call again
+  when it kept it whole), and the connection takes no new call;
   it closes once its calls end;
 - an upstream that breaks HTTP/2 (a connection error) or whose connection
   is lost: REFUSED_STREAM for its calls above a GOAWAY's last stream; one
