@@ -53,7 +53,7 @@ class _Keyed(Generic[K]):
         return hash((type(self).__name__, *self.parts()))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}{self.parts()!r}"
+        return f"{type(self).__name__}({', '.join(map(repr, self.parts()))})"
 
 
 class ToUpstream(_Keyed[K]):
