@@ -275,6 +275,19 @@ def timed_request(port: int, method: str, path: str, timeout: float = 10.0) -> t
         conn.close()
 
 
+def http_instance(agent: AgentProc, name: str, sid: str, port: int,
+                  meta: dict[str, str] | None = None) -> int:  # fmt: skip
+    """Register instance `sid` of `name` (an app on `port`, `protocol: http`) with a sidecar;
+    the sidecar's inbound port."""
+    inbound = free_port(agent.ip)
+    agent.put("/v1/agent/service/register", {
+        "Name": name, "ID": sid, "Port": port, "Address": agent.ip, "Meta": meta or {},
+        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
+                                       "Proxy": {"Config": {"protocol": "http"}}}},
+    })  # fmt: skip
+    return inbound
+
+
 def status_of(port: int, method: str, path: str) -> int:
     """The status of `timed_request(port, method, path)`."""
     return timed_request(port, method, path)[0]

@@ -31,6 +31,7 @@ from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
+    http_instance,
     series,
     set_intention,
     stop_mesh,
@@ -65,16 +66,6 @@ class Mesh:
     solo_up: int  # web's HTTP upstream of solo: one instance, its app down
 
 
-def _instance(agent: AgentProc, name: str, sid: str, port: int) -> int:
-    inbound = free_port(agent.ip)
-    agent.put("/v1/agent/service/register", {
-        "Name": name, "ID": sid, "Port": port, "Address": agent.ip,
-        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
-                                       "Proxy": {"Config": {"protocol": "http"}}}},
-    })  # fmt: skip
-    return inbound
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     tmp = tmp_path_factory.mktemp("backoff")
@@ -88,10 +79,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         eventually(agent.enrolled, 20, what="the agent's certificate")
         agent.put("/v1/config", {"Kind": "service-defaults", "Name": "api", "Protocol": "http"})
         down = free_port(agent.ip)  # nothing listens there
-        inbound = [_instance(agent, "api", "api-1", app.port),
-                   _instance(agent, "db", "db-slow", slow.port),
-                   _instance(agent, "db", "db-down", down),
-                   _instance(agent, "solo", "solo-down", down)]  # fmt: skip
+        inbound = [http_instance(agent, "api", "api-1", app.port),
+                   http_instance(agent, "db", "db-slow", slow.port),
+                   http_instance(agent, "db", "db-down", down),
+                   http_instance(agent, "solo", "solo-down", down)]  # fmt: skip
         ups = {name: free_port("127.0.0.1") for name in ("api", "db", "solo")}
         body = web_body(agent, free_port(agent.ip), [
             {"DestinationName": name, "LocalBindPort": port, "Config": {"protocol": "http"}}

@@ -32,6 +32,7 @@ from tests.http_app import HttpApp
 from tests.proxy_support import (
     ProxyProc,
     healthy_sidecars,
+    http_instance,
     series,
     set_intention,
     stop_mesh,
@@ -63,16 +64,6 @@ class Mesh:
     s2: AgentProc  # web's agent
 
 
-def _app(agent: AgentProc, name: str, sid: str, app: HttpApp, meta: dict[str, str]) -> int:
-    inbound = free_port(agent.ip)
-    agent.put("/v1/agent/service/register", {
-        "Name": name, "ID": sid, "Port": app.port, "Address": agent.ip, "Meta": meta,
-        "Connect": {"SidecarService": {"Port": inbound, "Address": agent.ip,
-                                       "Proxy": {"Config": {"protocol": "http"}}}},
-    })  # fmt: skip
-    return inbound
-
-
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     tmp = tmp_path_factory.mktemp("router")
@@ -86,9 +77,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             eventually(agent.enrolled, 20, what=f"{agent.name}'s certificate")
         for name in ("api", "api-next"):
             s1.put("/v1/config", {"Kind": "service-defaults", "Name": name, "Protocol": "http"})
-        ins = [_app(s1, "api", "api-1", apps["v1"], {"version": "v1"}),
-               _app(s1, "api", "api-2", apps["v2"], {"version": "v2"}),
-               _app(s1, "api-next", "api-next", apps["next"], {"tier": "next"})]  # fmt: skip
+        ins = [http_instance(s1, "api", "api-1", apps["v1"].port, {"version": "v1"}),
+               http_instance(s1, "api", "api-2", apps["v2"].port, {"version": "v2"}),
+               http_instance(s1, "api-next", "api-next", apps["next"].port,
+                             {"tier": "next"})]  # fmt: skip
         port = free_port("127.0.0.1")
         up = {"DestinationName": "api", "LocalBindPort": port, "Config": {"protocol": "http"}}
         web = web_body(s2, free_port(s2.ip), [up])
