@@ -35,6 +35,7 @@ from tests.proxy_support import (
     series,
     set_intention,
     stop_mesh,
+    timed_request,
     wait_listening,
     web_body,
 )
@@ -115,15 +116,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 def post(mesh: Mesh, path: str, method: str = "POST", port: int = 0) -> tuple[int, float]:
     """One request on a new connection (to api, else to web's upstream at `port`): its status
     and the seconds it took."""
-    conn = http.client.HTTPConnection("127.0.0.1", port or mesh.up, timeout=10)
-    started = time.monotonic()
-    try:
-        conn.request(method, path, body=b"hi" if method == "POST" else None)
-        response = conn.getresponse()
-        response.read()
-        return response.status, time.monotonic() - started
-    finally:
-        conn.close()
+    return timed_request(port or mesh.up, method, path)
 
 
 def event(mesh: Mesh, name: str) -> float:
