@@ -27,15 +27,22 @@ one channel's calls come one after the other, and p2c over latency never
 picks the slowest of three until its estimate decays (seconds), so an
 instance a hair slower than the others got no call of a burst at all.
 
-A connection whose own write buffer is full stops being read, and only
-that one (the core's docstring says why). What goes to an instance whose
-connection is full (a mux stream out of credit, a TLS connection's buffer
-over its mark) waits here, in pieces of PIECE, until it drains: a mux
-stream sent past its credit is a broken peer to the far sidecar, which
+The client's connection stops being read while its own write buffer is
+full, and only it (the core's docstring says why). What goes to an instance
+whose connection is full (a mux stream out of credit, a TLS connection's
+buffer over its mark) waits here, in pieces of PIECE, until it drains: a
+mux stream sent past its credit is a broken peer to the far sidecar, which
 closes the shared connection and every stream on it, and the instances'
-HTTP/2 windows (grpc's grow to MiBs) do not stop that. What waits is
-bounded by the instance's HTTP/2 connection window, as a TLS connection's
-own buffer would be. An upstream connection with no
+HTTP/2 windows (grpc's grow to MiBs) do not stop that. That connection is
+read on meanwhile: its answers are what the far side waits to send before
+it reads more of ours (a grpc server writing a call's answer reads no more
+of it), so a sidecar that stopped reading it stalled every call on it until
+the request timeout, whenever the calls it carried outran the mux credit.
+What waits is bounded by the largest HTTP/2 connection window the instance
+gave (its promise to read that much) plus CONTROL_SLACK for frames outside
+flow control (ACKs of its PINGs and SETTINGS, header blocks); past that,
+as from a peer that sends PINGs and never reads, it is not read until it
+drains. An upstream connection with no
 call for `pool_idle_s`, or to an instance no longer in the catalog, is
 retired (closed once its calls end). The upstream's request and idle
 timeouts: h2_split_timed.py.
@@ -91,6 +98,7 @@ if TYPE_CHECKING:
 Key = tuple[str, "Instance", int]
 SWEEP_MAX_S: Final = 5.0  # the longest between two looks at idle upstream connections
 PIECE: Final = 64 * 1024  # what is sent to an instance's connection at once (a mux frame's)
+CONTROL_SLACK: Final = 1024 * 1024  # what may wait for an instance past its window
 
 
 def accept(
@@ -167,6 +175,8 @@ class Balanced(Relay):
         self.listener = listener
         self.ups: dict[Key, Side] = {}
         self.waiting: dict[Side, list[bytes]] = {}  # for an instance's full connection
+        self.held: dict[Side, int] = {}  # the bytes of `waiting`'s lists
+        self.stopped: set[Side] = set()  # instances' connections not read: too much waits
         self.keys: dict[Side, Key] = {}
         self.dials: dict[Key, asyncio.Task[None]] = {}
         self.counted: dict[Instance, int] = {}  # what this adds to listener.outstanding
@@ -203,15 +213,20 @@ class Balanced(Relay):
         return side
 
     def paused(self, side: Side) -> None:
-        """`side`'s own write buffer is full: it is not read until it drains (a peer that
-        sends PINGs and never reads), and nothing else stops."""
-        side.pause_reading()
+        """`side`'s own write buffer is full. The client's is not read until it drains (a
+        peer that sends PINGs and never reads), and nothing else stops; an instance's is
+        read on while what waits for it stays within its window (`_send_up`)."""
+        if side is self.client:
+            side.pause_reading()
 
     def resumed(self, side: Side) -> None:
         waiting = self.waiting.pop(side, None)
+        self.held.pop(side, None)
+        self.stopped.discard(side)
         for data in waiting or ():
             self._send_up(side, data)  # (full again: the rest waits again)
-        side.resume_reading()
+        if side not in self.stopped:
+            side.resume_reading()
 
     def drain(self) -> None:
         """The listener stopped (a change, SIGTERM): GOAWAY, calls under way go on; closed
@@ -306,12 +321,25 @@ class Balanced(Relay):
         waiting = self.waiting.get(side)
         if waiting is not None:
             waiting.append(data)
+            self._hold(side, len(data))
             return
         for at in range(0, len(data), PIECE):
             if side.full:
                 self.waiting[side] = [data[at:]]
+                self._hold(side, len(data) - at)
                 return
             side.send(data[at : at + PIECE] if len(data) > PIECE else data)
+
+    def _hold(self, side: Side, size: int) -> None:
+        """`size` more bytes wait for an instance's connection: past its window and the
+        slack, it is not read until they drain (`resumed`)."""
+        held = self.held[side] = self.held.get(side, 0) + size
+        key = self.keys.get(side)
+        if side in self.stopped or key is None:
+            return
+        if held > self.split.window_peak(key) + CONTROL_SLACK:
+            self.stopped.add(side)
+            side.pause_reading()
 
     def _look(self, when: float) -> None:
         if self._deadline is not None:
@@ -362,15 +390,15 @@ class Balanced(Relay):
         if self.over or self.ups.get(key) is not side:
             return
         side.relay = self
-        side.joined()  # what it read while it was made, now
-        if side.full and self.keys.get(side) == key:
-            side.pause_reading()
+        side.joined()  # what it read while it was made, now (read on while full: `paused`)
 
     def _forget(self, key: Key) -> None:
         side = self.ups.pop(key, None)
         if side is not None:
             self.keys.pop(side, None)
             self.waiting.pop(side, None)
+            self.held.pop(side, None)
+            self.stopped.discard(side)
         self.idle_since.pop(key, None)
 
     def _finish(self) -> None:
@@ -388,6 +416,8 @@ class Balanced(Relay):
         self.ups.clear()
         self.keys.clear()
         self.waiting.clear()
+        self.held.clear()
+        self.stopped.clear()
         for instance, n in self.counted.items():
             for _ in range(n):
                 self.listener.drop_outstanding(instance)

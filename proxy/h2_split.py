@@ -64,11 +64,16 @@ Choices, and why:
   (gRPC: transparently) retry; a call never sent anywhere (its dial failed)
   tries one other instance.
 
-The shell should stop reading a connection while its own write buffer is
-over a high-water mark: DATA to it is bounded by its windows, but a peer that
-sends PINGs or SETTINGS and never reads is owed an ACK for each (Envoy's
-max_outbound_control_frames). Only that connection's own buffer: pausing the
-client for an upstream's sake would bring head-of-line blocking back.
+The shell should stop reading the client's connection while its own write
+buffer is over a high-water mark: DATA to it is bounded by its windows, but a
+peer that sends PINGs or SETTINGS and never reads is owed an ACK for each
+(Envoy's max_outbound_control_frames). Only that connection's own buffer:
+pausing the client for an upstream's sake would bring head-of-line blocking
+back. An upstream whose writes wait is read on: its answers are what lets it
+read ours again (a server writing a call's answer reads no more of that call),
+so pausing it stalls every call it carries. What may wait for it is bounded by
+`window_peak(key)` (what it promised to read) plus some slack for control
+frames; past that, it too is paused.
 
 Not yet: rapid-reset
 accounting (h2_calls.CallBook.rapid is kept per instance, not acted on);

@@ -56,6 +56,12 @@ class SplitCore(Generic[K]):
         """DATA bytes waiting per call: (for the upstream, for the client)."""
         return {stream: (c.up.queued, c.down.queued) for stream, c in self._calls.items()}
 
+    def window_peak(self, key: K) -> int:
+        """The largest connection window `key`'s instance has given us (0: no connection):
+        the most DATA of ours it may not have read yet, so what may wait for it."""
+        up = self._ups.get(key)
+        return up.peer.send_peak if up is not None else 0
+
     def _route(self, call: Call[K]) -> None:
         raise NotImplementedError
 

@@ -96,6 +96,8 @@ class Peer:
         self._max_block = 2 * max_list + 4096  # a header block's bytes, before decoding
         self.out = bytearray()  # bytes for the peer, taken by the splitter
         self.send_conn = DEFAULT_WINDOW  # what the peer lets us send, the connection's
+        self.send_peak = DEFAULT_WINDOW  # the most it ever let us send at once: what it may
+        # have unread of ours at any time (the shell bounds what waits for it so: h2_balanced)
         self.initial_send = DEFAULT_WINDOW  # its SETTINGS_INITIAL_WINDOW_SIZE
         self.max_frame = 16384  # its SETTINGS_MAX_FRAME_SIZE
         self.max_streams = MAX_WINDOW  # its SETTINGS_MAX_CONCURRENT_STREAMS
@@ -225,6 +227,7 @@ class Peer:
             if not increment:
                 raise H2Error(PROTOCOL_ERROR, "a WINDOW_UPDATE of 0 on the connection")
             self.send_conn += increment
+            self.send_peak = max(self.send_peak, self.send_conn)
             if self.send_conn > MAX_WINDOW:
                 raise H2Error(FLOW_CONTROL_ERROR, "the connection's window over 2^31-1")
             yield Window(0, increment)
