@@ -255,10 +255,14 @@ class Splitters:
             from gossamer.proxy.router_plan import with_routes
 
             routing = with_routes(routing, routes, listener.upstream.name, splits)
-        if splits != listener.split:
+        # (compared with what was said last: a plan still waiting for its targets was said,
+        # and one undone before it applied would otherwise leave its line the last word)
+        said = self._pending.get(id(listener)) or (listener.split, listener.routing, None)
+        said_splits, said_routing = said[0], said[1]
+        if splits != said_splits:
             shown = ", ".join(f"{s.service} {s.weight / 100:g}%" for s in splits) or "none"
             log.info("proxy: upstream %s split: %s", listener.upstream.name, shown)
-        if routing != listener.routing:
+        if routing != said_routing:
             log.info("proxy: upstream %s resolved: %s", listener.upstream.name,
                      "as itself" if routing is None else routing.shown())  # fmt: skip
         plan = (splits, routing, routes)

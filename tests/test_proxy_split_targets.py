@@ -62,6 +62,34 @@ async def test_a_new_target_applies_once_its_instances_are_known(serve_app: Serv
         splitters.stop()
 
 
+async def test_the_log_says_the_split_in_force_after_one_undone_before_it_applied(
+    serve_app: ServeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A split logged as it came, then deleted before its new target was heard of: the
+    listener's split never changed, so nothing was logged, and the last line still named the
+    split (a test waiting for the log to say "as itself" waited 20 s in CI)."""
+
+    async def health(request: web.Request) -> web.Response:
+        await asyncio.sleep(30)  # (never heard of)
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/v1/health/connect/{name}", health)
+    where = await serve_app(app)
+    listener = UpstreamListener(Upstream("api", 9191), lambda: None, tally.Tally())
+    splitters = Splitters(AgentHttp(where.base))
+    try:
+        with caplog.at_level("INFO", logger="gossamer.proxy"):
+            splitters.on_entries(CANARY, [listener])
+            splitters.on_entries([], [listener])
+        said = [r.getMessage() for r in caplog.records if "upstream api split" in r.getMessage()]
+        assert said == ["proxy: upstream api split: api 90%, api-canary 10%",
+                        "proxy: upstream api split: none"], said  # fmt: skip
+        assert listener.split == ()
+    finally:
+        splitters.stop()
+
+
 def test_an_unreadable_entry_leaves_its_service_unsplit() -> None:
     bad = [{"Kind": "service-splitter", "Name": "db", "Splits": [{"Weight": 50}]}]
     assert splits_by_service([*CANARY, *bad, "junk", None]) == {
