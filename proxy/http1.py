@@ -248,12 +248,22 @@ class HttpSession(HttpAppLink):
         that has sent nothing yet is not between requests: its first one is on the way (a
         new connection, which no client sends again), and is answered, then closed. A
         client sidecar's pooled stream is told that nothing sent on it from now on reaches
-        the app (RESET UNREACHABLE): a request it has just lent that stream for, crossing
-        this close, goes to another instance rather than ending in a 502."""
+        the app (RESET BETWEEN): a request it has just lent that stream for, crossing
+        this close, goes to another instance (`close_between`)."""
         idle = not self.queue and not self.requests.in_message and self.tunnel is None
         if idle and self._moved[0]:
-            self.client.say_unreached()  # (a plain connection cannot say it: just closed)
-            self.close()
+            self.close_between()
+
+    def close_between(self) -> None:
+        """Closed with no request under way (draining, or idle past the client-idle limit):
+        a client sidecar's pooled stream is told first that nothing sent on it from now on
+        reaches the app (RESET BETWEEN; a plain connection cannot say it: just closed),
+        so a request it lends the stream for as the close crosses it goes elsewhere, POST
+        or not, instead of ending in a 502. (A client idle in the middle of a request head
+        is only closed: it is read on for a while, linger.py.)"""
+        if not self.requests.in_message:
+            self.client.say_unreached(between=True)
+        self.close()
 
     def _record_cut(self) -> None:
         """Requests the connection's end leaves without a whole answer still count, as Envoy

@@ -152,7 +152,7 @@ class Deadlines:
         elif ex is None:
             if lim.client_idle_s and quiet >= lim.client_idle_s:
                 s.host.http_event(CLIENT_IDLE)
-                s.close()
+                s.close_between()  # (a request crossing the close goes elsewhere)
                 return
             due = now + lim.client_idle_s / 2 if lim.client_idle_s else inf
         else:  # waiting for a connection, or for the rest of a denied request

@@ -23,7 +23,11 @@ record and one write. Inside the TLS stream every piece is a frame: a
   connection, a failed attempt at that instance: try another instance;
   any other reason answering OPEN is taken the same way; after the ACK, on
   a stream carrying HTTP, the request on it reached no app: it may be sent
-  to another instance, whatever its method);
+  to another instance, whatever its method), `BETWEEN` (after the ACK, on a
+  stream carrying HTTP: closed between requests, idle or draining; what
+  the other side sends from now on reaches no app, so a request crossing
+  the close may go elsewhere, whatever its method, and a byte relay takes
+  it as a clean end; an older peer takes it as a cut);
 - WINDOW: flow-control credit, a 4-byte count of bytes of the stream the
   receiver has passed on; a sender stops reading its local side once it
   has sent `WINDOW_BYTES` more than it was credited, so a slow reader on
@@ -49,6 +53,7 @@ CUT: Final = 0  # RESET's reasons
 REFUSED: Final = 1
 AWAY: Final = 2
 UNREACHABLE: Final = 3
+BETWEEN: Final = 4
 HEADER: Final = struct.Struct("!BII")
 HEADER_SIZE: Final = HEADER.size
 MAX_PAYLOAD: Final = 1 << 20  # chunks are at most 64 KiB (side.py); more is not a peer of ours

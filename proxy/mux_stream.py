@@ -22,6 +22,7 @@ import asyncio
 from typing import TYPE_CHECKING, Final
 
 from gossamer.proxy.mux_frames import (
+    BETWEEN,
     CUT,
     DATA,
     END,
@@ -133,18 +134,22 @@ class StreamSide(Side):
         # or joint and stream keep each other in a cycle (relay.py lets go the same way).
         self.relay = None
 
-    def say_unreached(self) -> bool:
+    def say_unreached(self, *, between: bool = False) -> bool:
         """RESET UNREACHABLE: the request on this stream never reached the app (http1.py), so
-        the client sidecar may send it to another instance."""
+        the client sidecar may send it to another instance; RESET BETWEEN (`between`): closed
+        between requests, the same to an HTTP client sidecar, an end to a byte relay."""
         if self.closed:
             return False
-        self.mux.queue(reset(self.id, UNREACHABLE))
+        self.mux.queue(reset(self.id, BETWEEN if between else UNREACHABLE))
         self.finish()
         self.relay = None  # (as `close`: no connection_lost follows)
         return True
 
     def unreached(self) -> bool:
-        return self.reset_got == UNREACHABLE
+        return self.reset_got in (UNREACHABLE, BETWEEN)
+
+    def closed_between(self) -> bool:
+        return self.reset_got == BETWEEN
 
     def cut(self) -> None:
         self.close(abort=True)

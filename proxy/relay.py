@@ -78,6 +78,11 @@ class Relay(Joint):
     def side_lost(self, side: Side) -> None:
         if not self.halves.closed:
             self.first_gone(side)
+        if side.closed_between():  # a far HTTP sidecar's close between requests (http1.py
+            # `close_between`): nothing was cut, so the other side is closed, not reset
+            if self.halves.lost() is Step.CLOSE_BOTH:
+                self._close(_closed)
+            return
         self.lost()
 
     def ended(self, side: Side) -> None:

@@ -111,9 +111,15 @@ class Side(asyncio.BufferedProtocol):
         cannot say so."""
         return False
 
-    def say_unreached(self) -> bool:
+    def say_unreached(self, *, between: bool = False) -> bool:
         """End this connection saying what came on it never reached the app, where it can say
-        so (a mux stream); False, and nothing done, where it cannot."""
+        so (a mux stream); False, and nothing done, where it cannot. `between`: it is closed
+        between requests (RESET BETWEEN), an end to a byte relay, not a loss."""
+        return False
+
+    def closed_between(self) -> bool:
+        """The far sidecar closed it between HTTP requests (RESET BETWEEN): an end, not a loss
+        (a byte relay closes its other side cleanly)."""
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -26,11 +26,15 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 @contextlib.asynccontextmanager
 async def http_pair(
-    app_handler: Handler, web_protocol: str = "http", pki: Pki | None = None, **upstream: Any
+    app_handler: Handler,
+    web_protocol: str = "http",
+    pki: Pki | None = None,
+    db_fields: dict[str, Any] | None = None,
+    **upstream: Any,
 ) -> AsyncIterator[tuple[UpstreamListener, Inbound]]:
     """(web's upstream listener, db's inbound), both listening; `upstream`: more of web's
-    Upstream fields (timeouts, pool sizes); `pki`: the mesh both leaves come from, for a
-    test that gives web a new one."""
+    Upstream fields (timeouts, pool sizes); `db_fields`: more of db's ProxyConfig fields;
+    `pki`: the mesh both leaves come from, for a test that gives web a new one."""
     app = await asyncio.start_server(app_handler, "127.0.0.1", 0)
     pki = pki or Pki()
     db_identity, web_identity = pki.identity("db"), pki.identity("web")
@@ -38,7 +42,8 @@ async def http_pair(
     policy.intentions, policy.known = IntentionSet([Intention("web", "db", action="allow")]), True
     port = free_port("127.0.0.1")
     config = ProxyConfig(service="db", bind_address="127.0.0.1", bind_port=port, protocol="http",
-                         local_port=app.sockets[0].getsockname()[1])  # fmt: skip
+                         local_port=app.sockets[0].getsockname()[1],
+                         **(db_fields or {}))  # fmt: skip
     db = Inbound(config, lambda: db_identity, policy, tally.Tally())
     await db.start()
     web = UpstreamListener(Upstream("db", free_port("127.0.0.1"), protocol=web_protocol,
