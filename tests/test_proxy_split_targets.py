@@ -9,6 +9,7 @@ the previous split staying in force meanwhile.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,6 +32,17 @@ def _rows(port: int) -> list[dict[str, Any]]:
     return [{"Node": {"Address": "10.0.0.9"}, "Service": {"Address": "10.0.0.9", "Port": port}}]
 
 
+async def _rig(
+    serve_app: ServeApp, health: Callable[[web.Request], Awaitable[web.Response]]
+) -> tuple[UpstreamListener, Splitters]:
+    """api's listener and the splitters, whose health watches ask the stand-in `health`."""
+    app = web.Application()
+    app.router.add_get("/v1/health/connect/{name}", health)
+    where = await serve_app(app)
+    listener = UpstreamListener(Upstream("api", 9191), lambda: None, tally.Tally())
+    return listener, Splitters(AgentHttp(where.base))
+
+
 async def test_a_new_target_applies_once_its_instances_are_known(serve_app: ServeApp) -> None:
     release = asyncio.Event()
     asked: list[str] = []
@@ -42,11 +54,7 @@ async def test_a_new_target_applies_once_its_instances_are_known(serve_app: Serv
         await release.wait()
         return web.json_response(_rows(21001), headers={"X-Consul-Index": "7"})
 
-    app = web.Application()
-    app.router.add_get("/v1/health/connect/{name}", health)
-    where = await serve_app(app)
-    listener = UpstreamListener(Upstream("api", 9191), lambda: None, tally.Tally())
-    splitters = Splitters(AgentHttp(where.base))
+    listener, splitters = await _rig(serve_app, health)
     try:
         splitters.on_entries(CANARY, [listener])
         await eventually_async(lambda: asked == ["api-canary"])  # its watch asked
@@ -73,11 +81,7 @@ async def test_the_log_says_the_split_in_force_after_one_undone_before_it_applie
         await asyncio.sleep(30)  # (never heard of)
         return web.json_response([])
 
-    app = web.Application()
-    app.router.add_get("/v1/health/connect/{name}", health)
-    where = await serve_app(app)
-    listener = UpstreamListener(Upstream("api", 9191), lambda: None, tally.Tally())
-    splitters = Splitters(AgentHttp(where.base))
+    listener, splitters = await _rig(serve_app, health)
     try:
         with caplog.at_level("INFO", logger="gossamer.proxy"):
             splitters.on_entries(CANARY, [listener])
@@ -114,11 +118,7 @@ async def test_the_old_split_keeps_its_targets_until_the_new_one_applies(
         return web.json_response(_rows(21002 if name == "api-canary2" else 21001),
                                  headers={"X-Consul-Index": "7"})  # fmt: skip
 
-    app = web.Application()
-    app.router.add_get("/v1/health/connect/{name}", health)
-    where = await serve_app(app)
-    listener = UpstreamListener(Upstream("api", 9191), lambda: None, tally.Tally())
-    splitters = Splitters(AgentHttp(where.base))
+    listener, splitters = await _rig(serve_app, health)
     second = [{**CANARY[0], "Splits": [SPLITS[0], {"Weight": 10, "Service": "api-canary2"}]}]
     try:
         splitters.on_entries(CANARY, [listener])
