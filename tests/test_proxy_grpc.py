@@ -557,11 +557,24 @@ def _own_sidecar(upstream: dict[str, object], name: str, app_port: int, protocol
         wait_listening(agent.ip, inbound, own)
         wait_listening("127.0.0.1", up, web)
         eventually(lambda: healthy_sidecars(agent, name) == 1, 30, what=f"{name}'s sidecar")
+        # (passing at the agent is not yet known to web's sidecar, whose watch answers a
+        # moment later: a call then found no instance and its connection ended, in CI)
+        eventually(lambda: _holds(up), 20, what=f"web's sidecar to know {name}'s instance")
         yield own, up
     finally:
         web.stop()
         own.stop()
         agent.put(f"/v1/agent/service/deregister/{name}", {})
+
+
+def _holds(port: int) -> bool:
+    """Whether a connection to the upstream listener on `port` is held (it waits for the
+    client to speak), not closed at once as one with no instance to go to is."""
+    with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
+        try:
+            return sock.recv(1) != b""
+        except TimeoutError:
+            return True
 
 
 def _grpc_message(body: bytes) -> bytes:
