@@ -20,7 +20,7 @@ from h2.connection import H2Connection
 from gossamer.proxy.h2_frames import PING, SETTINGS, frame
 from tests.test_proxy_grpc import grpc_mesh
 
-LIMIT = 48 << 20  # what the flood sends at most: past this, nothing held it back
+LIMIT = 64 << 20  # what the flood sends at most: past this, nothing held it back
 BLOCKED_S = 2.0  # a write that waits this long: the flood is held back
 
 
@@ -68,6 +68,6 @@ async def test_an_instance_that_floods_pings_and_never_reads_is_held_back(mode: 
         try:
             await loop.sock_sendall(sock, client.data_to_send())
             sent = await asyncio.wait_for(flood.sent, 120)
-            assert sent < 24 << 20, f"the flood went on: {sent >> 20} MiB"
+            assert sent < 32 << 20, f"the flood went on: {sent >> 20} MiB"  # (sockets: ~18)
         finally:
             sock.close()
