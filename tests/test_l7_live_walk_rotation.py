@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from tests.harness.cluster import AgentProc, Cluster, free_port, put_exact
+from tests.harness.grpc_poll import unless_unavailable
 from tests.harness.poll import eventually
 from tests.proxy_support import (
     ProxyProc,
@@ -246,7 +247,8 @@ def test_grpc_calls_and_a_long_stream_ride_through_renewals_and_a_root_rotation(
             failures.append(f"stream: {e!r}")
 
     with grpc.insecure_channel(mesh.rpc) as channel:
-        eventually(lambda: channel.unary_unary("/echo.Echo/Unary")(b"w", timeout=5), 20,
+        first = channel.unary_unary("/echo.Echo/Unary")
+        eventually(lambda: unless_unavailable(lambda: first(b"w", timeout=5)), 20,
                    what="a first call")  # fmt: skip
         threads = [threading.Thread(target=f, args=(channel,), daemon=True)
                    for f in (unary_loop, unary_loop, stream_loop)]  # fmt: skip

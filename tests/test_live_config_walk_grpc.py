@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.grpc_poll import unless_unavailable
 from tests.harness.poll import eventually
 from tests.proxy_support import (
     ProxyProc,
@@ -92,7 +93,8 @@ def test_a_channel_follows_its_upstream_to_a_new_destination_losing_no_call(
     agent, web_in, port = mesh
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     unary = channel.unary_unary("/echo.Echo/Unary")
-    eventually(lambda: unary(b"a", timeout=5) == b"rpc:a", 20, what="web -> rpc")
+    eventually(lambda: unless_unavailable(lambda: unary(b"a", timeout=5)) == b"rpc:a", 20,
+               what="web -> rpc")  # fmt: skip
     changed = threading.Event()
 
     def asks() -> Iterator[bytes]:  # a stream open across the change finishes where it began

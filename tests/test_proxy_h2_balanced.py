@@ -27,6 +27,7 @@ from gossamer.proxy.h2_frames import CANCEL, rst_stream
 from gossamer.proxy.http_limits import Limits
 from tests.harness.cli import cli_env
 from tests.harness.cluster import AgentProc, Cluster, free_port
+from tests.harness.grpc_poll import unless_unavailable
 from tests.harness.poll import eventually, eventually_async
 from tests.proxy_support import (
     ProxyProc,
@@ -117,10 +118,15 @@ def _who(channel: grpc.Channel) -> str:
     return answer.decode()
 
 
+def _up(channel: grpc.Channel) -> str:
+    """Who answered a call; "" while web's sidecar has not heard of an instance yet."""
+    return unless_unavailable(lambda: _who(channel)) or ""
+
+
 def _spread(channel: grpc.Channel, names: set[str], calls: int = 60) -> collections.Counter[str]:
     """`calls` calls once every one of `names` has answered one (the sidecar has them all)."""
     seen: set[str] = set()
-    eventually(lambda: seen.add(_who(channel)) or names <= seen, 30,
+    eventually(lambda: seen.add(_up(channel)) or names <= seen, 30,
                what=f"calls reaching each of {sorted(names)}")  # fmt: skip
     return collections.Counter(_who(channel) for _ in range(calls))
 
@@ -139,7 +145,7 @@ def test_opted_out_a_channel_stays_on_one_instance(mesh: dict[str, Any]) -> None
     """`gossamer_balance_calls: false`: the channel's connection goes to one instance, and every
     call of it with it (the follow-only relay, h2_followed.py)."""
     with grpc.insecure_channel(mesh["followed"]) as channel:
-        eventually(lambda: _who(channel), 30, what="a first call")
+        eventually(lambda: _up(channel), 30, what="a first call")
         counts = collections.Counter(_who(channel) for _ in range(30))
     assert len(counts) == 1, counts
 
@@ -147,7 +153,7 @@ def test_opted_out_a_channel_stays_on_one_instance(mesh: dict[str, Any]) -> None
 def test_a_bidi_stream_of_several_mib_each_way_arrives_intact(mesh: dict[str, Any]) -> None:
     chunks = [bytes([i % 251]) * 65536 + i.to_bytes(4, "big") for i in range(64)]  # ~4 MiB
     with grpc.insecure_channel(mesh["balanced"]) as channel:
-        eventually(lambda: _who(channel), 30, what="a first call")
+        eventually(lambda: _up(channel), 30, what="a first call")
         echo = channel.stream_stream("/t.T/Echo")
         answers = list(echo(iter(chunks), timeout=30))
         assert answers == chunks
@@ -170,7 +176,7 @@ def test_many_large_calls_at_once_keep_to_the_sidecar_links_credit(mesh: dict[st
     and its calls ended DEADLINE_EXCEEDED (half the runs, in Python)."""
     chunks = [bytes([i]) * (1 << 20) for i in range(2)]
     with grpc.insecure_channel(mesh["balanced"]) as channel:
-        eventually(lambda: _who(channel), 30, what="a first call")
+        eventually(lambda: _up(channel), 30, what="a first call")
         echo = channel.stream_stream("/t.T/Echo")
         calls = [echo(iter(chunks), timeout=30) for _ in range(CALLS)]
         assert [list(call) == chunks for call in calls] == [True] * CALLS
@@ -181,7 +187,7 @@ def test_a_denied_call_is_denied_each_time(mesh: dict[str, Any]) -> None:
     wherever it went, and the channel works again once allowed."""
     agent = mesh["agent"]
     with grpc.insecure_channel(mesh["balanced"]) as channel:
-        eventually(lambda: _who(channel), 30, what="a first call")
+        eventually(lambda: _up(channel), 30, what="a first call")
         set_intention(agent, "web", "rpc", "deny")
         try:
 

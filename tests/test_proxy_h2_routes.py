@@ -112,8 +112,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         wait_listening("127.0.0.1", port, proxy)
         for name in servers:
             eventually(lambda n=name: healthy_sidecars(agent, n) == 1, 30, what=f"{name} passing")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            eventually(lambda: _who(channel) == "a", 20, what="a first call")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:  # (UNAVAILABLE until the
+            # sidecar's watch hears of the instances the agent already reports passing)
+            eventually(lambda: _tried(channel, "/t.T/Who") == "a", 20, what="a first call")
         yield {"agent": agent, "target": f"127.0.0.1:{port}", "stats": stats,
                "log": tmp / "proxy.log"}  # fmt: skip
     finally:
@@ -132,7 +133,7 @@ def clean(request: pytest.FixtureRequest) -> Iterator[None]:
     http_json(f"{agent.http}/v1/config/service-router/a", "DELETE", token=agent.token,
               cafile=agent.cafile)  # fmt: skip
     with grpc.insecure_channel(mesh["target"]) as channel:
-        eventually(lambda: _who(channel) == "a", 20, what="no router in force")
+        eventually(lambda: _tried(channel, "/t.T/Who") == "a", 20, what="no router in force")
 
 
 def _router(mesh: dict[str, Any], *routes: dict[str, Any]) -> None:
