@@ -162,6 +162,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
             wait_listening("127.0.0.1", port, web_proxy)
             eventually(lambda n=name: healthy_sidecars(agent, n) == 1, 30,
                        what=f"{name}'s sidecar passing")  # fmt: skip
+            eventually(lambda p=port: _holds(p), 20, what=f"web's sidecar to know {name}'s")
         yield {"rpc": f"127.0.0.1:{up_ports['rpc']}", "rpcs": f"127.0.0.1:{up_ports['rpcs']}",
                "app_cert": app_cert, "agent": agent, "stats": stats, "web_stats": web_stats,
                "tmp": tmp,
