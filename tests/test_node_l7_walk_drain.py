@@ -6,9 +6,9 @@ yet told, still lends its idle pooled connections to db. db's draining
 inbound closes each one between requests (`wind_down`), and a POST that web
 had just sent on one got `502`, though db's app never saw it: web could not
 tell that close from an app that took the request and died. The far side
-knows it read nothing of a new request, so it now says so (RESET
-UNREACHABLE, as when it cannot reach its app) and web sends the request on
-to another instance, whatever its method. The same race happens whenever
+knows it read nothing of a new request, so it now says so (RESET BETWEEN,
+taken as UNREACHABLE is, when it cannot reach its app) and web sends the
+request on to another instance, whatever its method. The same race happens whenever
 one instance of a service drains while its callers go on.
 
 In-process: web's upstream listener over real mTLS to two db instances.
