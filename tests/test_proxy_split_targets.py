@@ -78,7 +78,7 @@ async def test_the_log_says_the_split_in_force_after_one_undone_before_it_applie
     split (a test waiting for the log to say "as itself" waited 20 s in CI)."""
 
     async def health(request: web.Request) -> web.Response:
-        await asyncio.sleep(30)  # (never heard of)
+        await asyncio.Event().wait()  # (never answered: no target is ever heard of)
         return web.json_response([])
 
     listener, splitters = await _rig(serve_app, health)
